@@ -1,0 +1,3 @@
+from zoomsr.cli.main import run
+
+run()

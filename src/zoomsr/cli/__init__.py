@@ -1,0 +1,1 @@
+"""The ``zoomsr`` command line: argument parsing and error-to-exit-code mapping only."""

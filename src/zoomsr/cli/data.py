@@ -1,0 +1,102 @@
+"""``zoomsr data``: make, check and describe S2-NAIP datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Make, check and describe S2-NAIP datasets.", no_args_is_help=True)
+
+
+@app.command("sample")
+def sample(
+    out: Path = typer.Argument(..., help="Output folder (created; must be empty)."),
+    pairs: int = typer.Option(256, "--pairs", "-n", help="Number of pairs to generate."),
+    frames: int = typer.Option(8, "--frames", help="Sentinel-2 time steps per pair."),
+    bands: str = typer.Option("tci", "--bands", help="Comma-separated bands, tci first."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Generate a small SYNTHETIC dataset in the published S2-NAIP layout (demos, tests)."""
+    from zoomsr.data.sample import write_sample
+
+    root = write_sample(out, pairs=pairs, n_frames=frames, bands=bands, seed=seed,
+                        overwrite=overwrite, progress=progress)
+    typer.echo(f"wrote {pairs} synthetic pairs ({frames} time steps, bands {bands}) to {root}")
+
+
+@app.command("check")
+def check(
+    root: Path = typer.Argument(..., help="Dataset folder (holds naip/ and sentinel2/)."),
+    bands: str = typer.Option("", "--bands", help="Bands every tile must have, e.g. tci,b08."),
+    scale: int = typer.Option(4, "--scale", help="NAIP chunk = 32*scale px."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """List every problem in a dataset; exit 1 if there is any error (or warning with --strict)."""
+    from zoomsr.data.bands import validate_bands
+    from zoomsr.data.check import check_dataset
+
+    wanted = validate_bands(bands) if bands else None
+    report = check_dataset(root, bands=wanted, scale=scale, progress=progress)
+    for problem in report.problems:
+        typer.echo(str(problem))
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    typer.echo(f"{report.root}: {report.n_pairs} pairs, {report.n_tiles} tiles, "
+               f"{n_err} error(s), {n_warn} warning(s)")
+    if n_err or (strict and n_warn):
+        raise typer.Exit(1)
+
+
+@app.command("info")
+def info(
+    root: Path = typer.Argument(..., help="Dataset folder (holds naip/ and sentinel2/)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write tile-map and montage PNGs."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for plots (default: ROOT)."),
+    max_tiles: int | None = typer.Option(
+        None, "--max-tiles", help="Read at most this many (random, seeded) series for stats."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Pairs, bands, time-series lengths, black/invalid time steps and geographic extent."""
+    from zoomsr.data.info import dataset_info, plot_montage, plot_tile_locations
+    from zoomsr.data.layout import scan_pairs
+
+    summary = dataset_info(root, max_tiles=max_tiles, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_info(summary)
+    if plot:
+        folder = out or Path(root)
+        pairs = scan_pairs(root)
+        label = " (SYNTHETIC)" if summary.synthetic else ""
+        tiles_png = plot_tile_locations(pairs, folder / "tiles.png",
+                                        title=f"{summary.n_tiles} tiles{label}")
+        montage_png = plot_montage(pairs, folder / "montage.png",
+                                   title=f"LR time steps | NAIP{label}")
+        typer.echo(f"wrote {tiles_png} and {montage_png}")
+
+
+def _print_info(s) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{s.root}" + ("  [SYNTHETIC]" if s.synthetic else ""), show_header=False)
+    table.add_row("pairs", str(s.n_pairs))
+    table.add_row("tiles", str(s.n_tiles))
+    table.add_row("NAIP images", str(s.n_images))
+    table.add_row("bands (tiles)", ", ".join(f"{b} ({n})" for b, n in s.bands.items()))
+    lengths = ", ".join(f"{t}: {n}" for t, n in sorted(s.series_lengths.items()))
+    table.add_row("time steps: tiles", lengths or "-")
+    table.add_row("invalid time steps", f"{100 * s.invalid_share:.1f} % of {s.frames}")
+    table.add_row("black TCI pixels", f"{100 * s.black_pixel_share:.2f} %")
+    w, so, e, n = s.extent
+    table.add_row("extent (lon/lat)", f"W {w:.5f}  S {so:.5f}  E {e:.5f}  N {n:.5f}")
+    if s.tiles_examined < s.n_tiles:
+        table.add_row("note", f"statistics from {s.tiles_examined} random tiles")
+    Console().print(table)

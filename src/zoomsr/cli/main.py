@@ -1,0 +1,108 @@
+"""Root ``zoomsr`` command: global options, sub-command groups and exit codes.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted.
+Errors print one line on stderr; ``--debug`` (or ``ZOOMSR_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+try:
+    from typer.exceptions import TyperException
+except ImportError:  # typer < 0.25 raises click's own exceptions
+    TyperException = click.ClickException
+
+from zoomsr import __version__
+from zoomsr.cli import data as data_cli
+from zoomsr.cli import evaluate as evaluate_cli
+from zoomsr.cli import metrics as metrics_cli
+from zoomsr.cli import models as models_cli
+from zoomsr.errors import ZoomsrError
+
+app = typer.Typer(
+    name="zoomsr",
+    help="Super-resolution of Sentinel-2 time series: data, models, metrics, training, inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(models_cli.app, name="models")
+app.add_typer(metrics_cli.app, name="metrics")
+app.command("evaluate")(evaluate_cli.evaluate)
+
+_state = {"debug": False}
+
+# Typer >= 0.25 vendors its own click; older releases raise click's exceptions. Accept both.
+_EXIT = (typer.Exit, click.exceptions.Exit)
+_USAGE = (TyperException, click.ClickException)
+_ABORT = (typer.Abort, click.Abort)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zoomsr {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """zoomsr: multi-temporal super-resolution for Sentinel-2."""
+    _state["debug"] = debug
+
+
+def _debug_wanted(argv: list[str]) -> bool:
+    return _state["debug"] or "--debug" in argv or os.environ.get("ZOOMSR_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = False
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="zoomsr", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except _EXIT as exc:
+        return exc.exit_code
+    except _USAGE as exc:
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except (*_ABORT, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    except ZoomsrError as exc:
+        if _debug_wanted(args):
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary turns any failure into one line
+        if _debug_wanted(args):
+            traceback.print_exc()
+        typer.echo(
+            f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True
+        )
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,175 @@
+"""The published S2-NAIP folder layout: paths, scanning and validated chunk readers.
+
+::
+
+    ROOT/naip/{image_id}/{tile}/rgb.png        128x128 RGB uint8 (NAIP, 2.389 m)
+    ROOT/sentinel2/{tile}/{band}.png           [T*32, 32, C] time series stacked vertically
+    ROOT/old_naip/{tile}/*.png                 optional older NAIP images of the tile, 128x128 RGB
+    ROOT/zoomsr_dataset.json                   optional metadata written by zoomsr (e.g. synthetic)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zoomsr.data.bands import band_channels
+from zoomsr.errors import DataError
+from zoomsr.grid import LR_PIXELS, Tile
+from zoomsr.io.png import read_png
+
+NAIP_DIR = "naip"
+S2_DIR = "sentinel2"
+OLD_NAIP_DIR = "old_naip"
+METADATA_FILE = "zoomsr_dataset.json"
+HR_FILE = "rgb.png"
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One (NAIP image, Sentinel-2 series) pair of a dataset rooted at ``root``."""
+
+    root: Path
+    image_id: str
+    tile: str
+
+    @property
+    def naip_path(self) -> Path:
+        return self.root / NAIP_DIR / self.image_id / self.tile / HR_FILE
+
+    @property
+    def s2_dir(self) -> Path:
+        return self.root / S2_DIR / self.tile
+
+    def band_path(self, band: str) -> Path:
+        return self.s2_dir / f"{band}.png"
+
+    @property
+    def old_naip_dir(self) -> Path:
+        return self.root / OLD_NAIP_DIR / self.tile
+
+
+def _is_tile_name(name: str) -> bool:
+    try:
+        Tile.parse(name)
+    except ValueError:
+        return False
+    return True
+
+
+def require_dataset_root(root: str | os.PathLike[str]) -> Path:
+    """Check that ``root`` looks like an S2-NAIP dataset; return it as a Path."""
+    r = Path(root)
+    if not r.exists():
+        raise DataError(f"{r}: dataset folder not found")
+    if not r.is_dir():
+        raise DataError(f"{r}: not a folder (expected an S2-NAIP dataset root)")
+    missing = [d for d in (NAIP_DIR, S2_DIR) if not (r / d).is_dir()]
+    if missing:
+        raise DataError(
+            f"{r}: not an S2-NAIP dataset (missing {' and '.join(d + '/' for d in missing)}; "
+            "expected naip/{image_id}/{tile}/rgb.png and sentinel2/{tile}/{band}.png)"
+        )
+    return r
+
+
+def scan_pairs(root: str | os.PathLike[str]) -> list[PairRecord]:
+    """List every pair whose ``naip/{image_id}/{tile}/rgb.png`` exists, sorted by (tile, image).
+
+    Folders whose names are not tile ids are ignored here (``zoomsr data check`` reports them).
+    Raises :class:`DataError` if the root is not a dataset or holds no pair.
+    """
+    r = require_dataset_root(root)
+    pairs = []
+    with os.scandir(r / NAIP_DIR) as images:
+        for image in images:
+            if not image.is_dir():
+                continue
+            with os.scandir(image.path) as tiles:
+                for tile in tiles:
+                    if (
+                        tile.is_dir()
+                        and _is_tile_name(tile.name)
+                        and os.path.isfile(os.path.join(tile.path, HR_FILE))
+                    ):
+                        pairs.append(PairRecord(r, image.name, tile.name))
+    if not pairs:
+        raise DataError(f"{r}: no pairs found (no naip/{{image_id}}/{{tile}}/{HR_FILE} files)")
+    pairs.sort(key=lambda p: (p.tile, p.image_id))
+    return pairs
+
+
+def read_metadata(root: str | os.PathLike[str]) -> dict:
+    """The dataset's ``zoomsr_dataset.json`` (empty dict when absent)."""
+    path = Path(root) / METADATA_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable metadata ({exc})") from None
+
+
+def read_hr(path: Path, size: int) -> np.ndarray:
+    """Read a NAIP chunk as ``[size, size, 3]`` uint8, refusing any other shape or dtype."""
+    arr = read_png(path)
+    if arr.dtype != np.uint8:
+        raise DataError(f"{path}: NAIP image must be 8-bit RGB, found {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        shape = "x".join(map(str, arr.shape))
+        raise DataError(f"{path}: NAIP image must be RGB, found shape {shape}")
+    if arr.shape[2] == 4:
+        raise DataError(f"{path}: NAIP image has an alpha channel; expected 3-channel RGB")
+    if arr.shape[:2] != (size, size):
+        raise DataError(
+            f"{path}: NAIP image is {arr.shape[1]}x{arr.shape[0]} px, expected {size}x{size}"
+        )
+    return arr
+
+
+def read_band_series(path: Path, band: str, chunk: int = LR_PIXELS) -> np.ndarray:
+    """Read a stacked band file as ``[T, chunk, chunk, C]`` in its raw dtype.
+
+    The file is ``[T*chunk, chunk(, C)]``. Wrong width, a height that is not a multiple of
+    ``chunk``, or the wrong channel count raise :class:`DataError` naming the file.
+    """
+    arr = read_png(path)
+    channels = band_channels(band)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] != channels:
+        raise DataError(
+            f"{path}: band {band} must have {channels} channel(s) per pixel, found {arr.shape[2]}"
+        )
+    height, width = arr.shape[:2]
+    if width != chunk:
+        raise DataError(f"{path}: width is {width} px, expected {chunk} (one chunk wide)")
+    if height == 0 or height % chunk:
+        raise DataError(
+            f"{path}: height {height} px is not a positive multiple of {chunk} "
+            "(the time series must be whole chunks stacked vertically)"
+        )
+    return arr.reshape(height // chunk, chunk, chunk, channels)
+
+
+def read_series(record: PairRecord, bands: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read every requested band of a pair: ``band -> [T, 32, 32, C]``; T must agree."""
+    out: dict[str, np.ndarray] = {}
+    for band in bands:
+        path = record.band_path(band)
+        if not path.exists():
+            if not record.s2_dir.is_dir():
+                raise DataError(
+                    f"{record.s2_dir}: Sentinel-2 folder missing for tile {record.tile}"
+                )
+            raise DataError(f"{path}: band {band} missing")
+        out[band] = read_band_series(path, band)
+    lengths = {b: a.shape[0] for b, a in out.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{b}={t}" for b, t in lengths.items())
+        raise DataError(f"{record.s2_dir}: bands have different numbers of time steps ({detail})")
+    return out

@@ -1,0 +1,33 @@
+"""Exceptions raised by zoomsr.
+
+Library code raises these; only the CLI turns them into one-line messages and exit codes.
+Subclasses also inherit a builtin so ``except ValueError`` / ``except OSError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class ZoomsrError(Exception):
+    """Root of every zoomsr error. ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 1
+
+
+class InputError(ZoomsrError, ValueError):
+    """Bad user input: a wrong argument, option or config value (CLI exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """A configuration key or value is unknown or ill-typed."""
+
+
+class DataError(InputError):
+    """A data file or folder is missing, unreadable or has the wrong shape/dtype/content."""
+
+
+class CheckpointError(ZoomsrError, OSError):
+    """A checkpoint cannot be read or does not match the model."""
+
+    exit_code = 2

@@ -1,0 +1,69 @@
+"""PNG reading and writing for the S2-NAIP layout (8-bit RGB/grey and 16-bit grey)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from zoomsr.errors import DataError
+from zoomsr.io.atomic import atomic_path
+
+_MODES_16BIT = {"I;16", "I;16B", "I;16L", "I"}
+
+
+def read_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file into ``[H, W]`` or ``[H, W, C]`` (uint8, or uint16 for 16-bit grey).
+
+    Raises :class:`DataError` naming the file when it is missing, truncated or not an image.
+    """
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            img.load()
+            mode = img.mode
+            if mode in _MODES_16BIT:
+                arr = np.array(img)
+                if arr.dtype != np.uint16:
+                    if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+                        raise DataError(f"{p}: 32-bit integer image with values outside 0..65535")
+                    arr = arr.astype(np.uint16)
+                return arr
+            if mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif mode not in ("L", "RGB", "RGBA", "LA"):
+                raise DataError(f"{p}: unsupported image mode {mode!r} (expected 8-bit grey/RGB or "
+                                "16-bit grey)")
+            return np.array(img)  # writable copy: torch refuses read-only buffers
+    except FileNotFoundError:
+        raise DataError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a folder, expected an image file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{p}: not a readable image (corrupt or wrong format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{p}: corrupt or truncated image ({exc})") from None
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray, compress_level: int = 1) -> None:
+    """Write ``[H, W]``/``[H, W, 1]`` uint8 or uint16, or ``[H, W, 3]`` uint8, as PNG, atomically.
+
+    ``compress_level`` trades size for speed (1 = fast; the published data decode the same).
+    """
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == np.uint16:
+        if arr.ndim != 2:
+            raise DataError(f"{path}: 16-bit PNG must be single-channel, got shape {arr.shape}")
+        img = Image.fromarray(arr)  # mode I;16
+    elif arr.dtype == np.uint8:
+        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+            raise DataError(f"{path}: cannot write shape {arr.shape} as PNG")
+        img = Image.fromarray(arr)
+    else:
+        raise DataError(f"{path}: PNG data must be uint8 or uint16, got {arr.dtype}")
+    with atomic_path(path, suffix=".png") as tmp:
+        img.save(tmp, format="PNG", compress_level=compress_level)

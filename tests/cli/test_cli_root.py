@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+from zoomsr import __version__
+
+
+def test_version_and_help(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"zoomsr {__version__}"
+    code, out, _ = cli("--help")
+    assert code == 0 and "data" in out and "models" in out
+
+
+def test_every_subcommand_has_help(cli):
+    for args in (["data", "--help"], ["data", "sample", "--help"], ["data", "check", "--help"],
+                 ["data", "info", "--help"], ["models", "--help"]):
+        code, out, _ = cli(*args)
+        assert code == 0 and "Usage" in out, args
+
+
+def test_usage_errors_exit_2(cli):
+    code, _, err = cli("data", "sample")  # missing argument
+    assert code == 2 and "Missing argument" in err
+    code, _, err = cli("no-such-command")
+    assert code == 2
+
+
+def test_console_script_exit_codes_and_one_line_errors(tmp_path):
+    run = [sys.executable, "-m", "zoomsr"]
+    p = subprocess.run(run + ["data", "check", str(tmp_path / "missing")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    expected = f"error: {tmp_path / 'missing'}: dataset folder not found"
+    assert p.stderr.strip().splitlines() == [expected]
+    assert "Traceback" not in p.stderr
+    p = subprocess.run(run + ["--debug", "data", "check", str(tmp_path / "missing")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" in p.stderr

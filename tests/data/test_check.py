@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from zoomsr.data.check import check_dataset
+from zoomsr.errors import DataError
+from zoomsr.io.png import write_png
+
+
+def messages(report):
+    return {(p.severity, p.path.split("/ds/")[-1], p.message) for p in report.problems}
+
+
+def test_clean_dataset_has_only_the_black_hr_warning(tiny_dataset):
+    report = check_dataset(tiny_dataset, bands=("tci", "b08"))
+    assert report.n_pairs == 4 and report.n_tiles == 4 and not report.errors
+    assert messages(report) == {
+        ("warning", "naip/img-a/1001_2001/rgb.png", "has black pixels (readers skip this pair)")
+    }
+
+
+def test_every_kind_of_problem_is_listed(tiny_dataset):
+    s2, naip = tiny_dataset / "sentinel2", tiny_dataset / "naip" / "img-a"
+    (s2 / "1000_2000" / "tci.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
+    write_png(s2 / "1001_2000" / "tci.png", np.ones((40, 32, 3), np.uint8))  # 40 % 32 != 0
+    write_png(s2 / "1001_2000" / "b08.png", np.ones((64, 32, 3), np.uint8))  # 3 channels
+    write_png(s2 / "1000_2001" / "b08.png", np.ones((96, 32), np.uint16))  # 3 steps vs 6
+    (s2 / "1001_2001" / "tci.png").unlink()
+    write_png(naip / "1000_2001" / "rgb.png", np.ones((64, 64, 3), np.uint8))
+    (naip / "not_a_tile").mkdir()
+    (naip / "7_7").mkdir()
+    (s2 / "9_9").mkdir()
+    write_png(s2 / "9_9" / "tci.png", np.ones((32, 32, 3), np.uint8))
+    write_png(s2 / "1000_2000" / "b02.png", np.ones((32, 32), np.uint16))
+    report = check_dataset(tiny_dataset, bands=("tci", "b08"))
+    got = messages(report)
+    expected_errors = {
+        "sentinel2/1000_2000/tci.png": "not a readable image",
+        "sentinel2/1001_2000/tci.png": "height 40 px is not a positive multiple of 32",
+        "sentinel2/1001_2000/b08.png": "must have 1 channel(s) per pixel, found 3",
+        "sentinel2/1000_2001": "different numbers of time steps (b08=3, tci=6)",
+        "sentinel2/1001_2001/tci.png": "band tci missing",
+        "naip/img-a/1000_2001/rgb.png": "is 64x64 px, expected 128x128",
+        "naip/img-a/not_a_tile": "not a tile id",
+        "naip/img-a/7_7/rgb.png": "missing",
+    }
+    for path, text in expected_errors.items():
+        assert any(s == "error" and p == path and text in m for s, p, m in got), (path, got)
+    assert ("warning", "sentinel2/9_9", "Sentinel-2 series with no NAIP image") in got
+    assert any(s == "warning" and p.endswith("b02.png") and "unknown band" in m
+               for s, p, m in got)
+    assert len(report.errors) == len(expected_errors)
+
+
+def test_wrong_radiometry_is_an_error(tiny_dataset):
+    s2 = tiny_dataset / "sentinel2" / "1000_2000"
+    write_png(s2 / "b08.png", np.ones((6 * 32, 32), np.uint8))  # 8-bit where 16-bit expected
+    report = check_dataset(tiny_dataset)
+    assert any("must be a 16-bit PNG" in p.message for p in report.errors)
+
+
+def test_not_a_dataset(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        check_dataset(tmp_path / "nope")
+    with pytest.raises(DataError, match="missing naip/ and sentinel2/"):
+        check_dataset(tmp_path)
+    (tmp_path / "naip").mkdir()
+    (tmp_path / "sentinel2").mkdir()
+    report = check_dataset(tmp_path)
+    assert report.n_pairs == 0 and any("no pairs" in p.message for p in report.errors)

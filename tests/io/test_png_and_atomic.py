@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from zoomsr.errors import DataError
+from zoomsr.io import atomic_path, atomic_write_text, read_png, write_png
+
+
+def test_png_round_trip_8_and_16_bit(tmp_path):
+    rng = np.random.default_rng(0)
+    grey16 = rng.integers(0, 65536, (64, 32), dtype=np.uint16)
+    rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    write_png(tmp_path / "a.png", grey16)
+    write_png(tmp_path / "b.png", rgb)
+    a, b = read_png(tmp_path / "a.png"), read_png(tmp_path / "b.png")
+    assert a.dtype == np.uint16 and np.array_equal(a, grey16)
+    assert b.dtype == np.uint8 and np.array_equal(b, rgb)
+    assert a.flags.writeable
+
+
+def test_read_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope.png: file not found"):
+        read_png(tmp_path / "nope.png")
+    with pytest.raises(DataError, match="is a folder"):
+        read_png(tmp_path)
+    (tmp_path / "bad.png").write_bytes(b"hello")
+    with pytest.raises(DataError, match=r"bad.png: not a readable image"):
+        read_png(tmp_path / "bad.png")
+    write_png(tmp_path / "ok.png", np.zeros((64, 64, 3), np.uint8))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut.png"):
+        read_png(tmp_path / "cut.png")
+
+
+def test_write_refuses_unsupported_arrays(tmp_path):
+    with pytest.raises(DataError, match="uint8 or uint16"):
+        write_png(tmp_path / "f.png", np.zeros((4, 4), np.float32))
+    with pytest.raises(DataError, match="single-channel"):
+        write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.uint16))
+    assert not list(tmp_path.iterdir())
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
