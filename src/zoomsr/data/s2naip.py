@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +18,7 @@ from zoomsr.data.layout import PairRecord, read_hr, read_series, scan_pairs
 from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import LR_PIXELS
-
-Layout = Literal["stacked", "frames"]
+from zoomsr.layout import Layout, to_layout
 
 
 class DataWarning(UserWarning):
@@ -28,17 +27,6 @@ class DataWarning(UserWarning):
 
 class BlackHRError(DataError):
     """The NAIP image has black (all-zero) pixels; such pairs are skipped, not errors."""
-
-
-def to_layout(lr: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Turn ``[T, C, H, W]`` into the model layout: ``frames`` keeps it, ``stacked`` gives
-    ``[T*C, H, W]`` (frame-major: all channels of frame 0, then frame 1, ...). Batched
-    ``[B, T, C, H, W]`` input gives ``[B, T*C, H, W]``."""
-    if layout == "frames":
-        return lr
-    if layout == "stacked":
-        return lr.flatten(-4, -3)
-    raise ConfigError(f"layout must be 'stacked' or 'frames', got {layout!r}")
 
 
 class S2NAIPDataset(Dataset):

@@ -1,0 +1,60 @@
+"""``zoomsr models``: list the architectures and describe one configuration."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from zoomsr.models import MODELS, model_info, parse_config
+
+app = typer.Typer(help="List and describe model architectures.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models() -> None:
+    """List the architectures with their input layout."""
+    width = max(len(name) for name in MODELS)
+    layout_width = max(len(cls.input_layout) for cls in MODELS.values())
+    for name, cls in MODELS.items():
+        typer.echo(f"{name:<{width}}  {cls.input_layout:<{layout_width}}  {cls.description}")
+
+
+def _format_config(config: dict) -> str:
+    return " ".join(
+        f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+        for k, v in config.items()
+    )
+
+
+@app.command("info")
+def info(
+    name: str = typer.Argument(..., help="Model name (see `zoomsr models list`)."),
+    config: list[str] = typer.Option(
+        [],
+        "--config",
+        "-c",
+        help="Config override key=value; repeat it or separate pairs with commas.",
+    ),
+    lr_size: int = typer.Option(32, "--lr-size", min=1, help="Side of the LR input chunk."),
+    as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
+) -> None:
+    """Print parameters, GFLOPs per LR chunk and input/output layout of a model config."""
+    details = model_info(name, lr_size=lr_size, **parse_config(name, config))
+    if as_json:
+        typer.echo(json.dumps(details.__dict__, indent=2))
+        return
+    rows = [
+        ("model", f"{details.name}: {details.description}"),
+        ("parameters", f"{details.parameters:,} ({details.parameters / 1e6:.1f} M)"),
+        (
+            "GFLOPs",
+            f"{details.gflops:.1f} {details.flops_note} on a {lr_size}x{lr_size} input chunk "
+            "(a multiply-add counts 2 FLOPs)",
+        ),
+        ("input", f"{details.input_layout}, e.g. " + " + ".join(map(str, details.input_shapes))),
+        ("output", f"{details.output_layout}, e.g. {details.output_shape}"),
+        ("config", _format_config(details.config)),
+    ]
+    for label, value in rows:
+        typer.echo(f"{label:<11} {value}")

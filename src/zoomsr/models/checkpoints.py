@@ -1,0 +1,372 @@
+"""Reading and writing model checkpoints.
+
+Formats read by :func:`read_checkpoint` / :func:`load_checkpoint`:
+
+- BasicSR-style ``.pth`` (the published ESRGAN weights): a dict with ``params_ema`` and/or
+  ``params``; ``params_ema`` is preferred.
+- zoomsr checkpoints (:func:`save_checkpoint`) and Lightning ``.ckpt`` files: a dict with a
+  ``state_dict`` entry; a top-level ``zoomsr`` entry holds the model name and config.
+- a plain state dict (``{name: tensor}``) in ``.pth`` / ``.pt`` / ``.ckpt``.
+- ``.safetensors``; the file metadata ``zoomsr`` (JSON) holds the model name and config.
+
+Key prefixes (``module.``, ``generator.``, ``model.``, ``state_dict.``...) are found by matching
+the checkpoint keys against the model: the prefix under which most model keys appear is
+stripped, and keys outside it (a discriminator, an optimizer...) are ignored. Ties prefer no
+prefix, then a prefix naming an EMA copy; otherwise pass ``prefix=`` explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoomsr.errors import CheckpointError, InputError
+
+METADATA_KEY = "zoomsr"
+FORMAT_VERSION = 1
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
+# Searched in this order when no ``key`` is given; BasicSR keeps the EMA generator in params_ema.
+STATE_DICT_KEYS = ("params_ema", "params", "state_dict")
+_LIST_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint's tensors and, when saved by zoomsr, the model name and config."""
+
+    path: Path
+    state_dict: dict[str, Tensor]
+    model_name: str | None = None
+    model_config: dict[str, Any] | None = None
+    source: str = ""  # where the tensors came from: "params_ema", "state_dict", "top level"...
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What :func:`load_checkpoint` loaded: keys that did not match are listed here."""
+
+    missing: list[str]
+    unexpected: list[str]
+    shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    prefix: str = ""
+    source: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """True when every model tensor was loaded and nothing was left over."""
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+
+def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
+    """The ``zoomsr`` entry that lets :func:`~zoomsr.models.from_checkpoint` rebuild ``model``.
+
+    Trainers embed it in their own checkpoints (``checkpoint["zoomsr"] = ...``).
+    """
+    name = getattr(model, "name", None)
+    config = getattr(model, "config", None)
+    if not isinstance(name, str) or not isinstance(config, dict):
+        raise InputError(
+            f"{type(model).__name__} is not a zoomsr model (it needs `name` and `config`)"
+        )
+    return {
+        "model": name,
+        "config": json.loads(json.dumps(config)),  # tuples -> lists: one form for both formats
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any) -> Path:
+    """Save ``model``'s weights with its name and config, atomically; return the path.
+
+    ``.pth`` / ``.pt`` / ``.ckpt``: ``{"zoomsr": metadata, "state_dict": ..., **extra}``
+    (``extra`` may hold tensors, e.g. an optimizer state). ``.safetensors``: the tensors, with
+    the metadata and ``extra`` (JSON-serialisable values only) in the file metadata.
+    """
+    path = Path(path)
+    meta = checkpoint_metadata(model)
+    state = {name: t.detach().to("cpu") for name, t in model.state_dict().items()}
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        try:
+            extra_json = json.dumps(extra)
+        except TypeError as exc:
+            raise InputError(f"extra entries for a .safetensors file must be JSON: {exc}") from exc
+        # Shared modules (SRCNN's fusion, HighRes-net's fusion levels) appear under several
+        # names; safetensors refuses shared storage, so each name gets its own copy, which
+        # keeps the file loadable with a plain strict load_state_dict.
+        tensors = {name: t.contiguous().clone() for name, t in state.items()}
+        metadata = {METADATA_KEY: json.dumps(meta), "format": "pt"}
+        if extra:
+            metadata["extra"] = extra_json
+        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    elif suffix in TORCH_SUFFIXES:
+        reserved = sorted({METADATA_KEY, *STATE_DICT_KEYS} & extra.keys())
+        if reserved:
+            raise InputError(f"extra entries may not be named {', '.join(reserved)}")
+        payload = {METADATA_KEY: meta, "state_dict": state, **extra}
+        _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    else:
+        raise InputError(
+            f"cannot save {path}: use a .safetensors, {', '.join(TORCH_SUFFIXES)} file name"
+        )
+    return path
+
+
+def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        if weights_only and "weights only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} holds Python objects that a safe (weights_only) load refuses; "
+                "if you trust the file, load it with weights_only=False"
+            ) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors...
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+def _read_safetensors(
+    path: Path, map_location: str | torch.device
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    device = str(map_location)
+    try:
+        with safe_open(str(path), framework="pt", device=device) as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+        raise CheckpointError(f"cannot read safetensors checkpoint {path}: {exc}") from exc
+    return tensors, metadata
+
+
+def _parse_metadata(path: Path, meta: Any) -> tuple[str | None, dict[str, Any] | None]:
+    if meta is None:
+        return None, None
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: unreadable '{METADATA_KEY}' metadata: {exc}") from exc
+    if (
+        not isinstance(meta, Mapping)
+        or not isinstance(meta.get("model"), str)
+        or not isinstance(meta.get("config", {}), Mapping)
+    ):
+        raise CheckpointError(f"{path}: '{METADATA_KEY}' metadata needs a model name and config")
+    return meta["model"], dict(meta.get("config", {}))
+
+
+def _select_state_dict(path: Path, obj: Any, key: str | None) -> tuple[Mapping[str, Any], str]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict of tensors")
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(
+                f"{path} has no entry {key!r}; top-level entries: {_names(list(map(str, obj)))}"
+            )
+        chosen, source = obj[key], key
+    else:
+        found = [k for k in STATE_DICT_KEYS if isinstance(obj.get(k), Mapping)]
+        if found:
+            chosen, source = obj[found[0]], found[0]
+        elif obj and all(isinstance(v, Tensor) for v in obj.values()):
+            chosen, source = obj, "top level"
+        else:
+            raise CheckpointError(
+                f"{path} holds no state dict (looked for {', '.join(STATE_DICT_KEYS)} or a "
+                f"plain dict of tensors); top-level entries: {_names(list(map(str, obj)))}"
+            )
+    if not isinstance(chosen, Mapping):
+        raise CheckpointError(f"{path}: entry {source!r} is not a dict of tensors")
+    bad = [str(k) for k, v in chosen.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entry {source!r} holds non-tensors: {_names(bad)}")
+    return chosen, source
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    key: str | None = None,
+    weights_only: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read the tensors and metadata of a checkpoint file (formats in the module docstring).
+
+    ``key`` picks a top-level entry of a ``.pth`` dict (default: ``params_ema``, ``params``,
+    ``state_dict``, else the dict itself). ``weights_only=False`` allows arbitrary pickled
+    objects: only for files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        tensors, metadata = _read_safetensors(path, map_location)
+        name, config = _parse_metadata(path, metadata.get(METADATA_KEY))
+        try:
+            extra = json.loads(metadata["extra"]) if "extra" in metadata else {}
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: unreadable 'extra' metadata: {exc}") from exc
+        return Checkpoint(path, tensors, name, config, "safetensors", extra)
+    obj = _torch_load(path, weights_only, map_location)
+    state, source = _select_state_dict(path, obj, key)
+    name, config = _parse_metadata(path, obj.get(METADATA_KEY))
+    extra = {
+        k: v for k, v in obj.items() if k != source and k != METADATA_KEY and source != "top level"
+    }
+    return Checkpoint(path, dict(state), name, config, source, extra)
+
+
+def _names(keys: list[str], limit: int = _LIST_LIMIT) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _find_prefix(keys: list[str], model_keys: set[str]) -> str:
+    """The prefix under which most of ``model_keys`` appear in ``keys`` (see module doc)."""
+    counts: Counter[str] = Counter()
+    for key in keys:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            prefix = ".".join(parts[:i]) + "." if i else ""
+            if key[len(prefix) :] in model_keys:
+                counts[prefix] += 1
+    if not counts:
+        return ""
+    best = max(counts.values())
+    candidates = sorted(p for p, c in counts.items() if c == best)
+    if len(candidates) == 1:
+        return candidates[0]
+    if "" in candidates:
+        return ""
+    ema = [p for p in candidates if "ema" in p.lower()]
+    if len(ema) == 1:
+        return ema[0]
+    raise CheckpointError(
+        f"the checkpoint holds the model under several prefixes ({', '.join(candidates)}); "
+        "pass prefix= to choose one"
+    )
+
+
+def apply_state_dict(
+    model: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    strict: bool = True,
+    prefix: str | None = None,
+    source: str = "",
+    origin: str = "state dict",
+) -> LoadResult:
+    """Load ``state_dict`` into ``model``, stripping a key prefix (given or detected).
+
+    ``strict=True`` raises :class:`CheckpointError` listing the missing and unexpected keys and
+    the shape conflicts; ``strict=False`` loads the tensors whose name and shape match and
+    reports the rest in the returned :class:`LoadResult`.
+    """
+    model_state = model.state_dict()
+    keys = list(state_dict)
+    if prefix is None:
+        prefix = _find_prefix(keys, set(model_state))
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f"{origin}: no key starts with the prefix {prefix!r}")
+    else:
+        state = dict(state_dict)
+
+    # A module shared under several names (SRCNN's fusion.0 is doubleconv2d) may be stored once;
+    # fill the other names from it.
+    by_storage: dict[tuple[int, int], list[str]] = {}
+    for name, tensor in model_state.items():
+        if tensor.device.type != "meta" and tensor.numel():
+            by_storage.setdefault((tensor.data_ptr(), tensor.numel()), []).append(name)
+    for aliases in by_storage.values():
+        present = [a for a in aliases if a in state]
+        if present:
+            for alias in aliases:
+                state.setdefault(alias, state[present[0]])
+
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    shape_mismatch = [
+        (k, tuple(v.shape), tuple(model_state[k].shape))
+        for k, v in state.items()
+        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
+    ]
+    result = LoadResult(missing, unexpected, shape_mismatch, prefix, source)
+    if strict and not result.complete:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_names(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+        if shape_mismatch:
+            conflicts = [
+                f"{k} (checkpoint {_shape(a)}, model {_shape(b)})" for k, a, b in shape_mismatch
+            ]
+            parts.append(f"{len(shape_mismatch)} shape conflict(s): {_names(conflicts)}")
+        raise CheckpointError(
+            f"{origin} does not match {type(model).__name__}: {'; '.join(parts)}. "
+            "Check the model config, or pass strict=False to load only the matching tensors"
+        )
+    conflicting = {k for k, _, _ in shape_mismatch}
+    loadable = {k: v for k, v in state.items() if k in model_state and k not in conflicting}
+    try:
+        model.load_state_dict(loadable, strict=result.complete)
+    except RuntimeError as exc:
+        raise CheckpointError(f"cannot load {origin} into {type(model).__name__}: {exc}") from exc
+    return result
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    key: str | None = None,
+    prefix: str | None = None,
+    weights_only: bool = True,
+) -> LoadResult:
+    """Load the weights in ``path`` into ``model`` (formats and prefixes: module docstring).
+
+    Raises :class:`CheckpointError` naming the file when it cannot be read and, with
+    ``strict=True``, when its keys or shapes do not match the model. ``strict=False`` loads
+    what matches; the returned :class:`LoadResult` lists the rest.
+    """
+    checkpoint = read_checkpoint(path, key=key, weights_only=weights_only)
+    return apply_state_dict(
+        model,
+        checkpoint.state_dict,
+        strict=strict,
+        prefix=prefix,
+        source=checkpoint.source,
+        origin=f"checkpoint {checkpoint.path}",
+    )

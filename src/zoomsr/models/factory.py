@@ -1,0 +1,243 @@
+"""The one place that maps model names to classes: build, describe and rebuild models."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from zoomsr.errors import CheckpointError, ConfigError, InputError
+from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint
+from zoomsr.models.discriminator import UNetDiscriminatorSN
+from zoomsr.models.highresnet import HighResNet
+from zoomsr.models.rrdbnet import RRDBNet
+from zoomsr.models.sr3 import SR3
+from zoomsr.models.srcnn import SRCNN
+
+MODELS: dict[str, type[nn.Module]] = {
+    "srcnn": SRCNN,
+    "highresnet": HighResNet,
+    "rrdbnet": RRDBNet,
+    "unet_discriminator_sn": UNetDiscriminatorSN,
+    "sr3": SR3,
+}
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name``; :class:`InputError` listing the names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One constructor argument of a model: its name, type and default."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+
+def config_fields(name: str) -> dict[str, ConfigField]:
+    """The config keys of model ``name`` (its constructor arguments), in order."""
+    cls = model_class(name)
+    hints = typing.get_type_hints(cls.__init__)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # skip self
+    return {p.name: ConfigField(p.name, hints.get(p.name, Any), p.default) for p in params}
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The default config of model ``name``."""
+    return {key: f.default for key, f in config_fields(name).items()}
+
+
+def create_model(name: str, **config: Any) -> nn.Module:
+    """Build model ``name`` with ``config`` (keys as in :func:`config_fields`).
+
+    Raises :class:`InputError` for an unknown name and :class:`ConfigError` naming the key for
+    an unknown key or a bad value.
+    """
+    fields = config_fields(name)
+    unknown = [key for key in config if key not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {unknown[0]!r} for model {name!r}; valid keys: {', '.join(fields)}"
+        )
+    return MODELS[name](**config)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _parse_value(key: str, text: str, annotation: Any) -> Any:
+    text = text.strip()
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if text.lower() in {"none", "null"}:
+            return None
+        annotation = options[0] if len(options) == 1 else Any
+        origin = typing.get_origin(annotation)
+    try:
+        if annotation is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+        if annotation is int:
+            return int(text)
+        if annotation is float:
+            return float(text)
+        if origin is tuple:
+            items = text.strip("()[] ").replace(":", ",").split(",")
+            return tuple(int(item) for item in items if item.strip())
+        if annotation is str:
+            return text
+    except ValueError:
+        kind = getattr(annotation, "__name__", str(annotation))
+        if origin is tuple:
+            kind = "list of integers (e.g. 1,2,4)"
+        raise ConfigError(f"config key {key!r}: {text!r} is not a valid {kind}") from None
+    # No precise annotation: the most specific literal that parses.
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if text.lower() in _TRUE | _FALSE:
+        return text.lower() in _TRUE
+    return text
+
+
+def parse_config(name: str, items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (each may hold several, comma-separated) into a typed config.
+
+    Values are converted by the type of the constructor argument (int, float, bool, str,
+    lists of ints such as ``channel_mults=1,2,4``). Unknown keys and bad values raise
+    :class:`ConfigError` naming the key.
+    """
+    fields = config_fields(name)
+    pairs: list[list[str]] = []
+    for item in items:
+        for piece in item.split(","):
+            if "=" in piece:
+                key, _, value = piece.partition("=")
+                pairs.append([key.strip(), value])
+            elif pairs and piece.strip():
+                pairs[-1][1] += "," + piece  # the next element of a list value
+            elif piece.strip():
+                raise ConfigError(f"expected key=value, got {piece.strip()!r}")
+    config: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {key!r} for model {name!r}; valid keys: {', '.join(fields)}"
+            )
+        config[key] = _parse_value(key, value, fields[key].annotation)
+    return config
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Size and cost of a model configuration."""
+
+    name: str
+    description: str
+    config: dict[str, Any]
+    parameters: int
+    gflops: float  # 1e9 FLOPs of one forward pass on one LR chunk; a multiply-add is 2 FLOPs
+    flops_note: str
+    input_layout: str
+    output_layout: str
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+
+
+def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """FLOPs of ``model(*inputs)`` counted by torch's ``FlopCounterMode``.
+
+    A multiply-add counts as 2 FLOPs (so ESRGAN, 8 images, 32x32 input: 36.7 GFLOPs = 18.3
+    GMACs); convolutions, matrix products and attention are counted, element-wise ops are not.
+    """
+    return _count_flops(model, inputs)[0]
+
+
+def _count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, Any]:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        output = model(*inputs)
+    return int(counter.get_total_flops()), output
+
+
+def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
+    """Parameters and GFLOPs per ``lr_size`` x ``lr_size`` LR chunk of model ``name``.
+
+    The model is built on the ``meta`` device, so this is instant even for large configs.
+    Parameters shared by several modules are counted once.
+    """
+    cls = model_class(name)
+    with torch.device("meta"):
+        model = create_model(name, **config).eval()
+        inputs = model.example_inputs(lr_size)
+    flops, output = _count_flops(model, inputs)
+    return ModelInfo(
+        name=name,
+        description=cls.description,
+        config=dict(model.config),
+        parameters=sum(p.numel() for p in model.parameters()),
+        gflops=flops / 1e9,
+        flops_note=getattr(cls, "flops_note", "per forward pass"),
+        input_layout=cls.input_layout,
+        output_layout=cls.output_layout,
+        input_shapes=[list(t.shape) for t in inputs],
+        output_shape=list(output.shape),
+    )
+
+
+def from_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    key: str | None = None,
+    prefix: str | None = None,
+    weights_only: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> nn.Module:
+    """Rebuild the model saved in ``path`` from its stored name and config; return it in eval mode.
+
+    Works for files written by :func:`~zoomsr.models.save_checkpoint` or carrying a ``zoomsr``
+    entry; for other checkpoints use :func:`create_model` and
+    :func:`~zoomsr.models.load_checkpoint`.
+    """
+    checkpoint = read_checkpoint(
+        path, key=key, weights_only=weights_only, map_location=map_location
+    )
+    if checkpoint.model_name is None:
+        raise CheckpointError(
+            f"{checkpoint.path} does not name its model (not saved by zoomsr); build it with "
+            "create_model(name, **config) and load the weights with load_checkpoint(model, path)"
+        )
+    try:
+        model = create_model(checkpoint.model_name, **(checkpoint.model_config or {}))
+    except InputError as exc:
+        raise CheckpointError(f"{checkpoint.path}: cannot rebuild the model: {exc}") from exc
+    apply_state_dict(
+        model,
+        checkpoint.state_dict,
+        strict=strict,
+        prefix=prefix,
+        source=checkpoint.source,
+        origin=f"checkpoint {checkpoint.path}",
+    )
+    return model.to(map_location).eval()

@@ -1,0 +1,51 @@
+"""``zoomsr models list`` and ``zoomsr models info``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoomsr.cli.main import main
+from zoomsr.models import MODELS
+
+
+def test_list_shows_every_model_with_its_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(MODELS)
+    assert "[B, T*C, H, W]" in next(line for line in lines if line.startswith("rrdbnet"))
+    assert "[B, T, C, H, W]" in next(line for line in lines if line.startswith("srcnn"))
+
+
+def test_info_rrdbnet_8_images(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "info", "rrdbnet", "--config", "num_in_ch=24"]) == 0
+    out = capsys.readouterr().out
+    assert "16.7 M" in out
+    assert "36.7" in out and "32x32" in out
+    assert "[B, T*C, H, W]" in out and "[1, 24, 32, 32]" in out and "[1, 3, 128, 128]" in out
+
+
+def test_info_config_repeated_and_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["models", "info", "srcnn", "-c", "revisits=4,hidden_channels=32", "-c", "zoom_factor=2"]
+    assert main([*args, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["revisits"] == 4 and info["config"]["zoom_factor"] == 2
+    assert info["input_shapes"] == [[1, 4, 3, 32, 32]] and info["output_shape"][-1] == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "info", "esrgan"], "unknown model 'esrgan'"),
+        (["models", "info", "rrdbnet", "--config", "bogus=1"], "bogus"),
+        (["models", "info", "rrdbnet", "--config", "num_feat=abc"], "num_feat"),
+        (["models", "info", "rrdbnet", "--config", "scale=3"], "scale"),
+    ],
+)
+def test_info_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
