@@ -36,3 +36,10 @@ def test_console_script_exit_codes_and_one_line_errors(tmp_path):
     p = subprocess.run(run + ["--debug", "data", "check", str(tmp_path / "missing")],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" in p.stderr
+
+
+def test_cli_starts_without_importing_torch():
+    # `zoomsr --help` must stay instant: command modules import heavy libraries lazily.
+    code = "import sys, zoomsr.cli.main; print(sorted({'torch', 'rasterio'} & set(sys.modules)))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.cli import data_build
+
 app = typer.Typer(help="Make, check and describe S2-NAIP datasets.", no_args_is_help=True)
+app.command("build")(data_build.build)
+app.command("search")(data_build.search)
 
 
 @app.command("sample")

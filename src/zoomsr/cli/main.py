@@ -20,9 +20,13 @@ except ImportError:  # typer < 0.25 raises click's own exceptions
 
 from zoomsr import __version__
 from zoomsr.cli import data as data_cli
+from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
+from zoomsr.cli import infer as infer_cli
 from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
+from zoomsr.cli import train as train_cli
+from zoomsr.cli import weights as weights_cli
 from zoomsr.errors import ZoomsrError
 
 app = typer.Typer(
@@ -35,7 +39,11 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(metrics_cli.app, name="metrics")
+app.add_typer(weights_cli.app, name="weights")
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("train")(train_cli.train)
+app.command("infer")(infer_cli.infer)
+app.command("demo")(demo_cli.demo)
 
 _state = {"debug": False}
 

@@ -6,14 +6,14 @@ import json
 
 import typer
 
-from zoomsr.models import MODELS, model_info, parse_config
-
 app = typer.Typer(help="List and describe model architectures.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_models() -> None:
     """List the architectures with their input layout."""
+    from zoomsr.models import MODELS  # lazy: torch is slow to import and --help needs none
+
     width = max(len(name) for name in MODELS)
     layout_width = max(len(cls.input_layout) for cls in MODELS.values())
     for name, cls in MODELS.items():
@@ -40,6 +40,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
     """Print parameters, GFLOPs per LR chunk and input/output layout of a model config."""
+    from zoomsr.models import model_info, parse_config
+
     details = model_info(name, lr_size=lr_size, **parse_config(name, config))
     if as_json:
         typer.echo(json.dumps(details.__dict__, indent=2))

@@ -1,0 +1,112 @@
+"""``zoomsr evaluate``: score a folder of predictions against a folder of targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zoomsr.cli.metrics import (
+    ALLOW_DOWNLOAD,
+    BATCH_SIZE,
+    BORDER,
+    CLIP_CACHE,
+    CLIP_MODE,
+    CLIP_MODEL,
+    CLIP_PRETRAINED,
+    CPSNR_MODE,
+    DEVICE,
+    DTYPE,
+    LPIPS_LINEAR,
+    LPIPS_NET,
+    LPIPS_WEIGHTS,
+    METRICS_HELP,
+    OVERWRITE,
+    PROGRESS,
+    SEED,
+    metric_options,
+    progress_bar,
+)
+
+_MAX_LISTED = 20
+
+
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Folder of predicted images."),
+    target: Path = typer.Option(
+        ..., "--target",
+        help="Folder of targets (any layout, or S2-NAIP naip/{uuid}/{tile}/rgb.png).",
+    ),
+    metrics: str = typer.Option("psnr,ssim,cpsnr", "--metrics", help=METRICS_HELP),
+    out: Path | None = typer.Option(
+        None, "--out",
+        help="Output folder for per_image.csv and summary.json (default: print only).",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail when a file has no partner instead of listing it."
+    ),
+    border: int = BORDER,
+    cpsnr_mode: str = CPSNR_MODE,
+    lpips_net: str = LPIPS_NET,
+    lpips_weights: Path | None = LPIPS_WEIGHTS,
+    lpips_linear_weights: Path | None = LPIPS_LINEAR,
+    clip_model: str = CLIP_MODEL,
+    clip_pretrained: str = CLIP_PRETRAINED,
+    clip_mode: str = CLIP_MODE,
+    clip_cache: Path | None = CLIP_CACHE,
+    allow_download: bool = ALLOW_DOWNLOAD,
+    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    batch_size: int = BATCH_SIZE,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+) -> None:
+    """Score predicted images against targets (paired by relative path or S2-NAIP tile id)."""
+    from rich.console import Console
+
+    from zoomsr.errors import DataError, InputError
+    from zoomsr.evaluation.pairing import pair_images
+    from zoomsr.evaluation.run import (
+        CSV_NAME,
+        SUMMARY_NAME,
+        evaluate_pairing,
+        summary_table,
+        write_results,
+    )
+    from zoomsr.metrics.factory import create_metrics, parse_metric_names
+
+    names = parse_metric_names(metrics)
+    if out is not None and not overwrite:
+        existing = [str(out / n) for n in (CSV_NAME, SUMMARY_NAME) if (out / n).exists()]
+        if existing:
+            raise InputError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    pairing = pair_images(pred, target)
+    problems = pairing.problems()
+    if problems:
+        if strict:
+            raise DataError(f"{len(problems)} file(s) unpaired or ambiguous, e.g. {problems[0]}")
+        typer.echo(f"warning: {len(problems)} file(s) not scored:", err=True)
+        for line in problems[:_MAX_LISTED]:
+            typer.echo(f"  {line}", err=True)
+        if len(problems) > _MAX_LISTED:
+            more = " (all listed in summary.json)" if out is not None else ""
+            typer.echo(f"  ... and {len(problems) - _MAX_LISTED} more{more}", err=True)
+    options = metric_options(
+        border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
+        clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
+    )
+    built = create_metrics(names, options)
+    bar, update = progress_bar(progress, "evaluating")
+    with bar:
+        result = evaluate_pairing(
+            pairing, built, batch_size=batch_size, progress=update, seed=seed,
+            options={"pred": str(pred), "target": str(target), "metrics": names,
+                     "border": border, "cpsnr_mode": cpsnr_mode, "lpips_net": lpips_net,
+                     "clip_model": clip_model, "clip_pretrained": clip_pretrained,
+                     "clip_mode": clip_mode, "seed": seed},
+        )
+    Console().print(summary_table(result))
+    if out is not None:
+        paths = write_results(result, out, overwrite=overwrite)
+        typer.echo(f"wrote {paths['csv']} and {paths['summary']}")

@@ -1,0 +1,142 @@
+"""``zoomsr metrics``: agreement with human judgment, and the metric options shared by commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from zoomsr.metrics.factory import MetricOptions
+
+app = typer.Typer(help="Image-quality metrics and their agreement with human judgment.",
+                  no_args_is_help=True)
+
+# Options shared by `zoomsr evaluate` and `zoomsr metrics agreement`.
+BORDER = typer.Option(4, "--border", help="Pixels cropped from each side (PSNR, SSIM, cPSNR).")
+CPSNR_MODE = typer.Option(
+    "challenge", "--cpsnr-mode",
+    help="cPSNR definition: challenge (PROBA-V, all shifts) or reference (the paper's code).",
+)
+LPIPS_NET = typer.Option("alex", "--lpips-net", help="LPIPS network: alex or vgg.")
+LPIPS_WEIGHTS = typer.Option(
+    None, "--lpips-weights",
+    help="LPIPS backbone weights (file or folder); default: torchvision's cache.",
+)
+LPIPS_LINEAR = typer.Option(
+    None, "--lpips-linear-weights",
+    help="LPIPS linear-layer weights; default: the files in the installed lpips package.",
+)
+CLIP_MODEL = typer.Option("ViT-B-16", "--clip-model", help="open_clip model name for CLIPScore.")
+CLIP_PRETRAINED = typer.Option(
+    "openai", "--clip-pretrained", help="CLIP weights: an open_clip tag or a local file.",
+)
+CLIP_MODE = typer.Option(
+    "paper", "--clip-mode", help="CLIPScore preprocessing: paper (as the reference) or standard.",
+)
+CLIP_CACHE = typer.Option(
+    None, "--clip-cache", help="Folder caching ground-truth CLIP embeddings across runs.",
+)
+ALLOW_DOWNLOAD = typer.Option(
+    False, "--allow-download", help="Let open_clip download missing CLIP weights.",
+)
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+DTYPE = typer.Option(None, "--dtype", help="float32 (default), or bfloat16/float16 on a GPU.")
+BATCH_SIZE = typer.Option(16, "--batch-size", help="Images per batch.")
+SEED = typer.Option(0, "--seed", help="Seed of the bootstrap intervals.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+# Spelled out here (checked against METRIC_NAMES by a test): importing zoomsr.metrics loads torch.
+METRICS_HELP = (
+    "Comma-separated metrics: psnr, ssim, cpsnr, lpips, lpips_alex, lpips_vgg, clipscore."
+)
+
+
+def metric_options(
+    border: int, cpsnr_mode: str, lpips_net: str, lpips_weights: Path | None,
+    lpips_linear_weights: Path | None, clip_model: str, clip_pretrained: str | None,
+    clip_mode: str, clip_cache: Path | None, allow_download: bool, device: str,
+    dtype: str | None, batch_size: int,
+) -> MetricOptions:
+    """Collect the shared command-line options into :class:`MetricOptions`."""
+    from zoomsr.metrics.factory import MetricOptions
+
+    return MetricOptions(
+        border=border, cpsnr_mode=cpsnr_mode, lpips_net=lpips_net, lpips_weights=lpips_weights,
+        lpips_linear_weights=lpips_linear_weights, clip_model=clip_model,
+        clip_pretrained=clip_pretrained, clip_mode=clip_mode, clip_cache_dir=clip_cache,
+        allow_download=allow_download, device=device, dtype=dtype, batch_size=batch_size,
+    )
+
+
+def progress_bar(enabled: bool, description: str) -> tuple[Any, Callable[[int, int], None]]:
+    """A rich progress bar on stderr and a ``progress(done, total)`` callback driving it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled, transient=True,
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+@app.command("agreement")
+def agreement(
+    judgments: Path = typer.Argument(..., help="CSV or JSONL: target, a, b, choice[, annotator]."),
+    metrics: str = typer.Option("psnr,ssim,cpsnr", "--metrics", help=METRICS_HELP),
+    out: Path = typer.Option(..., "--out", help="Output folder (table, JSON, bar chart)."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CI."),
+    border: int = BORDER,
+    cpsnr_mode: str = CPSNR_MODE,
+    lpips_net: str = LPIPS_NET,
+    lpips_weights: Path | None = LPIPS_WEIGHTS,
+    lpips_linear_weights: Path | None = LPIPS_LINEAR,
+    clip_model: str = CLIP_MODEL,
+    clip_pretrained: str = CLIP_PRETRAINED,
+    clip_mode: str = CLIP_MODE,
+    clip_cache: Path | None = CLIP_CACHE,
+    allow_download: bool = ALLOW_DOWNLOAD,
+    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    batch_size: int = BATCH_SIZE,
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+) -> None:
+    """How often each metric prefers the candidate humans preferred (with 95 % intervals)."""
+    from rich.console import Console
+
+    from zoomsr.errors import InputError
+    from zoomsr.metrics.agreement import (
+        agreement_table,
+        analyze_agreement,
+        load_judgments,
+        write_agreement,
+    )
+    from zoomsr.metrics.factory import create_metrics, parse_metric_names
+
+    if bootstrap < 1:
+        raise InputError(f"--bootstrap must be >= 1, got {bootstrap}")
+    names = parse_metric_names(metrics)
+    items = load_judgments(judgments)
+    options = metric_options(
+        border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
+        clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
+    )
+    built = create_metrics(names, options)
+    bar, update = progress_bar(progress, "scoring")
+    with bar:
+        result = analyze_agreement(
+            items, built, batch_size=batch_size, seed=seed, n_boot=bootstrap, progress=update
+        )
+    paths = write_agreement(result, out, overwrite=overwrite)
+    Console().print(agreement_table(result))
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

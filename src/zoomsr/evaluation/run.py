@@ -1,0 +1,232 @@
+"""Score paired images with several metrics; write a per-image CSV and a JSON summary.
+
+The summary gives, per metric, the mean, sample standard deviation and a seeded 95 % percentile
+bootstrap interval of the mean over the finite per-image values (``inf`` PSNR of identical images
+is counted in ``n_nonfinite`` instead). Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoomsr.errors import DataError, InputError
+from zoomsr.evaluation.images import read_rgb
+from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
+from zoomsr.io.atomic import atomic_write_text
+from zoomsr.metrics.base import Metric, check_batch_size, check_images
+from zoomsr.metrics.stats import bootstrap_ci
+
+#: ``progress(done, total)`` is called after each batch.
+ProgressFn = Callable[[int, int], None]
+
+CSV_NAME = "per_image.csv"
+SUMMARY_NAME = "summary.json"
+
+
+def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """``{mean, std, ci95_low, ci95_high, n, n_nonfinite}`` of the finite values."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    n = int(finite.size)
+    lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed)
+    return {
+        "mean": float(finite.mean()) if n else math.nan,
+        "std": float(finite.std(ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan),
+        "ci95_low": lo,
+        "ci95_high": hi,
+        "n": n,
+        "n_nonfinite": int(v.size - n),
+    }
+
+
+def load_pair(pair: ImagePair) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and check one pair: two ``[3, H, W]`` of the same size, uint8 (8-bit files) or
+    float32 in [0, 1].
+
+    Raises:
+        DataError: naming the file that is unreadable, out of range or of a different size.
+    """
+    images = []
+    for path in (pair.pred, pair.target):
+        img = read_rgb(path, as_float=False)
+        if img.dtype != torch.uint8:
+            try:
+                img = check_images(img[None], str(path))[0]
+            except InputError as exc:
+                raise DataError(str(exc)) from None
+        images.append(img)
+    pred, target = images
+    if pred.shape != target.shape:
+        raise DataError(
+            f"{pair.pred}: size {tuple(pred.shape[1:])} differs from its target {pair.target} "
+            f"{tuple(target.shape[1:])}"
+        )
+    return pred, target
+
+
+def score_pairs(
+    pairs: Sequence[ImagePair],
+    metrics: dict[str, Metric],
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Score every pair with every metric, in batches of same-size images.
+
+    Returns one row per pair: ``{"key", "pred", "target", <metric>: float, ...}`` in input order.
+    """
+    check_batch_size(batch_size)
+    if not metrics:
+        raise InputError("no metrics to compute")
+    rows: list[dict[str, Any]] = []
+    total = len(pairs)
+    for start in range(0, total, batch_size):
+        chunk = list(pairs[start: start + batch_size])
+        loaded = [load_pair(p) for p in chunk]
+        scores: list[dict[str, float]] = [{} for _ in chunk]
+        groups: dict[tuple[Any, ...], list[int]] = {}  # same size and dtypes: one batch
+        for i, (pred, target) in enumerate(loaded):
+            groups.setdefault((*pred.shape, pred.dtype, target.dtype), []).append(i)
+        for idx in groups.values():
+            pred = torch.stack([loaded[i][0] for i in idx])
+            target = torch.stack([loaded[i][1] for i in idx])
+            for name, metric in metrics.items():
+                values = metric(pred, target)
+                for j, i in enumerate(idx):
+                    scores[i][name] = float(values[j])
+        for p, s in zip(chunk, scores, strict=True):
+            rows.append({"key": p.key, "pred": str(p.pred), "target": str(p.target), **s})
+        if progress is not None:
+            progress(len(rows), total)
+    return rows
+
+
+@dataclass
+class EvaluationResult:
+    """Per-image scores, their summary, and how the files were paired."""
+
+    metrics: dict[str, bool]  # name -> higher is better
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, Any]]
+    pairing: Pairing | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary document written to ``summary.json``."""
+        doc: dict[str, Any] = {
+            "n_pairs": len(self.rows),
+            "metrics": {
+                n: {**self.summary[n], "higher_is_better": hib} for n, hib in self.metrics.items()
+            },
+            "options": self.options,
+        }
+        if self.pairing is not None:
+            doc["layout"] = self.pairing.layout
+            doc["missing_pred"] = [str(p) for p in self.pairing.missing_pred]
+            doc["unmatched_pred"] = [str(p) for p in self.pairing.unmatched_pred]
+            doc["ambiguous"] = {k: [str(p) for p in v] for k, v in self.pairing.ambiguous.items()}
+        return json_safe(doc)
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace non-finite floats by ``None`` and paths by strings, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return str(obj)
+    return obj
+
+
+def evaluate_pairing(
+    pairing: Pairing,
+    metrics: dict[str, Metric],
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Score the pairs of ``pairing`` with every metric and summarise them."""
+    rows = score_pairs(pairing.pairs, metrics, batch_size, progress)
+    summary = {n: summarize([r[n] for r in rows], seed=seed) for n in metrics}
+    return EvaluationResult(
+        {n: bool(m.higher_is_better) for n, m in metrics.items()}, rows, summary, pairing,
+        dict(options or {}),
+    )
+
+
+def evaluate(
+    pred_dir: str | os.PathLike[str],
+    target_dir: str | os.PathLike[str],
+    metrics: dict[str, Metric],
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Pair the folders (:func:`pair_images`), score every pair and summarise."""
+    return evaluate_pairing(
+        pair_images(pred_dir, target_dir), metrics, batch_size, progress, seed, options
+    )
+
+
+def write_results(
+    result: EvaluationResult, out_dir: str | os.PathLike[str], overwrite: bool = False
+) -> dict[str, Path]:
+    """Write ``per_image.csv`` and ``summary.json`` into ``out_dir`` (atomically).
+
+    Raises:
+        InputError: a file exists and ``overwrite`` is false.
+    """
+    out = Path(out_dir)
+    paths = {"csv": out / CSV_NAME, "summary": out / SUMMARY_NAME}
+    if not overwrite:
+        existing = [str(p) for p in paths.values() if p.exists()]
+        if existing:
+            raise InputError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    buf = io.StringIO()
+    fields = ["key", "pred", "target", *result.metrics]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in result.rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["summary"], json.dumps(result.to_json(), indent=2) + "\n")
+    return paths
+
+
+def summary_table(result: EvaluationResult) -> Any:
+    """A ``rich`` table of the summary (metric, mean, std, 95 % CI, n)."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(result.rows)} image pairs")
+    for col in ("metric", "mean", "std", "95% CI", "n"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name, hib in result.metrics.items():
+        s = result.summary[name]
+        arrow = "↑" if hib else "↓"
+        n = f"{s['n']}" + (f" (+{s['n_nonfinite']} inf)" if s["n_nonfinite"] else "")
+        table.add_row(
+            f"{name} {arrow}", _fmt(s["mean"]), _fmt(s["std"]),
+            f"[{_fmt(s['ci95_low'])}, {_fmt(s['ci95_high'])}]", n,
+        )
+    return table
+
+
+def _fmt(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:.3f}"

@@ -1,0 +1,205 @@
+"""Shared input checks and the common metric interface.
+
+Every metric takes a batch of predictions and a batch of targets, ``[B, 3, H, W]`` RGB in
+``[0, 1]`` (float; ``uint8`` in 0..255 is accepted and divided by 255), and returns one score per
+image as a ``float64`` CPU tensor of shape ``[B]``. Inputs are checked before any work: wrong
+rank or channel count, channels-last layout, 0-255 or 16-bit data passed as float, negative values
+(e.g. ``[-1, 1]`` data), NaN/inf and a declared BGR order all raise :class:`InputError` with a
+message that says what to change.
+
+Why there is no automatic RGB-vs-BGR detector: colour statistics of aerial imagery (water, shadow,
+bare soil, vegetation) overlap so much between the two orders that any heuristic flags real RGB
+tiles as BGR. Callers state the order instead (``channel_order``); only ``"rgb"`` is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from zoomsr.errors import CheckpointError, InputError
+
+#: Values this far outside ``[0, 1]`` are tolerated (and clipped): float round-off of SR outputs.
+RANGE_TOLERANCE = 1e-3
+
+
+class WeightsNotFoundError(CheckpointError):
+    """Weights a metric needs (LPIPS backbone/linear layers, CLIP) are not on this machine."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """A full-reference image metric: ``metric(pred, target) -> scores [B]``."""
+
+    name: str
+    higher_is_better: bool
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Score ``pred`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]); return ``[B]``."""
+        ...
+
+
+def _describe(x: torch.Tensor) -> str:
+    return f"shape {tuple(x.shape)}, dtype {str(x.dtype).replace('torch.', '')}"
+
+
+def check_images(
+    x: torch.Tensor | np.ndarray,
+    name: str = "images",
+    *,
+    channel_order: str = "rgb",
+    allow_uint8: bool = True,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Validate a batch of RGB images and return it as float ``[B, 3, H, W]`` in [0, 1].
+
+    Args:
+        x: ``[B, 3, H, W]`` tensor or array; float in [0, 1], or uint8 in 0..255.
+        name: what to call the input in error messages (``"pred"``, ``"target"``).
+        channel_order: the caller's channel order; only ``"rgb"`` is supported.
+        allow_uint8: accept uint8 input (converted with ``/ 255``).
+        dtype: output dtype; default float32, or float64 for float64 input.
+
+    Raises:
+        InputError: on a wrong shape, dtype, channel order, value range or non-finite values.
+    """
+    order = str(channel_order).lower()
+    if order == "bgr":
+        raise InputError(
+            f"{name}: BGR channel order is not supported; convert to RGB first (x.flip(1) on "
+            "[B, 3, H, W]; OpenCV/BasicSR images are BGR)"
+        )
+    if order != "rgb":
+        raise InputError(f"{name}: unknown channel_order {channel_order!r} (expected 'rgb')")
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint16 or x.dtype.kind not in "fub":
+            raise InputError(f"{name}: unsupported array dtype {x.dtype}; "
+                             "expected float in [0, 1] or uint8")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+    x = x.detach()  # metrics evaluate; they are not losses
+    if x.ndim != 4:
+        hint = ""
+        if x.ndim == 3 and x.shape[0] == 3:
+            hint = " (a single image: add the batch dimension with x[None])"
+        elif x.ndim == 3 and x.shape[-1] == 3:
+            hint = " (looks like one HWC image: use x.permute(2, 0, 1)[None])"
+        raise InputError(f"{name}: expected [B, 3, H, W], got {_describe(x)}{hint}")
+    if x.shape[1] != 3:
+        hint = ""
+        if x.shape[-1] == 3:
+            hint = " (looks like channels-last [B, H, W, 3]: use x.permute(0, 3, 1, 2))"
+        raise InputError(f"{name}: expected 3 RGB channels in dim 1, got {_describe(x)}{hint}")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise InputError(f"{name}: empty batch or image, {_describe(x)}")
+    if x.dtype == torch.uint8:
+        if not allow_uint8:
+            raise InputError(f"{name}: uint8 input not accepted here; pass float in [0, 1]")
+        return x.to(dtype or torch.float32) / 255.0
+    if x.dtype == torch.bool or not x.is_floating_point():
+        raise InputError(
+            f"{name}: unsupported dtype {str(x.dtype).replace('torch.', '')}; expected float in "
+            "[0, 1] or uint8 (16-bit data: divide by its full scale, e.g. 65535, first)"
+        )
+    x = x.to(dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32))
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        raise InputError(f"{name}: {n_bad} NaN/inf value(s); mask or fill nodata before scoring")
+    lo, hi = float(x.min()), float(x.max())
+    if hi > 1.0 + RANGE_TOLERANCE:
+        if hi <= 255.0 + RANGE_TOLERANCE:
+            raise InputError(
+                f"{name}: values up to {hi:g}: looks like 0-255 data, divide by 255 "
+                "(metrics take RGB in [0, 1])"
+            )
+        raise InputError(
+            f"{name}: values up to {hi:g}: looks like 16-bit or reflectance data; scale to [0, 1] "
+            "first (e.g. /10000 for Sentinel-2 reflectance)"
+        )
+    if lo < -RANGE_TOLERANCE:
+        raise InputError(
+            f"{name}: negative values (min {lo:g}); metrics take [0, 1] "
+            "(for [-1, 1] data use (x + 1) / 2)"
+        )
+    return x.clamp(0.0, 1.0)  # out of place: never modify the caller's tensor
+
+
+def check_pair(
+    pred: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
+    *,
+    channel_order: str = "rgb",
+    allow_uint8: bool = True,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check ``pred`` and ``target`` with :func:`check_images` and that their shapes match."""
+    p = check_images(pred, "pred", channel_order=channel_order, allow_uint8=allow_uint8,
+                     dtype=dtype)
+    t = check_images(target, "target", channel_order=channel_order, allow_uint8=allow_uint8,
+                     dtype=dtype)
+    if p.shape != t.shape:
+        raise InputError(
+            f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)} "
+            "(resize or crop the prediction to the target size)"
+        )
+    return p, t
+
+
+def check_border(border: int, height: int, width: int, minimum: int = 1) -> None:
+    """Raise :class:`InputError` unless cropping ``border`` pixels leaves ``minimum`` pixels."""
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
+        raise InputError(f"border must be an integer >= 0, got {border!r}")
+    if height - 2 * border < minimum or width - 2 * border < minimum:
+        raise InputError(
+            f"border {border} leaves less than {minimum} px of a {height}x{width} image"
+        )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Map ``None``/``"float32"``/``"bf16"``/``"fp16"`` to a dtype; half precision needs a GPU."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    else:
+        key = str(dtype).lower().replace("torch.", "")
+        if key not in _DTYPES:
+            raise InputError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+        out = _DTYPES[key]
+    if out not in (torch.float32, torch.bfloat16, torch.float16):
+        raise InputError(f"unsupported dtype {out} (use float32, bfloat16 or float16)")
+    if out != torch.float32 and device.type != "cuda":
+        raise InputError(f"{str(out).replace('torch.', '')} is only supported on a GPU; "
+                         "use float32 on CPU")
+    return out
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Return ``batch_size`` if it is a positive int, else raise :class:`InputError`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size

@@ -1,0 +1,479 @@
+"""CLIPScore: cosine similarity of the image embeddings of the prediction and the ground truth.
+
+Any open_clip image tower works (``model_name``), including the paper's three: OpenAI
+``ViT-B-16`` (224 px), ``ViT-bigG-14-CLIPA-336`` / ``datacomp1b`` (336 px) and
+``ViT-SO400M-14-SigLIP-384`` / ``webli`` (384 px); the reference's names (``clip-ViT-B/16``,
+``clipa-ViT-bigG-14``, ``siglip-ViT-SO400M-14``) are accepted as aliases.
+
+Preprocessing modes:
+
+- ``paper``: as the reference metric: [0, 1] input, nearest-neighbour resize to the backbone's
+  size (``F.interpolate`` default), no mean/std normalisation. (The reference also fed BGR; we
+  feed RGB.)
+- ``standard``: the weights' own preprocessing: antialiased resize with their interpolation and
+  resize mode, then their mean/std.
+
+Weights are resolved without surprises: a local file, or an open_clip tag found in the Hugging
+Face / CLIP cache; a download only with ``allow_download=True``. Missing weights raise
+:class:`WeightsNotFoundError` naming the files looked for; random weights only with
+``allow_random=True`` (tests, benchmarks). Models are built once per (name, weights, device,
+dtype), kept in ``eval()`` mode with gradients off, and only the image tower is kept.
+
+Ground-truth embeddings can be cached across runs (``cache_dir``): one safetensors file per model
+(name, weights, mode, dtype), keyed by the sha256 of each target image's pixels, written atomically.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoomsr.errors import CheckpointError, InputError
+from zoomsr.io.atomic import atomic_path
+from zoomsr.metrics.base import (
+    WeightsNotFoundError,
+    check_batch_size,
+    check_images,
+    check_pair,
+    resolve_device,
+    resolve_dtype,
+)
+
+CLIP_MODES = ("paper", "standard")
+#: The reference's backbone names -> (open_clip model, pretrained tag).
+REFERENCE_ALIASES = {
+    "clip-ViT-B/16": ("ViT-B-16", "openai"),
+    "clipa-ViT-bigG-14": ("ViT-bigG-14-CLIPA-336", "datacomp1b"),
+    "siglip-ViT-SO400M-14": ("ViT-SO400M-14-SigLIP-384", "webli"),
+}
+_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _open_clip() -> Any:
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError(
+            "CLIPScore needs open_clip: pip install open_clip_torch"
+        ) from exc
+    return open_clip
+
+
+_CONFIG_DIR: Path | None = None
+
+
+def register_model_config(name: str, config: dict[str, Any]) -> None:
+    """Make an open_clip architecture config (``embed_dim``, ``vision_cfg``, ``text_cfg``)
+    available under ``name``, e.g. a tiny one for tests and benchmarks."""
+    global _CONFIG_DIR
+    if not all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise InputError("an open_clip config needs embed_dim, vision_cfg and text_cfg")
+    oc = _open_clip()
+    if _CONFIG_DIR is None:
+        _CONFIG_DIR = Path(tempfile.mkdtemp(prefix="zoomsr-open-clip-configs-"))
+        atexit.register(shutil.rmtree, _CONFIG_DIR, True)
+    path = _CONFIG_DIR / f"{name}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    oc.add_model_config(path)
+
+
+@dataclass(frozen=True)
+class ClipWeights:
+    """Where a CLIP model's weights come from and the preprocessing that goes with them."""
+
+    model_name: str
+    checkpoint: str | None  # local file; None = random initialisation
+    identity: str  # stable description for cache keys
+    mean: tuple[float, ...] = _OPENAI_MEAN
+    std: tuple[float, ...] = _OPENAI_STD
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+    quick_gelu: bool = False
+
+
+def _hub_cache_dir(hub_dir: str | os.PathLike[str] | None) -> Path:
+    if hub_dir is not None:
+        return Path(hub_dir)
+    try:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) -> tuple[
+    str | None, list[str]
+]:
+    """Look for a tag's weights in the HF hub cache and the CLIP URL cache; no network."""
+    looked: list[str] = []
+    hf = cfg.get("hf_hub", "")
+    if hf:
+        repo, filename = os.path.split(hf)
+        names = (filename,) if filename else _HF_FILES
+        if filename.endswith((".bin", ".pth")):
+            names = (filename[:-4] + ".safetensors", filename)
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover
+            try_to_load_from_cache = None
+        for name in names:
+            looked.append(f"{repo}/{name} in {_hub_cache_dir(hub_dir)}")
+            if try_to_load_from_cache is not None:
+                hit = try_to_load_from_cache(
+                    repo, name, cache_dir=None if hub_dir is None else str(hub_dir)
+                )
+                if isinstance(hit, str) and os.path.isfile(hit):
+                    return hit, looked
+    url = cfg.get("url", "")
+    if url:
+        path = Path(hub_dir or Path.home() / ".cache" / "clip") / os.path.basename(url)
+        looked.append(str(path))
+        if path.is_file():
+            return str(path), looked
+    return None, looked
+
+
+def resolve_clip_weights(
+    model_name: str,
+    pretrained: str | os.PathLike[str] | None,
+    *,
+    hub_dir: str | os.PathLike[str] | None = None,
+    allow_download: bool = False,
+    allow_random: bool = False,
+) -> ClipWeights:
+    """Resolve ``pretrained`` (tag, file or ``None``) for ``model_name`` to a local file.
+
+    Raises:
+        InputError: unknown model or tag, or ``None`` without ``allow_random``.
+        WeightsNotFoundError: the weights are not on this machine (and downloads are off).
+    """
+    oc = _open_clip()
+    if model_name not in oc.list_models():
+        raise InputError(
+            f"unknown open_clip model {model_name!r}; see open_clip.list_models() "
+            f"(e.g. ViT-B-16, ViT-bigG-14-CLIPA-336, ViT-SO400M-14-SigLIP-384)"
+        )
+    tags = oc.list_pretrained_tags_by_model(model_name)
+    if pretrained is None or str(pretrained) == "":
+        if not allow_random:
+            known = ", ".join(tags) or "none"
+            raise InputError(
+                f"no pretrained weights given for {model_name}: pass a tag ({known}) or a file; "
+                "random weights need allow_random=True"
+            )
+        return ClipWeights(model_name, None, f"{model_name}:random")
+    text = str(pretrained)
+    if os.path.isfile(text):
+        # Take preprocessing from the model's tag when it has exactly one.
+        cfg = oc.get_pretrained_cfg(model_name, tags[0]) if len(tags) == 1 else {}
+        st = os.stat(text)
+        identity = f"{model_name}:file:{os.path.abspath(text)}:{st.st_size}:{int(st.st_mtime)}"
+        return _weights_from_cfg(model_name, text, identity, cfg)
+    cfg = oc.get_pretrained_cfg(model_name, text)
+    if not cfg:
+        looks_like_path = os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        if looks_like_path:
+            raise WeightsNotFoundError(f"CLIP weights file not found: {text}")
+        raise InputError(
+            f"unknown pretrained tag {text!r} for {model_name} (known: {', '.join(tags) or 'none'})"
+        )
+    path, looked = _find_cached(cfg, hub_dir)
+    if path is None and allow_download:
+        try:
+            path = oc.download_pretrained(cfg, cache_dir=None if hub_dir is None else str(hub_dir))
+        except Exception as exc:  # noqa: BLE001 - network/hub errors become one clear error
+            raise WeightsNotFoundError(
+                f"could not download CLIP weights {model_name}/{text}: {type(exc).__name__}: {exc}"
+            ) from exc
+    if not path:
+        raise WeightsNotFoundError(
+            f"CLIP weights {model_name}/{text} are not on this machine (looked for "
+            f"{'; '.join(looked)}). Pass a local file (--clip-pretrained PATH), put the file in "
+            "that cache, or allow downloads (allow_download=True, CLI --allow-download)"
+        )
+    return _weights_from_cfg(model_name, path, f"{model_name}:{text}", cfg)
+
+
+def _weights_from_cfg(
+    model_name: str, path: str, identity: str, cfg: dict[str, Any]
+) -> ClipWeights:
+    return ClipWeights(
+        model_name,
+        path,
+        identity,
+        mean=tuple(cfg.get("mean", _OPENAI_MEAN)),
+        std=tuple(cfg.get("std", _OPENAI_STD)),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        resize_mode=cfg.get("resize_mode", "shortest"),
+        quick_gelu=bool(cfg.get("quick_gelu", False)),
+    )
+
+
+class ImageEncoder(nn.Module):
+    """The image tower of an open_clip model: ``[B, 3, S, S]`` -> ``[B, D]`` embeddings."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        oc = _open_clip()
+        plain = type(model).encode_image in (oc.CLIP.encode_image, oc.CustomTextCLIP.encode_image)
+        # CLIP/CustomTextCLIP embed images with the visual tower alone: drop the text tower.
+        self.tower = model.visual if plain else model
+        self.plain = plain
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size: tuple[int, int] = (
+            (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed preprocessed ``[B, 3, S, S]`` images."""
+        return self.tower(x) if self.plain else self.tower.encode_image(x)
+
+
+def build_image_encoder(
+    weights: ClipWeights, device: torch.device, dtype: torch.dtype = torch.float32
+) -> ImageEncoder:
+    """Build the open_clip model for ``weights`` and return its image tower (eval, frozen)."""
+    oc = _open_clip()
+    precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    try:
+        model = oc.create_model(
+            weights.model_name,
+            pretrained=weights.checkpoint,
+            precision=precision,
+            device=device,
+            force_quick_gelu=weights.quick_gelu,
+            pretrained_image=False,
+            pretrained_text=False,
+            require_pretrained=weights.checkpoint is not None,
+        )
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if weights.checkpoint is not None:
+            raise CheckpointError(
+                f"{weights.checkpoint}: cannot load as {weights.model_name} weights ({first})"
+            ) from exc
+        raise InputError(f"cannot build open_clip model {weights.model_name}: {first}") from exc
+    encoder = ImageEncoder(model).to(device)
+    return encoder.eval().requires_grad_(False)
+
+
+_ENCODERS: dict[tuple[str, str, str, str], ImageEncoder] = {}
+
+
+def get_image_encoder(
+    weights: ClipWeights, device: torch.device, dtype: torch.dtype = torch.float32
+) -> ImageEncoder:
+    """:func:`build_image_encoder`, built once per (model, weights, device, dtype)."""
+    key = (weights.model_name, weights.identity, str(device), str(dtype))
+    if key not in _ENCODERS:
+        _ENCODERS[key] = build_image_encoder(weights, device, dtype)
+    return _ENCODERS[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every cached CLIP image encoder (frees their memory)."""
+    _ENCODERS.clear()
+
+
+def image_digest(image: torch.Tensor) -> str:
+    """sha256 of one checked ``[3, H, W]`` float32 image's shape and pixels."""
+    x = image.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.sha256(str(tuple(x.shape)).encode())
+    h.update(x.numpy().tobytes())
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Ground-truth embeddings of one model on disk: ``{image sha256: [D] float32}``."""
+
+    def __init__(self, directory: str | os.PathLike[str], model_id: str) -> None:
+        self.model_id = model_id
+        key = hashlib.sha256(model_id.encode()).hexdigest()[:24]
+        self.path = Path(directory) / f"clipscore-{key}.safetensors"
+        self._data: dict[str, torch.Tensor] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[str, torch.Tensor]:
+        if self._data is None:
+            self._data = {}
+            if self.path.is_file():
+                from safetensors import safe_open
+
+                try:
+                    with safe_open(str(self.path), framework="pt") as f:
+                        if (f.metadata() or {}).get("model_id") == self.model_id:
+                            self._data = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+                except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, not fatal
+                    self._data = {}
+        return self._data
+
+    def get(self, digest: str) -> torch.Tensor | None:
+        """The cached embedding for an image digest, or ``None``."""
+        return self._load().get(digest)
+
+    def put(self, digest: str, embedding: torch.Tensor) -> None:
+        """Remember one embedding (written by :meth:`flush`)."""
+        self._load()[digest] = embedding.detach().to("cpu", torch.float32).contiguous()
+        self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def flush(self) -> None:
+        """Write the cache file atomically if anything was added."""
+        if not self._dirty or self._data is None:
+            return
+        from safetensors.torch import save_file
+
+        with atomic_path(self.path) as tmp:
+            save_file(self._data, str(tmp), metadata={"model_id": self.model_id})
+        self._dirty = False
+
+
+class CLIPScore:
+    """CLIPScore (higher is better), per image: cosine similarity of image embeddings.
+
+    Args:
+        model_name: open_clip architecture (or a reference alias, see the module docstring).
+        pretrained: tag (``"openai"``, ``"datacomp1b"``, ``"webli"``...), a local weight file,
+            or ``None`` (random weights: only with ``allow_random=True``).
+        mode: ``"paper"`` or ``"standard"`` preprocessing.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        dtype: ``float32`` (default), or ``bfloat16``/``float16`` on a GPU.
+        batch_size: images per forward pass.
+        cache_dir: folder for the ground-truth embedding cache (``None``: no cache).
+        hub_dir: Hugging Face hub / CLIP cache folder to look in (default: the usual ones).
+        allow_download: let open_clip download missing weights.
+        allow_random: allow ``pretrained=None`` (random weights, for tests and benchmarks).
+    """
+
+    name = "clipscore"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16",
+        pretrained: str | os.PathLike[str] | None = "openai",
+        mode: str = "paper",
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        batch_size: int = 32,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        hub_dir: str | os.PathLike[str] | None = None,
+        allow_download: bool = False,
+        allow_random: bool = False,
+    ) -> None:
+        if mode not in CLIP_MODES:
+            raise InputError(f"unknown CLIPScore mode {mode!r} (expected paper or standard)")
+        if model_name in REFERENCE_ALIASES:
+            model_name, tag = REFERENCE_ALIASES[model_name]
+            pretrained = tag if pretrained == "openai" else pretrained
+        self.mode = mode
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = check_batch_size(batch_size)
+        self.weights = resolve_clip_weights(
+            model_name, pretrained, hub_dir=hub_dir, allow_download=allow_download,
+            allow_random=allow_random,
+        )
+        self.encoder = get_image_encoder(self.weights, self.device, self.dtype)
+        self._cache: EmbeddingCache | None = None
+        if cache_dir is not None:
+            identity = self.weights.identity
+            if self.weights.checkpoint is None:  # random weights: key by their values
+                h = hashlib.sha256()
+                for t in self.encoder.state_dict().values():
+                    h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+                identity += ":" + h.hexdigest()[:16]
+            self._cache = EmbeddingCache(cache_dir, f"{identity}|{mode}|{self.dtype}")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The backbone's input size ``(H, W)`` in pixels."""
+        return self.encoder.image_size
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked ``[B, 3, H, W]`` in [0, 1] -> the backbone's input ``[B, 3, S, S]``."""
+        size = self.image_size
+        if self.mode == "paper":
+            return F.interpolate(images, size=size)  # nearest, no normalisation
+        w = self.weights
+        mode = w.interpolation if w.interpolation in ("bilinear", "bicubic") else "bicubic"
+        h0, w0 = images.shape[-2:]
+        if w.resize_mode == "shortest" and (h0, w0) != size:
+            scale = max(size[0] / h0, size[1] / w0)
+            new = (max(size[0], round(h0 * scale)), max(size[1], round(w0 * scale)))
+            x = F.interpolate(images, size=new, mode=mode, antialias=True, align_corners=False)
+            top, left = (new[0] - size[0]) // 2, (new[1] - size[1]) // 2
+            x = x[..., top: top + size[0], left: left + size[1]]
+        elif w.resize_mode == "longest" and (h0, w0) != size:
+            scale = min(size[0] / h0, size[1] / w0)
+            new = (max(1, round(h0 * scale)), max(1, round(w0 * scale)))
+            x = F.interpolate(images, size=new, mode=mode, antialias=True, align_corners=False)
+            pad_h, pad_w = size[0] - new[0], size[1] - new[1]
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        elif (h0, w0) != size:
+            x = F.interpolate(images, size=size, mode=mode, antialias=True, align_corners=False)
+        else:
+            x = images
+        x = x.clamp(0.0, 1.0)
+        mean = torch.tensor(w.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(w.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def _embed_checked(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, images.shape[0], self.batch_size):
+                x = self.preprocess(images[i: i + self.batch_size].to(self.device))
+                feats = self.encoder(x.to(self.dtype)).float()
+                out.append(F.normalize(feats, dim=-1).cpu())
+        return torch.cat(out)
+
+    def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Unit-norm embeddings ``[B, D]`` (float32, CPU) of ``[B, 3, H, W]`` RGB in [0, 1]."""
+        return self._embed_checked(check_images(images, "images"))
+
+    def _embed_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        if self._cache is None:
+            return self._embed_checked(targets)
+        digests = [image_digest(t) for t in targets]
+        found = [self._cache.get(d) for d in digests]
+        missing = [i for i, e in enumerate(found) if e is None]
+        if missing:
+            new = self._embed_checked(targets[missing])
+            for j, i in enumerate(missing):
+                found[i] = new[j]
+                self._cache.put(digests[i], new[j])
+            self._cache.flush()
+        return torch.stack([e for e in found if e is not None])
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The ground-truth embedding cache (``None`` without ``cache_dir``)."""
+        return self._cache
+
+    def __call__(
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+    ) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 cosine similarities."""
+        p, t = check_pair(pred, target)
+        ep = self._embed_checked(p)
+        et = self._embed_targets(t)
+        return (ep * et).sum(dim=-1).double()

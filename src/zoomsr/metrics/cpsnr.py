@@ -1,0 +1,138 @@
+"""cPSNR: PSNR maximised over small translations, after removing the brightness bias.
+
+Two modes:
+
+``challenge`` (default) - the PROBA-V challenge definition. The prediction is cropped by
+``border`` pixels on every side; the target is cropped to the same size at every integer offset
+``(dy, dx)`` with ``|dy|, |dx| <= border``; per channel, the mean difference (brightness bias) is
+removed; the best PSNR over all ``(2 * border + 1) ** 2`` shifts is returned.
+
+``reference`` - a faithful reimplementation of the published satlas-super-resolution
+``calculate_cpsnr`` (used for the paper's tables): the images are quantised to 8 bit, cropped by
+``border``, then the prediction is cropped at ``(r, c)`` and the target at
+``(max_offset - r, max_offset - c)`` for ``r, c`` in ``0..max_offset`` (``max_offset = 8``), both
+to ``size - max_offset``. The relative shift is ``max_offset - 2 r``: only *even* shifts in
+``-8..8`` are tried, so an odd misalignment is never fully compensated.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import numpy as np
+import torch
+
+from zoomsr.errors import InputError
+from zoomsr.metrics.base import check_border, check_pair
+
+CPSNR_MODES = ("challenge", "reference")
+REFERENCE_MAX_OFFSET = 8
+
+
+def _bias_free_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MSE of ``[B, C, h, w]`` tensors after removing the per-image, per-channel mean difference."""
+    d = a - b
+    d = d - d.mean(dim=(2, 3), keepdim=True)
+    return d.square().mean(dim=(1, 2, 3))
+
+
+def _search(
+    p: torch.Tensor,
+    t: torch.Tensor,
+    offsets: list[tuple[int, int, int, int]],
+    size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best bias-free MSE over crops ``p[py:, px:]`` vs ``t[ty:, tx:]`` of ``size``.
+
+    Returns ``(mse [B], shift [B, 2])``, the shift being ``(ty - py, tx - px)``.
+    """
+    h, w = size
+    best = torch.full((p.shape[0],), float("inf"), dtype=torch.float64, device=p.device)
+    shift = torch.zeros((p.shape[0], 2), dtype=torch.long, device=p.device)
+    for py, px, ty, tx in offsets:
+        mse = _bias_free_mse(p[..., py: py + h, px: px + w], t[..., ty: ty + h, tx: tx + w])
+        better = mse < best
+        best = torch.where(better, mse, best)
+        shift[better] = torch.tensor([ty - py, tx - px], device=p.device)
+    return best, shift
+
+
+def cpsnr(
+    pred: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
+    border: int = 4,
+    mode: str = "challenge",
+    *,
+    max_offset: int = REFERENCE_MAX_OFFSET,
+    return_shift: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Clear PSNR in dB, per image.
+
+    Args:
+        pred, target: ``[B, 3, H, W]`` RGB in [0, 1] (or uint8).
+        border: ``challenge``: crop of the prediction and the largest shift tried (px);
+            ``reference``: the reference's ``crop_border`` applied to both images first.
+        mode: ``"challenge"`` or ``"reference"`` (see the module docstring).
+        max_offset: ``reference`` mode only: the reference's fixed ``max_offset`` (8).
+        return_shift: also return the best shift ``[B, 2]`` as ``(dy, dx)``: ``pred[i, j]``
+            lines up with ``target[i + dy, j + dx]``.
+
+    Returns:
+        ``[B]`` float64 dB (``inf`` for a perfect match), and the shifts if asked.
+    """
+    if mode not in CPSNR_MODES:
+        raise InputError(f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})")
+    p, t = check_pair(pred, target, dtype=torch.float64)
+    height, width = p.shape[-2:]
+    check_border(border, height, width)
+    if mode == "challenge":
+        h, w = height - 2 * border, width - 2 * border
+        offsets = [
+            (border, border, border + dy, border + dx)
+            for dy in range(-border, border + 1)
+            for dx in range(-border, border + 1)
+        ]
+        mse, shift = _search(p, t, offsets, (h, w))
+    else:
+        if isinstance(max_offset, bool) or not isinstance(max_offset, int) or max_offset < 0:
+            raise InputError(f"max_offset must be an integer >= 0, got {max_offset!r}")
+        # The reference scores 8-bit images (BasicSR's tensor2img rounds to uint8).
+        p, t = torch.round(p * 255.0) / 255.0, torch.round(t * 255.0) / 255.0
+        if border:
+            p = p[..., border:-border, border:-border]
+            t = t[..., border:-border, border:-border]
+        h, w = p.shape[-2] - max_offset, p.shape[-1] - max_offset
+        if h < 1 or w < 1:
+            raise InputError(
+                f"reference cPSNR needs images larger than 2*border + {max_offset} px, "
+                f"got {height}x{width} with border {border}"
+            )
+        offsets = [
+            (r, c, max_offset - r, max_offset - c)
+            for r in range(max_offset + 1)
+            for c in range(max_offset + 1)
+        ]
+        mse, shift = _search(p, t, offsets, (h, w))
+    scores = (10.0 * torch.log10(1.0 / mse)).cpu()
+    if return_shift:
+        return scores, shift.cpu()
+    return scores
+
+
+class CPSNR:
+    """cPSNR in dB (higher is better); see :func:`cpsnr`."""
+
+    name = "cpsnr"
+    higher_is_better = True
+
+    def __init__(self, border: int = 4, mode: str = "challenge") -> None:
+        if mode not in CPSNR_MODES:
+            raise InputError(
+                f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})"
+            )
+        self.border = border
+        self.mode = mode
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair -> ``[B]`` dB."""
+        return cast(torch.Tensor, cpsnr(pred, target, border=self.border, mode=self.mode))

@@ -1,0 +1,97 @@
+"""Build metric objects from names and options (the CLI and the evaluation loop use this)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from zoomsr.errors import ConfigError
+
+if TYPE_CHECKING:  # keep this module torch-free: the CLI imports it for its help text
+    from zoomsr.metrics.base import Metric
+
+#: Names accepted by :func:`create_metric` (``lpips_alex``/``lpips_vgg`` pick the network).
+METRIC_NAMES = ("psnr", "ssim", "cpsnr", "lpips", "lpips_alex", "lpips_vgg", "clipscore")
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Options shared by the metrics; each metric reads the ones it needs.
+
+    Attributes:
+        border: pixels cropped from each side (PSNR, SSIM, cPSNR).
+        cpsnr_mode: ``"challenge"`` or ``"reference"``.
+        lpips_net: network for ``lpips``: ``"alex"`` or ``"vgg"``.
+        lpips_weights, lpips_linear_weights: LPIPS backbone / linear-layer files (default: caches).
+        clip_model, clip_pretrained, clip_mode: CLIPScore backbone, weights (tag or file), mode.
+        clip_cache_dir: ground-truth embedding cache folder.
+        allow_download: let open_clip download CLIP weights.
+        device, dtype, batch_size: where and how the network metrics run.
+    """
+
+    border: int = 4
+    cpsnr_mode: str = "challenge"
+    lpips_net: str = "alex"
+    lpips_weights: str | os.PathLike[str] | None = None
+    lpips_linear_weights: str | os.PathLike[str] | None = None
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: str | os.PathLike[str] | None = "openai"
+    clip_mode: str = "paper"
+    clip_cache_dir: str | os.PathLike[str] | None = None
+    allow_download: bool = False
+    device: str = "auto"
+    dtype: str | None = None
+    batch_size: int = 16
+
+
+def parse_metric_names(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"psnr,ssim"`` (or a list) -> ``["psnr", "ssim"]``; unknown or duplicate names raise."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = [s.strip().lower().replace("-", "_") for s in items if s.strip()]
+    if not names:
+        raise ConfigError(f"no metrics given (choose from {', '.join(METRIC_NAMES)})")
+    for n in names:
+        if n not in METRIC_NAMES:
+            raise ConfigError(f"unknown metric {n!r} (choose from {', '.join(METRIC_NAMES)})")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a metric is listed twice: {','.join(names)}")
+    return names
+
+
+def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
+    """Build one metric by name; network metrics load their weights here (once)."""
+    o = options or MetricOptions()
+    n = parse_metric_names([name])[0]
+    if n == "psnr":
+        from zoomsr.metrics.psnr_ssim import PSNR
+
+        return PSNR(o.border)
+    if n == "ssim":
+        from zoomsr.metrics.psnr_ssim import SSIM
+
+        return SSIM(o.border)
+    if n == "cpsnr":
+        from zoomsr.metrics.cpsnr import CPSNR
+
+        return CPSNR(o.border, o.cpsnr_mode)
+    if n.startswith("lpips"):
+        from zoomsr.metrics.lpips import LPIPS
+
+        net = o.lpips_net if n == "lpips" else n.split("_", 1)[1]
+        metric = LPIPS(net, o.lpips_weights, o.lpips_linear_weights, o.device, o.batch_size)
+        metric.name = n
+        return metric
+    from zoomsr.metrics.clipscore import CLIPScore
+
+    return CLIPScore(
+        o.clip_model, o.clip_pretrained, o.clip_mode, o.device, o.dtype, o.batch_size,
+        o.clip_cache_dir, allow_download=o.allow_download,
+    )
+
+
+def create_metrics(names: str | list[str], options: MetricOptions | None = None) -> dict[
+    str, Metric
+]:
+    """Build several metrics: ``{name: metric}`` in the given order."""
+    return {n: create_metric(n, options) for n in parse_metric_names(names)}

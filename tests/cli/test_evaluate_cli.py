@@ -1,0 +1,154 @@
+"""``zoomsr evaluate`` end to end, in-process, with exit codes and outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def s2naip(tmp_path):
+    """Targets in the S2-NAIP layout, predictions as {tile}.png (target + 5 grey levels);
+    one tile without a prediction, one prediction without a target."""
+    rng = np.random.default_rng(0)
+    pred, target = tmp_path / "pred", tmp_path / "ds"
+    for k, tile in enumerate(("100_200", "101_200", "102_200")):
+        t = rng.integers(10, 240, size=(40, 40, 3), dtype=np.uint8)
+        _save(target / "naip" / f"uuid{k}" / tile / "rgb.png", t)
+        if tile != "102_200":
+            _save(pred / f"{tile}.png", t + 5)
+    _save(pred / "999_999.png", np.zeros((40, 40, 3), np.uint8))
+    return pred, target
+
+
+def test_evaluate_writes_csv_summary_and_table(cli, s2naip, tmp_path):
+    pred, target = s2naip
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", target,
+                               "--metrics", "psnr,ssim,cpsnr", "--out", out, "--no-progress")
+    assert code == 0, stderr
+    assert "psnr" in stdout and "2 image pairs" in stdout
+    assert "no prediction for target" in stderr and "102_200" in stderr
+    assert "no target for prediction" in stderr and "999_999.png" in stderr
+    rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    assert [r["key"] for r in rows] == ["100_200", "101_200"]
+    assert float(rows[0]["psnr"]) == pytest.approx(20 * math.log10(255 / 5), abs=1e-9)
+    assert float(rows[0]["cpsnr"]) > 100  # a constant offset is a brightness bias
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["layout"] == "s2naip" and doc["n_pairs"] == 2
+    assert set(doc["metrics"]) == {"psnr", "ssim", "cpsnr"}
+    assert len(doc["missing_pred"]) == 1 and len(doc["unmatched_pred"]) == 1
+    for key in ("mean", "std", "ci95_low", "ci95_high"):
+        assert isinstance(doc["metrics"]["ssim"][key], float)
+
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--out", out,
+                          "--no-progress")
+    assert code == 2 and "--overwrite" in stderr
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--strict")
+    assert code == 2 and "unpaired" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--pred", "{tmp}/nope", "--target", "{tmp}/ds"), "prediction folder not found"),
+        (("--pred", "{tmp}/empty", "--target", "{tmp}/ds"), "holds no PNG"),
+        (("--pred", "{tmp}/pred", "--target", "{tmp}/ds", "--metrics", "psnr,niqe"),
+         "unknown metric 'niqe'"),
+        (("--pred", "{tmp}/pred", "--target", "{tmp}/ds", "--border", "30"), "border 30"),
+        (("--pred", "{tmp}/pred", "--target", "{tmp}/ds", "--cpsnr-mode", "x",
+          "--metrics", "cpsnr"), "cPSNR mode"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(cli, s2naip, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = cli("evaluate", *(a.format(tmp=tmp_path) for a in args),
+                               "--no-progress")
+    assert code == 2
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0]
+
+
+def test_corrupt_image_names_the_file(cli, s2naip):
+    pred, target = s2naip
+    (pred / "100_200.png").write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--no-progress")
+    assert code == 2
+    assert stderr.strip().splitlines()[-1].startswith("error: ")
+    assert str(pred / "100_200.png") in stderr
+
+
+def test_lpips_with_real_weights(cli, shared_dir, tmp_path):
+    lp = shared_dir / "weights" / "lpips"
+    _save(tmp_path / "p" / "x.png", np.array(Image.open(lp / "ex_p0.png").convert("RGB")))
+    _save(tmp_path / "p" / "y.png", np.array(Image.open(lp / "ex_p1.png").convert("RGB")))
+    ref = np.array(Image.open(lp / "ex_ref.png").convert("RGB"))
+    _save(tmp_path / "t" / "x.png", ref)
+    _save(tmp_path / "t" / "y.png", ref)
+    code, stdout, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                               "--metrics", "lpips", "--lpips-weights", lp, "--device", "cpu",
+                               "--out", tmp_path / "o", "--no-progress")
+    if code == 2 and "linear-layer" in stderr and os.environ.get("CI") != "true":
+        pytest.skip("the lpips package (linear-layer weights) is not installed")
+    assert code == 0, stderr
+    rows = list(csv.DictReader((tmp_path / "o" / "per_image.csv").read_text().splitlines()))
+    assert [round(float(r["lpips"]), 3) for r in rows] == [0.722, 0.138]
+
+
+def test_missing_lpips_weights_exit_2_naming_the_file(cli, s2naip, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    pred, target = s2naip
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "lpips",
+                          "--no-progress")
+    assert code == 2 and "alexnet-owt-7be5be79.pth" in stderr
+
+
+def test_clipscore_from_a_local_checkpoint(cli, s2naip, tmp_path):
+    if os.environ.get("CI") == "true":
+        import open_clip
+    else:
+        open_clip = pytest.importorskip("open_clip")
+    from zoomsr.metrics.clipscore import register_model_config
+
+    name = "zoomsr-test-cli-vit"
+    register_model_config(name, {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
+                       "head_width": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1,
+                     "layers": 1},
+    })
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(name).state_dict(), ckpt)
+    pred, target = s2naip
+    args = ["evaluate", "--pred", pred, "--target", target, "--metrics", "psnr,clipscore",
+            "--clip-model", name, "--clip-pretrained", ckpt, "--clip-cache", tmp_path / "cache",
+            "--device", "cpu", "--no-progress"]
+    code, stdout, stderr = cli(*args, "--out", tmp_path / "o1")
+    assert code == 0, stderr
+    assert len(list((tmp_path / "cache").glob("clipscore-*.safetensors"))) == 1
+    code, _, stderr = cli(*args, "--out", tmp_path / "o2", "--clip-mode", "standard")
+    assert code == 0, stderr
+    first = list(csv.DictReader((tmp_path / "o1" / "per_image.csv").read_text().splitlines()))
+    assert all(0.0 < float(r["clipscore"]) <= 1.0 + 1e-6 for r in first)
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics",
+                          "clipscore", "--clip-model", "ViT-B-16", "--clip-pretrained", "openai",
+                          "--device", "cpu", "--no-progress")
+    # no CLIP weights on this machine (tests never download): a clear error, exit 2
+    if code == 0:
+        pytest.skip("real ViT-B-16 weights are cached on this machine")
+    assert code == 2 and "--clip-pretrained PATH" in stderr

@@ -1,0 +1,86 @@
+"""``zoomsr metrics agreement`` end to end, in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def judgments(tmp_path) -> Path:
+    """2 targets x 3 candidates of rising noise; humans always pick the less noisy one,
+    except one pair judged a tie; JSONL with annotators."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for t in range(2):
+        target = rng.integers(40, 215, size=(32, 32, 3)).astype(np.float64)
+        Image.fromarray(target.astype(np.uint8)).save(tmp_path / f"t{t}.png")
+        for k, sigma in enumerate((2.0, 12.0, 40.0)):
+            noisy = np.clip(target + rng.normal(0, sigma, target.shape), 0, 255)
+            Image.fromarray(noisy.round().astype(np.uint8)).save(tmp_path / f"t{t}_{k}.png")
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            choice = "tie" if (t, i, j) == (1, 1, 2) else "A"
+            for ann in ("x", "y"):
+                lines.append(json.dumps({"target": f"t{t}.png", "a": f"t{t}_{i}.png",
+                                         "b": f"t{t}_{j}.png", "choice": choice,
+                                         "annotator": ann}))
+    path = tmp_path / "judgments.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_agreement_table_files_and_plot(cli, judgments, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("metrics", "agreement", judgments, "--metrics", "psnr,ssim",
+                               "--out", out, "--bootstrap", "300", "--no-progress")
+    assert code == 0, stderr
+    assert "Agreement with human judgment" in stdout and "100.0 %" in stdout
+    assert "1 human ties" in stdout
+    rows = {r["metric"]: r for r in csv.DictReader((out / "agreement.csv").read_text()
+                                                   .splitlines())}
+    assert float(rows["psnr"]["agreement"]) == 1.0 and rows["psnr"]["n_items"] == "5"
+    assert rows["psnr"]["n_human_ties"] == "1"
+    doc = json.loads((out / "agreement.json").read_text())
+    ia = doc["inter_annotator"]
+    assert ia["n_items"] == 6 and ia["percent_agreement"] == 1.0
+    with Image.open(out / "agreement.png") as img:
+        assert img.format == "PNG"
+    code, _, stderr = cli("metrics", "agreement", judgments, "--out", out, "--no-progress")
+    assert code == 2 and "--overwrite" in stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"target": "t0.png", "a": "t0_0.png", "b": "t0_1.png", "choice": "C"}\n',
+         "choice 'C'"),
+        ('{"target": "t0.png", "a": "t0_0.png", "b": "missing.png", "choice": "A"}\n',
+         "missing.png"),
+    ],
+)
+def test_bad_judgments_exit_2(cli, judgments, tmp_path, content, message):
+    bad = judgments.parent / "bad.jsonl"
+    bad.write_text(content)
+    code, _, stderr = cli("metrics", "agreement", bad, "--out", tmp_path / "o", "--no-progress")
+    assert code == 2 and message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_missing_judgment_file_and_bad_bootstrap(cli, tmp_path):
+    code, _, stderr = cli("metrics", "agreement", tmp_path / "none.csv", "--out", tmp_path)
+    assert code == 2 and "judgment file not found" in stderr
+    code, _, stderr = cli("metrics", "agreement", tmp_path / "none.csv", "--out", tmp_path,
+                          "--bootstrap", "0")
+    assert code == 2 and "--bootstrap" in stderr
+
+
+def test_metrics_help_lists_every_metric():
+    from zoomsr.cli.metrics import METRICS_HELP
+    from zoomsr.metrics import METRIC_NAMES
+
+    assert METRICS_HELP == f"Comma-separated metrics: {', '.join(METRIC_NAMES)}."

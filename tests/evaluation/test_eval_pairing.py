@@ -1,0 +1,91 @@
+"""Pairing prediction and target folders: relative paths and the S2-NAIP layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoomsr.errors import DataError
+from zoomsr.evaluation.pairing import list_images, pair_images
+
+
+def _png(path: Path, value: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_relative_paths_match_across_extensions(tmp_path):
+    pred, target = tmp_path / "pred", tmp_path / "target"
+    for rel in ("a.png", "sub/b.png", "only_target.png"):
+        _png(target / rel)
+    for rel in ("a.jpg", "sub/b.tif", "extra.png"):  # pairing does not read the files
+        (pred / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pred / rel).write_bytes(b"x")
+    (target / "notes.txt").write_text("ignored")
+    (target / ".hidden.png").write_bytes(b"ignored")
+    p = pair_images(pred, target)
+    assert p.layout == "relative"
+    assert [(x.key, x.pred.name, x.target.name) for x in p.pairs] == [
+        ("a", "a.jpg", "a.png"), ("sub/b", "b.tif", "b.png")]
+    assert p.missing_pred == [target / "only_target.png"]
+    assert p.unmatched_pred == [pred / "extra.png"]
+    assert not p.complete
+    assert p.problems() == [f"no prediction for target {target / 'only_target.png'}",
+                            f"no target for prediction {pred / 'extra.png'}"]
+
+
+def test_s2naip_targets_match_predictions_by_tile(tmp_path):
+    pred, target = tmp_path / "pred", tmp_path / "ds"
+    _png(target / "naip" / "uuid-1" / "12345_67890" / "rgb.png")
+    _png(target / "naip" / "uuid-2" / "12346_67890" / "rgb.png")
+    _png(target / "naip" / "uuid-2" / "12347_67890" / "rgb.png")
+    _png(pred / "12345_67890.png")  # {tile}.png
+    _png(pred / "12346_67890" / "sr.png")  # {tile}/...png
+    _png(pred / "readme.png")  # no tile id
+    p = pair_images(pred, target / "naip")  # the naip folder itself works too
+    assert p.layout == "s2naip"
+    assert [(x.key, x.pred.relative_to(pred).as_posix()) for x in p.pairs] == [
+        ("12345_67890", "12345_67890.png"), ("12346_67890", "12346_67890/sr.png")]
+    assert p.missing_pred == [target / "naip" / "uuid-2" / "12347_67890" / "rgb.png"]
+    assert p.unmatched_pred == [pred / "readme.png"]
+    assert pair_images(pred, target).layout == "s2naip"
+
+
+def test_mirrored_s2naip_predictions_match(tmp_path):
+    rel = Path("naip/u/1_2/rgb.png")
+    _png(tmp_path / "t" / rel)
+    _png(tmp_path / "p" / rel)
+    p = pair_images(tmp_path / "p", tmp_path / "t")
+    assert [x.key for x in p.pairs] == ["1_2"] and p.complete
+
+
+def test_ambiguous_keys_are_listed_not_paired(tmp_path):
+    pred, target = tmp_path / "p", tmp_path / "t"
+    _png(target / "a.png")
+    _png(target / "b.png")
+    _png(pred / "a.png")
+    _png(pred / "a.jpg")
+    _png(pred / "b.png")
+    p = pair_images(pred, target)
+    assert [x.key for x in p.pairs] == ["b"]
+    assert sorted(f.name for f in p.ambiguous["a"]) == ["a.jpg", "a.png", "a.png"]
+    assert not p.missing_pred and not p.unmatched_pred
+    assert "matches several files" in p.problems()[0]
+
+
+def test_folder_errors(tmp_path):
+    _png(tmp_path / "t" / "a.png")
+    with pytest.raises(DataError, match="prediction folder not found"):
+        pair_images(tmp_path / "missing", tmp_path / "t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no PNG, JPEG or GeoTIFF"):
+        pair_images(tmp_path / "empty", tmp_path / "t")
+    with pytest.raises(DataError, match="not a folder"):
+        list_images(tmp_path / "t" / "a.png")
+    _png(tmp_path / "p" / "zzz.png")
+    with pytest.raises(DataError, match="no prediction .* matches a target"):
+        pair_images(tmp_path / "p", tmp_path / "t")

@@ -1,0 +1,187 @@
+"""The evaluation loop: reading images, batching, summaries, bootstrap intervals, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from PIL import Image
+
+from zoomsr.errors import DataError, InputError
+from zoomsr.evaluation import evaluate, read_rgb, score_pairs, write_results
+from zoomsr.evaluation.pairing import ImagePair
+from zoomsr.evaluation.run import summarize
+from zoomsr.metrics import PSNR, SSIM
+from zoomsr.metrics.stats import bootstrap_ci
+
+
+def _save(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _tif(path: Path, arr: np.ndarray) -> Path:
+    """``arr`` is ``[bands, H, W]``; a real georeferenced GeoTIFF (EPSG:3857)."""
+    with rasterio.open(
+        path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+        dtype=arr.dtype, crs="EPSG:3857", transform=Affine(2.39, 0, 0, 0, -2.39, 0),
+    ) as dst:
+        dst.write(arr)
+    return path
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """targets a..e (32x32 uint8); pred = target + k (k = 1..5 grey levels): PSNR known."""
+    rng = np.random.default_rng(0)
+    pred, target = tmp_path / "pred", tmp_path / "target"
+    for k, name in enumerate("abcde", start=1):
+        t = rng.integers(20, 200, size=(32, 32, 3), dtype=np.uint8)
+        _save(target / f"{name}.png", t)
+        _save(pred / f"{name}.png", t + k)
+    return pred, target
+
+
+def test_known_psnr_per_image_and_summary(folders):
+    pred, target = folders
+    result = evaluate(pred, target, {"psnr": PSNR(), "ssim": SSIM()}, batch_size=2)
+    psnrs = [r["psnr"] for r in result.rows]
+    expected = [20 * math.log10(255 / k) for k in range(1, 6)]
+    assert psnrs == pytest.approx(expected, abs=1e-9)
+    assert [r["key"] for r in result.rows] == list("abcde")
+    s = result.summary["psnr"]
+    assert s["mean"] == pytest.approx(np.mean(expected))
+    assert s["std"] == pytest.approx(np.std(expected, ddof=1))
+    assert s["ci95_low"] < s["mean"] < s["ci95_high"]
+    assert s["n"] == 5 and s["n_nonfinite"] == 0
+    assert result.metrics == {"psnr": True, "ssim": True}
+
+
+def test_batching_mixed_sizes_gives_the_same_scores(tmp_path, folders):
+    pred, target = folders
+    rng = np.random.default_rng(1)
+    t = rng.integers(0, 255, size=(40, 24, 3), dtype=np.uint8)
+    _save(target / "z.png", t)
+    _save(pred / "z.png", 255 - t)
+    pairs = evaluate(pred, target, {"psnr": PSNR()}).pairing.pairs
+    calls = []
+    big = score_pairs(pairs, {"psnr": PSNR(), "ssim": SSIM()}, batch_size=16,
+                      progress=lambda d, n: calls.append((d, n)))
+    one = score_pairs(pairs, {"psnr": PSNR(), "ssim": SSIM()}, batch_size=1)
+    assert [r["key"] for r in big] == list("abcdez")
+    for a, b in zip(big, one, strict=True):
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-9)
+        assert a["ssim"] == pytest.approx(b["ssim"], abs=1e-9)
+    assert calls == [(6, 6)]
+
+
+def test_identical_images_give_inf_counted_apart(tmp_path):
+    img = np.full((16, 16, 3), 100, dtype=np.uint8)
+    _save(tmp_path / "p" / "a.png", img)
+    _save(tmp_path / "t" / "a.png", img)
+    _save(tmp_path / "p" / "b.png", img + 10)
+    _save(tmp_path / "t" / "b.png", img)
+    result = evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
+    s = result.summary["psnr"]
+    assert s["n"] == 1 and s["n_nonfinite"] == 1
+    assert s["mean"] == pytest.approx(20 * math.log10(25.5))
+    out = write_results(result, tmp_path / "out")
+    doc = json.loads(out["summary"].read_text())  # strict JSON: no Infinity
+    assert doc["metrics"]["psnr"]["n_nonfinite"] == 1
+    rows = list(csv.DictReader(out["csv"].read_text().splitlines()))
+    assert rows[0]["psnr"] == "inf"
+
+
+def test_outputs_are_complete_and_not_overwritten(folders, tmp_path):
+    pred, target = folders
+    (target / "f.png").write_bytes((target / "a.png").read_bytes())  # no prediction
+    result = evaluate(pred, target, {"psnr": PSNR()}, options={"border": 4})
+    paths = write_results(result, tmp_path / "out")
+    rows = list(csv.DictReader(paths["csv"].read_text().splitlines()))
+    assert [r["key"] for r in rows] == list("abcde")
+    assert float(rows[0]["psnr"]) == pytest.approx(20 * math.log10(255), abs=1e-9)
+    doc = json.loads(paths["summary"].read_text())
+    assert doc["n_pairs"] == 5 and doc["missing_pred"] == [str(target / "f.png")]
+    assert doc["metrics"]["psnr"]["higher_is_better"] is True
+    assert doc["options"] == {"border": 4}
+    assert not list((tmp_path / "out").glob(".*tmp"))  # no temporary files left
+    with pytest.raises(InputError, match="--overwrite"):
+        write_results(result, tmp_path / "out")
+    write_results(result, tmp_path / "out", overwrite=True)
+
+
+def test_size_mismatch_and_corrupt_files_name_the_file(tmp_path):
+    _save(tmp_path / "p" / "a.png", np.zeros((16, 16, 3), np.uint8))
+    _save(tmp_path / "t" / "a.png", np.zeros((20, 16, 3), np.uint8))
+    with pytest.raises(DataError, match=r"a\.png: size \(16, 16\) differs"):
+        evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
+    (tmp_path / "p" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.raises(DataError, match=str(tmp_path / "p" / "a.png")):
+        evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
+
+
+def test_read_rgb_formats(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+    expected = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(read_rgb(_save(tmp_path / "a.png", rgb)), expected)
+    rgba = np.dstack([rgb, np.full((12, 10), 255, np.uint8)])
+    torch.testing.assert_close(read_rgb(_save(tmp_path / "b.png", rgba)), expected)
+    smooth = np.broadcast_to(np.linspace(40, 200, 10, dtype=np.uint8)[None, :, None], rgb.shape)
+    jpg = read_rgb(_save(tmp_path / "c.jpg", np.ascontiguousarray(smooth)))
+    assert jpg.shape == (3, 12, 10) and jpg.dtype == torch.float32
+    assert (jpg - torch.from_numpy(smooth / 255).permute(2, 0, 1)).abs().max() < 0.05
+    raw = read_rgb(tmp_path / "a.png", as_float=False)
+    assert raw.dtype == torch.uint8 and torch.equal(raw, torch.from_numpy(rgb).permute(2, 0, 1))
+    rgbn = np.concatenate([np.moveaxis(rgb, -1, 0), np.zeros((1, 12, 10), np.uint8)])
+    torch.testing.assert_close(read_rgb(_tif(tmp_path / "d.tif", rgbn)), expected)
+    floats = (np.moveaxis(rgb, -1, 0) / 255).astype(np.float32)
+    torch.testing.assert_close(read_rgb(_tif(tmp_path / "e.tif", floats)), expected)
+    with pytest.raises(DataError, match="grey"):
+        read_rgb(_save(tmp_path / "g.png", rgb[..., 0]))
+    with pytest.raises(DataError, match="uint16"):
+        read_rgb(_tif(tmp_path / "h.tif", np.zeros((3, 4, 4), np.uint16)))
+    with pytest.raises(DataError, match="1 band"):
+        read_rgb(_tif(tmp_path / "i.tif", np.zeros((1, 4, 4), np.uint8)))
+    (tmp_path / "j.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(DataError, match="j.tif"):
+        read_rgb(tmp_path / "j.tif")
+
+
+def test_float_tiff_out_of_range_is_refused_by_name(tmp_path):
+    _tif(_mk(tmp_path / "p") / "a.tif", np.full((3, 16, 16), 1200.0, np.float32))
+    _tif(_mk(tmp_path / "t") / "a.tif", np.full((3, 16, 16), 0.5, np.float32))
+    with pytest.raises(DataError, match=r"a\.tif: values up to 1200"):
+        evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
+
+
+def _mk(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_bootstrap_is_seeded_and_summaries_handle_edge_cases():
+    v = np.random.default_rng(3).normal(10, 2, size=50)
+    a, b = bootstrap_ci(v, seed=1), bootstrap_ci(v, seed=1)
+    assert a == b and a[0] < v.mean() < a[1]
+    assert bootstrap_ci(v, seed=2) != a
+    assert math.isnan(bootstrap_ci([])[0])
+    one = summarize([3.0])
+    assert one["mean"] == 3.0 and one["std"] == 0.0 and one["ci95_low"] == 3.0
+    none = summarize([math.inf])
+    assert none["n"] == 0 and math.isnan(none["mean"])
+
+
+def test_no_metrics_and_bad_batch_size():
+    pair = [ImagePair("a", Path("p.png"), Path("t.png"))]
+    with pytest.raises(InputError, match="no metrics"):
+        score_pairs(pair, {})
+    with pytest.raises(InputError, match="batch_size"):
+        score_pairs(pair, {"psnr": PSNR()}, batch_size=0)

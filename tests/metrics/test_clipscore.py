@@ -1,0 +1,178 @@
+"""CLIPScore on a tiny random open_clip ViT: properties, caching, weights resolution, modes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoomsr.errors import CheckpointError, InputError
+from zoomsr.metrics.base import WeightsNotFoundError
+
+try:
+    import open_clip
+except ImportError:  # a declared dependency: only a local, partial install may lack it
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("open_clip is not installed", allow_module_level=True)
+
+from zoomsr.metrics.clipscore import (  # noqa: E402 - after the importorskip
+    CLIPScore,
+    resolve_clip_weights,
+)
+
+
+def test_identity_symmetry_batch_invariance(tiny_clip, images):
+    x, y = images.smooth(6, 40, seed=0), images.smooth(6, 40, seed=1)
+    batched, single = tiny_clip(batch_size=6), tiny_clip(batch_size=1)
+    torch.testing.assert_close(batched(x, x), torch.ones(6, dtype=torch.float64), atol=1e-5, rtol=0)
+    s = batched(x, y)
+    assert s.shape == (6,) and s.dtype == torch.float64
+    assert (s < 1 - 1e-4).all()
+    torch.testing.assert_close(s, batched(y, x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(s, single(x, y), atol=1e-5, rtol=0)
+    torch.testing.assert_close(s[3:4], batched(x[3:4], y[3:4]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["paper", "standard"])
+def test_blurred_scores_closer_than_unrelated(tiny_clip, images, mode):
+    x, other = images.smooth(8, 64, seed=2), images.smooth(8, 64, seed=3)
+    metric = tiny_clip(mode=mode)
+    assert (metric(images.blur(x), x) > metric(other, x)).all()
+
+
+def test_model_built_once_eval_no_grad_image_tower_only(tiny_clip, images):
+    a, b = tiny_clip(), tiny_clip(mode="standard")
+    assert a.encoder is b.encoder  # cached per (name, weights, device, dtype), not per mode
+    assert not a.encoder.training
+    assert not any(p.requires_grad for p in a.encoder.parameters())
+    assert not hasattr(a.encoder.tower, "token_embedding")  # text tower dropped
+    x = images.smooth(2, 32).requires_grad_(True)
+    assert not a.embed(x).requires_grad
+
+
+def test_paper_preprocessing_is_nearest_without_normalisation(tiny_clip, images):
+    x = images.smooth(1, 50)
+    paper = tiny_clip(mode="paper")
+    torch.testing.assert_close(paper.preprocess(x), F.interpolate(x, size=(32, 32)))
+
+
+def test_standard_preprocessing_normalises_with_the_weights_mean_std(tiny_clip):
+    metric = tiny_clip(mode="standard")
+    out = metric.preprocess(torch.full((1, 3, 64, 48), 0.5))
+    assert out.shape == (1, 3, 32, 32)
+    mean = torch.tensor(metric.weights.mean).view(1, 3, 1, 1)
+    std = torch.tensor(metric.weights.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, ((0.5 - mean) / std).expand(1, 3, 32, 32))
+
+
+def test_random_weights_need_an_explicit_flag(tiny_clip_name):
+    with pytest.raises(InputError, match="allow_random"):
+        CLIPScore(tiny_clip_name, None, device="cpu")
+
+
+def test_unknown_model_and_tag():
+    with pytest.raises(InputError, match="unknown open_clip model"):
+        resolve_clip_weights("ViT-Nope-99", "openai")
+    with pytest.raises(InputError, match="known: .*openai"):
+        resolve_clip_weights("ViT-B-16", "no-such-tag")
+    with pytest.raises(InputError, match="mode"):
+        CLIPScore("ViT-B-16", "openai", mode="fancy")
+
+
+@pytest.mark.parametrize(
+    ("name", "repo"),
+    [
+        ("clip-ViT-B/16", "timm/vit_base_patch16_clip_224.openai"),
+        ("clipa-ViT-bigG-14", "UCSC-VLAA/ViT-bigG-14-CLIPA-336-datacomp1B"),
+        ("siglip-ViT-SO400M-14", "timm/ViT-SO400M-14-SigLIP-384"),
+    ],
+)
+def test_paper_backbones_offline_give_a_clear_error(name, repo, tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", no_network)
+    with pytest.raises(WeightsNotFoundError) as info:
+        CLIPScore(name, device="cpu", hub_dir=tmp_path)
+    msg = str(info.value)
+    assert repo in msg and str(tmp_path) in msg and "--clip-pretrained PATH" in msg
+    assert info.value.exit_code == 2
+
+
+def test_paper_backbone_tags_resolve_from_the_hub_cache(tmp_path):
+    # a file laid out like huggingface_hub's cache is found without any network access
+    repo = tmp_path / "models--UCSC-VLAA--ViT-bigG-14-CLIPA-336-datacomp1B"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    w = resolve_clip_weights("ViT-bigG-14-CLIPA-336", "datacomp1b", hub_dir=tmp_path)
+    assert w.checkpoint == str(snap / "open_clip_pytorch_model.bin")
+    assert w.mean == (0.485, 0.456, 0.406)  # CLIPA preprocessing travels with the tag
+    assert w.resize_mode == "squash"
+
+
+def test_weights_from_a_local_file(tiny_clip_name, tmp_path, images):
+    torch.manual_seed(5)
+    model = open_clip.create_model(tiny_clip_name).eval()
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    metric = CLIPScore(tiny_clip_name, str(path), device="cpu")
+    x = images.smooth(3, 32, seed=6)
+    with torch.no_grad():
+        expected = F.normalize(model.encode_image(x), dim=-1)  # 32 px: paper resize is a no-op
+    torch.testing.assert_close(metric.embed(x), expected, atol=1e-5, rtol=0)
+    from safetensors.torch import save_file
+
+    st = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(st))
+    from_st = CLIPScore(tiny_clip_name, str(st), device="cpu")
+    torch.testing.assert_close(from_st.embed(x), expected, atol=1e-5, rtol=0)
+    bad = tmp_path / "bad.pt"
+    torch.save({"visual.nothing": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        CLIPScore(tiny_clip_name, str(bad), device="cpu")
+    with pytest.raises(WeightsNotFoundError, match="missing.pt"):
+        CLIPScore(tiny_clip_name, str(tmp_path / "missing.pt"), device="cpu")
+
+
+def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):
+    x, t = images.smooth(4, 40, seed=7), images.smooth(4, 40, seed=8)
+    plain = tiny_clip()(x, t)
+    first = tiny_clip(cache_dir=tmp_path)
+    torch.testing.assert_close(first(x, t), plain)
+    files = list(tmp_path.glob("clipscore-*.safetensors"))
+    assert len(files) == 1 and len(first.cache) == 4
+
+    second = tiny_clip(cache_dir=tmp_path)  # a new run: reads the file
+    calls = []
+    real = second._embed_checked
+    monkeypatch.setattr(second, "_embed_checked",
+                        lambda imgs: calls.append(len(imgs)) or real(imgs))
+    torch.testing.assert_close(second(x, t), plain)
+    assert calls == [4]  # predictions only; all 4 targets came from the cache
+    second(x[:2], images.smooth(2, 40, seed=9))
+    assert calls == [4, 2, 2] and len(second.cache) == 6
+
+    tiny_clip(mode="standard", cache_dir=tmp_path)(x, t)  # other preprocessing: other file
+    assert len(list(tmp_path.glob("clipscore-*.safetensors"))) == 2
+
+
+def test_half_precision_refused_on_cpu(tiny_clip_name):
+    with pytest.raises(InputError, match="GPU"):
+        CLIPScore(tiny_clip_name, None, device="cpu", dtype="float16", allow_random=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_gpu_matches_cpu(tiny_clip, images, dtype):
+    x, y = images.smooth(4, 40, seed=10), images.smooth(4, 40, seed=11)
+    ref = tiny_clip(device="cpu")(x, y)  # same seed, same random weights
+    metric = tiny_clip(device="cuda", dtype=dtype)
+    assert next(metric.encoder.parameters()).is_cuda
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    torch.testing.assert_close(metric(x, y), ref, atol=tol, rtol=0)

@@ -1,0 +1,134 @@
+"""LPIPS: the official example values with real weights, weight lookup, and metric properties."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoomsr.errors import CheckpointError, InputError
+from zoomsr.metrics.base import WeightsNotFoundError
+from zoomsr.metrics.lpips import (
+    LPIPS,
+    build_lpips_network,
+    find_backbone_weights,
+    find_linear_weights,
+)
+
+ALEX = "alexnet-features-from-lpips.pth"
+VGG = "vgg16-features-from-lpips.pth"
+
+
+@pytest.fixture
+def lpips_package():
+    """The installed lpips package's linear weights: skipped when absent, failed when CI=true."""
+    try:
+        return find_linear_weights("alex")
+    except WeightsNotFoundError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the lpips package (LPIPS linear-layer weights) must be installed in CI")
+        pytest.skip("the lpips package (linear-layer weights) is not installed")
+
+
+def _load(path) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None]
+
+
+@pytest.fixture
+def lpips_dir(shared_dir, lpips_package):
+    return shared_dir / "weights" / "lpips"
+
+
+def test_official_example_values_alexnet(lpips_dir):
+    ref, p0, p1 = (_load(lpips_dir / f"ex_{n}.png") for n in ("ref", "p0", "p1"))
+    metric = LPIPS("alex", backbone_weights=lpips_dir / ALEX, device="cpu")
+    d = metric(torch.cat([p0, p1]), torch.cat([ref, ref]))  # uint8 input, converted
+    assert [round(v, 3) for v in d.tolist()] == [0.722, 0.138]
+    assert metric.higher_is_better is False
+    assert float(metric(ref, ref)) == 0.0
+
+
+def test_vgg_runs_from_a_weights_folder(lpips_dir):
+    ref, p0, p1 = (_load(lpips_dir / f"ex_{n}.png") for n in ("ref", "p0", "p1"))
+    metric = LPIPS("vgg", backbone_weights=lpips_dir, device="cpu")  # folder: finds vgg16*.pth
+    d = metric(torch.cat([p0, p1]), torch.cat([ref, ref]))
+    assert 0.0 < float(d[1]) < float(d[0]) < 1.0  # p1 is the closer one, as with AlexNet
+
+
+def test_wrong_backbone_file_is_a_checkpoint_error(lpips_dir):
+    with pytest.raises(CheckpointError, match=VGG):
+        build_lpips_network("alex", backbone_weights=lpips_dir / VGG)
+
+
+def test_missing_backbone_names_the_cache_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        find_backbone_weights("alex")
+    msg = str(info.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth") in msg
+    assert "--lpips-weights" in msg
+    assert info.value.exit_code == 2 and isinstance(info.value, CheckpointError)
+    with pytest.raises(WeightsNotFoundError, match="vgg16-397923af.pth"):
+        LPIPS("vgg", device="cpu")
+    with pytest.raises(WeightsNotFoundError, match="nope.pth"):
+        find_backbone_weights("alex", tmp_path / "nope.pth")
+
+
+def test_backbone_found_in_the_torchvision_cache(tmp_path, monkeypatch):
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "alexnet-owt-7be5be79.pth").write_bytes(b"")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert find_backbone_weights("alex") == ckpt / "alexnet-owt-7be5be79.pth"
+
+
+def test_missing_linear_weights_name_the_file(tmp_path, monkeypatch):
+    import zoomsr.metrics.lpips as mod
+
+    monkeypatch.setattr(mod, "_lpips_package_dir", lambda: tmp_path / "lpips")
+    with pytest.raises(WeightsNotFoundError) as info:
+        find_linear_weights("alex")
+    assert str(tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth") in str(info.value)
+    assert "pip install lpips" in str(info.value)
+    monkeypatch.setattr(mod, "_lpips_package_dir", lambda: None)
+    with pytest.raises(WeightsNotFoundError, match="lpips/weights/v0.1/vgg.pth"):
+        find_linear_weights("vgg")
+
+
+def test_unknown_network():
+    with pytest.raises(InputError, match="squeeze"):
+        LPIPS("squeeze", device="cpu")
+
+
+# ---- properties on a tiny random backbone -------------------------------------------------
+
+
+def test_inputs_are_scaled_to_minus_one_one(tiny_lpips_network, images):
+    x, y = images.smooth(2, 32, seed=0), images.smooth(2, 32, seed=1)
+    metric = LPIPS(network=tiny_lpips_network, device="cpu")
+    with torch.no_grad():
+        direct = tiny_lpips_network(x * 2 - 1, y * 2 - 1).double()
+        unscaled = tiny_lpips_network(x, y).double()
+    torch.testing.assert_close(metric(x, y), direct)
+    assert not torch.allclose(metric(x, y), unscaled)
+
+
+def test_identity_symmetry_and_batch_invariance(tiny_lpips_network, images):
+    x, y = images.smooth(5, 32, seed=2), images.smooth(5, 32, seed=3)
+    batched = LPIPS(network=tiny_lpips_network, device="cpu", batch_size=5)
+    single = LPIPS(network=tiny_lpips_network, device="cpu", batch_size=1)
+    assert batched(x, x).abs().max() == 0.0
+    d = batched(x, y)
+    assert (d > 0).all()
+    torch.testing.assert_close(d, batched(y, x))
+    torch.testing.assert_close(d, single(x, y), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(d[2:3], batched(x[2:3], y[2:3]), rtol=1e-5, atol=1e-7)
+
+
+def test_blurred_is_closer_than_unrelated(tiny_lpips_network, images):
+    x, other = images.smooth(6, 48, seed=4), images.smooth(6, 48, seed=5)
+    metric = LPIPS(network=tiny_lpips_network, device="cpu")
+    assert (metric(images.blur(x), x) < metric(other, x)).all()
