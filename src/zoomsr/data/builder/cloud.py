@@ -1,0 +1,71 @@
+"""Per-tile cloud fraction of a Sentinel-2 frame: from the L2A scene classification layer (SCL)
+or, without one (L1C), from a brightness test on the true-colour image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from zoomsr.errors import ConfigError
+
+#: ESA's L2A scene classification codes.
+SCL_CLASSES: dict[int, str] = {
+    0: "no_data", 1: "saturated_or_defective", 2: "dark_area_pixels", 3: "cloud_shadows",
+    4: "vegetation", 5: "not_vegetated", 6: "water", 7: "unclassified",
+    8: "cloud_medium_probability", 9: "cloud_high_probability", 10: "thin_cirrus",
+    11: "snow",
+}  # fmt: skip
+#: SCL classes counted as cloudy by default: cloud shadows, medium/high-probability cloud, cirrus.
+DEFAULT_CLOUD_CLASSES: tuple[int, ...] = (3, 8, 9, 10)
+#: Brightness test default: a pixel whose darkest TCI channel reaches this value is cloud
+#: (bright and grey/white). 200/255 is ~0.2 L2A reflectance in every visible band.
+DEFAULT_BRIGHTNESS_THRESHOLD = 200
+CLOUD_METHODS = ("auto", "scl", "brightness", "none")
+
+
+def scl_cloud_mask(scl: np.ndarray, classes: Iterable[int] = DEFAULT_CLOUD_CLASSES) -> np.ndarray:
+    """Boolean mask (same shape as ``scl``) of pixels whose SCL code is in ``classes``."""
+    return np.isin(scl, np.fromiter(classes, dtype=np.int64))
+
+
+def brightness_cloud_mask(
+    tci: np.ndarray, threshold: int = DEFAULT_BRIGHTNESS_THRESHOLD
+) -> np.ndarray:
+    """Cloud mask from a TCI chunk ``[3, H, W]`` (uint8): the darkest channel >= ``threshold``.
+
+    Crude by design (bright snow, sand and roofs count as cloud): for L1C or scenes without SCL.
+    """
+    if tci.ndim != 3 or tci.shape[0] != 3:
+        raise ValueError(f"expected TCI [3, H, W], got {list(tci.shape)}")
+    return tci.min(axis=0) >= threshold
+
+
+def cloud_fraction(cloud: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Share of ``valid`` pixels that are cloudy (0 when none is valid)."""
+    if valid is None:
+        return float(cloud.mean()) if cloud.size else 0.0
+    n = int(valid.sum())
+    return float((cloud & valid).sum()) / n if n else 0.0
+
+
+def resolve_method(method: str, has_scl: bool) -> str:
+    """``auto`` -> ``scl`` when the scene has an SCL file, else ``brightness``."""
+    if method not in CLOUD_METHODS:
+        raise ConfigError(f"cloud method must be one of {', '.join(CLOUD_METHODS)}, "
+                          f"got {method!r}")
+    if method == "auto":
+        return "scl" if has_scl else "brightness"
+    return method
+
+
+__all__ = [
+    "CLOUD_METHODS",
+    "DEFAULT_BRIGHTNESS_THRESHOLD",
+    "DEFAULT_CLOUD_CLASSES",
+    "SCL_CLASSES",
+    "brightness_cloud_mask",
+    "cloud_fraction",
+    "resolve_method",
+    "scl_cloud_mask",
+]

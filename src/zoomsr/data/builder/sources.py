@@ -1,0 +1,637 @@
+"""Finding the builder's inputs: Sentinel-2 scenes and high-resolution images.
+
+Sentinel-2 scenes come as SAFE folders (L1C or L2A), as loose band files (GeoTIFF, COG or JP2:
+``TCI.tif``, ``B08.tif``, ``T29RKH_20200219T112111_B08_10m.jp2``, ``red.tif`` ...; files of one
+folder sharing a name once the band token is removed form one scene), or as entries of a
+manifest (``zoomsr data search``). High-resolution images are any georeferenced raster with
+at least three bands (RGB first, e.g. NAIP's RGBN).
+
+Acquisition dates come, in this order, from a STAC item JSON beside the files, the SAFE
+metadata (``MTD_MSIL*.xml``), the file or folder name (``20200219`` or ``20200219T112111``),
+the raster's tags (``TIFFTAG_DATETIME`` ...), or a date given by the caller.
+
+Radiometry: every band other than TCI is stored by the builder as *harmonised digital
+numbers*, ``DN + dn_offset`` (surface or top-of-atmosphere reflectance x 10000). From
+processing baseline 04.00 (January 2022) ESA adds 1000 to every L1C and L2A band
+(``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET`` = -1000 in the metadata), so ``dn_offset`` is -1000
+for those products and 0 before, unless the distributor already removed it (Earth Search's
+``earthsearch:boa_offset_applied``) or declares it as the STAC ``raster:bands`` ``offset``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.warp import transform_bounds
+
+from zoomsr.errors import DataError, InputError
+
+#: File extensions read as rasters.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: Bands the builder reads from a scene: the layout's bands, B02-B04 (a TCI can be made from
+#: them) and the L2A scene classification layer.
+SCENE_BANDS = ("tci", "b01", "b02", "b03", "b04", "b05", "b06", "b07", "b08", "b09", "b10",
+               "b11", "b12", "scl")
+#: Asset / file-name aliases (Earth Search v1 common names, ESA and Planetary Computer names).
+BAND_ALIASES: dict[str, str] = {
+    "tci": "tci", "visual": "tci",
+    "b01": "b01", "b1": "b01", "coastal": "b01",
+    "b02": "b02", "b2": "b02", "blue": "b02",
+    "b03": "b03", "b3": "b03", "green": "b03",
+    "b04": "b04", "b4": "b04", "red": "b04",
+    "b05": "b05", "b5": "b05", "rededge1": "b05",
+    "b06": "b06", "b6": "b06", "rededge2": "b06",
+    "b07": "b07", "b7": "b07", "rededge3": "b07",
+    "b08": "b08", "b8": "b08", "nir": "b08",
+    "b09": "b09", "b9": "b09", "nir09": "b09",
+    "b10": "b10", "cirrus": "b10",
+    "b11": "b11", "swir16": "b11",
+    "b12": "b12", "swir22": "b12",
+    "scl": "scl",
+}  # fmt: skip
+
+# A band token at the end of a file stem, optionally followed by ESA's resolution suffix.
+_BAND_TOKEN = re.compile(
+    r"(?:^|[_\-.])(TCI|SCL|B0?[1-9]|B1[0-2]|B8A)(?:_(?:10|20|60)m)?$", re.IGNORECASE
+)
+_DATETIME_IN_NAME = re.compile(r"(?<!\d)(\d{8})(?:T(\d{6}))?(?!\d)")
+_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?=[_.]|$)")
+_LEVEL_IN_NAME = re.compile(r"(?:MSI)?(L1C|L2A)", re.IGNORECASE)
+_DATE_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "DATATAKE_1_DATATAKE_SENSING_START",
+              "PRODUCT_START_TIME", "SENSING_TIME", "DATETIME", "TIFFTAG_DATETIME")
+MANIFEST_FORMAT = "zoomsr-manifest"
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bounds of a raster in EPSG:3857 metres (left, bottom, right, top) and its native CRS."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+    crs: str
+
+    def intersects(self, other: tuple[float, float, float, float]) -> bool:
+        left, bottom, right, top = other
+        return self.left < right and left < self.right and self.bottom < top and bottom < self.top
+
+
+@dataclass(frozen=True)
+class S2Scene:
+    """One Sentinel-2 acquisition: its band files and how to read their numbers.
+
+    ``files`` maps band names (``tci``, ``b01`` ... ``b12``, ``scl``) to paths or URLs.
+    ``dn_offset`` is added to every band but TCI and SCL to get reflectance x 10000.
+    """
+
+    id: str
+    datetime: dt.datetime
+    files: Mapping[str, str]
+    level: str = "unknown"  # "L1C", "L2A" or "unknown"
+    processing_baseline: str | None = None
+    dn_offset: int = 0
+    footprint: Footprint | None = None
+
+    @property
+    def date(self) -> dt.date:
+        return self.datetime.date()
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "datetime": _iso(self.datetime), "level": self.level,
+            "processing_baseline": self.processing_baseline, "dn_offset": self.dn_offset,
+            "files": dict(sorted(self.files.items())),
+            "crs": self.footprint.crs if self.footprint else None,
+        }
+
+
+@dataclass(frozen=True)
+class HRImage:
+    """One high-resolution image (NAIP or any aerial raster); bands 1-3 are R, G, B."""
+
+    id: str
+    datetime: dt.datetime
+    path: str
+    footprint: Footprint | None = None
+
+    @property
+    def date(self) -> dt.date:
+        return self.datetime.date()
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "datetime": _iso(self.datetime), "path": self.path,
+                "crs": self.footprint.crs if self.footprint else None}
+
+
+@dataclass
+class Sources:
+    """Everything a build reads."""
+
+    sentinel2: list[S2Scene] = field(default_factory=list)
+    highres: list[HRImage] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------- dates
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def parse_datetime(text: str, what: object = "") -> dt.datetime:
+    """Parse ``YYYY-MM-DD``, ``YYYYMMDD``, ISO 8601 or ``YYYY:MM:DD HH:MM:SS`` into UTC."""
+    s = str(text).strip()
+    try:
+        if re.fullmatch(r"\d{8}", s):
+            value = dt.datetime.strptime(s, "%Y%m%d")
+        elif re.fullmatch(r"\d{8}T\d{6}", s):
+            value = dt.datetime.strptime(s, "%Y%m%dT%H%M%S")
+        elif re.fullmatch(r"\d{4}:\d{2}:\d{2} \d{2}:\d{2}:\d{2}", s):
+            value = dt.datetime.strptime(s, "%Y:%m:%d %H:%M:%S")
+        else:
+            value = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{what}: not a date: {text!r} (expected YYYY-MM-DD)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def date_from_name(name: str) -> dt.datetime | None:
+    """The first plausible ``YYYYMMDD[THHMMSS]`` in a file or folder name, else None."""
+    for match in _DATETIME_IN_NAME.finditer(name):
+        day, time = match.groups()
+        try:
+            value = dt.datetime.strptime(day + (time or "000000"), "%Y%m%d%H%M%S")
+        except ValueError:
+            continue
+        if 1970 <= value.year <= 2100:
+            return value.replace(tzinfo=dt.timezone.utc)
+    return None
+
+
+def _date_from_tags(tags: Mapping[str, str]) -> dt.datetime | None:
+    upper = {k.upper(): v for k, v in tags.items()}
+    for key in _DATE_TAGS:
+        if key in upper:
+            try:
+                return parse_datetime(upper[key], key)
+            except InputError:
+                continue
+    return None
+
+
+# ------------------------------------------------------------------------------ rasters
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path or path.startswith("/vsi")
+
+
+def raster_footprint(path: str) -> tuple[Footprint, dict]:
+    """Open ``path`` (header only): its EPSG:3857 footprint and a small profile summary.
+
+    Raises :class:`DataError` naming the file when it cannot be read or is not georeferenced.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Not being georeferenced is reported below as an error naming the file.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
+            if src.crs is None:
+                raise DataError(f"{path}: raster has no CRS (not georeferenced)")
+            if src.transform.is_identity:
+                raise DataError(f"{path}: raster has no geotransform (not georeferenced)")
+            bounds = transform_bounds(src.crs, "EPSG:3857", *src.bounds, densify_pts=21)
+            info = {"count": src.count, "dtype": src.dtypes[0], "tags": src.tags(),
+                    "res": src.res, "crs": src.crs.to_string()}
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: cannot read raster ({exc})") from None
+    return Footprint(*bounds, crs=info["crs"]), info
+
+
+# ------------------------------------------------------------------------ Sentinel-2 files
+
+
+def band_of_file(path: str | Path) -> tuple[str, str] | None:
+    """``(band, scene key)`` of a Sentinel-2 band file name, or None if it names no band.
+
+    ``T29RKH_20200219T112111_B08_10m.jp2`` -> ("b08", "T29RKH_20200219T112111");
+    ``TCI.tif`` -> ("tci", ""); ``nir.tif`` -> ("b08", ""). B8A is not a layout band: None.
+    """
+    stem = Path(str(path)).name
+    for suffix in RASTER_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    else:
+        return None
+    if stem.lower() in BAND_ALIASES and not stem.lower().startswith("b"):
+        return BAND_ALIASES[stem.lower()], ""
+    match = _BAND_TOKEN.search(stem)
+    if match is None:
+        return None
+    token = match.group(1).lower()
+    if token == "b8a":
+        return None
+    band = BAND_ALIASES.get(token)
+    if band is None:
+        return None
+    return band, stem[: match.start()]
+
+
+def _baseline_from_name(name: str) -> str | None:
+    match = _BASELINE_IN_NAME.search(name)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def _level_from_name(name: str) -> str | None:
+    match = _LEVEL_IN_NAME.search(name)
+    return match.group(1).upper() if match else None
+
+
+def default_dn_offset(level: str, baseline: str | None) -> int:
+    """ESA's additive offset for a product: -1000 from processing baseline 04.00, else 0."""
+    if baseline is None or level not in ("L1C", "L2A"):
+        return 0
+    try:
+        major = float(baseline)
+    except ValueError:
+        return 0
+    return -1000 if major >= 4.0 else 0
+
+
+def _read_safe_metadata(safe: Path) -> dict:
+    """Date, level, baseline and DN offset from a SAFE folder's ``MTD_MSIL*.xml``."""
+    out: dict = {}
+    for mtd in sorted(safe.glob("MTD_MSIL*.xml")):
+        try:
+            text = mtd.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"{mtd}: cannot read SAFE metadata ({exc})") from None
+        out["level"] = "L2A" if "L2A" in mtd.name else "L1C"
+        if m := re.search(r"<PRODUCT_START_TIME>([^<]+)</PRODUCT_START_TIME>", text):
+            out["datetime"] = parse_datetime(m.group(1), mtd)
+        if m := re.search(r"<PROCESSING_BASELINE>([^<]+)</PROCESSING_BASELINE>", text):
+            out["baseline"] = m.group(1).strip()
+        if m := re.search(r"<(?:BOA|RADIO)_ADD_OFFSET[^>]*>\s*(-?\d+)\s*<", text):
+            out["dn_offset"] = int(m.group(1))
+        break
+    return out
+
+
+def _stac_item_near(folder: Path) -> dict | None:
+    """A STAC item JSON in ``folder`` (the first ``*.json`` with ``type: Feature``)."""
+    for candidate in sorted(folder.glob("*.json")):
+        try:
+            item = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(item, dict) and item.get("type") == "Feature" and "properties" in item:
+            return item
+    return None
+
+
+def stac_item_radiometry(item: Mapping) -> dict:
+    """Level, baseline and DN offset declared by a Sentinel-2 STAC item (any may be absent)."""
+    props = item.get("properties", {})
+    out: dict = {}
+    product = str(props.get("s2:product_type", "")) + " " + str(item.get("collection", ""))
+    if "2A" in product.upper():
+        out["level"] = "L2A"
+    elif "1C" in product.upper():
+        out["level"] = "L1C"
+    if props.get("s2:processing_baseline"):
+        out["baseline"] = str(props["s2:processing_baseline"])
+    if props.get("earthsearch:boa_offset_applied") is True:
+        out["dn_offset"] = 0
+    # raster:bands offset/scale, when declared, says exactly how DN map to reflectance.
+    for key, asset in item.get("assets", {}).items():
+        if BAND_ALIASES.get(key.lower()) in (None, "tci", "scl"):
+            continue
+        bands = asset.get("raster:bands") or []
+        if bands and "offset" in bands[0] and bands[0].get("scale"):
+            out["dn_offset"] = int(round(float(bands[0]["offset"]) / float(bands[0]["scale"])))
+            break
+    if props.get("datetime"):
+        out["datetime"] = parse_datetime(props["datetime"], item.get("id", "STAC item"))
+    return out
+
+
+def _scene_from_files(
+    scene_id: str, files: Mapping[str, str], meta: Mapping, given_date: dt.datetime | None,
+    where: str,
+) -> S2Scene:
+    if "tci" not in files and not {"b02", "b03", "b04"} <= set(files):
+        raise DataError(
+            f"{where}: Sentinel-2 scene {scene_id!r} has no TCI file (and not B02+B03+B04 to "
+            f"make one); found {', '.join(sorted(files)) or 'no band files'}"
+        )
+    when = meta.get("datetime") or given_date
+    if when is None:
+        raise DataError(
+            f"{where}: no acquisition date for Sentinel-2 scene {scene_id!r} (none in a STAC item, "
+            "SAFE metadata, the file names or tags); give one with --s2-date or a manifest"
+        )
+    level = meta.get("level") or ("L2A" if "scl" in files else "unknown")
+    baseline = meta.get("baseline")
+    offset = meta.get("dn_offset")
+    if offset is None:
+        offset = default_dn_offset(level, baseline)
+    footprint = None
+    for band in ("tci", "b04", "b08"):
+        if band in files:
+            footprint, _ = raster_footprint(files[band])
+            break
+    return S2Scene(scene_id, when, dict(files), level, baseline, int(offset), footprint)
+
+
+def _validate_scene_files(scene: S2Scene) -> None:
+    """Open every file of a scene once: readable, georeferenced, expected dtype/bands."""
+    crs = scene.footprint.crs if scene.footprint else None
+    for band, path in sorted(scene.files.items()):
+        fp, info = raster_footprint(path)
+        if crs is not None and fp.crs != crs:
+            raise DataError(f"{path}: CRS {fp.crs} differs from the scene's other bands ({crs})")
+        if band == "tci":
+            if info["dtype"] != "uint8" or info["count"] < 3:
+                raise DataError(
+                    f"{path}: TCI must be 8-bit with 3 bands (ESA's true-colour image), found "
+                    f"{info['count']} band(s) of {info['dtype']}"
+                )
+        elif band == "scl":
+            if info["dtype"] != "uint8":
+                raise DataError(f"{path}: SCL must be 8-bit class codes, found {info['dtype']}")
+        elif info["dtype"] not in ("uint16", "int16", "uint32", "int32"):
+            raise DataError(
+                f"{path}: band {band} holds {info['dtype']} values; expected integer digital "
+                "numbers (reflectance x 10000). Scale float reflectance by 10000 first"
+            )
+
+
+def _discover_safe(safe: Path, given_date: dt.datetime | None) -> S2Scene:
+    meta = _read_safe_metadata(safe)
+    name = safe.name
+    meta.setdefault("level", _level_from_name(name))
+    meta.setdefault("baseline", _baseline_from_name(name))
+    if "datetime" not in meta and (when := date_from_name(name)):
+        meta["datetime"] = when
+    files: dict[str, tuple[int, str]] = {}
+    for path in sorted(safe.glob("GRANULE/*/IMG_DATA/**/*.jp2")):
+        found = band_of_file(path)
+        if found is None:
+            continue
+        band = found[0]
+        res = re.search(r"_(10|20|60)m\.jp2$", path.name)
+        rank = int(res.group(1)) if res else 10  # L1C files have no suffix: native resolution
+        if band not in files or rank < files[band][0]:
+            files[band] = (rank, str(path))
+    if not files:
+        raise DataError(f"{safe}: SAFE folder without band files under GRANULE/*/IMG_DATA")
+    scene_id = name[:-5] if name.upper().endswith(".SAFE") else name
+    return _scene_from_files(scene_id, {b: p for b, (_, p) in files.items()}, meta, given_date,
+                             str(safe))
+
+
+def discover_sentinel2(
+    paths: Sequence[str | os.PathLike[str]], date: dt.datetime | None = None
+) -> list[S2Scene]:
+    """Find Sentinel-2 scenes in files and folders (SAFE folders, band files, recursively).
+
+    Every file is opened once (header only); unreadable or non-georeferenced files raise
+    :class:`DataError` naming them. ``date`` is used for scenes whose date cannot be found.
+    """
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    scenes: list[S2Scene] = []
+
+    def add_file(path: Path, explicit: bool) -> None:
+        found = band_of_file(path)
+        if found is None:
+            if explicit:
+                raise DataError(
+                    f"{path}: not a Sentinel-2 band file (expected a name ending in TCI, SCL or "
+                    "B01..B12, e.g. T29RKH_20200219T112111_B08_10m.jp2 or TCI.tif)"
+                )
+            return
+        band, key = found
+        group = groups.setdefault((str(path.parent), key), {})
+        if band in group and group[band] != str(path):
+            raise DataError(f"{path}: band {band} given twice for one scene ({group[band]})")
+        group[band] = str(path)
+
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise DataError(f"{p}: not found")
+        p = p.resolve()  # absolute paths in the index; resuming from another folder works
+        if p.is_dir() and (p.name.upper().endswith(".SAFE") or any(p.glob("MTD_MSIL*.xml"))):
+            scenes.append(_discover_safe(p, date))
+        elif p.is_dir():
+            safes = sorted(d for d in p.rglob("*")
+                           if d.is_dir() and d.name.upper().endswith(".SAFE"))
+            scenes.extend(_discover_safe(d, date) for d in safes)
+            for f in sorted(p.rglob("*")):
+                if (f.is_file() and f.suffix.lower() in RASTER_SUFFIXES
+                        and not any(s in f.parents for s in safes)):
+                    add_file(f, explicit=False)
+        else:
+            if p.suffix.lower() not in RASTER_SUFFIXES:
+                raise DataError(f"{p}: not a raster file ({', '.join(RASTER_SUFFIXES)})")
+            add_file(p, explicit=True)
+
+    for (folder, key), files in sorted(groups.items()):
+        folder_path = Path(folder)
+        meta: dict = {}
+        item = _stac_item_near(folder_path)
+        if item is not None:
+            meta.update(stac_item_radiometry(item))
+        names = key + " " + folder_path.name + " " + " ".join(Path(f).name for f in files.values())
+        meta.setdefault("level", _level_from_name(names))
+        meta.setdefault("baseline", _baseline_from_name(names))
+        if "datetime" not in meta:
+            when = date_from_name(key) or date_from_name(folder_path.name)
+            if when is None:
+                with rasterio.open(next(iter(files.values()))) as src:
+                    when = _date_from_tags(src.tags())
+            if when is not None:
+                meta["datetime"] = when
+        scene_id = (item or {}).get("id") or key.strip("_-.") or folder_path.name
+        scenes.append(_scene_from_files(scene_id, files, meta, date, folder))
+    for scene in scenes:
+        _validate_scene_files(scene)
+    return _unique_ids(scenes)
+
+
+def _unique_ids(items: list) -> list:
+    seen: dict[str, int] = {}
+    out = []
+    for item in items:
+        n = seen.get(item.id, 0)
+        seen[item.id] = n + 1
+        if n:
+            item = dataclasses.replace(item, id=f"{item.id}-{n}")
+        out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------------ high-res files
+
+
+def _hr_image(path: str, image_id: str, when: dt.datetime | None,
+              given_date: dt.datetime | None) -> HRImage:
+    footprint, info = raster_footprint(path)
+    if info["count"] < 3:
+        raise DataError(f"{path}: high-res image needs at least 3 bands (RGB), found "
+                        f"{info['count']}")
+    if info["dtype"] != "uint8":
+        raise DataError(f"{path}: high-res image must be 8-bit RGB(N) like NAIP, found "
+                        f"{info['dtype']}; rescale it to 0-255 first (e.g. gdal_translate -scale)")
+    if when is None:
+        when = date_from_name(Path(path).name) or _date_from_tags(info["tags"]) or given_date
+    if when is None:
+        raise DataError(
+            f"{path}: no acquisition date in the file name (e.g. m_..._20190904.tif) or tags; "
+            "give one with --hr-date or a manifest"
+        )
+    return HRImage(image_id, when, path, footprint)
+
+
+def _safe_image_id(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "_", name).lstrip(".")
+    return cleaned or "image"
+
+
+def discover_highres(
+    paths: Sequence[str | os.PathLike[str]], date: dt.datetime | None = None
+) -> list[HRImage]:
+    """Find high-resolution rasters in files and folders (recursively). The image id is the
+    file stem; the date comes from the name (NAIP: ``m_..._20190904.tif``), tags or ``date``."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise DataError(f"{p}: not found")
+        p = p.resolve()
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no raster files ({', '.join(RASTER_SUFFIXES)}) in folder")
+            files.extend(found)
+        elif p.suffix.lower() not in RASTER_SUFFIXES:
+            raise DataError(f"{p}: not a raster file ({', '.join(RASTER_SUFFIXES)})")
+        else:
+            files.append(p)
+    images = [_hr_image(str(f), _safe_image_id(f.stem), None, date) for f in files]
+    return _unique_ids(images)
+
+
+# ----------------------------------------------------------------------------- manifests
+
+
+def _resolve_href(href: str, base: Path) -> str:
+    if is_remote(href):
+        return href
+    if href.startswith("file://"):
+        href = href[len("file://"):]
+    p = Path(href)
+    return str(p if p.is_absolute() else (base / p))
+
+
+def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Sources:
+    """Read a manifest (``zoomsr data search`` output or hand-written JSON).
+
+    ::
+
+        {"format": "zoomsr-manifest", "version": 1,
+         "sentinel2": [{"id": ..., "datetime": "2019-08-01T17:00:00Z", "level": "L2A",
+                        "processing_baseline": "02.13", "dn_offset": 0,
+                        "assets": {"tci": HREF, "b08": HREF, "scl": HREF}}],
+         "highres":   [{"id": ..., "datetime": "2019-09-04", "href": HREF}]}
+
+    Relative hrefs are relative to the manifest's folder; URLs are read remotely by GDAL.
+    ``dn_offset`` is optional (derived from level and baseline when absent).
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{p}: manifest not found") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
+        raise DataError(f"{p}: not a zoomsr manifest (expected format {MANIFEST_FORMAT!r})")
+    base = p.resolve().parent
+    out = Sources()
+    for k, entry in enumerate(data.get("sentinel2", [])):
+        where = f"{p}: sentinel2[{k}]"
+        try:
+            assets = {BAND_ALIASES[b.lower()]: _resolve_href(h, base)
+                      for b, h in entry["assets"].items() if b.lower() in BAND_ALIASES}
+            when = parse_datetime(entry["datetime"], where)
+        except KeyError as exc:
+            raise DataError(f"{where}: missing key {exc}") from None
+        meta = {"datetime": when, "level": entry.get("level"),
+                "baseline": entry.get("processing_baseline")}
+        if entry.get("dn_offset") is not None:
+            meta["dn_offset"] = int(entry["dn_offset"])
+        scene = _scene_from_files(str(entry.get("id", f"scene{k}")), assets, meta, None, where)
+        out.sentinel2.append(scene)
+    for k, entry in enumerate(data.get("highres", [])):
+        where = f"{p}: highres[{k}]"
+        if "href" not in entry:
+            raise DataError(f"{where}: missing key 'href'")
+        href = _resolve_href(entry["href"], base)
+        when = parse_datetime(entry["datetime"], where) if entry.get("datetime") else None
+        image_id = _safe_image_id(str(entry.get("id") or Path(href).stem))
+        out.highres.append(_hr_image(href, image_id, when, None))
+    if validate:
+        for scene in out.sentinel2:
+            _validate_scene_files(scene)
+    out.sentinel2 = _unique_ids(out.sentinel2)
+    out.highres = _unique_ids(out.highres)
+    return out
+
+
+def write_manifest(
+    path: str | os.PathLike[str], sentinel2: Iterable[Mapping], highres: Iterable[Mapping],
+    **info: object,
+) -> Path:
+    """Write a manifest (see :func:`read_manifest`) atomically; extra ``info`` is kept as is."""
+    from zoomsr.io.atomic import atomic_write_text
+
+    doc = {"format": MANIFEST_FORMAT, "version": 1, **info,
+           "sentinel2": list(sentinel2), "highres": list(highres)}
+    target = Path(path)
+    atomic_write_text(target, json.dumps(doc, indent=2, default=str) + "\n")
+    return target
+
+
+__all__ = [
+    "BAND_ALIASES",
+    "Footprint",
+    "HRImage",
+    "S2Scene",
+    "Sources",
+    "band_of_file",
+    "date_from_name",
+    "default_dn_offset",
+    "discover_highres",
+    "discover_sentinel2",
+    "parse_datetime",
+    "read_manifest",
+    "stac_item_radiometry",
+    "write_manifest",
+]

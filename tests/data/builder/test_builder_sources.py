@@ -1,0 +1,185 @@
+"""Finding inputs: SAFE folders, band files, manifests, dates, radiometry, bad files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from builder_rasters import UTM, make_safe, utc, write_raster
+
+from zoomsr.data.builder.sources import (
+    band_of_file,
+    date_from_name,
+    default_dn_offset,
+    discover_highres,
+    discover_sentinel2,
+    parse_datetime,
+    read_manifest,
+    stac_item_radiometry,
+    write_manifest,
+)
+from zoomsr.errors import DataError, InputError
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("T29RKH_20200219T112111_B08_10m.jp2", ("b08", "T29RKH_20200219T112111")),
+    ("T29RKH_20200219T112111_TCI_10m.jp2", ("tci", "T29RKH_20200219T112111")),
+    ("T29RKH_20200219T112111_SCL_20m.jp2", ("scl", "T29RKH_20200219T112111")),
+    ("T33UUP_20190101T100000_B01.jp2", ("b01", "T33UUP_20190101T100000")),
+    ("TCI.tif", ("tci", "")), ("B12.tif", ("b12", "")), ("scene-b5.tiff", ("b05", "scene")),
+    ("nir.tif", ("b08", "")), ("visual.tif", ("tci", "")), ("swir16.tif", ("b11", "")),
+    ("B8A.tif", None), ("m_4709963_se_14_1_20190904.tif", None), ("notes.txt", None),
+])
+def test_band_of_file(name, expected):
+    assert band_of_file(name) == expected
+
+
+def test_dates_from_names_and_strings():
+    assert date_from_name("m_4709963_se_14_1_20190904") == utc(2019, 9, 4).replace(hour=0)
+    assert date_from_name("T29RKH_20200219T112111") == dt.datetime(
+        2020, 2, 19, 11, 21, 11, tzinfo=dt.timezone.utc)
+    assert date_from_name("m_4709963_se_14_1") is None
+    assert date_from_name("x_20191399") is None  # not a real date
+    assert parse_datetime("2020-02-19T11:34:25.405000Z").minute == 34
+    assert parse_datetime("2019:09:04 10:00:00").day == 4
+    with pytest.raises(InputError, match="not a date"):
+        parse_datetime("yesterday", "--hr-date")
+
+
+def test_dn_offset_rules():
+    assert default_dn_offset("L2A", "02.14") == 0
+    assert default_dn_offset("L2A", "04.00") == -1000
+    assert default_dn_offset("L1C", "05.09") == -1000
+    assert default_dn_offset("unknown", "04.00") == 0
+    item = {"collection": "sentinel-2-l2a", "properties": {
+        "s2:processing_baseline": "04.00", "datetime": "2022-03-01T10:00:00Z"},
+        "assets": {"nir": {"raster:bands": [{"scale": 0.0001, "offset": -0.1}]}}}
+    assert stac_item_radiometry(item)["dn_offset"] == -1000
+    item["assets"]["nir"]["raster:bands"][0]["offset"] = 0
+    assert stac_item_radiometry(item)["dn_offset"] == 0
+    del item["assets"]["nir"]
+    item["properties"]["earthsearch:boa_offset_applied"] = True
+    assert stac_item_radiometry(item) == {"level": "L2A", "baseline": "04.00", "dn_offset": 0,
+                                          "datetime": utc(2022, 3, 1).replace(hour=10)}
+
+
+def test_band_files_with_stac_item(builder_scene):
+    scenes = discover_sentinel2([builder_scene.root / "s2"])
+    by_id = {s.id: s for s in scenes}
+    assert sorted(by_id) == sorted(p.name for p in builder_scene.s2.values())
+    late = by_id["S2A_15TVG_20200301_0_L2A"]
+    assert late.datetime == utc(2020, 3, 1)
+    assert (late.level, late.processing_baseline, late.dn_offset) == ("L2A", "04.00", -1000)
+    assert set(late.files) == {"tci", "b05", "b08", "scl"}
+    assert late.footprint.crs == UTM
+
+
+def test_esa_named_files_without_metadata(builder_scene, tmp_path):
+    """Files named like ESA's: date and scene grouping from the names; L2A from the SCL."""
+    for band in ("TCI", "B08", "SCL"):
+        shutil.copy(builder_scene.s2["clear"] / f"{band}.tif",
+                    tmp_path / f"T15TVG_20190801T170000_{band}_10m.tif")
+    shutil.copy(builder_scene.s2["late"] / "TCI.tif", tmp_path / "T15TVG_20200301T170000_TCI.tif")
+    scenes = discover_sentinel2([tmp_path])
+    assert [(s.id, s.date, sorted(s.files)) for s in scenes] == [
+        ("T15TVG_20190801T170000", dt.date(2019, 8, 1), ["b08", "scl", "tci"]),
+        ("T15TVG_20200301T170000", dt.date(2020, 3, 1), ["tci"]),
+    ]
+    assert scenes[0].level == "L2A" and scenes[1].level == "unknown"
+
+
+def test_safe_folder(builder_scene, tmp_path):
+    safe = make_safe(tmp_path, builder_scene.s2["late"], utc(2020, 3, 1))
+    (scene,) = discover_sentinel2([tmp_path])  # found by recursing into the folder
+    assert scene.datetime == utc(2020, 3, 1)
+    assert (scene.level, scene.processing_baseline, scene.dn_offset) == ("L2A", "04.00", -1000)
+    assert set(scene.files) == {"tci", "b05", "b08", "scl"}
+    assert all(f.endswith(".jp2") and str(safe) in f for f in scene.files.values())
+
+
+def test_missing_date_is_a_clear_error_unless_given(builder_scene, tmp_path):
+    shutil.copy(builder_scene.s2["clear"] / "TCI.tif", tmp_path / "TCI.tif")
+    with pytest.raises(DataError, match="no acquisition date.*--s2-date"):
+        discover_sentinel2([tmp_path])
+    (scene,) = discover_sentinel2([tmp_path], date=utc(2019, 8, 2))
+    assert scene.date == dt.date(2019, 8, 2)
+    hr = tmp_path / "hr" / "aerial.tif"
+    hr.parent.mkdir()
+    shutil.copy(builder_scene.hr_path, hr)
+    with pytest.raises(DataError, match=r"aerial.tif: no acquisition date.*--hr-date"):
+        discover_highres([hr])
+    (img,) = discover_highres([hr], date=utc(2019, 9, 4))
+    assert img.id == "aerial" and img.date == dt.date(2019, 9, 4)
+
+
+def test_date_from_tags(builder_scene, tmp_path):
+    data = np.full((3, 20, 20), 100, np.uint8)
+    path = write_raster(tmp_path / "ortho.tif", data, "EPSG:3857",
+                        Affine(2, 0, -10421000, 0, -2, 5100000),
+                        tags={"TIFFTAG_DATETIME": "2019:09:05 12:00:00"})
+    (img,) = discover_highres([path])
+    assert img.date == dt.date(2019, 9, 5)
+
+
+def test_unreadable_and_wrong_files(builder_scene, tmp_path):
+    bad = tmp_path / "m_1_20190904.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(DataError, match=r"m_1_20190904.tif: cannot read raster"):
+        discover_highres([bad])
+    with pytest.raises(DataError, match="not found"):
+        discover_highres([tmp_path / "missing.tif"])
+    with pytest.raises(DataError, match="not a Sentinel-2 band file"):
+        discover_sentinel2([builder_scene.hr_path])
+    # Float reflectance instead of digital numbers: refused, naming the file.
+    folder = tmp_path / "float_20190801"
+    shutil.copytree(builder_scene.s2["clear"], folder)
+    with rasterio.open(folder / "B08.tif") as src:
+        arr, profile = src.read().astype("float32") / 10000, src.profile
+    write_raster(folder / "B08.tif", arr, profile["crs"], profile["transform"])
+    with pytest.raises(DataError, match=r"B08.tif: band b08 holds float32.*x 10000"):
+        discover_sentinel2([folder])
+    # 16-bit high-res image: refused with what to do.
+    hr16 = write_raster(tmp_path / "m_2_20190904.tif", np.ones((3, 8, 8), np.uint16) * 900,
+                        "EPSG:3857", Affine(2, 0, -10421000, 0, -2, 5100000))
+    with pytest.raises(DataError, match="must be 8-bit RGB"):
+        discover_highres([hr16])
+    # Not georeferenced.
+    plain = tmp_path / "m_3_20190904.tif"
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), rasterio.open(
+            plain, "w", driver="GTiff", width=4, height=4, count=3, dtype="uint8") as dst:
+        dst.write(np.ones((3, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="not georeferenced"):
+        discover_highres([plain])
+
+
+def test_manifest_round_trip(builder_scene, tmp_path):
+    clear = builder_scene.s2["clear"]
+    path = write_manifest(
+        tmp_path / "m.json",
+        [{"id": "clear", "datetime": "2019-08-01T17:00:00Z", "level": "L2A",
+          "processing_baseline": "02.13",
+          "assets": {"visual": str(clear / "TCI.tif"), "nir": str(clear / "B08.tif"),
+                     "scl": str(clear / "SCL.tif"), "thumbnail": "x.png"}}],
+        [{"id": "naip1", "datetime": "2019-09-04", "href": str(builder_scene.hr_path)}],
+        note="hand-written")
+    sources = read_manifest(path)
+    (s2,) = sources.sentinel2
+    assert (s2.id, set(s2.files), s2.dn_offset) == ("clear", {"tci", "b08", "scl"}, 0)
+    assert sources.highres[0].id == "naip1" and sources.highres[0].date == dt.date(2019, 9, 4)
+    # Relative hrefs are relative to the manifest's folder.
+    doc = json.loads(path.read_text())
+    shutil.copy(builder_scene.hr_path, tmp_path / "hr.tif")
+    doc["highres"][0]["href"] = "hr.tif"
+    path.write_text(json.dumps(doc))
+    assert read_manifest(path).highres[0].path == str(tmp_path / "hr.tif")
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="unreadable manifest"):
+        read_manifest(path)
+    path.write_text(json.dumps({"format": "zoomsr-manifest", "sentinel2": [{"id": "a"}]}))
+    with pytest.raises(DataError, match=r"sentinel2\[0\]: missing key"):
+        read_manifest(path)

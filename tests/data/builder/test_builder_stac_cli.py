@@ -1,0 +1,197 @@
+"""`zoomsr data search` against a local STAC API (a tiny http.server on 127.0.0.1, no network)
+and `zoomsr data build` from the command line."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from zoomsr.data.builder import load_index, read_manifest
+from zoomsr.data.builder.stac import hr_entry, parse_bbox, s2_entry
+from zoomsr.data.check import check_dataset
+from zoomsr.errors import InputError
+
+CONFORMS = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
+
+
+def s2_item(scene_dir, item_id: str, when: str, baseline: str = "02.13", cloud: float = 5.0):
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": item_id,
+        "collection": "sentinel-2-l2a", "bbox": [-94, 41, -93, 42],
+        "geometry": {"type": "Polygon", "coordinates": [[[-94, 41], [-93, 41], [-93, 42],
+                                                         [-94, 42], [-94, 41]]]},
+        "properties": {"datetime": when, "s2:processing_baseline": baseline,
+                       "s2:product_type": "S2MSI2A", "eo:cloud_cover": cloud},
+        "links": [],
+        "assets": {
+            "visual": {"href": str(scene_dir / "TCI.tif"), "type": "image/tiff"},
+            "nir": {"href": str(scene_dir / "B08.tif"), "type": "image/tiff",
+                    "raster:bands": [{"scale": 0.0001, "offset": 0}]},
+            "rededge1": {"href": str(scene_dir / "B05.tif")},
+            "scl": {"href": str(scene_dir / "SCL.tif")},
+            "visual-jp2": {"href": "s3://not/used.jp2"},
+            "thumbnail": {"href": "https://example.invalid/t.jpg"},
+        },
+    }
+
+
+class StacHandler(BaseHTTPRequestHandler):
+    """Landing page, conformance and /search (GET or POST), filtering by collection and time."""
+
+    items: list[dict] = []
+    searches: list[dict] = []
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, doc: dict) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(self.path)
+        if url.path in ("", "/"):
+            base = self._base()
+            self._send({"type": "Catalog", "id": "local", "stac_version": "1.0.0",
+                        "description": "test API", "conformsTo": CONFORMS, "links": [
+                            {"rel": "self", "href": base + "/"},
+                            {"rel": "root", "href": base + "/"},
+                            {"rel": "search", "href": base + "/search",
+                             "type": "application/geo+json", "method": "POST"},
+                            {"rel": "search", "href": base + "/search",
+                             "type": "application/geo+json", "method": "GET"}]})
+        elif url.path == "/conformance":
+            self._send({"conformsTo": CONFORMS})
+        elif url.path == "/search":
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            self._search({"collections": q.get("collections", "").split(","),
+                          "datetime": q.get("datetime"), "bbox": q.get("bbox")})
+        else:
+            self.send_error(404)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length", 0))
+        self._search(json.loads(self.rfile.read(length) or b"{}"))
+
+    def _search(self, body: dict) -> None:
+        StacHandler.searches.append(body)
+        start, end = (body.get("datetime") or "../..").split("/")
+        found = [i for i in self.items
+                 if i["collection"] in body.get("collections", [])
+                 and (start in ("", "..") or i["properties"]["datetime"] >= start)
+                 and (end in ("", "..") or i["properties"]["datetime"] <= end)]
+        self._send({"type": "FeatureCollection", "features": found, "links": []})
+
+
+@pytest.fixture
+def stac_api(builder_scene):
+    scenes = builder_scene.s2
+    StacHandler.items = [
+        s2_item(scenes["clear"], "S2A_clear", "2019-08-01T17:00:00Z"),
+        s2_item(scenes["cloudy"], "S2B_cloudy", "2019-09-20T17:00:00Z", cloud=60.0),
+        s2_item(scenes["late"], "S2A_late", "2020-03-01T17:00:00Z", baseline="04.00"),
+        {"type": "Feature", "stac_version": "1.0.0", "id": "ia_m_4109363_ne_15_1_20190904",
+         "collection": "naip", "bbox": [-94, 41, -93, 42], "geometry": None, "links": [],
+         "properties": {"datetime": "2019-09-04T00:00:00Z", "gsd": 1.5},
+         "assets": {"image": {"href": str(builder_scene.hr_path), "type": "image/tiff"}}},
+    ]
+    StacHandler.searches = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StacHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_search_writes_a_manifest_the_builder_reads(stac_api, cli, tmp_path, builder_scene):
+    manifest = tmp_path / "manifest.json"
+    code, out, err = cli("data", "search", "--url", stac_api, "--bbox", "-93.63,41.58,-93.60,41.60",
+                         "--start", "2019-09-01", "--end", "2019-09-30", "--out", manifest,
+                         "--max-scene-cloud", "50")
+    assert code == 0, err
+    assert "1 Sentinel-2 and 1 high-res items" in out
+    doc = json.loads(manifest.read_text())
+    assert doc["query"]["bbox"] == [-93.63, 41.58, -93.60, 41.60]
+    # Sentinel-2 searched 90 days around the high-res dates; the cloudy item was dropped and
+    # the late one (2020-03-01) is outside the searched interval.
+    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_clear"]
+    assert set(doc["sentinel2"][0]["assets"]) == {"tci", "b08", "b05", "scl"}
+    s2_search = next(s for s in StacHandler.searches if "sentinel-2-l2a" in s["collections"])
+    assert s2_search["datetime"].startswith("2019-06-03") and "2019-12-29" in s2_search["datetime"]
+    sources = read_manifest(manifest)
+    assert sources.highres[0].id == "ia_m_4109363_ne_15_1_20190904"
+
+    out_dir = tmp_path / "ds"
+    code, out, err = cli("data", "build", out_dir, "--manifest", manifest, "--bands", "tci,b08",
+                         "--no-progress")
+    assert code == 0, err
+    assert "9 pairs on 9 tiles" in out and "highres_partly_outside_or_nodata 16" in out
+    assert check_dataset(out_dir, bands=("tci", "b08")).errors == []
+    assert load_index(out_dir)["sentinel2"][0]["id"] == "S2A_clear"
+    code, out, err = cli("data", "check", out_dir, "--no-progress")
+    assert code == 0 and "0 error(s)" in out
+
+
+def test_search_errors(cli, tmp_path, stac_api):
+    code, _, err = cli("data", "search", "--bbox", "1,2,3", "--start", "2019-01-01", "--end",
+                       "2019-02-01", "--out", tmp_path / "m.json", "--url", stac_api)
+    assert code == 2 and "bbox" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("data", "search", "--bbox", "1,2,3,4", "--start", "2019-03-01", "--end",
+                       "2019-02-01", "--out", tmp_path / "m.json", "--url", stac_api)
+    assert code == 2 and "before --start" in err
+    # Nothing listens on this port: a runtime failure (exit 1), one line.
+    code, _, err = cli("data", "search", "--bbox", "1,2,3,4", "--start", "2019-01-01", "--end",
+                       "2019-02-01", "--out", tmp_path / "m.json", "--url",
+                       "http://127.0.0.1:9/")
+    assert code == 1 and "cannot open STAC API" in err and len(err.strip().splitlines()) == 1
+
+
+def test_stac_entries():
+    assert parse_bbox("-1,-2,3,4") == (-1.0, -2.0, 3.0, 4.0)
+    with pytest.raises(InputError, match="west<east"):
+        parse_bbox("3,0,1,1")
+    item = s2_item(__import__("pathlib").Path("/x"), "a", "2022-03-01T00:00:00Z", "04.00")
+    item["assets"]["nir"]["raster:bands"][0]["offset"] = -0.1
+    entry = s2_entry(item)
+    assert entry["dn_offset"] == -1000 and entry["assets"]["tci"] == "/x/TCI.tif"
+    with pytest.raises(InputError, match="no image asset"):
+        hr_entry({"id": "n", "assets": {"thumbnail": {"href": "t.jpg"}}, "properties": {}})
+
+
+def test_build_cli_inputs_and_errors(cli, tmp_path, builder_scene):
+    out = tmp_path / "ds"
+    args = ["data", "build", out, "--s2", builder_scene.s2["clear"], "--s2",
+            builder_scene.s2["cloudy"], "--hr", builder_scene.hr_path, "--no-progress",
+            "--split-group", "2", "--max-frames", "1", "--workers", "1"]
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    assert "9 pairs on 9 tiles" in stdout and "tiles/s" in stdout
+    index = load_index(out)
+    assert all(len([f for f in t["frames"] if f["status"] == "kept"]) == 1
+               for t in index["tiles"] if t["status"] == "written")
+    code, stdout, _ = cli(*args)  # resume: nothing left to do
+    assert code == 0 and "0 written now, 9 already there" in stdout and "0/1 blocks" in stdout
+    code, _, err = cli("data", "build", tmp_path / "x", "--no-progress")
+    assert code == 2 and "no inputs" in err
+    code, _, err = cli("data", "build", tmp_path / "x", "--s2", tmp_path / "nope",
+                       "--hr", builder_scene.hr_path)
+    assert code == 2 and "nope: not found" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("data", "build", tmp_path / "x", "--s2", builder_scene.s2["late"],
+                       "--hr", builder_scene.hr_path, "--no-progress")
+    assert code == 2 and "no Sentinel-2 scene within 90 days" in err
+    code, _, err = cli("data", "build", tmp_path / "x", "--s2", builder_scene.s2["clear"],
+                       "--hr", builder_scene.hr_path, "--split-fractions", "1,1,1")
+    assert code == 2 and "sum to 1" in err
