@@ -48,3 +48,16 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from zoomsr.io import atomic
+
+    atomic_write_text(tmp_path / "x.txt", "hi")
+    mode = stat.S_IMODE((tmp_path / "x.txt").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == atomic._FILE_MODE == 0o666 & ~umask  # not mkstemp's 0600

@@ -1,0 +1,173 @@
+"""Scene-inference throughput and memory: bare model vs the whole ``zoomsr infer`` pipeline.
+
+Measures, on this machine, in one run:
+
+1. the bare model forward throughput: batches of 32 x 32 LR chunks of ``T`` images through
+   RRDBNet (ESRGAN; full size by default: 64 features, 23 blocks, growth 32, 8 images), in
+   chunks per second;
+2. the pipeline's throughput on a generated georeferenced scene of ``--size`` LR pixels a side
+   (T uint8 TCI GeoTIFFs on the training grid): discovery, windowed reads, frame choice, model,
+   blending, the raw rows and the final tiled, compressed GeoTIFF, all included; expressed in
+   32 x 32 output chunks per second (so comparable with 1.) and km² of output per second;
+3. the peak resident memory of the pipeline process for that scene and for one about 4x
+   larger (``2 * size - overlap`` a side, so that both tile into whole windows when
+   ``size = k * (window - overlap) + overlap``), each run in a fresh subprocess.
+
+Weights are random (speed does not depend on them). Example (CPU-sized model)::
+
+    python benchmarks/infer_throughput.py --size 120 --window 64 --overlap 8 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _model(args: argparse.Namespace):
+    from zoomsr.inference import build_inference_model
+    from zoomsr.models import parse_config
+
+    config = parse_config("rrdbnet", [args.config]) if args.config else {}
+    config["num_in_ch"] = 3 * args.images
+    return build_inference_model(model="rrdbnet", config=config, random_weights=True,
+                                 device=args.device, precision=args.precision)
+
+
+def bare(args: argparse.Namespace) -> dict:
+    """Chunks/s of the model alone on ``[batch, T, 3, 32, 32]`` inputs already in memory."""
+    import torch
+
+    model = _model(args)
+    x = np.random.default_rng(0).random((args.batch, args.images, 3, 32, 32), dtype=np.float32)
+    model.forward(x)  # warm-up (kernel selection, allocations)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while n < args.min_batches or time.perf_counter() - start < args.seconds:
+        model.forward(x)
+        n += 1
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {"chunks_per_s": n * args.batch / elapsed, "batches": n, "seconds": elapsed,
+            "device": str(model.device), "config": model.config}
+
+
+def make_scene(folder: Path, size: int, images: int) -> list[Path]:
+    """``images`` uint8 TCI GeoTIFFs of ``size`` px on the zoom-17 lattice (EPSG:3857)."""
+    import rasterio
+    from affine import Affine
+
+    from zoomsr import grid as tiles
+
+    t = tiles.Tile(20000, 50000)
+    transform = Affine(tiles.LR_RESOLUTION, 0, t.bounds.left, 0, -tiles.LR_RESOLUTION,
+                       t.bounds.top)
+    rng = np.random.default_rng(0)
+    paths = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        data = rng.integers(1, 256, size=(3, size, size), dtype=np.uint8)
+        p = folder / f"frame{i:02d}_TCI.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=3,
+                           dtype="uint8", crs="EPSG:3857", transform=transform, nodata=0,
+                           tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
+            ds.write(data)
+        paths.append(p)
+    return paths
+
+
+def pipeline(args: argparse.Namespace) -> dict:
+    """One pipeline run (called in a subprocess so its peak memory is its own)."""
+    from zoomsr.inference import InferenceOptions, Tiling, run_inference
+
+    model = _model(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_scene(Path(tmp) / "in", args.size, args.images)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
+                                batch_size=args.pipeline_batch, progress=False)
+        w = min(args.window, args.size)  # warm-up: kernel selection is not timed
+        model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
+        start = time.perf_counter()
+        result = run_inference(paths, Path(tmp) / "out.tif", model, opts)
+        elapsed = time.perf_counter() - start
+        size_mb = (Path(tmp) / "out.tif").stat().st_size / 1e6
+    chunks = args.size * args.size / (32 * 32)
+    return {
+        "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
+        "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
+        "windows": result.windows, "output_mb": size_mb,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_after_setup_mb": rss_before / 1024,
+    }
+
+
+def _child(args: argparse.Namespace, size: int) -> dict:
+    cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
+    for key in ("config", "images", "device", "precision", "window", "overlap",
+                "pipeline_batch"):
+        value = getattr(args, key)
+        if value is not None:
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="", help="RRDBNet config k=v,... (default: full ESRGAN)")
+    p.add_argument("--images", type=int, default=8, help="Input images T.")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--batch", type=int, default=16, help="Chunks per bare forward.")
+    p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
+    p.add_argument("--min-batches", type=int, default=3)
+    p.add_argument("--size", type=int, default=512, help="Scene side, LR px (4x scene: 2x).")
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--pipeline-batch", type=int, default=4, help="Windows per model call.")
+    p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
+    p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args._child:
+        print(json.dumps(pipeline(args)))
+        return
+    b = bare(args)
+    small = _child(args, args.size)
+    # 2x a side (less one overlap, so both scenes tile into whole windows when --size does)
+    large = _child(args, 2 * args.size - args.overlap)
+    report = {
+        "bare": b, "pipeline": small, "pipeline_4x": large,
+        "pipeline_vs_bare": small["chunks_per_s"] / b["chunks_per_s"],
+        "pipeline_4x_vs_bare": large["chunks_per_s"] / b["chunks_per_s"],
+        "peak_rss_ratio_4x": large["peak_rss_mb"] / small["peak_rss_mb"],
+        "area_ratio_4x": large["area_km2"] / small["area_km2"],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    cfg = " ".join(f"{k}={v}" for k, v in b["config"].items())
+    print(f"model rrdbnet {cfg} on {b['device']}")
+    print(f"bare forward      {b['chunks_per_s']:8.2f} chunks/s (32x32, batch {args.batch})")
+    for label, r in (("pipeline", small), ("pipeline 4x", large)):
+        print(f"{label:<17} {r['chunks_per_s']:8.2f} chunks/s  {r['km2_per_s']:.4f} km2/s  "
+              f"{r['size']}x{r['size']} LR px, {r['area_km2']:.2f} km2, {r['seconds']:.1f} s, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"pipeline / bare   {report['pipeline_vs_bare']:.1%} (4x scene: "
+          f"{report['pipeline_4x_vs_bare']:.1%})")
+    print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (area ratio "
+          f"{report['area_ratio_4x']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

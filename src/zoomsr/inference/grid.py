@@ -1,0 +1,162 @@
+"""The target grid of a scene: where the LR mosaic and the super-resolved output live.
+
+Default: the training grid, EPSG:3857 at 9.555 m (zoom-17 Web-Mercator tiles of 32 px), snapped
+to the tile pixel lattice so outputs line up with S2-NAIP tiles. ``native=True``: the CRS,
+pixel size and pixel lattice of the first input. The extent is the union of the inputs'
+footprints; every input must overlap the others (an isolated input is an error naming it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from affine import Affine
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
+
+from zoomsr import grid as tiles
+from zoomsr.errors import DataError, InputError
+from zoomsr.inference.inputs import Frame
+
+# Edges closer than this fraction of a pixel to a lattice line count as on it (float noise).
+_SNAP_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    """An LR grid (``transform``, ``width`` x ``height`` px in ``crs``) and its HR twin."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    scale: int
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def bounds(self) -> BoundingBox:
+        t = self.transform
+        left, top = t.c, t.f
+        right, bottom = t.c + t.a * self.width, t.f + t.e * self.height
+        return BoundingBox(left, bottom, right, top)
+
+    @property
+    def hr_transform(self) -> Affine:
+        t, k = self.transform, 1.0 / self.scale
+        return Affine(t.a * k, t.b * k, t.c, t.d * k, t.e * k, t.f)
+
+    @property
+    def hr_width(self) -> int:
+        return self.width * self.scale
+
+    @property
+    def hr_height(self) -> int:
+        return self.height * self.scale
+
+    @property
+    def area_km2(self) -> float:
+        """Ground area covered, km².
+
+        Projected metric CRSs: map area (UTM's scale error is < 0.1 %). Web-Mercator and
+        geographic CRSs, whose map units are not ground units: the area of the extent in an
+        equal-area cylindrical projection (EPSG:6933), exact for such lat/lon-aligned extents.
+        """
+        if self.crs.is_projected and self.crs.to_epsg() != 3857:
+            return self.width * self.height * abs(self.transform.a * self.transform.e) / 1e6
+        b = transform_bounds(self.crs, "EPSG:6933", *self.bounds, densify_pts=21)
+        return (b[2] - b[0]) * (b[3] - b[1]) / 1e6
+
+    def describe(self) -> dict:
+        return {
+            "crs": self.crs.to_string(),
+            "transform": list(self.transform)[:6],
+            "width": self.width,
+            "height": self.height,
+            "scale": self.scale,
+        }
+
+
+def _footprint(frame: Frame, crs: CRS) -> BoundingBox:
+    b = frame.bounds
+    if frame.crs == crs:
+        return b
+    try:
+        return BoundingBox(*transform_bounds(frame.crs, crs, *b, densify_pts=21))
+    except Exception as exc:  # noqa: BLE001 - PROJ raises several types
+        raise DataError(f"{frame.label}: cannot transform its bounds to {crs}: {exc}") from None
+
+
+def _intersects(a: BoundingBox, b: BoundingBox) -> bool:
+    return a.left < b.right and b.left < a.right and a.bottom < b.top and b.bottom < a.top
+
+
+def check_overlap(frames: Sequence[Frame], footprints: Sequence[BoundingBox]) -> None:
+    """Every frame must be connected to the first through overlapping footprints."""
+    reached = {0}
+    todo = [0]
+    while todo:
+        i = todo.pop()
+        for j in range(len(frames)):
+            if j not in reached and _intersects(footprints[i], footprints[j]):
+                reached.add(j)
+                todo.append(j)
+    apart = [frames[j].label for j in range(len(frames)) if j not in reached]
+    if apart:
+        raise DataError(
+            f"inputs do not overlap: {', '.join(apart)} do not overlap {frames[0].label}"
+            + (" (or the inputs that overlap it)" if len(frames) > 2 else "")
+        )
+
+
+def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:
+    k = (value - origin) / res
+    nearest = round(k)
+    k = nearest if abs(k - nearest) < _SNAP_TOL else math.floor(k) if outward_down else math.ceil(k)
+    return origin + k * res
+
+
+def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> TargetGrid:
+    """The LR target grid for ``frames`` (see module docstring); HR pixels are ``res / scale``."""
+    if not frames:
+        raise DataError("no input frames")
+    if scale < 1:
+        raise InputError(f"scale must be >= 1, got {scale}")
+    first = frames[0]
+    if native:
+        crs = first.crs
+        if crs is None:
+            raise DataError(f"{first.label}: has no CRS; cannot keep its grid")
+        t = first.transform
+        if t.b != 0 or t.d != 0:
+            raise DataError(f"{first.label}: rotated grids are not supported")
+        res_x, res_y = abs(t.a), abs(t.e)
+        if not math.isclose(res_x, res_y, rel_tol=1e-6):
+            raise DataError(
+                f"{first.label}: non-square pixels ({res_x:g} x {res_y:g}); use the default "
+                "grid (EPSG:3857) instead of --native-grid"
+            )
+        res, ox, oy = res_x, t.c, t.f
+    else:
+        crs = CRS.from_string(tiles.CRS)
+        res, ox, oy = tiles.LR_RESOLUTION, -tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT
+    for f in frames:
+        if f.crs is None:
+            raise DataError(f"{f.label}: has no CRS (georeferenced inputs are required)")
+    footprints = [_footprint(f, crs) for f in frames]
+    check_overlap(frames, footprints)
+    left = _snap(min(b.left for b in footprints), ox, res, True)
+    right = _snap(max(b.right for b in footprints), ox, res, False)
+    # rows grow downwards: snap the top up and the bottom down, measured from the origin row
+    top = oy - _snap(oy - max(b.top for b in footprints), 0.0, res, True)
+    bottom = oy - _snap(oy - min(b.bottom for b in footprints), 0.0, res, False)
+    width = round((right - left) / res)
+    height = round((top - bottom) / res)
+    if width < 1 or height < 1:
+        raise DataError("the inputs cover less than one pixel of the target grid")
+    return TargetGrid(crs, Affine(res, 0.0, left, 0.0, -res, top), width, height, scale)

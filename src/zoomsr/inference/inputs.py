@@ -1,0 +1,556 @@
+"""Finding, grouping and validating the Sentinel-2 rasters of a scene, and their radiometry.
+
+A *frame* is one date: either one multi-band RGB raster (ESA's 8-bit TCI, or a 3+ band
+reflectance stack) or three single-band files (B04, B03, B02). Inputs may be files, folders
+or manifests (``.txt``: one frame per line, band files of one frame separated by commas;
+``.json``: a list of paths or of ``{"tci": path}`` / ``{"red": .., "green": .., "blue": ..}``).
+
+Every frame is converted to the radiometry the published models were trained on: ESA's
+8-bit true-colour image (TCI) divided by 255. Digital numbers (DN, reflectance x 10000) and
+float reflectance are mapped with the TCI stretch measured on a real L2A scene
+(TCI ~= 255 * reflectance / 0.25, clipped); anything else is refused with a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioIOError
+
+from zoomsr.errors import ConfigError, DataError
+
+Radiometry = Literal["tci", "dn", "reflectance"]
+RADIOMETRY_CHOICES = ("auto", "tci", "dn", "reflectance")
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+MANIFEST_SUFFIXES = (".txt", ".json")
+#: Reflectance that maps to TCI 255 (measured on a real L2A scene: TCI ~= 1020 * reflectance).
+TCI_SATURATION = 0.25
+#: Sentinel-2 DN per unit reflectance (QUANTIFICATION_VALUE).
+DN_SCALE = 10000.0
+#: DN offset added from processing baseline 04.00 on (RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000).
+BASELINE_OFFSET = 1000
+#: Largest plausible float reflectance; larger floats mean another scaling (e.g. x 10000).
+MAX_FLOAT_REFLECTANCE = 2.0
+
+_BAND_TOKENS = {
+    "tci": "tci", "visual": "tci", "rgb": "tci",
+    "b04": "red", "b4": "red", "red": "red",
+    "b03": "green", "b3": "green", "green": "green",
+    "b02": "blue", "b2": "blue", "blue": "blue",
+}
+# Other Sentinel-2 band names: recognised so that they are ignored with a note, not misread.
+_OTHER_BANDS = {
+    "b01", "b1", "b05", "b5", "b06", "b6", "b07", "b7", "b08", "b8", "b8a", "b09", "b9",
+    "b10", "b11", "b12", "scl", "aot", "wvp", "nir", "nir08", "nir09", "swir16", "swir22",
+    "coastal", "rededge1", "rededge2", "rededge3", "cld", "snw",
+}
+_TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
+_BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One date of the scene: the files and bands that give its red, green and blue.
+
+    ``paths`` holds one file (``bands`` = its 1-based R, G, B band indexes) or three
+    single-band files in R, G, B order (``bands`` = ``(1, 1, 1)``). ``radiometry`` is what the
+    pixels mean; ``dn_offset`` is subtracted from DNs before dividing by 10000.
+    """
+
+    label: str
+    paths: tuple[Path, ...]
+    bands: tuple[int, int, int]
+    radiometry: Radiometry
+    dn_offset: float
+    dtype: str
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    nodata: float | None
+    level: str | None = None  # "L1C" / "L2A" when the metadata says so
+
+    @property
+    def bounds(self) -> BoundingBox:
+        t = self.transform
+        left, top = t.c, t.f
+        right = t.c + t.a * self.width + t.b * self.height
+        bottom = t.f + t.d * self.width + t.e * self.height
+        return BoundingBox(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    def describe(self) -> dict:
+        """JSON-friendly summary (for tags, state fingerprints and reports)."""
+        return {
+            "label": self.label,
+            "paths": [str(p) for p in self.paths],
+            "bands": list(self.bands),
+            "radiometry": self.radiometry,
+            "dn_offset": self.dn_offset,
+            "level": self.level,
+        }
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover_frames` found: the frames, and files it left out (with why)."""
+
+    frames: list[Frame]
+    ignored: list[str] = field(default_factory=list)
+
+
+def to_tci(
+    pixels: np.ndarray, radiometry: Radiometry, dn_offset: float = 0.0
+) -> np.ndarray:
+    """Map ``[3, H, W]`` raw pixels to the models' input scale: TCI / 255, float32 in [0, 1]."""
+    x = pixels.astype(np.float32, copy=False)
+    if radiometry == "tci":
+        return x / np.float32(255.0)
+    if radiometry == "dn":
+        x = (x - np.float32(dn_offset)) / np.float32(DN_SCALE)
+    return np.clip(x / np.float32(TCI_SATURATION), 0.0, 1.0)
+
+
+def valid_pixels(pixels: np.ndarray, nodata: float | None, mask: np.ndarray | None) -> np.ndarray:
+    """``[H, W]`` True where a ``[3, H, W]`` pixel holds data.
+
+    Invalid: the GDAL mask says so, any channel equals ``nodata`` or is not finite, or all
+    channels are 0 (black: Sentinel-2's nodata, the S2-NAIP rule).
+    """
+    valid = np.any(pixels != 0, axis=0)
+    if np.issubdtype(pixels.dtype, np.floating):
+        valid &= np.all(np.isfinite(pixels), axis=0)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= ~np.any(pixels == nodata, axis=0)
+    if mask is not None:
+        valid &= mask
+    return valid
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _band_role(path: Path) -> str | None:
+    """``tci`` / ``red`` / ``green`` / ``blue`` / ``other`` from a file name, None if unnamed."""
+    tokens = [t.lower() for t in _TOKEN_RE.findall(path.stem)]
+    roles = [_BAND_TOKENS[t] for t in tokens if t in _BAND_TOKENS]
+    if roles:
+        return roles[-1]  # the band token is usually last (T29RKH_20200219_B02)
+    if any(t in _OTHER_BANDS for t in tokens):
+        return "other"
+    return None
+
+
+def _group_key(path: Path) -> str:
+    """The file name with its band token removed: files of one date share it."""
+    tokens = _TOKEN_RE.findall(path.stem)
+    kept = [t for t in tokens if t.lower() not in _BAND_TOKENS and t.lower() not in _OTHER_BANDS]
+    return str(path.parent / "_".join(kept))
+
+
+def _is_s2naip_root(path: Path) -> bool:
+    return (path / "sentinel2").is_dir()
+
+
+def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
+    base = path.parent
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
+    entries: list[list[Path] | dict[str, Path]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        if isinstance(data, dict) and "frames" in data:
+            data = data["frames"]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of frames (paths or band objects)")
+        for i, item in enumerate(data):
+            if isinstance(item, str):
+                entries.append([base / item])
+            elif isinstance(item, dict) and item and all(isinstance(v, str) for v in item.values()):
+                roles = {}
+                for key, value in item.items():
+                    role = _BAND_TOKENS.get(key.lower())
+                    if role is None:
+                        raise DataError(
+                            f"{path}: frame {i}: unknown band key {key!r} (use tci, or red/green/"
+                            "blue, or b04/b03/b02)"
+                        )
+                    roles[role] = base / value
+                entries.append(roles)
+            else:
+                raise DataError(f"{path}: frame {i} must be a path or an object of band paths")
+    else:
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                entries.append([base / p.strip() for p in line.split(",") if p.strip()])
+    if not entries:
+        raise DataError(f"{path}: the manifest lists no file")
+    return entries
+
+
+def _expand(items: Sequence[str | os.PathLike[str]]) -> tuple[list[list[Path] | dict], list[str]]:
+    """Turn the user's paths into frame candidates (lists of files, or band dicts)."""
+    if not items:
+        raise DataError("no input given (pass raster files, folders or a manifest)")
+    candidates: list[list[Path] | dict] = []
+    ignored: list[str] = []
+    loose: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if not p.exists():
+            raise DataError(f"{p}: input not found")
+        if p.is_dir():
+            if _is_s2naip_root(p):
+                raise DataError(
+                    f"{p}: is an S2-NAIP chunk dataset; pass it alone (chunk layout input)"
+                )
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+            if not files:
+                subdirs = sorted(d for d in p.iterdir() if d.is_dir())
+                files = sorted(
+                    f for d in subdirs for f in d.iterdir() if f.suffix.lower() in RASTER_SUFFIXES
+                )
+            if not files:
+                raise DataError(
+                    f"{p}: no raster found (looked for {', '.join(RASTER_SUFFIXES)} in the "
+                    "folder and its sub-folders)"
+                )
+            loose.extend(files)
+        elif p.suffix.lower() in MANIFEST_SUFFIXES:
+            candidates.extend(_read_manifest(p))
+        else:
+            loose.append(p)
+    seen: set[Path] = set()
+    for f in loose:
+        if f.resolve() in seen:
+            raise DataError(f"{f}: given twice")
+        seen.add(f.resolve())
+    groups: dict[str, dict[str, Path]] = {}
+    for f in loose:
+        role = _band_role(f)
+        if role is None:
+            candidates.append([f])
+            continue
+        if role == "other":
+            ignored.append(f"{f}: not a red, green, blue or TCI band")
+            continue
+        slot = groups.setdefault(_group_key(f), {})
+        if role in slot:
+            raise DataError(f"{f}: two {role} files for the same date (also {slot[role]})")
+        slot[role] = f
+    for key, slot in groups.items():
+        if "tci" in slot:
+            for role, f in slot.items():
+                if role != "tci":
+                    ignored.append(f"{f}: same date as {slot['tci'].name}, which is used")
+            candidates.append({"tci": slot["tci"]})
+        elif {"red", "green", "blue"} <= set(slot):
+            candidates.append(slot)
+        else:
+            missing = sorted({"red", "green", "blue"} - set(slot))
+            raise DataError(
+                f"{key}*: band files of one date lack {', '.join(missing)} (need B04, B03, B02 "
+                "or a TCI file)"
+            )
+    return candidates, ignored
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _stac_properties(path: Path) -> dict:
+    """Properties of a STAC item JSON beside ``path`` (a folder of band COGs), if any."""
+    for candidate in sorted(path.parent.glob("*.json")):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("type") == "Feature":
+            props = data.get("properties")
+            if isinstance(props, dict):
+                return props
+    return {}
+
+
+@dataclass(frozen=True)
+class _Meta:
+    level: str | None  # "L1C" / "L2A"
+    baseline: float | None  # processing baseline, e.g. 4.0
+    offset_removed: bool | None  # a provider already subtracted the offset
+    tag_offset: float | None  # offset given by a BOA/RADIO_ADD_OFFSET tag (as a DN to remove)
+
+
+def _metadata(path: Path, tags: dict) -> _Meta:
+    """What the file name, GDAL tags and a STAC item beside the file say about the product."""
+    text = " ".join([path.name, *(f"{k}={v}" for k, v in tags.items())]).upper()
+    level = next((name for name in ("L2A", "L1C") if name in text), None)
+    baseline: float | None = None
+    m = _BASELINE_RE.search(path.name)
+    if m:
+        baseline = float(f"{m.group(1)}.{m.group(2)}")
+    for key in ("PROCESSING_BASELINE", "s2:processing_baseline"):
+        if key in tags:
+            with contextlib.suppress(ValueError):
+                baseline = float(tags[key])
+    tag_offset: float | None = None
+    for key in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
+        if key in tags:
+            with contextlib.suppress(ValueError):
+                tag_offset = -float(tags[key])  # ESA stores -1000: reflectance = (DN - 1000) / Q
+    removed: bool | None = None
+    props = _stac_properties(path)
+    if props:
+        product = str(props.get("s2:product_type", ""))
+        if level is None and "2A" in product:
+            level = "L2A"
+        elif level is None and "1C" in product:
+            level = "L1C"
+        if "s2:processing_baseline" in props:
+            with contextlib.suppress(TypeError, ValueError):
+                baseline = float(props["s2:processing_baseline"])
+        if "earthsearch:boa_offset_applied" in props:
+            removed = bool(props["earthsearch:boa_offset_applied"])
+    return _Meta(level, baseline, removed, tag_offset)
+
+
+def _dn_offset(path: Path, tags: dict, offset_option: float | None) -> tuple[float, str | None]:
+    """The DN offset to subtract (0 or 1000) and the product level, from the metadata."""
+    meta = _metadata(path, tags)
+    if offset_option is not None:
+        return offset_option, meta.level
+    if meta.tag_offset is not None:
+        return meta.tag_offset, meta.level
+    if meta.offset_removed:  # e.g. Earth Search's harmonised COGs
+        return 0.0, meta.level
+    if meta.baseline is not None:
+        return (float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0), meta.level
+    raise DataError(
+        f"{path}: 16-bit Sentinel-2 digital numbers, but no metadata gives the processing "
+        "baseline (from baseline 04.00 the values carry a +1000 offset); pass --dn-offset 0 "
+        "or --dn-offset 1000"
+    )
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable raster (corrupt or wrong format: {msg})") from None
+
+
+def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Decode a block from the corners so a truncated file fails here, not mid-run."""
+    from rasterio.windows import Window
+
+    try:
+        for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
+            ds.read(1, window=Window(col, row, 1, 1))
+    except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: corrupt raster data ({msg})") from None
+
+
+def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, int, int] | None):
+    if rgb_bands is not None:
+        bad = [b for b in rgb_bands if not 1 <= b <= ds.count]
+        if bad:
+            raise DataError(f"{path}: --rgb-bands {bad} out of range (the file has {ds.count})")
+        return tuple(rgb_bands)
+    interp = list(ds.colorinterp)
+    wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    if all(c in interp for c in wanted):
+        return tuple(interp.index(c) + 1 for c in wanted)
+    names = [(d or "").lower() for d in ds.descriptions]
+    found = []
+    for role in ("red", "green", "blue"):
+        hits = [i + 1 for i, n in enumerate(names) if n and _BAND_TOKENS.get(n) == role]
+        found.append(hits[0] if hits else None)
+    if all(found):
+        return tuple(found)
+    if ds.dtypes[0] == "uint8" and ds.count in (3, 4):
+        return (1, 2, 3)  # 8-bit RGB(A): ESA's TCI order
+    raise DataError(
+        f"{path}: {ds.count} bands without red/green/blue labels; pass --rgb-bands R,G,B "
+        "(1-based band numbers)"
+    )
+
+
+def _radiometry_for(
+    path: Path, dtype: str, choice: str, sample: np.ndarray
+) -> Radiometry:
+    """Decide what the pixel values mean, refusing values the models cannot take."""
+    if choice not in RADIOMETRY_CHOICES:
+        raise ConfigError(f"radiometry must be one of {', '.join(RADIOMETRY_CHOICES)}")
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
+    finite = sample[np.isfinite(sample)] if floating else sample
+    top = float(finite.max()) if finite.size else 0.0
+    if choice == "auto":
+        if dtype == "uint8":
+            return "tci"
+        if dtype in ("uint16", "int16"):
+            return "dn"
+        if floating:
+            if top > MAX_FLOAT_REFLECTANCE:
+                raise DataError(
+                    f"{path}: float data with values up to {top:g}: not reflectance in [0, 1] "
+                    "(looks scaled, e.g. x 10000); rescale it, or pass --radiometry dn if the "
+                    "values are Sentinel-2 digital numbers"
+                )
+            return "reflectance"
+        raise DataError(
+            f"{path}: unsupported data type {dtype} (expected uint8 TCI, uint16 digital "
+            "numbers or float reflectance)"
+        )
+    if choice == "tci" and dtype != "uint8":
+        raise DataError(f"{path}: --radiometry tci needs 8-bit data, found {dtype}")
+    if choice == "reflectance" and not floating:
+        raise DataError(f"{path}: --radiometry reflectance needs float data, found {dtype}")
+    if choice == "reflectance" and top > MAX_FLOAT_REFLECTANCE:
+        raise DataError(f"{path}: values up to {top:g} are not reflectance in [0, 1]")
+    if choice == "dn" and dtype == "uint8":
+        raise DataError(f"{path}: --radiometry dn needs 16-bit or float data, found uint8")
+    return choice  # type: ignore[return-value]
+
+
+def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
+    """A cheap look at the values: a decimated read of one band (at most ~256 px a side)."""
+    factor = max(1, max(ds.width, ds.height) // 256)
+    shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+    return ds.read(band, out_shape=shape)
+
+
+def _make_frame(
+    candidate: list[Path] | dict[str, Path],
+    radiometry: str,
+    rgb_bands: tuple[int, int, int] | None,
+    dn_offset: float | None,
+) -> Frame:
+    if isinstance(candidate, dict) and "tci" in candidate:
+        candidate = [candidate["tci"]]
+    if isinstance(candidate, list) and len(candidate) == 3:
+        candidate = {"red": candidate[0], "green": candidate[1], "blue": candidate[2]}
+    if isinstance(candidate, list):
+        if len(candidate) != 1:
+            raise DataError(
+                f"{', '.join(map(str, candidate))}: a frame is one RGB file or three band files "
+                f"(red, green, blue), got {len(candidate)} files"
+            )
+        path = candidate[0]
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        with _open(path) as ds:
+            if ds.count < 3:
+                raise DataError(
+                    f"{path}: {ds.count} band(s); expected a 3-band RGB/TCI raster, or band "
+                    "files named B04, B03, B02 (one date per set)"
+                )
+            _check_readable(ds, path)
+            bands = _rgb_indexes(ds, path, rgb_bands)
+            dtype = ds.dtypes[bands[0] - 1]
+            if len({ds.dtypes[b - 1] for b in bands}) != 1:
+                raise DataError(f"{path}: red, green and blue bands have different data types")
+            sample = np.concatenate([_sample(ds, b).ravel() for b in bands])
+            rad = _radiometry_for(path, dtype, radiometry, sample)
+            tags = ds.tags()
+            offset, level = (
+                _dn_offset(path, tags, dn_offset) if rad == "dn" else (0.0, None)
+            )
+            if rad == "tci":
+                level = _metadata(path, tags).level
+            return Frame(
+                label=path.name, paths=(path,), bands=bands, radiometry=rad, dn_offset=offset,
+                dtype=dtype, crs=ds.crs, transform=ds.transform, width=ds.width,
+                height=ds.height, nodata=ds.nodata, level=level,
+            )
+    paths = tuple(candidate[r] for r in ("red", "green", "blue"))
+    infos = []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        with _open(path) as ds:
+            _check_readable(ds, path)
+            infos.append((ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0], ds.nodata,
+                          ds.tags(), _sample(ds, 1)))
+    crs, transform, width, height, dtype, nodata, tags, _ = infos[0]
+    for path, info in zip(paths[1:], infos[1:], strict=True):
+        if (info[0], info[1], info[2], info[3]) != (crs, transform, width, height):
+            raise DataError(
+                f"{path}: not on the same grid as {paths[0]} (band files of one date must share "
+                "CRS, transform and size)"
+            )
+        if info[4] != dtype:
+            raise DataError(f"{path}: data type {info[4]} differs from {paths[0]} ({dtype})")
+    sample = np.concatenate([i[7].ravel() for i in infos])
+    rad = _radiometry_for(paths[0], dtype, radiometry, sample)
+    if rad == "tci":
+        raise DataError(
+            f"{paths[0]}: 8-bit single-band files are not Sentinel-2 band data; pass the TCI "
+            "file instead"
+        )
+    offset, level = _dn_offset(paths[0], tags, dn_offset) if rad == "dn" else (0.0, None)
+    label = "+".join(p.name for p in paths)
+    return Frame(
+        label=label, paths=paths, bands=(1, 1, 1), radiometry=rad, dn_offset=offset,
+        dtype=dtype, crs=crs, transform=transform, width=width, height=height, nodata=nodata,
+        level=level,
+    )
+
+
+def discover_frames(
+    items: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    radiometry: str = "auto",
+    rgb_bands: Iterable[int] | None = None,
+    dn_offset: float | None = None,
+) -> Discovery:
+    """Find the frames (dates) among files, folders and manifests, and validate each.
+
+    Args:
+        items: raster files, folders of rasters (or of one sub-folder per date), manifests.
+        radiometry: ``auto`` (from the data type and metadata), ``tci``, ``dn`` (16-bit
+            digital numbers, reflectance x 10000) or ``reflectance`` (float in [0, 1]).
+        rgb_bands: 1-based band numbers of red, green, blue in multi-band files.
+        dn_offset: DN offset to remove (0 or 1000); ``None`` reads it from the metadata.
+
+    Raises :class:`DataError` naming the file for a missing, corrupt or unusable input.
+    """
+    if isinstance(items, (str, os.PathLike)):
+        items = [items]
+    rgb = None
+    if rgb_bands is not None:
+        rgb = tuple(int(b) for b in rgb_bands)
+        if len(rgb) != 3:
+            raise ConfigError(f"--rgb-bands needs three band numbers (R,G,B), got {list(rgb)}")
+    candidates, ignored = _expand(list(items))
+    frames = [_make_frame(c, radiometry, rgb, dn_offset) for c in candidates]  # type: ignore[arg-type]
+    seen: dict[tuple[Path, ...], str] = {}
+    for f in frames:
+        if f.paths in seen:
+            raise DataError(f"{f.paths[0]}: given twice")
+        seen[f.paths] = f.label
+    return Discovery(frames, ignored)

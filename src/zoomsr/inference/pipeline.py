@@ -1,0 +1,467 @@
+"""Scene inference: inputs -> target grid -> windows -> frame choice -> model -> blended GeoTIFF.
+
+Data flow (one row of windows at a time, so memory does not grow with the scene's height)::
+
+    frames (files) --SceneReader--> strip [T, 3, h, W] + validity
+        --per window: choose n frames, fill gaps--> batches [B, n, 3, h, w]
+        --model--> [B, 3, h*s, w*s] * blend weights --> row accumulators (sum, weight)
+        --rows no later window touches--> uint8 RGB + mask --> raw file (partial run)
+    all rows done --> tiled, compressed GeoTIFF / COG, renamed onto the output
+
+:func:`run_inference` is the entry point; :func:`compute_row` is the unit of work that the
+Ray path (:mod:`zoomsr.inference.distributed`) ships to workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from zoomsr import __version__
+from zoomsr.errors import ConfigError, InputError
+from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
+from zoomsr.inference.grid import TargetGrid, plan_grid
+from zoomsr.inference.inputs import Frame, discover_frames
+from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.reader import SceneReader
+from zoomsr.inference.uncertainty import subset_frames
+from zoomsr.inference.windows import Tiling, WindowGrid, blend_weights
+from zoomsr.inference.writer import PartialRun, write_geotiff, write_preview
+
+RowCallback = Callable[[int, int], None]
+
+
+@dataclass
+class InferenceOptions:
+    """Settings of one scene run (see ``zoomsr infer --help`` for each)."""
+
+    native_grid: bool = False
+    tiling: Tiling = field(default_factory=Tiling)
+    batch_size: int = 8
+    uncertainty: int = 0  # K frame subsets; 0 = off
+    cog: bool = False
+    save_lr: bool = False
+    preview: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    seed: int = 0
+    radiometry: str = "auto"
+    rgb_bands: tuple[int, int, int] | None = None
+    dn_offset: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.uncertainty == 1 or self.uncertainty < 0:
+            raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
+
+
+@dataclass
+class ArrayReader:
+    """In-memory frames ``[T, 3, H, W]`` (TCI / 255) with the reader interface of a scene."""
+
+    pixels: np.ndarray
+    valid: np.ndarray
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        cols = slice(int(window.col_off), int(window.col_off + window.width))
+        valid = self.valid[:, rows, cols]
+        return np.where(valid[:, None], self.pixels[:, :, rows, cols], 0.0), valid
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class ScenePlan:
+    """Everything a worker needs to compute a row of windows (picklable)."""
+
+    reader: SceneReader | ArrayReader
+    grid: TargetGrid | None
+    windows: WindowGrid
+    n_images: int
+    batch_size: int
+    uncertainty: int
+    seed: int
+
+
+@dataclass
+class RowResult:
+    """One row of windows, blended: HR sums ``[C, h*s, W*s]`` and weights ``[h*s, W*s]``.
+
+    ``C`` is 3 (RGB), plus 1 with uncertainty. ``valid`` ``[h, W]``: any frame valid (LR);
+    ``mosaic`` ``[h, W, 3]`` uint8: mean of the valid frames (the resampled LR mosaic).
+    """
+
+    row: int
+    sums: np.ndarray
+    weights: np.ndarray
+    valid: np.ndarray
+    mosaic: np.ndarray
+    few_frames: int
+    windows: int
+
+
+@dataclass
+class InferenceResult:
+    """What a run produced and how it went."""
+
+    output: Path
+    grid: TargetGrid
+    frames: list[Frame]
+    windows: int
+    windows_computed: int
+    rows_resumed: int
+    few_frame_windows: int
+    seconds: float
+    model: dict[str, Any]
+    lr_output: Path | None = None
+    preview: Path | None = None
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def km2_per_s(self) -> float:
+        return self.grid.area_km2 / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
+    """Read, choose frames, run the model on and blend the windows of window row ``r``."""
+    wins = plan.windows.row(r)
+    s = model.scale
+    y, h = wins[0].y, wins[0].h
+    width = plan.windows.width
+    pixels, valid = plan.reader.read(Window(0, y, width, h))
+    filled, any_valid = fill_gaps(pixels, valid)
+    # pixels are 0 where invalid, so this is the mean of the valid frames (0 where none)
+    mean = pixels.sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
+    mosaic = _to_uint8(np.moveaxis(mean, 0, -1))
+    k = plan.uncertainty
+    inputs: list[np.ndarray] = []
+    few = 0
+    for win in wins:
+        cols = slice(win.x, win.x + win.w)
+        wp, wv = filled[..., cols], valid[..., cols]
+        scores = frame_scores(pixels[..., cols], wv)
+        if count_clean(wv) < plan.n_images:
+            few += 1
+        inputs.append(wp[choose_frames(scores, plan.n_images)])
+        for subset in subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col)):
+            inputs.append(wp[subset])
+    outputs: list[np.ndarray] = []
+    for i in range(0, len(inputs), plan.batch_size):
+        outputs.extend(model.forward(np.stack(inputs[i : i + plan.batch_size])))
+    channels = 3 + (1 if k else 0)
+    sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
+    weights = np.zeros((h * s, width * s), dtype=np.float32)
+    per_window = 1 + k
+    for j, win in enumerate(wins):
+        w = blend_weights(win, plan.windows, s)
+        out = outputs[j * per_window]
+        cols = slice(win.x * s, (win.x + win.w) * s)
+        sums[:3, :, cols] += out * w
+        if k:
+            spread = np.stack(outputs[j * per_window + 1 : (j + 1) * per_window]).std(0).mean(0)
+            sums[3, :, cols] += spread * w
+        weights[:, cols] += w
+    return RowResult(r, sums, weights, any_valid, mosaic, few, len(wins))
+
+
+class RowBlender:
+    """Accumulates blended rows of windows and releases the output rows that are final.
+
+    Holds sums ``[C, n, W_hr]`` and weights ``[n, W_hr]`` for the HR rows that later window
+    rows still touch (about one window of rows), starting at the next row to finalise.
+    """
+
+    def __init__(self, windows: WindowGrid, scale: int, channels: int, hr_width: int,
+                 sums: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
+        self.windows = windows
+        self.scale = scale
+        self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
+        self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+
+    def add(self, res: RowResult) -> tuple[int, np.ndarray, np.ndarray]:
+        """Add window row ``res``; return (first HR row, values ``[C, n, W]``, mask ``[n, W]``)."""
+        s, win = self.scale, self.windows
+        top = win.ys[res.row] * s  # rows above are final: the accumulator starts here
+        need = res.weights.shape[0]
+        if self.weights.shape[0] < need:
+            pad = need - self.weights.shape[0]
+            self.sums = np.concatenate(
+                [self.sums, np.zeros((self.sums.shape[0], pad, self.sums.shape[2]), np.float32)],
+                axis=1)
+            self.weights = np.concatenate(
+                [self.weights, np.zeros((pad, self.weights.shape[1]), np.float32)])
+        self.sums[:, :need] += res.sums
+        self.weights[:need] += res.weights
+        lr_rows = win.final_until(res.row) - win.ys[res.row]
+        n = lr_rows * s
+        wsum = self.weights[:n]
+        value = self.sums[:, :n] / np.where(wsum > 0, wsum, 1.0)
+        valid = np.repeat(np.repeat(res.valid[:lr_rows], s, 0), s, 1) & (wsum > 0)
+        self.sums = self.sums[:, n:].copy()
+        self.weights = self.weights[n:].copy()
+        return top, value, valid
+
+
+def local_rows(
+    plan: ScenePlan, model: InferenceModel, rows: Sequence[int]
+) -> Iterator[RowResult]:
+    """Compute ``rows`` in order in this process."""
+    for r in rows:
+        yield compute_row(plan, model, r)
+
+
+def super_resolve_array(
+    pixels: np.ndarray,
+    model: InferenceModel,
+    tiling: Tiling | None = None,
+    valid: np.ndarray | None = None,
+    batch_size: int = 8,
+    uncertainty: int = 0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Super-resolve in-memory frames with the scene pipeline's tiling, frame choice and blending.
+
+    ``pixels`` ``[T, 3, H, W]`` float in [0, 1] (TCI / 255); ``valid`` ``[T, H, W]`` (default:
+    not black). Returns float32 ``[C, H*s, W*s]`` (C = 3, + 1 with uncertainty; not clamped)
+    and the ``[H*s, W*s]`` data mask.
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim != 4 or pixels.shape[1] != 3:
+        raise InputError(f"expected frames [T, 3, H, W], got {list(pixels.shape)}")
+    if valid is None:
+        valid = np.any(pixels > 0, axis=1)
+    height, width = pixels.shape[-2:]
+    windows = WindowGrid(height, width, tiling or Tiling())
+    plan = ScenePlan(ArrayReader(pixels, np.asarray(valid, bool)), None, windows,
+                     model.n_images, batch_size, uncertainty, seed)
+    s = model.scale
+    channels = 3 + (1 if uncertainty else 0)
+    blender = RowBlender(windows, s, channels, width * s)
+    out = np.zeros((channels, height * s, width * s), np.float32)
+    mask = np.zeros((height * s, width * s), bool)
+    for res in local_rows(plan, model, range(windows.n_rows)):
+        top, value, valid_hr = blender.add(res)
+        out[:, top : top + value.shape[1]] = value
+        mask[top : top + value.shape[1]] = valid_hr
+    return out, mask
+
+
+def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions) -> dict:
+    files = []
+    for f in plan.reader.frames:
+        for p in f.paths:
+            st = p.stat()
+            files.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    return {
+        "zoomsr": __version__,
+        "frames": [f.describe() for f in plan.reader.frames],
+        "files": files,
+        "grid": plan.grid.describe(),
+        "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
+                   plan.windows.tiling.margin_px],
+        "model": model.describe(),
+        "device": model.device.type,
+        "autocast": model.autocast,
+        "batch_size": plan.batch_size,
+        "uncertainty": plan.uncertainty,
+        "seed": plan.seed,
+        "save_lr": options.save_lr,
+    }
+
+
+def _progress(total: int, done: int, enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            speed = task.finished_speed or task.speed
+            return Text("  -- win/s" if speed is None else f"{speed:6.1f} win/s")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(),
+        MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), console=Console(stderr=True),
+    )
+
+
+def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few: int,
+          native: bool) -> dict[str, str]:
+    grid = plan.grid
+    tags = {
+        "zoomsr_version": __version__,
+        "zoomsr_model": model.label,
+        "zoomsr_architecture": json.dumps({"name": model.describe()["architecture"],
+                                           "config": model.config}),
+        "zoomsr_weights": model.weights,
+        "zoomsr_weights_sha256": model.weights_sha256,
+        "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
+        "zoomsr_n_images": str(model.n_images),
+        "zoomsr_scale": str(model.scale),
+        "zoomsr_grid": ("native " if native else "training grid ")
+        + f"{grid.crs.to_string()} {grid.resolution:.6g} m -> {grid.resolution / grid.scale:.6g} m",
+        "zoomsr_tiling": json.dumps({"window": plan.windows.tiling.window,
+                                     "overlap": plan.windows.tiling.overlap,
+                                     "margin": plan.windows.tiling.margin_px}),
+        "zoomsr_windows_with_too_few_frames": str(few),
+    }
+    if plan.uncertainty:
+        tags["zoomsr_uncertainty"] = (
+            f"band 4: per-pixel standard deviation x 255 of the outputs of {plan.uncertainty} "
+            "frame subsets (mean over RGB)"
+        )
+    return tags
+
+
+def run_scene(
+    frames: Sequence[Frame],
+    output: str | os.PathLike[str],
+    model: InferenceModel,
+    options: InferenceOptions | None = None,
+    *,
+    row_source: Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[RowResult]]
+    | None = None,
+    on_row: RowCallback | None = None,
+    ignored: Sequence[str] = (),
+) -> InferenceResult:
+    """Super-resolve one scene of ``frames`` into ``output`` (see module docstring).
+
+    ``row_source`` computes rows (default :func:`local_rows`; the Ray path passes its own).
+    ``on_row(done, total)`` is called after each window row is safely saved; an exception from
+    it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
+    """
+    options = options or InferenceOptions()
+    out = Path(output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
+    if out.exists() and not options.overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    if options.uncertainty and len(frames) <= model.n_images:
+        raise ConfigError(
+            f"--uncertainty needs more frames than the model takes ({model.n_images}); "
+            f"got {len(frames)}: every subset would be the same"
+        )
+    start = time.perf_counter()
+    grid = plan_grid(frames, model.scale, native=options.native_grid)
+    windows = WindowGrid(grid.height, grid.width, options.tiling)
+    plan = ScenePlan(SceneReader(list(frames), grid), grid, windows, model.n_images,
+                     options.batch_size, options.uncertainty, options.seed)
+    s = model.scale
+    k = options.uncertainty
+    run = PartialRun(out, _fingerprint(plan, model, options))
+    hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
+    lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
+    rasters = [hr] + ([lr] if lr is not None else [])
+    state = run.start(rasters, options.resume)
+    first_row, few = 0, 0
+    acc_sums = np.zeros((hr.bands - 1, 0, grid.hr_width), dtype=np.float32)
+    acc_weights = np.zeros((0, grid.hr_width), dtype=np.float32)
+    if state is not None:
+        first_row, few = int(state["rows_done"]), int(state["few_frames"])
+        acc_sums, acc_weights = state["arrays"]["sums"], state["arrays"]["weights"]
+    rows = list(range(first_row, windows.n_rows))
+    per_row = len(windows.xs)
+    computed = 0
+    source = row_source or local_rows
+    blender = RowBlender(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
+    try:
+        with _progress(len(windows), first_row * per_row, options.progress) as bar:
+            task = None
+            if bar is not None:
+                task = bar.add_task("super-resolving", total=len(windows),
+                                    completed=first_row * per_row)
+            for res in source(plan, model, rows):
+                top, value, valid_hr = blender.add(res)
+                block = np.empty((value.shape[1], grid.hr_width, hr.bands), dtype=np.uint8)
+                block[:, :, :-1] = np.moveaxis(_to_uint8(value), 0, -1)
+                block[:, :, -1] = np.where(valid_hr, 255, 0)
+                block[:, :, :-1] *= block[:, :, -1:] > 0
+                hr.write_rows(top, block)
+                if lr is not None:
+                    lr_rows = windows.final_until(res.row) - windows.ys[res.row]
+                    lr_block = np.empty((lr_rows, grid.width, 4), dtype=np.uint8)
+                    lr_block[:, :, :3] = res.mosaic[:lr_rows]
+                    lr_block[:, :, 3] = np.where(res.valid[:lr_rows], 255, 0)
+                    lr_block[:, :, :3] *= lr_block[:, :, 3:] > 0
+                    lr.write_rows(windows.ys[res.row], lr_block)
+                few += res.few_frames
+                computed += res.windows
+                run.save({"rows_done": res.row + 1, "few_frames": few},
+                         {"sums": blender.sums, "weights": blender.weights})
+                if bar is not None:
+                    bar.update(task, advance=res.windows)
+                if on_row is not None:
+                    on_row(res.row + 1, windows.n_rows)
+    finally:
+        plan.reader.close()
+    names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
+    tags = _tags(plan, model, options, few, options.native_grid)
+    write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform, band_names=names,
+                  tags=tags, cog=options.cog)
+    lr_path = preview = None
+    if lr is not None:
+        lr_path = out.with_name(out.stem + ".lr.tif")
+        write_geotiff(lr, lr_path, crs=grid.crs, transform=grid.transform,
+                      band_names=["red", "green", "blue"],
+                      tags={**tags, "zoomsr_content": "resampled LR mosaic (mean of valid frames)"},
+                      cog=options.cog)
+    if options.preview:
+        preview = out.with_name(out.stem + ".preview.png")
+        write_preview(out, preview)
+    run.remove()
+    return InferenceResult(
+        output=out, grid=grid, frames=list(frames), windows=len(windows),
+        windows_computed=computed, rows_resumed=first_row, few_frame_windows=few,
+        seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
+        preview=preview, ignored=list(ignored),
+    )
+
+
+def run_inference(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    model: InferenceModel,
+    options: InferenceOptions | None = None,
+    **kwargs: Any,
+) -> InferenceResult:
+    """Discover the frames in ``inputs`` (files, folders, manifests) and run :func:`run_scene`."""
+    options = options or InferenceOptions()
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if len(items) == 1 and Path(items[0]).is_dir() and (Path(items[0]) / "sentinel2").is_dir():
+        from zoomsr.inference.s2naip import run_s2naip
+
+        if "row_source" in kwargs:
+            raise InputError("S2-NAIP chunk input runs locally (no --ray)")
+        return run_s2naip(items[0], output, model, options, **kwargs)
+    found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
+                            dn_offset=options.dn_offset)
+    return run_scene(found.frames, output, model, options, ignored=found.ignored, **kwargs)

@@ -1,0 +1,135 @@
+"""Inference on the S2-NAIP chunk layout (``ROOT/sentinel2/{tile}/tci.png``), georeferenced.
+
+Each tile id ``{col}_{row}`` is a zoom-17 Web-Mercator tile, which gives the chunk's place: the
+output is one GeoTIFF in EPSG:3857 at 2.389 m covering the tiles' bounding box (tiles that are
+absent are nodata). Each tile holds its own time series, whose dates differ from its
+neighbours', so tiles are super-resolved independently, 32 x 32 px chunks as the model was
+trained on (the reference's ``infer`` / ``infer_grid``), with the frames chosen per tile as in
+the scene pipeline. Rows of tiles are written as they finish; ``resume`` works as for scenes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+
+from zoomsr import __version__
+from zoomsr import grid as tiles
+from zoomsr.data.layout import S2_DIR, read_band_series
+from zoomsr.errors import DataError, InputError
+from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
+from zoomsr.inference.grid import TargetGrid
+from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.pipeline import InferenceOptions, InferenceResult, RowCallback, _to_uint8
+from zoomsr.inference.writer import PartialRun, write_geotiff
+
+
+def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
+    """True for a folder holding ``sentinel2/{tile}/`` sub-folders."""
+    return (Path(path) / S2_DIR).is_dir()
+
+
+def scan_tiles(root: Path) -> dict[tiles.Tile, Path]:
+    """``tile -> sentinel2/{tile}/tci.png`` for every tile folder with a TCI series."""
+    found: dict[tiles.Tile, Path] = {}
+    for folder in sorted((root / S2_DIR).iterdir()):
+        if not folder.is_dir():
+            continue
+        try:
+            tile = tiles.Tile.parse(folder.name)
+        except InputError:
+            continue
+        if (folder / "tci.png").is_file():
+            found[tile] = folder / "tci.png"
+    if not found:
+        raise DataError(f"{root}: no sentinel2/{{col}}_{{row}}/tci.png found")
+    return found
+
+
+def run_s2naip(
+    root: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    model: InferenceModel,
+    options: InferenceOptions | None = None,
+    *,
+    on_row: RowCallback | None = None,
+) -> InferenceResult:
+    """Super-resolve every tile of an S2-NAIP dataset into one georeferenced GeoTIFF."""
+    options = options or InferenceOptions()
+    root = Path(root)
+    out = Path(output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
+    if out.exists() and not options.overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    if options.native_grid or options.uncertainty:
+        raise InputError("S2-NAIP chunk input is on the training grid and has no "
+                         "--native-grid or --uncertainty")
+    start = time.perf_counter()
+    found = scan_tiles(root)
+    cols = [t.col for t in found]
+    rows = [t.row for t in found]
+    c0, r0 = min(cols), min(rows)
+    n_cols, n_rows = max(cols) - c0 + 1, max(rows) - r0 + 1
+    size = tiles.LR_PIXELS
+    s = model.scale
+    grid = TargetGrid(CRS.from_string(tiles.CRS), tiles.Tile(c0, r0).lr_transform,
+                      n_cols * size, n_rows * size, s)
+    fingerprint = {
+        "s2naip": str(root.resolve()),
+        "tiles": {str(t): [p.stat().st_size, p.stat().st_mtime_ns] for t, p in found.items()},
+        "model": model.describe(), "device": model.device.type, "batch": options.batch_size,
+    }
+    run = PartialRun(out, fingerprint)
+    hr = run.raw("sr", grid.hr_width, grid.hr_height, 4)
+    state = run.start([hr], options.resume)
+    first = int(state["rows_done"]) if state is not None else 0
+    few = int(state["few_frames"]) if state is not None else 0
+    computed = 0
+    for r in range(first, n_rows):
+        row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
+        present = [t for t in row_tiles if t in found]
+        inputs, valids = [], []
+        for t in present:
+            series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
+            pixels = np.moveaxis(series, -1, 1).astype(np.float32) / 255.0
+            valid = series.any(axis=-1)
+            filled, any_valid = fill_gaps(pixels, valid)
+            if count_clean(valid) < model.n_images:
+                few += 1
+            inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
+            valids.append(any_valid)
+        outputs = []
+        for i in range(0, len(inputs), options.batch_size):
+            outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
+        block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
+        for t, sr, valid in zip(present, outputs, valids, strict=True):
+            x = (t.col - c0) * size * s
+            mask = np.repeat(np.repeat(valid, s, 0), s, 1)
+            block[:, x : x + size * s, :3] = np.moveaxis(_to_uint8(sr), 0, -1) * mask[..., None]
+            block[:, x : x + size * s, 3] = np.where(mask, 255, 0)
+        hr.write_rows(r * size * s, block)
+        computed += len(present)
+        run.save({"rows_done": r + 1, "few_frames": few}, {})
+        if on_row is not None:
+            on_row(r + 1, n_rows)
+    tags = {
+        "zoomsr_version": __version__,
+        "zoomsr_model": model.label, "zoomsr_weights": model.weights,
+        "zoomsr_weights_sha256": model.weights_sha256, "zoomsr_n_images": str(model.n_images),
+        "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/tci.png)",
+        "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
+        "zoomsr_windows_with_too_few_frames": str(few),
+    }
+    write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
+                  band_names=["red", "green", "blue"], tags=tags, cog=options.cog)
+    run.remove()
+    return InferenceResult(
+        output=out, grid=grid, frames=[], windows=len(found), windows_computed=computed,
+        rows_resumed=first, few_frame_windows=few, seconds=time.perf_counter() - start,
+        model=model.describe(),
+    )

@@ -1,0 +1,35 @@
+"""Uncertainty from frame subsets: how much the output depends on which dates were used.
+
+With ``--uncertainty K`` each window is also super-resolved from ``K`` other subsets of its
+frames; the per-pixel standard deviation of those ``K`` outputs (mean over RGB) is blended like
+the image and written as an extra band. Content that appears in some dates only (vessels, cars,
+clouds the frame choice missed) or that the model invents differently from each subset shows up
+as a high spread.
+
+Subsets are drawn without replacement, seeded by (seed, window row, window column), from the
+frames with no unusable pixel in the window, or, when fewer than ``n + 1`` are clean, from the
+``2 n`` best-ranked frames, so the result is reproducible run to run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def subset_frames(
+    scores: np.ndarray, n: int, k: int, key: tuple[int, ...]
+) -> list[np.ndarray]:
+    """``k`` sorted index arrays of ``n`` frames each (empty list for ``k = 0``).
+
+    ``scores`` ``[T]``: unusable pixels per frame (:func:`~zoomsr.inference.frames.frame_scores`).
+    """
+    if k <= 0:
+        return []
+    order = np.lexsort((np.arange(len(scores)), scores))
+    clean = order[scores[order] == 0]
+    pool = clean if len(clean) >= n + 1 else order[: min(len(order), max(2 * n, n + 1))]
+    rng = np.random.default_rng(list(key))
+    if len(pool) < n:
+        pool = np.resize(pool, n)
+        return [np.sort(pool) for _ in range(k)]
+    return [np.sort(rng.choice(pool, size=n, replace=False)) for _ in range(k)]

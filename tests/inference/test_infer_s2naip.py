@@ -1,0 +1,48 @@
+"""S2-NAIP chunk layout in, one georeferenced GeoTIFF out (tile ids give the place)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from zoomsr import grid as tiles
+from zoomsr.inference import InferenceOptions, run_inference
+
+
+def test_chunk_layout_is_georeferenced(tiny_dataset, tiny_model, tmp_path):
+    """tiny_dataset: tiles 1000_2000, 1001_2000, 1000_2001, 1001_2001 with 6 dates each."""
+    out = tmp_path / "grid.tif"
+    result = run_inference(tiny_dataset, out, tiny_model(2), InferenceOptions(progress=False))
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 3857 and ds.width == ds.height == 256
+        left, top = tiles.Tile(1000, 2000).bounds.left, tiles.Tile(1000, 2000).bounds.top
+        right, bottom = tiles.Tile(1001, 2001).bounds.right, tiles.Tile(1001, 2001).bounds.bottom
+        assert np.allclose(tuple(ds.bounds), (left, bottom, right, top))
+        assert ds.res[0] == pytest.approx(tiles.HR_RESOLUTION)
+        data = ds.read()
+        assert ds.dataset_mask().min() == 255
+    # each tile is its own chunk: tile 1001_2000 equals the model on that tile alone
+    from zoomsr.data.layout import read_band_series
+    from zoomsr.inference.frames import choose_frames, fill_gaps, frame_scores
+
+    series = read_band_series(tiny_dataset / "sentinel2/1001_2000/tci.png", "tci")
+    pixels = np.moveaxis(series, -1, 1).astype(np.float32) / 255
+    valid = series.any(-1)
+    filled, _ = fill_gaps(pixels, valid)
+    model = tiny_model(2)
+    sr = model.forward(filled[choose_frames(frame_scores(pixels, valid), 2)][None])[0]
+    expected = np.round(np.clip(sr, 0, 1) * 255)
+    assert np.abs(data[:, :128, 128:].astype(int) - expected).max() <= 1
+    assert result.windows == 4
+
+
+def test_missing_tile_is_nodata(tiny_dataset, tiny_model, tmp_path):
+    import shutil
+
+    shutil.rmtree(tiny_dataset / "sentinel2" / "1001_2001")
+    out = tmp_path / "grid.tif"
+    run_inference(tiny_dataset, out, tiny_model(2), InferenceOptions(progress=False))
+    with rasterio.open(out) as ds:
+        mask = ds.dataset_mask()
+    assert (mask[128:, 128:] == 0).all() and (mask[:128] == 255).all()

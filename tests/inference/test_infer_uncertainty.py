@@ -1,0 +1,46 @@
+"""--uncertainty K: spread over frame subsets flags content present in some dates only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoomsr.errors import ConfigError
+from zoomsr.inference import InferenceOptions, Tiling, run_inference
+from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.uncertainty import subset_frames
+
+
+def test_subsets_are_deterministic_and_distinct():
+    scores = np.zeros(6, dtype=int)
+    a = subset_frames(scores, 2, 4, (0, 1, 2))
+    b = subset_frames(scores, 2, 4, (0, 1, 2))
+    assert [x.tolist() for x in a] == [x.tolist() for x in b]
+    assert len({tuple(x) for x in a}) > 1 and all(len(set(x)) == 2 for x in a)
+    assert subset_frames(scores, 2, 0, (0,)) == []
+    # frames with nodata in the window are left out while enough clean ones exist
+    scores = np.array([0, 5, 0, 0, 9])
+    assert all(4 not in x and 1 not in x for x in subset_frames(scores, 2, 5, (1,)))
+
+
+def test_transient_object_raises_the_spread(tiny_model):
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 48, 48), dtype=np.float32) * 0.5 + 0.2
+    frames = np.repeat(base[None], 5, axis=0)
+    frames[0, :, 20:26, 20:26] = 0.9  # a bright "vessel" in one date only (not saturated)
+    model = tiny_model(2)
+    tiling = Tiling(window=48, overlap=8)
+    out, _ = super_resolve_array(frames, model, tiling, uncertainty=4, seed=0)
+    spread = out[3]
+    assert spread[80:104, 80:104].max() > 1e-3
+    assert spread[:20, :20].max() < 1e-6 and spread[150:, 150:].max() < 1e-6  # far from it
+    plain, _ = super_resolve_array(frames, model, tiling)
+    np.testing.assert_allclose(out[:3], plain, atol=1e-5)  # the image itself does not change
+
+
+def test_uncertainty_needs_more_frames_than_the_model(frames_3857, tiny_model, tmp_path):
+    opts = InferenceOptions(uncertainty=2, progress=False, tiling=Tiling(32, 8))
+    with pytest.raises(ConfigError, match="more frames than the model takes"):
+        run_inference(frames_3857, tmp_path / "o.tif", tiny_model(3), opts)
+    with pytest.raises(ConfigError, match="K >= 2"):
+        InferenceOptions(uncertainty=1)

