@@ -1,0 +1,64 @@
+"""``zoomsr train CONFIG.yaml [--set key=value ...]``: train a model from a YAML config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zoomsr.errors import ConfigError
+
+
+def train(
+    config: Path = typer.Argument(..., help="YAML config (see configs/ and docs/training.md)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a config key: --set trainer.max_steps=20 (repeatable)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default: runs/NAME, NAME from the config)."
+    ),
+    resume: str = typer.Option(
+        "auto", "--resume",
+        help="auto: continue from OUT/checkpoints/last.ckpt if present; never; or a .ckpt path.",
+    ),
+    devices: int | None = typer.Option(
+        None, "--devices", min=1, help="Devices per node (N > 1 trains with DDP)."
+    ),
+    accelerator: str | None = typer.Option(
+        None, "--accelerator", help="cpu, gpu or auto (default: the config's)."
+    ),
+    num_nodes: int | None = typer.Option(None, "--num-nodes", min=1, help="Nodes for DDP."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Show the progress bar (default: the config's)."
+    ),
+) -> None:
+    """Train the config's model; checkpoints, logs and the final generator go to OUT."""
+    from zoomsr.training.config import load_config
+
+    items = list(overrides)
+    if devices is not None:
+        items.append(f"trainer.devices={devices}")
+    if num_nodes is not None:
+        items.append(f"trainer.num_nodes={num_nodes}")
+    if accelerator is not None:
+        if accelerator not in ("cpu", "gpu", "auto"):
+            raise ConfigError(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
+        items.append(f"trainer.accelerator={accelerator}")
+    if progress is not None:
+        items.append(f"trainer.progress_bar={str(progress).lower()}")
+    cfg = load_config(config, items)
+    run_dir = out if out is not None else Path("runs") / cfg.name
+
+    from zoomsr.training.run import train as run_training
+
+    result = run_training(cfg, run_dir, resume=resume)
+    if result.generator_path is None:  # a non-zero DDP rank: rank 0 reports
+        return
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+    shown = {k: v for k, v in result.metrics.items() if k.startswith("val/")}
+    summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items()))
+    typer.echo(f"trained {cfg.name} to step {result.global_step}{resumed}")
+    if summary:
+        typer.echo(f"last validation: {summary}")
+    typer.echo(f"checkpoint: {result.last_checkpoint}")
+    typer.echo(f"generator:  {result.generator_path}")

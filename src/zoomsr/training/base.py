@@ -1,0 +1,165 @@
+"""Shared Lightning module: generator, EMA copy, optimiser, validation metrics, image grid,
+and the ``zoomsr`` checkpoint entry that lets :func:`zoomsr.models.from_checkpoint` rebuild
+the generator from a Lightning ``.ckpt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from zoomsr.io.png import write_png
+from zoomsr.models import checkpoint_metadata, create_model, load_checkpoint
+from zoomsr.training.config import TrainConfig, config_from_dict
+
+#: Key of the run's full config inside a Lightning checkpoint.
+CONFIG_KEY = "zoomsr_config"
+
+
+class SRModule(L.LightningModule):
+    """Base of the training modules: builds the generator (``self.generator``) and, with
+    ``optim.ema_decay``, its EMA copy (``self.generator_ema``), used for validation and export.
+
+    Args:
+        config: a :class:`TrainConfig` or its dict (as stored in the checkpoint's
+            hyper-parameters, so ``load_from_checkpoint`` works).
+    """
+
+    def __init__(self, config: TrainConfig | dict[str, Any]) -> None:
+        super().__init__()
+        cfg = config if isinstance(config, TrainConfig) else config_from_dict(config)
+        self.cfg = cfg
+        self.save_hyperparameters({"config": cfg.to_dict()})
+        self.generator = create_model(cfg.model.name, **cfg.model.config)
+        if cfg.model.init_weights is not None:
+            load_checkpoint(self.generator, cfg.model.init_weights)
+        self.generator_ema: AveragedModel | None = None
+        if cfg.optim.ema_decay is not None:
+            self.generator_ema = AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay),
+                use_buffers=True,
+            ).requires_grad_(False)
+        self._metrics: dict[str, Any] | None = None
+        self._grid: tuple[Tensor, Tensor, Tensor] | None = None
+
+    # -- generator -----------------------------------------------------------------------------
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        """The network to validate and export: the EMA copy when there is one."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    @staticmethod
+    def _as_image(out: Tensor) -> Tensor:
+        # SRCNN / HighRes-net return [B, 1, C, H, W]; the others [B, C, H, W].
+        return out[:, 0] if out.ndim == 5 else out
+
+    def super_resolve(self, lr: Tensor, batch_idx: int = 0) -> Tensor:
+        """SR image ``[B, 3, H, W]`` (not clamped) of ``lr`` by :attr:`inference_generator`."""
+        return self._as_image(self.inference_generator(lr))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+
+    # -- optimisation --------------------------------------------------------------------------
+
+    def _adam(self, params: list[nn.Parameter], lr: float) -> dict[str, Any]:
+        o = self.cfg.optim
+        optimizer = torch.optim.Adam(
+            params, lr=lr, betas=(o.betas[0], o.betas[1]), weight_decay=o.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, o.milestones, o.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "step"}}
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.generator.parameters() if p.requires_grad]
+        return self._adam(params, self.cfg.optim.lr)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _val_metrics(self) -> dict[str, Any]:
+        """Metric objects, built once (network metrics load their weights here)."""
+        if self._metrics is None:
+            v = self.cfg.val
+            device = str(self.device)
+            metrics: dict[str, Any] = {}
+            for name in v.metrics:
+                if name == "psnr":
+                    from zoomsr.metrics import PSNR
+
+                    metrics[name] = PSNR(v.border)
+                elif name == "ssim":
+                    from zoomsr.metrics import SSIM
+
+                    metrics[name] = SSIM(v.border)
+                elif name == "lpips":
+                    from zoomsr.metrics.lpips import LPIPS
+
+                    metrics[name] = LPIPS(v.lpips_net, v.lpips_weights, v.lpips_linear_weights,
+                                          device=device)
+                else:
+                    from zoomsr.metrics.clipscore import CLIPScore
+
+                    metrics[name] = CLIPScore(
+                        v.clip_model, v.clip_pretrained, v.clip_mode, device=device,
+                        allow_download=v.allow_download, allow_random=v.clip_allow_random,
+                    )
+            self._metrics = metrics
+        return self._metrics
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        lr, hr = batch["lr"], batch["hr"]
+        sr = self.super_resolve(lr, batch_idx).float().clamp(0, 1)
+        size = hr.shape[0]
+        self.log("val/l1", F.l1_loss(sr, hr), sync_dist=True, batch_size=size, prog_bar=True)
+        for name, metric in self._val_metrics().items():
+            score = metric(sr, hr).float().mean().to(self.device)
+            self.log(f"val/{name}", score, sync_dist=True, batch_size=size)
+        n = self.cfg.val.grid_images
+        if batch_idx == 0 and n and self.trainer.is_global_zero:
+            self._grid = (lr[:n].detach().cpu(), sr[:n].detach().cpu(), hr[:n].detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        grid, self._grid = self._grid, None
+        if grid is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        image = lr_sr_hr_grid(*grid)
+        step = self.global_step
+        path = Path(self.trainer.default_root_dir) / "samples" / f"val_step{step:07d}.png"
+        write_png(path, image)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("val/lr_sr_hr", image, step, dataformats="HWC")
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # from_checkpoint(path) reads this entry to rebuild the generator (EMA weights preferred).
+        checkpoint["zoomsr"] = checkpoint_metadata(self.generator)
+        checkpoint[CONFIG_KEY] = self.cfg.to_dict()
+
+
+def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor) -> np.ndarray:
+    """One row per sample: first LR time step (nearest-upsampled), SR, HR; ``[H, W, 3]`` uint8.
+
+    ``lr`` is ``[B, T*C, h, w]`` or ``[B, T, C, h, w]`` with the TCI (RGB) channels first.
+    """
+    from torchvision.utils import make_grid
+
+    first = lr[:, 0, :3] if lr.ndim == 5 else lr[:, :3]
+    up = F.interpolate(first.float(), size=hr.shape[-2:], mode="nearest")
+    tiles = torch.stack([up, sr.float(), hr.float()], dim=1).flatten(0, 1).clamp(0, 1)
+    grid = make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+__all__ = ["CONFIG_KEY", "SRModule", "lr_sr_hr_grid"]

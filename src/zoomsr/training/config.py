@@ -1,0 +1,546 @@
+"""Typed training configs loaded from YAML, with ``key.path=value`` overrides.
+
+A config is a :class:`TrainConfig` of nested dataclasses. Loading checks every key and type
+before any work starts: an unknown key or a value of the wrong type raises
+:class:`~zoomsr.errors.ConfigError` naming the key (``trainer.max_steps``) and what it expects.
+``model.config`` holds the model's constructor arguments, checked against
+:func:`zoomsr.models.config_fields`; its channel counts and scale are derived from ``data``
+when left out (``num_in_ch = n_images * channels`` for RRDBNet, ``revisits = n_images`` for
+SRCNN/HighRes-net...), and checked against it when given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from zoomsr.data.bands import band_channels, validate_bands
+from zoomsr.errors import ConfigError, InputError
+from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
+from zoomsr.models import config_fields, parse_config
+
+Task = Literal["regression", "esrgan", "sr3"]
+#: Which generators each task trains.
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "regression": ("srcnn", "highresnet", "rrdbnet"),
+    "esrgan": ("rrdbnet",),
+    "sr3": ("sr3",),
+}
+#: Input layout of each generator (see :mod:`zoomsr.layout`).
+MODEL_LAYOUTS = {"srcnn": "frames", "highresnet": "frames", "rrdbnet": "stacked", "sr3": "stacked"}
+VAL_METRICS = ("psnr", "ssim", "lpips", "clipscore")
+
+
+@dataclass
+class ModelSection:
+    """The generator: a name of :data:`zoomsr.models.MODELS` and its constructor arguments."""
+
+    name: str = "rrdbnet"
+    config: dict[str, Any] = field(default_factory=dict)
+    #: Warm start: weights to load before training (e.g. a PSNR-trained RRDBNet), any format
+    #: :func:`zoomsr.models.load_checkpoint` reads.
+    init_weights: str | None = None
+
+
+@dataclass
+class DiscriminatorSection:
+    """ESRGAN's U-Net discriminator (input channels are derived: 3, or 3 + T*C with feed_lr)."""
+
+    num_feat: int = 64
+    skip_connection: bool = True
+    init_weights: str | None = None
+
+
+@dataclass
+class DataSection:
+    """The S2-NAIP dataset, its train/val split and the loaders."""
+
+    root: str | None = None
+    bands: list[str] = field(default_factory=lambda: ["tci"])
+    n_images: int = 8
+    scale: int = 4
+    batch_size: int = 16
+    val_batch_size: int | None = None  # default: batch_size
+    num_workers: int = 4
+    #: ``{"train": [...], "val": [...]}`` of tiles or image_id/tile; default ROOT/splits.json
+    #: when it exists, else a seeded split by groups of neighbouring tiles.
+    splits: str | None = None
+    val_fraction: float = 0.05
+    split_group: int = 16  # tiles per side of a split group (neighbours stay in one split)
+    split_seed: int = 0
+    val_seed: int = 0  # frame choice of validation samples
+    max_val_pairs: int | None = 256
+    tile_weights: str | None = None  # JSON {tile: weight} for the weighted sampler
+    tile_weight_default: float | None = None  # weight of tiles absent from that file
+
+
+@dataclass
+class PixelTerm:
+    type: Literal["l1", "mse", "ssim", "worldstrat"] = "l1"
+    weight: float = 1.0
+    usm: bool = False  # compare with the USM-sharpened ground truth
+
+
+@dataclass
+class SSIMTerm:
+    weight: float = 0.0
+    window: int = 11
+    usm: bool = False
+
+
+@dataclass
+class PerceptualTerm:
+    weight: float = 0.0
+    layer_weights: dict[str, float] = field(default_factory=lambda: dict(ESRGAN_LAYER_WEIGHTS))
+    criterion: Literal["l1", "mse"] = "l1"
+    weights: str | None = None  # VGG19 file; default torchvision's cache
+    allow_random: bool = False  # random VGG19 (smoke runs only)
+    usm: bool = False
+
+
+@dataclass
+class GANTerm:
+    weight: float = 0.0
+    type: Literal["vanilla", "hinge"] = "vanilla"
+    feed_lr: bool = False  # concatenate the nearest-upsampled LR stack to the D input
+    usm: bool = False  # the discriminator's "real" images are USM-sharpened
+
+
+@dataclass
+class CLIPTerm:
+    weight: float = 0.0
+    model: str = "ViT-B-16-SigLIP-256"
+    pretrained: str | None = "webli"
+    criterion: Literal["l1", "cosine"] = "l1"
+    allow_download: bool = False
+    allow_random: bool = False  # random backbone (tests only)
+    usm: bool = False
+
+
+@dataclass
+class LossSection:
+    """Weighted loss terms of the generator (regression and ESRGAN; SR3 has its own)."""
+
+    pixel: PixelTerm = field(default_factory=PixelTerm)
+    ssim: SSIMTerm = field(default_factory=SSIMTerm)
+    perceptual: PerceptualTerm = field(default_factory=PerceptualTerm)
+    gan: GANTerm = field(default_factory=GANTerm)
+    clip: CLIPTerm = field(default_factory=CLIPTerm)
+
+
+@dataclass
+class OptimSection:
+    """Adam for the generator (and discriminator), MultiStepLR, generator EMA."""
+
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    disc_lr: float | None = None  # default: lr
+    milestones: list[int] = field(default_factory=list)  # steps where the lr is multiplied
+    gamma: float = 0.5
+    ema_decay: float | None = None  # e.g. 0.999; validation and export then use the EMA copy
+
+
+@dataclass
+class ValSection:
+    """Validation metrics, image grid and SR3 sampling."""
+
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
+    border: int = 4
+    grid_images: int = 4  # LR / SR / HR rows written to OUT/samples/ and TensorBoard
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: str | None = "openai"
+    clip_mode: Literal["paper", "standard"] = "paper"
+    clip_allow_random: bool = False
+    allow_download: bool = False
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    lpips_weights: str | None = None
+    lpips_linear_weights: str | None = None
+    sample_steps: int = 50  # SR3: DDIM steps per validation sample
+    sample_seed: int = 0
+
+
+@dataclass
+class TrainerSection:
+    """The Lightning loop: length, intervals, hardware, precision."""
+
+    max_steps: int = 100_000  # training iterations (one generator update each)
+    val_every_n_steps: int = 5000
+    checkpoint_every_n_steps: int = 5000
+    keep_checkpoints: int = 3  # newest step checkpoints kept, besides last.ckpt (-1: all)
+    limit_val_batches: int | None = None
+    sanity_val_steps: int = 2
+    accelerator: str = "auto"  # cpu, gpu, auto
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto: DDP when devices * num_nodes > 1
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    log_every_n_steps: int = 50
+    progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    name: str = "run"
+    task: Task = "esrgan"
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    discriminator: DiscriminatorSection = field(default_factory=DiscriminatorSection)
+    data: DataSection = field(default_factory=DataSection)
+    losses: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    val: ValSection = field(default_factory=ValSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+
+    @property
+    def layout(self) -> str:
+        """Input layout of the generator: ``stacked`` or ``frames``."""
+        return MODEL_LAYOUTS[self.model.name]
+
+    @property
+    def channels(self) -> int:
+        """Channels per Sentinel-2 time step (3 for tci, +1 per extra band)."""
+        return sum(band_channels(b) for b in self.data.bands)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready dict (round-trips through :func:`config_from_dict`)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists
+
+
+# ---------------------------------------------------------------------------------------------
+# Type checking
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(parts) + " or null"
+    plural = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+    if origin is list:
+        item = typing.get_args(annotation)[0]
+        return f"a list of {plural.get(item, _type_name(item))}"
+    if origin is dict:
+        item = typing.get_args(annotation)[1]
+        return f"a mapping to {plural.get(item, _type_name(item))}"
+    if dataclasses.is_dataclass(annotation):
+        return "a mapping"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _bad(key: str, annotation: Any, value: Any) -> ConfigError:
+    return ConfigError(f"config key {key!r} must be {_type_name(annotation)}, got {value!r}")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        for option in options:
+            try:
+                return _coerce(key, value, option)
+            except ConfigError:
+                pass
+        raise _bad(key, annotation, value)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            raise _bad(key, annotation, value)
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise _bad(key, annotation, value)
+        return _build(annotation, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _bad(key, annotation, value)
+        (item,) = typing.get_args(annotation)
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _bad(key, annotation, value)
+        _, item = typing.get_args(annotation)
+        return {str(k): _coerce(f"{key}.{k}", v, item) for k, v in value.items()}
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _bad(key, annotation, value)
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(key, annotation, value)
+        return value
+    if annotation is float:
+        if isinstance(value, bool):
+            raise _bad(key, annotation, value)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-4 (no dot) as a string; accept it as the number it means.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _bad(key, annotation, value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _bad(key, annotation, value)
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")  # programming error
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            where = f" under {prefix!r}" if prefix else ""
+            raise ConfigError(
+                f"unknown config key {(prefix + '.' if prefix else '') + str(key)!r}; valid keys"
+                f"{where}: {', '.join(names)}"
+            )
+    kwargs = {
+        name: _coerce(f"{prefix}.{name}" if prefix else name, data[name], hints[name])
+        for name in names
+        if name in data
+    }
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a plain dict (keys checked, types checked,
+    then :func:`validate_config`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    cfg = _build(TrainConfig, data)
+    validate_config(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides and loading
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"trainer.max_steps=20"`` -> (["trainer", "max_steps"], 20); the value is read as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects key.path=value, got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # not YAML: keep the text, the type check decides
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set ``key.path=value`` items into a copy of the nested dict ``data``."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for depth, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"--set {item}: {'.'.join(path[: depth + 1])!r} is not a section"
+                )
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``overrides`` and validate; errors name the file and the key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{p}: not a readable YAML file ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config must be a YAML mapping of sections")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML text (loadable with :func:`load_config`)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field validation
+
+
+def _derived_model_config(cfg: TrainConfig) -> dict[str, Any]:
+    t, c = cfg.data.n_images, cfg.channels
+    name = cfg.model.name
+    if name == "rrdbnet":
+        return {"num_in_ch": t * c, "num_out_ch": 3, "scale": cfg.data.scale}
+    if name == "sr3":
+        return {"in_channels": t * c, "out_channels": 3, "scale": cfg.data.scale}
+    return {"in_channels": c, "revisits": t, "out_channels": 3, "zoom_factor": cfg.data.scale}
+
+
+def _check_model_config(cfg: TrainConfig) -> None:
+    fields = config_fields(cfg.model.name)
+    checked = {}
+    for key, value in cfg.model.config.items():
+        full = f"model.config.{key}"
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {full!r}; valid keys for {cfg.model.name}: {', '.join(fields)}"
+            )
+        # The model factory's parser converts by the constructor's annotation (ints, floats,
+        # bools, tuples of ints); YAML already typed the value, so check it round-trips.
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        annotation = fields[key].annotation
+        try:
+            parsed = parse_config(cfg.model.name, [f"{key}={text}"])[key]
+        except ConfigError:
+            raise _bad(full, annotation, value) from None
+        if (annotation is int and isinstance(value, float)) or (
+            annotation is bool and not isinstance(value, bool)
+        ):
+            raise _bad(full, annotation, value)
+        checked[key] = parsed
+    for key, value in _derived_model_config(cfg).items():
+        if key in checked and checked[key] != value:
+            raise ConfigError(
+                f"model.config.{key}={checked[key]} disagrees with the data section "
+                f"(expected {value} from data.n_images={cfg.data.n_images}, "
+                f"data.bands={','.join(cfg.data.bands)}, data.scale={cfg.data.scale}); "
+                "leave it out to derive it"
+            )
+        checked.setdefault(key, value)
+    cfg.model.config = checked
+
+
+def _positive(key: str, value: float | int | None, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise ConfigError(f"config key {key!r} must be {'>= 0' if allow_zero else '> 0'}, "
+                          f"got {value}")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Cross-field checks; fills ``model.config`` with values derived from ``data``."""
+    if cfg.model.name not in TASK_MODELS[cfg.task]:
+        raise ConfigError(
+            f"config key 'model.name': task {cfg.task} trains "
+            f"{', '.join(TASK_MODELS[cfg.task])}, got {cfg.model.name!r}"
+        )
+    try:
+        cfg.data.bands = list(validate_bands(cfg.data.bands))
+    except InputError as exc:
+        raise ConfigError(f"config key 'data.bands': {exc}") from None
+    d, t, o = cfg.data, cfg.trainer, cfg.optim
+    for key, value in [
+        ("data.n_images", d.n_images), ("data.scale", d.scale),
+        ("data.batch_size", d.batch_size), ("data.val_batch_size", d.val_batch_size),
+        ("data.split_group", d.split_group), ("data.max_val_pairs", d.max_val_pairs),
+        ("trainer.max_steps", t.max_steps), ("trainer.val_every_n_steps", t.val_every_n_steps),
+        ("trainer.checkpoint_every_n_steps", t.checkpoint_every_n_steps),
+        ("trainer.devices", t.devices), ("trainer.num_nodes", t.num_nodes),
+        ("trainer.log_every_n_steps", t.log_every_n_steps),
+        ("trainer.limit_val_batches", t.limit_val_batches),
+        ("optim.lr", o.lr), ("optim.disc_lr", o.disc_lr), ("optim.gamma", o.gamma),
+        ("val.sample_steps", cfg.val.sample_steps),
+    ]:
+        _positive(key, value)
+    for key, value in [
+        ("data.num_workers", d.num_workers), ("trainer.sanity_val_steps", t.sanity_val_steps),
+        ("optim.weight_decay", o.weight_decay), ("val.border", cfg.val.border),
+        ("val.grid_images", cfg.val.grid_images),
+    ]:
+        _positive(key, value, allow_zero=True)
+    if not 0.0 < d.val_fraction < 1.0:
+        raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {o.betas}")
+    if o.ema_decay is not None and not 0.0 < o.ema_decay < 1.0:
+        raise ConfigError(f"config key 'optim.ema_decay' must be in (0, 1), got {o.ema_decay}")
+    if t.keep_checkpoints == 0 or t.keep_checkpoints < -1:
+        raise ConfigError("config key 'trainer.keep_checkpoints' must be -1 (all) or >= 1, "
+                          f"got {t.keep_checkpoints}")
+    if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise ConfigError(f"config key 'trainer.accelerator' must be auto, cpu or gpu, "
+                          f"got {t.accelerator!r}")
+    for metric in cfg.val.metrics:
+        if metric not in VAL_METRICS:
+            raise ConfigError(f"config key 'val.metrics': unknown metric {metric!r} "
+                              f"(choose from {', '.join(VAL_METRICS)})")
+    losses = cfg.losses
+    for name in ("pixel", "ssim", "perceptual", "gan", "clip"):
+        _positive(f"losses.{name}.weight", getattr(losses, name).weight, allow_zero=True)
+    if losses.ssim.window < 1 or losses.ssim.window % 2 == 0:
+        raise ConfigError(f"config key 'losses.ssim.window' must be odd and >= 1, "
+                          f"got {losses.ssim.window}")
+    if cfg.task == "sr3":
+        if losses != LossSection():
+            raise ConfigError(
+                "the losses section does not apply to task sr3 (it trains on noise "
+                "prediction; choose l1 or l2 with model.config.loss_type): remove it"
+            )
+    else:
+        if cfg.task == "esrgan" and losses.gan.weight <= 0:
+            raise ConfigError("task esrgan needs losses.gan.weight > 0 (a generator trained "
+                              "without a discriminator is task regression)")
+        if cfg.task == "regression" and losses.gan.weight > 0:
+            raise ConfigError("losses.gan applies to task esrgan only; set its weight to 0")
+        total = sum(getattr(losses, n).weight for n in ("pixel", "ssim", "perceptual", "clip"))
+        if cfg.task == "regression" and total <= 0:
+            raise ConfigError("every loss weight is 0: set losses.pixel.weight (or another)")
+    _check_model_config(cfg)
+
+
+__all__ = [
+    "MODEL_LAYOUTS",
+    "TASK_MODELS",
+    "VAL_METRICS",
+    "CLIPTerm",
+    "DataSection",
+    "DiscriminatorSection",
+    "GANTerm",
+    "LossSection",
+    "ModelSection",
+    "OptimSection",
+    "PerceptualTerm",
+    "PixelTerm",
+    "SSIMTerm",
+    "TrainConfig",
+    "TrainerSection",
+    "ValSection",
+    "apply_overrides",
+    "config_from_dict",
+    "dump_config",
+    "load_config",
+    "parse_override",
+    "validate_config",
+]

@@ -1,0 +1,199 @@
+"""Lightning data module over an S2-NAIP dataset: train/val split, loaders, weighted sampling.
+
+Split, in order of preference:
+
+1. ``data.splits``: a JSON file ``{"train": [...], "val": [...], "test": [...]}`` whose
+   entries are tile ids (``"{col}_{row}"``) or ``"{image_id}/{tile}"``;
+2. ``ROOT/splits.json`` when it exists (same format);
+3. a seeded split by groups of ``split_group`` x ``split_group`` neighbouring tiles, so that
+   overlapping or adjacent tiles never land on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
+from zoomsr.data.layout import require_dataset_root
+from zoomsr.errors import ConfigError, DataError
+from zoomsr.grid import Tile
+from zoomsr.training.config import DataSection
+
+SPLITS_FILE = "splits.json"
+
+
+def _read_splits(path: Path) -> dict[str, list[str]]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: splits file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON splits file ({exc})") from None
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in raw.values()
+    ):
+        raise DataError(f"{path}: expected {{\"train\": [tile, ...], \"val\": [...]}}")
+    for key in ("train", "val"):
+        if key not in raw:
+            raise DataError(f"{path}: no {key!r} list")
+    return raw
+
+
+def _select(pairs: Sequence[PairRecord], entries: list[str]) -> list[PairRecord]:
+    wanted = set(entries)
+    return [p for p in pairs if p.tile in wanted or f"{p.image_id}/{p.tile}" in wanted]
+
+
+def split_by_file(
+    pairs: Sequence[PairRecord], path: str | os.PathLike[str]
+) -> tuple[list[PairRecord], list[PairRecord]]:
+    """(train, val) pairs listed in a splits JSON file (see the module docstring)."""
+    path = Path(path)
+    splits = _read_splits(path)
+    train, val = _select(pairs, splits["train"]), _select(pairs, splits["val"])
+    for name, chosen in (("train", train), ("val", val)):
+        if not chosen:
+            raise DataError(f"{path}: no pair of the dataset is in the {name!r} split")
+    overlap = {p.tile for p in train} & {p.tile for p in val}
+    if overlap:
+        raise DataError(
+            f"{path}: {len(overlap)} tile(s) are in both train and val, e.g. {sorted(overlap)[0]}"
+        )
+    return train, val
+
+
+def split_by_groups(
+    pairs: Sequence[PairRecord], val_fraction: float, group: int, seed: int
+) -> tuple[list[PairRecord], list[PairRecord]]:
+    """Seeded (train, val) split of whole ``group`` x ``group`` tile blocks.
+
+    Blocks are drawn in a seeded order into val until it holds ``val_fraction`` of the pairs
+    (at least one block); at least one block stays in train.
+    """
+    blocks: dict[tuple[int, int], list[PairRecord]] = {}
+    for p in pairs:
+        tile = Tile.parse(p.tile)
+        blocks.setdefault((tile.col // group, tile.row // group), []).append(p)
+    keys = sorted(blocks)
+    if len(keys) < 2:
+        raise DataError(
+            f"cannot split {len(pairs)} pairs into train and val: they all fall in one block of "
+            f"{group}x{group} tiles; lower data.split_group or give data.splits"
+        )
+    order = np.random.default_rng(seed).permutation(len(keys))
+    target = math.ceil(val_fraction * len(pairs))
+    val_keys: set[tuple[int, int]] = set()
+    count = 0
+    for i in order[:-1]:  # the last block always stays in train
+        if count >= target:
+            break
+        val_keys.add(keys[i])
+        count += len(blocks[keys[i]])
+    train = [p for k in keys if k not in val_keys for p in blocks[k]]
+    val = [p for k in keys if k in val_keys for p in blocks[k]]
+    return sorted(train, key=_order), sorted(val, key=_order)
+
+
+def _order(p: PairRecord) -> tuple[str, str]:
+    return (p.tile, p.image_id)
+
+
+def split_pairs(
+    root: str | os.PathLike[str], cfg: DataSection
+) -> tuple[list[PairRecord], list[PairRecord]]:
+    """The (train, val) pairs of the dataset at ``root`` under ``cfg`` (module docstring)."""
+    pairs = scan_pairs(root)
+    if cfg.splits is not None:
+        train, val = split_by_file(pairs, cfg.splits)
+    elif (Path(root) / SPLITS_FILE).is_file():
+        train, val = split_by_file(pairs, Path(root) / SPLITS_FILE)
+    else:
+        train, val = split_by_groups(pairs, cfg.val_fraction, cfg.split_group, cfg.split_seed)
+    if cfg.max_val_pairs is not None:
+        val = val[: cfg.max_val_pairs]
+    return train, val
+
+
+class S2NAIPDataModule(L.LightningDataModule):
+    """Train and validation loaders for one config's ``data`` section.
+
+    Training samples pick random valid time steps (``S2NAIPDataset(train=True)``) and may be
+    drawn by tile weight; validation samples are seeded (``val_seed``), so metrics repeat run to
+    run. Batches are dicts with ``lr`` (``layout``), ``hr`` ``[B, 3, 128, 128]`` and ``tile``.
+    Under DDP Lightning shards both loaders (and the weighted sampler) across processes.
+    """
+
+    def __init__(self, cfg: DataSection, layout: str, seed: int = 0) -> None:
+        super().__init__()
+        if cfg.root is None:
+            raise ConfigError("config key 'data.root' is not set (--set data.root=PATH)")
+        self.cfg = cfg
+        self.root = require_dataset_root(cfg.root)
+        self.layout = layout
+        self.seed = seed
+        self.train_set: S2NAIPDataset | None = None
+        self.val_set: S2NAIPDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        self._datasets()
+
+    def _datasets(self) -> tuple[S2NAIPDataset, S2NAIPDataset]:
+        if self.train_set is not None and self.val_set is not None:
+            return self.train_set, self.val_set
+        c = self.cfg
+        train, val = split_pairs(self.root, c)
+        common: dict[str, Any] = {
+            "bands": c.bands, "n_images": c.n_images, "layout": self.layout, "scale": c.scale,
+        }
+        self.train_set = S2NAIPDataset(self.root, train=True, pairs=train, **common)
+        self.val_set = S2NAIPDataset(self.root, train=False, seed=c.val_seed, pairs=val, **common)
+        return self.train_set, self.val_set
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.cfg.num_workers
+        return {
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        train_set, _ = self._datasets()
+        sampler = None
+        if self.cfg.tile_weights is not None:
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = weighted_sampler(
+                train_set.pairs, self.cfg.tile_weights, default=self.cfg.tile_weight_default,
+                generator=generator,
+            )
+        return DataLoader(
+            train_set,
+            batch_size=self.cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            # Full batches only, unless the split is smaller than one batch (smoke runs).
+            drop_last=len(train_set) >= self.cfg.batch_size,
+            **self._loader_kwargs(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        _, val_set = self._datasets()
+        return DataLoader(
+            val_set,
+            batch_size=self.cfg.val_batch_size or self.cfg.batch_size,
+            shuffle=False,
+            **self._loader_kwargs(),
+        )
+
+
+__all__ = ["SPLITS_FILE", "S2NAIPDataModule", "split_by_file", "split_by_groups", "split_pairs"]

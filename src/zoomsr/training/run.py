@@ -1,0 +1,233 @@
+"""Run a training job: data module, Lightning trainer, checkpoints, logs, resume, export.
+
+Run folder ``OUT``::
+
+    OUT/config.yaml                 the resolved config (with derived model channels)
+    OUT/checkpoints/last.ckpt       newest state (resume point); step=NNNNNNN.ckpt every k steps
+    OUT/tensorboard/                TensorBoard events (one run, continued on resume)
+    OUT/csv/version_N/metrics.csv   logged metrics, one version per (re)start
+    OUT/samples/val_stepNNNNNNN.png LR / SR / HR grid of each validation
+    OUT/generator.pth               the trained generator (EMA weights when enabled), readable
+                                    by zoomsr.models.from_checkpoint
+
+Checkpoints carry the model name and config (``checkpoint["zoomsr"]``), so
+``from_checkpoint("OUT/checkpoints/last.ckpt")`` rebuilds the generator too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from zoomsr.errors import CheckpointError, ConfigError
+from zoomsr.io.atomic import atomic_write_text
+from zoomsr.models import default_config, read_checkpoint, save_checkpoint
+from zoomsr.training.base import SRModule
+from zoomsr.training.config import TrainConfig, dump_config
+from zoomsr.training.datamodule import S2NAIPDataModule
+from zoomsr.training.esrgan import ESRGANModule
+from zoomsr.training.regression import RegressionModule
+from zoomsr.training.sr3 import SR3Module
+
+MODULES: dict[str, type[SRModule]] = {
+    "regression": RegressionModule,
+    "esrgan": ESRGANModule,
+    "sr3": SR3Module,
+}
+LAST = "last.ckpt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or already complete) run left behind."""
+
+    out_dir: Path
+    global_step: int
+    last_checkpoint: Path
+    generator_path: Path | None  # None on non-zero DDP ranks
+    resumed_from: Path | None
+    metrics: dict[str, float]
+
+
+def build_module(cfg: TrainConfig) -> SRModule:
+    """The Lightning module of ``cfg.task`` (regression, esrgan or sr3)."""
+    return MODULES[cfg.task](cfg)
+
+
+def resolve_resume(out: Path, resume: str | os.PathLike[str] | None) -> Path | None:
+    """``"auto"``: ``OUT/checkpoints/last.ckpt`` if it exists; ``"never"``/None: none;
+    otherwise the given checkpoint path (which must exist)."""
+    if resume is None or str(resume) == "never":
+        return None
+    if str(resume) == "auto":
+        last = out / "checkpoints" / LAST
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint to resume from not found: {path}")
+    return path
+
+
+def _check_resume_matches(path: Path, cfg: TrainConfig) -> None:
+    # A resumed run must train the same architecture; anything else is a different run.
+    ckpt = read_checkpoint(path, weights_only=False)
+    # Stored configs are complete and JSON-normalised (tuples as lists); compare like with like.
+    wanted = json.loads(json.dumps({**default_config(cfg.model.name), **cfg.model.config}))
+    if ckpt.model_name != cfg.model.name or dict(ckpt.model_config or {}) != wanted:
+        stored = dict(ckpt.model_config or {})
+        diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        raise ConfigError(
+            f"{path} holds another model than the config trains ({ckpt.model_name} vs "
+            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out "
+            "or --resume never"
+        )
+
+
+class _SaveFinal(Callback):
+    """Save ``last.ckpt`` at the end of training so it always holds the final step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+
+def _progress_bar() -> Callback:
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepProgressBar(RichProgressBar):
+        """Rich bar labelled with the step budget: runs end at max_steps, not after N epochs."""
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            return f"Epoch {current_epoch} (training to step {self.trainer.max_steps})"
+
+        def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)  # the run folder is the version
+            return metrics
+
+    return StepProgressBar()
+
+
+def _strategy(cfg: TrainConfig) -> Any:
+    t = cfg.trainer
+    if t.strategy != "auto" or t.devices * t.num_nodes == 1:
+        return t.strategy
+    # ESRGAN's generator loss leaves the discriminator out of the graph and vice versa.
+    return "ddp_find_unused_parameters_true" if cfg.task == "esrgan" else "ddp"
+
+
+def build_trainer(
+    cfg: TrainConfig, out: Path, callbacks: Sequence[Callback] = ()
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Lightning trainer for ``cfg`` writing under ``out``."""
+    t = cfg.trainer
+    ckpt_dir = out / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step={step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t.checkpoint_every_n_steps,
+        # "step" (always available) as the monitor keeps the newest keep_checkpoints files.
+        monitor="step",
+        mode="max",
+        save_top_k=t.keep_checkpoints,
+        save_last=True,
+    )
+    all_callbacks: list[Callback] = [checkpoint, _SaveFinal(ckpt_dir / LAST), *callbacks]
+    loggers = [
+        TensorBoardLogger(save_dir=out, name="tensorboard", version="", default_hp_metric=False),
+        # One csv/version_N/metrics.csv per (re)start: Lightning's CSV logger would delete an
+        # existing metrics.csv in its folder.
+        CSVLogger(save_dir=out, name="csv"),
+    ]
+    all_callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if t.progress_bar:
+        all_callbacks.append(_progress_bar())
+    trainer = L.Trainer(
+        default_root_dir=out,
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        val_check_interval=t.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        num_sanity_val_steps=t.sanity_val_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=_strategy(cfg),
+        precision=t.precision,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress_bar,
+        deterministic=t.deterministic,
+        logger=loggers,
+        callbacks=all_callbacks,
+    )
+    return trainer, checkpoint
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike[str],
+    resume: str | os.PathLike[str] | None = "auto",
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``cfg`` into the run folder ``out`` (module docstring), resuming per ``resume``.
+
+    Raises :class:`~zoomsr.errors.DataError` for a missing dataset and
+    :class:`~zoomsr.errors.ConfigError` when ``out`` holds a run of another model.
+    """
+    out = Path(out)
+    if not logging.getLogger("lightning.pytorch").handlers:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
+    resume_path = resolve_resume(out, resume)
+    if resume_path is not None:
+        _check_resume_matches(resume_path, cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg)
+    trainer, checkpoint = build_trainer(cfg, out, callbacks)
+    if trainer.is_global_zero:
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+    with warnings.catch_warnings():
+        # The sample datasets are small: Lightning suggests more workers than useful.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        # ESRGAN checkpoints hold the state after the iteration's updates, which is what resume
+        # needs; Lightning's advice to keep pre-update copies does not apply.
+        warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
+        # Resuming writes into the run's own checkpoint folder, and a resumed epoch starts with
+        # a fresh shuffle of the training pairs (the samplers draw at random anyway).
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* is not empty.*")
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        # Raised inside Lightning by newer torch; nothing for a user to act on.
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path)
+    generator_path = None
+    if trainer.is_global_zero:
+        generator_path = save_checkpoint(
+            module.inference_generator.cpu(), out / "generator.pth", global_step=trainer.global_step
+        )
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return TrainResult(
+        out_dir=out,
+        global_step=trainer.global_step,
+        last_checkpoint=Path(checkpoint.dirpath or out / "checkpoints") / LAST,
+        generator_path=generator_path,
+        resumed_from=resume_path,
+        metrics=metrics,
+    )
+
+
+__all__ = ["MODULES", "TrainResult", "build_module", "build_trainer", "resolve_resume", "train"]

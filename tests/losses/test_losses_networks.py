@@ -1,0 +1,120 @@
+"""GAN, VGG19 perceptual and CLIP losses, and the Frozen wrapper."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from zoomsr.errors import InputError
+from zoomsr.losses import CLIPLoss, Frozen, GANLoss, PerceptualLoss, VGG19Features
+from zoomsr.metrics import WeightsNotFoundError
+
+
+def images(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    return F.interpolate(low, size=(size, size), mode="bilinear").clamp(0, 1)
+
+
+def test_vanilla_and_hinge_gan_losses():
+    zero = torch.zeros(2, 1, 8, 8)
+    vanilla = GANLoss("vanilla")
+    assert vanilla(zero, real=True).item() == pytest.approx(math.log(2))
+    assert vanilla(torch.full_like(zero, 10.0), real=True).item() < 1e-4
+    assert vanilla(torch.full_like(zero, 10.0), real=False).item() > 9
+    hinge = GANLoss("hinge")
+    logits = torch.tensor([2.0, 0.5, -3.0])
+    assert hinge(logits, real=True).item() == pytest.approx((0 + 0.5 + 4) / 3)
+    assert hinge(logits, real=False).item() == pytest.approx((3 + 1.5 + 0) / 3)
+    assert hinge(logits, real=True, for_discriminator=False).item() == pytest.approx(0.5 / 3)
+    # The generator term pushes fake logits up.
+    fake = torch.zeros(4, requires_grad=True)
+    hinge(fake, real=True, for_discriminator=False).backward()
+    assert (fake.grad < 0).all()
+    with pytest.raises(InputError, match="unknown GAN loss 'wgan'"):
+        GANLoss("wgan")
+
+
+def test_perceptual_loss_with_random_vgg_is_frozen_and_differentiable():
+    torch.manual_seed(0)
+    loss = PerceptualLoss({"conv1_2": 0.1, "conv2_2": 1.0}, allow_random=True)
+    hr = images(2, seed=1)
+    assert loss(hr, hr).item() == pytest.approx(0.0, abs=1e-7)
+    sr = images(2, seed=2).requires_grad_()
+    value = loss(sr, hr)
+    value.backward()
+    assert value.item() > 0 and sr.grad.abs().sum() > 0
+    # The VGG is neither trained nor saved, and stays in eval mode.
+    assert list(loss.parameters()) == [] and loss.state_dict() == {}
+    loss.train()
+    assert not loss.vgg.net.training
+    # Truncated after the deepest layer; features taken before the ReLU (can be negative).
+    vgg = loss.vgg.net
+    assert vgg.names[-1] == "conv2_2"
+    assert vgg(hr)["conv1_2"].min() < 0
+
+
+def test_perceptual_loss_loads_weights_from_a_file(tmp_path):
+    torch.manual_seed(1)
+    features = make_layers(cfgs["E"])
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    by_file = VGG19Features(["conv3_4"], weights=path)
+    by_dir = VGG19Features(["conv3_4"], weights=tmp_path)
+    x = images(1, seed=3)
+    expected = features[:17]((x - by_file.mean) / by_file.std)  # up to conv3_4
+    assert torch.allclose(by_file(x)["conv3_4"], expected, atol=1e-5)
+    assert torch.equal(by_file(x)["conv3_4"], by_dir(x)["conv3_4"])
+
+
+def test_missing_vgg_weights_give_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        PerceptualLoss()
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
+    with pytest.raises(WeightsNotFoundError, match="nowhere.pth"):
+        PerceptualLoss(weights=tmp_path / "nowhere.pth")
+    with pytest.raises(InputError, match="unknown VGG19 layer 'conv9_1'"):
+        PerceptualLoss({"conv9_1": 1.0}, allow_random=True)
+
+
+def test_clip_loss_with_a_tiny_random_backbone(tiny_clip_model):
+    torch.manual_seed(0)
+    loss = CLIPLoss(tiny_clip_model, None, allow_random=True)
+    hr = images(2, size=48, seed=4)
+    assert loss(hr, hr).item() == pytest.approx(0.0, abs=1e-6)
+    sr = images(2, size=48, seed=5).requires_grad_()
+    value = loss(sr, hr)
+    value.backward()
+    assert value.item() > 0 and sr.grad.abs().sum() > 0
+    assert list(loss.parameters()) == [] and not loss.encoder.net.training
+    # Resized to the backbone's size, normalised with its own mean/std.
+    x = loss.preprocess(torch.full((1, 3, 48, 48), 0.5))
+    assert x.shape[-2:] == (32, 32)
+    expected = (0.5 - torch.tensor(loss.weights.mean)) / torch.tensor(loss.weights.std)
+    assert torch.allclose(x[0, :, 0, 0], expected, atol=1e-5)
+    cosine = CLIPLoss(tiny_clip_model, None, "cosine", allow_random=True)
+    assert 0 < cosine(sr, hr).item() <= 2
+
+
+def test_clip_loss_refuses_random_weights_unless_asked(tiny_clip_model):
+    with pytest.raises(InputError, match="allow_random"):
+        CLIPLoss(tiny_clip_model, None)
+    with pytest.raises(InputError, match="criterion"):
+        CLIPLoss(tiny_clip_model, None, "l2", allow_random=True)
+
+
+def test_frozen_wrapper_follows_device_and_dtype_moves():
+    inner = nn.Linear(2, 2)
+    outer = nn.Sequential(Frozen(inner))
+    outer.to(torch.float64)
+    assert inner.weight.dtype == torch.float64
+    assert not inner.weight.requires_grad and not inner.training
+    assert outer.state_dict() == {} and list(outer.parameters()) == []

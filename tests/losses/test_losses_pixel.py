@@ -1,0 +1,89 @@
+"""Pixel losses, the differentiable SSIM, the WorldStrat mix and USM sharpening."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoomsr.errors import InputError
+from zoomsr.losses import (
+    PixelLoss,
+    l1_loss,
+    mse_loss,
+    ssim,
+    ssim_loss,
+    usm_sharp,
+    worldstrat_loss,
+)
+from zoomsr.metrics import ssim as ssim_metric
+
+
+def smooth(n: int, size: int = 48, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, size // 6, size // 6, generator=g)
+    return (0.1 + 0.8 * F.interpolate(low, size=(size, size), mode="bicubic")).clamp(0, 1)
+
+
+def test_l1_and_mse_match_torch_and_honour_the_mask():
+    pred, target = smooth(2, seed=1), smooth(2, seed=2)
+    assert torch.allclose(l1_loss(pred, target), F.l1_loss(pred, target))
+    assert torch.allclose(mse_loss(pred, target), F.mse_loss(pred, target))
+    # Pixels outside the mask neither count nor dilute: corrupt them, the loss is unchanged.
+    mask = torch.zeros(2, 1, 48, 48)
+    mask[..., :24, :] = 1
+    corrupted = pred.clone()
+    corrupted[..., 24:, :] = 5.0
+    expected = F.l1_loss(pred[..., :24, :], target[..., :24, :])
+    assert torch.allclose(l1_loss(corrupted, target, mask), expected, atol=1e-6)
+    with pytest.raises(InputError, match="does not broadcast"):
+        l1_loss(pred, target, torch.ones(3, 1, 48, 48))
+    with pytest.raises(InputError, match="shapes differ"):
+        mse_loss(pred, target[..., :40])
+
+
+def test_differentiable_ssim_equals_the_metric():
+    pred, target = smooth(3, seed=3), smooth(3, seed=4)
+    ours = ssim(pred.double(), target.double())
+    metric = ssim_metric(pred.double(), target.double(), border=0)
+    assert torch.allclose(ours, metric, atol=1e-10)
+    assert torch.allclose(ssim(pred, pred), torch.ones(3), atol=1e-5)
+
+
+def test_ssim_loss_is_zero_for_identical_images_and_has_gradients():
+    target = smooth(2, seed=5)
+    assert ssim_loss(target, target).abs().item() < 1e-5
+    pred = smooth(2, seed=6).requires_grad_()
+    loss = ssim_loss(pred, target, window=5)
+    loss.backward()
+    assert loss.item() > 0.05
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="odd"):
+        ssim_loss(pred, target, window=4)
+
+
+def test_worldstrat_mix_and_pixel_loss_module():
+    pred, target = smooth(2, seed=7), smooth(2, seed=8)
+    expected = (
+        0.3 * F.mse_loss(pred, target)
+        + 0.4 * F.l1_loss(pred, target)
+        + 0.3 * ssim_loss(pred, target)
+    )
+    assert torch.allclose(worldstrat_loss(pred, target), expected)
+    assert torch.allclose(PixelLoss("worldstrat")(pred, target), expected)
+    assert torch.allclose(PixelLoss("mse")(pred, target), F.mse_loss(pred, target))
+    with pytest.raises(InputError, match="unknown pixel loss 'l3'"):
+        PixelLoss("l3")
+
+
+def test_usm_sharp_raises_edge_contrast_and_keeps_flat_areas():
+    img = torch.full((1, 3, 16, 160), 0.3)
+    img[..., :, 80:] = 0.7  # a vertical edge; the blur's sigma is 8.3 px
+    sharp = usm_sharp(img)
+    assert sharp.shape == img.shape
+    assert 0.0 <= sharp.min() and sharp.max() <= 1.0
+    # Overshoot on both sides of the edge, untouched far from it.
+    assert sharp[0, 0, 8, 78] < 0.3 - 0.01 and sharp[0, 0, 8, 81] > 0.7 + 0.01
+    assert torch.allclose(sharp[..., :, :4], img[..., :, :4], atol=1e-3)
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    assert torch.allclose(usm_sharp(flat), flat)

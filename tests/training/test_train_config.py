@@ -1,0 +1,136 @@
+"""Typed configs: every shipped YAML loads, unknown/ill-typed keys name the key, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoomsr.errors import ConfigError
+from zoomsr.training.config import (
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    dump_config,
+    load_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PAPER = ["srcnn", "highresnet", "esrgan_1img", "esrgan_2img", "esrgan_4img", "esrgan_8img",
+         "esrgan_16img", "esrgan_clip", "sr3"]
+
+
+@pytest.mark.parametrize("name", PAPER + ["tiny", "tiny_regression", "tiny_sr3"])
+def test_every_shipped_config_loads(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml", ["data.root=/data"])
+    assert cfg.name == name
+    assert cfg.data.root == "/data"
+
+
+def test_paper_configs_follow_the_reference_recipe():
+    for n in (1, 2, 4, 8, 16):
+        cfg = load_config(CONFIGS / f"esrgan_{n}img.yaml")
+        assert cfg.model.config["num_in_ch"] == 3 * n  # derived from data.n_images
+        assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.ema_decay) == (1e-4, [0.9, 0.99], 0.999)
+        assert (cfg.losses.pixel.weight, cfg.losses.perceptual.weight) == (1.0, 1.0)
+        assert (cfg.losses.gan.type, cfg.losses.gan.weight) == ("vanilla", 0.1)
+        assert cfg.losses.perceptual.layer_weights["conv1_2"] == 0.1
+        assert cfg.data.batch_size == 256 and cfg.optim.milestones == [400000]
+    clip = load_config(CONFIGS / "esrgan_clip.yaml")
+    assert (clip.losses.clip.model, clip.losses.clip.weight) == ("ViT-B-16-SigLIP-256", 1.0)
+    assert (clip.losses.ssim.window, clip.losses.ssim.weight) == (5, 0.01)
+    for name in ("srcnn", "highresnet"):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert cfg.losses.pixel.type == "worldstrat" and cfg.layout == "frames"
+        assert cfg.model.config["revisits"] == 8
+
+
+def test_unknown_keys_are_errors_naming_the_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer\.max_step'"):
+        load_config(CONFIGS / "tiny.yaml", ["trainer.max_step=3"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'colour'"):
+        config_from_dict({"colour": "red"})
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.config\.num_fet'"):
+        load_config(CONFIGS / "tiny.yaml", ["model.config.num_fet=8"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_steps=abc", r"'trainer\.max_steps' must be an integer, got 'abc'"),
+        ("trainer.max_steps=2.5", r"'trainer\.max_steps' must be an integer"),
+        ("trainer.progress_bar=maybe", r"'trainer\.progress_bar' must be true or false"),
+        ("trainer.precision=64", r"'trainer\.precision' must be one of"),
+        ("optim.lr=fast", r"'optim\.lr' must be a number"),
+        ("data.bands=tci", r"'data\.bands' must be a list of strings"),
+        ("model.config.num_feat=wide", r"'model\.config\.num_feat' must be an integer"),
+        ("trainer=3", r"'trainer' must be a mapping"),
+    ],
+)
+def test_ill_typed_values_name_the_key_and_the_type(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(CONFIGS / "tiny.yaml", [override])
+    assert str(info.value).startswith(str(CONFIGS / "tiny.yaml"))
+
+
+def test_overrides_are_read_as_yaml():
+    cfg = load_config(CONFIGS / "tiny.yaml", [
+        "optim.lr=1e-4",  # YAML 1.1 reads this as a string; a float field accepts it
+        "optim.milestones=[10, 20]",
+        "data.max_val_pairs=null",
+        "val.metrics=[psnr]",
+        "losses.perceptual.layer_weights={conv1_1: 1.0, relu2_1: 0.5}",
+    ])
+    assert cfg.optim.lr == 1e-4 and cfg.optim.milestones == [10, 20]
+    assert cfg.data.max_val_pairs is None and cfg.val.metrics == ["psnr"]
+    assert cfg.losses.perceptual.layer_weights == {"conv1_1": 1.0, "relu2_1": 0.5}
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"a": 1}, ["a.b=2"])
+
+
+def test_cross_field_checks():
+    tiny = CONFIGS / "tiny.yaml"
+    with pytest.raises(ConfigError, match="disagrees with the data section"):
+        load_config(tiny, ["model.config.num_in_ch=3"])
+    with pytest.raises(ConfigError, match="task esrgan trains rrdbnet"):
+        load_config(tiny, ["model.name=srcnn"])
+    with pytest.raises(ConfigError, match=r"losses\.gan\.weight > 0"):
+        load_config(tiny, ["losses.gan.weight=0"])
+    with pytest.raises(ConfigError, match="does not apply to task sr3"):
+        load_config(CONFIGS / "tiny_sr3.yaml", ["losses.pixel.type=mse"])
+    with pytest.raises(ConfigError, match="gan applies to task esrgan only"):
+        load_config(CONFIGS / "tiny_regression.yaml", ["losses.gan.weight=0.1"])
+    with pytest.raises(ConfigError, match=r"'val\.metrics': unknown metric 'fid'"):
+        load_config(tiny, ["val.metrics=[fid]"])
+    with pytest.raises(ConfigError, match=r"'data\.bands'"):
+        load_config(tiny, ["data.bands=[b08]"])
+    # Channel counts follow the data section when left out.
+    cfg = load_config(tiny, ["data.n_images=2", "data.bands=[tci, b08]"])
+    assert cfg.model.config["num_in_ch"] == 2 * 4 and cfg.channels == 4
+
+
+def test_dumped_config_round_trips(tmp_path):
+    cfg = load_config(CONFIGS / "tiny_sr3.yaml", ["data.root=/x"])
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert isinstance(yaml.safe_load(dump_config(cfg)), dict)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig().task == "esrgan"
+
+
+def test_missing_or_broken_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: [1, 2\n")
+    with pytest.raises(ConfigError, match="not a readable YAML file"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(bad)

@@ -1,0 +1,92 @@
+"""Train/val splits and the S2-NAIP data module."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import WeightedRandomSampler
+
+from zoomsr.data import scan_pairs
+from zoomsr.errors import ConfigError, DataError
+from zoomsr.grid import Tile
+from zoomsr.training.datamodule import S2NAIPDataModule, split_by_groups, split_pairs
+
+
+def _blocks(pairs, group):
+    return {(Tile.parse(p.tile).col // group, Tile.parse(p.tile).row // group) for p in pairs}
+
+
+def test_group_split_is_seeded_disjoint_and_keeps_blocks_whole(sample_root):
+    pairs = scan_pairs(sample_root)
+    train, val = split_by_groups(pairs, 0.25, group=2, seed=0)
+    assert len(train) + len(val) == len(pairs)
+    assert len(val) >= 0.25 * len(pairs) and train
+    assert not _blocks(train, 2) & _blocks(val, 2)
+    assert split_by_groups(pairs, 0.25, 2, 0) == (train, val)
+    other = split_by_groups(pairs, 0.25, 2, 1)
+    assert other[1] != val
+    with pytest.raises(DataError, match="one block of 64x64 tiles"):
+        split_by_groups(pairs, 0.25, group=64, seed=0)
+
+
+def test_splits_file_in_root_or_config(sample_root, tmp_path, tiny_config):
+    pairs = scan_pairs(sample_root)
+    tiles = [p.tile for p in pairs]
+    path = tmp_path / "splits.json"
+    val_entries = [f"{pairs[0].image_id}/{pairs[0].tile}", tiles[1]]
+    path.write_text(json.dumps({"train": tiles[2:], "val": val_entries, "test": []}))
+    cfg = tiny_config("tiny", f"data.splits={path}").data
+    train, val = split_pairs(sample_root, cfg)
+    assert [p.tile for p in val] == tiles[:2] and len(train) == len(tiles) - 2
+    path.write_text(json.dumps({"train": tiles, "val": tiles[:1]}))
+    with pytest.raises(DataError, match="in both train and val"):
+        split_pairs(sample_root, cfg)
+    path.write_text(json.dumps({"train": tiles}))
+    with pytest.raises(DataError, match="no 'val' list"):
+        split_pairs(sample_root, cfg)
+    path.write_text(json.dumps({"train": tiles, "val": ["1_1"]}))
+    with pytest.raises(DataError, match="no pair of the dataset is in the 'val' split"):
+        split_pairs(sample_root, cfg)
+    missing = tiny_config("tiny", f"data.splits={tmp_path / 'none.json'}").data
+    with pytest.raises(DataError, match="splits file not found"):
+        split_pairs(sample_root, missing)
+
+
+def test_datamodule_batches_in_both_layouts(tiny_config):
+    cfg = tiny_config("tiny")
+    dm = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)
+    dm.setup("fit")
+    assert len(dm.val_set) <= cfg.data.max_val_pairs
+    assert not {p.tile for p in dm.train_set.pairs} & {p.tile for p in dm.val_set.pairs}
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["lr"].shape == (4, 12, 32, 32) and batch["hr"].shape == (4, 3, 128, 128)
+    # Validation frames are seeded: two passes give the same tensors.
+    first = next(iter(dm.val_dataloader()))
+    again = next(iter(dm.val_dataloader()))
+    assert torch.equal(first["lr"], again["lr"])
+
+    frames = tiny_config("tiny_regression")
+    dm = S2NAIPDataModule(frames.data, frames.layout)
+    assert next(iter(dm.train_dataloader()))["lr"].shape == (4, 4, 3, 32, 32)
+
+
+def test_tile_weights_drive_a_weighted_sampler(tiny_config, sample_root, tmp_path):
+    weights = {p.tile: 1.0 for p in scan_pairs(sample_root)[:4]}
+    path = tmp_path / "tile_weights.json"
+    path.write_text(json.dumps(weights))
+    cfg = tiny_config("tiny", f"data.tile_weights={path}", "data.tile_weight_default=0.0")
+    loader = S2NAIPDataModule(cfg.data, cfg.layout).train_dataloader()
+    assert isinstance(loader.sampler, WeightedRandomSampler)
+    drawn = {loader.dataset.pairs[i].tile for i in loader.sampler}
+    assert drawn <= set(weights)
+
+
+def test_missing_dataset_is_a_data_error(tiny_config, tmp_path):
+    cfg = tiny_config("tiny", f"data.root={tmp_path / 'nowhere'}")
+    with pytest.raises(DataError, match="nowhere: dataset folder not found"):
+        S2NAIPDataModule(cfg.data, cfg.layout)
+    cfg = tiny_config("tiny", "data.root=null")
+    with pytest.raises(ConfigError, match="data.root' is not set"):
+        S2NAIPDataModule(cfg.data, cfg.layout)
