@@ -10,7 +10,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from zoomsr.data import scan_pairs
 from zoomsr.errors import ConfigError, DataError
-from zoomsr.grid import Tile
+from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.training.datamodule import S2NAIPDataModule, split_by_groups, split_pairs
 
 
@@ -21,9 +21,13 @@ def _blocks(pairs, group):
 def test_group_split_is_seeded_disjoint_and_keeps_blocks_whole(sample_root):
     pairs = scan_pairs(sample_root)
     train, val = split_by_groups(pairs, 0.25, group=2, seed=0)
-    assert len(train) + len(val) == len(pairs)
+    assert len(train) + len(val) <= len(pairs)
     assert len(val) >= 0.25 * len(pairs) and train
     assert not _blocks(train, 2) & _blocks(val, 2)
+    # No train tile touches a val tile, not even at a corner (the rest of its block stays).
+    val_tiles = {p.tile for p in val}
+    for p in train:
+        assert not {str(t) for t in iter_neighbourhood(Tile.parse(p.tile))} & val_tiles
     assert split_by_groups(pairs, 0.25, 2, 0) == (train, val)
     other = split_by_groups(pairs, 0.25, 2, 1)
     assert other[1] != val
@@ -52,6 +56,21 @@ def test_splits_file_in_root_or_config(sample_root, tmp_path, tiny_config):
     missing = tiny_config("tiny", f"data.splits={tmp_path / 'none.json'}").data
     with pytest.raises(DataError, match="splits file not found"):
         split_pairs(sample_root, missing)
+
+
+def test_builder_splits_file_in_root_is_used(sample_root, tmp_path, tiny_config):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    tiles = [p.tile for p in scan_pairs(root)]
+    # The format `zoomsr data build` writes: split lists plus metadata keys.
+    (root / "zoomsr_splits.json").write_text(json.dumps({
+        "group_tiles": 16, "fractions": [0.8, 0.1, 0.1], "seed": 0,
+        "train": tiles[3:], "val": tiles[:2], "test": [], "buffer": tiles[2:3],
+    }))
+    train, val = split_pairs(root, tiny_config("tiny").data)
+    assert [p.tile for p in val] == tiles[:2] and [p.tile for p in train] == tiles[3:]
 
 
 def test_datamodule_batches_in_both_layouts(tiny_config):

@@ -70,7 +70,7 @@ class DataSection:
     batch_size: int = 16
     val_batch_size: int | None = None  # default: batch_size
     num_workers: int = 4
-    #: ``{"train": [...], "val": [...]}`` of tiles or image_id/tile; default ROOT/splits.json
+    #: ``{"train": [...], "val": [...]}`` of tiles or image_id/tile; default ROOT/zoomsr_splits.json
     #: when it exists, else a seeded split by groups of neighbouring tiles.
     splits: str | None = None
     val_fraction: float = 0.05

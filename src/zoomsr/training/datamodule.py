@@ -4,9 +4,9 @@ Split, in order of preference:
 
 1. ``data.splits``: a JSON file ``{"train": [...], "val": [...], "test": [...]}`` whose
    entries are tile ids (``"{col}_{row}"``) or ``"{image_id}/{tile}"``;
-2. ``ROOT/splits.json`` when it exists (same format);
-3. a seeded split by groups of ``split_group`` x ``split_group`` neighbouring tiles, so that
-   overlapping or adjacent tiles never land on both sides.
+2. ``ROOT/zoomsr_splits.json``, written by ``zoomsr data build`` (same format, plus metadata);
+3. a seeded split by groups of ``split_group`` x ``split_group`` neighbouring tiles; train tiles
+   that touch a val tile (even at a corner) are left out, so no two neighbours straddle the split.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
+from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import require_dataset_root
 from zoomsr.errors import ConfigError, DataError
-from zoomsr.grid import Tile
+from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.training.config import DataSection
-
-SPLITS_FILE = "splits.json"
 
 
 def _read_splits(path: Path) -> dict[str, list[str]]:
@@ -39,8 +38,11 @@ def _read_splits(path: Path) -> dict[str, list[str]]:
         raise DataError(f"{path}: splits file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON splits file ({exc})") from None
+    # Only the split lists are checked: other keys are metadata (e.g. the builder's seed).
+    split_keys = [k for k in ("train", "val", "test", "buffer") if k in raw] if isinstance(
+        raw, dict) else []
     if not isinstance(raw, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in raw.values()
+        isinstance(raw[k], list) and all(isinstance(x, str) for x in raw[k]) for k in split_keys
     ):
         raise DataError(f"{path}: expected {{\"train\": [tile, ...], \"val\": [...]}}")
     for key in ("train", "val"):
@@ -99,8 +101,11 @@ def split_by_groups(
             break
         val_keys.add(keys[i])
         count += len(blocks[keys[i]])
-    train = [p for k in keys if k not in val_keys for p in blocks[k]]
     val = [p for k in keys if k in val_keys for p in blocks[k]]
+    val_tiles = {p.tile for p in val}
+    # Tiles of neighbouring blocks touch: a train tile next to a val tile would leak.
+    train = [p for k in keys if k not in val_keys for p in blocks[k]
+             if not any(str(t) in val_tiles for t in iter_neighbourhood(Tile.parse(p.tile)))]
     return sorted(train, key=_order), sorted(val, key=_order)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from zoomsr.errors import CheckpointError, InputError, ZoomsrError
 from zoomsr.io.atomic import atomic_path
+from zoomsr.io.hashing import sha256_file
 
 #: The single-image default: real pretrained weights available with no network.
 DEFAULT_WEIGHTS = "realesrgan-x4plus"
@@ -153,14 +154,6 @@ def weights_path(name: str) -> Path:
 
 def is_cached(name: str) -> bool:
     return weights_path(name).is_file()
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ncnn_model_dir() -> Path:
