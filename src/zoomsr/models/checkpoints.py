@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from zoomsr.errors import CheckpointError, InputError
+from zoomsr.io.atomic import atomic_path
 
 METADATA_KEY = "zoomsr"
 FORMAT_VERSION = 1
@@ -85,16 +86,6 @@ def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any) -> Path:
     """Save ``model``'s weights with its name and config, atomically; return the path.
 
@@ -120,13 +111,15 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
         metadata = {METADATA_KEY: json.dumps(meta), "format": "pt"}
         if extra:
             metadata["extra"] = extra_json
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
     elif suffix in TORCH_SUFFIXES:
         reserved = sorted({METADATA_KEY, *STATE_DICT_KEYS} & extra.keys())
         if reserved:
             raise InputError(f"extra entries may not be named {', '.join(reserved)}")
         payload = {METADATA_KEY: meta, "state_dict": state, **extra}
-        _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     else:
         raise InputError(
             f"cannot save {path}: use a .safetensors, {', '.join(TORCH_SUFFIXES)} file name"
