@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from zoomsr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from zoomsr.inference.model import InferenceModel
+    from zoomsr.inference.pipeline import InferenceOptions, InferenceResult
+    from zoomsr.inference.scenes import Scene
 
 
 def _rgb(text: str | None) -> tuple[int, int, int] | None:
@@ -45,10 +51,13 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
 
 
 def infer(
-    inputs: list[Path] = typer.Argument(
-        ..., help="Sentinel-2 rasters (GeoTIFF/JP2/VRT), folders of them, a manifest (.txt/"
+    inputs: list[Path] | None = typer.Argument(
+        None, help="Sentinel-2 rasters (GeoTIFF/JP2/VRT), folders of them, a manifest (.txt/"
         ".json), or an S2-NAIP dataset folder."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output GeoTIFF (.tif)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output GeoTIFF (.tif)."),
+    scenes: Path | None = typer.Option(
+        None, "--scenes", help='Many scenes: a JSON manifest {"scenes": [{"inputs": [...], '
+        '"output": "x.tif"}, ...]} (instead of INPUTS and --output).'),
     weights: str | None = typer.Option(
         None, "--weights", "-w",
         help="Checkpoint path or registry name (`zoomsr weights list`); default "
@@ -95,6 +104,18 @@ def infer(
     from zoomsr.inference import InferenceOptions, Tiling
     from zoomsr.inference.pipeline import run_inference
 
+    if scenes is not None and (inputs or output is not None):
+        raise ConfigError("--scenes replaces INPUTS and --output: give either a scenes "
+                          "manifest or inputs with --output, not both")
+    if scenes is None and not inputs:
+        raise ConfigError("no input given: pass INPUTS with --output, or --scenes MANIFEST.json")
+    if scenes is None and output is None:
+        raise ConfigError("--output is required (or use --scenes MANIFEST.json)")
+    manifest = None
+    if scenes is not None:
+        from zoomsr.inference.scenes import load_scenes
+
+        manifest = load_scenes(scenes)  # fail on a bad manifest before building the model
     options = InferenceOptions(
         native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
         uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
@@ -102,12 +123,19 @@ def infer(
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
     net = load_model(weights, model, config, random_weights, device, precision)
+    if manifest is not None:
+        _run_scenes(manifest, net, options, ray, ray_workers)
+        return
     kwargs = {}
     if ray is not None:
         from zoomsr.inference.distributed import ray_row_source
 
         kwargs["row_source"] = ray_row_source(ray, workers=ray_workers)
     result = run_inference(inputs, output, net, options, **kwargs)
+    _report(result, net)
+
+
+def _report(result: InferenceResult, net: InferenceModel) -> None:
     g = result.grid
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
                f"{g.resolution / g.scale:.4g} m, {g.crs.to_string()})")
@@ -123,3 +151,38 @@ def infer(
     for extra in (result.lr_output, result.preview):
         if extra is not None:
             typer.echo(f"wrote {extra}")
+
+
+def _run_scenes(manifest: list[Scene], net: InferenceModel, options: InferenceOptions,
+                ray: str | None, ray_workers: int) -> None:
+    """Run every scene of ``manifest`` with one model (and one Ray pool); exit non-zero if any
+    scene failed, after the others ran."""
+    from contextlib import nullcontext
+
+    from zoomsr.inference.scenes import SceneOutcome, run_scenes
+
+    def on_scene(outcome: SceneOutcome) -> None:
+        head = f"scene {outcome.scene.index + 1}/{len(manifest)}"
+        if outcome.status == "done" and outcome.result is not None:
+            typer.echo(f"{head}:")
+            _report(outcome.result, net)
+        elif outcome.status == "skipped":
+            typer.echo(f"{head}: {outcome.scene.output} exists, skipped (--resume)")
+        else:
+            typer.echo(f"{head}: failed ({outcome.scene.output.name})")
+
+    pool = None
+    if ray is not None:
+        from zoomsr.inference.distributed import RayPool
+
+        pool = RayPool(ray, workers=ray_workers)
+    with pool if pool is not None else nullcontext():
+        report = run_scenes(manifest, net, options,
+                            row_source=pool.rows if pool is not None else None,
+                            on_scene=on_scene)
+    typer.echo(f"{len(report.done)} scene(s) done, {len(report.skipped)} skipped, "
+               f"{len(report.failed)} failed")
+    if report.failed:
+        for o in report.failed:
+            typer.echo(f"failed: {o.scene.name}: {o.error}", err=True)
+        raise typer.Exit(max(o.exit_code for o in report.failed))

@@ -7,10 +7,15 @@ same :func:`~zoomsr.inference.pipeline.compute_row` as the local path, so the ou
 same. Inputs must be readable at the same paths on every node (a shared file system or object
 store URLs that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
 which bounds the driver's memory.
+
+:class:`RayPool` holds one Ray session and one set of workers for a whole job: several scenes
+(:mod:`zoomsr.inference.scenes`) run one after another through the same workers, each scene's
+plan being sent to them once. :func:`ray_row_source` is the one-scene shorthand.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,9 +27,17 @@ from zoomsr.inference.pipeline import RowResult, ScenePlan
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
 
+RowSource = Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[RowResult]]
+
 
 class RayUnavailableError(ZoomsrError, RuntimeError):
     """Ray is not installed or the cluster cannot be reached."""
+
+    exit_code = 1
+
+
+class RayWorkerError(ZoomsrError, RuntimeError):
+    """A Ray model worker died (node lost, out of memory); the pool starts new ones."""
 
     exit_code = 1
 
@@ -43,10 +56,9 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
 def _worker_class(ray: Any) -> Any:
     @ray.remote
     class RowWorker:
-        """Holds one model; computes rows of windows of the plan it was given."""
+        """Holds one model and the plan of the current scene; computes its rows of windows."""
 
-        def __init__(self, spec: dict[str, Any], state: dict, plan: ScenePlan,
-                     device: str) -> None:
+        def __init__(self, spec: dict[str, Any], state: dict, device: str) -> None:
             import torch
 
             from zoomsr.inference.model import resolve_device
@@ -66,66 +78,117 @@ def _worker_class(ray: Any) -> Any:
                 weights_sha256=spec["weights_sha256"], device=dev,
                 autocast=spec["autocast"] and dev.type == "cuda", config=spec["config"],
             )
+            self.plan: ScenePlan | None = None
+
+        def set_plan(self, plan: ScenePlan) -> None:
+            # calls from one driver run in order on an actor, so rows submitted after this
+            # use the new scene; the previous scene's open datasets are released
+            if self.plan is not None:
+                self.plan.reader.close()
             self.plan = plan
 
         def row(self, r: int) -> RowResult:
             from zoomsr.inference.pipeline import compute_row
 
+            if self.plan is None:
+                raise RuntimeError("row() before set_plan()")
             return compute_row(self.plan, self.model, r)
 
     return RowWorker
 
 
-def ray_row_source(
-    address: str | None = "local",
-    workers: int = 2,
-    gpus_per_worker: float | None = None,
-) -> Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[RowResult]]:
-    """A ``row_source`` for :func:`~zoomsr.inference.pipeline.run_scene` that uses Ray.
+class RayPool:
+    """One Ray session and one set of model workers, reused by every scene of a job.
 
-    ``address``: ``"local"`` starts a local Ray instance with ``workers`` CPUs (stopped at the
-    end); ``"auto"`` or ``"ray://host:port"`` / ``"host:port"`` joins a running cluster.
-    ``gpus_per_worker``: default 1 when the cluster has GPUs, else 0.
+    ``address``: ``"local"`` starts a local Ray instance with ``workers`` CPUs (stopped by
+    :meth:`close`); ``"auto"`` or ``"ray://host:port"`` / ``"host:port"`` joins a running
+    cluster (left running). ``gpus_per_worker``: default 1 when the cluster has a GPU per
+    worker, else 0. The workers are created on the first scene, from its model, and kept while
+    later scenes use the same model object. :meth:`rows` is a ``row_source`` for
+    :func:`~zoomsr.inference.pipeline.run_scene`. Use as a context manager.
     """
-    if workers < 1:
-        raise ConfigError(f"ray workers must be >= 1, got {workers}")
 
-    def source(plan: ScenePlan, model: InferenceModel, rows: Sequence[int]) -> Iterator[RowResult]:
+    def __init__(self, address: str | None = "local", workers: int = 2,
+                 gpus_per_worker: float | None = None) -> None:
+        if workers < 1:
+            raise ConfigError(f"ray workers must be >= 1, got {workers}")
+        self.address = address
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
+        self._ray: Any = None
+        self._started = False
+        self._actors: list[Any] = []
+        self._model: InferenceModel | None = None
+        self.scenes = 0  # scenes whose rows went through this pool (for reports and tests)
+        self.actor_starts = 0  # times a set of workers was created
+
+    def start(self) -> RayPool:
+        """Start or join Ray now (so a wrong address fails before any scene runs)."""
+        if self._ray is not None:
+            return self
         try:
             import ray
         except ImportError:
             raise RayUnavailableError("--ray needs Ray: pip install 'ray>=2.9'") from None
-        started = False
         if not ray.is_initialized():
             try:
-                if address in (None, "", "local"):
-                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
+                if self.address in (None, "", "local"):
+                    ray.init(num_cpus=self.workers, include_dashboard=False,
+                             log_to_driver=False, configure_logging=False)
                 else:
-                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                    ray.init(address=self.address, log_to_driver=False,
+                             configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise RayUnavailableError(f"cannot start or reach Ray at {address!r}: {exc}") \
-                    from None
-            started = True
-        actors: list[Any] = []
+                raise RayUnavailableError(
+                    f"cannot start or reach Ray at {self.address!r}: {exc}") from None
+            self._started = True
+        self._ray = ray
+        return self
+
+    def _kill_actors(self) -> None:
+        for actor in self._actors:
+            with contextlib.suppress(Exception):  # already dead: nothing left to release
+                self._ray.kill(actor)
+        self._actors, self._model = [], None
+
+    def _ensure_actors(self, model: InferenceModel) -> list[Any]:
+        if self._actors and self._model is model:
+            return self._actors
+        ray = self._ray
+        self._kill_actors()
+        spec = _model_spec(model)
+        gpus = self.gpus_per_worker
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
+        device = "cuda" if gpus else "cpu"
+        state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
+        worker = _worker_class(ray)
+        state_ref = ray.put(state)
+        self._actors = [
+            worker.options(num_cpus=1, num_gpus=gpus).remote(spec, state_ref, device)
+            for _ in range(self.workers)
+        ]
+        self._model = model
+        self.actor_starts += 1
+        return self._actors
+
+    def rows(self, plan: ScenePlan, model: InferenceModel,
+             rows: Sequence[int]) -> Iterator[RowResult]:
+        """Compute ``rows`` of ``plan`` on the workers; yield them in order."""
+        self.start()
+        ray = self._ray
+        actors = self._ensure_actors(model)
+        plan_ref = ray.put(plan)
+        for actor in actors:
+            actor.set_plan.remote(plan_ref)
+        self.scenes += 1
+        n = len(actors)
+        pending: deque[Any] = deque()
+        todo = iter(rows)
+        for i, r in zip(range(n * (1 + AHEAD)), todo, strict=False):
+            pending.append(actors[i % n].row.remote(r))
+        submitted = len(pending)
         try:
-            gpus = gpus_per_worker
-            if gpus is None:
-                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= workers else 0.0
-            device = "cuda" if gpus else "cpu"
-            state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
-            worker = _worker_class(ray)
-            spec = _model_spec(model)
-            plan_ref, state_ref = ray.put(plan), ray.put(state)
-            actors = [
-                worker.options(num_cpus=1, num_gpus=gpus).remote(spec, state_ref, plan_ref, device)
-                for _ in range(workers)
-            ]
-            pending: deque[Any] = deque()
-            todo = iter(rows)
-            for i, r in zip(range(workers * (1 + AHEAD)), todo, strict=False):
-                pending.append(actors[i % workers].row.remote(r))
-            submitted = len(pending)
             while pending:
                 try:
                     result = ray.get(pending.popleft())
@@ -134,15 +197,55 @@ def ray_row_source(
                     if isinstance(cause, ZoomsrError):  # keep the one-line message
                         raise cause from None
                     raise
+                except ray.exceptions.RayActorError as exc:
+                    # the next scene gets fresh workers instead of failing the same way
+                    self._kill_actors()
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise RayWorkerError(f"a Ray model worker died: {first}") from None
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(actors[submitted % workers].row.remote(nxt))
+                    pending.append(actors[submitted % n].row.remote(nxt))
                     submitted += 1
                 yield result
         finally:
-            for actor in actors:
-                ray.kill(actor)
-            if started:
-                ray.shutdown()
+            # a scene that stopped early (error, interrupt) should not keep the workers busy
+            for ref in pending:
+                with contextlib.suppress(Exception):  # finished or not cancellable: harmless
+                    ray.cancel(ref)
+
+    def close(self) -> None:
+        """Kill the workers; stop Ray if this pool started it."""
+        if self._ray is None:
+            return
+        self._kill_actors()
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+        self._ray = None
+
+    def __enter__(self) -> RayPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ray_row_source(
+    address: str | None = "local",
+    workers: int = 2,
+    gpus_per_worker: float | None = None,
+) -> RowSource:
+    """A ``row_source`` for one :func:`~zoomsr.inference.pipeline.run_scene` call on Ray.
+
+    Each call starts (or joins) Ray and its own workers and releases them at the end; for
+    several scenes use one :class:`RayPool` and pass ``pool.rows``. Arguments as for
+    :class:`RayPool`.
+    """
+    if workers < 1:
+        raise ConfigError(f"ray workers must be >= 1, got {workers}")
+
+    def source(plan: ScenePlan, model: InferenceModel, rows: Sequence[int]) -> Iterator[RowResult]:
+        with RayPool(address, workers, gpus_per_worker) as pool:
+            yield from pool.rows(plan, model, rows)
 
     return source

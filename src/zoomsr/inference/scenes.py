@@ -1,0 +1,182 @@
+"""Many scenes in one job: a scenes manifest, run scene after scene with one model.
+
+A scenes manifest is JSON::
+
+    {"scenes": [{"inputs": ["s2/tile_a/"], "output": "sr/tile_a.tif"},
+                {"inputs": ["a_TCI.tif", "b_TCI.tif"], "output": "sr/tile_b.tif"}]}
+
+``inputs`` is one path or a list of paths (files, folders, frame manifests: anything
+``zoomsr infer`` takes); relative paths are resolved against the manifest's folder. Each scene
+goes through :func:`~zoomsr.inference.pipeline.run_inference` unchanged (same atomic output and
+resume state); the model is built once by the caller, and with Ray the caller passes the
+``rows`` of one :class:`~zoomsr.inference.distributed.RayPool`, so all scenes share one Ray
+session and one set of model workers. A scene that fails with bad input is recorded with its
+one-line reason and the job goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rasterio.errors import RasterioError
+
+from zoomsr.errors import DataError, ZoomsrError
+from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.pipeline import InferenceOptions, InferenceResult, run_inference
+
+_KEYS = {"inputs", "output"}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One entry of a scenes manifest: input paths and the output GeoTIFF (absolute)."""
+
+    index: int  # position in the manifest's "scenes" list (0-based, as in error messages)
+    inputs: tuple[Path, ...]
+    output: Path
+
+    @property
+    def name(self) -> str:
+        return f"scenes[{self.index}] ({self.output.name})"
+
+
+@dataclass
+class SceneOutcome:
+    """What happened to one scene: ``status`` is ``"done"``, ``"skipped"`` or ``"failed"``."""
+
+    scene: Scene
+    status: str
+    result: InferenceResult | None = None
+    error: str | None = None
+    exit_code: int = 0  # of a failure: 2 bad input, 1 runtime (as the CLI's exit codes)
+
+
+@dataclass
+class ScenesReport:
+    """The outcome of every scene, in manifest order."""
+
+    outcomes: list[SceneOutcome]
+
+    def _with(self, status: str) -> list[SceneOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def done(self) -> list[SceneOutcome]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[SceneOutcome]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[SceneOutcome]:
+        return self._with("failed")
+
+
+def _paths(value: Any, base: Path, where: str) -> tuple[Path, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{where}: 'inputs' must be a path or a non-empty list of paths")
+    out = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise DataError(f"{where}: 'inputs' must hold path strings, got {item!r}")
+        out.append(base / Path(item).expanduser())
+    return tuple(out)
+
+
+def load_scenes(path: str | os.PathLike[str]) -> list[Scene]:
+    """Read and validate a scenes manifest (see the module docstring).
+
+    Checks the structure, that outputs are ``.tif``/``.tiff`` and that no two scenes share an
+    output; whether the inputs exist is checked when each scene runs (a missing input fails
+    that scene only).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the scenes manifest ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("scenes"), list):
+        raise DataError(f'{path}: expected a JSON object {{"scenes": [{{"inputs": [...], '
+                        f'"output": "out.tif"}}, ...]}}')
+    if not data["scenes"]:
+        raise DataError(f"{path}: the scenes manifest lists no scene")
+    base = path.parent.absolute()
+    scenes: list[Scene] = []
+    seen: dict[Path, int] = {}
+    for i, entry in enumerate(data["scenes"]):
+        where = f"{path}: scenes[{i}]"
+        if not isinstance(entry, dict):
+            raise DataError(f"{where}: expected an object with 'inputs' and 'output'")
+        missing = sorted(_KEYS - set(entry))
+        if missing:
+            raise DataError(f"{where}: missing {', '.join(repr(k) for k in missing)}")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:
+            raise DataError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} "
+                            "(use 'inputs' and 'output')")
+        inputs = _paths(entry["inputs"], base, where)
+        out = entry["output"]
+        if not isinstance(out, str) or not out.strip():
+            raise DataError(f"{where}: 'output' must be a path string, got {out!r}")
+        output = base / Path(out).expanduser()
+        if output.suffix.lower() not in (".tif", ".tiff"):
+            raise DataError(f"{where}: output {out!r} must be a GeoTIFF (.tif or .tiff)")
+        key = Path(os.path.normpath(output))
+        if key in seen:
+            raise DataError(f"{where}: output {out!r} is also the output of scenes[{seen[key]}]")
+        seen[key] = i
+        scenes.append(Scene(i, inputs, output))
+    return scenes
+
+
+def run_scenes(
+    scenes: Sequence[Scene],
+    model: InferenceModel,
+    options: InferenceOptions | None = None,
+    *,
+    row_source: Callable[..., Any] | None = None,
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+) -> ScenesReport:
+    """Run each scene with :func:`~zoomsr.inference.pipeline.run_inference`, in order.
+
+    With ``options.resume`` (and not ``overwrite``), a scene whose output exists is skipped:
+    outputs are only ever renamed into place once complete. A scene failing with bad input or
+    an I/O error is recorded (its one-line reason) and the next scene runs; other errors
+    (interrupts, bugs, Ray unreachable) stop the job, leaving finished scenes and the partial
+    state of the current one for ``--resume``. ``on_scene`` is called after each scene.
+    """
+    from zoomsr.inference.distributed import RayUnavailableError
+
+    options = options or InferenceOptions()
+    kwargs = {} if row_source is None else {"row_source": row_source}
+    outcomes: list[SceneOutcome] = []
+    for scene in scenes:
+        if options.resume and not options.overwrite and scene.output.is_file():
+            outcome = SceneOutcome(scene, "skipped")
+        else:
+            try:
+                result = run_inference(list(scene.inputs), scene.output, model, options,
+                                       **kwargs)
+                outcome = SceneOutcome(scene, "done", result=result)
+            except RayUnavailableError:
+                raise
+            except (ZoomsrError, OSError, RasterioError) as exc:
+                text = str(exc).strip()
+                outcome = SceneOutcome(
+                    scene, "failed", error=text.splitlines()[0] if text else type(exc).__name__,
+                    exit_code=getattr(exc, "exit_code", 1))
+        outcomes.append(outcome)
+        if on_scene is not None:
+            on_scene(outcome)
+    return ScenesReport(outcomes)

@@ -1,0 +1,156 @@
+"""Many scenes in one job (``zoomsr infer --scenes``): manifest, local and Ray runs, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from infer_helpers import read, write_frames
+
+from zoomsr.errors import DataError
+from zoomsr.inference import InferenceOptions, Tiling, run_inference
+from zoomsr.inference.scenes import Scene, load_scenes, run_scenes
+from zoomsr_needs import require_package
+
+OPTS = {"tiling": Tiling(32, 8), "progress": False}
+CLI_TINY = ["--model", "rrdbnet", "--config", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+            "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
+            "--device", "cpu"]
+
+
+def _scenes(root: Path) -> Path:
+    """Three small scenes (different sizes and content) and a manifest with relative paths."""
+    write_frames(root / "a", n=3, size=(40, 48), seed=1)
+    write_frames(root / "b", n=3, size=(24, 56), seed=2, holes={0: (slice(0, 6), slice(0, 9))})
+    c = write_frames(root / "c", n=3, size=(32, 32), seed=3)
+    manifest = {"scenes": [
+        {"inputs": ["a"], "output": "out/a.tif"},
+        {"inputs": "b", "output": "out/b.tif"},
+        {"inputs": [p.relative_to(root).as_posix() for p in c], "output": "out/c.tif"},
+    ]}
+    (root / "out").mkdir()
+    path = root / "scenes.json"
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def _alone(root: Path, model, opts: InferenceOptions) -> dict[str, Path]:
+    outs = {}
+    for name in "abc":
+        outs[name] = root / f"alone_{name}.tif"
+        run_inference(root / name, outs[name], model, opts)
+    return outs
+
+
+def test_scenes_local_equal_scenes_alone(tmp_path, tiny_model):
+    manifest = _scenes(tmp_path)
+    model = tiny_model(2)
+    opts = InferenceOptions(**OPTS)
+    scenes = load_scenes(manifest)
+    assert [s.output for s in scenes] == [tmp_path / "out" / f"{n}.tif" for n in "abc"]
+    seen = []
+    report = run_scenes(scenes, model, opts, on_scene=lambda o: seen.append(o.status))
+    assert seen == ["done"] * 3 and not report.failed
+    for name, alone in _alone(tmp_path, model, opts).items():
+        assert (tmp_path / "out" / f"{name}.tif").read_bytes() == alone.read_bytes()
+    # --resume skips finished scenes; without it an existing output fails that scene
+    again = run_scenes(scenes, model, InferenceOptions(**OPTS, resume=True))
+    assert [o.status for o in again.outcomes] == ["skipped"] * 3
+    again = run_scenes(scenes[:1], model, opts)
+    assert again.failed[0].exit_code == 2 and "--overwrite" in again.failed[0].error
+
+
+def test_failing_scene_keeps_the_others(tmp_path, tiny_model, cli):
+    manifest = _scenes(tmp_path)
+    data = json.loads(manifest.read_text())
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x_TCI.tif").write_bytes(b"II*\0garbage")
+    data["scenes"].insert(1, {"inputs": ["empty"], "output": "out/empty.tif"})
+    data["scenes"].append({"inputs": ["bad"], "output": "out/bad.tif"})
+    manifest.write_text(json.dumps(data))
+    code, stdout, err = cli("infer", "--scenes", manifest, *CLI_TINY)
+    assert code == 2
+    assert "3 scene(s) done, 0 skipped, 2 failed" in stdout
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("failed: scenes[1] (empty.tif): ") and "no raster found" in lines[0]
+    assert lines[1].startswith("failed: scenes[4] (bad.tif): ") and "not a readable" in lines[1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif", "b.tif", "c.tif"]
+    # after fixing the input, --resume runs only what is missing
+    (tmp_path / "bad" / "x_TCI.tif").unlink()
+    write_frames(tmp_path / "empty", n=2, size=(24, 24))
+    write_frames(tmp_path / "bad", n=2, size=(24, 24), seed=5)
+    code, stdout, err = cli("infer", "--scenes", manifest, *CLI_TINY, "--resume")
+    assert code == 0, err
+    assert "2 scene(s) done, 3 skipped, 0 failed" in stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('[{"inputs": ["a"], "output": "a.tif"}]', '{"scenes"'),
+        ('{"scenes": []}', "lists no scene"),
+        ('{"scenes": ["a"]}', "scenes[0]: expected an object"),
+        ('{"scenes": [{"inputs": ["a"]}]}', "scenes[0]: missing 'output'"),
+        ('{"scenes": [{"inputs": [], "output": "a.tif"}]}', "scenes[0]: 'inputs' must be"),
+        ('{"scenes": [{"inputs": [3], "output": "a.tif"}]}', "scenes[0]: 'inputs' must hold"),
+        ('{"scenes": [{"inputs": "a", "output": "a.png"}]}', "scenes[0]: output 'a.png' must"),
+        ('{"scenes": [{"inputs": "a", "output": "a.tif", "seed": 1}]}', "unknown key(s) 'seed'"),
+        ('{"scenes": [{"inputs": "a", "output": "a.tif"}, {"inputs": "b", "output": "./a.tif"}]}',
+         "scenes[1]: output './a.tif' is also the output of scenes[0]"),
+    ],
+)
+def test_manifest_errors(tmp_path, cli, content, message):
+    path = tmp_path / "scenes.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        load_scenes(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    code, _, err = cli("infer", "--scenes", path, *CLI_TINY)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and str(path) in lines[0]
+
+
+def test_scenes_option_conflicts(tmp_path, cli):
+    manifest = _scenes(tmp_path)
+    for args, message in [
+        ((tmp_path / "a", "--scenes", manifest), "not both"),
+        (("--scenes", manifest, "-o", tmp_path / "x.tif"), "not both"),
+        ((), "no input given"),
+        ((tmp_path / "a",), "--output is required"),
+        (("--scenes", tmp_path / "missing.json"), "cannot read the scenes manifest"),
+    ]:
+        code, _, err = cli("infer", *args, *CLI_TINY)
+        assert code == 2 and message in err, (args, err)
+
+
+@pytest.mark.slow
+def test_scenes_on_ray_match_local(tmp_path, tiny_model):
+    require_package("ray")
+    import ray
+
+    from zoomsr.inference.distributed import RayPool
+
+    manifest = _scenes(tmp_path)
+    model = tiny_model(2)
+    opts = InferenceOptions(**OPTS, uncertainty=2)
+    scenes = load_scenes(manifest)
+    (tmp_path / "empty").mkdir()
+    scenes.insert(1, Scene(9, (tmp_path / "empty",), tmp_path / "out" / "empty.tif"))
+    local = _alone(tmp_path, model, opts)
+    with RayPool("local", workers=2) as pool:
+        report = run_scenes(scenes, model, opts, row_source=pool.rows)
+        assert pool.scenes == 3 and pool.actor_starts == 1  # one set of workers for all scenes
+    assert not ray.is_initialized()
+    assert [o.status for o in report.outcomes] == ["done", "failed", "done", "done"]
+    assert "no raster found" in report.failed[0].error
+    for o in report.done:
+        assert o.result.windows_computed == o.result.windows
+        a, ma, meta_a = read(local[o.scene.output.stem])
+        b, mb, meta_b = read(o.scene.output)
+        assert (ma == mb).all() and meta_a["transform"] == meta_b["transform"]
+        assert abs(a.astype(int) - b.astype(int)).max() <= 1
+        assert (a == b).mean() > 0.999
