@@ -61,3 +61,29 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == atomic._FILE_MODE == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_refuse_existing_names_every_existing_output(tmp_path):
+    from zoomsr.errors import InputError
+    from zoomsr.io import refuse_existing
+
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.json", tmp_path / "c.png"
+    a.write_text("x")
+    c.write_text("x")
+    refuse_existing([b], overwrite=False)  # nothing there yet
+    refuse_existing([a, c], overwrite=True)
+    with pytest.raises(InputError, match=r"a.csv, .*c.png: already exists \(pass --overwrite"):
+        refuse_existing([a, b, c], overwrite=False)
+
+
+def test_csv_text_round_trips_floats():
+    import csv
+    import io
+
+    from zoomsr.io.tables import csv_text
+
+    rows = [{"k": "x", "v": 0.1 + 0.2}, {"k": "y", "v": 3}]
+    text = csv_text(rows, ["k", "v"])
+    back = list(csv.DictReader(io.StringIO(text)))
+    assert float(back[0]["v"]) == 0.1 + 0.2 and back[1] == {"k": "y", "v": "3"}
+    assert csv_text([]) == ""

@@ -26,13 +26,11 @@ def demo(
     data only): OUT/sentinel2_series_x4.tif (2.5 m) and its .preview.png.
     """
     from zoomsr.cli.infer import load_model
-    from zoomsr.errors import InputError
-    from zoomsr.inference.demo import existing_outputs, run_demo, run_series_demo
+    from zoomsr.inference.demo import demo_outputs, run_demo, run_series_demo
+    from zoomsr.io.atomic import refuse_existing
     from zoomsr.weights.registry import MULTI_DEFAULT_WEIGHTS
 
-    found = existing_outputs(out)
-    if found and not overwrite:
-        raise InputError(f"{found[0]}: already exists (pass --overwrite to replace it)")
+    refuse_existing(demo_outputs(out), overwrite)
     model = load_model(None, None, [], False, device, "auto")
     result = run_demo(out, model, size=size, overwrite=overwrite)
     typer.echo(f"(a) wrote {result.png}: LR | {model.label} | bicubic, {result.lr_size} px of "

@@ -65,7 +65,7 @@ def evaluate(
     """Score predicted images against targets (paired by relative path or S2-NAIP tile id)."""
     from rich.console import Console
 
-    from zoomsr.errors import DataError, InputError
+    from zoomsr.errors import DataError
     from zoomsr.evaluation.pairing import pair_images
     from zoomsr.evaluation.run import (
         CSV_NAME,
@@ -74,13 +74,12 @@ def evaluate(
         summary_table,
         write_results,
     )
+    from zoomsr.io.atomic import refuse_existing
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
 
     names = parse_metric_names(metrics)
-    if out is not None and not overwrite:
-        existing = [str(out / n) for n in (CSV_NAME, SUMMARY_NAME) if (out / n).exists()]
-        if existing:
-            raise InputError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    if out is not None:
+        refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
     pairing = pair_images(pred, target)
     problems = pairing.problems()
     if problems:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.io.atomic import refuse_existing
 from zoomsr.weights import registry
 
 app = typer.Typer(help="List, download and locate model weights.", no_args_is_help=True)
@@ -88,8 +89,7 @@ def import_ncnn(
         param, bin_file = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
     if output is None:
         raise InputError("--output is required when converting your own ncnn files")
-    if output.exists() and not overwrite:
-        raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+    refuse_existing([output], overwrite)
     state, config = ncnn_to_rrdbnet(read_ncnn(param, bin_file))
     model = rrdbnet_from_state(state, config)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,6 @@ is counted in ``n_nonfinite`` instead). Both files are written atomically.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -23,7 +21,8 @@ import torch
 from zoomsr.errors import DataError, InputError
 from zoomsr.evaluation.images import read_rgb
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
-from zoomsr.io.atomic import atomic_write_text
+from zoomsr.io.atomic import atomic_write_text, refuse_existing
+from zoomsr.io.tables import csv_text
 from zoomsr.metrics.base import Metric, check_batch_size, check_images
 from zoomsr.metrics.stats import bootstrap_ci
 
@@ -193,17 +192,9 @@ def write_results(
     """
     out = Path(out_dir)
     paths = {"csv": out / CSV_NAME, "summary": out / SUMMARY_NAME}
-    if not overwrite:
-        existing = [str(p) for p in paths.values() if p.exists()]
-        if existing:
-            raise InputError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
-    buf = io.StringIO()
+    refuse_existing(paths.values(), overwrite)
     fields = ["key", "pred", "target", *result.metrics]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in result.rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["csv"], csv_text(result.rows, fields))
     atomic_write_text(paths["summary"], json.dumps(result.to_json(), indent=2) + "\n")
     return paths
 

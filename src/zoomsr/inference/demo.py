@@ -28,6 +28,7 @@ from zoomsr.inference.inputs import to_tci
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.pipeline import InferenceOptions, run_inference, super_resolve_array
 from zoomsr.inference.windows import Tiling
+from zoomsr.io.atomic import refuse_existing
 
 SPYNDEX_FILE = "data/S2_10m.json"
 SPYNDEX_BANDS = ("B02", "B03", "B04", "B08")
@@ -85,8 +86,7 @@ def run_demo(out_dir: str | Path, model: InferenceModel, size: int = 64,
         raise InputError(f"--size must be in 16..300 px, got {size}")
     out = Path(out_dir)
     png = out / PNG_NAME
-    if png.exists() and not overwrite:
-        raise InputError(f"{png}: already exists (pass --overwrite to replace it)")
+    refuse_existing([png], overwrite)
     data = spyndex_sample()
     top = (data.shape[1] - size) // 2
     left = (data.shape[2] - size) // 2
@@ -175,8 +175,7 @@ def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
                          "image")
     out = Path(out_dir)
     tif = out / SERIES_TIF
-    if tif.exists() and not overwrite:
-        raise InputError(f"{tif}: already exists (pass --overwrite to replace it)")
+    refuse_existing([tif], overwrite)
     files = write_series(out / SERIES_DIR, size=size, n_frames=n_frames, seed=seed)
     options = InferenceOptions(native_grid=True, preview=True, overwrite=True,
                                progress=progress, seed=seed)
@@ -186,7 +185,7 @@ def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
                             time.perf_counter() - start)
 
 
-def existing_outputs(out_dir: str | Path) -> list[Path]:
-    """The demo outputs already in ``out_dir`` (the CLI refuses them without --overwrite)."""
+def demo_outputs(out_dir: str | Path) -> list[Path]:
+    """The files the demo writes in ``out_dir`` (the CLI checks them all before starting)."""
     out = Path(out_dir)
-    return [p for p in (out / PNG_NAME, out / SERIES_TIF) if p.exists()]
+    return [out / PNG_NAME, out / SERIES_TIF]

@@ -35,6 +35,7 @@ from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import Tiling, WindowGrid, blend_weights
 from zoomsr.inference.writer import PartialRun, write_geotiff, write_preview
+from zoomsr.io.atomic import refuse_existing
 
 RowCallback = Callable[[int, int], None]
 
@@ -342,6 +343,15 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     return tags
 
 
+def check_output(output: str | os.PathLike[str], overwrite: bool) -> Path:
+    """The output path, refused unless it is a GeoTIFF name and new (or ``overwrite``)."""
+    out = Path(output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
+    refuse_existing([out], overwrite)
+    return out
+
+
 def run_scene(
     frames: Sequence[Frame],
     output: str | os.PathLike[str],
@@ -360,11 +370,7 @@ def run_scene(
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
     """
     options = options or InferenceOptions()
-    out = Path(output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
-    if out.exists() and not options.overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_output(output, options.overwrite)
     if options.uncertainty and len(frames) <= model.n_images:
         raise ConfigError(
             f"--uncertainty needs more frames than the model takes ({model.n_images}); "

@@ -24,7 +24,13 @@ from zoomsr.errors import DataError, InputError
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import InferenceOptions, InferenceResult, RowCallback, _to_uint8
+from zoomsr.inference.pipeline import (
+    InferenceOptions,
+    InferenceResult,
+    RowCallback,
+    _to_uint8,
+    check_output,
+)
 from zoomsr.inference.writer import PartialRun, write_geotiff
 
 
@@ -61,11 +67,7 @@ def run_s2naip(
     """Super-resolve every tile of an S2-NAIP dataset into one georeferenced GeoTIFF."""
     options = options or InferenceOptions()
     root = Path(root)
-    out = Path(output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
-    if out.exists() and not options.overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_output(output, options.overwrite)
     if options.native_grid or options.uncertainty:
         raise InputError("S2-NAIP chunk input is on the training grid and has no "
                          "--native-grid or --uncertainty")

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from zoomsr.errors import InputError
 
 # mkstemp creates files readable by the owner only; finished outputs get the usual permissions.
 _UMASK = os.umask(0)
@@ -41,6 +43,16 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_existing(paths: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:
+    """Raise :class:`InputError` naming the outputs in ``paths`` that exist, unless
+    ``overwrite``: commands never replace finished work silently."""
+    if overwrite:
+        return
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing:
+        raise InputError(f"{', '.join(existing)}: already exists (pass --overwrite to replace it)")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -336,16 +336,6 @@ AGREEMENT_FILES = {
 }
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
 def write_agreement(
     result: AgreementResult, out_dir: str | os.PathLike[str], overwrite: bool = False
 ) -> dict[str, Path]:
@@ -356,14 +346,12 @@ def write_agreement(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from zoomsr.io.atomic import atomic_path, atomic_write_text
+    from zoomsr.io.atomic import atomic_path, atomic_write_text, refuse_existing
+    from zoomsr.io.tables import csv_text
 
     out = Path(out_dir)
     paths = {k: out / v for k, v in AGREEMENT_FILES.items()}
-    if not overwrite:
-        existing = [str(p) for p in paths.values() if p.exists()]
-        if existing:
-            raise InputError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    refuse_existing(paths.values(), overwrite)
     table = [
         {"metric": m.name, "agreement": m.agreement, "ci95_low": m.ci95_low,
          "ci95_high": m.ci95_high, "n_items": m.n_items, "n_agree": m.n_agree,
@@ -371,9 +359,9 @@ def write_agreement(
          "n_human_ties": result.n_human_ties, "higher_is_better": m.higher_is_better}
         for m in result.metrics
     ]
-    atomic_write_text(paths["table"], _csv_text(table))
+    atomic_write_text(paths["table"], csv_text(table))
     atomic_write_text(paths["summary"], json.dumps(result.to_json(), indent=2) + "\n")
-    atomic_write_text(paths["items"], _csv_text(result.item_rows))
+    atomic_write_text(paths["items"], csv_text(result.item_rows))
     fig = plot_agreement(result)
     FigureCanvasAgg(fig)
     with atomic_path(paths["plot"]) as tmp:
