@@ -95,7 +95,8 @@ def pipeline(args: argparse.Namespace) -> dict:
         paths = make_scene(Path(tmp) / "in", args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
-                                batch_size=args.pipeline_batch, progress=False)
+                                batch_size=args.pipeline_batch, progress=False,
+                                threads=args.threads)
         w = min(args.window, args.size)  # warm-up: kernel selection is not timed
         model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
         start = time.perf_counter()
@@ -115,7 +116,7 @@ def pipeline(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace, size: int) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
-                "pipeline_batch"):
+                "pipeline_batch", "threads"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -135,6 +136,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512, help="Scene side, LR px (4x scene: 2x).")
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None,
+                   help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
     p.add_argument("--pipeline-batch", type=int, default=4, help="Windows per model call.")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)

@@ -10,8 +10,10 @@ from zoomsr_needs import require_package
 
 
 @pytest.mark.slow
-def test_ray_matches_local(tmp_path, tiny_model):
+def test_ray_matches_local(tmp_path, tiny_model, monkeypatch):
     require_package("ray")
+    # "local" starts a new instance even where RAY_ADDRESS names a cluster (here: none there)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     import ray
 
     from zoomsr.inference.distributed import ray_row_source

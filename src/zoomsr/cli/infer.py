@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +16,57 @@ if TYPE_CHECKING:
     from zoomsr.inference.model import InferenceModel
     from zoomsr.inference.pipeline import InferenceOptions, InferenceResult
     from zoomsr.inference.scenes import Scene
+
+
+#: The value of ``--ray`` given alone (``--ray`` with no address, or ``--ray=``); resolved by
+#: :func:`default_ray_address` when the command runs.
+RAY_DEFAULT = ""
+
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}")
+
+
+def is_ray_address(token: str) -> bool:
+    """Whether ``token``, written after ``--ray``, is read as its address: ``local``, ``auto``,
+    ``host:port`` (or ``[ipv6]:port``) or a ``ray://`` URL. Anything else (an input path, an
+    object-store URL, another option) is not, so ``--ray`` before it stands alone."""
+    return (token in ("local", "auto") or token.startswith("ray://")
+            or _HOST_PORT.fullmatch(token) is not None)
+
+
+def normalise_ray_flag(args: Sequence[str]) -> list[str]:
+    """Let ``--ray`` go without a value in the ``infer`` arguments ``args`` (click options
+    cannot take an optional value): ``--ray`` followed by an address (:func:`is_ray_address`)
+    is kept as it is; ``--ray`` at the end or before anything else becomes ``--ray=`` (the
+    default, :data:`RAY_DEFAULT`) and the next token is parsed as usual. The rule reads the
+    token only, never the file system, so ``zoomsr infer --ray scene/ -o out.tif`` always
+    means the default with input ``scene/``; an input literally named ``local``, ``auto`` or
+    like ``host:port`` goes before ``--ray`` or as ``./local``, and any other address is
+    given as ``--ray=VALUE``. Tokens after ``--`` are left alone."""
+    out: list[str] = []
+    for i, token in enumerate(args):
+        if token == "--":
+            out.extend(args[i:])
+            break
+        if token == "--ray" and (i + 1 == len(args) or not is_ray_address(args[i + 1])):
+            out.append(f"--ray={RAY_DEFAULT}")
+        else:
+            out.append(token)
+    return out
+
+
+def default_ray_address() -> str:
+    """What ``--ray`` alone joins or starts, chosen as ``ray.init()`` with no address chooses:
+    the cluster named by ``RAY_ADDRESS``, else the last cluster started with ``ray start`` on
+    this machine (both as ``"auto"``), else a new local instance (``"local"``, with
+    ``--ray-workers`` CPUs). Unlike ``"auto"`` alone, a Ray instance that another program
+    started with ``ray.init()`` is not joined."""
+    if os.environ.get("RAY_ADDRESS"):
+        return "auto"
+    try:
+        from ray._private.services import find_bootstrap_address
+    except ImportError:  # no Ray (the pool says so) or a Ray without this helper: start one
+        return "local"
+    return "auto" if find_bootstrap_address(None) is not None else "local"
 
 
 def _rgb(text: str | None) -> tuple[int, int, int] | None:
@@ -76,6 +130,9 @@ def infer(
     margin: int | None = typer.Option(
         None, "--margin", help="Ignored border at inner window edges, LR px (default overlap/4)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per model call."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Rows of windows computed at once, so reads and "
+        "blending overlap the model (default: 3 on a GPU, 1 on a CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bf16 on CUDA), fp32 or bf16."),
@@ -95,7 +152,12 @@ def infer(
         None, "--dn-offset", help="DN offset to remove (1000 from baseline 04.00); default "
         "from the metadata."),
     ray: str | None = typer.Option(
-        None, "--ray", help="Run on a Ray cluster: 'auto', 'local' or an address."),
+        None, "--ray", metavar="[ADDRESS]",
+        help="Run on Ray. Alone: join the cluster in RAY_ADDRESS or one started with `ray "
+        "start` here, else start a local instance (as ray.init() does). Or 'local' (start "
+        "one), 'auto' (join a running one), host:port or ray://host:port. The token after "
+        "--ray is read as the address only in those forms (else it stays an input); write "
+        "other addresses as --ray=ADDRESS."),
     ray_workers: int = typer.Option(2, "--ray-workers", help="Model workers on Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     seed: int = typer.Option(0, "--seed", help="Seed for uncertainty subsets and random weights."),
@@ -118,11 +180,14 @@ def infer(
         manifest = load_scenes(scenes)  # fail on a bad manifest before building the model
     options = InferenceOptions(
         native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
+        threads=threads,
         uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
     net = load_model(weights, model, config, random_weights, device, precision)
+    if ray == RAY_DEFAULT:
+        ray = default_ray_address()
     if manifest is not None:
         _run_scenes(manifest, net, options, ray, ray_workers)
         return

@@ -74,13 +74,26 @@ def _debug_wanted(argv: list[str]) -> bool:
     return _state["debug"] or "--debug" in argv or os.environ.get("ZOOMSR_DEBUG") == "1"
 
 
+def normalise_argv(args: list[str]) -> list[str]:
+    """Rewrite what click cannot parse by itself before it parses ``args``: a ``--ray``
+    without a value in ``zoomsr infer`` (:func:`zoomsr.cli.infer.normalise_ray_flag`). Other
+    commands are left as they are."""
+    for i, token in enumerate(args):
+        if not token.startswith("-"):  # root options are flags: the first word is the command
+            if token == "infer":
+                return args[: i + 1] + infer_cli.normalise_ray_flag(args[i + 1:])
+            return args
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=args, prog_name="zoomsr", standalone_mode=False)
+        result = command.main(args=normalise_argv(args), prog_name="zoomsr",
+                              standalone_mode=False)
         return result if isinstance(result, int) else 0
     except _EXIT as exc:
         return exc.exit_code

@@ -133,7 +133,9 @@ class RayPool:
         if not ray.is_initialized():
             try:
                 if self.address in (None, "", "local"):
-                    ray.init(num_cpus=self.workers, include_dashboard=False,
+                    # address="local": a new instance even where RAY_ADDRESS or a `ray start`
+                    # cluster exists (no address would join it, and refuse num_cpus)
+                    ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
                              log_to_driver=False, configure_logging=False)
                 else:
                     ray.init(address=self.address, log_to_driver=False,

@@ -1,6 +1,6 @@
 """Scene inference: inputs -> target grid -> windows -> frame choice -> model -> blended GeoTIFF.
 
-Data flow (one row of windows at a time, so memory does not grow with the scene's height)::
+Data flow (rows of windows, so memory does not grow with the scene's height)::
 
     frames (files) --SceneReader--> strip [T, 3, h, W] + validity
         --per window: choose n frames, fill gaps--> batches [B, n, 3, h, w]
@@ -9,13 +9,17 @@ Data flow (one row of windows at a time, so memory does not grow with the scene'
     all rows done --> tiled, compressed GeoTIFF / COG, renamed onto the output
 
 :func:`run_inference` is the entry point; :func:`compute_row` is the unit of work that the
-Ray path (:mod:`zoomsr.inference.distributed`) ships to workers.
+Ray path (:mod:`zoomsr.inference.distributed`) ships to workers. Locally, ``threads`` rows are
+computed at once (:func:`local_rows`): while one row is in the model, the next is read and
+the previous blended, and the main thread writes finished rows, so a fast GPU is not left
+waiting on the CPU. Model calls are serialised, so the model's memory is needed once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,10 +62,15 @@ class InferenceOptions:
     radiometry: str = "auto"
     rgb_bands: tuple[int, int, int] | None = None
     dn_offset: float | None = None
+    #: Rows of windows computed at once; None: 3 on a GPU (the CPU work of the next and the
+    #: previous rows overlaps the model), 1 on a CPU (the model already uses every core).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.uncertainty == 1 or self.uncertainty < 0:
             raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
 
@@ -78,6 +87,9 @@ class ArrayReader:
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         valid = self.valid[:, rows, cols]
         return np.where(valid[:, None], self.pixels[:, :, rows, cols], 0.0), valid
+
+    def clone(self) -> ArrayReader:
+        return self  # read-only arrays: safe to share between threads
 
     def close(self) -> None:
         pass
@@ -219,12 +231,98 @@ class RowBlender:
         return top, value, valid
 
 
+class _SerialModel:
+    """``model`` with its calls serialised (threads share one model, and its memory)."""
+
+    def __init__(self, model: InferenceModel) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+        self.scale = model.scale
+
+    def forward(self, lr: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._model.forward(lr)
+
+
+class _RowThreads:
+    """``threads`` threads computing rows in order, each with its own reader.
+
+    A thread takes the next row only while fewer than ``threads`` finished rows wait to be
+    consumed, so at most about 2 x ``threads`` rows are in memory. Results are yielded in row
+    order; the first error is raised in the consumer. Closing stops the threads after the rows
+    they are on (a row takes about a second), and each thread closes its own reader.
+    """
+
+    def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
+                 threads: int) -> None:
+        self.plan, self.rows = plan, list(rows)
+        self.model = _SerialModel(model)
+        self.depth = threads
+        self.cond = threading.Condition()
+        self.results: dict[int, RowResult | BaseException] = {}
+        self.handed = self.consumed = 0
+        self.stop = False
+        self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
+                        for i in range(min(threads, len(self.rows)))]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        plan = ScenePlan(**{**vars(self.plan), "reader": self.plan.reader.clone()})
+        try:
+            while True:
+                with self.cond:
+                    while (not self.stop and self.handed < len(self.rows)
+                           and self.handed >= self.consumed + self.depth):
+                        self.cond.wait()
+                    if self.stop or self.handed >= len(self.rows):
+                        return
+                    i = self.handed
+                    self.handed += 1
+                try:
+                    res: RowResult | BaseException = compute_row(plan, self.model, self.rows[i])
+                except BaseException as exc:  # handed to the consumer, raised there
+                    res = exc
+                with self.cond:
+                    self.results[i] = res
+                    if isinstance(res, BaseException):
+                        self.stop = True
+                    self.cond.notify_all()
+        finally:
+            plan.reader.close()
+
+    def __iter__(self) -> Iterator[RowResult]:
+        try:
+            for i in range(len(self.rows)):
+                with self.cond:
+                    while i not in self.results:
+                        self.cond.wait()
+                    res = self.results.pop(i)
+                    self.consumed = i + 1
+                    self.cond.notify_all()
+                if isinstance(res, BaseException):
+                    raise res
+                yield res
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self.cond:
+            self.stop = True
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join()
+
+
 def local_rows(
-    plan: ScenePlan, model: InferenceModel, rows: Sequence[int]
+    plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1
 ) -> Iterator[RowResult]:
-    """Compute ``rows`` in order in this process."""
-    for r in rows:
-        yield compute_row(plan, model, r)
+    """Compute ``rows`` in order in this process, ``threads`` rows at once."""
+    if threads <= 1 or len(rows) <= 1:
+        for r in rows:
+            yield compute_row(plan, model, r)
+        return
+    yield from _RowThreads(plan, model, rows, threads)
 
 
 def super_resolve_array(
@@ -235,6 +333,7 @@ def super_resolve_array(
     batch_size: int = 8,
     uncertainty: int = 0,
     seed: int = 0,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve in-memory frames with the scene pipeline's tiling, frame choice and blending.
 
@@ -256,7 +355,7 @@ def super_resolve_array(
     blender = RowBlender(windows, s, channels, width * s)
     out = np.zeros((channels, height * s, width * s), np.float32)
     mask = np.zeros((height * s, width * s), bool)
-    for res in local_rows(plan, model, range(windows.n_rows)):
+    for res in local_rows(plan, model, range(windows.n_rows), threads):
         top, value, valid_hr = blender.add(res)
         out[:, top : top + value.shape[1]] = value
         mask[top : top + value.shape[1]] = valid_hr
@@ -365,7 +464,8 @@ def run_scene(
 ) -> InferenceResult:
     """Super-resolve one scene of ``frames`` into ``output`` (see module docstring).
 
-    ``row_source`` computes rows (default :func:`local_rows`; the Ray path passes its own).
+    ``row_source`` computes rows (default :func:`local_rows` with ``options.threads``; the Ray
+    path passes its own).
     ``on_row(done, total)`` is called after each window row is safely saved; an exception from
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
     """
@@ -397,7 +497,12 @@ def run_scene(
     rows = list(range(first_row, windows.n_rows))
     per_row = len(windows.xs)
     computed = 0
-    source = row_source or local_rows
+    if row_source is None:
+        def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[RowResult]:
+            threads = options.threads or (1 if m.device.type == "cpu" else 3)
+            return local_rows(p, m, rs, threads)
+    else:
+        source = row_source
     blender = RowBlender(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
     try:
         with _progress(len(windows), first_row * per_row, options.progress) as bar:

@@ -50,6 +50,10 @@ class SceneReader:
         self._sources = None
         self._env = None
 
+    def clone(self) -> SceneReader:
+        """A reader of the same frames with its own datasets (one per thread)."""
+        return SceneReader(list(self.frames), self.grid)
+
     def _aligned(self, frame: Frame) -> tuple[int, int] | None:
         g, t = self.grid.transform, frame.transform
         if frame.crs != self.grid.crs or t.b or t.d:

@@ -1,0 +1,63 @@
+"""Where ``zoomsr infer``'s time goes: cProfile of one pipeline run on a generated scene.
+
+Uses the scene and model of ``infer_throughput.py`` (random RRDBNet weights) and prints the
+functions with the most own time, e.g. to see what is left besides the model on a GPU::
+
+    python benchmarks/infer_profile.py --device cuda --size 976
+    python benchmarks/infer_profile.py --device cpu --config num_feat=8,num_block=1,num_grow_ch=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import infer_throughput  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="", help="RRDBNet config k=v,... (default: full ESRGAN)")
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--size", type=int, default=976, help="Scene side, LR px.")
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None,
+                   help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
+    p.add_argument("--pipeline-batch", type=int, default=8)
+    p.add_argument("--top", type=int, default=25)
+    args = p.parse_args()
+
+    from zoomsr.inference import InferenceOptions, Tiling, run_inference
+
+    model = infer_throughput._model(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = infer_throughput.make_scene(Path(tmp) / "in", args.size, args.images)
+        w = min(args.window, args.size)
+        model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
+        opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
+                                batch_size=args.pipeline_batch, progress=False,
+                                threads=args.threads)
+        prof = cProfile.Profile()
+        start = time.perf_counter()
+        prof.enable()
+        result = run_inference(paths, Path(tmp) / "out.tif", model, opts)
+        prof.disable()
+        elapsed = time.perf_counter() - start
+    print(f"{args.size}x{args.size} LR px, {result.windows} windows on {model.device}: "
+          f"{elapsed:.2f} s, {result.grid.area_km2 / elapsed:.3f} km2/s")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()

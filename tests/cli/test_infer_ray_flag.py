@@ -1,0 +1,149 @@
+"""``zoomsr infer --ray`` with or without an address; no Ray is started here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
+from infer_helpers import write_frames  # noqa: E402 - the inference tests' generator
+
+from zoomsr.cli import infer as infer_cli  # noqa: E402
+from zoomsr.cli.main import normalise_argv  # noqa: E402
+from zoomsr_needs import require_package  # noqa: E402
+
+TINY = ["--model", "rrdbnet", "--config", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+        "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
+        "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # alone at the end, before another option, before an input path
+        (["infer", "in/", "-o", "o.tif", "--ray"], ["infer", "in/", "-o", "o.tif", "--ray="]),
+        (["infer", "in/", "--ray", "-o", "o.tif"], ["infer", "in/", "--ray=", "-o", "o.tif"]),
+        (["infer", "--ray", "in/", "-o", "o.tif"], ["infer", "--ray=", "in/", "-o", "o.tif"]),
+        (["infer", "--ray", "s3://bucket/scene/", "-o", "o.tif"],
+         ["infer", "--ray=", "s3://bucket/scene/", "-o", "o.tif"]),
+        (["--debug", "infer", "--ray", "--scenes", "s.json"],
+         ["--debug", "infer", "--ray=", "--scenes", "s.json"]),
+        # with an address: kept
+        (["infer", "--ray", "local", "in/"], ["infer", "--ray", "local", "in/"]),
+        (["infer", "--ray", "auto", "in/"], ["infer", "--ray", "auto", "in/"]),
+        (["infer", "--ray", "ray://head.example:10001", "in/"],
+         ["infer", "--ray", "ray://head.example:10001", "in/"]),
+        (["infer", "--ray", "10.0.0.5:6379", "in/"], ["infer", "--ray", "10.0.0.5:6379", "in/"]),
+        (["infer", "--ray", "[::1]:6379", "in/"], ["infer", "--ray", "[::1]:6379", "in/"]),
+        (["infer", "--ray=auto", "in/"], ["infer", "--ray=auto", "in/"]),
+        (["infer", "--ray=", "in/"], ["infer", "--ray=", "in/"]),
+        (["infer", "--ray-workers", "3", "in/"], ["infer", "--ray-workers", "3", "in/"]),
+        # after "--" everything is an input
+        (["infer", "-o", "o.tif", "--", "--ray"], ["infer", "-o", "o.tif", "--", "--ray"]),
+        # other commands are left alone
+        (["train", "--ray"], ["train", "--ray"]),
+        (["data", "info", "d/", "--ray"], ["data", "info", "d/", "--ray"]),
+        (["--help"], ["--help"]),
+        ([], []),
+    ],
+)
+def test_normalise_argv(argv, expected):
+    assert normalise_argv(argv) == expected
+
+
+@pytest.mark.parametrize(
+    ("token", "is_address"),
+    [("local", True), ("auto", True), ("ray://10.0.0.5:10001", True), ("head-1.lan:6379", True),
+     ("[fe80::1]:6379", True), ("scene/", False), ("./local", False), ("scene.txt", False),
+     ("s3://bucket/x.tif", False), ("C:\\data", False), ("-o", False), ("", False)],
+)
+def test_is_ray_address(token, is_address):
+    assert infer_cli.is_ray_address(token) is is_address
+
+
+def test_other_commands_still_refuse_ray(cli):
+    code, _, err = cli("data", "info", "somewhere", "--ray")
+    assert code == 2 and "--ray" in err
+
+
+def test_default_ray_address_follows_ray_init(monkeypatch):
+    """RAY_ADDRESS or a `ray start` cluster: join ("auto"); else start one ("local")."""
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
+    assert infer_cli.default_ray_address() == "auto"
+    monkeypatch.delenv("RAY_ADDRESS")
+    require_package("ray")
+    import ray._private.services as services
+
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: "10.0.0.5:6379")
+    assert infer_cli.default_ray_address() == "auto"
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    assert infer_cli.default_ray_address() == "local"
+
+
+@pytest.fixture
+def ray_calls(monkeypatch):
+    """Record the address the infer command hands to the Ray path, and run locally instead."""
+    import zoomsr.inference.distributed as distributed
+
+    calls: list[tuple[str, int]] = []
+
+    def fake_row_source(address, workers=2, gpus_per_worker=None):
+        calls.append((address, workers))
+        return None  # run_inference then computes the rows locally
+
+    class FakePool:
+        rows = None
+
+        def __init__(self, address, workers=2, gpus_per_worker=None):
+            calls.append((address, workers))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(distributed, "ray_row_source", fake_row_source)
+    monkeypatch.setattr(distributed, "RayPool", FakePool)
+    monkeypatch.setattr(infer_cli, "default_ray_address", lambda: "resolved-default")
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("ray_args", "where", "address"),
+    [
+        (["--ray"], "end", "resolved-default"),
+        (["--ray"], "before-option", "resolved-default"),
+        (["--ray"], "before-input", "resolved-default"),
+        (["--ray=auto"], "end", "auto"),
+        (["--ray", "local"], "before-input", "local"),
+        (["--ray", "ray://head.example:10001"], "before-input", "ray://head.example:10001"),
+    ],
+)
+def test_ray_value_reaches_infer(cli, tmp_path, ray_calls, ray_args, where, address):
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    inputs, output = [str(tmp_path / "in")], ["-o", str(out)]
+    if where == "end":
+        argv = [*inputs, *output, *TINY, *ray_args]
+    elif where == "before-option":
+        argv = [*inputs, *ray_args, *output, *TINY]
+    else:
+        argv = [*ray_args, *inputs, *output, *TINY]
+    code, stdout, err = cli("infer", *argv, "--ray-workers", "3")
+    assert code == 0, err
+    assert ray_calls == [(address, 3)]
+    assert out.is_file() and "wrote" in stdout
+
+
+def test_bare_ray_with_scenes(cli, tmp_path, ray_calls):
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    manifest = tmp_path / "scenes.json"
+    manifest.write_text(json.dumps({"scenes": [{"inputs": "in", "output": "sr.tif"}]}))
+    code, stdout, err = cli("infer", "--scenes", manifest, "--ray", *TINY)
+    assert code == 0, err
+    assert ray_calls == [("resolved-default", 2)]
+    assert (tmp_path / "sr.tif").is_file() and "1 scene(s) done" in stdout

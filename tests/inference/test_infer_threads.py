@@ -1,0 +1,91 @@
+"""Rows computed by several threads: same bytes as one thread, errors and Ctrl-C handled."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from infer_helpers import write_frames
+
+from zoomsr.errors import DataError
+from zoomsr.inference import InferenceOptions, Tiling, run_inference
+from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.writer import partial_dir
+
+FAST = Tiling(window=32, overlap=8)
+
+
+def _opts(**kw) -> InferenceOptions:
+    return InferenceOptions(tiling=FAST, progress=False, **kw)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    holes = {0: (slice(10, 40), slice(0, 20)), 2: (slice(50, 70), slice(20, 40))}
+    return write_frames(tmp_path / "in", n=4, size=(96, 48), holes=holes)
+
+
+def test_threads_write_the_same_bytes(scene, tiny_model, tmp_path):
+    model = tiny_model(2)
+    outs = []
+    for threads in (1, 3):
+        out = tmp_path / f"t{threads}.tif"
+        run_inference(scene, out, model, _opts(threads=threads, uncertainty=2, save_lr=True))
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    assert (outs[0].with_name("t1.lr.tif").read_bytes()
+            == outs[1].with_name("t3.lr.tif").read_bytes())
+
+
+def test_in_memory_threads_match(tiny_model):
+    rng = np.random.default_rng(1)
+    pixels = rng.random((3, 3, 70, 50), dtype=np.float32)
+    a, mask_a = super_resolve_array(pixels, tiny_model(2), FAST, threads=1)
+    b, mask_b = super_resolve_array(pixels, tiny_model(2), FAST, threads=4)
+    assert np.array_equal(a, b) and np.array_equal(mask_a, mask_b)
+
+
+def test_interrupted_threaded_run_resumes_byte_identical(scene, tiny_model, tmp_path):
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(scene, clean, model, _opts(threads=1))
+    out = tmp_path / "run.tif"
+    before = threading.active_count()
+
+    def stop(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(scene, out, model, _opts(threads=3), on_row=stop)
+    assert threading.active_count() == before  # no row thread left running
+    assert not out.exists() and partial_dir(out).is_dir()
+    result = run_inference(scene, out, model, _opts(threads=2, resume=True))
+    assert result.rows_resumed == 3
+    assert out.read_bytes() == clean.read_bytes()
+
+
+def test_read_error_in_a_row_thread_names_the_file(scene, tiny_model, tmp_path, monkeypatch):
+    from zoomsr.inference import reader as reader_mod
+
+    real = reader_mod.SceneReader._read_raw
+
+    def failing(self, index, window):
+        if int(window.row_off) > 40:  # a later row fails, in whichever thread computes it
+            raise DataError(f"{self.frames[index].paths[0]}: read failed (simulated)")
+        return real(self, index, window)
+
+    monkeypatch.setattr(reader_mod.SceneReader, "_read_raw", failing)
+    before = threading.active_count()
+    with pytest.raises(DataError, match=r"S2_2024010\d_TCI.tif: read failed"):
+        run_inference(scene, tmp_path / "sr.tif", tiny_model(2), _opts(threads=3))
+    assert threading.active_count() == before
+    assert not (tmp_path / "sr.tif").exists()
+
+
+def test_threads_must_be_positive():
+    from zoomsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threads"):
+        InferenceOptions(threads=0)
