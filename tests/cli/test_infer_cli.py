@@ -80,3 +80,28 @@ def test_infer_default_realesrgan(cli, tmp_path, monkeypatch):
     assert "realesrgan-x4plus (1 image(s))" in stdout
     with rasterio.open(out) as ds:
         assert ds.tags()["zoomsr_model"] == "realesrgan-x4plus" and ds.width == 48
+
+
+def test_infer_band_model_reads_b08_files(cli, tmp_path):
+    """--bands tci,b08: each date's B08 file (same name but the band token) is the 4th channel."""
+    import numpy as np
+
+    paths = write_frames(tmp_path / "in", n=2, size=(24, 32))
+    for p in paths:
+        with rasterio.open(p) as src:
+            profile = src.profile | {"count": 1, "dtype": "uint16"}
+        with rasterio.open(p.with_name(p.name.replace("_TCI", "_B08")), "w", **profile) as dst:
+            dst.write(np.full((1, 24, 32), 3000, np.uint16))
+    band_model = [a if a != "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4"
+                  else "num_in_ch=8,num_feat=8,num_block=1,num_grow_ch=4" for a in TINY]
+    out = tmp_path / "sr.tif"
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *band_model, "--bands", "tci,b08",
+                       "--dn-offset", "0", "--threads", "2")
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        assert ds.count == 3 and ds.width == 128
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *band_model)
+    assert code == 2 and "--bands tci,b08" in err  # 8 channels: not RGB frames
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--weights",
+                       "esrgan-10m", "--bands", "tci", "--no-progress")
+    assert code == 2 and "esrgan-10m takes bands tci,b08" in err

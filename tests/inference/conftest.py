@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from infer_helpers import TINY, write_frames
+from infer_helpers import REAL_S2, TINY, crop_real_scene, write_frames
 
 
 @pytest.fixture
@@ -23,3 +23,9 @@ def tiny_model():
                                      device="cpu")
 
     return make
+
+
+@pytest.fixture
+def real_scene(shared_dir, tmp_path) -> Path:
+    """A 24 x 24 px (2.4 km) crop of the real L2A scene: TCI, B02-B04, B08, SCL, the STAC item."""
+    return crop_real_scene(shared_dir / REAL_S2, tmp_path / "29RKH")

@@ -7,10 +7,41 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from zoomsr import grid as tiles
 
 TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+#: The real Sentinel-2 L2A scene in ../shared (TCI, B02-B04, B08 at 100 m, SCL at 200 m).
+REAL_S2 = "data/real/sentinel2-l2a-29RKH"
+
+
+def crop(src: Path, dst: Path, window: Window) -> Path:
+    """Copy a window of a real raster, keeping its georeference, tags and nodata."""
+    with rasterio.open(src) as ds:
+        profile = ds.profile | {"width": int(window.width), "height": int(window.height),
+                                "transform": ds.window_transform(window), "tiled": False}
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        data = ds.read(window=window)
+        tags = ds.tags()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.update_tags(**tags)
+    return dst
+
+
+def crop_real_scene(src: Path, folder: Path, col: int = 500, row: int = 500,
+                    size: int = 24) -> Path:
+    """A ``size`` px crop at (``col``, ``row``) of the real L2A scene: TCI, B02-B04, B08, SCL
+    (the same area at 200 m) and the STAC item."""
+    for name in ("TCI", "B02", "B03", "B04", "B08"):
+        crop(src / f"{name}.tif", folder / f"{name}.tif", Window(col, row, size, size))
+    crop(src / "SCL.tif", folder / "SCL.tif", Window(col // 2, row // 2, size // 2, size // 2))
+    (folder / "S2A_29RKH_20200219_0_L2A.json").write_bytes(
+        (src / "S2A_29RKH_20200219_0_L2A.json").read_bytes())
+    return folder
 
 
 def write_frames(

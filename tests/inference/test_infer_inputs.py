@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from infer_helpers import read, write_frames
+from infer_helpers import REAL_S2, crop, read, write_frames
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError
 from zoomsr.inference import InferenceOptions, Tiling, discover_frames, run_inference
 from zoomsr.inference.inputs import to_tci
-
-REAL_S2 = "data/real/sentinel2-l2a-29RKH"
-
-
-def _crop(src: Path, dst: Path, window: Window) -> Path:
-    """Copy a window of a real raster, keeping its georeference, tags and nodata."""
-    with rasterio.open(src) as ds:
-        profile = ds.profile | {"width": int(window.width), "height": int(window.height),
-                                "transform": ds.window_transform(window), "tiled": False}
-        profile.pop("blockxsize", None)
-        profile.pop("blockysize", None)
-        data = ds.read(window=window)
-        tags = ds.tags()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(data)
-        out.update_tags(**tags)
-    return dst
-
-
-@pytest.fixture
-def real_scene(shared_dir, tmp_path) -> Path:
-    """A 24 x 24 px (2.4 km) crop of the real L2A scene: TCI, B02-B04, B08, SCL, the STAC item."""
-    src = shared_dir / REAL_S2
-    folder = tmp_path / "29RKH"
-    for name in ("TCI", "B02", "B03", "B04", "B08"):
-        _crop(src / f"{name}.tif", folder / f"{name}.tif", Window(500, 500, 24, 24))
-    _crop(src / "SCL.tif", folder / "SCL.tif", Window(250, 250, 12, 12))
-    (folder / "S2A_29RKH_20200219_0_L2A.json").write_bytes(
-        (src / "S2A_29RKH_20200219_0_L2A.json").read_bytes())
-    return folder
 
 
 def test_real_folder_prefers_tci_and_reads_level(real_scene):
@@ -54,7 +22,9 @@ def test_real_folder_prefers_tci_and_reads_level(real_scene):
     assert frame.label == "TCI.tif" and frame.radiometry == "tci" and frame.level == "L2A"
     assert frame.crs.to_epsg() == 32629
     ignored = " ".join(found.ignored)
-    assert "B08.tif" in ignored and "SCL.tif" in ignored and "B02.tif" in ignored
+    assert "B08.tif" in ignored and "B02.tif" in ignored  # B08: the default model is RGB
+    assert frame.scl is not None and frame.scl.path.name == "SCL.tif"  # used to choose frames
+    assert frame.extras == ()
 
 
 def test_real_band_files_detected_as_dn_and_match_tci(shared_dir):
@@ -95,10 +65,10 @@ def test_real_float_reflectance_x10000_is_refused(shared_dir, tmp_path, tiny_mod
         discover_frames(path, rgb_bands=(3, 2, 1))
     with pytest.raises(DataError, match="--dn-offset"):
         discover_frames(path, rgb_bands=(3, 2, 1), radiometry="dn")
-    crop = _crop(path, tmp_path / "s2like.tif", Window(100, 50, 48, 40))
+    crop_path = crop(path, tmp_path / "s2like.tif", Window(100, 50, 48, 40))
     opts = InferenceOptions(radiometry="dn", dn_offset=0, rgb_bands=(3, 2, 1),
                             tiling=Tiling(32, 8), progress=False)
-    result = run_inference(crop, tmp_path / "o.tif", tiny_model(1), opts)
+    result = run_inference(crop_path, tmp_path / "o.tif", tiny_model(1), opts)
     assert result.grid.crs.to_epsg() == 3857  # EPSG:4326 reprojected
 
 
@@ -176,8 +146,11 @@ def test_manifests(tmp_path):
     assert frames[0].radiometry == "dn" and len(frames[0].paths) == 3
     assert frames[1].radiometry == "tci"
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"nir": str(bands[0])}]))
-    with pytest.raises(DataError, match="unknown band key 'nir'"):
+    bad.write_text(json.dumps([{"b8a": str(bands[0])}]))
+    with pytest.raises(DataError, match="unknown band key 'b8a'"):
+        discover_frames(bad)
+    bad.write_text(json.dumps([{"nir": str(bands[0])}]))  # B08 alone is no frame
+    with pytest.raises(DataError, match="red, green, blue missing"):
         discover_frames(bad)
     with pytest.raises(DataError, match="given twice"):
         discover_frames([paths[0], paths[0]])

@@ -214,16 +214,16 @@ def test_peak_rows_do_not_depend_on_scene_height(tmp_path, tiny_model):
 
     paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
     seen = []
-    original = pipeline.RowBlender.add
+    original = pipeline.RowAssembler.add
 
     def spy(self, res):
         out = original(self, res)
         seen.append(self.weights.shape[0])
         return out
 
-    pipeline.RowBlender.add = spy
+    pipeline.RowAssembler.add = spy
     try:
         run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts())
     finally:
-        pipeline.RowBlender.add = original
+        pipeline.RowAssembler.add = original
     assert max(seen) <= FAST.window * 4 and len(seen) > 3

@@ -71,12 +71,12 @@ def test_read_error_in_a_row_thread_names_the_file(scene, tiny_model, tmp_path, 
 
     real = reader_mod.SceneReader._read_raw
 
-    def failing(self, index, window):
+    def failing(src, window):
         if int(window.row_off) > 40:  # a later row fails, in whichever thread computes it
-            raise DataError(f"{self.frames[index].paths[0]}: read failed (simulated)")
-        return real(self, index, window)
+            raise DataError(f"{src.path}: read failed (simulated)")
+        return real(src, window)
 
-    monkeypatch.setattr(reader_mod.SceneReader, "_read_raw", failing)
+    monkeypatch.setattr(reader_mod.SceneReader, "_read_raw", staticmethod(failing))
     before = threading.active_count()
     with pytest.raises(DataError, match=r"S2_2024010\d_TCI.tif: read failed"):
         run_inference(scene, tmp_path / "sr.tif", tiny_model(2), _opts(threads=3))

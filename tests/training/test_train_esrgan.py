@@ -31,6 +31,8 @@ def test_tiny_esrgan_learns_and_saves_a_loadable_generator(tiny_config, tmp_path
     assert isinstance(from_ckpt, RRDBNet) and from_ckpt.config == cfg.model.config
     for a, b in zip(from_ckpt.state_dict().values(), exported.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    generator = read_checkpoint(result.generator_path)
+    assert generator.extra["bands"] == ["tci"] and generator.extra["n_images"] == 4
     ckpt = read_checkpoint(result.last_checkpoint)
     assert ckpt.extra["global_step"] == 30 and ckpt.model_name == "rrdbnet"
     assert load_config(out / "config.yaml") == cfg

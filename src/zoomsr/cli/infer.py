@@ -82,8 +82,9 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
 
 
 def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
-               device: str, precision: str):
+               device: str, precision: str, bands: str | None = None):
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
+    from zoomsr.data.bands import validate_bands
     from zoomsr.inference import build_inference_model
     from zoomsr.models import parse_config
     from zoomsr.weights import registry
@@ -93,15 +94,18 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
         raise ConfigError("--config needs --model")
     if random_weights:
         return build_inference_model(model=model, config=cfg, random_weights=True,
-                                     device=device, precision=precision)
+                                     device=device, precision=precision, bands=bands)
     name = weights or registry.DEFAULT_WEIGHTS
     if Path(name).is_file() or weights is not None and name not in registry.REGISTRY:
         return build_inference_model(weights=name, model=model, config=cfg, device=device,
-                                     precision=precision, label=Path(name).name)
+                                     precision=precision, label=Path(name).name, bands=bands)
     entry = registry.get_entry(name)
+    if bands is not None and validate_bands(bands) != entry.bands:
+        raise ConfigError(f"--bands {bands}: {name} takes bands {','.join(entry.bands)}")
     path = registry.resolve(name)
     return build_inference_model(weights=path, model=entry.model, config={**entry.config, **cfg},
-                                 device=device, precision=precision, label=name)
+                                 device=device, precision=precision, label=name,
+                                 bands=entry.bands)
 
 
 def infer(
@@ -122,6 +126,10 @@ def infer(
     config: list[str] = typer.Option([], "--config", "-c", help="Model config key=value."),
     random_weights: bool = typer.Option(
         False, "--random-weights", help="Seeded random weights (tests, benchmarks only)."),
+    bands: str | None = typer.Option(
+        None, "--bands", help="Bands per frame the model takes, e.g. tci,b08 (default: from "
+        "the registry or the zoomsr checkpoint, else tci). Extra bands are read from files of "
+        "the same date (…_B08.tif) or JSON manifest keys."),
     native_grid: bool = typer.Option(
         False, "--native-grid", help="Keep the input CRS (output pixel = input / scale) "
         "instead of EPSG:3857 at 9.555 m."),
@@ -185,7 +193,7 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
-    net = load_model(weights, model, config, random_weights, device, precision)
+    net = load_model(weights, model, config, random_weights, device, precision, bands)
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     if manifest is not None:

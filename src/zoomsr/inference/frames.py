@@ -1,7 +1,8 @@
 """Choosing, per window, which frames (dates) feed the model, and filling their gaps.
 
 A frame's score in a window is its number of unusable pixels: nodata/black, plus saturated
-ones (every channel at 255: clouds, glint). The ``n`` frames with the lowest scores are taken,
+ones (every RGB channel at 255: clouds, glint), plus, where the frame has an SCL, cloud,
+cloud-shadow and cirrus pixels. The ``n`` frames with the lowest scores are taken,
 ties broken by input order, so the choice is deterministic. A window where fewer than ``n``
 frames are free of nodata is counted and reported. Gaps in the chosen frames are filled with
 the per-pixel mean of all frames valid there, so the model never sees black holes.
@@ -15,9 +16,17 @@ import numpy as np
 SATURATED = 254.5 / 255.0
 
 
-def frame_scores(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``[T]`` unusable pixels per frame; ``pixels`` ``[T, 3, h, w]``, ``valid`` ``[T, h, w]``."""
-    saturated = np.all(pixels >= SATURATED, axis=1) & valid
+def frame_scores(
+    pixels: np.ndarray, valid: np.ndarray, cloudy: np.ndarray | None = None
+) -> np.ndarray:
+    """``[T]`` unusable pixels per frame.
+
+    ``pixels`` ``[T, C, h, w]`` (RGB first), ``valid`` ``[T, h, w]``; ``cloudy`` ``[T, h, w]``
+    (from the SCL, valid pixels only) adds cloud, cloud-shadow and cirrus pixels.
+    """
+    saturated = np.all(pixels[:, :3] >= SATURATED, axis=1) & valid
+    if cloudy is not None:
+        saturated |= cloudy
     return (~valid).reshape(len(valid), -1).sum(1) + saturated.reshape(len(valid), -1).sum(1)
 
 
@@ -39,7 +48,7 @@ def count_clean(valid: np.ndarray) -> int:
 def fill_gaps(pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fill invalid pixels with the mean of the frames valid there.
 
-    Returns the filled ``[T, 3, h, w]`` frames and ``[h, w]`` "any frame valid" (the output's
+    Returns the filled ``[T, C, h, w]`` frames and ``[h, w]`` "any frame valid" (the output's
     data mask; where it is False the filled value is 0).
     """
     count = valid.sum(0)

@@ -9,11 +9,19 @@ Every frame is converted to the radiometry the published models were trained on:
 8-bit true-colour image (TCI) divided by 255. Digital numbers (DN, reflectance x 10000) and
 float reflectance are mapped with the TCI stretch measured on a real L2A scene
 (TCI ~= 255 * reflectance / 0.25, clipped); anything else is refused with a message.
+
+A frame may also carry, from files of the same date (same name but for the band token, or
+``b08``/``scl``... keys in a JSON manifest, or labelled bands of a multi-band file):
+
+- the extra bands a band-variant model takes (``b08``; the 20 m and 60 m bands), as in
+  training: reflectance x 10000 / 8160, clipped to [0, 1];
+- the scene classification layer (``SCL``, L2A), used to prefer cloud-free dates per window.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -56,8 +64,49 @@ _OTHER_BANDS = {
     "b10", "b11", "b12", "scl", "aot", "wvp", "nir", "nir08", "nir09", "swir16", "swir22",
     "coastal", "rededge1", "rededge2", "rededge3", "cld", "snw",
 }
+#: Names of the bands band-variant models take (besides TCI), as files may spell them: ESA's
+#: B01..B12, and Earth Search's asset names (``nir`` is B08; ``nir08`` is B8A, not used).
+EXTRA_BAND_TOKENS = {
+    "b01": "b01", "b1": "b01", "coastal": "b01",
+    "b05": "b05", "b5": "b05", "rededge1": "b05",
+    "b06": "b06", "b6": "b06", "rededge2": "b06",
+    "b07": "b07", "b7": "b07", "rededge3": "b07",
+    "b08": "b08", "b8": "b08", "nir": "b08",
+    "b09": "b09", "b9": "b09", "nir09": "b09",
+    "b10": "b10", "cirrus": "b10",
+    "b11": "b11", "swir16": "b11",
+    "b12": "b12", "swir22": "b12",
+}
+#: Extra bands, reflectance x 10000 divided by this and clipped to [0, 1] (the training scale).
+BAND16_DIVISOR = 8160.0
+_RESOLUTION_RE = re.compile(r"r?\d{2,3}m", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
+
+
+@dataclass(frozen=True)
+class AuxBand:
+    """One more raster of a frame's date: an extra band (``b08``...) or the SCL.
+
+    ``band`` is the 1-based band in ``path``. ``radiometry``: ``dn`` (reflectance x 10000 +
+    ``dn_offset``), ``reflectance`` (float) or ``classes`` (SCL).
+    """
+
+    name: str
+    path: Path
+    band: int
+    radiometry: str
+    dn_offset: float
+    dtype: str
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    nodata: float | None
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "band": self.band, "radiometry": self.radiometry,
+                "dn_offset": self.dn_offset}
 
 
 @dataclass(frozen=True)
@@ -81,6 +130,8 @@ class Frame:
     height: int
     nodata: float | None
     level: str | None = None  # "L1C" / "L2A" when the metadata says so
+    extras: tuple[AuxBand, ...] = ()  # the model's extra bands, in its order
+    scl: AuxBand | None = None  # scene classification (L2A), for choosing frames
 
     @property
     def bounds(self) -> BoundingBox:
@@ -103,6 +154,8 @@ class Frame:
             "radiometry": self.radiometry,
             "dn_offset": self.dn_offset,
             "level": self.level,
+            **({"extras": {a.name: a.describe() for a in self.extras}} if self.extras else {}),
+            **({"scl": self.scl.describe()} if self.scl is not None else {}),
         }
 
 
@@ -126,6 +179,14 @@ def to_tci(
     return np.clip(x / np.float32(TCI_SATURATION), 0.0, 1.0)
 
 
+def to_band16(pixels: np.ndarray, radiometry: str, dn_offset: float = 0.0) -> np.ndarray:
+    """Map raw extra-band pixels to the models' scale: reflectance x 10000 / 8160, in [0, 1]."""
+    x = pixels.astype(np.float32, copy=False)
+    # DN: reflectance x 10000 + offset; otherwise float reflectance
+    x = x - np.float32(dn_offset) if radiometry == "dn" else x * np.float32(DN_SCALE)
+    return np.clip(x / np.float32(BAND16_DIVISOR), 0.0, 1.0)
+
+
 def valid_pixels(pixels: np.ndarray, nodata: float | None, mask: np.ndarray | None) -> np.ndarray:
     """``[H, W]`` True where a ``[3, H, W]`` pixel holds data.
 
@@ -146,9 +207,14 @@ def valid_pixels(pixels: np.ndarray, nodata: float | None, mask: np.ndarray | No
 
 
 def _band_role(path: Path) -> str | None:
-    """``tci`` / ``red`` / ``green`` / ``blue`` / ``other`` from a file name, None if unnamed."""
+    """The band a file holds, from its name: ``tci`` / ``red`` / ``green`` / ``blue``, an
+    extra band (``b08``...), ``scl``, or ``other``; None if the name has no band token."""
     tokens = [t.lower() for t in _TOKEN_RE.findall(path.stem)]
-    roles = [_BAND_TOKENS[t] for t in tokens if t in _BAND_TOKENS]
+    roles = [
+        _BAND_TOKENS.get(t) or EXTRA_BAND_TOKENS.get(t) or ("scl" if t == "scl" else None)
+        for t in tokens
+    ]
+    roles = [r for r in roles if r is not None]
     if roles:
         return roles[-1]  # the band token is usually last (T29RKH_20200219_B02)
     if any(t in _OTHER_BANDS for t in tokens):
@@ -156,11 +222,30 @@ def _band_role(path: Path) -> str | None:
     return None
 
 
+def _is_band_token(token: str) -> bool:
+    t = token.lower()
+    return t in _BAND_TOKENS or t in _OTHER_BANDS or t in EXTRA_BAND_TOKENS
+
+
 def _group_key(path: Path) -> str:
-    """The file name with its band token removed: files of one date share it."""
+    """The file name without its band and resolution tokens: files of one date share it.
+
+    A SAFE product's ``R10m``/``R20m``/``R60m`` folders count as one folder.
+    """
     tokens = _TOKEN_RE.findall(path.stem)
-    kept = [t for t in tokens if t.lower() not in _BAND_TOKENS and t.lower() not in _OTHER_BANDS]
-    return str(path.parent / "_".join(kept))
+    kept = [t for t in tokens if not _is_band_token(t) and not _RESOLUTION_RE.fullmatch(t)]
+    parent = path.parent
+    if _RESOLUTION_RE.fullmatch(parent.name):
+        parent = parent.parent
+    return str(parent / "_".join(kept))
+
+
+def _resolution_m(path: Path) -> int:
+    """The resolution a file name states (``_20m``, ``R20m/``), in metres; 0 if none."""
+    for token in [*_TOKEN_RE.findall(path.stem), path.parent.name][::-1]:
+        if _RESOLUTION_RE.fullmatch(token):
+            return int(token.lower().lstrip("r").rstrip("m"))
+    return 0
 
 
 def _is_s2naip_root(path: Path) -> bool:
@@ -189,11 +274,13 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
             elif isinstance(item, dict) and item and all(isinstance(v, str) for v in item.values()):
                 roles = {}
                 for key, value in item.items():
-                    role = _BAND_TOKENS.get(key.lower())
+                    k = key.lower()
+                    role = _BAND_TOKENS.get(k) or EXTRA_BAND_TOKENS.get(k) or (
+                        "scl" if k == "scl" else None)
                     if role is None:
                         raise DataError(
                             f"{path}: frame {i}: unknown band key {key!r} (use tci, or red/green/"
-                            "blue, or b04/b03/b02)"
+                            "blue or b04/b03/b02, and optionally b01..b12 and scl)"
                         )
                     roles[role] = base / value
                 entries.append(roles)
@@ -209,8 +296,15 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
     return entries
 
 
-def _expand(items: Sequence[str | os.PathLike[str]]) -> tuple[list[list[Path] | dict], list[str]]:
-    """Turn the user's paths into frame candidates (lists of files, or band dicts)."""
+def _expand(
+    items: Sequence[str | os.PathLike[str]], extra_bands: Sequence[str] = ()
+) -> tuple[list[list[Path] | dict], list[str]]:
+    """Turn the user's paths into frame candidates (lists of files, or band dicts).
+
+    Loose files are grouped by date (:func:`_group_key`); of two files of one band and date,
+    the finer resolution is kept (a SAFE product has B04 at 10, 20 and 60 m). Extra bands
+    the model does not take are left out with a note.
+    """
     if not items:
         raise DataError("no input given (pass raster files, folders or a manifest)")
     candidates: list[list[Path] | dict] = []
@@ -252,21 +346,35 @@ def _expand(items: Sequence[str | os.PathLike[str]]) -> tuple[list[list[Path] | 
         if role is None:
             candidates.append([f])
             continue
-        if role == "other":
-            ignored.append(f"{f}: not a red, green, blue or TCI band")
+        if role == "other" or (role in EXTRA_BAND_TOKENS.values() and role not in extra_bands):
+            what = "a band this model takes" if role != "other" else "a red/green/blue/TCI band"
+            ignored.append(f"{f}: not {what}")
             continue
         slot = groups.setdefault(_group_key(f), {})
         if role in slot:
-            raise DataError(f"{f}: two {role} files for the same date (also {slot[role]})")
+            a, b = _resolution_m(f), _resolution_m(slot[role])
+            if a == b:
+                raise DataError(f"{f}: two {role} files for the same date (also {slot[role]})")
+            keep, drop = (f, slot[role]) if a < b else (slot[role], f)
+            ignored.append(f"{drop}: {role} also at a finer resolution ({keep.name}), used")
+            f = keep
         slot[role] = f
+    aux = {"scl", *extra_bands}
     for key, slot in groups.items():
+        extras = {r: f for r, f in slot.items() if r in aux}
         if "tci" in slot:
             for role, f in slot.items():
-                if role != "tci":
+                if role in ("red", "green", "blue"):
                     ignored.append(f"{f}: same date as {slot['tci'].name}, which is used")
-            candidates.append({"tci": slot["tci"]})
+            candidates.append({"tci": slot["tci"], **extras})
         elif {"red", "green", "blue"} <= set(slot):
             candidates.append(slot)
+        elif set(slot) <= aux:
+            names = ", ".join(sorted(f.name for f in slot.values()))
+            raise DataError(
+                f"{key}*: {names} without a TCI or B04/B03/B02 file of the same date (files of "
+                "one date must share their name but for the band token)"
+            )
         else:
             missing = sorted({"red", "green", "blue"} - set(slot))
             raise DataError(
@@ -302,11 +410,13 @@ class _Meta:
 
 
 def _metadata(path: Path, tags: dict) -> _Meta:
-    """What the file name, GDAL tags and a STAC item beside the file say about the product."""
-    text = " ".join([path.name, *(f"{k}={v}" for k, v in tags.items())]).upper()
+    """What the file name, its folders' names (a SAFE product's), GDAL tags and a STAC item
+    beside the file say about the product."""
+    names = [path.stem, *(p.name for p in list(path.parents)[:5])]
+    text = " ".join([*names, *(f"{k}={v}" for k, v in tags.items())]).upper()
     level = next((name for name in ("L2A", "L1C") if name in text), None)
     baseline: float | None = None
-    m = _BASELINE_RE.search(path.name)
+    m = next(filter(None, (_BASELINE_RE.search(n) for n in names)), None)
     if m:
         baseline = float(f"{m.group(1)}.{m.group(2)}")
     for key in ("PROCESSING_BASELINE", "s2:processing_baseline"):
@@ -444,7 +554,91 @@ def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
     return ds.read(band, out_shape=shape)
 
 
+def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
+              dn_offset: float | None, frame: Frame) -> AuxBand:
+    """Describe band ``band`` of ``ds`` as the extra band or SCL ``name`` of ``frame``."""
+    dtype = ds.dtypes[band - 1]
+    if name == "scl":
+        if dtype != "uint8":
+            raise DataError(f"{path}: SCL must be 8-bit scene classes, found {dtype}")
+        radiometry, offset = "classes", 0.0
+    else:
+        if dtype == "uint8":
+            raise DataError(
+                f"{path}: band {name} is 8-bit; extra bands must be 16-bit digital numbers or "
+                "float reflectance"
+            )
+        radiometry = _radiometry_for(path, dtype, "auto", _sample(ds, band))
+        offset = 0.0
+        if radiometry == "dn":
+            try:
+                offset = _dn_offset(path, ds.tags(), dn_offset)[0]
+            except DataError:
+                if frame.radiometry != "dn":
+                    raise
+                offset = frame.dn_offset  # same product as the frame's own DN bands
+    return AuxBand(name=name, path=path, band=band, radiometry=radiometry, dn_offset=offset,
+                   dtype=dtype, crs=ds.crs, transform=ds.transform, width=ds.width,
+                   height=ds.height, nodata=ds.nodata)
+
+
+def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
+                dn_offset: float | None) -> Frame:
+    """``frame`` with its extra bands (every one of ``extra_bands``) and SCL, if any."""
+    extras = []
+    for name in extra_bands:
+        if name in aux:
+            path = aux[name]
+            if not path.is_file():
+                raise DataError(f"{path}: file not found")
+            with _open(path) as ds:
+                _check_readable(ds, path)
+                extras.append(_aux_band(name, path, ds, 1, dn_offset, frame))
+            continue
+        if len(frame.paths) == 1:  # a multi-band file may hold it, labelled
+            with _open(frame.paths[0]) as ds:
+                names = [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
+                if name in names:
+                    extras.append(_aux_band(name, frame.paths[0], ds, names.index(name) + 1,
+                                            dn_offset, frame))
+                    continue
+        stem = frame.paths[0].stem
+        raise DataError(
+            f"{frame.paths[0]}: no {name.upper()} for this date, which the model needs (bands "
+            f"tci,{','.join(extra_bands)}); put it beside as e.g. {stem}_{name.upper()}.tif, or "
+            f'use a JSON manifest [{{"tci": ..., "{name}": ...}}, ...]'
+        )
+    scl = None
+    if "scl" in aux:
+        with _open(aux["scl"]) as ds:
+            _check_readable(ds, aux["scl"])
+            scl = _aux_band("scl", aux["scl"], ds, 1, None, frame)
+    return dataclasses.replace(frame, extras=tuple(extras), scl=scl)
+
+
 def _make_frame(
+    candidate: list[Path] | dict[str, Path],
+    radiometry: str,
+    rgb_bands: tuple[int, int, int] | None,
+    dn_offset: float | None,
+    extra_bands: Sequence[str] = (),
+) -> Frame:
+    """One frame: its RGB (or TCI) part, then its extra bands and SCL."""
+    if isinstance(candidate, list) and len(candidate) > 1:
+        roles = [_band_role(p) for p in candidate]
+        if None not in roles and "other" not in roles and len(set(roles)) == len(roles):
+            candidate = dict(zip(roles, candidate, strict=True))  # type: ignore[arg-type]
+    aux: dict[str, Path] = {}
+    if isinstance(candidate, dict):
+        aux = {k: v for k, v in candidate.items() if k == "scl" or k in EXTRA_BAND_TOKENS.values()}
+        candidate = {k: v for k, v in candidate.items() if k not in aux}
+    frame = _rgb_frame(candidate, radiometry, rgb_bands, dn_offset)
+    if extra_bands or aux:
+        frame = _attach_aux(frame, aux, extra_bands, dn_offset)
+    return frame
+
+
+def _rgb_frame(
     candidate: list[Path] | dict[str, Path],
     radiometry: str,
     rgb_bands: tuple[int, int, int] | None,
@@ -487,6 +681,12 @@ def _make_frame(
                 dtype=dtype, crs=ds.crs, transform=ds.transform, width=ds.width,
                 height=ds.height, nodata=ds.nodata, level=level,
             )
+    missing = [r for r in ("red", "green", "blue") if r not in candidate]
+    if missing:
+        raise DataError(
+            f"{', '.join(map(str, candidate.values()))}: a frame needs a TCI file or red, green "
+            f"and blue band files; {', '.join(missing)} missing"
+        )
     paths = tuple(candidate[r] for r in ("red", "green", "blue"))
     infos = []
     for path in paths:
@@ -527,6 +727,7 @@ def discover_frames(
     radiometry: str = "auto",
     rgb_bands: Iterable[int] | None = None,
     dn_offset: float | None = None,
+    extra_bands: Sequence[str] = (),
 ) -> Discovery:
     """Find the frames (dates) among files, folders and manifests, and validate each.
 
@@ -536,6 +737,8 @@ def discover_frames(
             digital numbers, reflectance x 10000) or ``reflectance`` (float in [0, 1]).
         rgb_bands: 1-based band numbers of red, green, blue in multi-band files.
         dn_offset: DN offset to remove (0 or 1000); ``None`` reads it from the metadata.
+        extra_bands: bands besides TCI that the model takes (``("b08",)``...), which every
+            frame must have.
 
     Raises :class:`DataError` naming the file for a missing, corrupt or unusable input.
     """
@@ -546,8 +749,13 @@ def discover_frames(
         rgb = tuple(int(b) for b in rgb_bands)
         if len(rgb) != 3:
             raise ConfigError(f"--rgb-bands needs three band numbers (R,G,B), got {list(rgb)}")
-    candidates, ignored = _expand(list(items))
-    frames = [_make_frame(c, radiometry, rgb, dn_offset) for c in candidates]  # type: ignore[arg-type]
+    extra = tuple(extra_bands)
+    unknown = [b for b in extra if b not in EXTRA_BAND_TOKENS.values()]
+    if unknown:
+        raise ConfigError(f"unknown extra band(s) {unknown}; known: b01, b05..b12")
+    candidates, ignored = _expand(list(items), extra)
+    frames = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
+              for c in candidates]
     seen: dict[tuple[Path, ...], str] = {}
     for f in frames:
         if f.paths in seen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
+from zoomsr.models.checkpoints import Checkpoint
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -56,8 +59,10 @@ def sha256_state(module: nn.Module) -> str:
 class InferenceModel:
     """A model plus what the pipeline needs to feed it.
 
-    ``forward`` takes ``[B, T, 3, h, w]`` float32 in [0, 1] (TCI / 255) and returns
-    ``[B, 3, h * scale, w * scale]`` float32 (not clamped).
+    ``forward`` takes ``[B, T, C, h, w]`` float32 in [0, 1] and returns
+    ``[B, 3, h * scale, w * scale]`` float32 (not clamped). Per frame, the ``C`` channels are
+    the ``bands``: TCI / 255 (3 channels), then each extra band (reflectance x 10000 / 8160),
+    as the model was trained.
     """
 
     module: nn.Module
@@ -70,12 +75,19 @@ class InferenceModel:
     device: torch.device
     autocast: bool = False
     config: dict[str, Any] | None = None
+    bands: tuple[str, ...] = ("tci",)
+
+    @property
+    def channels(self) -> int:
+        """Input channels per frame: 3 (TCI) + one per extra band."""
+        return sum(band_channels(b) for b in self.bands)
 
     def forward(self, lr: np.ndarray | torch.Tensor) -> np.ndarray:
         x = torch.as_tensor(lr, dtype=torch.float32)
-        if x.ndim != 5 or x.shape[1] != self.n_images or x.shape[2] != 3:
+        c = self.channels
+        if x.ndim != 5 or x.shape[1] != self.n_images or x.shape[2] != c:
             raise InputError(
-                f"{self.label} expects [B, {self.n_images}, 3, h, w], got {list(x.shape)}"
+                f"{self.label} expects [B, {self.n_images}, {c}, h, w], got {list(x.shape)}"
             )
         x = to_layout(x, self.layout).to(self.device)  # type: ignore[arg-type]
         if self.device.type == "cuda" and x.ndim == 4:
@@ -106,26 +118,32 @@ class InferenceModel:
             "scale": self.scale,
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
+            **({"bands": list(self.bands)} if self.bands != ("tci",) else {}),
         }
 
 
-def _spec(module: nn.Module) -> tuple[int, str, int]:
-    """(n_images, layout, scale) of a zoomsr model, refusing those infer cannot feed."""
+def _spec(module: nn.Module, bands: tuple[str, ...]) -> tuple[int, str, int]:
+    """(n_images, layout, scale) of a zoomsr model fed ``bands``, refusing what infer cannot
+    feed."""
     name = getattr(module, "name", type(module).__name__)
     cfg = getattr(module, "config", {}) or {}
+    channels = sum(band_channels(b) for b in bands)
     if name == "rrdbnet":
         if cfg.get("num_out_ch", 3) != 3:
             raise ConfigError(f"rrdbnet with num_out_ch={cfg.get('num_out_ch')}: infer needs RGB")
         in_ch = int(cfg.get("num_in_ch", 24))
-        if in_ch % 3:
+        if in_ch % channels:
+            hint = ("; a band-variant model needs its bands, e.g. --bands tci,b08 (esrgan-10m)"
+                    if bands == ("tci",) else "")
             raise ConfigError(
-                f"rrdbnet with num_in_ch={in_ch}: infer feeds RGB (TCI) frames, 3 channels each; "
-                "models with extra bands (b08, 20 m, 60 m) are not supported by infer yet"
+                f"rrdbnet with num_in_ch={in_ch} cannot take frames of bands "
+                f"{','.join(bands)} ({channels} channels each){hint}"
             )
-        return in_ch // 3, "stacked", int(cfg.get("scale", 4))
+        return in_ch // channels, "stacked", int(cfg.get("scale", 4))
     if name in ("srcnn", "highresnet"):
-        if cfg.get("in_channels", 3) != 3 or cfg.get("out_channels", 3) != 3:
-            raise ConfigError(f"{name}: infer needs in_channels=3 and out_channels=3")
+        if cfg.get("in_channels", 3) != channels or cfg.get("out_channels", 3) != 3:
+            raise ConfigError(f"{name}: infer needs in_channels={channels} (bands "
+                              f"{','.join(bands)}) and out_channels=3")
         if getattr(module, "output_size", None) is not None:
             # A fixed output size would resize every window; inference keeps the x zoom output.
             module.output_size = None
@@ -136,14 +154,13 @@ def _spec(module: nn.Module) -> tuple[int, str, int]:
     )
 
 
-def _fast_from_checkpoint(path: Path) -> nn.Module | None:
+def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
     """Rebuild a zoomsr checkpoint without the random initialisation (meta device + assign).
 
     Skipping the init saves seconds for a 16.7 M-parameter ESRGAN. Returns None (the caller
     falls back to :func:`~zoomsr.models.from_checkpoint`) unless the keys match exactly and
     every tensor ends up real.
     """
-    checkpoint = read_checkpoint(path)
     if checkpoint.model_name is None:
         return None
     try:
@@ -170,6 +187,7 @@ def build_inference_model(
     precision: str = "auto",
     label: str | None = None,
     seed: int = 0,
+    bands: Sequence[str] | str | None = None,
 ) -> InferenceModel:
     """Build the model for inference.
 
@@ -180,6 +198,8 @@ def build_inference_model(
       benchmarks); never implied.
 
     ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
+    ``bands``: what each frame holds (``"tci"``, or ``"tci,b08"`` for esrgan-10m...); default:
+    the bands a zoomsr checkpoint was trained on, else TCI only.
     """
     dev = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16"):
@@ -193,10 +213,12 @@ def build_inference_model(
         path = Path(weights)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
+        checkpoint = read_checkpoint(path)
+        if bands is None and checkpoint.extra.get("bands"):
+            bands = list(checkpoint.extra["bands"])
         if model is None:
-            module = _fast_from_checkpoint(path) or from_checkpoint(path)
+            module = _fast_from_checkpoint(checkpoint) or from_checkpoint(path)
         else:
-            checkpoint = read_checkpoint(path)
             cfg = dict(checkpoint.model_config or {}) if checkpoint.model_name == model else {}
             cfg.update(config or {})
             module = create_model(model, **cfg)
@@ -208,7 +230,8 @@ def build_inference_model(
         torch.manual_seed(seed)
         module = create_model(model, **(config or {}))
         source, digest = f"random(seed={seed})", sha256_state(module)
-    n_images, layout, scale = _spec(module)
+    band_list = validate_bands(bands if bands is not None else ("tci",))
+    n_images, layout, scale = _spec(module, band_list)
     module = module.to(dev).eval()
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
@@ -223,4 +246,5 @@ def build_inference_model(
         device=dev,
         autocast=autocast,
         config=dict(getattr(module, "config", {}) or {}),
+        bands=band_list,
     )

@@ -31,6 +31,7 @@ from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
+from zoomsr.inference.assemble import ReadyRow, RowAssembler, prepare_row, to_uint8
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, discover_frames
@@ -38,7 +39,7 @@ from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import Tiling, WindowGrid, blend_weights
-from zoomsr.inference.writer import PartialRun, write_geotiff, write_preview
+from zoomsr.inference.writer import GeoTIFFStream, PartialRun, write_geotiff, write_preview
 from zoomsr.io.atomic import refuse_existing
 
 RowCallback = Callable[[int, int], None]
@@ -77,16 +78,17 @@ class InferenceOptions:
 
 @dataclass
 class ArrayReader:
-    """In-memory frames ``[T, 3, H, W]`` (TCI / 255) with the reader interface of a scene."""
+    """In-memory frames ``[T, C, H, W]`` (TCI / 255, then extra bands) with the reader
+    interface of a scene."""
 
     pixels: np.ndarray
     valid: np.ndarray
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, None]:
         rows = slice(int(window.row_off), int(window.row_off + window.height))
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         valid = self.valid[:, rows, cols]
-        return np.where(valid[:, None], self.pixels[:, :, rows, cols], 0.0), valid
+        return np.where(valid[:, None], self.pixels[:, :, rows, cols], 0.0), valid, None
 
     def clone(self) -> ArrayReader:
         return self  # read-only arrays: safe to share between threads
@@ -147,8 +149,7 @@ class InferenceResult:
         return self.grid.area_km2 / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+_to_uint8 = to_uint8  # the S2-NAIP path's name for it
 
 
 def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
@@ -157,10 +158,10 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     s = model.scale
     y, h = wins[0].y, wins[0].h
     width = plan.windows.width
-    pixels, valid = plan.reader.read(Window(0, y, width, h))
+    pixels, valid, cloudy = plan.reader.read(Window(0, y, width, h))
     filled, any_valid = fill_gaps(pixels, valid)
     # pixels are 0 where invalid, so this is the mean of the valid frames (0 where none)
-    mean = pixels.sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
+    mean = pixels[:, :3].sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
     mosaic = _to_uint8(np.moveaxis(mean, 0, -1))
     k = plan.uncertainty
     inputs: list[np.ndarray] = []
@@ -168,7 +169,8 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     for win in wins:
         cols = slice(win.x, win.x + win.w)
         wp, wv = filled[..., cols], valid[..., cols]
-        scores = frame_scores(pixels[..., cols], wv)
+        scores = frame_scores(pixels[..., cols], wv,
+                              None if cloudy is None else cloudy[..., cols])
         if count_clean(wv) < plan.n_images:
             few += 1
         inputs.append(wp[choose_frames(scores, plan.n_images)])
@@ -254,12 +256,13 @@ class _RowThreads:
     """
 
     def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
-                 threads: int) -> None:
+                 threads: int, prepare: Callable[[RowResult], Any] | None = None) -> None:
         self.plan, self.rows = plan, list(rows)
+        self.prepare = prepare
         self.model = _SerialModel(model)
         self.depth = threads
         self.cond = threading.Condition()
-        self.results: dict[int, RowResult | BaseException] = {}
+        self.results: dict[int, Any] = {}
         self.handed = self.consumed = 0
         self.stop = False
         self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
@@ -280,7 +283,9 @@ class _RowThreads:
                     i = self.handed
                     self.handed += 1
                 try:
-                    res: RowResult | BaseException = compute_row(plan, self.model, self.rows[i])
+                    res: Any = compute_row(plan, self.model, self.rows[i])
+                    if self.prepare is not None:
+                        res = self.prepare(res)
                 except BaseException as exc:  # handed to the consumer, raised there
                     res = exc
                 with self.cond:
@@ -291,7 +296,7 @@ class _RowThreads:
         finally:
             plan.reader.close()
 
-    def __iter__(self) -> Iterator[RowResult]:
+    def __iter__(self) -> Iterator[Any]:
         try:
             for i in range(len(self.rows)):
                 with self.cond:
@@ -315,14 +320,17 @@ class _RowThreads:
 
 
 def local_rows(
-    plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1
-) -> Iterator[RowResult]:
-    """Compute ``rows`` in order in this process, ``threads`` rows at once."""
+    plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
+    prepare: Callable[[RowResult], Any] | None = None,
+) -> Iterator[Any]:
+    """Compute ``rows`` in order in this process, ``threads`` rows at once; with ``prepare``,
+    yield ``prepare(row)`` (computed in the row's thread) instead of the row."""
     if threads <= 1 or len(rows) <= 1:
         for r in rows:
-            yield compute_row(plan, model, r)
+            res = compute_row(plan, model, r)
+            yield res if prepare is None else prepare(res)
         return
-    yield from _RowThreads(plan, model, rows, threads)
+    yield from _RowThreads(plan, model, rows, threads, prepare)
 
 
 def super_resolve_array(
@@ -337,15 +345,18 @@ def super_resolve_array(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve in-memory frames with the scene pipeline's tiling, frame choice and blending.
 
-    ``pixels`` ``[T, 3, H, W]`` float in [0, 1] (TCI / 255); ``valid`` ``[T, H, W]`` (default:
-    not black). Returns float32 ``[C, H*s, W*s]`` (C = 3, + 1 with uncertainty; not clamped)
-    and the ``[H*s, W*s]`` data mask.
+    ``pixels`` ``[T, C, H, W]`` float in [0, 1]: TCI / 255, then the model's extra bands
+    (reflectance x 10000 / 8160) if any; ``valid`` ``[T, H, W]`` (default: RGB not black).
+    Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped) and the
+    ``[H*s, W*s]`` data mask.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
-    if pixels.ndim != 4 or pixels.shape[1] != 3:
-        raise InputError(f"expected frames [T, 3, H, W], got {list(pixels.shape)}")
+    channels = getattr(model, "channels", 3)
+    if pixels.ndim != 4 or pixels.shape[1] != channels:
+        raise InputError(f"expected frames [T, {channels}, H, W] for {model.label} (bands "
+                         f"{','.join(model.bands)}), got {list(pixels.shape)}")
     if valid is None:
-        valid = np.any(pixels > 0, axis=1)
+        valid = np.any(pixels[:, :3] > 0, axis=1)
     height, width = pixels.shape[-2:]
     windows = WindowGrid(height, width, tiling or Tiling())
     plan = ScenePlan(ArrayReader(pixels, np.asarray(valid, bool)), None, windows,
@@ -476,6 +487,12 @@ def run_scene(
             f"--uncertainty needs more frames than the model takes ({model.n_images}); "
             f"got {len(frames)}: every subset would be the same"
         )
+    extra = tuple(model.bands[1:])
+    for f in frames:
+        if tuple(a.name for a in f.extras) != extra:
+            have = ",".join(("tci", *(a.name for a in f.extras)))
+            raise InputError(f"{f.paths[0]}: frame of bands {have}, but {model.label} takes "
+                             f"{','.join(model.bands)}")
     start = time.perf_counter()
     grid = plan_grid(frames, model.scale, native=options.native_grid)
     windows = WindowGrid(grid.height, grid.width, options.tiling)
@@ -497,47 +514,53 @@ def run_scene(
     rows = list(range(first_row, windows.n_rows))
     per_row = len(windows.xs)
     computed = 0
+    def prepare(res: RowResult) -> ReadyRow:
+        return prepare_row(res, windows, s, with_lr=lr is not None)
+
     if row_source is None:
-        def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[RowResult]:
+        def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
             threads = options.threads or (1 if m.device.type == "cpu" else 3)
-            return local_rows(p, m, rs, threads)
+            return local_rows(p, m, rs, threads, prepare)  # rows finished in their threads
     else:
         source = row_source
-    blender = RowBlender(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
+    assembler = RowAssembler(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
+    names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
+    stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
+                           band_names=names, cog=options.cog)
+    if first_row:  # rows a resumed run finished before
+        stream.rows_done(windows.ys[first_row] * s)
+    items: Iterator[Any] | None = None
     try:
         with _progress(len(windows), first_row * per_row, options.progress) as bar:
             task = None
             if bar is not None:
                 task = bar.add_task("super-resolving", total=len(windows),
                                     completed=first_row * per_row)
-            for res in source(plan, model, rows):
-                top, value, valid_hr = blender.add(res)
-                block = np.empty((value.shape[1], grid.hr_width, hr.bands), dtype=np.uint8)
-                block[:, :, :-1] = np.moveaxis(_to_uint8(value), 0, -1)
-                block[:, :, -1] = np.where(valid_hr, 255, 0)
-                block[:, :, :-1] *= block[:, :, -1:] > 0
+            items = source(plan, model, rows)
+            for item in items:
+                ready = item if isinstance(item, ReadyRow) else prepare(item)
+                top, block = assembler.add(ready)
                 hr.write_rows(top, block)
-                if lr is not None:
-                    lr_rows = windows.final_until(res.row) - windows.ys[res.row]
-                    lr_block = np.empty((lr_rows, grid.width, 4), dtype=np.uint8)
-                    lr_block[:, :, :3] = res.mosaic[:lr_rows]
-                    lr_block[:, :, 3] = np.where(res.valid[:lr_rows], 255, 0)
-                    lr_block[:, :, :3] *= lr_block[:, :, 3:] > 0
-                    lr.write_rows(windows.ys[res.row], lr_block)
-                few += res.few_frames
-                computed += res.windows
-                run.save({"rows_done": res.row + 1, "few_frames": few},
-                         {"sums": blender.sums, "weights": blender.weights})
+                if lr is not None and ready.lr is not None:
+                    lr.write_rows(windows.ys[ready.row], ready.lr)
+                few += ready.few_frames
+                computed += ready.windows
+                run.save({"rows_done": ready.row + 1, "few_frames": few},
+                         {"sums": assembler.sums, "weights": assembler.weights})
+                stream.rows_done(windows.final_until(ready.row) * s)
                 if bar is not None:
-                    bar.update(task, advance=res.windows)
+                    bar.update(task, advance=ready.windows)
                 if on_row is not None:
-                    on_row(res.row + 1, windows.n_rows)
+                    on_row(ready.row + 1, windows.n_rows)
+    except BaseException:
+        stream.abandon()
+        raise
     finally:
+        if items is not None and hasattr(items, "close"):
+            items.close()  # stops row threads now, not when the generator is collected
         plan.reader.close()
-    names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
     tags = _tags(plan, model, options, few, options.native_grid)
-    write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform, band_names=names,
-                  tags=tags, cog=options.cog)
+    stream.finish(tags)
     lr_path = preview = None
     if lr is not None:
         lr_path = out.with_name(out.stem + ".lr.tif")
@@ -574,5 +597,5 @@ def run_inference(
             raise InputError("S2-NAIP chunk input runs locally (no --ray)")
         return run_s2naip(items[0], output, model, options, **kwargs)
     found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
-                            dn_offset=options.dn_offset)
+                            dn_offset=options.dn_offset, extra_bands=model.bands[1:])
     return run_scene(found.frames, output, model, options, ignored=found.ignored, **kwargs)

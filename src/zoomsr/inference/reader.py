@@ -1,7 +1,8 @@
 """Windowed reads of every frame on the target grid (reprojected on the fly, bilinear).
 
-A frame already on the target lattice (same CRS, pixel size and integer pixel offset) is read
-directly; any other is read through a GDAL ``WarpedVRT``. Only the requested window is read,
+A raster already on the target lattice (same CRS, pixel size and integer pixel offset) is read
+directly; any other (e.g. a 20 m band) is read through a GDAL ``WarpedVRT`` (bilinear; the
+SCL's classes nearest). Only the requested window is read,
 so memory does not grow with the scene. Datasets are opened lazily, once per process, which
 also makes a reader cheap to send to Ray workers.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -20,26 +22,47 @@ from rasterio.windows import Window
 
 from zoomsr.errors import DataError
 from zoomsr.inference.grid import TargetGrid
-from zoomsr.inference.inputs import Frame, to_tci, valid_pixels
+from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
 #: GDAL block cache for reads (MB): bounded so memory does not grow with the scene.
 GDAL_CACHE_MB = 64
 
 
+#: SCL classes that make a pixel a poor choice: saturated/defective (1), cloud shadow (3),
+#: cloud medium and high probability (8, 9), thin cirrus (10).
+SCL_CLOUDY = (1, 3, 8, 9, 10)
+
+
 @dataclass
 class _Source:
-    datasets: list  # one per file of the frame (DatasetReader or WarpedVRT)
+    datasets: list  # one per file (DatasetReader or WarpedVRT)
+    bands: list[list[int]]  # per dataset, the 1-based bands to read
     offsets: tuple[int, int] | None  # (row, col) of the target origin in the file when aligned
+    width: int
+    height: int
+    dtype: str
+    path: Path
 
 
 @dataclass
 class SceneReader:
-    """Reads ``[T, 3, h, w]`` float32 frames (TCI / 255) and ``[T, h, w]`` validity."""
+    """Reads frames on the target grid: ``[T, C, h, w]`` float32 model inputs (TCI / 255, then
+    any extra bands / 8160), ``[T, h, w]`` validity and, where frames have an SCL, ``[T, h, w]``
+    cloudy pixels."""
 
     frames: Sequence[Frame]
     grid: TargetGrid
-    _sources: list[_Source] | None = field(default=None, repr=False)
+    _sources: list[list[_Source]] | None = field(default=None, repr=False)
     _env: rasterio.Env | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        names = {tuple(a.name for a in f.extras) for f in self.frames}
+        if len(names) > 1:
+            raise DataError(f"frames carry different extra bands: {sorted(names)}")
+
+    @property
+    def channels(self) -> int:
+        return 3 + (len(self.frames[0].extras) if self.frames else 0)
 
     def __getstate__(self) -> dict:
         return {"frames": list(self.frames), "grid": self.grid}
@@ -54,9 +77,9 @@ class SceneReader:
         """A reader of the same frames with its own datasets (one per thread)."""
         return SceneReader(list(self.frames), self.grid)
 
-    def _aligned(self, frame: Frame) -> tuple[int, int] | None:
-        g, t = self.grid.transform, frame.transform
-        if frame.crs != self.grid.crs or t.b or t.d:
+    def _aligned(self, crs, t) -> tuple[int, int] | None:
+        g = self.grid.transform
+        if crs != self.grid.crs or t.b or t.d:
             return None
         if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
             return None
@@ -66,86 +89,106 @@ class SceneReader:
             return None
         return round(row), round(col)
 
-    def _open(self) -> list[_Source]:
+    def _source(self, paths: Sequence[Path], bands: list[list[int]], crs, transform, width: int,
+                height: int, dtype: str, nodata: float | None,
+                resampling: Resampling) -> _Source:
+        offsets = self._aligned(crs, transform)
+        datasets = []
+        for path in paths:
+            try:
+                ds = rasterio.open(path)
+            except rasterio.errors.RasterioIOError as exc:
+                raise DataError(f"{path}: cannot open ({exc})") from None
+            if offsets is None:
+                ds = WarpedVRT(
+                    ds, crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width,
+                    height=self.grid.height, resampling=resampling, src_nodata=nodata, nodata=0,
+                )
+            datasets.append(ds)
+        return _Source(datasets, bands, offsets, width, height, dtype, Path(paths[0]))
+
+    def _open(self) -> list[list[_Source]]:
+        """Per frame: the RGB source, one per extra band, then the SCL's if any."""
         if self._sources is None:
             self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
             self._env.__enter__()
             sources = []
-            for frame in self.frames:
-                offsets = self._aligned(frame)
-                datasets = []
-                for path in frame.paths:
-                    try:
-                        ds = rasterio.open(path)
-                    except rasterio.errors.RasterioIOError as exc:
-                        raise DataError(f"{path}: cannot open ({exc})") from None
-                    if offsets is None:
-                        ds = WarpedVRT(
-                            ds,
-                            crs=self.grid.crs,
-                            transform=self.grid.transform,
-                            width=self.grid.width,
-                            height=self.grid.height,
-                            resampling=Resampling.bilinear,
-                            src_nodata=frame.nodata,
-                            nodata=0,
-                        )
-                    datasets.append(ds)
-                sources.append(_Source(datasets, offsets))
+            for f in self.frames:
+                bands = [list(f.bands)] if len(f.paths) == 1 else [[1]] * len(f.paths)
+                srcs = [self._source(f.paths, bands, f.crs, f.transform, f.width, f.height,
+                                     f.dtype, f.nodata, Resampling.bilinear)]
+                for a in (*f.extras, *([f.scl] if f.scl is not None else [])):
+                    resampling = Resampling.nearest if a.name == "scl" else Resampling.bilinear
+                    srcs.append(self._source([a.path], [[a.band]], a.crs, a.transform, a.width,
+                                             a.height, a.dtype, a.nodata, resampling))
+                sources.append(srcs)
             self._sources = sources
         return self._sources
 
     def close(self) -> None:
         if self._sources is not None:
-            for src in self._sources:
-                for ds in src.datasets:
-                    inner = getattr(ds, "src_dataset", None)
-                    ds.close()
-                    if inner is not None:
-                        inner.close()
+            for srcs in self._sources:
+                for src in srcs:
+                    for ds in src.datasets:
+                        inner = getattr(ds, "src_dataset", None)
+                        ds.close()
+                        if inner is not None:
+                            inner.close()
             self._sources = None
         if self._env is not None:
             self._env.__exit__(None, None, None)
             self._env = None
 
-    def _read_raw(self, index: int, window: Window) -> np.ndarray:
-        frame = self.frames[index]
-        src = self._open()[index]
+    @staticmethod
+    def _read_raw(src: _Source, window: Window) -> np.ndarray:
+        """``[n, h, w]`` raw values of ``src``'s bands in ``window`` (0 outside the file)."""
         h, w = int(window.height), int(window.width)
-        bands = frame.bands if len(frame.paths) == 1 else (1,)
         try:
             if src.offsets is None:
-                parts = [
-                    ds.read(list(bands) if len(frame.paths) == 1 else 1, window=window)
-                    for ds in src.datasets
-                ]
-                return parts[0] if len(frame.paths) == 1 else np.stack(parts)
+                return np.concatenate([ds.read(b, window=window)
+                                       for ds, b in zip(src.datasets, src.bands, strict=True)])
             # Aligned: read the part inside the file, zeros (nodata) elsewhere.
             r0 = int(window.row_off) + src.offsets[0]
             c0 = int(window.col_off) + src.offsets[1]
-            out = np.zeros((3, h, w), dtype=frame.dtype)
+            n = sum(len(b) for b in src.bands)
+            out = np.zeros((n, h, w), dtype=src.dtype)
             rr0, cc0 = max(r0, 0), max(c0, 0)
-            rr1, cc1 = min(r0 + h, frame.height), min(c0 + w, frame.width)
+            rr1, cc1 = min(r0 + h, src.height), min(c0 + w, src.width)
             if rr1 > rr0 and cc1 > cc0:
                 inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-                if len(frame.paths) == 1:
-                    data = src.datasets[0].read(list(bands), window=inner)
-                else:
-                    data = np.stack([ds.read(1, window=inner) for ds in src.datasets])
+                data = np.concatenate([ds.read(b, window=inner)
+                                       for ds, b in zip(src.datasets, src.bands, strict=True)])
                 out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
             return out
         except rasterio.errors.RasterioIOError as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"{frame.paths[0]}: read failed ({msg})") from None
+            raise DataError(f"{src.path}: read failed ({msg})") from None
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ``[T, 3, h, w]`` float32 (TCI / 255) and validity ``[T, h, w]`` bool."""
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Frames ``[T, C, h, w]`` float32, validity ``[T, h, w]`` and cloudy ``[T, h, w]``.
+
+        A pixel is valid where the RGB and every extra band hold data. Cloudy (SCL classes
+        :data:`SCL_CLOUDY`) is None when no frame has an SCL.
+        """
         h, w = int(window.height), int(window.width)
         n = len(self.frames)
-        pixels = np.zeros((n, 3, h, w), dtype=np.float32)
+        pixels = np.zeros((n, self.channels, h, w), dtype=np.float32)
         valid = np.zeros((n, h, w), dtype=bool)
+        with_scl = any(f.scl is not None for f in self.frames)
+        cloudy = np.zeros((n, h, w), dtype=bool) if with_scl else None
+        sources = self._open()
         for i, frame in enumerate(self.frames):
-            raw = self._read_raw(i, window)
-            valid[i] = valid_pixels(raw, frame.nodata, None)
-            pixels[i] = np.where(valid[i], to_tci(raw, frame.radiometry, frame.dn_offset), 0.0)
-        return pixels, valid
+            srcs = sources[i]
+            raw = self._read_raw(srcs[0], window)
+            ok = valid_pixels(raw, frame.nodata, None)
+            pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
+            for j, aux in enumerate(frame.extras):
+                band = self._read_raw(srcs[1 + j], window)
+                ok &= valid_pixels(band, aux.nodata, None)
+                pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
+            pixels[i] = np.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
+            valid[i] = ok
+            if frame.scl is not None and cloudy is not None:
+                scl = self._read_raw(srcs[-1], window)[0]
+                cloudy[i] = np.isin(scl, SCL_CLOUDY) & ok
+        return pixels, valid, cloudy

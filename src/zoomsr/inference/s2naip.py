@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 
 from zoomsr import __version__
 from zoomsr import grid as tiles
+from zoomsr.data.bands import normalize_band
 from zoomsr.data.layout import S2_DIR, read_band_series
 from zoomsr.errors import DataError, InputError
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
@@ -54,6 +55,21 @@ def scan_tiles(root: Path) -> dict[tiles.Tile, Path]:
     if not found:
         raise DataError(f"{root}: no sentinel2/{{col}}_{{row}}/tci.png found")
     return found
+
+
+def _tile_pixels(tci_path: Path, tci: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """``[T, C, 32, 32]`` model inputs of one tile: TCI / 255, then each extra band's series
+    (``{band}.png`` beside ``tci.png``) / 8160, as in training."""
+    parts = [normalize_band(tci, "tci", tci_path)]
+    for band in bands[1:]:
+        path = tci_path.with_name(f"{band}.png")
+        if not path.is_file():
+            raise DataError(f"{path}: missing; the model takes bands {','.join(bands)}")
+        series = read_band_series(path, band)
+        if series.shape[0] != tci.shape[0]:
+            raise DataError(f"{path}: {series.shape[0]} time steps, tci.png has {tci.shape[0]}")
+        parts.append(normalize_band(series, band, path))
+    return np.moveaxis(np.concatenate(parts, axis=-1), -1, 1)
 
 
 def run_s2naip(
@@ -98,8 +114,8 @@ def run_s2naip(
         inputs, valids = [], []
         for t in present:
             series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
-            pixels = np.moveaxis(series, -1, 1).astype(np.float32) / 255.0
             valid = series.any(axis=-1)
+            pixels = _tile_pixels(found[t], series, model.bands)
             filled, any_valid = fill_gaps(pixels, valid)
             if count_clean(valid) < model.n_images:
                 few += 1
@@ -123,7 +139,8 @@ def run_s2naip(
         "zoomsr_version": __version__,
         "zoomsr_model": model.label, "zoomsr_weights": model.weights,
         "zoomsr_weights_sha256": model.weights_sha256, "zoomsr_n_images": str(model.n_images),
-        "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/tci.png)",
+        "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/"
+        f"{{{','.join(model.bands)}}}.png)",
         "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
         "zoomsr_windows_with_too_few_frames": str(few),
     }

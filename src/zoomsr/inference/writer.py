@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,14 +151,17 @@ def write_geotiff(
     crs,
     transform,
     band_names: list[str],
-    tags: dict[str, str],
+    tags: dict[str, str] | Callable[[], dict[str, str]],
     cog: bool = False,
+    wait_rows: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``raw`` (bands ``[*band_names, mask]``) as a tiled, compressed GeoTIFF, atomically.
 
     The last raw band is the data mask (255 valid, 0 nodata), written as the GDAL internal
     mask; masked pixels are 0 in every band. ``cog=True`` converts to a Cloud-Optimized GeoTIFF
-    (overviews, COG layout) before the rename.
+    (overviews, COG layout) before the rename. ``wait_rows(n)``, if given, is called before raw
+    rows below ``n`` are read (it blocks until they are final, or raises to abandon the file);
+    ``tags`` may be a callable, called once the pixels are written.
     """
     count = raw.bands - 1
     if count != len(band_names):
@@ -172,15 +177,17 @@ def write_geotiff(
                 dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
                 for i, name in enumerate(band_names, start=1):
                     dst.set_band_description(i, name)
-                dst.update_tags(**tags)
                 for row in range(0, raw.height, BLOCK):
                     n = min(BLOCK, raw.height - row)
+                    if wait_rows is not None:
+                        wait_rows(row + n)
                     block = raw.read_rows(row, n)
                     mask = block[:, :, -1]
                     data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
                     window = Window(0, row, raw.width, n)
                     dst.write(np.moveaxis(data, -1, 0), window=window)
                     dst.write_mask(mask, window=window)
+                dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:
                 from rasterio.shutil import copy as rio_copy
 
@@ -193,6 +200,79 @@ def write_geotiff(
         finally:
             if cog:
                 target.unlink(missing_ok=True)
+
+
+class _Abandoned(Exception):
+    """Raised in the writer thread when the run stops before the output is complete."""
+
+
+class GeoTIFFStream:
+    """Writes the output GeoTIFF in a thread while the rows are still being computed.
+
+    :meth:`rows_done` says how many raw rows are final; the thread compresses and writes each
+    256-row strip as soon as it is, so on a fast GPU the final GeoTIFF costs little after the
+    last row. :meth:`finish` supplies the tags and waits for the atomic rename; :meth:`abandon`
+    (an error, Ctrl-C) stops the thread and removes its temporary file. The bytes are those of
+    :func:`write_geotiff`: the same calls, in the same order.
+    """
+
+    def __init__(self, raw: RawRaster, output: Path, **kwargs: Any) -> None:
+        self.raw = raw
+        self._cond = threading.Condition()
+        self._ready = 0
+        self._stop = False
+        self._tags: dict[str, str] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(output, kwargs),
+                                        name="zoomsr-geotiff", daemon=True)
+        self._thread.start()
+
+    def _run(self, output: Path, kwargs: dict[str, Any]) -> None:
+        try:
+            write_geotiff(self.raw, output, tags=self._wait_tags, wait_rows=self._wait_rows,
+                          **kwargs)
+        except _Abandoned:
+            pass
+        except BaseException as exc:  # handed to finish()
+            self._error = exc
+
+    def _wait_rows(self, rows: int) -> None:
+        with self._cond:
+            while not self._stop and self._ready < rows:
+                self._cond.wait()
+            if self._stop:
+                raise _Abandoned
+
+    def _wait_tags(self) -> dict[str, str]:
+        with self._cond:
+            while not self._stop and self._tags is None:
+                self._cond.wait()
+            if self._stop or self._tags is None:
+                raise _Abandoned
+            return self._tags
+
+    def rows_done(self, rows: int) -> None:
+        """Raw rows ``[0, rows)`` are final."""
+        with self._cond:
+            self._ready = max(self._ready, rows)
+            self._cond.notify_all()
+
+    def finish(self, tags: dict[str, str]) -> None:
+        """All rows are final: write the tags, wait for the file to be renamed into place."""
+        with self._cond:
+            self._ready = self.raw.height
+            self._tags = tags
+            self._cond.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Stop without an output (the temporary file is removed)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
 
 
 def write_preview(tif: Path, png: Path, max_side: int = 1024) -> None:

@@ -216,8 +216,11 @@ def train(
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path)
     generator_path = None
     if trainer.is_global_zero:
+        # the bands and frame count travel with the weights, so `zoomsr infer` feeds them right
         generator_path = save_checkpoint(
-            module.inference_generator.cpu(), out / "generator.pth", global_step=trainer.global_step
+            module.inference_generator.cpu(), out / "generator.pth",
+            global_step=trainer.global_step, bands=list(cfg.data.bands),
+            n_images=cfg.data.n_images,
         )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return TrainResult(

@@ -86,7 +86,8 @@ def _esrgan(n: int) -> WeightsEntry:
 def _bands(tag: str, bands: tuple[str, ...], in_ch: int) -> WeightsEntry:
     return WeightsEntry(
         name=f"esrgan-{tag}",
-        description=f"ESRGAN on 8 images of bands {','.join(bands)} (not usable by infer yet)",
+        description=f"ESRGAN on 8 images of bands {','.join(bands)} (infer reads the extra "
+        "bands from files of each date)",
         model="rrdbnet",
         config={"num_in_ch": in_ch, "num_out_ch": 3, "scale": 4},
         filename=f"esrgan_{tag}.pth",

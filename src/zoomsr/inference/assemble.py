@@ -1,0 +1,123 @@
+"""Turning blended rows of windows into finished uint8 output rows, mostly in parallel.
+
+A row of windows ``r`` covers LR rows ``[y_r, y_r + h)``. Of these, the first ``c`` rows were
+also covered by earlier window rows (their sums are *carried*), rows up to ``n`` (the next
+row's start) are final once ``r`` is added, and the rest is carried on. Rows ``[c, n)``
+depend on row ``r`` alone, so :func:`prepare_row` finishes them (divide by the blend weights,
+uint8, mask) wherever ``r`` was computed, e.g. in a worker thread; :class:`RowAssembler` then
+adds the carry to the first ``c`` rows, finishes those and keeps the tail, in order. The
+result is byte-identical to accumulating whole rows (float addition is commutative, and each
+output value gets the same terms in the same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zoomsr.inference.windows import WindowGrid
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Model outputs in [0, 1] (clipped) to uint8."""
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def finish(sums: np.ndarray, weights: np.ndarray, valid_lr: np.ndarray, scale: int) -> np.ndarray:
+    """``[rows, W, C + 1]`` uint8 output rows (values, then the 0/255 mask) from blended sums
+    ``[C, rows, W]``, weights ``[rows, W]`` and LR validity ``[rows / scale, W / scale]``."""
+    value = sums / np.where(weights > 0, weights, 1.0)
+    valid = np.repeat(np.repeat(valid_lr, scale, 0), scale, 1) & (weights > 0)
+    block = np.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1), dtype=np.uint8)
+    block[:, :, :-1] = np.moveaxis(to_uint8(value), 0, -1)
+    block[:, :, -1] = np.where(valid, 255, 0)
+    block[:, :, :-1] *= block[:, :, -1:] > 0
+    return block
+
+
+def lr_block(mosaic: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``[rows, W, 4]`` uint8 LR mosaic rows (RGB, then the mask)."""
+    block = np.empty((*mosaic.shape[:2], 4), dtype=np.uint8)
+    block[:, :, :3] = mosaic
+    block[:, :, 3] = np.where(valid, 255, 0)
+    block[:, :, :3] *= block[:, :, 3:] > 0
+    return block
+
+
+def carried_rows(windows: WindowGrid, r: int) -> int:
+    """LR rows at the top of window row ``r`` that earlier window rows also cover."""
+    if r == 0:
+        return 0
+    return max(0, windows.ys[r - 1] + windows.win_h - windows.ys[r])
+
+
+@dataclass
+class ReadyRow:
+    """A row of windows with its own final rows already finished.
+
+    ``edge_*``: sums ``[C, c*s, W]`` / weights of the carried rows; ``interior``: finished
+    rows ``[c, n)`` as ``[(n - c)*s, W, C + 1]`` uint8; ``tail_*``: rows from ``max(c, n)`` on,
+    carried to the next row; ``valid``: LR validity ``[h, W]``; ``lr``: the finished LR mosaic
+    rows ``[n, W_lr, 4]`` (only when asked).
+    """
+
+    row: int
+    edge_sums: np.ndarray
+    edge_weights: np.ndarray
+    interior: np.ndarray
+    tail_sums: np.ndarray
+    tail_weights: np.ndarray
+    valid: np.ndarray
+    lr: np.ndarray | None
+    few_frames: int
+    windows: int
+
+
+def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow:  # noqa: ANN001
+    """Finish what row ``res`` (a :class:`~zoomsr.inference.pipeline.RowResult`) decides alone."""
+    s = scale
+    c = carried_rows(windows, res.row)
+    n = windows.final_until(res.row) - windows.ys[res.row]
+    interior = finish(res.sums[:, c * s : n * s], res.weights[c * s : n * s], res.valid[c:n], s)
+    k = max(c, n)
+    return ReadyRow(
+        row=res.row,
+        edge_sums=res.sums[:, : c * s].copy(), edge_weights=res.weights[: c * s].copy(),
+        interior=interior,
+        tail_sums=res.sums[:, k * s :].copy(), tail_weights=res.weights[k * s :].copy(),
+        valid=res.valid, lr=lr_block(res.mosaic[:n], res.valid[:n]) if with_lr else None,
+        few_frames=res.few_frames, windows=res.windows,
+    )
+
+
+class RowAssembler:
+    """Adds :class:`ReadyRow` s in order and returns each one's finished output rows.
+
+    Holds the carried sums ``[C, m, W_hr]`` and weights ``[m, W_hr]`` (at most one window of
+    HR rows), starting at the next row to finish; the same arrays a resumed run restores.
+    """
+
+    def __init__(self, windows: WindowGrid, scale: int, channels: int, hr_width: int,
+                 sums: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
+        self.windows = windows
+        self.scale = scale
+        self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
+        self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+
+    def add(self, ready: ReadyRow) -> tuple[int, np.ndarray]:
+        """Add window row ``ready``; return (first HR row, uint8 rows ``[n, W, C + 1]``)."""
+        s, win = self.scale, self.windows
+        c = carried_rows(win, ready.row)
+        n = win.final_until(ready.row) - win.ys[ready.row]
+        if self.weights.shape[0] != c * s:
+            raise RuntimeError(f"row {ready.row}: carry of {self.weights.shape[0]} HR rows, "
+                               f"expected {c * s}")
+        edge_sums = ready.edge_sums + self.sums  # same order of terms as one accumulator
+        edge_weights = ready.edge_weights + self.weights
+        head = min(c, n)
+        top = finish(edge_sums[:, : head * s], edge_weights[: head * s], ready.valid[:head], s)
+        self.sums = np.concatenate([edge_sums[:, n * s :], ready.tail_sums], axis=1)
+        self.weights = np.concatenate([edge_weights[n * s :], ready.tail_weights])
+        block = top if not ready.interior.size else np.concatenate([top, ready.interior])
+        return win.ys[ready.row] * s, block

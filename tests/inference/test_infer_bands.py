@@ -1,0 +1,231 @@
+"""Band-variant models (TCI + B08, 20 m, 60 m bands) and SCL-aware frame choice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from infer_helpers import REAL_S2, TINY, crop_real_scene, read, write_frames
+from rasterio.windows import Window
+
+from zoomsr.errors import ConfigError, DataError, InputError
+from zoomsr.inference import (
+    InferenceOptions,
+    Tiling,
+    build_inference_model,
+    discover_frames,
+    run_inference,
+)
+from zoomsr.inference.reader import SCL_CLOUDY, SceneReader
+
+FAST = Tiling(window=32, overlap=8)
+
+
+def _model(n_images: int, bands: str):
+    per_frame = 3 + bands.count(",")
+    cfg = {**TINY, "num_in_ch": per_frame * n_images}
+    return build_inference_model(model="rrdbnet", config=cfg, random_weights=True,
+                                 device="cpu", bands=bands)
+
+
+def _opts(**kw) -> InferenceOptions:
+    return InferenceOptions(tiling=kw.pop("tiling", FAST), progress=False, **kw)
+
+
+def _band_file(path: Path, data: np.ndarray, transform: Affine, crs: str = "EPSG:32631",
+               nodata: float | None = 0) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
+                       count=1, dtype=data.dtype, crs=crs, transform=transform,
+                       nodata=nodata) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def test_real_tci_b08_scl_read_on_the_native_grid(shared_dir, tmp_path):
+    """Real L2A files (a crop with clouds): B08 / 8160 as the 4th channel, SCL clouds marked."""
+    folder = crop_real_scene(shared_dir / REAL_S2, tmp_path / "29RKH", col=492, row=0)
+    frame = discover_frames(folder, extra_bands=("b08",)).frames[0]
+    (b08,) = frame.extras
+    assert b08.name == "b08" and b08.path.name == "B08.tif"
+    assert b08.radiometry == "dn" and b08.dn_offset == 0.0  # baseline 02.14 (STAC item)
+    assert frame.scl is not None and frame.scl.path.name == "SCL.tif"
+
+    model = _model(1, "tci,b08")
+    from zoomsr.inference.grid import plan_grid
+
+    grid = plan_grid([frame], model.scale, native=True)
+    reader = SceneReader([frame], grid)
+    try:
+        pixels, valid, cloudy = reader.read(Window(0, 0, 24, 24))
+    finally:
+        reader.close()
+    with rasterio.open(folder / "B08.tif") as ds:
+        dn = ds.read(1).astype(np.float32)
+    with rasterio.open(folder / "TCI.tif") as ds:
+        tci = ds.read().astype(np.float32) / 255
+    with rasterio.open(folder / "SCL.tif") as ds:
+        scl = np.kron(ds.read(1), np.ones((2, 2), np.uint8))  # 200 m -> 100 m, nearest
+    assert pixels.shape == (1, 4, 24, 24) and valid.all()
+    np.testing.assert_allclose(pixels[0, 3], np.clip(dn / 8160, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(pixels[0, :3], tci, atol=1e-6)
+    assert np.array_equal(cloudy[0], np.isin(scl, SCL_CLOUDY))
+    assert 0.1 < cloudy.mean() < 0.7  # this crop is partly cloudy
+
+    out = tmp_path / "sr.tif"
+    result = run_inference(folder, out, model, _opts(native_grid=True))
+    data, mask, meta = read(out)
+    assert data.shape == (3, 96, 96) and mask.min() == 255
+    assert meta["tags"]["zoomsr_inputs"].count("B08.tif") == 1
+    assert result.model["bands"] == ["tci", "b08"]
+
+
+def test_band_model_needs_its_bands(real_scene, tmp_path):
+    (real_scene / "B08.tif").unlink()
+    with pytest.raises(DataError, match=r"TCI.tif: no B08 for this date.*_B08.tif"):
+        run_inference(real_scene, tmp_path / "o.tif", _model(1, "tci,b08"), _opts())
+
+
+def test_20m_bands_warped_and_dn_offset_removed(tmp_path):
+    """B04/B03/B02 at 10 m and B05 at 20 m (baseline 05.09: DN - 1000), UTM, one date each."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "S2B_MSIL2A_20230111T121649_N0509_R066_T31UDQ"
+    folder.mkdir()
+    t10 = Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0)
+    t20 = Affine(20.0, 0, 500000.0, 0, -20.0, 4100000.0)
+    stem = "T31UDQ_20230111T121649"
+    for band in ("B04", "B03", "B02"):
+        _band_file(folder / f"{stem}_{band}_10m.tif",
+                   rng.integers(1100, 3500, (40, 48)).astype(np.uint16), t10)
+    b05 = np.full((20, 24), 1000 + 4080, np.uint16)  # reflectance 0.408 -> 0.5 after / 8160
+    _band_file(folder / f"{stem}_B05_20m.tif", b05, t20)
+    _band_file(folder / f"{stem}_B08_10m.tif", np.full((40, 48), 9000, np.uint16), t10)
+    found = discover_frames(folder, extra_bands=("b08", "b05"))
+    (frame,) = found.frames
+    assert [a.name for a in frame.extras] == ["b08", "b05"]
+    assert all(a.dn_offset == 1000 for a in frame.extras) and frame.dn_offset == 1000
+    model = _model(2, "tci,b08,b05")
+    from zoomsr.inference.grid import plan_grid
+
+    grid = plan_grid([frame], 4, native=True)
+    reader = SceneReader([frame], grid)
+    try:
+        pixels, valid, cloudy = reader.read(Window(0, 0, 48, 40))
+    finally:
+        reader.close()
+    assert cloudy is None and valid.all()
+    np.testing.assert_allclose(pixels[0, 3], 8000 / 8160, atol=1e-6)
+    np.testing.assert_allclose(pixels[0, 4], 0.5, atol=1e-6)
+    out = tmp_path / "sr.tif"
+    run_inference(folder, out, model, _opts(native_grid=True))
+    assert read(out)[0].shape == (3, 160, 192)
+    # the same frame through a JSON manifest with band keys
+    manifest = tmp_path / "frames.json"
+    manifest.write_text(json.dumps([{
+        "b04": str(folder / f"{stem}_B04_10m.tif"), "b03": str(folder / f"{stem}_B03_10m.tif"),
+        "b02": str(folder / f"{stem}_B02_10m.tif"), "nir": str(folder / f"{stem}_B08_10m.tif"),
+        "rededge1": str(folder / f"{stem}_B05_20m.tif"),
+    }]))
+    again = discover_frames(manifest, extra_bands=("b08", "b05")).frames[0]
+    assert [a.path for a in again.extras] == [a.path for a in frame.extras]
+
+
+def test_safe_like_folders_keep_the_finest_resolution(tmp_path):
+    """A SAFE IMG_DATA folder: B04 at 10 and 20 m; the 10 m one is used."""
+    t10 = Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0)
+    t20 = Affine(20.0, 0, 500000.0, 0, -20.0, 4100000.0)
+    img = tmp_path / "IMG_DATA"
+    stem = "T31UDQ_20230111T121649"
+    data10 = np.full((16, 16), 2000, np.uint16)
+    data20 = np.full((8, 8), 2000, np.uint16)
+    for band in ("B04", "B03", "B02"):
+        (img / "R10m").mkdir(parents=True, exist_ok=True)
+        _band_file(img / "R10m" / f"{stem}_{band}_10m.tif", data10, t10)
+    (img / "R20m").mkdir()
+    _band_file(img / "R20m" / f"{stem}_B04_20m.tif", data20, t20)
+    _band_file(img / "R20m" / f"{stem}_B05_20m.tif", data20, t20)
+    found = discover_frames(img, dn_offset=0, extra_bands=("b05",))
+    (frame,) = found.frames
+    assert frame.paths[0].parent.name == "R10m"
+    assert frame.extras[0].path.name == f"{stem}_B05_20m.tif"
+    assert any("B04_20m.tif" in note and "finer resolution" in note for note in found.ignored)
+
+
+def test_multiband_file_with_labelled_b08(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "S2A_20240101_stack_N0400.tif"
+    data = rng.integers(1100, 4000, (4, 36, 44)).astype(np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=44, height=36, count=4, dtype="uint16",
+                       crs="EPSG:32631", transform=Affine(10, 0, 5e5, 0, -10, 4.1e6),
+                       nodata=0) as dst:
+        dst.write(data)
+        dst.descriptions = ("B04", "B03", "B02", "B08")
+    frame = discover_frames(path, extra_bands=("b08",)).frames[0]
+    assert frame.bands == (1, 2, 3) and frame.extras[0].band == 4
+    assert frame.extras[0].path == path and frame.extras[0].dn_offset == 1000
+
+
+def test_scl_clouds_steer_the_frame_choice(tmp_path):
+    """Three dates, equally complete; the first is cloudy by its SCL, so the other two are used."""
+    folder = tmp_path / "in"
+    paths = write_frames(folder, n=3, size=(40, 40), seed=3)
+    with rasterio.open(paths[0]) as ds:
+        transform = ds.transform
+    for i, cls in ((0, 9), (1, 4), (2, 5)):  # cloud high probability / vegetation / bare soil
+        _band_file(folder / f"S2_2024010{i + 1}_SCL.tif", np.full((40, 40), cls, np.uint8),
+                   transform, crs="EPSG:3857")
+    model = _model(2, "tci")
+    both = run_inference(folder, tmp_path / "all.tif", model, _opts())
+    assert [f.scl is not None for f in both.frames] == [True, True, True]
+    clear = tmp_path / "clear"
+    clear.mkdir()
+    for p in paths[1:]:
+        shutil.copy(p, clear / p.name)
+    run_inference(clear, tmp_path / "clear.tif", model, _opts())
+    used = read(tmp_path / "all.tif")[0]
+    assert used.std() > 1  # a real picture, not a constant
+    assert np.array_equal(used, read(tmp_path / "clear.tif")[0])
+    # without the SCL files the first two dates win the tie
+    for f in folder.glob("*_SCL.tif"):
+        f.unlink()
+    run_inference(folder, tmp_path / "noscl.tif", model, _opts())
+    assert not np.array_equal(read(tmp_path / "noscl.tif")[0], used)
+
+
+def test_s2naip_chunks_with_b08(tmp_path):
+    from zoomsr.data.sample import write_sample
+
+    root = write_sample(tmp_path / "ds", pairs=4, n_frames=3, bands="tci,b08", workers=1)
+    out = tmp_path / "chunks.tif"
+    result = run_inference(root, out, _model(2, "tci,b08"), _opts())
+    assert result.windows == 4 and read(out)[1].max() == 255
+    for f in (root / "sentinel2").glob("*/b08.png"):
+        f.unlink()
+        break
+    with pytest.raises(DataError, match=r"b08.png: missing; the model takes bands tci,b08"):
+        run_inference(root, tmp_path / "again.tif", _model(2, "tci,b08"), _opts())
+
+
+def test_model_bands_must_fit_its_channels():
+    with pytest.raises(ConfigError, match=r"num_in_ch=8 cannot take frames of bands tci,b08,b05"):
+        build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 8},
+                              random_weights=True, device="cpu", bands="tci,b08,b05")
+    with pytest.raises(ConfigError, match="--bands tci,b08"):
+        build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 32},
+                              random_weights=True, device="cpu")
+    model = _model(2, "tci,b08")
+    with pytest.raises(InputError, match=r"expects \[B, 2, 4, h, w\]"):
+        model.forward(np.zeros((1, 2, 3, 8, 8), np.float32))
+
+
+def test_checkpoint_carries_its_bands(tmp_path):
+    from zoomsr.models import create_model, save_checkpoint
+
+    net = create_model("rrdbnet", **{**TINY, "num_in_ch": 8})
+    path = save_checkpoint(net, tmp_path / "g.pth", bands=["tci", "b08"], n_images=2)
+    model = build_inference_model(weights=path, device="cpu")
+    assert model.bands == ("tci", "b08") and model.n_images == 2 and model.channels == 4
