@@ -91,12 +91,10 @@ def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow
     )
 
 
-class RowAssembler:
-    """Adds :class:`ReadyRow` s in order and returns each one's finished output rows.
-
-    Holds the carried sums ``[C, m, W_hr]`` and weights ``[m, W_hr]`` (at most one window of
-    HR rows), starting at the next row to finish; the same arrays a resumed run restores.
-    """
+class Carry:
+    """Blended sums ``[C, m, W_hr]`` and weights ``[m, W_hr]`` of the HR rows that later window
+    rows still touch (at most one window of rows), starting at the next row to finish; the
+    arrays a resumed run restores."""
 
     def __init__(self, windows: WindowGrid, scale: int, channels: int, hr_width: int,
                  sums: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
@@ -104,6 +102,10 @@ class RowAssembler:
         self.scale = scale
         self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
         self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+
+
+class RowAssembler(Carry):
+    """Adds :class:`ReadyRow` s in order and returns each one's finished output rows."""
 
     def add(self, ready: ReadyRow) -> tuple[int, np.ndarray]:
         """Add window row ``ready``; return (first HR row, uint8 rows ``[n, W, C + 1]``)."""

@@ -37,6 +37,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
+from zoomsr.data.builder.sources import BAND_ALIASES
 from zoomsr.errors import ConfigError, DataError
 
 Radiometry = Literal["tci", "dn", "reflectance"]
@@ -66,17 +67,8 @@ _OTHER_BANDS = {
 }
 #: Names of the bands band-variant models take (besides TCI), as files may spell them: ESA's
 #: B01..B12, and Earth Search's asset names (``nir`` is B08; ``nir08`` is B8A, not used).
-EXTRA_BAND_TOKENS = {
-    "b01": "b01", "b1": "b01", "coastal": "b01",
-    "b05": "b05", "b5": "b05", "rededge1": "b05",
-    "b06": "b06", "b6": "b06", "rededge2": "b06",
-    "b07": "b07", "b7": "b07", "rededge3": "b07",
-    "b08": "b08", "b8": "b08", "nir": "b08",
-    "b09": "b09", "b9": "b09", "nir09": "b09",
-    "b10": "b10", "cirrus": "b10",
-    "b11": "b11", "swir16": "b11",
-    "b12": "b12", "swir22": "b12",
-}
+EXTRA_BAND_TOKENS = {k: v for k, v in BAND_ALIASES.items()
+                     if v not in ("tci", "b02", "b03", "b04", "scl")}
 #: Extra bands, reflectance x 10000 divided by this and clipped to [0, 1] (the training scale).
 BAND16_DIVISOR = 8160.0
 _RESOLUTION_RE = re.compile(r"r?\d{2,3}m", re.IGNORECASE)
@@ -84,8 +76,20 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
 
 
-@dataclass(frozen=True)
-class AuxBand:
+@dataclass(frozen=True, kw_only=True)
+class _Grid:
+    """Where a raster's pixels are and what they hold."""
+
+    dtype: str
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    nodata: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuxBand(_Grid):
     """One more raster of a frame's date: an extra band (``b08``...) or the SCL.
 
     ``band`` is the 1-based band in ``path``. ``radiometry``: ``dn`` (reflectance x 10000 +
@@ -97,20 +101,14 @@ class AuxBand:
     band: int
     radiometry: str
     dn_offset: float
-    dtype: str
-    crs: CRS
-    transform: rasterio.Affine
-    width: int
-    height: int
-    nodata: float | None
 
     def describe(self) -> dict:
         return {"path": str(self.path), "band": self.band, "radiometry": self.radiometry,
                 "dn_offset": self.dn_offset}
 
 
-@dataclass(frozen=True)
-class Frame:
+@dataclass(frozen=True, kw_only=True)
+class Frame(_Grid):
     """One date of the scene: the files and bands that give its red, green and blue.
 
     ``paths`` holds one file (``bands`` = its 1-based R, G, B band indexes) or three
@@ -123,12 +121,6 @@ class Frame:
     bands: tuple[int, int, int]
     radiometry: Radiometry
     dn_offset: float
-    dtype: str
-    crs: CRS
-    transform: rasterio.Affine
-    width: int
-    height: int
-    nodata: float | None
     level: str | None = None  # "L1C" / "L2A" when the metadata says so
     extras: tuple[AuxBand, ...] = ()  # the model's extra bands, in its order
     scl: AuxBand | None = None  # scene classification (L2A), for choosing frames

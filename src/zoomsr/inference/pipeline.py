@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.inference.assemble import ReadyRow, RowAssembler, prepare_row, to_uint8
+from zoomsr.inference.assemble import Carry, ReadyRow, RowAssembler, prepare_row, to_uint8
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, discover_frames
@@ -195,19 +195,9 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     return RowResult(r, sums, weights, any_valid, mosaic, few, len(wins))
 
 
-class RowBlender:
-    """Accumulates blended rows of windows and releases the output rows that are final.
-
-    Holds sums ``[C, n, W_hr]`` and weights ``[n, W_hr]`` for the HR rows that later window
-    rows still touch (about one window of rows), starting at the next row to finalise.
-    """
-
-    def __init__(self, windows: WindowGrid, scale: int, channels: int, hr_width: int,
-                 sums: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
-        self.windows = windows
-        self.scale = scale
-        self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
-        self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+class RowBlender(Carry):
+    """Accumulates blended rows of windows and releases the output rows that are final, as
+    floats (:func:`super_resolve_array`; scenes use :class:`RowAssembler`)."""
 
     def add(self, res: RowResult) -> tuple[int, np.ndarray, np.ndarray]:
         """Add window row ``res``; return (first HR row, values ``[C, n, W]``, mask ``[n, W]``)."""
