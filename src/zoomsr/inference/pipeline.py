@@ -164,34 +164,49 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     mean = pixels[:, :3].sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
     mosaic = _to_uint8(np.moveaxis(mean, 0, -1))
     k = plan.uncertainty
-    inputs: list[np.ndarray] = []
+    channels = 3 + (1 if k else 0)
+    sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
+    weights = np.zeros((h * s, width * s), dtype=np.float32)
+    per_window = 1 + k
+
+    def blend(j: int, outs: list[np.ndarray]) -> None:
+        win = wins[j]
+        w = blend_weights(win, plan.windows, s)
+        cols = slice(win.x * s, (win.x + win.w) * s)
+        sums[:3, :, cols] += outs[0] * w
+        if k:
+            sums[3, :, cols] += np.stack(outs[1:]).std(0).mean(0) * w
+        weights[:, cols] += w
+
+    # Inputs go to the model batch_size at a time, and each window is blended as soon as its
+    # outputs are in, so a row never holds all its windows' inputs or outputs at once.
+    pending: list[tuple[int, np.ndarray]] = []
+    outputs: dict[int, list[np.ndarray]] = {}
+
+    def run_batch() -> None:
+        batch = pending[: plan.batch_size]
+        del pending[: plan.batch_size]
+        for (j, _), out in zip(batch, model.forward(np.stack([a for _, a in batch])),
+                               strict=True):
+            outputs.setdefault(j, []).append(out)
+            if len(outputs[j]) == per_window:
+                blend(j, outputs.pop(j))
+
     few = 0
-    for win in wins:
+    for j, win in enumerate(wins):
         cols = slice(win.x, win.x + win.w)
         wp, wv = filled[..., cols], valid[..., cols]
         scores = frame_scores(pixels[..., cols], wv,
                               None if cloudy is None else cloudy[..., cols])
         if count_clean(wv) < plan.n_images:
             few += 1
-        inputs.append(wp[choose_frames(scores, plan.n_images)])
+        pending.append((j, wp[choose_frames(scores, plan.n_images)]))
         for subset in subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col)):
-            inputs.append(wp[subset])
-    outputs: list[np.ndarray] = []
-    for i in range(0, len(inputs), plan.batch_size):
-        outputs.extend(model.forward(np.stack(inputs[i : i + plan.batch_size])))
-    channels = 3 + (1 if k else 0)
-    sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
-    weights = np.zeros((h * s, width * s), dtype=np.float32)
-    per_window = 1 + k
-    for j, win in enumerate(wins):
-        w = blend_weights(win, plan.windows, s)
-        out = outputs[j * per_window]
-        cols = slice(win.x * s, (win.x + win.w) * s)
-        sums[:3, :, cols] += out * w
-        if k:
-            spread = np.stack(outputs[j * per_window + 1 : (j + 1) * per_window]).std(0).mean(0)
-            sums[3, :, cols] += spread * w
-        weights[:, cols] += w
+            pending.append((j, wp[subset]))
+        while len(pending) >= plan.batch_size:
+            run_batch()
+    while pending:
+        run_batch()
     return RowResult(r, sums, weights, any_valid, mosaic, few, len(wins))
 
 
