@@ -26,7 +26,7 @@ step "GPU tests"
 
 step "inference throughput"
 timeout 180 $py "$here/benchmarks/infer_throughput.py" --device cuda --size 976 --batch 64 \
-    --pipeline-batch 8 --seconds 5 2>&1 | tee "$out/infer.txt"
+    --pipeline-batch 8 --seconds 5 2>&1 | tee "$out/infer.txt"  # default --threads (3 on GPU)
 
 step "training throughput"
 timeout 150 $py "$here/benchmarks/train_throughput.py" --mode gpu --steps 40 --warmup 10 2>&1 \
@@ -36,6 +36,6 @@ step "CLIPScore throughput"
 timeout 60 $py "$here/benchmarks/clipscore_throughput.py" --device cuda --pairs 64 2>&1 \
     | tee "$out/clipscore.txt"
 step "where the pipeline time goes"
-timeout 60 $py "$here/benchmarks/infer_profile.py" --device cuda --size 976 2>&1 \
+timeout 60 $py "$here/benchmarks/infer_profile.py" --device cuda --size 976 --threads 1 2>&1 \
     | tee "$out/infer_profile.txt"
 step done

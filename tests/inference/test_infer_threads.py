@@ -89,3 +89,42 @@ def test_threads_must_be_positive():
 
     with pytest.raises(ConfigError, match="threads"):
         InferenceOptions(threads=0)
+
+
+class _AsIfOnGPU:
+    """A CPU model that reports another device, so the run takes the GPU code path: rows in 3
+    threads and the GeoTIFF compressed while rows are computed."""
+
+    def __init__(self, model) -> None:
+        import torch
+
+        self._model = model
+        self.device = torch.device("meta")
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])  # 4: every row done, the GeoTIFF not yet
+def test_gpu_path_streams_the_same_bytes_and_resumes(scene, tiny_model, tmp_path, stop_after):
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(scene, clean, model, _opts(threads=1, cog=True))
+    out = tmp_path / "run.tif"
+    before = threading.active_count()
+
+    def stop(done: int, total: int) -> None:
+        assert total == 4
+        if done == stop_after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(scene, out, _AsIfOnGPU(model), _opts(cog=True), on_row=stop)
+    assert threading.active_count() == before  # row threads and the GeoTIFF writer stopped
+    assert not out.exists() and not list(tmp_path.glob(".run.tif.*.tmp"))
+    result = run_inference(scene, out, _AsIfOnGPU(model), _opts(resume=True, cog=True))
+    assert result.rows_resumed == stop_after
+    assert out.read_bytes() == clean.read_bytes()
+    again = tmp_path / "again.tif"
+    run_inference(scene, again, _AsIfOnGPU(model), _opts(cog=True))
+    assert again.read_bytes() == clean.read_bytes()

@@ -54,10 +54,58 @@ def test_download_rejects_wrong_checksum(cache, monkeypatch, tmp_path):
     assert not list(cache.glob(".*"))  # no temporary file left
 
 
-def test_unknown_checksum_is_reported(cache, monkeypatch, tmp_path):
-    _fake_entry(monkeypatch, tmp_path, b"abc", None)
-    _, digest = registry.download("fake")
+def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_path):
+    entry = _fake_entry(monkeypatch, tmp_path, b"abc", None)
+    path, digest = registry.download("fake")
     assert digest == hashlib.sha256(b"abc").hexdigest()
+    recorded = registry.recorded_checksums()["fake.pth"]
+    assert recorded == {"sha256": digest, "url": entry.url}
+    assert registry.expected_sha256(entry) == (digest, "recorded at download")
+    assert registry.resolve("fake") == path
+    path.write_bytes(b"ab")  # truncated later
+    with pytest.raises(CheckpointError, match=r"differs from the recorded at download .*"
+                                              r"zoomsr weights download fake"):
+        registry.resolve("fake")
+    with pytest.raises(CheckpointError, match="differs"):
+        registry.download("fake")  # cached: verified, not fetched
+    registry.download("fake", force=True)  # fetched and recorded anew
+    assert registry.resolve("fake").read_bytes() == b"abc"
+
+
+def test_mirror_used_when_the_main_url_fails(cache, monkeypatch, tmp_path):
+    payload = b"mirrored weights"
+    mirror = tmp_path / "mirror.pth"
+    mirror.write_bytes(payload)
+    bad = registry.Mirror((tmp_path / "bad.pth").as_uri(), "0" * 64)
+    good = registry.Mirror(mirror.as_uri(), hashlib.sha256(payload).hexdigest())
+    entry = WeightsEntry(name="fake", description="test", model="rrdbnet", config={},
+                         filename="fake.pth", url="https://unreachable.invalid/fake.pth",
+                         mirrors=(good,))
+    monkeypatch.setitem(registry.REGISTRY, "fake", entry)
+    real_open = __import__("urllib.request").request.urlopen
+
+    def opener(url, timeout):
+        if "unreachable" in url:
+            raise urllib.error.URLError("TLS handshake failure")
+        return real_open(url, timeout=timeout)
+
+    path, digest = registry.download("fake", opener=opener)
+    assert path.read_bytes() == payload
+    assert registry.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
+    # a mirror copy that does not match its published hash is refused, not recorded
+    (tmp_path / "bad.pth").write_bytes(b"something else")
+    monkeypatch.setitem(registry.REGISTRY, "fake2", WeightsEntry(
+        name="fake2", description="test", model="rrdbnet", config={}, filename="fake2.pth",
+        url="https://unreachable.invalid/x.pth", mirrors=(bad,)))
+    with pytest.raises(CheckpointError, match="bad.pth: SHA-256 .* differs"):
+        registry.download("fake2", opener=opener)
+    assert "fake2.pth" not in registry.recorded_checksums()
+    assert not (cache / "fake2.pth").exists()
+
+
+def test_esrgan_1_has_a_mirror_with_its_hash():
+    (mirror,) = registry.get_entry("esrgan-1").mirrors
+    assert mirror.url.startswith("https://huggingface.co/") and len(mirror.sha256) == 64
 
 
 def test_offline_error_is_one_line(cache):

@@ -49,7 +49,9 @@ def download(
     path, digest = registry.download(name, force=force)
     typer.echo(str(path))
     if entry.source == "url" and entry.sha256 is None:
-        typer.echo(f"sha256 {digest} (no published checksum to verify against)", err=True)
+        typer.echo(f"sha256 {digest} (no published checksum: recorded in "
+                   f"{registry.cache_dir() / registry.CHECKSUMS_FILE}, checked on every later "
+                   "use)", err=True)
     else:
         typer.echo(f"sha256 {digest} (verified)", err=True)
 

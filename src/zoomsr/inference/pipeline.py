@@ -532,8 +532,11 @@ def run_scene(
     names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
     stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
                            band_names=names, cog=options.cog)
-    if first_row:  # rows a resumed run finished before
-        stream.rows_done(windows.ys[first_row] * s)
+    # Compress while computing only when the model is elsewhere: on a CPU the writer thread
+    # would take cores from the model (measured ~10 % slower on 2 cores); same bytes either way.
+    live = model.device.type != "cpu"
+    if first_row and live:  # rows a resumed run finished before
+        stream.rows_done(windows.final_until(first_row - 1) * s)
     items: Iterator[Any] | None = None
     try:
         with _progress(len(windows), first_row * per_row, options.progress) as bar:
@@ -552,7 +555,8 @@ def run_scene(
                 computed += ready.windows
                 run.save({"rows_done": ready.row + 1, "few_frames": few},
                          {"sums": assembler.sums, "weights": assembler.weights})
-                stream.rows_done(windows.final_until(ready.row) * s)
+                if live:
+                    stream.rows_done(windows.final_until(ready.row) * s)
                 if bar is not None:
                     bar.update(task, advance=ready.windows)
                 if on_row is not None:

