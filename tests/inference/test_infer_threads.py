@@ -128,3 +128,29 @@ def test_gpu_path_streams_the_same_bytes_and_resumes(scene, tiny_model, tmp_path
     again = tmp_path / "again.tif"
     run_inference(scene, again, _AsIfOnGPU(model), _opts(cog=True))
     assert again.read_bytes() == clean.read_bytes()
+
+
+@pytest.mark.parametrize("uncertainty", [0, 2])
+def test_rows_blended_with_torch_match_numpy(scene, tiny_model, tmp_path, monkeypatch,
+                                             uncertainty):
+    """The GPU path blends and finishes rows with torch; run here on CPU tensors, it gives the
+    NumPy path's bytes (the uncertainty band: within one grey level, std differs in the last
+    bits)."""
+    import torch
+
+    from zoomsr.inference import pipeline
+
+    model = tiny_model(2)
+    numpy_out = tmp_path / "numpy.tif"
+    run_inference(scene, numpy_out, model, _opts(uncertainty=uncertainty, threads=2))
+    monkeypatch.setattr(pipeline, "blend_device", lambda m: torch.device("cpu"))
+    torch_out = tmp_path / "torch.tif"
+    run_inference(scene, torch_out, model, _opts(uncertainty=uncertainty, threads=2))
+    if not uncertainty:
+        assert torch_out.read_bytes() == numpy_out.read_bytes()
+    else:
+        import rasterio
+
+        with rasterio.open(numpy_out) as a, rasterio.open(torch_out) as b:
+            x, y = a.read().astype(int), b.read().astype(int)
+        assert np.array_equal(x[:3], y[:3]) and np.abs(x[3] - y[3]).max() <= 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from zoomsr.inference.windows import WindowGrid
 
@@ -24,16 +25,37 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def finish(sums: np.ndarray, weights: np.ndarray, valid_lr: np.ndarray, scale: int) -> np.ndarray:
+def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
+           valid_lr: np.ndarray, scale: int) -> np.ndarray:
     """``[rows, W, C + 1]`` uint8 output rows (values, then the 0/255 mask) from blended sums
-    ``[C, rows, W]``, weights ``[rows, W]`` and LR validity ``[rows / scale, W / scale]``."""
+    ``[C, rows, W]``, weights ``[rows, W]`` and LR validity ``[rows / scale, W / scale]``.
+
+    Tensors (rows blended on a GPU) are finished there, with the same float32 operations, and
+    only the uint8 rows come back.
+    """
+    valid = np.repeat(np.repeat(valid_lr, scale, 0), scale, 1)
+    if isinstance(sums, torch.Tensor):
+        value = sums / torch.where(weights > 0, weights, 1.0)
+        ok = torch.from_numpy(valid).to(sums.device) & (weights > 0)
+        block_t = torch.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1),
+                              dtype=torch.uint8, device=sums.device)
+        block_t[:, :, :-1] = torch.round(torch.clamp(value, 0.0, 1.0) * 255.0).to(
+            torch.uint8).permute(1, 2, 0)
+        block_t[:, :, -1] = torch.where(ok, 255, 0)
+        block_t[:, :, :-1] *= block_t[:, :, -1:] > 0
+        return block_t.cpu().numpy()
     value = sums / np.where(weights > 0, weights, 1.0)
-    valid = np.repeat(np.repeat(valid_lr, scale, 0), scale, 1) & (weights > 0)
+    valid &= weights > 0
     block = np.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1), dtype=np.uint8)
     block[:, :, :-1] = np.moveaxis(to_uint8(value), 0, -1)
     block[:, :, -1] = np.where(valid, 255, 0)
     block[:, :, :-1] *= block[:, :, -1:] > 0
     return block
+
+
+def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A NumPy copy (from the device for tensors)."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x.copy()
 
 
 def lr_block(mosaic: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -83,9 +105,9 @@ def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow
     k = max(c, n)
     return ReadyRow(
         row=res.row,
-        edge_sums=res.sums[:, : c * s].copy(), edge_weights=res.weights[: c * s].copy(),
+        edge_sums=_host(res.sums[:, : c * s]), edge_weights=_host(res.weights[: c * s]),
         interior=interior,
-        tail_sums=res.sums[:, k * s :].copy(), tail_weights=res.weights[k * s :].copy(),
+        tail_sums=_host(res.sums[:, k * s :]), tail_weights=_host(res.weights[k * s :]),
         valid=res.valid, lr=lr_block(res.mosaic[:n], res.valid[:n]) if with_lr else None,
         few_frames=res.few_frames, windows=res.windows,
     )

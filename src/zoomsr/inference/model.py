@@ -83,6 +83,11 @@ class InferenceModel:
         return sum(band_channels(b) for b in self.bands)
 
     def forward(self, lr: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``[B, T, C, h, w]`` -> ``[B, 3, h*s, w*s]`` float32 NumPy (on the CPU)."""
+        return self.forward_device(lr).cpu().numpy()
+
+    def forward_device(self, lr: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward`, the float32 output left on the model's device."""
         x = torch.as_tensor(lr, dtype=torch.float32)
         c = self.channels
         if x.ndim != 5 or x.shape[1] != self.n_images or x.shape[2] != c:
@@ -107,7 +112,7 @@ class InferenceModel:
                 f"{self.label}: output shape {list(y.shape)}, expected {list(expected)} "
                 "(an RGB x scale model is needed)"
             )
-        return y.float().cpu().numpy()
+        return y.float()
 
     def describe(self) -> dict:
         return {

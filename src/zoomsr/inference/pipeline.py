@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rasterio.windows import Window
 
 from zoomsr import __version__
@@ -119,12 +120,19 @@ class RowResult:
     """
 
     row: int
-    sums: np.ndarray
-    weights: np.ndarray
+    sums: np.ndarray | torch.Tensor  # a tensor on the model's device when blended there
+    weights: np.ndarray | torch.Tensor
     valid: np.ndarray
     mosaic: np.ndarray
     few_frames: int
     windows: int
+
+
+def blend_device(model: InferenceModel) -> torch.device | None:
+    """Where the local path blends rows: on the model's accelerator (the outputs then never
+    travel to the CPU as floats, and the GPU does the arithmetic), else None (NumPy)."""
+    dev = getattr(model, "device", None)
+    return dev if isinstance(dev, torch.device) and dev.type not in ("cpu", "meta") else None
 
 
 @dataclass
@@ -152,8 +160,12 @@ class InferenceResult:
 _to_uint8 = to_uint8  # the S2-NAIP path's name for it
 
 
-def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
-    """Read, choose frames, run the model on and blend the windows of window row ``r``."""
+def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
+                on: torch.device | None = None) -> RowResult:
+    """Read, choose frames, run the model on and blend the windows of window row ``r``.
+
+    ``on``: blend with torch on that device (the sums stay there), else with NumPy.
+    """
     wins = plan.windows.row(r)
     s = model.scale
     y, h = wins[0].y, wins[0].h
@@ -165,17 +177,27 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     mosaic = _to_uint8(np.moveaxis(mean, 0, -1))
     k = plan.uncertainty
     channels = 3 + (1 if k else 0)
-    sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
-    weights = np.zeros((h * s, width * s), dtype=np.float32)
     per_window = 1 + k
+    sums: Any
+    weights: Any
+    if on is None:
+        sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
+        weights = np.zeros((h * s, width * s), dtype=np.float32)
+    else:
+        sums = torch.zeros((channels, h * s, width * s), dtype=torch.float32, device=on)
+        weights = torch.zeros((h * s, width * s), dtype=torch.float32, device=on)
 
-    def blend(j: int, outs: list[np.ndarray]) -> None:
+    def blend(j: int, outs: list[Any]) -> None:
         win = wins[j]
         w = blend_weights(win, plan.windows, s)
+        if on is not None:
+            w = torch.from_numpy(w).to(on)
         cols = slice(win.x * s, (win.x + win.w) * s)
         sums[:3, :, cols] += outs[0] * w
         if k:
-            sums[3, :, cols] += np.stack(outs[1:]).std(0).mean(0) * w
+            spread = (np.stack(outs[1:]).std(0).mean(0) if on is None
+                      else torch.stack(outs[1:]).std(0, correction=0).mean(0))
+            sums[3, :, cols] += spread * w
         weights[:, cols] += w
 
     # Inputs go to the model batch_size at a time, and each window is blended as soon as its
@@ -186,8 +208,9 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int) -> RowResult:
     def run_batch() -> None:
         batch = pending[: plan.batch_size]
         del pending[: plan.batch_size]
-        for (j, _), out in zip(batch, model.forward(np.stack([a for _, a in batch])),
-                               strict=True):
+        stacked = np.stack([a for _, a in batch])
+        outs = model.forward(stacked) if on is None else model.forward_device(stacked)
+        for (j, _), out in zip(batch, outs, strict=True):
             outputs.setdefault(j, []).append(out)
             if len(outputs[j]) == per_window:
                 blend(j, outputs.pop(j))
@@ -250,6 +273,10 @@ class _SerialModel:
         with self._lock:
             return self._model.forward(lr)
 
+    def forward_device(self, lr: np.ndarray) -> torch.Tensor:
+        with self._lock:
+            return self._model.forward_device(lr)
+
 
 class _RowThreads:
     """``threads`` threads computing rows in order, each with its own reader.
@@ -261,9 +288,11 @@ class _RowThreads:
     """
 
     def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
-                 threads: int, prepare: Callable[[RowResult], Any] | None = None) -> None:
+                 threads: int, prepare: Callable[[RowResult], Any] | None = None,
+                 on: torch.device | None = None) -> None:
         self.plan, self.rows = plan, list(rows)
         self.prepare = prepare
+        self.on = on
         self.model = _SerialModel(model)
         self.depth = threads
         self.cond = threading.Condition()
@@ -288,7 +317,7 @@ class _RowThreads:
                     i = self.handed
                     self.handed += 1
                 try:
-                    res: Any = compute_row(plan, self.model, self.rows[i])
+                    res: Any = compute_row(plan, self.model, self.rows[i], self.on)
                     if self.prepare is not None:
                         res = self.prepare(res)
                 except BaseException as exc:  # handed to the consumer, raised there
@@ -326,16 +355,17 @@ class _RowThreads:
 
 def local_rows(
     plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
-    prepare: Callable[[RowResult], Any] | None = None,
+    prepare: Callable[[RowResult], Any] | None = None, on: torch.device | None = None,
 ) -> Iterator[Any]:
     """Compute ``rows`` in order in this process, ``threads`` rows at once; with ``prepare``,
-    yield ``prepare(row)`` (computed in the row's thread) instead of the row."""
+    yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``on``: blend on
+    that device (:func:`compute_row`)."""
     if threads <= 1 or len(rows) <= 1:
         for r in rows:
-            res = compute_row(plan, model, r)
+            res = compute_row(plan, model, r, on)
             yield res if prepare is None else prepare(res)
         return
-    yield from _RowThreads(plan, model, rows, threads, prepare)
+    yield from _RowThreads(plan, model, rows, threads, prepare, on)
 
 
 def super_resolve_array(
@@ -525,7 +555,8 @@ def run_scene(
     if row_source is None:
         def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
             threads = options.threads or (1 if m.device.type == "cpu" else 3)
-            return local_rows(p, m, rs, threads, prepare)  # rows finished in their threads
+            # rows blended on the GPU if there is one, and finished in their threads
+            return local_rows(p, m, rs, threads, prepare, blend_device(m))
     else:
         source = row_source
     assembler = RowAssembler(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
