@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from infer_helpers import read, write_frames
+from infer_helpers import TINY, read, write_frames
 
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
 from zoomsr_needs import require_package
@@ -34,3 +34,48 @@ def test_ray_matches_local(tmp_path, tiny_model, monkeypatch):
     assert abs(a.astype(int) - b.astype(int)).max() <= 1
     assert (a == b).mean() > 0.999
     assert result.windows_computed == result.windows
+
+
+@pytest.mark.slow
+def test_ray_band_model_and_a_dying_worker(tmp_path):
+    """A band-variant model (TCI + B08) runs on Ray like locally; a worker that dies mid-scene
+    gives one clear error, the partial run is kept, and --resume finishes it locally."""
+    require_package("ray")
+    import numpy as np
+    import rasterio
+
+    from zoomsr.inference import build_inference_model
+    from zoomsr.inference.distributed import RayPool, RayWorkerError
+    from zoomsr.inference.writer import partial_dir
+
+    paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
+    for p in paths:
+        with rasterio.open(p) as src:
+            profile = src.profile | {"count": 1, "dtype": "uint16"}
+        with rasterio.open(p.with_name(p.name.replace("_TCI", "_B08")), "w", **profile) as dst:
+            dst.write(np.full((1, 72, 40), 2500, np.uint16))
+    model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 8},
+                                  random_weights=True, device="cpu", bands="tci,b08")
+    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False, dn_offset=0)
+    local = tmp_path / "local.tif"
+    run_inference(tmp_path / "in", local, model, opts)
+    with RayPool("local", workers=1) as pool:
+        remote = tmp_path / "ray.tif"
+        run_inference(tmp_path / "in", remote, model, opts, row_source=pool.rows)
+        a, b = read(local)[0].astype(int), read(remote)[0].astype(int)
+        assert np.abs(a - b).max() <= 1
+
+        def rows_then_death(plan, m, rows):
+            source = pool.rows(plan, m, rows)
+            yield next(source)
+            pool._ray.kill(pool._actors[0])  # the worker process dies mid-scene
+            yield from source
+
+        out = tmp_path / "dies.tif"
+        with pytest.raises(RayWorkerError, match="a Ray model worker died"):
+            run_inference(tmp_path / "in", out, model, opts, row_source=rows_then_death)
+        assert not out.exists() and partial_dir(out).is_dir()
+    result = run_inference(tmp_path / "in", out, model, InferenceOptions(
+        tiling=Tiling(32, 8), progress=False, dn_offset=0, resume=True))
+    assert result.rows_resumed == 1
+    assert np.abs(read(out)[0].astype(int) - a).max() <= 1

@@ -50,6 +50,7 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
         "name": name, "config": model.config, "label": model.label, "n_images": model.n_images,
         "layout": model.layout, "scale": model.scale, "weights": model.weights,
         "weights_sha256": model.weights_sha256, "autocast": model.autocast,
+        "bands": list(model.bands),
     }
 
 
@@ -77,6 +78,7 @@ def _worker_class(ray: Any) -> Any:
                 layout=spec["layout"], scale=spec["scale"], weights=spec["weights"],
                 weights_sha256=spec["weights_sha256"], device=dev,
                 autocast=spec["autocast"] and dev.type == "cuda", config=spec["config"],
+                bands=tuple(spec["bands"]),
             )
             self.plan: ScenePlan | None = None
 
