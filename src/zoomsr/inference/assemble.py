@@ -25,6 +25,13 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def upsample_mask(valid_lr: np.ndarray, scale: int) -> np.ndarray:
+    """``[h, w]`` bool -> ``[h*scale, w*scale]`` (nearest), in one pass."""
+    rows, cols = valid_lr.shape
+    return np.broadcast_to(valid_lr[:, None, :, None], (rows, scale, cols, scale)).reshape(
+        rows * scale, cols * scale)
+
+
 def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
            valid_lr: np.ndarray, scale: int) -> np.ndarray:
     """``[rows, W, C + 1]`` uint8 output rows (values, then the 0/255 mask) from blended sums
@@ -33,10 +40,10 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
     Tensors (rows blended on a GPU) are finished there, with the same float32 operations, and
     only the uint8 rows come back.
     """
-    valid = np.repeat(np.repeat(valid_lr, scale, 0), scale, 1)
     if isinstance(sums, torch.Tensor):
         value = sums / torch.where(weights > 0, weights, 1.0)
-        ok = torch.from_numpy(valid).to(sums.device) & (weights > 0)
+        lr = torch.from_numpy(np.ascontiguousarray(valid_lr)).to(sums.device)
+        ok = lr.repeat_interleave(scale, 0).repeat_interleave(scale, 1) & (weights > 0)
         block_t = torch.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1),
                               dtype=torch.uint8, device=sums.device)
         block_t[:, :, :-1] = torch.round(torch.clamp(value, 0.0, 1.0) * 255.0).to(
@@ -45,7 +52,7 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
         block_t[:, :, :-1] *= block_t[:, :, -1:] > 0
         return block_t.cpu().numpy()
     value = sums / np.where(weights > 0, weights, 1.0)
-    valid &= weights > 0
+    valid = upsample_mask(valid_lr, scale) & (weights > 0)
     block = np.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1), dtype=np.uint8)
     block[:, :, :-1] = np.moveaxis(to_uint8(value), 0, -1)
     block[:, :, -1] = np.where(valid, 255, 0)

@@ -32,7 +32,14 @@ from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.inference.assemble import Carry, ReadyRow, RowAssembler, prepare_row, to_uint8
+from zoomsr.inference.assemble import (
+    Carry,
+    ReadyRow,
+    RowAssembler,
+    prepare_row,
+    to_uint8,
+    upsample_mask,
+)
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, discover_frames
@@ -255,7 +262,7 @@ class RowBlender(Carry):
         n = lr_rows * s
         wsum = self.weights[:n]
         value = self.sums[:, :n] / np.where(wsum > 0, wsum, 1.0)
-        valid = np.repeat(np.repeat(res.valid[:lr_rows], s, 0), s, 1) & (wsum > 0)
+        valid = upsample_mask(res.valid[:lr_rows], s) & (wsum > 0)
         self.sums = self.sums[:, n:].copy()
         self.weights = self.weights[n:].copy()
         return top, value, valid
