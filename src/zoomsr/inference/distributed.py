@@ -1,10 +1,11 @@
 """The scene pipeline on a Ray cluster: rows of windows computed by model workers.
 
-The driver keeps everything that must be sequential and small (blending the rows, writing the
-output, the resume state); Ray actors, each holding one copy of the model (on a GPU when the
-cluster has them), read their windows from the inputs and run the model on them, using the
-same :func:`~zoomsr.inference.pipeline.compute_row` as the local path, so the output is the
-same. Inputs must be readable at the same paths on every node (a shared file system or object
+The driver keeps everything that must be sequential and small (adding the rows' carried
+edges, writing the output, the resume state); Ray actors, each holding one copy of the model
+(on a GPU when the cluster has them), read their windows from the inputs, run the model on
+them, blend them and finish the rows only they decide, with the same
+:func:`~zoomsr.inference.pipeline.compute_row` and
+:func:`~zoomsr.inference.assemble.prepare_row` as the local path, so the output is the same. Inputs must be readable at the same paths on every node (a shared file system or object
 store URLs that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
 which bounds the driver's memory.
 
@@ -21,13 +22,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from zoomsr.errors import ConfigError, ZoomsrError
+from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import RowResult, ScenePlan
+from zoomsr.inference.pipeline import ScenePlan
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
 
-RowSource = Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[RowResult]]
+RowSource = Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[ReadyRow]]
 
 
 class RayUnavailableError(ZoomsrError, RuntimeError):
@@ -89,12 +91,16 @@ def _worker_class(ray: Any) -> Any:
                 self.plan.reader.close()
             self.plan = plan
 
-        def row(self, r: int) -> RowResult:
-            from zoomsr.inference.pipeline import compute_row
+        def row(self, r: int) -> ReadyRow:
+            from zoomsr.inference.assemble import prepare_row
+            from zoomsr.inference.pipeline import blend_device, compute_row
 
             if self.plan is None:
                 raise RuntimeError("row() before set_plan()")
-            return compute_row(self.plan, self.model, r)
+            # blended on the worker's GPU if it has one, and finished here: the driver gets
+            # uint8 rows (4x less to send than float sums) and only adds the carried edges
+            res = compute_row(self.plan, self.model, r, blend_device(self.model))
+            return prepare_row(res, self.plan.windows, self.model.scale, with_lr=True)
 
     return RowWorker
 
@@ -177,8 +183,8 @@ class RayPool:
         return self._actors
 
     def rows(self, plan: ScenePlan, model: InferenceModel,
-             rows: Sequence[int]) -> Iterator[RowResult]:
-        """Compute ``rows`` of ``plan`` on the workers; yield them in order."""
+             rows: Sequence[int]) -> Iterator[ReadyRow]:
+        """Compute and finish ``rows`` of ``plan`` on the workers; yield them in order."""
         self.start()
         ray = self._ray
         actors = self._ensure_actors(model)
@@ -248,7 +254,7 @@ def ray_row_source(
     if workers < 1:
         raise ConfigError(f"ray workers must be >= 1, got {workers}")
 
-    def source(plan: ScenePlan, model: InferenceModel, rows: Sequence[int]) -> Iterator[RowResult]:
+    def source(plan: ScenePlan, model: InferenceModel, rows: Sequence[int]) -> Iterator[ReadyRow]:
         with RayPool(address, workers, gpus_per_worker) as pool:
             yield from pool.rows(plan, model, rows)
 
