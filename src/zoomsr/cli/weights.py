@@ -23,19 +23,28 @@ def list_weights() -> None:
             return "cached"
         return "ncnn" if e.source == "ncnn" else "-"
 
+    def checksum(e: registry.WeightsEntry) -> str:
+        if e.source == "ncnn":
+            return "published"  # of the package's .param/.bin
+        return {"published": "published", "recorded at download": "recorded"}.get(
+            registry.expected_sha256(e)[1], "-")
+
     rows = [
         (e.name, e.model, str(e.n_images),
          "+".join(e.bands) if len(e.bands) <= 2 else f"{len(e.bands)} bands",
-         state(e),
+         state(e), checksum(e),
          e.description)
         for e in registry.REGISTRY.values()
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    head = ("name", "model", "images", "bands", "state")
+    head = ("name", "model", "images", "bands", "state", "sha256")
+    n = len(head)
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
     typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  description")
     for r in rows:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:n], widths, strict=True)) + "  " + r[n])
+    typer.echo("sha256: published = verified against the registry; recorded = the first "
+               "download's, verified on every use; - = none yet (recorded at download)")
     typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 

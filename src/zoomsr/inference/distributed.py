@@ -5,7 +5,8 @@ edges, writing the output, the resume state); Ray actors, each holding one copy 
 (on a GPU when the cluster has them), read their windows from the inputs, run the model on
 them, blend them and finish the rows only they decide, with the same
 :func:`~zoomsr.inference.pipeline.compute_row` and
-:func:`~zoomsr.inference.assemble.prepare_row` as the local path, so the output is the same. Inputs must be readable at the same paths on every node (a shared file system or object
+:func:`~zoomsr.inference.assemble.prepare_row` as the local path, so the output is the
+same. Inputs must be readable at the same paths on every node (a shared file system or object
 store URLs that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
 which bounds the driver's memory.
 
