@@ -229,3 +229,56 @@ def test_checkpoint_carries_its_bands(tmp_path):
     path = save_checkpoint(net, tmp_path / "g.pth", bands=["tci", "b08"], n_images=2)
     model = build_inference_model(weights=path, device="cpu")
     assert model.bands == ("tci", "b08") and model.n_images == 2 and model.channels == 4
+
+
+def test_radiometry_option_applies_to_extra_bands(tmp_path):
+    """Float digital numbers: --radiometry dn holds for B08 as for B04/B03/B02."""
+    t10 = Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0)
+    for band in ("B02", "B03", "B04", "B08"):
+        _band_file(tmp_path / f"T31UDQ_20240101_{band}.tif",
+                   np.full((16, 16), 2500, np.float32), t10)
+    frame = discover_frames(tmp_path, radiometry="dn", dn_offset=0, extra_bands=("b08",))
+    (f,) = frame.frames
+    assert f.radiometry == "dn" and f.extras[0].radiometry == "dn"
+
+
+def test_resume_refuses_a_changed_extra_band(tmp_path):
+    paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
+    for p in paths:
+        with rasterio.open(p) as src:
+            transform = src.transform
+        _band_file(p.with_name(p.name.replace("_TCI", "_B08")),
+                   np.full((72, 40), 3000, np.uint16), transform, crs="EPSG:3857")
+    model = _model(2, "tci,b08")
+    out = tmp_path / "sr.tif"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(tmp_path / "in", out, model, _opts(dn_offset=0), on_row=stop)
+    b08 = paths[0].with_name(paths[0].name.replace("_TCI", "_B08"))
+    with rasterio.open(b08, "r+") as ds:
+        ds.write(np.full((1, 72, 40), 3100, np.uint16))
+    with pytest.raises(InputError, match="other inputs or settings"):
+        run_inference(tmp_path / "in", out, model, _opts(dn_offset=0, resume=True))
+
+
+def test_band_variant_shapes_need_their_bands():
+    """A 72-channel checkpoint is esrgan-20m's shape: not silently read as 24 TCI images."""
+    cfg = {**TINY, "num_in_ch": 72}
+    with pytest.raises(ConfigError, match=r"esrgan-20m .* --bands tci,b08,b05,b06,b07,b11,b12"):
+        build_inference_model(model="rrdbnet", config=cfg, random_weights=True, device="cpu")
+    assert build_inference_model(model="rrdbnet", config=cfg, random_weights=True,
+                                 device="cpu", bands="tci").n_images == 24
+    twenty = build_inference_model(model="rrdbnet", config=cfg, random_weights=True,
+                                   device="cpu", bands="tci,b08,b05,b06,b07,b11,b12")
+    assert twenty.n_images == 8 and twenty.channels == 9
+
+
+def test_preview_images_are_not_dates(tmp_path):
+    paths = write_frames(tmp_path / "in", n=2, size=(24, 24))
+    shutil.copy(paths[0], tmp_path / "in" / "T31UDQ_20240101T105431_PVI.tif")
+    found = discover_frames(tmp_path / "in")
+    assert len(found.frames) == 2
+    assert any("PVI.tif: a preview image" in note for note in found.ignored)

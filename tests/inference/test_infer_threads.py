@@ -154,3 +154,48 @@ def test_rows_blended_with_torch_match_numpy(scene, tiny_model, tmp_path, monkey
         with rasterio.open(numpy_out) as a, rasterio.open(torch_out) as b:
             x, y = a.read().astype(int), b.read().astype(int)
         assert np.array_equal(x[:3], y[:3]) and np.abs(x[3] - y[3]).max() <= 1
+
+
+def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monkeypatch):
+    """An interrupt during the last compression leaves no output, no temp file, no thread."""
+    from zoomsr.inference import writer
+
+    model = tiny_model(2)
+    original = writer.GeoTIFFStream.finish
+
+    def interrupted(self, tags):
+        with self._cond:  # the tags are in and the writer is busy: now Ctrl-C arrives
+            self._ready = self.raw.height
+            self._tags = tags
+            self._cond.notify_all()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer.GeoTIFFStream, "finish", interrupted)
+    before = threading.active_count()
+    out = tmp_path / "sr.tif"
+    for gpu_path in (False, True):
+        with pytest.raises(KeyboardInterrupt):
+            run_inference(scene, out, _AsIfOnGPU(model) if gpu_path else model, _opts())
+        assert threading.active_count() == before
+        assert not out.exists() and not list(tmp_path.glob(".sr.tif.*.tmp"))
+    monkeypatch.setattr(writer.GeoTIFFStream, "finish", original)
+    result = run_inference(scene, out, _AsIfOnGPU(model), _opts(resume=True))  # as last run
+    assert result.rows_resumed == 4 and out.exists()
+
+
+def test_threads_fit_the_open_file_limit(monkeypatch):
+    import resource
+
+    from zoomsr.inference.pipeline import fit_open_files
+
+    limits = {"soft": 1024, "hard": 1024}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+
+    def setrlimit(_, values):
+        limits["soft"] = values[0]
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert fit_open_files(3, 100) == 3  # 428 files: within the limit
+    assert fit_open_files(3, 400) == 2  # 1328 > 1024 = hard: (1024 - 128) // 400 threads
+    limits.update(soft=1024, hard=4096)
+    assert fit_open_files(3, 400) == 3 and limits["soft"] == 1328  # soft limit raised

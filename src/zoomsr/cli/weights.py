@@ -26,7 +26,7 @@ def list_weights() -> None:
     def checksum(e: registry.WeightsEntry) -> str:
         if e.source == "ncnn":
             return "published"  # of the package's .param/.bin
-        return {"published": "published", "recorded at download": "recorded"}.get(
+        return {"published": "published", "recorded at first use": "recorded"}.get(
             registry.expected_sha256(e)[1], "-")
 
     rows = [
@@ -43,8 +43,8 @@ def list_weights() -> None:
     typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  description")
     for r in rows:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:n], widths, strict=True)) + "  " + r[n])
-    typer.echo("sha256: published = verified against the registry; recorded = the first "
-               "download's, verified on every use; - = none yet (recorded at download)")
+    typer.echo("sha256: published = verified against the registry; recorded = taken at first "
+               "download or use, verified on every use; - = none yet")
     typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 

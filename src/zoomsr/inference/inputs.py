@@ -71,6 +71,8 @@ EXTRA_BAND_TOKENS = {k: v for k, v in BAND_ALIASES.items()
                      if v not in ("tci", "b02", "b03", "b04", "scl")}
 #: Extra bands, reflectance x 10000 divided by this and clipped to [0, 1] (the training scale).
 BAND16_DIVISOR = 8160.0
+#: Name tokens of quick-look images that products ship beside the bands (ESA's L2A_PVI).
+_PREVIEW_TOKENS = {"pvi", "preview", "thumbnail", "quicklook"}
 _RESOLUTION_RE = re.compile(r"r?\d{2,3}m", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
@@ -124,6 +126,12 @@ class Frame(_Grid):
     level: str | None = None  # "L1C" / "L2A" when the metadata says so
     extras: tuple[AuxBand, ...] = ()  # the model's extra bands, in its order
     scl: AuxBand | None = None  # scene classification (L2A), for choosing frames
+
+    @property
+    def n_files(self) -> int:
+        """Files a reader opens for this frame (RGB, extra bands, SCL)."""
+        aux = {a.path for a in (*self.extras, *([self.scl] if self.scl is not None else []))}
+        return len(set(self.paths) | aux)
 
     @property
     def bounds(self) -> BoundingBox:
@@ -334,6 +342,9 @@ def _expand(
         seen.add(f.resolve())
     groups: dict[str, dict[str, Path]] = {}
     for f in loose:
+        if _PREVIEW_TOKENS & {t.lower() for t in _TOKEN_RE.findall(f.stem)}:
+            ignored.append(f"{f}: a preview image, not a date")
+            continue
         role = _band_role(f)
         if role is None:
             candidates.append([f])
@@ -547,8 +558,12 @@ def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
 
 
 def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
-              dn_offset: float | None, frame: Frame) -> AuxBand:
-    """Describe band ``band`` of ``ds`` as the extra band or SCL ``name`` of ``frame``."""
+              dn_offset: float | None, frame: Frame, radiometry: str = "auto") -> AuxBand:
+    """Describe band ``band`` of ``ds`` as the extra band or SCL ``name`` of ``frame``.
+
+    ``radiometry``: the user's choice; ``dn`` and ``reflectance`` apply to extra bands too
+    (``tci`` describes 8-bit RGB only, so extra bands are then detected).
+    """
     dtype = ds.dtypes[band - 1]
     if name == "scl":
         if dtype != "uint8":
@@ -560,7 +575,8 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
                 f"{path}: band {name} is 8-bit; extra bands must be 16-bit digital numbers or "
                 "float reflectance"
             )
-        radiometry = _radiometry_for(path, dtype, "auto", _sample(ds, band))
+        choice = radiometry if radiometry in ("dn", "reflectance") else "auto"
+        radiometry = _radiometry_for(path, dtype, choice, _sample(ds, band))
         offset = 0.0
         if radiometry == "dn":
             try:
@@ -575,7 +591,7 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
 
 
 def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
-                dn_offset: float | None) -> Frame:
+                dn_offset: float | None, radiometry: str = "auto") -> Frame:
     """``frame`` with its extra bands (every one of ``extra_bands``) and SCL, if any."""
     extras = []
     for name in extra_bands:
@@ -585,14 +601,14 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
                 raise DataError(f"{path}: file not found")
             with _open(path) as ds:
                 _check_readable(ds, path)
-                extras.append(_aux_band(name, path, ds, 1, dn_offset, frame))
+                extras.append(_aux_band(name, path, ds, 1, dn_offset, frame, radiometry))
             continue
         if len(frame.paths) == 1:  # a multi-band file may hold it, labelled
             with _open(frame.paths[0]) as ds:
                 names = [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
                 if name in names:
                     extras.append(_aux_band(name, frame.paths[0], ds, names.index(name) + 1,
-                                            dn_offset, frame))
+                                            dn_offset, frame, radiometry))
                     continue
         stem = frame.paths[0].stem
         raise DataError(
@@ -626,7 +642,7 @@ def _make_frame(
         candidate = {k: v for k, v in candidate.items() if k not in aux}
     frame = _rgb_frame(candidate, radiometry, rgb_bands, dn_offset)
     if extra_bands or aux:
-        frame = _attach_aux(frame, aux, extra_bands, dn_offset)
+        frame = _attach_aux(frame, aux, extra_bands, dn_offset, radiometry)
     return frame
 
 

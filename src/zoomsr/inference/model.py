@@ -127,7 +127,17 @@ class InferenceModel:
         }
 
 
-def _spec(module: nn.Module, bands: tuple[str, ...]) -> tuple[int, str, int]:
+#: num_in_ch of the published band variants -> (registry tag, bands): a checkpoint of that
+#: shape loaded without --bands would otherwise be taken for 24 or 32 TCI images.
+_BAND_VARIANT_CHANNELS = {
+    32: ("10m", "tci,b08"),
+    72: ("20m", "tci,b08,b05,b06,b07,b11,b12"),
+    96: ("60m", "tci,b01,b08,b09,b10,b05,b06,b07,b11,b12"),
+}
+
+
+def _spec(module: nn.Module, bands: tuple[str, ...],
+          bands_defaulted: bool = False) -> tuple[int, str, int]:
     """(n_images, layout, scale) of a zoomsr model fed ``bands``, refusing what infer cannot
     feed."""
     name = getattr(module, "name", type(module).__name__)
@@ -137,6 +147,13 @@ def _spec(module: nn.Module, bands: tuple[str, ...]) -> tuple[int, str, int]:
         if cfg.get("num_out_ch", 3) != 3:
             raise ConfigError(f"rrdbnet with num_out_ch={cfg.get('num_out_ch')}: infer needs RGB")
         in_ch = int(cfg.get("num_in_ch", 24))
+        if bands_defaulted and in_ch in _BAND_VARIANT_CHANNELS:
+            tag, names = _BAND_VARIANT_CHANNELS[in_ch]
+            raise ConfigError(
+                f"rrdbnet with num_in_ch={in_ch} is the shape of esrgan-{tag} (8 images of "
+                f"{names}); pass --bands {names}, or --bands tci if it really takes "
+                f"{in_ch // 3} TCI images"
+            )
         if in_ch % channels:
             hint = ("; a band-variant model needs its bands, e.g. --bands tci,b08 (esrgan-10m)"
                     if bands == ("tci",) else "")
@@ -236,7 +253,7 @@ def build_inference_model(
         module = create_model(model, **(config or {}))
         source, digest = f"random(seed={seed})", sha256_state(module)
     band_list = validate_bands(bands if bands is not None else ("tci",))
-    n_images, layout, scale = _spec(module, band_list)
+    n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
     module = module.to(dev).eval()
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)

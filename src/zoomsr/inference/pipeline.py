@@ -17,6 +17,7 @@ waiting on the CPU. Model calls are serialised, so the model's memory is needed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -360,6 +361,25 @@ class _RowThreads:
             t.join()
 
 
+def fit_open_files(threads: int, files: int) -> int:
+    """Rows computed at once such that every thread can open each input file: raises the
+    soft limit on open files towards the hard one if needed, else uses fewer threads."""
+    need = threads * files + 128  # + GDAL's own, the outputs, Python's
+    try:
+        import resource
+    except ImportError:  # not POSIX: no such limit to manage here
+        return threads
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return max(1, (soft - 128) // max(files, 1))
+    return threads
+
+
 def local_rows(
     plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
     prepare: Callable[[RowResult], Any] | None = None, on: torch.device | None = None,
@@ -418,7 +438,8 @@ def super_resolve_array(
 def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions) -> dict:
     files = []
     for f in plan.reader.frames:
-        for p in f.paths:
+        aux = [a.path for a in (*f.extras, *([f.scl] if f.scl is not None else []))]
+        for p in dict.fromkeys([*f.paths, *aux]):  # a multi-band file may hold extras too
             st = p.stat()
             files.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
     return {
@@ -562,6 +583,7 @@ def run_scene(
     if row_source is None:
         def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
             threads = options.threads or (1 if m.device.type == "cpu" else 3)
+            threads = fit_open_files(threads, sum(f.n_files for f in frames))
             # rows blended on the GPU if there is one, and finished in their threads
             return local_rows(p, m, rs, threads, prepare, blend_device(m))
     else:
@@ -599,6 +621,11 @@ def run_scene(
                     bar.update(task, advance=ready.windows)
                 if on_row is not None:
                     on_row(ready.row + 1, windows.n_rows)
+        if items is not None and hasattr(items, "close"):
+            items.close()
+        # inside the try: Ctrl-C while the last strips are compressed removes the temp file
+        tags = _tags(plan, model, options, few, options.native_grid)
+        stream.finish(tags)
     except BaseException:
         stream.abandon()
         raise
@@ -606,8 +633,6 @@ def run_scene(
         if items is not None and hasattr(items, "close"):
             items.close()  # stops row threads now, not when the generator is collected
         plan.reader.close()
-    tags = _tags(plan, model, options, few, options.native_grid)
-    stream.finish(tags)
     lr_path = preview = None
     if lr is not None:
         lr_path = out.with_name(out.stem + ".lr.tif")

@@ -140,7 +140,9 @@ def _profile(width: int, height: int, count: int, crs, transform) -> dict[str, A
         "BIGTIFF": "IF_SAFER",
         # Compress blocks on every core: the byte stream is the same as with one thread, and
         # on a GPU machine this final pass would otherwise cost about as much as the model.
-        "NUM_THREADS": "ALL_CPUS",
+        # Not for 4 bands (RGB + uncertainty): GDAL's compression jobs then print a spurious
+        # "Bad value 1 for ExtraSamples" error (the data are right, the message alarming).
+        "NUM_THREADS": "ALL_CPUS" if count == 3 else "1",
     }
 
 
@@ -197,6 +199,8 @@ def write_geotiff(
                         BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
                         NUM_THREADS="ALL_CPUS",
                     )
+            if wait_rows is not None:
+                wait_rows(raw.height)  # a last chance to abandon the file before the rename
         finally:
             if cog:
                 target.unlink(missing_ok=True)
@@ -268,7 +272,8 @@ class GeoTIFFStream:
             raise self._error
 
     def abandon(self) -> None:
-        """Stop without an output (the temporary file is removed)."""
+        """Stop without an output (the temporary file is removed). A strip being compressed
+        (or a COG conversion) finishes first; the file is then removed, not renamed."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()

