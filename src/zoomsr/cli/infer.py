@@ -212,9 +212,14 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     g = result.grid
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
                f"{g.resolution / g.scale:.4g} m, {g.crs.to_string()})")
-    typer.echo(f"model {net.label} ({net.n_images} image(s)), {len(result.frames)} input "
+    bands = "" if net.bands == ("tci",) else f" of bands {','.join(net.bands)}"
+    typer.echo(f"model {net.label} ({net.n_images} image(s){bands}), {len(result.frames)} input "
                f"frame(s); {result.windows} windows"
                + (f", {result.rows_resumed} window rows resumed" if result.rows_resumed else ""))
+    with_scl = sum(f.scl is not None for f in result.frames)
+    if with_scl:
+        typer.echo(f"frame choice: SCL clouds counted for {with_scl} of {len(result.frames)} "
+                   "date(s)")
     if result.few_frame_windows:
         typer.echo(f"note: {result.few_frame_windows} window(s) had fewer than {net.n_images} "
                    "frame(s) without nodata (gaps filled from the other dates)")
