@@ -56,7 +56,8 @@ def test_ray_band_model_and_a_dying_worker(tmp_path):
             dst.write(np.full((1, 72, 40), 2500, np.uint16))
     model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 8},
                                   random_weights=True, device="cpu", bands="tci,b08")
-    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False, dn_offset=0)
+    # column strips of one window: the pool's workers serve each strip in turn
+    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False, dn_offset=0, column_width=24)
     local = tmp_path / "local.tif"
     run_inference(tmp_path / "in", local, model, opts)
     with RayPool("local", workers=1) as pool:
@@ -76,6 +77,6 @@ def test_ray_band_model_and_a_dying_worker(tmp_path):
             run_inference(tmp_path / "in", out, model, opts, row_source=rows_then_death)
         assert not out.exists() and partial_dir(out).is_dir()
     result = run_inference(tmp_path / "in", out, model, InferenceOptions(
-        tiling=Tiling(32, 8), progress=False, dn_offset=0, resume=True))
-    assert result.rows_resumed == 1
+        tiling=Tiling(32, 8), progress=False, dn_offset=0, column_width=24, resume=True))
+    assert result.windows_computed < result.windows
     assert np.abs(read(out)[0].astype(int) - a).max() <= 1

@@ -138,6 +138,9 @@ def infer(
     margin: int | None = typer.Option(
         None, "--margin", help="Ignored border at inner window edges, LR px (default overlap/4)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per model call."),
+    column_width: int = typer.Option(
+        4096, "--column-width", min=0, help="Process wider scenes in column strips of about "
+        "this many LR px, so memory does not grow with the width (0: never). Same output."),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Rows of windows computed at once, so reads and "
         "blending overlap the model (default: 3 on a GPU, 1 on a CPU)."),
@@ -188,7 +191,7 @@ def infer(
         manifest = load_scenes(scenes)  # fail on a bad manifest before building the model
     options = InferenceOptions(
         native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
-        threads=threads,
+        threads=threads, column_width=column_width,
         uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
@@ -199,12 +202,14 @@ def infer(
     if manifest is not None:
         _run_scenes(manifest, net, options, ray, ray_workers)
         return
-    kwargs = {}
-    if ray is not None:
-        from zoomsr.inference.distributed import ray_row_source
+    if ray is None:
+        result = run_inference(inputs, output, net, options)
+    else:
+        from zoomsr.inference.distributed import RayPool
 
-        kwargs["row_source"] = ray_row_source(ray, workers=ray_workers)
-    result = run_inference(inputs, output, net, options, **kwargs)
+        # one pool for the whole scene: a wide scene's column strips reuse the same workers
+        with RayPool(ray, workers=ray_workers) as pool:
+            result = run_inference(inputs, output, net, options, row_source=pool.rows)
     _report(result, net)
 
 

@@ -248,8 +248,9 @@ def ray_row_source(
 ) -> RowSource:
     """A ``row_source`` for one :func:`~zoomsr.inference.pipeline.run_scene` call on Ray.
 
-    Each call starts (or joins) Ray and its own workers and releases them at the end; for
-    several scenes use one :class:`RayPool` and pass ``pool.rows``. Arguments as for
+    Each call starts (or joins) Ray and its own workers and releases them at the end (a scene
+    wider than ``column_width`` calls it once per column strip); for several scenes or wide
+    ones use one :class:`RayPool` and pass ``pool.rows``. Arguments as for
     :class:`RayPool`.
     """
     if workers < 1:

@@ -18,6 +18,7 @@ waiting on the CPU. Model calls are serialised, so the model's memory is needed 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -47,7 +48,13 @@ from zoomsr.inference.inputs import Frame, discover_frames
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
-from zoomsr.inference.windows import Tiling, WindowGrid, blend_weights
+from zoomsr.inference.windows import (
+    Tiling,
+    WindowGrid,
+    blend_weights,
+    column_groups,
+    group_span,
+)
 from zoomsr.inference.writer import GeoTIFFStream, PartialRun, write_geotiff, write_preview
 from zoomsr.io.atomic import refuse_existing
 
@@ -75,10 +82,15 @@ class InferenceOptions:
     #: Rows of windows computed at once; None: 3 on a GPU (the CPU work of the next and the
     #: previous rows overlaps the model), 1 on a CPU (the model already uses every core).
     threads: int | None = None
+    #: Wider scenes are processed in column strips of about this many LR px (0: never), so
+    #: memory does not grow with the width either; the output bytes are the same.
+    column_width: int = 4096
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.column_width < 0:
+            raise ConfigError(f"column_width must be >= 0, got {self.column_width}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.uncertainty == 1 or self.uncertainty < 0:
@@ -117,6 +129,7 @@ class ScenePlan:
     batch_size: int
     uncertainty: int
     seed: int
+    columns: tuple[int, int] | None = None  # a column group (window columns); None: all
 
 
 @dataclass
@@ -172,13 +185,20 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
                 on: torch.device | None = None) -> RowResult:
     """Read, choose frames, run the model on and blend the windows of window row ``r``.
 
-    ``on``: blend with torch on that device (the sums stay there), else with NumPy.
+    ``on``: blend with torch on that device (the sums stay there), else with NumPy. With
+    ``plan.columns``, only the LR columns that column group owns are returned (computed from
+    every window covering them, as without groups).
     """
-    wins = plan.windows.row(r)
+    grid = plan.windows
+    owned_from, owned_to, needed = group_span(grid, plan.columns or (0, len(grid.xs)))
+    owned = range(*(plan.columns or (0, len(grid.xs))))
+    row = grid.row(r)
+    wins = [row[c] for c in needed]
     s = model.scale
     y, h = wins[0].y, wins[0].h
-    width = plan.windows.width
-    pixels, valid, cloudy = plan.reader.read(Window(0, y, width, h))
+    x0 = wins[0].x
+    width = wins[-1].x + wins[-1].w - x0  # the strip these windows cover
+    pixels, valid, cloudy = plan.reader.read(Window(x0, y, width, h))
     filled, any_valid = fill_gaps(pixels, valid)
     # pixels are 0 where invalid, so this is the mean of the valid frames (0 where none)
     mean = pixels[:, :3].sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
@@ -200,7 +220,7 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
         w = blend_weights(win, plan.windows, s)
         if on is not None:
             w = torch.from_numpy(w).to(on)
-        cols = slice(win.x * s, (win.x + win.w) * s)
+        cols = slice((win.x - x0) * s, (win.x - x0 + win.w) * s)
         sums[:3, :, cols] += outs[0] * w
         if k:
             spread = (np.stack(outs[1:]).std(0).mean(0) if on is None
@@ -225,11 +245,11 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
 
     few = 0
     for j, win in enumerate(wins):
-        cols = slice(win.x, win.x + win.w)
+        cols = slice(win.x - x0, win.x - x0 + win.w)
         wp, wv = filled[..., cols], valid[..., cols]
         scores = frame_scores(pixels[..., cols], wv,
                               None if cloudy is None else cloudy[..., cols])
-        if count_clean(wv) < plan.n_images:
+        if count_clean(wv) < plan.n_images and win.col in owned:
             few += 1
         pending.append((j, wp[choose_frames(scores, plan.n_images)]))
         for subset in subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col)):
@@ -238,7 +258,9 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
             run_batch()
     while pending:
         run_batch()
-    return RowResult(r, sums, weights, any_valid, mosaic, few, len(wins))
+    a, b = owned_from - x0, owned_to - x0  # keep the owned columns
+    return RowResult(r, sums[:, :, a * s : b * s], weights[:, a * s : b * s],
+                     any_valid[:, a:b], mosaic[:, a:b], few, len(owned))
 
 
 class RowBlender(Carry):
@@ -456,6 +478,7 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
         "uncertainty": plan.uncertainty,
         "seed": plan.seed,
         "save_lr": options.save_lr,
+        "column_width": options.column_width,
     }
 
 
@@ -568,15 +591,20 @@ def run_scene(
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
     rasters = [hr] + ([lr] if lr is not None else [])
     state = run.start(rasters, options.resume)
-    first_row, few = 0, 0
-    acc_sums = np.zeros((hr.bands - 1, 0, grid.hr_width), dtype=np.float32)
-    acc_weights = np.zeros((0, grid.hr_width), dtype=np.float32)
+    groups = column_groups(windows, options.column_width)
+    first_group, first_row, few = 0, 0, 0
+    carry: tuple[np.ndarray, np.ndarray] | None = None
     if state is not None:
+        first_group = int(state.get("group", 0))
         first_row, few = int(state["rows_done"]), int(state["few_frames"])
-        acc_sums, acc_weights = state["arrays"]["sums"], state["arrays"]["weights"]
-    rows = list(range(first_row, windows.n_rows))
+        carry = state["arrays"]["sums"], state["arrays"]["weights"]
+        if first_row == windows.n_rows and first_group + 1 < len(groups):
+            first_group, first_row, carry = first_group + 1, 0, None  # that group was done
     per_row = len(windows.xs)
+    done_before = sum(c1 - c0 for c0, c1 in groups[:first_group]) * windows.n_rows + sum(
+        groups[first_group][1] - groups[first_group][0] for _ in range(first_row))
     computed = 0
+
     def prepare(res: RowResult) -> ReadyRow:
         return prepare_row(res, windows, s, with_lr=lr is not None)
 
@@ -588,41 +616,47 @@ def run_scene(
             return local_rows(p, m, rs, threads, prepare, blend_device(m))
     else:
         source = row_source
-    assembler = RowAssembler(windows, s, hr.bands - 1, grid.hr_width, acc_sums, acc_weights)
     names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
     stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
                            band_names=names, cog=options.cog)
     # Compress while computing only when the model is elsewhere: on a CPU the writer thread
-    # would take cores from the model (measured ~10 % slower on 2 cores); same bytes either way.
-    live = model.device.type != "cpu"
+    # would take cores from the model (measured ~10 % slower on 2 cores); and only with one
+    # column group (rows are complete only in the last). Same bytes either way.
+    live = model.device.type != "cpu" and len(groups) == 1
     if first_row and live:  # rows a resumed run finished before
         stream.rows_done(windows.final_until(first_row - 1) * s)
     items: Iterator[Any] | None = None
     try:
-        with _progress(len(windows), first_row * per_row, options.progress) as bar:
+        with _progress(len(windows), done_before, options.progress) as bar:
             task = None
             if bar is not None:
-                task = bar.add_task("super-resolving", total=len(windows),
-                                    completed=first_row * per_row)
-            items = source(plan, model, rows)
-            for item in items:
-                ready = item if isinstance(item, ReadyRow) else prepare(item)
-                top, block = assembler.add(ready)
-                hr.write_rows(top, block)
-                if lr is not None and ready.lr is not None:
-                    lr.write_rows(windows.ys[ready.row], ready.lr)
-                few += ready.few_frames
-                computed += ready.windows
-                run.save({"rows_done": ready.row + 1, "few_frames": few},
-                         {"sums": assembler.sums, "weights": assembler.weights})
-                if live:
-                    stream.rows_done(windows.final_until(ready.row) * s)
-                if bar is not None:
-                    bar.update(task, advance=ready.windows)
-                if on_row is not None:
-                    on_row(ready.row + 1, windows.n_rows)
-        if items is not None and hasattr(items, "close"):
-            items.close()
+                task = bar.add_task("super-resolving", total=len(windows), completed=done_before)
+            for g in range(first_group, len(groups)):
+                a, b, _ = group_span(windows, groups[g])
+                g_carry = carry if g == first_group else None
+                assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
+                                         *(g_carry or (None, None)))
+                g_plan = dataclasses.replace(plan, columns=groups[g])
+                rows = range(first_row if g == first_group else 0, windows.n_rows)
+                items = source(g_plan, model, rows)
+                for item in items:
+                    ready = item if isinstance(item, ReadyRow) else prepare(item)
+                    top, block = assembler.add(ready)
+                    hr.write_block(top, a * s, block)
+                    if lr is not None and ready.lr is not None:
+                        lr.write_block(windows.ys[ready.row], a, ready.lr)
+                    few += ready.few_frames
+                    computed += ready.windows
+                    run.save({"group": g, "rows_done": ready.row + 1, "few_frames": few},
+                             {"sums": assembler.sums, "weights": assembler.weights})
+                    if live:
+                        stream.rows_done(windows.final_until(ready.row) * s)
+                    if bar is not None:
+                        bar.update(task, advance=ready.windows)
+                    if on_row is not None:
+                        on_row(ready.row + 1, windows.n_rows)
+                if hasattr(items, "close"):
+                    items.close()
         # inside the try: Ctrl-C while the last strips are compressed removes the temp file
         tags = _tags(plan, model, options, few, options.native_grid)
         stream.finish(tags)
@@ -646,7 +680,8 @@ def run_scene(
     run.remove()
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),
-        windows_computed=computed, rows_resumed=first_row, few_frame_windows=few,
+        windows_computed=computed, rows_resumed=done_before // max(per_row, 1),
+        few_frame_windows=few,
         seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
         preview=preview, ignored=list(ignored),
     )

@@ -148,3 +148,28 @@ def blend_weights(win: Win, grid: WindowGrid, scale: int) -> np.ndarray:
     wy = ramp_1d(win.h, scale, grid.tiling, win.y == 0, win.y + win.h >= grid.height)
     wx = ramp_1d(win.w, scale, grid.tiling, win.x == 0, win.x + win.w >= grid.width)
     return np.outer(wy, wx)
+
+
+def column_groups(grid: WindowGrid, max_width: int) -> list[tuple[int, int]]:
+    """Window-column ranges ``[c0, c1)`` whose owned LR columns are at most about ``max_width``
+    wide (``max_width`` <= 0: one group).
+
+    Group ``[c0, c1)`` owns LR columns ``[xs[c0], xs[c1])`` (the last one: to the edge) and
+    computes every window that covers them (:func:`group_span`), so a scene is processed in
+    strips of bounded width, each pixel from the same windows, in the same order, as without
+    groups.
+    """
+    n = len(grid.xs)
+    per = n if max_width <= 0 else max(1, max_width // grid.tiling.stride)
+    return [(c, min(c + per, n)) for c in range(0, n, per)]
+
+
+def group_span(grid: WindowGrid, group: tuple[int, int]) -> tuple[int, int, list[int]]:
+    """``(A, B, cols)``: the LR columns ``[A, B)`` that ``group`` owns and the window columns
+    that cover any of them."""
+    xs, n = grid.xs, len(grid.xs)
+    c0, c1 = group
+    a = xs[c0]
+    b = xs[c1] if c1 < n else grid.width
+    cols = [c for c in range(n) if xs[c] + grid.win_w > a and xs[c] < b]
+    return a, b, cols

@@ -65,6 +65,21 @@ class RawRaster:
         finally:
             os.close(fd)
 
+    def write_block(self, row: int, col: int, data: np.ndarray) -> None:
+        """Write ``[rows, w, bands]`` uint8 at (``row``, ``col``): a column strip of rows."""
+        if col == 0 and data.shape[1] == self.width:
+            self.write_rows(row, data)
+            return
+        if data.shape[2] != self.bands or col + data.shape[1] > self.width:
+            raise ValueError(f"bad raw block {data.shape} at column {col}")
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for i in range(data.shape[0]):
+                os.pwrite(fd, np.ascontiguousarray(data[i]).tobytes(),
+                          ((row + i) * self.width + col) * self.bands)
+        finally:
+            os.close(fd)
+
     def read_rows(self, row: int, count: int) -> np.ndarray:
         with open(self.path, "rb") as f:
             f.seek(row * self.row_bytes)
