@@ -13,6 +13,10 @@ Measures, on this machine, in one run:
    larger (``2 * size - overlap`` a side, so that both tile into whole windows when
    ``size = k * (window - overlap) + overlap``), each run in a fresh subprocess.
 
+The bare rate is measured before and after the pipeline runs (their mean is the reference),
+and ``--repeats N`` repeats the whole measurement and prints medians, because on a shared
+machine the speed drifts within minutes.
+
 Weights are random (speed does not depend on them). Example (CPU-sized model)::
 
     python benchmarks/infer_throughput.py --size 120 --window 64 --overlap 8 --device cpu
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,37 +144,57 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
     p.add_argument("--pipeline-batch", type=int, default=4, help="Windows per model call.")
+    p.add_argument("--repeats", type=int, default=1, help="Whole measurements; medians shown.")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
         print(json.dumps(pipeline(args)))
         return
-    b = bare(args)
-    small = _child(args, args.size)
-    # 2x a side (less one overlap, so both scenes tile into whole windows when --size does)
-    large = _child(args, 2 * args.size - args.overlap)
-    report = {
-        "bare": b, "pipeline": small, "pipeline_4x": large,
-        "pipeline_vs_bare": small["chunks_per_s"] / b["chunks_per_s"],
-        "pipeline_4x_vs_bare": large["chunks_per_s"] / b["chunks_per_s"],
-        "peak_rss_ratio_4x": large["peak_rss_mb"] / small["peak_rss_mb"],
-        "area_ratio_4x": large["area_km2"] / small["area_km2"],
-    }
+    runs = []
+    for _ in range(args.repeats):
+        # the bare rate is measured before and after the pipeline runs and averaged, so that a
+        # machine whose speed drifts (a shared host) does not bias the ratio either way
+        before = bare(args)
+        small = _child(args, args.size)
+        # 2x a side (less one overlap, so both scenes tile into whole windows when --size does)
+        large = _child(args, 2 * args.size - args.overlap)
+        after = bare(args)
+        rate = (before["chunks_per_s"] + after["chunks_per_s"]) / 2
+        runs.append({
+            "bare": {**before, "chunks_per_s": rate,
+                     "before_after": [before["chunks_per_s"], after["chunks_per_s"]]},
+            "pipeline": small, "pipeline_4x": large,
+            "pipeline_vs_bare": small["chunks_per_s"] / rate,
+            "pipeline_4x_vs_bare": large["chunks_per_s"] / rate,
+            "peak_rss_ratio_4x": large["peak_rss_mb"] / small["peak_rss_mb"],
+            "area_ratio_4x": large["area_km2"] / small["area_km2"],
+        })
+    med = statistics.median
+    report = {key: med(r[key] for r in runs) for key in
+              ("pipeline_vs_bare", "pipeline_4x_vs_bare", "peak_rss_ratio_4x", "area_ratio_4x")}
+    report["runs"] = runs
     if args.json:
         print(json.dumps(report, indent=2))
         return
+    b = runs[0]["bare"]
     cfg = " ".join(f"{k}={v}" for k, v in b["config"].items())
-    print(f"model rrdbnet {cfg} on {b['device']}")
-    print(f"bare forward      {b['chunks_per_s']:8.2f} chunks/s (32x32, batch {args.batch})")
-    for label, r in (("pipeline", small), ("pipeline 4x", large)):
-        print(f"{label:<17} {r['chunks_per_s']:8.2f} chunks/s  {r['km2_per_s']:.4f} km2/s  "
-              f"{r['size']}x{r['size']} LR px, {r['area_km2']:.2f} km2, {r['seconds']:.1f} s, "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"model rrdbnet {cfg} on {b['device']}; {len(runs)} run(s), medians")
+    print(f"bare forward      {med(r['bare']['chunks_per_s'] for r in runs):8.2f} chunks/s "
+          f"(32x32, batch {args.batch}; mean of before and after the pipeline runs)")
+    for label, key in (("pipeline", "pipeline"), ("pipeline 4x", "pipeline_4x")):
+        r = runs[0][key]
+        print(f"{label:<17} {med(x[key]['chunks_per_s'] for x in runs):8.2f} chunks/s  "
+              f"{med(x[key]['km2_per_s'] for x in runs):.4f} km2/s  {r['size']}x{r['size']} "
+              f"LR px, {r['area_km2']:.2f} km2, {med(x[key]['seconds'] for x in runs):.1f} s, "
+              f"peak RSS {med(x[key]['peak_rss_mb'] for x in runs):.0f} MB")
     print(f"pipeline / bare   {report['pipeline_vs_bare']:.1%} (4x scene: "
           f"{report['pipeline_4x_vs_bare']:.1%})")
     print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (area ratio "
           f"{report['area_ratio_4x']:.2f})")
+    if len(runs) > 1:
+        print("per run, pipeline / bare: " + ", ".join(
+            f"{r['pipeline_vs_bare']:.0%}/{r['pipeline_4x_vs_bare']:.0%}" for r in runs))
 
 
 if __name__ == "__main__":
