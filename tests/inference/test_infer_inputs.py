@@ -171,3 +171,39 @@ def test_band_files_of_one_date_are_grouped(tmp_path):
     (folder / "T31_20240101_B03.tif").unlink()
     with pytest.raises(DataError, match="lack green"):
         discover_frames(folder, dn_offset=0)
+
+
+def test_stac_item_chosen_per_date_in_a_flat_folder(tmp_path):
+    """Two dates' band files and STAC items in one folder: each file gets its own item's
+    processing baseline (02.14: no offset; 05.09: +1000)."""
+    for date, baseline in (("20200219", "02.14"), ("20230111", "05.09")):
+        paths = write_frames(tmp_path / date, n=1, dtype="uint16")
+        names = {}
+        for band in ("B04", "B03", "B02"):
+            target = tmp_path / f"T31UDQ_{date}_{band}.tif"
+            with rasterio.open(paths[0]) as src:
+                profile = src.profile | {"count": 1}
+                data = src.read(1)
+            with rasterio.open(target, "w", **profile) as dst:
+                dst.write(data, 1)
+            names[band] = target.name
+        item = {"type": "Feature", "id": date,
+                "properties": {"s2:processing_baseline": baseline},
+                "assets": {b.lower(): {"href": f"./{n}"} for b, n in names.items()}}
+        (tmp_path / f"item_{date}.json").write_text(json.dumps(item))
+    frames = discover_frames(sorted(tmp_path.glob("T31UDQ_*.tif"))).frames
+    offsets = {f.paths[0].name.split("_")[1]: f.dn_offset for f in frames}
+    assert offsets == {"20200219": 0.0, "20230111": 1000.0}
+
+
+def test_reader_releases_what_it_opened_when_a_file_is_gone(tmp_path):
+    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.reader import SceneReader
+
+    paths = write_frames(tmp_path / "in", n=3, size=(24, 24))
+    frames = discover_frames(paths).frames
+    paths[2].unlink()
+    reader = SceneReader(frames, plan_grid(frames, 4))
+    with pytest.raises(DataError, match="S2_20240103_TCI.tif: cannot open"):
+        reader.read(Window(0, 0, 24, 24))
+    assert reader._sources is None and reader._env is None

@@ -391,7 +391,12 @@ def _expand(
 
 
 def _stac_properties(path: Path) -> dict:
-    """Properties of a STAC item JSON beside ``path`` (a folder of band COGs), if any."""
+    """Properties of the STAC item JSON beside ``path`` that describes it, if any.
+
+    In a folder of several dates' items, the item whose assets name the file wins; else, the
+    folder's only item (a per-date folder of band COGs, as Earth Search serves them).
+    """
+    items = []
     for candidate in sorted(path.parent.glob("*.json")):
         try:
             data = json.loads(candidate.read_text(encoding="utf-8"))
@@ -400,8 +405,14 @@ def _stac_properties(path: Path) -> dict:
         if isinstance(data, dict) and data.get("type") == "Feature":
             props = data.get("properties")
             if isinstance(props, dict):
-                return props
-    return {}
+                items.append(data)
+    for item in items:
+        assets = item.get("assets")
+        hrefs = [a.get("href", "") for a in assets.values() if isinstance(a, dict)] \
+            if isinstance(assets, dict) else []
+        if any(str(h).rsplit("/", 1)[-1] == path.name for h in hrefs):
+            return item["properties"]
+    return items[0]["properties"] if len(items) == 1 else {}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,16 @@ class _Source:
     path: Path
 
 
+def _close(src: _Source) -> None:
+    """Close a source's datasets (and the files under warped ones)."""
+    for ds in src.datasets:
+        inner = getattr(ds, "src_dataset", None)
+        ds.close()
+        if inner is not None:
+            inner.close()
+    src.datasets.clear()
+
+
 @dataclass
 class SceneReader:
     """Reads frames on the target grid: ``[T, C, h, w]`` float32 model inputs (TCI / 255, then
@@ -93,47 +103,51 @@ class SceneReader:
                 height: int, dtype: str, nodata: float | None,
                 resampling: Resampling) -> _Source:
         offsets = self._aligned(crs, transform)
-        datasets = []
-        for path in paths:
-            try:
-                ds = rasterio.open(path)
-            except rasterio.errors.RasterioIOError as exc:
-                raise DataError(f"{path}: cannot open ({exc})") from None
-            if offsets is None:
-                ds = WarpedVRT(
-                    ds, crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width,
-                    height=self.grid.height, resampling=resampling, src_nodata=nodata, nodata=0,
-                )
-            datasets.append(ds)
-        return _Source(datasets, bands, offsets, width, height, dtype, Path(paths[0]))
+        source = _Source([], bands, offsets, width, height, dtype, Path(paths[0]))
+        try:
+            for path in paths:
+                try:
+                    ds = rasterio.open(path)
+                except rasterio.errors.RasterioIOError as exc:
+                    raise DataError(f"{path}: cannot open ({exc})") from None
+                source.datasets.append(ds)
+                if offsets is None:
+                    source.datasets[-1] = WarpedVRT(
+                        ds, crs=self.grid.crs, transform=self.grid.transform,
+                        width=self.grid.width, height=self.grid.height, resampling=resampling,
+                        src_nodata=nodata, nodata=0,
+                    )
+        except BaseException:
+            _close(source)
+            raise
+        return source
 
     def _open(self) -> list[list[_Source]]:
         """Per frame: the RGB source, one per extra band, then the SCL's if any."""
         if self._sources is None:
             self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
             self._env.__enter__()
-            sources = []
-            for f in self.frames:
-                bands = [list(f.bands)] if len(f.paths) == 1 else [[1]] * len(f.paths)
-                srcs = [self._source(f.paths, bands, f.crs, f.transform, f.width, f.height,
-                                     f.dtype, f.nodata, Resampling.bilinear)]
-                for a in (*f.extras, *([f.scl] if f.scl is not None else [])):
-                    resampling = Resampling.nearest if a.name == "scl" else Resampling.bilinear
-                    srcs.append(self._source([a.path], [[a.band]], a.crs, a.transform, a.width,
-                                             a.height, a.dtype, a.nodata, resampling))
-                sources.append(srcs)
-            self._sources = sources
+            self._sources = sources = []  # filled as opened, so close() releases a partial set
+            try:
+                for f in self.frames:
+                    bands = [list(f.bands)] if len(f.paths) == 1 else [[1]] * len(f.paths)
+                    srcs = [self._source(f.paths, bands, f.crs, f.transform, f.width,
+                                         f.height, f.dtype, f.nodata, Resampling.bilinear)]
+                    sources.append(srcs)
+                    for a in (*f.extras, *([f.scl] if f.scl is not None else [])):
+                        kind = Resampling.nearest if a.name == "scl" else Resampling.bilinear
+                        srcs.append(self._source([a.path], [[a.band]], a.crs, a.transform,
+                                                 a.width, a.height, a.dtype, a.nodata, kind))
+            except BaseException:
+                self.close()
+                raise
         return self._sources
 
     def close(self) -> None:
         if self._sources is not None:
             for srcs in self._sources:
                 for src in srcs:
-                    for ds in src.datasets:
-                        inner = getattr(ds, "src_dataset", None)
-                        ds.close()
-                        if inner is not None:
-                            inner.close()
+                    _close(src)
             self._sources = None
         if self._env is not None:
             self._env.__exit__(None, None, None)

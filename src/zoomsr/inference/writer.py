@@ -271,7 +271,10 @@ class GeoTIFFStream:
             return self._tags
 
     def rows_done(self, rows: int) -> None:
-        """Raw rows ``[0, rows)`` are final."""
+        """Raw rows ``[0, rows)`` are final. Raises the writer's error, if it had one (e.g. a
+        full disk), now rather than after the last row."""
+        if self._error is not None:
+            raise self._error
         with self._cond:
             self._ready = max(self._ready, rows)
             self._cond.notify_all()
