@@ -52,12 +52,8 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
         block_t[:, :, :-1] *= block_t[:, :, -1:] > 0
         return block_t.cpu().numpy()
     value = sums / np.where(weights > 0, weights, 1.0)
-    valid = upsample_mask(valid_lr, scale) & (weights > 0)
-    block = np.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1), dtype=np.uint8)
-    block[:, :, :-1] = np.moveaxis(to_uint8(value), 0, -1)
-    block[:, :, -1] = np.where(valid, 255, 0)
-    block[:, :, :-1] *= block[:, :, -1:] > 0
-    return block
+    return with_mask(np.moveaxis(to_uint8(value), 0, -1),
+                     upsample_mask(valid_lr, scale) & (weights > 0))
 
 
 def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -65,12 +61,13 @@ def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else x.copy()
 
 
-def lr_block(mosaic: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``[rows, W, 4]`` uint8 LR mosaic rows (RGB, then the mask)."""
-    block = np.empty((*mosaic.shape[:2], 4), dtype=np.uint8)
-    block[:, :, :3] = mosaic
-    block[:, :, 3] = np.where(valid, 255, 0)
-    block[:, :, :3] *= block[:, :, 3:] > 0
+def with_mask(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``[rows, W, C + 1]`` uint8 output rows: ``values`` ``[rows, W, C]`` (0 where not
+    ``valid``), then the 0/255 mask."""
+    block = np.empty((*values.shape[:2], values.shape[2] + 1), dtype=np.uint8)
+    block[:, :, :-1] = values
+    block[:, :, -1] = np.where(valid, 255, 0)
+    block[:, :, :-1] *= block[:, :, -1:] > 0
     return block
 
 
@@ -115,7 +112,7 @@ def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow
         edge_sums=_host(res.sums[:, : c * s]), edge_weights=_host(res.weights[: c * s]),
         interior=interior,
         tail_sums=_host(res.sums[:, k * s :]), tail_weights=_host(res.weights[k * s :]),
-        valid=res.valid, lr=lr_block(res.mosaic[:n], res.valid[:n]) if with_lr else None,
+        valid=res.valid, lr=with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None,
         few_frames=res.few_frames, windows=res.windows,
     )
 

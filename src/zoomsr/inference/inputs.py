@@ -128,10 +128,15 @@ class Frame(_Grid):
     scl: AuxBand | None = None  # scene classification (L2A), for choosing frames
 
     @property
-    def n_files(self) -> int:
-        """Files a reader opens for this frame (RGB, extra bands, SCL)."""
-        aux = {a.path for a in (*self.extras, *([self.scl] if self.scl is not None else []))}
-        return len(set(self.paths) | aux)
+    def aux(self) -> tuple[AuxBand, ...]:
+        """The frame's other rasters: its extra bands, then its SCL if any."""
+        return (*self.extras, *([self.scl] if self.scl is not None else []))
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file a reader opens for this frame, once each (a multi-band file may hold
+        extras too)."""
+        return tuple(dict.fromkeys([*self.paths, *(a.path for a in self.aux)]))
 
     @property
     def bounds(self) -> BoundingBox:

@@ -178,9 +178,6 @@ class InferenceResult:
         return self.grid.area_km2 / self.seconds if self.seconds > 0 else float("nan")
 
 
-_to_uint8 = to_uint8  # the S2-NAIP path's name for it
-
-
 def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
                 on: torch.device | None = None) -> RowResult:
     """Read, choose frames, run the model on and blend the windows of window row ``r``.
@@ -190,8 +187,9 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     every window covering them, as without groups).
     """
     grid = plan.windows
-    owned_from, owned_to, needed = group_span(grid, plan.columns or (0, len(grid.xs)))
-    owned = range(*(plan.columns or (0, len(grid.xs))))
+    group = plan.columns or (0, len(grid.xs))
+    owned_from, owned_to, needed = group_span(grid, group)
+    owned = range(*group)
     row = grid.row(r)
     wins = [row[c] for c in needed]
     s = model.scale
@@ -202,7 +200,7 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     filled, any_valid = fill_gaps(pixels, valid)
     # pixels are 0 where invalid, so this is the mean of the valid frames (0 where none)
     mean = pixels[:, :3].sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
-    mosaic = _to_uint8(np.moveaxis(mean, 0, -1))
+    mosaic = to_uint8(np.moveaxis(mean, 0, -1))
     k = plan.uncertainty
     channels = 3 + (1 if k else 0)
     per_window = 1 + k
@@ -335,7 +333,7 @@ class _RowThreads:
             t.start()
 
     def _work(self) -> None:
-        plan = ScenePlan(**{**vars(self.plan), "reader": self.plan.reader.clone()})
+        plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
         try:
             while True:
                 with self.cond:
@@ -460,8 +458,7 @@ def super_resolve_array(
 def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions) -> dict:
     files = []
     for f in plan.reader.frames:
-        aux = [a.path for a in (*f.extras, *([f.scl] if f.scl is not None else []))]
-        for p in dict.fromkeys([*f.paths, *aux]):  # a multi-band file may hold extras too
+        for p in f.files:
             st = p.stat()
             files.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
     return {
@@ -601,8 +598,8 @@ def run_scene(
         if first_row == windows.n_rows and first_group + 1 < len(groups):
             first_group, first_row, carry = first_group + 1, 0, None  # that group was done
     per_row = len(windows.xs)
-    done_before = sum(c1 - c0 for c0, c1 in groups[:first_group]) * windows.n_rows + sum(
-        groups[first_group][1] - groups[first_group][0] for _ in range(first_row))
+    c0, c1 = groups[first_group]  # windows done: whole earlier groups, then rows of this one
+    done_before = groups[first_group][0] * windows.n_rows + (c1 - c0) * first_row
     computed = 0
 
     def prepare(res: RowResult) -> ReadyRow:
@@ -611,7 +608,7 @@ def run_scene(
     if row_source is None:
         def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
             threads = options.threads or (1 if m.device.type == "cpu" else 3)
-            threads = fit_open_files(threads, sum(f.n_files for f in frames))
+            threads = fit_open_files(threads, sum(len(f.files) for f in frames))
             # rows blended on the GPU if there is one, and finished in their threads
             return local_rows(p, m, rs, threads, prepare, blend_device(m))
     else:
@@ -655,8 +652,6 @@ def run_scene(
                         bar.update(task, advance=ready.windows)
                     if on_row is not None:
                         on_row(ready.row + 1, windows.n_rows)
-                if hasattr(items, "close"):
-                    items.close()
         # inside the try: Ctrl-C while the last strips are compressed removes the temp file
         tags = _tags(plan, model, options, few, options.native_grid)
         stream.finish(tags)

@@ -134,7 +134,7 @@ class SceneReader:
                     srcs = [self._source(f.paths, bands, f.crs, f.transform, f.width,
                                          f.height, f.dtype, f.nodata, Resampling.bilinear)]
                     sources.append(srcs)
-                    for a in (*f.extras, *([f.scl] if f.scl is not None else [])):
+                    for a in f.aux:
                         kind = Resampling.nearest if a.name == "scl" else Resampling.bilinear
                         srcs.append(self._source([a.path], [[a.band]], a.crs, a.transform,
                                                  a.width, a.height, a.dtype, a.nodata, kind))

@@ -22,7 +22,7 @@ from zoomsr import grid as tiles
 from zoomsr.data.bands import normalize_band
 from zoomsr.data.layout import S2_DIR, read_band_series
 from zoomsr.errors import DataError, InputError
-from zoomsr.inference.assemble import upsample_mask
+from zoomsr.inference.assemble import to_uint8, upsample_mask, with_mask
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
@@ -30,7 +30,6 @@ from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,
     RowCallback,
-    _to_uint8,
     check_output,
 )
 from zoomsr.inference.writer import PartialRun, write_geotiff
@@ -128,9 +127,8 @@ def run_s2naip(
         block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
         for t, sr, valid in zip(present, outputs, valids, strict=True):
             x = (t.col - c0) * size * s
-            mask = upsample_mask(valid, s)
-            block[:, x : x + size * s, :3] = np.moveaxis(_to_uint8(sr), 0, -1) * mask[..., None]
-            block[:, x : x + size * s, 3] = np.where(mask, 255, 0)
+            block[:, x : x + size * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
+                                                   upsample_mask(valid, s))
         hr.write_rows(r * size * s, block)
         computed += len(present)
         run.save({"rows_done": r + 1, "few_frames": few}, {})
