@@ -11,7 +11,11 @@ Measures, on this machine, in one run:
    32 x 32 output chunks per second (so comparable with 1.) and km² of output per second;
 3. the peak resident memory of the pipeline process for that scene and for one about 4x
    larger (``2 * size - overlap`` a side, so that both tile into whole windows when
-   ``size = k * (window - overlap) + overlap``), each run in a fresh subprocess.
+   ``size = k * (window - overlap) + overlap``), each run in a fresh subprocess;
+4. with ``--ceiling``, the pipeline on the smaller scene with a model that costs nothing
+   (nearest-neighbour upsampling of one frame, on the same device): the most chunks/s the
+   rest of the pipeline (reads, frame choice, blending, writing) allows on this machine. If it
+   is not well above the bare model's rate, the pipeline cannot reach it.
 
 The bare rate is measured before and after the pipeline runs (their mean is the reference),
 and ``--repeats N`` repeats the whole measurement and prints medians, because on a shared
@@ -41,10 +45,28 @@ def _model(args: argparse.Namespace):
     from zoomsr.inference import build_inference_model
     from zoomsr.models import parse_config
 
+    if args.zero_cost:
+        return _zero_cost_model(args)
     config = parse_config("rrdbnet", [args.config]) if args.config else {}
     config["num_in_ch"] = 3 * args.images
     return build_inference_model(model="rrdbnet", config=config, random_weights=True,
                                  device=args.device, precision=args.precision)
+
+
+def _zero_cost_model(args: argparse.Namespace):
+    """A model whose forward costs (almost) nothing: frame 1's RGB, nearest-upsampled x4."""
+    import torch
+
+    from zoomsr.inference.model import InferenceModel, resolve_device
+
+    class Nearest(torch.nn.Module):
+        name = "nearest"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T*3, h, w]
+            return torch.nn.functional.interpolate(x[:, :3], scale_factor=4, mode="nearest")
+
+    return InferenceModel(Nearest(), "zero-cost (nearest x4)", args.images, "stacked", 4,
+                          "none", "", resolve_device(args.device), config={})
 
 
 def bare(args: argparse.Namespace) -> dict:
@@ -91,13 +113,27 @@ def make_scene(folder: Path, size: int, images: int) -> list[Path]:
     return paths
 
 
+def scene(folder: Path, size: int, images: int) -> list[Path]:
+    """The generated scene of ``size`` in ``folder``, made on first use (random data
+    compresses slowly: for large scenes this takes longer than the pipeline run)."""
+    done = folder / f"scene{size}x{images}"
+    if not done.is_dir():
+        part = folder / f".{done.name}.part"  # renamed when complete
+        make_scene(part, size, images)
+        part.rename(done)
+    return sorted(done.glob("frame*_TCI.tif"))
+
+
 def pipeline(args: argparse.Namespace) -> dict:
-    """One pipeline run (called in a subprocess so its peak memory is its own)."""
+    """One pipeline run (called in a subprocess so its peak memory is its own).
+
+    The scene comes from ``--scene-dir`` (made there once by the parent, so neither the
+    time nor the memory of making it counts)."""
     from zoomsr.inference import InferenceOptions, Tiling, run_inference
 
     model = _model(args)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_scene(Path(tmp) / "in", args.size, args.images)
+        paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
                                 batch_size=args.pipeline_batch, progress=False,
@@ -118,13 +154,15 @@ def pipeline(args: argparse.Namespace) -> dict:
     }
 
 
-def _child(args: argparse.Namespace, size: int) -> dict:
+def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
-                "pipeline_batch", "threads"):
+                "pipeline_batch", "threads", "scene_dir"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if zero_cost:
+        cmd.append("--zero-cost")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -145,12 +183,26 @@ def main() -> None:
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
     p.add_argument("--pipeline-batch", type=int, default=4, help="Windows per model call.")
     p.add_argument("--repeats", type=int, default=1, help="Whole measurements; medians shown.")
+    p.add_argument("--ceiling", action="store_true",
+                   help="Also run the smaller scene with a zero-cost model (see 4.).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--zero-cost", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--scene-dir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
         print(json.dumps(pipeline(args)))
         return
+    with tempfile.TemporaryDirectory() as scenes:
+        args.scene_dir = scenes
+        for size in (args.size, 2 * args.size - args.overlap):
+            scene(Path(scenes), size, args.images)
+        runs = _measure(args)
+    _report(args, runs)
+
+
+def _measure(args: argparse.Namespace) -> list[dict]:
+    """``--repeats`` whole measurements (bare, both scenes, bare again, the ceiling)."""
     runs = []
     for _ in range(args.repeats):
         # the bare rate is measured before and after the pipeline runs and averaged, so that a
@@ -170,6 +222,12 @@ def main() -> None:
             "peak_rss_ratio_4x": large["peak_rss_mb"] / small["peak_rss_mb"],
             "area_ratio_4x": large["area_km2"] / small["area_km2"],
         })
+        if args.ceiling:
+            runs[-1]["ceiling"] = _child(args, args.size, zero_cost=True)
+    return runs
+
+
+def _report(args: argparse.Namespace, runs: list[dict]) -> None:
     med = statistics.median
     report = {key: med(r[key] for r in runs) for key in
               ("pipeline_vs_bare", "pipeline_4x_vs_bare", "peak_rss_ratio_4x", "area_ratio_4x")}
@@ -192,6 +250,10 @@ def main() -> None:
           f"{report['pipeline_4x_vs_bare']:.1%})")
     print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (area ratio "
           f"{report['area_ratio_4x']:.2f})")
+    if args.ceiling:
+        rate = med(r["ceiling"]["chunks_per_s"] for r in runs)
+        print(f"zero-cost model   {rate:8.2f} chunks/s  (the pipeline's ceiling here: "
+              f"{rate / med(r['bare']['chunks_per_s'] for r in runs):.1f}x the bare model)")
     if len(runs) > 1:
         print("per run, pipeline / bare: " + ", ".join(
             f"{r['pipeline_vs_bare']:.0%}/{r['pipeline_4x_vs_bare']:.0%}" for r in runs))

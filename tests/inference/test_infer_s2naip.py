@@ -29,7 +29,7 @@ def test_chunk_layout_is_georeferenced(tiny_dataset, tiny_model, tmp_path):
     series = read_band_series(tiny_dataset / "sentinel2/1001_2000/tci.png", "tci")
     pixels = np.moveaxis(series, -1, 1).astype(np.float32) / 255
     valid = series.any(-1)
-    filled, _ = fill_gaps(pixels, valid)
+    filled, _, _ = fill_gaps(pixels, valid)
     model = tiny_model(2)
     sr = model.forward(filled[choose_frames(frame_scores(pixels, valid), 2)][None])[0]
     expected = np.round(np.clip(sr, 0, 1) * 255)

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from zoomsr.inference.arrays import Array, xp
 from zoomsr.inference.windows import WindowGrid
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Model outputs in [0, 1] (clipped) to uint8."""
-    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+def to_uint8(x: Array) -> Array:
+    """Values in [0, 1] (clipped) to uint8 (NumPy array or torch tensor)."""
+    m = xp(x)
+    y = m.round(m.clip(x, 0.0, 1.0) * 255.0)
+    return y.to(torch.uint8) if isinstance(y, torch.Tensor) else y.astype(np.uint8)
 
 
 def upsample_mask(valid_lr: np.ndarray, scale: int) -> np.ndarray:
@@ -46,8 +49,7 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
         ok = lr.repeat_interleave(scale, 0).repeat_interleave(scale, 1) & (weights > 0)
         block_t = torch.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1),
                               dtype=torch.uint8, device=sums.device)
-        block_t[:, :, :-1] = torch.round(torch.clamp(value, 0.0, 1.0) * 255.0).to(
-            torch.uint8).permute(1, 2, 0)
+        block_t[:, :, :-1] = to_uint8(value).permute(1, 2, 0)
         block_t[:, :, -1] = torch.where(ok, 255, 0)
         block_t[:, :, :-1] *= block_t[:, :, -1:] > 0
         return block_t.cpu().numpy()

@@ -10,24 +10,50 @@ the per-pixel mean of all frames valid there, so the model never sees black hole
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from zoomsr.inference.arrays import Array, float32, xp
 
 #: Channel value (TCI / 255) at or above which a pixel counts as saturated.
 SATURATED = 254.5 / 255.0
 
 
-def frame_scores(
-    pixels: np.ndarray, valid: np.ndarray, cloudy: np.ndarray | None = None
-) -> np.ndarray:
-    """``[T]`` unusable pixels per frame.
+def unusable(pixels: Array, valid: Array, cloudy: Array | None = None) -> Array:
+    """``[T, h, w]`` True where a frame's pixel is of no use: nodata, saturated, or cloudy.
 
     ``pixels`` ``[T, C, h, w]`` (RGB first), ``valid`` ``[T, h, w]``; ``cloudy`` ``[T, h, w]``
-    (from the SCL, valid pixels only) adds cloud, cloud-shadow and cirrus pixels.
+    (from the SCL, valid pixels only) adds cloud, cloud-shadow and cirrus pixels. NumPy arrays
+    or torch tensors.
     """
-    saturated = np.all(pixels[:, :3] >= SATURATED, axis=1) & valid
-    if cloudy is not None:
-        saturated |= cloudy
-    return (~valid).reshape(len(valid), -1).sum(1) + saturated.reshape(len(valid), -1).sum(1)
+    bad = ~valid | ((pixels[:, :3] >= SATURATED).all(1) & valid)
+    return bad if cloudy is None else bad | cloudy
+
+
+def frame_scores(pixels: Array, valid: Array, cloudy: Array | None = None) -> Array:
+    """``[T]`` unusable pixels per frame (:func:`unusable`)."""
+    return unusable(pixels, valid, cloudy).reshape(len(valid), -1).sum(1)
+
+
+def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
+                  spans: Sequence[tuple[int, int]]) -> tuple[Array, Array]:
+    """Frame scores and clean-frame counts of windows side by side in one strip.
+
+    ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
+    ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
+    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts,
+    so a strip needs a few passes and, on a GPU, one transfer, however many windows it has.
+    """
+    m = xp(valid)
+    per_col = [unusable(pixels, valid, cloudy).sum(1), (~valid).sum(1)]  # [T, W] each
+    scores, nodata = (
+        m.concatenate([m.zeros_like(c[:, :1]), m.cumsum(c, 1)], 1) for c in per_col)
+    first = [x for x, _ in spans]
+    last = [x + w for x, w in spans]
+    score = (scores[:, last] - scores[:, first]).T
+    clean = ((nodata[:, last] - nodata[:, first]) == 0).sum(0)
+    return score, clean
 
 
 def choose_frames(scores: np.ndarray, n: int) -> np.ndarray:
@@ -45,14 +71,15 @@ def count_clean(valid: np.ndarray) -> int:
     return int(valid.reshape(len(valid), -1).all(1).sum())
 
 
-def fill_gaps(pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fill invalid pixels with the mean of the frames valid there.
+def fill_gaps(pixels: Array, valid: Array) -> tuple[Array, Array, Array]:
+    """Fill invalid pixels with the mean of the frames valid there (NumPy or torch).
 
-    Returns the filled ``[T, C, h, w]`` frames and ``[h, w]`` "any frame valid" (the output's
-    data mask; where it is False the filled value is 0).
+    ``pixels`` ``[T, C, h, w]`` (0 where invalid), ``valid`` ``[T, h, w]``. Returns the
+    filled frames, ``[h, w]`` "any frame valid" (the output's data mask; where it is False the
+    filled value is 0) and the ``[C, h, w]`` mean of the valid frames (the LR mosaic).
     """
+    m = xp(pixels)
     count = valid.sum(0)
-    any_valid = count > 0
-    mean = (pixels * valid[:, None]).sum(0) / np.maximum(count, 1)[None].astype(np.float32)
-    filled = np.where(valid[:, None], pixels, mean[None])
-    return filled.astype(np.float32, copy=False), any_valid
+    mean = (pixels * valid[:, None]).sum(0) / float32(m.clip(count, 1, None))[None]
+    filled = m.where(valid[:, None], pixels, mean[None])
+    return float32(filled), count > 0, mean

@@ -39,6 +39,7 @@ from rasterio.errors import RasterioIOError
 
 from zoomsr.data.builder.sources import BAND_ALIASES
 from zoomsr.errors import ConfigError, DataError
+from zoomsr.inference.arrays import Array, float32, is_floating, xp
 
 Radiometry = Literal["tci", "dn", "reflectance"]
 RADIOMETRY_CHOICES = ("auto", "tci", "dn", "reflectance")
@@ -172,37 +173,38 @@ class Discovery:
     ignored: list[str] = field(default_factory=list)
 
 
-def to_tci(
-    pixels: np.ndarray, radiometry: Radiometry, dn_offset: float = 0.0
-) -> np.ndarray:
-    """Map ``[3, H, W]`` raw pixels to the models' input scale: TCI / 255, float32 in [0, 1]."""
-    x = pixels.astype(np.float32, copy=False)
+def to_tci(pixels: Array, radiometry: Radiometry, dn_offset: float = 0.0) -> Array:
+    """Map ``[3, H, W]`` raw pixels to the models' input scale: TCI / 255, float32 in [0, 1].
+
+    NumPy array or torch tensor (the result is of the same kind, on the same device).
+    """
+    x = float32(pixels)
     if radiometry == "tci":
-        return x / np.float32(255.0)
+        return x / 255.0
     if radiometry == "dn":
-        x = (x - np.float32(dn_offset)) / np.float32(DN_SCALE)
-    return np.clip(x / np.float32(TCI_SATURATION), 0.0, 1.0)
+        x = (x - float(dn_offset)) / DN_SCALE
+    return xp(x).clip(x / TCI_SATURATION, 0.0, 1.0)
 
 
-def to_band16(pixels: np.ndarray, radiometry: str, dn_offset: float = 0.0) -> np.ndarray:
+def to_band16(pixels: Array, radiometry: str, dn_offset: float = 0.0) -> Array:
     """Map raw extra-band pixels to the models' scale: reflectance x 10000 / 8160, in [0, 1]."""
-    x = pixels.astype(np.float32, copy=False)
+    x = float32(pixels)
     # DN: reflectance x 10000 + offset; otherwise float reflectance
-    x = x - np.float32(dn_offset) if radiometry == "dn" else x * np.float32(DN_SCALE)
-    return np.clip(x / np.float32(BAND16_DIVISOR), 0.0, 1.0)
+    x = x - float(dn_offset) if radiometry == "dn" else x * DN_SCALE
+    return xp(x).clip(x / BAND16_DIVISOR, 0.0, 1.0)
 
 
-def valid_pixels(pixels: np.ndarray, nodata: float | None, mask: np.ndarray | None) -> np.ndarray:
-    """``[H, W]`` True where a ``[3, H, W]`` pixel holds data.
+def valid_pixels(pixels: Array, nodata: float | None, mask: Array | None) -> Array:
+    """``[H, W]`` True where a ``[n, H, W]`` pixel holds data (NumPy array or torch tensor).
 
     Invalid: the GDAL mask says so, any channel equals ``nodata`` or is not finite, or all
     channels are 0 (black: Sentinel-2's nodata, the S2-NAIP rule).
     """
-    valid = np.any(pixels != 0, axis=0)
-    if np.issubdtype(pixels.dtype, np.floating):
-        valid &= np.all(np.isfinite(pixels), axis=0)
+    valid = (pixels != 0).any(0)
+    if is_floating(pixels):
+        valid &= xp(pixels).isfinite(pixels).all(0)
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= ~np.any(pixels == nodata, axis=0)
+        valid &= ~(pixels == nodata).any(0)
     if mask is not None:
         valid &= mask
     return valid

@@ -34,6 +34,7 @@ from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
+from zoomsr.inference.arrays import to_tensor
 from zoomsr.inference.assemble import (
     Carry,
     ReadyRow,
@@ -42,7 +43,7 @@ from zoomsr.inference.assemble import (
     to_uint8,
     upsample_mask,
 )
-from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
+from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, discover_frames
 from zoomsr.inference.model import InferenceModel
@@ -105,11 +106,15 @@ class ArrayReader:
     pixels: np.ndarray
     valid: np.ndarray
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, None]:
+    def read_strip(self, window: Window, device: torch.device | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """Frames ``[T, C, h, w]`` (0 where invalid) and validity ``[T, h, w]`` on ``device``."""
         rows = slice(int(window.row_off), int(window.row_off + window.height))
         cols = slice(int(window.col_off), int(window.col_off + window.width))
-        valid = self.valid[:, rows, cols]
-        return np.where(valid[:, None], self.pixels[:, :, rows, cols], 0.0), valid, None
+        device = device or torch.device("cpu")
+        valid = to_tensor(self.valid[:, rows, cols], device)
+        pixels = to_tensor(self.pixels[:, :, rows, cols], device)
+        return torch.where(valid[:, None], pixels, 0.0), valid, None
 
     def clone(self) -> ArrayReader:
         return self  # read-only arrays: safe to share between threads
@@ -196,11 +201,18 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     y, h = wins[0].y, wins[0].h
     x0 = wins[0].x
     width = wins[-1].x + wins[-1].w - x0  # the strip these windows cover
-    pixels, valid, cloudy = plan.reader.read(Window(x0, y, width, h))
-    filled, any_valid = fill_gaps(pixels, valid)
-    # pixels are 0 where invalid, so this is the mean of the valid frames (0 where none)
-    mean = pixels[:, :3].sum(0) / np.maximum(valid.sum(0), 1).astype(np.float32)
-    mosaic = to_uint8(np.moveaxis(mean, 0, -1))
+    # Everything from the file values on runs on the model's device (the CPU, or the GPU:
+    # only the raw values go there, and only frame scores and uint8 rows come back).
+    dev = on or getattr(model, "device", None)
+    dev = dev if isinstance(dev, torch.device) and dev.type != "meta" else torch.device("cpu")
+    pixels, valid, cloudy = plan.reader.read_strip(Window(x0, y, width, h), dev)
+    filled, any_valid, mean = fill_gaps(pixels, valid)
+    mosaic = to_uint8(mean[:3].permute(1, 2, 0)).cpu().numpy()
+    any_valid = any_valid.cpu().numpy()
+    spans = [(win.x - x0, win.w) for win in wins]
+    all_scores, clean = (t.cpu().numpy()
+                         for t in window_scores(pixels, valid, cloudy, spans))
+    del pixels, valid, cloudy
     k = plan.uncertainty
     channels = 3 + (1 if k else 0)
     per_window = 1 + k
@@ -213,11 +225,21 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
         sums = torch.zeros((channels, h * s, width * s), dtype=torch.float32, device=on)
         weights = torch.zeros((h * s, width * s), dtype=torch.float32, device=on)
 
+    # Windows of a row share a few weight arrays (edges differ): each goes to the device once
+    # (asynchronously: a blocking copy would wait for every model call queued before it).
+    weight_cache: dict[tuple, Any] = {}
+
+    def weights_of(win: Any) -> Any:
+        key = (win.h, win.w, win.y == 0, win.y + win.h >= grid.height, win.x == 0,
+               win.x + win.w >= grid.width)
+        if key not in weight_cache:
+            w = blend_weights(win, plan.windows, s)
+            weight_cache[key] = w if on is None else to_tensor(w, on)
+        return weight_cache[key]
+
     def blend(j: int, outs: list[Any]) -> None:
         win = wins[j]
-        w = blend_weights(win, plan.windows, s)
-        if on is not None:
-            w = torch.from_numpy(w).to(on)
+        w = weights_of(win)
         cols = slice((win.x - x0) * s, (win.x - x0 + win.w) * s)
         sums[:3, :, cols] += outs[0] * w
         if k:
@@ -228,13 +250,13 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
 
     # Inputs go to the model batch_size at a time, and each window is blended as soon as its
     # outputs are in, so a row never holds all its windows' inputs or outputs at once.
-    pending: list[tuple[int, np.ndarray]] = []
+    pending: list[tuple[int, torch.Tensor]] = []
     outputs: dict[int, list[np.ndarray]] = {}
 
     def run_batch() -> None:
         batch = pending[: plan.batch_size]
         del pending[: plan.batch_size]
-        stacked = np.stack([a for _, a in batch])
+        stacked = torch.stack([a for _, a in batch])
         outs = model.forward(stacked) if on is None else model.forward_device(stacked)
         for (j, _), out in zip(batch, outs, strict=True):
             outputs.setdefault(j, []).append(out)
@@ -243,15 +265,14 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
 
     few = 0
     for j, win in enumerate(wins):
-        cols = slice(win.x - x0, win.x - x0 + win.w)
-        wp, wv = filled[..., cols], valid[..., cols]
-        scores = frame_scores(pixels[..., cols], wv,
-                              None if cloudy is None else cloudy[..., cols])
-        if count_clean(wv) < plan.n_images and win.col in owned:
+        wp = filled[..., win.x - x0 : win.x - x0 + win.w]
+        scores = all_scores[j]
+        if clean[j] < plan.n_images and win.col in owned:
             few += 1
-        pending.append((j, wp[choose_frames(scores, plan.n_images)]))
-        for subset in subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col)):
-            pending.append((j, wp[subset]))
+        chosen = [choose_frames(scores, plan.n_images),
+                  *subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col))]
+        for frames in chosen:
+            pending.append((j, wp[to_tensor(frames, wp.device)]))
         while len(pending) >= plan.batch_size:
             run_batch()
     while pending:

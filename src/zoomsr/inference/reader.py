@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError
+from zoomsr.inference.arrays import to_tensor
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
@@ -178,31 +180,43 @@ class SceneReader:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"{src.path}: read failed ({msg})") from None
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Frames ``[T, C, h, w]`` float32, validity ``[T, h, w]`` and cloudy ``[T, h, w]``.
+    def read_strip(self, window: Window, device: torch.device | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Frames ``[T, C, h, w]`` float32, validity ``[T, h, w]`` and cloudy ``[T, h, w]``, as
+        tensors on ``device`` (default CPU).
 
-        A pixel is valid where the RGB and every extra band hold data. Cloudy (SCL classes
-        :data:`SCL_CLOUDY`) is None when no frame has an SCL.
+        The file values travel to ``device`` in their own dtype (uint8 TCI: a quarter of the
+        bytes of float32) and are scaled and checked there. A pixel is valid where the RGB and
+        every extra band hold data. Cloudy (SCL classes :data:`SCL_CLOUDY`) is None when no
+        frame has an SCL.
         """
+        device = device or torch.device("cpu")
         h, w = int(window.height), int(window.width)
         n = len(self.frames)
-        pixels = np.zeros((n, self.channels, h, w), dtype=np.float32)
-        valid = np.zeros((n, h, w), dtype=bool)
+        pixels = torch.zeros((n, self.channels, h, w), dtype=torch.float32, device=device)
+        valid = torch.zeros((n, h, w), dtype=torch.bool, device=device)
         with_scl = any(f.scl is not None for f in self.frames)
-        cloudy = np.zeros((n, h, w), dtype=bool) if with_scl else None
+        cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_scl else None
         sources = self._open()
         for i, frame in enumerate(self.frames):
             srcs = sources[i]
-            raw = self._read_raw(srcs[0], window)
+            raw = to_tensor(self._read_raw(srcs[0], window), device)
             ok = valid_pixels(raw, frame.nodata, None)
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
-                band = self._read_raw(srcs[1 + j], window)
+                band = to_tensor(self._read_raw(srcs[1 + j], window), device)
                 ok &= valid_pixels(band, aux.nodata, None)
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
-            pixels[i] = np.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
+            pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
             valid[i] = ok
             if frame.scl is not None and cloudy is not None:
-                scl = self._read_raw(srcs[-1], window)[0]
-                cloudy[i] = np.isin(scl, SCL_CLOUDY) & ok
+                scl = to_tensor(self._read_raw(srcs[-1], window), device)[0]
+                for c in SCL_CLOUDY:
+                    cloudy[i] |= scl == c
+                cloudy[i] &= ok
         return pixels, valid, cloudy
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`read_strip` on the CPU, as NumPy arrays."""
+        pixels, valid, cloudy = self.read_strip(window)
+        return pixels.numpy(), valid.numpy(), None if cloudy is None else cloudy.numpy()

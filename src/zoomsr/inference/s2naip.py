@@ -116,7 +116,7 @@ def run_s2naip(
             series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
             valid = series.any(axis=-1)
             pixels = _tile_pixels(found[t], series, model.bands)
-            filled, any_valid = fill_gaps(pixels, valid)
+            filled, any_valid, _ = fill_gaps(pixels, valid)
             if count_clean(valid) < model.n_images:
                 few += 1
             inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
