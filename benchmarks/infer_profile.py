@@ -5,6 +5,7 @@ functions with the most own time, e.g. to see what is left besides the model on 
 
     python benchmarks/infer_profile.py --device cuda --size 976
     python benchmarks/infer_profile.py --device cpu --config num_feat=8,num_block=1,num_grow_ch=8
+    python benchmarks/infer_profile.py --device cuda --zero-cost   # all but the model
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
     p.add_argument("--pipeline-batch", type=int, default=8)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--zero-cost", action="store_true",
+                   help="A model that costs nothing: profile the rest of the pipeline alone.")
     args = p.parse_args()
 
     from zoomsr.inference import InferenceOptions, Tiling, run_inference

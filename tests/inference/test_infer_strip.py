@@ -112,6 +112,16 @@ def test_scaling_and_validity_agree_between_numpy_and_torch(dtype):
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-7)
 
 
+def test_read_only_arrays_convert_without_warning():
+    import warnings
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_tensor(x, CPU).tolist() == x.tolist()
+
+
 def test_uint16_above_int16_range_travels_intact():
     raw = np.array([[[0, 1, 32767, 32768, 40000, 65535]]], np.uint16)
     t = to_tensor(raw, CPU)

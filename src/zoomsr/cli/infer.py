@@ -133,7 +133,9 @@ def infer(
     native_grid: bool = typer.Option(
         False, "--native-grid", help="Keep the input CRS (output pixel = input / scale) "
         "instead of EPSG:3857 at 9.555 m."),
-    window: int = typer.Option(128, "--window", help="Window side, LR pixels."),
+    window: int | None = typer.Option(
+        None, "--window", help="Window side, LR pixels (default: of 128, 192 and 256, the "
+        "size whose windows cover the least area of the scene, i.e. the fastest)."),
     overlap: int = typer.Option(32, "--overlap", help="Window overlap, LR pixels."),
     margin: int | None = typer.Option(
         None, "--margin", help="Ignored border at inner window edges, LR px (default overlap/4)."),

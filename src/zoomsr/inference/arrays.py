@@ -42,6 +42,8 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     to a GPU the copy goes through pinned memory, so it does not wait for the GPU's queue.
     """
     x = np.ascontiguousarray(x)
+    if not x.flags.writeable:  # torch.from_numpy warns on read-only memory (it may be written)
+        x = x.copy()
     wide = x.dtype == np.uint16
     t = torch.from_numpy(x.view(np.int16) if wide else x)
     t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)

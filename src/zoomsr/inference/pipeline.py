@@ -2,8 +2,9 @@
 
 Data flow (rows of windows, so memory does not grow with the scene's height)::
 
-    frames (files) --SceneReader--> strip [T, 3, h, W] + validity
-        --per window: choose n frames, fill gaps--> batches [B, n, 3, h, w]
+    frames (files) --SceneReader--> file values of a strip, to the model's device
+        --there: scale, validity, SCL--> strip [T, C, h, W]; fill gaps; window scores
+        --per window: choose n frames (scores on the host)--> batches [B, n, C, h, w]
         --model--> [B, 3, h*s, w*s] * blend weights --> row accumulators (sum, weight)
         --rows no later window touches--> uint8 RGB + mask --> raw file (partial run)
     all rows done --> tiled, compressed GeoTIFF / COG, renamed onto the output

@@ -4,7 +4,9 @@ A raster already on the target lattice (same CRS, pixel size and integer pixel o
 directly; any other (e.g. a 20 m band) is read through a GDAL ``WarpedVRT`` (bilinear; the
 SCL's classes nearest). Only the requested window is read,
 so memory does not grow with the scene. Datasets are opened lazily, once per process, which
-also makes a reader cheap to send to Ray workers.
+also makes a reader cheap to send to Ray workers. The file values go to the model's device in
+their own dtype and are scaled there (:meth:`SceneReader.read_strip`), so on a GPU the CPU
+only decodes and warps.
 """
 
 from __future__ import annotations
