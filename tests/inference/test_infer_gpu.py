@@ -98,3 +98,18 @@ def test_real_l2a_strip_with_scl_on_the_gpu(shared_dir, tmp_path):
     assert torch.equal(valid_g, valid_c) and torch.equal(cloudy_g, cloudy_c)
     assert 0.1 < cloudy_c.float().mean() < 0.7
     torch.testing.assert_close(px_g, px_c, rtol=0, atol=1e-6)
+
+
+def test_row_threads_on_their_own_streams_match_one_thread(tmp_path):
+    """3 row threads, each queueing on its own CUDA stream, give one thread's output."""
+    paths = write_frames(tmp_path / "in", n=3, size=(120, 88), holes={1: (slice(0, 30),
+                                                                         slice(0, 40))})
+    model = _model("cuda", "fp32")
+    outs = []
+    for threads in (1, 3):
+        opts = InferenceOptions(tiling=Tiling(window=32, overlap=8), progress=False,
+                                batch_size=2, threads=threads)
+        outs.append(read(run_inference(paths, tmp_path / f"t{threads}.tif", model, opts).output))
+    (a, mask_a, _), (b, mask_b, _) = outs
+    assert np.array_equal(mask_a, mask_b)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

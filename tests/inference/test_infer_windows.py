@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import rasterio
 from infer_helpers import write_frames
 
 from zoomsr.errors import ConfigError
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
-from zoomsr.inference.windows import AUTO_WINDOWS, WindowGrid
+from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.windows import AUTO_WINDOWS, WindowGrid, windows_per_call
 
 
 def _area(height: int, width: int, tiling: Tiling) -> int:
@@ -53,3 +55,25 @@ def test_chosen_window_is_recorded_in_the_output(tmp_path, tiny_model):
         tiling = json.loads(ds.tags()["zoomsr_tiling"])
     # 300 x 180: 192 px windows cover it with 2 x 1 (128 px: 3 x 2, 256 px: 2 x 1 but larger)
     assert tiling == {"window": 192, "overlap": 32, "margin": 8} and result.windows == 2
+
+
+def test_auto_window_fits_the_models_size_multiple(tiny_model):
+    """RRDBNet at scale 2 needs sides divisible by 2: a 151 px side cannot be one window."""
+    assert WindowGrid(151, 140, Tiling()).tiling.window == 256  # one 151 x 140 window
+    grid = WindowGrid(151, 140, Tiling(), multiple=2)
+    assert grid.tiling.window == 128 and grid.win_h % 2 == 0 and grid.win_w % 2 == 0
+    model = tiny_model(2, scale=2)
+    assert model.size_multiple == 2 and tiny_model(2).size_multiple == 1
+    frames = np.random.default_rng(0).random((2, 3, 151, 140), dtype=np.float32)
+    out, mask = super_resolve_array(frames, model)
+    assert out.shape == (3, 302, 280) and mask.all()
+
+
+def test_windows_per_call_keep_the_pixels_of_8_small_windows():
+    cases = (((2000, 2000), 1, 256, 2), ((500, 500), 1, 192, 3), ((40, 40), 1, 256, 81),
+             ((151, 140), 2, 128, 8))
+    for (h, w), multiple, window, per_call in cases:
+        grid = WindowGrid(h, w, Tiling(), multiple)
+        assert grid.tiling.window == window
+        assert windows_per_call(8, Tiling(), grid) == per_call
+        assert windows_per_call(8, Tiling(window), grid) == 8  # a window the user chose: as given

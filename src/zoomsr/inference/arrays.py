@@ -15,6 +15,10 @@ import torch
 
 Array = Any  # np.ndarray | torch.Tensor
 
+#: dtypes converted on the host before they travel (devices lack them, or torch does).
+_ON_HOST = {np.dtype(np.float64): np.float32, np.dtype(np.uint32): np.int64,
+            np.dtype(np.uint64): np.float32}
+
 
 def xp(x: Array) -> ModuleType:
     """The namespace of ``x``: ``torch`` for tensors, else ``numpy``."""
@@ -39,9 +43,13 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     """``x`` on ``device`` in its own dtype (uint8 stays 1 byte a value on the way).
 
     uint16 (limited support in torch) travels as int16 bits and is widened on the device;
-    to a GPU the copy goes through pinned memory, so it does not wait for the GPU's queue.
+    float64 becomes float32 and uint32 int64 on the host (Apple GPUs have no float64; values
+    are scaled in float32 anyway). To a GPU the copy goes through pinned memory, so it does
+    not wait for the GPU's queue.
     """
     x = np.ascontiguousarray(x)
+    if x.dtype in _ON_HOST:
+        x = x.astype(_ON_HOST[x.dtype])
     if not x.flags.writeable:  # torch.from_numpy warns on read-only memory (it may be written)
         x = x.copy()
     wide = x.dtype == np.uint16

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from zoomsr.inference.arrays import Array, float32, xp
 
@@ -41,19 +42,19 @@ def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
     """Frame scores and clean-frame counts of windows side by side in one strip.
 
     ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
-    ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
-    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts,
-    so a strip needs a few passes and, on a GPU, one transfer, however many windows it has.
+    NumPy ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
+    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts:
+    a strip takes a few passes and, from a GPU, one transfer, however many windows it has.
     """
     m = xp(valid)
-    per_col = [unusable(pixels, valid, cloudy).sum(1), (~valid).sum(1)]  # [T, W] each
-    scores, nodata = (
-        m.concatenate([m.zeros_like(c[:, :1]), m.cumsum(c, 1)], 1) for c in per_col)
+    per_col = m.stack([unusable(pixels, valid, cloudy).sum(1), (~valid).sum(1)])  # [2, T, W]
+    cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, 2)], 2)
+    if isinstance(cums, torch.Tensor):
+        cums = cums.cpu().numpy()
     first = [x for x, _ in spans]
     last = [x + w for x, w in spans]
-    score = (scores[:, last] - scores[:, first]).T
-    clean = ((nodata[:, last] - nodata[:, first]) == 0).sum(0)
-    return score, clean
+    scores, nodata = cums[:, :, last] - cums[:, :, first]  # [T, n] each
+    return scores.T, (nodata == 0).sum(0)
 
 
 def choose_frames(scores: np.ndarray, n: int) -> np.ndarray:

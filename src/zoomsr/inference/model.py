@@ -78,6 +78,12 @@ class InferenceModel:
     bands: tuple[str, ...] = ("tci",)
 
     @property
+    def size_multiple(self) -> int:
+        """Input heights and widths must be multiples of this (RRDBNet at scale 1 or 2
+        pixel-unshuffles its input by 4 or 2)."""
+        return int(getattr(self.module, "unshuffle", 1))
+
+    @property
     def channels(self) -> int:
         """Input channels per frame: 3 (TCI) + one per extra band."""
         return sum(band_channels(b) for b in self.bands)

@@ -56,6 +56,7 @@ from zoomsr.inference.windows import (
     blend_weights,
     column_groups,
     group_span,
+    windows_per_call,
 )
 from zoomsr.inference.writer import GeoTIFFStream, PartialRun, write_geotiff, write_preview
 from zoomsr.io.atomic import refuse_existing
@@ -211,8 +212,7 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     mosaic = to_uint8(mean[:3].permute(1, 2, 0)).cpu().numpy()
     any_valid = any_valid.cpu().numpy()
     spans = [(win.x - x0, win.w) for win in wins]
-    all_scores, clean = (t.cpu().numpy()
-                         for t in window_scores(pixels, valid, cloudy, spans))
+    all_scores, clean = window_scores(pixels, valid, cloudy, spans)
     del pixels, valid, cloudy
     k = plan.uncertainty
     channels = 3 + (1 if k else 0)
@@ -318,6 +318,7 @@ class _SerialModel:
         self._model = model
         self._lock = threading.Lock()
         self.scale = model.scale
+        self.device = getattr(model, "device", None)  # where rows are prepared
 
     def forward(self, lr: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -349,13 +350,27 @@ class _RowThreads:
         self.results: dict[int, Any] = {}
         self.handed = self.consumed = 0
         self.stop = False
-        self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
-                        for i in range(min(threads, len(self.rows)))]
+        n = min(threads, len(self.rows))
+        # On a CUDA GPU each row thread queues its work on a stream of its own, so that its
+        # waits for results (frame scores, finished rows) do not also wait for the model calls
+        # other threads queued. Rows leave their thread prepared (NumPy), so no tensor is used
+        # on two streams; the model's weights, read-only, are made ready before threads start.
+        streams: list[Any] = [None] * n
+        if on is not None and on.type == "cuda" and prepare is not None:
+            torch.cuda.synchronize(on)
+            streams = [torch.cuda.Stream(on) for _ in range(n)]
+        self.threads = [threading.Thread(target=self._work, args=(stream,),
+                                         name=f"zoomsr-row-{i}", daemon=True)
+                        for i, stream in enumerate(streams)]
         for t in self.threads:
             t.start()
 
-    def _work(self) -> None:
+    def _work(self, stream: Any) -> None:
         plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            self._rows(plan)
+
+    def _rows(self, plan: ScenePlan) -> None:
         try:
             while True:
                 with self.cond:
@@ -462,9 +477,11 @@ def super_resolve_array(
     if valid is None:
         valid = np.any(pixels[:, :3] > 0, axis=1)
     height, width = pixels.shape[-2:]
-    windows = WindowGrid(height, width, tiling or Tiling())
+    tiling = tiling or Tiling()
+    windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
     plan = ScenePlan(ArrayReader(pixels, np.asarray(valid, bool)), None, windows,
-                     model.n_images, batch_size, uncertainty, seed)
+                     model.n_images, windows_per_call(batch_size, tiling, windows), uncertainty,
+                     seed)
     s = model.scale
     channels = 3 + (1 if uncertainty else 0)
     blender = RowBlender(windows, s, channels, width * s)
@@ -600,9 +617,11 @@ def run_scene(
                              f"{','.join(model.bands)}")
     start = time.perf_counter()
     grid = plan_grid(frames, model.scale, native=options.native_grid)
-    windows = WindowGrid(grid.height, grid.width, options.tiling)
+    windows = WindowGrid(grid.height, grid.width, options.tiling,
+                         getattr(model, "size_multiple", 1))
     plan = ScenePlan(SceneReader(list(frames), grid), grid, windows, model.n_images,
-                     options.batch_size, options.uncertainty, options.seed)
+                     windows_per_call(options.batch_size, options.tiling, windows),
+                     options.uncertainty, options.seed)
     s = model.scale
     k = options.uncertainty
     run = PartialRun(out, _fingerprint(plan, model, options))

@@ -87,6 +87,21 @@ class RawRaster:
         return buf.reshape(count, self.width, self.bands)
 
 
+def _differences(before: str, now: str, width: int = 60) -> str:
+    """Which settings of two run fingerprints (JSON) differ, with their values, shortened."""
+    try:
+        a, b = json.loads(before), json.loads(now)
+    except (TypeError, ValueError):
+        return "unreadable record"
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return "; ".join(f"{k}: was {short(a.get(k))}, now {short(b.get(k))}" for k in keys)
+
+
 class PartialRun:
     """The partial-run folder of one output: raw rasters + ``state.npz``."""
 
@@ -105,8 +120,9 @@ class PartialRun:
             state = self.load()
             if state["fingerprint"] != self.fingerprint:
                 raise InputError(
-                    f"{self.dir}: the unfinished run there used other inputs or settings; "
-                    "delete that folder or run without --resume"
+                    f"{self.dir}: the unfinished run there used other inputs or settings "
+                    f"({_differences(state['fingerprint'], self.fingerprint)}); delete that "
+                    "folder or run without --resume"
                 )
             if all(r.path.is_file() for r in rasters):
                 return state
