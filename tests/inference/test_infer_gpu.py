@@ -100,8 +100,8 @@ def test_real_l2a_strip_with_scl_on_the_gpu(shared_dir, tmp_path):
     torch.testing.assert_close(px_g, px_c, rtol=0, atol=1e-6)
 
 
-def test_row_threads_on_their_own_streams_match_one_thread(tmp_path):
-    """3 row threads, each queueing on its own CUDA stream, give one thread's output."""
+def test_three_row_threads_on_the_gpu_match_one_thread(tmp_path):
+    """3 row threads preparing and blending rows on the GPU give one thread's output."""
     paths = write_frames(tmp_path / "in", n=3, size=(120, 88), holes={1: (slice(0, 30),
                                                                          slice(0, 40))})
     model = _model("cuda", "fp32")

@@ -77,3 +77,18 @@ def test_windows_per_call_keep_the_pixels_of_8_small_windows():
         assert grid.tiling.window == window
         assert windows_per_call(8, Tiling(), grid) == per_call
         assert windows_per_call(8, Tiling(window), grid) == 8  # a window the user chose: as given
+
+
+def test_resume_refusal_names_the_first_differing_entry():
+    from zoomsr.inference.writer import _differences
+
+    before = {"files": [["/d/a.tif", 10, 1700000000000000001], ["/d/b.tif", 20, 5]],
+              "tiling": [128, 32, 8], "seed": 0}
+    now = {"files": [["/d/a.tif", 10, 1700000000000000001], ["/d/b.tif", 20, 6]],
+           "tiling": [192, 32, 8], "seed": 0}
+    assert _differences(json.dumps(before), json.dumps(now)) == (
+        "files[1][2]: was 5, now 6; tiling[0]: was 128, now 192")
+    assert _differences("[1, 2]", "{}") == "its record is unreadable"
+    assert _differences("not json", "{}") == "its record is unreadable"
+    assert _differences(json.dumps({"a": [1]}), json.dumps({"a": [1, 2]})) == (
+        "a: was [1], now [1, 2]")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zoomsr.inference.arrays import Array, xp
+from zoomsr.inference.arrays import Array, to_tensor, xp
 from zoomsr.inference.windows import WindowGrid
 
 
@@ -45,7 +45,7 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
     """
     if isinstance(sums, torch.Tensor):
         value = sums / torch.where(weights > 0, weights, 1.0)
-        lr = torch.from_numpy(np.ascontiguousarray(valid_lr)).to(sums.device)
+        lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
         ok = lr.repeat_interleave(scale, 0).repeat_interleave(scale, 1) & (weights > 0)
         block_t = torch.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1),
                               dtype=torch.uint8, device=sums.device)

@@ -70,6 +70,7 @@ class InferenceOptions:
 
     native_grid: bool = False
     tiling: Tiling = field(default_factory=Tiling)
+    #: Windows per model call; with an automatic window, counted in 128 px windows.
     batch_size: int = 8
     uncertainty: int = 0  # K frame subsets; 0 = off
     cog: bool = False
@@ -350,27 +351,17 @@ class _RowThreads:
         self.results: dict[int, Any] = {}
         self.handed = self.consumed = 0
         self.stop = False
-        n = min(threads, len(self.rows))
-        # On a CUDA GPU each row thread queues its work on a stream of its own, so that its
-        # waits for results (frame scores, finished rows) do not also wait for the model calls
-        # other threads queued. Rows leave their thread prepared (NumPy), so no tensor is used
-        # on two streams; the model's weights, read-only, are made ready before threads start.
-        streams: list[Any] = [None] * n
-        if on is not None and on.type == "cuda" and prepare is not None:
-            torch.cuda.synchronize(on)
-            streams = [torch.cuda.Stream(on) for _ in range(n)]
-        self.threads = [threading.Thread(target=self._work, args=(stream,),
-                                         name=f"zoomsr-row-{i}", daemon=True)
-                        for i, stream in enumerate(streams)]
+        # All threads queue on the device's default stream: the model's activations are then
+        # cached once. (Per-thread streams would keep a waiting thread from also waiting for
+        # other threads' model calls, but PyTorch caches freed memory per stream, so every
+        # thread would hold its own copy of the activations; not measured on a GPU yet.)
+        self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
+                        for i in range(min(threads, len(self.rows)))]
         for t in self.threads:
             t.start()
 
-    def _work(self, stream: Any) -> None:
+    def _work(self) -> None:
         plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            self._rows(plan)
-
-    def _rows(self, plan: ScenePlan) -> None:
         try:
             while True:
                 with self.cond:
@@ -466,6 +457,8 @@ def super_resolve_array(
 
     ``pixels`` ``[T, C, H, W]`` float in [0, 1]: TCI / 255, then the model's extra bands
     (reflectance x 10000 / 8160) if any; ``valid`` ``[T, H, W]`` (default: RGB not black).
+    ``batch_size``: windows per model call (in 128 px windows when ``tiling`` has an
+    automatic window, the default).
     Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped) and the
     ``[H*s, W*s]`` data mask.
     """

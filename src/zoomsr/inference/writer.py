@@ -87,19 +87,40 @@ class RawRaster:
         return buf.reshape(count, self.width, self.bands)
 
 
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The path and values where ``a`` and ``b`` (parsed JSON) first differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(a.keys() | b.keys()):
+            found = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
 def _differences(before: str, now: str, width: int = 60) -> str:
-    """Which settings of two run fingerprints (JSON) differ, with their values, shortened."""
+    """Which settings of two run fingerprints (JSON) differ: for each top-level setting, the
+    first differing entry with its old and new value (shortened)."""
     try:
         a, b = json.loads(before), json.loads(now)
     except (TypeError, ValueError):
-        return "unreadable record"
+        a = b = None
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "its record is unreadable"
 
     def short(value: Any) -> str:
         text = json.dumps(value, sort_keys=True, default=str)
         return text if len(text) <= width else text[: width - 3] + "..."
 
-    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    return "; ".join(f"{k}: was {short(a.get(k))}, now {short(b.get(k))}" for k in keys)
+    found = [_first_difference(a.get(k), b.get(k), k) for k in sorted(a.keys() | b.keys())]
+    parts = [f"{p}: was {short(x)}, now {short(y)}" for p, x, y in filter(None, found)]
+    return "; ".join(parts) or "its record differs"
 
 
 class PartialRun:
