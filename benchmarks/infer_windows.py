@@ -57,7 +57,7 @@ def main() -> None:
           f"{args.config or 'full ESRGAN'} on {model.device}; medians of {args.repeats}")
     for w in sizes:
         grid = WindowGrid(args.size, args.size, Tiling(w, args.overlap))
-        area = len(grid.ys) * grid.win_h * len(grid.xs) * grid.win_w / args.size**2
+        area = grid.covered_area / args.size**2
         t = statistics.median(times[w])
         label = f"auto ({grid.tiling.window})" if w is None else str(w)
         print(f"window {label:<11} {len(grid):4d} windows, area x{area:.2f}: {t:7.2f} s  "

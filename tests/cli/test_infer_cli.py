@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from infer_helpers import write_frames  # noqa: E402 - the inference tests' generator
+from infer_helpers import write_b08, write_frames  # noqa: E402 - the inference tests' generator
 
 TINY = ["--model", "rrdbnet", "--config", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
         "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
@@ -84,14 +84,8 @@ def test_infer_default_realesrgan(cli, tmp_path, monkeypatch):
 
 def test_infer_band_model_reads_b08_files(cli, tmp_path):
     """--bands tci,b08: each date's B08 file (same name but the band token) is the 4th channel."""
-    import numpy as np
-
     paths = write_frames(tmp_path / "in", n=2, size=(24, 32))
-    for p in paths:
-        with rasterio.open(p) as src:
-            profile = src.profile | {"count": 1, "dtype": "uint16"}
-        with rasterio.open(p.with_name(p.name.replace("_TCI", "_B08")), "w", **profile) as dst:
-            dst.write(np.full((1, 24, 32), 3000, np.uint16))
+    write_b08(paths, 3000)
     band_model = [a if a != "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4"
                   else "num_in_ch=8,num_feat=8,num_block=1,num_grow_ch=4" for a in TINY]
     out = tmp_path / "sr.tif"

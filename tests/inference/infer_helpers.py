@@ -93,6 +93,21 @@ def write_frames(
     return paths
 
 
+def write_b08(paths: list[Path], value: int) -> list[Path]:
+    """Beside each TCI frame, its date's B08 (same name but the band token): uint16 ``value``
+    on the frame's grid, nodata 0."""
+    out = []
+    for p in paths:
+        with rasterio.open(p) as src:
+            profile = src.profile | {"count": 1, "dtype": "uint16", "photometric": "MINISBLACK"}
+            shape = (1, src.height, src.width)
+        b08 = p.with_name(p.name.replace("_TCI", "_B08"))
+        with rasterio.open(b08, "w", **profile) as dst:
+            dst.write(np.full(shape, value, np.uint16))
+        out.append(b08)
+    return out
+
+
 def read(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     with rasterio.open(path) as ds:
         return ds.read(), ds.dataset_mask(), {"crs": ds.crs, "transform": ds.transform,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from infer_helpers import REAL_S2, TINY, crop_real_scene, read, write_frames
+from infer_helpers import REAL_S2, TINY, crop_real_scene, read, write_b08, write_frames
 from rasterio.windows import Window
 
 from zoomsr.errors import ConfigError, DataError, InputError
@@ -244,11 +244,7 @@ def test_radiometry_option_applies_to_extra_bands(tmp_path):
 
 def test_resume_refuses_a_changed_extra_band(tmp_path):
     paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
-    for p in paths:
-        with rasterio.open(p) as src:
-            transform = src.transform
-        _band_file(p.with_name(p.name.replace("_TCI", "_B08")),
-                   np.full((72, 40), 3000, np.uint16), transform, crs="EPSG:3857")
+    b08 = write_b08(paths, 3000)[0]
     model = _model(2, "tci,b08")
     out = tmp_path / "sr.tif"
 
@@ -257,7 +253,6 @@ def test_resume_refuses_a_changed_extra_band(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_inference(tmp_path / "in", out, model, _opts(dn_offset=0), on_row=stop)
-    b08 = paths[0].with_name(paths[0].name.replace("_TCI", "_B08"))
     with rasterio.open(b08, "r+") as ds:
         ds.write(np.full((1, 72, 40), 3100, np.uint16))
     with pytest.raises(InputError, match="other inputs or settings"):

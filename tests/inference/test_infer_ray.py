@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from infer_helpers import TINY, read, write_frames
+from infer_helpers import TINY, read, write_b08, write_frames
 
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
 from zoomsr_needs import require_package
@@ -42,18 +42,13 @@ def test_ray_band_model_and_a_dying_worker(tmp_path):
     gives one clear error, the partial run is kept, and --resume finishes it locally."""
     require_package("ray")
     import numpy as np
-    import rasterio
 
     from zoomsr.inference import build_inference_model
     from zoomsr.inference.distributed import RayPool, RayWorkerError
     from zoomsr.inference.writer import partial_dir
 
     paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
-    for p in paths:
-        with rasterio.open(p) as src:
-            profile = src.profile | {"count": 1, "dtype": "uint16"}
-        with rasterio.open(p.with_name(p.name.replace("_TCI", "_B08")), "w", **profile) as dst:
-            dst.write(np.full((1, 72, 40), 2500, np.uint16))
+    write_b08(paths, 2500)
     model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 8},
                                   random_weights=True, device="cpu", bands="tci,b08")
     # column strips of one window: the pool's workers serve each strip in turn

@@ -16,8 +16,7 @@ from zoomsr.inference.windows import AUTO_WINDOWS, WindowGrid, windows_per_call
 
 
 def _area(height: int, width: int, tiling: Tiling) -> int:
-    g = WindowGrid(height, width, tiling)
-    return len(g.ys) * g.win_h * len(g.xs) * g.win_w
+    return WindowGrid(height, width, tiling).covered_area
 
 
 @pytest.mark.parametrize("overlap", [0, 16, 32, 64])
@@ -37,6 +36,8 @@ def test_auto_window_computes_the_least_area(overlap):
 
 
 def test_explicit_window_is_kept_and_auto_needs_for_scene():
+    # 500 px, 128 px windows with 32 px overlap: starts 0, 96, ..., 372 -> 5 x 5 windows
+    assert WindowGrid(500, 500, Tiling(128)).covered_area == (5 * 128) ** 2
     assert WindowGrid(2000, 2000, Tiling(128)).tiling.window == 128
     assert Tiling().for_scene(500, 500) == Tiling(192)
     with pytest.raises(ConfigError, match="automatic window"):

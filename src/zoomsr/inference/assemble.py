@@ -28,11 +28,11 @@ def to_uint8(x: Array) -> Array:
     return y.to(torch.uint8) if isinstance(y, torch.Tensor) else y.astype(np.uint8)
 
 
-def upsample_mask(valid_lr: np.ndarray, scale: int) -> np.ndarray:
-    """``[h, w]`` bool -> ``[h*scale, w*scale]`` (nearest), in one pass."""
+def upsample_mask(valid_lr: Array, scale: int) -> Array:
+    """``[h, w]`` bool -> ``[h*scale, w*scale]`` (nearest), in one pass (NumPy or torch)."""
     rows, cols = valid_lr.shape
-    return np.broadcast_to(valid_lr[:, None, :, None], (rows, scale, cols, scale)).reshape(
-        rows * scale, cols * scale)
+    return xp(valid_lr).broadcast_to(
+        valid_lr[:, None, :, None], (rows, scale, cols, scale)).reshape(rows * scale, cols * scale)
 
 
 def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
@@ -44,18 +44,12 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
     only the uint8 rows come back.
     """
     if isinstance(sums, torch.Tensor):
-        value = sums / torch.where(weights > 0, weights, 1.0)
-        lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
-        ok = lr.repeat_interleave(scale, 0).repeat_interleave(scale, 1) & (weights > 0)
-        block_t = torch.empty((sums.shape[1], sums.shape[2], sums.shape[0] + 1),
-                              dtype=torch.uint8, device=sums.device)
-        block_t[:, :, :-1] = to_uint8(value).permute(1, 2, 0)
-        block_t[:, :, -1] = torch.where(ok, 255, 0)
-        block_t[:, :, :-1] *= block_t[:, :, -1:] > 0
-        return block_t.cpu().numpy()
-    value = sums / np.where(weights > 0, weights, 1.0)
-    return with_mask(np.moveaxis(to_uint8(value), 0, -1),
-                     upsample_mask(valid_lr, scale) & (weights > 0))
+        valid_lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
+    m = xp(sums)
+    value = sums / m.where(weights > 0, weights, 1.0)
+    block = with_mask(m.moveaxis(to_uint8(value), 0, -1),
+                      upsample_mask(valid_lr, scale) & (weights > 0))
+    return block.cpu().numpy() if isinstance(block, torch.Tensor) else block
 
 
 def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -63,13 +57,12 @@ def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else x.copy()
 
 
-def with_mask(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def with_mask(values: Array, valid: Array) -> Array:
     """``[rows, W, C + 1]`` uint8 output rows: ``values`` ``[rows, W, C]`` (0 where not
-    ``valid``), then the 0/255 mask."""
-    block = np.empty((*values.shape[:2], values.shape[2] + 1), dtype=np.uint8)
-    block[:, :, :-1] = values
-    block[:, :, -1] = np.where(valid, 255, 0)
-    block[:, :, :-1] *= block[:, :, -1:] > 0
+    ``valid``), then the 0/255 mask (NumPy or torch)."""
+    block = xp(values).concatenate([values, values[:, :, :1]], 2)
+    block[:, :, -1] = 255
+    block *= valid[:, :, None]
     return block
 
 

@@ -87,8 +87,7 @@ class Tiling:
             return self
 
         def area(window: int) -> int:
-            grid = WindowGrid(height, width, replace(self, window=window))
-            return len(grid.ys) * grid.win_h * len(grid.xs) * grid.win_w
+            return WindowGrid(height, width, replace(self, window=window)).covered_area
 
         fits = [w for w in AUTO_WINDOWS
                 if min(w, height) % multiple == 0 and min(w, width) % multiple == 0]
@@ -152,6 +151,11 @@ class WindowGrid:
     @property
     def win_w(self) -> int:
         return min(self.tiling.window, self.width)
+
+    @property
+    def covered_area(self) -> int:
+        """LR px² the windows cover in all (the scene's area, plus every overlap)."""
+        return len(self.ys) * self.win_h * len(self.xs) * self.win_w
 
     @property
     def n_rows(self) -> int:
