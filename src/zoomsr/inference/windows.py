@@ -80,8 +80,8 @@ class Tiling:
         model's :attr:`~zoomsr.inference.model.InferenceModel.size_multiple`). Windows overlap
         and the last one of a row is moved back onto the edge, so more than the scene's area
         is computed (e.g. 1.64x with 128 px windows on a 500 px scene, 1.33x with 192 px);
-        the model's cost per pixel varies little with the window (RRDBNet on a 2-core CPU:
-        11-14 chunks/s from 32 to 256 px windows), so the least area is about the fastest run.
+        run time follows that area (``benchmarks/infer_windows.py``), so the least area is
+        about the fastest run.
         """
         if self.window is not None:
             return self
