@@ -113,3 +113,55 @@ def test_three_row_threads_on_the_gpu_match_one_thread(tmp_path):
     (a, mask_a, _), (b, mask_b, _) = outs
     assert np.array_equal(mask_a, mask_b)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_gpu_row_synchronises_only_in_its_one_transfer(tmp_path, monkeypatch, precision):
+    """With CUDA's sync debug mode set to "error", reading, preparing (uint16 through pinned
+    memory), choosing frames, the model, blending and finishing a row make no synchronising
+    call (blocking copies either way, ``.item()``, ...), except in :func:`to_host`, once."""
+    from rasterio.windows import Window  # noqa: F401  (rasterio before the mode is set)
+
+    from zoomsr.inference import assemble, discover_frames, pipeline
+    from zoomsr.inference.arrays import to_host
+    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.reader import SceneReader
+    from zoomsr.inference.windows import WindowGrid
+
+    paths = write_frames(tmp_path / "in", n=4, size=(48, 64), crs="EPSG:32631",
+                         dtype="uint16", holes={0: (slice(0, 10), slice(0, 20))})
+    frames = discover_frames(paths, dn_offset=1000.0).frames
+    grid = plan_grid(frames, 4)
+    windows = WindowGrid(grid.height, grid.width, Tiling(window=32, overlap=8))
+    model = _model("cuda", precision)
+    plan = pipeline.ScenePlan(SceneReader(frames, grid), grid, windows, 2, 2, 0, 0)
+    cuda = torch.device("cuda")
+    transfers = []
+
+    def allowed(*xs):
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return to_host(*xs)
+        finally:
+            transfers.append(len(xs))
+            torch.cuda.set_sync_debug_mode("error")
+
+    def row(r):
+        res = pipeline.compute_row(plan, model, r, cuda)
+        return assemble.prepare_row(res, windows, model.scale, with_lr=True)
+
+    try:
+        warm = [row(r) for r in range(windows.n_rows)]  # first calls may sync (cuDNN, caches)
+        monkeypatch.setattr(pipeline, "to_host", allowed)
+        monkeypatch.setattr(assemble, "to_host", allowed)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            again = [row(r) for r in range(windows.n_rows)]
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    finally:
+        plan.reader.close()
+    assert len(transfers) == windows.n_rows  # one per row
+    for a, b in zip(warm, again, strict=True):
+        assert np.array_equal(a.interior, b.interior) and a.few_frames == b.few_frames

@@ -15,10 +15,11 @@ import torch
 from infer_helpers import write_frames
 from rasterio.windows import Window
 
-from zoomsr.inference import discover_frames
-from zoomsr.inference.arrays import to_tensor
+from zoomsr.inference import arrays, assemble, discover_frames, pipeline
+from zoomsr.inference.arrays import pack, to_host, to_tensor, unpack
 from zoomsr.inference.assemble import to_uint8
 from zoomsr.inference.frames import (
+    choose_frames,
     count_clean,
     fill_gaps,
     frame_scores,
@@ -27,7 +28,9 @@ from zoomsr.inference.frames import (
 )
 from zoomsr.inference.grid import plan_grid
 from zoomsr.inference.inputs import to_band16, to_tci, valid_pixels
+from zoomsr.inference.pipeline import ScenePlan, compute_row
 from zoomsr.inference.reader import SceneReader
+from zoomsr.inference.windows import Tiling, WindowGrid
 
 CPU = torch.device("cpu")
 
@@ -184,9 +187,60 @@ def test_strip_preparation_stays_on_its_device(tmp_path):
     assert all(t.device == meta for t in outputs)
     assert filled.shape == (3, 3, 20, 30) and bad.shape == (3, 20, 30)
     assert cloudy.dtype == torch.bool
-    # window scores come back to the host in one transfer (which meta tensors cannot make)
-    with pytest.raises(NotImplementedError, match="meta"):
-        window_scores(pixels, valid, cloudy, [(0, 16), (14, 16)])
+    scores, clean = window_scores(pixels, valid, cloudy, [(0, 16), (14, 16)])
+    best = choose_frames(scores, 2)
+    assert all(t.device == meta for t in (scores, clean, best)) and best.shape == (2, 2)
+    with pytest.raises(NotImplementedError, match="meta"):  # no data can come back from meta
+        to_host(scores)
+
+
+@pytest.mark.parametrize("uncertainty", [0, 2])
+def test_a_scene_row_makes_one_transfer_after_its_model_calls(tmp_path, monkeypatch, tiny_model,
+                                                              uncertainty):
+    """A transfer from a GPU waits for every model call queued before it, other rows' too, so
+    a row must not make one before its own calls are queued. On "meta" tensors any hidden
+    transfer back (``.cpu()``, ``.item()``, ``bool()``) raises; the explicit ones
+    (:func:`to_host`) are recorded and faked. Read, prepare, choose frames, run the model,
+    blend and finish: one transfer at the end (plus the scores first with uncertainty, whose
+    subsets are drawn on the host). Blocking copies *to* the device are caught on a GPU only
+    (``test_infer_gpu.py``, with CUDA's sync debug mode)."""
+    meta = torch.device("meta")
+    paths = write_frames(tmp_path / "in", n=4, size=(40, 56), dtype="uint16",
+                         holes={0: (slice(0, 10), slice(0, 20))})
+    frames = discover_frames(paths, dn_offset=1000.0).frames
+    frames[1] = dataclasses.replace(frames[1], scl=_scl(tmp_path / "scl.tif", frames[1]))
+    grid = plan_grid(frames, 4)
+    windows = WindowGrid(grid.height, grid.width, Tiling(window=24, overlap=8))
+    model = tiny_model(2)
+    model = dataclasses.replace(model, module=model.module.to(meta), device=meta)
+    plan = ScenePlan(SceneReader(frames, grid), grid, windows, 2, 2, uncertainty, 0)
+    events: list[str] = []
+    forward = model.forward_device
+
+    def counted_forward(x):
+        events.append("model")
+        return forward(x)
+
+    def fake_to_host(*xs):
+        events.append("transfer")
+        return [np.zeros(tuple(x.shape), torch.empty(0, dtype=x.dtype).numpy().dtype)
+                if isinstance(x, torch.Tensor) else np.array(x) for x in xs]
+
+    object.__setattr__(model, "forward_device", counted_forward)
+    monkeypatch.setattr(pipeline, "to_host", fake_to_host)
+    monkeypatch.setattr(assemble, "to_host", fake_to_host)
+    try:
+        for r in range(windows.n_rows):
+            events.clear()
+            res = compute_row(plan, model, r, meta)
+            assert res.sums.device == meta and res.valid.device == meta
+            ready = assemble.prepare_row(res, windows, 4, with_lr=True)
+            calls = -(-len(windows.xs) * (1 + uncertainty) // 2)
+            first = ["transfer"] if uncertainty else []
+            assert events == first + ["model"] * calls + ["transfer"]
+            assert ready.interior.dtype == np.uint8 and isinstance(ready.few_frames, int)
+    finally:
+        plan.reader.close()
 
 
 def _scl(path, frame):
@@ -200,3 +254,52 @@ def _scl(path, frame):
     return AuxBand(name="scl", path=path, band=1, radiometry="classes", dn_offset=0.0,
                    dtype="uint8", crs=frame.crs, transform=frame.transform, width=frame.width,
                    height=frame.height, nodata=None)
+
+
+def test_frames_chosen_with_torch_equal_numpy_per_window():
+    """Ranking by score then input order, cyclic with fewer frames than the model takes: the
+    batched torch choice equals NumPy's, window by window."""
+    rng = np.random.default_rng(4)
+    # CPU sorts of up to 16 values are stable anyway; CUDA's of up to 32 are not, unless asked
+    for t, n in [(6, 3), (5, 5), (3, 4), (1, 2), (8, 1), (20, 8), (33, 8), (64, 16)]:
+        scores = rng.integers(0, 3, (7, t))  # many ties
+        batched = choose_frames(torch.from_numpy(scores), n)
+        assert batched.shape == (7, n)
+        for j in range(7):
+            order = sorted(range(t), key=lambda i, j=j: (scores[j, i], i))
+            want = sorted((order * n)[:n])
+            assert choose_frames(scores[j], n).tolist() == want
+            assert batched[j].tolist() == want
+
+
+def test_to_host_packs_tensors_into_one_buffer_and_back():
+    """What :func:`to_host` brings back from a GPU in one transfer: tensors of any dtype,
+    shape and layout packed as bytes (8-byte aligned), unpacked into equal NumPy arrays."""
+    xs = [torch.arange(24.0).reshape(4, 6)[:, 1:4],  # not contiguous
+          torch.tensor([True, False, True]), torch.tensor(7), torch.arange(5, dtype=torch.uint8),
+          torch.zeros((0, 2)), torch.arange(6, dtype=torch.int16).reshape(2, 3)]
+    buffer, offsets = pack(xs)
+    assert buffer.dtype == torch.uint8 and all(o % 8 == 0 for o in offsets)
+    for x, a in zip(xs, unpack(buffer.numpy(), offsets, xs), strict=True):
+        assert a.dtype == x.numpy().dtype and a.shape == tuple(x.shape) and a.flags.aligned
+        assert np.array_equal(a, x.numpy())
+    mixed = to_host(xs[0], np.ones(2), 3, xs[1])  # CPU tensors, arrays and numbers: copies
+    assert np.array_equal(mixed[0], xs[0].numpy()) and mixed[2] == 3
+    mixed[0][0, 0] = -1
+    assert xs[0][0, 0] == 1
+
+
+def test_to_host_brings_tensors_off_the_cpu_back_in_one_transfer_in_order(monkeypatch):
+    """The packing path, taken here by CPU tensors posing as a GPU's: one ``.cpu()`` of one
+    buffer, every array back in its place among the others."""
+    monkeypatch.setattr(arrays, "_far", lambda x: isinstance(x, torch.Tensor))
+    copies = []
+    real_cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self: copies.append(1) or real_cpu(self))
+    xs = [torch.arange(12.0).reshape(3, 4), np.arange(3), torch.tensor([True, False]), 7,
+          torch.arange(5, dtype=torch.uint8), torch.tensor(9)]
+    out = arrays.to_host(*xs)
+    assert len(copies) == 1
+    for x, a in zip(xs, out, strict=True):
+        want = x.numpy() if isinstance(x, torch.Tensor) else np.array(x)
+        assert a.dtype == want.dtype and np.array_equal(a, want)

@@ -56,3 +56,61 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.from_numpy(x.view(np.int16) if wide else x)
     t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
     return t.to(torch.int32) & 0xFFFF if wide else t
+
+
+
+
+def pack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """``tensors`` (one device; dtypes NumPy has) as one uint8 buffer there, and each one's
+    byte offset (8-byte aligned, so the views :func:`unpack` makes are aligned)."""
+    offsets, size = [], 0
+    for x in tensors:
+        offsets.append(size)
+        size += -(-x.numel() * x.element_size() // 8) * 8
+    device = tensors[0].device if tensors else torch.device("cpu")
+    buffer = torch.empty(size, dtype=torch.uint8, device=device)
+    for x, off in zip(tensors, offsets, strict=True):
+        n = x.numel() * x.element_size()
+        buffer[off : off + n] = x.detach().contiguous().reshape(-1).view(torch.uint8)
+    return buffer, offsets
+
+
+def unpack(host: np.ndarray, offsets: list[int], tensors: list[torch.Tensor]
+           ) -> list[np.ndarray]:
+    """The arrays in ``host`` (a :func:`pack` buffer on the host), shaped as ``tensors``."""
+    out = []
+    for x, off in zip(tensors, offsets, strict=True):
+        dtype = torch.empty(0, dtype=x.dtype).numpy().dtype
+        out.append(host[off : off + x.numel() * dtype.itemsize].view(dtype)
+                   .reshape(tuple(x.shape)))
+    return out
+
+
+def _far(x: Array) -> bool:
+    """Whether ``x`` is a tensor off the CPU (packed by :func:`to_host`)."""
+    return isinstance(x, torch.Tensor) and x.device.type != "cpu"
+
+
+def to_host(*xs: Array) -> list[np.ndarray]:
+    """NumPy copies of ``xs`` (tensors on any device, NumPy arrays, Python numbers).
+
+    Tensors on an accelerator come back in **one** transfer, packed as bytes into one buffer
+    there: each transfer from a GPU waits for everything queued on its stream, other threads'
+    model calls included, so a row that made several would wait several times.
+    """
+    out: list[Any] = []
+    far: list[int] = []
+    for i, x in enumerate(xs):
+        if _far(x):
+            far.append(i)
+            out.append(None)
+        else:
+            out.append(x.numpy().copy() if isinstance(x, torch.Tensor) else np.array(x))
+    if far:
+        tensors = [xs[i] for i in far]
+        if len({x.device for x in tensors}) > 1:
+            raise ValueError(f"to_host: tensors on {sorted({str(x.device) for x in tensors})}")
+        buffer, offsets = pack(tensors)
+        for i, a in zip(far, unpack(buffer.cpu().numpy(), offsets, tensors), strict=True):
+            out[i] = a
+    return out

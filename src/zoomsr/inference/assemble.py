@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zoomsr.inference.arrays import Array, to_tensor, xp
+from zoomsr.inference.arrays import Array, to_host, to_tensor, xp
 from zoomsr.inference.windows import WindowGrid
 
 
@@ -36,25 +36,19 @@ def upsample_mask(valid_lr: Array, scale: int) -> Array:
 
 
 def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
-           valid_lr: np.ndarray, scale: int) -> np.ndarray:
+           valid_lr: Array, scale: int) -> Array:
     """``[rows, W, C + 1]`` uint8 output rows (values, then the 0/255 mask) from blended sums
     ``[C, rows, W]``, weights ``[rows, W]`` and LR validity ``[rows / scale, W / scale]``.
 
     Tensors (rows blended on a GPU) are finished there, with the same float32 operations, and
-    only the uint8 rows come back.
+    stay there (:func:`prepare_row` brings the uint8 rows back).
     """
-    if isinstance(sums, torch.Tensor):
+    if isinstance(sums, torch.Tensor) and not isinstance(valid_lr, torch.Tensor):
         valid_lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
     m = xp(sums)
     value = sums / m.where(weights > 0, weights, 1.0)
-    block = with_mask(m.moveaxis(to_uint8(value), 0, -1),
-                      upsample_mask(valid_lr, scale) & (weights > 0))
-    return block.cpu().numpy() if isinstance(block, torch.Tensor) else block
-
-
-def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    """A NumPy copy (from the device for tensors)."""
-    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x.copy()
+    return with_mask(m.moveaxis(to_uint8(value), 0, -1),
+                     upsample_mask(valid_lr, scale) & (weights > 0))
 
 
 def with_mask(values: Array, valid: Array) -> Array:
@@ -96,19 +90,23 @@ class ReadyRow:
 
 
 def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow:  # noqa: ANN001
-    """Finish what row ``res`` (a :class:`~zoomsr.inference.pipeline.RowResult`) decides alone."""
+    """Finish what row ``res`` (a :class:`~zoomsr.inference.pipeline.RowResult`) decides alone.
+
+    From a GPU, everything the row hands on comes back in one transfer (:func:`to_host`).
+    """
     s = scale
     c = carried_rows(windows, res.row)
     n = windows.final_until(res.row) - windows.ys[res.row]
     interior = finish(res.sums[:, c * s : n * s], res.weights[c * s : n * s], res.valid[c:n], s)
     k = max(c, n)
+    lr = with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None
+    (edge_sums, edge_weights, interior, tail_sums, tail_weights, valid, lr,
+     few) = to_host(res.sums[:, : c * s], res.weights[: c * s], interior,
+                    res.sums[:, k * s :], res.weights[k * s :], res.valid, lr, res.few_frames)
     return ReadyRow(
-        row=res.row,
-        edge_sums=_host(res.sums[:, : c * s]), edge_weights=_host(res.weights[: c * s]),
-        interior=interior,
-        tail_sums=_host(res.sums[:, k * s :]), tail_weights=_host(res.weights[k * s :]),
-        valid=res.valid, lr=with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None,
-        few_frames=res.few_frames, windows=res.windows,
+        row=res.row, edge_sums=edge_sums, edge_weights=edge_weights, interior=interior,
+        tail_sums=tail_sums, tail_weights=tail_weights, valid=valid,
+        lr=lr if with_lr else None, few_frames=int(few), windows=res.windows,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from zoomsr.inference.arrays import Array, float32, xp
+from zoomsr.inference.arrays import Array, float32, to_tensor, xp
 
 #: Channel value (TCI / 255) at or above which a pixel counts as saturated.
 SATURATED = 254.5 / 255.0
@@ -42,29 +42,35 @@ def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
     """Frame scores and clean-frame counts of windows side by side in one strip.
 
     ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
-    NumPy ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
-    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts:
-    a strip takes a few passes and, from a GPU, one transfer, however many windows it has.
+    ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
+    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts,
+    so a strip takes a few passes however many windows it has. Tensors stay on their device.
     """
     m = xp(valid)
     per_col = m.stack([unusable(pixels, valid, cloudy).sum(1), (~valid).sum(1)])  # [2, T, W]
     cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, 2)], 2)
-    if isinstance(cums, torch.Tensor):
-        cums = cums.cpu().numpy()
     first = [x for x, _ in spans]
     last = [x + w for x, w in spans]
+    if isinstance(cums, torch.Tensor):  # as tensors sent asynchronously (a blocking copy or
+        # list indexing would wait for the device's queue)
+        first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
     scores, nodata = cums[:, :, last] - cums[:, :, first]  # [T, n] each
     return scores.T, (nodata == 0).sum(0)
 
 
-def choose_frames(scores: np.ndarray, n: int) -> np.ndarray:
+def choose_frames(scores: Array, n: int) -> Array:
     """Indices of the ``n`` best frames (lowest score, then lowest index), in input order.
 
-    With fewer than ``n`` frames, the ranked frames are repeated cyclically.
+    ``scores`` ``[..., T]`` (NumPy, or a tensor: chosen on its device, with no transfer);
+    returns ``[..., n]``. With fewer than ``n`` frames, the ranked frames are repeated
+    cyclically.
     """
-    order = np.lexsort((np.arange(len(scores)), scores))
-    chosen = order[:n] if len(order) >= n else np.resize(order, n)
-    return np.sort(chosen)
+    if isinstance(scores, torch.Tensor):
+        order = torch.sort(scores, dim=-1, stable=True).indices
+        cycle = torch.arange(n, device=scores.device) % scores.shape[-1]
+        return torch.sort(order[..., cycle], dim=-1).values
+    order = np.argsort(scores, axis=-1, kind="stable")
+    return np.sort(order[..., np.arange(n) % scores.shape[-1]], axis=-1)
 
 
 def count_clean(valid: np.ndarray) -> int:

@@ -3,10 +3,11 @@
 Data flow (rows of windows, so memory does not grow with the scene's height)::
 
     frames (files) --SceneReader--> file values of a strip, to the model's device
-        --there: scale, validity, SCL--> strip [T, C, h, W]; fill gaps; window scores
-        --per window: choose n frames (scores on the host)--> batches [B, n, C, h, w]
+        --there: scale, validity, SCL--> strip [T, C, h, W]; fill gaps; window scores;
+          each window's n best frames --> batches [B, n, C, h, w]
         --model--> [B, 3, h*s, w*s] * blend weights --> row accumulators (sum, weight)
-        --rows no later window touches--> uint8 RGB + mask --> raw file (partial run)
+        --rows no later window touches--> uint8 RGB + mask (from a GPU: one transfer per
+          row, after its model calls) --> raw file (partial run)
     all rows done --> tiled, compressed GeoTIFF / COG, renamed onto the output
 
 :func:`run_inference` is the entry point; :func:`compute_row` is the unit of work that the
@@ -35,7 +36,7 @@ from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.inference.arrays import to_tensor
+from zoomsr.inference.arrays import to_host, to_tensor
 from zoomsr.inference.assemble import (
     Carry,
     ReadyRow,
@@ -145,15 +146,18 @@ class RowResult:
     """One row of windows, blended: HR sums ``[C, h*s, W*s]`` and weights ``[h*s, W*s]``.
 
     ``C`` is 3 (RGB), plus 1 with uncertainty. ``valid`` ``[h, W]``: any frame valid (LR);
-    ``mosaic`` ``[h, W, 3]`` uint8: mean of the valid frames (the resampled LR mosaic).
+    ``mosaic`` ``[h, W, 3]`` uint8: mean of the valid frames (the resampled LR mosaic);
+    ``few_frames``: windows with fewer clean frames than the model takes. All but ``windows``
+    are tensors on the model's device when blended there (:func:`prepare_row` brings them
+    back in one transfer), else NumPy.
     """
 
     row: int
-    sums: np.ndarray | torch.Tensor  # a tensor on the model's device when blended there
+    sums: np.ndarray | torch.Tensor
     weights: np.ndarray | torch.Tensor
-    valid: np.ndarray
-    mosaic: np.ndarray
-    few_frames: int
+    valid: np.ndarray | torch.Tensor
+    mosaic: np.ndarray | torch.Tensor
+    few_frames: int | torch.Tensor
     windows: int
 
 
@@ -205,16 +209,21 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     x0 = wins[0].x
     width = wins[-1].x + wins[-1].w - x0  # the strip these windows cover
     # Everything from the file values on runs on the model's device (the CPU, or the GPU:
-    # only the raw values go there, and only frame scores and uint8 rows come back).
+    # only the raw values go there, and the finished rows come back, in one transfer).
     dev = on or getattr(model, "device", None)
-    dev = dev if isinstance(dev, torch.device) and dev.type != "meta" else torch.device("cpu")
+    if on is None and not (isinstance(dev, torch.device) and dev.type != "meta"):
+        dev = torch.device("cpu")
     pixels, valid, cloudy = plan.reader.read_strip(Window(x0, y, width, h), dev)
     filled, any_valid, mean = fill_gaps(pixels, valid)
-    mosaic = to_uint8(mean[:3].permute(1, 2, 0)).cpu().numpy()
-    any_valid = any_valid.cpu().numpy()
+    mosaic = to_uint8(mean[:3].permute(1, 2, 0))
     spans = [(win.x - x0, win.w) for win in wins]
     all_scores, clean = window_scores(pixels, valid, cloudy, spans)
     del pixels, valid, cloudy
+    # Frames are chosen on the device too: nothing comes back before the model calls are
+    # queued (a transfer from a GPU waits for every call queued before it, other rows' too).
+    best = choose_frames(all_scores, plan.n_images)  # [windows, n]
+    ours = to_tensor(np.array([win.col in owned for win in wins]), dev)
+    few = ((clean < plan.n_images) & ours).sum()
     k = plan.uncertainty
     channels = 3 + (1 if k else 0)
     per_window = 1 + k
@@ -265,23 +274,27 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
             if len(outputs[j]) == per_window:
                 blend(j, outputs.pop(j))
 
-    few = 0
+    # Uncertainty subsets are drawn on the host (seeded NumPy): their scores come back first.
+    host_scores = to_host(all_scores)[0] if k else None
     for j, win in enumerate(wins):
         wp = filled[..., win.x - x0 : win.x - x0 + win.w]
-        scores = all_scores[j]
-        if clean[j] < plan.n_images and win.col in owned:
-            few += 1
-        chosen = [choose_frames(scores, plan.n_images),
-                  *subset_frames(scores, plan.n_images, k, (plan.seed, r, win.col))]
+        chosen = [best[j]]
+        if host_scores is not None:
+            chosen += [to_tensor(f, dev) for f in
+                       subset_frames(host_scores[j], plan.n_images, k, (plan.seed, r, win.col))]
         for frames in chosen:
-            pending.append((j, wp[to_tensor(frames, wp.device)]))
+            pending.append((j, wp[frames]))
         while len(pending) >= plan.batch_size:
             run_batch()
     while pending:
         run_batch()
     a, b = owned_from - x0, owned_to - x0  # keep the owned columns
+    valid_lr, mosaic = any_valid[:, a:b], mosaic[:, a:b]
+    if on is None:  # NumPy blending: the rest to the host too, in one transfer
+        valid_lr, mosaic, few = to_host(valid_lr, mosaic, few)
+        few = int(few)
     return RowResult(r, sums[:, :, a * s : b * s], weights[:, a * s : b * s],
-                     any_valid[:, a:b], mosaic[:, a:b], few, len(owned))
+                     valid_lr, mosaic, few, len(owned))
 
 
 class RowBlender(Carry):
