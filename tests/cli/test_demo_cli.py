@@ -3,11 +3,14 @@ generated georeferenced series through the packaged multi-image default, offline
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import rasterio
 
-from zoomsr.errors import InputError
+from zoomsr.errors import ConfigError, InputError
 from zoomsr.io.png import read_png
 from zoomsr_needs import require_package
 
@@ -92,3 +95,123 @@ def test_demo_series_is_deterministic(tmp_path):
 
     assert np.array_equal(read(first), read(again))
     assert not np.array_equal(read(first), read(other))
+
+
+# --- Everything is checked before any work: one line, exit 2, nothing loaded or written. ---
+
+MODEL_REACHED = "model loading reached"
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail fast, with a known message, if the demo gets as far as loading a model."""
+    import zoomsr.cli.infer
+
+    def load_model(*args, **kwargs):
+        raise ConfigError(MODEL_REACHED)
+
+    monkeypatch.setattr(zoomsr.cli.infer, "load_model", load_model)
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--frames", "0"], "--frames must be in 1..32, got 0"),
+    (["--frames", "33"], "--frames must be in 1..32, got 33"),
+    (["--series-size", "0"], "--series-size must be in 16..1024 px, got 0"),
+    (["--series-size", "1025"], "--series-size must be in 16..1024 px, got 1025"),
+    (["--size", "15"], "--size must be in 16..300 px"),
+    (["--size", "301"], "--size must be in 16..300 px"),
+    (["--device", "gpu"], "--device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+])
+def test_demo_bad_option_fails_before_any_work(cli, tmp_path, no_model, args, message):
+    code, stdout, err = cli("demo", tmp_path / "out", *args)
+    assert code == 2, err
+    assert message in err and MODEL_REACHED not in err
+    assert len(err.strip().splitlines()) == 1 and stdout == ""
+    assert files_under(tmp_path) == []
+
+
+def test_demo_out_is_a_file(cli, tmp_path, no_model):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"mine")
+    code, _, err = cli("demo", out)
+    assert code == 2 and err.strip() == f"error: {out}: exists and is not a folder"
+    assert out.read_bytes() == b"mine" and files_under(tmp_path) == ["out.png"]
+    code, _, err = cli("demo", out / "sub")
+    assert code == 2 and f"{out / 'sub'}: cannot be created: {out} is not a folder" in err
+    assert files_under(tmp_path) == ["out.png"]
+
+
+def test_demo_out_not_writable(cli, tmp_path, no_model, monkeypatch):
+    import zoomsr.inference.demo
+
+    # os.access itself: the tests may run as root, who can write anywhere
+    monkeypatch.setattr(zoomsr.inference.demo.os, "access", lambda path, mode: False)
+    code, _, err = cli("demo", tmp_path / "a" / "out")
+    assert code == 2 and f"cannot write in {tmp_path} (permission denied)" in err
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("earlier", ["sentinel2_realesrgan.png", "sentinel2_series_x4.tif",
+                                     "sentinel2_series_x4.preview.png",
+                                     "lr_series/20240606_TCI.tif"])
+def test_demo_refuses_earlier_outputs_unless_overwrite(cli, tmp_path, no_model, earlier):
+    out = tmp_path / "out"
+    (out / "lr_series").mkdir(parents=True)
+    (out / earlier).write_bytes(b"earlier")
+    code, _, err = cli("demo", out)
+    assert code == 2 and MODEL_REACHED not in err
+    assert f"{out / earlier}: already exists (pass --overwrite to replace it)" in err
+    assert (out / earlier).read_bytes() == b"earlier"
+    assert files_under(tmp_path) == sorted(["out", "out/lr_series", f"out/{earlier}"])
+    code, _, err = cli("demo", out, "--overwrite")  # accepted: gets as far as the model
+    assert code == 2 and MODEL_REACHED in err
+
+
+def test_demo_refuses_many_outputs_in_one_line(cli, tmp_path, no_model):
+    out = tmp_path / "out"
+    (out / "lr_series").mkdir(parents=True)
+    for name in ("sentinel2_realesrgan.png", "sentinel2_series_x4.tif",
+                 "lr_series/20240601_TCI.tif", "lr_series/20240606_TCI.tif"):
+        (out / name).write_bytes(b"earlier")
+    code, _, err = cli("demo", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "and 2 more demo output(s): already exist (pass --overwrite to replace them)" in err
+    # a frame the run would not write (a later date than --frames gives) is not in the way
+    code, _, err = cli("demo", out, "--frames", "1")
+    assert code == 2 and "and 1 more demo output(s)" in err
+
+
+def test_demo_output_name_taken_by_a_folder(cli, tmp_path, no_model):
+    out = tmp_path / "out"
+    (out / "sentinel2_series_x4.tif").mkdir(parents=True)
+    code, _, err = cli("demo", out, "--overwrite")
+    assert code == 2 and f"{out / 'sentinel2_series_x4.tif'}: exists and is not a file" in err
+    (out / "sentinel2_series_x4.tif").rmdir()
+    (out / "lr_series").write_bytes(b"x")
+    code, _, err = cli("demo", out, "--overwrite")
+    assert code == 2 and f"{out / 'lr_series'}: exists and is not a folder" in err
+
+
+def test_demo_outputs_list_every_file():
+    from zoomsr.inference.demo import demo_outputs
+
+    names = [str(p).replace(os.sep, "/") for p in demo_outputs("d", n_frames=2)]
+    assert names == ["d/sentinel2_realesrgan.png", "d/sentinel2_series_x4.tif",
+                     "d/sentinel2_series_x4.preview.png", "d/lr_series/20240601_TCI.tif",
+                     "d/lr_series/20240606_TCI.tif"]
+
+
+def test_series_demo_refuses_existing_frames(tmp_path):
+    from zoomsr.inference.demo import run_series_demo
+
+    frame = tmp_path / "lr_series" / "20240601_TCI.tif"
+    frame.parent.mkdir()
+    frame.write_bytes(b"earlier")
+    fake = SimpleNamespace(n_images=8, label="fake")  # refused before the model is used
+    with pytest.raises(InputError, match="--overwrite"):
+        run_series_demo(tmp_path, fake, size=16, n_frames=1)
+    assert frame.read_bytes() == b"earlier"

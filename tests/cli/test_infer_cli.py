@@ -56,6 +56,30 @@ def test_infer_bad_inputs_exit_2(cli, tmp_path, make, message):
     assert len(lines) == 1 and message in lines[0] and str(folder) in lines[0]
 
 
+def test_ctrl_c_says_how_to_resume(cli, tmp_path, monkeypatch):
+    import zoomsr.inference.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_inference", interrupted)
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY)
+    assert code == 130 and "run the same command with --resume" in err
+
+
+def test_notes_tell_repeated_dates_from_gaps(cli, tmp_path):
+    write_frames(tmp_path / "one", n=1, size=(24, 24))
+    code, out, err = cli("infer", tmp_path / "one", "-o", tmp_path / "a.tif", *TINY)
+    assert code == 0, err
+    assert "note: 1 date(s) for a model of 2 images: the best dates were repeated" in out
+    write_frames(tmp_path / "gaps", n=3, size=(40, 48), holes={0: (slice(0, 40), slice(0, 20)),
+                                                              1: (slice(0, 40), slice(0, 20))})
+    code, out, err = cli("infer", tmp_path / "gaps", "-o", tmp_path / "b.tif", *TINY)
+    assert code == 0, err
+    assert "dates free of nodata there (gaps, swath or scene edges)" in out
+
+
 def test_infer_bad_options(cli, tmp_path):
     write_frames(tmp_path / "in", n=2, size=(24, 24))
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
@@ -99,3 +123,28 @@ def test_infer_band_model_reads_b08_files(cli, tmp_path):
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--weights",
                        "esrgan-10m", "--bands", "tci", "--no-progress")
     assert code == 2 and "esrgan-10m takes bands tci,b08" in err
+
+
+def test_infer_checkpoint_errors_are_one_line_with_cli_hints(cli, tmp_path):
+    """A BasicSR file without --model, a config mismatch and a corrupt file: one line each,
+    naming the file, with the CLI's options (not only Python calls)."""
+    import torch
+
+    from zoomsr.models import create_model
+
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    net = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "net_g.pth")
+    (tmp_path / "junk.pth").write_bytes(bytes(range(256)) * 20)
+    base = ["-o", tmp_path / "o.tif", "--no-progress", "--device", "cpu"]
+    cases = [
+        (["-w", tmp_path / "net_g.pth"], "CLI: --model NAME [-c key=value]"),
+        (["-w", tmp_path / "net_g.pth", "--model", "rrdbnet"], "CLI: --model rrdbnet -c key=value"),
+        (["-w", tmp_path / "junk.pth"], "is not a readable PyTorch checkpoint"),
+    ]
+    for args, hint in cases:
+        code, _, err = cli("infer", tmp_path / "in", *base, *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and hint in lines[0], err
+        assert str(args[1]) in lines[0] and len(lines[0]) < 900
+        assert "weights_only" not in lines[0]

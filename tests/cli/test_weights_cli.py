@@ -61,3 +61,39 @@ def test_import_ncnn(cli, tmp_path, cache):
     assert read_checkpoint(out).model_config["num_feat"] == 64
     code, _, err = cli("weights", "import-ncnn", "-o", out)
     assert code == 2 and "--overwrite" in err
+
+
+def test_hand_fixed_file_is_accepted_offline(cli, cache, monkeypatch):
+    """A refused cached file, fixed offline as the messages say, is accepted."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    path = cache / "esrgan_8S2.pth"
+    cache.mkdir(parents=True)
+    path.write_bytes(b"first copy")
+    code, out, _ = cli("weights", "path", "esrgan-8")
+    assert code == 0 and out.strip() == str(path)
+    assert "recorded" in cli("weights", "list")[1]
+
+    # swapped in place: refused, in one line that names `forget`; forget, then accepted
+    path.write_bytes(b"second copy")
+    code, _, err = cli("weights", "path", "esrgan-8")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "zoomsr weights forget esrgan-8" in lines[0]
+    code, _, err = cli("weights", "forget", "esrgan-8")
+    assert code == 0 and "dropped" in err
+    code, out, _ = cli("weights", "path", "esrgan-8")
+    assert code == 0 and out.strip() == str(path)
+
+    # changed again: deleted as the refusal says, download fails offline, saved by hand
+    path.write_bytes(b"third copy, corrupted")
+    assert cli("weights", "path", "esrgan-8")[0] == 2
+    path.unlink()
+    code, _, err = cli("weights", "download", "esrgan-8")
+    assert code == 1 and f"save it as {path}" in err
+    path.write_bytes(b"fourth copy, fetched by hand")
+    code, out, err = cli("weights", "path", "esrgan-8")
+    assert code == 0 and out.strip() == str(path), err
+    code, _, err = cli("weights", "forget", "zoomsr-multi8")
+    assert code == 2 and "published" in err

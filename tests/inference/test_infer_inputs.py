@@ -10,7 +10,7 @@ import rasterio
 from infer_helpers import REAL_S2, crop, read, write_frames
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError
+from zoomsr.errors import ConfigError, DataError
 from zoomsr.inference import InferenceOptions, Tiling, discover_frames, run_inference
 from zoomsr.inference.inputs import to_tci
 
@@ -51,11 +51,22 @@ def test_real_scene_native_grid_and_reprojection(real_scene, tmp_path, tiny_mode
         assert meta["crs"] == src.crs
         assert np.allclose(tuple(meta["bounds"]), tuple(src.bounds))
     assert meta["transform"].a == pytest.approx(25.0) and data.shape == (3, 96, 96)
+    # The file is decimated to 100 m: onto the training grid it would be blown up 10x a side
+    with pytest.raises(DataError, match=r"TCI.tif: pixels of 100 m.*--native-grid"):
+        run_inference(real_scene, tmp_path / "3857.tif", tiny_model(1),
+                      InferenceOptions(**opts))
+    # Its pixels as the 10 m they were: reprojected from UTM onto the training grid
+    from affine import Affine
+
+    for f in real_scene.glob("*.tif"):
+        with rasterio.open(f, "r+") as ds:
+            t = ds.transform
+            ds.transform = Affine(t.a / 10, 0, t.c, 0, t.e / 10, t.f)
     out = tmp_path / "3857.tif"
-    opts["tiling"] = Tiling(128, 16)
     result = run_inference(real_scene, out, tiny_model(1), InferenceOptions(**opts))
     _, mask, meta = read(out)
-    assert meta["crs"].to_epsg() == 3857 and result.grid.width > 240  # 100 m -> 9.555 m
+    # 240 m at 29.7 N: 277 Web-Mercator m, 29 px of 9.555 m, more with the rotation
+    assert meta["crs"].to_epsg() == 3857 and 29 <= result.grid.width <= 32
     assert 0.5 < (mask > 0).mean() < 1.0  # the UTM footprint, rotated into Web-Mercator
 
 
@@ -91,6 +102,39 @@ def test_dn_offset_from_baseline_in_name_and_tags(tmp_path):
     with pytest.raises(DataError, match="--dn-offset 0 or --dn-offset 1000"):
         discover_frames(r)
     assert discover_frames(r, dn_offset=0).frames[0].radiometry == "dn"
+    # --dn-offset is for files whose metadata does not say; it may not contradict it
+    with pytest.raises(DataError, match=r"N0509.*--dn-offset 0 contradicts.*baseline 05.09"):
+        discover_frames(named, dn_offset=0)
+    with pytest.raises(DataError, match="contradicts.*BOA/RADIO_ADD_OFFSET tag"):
+        discover_frames(q, dn_offset=0)
+    assert discover_frames(named, dn_offset=1000).frames[0].dn_offset == 1000
+
+
+@pytest.mark.parametrize("offset", [-1000, 500, 1])
+def test_dn_offset_is_0_or_1000(tmp_path, offset):
+    """ESA's metadata says BOA_ADD_OFFSET=-1000; users copying it get told the convention."""
+    (p,) = write_frames(tmp_path, n=1, dtype="uint16")
+    with pytest.raises(ConfigError, match=r"must be 0 or 1000.*BOA_ADD_OFFSET=-1000"):
+        discover_frames(p, dn_offset=offset)
+
+
+def test_dn_offset_without_digital_numbers_is_refused(tmp_path):
+    paths = write_frames(tmp_path, n=2)  # uint8 TCI
+    with pytest.raises(ConfigError, match="--dn-offset is for 16-bit.*tci"):
+        discover_frames(paths, dn_offset=1000)
+
+
+def test_zoomsr_outputs_are_not_taken_as_dates(frames_3857, tiny_model, tmp_path):
+    """An earlier run's output (and LR mosaic) written into the input folder is left out with a
+    note; named explicitly, it is refused."""
+    folder = frames_3857[0].parent
+    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False, save_lr=True)
+    run_inference(folder, folder / "sr.tif", tiny_model(2), opts)
+    found = discover_frames(folder)
+    assert [f.paths[0] for f in found.frames] == sorted(frames_3857)
+    assert sum("a zoomsr output" in line for line in found.ignored) == 2
+    with pytest.raises(DataError, match=r"sr.lr.tif: a zoomsr output"):
+        discover_frames([*frames_3857, folder / "sr.lr.tif"])
 
 
 def test_float_reflectance_accepted_and_wrong_scaling_refused(tmp_path):
@@ -154,6 +198,11 @@ def test_manifests(tmp_path):
         discover_frames(bad)
     with pytest.raises(DataError, match="given twice"):
         discover_frames([paths[0], paths[0]])
+    extra = tmp_path / "extra.json"  # a B08 for a TCI-only model: left out with a note
+    extra.write_text(json.dumps([{"tci": str(paths[0]), "b08": str(bands[0])}]))
+    found = discover_frames(extra)
+    assert found.frames[0].extras == ()
+    assert found.ignored == [f"{bands[0]}: B08, a band this model does not take"]
 
 
 def test_band_files_of_one_date_are_grouped(tmp_path):
@@ -194,6 +243,17 @@ def test_stac_item_chosen_per_date_in_a_flat_folder(tmp_path):
     frames = discover_frames(sorted(tmp_path.glob("T31UDQ_*.tif"))).frames
     offsets = {f.paths[0].name.split("_")[1]: f.dn_offset for f in frames}
     assert offsets == {"20200219": 0.0, "20230111": 1000.0}
+    # With only the 2020 item left, that item does not speak for the 2023 files: the folder's
+    # only item applies to files its assets name, or whose names hold its date or none.
+    (tmp_path / "item_20230111.json").unlink()
+    item = json.loads((tmp_path / "item_20200219.json").read_text())
+    item["assets"] = {"b04": {"href": "./elsewhere.tif"}}  # names none of the files
+    item["properties"]["datetime"] = "2020-02-19T10:00:00Z"
+    (tmp_path / "item_20200219.json").write_text(json.dumps(item))
+    with pytest.raises(DataError, match=r"20230111_B04.tif: 16-bit.*no metadata"):
+        discover_frames(sorted(tmp_path.glob("T31UDQ_20230111_*.tif")))
+    frame = discover_frames(sorted(tmp_path.glob("T31UDQ_20200219_*.tif"))).frames[0]
+    assert frame.dn_offset == 0.0  # dated like the item
 
 
 def test_reader_releases_what_it_opened_when_a_file_is_gone(tmp_path):
@@ -207,3 +267,62 @@ def test_reader_releases_what_it_opened_when_a_file_is_gone(tmp_path):
     with pytest.raises(DataError, match="S2_20240103_TCI.tif: cannot open"):
         reader.read(Window(0, 0, 24, 24))
     assert reader._sources is None and reader._env is None
+
+
+def _safe(root, date: str, baseline: str, source):
+    """An L2A SAFE product (ESA's layout) of one date: B02-B04 at 10 m, B04 and SCL at 20 m,
+    a cloud mask in QI_DATA; bands cut from ``source`` (a 3-band uint16 file)."""
+    safe = root / f"S2B_MSIL2A_{date}T121649_{baseline}_R066_T27PTS_{date}T141239.SAFE"
+    granule = safe / "GRANULE" / f"L2A_T27PTS_A030591_{date}T121649"
+    with rasterio.open(source) as src:
+        profile = src.profile | {"count": 1, "photometric": "MINISBLACK"}
+        data = src.read()
+    files = {"R10m": [("B04", 0), ("B03", 1), ("B02", 2)], "R20m": [("B04", 0), ("SCL", 0)]}
+    for folder, bands in files.items():
+        (granule / "IMG_DATA" / folder).mkdir(parents=True)
+        for band, i in bands:
+            name = f"T27PTS_{date}T121649_{band}_{folder[1:]}.tif"
+            scl = band == "SCL"  # 8-bit classes
+            with rasterio.open(granule / "IMG_DATA" / folder / name, "w",
+                               **profile | ({"dtype": "uint8"} if scl else {})) as dst:
+                dst.write((data[i] % 12).astype(np.uint8) if scl else data[i], 1)
+    (granule / "QI_DATA").mkdir()
+    with rasterio.open(granule / "QI_DATA" / "MSK_CLDPRB_20m.tif", "w", **profile) as dst:
+        dst.write(data[0], 1)
+    return safe
+
+
+def test_safe_products_are_read_from_their_img_data(tmp_path):
+    """A .SAFE folder, or a folder of them (one per date): the bands in GRANULE/*/IMG_DATA, the
+    10 m ones kept, QI_DATA left alone, each date's offset from its baseline in the name."""
+    (source,) = write_frames(tmp_path / "src", n=1, dtype="uint16")
+    new = _safe(tmp_path / "products", "20230111", "N0509", source)
+    _safe(tmp_path / "products", "20200219", "N0214", source)
+    found = discover_frames(new)
+    (frame,) = found.frames
+    assert [p.parent.name for p in frame.paths] == ["R10m"] * 3
+    assert frame.dn_offset == 1000 and frame.scl is not None
+    assert any("B04_20m.tif: red also at a finer resolution" in line for line in found.ignored)
+    frames = discover_frames(tmp_path / "products").frames
+    assert sorted((f.paths[0].name[7:15], f.dn_offset) for f in frames) == [
+        ("20200219", 0.0), ("20230111", 1000.0)]
+
+
+def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857, tiny_model,
+                                                         tmp_path):
+    """A 300 m Landsat image would become a 31x larger job on the 9.555 m training grid: refused
+    with the way out; kept on its own grid with --native-grid."""
+    from zoomsr.inference.grid import ground_resolution_m, plan_grid
+
+    landsat = shared_dir / "data/real/misc/RGB.byte.tif"
+    (frame,) = discover_frames(landsat).frames
+    assert ground_resolution_m(frame) == pytest.approx(300, rel=0.01)
+    with pytest.raises(DataError, match=r"RGB.byte.tif: pixels of 300 m.*--native-grid"):
+        plan_grid([frame], 4)
+    assert plan_grid([frame], 4, native=True).resolution == pytest.approx(300, rel=1e-3)
+    # Web-Mercator metres are ground metres x 1 / cos(latitude)
+    (f3857,) = discover_frames(frames_3857[0]).frames
+    with rasterio.open(frames_3857[0]) as ds:
+        lat = rasterio.warp.transform(ds.crs, "EPSG:4326", [ds.transform.c], [ds.transform.f])[1][0]
+    assert ground_resolution_m(f3857) == pytest.approx(
+        f3857.resolution[0] * np.cos(np.radians(lat)), rel=0.01)

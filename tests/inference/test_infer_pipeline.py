@@ -150,8 +150,11 @@ def test_resume_refuses_other_settings(tmp_path, tiny_model):
     with pytest.raises(InputError,
                        match=r"\(batch_size: was 8, now 45; tiling\[0\]: was 32, now 256\)"):
         run_inference(paths, out, tiny_model(2), _opts(resume=True, tiling=Tiling()))
-    # without --resume the old partial run is discarded and the run starts over
-    result = run_inference(paths, out, tiny_model(3), _opts())
+    # without --resume the finished rows are not dropped silently: refused, naming both ways
+    with pytest.raises(InputError, match=r"run.tif: an interrupted run.*--resume.*--overwrite"):
+        run_inference(paths, out, tiny_model(3), _opts())
+    assert partial_dir(out).is_dir()
+    result = run_inference(paths, out, tiny_model(3), _opts(overwrite=True))  # start over
     assert result.rows_resumed == 0 and out.exists()
 
 
@@ -211,6 +214,30 @@ def test_non_overlapping_inputs_are_named(tmp_path, tiny_model):
 def test_output_must_be_tif(frames_3857, tiny_model, tmp_path):
     with pytest.raises(InputError, match="GeoTIFF"):
         run_inference(frames_3857, tmp_path / "o.png", tiny_model(2), _opts())
+
+
+def test_outputs_are_checked_before_any_work(frames_3857, tiny_model, tmp_path):
+    """An input is never replaced (not even with --overwrite); a folder, an existing side
+    output or an unwritable place is refused up front, naming the path."""
+    model = tiny_model(2)
+    before = frames_3857[0].read_bytes()
+    with pytest.raises(InputError, match=r"S2_20240101_TCI.tif: is one of the inputs"):
+        run_inference(frames_3857, frames_3857[0], model, _opts(overwrite=True))
+    assert frames_3857[0].read_bytes() == before
+    (tmp_path / "dir.tif").mkdir()
+    with pytest.raises(InputError, match=r"dir.tif: is a folder"):
+        run_inference(frames_3857, tmp_path / "dir.tif", model, _opts(overwrite=True))
+    (tmp_path / "sr.lr.tif").write_bytes(b"earlier")
+    (tmp_path / "sr.preview.png").write_bytes(b"earlier")
+    with pytest.raises(InputError, match=r"sr.lr.tif, .*sr.preview.png: already exists"):
+        run_inference(frames_3857, tmp_path / "sr.tif", model, _opts(save_lr=True, preview=True))
+    assert (tmp_path / "sr.lr.tif").read_bytes() == b"earlier"
+    assert not (tmp_path / "sr.tif").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match=r"o.tif: cannot write in .*file"):
+        run_inference(frames_3857, tmp_path / "file" / "o.tif", model, _opts())
+    result = run_inference(frames_3857, tmp_path / "new" / "o.tif", model, _opts())
+    assert result.output.is_file()  # a missing folder is made
 
 
 def test_peak_rows_do_not_depend_on_scene_height(tmp_path, tiny_model):

@@ -46,3 +46,22 @@ def test_missing_tile_is_nodata(tiny_dataset, tiny_model, tmp_path):
     with rasterio.open(out) as ds:
         mask = ds.dataset_mask()
     assert (mask[128:, 128:] == 0).all() and (mask[:128] == 255).all()
+
+
+def test_chunk_layout_writes_the_lr_mosaic_and_preview(tiny_dataset, tiny_model, tmp_path):
+    """--save-lr: the mean of each tile's valid frames, on the tiles' 9.555 m grid, the same
+    bounds as the output; --preview: a PNG beside it."""
+    from zoomsr.data.layout import read_band_series
+
+    out = tmp_path / "grid.tif"
+    result = run_inference(tiny_dataset, out, tiny_model(2),
+                           InferenceOptions(progress=False, save_lr=True, preview=True))
+    assert result.lr_output == tmp_path / "grid.lr.tif" and result.preview.is_file()
+    with rasterio.open(out) as hr, rasterio.open(result.lr_output) as lr:
+        assert lr.crs == hr.crs and lr.bounds == hr.bounds and lr.width * 4 == hr.width
+        mosaic = lr.read()
+    series = read_band_series(tiny_dataset / "sentinel2/1000_2001/tci.png", "tci")
+    valid = series.any(-1)
+    mean = (series * valid[..., None]).sum(0) / np.maximum(valid.sum(0), 1)[..., None]
+    got = np.moveaxis(mosaic[:, 32:, :32], 0, -1).astype(int)
+    assert np.abs(got - np.round(mean)).max() <= 1

@@ -175,7 +175,9 @@ def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monke
     out = tmp_path / "sr.tif"
     for gpu_path in (False, True):
         with pytest.raises(KeyboardInterrupt):
-            run_inference(scene, out, _AsIfOnGPU(model) if gpu_path else model, _opts())
+            # the second run starts over the first's finished rows: --overwrite
+            run_inference(scene, out, _AsIfOnGPU(model) if gpu_path else model,
+                          _opts(overwrite=gpu_path))
         assert threading.active_count() == before
         assert not out.exists() and not list(tmp_path.glob(".sr.tif.*.tmp"))
     monkeypatch.setattr(writer.GeoTIFFStream, "finish", original)

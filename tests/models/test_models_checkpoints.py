@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from zoomsr.models import (
     read_checkpoint,
     save_checkpoint,
 )
+from zoomsr.models.checkpoints import unnamed_model_error
 
 TINY = {
     "srcnn": {"hidden_channels": 16, "revisits": 3},
@@ -102,7 +104,7 @@ def test_plain_state_dict_and_safetensors(tmp_path: Path) -> None:
         model = _rrdbnet()
         assert load_checkpoint(model, tmp_path / file).complete
         assert torch.equal(model.conv_last.bias, source.conv_last.bias)
-    with pytest.raises(CheckpointError, match="does not name its model"):
+    with pytest.raises(CheckpointError, match=r"does not name its model.*CLI: --model NAME"):
         from_checkpoint(tmp_path / "plain.pt")
 
 
@@ -138,7 +140,7 @@ def test_training_checkpoint_prefix_is_stripped(tmp_path: Path) -> None:
         },
         path,
     )
-    with pytest.raises(CheckpointError, match="prefix="):
+    with pytest.raises(CheckpointError, match=r"Python: pass prefix='a\.'.*the CLI cannot"):
         load_checkpoint(model, path)
 
 
@@ -154,6 +156,22 @@ def test_mismatch_names_missing_unexpected_and_shapes(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"unexpected key\(s\): body.1.rdb1.conv1.weight"):
         load_checkpoint(_rrdbnet(num_block=1, num_in_ch=3), path)
+
+
+def test_mismatch_is_one_short_line_with_hints_for_cli_and_python(tmp_path: Path) -> None:
+    """A config mismatch lists a few keys of each kind with counts, not hundreds of keys."""
+    path = save_checkpoint(_rrdbnet(num_block=1), tmp_path / "small.pth")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(create_model("rrdbnet", num_in_ch=6), path)  # 23 blocks of 64 features
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 900, message
+    assert str(path) in message
+    assert "660 missing key(s): body.1.rdb1.conv1.weight, body.1.rdb1.conv1.bias, " in message
+    assert "(+657 more)" in message and "shape conflict(s): conv_first.weight" in message
+    assert message.count("body.") <= 8  # three examples per kind
+    assert "CLI: --model rrdbnet -c key=value" in message
+    assert "Python: create_model('rrdbnet', **config)" in message
+    assert "strict=False" in message  # Python only
 
 
 def test_strict_false_loads_what_matches(tmp_path: Path) -> None:
@@ -180,13 +198,72 @@ def test_corrupt_or_missing_file_names_the_file(tmp_path: Path, suffix: str) -> 
         load_checkpoint(_rrdbnet(), tmp_path / f"absent{suffix}")
 
 
-def test_unsafe_pickles_need_an_explicit_opt_in(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zipped", [True, False])
+def test_unsafe_pickles_need_an_explicit_opt_in(tmp_path: Path, zipped: bool) -> None:
     model = _randomize(_rrdbnet())
     path = tmp_path / "hparams.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hparams": argparse.Namespace(lr=1)}, path)
-    with pytest.raises(CheckpointError, match="weights_only=False"):
+    torch.save(
+        {"state_dict": model.state_dict(), "hparams": argparse.Namespace(lr=1)},
+        path,
+        _use_new_zipfile_serialization=zipped,
+    )
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(_rrdbnet(), path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "pickled Python objects (argparse.Namespace)" in message
+    assert "Python: load it with weights_only=False" in message and "CLI:" in message
     assert load_checkpoint(_rrdbnet(), path, weights_only=False).complete
+
+
+def _torch_bytes(tmp_path: Path, zipped: bool = True) -> bytes:
+    torch.save(
+        _rrdbnet().state_dict(), tmp_path / "good.pth", _use_new_zipfile_serialization=zipped
+    )
+    return (tmp_path / "good.pth").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: random.Random(0).randbytes(5000), "(corrupt, truncated, or another format)"),
+        (lambda d: b"definitely not a checkpoint", "(corrupt, truncated, or another format)"),
+        (lambda d: b"", "(an empty file)"),
+        (lambda d: b"<!DOCTYPE html><html>403 Forbidden</html>", "HTML/XML page"),
+        (lambda d: b"version https://git-lfs.github.com/spec/v1\noid sha256:0", "Git LFS pointer"),
+        (lambda d: _torch_bytes(d)[:3000], "damaged or truncated zip archive"),
+        (lambda d: _torch_bytes(d, zipped=False)[:3000], "damaged or truncated torch.save file"),
+    ],
+    ids=["random", "text", "empty", "html", "lfs", "cut-zip", "cut-legacy"],
+)
+def test_garbage_is_reported_as_corrupt_not_as_python_objects(tmp_path: Path, make, reason) -> None:
+    """Random bytes are not "Python objects needing weights_only=False": they are corrupt."""
+    path = tmp_path / "bad.pth"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(_rrdbnet(), path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"{path} is not a readable PyTorch checkpoint" in message and reason in message
+    assert "weights_only" not in message and "Python objects" not in message
+
+
+def test_safetensors_under_a_torch_suffix_is_named(tmp_path: Path) -> None:
+    path = save_checkpoint(_rrdbnet(), tmp_path / "w.safetensors").rename(tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match=r"safetensors file .*rename it to \.safetensors"):
+        read_checkpoint(path)
+    path.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        read_checkpoint(path.rename(tmp_path / "x.safetensors"))
+
+
+def test_unnamed_model_error_gives_cli_and_python_hints(tmp_path: Path) -> None:
+    error = unnamed_model_error(tmp_path / "net_g.pth")
+    message = str(error)
+    assert isinstance(error, CheckpointError) and "\n" not in message
+    assert str(tmp_path / "net_g.pth") in message and "does not name its model" in message
+    assert "CLI: --model NAME [-c key=value]" in message
+    assert "Python: model = create_model(NAME, **config)" in message
 
 
 def test_no_state_dict_and_wrong_metadata(tmp_path: Path) -> None:

@@ -149,3 +149,88 @@ def test_hand_placed_file_is_recorded_at_first_use(cache):
     path.write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
         registry.resolve("esrgan-8")
+
+
+def _place(cache, name: str, payload: bytes):
+    path = cache / registry.get_entry(name).filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path
+
+
+def _offline(*args, **kwargs):
+    raise urllib.error.URLError("no network")
+
+
+def test_changed_file_refusal_says_what_to_do_offline(cache):
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")  # recorded at first use
+    path.write_bytes(b"replaced in place")
+    with pytest.raises(CheckpointError) as info:
+        registry.resolve("esrgan-8")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "zoomsr weights download esrgan-8" in message
+    assert registry.get_entry("esrgan-8").url in message and str(path) in message
+    assert "zoomsr weights forget esrgan-8" in message
+
+
+def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(cache):
+    """Refused file deleted, `download` fails offline, the file is saved by hand: accepted."""
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")
+    path.write_bytes(b"corrupted")
+    with pytest.raises(CheckpointError, match="differs"):
+        registry.resolve("esrgan-8")
+    path.unlink()  # as the refusal says
+    with pytest.raises(WeightsNotAvailableError) as info:
+        registry.download("esrgan-8", opener=_offline)
+    assert f"save it as {path}" in str(info.value) and "forget" not in str(info.value)
+    assert path.name not in registry.recorded_checksums()  # the stale record is gone
+    path.write_bytes(b"good copy saved by hand")
+    assert registry.resolve("esrgan-8") == path
+    good = hashlib.sha256(b"good copy saved by hand").hexdigest()
+    assert registry.recorded_checksums()[path.name]["sha256"] == good
+    path.write_bytes(b"changed again, not deleted")  # still protected
+    with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
+        registry.resolve("esrgan-8")
+
+
+@pytest.mark.parametrize("consult", ["resolve", "expected_sha256"])
+def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(cache, consult):
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")
+    path.unlink()
+    if consult == "resolve":
+        with pytest.raises(WeightsNotAvailableError, match="not in the cache"):
+            registry.resolve("esrgan-8")
+    else:  # what `zoomsr weights list` asks
+        assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
+    assert registry.recorded_checksums() == {}
+
+
+def test_forget_accepts_a_file_replaced_in_place(cache):
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")
+    path.write_bytes(b"good copy saved over it")  # not deleted first: the record stays
+    with pytest.raises(CheckpointError, match="differs"):
+        registry.resolve("esrgan-8")
+    assert registry.forget("esrgan-8") == hashlib.sha256(b"first copy").hexdigest()
+    assert registry.resolve("esrgan-8") == path
+    good = hashlib.sha256(b"good copy saved over it").hexdigest()
+    assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (
+        good, "recorded at first use")
+    assert registry.forget("esrgan-4") is None  # nothing recorded
+    with pytest.raises(InputError, match="published SHA-256"):
+        registry.forget(registry.MULTI_DEFAULT_WEIGHTS)
+
+
+def test_forced_download_offline_says_to_forget_the_old_record(cache):
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")
+    with pytest.raises(WeightsNotAvailableError) as info:
+        registry.download("esrgan-8", force=True, opener=_offline)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "zoomsr weights forget esrgan-8" in message
+    assert path.name in registry.recorded_checksums()  # a failed fetch keeps the protection

@@ -164,8 +164,9 @@ def infer(
     rgb_bands: str | None = typer.Option(None, "--rgb-bands",
                                          help="R,G,B band numbers in multi-band files."),
     dn_offset: float | None = typer.Option(
-        None, "--dn-offset", help="DN offset to remove (1000 from baseline 04.00); default "
-        "from the metadata."),
+        None, "--dn-offset", help="DN offset to subtract, 0 or 1000 (1000 from processing "
+        "baseline 04.00), for 16-bit files whose metadata does not give it; default: from the "
+        "metadata."),
     ray: str | None = typer.Option(
         None, "--ray", metavar="[ADDRESS]",
         help="Run on Ray. Alone: join the cluster in RAY_ADDRESS or one started with `ray "
@@ -229,9 +230,13 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     if with_scl:
         typer.echo(f"frame choice: SCL clouds counted for {with_scl} of {len(result.frames)} "
                    "date(s)")
-    if result.few_frame_windows:
+    if result.few_frame_windows and 0 < len(result.frames) < net.n_images:
+        typer.echo(f"note: {len(result.frames)} date(s) for a model of {net.n_images} images: "
+                   "the best dates were repeated in every window")
+    elif result.few_frame_windows:
         typer.echo(f"note: {result.few_frame_windows} window(s) had fewer than {net.n_images} "
-                   "frame(s) without nodata (gaps filled from the other dates)")
+                   "dates free of nodata there (gaps, swath or scene edges); the gaps were "
+                   "filled from the other dates")
     for line in result.ignored:
         typer.echo(f"ignored: {line}")
     typer.echo(f"{g.area_km2:.3f} km2 in {result.seconds:.1f} s ({result.km2_per_s:.4f} km2/s)")

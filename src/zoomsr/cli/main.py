@@ -86,6 +86,15 @@ def normalise_argv(args: list[str]) -> list[str]:
     return args
 
 
+def _interrupted(args: list[str]) -> None:
+    """Say that the command was interrupted, and for ``infer`` how to go on."""
+    if "infer" in args:
+        typer.echo("interrupted: the rows finished so far are kept; run the same command with "
+                   "--resume to continue", err=True)
+    else:
+        typer.echo("interrupted", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)
+        if result == 130:  # typer turns Ctrl-C into exit code 130, silently
+            _interrupted(args)
         return result if isinstance(result, int) else 0
     except _EXIT as exc:
         return exc.exit_code
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except (*_ABORT, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        _interrupted(args)
         return 130
     except ZoomsrError as exc:
         if _debug_wanted(args):

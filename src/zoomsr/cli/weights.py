@@ -44,7 +44,8 @@ def list_weights() -> None:
     for r in rows:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:n], widths, strict=True)) + "  " + r[n])
     typer.echo("sha256: published = verified against the registry; recorded = taken at first "
-               "download or use, verified on every use; - = none yet")
+               "download or use, verified on every use (dropped when the file is deleted, or by "
+               "`zoomsr weights forget NAME`); - = none yet")
     typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 
@@ -69,6 +70,23 @@ def download(
 def path(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Print the cached file of NAME (exit 1 with what to do when it is not there)."""
     typer.echo(str(registry.resolve(name)))
+
+
+@app.command("forget")
+def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
+    """Drop the SHA-256 recorded for NAME (trust on first use), keeping the file: after saving
+    a good copy over a refused file by hand (offline), so that its SHA-256 is recorded anew at
+    its next use. Deleting the file drops the record too."""
+    path = registry.weights_path(name)
+    dropped = registry.forget(name)
+    if dropped is None:
+        typer.echo(f"{name}: no SHA-256 recorded; nothing to forget", err=True)
+        return
+    if path.is_file():
+        typer.echo(f"{name}: dropped the recorded SHA-256 {dropped}; {path} is recorded anew at "
+                   f"its next use (e.g. `zoomsr weights path {name}`)", err=True)
+    else:
+        typer.echo(f"{name}: dropped the recorded SHA-256 {dropped}", err=True)
 
 
 @app.command("import-ncnn")

@@ -14,8 +14,10 @@ multi-image default ``zoomsr-multi8`` through the real scene pipeline
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,13 @@ SPYNDEX_BANDS = ("B02", "B03", "B04", "B08")
 PNG_NAME = "sentinel2_realesrgan.png"
 SERIES_DIR = "lr_series"
 SERIES_TIF = "sentinel2_series_x4.tif"
+#: The PNG preview that the scene pipeline writes beside :data:`SERIES_TIF`.
+SERIES_PREVIEW = "sentinel2_series_x4.preview.png"
+#: Allowed ranges (inclusive): the side of the real crop (the spyndex sample is 300 px), the
+#: side of the generated series (10 m px) and its number of dates.
+CROP_SIZES = (16, 300)
+SERIES_SIZES = (16, 1024)
+SERIES_FRAMES = (1, 32)
 #: The generated series: UTM zone 15N (central Iowa, where ``zoomsr data sample`` puts its
 #: tiles), top-left corner in metres, 10 m Sentinel-2 pixels, one date every 5 days.
 SERIES_CRS = "EPSG:32615"
@@ -82,8 +91,8 @@ def run_demo(out_dir: str | Path, model: InferenceModel, size: int = 64,
     if model.n_images != 1:
         raise InputError(f"the demo uses a single-image model; {model.label} takes "
                          f"{model.n_images} images")
-    if not 16 <= size <= 300:
-        raise InputError(f"--size must be in 16..300 px, got {size}")
+    if not CROP_SIZES[0] <= size <= CROP_SIZES[1]:
+        raise InputError(f"--size must be in {CROP_SIZES[0]}..{CROP_SIZES[1]} px, got {size}")
     out = Path(out_dir)
     png = out / PNG_NAME
     refuse_existing([png], overwrite)
@@ -119,6 +128,13 @@ class SeriesDemoResult:
     seconds: float
 
 
+def series_dates(n_frames: int) -> list[dt.date]:
+    """The dates of the generated series: from :data:`SERIES_FIRST_DATE`, every
+    :data:`SERIES_DAYS_APART` days."""
+    first = dt.date.fromisoformat(SERIES_FIRST_DATE)
+    return [first + dt.timedelta(days=SERIES_DAYS_APART * t) for t in range(n_frames)]
+
+
 def write_series(folder: str | Path, size: int = 256, n_frames: int = 8,
                  seed: int = 0) -> list[Path]:
     """Write a synthetic Sentinel-2 TCI time series as georeferenced GeoTIFFs.
@@ -127,29 +143,27 @@ def write_series(folder: str | Path, size: int = 256, n_frames: int = 8,
     :data:`SERIES_CRS`, nodata 0 (the generator's black swath-edge regions), named by date
     (``YYYYMMDD_TCI.tif``). Deterministic for a seed. Returns the paths in date order.
     """
-    import datetime as dt
-
     import rasterio
 
     from zoomsr.data.synthetic import DegradationConfig, generate_pair
     from zoomsr.io.atomic import atomic_path
 
-    if not 16 <= size <= 1024:
-        raise InputError(f"the series side must be in 16..1024 px, got {size}")
-    if not 1 <= n_frames <= 32:
-        raise InputError(f"the series must have 1..32 frames, got {n_frames}")
+    if not SERIES_SIZES[0] <= size <= SERIES_SIZES[1]:
+        raise InputError(f"the series side must be in {SERIES_SIZES[0]}..{SERIES_SIZES[1]} px, "
+                         f"got {size}")
+    if not SERIES_FRAMES[0] <= n_frames <= SERIES_FRAMES[1]:
+        raise InputError(f"the series must have {SERIES_FRAMES[0]}..{SERIES_FRAMES[1]} frames, "
+                         f"got {n_frames}")
     scale = DegradationConfig().scale
     pair = generate_pair(np.random.default_rng(seed), n_frames=n_frames, hr_size=size * scale)
     tci = pair.frames["tci"]  # [T, size, size, 3] uint8
     # Affine directly: rasterio's from_origin warns (Affine `*` deprecation).
     transform = rasterio.Affine(SERIES_PIXEL, 0.0, SERIES_ORIGIN[0],
                                 0.0, -SERIES_PIXEL, SERIES_ORIGIN[1])
-    first = dt.date.fromisoformat(SERIES_FIRST_DATE)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for t in range(n_frames):
-        date = first + dt.timedelta(days=SERIES_DAYS_APART * t)
+    for t, date in enumerate(series_dates(n_frames)):
         path = folder / f"{date:%Y%m%d}_TCI.tif"
         profile = {"driver": "GTiff", "width": size, "height": size, "count": 3,
                    "dtype": "uint8", "crs": SERIES_CRS, "transform": transform, "nodata": 0,
@@ -175,7 +189,7 @@ def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
                          "image")
     out = Path(out_dir)
     tif = out / SERIES_TIF
-    refuse_existing([tif], overwrite)
+    refuse_existing(series_outputs(out, n_frames), overwrite)
     files = write_series(out / SERIES_DIR, size=size, n_frames=n_frames, seed=seed)
     options = InferenceOptions(native_grid=True, preview=True, overwrite=True,
                                progress=progress, seed=seed)
@@ -185,7 +199,50 @@ def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
                             time.perf_counter() - start)
 
 
-def demo_outputs(out_dir: str | Path) -> list[Path]:
-    """The files the demo writes in ``out_dir`` (the CLI checks them all before starting)."""
+def series_outputs(out_dir: str | Path, n_frames: int = 8) -> list[Path]:
+    """The files part (b) writes in ``out_dir``: the GeoTIFF, its preview and the LR frames."""
     out = Path(out_dir)
-    return [out / PNG_NAME, out / SERIES_TIF]
+    return [out / SERIES_TIF, out / SERIES_PREVIEW,
+            *(out / SERIES_DIR / f"{d:%Y%m%d}_TCI.tif" for d in series_dates(n_frames))]
+
+
+def demo_outputs(out_dir: str | Path, n_frames: int = 8) -> list[Path]:
+    """The files the demo writes in ``out_dir`` (the CLI checks them all before starting)."""
+    return [Path(out_dir) / PNG_NAME, *series_outputs(out_dir, n_frames)]
+
+
+def _writable_folder(path: Path, what: Path) -> None:
+    """Fail unless ``path`` (the folder ``what`` is, or will be made in) is a folder that can
+    be written; a missing ``path`` is checked in its nearest existing parent."""
+    folder = path
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        if folder == what:
+            raise InputError(f"{what}: exists and is not a folder")
+        raise InputError(f"{what}: cannot be created: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{what}: cannot write in {folder} (permission denied)")
+
+
+def check_demo_dir(out_dir: str | Path, n_frames: int = 8, overwrite: bool = False) -> None:
+    """Check, before any work and without writing anything, that the demo can write its
+    outputs in ``out_dir``: a folder (or one that can be created), writable, and holding none
+    of :func:`demo_outputs` unless ``overwrite`` (as ``zoomsr infer``)."""
+    out = Path(out_dir)
+    _writable_folder(out, out)
+    series_dir = out / SERIES_DIR
+    if os.path.lexists(series_dir):
+        _writable_folder(series_dir, series_dir)
+    outputs = demo_outputs(out, n_frames)
+    for p in outputs:
+        if os.path.lexists(p) and not p.is_file():
+            raise InputError(f"{p}: exists and is not a file")
+    existing = [p for p in outputs if p.is_file()]
+    if existing and not overwrite:
+        names = ", ".join(str(p) for p in existing[:2])
+        if len(existing) > 2:
+            names += f" and {len(existing) - 2} more demo output(s)"
+        them = "them" if len(existing) > 1 else "it"
+        verb = "exist" if len(existing) > 1 else "exists"
+        raise InputError(f"{names}: already {verb} (pass --overwrite to replace {them})")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from affine import Affine
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
+from rasterio.warp import transform, transform_bounds
 
 from zoomsr import grid as tiles
 from zoomsr.errors import DataError, InputError
@@ -23,6 +23,11 @@ from zoomsr.inference.inputs import Frame
 
 # Edges closer than this fraction of a pixel to a lattice line count as on it (float noise).
 _SNAP_TOL = 1e-6
+#: Coarsest input pixel (ground metres) resampled onto the training grid: Sentinel-2's RGB is
+#: 10 m; 20 m products (an L2A's TCI_20m) still make sense, coarser ones mean another sensor
+#: or a preview, and would be blown up into a job many times the area's worth.
+MAX_INPUT_RESOLUTION_M = 25.0
+_EARTH_RADIUS_M = 6371008.8
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,23 @@ def check_overlap(frames: Sequence[Frame], footprints: Sequence[BoundingBox]) ->
         )
 
 
+def ground_resolution_m(frame: Frame) -> float:
+    """The ground size of ``frame``'s pixels at its centre, metres (geometric mean of the two
+    sides; great-circle distances, so any CRS works)."""
+    t = frame.transform
+    cx, cy = frame.width / 2, frame.height / 2
+    pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
+    lons, lats = transform(frame.crs, "EPSG:4326", [p[0] for p in pts], [p[1] for p in pts])
+
+    def metres(i: int) -> float:
+        p1, p2 = math.radians(lats[0]), math.radians(lats[i])
+        dl = math.radians(lons[i] - lons[0])
+        h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+        return 2 * _EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
+
+    return math.sqrt(metres(1) * metres(2))
+
+
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:
     k = (value - origin) / res
     nearest = round(k)
@@ -136,7 +158,9 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
         if t.b != 0 or t.d != 0:
             raise DataError(f"{first.label}: rotated grids are not supported")
         res_x, res_y = abs(t.a), abs(t.e)
-        if not math.isclose(res_x, res_y, rel_tol=1e-6):
+        # Sides within 0.1 % (rounding in a product's transform, e.g. 300.038 x 300.042 m)
+        # count as square: the grid takes the x size, and the frames are warped onto it.
+        if not math.isclose(res_x, res_y, rel_tol=1e-3):
             raise DataError(
                 f"{first.label}: non-square pixels ({res_x:g} x {res_y:g}); use the default "
                 "grid (EPSG:3857) instead of --native-grid"
@@ -148,6 +172,12 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
     for f in frames:
         if f.crs is None:
             raise DataError(f"{f.label}: has no CRS (georeferenced inputs are required)")
+        if not native and (res_m := ground_resolution_m(f)) > MAX_INPUT_RESOLUTION_M:
+            raise DataError(
+                f"{f.label}: pixels of {res_m:.3g} m; the models take Sentinel-2's 10 m, and the "
+                f"training grid (9.555 m) would resample it {res_m / 10:.3g}x finer a side; give "
+                "10 m data, or pass --native-grid to keep its pixels"
+            )
     footprints = [_footprint(f, crs) for f in frames]
     check_overlap(frames, footprints)
     left = _snap(min(b.left for b in footprints), ox, res, True)

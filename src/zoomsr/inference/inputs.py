@@ -77,6 +77,8 @@ _PREVIEW_TOKENS = {"pvi", "preview", "thumbnail", "quicklook"}
 _RESOLUTION_RE = re.compile(r"r?\d{2,3}m", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
+#: A date in a file name (YYYYMMDD, as in ESA's and most providers' names).
+_DATE_RE = re.compile(r"(?<!\d)(20\d{2}[01]\d[0-3]\d)(?!\d)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,6 +305,36 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
     return entries
 
 
+def _rasters_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+
+
+def _folder_rasters(folder: Path) -> list[Path]:
+    """The rasters of an input folder: its own; else its sub-folders' (one per date). A SAFE
+    product (ESA's folder layout, here or as a sub-folder) gives the rasters of its granules'
+    ``IMG_DATA`` (L2A: ``R10m``, ``R20m``, ``R60m``)."""
+
+    def of(d: Path) -> list[Path]:
+        if (d / "GRANULE").is_dir():  # a SAFE product
+            return sorted(f for f in (d / "GRANULE").glob("*/IMG_DATA/**/*")
+                          if f.suffix.lower() in RASTER_SUFFIXES and f.is_file())
+        return _rasters_in(d)
+
+    files = of(folder)
+    if not files:
+        files = [f for d in sorted(x for x in folder.iterdir() if x.is_dir()) for f in of(d)]
+    return files
+
+
+def _made_by_zoomsr(path: Path) -> bool:
+    """Whether ``path`` is a raster zoomsr wrote (its tags name the zoomsr version)."""
+    try:
+        with rasterio.open(path) as ds:
+            return "zoomsr_version" in ds.tags()
+    except RasterioIOError:
+        return False  # unreadable: reported with the reason when the frame is opened
+
+
 def _expand(
     items: Sequence[str | os.PathLike[str]], extra_bands: Sequence[str] = ()
 ) -> tuple[list[list[Path] | dict], list[str]]:
@@ -326,21 +358,23 @@ def _expand(
                 raise DataError(
                     f"{p}: is an S2-NAIP chunk dataset; pass it alone (chunk layout input)"
                 )
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
-            if not files:
-                subdirs = sorted(d for d in p.iterdir() if d.is_dir())
-                files = sorted(
-                    f for d in subdirs for f in d.iterdir() if f.suffix.lower() in RASTER_SUFFIXES
-                )
+            files = _folder_rasters(p)
             if not files:
                 raise DataError(
                     f"{p}: no raster found (looked for {', '.join(RASTER_SUFFIXES)} in the "
-                    "folder and its sub-folders)"
+                    "folder, its sub-folders and the IMG_DATA of SAFE products)"
                 )
-            loose.extend(files)
+            for f in files:
+                if _made_by_zoomsr(f):  # e.g. an earlier run's output written into the folder
+                    ignored.append(f"{f}: a zoomsr output, not a date")
+                else:
+                    loose.append(f)
         elif p.suffix.lower() in MANIFEST_SUFFIXES:
             candidates.extend(_read_manifest(p))
         else:
+            if _made_by_zoomsr(p):
+                raise DataError(f"{p}: a zoomsr output (super-resolved or LR mosaic), not a "
+                                "Sentinel-2 date")
             loose.append(p)
     seen: set[Path] = set()
     for f in loose:
@@ -401,7 +435,8 @@ def _stac_properties(path: Path) -> dict:
     """Properties of the STAC item JSON beside ``path`` that describes it, if any.
 
     In a folder of several dates' items, the item whose assets name the file wins; else, the
-    folder's only item (a per-date folder of band COGs, as Earth Search serves them).
+    folder's only item (a per-date folder of band COGs, as Earth Search serves them), unless
+    the file's name holds a date (YYYYMMDD) and not the item's.
     """
     items = []
     for candidate in sorted(path.parent.glob("*.json")):
@@ -419,7 +454,13 @@ def _stac_properties(path: Path) -> dict:
             if isinstance(assets, dict) else []
         if any(str(h).rsplit("/", 1)[-1] == path.name for h in hrefs):
             return item["properties"]
-    return items[0]["properties"] if len(items) == 1 else {}
+    if len(items) != 1:
+        return {}
+    # The only item, unless the file's name dates it to another day (another date's files
+    # in the same folder must not take this item's processing baseline).
+    day = re.sub(r"\D", "", str(items[0]["properties"].get("datetime", "")))[:8]
+    dates = set(_DATE_RE.findall(path.stem))
+    return items[0]["properties"] if not dates or not day or day in dates else {}
 
 
 @dataclass(frozen=True)
@@ -466,16 +507,28 @@ def _metadata(path: Path, tags: dict) -> _Meta:
 
 
 def _dn_offset(path: Path, tags: dict, offset_option: float | None) -> tuple[float, str | None]:
-    """The DN offset to subtract (0 or 1000) and the product level, from the metadata."""
+    """The DN offset to subtract (0 or 1000) and the product level, from the metadata;
+    ``offset_option`` (``--dn-offset``) for files whose metadata does not say, and refused
+    where it contradicts the metadata."""
     meta = _metadata(path, tags)
-    if offset_option is not None:
-        return offset_option, meta.level
+    found: float | None = None
     if meta.tag_offset is not None:
-        return meta.tag_offset, meta.level
-    if meta.offset_removed:  # e.g. Earth Search's harmonised COGs
-        return 0.0, meta.level
-    if meta.baseline is not None:
-        return (float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0), meta.level
+        found, why = meta.tag_offset, "its BOA/RADIO_ADD_OFFSET tag"
+    elif meta.offset_removed:  # e.g. Earth Search's harmonised COGs
+        found, why = 0.0, "its STAC item says the offset was removed"
+    elif meta.baseline is not None:
+        found = float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0
+        why = f"processing baseline {meta.baseline:05.2f}"
+    if offset_option is not None:
+        if found is not None and found != offset_option:
+            raise DataError(
+                f"{path}: --dn-offset {offset_option:g} contradicts its metadata ({why}: offset "
+                f"{found:g}); leave --dn-offset out (it is for files whose metadata does not "
+                "say)"
+            )
+        return offset_option, meta.level
+    if found is not None:
+        return found, meta.level
     raise DataError(
         f"{path}: 16-bit Sentinel-2 digital numbers, but no metadata gives the processing "
         "baseline (from baseline 04.00 the values carry a +1000 offset); pass --dn-offset 0 "
@@ -775,11 +828,22 @@ def discover_frames(
         rgb = tuple(int(b) for b in rgb_bands)
         if len(rgb) != 3:
             raise ConfigError(f"--rgb-bands needs three band numbers (R,G,B), got {list(rgb)}")
+    if dn_offset is not None and dn_offset not in (0, BASELINE_OFFSET):
+        raise ConfigError(
+            f"--dn-offset must be 0 or {BASELINE_OFFSET} (the DN offset to subtract: "
+            f"{BASELINE_OFFSET} from processing baseline 04.00 on, where ESA's metadata says "
+            f"BOA_ADD_OFFSET=-{BASELINE_OFFSET}), got {dn_offset:g}"
+        )
     extra = tuple(extra_bands)
     unknown = [b for b in extra if b not in EXTRA_BAND_TOKENS.values()]
     if unknown:
         raise ConfigError(f"unknown extra band(s) {unknown}; known: b01, b05..b12")
     candidates, ignored = _expand(list(items), extra)
+    for c in candidates:  # a manifest's bands the model does not take: left out, said so
+        if isinstance(c, dict):
+            ignored += [f"{path}: {key.upper()}, a band this model does not take"
+                        for key, path in c.items()
+                        if key in EXTRA_BAND_TOKENS.values() and key not in extra]
     frames = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
               for c in candidates]
     seen: dict[tuple[Path, ...], str] = {}
@@ -787,4 +851,8 @@ def discover_frames(
         if f.paths in seen:
             raise DataError(f"{f.paths[0]}: given twice")
         seen[f.paths] = f.label
+    if dn_offset is not None and not any(
+            x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
+        raise ConfigError("--dn-offset is for 16-bit digital numbers, and no input holds them "
+                          f"({', '.join(sorted({f.radiometry for f in frames}))}); leave it out")
     return Discovery(frames, ignored)

@@ -23,9 +23,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -581,12 +582,39 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     return tags
 
 
-def check_output(output: str | os.PathLike[str], overwrite: bool) -> Path:
-    """The output path, refused unless it is a GeoTIFF name and new (or ``overwrite``)."""
+def side_outputs(out: Path, save_lr: bool, preview: bool) -> dict[str, Path]:
+    """The files written beside ``out``: the LR mosaic and the PNG preview, when asked for."""
+    paths = {}
+    if save_lr:
+        paths["lr"] = out.with_name(out.stem + ".lr.tif")
+    if preview:
+        paths["preview"] = out.with_name(out.stem + ".preview.png")
+    return paths
+
+
+def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
+                 preview: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """The output path, checked before any work: a GeoTIFF name, not a folder, none of the
+    ``inputs``, in a folder that can be written, and new with its side outputs (unless
+    ``overwrite``)."""
     out = Path(output)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
-    refuse_existing([out], overwrite)
+    paths = [out, *side_outputs(out, save_lr, preview).values()]
+    for p in paths:
+        if p.is_dir():
+            raise InputError(f"{p}: is a folder; give the output a file name")
+    taken = {Path(p).resolve() for p in inputs}
+    for p in paths:
+        if p.resolve() in taken:
+            raise InputError(f"{p}: is one of the inputs; write the output elsewhere")
+    refuse_existing(paths, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
     return out
 
 
@@ -609,7 +637,8 @@ def run_scene(
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
     """
     options = options or InferenceOptions()
-    out = check_output(output, options.overwrite)
+    out = check_output(output, options.overwrite, save_lr=options.save_lr,
+                       preview=options.preview, inputs=[p for f in frames for p in f.files])
     if options.uncertainty and len(frames) <= model.n_images:
         raise ConfigError(
             f"--uncertainty needs more frames than the model takes ({model.n_images}); "
@@ -634,7 +663,7 @@ def run_scene(
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
     rasters = [hr] + ([lr] if lr is not None else [])
-    state = run.start(rasters, options.resume)
+    state = run.start(rasters, options.resume, options.overwrite)
     groups = column_groups(windows, options.column_width)
     first_group, first_row, few = 0, 0, 0
     carry: tuple[np.ndarray, np.ndarray] | None = None
@@ -710,14 +739,15 @@ def run_scene(
             items.close()  # stops row threads now, not when the generator is collected
         plan.reader.close()
     lr_path = preview = None
+    sides = side_outputs(out, options.save_lr, options.preview)
     if lr is not None:
-        lr_path = out.with_name(out.stem + ".lr.tif")
+        lr_path = sides["lr"]
         write_geotiff(lr, lr_path, crs=grid.crs, transform=grid.transform,
                       band_names=["red", "green", "blue"],
                       tags={**tags, "zoomsr_content": "resampled LR mosaic (mean of valid frames)"},
                       cog=options.cog)
     if options.preview:
-        preview = out.with_name(out.stem + ".preview.png")
+        preview = sides["preview"]
         write_preview(out, preview)
     run.remove()
     return InferenceResult(

@@ -31,8 +31,9 @@ from zoomsr.inference.pipeline import (
     InferenceResult,
     RowCallback,
     check_output,
+    side_outputs,
 )
-from zoomsr.inference.writer import PartialRun, write_geotiff
+from zoomsr.inference.writer import PartialRun, write_geotiff, write_preview
 
 
 def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
@@ -83,7 +84,8 @@ def run_s2naip(
     """Super-resolve every tile of an S2-NAIP dataset into one georeferenced GeoTIFF."""
     options = options or InferenceOptions()
     root = Path(root)
-    out = check_output(output, options.overwrite)
+    out = check_output(output, options.overwrite, save_lr=options.save_lr,
+                       preview=options.preview)
     if options.native_grid or options.uncertainty:
         raise InputError("S2-NAIP chunk input is on the training grid and has no "
                          "--native-grid or --uncertainty")
@@ -101,35 +103,43 @@ def run_s2naip(
         "s2naip": str(root.resolve()),
         "tiles": {str(t): [p.stat().st_size, p.stat().st_mtime_ns] for t, p in found.items()},
         "model": model.describe(), "device": model.device.type, "batch": options.batch_size,
+        "save_lr": options.save_lr,
     }
     run = PartialRun(out, fingerprint)
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 4)
-    state = run.start([hr], options.resume)
+    lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
+    state = run.start([hr] + ([lr] if lr is not None else []), options.resume,
+                      options.overwrite)
     first = int(state["rows_done"]) if state is not None else 0
     few = int(state["few_frames"]) if state is not None else 0
     computed = 0
     for r in range(first, n_rows):
         row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
         present = [t for t in row_tiles if t in found]
-        inputs, valids = [], []
+        inputs, valids, means = [], [], []
         for t in present:
             series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
             valid = series.any(axis=-1)
             pixels = _tile_pixels(found[t], series, model.bands)
-            filled, any_valid, _ = fill_gaps(pixels, valid)
+            filled, any_valid, mean = fill_gaps(pixels, valid)
             if count_clean(valid) < model.n_images:
                 few += 1
             inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
             valids.append(any_valid)
+            means.append(mean[:3])
         outputs = []
         for i in range(0, len(inputs), options.batch_size):
             outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
         block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
-        for t, sr, valid in zip(present, outputs, valids, strict=True):
-            x = (t.col - c0) * size * s
-            block[:, x : x + size * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
-                                                   upsample_mask(valid, s))
+        lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
+        for t, sr, valid, mean in zip(present, outputs, valids, means, strict=True):
+            x = (t.col - c0) * size
+            block[:, x * s : (x + size) * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
+                                                         upsample_mask(valid, s))
+            lr_block[:, x : x + size] = with_mask(np.moveaxis(to_uint8(mean), 0, -1), valid)
         hr.write_rows(r * size * s, block)
+        if lr is not None:
+            lr.write_rows(r * size, lr_block)
         computed += len(present)
         run.save({"rows_done": r + 1, "few_frames": few}, {})
         if on_row is not None:
@@ -145,9 +155,16 @@ def run_s2naip(
     }
     write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
                   band_names=["red", "green", "blue"], tags=tags, cog=options.cog)
+    sides = side_outputs(out, options.save_lr, options.preview)
+    if lr is not None:
+        write_geotiff(lr, sides["lr"], crs=grid.crs, transform=grid.transform,
+                      band_names=["red", "green", "blue"], cog=options.cog,
+                      tags={**tags, "zoomsr_content": "LR mosaic (mean of valid frames)"})
+    if options.preview:
+        write_preview(out, sides["preview"])
     run.remove()
     return InferenceResult(
         output=out, grid=grid, frames=[], windows=len(found), windows_computed=computed,
         rows_resumed=first, few_frame_windows=few, seconds=time.perf_counter() - start,
-        model=model.describe(),
+        model=model.describe(), lr_output=sides.get("lr"), preview=sides.get("preview"),
     )

@@ -134,19 +134,29 @@ class PartialRun:
     def raw(self, name: str, width: int, height: int, bands: int) -> RawRaster:
         return RawRaster(self.dir / f"{name}.raw", width, height, bands)
 
-    def start(self, rasters: list[RawRaster], resume: bool) -> dict[str, Any] | None:
-        """Prepare the folder; return the saved state when resuming a matching run."""
+    def start(self, rasters: list[RawRaster], resume: bool,
+              overwrite: bool = False) -> dict[str, Any] | None:
+        """Prepare the folder; return the saved state when resuming a matching run.
+
+        An interrupted run's progress is never dropped silently: without ``resume`` it is
+        refused unless ``overwrite``.
+        """
         state_path = self.dir / STATE_FILE
         if resume and state_path.is_file():
             state = self.load()
             if state["fingerprint"] != self.fingerprint:
                 raise InputError(
                     f"{self.dir}: the unfinished run there used other inputs or settings "
-                    f"({_differences(state['fingerprint'], self.fingerprint)}); delete that "
-                    "folder or run without --resume"
+                    f"({_differences(state['fingerprint'], self.fingerprint)}); pass "
+                    "--overwrite instead of --resume to start again"
                 )
             if all(r.path.is_file() for r in rasters):
                 return state
+        elif state_path.is_file() and not overwrite:
+            raise InputError(
+                f"{self.output}: an interrupted run left its progress (in {self.dir.name}); "
+                "pass --resume to continue it, or --overwrite to start again"
+            )
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)

@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +41,11 @@ TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 # Searched in this order when no ``key`` is given; BasicSR keeps the EMA generator in params_ema.
 STATE_DICT_KEYS = ("params_ema", "params", "state_dict")
 _LIST_LIMIT = 10
+#: Keys shown per kind (missing, unexpected, shape conflict) when a checkpoint does not match.
+_KEY_EXAMPLES = 3
+#: First bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
+#: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
+_LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 @dataclass(frozen=True)
@@ -127,18 +135,82 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
     return path
 
 
+def _torch_file_kind(path: Path) -> str | None:
+    """``"zip"`` or ``"legacy"`` for a file laid out as ``torch.save`` writes it (whether or
+    not its contents load), else None. Read without unpickling anything."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_TORCH_HEADER))
+        if head.startswith(_LEGACY_TORCH_HEADER):
+            return "legacy"
+        if head.startswith(b"PK") and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if any(n.endswith("data.pkl") for n in archive.namelist()):
+                    return "zip"
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return None
+
+
+_AGAIN = "download or save it again"
+
+
+def _not_a_checkpoint(path: Path, detail: str, todo: str = _AGAIN) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail}); {todo}")
+
+
+def _what_file(path: Path) -> tuple[str, str]:
+    """Why a file that torch could not read is not a checkpoint, from its first bytes, and
+    what to do about it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}", "check the file's permissions"
+    if not head:
+        return "an empty file", _AGAIN
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file it points to", "fetch the file itself"
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml")):
+        return "an HTML/XML page, e.g. a download error page", _AGAIN
+    if head.startswith(b"PK"):
+        return "a damaged or truncated zip archive", _AGAIN
+    if head[8:10] == b'{"':
+        return "a safetensors file under another suffix", "rename it to .safetensors"
+    return "corrupt, truncated, or another format", _AGAIN
+
+
 def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device) -> Any:
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
-    except pickle.UnpicklingError as exc:
-        if weights_only and "weights only" in str(exc).lower():
+        with warnings.catch_warnings():  # torch's note on odd pickle protocols (garbage bytes)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, zip errors...
+        kind = _torch_file_kind(path)
+        text = f"{exc} {exc.__context__ or ''}"
+        if (
+            weights_only
+            and kind is not None
+            and isinstance(exc, pickle.UnpicklingError)
+            and "Unsupported operand" not in text  # garbage bytes inside a torch layout
+        ):
+            found = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))
+            what = f" ({', '.join(found)})" if found else ""
             raise CheckpointError(
-                f"{path} holds Python objects that a safe (weights_only) load refuses; "
-                "if you trust the file, load it with weights_only=False"
+                f"{path} holds pickled Python objects{what} besides its tensors, which a safe "
+                "load refuses; if you trust the file: Python: load it with weights_only=False "
+                "(read_checkpoint, load_checkpoint, from_checkpoint); CLI: pass a copy saved "
+                "from Python with save_checkpoint(model, 'model.safetensors')"
             ) from exc
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors...
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        if kind is None:
+            raise _not_a_checkpoint(path, *_what_file(path)) from exc
+        message = str(exc).strip()
+        reason = message.split(". ")[0].splitlines()[0][:160] if message else type(exc).__name__
+        damaged = (EOFError, IndexError, pickle.UnpicklingError, zipfile.BadZipFile)
+        if isinstance(exc, damaged) or "PytorchStreamReader" in message:
+            detail = f"a damaged or truncated torch.save file: {reason}"
+            raise _not_a_checkpoint(path, detail) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from exc
 
 
 def _read_safetensors(
@@ -152,7 +224,10 @@ def _read_safetensors(
             metadata = dict(handle.metadata() or {})
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
-        raise CheckpointError(f"cannot read safetensors checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (corrupt, truncated, or another "
+            f"format: {exc}); download or save it again"
+        ) from exc
     return tensors, metadata
 
 
@@ -234,6 +309,16 @@ def read_checkpoint(
     return Checkpoint(path, dict(state), name, config, source, extra)
 
 
+def unnamed_model_error(path: str | os.PathLike[str]) -> CheckpointError:
+    """The error for a checkpoint without zoomsr metadata where the model must be rebuilt
+    from it: its architecture and config must be given, on the command line or in Python."""
+    return CheckpointError(
+        f"{path} does not name its model (not saved by zoomsr, e.g. a BasicSR .pth): give the "
+        "architecture and its config (CLI: --model NAME [-c key=value], names in `zoomsr models "
+        "list`; Python: model = create_model(NAME, **config), then load_checkpoint(model, path))"
+    )
+
+
 def _names(keys: list[str], limit: int = _LIST_LIMIT) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
@@ -264,8 +349,39 @@ def _find_prefix(keys: list[str], model_keys: set[str]) -> str:
     if len(ema) == 1:
         return ema[0]
     raise CheckpointError(
-        f"the checkpoint holds the model under several prefixes ({', '.join(candidates)}); "
-        "pass prefix= to choose one"
+        f"the checkpoint holds the model under several prefixes ({_names(candidates)}); "
+        f"Python: pass prefix={candidates[0]!r} (or another) to choose one; the CLI cannot "
+        "choose: save the chosen model with save_checkpoint(model, 'model.safetensors')"
+    )
+
+
+def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
+    """One line: what does not match (a few keys of each kind and the counts) and how to give
+    the config that fits the file, for CLI and Python users."""
+    n = _KEY_EXAMPLES
+    parts = []
+    if result.shape_mismatch:  # first: they name the config values that differ
+        conflicts = [
+            f"{k} (checkpoint {_shape(a)}, model {_shape(b)})" for k, a, b in result.shape_mismatch
+        ]
+        parts.append(f"{len(conflicts)} shape conflict(s): {_names(conflicts, n)}")
+    if result.missing:
+        parts.append(f"{len(result.missing)} missing key(s): {_names(result.missing, n)}")
+    if result.unexpected:
+        parts.append(f"{len(result.unexpected)} unexpected key(s): {_names(result.unexpected, n)}")
+    cls = type(model).__name__
+    name = getattr(model, "name", None)
+    if isinstance(name, str):
+        fix = (
+            f"give the config the file was saved with (CLI: --model {name} -c key=value, "
+            f"keys in `zoomsr models info {name}`; Python: create_model({name!r}, **config))"
+        )
+    else:
+        fix = "build the model with the config the file was saved with"
+    return (
+        f"{origin} does not match {cls} as configured: {'; '.join(parts)}. Probably a "
+        f"different config: {fix}; or, in Python, pass strict=False to load only the "
+        "matching tensors"
     )
 
 
@@ -316,20 +432,7 @@ def apply_state_dict(
     ]
     result = LoadResult(missing, unexpected, shape_mismatch, prefix, source)
     if strict and not result.complete:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_names(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
-        if shape_mismatch:
-            conflicts = [
-                f"{k} (checkpoint {_shape(a)}, model {_shape(b)})" for k, a, b in shape_mismatch
-            ]
-            parts.append(f"{len(shape_mismatch)} shape conflict(s): {_names(conflicts)}")
-        raise CheckpointError(
-            f"{origin} does not match {type(model).__name__}: {'; '.join(parts)}. "
-            "Check the model config, or pass strict=False to load only the matching tensors"
-        )
+        raise CheckpointError(_mismatch_message(model, origin, result))
     conflicting = {k for k, _, _ in shape_mismatch}
     loadable = {k: v for k, v in state.items() if k in model_state and k not in conflicting}
     try:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoomsr.errors import CheckpointError, ConfigError, InputError
-from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint
+from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
 from zoomsr.models.rrdbnet import RRDBNet
@@ -224,10 +224,7 @@ def from_checkpoint(
         path, key=key, weights_only=weights_only, map_location=map_location
     )
     if checkpoint.model_name is None:
-        raise CheckpointError(
-            f"{checkpoint.path} does not name its model (not saved by zoomsr); build it with "
-            "create_model(name, **config) and load the weights with load_checkpoint(model, path)"
-        )
+        raise unnamed_model_error(checkpoint.path)
     try:
         model = create_model(checkpoint.model_name, **(checkpoint.model_config or {}))
     except InputError as exc:

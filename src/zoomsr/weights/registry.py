@@ -13,7 +13,10 @@ the package's ``.param`` and ``.bin`` files.
 The reference publishes no checksums. For such entries the first download's SHA-256 (or, for
 a file saved into the cache by hand, its SHA-256 at first use) is recorded in
 ``checksums.json`` beside the cached files (trust on first use), and every later use verifies
-the cached file against it, so a truncated or replaced file is caught. An entry
+the cached file against it, so a truncated or replaced file is caught. A record belongs to its
+file: once the file is deleted, the next look at the cache (``resolve``, ``download``,
+``expected_sha256``) drops the record, so a file saved there by hand afterwards is trusted on
+first use again; :func:`forget` drops it explicitly (a file replaced in place). An entry
 may list mirrors, tried in order when the main URL fails; a mirror's own published SHA-256
 (e.g. a Hugging Face LFS hash) is always verified.
 
@@ -285,7 +288,10 @@ def recorded_checksums() -> dict[str, dict[str, str]]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc}); delete it and download again") from None
+        raise CheckpointError(
+            f"{path}: unreadable ({exc}); delete it (the SHA-256 of each cached file is then "
+            "recorded anew at its next use)"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
@@ -295,11 +301,57 @@ def _record(filename: str, sha256: str, url: str) -> None:
     atomic_write_text(cache_dir() / CHECKSUMS_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
+def _drop_record(filename: str) -> str | None:
+    """Remove the recorded checksum of ``filename``; return the SHA-256 dropped, if any."""
+    data = recorded_checksums()
+    dropped = data.pop(filename, None)
+    if dropped is None:
+        return None
+    atomic_write_text(cache_dir() / CHECKSUMS_FILE, json.dumps(data, indent=2, sort_keys=True))
+    return dropped.get("sha256") if isinstance(dropped, dict) else None
+
+
+def _drop_stale_record(entry: WeightsEntry) -> None:
+    """A recorded checksum whose file is gone from the cache is dropped: deleting the file
+    (as the refusal of a changed file says to) forgets its hash, so the file that replaces it
+    (downloaded, or saved there by hand offline) is trusted on first use."""
+    recorded_only = entry.source == "url" and entry.sha256 is None
+    if recorded_only and not (cache_dir() / entry.filename).exists():
+        _drop_record(entry.filename)
+
+
+def forget(name: str) -> str | None:
+    """Drop the SHA-256 recorded for ``name`` (the file, if any, stays); return it, or None
+    when nothing was recorded. The file in the cache is then recorded anew at its next use:
+    for a file replaced in place by hand. Entries with a published checksum have nothing to
+    forget (:class:`InputError`)."""
+    entry = get_entry(name)
+    if entry.source != "url" or entry.sha256 is not None:
+        raise InputError(
+            f"{name} is verified against a published SHA-256, not a recorded one: nothing to "
+            f"forget (a refused file must be replaced by the published one)"
+        )
+    return _drop_record(entry.filename)
+
+
+def _replace_steps(entry: WeightsEntry, path: Path) -> str:
+    """What to do, online and offline, with a cached file of ``entry`` that was refused."""
+    steps = f"delete it and run `zoomsr weights download {entry.name}`"
+    if entry.url is None:
+        return steps
+    if entry.sha256 is not None:
+        return f"{steps} (offline: fetch {entry.url} and save it as {path})"
+    return (f"{steps} (offline: fetch {entry.url}, save it as {path}, then run "
+            f"`zoomsr weights forget {entry.name}` so its SHA-256 is recorded anew)")
+
+
 def expected_sha256(entry: WeightsEntry) -> tuple[str | None, str]:
     """The SHA-256 a cached file of ``entry`` must have, and where it comes from
-    (``"published"``, ``"recorded at first use"`` or ``"unknown"``)."""
+    (``"published"``, ``"recorded at first use"`` or ``"unknown"``). A record whose file is
+    no longer in the cache is dropped first."""
     if entry.sha256 is not None:
         return entry.sha256, "published"
+    _drop_stale_record(entry)
     recorded = recorded_checksums().get(entry.filename)
     if recorded and recorded.get("sha256"):
         return recorded["sha256"], "recorded at first use"
@@ -360,6 +412,7 @@ def download(
         return path, sha256_file(path)
     if entry.url is None:
         raise WeightsNotAvailableError(f"{name}: no download URL is known")
+    _drop_stale_record(entry)
     open_url = opener or urllib.request.urlopen
     sources = [(entry.url, entry.sha256), *((m.url, m.sha256) for m in entry.mirrors)]
     failures = []
@@ -375,9 +428,13 @@ def download(
             _record(entry.filename, actual, url)
         return target, actual
     tried = "; ".join(failures)
-    raise WeightsNotAvailableError(
-        f"cannot download {name} ({tried}): fetch {entry.url} and save it as {target}"
-    )
+    if target.is_file() and expected_sha256(entry)[1] == "recorded at first use":
+        # --force offline: the file saved over the cached one must not meet the old record
+        todo = (f"fetch {entry.url}, save it as {target} (replacing the file there), then run "
+                f"`zoomsr weights forget {name}` so its SHA-256 is recorded anew")
+    else:
+        todo = f"fetch {entry.url} and save it as {target}"
+    raise WeightsNotAvailableError(f"cannot download {name} ({tried}): {todo}")
 
 
 def verify_cached(name: str, path: Path) -> None:
@@ -394,7 +451,7 @@ def verify_cached(name: str, path: Path) -> None:
         label = "published SHA-256" if how == "published" else "SHA-256 recorded at first use"
         raise CheckpointError(
             f"{path}: SHA-256 {actual} differs from the {label} {expected} (a truncated or "
-            f"replaced file); delete it and run `zoomsr weights download {name}`"
+            f"replaced file); {_replace_steps(entry, path)}"
         )
 
 
@@ -415,6 +472,7 @@ def resolve(name: str) -> Path:
         return target
     if entry.source == "ncnn":
         return download(name)[0]
+    _drop_stale_record(entry)
     raise WeightsNotAvailableError(
         f"weights {name} are not in the cache: run `zoomsr weights download {name}`, or fetch "
         f"{entry.url} and save it as {target}"
