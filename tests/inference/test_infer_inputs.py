@@ -52,7 +52,7 @@ def test_real_scene_native_grid_and_reprojection(real_scene, tmp_path, tiny_mode
         assert np.allclose(tuple(meta["bounds"]), tuple(src.bounds))
     assert meta["transform"].a == pytest.approx(25.0) and data.shape == (3, 96, 96)
     # The file is decimated to 100 m: onto the training grid it would be blown up 10x a side
-    with pytest.raises(DataError, match=r"TCI.tif: pixels of 100 m.*--native-grid"):
+    with pytest.raises(DataError, match=r"TCI.tif: pixels of (99.8|100) m.*--native-grid"):
         run_inference(real_scene, tmp_path / "3857.tif", tiny_model(1),
                       InferenceOptions(**opts))
     # Its pixels as the 10 m they were: reprojected from UTM onto the training grid
@@ -102,12 +102,19 @@ def test_dn_offset_from_baseline_in_name_and_tags(tmp_path):
     with pytest.raises(DataError, match="--dn-offset 0 or --dn-offset 1000"):
         discover_frames(r)
     assert discover_frames(r, dn_offset=0).frames[0].radiometry == "dn"
-    # --dn-offset is for files whose metadata does not say; it may not contradict it
-    with pytest.raises(DataError, match=r"N0509.*--dn-offset 0 contradicts.*baseline 05.09"):
-        discover_frames(named, dn_offset=0)
-    with pytest.raises(DataError, match="contradicts.*BOA/RADIO_ADD_OFFSET tag"):
-        discover_frames(q, dn_offset=0)
-    assert discover_frames(named, dn_offset=1000).frames[0].dn_offset == 1000
+    # --dn-offset is for the files whose metadata does not say: the others keep theirs, so a
+    # series mixing baselines (one date named _N0301_, another without metadata) works
+    old = r.with_name("S2B_MSIL2A_20200111T121649_N0301_R066_T27PTS_rgb.tif")
+    (o,) = write_frames(tmp_path / "d", n=1, dtype="uint16", seed=1)
+    o.rename(old)
+    frames = discover_frames([old, r, q], dn_offset=1000).frames
+    assert {f.paths[0]: f.dn_offset for f in frames} == {old: 0, r: 1000, q: 1000}
+    # and extra bands too: a B08 tagged with its offset keeps it beside --dn-offset 0
+    from zoomsr.inference.inputs import _aux_band
+
+    with rasterio.open(q) as ds:
+        band = _aux_band("b08", q, ds, 1, 0.0, frames[0], "auto")
+    assert band.dn_offset == 1000
 
 
 @pytest.mark.parametrize("offset", [-1000, 500, 1])
@@ -116,12 +123,15 @@ def test_dn_offset_is_0_or_1000(tmp_path, offset):
     (p,) = write_frames(tmp_path, n=1, dtype="uint16")
     with pytest.raises(ConfigError, match=r"must be 0 or 1000.*BOA_ADD_OFFSET=-1000"):
         discover_frames(p, dn_offset=offset)
+    with pytest.raises(ConfigError, match=r"must be 0 or 1000"):  # before any model is built
+        InferenceOptions(dn_offset=offset)
 
 
-def test_dn_offset_without_digital_numbers_is_refused(tmp_path):
+def test_dn_offset_without_digital_numbers_is_noted(tmp_path):
+    """Not an error: one --dn-offset may serve a --scenes job whose other scenes need it."""
     paths = write_frames(tmp_path, n=2)  # uint8 TCI
-    with pytest.raises(ConfigError, match="--dn-offset is for 16-bit.*tci"):
-        discover_frames(paths, dn_offset=1000)
+    found = discover_frames(paths, dn_offset=1000)
+    assert found.ignored == ["--dn-offset 1000: no input holds 16-bit digital numbers (tci)"]
 
 
 def test_zoomsr_outputs_are_not_taken_as_dates(frames_3857, tiny_model, tmp_path):
@@ -317,7 +327,7 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
     landsat = shared_dir / "data/real/misc/RGB.byte.tif"
     (frame,) = discover_frames(landsat).frames
     assert ground_resolution_m(frame) == pytest.approx(300, rel=0.01)
-    with pytest.raises(DataError, match=r"RGB.byte.tif: pixels of 300 m.*--native-grid"):
+    with pytest.raises(DataError, match=r"RGB.byte.tif: pixels of (299|300) m.*--native-grid"):
         plan_grid([frame], 4)
     assert plan_grid([frame], 4, native=True).resolution == pytest.approx(300, rel=1e-3)
     # Web-Mercator metres are ground metres x 1 / cos(latitude)
@@ -326,3 +336,12 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
         lat = rasterio.warp.transform(ds.crs, "EPSG:4326", [ds.transform.c], [ds.transform.f])[1][0]
     assert ground_resolution_m(f3857) == pytest.approx(
         f3857.resolution[0] * np.cos(np.radians(lat)), rel=0.01)
+    # A 20 m product in square degrees at 70 N (GDAL's default when warping to EPSG:4326):
+    # 14.8 m east-west, 43 m north-south; the finer side counts, so it is accepted
+    from affine import Affine
+
+    (polar,) = write_frames(tmp_path / "polar", n=1, size=(20, 20), crs="EPSG:4326",
+                            transform=Affine(0.00039, 0, 20.0, 0, -0.00039, 70.0))
+    (fp,) = discover_frames(polar).frames
+    assert ground_resolution_m(fp) == pytest.approx(14.8, abs=0.2)
+    assert plan_grid([fp], 4).width > 20

@@ -209,6 +209,22 @@ def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(cache, 
     assert registry.recorded_checksums() == {}
 
 
+def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatch):
+    """A shared cache mounted read-only: the stale record cannot be dropped, and listing or
+    resolving still gives its usual answer instead of an OSError."""
+    path = _place(cache, "esrgan-8", b"first copy")
+    registry.resolve("esrgan-8")
+    path.unlink()
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(registry, "atomic_write_text", read_only)
+    with pytest.raises(WeightsNotAvailableError, match="not in the cache"):
+        registry.resolve("esrgan-8")
+    assert registry.expected_sha256(registry.get_entry("esrgan-8"))[1] == "recorded at first use"
+
+
 def test_forget_accepts_a_file_replaced_in_place(cache):
     path = _place(cache, "esrgan-8", b"first copy")
     registry.resolve("esrgan-8")

@@ -120,8 +120,9 @@ def check_overlap(frames: Sequence[Frame], footprints: Sequence[BoundingBox]) ->
 
 
 def ground_resolution_m(frame: Frame) -> float:
-    """The ground size of ``frame``'s pixels at its centre, metres (geometric mean of the two
-    sides; great-circle distances, so any CRS works)."""
+    """The ground size of ``frame``'s pixels at its centre, metres: the finer of the two sides
+    (square degrees are narrow east-west far from the equator), by great-circle distances, so
+    any CRS works."""
     t = frame.transform
     cx, cy = frame.width / 2, frame.height / 2
     pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
@@ -133,7 +134,7 @@ def ground_resolution_m(frame: Frame) -> float:
         h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
         return 2 * _EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
 
-    return math.sqrt(metres(1) * metres(2))
+    return min(metres(1), metres(2))
 
 
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:

@@ -349,6 +349,7 @@ def _expand(
     candidates: list[list[Path] | dict] = []
     ignored: list[str] = []
     loose: list[Path] = []
+    found_in_folder: set[Path] = set()
     for item in items:
         p = Path(item)
         if not p.exists():
@@ -364,17 +365,11 @@ def _expand(
                     f"{p}: no raster found (looked for {', '.join(RASTER_SUFFIXES)} in the "
                     "folder, its sub-folders and the IMG_DATA of SAFE products)"
                 )
-            for f in files:
-                if _made_by_zoomsr(f):  # e.g. an earlier run's output written into the folder
-                    ignored.append(f"{f}: a zoomsr output, not a date")
-                else:
-                    loose.append(f)
+            loose.extend(files)
+            found_in_folder.update(files)
         elif p.suffix.lower() in MANIFEST_SUFFIXES:
             candidates.extend(_read_manifest(p))
         else:
-            if _made_by_zoomsr(p):
-                raise DataError(f"{p}: a zoomsr output (super-resolved or LR mosaic), not a "
-                                "Sentinel-2 date")
             loose.append(p)
     seen: set[Path] = set()
     for f in loose:
@@ -387,6 +382,14 @@ def _expand(
             ignored.append(f"{f}: a preview image, not a date")
             continue
         role = _band_role(f)
+        # An RGB raster zoomsr wrote (an earlier run's output or LR mosaic, e.g. written into
+        # the input folder) is no date. Only files that would be RGB frames are opened here.
+        if role in (None, "tci") and _made_by_zoomsr(f):
+            if f not in found_in_folder:
+                raise DataError(f"{f}: a zoomsr output (super-resolved or LR mosaic), not a "
+                                "Sentinel-2 date")
+            ignored.append(f"{f}: a zoomsr output, not a date")
+            continue
         if role is None:
             candidates.append([f])
             continue
@@ -506,30 +509,24 @@ def _metadata(path: Path, tags: dict) -> _Meta:
     return _Meta(level, baseline, removed, tag_offset)
 
 
+class NoOffsetError(DataError):
+    """No metadata gives a file's DN offset, and ``--dn-offset`` was not given."""
+
+
 def _dn_offset(path: Path, tags: dict, offset_option: float | None) -> tuple[float, str | None]:
-    """The DN offset to subtract (0 or 1000) and the product level, from the metadata;
-    ``offset_option`` (``--dn-offset``) for files whose metadata does not say, and refused
-    where it contradicts the metadata."""
+    """The DN offset to subtract (0 or 1000) and the product level: from the file's metadata,
+    else ``offset_option`` (``--dn-offset``), else refused (a wrong guess shifts every pixel
+    by 0.1 reflectance)."""
     meta = _metadata(path, tags)
-    found: float | None = None
     if meta.tag_offset is not None:
-        found, why = meta.tag_offset, "its BOA/RADIO_ADD_OFFSET tag"
-    elif meta.offset_removed:  # e.g. Earth Search's harmonised COGs
-        found, why = 0.0, "its STAC item says the offset was removed"
-    elif meta.baseline is not None:
-        found = float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0
-        why = f"processing baseline {meta.baseline:05.2f}"
+        return meta.tag_offset, meta.level
+    if meta.offset_removed:  # e.g. Earth Search's harmonised COGs
+        return 0.0, meta.level
+    if meta.baseline is not None:
+        return (float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0), meta.level
     if offset_option is not None:
-        if found is not None and found != offset_option:
-            raise DataError(
-                f"{path}: --dn-offset {offset_option:g} contradicts its metadata ({why}: offset "
-                f"{found:g}); leave --dn-offset out (it is for files whose metadata does not "
-                "say)"
-            )
         return offset_option, meta.level
-    if found is not None:
-        return found, meta.level
-    raise DataError(
+    raise NoOffsetError(
         f"{path}: 16-bit Sentinel-2 digital numbers, but no metadata gives the processing "
         "baseline (from baseline 04.00 the values carry a +1000 offset); pass --dn-offset 0 "
         "or --dn-offset 1000"
@@ -652,7 +649,7 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
         if radiometry == "dn":
             try:
                 offset = _dn_offset(path, ds.tags(), dn_offset)[0]
-            except DataError:
+            except NoOffsetError:
                 if frame.radiometry != "dn":
                     raise
                 offset = frame.dn_offset  # same product as the frame's own DN bands
@@ -800,6 +797,16 @@ def _rgb_frame(
     )
 
 
+def check_dn_offset(dn_offset: float | None) -> None:
+    """``--dn-offset`` is None (from the metadata), 0 or 1000: the offset *subtracted*."""
+    if dn_offset is not None and dn_offset not in (0, BASELINE_OFFSET):
+        raise ConfigError(
+            f"--dn-offset must be 0 or {BASELINE_OFFSET} (the DN offset to subtract: "
+            f"{BASELINE_OFFSET} from processing baseline 04.00 on, where ESA's metadata says "
+            f"BOA_ADD_OFFSET=-{BASELINE_OFFSET}), got {dn_offset:g}"
+        )
+
+
 def discover_frames(
     items: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
@@ -828,12 +835,7 @@ def discover_frames(
         rgb = tuple(int(b) for b in rgb_bands)
         if len(rgb) != 3:
             raise ConfigError(f"--rgb-bands needs three band numbers (R,G,B), got {list(rgb)}")
-    if dn_offset is not None and dn_offset not in (0, BASELINE_OFFSET):
-        raise ConfigError(
-            f"--dn-offset must be 0 or {BASELINE_OFFSET} (the DN offset to subtract: "
-            f"{BASELINE_OFFSET} from processing baseline 04.00 on, where ESA's metadata says "
-            f"BOA_ADD_OFFSET=-{BASELINE_OFFSET}), got {dn_offset:g}"
-        )
+    check_dn_offset(dn_offset)
     extra = tuple(extra_bands)
     unknown = [b for b in extra if b not in EXTRA_BAND_TOKENS.values()]
     if unknown:
@@ -853,6 +855,6 @@ def discover_frames(
         seen[f.paths] = f.label
     if dn_offset is not None and not any(
             x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
-        raise ConfigError("--dn-offset is for 16-bit digital numbers, and no input holds them "
-                          f"({', '.join(sorted({f.radiometry for f in frames}))}); leave it out")
+        ignored.append(f"--dn-offset {dn_offset:g}: no input holds 16-bit digital numbers "
+                       f"({', '.join(sorted({f.radiometry for f in frames}))})")
     return Discovery(frames, ignored)

@@ -48,7 +48,7 @@ from zoomsr.inference.assemble import (
 )
 from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
-from zoomsr.inference.inputs import Frame, discover_frames
+from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
@@ -101,6 +101,7 @@ class InferenceOptions:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.uncertainty == 1 or self.uncertainty < 0:
             raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
+        check_dn_offset(self.dn_offset)
 
 
 @dataclass

@@ -27,6 +27,7 @@ on synthetic data (``scripts/train_default_model.py``); its file ships inside th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -317,7 +318,10 @@ def _drop_stale_record(entry: WeightsEntry) -> None:
     (downloaded, or saved there by hand offline) is trusted on first use."""
     recorded_only = entry.source == "url" and entry.sha256 is None
     if recorded_only and not (cache_dir() / entry.filename).exists():
-        _drop_record(entry.filename)
+        # best effort: a read-only shared cache keeps its records (nothing can be placed
+        # there by hand either)
+        with contextlib.suppress(OSError):
+            _drop_record(entry.filename)
 
 
 def forget(name: str) -> str | None:
