@@ -148,3 +148,9 @@ def test_infer_checkpoint_errors_are_one_line_with_cli_hints(cli, tmp_path):
         assert code == 2 and len(lines) == 1 and hint in lines[0], err
         assert str(args[1]) in lines[0] and len(lines[0]) < 900
         assert "weights_only" not in lines[0]
+
+
+def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path):
+    code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *TINY)
+    assert code == 0, err
+    assert "4 S2-NAIP tile(s), each a chunk" in out and "0 input frame" not in out

@@ -147,3 +147,21 @@ def test_bare_ray_with_scenes(cli, tmp_path, ray_calls):
     assert code == 0, err
     assert ray_calls == [("resolved-default", 2)]
     assert (tmp_path / "sr.tif").is_file() and "1 scene(s) done" in stdout
+
+
+def test_an_address_where_nothing_answers_fails_at_once(monkeypatch):
+    """ray.init would retry a dead address for many minutes: a plain connect says so first,
+    for an explicit address and for the RAY_ADDRESS that "auto" uses."""
+    import socket
+
+    require_package("ray")
+    from zoomsr.inference.distributed import RayPool, RayUnavailableError
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RayUnavailableError, match=rf"'127.0.0.1:{port}': nothing answers"):
+        RayPool(f"127.0.0.1:{port}").start()
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{port}")
+    with pytest.raises(RayUnavailableError, match="nothing answers"):
+        RayPool("auto").start()

@@ -277,3 +277,21 @@ def test_preview_images_are_not_dates(tmp_path):
     found = discover_frames(tmp_path / "in")
     assert len(found.frames) == 2
     assert any("PVI.tif: a preview image" in note for note in found.ignored)
+
+
+@pytest.mark.parametrize("shift", [(0, 0, 0.5), (10, 0, 1.0)])  # a smaller tile; shifted 10 px
+def test_a_band_from_another_area_is_refused(tmp_path, shift):
+    """A B08 that does not cover its TCI's area (another tile, a crop, a shifted grid) would
+    mask or misplace the output silently: refused, naming both files."""
+    paths = write_frames(tmp_path, n=1, size=(40, 48))
+    (b08,) = write_b08(paths, 2000)
+    dx, dy, part = shift
+    with rasterio.open(b08) as ds:
+        t, profile = ds.transform, ds.profile
+        data = ds.read()
+    profile |= {"transform": Affine(t.a, 0, t.c + dx * t.a, 0, t.e, t.f),
+                "width": int(48 * part), "height": int(40 * part)}
+    with rasterio.open(b08, "w", **profile) as ds:
+        ds.write(data[:, : profile["height"], : profile["width"]])
+    with pytest.raises(DataError, match=r"_B08.tif: B08 does not cover the same area as .*_TCI"):
+        discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))

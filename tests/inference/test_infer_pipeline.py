@@ -111,7 +111,7 @@ def test_nodata_propagates(tmp_path, tiny_model):
     assert result.few_frame_windows >= 1  # windows over the hole lack clean frames
 
 
-def test_resume_is_byte_identical(tmp_path, tiny_model):
+def test_resume_is_byte_identical(tmp_path, tiny_model, monkeypatch):
     paths = write_frames(tmp_path / "in", n=3, size=(72, 40))
     model = tiny_model(2)
     clean = tmp_path / "clean.tif"
@@ -127,7 +127,9 @@ def test_resume_is_byte_identical(tmp_path, tiny_model):
         run_inference(paths, out, model, _opts(save_lr=True), on_row=stop)
     assert not out.exists() and not out.with_name("run.lr.tif").exists()
     assert partial_dir(out).is_dir()
-    result = run_inference(paths, out, model, _opts(save_lr=True, resume=True))
+    monkeypatch.chdir(tmp_path / "in")  # the same files, spelled another way
+    relative = [f"../in/{p.name}" for p in paths]
+    result = run_inference(relative, out, model, _opts(save_lr=True, resume=True))
     assert result.rows_resumed == 2 and result.windows_computed < result.windows
     assert out.read_bytes() == clean.read_bytes()
     assert out.with_name("run.lr.tif").read_bytes() == clean.with_name("clean.lr.tif").read_bytes()

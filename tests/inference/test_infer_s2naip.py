@@ -22,6 +22,9 @@ def test_chunk_layout_is_georeferenced(tiny_dataset, tiny_model, tmp_path):
         assert ds.res[0] == pytest.approx(tiles.HR_RESOLUTION)
         data = ds.read()
         assert ds.dataset_mask().min() == 255
+        tags = ds.tags()
+        assert tags["zoomsr_scale"] == "4" and "rrdbnet" in tags["zoomsr_architecture"]
+        assert '"window": 32' in tags["zoomsr_tiling"]
     # each tile is its own chunk: tile 1001_2000 equals the model on that tile alone
     from zoomsr.data.layout import read_band_series
     from zoomsr.inference.frames import choose_frames, fill_gaps, frame_scores

@@ -223,8 +223,9 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
                f"{g.resolution / g.scale:.4g} m, {g.crs.to_string()})")
     bands = "" if net.bands == ("tci",) else f" of bands {','.join(net.bands)}"
-    typer.echo(f"model {net.label} ({net.n_images} image(s){bands}), {len(result.frames)} input "
-               f"frame(s); {result.windows} windows"
+    source = (f"{len(result.frames)} input frame(s); {result.windows} windows" if result.frames
+              else f"{result.windows} S2-NAIP tile(s), each a chunk")
+    typer.echo(f"model {net.label} ({net.n_images} image(s){bands}), {source}"
                + (f", {result.rows_resumed} window rows resumed" if result.rows_resumed else ""))
     with_scl = sum(f.scl is not None for f in result.frames)
     if with_scl:

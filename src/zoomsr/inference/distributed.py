@@ -18,6 +18,8 @@ plan being sent to them once. :func:`ray_row_source` is the one-scene shorthand.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -106,6 +108,26 @@ def _worker_class(ray: Any) -> Any:
     return RowWorker
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing answers at a ``host:port`` or ``ray://host:port`` address:
+    ``ray.init`` would retry for many minutes, printing warnings. ``auto`` checks the
+    ``RAY_ADDRESS`` it would use (a ``ray start`` cluster's own file is left to Ray)."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RayUnavailableError(
+            f"cannot reach Ray at {address!r}: nothing answers there within {timeout:g} s "
+            f"({exc.strerror or exc}); is the cluster up (`ray status` on the head) and is this "
+            "the head's address (GCS port 6379 by default, ray:// client port 10001)?"
+        ) from None
+
+
 class RayPool:
     """One Ray session and one set of model workers, reused by every scene of a job.
 
@@ -140,6 +162,8 @@ class RayPool:
         except ImportError:
             raise RayUnavailableError("--ray needs Ray: pip install 'ray>=2.9'") from None
         if not ray.is_initialized():
+            if self.address not in (None, "", "local"):
+                check_reachable(self.address)
             try:
                 if self.address in (None, "", "local"):
                     # address="local": a new instance even where RAY_ADDRESS or a `ray start`

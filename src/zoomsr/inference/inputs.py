@@ -351,9 +351,11 @@ def _expand(
     loose: list[Path] = []
     found_in_folder: set[Path] = set()
     for item in items:
-        p = Path(item)
+        # absolute and normalised (symlinks kept): the tags and --resume's record then name a
+        # file the same way whichever folder the command ran from, and however it was spelled
+        p = Path(os.path.abspath(item))
         if not p.exists():
-            raise DataError(f"{p}: input not found")
+            raise DataError(f"{item}: input not found")
         if p.is_dir():
             if _is_s2naip_root(p):
                 raise DataError(
@@ -632,6 +634,16 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
     ``radiometry``: the user's choice; ``dn`` and ``reflectance`` apply to extra bands too
     (``tci`` describes 8-bit RGB only, so extra bands are then detected).
     """
+    if path != frame.paths[0]:  # a file of its own: the same granule as the frame's RGB
+        tol = max(abs(ds.transform.a), abs(ds.transform.e), *map(abs, frame.resolution))
+        off = max(abs(a - b) for a, b in zip(ds.bounds, frame.bounds, strict=True))
+        if ds.crs != frame.crs or off > tol:
+            raise DataError(
+                f"{path}: {name.upper()} does not cover the same area as {frame.paths[0].name} "
+                f"({ds.crs} {tuple(round(v, 1) for v in ds.bounds)} vs {frame.crs} "
+                f"{tuple(round(v, 1) for v in frame.bounds)}); the bands of one date must come "
+                "from one product"
+            )
     dtype = ds.dtypes[band - 1]
     if name == "scl":
         if dtype != "uint8":

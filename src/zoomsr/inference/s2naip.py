@@ -10,6 +10,7 @@ the scene pipeline. Rows of tiles are written as they finish; ``resume`` works a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -146,7 +147,13 @@ def run_s2naip(
             on_row(r + 1, n_rows)
     tags = {
         "zoomsr_version": __version__,
-        "zoomsr_model": model.label, "zoomsr_weights": model.weights,
+        "zoomsr_model": model.label,
+        "zoomsr_architecture": json.dumps({"name": model.describe()["architecture"],
+                                           "config": model.config}),
+        "zoomsr_scale": str(model.scale),
+        "zoomsr_tiling": json.dumps({"window": size, "overlap": 0, "margin": 0,
+                                     "note": "S2-NAIP tiles, each its own chunk"}),
+        "zoomsr_weights": model.weights,
         "zoomsr_weights_sha256": model.weights_sha256, "zoomsr_n_images": str(model.n_images),
         "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/"
         f"{{{','.join(model.bands)}}}.png)",
