@@ -57,3 +57,66 @@ def test_errors_on_empty_and_missing_folders(cli, tmp_path):
     (tmp_path / "sentinel2").mkdir()
     code, _, err = cli("data", "info", tmp_path)
     assert code == 2 and "no pairs found" in err
+
+
+def _one_line_error(code: int, err: str, *words: str) -> bool:
+    return code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words)
+
+
+def test_info_rejects_bad_max_tiles_before_any_work(cli, tiny_dataset):
+    for bad in ("-5", "0"):
+        code, out, err = cli("data", "info", tiny_dataset, "--max-tiles", bad, "--no-progress")
+        assert _one_line_error(code, err, "--max-tiles", ">= 1") and out == ""
+
+
+def test_info_checks_plot_folder_before_any_work(cli, tiny_dataset, tmp_path):
+    code, out, err = cli("data", "info", tiny_dataset, "--plot", "--out", "/proc/xx",
+                         "--no-progress")
+    assert _one_line_error(code, err, "--out", "/proc/xx") and out == ""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, out, err = cli("data", "info", tiny_dataset, "--plot", "--out", afile, "--no-progress")
+    assert _one_line_error(code, err, "--out", "not a folder") and out == ""
+
+
+def test_info_names_unreadable_tiles(cli, tiny_dataset):
+    (tiny_dataset / "sentinel2" / "1000_2000" / "tci.png").write_bytes(b"junk")
+    (tiny_dataset / "sentinel2" / "1001_2001" / "tci.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
+    assert code == 0 and "unreadable tiles" in out
+    assert "2 tile(s) with an unreadable TCI series" in err
+    assert "1000_2000" in err and "1001_2001" in err and "zoomsr data check" in err
+    code, out, err = cli("data", "info", tiny_dataset, "--json", "--no-progress")
+    info = json.loads(out)
+    assert [u["tile"] for u in info["unreadable_tiles"]] == ["1000_2000", "1001_2001"]
+    assert "2 tile(s)" in err
+
+
+def test_sample_into_a_file_is_a_clear_error(cli, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, _, err = cli("data", "sample", afile, "--pairs", 2, "--no-progress")
+    assert _one_line_error(code, err, "afile", "not a folder")
+    assert afile.read_text() == "x"
+
+
+def test_build_rejects_bad_workers_before_any_work(cli, tmp_path):
+    for bad in ("-3", "0"):
+        code, _, err = cli("data", "build", tmp_path / "out", "--s2", tmp_path / "nope",
+                           "--hr", tmp_path / "nope", "-j", bad, "--no-progress")
+        assert _one_line_error(code, err, "--workers", ">= 1"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_names_an_empty_s2_folder(cli, tmp_path):
+    s2, hr = tmp_path / "s2empty", tmp_path / "hrempty"
+    s2.mkdir()
+    hr.mkdir()
+    (s2 / "notes.txt").write_text("x")
+    code, _, err = cli("data", "build", tmp_path / "out", "--s2", s2, "--hr", hr,
+                       "--no-progress")
+    assert _one_line_error(code, err, "s2empty", "no Sentinel-2 scenes in folder"), err
+    (s2 / "preview.tif").write_bytes(b"x")  # a raster that is no band file
+    code, _, err = cli("data", "build", tmp_path / "out", "--s2", s2, "--hr", hr,
+                       "--no-progress")
+    assert _one_line_error(code, err, "s2empty", "no Sentinel-2 scenes in folder"), err

@@ -152,3 +152,67 @@ def test_clipscore_from_a_local_checkpoint(cli, s2naip, tmp_path):
     if code == 0:
         pytest.skip("real ViT-B-16 weights are cached on this machine")
     assert code == 2 and "--clip-pretrained PATH" in stderr
+
+
+def test_dataset_root_as_target_and_split(cli, s2naip, tmp_path):
+    """A dataset root with sentinel2/ series and `data info --plot` PNGs works as --target."""
+    pred, target = s2naip
+    for tile in ("100_200", "101_200", "102_200"):
+        _save(target / "sentinel2" / tile / "tci.png", np.zeros((64, 32, 3), np.uint8))
+    _save(target / "montage.png", np.zeros((8, 8, 3), np.uint8))
+    _save(target / "tiles.png", np.zeros((8, 8, 3), np.uint8))
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", target, "--no-progress")
+    assert code == 0, stderr
+    assert "2 image pairs" in stdout and "montage" not in stderr and "sentinel2" not in stderr
+
+    (target / "zoomsr_splits.json").write_text(json.dumps(
+        {"seed": 0, "train": ["100_200", "102_200"], "val": ["101_200"], "test": [],
+         "buffer": []}))
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", target, "--split", "val",
+                               "--out", out, "--no-progress")
+    assert code == 0, stderr
+    assert "1 image pairs" in stdout
+    assert "1 prediction(s) of tiles outside the 'val' split" in stderr
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["split"] == "val" and doc["n_pairs"] == 1 and doc["n_outside_split"] == 1
+    assert doc["options"]["split"] == "val" and doc["missing_pred"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--dtype", "foo"), "--dtype foo: unknown dtype"),
+        (("--dtype", "bf16", "--device", "cpu"), "--dtype bf16"),
+        (("--device", "foo"), "--device must be auto, cpu, cuda or cuda:N, got 'foo'"),
+        (("--device", "cuda"), "--device cuda: no CUDA GPU"),
+        (("--device", "cuda:0"), "--device cuda:0: no CUDA GPU"),
+        (("--split", "validation"), "--split must be one of train, val, test, buffer"),
+        (("--split", "val"), "zoomsr_splits.json not found"),
+    ],
+)
+def test_options_checked_up_front(cli, s2naip, tmp_path, monkeypatch, args, message):
+    """Checked before any file is read, whatever the metrics (psnr needs no device)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pred, target = s2naip
+    (pred / "100_200.png").write_bytes(b"corrupt")  # never read
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr",
+                          *args, "--no-progress")
+    assert code == 2
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], stderr
+
+
+def test_ambiguous_tiles_are_reported_before_long_lists(cli, s2naip):
+    pred, target = s2naip
+    for k in range(30):  # 30 more targets without a prediction
+        _save(target / "naip" / f"more{k}" / f"{500 + k}_300" / "rgb.png",
+              np.zeros((40, 40, 3), np.uint8))
+    _save(pred / "101_200" / "sr.png", np.zeros((40, 40, 3), np.uint8))  # 2nd file for 101_200
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--no-progress")
+    assert code == 0, stderr
+    lines = stderr.splitlines()
+    assert lines[0] == ("warning: not scored: 1 id claimed by several files, 31 targets "
+                        "without a prediction, 1 prediction without a target")
+    assert "'101_200' matches several files" in lines[1]
+    assert "... and 13 more" in stderr

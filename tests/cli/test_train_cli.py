@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from zoomsr.data import scan_pairs
 from zoomsr.models import HighResNet, from_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -64,3 +66,50 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=3")
     assert code == 0, err
     assert "to step 3, resumed from" in stdout and "last.ckpt" in stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("losses.pixel.weight=.nan", "losses.pixel.weight"),
+        ("optim.lr=nan", "optim.lr"),
+        ("optim.weight_decay=.nan", "optim.weight_decay"),
+        ("optim.gamma=.inf", "optim.gamma"),
+    ],
+)
+def test_non_finite_values_exit_2_naming_the_key(cli, tmp_path, sample, override, key):
+    code, _, err = cli("train", TINY, "--set", f"data.root={sample}", "--set", override,
+                       "--set", "trainer.max_steps=1", "--out", tmp_path / "o", "--no-progress")
+    assert code == 2, err
+    assert f"config key {key!r} must be a finite number" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_config_file_exits_2_naming_it(cli, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    code, _, err = cli("train", empty)
+    assert code == 2
+    assert f"{empty}: the config file is empty" in err and "gan" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_data_problems_exit_2_before_the_model_is_built(cli, tmp_path, sample):
+    base = ["train", TINY, "--set", f"data.root={sample}", "--out", tmp_path / "o",
+            "--no-progress"]
+    code, out, err = cli(*base, "--set", "data.bands=[tci,b05]")
+    assert code == 2
+    assert "config key 'data.bands': band b05 is not in the dataset" in err
+    assert len(err.strip().splitlines()) == 1 and "Params" not in out + err  # no model summary
+    code, out, err = cli(*base, "--set", f"data.tile_weights={tmp_path / 'w.json'}")
+    assert code == 2
+    assert "config key 'data.tile_weights'" in err and "w.json: tile-weights file not found" in err
+    assert len(err.strip().splitlines()) == 1 and "Params" not in out + err
+    splits = tmp_path / "splits.json"
+    tiles = sorted({r.tile for r in scan_pairs(sample)})
+    splits.write_text(json.dumps({"train": tiles, "val": []}))
+    code, out, err = cli(*base, "--set", f"data.splits={splits}")
+    assert code == 2
+    assert "no pair of the dataset is in the 'val' split" in err and "Params" not in out + err
+    assert not (tmp_path / "o").exists()

@@ -89,3 +89,94 @@ def test_folder_errors(tmp_path):
     _png(tmp_path / "p" / "zzz.png")
     with pytest.raises(DataError, match="no prediction .* matches a target"):
         pair_images(tmp_path / "p", tmp_path / "t")
+
+
+def _dataset_root(root: Path) -> Path:
+    """A dataset root as `zoomsr data build` / `data info --plot` leave it."""
+    _png(root / "naip" / "uuid-1" / "12345_67890" / "rgb.png")
+    _png(root / "naip" / "uuid-1" / "12346_67890" / "rgb.png")
+    _png(root / "naip" / "uuid-2" / "12347_67890" / "rgb.png")
+    for tile in ("12345_67890", "12346_67890", "12347_67890"):
+        _png(root / "sentinel2" / tile / "tci.png")
+        _png(root / "old_naip" / tile / "2016.png")
+    _png(root / "montage.png")
+    _png(root / "tiles.png")
+    (root / "zoomsr_splits.json").write_text(
+        '{"group_tiles": 16, "seed": 0, "train": ["12345_67890"], '
+        '"val": ["uuid-1/12346_67890", "12347_67890"], "test": [], "buffer": []}'
+    )
+    return root
+
+
+def test_dataset_root_is_read_through_its_naip_folder(tmp_path):
+    root, pred = _dataset_root(tmp_path / "ds"), tmp_path / "pred"
+    _png(pred / "12345_67890.png")
+    _png(pred / "12346_67890.png")
+    p = pair_images(pred, root)
+    assert p.layout == "s2naip"
+    assert [x.key for x in p.pairs] == ["12345_67890", "12346_67890"]
+    assert p.pairs[0].target == root / "naip" / "uuid-1" / "12345_67890" / "rgb.png"
+    assert p.missing_pred == [root / "naip" / "uuid-2" / "12347_67890" / "rgb.png"]
+    assert not p.unmatched_pred and not p.ambiguous
+
+
+def test_folder_with_a_non_s2naip_naip_subfolder_keeps_relative_paths(tmp_path):
+    _png(tmp_path / "t" / "naip" / "a.png")
+    _png(tmp_path / "t" / "b.png")
+    _png(tmp_path / "p" / "naip" / "a.png")
+    _png(tmp_path / "p" / "b.png")
+    p = pair_images(tmp_path / "p", tmp_path / "t")
+    assert p.layout == "relative" and [x.key for x in p.pairs] == ["b", "naip/a"]
+
+
+@pytest.mark.parametrize("naip", [False, True])
+def test_split_keeps_the_tiles_of_one_split(tmp_path, naip):
+    root, pred = _dataset_root(tmp_path / "ds"), tmp_path / "pred"
+    for tile in ("12345_67890", "12346_67890", "12347_67890"):
+        _png(pred / f"{tile}.png")
+    _png(pred / "99_99.png")  # not a tile of the dataset: still reported
+    p = pair_images(pred, root / "naip" if naip else root, split="val")
+    assert [x.key for x in p.pairs] == ["12346_67890", "12347_67890"]
+    assert p.outside_split == [pred / "12345_67890.png"] and p.split == "val"
+    assert p.unmatched_pred == [pred / "99_99.png"] and not p.missing_pred
+    train = pair_images(pred, root, split="train")
+    assert [x.key for x in train.pairs] == ["12345_67890"]
+
+
+def test_split_errors(tmp_path):
+    root, pred = _dataset_root(tmp_path / "ds"), tmp_path / "pred"
+    _png(pred / "12345_67890.png")
+    with pytest.raises(DataError, match="--split must be one of"):
+        pair_images(pred, root, split="validation")
+    with pytest.raises(DataError, match="no target .* in the 'test' split"):
+        pair_images(pred, root, split="test")
+    (root / "zoomsr_splits.json").unlink()
+    with pytest.raises(DataError, match="zoomsr_splits.json not found"):
+        pair_images(pred, root, split="val")
+    _png(tmp_path / "rel" / "a.png")
+    (tmp_path / "rel" / "zoomsr_splits.json").write_text('{"val": ["a"]}')
+    with pytest.raises(DataError, match="--split needs S2-NAIP targets"):
+        pair_images(tmp_path / "rel", tmp_path / "rel", split="val")
+
+
+def test_ambiguous_ids_are_listed_first(tmp_path):
+    pred, target = tmp_path / "p", tmp_path / "t"
+    for k in range(30):
+        _png(target / f"{k:02d}.png")
+    _png(pred / "00.png")
+    _png(pred / "00.jpg")
+    _png(pred / "01.png")
+    _png(pred / "extra.png")
+    p = pair_images(pred, target)
+    lines = p.problems()
+    assert "'00' matches several files" in lines[0]
+    assert p.problem_counts() == ("1 id claimed by several files, 28 targets without a "
+                                  "prediction, 1 prediction without a target")
+
+
+def test_no_pair_error_names_ambiguous_ids(tmp_path):
+    _png(tmp_path / "t" / "naip" / "u" / "1_2" / "rgb.png")
+    _png(tmp_path / "p" / "1_2.png")
+    _png(tmp_path / "p" / "1_2" / "sr.png")
+    with pytest.raises(DataError, match="1 id claimed by several files, e.g. '1_2'"):
+        pair_images(tmp_path / "p", tmp_path / "t")

@@ -10,6 +10,7 @@ import torch
 
 from zoomsr.errors import InputError
 from zoomsr.metrics import PSNR, SSIM, psnr, ssim
+from zoomsr.metrics.psnr_ssim import ssim_direct
 
 
 def test_psnr_constant_error_is_20db():
@@ -97,3 +98,26 @@ def test_border_must_leave_room():
         psnr(x, x, border=8)
     with pytest.raises(InputError, match="border"):
         psnr(x, x, border=-1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "border", "noise"),
+    [((4, 3, 40, 40), 4, 0.1), ((2, 3, 27, 53), 0, 0.5), ((3, 3, 19, 33), 4, 0.02)],
+)
+def test_separable_ssim_equals_the_2d_window(shape, border, noise):
+    g = torch.Generator().manual_seed(sum(shape) + border)
+    x = torch.rand(*shape, generator=g)
+    y = (x + noise * torch.randn(*shape, generator=g)).clamp(0, 1)
+    expected = ssim_direct(x, y, border)
+    out = ssim(x, y, border=border)
+    assert out.dtype == torch.float64 and out.shape == (shape[0],)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert float(expected.max()) < 0.999  # the images really differ
+
+
+def test_separable_ssim_equals_the_2d_window_on_uint8():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 256, (2, 3, 24, 24), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 256, (2, 3, 24, 24), generator=g, dtype=torch.uint8)
+    expected = ssim_direct(x.double() / 255, y.double() / 255, 0)
+    torch.testing.assert_close(ssim(x, y, border=0), expected, rtol=0, atol=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.models import (
@@ -113,3 +114,70 @@ def test_model_info_small_configs(name: str) -> None:
     info = model_info(name, lr_size=16, **small)
     assert info.parameters > 0 and info.gflops > 0
     assert info.output_shape[-1] in (64, 16 * 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "pattern"),
+    [
+        ("sr3", {"dropout": float("nan")}, "'dropout' must be a finite number, got nan"),
+        ("sr3", {"dropout": float("inf")}, "'dropout' must be a finite number"),
+        ("sr3", {"dropout": float("-inf")}, "'dropout' must be a finite number"),
+        ("sr3", {"beta_start": float("nan")}, "'beta_start' must be a finite number"),
+        ("sr3", {"beta_end": float("inf")}, "'beta_end' must be a finite number"),
+        ("sr3", {"dropout": 1.0}, r"'dropout' must be in \[0, 1\), got 1.0"),
+        ("sr3", {"dropout": -0.1}, r"'dropout' must be in \[0, 1\)"),
+        ("sr3", {"base_channels": -4}, "base_channels must be >= 2"),
+        ("sr3", {"num_timesteps": 0}, "num_timesteps must be >= 1"),
+        ("sr3", {"channel_mults": (1, -2)}, "channel_mults must be a list of integers >= 1"),
+        ("rrdbnet", {"num_feat": -1}, "num_feat must be >= 1"),
+        ("rrdbnet", {"num_block": -1}, "num_block must be >= 0"),
+        ("srcnn", {"hidden_channels": -16}, "hidden_channels must be >= 1"),
+        ("highresnet", {"output_size": -1}, "output_size must be >= 1"),
+        ("unet_discriminator_sn", {"num_feat": 0}, "num_feat must be >= 1"),
+    ],
+)
+def test_non_finite_and_out_of_range_values_name_the_key(
+    name: str, config: dict, pattern: str
+) -> None:
+    with pytest.raises(ConfigError, match=pattern) as info:
+        create_model(name, **config)
+    assert "\n" not in str(info.value)
+    # model_info builds on the meta device through the same checks
+    with pytest.raises(ConfigError, match=pattern):
+        model_info(name, **config)
+
+
+def test_dropout_range_is_half_open() -> None:
+    with torch.device("meta"):
+        assert create_model("sr3", dropout=0.0).config["dropout"] == 0.0
+        assert create_model("sr3", dropout=0.999).config["dropout"] == 0.999
+
+
+def test_check_float_rejects_non_finite_values_directly() -> None:
+    from zoomsr.models._validate import check_float
+
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ConfigError, match="eta must be a finite number"):
+            check_float("eta", bad, minimum=0.0)
+    with pytest.raises(ConfigError, match="p must be < 1"):
+        check_float("p", 1.0, below=1.0)
+    assert check_float("p", 0.5, minimum=0.0, below=1.0) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nan", "'dropout' must be a finite number, got nan"),
+        ("inf", "'dropout' must be a finite number, got inf"),
+        ("1", "'dropout' must be in [0, 1), got 1.0"),
+        ("-0.5", "'dropout' must be in [0, 1), got -0.5"),
+    ],
+)
+def test_cli_models_info_bad_dropout_exits_2(
+    capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    from zoomsr.cli.main import main
+
+    assert main(["models", "info", "sr3", "-c", f"dropout={value}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

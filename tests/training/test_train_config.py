@@ -134,3 +134,42 @@ def test_missing_or_broken_config_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping of sections"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "shown"),
+    [
+        ("losses.pixel.weight=.nan", "losses.pixel.weight", "nan"),
+        ("optim.lr=nan", "optim.lr", "nan"),
+        ("optim.weight_decay=.nan", "optim.weight_decay", "nan"),
+        ("optim.gamma=.inf", "optim.gamma", "inf"),
+        ("optim.lr=-.inf", "optim.lr", "-inf"),
+        ("optim.ema_decay=.nan", "optim.ema_decay", "nan"),
+        ("data.val_fraction=.nan", "data.val_fraction", "nan"),
+        ("optim.betas=[0.9, .inf]", "optim.betas[1]", "inf"),
+        ("losses.perceptual.layer_weights={conv1_1: .nan}",
+         "losses.perceptual.layer_weights.conv1_1", "nan"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(override, key, shown):
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "tiny.yaml", [override])
+    assert f"config key {key!r} must be a finite number, got {shown}" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_non_finite_model_config_and_negative_weights_are_refused():
+    with pytest.raises(ConfigError, match=r"'model\.config\.beta_end' must be a finite number"):
+        load_config(CONFIGS / "tiny_sr3.yaml", ["model.config.beta_end=.inf"])
+    with pytest.raises(ConfigError, match=r"'data\.tile_weight_default' must be >= 0"):
+        load_config(CONFIGS / "tiny.yaml", ["data.tile_weight_default=-1"])
+    with pytest.raises(ConfigError, match=r"'losses\.perceptual\.layer_weights\.conv1_1' must"):
+        load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={conv1_1: -1}"])
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "{}\n"])
+def test_empty_config_file_says_so(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{path}: the config file is empty"):
+        load_config(path, ["task=regression"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -109,3 +110,64 @@ def test_missing_dataset_is_a_data_error(tiny_config, tmp_path):
     cfg = tiny_config("tiny", "data.root=null")
     with pytest.raises(ConfigError, match="data.root' is not set"):
         S2NAIPDataModule(cfg.data, cfg.layout)
+
+
+def _no_model(monkeypatch):
+    """Make building a model fail loudly: the checks under test must come before it."""
+    import zoomsr.training.run as run
+
+    def refuse(cfg):
+        raise AssertionError("the model was built before the data section was checked")
+
+    monkeypatch.setattr(run, "build_module", refuse)
+    return run
+
+
+def test_missing_band_is_a_config_error_before_the_model(tiny_config, monkeypatch, tmp_path):
+    run = _no_model(monkeypatch)
+    cfg = tiny_config("tiny", "data.bands=[tci, b05]")
+    with pytest.raises(ConfigError, match=r"config key 'data\.bands': band b05 is not in the "
+                                          r"dataset .*b05\.png is missing") as info:
+        run.train(cfg, tmp_path / "out")
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_band_missing_for_a_val_tile_is_a_config_error(sample_root, tiny_config, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    cfg = tiny_config("tiny", f"data.root={root}", "data.bands=[tci, b08]")
+    dm = S2NAIPDataModule(cfg.data, cfg.layout)
+    train, val = split_pairs(root, cfg.data)
+    for p in [*train, *val]:
+        p.band_path("b08").touch()  # only existence is checked up front
+    dm.check()
+    val[0].band_path("b08").unlink()
+    with pytest.raises(ConfigError, match=rf"'data\.bands': band b08 is missing for 1 of "
+                                          rf"\d+ validation tiles \(e\.g\. .*{val[0].tile}"):
+        S2NAIPDataModule(cfg.data, cfg.layout).check()
+
+
+def test_bad_tile_weights_are_a_config_error_before_the_model(tiny_config, monkeypatch,
+                                                              tmp_path):
+    run = _no_model(monkeypatch)
+    missing = tmp_path / "no_weights.json"
+    cfg = tiny_config("tiny", f"data.tile_weights={missing}")
+    with pytest.raises(ConfigError, match=r"config key 'data\.tile_weights': .*no_weights\.json: "
+                                          r"tile-weights file not found"):
+        run.train(cfg, tmp_path / "out")
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"1_1": 1.0}))
+    cfg = tiny_config("tiny", f"data.tile_weights={partial}")
+    with pytest.raises(ConfigError, match=r"'data\.tile_weights': .*tiles have no weight"):
+        run.train(cfg, tmp_path / "out")
+
+
+def test_empty_val_split_is_reported_before_the_model(sample_root, tiny_config, monkeypatch,
+                                                      tmp_path):
+    run = _no_model(monkeypatch)
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": [p.tile for p in scan_pairs(sample_root)], "val": []}))
+    cfg = tiny_config("tiny", f"data.splits={path}")
+    with pytest.raises(DataError, match="no pair of the dataset is in the 'val' split"):
+        run.train(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 
 from zoomsr.cli import data_build
+from zoomsr.errors import InputError
 
 app = typer.Typer(help="Make, check and describe S2-NAIP datasets.", no_args_is_help=True)
 app.command("build")(data_build.build)
@@ -68,11 +70,18 @@ def info(
 ) -> None:
     """Pairs, bands, time-series lengths, black/invalid time steps and geographic extent."""
     from zoomsr.data.info import dataset_info, plot_montage, plot_tile_locations
-    from zoomsr.data.layout import scan_pairs
+    from zoomsr.data.layout import require_dataset_root, scan_pairs
 
+    if max_tiles is not None and max_tiles < 1:
+        raise InputError(f"--max-tiles must be >= 1, got {max_tiles}")
+    require_dataset_root(root)
+    if plot:
+        _require_out_folder(out or Path(root), "--out" if out else "ROOT")
     summary = dataset_info(root, max_tiles=max_tiles, progress=progress)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
+        if summary.unreadable:
+            typer.echo(f"warning: {_unreadable_note(summary)}", err=True)
     else:
         _print_info(summary)
     if plot:
@@ -84,6 +93,25 @@ def info(
         montage_png = plot_montage(pairs, folder / "montage.png",
                                    title=f"LR time steps | NAIP{label}")
         typer.echo(f"wrote {tiles_png} and {montage_png}")
+
+
+def _require_out_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and check that files can be written there."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{what} {folder}: cannot create folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {folder}: folder is not writable")
+
+
+def _unreadable_note(s) -> str:
+    names = ", ".join(t for t, _ in s.unreadable[:3])
+    more = f" and {len(s.unreadable) - 3} more" if len(s.unreadable) > 3 else ""
+    return (f"{len(s.unreadable)} tile(s) with an unreadable TCI series left out of the "
+            f"statistics ({names}{more}); run `zoomsr data check {s.root}` for details")
 
 
 def _print_info(s) -> None:
@@ -103,4 +131,8 @@ def _print_info(s) -> None:
     table.add_row("extent (lon/lat)", f"W {w:.5f}  S {so:.5f}  E {e:.5f}  N {n:.5f}")
     if s.tiles_examined < s.n_tiles:
         table.add_row("note", f"statistics from {s.tiles_examined} random tiles")
+    if s.unreadable:
+        table.add_row("unreadable tiles", str(len(s.unreadable)))
     Console().print(table)
+    if s.unreadable:
+        typer.echo(f"warning: {_unreadable_note(s)}", err=True)

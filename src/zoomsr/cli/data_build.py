@@ -49,7 +49,11 @@ def build(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Make S2-NAIP pairs from raw Sentinel-2 scenes and high-res images (resumable)."""
-    from zoomsr.data.builder.build import BuildConfig, build_dataset
+    from zoomsr.errors import InputError
+
+    if workers is not None and workers < 1:  # checked before reading any input
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    from zoomsr.data.builder.build import BuildConfig, build_dataset, sigterm_as_interrupt
     from zoomsr.data.builder.sources import (
         Sources,
         discover_highres,
@@ -59,7 +63,6 @@ def build(
     )
     from zoomsr.data.builder.splits import SplitConfig, parse_fractions
     from zoomsr.data.builder.stac import parse_bbox
-    from zoomsr.errors import InputError
 
     config = BuildConfig(
         bands=bands, scale=scale, window_days=window_days, cloud_method=cloud,
@@ -68,15 +71,16 @@ def build(
         splits=SplitConfig(split_group, parse_fractions(split_fractions), seed))
     if not (s2 or hr or manifest):
         raise InputError("no inputs: give --s2 and --hr paths, or --manifest")
-    sources = read_manifest(manifest) if manifest else Sources()
-    if s2:
-        sources.sentinel2 += discover_sentinel2(
-            s2, parse_datetime(s2_date, "--s2-date") if s2_date else None)
-    if hr:
-        sources.highres += discover_highres(
-            hr, parse_datetime(hr_date, "--hr-date") if hr_date else None)
-    result = build_dataset(out, sources, config, workers=workers, overwrite=overwrite,
-                           progress=progress)
+    with sigterm_as_interrupt():  # SIGTERM (timeout, SLURM) stops the build as Ctrl-C does
+        sources = read_manifest(manifest) if manifest else Sources()
+        if s2:
+            sources.sentinel2 += discover_sentinel2(
+                s2, parse_datetime(s2_date, "--s2-date") if s2_date else None)
+        if hr:
+            sources.highres += discover_highres(
+                hr, parse_datetime(hr_date, "--hr-date") if hr_date else None)
+        result = build_dataset(out, sources, config, workers=workers, overwrite=overwrite,
+                               progress=progress)
     c = result.counts
     skipped = ", ".join(f"{k[len('skipped_'):]} {v}" for k, v in c.items()
                         if k.startswith("skipped_")) or "none"

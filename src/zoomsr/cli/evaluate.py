@@ -31,16 +31,54 @@ from zoomsr.cli.metrics import (
 _MAX_LISTED = 20
 
 
+def check_device_options(device: str, dtype: str | None) -> None:
+    """``--device`` and ``--dtype``, checked before any file is read (one-line errors, exit 2),
+    whichever metrics are asked for."""
+    import torch
+
+    from zoomsr.errors import InputError
+    from zoomsr.metrics.base import resolve_dtype
+
+    if device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            dev = None
+        if dev is None or dev.type not in ("cpu", "cuda") or (
+            dev.type == "cpu" and dev.index is not None
+        ):
+            raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise InputError(f"--device {device}: no CUDA GPU is available")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise InputError(
+                    f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)"
+                )
+    try:
+        resolve_dtype(dtype, dev)
+    except InputError as exc:
+        raise InputError(f"--dtype {dtype}: {exc}") from None
+
+
 def evaluate(
     pred: Path = typer.Option(..., "--pred", help="Folder of predicted images."),
     target: Path = typer.Option(
         ..., "--target",
-        help="Folder of targets (any layout, or S2-NAIP naip/{uuid}/{tile}/rgb.png).",
+        help="Folder of targets: any layout, an S2-NAIP dataset root (its "
+        "naip/{uuid}/{tile}/rgb.png are the targets) or its naip/ folder.",
     ),
     metrics: str = typer.Option("psnr,ssim,cpsnr", "--metrics", help=METRICS_HELP),
     out: Path | None = typer.Option(
         None, "--out",
         help="Output folder for per_image.csv and summary.json (default: print only).",
+    ),
+    split: str | None = typer.Option(
+        None, "--split",
+        help="Score only the tiles of this split (train, val, test or buffer) listed in the "
+        "dataset's zoomsr_splits.json (--target: the dataset root or its naip/ folder).",
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Fail when a file has no partner instead of listing it."
@@ -65,8 +103,8 @@ def evaluate(
     """Score predicted images against targets (paired by relative path or S2-NAIP tile id)."""
     from rich.console import Console
 
-    from zoomsr.errors import DataError
-    from zoomsr.evaluation.pairing import pair_images
+    from zoomsr.errors import DataError, InputError
+    from zoomsr.evaluation.pairing import SPLIT_NAMES, pair_images
     from zoomsr.evaluation.run import (
         CSV_NAME,
         SUMMARY_NAME,
@@ -78,14 +116,21 @@ def evaluate(
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
 
     names = parse_metric_names(metrics)
+    check_device_options(device, dtype)
+    if split is not None and split not in SPLIT_NAMES:
+        raise InputError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
     if out is not None:
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
-    pairing = pair_images(pred, target)
+    pairing = pair_images(pred, target, split)
+    if pairing.outside_split:
+        typer.echo(f"note: {len(pairing.outside_split)} prediction(s) of tiles outside the "
+                   f"{split!r} split not scored", err=True)
     problems = pairing.problems()
     if problems:
         if strict:
-            raise DataError(f"{len(problems)} file(s) unpaired or ambiguous, e.g. {problems[0]}")
-        typer.echo(f"warning: {len(problems)} file(s) not scored:", err=True)
+            raise DataError(f"{len(problems)} file(s) unpaired or ambiguous "
+                            f"({pairing.problem_counts()}), e.g. {problems[0]}")
+        typer.echo(f"warning: not scored: {pairing.problem_counts()}", err=True)
         for line in problems[:_MAX_LISTED]:
             typer.echo(f"  {line}", err=True)
         if len(problems) > _MAX_LISTED:
@@ -100,7 +145,8 @@ def evaluate(
     with bar:
         result = evaluate_pairing(
             pairing, built, batch_size=batch_size, progress=update, seed=seed,
-            options={"pred": str(pred), "target": str(target), "metrics": names,
+            options={"pred": str(pred), "target": str(target), "split": split,
+                     "metrics": names,
                      "border": border, "cpsnr_mode": cpsnr_mode, "lpips_net": lpips_net,
                      "clip_model": clip_model, "clip_pretrained": clip_pretrained,
                      "clip_mode": clip_mode, "seed": seed},

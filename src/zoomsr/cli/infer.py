@@ -152,7 +152,8 @@ def infer(
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bf16 on CUDA), fp32 or bf16."),
     uncertainty: int = typer.Option(
-        0, "--uncertainty", help="K >= 2: add a band with the spread over K frame subsets."),
+        0, "--uncertainty", help="K >= 2: add band 4, the per-pixel standard deviation (x 255, "
+        "mean over RGB) of the outputs of K frame subsets."),
     cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF."),
     save_lr: bool = typer.Option(False, "--save-lr", help="Also write the LR mosaic "
                                  "(OUT.lr.tif)."),
@@ -162,7 +163,8 @@ def infer(
     radiometry: str = typer.Option("auto", "--radiometry",
                                    help="auto, tci, dn (16-bit) or reflectance (float)."),
     rgb_bands: str | None = typer.Option(None, "--rgb-bands",
-                                         help="R,G,B band numbers in multi-band files."),
+                                         help="R,G,B band numbers (1-based) in multi-band "
+                                         "files."),
     dn_offset: float | None = typer.Option(
         None, "--dn-offset", help="DN offset to subtract, 0 or 1000 (1000 from processing "
         "baseline 04.00), for 16-bit files whose metadata does not give it; default: from the "
@@ -240,7 +242,10 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
                    "filled from the other dates")
     for line in result.ignored:
         typer.echo(f"ignored: {line}")
-    typer.echo(f"{g.area_km2:.3f} km2 in {result.seconds:.1f} s ({result.km2_per_s:.4f} km2/s)")
+    share = result.windows_computed / result.windows if result.windows else 1.0
+    part = "" if share >= 1 else f", {share:.0%} of it computed in this run"
+    typer.echo(f"{g.area_km2:.3f} km2{part} in {result.seconds:.1f} s "
+               f"({result.km2_per_s:.4f} km2/s)")
     for extra in (result.lr_output, result.preview):
         if extra is not None:
             typer.echo(f"wrote {extra}")

@@ -19,7 +19,7 @@ from zoomsr.data.layout import (
     scan_pairs,
 )
 from zoomsr.data.selection import black_pixel_mask
-from zoomsr.errors import DataError
+from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import LR_PIXELS, Tile
 from zoomsr.progress import track
 
@@ -41,6 +41,8 @@ class DatasetInfo:
     tiles_examined: int
     synthetic: bool
     metadata: dict = field(default_factory=dict)
+    #: examined tiles whose TCI series could not be read: (tile, reason), left out of the stats
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def invalid_share(self) -> float:
@@ -60,6 +62,7 @@ class DatasetInfo:
             "extent_lonlat": list(self.extent),
             "tiles_examined": self.tiles_examined,
             "synthetic": self.synthetic,
+            "unreadable_tiles": [{"tile": t, "error": e} for t, e in self.unreadable],
         }
 
 
@@ -72,8 +75,11 @@ def dataset_info(
     """Count pairs, tiles, bands and time-series lengths; measure black/invalid time steps.
 
     Per-tile statistics read every TCI series, or a seeded random ``max_tiles`` of them for
-    very large datasets. Unreadable series are counted out, not fatal (``data check`` lists them).
+    very large datasets. Unreadable series are left out of the statistics, not fatal; they are
+    listed in ``unreadable`` (``data check`` lists every problem).
     """
+    if max_tiles is not None and max_tiles < 1:
+        raise ConfigError(f"max_tiles must be >= 1, got {max_tiles}")
     pairs = scan_pairs(root)
     r = Path(root)
     tiles = sorted({p.tile for p in pairs})
@@ -89,10 +95,12 @@ def dataset_info(
     lengths: Counter = Counter()
     frames = invalid = 0
     black_px = total_px = 0
+    unreadable: list[tuple[str, str]] = []
     for tile in track(examined, "reading series", enabled=progress):
         try:
             tci = read_band_series(r / S2_DIR / tile / "tci.png", "tci")
-        except DataError:
+        except DataError as exc:
+            unreadable.append((tile, str(exc)))
             continue
         mask = black_pixel_mask(tci)
         lengths[tci.shape[0]] += 1
@@ -120,6 +128,7 @@ def dataset_info(
         tiles_examined=len(examined),
         synthetic=bool(meta.get("synthetic", False)),
         metadata=meta,
+        unreadable=unreadable,
     )
 
 

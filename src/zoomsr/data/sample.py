@@ -57,6 +57,8 @@ def write_sample(
         raise ConfigError(f"frames must be >= 1, got {n_frames}")
     bands = validate_bands(bands)
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: exists and is not a folder (give a new or empty folder)")
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise DataError(f"{root}: folder is not empty (use --overwrite to write into it)")
     config = config or DegradationConfig()

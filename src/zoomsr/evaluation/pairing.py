@@ -5,6 +5,10 @@ Two layouts:
 - **S2-NAIP targets**: every target is ``[naip/]{image_uuid}/{tile}/rgb.png`` with ``tile`` like
   ``12345_67890``. A prediction matches by tile id: ``{tile}.png``, or any file under a
   ``{tile}/`` folder (e.g. ``{tile}/sr.png`` or a mirrored ``naip/{uuid}/{tile}/rgb.png``).
+  A dataset root (a folder with a ``naip/`` sub-folder in that layout) is read through its
+  ``naip/`` folder only: ``sentinel2/``, ``old_naip/`` and plots at the root are not targets.
+  With ``split``, only the tiles of that split in the root's ``zoomsr_splits.json`` are
+  targets; predictions of the dataset's other tiles are set aside (``outside_split``).
 - **Relative paths** (anything else): ``a/b.png`` matches ``a/b.tif`` (path without extension).
 
 Nothing is dropped silently: targets without a prediction, predictions without a target and keys
@@ -13,6 +17,7 @@ claimed by several files are all reported in the :class:`Pairing`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +25,10 @@ from pathlib import Path
 
 from zoomsr.errors import DataError
 from zoomsr.evaluation.images import IMAGE_SUFFIXES
+
+NAIP_DIR = "naip"  # zoomsr.data.layout.NAIP_DIR (not imported: keep this module light)
+SPLITS_FILE = "zoomsr_splits.json"  # zoomsr.data.builder.splits.SPLITS_FILE
+SPLIT_NAMES = ("train", "val", "test", "buffer")
 
 _TILE = re.compile(r"^\d+_\d+$")
 _S2NAIP_TARGET = re.compile(r"^(?:naip/)?[^/]+/(\d+_\d+)/rgb\.png$")
@@ -43,6 +52,8 @@ class Pairing:
     missing_pred: list[Path] = field(default_factory=list)  # targets with no prediction
     unmatched_pred: list[Path] = field(default_factory=list)  # predictions with no target
     ambiguous: dict[str, list[Path]] = field(default_factory=dict)  # key -> competing files
+    outside_split: list[Path] = field(default_factory=list)  # predictions of other splits' tiles
+    split: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -50,14 +61,29 @@ class Pairing:
         return not (self.missing_pred or self.unmatched_pred or self.ambiguous)
 
     def problems(self) -> list[str]:
-        """One line per unpaired or ambiguous file, for reports."""
-        lines = [f"no prediction for target {p}" for p in self.missing_pred]
-        lines += [f"no target for prediction {p}" for p in self.unmatched_pred]
-        lines += [
+        """One line per unpaired or ambiguous file, for reports; ambiguous ids come first (they
+        usually mean a wrong folder layout, and would hide behind long lists of missing files)."""
+        lines = [
             f"{k!r} matches several files: {', '.join(str(f) for f in files)}"
             for k, files in self.ambiguous.items()
         ]
+        lines += [f"no prediction for target {p}" for p in self.missing_pred]
+        lines += [f"no target for prediction {p}" for p in self.unmatched_pred]
         return lines
+
+    def problem_counts(self) -> str:
+        """E.g. ``"1 id claimed by several files, 3 targets without a prediction"``."""
+        parts = []
+        for n, one, many in (
+            (len(self.ambiguous), "id claimed by several files", "ids claimed by several files"),
+            (len(self.missing_pred), "target without a prediction",
+             "targets without a prediction"),
+            (len(self.unmatched_pred), "prediction without a target",
+             "predictions without a target"),
+        ):
+            if n:
+                parts.append(f"{n} {one if n == 1 else many}")
+        return ", ".join(parts)
 
 
 def list_images(root: str | os.PathLike[str], what: str = "folder") -> list[Path]:
@@ -83,6 +109,53 @@ def list_images(root: str | os.PathLike[str], what: str = "folder") -> list[Path
     return files
 
 
+def _dataset_targets(tdir: Path) -> list[Path] | None:
+    """The targets of a dataset root (``naip/`` in the S2-NAIP layout), relative to ``tdir``;
+    ``None`` when ``tdir`` is not such a root."""
+    naip = tdir / NAIP_DIR
+    if not naip.is_dir():
+        return None
+    try:
+        inside = list_images(naip, "target folder")
+    except DataError:
+        return None
+    targets = [Path(NAIP_DIR) / t for t in inside]
+    if not all(_S2NAIP_TARGET.match(t.as_posix()) for t in targets):
+        return None
+    return targets
+
+
+def _splits_file(tdir: Path) -> Path:
+    here = tdir / SPLITS_FILE
+    if not here.is_file() and tdir.name == NAIP_DIR and (tdir.parent / SPLITS_FILE).is_file():
+        return tdir.parent / SPLITS_FILE
+    return here
+
+
+def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:
+    """Entries (``tile`` or ``image_id/tile``) of ``split`` in the dataset's splits file.
+
+    Raises:
+        DataError: an unknown split name, or a missing, unreadable or malformed splits file.
+    """
+    if split not in SPLIT_NAMES:
+        raise DataError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+    path = _splits_file(Path(tdir))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"--split {split}: {path} not found (`zoomsr data build` writes it in the dataset "
+            "root; pass that root or its naip/ folder as --target)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    entries = doc.get(split) if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise DataError(f"{path}: no list of tiles for the {split!r} split")
+    return set(entries)
+
+
 def _pred_tile(rel: Path) -> str | None:
     if _TILE.match(rel.stem):
         return rel.stem
@@ -101,30 +174,55 @@ def _group(items: list[tuple[str, Path]]) -> tuple[dict[str, Path], dict[str, li
     return unique, dup
 
 
-def pair_images(pred_dir: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> Pairing:
+def pair_images(
+    pred_dir: str | os.PathLike[str],
+    target_dir: str | os.PathLike[str],
+    split: str | None = None,
+) -> Pairing:
     """Match the images under ``pred_dir`` with those under ``target_dir`` (see module doc).
 
-    Returned paths are absolute-or-as-given (``pred_dir / relative``).
+    Returned paths are absolute-or-as-given (``pred_dir / relative``). ``split`` (``train``,
+    ``val``, ``test`` or ``buffer``) keeps the targets of that split of an S2-NAIP dataset.
 
     Raises:
-        DataError: a folder is missing or empty, or no file pairs up at all.
+        DataError: a folder is missing or empty, ``split`` cannot be applied, or no file pairs
+            up at all.
     """
     pdir, tdir = Path(pred_dir), Path(target_dir)
     preds = list_images(pdir, "prediction folder")
-    targets = list_images(tdir, "target folder")
+    if not tdir.is_dir():
+        list_images(tdir, "target folder")  # raises: missing or not a folder
+    dataset = _dataset_targets(tdir)
+    targets = dataset if dataset is not None else list_images(tdir, "target folder")
+    wanted = read_split(tdir, split) if split is not None else None
     s2naip = all(_S2NAIP_TARGET.match(t.as_posix()) for t in targets)
     unmatched: list[Path] = []
+    outside: list[Path] = []
+    if wanted is not None and not s2naip:
+        raise DataError(
+            f"--split needs S2-NAIP targets ([naip/]{{image_uuid}}/{{tile}}/rgb.png); "
+            f"{tdir} holds e.g. {targets[0]}"
+        )
     if s2naip:
         t_items = []
+        all_tiles: set[str] = set()
         for t in targets:
             m = _S2NAIP_TARGET.match(t.as_posix())
             if m is not None:
-                t_items.append((m.group(1), t))
+                tile = m.group(1)
+                all_tiles.add(tile)
+                if wanted is None or tile in wanted or f"{t.parts[-3]}/{tile}" in wanted:
+                    t_items.append((tile, t))
+        if not t_items:
+            raise DataError(f"no target in {tdir} is in the {split!r} split")
+        kept = {k for k, _ in t_items}
         p_items = []
         for p in preds:
             tile = _pred_tile(p)
             if tile is None:
                 unmatched.append(pdir / p)
+            elif tile in all_tiles and tile not in kept:
+                outside.append(pdir / p)
             else:
                 p_items.append((tile, p))
     else:
@@ -143,6 +241,13 @@ def pair_images(pred_dir: str | os.PathLike[str], target_dir: str | os.PathLike[
     ]
     missing = [tdir / t_map[k] for k in sorted(t_map) if k not in p_map]
     unmatched += [pdir / p_map[k] for k in sorted(p_map) if k not in t_map]
+    if not pairs and ambiguous:
+        key, files = next(iter(ambiguous.items()))
+        raise DataError(
+            f"no prediction in {pdir} pairs with a target in {tdir}: {len(ambiguous)} "
+            f"id{'s' if len(ambiguous) > 1 else ''} claimed by several files, e.g. "
+            f"{key!r}: {', '.join(str(f) for f in files)}"
+        )
     if not pairs:
         raise DataError(
             f"no prediction in {pdir} matches a target in {tdir} "
@@ -150,5 +255,6 @@ def pair_images(pred_dir: str | os.PathLike[str], target_dir: str | os.PathLike[
             f"e.g. target {targets[0]}, prediction {preds[0]})"
         )
     return Pairing(
-        pairs, "s2naip" if s2naip else "relative", sorted(missing), sorted(unmatched), ambiguous
+        pairs, "s2naip" if s2naip else "relative", sorted(missing), sorted(unmatched), ambiguous,
+        sorted(outside), split,
     )

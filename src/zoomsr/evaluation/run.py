@@ -134,6 +134,9 @@ class EvaluationResult:
             doc["missing_pred"] = [str(p) for p in self.pairing.missing_pred]
             doc["unmatched_pred"] = [str(p) for p in self.pairing.unmatched_pred]
             doc["ambiguous"] = {k: [str(p) for p in v] for k, v in self.pairing.ambiguous.items()}
+            if self.pairing.split is not None:
+                doc["split"] = self.pairing.split
+                doc["n_outside_split"] = len(self.pairing.outside_split)
         return json_safe(doc)
 
 
@@ -175,10 +178,11 @@ def evaluate(
     progress: ProgressFn | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    split: str | None = None,
 ) -> EvaluationResult:
     """Pair the folders (:func:`pair_images`), score every pair and summarise."""
     return evaluate_pairing(
-        pair_images(pred_dir, target_dir), metrics, batch_size, progress, seed, options
+        pair_images(pred_dir, target_dir, split), metrics, batch_size, progress, seed, options
     )
 
 

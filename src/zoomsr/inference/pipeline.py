@@ -189,7 +189,10 @@ class InferenceResult:
 
     @property
     def km2_per_s(self) -> float:
-        return self.grid.area_km2 / self.seconds if self.seconds > 0 else float("nan")
+        """Output area per second of this run: a resumed run counts the share of windows it
+        computed."""
+        done = self.windows_computed / self.windows if self.windows else 1.0
+        return self.grid.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
 
 
 def compute_row(plan: ScenePlan, model: InferenceModel, r: int,

@@ -3,14 +3,16 @@
 Both follow BasicSR's ``calculate_psnr``/``calculate_ssim`` on RGB (``test_y_channel=False``):
 PSNR over all channels with peak 1 (= peak 255 on 8-bit data); SSIM with an 11x11 Gaussian window
 (sigma 1.5), ``valid`` filtering, K1 = 0.01, K2 = 0.03, averaged over the map and the channels.
-Computed in float64.
+Computed in float64 (the reference tests hold SSIM to 1e-10); the window is applied as two 1-D
+passes (11x1 then 1x11), which equals the 2-D window up to float64 rounding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from zoomsr.metrics.base import check_border, check_pair
 
@@ -41,11 +43,64 @@ def psnr(
     return 10.0 * torch.log10(1.0 / mse)
 
 
-def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps, float64; their outer product is the 2-D SSIM window."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """The 2-D ``size`` x ``size`` Gaussian window (outer product of :func:`_gaussian_1d`)."""
+    g = _gaussian_1d(size, sigma)
     return torch.outer(g, g)
+
+
+def _filter_valid(z: torch.Tensor, taps: list[float]) -> torch.Tensor:
+    """Separable Gaussian filter with ``valid`` output over the last two dims of ``z``.
+
+    Equals a 2-D conv with the window ``outer(taps, taps)`` (within float64 rounding, ~1e-16)
+    but does 2 x 11 multiply-adds per pixel instead of 121, as sums of shifted views: no
+    im2col buffer (the 2-D float64 conv's 121x im2col copies caused most of its time,
+    largely as page-fault system time).
+    """
+    k = len(taps)
+    h, w = z.shape[-2] - k + 1, z.shape[-1] - k + 1
+    rows = z[..., 0:h, :] * taps[0]
+    for i in range(1, k):
+        rows.add_(z[..., i: i + h, :], alpha=taps[i])
+    out = rows[..., 0:w] * taps[0]
+    for j in range(1, k):
+        out.add_(rows[..., j: j + w], alpha=taps[j])
+    return out
+
+
+def _moments_separable(z: torch.Tensor) -> torch.Tensor:
+    return _filter_valid(z, _gaussian_1d(SSIM_WINDOW, SSIM_SIGMA).tolist())
+
+
+def _moments_2d(z: torch.Tensor) -> torch.Tensor:
+    c = z.shape[1]
+    win = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA).expand(c, 1, SSIM_WINDOW, SSIM_WINDOW)
+    return torch.nn.functional.conv2d(z, win.contiguous(), groups=c)
+
+
+def _ssim(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int,
+          moments: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    p, t = check_pair(pred, target, dtype=torch.float64)
+    check_border(border, p.shape[-2], p.shape[-1], minimum=SSIM_WINDOW)
+    x, y = _crop(p, border), _crop(t, border)
+    c1, c2 = 0.01**2, 0.03**2
+    # One filter pass over the five maps stacked on the channel dim.
+    mu_x, mu_y, exx, eyy, exy = moments(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(
+        5, dim=1)
+    sxx = exx - mu_x**2
+    syy = eyy - mu_y**2
+    sxy = exy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
+    )
+    return ssim_map.mean(dim=(1, 2, 3)).cpu()
 
 
 def ssim(
@@ -60,24 +115,15 @@ def ssim(
     Returns:
         ``[B]`` float64 in [-1, 1] (1 for identical images).
     """
-    p, t = check_pair(pred, target, dtype=torch.float64)
-    check_border(border, p.shape[-2], p.shape[-1], minimum=SSIM_WINDOW)
-    x, y = _crop(p, border), _crop(t, border)
-    c1, c2 = 0.01**2, 0.03**2
-    win = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA).to(x.device)
-    win = win.expand(3, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+    return _ssim(pred, target, border, _moments_separable)
 
-    def filt(z: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(z, win, groups=3)
 
-    mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x**2
-    syy = filt(y * y) - mu_y**2
-    sxy = filt(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    )
-    return ssim_map.mean(dim=(1, 2, 3)).cpu()
+def ssim_direct(
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4
+) -> torch.Tensor:
+    """:func:`ssim` with the 11 x 11 window as one 2-D convolution: the textbook form, kept
+    as the reference the separable filter is checked and timed against (5-10x slower)."""
+    return _ssim(pred, target, border, _moments_2d)
 
 
 class PSNR:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zoomsr.errors import ConfigError
@@ -24,16 +25,29 @@ def check_int(
 
 
 def check_float(
-    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
 ) -> float:
-    """Return ``value`` as float if it is a real number within ``[minimum, maximum]``."""
+    """Return ``value`` as float if it is a finite real number within the bounds.
+
+    ``minimum`` and ``maximum`` are inclusive, ``below`` is an exclusive upper bound; NaN and
+    infinities are always rejected (they pass every comparison or break the model later).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{name} must be < {below}, got {value}")
     return value
 
 
@@ -61,3 +75,29 @@ def check_int_tuple(name: str, value: Any, *, minimum: int = 0) -> tuple[int, ..
         if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
             raise ConfigError(f"{name} must be a list of integers >= {minimum}, got {value!r}")
     return items
+
+
+# Half-open ranges [low, high) that a config key must fall in, whatever the model.
+CONFIG_RANGES: dict[str, tuple[float, float]] = {
+    "dropout": (0.0, 1.0),
+}
+
+
+def check_config_values(config: Mapping[str, Any]) -> None:
+    """Reject non-finite numbers (also inside lists) and values outside :data:`CONFIG_RANGES`.
+
+    Runs before a model is built, so a bad value gives a :class:`ConfigError` naming the key
+    instead of an error from deep inside torch. Types and model-specific ranges are left to
+    the constructors' own checks.
+    """
+    for key, value in config.items():
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        if key in CONFIG_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = CONFIG_RANGES[key]
+            if not low <= value < high:
+                raise ConfigError(
+                    f"config key {key!r} must be in [{low:g}, {high:g}), got {value!r}"
+                )

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoomsr.errors import CheckpointError, ConfigError, InputError
+from zoomsr.models._validate import check_config_values
 from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
@@ -65,7 +66,8 @@ def create_model(name: str, **config: Any) -> nn.Module:
     """Build model ``name`` with ``config`` (keys as in :func:`config_fields`).
 
     Raises :class:`InputError` for an unknown name and :class:`ConfigError` naming the key for
-    an unknown key or a bad value.
+    an unknown key or a bad value (wrong type, NaN/inf, out of range: see
+    :func:`~zoomsr.models._validate.check_config_values` and the constructors' checks).
     """
     fields = config_fields(name)
     unknown = [key for key in config if key not in fields]
@@ -73,6 +75,7 @@ def create_model(name: str, **config: Any) -> nn.Module:
         raise ConfigError(
             f"unknown config key {unknown[0]!r} for model {name!r}; valid keys: {', '.join(fields)}"
         )
+    check_config_values(config)
     return MODELS[name](**config)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -242,6 +243,17 @@ def _type_name(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+class _NotFinite(ConfigError):
+    """A number that is NaN or infinite (kept, not retried, by ``X | None`` fields)."""
+
+
+def _check_finite(key: str, value: Any) -> None:
+    # NaN slips through every range check (all comparisons are false) and inf is never a
+    # meaningful weight, rate or factor: every number of a config must be finite.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _NotFinite(f"config key {key!r} must be a finite number, got {value}")
+
+
 def _bad(key: str, annotation: Any, value: Any) -> ConfigError:
     return ConfigError(f"config key {key!r} must be {_type_name(annotation)}, got {value!r}")
 
@@ -257,6 +269,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         for option in options:
             try:
                 return _coerce(key, value, option)
+            except _NotFinite:
+                raise
             except ConfigError:
                 pass
         raise _bad(key, annotation, value)
@@ -289,15 +303,15 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise _bad(key, annotation, value)
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 reads 1e-4 (no dot) as a string; accept it as the number it means.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise _bad(key, annotation, value)
+        if not isinstance(value, (int, float, str)):
+            raise _bad(key, annotation, value)
+        # YAML 1.1 reads 1e-4 (no dot) as a string; accept it as the number it means.
+        try:
+            number = float(value)
+        except ValueError:
+            raise _bad(key, annotation, value) from None
+        _check_finite(key, number)
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise _bad(key, annotation, value)
@@ -377,10 +391,16 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{p}: not a readable YAML file ({first})") from None
+    if data is None or data == {}:
+        # Without this, the defaults' first cross-field error would be reported instead.
+        raise ConfigError(
+            f"{p}: the config file is empty (expected a YAML mapping of sections; "
+            "see configs/ and docs/training.md)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a YAML mapping of sections")
     data = apply_overrides(data, list(overrides or []))
@@ -430,6 +450,8 @@ def _check_model_config(cfg: TrainConfig) -> None:
             annotation is bool and not isinstance(value, bool)
         ):
             raise _bad(full, annotation, value)
+        for item in parsed if isinstance(parsed, (list, tuple)) else [parsed]:
+            _check_finite(full, item)
         checked[key] = parsed
     for key, value in _derived_model_config(cfg).items():
         if key in checked and checked[key] != value:
@@ -478,8 +500,11 @@ def validate_config(cfg: TrainConfig) -> None:
         ("data.num_workers", d.num_workers), ("trainer.sanity_val_steps", t.sanity_val_steps),
         ("optim.weight_decay", o.weight_decay), ("val.border", cfg.val.border),
         ("val.grid_images", cfg.val.grid_images),
+        ("data.tile_weight_default", d.tile_weight_default),
     ]:
         _positive(key, value, allow_zero=True)
+    for layer, weight in cfg.losses.perceptual.layer_weights.items():
+        _positive(f"losses.perceptual.layer_weights.{layer}", weight, allow_zero=True)
     if not 0.0 < d.val_fraction < 1.0:
         raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):

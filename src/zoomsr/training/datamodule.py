@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
 from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import require_dataset_root
+from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.training.config import DataSection
@@ -148,6 +149,50 @@ class S2NAIPDataModule(L.LightningDataModule):
         self.seed = seed
         self.train_set: S2NAIPDataset | None = None
         self.val_set: S2NAIPDataset | None = None
+        self._pairs: tuple[list[PairRecord], list[PairRecord]] | None = None
+
+    def check(self) -> None:
+        """Check the data section against the dataset before any work (model, trainer) starts.
+
+        Raises :class:`DataError` for a split with no train or no val pair (as at setup), and
+        :class:`ConfigError` naming ``data.bands`` for a band that no tile (or some validation
+        tile) holds, or ``data.tile_weights`` for an unreadable or unusable weights file.
+        """
+        train, val = self._split()
+        self._check_bands(train, val)
+        if self.cfg.tile_weights is not None:
+            try:
+                pair_weights(train, load_tile_weights(self.cfg.tile_weights),
+                             self.cfg.tile_weight_default, str(self.cfg.tile_weights))
+            except DataError as exc:
+                raise ConfigError(f"config key 'data.tile_weights': {exc}") from None
+
+    def _check_bands(self, train: list[PairRecord], val: list[PairRecord]) -> None:
+        # tci is the dataset's own band (a pair without it is a data problem); extra bands are
+        # a choice of the config. Training skips a sample whose band is missing, validation
+        # does not: a band must exist for some tile, and for every validation tile.
+        tiles = {p.tile: p for p in [*train, *val]}
+        val_tiles = {p.tile for p in val}
+        for band in self.cfg.bands[1:]:
+            missing = [t for t, p in tiles.items() if not p.band_path(band).is_file()]
+            if len(missing) == len(tiles):
+                example = tiles[missing[0]].band_path(band)
+                raise ConfigError(
+                    f"config key 'data.bands': band {band} is not in the dataset {self.root} "
+                    f"(no tile has it, e.g. {example} is missing)"
+                )
+            missing_val = [t for t in missing if t in val_tiles]
+            if missing_val:
+                example = tiles[missing_val[0]].band_path(band)
+                raise ConfigError(
+                    f"config key 'data.bands': band {band} is missing for {len(missing_val)} "
+                    f"of {len(val_tiles)} validation tiles (e.g. {example})"
+                )
+
+    def _split(self) -> tuple[list[PairRecord], list[PairRecord]]:
+        if self._pairs is None:
+            self._pairs = split_pairs(self.root, self.cfg)
+        return self._pairs
 
     def setup(self, stage: str | None = None) -> None:
         self._datasets()
@@ -156,7 +201,7 @@ class S2NAIPDataModule(L.LightningDataModule):
         if self.train_set is not None and self.val_set is not None:
             return self.train_set, self.val_set
         c = self.cfg
-        train, val = split_pairs(self.root, c)
+        train, val = self._split()
         common: dict[str, Any] = {
             "bands": c.bands, "n_images": c.n_images, "layout": self.layout, "scale": c.scale,
         }

@@ -185,13 +185,15 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` into the run folder ``out`` (module docstring), resuming per ``resume``.
 
-    Raises :class:`~zoomsr.errors.DataError` for a missing dataset and
-    :class:`~zoomsr.errors.ConfigError` when ``out`` holds a run of another model.
+    Raises :class:`~zoomsr.errors.DataError` for a missing dataset or an empty train/val split
+    and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, or when
+    ``out`` holds a run of another model; all before the model is built.
     """
     out = Path(out)
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
+    datamodule.check()  # split, bands, tile weights: before a model is built
     resume_path = resolve_resume(out, resume)
     if resume_path is not None:
         _check_resume_matches(resume_path, cfg)

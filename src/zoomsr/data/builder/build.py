@@ -24,16 +24,19 @@ block, every pair whose ``rgb.png`` exists, so finished tiles are never rewritte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -538,16 +541,81 @@ def _run_jobs(jobs: Sequence[BlockJob], workers: int, progress: bool,
         return
     # fork: workers inherit the imported modules (spawn would re-import torch per worker).
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_block, job) for job in jobs]
         try:
             for future in track(_as_completed(futures), "building blocks", total=len(jobs),
                                 enabled=progress):
                 on_done(future.result())
         except BaseException:
-            for f in futures:
-                f.cancel()
+            # Ctrl-C, SIGTERM (see sigterm_as_interrupt) or a failed block: stop the workers
+            # now rather than wait for their blocks. Finished blocks and pairs are on disk
+            # (atomic files), and a re-run resumes from them.
+            _stop_workers(pool, futures)
             raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor, futures: Sequence) -> None:
+    """Cancel what has not started and terminate the pool's worker processes."""
+    for f in futures:
+        f.cancel()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
+    # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when it dies
+        except (OSError, AttributeError):
+            _start_parent_watch(parent_pid)
+    else:
+        _start_parent_watch(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _start_parent_watch(parent_pid: int, interval: float = 1.0) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``timeout``, SLURM, ``kill``) raises KeyboardInterrupt in
+    the main thread, as Ctrl-C does, so a build stops its workers and keeps finished work.
+    Does nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _as_completed(futures: list) -> Iterable:
@@ -596,6 +664,8 @@ def build_dataset(
     Raises :class:`InputError` for inputs that cannot pair (no overlap, no date in window)
     and :class:`~zoomsr.errors.DataError` naming an unreadable file.
     """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     config = config or BuildConfig()
     root = Path(out)
     t0 = time.perf_counter()
@@ -672,4 +742,5 @@ __all__ = [
     "load_index",
     "plan_blocks",
     "run_block",
+    "sigterm_as_interrupt",
 ]

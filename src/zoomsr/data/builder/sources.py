@@ -442,10 +442,18 @@ def discover_sentinel2(
             safes = sorted(d for d in p.rglob("*")
                            if d.is_dir() and d.name.upper().endswith(".SAFE"))
             scenes.extend(_discover_safe(d, date) for d in safes)
+            n_groups = len(groups)
+            bands_before = sum(len(g) for g in groups.values())
             for f in sorted(p.rglob("*")):
                 if (f.is_file() and f.suffix.lower() in RASTER_SUFFIXES
                         and not any(s in f.parents for s in safes)):
                     add_file(f, explicit=False)
+            if not safes and len(groups) == n_groups and (
+                    sum(len(g) for g in groups.values()) == bands_before):
+                raise DataError(
+                    f"{p}: no Sentinel-2 scenes in folder (expected .SAFE folders or band "
+                    "files named like T29RKH_20200219T112111_B08_10m.jp2 or TCI.tif)"
+                )
         else:
             if p.suffix.lower() not in RASTER_SUFFIXES:
                 raise DataError(f"{p}: not a raster file ({', '.join(RASTER_SUFFIXES)})")
