@@ -113,7 +113,9 @@ def _dataset_targets(tdir: Path) -> list[Path] | None:
     """The targets of a dataset root (``naip/`` in the S2-NAIP layout), relative to ``tdir``;
     ``None`` when ``tdir`` is not such a root."""
     naip = tdir / NAIP_DIR
-    if not naip.is_dir():
+    # only a real dataset root (its Sentinel-2 side or splits file beside naip/): any other
+    # folder with a naip/ sub-folder keeps all its images as targets
+    if not naip.is_dir() or not ((tdir / "sentinel2").is_dir() or (tdir / SPLITS_FILE).is_file()):
         return None
     try:
         inside = list_images(naip, "target folder")

@@ -6,6 +6,7 @@ pids, and is then sent SIGTERM (what `timeout` and SLURM send) or SIGKILL."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,17 +44,49 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _workers_of(pid: int) -> list[int]:
+    """Live children of ``pid`` forked from it (same command line: not a resource tracker)."""
+    def cmdline(p: int | str) -> bytes:
+        with open(f"/proc/{p}/cmdline", "rb") as fh:
+            return fh.read()
+
+    parent = cmdline(pid)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                state, ppid = fh.read().rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == pid and state not in ("Z", "X") and cmdline(entry) == parent:
+                found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def _start_with_two_workers() -> tuple[subprocess.Popen, list[int]]:
+    """The script, once its pool's workers exist and at least one has started a block (so its
+    initializer ran). Every wait has a deadline: a pool that does not start within 60 s on a
+    loaded machine skips the test instead of hanging it."""
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    pids: list[int] = []
-    while len(pids) < 2:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"script ended early: {proc.wait()} {proc.stderr.read()}")
-        if line.startswith("worker "):
-            pids.append(int(line.split()[1]))
-    return proc, pids
+    deadline = time.monotonic() + 60
+    started: list[int] = []
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"script ended early: {proc.returncode} {proc.stderr.read()}")
+        if select.select([proc.stdout], [], [], 0.1)[0]:
+            line = proc.stdout.readline()
+            if line.startswith("worker "):
+                started.append(int(line.split()[1]))
+        pids = _workers_of(proc.pid)
+        if started and len(pids) >= 2:
+            time.sleep(0.5)  # let the other worker finish its initializer too
+            return proc, pids
+    pids = _workers_of(proc.pid)
+    _cleanup(proc, pids)
+    pytest.skip(f"the pool's workers did not start a block within 60 s (workers {pids})")
 
 
 def _wait_gone(pids: list[int], seconds: float) -> list[int]:

@@ -541,6 +541,7 @@ def _run_jobs(jobs: Sequence[BlockJob], workers: int, progress: bool,
         return
     # fork: workers inherit the imported modules (spawn would re-import torch per worker).
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    _load_prctl()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_block, job) for job in jobs]
@@ -572,18 +573,28 @@ def _stop_workers(pool: ProcessPoolExecutor, futures: Sequence) -> None:
             proc.join(timeout=5)
 
 
+#: libc's ``prctl``, loaded in the parent before it forks: a dlopen in a child forked from a
+#: multi-threaded parent may deadlock on the loader's lock.
+_LIBC: dict[str, Callable[..., int] | None] = {}
+
+
+def _load_prctl() -> None:
+    if sys.platform == "linux" and "prctl" not in _LIBC:
+        try:
+            import ctypes
+
+            _LIBC["prctl"] = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _LIBC["prctl"] = None
+
+
 def _worker_init(parent_pid: int) -> None:
     """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
     # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform == "linux":
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when it dies
-        except (OSError, AttributeError):
-            _start_parent_watch(parent_pid)
+    prctl = _LIBC.get("prctl")
+    if prctl is not None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
     else:
         _start_parent_watch(parent_pid)
     if os.getppid() != parent_pid:  # the parent died before the line above
