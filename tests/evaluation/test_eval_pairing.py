@@ -129,6 +129,17 @@ def test_folder_with_a_non_s2naip_naip_subfolder_keeps_relative_paths(tmp_path):
     assert p.layout == "relative" and [x.key for x in p.pairs] == ["b", "naip/a"]
 
 
+def test_a_folder_with_naip_but_no_dataset_beside_it_keeps_every_target(tmp_path):
+    """Only a real dataset root (sentinel2/ or the splits file beside naip/) is narrowed to
+    naip/: elsewhere a target outside naip/ is still a target, not dropped silently."""
+    _png(tmp_path / "t" / "naip" / "u1" / "12345_67890" / "rgb.png")
+    _png(tmp_path / "t" / "u2" / "12346_67890" / "rgb.png")
+    _png(tmp_path / "p" / "12345_67890.png")
+    _png(tmp_path / "p" / "12346_67890.png")
+    p = pair_images(tmp_path / "p", tmp_path / "t")
+    assert [x.key for x in p.pairs] == ["12345_67890", "12346_67890"]
+
+
 @pytest.mark.parametrize("naip", [False, True])
 def test_split_keeps_the_tiles_of_one_split(tmp_path, naip):
     root, pred = _dataset_root(tmp_path / "ds"), tmp_path / "pred"
