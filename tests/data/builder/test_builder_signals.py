@@ -6,7 +6,6 @@ pids, and is then sent SIGTERM (what `timeout` and SLURM send) or SIGKILL."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -22,7 +21,8 @@ SCRIPT = textwrap.dedent("""
     from zoomsr.data.builder import build
 
     def slow_block(job):
-        print("worker", os.getpid(), flush=True)
+        # a file per worker that started a block: the test polls for them (no pipe to read)
+        open(os.path.join(os.environ["ZOOMSR_TEST_STARTED"], str(os.getpid())), "w").close()
         time.sleep(120)
         return {"block": job}
 
@@ -65,25 +65,22 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-def _start_with_two_workers() -> tuple[subprocess.Popen, list[int]]:
+def _start_with_two_workers(tmp_path) -> tuple[subprocess.Popen, list[int]]:
     """The script, once its pool's workers exist and at least one has started a block (so its
     initializer ran). Every wait has a deadline: a pool that does not start within 60 s on a
     loaded machine skips the test instead of hanging it."""
+    env = {**os.environ, "ZOOMSR_TEST_STARTED": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
-    started: list[int] = []
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"script ended early: {proc.returncode} {proc.stderr.read()}")
-        if select.select([proc.stdout], [], [], 0.1)[0]:
-            line = proc.stdout.readline()
-            if line.startswith("worker "):
-                started.append(int(line.split()[1]))
         pids = _workers_of(proc.pid)
-        if started and len(pids) >= 2:
+        if any(tmp_path.iterdir()) and len(pids) >= 2:
             time.sleep(0.5)  # let the other worker finish its initializer too
             return proc, pids
+        time.sleep(0.05)
     pids = _workers_of(proc.pid)
     _cleanup(proc, pids)
     pytest.skip(f"the pool's workers did not start a block within 60 s (workers {pids})")
@@ -103,8 +100,8 @@ def _cleanup(proc: subprocess.Popen, pids: list[int]) -> None:
     proc.wait(timeout=10)
 
 
-def test_sigterm_stops_the_workers_like_ctrl_c():
-    proc, pids = _start_with_two_workers()
+def test_sigterm_stops_the_workers_like_ctrl_c(tmp_path):
+    proc, pids = _start_with_two_workers(tmp_path)
     try:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -115,8 +112,8 @@ def test_sigterm_stops_the_workers_like_ctrl_c():
         _cleanup(proc, pids)
 
 
-def test_workers_do_not_outlive_a_killed_parent():
-    proc, pids = _start_with_two_workers()
+def test_workers_do_not_outlive_a_killed_parent(tmp_path):
+    proc, pids = _start_with_two_workers(tmp_path)
     try:
         proc.kill()
         proc.wait(timeout=10)
