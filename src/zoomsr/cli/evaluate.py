@@ -103,8 +103,8 @@ def evaluate(
     """Score predicted images against targets (paired by relative path or S2-NAIP tile id)."""
     from rich.console import Console
 
-    from zoomsr.errors import DataError, InputError
-    from zoomsr.evaluation.pairing import SPLIT_NAMES, pair_images
+    from zoomsr.errors import DataError
+    from zoomsr.evaluation.pairing import check_split, pair_images
     from zoomsr.evaluation.run import (
         CSV_NAME,
         SUMMARY_NAME,
@@ -117,8 +117,7 @@ def evaluate(
 
     names = parse_metric_names(metrics)
     check_device_options(device, dtype)
-    if split is not None and split not in SPLIT_NAMES:
-        raise InputError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+    check_split(split)
     if out is not None:
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
     pairing = pair_images(pred, target, split)

@@ -134,14 +134,19 @@ def _splits_file(tdir: Path) -> Path:
     return here
 
 
+def check_split(split: str | None) -> None:
+    """``split`` is None or one of :data:`SPLIT_NAMES` (:class:`DataError` otherwise)."""
+    if split is not None and split not in SPLIT_NAMES:
+        raise DataError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+
+
 def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:
     """Entries (``tile`` or ``image_id/tile``) of ``split`` in the dataset's splits file.
 
     Raises:
         DataError: an unknown split name, or a missing, unreadable or malformed splits file.
     """
-    if split not in SPLIT_NAMES:
-        raise DataError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+    check_split(split)
     path = _splits_file(Path(tdir))
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -58,8 +58,6 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(torch.int32) & 0xFFFF if wide else t
 
 
-
-
 def pack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """``tensors`` (one device; dtypes NumPy has) as one uint8 buffer there, and each one's
     byte offset (8-byte aligned, so the views :func:`unpack` makes are aligned)."""

@@ -305,8 +305,8 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
     return entries
 
 
-def _rasters_in(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+def _is_raster(path: Path) -> bool:
+    return path.suffix.lower() in RASTER_SUFFIXES
 
 
 def _folder_rasters(folder: Path) -> list[Path]:
@@ -317,8 +317,8 @@ def _folder_rasters(folder: Path) -> list[Path]:
     def of(d: Path) -> list[Path]:
         if (d / "GRANULE").is_dir():  # a SAFE product
             return sorted(f for f in (d / "GRANULE").glob("*/IMG_DATA/**/*")
-                          if f.suffix.lower() in RASTER_SUFFIXES and f.is_file())
-        return _rasters_in(d)
+                          if _is_raster(f) and f.is_file())
+        return sorted(filter(_is_raster, d.iterdir()))
 
     files = of(folder)
     if not files:

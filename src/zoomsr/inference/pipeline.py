@@ -60,7 +60,13 @@ from zoomsr.inference.windows import (
     group_span,
     windows_per_call,
 )
-from zoomsr.inference.writer import GeoTIFFStream, PartialRun, write_geotiff, write_preview
+from zoomsr.inference.writer import (
+    GeoTIFFStream,
+    PartialRun,
+    RawRaster,
+    write_geotiff,
+    write_preview,
+)
 from zoomsr.io.atomic import refuse_existing
 
 RowCallback = Callable[[int, int], None]
@@ -596,6 +602,21 @@ def side_outputs(out: Path, save_lr: bool, preview: bool) -> dict[str, Path]:
     return paths
 
 
+def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | None,
+                       grid: TargetGrid, tags: dict[str, str], content: str
+                       ) -> tuple[Path | None, Path | None]:
+    """Write, beside the finished ``out``, the LR mosaic ``lr`` (when saved; tagged with
+    ``content``) and the PNG preview (when asked for); return their paths (or None)."""
+    sides = side_outputs(out, options.save_lr, options.preview)
+    if lr is not None:
+        write_geotiff(lr, sides["lr"], crs=grid.crs, transform=grid.transform,
+                      band_names=["red", "green", "blue"],
+                      tags={**tags, "zoomsr_content": content}, cog=options.cog)
+    if options.preview:
+        write_preview(out, sides["preview"])
+    return sides.get("lr"), sides.get("preview")
+
+
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
                  preview: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """The output path, checked before any work: a GeoTIFF name, not a folder, none of the
@@ -742,17 +763,8 @@ def run_scene(
         if items is not None and hasattr(items, "close"):
             items.close()  # stops row threads now, not when the generator is collected
         plan.reader.close()
-    lr_path = preview = None
-    sides = side_outputs(out, options.save_lr, options.preview)
-    if lr is not None:
-        lr_path = sides["lr"]
-        write_geotiff(lr, lr_path, crs=grid.crs, transform=grid.transform,
-                      band_names=["red", "green", "blue"],
-                      tags={**tags, "zoomsr_content": "resampled LR mosaic (mean of valid frames)"},
-                      cog=options.cog)
-    if options.preview:
-        preview = sides["preview"]
-        write_preview(out, preview)
+    lr_path, preview = write_side_outputs(out, options, lr, grid, tags,
+                                          "resampled LR mosaic (mean of valid frames)")
     run.remove()
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),

@@ -32,9 +32,9 @@ from zoomsr.inference.pipeline import (
     InferenceResult,
     RowCallback,
     check_output,
-    side_outputs,
+    write_side_outputs,
 )
-from zoomsr.inference.writer import PartialRun, write_geotiff, write_preview
+from zoomsr.inference.writer import PartialRun, write_geotiff
 
 
 def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
@@ -162,16 +162,11 @@ def run_s2naip(
     }
     write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
                   band_names=["red", "green", "blue"], tags=tags, cog=options.cog)
-    sides = side_outputs(out, options.save_lr, options.preview)
-    if lr is not None:
-        write_geotiff(lr, sides["lr"], crs=grid.crs, transform=grid.transform,
-                      band_names=["red", "green", "blue"], cog=options.cog,
-                      tags={**tags, "zoomsr_content": "LR mosaic (mean of valid frames)"})
-    if options.preview:
-        write_preview(out, sides["preview"])
+    lr_path, preview = write_side_outputs(out, options, lr, grid, tags,
+                                          "LR mosaic (mean of valid frames)")
     run.remove()
     return InferenceResult(
         output=out, grid=grid, frames=[], windows=len(found), windows_computed=computed,
         rows_resumed=first, few_frame_windows=few, seconds=time.perf_counter() - start,
-        model=model.describe(), lr_output=sides.get("lr"), preview=sides.get("preview"),
+        model=model.describe(), lr_output=lr_path, preview=preview,
     )

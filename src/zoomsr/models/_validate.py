@@ -83,21 +83,22 @@ CONFIG_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def check_config_values(config: Mapping[str, Any]) -> None:
+def check_config_values(config: Mapping[str, Any], prefix: str = "") -> None:
     """Reject non-finite numbers (also inside lists) and values outside :data:`CONFIG_RANGES`.
 
     Runs before a model is built, so a bad value gives a :class:`ConfigError` naming the key
-    instead of an error from deep inside torch. Types and model-specific ranges are left to
-    the constructors' own checks.
+    (``prefix`` + key, e.g. a training config's ``model.config.``) instead of an error from
+    deep inside torch. Types and model-specific ranges are left to the constructors' checks.
     """
     for key, value in config.items():
+        name = f"{prefix}{key}"
         items = value if isinstance(value, (list, tuple)) else (value,)
         for item in items:
             if isinstance(item, float) and not math.isfinite(item):
-                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+                raise ConfigError(f"config key {name!r} must be a finite number, got {value!r}")
         if key in CONFIG_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
             low, high = CONFIG_RANGES[key]
             if not low <= value < high:
                 raise ConfigError(
-                    f"config key {key!r} must be in [{low:g}, {high:g}), got {value!r}"
+                    f"config key {name!r} must be in [{low:g}, {high:g}), got {value!r}"
                 )

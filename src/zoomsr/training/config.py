@@ -27,6 +27,7 @@ from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
 from zoomsr.models import config_fields, parse_config
+from zoomsr.models._validate import check_config_values
 
 Task = Literal["regression", "esrgan", "sr3"]
 #: Which generators each task trains.
@@ -450,8 +451,7 @@ def _check_model_config(cfg: TrainConfig) -> None:
             annotation is bool and not isinstance(value, bool)
         ):
             raise _bad(full, annotation, value)
-        for item in parsed if isinstance(parsed, (list, tuple)) else [parsed]:
-            _check_finite(full, item)
+        check_config_values({key: parsed}, prefix="model.config.")  # the factory's own check
         checked[key] = parsed
     for key, value in _derived_model_config(cfg).items():
         if key in checked and checked[key] != value:
