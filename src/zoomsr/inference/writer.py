@@ -231,16 +231,23 @@ def write_geotiff(
     if count != len(band_names):
         raise ValueError("band names do not match the raw raster")
     output.parent.mkdir(parents=True, exist_ok=True)
+    profile = _profile(raw.width, raw.height, count, crs, transform)
+    threads = profile.pop("NUM_THREADS")
     with atomic_path(output, suffix=".tif") as final_tmp:
         target = final_tmp.with_name(final_tmp.name + ".gtiff.tif") if cog else final_tmp
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
-                target, "w", **_profile(raw.width, raw.height, count, crs, transform)
-            ) as dst:
-                interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-                dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
-                for i, name in enumerate(band_names, start=1):
-                    dst.set_band_description(i, name)
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                with rasterio.open(target, "w", **profile) as dst:
+                    interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+                    dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
+                    for i, name in enumerate(band_names, start=1):
+                        dst.set_band_description(i, name)
+                # rasterio has no flush (rasterio#1281), so the file is reopened for each
+                # strip: the 1-bit internal mask goes through GDAL's block cache, which keeps
+                # it until the file is closed (memory growing with the area) or evicts it when
+                # other threads' reads fill the cache, so that the layout would depend on what
+                # else the process did. Closing writes the strip's mask blocks now: the bytes
+                # depend only on the pixels (the tile offsets are rewritten in place).
                 for row in range(0, raw.height, BLOCK):
                     n = min(BLOCK, raw.height - row)
                     if wait_rows is not None:
@@ -249,9 +256,11 @@ def write_geotiff(
                     mask = block[:, :, -1]
                     data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
                     window = Window(0, row, raw.width, n)
-                    dst.write(np.moveaxis(data, -1, 0), window=window)
-                    dst.write_mask(mask, window=window)
-                dst.update_tags(**(tags() if callable(tags) else tags))
+                    with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
+                        dst.write(np.moveaxis(data, -1, 0), window=window)
+                        dst.write_mask(mask, window=window)
+                with rasterio.open(target, "r+") as dst:
+                    dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:
                 from rasterio.shutil import copy as rio_copy
 

@@ -1,0 +1,51 @@
+"""The output GeoTIFF writer: its bytes depend on the pixels only, not on GDAL's cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from zoomsr.inference.writer import RawRaster, write_geotiff
+
+
+def _raw(tmp_path, size: int, bands: int) -> RawRaster:
+    """A ``size`` px raw raster of ``bands`` bands + mask, with nodata holes."""
+    raw = RawRaster(tmp_path / "sr.raw", size, size, bands + 1)
+    raw.create()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, size, dtype=np.float32)
+    for row in range(0, size, 256):
+        n = min(256, size - row)
+        block = np.empty((n, size, bands + 1), np.uint8)
+        block[..., :bands] = (ramp[None, :, None] + rng.integers(0, 40, (n, size, bands)))
+        block[..., -1] = 255
+        block[: n // 3, row // 4 : row // 4 + 300, -1] = 0
+        raw.write_rows(row, block)
+    return raw
+
+
+@pytest.mark.parametrize("bands", [3, 4])
+def test_bytes_do_not_depend_on_gdal_cache(tmp_path, bands):
+    # The mask is 2.25 MB: with a 1 MB block cache GDAL must evict mask blocks while the file
+    # is written (as when other threads' reads fill the cache). Before the file was reopened
+    # per strip, the tiles were then laid out in another order.
+    raw = _raw(tmp_path, 1536, bands)
+    names = ["red", "green", "blue", "uncertainty"][:bands]
+    outs = []
+    for i, env in enumerate([{}, {"GDAL_CACHEMAX": 2**20}]):
+        out = tmp_path / f"out{i}.tif"
+        with rasterio.Env(**env):
+            write_geotiff(raw, out, crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                          band_names=names, tags={"zoomsr_model": "test"})
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    expected = raw.read_rows(0, raw.height)
+    with rasterio.open(outs[0]) as ds:
+        assert ds.descriptions == tuple(names) and ds.tags()["zoomsr_model"] == "test"
+        assert ds.compression.name == "deflate" and ds.block_shapes[0] == (256, 256)
+        mask = ds.dataset_mask()
+        data = np.moveaxis(ds.read(), 0, -1)
+    assert (mask == expected[..., -1]).all()
+    assert (data == np.where(mask[..., None] > 0, expected[..., :-1], 0)).all()
