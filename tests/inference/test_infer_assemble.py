@@ -47,3 +47,20 @@ def _block(value: np.ndarray, valid_hr: np.ndarray) -> np.ndarray:
     block[:, :, -1] = np.where(valid_hr, 255, 0)
     block[:, :, :-1] *= block[:, :, -1:] > 0
     return block
+
+
+def test_to_uint8_in_place_equals_a_copy():
+    import torch
+
+    from zoomsr.inference.assemble import to_uint8
+
+    x = np.random.default_rng(0).normal(0.5, 0.4, (3, 40, 50)).astype(np.float32)
+    x[0, 0, :4] = [0.5 / 255, 1.5 / 255, -0.1, 1.2]  # halves round to even, clipped ends
+    expected = to_uint8(x.copy())
+    for make in (np.array, torch.from_numpy):
+        work = make(x.copy())
+        got = to_uint8(work, overwrite=True)
+        assert np.array_equal(np.asarray(got), expected) and got.dtype in (np.uint8, torch.uint8)
+    kept = x.copy()
+    to_uint8(kept)
+    assert np.array_equal(kept, x)  # without overwrite the input is untouched

@@ -263,3 +263,39 @@ def test_peak_rows_do_not_depend_on_scene_height(tmp_path, tiny_model):
     finally:
         pipeline.RowAssembler.add = original
     assert max(seen) <= FAST.window * 4 and len(seen) > 3
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_model,
+                                                               monkeypatch, threads):
+    """A row's float sums (the largest arrays of a run) are not held while later rows are
+    computed: a suspended generator, the consumer's loop variables or a row thread's locals
+    kept the previous row alive, twice the memory."""
+    import weakref
+
+    from zoomsr.inference import pipeline
+
+    paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
+    rows, ready = {}, {}
+    compute, prepare = pipeline.compute_row, pipeline.prepare_row
+
+    def spy_compute(plan, model, r, on=None):
+        # one thread: the previous row (and its finished form) must be gone by now; with
+        # threads, `threads` rows may be in flight and the one before them in the consumer
+        gone = r - 1 if threads == 1 else r - threads - 1
+        if gone in rows:
+            assert rows[gone]() is None, f"row {gone} still held when row {r} starts"
+            assert ready[gone]() is None, f"finished row {gone} still held when row {r} starts"
+        res = compute(plan, model, r, on)
+        rows[r] = weakref.ref(res.sums)
+        return res
+
+    def spy_prepare(res, *args, **kwargs):
+        out = prepare(res, *args, **kwargs)
+        ready[res.row] = weakref.ref(out)
+        return out
+
+    monkeypatch.setattr(pipeline, "compute_row", spy_compute)
+    monkeypatch.setattr(pipeline, "prepare_row", spy_prepare)
+    run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(threads=threads))
+    assert len(rows) > 4

@@ -21,10 +21,14 @@ from zoomsr.inference.arrays import Array, to_host, to_tensor, xp
 from zoomsr.inference.windows import WindowGrid
 
 
-def to_uint8(x: Array) -> Array:
-    """Values in [0, 1] (clipped) to uint8 (NumPy array or torch tensor)."""
+def to_uint8(x: Array, overwrite: bool = False) -> Array:
+    """Values in [0, 1] (clipped) to uint8 (NumPy array or torch tensor). ``overwrite``: ``x``
+    is a float temporary that may serve as the work array (a row of output is ~100 MB of
+    float32: three temporaries of it were the run's peak memory)."""
     m = xp(x)
-    y = m.round(m.clip(x, 0.0, 1.0) * 255.0)
+    y = m.clip(x, 0.0, 1.0, out=x) if overwrite else m.clip(x, 0.0, 1.0)
+    y *= 255.0
+    m.round(y, out=y)
     return y.to(torch.uint8) if isinstance(y, torch.Tensor) else y.astype(np.uint8)
 
 
@@ -47,7 +51,7 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
         valid_lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
     m = xp(sums)
     value = sums / m.where(weights > 0, weights, 1.0)
-    return with_mask(m.moveaxis(to_uint8(value), 0, -1),
+    return with_mask(m.moveaxis(to_uint8(value, overwrite=True), 0, -1),
                      upsample_mask(valid_lr, scale) & (weights > 0))
 
 

@@ -276,11 +276,12 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     outputs: dict[int, list[np.ndarray]] = {}
 
     def run_batch() -> None:
-        batch = pending[: plan.batch_size]
-        del pending[: plan.batch_size]
-        stacked = torch.stack([a for _, a in batch])
+        js = [j for j, _ in pending[: plan.batch_size]]
+        stacked = torch.stack([a for _, a in pending[: plan.batch_size]])
+        del pending[: plan.batch_size]  # the windows' inputs are then held once, stacked
         outs = model.forward(stacked) if on is None else model.forward_device(stacked)
-        for (j, _), out in zip(batch, outs, strict=True):
+        del stacked
+        for j, out in zip(js, outs, strict=True):
             outputs.setdefault(j, []).append(out)
             if len(outputs[j]) == per_window:
                 blend(j, outputs.pop(j))
@@ -407,6 +408,7 @@ class _RowThreads:
                     if isinstance(res, BaseException):
                         self.stop = True
                     self.cond.notify_all()
+                del res  # the consumer's now: not kept while the next row is computed
         finally:
             plan.reader.close()
 
@@ -460,9 +462,11 @@ def local_rows(
     yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``on``: blend on
     that device (:func:`compute_row`)."""
     if threads <= 1 or len(rows) <= 1:
+        hand_on = prepare or (lambda res: res)
         for r in rows:
-            res = compute_row(plan, model, r, on)
-            yield res if prepare is None else prepare(res)
+            # no local holds the row while the next one is computed (a suspended generator
+            # keeps its locals: the row's float sums would be held twice)
+            yield hand_on(compute_row(plan, model, r, on))
         return
     yield from _RowThreads(plan, model, rows, threads, prepare, on)
 
@@ -753,6 +757,7 @@ def run_scene(
                         bar.update(task, advance=ready.windows)
                     if on_row is not None:
                         on_row(ready.row + 1, windows.n_rows)
+                    del item, ready, block  # not kept while the next row is computed
         # inside the try: Ctrl-C while the last strips are compressed removes the temp file
         tags = _tags(plan, model, options, few, options.native_grid)
         stream.finish(tags)
