@@ -9,9 +9,10 @@ Measures, on this machine, in one run:
    (T uint8 TCI GeoTIFFs on the training grid): discovery, windowed reads, frame choice, model,
    blending, the raw rows and the final tiled, compressed GeoTIFF, all included; expressed in
    32 x 32 output chunks per second (so comparable with 1.) and km² of output per second;
-3. the peak resident memory of the pipeline process for that scene and for one about 4x
-   larger (``2 * size - overlap`` a side, so that both tile into whole windows when
-   ``size = k * (window - overlap) + overlap``), each run in a fresh subprocess;
+3. the peak resident memory (and on CUDA, the peak GPU memory torch allocated) of the
+   pipeline process for that scene and for one about 4x larger (``2 * size - overlap`` a
+   side, so that both tile into whole windows when ``size = k * (window - overlap) +
+   overlap``), each run in a fresh subprocess;
 4. with ``--ceiling``, the pipeline on the smaller scene with a model that costs nothing
    (nearest-neighbour upsampling of one frame, on the same device): the most chunks/s the
    rest of the pipeline (reads, frame choice, blending, writing) allows on this machine. If it
@@ -145,7 +146,13 @@ def pipeline(args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - start
         size_mb = (Path(tmp) / "out.tif").stat().st_size / 1e6
     chunks = args.size * args.size / (32 * 32)
+    gpu_mb = None
+    if model.device.type == "cuda":
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated(model.device) / 2**20
     return {
+        "peak_gpu_mb": gpu_mb,
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb,
@@ -245,11 +252,16 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
         print(f"{label:<17} {med(x[key]['chunks_per_s'] for x in runs):8.2f} chunks/s  "
               f"{med(x[key]['km2_per_s'] for x in runs):.4f} km2/s  {r['size']}x{r['size']} "
               f"LR px, {r['area_km2']:.2f} km2, {med(x[key]['seconds'] for x in runs):.1f} s, "
-              f"peak RSS {med(x[key]['peak_rss_mb'] for x in runs):.0f} MB")
+              f"peak RSS {med(x[key]['peak_rss_mb'] for x in runs):.0f} MB"
+              + (f", GPU {med(x[key]['peak_gpu_mb'] for x in runs):.0f} MB"
+                 if r.get("peak_gpu_mb") is not None else ""))
     print(f"pipeline / bare   {report['pipeline_vs_bare']:.1%} (4x scene: "
           f"{report['pipeline_4x_vs_bare']:.1%})")
     print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (area ratio "
           f"{report['area_ratio_4x']:.2f})")
+    if runs[0]["pipeline"].get("peak_gpu_mb") is not None:
+        ratio = med(r["pipeline_4x"]["peak_gpu_mb"] / r["pipeline"]["peak_gpu_mb"] for r in runs)
+        print(f"peak GPU memory 4x / 1x  {ratio:.3f}")
     if args.ceiling:
         rate = med(r["ceiling"]["chunks_per_s"] for r in runs)
         print(f"zero-cost model   {rate:8.2f} chunks/s  (the pipeline's ceiling here: "

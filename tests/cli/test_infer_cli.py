@@ -88,6 +88,10 @@ def test_infer_bad_options(cli, tmp_path):
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--model", "sr3",
                        "--random-weights", "--no-progress")
     assert code == 2 and "sr3" in err
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
+                       "--column-width", "100")
+    assert code == 2 and "--column-width 100: strips narrower than 512 LR px" in err
+    assert not (tmp_path / "o.tif").exists()
 
 
 @pytest.mark.slow

@@ -66,6 +66,12 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=3")
     assert code == 0, err
     assert "to step 3, resumed from" in stdout and "last.ckpt" in stdout
+    # Starting afresh there is refused (one line, exit 2), unless --overwrite.
+    code, _, err = cli(*args, "--resume", "never")
+    assert code == 2 and "holds checkpoints of an earlier run" in err and "--overwrite" in err
+    code, stdout, err = cli(*args, "--overwrite")
+    assert code == 0, err
+    assert "trained tiny_regression to step 2" in stdout and "resumed" not in stdout
 
 
 @pytest.mark.parametrize(

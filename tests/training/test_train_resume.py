@@ -59,7 +59,32 @@ def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_p
     out = tmp_path / "run"
     train(cfg, out, resume="never")
     wider = tiny_config("tiny", "model.config.num_feat=16")
-    with pytest.raises(ConfigError, match="use another --out or --resume never"):
+    with pytest.raises(ConfigError, match="use another --out, or --overwrite"):
         train(wider, out, resume="auto")
     with pytest.raises(CheckpointError, match="nowhere.ckpt"):
         train(cfg, out, resume=tmp_path / "nowhere.ckpt")
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, tmp_path):
+    cfg = tiny_config("tiny", "trainer.max_steps=2", "trainer.val_every_n_steps=2",
+                      "trainer.checkpoint_every_n_steps=1", "data.max_val_pairs=2")
+    out = tmp_path / "run"
+    train(cfg, out, resume="never")
+    first = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert "last.ckpt" in first
+    # Lightning would have written last-v1.ckpt beside the old files
+    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(last.ckpt"):
+        train(cfg, out, resume="never")
+    other = tmp_path / "other"
+    train(cfg, other, resume="never")
+    with pytest.raises(ConfigError, match="--overwrite starts afresh there"):
+        train(cfg, out, resume=other / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match="would remove .*last.ckpt, the checkpoint to resume"):
+        train(cfg, out, resume=out / "checkpoints" / "last.ckpt", overwrite=True)
+    (out / "tensorboard" / "stale.txt").write_text("old run")
+    result = train(cfg, out, resume="auto", overwrite=True)  # afresh, not from last.ckpt
+    assert result.resumed_from is None and result.global_step == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == first
+    assert not (out / "tensorboard" / "stale.txt").exists()
+    # its own checkpoints: continued as before
+    assert train(cfg, out, resume=out / "checkpoints" / "last.ckpt").global_step == 2

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 #: The value of ``--ray`` given alone (``--ray`` with no address, or ``--ray=``); resolved by
 #: :func:`default_ray_address` when the command runs.
 RAY_DEFAULT = ""
+#: Narrowest --column-width: two of the largest automatic windows (256 LR px).
+MIN_COLUMN_WIDTH = 512
 
 _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}")
 
@@ -144,7 +146,8 @@ def infer(
         "(256 px windows then go 2 per call), so memory does not depend on the size chosen."),
     column_width: int = typer.Option(
         4096, "--column-width", min=0, help="Process wider scenes in column strips of about "
-        "this many LR px, so memory does not grow with the width (0: never). Same output."),
+        "this many LR px, so memory does not grow with the width (0: never; at least "
+        "512, since each strip also computes the windows on its borders). Same output."),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Rows of windows computed at once, so reads and "
         "blending overlap the model (default: 3 on a GPU, 1 on a CPU)."),
@@ -191,6 +194,12 @@ def infer(
         raise ConfigError("no input given: pass INPUTS with --output, or --scenes MANIFEST.json")
     if scenes is None and output is None:
         raise ConfigError("--output is required (or use --scenes MANIFEST.json)")
+    if 0 < column_width < MIN_COLUMN_WIDTH:
+        raise ConfigError(
+            f"--column-width {column_width}: strips narrower than {MIN_COLUMN_WIDTH} LR px "
+            "compute most windows two or three times (each strip computes every window that "
+            f"covers it); use {MIN_COLUMN_WIDTH} or more (memory grows with the width only up "
+            "to it), or 0 for one strip")
     manifest = None
     if scenes is not None:
         from zoomsr.inference.scenes import load_scenes

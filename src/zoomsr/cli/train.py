@@ -21,6 +21,9 @@ def train(
         "auto", "--resume",
         help="auto: continue from OUT/checkpoints/last.ckpt if present; never; or a .ckpt path.",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start afresh in OUT, removing an earlier run's checkpoints, "
+        "logs and generator there (without it, a run that would not continue them is refused)."),
     devices: int | None = typer.Option(
         None, "--devices", min=1, help="Devices per node (N > 1 trains with DDP)."
     ),
@@ -51,7 +54,7 @@ def train(
 
     from zoomsr.training.run import train as run_training
 
-    result = run_training(cfg, run_dir, resume=resume)
+    result = run_training(cfg, run_dir, resume=resume, overwrite=overwrite)
     if result.generator_path is None:  # a non-zero DDP rank: rank 0 reports
         return
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,39 @@ def resolve_resume(out: Path, resume: str | os.PathLike[str] | None) -> Path | N
     return path
 
 
+#: What a run writes in its folder (module docstring); ``overwrite`` removes these.
+RUN_OUTPUTS = ("checkpoints", "tensorboard", "csv", "samples", "generator.pth", "config.yaml")
+
+
+def check_run_folder(out: Path, resume_path: Path | None, overwrite: bool) -> None:
+    """A run that does not continue ``out``'s own checkpoints must start in a folder without
+    any: Lightning would write beside them (``last-v1.ckpt``), and a later ``--resume auto``
+    could pick up the earlier run's ``last.ckpt``. ``overwrite`` removes the earlier run's
+    outputs (:data:`RUN_OUTPUTS`) instead of refusing."""
+    ckpt_dir = out / "checkpoints"
+    own = resume_path is not None and resume_path.resolve().parent == ckpt_dir.resolve()
+    if own and overwrite:
+        raise ConfigError(f"--overwrite would remove {resume_path}, the checkpoint to resume "
+                          "from: drop --overwrite to continue from it, or --resume to start "
+                          "afresh")
+    old = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    if own or not old:
+        return
+    if not overwrite:
+        shown = ", ".join(old[:3]) + (f" and {len(old) - 3} more" if len(old) > 3 else "")
+        raise ConfigError(
+            f"{out} holds checkpoints of an earlier run ({shown}): --resume auto continues "
+            "it, --overwrite starts afresh there (removing its checkpoints, logs and "
+            "generator), or choose another --out"
+        )
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _check_resume_matches(path: Path, cfg: TrainConfig) -> None:
     # A resumed run must train the same architecture; anything else is a different run.
     ckpt = read_checkpoint(path, weights_only=False)
@@ -88,8 +122,8 @@ def _check_resume_matches(path: Path, cfg: TrainConfig) -> None:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ConfigError(
             f"{path} holds another model than the config trains ({ckpt.model_name} vs "
-            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out "
-            "or --resume never"
+            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out, "
+            "or --overwrite to start afresh there"
         )
 
 
@@ -182,21 +216,25 @@ def train(
     out: str | os.PathLike[str],
     resume: str | os.PathLike[str] | None = "auto",
     callbacks: Sequence[Callback] = (),
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``cfg`` into the run folder ``out`` (module docstring), resuming per ``resume``.
 
     Raises :class:`~zoomsr.errors.DataError` for a missing dataset or an empty train/val split
     and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, or when
-    ``out`` holds a run of another model; all before the model is built.
+    ``out`` holds a run of another model, or checkpoints of a run this one does not continue
+    (``overwrite``: remove that run's outputs and start afresh; ``resume="auto"`` then
+    starts from nothing); all before the model is built.
     """
     out = Path(out)
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
     datamodule.check()  # split, bands, tile weights: before a model is built
-    resume_path = resolve_resume(out, resume)
+    resume_path = resolve_resume(out, "never" if overwrite and str(resume) == "auto" else resume)
     if resume_path is not None:
         _check_resume_matches(resume_path, cfg)
+    check_run_folder(out, resume_path, overwrite)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
     trainer, checkpoint = build_trainer(cfg, out, callbacks)
@@ -235,4 +273,5 @@ def train(
     )
 
 
-__all__ = ["MODULES", "TrainResult", "build_module", "build_trainer", "resolve_resume", "train"]
+__all__ = ["MODULES", "RUN_OUTPUTS", "TrainResult", "build_module", "build_trainer",
+           "check_run_folder", "resolve_resume", "train"]
