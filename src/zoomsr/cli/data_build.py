@@ -94,6 +94,8 @@ def build(
     typer.echo(f"skipped tiles: {skipped}; frames: {frames or 'none'}")
     typer.echo(f"{result.blocks_run}/{result.blocks_total} blocks run, "
                f"{result.tiles_per_second:.1f} tiles/s; index: {result.index_path}")
+    for line in result.empty_splits:
+        typer.echo(f"warning: {line}", err=True)
 
 
 def search(

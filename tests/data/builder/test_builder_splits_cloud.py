@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,20 @@ def test_scl_and_brightness_cloud():
     assert resolve_method("auto", True) == "scl" and resolve_method("auto", False) == "brightness"
     with pytest.raises(ConfigError, match="cloud method"):
         resolve_method("magic", True)
+
+
+def test_empty_splits_are_named():
+    from zoomsr.data.builder.build import BuildResult
+
+    def result(counts: dict, config: SplitConfig) -> BuildResult:
+        return BuildResult(Path("ds"), counts, 1, 1, 9, 1.0, Path("ds/index.json"), config)
+
+    one_group = {"tiles_written": 9, "tiles_train": 9}
+    lines = result(one_group, SplitConfig(group_tiles=16)).empty_splits
+    assert [line.split(":")[0] for line in lines] == ["no val tiles", "no test tiles"]
+    assert "9 tiles written" in lines[0] and "(16 x 16 tiles each)" in lines[0]
+    assert "--split-group" in lines[0]
+    assert result(one_group, SplitConfig(fractions=(1, 0, 0))).empty_splits == []
+    assert result({"tiles_written": 0}, SplitConfig()).empty_splits == []
+    full = {"tiles_written": 9, "tiles_train": 5, "tiles_val": 2, "tiles_test": 1}
+    assert result(full, SplitConfig()).empty_splits == []

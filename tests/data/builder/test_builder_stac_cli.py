@@ -4,6 +4,7 @@ and `zoomsr data build` from the command line."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -179,6 +180,10 @@ def test_build_cli_inputs_and_errors(cli, tmp_path, builder_scene):
     code, stdout, err = cli(*args)
     assert code == 0, err
     assert "9 pairs on 9 tiles" in stdout and "tiles/s" in stdout
+    # a split without tiles (9 tiles in few groups) is warned about on stderr, naming it
+    shares = dict(re.findall(r"(train|val|test) (\d+)", stdout))
+    for name, count in shares.items():
+        assert (f"warning: no {name} tiles" in err) == (count == "0"), (name, stdout, err)
     index = load_index(out)
     assert all(len([f for f in t["frames"] if f["status"] == "kept"]) == 1
                for t in index["tiles"] if t["status"] == "written")

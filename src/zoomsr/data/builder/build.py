@@ -152,10 +152,27 @@ class BuildResult:
     tiles_run: int
     seconds: float
     index_path: Path
+    splits: SplitConfig = field(default_factory=SplitConfig)
 
     @property
     def tiles_per_second(self) -> float:
         return self.tiles_run / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def empty_splits(self) -> list[str]:
+        """One line per split with a share of the groups but no tile (e.g. a small area in
+        one or two split groups: no validation tiles, which ``zoomsr train`` needs)."""
+        written = self.counts.get("tiles_written", 0)
+        if not written:
+            return []
+        n = self.splits.group_tiles
+        return [
+            f"no {name} tiles: the {written} tiles written fall in too few split groups "
+            f"({n} x {n} tiles each) for the {name} share {share:g}; build a larger area or "
+            f"use smaller groups (--split-group)"
+            for name, share in zip(("train", "val", "test"), self.splits.fractions, strict=True)
+            if share > 0 and not self.counts.get(f"tiles_{name}", 0)
+        ]
 
 
 @dataclass(frozen=True)
@@ -712,7 +729,8 @@ def build_dataset(
         config=config.to_json(), counts=counts,
         sentinel2_scenes=len(sources.sentinel2), highres_images=len(sources.highres))
     tiles_run = sum(len(job.tiles) for job in todo)
-    return BuildResult(root, counts, len(jobs), len(todo), tiles_run, seconds, index_path)
+    return BuildResult(root, counts, len(jobs), len(todo), tiles_run, seconds, index_path,
+                       config.splits)
 
 
 def _write_index(path: Path, blocks: list[dict], fingerprint: dict, counts: dict) -> None:
