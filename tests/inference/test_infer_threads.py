@@ -201,3 +201,26 @@ def test_threads_fit_the_open_file_limit(monkeypatch):
     assert fit_open_files(3, 400) == 2  # 1328 > 1024 = hard: (1024 - 128) // 400 threads
     limits.update(soft=1024, hard=4096)
     assert fit_open_files(3, 400) == 3 and limits["soft"] == 1328  # soft limit raised
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_row_threads_write_their_own_rows(scene, tiny_model, tmp_path, monkeypatch, threads):
+    """The output rows that depend on one window row alone are written by that row's thread,
+    so finished rows waiting for the consumer hold no output rows (same bytes)."""
+    from zoomsr.inference import pipeline
+
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(scene, clean, model, _opts(threads=1, cog=True))
+    handed = []
+    original = pipeline.RowAssembler.add
+
+    def spy(self, ready):
+        handed.append(ready.interior.shape[0])
+        return original(self, ready)
+
+    monkeypatch.setattr(pipeline.RowAssembler, "add", spy)
+    out = tmp_path / "run.tif"
+    run_inference(scene, out, _AsIfOnGPU(model), _opts(threads=threads, cog=True))
+    assert handed and set(handed) == {0}
+    assert out.read_bytes() == clean.read_bytes()

@@ -42,6 +42,7 @@ from zoomsr.inference.assemble import (
     Carry,
     ReadyRow,
     RowAssembler,
+    carried_rows,
     prepare_row,
     to_uint8,
     upsample_mask,
@@ -710,12 +711,28 @@ def run_scene(
     def prepare(res: RowResult) -> ReadyRow:
         return prepare_row(res, windows, s, with_lr=lr is not None)
 
+    def prepare_and_write(p: ScenePlan) -> Callable[[RowResult], ReadyRow]:
+        # The rows that depend on one window row alone (its interior) go to the raw file in
+        # that row's thread, so a finished row waits for the consumer without them: on a GPU,
+        # up to 2 x --threads rows of output were held. Same bytes at the same offsets.
+        col = group_span(windows, p.columns or (0, len(windows.xs)))[0] * s
+
+        def run(res: RowResult) -> ReadyRow:
+            ready = prepare(res)
+            if ready.interior.size:
+                first = windows.ys[res.row] + carried_rows(windows, res.row)
+                hr.write_block(first * s, col, ready.interior)
+                ready = dataclasses.replace(ready, interior=ready.interior[:0])
+            return ready
+
+        return run
+
     if row_source is None:
         def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
             threads = options.threads or (1 if m.device.type == "cpu" else 3)
             threads = fit_open_files(threads, sum(len(f.files) for f in frames))
             # rows blended on the GPU if there is one, and finished in their threads
-            return local_rows(p, m, rs, threads, prepare, blend_device(m))
+            return local_rows(p, m, rs, threads, prepare_and_write(p), blend_device(m))
     else:
         source = row_source
     names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
