@@ -69,7 +69,9 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     # Starting afresh there is refused (one line, exit 2), unless --overwrite.
     code, _, err = cli(*args, "--resume", "never")
     assert code == 2 and "holds checkpoints of an earlier run" in err and "--overwrite" in err
-    code, stdout, err = cli(*args, "--overwrite")
+    code, _, err = cli(*args, "--overwrite")  # would drop what --resume auto continues
+    assert code == 2 and "pass --resume never with --overwrite" in err
+    code, stdout, err = cli(*args, "--resume", "never", "--overwrite")
     assert code == 0, err
     assert "trained tiny_regression to step 2" in stdout and "resumed" not in stdout
 

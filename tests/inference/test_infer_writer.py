@@ -49,3 +49,27 @@ def test_bytes_do_not_depend_on_gdal_cache(tmp_path, bands):
         data = np.moveaxis(ds.read(), 0, -1)
     assert (mask == expected[..., -1]).all()
     assert (data == np.where(mask[..., None] > 0, expected[..., :-1], 0)).all()
+
+
+def test_no_bytes_left_behind_by_the_reopening(tmp_path):
+    """The file is no larger than one written in a single pass: closing the empty file first
+    must not leave an empty tile per tile behind (18 % of a smooth image's file)."""
+    from zoomsr.inference.writer import _profile
+
+    raw = RawRaster(tmp_path / "flat.raw", 1024, 1024, 4)
+    raw.create()
+    block = np.full((256, 1024, 4), 255, np.uint8)
+    block[..., :3] = np.linspace(0, 255, 1024, dtype=np.uint8)[None, :, None]
+    for row in range(0, 1024, 256):
+        raw.write_rows(row, block)
+    transform = Affine(2.4, 0, 0, 0, -2.4, 0)
+    ours = tmp_path / "ours.tif"
+    write_geotiff(raw, ours, crs="EPSG:3857", transform=transform,
+                  band_names=["red", "green", "blue"], tags={})
+    one_pass = tmp_path / "one_pass.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
+            one_pass, "w", **_profile(1024, 1024, 3, "EPSG:3857", transform)) as dst:
+        data = raw.read_rows(0, 1024)
+        dst.write(np.moveaxis(data[..., :3], -1, 0))
+        dst.write_mask(data[..., 3])
+    assert ours.stat().st_size <= one_pass.stat().st_size * 1.01 + 2048

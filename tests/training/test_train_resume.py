@@ -59,7 +59,7 @@ def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_p
     out = tmp_path / "run"
     train(cfg, out, resume="never")
     wider = tiny_config("tiny", "model.config.num_feat=16")
-    with pytest.raises(ConfigError, match="use another --out, or --overwrite"):
+    with pytest.raises(ConfigError, match="use another --out, or --resume never --overwrite"):
         train(wider, out, resume="auto")
     with pytest.raises(CheckpointError, match="nowhere.ckpt"):
         train(cfg, out, resume=tmp_path / "nowhere.ckpt")
@@ -71,20 +71,53 @@ def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, t
     out = tmp_path / "run"
     train(cfg, out, resume="never")
     first = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert "last.ckpt" in first
+    events = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert "last.ckpt" in first and events
     # Lightning would have written last-v1.ckpt beside the old files
-    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(last.ckpt"):
+    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(last.ckpt.*"
+                                          "--resume auto continues it"):
         train(cfg, out, resume="never")
     other = tmp_path / "other"
     train(cfg, other, resume="never")
-    with pytest.raises(ConfigError, match="--overwrite starts afresh there"):
+    with pytest.raises(ConfigError, match="--resume never --overwrite starts afresh there"):
         train(cfg, out, resume=other / "checkpoints" / "last.ckpt")
-    with pytest.raises(ConfigError, match="would remove .*last.ckpt, the checkpoint to resume"):
+    # --overwrite never removes what this run resumes from, nor what "auto" would continue
+    # (the same command re-run after a crash must not lose its progress)
+    with pytest.raises(ConfigError, match="the checkpoint this run resumes from: drop "
+                                          "--overwrite to continue from it"):
         train(cfg, out, resume=out / "checkpoints" / "last.ckpt", overwrite=True)
-    (out / "tensorboard" / "stale.txt").write_text("old run")
-    result = train(cfg, out, resume="auto", overwrite=True)  # afresh, not from last.ckpt
+    with pytest.raises(ConfigError, match="pass --resume never with --overwrite"):
+        train(cfg, out, resume="auto", overwrite=True)
+    # anything that fails before training starts leaves the earlier run as it was
+    gpu = tiny_config("tiny", "trainer.max_steps=2", "trainer.accelerator=gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception, match="(?i)gpu"):
+            train(gpu, out, resume="never", overwrite=True)
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == first
+    # afresh: the earlier run's outputs go, files zoomsr did not write stay
+    (out / "samples" / "my_notes.txt").write_text("keep me")
+    result = train(cfg, out, resume="never", overwrite=True)
     assert result.resumed_from is None and result.global_step == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == first
-    assert not (out / "tensorboard" / "stale.txt").exists()
+    assert not any(e.exists() for e in events)
+    assert (out / "samples" / "my_notes.txt").read_text() == "keep me"
+    assert (out / "config.yaml").is_file() and (out / "generator.pth").is_file()
     # its own checkpoints: continued as before
     assert train(cfg, out, resume=out / "checkpoints" / "last.ckpt").global_step == 2
+
+
+def test_overwrite_fails_in_one_line_when_a_file_cannot_be_removed(tmp_path):
+    from zoomsr.training.run import remove_run_outputs
+
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step=0000002.ckpt").write_bytes(b"x")
+    stuck = ckpts / "last.ckpt"
+    stuck.mkdir()  # cannot be unlinked, even by root
+    with pytest.raises(ConfigError, match=r"last.ckpt: cannot remove .* for --overwrite"):
+        remove_run_outputs(tmp_path / "run", [ckpts / "step=0000002.ckpt", stuck])
+    stuck.rmdir()
+    (ckpts / "old.ckpt").write_bytes(b"x")  # not in the list: still there, so refused
+    (ckpts / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"old.ckpt: still there after --overwrite"):
+        remove_run_outputs(tmp_path / "run", [ckpts / "last.ckpt"])

@@ -22,8 +22,10 @@ def train(
         help="auto: continue from OUT/checkpoints/last.ckpt if present; never; or a .ckpt path.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Start afresh in OUT, removing an earlier run's checkpoints, "
-        "logs and generator there (without it, a run that would not continue them is refused)."),
+        False, "--overwrite", help="With --resume never (or a checkpoint from elsewhere): "
+        "start afresh in OUT, removing the earlier run's checkpoints, logs, samples and "
+        "generator there; without it such a run is refused. Never removes what the run "
+        "resumes from."),
     devices: int | None = typer.Option(
         None, "--devices", min=1, help="Devices per node (N > 1 trains with DDP)."
     ),

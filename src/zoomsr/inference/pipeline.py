@@ -425,6 +425,7 @@ class _RowThreads:
                 if isinstance(res, BaseException):
                     raise res
                 yield res
+                del res  # not held while waiting for the next row
         finally:
             self.close()
 

@@ -237,7 +237,10 @@ def write_geotiff(
         target = final_tmp.with_name(final_tmp.name + ".gtiff.tif") if cog else final_tmp
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-                with rasterio.open(target, "w", **profile) as dst:
+                # SPARSE_OK: closed before any pixel is written, GDAL would otherwise write
+                # an empty tile for every tile, left behind once the strips come (18 % of a
+                # smooth image's file)
+                with rasterio.open(target, "w", SPARSE_OK=True, **profile) as dst:
                     interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
                     dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
                     for i, name in enumerate(band_names, start=1):

@@ -16,10 +16,10 @@ Checkpoints carry the model name and config (``checkpoint["zoomsr"]``), so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,40 +79,69 @@ def resolve_resume(out: Path, resume: str | os.PathLike[str] | None) -> Path | N
     return path
 
 
-#: What a run writes in its folder (module docstring); ``overwrite`` removes these.
-RUN_OUTPUTS = ("checkpoints", "tensorboard", "csv", "samples", "generator.pth", "config.yaml")
+#: Files an earlier run left in its folder that ``overwrite`` removes (relative glob
+#: patterns; ``config.yaml`` is rewritten instead, and nothing else in OUT is touched).
+RUN_OUTPUTS = ("checkpoints/*.ckpt", "tensorboard/events.out.tfevents.*",
+               "csv/version_*/metrics.csv", "csv/version_*/hparams.yaml",
+               "samples/val_step*.png", "generator.pth")
 
 
-def check_run_folder(out: Path, resume_path: Path | None, overwrite: bool) -> None:
-    """A run that does not continue ``out``'s own checkpoints must start in a folder without
-    any: Lightning would write beside them (``last-v1.ckpt``), and a later ``--resume auto``
-    could pick up the earlier run's ``last.ckpt``. ``overwrite`` removes the earlier run's
-    outputs (:data:`RUN_OUTPUTS`) instead of refusing."""
+def check_run_folder(out: Path, resume: str | os.PathLike[str] | None,
+                     resume_path: Path | None, overwrite: bool) -> list[Path]:
+    """The earlier run's files to remove before this run starts (empty: none).
+
+    A run that does not continue ``out``'s own checkpoints must start in a folder without
+    any: Lightning would write beside them (``last-v1.ckpt``) and a later ``--resume auto``
+    could pick up the earlier run's ``last.ckpt``. So that is refused unless ``overwrite``,
+    which then removes the earlier run's outputs (:data:`RUN_OUTPUTS`; see
+    :func:`remove_run_outputs`). ``overwrite`` never removes a run that ``resume="auto"``
+    would continue: re-running the same command after a crash must not lose its progress.
+    """
     ckpt_dir = out / "checkpoints"
     own = resume_path is not None and resume_path.resolve().parent == ckpt_dir.resolve()
     if own and overwrite:
-        raise ConfigError(f"--overwrite would remove {resume_path}, the checkpoint to resume "
-                          "from: drop --overwrite to continue from it, or --resume to start "
-                          "afresh")
+        how = ("pass --resume never with --overwrite to start afresh, or drop --overwrite to "
+               "continue it") if str(resume) == "auto" else (
+               "drop --overwrite to continue from it, or drop --resume PATH to start afresh")
+        raise ConfigError(f"--overwrite would remove {resume_path}, the checkpoint this run "
+                          f"resumes from: {how}")
     old = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     if own or not old:
-        return
+        return []
     if not overwrite:
         shown = ", ".join(old[:3]) + (f" and {len(old) - 3} more" if len(old) > 3 else "")
+        continue_it = ("--resume auto continues it, " if LAST in old else
+                       f"--resume {ckpt_dir / old[-1]} continues it, ")
         raise ConfigError(
-            f"{out} holds checkpoints of an earlier run ({shown}): --resume auto continues "
-            "it, --overwrite starts afresh there (removing its checkpoints, logs and "
-            "generator), or choose another --out"
+            f"{out} holds checkpoints of an earlier run ({shown}): {continue_it}--resume "
+            "never --overwrite starts afresh there (removing its checkpoints, logs, samples "
+            "and generator), or choose another --out"
         )
-    for name in RUN_OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    return sorted({f for pattern in RUN_OUTPUTS for f in out.glob(pattern) if f.is_file()})
 
 
-def _check_resume_matches(path: Path, cfg: TrainConfig) -> None:
+def remove_run_outputs(out: Path, files: Sequence[Path]) -> None:
+    """Remove an earlier run's ``files`` (from :func:`check_run_folder`) and the folders they
+    leave empty; fails with one line if one cannot be removed, or if checkpoints remain."""
+    if not files:
+        return
+    for f in files:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{f}: cannot remove ({exc.strerror or exc}) for --overwrite; "
+                              "remove it, or choose another --out") from None
+    for folder in sorted({f.parent for f in files}, key=lambda d: -len(d.parts)):
+        with contextlib.suppress(OSError):  # not empty (user files), or a mount: kept
+            if folder != out and not any(folder.iterdir()):
+                folder.rmdir()
+    left = sorted((out / "checkpoints").glob("*.ckpt"))
+    if left:
+        raise ConfigError(f"{left[0]}: still there after --overwrite removed the earlier "
+                          "run's checkpoints; remove it, or choose another --out")
+
+
+def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
     # A resumed run must train the same architecture; anything else is a different run.
     ckpt = read_checkpoint(path, weights_only=False)
     # Stored configs are complete and JSON-normalised (tuples as lists); compare like with like.
@@ -122,8 +151,8 @@ def _check_resume_matches(path: Path, cfg: TrainConfig) -> None:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ConfigError(
             f"{path} holds another model than the config trains ({ckpt.model_name} vs "
-            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out, "
-            "or --overwrite to start afresh there"
+            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out"
+            + (", or --resume never --overwrite to start afresh there" if own else "")
         )
 
 
@@ -223,22 +252,25 @@ def train(
     Raises :class:`~zoomsr.errors.DataError` for a missing dataset or an empty train/val split
     and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, or when
     ``out`` holds a run of another model, or checkpoints of a run this one does not continue
-    (``overwrite``: remove that run's outputs and start afresh; ``resume="auto"`` then
-    starts from nothing); all before the model is built.
+    (``overwrite``: remove that run's outputs, once the trainer is built, and start afresh;
+    see :func:`check_run_folder`); all before the model is built.
     """
     out = Path(out)
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
     datamodule.check()  # split, bands, tile weights: before a model is built
-    resume_path = resolve_resume(out, "never" if overwrite and str(resume) == "auto" else resume)
+    resume_path = resolve_resume(out, resume)
+    stale = check_run_folder(out, resume, resume_path, overwrite)
     if resume_path is not None:
-        _check_resume_matches(resume_path, cfg)
-    check_run_folder(out, resume_path, overwrite)
+        own = resume_path.resolve().parent == (out / "checkpoints").resolve()
+        _check_resume_matches(resume_path, cfg, own)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
     trainer, checkpoint = build_trainer(cfg, out, callbacks)
     if trainer.is_global_zero:
+        # only now: anything above can still fail, and the earlier run must then stay
+        remove_run_outputs(out, stale)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
     with warnings.catch_warnings():
         # The sample datasets are small: Lightning suggests more workers than useful.
@@ -274,4 +306,4 @@ def train(
 
 
 __all__ = ["MODULES", "RUN_OUTPUTS", "TrainResult", "build_module", "build_trainer",
-           "check_run_folder", "resolve_resume", "train"]
+           "check_run_folder", "remove_run_outputs", "resolve_resume", "train"]
