@@ -76,7 +76,8 @@ class ReadyRow:
     """A row of windows with its own final rows already finished.
 
     ``edge_*``: sums ``[C, c*s, W]`` / weights of the carried rows; ``interior``: finished
-    rows ``[c, n)`` as ``[(n - c)*s, W, C + 1]`` uint8; ``tail_*``: rows from ``max(c, n)`` on,
+    rows ``[c, n)`` as ``[(n - c)*s, W, C + 1]`` uint8 (empty when the row's thread already
+    wrote them to the output, as the local path does); ``tail_*``: rows from ``max(c, n)`` on,
     carried to the next row; ``valid``: LR validity ``[h, W]``; ``lr``: the finished LR mosaic
     rows ``[n, W_lr, 4]`` (only when asked).
     """
