@@ -37,6 +37,7 @@ def check_device_options(device: str, dtype: str | None) -> None:
     import torch
 
     from zoomsr.errors import InputError
+    from zoomsr.inference.model import resolve_device
     from zoomsr.metrics.base import resolve_dtype
 
     if device == "auto":
@@ -50,13 +51,7 @@ def check_device_options(device: str, dtype: str | None) -> None:
             dev.type == "cpu" and dev.index is not None
         ):
             raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise InputError(f"--device {device}: no CUDA GPU is available")
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise InputError(
-                    f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)"
-                )
+        resolve_device(device)  # no GPU, or a GPU index beyond the count
     try:
         resolve_dtype(dtype, dev)
     except InputError as exc:

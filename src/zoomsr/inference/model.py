@@ -28,7 +28,8 @@ from zoomsr.models.checkpoints import Checkpoint
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu; otherwise the named device."""
+    """``auto`` -> cuda, else mps, else cpu; otherwise the named device, which must be there
+    (a GPU index within the count, MPS available): one-line :class:`InputError` if not."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -40,8 +41,14 @@ def resolve_device(device: str = "auto") -> torch.device:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise InputError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise InputError(f"--device {device}: no MPS device is available")
     return dev
 
 
