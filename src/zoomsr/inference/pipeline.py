@@ -570,19 +570,26 @@ def _progress(total: int, done: int, enabled: bool):
     )
 
 
-def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few: int,
-          native: bool) -> dict[str, str]:
-    grid = plan.grid
-    tags = {
+def model_tags(model: InferenceModel) -> dict[str, str]:
+    """The output tags that say which zoomsr and which model made it (every output kind)."""
+    return {
         "zoomsr_version": __version__,
         "zoomsr_model": model.label,
         "zoomsr_architecture": json.dumps({"name": model.describe()["architecture"],
                                            "config": model.config}),
         "zoomsr_weights": model.weights,
         "zoomsr_weights_sha256": model.weights_sha256,
-        "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
         "zoomsr_n_images": str(model.n_images),
         "zoomsr_scale": str(model.scale),
+    }
+
+
+def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few: int,
+          native: bool) -> dict[str, str]:
+    grid = plan.grid
+    tags = {
+        **model_tags(model),
+        "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
         "zoomsr_grid": ("native " if native else "training grid ")
         + f"{grid.crs.to_string()} {grid.resolution:.6g} m -> {grid.resolution / grid.scale:.6g} m",
         "zoomsr_tiling": json.dumps({"window": plan.windows.tiling.window,

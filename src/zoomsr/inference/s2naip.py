@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from zoomsr import __version__
 from zoomsr import grid as tiles
 from zoomsr.data.bands import normalize_band
 from zoomsr.data.layout import S2_DIR, read_band_series
@@ -32,6 +31,7 @@ from zoomsr.inference.pipeline import (
     InferenceResult,
     RowCallback,
     check_output,
+    model_tags,
     write_side_outputs,
 )
 from zoomsr.inference.writer import PartialRun, write_geotiff
@@ -146,15 +146,9 @@ def run_s2naip(
         if on_row is not None:
             on_row(r + 1, n_rows)
     tags = {
-        "zoomsr_version": __version__,
-        "zoomsr_model": model.label,
-        "zoomsr_architecture": json.dumps({"name": model.describe()["architecture"],
-                                           "config": model.config}),
-        "zoomsr_scale": str(model.scale),
+        **model_tags(model),
         "zoomsr_tiling": json.dumps({"window": size, "overlap": 0, "margin": 0,
                                      "note": "S2-NAIP tiles, each its own chunk"}),
-        "zoomsr_weights": model.weights,
-        "zoomsr_weights_sha256": model.weights_sha256, "zoomsr_n_images": str(model.n_images),
         "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/"
         f"{{{','.join(model.bands)}}}.png)",
         "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
