@@ -200,12 +200,16 @@ def _profile(width: int, height: int, count: int, crs, transform) -> dict[str, A
         "interleave": "pixel",
         "photometric": "RGB",
         "BIGTIFF": "IF_SAFER",
-        # Compress blocks on every core: the byte stream is the same as with one thread, and
-        # on a GPU machine this final pass would otherwise cost about as much as the model.
-        # Not for 4 bands (RGB + uncertainty): GDAL's compression jobs then print a spurious
-        # "Bad value 1 for ExtraSamples" error (the data are right, the message alarming).
-        "NUM_THREADS": "ALL_CPUS" if count == 3 else "1",
     }
+
+
+def _compress_threads(count: int) -> str:
+    """GDAL's ``NUM_THREADS`` for writing ``count`` bands (an open option of each strip)."""
+    # Compress blocks on every core: the byte stream is the same as with one thread, and on a
+    # GPU machine this final pass would otherwise cost about as much as the model. Not for 4
+    # bands (RGB + uncertainty): GDAL's compression jobs then print a spurious "Bad value 1
+    # for ExtraSamples" error (the data are right, the message alarming).
+    return "ALL_CPUS" if count == 3 else "1"
 
 
 def write_geotiff(
@@ -232,7 +236,7 @@ def write_geotiff(
         raise ValueError("band names do not match the raw raster")
     output.parent.mkdir(parents=True, exist_ok=True)
     profile = _profile(raw.width, raw.height, count, crs, transform)
-    threads = profile.pop("NUM_THREADS")
+    threads = _compress_threads(count)
     with atomic_path(output, suffix=".tif") as final_tmp:
         target = final_tmp.with_name(final_tmp.name + ".gtiff.tif") if cog else final_tmp
         try:
