@@ -18,6 +18,12 @@ Measures, on this machine, in one run:
    rest of the pipeline (reads, frame choice, blending, writing) allows on this machine. If it
    is not well above the bare model's rate, the pipeline cannot reach it.
 
+With ``--zero-cost``, every run uses that model: the pipeline's own speed and memory, e.g.
+how its peak memory grows with the scene (the 4x scene doubles the width)::
+
+    python benchmarks/infer_throughput.py --zero-cost --size 976 --pipeline-batch 4 \
+        --threads 1 --device cpu --seconds 1 --repeats 3
+
 The bare rate is measured before and after the pipeline runs (their mean is the reference),
 and ``--repeats N`` repeats the whole measurement and prints medians, because on a shared
 machine the speed drifts within minutes.
@@ -168,7 +174,7 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
-    if zero_cost:
+    if zero_cost or args.zero_cost:
         cmd.append("--zero-cost")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -194,7 +200,9 @@ def main() -> None:
                    help="Also run the smaller scene with a zero-cost model (see 4.).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--zero-cost", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--zero-cost", action="store_true",
+                   help="Run everything with the zero-cost model: the speed and memory of the "
+                   "pipeline alone (e.g. how its memory grows with the scene).")
     p.add_argument("--scene-dir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
@@ -244,7 +252,8 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
         return
     b = runs[0]["bare"]
     cfg = " ".join(f"{k}={v}" for k, v in b["config"].items())
-    print(f"model rrdbnet {cfg} on {b['device']}; {len(runs)} run(s), medians")
+    name = "zero-cost (nearest x4, no model)" if args.zero_cost else f"rrdbnet {cfg}"
+    print(f"model {name} on {b['device']}; {len(runs)} run(s), medians")
     print(f"bare forward      {med(r['bare']['chunks_per_s'] for r in runs):8.2f} chunks/s "
           f"(32x32, batch {args.batch}; mean of before and after the pipeline runs)")
     for label, key in (("pipeline", "pipeline"), ("pipeline 4x", "pipeline_4x")):

@@ -53,7 +53,7 @@ def test_bytes_do_not_depend_on_gdal_cache(tmp_path, bands):
 
 def test_no_bytes_left_behind_by_the_reopening(tmp_path):
     """The file is no larger than one written in a single pass: closing the empty file first
-    must not leave an empty tile per tile behind (18 % of a smooth image's file)."""
+    must not leave an empty tile per tile behind."""
     from zoomsr.inference.writer import _profile
 
     raw = RawRaster(tmp_path / "flat.raw", 1024, 1024, 4)

@@ -242,8 +242,7 @@ def write_geotiff(
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 # SPARSE_OK: closed before any pixel is written, GDAL would otherwise write
-                # an empty tile for every tile, left behind once the strips come (18 % of a
-                # smooth image's file)
+                # an empty tile for every tile, left behind once the strips come
                 with rasterio.open(target, "w", SPARSE_OK=True, **profile) as dst:
                     interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
                     dst.colorinterp = (interp + [ColorInterp.undefined] * count)[:count]
