@@ -64,7 +64,8 @@ def _zero_cost_model(args: argparse.Namespace):
     """A model whose forward costs (almost) nothing: frame 1's RGB, nearest-upsampled x4."""
     import torch
 
-    from zoomsr.inference.model import InferenceModel, resolve_device
+    from zoomsr.devices import resolve_device
+    from zoomsr.inference.model import InferenceModel
 
     class Nearest(torch.nn.Module):
         name = "nearest"

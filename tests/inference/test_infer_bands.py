@@ -296,25 +296,3 @@ def test_a_band_from_another_area_is_refused(tmp_path, shift):
     with pytest.raises(DataError, match=r"_B08.tif: B08 does not cover the same area as .*_TCI"):
         discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))
 
-
-def test_resolve_device_names_what_is_not_there(monkeypatch):
-    """One check for infer, demo and evaluate: no GPU, a GPU index beyond the count, no MPS."""
-    import torch
-
-    from zoomsr.errors import InputError
-    from zoomsr.inference.model import resolve_device
-
-    assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(InputError, match="unknown device 'gpu'"):
-        resolve_device("gpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InputError, match=r"^--device cuda:0: no CUDA GPU is available$"):
-        resolve_device("cuda:0")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert resolve_device("cuda:1") == torch.device("cuda:1")
-    with pytest.raises(InputError, match=r"^--device cuda:2: only 2 CUDA GPU\(s\)$"):
-        resolve_device("cuda:2")
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(InputError, match=r"^--device mps: no MPS device is available$"):
-        resolve_device("mps")

@@ -19,13 +19,13 @@ def check_options(out: Path, size: int, series_size: int, frames: int, device: s
                   overwrite: bool) -> None:
     """Every option and OUT, checked before any work (one-line errors, exit 2): nothing is
     loaded or written when one is wrong."""
+    from zoomsr.devices import resolve_device
     from zoomsr.inference.demo import (
         CROP_SIZES,
         SERIES_FRAMES,
         SERIES_SIZES,
         check_demo_dir,
     )
-    from zoomsr.inference.model import resolve_device
 
     _in_range("--size", size, CROP_SIZES, " px (the real sample is 300 x 300 px)")
     _in_range("--series-size", series_size, SERIES_SIZES, " px")

@@ -36,22 +36,20 @@ def check_device_options(device: str, dtype: str | None) -> None:
     whichever metrics are asked for."""
     import torch
 
+    from zoomsr.devices import resolve_device
     from zoomsr.errors import InputError
-    from zoomsr.inference.model import resolve_device
     from zoomsr.metrics.base import resolve_dtype
 
-    if device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
+    if device != "auto":  # the metrics run on a CPU or CUDA GPU (MPS has no float64)
         try:
-            dev = torch.device(device)
+            named = torch.device(device)
         except (RuntimeError, TypeError):
-            dev = None
-        if dev is None or dev.type not in ("cpu", "cuda") or (
-            dev.type == "cpu" and dev.index is not None
+            named = None
+        if named is None or named.type not in ("cpu", "cuda") or (
+            named.type == "cpu" and named.index is not None
         ):
             raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-        resolve_device(device)  # no GPU, or a GPU index beyond the count
+    dev = resolve_device(device, mps=False)  # no GPU, or a GPU index beyond the count
     try:
         resolve_dtype(dtype, dev)
     except InputError as exc:

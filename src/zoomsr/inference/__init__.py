@@ -14,9 +14,10 @@
 See docs/inference.md.
 """
 
+from zoomsr.devices import resolve_device
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Discovery, Frame, discover_frames
-from zoomsr.inference.model import InferenceModel, build_inference_model, resolve_device
+from zoomsr.inference.model import InferenceModel, build_inference_model
 from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,

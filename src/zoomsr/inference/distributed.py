@@ -67,7 +67,7 @@ def _worker_class(ray: Any) -> Any:
         def __init__(self, spec: dict[str, Any], state: dict, device: str) -> None:
             import torch
 
-            from zoomsr.inference.model import resolve_device
+            from zoomsr.devices import resolve_device
             from zoomsr.models import create_model
 
             dev = resolve_device(device)

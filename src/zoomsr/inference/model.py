@@ -20,36 +20,12 @@ import torch
 from torch import nn
 
 from zoomsr.data.bands import band_channels, validate_bands
+from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
 from zoomsr.models.checkpoints import Checkpoint
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu; otherwise the named device, which must be there
-    (a GPU index within the count, MPS available): one-line :class:`InputError` if not."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)")
-    mps = getattr(torch.backends, "mps", None)
-    if dev.type == "mps" and not (mps is not None and mps.is_available()):
-        raise InputError(f"--device {device}: no MPS device is available")
-    return dev
 
 
 def sha256_state(module: nn.Module) -> str:

@@ -159,19 +159,6 @@ def check_border(border: int, height: int, width: int, minimum: int = 1) -> None
         )
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.io.atomic import atomic_path
 from zoomsr.metrics.base import (
@@ -47,7 +48,6 @@ from zoomsr.metrics.base import (
     check_batch_size,
     check_images,
     check_pair,
-    resolve_device,
     resolve_dtype,
 )
 
@@ -385,7 +385,7 @@ class CLIPScore:
             model_name, tag = REFERENCE_ALIASES[model_name]
             pretrained = tag if pretrained == "openai" else pretrained
         self.mode = mode
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, mps=False)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = check_batch_size(batch_size)
         self.weights = resolve_clip_weights(

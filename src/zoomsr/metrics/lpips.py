@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.metrics.base import (
     WeightsNotFoundError,
     check_batch_size,
     check_pair,
-    resolve_device,
 )
 
 LPIPS_NETS = ("alex", "vgg")
@@ -236,7 +236,7 @@ def get_lpips_network(
     device: str | torch.device = "cpu",
 ) -> LPIPSNetwork:
     """:func:`build_lpips_network` on ``device``, built once per (net, files, device)."""
-    dev = resolve_device(device)
+    dev = resolve_device(device, mps=False)
     bpath = find_backbone_weights(net, backbone_weights).resolve()
     lpath = find_linear_weights(net, linear_weights).resolve()
     key = (net, str(bpath), str(lpath), str(dev))
@@ -269,7 +269,7 @@ class LPIPS:
         batch_size: int = 32,
         network: LPIPSNetwork | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, mps=False)
         self.batch_size = check_batch_size(batch_size)
         if network is None:
             self.net_name = _check_net(net)

@@ -1,0 +1,38 @@
+"""Which torch device a command or API call runs on (one check for every command)."""
+
+from __future__ import annotations
+
+import torch
+
+from zoomsr.errors import InputError
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def resolve_device(device: str | torch.device | None = "auto", *,
+                   mps: bool = True) -> torch.device:
+    """``"auto"``/``None`` -> CUDA, else MPS (when ``mps``), else CPU; otherwise the named
+    device, which must be there (a GPU index within the count, MPS available): one-line
+    :class:`InputError` naming it if not."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps and _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}: {exc} (use auto, cpu, cuda, cuda:N "
+                         "or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type == "mps" and not _mps_available():
+        raise InputError(f"--device {device}: no MPS device is available")
+    return dev
