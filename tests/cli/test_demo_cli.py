@@ -146,12 +146,14 @@ def test_demo_out_is_a_file(cli, tmp_path, no_model):
 
 
 def test_demo_out_not_writable(cli, tmp_path, no_model, monkeypatch):
-    import zoomsr.inference.demo
+    import zoomsr.io.folders
 
-    # os.access itself: the tests may run as root, who can write anywhere
-    monkeypatch.setattr(zoomsr.inference.demo.os, "access", lambda path, mode: False)
+    def refused(dir):  # noqa: A002  (the tests may run as root, who can write anywhere)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(zoomsr.io.folders.tempfile, "TemporaryFile", refused)
     code, _, err = cli("demo", tmp_path / "a" / "out")
-    assert code == 2 and f"cannot write in {tmp_path} (permission denied)" in err
+    assert code == 2 and f"cannot write in {tmp_path} (Permission denied)" in err
     assert files_under(tmp_path) == []
 
 

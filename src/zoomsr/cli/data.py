@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -71,12 +70,14 @@ def info(
     """Pairs, bands, time-series lengths, black/invalid time steps and geographic extent."""
     from zoomsr.data.info import dataset_info, plot_montage, plot_tile_locations
     from zoomsr.data.layout import require_dataset_root, scan_pairs
+    from zoomsr.io.folders import require_writable_folder
 
     if max_tiles is not None and max_tiles < 1:
         raise InputError(f"--max-tiles must be >= 1, got {max_tiles}")
     require_dataset_root(root)
     if plot:
-        _require_out_folder(out or Path(root), "--out" if out else "ROOT")
+        folder = out or Path(root)
+        require_writable_folder(folder, f"{'--out' if out else 'ROOT'} {folder}")
     summary = dataset_info(root, max_tiles=max_tiles, progress=progress)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -93,18 +94,6 @@ def info(
         montage_png = plot_montage(pairs, folder / "montage.png",
                                    title=f"LR time steps | NAIP{label}")
         typer.echo(f"wrote {tiles_png} and {montage_png}")
-
-
-def _require_out_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and check that files can be written there."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{what} {folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{what} {folder}: cannot create folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{what} {folder}: folder is not writable")
 
 
 def _unreadable_note(s) -> str:

@@ -31,6 +31,7 @@ from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.pipeline import InferenceOptions, run_inference, super_resolve_array
 from zoomsr.inference.windows import Tiling
 from zoomsr.io.atomic import refuse_existing
+from zoomsr.io.folders import require_writable_folder
 
 SPYNDEX_FILE = "data/S2_10m.json"
 SPYNDEX_BANDS = ("B02", "B03", "B04", "B08")
@@ -211,29 +212,15 @@ def demo_outputs(out_dir: str | Path, n_frames: int = 8) -> list[Path]:
     return [Path(out_dir) / PNG_NAME, *series_outputs(out_dir, n_frames)]
 
 
-def _writable_folder(path: Path, what: Path) -> None:
-    """Fail unless ``path`` (the folder ``what`` is, or will be made in) is a folder that can
-    be written; a missing ``path`` is checked in its nearest existing parent."""
-    folder = path
-    while not os.path.lexists(folder) and folder.parent != folder:
-        folder = folder.parent
-    if not folder.is_dir():
-        if folder == what:
-            raise InputError(f"{what}: exists and is not a folder")
-        raise InputError(f"{what}: cannot be created: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{what}: cannot write in {folder} (permission denied)")
-
-
 def check_demo_dir(out_dir: str | Path, n_frames: int = 8, overwrite: bool = False) -> None:
     """Check, before any work and without writing anything, that the demo can write its
     outputs in ``out_dir``: a folder (or one that can be created), writable, and holding none
     of :func:`demo_outputs` unless ``overwrite`` (as ``zoomsr infer``)."""
     out = Path(out_dir)
-    _writable_folder(out, out)
+    require_writable_folder(out, create=False)
     series_dir = out / SERIES_DIR
     if os.path.lexists(series_dir):
-        _writable_folder(series_dir, series_dir)
+        require_writable_folder(series_dir, create=False)
     outputs = demo_outputs(out, n_frames)
     for p in outputs:
         if os.path.lexists(p) and not p.is_file():

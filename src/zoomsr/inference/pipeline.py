@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -69,6 +68,7 @@ from zoomsr.inference.writer import (
     write_preview,
 )
 from zoomsr.io.atomic import refuse_existing
+from zoomsr.io.folders import require_writable_folder
 
 RowCallback = Callable[[int, int], None]
 
@@ -647,12 +647,7 @@ def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bo
         if p.resolve() in taken:
             raise InputError(f"{p}: is one of the inputs; write the output elsewhere")
     refuse_existing(paths, overwrite)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out.parent):
-            pass
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+    require_writable_folder(out.parent, str(out))
     return out
 
 
