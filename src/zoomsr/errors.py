@@ -31,3 +31,8 @@ class CheckpointError(ZoomsrError, OSError):
     """A checkpoint cannot be read or does not match the model."""
 
     exit_code = 2
+
+
+class ZoomsrWarning(UserWarning):
+    """Something in the user's input looks wrong but need not be (the run goes on); the CLI
+    prints it as one ``warning:`` line."""

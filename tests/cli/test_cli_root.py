@@ -33,9 +33,19 @@ def test_console_script_exit_codes_and_one_line_errors(tmp_path):
     expected = f"error: {tmp_path / 'missing'}: dataset folder not found"
     assert p.stderr.strip().splitlines() == [expected]
     assert "Traceback" not in p.stderr
-    p = subprocess.run(run + ["--debug", "data", "check", str(tmp_path / "missing")],
-                       capture_output=True, text=True)
-    assert p.returncode == 2 and "Traceback" in p.stderr
+    for args in (["--debug", "data", "check", str(tmp_path / "missing")],
+                 ["data", "check", str(tmp_path / "missing"), "--debug"]):  # where errors say
+        p = subprocess.run(run + args, capture_output=True, text=True)
+        assert p.returncode == 2 and "Traceback" in p.stderr, args
+
+
+def test_debug_is_moved_before_the_command_but_not_a_file_named_so():
+    from zoomsr.cli.main import normalise_argv
+
+    assert normalise_argv(["data", "check", "d", "--debug"]) == ["--debug", "data", "check", "d"]
+    assert normalise_argv(["data", "check", "--", "--debug"]) == ["data", "check", "--",
+                                                                   "--debug"]
+    assert normalise_argv(["--debug", "data", "check", "d"]) == ["--debug", "data", "check", "d"]
 
 
 def test_cli_starts_without_importing_torch():

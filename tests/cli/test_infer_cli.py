@@ -158,3 +158,39 @@ def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path):
     code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *TINY)
     assert code == 0, err
     assert "4 S2-NAIP tile(s), each a chunk" in out and "0 input frame" not in out
+
+
+def test_input_warnings_are_one_line_and_the_run_goes_on(cli, tmp_path):
+    paths = write_frames(tmp_path / "in", n=3, size=(40, 48))
+    with rasterio.open(paths[1], "r+") as ds:  # a date that is nodata everywhere
+        ds.write(0 * ds.read())
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "sr.tif", *TINY)
+    assert code == 0, err
+    assert err.splitlines() == [f"warning: {paths[1]}: no valid pixels seen (all nodata, black "
+                                "or NaN in a decimated look): this date adds nothing"]
+
+
+def test_a_geographic_native_grid_is_reported_in_degrees(cli, tmp_path):
+    from affine import Affine
+
+    write_frames(tmp_path / "in", n=2, size=(40, 48), crs="EPSG:4326",
+                 transform=Affine(1e-4, 0, 10.0, 0, -1e-4, 45.0))
+    out = tmp_path / "sr.tif"
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--native-grid")
+    assert code == 0, err
+    assert "(192x160 px, 2.5e-05 deg, EPSG:4326)" in stdout
+    with rasterio.open(out) as ds:
+        assert ds.tags()["zoomsr_grid"] == "native EPSG:4326 0.0001 deg -> 2.5e-05 deg"
+
+
+def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
+    """A requeued job re-runs its command: a finished output is kept, exit 0."""
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    assert cli("infer", tmp_path / "in", "-o", out, *TINY)[0] == 0
+    before = out.read_bytes()
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume")
+    assert code == 0, err
+    assert stdout.strip() == (f"{out}: finished by an earlier run, nothing to resume "
+                              "(--overwrite computes it again)")
+    assert out.read_bytes() == before

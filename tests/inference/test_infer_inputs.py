@@ -52,7 +52,7 @@ def test_real_scene_native_grid_and_reprojection(real_scene, tmp_path, tiny_mode
         assert np.allclose(tuple(meta["bounds"]), tuple(src.bounds))
     assert meta["transform"].a == pytest.approx(25.0) and data.shape == (3, 96, 96)
     # The file is decimated to 100 m: onto the training grid it would be blown up 10x a side
-    with pytest.raises(DataError, match=r"TCI.tif: pixels of (99.8|100) m.*--native-grid"):
+    with pytest.raises(DataError, match=r"TCI.tif: pixels of (99.8|100) m on the.*-native-grid"):
         run_inference(real_scene, tmp_path / "3857.tif", tiny_model(1),
                       InferenceOptions(**opts))
     # Its pixels as the 10 m they were: reprojected from UTM onto the training grid
@@ -327,7 +327,7 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
     landsat = shared_dir / "data/real/misc/RGB.byte.tif"
     (frame,) = discover_frames(landsat).frames
     assert ground_resolution_m(frame) == pytest.approx(300, rel=0.01)
-    with pytest.raises(DataError, match=r"RGB.byte.tif: pixels of (299|300) m.*--native-grid"):
+    with pytest.raises(DataError, match=r"byte.tif: pixels of (299|300) m on the.*-native-grid"):
         plan_grid([frame], 4)
     assert plan_grid([frame], 4, native=True).resolution == pytest.approx(300, rel=1e-3)
     # Web-Mercator metres are ground metres x 1 / cos(latitude)

@@ -147,12 +147,14 @@ def test_resume_refuses_other_settings(tmp_path, tiny_model):
 
     with pytest.raises(KeyboardInterrupt):
         run_inference(paths, out, tiny_model(2), _opts(), on_row=stop)
-    with pytest.raises(InputError, match=r"settings \(model\.config\.num_in_ch: was 6, now 9\)"):
+    with pytest.raises(InputError, match=r"run.tif: the interrupted run .* settings \(model "
+                                         r"\(config\.num_in_ch\): was 6, now 9\); to continue "
+                                         r"it, give the inputs and options it had with --resume"):
         run_inference(paths, out, tiny_model(3), _opts(resume=True))
     # the message names what differs: the window (automatic: 256 px, cut to the scene) and
     # with it the windows per call (8 of 128 x 128 px make 45 of 72 x 40 px)
     with pytest.raises(InputError,
-                       match=r"\(batch_size: was 8, now 45; tiling\[0\]: was 32, now 256\)"):
+                       match=r"\(--window/--overlap/--margin: was 32/8/2 px, now 256/32/8 px\)"):
         run_inference(paths, out, tiny_model(2), _opts(resume=True, tiling=Tiling()))
     # without --resume the finished rows are not dropped silently: refused, naming both ways
     with pytest.raises(InputError, match=r"run.tif: an interrupted run.*--resume.*--overwrite"):
@@ -211,7 +213,9 @@ def test_non_overlapping_inputs_are_named(tmp_path, tiny_model):
     a = write_frames(tmp_path / "a", n=1, size=(20, 20))
     far = Affine(tiles.LR_RESOLUTION, 0, 0.0, 0, -tiles.LR_RESOLUTION, 0.0)
     b = write_frames(tmp_path / "b", n=1, size=(20, 20), transform=far)
-    with pytest.raises(DataError, match=r"do not overlap.*S2_20240101_TCI"):
+    # same file names in two folders: full paths tell them apart
+    with pytest.raises(DataError, match=rf"^inputs do not overlap: {b[0]} does not overlap "
+                                        rf"{a[0]}$"):
         run_inference([a[0], b[0]], tmp_path / "o.tif", tiny_model(1), _opts())
 
 

@@ -88,7 +88,13 @@ def test_resume_refusal_names_the_first_differing_entry():
     now = {"files": [["/d/a.tif", 10, 1700000000000000001], ["/d/b.tif", 20, 6]],
            "tiling": [192, 32, 8], "seed": 0}
     assert _differences(json.dumps(before), json.dumps(now)) == (
-        "files[1][2]: was 5, now 6; tiling[0]: was 128, now 192")
+        "/d/b.tif changed since; --window/--overlap/--margin: was 128/32/8 px, now 192/32/8 px")
+    now = {"files": [["/d/a.tif", 10, 1700000000000000001], ["/d/c.tif", 20, 5]],
+           "tiling": [128, 32, 8], "seed": 1, "batch_size": 4, "model": {"config": {"n": 6}}}
+    before |= {"batch_size": 8, "model": {"config": {"n": 9}}}
+    assert _differences(json.dumps(before), json.dumps(now)) == (
+        "--batch-size (windows per model call): was 8, now 4; inputs: /d/b.tif no longer "
+        "given; /d/c.tif added; model (config.n): was 9, now 6; --seed: was 0, now 1")
     assert _differences("[1, 2]", "{}") == "its record is unreadable"
     assert _differences("not json", "{}") == "its record is unreadable"
     assert _differences(json.dumps({"a": [1]}), json.dumps({"a": [1, 2]})) == (

@@ -157,7 +157,8 @@ def infer(
                                   help="auto (bf16 on CUDA), fp32 or bf16."),
     uncertainty: int = typer.Option(
         0, "--uncertainty", help="K >= 2: add band 4, the per-pixel standard deviation (x 255, "
-        "mean over RGB) of the outputs of K frame subsets."),
+        "mean over RGB) of the outputs of K frame subsets; needs more dates than the model "
+        "takes (9+ for an 8-image model)."),
     cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF."),
     save_lr: bool = typer.Option(False, "--save-lr", help="Also write the LR mosaic "
                                  "(OUT.lr.tif)."),
@@ -187,6 +188,7 @@ def infer(
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
     from zoomsr.inference.pipeline import run_inference
+    from zoomsr.inference.writer import partial_dir
 
     if scenes is not None and (inputs or output is not None):
         raise ConfigError("--scenes replaces INPUTS and --output: give either a scenes "
@@ -214,6 +216,12 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
+    if manifest is None and resume and not overwrite and output.is_file() and not partial_dir(
+            output).exists():
+        # as --scenes does: a re-run of a command that finished (a requeued job) succeeds
+        typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
+                   "computes it again)")
+        return
     net = load_model(weights, model, config, random_weights, device, precision, bands)
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
@@ -234,7 +242,7 @@ def infer(
 def _report(result: InferenceResult, net: InferenceModel) -> None:
     g = result.grid
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
-               f"{g.resolution / g.scale:.4g} m, {g.crs.to_string()})")
+               f"{g.resolution / g.scale:.4g} {g.unit}, {g.crs.to_string()})")
     bands = "" if net.bands == ("tci",) else f" of bands {','.join(net.bands)}"
     source = (f"{len(result.frames)} input frame(s); {result.windows} windows" if result.frames
               else f"{result.windows} S2-NAIP tile(s), each a chunk")

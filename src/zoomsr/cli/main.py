@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import click
 import typer
@@ -27,7 +28,7 @@ from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
 from zoomsr.cli import weights as weights_cli
-from zoomsr.errors import ZoomsrError
+from zoomsr.errors import ZoomsrError, ZoomsrWarning
 
 app = typer.Typer(
     name="zoomsr",
@@ -75,9 +76,14 @@ def _debug_wanted(argv: list[str]) -> bool:
 
 
 def normalise_argv(args: list[str]) -> list[str]:
-    """Rewrite what click cannot parse by itself before it parses ``args``: a ``--ray``
-    without a value in ``zoomsr infer`` (:func:`zoomsr.cli.infer.normalise_ray_flag`). Other
-    commands are left as they are."""
+    """Rewrite what click cannot parse by itself before it parses ``args``: ``--debug`` after
+    the command (the error hint says "run with --debug"; click only takes it before) moves to
+    the front, and a ``--ray`` without a value in ``zoomsr infer``
+    (:func:`zoomsr.cli.infer.normalise_ray_flag`). Other arguments are left as they are."""
+    if "--debug" in args[1:]:
+        end = args.index("--") if "--" in args else len(args)  # after "--": a file name
+        if "--debug" in args[:end]:
+            args = ["--debug"] + [a for i, a in enumerate(args) if a != "--debug" or i >= end]
     for i, token in enumerate(args):
         if not token.startswith("-"):  # root options are flags: the first word is the command
             if token == "infer":
@@ -100,6 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
     command = typer.main.get_command(app)
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, *where, **kw) -> None:  # noqa: ANN001, ANN002, ANN003
+            # zoomsr's own warnings (input that looks wrong but need not be) as one line,
+            # like its errors; other libraries' as Python shows them
+            if issubclass(category, ZoomsrWarning):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, *where, **kw)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", ZoomsrWarning)  # each input problem, each time
+        return _main(command, args)
+
+
+def _main(command: click.Command, args: list[str]) -> int:
     try:
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)

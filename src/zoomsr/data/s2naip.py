@@ -16,12 +16,12 @@ from torch.utils.data import Dataset
 from zoomsr.data.bands import band_channels, normalize_band, validate_bands
 from zoomsr.data.layout import PairRecord, read_hr, read_series, scan_pairs
 from zoomsr.data.selection import select_frames, valid_frames
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS
 from zoomsr.layout import Layout, to_layout
 
 
-class DataWarning(UserWarning):
+class DataWarning(ZoomsrWarning):
     """Samples were skipped because their files are unusable."""
 
 

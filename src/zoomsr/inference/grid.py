@@ -9,6 +9,7 @@ footprints; every input must overlap the others (an isolated input is an error n
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform, transform_bounds
 
 from zoomsr import grid as tiles
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import DataError, InputError, ZoomsrWarning
 from zoomsr.inference.inputs import Frame
 
 # Edges closer than this fraction of a pixel to a lattice line count as on it (float noise).
@@ -27,6 +28,10 @@ _SNAP_TOL = 1e-6
 #: 10 m; 20 m products (an L2A's TCI_20m) still make sense, coarser ones mean another sensor
 #: or a preview, and would be blown up into a job many times the area's worth.
 MAX_INPUT_RESOLUTION_M = 25.0
+#: Input pixels finer than this, in the training grid's Mercator metres (Sentinel-2's 10 m is
+#: >= 10 of them anywhere), are not Sentinel-2 (aerial imagery, e.g. NAIP): they are
+#: resampled down to the training grid with a warning.
+MIN_INPUT_RESOLUTION_M = 7.5
 _EARTH_RADIUS_M = 6371008.8
 
 
@@ -43,6 +48,14 @@ class TargetGrid:
     @property
     def resolution(self) -> float:
         return abs(self.transform.a)
+
+    @property
+    def unit(self) -> str:
+        """The CRS's unit of :attr:`resolution`: ``m``, ``deg`` (geographic) or its name."""
+        if self.crs.is_geographic:
+            return "deg"
+        units = (self.crs.linear_units or "").lower()
+        return "m" if units in ("metre", "meter", "m", "") else units
 
     @property
     def bounds(self) -> BoundingBox:
@@ -111,11 +124,13 @@ def check_overlap(frames: Sequence[Frame], footprints: Sequence[BoundingBox]) ->
             if j not in reached and _intersects(footprints[i], footprints[j]):
                 reached.add(j)
                 todo.append(j)
-    apart = [frames[j].label for j in range(len(frames)) if j not in reached]
+    apart = [str(frames[j].paths[0]) for j in range(len(frames)) if j not in reached]
     if apart:
+        shown = ", ".join(apart[:3]) + (f" and {len(apart) - 3} more" if len(apart) > 3 else "")
         raise DataError(
-            f"inputs do not overlap: {', '.join(apart)} do not overlap {frames[0].label}"
-            + (" (or the inputs that overlap it)" if len(frames) > 2 else "")
+            f"inputs do not overlap: {shown} {'does' if len(apart) == 1 else 'do'} not overlap "
+            f"{frames[0].paths[0]}" + (" (or the inputs that overlap it)" if len(frames) > 2
+                                       else "")
         )
 
 
@@ -135,6 +150,15 @@ def ground_resolution_m(frame: Frame) -> float:
         return 2 * _EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
 
     return min(metres(1), metres(2))
+
+
+def pixel_size_in(frame: Frame, crs: CRS) -> float:
+    """The size of ``frame``'s pixels at its centre in ``crs`` units (the finer side)."""
+    t = frame.transform
+    cx, cy = frame.width / 2, frame.height / 2
+    pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
+    xs, ys = transform(frame.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
+    return min(math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2))
 
 
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:
@@ -175,10 +199,18 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
             raise DataError(f"{f.label}: has no CRS (georeferenced inputs are required)")
         if not native and (res_m := ground_resolution_m(f)) > MAX_INPUT_RESOLUTION_M:
             raise DataError(
-                f"{f.label}: pixels of {res_m:.3g} m; the models take Sentinel-2's 10 m, and the "
-                f"training grid (9.555 m) would resample it {res_m / 10:.3g}x finer a side; give "
-                "10 m data, or pass --native-grid to keep its pixels"
+                f"{f.label}: pixels of {res_m:.3g} m on the ground; the models take "
+                f"Sentinel-2's 10 m, and the training grid (9.555 m) would resample it "
+                f"{res_m / 10:.3g}x finer a side; give 10 m data, or pass --native-grid to "
+                "keep its pixels"
             )
+        # in the grid's own (Mercator) metres: Sentinel-2's 10 m is >= 10 of them anywhere
+        if not native and pixel_size_in(f, crs) < MIN_INPUT_RESOLUTION_M:
+            warnings.warn(
+                f"{f.paths[0]}: pixels of {ground_resolution_m(f):.3g} m on the ground, finer "
+                "than Sentinel-2's 10 m (aerial imagery?): resampled down to the training grid "
+                "(bilinear); the models were trained on Sentinel-2", ZoomsrWarning,
+                stacklevel=2)
     footprints = [_footprint(f, crs) for f in frames]
     check_overlap(frames, footprints)
     left = _snap(min(b.left for b in footprints), ox, res, True)

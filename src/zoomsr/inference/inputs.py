@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,11 @@ import numpy as np
 import rasterio
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
 from zoomsr.data.builder.sources import BAND_ALIASES
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.inference.arrays import Array, float32, is_floating, xp
 
 Radiometry = Literal["tci", "dn", "reflectance"]
@@ -554,8 +555,7 @@ def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
         for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
             ds.read(1, window=Window(col, row, 1, 1))
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: corrupt raster data ({msg})") from None
+        raise DataError(f"{path}: corrupt raster data ({_first_line(exc)})") from None
 
 
 def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, int, int] | None):
@@ -575,8 +575,15 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
         found.append(hits[0] if hits else None)
     if all(found):
         return tuple(found)
-    if ds.dtypes[0] == "uint8" and ds.count in (3, 4):
+    alpha = ds.count == 4 and (interp[3] == ColorInterp.alpha
+                               or MaskFlags.alpha in ds.mask_flag_enums[0])
+    if ds.dtypes[0] == "uint8" and (ds.count == 3 or alpha):
         return (1, 2, 3)  # 8-bit RGB(A): ESA's TCI order
+    if ds.dtypes[0] == "uint8" and ds.count == 4:
+        raise DataError(
+            f"{path}: 4 bands without red/green/blue labels, and band 4 is not alpha (RGB + "
+            "near-infrared, as NAIP?); pass --rgb-bands R,G,B (1-based band numbers)"
+        )
     raise DataError(
         f"{path}: {ds.count} bands without red/green/blue labels; pass --rgb-bands R,G,B "
         "(1-based band numbers)"
@@ -621,10 +628,49 @@ def _radiometry_for(
 
 
 def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
-    """A cheap look at the values: a decimated read of one band (at most ~256 px a side)."""
+    """A cheap look at the values: a decimated read of one band (at most ~256 px a side).
+
+    It decodes blocks all over the file (or its overviews), so damaged data inside a file
+    (not only at the corners :func:`_check_readable` reads) fails here, before any work.
+    """
     factor = max(1, max(ds.width, ds.height) // 256)
     shape = (max(1, ds.height // factor), max(1, ds.width // factor))
-    return ds.read(band, out_shape=shape)
+    try:
+        return ds.read(band, out_shape=shape)
+    except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
+        raise DataError(f"{ds.name}: corrupt raster data ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
+                  nodata: float | None) -> bool:
+    """Whether the ``[3, h, w]`` RGB ``sample`` holds valid pixels; with detected 16-bit DN,
+    refuse values that no Sentinel-2 product holds (the float case: :func:`_radiometry_for`).
+    """
+    valid = valid_pixels(sample, nodata, None)
+    if not valid.any():
+        return False
+    if radiometry != "dn" or choice != "auto" or np.issubdtype(sample.dtype, np.floating):
+        return True
+    values = sample[:, valid]
+    low, top = int(values.min()), int(values.max())
+    if low < -BASELINE_OFFSET:
+        raise DataError(
+            f"{path}: values down to {low}: Sentinel-2 digital numbers are never below "
+            f"-{BASELINE_OFFSET}; if {low} marks missing data, declare it as the file's nodata "
+            f"(gdal_edit.py -a_nodata {low} {path.name})"
+        )
+    if top <= 255:
+        raise DataError(
+            f"{path}: 16-bit values no higher than {top}: 8-bit data stored as 16 bits? "
+            "Sentinel-2 digital numbers (reflectance x 10000) of a scene reach thousands; save "
+            "8-bit data as uint8 (read as a TCI), or pass --radiometry dn if these are digital "
+            "numbers"
+        )
+    return True
 
 
 def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
@@ -710,8 +756,9 @@ def _make_frame(
     rgb_bands: tuple[int, int, int] | None,
     dn_offset: float | None,
     extra_bands: Sequence[str] = (),
-) -> Frame:
-    """One frame: its RGB (or TCI) part, then its extra bands and SCL."""
+) -> tuple[Frame, bool]:
+    """One frame: its RGB (or TCI) part, then its extra bands and SCL; and whether a
+    decimated look at its RGB found valid pixels."""
     if isinstance(candidate, list) and len(candidate) > 1:
         roles = [_band_role(p) for p in candidate]
         if None not in roles and "other" not in roles and len(set(roles)) == len(roles):
@@ -720,10 +767,10 @@ def _make_frame(
     if isinstance(candidate, dict):
         aux = {k: v for k, v in candidate.items() if k == "scl" or k in EXTRA_BAND_TOKENS.values()}
         candidate = {k: v for k, v in candidate.items() if k not in aux}
-    frame = _rgb_frame(candidate, radiometry, rgb_bands, dn_offset)
+    frame, has_data = _rgb_frame(candidate, radiometry, rgb_bands, dn_offset)
     if extra_bands or aux:
         frame = _attach_aux(frame, aux, extra_bands, dn_offset, radiometry)
-    return frame
+    return frame, has_data
 
 
 def _rgb_frame(
@@ -731,7 +778,8 @@ def _rgb_frame(
     radiometry: str,
     rgb_bands: tuple[int, int, int] | None,
     dn_offset: float | None,
-) -> Frame:
+) -> tuple[Frame, bool]:
+    """The frame of ``candidate``'s RGB, and whether a decimated look found valid pixels."""
     if isinstance(candidate, dict) and "tci" in candidate:
         candidate = [candidate["tci"]]
     if isinstance(candidate, list) and len(candidate) == 3:
@@ -756,8 +804,9 @@ def _rgb_frame(
             dtype = ds.dtypes[bands[0] - 1]
             if len({ds.dtypes[b - 1] for b in bands}) != 1:
                 raise DataError(f"{path}: red, green and blue bands have different data types")
-            sample = np.concatenate([_sample(ds, b).ravel() for b in bands])
+            sample = np.stack([_sample(ds, b) for b in bands])
             rad = _radiometry_for(path, dtype, radiometry, sample)
+            has_data = _check_values(path, sample, rad, radiometry, ds.nodata)
             tags = ds.tags()
             offset, level = (
                 _dn_offset(path, tags, dn_offset) if rad == "dn" else (0.0, None)
@@ -768,7 +817,7 @@ def _rgb_frame(
                 label=path.name, paths=(path,), bands=bands, radiometry=rad, dn_offset=offset,
                 dtype=dtype, crs=ds.crs, transform=ds.transform, width=ds.width,
                 height=ds.height, nodata=ds.nodata, level=level,
-            )
+            ), has_data
     missing = [r for r in ("red", "green", "blue") if r not in candidate]
     if missing:
         raise DataError(
@@ -793,20 +842,21 @@ def _rgb_frame(
             )
         if info[4] != dtype:
             raise DataError(f"{path}: data type {info[4]} differs from {paths[0]} ({dtype})")
-    sample = np.concatenate([i[7].ravel() for i in infos])
+    sample = np.stack([i[7] for i in infos])
     rad = _radiometry_for(paths[0], dtype, radiometry, sample)
     if rad == "tci":
         raise DataError(
             f"{paths[0]}: 8-bit single-band files are not Sentinel-2 band data; pass the TCI "
             "file instead"
         )
+    has_data = _check_values(paths[0], sample, rad, radiometry, nodata)
     offset, level = _dn_offset(paths[0], tags, dn_offset) if rad == "dn" else (0.0, None)
     label = "+".join(p.name for p in paths)
     return Frame(
         label=label, paths=paths, bands=(1, 1, 1), radiometry=rad, dn_offset=offset,
         dtype=dtype, crs=crs, transform=transform, width=width, height=height, nodata=nodata,
         level=level,
-    )
+    ), has_data
 
 
 def check_dn_offset(dn_offset: float | None) -> None:
@@ -858,8 +908,19 @@ def discover_frames(
             ignored += [f"{path}: {key.upper()}, a band this model does not take"
                         for key, path in c.items()
                         if key in EXTRA_BAND_TOKENS.values() and key not in extra]
-    frames = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
-              for c in candidates]
+    made = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
+            for c in candidates]
+    frames = [f for f, _ in made]
+    empty = [f for f, has_data in made if not has_data]
+    if empty and len(empty) == len(frames):
+        raise DataError(
+            f"{', '.join(str(f.paths[0]) for f in empty[:3])}"
+            + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+            + ": no valid pixels (all nodata, black or NaN): nothing to super-resolve"
+        )
+    for f in empty:
+        warnings.warn(f"{f.paths[0]}: no valid pixels seen (all nodata, black or NaN in a "
+                      "decimated look): this date adds nothing", ZoomsrWarning, stacklevel=2)
     seen: dict[tuple[Path, ...], str] = {}
     for f in frames:
         if f.paths in seen:

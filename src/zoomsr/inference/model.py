@@ -223,7 +223,8 @@ def build_inference_model(
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
+            raise CheckpointError(f"checkpoint not found: {path} (give a checkpoint file, or "
+                                  "a name that `zoomsr weights list` shows)")
         checkpoint = read_checkpoint(path)
         if bands is None and checkpoint.extra.get("bands"):
             bands = list(checkpoint.extra["bands"])

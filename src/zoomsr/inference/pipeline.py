@@ -591,7 +591,8 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
         **model_tags(model),
         "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
         "zoomsr_grid": ("native " if native else "training grid ")
-        + f"{grid.crs.to_string()} {grid.resolution:.6g} m -> {grid.resolution / grid.scale:.6g} m",
+        + f"{grid.crs.to_string()} {grid.resolution:.6g} {grid.unit} -> "
+        f"{grid.resolution / grid.scale:.6g} {grid.unit}",
         "zoomsr_tiling": json.dumps({"window": plan.windows.tiling.window,
                                      "overlap": plan.windows.tiling.overlap,
                                      "margin": plan.windows.tiling.margin_px}),

@@ -104,9 +104,21 @@ def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
     return None if a == b else (path, a, b)
 
 
+#: What each entry of a run's fingerprint (``pipeline._fingerprint``) is, to the user.
+_SETTINGS = {
+    "zoomsr": "zoomsr version", "frames": "inputs", "grid": "target grid (--native-grid, "
+    "or the inputs' extent)", "tiling": "--window/--overlap/--margin",
+    "model": "model", "device": "--device",
+    "autocast": "--precision", "batch_size": "--batch-size (windows per model call)",
+    "uncertainty": "--uncertainty", "seed": "--seed", "save_lr": "--save-lr",
+    "column_width": "--column-width",
+}
+
+
 def _differences(before: str, now: str, width: int = 60) -> str:
-    """Which settings of two run fingerprints (JSON) differ: for each top-level setting, the
-    first differing entry with its old and new value (shortened)."""
+    """Which settings of two run fingerprints (JSON) differ, in the user's terms: for each
+    setting, the first differing entry with its old and new value (shortened); an input file
+    by name when it changed since."""
     try:
         a, b = json.loads(before), json.loads(now)
     except (TypeError, ValueError):
@@ -118,8 +130,36 @@ def _differences(before: str, now: str, width: int = 60) -> str:
         text = json.dumps(value, sort_keys=True, default=str)
         return text if len(text) <= width else text[: width - 3] + "..."
 
-    found = [_first_difference(a.get(k), b.get(k), k) for k in sorted(a.keys() | b.keys())]
-    parts = [f"{p}: was {short(x)}, now {short(y)}" for p, x, y in filter(None, found)]
+    parts = []
+    for key in sorted(a.keys() | b.keys()):
+        if key == "batch_size" and a.get("tiling") != b.get("tiling"):
+            continue  # follows from an automatic window: the window says it
+        if key == "files" and isinstance(a.get(key), list) and isinstance(b.get(key), list):
+            old = {str(f[0]): f for f in a[key] if isinstance(f, list) and f}
+            new = {str(f[0]): f for f in b[key] if isinstance(f, list) and f}
+            changed = [p for p in new if p in old and old[p] != new[p]]
+            if changed:
+                parts.append(f"{changed[0]} changed since"
+                             + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""))
+            if set(old) != set(new):
+                gone, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+                parts.append("inputs: " + "; ".join(
+                    [f"{p} no longer given" for p in gone[:2]]
+                    + [f"{p} added" for p in added[:2]]))
+            continue
+        if key == "tiling" and a.get(key) != b.get(key):
+            def px(t: Any) -> str:
+                return "/".join(map(str, t)) + " px" if isinstance(t, list) else short(t)
+
+            parts.append(f"{_SETTINGS[key]}: was {px(a.get(key))}, now {px(b.get(key))}")
+            continue
+        found = _first_difference(a.get(key), b.get(key), key)
+        if found:
+            path, x, y = found
+            label = _SETTINGS.get(key, key)
+            detail = path[len(key):].lstrip(".")
+            parts.append(f"{label}{f' ({detail})' if detail else ''}: was {short(x)}, "
+                         f"now {short(y)}")
     return "; ".join(parts) or "its record differs"
 
 
@@ -146,9 +186,10 @@ class PartialRun:
             state = self.load()
             if state["fingerprint"] != self.fingerprint:
                 raise InputError(
-                    f"{self.dir}: the unfinished run there used other inputs or settings "
-                    f"({_differences(state['fingerprint'], self.fingerprint)}); pass "
-                    "--overwrite instead of --resume to start again"
+                    f"{self.output}: the interrupted run (in {self.dir.name}) used other "
+                    f"inputs or settings ({_differences(state['fingerprint'], self.fingerprint)}"
+                    "); to continue it, give the inputs and options it had with --resume; or "
+                    "pass --overwrite instead of --resume to start again"
                 )
             if all(r.path.is_file() for r in rasters):
                 return state

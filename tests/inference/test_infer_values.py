@@ -1,0 +1,109 @@
+"""Input pixels that no Sentinel-2 product holds: refused (or warned about) before any work."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from infer_helpers import write_frames
+
+from zoomsr.errors import DataError, ZoomsrWarning
+from zoomsr.inference import discover_frames, plan_grid
+from zoomsr.inference.grid import TargetGrid
+
+
+def _write(path, data, nodata=None, crs="EPSG:32633", res=10.0, **extra):
+    count, h, w = data.shape
+    if count == 3:
+        extra.setdefault("photometric", "RGB")  # labelled red, green, blue
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=count,
+                       dtype=data.dtype, crs=crs, nodata=nodata,
+                       transform=Affine(res, 0, 500000.0, 0, -res, 4100000.0), **extra) as ds:
+        ds.write(data)
+    return path
+
+
+def test_damage_inside_a_file_is_named_before_any_work(tmp_path):
+    """A tile in the middle (not a corner, which is read first) holds garbage."""
+    rng = np.random.default_rng(0)
+    path = _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8),
+                  tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x55" * size)
+    with pytest.raises(DataError, match=r"^.*S2_20240101_TCI.tif: corrupt raster data \("):
+        discover_frames(path)
+
+
+def test_no_valid_pixel_anywhere_is_refused_and_an_empty_date_warned(tmp_path):
+    nan = np.full((3, 32, 32), np.nan, np.float32)
+    empty = _write(tmp_path / "nan.tif", nan)
+    with pytest.raises(DataError, match=r"nan.tif: no valid pixels \(all nodata, black or NaN\)"):
+        discover_frames(empty)
+    good = _write(tmp_path / "good.tif", np.full((3, 32, 32), 0.1, np.float32))
+    with pytest.warns(ZoomsrWarning, match=r"nan.tif: no valid pixels seen"):
+        found = discover_frames([good, empty])
+    assert len(found.frames) == 2
+
+
+def test_16_bit_values_that_are_not_digital_numbers(tmp_path):
+    eight_bit = _write(tmp_path / "b.tif", np.full((3, 32, 32), 200, np.uint16))
+    with pytest.raises(DataError, match=r"b.tif: 16-bit values no higher than 200: 8-bit data"):
+        discover_frames(eight_bit, dn_offset=0)
+    # the user says they are digital numbers: taken as such
+    assert discover_frames(eight_bit, dn_offset=0, radiometry="dn").frames[0].radiometry == "dn"
+
+    data = np.full((3, 32, 32), 1500, np.int16)
+    data[:, :8] = -9999  # an undeclared fill value
+    fill = _write(tmp_path / "fill.tif", data, nodata=0)
+    with pytest.raises(DataError, match=r"fill.tif: values down to -9999: .*never below -1000; "
+                                        r".*gdal_edit.py -a_nodata -9999 fill.tif"):
+        discover_frames(fill, dn_offset=1000)
+    declared = _write(tmp_path / "declared.tif", data, nodata=-9999)
+    assert discover_frames(declared, dn_offset=1000).frames[0].nodata == -9999
+    # an offset product's dark pixels may go a little below 0 reflectance: fine
+    dark = data.copy()
+    dark[:, :8] = -300
+    assert discover_frames(_write(tmp_path / "dark.tif", dark), dn_offset=1000).frames
+
+
+def test_four_bands_without_labels_need_rgb_bands(tmp_path):
+    """RGB + near-infrared (NAIP's layout) is not taken for RGBA."""
+    data = np.random.default_rng(0).integers(1, 255, (4, 32, 32), np.uint8)
+    rgbn = _write(tmp_path / "rgbn.tif", data, photometric="MINISBLACK")
+    with pytest.raises(DataError, match=r"rgbn.tif: 4 bands .* band 4 is not alpha .*--rgb-bands"):
+        discover_frames(rgbn)
+    assert discover_frames(rgbn, rgb_bands=(1, 2, 3)).frames[0].bands == (1, 2, 3)
+    rgba = _write(tmp_path / "rgba.tif", data, photometric="RGB", alpha="YES")
+    assert discover_frames(rgba).frames[0].bands == (1, 2, 3)
+
+
+def test_pixels_finer_than_sentinel2_are_warned_about(tmp_path):
+    rng = np.random.default_rng(0)
+    fine = _write(tmp_path / "aerial_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8),
+                  res=1.0, photometric="RGB")
+    frames = discover_frames(fine).frames
+    with pytest.warns(ZoomsrWarning, match=r"aerial_TCI.tif: pixels of 0.998 m on the ground, "
+                                           r"finer than Sentinel-2.s 10 m"):
+        plan_grid(frames, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        plan_grid(frames, 4, native=True)  # the user keeps its pixels: said nothing
+        # 10 m UTM, and the training grid's own 9.555 Mercator metres (7.4 m on the ground
+        # at this latitude): Sentinel-2, no warning
+        plan_grid(discover_frames(write_frames(tmp_path / "s2", n=1, crs="EPSG:32633"))
+                  .frames, 4)
+        plan_grid(discover_frames(write_frames(tmp_path / "3857", n=1)).frames, 4)
+
+
+def test_a_geographic_grid_is_in_degrees(tmp_path):
+    grid = TargetGrid(rasterio.crs.CRS.from_epsg(4326), Affine(1e-4, 0, 10, 0, -1e-4, 50), 8,
+                      8, 4)
+    assert grid.unit == "deg"
+    assert TargetGrid(rasterio.crs.CRS.from_epsg(32633), Affine.identity(), 8, 8, 4).unit == "m"
