@@ -100,6 +100,56 @@ def test_sample_into_a_file_is_a_clear_error(cli, tmp_path):
     assert afile.read_text() == "x"
 
 
+def test_sample_overwrite_replaces_the_dataset_and_keeps_other_files(cli, tmp_path):
+    out = tmp_path / "s"
+    assert cli("data", "sample", out, "--pairs", 6, "--frames", 4, "--bands", "tci,b08",
+               "--no-progress")[0] == 0
+    (out / "notes.txt").write_text("mine")
+    code, _, err = cli("data", "sample", out, "--pairs", 2, "--frames", 2, "--seed", 1,
+                       "--overwrite", "--no-progress")
+    assert code == 0, err
+    assert len(list((out / "sentinel2").iterdir())) == 2
+    assert not list(out.rglob("b08.png"))  # nothing of the earlier dataset is mixed in
+    assert json.loads((out / "zoomsr_dataset.json").read_text())["pairs"] == 2
+    assert (out / "notes.txt").read_text() == "mine"
+    assert cli("data", "check", out, "--strict", "--no-progress")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no build folder left
+
+
+def test_an_interrupted_sample_leaves_nothing_that_looks_like_a_dataset(cli, tmp_path,
+                                                                        monkeypatch):
+    import zoomsr.data.sample
+
+    written = []
+    real = zoomsr.data.sample._write_one
+
+    def then_interrupt(job):
+        real(job)
+        written.append(job)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoomsr.data.sample, "_write_one", then_interrupt)
+    code, _, err = cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "s").exists()
+    monkeypatch.setattr(zoomsr.data.sample, "_write_one", real)
+    assert cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")[0] == 0
+    assert len(list((tmp_path / "s" / "naip").rglob("rgb.png"))) == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the partial one is gone
+
+
+def test_sample_where_nothing_can_be_written(cli, tmp_path, monkeypatch):
+    import zoomsr.io.folders
+
+    def refused(dir):  # noqa: A002  (the tests may run as root, who can write anywhere)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(zoomsr.io.folders.tempfile, "TemporaryFile", refused)
+    code, _, err = cli("data", "sample", tmp_path / "s", "--pairs", 2, "--no-progress")
+    assert _one_line_error(code, err, str(tmp_path / "s"), "cannot write in")
+
+
 def test_build_rejects_bad_workers_before_any_work(cli, tmp_path):
     for bad in ("-3", "0"):
         code, _, err = cli("data", "build", tmp_path / "out", "--s2", tmp_path / "nope",

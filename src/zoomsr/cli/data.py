@@ -17,12 +17,14 @@ app.command("search")(data_build.search)
 
 @app.command("sample")
 def sample(
-    out: Path = typer.Argument(..., help="Output folder (created; must be empty)."),
+    out: Path = typer.Argument(..., help="Output folder (created; must be empty). Written "
+                               "beside it and moved in when complete."),
     pairs: int = typer.Option(256, "--pairs", "-n", help="Number of pairs to generate."),
     frames: int = typer.Option(8, "--frames", help="Sentinel-2 time steps per pair."),
     bands: str = typer.Option("tci", "--bands", help="Comma-separated bands, tci first."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset in a "
+                                   "non-empty folder (other files there stay)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Generate a small SYNTHETIC dataset in the published S2-NAIP layout (demos, tests)."""

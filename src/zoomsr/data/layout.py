@@ -26,7 +26,15 @@ NAIP_DIR = "naip"
 S2_DIR = "sentinel2"
 OLD_NAIP_DIR = "old_naip"
 METADATA_FILE = "zoomsr_dataset.json"
+#: Written by ``zoomsr data build``: the tile index, the split lists, the resume state.
+INDEX_FILE = "zoomsr_index.json"
+SPLITS_FILE = "zoomsr_splits.json"
+BUILD_STATE_DIR = ".zoomsr_build"
 HR_FILE = "rgb.png"
+#: What a dataset folder consists of (a build's or a sample's): what --overwrite replaces;
+#: anything else in the folder is left alone.
+DATASET_ENTRIES = (NAIP_DIR, S2_DIR, OLD_NAIP_DIR, METADATA_FILE, INDEX_FILE, SPLITS_FILE,
+                   BUILD_STATE_DIR)
 
 
 @dataclass(frozen=True)

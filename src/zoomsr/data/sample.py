@@ -6,6 +6,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -15,10 +16,12 @@ import numpy as np
 
 from zoomsr import __version__
 from zoomsr.data.bands import validate_bands
+from zoomsr.data.layout import DATASET_ENTRIES
 from zoomsr.data.synthetic import SYNTHETIC_NOTE, DegradationConfig, generate_pair
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, tile_for_lonlat
+from zoomsr.io.folders import require_writable_folder
 from zoomsr.progress import track
 
 #: Where synthetic tiles are placed (central Iowa); any valid location would do.
@@ -60,11 +63,28 @@ def write_sample(
     if root.exists() and not root.is_dir():
         raise DataError(f"{root}: exists and is not a folder (give a new or empty folder)")
     if root.exists() and any(root.iterdir()) and not overwrite:
-        raise DataError(f"{root}: folder is not empty (use --overwrite to write into it)")
+        raise DataError(f"{root}: folder is not empty (use --overwrite to replace the dataset "
+                        "in it)")
+    require_writable_folder(root.parent, str(root))
     config = config or DegradationConfig()
-    writer = S2NAIPWriter(root, scale=config.scale, overwrite=overwrite)
+    # Built beside OUT and moved in when complete: an interrupted sample never looks like a
+    # dataset, and --overwrite replaces the earlier one instead of mixing with it.
+    tmp = root.parent / f".{root.name}.zoomsr-sample"
+    shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted earlier run left
     tiles = sample_tiles(pairs)
-    writer.write_metadata(
+    jobs = [(str(tmp), seed, k, str(tile), n_frames, bands, config)
+            for k, tile in enumerate(tiles)]
+    workers = min(workers or os.cpu_count() or 1, 8, max(1, pairs // 16))
+    if workers == 1:
+        for job in track(jobs, "writing sample", enabled=progress):
+            _write_one(job)
+    else:
+        ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            done = pool.map(_write_one, jobs, chunksize=8)
+            for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
+                pass
+    S2NAIPWriter(tmp, scale=config.scale).write_metadata(
         synthetic=True,
         note=SYNTHETIC_NOTE,
         generator=f"zoomsr {__version__} data sample",
@@ -74,24 +94,30 @@ def write_sample(
         bands=list(bands),
         degradation=dataclasses.asdict(config),
     )
-    jobs = [(str(root), seed, k, str(tile), n_frames, bands, config, overwrite)
-            for k, tile in enumerate(tiles)]
-    workers = min(workers or os.cpu_count() or 1, 8, max(1, pairs // 16))
-    if workers == 1:
-        for job in track(jobs, "writing sample", enabled=progress):
-            _write_one(job)
-        return root
-    ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        done = pool.map(_write_one, jobs, chunksize=8)
-        for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
-            pass
+    _move_into(tmp, root)
     return root
 
 
+def _move_into(tmp: Path, root: Path) -> None:
+    """Put the finished dataset in ``tmp`` at ``root``, replacing a dataset already there
+    (:data:`~zoomsr.data.layout.DATASET_ENTRIES`; anything else in it stays)."""
+    if not root.exists():
+        os.replace(tmp, root)
+        return
+    for name in DATASET_ENTRIES:
+        old = root / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+    for entry in tmp.iterdir():
+        os.replace(entry, root / entry.name)
+    tmp.rmdir()
+
+
 def _write_one(job: tuple) -> None:
-    root, seed, k, tile, n_frames, bands, config, overwrite = job
+    root, seed, k, tile, n_frames, bands, config = job
     pair = generate_pair(np.random.default_rng((seed, k)), n_frames=n_frames, bands=bands,
                          config=config)
-    writer = S2NAIPWriter(root, scale=config.scale, overwrite=overwrite)
+    writer = S2NAIPWriter(root, scale=config.scale)
     writer.write_pair(tile, f"synthetic-{seed}-{k // TILES_PER_IMAGE:03d}", pair.hr, pair.frames)

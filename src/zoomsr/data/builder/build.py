@@ -57,15 +57,21 @@ from zoomsr.data.builder.cloud import (
 from zoomsr.data.builder.reproject import GridWindow, resampling, warp
 from zoomsr.data.builder.sources import HRImage, S2Scene, Sources
 from zoomsr.data.builder.splits import SplitConfig, tile_split, write_splits
-from zoomsr.data.layout import METADATA_FILE, NAIP_DIR, OLD_NAIP_DIR, S2_DIR
+from zoomsr.data.layout import (
+    BUILD_STATE_DIR,
+    DATASET_ENTRIES,
+    INDEX_FILE,
+    NAIP_DIR,
+    OLD_NAIP_DIR,
+    S2_DIR,
+)
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
 
-STATE_DIR = ".zoomsr_build"
-INDEX_FILE = "zoomsr_index.json"
+STATE_DIR = BUILD_STATE_DIR
 #: DN that saturate ESA's TCI (255): 3558 for L1C (ESA's product definition); 2500 for L2A
 #: (measured on the real L2A scene in the test data: TCI = DN * 255 / 2500 within 1 count).
 TCI_SATURATION = {"L1C": 3558, "L2A": 2500, "unknown": 3558}
@@ -522,10 +528,11 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool) -> None:
                       else "is not empty")
             raise InputError(f"{root}: output folder {reason}; use --overwrite to rebuild it "
                              "from scratch, or another folder")
-        for name in (NAIP_DIR, S2_DIR, OLD_NAIP_DIR, STATE_DIR):
-            shutil.rmtree(root / name, ignore_errors=True)
-        for name in (INDEX_FILE, METADATA_FILE, "zoomsr_splits.json"):
-            (root / name).unlink(missing_ok=True)
+        for name in DATASET_ENTRIES:
+            if (root / name).is_dir() and not (root / name).is_symlink():
+                shutil.rmtree(root / name, ignore_errors=True)
+            else:
+                (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
 

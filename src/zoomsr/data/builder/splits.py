@@ -18,13 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoomsr.data.layout import PairRecord, scan_pairs
+from zoomsr.data.layout import SPLITS_FILE, PairRecord, scan_pairs
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.io.atomic import atomic_write_text
 
 SPLITS = ("train", "val", "test")
-SPLITS_FILE = "zoomsr_splits.json"
 _RANK = {name: k for k, name in enumerate(SPLITS)}
 
 
