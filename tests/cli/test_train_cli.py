@@ -121,3 +121,27 @@ def test_data_problems_exit_2_before_the_model_is_built(cli, tmp_path, sample):
     assert code == 2
     assert "no pair of the dataset is in the 'val' split" in err and "Params" not in out + err
     assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_exits_130_saying_how_to_go_on(cli, tmp_path, sample, monkeypatch):
+    import zoomsr.training.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what train() raises for Lightning's Ctrl-C exit
+
+    monkeypatch.setattr(zoomsr.training.run, "train", interrupted)
+    code, _, err = cli("train", TINY, "--set", f"data.root={sample}", "--out", tmp_path / "o")
+    assert code == 130
+    assert err.strip() == ("interrupted: the same command continues from the last checkpoint "
+                           "(checkpoints/last.ckpt; --resume auto, the default)")
+
+
+def test_a_missing_gpu_exits_2_naming_the_setting(cli, tmp_path, sample):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = cli("train", TINY, "--set", f"data.root={sample}", "--set",
+                       "trainer.accelerator=gpu", "--out", tmp_path / "o", "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: trainer settings (accelerator=gpu")

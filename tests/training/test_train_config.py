@@ -136,6 +136,25 @@ def test_missing_or_broken_config_file(tmp_path):
         load_config(bad)
 
 
+def test_a_key_given_twice_is_refused_naming_its_line(tmp_path):
+    text = (CONFIGS / "tiny.yaml").read_text()
+    assert "optim:\n" in text
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("optim:\n", "optim:\n  lr: 0.5\n  lr: 0.1\n", 1))
+    line = twice.read_text().splitlines().index("  lr: 0.1") + 1
+    with pytest.raises(ConfigError, match=rf"^.*twice.yaml: line {line}: key 'lr' given twice "):
+        load_config(twice)
+    # the same key in different sections is fine
+    assert load_config(CONFIGS / "tiny.yaml").optim.lr > 0
+
+
+def test_an_unknown_vgg_layer_names_the_key():
+    with pytest.raises(ConfigError, match=r"tiny.yaml: config key 'losses.perceptual.layer_"
+                                          r"weights.conv1_x': no VGG19 layer 'conv1_x'; choose "
+                                          r"from conv1_1, relu1_1"):
+        load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={conv1_x: 0.1}"])
+
+
 @pytest.mark.parametrize(
     ("override", "key", "shown"),
     [

@@ -91,7 +91,8 @@ def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, t
     # anything that fails before training starts leaves the earlier run as it was
     gpu = tiny_config("tiny", "trainer.max_steps=2", "trainer.accelerator=gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(Exception, match="(?i)gpu"):
+        with pytest.raises(ConfigError, match=r"^trainer settings \(accelerator=gpu, .*\): "
+                                              r".*(?i:gpu)"):
             train(gpu, out, resume="never", overwrite=True)
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == first
     # afresh: the earlier run's outputs go, files zoomsr did not write stay
@@ -121,3 +122,23 @@ def test_overwrite_fails_in_one_line_when_a_file_cannot_be_removed(tmp_path):
     (ckpts / "last.ckpt").write_bytes(b"x")
     with pytest.raises(ConfigError, match=r"old.ckpt: still there after --overwrite"):
         remove_run_outputs(tmp_path / "run", [ckpts / "last.ckpt"])
+
+
+def test_ctrl_c_is_an_interrupt_and_the_last_checkpoint_stays(tiny_config, tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1) and then ignores SIGINT: zoomsr raises
+    KeyboardInterrupt instead (the CLI: "interrupted", exit 130) and restores the handler."""
+    import signal
+
+    class CtrlC(Callback):
+        def on_train_batch_end(self, trainer, *args):  # noqa: ANN001, ANN002
+            if trainer.global_step == 3:
+                raise KeyboardInterrupt
+
+    cfg = tiny_config("tiny", "trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", resume="auto", callbacks=[CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is before
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    result = train(cfg, tmp_path / "run", resume="auto")  # the same command goes on
+    assert result.resumed_from is not None and result.global_step == 6

@@ -97,6 +97,9 @@ def _interrupted(args: list[str]) -> None:
     if "infer" in args:
         typer.echo("interrupted: the rows finished so far are kept; run the same command with "
                    "--resume to continue", err=True)
+    elif "train" in args:
+        typer.echo("interrupted: the same command continues from the last checkpoint "
+                   "(checkpoints/last.ckpt; --resume auto, the default)", err=True)
     else:
         typer.echo("interrupted", err=True)
 

@@ -17,6 +17,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -386,13 +387,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML's own check names it
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config, apply ``overrides`` and validate; errors name the file and the key."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{p}: line {exc.line}: key {exc.key!r} given twice (YAML would "
+                          "keep the last silently); remove one") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{p}: not a readable YAML file ({first})") from None
@@ -503,8 +528,16 @@ def validate_config(cfg: TrainConfig) -> None:
         ("data.tile_weight_default", d.tile_weight_default),
     ]:
         _positive(key, value, allow_zero=True)
-    for layer, weight in cfg.losses.perceptual.layer_weights.items():
-        _positive(f"losses.perceptual.layer_weights.{layer}", weight, allow_zero=True)
+    if cfg.losses.perceptual.layer_weights:
+        from zoomsr.losses.perceptual import vgg19_layer_names
+
+        names = vgg19_layer_names()
+        for layer, weight in cfg.losses.perceptual.layer_weights.items():
+            if layer not in names:
+                shown = ", ".join(n for n in names if not n.startswith("pool"))
+                raise ConfigError(f"config key 'losses.perceptual.layer_weights.{layer}': no "
+                                  f"VGG19 layer {layer!r}; choose from {shown}")
+            _positive(f"losses.perceptual.layer_weights.{layer}", weight, allow_zero=True)
     if not 0.0 < d.val_fraction < 1.0:
         raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):

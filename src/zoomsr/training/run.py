@@ -20,6 +20,8 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from zoomsr.errors import CheckpointError, ConfigError
 from zoomsr.io.atomic import atomic_write_text
@@ -218,7 +221,19 @@ def build_trainer(
     all_callbacks.append(LearningRateMonitor(logging_interval="step"))
     if t.progress_bar:
         all_callbacks.append(_progress_bar())
-    trainer = L.Trainer(
+    try:
+        trainer = _trainer(cfg, out, loggers, all_callbacks)
+    except MisconfigurationException as exc:  # e.g. accelerator "gpu" where there is none
+        raise ConfigError(f"trainer settings (accelerator={t.accelerator}, devices={t.devices}, "
+                          f"strategy={t.strategy}, precision={t.precision}): "
+                          f"{str(exc).strip().splitlines()[0]}") from None
+    return trainer, checkpoint
+
+
+def _trainer(cfg: TrainConfig, out: Path, loggers: list, callbacks: list[Callback]
+             ) -> L.Trainer:
+    t = cfg.trainer
+    return L.Trainer(
         default_root_dir=out,
         max_steps=t.max_steps,
         max_epochs=-1,
@@ -235,9 +250,8 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=all_callbacks,
+        callbacks=callbacks,
     )
-    return trainer, checkpoint
 
 
 def train(
@@ -285,7 +299,19 @@ def train(
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         # Raised inside Lightning by newer torch; nothing for a user to act on.
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path)
+        on_ctrl_c = signal.getsignal(signal.SIGINT)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after its shutdown: an interrupt to the
+            # caller (the CLI says so and exits 130; the last checkpoint is kept for resume)
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            # Lightning ignores SIGINT from the first Ctrl-C on: give the caller its own back
+            if on_ctrl_c is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, on_ctrl_c)
     generator_path = None
     if trainer.is_global_zero:
         # the bands and frame count travel with the weights, so `zoomsr infer` feeds them right
