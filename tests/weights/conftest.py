@@ -41,3 +41,19 @@ def realesrgan_model(realesrgan):
 
     _, state, config = realesrgan
     return rrdbnet_from_state(state, config)
+
+
+@pytest.fixture
+def checkpoint_bytes():
+    """``make(tag) -> bytes``: a tiny ``torch.save`` file, different for each ``tag``, that
+    passes the cache's content check (a hand-saved or downloaded checkpoint)."""
+    import io
+
+    import torch
+
+    def make(tag: int = 0) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"params_ema": {"w": torch.tensor([float(tag)])}}, buffer)
+        return buffer.getvalue()
+
+    return make

@@ -6,6 +6,8 @@ import hashlib
 import urllib.error
 
 import pytest
+import torch
+from safetensors.torch import save as safetensors_bytes
 
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.weights import registry
@@ -54,10 +56,12 @@ def test_download_rejects_wrong_checksum(cache, monkeypatch, tmp_path):
     assert not list(cache.glob(".*"))  # no temporary file left
 
 
-def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_path):
-    entry = _fake_entry(monkeypatch, tmp_path, b"abc", None)
+def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_path,
+                                                        checkpoint_bytes):
+    payload = checkpoint_bytes(1)
+    entry = _fake_entry(monkeypatch, tmp_path, payload, None)
     path, digest = registry.download("fake")
-    assert digest == hashlib.sha256(b"abc").hexdigest()
+    assert digest == hashlib.sha256(payload).hexdigest()
     recorded = registry.recorded_checksums()["fake.pth"]
     assert recorded == {"sha256": digest, "url": entry.url}
     assert registry.expected_sha256(entry) == (digest, "recorded at first use")
@@ -69,7 +73,7 @@ def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_
     with pytest.raises(CheckpointError, match="differs"):
         registry.download("fake")  # cached: verified, not fetched
     registry.download("fake", force=True)  # fetched and recorded anew
-    assert registry.resolve("fake").read_bytes() == b"abc"
+    assert registry.resolve("fake").read_bytes() == payload
 
 
 def test_mirror_used_when_the_main_url_fails(cache, monkeypatch, tmp_path):
@@ -138,14 +142,14 @@ def test_missing_ncnn_package_is_clear(cache, monkeypatch):
         registry.resolve(registry.DEFAULT_WEIGHTS)
 
 
-def test_hand_placed_file_is_recorded_at_first_use(cache):
+def test_hand_placed_file_is_recorded_at_first_use(cache, checkpoint_bytes):
     """The offline message says to save the file by hand: its hash is recorded then checked."""
     path = cache / registry.get_entry("esrgan-8").filename
     cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"weights fetched by hand")
+    path.write_bytes(checkpoint_bytes(1))
     assert registry.resolve("esrgan-8") == path
     recorded = registry.recorded_checksums()[path.name]
-    assert recorded["sha256"] == hashlib.sha256(b"weights fetched by hand").hexdigest()
+    assert recorded["sha256"] == hashlib.sha256(checkpoint_bytes(1)).hexdigest()
     path.write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
         registry.resolve("esrgan-8")
@@ -158,14 +162,19 @@ def _place(cache, name: str, payload: bytes):
     return path
 
 
+def _write(path, payload: bytes):
+    path.write_bytes(payload)
+    return path
+
+
 def _offline(*args, **kwargs):
     raise urllib.error.URLError("no network")
 
 
-def test_changed_file_refusal_says_what_to_do_offline(cache):
-    path = _place(cache, "esrgan-8", b"first copy")
+def test_changed_file_refusal_says_what_to_do_offline(cache, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")  # recorded at first use
-    path.write_bytes(b"replaced in place")
+    path.write_bytes(checkpoint_bytes(2))  # replaced in place
     with pytest.raises(CheckpointError) as info:
         registry.resolve("esrgan-8")
     message = str(info.value)
@@ -175,9 +184,10 @@ def test_changed_file_refusal_says_what_to_do_offline(cache):
     assert "zoomsr weights forget esrgan-8" in message
 
 
-def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(cache):
+def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(
+        cache, checkpoint_bytes):
     """Refused file deleted, `download` fails offline, the file is saved by hand: accepted."""
-    path = _place(cache, "esrgan-8", b"first copy")
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")
     path.write_bytes(b"corrupted")
     with pytest.raises(CheckpointError, match="differs"):
@@ -187,9 +197,9 @@ def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(cach
         registry.download("esrgan-8", opener=_offline)
     assert f"save it as {path}" in str(info.value) and "forget" not in str(info.value)
     assert path.name not in registry.recorded_checksums()  # the stale record is gone
-    path.write_bytes(b"good copy saved by hand")
+    path.write_bytes(checkpoint_bytes(2))  # a good copy saved by hand
     assert registry.resolve("esrgan-8") == path
-    good = hashlib.sha256(b"good copy saved by hand").hexdigest()
+    good = hashlib.sha256(checkpoint_bytes(2)).hexdigest()
     assert registry.recorded_checksums()[path.name]["sha256"] == good
     path.write_bytes(b"changed again, not deleted")  # still protected
     with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
@@ -197,8 +207,9 @@ def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(cach
 
 
 @pytest.mark.parametrize("consult", ["resolve", "expected_sha256"])
-def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(cache, consult):
-    path = _place(cache, "esrgan-8", b"first copy")
+def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(
+        cache, consult, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")
     path.unlink()
     if consult == "resolve":
@@ -209,10 +220,11 @@ def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(cache, 
     assert registry.recorded_checksums() == {}
 
 
-def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatch):
+def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatch,
+                                                              checkpoint_bytes):
     """A shared cache mounted read-only: the stale record cannot be dropped, and listing or
     resolving still gives its usual answer instead of an OSError."""
-    path = _place(cache, "esrgan-8", b"first copy")
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")
     path.unlink()
 
@@ -225,15 +237,15 @@ def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatc
     assert registry.expected_sha256(registry.get_entry("esrgan-8"))[1] == "recorded at first use"
 
 
-def test_forget_accepts_a_file_replaced_in_place(cache):
-    path = _place(cache, "esrgan-8", b"first copy")
+def test_forget_accepts_a_file_replaced_in_place(cache, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")
-    path.write_bytes(b"good copy saved over it")  # not deleted first: the record stays
+    path.write_bytes(checkpoint_bytes(2))  # a good copy, not deleted first: the record stays
     with pytest.raises(CheckpointError, match="differs"):
         registry.resolve("esrgan-8")
-    assert registry.forget("esrgan-8") == hashlib.sha256(b"first copy").hexdigest()
+    assert registry.forget("esrgan-8") == hashlib.sha256(checkpoint_bytes(1)).hexdigest()
     assert registry.resolve("esrgan-8") == path
-    good = hashlib.sha256(b"good copy saved over it").hexdigest()
+    good = hashlib.sha256(checkpoint_bytes(2)).hexdigest()
     assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (
         good, "recorded at first use")
     assert registry.forget("esrgan-4") is None  # nothing recorded
@@ -241,8 +253,8 @@ def test_forget_accepts_a_file_replaced_in_place(cache):
         registry.forget(registry.MULTI_DEFAULT_WEIGHTS)
 
 
-def test_forced_download_offline_says_to_forget_the_old_record(cache):
-    path = _place(cache, "esrgan-8", b"first copy")
+def test_forced_download_offline_says_to_forget_the_old_record(cache, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", checkpoint_bytes(1))
     registry.resolve("esrgan-8")
     with pytest.raises(WeightsNotAvailableError) as info:
         registry.download("esrgan-8", force=True, opener=_offline)
@@ -250,3 +262,95 @@ def test_forced_download_offline_says_to_forget_the_old_record(cache):
     assert "\n" not in message and str(path) in message
     assert "zoomsr weights forget esrgan-8" in message
     assert path.name in registry.recorded_checksums()  # a failed fetch keeps the protection
+
+
+# What the user trial found saved as weights: none is a checkpoint, none may be trusted.
+JUNK = {
+    "html": b"<html>not found</html>\n",
+    "empty": b"",
+    "lfs": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 67000000\n",
+    "truncated": None,  # the first half of a real torch.save file
+}
+
+
+def _junk(kind: str, checkpoint_bytes) -> bytes:
+    payload = JUNK[kind]
+    return checkpoint_bytes(1)[:700] if payload is None else payload
+
+
+@pytest.mark.parametrize("kind", sorted(JUNK))
+def test_junk_in_the_cache_is_refused_and_never_recorded(cache, kind, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", _junk(kind, checkpoint_bytes))
+    for look in (registry.resolve, registry.download):
+        with pytest.raises(CheckpointError) as info:
+            look("esrgan-8")
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"{path} is not a readable checkpoint")
+        assert "delete it and run `zoomsr weights download esrgan-8`" in message
+        assert f"fetch {registry.get_entry('esrgan-8').url} and save it as {path}" in message
+    assert registry.recorded_checksums() == {}
+    assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
+    path.write_bytes(checkpoint_bytes(1))  # replaced by hand, as the message says: trusted
+    assert registry.resolve("esrgan-8") == path
+    assert path.name in registry.recorded_checksums()
+
+
+def test_content_problem_names_what_the_file_is(tmp_path, checkpoint_bytes):
+    assert registry.content_problem(_write(tmp_path / "ok.pth", checkpoint_bytes(1))) is None
+    assert "HTML" in registry.content_problem(_write(tmp_path / "h.pth", JUNK["html"]))
+    assert "empty" in registry.content_problem(_write(tmp_path / "e.pth", b""))
+    assert "Git LFS" in registry.content_problem(_write(tmp_path / "l.pth", JUNK["lfs"]))
+    truncated = _write(tmp_path / "t.pth", checkpoint_bytes(1)[:700])
+    assert "truncated" in registry.content_problem(truncated)
+    tensors = safetensors_bytes({"w": torch.zeros(4)})
+    assert registry.content_problem(_write(tmp_path / "ok.safetensors", tensors)) is None
+    # a download's temporary file is judged by the suffix of the file it becomes
+    assert registry.content_problem(_write(tmp_path / "x.tmp", tensors), ".safetensors") is None
+    assert registry.content_problem(_write(tmp_path / "t.safetensors", tensors[:-3])) is not None
+    assert "HTML" in registry.content_problem(_write(tmp_path / "h.safetensors", JUNK["html"]))
+
+
+def test_junk_recorded_by_an_older_zoomsr_is_refused_and_its_record_dropped(
+        cache, checkpoint_bytes):
+    path = _place(cache, "esrgan-8", JUNK["html"])
+    registry._record(path.name, hashlib.sha256(JUNK["html"]).hexdigest(), "first use")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint .*HTML"):
+        registry.resolve("esrgan-8")
+    assert registry.recorded_checksums() == {}  # it vouched for junk only
+    path.write_bytes(checkpoint_bytes(1))  # saved over it by hand, no `forget` needed
+    assert registry.resolve("esrgan-8") == path
+
+
+def test_download_that_serves_an_error_page_is_discarded(cache, monkeypatch, tmp_path,
+                                                         checkpoint_bytes):
+    _fake_entry(monkeypatch, tmp_path, JUNK["html"], None)
+    with pytest.raises(WeightsNotAvailableError, match="served an HTML/XML page") as info:
+        registry.download("fake")
+    assert "\n" not in str(info.value) and f"save it as {cache / 'fake.pth'}" in str(info.value)
+    assert not (cache / "fake.pth").exists() and not list(cache.glob(".*"))
+    assert registry.recorded_checksums() == {}
+    # the next source is tried: a mirror with the real file
+    payload = checkpoint_bytes(1)
+    mirror = _write(tmp_path / "mirror.pth", payload)
+    entry = registry.get_entry("fake")
+    monkeypatch.setitem(registry.REGISTRY, "fake", WeightsEntry(
+        **{**entry.__dict__, "mirrors": (registry.Mirror(mirror.as_uri(), None),)}))
+    path, digest = registry.download("fake")
+    assert path.read_bytes() == payload
+    assert registry.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
+
+
+def test_converted_default_in_the_cache_is_checked_too(cache, checkpoint_bytes):
+    """A truncated or junk realesrgan-x4plus file is refused (delete it: it is converted
+    again), a good one returned without converting (no ncnn package needed)."""
+    tensors = safetensors_bytes({"w": torch.zeros(4)})
+    path = _place(cache, registry.DEFAULT_WEIGHTS, tensors[:-3])
+    with pytest.raises(CheckpointError) as info:
+        registry.resolve(registry.DEFAULT_WEIGHTS)
+    message = str(info.value)
+    assert message.startswith(f"{path} is not a readable checkpoint")
+    assert f"zoomsr weights download {registry.DEFAULT_WEIGHTS}`" in message
+    assert "offline" not in message  # the conversion needs no network
+    assert registry.recorded_checksums() == {}
+    path.write_bytes(tensors)
+    assert registry.resolve(registry.DEFAULT_WEIGHTS) == path

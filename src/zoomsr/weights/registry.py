@@ -13,12 +13,15 @@ the package's ``.param`` and ``.bin`` files.
 The reference publishes no checksums. For such entries the first download's SHA-256 (or, for
 a file saved into the cache by hand, its SHA-256 at first use) is recorded in
 ``checksums.json`` beside the cached files (trust on first use), and every later use verifies
-the cached file against it, so a truncated or replaced file is caught. A record belongs to its
-file: once the file is deleted, the next look at the cache (``resolve``, ``download``,
-``expected_sha256``) drops the record, so a file saved there by hand afterwards is trusted on
-first use again; :func:`forget` drops it explicitly (a file replaced in place). An entry
-may list mirrors, tried in order when the main URL fails; a mirror's own published SHA-256
-(e.g. a Hugging Face LFS hash) is always verified.
+the cached file against it, so a truncated or replaced file is caught. Nothing is recorded
+for a file that is not a checkpoint (an HTML error page, a Git LFS pointer, an empty or
+truncated file: sniffed as the checkpoint loader does); such a file is refused wherever it is
+found in the cache. A record belongs to its file: once the file is deleted, the next look at
+the cache (``resolve``, ``download``, ``expected_sha256``) drops the record, so a file saved
+there by hand afterwards is trusted on first use again; :func:`forget` drops it explicitly (a
+file replaced in place). An entry may list mirrors, tried in order when the main URL fails
+(or serves something other than a checkpoint); a mirror's own published SHA-256 (e.g. a
+Hugging Face LFS hash) is always verified.
 
 ``zoomsr-multi8`` (source ``"package"``) is the small multi-image default trained by the project
 on synthetic data (``scripts/train_default_model.py``); its file ships inside the package in
@@ -338,6 +341,37 @@ def forget(name: str) -> str | None:
     return _drop_record(entry.filename)
 
 
+def content_problem(path: Path, suffix: str | None = None) -> str | None:
+    """Why ``path`` cannot be a checkpoint, judged from its bytes (e.g. "an HTML/XML page,
+    e.g. a download error page"), or None when it is laid out as one. ``suffix`` (default:
+    the path's) picks safetensors or ``torch.save``; a download's temporary file needs it."""
+    # The checkpoint loader's own sniffing, so the cache and the loader tell the same story.
+    from zoomsr.io.sniff import torch_file_kind, what_file
+
+    if (suffix or path.suffix).lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:  # parses the header and checks that the file covers every tensor it lists
+            with safe_open(str(path), framework="numpy"):
+                return None
+        except (SafetensorError, OSError):
+            pass
+    elif torch_file_kind(path) is not None:
+        return None
+    return what_file(path)[0]
+
+
+def _check_content(entry: WeightsEntry, path: Path) -> None:
+    """Refuse a cached file of ``entry`` that is not a checkpoint, saying how to replace it."""
+    problem = content_problem(path)
+    if problem is None:
+        return
+    steps = f"delete it and run `zoomsr weights download {entry.name}`"
+    if entry.source == "url" and entry.url is not None:
+        steps += f" (offline: fetch {entry.url} and save it as {path})"
+    raise CheckpointError(f"{path} is not a readable checkpoint ({problem}); {steps}")
+
+
 def _replace_steps(entry: WeightsEntry, path: Path) -> str:
     """What to do, online and offline, with a cached file of ``entry`` that was refused."""
     steps = f"delete it and run `zoomsr weights download {entry.name}`"
@@ -364,7 +398,9 @@ def expected_sha256(entry: WeightsEntry) -> tuple[str | None, str]:
 
 def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
            progress: Callable[[int, int | None], None] | None) -> str:
-    """Download ``url`` to ``target`` atomically; return its SHA-256 (verified if expected)."""
+    """Download ``url`` to ``target`` atomically; return its SHA-256 (verified if expected).
+    Without an expected SHA-256, a body that is not a checkpoint (a server's error page) is
+    discarded with an :class:`OSError`: a failed download, so the next source is tried."""
     digest = hashlib.sha256()
     with open_url(url, timeout=60) as response, atomic_path(target) as tmp:
         total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
@@ -383,6 +419,10 @@ def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
                 f"{url}: SHA-256 {actual} differs from the expected {expected}; the download "
                 "was discarded"
             )
+        if expected is None:  # its SHA-256 is about to be trusted: check what it is first
+            problem = content_problem(tmp, suffix=target.suffix)
+            if problem is not None:
+                raise OSError(f"served {problem}, not a checkpoint")
     return actual
 
 
@@ -408,8 +448,7 @@ def download(
         return path, sha256_file(path)
     target = weights_path(name)
     if target.is_file() and not force:
-        if entry.source == "url":
-            verify_cached(name, target)
+        _verify_cached_entry(entry, target)
         return target, sha256_file(target)
     if entry.source == "ncnn":
         path = _convert_ncnn(entry, target)
@@ -442,21 +481,41 @@ def download(
 
 
 def verify_cached(name: str, path: Path) -> None:
-    """Check a cached file against its published or recorded SHA-256 (:class:`CheckpointError`
-    naming the file when it differs). A file with neither (saved there by hand, as the offline
-    message suggests, or cached by an older zoomsr) has its SHA-256 recorded now."""
+    """Check a cached file against its published or recorded SHA-256, and unless published,
+    that it is a checkpoint at all (:class:`CheckpointError` naming the file and the fix). A
+    file with no SHA-256 yet (saved there by hand, as the offline message suggests, or cached
+    by an older zoomsr) has it recorded now, once its content passed."""
     entry = get_entry(name)
     expected, how = expected_sha256(entry)
     actual = sha256_file(path)
     if expected is None:
+        _check_content(entry, path)
         _record(entry.filename, actual, f"{path} (found in the cache, first use)")
         return
+    if actual == expected and how == "recorded at first use":
+        # Older zoomsr recorded junk too: such a record vouches for nothing, so it goes with
+        # the refusal, and a good copy saved over the file is then trusted on first use.
+        try:
+            _check_content(entry, path)
+        except CheckpointError:
+            with contextlib.suppress(OSError):  # a read-only cache keeps it
+                _drop_record(entry.filename)
+            raise
     if actual != expected:
         label = "published SHA-256" if how == "published" else "SHA-256 recorded at first use"
         raise CheckpointError(
             f"{path}: SHA-256 {actual} differs from the {label} {expected} (a truncated or "
             f"replaced file); {_replace_steps(entry, path)}"
         )
+
+
+def _verify_cached_entry(entry: WeightsEntry, path: Path) -> None:
+    """Verify a cached file: downloads by checksum and content, converted ncnn files (no
+    checksum: written by zoomsr) by content, so a truncated conversion is caught too."""
+    if entry.source == "url":
+        verify_cached(entry.name, path)
+    else:
+        _check_content(entry, path)
 
 
 def resolve(name: str) -> Path:
@@ -471,8 +530,7 @@ def resolve(name: str) -> Path:
         return _package_file(entry)
     target = weights_path(name)
     if target.is_file():
-        if entry.source == "url":
-            verify_cached(name, target)
+        _verify_cached_entry(entry, target)
         return target
     if entry.source == "ncnn":
         return download(name)[0]

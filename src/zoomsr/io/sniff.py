@@ -1,0 +1,54 @@
+"""What a would-be checkpoint file is, from its first bytes (no torch, nothing unpickled).
+
+Shared by the checkpoint loader (:mod:`zoomsr.models.checkpoints`) and the weights cache
+(:mod:`zoomsr.weights.registry`), so both tell a user the same thing about the same file.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+#: First bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
+#: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
+LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_AGAIN = "download or save it again"
+
+
+def torch_file_kind(path: Path) -> str | None:
+    """``"zip"`` or ``"legacy"`` for a file laid out as ``torch.save`` writes it (whether or
+    not its contents load), else None. Read without unpickling anything."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(LEGACY_TORCH_HEADER))
+        if head.startswith(LEGACY_TORCH_HEADER):
+            return "legacy"
+        if head.startswith(b"PK") and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if any(n.endswith("data.pkl") for n in archive.namelist()):
+                    return "zip"
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return None
+
+
+def what_file(path: Path) -> tuple[str, str]:
+    """Why a file that is not a readable checkpoint is not one, from its first bytes, and what
+    to do about it: (``"an HTML/XML page, e.g. a download error page"``, ``"download or save
+    it again"``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}", "check the file's permissions"
+    if not head:
+        return "an empty file", _AGAIN
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file it points to", "fetch the file itself"
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml")):
+        return "an HTML/XML page, e.g. a download error page", _AGAIN
+    if head.startswith(b"PK"):
+        return "a damaged or truncated zip archive", _AGAIN
+    if head[8:10] == b'{"':
+        return "a safetensors file under another suffix", "rename it to .safetensors"
+    return "corrupt, truncated, or another format", _AGAIN
