@@ -216,3 +216,67 @@ def test_ambiguous_tiles_are_reported_before_long_lists(cli, s2naip):
                         "without a prediction, 1 prediction without a target")
     assert "'101_200' matches several files" in lines[1]
     assert "... and 13 more" in stderr
+
+
+def _tif(path: Path, arr: np.ndarray, **geo: object) -> None:
+    """``arr`` ``[3, H, W]`` as a TIFF; georeferenced when ``crs``/``transform`` are given."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # writing a plain TIFF warns too; only reading is tested
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+                           count=arr.shape[0], dtype=arr.dtype, **geo) as dst:
+            dst.write(arr)
+
+
+def test_one_image_has_no_std_or_interval(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    t = rng.integers(10, 240, size=(32, 32, 3), dtype=np.uint8)
+    _save(tmp_path / "t" / "a.png", t)
+    _save(tmp_path / "p" / "a.png", t + 3)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                               "--metrics", "psnr", "--out", out, "--no-progress")
+    assert code == 0, stderr
+    doc = json.loads((out / "summary.json").read_text())["metrics"]["psnr"]
+    assert doc["n"] == 1 and doc["mean"] == pytest.approx(20 * math.log10(255 / 3))
+    assert doc["std"] is None and doc["ci95_low"] is None and doc["ci95_high"] is None
+    row = next(line for line in stdout.splitlines() if "psnr" in line)
+    assert "[-, -]" in row and "0.0000" not in row
+    assert "n=1: no std or 95% CI" in stdout
+
+
+def test_georeferenced_pair_elsewhere_is_one_line_exit_2(cli, tmp_path):
+    from affine import Affine
+
+    arr = np.random.default_rng(2).integers(0, 256, size=(3, 16, 16), dtype=np.uint8)
+    _tif(tmp_path / "t" / "a.tif", arr, crs="EPSG:3857", transform=Affine(10, 0, 0, 0, -10, 0))
+    _tif(tmp_path / "p" / "a.tif", arr, crs="EPSG:3857", transform=Affine(10, 0, 80, 0, -10, 0))
+    code, _, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                          "--metrics", "psnr", "--no-progress")
+    assert code == 2
+    assert stderr.strip().splitlines() == [stderr.strip()]
+    assert str(tmp_path / "p" / "a.tif") in stderr and str(tmp_path / "t" / "a.tif") in stderr
+    assert "bounds (80, -160, 240, 0) differ" in stderr and "(0, -160, 160, 0)" in stderr
+
+
+def test_plain_tiffs_print_no_rasterio_warning(cli, tmp_path, recwarn):
+    """Non-georeferenced TIFFs are fine to score: stderr keeps one line per problem."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    arr = np.full((3, 16, 16), 100, np.uint8)
+    _tif(tmp_path / "t" / "a.tif", arr)
+    _tif(tmp_path / "p" / "a.tif", arr + 2)
+    _tif(tmp_path / "t" / "b.tif", arr)  # no prediction: the one line expected on stderr
+    code, _, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                          "--metrics", "psnr", "--no-progress")
+    assert code == 0, stderr
+    # pytest records warnings instead of printing them: look at the record as well
+    assert not [w for w in recwarn if issubclass(w.category, NotGeoreferencedWarning)]
+    assert "Georeferenced" not in stderr and "identity matrix" not in stderr
+    assert stderr.splitlines() == ["warning: not scored: 1 target without a prediction",
+                                   f"  no prediction for target {tmp_path / 't' / 'b.tif'}"]

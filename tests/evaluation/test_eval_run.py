@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import rasterio.errors
 import torch
 from affine import Affine
 from PIL import Image
@@ -28,13 +30,20 @@ def _save(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def _tif(path: Path, arr: np.ndarray) -> Path:
-    """``arr`` is ``[bands, H, W]``; a real georeferenced GeoTIFF (EPSG:3857)."""
-    with rasterio.open(
-        path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-        dtype=arr.dtype, crs="EPSG:3857", transform=Affine(2.39, 0, 0, 0, -2.39, 0),
-    ) as dst:
-        dst.write(arr)
+def _tif(
+    path: Path, arr: np.ndarray, crs: str | None = "EPSG:3857",
+    transform: Affine | None = Affine(2.39, 0, 0, 0, -2.39, 0),
+) -> Path:
+    """``arr`` is ``[bands, H, W]``; a real georeferenced GeoTIFF (EPSG:3857 by default), or a
+    plain TIFF with ``crs=None, transform=None``."""
+    geo = {"crs": crs, "transform": transform} if transform is not None else {}
+    with warnings.catch_warnings():  # writing a plain TIFF warns; not what is tested
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(
+            path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+            count=arr.shape[0], dtype=arr.dtype, **geo,
+        ) as dst:
+            dst.write(arr)
     return path
 
 
@@ -173,8 +182,11 @@ def test_bootstrap_is_seeded_and_summaries_handle_edge_cases():
     assert a == b and a[0] < v.mean() < a[1]
     assert bootstrap_ci(v, seed=2) != a
     assert math.isnan(bootstrap_ci([])[0])
-    one = summarize([3.0])
-    assert one["mean"] == 3.0 and one["std"] == 0.0 and one["ci95_low"] == 3.0
+    one = summarize([3.0, math.inf])  # one finite value: no spread, no interval
+    assert one["mean"] == 3.0 and one["n"] == 1 and one["n_nonfinite"] == 1
+    assert all(math.isnan(one[k]) for k in ("std", "ci95_low", "ci95_high"))
+    two = summarize([3.0, 5.0])
+    assert two["std"] == pytest.approx(math.sqrt(2)) and two["ci95_low"] < two["ci95_high"]
     none = summarize([math.inf])
     assert none["n"] == 0 and math.isnan(none["mean"])
 
@@ -185,3 +197,78 @@ def test_no_metrics_and_bad_batch_size():
         score_pairs(pair, {})
     with pytest.raises(InputError, match="batch_size"):
         score_pairs(pair, {"psnr": PSNR()}, batch_size=0)
+
+
+def _geo_pair(tmp_path: Path, transform: Affine, crs: str = "EPSG:3857", size: int = 16):
+    """Target ``t/a.tif`` (16x16, 2.39 m pixels at the origin) and prediction ``p/a.tif``."""
+    rng = np.random.default_rng(5)
+    t = rng.integers(0, 256, size=(3, 16, 16), dtype=np.uint8)
+    _tif(_mk(tmp_path / "t") / "a.tif", t)
+    p = np.repeat(np.repeat(t, size // 16, axis=1), size // 16, axis=2)
+    _tif(_mk(tmp_path / "p") / "a.tif", p, crs=crs, transform=transform)
+    return tmp_path / "p", tmp_path / "t"
+
+
+def test_georeferenced_pair_in_another_crs_is_refused(tmp_path):
+    pred, target = _geo_pair(tmp_path, Affine(2.39, 0, 0, 0, -2.39, 0), crs="EPSG:32615")
+    with pytest.raises(DataError) as err:
+        evaluate(pred, target, {"psnr": PSNR()})
+    msg = str(err.value)
+    assert "\n" not in msg and str(pred / "a.tif") in msg and str(target / "a.tif") in msg
+    assert "CRS EPSG:32615 differs" in msg and "(EPSG:3857)" in msg and "reproject" in msg
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [Affine(2.39, 0, 2.39, 0, -2.39, 0),  # origin one pixel east
+     Affine(2.39, 0, 0, 0, -2.39, -1.5),  # 1.5 m south: more than half a pixel
+     Affine(2.5, 0, 0, 0, -2.5, 0)],  # same origin, larger extent
+)
+def test_georeferenced_pair_elsewhere_is_refused(tmp_path, transform):
+    pred, target = _geo_pair(tmp_path, transform)
+    with pytest.raises(DataError, match=r"a\.tif: bounds \(.*\) differ from its target .*a\.tif "
+                       r"\(0, -38\.24, 38\.24, 0\) by up to .*crop or resample"):
+        evaluate(pred, target, {"psnr": PSNR()})
+
+
+def test_georeferenced_pair_within_half_a_pixel_is_scored(tmp_path):
+    pred, target = _geo_pair(tmp_path, Affine(2.39, 0, 1.0, 0, -2.39, 0.5))
+    result = evaluate(pred, target, {"psnr": PSNR()})
+    assert math.isinf(result.rows[0]["psnr"])  # same pixels
+
+
+def test_finer_prediction_over_the_same_bounds_meets_the_size_check(tmp_path):
+    """Same place at 4x the pixels: not a place error; refused by size like any other pair
+    (the evaluation never resamples)."""
+    pred, target = _geo_pair(tmp_path, Affine(2.39 / 4, 0, 0, 0, -2.39 / 4, 0), size=64)
+    with pytest.raises(DataError, match=r"size \(64, 64\) differs .*resample or crop"):
+        evaluate(pred, target, {"psnr": PSNR()})
+
+
+@pytest.mark.parametrize("plain", ["pred", "target"])
+def test_no_place_check_when_one_side_is_not_georeferenced(tmp_path, plain):
+    arr = np.random.default_rng(6).integers(0, 256, size=(3, 16, 16), dtype=np.uint8)
+    for side in ("pred", "target"):
+        if side == plain:
+            _tif(_mk(tmp_path / side) / "a.tif", arr, crs=None, transform=None)
+        else:  # georeferenced anywhere: nothing to compare it with
+            _tif(_mk(tmp_path / side) / "a.tif", arr, crs="EPSG:32615",
+                 transform=Affine(10, 0, 500000, 0, -10, 4000000))
+    result = evaluate(tmp_path / "pred", tmp_path / "target", {"psnr": PSNR()})
+    assert math.isinf(result.rows[0]["psnr"])
+
+
+def test_plain_tiffs_are_read_without_a_warning(tmp_path):
+    arr = np.zeros((3, 8, 8), np.uint8)
+    path = _tif(tmp_path / "plain.tif", arr, crs=None, transform=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert read_rgb(path).shape == (3, 8, 8)
+
+
+def test_slightly_above_one_float_tiff_is_told_to_clip(tmp_path):
+    _tif(_mk(tmp_path / "p") / "a.tif", np.full((3, 16, 16), 1.99996, np.float32))
+    _tif(_mk(tmp_path / "t") / "a.tif", np.full((3, 16, 16), 0.5, np.float32))
+    with pytest.raises(DataError, match=r"a\.tif: values up to 1\.99996: .*clip or rescale") as err:
+        evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
+    assert "255" not in str(err.value)

@@ -33,6 +33,9 @@ def test_tiny_overshoot_is_clipped_without_touching_the_input():
     ("x", "message"),
     [
         (torch.full((1, 3, 8, 8), 200.0), "divide by 255"),
+        (torch.full((1, 3, 8, 8), 2.5), "divide by 255"),
+        (torch.full((1, 3, 8, 8), 1.99996), "values up to 1.99996: looks like unclipped"),
+        (torch.full((1, 3, 8, 8), 1.02), "clip or rescale to [0, 1]"),
         (torch.full((1, 3, 8, 8), 4000.0), "reflectance"),
         (torch.full((1, 3, 8, 8), -0.5), "(x + 1) / 2"),
         (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
@@ -51,6 +54,15 @@ def test_tiny_overshoot_is_clipped_without_touching_the_input():
 def test_wrong_inputs_are_refused_with_a_hint(x, message):
     with pytest.raises(InputError, match=re.escape(message)):
         check_images(x)
+
+
+def test_values_a_little_above_one_are_not_called_0_255_data():
+    """Unclipped reflectance or SR overshoot (up to 2) is told to clip, not to divide by 255."""
+    x = torch.full((1, 3, 8, 8), 0.5)
+    x[0, 0, 0, 0] = 2.0
+    with pytest.raises(InputError, match="clip or rescale") as err:
+        check_images(x, "pred")
+    assert "255" not in str(err.value)
 
 
 def test_declared_bgr_is_refused():

@@ -1,9 +1,16 @@
-"""Read an RGB image file (PNG, JPEG, GeoTIFF) as a ``[3, H, W]`` float32 tensor in [0, 1]."""
+"""Read an RGB image file (PNG, JPEG, GeoTIFF) as a ``[3, H, W]`` float32 tensor in [0, 1].
+
+:func:`read_rgb_georef` also returns where a GeoTIFF lies (:class:`Georef`), so that a pair can
+be checked to cover the same ground (:func:`check_same_place`) before it is scored.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,18 +22,76 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+@dataclass(frozen=True)
+class Georef:
+    """Where a georeferenced raster lies: its CRS, ``(left, bottom, right, top)`` bounds in CRS
+    units, and pixel size ``(x, y)`` (positive)."""
+
+    crs: Any  # rasterio.crs.CRS (rasterio is imported lazily)
+    bounds: tuple[float, float, float, float]
+    res: tuple[float, float]
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
     import rasterio
-    from rasterio.errors import RasterioError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     try:
-        with rasterio.open(path) as src:
-            if src.count < 3:
-                raise DataError(f"{path}: {src.count} band(s); expected RGB (3 or more bands)")
-            arr = src.read((1, 2, 3))
+        with warnings.catch_warnings():
+            # plain TIFFs are valid inputs here; rasterio's two-line warning would break the
+            # one-line-per-problem output of `zoomsr evaluate`
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                if src.count < 3:
+                    raise DataError(
+                        f"{path}: {src.count} band(s); expected RGB (3 or more bands)"
+                    )
+                arr = src.read((1, 2, 3))
+                geo = None
+                if src.crs is not None and not src.transform.is_identity:
+                    geo = Georef(src.crs, tuple(src.bounds),
+                                 (abs(src.res[0]), abs(src.res[1])))
     except RasterioError as exc:
         raise DataError(f"{path}: not a readable GeoTIFF ({exc})") from None
-    return np.moveaxis(arr, 0, -1)
+    return np.moveaxis(arr, 0, -1), geo
+
+
+def _crs_name(crs: Any) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg is not None else crs.to_string()
+
+
+def check_same_place(
+    pred: Path, pred_geo: Georef | None, target: Path, target_geo: Georef | None
+) -> None:
+    """Refuse a pair of georeferenced files that do not cover the same ground.
+
+    Nothing is checked unless both are georeferenced. Bounds may differ by up to half a target
+    pixel (round-off of the writer); the pixel size is not compared here, so a finer prediction
+    over the same bounds passes (the pair is then refused or not by its pixel size alone).
+
+    Raises:
+        DataError: naming both files, when the CRS or the bounds differ.
+    """
+    if pred_geo is None or target_geo is None:
+        return
+    if pred_geo.crs != target_geo.crs:
+        raise DataError(
+            f"{pred}: CRS {_crs_name(pred_geo.crs)} differs from its target {target} "
+            f"({_crs_name(target_geo.crs)}); reproject the prediction onto the target's grid"
+        )
+    tol_x, tol_y = target_geo.res[0] / 2, target_geo.res[1] / 2
+    off = [abs(a - b) for a, b in zip(pred_geo.bounds, target_geo.bounds, strict=True)]
+    if max(off[0], off[2]) > tol_x or max(off[1], off[3]) > tol_y:
+        raise DataError(
+            f"{pred}: bounds {_fmt_bounds(pred_geo.bounds)} differ from its target {target} "
+            f"{_fmt_bounds(target_geo.bounds)} by up to {max(off):.6g} (more than half a target "
+            "pixel); crop or resample the prediction onto the target's grid"
+        )
+
+
+def _fmt_bounds(b: tuple[float, float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:.10g}" for v in b) + ")"
 
 
 def read_rgb(path: str | os.PathLike[str], as_float: bool = True) -> torch.Tensor:
@@ -40,9 +105,18 @@ def read_rgb(path: str | os.PathLike[str], as_float: bool = True) -> torch.Tenso
     Raises:
         DataError: naming the file when it is missing, corrupt, grey, or not 8-bit/float.
     """
+    return read_rgb_georef(path, as_float)[0]
+
+
+def read_rgb_georef(
+    path: str | os.PathLike[str], as_float: bool = True
+) -> tuple[torch.Tensor, Georef | None]:
+    """:func:`read_rgb` and the file's :class:`Georef` (``None`` unless a GeoTIFF with a CRS and
+    a geotransform)."""
     p = Path(path)
+    geo = None
     if p.suffix.lower() in _TIFF:
-        arr = _read_tiff(p)
+        arr, geo = _read_tiff(p)
     else:
         from zoomsr.io.png import read_png
 
@@ -61,4 +135,4 @@ def read_rgb(path: str | os.PathLike[str], as_float: bool = True) -> torch.Tenso
             f"{p}: {arr.dtype} pixels; expected 8-bit RGB or float in [0, 1] "
             "(scale 16-bit data to one of those first)"
         )
-    return t.contiguous()
+    return t.contiguous(), geo

@@ -27,7 +27,7 @@ from zoomsr.errors import DataError
 from zoomsr.evaluation.images import IMAGE_SUFFIXES
 
 NAIP_DIR = "naip"  # zoomsr.data.layout.NAIP_DIR (not imported: keep this module light)
-SPLITS_FILE = "zoomsr_splits.json"  # zoomsr.data.builder.splits.SPLITS_FILE
+SPLITS_FILE = "zoomsr_splits.json"  # zoomsr.data.layout.SPLITS_FILE
 SPLIT_NAMES = ("train", "val", "test", "buffer")
 
 _TILE = re.compile(r"^\d+_\d+$")

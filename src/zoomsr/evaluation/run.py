@@ -2,7 +2,9 @@
 
 The summary gives, per metric, the mean, sample standard deviation and a seeded 95 % percentile
 bootstrap interval of the mean over the finite per-image values (``inf`` PSNR of identical images
-is counted in ``n_nonfinite`` instead). Both files are written atomically.
+is counted in ``n_nonfinite`` instead). With fewer than 2 finite values the std and the interval
+are undefined: NaN here, ``null`` in ``summary.json``, ``-`` in the table. Both files are written
+atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from zoomsr.errors import DataError, InputError
-from zoomsr.evaluation.images import read_rgb
+from zoomsr.evaluation.images import check_same_place, read_rgb_georef
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_text, refuse_existing
 from zoomsr.io.tables import csv_text
@@ -34,14 +36,18 @@ SUMMARY_NAME = "summary.json"
 
 
 def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
-    """``{mean, std, ci95_low, ci95_high, n, n_nonfinite}`` of the finite values."""
+    """``{mean, std, ci95_low, ci95_high, n, n_nonfinite}`` of the finite values.
+
+    ``std`` (sample, ddof=1) and the interval are NaN below 2 values: one value says nothing
+    about the spread (a bootstrap of it would give the zero-width interval ``[x, x]``).
+    """
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
     n = int(finite.size)
-    lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed)
+    lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed) if n > 1 else (math.nan, math.nan)
     return {
         "mean": float(finite.mean()) if n else math.nan,
-        "std": float(finite.std(ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan),
+        "std": float(finite.std(ddof=1)) if n > 1 else math.nan,
         "ci95_low": lo,
         "ci95_high": hi,
         "n": n,
@@ -51,25 +57,30 @@ def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dic
 
 def load_pair(pair: ImagePair) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check one pair: two ``[3, H, W]`` of the same size, uint8 (8-bit files) or
-    float32 in [0, 1].
+    float32 in [0, 1]; two georeferenced files must have the same CRS and bounds.
 
     Raises:
-        DataError: naming the file that is unreadable, out of range or of a different size.
+        DataError: naming the file that is unreadable, out of range, elsewhere on the ground or
+            of a different size.
     """
-    images = []
+    images, georefs = [], []
     for path in (pair.pred, pair.target):
-        img = read_rgb(path, as_float=False)
+        img, geo = read_rgb_georef(path, as_float=False)
         if img.dtype != torch.uint8:
             try:
                 img = check_images(img[None], str(path))[0]
             except InputError as exc:
                 raise DataError(str(exc)) from None
         images.append(img)
+        georefs.append(geo)
+    # the place before the size: a shifted or reprojected prediction is the real mistake
+    check_same_place(pair.pred, georefs[0], pair.target, georefs[1])
     pred, target = images
     if pred.shape != target.shape:
+        # no resampling here: it would change the scores, so predictions come at target size
         raise DataError(
             f"{pair.pred}: size {tuple(pred.shape[1:])} differs from its target {pair.target} "
-            f"{tuple(target.shape[1:])}"
+            f"{tuple(target.shape[1:])}; resample or crop the prediction to the target's size"
         )
     return pred, target
 
@@ -208,6 +219,8 @@ def summary_table(result: EvaluationResult) -> Any:
     from rich.table import Table
 
     table = Table(title=f"{len(result.rows)} image pairs")
+    if any(s["n"] == 1 for s in result.summary.values()):
+        table.caption = "n=1: no std or 95% CI (need 2 values)"
     for col in ("metric", "mean", "std", "95% CI", "n"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, hib in result.metrics.items():

@@ -3,9 +3,9 @@
 Every metric takes a batch of predictions and a batch of targets, ``[B, 3, H, W]`` RGB in
 ``[0, 1]`` (float; ``uint8`` in 0..255 is accepted and divided by 255), and returns one score per
 image as a ``float64`` CPU tensor of shape ``[B]``. Inputs are checked before any work: wrong
-rank or channel count, channels-last layout, 0-255 or 16-bit data passed as float, negative values
-(e.g. ``[-1, 1]`` data), NaN/inf and a declared BGR order all raise :class:`InputError` with a
-message that says what to change.
+rank or channel count, channels-last layout, unclipped (values up to 2), 0-255 or 16-bit data
+passed as float, negative values (e.g. ``[-1, 1]`` data), NaN/inf and a declared BGR order all
+raise :class:`InputError` with a message that says what to change.
 
 Why there is no automatic RGB-vs-BGR detector: colour statistics of aerial imagery (water, shadow,
 bare soil, vegetation) overlap so much between the two orders that any heuristic flags real RGB
@@ -23,6 +23,10 @@ from zoomsr.errors import CheckpointError, InputError
 
 #: Values this far outside ``[0, 1]`` are tolerated (and clipped): float round-off of SR outputs.
 RANGE_TOLERANCE = 1e-3
+#: Float data up to this maximum is taken as [0, 1] data that was not clipped (reflectance of
+#: bright surfaces, SR overshoot), not as 0-255 data: an 8-bit image whose brightest pixel is 2
+#: would be all but black.
+UNCLIPPED_MAX = 2.0
 
 
 class WeightsNotFoundError(CheckpointError):
@@ -111,6 +115,12 @@ def check_images(
         raise InputError(f"{name}: {n_bad} NaN/inf value(s); mask or fill nodata before scoring")
     lo, hi = float(x.min()), float(x.max())
     if hi > 1.0 + RANGE_TOLERANCE:
+        if hi <= UNCLIPPED_MAX + RANGE_TOLERANCE:
+            raise InputError(
+                f"{name}: values up to {hi:g}: looks like unclipped [0, 1] data (e.g. bright "
+                "reflectance or SR overshoot); clip or rescale to [0, 1] first (metrics take RGB "
+                "in [0, 1])"
+            )
         if hi <= 255.0 + RANGE_TOLERANCE:
             raise InputError(
                 f"{name}: values up to {hi:g}: looks like 0-255 data, divide by 255 "
