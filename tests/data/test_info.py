@@ -30,3 +30,16 @@ def test_plots_are_real_pngs(tiny_dataset, tmp_path):
         img = np.asarray(Image.open(path).convert("RGB"))
         assert img.shape[0] > 100 and img.shape[1] > 100
         assert img.std() > 5  # not blank
+
+
+def test_montage_has_no_empty_columns_for_short_series(tmp_path):
+    """One time step: two columns (t0, NAIP), not four empty S2 columns."""
+    from zoomsr.data.sample import write_sample
+
+    root = write_sample(tmp_path / "one", pairs=2, n_frames=1, workers=1)
+    pairs = scan_pairs(root)
+    one = np.asarray(Image.open(plot_montage(pairs, tmp_path / "m1.png", n_pairs=2)))
+    root = write_sample(tmp_path / "four", pairs=2, n_frames=4, workers=1)
+    four = np.asarray(Image.open(plot_montage(scan_pairs(root), tmp_path / "m4.png",
+                                              n_pairs=2)))
+    assert one.shape[0] == four.shape[0] and one.shape[1] * 2 < four.shape[1]

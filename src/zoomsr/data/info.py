@@ -178,12 +178,14 @@ def plot_montage(
     from zoomsr.io.atomic import atomic_path
 
     chosen = pairs[:: max(1, len(pairs) // n_pairs)][:n_pairs]
+    series = [read_band_series(record.band_path("tci"), "tci") for record in chosen]
+    # no empty columns when the series are shorter than n_frames (e.g. one time step)
+    n_frames = max(1, min(n_frames, max(t.shape[0] for t in series)))
     fig, axes = plt.subplots(
         len(chosen), n_frames + 1, figsize=(1.6 * (n_frames + 1), 1.7 * len(chosen)), dpi=120,
         squeeze=False,
     )
-    for row, record in zip(axes, chosen, strict=True):
-        tci = read_band_series(record.band_path("tci"), "tci")
+    for row, record, tci in zip(axes, chosen, series, strict=True):
         hr = read_hr(record.naip_path, LR_PIXELS * scale)
         for k, ax in enumerate(row[:-1]):
             ax.set_xticks([])
