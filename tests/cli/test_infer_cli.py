@@ -154,10 +154,34 @@ def test_infer_checkpoint_errors_are_one_line_with_cli_hints(cli, tmp_path):
         assert "weights_only" not in lines[0]
 
 
-def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path):
-    code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *TINY)
+def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_dataset.parent)  # a relative INPUT: the tag names it absolutely
+    code, out, err = cli("infer", tiny_dataset.name, "-o", tmp_path / "grid.tif", *TINY)
     assert code == 0, err
     assert "4 S2-NAIP tile(s), each a chunk" in out and "0 input frame" not in out
+    # TINY's --window/--overlap have no use here: said, not dropped silently
+    assert ("ignored: --window/--overlap/--margin: each 32 px tile is one chunk, as in "
+            "training (no windows, no overlap)") in out
+    with rasterio.open(tmp_path / "grid.tif") as ds:
+        assert ds.tags()["zoomsr_inputs"].startswith(f"S2-NAIP chunks {tiny_dataset} (4 tiles")
+
+
+def test_chunk_layout_on_ray_is_refused_before_ray_starts(cli, tiny_dataset, tmp_path):
+    code, _, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *TINY, "--ray",
+                       "127.0.0.1:1")
+    assert code == 2 and err.strip() == (f"error: {tiny_dataset}: S2-NAIP chunk input runs "
+                                         "locally; drop --ray (its tiles are small and "
+                                         "independent: one machine does them fast)")
+
+
+def test_chunk_layout_short_series_note(cli, tiny_dataset, tmp_path):
+    eight = list(TINY)
+    eight[eight.index("--config") + 1] = "num_in_ch=24,num_feat=8,num_block=1,num_grow_ch=4"
+    code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *eight)
+    assert code == 0, err
+    assert ("note: 4 tile(s) had fewer than 8 time steps free of black pixels (a short "
+            "series, or black steps): the best were repeated") in out
+    assert "gaps were filled" not in out
 
 
 def test_input_warnings_are_one_line_and_the_run_goes_on(cli, tmp_path):

@@ -296,3 +296,23 @@ def test_a_band_from_another_area_is_refused(tmp_path, shift):
     with pytest.raises(DataError, match=r"_B08.tif: B08 does not cover the same area as .*_TCI"):
         discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))
 
+
+
+def test_named_files_find_their_dates_other_bands_beside_them(tmp_path):
+    """As a folder input: naming only the TCIs still finds each date's B08 and SCL."""
+    paths = write_frames(tmp_path / "in", n=2, size=(24, 24))
+    write_b08(paths, 3000)
+    scl = paths[0].with_name(paths[0].name.replace("_TCI", "_SCL"))
+    with rasterio.open(paths[0]) as src:
+        profile = src.profile | {"count": 1, "photometric": "MINISBLACK", "nodata": None}
+    with rasterio.open(scl, "w", **profile) as dst:
+        dst.write(np.full((1, 24, 24), 4, np.uint8))
+    frames = discover_frames(paths, dn_offset=0, extra_bands=("b08",)).frames
+    assert [f.extras[0].path.name for f in frames] == ["S2_20240101_B08.tif",
+                                                        "S2_20240102_B08.tif"]
+    assert frames[0].scl.path == scl and frames[1].scl is None
+    # a date without one: the advice names a file that would be found
+    paths[1].with_name("S2_20240102_B08.tif").unlink()
+    with pytest.raises(DataError, match=r"S2_20240102_TCI.tif: no B08 .* put it beside as e.g. "
+                                        r"S2_20240102_B08.tif"):
+        discover_frames(paths, dn_offset=0, extra_bands=("b08",))

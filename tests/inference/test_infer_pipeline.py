@@ -303,3 +303,19 @@ def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_mo
     monkeypatch.setattr(pipeline, "prepare_row", spy_prepare)
     run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(threads=threads))
     assert len(rows) > 4
+
+
+def test_progress_rate_and_eta_cover_the_whole_run():
+    """Rows that arrive in bursts (Ray) must not read as a burst's rate: windows computed in
+    this run (not resumed ones) over its whole time."""
+    from types import SimpleNamespace
+
+    from zoomsr.inference.pipeline import _progress
+
+    bar = _progress(100, 10, True)  # 10 windows resumed
+    rate, eta = bar.columns[3], bar.columns[5]
+    task = SimpleNamespace(completed=30, elapsed=10.0, finished=False, total=100)
+    assert str(rate.render(task)).strip() == "2.0 win/s"
+    assert str(eta.render(task)) == "eta 0:00:35"
+    fresh = SimpleNamespace(completed=10, elapsed=3.0, finished=False, total=100)
+    assert "--" in str(rate.render(fresh)) and str(eta.render(fresh)) == "eta -:--:--"

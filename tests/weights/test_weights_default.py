@@ -80,3 +80,14 @@ def test_weights_list_and_path_show_the_packaged_default(cli, tmp_path, monkeypa
     code, out, err = cli("weights", "path", NAME)
     assert code == 0, err
     assert out.strip() == str(registry.PACKAGE_DATA / registry.get_entry(NAME).filename)
+
+
+def test_python_api_takes_a_registry_name_as_the_cli_does():
+    from zoomsr.errors import ConfigError
+    from zoomsr.inference import build_inference_model
+
+    net = build_inference_model(weights="zoomsr-multi8", device="cpu")
+    assert net.label == "zoomsr-multi8" and net.n_images == 8
+    assert net.weights_sha256 == sha256_file(registry.resolve("zoomsr-multi8"))
+    with pytest.raises(ConfigError, match=r"--bands tci,b08: zoomsr-multi8 takes bands tci"):
+        build_inference_model(weights="zoomsr-multi8", device="cpu", bands="tci,b08")

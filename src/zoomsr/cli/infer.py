@@ -86,7 +86,6 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
 def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
                device: str, precision: str, bands: str | None = None):
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
-    from zoomsr.data.bands import validate_bands
     from zoomsr.inference import build_inference_model
     from zoomsr.models import parse_config
     from zoomsr.weights import registry
@@ -97,17 +96,9 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
     if random_weights:
         return build_inference_model(model=model, config=cfg, random_weights=True,
                                      device=device, precision=precision, bands=bands)
-    name = weights or registry.DEFAULT_WEIGHTS
-    if Path(name).is_file() or weights is not None and name not in registry.REGISTRY:
-        return build_inference_model(weights=name, model=model, config=cfg, device=device,
-                                     precision=precision, label=Path(name).name, bands=bands)
-    entry = registry.get_entry(name)
-    if bands is not None and validate_bands(bands) != entry.bands:
-        raise ConfigError(f"--bands {bands}: {name} takes bands {','.join(entry.bands)}")
-    path = registry.resolve(name)
-    return build_inference_model(weights=path, model=entry.model, config={**entry.config, **cfg},
-                                 device=device, precision=precision, label=name,
-                                 bands=entry.bands)
+    name = weights or registry.DEFAULT_WEIGHTS  # a file, or a registry name
+    return build_inference_model(weights=name, model=model, config=cfg, device=device,
+                                 precision=precision, label=Path(name).name, bands=bands)
 
 
 def infer(
@@ -187,7 +178,7 @@ def infer(
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
-    from zoomsr.inference.pipeline import run_inference
+    from zoomsr.inference.pipeline import is_s2naip_input, run_inference
     from zoomsr.inference.writer import partial_dir
 
     if scenes is not None and (inputs or output is not None):
@@ -222,6 +213,9 @@ def infer(
         typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
                    "computes it again)")
         return
+    if ray is not None and manifest is None and is_s2naip_input(inputs or []):
+        raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
+                          "tiles are small and independent: one machine does them fast)")
     net = load_model(weights, model, config, random_weights, device, precision, bands)
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
@@ -244,7 +238,7 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
                f"{g.resolution / g.scale:.4g} {g.unit}, {g.crs.to_string()})")
     bands = "" if net.bands == ("tci",) else f" of bands {','.join(net.bands)}"
-    source = (f"{len(result.frames)} input frame(s); {result.windows} windows" if result.frames
+    source = (f"{len(result.frames)} input frame(s); {result.windows} window(s)" if result.frames
               else f"{result.windows} S2-NAIP tile(s), each a chunk")
     typer.echo(f"model {net.label} ({net.n_images} image(s){bands}), {source}"
                + (f", {result.rows_resumed} window rows resumed" if result.rows_resumed else ""))
@@ -255,6 +249,10 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     if result.few_frame_windows and 0 < len(result.frames) < net.n_images:
         typer.echo(f"note: {len(result.frames)} date(s) for a model of {net.n_images} images: "
                    "the best dates were repeated in every window")
+    elif result.few_frame_windows and not result.frames:  # S2-NAIP tiles
+        typer.echo(f"note: {result.few_frame_windows} tile(s) had fewer than {net.n_images} "
+                   "time steps free of black pixels (a short series, or black steps): the best "
+                   "were repeated")
     elif result.few_frame_windows:
         typer.echo(f"note: {result.few_frame_windows} window(s) had fewer than {net.n_images} "
                    "dates free of nodata there (gaps, swath or scene edges); the gaps were "
@@ -264,7 +262,7 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
     share = result.windows_computed / result.windows if result.windows else 1.0
     part = "" if share >= 1 else f", {share:.0%} of it computed in this run"
     typer.echo(f"{g.area_km2:.3f} km2{part} in {result.seconds:.1f} s "
-               f"({result.km2_per_s:.4f} km2/s)")
+               f"({result.km2_per_s:.3g} km2/s)")
     for extra in (result.lr_output, result.preview):
         if extra is not None:
             typer.echo(f"wrote {extra}")

@@ -36,7 +36,7 @@ import rasterio
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from zoomsr.data.builder.sources import BAND_ALIASES
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
@@ -411,6 +411,8 @@ def _expand(
         slot[role] = f
     aux = {"scl", *extra_bands}
     for key, slot in groups.items():
+        if any(f not in found_in_folder for f in slot.values()):
+            _add_siblings(key, slot, aux)  # named files: their date's other bands beside them
         extras = {r: f for r, f in slot.items() if r in aux}
         if "tci" in slot:
             for role, f in slot.items():
@@ -432,6 +434,25 @@ def _expand(
                 "or a TCI file)"
             )
     return candidates, ignored
+
+
+def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:
+    """Add to ``slot`` (the files of date ``key``) the files of ``roles`` (SCL, extra bands)
+    that lie beside them with the same date name, as a folder input would have found them;
+    of one band at several resolutions, the finest."""
+    folders = {f.parent for f in slot.values()}
+    for d in list(folders):
+        if _RESOLUTION_RE.fullmatch(d.name):  # a SAFE granule's R10m: its R20m, R60m too
+            folders |= {x for x in d.parent.iterdir()
+                        if x.is_dir() and _RESOLUTION_RE.fullmatch(x.name)}
+    found: dict[str, Path] = {}
+    for d in sorted(folders):
+        for f in sorted(filter(_is_raster, d.iterdir())):
+            role = _band_role(f)
+            if role in roles and role not in slot and _group_key(f) == key and (
+                    role not in found or _resolution_m(f) < _resolution_m(found[role])):
+                found[role] = f
+    slot.update(found)
 
 
 # --------------------------------------------------------------------------- metadata
@@ -541,7 +562,11 @@ def _dn_offset(path: Path, tags: dict, offset_option: float | None) -> tuple[flo
 
 def _open(path: Path) -> rasterio.DatasetReader:
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # a file without georeference is refused by name later ("has no CRS"); rasterio's
+            # own two-line warning would only come first
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioIOError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable raster (corrupt or wrong format: {msg})") from None
@@ -642,7 +667,11 @@ def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if "previous exception" in text and cause is not None and str(cause):
+        text = str(cause)  # rasterio's "Read failed. See previous exception": GDAL's reason
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
@@ -736,10 +765,11 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
                     extras.append(_aux_band(name, frame.paths[0], ds, names.index(name) + 1,
                                             dn_offset, frame, radiometry))
                     continue
-        stem = frame.paths[0].stem
+        date = Path(_group_key(frame.paths[0])).name
+        beside = f"{date}_{name.upper()}.tif" if date else f"{name.upper()}.tif"
         raise DataError(
             f"{frame.paths[0]}: no {name.upper()} for this date, which the model needs (bands "
-            f"tci,{','.join(extra_bands)}); put it beside as e.g. {stem}_{name.upper()}.tif, or "
+            f"tci,{','.join(extra_bands)}); put it beside as e.g. {beside}, or "
             f'use a JSON manifest [{{"tci": ..., "{name}": ...}}, ...]'
         )
     scl = None

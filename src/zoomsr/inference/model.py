@@ -202,6 +202,8 @@ def build_inference_model(
 ) -> InferenceModel:
     """Build the model for inference.
 
+    - ``weights`` = a registry name (``zoomsr weights list``: ``"zoomsr-multi8"``,
+      ``"esrgan-8"``...): its cached file, with the entry's architecture, config and bands.
     - ``weights`` = a checkpoint path: a zoomsr checkpoint rebuilds itself
       (:func:`~zoomsr.models.from_checkpoint`); other formats (BasicSR ``.pth``...) need
       ``model`` (+ ``config``) and are loaded with :func:`~zoomsr.models.load_checkpoint`.
@@ -220,6 +222,18 @@ def build_inference_model(
         raise ConfigError("give either weights or random_weights, not both")
     if weights is None and not random_weights:
         raise ConfigError("no weights: pass a checkpoint or a registry name (--weights)")
+    if weights is not None and not Path(weights).is_file():
+        from zoomsr.weights import registry
+
+        if str(weights) in registry.REGISTRY:
+            entry = registry.get_entry(str(weights))
+            if bands is not None and validate_bands(bands) != entry.bands:
+                raise ConfigError(f"--bands {','.join(validate_bands(bands))}: {entry.name} "
+                                  f"takes bands {','.join(entry.bands)}")
+            return build_inference_model(
+                weights=registry.resolve(entry.name), model=entry.model,
+                config={**entry.config, **(config or {})}, device=device, precision=precision,
+                label=label or entry.name, seed=seed, bands=entry.bands)
     if weights is not None:
         path = Path(weights)
         if not path.is_file():

@@ -554,19 +554,33 @@ def _progress(total: int, done: int, enabled: bool):
         ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
     from rich.text import Text
 
+    # Rate and ETA from everything computed in this run over its whole time, not rich's
+    # recent-samples estimate: Ray workers hand rows back in bursts, which that read as 30x
+    # the real rate (and an ETA of seconds with minutes to go).
+    def rate(task) -> float | None:  # type: ignore[no-untyped-def]
+        new = task.completed - done
+        return new / task.elapsed if task.elapsed and new > 0 else None
+
     class _Rate(ProgressColumn):
         def render(self, task):  # type: ignore[no-untyped-def]
-            speed = task.finished_speed or task.speed
-            return Text("  -- win/s" if speed is None else f"{speed:6.1f} win/s")
+            r = rate(task)
+            return Text("  -- win/s" if r is None else f"{r:6.1f} win/s")
+
+    class _Eta(ProgressColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            r = rate(task)
+            if task.finished or r is None:
+                return Text("eta -:--:--" if not task.finished else "")
+            left = int((task.total - task.completed) / r + 0.5)
+            return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
 
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TextColumn("eta"),
-        TimeRemainingColumn(), console=Console(stderr=True),
+        MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), _Eta(),
+        console=Console(stderr=True),
     )
 
 
@@ -801,6 +815,11 @@ def run_scene(
     )
 
 
+def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:
+    """Whether ``items`` is one S2-NAIP dataset folder (chunk-layout input)."""
+    return len(items) == 1 and Path(items[0]).is_dir() and (Path(items[0]) / "sentinel2").is_dir()
+
+
 def run_inference(
     inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -811,7 +830,7 @@ def run_inference(
     """Discover the frames in ``inputs`` (files, folders, manifests) and run :func:`run_scene`."""
     options = options or InferenceOptions()
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if len(items) == 1 and Path(items[0]).is_dir() and (Path(items[0]) / "sentinel2").is_dir():
+    if is_s2naip_input(items):
         from zoomsr.inference.s2naip import run_s2naip
 
         if "row_source" in kwargs:

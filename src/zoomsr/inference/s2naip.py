@@ -84,7 +84,7 @@ def run_s2naip(
 ) -> InferenceResult:
     """Super-resolve every tile of an S2-NAIP dataset into one georeferenced GeoTIFF."""
     options = options or InferenceOptions()
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview)
     if options.native_grid or options.uncertainty:
@@ -163,4 +163,21 @@ def run_s2naip(
         output=out, grid=grid, frames=[], windows=len(found), windows_computed=computed,
         rows_resumed=first, few_frame_windows=few, seconds=time.perf_counter() - start,
         model=model.describe(), lr_output=lr_path, preview=preview,
+        ignored=ignored_options(options),
     )
+
+
+def ignored_options(options: InferenceOptions) -> list[str]:
+    """The scene options given that S2-NAIP chunk input has no use for, each with why."""
+    default = InferenceOptions()
+    why = {
+        "tiling": ("--window/--overlap/--margin", "each 32 px tile is one chunk, as in "
+                   "training (no windows, no overlap)"),
+        "column_width": ("--column-width", "tiles are read one row of tiles at a time"),
+        "threads": ("--threads", "tiles are computed in one thread"),
+        "radiometry": ("--radiometry", "S2-NAIP PNGs are 8-bit TCI"),
+        "rgb_bands": ("--rgb-bands", "S2-NAIP PNGs are RGB"),
+        "dn_offset": ("--dn-offset", "S2-NAIP PNGs are 8-bit TCI"),
+    }
+    return [f"{flag}: {reason}" for key, (flag, reason) in why.items()
+            if getattr(options, key) != getattr(default, key)]
