@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from PIL import Image
 
@@ -114,6 +115,29 @@ def test_sample_overwrite_replaces_the_dataset_and_keeps_other_files(cli, tmp_pa
     assert (out / "notes.txt").read_text() == "mine"
     assert cli("data", "check", out, "--strict", "--no-progress")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no build folder left
+
+
+def test_sample_into_a_symlinked_folder_on_another_file_system(cli, tmp_path):
+    """OUT a mount or a link elsewhere (/dev/shm: tmpfs): built inside it, so renames stay on
+    its file system, and the earlier dataset is replaced, not lost."""
+    import os
+    import shutil
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    target = Path(tempfile.mkdtemp(dir=base))
+    try:
+        out = tmp_path / "out"
+        out.symlink_to(target)
+        assert cli("data", "sample", out, "--pairs", 3, "--no-progress")[0] == 0
+        code, _, err = cli("data", "sample", out, "--pairs", 2, "--frames", 2, "--overwrite",
+                           "--no-progress")
+        assert code == 0, err
+        assert sorted(p.name for p in target.iterdir()) == ["naip", "sentinel2",
+                                                            "zoomsr_dataset.json"]
+        assert len(list((target / "sentinel2").iterdir())) == 2
+    finally:
+        shutil.rmtree(target)
 
 
 def test_an_interrupted_sample_leaves_nothing_that_looks_like_a_dataset(cli, tmp_path,

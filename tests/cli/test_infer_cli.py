@@ -218,3 +218,10 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     assert stdout.strip() == (f"{out}: finished by an earlier run, nothing to resume "
                               "(--overwrite computes it again)")
     assert out.read_bytes() == before
+    # not trusted blindly: a side output the earlier run did not write, or another file there
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume", "--preview")
+    assert code == 2 and "already exists" in err
+    other = tmp_path / "other.tif"
+    other.write_bytes(b"not a zoomsr output")
+    code, _, err = cli("infer", tmp_path / "in", "-o", other, *TINY, "--resume")
+    assert code == 2 and "already exists" in err and other.read_bytes() == b"not a zoomsr output"

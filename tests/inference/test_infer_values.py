@@ -46,6 +46,12 @@ def test_no_valid_pixel_anywhere_is_refused_and_an_empty_date_warned(tmp_path):
     empty = _write(tmp_path / "nan.tif", nan)
     with pytest.raises(DataError, match=r"nan.tif: no valid pixels \(all nodata, black or NaN\)"):
         discover_frames(empty)
+    # a valid strip too narrow for the decimated look: confirmed at full resolution, not refused
+    edge = np.zeros((3, 2048, 2048), np.uint8)
+    edge[:, :, :3] = 120  # the look takes every 8th column, from the 5th
+    edge_file = _write(tmp_path / "edge_TCI.tif", edge, nodata=0)
+    with pytest.warns(ZoomsrWarning, match=r"edge_TCI.tif: no valid pixels seen"):
+        assert discover_frames(edge_file).frames
     good = _write(tmp_path / "good.tif", np.full((3, 32, 32), 0.1, np.float32))
     with pytest.warns(ZoomsrWarning, match=r"nan.tif: no valid pixels seen"):
         found = discover_frames([good, empty])
@@ -73,15 +79,18 @@ def test_16_bit_values_that_are_not_digital_numbers(tmp_path):
     assert discover_frames(_write(tmp_path / "dark.tif", dark), dn_offset=1000).frames
 
 
-def test_four_bands_without_labels_need_rgb_bands(tmp_path):
-    """RGB + near-infrared (NAIP's layout) is not taken for RGBA."""
+def test_four_bands_without_labels_are_read_as_rgb_with_a_warning(tmp_path):
+    """RGB + near-infrared (NAIP's layout): bands 1-3, said; RGBA and --rgb-bands silently."""
     data = np.random.default_rng(0).integers(1, 255, (4, 32, 32), np.uint8)
     rgbn = _write(tmp_path / "rgbn.tif", data, photometric="MINISBLACK")
-    with pytest.raises(DataError, match=r"rgbn.tif: 4 bands .* band 4 is not alpha .*--rgb-bands"):
-        discover_frames(rgbn)
-    assert discover_frames(rgbn, rgb_bands=(1, 2, 3)).frames[0].bands == (1, 2, 3)
-    rgba = _write(tmp_path / "rgba.tif", data, photometric="RGB", alpha="YES")
-    assert discover_frames(rgba).frames[0].bands == (1, 2, 3)
+    with pytest.warns(ZoomsrWarning, match=r"rgbn.tif: 4 bands .* band 4 is not alpha .*bands "
+                                           r"1, 2, 3 read as red, green, blue"):
+        assert discover_frames(rgbn).frames[0].bands == (1, 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        assert discover_frames(rgbn, rgb_bands=(3, 2, 1)).frames[0].bands == (3, 2, 1)
+        rgba = _write(tmp_path / "rgba.tif", data, photometric="RGB", alpha="YES")
+        assert discover_frames(rgba).frames[0].bands == (1, 2, 3)
 
 
 def test_pixels_finer_than_sentinel2_are_warned_about(tmp_path):

@@ -178,7 +178,8 @@ def infer(
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
-    from zoomsr.inference.pipeline import is_s2naip_input, run_inference
+    from zoomsr.inference.inputs import made_by_zoomsr
+    from zoomsr.inference.pipeline import is_s2naip_input, run_inference, side_outputs
     from zoomsr.inference.writer import partial_dir
 
     if scenes is not None and (inputs or output is not None):
@@ -207,9 +208,11 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
-    if manifest is None and resume and not overwrite and output.is_file() and not partial_dir(
-            output).exists():
-        # as --scenes does: a re-run of a command that finished (a requeued job) succeeds
+    if (manifest is None and resume and not overwrite and output.is_file()
+            and not partial_dir(output).exists() and made_by_zoomsr(output)
+            and all(p.is_file() for p in side_outputs(output, save_lr, preview).values())):
+        # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
+        # other file there (not a zoomsr output, side outputs missing) is refused as usual
         typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
                    "computes it again)")
         return

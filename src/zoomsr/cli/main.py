@@ -93,11 +93,12 @@ def normalise_argv(args: list[str]) -> list[str]:
 
 
 def _interrupted(args: list[str]) -> None:
-    """Say that the command was interrupted, and for ``infer`` how to go on."""
-    if "infer" in args:
+    """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on."""
+    command = next((a for a in args if not a.startswith("-")), "")  # root options are flags
+    if command == "infer":
         typer.echo("interrupted: the rows finished so far are kept; run the same command with "
                    "--resume to continue", err=True)
-    elif "train" in args:
+    elif command == "train":
         typer.echo("interrupted: the same command continues from the last checkpoint "
                    "(checkpoints/last.ckpt; --resume auto, the default)", err=True)
     else:

@@ -26,6 +26,8 @@ from zoomsr.progress import track
 
 #: Where synthetic tiles are placed (central Iowa); any valid location would do.
 SAMPLE_ORIGIN_LONLAT = (-93.62, 41.59)
+#: The hidden folder a sample is built in (inside OUT, or beside it as ``.OUT`` + this).
+TMP_DIR = ".zoomsr-sample"
 #: Tiles per synthetic "NAIP image" (one image id covers a block of tiles, as in real data).
 TILES_PER_IMAGE = 64
 
@@ -65,12 +67,18 @@ def write_sample(
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise DataError(f"{root}: folder is not empty (use --overwrite to replace the dataset "
                         "in it)")
-    require_writable_folder(root.parent, str(root))
-    config = config or DegradationConfig()
-    # Built beside OUT and moved in when complete: an interrupted sample never looks like a
-    # dataset, and --overwrite replaces the earlier one instead of mixing with it.
-    tmp = root.parent / f".{root.name}.zoomsr-sample"
+    # Built in a hidden folder and moved in when complete: an interrupted sample never looks
+    # like a dataset, and --overwrite replaces the earlier one instead of mixing with it. The
+    # folder is inside an existing OUT (same file system: OUT may be a mount or a symlink
+    # elsewhere, and its parent read-only), else beside the OUT to be made.
+    if root.is_dir():
+        require_writable_folder(root)
+        tmp = root / TMP_DIR
+    else:
+        require_writable_folder(root.parent, str(root))
+        tmp = root.parent / f".{root.name}{TMP_DIR}"
     shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted earlier run left
+    config = config or DegradationConfig()
     tiles = sample_tiles(pairs)
     jobs = [(str(tmp), seed, k, str(tile), n_frames, bands, config)
             for k, tile in enumerate(tiles)]
@@ -100,19 +108,22 @@ def write_sample(
 
 def _move_into(tmp: Path, root: Path) -> None:
     """Put the finished dataset in ``tmp`` at ``root``, replacing a dataset already there
-    (:data:`~zoomsr.data.layout.DATASET_ENTRIES`; anything else in it stays)."""
+    (:data:`~zoomsr.data.layout.DATASET_ENTRIES`; anything else in it stays). The earlier
+    entries are moved aside before the new ones go in and only deleted then, so no step
+    leaves OUT without one or the other."""
     if not root.exists():
         os.replace(tmp, root)
         return
+    aside = root / f"{TMP_DIR}-old"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
     for name in DATASET_ENTRIES:
-        old = root / name
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink(missing_ok=True)
-    for entry in tmp.iterdir():
-        os.replace(entry, root / entry.name)
-    tmp.rmdir()
+        if os.path.lexists(root / name):
+            os.replace(root / name, aside / name)
+        if os.path.lexists(tmp / name):
+            os.replace(tmp / name, root / name)
+    shutil.rmtree(tmp)
+    shutil.rmtree(aside)
 
 
 def _write_one(job: tuple) -> None:

@@ -258,7 +258,8 @@ def _resolution_m(path: Path) -> int:
     return 0
 
 
-def _is_s2naip_root(path: Path) -> bool:
+def is_s2naip_root(path: Path) -> bool:
+    """Whether folder ``path`` holds an S2-NAIP dataset (``sentinel2/``)."""
     return (path / "sentinel2").is_dir()
 
 
@@ -327,7 +328,7 @@ def _folder_rasters(folder: Path) -> list[Path]:
     return files
 
 
-def _made_by_zoomsr(path: Path) -> bool:
+def made_by_zoomsr(path: Path) -> bool:
     """Whether ``path`` is a raster zoomsr wrote (its tags name the zoomsr version)."""
     try:
         with rasterio.open(path) as ds:
@@ -358,7 +359,7 @@ def _expand(
         if not p.exists():
             raise DataError(f"{item}: input not found")
         if p.is_dir():
-            if _is_s2naip_root(p):
+            if is_s2naip_root(p):
                 raise DataError(
                     f"{p}: is an S2-NAIP chunk dataset; pass it alone (chunk layout input)"
                 )
@@ -387,7 +388,7 @@ def _expand(
         role = _band_role(f)
         # An RGB raster zoomsr wrote (an earlier run's output or LR mosaic, e.g. written into
         # the input folder) is no date. Only files that would be RGB frames are opened here.
-        if role in (None, "tci") and _made_by_zoomsr(f):
+        if role in (None, "tci") and made_by_zoomsr(f):
             if f not in found_in_folder:
                 raise DataError(f"{f}: a zoomsr output (super-resolved or LR mosaic), not a "
                                 "Sentinel-2 date")
@@ -602,13 +603,13 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
         return tuple(found)
     alpha = ds.count == 4 and (interp[3] == ColorInterp.alpha
                                or MaskFlags.alpha in ds.mask_flag_enums[0])
-    if ds.dtypes[0] == "uint8" and (ds.count == 3 or alpha):
-        return (1, 2, 3)  # 8-bit RGB(A): ESA's TCI order
-    if ds.dtypes[0] == "uint8" and ds.count == 4:
-        raise DataError(
+    if ds.dtypes[0] == "uint8" and ds.count == 4 and not alpha:
+        warnings.warn(
             f"{path}: 4 bands without red/green/blue labels, and band 4 is not alpha (RGB + "
-            "near-infrared, as NAIP?); pass --rgb-bands R,G,B (1-based band numbers)"
-        )
+            "near-infrared, as NAIP?): bands 1, 2, 3 read as red, green, blue (--rgb-bands "
+            "R,G,B to choose)", ZoomsrWarning, stacklevel=2)
+    if ds.dtypes[0] == "uint8" and ds.count in (3, 4):
+        return (1, 2, 3)  # 8-bit RGB(A), or RGB + NIR: ESA's TCI order
     raise DataError(
         f"{path}: {ds.count} bands without red/green/blue labels; pass --rgb-bands R,G,B "
         "(1-based band numbers)"
@@ -655,8 +656,10 @@ def _radiometry_for(
 def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
     """A cheap look at the values: a decimated read of one band (at most ~256 px a side).
 
-    It decodes blocks all over the file (or its overviews), so damaged data inside a file
-    (not only at the corners :func:`_check_readable` reads) fails here, before any work.
+    It decodes blocks all over the file, or its overviews where it has them, so damaged data
+    inside a file without overviews (not only at the corners :func:`_check_readable` reads)
+    fails here, before any work; in a file with overviews, a damaged full-resolution block
+    fails when the run reads it (named then, the finished rows kept for --resume).
     """
     factor = max(1, max(ds.width, ds.height) // 256)
     shape = (max(1, ds.height // factor), max(1, ds.width // factor))
@@ -664,6 +667,33 @@ def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
         return ds.read(band, out_shape=shape)
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
         raise DataError(f"{ds.name}: corrupt raster data ({_first_line(exc)})") from None
+
+
+def _any_valid(frame: Frame) -> bool:
+    """Whether any full-resolution pixel of ``frame``'s RGB is valid (read in strips, up to the
+    first): what a decimated look found nothing in may still hold a narrow swath edge."""
+    from rasterio.windows import Window
+
+    datasets = [_open(p) for p in frame.paths]
+    try:
+        if len(datasets) == 3:  # red, green, blue files
+            bands = list(zip(datasets, frame.bands, strict=True))
+        else:
+            bands = [(datasets[0], b) for b in frame.bands]
+        step = max(1, (1 << 24) // max(1, frame.width))  # ~16 M pixels a strip
+        for row in range(0, frame.height, step):
+            w = Window(0, row, frame.width, min(step, frame.height - row))
+            try:
+                strip = np.stack([ds.read(b, window=w) for ds, b in bands])
+            except Exception as exc:  # noqa: BLE001 - GDAL raises several types
+                raise DataError(f"{frame.paths[0]}: corrupt raster data "
+                                f"({_first_line(exc)})") from None
+            if valid_pixels(strip, frame.nodata, None).any():
+                return True
+        return False
+    finally:
+        for ds in datasets:
+            ds.close()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -942,7 +972,7 @@ def discover_frames(
             for c in candidates]
     frames = [f for f, _ in made]
     empty = [f for f, has_data in made if not has_data]
-    if empty and len(empty) == len(frames):
+    if empty and len(empty) == len(frames) and not any(map(_any_valid, empty)):
         raise DataError(
             f"{', '.join(str(f.paths[0]) for f in empty[:3])}"
             + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")

@@ -48,7 +48,7 @@ from zoomsr.inference.assemble import (
 )
 from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
-from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames
+from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames, is_s2naip_root
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
@@ -817,7 +817,7 @@ def run_scene(
 
 def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:
     """Whether ``items`` is one S2-NAIP dataset folder (chunk-layout input)."""
-    return len(items) == 1 and Path(items[0]).is_dir() and (Path(items[0]) / "sentinel2").is_dir()
+    return len(items) == 1 and Path(items[0]).is_dir() and is_s2naip_root(Path(items[0]))
 
 
 def run_inference(

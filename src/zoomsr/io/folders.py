@@ -21,7 +21,7 @@ def require_writable_folder(folder: str | os.PathLike[str], label: str | None = 
     """
     folder = Path(folder)
     label = str(folder) if label is None else label
-    named = "" if label == str(folder) else f"{folder} "
+    named = "" if label.endswith(str(folder)) else f"{folder} "  # the path once per message
     there = folder
     while not os.path.lexists(there) and there.parent != there:
         there = there.parent
