@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -109,6 +110,21 @@ def test_pixels_finer_than_sentinel2_are_warned_about(tmp_path):
         plan_grid(discover_frames(write_frames(tmp_path / "s2", n=1, crs="EPSG:32633"))
                   .frames, 4)
         plan_grid(discover_frames(write_frames(tmp_path / "3857", n=1)).frames, 4)
+
+
+def test_a_geographic_native_grid_warns_of_its_ground_aspect(tmp_path):
+    rng = np.random.default_rng(0)
+    north = _write(tmp_path / "n_TCI.tif", rng.integers(1, 255, (3, 16, 16), np.uint8),
+                   crs="EPSG:4326", res=1e-4, photometric="RGB")
+    frames = discover_frames(north).frames
+    frames = [dataclasses.replace(frames[0], transform=Affine(1e-4, 0, 10.0, 0, -1e-4, 53.0))]
+    with pytest.warns(ZoomsrWarning, match=r"n_TCI.tif: its square 0.0001 deg pixels are 6.69 x "
+                                           r"11.1 m on the ground here \(1.7:1\)"):
+        plan_grid(frames, 4, native=True)
+    equator = [dataclasses.replace(frames[0], transform=Affine(1e-4, 0, 10.0, 0, -1e-4, 1.0))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        plan_grid(equator, 4, native=True)
 
 
 def test_a_geographic_grid_is_in_degrees(tmp_path):

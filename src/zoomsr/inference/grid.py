@@ -138,6 +138,12 @@ def ground_resolution_m(frame: Frame) -> float:
     """The ground size of ``frame``'s pixels at its centre, metres: the finer of the two sides
     (square degrees are narrow east-west far from the equator), by great-circle distances, so
     any CRS works."""
+    return min(ground_pixel_m(frame))
+
+
+def ground_pixel_m(frame: Frame) -> tuple[float, float]:
+    """The ground width and height of ``frame``'s pixel at its centre, metres (great-circle
+    distances, any CRS)."""
     t = frame.transform
     cx, cy = frame.width / 2, frame.height / 2
     pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
@@ -149,7 +155,7 @@ def ground_resolution_m(frame: Frame) -> float:
         h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
         return 2 * _EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
 
-    return min(metres(1), metres(2))
+    return metres(1), metres(2)
 
 
 def pixel_size_in(frame: Frame, crs: CRS) -> float:
@@ -191,6 +197,14 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
                 "grid (EPSG:3857) instead of --native-grid"
             )
         res, ox, oy = res_x, t.c, t.f
+        if crs.is_geographic:
+            gx, gy = ground_pixel_m(first)
+            if max(gx, gy) > 1.2 * min(gx, gy):
+                warnings.warn(
+                    f"{first.paths[0]}: its square {res:.3g} deg pixels are {gx:.3g} x "
+                    f"{gy:.3g} m on the ground here ({max(gx, gy) / min(gx, gy):.2g}:1); the "
+                    "output keeps that grid (--native-grid), the default grid's pixels are "
+                    "square on the ground", ZoomsrWarning, stacklevel=2)
     else:
         crs = CRS.from_string(tiles.CRS)
         res, ox, oy = tiles.LR_RESOLUTION, -tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT
