@@ -7,6 +7,16 @@ Subclasses also inherit a builtin so ``except ValueError`` / ``except OSError`` 
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The one-line reason of ``exc`` for a message: its first line, or its type's name. For
+    rasterio's "Read failed. See previous exception for details.", the chained GDAL error."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if "previous exception" in text and cause is not None and str(cause):
+        text = str(cause)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ZoomsrError(Exception):
     """Root of every zoomsr error. ``exit_code`` is what the CLI exits with."""
 

@@ -17,8 +17,8 @@ app.command("search")(data_build.search)
 
 @app.command("sample")
 def sample(
-    out: Path = typer.Argument(..., help="Output folder (created; must be empty). Written "
-                               "beside it and moved in when complete."),
+    out: Path = typer.Argument(..., help="Output folder (created; must be empty). Built in "
+                               "a hidden folder and moved in when complete."),
     pairs: int = typer.Option(256, "--pairs", "-n", help="Number of pairs to generate."),
     frames: int = typer.Option(8, "--frames", help="Sentinel-2 time steps per pair."),
     bands: str = typer.Option("tci", "--bands", help="Comma-separated bands, tci first."),

@@ -144,10 +144,7 @@ def ground_resolution_m(frame: Frame) -> float:
 def ground_pixel_m(frame: Frame) -> tuple[float, float]:
     """The ground width and height of ``frame``'s pixel at its centre, metres (great-circle
     distances, any CRS)."""
-    t = frame.transform
-    cx, cy = frame.width / 2, frame.height / 2
-    pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
-    lons, lats = transform(frame.crs, "EPSG:4326", [p[0] for p in pts], [p[1] for p in pts])
+    lons, lats = _centre_pixel(frame, CRS.from_epsg(4326))
 
     def metres(i: int) -> float:
         p1, p2 = math.radians(lats[0]), math.radians(lats[i])
@@ -160,11 +157,16 @@ def ground_pixel_m(frame: Frame) -> tuple[float, float]:
 
 def pixel_size_in(frame: Frame, crs: CRS) -> float:
     """The size of ``frame``'s pixels at its centre in ``crs`` units (the finer side)."""
+    xs, ys = _centre_pixel(frame, crs)
+    return min(math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2))
+
+
+def _centre_pixel(frame: Frame, crs: CRS) -> tuple[list[float], list[float]]:
+    """x and y in ``crs`` of ``frame``'s centre and of one pixel east and one south of it."""
     t = frame.transform
     cx, cy = frame.width / 2, frame.height / 2
     pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
-    xs, ys = transform(frame.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
-    return min(math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2))
+    return transform(frame.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
 
 
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:

@@ -39,7 +39,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from zoomsr.data.builder.sources import BAND_ALIASES
-from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 from zoomsr.inference.arrays import Array, float32, is_floating, xp
 
 Radiometry = Literal["tci", "dn", "reflectance"]
@@ -569,8 +569,8 @@ def _open(path: Path) -> rasterio.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a readable raster (corrupt or wrong format: {msg})") from None
+        raise DataError(f"{path}: not a readable raster (corrupt or wrong format: "
+                        f"{first_line(exc)})") from None
 
 
 def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -581,7 +581,7 @@ def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
         for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
             ds.read(1, window=Window(col, row, 1, 1))
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
-        raise DataError(f"{path}: corrupt raster data ({_first_line(exc)})") from None
+        raise DataError(f"{path}: corrupt raster data ({first_line(exc)})") from None
 
 
 def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, int, int] | None):
@@ -666,7 +666,7 @@ def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
     try:
         return ds.read(band, out_shape=shape)
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
-        raise DataError(f"{ds.name}: corrupt raster data ({_first_line(exc)})") from None
+        raise DataError(f"{ds.name}: corrupt raster data ({first_line(exc)})") from None
 
 
 def _any_valid(frame: Frame) -> bool:
@@ -687,21 +687,13 @@ def _any_valid(frame: Frame) -> bool:
                 strip = np.stack([ds.read(b, window=w) for ds, b in bands])
             except Exception as exc:  # noqa: BLE001 - GDAL raises several types
                 raise DataError(f"{frame.paths[0]}: corrupt raster data "
-                                f"({_first_line(exc)})") from None
+                                f"({first_line(exc)})") from None
             if valid_pixels(strip, frame.nodata, None).any():
                 return True
         return False
     finally:
         for ds in datasets:
             ds.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    cause = exc.__cause__ or exc.__context__
-    if "previous exception" in text and cause is not None and str(cause):
-        text = str(cause)  # rasterio's "Read failed. See previous exception": GDAL's reason
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,

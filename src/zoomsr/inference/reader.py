@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError
+from zoomsr.errors import DataError, first_line
 from zoomsr.inference.arrays import to_tensor
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
@@ -179,8 +179,7 @@ class SceneReader:
                 out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
             return out
         except rasterio.errors.RasterioIOError as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"{src.path}: read failed ({msg})") from None
+            raise DataError(f"{src.path}: read failed ({first_line(exc)})") from None
 
     def read_strip(self, window: Window, device: torch.device | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

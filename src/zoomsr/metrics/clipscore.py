@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomsr.devices import resolve_device
-from zoomsr.errors import CheckpointError, InputError
+from zoomsr.errors import CheckpointError, InputError, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.metrics.base import (
     WeightsNotFoundError,
@@ -262,7 +262,7 @@ def build_image_encoder(
             require_pretrained=weights.checkpoint is not None,
         )
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         if weights.checkpoint is not None:
             raise CheckpointError(
                 f"{weights.checkpoint}: cannot load as {weights.model_name} weights ({first})"

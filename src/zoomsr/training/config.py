@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from zoomsr.data.bands import band_channels, validate_bands
-from zoomsr.errors import ConfigError, InputError
+from zoomsr.errors import ConfigError, InputError, first_line
 from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
 from zoomsr.models import config_fields, parse_config
 from zoomsr.models._validate import check_config_values
@@ -419,8 +419,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
         raise ConfigError(f"{p}: line {exc.line}: key {exc.key!r} given twice (YAML would "
                           "keep the last silently); remove one") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{p}: not a readable YAML file ({first})") from None
+        raise ConfigError(f"{p}: not a readable YAML file ({first_line(exc)})") from None
     if data is None or data == {}:
         # Without this, the defaults' first cross-field error would be reported instead.
         raise ConfigError(

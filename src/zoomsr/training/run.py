@@ -222,36 +222,30 @@ def build_trainer(
     if t.progress_bar:
         all_callbacks.append(_progress_bar())
     try:
-        trainer = _trainer(cfg, out, loggers, all_callbacks)
+        trainer = L.Trainer(
+            default_root_dir=out,
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            val_check_interval=t.val_every_n_steps,
+            check_val_every_n_epoch=None,
+            limit_val_batches=t.limit_val_batches,
+            num_sanity_val_steps=t.sanity_val_steps,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=_strategy(cfg),
+            precision=t.precision,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.progress_bar,
+            deterministic=t.deterministic,
+            logger=loggers,
+            callbacks=all_callbacks,
+        )
     except MisconfigurationException as exc:  # e.g. accelerator "gpu" where there is none
         raise ConfigError(f"trainer settings (accelerator={t.accelerator}, devices={t.devices}, "
                           f"strategy={t.strategy}, precision={t.precision}): "
                           f"{str(exc).strip().splitlines()[0]}") from None
     return trainer, checkpoint
-
-
-def _trainer(cfg: TrainConfig, out: Path, loggers: list, callbacks: list[Callback]
-             ) -> L.Trainer:
-    t = cfg.trainer
-    return L.Trainer(
-        default_root_dir=out,
-        max_steps=t.max_steps,
-        max_epochs=-1,
-        val_check_interval=t.val_every_n_steps,
-        check_val_every_n_epoch=None,
-        limit_val_batches=t.limit_val_batches,
-        num_sanity_val_steps=t.sanity_val_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=_strategy(cfg),
-        precision=t.precision,
-        log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.progress_bar,
-        deterministic=t.deterministic,
-        logger=loggers,
-        callbacks=callbacks,
-    )
 
 
 def train(
