@@ -177,7 +177,11 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
             cmd += [f"--{key.replace('_', '-')}", str(value)]
     if zero_cost or args.zero_cost:
         cmd.append("--zero-cost")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:  # show why (with PYTHONFAULTHANDLER=1, a crash's Python stacks)
+        sys.stderr.write(out.stderr[-20000:])
+        raise SystemExit(f"pipeline run of {size} px failed (exit {out.returncode}): "
+                         + " ".join(cmd))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -200,6 +204,8 @@ def main() -> None:
     p.add_argument("--ceiling", action="store_true",
                    help="Also run the smaller scene with a zero-cost model (see 4.).")
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="Also write the results (every run's figures) as JSON to PATH.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--zero-cost", action="store_true",
                    help="Run everything with the zero-cost model: the speed and memory of the "
@@ -248,6 +254,8 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
     report = {key: med(r[key] for r in runs) for key in
               ("pipeline_vs_bare", "pipeline_4x_vs_bare", "peak_rss_ratio_4x", "area_ratio_4x")}
     report["runs"] = runs
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -276,7 +277,7 @@ def test_reader_releases_what_it_opened_when_a_file_is_gone(tmp_path):
     reader = SceneReader(frames, plan_grid(frames, 4))
     with pytest.raises(DataError, match="S2_20240103_TCI.tif: cannot open"):
         reader.read(Window(0, 0, 24, 24))
-    assert reader._sources is None and reader._env is None
+    assert reader._sources is None
 
 
 def _safe(root, date: str, baseline: str, source):
@@ -345,3 +346,81 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
     (fp,) = discover_frames(polar).frames
     assert ground_resolution_m(fp) == pytest.approx(14.8, abs=0.2)
     assert plan_grid([fp], 4).width > 20
+
+
+def test_read_cache_holds_the_block_rows_a_window_row_spans(tmp_path):
+    """Per file: (window rows / block rows, rounded up, + 1) block rows x the strip's blocks x
+    bands x bytes; warped files also their warped window; times the rows in flight; clamped."""
+    from rasterio.env import get_gdal_config
+    from rasterio.shutil import copy as rio_copy
+
+    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.reader import (
+        MAX_CACHE_BYTES,
+        MIN_CACHE_BYTES,
+        read_cache,
+        read_cache_bytes,
+    )
+
+    paths = []
+    for p in write_frames(tmp_path / "strips", n=2, size=(1100, 900)):
+        paths.append(tmp_path / p.name)
+        rio_copy(p, paths[-1], driver="GTiff", tiled=True, blockxsize=256, blockysize=256)
+        with rasterio.open(paths[-1]) as ds:
+            assert ds.block_shapes[0] == (256, 256)
+    frames = discover_frames(paths).frames
+    grid = plan_grid(frames, 4)
+    per_file = (2 + 1) * 256 * (1 + 1) * 256 * 3  # 300 rows: 2 block rows; 200 cols: 1
+    got = read_cache_bytes(frames, grid, 300, 200, 50, out_row_bytes=1000)
+    assert got == 2 * per_file * 50 + 1000 * 256
+    assert read_cache_bytes(frames, grid, 300, 200, 1) == MIN_CACHE_BYTES
+    assert read_cache_bytes(frames, grid, 300, 200, 10**4) == MAX_CACHE_BYTES
+    # whole width: the file's width, not more
+    assert read_cache_bytes(frames, grid, 300, 900, 50) == 2 * 3 * 256 * 900 * 3 * 50
+
+    utm = write_frames(tmp_path / "utm", n=1, size=(600, 600), crs="EPSG:32631")
+    frames = discover_frames(utm).frames
+    grid = plan_grid(frames, 4)  # the training grid: warped
+    w = grid.width
+    with rasterio.open(utm[0]) as ds:
+        bh, bw = ds.block_shapes[0]  # strips: one row or a few, the whole width
+    got = read_cache_bytes(frames, grid, 256, w, 100)
+    fy, fx = 600 / grid.height, 600 / w
+    rows = min(600, (math.ceil(256 * fy / bh) + 1) * bh)
+    cols = min(600, (math.ceil(w * fx / bw) + 1) * bw)
+    assert got == (rows * cols * 3 + 256 * w * 3) * 100
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    with read_cache(123 * 2**20):
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == 123 * 2**20
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+
+
+def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path, monkeypatch):
+    """discover_frames decodes the files' decimated looks in threads first (a whole file when
+    it has no overviews); each look equals the read it replaces, and the frames are the same."""
+    from zoomsr.inference import inputs
+
+    paths = write_frames(tmp_path / "in", n=3, size=(700, 530))
+    ahead = inputs._look_ahead(paths)
+    assert sorted(ahead) == sorted(str(p) for p in paths)
+    for p in paths:
+        with rasterio.open(p) as ds:
+            shape = inputs._sample_shape(ds)
+            assert ahead[str(p)].shape == (3, *shape) and shape == (350, 265)
+            for b in (1, 2, 3):
+                assert np.array_equal(ahead[str(p)][b - 1], ds.read(b, out_shape=shape))
+
+    made: list[dict] = []
+    look_ahead = inputs._look_ahead
+
+    def spy(files):
+        made.append(look_ahead(files))
+        return made[-1]
+
+    monkeypatch.setattr(inputs, "_look_ahead", spy)
+    with_looks = discover_frames(paths).frames
+    assert sorted(made[0]) == sorted(str(p) for p in paths)
+    monkeypatch.setattr(inputs, "_look_ahead", lambda files: {})
+    assert discover_frames(paths).frames == with_looks
+    assert getattr(inputs._looked, "samples", {}) == {}  # not kept after discovery

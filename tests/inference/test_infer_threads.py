@@ -224,3 +224,28 @@ def test_row_threads_write_their_own_rows(scene, tiny_model, tmp_path, monkeypat
     run_inference(scene, out, _AsIfOnGPU(model), _opts(threads=threads, cog=True))
     assert handed and set(handed) == {0}
     assert out.read_bytes() == clean.read_bytes()
+
+
+def test_threaded_rows_read_with_the_scene_cache_and_leave_gdals_cache_as_found(
+        scene, tiny_model, tmp_path, monkeypatch):
+    """Each row thread's reader used to enter its own ``rasterio.Env(GDAL_CACHEMAX=64)``:
+    rasterio hands an integer to GDAL as bytes (a 64-byte cache: every read decoded its blocks
+    again), and threads leaving their environments restored each other's values, so the
+    64 bytes outlived the run (the next run in the process took 9x as long)."""
+    from rasterio.env import get_gdal_config
+
+    from zoomsr.inference import reader as reader_mod
+
+    seen: list[int] = []
+    read_strip = reader_mod.SceneReader.read_strip
+
+    def spy(self, *args, **kwargs):
+        seen.append(int(get_gdal_config("GDAL_CACHEMAX")))
+        return read_strip(self, *args, **kwargs)
+
+    monkeypatch.setattr(reader_mod.SceneReader, "read_strip", spy)
+    before = int(get_gdal_config("GDAL_CACHEMAX"))
+    for i in range(2):
+        run_inference(scene, tmp_path / f"run{i}.tif", tiny_model(2), _opts(threads=3))
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == before
+    assert len(seen) > 6 and set(seen) == {reader_mod.MIN_CACHE_BYTES}  # tiny scene: the floor

@@ -86,13 +86,27 @@ def _worker_class(ray: Any) -> Any:
                 bands=tuple(spec["bands"]),
             )
             self.plan: ScenePlan | None = None
+            self.cache: Any = None  # the scene's GDAL cache environment (read_cache)
 
         def set_plan(self, plan: ScenePlan) -> None:
+            from zoomsr.inference.reader import read_cache, read_cache_bytes
+            from zoomsr.inference.windows import group_span
+
             # calls from one driver run in order on an actor, so rows submitted after this
             # use the new scene; the previous scene's open datasets are released
             if self.plan is not None:
                 self.plan.reader.close()
+            if self.cache is not None:
+                self.cache.__exit__(None, None, None)
+                self.cache = None
             self.plan = plan
+            # the actor computes one row at a time, all in its one thread: the environment
+            # is entered and left there (see read_cache)
+            w = plan.windows
+            a, b, _ = group_span(w, plan.columns or (0, len(w.xs)))
+            self.cache = read_cache(read_cache_bytes(plan.reader.frames, plan.grid, w.win_h,
+                                                     b - a, 1))
+            self.cache.__enter__()
 
         def row(self, r: int) -> ReadyRow:
             from zoomsr.inference.assemble import prepare_row

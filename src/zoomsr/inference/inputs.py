@@ -25,8 +25,10 @@ import dataclasses
 import json
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -653,20 +655,60 @@ def _radiometry_for(
     return choice  # type: ignore[return-value]
 
 
-def _sample(ds: rasterio.DatasetReader, band: int) -> np.ndarray:
-    """A cheap look at the values: a decimated read of one band (at most ~256 px a side).
+def _sample_shape(ds: rasterio.DatasetReader) -> tuple[int, int]:
+    factor = max(1, max(ds.width, ds.height) // 256)
+    return max(1, ds.height // factor), max(1, ds.width // factor)
+
+
+#: Per thread: the decimated looks :func:`discover_frames` made ahead, by file name.
+_looked = threading.local()
+
+
+def _sample(ds: rasterio.DatasetReader, band: int | Sequence[int]) -> np.ndarray:
+    """A cheap look at the values: a decimated read (at most ~256 px a side) of ``band``
+    (``[h, w]``) or of several bands (``[n, h, w]``).
 
     It decodes blocks all over the file, or its overviews where it has them, so damaged data
     inside a file without overviews (not only at the corners :func:`_check_readable` reads)
     fails here, before any work; in a file with overviews, a damaged full-resolution block
-    fails when the run reads it (named then, the finished rows kept for --resume).
+    fails when the run reads it (named then, the finished rows kept for --resume). Taken from
+    the look made ahead (:func:`_look_ahead`) where there is one.
     """
-    factor = max(1, max(ds.width, ds.height) // 256)
-    shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+    shape = _sample_shape(ds)
+    ahead = getattr(_looked, "samples", {}).get(ds.name)
+    if ahead is not None and ahead.shape == (ds.count, *shape):
+        return ahead[band - 1] if isinstance(band, int) else ahead[[b - 1 for b in band]]
     try:
-        return ds.read(band, out_shape=shape)
+        if isinstance(band, int):
+            return ds.read(band, out_shape=shape)
+        return ds.read(list(band), out_shape=(len(band), *shape))
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
         raise DataError(f"{ds.name}: corrupt raster data ({first_line(exc)})") from None
+
+
+def _look_ahead(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Decimated looks at every band of ``paths``, several files at once, by file name.
+
+    A look decodes the whole file when it has no overviews (a large scene's 8 dates: about a
+    second on one core, while the GPU waits), and GDAL decodes without Python's lock, so the
+    files are read in threads. A file that fails is left out: read again in order, it fails
+    there with its message, so errors and warnings come as without the look ahead.
+    """
+    def look(path: Path) -> tuple[str, np.ndarray] | None:
+        try:
+            with rasterio.open(path) as ds:
+                return ds.name, ds.read(out_shape=(ds.count, *_sample_shape(ds)))
+        except Exception:  # noqa: BLE001 - reported by the ordered pass
+            return None
+
+    workers = min(len(paths), os.cpu_count() or 1, 16)
+    if workers <= 1:
+        return {}
+    # rasterio warns from the worker threads too (a file without georeference): filtered here,
+    # as _open does, and told by the ordered pass
+    with warnings.catch_warnings(), ThreadPoolExecutor(workers) as pool:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return dict(r for r in pool.map(look, paths) if r is not None)
 
 
 def _any_valid(frame: Frame) -> bool:
@@ -856,7 +898,7 @@ def _rgb_frame(
             dtype = ds.dtypes[bands[0] - 1]
             if len({ds.dtypes[b - 1] for b in bands}) != 1:
                 raise DataError(f"{path}: red, green and blue bands have different data types")
-            sample = np.stack([_sample(ds, b) for b in bands])
+            sample = _sample(ds, bands)
             rad = _radiometry_for(path, dtype, radiometry, sample)
             has_data = _check_values(path, sample, rad, radiometry, ds.nodata)
             tags = ds.tags()
@@ -960,8 +1002,14 @@ def discover_frames(
             ignored += [f"{path}: {key.upper()}, a band this model does not take"
                         for key, path in c.items()
                         if key in EXTRA_BAND_TOKENS.values() and key not in extra]
-    made = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
-            for c in candidates]
+    files = [p for c in candidates
+             for k, p in (c.items() if isinstance(c, dict) else enumerate(c)) if k != "scl"]
+    _looked.samples = _look_ahead(list(dict.fromkeys(files)))
+    try:
+        made = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
+                for c in candidates]
+    finally:
+        _looked.samples = {}
     frames = [f for f, _ in made]
     empty = [f for f, has_data in made if not has_data]
     if empty and len(empty) == len(frames) and not any(map(_any_valid, empty)):

@@ -50,7 +50,7 @@ from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames, is_s2naip_root
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.reader import SceneReader
+from zoomsr.inference.reader import SceneReader, read_cache, read_cache_bytes
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import (
     Tiling,
@@ -745,64 +745,73 @@ def run_scene(
 
         return run
 
+    threads = 1  # rows read at once in this process (the Ray path reads in its workers)
     if row_source is None:
+        threads = options.threads or (1 if model.device.type == "cpu" else 3)
+        threads = fit_open_files(threads, sum(len(f.files) for f in frames))
+
         def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
-            threads = options.threads or (1 if m.device.type == "cpu" else 3)
-            threads = fit_open_files(threads, sum(len(f.files) for f in frames))
             # rows blended on the GPU if there is one, and finished in their threads
             return local_rows(p, m, rs, threads, prepare_and_write(p), blend_device(m))
     else:
         source = row_source
-    names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
-    stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
-                           band_names=names, cog=options.cog)
-    # Compress while computing only when the model is elsewhere: on a CPU the writer thread
-    # would take cores from the model (measured ~10 % slower on 2 cores); and only with one
-    # column group (rows are complete only in the last). Same bytes either way.
-    live = model.device.type != "cpu" and len(groups) == 1
-    if first_row and live:  # rows a resumed run finished before
-        stream.rows_done(windows.final_until(first_row - 1) * s)
-    items: Iterator[Any] | None = None
-    try:
-        with _progress(len(windows), done_before, options.progress) as bar:
-            task = None
-            if bar is not None:
-                task = bar.add_task("super-resolving", total=len(windows), completed=done_before)
-            for g in range(first_group, len(groups)):
-                a, b, _ = group_span(windows, groups[g])
-                g_carry = carry if g == first_group else None
-                assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
-                                         *(g_carry or (None, None)))
-                g_plan = dataclasses.replace(plan, columns=groups[g])
-                rows = range(first_row if g == first_group else 0, windows.n_rows)
-                items = source(g_plan, model, rows)
-                for item in items:
-                    ready = item if isinstance(item, ReadyRow) else prepare(item)
-                    top, block = assembler.add(ready)
-                    hr.write_block(top, a * s, block)
-                    if lr is not None and ready.lr is not None:
-                        lr.write_block(windows.ys[ready.row], a, ready.lr)
-                    few += ready.few_frames
-                    computed += ready.windows
-                    run.save({"group": g, "rows_done": ready.row + 1, "few_frames": few},
-                             {"sums": assembler.sums, "weights": assembler.weights})
-                    if live:
-                        stream.rows_done(windows.final_until(ready.row) * s)
-                    if bar is not None:
-                        bar.update(task, advance=ready.windows)
-                    if on_row is not None:
-                        on_row(ready.row + 1, windows.n_rows)
-                    del item, ready, block  # not kept while the next row is computed
-        # inside the try: Ctrl-C while the last strips are compressed removes the temp file
-        tags = _tags(plan, model, options, few, options.native_grid)
-        stream.finish(tags)
-    except BaseException:
-        stream.abandon()
-        raise
-    finally:
-        if items is not None and hasattr(items, "close"):
-            items.close()  # stops row threads now, not when the generator is collected
-        plan.reader.close()
+    # windows.tiling holds the window chosen for this scene (the options' may be automatic)
+    cache = read_cache_bytes(
+        frames, grid, windows.win_h,
+        min(grid.width, (options.column_width or grid.width) + 2 * windows.tiling.overlap),
+        threads if row_source is None else 0, hr.row_bytes)
+    with read_cache(cache):  # entered and left in this thread: see read_cache
+        names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
+        stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
+                               band_names=names, cog=options.cog)
+        # Compress while computing only when the model is elsewhere: on a CPU the writer thread
+        # would take cores from the model (measured ~10 % slower on 2 cores); and only with one
+        # column group (rows are complete only in the last). Same bytes either way.
+        live = model.device.type != "cpu" and len(groups) == 1
+        if first_row and live:  # rows a resumed run finished before
+            stream.rows_done(windows.final_until(first_row - 1) * s)
+        items: Iterator[Any] | None = None
+        try:
+            with _progress(len(windows), done_before, options.progress) as bar:
+                task = None
+                if bar is not None:
+                    task = bar.add_task("super-resolving", total=len(windows),
+                                        completed=done_before)
+                for g in range(first_group, len(groups)):
+                    a, b, _ = group_span(windows, groups[g])
+                    g_carry = carry if g == first_group else None
+                    assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
+                                             *(g_carry or (None, None)))
+                    g_plan = dataclasses.replace(plan, columns=groups[g])
+                    rows = range(first_row if g == first_group else 0, windows.n_rows)
+                    items = source(g_plan, model, rows)
+                    for item in items:
+                        ready = item if isinstance(item, ReadyRow) else prepare(item)
+                        top, block = assembler.add(ready)
+                        hr.write_block(top, a * s, block)
+                        if lr is not None and ready.lr is not None:
+                            lr.write_block(windows.ys[ready.row], a, ready.lr)
+                        few += ready.few_frames
+                        computed += ready.windows
+                        run.save({"group": g, "rows_done": ready.row + 1, "few_frames": few},
+                                 {"sums": assembler.sums, "weights": assembler.weights})
+                        if live:
+                            stream.rows_done(windows.final_until(ready.row) * s)
+                        if bar is not None:
+                            bar.update(task, advance=ready.windows)
+                        if on_row is not None:
+                            on_row(ready.row + 1, windows.n_rows)
+                        del item, ready, block  # not kept while the next row is computed
+            # inside the try: Ctrl-C while the last strips are compressed removes the temp file
+            tags = _tags(plan, model, options, few, options.native_grid)
+            stream.finish(tags)
+        except BaseException:
+            stream.abandon()
+            raise
+        finally:
+            if items is not None and hasattr(items, "close"):
+                items.close()  # stops row threads now, not when the generator is collected
+            plan.reader.close()
     lr_path, preview = write_side_outputs(out, options, lr, grid, tags,
                                           "resampled LR mosaic (mean of valid frames)")
     run.remove()

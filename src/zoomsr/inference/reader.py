@@ -28,8 +28,9 @@ from zoomsr.inference.arrays import to_tensor
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
-#: GDAL block cache for reads (MB): bounded so memory does not grow with the scene.
-GDAL_CACHE_MB = 64
+#: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
+MIN_CACHE_BYTES = 16 * 2**20
+MAX_CACHE_BYTES = 2 * 2**30
 
 
 #: SCL classes that make a pixel a poor choice: saturated/defective (1), cloud shadow (3),
@@ -67,7 +68,6 @@ class SceneReader:
     frames: Sequence[Frame]
     grid: TargetGrid
     _sources: list[list[_Source]] | None = field(default=None, repr=False)
-    _env: rasterio.Env | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         names = {tuple(a.name for a in f.extras) for f in self.frames}
@@ -85,7 +85,6 @@ class SceneReader:
         self.frames = state["frames"]
         self.grid = state["grid"]
         self._sources = None
-        self._env = None
 
     def clone(self) -> SceneReader:
         """A reader of the same frames with its own datasets (one per thread)."""
@@ -129,8 +128,6 @@ class SceneReader:
     def _open(self) -> list[list[_Source]]:
         """Per frame: the RGB source, one per extra band, then the SCL's if any."""
         if self._sources is None:
-            self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-            self._env.__enter__()
             self._sources = sources = []  # filled as opened, so close() releases a partial set
             try:
                 for f in self.frames:
@@ -153,9 +150,6 @@ class SceneReader:
                 for src in srcs:
                     _close(src)
             self._sources = None
-        if self._env is not None:
-            self._env.__exit__(None, None, None)
-            self._env = None
 
     @staticmethod
     def _read_raw(src: _Source, window: Window) -> np.ndarray:
@@ -221,3 +215,44 @@ class SceneReader:
         """:meth:`read_strip` on the CPU, as NumPy arrays."""
         pixels, valid, cloudy = self.read_strip(window)
         return pixels.numpy(), valid.numpy(), None if cloudy is None else cloudy.numpy()
+
+
+def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
+                     rows_in_flight: int, out_row_bytes: int = 0) -> int:
+    """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
+
+    Per input file: the block rows that ``window`` grid rows span, plus one (consecutive
+    window rows overlap), across ``strip`` grid columns (a column strip, or the whole width),
+    every band; per warped file, also the warped window itself. Times ``rows_in_flight``,
+    plus ``out_row_bytes`` x 256 for the output strip being compressed; clamped to
+    [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again
+    for each window row (a COG's 1024-row blocks up to 4 times at 256 px windows); a larger one
+    only holds blocks no row needs again, so peak memory would grow with the scene.
+    """
+    total = 0
+    for frame in frames:
+        for path in frame.files:
+            with rasterio.open(path) as ds:
+                bh, bw = ds.block_shapes[0]
+                size = ds.count * np.dtype(ds.dtypes[0]).itemsize
+                fy, fx = ds.height / grid.height, ds.width / grid.width  # file px per grid px
+                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
+                cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
+                total += rows * cols * size
+                if ds.crs != grid.crs or not math.isclose(fy, 1.0, rel_tol=1e-6):
+                    total += window * strip * size
+    total = total * rows_in_flight + out_row_bytes * 256
+    return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
+
+
+def read_cache(cache_bytes: int) -> rasterio.Env:
+    """A GDAL environment with a block cache of ``cache_bytes``, for one scene run.
+
+    Enter it in the thread that starts the run's threads and leave it there after they end:
+    GDAL's cache is one per process, and rasterio restores the option a thread's outermost
+    environment found, so environments entered and left in several threads (as each row
+    thread's reader once did) can leave another thread's value behind. Note that rasterio
+    passes an integer ``GDAL_CACHEMAX`` to GDAL as bytes, not MB: ``GDAL_CACHEMAX=64`` is a
+    64-byte cache, so every read decodes its blocks again.
+    """
+    return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))

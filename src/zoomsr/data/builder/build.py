@@ -410,7 +410,9 @@ def run_block(job: BlockJob) -> dict:
     record: dict[str, dict] = {
         str(t): {"tile": str(t), "split": tile_split(t, config.splits), "status": "skipped",
                  "reason": None, "images": [], "frames": []} for t in tiles}
-    with rasterio.Env(GDAL_CACHEMAX=256, GDAL_HTTP_MAX_RETRY=3, GDAL_HTTP_RETRY_DELAY=1):
+    # GDAL_CACHEMAX in bytes: rasterio hands an integer to GDAL as bytes, not MB
+    with rasterio.Env(GDAL_CACHEMAX=256 * 2**20, GDAL_HTTP_MAX_RETRY=3,
+                      GDAL_HTTP_RETRY_DELAY=1):
         hr = _hr_chunks(job, tiles, record)
         with_hr = [t for t in tiles if hr[str(t)]]
         frames: dict[str, list[_Frame]] = {str(t): [] for t in with_hr}
