@@ -64,3 +64,38 @@ def test_to_uint8_in_place_equals_a_copy():
     kept = x.copy()
     to_uint8(kept)
     assert np.array_equal(kept, x)  # without overwrite the input is untouched
+
+
+def test_a_row_without_its_interior_keeps_none_of_its_transfer_buffer(tiny_model, monkeypatch):
+    """From a GPU, a row's arrays come back as views of one buffer (``to_host``); once its
+    interior is written, what the row still hands on must not keep that buffer (mostly the
+    interior) alive while it waits for the consumer. CPU tensors pose as a GPU's here."""
+    import gc
+    import weakref
+
+    import torch
+
+    from zoomsr.inference import arrays
+
+    monkeypatch.setattr(arrays, "_far", lambda x: isinstance(x, torch.Tensor))
+    rng = np.random.default_rng(0)
+    pixels = rng.random((3, 3, 70, 40), dtype=np.float32)
+    valid = np.ones((3, 70, 40), bool)
+    windows = WindowGrid(70, 40, Tiling(32, 8))
+    plan = ScenePlan(ArrayReader(pixels, valid), None, windows, 2, 4, 0, 0)
+    res = compute_row(plan, tiny_model(2), 1, torch.device("cpu"))
+    assert isinstance(res.sums, torch.Tensor)  # blended "on the device"
+    ready = prepare_row(res, windows, 4, with_lr=True)
+    owner = ready.interior
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    assert ready.interior.size and np.shares_memory(owner, ready.edge_sums)  # one buffer
+    buffer = weakref.ref(owner)
+    slim = ready.without_interior()
+    del owner, ready
+    gc.collect()
+    assert buffer() is None
+    assert slim.interior.shape[0] == 0 and slim.edge_sums.base is None
+    again = prepare_row(res, windows, 4, with_lr=True)
+    for name in ("edge_sums", "edge_weights", "tail_sums", "tail_weights", "valid", "lr"):
+        assert np.array_equal(getattr(slim, name), getattr(again, name))

@@ -12,6 +12,8 @@ output value gets the same terms in the same order).
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +94,23 @@ class ReadyRow:
     lr: np.ndarray | None
     few_frames: int
     windows: int
+
+    def without_interior(self) -> ReadyRow:
+        """This row once its interior is written elsewhere, holding none of its memory.
+
+        Arrays that came back from a GPU in one transfer (:func:`to_host`) are views of one
+        buffer, and any of them keeps the whole buffer alive: a row waiting for the consumer
+        held its finished interior (most of the row: 55 MB at 3856 LR px width) through its
+        edges. Those views are copied; arrays that own their memory are kept as they are.
+        """
+        def own(a: np.ndarray | None) -> np.ndarray | None:
+            return a if a is None or a.base is None else a.copy()
+
+        return dataclasses.replace(
+            self, interior=np.empty((0, *self.interior.shape[1:]), self.interior.dtype),
+            edge_sums=own(self.edge_sums), edge_weights=own(self.edge_weights),
+            tail_sums=own(self.tail_sums), tail_weights=own(self.tail_weights),
+            valid=own(self.valid), lr=own(self.lr))
 
 
 def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow:  # noqa: ANN001

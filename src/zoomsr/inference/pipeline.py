@@ -740,7 +740,7 @@ def run_scene(
             if ready.interior.size:
                 first = windows.ys[res.row] + carried_rows(windows, res.row)
                 hr.write_block(first * s, col, ready.interior)
-                ready = dataclasses.replace(ready, interior=ready.interior[:0])
+                ready = ready.without_interior()
             return ready
 
         return run
