@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,17 +351,14 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
 
 def test_read_cache_holds_the_block_rows_a_window_row_spans(tmp_path):
     """Per file: (window rows / block rows, rounded up, + 1) block rows x the strip's blocks x
-    bands x bytes; warped files also their warped window; times the rows in flight; clamped."""
-    from rasterio.env import get_gdal_config
+    bands x bytes, in the file's pixels (its own pixel size, not the grid's extent over its
+    own); warped files also the WarpedVRT's blocks; times the rows in flight; clamped."""
+    from affine import Affine
     from rasterio.shutil import copy as rio_copy
+    from rasterio.warp import transform_bounds
 
     from zoomsr.inference.grid import plan_grid
-    from zoomsr.inference.reader import (
-        MAX_CACHE_BYTES,
-        MIN_CACHE_BYTES,
-        read_cache,
-        read_cache_bytes,
-    )
+    from zoomsr.inference.reader import MAX_CACHE_BYTES, MIN_CACHE_BYTES, read_cache_bytes
 
     paths = []
     for p in write_frames(tmp_path / "strips", n=2, size=(1100, 900)):
@@ -378,21 +376,66 @@ def test_read_cache_holds_the_block_rows_a_window_row_spans(tmp_path):
     # whole width: the file's width, not more
     assert read_cache_bytes(frames, grid, 300, 900, 50) == 2 * 3 * 256 * 900 * 3 * 50
 
+    # two aligned dates that cover different rows of the grid: each file's own pixels
+    base = frames[0].transform
+    shifted = write_frames(tmp_path / "shifted", n=1, size=(1100, 900), seed=3,
+                           transform=base * Affine.translation(0, 500))
+    moved = tmp_path / "moved.tif"
+    rio_copy(shifted[0], moved, driver="GTiff", tiled=True, blockxsize=256, blockysize=256)
+    both = discover_frames([paths[0], moved]).frames
+    grid2 = plan_grid(both, 4)
+    assert grid2.height == 1600
+    assert read_cache_bytes(both, grid2, 300, 200, 50) == 2 * per_file * 50
+
+    # warped (UTM onto the training grid): the file's pixels in grid units, plus the VRT's
     utm = write_frames(tmp_path / "utm", n=1, size=(600, 600), crs="EPSG:32631")
     frames = discover_frames(utm).frames
-    grid = plan_grid(frames, 4)  # the training grid: warped
+    grid = plan_grid(frames, 4)
     w = grid.width
     with rasterio.open(utm[0]) as ds:
         bh, bw = ds.block_shapes[0]  # strips: one row or a few, the whole width
+        left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds)
+    # a 10 m UTM pixel at 37 N spans ~12.5 Mercator metres: fewer file rows than grid rows
+    px_y, px_x = (top - bottom) / 600, (right - left) / 600
+    assert 12 < px_y < 13
     got = read_cache_bytes(frames, grid, 256, w, 100)
-    fy, fx = 600 / grid.height, 600 / w
-    rows = min(600, (math.ceil(256 * fy / bh) + 1) * bh)
-    cols = min(600, (math.ceil(w * fx / bw) + 1) * bw)
-    assert got == (rows * cols * 3 + 256 * w * 3) * 100
+    rows = min(600, (math.ceil(256 * abs(grid.transform.e) / px_y / bh) + 1) * bh)
+    cols = min(600, (math.ceil(w * grid.transform.a / px_x / bw) + 1) * bw)
+    vrt = (math.ceil(256 / 128) + 1) * 128 * min(w, (math.ceil(w / 512) + 1) * 512) * 3
+    assert got == (rows * cols * 3 + vrt) * 100
 
+
+def test_read_cache_is_shared_by_concurrent_runs_and_left_as_found():
+    """GDAL's one cache: the sum of the runs in progress, the size found put back after the
+    last, whichever thread each ends in, and inside a caller's own rasterio environment."""
+    import threading
+
+    from rasterio.env import get_gdal_config
+
+    from zoomsr.inference.reader import read_cache
+
+    mb = 2**20
     before = get_gdal_config("GDAL_CACHEMAX")
-    with read_cache(123 * 2**20):
-        assert int(get_gdal_config("GDAL_CACHEMAX")) == 123 * 2**20
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with read_cache(100 * mb):
+            assert get_gdal_config("GDAL_CACHEMAX") == 100 * mb
+            other = read_cache(50 * mb)
+            started, release, seen = threading.Event(), threading.Event(), []
+
+            def run() -> None:
+                with other:
+                    seen.append(get_gdal_config("GDAL_CACHEMAX"))
+                    started.set()
+                    release.wait(10)
+
+            t = threading.Thread(target=run)
+            t.start()
+            started.wait(10)
+            assert seen == [150 * mb]
+        assert get_gdal_config("GDAL_CACHEMAX") == 50 * mb  # the other run goes on
+        release.set()
+        t.join()
+        assert get_gdal_config("GDAL_CACHEMAX") == before
     assert get_gdal_config("GDAL_CACHEMAX") == before
 
 
@@ -402,7 +445,7 @@ def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path,
     from zoomsr.inference import inputs
 
     paths = write_frames(tmp_path / "in", n=3, size=(700, 530))
-    ahead = inputs._look_ahead(paths)
+    ahead = inputs._look_ahead(paths, workers=2)
     assert sorted(ahead) == sorted(str(p) for p in paths)
     for p in paths:
         with rasterio.open(p) as ds:
@@ -418,9 +461,50 @@ def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path,
         made.append(look_ahead(files))
         return made[-1]
 
+    monkeypatch.setattr(inputs, "_workers", lambda: 2)  # threads even on a 1-CPU runner
     monkeypatch.setattr(inputs, "_look_ahead", spy)
     with_looks = discover_frames(paths).frames
     assert sorted(made[0]) == sorted(str(p) for p in paths)
     monkeypatch.setattr(inputs, "_look_ahead", lambda files: {})
     assert discover_frames(paths).frames == with_looks
     assert getattr(inputs._looked, "samples", {}) == {}  # not kept after discovery
+
+
+def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeypatch):
+    """Not the SCL, nor a band the model does not take (each a whole-file decode)."""
+    from affine import Affine
+
+    from zoomsr.inference import inputs
+
+    t = Affine(10, 0, 500000, 0, -10, 4100000)
+    rng = np.random.default_rng(0)
+
+    def band(name: str, dtype: str = "uint16") -> Path:
+        p = tmp_path / name
+        with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=1, dtype=dtype,
+                           crs="EPSG:32631", transform=t) as ds:
+            ds.write(rng.integers(1200 if dtype == "uint16" else 0,
+                                  4000 if dtype == "uint16" else 11, (1, 64, 64)).astype(dtype))
+        return p
+
+    lines, records = [], []
+    for d in ("20240101", "20240102"):
+        rgb = [band(f"S2_{d}_{b}.tif") for b in ("B04", "B03", "B02")]
+        band(f"S2_{d}_B08.tif")
+        lines.append(",".join(map(str, [*rgb, band(f"S2_{d}_SCL.tif", "uint8")])))
+        records.append({"red": f"S2_{d}_B04.tif", "green": f"S2_{d}_B03.tif",
+                        "blue": f"S2_{d}_B02.tif", "b08": f"S2_{d}_B08.tif"})
+    (tmp_path / "frames.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "frames.json").write_text(json.dumps(records))
+    looked, sampled = set(), set()
+    look_ahead, sample = inputs._look_ahead, inputs._sample
+    monkeypatch.setattr(inputs, "_look_ahead",
+                        lambda files: looked.update(Path(f).name for f in files)
+                        or look_ahead(files, workers=2))
+    monkeypatch.setattr(inputs, "_sample",
+                        lambda ds, b: sampled.add(Path(ds.name).name) or sample(ds, b))
+    for manifest, extra in (("frames.txt", ()), ("frames.json", ()), ("frames.json", ("b08",))):
+        looked.clear()
+        sampled.clear()
+        discover_frames(tmp_path / manifest, dn_offset=0, extra_bands=extra)
+        assert looked == sampled and len(looked) == 6 + 2 * len(extra)

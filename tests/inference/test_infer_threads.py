@@ -249,3 +249,22 @@ def test_threaded_rows_read_with_the_scene_cache_and_leave_gdals_cache_as_found(
         run_inference(scene, tmp_path / f"run{i}.tif", tiny_model(2), _opts(threads=3))
         assert int(get_gdal_config("GDAL_CACHEMAX")) == before
     assert len(seen) > 6 and set(seen) == {reader_mod.MIN_CACHE_BYTES}  # tiny scene: the floor
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_rows_written_in_their_threads_are_handed_on_without_their_interior(
+        scene, tiny_model, tmp_path, monkeypatch, threads):
+    """The local path writes a row's interior from its thread and hands on a row holding
+    none of its memory (ReadyRow.without_interior)."""
+    from zoomsr.inference.assemble import ReadyRow
+
+    slimmed: list[int] = []
+    without = ReadyRow.without_interior
+
+    def spy(self):
+        slimmed.append(self.interior.shape[0])
+        return without(self)
+
+    monkeypatch.setattr(ReadyRow, "without_interior", spy)
+    run_inference(scene, tmp_path / "out.tif", tiny_model(2), _opts(threads=threads))
+    assert len(slimmed) >= 2 and all(n > 0 for n in slimmed)  # rows with an interior

@@ -13,7 +13,6 @@ output value gets the same terms in the same order).
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
 import numpy as np

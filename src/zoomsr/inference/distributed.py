@@ -100,12 +100,11 @@ def _worker_class(ray: Any) -> Any:
                 self.cache.__exit__(None, None, None)
                 self.cache = None
             self.plan = plan
-            # the actor computes one row at a time, all in its one thread: the environment
-            # is entered and left there (see read_cache)
+            # GDAL's cache sized for the rows this actor reads (one at a time)
             w = plan.windows
             a, b, _ = group_span(w, plan.columns or (0, len(w.xs)))
-            self.cache = read_cache(read_cache_bytes(plan.reader.frames, plan.grid, w.win_h,
-                                                     b - a, 1))
+            self.cache = read_cache(read_cache_bytes(
+                plan.reader.frames, plan.grid, w.win_h, min(plan.grid.width, b - a + w.win_w), 1))
             self.cache.__enter__()
 
         def row(self, r: int) -> ReadyRow:

@@ -563,9 +563,13 @@ def _dn_offset(path: Path, tags: dict, offset_option: float | None) -> tuple[flo
 # --------------------------------------------------------------------------- opening
 
 
+#: Held while this module changes the process's warning filters (catch_warnings).
+_WARNINGS_LOCK = threading.RLock()
+
+
 def _open(path: Path) -> rasterio.DatasetReader:
     try:
-        with warnings.catch_warnings():
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             # a file without georeference is refused by name later ("has no CRS"); rasterio's
             # own two-line warning would only come first
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -686,29 +690,46 @@ def _sample(ds: rasterio.DatasetReader, band: int | Sequence[int]) -> np.ndarray
         raise DataError(f"{ds.name}: corrupt raster data ({first_line(exc)})") from None
 
 
-def _look_ahead(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+def _workers() -> int:
+    """CPUs this process may run on (its affinity, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, np.ndarray]:
     """Decimated looks at every band of ``paths``, several files at once, by file name.
 
     A look decodes the whole file when it has no overviews (a large scene's 8 dates: about a
     second on one core, while the GPU waits), and GDAL decodes without Python's lock, so the
-    files are read in threads. A file that fails is left out: read again in order, it fails
-    there with its message, so errors and warnings come as without the look ahead.
+    files are read in ``workers`` threads (default: one per CPU, at most 16). A file that fails
+    is left out: read again in order, it fails there with its message, so errors come as
+    without the look ahead; so is a file of more than 4 bands (a look holds every band, up to
+    511 px a side, until discovery ends).
     """
     def look(path: Path) -> tuple[str, np.ndarray] | None:
         try:
             with rasterio.open(path) as ds:
+                if ds.count > 4:
+                    return None
                 return ds.name, ds.read(out_shape=(ds.count, *_sample_shape(ds)))
         except Exception:  # noqa: BLE001 - reported by the ordered pass
             return None
 
-    workers = min(len(paths), os.cpu_count() or 1, 16)
+    workers = min(len(paths), workers or _workers(), 16)
     if workers <= 1:
         return {}
-    # rasterio warns from the worker threads too (a file without georeference): filtered here,
-    # as _open does, and told by the ordered pass
-    with warnings.catch_warnings(), ThreadPoolExecutor(workers) as pool:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return dict(r for r in pool.map(look, paths) if r is not None)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="zoomsr-look")
+    try:
+        # rasterio warns from the worker threads too (a file without georeference): filtered
+        # here, as _open does, and told by the ordered pass. The filters are the process's, so
+        # one thread at a time changes them.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return dict(r for r in pool.map(look, paths) if r is not None)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no file not yet started
 
 
 def _any_valid(frame: Frame) -> bool:
@@ -844,6 +865,28 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
     return dataclasses.replace(frame, extras=tuple(extras), scl=scl)
 
 
+def _with_roles(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str, Path]:
+    """Several files of one date as a dict by band role (red, green, blue, tci, scl, b08...)
+    when each has a distinct one; else as given."""
+    if isinstance(candidate, list) and len(candidate) > 1:
+        roles = [_band_role(p) for p in candidate]
+        if None not in roles and "other" not in roles and len(set(roles)) == len(roles):
+            return dict(zip(roles, candidate, strict=True))  # type: ignore[arg-type]
+    return candidate
+
+
+def _sampled_files(candidate: list[Path] | dict[str, Path],
+                   extra_bands: Sequence[str]) -> list[Path]:
+    """The files of ``candidate`` that discovery takes a decimated look at: its TCI or red,
+    green and blue files (as :func:`_rgb_frame` picks them), and the extra bands the model
+    takes (not the SCL, nor bands it does not take)."""
+    c = _with_roles(candidate)
+    if not isinstance(c, dict):
+        return list(c)
+    rgb = [c["tci"]] if "tci" in c else [c[k] for k in ("red", "green", "blue") if k in c]
+    return rgb + [c[b] for b in extra_bands if b in c]
+
+
 def _make_frame(
     candidate: list[Path] | dict[str, Path],
     radiometry: str,
@@ -853,10 +896,7 @@ def _make_frame(
 ) -> tuple[Frame, bool]:
     """One frame: its RGB (or TCI) part, then its extra bands and SCL; and whether a
     decimated look at its RGB found valid pixels."""
-    if isinstance(candidate, list) and len(candidate) > 1:
-        roles = [_band_role(p) for p in candidate]
-        if None not in roles and "other" not in roles and len(set(roles)) == len(roles):
-            candidate = dict(zip(roles, candidate, strict=True))  # type: ignore[arg-type]
+    candidate = _with_roles(candidate)
     aux: dict[str, Path] = {}
     if isinstance(candidate, dict):
         aux = {k: v for k, v in candidate.items() if k == "scl" or k in EXTRA_BAND_TOKENS.values()}
@@ -1002,14 +1042,14 @@ def discover_frames(
             ignored += [f"{path}: {key.upper()}, a band this model does not take"
                         for key, path in c.items()
                         if key in EXTRA_BAND_TOKENS.values() and key not in extra]
-    files = [p for c in candidates
-             for k, p in (c.items() if isinstance(c, dict) else enumerate(c)) if k != "scl"]
+    files = [p for c in candidates for p in _sampled_files(c, extra)]  # type: ignore[arg-type]
+    before = getattr(_looked, "samples", {})
     _looked.samples = _look_ahead(list(dict.fromkeys(files)))
     try:
         made = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
                 for c in candidates]
     finally:
-        _looked.samples = {}
+        _looked.samples = before
     frames = [f for f, _ in made]
     empty = [f for f, has_data in made if not has_data]
     if empty and len(empty) == len(frames) and not any(map(_any_valid, empty)):

@@ -755,11 +755,11 @@ def run_scene(
             return local_rows(p, m, rs, threads, prepare_and_write(p), blend_device(m))
     else:
         source = row_source
-    # windows.tiling holds the window chosen for this scene (the options' may be automatic)
-    cache = read_cache_bytes(
-        frames, grid, windows.win_h,
-        min(grid.width, (options.column_width or grid.width) + 2 * windows.tiling.overlap),
-        threads if row_source is None else 0, hr.row_bytes)
+    # a row of a column group reads from one stride left of the columns it owns to one
+    # overlap right of them: (B - A) + window columns at most
+    strip = max(b - a for a, b, _ in (group_span(windows, g) for g in groups)) + windows.win_w
+    cache = read_cache_bytes(frames, grid, windows.win_h, min(grid.width, strip),
+                             threads if row_source is None else 0, hr.row_bytes)
     with read_cache(cache):  # entered and left in this thread: see read_cache
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,

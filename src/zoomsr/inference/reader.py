@@ -11,8 +11,10 @@ only decodes and warps.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,9 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.enums import Resampling
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, first_line
@@ -36,6 +40,22 @@ MAX_CACHE_BYTES = 2 * 2**30
 #: SCL classes that make a pixel a poor choice: saturated/defective (1), cloud shadow (3),
 #: cloud medium and high probability (8, 9), thin cirrus (10).
 SCL_CLOUDY = (1, 3, 8, 9, 10)
+
+
+def aligned_offsets(grid: TargetGrid, crs, t) -> tuple[int, int] | None:  # noqa: ANN001
+    """(row, col) of ``grid``'s origin in a raster of ``crs`` and transform ``t`` when that
+    raster is on the grid's lattice (same CRS and pixel size, whole-pixel offset): it is then
+    read directly; else None (read through a WarpedVRT)."""
+    g = grid.transform
+    if crs != grid.crs or t.b or t.d:
+        return None
+    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
+        return None
+    col = (g.c - t.c) / t.a
+    row = (g.f - t.f) / t.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(row), round(col)
 
 
 @dataclass
@@ -90,22 +110,10 @@ class SceneReader:
         """A reader of the same frames with its own datasets (one per thread)."""
         return SceneReader(list(self.frames), self.grid)
 
-    def _aligned(self, crs, t) -> tuple[int, int] | None:
-        g = self.grid.transform
-        if crs != self.grid.crs or t.b or t.d:
-            return None
-        if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
-            return None
-        col = (g.c - t.c) / t.a
-        row = (g.f - t.f) / t.e
-        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-            return None
-        return round(row), round(col)
-
     def _source(self, paths: Sequence[Path], bands: list[list[int]], crs, transform, width: int,
                 height: int, dtype: str, nodata: float | None,
                 resampling: Resampling) -> _Source:
-        offsets = self._aligned(crs, transform)
+        offsets = aligned_offsets(self.grid, crs, transform)
         source = _Source([], bands, offsets, width, height, dtype, Path(paths[0]))
         try:
             for path in paths:
@@ -217,42 +225,84 @@ class SceneReader:
         return pixels.numpy(), valid.numpy(), None if cloudy is None else cloudy.numpy()
 
 
+#: GDAL's default WarpedVRT block (columns, rows): a warped read caches whole such blocks.
+_WARP_BLOCK = (512, 128)
+
+
+def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: ANN001
+    """File pixels per grid pixel (rows, columns), from the pixel sizes in the grid's CRS."""
+    if ds.crs == grid.crs:
+        w, h = abs(ds.transform.a), abs(ds.transform.e)
+    else:
+        left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds)
+        w, h = (right - left) / ds.width, (top - bottom) / ds.height
+    return abs(grid.transform.e) / h, abs(grid.transform.a) / w
+
+
 def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
                      rows_in_flight: int, out_row_bytes: int = 0) -> int:
     """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
 
     Per input file: the block rows that ``window`` grid rows span, plus one (consecutive
-    window rows overlap), across ``strip`` grid columns (a column strip, or the whole width),
-    every band; per warped file, also the warped window itself. Times ``rows_in_flight``,
-    plus ``out_row_bytes`` x 256 for the output strip being compressed; clamped to
-    [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again
-    for each window row (a COG's 1024-row blocks up to 4 times at 256 px windows); a larger one
-    only holds blocks no row needs again, so peak memory would grow with the scene.
+    window rows overlap), across the blocks of ``strip`` grid columns (the columns a row of
+    windows reads), every band; per file read through a WarpedVRT, also the VRT's own blocks
+    over the window. Times ``rows_in_flight``, plus ``out_row_bytes`` x 256 for the output
+    strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A
+    smaller cache decodes blocks again for each window row (a COG's 1024-row blocks up to 4
+    times at 256 px windows); a larger one only holds blocks no row needs again, so peak memory
+    would grow with the scene.
     """
     total = 0
     for frame in frames:
         for path in frame.files:
-            with rasterio.open(path) as ds:
+            try:
+                ds = rasterio.open(path)
+            except rasterio.errors.RasterioIOError as exc:
+                raise DataError(f"{path}: cannot open ({first_line(exc)})") from None
+            with ds:
                 bh, bw = ds.block_shapes[0]
                 size = ds.count * np.dtype(ds.dtypes[0]).itemsize
-                fy, fx = ds.height / grid.height, ds.width / grid.width  # file px per grid px
+                fy, fx = _grid_px_per_file_px(ds, grid)
                 rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
                 cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
                 total += rows * cols * size
-                if ds.crs != grid.crs or not math.isclose(fy, 1.0, rel_tol=1e-6):
-                    total += window * strip * size
+                if aligned_offsets(grid, ds.crs, ds.transform) is None:
+                    vw, vh = _WARP_BLOCK
+                    total += ((math.ceil(window / vh) + 1) * vh
+                              * min(grid.width, (math.ceil(strip / vw) + 1) * vw) * size)
     total = total * rows_in_flight + out_row_bytes * 256
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
 
-def read_cache(cache_bytes: int) -> rasterio.Env:
-    """A GDAL environment with a block cache of ``cache_bytes``, for one scene run.
+_cache_lock = threading.Lock()
+_cache_runs: dict[int, int] = {}  # the runs in this process now, with the bytes each asked
+_cache_found: int | None = None  # GDAL's cache size before the first of them
 
-    Enter it in the thread that starts the run's threads and leave it there after they end:
-    GDAL's cache is one per process, and rasterio restores the option a thread's outermost
-    environment found, so environments entered and left in several threads (as each row
-    thread's reader once did) can leave another thread's value behind. Note that rasterio
-    passes an integer ``GDAL_CACHEMAX`` to GDAL as bytes, not MB: ``GDAL_CACHEMAX=64`` is a
-    64-byte cache, so every read decodes its blocks again.
+
+@contextlib.contextmanager
+def read_cache(cache_bytes: int) -> Iterator[None]:
+    """GDAL's block cache sized for one scene run while it lasts, then as it was found.
+
+    GDAL has one cache per process, so runs at the same time (threads, Ray actors) share it:
+    it is the sum of what they asked for, and the size found before the first is put back
+    after the last, whichever threads they run in. Not a ``rasterio.Env``: rasterio passes an
+    integer ``GDAL_CACHEMAX`` to GDAL as bytes, and its environments restore what each
+    thread's outermost one found, so environments left in several threads (each row thread's
+    reader once set ``GDAL_CACHEMAX=64``: a 64-byte cache, every read decoding its blocks
+    again) left another thread's value behind, and a nested one leaves its size after the
+    outer one ends.
     """
-    return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))
+    global _cache_found
+    key = object()
+    with _cache_lock:
+        if not _cache_runs:
+            _cache_found = int(get_gdal_config("GDAL_CACHEMAX"))
+        _cache_runs[id(key)] = int(cache_bytes)
+        set_gdal_config("GDAL_CACHEMAX", sum(_cache_runs.values()))
+    try:
+        yield
+    finally:
+        with _cache_lock:
+            del _cache_runs[id(key)]
+            left = sum(_cache_runs.values()) if _cache_runs else _cache_found
+            set_gdal_config("GDAL_CACHEMAX", int(left))
