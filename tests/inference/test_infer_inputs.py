@@ -379,7 +379,7 @@ def test_read_cache_holds_the_block_rows_a_window_row_spans(tmp_path):
     # two aligned dates that cover different rows of the grid: each file's own pixels
     base = frames[0].transform
     shifted = write_frames(tmp_path / "shifted", n=1, size=(1100, 900), seed=3,
-                           transform=base * Affine.translation(0, 500))
+                           transform=base @ Affine.translation(0, 500))
     moved = tmp_path / "moved.tif"
     rio_copy(shifted[0], moved, driver="GTiff", tiled=True, blockxsize=256, blockysize=256)
     both = discover_frames([paths[0], moved]).frames
@@ -471,7 +471,8 @@ def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path,
 
 
 def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeypatch):
-    """Not the SCL, nor a band the model does not take (each a whole-file decode)."""
+    """RGB, extra bands the model takes and the SCL; not a band the model does not take (each
+    look a whole-file decode)."""
     from affine import Affine
 
     from zoomsr.inference import inputs
@@ -503,8 +504,9 @@ def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeyp
                         or look_ahead(files, workers=2))
     monkeypatch.setattr(inputs, "_sample",
                         lambda ds, b: sampled.add(Path(ds.name).name) or sample(ds, b))
-    for manifest, extra in (("frames.txt", ()), ("frames.json", ()), ("frames.json", ("b08",))):
+    for manifest, extra, n in (("frames.txt", (), 8), ("frames.json", (), 6),
+                               ("frames.json", ("b08",), 8)):
         looked.clear()
         sampled.clear()
         discover_frames(tmp_path / manifest, dn_offset=0, extra_bands=extra)
-        assert looked == sampled and len(looked) == 6 + 2 * len(extra)
+        assert looked == sampled and len(looked) == n

@@ -132,3 +132,58 @@ def test_a_geographic_grid_is_in_degrees(tmp_path):
                       8, 4)
     assert grid.unit == "deg"
     assert TargetGrid(rasterio.crs.CRS.from_epsg(32633), Affine.identity(), 8, 8, 4).unit == "m"
+
+
+def _damage_middle_tile(path) -> None:
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x55" * size)
+
+
+def test_damage_inside_an_scl_is_named_before_any_work(tmp_path):
+    """The SCL was only read at its corners: a damaged tile inside stopped the run mid-way."""
+    rng = np.random.default_rng(0)
+    _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 128, 128), np.uint8))
+    scl = _write(tmp_path / "S2_20240101_SCL.tif", rng.integers(0, 11, (1, 64, 64), np.uint8),
+                 res=20.0, tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    assert discover_frames(tmp_path).frames[0].scl is not None
+    _damage_middle_tile(scl)
+    with pytest.raises(DataError, match=r"^/.*S2_20240101_SCL.tif: corrupt raster data \("):
+        discover_frames(tmp_path)
+
+
+def test_grid_errors_name_the_file_by_its_path(tmp_path):
+    """Two dates' files of one name in their own folders: the error says which one."""
+    rng = np.random.default_rng(0)
+    for d in ("d1", "d2"):
+        (tmp_path / d).mkdir()
+    _write(tmp_path / "d1" / "TCI.tif", rng.integers(1, 255, (3, 32, 32), np.uint8))
+    with (pytest.warns(rasterio.errors.NotGeoreferencedWarning),  # writing it: expected
+          rasterio.open(tmp_path / "d2" / "TCI.tif", "w", driver="GTiff", width=32, height=32,
+                        count=3, dtype="uint8", photometric="RGB") as ds):
+        ds.write(rng.integers(1, 255, (3, 32, 32), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rasterio's NotGeoreferencedWarning is not let out
+        frames = discover_frames(tmp_path).frames
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'd2' / 'TCI.tif'}: has no CRS"):
+        plan_grid(frames, 4)
+
+
+def test_looks_ahead_stop_at_their_memory_budget(tmp_path, monkeypatch):
+    """Looks made ahead are held until discovery ends: at most LOOK_AHEAD_BYTES of them; the
+    other files are looked at in order, with the same frames."""
+    from zoomsr.inference import inputs
+
+    rng = np.random.default_rng(0)
+    paths = [_write(tmp_path / f"S2_2024010{i}_TCI.tif",
+                    rng.integers(1, 255, (3, 64, 64), np.uint8)) for i in range(1, 6)]
+    assert len(inputs._look_ahead(paths, workers=2)) == 5
+    monkeypatch.setattr(inputs, "LOOK_AHEAD_BYTES", 2 * 3 * 64 * 64)
+    assert len(inputs._look_ahead(paths, workers=2)) == 2
+    monkeypatch.setattr(inputs, "_workers", lambda: 2)
+    limited = discover_frames(paths).frames
+    monkeypatch.setattr(inputs, "_look_ahead", lambda files, workers=None: {})
+    assert discover_frames(paths).frames == limited

@@ -107,7 +107,7 @@ def _footprint(frame: Frame, crs: CRS) -> BoundingBox:
     try:
         return BoundingBox(*transform_bounds(frame.crs, crs, *b, densify_pts=21))
     except Exception as exc:  # noqa: BLE001 - PROJ raises several types
-        raise DataError(f"{frame.label}: cannot transform its bounds to {crs}: {exc}") from None
+        raise DataError(f"{frame.paths[0]}: cannot transform its bounds to {crs}: {exc}") from None
 
 
 def _intersects(a: BoundingBox, b: BoundingBox) -> bool:
@@ -186,16 +186,16 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
     if native:
         crs = first.crs
         if crs is None:
-            raise DataError(f"{first.label}: has no CRS; cannot keep its grid")
+            raise DataError(f"{first.paths[0]}: has no CRS; cannot keep its grid")
         t = first.transform
         if t.b != 0 or t.d != 0:
-            raise DataError(f"{first.label}: rotated grids are not supported")
+            raise DataError(f"{first.paths[0]}: rotated grids are not supported")
         res_x, res_y = abs(t.a), abs(t.e)
         # Sides within 0.1 % (rounding in a product's transform, e.g. 300.038 x 300.042 m)
         # count as square: the grid takes the x size, and the frames are warped onto it.
         if not math.isclose(res_x, res_y, rel_tol=1e-3):
             raise DataError(
-                f"{first.label}: non-square pixels ({res_x:g} x {res_y:g}); use the default "
+                f"{first.paths[0]}: non-square pixels ({res_x:g} x {res_y:g}); use the default "
                 "grid (EPSG:3857) instead of --native-grid"
             )
         res, ox, oy = res_x, t.c, t.f
@@ -212,10 +212,10 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
         res, ox, oy = tiles.LR_RESOLUTION, -tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT
     for f in frames:
         if f.crs is None:
-            raise DataError(f"{f.label}: has no CRS (georeferenced inputs are required)")
+            raise DataError(f"{f.paths[0]}: has no CRS (georeferenced inputs are required)")
         if not native and (res_m := ground_resolution_m(f)) > MAX_INPUT_RESOLUTION_M:
             raise DataError(
-                f"{f.label}: pixels of {res_m:.3g} m on the ground; the models take "
+                f"{f.paths[0]}: pixels of {res_m:.3g} m on the ground; the models take "
                 f"Sentinel-2's 10 m, and the training grid (9.555 m) would resample it "
                 f"{res_m / 10:.3g}x finer a side; give 10 m data, or pass --native-grid to "
                 "keep its pixels"

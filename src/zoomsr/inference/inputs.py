@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import threading
@@ -333,9 +334,9 @@ def _folder_rasters(folder: Path) -> list[Path]:
 def made_by_zoomsr(path: Path) -> bool:
     """Whether ``path`` is a raster zoomsr wrote (its tags name the zoomsr version)."""
     try:
-        with rasterio.open(path) as ds:
+        with _open(path) as ds:  # without rasterio's warning for a file with no georeference
             return "zoomsr_version" in ds.tags()
-    except RasterioIOError:
+    except DataError:
         return False  # unreadable: reported with the reason when the frame is opened
 
 
@@ -664,6 +665,9 @@ def _sample_shape(ds: rasterio.DatasetReader) -> tuple[int, int]:
     return max(1, ds.height // factor), max(1, ds.width // factor)
 
 
+#: At most this many bytes of decimated looks are made ahead (the rest are read in order).
+LOOK_AHEAD_BYTES = 64 * 2**20
+
 #: Per thread: the decimated looks :func:`discover_frames` made ahead, by file name.
 _looked = threading.local()
 
@@ -705,15 +709,22 @@ def _look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, 
     second on one core, while the GPU waits), and GDAL decodes without Python's lock, so the
     files are read in ``workers`` threads (default: one per CPU, at most 16). A file that fails
     is left out: read again in order, it fails there with its message, so errors come as
-    without the look ahead; so is a file of more than 4 bands (a look holds every band, up to
-    511 px a side, until discovery ends).
+    without the look ahead; so is a file of more than 4 bands, and any once the looks held
+    (every band, up to 511 px a side, until discovery ends) reach :data:`LOOK_AHEAD_BYTES`.
     """
+    budget = [LOOK_AHEAD_BYTES]
+    lock = threading.Lock()
+
     def look(path: Path) -> tuple[str, np.ndarray] | None:
         try:
             with rasterio.open(path) as ds:
-                if ds.count > 4:
-                    return None
-                return ds.name, ds.read(out_shape=(ds.count, *_sample_shape(ds)))
+                shape = (ds.count, *_sample_shape(ds))
+                size = math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize
+                with lock:
+                    if ds.count > 4 or size > budget[0]:
+                        return None
+                    budget[0] -= size
+                return ds.name, ds.read(out_shape=shape)
         except Exception:  # noqa: BLE001 - reported by the ordered pass
             return None
 
@@ -861,6 +872,7 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
     if "scl" in aux:
         with _open(aux["scl"]) as ds:
             _check_readable(ds, aux["scl"])
+            _sample(ds, 1)  # decodes it all (without overviews): a damaged tile fails now
             scl = _aux_band("scl", aux["scl"], ds, 1, None, frame)
     return dataclasses.replace(frame, extras=tuple(extras), scl=scl)
 
@@ -878,13 +890,13 @@ def _with_roles(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[st
 def _sampled_files(candidate: list[Path] | dict[str, Path],
                    extra_bands: Sequence[str]) -> list[Path]:
     """The files of ``candidate`` that discovery takes a decimated look at: its TCI or red,
-    green and blue files (as :func:`_rgb_frame` picks them), and the extra bands the model
-    takes (not the SCL, nor bands it does not take)."""
+    green and blue files (as :func:`_rgb_frame` picks them), the extra bands the model takes
+    and the SCL (not bands the model does not take)."""
     c = _with_roles(candidate)
     if not isinstance(c, dict):
         return list(c)
     rgb = [c["tci"]] if "tci" in c else [c[k] for k in ("red", "green", "blue") if k in c]
-    return rgb + [c[b] for b in extra_bands if b in c]
+    return rgb + [c[b] for b in (*extra_bands, "scl") if b in c]
 
 
 def _make_frame(
