@@ -27,17 +27,21 @@ def _write(path, data, nodata=None, crs="EPSG:32633", res=10.0, **extra):
     return path
 
 
-def test_damage_inside_a_file_is_named_before_any_work(tmp_path):
-    """A tile in the middle (not a corner, which is read first) holds garbage."""
-    rng = np.random.default_rng(0)
-    path = _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8),
-                  tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+def _damage_middle_tile(path) -> None:
     with rasterio.open(path) as ds:
         offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
         size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
     with open(path, "r+b") as f:
         f.seek(offset)
         f.write(b"\x55" * size)
+
+
+def test_damage_inside_a_file_is_named_before_any_work(tmp_path):
+    """A tile in the middle (not a corner, which is read first) holds garbage."""
+    rng = np.random.default_rng(0)
+    path = _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8),
+                  tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    _damage_middle_tile(path)
     with pytest.raises(DataError, match=r"^.*S2_20240101_TCI.tif: corrupt raster data \("):
         discover_frames(path)
 
@@ -132,15 +136,6 @@ def test_a_geographic_grid_is_in_degrees(tmp_path):
                       8, 4)
     assert grid.unit == "deg"
     assert TargetGrid(rasterio.crs.CRS.from_epsg(32633), Affine.identity(), 8, 8, 4).unit == "m"
-
-
-def _damage_middle_tile(path) -> None:
-    with rasterio.open(path) as ds:
-        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
-        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\x55" * size)
 
 
 def test_damage_inside_an_scl_is_named_before_any_work(tmp_path):
