@@ -283,6 +283,9 @@ _cache_found: int | None = None  # GDAL's cache size before the first of them
 def read_cache(cache_bytes: int) -> Iterator[None]:
     """GDAL's block cache sized for one scene run while it lasts, then as it was found.
 
+    Meanwhile the process's other GDAL work shares that cache, also inside a caller's
+    ``rasterio.Env`` that set a larger one: a run's memory stays bounded by its own needs.
+
     GDAL has one cache per process, so runs at the same time (threads, Ray actors) share it:
     it is the sum of what they asked for, and the size found before the first is put back
     after the last, whichever threads they run in. Not a ``rasterio.Env``: rasterio passes an
