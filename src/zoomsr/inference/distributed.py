@@ -90,7 +90,7 @@ def _worker_class(ray: Any) -> Any:
 
         def set_plan(self, plan: ScenePlan) -> None:
             from zoomsr.inference.reader import read_cache, read_cache_bytes
-            from zoomsr.inference.windows import group_span
+            from zoomsr.inference.windows import group_read_width
 
             # calls from one driver run in order on an actor, so rows submitted after this
             # use the new scene; the previous scene's open datasets are released
@@ -102,9 +102,9 @@ def _worker_class(ray: Any) -> Any:
             self.plan = plan
             # GDAL's cache sized for the rows this actor reads (one at a time)
             w = plan.windows
-            a, b, _ = group_span(w, plan.columns or (0, len(w.xs)))
-            self.cache = read_cache(read_cache_bytes(
-                plan.reader.frames, plan.grid, w.win_h, min(plan.grid.width, b - a + w.win_w), 1))
+            strip = group_read_width(w, plan.columns or (0, len(w.xs)))
+            self.cache = read_cache(read_cache_bytes(plan.reader.frames, plan.grid, w.win_h,
+                                                     strip, 1))
             self.cache.__enter__()
 
         def row(self, r: int) -> ReadyRow:

@@ -57,6 +57,7 @@ from zoomsr.inference.windows import (
     WindowGrid,
     blend_weights,
     column_groups,
+    group_read_width,
     group_span,
     windows_per_call,
 )
@@ -755,12 +756,10 @@ def run_scene(
             return local_rows(p, m, rs, threads, prepare_and_write(p), blend_device(m))
     else:
         source = row_source
-    # a row of a column group reads from one stride left of the columns it owns to one
-    # overlap right of them: (B - A) + window columns at most
-    strip = max(b - a for a, b, _ in (group_span(windows, g) for g in groups)) + windows.win_w
-    cache = read_cache_bytes(frames, grid, windows.win_h, min(grid.width, strip),
+    strip = max(group_read_width(windows, g) for g in groups)
+    cache = read_cache_bytes(frames, grid, windows.win_h, strip,
                              threads if row_source is None else 0, hr.row_bytes)
-    with read_cache(cache):  # entered and left in this thread: see read_cache
+    with read_cache(cache):  # GDAL's cache for this run, then as it was
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
                                band_names=names, cog=options.cog)

@@ -231,3 +231,11 @@ def group_span(grid: WindowGrid, group: tuple[int, int]) -> tuple[int, int, list
     b = xs[c1] if c1 < n else grid.width
     cols = [c for c in range(n) if xs[c] + grid.win_w > a and xs[c] < b]
     return a, b, cols
+
+
+def group_read_width(grid: WindowGrid, group: tuple[int, int]) -> int:
+    """The LR columns a row of ``group``'s windows reads: its owned columns ``[A, B)`` widened
+    by the windows that reach past them (one stride left, one overlap right), ``(B - A) +
+    window`` at most, and no more than the scene."""
+    a, b, _ = group_span(grid, group)
+    return min(grid.width, b - a + grid.win_w)
