@@ -303,3 +303,88 @@ def test_to_host_brings_tensors_off_the_cpu_back_in_one_transfer_in_order(monkey
     for x, a in zip(xs, out, strict=True):
         want = x.numpy() if isinstance(x, torch.Tensor) else np.array(x)
         assert a.dtype == want.dtype and np.array_equal(a, want)
+
+
+def test_a_strip_is_decoded_into_one_buffer_sent_once(tmp_path, monkeypatch):
+    """Every file of a row (three dates, one shifted half off the window, one with an SCL) is
+    decoded straight into one host buffer that goes to the device in one copy; what comes out
+    equals each file read on its own, and no byte of the buffer is left unwritten (it starts
+    as garbage: 0xFF), the parts of the window outside a file included (0: nodata)."""
+    from affine import Affine
+
+    from zoomsr.inference import reader as reader_mod
+
+    paths = write_frames(tmp_path / "in", n=2, size=(32, 40), dtype="uint16")
+    frames = discover_frames(paths, dn_offset=1000.0).frames
+    moved = write_frames(tmp_path / "moved", n=1, size=(32, 40), dtype="uint16", seed=5,
+                         transform=frames[0].transform @ Affine.translation(20, 6))
+    frames = discover_frames(paths + moved, dn_offset=1000.0).frames
+    frames[1] = dataclasses.replace(frames[1], scl=_scl(tmp_path / "scl.tif", frames[1]))
+    grid = plan_grid(frames, 4)
+    assert (grid.width, grid.height) == (60, 38)
+    sent = []
+    real_send = reader_mod.send
+
+    def send(buffer, device):
+        sent.append(buffer.numel())
+        return real_send(buffer, device)
+
+    monkeypatch.setattr(reader_mod, "staging_buffer",
+                        lambda n, device: torch.full((n,), 255, dtype=torch.uint8))
+    monkeypatch.setattr(reader_mod, "send", send)
+    window = Window(10, 4, 45, 30)  # crosses the edges of every file
+    reader = SceneReader(frames, grid)
+    try:
+        values = reader._read_raw(window, CPU)
+        pixels, valid, cloudy = reader.read_strip(window, CPU)
+    finally:
+        reader.close()
+    per_file = -(-3 * 30 * 45 * 2 // 8) * 8  # 3 bands of uint16, padded to 8 bytes
+    scl = -(-30 * 45 // 8) * 8  # uint8
+    assert sent == [3 * per_file + scl] * 2  # one copy per strip, every file in it
+    files = [paths[0], paths[1], moved[0]]
+    offsets = [(0, 0), (0, 0), (6, 20)]  # each file's (row, col) on the grid
+    for i, (path, (dr, dc)) in enumerate(zip(files, offsets, strict=True)):
+        with rasterio.open(path) as ds:
+            data = ds.read()
+        expected = np.zeros((3, 30, 45), np.uint16)
+        rows = slice(max(4, dr), min(34, dr + 32))
+        cols = slice(max(10, dc), min(55, dc + 40))
+        expected[:, rows.start - 4 : rows.stop - 4, cols.start - 10 : cols.stop - 10] = (
+            data[:, rows.start - dr : rows.stop - dr, cols.start - dc : cols.stop - dc])
+        assert values[i][0].dtype == torch.int32  # uint16: widened, not signed
+        assert np.array_equal(values[i][0].numpy(), expected)
+        ok = expected.any(0)
+        assert np.array_equal(valid[i].numpy(), ok)
+        np.testing.assert_allclose(pixels[i].numpy(),
+                                   np.where(ok, to_tci(expected, "dn", 1000.0), 0),
+                                   rtol=0, atol=1e-7)
+    assert len(values[1]) == 2 and len(values[0]) == len(values[2]) == 1
+    classes = np.zeros((30, 45), np.uint8)  # the SCL covers rows 4-31, columns 10-39
+    with rasterio.open(tmp_path / "scl.tif") as ds:
+        classes[:28, :30] = ds.read(1)[4:, 10:]
+    assert np.array_equal(values[1][1][0].numpy(), classes)
+    assert cloudy is not None and not cloudy[0].any()
+    assert np.array_equal(cloudy[1].numpy(), np.isin(classes, (1, 3, 8, 9, 10)) & valid[1].numpy())
+
+
+def test_float64_files_are_read_as_float32(tmp_path):
+    """float64 (and uint32, uint64) values are converted on the host while decoded into the
+    row's buffer (the devices lack them, or torch does)."""
+    from zoomsr.inference.arrays import from_bytes, travel_dtype
+
+    assert travel_dtype("float64") == np.float32 and travel_dtype("uint32") == np.int64
+    assert travel_dtype("uint16") == np.uint16
+    paths = write_frames(tmp_path / "in", n=1, size=(16, 24), dtype="float64")
+    frames = discover_frames(paths).frames
+    reader = SceneReader(frames, plan_grid(frames, 4))
+    try:
+        (raw,), = reader._read_raw(Window(0, 0, 24, 16), CPU)
+    finally:
+        reader.close()
+    with rasterio.open(paths[0]) as ds:
+        data = ds.read()
+    assert raw.dtype == torch.float32
+    assert np.array_equal(raw.numpy(), data.astype(np.float32))
+    buf = torch.from_numpy(np.array([1, 2, 32768, 65535], np.uint16).view(np.uint8).copy())
+    assert from_bytes(buf, 0, np.uint16, (2, 2)).tolist() == [[1, 2], [32768, 65535]]

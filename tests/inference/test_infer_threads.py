@@ -69,14 +69,14 @@ def test_interrupted_threaded_run_resumes_byte_identical(scene, tiny_model, tmp_
 def test_read_error_in_a_row_thread_names_the_file(scene, tiny_model, tmp_path, monkeypatch):
     from zoomsr.inference import reader as reader_mod
 
-    real = reader_mod.SceneReader._read_raw
+    real = reader_mod.SceneReader._read_into
 
-    def failing(src, window):
+    def failing(src, window, out):
         if int(window.row_off) > 40:  # a later row fails, in whichever thread computes it
             raise DataError(f"{src.path}: read failed (simulated)")
-        return real(src, window)
+        real(src, window, out)
 
-    monkeypatch.setattr(reader_mod.SceneReader, "_read_raw", staticmethod(failing))
+    monkeypatch.setattr(reader_mod.SceneReader, "_read_into", staticmethod(failing))
     before = threading.active_count()
     with pytest.raises(DataError, match=r"S2_2024010\d_TCI.tif: read failed"):
         run_inference(scene, tmp_path / "sr.tif", tiny_model(2), _opts(threads=3))

@@ -7,6 +7,7 @@ file values travel there in their own dtype and every float operation runs there
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -48,13 +49,45 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     not wait for the GPU's queue.
     """
     x = np.ascontiguousarray(x)
-    if x.dtype in _ON_HOST:
-        x = x.astype(_ON_HOST[x.dtype])
+    if x.dtype != travel_dtype(x.dtype):
+        x = x.astype(travel_dtype(x.dtype))
     if not x.flags.writeable:  # torch.from_numpy warns on read-only memory (it may be written)
         x = x.copy()
     wide = x.dtype == np.uint16
     t = torch.from_numpy(x.view(np.int16) if wide else x)
     t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+    return t.to(torch.int32) & 0xFFFF if wide else t
+
+
+def travel_dtype(dtype: Any) -> np.dtype:
+    """The dtype values of ``dtype`` go to a device in: their own, but float64 as float32,
+    uint32 as int64 and uint64 as float32 (on the host; see :func:`to_tensor`)."""
+    d = np.dtype(dtype)
+    return np.dtype(_ON_HOST.get(d, d))
+
+
+def staging_buffer(nbytes: int, device: torch.device) -> torch.Tensor:
+    """A uint8 host buffer of ``nbytes`` to fill and send to ``device`` in one copy: pinned
+    (from torch's pool) for a CUDA device, so the copy does not wait for the GPU's queue."""
+    return torch.empty(nbytes, dtype=torch.uint8, pin_memory=device.type == "cuda")
+
+
+def send(buffer: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``buffer`` (a :func:`staging_buffer`) on ``device``: asynchronously to a GPU (the pool
+    does not hand the pinned block out again before the copy is done); on the CPU, itself."""
+    return buffer.to(device, non_blocking=device.type == "cuda")
+
+
+def from_bytes(buffer: torch.Tensor, offset: int, dtype: Any, shape: tuple[int, ...]
+               ) -> torch.Tensor:
+    """The array of NumPy ``dtype`` and ``shape`` at byte ``offset`` (a multiple of 8) of the
+    uint8 tensor ``buffer``, as a tensor on its device; uint16 (limited support in torch)
+    comes as int32, read through int16 bits as :func:`to_tensor` does."""
+    d = np.dtype(dtype)
+    wide = d == np.uint16
+    t_dtype = torch.from_numpy(np.empty(0, np.int16 if wide else d)).dtype
+    n = math.prod(shape) * d.itemsize
+    t = buffer[offset : offset + n].view(t_dtype).reshape(shape)
     return t.to(torch.int32) & 0xFFFF if wide else t
 
 

@@ -59,6 +59,7 @@ from zoomsr.inference.windows import (
     column_groups,
     group_read_width,
     group_span,
+    rows_read_at_once,
     windows_per_call,
 )
 from zoomsr.inference.writer import (
@@ -360,8 +361,9 @@ class _SerialModel:
 class _RowThreads:
     """``threads`` threads computing rows in order, each with its own reader.
 
-    A thread takes the next row only while fewer than ``threads`` finished rows wait to be
-    consumed, so at most about 2 x ``threads`` rows are in memory. Results are yielded in row
+    A thread takes the next row only while fewer than ``threads`` rows are taken and not yet
+    consumed (being computed or waiting), so at most ``threads`` consecutive rows are in
+    memory, besides the one the consumer holds. Results are yielded in row
     order; the first error is raised in the consumer. Closing stops the threads after the rows
     they are on (a row takes about a second), and each thread closes its own reader.
     """
@@ -733,7 +735,7 @@ def run_scene(
     def prepare_and_write(p: ScenePlan) -> Callable[[RowResult], ReadyRow]:
         # The rows that depend on one window row alone (its interior) go to the raw file in
         # that row's thread, so a finished row waits for the consumer without them: on a GPU,
-        # up to 2 x --threads rows of output were held. Same bytes at the same offsets.
+        # up to --threads rows of output were held. Same bytes at the same offsets.
         col = group_span(windows, p.columns or (0, len(windows.xs)))[0] * s
 
         def run(res: RowResult) -> ReadyRow:
@@ -757,8 +759,8 @@ def run_scene(
     else:
         source = row_source
     strip = max(group_read_width(windows, g) for g in groups)
-    cache = read_cache_bytes(frames, grid, windows.win_h, strip,
-                             threads if row_source is None else 0, hr.row_bytes)
+    read_rows = rows_read_at_once(windows, threads if row_source is None else 0)
+    cache = read_cache_bytes(frames, grid, read_rows, strip, hr.row_bytes)
     with read_cache(cache):  # GDAL's cache for this run, then as it was
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,

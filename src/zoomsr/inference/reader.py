@@ -28,7 +28,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, first_line
-from zoomsr.inference.arrays import to_tensor
+from zoomsr.inference.arrays import from_bytes, send, staging_buffer, travel_dtype
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
@@ -160,28 +160,67 @@ class SceneReader:
             self._sources = None
 
     @staticmethod
-    def _read_raw(src: _Source, window: Window) -> np.ndarray:
-        """``[n, h, w]`` raw values of ``src``'s bands in ``window`` (0 outside the file)."""
+    def _read_into(src: _Source, window: Window, out: np.ndarray) -> None:
+        """``src``'s bands in ``window`` into ``out`` ``[n, h, w]`` (0 outside the file),
+        decoded straight into it (no copy), converted when ``out``'s dtype differs."""
+
+        def read(ds, bands: list[int], win: Window, into: np.ndarray) -> None:  # noqa: ANN001
+            if into.dtype == np.dtype(ds.dtypes[bands[0] - 1]):
+                ds.read(bands, window=win, out=into)
+            else:  # float64, uint32, uint64: converted on the host (arrays.travel_dtype)
+                into[...] = ds.read(bands, window=win)
+
         h, w = int(window.height), int(window.width)
         try:
+            k = 0
             if src.offsets is None:
-                return np.concatenate([ds.read(b, window=window)
-                                       for ds, b in zip(src.datasets, src.bands, strict=True)])
+                for ds, b in zip(src.datasets, src.bands, strict=True):
+                    read(ds, b, window, out[k : k + len(b)])
+                    k += len(b)
+                return
             # Aligned: read the part inside the file, zeros (nodata) elsewhere.
             r0 = int(window.row_off) + src.offsets[0]
             c0 = int(window.col_off) + src.offsets[1]
-            n = sum(len(b) for b in src.bands)
-            out = np.zeros((n, h, w), dtype=src.dtype)
             rr0, cc0 = max(r0, 0), max(c0, 0)
             rr1, cc1 = min(r0 + h, src.height), min(c0 + w, src.width)
+            if (rr0, cc0, rr1, cc1) != (r0, c0, r0 + h, c0 + w):
+                out[...] = 0
             if rr1 > rr0 and cc1 > cc0:
                 inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-                data = np.concatenate([ds.read(b, window=inner)
-                                       for ds, b in zip(src.datasets, src.bands, strict=True)])
-                out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
-            return out
+                for ds, b in zip(src.datasets, src.bands, strict=True):
+                    read(ds, b, inner, out[k : k + len(b), rr0 - r0 : rr1 - r0,
+                                           cc0 - c0 : cc1 - c0])
+                    k += len(b)
         except rasterio.errors.RasterioIOError as exc:
             raise DataError(f"{src.path}: read failed ({first_line(exc)})") from None
+
+    def _read_raw(self, window: Window, device: torch.device) -> list[list[torch.Tensor]]:
+        """Per frame, per source (RGB, extra bands, SCL): the raw values ``[n, h, w]`` in
+        ``window``, on ``device``.
+
+        Every file of the row is decoded into one host buffer, which goes to the device in
+        one copy (pinned, asynchronous, for a GPU): no per-file copies or allocations.
+        """
+        h, w = int(window.height), int(window.width)
+        layout: list[tuple[_Source, int, np.dtype, tuple[int, int, int]]] = []
+        size = 0
+        for srcs in self._open():
+            for src in srcs:
+                dtype = travel_dtype(src.dtype)
+                shape = (sum(len(b) for b in src.bands), h, w)
+                layout.append((src, size, dtype, shape))
+                size += -(-math.prod(shape) * dtype.itemsize // 8) * 8  # 8-byte aligned
+        host = staging_buffer(size, device)
+        raw = host.numpy()
+        for src, offset, dtype, shape in layout:
+            nbytes = math.prod(shape) * dtype.itemsize
+            self._read_into(src, window, raw[offset : offset + nbytes].view(dtype)
+                            .reshape(shape))
+        del raw  # nothing holds the host buffer but ``host``: reusable once its copy is done
+        there = send(host, device)
+        views = iter([from_bytes(there, offset, dtype, shape)
+                      for _, offset, dtype, shape in layout])
+        return [[next(views) for _ in srcs] for srcs in self._open()]
 
     def read_strip(self, window: Window, device: torch.device | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -189,9 +228,9 @@ class SceneReader:
         tensors on ``device`` (default CPU).
 
         The file values travel to ``device`` in their own dtype (uint8 TCI: a quarter of the
-        bytes of float32) and are scaled and checked there. A pixel is valid where the RGB and
-        every extra band hold data. Cloudy (SCL classes :data:`SCL_CLOUDY`) is None when no
-        frame has an SCL.
+        bytes of float32), all in one copy, and are scaled and checked there. A pixel is valid
+        where the RGB and every extra band hold data. Cloudy (SCL classes :data:`SCL_CLOUDY`)
+        is None when no frame has an SCL.
         """
         device = device or torch.device("cpu")
         h, w = int(window.height), int(window.width)
@@ -200,20 +239,19 @@ class SceneReader:
         valid = torch.zeros((n, h, w), dtype=torch.bool, device=device)
         with_scl = any(f.scl is not None for f in self.frames)
         cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_scl else None
-        sources = self._open()
-        for i, frame in enumerate(self.frames):
-            srcs = sources[i]
-            raw = to_tensor(self._read_raw(srcs[0], window), device)
+        for i, (frame, values) in enumerate(zip(self.frames, self._read_raw(window, device),
+                                                strict=True)):
+            raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
-                band = to_tensor(self._read_raw(srcs[1 + j], window), device)
+                band = values[1 + j]
                 ok &= valid_pixels(band, aux.nodata, None)
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
             valid[i] = ok
             if frame.scl is not None and cloudy is not None:
-                scl = to_tensor(self._read_raw(srcs[-1], window), device)[0]
+                scl = values[-1][0]
                 for c in SCL_CLOUDY:
                     cloudy[i] |= scl == c
                 cloudy[i] &= ok
@@ -239,21 +277,23 @@ def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: 
     return abs(grid.transform.e) / h, abs(grid.transform.a) / w
 
 
-def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
-                     rows_in_flight: int, out_row_bytes: int = 0) -> int:
+def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, rows: int, strip: int,
+                     out_row_bytes: int = 0) -> int:
     """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
 
-    Per input file: the block rows that ``window`` grid rows span, plus one (consecutive
-    window rows overlap), across the blocks of ``strip`` grid columns (the columns a row of
-    windows reads), every band; per file read through a WarpedVRT, also the VRT's own blocks
-    over the window. Times ``rows_in_flight``, plus ``out_row_bytes`` x 256 for the output
-    strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A
-    smaller cache decodes blocks again for each window row (a COG's 1024-row blocks up to 4
-    times at 256 px windows); a larger one only holds blocks no row needs again, so peak memory
-    would grow with the scene.
+    ``rows``: the grid rows read at once (a window row's height; for ``n`` consecutive window
+    rows in flight, ``window + (n - 1) x stride``: they overlap; 0 when nothing is read here).
+    Per input file: the block rows those rows span, plus one (they rarely start on a block
+    boundary, and the next window row reads the last of them again), across the blocks of
+    ``strip`` grid columns (the columns a row of windows reads), every band; per file read
+    through a WarpedVRT, also the VRT's own blocks over those rows. Plus ``out_row_bytes`` x
+    256 for the output strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`,
+    :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again for each window row (a COG's
+    1024-row blocks up to 4 times at 256 px windows); a larger one only holds blocks no row
+    needs again, so peak memory would grow with the scene.
     """
     total = 0
-    for frame in frames:
+    for frame in frames if rows > 0 else ():
         for path in frame.files:
             try:
                 ds = rasterio.open(path)
@@ -263,14 +303,14 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
                 bh, bw = ds.block_shapes[0]
                 size = ds.count * np.dtype(ds.dtypes[0]).itemsize
                 fy, fx = _grid_px_per_file_px(ds, grid)
-                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
+                file_rows = min(ds.height, (math.ceil(rows * fy / bh) + 1) * bh)
                 cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
-                total += rows * cols * size
+                total += file_rows * cols * size
                 if aligned_offsets(grid, ds.crs, ds.transform) is None:
                     vw, vh = _WARP_BLOCK
-                    total += ((math.ceil(window / vh) + 1) * vh
+                    total += ((math.ceil(rows / vh) + 1) * vh
                               * min(grid.width, (math.ceil(strip / vw) + 1) * vw) * size)
-    total = total * rows_in_flight + out_row_bytes * 256
+    total += out_row_bytes * 256
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
 
