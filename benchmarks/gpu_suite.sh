@@ -3,8 +3,9 @@
 #   bash benchmarks/gpu_suite.sh [OUT_DIR] [SECONDS]
 # 1. the GPU-only tests (CLIPScore fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU,
 #    bf16 training), 2. scene inference throughput (full ESRGAN, 8 images, bf16 autocast) with
-#    the GPU's utilisation sampled each second, 3. a profile of one inference run (what the
-#    pipeline spends besides the model), 4. ESRGAN training throughput (paper config, 8 images,
+#    the GPU's utilisation sampled each second, 3. every thread of one inference run sampled
+#    by py-spy (if installed), and a profile of one run (what the pipeline spends besides the
+#    model), 4. ESRGAN training throughput (paper config, 8 images,
 #    bf16-mixed), 5. CLIPScore throughput.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
@@ -17,6 +18,8 @@ mkdir -p "$out"
 here=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1  # a crash prints every thread's Python stack
 py=${PYTHON:-python3}
+scenes=$(mktemp -d)  # the generated scenes, made once for the throughput and py-spy steps
+trap 'rm -rf "$scenes"' EXIT
 
 # step NAME USUAL_SECONDS: prints a header and sets $limit (the usual time, or what is left);
 # returns 1 (skip) when less than half the usual time is left.
@@ -43,8 +46,19 @@ if step "inference throughput" 330; then
   dmon=$!
   timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 1936 \
       --batch 64 --pipeline-batch 8 --seconds 5 --repeats 3 --ceiling \
-      --save "$out/infer.json" 2>&1 | tee "$out/infer.txt"
+      --scene-dir "$scenes" --save "$out/infer.json" 2>&1 | tee "$out/infer.txt"
   kill "$dmon" 2>/dev/null
+fi
+
+# Every thread of one run of the larger scene (3 row threads, the writer's compression threads),
+# sampled by py-spy when it is installed (PYSPY, or py-spy on PATH), as raw stacks:
+# `python benchmarks/spy_summary.py OUT/infer_spy.txt` says where each thread's time went.
+spy=${PYSPY:-$(command -v py-spy)}
+if [[ -n "$spy" ]] && step "every thread of one pipeline run (py-spy)" 60; then
+  timeout "$limit" "$spy" record -r 200 --threads -f raw -o "$out/infer_spy.txt" -- \
+      $py "$here/benchmarks/infer_throughput.py" --_child --device cuda --size 3856 \
+      --pipeline-batch 8 --scene-dir "$scenes" 2>&1 | tail -3 | tee "$out/infer_spy_run.txt"
+  $py "$here/benchmarks/spy_summary.py" "$out/infer_spy.txt" 2>&1 | tee "$out/infer_spy_summary.txt"
 fi
 
 step "where the pipeline time goes" 60 && timeout "$limit" $py \

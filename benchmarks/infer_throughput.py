@@ -36,6 +36,7 @@ Weights are random (speed does not depend on them). Example (CPU-sized model)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -210,15 +211,18 @@ def main() -> None:
     p.add_argument("--zero-cost", action="store_true",
                    help="Run everything with the zero-cost model: the speed and memory of the "
                    "pipeline alone (e.g. how its memory grows with the scene).")
-    p.add_argument("--scene-dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--scene-dir", default=None, metavar="DIR",
+                   help="Keep the generated scenes in DIR and reuse them in later runs "
+                   "(default: a temporary folder, removed at the end).")
     args = p.parse_args()
     if args._child:
         print(json.dumps(pipeline(args)))
         return
-    with tempfile.TemporaryDirectory() as scenes:
-        args.scene_dir = scenes
+    with contextlib.ExitStack() as stack:
+        if args.scene_dir is None:
+            args.scene_dir = stack.enter_context(tempfile.TemporaryDirectory())
         for size in (args.size, 2 * args.size - args.overlap):
-            scene(Path(scenes), size, args.images)
+            scene(Path(args.scene_dir), size, args.images)
         runs = _measure(args)
     _report(args, runs)
 

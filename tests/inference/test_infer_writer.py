@@ -73,3 +73,32 @@ def test_no_bytes_left_behind_by_the_reopening(tmp_path):
         dst.write(np.moveaxis(data[..., :3], -1, 0))
         dst.write_mask(data[..., 3])
     assert ours.stat().st_size <= one_pass.stat().st_size * 1.01 + 2048
+
+
+def test_raw_rows_and_blocks_are_written_whole_from_their_own_memory(tmp_path, monkeypatch):
+    """Rows go to the raw file from the array's memory (no bytes copy: a row of a wide scene
+    is tens of MB), blocks from strided views, and a short write goes on where it stopped."""
+    import os
+
+    from zoomsr.inference import writer
+
+    writes = []
+    real = os.pwrite
+
+    def short(fd, data, offset):  # at most 7 bytes at a time, as a write may return
+        writes.append(type(data))
+        return real(fd, bytes(memoryview(data)[:7]), offset)
+
+    monkeypatch.setattr(writer.os, "pwrite", short)
+    raw = RawRaster(tmp_path / "r.raw", 6, 5, 3)
+    raw.create()
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 256, (2, 6, 3), dtype=np.uint8)
+    big = rng.integers(0, 256, (3, 8, 3), dtype=np.uint8)
+    raw.write_rows(1, rows)
+    raw.write_block(3, 2, big[:2, 1:5])  # a strided view: 2 rows of 4 columns at column 2
+    assert bytes not in writes and memoryview in writes
+    expected = np.zeros((5, 6, 3), np.uint8)
+    expected[1:3] = rows
+    expected[3:5, 2:6] = big[:2, 1:5]
+    assert np.array_equal(raw.read_rows(0, 5), expected)

@@ -38,6 +38,15 @@ def partial_dir(output: Path) -> Path:
     return output.with_name(f".{output.name}.zoomsr-partial")
 
 
+def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
+    """Write ``data``'s bytes at ``offset`` of ``fd`` from its own memory (no copy when it is
+    contiguous: rows of a wide scene are tens of MB), looping over short writes."""
+    view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 @dataclass
 class RawRaster:
     """A ``height`` x ``width`` x ``bands`` uint8 raster stored row-major in a flat file."""
@@ -61,7 +70,7 @@ class RawRaster:
             raise ValueError(f"bad raw block {data.shape} {data.dtype}")
         fd = os.open(self.path, os.O_WRONLY)
         try:
-            os.pwrite(fd, np.ascontiguousarray(data).tobytes(), row * self.row_bytes)
+            _pwrite_all(fd, data, row * self.row_bytes)
         finally:
             os.close(fd)
 
@@ -75,8 +84,7 @@ class RawRaster:
         fd = os.open(self.path, os.O_WRONLY)
         try:
             for i in range(data.shape[0]):
-                os.pwrite(fd, np.ascontiguousarray(data[i]).tobytes(),
-                          ((row + i) * self.width + col) * self.bands)
+                _pwrite_all(fd, data[i], ((row + i) * self.width + col) * self.bands)
         finally:
             os.close(fd)
 
