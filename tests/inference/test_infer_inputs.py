@@ -360,7 +360,7 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
     from rasterio.warp import transform_bounds
 
     from zoomsr.inference import reader
-    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.grid import pixel_sides_in, plan_grid
     from zoomsr.inference.reader import MAX_CACHE_BYTES, MIN_CACHE_BYTES, read_cache_bytes
     from zoomsr.inference.windows import Tiling, WindowGrid, rows_read_at_once
 
@@ -408,10 +408,12 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
     w = grid.width
     with rasterio.open(utm[0]) as ds:
         bh, bw = ds.block_shapes[0]  # strips: one row or a few, the whole width
+        px_x, px_y = pixel_sides_in(ds, grid.crs)
         left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds)
     # a 10 m UTM pixel at 37 N spans ~12.5 Mercator metres: fewer file rows than grid rows
-    px_y, px_x = (top - bottom) / 600, (right - left) / 600
     assert 12 < px_y < 13
+    assert px_y == pytest.approx((top - bottom) / 600, rel=1e-3)  # the centre's, near the mean
+    assert px_x == pytest.approx((right - left) / 600, rel=1e-3)
     got = read_cache_bytes(frames, grid, 256, w)
     rows = min(600, (math.ceil(256 * abs(grid.transform.e) / px_y / bh) + 1) * bh)
     cols = min(600, (math.ceil(w * grid.transform.a / px_x / bw) + 1) * bw)

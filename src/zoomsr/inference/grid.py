@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from affine import Affine
 from rasterio.coords import BoundingBox
@@ -157,16 +158,23 @@ def ground_pixel_m(frame: Frame) -> tuple[float, float]:
 
 def pixel_size_in(frame: Frame, crs: CRS) -> float:
     """The size of ``frame``'s pixels at its centre in ``crs`` units (the finer side)."""
-    xs, ys = _centre_pixel(frame, crs)
-    return min(math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2))
+    return min(pixel_sides_in(frame, crs))
 
 
-def _centre_pixel(frame: Frame, crs: CRS) -> tuple[list[float], list[float]]:
-    """x and y in ``crs`` of ``frame``'s centre and of one pixel east and one south of it."""
-    t = frame.transform
-    cx, cy = frame.width / 2, frame.height / 2
+def pixel_sides_in(raster: Frame | Any, crs: CRS) -> tuple[float, float]:
+    """The lengths in ``crs`` units of the centre pixel's sides (along its rows, along its
+    columns) of ``raster`` (anything with ``crs``, ``transform``, ``width`` and ``height``:
+    a frame or an open dataset)."""
+    xs, ys = _centre_pixel(raster, crs)
+    return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])
+
+
+def _centre_pixel(raster: Frame | Any, crs: CRS) -> tuple[list[float], list[float]]:
+    """x and y in ``crs`` of ``raster``'s centre and of one pixel east and one south of it."""
+    t = raster.transform
+    cx, cy = raster.width / 2, raster.height / 2
     pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
-    return transform(frame.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
+    return transform(raster.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
 
 
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:

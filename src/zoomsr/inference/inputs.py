@@ -895,8 +895,19 @@ def _sampled_files(candidate: list[Path] | dict[str, Path],
     c = _with_roles(candidate)
     if not isinstance(c, dict):
         return list(c)
-    rgb = [c["tci"]] if "tci" in c else [c[k] for k in ("red", "green", "blue") if k in c]
-    return rgb + [c[b] for b in (*extra_bands, "scl") if b in c]
+    rgb = _rgb_part(c)
+    files = rgb if isinstance(rgb, list) else [rgb[k] for k in ("red", "green", "blue") if k in rgb]
+    return files + [c[b] for b in (*extra_bands, "scl") if b in c]
+
+
+def _rgb_part(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str, Path]:
+    """The files :func:`_rgb_frame` reads: a TCI (it wins over band files), else the red,
+    green and blue files (a list of three is taken in that order), else ``candidate``."""
+    if isinstance(candidate, dict) and "tci" in candidate:
+        return [candidate["tci"]]
+    if isinstance(candidate, list) and len(candidate) == 3:
+        return {"red": candidate[0], "green": candidate[1], "blue": candidate[2]}
+    return candidate
 
 
 def _make_frame(
@@ -926,10 +937,7 @@ def _rgb_frame(
     dn_offset: float | None,
 ) -> tuple[Frame, bool]:
     """The frame of ``candidate``'s RGB, and whether a decimated look found valid pixels."""
-    if isinstance(candidate, dict) and "tci" in candidate:
-        candidate = [candidate["tci"]]
-    if isinstance(candidate, list) and len(candidate) == 3:
-        candidate = {"red": candidate[0], "green": candidate[1], "blue": candidate[2]}
+    candidate = _rgb_part(candidate)
     if isinstance(candidate, list):
         if len(candidate) != 1:
             raise DataError(

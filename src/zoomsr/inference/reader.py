@@ -24,12 +24,11 @@ import torch
 from rasterio.enums import Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, first_line
 from zoomsr.inference.arrays import from_bytes, send, staging_buffer, travel_dtype
-from zoomsr.inference.grid import TargetGrid
+from zoomsr.inference.grid import TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
@@ -268,13 +267,10 @@ _WARP_BLOCK = (512, 128)
 
 
 def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: ANN001
-    """File pixels per grid pixel (rows, columns), from the pixel sizes in the grid's CRS."""
-    if ds.crs == grid.crs:
-        w, h = abs(ds.transform.a), abs(ds.transform.e)
-    else:
-        left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds)
-        w, h = (right - left) / ds.width, (top - bottom) / ds.height
-    return abs(grid.transform.e) / h, abs(grid.transform.a) / w
+    """File pixels per grid pixel (rows, columns), from the file's centre pixel in the grid's
+    CRS."""
+    along_row, along_col = pixel_sides_in(ds, grid.crs)
+    return abs(grid.transform.e) / along_col, abs(grid.transform.a) / along_row
 
 
 def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, rows: int, strip: int,
