@@ -56,16 +56,40 @@ def test_infer_bad_inputs_exit_2(cli, tmp_path, make, message):
     assert len(lines) == 1 and message in lines[0] and str(folder) in lines[0]
 
 
-def test_ctrl_c_says_how_to_resume(cli, tmp_path, monkeypatch):
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(cli, tmp_path, monkeypatch):
+    """Before the first row is finished nothing is kept (and nothing to resume is claimed);
+    after it, the rows are kept and --resume continues."""
     import zoomsr.inference.pipeline as pipeline
+    from zoomsr.inference.writer import partial_dir
 
-    def interrupted(*args, **kwargs):
+    real = pipeline.run_inference
+
+    def before_any_row(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_inference", interrupted)
-    write_frames(tmp_path / "in", n=2, size=(24, 24))
-    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY)
-    assert code == 130 and "run the same command with --resume" in err
+    def after_the_first_row(*args, **kwargs):
+        def stop(done, total):
+            raise KeyboardInterrupt
+
+        return real(*args, on_row=stop, **kwargs)
+
+    write_frames(tmp_path / "in", n=2, size=(80, 24))
+    out = tmp_path / "o.tif"
+    monkeypatch.setattr(pipeline, "run_inference", before_any_row)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY)
+    assert code == 130
+    assert err.strip() == "interrupted before the first row was finished: nothing was kept"
+    monkeypatch.setattr(pipeline, "run_inference", after_the_first_row)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--window", "32",
+                       "--overlap", "8")
+    assert code == 130 and not out.exists()
+    assert err.strip() == (f"interrupted: the rows finished so far are kept (in "
+                           f"{partial_dir(out)}); run the same command with --resume to continue")
+    monkeypatch.setattr(pipeline, "run_inference", real)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--window", "32",
+                       "--overlap", "8", "--resume")
+    assert code == 0, err
+    assert out.is_file() and not partial_dir(out).exists()
 
 
 def test_notes_tell_repeated_dates_from_gaps(cli, tmp_path):

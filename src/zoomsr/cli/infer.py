@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -223,8 +224,12 @@ def infer(
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     if manifest is not None:
+        on_interrupt(lambda: "interrupted: the scenes finished are kept, and the rows finished "
+                     "so far of the one being computed; run the same command with --resume to "
+                     "continue")
         _run_scenes(manifest, net, options, ray, ray_workers)
         return
+    on_interrupt(lambda: _kept(output))
     if ray is None:
         result = run_inference(inputs, output, net, options)
     else:
@@ -234,6 +239,16 @@ def infer(
         with RayPool(ray, workers=ray_workers) as pool:
             result = run_inference(inputs, output, net, options, row_source=pool.rows)
     _report(result, net)
+
+
+def _kept(output: Path) -> str:
+    """What an interrupted run of ``output`` kept, and how to go on."""
+    from zoomsr.inference.writer import STATE_FILE, partial_dir
+
+    if (partial_dir(output) / STATE_FILE).is_file():
+        return (f"interrupted: the rows finished so far are kept (in {partial_dir(output)}); "
+                "run the same command with --resume to continue")
+    return "interrupted before the first row was finished: nothing was kept"
 
 
 def _report(result: InferenceResult, net: InferenceModel) -> None:

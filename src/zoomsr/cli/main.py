@@ -24,6 +24,7 @@ from zoomsr.cli import data as data_cli
 from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
 from zoomsr.cli import infer as infer_cli
+from zoomsr.cli import interrupt
 from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
@@ -93,22 +94,21 @@ def normalise_argv(args: list[str]) -> list[str]:
 
 
 def _interrupted(args: list[str]) -> None:
-    """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on."""
+    """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on
+    (from what they kept: :mod:`zoomsr.cli.interrupt`)."""
     command = next((a for a in args if not a.startswith("-")), "")  # root options are flags
-    if command == "infer":
-        typer.echo("interrupted: the rows finished so far are kept; run the same command with "
-                   "--resume to continue", err=True)
-    elif command == "train":
-        typer.echo("interrupted: the same command continues from the last checkpoint "
-                   "(checkpoints/last.ckpt; --resume auto, the default)", err=True)
-    else:
-        typer.echo("interrupted", err=True)
+    text = interrupt.message()
+    if text == "interrupted" and command == "train":
+        text = ("interrupted: the same command continues from the last checkpoint "
+                "(checkpoints/last.ckpt; --resume auto, the default)")
+    typer.echo(text, err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
+    interrupt.on_interrupt(None)  # set by the command that runs (main() may run several)
     command = typer.main.get_command(app)
     with warnings.catch_warnings():
         shown = warnings.showwarning
