@@ -1,6 +1,8 @@
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from zoomsr.data import S2NAIPDataset
@@ -91,6 +93,62 @@ def test_info_names_unreadable_tiles(cli, tiny_dataset):
     info = json.loads(out)
     assert [u["tile"] for u in info["unreadable_tiles"]] == ["1000_2000", "1001_2001"]
     assert "2 tile(s)" in err
+
+
+def test_info_counts_and_names_unreadable_naip_images(cli, tiny_dataset):
+    """3 damaged NAIP images and 4 damaged TCI series: 7, the NAIP ones named too."""
+    tiles = ["1000_2000", "1001_2000", "1000_2001", "1001_2001"]
+    for tile in tiles[:3]:
+        path = tiny_dataset / "naip" / "img-a" / tile / "rgb.png"
+        path.write_bytes(path.read_bytes()[:200])
+    for tile in tiles:
+        path = tiny_dataset / "sentinel2" / tile / "tci.png"
+        path.write_bytes(path.read_bytes()[:300])
+    code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
+    assert code == 0
+    assert re.search(r"unreadable tiles\s*│\s*7 \(4 TCI series, 3 NAIP images\)", out), out
+    assert "4 tile(s) with an unreadable TCI series" in err
+    assert "3 unreadable NAIP image(s) (naip/img-a/1000_2000/rgb.png, " in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = cli("data", "info", tiny_dataset, "--json", "--no-progress")
+    files = sorted(u["file"] for u in json.loads(out)["unreadable_tiles"])
+    assert len(files) == 7 and files[:3] == [f"naip/img-a/{t}/rgb.png" for t in sorted(tiles[:3])]
+
+
+def test_check_and_info_use_the_recorded_scale(cli, tmp_path):
+    """A dataset recording scale 3 (as `data build --scale 3` writes it): check passes without
+    --scale; a contradicting --scale is used with a warning; --scale < 1 is a usage error."""
+    from zoomsr.data.writer import S2NAIPWriter
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "bD"
+    writer = S2NAIPWriter(root, scale=3)
+    for tile in ("1000_2000", "1001_2000"):
+        writer.write_pair(tile, "img", rng.integers(1, 256, (96, 96, 3), dtype=np.uint8),
+                          {"tci": rng.integers(1, 256, (2, 32, 32, 3), dtype=np.uint8)})
+    writer.write_metadata(synthetic=False, scale=3)
+    code, out, err = cli("data", "check", root, "--no-progress")
+    assert code == 0 and "2 pairs, 2 tiles, 0 error(s), 0 warning(s)" in out and err == ""
+    code, out, err = cli("data", "check", root, "--scale", 4, "--no-progress")
+    assert code == 1 and "expected 128x128" in out
+    assert "warning: scale 4 given" in err and "records scale 3" in err
+    for bad in ("0", "-1"):
+        code, out, err = cli("data", "check", root, "--scale", bad, "--no-progress")
+        assert _one_line_error(code, err, "--scale", ">= 1") and out == "", (bad, out)
+        code, out, err = cli("data", "info", root, "--scale", bad, "--no-progress")
+        assert _one_line_error(code, err, "--scale", ">= 1") and out == ""
+    code, out, err = cli("data", "info", root, "--json", "--plot", "--out", tmp_path,
+                         "--no-progress")
+    assert code == 0 and '"scale": 3' in out and "unreadable" not in err
+
+
+def test_sample_pluralises(cli, tmp_path):
+    code, out, _ = cli("data", "sample", tmp_path / "one", "--pairs", 1, "--frames", 1,
+                       "--no-progress")
+    assert code == 0 and "wrote 1 synthetic pair (1 time step, bands tci)" in out
+    code, out, _ = cli("data", "sample", tmp_path / "two", "--pairs", 2, "--frames", 3,
+                       "--no-progress")
+    assert code == 0 and "wrote 2 synthetic pairs (3 time steps, bands tci)" in out
 
 
 def test_sample_into_a_file_is_a_clear_error(cli, tmp_path):

@@ -67,3 +67,49 @@ def test_not_a_dataset(tmp_path):
     (tmp_path / "sentinel2").mkdir()
     report = check_dataset(tmp_path)
     assert report.n_pairs == 0 and any("no pairs" in p.message for p in report.errors)
+
+
+def scale3_dataset(root, record: bool = True):
+    """2 pairs at scale 3 (96 px NAIP), with zoomsr_dataset.json recording it (as `data build
+    --scale 3` does) or without any metadata."""
+    from zoomsr.data.writer import S2NAIPWriter
+
+    rng = np.random.default_rng(3)
+    writer = S2NAIPWriter(root, scale=3)
+    for tile in ("1000_2000", "1001_2000"):
+        hr = rng.integers(1, 256, (96, 96, 3), dtype=np.uint8)
+        tci = rng.integers(1, 256, (2, 32, 32, 3), dtype=np.uint8)
+        writer.write_pair(tile, "img", hr, {"tci": tci})
+    if record:
+        writer.write_metadata(synthetic=False, scale=3)
+    return root
+
+
+def test_check_uses_the_recorded_scale(tmp_path):
+    from zoomsr.errors import ConfigError, ZoomsrWarning
+
+    root = scale3_dataset(tmp_path / "ds")
+    report = check_dataset(root)
+    assert report.errors == [] and report.scale == 3
+    assert check_dataset(root, scale=3).errors == []
+    # A scale that contradicts the recorded one is used, with a warning naming both.
+    with pytest.warns(ZoomsrWarning, match=r"scale 4 given.*records scale 3"):
+        report = check_dataset(root, scale=4)
+    assert len(report.errors) == 2 and "expected 128x128" in report.errors[0].message
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="scale must be an integer >= 1"):
+            check_dataset(root, scale=bad)
+    # Without metadata: the published scale, 4, unless given.
+    plain = scale3_dataset(tmp_path / "plain", record=False)
+    assert len(check_dataset(plain).errors) == 2
+    assert check_dataset(plain, scale=3).errors == []
+
+
+def test_an_unfinished_build_is_an_error(tiny_dataset):
+    (tiny_dataset / ".zoomsr_build").mkdir()
+    report = check_dataset(tiny_dataset)
+    assert [p.message for p in report.errors] == [
+        "unfinished `zoomsr data build` (.zoomsr_build/ but no zoomsr_index.json): run the "
+        "same build command again to finish it"]
+    (tiny_dataset / "zoomsr_index.json").write_text("{}")
+    assert check_dataset(tiny_dataset).errors == []

@@ -43,3 +43,43 @@ def test_montage_has_no_empty_columns_for_short_series(tmp_path):
     four = np.asarray(Image.open(plot_montage(scan_pairs(root), tmp_path / "m4.png",
                                               n_pairs=2)))
     assert one.shape[0] == four.shape[0] and one.shape[1] * 2 < four.shape[1]
+
+
+def test_unreadable_naip_and_tci_are_counted_and_named(tiny_dataset):
+    """3 truncated NAIP images and 4 truncated TCI series: 7 unreadable files, each named."""
+    naip = tiny_dataset / "naip" / "img-a"
+    s2 = tiny_dataset / "sentinel2"
+    tiles = ["1000_2000", "1001_2000", "1000_2001", "1001_2001"]
+    for tile in tiles[:3]:
+        path = naip / tile / "rgb.png"
+        path.write_bytes(path.read_bytes()[:200])
+    for tile in tiles:
+        path = s2 / tile / "tci.png"
+        path.write_bytes(path.read_bytes()[:300])
+    info = dataset_info(tiny_dataset)
+    assert len(info.unreadable) == 7
+    assert sorted(f for _, f, _ in info.unreadable_naip) == [
+        f"naip/img-a/{t}/rgb.png" for t in sorted(tiles[:3])]
+    assert sorted(f for _, f, _ in info.unreadable_tci) == [
+        f"sentinel2/{t}/tci.png" for t in sorted(tiles)]
+    assert all(str(tiny_dataset) in e for _, _, e in info.unreadable)  # the reason names it
+    assert info.frames == 0  # unreadable series are left out of the statistics
+    entries = info.to_dict()["unreadable_tiles"]
+    assert len(entries) == 7 and {"tile", "file", "error"} <= set(entries[0])
+
+
+def test_info_reads_naip_at_the_recorded_scale(tmp_path):
+    """A dataset built with --scale 3 (96 px NAIP): no NAIP image is unreadable, the montage
+    shows them."""
+    from zoomsr.data.writer import S2NAIPWriter
+
+    rng = np.random.default_rng(3)
+    writer = S2NAIPWriter(tmp_path / "s3", scale=3)
+    for tile in ("1000_2000", "1001_2000"):
+        writer.write_pair(tile, "img", rng.integers(1, 256, (96, 96, 3), dtype=np.uint8),
+                          {"tci": rng.integers(1, 256, (2, 32, 32, 3), dtype=np.uint8)})
+    writer.write_metadata(synthetic=False, scale=3)
+    info = dataset_info(tmp_path / "s3")
+    assert info.scale == 3 and info.unreadable == [] and info.to_dict()["scale"] == 3
+    assert dataset_info(tmp_path / "s3", scale=3).unreadable == []
+    plot_montage(scan_pairs(tmp_path / "s3"), tmp_path / "m.png", scale=info.scale)

@@ -32,14 +32,21 @@ def sample(
 
     root = write_sample(out, pairs=pairs, n_frames=frames, bands=bands, seed=seed,
                         overwrite=overwrite, progress=progress)
-    typer.echo(f"wrote {pairs} synthetic pairs ({frames} time steps, bands {bands}) to {root}")
+    typer.echo(f"wrote {_plural(pairs, 'synthetic pair')} ({_plural(frames, 'time step')}, "
+               f"bands {bands}) to {root}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Dataset folder (holds naip/ and sentinel2/)."),
     bands: str = typer.Option("", "--bands", help="Bands every tile must have, e.g. tci,b08."),
-    scale: int = typer.Option(4, "--scale", help="NAIP chunk = 32*scale px."),
+    scale: int | None = typer.Option(
+        None, "--scale", help="NAIP chunk = 32*scale px (default: the scale recorded in "
+        "zoomsr_dataset.json, else 4; another value is used with a warning)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -47,6 +54,7 @@ def check(
     from zoomsr.data.bands import validate_bands
     from zoomsr.data.check import check_dataset
 
+    _check_scale(scale)
     wanted = validate_bands(bands) if bands else None
     report = check_dataset(root, bands=wanted, scale=scale, progress=progress)
     for problem in report.problems:
@@ -67,6 +75,9 @@ def info(
         None, "--max-tiles", help="Read at most this many (random, seeded) series for stats."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    scale: int | None = typer.Option(
+        None, "--scale", help="NAIP chunk = 32*scale px (default: the scale recorded in "
+        "zoomsr_dataset.json, else 4)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Pairs, bands, time-series lengths, black/invalid time steps and geographic extent."""
@@ -76,11 +87,12 @@ def info(
 
     if max_tiles is not None and max_tiles < 1:
         raise InputError(f"--max-tiles must be >= 1, got {max_tiles}")
+    _check_scale(scale)
     require_dataset_root(root)
     if plot:
         folder = out or Path(root)
         require_writable_folder(folder, f"{'--out' if out else 'ROOT'} {folder}")
-    summary = dataset_info(root, max_tiles=max_tiles, progress=progress)
+    summary = dataset_info(root, max_tiles=max_tiles, progress=progress, scale=scale)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         if summary.unreadable:
@@ -93,16 +105,30 @@ def info(
         label = " (SYNTHETIC)" if summary.synthetic else ""
         tiles_png = plot_tile_locations(pairs, folder / "tiles.png",
                                         title=f"{summary.n_tiles} tiles{label}")
-        montage_png = plot_montage(pairs, folder / "montage.png",
+        montage_png = plot_montage(pairs, folder / "montage.png", scale=summary.scale,
                                    title=f"LR time steps | NAIP{label}")
         typer.echo(f"wrote {tiles_png} and {montage_png}")
 
 
+def _check_scale(scale: int | None) -> None:
+    if scale is not None and scale < 1:  # before reading anything
+        raise InputError(f"--scale must be >= 1, got {scale}")
+
+
+def _names(items: list[tuple[str, str, str]], key: int) -> str:
+    names = ", ".join(item[key] for item in items[:3])
+    return names + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
 def _unreadable_note(s) -> str:
-    names = ", ".join(t for t, _ in s.unreadable[:3])
-    more = f" and {len(s.unreadable) - 3} more" if len(s.unreadable) > 3 else ""
-    return (f"{len(s.unreadable)} tile(s) with an unreadable TCI series left out of the "
-            f"statistics ({names}{more}); run `zoomsr data check {s.root}` for details")
+    parts = []
+    if s.unreadable_tci:
+        parts.append(f"{len(s.unreadable_tci)} tile(s) with an unreadable TCI series left out "
+                     f"of the statistics ({_names(s.unreadable_tci, 0)})")
+    if s.unreadable_naip:
+        parts.append(f"{len(s.unreadable_naip)} unreadable NAIP image(s) "
+                     f"({_names(s.unreadable_naip, 1)})")
+    return f"{'; '.join(parts)}; run `zoomsr data check {s.root}` for details"
 
 
 def _print_info(s) -> None:
@@ -123,7 +149,8 @@ def _print_info(s) -> None:
     if s.tiles_examined < s.n_tiles:
         table.add_row("note", f"statistics from {s.tiles_examined} random tiles")
     if s.unreadable:
-        table.add_row("unreadable tiles", str(len(s.unreadable)))
+        table.add_row("unreadable tiles", f"{len(s.unreadable)} ({len(s.unreadable_tci)} TCI "
+                      f"series, {len(s.unreadable_naip)} NAIP images)")
     Console().print(table)
     if s.unreadable:
         typer.echo(f"warning: {_unreadable_note(s)}", err=True)

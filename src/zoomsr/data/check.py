@@ -9,10 +9,13 @@ from typing import Literal
 
 from zoomsr.data.bands import BANDS, normalize_band
 from zoomsr.data.layout import (
+    BUILD_STATE_DIR,
     HR_FILE,
+    INDEX_FILE,
     NAIP_DIR,
     S2_DIR,
     PairRecord,
+    dataset_scale,
     read_band_series,
     read_hr,
     require_dataset_root,
@@ -45,6 +48,7 @@ class CheckReport:
     n_pairs: int = 0
     n_tiles: int = 0
     problems: list[Problem] = field(default_factory=list)
+    scale: int = 4  # the scale the NAIP images were checked against
 
     @property
     def errors(self) -> list[Problem]:
@@ -73,21 +77,33 @@ def _problem_from(exc: DataError, fallback: Path) -> Problem:
 def check_dataset(
     root: str | os.PathLike[str],
     bands: tuple[str, ...] | None = None,
-    scale: int = 4,
+    scale: int | None = None,
     progress: bool = False,
 ) -> CheckReport:
     """Check every pair and Sentinel-2 series under ``root``; collect, never stop at, problems.
 
+    NAIP images must be ``32*scale`` px; ``scale`` defaults to the one the dataset records in
+    ``zoomsr_dataset.json`` (``data build --scale``), else 4; a given ``scale`` that differs
+    from the recorded one is used, with a warning (:func:`~zoomsr.data.layout.dataset_scale`).
+
     Errors: unreadable/corrupt files, wrong shapes, dtypes or channel counts, missing
     ``rgb.png`` or ``tci.png``, missing requested ``bands``, time-series lengths that differ
-    between bands, folder names that are not tile ids. Warnings: NAIP images with black pixels
-    (readers skip them), series with no valid time step, unknown files, Sentinel-2 tiles with
-    no NAIP image. Raises :class:`DataError` only if ``root`` is not a dataset at all.
+    between bands, folder names that are not tile ids, an unfinished ``zoomsr data build``
+    (its state folder without its index). Warnings: NAIP images with black pixels (readers
+    skip them), series with no valid time step, unknown files, Sentinel-2 tiles with no NAIP
+    image. Raises :class:`DataError` only if ``root`` is not a dataset at all, and
+    :class:`~zoomsr.errors.ConfigError` for a ``scale`` < 1.
     """
     r = require_dataset_root(root)
-    report = CheckReport(r)
+    scale = dataset_scale(r, scale)
+    report = CheckReport(r, scale=scale)
     add = report.problems.append
     hr_size = LR_PIXELS * scale
+    if (r / BUILD_STATE_DIR).is_dir() and not (r / INDEX_FILE).is_file():
+        # A build writes its index last: without it, pairs may be missing and series
+        # half-written (the build was interrupted or failed).
+        add(Problem(str(r), f"unfinished `zoomsr data build` ({BUILD_STATE_DIR}/ but no "
+                            f"{INDEX_FILE}): run the same build command again to finish it"))
 
     # NAIP side: naip/{image_id}/{tile}/rgb.png
     pair_tiles: set[str] = set()

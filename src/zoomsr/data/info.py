@@ -13,6 +13,7 @@ from zoomsr.data.bands import BANDS
 from zoomsr.data.layout import (
     S2_DIR,
     PairRecord,
+    dataset_scale,
     read_band_series,
     read_hr,
     read_metadata,
@@ -41,8 +42,18 @@ class DatasetInfo:
     tiles_examined: int
     synthetic: bool
     metadata: dict = field(default_factory=dict)
-    #: examined tiles whose TCI series could not be read: (tile, reason), left out of the stats
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: unreadable files of the examined tiles, (tile, file relative to the root, reason): TCI
+    #: series (left out of the statistics) and NAIP images
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)
+    scale: int = 4  # NAIP images are 32*scale px
+
+    @property
+    def unreadable_tci(self) -> list[tuple[str, str, str]]:
+        return [u for u in self.unreadable if u[1].startswith(S2_DIR + "/")]
+
+    @property
+    def unreadable_naip(self) -> list[tuple[str, str, str]]:
+        return [u for u in self.unreadable if not u[1].startswith(S2_DIR + "/")]
 
     @property
     def invalid_share(self) -> float:
@@ -62,7 +73,9 @@ class DatasetInfo:
             "extent_lonlat": list(self.extent),
             "tiles_examined": self.tiles_examined,
             "synthetic": self.synthetic,
-            "unreadable_tiles": [{"tile": t, "error": e} for t, e in self.unreadable],
+            "scale": self.scale,
+            "unreadable_tiles": [{"tile": t, "file": f, "error": e}
+                                 for t, f, e in self.unreadable],
         }
 
 
@@ -71,17 +84,24 @@ def dataset_info(
     max_tiles: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    scale: int | None = None,
 ) -> DatasetInfo:
     """Count pairs, tiles, bands and time-series lengths; measure black/invalid time steps.
 
-    Per-tile statistics read every TCI series, or a seeded random ``max_tiles`` of them for
-    very large datasets. Unreadable series are left out of the statistics, not fatal; they are
-    listed in ``unreadable`` (``data check`` lists every problem).
+    Per-tile statistics read every TCI series and NAIP image, or those of a seeded random
+    ``max_tiles`` tiles for very large datasets. Unreadable files are not fatal: they are
+    listed in ``unreadable`` (an unreadable TCI series is left out of the statistics; ``data
+    check`` lists every problem). NAIP images must be ``32*scale`` px, ``scale`` defaulting to
+    the one the dataset records (:func:`~zoomsr.data.layout.dataset_scale`).
     """
     if max_tiles is not None and max_tiles < 1:
         raise ConfigError(f"max_tiles must be >= 1, got {max_tiles}")
     pairs = scan_pairs(root)
     r = Path(root)
+    scale = dataset_scale(r, scale)
+    naip_of: dict[str, list[PairRecord]] = {}
+    for pair in pairs:
+        naip_of.setdefault(pair.tile, []).append(pair)
     tiles = sorted({p.tile for p in pairs})
     band_counts: Counter = Counter()
     for tile in tiles:
@@ -95,12 +115,17 @@ def dataset_info(
     lengths: Counter = Counter()
     frames = invalid = 0
     black_px = total_px = 0
-    unreadable: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str, str]] = []
     for tile in track(examined, "reading series", enabled=progress):
+        for pair in naip_of[tile]:
+            try:
+                read_hr(pair.naip_path, LR_PIXELS * scale)
+            except DataError as exc:
+                unreadable.append((tile, pair.naip_path.relative_to(r).as_posix(), str(exc)))
         try:
             tci = read_band_series(r / S2_DIR / tile / "tci.png", "tci")
         except DataError as exc:
-            unreadable.append((tile, str(exc)))
+            unreadable.append((tile, f"{S2_DIR}/{tile}/tci.png", str(exc)))
             continue
         mask = black_pixel_mask(tci)
         lengths[tci.shape[0]] += 1
@@ -129,6 +154,7 @@ def dataset_info(
         synthetic=bool(meta.get("synthetic", False)),
         metadata=meta,
         unreadable=unreadable,
+        scale=scale,
     )
 
 

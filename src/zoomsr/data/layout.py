@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from zoomsr.data.bands import band_channels
-from zoomsr.errors import DataError
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, Tile
 from zoomsr.io.png import read_png
 
@@ -120,6 +121,46 @@ def read_metadata(root: str | os.PathLike[str]) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: unreadable metadata ({exc})") from None
+
+
+#: NAIP pixels per Sentinel-2 pixel when a dataset records none (the published data's).
+DEFAULT_SCALE = 4
+
+
+def recorded_scale(root: str | os.PathLike[str]) -> int | None:
+    """The scale ``zoomsr_dataset.json`` records (``data build --scale``, ``data sample``), or
+    None when the file or the value is absent."""
+    meta = read_metadata(root)
+    value = meta.get("scale")
+    if value is None and isinstance(meta.get("degradation"), dict):
+        value = meta["degradation"].get("scale")  # samples written before "scale" was recorded
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{Path(root) / METADATA_FILE}: scale must be an integer >= 1, "
+                        f"found {value!r}")
+    return value
+
+
+def dataset_scale(root: str | os.PathLike[str], scale: int | None = None) -> int:
+    """The scale to read a dataset with (NAIP chunks are ``32*scale`` px).
+
+    ``scale`` when given (it must be >= 1, else :class:`ConfigError`; when it differs from
+    the scale the dataset records, it is used and a :class:`ZoomsrWarning` says so), else the
+    recorded one (:func:`recorded_scale`), else :data:`DEFAULT_SCALE`.
+    """
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int)
+                              or scale < 1):
+        raise ConfigError(f"scale must be an integer >= 1, got {scale!r}")
+    recorded = recorded_scale(root)
+    if scale is None:
+        return recorded if recorded is not None else DEFAULT_SCALE
+    if recorded is not None and recorded != scale:
+        warnings.warn(
+            f"scale {scale} given, but {Path(root) / METADATA_FILE} records scale {recorded}; "
+            f"reading with {scale} (NAIP images of {LR_PIXELS * scale} px); leave the scale "
+            "out to use the recorded one", ZoomsrWarning, stacklevel=2)
+    return scale
 
 
 def read_hr(path: Path, size: int) -> np.ndarray:

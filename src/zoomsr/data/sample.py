@@ -100,6 +100,7 @@ def write_sample(
         pairs=pairs,
         frames=n_frames,
         bands=list(bands),
+        scale=config.scale,
         degradation=dataclasses.asdict(config),
     )
     _move_into(tmp, root)

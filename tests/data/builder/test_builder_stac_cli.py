@@ -153,11 +153,44 @@ def test_search_errors(cli, tmp_path, stac_api):
     code, _, err = cli("data", "search", "--bbox", "1,2,3,4", "--start", "2019-03-01", "--end",
                        "2019-02-01", "--out", tmp_path / "m.json", "--url", stac_api)
     assert code == 2 and "before --start" in err
-    # Nothing listens on this port: a runtime failure (exit 1), one line.
+    # Nothing listens on this port: a runtime failure (exit 1), one readable line.
     code, _, err = cli("data", "search", "--bbox", "1,2,3,4", "--start", "2019-01-01", "--end",
                        "2019-02-01", "--out", tmp_path / "m.json", "--url",
                        "http://127.0.0.1:9/")
     assert code == 1 and "cannot open STAC API" in err and len(err.strip().splitlines()) == 1
+    assert "connection refused by 127.0.0.1" in err
+    assert "NewConnectionError" not in err and "HTTPConnectionPool" not in err
+
+
+def test_search_refuses_bad_limits_before_any_request(cli, tmp_path):
+    """Nothing listens at the URL: a bad option is a usage error (2), not the network's (1)."""
+    base = ["data", "search", "--bbox", "1,2,3,4", "--start", "2019-01-01", "--end",
+            "2019-02-01", "--out", tmp_path / "m.json", "--url", "http://127.0.0.1:9/"]
+    for option, value, words in (("--max-items", "0", ">= 1"), ("--max-items", "-2", ">= 1"),
+                                 ("--max-scene-cloud", "150", "0..100"),
+                                 ("--max-scene-cloud", "-1", "0..100"),
+                                 ("--window-days", "-1", ">= 0")):
+        code, out, err = cli(*base, option, value)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (option, value, err)
+        assert option in err and words in err and out == ""
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_search_offline_says_why_in_words(cli, tmp_path, monkeypatch):
+    """No network (name resolution fails): one line naming the URL and the host, no urllib3
+    repr."""
+    import socket
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    code, _, err = cli("data", "search", "--bbox", "1,2,3,4", "--start", "2019-01-01",
+                       "--end", "2019-02-01", "--out", tmp_path / "m.json")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert ("error: cannot open STAC API https://earth-search.aws.element84.com/v1: cannot "
+            "resolve host earth-search.aws.element84.com: no network, or a wrong URL?") in err
+    assert "NameResolutionError" not in err and "HTTPSConnectionPool" not in err
 
 
 def test_stac_entries():
@@ -200,3 +233,16 @@ def test_build_cli_inputs_and_errors(cli, tmp_path, builder_scene):
     code, _, err = cli("data", "build", tmp_path / "x", "--s2", builder_scene.s2["clear"],
                        "--hr", builder_scene.hr_path, "--split-fractions", "1,1,1")
     assert code == 2 and "sum to 1" in err
+
+
+def test_build_with_scale_3_passes_check(cli, tmp_path, builder_scene):
+    """`data check` and `data info` use the scale the build recorded (96 px NAIP images)."""
+    out = tmp_path / "bD"
+    code, _, err = cli("data", "build", out, "--s2", builder_scene.s2["clear"], "--hr",
+                       builder_scene.hr_path, "--scale", 3, "--no-progress", "--workers", 1)
+    assert code == 0, err
+    assert json.loads((out / "zoomsr_dataset.json").read_text())["scale"] == 3
+    code, stdout, err = cli("data", "check", out, "--no-progress")
+    assert code == 0 and "9 pairs, 9 tiles, 0 error(s)" in stdout, stdout
+    code, stdout, err = cli("data", "info", out, "--json", "--no-progress")
+    assert code == 0 and json.loads(stdout)["unreadable_tiles"] == [] and err == ""

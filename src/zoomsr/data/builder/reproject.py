@@ -16,10 +16,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
+from zoomsr.data.builder.sources import RASTER_ERRORS, gdal_reason
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import CRS, ORIGIN_SHIFT, TILE_SIZE_M, Tile
 
@@ -122,6 +122,8 @@ def warp(
     Returns:
         ``data`` ``[C, H, W]`` in the file's dtype (0 where invalid) and ``valid``
         ``[H, W]`` bool: inside the source and not nodata/masked there.
+
+    Raises :class:`DataError` naming ``path`` when it cannot be opened or read.
     """
     try:
         with rasterio.open(path) as src:
@@ -143,8 +145,11 @@ def warp(
                 reproject(rasterio.band(src, bands), data, src_nodata=nodata,
                           dst_transform=grid.transform, dst_crs=CRS, resampling=method,
                           dst_alpha=len(bands) + 1, init_dest_nodata=True, warp_mem_limit=256)
-    except RasterioIOError as exc:
-        raise DataError(f"{path}: cannot read raster ({exc})") from None
+    except RASTER_ERRORS as exc:
+        # Any GDAL read or warp failure (e.g. "Chunk and warp failed" on a damaged tile) names
+        # the file and GDAL's own reason, not rasterio's.
+        raise DataError(f"{path}: cannot read raster, the file may be damaged or truncated "
+                        f"({gdal_reason(exc)})") from None
     valid = data[-1] > 0
     data = data[:-1]
     data[:, ~valid] = 0

@@ -31,10 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import DataError, InputError, first_line
+
+try:  # GDAL's own errors: rasterio raises them directly or as the cause of its own
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover - a rasterio without this private module
+    CPLE_BaseError = RasterioError
+#: What reading a raster can raise (rasterio's errors and GDAL's).
+RASTER_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError)
 
 #: File extensions read as rasters.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -199,10 +207,13 @@ def is_remote(path: str) -> bool:
     return "://" in path or path.startswith("/vsi")
 
 
-def raster_footprint(path: str) -> tuple[Footprint, dict]:
+def raster_footprint(path: str, check_data: bool = False) -> tuple[Footprint, dict]:
     """Open ``path`` (header only): its EPSG:3857 footprint and a small profile summary.
 
-    Raises :class:`DataError` naming the file when it cannot be read or is not georeferenced.
+    With ``check_data``, also check cheaply that the file's pixel data is all there
+    (:func:`check_raster_data`: a truncated or damaged file fails here, not halfway through a
+    build). Raises :class:`DataError` naming the file when it cannot be read, is truncated or
+    is not georeferenced.
     """
     try:
         with warnings.catch_warnings():
@@ -217,9 +228,69 @@ def raster_footprint(path: str) -> tuple[Footprint, dict]:
             bounds = transform_bounds(src.crs, "EPSG:3857", *src.bounds, densify_pts=21)
             info = {"count": src.count, "dtype": src.dtypes[0], "tags": src.tags(),
                     "res": src.res, "crs": src.crs.to_string()}
-    except RasterioIOError as exc:
-        raise DataError(f"{path}: cannot read raster ({exc})") from None
+            if check_data:
+                check_raster_data(src, path)
+    except RASTER_ERRORS as exc:
+        raise DataError(f"{path}: cannot read raster ({gdal_reason(exc)})") from None
     return Footprint(*bounds, crs=info["crs"]), info
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """The most telling line of a rasterio/GDAL error: the first GDAL message in the chain
+    (rasterio's own, e.g. "Chunk and warp failed", says nothing about the file)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, CPLE_BaseError) and str(seen).strip():
+            return str(seen).strip().splitlines()[0]
+        seen = seen.__cause__ or seen.__context__
+    return first_line(exc)
+
+
+def check_raster_data(src: rasterio.DatasetReader, path: str) -> None:
+    """Raise :class:`DataError` when the pixel data of an open local raster is cut short.
+
+    GeoTIFF/COG: every tile or strip of every band and overview must end within the file
+    (its offset + byte count, from the header; no pixel is decoded), which catches a truncated
+    download or copy wherever the cut falls. Other formats (JP2, VRT ...): the last pixel of
+    every band is read (JPEG 2000 keeps the last tile at the end of the file). Remote files
+    (URLs, ``/vsi...``) are not checked here; a read failure during the build names them.
+    """
+    if is_remote(path) or not os.path.isfile(path):
+        return
+    if src.driver != "GTiff":
+        if src.width and src.height:
+            try:
+                src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
+            except RASTER_ERRORS as exc:
+                raise DataError(f"{path}: unreadable, the file is truncated or damaged: its last "
+                                f"pixel cannot be read ({gdal_reason(exc)})") from None
+        return
+    size = os.path.getsize(path)
+    _check_tiff_blocks(src, path, size, "")
+    if any(str(f).lower().endswith(".ovr") for f in src.files):
+        return  # external overviews: their blocks are in the .ovr file
+    for k in range(len(src.overviews(1)) if src.count else 0):
+        with rasterio.open(path, overview_level=k) as ovr:  # its own block size
+            _check_tiff_blocks(ovr, path, size, f" of overview {k + 1}")
+
+
+def _check_tiff_blocks(src: rasterio.DatasetReader, path: str, size: int, where: str) -> None:
+    interleave = (src.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE") or "").upper()
+    # Pixel-interleaved files share one set of blocks between bands.
+    for bidx in range(1, src.count + 1) if interleave == "BAND" else (1,):
+        block_h, block_w = src.block_shapes[bidx - 1]
+        for y in range(-(-src.height // block_h)):
+            for x in range(-(-src.width // block_w)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=bidx)
+                if offset is None:
+                    continue  # a sparse block: never written, read as nodata
+                nbytes = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=bidx)
+                end = int(offset) + int(nbytes or 0)
+                if end > size:
+                    raise DataError(
+                        f"{path}: unreadable, the file is truncated or damaged: block {x},{y} "
+                        f"of band {bidx}{where} ends at byte {end} but the file has {size} "
+                        "bytes; download or copy it again")
 
 
 # ------------------------------------------------------------------------ Sentinel-2 files
@@ -359,10 +430,11 @@ def _scene_from_files(
 
 
 def _validate_scene_files(scene: S2Scene) -> None:
-    """Open every file of a scene once: readable, georeferenced, expected dtype/bands."""
+    """Open every file of a scene once: readable (data not cut short), georeferenced, expected
+    dtype/bands."""
     crs = scene.footprint.crs if scene.footprint else None
     for band, path in sorted(scene.files.items()):
-        fp, info = raster_footprint(path)
+        fp, info = raster_footprint(path, check_data=True)
         if crs is not None and fp.crs != crs:
             raise DataError(f"{path}: CRS {fp.crs} differs from the scene's other bands ({crs})")
         if band == "tci":
@@ -410,7 +482,8 @@ def discover_sentinel2(
 ) -> list[S2Scene]:
     """Find Sentinel-2 scenes in files and folders (SAFE folders, band files, recursively).
 
-    Every file is opened once (header only); unreadable or non-georeferenced files raise
+    Every file is opened once (its header, and for local files a check that no data is cut
+    short: :func:`check_raster_data`); unreadable, truncated or non-georeferenced files raise
     :class:`DataError` naming them. ``date`` is used for scenes whose date cannot be found.
     """
     groups: dict[tuple[str, str], dict[str, str]] = {}
@@ -471,8 +544,7 @@ def discover_sentinel2(
         if "datetime" not in meta:
             when = date_from_name(key) or date_from_name(folder_path.name)
             if when is None:
-                with rasterio.open(next(iter(files.values()))) as src:
-                    when = _date_from_tags(src.tags())
+                when = _date_from_tags(raster_footprint(next(iter(files.values())))[1]["tags"])
             if when is not None:
                 meta["datetime"] = when
         scene_id = (item or {}).get("id") or key.strip("_-.") or folder_path.name
@@ -499,7 +571,7 @@ def _unique_ids(items: list) -> list:
 
 def _hr_image(path: str, image_id: str, when: dt.datetime | None,
               given_date: dt.datetime | None) -> HRImage:
-    footprint, info = raster_footprint(path)
+    footprint, info = raster_footprint(path, check_data=True)
     if info["count"] < 3:
         raise DataError(f"{path}: high-res image needs at least 3 bands (RGB), found "
                         f"{info['count']}")

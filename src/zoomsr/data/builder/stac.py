@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from zoomsr import __version__
 from zoomsr.data.builder.sources import (
@@ -24,7 +26,7 @@ from zoomsr.data.builder.sources import (
     stac_item_radiometry,
     write_manifest,
 )
-from zoomsr.errors import ConfigError, InputError, ZoomsrError
+from zoomsr.errors import ConfigError, InputError, ZoomsrError, first_line
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,35 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     return w, s, e, n
 
 
+def network_reason(exc: BaseException, url: str | None = None) -> str:
+    """A readable reason for a failed HTTP request (requests/urllib3 wrap the cause in reprs
+    such as ``Max retries exceeded ... NameResolutionError(...)``)."""
+    host = urlsplit(url).hostname if url else None
+    where = f" {host}" if host else ""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain)
+    if (any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in names
+            or "NameResolutionError" in text or "Name or service not known" in text
+            or "getaddrinfo failed" in text):
+        return f"cannot resolve host{where}: no network, or a wrong URL?"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return f"connection refused by{where or ' the server'}: is the STAC API running there?"
+    if (any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain)
+            or names & {"ConnectTimeout", "ReadTimeout", "Timeout", "ConnectTimeoutError",
+                        "ReadTimeoutError"}):
+        return f"no answer from{where or ' the server'} (timed out)"
+    if names & {"SSLError", "SSLCertVerificationError"}:
+        return f"TLS/SSL error talking to{where or ' the server'} ({first_line(chain[-1])})"
+    if "ConnectionError" in names or "MaxRetryError" in names:
+        return f"cannot connect to{where or ' the server'} ({first_line(chain[-1])})"
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 def s2_entry(item: Mapping) -> dict:
     """Manifest entry of a Sentinel-2 STAC item (a dict as from ``pystac.Item.to_dict()``)."""
     assets = {}
@@ -98,7 +129,7 @@ def hr_entry(item: Mapping) -> dict:
             "gsd": props.get("gsd"), "href": href}
 
 
-def _search(client, collection: str, bbox, start: dt.datetime, end: dt.datetime,
+def _search(client, api: str, collection: str, bbox, start: dt.datetime, end: dt.datetime,
             max_items: int, sign) -> list[dict]:
     from pystac_client.exceptions import APIError
 
@@ -106,11 +137,9 @@ def _search(client, collection: str, bbox, start: dt.datetime, end: dt.datetime,
         search = client.search(collections=[collection], bbox=list(bbox),
                                datetime=[start, end], max_items=max_items)
         items = list(search.items())
-    except APIError as exc:
-        raise SearchError(f"STAC search for {collection} failed: {exc}") from None
-    except (OSError, ValueError) as exc:  # connection errors, bad JSON
-        raise SearchError(f"STAC search for {collection} failed: {type(exc).__name__}: "
-                          f"{exc}") from None
+    except (APIError, OSError, ValueError) as exc:  # HTTP and connection errors, bad JSON
+        raise SearchError(f"STAC search for {collection} failed: "
+                          f"{network_reason(exc, api)}") from None
     if sign is not None:
         items = [sign(item) for item in items]
     return [item.to_dict() for item in items]
@@ -143,6 +172,14 @@ def search_stac(
     """
     if provider not in PROVIDERS:
         raise ConfigError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    # Checked before any network call.
+    if max_items < 1:
+        raise ConfigError(f"--max-items must be >= 1, got {max_items}")
+    if max_scene_cloud is not None and not 0 <= max_scene_cloud <= 100:
+        raise ConfigError(f"--max-scene-cloud must be a percentage in 0..100, got "
+                          f"{max_scene_cloud:g}")
+    if window_days < 0:
+        raise ConfigError(f"--window-days must be >= 0, got {window_days}")
     preset = PROVIDERS[provider]
     target = Path(out)
     if target.exists() and not overwrite:
@@ -171,9 +208,10 @@ def search_stac(
     try:
         client = Client.open(api)
     except Exception as exc:  # noqa: BLE001 - network/HTTP/JSON failures of any kind
-        raise SearchError(f"cannot open STAC API {api}: {type(exc).__name__}: {exc}") from None
-    hr_items = _search(client, hr_collection or preset.highres, bbox, t0, t1, max_items, sign)
-    s2_items = _search(client, s2_collection or preset.sentinel2, bbox, t0 - window,
+        raise SearchError(f"cannot open STAC API {api}: {network_reason(exc, api)}") from None
+    hr_items = _search(client, api, hr_collection or preset.highres, bbox, t0, t1, max_items,
+                       sign)
+    s2_items = _search(client, api, s2_collection or preset.sentinel2, bbox, t0 - window,
                        t1 + window, max_items, sign)
     s2 = [s2_entry(i) for i in s2_items]
     if max_scene_cloud is not None:
@@ -190,5 +228,5 @@ def search_stac(
     return path, len(s2), len(hr)
 
 
-__all__ = ["PROVIDERS", "Provider", "SearchError", "hr_entry", "parse_bbox", "s2_entry",
-           "search_stac"]
+__all__ = ["PROVIDERS", "Provider", "SearchError", "hr_entry", "network_reason", "parse_bbox",
+           "s2_entry", "search_stac"]
