@@ -70,7 +70,7 @@ def test_evaluate_writes_csv_summary_and_table(cli, s2naip, tmp_path):
          "unknown metric 'niqe'"),
         (("--pred", "{tmp}/pred", "--target", "{tmp}/ds", "--border", "30"), "border 30"),
         (("--pred", "{tmp}/pred", "--target", "{tmp}/ds", "--cpsnr-mode", "x",
-          "--metrics", "cpsnr"), "cPSNR mode"),
+          "--metrics", "cpsnr"), "--cpsnr-mode must be one of challenge, reference, got 'x'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(cli, s2naip, tmp_path, args, message):
@@ -201,6 +201,83 @@ def test_options_checked_up_front(cli, s2naip, tmp_path, monkeypatch, args, mess
     assert code == 2
     err = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and message in err[0], stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--border", "-1"), "--border must be an integer >= 0, got -1"),
+        (("--batch-size", "0"), "--batch-size must be an integer >= 1, got 0"),
+        (("--metrics", "cpsnr", "--cpsnr-mode", "foo"), "--cpsnr-mode must be one of"),
+        (("--metrics", "lpips", "--lpips-net", "squeeze"), "--lpips-net must be one of alex, vgg"),
+        (("--metrics", "lpips", "--lpips-weights", "{tmp}/none.pth"),
+         "LPIPS alex backbone weights not found: {tmp}/none.pth"),
+        (("--metrics", "lpips_vgg", "--lpips-linear-weights", "{tmp}/lin.pth"),
+         "not found"),
+        (("--metrics", "clipscore", "--clip-mode", "fancy"), "--clip-mode must be one of"),
+    ],
+)
+def test_metric_options_and_weights_checked_before_pairing(cli, s2naip, tmp_path, args,
+                                                           message):
+    """The user trial: bad options and missing weights were reported only after pairing, below
+    a list of unpaired files."""
+    pred, target = s2naip
+    for k in range(25):  # targets without a prediction: listed when the files are paired
+        _save(target / "naip" / f"more{k}" / f"{500 + k}_300" / "rgb.png",
+              np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "hub").mkdir()
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", target,
+                               *(a.format(tmp=tmp_path) for a in args), "--no-progress")
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines() == [stderr.strip()], stderr  # the error line only
+    assert stderr.startswith("error: ") and message.format(tmp=tmp_path) in stderr
+
+
+def test_progress_leaves_a_final_line_when_stderr_is_not_a_terminal(cli, s2naip):
+    """As the data commands do (nohup, SLURM logs): the bar's final state stays as a line."""
+    pred, target = s2naip
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr")
+    assert code == 0, stderr
+    bar = [line for line in stderr.splitlines() if line.startswith("evaluating")]
+    assert len(bar) == 1 and "2/2" in bar[0]
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr",
+                          "--no-progress")
+    assert code == 0 and "evaluating" not in stderr
+
+
+def test_image_too_small_for_lpips_is_one_line_exit_2(cli, shared_dir, tmp_path):
+    """The user trial: 24x24 images with the AlexNet LPIPS gave a raw torch error, exit 1."""
+    from zoomsr.metrics.base import WeightsNotFoundError
+    from zoomsr.metrics.lpips import find_linear_weights
+
+    try:
+        find_linear_weights("alex")
+    except WeightsNotFoundError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("the lpips package (linear-layer weights) is not installed")
+    rng = np.random.default_rng(3)
+    _save(tmp_path / "p" / "a.png", rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    _save(tmp_path / "t" / "a.png", rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    code, _, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                          "--metrics", "lpips", "--lpips-weights", shared_dir / "weights" /
+                          "lpips", "--device", "cpu")
+    assert code == 2
+    assert stderr.strip().splitlines() == [stderr.strip()], stderr  # no bar left either
+    assert stderr.startswith(f"error: {tmp_path / 'p' / 'a.png'}: lpips: ")
+    assert "at least 31x31 px" in stderr and "got 24x24" in stderr
+
+
+def test_no_prediction_in_the_split_is_said_so(cli, s2naip):
+    pred, target = s2naip
+    (target / "zoomsr_splits.json").write_text(json.dumps(
+        {"seed": 0, "train": ["100_200"], "val": ["101_200"], "test": ["102_200"],
+         "buffer": []}))
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--split", "test",
+                          "--no-progress")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "none of the 3 predictions" in stderr and "'test' split" in stderr
+    assert "(1 in train, 1 in val)" in stderr and "matches a target" not in stderr
 
 
 def test_ambiguous_tiles_are_reported_before_long_lists(cli, s2naip):

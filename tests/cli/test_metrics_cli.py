@@ -84,3 +84,29 @@ def test_metrics_help_lists_every_metric():
     from zoomsr.metrics import METRIC_NAMES
 
     assert METRICS_HELP == f"Comma-separated metrics: {', '.join(METRIC_NAMES)}."
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--border", "-1"), "--border must be an integer >= 0, got -1"),
+        (("--batch-size", "0"), "--batch-size must be an integer >= 1, got 0"),
+        (("--metrics", "cpsnr", "--cpsnr-mode", "foo"), "--cpsnr-mode must be one of"),
+        (("--metrics", "lpips", "--lpips-weights", "{tmp}/none.pth"),
+         "LPIPS alex backbone weights not found: {tmp}/none.pth"),
+        (("--device", "foo"), "--device must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_options_and_weights_checked_before_the_judgments(cli, tmp_path, args, message):
+    code, _, stderr = cli("metrics", "agreement", tmp_path / "none.csv", "--out", tmp_path / "o",
+                          *(a.format(tmp=tmp_path) for a in args), "--no-progress")
+    assert code == 2 and stderr.strip().splitlines() == [stderr.strip()]
+    assert message.format(tmp=tmp_path) in stderr and "judgment file" not in stderr
+
+
+def test_progress_leaves_a_final_line_when_stderr_is_not_a_terminal(cli, judgments, tmp_path):
+    code, _, stderr = cli("metrics", "agreement", judgments, "--metrics", "psnr",
+                          "--out", tmp_path / "out", "--bootstrap", "50")
+    assert code == 0, stderr
+    bar = [line for line in stderr.splitlines() if line.startswith("scoring")]
+    assert len(bar) == 1 and "6/6" in bar[0]

@@ -49,3 +49,9 @@ def test_info_errors_exit_2(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_info_gflops_of_a_huge_input_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "info", "highresnet", "--lr-size", "100000"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("GFLOPs"))
+    assert line.split()[1] == "230,612,480.0"

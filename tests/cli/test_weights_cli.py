@@ -11,6 +11,9 @@ import torch
 
 from zoomsr_needs import require_package
 
+#: esrgan-8 narrowed to a tiny RRDBNet in the tests that save its file by hand (``tiny``).
+TINY = {"num_feat": 4, "num_block": 1, "num_grow_ch": 2}
+
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -18,10 +21,27 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "weights"
 
 
-def _checkpoint(tag: int) -> bytes:
-    """A tiny ``torch.save`` file, different for each ``tag``: a checkpoint saved by hand."""
+@pytest.fixture
+def tiny(monkeypatch):
+    """esrgan-8 expects the tiny RRDBNet that :func:`_checkpoint` saves."""
+    import dataclasses
+
+    from zoomsr.weights import registry
+
+    entry = registry.get_entry("esrgan-8")
+    monkeypatch.setitem(registry.REGISTRY, "esrgan-8", dataclasses.replace(
+        entry, config={**entry.config, **TINY}))
+
+
+def _checkpoint(tag: int, num_in_ch: int = 24, **config: int) -> bytes:
+    """A BasicSR-style ``torch.save`` file of a tiny RRDBNet (seeded by ``tag``): a checkpoint
+    saved by hand."""
+    from zoomsr.models import create_model
+
+    torch.manual_seed(tag)
+    model = create_model("rrdbnet", num_in_ch=num_in_ch, **{**TINY, **config})
     buffer = io.BytesIO()
-    torch.save({"params_ema": {"w": torch.tensor([float(tag)])}}, buffer)
+    torch.save({"params_ema": model.state_dict()}, buffer)
     return buffer.getvalue()
 
 
@@ -72,7 +92,22 @@ def test_import_ncnn(cli, tmp_path, cache):
     assert code == 2 and "--overwrite" in err
 
 
-def test_hand_fixed_file_is_accepted_offline(cli, cache, monkeypatch):
+def test_import_ncnn_of_an_srvgg_model_says_it_is_not_an_rrdbnet(cli, tmp_path, cache):
+    _need_ncnn()
+    from zoomsr.weights.registry import ncnn_model_dir
+
+    folder = ncnn_model_dir()
+    param = folder / "realesr-animevideov3-x4.param"
+    code, _, err = cli("weights", "import-ncnn", param, folder / "realesr-animevideov3-x4.bin",
+                       "-o", tmp_path / "anime.safetensors")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: {param}: not an RRDBNet (ESRGAN / Real-ESRGAN "
+                               "x4plus-style) ncnn model")
+    assert "not supported" not in err and not (tmp_path / "anime.safetensors").exists()
+
+
+def test_hand_fixed_file_is_accepted_offline(cli, cache, monkeypatch, tiny):
     """A refused cached file, fixed offline as the messages say, is accepted."""
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
@@ -108,7 +143,7 @@ def test_hand_fixed_file_is_accepted_offline(cli, cache, monkeypatch):
     assert code == 2 and "published" in err
 
 
-def test_junk_file_in_the_cache_is_refused_not_recorded(cli, cache):
+def test_junk_file_in_the_cache_is_refused_not_recorded(cli, cache, tiny):
     """The user trial: an HTML page saved as the weights was trusted on first use."""
     path = cache / "esrgan_8S2.pth"
     cache.mkdir(parents=True)
@@ -153,3 +188,33 @@ def test_path_of_the_offline_default_converts_on_first_use(cli, cache, monkeypat
     assert "converted" in err and "first use" in err
     code, out, err = cli("weights", "path", "realesrgan-x4plus")  # cached now: no note
     assert code == 0 and out.strip() == str(target) and err == ""
+
+
+def test_file_of_another_architecture_is_refused_not_recorded(cli, cache):
+    """The user trial: an 8-feature, 1-block RRDBNet of 24 input channels saved as esrgan-4
+    (RRDBNet 64/23/32, 12 channels) was recorded as trusted."""
+    path = cache / "esrgan_4S2.pth"
+    cache.mkdir(parents=True)
+    path.write_bytes(_checkpoint(0, num_feat=8))
+    for command in ("download", "path"):
+        code, out, err = cli("weights", command, "esrgan-4")
+        lines = err.strip().splitlines()
+        assert code == 2 and out == "" and len(lines) == 1, (command, err)
+        assert lines[0].startswith(f"error: {path} is not a checkpoint of esrgan-4")
+        assert "conv_first.weight is [8, 24, 3, 3] in the file, [64, 12, 3, 3] in the model" \
+            in lines[0]
+        assert "sha256" not in err and "nothing recorded" in lines[0]
+    assert not (cache / "checksums.json").exists()
+
+
+def test_cache_setting_that_is_a_file_is_one_line(cli, tmp_path, monkeypatch):
+    setting = tmp_path / "some" / "file.json"
+    setting.parent.mkdir()
+    setting.write_text("{}")
+    monkeypatch.setenv("ZOOMSR_CACHE", str(setting))
+    for args in (("path", "realesrgan-x4plus"), ("download", "esrgan-8"), ("list",)):
+        code, out, err = cli("weights", *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (args, err)
+        assert lines[0] == (f"error: ZOOMSR_CACHE={setting} points at a file, not a folder; "
+                            "set it to a folder for the weights cache (created if missing)")

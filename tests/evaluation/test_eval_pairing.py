@@ -170,6 +170,22 @@ def test_split_errors(tmp_path):
         pair_images(tmp_path / "rel", tmp_path / "rel", split="val")
 
 
+def test_no_prediction_in_the_split_says_so_and_where_they_are(tmp_path):
+    """The user trial: predictions of train/val tiles only, --split val... the error said no
+    prediction matches a target, with an example pair that does match."""
+    root, pred = _dataset_root(tmp_path / "ds"), tmp_path / "pred"
+    _png(pred / "12346_67890.png")  # val
+    _png(pred / "12347_67890.png")  # val
+    _png(pred / "99_99.png")  # no tile of the dataset
+    with pytest.raises(DataError) as info:
+        pair_images(pred, root, split="train")
+    message = str(info.value)
+    assert "\n" not in message and "matches a target" not in message
+    assert f"none of the 3 predictions in {pred} is a tile of the 'train' split" in message
+    assert "2 are tiles of other splits (2 in val)" in message
+    assert "1 match no tile of the dataset" in message
+
+
 def test_ambiguous_ids_are_listed_first(tmp_path):
     pred, target = tmp_path / "p", tmp_path / "t"
     for k in range(30):

@@ -16,6 +16,7 @@ from zoomsr.metrics.lpips import (
     build_lpips_network,
     find_backbone_weights,
     find_linear_weights,
+    min_input_size,
 )
 
 ALEX = "alexnet-features-from-lpips.pth"
@@ -58,6 +59,26 @@ def test_vgg_runs_from_a_weights_folder(lpips_dir):
     assert 0.0 < float(d[1]) < float(d[0]) < 1.0  # p1 is the closer one, as with AlexNet
 
 
+@pytest.mark.parametrize(("net", "smallest"), [("alex", 31), ("vgg", 16)])
+def test_smallest_side_with_real_weights_is_exact_and_refused_below(lpips_dir, net, smallest):
+    """The user trial: 24x24 images with AlexNet gave torch's "Output size is too small"."""
+    metric = LPIPS(net, backbone_weights=lpips_dir, device="cpu")
+    assert metric.min_size == smallest
+    g = torch.Generator().manual_seed(0)
+    fits = torch.rand(2, 3, smallest, smallest + 7, generator=g)
+    assert metric(fits, fits.flip(0)).shape == (2,)  # the smallest side works...
+    small = fits[:, :, :-1]
+    with torch.no_grad(), pytest.raises(RuntimeError):  # ...one pixel less breaks the network
+        metric.network(small * 2 - 1, small * 2 - 1)
+    sizes = [(smallest - 1, smallest + 7), (smallest + 7, smallest - 1)]
+    for h, w in sizes + ([(24, 24)] if net == "alex" else []):  # the trial's images
+        x = torch.rand(1, 3, h, w, generator=g)
+        with pytest.raises(InputError) as info:
+            metric(x, x)
+        assert f"needs images of at least {smallest}x{smallest} px" in str(info.value)
+        assert f"got {h}x{w}" in str(info.value)
+
+
 def test_wrong_backbone_file_is_a_checkpoint_error(lpips_dir):
     with pytest.raises(CheckpointError, match=VGG):
         build_lpips_network("alex", backbone_weights=lpips_dir / VGG)
@@ -96,6 +117,33 @@ def test_missing_linear_weights_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "_lpips_package_dir", lambda: None)
     with pytest.raises(WeightsNotFoundError, match="lpips/weights/v0.1/vgg.pth"):
         find_linear_weights("vgg")
+
+
+@pytest.mark.parametrize(("net", "smallest"), [("alex", 31), ("vgg", 16)])
+def test_smallest_side_of_the_backbones_is_computed(net, smallest):
+    """Computed from the layers on the meta device (no weights needed), and exact: the
+    untrained backbone runs at ``smallest`` and fails one pixel below."""
+    from zoomsr.metrics.lpips import _STAGES, CHANNELS, LPIPSNetwork, backbone_features
+
+    torch.manual_seed(0)
+    features = backbone_features(net)
+    network = LPIPSNetwork([features[a:b] for a, b in _STAGES[net]], CHANNELS[net]).eval()
+    assert min_input_size(network) == smallest
+    with torch.no_grad():
+        x = torch.rand(1, 3, smallest, smallest)
+        network(x, x)
+        with pytest.raises(RuntimeError):
+            network(x[..., 1:, 1:], x[..., 1:, 1:])
+
+
+def test_small_images_refused_before_the_network_runs(tiny_lpips_network, monkeypatch):
+    metric = LPIPS(network=tiny_lpips_network, device="cpu")
+    assert metric.min_size == 4  # two 2x2 max-poolings
+    calls = []
+    monkeypatch.setattr(metric, "network", lambda a, b: calls.append(1))
+    with pytest.raises(InputError, match=r"at least 4x4 px .*got 3x8"):
+        metric(torch.zeros(1, 3, 3, 8), torch.zeros(1, 3, 3, 8))
+    assert calls == []
 
 
 def test_unknown_network():

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from zoomsr.errors import ConfigError
+from zoomsr.errors import ConfigError, InputError
 from zoomsr.metrics import CPSNR, PSNR, SSIM, MetricOptions, create_metric, create_metrics
 from zoomsr.metrics.factory import parse_metric_names
 
@@ -42,3 +42,25 @@ def test_lpips_variant_names(shared_dir):
     assert built["lpips"].net_name == "alex" and built["lpips"].name == "lpips"
     assert built["lpips_vgg"].net_name == "vgg" and built["lpips_vgg"].name == "lpips_vgg"
     assert built["lpips"].higher_is_better is False
+
+
+@pytest.mark.parametrize("name", ["psnr", "ssim", "cpsnr"])
+def test_bad_border_refused_when_the_metric_is_built(name):
+    with pytest.raises(InputError, match="border must be an integer >= 0, got -1"):
+        create_metric(name, MetricOptions(border=-1))
+
+
+def test_missing_weights_found_without_building_the_metrics(tmp_path, monkeypatch):
+    import torch
+
+    from zoomsr.metrics.base import WeightsNotFoundError
+    from zoomsr.metrics.factory import check_metric_weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    check_metric_weights("psnr,ssim,cpsnr")  # nothing to find
+    with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
+        check_metric_weights("psnr,lpips")
+    with pytest.raises(WeightsNotFoundError, match="vgg16-397923af.pth"):
+        check_metric_weights(["lpips_vgg"], MetricOptions(lpips_net="alex"))
+    with pytest.raises(WeightsNotFoundError, match="none.pth"):
+        check_metric_weights("lpips", MetricOptions(lpips_weights=tmp_path / "none.pth"))

@@ -296,3 +296,39 @@ def test_save_rejects_bad_names_and_models(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a zoomsr model"):
         save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "model.pth")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["srcnn", "highresnet", "rrdbnet"])
+def test_match_state_dict_checks_shapes_against_a_meta_model(name: str) -> None:
+    """What `zoomsr weights` checks before trusting a file: the published architecture built
+    on the meta device, compared with a real state dict (shared modules stored once too)."""
+    from zoomsr.models import first_mismatch, match_state_dict
+
+    source = create_model(name, **TINY[name])
+    state = source.state_dict()
+    if name == "srcnn":  # fusion.0 is doubleconv2d: stored under one name only
+        state = {k: v for k, v in state.items() if not k.startswith("fusion.")}
+    with torch.device("meta"):
+        model = create_model(name, **TINY[name])
+    result, _ = match_state_dict(model, {"module." + k: v for k, v in state.items()})
+    assert result.complete and result.prefix == "module." and first_mismatch(result) is None
+    assert all(t.device.type == "meta" for t in model.state_dict().values())  # nothing loaded
+
+
+def test_first_mismatch_names_one_difference() -> None:
+    from zoomsr.models import first_mismatch, match_state_dict
+
+    state = _rrdbnet(num_feat=8).state_dict()
+    with torch.device("meta"):
+        model = create_model("rrdbnet", **{**TINY["rrdbnet"], "num_feat": 16})
+    result, _ = match_state_dict(model, state)
+    assert first_mismatch(result) == (
+        "conv_first.weight is [8, 6, 3, 3] in the file, [16, 6, 3, 3] in the model")
+    with torch.device("meta"):
+        model = create_model("rrdbnet", **TINY["rrdbnet"])
+    missing = {k: v for k, v in state.items() if k != "conv_last.bias"}
+    assert first_mismatch(match_state_dict(model, missing)[0]) == (
+        "conv_last.bias is missing from the file")
+    extra = {**state, "head.weight": torch.zeros(1)}
+    assert first_mismatch(match_state_dict(model, extra)[0]) == (
+        "the file has head.weight, which the model has not")

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from tiny_checkpoints import TINY_RRDBNET, narrow_to_tiny, tiny_rrdbnet_bytes
 
 from zoomsr_needs import require_package
 
@@ -44,16 +45,14 @@ def realesrgan_model(realesrgan):
 
 
 @pytest.fixture
-def checkpoint_bytes():
-    """``make(tag) -> bytes``: a tiny ``torch.save`` file, different for each ``tag``, that
-    passes the cache's content check (a hand-saved or downloaded checkpoint)."""
-    import io
-
-    import torch
+def checkpoint_bytes(monkeypatch):
+    """``make(tag) -> bytes``: a tiny checkpoint, different for each ``tag``, that passes the
+    cache's content and architecture checks for ``esrgan-8`` (narrowed here to a tiny RRDBNet
+    config) and for entries of config ``make.config`` (a hand-saved or downloaded file)."""
+    narrow_to_tiny(monkeypatch, "esrgan-8")
 
     def make(tag: int = 0) -> bytes:
-        buffer = io.BytesIO()
-        torch.save({"params_ema": {"w": torch.tensor([float(tag)])}}, buffer)
-        return buffer.getvalue()
+        return tiny_rrdbnet_bytes(tag)
 
+    make.config = {"num_in_ch": 24, "num_out_ch": 3, "scale": 4, **TINY_RRDBNET}
     return make

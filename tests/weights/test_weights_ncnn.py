@@ -10,7 +10,7 @@ import torch
 
 from zoomsr.errors import CheckpointError
 from zoomsr.models import RRDBNet
-from zoomsr.weights.ncnn import TAG_FP16, NcnnGraph, read_ncnn, read_param
+from zoomsr.weights.ncnn import TAG_FP16, NcnnGraph, ncnn_to_rrdbnet, read_ncnn, read_param
 
 
 def _write(tmp_path, param_lines, blobs):
@@ -72,6 +72,36 @@ def test_reader_errors(tmp_path):
     p, b = _write(tmp_path, ["2 2", "Input in 0 1 data", "InnerProduct fc 1 1 data o 0=2"], [])
     with pytest.raises(CheckpointError, match="InnerProduct"):
         read_ncnn(p, b)
+
+
+def test_srvgg_graph_is_said_not_to_be_an_rrdbnet(tmp_path):
+    """The user trial: import-ncnn on realesr-animevideov3 (SRVGG: convolutions, PReLU,
+    PixelShuffle) said only that PReLU is not supported."""
+    lines = [
+        "4 4",
+        "Input in 0 1 data",
+        "Convolution c0 1 1 data a 0=2 1=3 4=1 5=1 6=54",
+        "PReLU p0 1 1 a b 0=2",
+        "PixelShuffle ps 1 1 b out 0=2",
+    ]
+    w = np.ones((2, 3, 3, 3), np.float32)
+    p, b = _write(tmp_path, lines, [struct.pack("<I", 0), w.tobytes(), b"\0" * 8, b"\0" * 8])
+    with pytest.raises(CheckpointError) as info:
+        read_ncnn(p, b)
+    message = str(info.value)
+    assert message.startswith(f"{p}: not an RRDBNet (ESRGAN / Real-ESRGAN x4plus-style)")
+    assert "PReLU" in message and "SRVGG" in message and "not supported" not in message
+    # without PReLU (ReLU activations), PixelShuffle still tells it apart
+    lines[3] = "ReLU p0 1 1 a b"
+    p, b = _write(tmp_path, lines, [struct.pack("<I", 0), w.tobytes(), b"\0" * 8])
+    with pytest.raises(CheckpointError, match="not an RRDBNet .*PixelShuffle .*SRVGG"):
+        ncnn_to_rrdbnet(read_ncnn(p, b))
+
+
+def test_real_srvgg_file_is_said_not_to_be_an_rrdbnet(ncnn_dir):
+    param = ncnn_dir / "realesr-animevideov3-x4.param"
+    with pytest.raises(CheckpointError, match=r"not an RRDBNet .*PReLU .*SRVGG"):
+        read_ncnn(param, ncnn_dir / "realesr-animevideov3-x4.bin")
 
 
 def test_real_file_every_layer_matches_rrdbnet(realesrgan):

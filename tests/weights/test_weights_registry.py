@@ -8,6 +8,7 @@ import urllib.error
 import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
+from tiny_checkpoints import TINY_RRDBNET, narrow_to_tiny, tiny_rrdbnet_bytes
 
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.weights import registry
@@ -17,7 +18,8 @@ from zoomsr.weights.registry import WeightsEntry, WeightsNotAvailableError
 def _fake_entry(monkeypatch, tmp_path, payload: bytes, sha: str | None) -> WeightsEntry:
     src = tmp_path / "published.pth"
     src.write_bytes(payload)
-    entry = WeightsEntry(name="fake", description="test", model="rrdbnet", config={},
+    config = {"num_in_ch": 24, **TINY_RRDBNET}  # the architecture of tiny_rrdbnet_bytes
+    entry = WeightsEntry(name="fake", description="test", model="rrdbnet", config=config,
                          filename="fake.pth", url=src.as_uri(), sha256=sha)
     monkeypatch.setitem(registry.REGISTRY, "fake", entry)
     return entry
@@ -354,3 +356,93 @@ def test_converted_default_in_the_cache_is_checked_too(cache, checkpoint_bytes):
     assert registry.recorded_checksums() == {}
     path.write_bytes(tensors)
     assert registry.resolve(registry.DEFAULT_WEIGHTS) == path
+
+
+def test_file_of_another_architecture_is_refused_and_never_recorded(cache, monkeypatch):
+    """An 8-feature, 1-block RRDBNet of 24 channels saved as esrgan-4 (64/23/32, 12 channels):
+    refused at first use, before its SHA-256 is recorded; the right file is then trusted."""
+    path = _place(cache, "esrgan-4", tiny_rrdbnet_bytes(0, num_in_ch=24, num_feat=8))
+    for look in (registry.resolve, registry.download):
+        with pytest.raises(CheckpointError) as info:
+            look("esrgan-4")
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path} is not a checkpoint of esrgan-4 (rrdbnet num_in_ch=12 "
+                                  "num_out_ch=3 scale=4 num_feat=64 num_block=23 num_grow_ch=32)")
+        assert "conv_first.weight is [8, 24, 3, 3] in the file, [64, 12, 3, 3] in the model" \
+            in message
+        assert "delete it and run `zoomsr weights download esrgan-4`" in message
+    assert registry.recorded_checksums() == {}
+    narrow_to_tiny(monkeypatch, "esrgan-4")  # the entry now expects the tiny architecture
+    path.write_bytes(tiny_rrdbnet_bytes(0, num_in_ch=12))
+    assert registry.resolve("esrgan-4") == path
+    assert path.name in registry.recorded_checksums()
+
+
+def test_architecture_problem_names_the_first_difference(tmp_path, monkeypatch):
+    narrow_to_tiny(monkeypatch, "esrgan-8")
+    entry = registry.get_entry("esrgan-8")
+    good = _write(tmp_path / "good.pth", tiny_rrdbnet_bytes(1))
+    assert registry.architecture_problem(entry, good) is None
+    state = torch.load(good, weights_only=True)["params_ema"]
+    torch.save({"params_ema": {k: v for k, v in state.items() if k != "conv_last.bias"}},
+               tmp_path / "missing.pth")
+    assert registry.architecture_problem(entry, tmp_path / "missing.pth") == (
+        "conv_last.bias is missing from the file")
+    torch.save({"params_ema": {**state, "extra.weight": torch.zeros(1)}}, tmp_path / "extra.pth")
+    assert "extra.weight" in registry.architecture_problem(entry, tmp_path / "extra.pth")
+    torch.save({"model.": 1, "module." + "conv_first.weight": 1}, tmp_path / "junk.pth")
+    assert "holds no state dict" in registry.architecture_problem(entry, tmp_path / "junk.pth")
+
+
+def test_download_of_another_architecture_is_discarded(cache, monkeypatch, tmp_path):
+    _fake_entry(monkeypatch, tmp_path, tiny_rrdbnet_bytes(0, num_in_ch=12), None)
+    with pytest.raises(CheckpointError) as info:
+        registry.download("fake")
+    message = str(info.value)
+    assert "\n" not in message and "not a checkpoint of fake" in message
+    assert "conv_first.weight is [4, 12, 3, 3] in the file, [4, 24, 3, 3] in the model" in message
+    assert "discarded" in message
+    assert not (cache / "fake.pth").exists() and not list(cache.glob(".*"))
+    assert registry.recorded_checksums() == {}
+
+
+@pytest.mark.parametrize("where", ["setting", "weights", "above"])
+def test_cache_path_that_is_a_file_is_an_input_error(tmp_path, monkeypatch, where):
+    f = tmp_path / "file.json"
+    f.write_text("{}")
+    setting = {"setting": f, "above": f / "sub"}.get(where, tmp_path / "c")
+    if where == "weights":
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "weights").write_text("")
+    monkeypatch.setenv("ZOOMSR_CACHE", str(setting))
+    with pytest.raises(InputError) as info:
+        registry.resolve(registry.DEFAULT_WEIGHTS)
+    message = str(info.value)
+    assert "\n" not in message and f"ZOOMSR_CACHE={setting}" in message
+    assert "is a file, not a folder" in message or "points at a file, not a folder" in message
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("name", "layout"), [
+    ("esrgan-1", "esrgan_rrdbnet_1img"), ("esrgan-8", "esrgan_rrdbnet_8img"),
+    ("srcnn-8", "srcnn_8img"), ("highresnet-8", "highresnet_8img"),
+])
+def test_published_layouts_pass_the_architecture_check(shared_dir, tmp_path, name, layout):
+    """A file with the published parameter names and shapes (../shared's layouts), in the
+    published BasicSR form (``params_ema`` and ``params``), is the entry's architecture: the
+    check made before a file is first trusted must not refuse the real weights."""
+    import json
+
+    import torch
+
+    from zoomsr.weights.registry import architecture_problem, get_entry
+
+    spec = json.loads((shared_dir / "reference" / "state_dict_layouts.json").read_text())[layout]
+    state = {k: torch.zeros(shape) for k, shape in spec["params"].items()}
+    path = tmp_path / "published.pth"
+    torch.save({"params_ema": state, "params": state}, path)
+    assert architecture_problem(get_entry(name), path) is None
+    state.pop(next(iter(state)))  # one tensor missing: refused, naming it
+    torch.save({"params_ema": state}, path)
+    assert next(iter(spec["params"])) in (architecture_problem(get_entry(name), path) or "")

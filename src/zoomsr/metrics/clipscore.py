@@ -209,6 +209,17 @@ def resolve_clip_weights(
     return _weights_from_cfg(model_name, path, f"{model_name}:{text}", cfg)
 
 
+def unalias(
+    model_name: str, pretrained: str | os.PathLike[str] | None
+) -> tuple[str, str | os.PathLike[str] | None]:
+    """``(model_name, pretrained)`` with a reference alias (:data:`REFERENCE_ALIASES`) replaced
+    by its open_clip model and, for the default ``"openai"``, its tag."""
+    if model_name in REFERENCE_ALIASES:
+        model_name, tag = REFERENCE_ALIASES[model_name]
+        pretrained = tag if pretrained == "openai" else pretrained
+    return model_name, pretrained
+
+
 def _weights_from_cfg(
     model_name: str, path: str, identity: str, cfg: dict[str, Any]
 ) -> ClipWeights:
@@ -381,9 +392,7 @@ class CLIPScore:
     ) -> None:
         if mode not in CLIP_MODES:
             raise InputError(f"unknown CLIPScore mode {mode!r} (expected paper or standard)")
-        if model_name in REFERENCE_ALIASES:
-            model_name, tag = REFERENCE_ALIASES[model_name]
-            pretrained = tag if pretrained == "openai" else pretrained
+        model_name, pretrained = unalias(model_name, pretrained)
         self.mode = mode
         self.device = resolve_device(device, mps=False)
         self.dtype = resolve_dtype(dtype, self.device)

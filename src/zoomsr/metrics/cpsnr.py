@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from zoomsr.errors import InputError
-from zoomsr.metrics.base import check_border, check_pair
+from zoomsr.metrics.base import check_border, check_border_value, check_pair
 
 CPSNR_MODES = ("challenge", "reference")
 REFERENCE_MAX_OFFSET = 8
@@ -130,7 +130,7 @@ class CPSNR:
             raise InputError(
                 f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})"
             )
-        self.border = border
+        self.border = check_border_value(border)
         self.mode = mode
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

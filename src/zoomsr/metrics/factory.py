@@ -59,6 +59,42 @@ def parse_metric_names(text: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
+def _lpips_net(name: str, options: MetricOptions) -> str:
+    return options.lpips_net if name == "lpips" else name.split("_", 1)[1]
+
+
+def check_metric_weights(
+    names: str | list[str] | tuple[str, ...], options: MetricOptions | None = None
+) -> None:
+    """Find the weight files that the network metrics among ``names`` need, without loading
+    them, so that a missing file is reported before any image is read.
+
+    Raises:
+        WeightsNotFoundError: an LPIPS backbone or linear-layer file, or CLIP weights (unless
+            ``allow_download``: they are fetched when the metric is built), are not on this
+            machine.
+        InputError: an unknown LPIPS network, CLIP model or CLIP tag.
+    """
+    o = options or MetricOptions()
+    for n in parse_metric_names(names):
+        if n.startswith("lpips"):
+            from zoomsr.metrics.lpips import find_backbone_weights, find_linear_weights
+
+            net = _lpips_net(n, o)
+            find_backbone_weights(net, o.lpips_weights)
+            find_linear_weights(net, o.lpips_linear_weights)
+        elif n == "clipscore":
+            from zoomsr.metrics.base import WeightsNotFoundError
+            from zoomsr.metrics.clipscore import resolve_clip_weights, unalias
+
+            model_name, pretrained = unalias(o.clip_model, o.clip_pretrained)
+            try:
+                resolve_clip_weights(model_name, pretrained, allow_download=False)
+            except WeightsNotFoundError:
+                if not o.allow_download:
+                    raise
+
+
 def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
     """Build one metric by name; network metrics load their weights here (once)."""
     o = options or MetricOptions()
@@ -78,7 +114,7 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
     if n.startswith("lpips"):
         from zoomsr.metrics.lpips import LPIPS
 
-        net = o.lpips_net if n == "lpips" else n.split("_", 1)[1]
+        net = _lpips_net(n, o)
         metric = LPIPS(net, o.lpips_weights, o.lpips_linear_weights, o.device, o.batch_size)
         metric.name = n
         return metric

@@ -226,6 +226,56 @@ def build_lpips_network(
     return network.eval().requires_grad_(False)
 
 
+def _stage_fits(stage: nn.Module, h: torch.Tensor) -> torch.Tensor | None:
+    """``stage(h)`` computed on the meta device (shapes only), or None when ``stage`` refuses
+    ``h`` or leaves an empty map."""
+    from torch.func import functional_call
+
+    tensors = {name: torch.empty_like(t, device="meta") for name, t in
+               [*stage.named_parameters(), *stage.named_buffers()]}
+    try:
+        out = functional_call(stage, tensors, (h,))
+    except (RuntimeError, ValueError, IndexError):  # e.g. "Output size is too small"
+        return None
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or 0 in out.shape:
+        return None
+    return out
+
+
+def _network_fits(network: LPIPSNetwork, side: int) -> bool:
+    h: torch.Tensor | None = torch.empty(1, 3, side, side, device="meta")
+    for stage in network.stages:
+        h = _stage_fits(stage, h)
+        if h is None:
+            return False
+    return True
+
+
+def min_input_size(network: LPIPSNetwork, limit: int = 1 << 14) -> int | None:
+    """The smallest image side (px) that every stage of ``network`` maps to a non-empty
+    feature map, computed on the meta device (shapes only, no weights copied, nothing run);
+    None when no side up to ``limit`` fits (a stage that is not a stack of convolutions and
+    poolings). The real backbones: AlexNet 31 px (its stride-4 first convolution and two
+    3x3/2 max-poolings leave a 2x2 map at 30 px that the second pooling cannot take), VGG16
+    16 px (four 2x2 max-poolings before the last stage). Height and width are independent:
+    an ``H x W`` image fits when ``min(H, W)`` does."""
+    # the output size of convolutions and poolings never shrinks as the input grows: a fit
+    # at ``side`` holds above it, so double up to the first fit, then bisect
+    hi = 1
+    while not _network_fits(network, hi):
+        if hi >= limit:
+            return None
+        hi = min(hi * 2, limit)
+    lo = hi // 2  # does not fit (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _network_fits(network, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 _NETWORKS: dict[tuple[str, str, str, str], LPIPSNetwork] = {}
 
 
@@ -278,12 +328,24 @@ class LPIPS:
             self.net_name = "custom"
             self.network = network.to(self.device).eval().requires_grad_(False)
         self.name = "lpips" if self.net_name in ("alex", "custom") else f"lpips_{self.net_name}"
+        #: the smallest image side the network takes (None: unknown); smaller images are
+        #: refused with an :class:`InputError` before the network runs
+        self.min_size = min_input_size(self.network)
 
     def __call__(
         self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
     ) -> torch.Tensor:
         """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 distances (0 for identical)."""
         p, t = check_pair(pred, target)
+        height, width = p.shape[-2:]
+        if self.min_size is not None and min(height, width) < self.min_size:
+            backbone = {"alex": "the AlexNet", "vgg": "the VGG16"}.get(self.net_name, "its")
+            raise InputError(
+                f"LPIPS ({self.net_name}) needs images of at least {self.min_size}x"
+                f"{self.min_size} px ({backbone} backbone's strides and poolings leave "
+                f"nothing of a smaller side), got {height}x{width}; score larger images or "
+                "leave LPIPS out"
+            )
         out = []
         with torch.inference_mode():
             for i in range(0, p.shape[0], self.batch_size):

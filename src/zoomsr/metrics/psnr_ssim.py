@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from zoomsr.metrics.base import check_border, check_pair
+from zoomsr.metrics.base import check_border, check_border_value, check_pair
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -133,7 +133,7 @@ class PSNR:
     higher_is_better = True
 
     def __init__(self, border: int = 4) -> None:
-        self.border = border
+        self.border = check_border_value(border)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` pair -> ``[B]`` dB."""
@@ -147,7 +147,7 @@ class SSIM:
     higher_is_better = True
 
     def __init__(self, border: int = 4) -> None:
-        self.border = border
+        self.border = check_border_value(border)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` pair -> ``[B]``."""

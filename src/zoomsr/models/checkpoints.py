@@ -242,17 +242,19 @@ def read_checkpoint(
     key: str | None = None,
     weights_only: bool = True,
     map_location: str | torch.device = "cpu",
+    suffix: str | None = None,
 ) -> Checkpoint:
     """Read the tensors and metadata of a checkpoint file (formats in the module docstring).
 
     ``key`` picks a top-level entry of a ``.pth`` dict (default: ``params_ema``, ``params``,
     ``state_dict``, else the dict itself). ``weights_only=False`` allows arbitrary pickled
-    objects: only for files you trust.
+    objects: only for files you trust. ``suffix`` (default: the path's) picks the format: a
+    download's temporary file needs it.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix.lower() == ".safetensors":
+    if (suffix or path.suffix).lower() == ".safetensors":
         tensors, metadata = _read_safetensors(path, map_location)
         name, config = _parse_metadata(path, metadata.get(METADATA_KEY))
         try:
@@ -345,6 +347,79 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
     )
 
 
+def _aliases(model: nn.Module, model_state: Mapping[str, Tensor]) -> list[list[str]]:
+    """Names under which the same tensor appears in ``model_state`` (a module shared under
+    several names): by identity (works on the meta device too) and by storage."""
+    groups: dict[Any, list[str]] = {}
+    named = [*model.named_parameters(remove_duplicate=False),
+             *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
+        if name in model_state:
+            groups.setdefault(("id", id(tensor)), []).append(name)
+    for name, tensor in model_state.items():
+        if tensor.device.type != "meta" and tensor.numel():
+            groups.setdefault(("storage", tensor.data_ptr(), tensor.numel()), []).append(name)
+    return [sorted(set(names)) for names in groups.values() if len(set(names)) > 1]
+
+
+def match_state_dict(
+    model: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    prefix: str | None = None,
+    source: str = "",
+    origin: str = "state dict",
+) -> tuple[LoadResult, dict[str, Tensor]]:
+    """Compare ``state_dict`` with ``model``'s parameter names and shapes; load nothing.
+
+    Returns the :class:`LoadResult` (missing, unexpected and shape-conflicting keys, the
+    prefix stripped: given or detected) and the state dict with the prefix stripped and
+    shared-module aliases filled in. ``model`` may live on the meta device, so a published
+    architecture can be checked against a file without building it for real.
+    """
+    model_state = model.state_dict()
+    keys = list(state_dict)
+    if prefix is None:
+        prefix = _find_prefix(keys, set(model_state))
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f"{origin}: no key starts with the prefix {prefix!r}")
+    else:
+        state = dict(state_dict)
+
+    # A module shared under several names (SRCNN's fusion.0 is doubleconv2d) may be stored once;
+    # fill the other names from it.
+    for aliases in _aliases(model, model_state):
+        present = [a for a in aliases if a in state]
+        if present:
+            for alias in aliases:
+                state.setdefault(alias, state[present[0]])
+
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    shape_mismatch = [
+        (k, tuple(v.shape), tuple(model_state[k].shape))
+        for k, v in state.items()
+        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
+    ]
+    return LoadResult(missing, unexpected, shape_mismatch, prefix, source), state
+
+
+def first_mismatch(result: LoadResult) -> str | None:
+    """The first difference in ``result`` as a short phrase (a shape conflict, else a missing
+    key, else an unexpected one), e.g. ``conv_first.weight is [8, 24, 3, 3] in the file,
+    [64, 12, 3, 3] in the model``; None when everything matches."""
+    if result.shape_mismatch:
+        key, got, want = result.shape_mismatch[0]
+        return f"{key} is {_shape(got)} in the file, {_shape(want)} in the model"
+    if result.missing:
+        return f"{result.missing[0]} is missing from the file"
+    if result.unexpected:
+        return f"the file has {result.unexpected[0]}, which the model has not"
+    return None
+
+
 def apply_state_dict(
     model: nn.Module,
     state_dict: Mapping[str, Tensor],
@@ -360,40 +435,13 @@ def apply_state_dict(
     the shape conflicts; ``strict=False`` loads the tensors whose name and shape match and
     reports the rest in the returned :class:`LoadResult`.
     """
-    model_state = model.state_dict()
-    keys = list(state_dict)
-    if prefix is None:
-        prefix = _find_prefix(keys, set(model_state))
-    if prefix:
-        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not state:
-            raise CheckpointError(f"{origin}: no key starts with the prefix {prefix!r}")
-    else:
-        state = dict(state_dict)
-
-    # A module shared under several names (SRCNN's fusion.0 is doubleconv2d) may be stored once;
-    # fill the other names from it.
-    by_storage: dict[tuple[int, int], list[str]] = {}
-    for name, tensor in model_state.items():
-        if tensor.device.type != "meta" and tensor.numel():
-            by_storage.setdefault((tensor.data_ptr(), tensor.numel()), []).append(name)
-    for aliases in by_storage.values():
-        present = [a for a in aliases if a in state]
-        if present:
-            for alias in aliases:
-                state.setdefault(alias, state[present[0]])
-
-    missing = [k for k in model_state if k not in state]
-    unexpected = [k for k in state if k not in model_state]
-    shape_mismatch = [
-        (k, tuple(v.shape), tuple(model_state[k].shape))
-        for k, v in state.items()
-        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
-    ]
-    result = LoadResult(missing, unexpected, shape_mismatch, prefix, source)
+    result, state = match_state_dict(
+        model, state_dict, prefix=prefix, source=source, origin=origin
+    )
     if strict and not result.complete:
         raise CheckpointError(_mismatch_message(model, origin, result))
-    conflicting = {k for k, _, _ in shape_mismatch}
+    model_state = model.state_dict()
+    conflicting = {k for k, _, _ in result.shape_mismatch}
     loadable = {k: v for k, v in state.items() if k in model_state and k not in conflicting}
     try:
         model.load_state_dict(loadable, strict=result.complete)

@@ -133,15 +133,37 @@ def _read_tagged(buf: memoryview, offset: int, count: int, where: str) -> tuple[
     return data, offset
 
 
+def not_rrdbnet() -> str:
+    """The start of the error for an ncnn model that is not an RRDBNet."""
+    return ("not an RRDBNet (ESRGAN / Real-ESRGAN x4plus-style) ncnn model, the only kind "
+            "zoomsr converts")
+
+
+def _srvgg_hint(types: list[str] | set[str]) -> str:
+    if "PReLU" in types or "PixelShuffle" in types:
+        return " (it looks like an SRVGG compact model, e.g. realesr-animevideov3)"
+    return ""
+
+
 def read_ncnn(
     param_path: str | os.PathLike[str], bin_path: str | os.PathLike[str]
 ) -> list[NcnnLayer]:
     """Parse the graph and attach each layer's weights (float32 numpy arrays).
 
     ``Convolution`` layers get ``weight`` ``[out, in, kh, kw]`` and ``bias`` ``[out]``. Any other
-    layer type that stores weights raises :class:`CheckpointError` naming it.
+    layer type that stores weights (e.g. the PReLU of an SRVGG model) raises
+    :class:`CheckpointError` naming it and saying that the file is not an RRDBNet, before the
+    ``.bin`` is read.
     """
     layers = read_param(param_path)
+    foreign = [layer for layer in layers
+               if layer.type != "Convolution" and layer.type not in WEIGHTLESS]
+    if foreign:  # said before the weights are read: the graph is the wrong kind of model
+        types = sorted({layer.type for layer in foreign})
+        raise CheckpointError(
+            f"{Path(param_path)}: {not_rrdbnet()}: it has layers of type {', '.join(types)} "
+            f"(e.g. {foreign[0].name}), which an RRDBNet has not{_srvgg_hint(types)}"
+        )
     b = Path(bin_path)
     try:
         buf = memoryview(b.read_bytes())
@@ -260,8 +282,14 @@ def ncnn_to_rrdbnet(layers: list[NcnnLayer]) -> tuple[dict[str, Tensor], dict[st
 
     convs = [layer for layer in layers if layer.type == "Convolution"]
     ups = [layer for layer in layers if layer.type == "Interp"]
+    shuffles = [layer.name for layer in layers if layer.type == "PixelShuffle"]
+    if shuffles:
+        raise CheckpointError(
+            f"{not_rrdbnet()}: it upsamples with PixelShuffle ({shuffles[0]}), which an RRDBNet "
+            f"does not{_srvgg_hint({'PixelShuffle'})}"
+        )
     if len(convs) < 6 or not ups:
-        raise CheckpointError("the ncnn graph is not an RRDBNet (too few convolutions/upsamples)")
+        raise CheckpointError(f"{not_rrdbnet()} (too few convolutions/upsamples)")
     n_up = len(ups)
     body = len(convs) - 4 - n_up
     if body % 15:

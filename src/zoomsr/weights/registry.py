@@ -15,13 +15,15 @@ a file saved into the cache by hand, its SHA-256 at first use) is recorded in
 ``checksums.json`` beside the cached files (trust on first use), and every later use verifies
 the cached file against it, so a truncated or replaced file is caught. Nothing is recorded
 for a file that is not a checkpoint (an HTML error page, a Git LFS pointer, an empty or
-truncated file: sniffed as the checkpoint loader does); such a file is refused wherever it is
-found in the cache. A record belongs to its file: once the file is deleted, the next look at
-the cache (``resolve``, ``download``, ``expected_sha256``) drops the record, so a file saved
-there by hand afterwards is trusted on first use again; :func:`forget` drops it explicitly (a
-file replaced in place). An entry may list mirrors, tried in order when the main URL fails
-(or serves something other than a checkpoint); a mirror's own published SHA-256 (e.g. a
-Hugging Face LFS hash) is always verified.
+truncated file: sniffed as the checkpoint loader does), nor for a checkpoint of another
+architecture (its parameter names and shapes are compared with the entry's model built on the
+meta device: :func:`architecture_problem`); such a file is refused wherever it is found in the
+cache, and such a download is discarded. A record belongs to its file: once the file is
+deleted, the next look at the cache (``resolve``, ``download``, ``expected_sha256``) drops the
+record, so a file saved there by hand afterwards is trusted on first use again;
+:func:`forget` drops it explicitly (a file replaced in place). An entry may list mirrors,
+tried in order when the main URL fails (or serves something other than a checkpoint); a
+mirror's own published SHA-256 (e.g. a Hugging Face LFS hash) is always verified.
 
 ``zoomsr-multi8`` (source ``"package"``) is the small multi-image default trained by the project
 on synthetic data (``scripts/train_default_model.py``); its file ships inside the package in
@@ -204,10 +206,35 @@ def get_entry(name: str) -> WeightsEntry:
 
 
 def cache_dir() -> Path:
-    """``$ZOOMSR_CACHE/weights``, default ``~/.cache/zoomsr/weights``."""
+    """``$ZOOMSR_CACHE/weights``, default ``~/.cache/zoomsr/weights``.
+
+    Raises:
+        InputError: that path, or a folder above it, is a file (e.g. ``ZOOMSR_CACHE`` set to
+            a file by mistake): one line naming the setting and the file.
+    """
     root = os.environ.get("ZOOMSR_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "zoomsr"
-    return base / "weights"
+    folder = base / "weights"
+    for path in (folder, *folder.parents):  # the deepest part that exists must be a folder
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir():
+            break
+        if root and path == base:
+            raise InputError(
+                f"ZOOMSR_CACHE={root} points at a file, not a folder; set it to a folder for "
+                "the weights cache (created if missing)"
+            )
+        if root:
+            raise InputError(
+                f"ZOOMSR_CACHE={root}: {path} is a file, not a folder; set ZOOMSR_CACHE to a "
+                "folder for the weights cache (created if missing)"
+            )
+        raise InputError(
+            f"the weights cache {folder} cannot be made: {path} is a file, not a folder; move "
+            "that file away, or set ZOOMSR_CACHE to a folder"
+        )
+    return folder
 
 
 def weights_path(name: str) -> Path:
@@ -361,15 +388,71 @@ def content_problem(path: Path, suffix: str | None = None) -> str | None:
     return what_file(path)[0]
 
 
+def _fetch_steps(entry: WeightsEntry, path: Path) -> str:
+    """How to replace a refused cached file of ``entry`` that has no SHA-256 recorded."""
+    steps = f"delete it and run `zoomsr weights download {entry.name}`"
+    if entry.source == "url" and entry.url is not None:
+        steps += f" (offline: fetch {entry.url} and save it as {path})"
+    return steps
+
+
 def _check_content(entry: WeightsEntry, path: Path) -> None:
     """Refuse a cached file of ``entry`` that is not a checkpoint, saying how to replace it."""
     problem = content_problem(path)
     if problem is None:
         return
-    steps = f"delete it and run `zoomsr weights download {entry.name}`"
-    if entry.source == "url" and entry.url is not None:
-        steps += f" (offline: fetch {entry.url} and save it as {path})"
-    raise CheckpointError(f"{path} is not a readable checkpoint ({problem}); {steps}")
+    raise CheckpointError(f"{path} is not a readable checkpoint ({problem}); "
+                          f"{_fetch_steps(entry, path)}")
+
+
+def architecture(entry: WeightsEntry) -> str:
+    """``entry``'s model and full config, e.g. ``rrdbnet num_in_ch=12 ... num_grow_ch=32``."""
+    import torch
+
+    from zoomsr.models import create_model
+
+    with torch.device("meta"):
+        model = create_model(entry.model, **entry.config)
+    config = getattr(model, "config", entry.config)
+    return " ".join([entry.model, *(f"{k}={v}" for k, v in config.items())])
+
+
+def architecture_problem(entry: WeightsEntry, path: Path, suffix: str | None = None) -> str | None:
+    """How the checkpoint ``path`` differs from ``entry``'s architecture: its first missing,
+    unexpected or differently shaped tensor (e.g. ``conv_first.weight is [8, 24, 3, 3] in the
+    file, [64, 12, 3, 3] in the model``), or why its tensors cannot be read; None when the
+    parameter names and shapes are those of ``entry.model`` built with ``entry.config``.
+
+    The model is built on the meta device (nothing allocated) and compared as
+    :func:`~zoomsr.models.load_checkpoint` would load it (same prefix handling). ``suffix``
+    (default: the path's) picks the format, as in :func:`content_problem`."""
+    import torch
+
+    from zoomsr.models import create_model, first_mismatch, match_state_dict, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(path, suffix=suffix)
+    except CheckpointError as exc:
+        text = str(exc)
+        return text[len(str(path)):].lstrip(" :") if text.startswith(str(path)) else text
+    with torch.device("meta"):
+        model = create_model(entry.model, **entry.config)
+    try:
+        result, _ = match_state_dict(model, checkpoint.state_dict, source=checkpoint.source)
+    except CheckpointError as exc:  # e.g. the model under several prefixes
+        return str(exc)
+    return first_mismatch(result)
+
+
+def _check_architecture(entry: WeightsEntry, path: Path) -> None:
+    """Refuse a cached file of ``entry`` whose tensors are not those of its architecture."""
+    problem = architecture_problem(entry, path)
+    if problem is None:
+        return
+    raise CheckpointError(
+        f"{path} is not a checkpoint of {entry.name} ({architecture(entry)}): {problem}; "
+        f"nothing recorded; {_fetch_steps(entry, path)}"
+    )
 
 
 def _replace_steps(entry: WeightsEntry, path: Path) -> str:
@@ -397,10 +480,13 @@ def expected_sha256(entry: WeightsEntry) -> tuple[str | None, str]:
 
 
 def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
-           progress: Callable[[int, int | None], None] | None) -> str:
+           progress: Callable[[int, int | None], None] | None,
+           entry: WeightsEntry | None = None) -> str:
     """Download ``url`` to ``target`` atomically; return its SHA-256 (verified if expected).
     Without an expected SHA-256, a body that is not a checkpoint (a server's error page) is
-    discarded with an :class:`OSError`: a failed download, so the next source is tried."""
+    discarded with an :class:`OSError`: a failed download, so the next source is tried; a
+    checkpoint of another architecture than ``entry``'s is discarded with a
+    :class:`CheckpointError`."""
     digest = hashlib.sha256()
     with open_url(url, timeout=60) as response, atomic_path(target) as tmp:
         total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
@@ -423,6 +509,12 @@ def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
             problem = content_problem(tmp, suffix=target.suffix)
             if problem is not None:
                 raise OSError(f"served {problem}, not a checkpoint")
+            problem = None if entry is None else architecture_problem(entry, tmp, target.suffix)
+            if problem is not None:
+                raise CheckpointError(
+                    f"{url}: not a checkpoint of {entry.name} ({architecture(entry)}): "
+                    f"{problem}; the download was discarded, nothing recorded"
+                )
     return actual
 
 
@@ -461,7 +553,7 @@ def download(
     failures = []
     for url, expected in sources:
         try:
-            actual = _fetch(url, target, expected, open_url, progress)
+            actual = _fetch(url, target, expected, open_url, progress, entry)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             if isinstance(exc, ZoomsrError):
                 raise
@@ -484,12 +576,15 @@ def verify_cached(name: str, path: Path) -> None:
     """Check a cached file against its published or recorded SHA-256, and unless published,
     that it is a checkpoint at all (:class:`CheckpointError` naming the file and the fix). A
     file with no SHA-256 yet (saved there by hand, as the offline message suggests, or cached
-    by an older zoomsr) has it recorded now, once its content passed."""
+    by an older zoomsr) has it recorded now, once its content passed and its tensors proved to
+    be those of the entry's architecture (else :class:`CheckpointError` naming the first
+    mismatch; nothing recorded)."""
     entry = get_entry(name)
     expected, how = expected_sha256(entry)
     actual = sha256_file(path)
-    if expected is None:
+    if expected is None:  # trusted from now on: check what it is first
         _check_content(entry, path)
+        _check_architecture(entry, path)
         _record(entry.filename, actual, f"{path} (found in the cache, first use)")
         return
     if actual == expected and how == "recorded at first use":
