@@ -66,6 +66,12 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=3")
     assert code == 0, err
     assert "to step 3, resumed from" in stdout and "last.ckpt" in stdout
+    # A budget below the checkpoint's step is refused before anything is rewritten.
+    config = (out / "config.yaml").read_text()
+    code, stdout, err = cli(*args, "--set", "trainer.max_steps=1")
+    assert code == 2 and not stdout and len(err.strip().splitlines()) == 1
+    assert f"{out / 'checkpoints' / 'last.ckpt'} is at step 3, past trainer.max_steps=1" in err
+    assert (out / "config.yaml").read_text() == config
     # Starting afresh there is refused (one line, exit 2), unless --overwrite.
     code, _, err = cli(*args, "--resume", "never")
     assert code == 2 and "holds checkpoints of an earlier run" in err and "--overwrite" in err
@@ -130,10 +136,19 @@ def test_ctrl_c_exits_130_saying_how_to_go_on(cli, tmp_path, sample, monkeypatch
         raise KeyboardInterrupt  # what train() raises for Lightning's Ctrl-C exit
 
     monkeypatch.setattr(zoomsr.training.run, "train", interrupted)
-    code, _, err = cli("train", TINY, "--set", f"data.root={sample}", "--out", tmp_path / "o")
+    out = tmp_path / "o"
+    args = ["train", TINY, "--set", f"data.root={sample}", "--out", out]
+    # before the first checkpoint: there is nothing to continue from
+    code, _, err = cli(*args)
+    assert code == 130
+    assert err.strip() == ("interrupted before the first checkpoint was written: the same "
+                           "command starts over")
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"")
+    code, _, err = cli(*args)
     assert code == 130
     assert err.strip() == ("interrupted: the same command continues from the last checkpoint "
-                           "(checkpoints/last.ckpt; --resume auto, the default)")
+                           f"({out / 'checkpoints' / 'last.ckpt'}; --resume auto, the default)")
 
 
 def test_a_missing_gpu_exits_2_naming_the_setting(cli, tmp_path, sample):
@@ -145,3 +160,43 @@ def test_a_missing_gpu_exits_2_naming_the_setting(cli, tmp_path, sample):
                        "trainer.accelerator=gpu", "--out", tmp_path / "o", "--no-progress")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: trainer settings (accelerator=gpu")
+
+
+def test_a_split_leaving_no_training_pair_exits_2_before_any_run(cli, tmp_path):
+    from zoomsr.data.sample import write_sample
+
+    small = write_sample(tmp_path / "small", pairs=8, n_frames=3, workers=1)
+    out = tmp_path / "o"
+    code, stdout, err = cli("train", TINY, "--set", f"data.root={small}", "--out", out,
+                            "--no-progress")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Params" not in stdout + err
+    assert "the train/val split left the training set empty: of the 8 pairs" in err
+    assert "data.split_group=2, data.val_fraction=0.25" in err
+    assert "lower data.split_group or data.val_fraction" in err
+    assert not out.exists()
+
+
+def test_missing_lpips_weights_exit_2_naming_the_key_before_training(cli, tmp_path, sample,
+                                                                     monkeypatch):
+    import torch
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))  # no AlexNet cached there
+    out = tmp_path / "o"
+    args = ["train", TINY, "--set", f"data.root={sample}", "--set", "val.metrics=[psnr,lpips]",
+            "--out", out, "--no-progress"]
+    code, stdout, err = cli(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Params" not in stdout + err
+    assert err.startswith("error: config key 'val.lpips_weights': LPIPS alex backbone weights")
+    assert str(hub / "checkpoints" / "alexnet-owt-7be5be79.pth") in err
+    assert "(val.lpips_weights: PATH)" in err and "--lpips-weights" not in err
+    assert not out.exists()
+    backbone = tmp_path / "alexnet.pth"
+    backbone.write_bytes(b"")  # found (not read yet): the linear layers are looked for next
+    code, _, err = cli(*args, "--set", f"val.lpips_weights={backbone}",
+                       "--set", f"val.lpips_linear_weights={tmp_path / 'lin.pth'}")
+    assert code == 2
+    assert ("config key 'val.lpips_linear_weights': LPIPS alex linear-layer weights not found: "
+            f"{tmp_path / 'lin.pth'}") in err
+    assert not out.exists()

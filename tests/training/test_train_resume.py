@@ -73,7 +73,7 @@ def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, t
     first = sorted(p.name for p in (out / "checkpoints").iterdir())
     events = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
     assert "last.ckpt" in first and events
-    # Lightning would have written last-v1.ckpt beside the old files
+    # its checkpoints would have mixed with the old ones
     with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(last.ckpt.*"
                                           "--resume auto continues it"):
         train(cfg, out, resume="never")
@@ -142,3 +142,62 @@ def test_ctrl_c_is_an_interrupt_and_the_last_checkpoint_stays(tiny_config, tmp_p
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     result = train(cfg, tmp_path / "run", resume="auto")  # the same command goes on
     assert result.resumed_from is not None and result.global_step == 6
+
+
+def _ckpt_names(out):
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def test_a_run_ending_between_checkpoints_leaves_one_last_ckpt(tiny_config, tmp_path):
+    """Lightning's own end-of-run save met _SaveFinal's last.ckpt and wrote last-v1.ckpt."""
+    out = tmp_path / "run"
+    for steps, names in ((1, ["last.ckpt"]), (2, ["last.ckpt", "step=0000002.ckpt"]),
+                         (2, ["last.ckpt", "step=0000002.ckpt"])):  # the last: nothing to do
+        cfg = tiny_config("tiny", f"trainer.max_steps={steps}",
+                          "trainer.checkpoint_every_n_steps=2", "data.max_val_pairs=2")
+        assert train(cfg, out, resume="auto").global_step == steps
+        assert _ckpt_names(out) == names
+        last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+        assert last["global_step"] == steps
+
+
+def test_resume_refuses_max_steps_below_the_checkpoints_step(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config("tiny", "trainer.max_steps=2", "trainer.checkpoint_every_n_steps=2",
+                      "data.max_val_pairs=2")
+    train(cfg, out, resume="auto")
+    config_before = (out / "config.yaml").read_text()
+    files_before = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+    shorter = tiny_config("tiny", "trainer.max_steps=1", "trainer.checkpoint_every_n_steps=2",
+                          "data.max_val_pairs=2")
+    with pytest.raises(ConfigError, match=r"last.ckpt is at step 2, past trainer.max_steps=1: "
+                                          r".*set trainer.max_steps to 2 or more"):
+        train(shorter, out, resume="auto")
+    assert (out / "config.yaml").read_text() == config_before  # nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()} == files_before
+
+
+def test_train_logs_carry_no_lightning_tips_nor_flops(tiny_config, tmp_path):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    keep, lightning = Keep(), logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    lightning.addHandler(keep)
+    lightning.setLevel(logging.INFO)
+    try:
+        train(tiny_config("tiny", "trainer.max_steps=1", "data.max_val_pairs=2"), tmp_path / "r")
+    finally:
+        lightning.removeHandler(keep)
+        lightning.setLevel(level)
+    text = "\n".join(keep.messages)
+    assert "Trainable params" in text and "generator" in text  # the model summary is there
+    assert "FLOPs" not in text and "Flops" not in text
+    assert "Tip:" not in text and "litlogger" not in text

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import ConfigError
 
 
@@ -38,6 +39,8 @@ def train(
     ),
 ) -> None:
     """Train the config's model; checkpoints, logs and the final generator go to OUT."""
+    run_dir = out  # known once the config is read, where --out is not given
+    on_interrupt(lambda: _kept(run_dir, resume))  # reads run_dir when Ctrl-C comes
     from zoomsr.training.config import load_config
 
     items = list(overrides)
@@ -67,3 +70,18 @@ def train(
         typer.echo(f"last validation: {summary}")
     typer.echo(f"checkpoint: {result.last_checkpoint}")
     typer.echo(f"generator:  {result.generator_path}")
+
+
+def _kept(run_dir: Path | None, resume: str) -> str:
+    """What an interrupted run in ``run_dir`` (None: not known yet) kept, and how to go on."""
+    if run_dir is None:
+        return "interrupted before the run started: nothing was written"
+    # zoomsr.training.run.LAST; not imported here: Ctrl-C may have come during that import
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return ("interrupted before the first checkpoint was written: the same command starts "
+                "over")
+    if resume == "auto":
+        return (f"interrupted: the same command continues from the last checkpoint ({last}; "
+                "--resume auto, the default)")
+    return f"interrupted: the last checkpoint is {last}; --resume auto continues from it"

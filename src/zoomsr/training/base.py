@@ -14,12 +14,67 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from zoomsr.errors import ConfigError, ZoomsrError, first_line
 from zoomsr.io.png import write_png
 from zoomsr.models import checkpoint_metadata, create_model, load_checkpoint
-from zoomsr.training.config import TrainConfig, config_from_dict
+from zoomsr.training.config import TrainConfig, ValSection, config_from_dict
 
 #: Key of the run's full config inside a Lightning checkpoint.
 CONFIG_KEY = "zoomsr_config"
+
+#: What the metrics' messages suggest (their arguments and ``zoomsr metrics`` options), as the
+#: config keys of a training run.
+_METRIC_HINTS = {
+    "(backbone_weights=..., CLI --lpips-weights PATH)": "(val.lpips_weights: PATH)",
+    "(linear_weights=..., CLI --lpips-linear-weights PATH)": "(val.lpips_linear_weights: PATH)",
+    "(--clip-pretrained PATH)": "(val.clip_pretrained: PATH)",
+    "(allow_download=True, CLI --allow-download)": "(val.allow_download: true)",
+    "allow_random=True": "val.clip_allow_random: true",
+}
+
+
+def _val_config_error(key: str, exc: BaseException) -> ConfigError:
+    text = first_line(exc)
+    for hint, instead in _METRIC_HINTS.items():
+        text = text.replace(hint, instead)
+    return ConfigError(f"config key {key!r}: {text}")
+
+
+def check_val_weights(v: ValSection) -> None:
+    """Find the weight files of the network metrics in ``v.metrics`` (LPIPS, CLIPScore) without
+    loading them, so that a missing one stops the run before any training.
+
+    Raises:
+        ConfigError: naming the key to set (``val.lpips_weights``, ``val.lpips_linear_weights``,
+            ``val.clip_pretrained``...) and where the file was looked for.
+    """
+    if "lpips" in v.metrics:
+        from zoomsr.metrics.lpips import find_backbone_weights, find_linear_weights
+
+        for key, find, path in (("val.lpips_weights", find_backbone_weights, v.lpips_weights),
+                                ("val.lpips_linear_weights", find_linear_weights,
+                                 v.lpips_linear_weights)):
+            try:
+                find(v.lpips_net, path)
+            except ZoomsrError as exc:
+                raise _val_config_error(key, exc) from None
+    if "clipscore" in v.metrics:
+        from zoomsr.metrics.base import WeightsNotFoundError
+        from zoomsr.metrics.clipscore import REFERENCE_ALIASES, resolve_clip_weights
+
+        model_name, pretrained = v.clip_model, v.clip_pretrained
+        if model_name in REFERENCE_ALIASES:  # as CLIPScore does
+            model_name, tag = REFERENCE_ALIASES[model_name]
+            pretrained = tag if pretrained == "openai" else pretrained
+        try:
+            # never downloads here: with val.allow_download the metric fetches them when built
+            resolve_clip_weights(model_name, pretrained, allow_random=v.clip_allow_random)
+        except WeightsNotFoundError as exc:
+            if not v.allow_download:
+                raise _val_config_error("val.clip_pretrained", exc) from None
+        except ZoomsrError as exc:  # an unknown model or tag, or no weights given
+            key = "val.clip_model" if "open_clip model" in str(exc) else "val.clip_pretrained"
+            raise _val_config_error(key, exc) from None
 
 
 class SRModule(L.LightningModule):
@@ -162,4 +217,4 @@ def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor) -> np.ndarray:
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-__all__ = ["CONFIG_KEY", "SRModule", "lr_sr_hr_grid"]
+__all__ = ["CONFIG_KEY", "SRModule", "check_val_weights", "lr_sr_hr_grid"]

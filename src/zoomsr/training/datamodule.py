@@ -81,7 +81,8 @@ def split_by_groups(
     """Seeded (train, val) split of whole ``group`` x ``group`` tile blocks.
 
     Blocks are drawn in a seeded order into val until it holds ``val_fraction`` of the pairs
-    (at least one block); at least one block stays in train.
+    (at least one block); at least one block stays in train. Raises :class:`DataError` when
+    there is a single block, or when every train tile touches a val tile (small datasets).
     """
     blocks: dict[tuple[int, int], list[PairRecord]] = {}
     for p in pairs:
@@ -107,6 +108,14 @@ def split_by_groups(
     # Tiles of neighbouring blocks touch: a train tile next to a val tile would leak.
     train = [p for k in keys if k not in val_keys for p in blocks[k]
              if not any(str(t) in val_tiles for t in iter_neighbourhood(Tile.parse(p.tile)))]
+    if not train:
+        raise DataError(
+            f"the train/val split left the training set empty: of the {len(pairs)} pairs, "
+            f"{len(val)} went to val (whole blocks of {group}x{group} tiles: "
+            f"data.split_group={group}, data.val_fraction={val_fraction}) and the other "
+            f"{len(pairs) - len(val)} touch a val tile, so they are left out; lower "
+            "data.split_group or data.val_fraction, add pairs, or give data.splits"
+        )
     return sorted(train, key=_order), sorted(val, key=_order)
 
 

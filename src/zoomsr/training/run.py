@@ -23,20 +23,26 @@ import os
 import signal
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from zoomsr.errors import CheckpointError, ConfigError
 from zoomsr.io.atomic import atomic_write_text
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
-from zoomsr.training.base import SRModule
+from zoomsr.training.base import SRModule, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
 from zoomsr.training.datamodule import S2NAIPDataModule
 from zoomsr.training.esrgan import ESRGANModule
@@ -94,8 +100,8 @@ def check_run_folder(out: Path, resume: str | os.PathLike[str] | None,
     """The earlier run's files to remove before this run starts (empty: none).
 
     A run that does not continue ``out``'s own checkpoints must start in a folder without
-    any: Lightning would write beside them (``last-v1.ckpt``) and a later ``--resume auto``
-    could pick up the earlier run's ``last.ckpt``. So that is refused unless ``overwrite``,
+    any: its checkpoints would mix with the earlier run's (replacing its ``last.ckpt``, not
+    its step checkpoints). So that is refused unless ``overwrite``,
     which then removes the earlier run's outputs (:data:`RUN_OUTPUTS`; see
     :func:`remove_run_outputs`). ``overwrite`` never removes a run that ``resume="auto"``
     would continue: re-running the same command after a crash must not lose its progress.
@@ -145,7 +151,8 @@ def remove_run_outputs(out: Path, files: Sequence[Path]) -> None:
 
 
 def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
-    # A resumed run must train the same architecture; anything else is a different run.
+    # A resumed run must train the same architecture (anything else is a different run) and
+    # cannot end before the step it starts from.
     ckpt = read_checkpoint(path, weights_only=False)
     # Stored configs are complete and JSON-normalised (tuples as lists); compare like with like.
     wanted = json.loads(json.dumps({**default_config(cfg.model.name), **cfg.model.config}))
@@ -157,16 +164,83 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
             f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out"
             + (", or --resume never --overwrite to start afresh there" if own else "")
         )
+    step, max_steps = ckpt.extra.get("global_step"), cfg.trainer.max_steps
+    if isinstance(step, int) and step > max_steps:
+        raise ConfigError(
+            f"{path} is at step {step}, past trainer.max_steps={max_steps}: a resumed run "
+            f"cannot go back; set trainer.max_steps to {step} or more to continue it, or "
+            + ("--resume never --overwrite to start afresh there" if own else
+               "leave out --resume PATH to start afresh")
+        )
 
 
 class _SaveFinal(Callback):
-    """Save ``last.ckpt`` at the end of training so it always holds the final step."""
+    """Save ``last.ckpt`` at the end of training so it always holds the final step (Lightning's
+    own end-of-run save covers only a run that saved nothing before; it then writes the same
+    file again, never a ``last-vN.ckpt`` beside it: ``enable_version_counter=False``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class _ModelSummary(ModelSummary):
+    """Lightning's model summary without its FLOPs column and total: Lightning counts FLOPs
+    only for a module with an ``example_input_array``, so here they would all read 0."""
+
+    @staticmethod
+    def summarize(  # type: ignore[override]
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int = 0,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        widths = [max(len(str(v)) for v in [name, *values]) for name, values in columns]
+        rows = [[name for name, _ in columns],
+                *zip(*(values for _, values in columns), strict=True)]
+        lines = [" | ".join(f"{v!s:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip()
+                 for row in rows]
+        rule = "-" * (sum(widths) + 3 * len(widths))
+        totals = [
+            (get_human_readable_count(trainable_parameters), "Trainable params"),
+            (get_human_readable_count(total_parameters - trainable_parameters),
+             "Non-trainable params"),
+            (get_human_readable_count(total_parameters), "Total params"),
+            (f"{model_size:,.3f}", "Total estimated model params size (MB)"),
+        ]
+        text = "\n".join([lines[0], rule, *lines[1:], rule,
+                          *(f"{value:<10}{label}" for value, label in totals)])
+        logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + text)
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" adverts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+#: The loggers Lightning's rank_zero_info writes to (lightning_utilities picks one of them).
+_TIP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextlib.contextmanager
+def _without_tips() -> Iterator[None]:
+    tips = _NoTips()
+    loggers = [logging.getLogger(name) for name in _TIP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(tips)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(tips)
 
 
 def _progress_bar() -> Callback:
@@ -210,8 +284,12 @@ def build_trainer(
         mode="max",
         save_top_k=t.keep_checkpoints,
         save_last=True,
+        # Overwrite a file of the same name (last.ckpt, written by _SaveFinal too, or a step
+        # checkpoint of a resumed run), never write last-v1.ckpt, step=...-v1.ckpt beside it.
+        enable_version_counter=False,
     )
-    all_callbacks: list[Callback] = [checkpoint, _SaveFinal(ckpt_dir / LAST), *callbacks]
+    all_callbacks: list[Callback] = [checkpoint, _SaveFinal(ckpt_dir / LAST), _ModelSummary(),
+                                     *callbacks]
     loggers = [
         TensorBoardLogger(save_dir=out, name="tensorboard", version="", default_hp_metric=False),
         # One csv/version_N/metrics.csv per (re)start: Lightning's CSV logger would delete an
@@ -222,25 +300,27 @@ def build_trainer(
     if t.progress_bar:
         all_callbacks.append(_progress_bar())
     try:
-        trainer = L.Trainer(
-            default_root_dir=out,
-            max_steps=t.max_steps,
-            max_epochs=-1,
-            val_check_interval=t.val_every_n_steps,
-            check_val_every_n_epoch=None,
-            limit_val_batches=t.limit_val_batches,
-            num_sanity_val_steps=t.sanity_val_steps,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            num_nodes=t.num_nodes,
-            strategy=_strategy(cfg),
-            precision=t.precision,
-            log_every_n_steps=t.log_every_n_steps,
-            enable_progress_bar=t.progress_bar,
-            deterministic=t.deterministic,
-            logger=loggers,
-            callbacks=all_callbacks,
-        )
+        with _without_tips():  # Lightning advertises its cloud loggers here
+            trainer = L.Trainer(
+                default_root_dir=out,
+                max_steps=t.max_steps,
+                max_epochs=-1,
+                val_check_interval=t.val_every_n_steps,
+                check_val_every_n_epoch=None,
+                limit_val_batches=t.limit_val_batches,
+                num_sanity_val_steps=t.sanity_val_steps,
+                accelerator=t.accelerator,
+                devices=t.devices,
+                num_nodes=t.num_nodes,
+                strategy=_strategy(cfg),
+                precision=t.precision,
+                log_every_n_steps=t.log_every_n_steps,
+                enable_progress_bar=t.progress_bar,
+                enable_model_summary=False,  # _ModelSummary instead
+                deterministic=t.deterministic,
+                logger=loggers,
+                callbacks=all_callbacks,
+            )
     except MisconfigurationException as exc:  # e.g. accelerator "gpu" where there is none
         raise ConfigError(f"trainer settings (accelerator={t.accelerator}, devices={t.devices}, "
                           f"strategy={t.strategy}, precision={t.precision}): "
@@ -258,16 +338,19 @@ def train(
     """Train ``cfg`` into the run folder ``out`` (module docstring), resuming per ``resume``.
 
     Raises :class:`~zoomsr.errors.DataError` for a missing dataset or an empty train/val split
-    and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, or when
-    ``out`` holds a run of another model, or checkpoints of a run this one does not continue
-    (``overwrite``: remove that run's outputs, once the trainer is built, and start afresh;
-    see :func:`check_run_folder`); all before the model is built.
+    and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, weight
+    files a validation metric needs that are not there (``val.lpips_weights``...), or when
+    ``out`` holds a run of another model, a checkpoint past ``trainer.max_steps``, or
+    checkpoints of a run this one does not continue (``overwrite``: remove that run's outputs,
+    once the trainer is built, and start afresh; see :func:`check_run_folder`); all before the
+    model is built.
     """
     out = Path(out)
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
     datamodule.check()  # split, bands, tile weights: before a model is built
+    check_val_weights(cfg.val)  # LPIPS / CLIP files: not found at the first validation only
     resume_path = resolve_resume(out, resume)
     stale = check_run_folder(out, resume, resume_path, overwrite)
     if resume_path is not None:
@@ -280,7 +363,7 @@ def train(
         # only now: anything above can still fail, and the earlier run must then stay
         remove_run_outputs(out, stale)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_tips():
         # The sample datasets are small: Lightning suggests more workers than useful.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
