@@ -171,3 +171,19 @@ def test_empty_val_split_is_reported_before_the_model(sample_root, tiny_config, 
     with pytest.raises(DataError, match="no pair of the dataset is in the 'val' split"):
         run.train(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_each_process_gets_a_batch_when_its_share_is_below_one(tiny_config):
+    """Full batches only, but under DDP a process sees 1/world size of the split: when that
+    share is below one batch, dropping the last batch would leave it none."""
+    from types import SimpleNamespace
+
+    cfg = tiny_config("tiny")
+    dm = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)
+    dm.setup("fit")
+    n = len(dm.train_set)
+    assert n >= cfg.data.batch_size and dm.train_dataloader().drop_last
+    dm.trainer = SimpleNamespace(world_size=-(-n // (cfg.data.batch_size - 1)))
+    assert not dm.train_dataloader().drop_last  # each share is below one batch
+    dm.trainer = SimpleNamespace(world_size=1)
+    assert dm.train_dataloader().drop_last

@@ -218,6 +218,11 @@ class S2NAIPDataModule(L.LightningDataModule):
         self.val_set = S2NAIPDataset(self.root, train=False, seed=c.val_seed, pairs=val, **common)
         return self.train_set, self.val_set
 
+    def _world_size(self) -> int:
+        """Processes sharing the training set (1 before a trainer is attached)."""
+        trainer = getattr(self, "trainer", None)
+        return max(1, int(getattr(trainer, "world_size", 1) or 1))
+
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.cfg.num_workers
         return {
@@ -240,8 +245,9 @@ class S2NAIPDataModule(L.LightningDataModule):
             batch_size=self.cfg.batch_size,
             shuffle=sampler is None,
             sampler=sampler,
-            # Full batches only, unless the split is smaller than one batch (smoke runs).
-            drop_last=len(train_set) >= self.cfg.batch_size,
+            # Full batches only, unless a process's share of the split (DDP: 1/world size) is
+            # smaller than one batch (smoke runs): it would get no batch at all.
+            drop_last=-(-len(train_set) // self._world_size()) >= self.cfg.batch_size,
             **self._loader_kwargs(),
         )
 
