@@ -61,6 +61,17 @@ if [[ -n "$spy" ]] && step "every thread of one pipeline run (py-spy)" 60; then
   $py "$here/benchmarks/spy_summary.py" "$out/infer_spy.txt" 2>&1 | tee "$out/infer_spy_summary.txt"
 fi
 
+# Peak host memory of the two scenes with glibc handing large freed blocks back at once: if the
+# 4x / 1x ratio drops well below the throughput step's, freed temporaries kept in the threads'
+# heaps are part of the growth.
+if step "peak memory, large blocks handed back (MALLOC_MMAP_THRESHOLD_)" 40; then
+  for size in 1936 3856; do
+    MALLOC_MMAP_THRESHOLD_=1048576 timeout "$limit" $py "$here/benchmarks/infer_throughput.py" \
+        --_child --device cuda --size "$size" --pipeline-batch 8 --scene-dir "$scenes" 2>&1 \
+        | tail -1
+  done | tee "$out/infer_mmap_threshold.txt"
+fi
+
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
     "$here/benchmarks/infer_profile.py" --device cuda --size 976 --threads 1 2>&1 \
     | tee "$out/infer_profile.txt"
