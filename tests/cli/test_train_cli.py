@@ -143,6 +143,11 @@ def test_ctrl_c_exits_130_saying_how_to_go_on(cli, tmp_path, sample, monkeypatch
     assert code == 130
     assert err.strip() == ("interrupted before the first checkpoint was written: the same "
                            "command starts over")
+    elsewhere = tmp_path / "step=5.ckpt"  # --resume PATH: the same command resumes from it
+    code, _, err = cli(*args, "--resume", elsewhere)
+    assert code == 130
+    assert err.strip() == ("interrupted before the first checkpoint was written: the same "
+                           f"command resumes from {elsewhere} again")
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.ckpt").write_bytes(b"")
     code, _, err = cli(*args)

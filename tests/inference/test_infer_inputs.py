@@ -349,12 +349,13 @@ def test_coarse_inputs_are_refused_on_the_training_grid(shared_dir, frames_3857,
     assert plan_grid([fp], 4).width > 20
 
 
-def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monkeypatch):
-    """Per file: (rows read at once / block rows, rounded up, + 1) block rows x the strip's
-    blocks x bands x bytes, in the file's pixels (its own pixel size, not the grid's extent
-    over its own); warped files also the WarpedVRT's blocks; plus the output strip; clamped.
-    Rows in flight overlap: 3 rows of 256 px windows at a 240 px stride read 736 rows, 4
-    block rows of 256, not 3 x 2."""
+def test_read_cache_holds_the_block_rows_a_window_row_spans_per_reader(tmp_path,
+                                                                       monkeypatch):
+    """Per file: (window rows / block rows, rounded up, + 1) block rows x the strip's blocks x
+    bands x bytes, in the file's pixels (its own pixel size, not the grid's extent over its
+    own); warped files also the WarpedVRT's blocks; times the readers (each row thread reads
+    through its own datasets, and GDAL keeps decoded blocks per dataset, so overlapping rows
+    in different threads share none); plus the output strip; clamped."""
     from affine import Affine
     from rasterio.shutil import copy as rio_copy
     from rasterio.warp import transform_bounds
@@ -362,7 +363,6 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
     from zoomsr.inference import reader
     from zoomsr.inference.grid import pixel_sides_in, plan_grid
     from zoomsr.inference.reader import MAX_CACHE_BYTES, MIN_CACHE_BYTES, read_cache_bytes
-    from zoomsr.inference.windows import Tiling, WindowGrid, rows_read_at_once
 
     paths = []
     for p in write_frames(tmp_path / "strips", n=2, size=(1100, 900)):
@@ -373,22 +373,15 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
             assert (ds.height, ds.width) == (1100, 900)
     frames = discover_frames(paths).frames
     grid = plan_grid(frames, 4)
-    assert read_cache_bytes(frames, grid, 300, 200) == MIN_CACHE_BYTES  # 2 small files
-    assert read_cache_bytes(frames, grid, 300, 200, 10**7) == MAX_CACHE_BYTES
+    assert read_cache_bytes(frames, grid, 300, 200, 1) == MIN_CACHE_BYTES  # 2 small files
+    assert read_cache_bytes(frames, grid, 300, 200, 10**4) == MAX_CACHE_BYTES
     monkeypatch.setattr(reader, "MIN_CACHE_BYTES", 0)
     per_file = (2 + 1) * 256 * (1 + 1) * 256 * 3  # 300 rows: 2 block rows; 200 cols: 1
-    assert read_cache_bytes(frames, grid, 300, 200, out_row_bytes=1000) == (
-        2 * per_file + 1000 * 256)
-    assert read_cache_bytes(frames, grid, 0, 200, out_row_bytes=1000) == 1000 * 256
+    assert read_cache_bytes(frames, grid, 300, 200, 3, out_row_bytes=1000) == (
+        3 * 2 * per_file + 1000 * 256)
+    assert read_cache_bytes(frames, grid, 300, 200, 0, out_row_bytes=1000) == 1000 * 256
     # whole width and more rows than the file: the file's size, not more
-    assert read_cache_bytes(frames, grid, 2000, 900) == 2 * 1100 * 900 * 3
-    # three rows of 256 px windows in flight (stride 240): 736 rows, 3 + 1 block rows
-    windows = WindowGrid(grid.height, grid.width, Tiling(256, 16))
-    assert rows_read_at_once(windows, 3) == 736
-    assert rows_read_at_once(windows, 1) == 256
-    assert rows_read_at_once(windows, 0) == 0
-    assert rows_read_at_once(windows, 100) == grid.height
-    assert read_cache_bytes(frames, grid, 736, 200) == 2 * 4 * 256 * 2 * 256 * 3
+    assert read_cache_bytes(frames, grid, 2000, 900, 1) == 2 * 1100 * 900 * 3
 
     # two aligned dates that cover different rows of the grid: each file's own pixels
     base = frames[0].transform
@@ -399,7 +392,7 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
     both = discover_frames([paths[0], moved]).frames
     grid2 = plan_grid(both, 4)
     assert grid2.height == 1600
-    assert read_cache_bytes(both, grid2, 300, 200) == 2 * per_file
+    assert read_cache_bytes(both, grid2, 300, 200, 1) == 2 * per_file
 
     # warped (UTM onto the training grid): the file's pixels in grid units, plus the VRT's
     utm = write_frames(tmp_path / "utm", n=1, size=(600, 600), crs="EPSG:32631")
@@ -414,11 +407,11 @@ def test_read_cache_holds_the_block_rows_the_rows_in_flight_span(tmp_path, monke
     assert 12 < px_y < 13
     assert px_y == pytest.approx((top - bottom) / 600, rel=1e-3)  # the centre's, near the mean
     assert px_x == pytest.approx((right - left) / 600, rel=1e-3)
-    got = read_cache_bytes(frames, grid, 256, w)
+    got = read_cache_bytes(frames, grid, 256, w, 2)
     rows = min(600, (math.ceil(256 * abs(grid.transform.e) / px_y / bh) + 1) * bh)
     cols = min(600, (math.ceil(w * grid.transform.a / px_x / bw) + 1) * bw)
     vrt = (math.ceil(256 / 128) + 1) * 128 * min(w, (math.ceil(w / 512) + 1) * 512) * 3
-    assert got == rows * cols * 3 + vrt
+    assert got == 2 * (rows * cols * 3 + vrt)
 
 
 def test_read_cache_is_shared_by_concurrent_runs_and_left_as_found():

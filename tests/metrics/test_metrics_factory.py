@@ -64,3 +64,18 @@ def test_missing_weights_found_without_building_the_metrics(tmp_path, monkeypatc
         check_metric_weights(["lpips_vgg"], MetricOptions(lpips_net="alex"))
     with pytest.raises(WeightsNotFoundError, match="none.pth"):
         check_metric_weights("lpips", MetricOptions(lpips_weights=tmp_path / "none.pth"))
+
+
+def test_a_missing_clip_file_is_refused_even_when_downloads_are_allowed(tmp_path):
+    """A download fetches a tag's weights when the metric is built, never a missing file's:
+    a mistyped path fails the early check either way."""
+    from zoomsr.metrics.base import WeightsNotFoundError
+    from zoomsr.metrics.clipscore import is_pretrained_tag
+    from zoomsr.metrics.factory import check_metric_weights
+
+    missing = str(tmp_path / "clip.pt")
+    assert is_pretrained_tag("ViT-B-32", "openai") and not is_pretrained_tag("ViT-B-32", missing)
+    for allow in (False, True):
+        with pytest.raises(WeightsNotFoundError, match="clip.pt"):
+            check_metric_weights("clipscore", MetricOptions(
+                clip_model="ViT-B-32", clip_pretrained=missing, allow_download=allow))

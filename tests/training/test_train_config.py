@@ -192,3 +192,17 @@ def test_empty_config_file_says_so(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"^{path}: the config file is empty"):
         load_config(path, ["task=regression"])
+
+
+def test_a_missing_clip_file_stops_training_before_it_starts_even_with_downloads(tmp_path):
+    """val.allow_download lets the metric fetch a tag's weights when built; a mistyped file
+    path is never fetched, so it is refused up front, naming the key."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.training.base import check_val_weights
+    from zoomsr.training.config import ValSection
+
+    missing = str(tmp_path / "clip.pt")
+    for allow in (False, True):
+        with pytest.raises(ConfigError, match=r"val\.clip_pretrained.*clip\.pt"):
+            check_val_weights(ValSection(metrics=["clipscore"], clip_model="ViT-B-32",
+                                         clip_pretrained=missing, allow_download=allow))

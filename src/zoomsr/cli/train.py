@@ -79,6 +79,9 @@ def _kept(run_dir: Path | None, resume: str) -> str:
     # zoomsr.training.run.LAST; not imported here: Ctrl-C may have come during that import
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
+        if resume not in ("auto", "never"):  # --resume PATH: resumed from it again
+            return (f"interrupted before the first checkpoint was written: the same command "
+                    f"resumes from {resume} again")
         return ("interrupted before the first checkpoint was written: the same command starts "
                 "over")
     if resume == "auto":

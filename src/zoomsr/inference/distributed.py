@@ -104,7 +104,7 @@ def _worker_class(ray: Any) -> Any:
             w = plan.windows
             strip = group_read_width(w, plan.columns or (0, len(w.xs)))
             self.cache = read_cache(read_cache_bytes(plan.reader.frames, plan.grid, w.win_h,
-                                                     strip))
+                                                     strip, 1))
             self.cache.__enter__()
 
         def row(self, r: int) -> ReadyRow:

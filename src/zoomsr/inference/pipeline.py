@@ -59,7 +59,6 @@ from zoomsr.inference.windows import (
     column_groups,
     group_read_width,
     group_span,
-    rows_read_at_once,
     windows_per_call,
 )
 from zoomsr.inference.writer import (
@@ -759,8 +758,9 @@ def run_scene(
     else:
         source = row_source
     strip = max(group_read_width(windows, g) for g in groups)
-    read_rows = rows_read_at_once(windows, threads if row_source is None else 0)
-    cache = read_cache_bytes(frames, grid, read_rows, strip, hr.row_bytes)
+    # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
+    cache = read_cache_bytes(frames, grid, windows.win_h, strip,
+                             threads if row_source is None else 0, hr.row_bytes)
     with read_cache(cache):  # GDAL's cache for this run, then as it was
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,

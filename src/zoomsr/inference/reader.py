@@ -273,23 +273,24 @@ def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: 
     return abs(grid.transform.e) / along_col, abs(grid.transform.a) / along_row
 
 
-def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, rows: int, strip: int,
-                     out_row_bytes: int = 0) -> int:
+def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
+                     readers: int, out_row_bytes: int = 0) -> int:
     """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
 
-    ``rows``: the grid rows read at once (a window row's height; for ``n`` consecutive window
-    rows in flight, ``window + (n - 1) x stride``: they overlap; 0 when nothing is read here).
-    Per input file: the block rows those rows span, plus one (they rarely start on a block
-    boundary, and the next window row reads the last of them again), across the blocks of
-    ``strip`` grid columns (the columns a row of windows reads), every band; per file read
-    through a WarpedVRT, also the VRT's own blocks over those rows. Plus ``out_row_bytes`` x
-    256 for the output strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`,
+    Per input file: the block rows that ``window`` grid rows span, plus one (a window row
+    rarely starts on a block boundary, and the next one reads the last of them again), across
+    the blocks of ``strip`` grid columns (the columns a row of windows reads), every band; per
+    file read through a WarpedVRT, also the VRT's own blocks over the window. Times
+    ``readers``, the readers reading at once (each row thread opens its own datasets, and GDAL
+    keeps decoded blocks per dataset: rows in flight in different threads share none, even
+    where they overlap; 0 when nothing is read here). Plus ``out_row_bytes`` x 256 for the
+    output strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`,
     :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again for each window row (a COG's
     1024-row blocks up to 4 times at 256 px windows); a larger one only holds blocks no row
     needs again, so peak memory would grow with the scene.
     """
     total = 0
-    for frame in frames if rows > 0 else ():
+    for frame in frames if readers > 0 else ():
         for path in frame.files:
             try:
                 ds = rasterio.open(path)
@@ -299,14 +300,14 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, rows: int, strip
                 bh, bw = ds.block_shapes[0]
                 size = ds.count * np.dtype(ds.dtypes[0]).itemsize
                 fy, fx = _grid_px_per_file_px(ds, grid)
-                file_rows = min(ds.height, (math.ceil(rows * fy / bh) + 1) * bh)
+                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
                 cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
-                total += file_rows * cols * size
+                total += rows * cols * size
                 if aligned_offsets(grid, ds.crs, ds.transform) is None:
                     vw, vh = _WARP_BLOCK
-                    total += ((math.ceil(rows / vh) + 1) * vh
+                    total += ((math.ceil(window / vh) + 1) * vh
                               * min(grid.width, (math.ceil(strip / vw) + 1) * vw) * size)
-    total += out_row_bytes * 256
+    total = total * readers + out_row_bytes * 256
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
 

@@ -240,11 +240,3 @@ def group_read_width(grid: WindowGrid, group: tuple[int, int]) -> int:
     a, b, _ = group_span(grid, group)
     return min(grid.width, b - a + grid.win_w)
 
-
-def rows_read_at_once(grid: WindowGrid, rows_in_flight: int) -> int:
-    """The LR rows that ``rows_in_flight`` consecutive window rows read together: one
-    window's height plus a stride per further row (they overlap), no more than the scene;
-    0 for none."""
-    if rows_in_flight <= 0:
-        return 0
-    return min(grid.height, grid.win_h + (rows_in_flight - 1) * grid.tiling.stride)

@@ -44,6 +44,8 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
     while view:
         n = os.pwrite(fd, view, offset)
+        if n <= 0:  # a write that makes no progress would loop forever
+            raise OSError(f"wrote nothing at byte {offset} ({len(view)} bytes left)")
         view, offset = view[n:], offset + n
 
 

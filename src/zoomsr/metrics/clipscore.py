@@ -148,6 +148,13 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
     return None, looked
 
 
+def is_pretrained_tag(model_name: str, pretrained: str | os.PathLike[str] | None) -> bool:
+    """Whether ``pretrained`` is one of open_clip's tags for ``model_name`` (weights a download
+    can fetch), not a file path."""
+    text = "" if pretrained is None else str(pretrained)
+    return bool(text) and bool(_open_clip().get_pretrained_cfg(model_name, text))
+
+
 def resolve_clip_weights(
     model_name: str,
     pretrained: str | os.PathLike[str] | None,

@@ -262,8 +262,11 @@ def check_raster_data(src: rasterio.DatasetReader, path: str) -> None:
             try:
                 src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
             except RASTER_ERRORS as exc:
-                raise DataError(f"{path}: unreadable, the file is truncated or damaged: its last "
-                                f"pixel cannot be read ({gdal_reason(exc)})") from None
+                # a VRT's own file is text: what fails is a file it points to (named by GDAL)
+                what = ("unreadable" if src.driver == "VRT"
+                        else "unreadable, the file is truncated or damaged")
+                raise DataError(f"{path}: {what}: its last pixel cannot be read "
+                                f"({gdal_reason(exc)})") from None
         return
     size = os.path.getsize(path)
     _check_tiff_blocks(src, path, size, "")
