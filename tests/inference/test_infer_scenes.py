@@ -154,3 +154,37 @@ def test_scenes_on_ray_match_local(tmp_path, tiny_model):
         assert (ma == mb).all() and meta_a["transform"] == meta_b["transform"]
         assert abs(a.astype(int) - b.astype(int)).max() <= 1
         assert (a == b).mean() > 0.999
+
+
+def test_ctrl_c_in_a_scenes_run_says_what_was_kept(tmp_path, cli, monkeypatch):
+    """Nothing kept before the first scene's first row; after the first scene, its output is
+    there and --resume continues with the others."""
+    import zoomsr.inference.scenes as scenes_mod
+
+    manifest = _scenes(tmp_path)
+    real = scenes_mod.run_scenes
+
+    def at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def after_the_first_scene(*args, on_scene=None, **kwargs):
+        def stop(outcome):
+            on_scene(outcome)
+            raise KeyboardInterrupt
+
+        return real(*args, on_scene=stop, **kwargs)
+
+    monkeypatch.setattr(scenes_mod, "run_scenes", at_once)
+    code, _, err = cli("infer", "--scenes", manifest, *CLI_TINY)
+    assert code == 130
+    assert err.strip() == "interrupted before the first row was finished: nothing was kept"
+    monkeypatch.setattr(scenes_mod, "run_scenes", after_the_first_scene)
+    code, _, err = cli("infer", "--scenes", manifest, *CLI_TINY)
+    assert code == 130
+    assert err.strip() == ("interrupted: 1 of 3 scene output(s) are there and the rows finished "
+                           "of 0 other(s) are kept; run the same command with --resume to "
+                           "continue")
+    monkeypatch.setattr(scenes_mod, "run_scenes", real)
+    code, stdout, err = cli("infer", "--scenes", manifest, *CLI_TINY, "--resume")
+    assert code == 0, err
+    assert "2 scene(s) done, 1 skipped, 0 failed" in stdout

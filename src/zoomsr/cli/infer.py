@@ -224,9 +224,7 @@ def infer(
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     if manifest is not None:
-        on_interrupt(lambda: "interrupted: the scenes finished are kept, and the rows finished "
-                     "so far of the one being computed; run the same command with --resume to "
-                     "continue")
+        on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
         _run_scenes(manifest, net, options, ray, ray_workers)
         return
     on_interrupt(lambda: _kept(output))
@@ -249,6 +247,20 @@ def _kept(output: Path) -> str:
         return (f"interrupted: the rows finished so far are kept (in {partial_dir(output)}); "
                 "run the same command with --resume to continue")
     return "interrupted before the first row was finished: nothing was kept"
+
+
+def _kept_scenes(outputs: list[Path]) -> str:
+    """What an interrupted ``--scenes`` run kept (finished outputs, rows of unfinished
+    ones), and how to go on."""
+    from zoomsr.inference.writer import STATE_FILE, partial_dir
+
+    done = sum(o.is_file() and not partial_dir(o).exists() for o in outputs)
+    started = sum((partial_dir(o) / STATE_FILE).is_file() for o in outputs)
+    if not done and not started:
+        return "interrupted before the first row was finished: nothing was kept"
+    return (f"interrupted: {done} of {len(outputs)} scene output(s) are there and the rows "
+            f"finished of {started} other(s) are kept; run the same command with --resume to "
+            "continue")
 
 
 def _report(result: InferenceResult, net: InferenceModel) -> None:
