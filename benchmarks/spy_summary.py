@@ -1,8 +1,9 @@
 """Where each thread of a ``zoomsr infer`` run spent its CPU time, from py-spy's raw stacks.
 
 Reads the output of ``py-spy record --threads -f raw`` (samples taken while a thread is on a
-CPU; without ``--idle``, waits are not sampled) and prints, per thread (row threads
-together), the seconds on a CPU and the zoomsr functions they were spent in (the innermost
+CPU; without ``--idle``, waits are not sampled) and prints, per part of the run (row
+threads together, the GeoTIFF writer, the main thread, discovery's look-ahead: told from the
+stacks), the seconds on a CPU and the zoomsr functions they were spent in (the innermost
 zoomsr frame of each sample: time in GDAL, NumPy or torch counts for the zoomsr function that
 called it)::
 
@@ -27,11 +28,10 @@ def summarise(path: Path, rate: float) -> dict[str, collections.Counter]:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        thread = re.sub(r"^thread \(\d+\):? ?", "", frames[0]) or "(unnamed)"
-        thread = re.sub(r"-\d+$", "-*", thread)  # zoomsr-row-0, -1, ... together
-        main = thread == "MainThread" or frames[1:2] and frames[1].startswith("<module> ")
+        main = "MainThread" in frames[0] or frames[1:2] and frames[1].startswith("<module> ")
         if main and not any(f.startswith("run_inference ") for f in frames):
             continue  # imports, making the scene, the model's warm-up
+        thread = _role(frames)
         where = "(outside zoomsr)"
         for f in reversed(frames[1:]):
             if "zoomsr/" in f:
@@ -39,6 +39,19 @@ def summarise(path: Path, rate: float) -> dict[str, collections.Counter]:
                 break
         out[thread][where] += int(count) / rate
     return out
+
+
+def _role(frames: list[str]) -> str:
+    """The thread's part in the run, from its stack (py-spy may label a thread with the name
+    of an earlier thread that had the same OS id, so names alone mislead)."""
+    roles = (("_RowThreads._work", "row threads"), ("GeoTIFFStream", "GeoTIFF writer"),
+             ("write_geotiff", "GeoTIFF writer"), ("_look_ahead", "discovery look-ahead"),
+             ("run_inference", "main thread"))
+    for marker, role in roles:
+        if any(f.startswith(marker) or f".{marker}" in f.split(" (")[0] for f in frames):
+            return role
+    name = re.sub(r"^thread \(\d+\):? ?", "", frames[0]) or "(unnamed)"
+    return re.sub(r"-\d+$", "-*", name)
 
 
 def main() -> None:
