@@ -187,3 +187,25 @@ def test_each_process_gets_a_batch_when_its_share_is_below_one(tiny_config):
     assert not dm.train_dataloader().drop_last  # each share is below one batch
     dm.trainer = SimpleNamespace(world_size=1)
     assert dm.train_dataloader().drop_last
+
+
+def test_a_dataset_of_another_scale_is_a_config_error_before_the_model(sample_root, tiny_config,
+                                                                       monkeypatch, tmp_path):
+    """A dataset built with ``data build --scale 3`` records it: training at data.scale=4 would
+    find every NAIP image the wrong size, so it stops before the model, naming the key."""
+    import json
+
+    from zoomsr.data.layout import METADATA_FILE, recorded_scale
+
+    run = _no_model(monkeypatch)
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    assert recorded_scale(root) == 4
+    S2NAIPDataModule(tiny_config("tiny", f"data.root={root}").data, "stacked").check()
+    meta = json.loads((root / METADATA_FILE).read_text())
+    (root / METADATA_FILE).write_text(json.dumps({**meta, "scale": 3}))
+    cfg = tiny_config("tiny", f"data.root={root}")
+    with pytest.raises(ConfigError, match=r"'data\.scale' is 4, but the dataset .* records scale "
+                                          r"3 \(NAIP images of 96 px.*set data\.scale=3") as info:
+        run.train(cfg, tmp_path / "out")
+    assert len(str(info.value).splitlines()) == 1 and not (tmp_path / "out").exists()

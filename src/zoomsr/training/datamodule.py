@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
 from zoomsr.data.builder.splits import SPLITS_FILE
-from zoomsr.data.layout import require_dataset_root
+from zoomsr.data.layout import recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
@@ -164,9 +164,18 @@ class S2NAIPDataModule(L.LightningDataModule):
         """Check the data section against the dataset before any work (model, trainer) starts.
 
         Raises :class:`DataError` for a split with no train or no val pair (as at setup), and
-        :class:`ConfigError` naming ``data.bands`` for a band that no tile (or some validation
+        :class:`ConfigError` naming ``data.scale`` when the dataset records another scale
+        (``data build --scale``), ``data.bands`` for a band that no tile (or some validation
         tile) holds, or ``data.tile_weights`` for an unreadable or unusable weights file.
         """
+        recorded = recorded_scale(self.root)
+        if recorded is not None and recorded != self.cfg.scale:
+            # every NAIP image would be the wrong size for the model's output
+            raise ConfigError(
+                f"config key 'data.scale' is {self.cfg.scale}, but the dataset {self.root} "
+                f"records scale {recorded} (NAIP images of {32 * recorded} px, in "
+                f"zoomsr_dataset.json); set data.scale={recorded}"
+            )
         train, val = self._split()
         self._check_bands(train, val)
         if self.cfg.tile_weights is not None:
