@@ -56,7 +56,13 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     wide = x.dtype == np.uint16
     t = torch.from_numpy(x.view(np.int16) if wide else x)
     t = t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
-    return t.to(torch.int32) & 0xFFFF if wide else t
+    return _widened(t) if wide else t
+
+
+def _widened(bits: torch.Tensor) -> torch.Tensor:
+    """uint16 values that travelled as int16 bits (torch's uint16 support is limited), as
+    int32 on their device."""
+    return bits.to(torch.int32) & 0xFFFF
 
 
 def travel_dtype(dtype: Any) -> np.dtype:
@@ -88,16 +94,23 @@ def from_bytes(buffer: torch.Tensor, offset: int, dtype: Any, shape: tuple[int, 
     t_dtype = torch.from_numpy(np.empty(0, np.int16 if wide else d)).dtype
     n = math.prod(shape) * d.itemsize
     t = buffer[offset : offset + n].view(t_dtype).reshape(shape)
-    return t.to(torch.int32) & 0xFFFF if wide else t
+    return _widened(t) if wide else t
+
+
+def byte_offsets(sizes: list[int]) -> tuple[list[int], int]:
+    """Offsets of arrays of ``sizes`` bytes laid out one after another in one buffer, each
+    8-byte aligned (so views of any dtype there are aligned), and the buffer's size."""
+    offsets, total = [], 0
+    for n in sizes:
+        offsets.append(total)
+        total += -(-n // 8) * 8
+    return offsets, total
 
 
 def pack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """``tensors`` (one device; dtypes NumPy has) as one uint8 buffer there, and each one's
     byte offset (8-byte aligned, so the views :func:`unpack` makes are aligned)."""
-    offsets, size = [], 0
-    for x in tensors:
-        offsets.append(size)
-        size += -(-x.numel() * x.element_size() // 8) * 8
+    offsets, size = byte_offsets([x.numel() * x.element_size() for x in tensors])
     device = tensors[0].device if tensors else torch.device("cpu")
     buffer = torch.empty(size, dtype=torch.uint8, device=device)
     for x, off in zip(tensors, offsets, strict=True):

@@ -27,7 +27,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, first_line
-from zoomsr.inference.arrays import from_bytes, send, staging_buffer, travel_dtype
+from zoomsr.inference.arrays import (
+    byte_offsets,
+    from_bytes,
+    send,
+    staging_buffer,
+    travel_dtype,
+)
 from zoomsr.inference.grid import TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 
@@ -201,25 +207,22 @@ class SceneReader:
         one copy (pinned, asynchronous, for a GPU): no per-file copies or allocations.
         """
         h, w = int(window.height), int(window.width)
-        layout: list[tuple[_Source, int, np.dtype, tuple[int, int, int]]] = []
-        size = 0
-        for srcs in self._open():
-            for src in srcs:
-                dtype = travel_dtype(src.dtype)
-                shape = (sum(len(b) for b in src.bands), h, w)
-                layout.append((src, size, dtype, shape))
-                size += -(-math.prod(shape) * dtype.itemsize // 8) * 8  # 8-byte aligned
-        host = staging_buffer(size, device)
+        sources = self._open()
+        files = [src for srcs in sources for src in srcs]
+        dtypes = [travel_dtype(src.dtype) for src in files]
+        shapes = [(sum(len(b) for b in src.bands), h, w) for src in files]
+        sizes = [math.prod(shape) * d.itemsize for shape, d in zip(shapes, dtypes, strict=True)]
+        offsets, total = byte_offsets(sizes)
+        host = staging_buffer(total, device)
         raw = host.numpy()
-        for src, offset, dtype, shape in layout:
-            nbytes = math.prod(shape) * dtype.itemsize
-            self._read_into(src, window, raw[offset : offset + nbytes].view(dtype)
-                            .reshape(shape))
+        for src, offset, n, dtype, shape in zip(files, offsets, sizes, dtypes, shapes,
+                                                strict=True):
+            self._read_into(src, window, raw[offset : offset + n].view(dtype).reshape(shape))
         del raw  # nothing holds the host buffer but ``host``: reusable once its copy is done
         there = send(host, device)
         views = iter([from_bytes(there, offset, dtype, shape)
-                      for _, offset, dtype, shape in layout])
-        return [[next(views) for _ in srcs] for srcs in self._open()]
+                      for offset, dtype, shape in zip(offsets, dtypes, shapes, strict=True)])
+        return [[next(views) for _ in srcs] for srcs in sources]
 
     def read_strip(self, window: Window, device: torch.device | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -239,4 +239,3 @@ def group_read_width(grid: WindowGrid, group: tuple[int, int]) -> int:
     window`` at most, and no more than the scene."""
     a, b, _ = group_span(grid, group)
     return min(grid.width, b - a + grid.win_w)
-
