@@ -75,13 +75,12 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
     errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
     ``--batch-size`` values, then the LPIPS / CLIP weights the chosen metrics need."""
     from zoomsr.errors import InputError
+    from zoomsr.metrics.base import check_batch_size, check_border_value
     from zoomsr.metrics.factory import check_metric_weights
 
     o = options
-    uses_border = any(n in ("psnr", "ssim", "cpsnr") for n in names)
-    if uses_border and (isinstance(o.border, bool) or not isinstance(o.border, int)
-                        or o.border < 0):
-        raise InputError(f"--border must be an integer >= 0, got {o.border}")
+    if any(n in ("psnr", "ssim", "cpsnr") for n in names):
+        check_border_value(o.border, "--border")
     if "cpsnr" in names:
         from zoomsr.metrics.cpsnr import CPSNR_MODES
 
@@ -100,8 +99,7 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
         if o.clip_mode not in CLIP_MODES:
             raise InputError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, "
                              f"got {o.clip_mode!r}")
-    if isinstance(o.batch_size, bool) or not isinstance(o.batch_size, int) or o.batch_size < 1:
-        raise InputError(f"--batch-size must be an integer >= 1, got {o.batch_size}")
+    check_batch_size(o.batch_size, "--batch-size")
     check_metric_weights(names, options)
 
 

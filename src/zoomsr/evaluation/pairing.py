@@ -170,14 +170,15 @@ def _none_in_split(
     """The error when predictions exist for the dataset's tiles, but none for ``split``'s:
     how many predictions there are, and in which splits their tiles are."""
     per_split: dict[str, int] = {}
-    try:
-        doc = json.loads(_splits_file(tdir).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # read_split read it just now
-        doc = {}
-    tiles_of = {
-        name: {str(e).rsplit("/", 1)[-1] for e in doc.get(name) or [] if isinstance(e, str)}
-        for name in SPLIT_NAMES if name != split and isinstance(doc, dict)
-    }
+    tiles_of: dict[str, set[str]] = {}
+    for name in SPLIT_NAMES:
+        if name == split:
+            continue
+        try:
+            entries = read_split(tdir, name)
+        except DataError:  # that split absent or malformed: its tiles count as in no split
+            entries = set()
+        tiles_of[name] = {e.rsplit("/", 1)[-1] for e in entries}
     for path in outside:
         tile = _pred_tile(path.relative_to(pdir))
         where = next((name for name, tiles in tiles_of.items() if tile in tiles), "no split")

@@ -159,11 +159,11 @@ def check_pair(
     return p, t
 
 
-def check_border_value(border: int) -> int:
-    """Return ``border`` if it is an int >= 0, else raise :class:`InputError` (checked when a
-    metric is built, before any image is read)."""
+def check_border_value(border: int, name: str = "border") -> int:
+    """Return ``border`` if it is an int >= 0, else raise :class:`InputError` naming it as
+    ``name`` (checked when a metric is built, before any image is read)."""
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
-        raise InputError(f"border must be an integer >= 0, got {border!r}")
+        raise InputError(f"{name} must be an integer >= 0, got {border!r}")
     return border
 
 
@@ -202,8 +202,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return out
 
 
-def check_batch_size(batch_size: int) -> int:
-    """Return ``batch_size`` if it is a positive int, else raise :class:`InputError`."""
+def check_batch_size(batch_size: int, name: str = "batch_size") -> int:
+    """Return ``batch_size`` if it is an int >= 1, else raise :class:`InputError` naming it
+    as ``name``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {batch_size!r}")
     return batch_size

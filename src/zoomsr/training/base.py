@@ -60,16 +60,9 @@ def check_val_weights(v: ValSection) -> None:
                 raise _val_config_error(key, exc) from None
     if "clipscore" in v.metrics:
         from zoomsr.metrics.base import WeightsNotFoundError
-        from zoomsr.metrics.clipscore import (
-            REFERENCE_ALIASES,
-            is_pretrained_tag,
-            resolve_clip_weights,
-        )
+        from zoomsr.metrics.clipscore import is_pretrained_tag, resolve_clip_weights, unalias
 
-        model_name, pretrained = v.clip_model, v.clip_pretrained
-        if model_name in REFERENCE_ALIASES:  # as CLIPScore does
-            model_name, tag = REFERENCE_ALIASES[model_name]
-            pretrained = tag if pretrained == "openai" else pretrained
+        model_name, pretrained = unalias(v.clip_model, v.clip_pretrained)  # as CLIPScore does
         try:
             # never downloads here: with val.allow_download the metric fetches them when built
             resolve_clip_weights(model_name, pretrained, allow_random=v.clip_allow_random)

@@ -28,7 +28,7 @@ from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError
-from zoomsr.grid import Tile, iter_neighbourhood
+from zoomsr.grid import LR_PIXELS, Tile, iter_neighbourhood
 from zoomsr.training.config import DataSection
 
 
@@ -173,7 +173,7 @@ class S2NAIPDataModule(L.LightningDataModule):
             # every NAIP image would be the wrong size for the model's output
             raise ConfigError(
                 f"config key 'data.scale' is {self.cfg.scale}, but the dataset {self.root} "
-                f"records scale {recorded} (NAIP images of {32 * recorded} px, in "
+                f"records scale {recorded} (NAIP images of {LR_PIXELS * recorded} px, in "
                 f"zoomsr_dataset.json); set data.scale={recorded}"
             )
         train, val = self._split()
