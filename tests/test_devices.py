@@ -13,16 +13,18 @@ def test_resolve_device_names_what_is_not_there(monkeypatch):
     with pytest.raises(InputError, match="unknown device 'gpu'"):
         resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InputError, match=r"^--device cuda:0: no CUDA GPU is available$"):
+    with pytest.raises(InputError, match=r"^device cuda:0: no CUDA GPU is available$"):
         resolve_device("cuda:0")
+    with pytest.raises(InputError, match=r"^--device cuda:0: no CUDA GPU is available$"):
+        resolve_device("cuda:0", option="--device")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     assert resolve_device(torch.device("cuda:1")) == torch.device("cuda:1")
-    with pytest.raises(InputError, match=r"^--device cuda:2: only 2 CUDA GPU\(s\)$"):
+    with pytest.raises(InputError, match=r"^device cuda:2: only 2 CUDA GPU\(s\)$"):
         resolve_device("cuda:2")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(InputError, match=r"^--device mps: no MPS device is available$"):
+    with pytest.raises(InputError, match=r"^device mps: no MPS device is available$"):
         resolve_device("mps")
 
 
@@ -44,5 +46,5 @@ def test_metrics_use_the_same_check(monkeypatch):
     from zoomsr.metrics.lpips import LPIPS
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InputError, match=r"^--device cuda: no CUDA GPU is available$"):
+    with pytest.raises(InputError, match=r"^device cuda: no CUDA GPU is available$"):
         LPIPS(device="cuda")

@@ -13,10 +13,11 @@ def _mps_available() -> bool:
 
 
 def resolve_device(device: str | torch.device | None = "auto", *,
-                   mps: bool = True) -> torch.device:
+                   mps: bool = True, option: str = "device") -> torch.device:
     """``"auto"``/``None`` -> CUDA, else MPS (when ``mps``), else CPU; otherwise the named
     device, which must be there (a GPU index within the count, MPS available): one-line
-    :class:`InputError` naming it if not."""
+    :class:`InputError` naming it if not. ``option`` is what the message calls the setting
+    (the CLI passes ``"--device"``)."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -30,9 +31,9 @@ def resolve_device(device: str | torch.device | None = "auto", *,
                          "or mps)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available")
+            raise InputError(f"{option} {device}: no CUDA GPU is available")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s)")
+            raise InputError(f"{option} {device}: only {torch.cuda.device_count()} CUDA GPU(s)")
     if dev.type == "mps" and not _mps_available():
-        raise InputError(f"--device {device}: no MPS device is available")
+        raise InputError(f"{option} {device}: no MPS device is available")
     return dev

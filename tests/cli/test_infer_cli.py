@@ -56,6 +56,17 @@ def test_infer_bad_inputs_exit_2(cli, tmp_path, make, message):
     assert len(lines) == 1 and message in lines[0] and str(folder) in lines[0]
 
 
+def test_a_device_that_is_not_there_is_named_as_the_option(cli, tmp_path, monkeypatch):
+    import torch
+
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = [a for a in TINY if a not in ("--device", "cpu")]
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *args,
+                       "--device", "cuda:0")
+    assert code == 2 and err.strip() == "error: --device cuda:0: no CUDA GPU is available"
+
+
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(cli, tmp_path, monkeypatch):
     """Before the first row is finished nothing is kept (and nothing to resume is claimed);
     after it, the rows are kept and --resume continues."""

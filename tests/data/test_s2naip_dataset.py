@@ -137,3 +137,20 @@ def test_old_naip_images(tiny_dataset):
         assert (img * 255).round().byte().permute(1, 2, 0).numpy().tobytes() in stored
     with pytest.raises(DataError, match="old NAIP"):
         S2NAIPDataset(tiny_dataset, old_naip=4)[0]
+
+
+def test_scale_defaults_to_the_one_the_dataset_records(tmp_path):
+    from tests.data.test_check import scale3_dataset
+
+    from zoomsr.errors import ZoomsrWarning
+
+    root = scale3_dataset(tmp_path / "ds")  # records scale 3: 96 px NAIP
+    ds = S2NAIPDataset(root, n_images=2)
+    assert ds.scale == 3 and ds[0]["hr"].shape == (3, 96, 96)
+    with pytest.warns(ZoomsrWarning, match=r"scale 4 given.*records scale 3"):
+        assert S2NAIPDataset(root, n_images=2, scale=4, train=True).scale == 4
+    with pytest.raises(ConfigError, match="scale must be an integer >= 1"):
+        S2NAIPDataset(root, n_images=2, scale=0)
+    # Without metadata: the published scale, 4.
+    plain = scale3_dataset(tmp_path / "plain", record=False)
+    assert S2NAIPDataset(plain, n_images=2, skip_black_hr=False, train=True).scale == 4

@@ -35,6 +35,23 @@ def _scenes(root: Path) -> Path:
     return path
 
 
+def test_manifest_paths_are_normalised(tmp_path):
+    """Reports and errors print the paths: ``..`` and ``.`` against the manifest's folder are
+    folded, and two spellings of one output are the same output."""
+    (tmp_path / "jobs").mkdir()
+    manifest = tmp_path / "jobs" / "scenes.json"
+    manifest.write_text(json.dumps({"scenes": [
+        {"inputs": ["../a/./x.tif"], "output": "../out/./a.tif"}]}))
+    (scene,) = load_scenes(manifest)
+    assert scene.inputs == (tmp_path / "a" / "x.tif",) and scene.output == tmp_path / "out/a.tif"
+    manifest.write_text(json.dumps({"scenes": [
+        {"inputs": "a", "output": "../out/a.tif"},
+        {"inputs": "b", "output": "x/../../out/a.tif"}]}))
+    with pytest.raises(DataError, match=r"scenes\[1\]: output .* is also the output of "
+                                        r"scenes\[0\]"):
+        load_scenes(manifest)
+
+
 def _alone(root: Path, model, opts: InferenceOptions) -> dict[str, Path]:
     outs = {}
     for name in "abc":

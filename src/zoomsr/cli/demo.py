@@ -32,7 +32,7 @@ def check_options(out: Path, size: int, series_size: int, frames: int, device: s
     _in_range("--frames", frames, SERIES_FRAMES)
     if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
         raise InputError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    resolve_device(device)  # unknown names, or a device that is not there
+    resolve_device(device, option="--device")  # unknown names, or a device that is not there
     check_demo_dir(out, frames, overwrite)
 
 

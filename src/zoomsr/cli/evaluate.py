@@ -49,7 +49,8 @@ def check_device_options(device: str, dtype: str | None) -> None:
             named.type == "cpu" and named.index is not None
         ):
             raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    dev = resolve_device(device, mps=False)  # no GPU, or a GPU index beyond the count
+    # no GPU, or a GPU index beyond the count
+    dev = resolve_device(device, mps=False, option="--device")
     try:
         resolve_dtype(dtype, dev)
     except InputError as exc:

@@ -87,10 +87,12 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
 def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
                device: str, precision: str, bands: str | None = None):
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
+    from zoomsr.devices import resolve_device
     from zoomsr.inference import build_inference_model
     from zoomsr.models import parse_config
     from zoomsr.weights import registry
 
+    resolve_device(device, option="--device")  # the library's own check would say "device"
     cfg = parse_config(model, config) if model is not None else {}
     if config and model is None:
         raise ConfigError("--config needs --model")

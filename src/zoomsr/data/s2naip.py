@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoomsr.data.bands import band_channels, normalize_band, validate_bands
-from zoomsr.data.layout import PairRecord, read_hr, read_series, scan_pairs
+from zoomsr.data.layout import PairRecord, dataset_scale, read_hr, read_series, scan_pairs
 from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS
@@ -51,7 +51,10 @@ class S2NAIPDataset(Dataset):
             warned about once. Otherwise frames are chosen with ``seed`` (results repeat)
             and unusable files raise :class:`DataError`.
         seed: evaluation seed for frame choice.
-        scale: HR/LR size ratio (NAIP chunks are ``32*scale`` px).
+        scale: HR/LR size ratio (NAIP chunks are ``32*scale`` px); by default the one the
+            dataset records in ``zoomsr_dataset.json`` (``data build --scale``), else 4. A
+            given scale that differs from the recorded one is used, with a warning
+            (:func:`~zoomsr.data.layout.dataset_scale`).
         old_naip: number of older NAIP images to return per tile (``old_naip/{tile}/*.png``).
         skip_black_hr: skip pairs whose NAIP image has black pixels (as the published
             training does). In evaluation they are removed when the dataset is built.
@@ -66,7 +69,7 @@ class S2NAIPDataset(Dataset):
         layout: Layout = "stacked",
         train: bool = False,
         seed: int = 0,
-        scale: int = 4,
+        scale: int | None = None,
         old_naip: int = 0,
         skip_black_hr: bool = True,
         pairs: Sequence[PairRecord] | None = None,
@@ -74,8 +77,6 @@ class S2NAIPDataset(Dataset):
     ) -> None:
         if n_images < 1:
             raise ConfigError(f"n_images must be >= 1, got {n_images}")
-        if scale < 1:
-            raise ConfigError(f"scale must be >= 1, got {scale}")
         if old_naip < 0:
             raise ConfigError(f"old_naip must be >= 0, got {old_naip}")
         if layout not in ("stacked", "frames"):
@@ -87,8 +88,8 @@ class S2NAIPDataset(Dataset):
         self.layout: Layout = layout
         self.train = train
         self.seed = seed
-        self.scale = scale
-        self.hr_size = LR_PIXELS * scale
+        self.scale = dataset_scale(root, scale)
+        self.hr_size = LR_PIXELS * self.scale
         self.old_naip = old_naip
         self.skip_black_hr = skip_black_hr
         self.max_consecutive_skips = max_consecutive_skips

@@ -86,8 +86,14 @@ def _paths(value: Any, base: Path, where: str) -> tuple[Path, ...]:
     for item in items:
         if not isinstance(item, str) or not item.strip():
             raise DataError(f"{where}: 'inputs' must hold path strings, got {item!r}")
-        out.append(base / Path(item).expanduser())
+        out.append(_joined(base, item))
     return tuple(out)
+
+
+def _joined(base: Path, item: str) -> Path:
+    """``item`` against the manifest's folder, without ``..`` / ``.`` parts (the paths are
+    printed in reports and errors)."""
+    return Path(os.path.normpath(base / Path(item).expanduser()))
 
 
 def load_scenes(path: str | os.PathLike[str]) -> list[Scene]:
@@ -129,13 +135,13 @@ def load_scenes(path: str | os.PathLike[str]) -> list[Scene]:
         out = entry["output"]
         if not isinstance(out, str) or not out.strip():
             raise DataError(f"{where}: 'output' must be a path string, got {out!r}")
-        output = base / Path(out).expanduser()
+        output = _joined(base, out)
         if output.suffix.lower() not in (".tif", ".tiff"):
             raise DataError(f"{where}: output {out!r} must be a GeoTIFF (.tif or .tiff)")
-        key = Path(os.path.normpath(output))
-        if key in seen:
-            raise DataError(f"{where}: output {out!r} is also the output of scenes[{seen[key]}]")
-        seen[key] = i
+        if output in seen:
+            raise DataError(f"{where}: output {out!r} is also the output of "
+                            f"scenes[{seen[output]}]")
+        seen[output] = i
         scenes.append(Scene(i, inputs, output))
     return scenes
 
