@@ -26,19 +26,9 @@ import infer_throughput  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="", help="RRDBNet config k=v,... (default: full ESRGAN)")
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto")
-    p.add_argument("--size", type=int, default=976, help="Scene side, LR px.")
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--overlap", type=int, default=16)
-    p.add_argument("--threads", type=int, default=None,
-                   help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
-    p.add_argument("--pipeline-batch", type=int, default=8)
+    infer_throughput.add_model_options(p)
+    infer_throughput.add_pipeline_options(p, size=976, pipeline_batch=8)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--zero-cost", action="store_true",
-                   help="A model that costs nothing: profile the rest of the pipeline alone.")
     args = p.parse_args()
 
     from zoomsr.inference import InferenceOptions, Tiling, run_inference

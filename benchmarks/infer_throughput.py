@@ -186,21 +186,36 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="", help="RRDBNet config k=v,... (default: full ESRGAN)")
+def add_model_options(p: argparse.ArgumentParser, config: str = "") -> None:
+    """The model options every inference benchmark takes (random RRDBNet weights)."""
+    p.add_argument("--config", default=config,
+                   help="RRDBNet config k=v,... ('' for full ESRGAN; default %(default)r)")
     p.add_argument("--images", type=int, default=8, help="Input images T.")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
-    p.add_argument("--batch", type=int, default=16, help="Chunks per bare forward.")
-    p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
-    p.add_argument("--min-batches", type=int, default=3)
-    p.add_argument("--size", type=int, default=512, help="Scene side, LR px (4x scene: 2x).")
+
+
+def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: int) -> None:
+    """The scene and tiling options of the pipeline benchmarks."""
+    p.add_argument("--size", type=int, default=size, help="Scene side, LR px.")
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--threads", type=int, default=None,
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
-    p.add_argument("--pipeline-batch", type=int, default=4, help="Windows per model call.")
+    p.add_argument("--pipeline-batch", type=int, default=pipeline_batch,
+                   help="Windows per model call.")
+    p.add_argument("--zero-cost", action="store_true",
+                   help="A model that costs nothing: the speed and memory of the pipeline "
+                   "alone (e.g. how its memory grows with the scene).")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_options(p)
+    add_pipeline_options(p, size=512, pipeline_batch=4)
+    p.add_argument("--batch", type=int, default=16, help="Chunks per bare forward.")
+    p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
+    p.add_argument("--min-batches", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1, help="Whole measurements; medians shown.")
     p.add_argument("--ceiling", action="store_true",
                    help="Also run the smaller scene with a zero-cost model (see 4.).")
@@ -208,9 +223,6 @@ def main() -> None:
     p.add_argument("--save", default=None, metavar="PATH",
                    help="Also write the results (every run's figures) as JSON to PATH.")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--zero-cost", action="store_true",
-                   help="Run everything with the zero-cost model: the speed and memory of the "
-                   "pipeline alone (e.g. how its memory grows with the scene).")
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR and reuse them in later runs "
                    "(default: a temporary folder, removed at the end).")

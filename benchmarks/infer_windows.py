@@ -24,11 +24,7 @@ import infer_throughput  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="num_feat=32,num_block=2",
-                   help="RRDBNet config k=v,... ('' for full ESRGAN)")
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto")
+    infer_throughput.add_model_options(p, config="num_feat=32,num_block=2")
     p.add_argument("--size", type=int, default=500, help="Scene side, LR px.")
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8)

@@ -154,6 +154,11 @@ def test_ctrl_c_exits_130_saying_how_to_go_on(cli, tmp_path, sample, monkeypatch
     assert code == 130
     assert err.strip() == ("interrupted: the same command continues from the last checkpoint "
                            f"({out / 'checkpoints' / 'last.ckpt'}; --resume auto, the default)")
+    # DDP: Lightning starts the other ranks as this command again (LOCAL_RANK set); Ctrl-C
+    # reaches them all, and one line per machine is enough
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    code, _, err = cli(*args)
+    assert code == 130 and err == ""
 
 
 def test_a_missing_gpu_exits_2_naming_the_setting(cli, tmp_path, sample):

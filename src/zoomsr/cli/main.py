@@ -96,6 +96,8 @@ def normalise_argv(args: list[str]) -> list[str]:
 def _interrupted(args: list[str]) -> None:
     """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on
     (from what they kept: :mod:`zoomsr.cli.interrupt`)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP worker Lightning started: its rank 0 says it once, for the machine
     command = next((a for a in args if not a.startswith("-")), "")  # root options are flags
     text = interrupt.message()
     if text == "interrupted" and command == "train":
