@@ -112,7 +112,7 @@ def test_dn_offset_from_baseline_in_name_and_tags(tmp_path):
     frames = discover_frames([old, r, q], dn_offset=1000).frames
     assert {f.paths[0]: f.dn_offset for f in frames} == {old: 0, r: 1000, q: 1000}
     # and extra bands too: a B08 tagged with its offset keeps it beside --dn-offset 0
-    from zoomsr.inference.inputs import _aux_band
+    from zoomsr.inference.inputs.discover import _aux_band
 
     with rasterio.open(q) as ds:
         band = _aux_band("b08", q, ds, 1, 0.0, frames[0], "auto")
@@ -451,32 +451,32 @@ def test_read_cache_is_shared_by_concurrent_runs_and_left_as_found():
 def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path, monkeypatch):
     """discover_frames decodes the files' decimated looks in threads first (a whole file when
     it has no overviews); each look equals the read it replaces, and the frames are the same."""
-    from zoomsr.inference import inputs
+    from zoomsr.inference.inputs import rasters
 
     paths = write_frames(tmp_path / "in", n=3, size=(700, 530))
-    ahead = inputs._look_ahead(paths, workers=2)
+    ahead = rasters.look_ahead(paths, workers=2)
     assert sorted(ahead) == sorted(str(p) for p in paths)
     for p in paths:
         with rasterio.open(p) as ds:
-            shape = inputs._sample_shape(ds)
+            shape = rasters.sample_shape(ds)
             assert ahead[str(p)].shape == (3, *shape) and shape == (350, 265)
             for b in (1, 2, 3):
                 assert np.array_equal(ahead[str(p)][b - 1], ds.read(b, out_shape=shape))
 
     made: list[dict] = []
-    look_ahead = inputs._look_ahead
+    look_ahead = rasters.look_ahead
 
     def spy(files):
         made.append(look_ahead(files))
         return made[-1]
 
-    monkeypatch.setattr(inputs, "_workers", lambda: 2)  # threads even on a 1-CPU runner
-    monkeypatch.setattr(inputs, "_look_ahead", spy)
+    monkeypatch.setattr(rasters, "workers_available", lambda: 2)  # threads even on a 1-CPU runner
+    monkeypatch.setattr(rasters, "look_ahead", spy)
     with_looks = discover_frames(paths).frames
     assert sorted(made[0]) == sorted(str(p) for p in paths)
-    monkeypatch.setattr(inputs, "_look_ahead", lambda files: {})
+    monkeypatch.setattr(rasters, "look_ahead", lambda files: {})
     assert discover_frames(paths).frames == with_looks
-    assert getattr(inputs._looked, "samples", {}) == {}  # not kept after discovery
+    assert getattr(rasters.looked, "samples", {}) == {}  # not kept after discovery
 
 
 def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeypatch):
@@ -484,7 +484,7 @@ def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeyp
     look a whole-file decode)."""
     from affine import Affine
 
-    from zoomsr.inference import inputs
+    from zoomsr.inference.inputs import rasters
 
     t = Affine(10, 0, 500000, 0, -10, 4100000)
     rng = np.random.default_rng(0)
@@ -507,11 +507,11 @@ def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeyp
     (tmp_path / "frames.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "frames.json").write_text(json.dumps(records))
     looked, sampled = set(), set()
-    look_ahead, sample = inputs._look_ahead, inputs._sample
-    monkeypatch.setattr(inputs, "_look_ahead",
+    look_ahead, sample = rasters.look_ahead, rasters.decimated_look
+    monkeypatch.setattr(rasters, "look_ahead",
                         lambda files: looked.update(Path(f).name for f in files)
                         or look_ahead(files, workers=2))
-    monkeypatch.setattr(inputs, "_sample",
+    monkeypatch.setattr(rasters, "decimated_look",
                         lambda ds, b: sampled.add(Path(ds.name).name) or sample(ds, b))
     for manifest, extra, n in (("frames.txt", (), 8), ("frames.json", (), 6),
                                ("frames.json", ("b08",), 8)):

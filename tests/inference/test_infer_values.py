@@ -170,15 +170,15 @@ def test_grid_errors_name_the_file_by_its_path(tmp_path):
 def test_looks_ahead_stop_at_their_memory_budget(tmp_path, monkeypatch):
     """Looks made ahead are held until discovery ends: at most LOOK_AHEAD_BYTES of them; the
     other files are looked at in order, with the same frames."""
-    from zoomsr.inference import inputs
+    from zoomsr.inference.inputs import rasters
 
     rng = np.random.default_rng(0)
     paths = [_write(tmp_path / f"S2_2024010{i}_TCI.tif",
                     rng.integers(1, 255, (3, 64, 64), np.uint8)) for i in range(1, 6)]
-    assert len(inputs._look_ahead(paths, workers=2)) == 5
-    monkeypatch.setattr(inputs, "LOOK_AHEAD_BYTES", 2 * 3 * 64 * 64)
-    assert len(inputs._look_ahead(paths, workers=2)) == 2
-    monkeypatch.setattr(inputs, "_workers", lambda: 2)
+    assert len(rasters.look_ahead(paths, workers=2)) == 5
+    monkeypatch.setattr(rasters, "LOOK_AHEAD_BYTES", 2 * 3 * 64 * 64)
+    assert len(rasters.look_ahead(paths, workers=2)) == 2
+    monkeypatch.setattr(rasters, "workers_available", lambda: 2)
     limited = discover_frames(paths).frames
-    monkeypatch.setattr(inputs, "_look_ahead", lambda files, workers=None: {})
+    monkeypatch.setattr(rasters, "look_ahead", lambda files, workers=None: {})
     assert discover_frames(paths).frames == limited

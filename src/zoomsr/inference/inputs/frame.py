@@ -1,0 +1,106 @@
+"""A frame (one date of a scene) and the other rasters of its date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rasterio
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
+
+from zoomsr.inference.inputs.radiometry import Radiometry
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Grid:
+    """Where a raster's pixels are and what they hold."""
+
+    dtype: str
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    nodata: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuxBand(_Grid):
+    """One more raster of a frame's date: an extra band (``b08``...) or the SCL.
+
+    ``band`` is the 1-based band in ``path``. ``radiometry``: ``dn`` (reflectance x 10000 +
+    ``dn_offset``), ``reflectance`` (float) or ``classes`` (SCL).
+    """
+
+    name: str
+    path: Path
+    band: int
+    radiometry: str
+    dn_offset: float
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "band": self.band, "radiometry": self.radiometry,
+                "dn_offset": self.dn_offset}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frame(_Grid):
+    """One date of the scene: the files and bands that give its red, green and blue.
+
+    ``paths`` holds one file (``bands`` = its 1-based R, G, B band indexes) or three
+    single-band files in R, G, B order (``bands`` = ``(1, 1, 1)``). ``radiometry`` is what the
+    pixels mean; ``dn_offset`` is subtracted from DNs before dividing by 10000.
+    """
+
+    label: str
+    paths: tuple[Path, ...]
+    bands: tuple[int, int, int]
+    radiometry: Radiometry
+    dn_offset: float
+    level: str | None = None  # "L1C" / "L2A" when the metadata says so
+    extras: tuple[AuxBand, ...] = ()  # the model's extra bands, in its order
+    scl: AuxBand | None = None  # scene classification (L2A), for choosing frames
+
+    @property
+    def aux(self) -> tuple[AuxBand, ...]:
+        """The frame's other rasters: its extra bands, then its SCL if any."""
+        return (*self.extras, *([self.scl] if self.scl is not None else []))
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file a reader opens for this frame, once each (a multi-band file may hold
+        extras too)."""
+        return tuple(dict.fromkeys([*self.paths, *(a.path for a in self.aux)]))
+
+    @property
+    def bounds(self) -> BoundingBox:
+        t = self.transform
+        left, top = t.c, t.f
+        right = t.c + t.a * self.width + t.b * self.height
+        bottom = t.f + t.d * self.width + t.e * self.height
+        return BoundingBox(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    def describe(self) -> dict:
+        """JSON-friendly summary (for tags, state fingerprints and reports)."""
+        return {
+            "label": self.label,
+            "paths": [str(p) for p in self.paths],
+            "bands": list(self.bands),
+            "radiometry": self.radiometry,
+            "dn_offset": self.dn_offset,
+            "level": self.level,
+            **({"extras": {a.name: a.describe() for a in self.extras}} if self.extras else {}),
+            **({"scl": self.scl.describe()} if self.scl is not None else {}),
+        }
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover_frames` found: the frames, and files it left out (with why)."""
+
+    frames: list[Frame]
+    ignored: list[str] = field(default_factory=list)

@@ -1,0 +1,118 @@
+"""What a product's names, GDAL tags and STAC item say: level, processing baseline,
+and so the DN offset."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoomsr.errors import DataError
+from zoomsr.inference.inputs.radiometry import BASELINE_OFFSET
+
+_BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
+
+
+#: A date in a file name (YYYYMMDD, as in ESA's and most providers' names).
+_DATE_RE = re.compile(r"(?<!\d)(20\d{2}[01]\d[0-3]\d)(?!\d)")
+
+
+def _stac_properties(path: Path) -> dict:
+    """Properties of the STAC item JSON beside ``path`` that describes it, if any.
+
+    In a folder of several dates' items, the item whose assets name the file wins; else, the
+    folder's only item (a per-date folder of band COGs, as Earth Search serves them), unless
+    the file's name holds a date (YYYYMMDD) and not the item's.
+    """
+    items = []
+    for candidate in sorted(path.parent.glob("*.json")):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("type") == "Feature":
+            props = data.get("properties")
+            if isinstance(props, dict):
+                items.append(data)
+    for item in items:
+        assets = item.get("assets")
+        hrefs = [a.get("href", "") for a in assets.values() if isinstance(a, dict)] \
+            if isinstance(assets, dict) else []
+        if any(str(h).rsplit("/", 1)[-1] == path.name for h in hrefs):
+            return item["properties"]
+    if len(items) != 1:
+        return {}
+    # The only item, unless the file's name dates it to another day (another date's files
+    # in the same folder must not take this item's processing baseline).
+    day = re.sub(r"\D", "", str(items[0]["properties"].get("datetime", "")))[:8]
+    dates = set(_DATE_RE.findall(path.stem))
+    return items[0]["properties"] if not dates or not day or day in dates else {}
+
+
+@dataclass(frozen=True)
+class _Meta:
+    level: str | None  # "L1C" / "L2A"
+    baseline: float | None  # processing baseline, e.g. 4.0
+    offset_removed: bool | None  # a provider already subtracted the offset
+    tag_offset: float | None  # offset given by a BOA/RADIO_ADD_OFFSET tag (as a DN to remove)
+
+
+def product_metadata(path: Path, tags: dict) -> _Meta:
+    """What the file name, its folders' names (a SAFE product's), GDAL tags and a STAC item
+    beside the file say about the product."""
+    names = [path.stem, *(p.name for p in list(path.parents)[:5])]
+    text = " ".join([*names, *(f"{k}={v}" for k, v in tags.items())]).upper()
+    level = next((name for name in ("L2A", "L1C") if name in text), None)
+    baseline: float | None = None
+    m = next(filter(None, (_BASELINE_RE.search(n) for n in names)), None)
+    if m:
+        baseline = float(f"{m.group(1)}.{m.group(2)}")
+    for key in ("PROCESSING_BASELINE", "s2:processing_baseline"):
+        if key in tags:
+            with contextlib.suppress(ValueError):
+                baseline = float(tags[key])
+    tag_offset: float | None = None
+    for key in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
+        if key in tags:
+            with contextlib.suppress(ValueError):
+                tag_offset = -float(tags[key])  # ESA stores -1000: reflectance = (DN - 1000) / Q
+    removed: bool | None = None
+    props = _stac_properties(path)
+    if props:
+        product = str(props.get("s2:product_type", ""))
+        if level is None and "2A" in product:
+            level = "L2A"
+        elif level is None and "1C" in product:
+            level = "L1C"
+        if "s2:processing_baseline" in props:
+            with contextlib.suppress(TypeError, ValueError):
+                baseline = float(props["s2:processing_baseline"])
+        if "earthsearch:boa_offset_applied" in props:
+            removed = bool(props["earthsearch:boa_offset_applied"])
+    return _Meta(level, baseline, removed, tag_offset)
+
+
+class NoOffsetError(DataError):
+    """No metadata gives a file's DN offset, and ``--dn-offset`` was not given."""
+
+
+def dn_offset_of(path: Path, tags: dict, offset_option: float | None) -> tuple[float, str | None]:
+    """The DN offset to subtract (0 or 1000) and the product level: from the file's metadata,
+    else ``offset_option`` (``--dn-offset``), else refused (a wrong guess shifts every pixel
+    by 0.1 reflectance)."""
+    meta = product_metadata(path, tags)
+    if meta.tag_offset is not None:
+        return meta.tag_offset, meta.level
+    if meta.offset_removed:  # e.g. Earth Search's harmonised COGs
+        return 0.0, meta.level
+    if meta.baseline is not None:
+        return (float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0), meta.level
+    if offset_option is not None:
+        return offset_option, meta.level
+    raise NoOffsetError(
+        f"{path}: 16-bit Sentinel-2 digital numbers, but no metadata gives the processing "
+        "baseline (from baseline 04.00 the values carry a +1000 offset); pass --dn-offset 0 "
+        "or --dn-offset 1000"
+    )

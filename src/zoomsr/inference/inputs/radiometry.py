@@ -1,0 +1,153 @@
+"""What Sentinel-2 pixel values mean, and their mapping to the models' input scale.
+
+Every frame is converted to the radiometry the published models were trained on: ESA's
+8-bit true-colour image (TCI) divided by 255. Digital numbers (DN, reflectance x 10000) and
+float reflectance are mapped with the TCI stretch measured on a real L2A scene
+(TCI ~= 255 * reflectance / 0.25, clipped); anything else is refused with a message. Extra
+bands (``b08``, the 20 m and 60 m bands) as in training: reflectance x 10000 / 8160,
+clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from zoomsr.data.bands import BAND16_DIVISOR
+from zoomsr.errors import ConfigError, DataError
+from zoomsr.inference.arrays import Array, float32, is_floating, xp
+
+Radiometry = Literal["tci", "dn", "reflectance"]
+
+
+RADIOMETRY_CHOICES = ("auto", "tci", "dn", "reflectance")
+
+
+#: Reflectance that maps to TCI 255 (measured on a real L2A scene: TCI ~= 1020 * reflectance).
+TCI_SATURATION = 0.25
+
+
+#: Sentinel-2 DN per unit reflectance (QUANTIFICATION_VALUE).
+DN_SCALE = 10000.0
+
+
+#: DN offset added from processing baseline 04.00 on (RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000).
+BASELINE_OFFSET = 1000
+
+
+#: Largest plausible float reflectance; larger floats mean another scaling (e.g. x 10000).
+MAX_FLOAT_REFLECTANCE = 2.0
+
+
+def to_tci(pixels: Array, radiometry: Radiometry, dn_offset: float = 0.0) -> Array:
+    """Map ``[3, H, W]`` raw pixels to the models' input scale: TCI / 255, float32 in [0, 1].
+
+    NumPy array or torch tensor (the result is of the same kind, on the same device).
+    """
+    x = float32(pixels)
+    if radiometry == "tci":
+        return x / 255.0
+    if radiometry == "dn":
+        x = (x - float(dn_offset)) / DN_SCALE
+    return xp(x).clip(x / TCI_SATURATION, 0.0, 1.0)
+
+
+def to_band16(pixels: Array, radiometry: str, dn_offset: float = 0.0) -> Array:
+    """Map raw extra-band pixels to the models' scale: reflectance x 10000 / 8160, in [0, 1]."""
+    x = float32(pixels)
+    # DN: reflectance x 10000 + offset; otherwise float reflectance
+    x = x - float(dn_offset) if radiometry == "dn" else x * DN_SCALE
+    return xp(x).clip(x / BAND16_DIVISOR, 0.0, 1.0)
+
+
+def valid_pixels(pixels: Array, nodata: float | None, mask: Array | None) -> Array:
+    """``[H, W]`` True where a ``[n, H, W]`` pixel holds data (NumPy array or torch tensor).
+
+    Invalid: the GDAL mask says so, any channel equals ``nodata`` or is not finite, or all
+    channels are 0 (black: Sentinel-2's nodata, the S2-NAIP rule).
+    """
+    valid = (pixels != 0).any(0)
+    if is_floating(pixels):
+        valid &= xp(pixels).isfinite(pixels).all(0)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= ~(pixels == nodata).any(0)
+    if mask is not None:
+        valid &= mask
+    return valid
+
+
+def radiometry_for(
+    path: Path, dtype: str, choice: str, sample: np.ndarray
+) -> Radiometry:
+    """Decide what the pixel values mean, refusing values the models cannot take."""
+    if choice not in RADIOMETRY_CHOICES:
+        raise ConfigError(f"radiometry must be one of {', '.join(RADIOMETRY_CHOICES)}")
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
+    finite = sample[np.isfinite(sample)] if floating else sample
+    top = float(finite.max()) if finite.size else 0.0
+    if choice == "auto":
+        if dtype == "uint8":
+            return "tci"
+        if dtype in ("uint16", "int16"):
+            return "dn"
+        if floating:
+            if top > MAX_FLOAT_REFLECTANCE:
+                raise DataError(
+                    f"{path}: float data with values up to {top:g}: not reflectance in [0, 1] "
+                    "(looks scaled, e.g. x 10000); rescale it, or pass --radiometry dn if the "
+                    "values are Sentinel-2 digital numbers"
+                )
+            return "reflectance"
+        raise DataError(
+            f"{path}: unsupported data type {dtype} (expected uint8 TCI, uint16 digital "
+            "numbers or float reflectance)"
+        )
+    if choice == "tci" and dtype != "uint8":
+        raise DataError(f"{path}: --radiometry tci needs 8-bit data, found {dtype}")
+    if choice == "reflectance" and not floating:
+        raise DataError(f"{path}: --radiometry reflectance needs float data, found {dtype}")
+    if choice == "reflectance" and top > MAX_FLOAT_REFLECTANCE:
+        raise DataError(f"{path}: values up to {top:g} are not reflectance in [0, 1]")
+    if choice == "dn" and dtype == "uint8":
+        raise DataError(f"{path}: --radiometry dn needs 16-bit or float data, found uint8")
+    return choice  # type: ignore[return-value]
+
+
+def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
+                  nodata: float | None) -> bool:
+    """Whether the ``[3, h, w]`` RGB ``sample`` holds valid pixels; with detected 16-bit DN,
+    refuse values that no Sentinel-2 product holds (the float case: :func:`radiometry_for`).
+    """
+    valid = valid_pixels(sample, nodata, None)
+    if not valid.any():
+        return False
+    if radiometry != "dn" or choice != "auto" or np.issubdtype(sample.dtype, np.floating):
+        return True
+    values = sample[:, valid]
+    low, top = int(values.min()), int(values.max())
+    if low < -BASELINE_OFFSET:
+        raise DataError(
+            f"{path}: values down to {low}: Sentinel-2 digital numbers are never below "
+            f"-{BASELINE_OFFSET}; if {low} marks missing data, declare it as the file's nodata "
+            f"(gdal_edit.py -a_nodata {low} {path.name})"
+        )
+    if top <= 255:
+        raise DataError(
+            f"{path}: 16-bit values no higher than {top}: 8-bit data stored as 16 bits? "
+            "Sentinel-2 digital numbers (reflectance x 10000) of a scene reach thousands; save "
+            "8-bit data as uint8 (read as a TCI), or pass --radiometry dn if these are digital "
+            "numbers"
+        )
+    return True
+
+
+def check_dn_offset(dn_offset: float | None) -> None:
+    """``--dn-offset`` is None (from the metadata), 0 or 1000: the offset *subtracted*."""
+    if dn_offset is not None and dn_offset not in (0, BASELINE_OFFSET):
+        raise ConfigError(
+            f"--dn-offset must be 0 or {BASELINE_OFFSET} (the DN offset to subtract: "
+            f"{BASELINE_OFFSET} from processing baseline 04.00 on, where ESA's metadata says "
+            f"BOA_ADD_OFFSET=-{BASELINE_OFFSET}), got {dn_offset:g}"
+        )

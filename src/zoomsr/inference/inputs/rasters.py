@@ -1,0 +1,157 @@
+"""Opening input rasters: readable, and cheap decimated looks at their values (made
+ahead in threads)."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+from zoomsr.errors import DataError, first_line
+from zoomsr.inference.inputs.frame import Frame
+from zoomsr.inference.inputs.radiometry import valid_pixels
+
+#: Held while this module changes the process's warning filters (catch_warnings).
+WARNINGS_LOCK = threading.RLock()
+
+
+def open_raster(path: Path) -> rasterio.DatasetReader:
+    try:
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            # a file without georeference is refused by name later ("has no CRS"); rasterio's
+            # own two-line warning would only come first
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: not a readable raster (corrupt or wrong format: "
+                        f"{first_line(exc)})") from None
+
+
+def check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Decode a block from the corners so a truncated file fails here, not mid-run."""
+    from rasterio.windows import Window
+
+    try:
+        for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
+            ds.read(1, window=Window(col, row, 1, 1))
+    except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
+        raise DataError(f"{path}: corrupt raster data ({first_line(exc)})") from None
+
+
+def sample_shape(ds: rasterio.DatasetReader) -> tuple[int, int]:
+    factor = max(1, max(ds.width, ds.height) // 256)
+    return max(1, ds.height // factor), max(1, ds.width // factor)
+
+
+#: At most this many bytes of decimated looks are made ahead (the rest are read in order).
+LOOK_AHEAD_BYTES = 64 * 2**20
+
+
+#: Per thread: the decimated looks :func:`discover_frames` made ahead, by file name.
+looked = threading.local()
+
+
+def decimated_look(ds: rasterio.DatasetReader, band: int | Sequence[int]) -> np.ndarray:
+    """A cheap look at the values: a decimated read (at most ~256 px a side) of ``band``
+    (``[h, w]``) or of several bands (``[n, h, w]``).
+
+    It decodes blocks all over the file, or its overviews where it has them, so damaged data
+    inside a file without overviews (not only at the corners :func:`check_readable` reads)
+    fails here, before any work; in a file with overviews, a damaged full-resolution block
+    fails when the run reads it (named then, the finished rows kept for --resume). Taken from
+    the look made ahead (:func:`look_ahead`) where there is one.
+    """
+    shape = sample_shape(ds)
+    ahead = getattr(looked, "samples", {}).get(ds.name)
+    if ahead is not None and ahead.shape == (ds.count, *shape):
+        return ahead[band - 1] if isinstance(band, int) else ahead[[b - 1 for b in band]]
+    try:
+        if isinstance(band, int):
+            return ds.read(band, out_shape=shape)
+        return ds.read(list(band), out_shape=(len(band), *shape))
+    except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
+        raise DataError(f"{ds.name}: corrupt raster data ({first_line(exc)})") from None
+
+
+def workers_available() -> int:
+    """CPUs this process may run on (its affinity, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, np.ndarray]:
+    """Decimated looks at every band of ``paths``, several files at once, by file name.
+
+    A look decodes the whole file when it has no overviews (a large scene's 8 dates: about a
+    second on one core, while the GPU waits), and GDAL decodes without Python's lock, so the
+    files are read in ``workers`` threads (default: one per CPU, at most 16). A file that fails
+    is left out: read again in order, it fails there with its message, so errors come as
+    without the look ahead; so is a file of more than 4 bands, and any once the looks held
+    (every band, up to 511 px a side, until discovery ends) reach :data:`LOOK_AHEAD_BYTES`.
+    """
+    budget = [LOOK_AHEAD_BYTES]
+    lock = threading.Lock()
+
+    def look(path: Path) -> tuple[str, np.ndarray] | None:
+        try:
+            with rasterio.open(path) as ds:
+                shape = (ds.count, *sample_shape(ds))
+                size = math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize
+                with lock:
+                    if ds.count > 4 or size > budget[0]:
+                        return None
+                    budget[0] -= size
+                return ds.name, ds.read(out_shape=shape)
+        except Exception:  # noqa: BLE001 - reported by the ordered pass
+            return None
+
+    workers = min(len(paths), workers or workers_available(), 16)
+    if workers <= 1:
+        return {}
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="zoomsr-look")
+    try:
+        # rasterio warns from the worker threads too (a file without georeference): filtered
+        # here, as open_raster does, and told by the ordered pass. The filters are the process's, so
+        # one thread at a time changes them.
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return dict(r for r in pool.map(look, paths) if r is not None)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no file not yet started
+
+
+def any_valid(frame: Frame) -> bool:
+    """Whether any full-resolution pixel of ``frame``'s RGB is valid (read in strips, up to the
+    first): what a decimated look found nothing in may still hold a narrow swath edge."""
+    from rasterio.windows import Window
+
+    datasets = [open_raster(p) for p in frame.paths]
+    try:
+        if len(datasets) == 3:  # red, green, blue files
+            bands = list(zip(datasets, frame.bands, strict=True))
+        else:
+            bands = [(datasets[0], b) for b in frame.bands]
+        step = max(1, (1 << 24) // max(1, frame.width))  # ~16 M pixels a strip
+        for row in range(0, frame.height, step):
+            w = Window(0, row, frame.width, min(step, frame.height - row))
+            try:
+                strip = np.stack([ds.read(b, window=w) for ds, b in bands])
+            except Exception as exc:  # noqa: BLE001 - GDAL raises several types
+                raise DataError(f"{frame.paths[0]}: corrupt raster data "
+                                f"({first_line(exc)})") from None
+            if valid_pixels(strip, frame.nodata, None).any():
+                return True
+        return False
+    finally:
+        for ds in datasets:
+            ds.close()
