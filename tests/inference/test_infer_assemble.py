@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zoomsr.inference.assemble import RowAssembler, prepare_row
-from zoomsr.inference.pipeline import ArrayReader, RowBlender, ScenePlan, compute_row
+from zoomsr.inference.rows import ArrayReader, RowBlender, ScenePlan, compute_row
 from zoomsr.inference.windows import Tiling, WindowGrid
 
 

@@ -122,7 +122,7 @@ def test_a_gpu_row_synchronises_only_in_its_one_transfer(tmp_path, monkeypatch, 
     call (blocking copies either way, ``.item()``, ...), except in :func:`to_host`, once."""
     from rasterio.windows import Window  # noqa: F401  (rasterio before the mode is set)
 
-    from zoomsr.inference import assemble, discover_frames, pipeline
+    from zoomsr.inference import assemble, discover_frames, rows
     from zoomsr.inference.arrays import to_host
     from zoomsr.inference.grid import plan_grid
     from zoomsr.inference.reader import SceneReader
@@ -134,7 +134,7 @@ def test_a_gpu_row_synchronises_only_in_its_one_transfer(tmp_path, monkeypatch, 
     grid = plan_grid(frames, 4)
     windows = WindowGrid(grid.height, grid.width, Tiling(window=32, overlap=8))
     model = _model("cuda", precision)
-    plan = pipeline.ScenePlan(SceneReader(frames, grid), grid, windows, 2, 2, 0, 0)
+    plan = rows.ScenePlan(SceneReader(frames, grid), grid, windows, 2, 2, 0, 0)
     cuda = torch.device("cuda")
     transfers = []
 
@@ -147,12 +147,12 @@ def test_a_gpu_row_synchronises_only_in_its_one_transfer(tmp_path, monkeypatch, 
             torch.cuda.set_sync_debug_mode("error")
 
     def row(r):
-        res = pipeline.compute_row(plan, model, r, cuda)
+        res = rows.compute_row(plan, model, r, cuda)
         return assemble.prepare_row(res, windows, model.scale, with_lr=True)
 
     try:
         warm = [row(r) for r in range(windows.n_rows)]  # first calls may sync (cuDNN, caches)
-        monkeypatch.setattr(pipeline, "to_host", allowed)
+        monkeypatch.setattr(rows, "to_host", allowed)
         monkeypatch.setattr(assemble, "to_host", allowed)
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")

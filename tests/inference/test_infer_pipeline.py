@@ -278,10 +278,11 @@ def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_mo
     import weakref
 
     from zoomsr.inference import pipeline
+    from zoomsr.inference import rows as row_work
 
     paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
     rows, ready = {}, {}
-    compute, prepare = pipeline.compute_row, pipeline.prepare_row
+    compute, prepare = row_work.compute_row, pipeline.prepare_row
 
     def spy_compute(plan, model, r, on=None):
         # one thread: the previous row (and its finished form) must be gone by now; with
@@ -299,7 +300,7 @@ def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_mo
         ready[res.row] = weakref.ref(out)
         return out
 
-    monkeypatch.setattr(pipeline, "compute_row", spy_compute)
+    monkeypatch.setattr(row_work, "compute_row", spy_compute)
     monkeypatch.setattr(pipeline, "prepare_row", spy_prepare)
     run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(threads=threads))
     assert len(rows) > 4

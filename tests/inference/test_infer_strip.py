@@ -15,7 +15,7 @@ import torch
 from infer_helpers import write_frames
 from rasterio.windows import Window
 
-from zoomsr.inference import arrays, assemble, discover_frames, pipeline
+from zoomsr.inference import arrays, assemble, discover_frames, rows
 from zoomsr.inference.arrays import pack, to_host, to_tensor, unpack
 from zoomsr.inference.assemble import to_uint8
 from zoomsr.inference.frames import (
@@ -28,8 +28,8 @@ from zoomsr.inference.frames import (
 )
 from zoomsr.inference.grid import plan_grid
 from zoomsr.inference.inputs import to_band16, to_tci, valid_pixels
-from zoomsr.inference.pipeline import ScenePlan, compute_row
 from zoomsr.inference.reader import SceneReader
+from zoomsr.inference.rows import ScenePlan, compute_row
 from zoomsr.inference.windows import Tiling, WindowGrid
 
 CPU = torch.device("cpu")
@@ -227,7 +227,7 @@ def test_a_scene_row_makes_one_transfer_after_its_model_calls(tmp_path, monkeypa
                 if isinstance(x, torch.Tensor) else np.array(x) for x in xs]
 
     object.__setattr__(model, "forward_device", counted_forward)
-    monkeypatch.setattr(pipeline, "to_host", fake_to_host)
+    monkeypatch.setattr(rows, "to_host", fake_to_host)
     monkeypatch.setattr(assemble, "to_host", fake_to_host)
     try:
         for r in range(windows.n_rows):

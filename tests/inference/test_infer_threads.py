@@ -188,7 +188,7 @@ def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monke
 def test_threads_fit_the_open_file_limit(monkeypatch):
     import resource
 
-    from zoomsr.inference.pipeline import fit_open_files
+    from zoomsr.inference.rows import fit_open_files
 
     limits = {"soft": 1024, "hard": 1024}
     monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))

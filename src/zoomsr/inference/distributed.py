@@ -4,7 +4,7 @@ The driver keeps everything that must be sequential and small (adding the rows' 
 edges, writing the output, the resume state); Ray actors, each holding one copy of the model
 (on a GPU when the cluster has them), read their windows from the inputs, run the model on
 them, blend them and finish the rows only they decide, with the same
-:func:`~zoomsr.inference.pipeline.compute_row` and
+:func:`~zoomsr.inference.rows.compute_row` and
 :func:`~zoomsr.inference.assemble.prepare_row` as the local path, so the output is the
 same. Inputs must be readable at the same paths on every node (a shared file system or object
 store URLs that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
@@ -27,7 +27,7 @@ from typing import Any
 from zoomsr.errors import ConfigError, ZoomsrError
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import ScenePlan
+from zoomsr.inference.rows import ScenePlan
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
@@ -109,7 +109,7 @@ def _worker_class(ray: Any) -> Any:
 
         def row(self, r: int) -> ReadyRow:
             from zoomsr.inference.assemble import prepare_row
-            from zoomsr.inference.pipeline import blend_device, compute_row
+            from zoomsr.inference.rows import blend_device, compute_row
 
             if self.plan is None:
                 raise RuntimeError("row() before set_plan()")

@@ -10,20 +10,19 @@ Data flow (rows of windows, so memory does not grow with the scene's height)::
           row, after its model calls) --> raw file (partial run)
     all rows done --> tiled, compressed GeoTIFF / COG, renamed onto the output
 
-:func:`run_inference` is the entry point; :func:`compute_row` is the unit of work that the
-Ray path (:mod:`zoomsr.inference.distributed`) ships to workers. Locally, ``threads`` rows are
-computed at once (:func:`local_rows`): while one row is in the model, the next is read and
-the previous blended, and the main thread writes finished rows, so a fast GPU is not left
-waiting on the CPU. Model calls are serialised, so the model's memory is needed once.
+:func:`run_inference` is the entry point. A row of windows is the unit of work
+(:func:`~zoomsr.inference.rows.compute_row`, which the Ray path,
+:mod:`zoomsr.inference.distributed`, ships to workers). Locally, ``threads`` rows are computed
+at once (:func:`~zoomsr.inference.rows.local_rows`): while one row is in the model, the next
+is read and the previous blended, and the main thread writes finished rows, so a fast GPU is
+not left waiting on the CPU. Model calls are serialised, so the model's memory is needed once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,31 +30,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from rasterio.windows import Window
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.inference.arrays import to_host, to_tensor
 from zoomsr.inference.assemble import (
-    Carry,
     ReadyRow,
     RowAssembler,
     carried_rows,
     prepare_row,
-    to_uint8,
-    upsample_mask,
 )
-from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames, is_s2naip_root
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader, read_cache, read_cache_bytes
-from zoomsr.inference.uncertainty import subset_frames
+from zoomsr.inference.rows import (
+    ArrayReader,
+    RowBlender,
+    RowResult,
+    ScenePlan,
+    blend_device,
+    fit_open_files,
+    local_rows,
+)
 from zoomsr.inference.windows import (
     Tiling,
     WindowGrid,
-    blend_weights,
     column_groups,
     group_read_width,
     group_span,
@@ -113,72 +112,6 @@ class InferenceOptions:
 
 
 @dataclass
-class ArrayReader:
-    """In-memory frames ``[T, C, H, W]`` (TCI / 255, then extra bands) with the reader
-    interface of a scene."""
-
-    pixels: np.ndarray
-    valid: np.ndarray
-
-    def read_strip(self, window: Window, device: torch.device | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """Frames ``[T, C, h, w]`` (0 where invalid) and validity ``[T, h, w]`` on ``device``."""
-        rows = slice(int(window.row_off), int(window.row_off + window.height))
-        cols = slice(int(window.col_off), int(window.col_off + window.width))
-        device = device or torch.device("cpu")
-        valid = to_tensor(self.valid[:, rows, cols], device)
-        pixels = to_tensor(self.pixels[:, :, rows, cols], device)
-        return torch.where(valid[:, None], pixels, 0.0), valid, None
-
-    def clone(self) -> ArrayReader:
-        return self  # read-only arrays: safe to share between threads
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class ScenePlan:
-    """Everything a worker needs to compute a row of windows (picklable)."""
-
-    reader: SceneReader | ArrayReader
-    grid: TargetGrid | None
-    windows: WindowGrid
-    n_images: int
-    batch_size: int
-    uncertainty: int
-    seed: int
-    columns: tuple[int, int] | None = None  # a column group (window columns); None: all
-
-
-@dataclass
-class RowResult:
-    """One row of windows, blended: HR sums ``[C, h*s, W*s]`` and weights ``[h*s, W*s]``.
-
-    ``C`` is 3 (RGB), plus 1 with uncertainty. ``valid`` ``[h, W]``: any frame valid (LR);
-    ``mosaic`` ``[h, W, 3]`` uint8: mean of the valid frames (the resampled LR mosaic);
-    ``few_frames``: windows with fewer clean frames than the model takes. All but ``windows``
-    are tensors on the model's device when blended there (:func:`prepare_row` brings them
-    back in one transfer), else NumPy.
-    """
-
-    row: int
-    sums: np.ndarray | torch.Tensor
-    weights: np.ndarray | torch.Tensor
-    valid: np.ndarray | torch.Tensor
-    mosaic: np.ndarray | torch.Tensor
-    few_frames: int | torch.Tensor
-    windows: int
-
-
-def blend_device(model: InferenceModel) -> torch.device | None:
-    """Where the local path blends rows: on the model's accelerator (the outputs then never
-    travel to the CPU as floats, and the GPU does the arithmetic), else None (NumPy)."""
-    dev = getattr(model, "device", None)
-    return dev if isinstance(dev, torch.device) and dev.type not in ("cpu", "meta") else None
-
-
-@dataclass
 class InferenceResult:
     """What a run produced and how it went."""
 
@@ -201,278 +134,6 @@ class InferenceResult:
         computed."""
         done = self.windows_computed / self.windows if self.windows else 1.0
         return self.grid.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
-
-
-def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
-                on: torch.device | None = None) -> RowResult:
-    """Read, choose frames, run the model on and blend the windows of window row ``r``.
-
-    ``on``: blend with torch on that device (the sums stay there), else with NumPy. With
-    ``plan.columns``, only the LR columns that column group owns are returned (computed from
-    every window covering them, as without groups).
-    """
-    grid = plan.windows
-    group = plan.columns or (0, len(grid.xs))
-    owned_from, owned_to, needed = group_span(grid, group)
-    owned = range(*group)
-    row = grid.row(r)
-    wins = [row[c] for c in needed]
-    s = model.scale
-    y, h = wins[0].y, wins[0].h
-    x0 = wins[0].x
-    width = wins[-1].x + wins[-1].w - x0  # the strip these windows cover
-    # Everything from the file values on runs on the model's device (the CPU, or the GPU:
-    # only the raw values go there, and the finished rows come back, in one transfer).
-    dev = on or getattr(model, "device", None)
-    if on is None and not (isinstance(dev, torch.device) and dev.type != "meta"):
-        dev = torch.device("cpu")
-    pixels, valid, cloudy = plan.reader.read_strip(Window(x0, y, width, h), dev)
-    filled, any_valid, mean = fill_gaps(pixels, valid)
-    mosaic = to_uint8(mean[:3].permute(1, 2, 0))
-    spans = [(win.x - x0, win.w) for win in wins]
-    all_scores, clean = window_scores(pixels, valid, cloudy, spans)
-    del pixels, valid, cloudy
-    # Frames are chosen on the device too: nothing comes back before the model calls are
-    # queued (a transfer from a GPU waits for every call queued before it, other rows' too).
-    best = choose_frames(all_scores, plan.n_images)  # [windows, n]
-    ours = to_tensor(np.array([win.col in owned for win in wins]), dev)
-    few = ((clean < plan.n_images) & ours).sum()
-    k = plan.uncertainty
-    channels = 3 + (1 if k else 0)
-    per_window = 1 + k
-    sums: Any
-    weights: Any
-    if on is None:
-        sums = np.zeros((channels, h * s, width * s), dtype=np.float32)
-        weights = np.zeros((h * s, width * s), dtype=np.float32)
-    else:
-        sums = torch.zeros((channels, h * s, width * s), dtype=torch.float32, device=on)
-        weights = torch.zeros((h * s, width * s), dtype=torch.float32, device=on)
-
-    # Windows of a row share a few weight arrays (edges differ): each goes to the device once
-    # (asynchronously: a blocking copy would wait for every model call queued before it).
-    weight_cache: dict[tuple, Any] = {}
-
-    def weights_of(win: Any) -> Any:
-        key = (win.h, win.w, win.y == 0, win.y + win.h >= grid.height, win.x == 0,
-               win.x + win.w >= grid.width)
-        if key not in weight_cache:
-            w = blend_weights(win, plan.windows, s)
-            weight_cache[key] = w if on is None else to_tensor(w, on)
-        return weight_cache[key]
-
-    def blend(j: int, outs: list[Any]) -> None:
-        win = wins[j]
-        w = weights_of(win)
-        cols = slice((win.x - x0) * s, (win.x - x0 + win.w) * s)
-        sums[:3, :, cols] += outs[0] * w
-        if k:
-            spread = (np.stack(outs[1:]).std(0).mean(0) if on is None
-                      else torch.stack(outs[1:]).std(0, correction=0).mean(0))
-            sums[3, :, cols] += spread * w
-        weights[:, cols] += w
-
-    # Inputs go to the model batch_size at a time, and each window is blended as soon as its
-    # outputs are in, so a row never holds all its windows' inputs or outputs at once.
-    pending: list[tuple[int, torch.Tensor]] = []
-    outputs: dict[int, list[np.ndarray]] = {}
-
-    def run_batch() -> None:
-        js = [j for j, _ in pending[: plan.batch_size]]
-        stacked = torch.stack([a for _, a in pending[: plan.batch_size]])
-        del pending[: plan.batch_size]  # the windows' inputs are then held once, stacked
-        outs = model.forward(stacked) if on is None else model.forward_device(stacked)
-        del stacked
-        for j, out in zip(js, outs, strict=True):
-            outputs.setdefault(j, []).append(out)
-            if len(outputs[j]) == per_window:
-                blend(j, outputs.pop(j))
-
-    # Uncertainty subsets are drawn on the host (seeded NumPy): their scores come back first.
-    host_scores = to_host(all_scores)[0] if k else None
-    for j, win in enumerate(wins):
-        wp = filled[..., win.x - x0 : win.x - x0 + win.w]
-        chosen = [best[j]]
-        if host_scores is not None:
-            chosen += [to_tensor(f, dev) for f in
-                       subset_frames(host_scores[j], plan.n_images, k, (plan.seed, r, win.col))]
-        for frames in chosen:
-            pending.append((j, wp[frames]))
-        while len(pending) >= plan.batch_size:
-            run_batch()
-    while pending:
-        run_batch()
-    a, b = owned_from - x0, owned_to - x0  # keep the owned columns
-    valid_lr, mosaic = any_valid[:, a:b], mosaic[:, a:b]
-    if on is None:  # NumPy blending: the rest to the host too, in one transfer
-        valid_lr, mosaic, few = to_host(valid_lr, mosaic, few)
-        few = int(few)
-    return RowResult(r, sums[:, :, a * s : b * s], weights[:, a * s : b * s],
-                     valid_lr, mosaic, few, len(owned))
-
-
-class RowBlender(Carry):
-    """Accumulates blended rows of windows and releases the output rows that are final, as
-    floats (:func:`super_resolve_array`; scenes use :class:`RowAssembler`)."""
-
-    def add(self, res: RowResult) -> tuple[int, np.ndarray, np.ndarray]:
-        """Add window row ``res``; return (first HR row, values ``[C, n, W]``, mask ``[n, W]``)."""
-        s, win = self.scale, self.windows
-        top = win.ys[res.row] * s  # rows above are final: the accumulator starts here
-        need = res.weights.shape[0]
-        if self.weights.shape[0] < need:
-            pad = need - self.weights.shape[0]
-            self.sums = np.concatenate(
-                [self.sums, np.zeros((self.sums.shape[0], pad, self.sums.shape[2]), np.float32)],
-                axis=1)
-            self.weights = np.concatenate(
-                [self.weights, np.zeros((pad, self.weights.shape[1]), np.float32)])
-        self.sums[:, :need] += res.sums
-        self.weights[:need] += res.weights
-        lr_rows = win.final_until(res.row) - win.ys[res.row]
-        n = lr_rows * s
-        wsum = self.weights[:n]
-        value = self.sums[:, :n] / np.where(wsum > 0, wsum, 1.0)
-        valid = upsample_mask(res.valid[:lr_rows], s) & (wsum > 0)
-        self.sums = self.sums[:, n:].copy()
-        self.weights = self.weights[n:].copy()
-        return top, value, valid
-
-
-class _SerialModel:
-    """``model`` with its calls serialised (threads share one model, and its memory)."""
-
-    def __init__(self, model: InferenceModel) -> None:
-        self._model = model
-        self._lock = threading.Lock()
-        self.scale = model.scale
-        self.device = getattr(model, "device", None)  # where rows are prepared
-
-    def forward(self, lr: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return self._model.forward(lr)
-
-    def forward_device(self, lr: np.ndarray) -> torch.Tensor:
-        with self._lock:
-            return self._model.forward_device(lr)
-
-
-class _RowThreads:
-    """``threads`` threads computing rows in order, each with its own reader.
-
-    A thread takes the next row only while fewer than ``threads`` rows are taken and not yet
-    consumed (being computed or waiting), so at most ``threads`` consecutive rows are in
-    memory, besides the one the consumer holds. Results are yielded in row
-    order; the first error is raised in the consumer. Closing stops the threads after the rows
-    they are on (a row takes about a second), and each thread closes its own reader.
-    """
-
-    def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
-                 threads: int, prepare: Callable[[RowResult], Any] | None = None,
-                 on: torch.device | None = None) -> None:
-        self.plan, self.rows = plan, list(rows)
-        self.prepare = prepare
-        self.on = on
-        self.model = _SerialModel(model)
-        self.depth = threads
-        self.cond = threading.Condition()
-        self.results: dict[int, Any] = {}
-        self.handed = self.consumed = 0
-        self.stop = False
-        # All threads queue on the device's default stream: the model's activations are then
-        # cached once. (Per-thread streams would keep a waiting thread from also waiting for
-        # other threads' model calls, but PyTorch caches freed memory per stream, so every
-        # thread would hold its own copy of the activations; not measured on a GPU yet.)
-        self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
-                        for i in range(min(threads, len(self.rows)))]
-        for t in self.threads:
-            t.start()
-
-    def _work(self) -> None:
-        plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
-        try:
-            while True:
-                with self.cond:
-                    while (not self.stop and self.handed < len(self.rows)
-                           and self.handed >= self.consumed + self.depth):
-                        self.cond.wait()
-                    if self.stop or self.handed >= len(self.rows):
-                        return
-                    i = self.handed
-                    self.handed += 1
-                try:
-                    res: Any = compute_row(plan, self.model, self.rows[i], self.on)
-                    if self.prepare is not None:
-                        res = self.prepare(res)
-                except BaseException as exc:  # handed to the consumer, raised there
-                    res = exc
-                with self.cond:
-                    self.results[i] = res
-                    if isinstance(res, BaseException):
-                        self.stop = True
-                    self.cond.notify_all()
-                del res  # the consumer's now: not kept while the next row is computed
-        finally:
-            plan.reader.close()
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            for i in range(len(self.rows)):
-                with self.cond:
-                    while i not in self.results:
-                        self.cond.wait()
-                    res = self.results.pop(i)
-                    self.consumed = i + 1
-                    self.cond.notify_all()
-                if isinstance(res, BaseException):
-                    raise res
-                yield res
-                del res  # not held while waiting for the next row
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        with self.cond:
-            self.stop = True
-            self.cond.notify_all()
-        for t in self.threads:
-            t.join()
-
-
-def fit_open_files(threads: int, files: int) -> int:
-    """Rows computed at once such that every thread can open each input file: raises the
-    soft limit on open files towards the hard one if needed, else uses fewer threads."""
-    need = threads * files + 128  # + GDAL's own, the outputs, Python's
-    try:
-        import resource
-    except ImportError:  # not POSIX: no such limit to manage here
-        return threads
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < need:
-        return max(1, (soft - 128) // max(files, 1))
-    return threads
-
-
-def local_rows(
-    plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
-    prepare: Callable[[RowResult], Any] | None = None, on: torch.device | None = None,
-) -> Iterator[Any]:
-    """Compute ``rows`` in order in this process, ``threads`` rows at once; with ``prepare``,
-    yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``on``: blend on
-    that device (:func:`compute_row`)."""
-    if threads <= 1 or len(rows) <= 1:
-        hand_on = prepare or (lambda res: res)
-        for r in rows:
-            # no local holds the row while the next one is computed (a suspended generator
-            # keeps its locals: the row's float sums would be held twice)
-            yield hand_on(compute_row(plan, model, r, on))
-        return
-    yield from _RowThreads(plan, model, rows, threads, prepare, on)
 
 
 def super_resolve_array(
