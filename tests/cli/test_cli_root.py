@@ -53,3 +53,19 @@ def test_cli_starts_without_importing_torch():
     code = "import sys, zoomsr.cli.main; print(sorted({'torch', 'rasterio'} & set(sys.modules)))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_help_paragraphs_wrap_at_the_terminal_width(cli, monkeypatch):
+    """The docstrings' own line breaks are not kept: on a terminal narrower than the source a
+    sentence used to break into ragged lines ("--frames TCI" alone on one)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for args in (["demo", "--help"], ["infer", "--help"], ["train", "--help"],
+                 ["data", "build", "--help"], ["metrics", "agreement", "--help"]):
+        code, out, _ = cli(*args)
+        assert code == 0, args
+        prose = out.split("╭")[0].splitlines()[3:]  # the description, before the boxes
+        paragraphs = "\n".join(line.rstrip() for line in prose).split("\n\n")
+        for p in paragraphs:
+            lines = [line for line in p.splitlines() if line.strip()]
+            # every line but a paragraph's last is filled to near the width
+            assert all(len(line) > 60 for line in lines[:-1]), (args, p)

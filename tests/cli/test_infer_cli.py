@@ -112,7 +112,15 @@ def test_notes_tell_repeated_dates_from_gaps(cli, tmp_path):
                                                               1: (slice(0, 40), slice(0, 20))})
     code, out, err = cli("infer", tmp_path / "gaps", "-o", tmp_path / "b.tif", *TINY)
     assert code == 0, err
-    assert "dates free of nodata there (gaps, swath or scene edges)" in out
+    assert ("window(s) had fewer than 2 dates free of nodata where other dates have "
+            "data (gaps, swath edges, smaller footprints)") in out
+    # a single-image model: no date free of nodata (each misses part of the other's data)
+    write_frames(tmp_path / "apart", n=2, size=(24, 24), holes={0: (slice(0, 24), slice(0, 6)),
+                                                               1: (slice(0, 24), slice(8, 14))})
+    one = [*TINY, "--config", "num_in_ch=3,num_feat=8,num_block=1,num_grow_ch=4"]
+    code, out, err = cli("infer", tmp_path / "apart", "-o", tmp_path / "c.tif", *one)
+    assert code == 0, err
+    assert "note: 1 window(s) had no date free of nodata where other dates have data" in out
 
 
 def test_infer_bad_options(cli, tmp_path):
@@ -209,6 +217,28 @@ def test_chunk_layout_on_ray_is_refused_before_ray_starts(cli, tiny_dataset, tmp
                                          "independent: one machine does them fast)")
 
 
+def test_chunk_layout_refuses_grid_and_uncertainty_options_naming_them(cli, tiny_dataset,
+                                                                       tmp_path):
+    out = tmp_path / "grid.tif"
+    code, _, err = cli("infer", tiny_dataset, "-o", out, *TINY, "--native-grid")
+    assert code == 2 and err.strip() == (f"error: {tiny_dataset}: --native-grid: S2-NAIP chunks "
+                                         "are on the training grid already (EPSG:3857 tiles); "
+                                         "drop the option")
+    code, _, err = cli("infer", tiny_dataset, "-o", out, *TINY, "--uncertainty", "3")
+    assert code == 2 and err.startswith(f"error: {tiny_dataset}: --uncertainty: not available "
+                                        "for S2-NAIP chunk input")
+    assert not out.exists()
+
+
+def test_weights_folder_is_named_as_a_folder(cli, tmp_path):
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    (tmp_path / "w").mkdir()
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--weights",
+                       tmp_path / "w", "--no-progress", "--device", "cpu")
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path / 'w'}: is a folder; give a checkpoint file"
+
+
 def test_chunk_layout_short_series_note(cli, tiny_dataset, tmp_path):
     eight = list(TINY)
     eight[eight.index("--config") + 1] = "num_in_ch=24,num_feat=8,num_block=1,num_grow_ch=4"
@@ -255,7 +285,10 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     assert out.read_bytes() == before
     # not trusted blindly: a side output the earlier run did not write, or another file there
     code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume", "--preview")
-    assert code == 2 and "already exists" in err
+    assert code == 2 and err.strip() == (
+        f"error: {out}: finished by an earlier run without --preview ({out.stem}.preview.png "
+        "is missing); --resume cannot add it: pass --overwrite to compute it again with "
+        "--preview")
     other = tmp_path / "other.tif"
     other.write_bytes(b"not a zoomsr output")
     code, _, err = cli("infer", tmp_path / "in", "-o", other, *TINY, "--resume")

@@ -66,6 +66,8 @@ def test_utm_input_reprojected_to_training_grid(tmp_path, tiny_model):
     # the rotated-in footprint is valid, the corners outside it are nodata
     assert mask.max() == 255 and mask.min() == 0
     assert result.grid.resolution == pytest.approx(tiles.LR_RESOLUTION)
+    # corners outside every date are missing from all alike: no window lacks a clean date
+    assert result.few_frame_windows == 0
 
 
 def test_tiled_equals_untiled(tiny_model):
@@ -80,6 +82,26 @@ def test_tiled_equals_untiled(tiny_model):
     # with a margin below the receptive field the seams do show: the test can fail
     rough, _ = super_resolve_array(pixels, model, Tiling(window=64, overlap=0, margin=0))
     assert np.abs(rough - whole).max() > 1e-3
+
+
+def test_in_memory_frames_must_be_float_in_0_1_and_nan_is_nodata(tiny_model):
+    rng = np.random.default_rng(2)
+    tci = rng.integers(1, 256, (2, 3, 24, 24), dtype=np.uint8)  # an 8-bit TCI as read
+    model = tiny_model(2)
+    with pytest.raises(InputError, match=r"^expected float frames in \[0, 1\], got uint8: "
+                                         r"divide an 8-bit TCI by 255"):
+        super_resolve_array(tci, model, FAST)
+    with pytest.raises(InputError, match=r"^frame values from 1 to 255: expected \[0, 1\]"):
+        super_resolve_array(tci.astype(np.float32), model, FAST)
+    pixels = tci / 255.0
+    pixels[:, :, :8, :8] = np.nan  # both dates: nodata there
+    pixels[0, 1, 16:, 16:] = np.nan  # one channel of one date: that date's pixels are nodata
+    out, mask = super_resolve_array(pixels, model, FAST)
+    assert np.isfinite(out).all()
+    assert not mask[: 8 * 4, : 8 * 4].any() and mask[8 * 4 :, :].all()
+    same, _ = super_resolve_array(np.where(np.isnan(pixels), 0, pixels), model, FAST,
+                                  valid=~np.isnan(pixels).any(1))
+    assert np.array_equal(out, same)
 
 
 def test_geotiff_matches_in_memory_result(frames_3857, tiny_model, tmp_path):
@@ -102,13 +124,15 @@ def test_nodata_propagates(tmp_path, tiny_model):
     data, mask, _ = read(out)
     # nodata in frames 0 and 1 only: frame 2 fills it -> valid
     assert mask[:48, :64].min() == 255
+    assert result.few_frame_windows >= 1  # windows over the holes lack a second clean date
     paths = write_frames(tmp_path / "in2", n=2, size=(40, 56), holes={0: holes[0], 1: holes[0]})
     out2 = tmp_path / "sr2.tif"
     result = run_inference(paths, out2, tiny_model(2), _opts())
     data, mask, _ = read(out2)
     assert (mask[:48, :64] == 0).all() and (data[:, :48, :64] == 0).all()
     assert (mask[48:, :] == 255).all() and (mask[:, 64:] == 255).all()
-    assert result.few_frame_windows >= 1  # windows over the hole lack clean frames
+    # a hole in every date is masked, not filled: no date would have been better there
+    assert result.few_frame_windows == 0
 
 
 def test_resume_is_byte_identical(tmp_path, tiny_model, monkeypatch):
@@ -136,6 +160,41 @@ def test_resume_is_byte_identical(tmp_path, tiny_model, monkeypatch):
     assert out.read_bytes() == clean.read_bytes()
     assert out.with_name("run.lr.tif").read_bytes() == clean.with_name("clean.lr.tif").read_bytes()
     assert not partial_dir(out).exists()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stopped_before_the_first_row_leaves_no_partial_folder(tmp_path, tiny_model,
+                                                              monkeypatch, threads):
+    """Nothing saved: nothing to resume, so no hidden folder the size of the output. Once a
+    row is saved the folder is kept, also when a resumed run is stopped again."""
+    from zoomsr.inference import rows
+
+    paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
+    model = tiny_model(2)
+    out = tmp_path / "o.tif"
+    compute = rows.compute_row
+
+    def interrupted(plan, model, r, on=None):
+        if r >= stop_at:
+            raise KeyboardInterrupt
+        return compute(plan, model, r, on)
+
+    monkeypatch.setattr(rows, "compute_row", interrupted)
+    stop_at = 0
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, model, _opts(threads=threads))
+    assert not partial_dir(out).exists() and not out.exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "in"]
+    stop_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, model, _opts(threads=threads))
+    assert partial_dir(out).is_dir()
+    with pytest.raises(KeyboardInterrupt):  # resumed at row 2, stopped there again: kept
+        run_inference(paths, out, model, _opts(threads=threads, resume=True))
+    assert partial_dir(out).is_dir()
+    stop_at = 99
+    run_inference(paths, out, model, _opts(threads=threads, resume=True))
+    assert out.is_file() and not partial_dir(out).exists()
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_model):

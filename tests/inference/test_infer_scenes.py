@@ -74,6 +74,10 @@ def test_scenes_local_equal_scenes_alone(tmp_path, tiny_model):
     # --resume skips finished scenes; without it an existing output fails that scene
     again = run_scenes(scenes, model, InferenceOptions(**OPTS, resume=True))
     assert [o.status for o in again.outcomes] == ["skipped"] * 3
+    # finished without the LR mosaic asked for now: --resume cannot add it (not skipped)
+    again = run_scenes(scenes[:1], model, InferenceOptions(**OPTS, resume=True, save_lr=True))
+    assert again.failed[0].exit_code == 2 and "without --save-lr (a.lr.tif is missing)" in (
+        again.failed[0].error)
     again = run_scenes(scenes[:1], model, opts)
     assert again.failed[0].exit_code == 2 and "--overwrite" in again.failed[0].error
 

@@ -69,6 +69,20 @@ def test_window_scores_equal_per_window_counts(with_cloudy):
     assert clean[-1] == 1  # only frame 1 is free of nodata over the whole strip
 
 
+def test_pixels_no_frame_covers_make_no_frame_unclean():
+    """Outside every date's footprint (a reprojected scene's corners) all dates miss the
+    same pixels: that is no reason to count a window as short of clean dates."""
+    valid = np.ones((3, 8, 24), bool)
+    valid[:, :, :6] = False  # no frame covers columns 0-5
+    valid[2, 0, 10] = False  # frame 2 misses a pixel the others have
+    pixels = np.where(valid[:, None], 0.5, 0.0).astype(np.float32)
+    spans = [(0, 8), (4, 8), (8, 8), (0, 24)]
+    for as_array in (np.asarray, torch.from_numpy):
+        _, clean = window_scores(as_array(pixels), as_array(valid), None, spans)
+        assert np.asarray(clean).tolist() == [3, 2, 2, 2]
+    assert [count_clean(valid[..., x:x + w]) for x, w in spans] == [3, 2, 2, 2]
+
+
 def test_gap_filling_and_uint8_agree_between_numpy_and_torch():
     pixels, valid, _ = _strip(1)
     valid[:, 0, 0] = False  # no frame valid there: 0, and not in the data mask

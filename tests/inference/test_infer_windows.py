@@ -55,7 +55,9 @@ def test_chosen_window_is_recorded_in_the_output(tmp_path, tiny_model):
     with rasterio.open(out) as ds:
         tiling = json.loads(ds.tags()["zoomsr_tiling"])
     # 300 x 180: 192 px windows cover it with 2 x 1 (128 px: 3 x 2, 256 px: 2 x 1 but larger)
-    assert tiling == {"window": 192, "overlap": 32, "margin": 8} and result.windows == 2
+    # (height, width) of the windows themselves: 180 px wide, the scene's width
+    assert tiling == {"window": 192, "overlap": 32, "margin": 8, "window_used_px": [192, 180]}
+    assert result.windows == 2
 
 
 def test_auto_window_fits_the_models_size_multiple(tiny_model):
@@ -99,3 +101,9 @@ def test_resume_refusal_names_the_first_differing_entry():
     assert _differences("not json", "{}") == "its record is unreadable"
     assert _differences(json.dumps({"a": [1]}), json.dumps({"a": [1, 2]})) == (
         "a: was [1], now [1, 2]")
+    # a date added: counted, not the two lists of dates shortened to their first characters
+    frame = {"bands": [1, 2, 3], "dn_offset": 0.0, "label": "S2A_29RKH_20200201_TCI.tif"}
+    before = {"files": [["/d/a.tif", 1, 1]], "frames": [frame]}
+    now = {"files": [["/d/a.tif", 1, 1], ["/d/b.tif", 1, 1]], "frames": [frame, frame]}
+    assert _differences(json.dumps(before), json.dumps(now)) == (
+        "inputs: /d/b.tif added; inputs: was 1 date(s), now 2")

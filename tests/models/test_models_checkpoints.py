@@ -332,3 +332,18 @@ def test_first_mismatch_names_one_difference() -> None:
     extra = {**state, "head.weight": torch.zeros(1)}
     assert first_mismatch(match_state_dict(model, extra)[0]) == (
         "the file has head.weight, which the model has not")
+
+
+def test_a_folder_or_a_missing_file_is_named(tmp_path: Path) -> None:
+    from zoomsr.models import read_checkpoint
+
+    with pytest.raises(CheckpointError, match=rf"^checkpoint not found: {tmp_path / 'x.pth'}$"):
+        read_checkpoint(tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path}: is a folder; give a checkpoint "
+                                              "file$"):
+        read_checkpoint(tmp_path)
+    (tmp_path / "net_g.pth").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r": is a folder; give a checkpoint file \(it "
+                                              r"holds net_g\.pth\)$"):
+        read_checkpoint(tmp_path)

@@ -181,9 +181,7 @@ def infer(
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
-    from zoomsr.inference.inputs import made_by_zoomsr
-    from zoomsr.inference.pipeline import is_s2naip_input, run_inference, side_outputs
-    from zoomsr.inference.writer import partial_dir
+    from zoomsr.inference.pipeline import finished_before, is_s2naip_input, run_inference
 
     if scenes is not None and (inputs or output is not None):
         raise ConfigError("--scenes replaces INPUTS and --output: give either a scenes "
@@ -211,11 +209,10 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
-    if (manifest is None and resume and not overwrite and output.is_file()
-            and not partial_dir(output).exists() and made_by_zoomsr(output)
-            and all(p.is_file() for p in side_outputs(output, save_lr, preview).values())):
+    if manifest is None and resume and not overwrite and finished_before(output, save_lr,
+                                                                          preview):
         # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
-        # other file there (not a zoomsr output, side outputs missing) is refused as usual
+        # other file there (not a zoomsr output) is refused as usual
         typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
                    "computes it again)")
         return
@@ -265,6 +262,11 @@ def _kept_scenes(outputs: list[Path]) -> str:
             "continue")
 
 
+def _fewer_than(n: int, noun: str) -> str:
+    """``fewer than 8 dates``; ``no date`` for a single-image model."""
+    return f"no {noun}" if n == 1 else f"fewer than {n} {noun}s"
+
+
 def _report(result: InferenceResult, net: InferenceModel) -> None:
     g = result.grid
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
@@ -282,13 +284,14 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
         typer.echo(f"note: {len(result.frames)} date(s) for a model of {net.n_images} images: "
                    "the best dates were repeated in every window")
     elif result.few_frame_windows and not result.frames:  # S2-NAIP tiles
-        typer.echo(f"note: {result.few_frame_windows} tile(s) had fewer than {net.n_images} "
-                   "time steps free of black pixels (a short series, or black steps): the best "
-                   "were repeated")
+        typer.echo(f"note: {result.few_frame_windows} tile(s) had "
+                   f"{_fewer_than(net.n_images, 'time step')} free of black pixels (a short "
+                   "series, or black steps): the best were repeated")
     elif result.few_frame_windows:
-        typer.echo(f"note: {result.few_frame_windows} window(s) had fewer than {net.n_images} "
-                   "dates free of nodata there (gaps, swath or scene edges); the gaps were "
-                   "filled from the other dates")
+        typer.echo(f"note: {result.few_frame_windows} window(s) had "
+                   f"{_fewer_than(net.n_images, 'date')} free of nodata where other dates "
+                   "have data (gaps, swath edges, smaller footprints); the gaps were filled "
+                   "from the other dates")
     for line in result.ignored:
         typer.echo(f"ignored: {line}")
     share = result.windows_computed / result.windows if result.windows else 1.0

@@ -6,6 +6,7 @@ Errors print one line on stderr; ``--debug`` (or ``ZOOMSR_DEBUG=1``) shows the t
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -106,12 +107,25 @@ def _interrupted(args: list[str]) -> None:
     typer.echo(text, err=True)
 
 
+def _unwrap_help(command: click.Command) -> None:
+    """Join the lines of each paragraph of every command's help: Typer's rich help keeps the
+    docstrings' line breaks and wraps the lines again at the terminal's width, so a terminal
+    narrower than the source broke sentences into ragged lines."""
+    if command.help:
+        command.help = "\n\n".join(
+            p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+            for p in inspect.cleandoc(command.help).split("\n\n"))
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
     interrupt.on_interrupt(None)  # set by the command that runs (main() may run several)
     command = typer.main.get_command(app)
+    _unwrap_help(command)
     with warnings.catch_warnings():
         shown = warnings.showwarning
 

@@ -4,8 +4,10 @@ A frame's score in a window is its number of unusable pixels: nodata/black, plus
 ones (every RGB channel at 255: clouds, glint), plus, where the frame has an SCL, cloud,
 cloud-shadow and cirrus pixels. The ``n`` frames with the lowest scores are taken,
 ties broken by input order, so the choice is deterministic. A window where fewer than ``n``
-frames are free of nodata is counted and reported. Gaps in the chosen frames are filled with
-the per-pixel mean of all frames valid there, so the model never sees black holes.
+frames are free of nodata is counted and reported; pixels that no frame covers (outside
+every date's footprint: a reprojected scene's corners, the scene's edge) count against none.
+Gaps in the chosen frames are filled with the per-pixel mean of all frames valid there, so the
+model never sees black holes.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
 
     ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
     ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
-    frames with no nodata pixel per window (as :func:`count_clean`), from per-column counts,
+    clean frames per window (as :func:`count_clean`), from per-column counts,
     so a strip takes a few passes however many windows it has. Tensors stay on their device.
     """
     m = xp(valid)
-    per_col = m.stack([unusable(pixels, valid, cloudy).sum(1), (~valid).sum(1)])  # [2, T, W]
+    gaps = ~valid & valid.any(0)  # nodata where another frame has data
+    per_col = m.stack([unusable(pixels, valid, cloudy).sum(1), gaps.sum(1)])  # [2, T, W]
     cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, 2)], 2)
     first = [x for x, _ in spans]
     last = [x + w for x, w in spans]
@@ -74,8 +77,10 @@ def choose_frames(scores: Array, n: int) -> Array:
 
 
 def count_clean(valid: np.ndarray) -> int:
-    """Number of frames with no nodata pixel in the window (``valid`` ``[T, h, w]``)."""
-    return int(valid.reshape(len(valid), -1).all(1).sum())
+    """Number of frames with no nodata pixel in the window (``valid`` ``[T, h, w]``) where
+    another frame has data: a pixel no frame covers is missing from every date alike."""
+    covered = valid | ~valid.any(0)
+    return int(covered.reshape(len(valid), -1).all(1).sum())
 
 
 def fill_gaps(pixels: Array, valid: Array) -> tuple[Array, Array, Array]:

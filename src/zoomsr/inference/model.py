@@ -25,7 +25,7 @@ from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
-from zoomsr.models.checkpoints import Checkpoint
+from zoomsr.models.checkpoints import Checkpoint, require_checkpoint_file
 
 
 def sha256_state(module: nn.Module) -> str:
@@ -235,10 +235,8 @@ def build_inference_model(
                 config={**entry.config, **(config or {})}, device=device, precision=precision,
                 label=label or entry.name, seed=seed, bands=entry.bands)
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path} (give a checkpoint file, or "
-                                  "a name that `zoomsr weights list` shows)")
+        path = require_checkpoint_file(weights, " (give a checkpoint file, or a name that "
+                                       "`zoomsr weights list` shows)")
         checkpoint = read_checkpoint(path)
         if bands is None and checkpoint.extra.get("bands"):
             bands = list(checkpoint.extra["bands"])

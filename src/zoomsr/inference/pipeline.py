@@ -40,7 +40,13 @@ from zoomsr.inference.assemble import (
     prepare_row,
 )
 from zoomsr.inference.grid import TargetGrid, plan_grid
-from zoomsr.inference.inputs import Frame, check_dn_offset, discover_frames, is_s2naip_root
+from zoomsr.inference.inputs import (
+    Frame,
+    check_dn_offset,
+    discover_frames,
+    is_s2naip_root,
+    made_by_zoomsr,
+)
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader, read_cache, read_cache_bytes
 from zoomsr.inference.rows import (
@@ -64,6 +70,7 @@ from zoomsr.inference.writer import (
     GeoTIFFStream,
     PartialRun,
     RawRaster,
+    partial_dir,
     write_geotiff,
     write_preview,
 )
@@ -153,15 +160,29 @@ def super_resolve_array(
     ``batch_size``: windows per model call (in 128 px windows when ``tiling`` has an
     automatic window, the default).
     Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped) and the
-    ``[H*s, W*s]`` data mask.
+    ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read) or values outside
+    [0, 1] are refused (:class:`InputError`); NaN pixels are nodata.
     """
-    pixels = np.asarray(pixels, dtype=np.float32)
+    given = np.asarray(pixels)
+    if not np.issubdtype(given.dtype, np.floating):
+        raise InputError(f"expected float frames in [0, 1], got {given.dtype}: divide an 8-bit "
+                         "TCI by 255 (zoomsr.inference.inputs.to_tci maps 16-bit DN and "
+                         "reflectance)")
+    pixels = given.astype(np.float32)
     channels = getattr(model, "channels", 3)
     if pixels.ndim != 4 or pixels.shape[1] != channels:
         raise InputError(f"expected frames [T, {channels}, H, W] for {model.label} (bands "
                          f"{','.join(model.bands)}), got {list(pixels.shape)}")
+    finite = np.isfinite(pixels)
+    low, high = (pixels[finite].min(), pixels[finite].max()) if finite.any() else (0, 0)
+    if low < 0 or high > 1:
+        raise InputError(f"frame values from {low:g} to {high:g}: expected [0, 1] (TCI / 255; "
+                         "extra bands reflectance x 10000 / 8160, clipped)")
+    nan = ~finite.all(1)  # [T, H, W]: a pixel with a NaN channel is nodata
+    pixels[~finite] = 0
     if valid is None:
         valid = np.any(pixels[:, :3] > 0, axis=1)
+    valid = np.asarray(valid, bool) & ~nan
     height, width = pixels.shape[-2:]
     tiling = tiling or Tiling()
     windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
@@ -270,9 +291,12 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
         "zoomsr_grid": ("native " if native else "training grid ")
         + f"{grid.crs.to_string()} {grid.resolution:.6g} {grid.unit} -> "
         f"{grid.resolution / grid.scale:.6g} {grid.unit}",
+        # the windows' own size: the window clamped to a scene side smaller than it
         "zoomsr_tiling": json.dumps({"window": plan.windows.tiling.window,
                                      "overlap": plan.windows.tiling.overlap,
-                                     "margin": plan.windows.tiling.margin_px}),
+                                     "margin": plan.windows.tiling.margin_px,
+                                     "window_used_px": [plan.windows.win_h,
+                                                        plan.windows.win_w]}),
         "zoomsr_windows_with_too_few_frames": str(few),
     }
     if plan.uncertainty:
@@ -306,6 +330,25 @@ def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | Non
     if options.preview:
         write_preview(out, sides["preview"])
     return sides.get("lr"), sides.get("preview")
+
+
+def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
+                    preview: bool = False) -> bool:
+    """Whether ``output`` is the finished output of an earlier zoomsr run (no partial run
+    beside it) with every side output asked for now: ``--resume`` then has nothing to do (a
+    requeued job's command succeeds). :class:`InputError` when it is finished but lacks a side
+    output asked for now (``--resume`` cannot add one)."""
+    out = Path(output)
+    if not out.is_file() or partial_dir(out).exists() or not made_by_zoomsr(out):
+        return False
+    flags = {"lr": "--save-lr", "preview": "--preview"}
+    for key, path in side_outputs(out, save_lr, preview).items():
+        if not path.is_file():
+            raise InputError(
+                f"{out}: finished by an earlier run without {flags[key]} ({path.name} is "
+                f"missing); --resume cannot add it: pass --overwrite to compute it again "
+                f"with {flags[key]}")
+    return True
 
 
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
@@ -374,20 +417,7 @@ def run_scene(
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
     rasters = [hr] + ([lr] if lr is not None else [])
-    state = run.start(rasters, options.resume, options.overwrite)
     groups = column_groups(windows, options.column_width)
-    first_group, first_row, few = 0, 0, 0
-    carry: tuple[np.ndarray, np.ndarray] | None = None
-    if state is not None:
-        first_group = int(state.get("group", 0))
-        first_row, few = int(state["rows_done"]), int(state["few_frames"])
-        carry = state["arrays"]["sums"], state["arrays"]["weights"]
-        if first_row == windows.n_rows and first_group + 1 < len(groups):
-            first_group, first_row, carry = first_group + 1, 0, None  # that group was done
-    per_row = len(windows.xs)
-    c0, c1 = groups[first_group]  # windows done: whole earlier groups, then rows of this one
-    done_before = groups[first_group][0] * windows.n_rows + (c1 - c0) * first_row
-    computed = 0
 
     def prepare(res: RowResult) -> ReadyRow:
         return prepare_row(res, windows, s, with_lr=lr is not None)
@@ -422,7 +452,22 @@ def run_scene(
     # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
     cache = read_cache_bytes(frames, grid, windows.win_h, strip,
                              threads if row_source is None else 0, hr.row_bytes)
-    with read_cache(cache):  # GDAL's cache for this run, then as it was
+    state = run.start(rasters, options.resume, options.overwrite)
+    first_group, first_row, few = 0, 0, 0
+    carry: tuple[np.ndarray, np.ndarray] | None = None
+    if state is not None:
+        first_group = int(state.get("group", 0))
+        first_row, few = int(state["rows_done"]), int(state["few_frames"])
+        carry = state["arrays"]["sums"], state["arrays"]["weights"]
+        if first_row == windows.n_rows and first_group + 1 < len(groups):
+            first_group, first_row, carry = first_group + 1, 0, None  # that group was done
+    per_row = len(windows.xs)
+    c0, c1 = groups[first_group]  # windows done: whole earlier groups, then rows of this one
+    done_before = groups[first_group][0] * windows.n_rows + (c1 - c0) * first_row
+    computed = 0
+    # GDAL's cache for this run, then as it was; a run stopped before its first row is
+    # saved leaves no partial folder (nothing in it to resume)
+    with run.removed_unless_saved(), read_cache(cache):
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
                                band_names=names, cog=options.cog)

@@ -87,9 +87,13 @@ def run_s2naip(
     root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview)
-    if options.native_grid or options.uncertainty:
-        raise InputError("S2-NAIP chunk input is on the training grid and has no "
-                         "--native-grid or --uncertainty")
+    if options.native_grid:
+        raise InputError(f"{root}: --native-grid: S2-NAIP chunks are on the training grid "
+                         "already (EPSG:3857 tiles); drop the option")
+    if options.uncertainty:
+        raise InputError(f"{root}: --uncertainty: not available for S2-NAIP chunk input (each "
+                         "tile is super-resolved once from its best time steps); drop the "
+                         "option, or give the Sentinel-2 rasters themselves")
     start = time.perf_counter()
     found = scan_tiles(root)
     cols = [t.col for t in found]
@@ -114,37 +118,38 @@ def run_s2naip(
     first = int(state["rows_done"]) if state is not None else 0
     few = int(state["few_frames"]) if state is not None else 0
     computed = 0
-    for r in range(first, n_rows):
-        row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
-        present = [t for t in row_tiles if t in found]
-        inputs, valids, means = [], [], []
-        for t in present:
-            series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
-            valid = series.any(axis=-1)
-            pixels = _tile_pixels(found[t], series, model.bands)
-            filled, any_valid, mean = fill_gaps(pixels, valid)
-            if count_clean(valid) < model.n_images:
-                few += 1
-            inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
-            valids.append(any_valid)
-            means.append(mean[:3])
-        outputs = []
-        for i in range(0, len(inputs), options.batch_size):
-            outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
-        block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
-        lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
-        for t, sr, valid, mean in zip(present, outputs, valids, means, strict=True):
-            x = (t.col - c0) * size
-            block[:, x * s : (x + size) * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
-                                                         upsample_mask(valid, s))
-            lr_block[:, x : x + size] = with_mask(np.moveaxis(to_uint8(mean), 0, -1), valid)
-        hr.write_rows(r * size * s, block)
-        if lr is not None:
-            lr.write_rows(r * size, lr_block)
-        computed += len(present)
-        run.save({"rows_done": r + 1, "few_frames": few}, {})
-        if on_row is not None:
-            on_row(r + 1, n_rows)
+    with run.removed_unless_saved():  # stopped before a row is saved: no folder left
+        for r in range(first, n_rows):
+            row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
+            present = [t for t in row_tiles if t in found]
+            inputs, valids, means = [], [], []
+            for t in present:
+                series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
+                valid = series.any(axis=-1)
+                pixels = _tile_pixels(found[t], series, model.bands)
+                filled, any_valid, mean = fill_gaps(pixels, valid)
+                if count_clean(valid) < model.n_images:
+                    few += 1
+                inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
+                valids.append(any_valid)
+                means.append(mean[:3])
+            outputs = []
+            for i in range(0, len(inputs), options.batch_size):
+                outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
+            block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
+            lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
+            for t, sr, valid, mean in zip(present, outputs, valids, means, strict=True):
+                x = (t.col - c0) * size
+                block[:, x * s : (x + size) * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
+                                                             upsample_mask(valid, s))
+                lr_block[:, x : x + size] = with_mask(np.moveaxis(to_uint8(mean), 0, -1), valid)
+            hr.write_rows(r * size * s, block)
+            if lr is not None:
+                lr.write_rows(r * size, lr_block)
+            computed += len(present)
+            run.save({"rows_done": r + 1, "few_frames": few}, {})
+            if on_row is not None:
+                on_row(r + 1, n_rows)
     tags = {
         **model_tags(model),
         "zoomsr_tiling": json.dumps({"window": size, "overlap": 0, "margin": 0,

@@ -27,7 +27,12 @@ from rasterio.errors import RasterioError
 
 from zoomsr.errors import DataError, ZoomsrError
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import InferenceOptions, InferenceResult, run_inference
+from zoomsr.inference.pipeline import (
+    InferenceOptions,
+    InferenceResult,
+    finished_before,
+    run_inference,
+)
 
 _KEYS = {"inputs", "output"}
 
@@ -156,11 +161,13 @@ def run_scenes(
 ) -> ScenesReport:
     """Run each scene with :func:`~zoomsr.inference.pipeline.run_inference`, in order.
 
-    With ``options.resume`` (and not ``overwrite``), a scene whose output exists is skipped:
-    outputs are only ever renamed into place once complete. A scene failing with bad input or
-    an I/O error is recorded (its one-line reason) and the next scene runs; other errors
-    (interrupts, bugs, Ray unreachable) stop the job, leaving finished scenes and the partial
-    state of the current one for ``--resume``. ``on_scene`` is called after each scene.
+    With ``options.resume`` (and not ``overwrite``), a scene whose output an earlier run
+    finished is skipped (:func:`~zoomsr.inference.pipeline.finished_before`: outputs are only
+    ever renamed into place once complete; one lacking a side output asked for now fails). A
+    scene failing with bad input or an I/O error is recorded (its one-line reason) and the
+    next scene runs; other errors (interrupts, bugs, Ray unreachable) stop the job, leaving
+    finished scenes and the partial state of the current one for ``--resume``. ``on_scene``
+    is called after each scene.
     """
     from zoomsr.inference.distributed import RayUnavailableError
 
@@ -168,20 +175,21 @@ def run_scenes(
     kwargs = {} if row_source is None else {"row_source": row_source}
     outcomes: list[SceneOutcome] = []
     for scene in scenes:
-        if options.resume and not options.overwrite and scene.output.is_file():
-            outcome = SceneOutcome(scene, "skipped")
-        else:
-            try:
+        try:
+            if options.resume and not options.overwrite and finished_before(
+                    scene.output, options.save_lr, options.preview):
+                outcome = SceneOutcome(scene, "skipped")
+            else:
                 result = run_inference(list(scene.inputs), scene.output, model, options,
                                        **kwargs)
                 outcome = SceneOutcome(scene, "done", result=result)
-            except RayUnavailableError:
-                raise
-            except (ZoomsrError, OSError, RasterioError) as exc:
-                text = str(exc).strip()
-                outcome = SceneOutcome(
-                    scene, "failed", error=text.splitlines()[0] if text else type(exc).__name__,
-                    exit_code=getattr(exc, "exit_code", 1))
+        except RayUnavailableError:
+            raise
+        except (ZoomsrError, OSError, RasterioError) as exc:
+            text = str(exc).strip()
+            outcome = SceneOutcome(
+                scene, "failed", error=text.splitlines()[0] if text else type(exc).__name__,
+                exit_code=getattr(exc, "exit_code", 1))
         outcomes.append(outcome)
         if on_scene is not None:
             on_scene(outcome)

@@ -12,11 +12,12 @@ output: an interrupted run never leaves a file under the output's name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,10 @@ def _differences(before: str, now: str, width: int = 60) -> str:
                     [f"{p} no longer given" for p in gone[:2]]
                     + [f"{p} added" for p in added[:2]]))
             continue
+        if key == "frames" and isinstance(a.get(key), list) and isinstance(b.get(key), list) \
+                and len(a[key]) != len(b[key]):  # whole lists, shortened, would say nothing
+            parts.append(f"{_SETTINGS[key]}: was {len(a[key])} date(s), now {len(b[key])}")
+            continue
         if key == "tiling" and a.get(key) != b.get(key):
             def px(t: Any) -> str:
                 return "/".join(map(str, t)) + " px" if isinstance(t, list) else short(t)
@@ -232,6 +237,18 @@ class PartialRun:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def removed_unless_saved(self) -> Iterator[None]:
+        """Remove the folder if what runs inside stops (an error, Ctrl-C) before a state was
+        ever saved in it: nothing there to resume, and a hidden folder the size of the
+        output (sparse) would be left behind."""
+        try:
+            yield
+        except BaseException:
+            if not (self.dir / STATE_FILE).is_file():
+                self.remove()
+            raise
 
 
 def _profile(width: int, height: int, count: int, crs, transform) -> dict[str, Any]:

@@ -236,6 +236,23 @@ def _select_state_dict(path: Path, obj: Any, key: str | None) -> tuple[Mapping[s
     return chosen, source
 
 
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+
+def require_checkpoint_file(path: str | os.PathLike[str], hint: str = "") -> Path:
+    """``path`` as a Path if it is a file; else :class:`CheckpointError` saying it is missing
+    or a folder (naming the checkpoint files in it). ``hint`` is added to "not found"."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        inside = (f" (it holds {', '.join(found[:3])}{' ...' if len(found) > 3 else ''})"
+                  if found else "")
+        raise CheckpointError(f"{path}: is a folder; give a checkpoint file{inside}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}{hint}")
+    return path
+
+
 def read_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -251,9 +268,7 @@ def read_checkpoint(
     objects: only for files you trust. ``suffix`` (default: the path's) picks the format: a
     download's temporary file needs it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = require_checkpoint_file(path)
     if (suffix or path.suffix).lower() == ".safetensors":
         tensors, metadata = _read_safetensors(path, map_location)
         name, config = _parse_metadata(path, metadata.get(METADATA_KEY))
