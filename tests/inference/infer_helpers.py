@@ -113,3 +113,14 @@ def read(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         return ds.read(), ds.dataset_mask(), {"crs": ds.crs, "transform": ds.transform,
                                              "bounds": ds.bounds, "tags": ds.tags(),
                                              "profile": ds.profile}
+
+
+def damage_middle_tile(path: Path) -> None:
+    """Overwrite the tile at block (1, 1) of a tiled GeoTIFF with garbage (not a corner: the
+    corners are what opening checks read first)."""
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x55" * size)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from infer_helpers import write_frames
+from infer_helpers import damage_middle_tile, write_frames
 
 from zoomsr.errors import DataError, ZoomsrWarning
 from zoomsr.inference import discover_frames, plan_grid
@@ -27,21 +27,12 @@ def _write(path, data, nodata=None, crs="EPSG:32633", res=10.0, **extra):
     return path
 
 
-def _damage_middle_tile(path) -> None:
-    with rasterio.open(path) as ds:
-        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
-        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\x55" * size)
-
-
 def test_damage_inside_a_file_is_named_before_any_work(tmp_path):
     """A tile in the middle (not a corner, which is read first) holds garbage."""
     rng = np.random.default_rng(0)
     path = _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8),
                   tiled=True, blockxsize=16, blockysize=16, compress="deflate")
-    _damage_middle_tile(path)
+    damage_middle_tile(path)
     with pytest.raises(DataError, match=r"^.*S2_20240101_TCI.tif: corrupt raster data \("):
         discover_frames(path)
 
@@ -145,7 +136,7 @@ def test_damage_inside_an_scl_is_named_before_any_work(tmp_path):
     scl = _write(tmp_path / "S2_20240101_SCL.tif", rng.integers(0, 11, (1, 64, 64), np.uint8),
                  res=20.0, tiled=True, blockxsize=16, blockysize=16, compress="deflate")
     assert discover_frames(tmp_path).frames[0].scl is not None
-    _damage_middle_tile(scl)
+    damage_middle_tile(scl)
     with pytest.raises(DataError, match=r"^/.*S2_20240101_SCL.tif: corrupt raster data \("):
         discover_frames(tmp_path)
 

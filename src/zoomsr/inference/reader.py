@@ -36,6 +36,7 @@ from zoomsr.inference.arrays import (
 )
 from zoomsr.inference.grid import TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
+from zoomsr.inference.inputs.rasters import gdal_messages_logged
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
 MIN_CACHE_BYTES = 16 * 2**20
@@ -128,11 +129,12 @@ class SceneReader:
                     raise DataError(f"{path}: cannot open ({exc})") from None
                 source.datasets.append(ds)
                 if offsets is None:
-                    source.datasets[-1] = WarpedVRT(
-                        ds, crs=self.grid.crs, transform=self.grid.transform,
-                        width=self.grid.width, height=self.grid.height, resampling=resampling,
-                        src_nodata=nodata, nodata=0,
-                    )
+                    with gdal_messages_logged():  # not printed raw, as in _read_raw
+                        source.datasets[-1] = WarpedVRT(
+                            ds, crs=self.grid.crs, transform=self.grid.transform,
+                            width=self.grid.width, height=self.grid.height,
+                            resampling=resampling, src_nodata=nodata, nodata=0,
+                        )
         except BaseException:
             _close(source)
             raise
@@ -215,9 +217,12 @@ class SceneReader:
         offsets, total = byte_offsets(sizes)
         host = staging_buffer(total, device)
         raw = host.numpy()
-        for src, offset, n, dtype, shape in zip(files, offsets, sizes, dtypes, shapes,
-                                                strict=True):
-            self._read_into(src, window, raw[offset : offset + n].view(dtype).reshape(shape))
+        # in an Env: a dataset's first read may have GDAL say things again (a TIFF's directory
+        # reloaded), logged then instead of printed raw on stderr (gdal_messages_logged)
+        with gdal_messages_logged():
+            for src, offset, n, dtype, shape in zip(files, offsets, sizes, dtypes, shapes,
+                                                    strict=True):
+                self._read_into(src, window, raw[offset : offset + n].view(dtype).reshape(shape))
         del raw  # nothing holds the host buffer but ``host``: reusable once its copy is done
         there = send(host, device)
         views = iter([from_bytes(there, offset, dtype, shape)

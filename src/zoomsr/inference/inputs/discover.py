@@ -93,7 +93,7 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
         offset = 0.0
         if radiometry == "dn":
             try:
-                offset = dn_offset_of(path, ds.tags(), dn_offset)[0]
+                offset = dn_offset_of(path, ds.tags(), dn_offset, dtype, choice)[0]
             except NoOffsetError:
                 if frame.radiometry != "dn":
                     raise
@@ -226,7 +226,8 @@ def _rgb_frame(
             has_data = check_values(path, sample, rad, radiometry, ds.nodata)
             tags = ds.tags()
             offset, level = (
-                dn_offset_of(path, tags, dn_offset) if rad == "dn" else (0.0, None)
+                dn_offset_of(path, tags, dn_offset, dtype, radiometry) if rad == "dn"
+                else (0.0, None)
             )
             if rad == "tci":
                 level = product_metadata(path, tags).level
@@ -267,7 +268,8 @@ def _rgb_frame(
             "file instead"
         )
     has_data = check_values(paths[0], sample, rad, radiometry, nodata)
-    offset, level = dn_offset_of(paths[0], tags, dn_offset) if rad == "dn" else (0.0, None)
+    offset, level = (dn_offset_of(paths[0], tags, dn_offset, dtype, radiometry) if rad == "dn"
+                     else (0.0, None))
     label = "+".join(p.name for p in paths)
     return Frame(
         label=label, paths=paths, bands=(1, 1, 1), radiometry=rad, dn_offset=offset,
@@ -334,11 +336,14 @@ def discover_frames(
     for f in empty:
         warnings.warn(f"{f.paths[0]}: no valid pixels seen (all nodata, black or NaN in a "
                       "decimated look): this date adds nothing", ZoomsrWarning, stacklevel=2)
-    seen: dict[tuple[Path, ...], str] = {}
+    # Paths are absolute and normalised (expand, manifests); resolved here too, as expand's
+    # check of loose files does, so a date reached through a symlink is also caught.
+    seen: set[tuple[Path, ...]] = set()
     for f in frames:
-        if f.paths in seen:
+        key = tuple(p.resolve() for p in f.paths)
+        if key in seen:
             raise DataError(f"{f.paths[0]}: given twice")
-        seen[f.paths] = f.label
+        seen.add(key)
     if dn_offset is not None and not any(
             x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
         ignored.append(f"--dn-offset {dn_offset:g}: no input holds 16-bit digital numbers "

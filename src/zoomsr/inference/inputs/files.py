@@ -99,7 +99,15 @@ def is_s2naip_root(path: Path) -> bool:
 
 
 def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
+    """The frames a manifest lists, its paths relative to its folder, each made absolute and
+    normalised as :func:`expand` makes the command line's (``..`` removed, symlinks kept):
+    the same file, reached through a manifest, the command line or another manifest, is then
+    one path, which the "given twice" check and the output's tags rely on."""
     base = path.parent
+
+    def entry(item: str) -> Path:
+        return Path(os.path.abspath(base / item))
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -116,7 +124,7 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
             raise DataError(f"{path}: expected a JSON list of frames (paths or band objects)")
         for i, item in enumerate(data):
             if isinstance(item, str):
-                entries.append([base / item])
+                entries.append([entry(item)])
             elif isinstance(item, dict) and item and all(isinstance(v, str) for v in item.values()):
                 roles = {}
                 for key, value in item.items():
@@ -128,7 +136,7 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
                             f"{path}: frame {i}: unknown band key {key!r} (use tci, or red/green/"
                             "blue or b04/b03/b02, and optionally b01..b12 and scl)"
                         )
-                    roles[role] = base / value
+                    roles[role] = entry(value)
                 entries.append(roles)
             else:
                 raise DataError(f"{path}: frame {i} must be a path or an object of band paths")
@@ -136,7 +144,7 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
         for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
-                entries.append([base / p.strip() for p in line.split(",") if p.strip()])
+                entries.append([entry(p.strip()) for p in line.split(",") if p.strip()])
     if not entries:
         raise DataError(f"{path}: the manifest lists no file")
     return entries

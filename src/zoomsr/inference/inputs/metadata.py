@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from zoomsr.errors import DataError
 from zoomsr.inference.inputs.radiometry import BASELINE_OFFSET
 
@@ -98,10 +100,16 @@ class NoOffsetError(DataError):
     """No metadata gives a file's DN offset, and ``--dn-offset`` was not given."""
 
 
-def dn_offset_of(path: Path, tags: dict, offset_option: float | None) -> tuple[float, str | None]:
+def dn_offset_of(path: Path, tags: dict, offset_option: float | None, dtype: str,
+                 radiometry: str = "auto") -> tuple[float, str | None]:
     """The DN offset to subtract (0 or 1000) and the product level: from the file's metadata,
     else ``offset_option`` (``--dn-offset``), else refused (a wrong guess shifts every pixel
-    by 0.1 reflectance)."""
+    by 0.1 reflectance).
+
+    ``dtype`` (the values' data type) and ``radiometry`` (the user's choice) only word the
+    refusal: float data, say, is read as digital numbers only because ``--radiometry dn`` said
+    so, and the message must not call it 16-bit.
+    """
     meta = product_metadata(path, tags)
     if meta.tag_offset is not None:
         return meta.tag_offset, meta.level
@@ -111,8 +119,12 @@ def dn_offset_of(path: Path, tags: dict, offset_option: float | None) -> tuple[f
         return (float(BASELINE_OFFSET) if meta.baseline >= 4.0 else 0.0), meta.level
     if offset_option is not None:
         return offset_option, meta.level
+    kind = np.dtype(dtype)
+    # Sentinel-2's own type said as before ("16-bit"); any other named as it is (float64...)
+    what = "16-bit integers" if kind.kind in "iu" and kind.itemsize == 2 else f"{dtype} values"
+    chosen = " (--radiometry dn)" if radiometry == "dn" else ""
     raise NoOffsetError(
-        f"{path}: 16-bit Sentinel-2 digital numbers, but no metadata gives the processing "
-        "baseline (from baseline 04.00 the values carry a +1000 offset); pass --dn-offset 0 "
-        "or --dn-offset 1000"
+        f"{path}: {what} read as Sentinel-2 digital numbers{chosen}, but no metadata "
+        "gives the processing baseline (from baseline 04.00 the values carry a +1000 offset); "
+        "pass --dn-offset 0 or --dn-offset 1000"
     )

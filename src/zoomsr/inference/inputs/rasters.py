@@ -3,6 +3,7 @@ ahead in threads)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.env import hasenv
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.session import DummySession
 
 from zoomsr.errors import DataError, first_line
 from zoomsr.inference.inputs.frame import Frame
@@ -21,6 +24,28 @@ from zoomsr.inference.inputs.radiometry import valid_pixels
 
 #: Held while this module changes the process's warning filters (catch_warnings).
 WARNINGS_LOCK = threading.RLock()
+
+
+def gdal_messages_logged() -> contextlib.AbstractContextManager[object]:
+    """While it lasts, GDAL's messages in this thread go to rasterio's logger, as they do in
+    ``rasterio.open`` and in ``with dataset:``; for reads of datasets held open (the reader's).
+
+    Outside a ``rasterio.Env``, GDAL prints its warnings raw on stderr (``Warning 1: ...``),
+    past the CLI's one-line ``warning: FILE: ...`` format, and a dataset's first read can emit
+    some: of a 4-band GeoTIFF that lacks the ExtraSamples tag, libtiff says again, as the read
+    reloads the file's directory, "Sum of Photometric type-related color channels and
+    ExtraSamples doesn't match SamplesPerPixel": a note on the file's structure that GDAL
+    recovers from (the bands read as they are) and the user can do nothing about. It is
+    silent then, like the same note at the open (rasterio's logger, shown where the caller
+    configured logging). Errors still raise: rasterio checks GDAL's error status whatever the
+    handler.
+
+    A plain Env (not rasterio.open's defaults: reads keep GDAL's own options), and none where
+    this thread has one: leaving a nested Env sets the outer one's options again, which would
+    undo the GDAL_CACHEMAX that ``reader.read_cache`` set inside a caller's Env. A dummy
+    session: local files, no cloud credentials looked up.
+    """
+    return contextlib.nullcontext() if hasenv() else rasterio.Env(session=DummySession())
 
 
 def open_raster(path: Path) -> rasterio.DatasetReader:
@@ -135,8 +160,10 @@ def any_valid(frame: Frame) -> bool:
     first): what a decimated look found nothing in may still hold a narrow swath edge."""
     from rasterio.windows import Window
 
-    datasets = [open_raster(p) for p in frame.paths]
-    try:
+    # reads in an Env: GDAL's messages logged, not printed raw (gdal_messages_logged)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_messages_logged())
+        datasets = [stack.enter_context(open_raster(p)) for p in frame.paths]
         if len(datasets) == 3:  # red, green, blue files
             bands = list(zip(datasets, frame.bands, strict=True))
         else:
@@ -152,6 +179,3 @@ def any_valid(frame: Frame) -> bool:
             if valid_pixels(strip, frame.nodata, None).any():
                 return True
         return False
-    finally:
-        for ds in datasets:
-            ds.close()
