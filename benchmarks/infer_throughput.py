@@ -195,9 +195,10 @@ def add_model_options(p: argparse.ArgumentParser, config: str = "") -> None:
     p.add_argument("--precision", default="auto")
 
 
-def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: int) -> None:
+def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: int,
+                         size_help: str = "Scene side, LR px.") -> None:
     """The scene and tiling options of the pipeline benchmarks."""
-    p.add_argument("--size", type=int, default=size, help="Scene side, LR px.")
+    p.add_argument("--size", type=int, default=size, help=size_help)
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--threads", type=int, default=None,
@@ -212,7 +213,8 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_options(p)
-    add_pipeline_options(p, size=512, pipeline_batch=4)
+    add_pipeline_options(p, size=512, pipeline_batch=4,
+                         size_help="Scene side, LR px (the 4x scene: 2x).")
     p.add_argument("--batch", type=int, default=16, help="Chunks per bare forward.")
     p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
     p.add_argument("--min-batches", type=int, default=3)

@@ -45,7 +45,7 @@ def _role(frames: list[str]) -> str:
     """The thread's part in the run, from its stack (py-spy may label a thread with the name
     of an earlier thread that had the same OS id, so names alone mislead)."""
     roles = (("_RowThreads._work", "row threads"), ("GeoTIFFStream", "GeoTIFF writer"),
-             ("write_geotiff", "GeoTIFF writer"), ("_look_ahead", "discovery look-ahead"),
+             ("write_geotiff", "GeoTIFF writer"), ("look_ahead", "discovery look-ahead"),
              ("run_inference", "main thread"))
     for marker, role in roles:
         if any(f.startswith(marker) or f".{marker}" in f.split(" (")[0] for f in frames):

@@ -69,3 +69,25 @@ def test_help_paragraphs_wrap_at_the_terminal_width(cli, monkeypatch):
             lines = [line for line in p.splitlines() if line.strip()]
             # every line but a paragraph's last is filled to near the width
             assert all(len(line) > 60 for line in lines[:-1]), (args, p)
+
+
+def test_unwrap_help_joins_paragraph_lines_and_keeps_verbatim_blocks():
+    import click
+
+    from zoomsr.cli.main import _unwrap_help
+
+    group = click.Group("g", help="Title.")
+    group.add_command(click.Command("c", help="""First line.
+
+        A paragraph written
+        over three
+        lines.
+
+        \b
+        zoomsr infer IN -o OUT
+        zoomsr infer IN -o OUT --resume
+        """))
+    _unwrap_help(group)
+    assert group.commands["c"].help == (
+        "First line.\n\nA paragraph written over three lines.\n\n"
+        "\b\nzoomsr infer IN -o OUT\nzoomsr infer IN -o OUT --resume")

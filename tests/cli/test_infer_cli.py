@@ -244,8 +244,8 @@ def test_chunk_layout_short_series_note(cli, tiny_dataset, tmp_path):
     eight[eight.index("--config") + 1] = "num_in_ch=24,num_feat=8,num_block=1,num_grow_ch=4"
     code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *eight)
     assert code == 0, err
-    assert ("note: 4 tile(s) had fewer than 8 time steps free of black pixels (a short "
-            "series, or black steps): the best were repeated") in out
+    assert ("note: 4 tile(s) had fewer than 8 time steps free of black pixels where other "
+            "steps have data (a short series, or black steps): the best were repeated") in out
     assert "gaps were filled" not in out
 
 

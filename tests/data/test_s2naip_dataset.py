@@ -151,6 +151,7 @@ def test_scale_defaults_to_the_one_the_dataset_records(tmp_path):
         assert S2NAIPDataset(root, n_images=2, scale=4, train=True).scale == 4
     with pytest.raises(ConfigError, match="scale must be an integer >= 1"):
         S2NAIPDataset(root, n_images=2, scale=0)
+    assert S2NAIPDataset(root, n_images=2, scale=np.int64(3)).scale == 3
     # Without metadata: the published scale, 4.
     plain = scale3_dataset(tmp_path / "plain", record=False)
     assert S2NAIPDataset(plain, n_images=2, skip_black_hr=False, train=True).scale == 4

@@ -102,6 +102,14 @@ def test_in_memory_frames_must_be_float_in_0_1_and_nan_is_nodata(tiny_model):
     same, _ = super_resolve_array(np.where(np.isnan(pixels), 0, pixels), model, FAST,
                                   valid=~np.isnan(pixels).any(1))
     assert np.array_equal(out, same)
+    infinite = tci / 255.0
+    infinite[1, 2, 3, 4] = np.inf
+    with pytest.raises(InputError, match=r"^frame values from 0\.\d+ to inf: expected"):
+        super_resolve_array(infinite, model, FAST)
+    for shape in ((24, 24), (2, 1, 24, 24), (3, 24, 24)):
+        with pytest.raises(InputError, match=rf"^valid must be \[T, H, W\] = \[2, 24, 24\] like "
+                                             rf"the frames, got \{list(shape)}"):
+            super_resolve_array(pixels, model, FAST, valid=np.ones(shape, bool))
 
 
 def test_geotiff_matches_in_memory_result(frames_3857, tiny_model, tmp_path):
@@ -195,6 +203,47 @@ def test_stopped_before_the_first_row_leaves_no_partial_folder(tmp_path, tiny_mo
     stop_at = 99
     run_inference(paths, out, model, _opts(threads=threads, resume=True))
     assert out.is_file() and not partial_dir(out).exists()
+
+
+def test_resume_after_a_stop_between_the_output_and_its_side_outputs(tmp_path, tiny_model,
+                                                                     monkeypatch):
+    """The output is renamed into place, then the side outputs are written, then the partial
+    folder goes: a stop in between is continued by --resume (it said so), not refused for the
+    output it wrote itself; a file zoomsr did not write there is still refused."""
+    from zoomsr.inference import pipeline
+
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 40))
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(paths, clean, model, _opts(save_lr=True, preview=True))
+    out = tmp_path / "o.tif"
+    write_side_outputs = pipeline.write_side_outputs
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "write_side_outputs", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, model, _opts(save_lr=True, preview=True))
+    assert out.is_file() and partial_dir(out).is_dir()
+    monkeypatch.setattr(pipeline, "write_side_outputs", write_side_outputs)
+    with pytest.raises(InputError, match="already exists"):  # without --resume: refused
+        run_inference(paths, out, model, _opts(save_lr=True, preview=True))
+    run_inference(paths, out, model, _opts(save_lr=True, preview=True, resume=True))
+    assert not partial_dir(out).exists()
+    for name in ("o.tif", "o.lr.tif", "o.preview.png"):
+        assert (tmp_path / name).read_bytes() == (
+            tmp_path / name.replace("o.", "clean.")).read_bytes(), name
+    # an output slot holding a file zoomsr did not write is refused even with --resume
+    other = tmp_path / "x.tif"
+    monkeypatch.setattr(pipeline, "write_side_outputs", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, other, model, _opts())
+    other.write_bytes(b"someone else's file")
+    monkeypatch.setattr(pipeline, "write_side_outputs", write_side_outputs)
+    with pytest.raises(InputError, match="already exists"):
+        run_inference(paths, other, model, _opts(resume=True))
+    assert other.read_bytes() == b"someone else's file"
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_model):

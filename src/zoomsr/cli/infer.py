@@ -285,8 +285,8 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
                    "the best dates were repeated in every window")
     elif result.few_frame_windows and not result.frames:  # S2-NAIP tiles
         typer.echo(f"note: {result.few_frame_windows} tile(s) had "
-                   f"{_fewer_than(net.n_images, 'time step')} free of black pixels (a short "
-                   "series, or black steps): the best were repeated")
+                   f"{_fewer_than(net.n_images, 'time step')} free of black pixels where other "
+                   "steps have data (a short series, or black steps): the best were repeated")
     elif result.few_frame_windows:
         typer.echo(f"note: {result.few_frame_windows} window(s) had "
                    f"{_fewer_than(net.n_images, 'date')} free of nodata where other dates "

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -149,9 +150,11 @@ def dataset_scale(root: str | os.PathLike[str], scale: int | None = None) -> int
     the scale the dataset records, it is used and a :class:`ZoomsrWarning` says so), else the
     recorded one (:func:`recorded_scale`), else :data:`DEFAULT_SCALE`.
     """
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Integral)
                               or scale < 1):
         raise ConfigError(f"scale must be an integer >= 1, got {scale!r}")
+    if scale is not None:
+        scale = int(scale)  # a NumPy integer too
     recorded = recorded_scale(root)
     if scale is None:
         return recorded if recorded is not None else DEFAULT_SCALE

@@ -113,7 +113,7 @@ class ReadyRow:
 
 
 def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow:  # noqa: ANN001
-    """Finish what row ``res`` (a :class:`~zoomsr.inference.pipeline.RowResult`) decides alone.
+    """Finish what row ``res`` (a :class:`~zoomsr.inference.rows.RowResult`) decides alone.
 
     From a GPU, everything the row hands on comes back in one transfer (:func:`to_host`).
     """

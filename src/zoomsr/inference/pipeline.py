@@ -67,6 +67,7 @@ from zoomsr.inference.windows import (
     windows_per_call,
 )
 from zoomsr.inference.writer import (
+    STATE_FILE,
     GeoTIFFStream,
     PartialRun,
     RawRaster,
@@ -173,20 +174,25 @@ def super_resolve_array(
     if pixels.ndim != 4 or pixels.shape[1] != channels:
         raise InputError(f"expected frames [T, {channels}, H, W] for {model.label} (bands "
                          f"{','.join(model.bands)}), got {list(pixels.shape)}")
-    finite = np.isfinite(pixels)
-    low, high = (pixels[finite].min(), pixels[finite].max()) if finite.any() else (0, 0)
-    if low < 0 or high > 1:
-        raise InputError(f"frame values from {low:g} to {high:g}: expected [0, 1] (TCI / 255; "
-                         "extra bands reflectance x 10000 / 8160, clipped)")
-    nan = ~finite.all(1)  # [T, H, W]: a pixel with a NaN channel is nodata
-    pixels[~finite] = 0
+    nan = np.isnan(pixels)
+    if not nan.all():
+        low, high = np.nanmin(pixels), np.nanmax(pixels)  # +-inf included: refused
+        if not (0 <= low and high <= 1):
+            raise InputError(f"frame values from {low:g} to {high:g}: expected [0, 1] (TCI / "
+                             "255; extra bands reflectance x 10000 / 8160, clipped)")
+    pixels[nan] = 0
+    nodata = nan.any(1)  # [T, H, W]: a pixel with a NaN channel is nodata
     if valid is None:
         valid = np.any(pixels[:, :3] > 0, axis=1)
-    valid = np.asarray(valid, bool) & ~nan
+    valid = np.asarray(valid)
+    if valid.shape != nodata.shape:
+        raise InputError(f"valid must be [T, H, W] = {list(nodata.shape)} like the frames, got "
+                         f"{list(valid.shape)}")
+    valid = valid.astype(bool) & ~nodata
     height, width = pixels.shape[-2:]
     tiling = tiling or Tiling()
     windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
-    plan = ScenePlan(ArrayReader(pixels, np.asarray(valid, bool)), None, windows,
+    plan = ScenePlan(ArrayReader(pixels, valid), None, windows,
                      model.n_images, windows_per_call(batch_size, tiling, windows), uncertainty,
                      seed)
     s = model.scale
@@ -352,10 +358,13 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
 
 
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
-                 preview: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+                 preview: bool = False, inputs: Iterable[str | os.PathLike[str]] = (),
+                 resume: bool = False) -> Path:
     """The output path, checked before any work: a GeoTIFF name, not a folder, none of the
     ``inputs``, in a folder that can be written, and new with its side outputs (unless
-    ``overwrite``)."""
+    ``overwrite``; or ``resume`` where a run left its saved state beside them: that run
+    renames the output into place before it writes the side outputs and removes its folder,
+    so a stop in between leaves outputs it wrote, which the resumed run writes again)."""
     out = Path(output)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"{out}: the output must be a GeoTIFF (.tif or .tiff)")
@@ -367,6 +376,10 @@ def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bo
     for p in paths:
         if p.resolve() in taken:
             raise InputError(f"{p}: is one of the inputs; write the output elsewhere")
+    if resume and (partial_dir(out) / STATE_FILE).is_file():
+        # only outputs zoomsr wrote (the PNG preview carries no tags) are the run's own
+        paths = [p for p in paths
+                 if not (p.is_file() and (p.suffix.lower() == ".png" or made_by_zoomsr(p)))]
     refuse_existing(paths, overwrite)
     require_writable_folder(out.parent, str(out))
     return out
@@ -385,14 +398,15 @@ def run_scene(
 ) -> InferenceResult:
     """Super-resolve one scene of ``frames`` into ``output`` (see module docstring).
 
-    ``row_source`` computes rows (default :func:`local_rows` with ``options.threads``; the Ray
-    path passes its own).
+    ``row_source`` computes rows (default :func:`~zoomsr.inference.rows.local_rows` with
+    ``options.threads``; the Ray path passes its own).
     ``on_row(done, total)`` is called after each window row is safely saved; an exception from
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
     """
     options = options or InferenceOptions()
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
-                       preview=options.preview, inputs=[p for f in frames for p in f.files])
+                       preview=options.preview, inputs=[p for f in frames for p in f.files],
+                       resume=options.resume)
     if options.uncertainty and len(frames) <= model.n_images:
         raise ConfigError(
             f"--uncertainty needs more frames than the model takes ({model.n_images}); "

@@ -86,7 +86,7 @@ def run_s2naip(
     options = options or InferenceOptions()
     root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
-                       preview=options.preview)
+                       preview=options.preview, resume=options.resume)
     if options.native_grid:
         raise InputError(f"{root}: --native-grid: S2-NAIP chunks are on the training grid "
                          "already (EPSG:3857 tiles); drop the option")
