@@ -51,6 +51,29 @@ def test_a_date_in_a_manifest_and_on_the_command_line_is_given_twice(tmp_path, s
         discover_frames([man, other])
 
 
+def test_a_date_given_twice_fails_before_any_file_is_read(tmp_path, monkeypatch):
+    """Not after every date's decimated look (seconds for a large scene): at once. Also for
+    band files: the same B04/B03/B02 in a manifest line and a JSON band object."""
+    from zoomsr.inference.inputs import rasters
+
+    paths = write_frames(tmp_path / "data", n=3, size=(24, 24))
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("a file was read before the duplicate was found")
+
+    monkeypatch.setattr(rasters, "look_ahead", no_reads)
+    monkeypatch.setattr(rasters, "decimated_look", no_reads)
+    man = _manifest(tmp_path / "man" / "all.txt", [f"../data/{p.name}" for p in paths])
+    with pytest.raises(DataError, match=rf"^{paths[2]}: given twice$"):
+        discover_frames([man, paths[2]])
+    bands = [tmp_path / f"S2_20240105_{b}.tif" for b in ("B04", "B03", "B02")]
+    _manifest(tmp_path / "b.txt", [",".join(map(str, bands))])
+    _manifest(tmp_path / "b.json", [{"red": bands[0].name, "green": bands[1].name,
+                                     "blue": bands[2].name}])
+    with pytest.raises(DataError, match=rf"^{bands[0]}: given twice$"):
+        discover_frames([tmp_path / "b.txt", tmp_path / "b.json"])
+
+
 def test_a_json_band_object_and_the_command_line_name_one_date_twice(tmp_path):
     (tci,) = write_frames(tmp_path / "data", n=1, size=(24, 24))
     man = _manifest(tmp_path / "man" / "bands.json", [{"tci": f"../data/{tci.name}"}])

@@ -173,6 +173,14 @@ def _rgb_part(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str,
     return candidate
 
 
+def _rgb_files(candidate: list[Path] | dict[str, Path]) -> tuple[Path, ...]:
+    """The files of ``candidate``'s RGB (its frame's ``paths``: a TCI, or red, green, blue)."""
+    rgb = _rgb_part(_with_roles(candidate))
+    if isinstance(rgb, dict) and {"red", "green", "blue"} <= set(rgb):
+        return tuple(rgb[k] for k in ("red", "green", "blue"))
+    return tuple(rgb.values()) if isinstance(rgb, dict) else tuple(rgb)
+
+
 def _make_frame(
     candidate: list[Path] | dict[str, Path],
     radiometry: str,
@@ -317,6 +325,15 @@ def discover_frames(
             ignored += [f"{path}: {key.upper()}, a band this model does not take"
                         for key, path in c.items()
                         if key in EXTRA_BAND_TOKENS.values() and key not in extra]
+    # Before any file is read: a date given twice fails at once, not after every date's
+    # look. Paths are absolute and normalised (expand, manifests); resolved here too, as
+    # expand's check of loose files does, so a date reached through a symlink is also caught.
+    seen: set[tuple[Path, ...]] = set()
+    for c in candidates:
+        key = tuple(p.resolve() for p in _rgb_files(c))  # type: ignore[arg-type]
+        if key in seen:
+            raise DataError(f"{_rgb_files(c)[0]}: given twice")  # type: ignore[arg-type]
+        seen.add(key)
     files = [p for c in candidates for p in _sampled_files(c, extra)]  # type: ignore[arg-type]
     before = getattr(rasters.looked, "samples", {})
     rasters.looked.samples = rasters.look_ahead(list(dict.fromkeys(files)))
@@ -336,14 +353,6 @@ def discover_frames(
     for f in empty:
         warnings.warn(f"{f.paths[0]}: no valid pixels seen (all nodata, black or NaN in a "
                       "decimated look): this date adds nothing", ZoomsrWarning, stacklevel=2)
-    # Paths are absolute and normalised (expand, manifests); resolved here too, as expand's
-    # check of loose files does, so a date reached through a symlink is also caught.
-    seen: set[tuple[Path, ...]] = set()
-    for f in frames:
-        key = tuple(p.resolve() for p in f.paths)
-        if key in seen:
-            raise DataError(f"{f.paths[0]}: given twice")
-        seen.add(key)
     if dn_offset is not None and not any(
             x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
         ignored.append(f"--dn-offset {dn_offset:g}: no input holds 16-bit digital numbers "
