@@ -43,9 +43,9 @@ def main() -> None:
     from zoomsr.metrics import LPIPS
     from zoomsr.metrics.psnr_ssim import psnr
     from zoomsr.models import from_checkpoint
-    from zoomsr.weights import registry
+    from zoomsr.weights import fetch
 
-    model = from_checkpoint(registry.resolve("realesrgan-x4plus")).eval()
+    model = from_checkpoint(fetch.resolve("realesrgan-x4plus")).eval()
     lpips = LPIPS(backbone_weights=args.lpips_weights, device="cpu")
     with rasterio.open(args.naip) as ds:
         step_x = (ds.width - args.size) // max(1, args.grid - 1)

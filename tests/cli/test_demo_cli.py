@@ -49,10 +49,10 @@ def test_spyndex_sample_is_real_s2():
 @pytest.fixture(scope="module")
 def multi8():
     from zoomsr.inference import build_inference_model
-    from zoomsr.weights import registry
+    from zoomsr.weights import fetch, registry
 
     entry = registry.get_entry(registry.MULTI_DEFAULT_WEIGHTS)
-    return build_inference_model(weights=registry.resolve(entry.name), model=entry.model,
+    return build_inference_model(weights=fetch.resolve(entry.name), model=entry.model,
                                  config=entry.config, device="cpu", label=entry.name)
 
 

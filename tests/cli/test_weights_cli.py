@@ -94,7 +94,7 @@ def test_import_ncnn(cli, tmp_path, cache):
 
 def test_import_ncnn_of_an_srvgg_model_says_it_is_not_an_rrdbnet(cli, tmp_path, cache):
     _need_ncnn()
-    from zoomsr.weights.registry import ncnn_model_dir
+    from zoomsr.weights.fetch import ncnn_model_dir
 
     folder = ncnn_model_dir()
     param = folder / "realesr-animevideov3-x4.param"
@@ -174,14 +174,14 @@ def test_path_of_the_offline_default_converts_on_first_use(cli, cache, monkeypat
     """No error exit for the ncnn default: converted (here by a stand-in), with a note."""
     from safetensors.torch import save_file
 
-    from zoomsr.weights import registry
+    from zoomsr.weights import fetch, registry
 
     def convert(entry, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         save_file({"w": torch.zeros(2)}, str(target))
         return target
 
-    monkeypatch.setattr(registry, "_convert_ncnn", convert)
+    monkeypatch.setattr(fetch, "_convert_ncnn", convert)
     target = cache / registry.get_entry("realesrgan-x4plus").filename
     code, out, err = cli("weights", "path", "realesrgan-x4plus")
     assert code == 0 and out.strip() == str(target)

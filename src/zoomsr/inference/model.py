@@ -223,7 +223,7 @@ def build_inference_model(
     if weights is None and not random_weights:
         raise ConfigError("no weights: pass a checkpoint or a registry name (--weights)")
     if weights is not None and not Path(weights).is_file():
-        from zoomsr.weights import registry
+        from zoomsr.weights import fetch, registry
 
         if str(weights) in registry.REGISTRY:
             entry = registry.get_entry(str(weights))
@@ -231,7 +231,7 @@ def build_inference_model(
                 raise ConfigError(f"--bands {','.join(validate_bands(bands))}: {entry.name} "
                                   f"takes bands {','.join(entry.bands)}")
             return build_inference_model(
-                weights=registry.resolve(entry.name), model=entry.model,
+                weights=fetch.resolve(entry.name), model=entry.model,
                 config={**entry.config, **(config or {})}, device=device, precision=precision,
                 label=label or entry.name, seed=seed, bands=entry.bands)
     if weights is not None:

@@ -1,7 +1,7 @@
 """What a would-be checkpoint file is, from its first bytes (no torch, nothing unpickled).
 
 Shared by the checkpoint loader (:mod:`zoomsr.models.checkpoints`) and the weights cache
-(:mod:`zoomsr.weights.registry`), so both tell a user the same thing about the same file.
+(:mod:`zoomsr.weights.checks`), so both tell a user the same thing about the same file.
 """
 
 from __future__ import annotations
