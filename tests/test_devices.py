@@ -10,8 +10,14 @@ from zoomsr.errors import InputError
 def test_resolve_device_names_what_is_not_there(monkeypatch):
     """No GPU, a GPU index beyond the count, no MPS, an unknown name: one line each."""
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(InputError, match="unknown device 'gpu'"):
+    with pytest.raises(InputError, match=r"^device must be auto, cpu, cuda, cuda:N or mps, got "
+                                         r"'gpu'$"):
         resolve_device("gpu")
+    for other in ("xpu", "meta", "cpu:1", "mps:0"):  # torch names zoomsr does not run on
+        with pytest.raises(InputError, match=rf"^--device must be .*, got '{other}'$"):
+            resolve_device(other, option="--device")
+    with pytest.raises(InputError, match=r"^device must be auto, cpu, cuda or cuda:N, got 'mps'"):
+        resolve_device("mps", mps=False)  # the metrics: float64
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError, match=r"^device cuda:0: no CUDA GPU is available$"):
         resolve_device("cuda:0")

@@ -15,20 +15,24 @@ def _mps_available() -> bool:
 def resolve_device(device: str | torch.device | None = "auto", *,
                    mps: bool = True, option: str = "device") -> torch.device:
     """``"auto"``/``None`` -> CUDA, else MPS (when ``mps``), else CPU; otherwise the named
-    device, which must be there (a GPU index within the count, MPS available): one-line
-    :class:`InputError` naming it if not. ``option`` is what the message calls the setting
-    (the CLI passes ``"--device"``)."""
+    device, which must be one zoomsr runs on (``cpu``, ``cuda``, ``cuda:N``, and ``mps`` when
+    ``mps``: the metrics' float64 scores have no MPS kernels) and be there (a GPU index within
+    the count, MPS available): one-line :class:`InputError` naming it if not. ``option`` is
+    what the message calls the setting (the CLI passes ``"--device"``)."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if mps and _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    names = "auto, cpu, cuda, cuda:N or mps" if mps else "auto, cpu, cuda or cuda:N"
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {device!r}: {exc} (use auto, cpu, cuda, cuda:N "
-                         "or mps)") from None
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in (("cpu", "cuda", "mps") if mps else ("cpu", "cuda")) or (
+            dev.type in ("cpu", "mps") and dev.index is not None):
+        raise InputError(f"{option} must be {names}, got {str(device)!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"{option} {device}: no CUDA GPU is available")
