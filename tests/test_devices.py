@@ -13,11 +13,13 @@ def test_resolve_device_names_what_is_not_there(monkeypatch):
     with pytest.raises(InputError, match=r"^device must be auto, cpu, cuda, cuda:N or mps, got "
                                          r"'gpu'$"):
         resolve_device("gpu")
-    for other in ("xpu", "meta", "cpu:1", "mps:0"):  # torch names zoomsr does not run on
+    for other in ("xpu", "meta", "cpu:1", "mps:1"):  # torch names zoomsr does not run on
         with pytest.raises(InputError, match=rf"^--device must be .*, got '{other}'$"):
             resolve_device(other, option="--device")
-    with pytest.raises(InputError, match=r"^device must be auto, cpu, cuda or cuda:N, got 'mps'"):
-        resolve_device("mps", mps=False)  # the metrics: float64
+    for name in ("mps", "mps:0"):  # the metrics, e.g. validation when training on MPS
+        with pytest.raises(InputError, match=rf"^device {name}: these scores are float64, "
+                                             "which MPS lacks; use cpu or cuda$"):
+            resolve_device(name, mps=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError, match=r"^device cuda:0: no CUDA GPU is available$"):
         resolve_device("cuda:0")

@@ -30,8 +30,11 @@ def resolve_device(device: str | torch.device | None = "auto", *,
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         dev = None
-    if dev is None or dev.type not in (("cpu", "cuda", "mps") if mps else ("cpu", "cuda")) or (
-            dev.type in ("cpu", "mps") and dev.index is not None):
+    if dev is not None and dev.type == "mps" and not mps:
+        raise InputError(f"{option} {device}: these scores are float64, which MPS lacks; use "
+                         "cpu or cuda")
+    if dev is None or dev.type not in ("cpu", "cuda", "mps") or (
+            dev.type == "cpu" and dev.index is not None) or (dev.type == "mps" and dev.index):
         raise InputError(f"{option} must be {names}, got {str(device)!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -207,3 +207,10 @@ def test_read_errors_still_raise_without_raw_gdal_lines(tmp_path, capfd):
     finally:
         reader.close()
     _assert_no_raw_gdal_lines(capfd.readouterr().err)
+
+
+def test_a_manifest_line_without_a_file_is_named(tmp_path):
+    (tci,) = write_frames(tmp_path / "data", n=1, size=(24, 24))
+    man = _manifest(tmp_path / "m.txt", [f"data/{tci.name}", " , ", ","])
+    with pytest.raises(DataError, match=rf"^{man}: line 2 names no file \(','\)$"):
+        discover_frames(man)

@@ -464,9 +464,8 @@ def run_scene(
         source = row_source
     strip = max(group_read_width(windows, g) for g in groups)
     # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
-    step = windows.ys[1] - windows.ys[0] if len(windows.ys) > 1 else windows.win_h
     cache = read_cache_bytes(frames, grid, windows.win_h, strip,
-                             threads if row_source is None else 0, hr.row_bytes, step)
+                             threads if row_source is None else 0, hr.row_bytes)
     state = run.start(rasters, options.resume, options.overwrite)
     first_group, first_row, few = 0, 0, 0
     carry: tuple[np.ndarray, np.ndarray] | None = None

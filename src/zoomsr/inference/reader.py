@@ -282,9 +282,8 @@ def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: 
 
 
 def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
-                     readers: int, out_row_bytes: int = 0, step: int | None = None) -> int:
-    """A GDAL block-cache size (bytes) that holds what the rows in flight read again, and no
-    more.
+                     readers: int, out_row_bytes: int = 0) -> int:
+    """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
 
     Per input file: the block rows that ``window`` grid rows span, plus one (a window row
     rarely starts on a block boundary, and the next one reads the last of them again), across
@@ -297,17 +296,7 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
     :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again for each window row (a COG's
     1024-row blocks up to 4 times at 256 px windows); a larger one only holds blocks no row
     needs again, so peak memory would grow with the scene.
-
-    ``step``: grid rows between window rows. Row threads take rows in turn, so a reader's
-    next read starts ``readers`` x ``step`` rows further down; where that is past the blocks
-    its read touched (blocks shorter than that distance: 256-row blocks with 3 threads at
-    240-row steps), the reader never reads a block again and the file needs no cache beyond
-    the minimum (one read decodes each block once: measured, a 1 MB cache read such scenes as
-    fast as 100 MB, and 1024-row blocks 25 % slower with a third of this size).
     """
-    def reused(block_rows: float, span: float) -> bool:  # a reader reads a block again
-        return step is None or readers * step < span + block_rows - 1
-
     total = 0
     for frame in frames if readers > 0 else ():
         for path in frame.files:
@@ -319,12 +308,11 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
                 bh, bw = ds.block_shapes[0]
                 size = ds.count * np.dtype(ds.dtypes[0]).itemsize
                 fy, fx = _grid_px_per_file_px(ds, grid)
-                if reused(bh / fy, window):  # in grid rows
-                    rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
-                    cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
-                    total += rows * cols * size
-                vw, vh = _WARP_BLOCK
-                if aligned_offsets(grid, ds.crs, ds.transform) is None and reused(vh, window):
+                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
+                cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
+                total += rows * cols * size
+                if aligned_offsets(grid, ds.crs, ds.transform) is None:
+                    vw, vh = _WARP_BLOCK
                     total += ((math.ceil(window / vh) + 1) * vh
                               * min(grid.width, (math.ceil(strip / vw) + 1) * vw) * size)
     total = total * readers + out_row_bytes * 256

@@ -141,10 +141,13 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
             else:
                 raise DataError(f"{path}: frame {i} must be a path or an object of band paths")
     else:
-        for line in text.splitlines():
+        for number, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if line:
-                entries.append([entry(p.strip()) for p in line.split(",") if p.strip()])
+                files = [entry(p.strip()) for p in line.split(",") if p.strip()]
+                if not files:
+                    raise DataError(f"{path}: line {number} names no file ({line!r})")
+                entries.append(files)
     if not entries:
         raise DataError(f"{path}: the manifest lists no file")
     return entries
