@@ -11,6 +11,12 @@ process, ``--repeats`` times interleaved; medians are printed with the ratio of 
 to the smallest::
 
     python benchmarks/infer_host_memory.py --sizes 976 1936 --repeats 3
+    python benchmarks/infer_host_memory.py --sizes 1936 --cache min --blocks 1024
+
+Each run also reports the CPU time its row threads spent reading (decoding, whatever else
+runs): with ``--cache min`` GDAL's block cache is held at its minimum instead of
+``read_cache_bytes``' size, so the two show what that cache saves in decoding; ``--blocks N``
+re-tiles the scenes in N px blocks (ESA's COGs: 1024).
 
 The scenes are those of ``infer_throughput.py`` (uint8 TCI GeoTIFFs, 256 px deflate blocks,
 on the training grid); ``--scene-dir`` keeps them for later runs. The fakes reach into
@@ -36,11 +42,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import infer_throughput  # noqa: E402
 
 
-def _child(size: int, scene_dir: Path, threads: int, batch: int) -> dict:
+def _scene(scene_dir: Path, size: int, blocks: int) -> list[Path]:
+    """The benchmark's scene of ``size`` px (256 px blocks), re-tiled in ``blocks`` px."""
+    paths = infer_throughput.scene(scene_dir, size, 8)
+    if blocks == 256:
+        return paths
+    from rasterio.shutil import copy
+
+    done = scene_dir / f"scene{size}x8_blocks{blocks}"
+    if not done.is_dir():
+        part = scene_dir / f".{done.name}.part"
+        part.mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            copy(p, part / p.name, driver="GTiff", tiled=True, blockxsize=blocks,
+                 blockysize=blocks, compress="deflate")
+        part.rename(done)
+    return sorted(done.glob("frame*_TCI.tif"))
+
+
+def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
+           blocks: int) -> dict:
     """One run on the meta device (in its own process: its peak RSS is its own)."""
+    import threading
+
     import torch
 
-    from zoomsr.inference import InferenceOptions, Tiling, assemble, pipeline, rows, run_inference
+    from zoomsr.inference import (
+        InferenceOptions,
+        Tiling,
+        assemble,
+        pipeline,
+        reader,
+        rows,
+        run_inference,
+    )
     from zoomsr.inference.model import InferenceModel
 
     meta = torch.device("meta")
@@ -64,9 +99,24 @@ def _child(size: int, scene_dir: Path, threads: int, batch: int) -> dict:
 
     pipeline.blend_device = lambda model: meta
     rows.to_host = assemble.to_host = to_host
+    if cache == "min":
+        pipeline.read_cache_bytes = lambda *args, **kwargs: reader.MIN_CACHE_BYTES
+    read_cpu = [0.0]
+    lock = threading.Lock()
+    read_raw = reader.SceneReader._read_raw
+
+    def timed(self: object, *args: object, **kwargs: object) -> object:
+        start = time.thread_time()  # this thread's CPU: decoding, not waiting for a core
+        try:
+            return read_raw(self, *args, **kwargs)
+        finally:
+            with lock:
+                read_cpu[0] += time.thread_time() - start
+
+    reader.SceneReader._read_raw = timed
     model = InferenceModel(Nearest(), "zero-cost on meta", 8, "stacked", 4, "none", "", meta,
                            config={})
-    paths = infer_throughput.scene(scene_dir, size, 8)
+    paths = _scene(scene_dir, size, blocks)
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         opts = InferenceOptions(tiling=Tiling(256, 16), batch_size=batch, progress=False,
@@ -74,7 +124,7 @@ def _child(size: int, scene_dir: Path, threads: int, batch: int) -> dict:
         start = time.perf_counter()
         run_inference(paths, Path(tmp) / "out.tif", model, opts)
         seconds = time.perf_counter() - start
-    return {"size": size, "seconds": seconds, "rss_before_mb": before,
+    return {"size": size, "seconds": seconds, "rss_before_mb": before, "read_cpu_s": read_cpu[0],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -85,39 +135,47 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=3, help="Row threads (the GPU default: 3).")
     p.add_argument("--batch", type=int, default=8, help="Windows per model call.")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cache", choices=("sized", "min"), default="sized",
+                   help="GDAL's block cache as read_cache_bytes sizes it, or its minimum.")
+    p.add_argument("--blocks", type=int, default=256,
+                   help="Block side of the scenes' GeoTIFFs, px (the benchmark's: 256).")
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR (default: a temporary folder).")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child is not None:
-        print(json.dumps(_child(args._child, Path(args.scene_dir), args.threads, args.batch)))
+        print(json.dumps(_child(args._child, Path(args.scene_dir), args.threads, args.batch,
+                                args.cache, args.blocks)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         scene_dir = Path(args.scene_dir or tmp)
         for size in args.sizes:  # made once, before any run is measured
-            infer_throughput.scene(scene_dir, size, 8)
+            _scene(scene_dir, size, args.blocks)
         runs: dict[int, list[dict]] = {s: [] for s in args.sizes}
         for _ in range(args.repeats):
             for size in args.sizes:
                 cmd = [sys.executable, __file__, "--_child", str(size), "--scene-dir",
                        str(scene_dir), "--threads", str(args.threads), "--batch",
-                       str(args.batch)]
+                       str(args.batch), "--cache", args.cache, "--blocks", str(args.blocks)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     sys.stderr.write(out.stderr[-5000:])
                     raise SystemExit(f"run of {size} px failed (exit {out.returncode})")
                 runs[size].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"GPU path's host side on the meta device, {args.threads} row threads, "
-          f"{args.batch} windows per call; medians of {args.repeats}")
+          f"{args.batch} windows per call, {args.blocks} px blocks, GDAL cache {args.cache}; "
+          f"medians of {args.repeats}")
     peaks = {}
     for size, rs in runs.items():
         peaks[size] = statistics.median(r["peak_rss_mb"] for r in rs)
         each = ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rs)
         print(f"{size:5d} px: peak RSS {peaks[size]:7.0f} MB (runs {each}), after setup "
               f"{statistics.median(r['rss_before_mb'] for r in rs):.0f} MB, "
-              f"{statistics.median(r['seconds'] for r in rs):.1f} s")
+              f"{statistics.median(r['seconds'] for r in rs):.1f} s, reading "
+              f"{statistics.median(r['read_cpu_s'] for r in rs):.2f} CPU s")
     lo, hi = min(args.sizes), max(args.sizes)
-    print(f"peak RSS {hi} / {lo} px: x{peaks[hi] / peaks[lo]:.3f}")
+    if hi != lo:
+        print(f"peak RSS {hi} / {lo} px: x{peaks[hi] / peaks[lo]:.3f}")
 
 
 if __name__ == "__main__":
