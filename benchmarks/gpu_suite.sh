@@ -72,6 +72,16 @@ if step "peak memory, large blocks handed back (MALLOC_MMAP_THRESHOLD_)" 40; the
   done | tee "$out/infer_mmap_threshold.txt"
 fi
 
+# GDAL's block cache held at its minimum (both scenes, 256 px blocks): on the CPU the row threads
+# then read in the same CPU time and the host peak is ~90 MB lower at 1936 px
+# (benchmarks/infer_host_memory.py); whether the GPU run's time holds too is what this shows.
+if step "GDAL cache at its minimum" 40; then
+  for size in 1936 3856; do
+    timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
+        --size "$size" --pipeline-batch 8 --scene-dir "$scenes" --read-cache min 2>&1 | tail -1
+  done | tee "$out/infer_cache_min.txt"
+fi
+
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
     "$here/benchmarks/infer_profile.py" --device cuda --size 976 --threads 1 2>&1 \
     | tee "$out/infer_profile.txt"

@@ -140,6 +140,11 @@ def pipeline(args: argparse.Namespace) -> dict:
     time nor the memory of making it counts)."""
     from zoomsr.inference import InferenceOptions, Tiling, run_inference
 
+    if args.read_cache == "min":  # GDAL's block cache at its minimum: what the sized one buys
+        from zoomsr.inference import pipeline as scene_pipeline
+        from zoomsr.inference.reader import MIN_CACHE_BYTES
+
+        scene_pipeline.read_cache_bytes = lambda *a, **k: MIN_CACHE_BYTES
     model = _model(args)
     with tempfile.TemporaryDirectory() as tmp:
         paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
@@ -172,7 +177,7 @@ def pipeline(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
-                "pipeline_batch", "threads", "scene_dir"):
+                "pipeline_batch", "threads", "scene_dir", "read_cache"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -224,6 +229,9 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="Print the results as JSON only.")
     p.add_argument("--save", default=None, metavar="PATH",
                    help="Also write the results (every run's figures) as JSON to PATH.")
+    p.add_argument("--read-cache", choices=("sized", "min"), default="sized",
+                   help="GDAL's block cache as the pipeline sizes it, or held at its minimum "
+                   "(to see what the sized one saves in decoding, and costs in memory).")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR and reuse them in later runs "
