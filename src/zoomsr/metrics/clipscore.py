@@ -216,6 +216,31 @@ def resolve_clip_weights(
     return _weights_from_cfg(model_name, path, f"{model_name}:{text}", cfg)
 
 
+def check_clip_weights(
+    model_name: str,
+    pretrained: str | os.PathLike[str] | None,
+    *,
+    allow_download: bool = False,
+    allow_random: bool = False,
+) -> None:
+    """Find the weights :class:`CLIPScore` ``(model_name, pretrained)`` would load, without
+    loading them or downloading, so that missing ones are reported before any image is read.
+
+    With ``allow_download``, a tag's weights that are not here pass: the metric fetches them
+    when it is built (a file's cannot be fetched).
+
+    Raises:
+        InputError: unknown model or tag, or ``None`` without ``allow_random``.
+        WeightsNotFoundError: the weights are not on this machine, and not a download's.
+    """
+    model_name, pretrained = unalias(model_name, pretrained)  # as CLIPScore does
+    try:
+        resolve_clip_weights(model_name, pretrained, allow_random=allow_random)
+    except WeightsNotFoundError:
+        if not (allow_download and is_pretrained_tag(model_name, pretrained)):
+            raise
+
+
 def unalias(
     model_name: str, pretrained: str | os.PathLike[str] | None
 ) -> tuple[str, str | os.PathLike[str] | None]:

@@ -84,16 +84,9 @@ def check_metric_weights(
             find_backbone_weights(net, o.lpips_weights)
             find_linear_weights(net, o.lpips_linear_weights)
         elif n == "clipscore":
-            from zoomsr.metrics.base import WeightsNotFoundError
-            from zoomsr.metrics.clipscore import is_pretrained_tag, resolve_clip_weights, unalias
+            from zoomsr.metrics.clipscore import check_clip_weights
 
-            model_name, pretrained = unalias(o.clip_model, o.clip_pretrained)
-            try:
-                resolve_clip_weights(model_name, pretrained, allow_download=False)
-            except WeightsNotFoundError:
-                # a download fetches a tag's weights when the metric is built; not a file's
-                if not (o.allow_download and is_pretrained_tag(model_name, pretrained)):
-                    raise
+            check_clip_weights(o.clip_model, o.clip_pretrained, allow_download=o.allow_download)
 
 
 def create_metric(name: str, options: MetricOptions | None = None) -> Metric:

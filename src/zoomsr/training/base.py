@@ -60,16 +60,13 @@ def check_val_weights(v: ValSection) -> None:
                 raise _val_config_error(key, exc) from None
     if "clipscore" in v.metrics:
         from zoomsr.metrics.base import WeightsNotFoundError
-        from zoomsr.metrics.clipscore import is_pretrained_tag, resolve_clip_weights, unalias
+        from zoomsr.metrics.clipscore import check_clip_weights
 
-        model_name, pretrained = unalias(v.clip_model, v.clip_pretrained)  # as CLIPScore does
         try:
-            # never downloads here: with val.allow_download the metric fetches them when built
-            resolve_clip_weights(model_name, pretrained, allow_random=v.clip_allow_random)
+            check_clip_weights(v.clip_model, v.clip_pretrained, allow_download=v.allow_download,
+                               allow_random=v.clip_allow_random)
         except WeightsNotFoundError as exc:
-            # a download fetches a tag's weights when the metric is built; not a file's
-            if not (v.allow_download and is_pretrained_tag(model_name, pretrained)):
-                raise _val_config_error("val.clip_pretrained", exc) from None
+            raise _val_config_error("val.clip_pretrained", exc) from None
         except ZoomsrError as exc:  # an unknown model or tag, or no weights given
             key = "val.clip_model" if "open_clip model" in str(exc) else "val.clip_pretrained"
             raise _val_config_error(key, exc) from None
