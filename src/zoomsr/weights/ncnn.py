@@ -133,10 +133,9 @@ def _read_tagged(buf: memoryview, offset: int, count: int, where: str) -> tuple[
     return data, offset
 
 
-def not_rrdbnet() -> str:
-    """The start of the error for an ncnn model that is not an RRDBNet."""
-    return ("not an RRDBNet (ESRGAN / Real-ESRGAN x4plus-style) ncnn model, the only kind "
-            "zoomsr converts")
+#: The start of the error for an ncnn model that is not an RRDBNet.
+NOT_RRDBNET = ("not an RRDBNet (ESRGAN / Real-ESRGAN x4plus-style) ncnn model, the only kind "
+               "zoomsr converts")
 
 
 def _srvgg_hint(types: list[str] | set[str]) -> str:
@@ -161,7 +160,7 @@ def read_ncnn(
     if foreign:  # said before the weights are read: the graph is the wrong kind of model
         types = sorted({layer.type for layer in foreign})
         raise CheckpointError(
-            f"{Path(param_path)}: {not_rrdbnet()}: it has layers of type {', '.join(types)} "
+            f"{Path(param_path)}: {NOT_RRDBNET}: it has layers of type {', '.join(types)} "
             f"(e.g. {foreign[0].name}), which an RRDBNet has not{_srvgg_hint(types)}"
         )
     b = Path(bin_path)
@@ -285,11 +284,11 @@ def ncnn_to_rrdbnet(layers: list[NcnnLayer]) -> tuple[dict[str, Tensor], dict[st
     shuffles = [layer.name for layer in layers if layer.type == "PixelShuffle"]
     if shuffles:
         raise CheckpointError(
-            f"{not_rrdbnet()}: it upsamples with PixelShuffle ({shuffles[0]}), which an RRDBNet "
+            f"{NOT_RRDBNET}: it upsamples with PixelShuffle ({shuffles[0]}), which an RRDBNet "
             f"does not{_srvgg_hint({'PixelShuffle'})}"
         )
     if len(convs) < 6 or not ups:
-        raise CheckpointError(f"{not_rrdbnet()} (too few convolutions/upsamples)")
+        raise CheckpointError(f"{NOT_RRDBNET} (too few convolutions/upsamples)")
     n_up = len(ups)
     body = len(convs) - 4 - n_up
     if body % 15:
