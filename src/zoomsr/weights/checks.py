@@ -35,12 +35,16 @@ def content_problem(path: Path, suffix: str | None = None) -> str | None:
     return what_file(path)[0]
 
 
-def _fetch_steps(entry: WeightsEntry, path: Path) -> str:
-    """How to replace a refused cached file of ``entry`` that has no SHA-256 recorded."""
+def replace_steps(entry: WeightsEntry, path: Path, recorded: bool = False) -> str:
+    """What to do, online and offline, with a refused cached file of ``entry``; ``recorded``:
+    its SHA-256 was recorded at first use, so a file saved by hand must have it recorded anew."""
     steps = f"delete it and run `zoomsr weights download {entry.name}`"
-    if entry.source == "url" and entry.url is not None:
-        steps += f" (offline: fetch {entry.url} and save it as {path})"
-    return steps
+    if entry.url is None:
+        return steps
+    if not recorded:
+        return f"{steps} (offline: fetch {entry.url} and save it as {path})"
+    return (f"{steps} (offline: fetch {entry.url}, save it as {path}, then run "
+            f"`zoomsr weights forget {entry.name}` so its SHA-256 is recorded anew)")
 
 
 def check_content(entry: WeightsEntry, path: Path) -> None:
@@ -49,7 +53,7 @@ def check_content(entry: WeightsEntry, path: Path) -> None:
     if problem is None:
         return
     raise CheckpointError(f"{path} is not a readable checkpoint ({problem}); "
-                          f"{_fetch_steps(entry, path)}")
+                          f"{replace_steps(entry, path)}")
 
 
 def architecture(entry: WeightsEntry) -> str:
@@ -98,5 +102,5 @@ def check_architecture(entry: WeightsEntry, path: Path) -> None:
         return
     raise CheckpointError(
         f"{path} is not a checkpoint of {entry.name} ({architecture(entry)}): {problem}; "
-        f"nothing recorded; {_fetch_steps(entry, path)}"
+        f"nothing recorded; {replace_steps(entry, path)}"
     )

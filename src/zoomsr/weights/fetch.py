@@ -37,6 +37,7 @@ from zoomsr.weights.checks import (
     check_architecture,
     check_content,
     content_problem,
+    replace_steps,
 )
 from zoomsr.weights.registry import DEFAULT_WEIGHTS, WeightsEntry, get_entry
 
@@ -107,17 +108,6 @@ def _convert_ncnn(entry: WeightsEntry, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(model, target, source=entry.origin,
                            converted_from=sorted(entry.ncnn_files))
-
-
-def _replace_steps(entry: WeightsEntry, path: Path) -> str:
-    """What to do, online and offline, with a cached file of ``entry`` that was refused."""
-    steps = f"delete it and run `zoomsr weights download {entry.name}`"
-    if entry.url is None:
-        return steps
-    if entry.sha256 is not None:
-        return f"{steps} (offline: fetch {entry.url} and save it as {path})"
-    return (f"{steps} (offline: fetch {entry.url}, save it as {path}, then run "
-            f"`zoomsr weights forget {entry.name}` so its SHA-256 is recorded anew)")
 
 
 def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
@@ -241,7 +231,7 @@ def verify_cached(name: str, path: Path) -> None:
         label = "published SHA-256" if how == "published" else "SHA-256 recorded at first use"
         raise CheckpointError(
             f"{path}: SHA-256 {actual} differs from the {label} {expected} (a truncated or "
-            f"replaced file); {_replace_steps(entry, path)}"
+            f"replaced file); {replace_steps(entry, path, recorded=entry.sha256 is None)}"
         )
 
 
