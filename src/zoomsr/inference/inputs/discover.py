@@ -156,11 +156,8 @@ def _sampled_files(candidate: list[Path] | dict[str, Path],
     green and blue files (as :func:`_rgb_frame` picks them), the extra bands the model takes
     and the SCL (not bands the model does not take)."""
     c = _with_roles(candidate)
-    if not isinstance(c, dict):
-        return list(c)
-    rgb = _rgb_part(c)
-    files = rgb if isinstance(rgb, list) else [rgb[k] for k in ("red", "green", "blue") if k in rgb]
-    return files + [c[b] for b in (*extra_bands, "scl") if b in c]
+    aux = [c[b] for b in (*extra_bands, "scl") if b in c] if isinstance(c, dict) else []
+    return [*_rgb_files(c), *aux]
 
 
 def _rgb_part(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str, Path]:
@@ -174,11 +171,12 @@ def _rgb_part(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str,
 
 
 def _rgb_files(candidate: list[Path] | dict[str, Path]) -> tuple[Path, ...]:
-    """The files of ``candidate``'s RGB (its frame's ``paths``: a TCI, or red, green, blue)."""
+    """The files of ``candidate``'s RGB (its frame's ``paths``: a TCI, or red, green, blue;
+    of a candidate without either, its files: it fails when its frame is made)."""
     rgb = _rgb_part(_with_roles(candidate))
-    if isinstance(rgb, dict) and {"red", "green", "blue"} <= set(rgb):
-        return tuple(rgb[k] for k in ("red", "green", "blue"))
-    return tuple(rgb.values()) if isinstance(rgb, dict) else tuple(rgb)
+    if not isinstance(rgb, dict):
+        return tuple(rgb)
+    return tuple(rgb[k] for k in ("red", "green", "blue") if k in rgb) or tuple(rgb.values())
 
 
 def _make_frame(
