@@ -9,6 +9,7 @@ host side (``infer_host_memory.py``) at 1936 px::
     python benchmarks/memray_peak.py peak.bin
 
 (``DIR`` must hold the scene: run ``infer_host_memory.py --sizes 1936 --scene-dir DIR`` once.)
+memray comes with ``pip install -e ".[profile]"``.
 """
 
 from __future__ import annotations
