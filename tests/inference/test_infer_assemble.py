@@ -1,20 +1,18 @@
-"""Finishing rows in parallel (RowAssembler) gives exactly the bytes of one accumulator."""
+"""Finishing rows in parallel (RowChain, RowAssembler) gives exactly the bytes of one
+accumulator."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from zoomsr.inference.assemble import RowAssembler, prepare_row
+from zoomsr.inference.assemble import RowAssembler, RowChain, prepare_row
 from zoomsr.inference.rows import ArrayReader, RowBlender, ScenePlan, compute_row
 from zoomsr.inference.windows import Tiling, WindowGrid
 
 
-@pytest.mark.parametrize(
-    ("height", "window", "overlap"),
-    [(70, 32, 8), (70, 32, 24), (64, 32, 0), (20, 32, 8), (75, 16, 15), (41, 24, 12)],
-)
-def test_assembler_matches_one_accumulator(tiny_model, height, window, overlap):
+def _scene(tiny_model, height: int, window: int, overlap: int):
+    """A random 22 px wide scene of 3 frames with gaps, its windows, plan and an accumulator."""
     rng = np.random.default_rng(height + window + overlap)
     pixels = rng.random((3, 3, height, 22), dtype=np.float32)
     valid = rng.random((3, height, 22)) > 0.1
@@ -22,8 +20,16 @@ def test_assembler_matches_one_accumulator(tiny_model, height, window, overlap):
     model = tiny_model(2)
     windows = WindowGrid(height, 22, Tiling(window, overlap))
     plan = ScenePlan(ArrayReader(pixels, valid), None, windows, 2, 4, 0, 0)
+    return model, windows, plan, RowBlender(windows, model.scale, 3, 22 * model.scale)
+
+
+GEOMETRIES = [(70, 32, 8), (70, 32, 24), (64, 32, 0), (20, 32, 8), (75, 16, 15), (41, 24, 12)]
+
+
+@pytest.mark.parametrize(("height", "window", "overlap"), GEOMETRIES)
+def test_assembler_matches_one_accumulator(tiny_model, height, window, overlap):
+    model, windows, plan, blender = _scene(tiny_model, height, window, overlap)
     s = model.scale
-    blender = RowBlender(windows, s, 3, 22 * s)
     assembler = RowAssembler(windows, s, 3, 22 * s)
     old = np.zeros((height * s, 22 * s, 4), np.uint8)
     new = np.zeros_like(old)
@@ -38,6 +44,41 @@ def test_assembler_matches_one_accumulator(tiny_model, height, window, overlap):
         assert np.array_equal(assembler.weights, blender.weights)
     assert np.array_equal(old, new)
     assert assembler.weights.shape[0] == 0  # nothing left over at the end
+
+
+@pytest.mark.parametrize("on_torch", [False, True])
+@pytest.mark.parametrize(("height", "window", "overlap"), GEOMETRIES)
+def test_chain_matches_one_accumulator(tiny_model, height, window, overlap, on_torch):
+    """Rows linked in order and finished where they were blended (NumPy, or torch as on a
+    GPU) give the accumulator's bytes, and each row's carry is the accumulator's."""
+    import torch
+
+    model, windows, plan, blender = _scene(tiny_model, height, window, overlap)
+    s = model.scale
+    chain = RowChain(windows, s, 3, 22 * s)
+    old = np.zeros((height * s, 22 * s, 4), np.uint8)
+    new = np.zeros_like(old)
+    on = torch.device("cpu") if on_torch else None
+    for r in range(windows.n_rows):
+        res = compute_row(plan, model, r, on)
+        top, value, valid_hr = blender.add(compute_row(plan, model, r))
+        old[top : top + value.shape[1]] = _block(value, valid_hr)
+        chain.link(res)
+        block, lr, few, sums, weights = chain.finish(res, with_lr=True)
+        assert block.shape[0] == value.shape[1] and lr.shape[-1] == 4
+        new[top : top + block.shape[0]] = block
+        assert np.array_equal(sums, blender.sums) and np.array_equal(weights, blender.weights)
+    assert np.array_equal(old, new)
+    assert chain.weights.shape[0] == 0
+
+
+def test_chain_refuses_a_carry_of_another_height(tiny_model):
+    pixels = np.random.default_rng(0).random((3, 3, 70, 22), dtype=np.float32)
+    windows = WindowGrid(70, 22, Tiling(32, 8))
+    plan = ScenePlan(ArrayReader(pixels, np.ones((3, 70, 22), bool)), None, windows, 2, 4, 0, 0)
+    chain = RowChain(windows, 4, 3, 22 * 4)
+    with pytest.raises(RuntimeError, match="row 1: carry of 0 HR rows, expected 32"):
+        chain.link(compute_row(plan, tiny_model(2), 1))  # row 0 was never linked
 
 
 def _block(value: np.ndarray, valid_hr: np.ndarray) -> np.ndarray:
@@ -66,36 +107,28 @@ def test_to_uint8_in_place_equals_a_copy():
     assert np.array_equal(kept, x)  # without overwrite the input is untouched
 
 
-def test_a_row_without_its_interior_keeps_none_of_its_transfer_buffer(tiny_model, monkeypatch):
-    """From a GPU, a row's arrays come back as views of one buffer (``to_host``); once its
-    interior is written, what the row still hands on must not keep that buffer (mostly the
-    interior) alive while it waits for the consumer. CPU tensors pose as a GPU's here."""
-    import gc
-    import weakref
-
+def test_a_finished_rows_carry_comes_back_with_its_output_rows(tiny_model, monkeypatch):
+    """From a GPU, a linked row's output rows and carry come back in one transfer (views of
+    one buffer): the pipeline must then own the carry, not the buffer (mostly output rows).
+    CPU tensors pose as a GPU's here."""
     import torch
 
-    from zoomsr.inference import arrays
+    from zoomsr.inference import arrays, pipeline
 
     monkeypatch.setattr(arrays, "_far", lambda x: isinstance(x, torch.Tensor))
     rng = np.random.default_rng(0)
     pixels = rng.random((3, 3, 70, 40), dtype=np.float32)
-    valid = np.ones((3, 70, 40), bool)
     windows = WindowGrid(70, 40, Tiling(32, 8))
-    plan = ScenePlan(ArrayReader(pixels, valid), None, windows, 2, 4, 0, 0)
-    res = compute_row(plan, tiny_model(2), 1, torch.device("cpu"))
+    plan = ScenePlan(ArrayReader(pixels, np.ones((3, 70, 40), bool)), None, windows, 2, 4, 0, 0)
+    chain = RowChain(windows, 4, 3, 40 * 4)
+    res = compute_row(plan, tiny_model(2), 0, torch.device("cpu"))
     assert isinstance(res.sums, torch.Tensor)  # blended "on the device"
-    ready = prepare_row(res, windows, 4, with_lr=True)
-    owner = ready.interior
+    chain.link(res)
+    block, _, _, sums, _ = chain.finish(res, with_lr=False)
+    owner = block
     while isinstance(owner.base, np.ndarray):
         owner = owner.base
-    assert ready.interior.size and np.shares_memory(owner, ready.edge_sums)  # one buffer
-    buffer = weakref.ref(owner)
-    slim = ready.without_interior()
-    del owner, ready
-    gc.collect()
-    assert buffer() is None
-    assert slim.interior.shape[0] == 0 and slim.edge_sums.base is None
-    again = prepare_row(res, windows, 4, with_lr=True)
-    for name in ("edge_sums", "edge_weights", "tail_sums", "tail_weights", "valid", "lr"):
-        assert np.array_equal(getattr(slim, name), getattr(again, name))
+    assert np.shares_memory(owner, sums)  # one transfer
+    kept = pipeline._owned(sums)
+    assert kept.base is None and np.array_equal(kept, sums)
+    assert isinstance(chain.sums, torch.Tensor)  # the carry itself stays "on the device"

@@ -77,13 +77,13 @@ def test_accumulators_stay_within_a_strip(tmp_path, tiny_model, monkeypatch):
     from zoomsr.inference import pipeline
 
     widths = []
-    original = pipeline.RowAssembler.__init__
+    original = pipeline.RowChain.__init__
 
     def spy(self, windows, scale, channels, hr_width, *args):
         widths.append(hr_width)
         original(self, windows, scale, channels, hr_width, *args)
 
-    monkeypatch.setattr(pipeline.RowAssembler, "__init__", spy)
+    monkeypatch.setattr(pipeline.RowChain, "__init__", spy)
     paths = write_frames(tmp_path / "in", n=2, size=(40, 200))
     run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(column_width=48))
     assert len(widths) == 4 and max(widths) <= 56 * 4  # about 48 LR px, not 200

@@ -139,29 +139,45 @@ def test_a_gpu_row_synchronises_only_in_its_one_transfer(tmp_path, monkeypatch, 
     transfers = []
 
     def allowed(*xs):
+        mode = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode(0)
         try:
             return to_host(*xs)
         finally:
             transfers.append(len(xs))
-            torch.cuda.set_sync_debug_mode("error")
+            torch.cuda.set_sync_debug_mode(mode)
 
-    def row(r):
-        res = rows.compute_row(plan, model, r, cuda)
-        return assemble.prepare_row(res, windows, model.scale, with_lr=True)
+    monkeypatch.setattr(rows, "to_host", allowed)
+    monkeypatch.setattr(assemble, "to_host", allowed)
+
+    def rows_of(local: bool) -> list:
+        # local: linked in order and finished on the GPU (RowChain); else as a Ray worker does
+        chain = assemble.RowChain(windows, model.scale, 3, grid.hr_width)
+        out = []
+        for r in range(windows.n_rows):
+            res = rows.compute_row(plan, model, r, cuda)
+            if local:
+                chain.link(res)
+                block, _, few, _, _ = chain.finish(res, with_lr=True)
+                out.append((block, few))
+            else:
+                ready = assemble.prepare_row(res, windows, model.scale, with_lr=True)
+                out.append((ready.interior, ready.few_frames))
+        return out
 
     try:
-        warm = [row(r) for r in range(windows.n_rows)]  # first calls may sync (cuDNN, caches)
-        monkeypatch.setattr(rows, "to_host", allowed)
-        monkeypatch.setattr(assemble, "to_host", allowed)
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            again = [row(r) for r in range(windows.n_rows)]
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
+        for local in (True, False):
+            warm = rows_of(local)  # first calls may sync (cuDNN, caches)
+            transfers.clear()
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                again = rows_of(local)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            assert len(transfers) == windows.n_rows  # one per row
+            transfers.clear()
+            for (a, fa), (b, fb) in zip(warm, again, strict=True):
+                assert np.array_equal(a, b) and fa == fb
     finally:
         plan.reader.close()
-    assert len(transfers) == windows.n_rows  # one per row
-    for a, b in zip(warm, again, strict=True):
-        assert np.array_equal(a.interior, b.interior) and a.few_frames == b.few_frames

@@ -357,23 +357,22 @@ def test_outputs_are_checked_before_any_work(frames_3857, tiny_model, tmp_path):
 
 
 def test_peak_rows_do_not_depend_on_scene_height(tmp_path, tiny_model):
-    """The accumulator never holds more than one window of HR rows, whatever the height."""
+    """The carry never holds more than one window of HR rows, whatever the height."""
     from zoomsr.inference import pipeline
 
     paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
     seen = []
-    original = pipeline.RowAssembler.add
+    original = pipeline.RowChain.link
 
     def spy(self, res):
-        out = original(self, res)
+        original(self, res)
         seen.append(self.weights.shape[0])
-        return out
 
-    pipeline.RowAssembler.add = spy
+    pipeline.RowChain.link = spy
     try:
         run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts())
     finally:
-        pipeline.RowAssembler.add = original
+        pipeline.RowChain.link = original
     assert max(seen) <= FAST.window * 4 and len(seen) > 3
 
 
@@ -389,29 +388,29 @@ def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_mo
     from zoomsr.inference import rows as row_work
 
     paths = write_frames(tmp_path / "in", n=2, size=(120, 24))
-    rows, ready = {}, {}
-    compute, prepare = row_work.compute_row, pipeline.prepare_row
+    rows, done = {}, {}
+    compute, done_row = row_work.compute_row, pipeline.DoneRow
 
     def spy_compute(plan, model, r, on=None):
-        # one thread: the previous row (and its finished form) must be gone by now; with
+        # one thread: the previous row (and what it hands on) must be gone by now; with
         # threads, `threads` rows may be in flight and the one before them in the consumer
         gone = r - 1 if threads == 1 else r - threads - 1
         if gone in rows:
             assert rows[gone]() is None, f"row {gone} still held when row {r} starts"
-            assert ready[gone]() is None, f"finished row {gone} still held when row {r} starts"
+            assert done[gone]() is None, f"finished row {gone} still held when row {r} starts"
         res = compute(plan, model, r, on)
         rows[r] = weakref.ref(res.sums)
         return res
 
-    def spy_prepare(res, *args, **kwargs):
-        out = prepare(res, *args, **kwargs)
-        ready[res.row] = weakref.ref(out)
+    def spy_done(row, *args):
+        out = done_row(row, *args)
+        done[row] = weakref.ref(out)
         return out
 
     monkeypatch.setattr(row_work, "compute_row", spy_compute)
-    monkeypatch.setattr(pipeline, "prepare_row", spy_prepare)
+    monkeypatch.setattr(pipeline, "DoneRow", spy_done)
     run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(threads=threads))
-    assert len(rows) > 4
+    assert len(rows) > 4 and len(done) == len(rows)
 
 
 def test_progress_rate_and_eta_cover_the_whole_run():

@@ -205,24 +205,21 @@ def test_threads_fit_the_open_file_limit(monkeypatch):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_row_threads_write_their_own_rows(scene, tiny_model, tmp_path, monkeypatch, threads):
-    """The output rows that depend on one window row alone are written by that row's thread,
-    so finished rows waiting for the consumer hold no output rows (same bytes)."""
+    """A row's output rows are finished and written by that row's thread, so finished rows
+    waiting for the consumer hold only their carry (same bytes); the consumer puts nothing
+    together (RowAssembler is for rows from Ray workers)."""
     from zoomsr.inference import pipeline
 
     model = tiny_model(2)
     clean = tmp_path / "clean.tif"
     run_inference(scene, clean, model, _opts(threads=1, cog=True))
-    handed = []
-    original = pipeline.RowAssembler.add
 
-    def spy(self, ready):
-        handed.append(ready.interior.shape[0])
-        return original(self, ready)
+    def refuse(self, ready):
+        raise AssertionError("the local path assembled a row in the consumer")
 
-    monkeypatch.setattr(pipeline.RowAssembler, "add", spy)
+    monkeypatch.setattr(pipeline.RowAssembler, "add", refuse)
     out = tmp_path / "run.tif"
     run_inference(scene, out, _AsIfOnGPU(model), _opts(threads=threads, cog=True))
-    assert handed and set(handed) == {0}
     assert out.read_bytes() == clean.read_bytes()
 
 
@@ -252,19 +249,82 @@ def test_threaded_rows_read_with_the_scene_cache_and_leave_gdals_cache_as_found(
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_rows_written_in_their_threads_are_handed_on_without_their_interior(
+def test_rows_blended_on_a_device_hand_on_their_own_carry_and_resume(
         scene, tiny_model, tmp_path, monkeypatch, threads):
-    """The local path writes a row's interior from its thread and hands on a row holding
-    none of its memory (ReadyRow.without_interior)."""
-    from zoomsr.inference.assemble import ReadyRow
+    """Rows blended "on a GPU" (CPU tensors posing as one: one transfer back per row) are
+    handed on holding only a copy of their carry, never their transfer buffer; an interrupted
+    run resumes from the saved carry (uploaded again) to the NumPy path's bytes."""
+    import torch
 
-    slimmed: list[int] = []
-    without = ReadyRow.without_interior
+    from zoomsr.inference import arrays, pipeline
 
-    def spy(self):
-        slimmed.append(self.interior.shape[0])
-        return without(self)
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(scene, clean, model, _opts(threads=1))
+    monkeypatch.setattr(pipeline, "blend_device", lambda m: torch.device("cpu"))
+    monkeypatch.setattr(arrays, "_far", lambda x: isinstance(x, torch.Tensor))
+    handed = []
+    done_row = pipeline.DoneRow
 
-    monkeypatch.setattr(ReadyRow, "without_interior", spy)
-    run_inference(scene, tmp_path / "out.tif", tiny_model(2), _opts(threads=threads))
-    assert len(slimmed) >= 2 and all(n > 0 for n in slimmed)  # rows with an interior
+    def spy(row, sums, weights, *args):
+        handed.append((sums.base, weights.base, sums.shape[1]))
+        return done_row(row, sums, weights, *args)
+
+    monkeypatch.setattr(pipeline, "DoneRow", spy)
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run.tif"
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(scene, out, model, _opts(threads=threads), on_row=stop)
+    result = run_inference(scene, out, model, _opts(threads=threads, resume=True))
+    assert result.rows_resumed == 2 and out.read_bytes() == clean.read_bytes()
+    assert len(handed) >= 4 and all(s is None and w is None for s, w, _ in handed)
+    assert any(m > 0 for _, _, m in handed)  # rows that carry sums to the next
+
+
+def _fake_rows(monkeypatch, delays, fail_at=None):
+    """compute_row replaced by one that sleeps ``delays[r]`` s (rows finish out of order) and
+    raises at ``fail_at``; the rows come back as their numbers."""
+    import time
+    from types import SimpleNamespace
+
+    from zoomsr.inference import rows as row_work
+
+    def compute(plan, model, r, on=None):
+        time.sleep(delays[r])
+        if r == fail_at:
+            raise KeyboardInterrupt
+        return SimpleNamespace(row=r)
+
+    monkeypatch.setattr(row_work, "compute_row", compute)
+    reader = SimpleNamespace(clone=lambda: reader, close=lambda: None)
+    plan = row_work.ScenePlan(reader, None, None, 1, 1, 0, 0)
+    return row_work, plan, SimpleNamespace(scale=4, device=None)
+
+
+def test_ordered_steps_run_in_row_order_whatever_order_rows_finish(monkeypatch):
+    row_work, plan, model = _fake_rows(monkeypatch, [0.3, 0.0, 0.1, 0.0, 0.2, 0.0])
+    linked: list[int] = []
+    got = list(row_work.local_rows(plan, model, range(6), threads=3,
+                                   prepare=lambda res: res.row,
+                                   ordered=lambda res: linked.append(res.row)))
+    assert linked == list(range(6)) and got == list(range(6))
+
+
+def test_a_later_rows_failure_leaves_the_earlier_rows_to_the_consumer(monkeypatch):
+    """Row 2 fails first while rows 0 and 1 are still computed: they are still linked and
+    handed on (and saved), then the consumer gets row 2's error, not a follow-on one."""
+    row_work, plan, model = _fake_rows(monkeypatch, [0.3, 0.4, 0.0, 0.0, 0.0], fail_at=2)
+    linked: list[int] = []
+    got: list[int] = []
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        for r in row_work.local_rows(plan, model, range(5), threads=3,
+                                     prepare=lambda res: res.row,
+                                     ordered=lambda res: linked.append(res.row)):
+            got.append(r)
+    assert got == [0, 1] and linked == [0, 1]
+    assert threading.active_count() == before

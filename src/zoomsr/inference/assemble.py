@@ -2,17 +2,20 @@
 
 A row of windows ``r`` covers LR rows ``[y_r, y_r + h)``. Of these, the first ``c`` rows were
 also covered by earlier window rows (their sums are *carried*), rows up to ``n`` (the next
-row's start) are final once ``r`` is added, and the rest is carried on. Rows ``[c, n)``
-depend on row ``r`` alone, so :func:`prepare_row` finishes them (divide by the blend weights,
-uint8, mask) wherever ``r`` was computed, e.g. in a worker thread; :class:`RowAssembler` then
-adds the carry to the first ``c`` rows, finishes those and keeps the tail, in order. The
-result is byte-identical to accumulating whole rows (float addition is commutative, and each
-output value gets the same terms in the same order).
+row's start) are final once ``r`` is added, and the rest is carried on. Two ways to put rows
+together, with the same bytes as accumulating whole rows (float addition is commutative, and
+each output value gets the same terms in the same order):
+
+- locally (:class:`RowChain`), each row's thread adds the carry into its row where the row was
+  blended (on a GPU: there), in row order, then finishes rows ``[0, n)`` (divide by the blend
+  weights, uint8, mask) and brings back only those and the new carry;
+- from Ray workers, which do not have the carry, :func:`prepare_row` finishes rows ``[c, n)``
+  (they depend on row ``r`` alone) in the worker, and :class:`RowAssembler` adds the carry to
+  the first ``c`` rows, finishes those and keeps the tail, in order.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,23 +97,6 @@ class ReadyRow:
     few_frames: int
     windows: int
 
-    def without_interior(self) -> ReadyRow:
-        """This row once its interior is written elsewhere, holding none of its memory.
-
-        Arrays that came back from a GPU in one transfer (:func:`to_host`) are views of one
-        buffer, and any of them keeps the whole buffer alive: a row waiting for the consumer
-        held its finished interior (most of the row: 55 MB at 3856 LR px width) through its
-        edges. Those views are copied; arrays that own their memory are kept as they are.
-        """
-        def own(a: np.ndarray | None) -> np.ndarray | None:
-            return a if a is None or a.base is None else a.copy()
-
-        return dataclasses.replace(
-            self, interior=np.empty((0, *self.interior.shape[1:]), self.interior.dtype),
-            edge_sums=own(self.edge_sums), edge_weights=own(self.edge_weights),
-            tail_sums=own(self.tail_sums), tail_weights=own(self.tail_weights),
-            valid=own(self.valid), lr=own(self.lr))
-
 
 def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow:  # noqa: ANN001
     """Finish what row ``res`` (a :class:`~zoomsr.inference.rows.RowResult`) decides alone.
@@ -144,6 +130,66 @@ class Carry:
         self.scale = scale
         self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
         self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+
+
+@dataclass
+class DoneRow:
+    """A row of windows whose output rows are written (:class:`RowChain`): what the consumer
+    still needs. ``carry_*``: the sums ``[C, m, W]`` and weights ``[m, W]`` carried to the next
+    row (host copies: the resume state)."""
+
+    row: int
+    carry_sums: np.ndarray
+    carry_weights: np.ndarray
+    few_frames: int
+    windows: int
+
+
+class RowChain(Carry):
+    """The carry between consecutive rows of windows, kept where rows are blended.
+
+    :meth:`link` (called in row order, e.g. from several row threads in turn) adds the carry
+    into a row's own sums and keeps the row's tail as the next carry; :meth:`finish` (any
+    order) then finishes the row's final rows there. From a GPU, only uint8 rows and the new
+    carry come back, in one transfer; the carried rows were brought back as floats twice (as
+    the row's edge and as the previous row's tail) and finished on the host.
+    """
+
+    def link(self, res) -> None:  # noqa: ANN001  (a rows.RowResult: rows imports this module)
+        """Add the carry into row ``res`` (in place) and take its tail as the next carry."""
+        s, win = self.scale, self.windows
+        c = carried_rows(win, res.row) * s
+        n = (win.final_until(res.row) - win.ys[res.row]) * s
+        if self.weights.shape[0] != c:
+            raise RuntimeError(f"row {res.row}: carry of {self.weights.shape[0]} HR rows, "
+                               f"expected {c}")
+        if c:
+            if isinstance(res.sums, torch.Tensor) and not isinstance(self.sums, torch.Tensor):
+                # a carry a resumed run restored (host arrays): async, like every upload
+                self.sums = to_tensor(self.sums, res.sums.device)
+                self.weights = to_tensor(self.weights, res.sums.device)
+            res.sums[:, :c] += self.sums  # own + carry: the order RowAssembler adds them in
+            res.weights[:c] += self.weights
+        # a copy: the row's own arrays are released once it is finished
+        self.sums = _copy(res.sums[:, n:])
+        self.weights = _copy(res.weights[n:])
+
+    def finish(self, res, with_lr: bool  # noqa: ANN001
+               ) -> tuple[np.ndarray, np.ndarray | None, int, np.ndarray, np.ndarray]:
+        """Row ``res``, once linked: (uint8 output rows ``[n*s, W, C + 1]`` from its top, LR
+        mosaic rows ``[n, W_lr, 4]`` or None, windows with too few frames, carried sums and
+        weights), on the host, from one transfer."""
+        s, win = self.scale, self.windows
+        n = win.final_until(res.row) - win.ys[res.row]
+        block = finish(res.sums[:, : n * s], res.weights[: n * s], res.valid[:n], s)
+        lr = with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None
+        block, lr, few, sums, weights = to_host(block, lr, res.few_frames,
+                                                res.sums[:, n * s :], res.weights[n * s :])
+        return block, lr if with_lr else None, int(few), sums, weights
+
+
+def _copy(x: Array) -> Array:
+    return x.clone() if isinstance(x, torch.Tensor) else x.copy()
 
 
 class RowAssembler(Carry):

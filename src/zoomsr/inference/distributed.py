@@ -4,10 +4,12 @@ The driver keeps everything that must be sequential and small (adding the rows' 
 edges, writing the output, the resume state); Ray actors, each holding one copy of the model
 (on a GPU when the cluster has them), read their windows from the inputs, run the model on
 them, blend them and finish the rows only they decide, with the same
-:func:`~zoomsr.inference.rows.compute_row` and
-:func:`~zoomsr.inference.assemble.prepare_row` as the local path, so the output is the
-same. Inputs must be readable at the same paths on every node (a shared file system or object
-store URLs that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
+:func:`~zoomsr.inference.rows.compute_row` as the local path; the workers do not have the
+carried sums (the local path adds them in its row threads, in order), so they finish only
+their rows' own output rows (:func:`~zoomsr.inference.assemble.prepare_row`) and the driver
+adds the carry (:class:`~zoomsr.inference.assemble.RowAssembler`): the same bytes. Inputs
+must be readable at the same paths on every node (a shared file system or object store URLs
+that GDAL reads). Rows are submitted a few per worker ahead and consumed in order,
 which bounds the driver's memory.
 
 :class:`RayPool` holds one Ray session and one set of workers for a whole job: several scenes

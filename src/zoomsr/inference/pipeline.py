@@ -34,9 +34,10 @@ import numpy as np
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.inference.assemble import (
+    DoneRow,
     ReadyRow,
     RowAssembler,
-    carried_rows,
+    RowChain,
     prepare_row,
 )
 from zoomsr.inference.grid import TargetGrid, plan_grid
@@ -436,19 +437,20 @@ def run_scene(
     def prepare(res: RowResult) -> ReadyRow:
         return prepare_row(res, windows, s, with_lr=lr is not None)
 
-    def prepare_and_write(p: ScenePlan) -> Callable[[RowResult], ReadyRow]:
-        # The rows that depend on one window row alone (its interior) go to the raw file in
-        # that row's thread, so a finished row waits for the consumer without them: on a GPU,
-        # up to --threads rows of output were held. Same bytes at the same offsets.
-        col = group_span(windows, p.columns or (0, len(windows.xs)))[0] * s
+    def finish_and_write(p: ScenePlan, chain: RowChain) -> Callable[[RowResult], DoneRow]:
+        # A row's output rows are finished where it was blended and written from its thread,
+        # so a row waiting for the consumer holds only its carry: on a GPU, up to --threads
+        # rows of output were held, and the carried rows came back as floats twice.
+        col = group_span(windows, p.columns or (0, len(windows.xs)))[0]
 
-        def run(res: RowResult) -> ReadyRow:
-            ready = prepare(res)
-            if ready.interior.size:
-                first = windows.ys[res.row] + carried_rows(windows, res.row)
-                hr.write_block(first * s, col, ready.interior)
-                ready = ready.without_interior()
-            return ready
+        def run(res: RowResult) -> DoneRow:
+            block, lr_rows, few, sums, weights = chain.finish(res, with_lr=lr is not None)
+            hr.write_block(windows.ys[res.row] * s, col * s, block)
+            if lr is not None:
+                lr.write_block(windows.ys[res.row], col, lr_rows)
+            del block, lr_rows
+            # from a GPU the carry is a view of the row's one transfer: own it, not the buffer
+            return DoneRow(res.row, _owned(sums), _owned(weights), few, res.windows)
 
         return run
 
@@ -456,12 +458,6 @@ def run_scene(
     if row_source is None:
         threads = options.threads or (1 if model.device.type == "cpu" else 3)
         threads = fit_open_files(threads, sum(len(f.files) for f in frames))
-
-        def source(p: ScenePlan, m: InferenceModel, rs: Sequence[int]) -> Iterator[Any]:
-            # rows blended on the GPU if there is one, and finished in their threads
-            return local_rows(p, m, rs, threads, prepare_and_write(p), blend_device(m))
-    else:
-        source = row_source
     strip = max(group_read_width(windows, g) for g in groups)
     # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
     cache = read_cache_bytes(frames, grid, windows.win_h, strip,
@@ -501,28 +497,32 @@ def run_scene(
                 for g in range(first_group, len(groups)):
                     a, b, _ = group_span(windows, groups[g])
                     g_carry = carry if g == first_group else None
-                    assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
-                                             *(g_carry or (None, None)))
                     g_plan = dataclasses.replace(plan, columns=groups[g])
                     rows = range(first_row if g == first_group else 0, windows.n_rows)
-                    items = source(g_plan, model, rows)
-                    for item in items:
-                        ready = item if isinstance(item, ReadyRow) else prepare(item)
-                        top, block = assembler.add(ready)
-                        hr.write_block(top, a * s, block)
-                        if lr is not None and ready.lr is not None:
-                            lr.write_block(windows.ys[ready.row], a, ready.lr)
-                        few += ready.few_frames
-                        computed += ready.windows
-                        run.save({"group": g, "rows_done": ready.row + 1, "few_frames": few},
-                                 {"sums": assembler.sums, "weights": assembler.weights})
+                    if row_source is None:
+                        chain = RowChain(windows, s, hr.bands - 1, (b - a) * s,
+                                         *(g_carry or (None, None)))
+                        # rows blended on the GPU if there is one, finished in their threads
+                        items = local_rows(g_plan, model, rows, threads,
+                                           finish_and_write(g_plan, chain), blend_device(model),
+                                           ordered=chain.link)
+                    else:
+                        assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
+                                                 *(g_carry or (None, None)))
+                        items = _assembled(row_source(g_plan, model, rows), assembler, prepare,
+                                           hr, lr, a, s)
+                    for done in items:
+                        few += done.few_frames
+                        computed += done.windows
+                        run.save({"group": g, "rows_done": done.row + 1, "few_frames": few},
+                                 {"sums": done.carry_sums, "weights": done.carry_weights})
                         if live:
-                            stream.rows_done(windows.final_until(ready.row) * s)
+                            stream.rows_done(windows.final_until(done.row) * s)
                         if bar is not None:
-                            bar.update(task, advance=ready.windows)
+                            bar.update(task, advance=done.windows)
                         if on_row is not None:
-                            on_row(ready.row + 1, windows.n_rows)
-                        del item, ready, block  # not kept while the next row is computed
+                            on_row(done.row + 1, windows.n_rows)
+                        del done  # its carry is not kept while the next row is computed
             # inside the try: Ctrl-C while the last strips are compressed removes the temp file
             tags = _tags(plan, model, options, few, options.native_grid)
             stream.finish(tags)
@@ -543,6 +543,32 @@ def run_scene(
         seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
         preview=preview, ignored=list(ignored),
     )
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    return a if a.base is None else a.copy()
+
+
+def _assembled(items: Iterable[Any], assembler: RowAssembler,
+               prepare: Callable[[RowResult], ReadyRow], hr: RawRaster, lr: RawRaster | None,
+               col: int, scale: int) -> Iterator[DoneRow]:
+    """Rows from a row source that does not have the carry (Ray workers: :class:`ReadyRow`
+    or :class:`RowResult`), put together here in order and written."""
+    try:
+        for item in items:
+            ready = item if isinstance(item, ReadyRow) else prepare(item)
+            del item
+            top, block = assembler.add(ready)
+            hr.write_block(top, col * scale, block)
+            if lr is not None and ready.lr is not None:
+                lr.write_block(assembler.windows.ys[ready.row], col, ready.lr)
+            done = DoneRow(ready.row, assembler.sums, assembler.weights, ready.few_frames,
+                           ready.windows)
+            del ready, block  # not kept while the next row is computed
+            yield done
+    finally:
+        if hasattr(items, "close"):
+            items.close()
 
 
 def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:

@@ -72,8 +72,9 @@ class RowResult:
     ``C`` is 3 (RGB), plus 1 with uncertainty. ``valid`` ``[h, W]``: any frame valid (LR);
     ``mosaic`` ``[h, W, 3]`` uint8: mean of the valid frames (the resampled LR mosaic);
     ``few_frames``: windows with fewer clean frames than the model takes. All but ``windows``
-    are tensors on the model's device when blended there (:func:`prepare_row` brings them
-    back in one transfer), else NumPy.
+    are tensors on the model's device when blended there (what leaves it comes back in one
+    transfer: :meth:`~zoomsr.inference.assemble.RowChain.finish`,
+    :func:`~zoomsr.inference.assemble.prepare_row`), else NumPy.
     """
 
     row: int
@@ -202,7 +203,8 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
 
 class RowBlender(Carry):
     """Accumulates blended rows of windows and releases the output rows that are final, as
-    floats (:func:`super_resolve_array`; scenes use :class:`RowAssembler`)."""
+    floats (:func:`super_resolve_array`; scenes use :class:`RowChain` or
+    :class:`RowAssembler`)."""
 
     def add(self, res: RowResult) -> tuple[int, np.ndarray, np.ndarray]:
         """Add window row ``res``; return (first HR row, values ``[C, n, W]``, mask ``[n, W]``)."""
@@ -246,28 +248,39 @@ class _SerialModel:
             return self._model.forward_device(lr)
 
 
+class _Abandoned(RuntimeError):
+    """A row given up because an earlier one failed (that error reaches the consumer)."""
+
+
 class _RowThreads:
     """``threads`` threads computing rows in order, each with its own reader.
 
     A thread takes the next row only while fewer than ``threads`` rows are taken and not yet
     consumed (being computed or waiting), so at most ``threads`` consecutive rows are in
-    memory, besides the one the consumer holds. Results are yielded in row
-    order; the first error is raised in the consumer. Closing stops the threads after the rows
-    they are on (a row takes about a second), and each thread closes its own reader.
+    memory, besides the one the consumer holds. ``ordered(row)`` runs in the threads in row
+    order (a thread waits for the previous row's turn), then ``prepare``, in any order.
+    Results are yielded in row order; the first error is raised in the consumer. Closing stops
+    the threads after the rows they are on (a row takes about a second), and each thread
+    closes its own reader.
     """
 
     def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
                  threads: int, prepare: Callable[[RowResult], Any] | None = None,
-                 on: torch.device | None = None) -> None:
+                 on: torch.device | None = None,
+                 ordered: Callable[[RowResult], None] | None = None) -> None:
         self.plan, self.rows = plan, list(rows)
         self.prepare = prepare
+        self.ordered = ordered
+        self.linked = 0  # rows whose ordered step is done
         self.on = on
         self.model = _SerialModel(model)
         self.depth = threads
         self.cond = threading.Condition()
         self.results: dict[int, Any] = {}
         self.handed = self.consumed = 0
-        self.stop = False
+        self.stop = False  # take no more rows
+        self.closing = False  # the consumer is gone
+        self.failed_at: int | None = None  # the first row (in order) that raised
         # All threads queue on the device's default stream: the model's activations are then
         # cached once. (Per-thread streams would keep a waiting thread from also waiting for
         # other threads' model calls, but PyTorch caches freed memory per stream, so every
@@ -291,6 +304,8 @@ class _RowThreads:
                     self.handed += 1
                 try:
                     res: Any = compute_row(plan, self.model, self.rows[i], self.on)
+                    if self.ordered is not None:
+                        self._in_turn(i, res)
                     if self.prepare is not None:
                         res = self.prepare(res)
                 except BaseException as exc:  # handed to the consumer, raised there
@@ -299,10 +314,29 @@ class _RowThreads:
                     self.results[i] = res
                     if isinstance(res, BaseException):
                         self.stop = True
+                        if not isinstance(res, _Abandoned):
+                            self.failed_at = min(i, self.failed_at if self.failed_at
+                                                 is not None else i)
                     self.cond.notify_all()
                 del res  # the consumer's now: not kept while the next row is computed
         finally:
             plan.reader.close()
+
+    def _in_turn(self, i: int, res: RowResult) -> None:
+        """``ordered(res)`` once every earlier row's has run. A later row's failure does not
+        stop it (the rows before the failure are still consumed and saved)."""
+        def given_up() -> bool:
+            return self.closing or (self.failed_at is not None and self.failed_at < i)
+
+        with self.cond:
+            while self.linked < i and not given_up():
+                self.cond.wait()
+            if self.linked < i:  # an earlier row failed, or the consumer left: never consumed
+                raise _Abandoned(f"row {self.rows[i]} abandoned")
+        self.ordered(res)  # type: ignore[misc]
+        with self.cond:
+            self.linked = i + 1
+            self.cond.notify_all()
 
     def __iter__(self) -> Iterator[Any]:
         try:
@@ -322,7 +356,7 @@ class _RowThreads:
 
     def close(self) -> None:
         with self.cond:
-            self.stop = True
+            self.stop = self.closing = True
             self.cond.notify_all()
         for t in self.threads:
             t.join()
@@ -350,15 +384,23 @@ def fit_open_files(threads: int, files: int) -> int:
 def local_rows(
     plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
     prepare: Callable[[RowResult], Any] | None = None, on: torch.device | None = None,
+    ordered: Callable[[RowResult], None] | None = None,
 ) -> Iterator[Any]:
     """Compute ``rows`` in order in this process, ``threads`` rows at once; with ``prepare``,
-    yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``on``: blend on
-    that device (:func:`compute_row`)."""
+    yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``ordered(row)``
+    runs before ``prepare``, in row order (e.g. :meth:`~zoomsr.inference.assemble.RowChain.link`).
+    ``on``: blend on that device (:func:`compute_row`)."""
     if threads <= 1 or len(rows) <= 1:
         hand_on = prepare or (lambda res: res)
         for r in rows:
             # no local holds the row while the next one is computed (a suspended generator
             # keeps its locals: the row's float sums would be held twice)
-            yield hand_on(compute_row(plan, model, r, on))
+            yield hand_on(_linked(compute_row(plan, model, r, on), ordered))
         return
-    yield from _RowThreads(plan, model, rows, threads, prepare, on)
+    yield from _RowThreads(plan, model, rows, threads, prepare, on, ordered)
+
+
+def _linked(res: RowResult, ordered: Callable[[RowResult], None] | None) -> RowResult:
+    if ordered is not None:
+        ordered(res)
+    return res
