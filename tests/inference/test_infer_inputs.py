@@ -413,6 +413,20 @@ def test_read_cache_holds_the_block_rows_a_window_row_spans_per_reader(tmp_path,
     vrt = (math.ceil(256 / 128) + 1) * 128 * min(w, (math.ceil(w / 512) + 1) * 512) * 3
     assert got == 2 * (rows * cols * 3 + vrt)
 
+    # several readers: block rows shorter than two strides (the next row a reader reads lies
+    # past them) count one block row, of the largest such file; taller ones as above
+    vcols = min(w, (math.ceil(w / 512) + 1) * 512)
+    assert read_cache_bytes(frames, grid, 256, w, 2, stride=240) == 2 * (
+        min(600, bh) * cols * 3 + 128 * vcols * 3)
+    assert read_cache_bytes(frames, grid, 256, w, 1, stride=240) == got // 2  # one reader
+    frames = discover_frames(paths).frames  # 256-row blocks, aligned: 2 files
+    grid = plan_grid(frames, 4)
+    one_row = 256 * (1 + 1) * 256 * 3
+    assert read_cache_bytes(frames, grid, 300, 200, 3, 1000, stride=240) == (
+        3 * one_row + 1000 * 256)  # the files are read one at a time: one block row each
+    assert read_cache_bytes(frames, grid, 300, 200, 3, 1000, stride=128) == (
+        3 * 2 * per_file + 1000 * 256)  # 256 >= 2 x 128: read again by the next rows
+
 
 def test_read_cache_is_shared_by_concurrent_runs_and_left_as_found():
     """GDAL's one cache: the sum of the runs in progress, the size found put back after the

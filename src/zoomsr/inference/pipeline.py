@@ -461,7 +461,8 @@ def run_scene(
     strip = max(group_read_width(windows, g) for g in groups)
     # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
     cache = read_cache_bytes(frames, grid, windows.win_h, strip,
-                             threads if row_source is None else 0, hr.row_bytes)
+                             threads if row_source is None else 0, hr.row_bytes,
+                             stride=windows.tiling.stride)
     state = run.start(rasters, options.resume, options.overwrite)
     first_group, first_row, few = 0, 0, 0
     carry: tuple[np.ndarray, np.ndarray] | None = None

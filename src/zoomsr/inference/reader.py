@@ -282,8 +282,9 @@ def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: 
 
 
 def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, strip: int,
-                     readers: int, out_row_bytes: int = 0) -> int:
-    """A GDAL block-cache size (bytes) that holds what the rows in flight read, and no more.
+                     readers: int, out_row_bytes: int = 0, stride: int | None = None) -> int:
+    """A GDAL block-cache size (bytes) that holds what the rows in flight read again, and no
+    more.
 
     Per input file: the block rows that ``window`` grid rows span, plus one (a window row
     rarely starts on a block boundary, and the next one reads the last of them again), across
@@ -291,13 +292,24 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
     file read through a WarpedVRT, also the VRT's own blocks over the window. Times
     ``readers``, the readers reading at once (each row thread opens its own datasets, and GDAL
     keeps decoded blocks per dataset: rows in flight in different threads share none, even
-    where they overlap; 0 when nothing is read here). Plus ``out_row_bytes`` x 256 for the
-    output strip being compressed; clamped to [:data:`MIN_CACHE_BYTES`,
-    :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again for each window row (a COG's
-    1024-row blocks up to 4 times at 256 px windows); a larger one only holds blocks no row
-    needs again, so peak memory would grow with the scene.
+    where they overlap; 0 when nothing is read here).
+
+    With several readers and the rows' ``stride`` (grid px) given, a file counts so only where
+    its block rows are at least two strides tall (e.g. a COG's 1024-row blocks at 256 px
+    windows): row threads take rows in turn, so a reader's next row mostly starts ``readers``
+    strides further down, past a shorter block row, and keeping those blocks would only
+    make memory grow with the width (measured with ``benchmarks/infer_host_memory.py``: 256-row
+    blocks decode in the same CPU time with GDAL's minimum cache). Such files count one block
+    row (and one VRT block row) across the strip, for the file each reader is reading: what
+    one read walks across (a warped read visits a source block row for each VRT block row).
+
+    Plus ``out_row_bytes`` x 256 for the output strip being compressed; clamped to
+    [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again
+    for each window row (a COG's 1024-row blocks up to 4 times at 256 px windows); a larger
+    one only holds blocks no row needs again, so peak memory would grow with the scene.
     """
-    total = 0
+    kept = 0  # per reader: files whose blocks a later row of the same reader reads again
+    passing = 0  # per reader: the largest one-block-row working set of the other files
     for frame in frames if readers > 0 else ():
         for path in frame.files:
             try:
@@ -308,14 +320,19 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
                 bh, bw = ds.block_shapes[0]
                 size = ds.count * np.dtype(ds.dtypes[0]).itemsize
                 fy, fx = _grid_px_per_file_px(ds, grid)
-                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
+                warped = aligned_offsets(grid, ds.crs, ds.transform) is None
                 cols = min(ds.width, (math.ceil(strip * fx / bw) + 1) * bw)
-                total += rows * cols * size
-                if aligned_offsets(grid, ds.crs, ds.transform) is None:
-                    vw, vh = _WARP_BLOCK
-                    total += ((math.ceil(window / vh) + 1) * vh
-                              * min(grid.width, (math.ceil(strip / vw) + 1) * vw) * size)
-    total = total * readers + out_row_bytes * 256
+                vw, vh = _WARP_BLOCK
+                vcols = min(grid.width, (math.ceil(strip / vw) + 1) * vw)
+                if readers > 1 and stride is not None and bh / fy < 2 * stride:
+                    passing = max(passing, (min(ds.height, bh) * cols
+                                            + (vh * vcols if warped else 0)) * size)
+                    continue
+                rows = min(ds.height, (math.ceil(window * fy / bh) + 1) * bh)
+                kept += rows * cols * size
+                if warped:
+                    kept += (math.ceil(window / vh) + 1) * vh * vcols * size
+    total = (kept + passing) * readers + out_row_bytes * 256
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
 
