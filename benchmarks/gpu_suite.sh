@@ -72,14 +72,17 @@ if step "peak memory, large blocks handed back (MALLOC_MMAP_THRESHOLD_)" 40; the
   done | tee "$out/infer_mmap_threshold.txt"
 fi
 
-# GDAL's block cache held at its minimum (both scenes, 256 px blocks): on the CPU the row threads
-# then read in the same CPU time and the host peak is ~90 MB lower at 1936 px
-# (benchmarks/infer_host_memory.py); whether the GPU run's time holds too is what this shows.
-if step "GDAL cache at its minimum" 40; then
-  for size in 1936 3856; do
+# Larger windows on the larger scene: 256 px windows with a 16 px overlap compute 12.8 % more
+# pixels than the scene holds (so ~89 % of the bare rate at most); 400 px windows 7.6 %, 512 px
+# windows 12.8 % again (the last one moves back onto the edge): so 512 shows the model's speed per
+# pixel on larger windows alone, 400 both effects (same pixels per model call as 8 x 256). Compare
+# with the throughput step's 3856 px run (its bare rate).
+if step "larger windows (fewer overlap pixels)" 60; then
+  for wb in 400:3 512:2; do
     timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
-        --size "$size" --pipeline-batch 8 --scene-dir "$scenes" --read-cache min 2>&1 | tail -1
-  done | tee "$out/infer_cache_min.txt"
+        --size 3856 --window "${wb%:*}" --pipeline-batch "${wb#*:}" --scene-dir "$scenes" 2>&1 \
+        | tail -1
+  done | tee "$out/infer_windows.txt"
 fi
 
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
