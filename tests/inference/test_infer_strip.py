@@ -243,16 +243,32 @@ def test_a_scene_row_makes_one_transfer_after_its_model_calls(tmp_path, monkeypa
     object.__setattr__(model, "forward_device", counted_forward)
     monkeypatch.setattr(rows, "to_host", fake_to_host)
     monkeypatch.setattr(assemble, "to_host", fake_to_host)
+    channels = 3 + (1 if uncertainty else 0)
+    calls = -(-len(windows.xs) * (1 + uncertainty) // 2)
+    first = ["transfer"] if uncertainty else []
     try:
-        for r in range(windows.n_rows):
+        for r in range(windows.n_rows):  # as a Ray worker finishes a row
             events.clear()
             res = compute_row(plan, model, r, meta)
             assert res.sums.device == meta and res.valid.device == meta
             ready = assemble.prepare_row(res, windows, 4, with_lr=True)
-            calls = -(-len(windows.xs) * (1 + uncertainty) // 2)
-            first = ["transfer"] if uncertainty else []
             assert events == first + ["model"] * calls + ["transfer"]
             assert ready.interior.dtype == np.uint8 and isinstance(ready.few_frames, int)
+        # the local path: linked in order (from row 1, resumed: the carry a state saved is
+        # uploaded in link), then finished on the device
+        chain = assemble.RowChain(windows, 4, channels, grid.hr_width)
+        c = assemble.carried_rows(windows, 1) * 4
+        chain.sums = np.zeros((channels, c, grid.hr_width), np.float32)
+        chain.weights = np.zeros((c, grid.hr_width), np.float32)
+        for r in range(1, windows.n_rows):
+            events.clear()
+            res = compute_row(plan, model, r, meta)
+            chain.link(res)
+            assert isinstance(chain.sums, torch.Tensor) and chain.sums.device == meta
+            block, _, few, sums, weights = chain.finish(res, with_lr=True)
+            assert events == first + ["model"] * calls + ["transfer"]
+            assert block.dtype == np.uint8 and isinstance(few, int)
+            assert sums.shape[:2] == (channels, weights.shape[0])
     finally:
         plan.reader.close()
 

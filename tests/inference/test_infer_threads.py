@@ -315,9 +315,10 @@ def test_ordered_steps_run_in_row_order_whatever_order_rows_finish(monkeypatch):
 
 
 def test_a_later_rows_failure_leaves_the_earlier_rows_to_the_consumer(monkeypatch):
-    """Row 2 fails first while rows 0 and 1 are still computed: they are still linked and
-    handed on (and saved), then the consumer gets row 2's error, not a follow-on one."""
-    row_work, plan, model = _fake_rows(monkeypatch, [0.3, 0.4, 0.0, 0.0, 0.0], fail_at=2)
+    """Row 2 fails while row 1 waits for row 0's turn (row 0 is still computed): rows 0 and 1
+    are still linked and handed on (and saved), then the consumer gets row 2's error, not a
+    follow-on one."""
+    row_work, plan, model = _fake_rows(monkeypatch, [0.5, 0.05, 0.2, 0.0, 0.0], fail_at=2)
     linked: list[int] = []
     got: list[int] = []
     before = threading.active_count()
@@ -328,3 +329,37 @@ def test_a_later_rows_failure_leaves_the_earlier_rows_to_the_consumer(monkeypatc
             got.append(r)
     assert got == [0, 1] and linked == [0, 1]
     assert threading.active_count() == before
+
+
+def test_rows_given_up_after_a_failure_are_freed_at_once(tmp_path, tiny_model, monkeypatch):
+    """Rows computed while an earlier row fails are given up; their float sums must go with
+    the error (reference counting alone, no cycle through a traceback): a scenes job goes on
+    to its next scene after a failed one."""
+    import gc
+    import time
+    import weakref
+
+    from zoomsr.inference import rows as row_work
+
+    paths = write_frames(tmp_path / "in", n=2, size=(120, 48))
+    real = row_work.compute_row
+    refs = {}
+
+    def compute(plan, model, r, on=None):
+        if r == 1:
+            time.sleep(0.5)  # rows 2 and 3 are computed meanwhile and wait for their turn
+            raise DataError("row 1: read failed (simulated)")
+        res = real(plan, model, r, on)
+        refs[r] = weakref.ref(res.sums.base if res.sums.base is not None else res.sums)
+        return res
+
+    monkeypatch.setattr(row_work, "compute_row", compute)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(DataError, match="simulated"):
+            run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(threads=3))
+        assert {2, 3} <= set(refs)
+        assert [r for r, ref in refs.items() if ref() is not None] == []
+    finally:
+        gc.enable()

@@ -49,7 +49,7 @@ def finish(sums: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor,
     ``[C, rows, W]``, weights ``[rows, W]`` and LR validity ``[rows / scale, W / scale]``.
 
     Tensors (rows blended on a GPU) are finished there, with the same float32 operations, and
-    stay there (:func:`prepare_row` brings the uint8 rows back).
+    stay there (:meth:`RowChain.finish` and :func:`prepare_row` bring the uint8 rows back).
     """
     if isinstance(sums, torch.Tensor) and not isinstance(valid_lr, torch.Tensor):
         valid_lr = to_tensor(valid_lr, sums.device)  # async: a blocking copy waits for the queue
@@ -80,8 +80,7 @@ class ReadyRow:
     """A row of windows with its own final rows already finished.
 
     ``edge_*``: sums ``[C, c*s, W]`` / weights of the carried rows; ``interior``: finished
-    rows ``[c, n)`` as ``[(n - c)*s, W, C + 1]`` uint8 (empty when the row's thread already
-    wrote them to the output, as the local path does); ``tail_*``: rows from ``max(c, n)`` on,
+    rows ``[c, n)`` as ``[(n - c)*s, W, C + 1]`` uint8; ``tail_*``: rows from ``max(c, n)`` on,
     carried to the next row; ``valid``: LR validity ``[h, W]``; ``lr``: the finished LR mosaic
     rows ``[n, W_lr, 4]`` (only when asked).
     """

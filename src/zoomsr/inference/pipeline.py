@@ -14,8 +14,9 @@ Data flow (rows of windows, so memory does not grow with the scene's height)::
 (:func:`~zoomsr.inference.rows.compute_row`, which the Ray path,
 :mod:`zoomsr.inference.distributed`, ships to workers). Locally, ``threads`` rows are computed
 at once (:func:`~zoomsr.inference.rows.local_rows`): while one row is in the model, the next
-is read and the previous blended, and the main thread writes finished rows, so a fast GPU is
-not left waiting on the CPU. Model calls are serialised, so the model's memory is needed once.
+is read and the previous finished, each row's thread writing its own finished rows (the main
+thread saves the resume state in row order), so a fast GPU is not left waiting on the CPU.
+Model calls are serialised, so the model's memory is needed once.
 """
 
 from __future__ import annotations

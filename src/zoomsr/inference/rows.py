@@ -304,9 +304,11 @@ class _RowThreads:
                     self.handed += 1
                 try:
                     res: Any = compute_row(plan, self.model, self.rows[i], self.on)
-                    if self.ordered is not None:
-                        self._in_turn(i, res)
-                    if self.prepare is not None:
+                    if self.ordered is not None and not self._in_turn(i, res):
+                        # never raised here: a traceback would keep this frame, and the row's
+                        # sums, alive through the results (a cycle) after the run
+                        res = _Abandoned(f"row {self.rows[i]} abandoned")
+                    elif self.prepare is not None:
                         res = self.prepare(res)
                 except BaseException as exc:  # handed to the consumer, raised there
                     res = exc
@@ -322,21 +324,23 @@ class _RowThreads:
         finally:
             plan.reader.close()
 
-    def _in_turn(self, i: int, res: RowResult) -> None:
-        """``ordered(res)`` once every earlier row's has run. A later row's failure does not
-        stop it (the rows before the failure are still consumed and saved)."""
+    def _in_turn(self, i: int, res: RowResult) -> bool:
+        """Run ``ordered(res)`` once every earlier row's has run; False (not run) when an
+        earlier row failed or the consumer left (the row is never consumed). A later row's
+        failure does not stop it: the rows before the failure are still consumed and saved."""
         def given_up() -> bool:
             return self.closing or (self.failed_at is not None and self.failed_at < i)
 
         with self.cond:
             while self.linked < i and not given_up():
                 self.cond.wait()
-            if self.linked < i:  # an earlier row failed, or the consumer left: never consumed
-                raise _Abandoned(f"row {self.rows[i]} abandoned")
+            if self.linked < i:
+                return False
         self.ordered(res)  # type: ignore[misc]
         with self.cond:
             self.linked = i + 1
             self.cond.notify_all()
+        return True
 
     def __iter__(self) -> Iterator[Any]:
         try:
