@@ -363,3 +363,55 @@ def test_rows_given_up_after_a_failure_are_freed_at_once(tmp_path, tiny_model, m
         assert [r for r, ref in refs.items() if ref() is not None] == []
     finally:
         gc.enable()
+
+
+def _ctrl_c_after(*delays: float) -> threading.Thread:
+    """Real SIGINTs to the main thread after each of ``delays`` (s, from now): a real signal
+    interrupts its blocking waits (``join``), as a terminal's Ctrl-C does. (Sent to the
+    process, the kernel may hand it to another thread: the main thread would then only see
+    it once its wait ends.)"""
+    import signal
+    import time
+
+    main = threading.main_thread().ident
+
+    def send() -> None:
+        start = time.monotonic()
+        for d in delays:
+            time.sleep(max(0.0, start + d - time.monotonic()))
+            signal.pthread_kill(main, signal.SIGINT)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_second_ctrl_c_still_waits_for_the_threads():
+    """Users press Ctrl-C again while the threads finish their rows: cutting the join short
+    left daemon threads inside torch or GDAL as Python exited (the process then aborted,
+    "terminate called without an active exception")."""
+    import time
+
+    from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
+
+    worker = WorkerThread(time.sleep, "sleeper", args=(0.6,))
+    worker.start()
+    sender = _ctrl_c_after(0.1, 0.3)
+    with pytest.raises(KeyboardInterrupt):
+        join_despite_interrupts([worker])
+    assert not worker.is_alive()
+    sender.join()
+
+
+def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
+    """The first Ctrl-C stops the row threads after their rows, the second comes while the
+    consumer waits for them: every thread has ended when the interrupt reaches the caller."""
+    row_work, plan, model = _fake_rows(monkeypatch, [0.8] * 6)
+    before = threading.active_count()
+    sender = _ctrl_c_after(0.2, 0.5)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in row_work.local_rows(plan, model, range(6), threads=3,
+                                     prepare=lambda res: res.row, ordered=lambda res: None):
+            pass
+    sender.join()
+    assert threading.active_count() == before

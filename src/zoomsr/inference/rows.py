@@ -22,6 +22,7 @@ from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
+from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import WindowGrid, blend_weights, group_span
 
@@ -285,10 +286,14 @@ class _RowThreads:
         # cached once. (Per-thread streams would keep a waiting thread from also waiting for
         # other threads' model calls, but PyTorch caches freed memory per stream, so every
         # thread would hold its own copy of the activations; not measured on a GPU yet.)
-        self.threads = [threading.Thread(target=self._work, name=f"zoomsr-row-{i}", daemon=True)
+        self.threads = [WorkerThread(self._work, f"zoomsr-row-{i}")
                         for i in range(min(threads, len(self.rows)))]
-        for t in self.threads:
-            t.start()
+        try:
+            for t in self.threads:
+                t.start()
+        except BaseException:  # Ctrl-C while starting them: stop those already running
+            self.close()
+            raise
 
     def _work(self) -> None:
         plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
@@ -362,8 +367,8 @@ class _RowThreads:
         with self.cond:
             self.stop = self.closing = True
             self.cond.notify_all()
-        for t in self.threads:
-            t.join()
+        # a thread whose start a Ctrl-C cut short finds `stop` set and returns
+        join_despite_interrupts(self.threads)
 
 
 def fit_open_files(threads: int, files: int) -> int:

@@ -28,6 +28,7 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, InputError
+from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
 from zoomsr.io.atomic import atomic_path
 
 STATE_FILE = "state.npz"
@@ -372,8 +373,7 @@ class GeoTIFFStream:
         self._stop = False
         self._tags: dict[str, str] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(output, kwargs),
-                                        name="zoomsr-geotiff", daemon=True)
+        self._thread = WorkerThread(self._run, "zoomsr-geotiff", args=(output, kwargs))
         self._thread.start()
 
     def _run(self, output: Path, kwargs: dict[str, Any]) -> None:
@@ -425,7 +425,7 @@ class GeoTIFFStream:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join()
+        join_despite_interrupts([self._thread])
 
 
 def write_preview(tif: Path, png: Path, max_side: int = 1024) -> None:

@@ -1,0 +1,47 @@
+"""Worker threads that can be waited for through Ctrl-C, so none is left running at exit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+class WorkerThread(threading.Thread):
+    """A daemon thread that marks its end in ``ended`` (see :func:`join_despite_interrupts`)."""
+
+    def __init__(self, target: Callable[..., Any], name: str, args: tuple = ()) -> None:
+        super().__init__(target=target, name=name, args=args, daemon=True)
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.ended.set()
+
+
+def join_despite_interrupts(threads: Iterable[WorkerThread]) -> None:
+    """Wait until every started thread of ``threads`` has ended; a Ctrl-C meanwhile does not
+    cut the wait short: it is raised once they all have.
+
+    A first Ctrl-C usually starts the stop that this waits for (threads end after the row or
+    strip they are on), and users often press it again. Cutting the wait there left the
+    threads running while Python exited, and a daemon thread still inside torch or GDAL then
+    aborts the process ("terminate called without an active exception"). The wait is on each
+    thread's ``ended`` event, not ``Thread.join``: on Python 3.11 a join cut short by Ctrl-C
+    marks a running thread as stopped, so joining again returns at once.
+    """
+    interrupt: KeyboardInterrupt | None = None
+    for t in threads:
+        if t.ident is None:  # never started (Ctrl-C while starting them)
+            continue
+        while True:
+            try:
+                t.ended.wait()
+                break
+            except KeyboardInterrupt as exc:
+                interrupt = exc
+        t.join()  # past its work: only the thread's last steps are left
+    if interrupt is not None:
+        raise interrupt
