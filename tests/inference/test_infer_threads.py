@@ -415,3 +415,23 @@ def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
             pass
     sender.join()
     assert threading.active_count() == before
+
+
+def test_ctrl_c_just_after_the_writer_started_stops_it(scene, tiny_model, tmp_path,
+                                                       monkeypatch):
+    """A Ctrl-C landing right after the GeoTIFF writer thread started (before the loop over
+    rows) left the writer waiting for rows at exit, and its temporary file behind."""
+    from zoomsr.inference import pipeline
+
+    class Interrupted(pipeline.GeoTIFFStream):
+        def start(self):
+            super().start()
+            raise KeyboardInterrupt  # where a real SIGINT may land
+
+    monkeypatch.setattr(pipeline, "GeoTIFFStream", Interrupted)
+    before = threading.active_count()
+    out = tmp_path / "sr.tif"
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(scene, out, _AsIfOnGPU(tiny_model(2)), _opts())
+    assert threading.active_count() == before
+    assert not list(tmp_path.glob(".sr.tif*")) and not out.exists()

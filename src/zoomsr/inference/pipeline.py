@@ -483,14 +483,15 @@ def run_scene(
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
                                band_names=names, cog=options.cog)
-        # Compress while computing only when the model is elsewhere: on a CPU the writer thread
-        # would take cores from the model (measured ~10 % slower on 2 cores); and only with one
-        # column group (rows are complete only in the last). Same bytes either way.
-        live = model.device.type != "cpu" and len(groups) == 1
-        if first_row and live:  # rows a resumed run finished before
-            stream.rows_done(windows.final_until(first_row - 1) * s)
         items: Iterator[Any] | None = None
-        try:
+        try:  # the writer thread starts inside: a Ctrl-C from its start on stops it
+            stream.start()
+            # Compress while computing only when the model is elsewhere: on a CPU the writer
+            # thread would take cores from the model (measured ~10 % slower on 2 cores); and
+            # only with one column group (rows are complete only in the last). Same bytes.
+            live = model.device.type != "cpu" and len(groups) == 1
+            if first_row and live:  # rows a resumed run finished before
+                stream.rows_done(windows.final_until(first_row - 1) * s)
             with _progress(len(windows), done_before, options.progress) as bar:
                 task = None
                 if bar is not None:

@@ -374,6 +374,10 @@ class GeoTIFFStream:
         self._tags: dict[str, str] | None = None
         self._error: BaseException | None = None
         self._thread = WorkerThread(self._run, "zoomsr-geotiff", args=(output, kwargs))
+
+    def start(self) -> None:
+        """Start the writer thread. Call it inside the ``try`` whose ``except`` calls
+        :meth:`abandon`, so that a Ctrl-C landing anywhere after the start stops it."""
         self._thread.start()
 
     def _run(self, output: Path, kwargs: dict[str, Any]) -> None:
