@@ -91,3 +91,34 @@ def test_unwrap_help_joins_paragraph_lines_and_keeps_verbatim_blocks():
     assert group.commands["c"].help == (
         "First line.\n\nA paragraph written over three lines.\n\n"
         "\b\nzoomsr infer IN -o OUT\nzoomsr infer IN -o OUT --resume")
+
+
+def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
+    """After "interrupted...", Python's exit (library teardown) takes about a second; another
+    Ctrl-C there printed "Exception ignored in atexit callback" with a traceback, or killed
+    the process by SIGINT (-2). It now ends the exit early with exit code 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import atexit, sys, time\n"
+        "import zoomsr.cli.main as cli\n"
+        "atexit.register(time.sleep, 3)\n"  # a slow teardown
+        "cli.main = lambda: (print('ready', flush=True), 130)[1]\n"
+        "cli.run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # in the teardown
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "KeyboardInterrupt" not in err and "Exception ignored" not in err, err
+    assert time.monotonic() - start < 2.5  # ended early, not after the teardown

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -176,7 +177,20 @@ def _main(command: click.Command, args: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # Stopped, with what it kept saved. Python's exit (torch's and other libraries'
+        # teardown) takes about a second, and another Ctrl-C there printed a traceback
+        # ("Exception ignored in atexit callback") or killed the process by SIGINT: it now
+        # just ends the exit early, with the same code.
+        signal.signal(signal.SIGINT, _exit_interrupted)
+    sys.exit(code)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":
