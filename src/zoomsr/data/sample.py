@@ -18,6 +18,7 @@ from zoomsr import __version__
 from zoomsr.data.bands import validate_bands
 from zoomsr.data.layout import DATASET_ENTRIES
 from zoomsr.data.synthetic import SYNTHETIC_NOTE, DegradationConfig, generate_pair
+from zoomsr.data.workers import stop_workers
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, tile_for_lonlat
@@ -89,9 +90,13 @@ def write_sample(
     else:
         ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            done = pool.map(_write_one, jobs, chunksize=8)
-            for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
-                pass
+            try:
+                done = pool.map(_write_one, jobs, chunksize=8)
+                for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
+                    pass
+            except BaseException:  # Ctrl-C or a failed pair: the workers stop now
+                stop_workers(pool)
+                raise
     S2NAIPWriter(tmp, scale=config.scale).write_metadata(
         synthetic=True,
         note=SYNTHETIC_NOTE,

@@ -65,6 +65,7 @@ from zoomsr.data.layout import (
     OLD_NAIP_DIR,
     S2_DIR,
 )
+from zoomsr.data.workers import stop_workers
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
@@ -579,24 +580,8 @@ def _run_jobs(jobs: Sequence[BlockJob], workers: int, progress: bool,
             # Ctrl-C, SIGTERM (see sigterm_as_interrupt) or a failed block: stop the workers
             # now rather than wait for their blocks. Finished blocks and pairs are on disk
             # (atomic files), and a re-run resumes from them.
-            _stop_workers(pool, futures)
+            stop_workers(pool, futures)
             raise
-
-
-def _stop_workers(pool: ProcessPoolExecutor, futures: Sequence) -> None:
-    """Cancel what has not started and terminate the pool's worker processes."""
-    for f in futures:
-        f.cancel()
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(timeout=5)
 
 
 #: libc's ``prctl``, loaded in the parent before it forks: a dlopen in a child forked from a
