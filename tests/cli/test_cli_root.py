@@ -93,15 +93,31 @@ def test_unwrap_help_joins_paragraph_lines_and_keeps_verbatim_blocks():
         "\b\nzoomsr infer IN -o OUT\nzoomsr infer IN -o OUT --resume")
 
 
-def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
-    """After "interrupted...", Python's exit (library teardown) takes about a second; another
-    Ctrl-C there printed "Exception ignored in atexit callback" with a traceback, or killed
-    the process by SIGINT (-2). It now ends the exit early with exit code 130."""
+def _ctrl_c_after(script: str, line: str, wait: float) -> tuple[int, str, float]:
+    """Run ``script``; once it prints ``line``, wait ``wait`` s and send SIGINT. Return (exit
+    code, stderr, seconds from the signal to the end)."""
     import signal
     import subprocess
     import sys
     import time
 
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == line
+        time.sleep(wait)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    return proc.returncode, err, time.monotonic() - start
+
+
+def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
+    """After "interrupted...", Python's exit (library teardown) takes about a second; another
+    Ctrl-C there printed "Exception ignored in atexit callback" with a traceback, or killed
+    the process by SIGINT (-2). It now ends the exit early with exit code 130."""
     script = (
         "import atexit, sys, time\n"
         "import zoomsr.cli.main as cli\n"
@@ -109,16 +125,27 @@ def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
         "cli.main = lambda: (print('ready', flush=True), 130)[1]\n"
         "cli.run()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)  # in the teardown
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    code, err, seconds = _ctrl_c_after(script, "ready", 0.5)  # in the teardown
+    assert code == 130, err
     assert "KeyboardInterrupt" not in err and "Exception ignored" not in err, err
-    assert time.monotonic() - start < 2.5  # ended early, not after the teardown
+    assert seconds < 2.5  # ended early, not after the teardown
+
+
+def test_a_ctrl_c_during_module_teardown_after_an_interrupt_exits_130():
+    """After the exit callbacks, Python's finalisation resets Python-level signal handlers
+    to the default and then tears modules down (about 0.7 s with torch): a Ctrl-C there
+    killed the process by SIGINT (-2) instead of exit code 130."""
+    script = (
+        "import time\n"
+        "import zoomsr.cli.main as cli\n"
+        "class Slow:\n"
+        "    def __del__(self):\n"  # a slow module teardown
+        "        print('teardown', flush=True)\n"
+        "        time.sleep(2)\n"
+        "slow = Slow()\n"
+        "cli.main = lambda: 130\n"
+        "cli.run()\n"
+    )
+    code, err, _ = _ctrl_c_after(script, "teardown", 0.3)
+    assert code == 130, (code, err)
+    assert "KeyboardInterrupt" not in err, err

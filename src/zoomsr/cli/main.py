@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import signal
 import sys
 import traceback
 import warnings
@@ -25,8 +24,8 @@ from zoomsr import __version__
 from zoomsr.cli import data as data_cli
 from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
+from zoomsr.cli import exiting, interrupt
 from zoomsr.cli import infer as infer_cli
-from zoomsr.cli import interrupt
 from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
@@ -179,18 +178,8 @@ def run() -> None:
     """Console-script entry point."""
     code = main()
     if code == 130:
-        # Stopped, with what it kept saved. Python's exit (torch's and other libraries'
-        # teardown) takes about a second, and another Ctrl-C there printed a traceback
-        # ("Exception ignored in atexit callback") or killed the process by SIGINT: it now
-        # just ends the exit early, with the same code.
-        signal.signal(signal.SIGINT, _exit_interrupted)
+        exiting.after_interrupt()
     sys.exit(code)
-
-
-def _exit_interrupted(signum: int, frame: object) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""Python's exit after an interrupted command: another Ctrl-C there ends it with code 130.
+
+After "interrupted..." Python's exit takes about a second (the exit callbacks of torch and
+other libraries, then module teardown). Another Ctrl-C there printed "Exception ignored in
+atexit callback" with a traceback, or killed the process by SIGINT (-2).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+
+_stopped = False
+
+
+def after_interrupt() -> None:
+    """Called by the console script once an interrupted command has returned 130: during the
+    exit callbacks a Ctrl-C ends the exit at once, with code 130."""
+    global _stopped
+    _stopped = True
+    signal.signal(signal.SIGINT, _exit_now)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _ignore_interrupts() -> None:
+    # After the exit callbacks, Python's finalisation puts a Python-level handler back to the
+    # default (death by SIGINT) before tearing modules down; an ignored signal stays ignored.
+    if _stopped:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Registered when zoomsr.cli is imported, before the libraries a command imports register
+# theirs: exit callbacks run the latest registered first, so this one runs after them.
+atexit.register(_ignore_interrupts)
