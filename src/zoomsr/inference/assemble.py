@@ -75,6 +75,11 @@ def carried_rows(windows: WindowGrid, r: int) -> int:
     return max(0, windows.ys[r - 1] + windows.win_h - windows.ys[r])
 
 
+def final_rows(windows: WindowGrid, r: int) -> int:
+    """LR rows at the top of window row ``r`` that no later window row covers."""
+    return windows.final_until(r) - windows.ys[r]
+
+
 @dataclass
 class ReadyRow:
     """A row of windows with its own final rows already finished.
@@ -104,7 +109,7 @@ def prepare_row(res, windows: WindowGrid, scale: int, with_lr: bool) -> ReadyRow
     """
     s = scale
     c = carried_rows(windows, res.row)
-    n = windows.final_until(res.row) - windows.ys[res.row]
+    n = final_rows(windows, res.row)
     interior = finish(res.sums[:, c * s : n * s], res.weights[c * s : n * s], res.valid[c:n], s)
     k = max(c, n)
     lr = with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None
@@ -158,7 +163,7 @@ class RowChain(Carry):
         """Add the carry into row ``res`` (in place) and take its tail as the next carry."""
         s, win = self.scale, self.windows
         c = carried_rows(win, res.row) * s
-        n = (win.final_until(res.row) - win.ys[res.row]) * s
+        n = final_rows(win, res.row) * s
         if self.weights.shape[0] != c:
             raise RuntimeError(f"row {res.row}: carry of {self.weights.shape[0]} HR rows, "
                                f"expected {c}")
@@ -179,7 +184,7 @@ class RowChain(Carry):
         mosaic rows ``[n, W_lr, 4]`` or None, windows with too few frames, carried sums and
         weights), on the host, from one transfer."""
         s, win = self.scale, self.windows
-        n = win.final_until(res.row) - win.ys[res.row]
+        n = final_rows(win, res.row)
         block = finish(res.sums[:, : n * s], res.weights[: n * s], res.valid[:n], s)
         lr = with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None
         block, lr, few, sums, weights = to_host(block, lr, res.few_frames,
@@ -198,7 +203,7 @@ class RowAssembler(Carry):
         """Add window row ``ready``; return (first HR row, uint8 rows ``[n, W, C + 1]``)."""
         s, win = self.scale, self.windows
         c = carried_rows(win, ready.row)
-        n = win.final_until(ready.row) - win.ys[ready.row]
+        n = final_rows(win, ready.row)
         if self.weights.shape[0] != c * s:
             raise RuntimeError(f"row {ready.row}: carry of {self.weights.shape[0]} HR rows, "
                                f"expected {c * s}")

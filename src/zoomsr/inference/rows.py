@@ -17,7 +17,7 @@ import torch
 from rasterio.windows import Window
 
 from zoomsr.inference.arrays import to_host, to_tensor
-from zoomsr.inference.assemble import Carry, to_uint8, upsample_mask
+from zoomsr.inference.assemble import Carry, final_rows, to_uint8, upsample_mask
 from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
@@ -221,7 +221,7 @@ class RowBlender(Carry):
                 [self.weights, np.zeros((pad, self.weights.shape[1]), np.float32)])
         self.sums[:, :need] += res.sums
         self.weights[:need] += res.weights
-        lr_rows = win.final_until(res.row) - win.ys[res.row]
+        lr_rows = final_rows(win, res.row)
         n = lr_rows * s
         wsum = self.weights[:n]
         value = self.sums[:, :n] / np.where(wsum > 0, wsum, 1.0)
@@ -321,9 +321,9 @@ class _RowThreads:
                     self.results[i] = res
                     if isinstance(res, BaseException):
                         self.stop = True
-                        if not isinstance(res, _Abandoned):
-                            self.failed_at = min(i, self.failed_at if self.failed_at
-                                                 is not None else i)
+                        if not isinstance(res, _Abandoned) and (self.failed_at is None
+                                                                or i < self.failed_at):
+                            self.failed_at = i
                     self.cond.notify_all()
                 del res  # the consumer's now: not kept while the next row is computed
         finally:
