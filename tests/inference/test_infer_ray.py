@@ -75,3 +75,34 @@ def test_ray_band_model_and_a_dying_worker(tmp_path):
         tiling=Tiling(32, 8), progress=False, dn_offset=0, column_width=24, resume=True))
     assert result.windows_computed < result.windows
     assert np.abs(read(out)[0].astype(int) - a).max() <= 1
+
+
+def test_a_ctrl_c_during_ray_init_comes_once_ray_is_up_and_stops_it(monkeypatch):
+    """A Ctrl-C landing inside ``ray.init`` (seconds, while Ray starts its processes) left
+    them running after zoomsr exited, or crashed the process at exit: the interrupt is now
+    held until ``ray.init`` returns, then Ray is shut down and the interrupt raised."""
+    import os
+    import signal
+    import sys
+    import time
+    import types
+
+    from zoomsr.inference.distributed import RayPool
+
+    steps: list[str] = []
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: "init done" in steps and "shutdown" not in steps
+
+    def init(**kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the start
+        time.sleep(0.05)
+        steps.append("init done")
+
+    fake.init = init
+    fake.shutdown = lambda: steps.append("shutdown")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    pool = RayPool("local", workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        pool.start()
+    assert steps == ["init done", "shutdown"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -403,6 +403,24 @@ def test_a_second_ctrl_c_still_waits_for_the_threads():
     sender.join()
 
 
+def test_interrupts_held_raise_the_ctrl_c_after_the_block():
+    import os
+    import signal
+
+    from zoomsr.inference.stopping import interrupts_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # pressed twice: still one interrupt
+        done.append("block")
+    assert done == ["block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_held():  # no Ctrl-C: nothing raised
+        done.append("quiet")
+    assert done == ["block", "quiet"]
+
+
 def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
     """The first Ctrl-C stops the row threads after their rows, the second comes while the
     consumer waits for them: every thread has ended when the interrupt reaches the caller."""

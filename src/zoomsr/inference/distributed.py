@@ -30,6 +30,7 @@ from zoomsr.errors import ConfigError, ZoomsrError
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
+from zoomsr.inference.stopping import interrupts_held
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
@@ -180,20 +181,29 @@ class RayPool:
             if self.address not in (None, "", "local"):
                 check_reachable(self.address)
             try:
-                if self.address in (None, "", "local"):
-                    # address="local": a new instance even where RAY_ADDRESS or a `ray start`
-                    # cluster exists (no address would join it, and refuse num_cpus)
-                    ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
-                             log_to_driver=False, configure_logging=False)
-                else:
-                    ray.init(address=self.address, log_to_driver=False,
-                             configure_logging=False)
+                # a Ctrl-C in the middle of ray.init left Ray's processes running, or crashed
+                # the process at exit: it is raised once Ray is up, and Ray is stopped again
+                with interrupts_held():
+                    self._init(ray)
+            except KeyboardInterrupt:
+                if ray.is_initialized():
+                    ray.shutdown()
+                raise
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailableError(
                     f"cannot start or reach Ray at {self.address!r}: {exc}") from None
             self._started = True
         self._ray = ray
         return self
+
+    def _init(self, ray: Any) -> None:
+        if self.address in (None, "", "local"):
+            # address="local": a new instance even where RAY_ADDRESS or a `ray start` cluster
+            # exists (no address would join it, and refuse num_cpus)
+            ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
 
     def _kill_actors(self) -> None:
         for actor in self._actors:

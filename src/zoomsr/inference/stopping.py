@@ -1,9 +1,12 @@
-"""Worker threads that can be waited for through Ctrl-C, so none is left running at exit."""
+"""Stopping cleanly on Ctrl-C: worker threads waited for through it, so none is left running
+at exit, and steps that must not be cut in the middle."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -45,3 +48,24 @@ def join_despite_interrupts(threads: Iterable[WorkerThread]) -> None:
         t.join()  # past its work: only the thread's last steps are left
     if interrupt is not None:
         raise interrupt
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that comes during the block until it has ended, then raise it.
+
+    For steps that leave a mess when cut in the middle: ``ray.init`` interrupted while it
+    starts Ray's processes left them running, or crashed the process at exit. Outside the
+    main thread (where no handler can be set) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if came:
+            raise KeyboardInterrupt
