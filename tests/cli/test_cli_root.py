@@ -149,3 +149,18 @@ def test_a_ctrl_c_during_module_teardown_after_an_interrupt_exits_130():
     code, err, _ = _ctrl_c_after(script, "teardown", 0.3)
     assert code == 130, (code, err)
     assert "KeyboardInterrupt" not in err, err
+
+
+def test_the_command_line_starts_without_importing_triton():
+    """torch's FLOP counter imports triton (where installed), and a Ctrl-C during that import
+    became an ImportError torch logs and goes on from: a command started and interrupted at
+    once then ran to its end. Start-up no longer imports it, nor do the packages of the long
+    commands but training (Lightning imports it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zoomsr.cli.main, zoomsr.inference, zoomsr.data, zoomsr.evaluation\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.models._validate import check_config_values
@@ -178,6 +177,11 @@ def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
 
 
 def _count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, Any]:
+    # imported here: it imports triton where installed, and a Ctrl-C during that import
+    # became an ImportError torch logs and goes on from, so every command's start-up could
+    # swallow a Ctrl-C and run on
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         output = model(*inputs)
     return int(counter.get_total_flops()), output
