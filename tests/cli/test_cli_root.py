@@ -151,6 +151,30 @@ def test_a_ctrl_c_during_module_teardown_after_an_interrupt_exits_130():
     assert "KeyboardInterrupt" not in err, err
 
 
+def test_a_ctrl_c_while_an_interrupted_command_reports_is_ignored():
+    """Between the first Ctrl-C and the exit, the command says how it stopped (reading what it
+    kept): another Ctrl-C there printed a traceback and ended the process by SIGINT."""
+    script = (
+        "import sys, time, types\n"
+        "import zoomsr.cli.main as cli\n"
+        "from zoomsr.cli import interrupt\n"
+        "def hint():\n"
+        "    print('reporting', flush=True)\n"
+        "    time.sleep(1)\n"
+        "    return 'interrupted: go on with --resume'\n"
+        "def command_main(**kwargs):\n"
+        "    interrupt.on_interrupt(hint)\n"
+        "    raise KeyboardInterrupt\n"
+        "command = types.SimpleNamespace(help=None, main=command_main)\n"
+        "cli.typer.main.get_command = lambda app: command\n"
+        "sys.argv = ['zoomsr', 'infer']\n"
+        "cli.run()\n"
+    )
+    code, err, _ = _ctrl_c_after(script, "reporting", 0.2)
+    assert code == 130, (code, err)
+    assert err.strip().splitlines() == ["interrupted: go on with --resume"], err
+
+
 def test_the_command_line_starts_without_importing_triton():
     """torch's FLOP counter imports triton (where installed), and a Ctrl-C during that import
     became an ImportError torch logs and goes on from: a command started and interrupted at

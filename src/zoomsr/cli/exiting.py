@@ -1,8 +1,9 @@
-"""Python's exit after an interrupted command: another Ctrl-C there ends it with code 130.
+"""The console script after an interrupt: another Ctrl-C ends it with code 130, quietly.
 
-After "interrupted..." Python's exit takes about a second (the exit callbacks of torch and
-other libraries, then module teardown). Another Ctrl-C there printed "Exception ignored in
-atexit callback" with a traceback, or killed the process by SIGINT (-2).
+Users often press Ctrl-C twice. After the first, the command says how it stopped, then
+Python's exit takes about a second (the exit callbacks of torch and other libraries, then
+module teardown). Another Ctrl-C there printed a traceback ("Exception ignored in atexit
+callback", or one from the line in between) or killed the process by SIGINT (-2).
 """
 
 from __future__ import annotations
@@ -12,7 +13,22 @@ import os
 import signal
 import sys
 
+_console = False
 _stopped = False
+
+
+def console_script() -> None:
+    """Called first by the console script: this process exits when the command ends (tests
+    and other callers of ``main()`` keep their own signal handlers)."""
+    global _console
+    _console = True
+
+
+def while_reporting() -> None:
+    """Called as an interrupted command starts saying how it stopped: in the console script,
+    another Ctrl-C is ignored until that line is out (a traceback before)."""
+    if _console:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def after_interrupt() -> None:

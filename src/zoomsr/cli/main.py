@@ -97,6 +97,7 @@ def normalise_argv(args: list[str]) -> list[str]:
 def _interrupted(args: list[str]) -> None:
     """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on
     (from what they kept: :mod:`zoomsr.cli.interrupt`)."""
+    exiting.while_reporting()
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return  # a DDP worker Lightning started: its rank 0 says it once, for the machine
     command = next((a for a in args if not a.startswith("-")), "")  # root options are flags
@@ -176,6 +177,7 @@ def _main(command: click.Command, args: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    exiting.console_script()
     code = main()
     if code == 130:
         exiting.after_interrupt()

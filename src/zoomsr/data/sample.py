@@ -18,12 +18,12 @@ from zoomsr import __version__
 from zoomsr.data.bands import validate_bands
 from zoomsr.data.layout import DATASET_ENTRIES
 from zoomsr.data.synthetic import SYNTHETIC_NOTE, DegradationConfig, generate_pair
-from zoomsr.data.workers import stop_workers
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, tile_for_lonlat
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.progress import track
+from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
 
 #: Where synthetic tiles are placed (central Iowa); any valid location would do.
 SAMPLE_ORIGIN_LONLAT = (-93.62, 41.59)
@@ -78,37 +78,27 @@ def write_sample(
     else:
         require_writable_folder(root.parent, str(root))
         tmp = root.parent / f".{root.name}{TMP_DIR}"
-    shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted earlier run left
+    shutil.rmtree(tmp, ignore_errors=True)  # what a crashed earlier run left
     config = config or DegradationConfig()
-    tiles = sample_tiles(pairs)
-    jobs = [(str(tmp), seed, k, str(tile), n_frames, bands, config)
-            for k, tile in enumerate(tiles)]
-    workers = min(workers or os.cpu_count() or 1, 8, max(1, pairs // 16))
-    if workers == 1:
-        for job in track(jobs, "writing sample", enabled=progress):
-            _write_one(job)
-    else:
-        ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            try:
-                done = pool.map(_write_one, jobs, chunksize=8)
-                for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
-                    pass
-            except BaseException:  # Ctrl-C or a failed pair: the workers stop now
-                stop_workers(pool)
-                raise
-    S2NAIPWriter(tmp, scale=config.scale).write_metadata(
-        synthetic=True,
-        note=SYNTHETIC_NOTE,
-        generator=f"zoomsr {__version__} data sample",
-        seed=seed,
-        pairs=pairs,
-        frames=n_frames,
-        bands=list(bands),
-        scale=config.scale,
-        degradation=dataclasses.asdict(config),
-    )
-    _move_into(tmp, root)
+    try:
+        _write_pairs(tmp, pairs, seed, n_frames, bands, config, progress, workers)
+        S2NAIPWriter(tmp, scale=config.scale).write_metadata(
+            synthetic=True,
+            note=SYNTHETIC_NOTE,
+            generator=f"zoomsr {__version__} data sample",
+            seed=seed,
+            pairs=pairs,
+            frames=n_frames,
+            bands=list(bands),
+            scale=config.scale,
+            degradation=dataclasses.asdict(config),
+        )
+    except BaseException:  # Ctrl-C or a failure: a sample is quick to make again
+        with interrupts_held():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with interrupts_held():  # a few renames: not cut between the old dataset and the new
+        _move_into(tmp, root)
     return root
 
 
@@ -130,6 +120,28 @@ def _move_into(tmp: Path, root: Path) -> None:
             os.replace(tmp / name, root / name)
     shutil.rmtree(tmp)
     shutil.rmtree(aside)
+
+
+def _write_pairs(tmp: Path, pairs: int, seed: int, n_frames: int, bands: tuple[str, ...],
+                 config: DegradationConfig, progress: bool, workers: int | None) -> None:
+    tiles = sample_tiles(pairs)
+    jobs = [(str(tmp), seed, k, str(tile), n_frames, bands, config)
+            for k, tile in enumerate(tiles)]
+    workers = min(workers or os.cpu_count() or 1, 8, max(1, pairs // 16))
+    if workers == 1:
+        for job in track(jobs, "writing sample", enabled=progress):
+            _write_one(job)
+        return
+    ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx,
+                             initializer=ignore_interrupts_in_worker) as pool:
+        try:
+            done = pool.map(_write_one, jobs, chunksize=8)
+            for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
+                pass
+        except BaseException:  # Ctrl-C or a failed pair: the workers stop now
+            stop_workers(pool)
+            raise
 
 
 def _write_one(job: tuple) -> None:

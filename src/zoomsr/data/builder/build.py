@@ -65,12 +65,12 @@ from zoomsr.data.layout import (
     OLD_NAIP_DIR,
     S2_DIR,
 )
-from zoomsr.data.workers import stop_workers
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
+from zoomsr.stopping import ignore_interrupts_in_worker, stop_workers
 
 STATE_DIR = BUILD_STATE_DIR
 #: DN that saturate ESA's TCI (255): 3558 for L1C (ESA's product definition); 2500 for L2A
@@ -601,6 +601,7 @@ def _load_prctl() -> None:
 
 def _worker_init(parent_pid: int) -> None:
     """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
+    ignore_interrupts_in_worker()
     # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prctl = _LIBC.get("prctl")

@@ -1,12 +1,14 @@
-"""Stopping cleanly on Ctrl-C: worker threads waited for through it, so none is left running
-at exit, and steps that must not be cut in the middle."""
+"""Stopping cleanly on Ctrl-C: worker threads waited for through it (none is left running at
+exit), pools of worker processes stopped at once, and steps that must not be cut in the
+middle."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 
@@ -69,3 +71,38 @@ def interrupts_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if came:
             raise KeyboardInterrupt
+
+
+def ignore_interrupts_in_worker() -> None:
+    """A worker process's initializer: Ctrl-C reaches the whole process group, and the parent
+    alone handles it (:func:`stop_workers`). A worker interrupted while it waited for a job
+    printed "Process ForkProcess-2:" and a traceback, cut short as the parent stopped it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_workers(pool: ProcessPoolExecutor, futures: Sequence[Future] = ()) -> None:
+    """Cancel what has not started and terminate the pool's worker processes, rather than wait
+    for the jobs they are on (a Ctrl-C during that wait, often pressed twice, could leave the
+    pool's shutdown hanging). Another Ctrl-C meanwhile is raised once they are stopped.
+
+    The pool's manager thread is waited for too: at exit, ``concurrent.futures`` wakes the
+    manager threads it knows through a pipe that a manager thread closes as it ends, and the
+    two raced ("Exception ignored ... _python_exit ... OSError: [Errno 9] Bad file
+    descriptor").
+    """
+    with interrupts_held():
+        for f in futures:
+            f.cancel()
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() drops it
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        if manager is not None:
+            manager.join(timeout=10)
