@@ -76,7 +76,12 @@ def interrupts_held() -> Iterator[None]:
 def ignore_interrupts_in_worker() -> None:
     """A worker process's initializer: Ctrl-C reaches the whole process group, and the parent
     alone handles it (:func:`stop_workers`). A worker interrupted while it waited for a job
-    printed "Process ForkProcess-2:" and a traceback, cut short as the parent stopped it."""
+    printed "Process ForkProcess-2:" and a traceback, cut short as the parent stopped it.
+
+    Fork the workers inside :func:`interrupts_held` (the first ``submit`` or ``map`` does):
+    a forked worker keeps that handler until this runs, and a Ctrl-C during the fork's own
+    callbacks printed "Exception ignored in: <function _releaseLock ...>".
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -214,11 +214,52 @@ def test_an_interrupted_sample_leaves_nothing_that_looks_like_a_dataset(cli, tmp
     monkeypatch.setattr(zoomsr.data.sample, "_write_one", then_interrupt)
     code, _, err = cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")
     assert code == 130 and "interrupted" in err
-    assert not (tmp_path / "s").exists()
+    assert list(tmp_path.iterdir()) == []  # nor the hidden folder it was made in
     monkeypatch.setattr(zoomsr.data.sample, "_write_one", real)
     assert cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")[0] == 0
     assert len(list((tmp_path / "s" / "naip").rglob("rgb.png"))) == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the partial one is gone
+
+
+def test_ctrl_c_twice_stops_the_sample_workers_quietly(tmp_path):
+    """A real Ctrl-C, pressed twice, reaches the whole process group while workers write
+    pairs: the command exits 130 with one line, no worker traceback ("Process
+    ForkProcess-2:"), no "Exception ignored" from the pool at exit, no process and no
+    folder left behind."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "import zoomsr.data.sample as sample\n"
+        "from zoomsr.cli.main import run\n"
+        "def slow(job):\n"
+        "    os.write(1, b'writing\\n')  # one write: the workers' lines do not mix\n"
+        "    time.sleep(30)\n"
+        "sample._write_one = slow\n"
+        "os.cpu_count = lambda: 2  # two worker processes\n"
+        "sys.argv = ['zoomsr', 'data', 'sample', sys.argv[1], '--pairs', '64', '--no-progress']\n"
+        "run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().startswith("writing")  # a worker is on a pair
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted"], err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sample_where_nothing_can_be_written(cli, tmp_path, monkeypatch):

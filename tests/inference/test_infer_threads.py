@@ -392,7 +392,7 @@ def test_a_second_ctrl_c_still_waits_for_the_threads():
     "terminate called without an active exception")."""
     import time
 
-    from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
+    from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
     worker = WorkerThread(time.sleep, "sleeper", args=(0.6,))
     worker.start()
@@ -407,7 +407,7 @@ def test_interrupts_held_raise_the_ctrl_c_after_the_block():
     import os
     import signal
 
-    from zoomsr.inference.stopping import interrupts_held
+    from zoomsr.stopping import interrupts_held
 
     done = []
     with pytest.raises(KeyboardInterrupt), interrupts_held():

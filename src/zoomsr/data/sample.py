@@ -136,7 +136,8 @@ def _write_pairs(tmp: Path, pairs: int, seed: int, n_frames: int, bands: tuple[s
     with ProcessPoolExecutor(workers, mp_context=ctx,
                              initializer=ignore_interrupts_in_worker) as pool:
         try:
-            done = pool.map(_write_one, jobs, chunksize=8)
+            with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
+                done = pool.map(_write_one, jobs, chunksize=8)
             for _ in track(done, "writing sample", total=len(jobs), enabled=progress):
                 pass
         except BaseException:  # Ctrl-C or a failed pair: the workers stop now

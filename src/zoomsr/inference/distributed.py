@@ -30,7 +30,7 @@ from zoomsr.errors import ConfigError, ZoomsrError
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
-from zoomsr.inference.stopping import interrupts_held
+from zoomsr.stopping import interrupts_held
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2

@@ -22,9 +22,9 @@ from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
-from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import WindowGrid, blend_weights, group_span
+from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
 
 @dataclass

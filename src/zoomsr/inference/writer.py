@@ -28,8 +28,8 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, InputError
-from zoomsr.inference.stopping import WorkerThread, join_despite_interrupts
 from zoomsr.io.atomic import atomic_path
+from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
 STATE_FILE = "state.npz"
 BLOCK = 256

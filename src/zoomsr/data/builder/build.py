@@ -70,7 +70,7 @@ from zoomsr.errors import ConfigError, InputError
 from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
-from zoomsr.stopping import ignore_interrupts_in_worker, stop_workers
+from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
 
 STATE_DIR = BUILD_STATE_DIR
 #: DN that saturate ESA's TCI (255): 3558 for L1C (ESA's product definition); 2500 for L2A
@@ -571,7 +571,8 @@ def _run_jobs(jobs: Sequence[BlockJob], workers: int, progress: bool,
     _load_prctl()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(run_block, job) for job in jobs]
+        with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
+            futures = [pool.submit(run_block, job) for job in jobs]
         try:
             for future in track(_as_completed(futures), "building blocks", total=len(jobs),
                                 enabled=progress):
