@@ -72,6 +72,16 @@ def test_save_and_rebuild_gives_identical_outputs(tmp_path: Path, name: str, suf
     assert read_checkpoint(path).extra["epoch"] == 3
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_the_same_checkpoint_saved_twice_has_the_same_bytes(tmp_path: Path, suffix: str) -> None:
+    """Given a path, torch.save named the archive's folder after the temporary file's random
+    name: the bytes (and any checksum users compare) changed from one save to the next."""
+    model = _randomize(_rrdbnet())
+    a = save_checkpoint(model, tmp_path / f"a{suffix}", epoch=1)
+    b = save_checkpoint(model, tmp_path / "sub" / f"b{suffix}", epoch=1)
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_sr3_sampling_identical_after_rebuild(tmp_path: Path) -> None:
     model = create_model("sr3", **TINY["sr3"]).eval()
     rebuilt = from_checkpoint(save_checkpoint(model, tmp_path / "sr3.safetensors"))

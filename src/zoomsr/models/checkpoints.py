@@ -104,7 +104,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
     state = {name: t.detach().to("cpu") for name, t in model.state_dict().items()}
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         try:
             extra_json = json.dumps(extra)
@@ -117,20 +117,38 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
         metadata = {METADATA_KEY: json.dumps(meta), "format": "pt"}
         if extra:
             metadata["extra"] = extra_json
+        data = _sorted_metadata(save(tensors, metadata=metadata))
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+            tmp.write_bytes(data)
     elif suffix in TORCH_SUFFIXES:
         reserved = sorted({METADATA_KEY, *STATE_DICT_KEYS} & extra.keys())
         if reserved:
             raise InputError(f"extra entries may not be named {', '.join(reserved)}")
         payload = {METADATA_KEY: meta, "state_dict": state, **extra}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        # through a file object: given a path, torch.save names the archive's folder after
+        # the (temporary, random) file name, so the same checkpoint had different bytes
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(payload, f)
     else:
         raise InputError(
             f"cannot save {path}: use a .safetensors, {', '.join(TORCH_SUFFIXES)} file name"
         )
     return path
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file with its metadata entries in sorted order. safetensors writes them
+    from a hash map, in a different order each time: the same checkpoint had different bytes
+    (and checksums). The layout: header length (u64, little-endian), the JSON header padded
+    with spaces to a multiple of 8 bytes, then the tensor data, whose offsets are relative to
+    its start."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 _AGAIN = "download or save it again"
