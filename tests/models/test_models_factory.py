@@ -154,7 +154,7 @@ def test_dropout_range_is_half_open() -> None:
 
 
 def test_check_float_rejects_non_finite_values_directly() -> None:
-    from zoomsr.models._validate import check_float
+    from zoomsr.validate import check_float
 
     for bad in (float("nan"), float("inf"), float("-inf")):
         with pytest.raises(ConfigError, match="eta must be a finite number"):

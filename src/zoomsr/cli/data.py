@@ -9,6 +9,7 @@ import typer
 
 from zoomsr.cli import data_build
 from zoomsr.errors import InputError
+from zoomsr.validate import check_int
 
 app = typer.Typer(help="Make, check and describe S2-NAIP datasets.", no_args_is_help=True)
 app.command("build")(data_build.build)
@@ -111,8 +112,8 @@ def info(
 
 
 def _check_scale(scale: int | None) -> None:
-    if scale is not None and scale < 1:  # before reading anything
-        raise InputError(f"--scale must be >= 1, got {scale}")
+    if scale is not None:  # before reading anything; the library's check names no option
+        check_int("--scale", scale, minimum=1)
 
 
 def _names(items: list[tuple[str, str, str]], key: int) -> str:

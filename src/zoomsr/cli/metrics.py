@@ -74,9 +74,9 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
     errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
     ``--batch-size`` values, then the LPIPS / CLIP weights the chosen metrics need."""
-    from zoomsr.errors import InputError
     from zoomsr.metrics.base import check_batch_size, check_border_value
     from zoomsr.metrics.factory import check_metric_weights
+    from zoomsr.validate import check_choice
 
     o = options
     if any(n in ("psnr", "ssim", "cpsnr") for n in names):
@@ -84,21 +84,15 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
     if "cpsnr" in names:
         from zoomsr.metrics.cpsnr import CPSNR_MODES
 
-        if o.cpsnr_mode not in CPSNR_MODES:
-            raise InputError(f"--cpsnr-mode must be one of {', '.join(CPSNR_MODES)}, "
-                             f"got {o.cpsnr_mode!r}")
+        check_choice("--cpsnr-mode", o.cpsnr_mode, CPSNR_MODES)
     if "lpips" in names:
         from zoomsr.metrics.lpips import LPIPS_NETS
 
-        if o.lpips_net not in LPIPS_NETS:
-            raise InputError(f"--lpips-net must be one of {', '.join(LPIPS_NETS)}, "
-                             f"got {o.lpips_net!r}")
+        check_choice("--lpips-net", o.lpips_net, LPIPS_NETS)
     if "clipscore" in names:
         from zoomsr.metrics.clipscore import CLIP_MODES
 
-        if o.clip_mode not in CLIP_MODES:
-            raise InputError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, "
-                             f"got {o.clip_mode!r}")
+        check_choice("--clip-mode", o.clip_mode, CLIP_MODES)
     check_batch_size(o.batch_size, "--batch-size")
     check_metric_weights(names, options)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from zoomsr.errors import DataError
 from zoomsr.evaluation.images import IMAGE_SUFFIXES
+from zoomsr.validate import check_choice
 
 NAIP_DIR = "naip"  # zoomsr.data.layout.NAIP_DIR (not imported: keep this module light)
 SPLITS_FILE = "zoomsr_splits.json"  # zoomsr.data.layout.SPLITS_FILE
@@ -136,8 +137,8 @@ def _splits_file(tdir: Path) -> Path:
 
 def check_split(split: str | None) -> None:
     """``split`` is None or one of :data:`SPLIT_NAMES` (:class:`DataError` otherwise)."""
-    if split is not None and split not in SPLIT_NAMES:
-        raise DataError(f"--split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+    if split is not None:
+        check_choice("--split", split, SPLIT_NAMES, DataError)
 
 
 def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:

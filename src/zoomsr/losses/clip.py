@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from zoomsr.errors import InputError
 from zoomsr.losses.frozen import Frozen
 from zoomsr.metrics.clipscore import build_image_encoder, resolve_clip_weights
+from zoomsr.validate import check_choice
 
 CLIP_CRITERIA = ("l1", "cosine")
 
@@ -40,10 +41,7 @@ class CLIPLoss(nn.Module):
         allow_random: bool = False,
     ) -> None:
         super().__init__()
-        if criterion not in CLIP_CRITERIA:
-            raise InputError(
-                f"CLIP loss criterion must be one of {', '.join(CLIP_CRITERIA)}, got {criterion!r}"
-            )
+        check_choice("CLIP loss criterion", criterion, CLIP_CRITERIA)
         self.criterion = criterion
         self.weights = resolve_clip_weights(
             model_name, pretrained, hub_dir=hub_dir, allow_download=allow_download,

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
 from zoomsr.errors import InputError
-from zoomsr.models._validate import check_bool, check_int
+from zoomsr.validate import check_bool, check_int
 
 
 def _lrelu(x: Tensor) -> Tensor:

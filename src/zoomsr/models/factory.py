@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from zoomsr.errors import CheckpointError, ConfigError, InputError
-from zoomsr.models._validate import check_config_values
 from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
 from zoomsr.models.rrdbnet import RRDBNet
 from zoomsr.models.sr3 import SR3
 from zoomsr.models.srcnn import SRCNN
+from zoomsr.validate import check_config_values
 
 MODELS: dict[str, type[nn.Module]] = {
     "srcnn": SRCNN,
@@ -66,7 +66,7 @@ def create_model(name: str, **config: Any) -> nn.Module:
 
     Raises :class:`InputError` for an unknown name and :class:`ConfigError` naming the key for
     an unknown key or a bad value (wrong type, NaN/inf, out of range: see
-    :func:`~zoomsr.models._validate.check_config_values` and the constructors' checks).
+    :func:`~zoomsr.validate.check_config_values` and the constructors' checks).
     """
     fields = config_fields(name)
     unknown = [key for key in config if key not in fields]

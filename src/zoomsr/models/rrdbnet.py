@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import InputError
-from zoomsr.models._validate import check_int
+from zoomsr.validate import check_int
 
 # scale -> (pixel-unshuffle factor applied to the input, number of nearest x2 upsamples).
 # Scales 1 and 2 shrink the input first and keep the x4 trunk, as the reference does.

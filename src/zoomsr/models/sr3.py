@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.models._validate import check_choice, check_float, check_int, check_int_tuple
+from zoomsr.validate import check_choice, check_float, check_int, check_int_tuple
 
 
 def _groups(channels: int) -> int:

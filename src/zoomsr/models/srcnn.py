@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.models._validate import check_bool, check_int
 from zoomsr.models.blocks import DoubleConv2d, PixelShuffleBlock, ResidualBlock
+from zoomsr.validate import check_bool, check_int
 
 
 class SRCNN(nn.Module):

@@ -28,7 +28,7 @@ from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.errors import ConfigError, InputError, first_line
 from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
 from zoomsr.models import config_fields, parse_config
-from zoomsr.models._validate import check_config_values
+from zoomsr.validate import check_config_values
 
 Task = Literal["regression", "esrgan", "sr3"]
 #: Which generators each task trains.

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from zoomsr.errors import ConfigError
+from zoomsr.validate import check_choice
 
 #: ESA's L2A scene classification codes.
 SCL_CLASSES: dict[int, str] = {
@@ -51,9 +51,7 @@ def cloud_fraction(cloud: np.ndarray, valid: np.ndarray | None = None) -> float:
 
 def resolve_method(method: str, has_scl: bool) -> str:
     """``auto`` -> ``scl`` when the scene has an SCL file, else ``brightness``."""
-    if method not in CLOUD_METHODS:
-        raise ConfigError(f"cloud method must be one of {', '.join(CLOUD_METHODS)}, "
-                          f"got {method!r}")
+    check_choice("cloud method", method, CLOUD_METHODS)
     if method == "auto":
         return "scl" if has_scl else "brightness"
     return method

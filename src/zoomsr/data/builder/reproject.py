@@ -20,8 +20,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
 from zoomsr.data.builder.sources import RASTER_ERRORS, gdal_reason
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import DataError
 from zoomsr.grid import CRS, ORIGIN_SHIFT, TILE_SIZE_M, Tile
+from zoomsr.validate import check_choice
 
 RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear,
               "cubic": Resampling.cubic, "average": Resampling.average,
@@ -30,12 +31,7 @@ RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear,
 
 def resampling(name: str) -> Resampling:
     """The rasterio resampling method called ``name`` (nearest, bilinear, cubic, average...)."""
-    try:
-        return RESAMPLING[name]
-    except KeyError:
-        raise ConfigError(
-            f"resampling must be one of {', '.join(RESAMPLING)}, got {name!r}"
-        ) from None
+    return RESAMPLING[check_choice("resampling", name, RESAMPLING)]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from zoomsr.data.layout import SPLITS_FILE, PairRecord, scan_pairs
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.io.atomic import atomic_write_text
+from zoomsr.validate import check_choice
 
 SPLITS = ("train", "val", "test")
 _RANK = {name: k for k, name in enumerate(SPLITS)}
@@ -104,8 +105,7 @@ def write_splits(
 
 def load_split(root: str | os.PathLike[str], split: str) -> list[PairRecord]:
     """Pairs of one split of a built dataset (pass them to ``S2NAIPDataset(pairs=...)``)."""
-    if split not in (*SPLITS, "buffer"):
-        raise ConfigError(f"split must be one of {', '.join((*SPLITS, 'buffer'))}, got {split!r}")
+    check_choice("split", split, (*SPLITS, "buffer"))
     path = Path(root) / SPLITS_FILE
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

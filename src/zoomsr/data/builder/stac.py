@@ -27,6 +27,7 @@ from zoomsr.data.builder.sources import (
     write_manifest,
 )
 from zoomsr.errors import ConfigError, InputError, ZoomsrError, first_line
+from zoomsr.validate import check_choice
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,7 @@ def search_stac(
         max_items: per collection.
         max_scene_cloud: drop Sentinel-2 items whose ``eo:cloud_cover`` (percent) is higher.
     """
-    if provider not in PROVIDERS:
-        raise ConfigError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    check_choice("provider", provider, PROVIDERS)
     # Checked before any network call.
     if max_items < 1:
         raise ConfigError(f"--max-items must be >= 1, got {max_items}")

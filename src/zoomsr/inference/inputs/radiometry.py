@@ -18,6 +18,7 @@ import numpy as np
 from zoomsr.data.bands import BAND16_DIVISOR
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.inference.arrays import Array, float32, is_floating, xp
+from zoomsr.validate import check_choice
 
 Radiometry = Literal["tci", "dn", "reflectance"]
 
@@ -82,8 +83,7 @@ def radiometry_for(
     path: Path, dtype: str, choice: str, sample: np.ndarray
 ) -> Radiometry:
     """Decide what the pixel values mean, refusing values the models cannot take."""
-    if choice not in RADIOMETRY_CHOICES:
-        raise ConfigError(f"radiometry must be one of {', '.join(RADIOMETRY_CHOICES)}")
+    check_choice("radiometry", choice, RADIOMETRY_CHOICES)
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     finite = sample[np.isfinite(sample)] if floating else sample
     top = float(finite.max()) if finite.size else 0.0

@@ -1,4 +1,5 @@
-"""Checks for model constructor arguments: each bad value raises ``ConfigError`` naming the key."""
+"""Checks for argument and config values: each bad value raises ``ConfigError`` (or the error
+given) naming the key or option, as one line."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zoomsr.errors import ConfigError
+from zoomsr.errors import ConfigError, InputError
 
 
 def check_int(
@@ -58,11 +59,13 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of the strings ``choices``."""
+def check_choice(name: str, value: Any, choices: Iterable[str],
+                 error: type[InputError] = ConfigError) -> str:
+    """Return ``value`` if it is one of the strings ``choices``; else raise ``error``
+    ("NAME must be one of A, B, got 'x'")."""
     allowed = tuple(choices)
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise error(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
