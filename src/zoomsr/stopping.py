@@ -54,13 +54,16 @@ def join_despite_interrupts(threads: Iterable[WorkerThread]) -> None:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) that comes during the block until it has ended, then raise it.
+    """Hold a Ctrl-C (SIGINT) that comes during the block until it has ended, then handle it
+    as it would have been (Python's handler raises ``KeyboardInterrupt``).
 
     For steps that leave a mess when cut in the middle: ``ray.init`` interrupted while it
-    starts Ray's processes left them running, or crashed the process at exit. Outside the
-    main thread (where no handler can be set) the block runs as it is.
+    starts Ray's processes left them running, or crashed the process at exit. Where SIGINT is
+    ignored (a background job started with it ignored) it stays so; outside the main thread
+    (where no handler can be set) the block runs as it is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)):
         yield
         return
     came: list[int] = []
@@ -70,7 +73,7 @@ def interrupts_held() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         if came:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # now to the handler it was held from
 
 
 def ignore_interrupts_in_worker() -> None:

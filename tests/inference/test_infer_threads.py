@@ -421,6 +421,23 @@ def test_interrupts_held_raise_the_ctrl_c_after_the_block():
     assert done == ["block", "quiet"]
 
 
+def test_interrupts_held_keep_an_ignored_ctrl_c_ignored():
+    """A background job started with SIGINT ignored ignores it throughout: holding it must
+    not turn it into an interrupt (it did, during ``ray.init``)."""
+    import os
+    import signal
+
+    from zoomsr.stopping import interrupts_held
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
     """The first Ctrl-C stops the row threads after their rows, the second comes while the
     consumer waits for them: every thread has ended when the interrupt reaches the caller."""
@@ -433,6 +450,41 @@ def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
             pass
     sender.join()
     assert threading.active_count() == before
+
+
+def test_after_a_ctrl_c_row_threads_stop_at_their_next_model_call(monkeypatch):
+    """With --threads N on a CPU, a Ctrl-C waited for every row in the threads to be computed
+    to its end (each waiting for the others' model calls too: 10 s and more) and then threw
+    them away. The rows now stop at their next model call."""
+    import time
+    from types import SimpleNamespace
+
+    from zoomsr.inference import rows as row_work
+
+    calls = []
+
+    def slow_forward(lr):
+        calls.append(lr)
+        time.sleep(0.2)
+
+    def compute(plan, model, r, on=None):
+        for _ in range(10):  # a row of 10 model calls: 2 s alone, 6 s beside two others
+            model.forward(r)
+        return SimpleNamespace(row=r)
+
+    monkeypatch.setattr(row_work, "compute_row", compute)
+    reader = SimpleNamespace(clone=lambda: reader, close=lambda: None)
+    plan = row_work.ScenePlan(reader, None, None, 1, 1, 0, 0)
+    model = SimpleNamespace(scale=4, device=None, forward=slow_forward)
+    before = threading.active_count()
+    sender = _ctrl_c_after(0.5)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in row_work.local_rows(plan, model, range(6), threads=3,
+                                     prepare=lambda res: res.row, ordered=lambda res: None):
+            pass
+    sender.join()
+    assert threading.active_count() == before
+    assert len(calls) < 10  # about 3 before the Ctrl-C, then the one in progress
 
 
 def test_ctrl_c_just_after_the_writer_started_stops_it(scene, tiny_model, tmp_path,
