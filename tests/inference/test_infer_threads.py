@@ -438,18 +438,24 @@ def test_interrupts_held_keep_an_ignored_ctrl_c_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
-    """The first Ctrl-C stops the row threads after their rows, the second comes while the
-    consumer waits for them: every thread has ended when the interrupt reaches the caller."""
-    row_work, plan, model = _fake_rows(monkeypatch, [0.8] * 6)
+def _rows_with_ctrl_c(row_work, plan, model, *delays: float) -> None:
+    """Consume 6 rows from 3 row threads with Ctrl-Cs after ``delays``: the interrupt comes
+    out, and only once every row thread has ended."""
     before = threading.active_count()
-    sender = _ctrl_c_after(0.2, 0.5)
+    sender = _ctrl_c_after(*delays)
     with pytest.raises(KeyboardInterrupt):
         for _ in row_work.local_rows(plan, model, range(6), threads=3,
                                      prepare=lambda res: res.row, ordered=lambda res: None):
             pass
     sender.join()
     assert threading.active_count() == before
+
+
+def test_ctrl_c_twice_leaves_no_row_thread_running(monkeypatch):
+    """The first Ctrl-C stops the row threads after their rows, the second comes while the
+    consumer waits for them: every thread has ended when the interrupt reaches the caller."""
+    row_work, plan, model = _fake_rows(monkeypatch, [0.8] * 6)
+    _rows_with_ctrl_c(row_work, plan, model, 0.2, 0.5)
 
 
 def test_after_a_ctrl_c_row_threads_stop_at_their_next_model_call(monkeypatch):
@@ -476,14 +482,7 @@ def test_after_a_ctrl_c_row_threads_stop_at_their_next_model_call(monkeypatch):
     reader = SimpleNamespace(clone=lambda: reader, close=lambda: None)
     plan = row_work.ScenePlan(reader, None, None, 1, 1, 0, 0)
     model = SimpleNamespace(scale=4, device=None, forward=slow_forward)
-    before = threading.active_count()
-    sender = _ctrl_c_after(0.5)
-    with pytest.raises(KeyboardInterrupt):
-        for _ in row_work.local_rows(plan, model, range(6), threads=3,
-                                     prepare=lambda res: res.row, ordered=lambda res: None):
-            pass
-    sender.join()
-    assert threading.active_count() == before
+    _rows_with_ctrl_c(row_work, plan, model, 0.5)
     assert len(calls) < 10  # about 3 before the Ctrl-C, then the one in progress
 
 
