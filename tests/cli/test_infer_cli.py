@@ -103,6 +103,48 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(cli, tmp_path, monkeypatch)
     assert out.is_file() and not partial_dir(out).exists()
 
 
+def test_a_ctrl_c_just_after_the_output_is_written(cli, tmp_path, monkeypatch):
+    """A Ctrl-C landing as the finished run removed its partial folder cut that removal
+    (an empty folder was left, and --resume then refused: "already exists") and said
+    "nothing was kept" beside a complete output. The removal now ends first, the message
+    says the output is complete, and --resume finds it finished. An older output that an
+    interrupted --overwrite run did not replace is not claimed as written."""
+    import os
+    import signal
+
+    import zoomsr.inference.pipeline as pipeline
+    import zoomsr.inference.writer as writer
+
+    real_rmtree = writer.shutil.rmtree
+
+    def rmtree_with_ctrl_c(path, *args, **kwargs):
+        if str(path) == str(writer.partial_dir(out)):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the folder is removed
+        return real_rmtree(path, *args, **kwargs)
+
+    write_frames(tmp_path / "in", n=2, size=(80, 24))
+    out = tmp_path / "o.tif"
+    monkeypatch.setattr(writer.shutil, "rmtree", rmtree_with_ctrl_c)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY)
+    monkeypatch.setattr(writer.shutil, "rmtree", real_rmtree)
+    assert code == 130
+    assert err.strip() == f"interrupted after {out} was written: it is complete"
+    assert out.is_file() and not writer.partial_dir(out).exists()
+    assert cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume")[0] == 0
+    # a partial folder with no saved state (a crash while it was removed): still finished
+    writer.partial_dir(out).mkdir()
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume")
+    assert code == 0 and "finished by an earlier run" in stdout, err
+
+    def before_any_row(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_inference", before_any_row)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--overwrite")
+    assert code == 130
+    assert err.strip() == "interrupted before the first row was finished: nothing was kept"
+
+
 def test_notes_tell_repeated_dates_from_gaps(cli, tmp_path):
     write_frames(tmp_path / "one", n=1, size=(24, 24))
     code, out, err = cli("infer", tmp_path / "one", "-o", tmp_path / "a.tif", *TINY)

@@ -226,7 +226,8 @@ def infer(
         on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
         _run_scenes(manifest, net, options, ray, ray_workers)
         return
-    on_interrupt(lambda: _kept(output))
+    before = _identity(output)  # a file there now is not this run's output
+    on_interrupt(lambda: _kept(output, before))
     if ray is None:
         result = run_inference(inputs, output, net, options)
     else:
@@ -238,13 +239,26 @@ def infer(
     _report(result, net)
 
 
-def _kept(output: Path) -> str:
-    """What an interrupted run of ``output`` kept, and how to go on."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _kept(output: Path, before: tuple[int, int] | None) -> str:
+    """What an interrupted run of ``output`` kept, and how to go on. ``before``: the file at
+    ``output`` when the run started (:func:`_identity`): another one there now is this run's,
+    renamed into place once complete (a Ctrl-C landing just after that said nothing was
+    kept)."""
     from zoomsr.inference.writer import STATE_FILE, partial_dir
 
     if (partial_dir(output) / STATE_FILE).is_file():
         return (f"interrupted: the rows finished so far are kept (in {partial_dir(output)}); "
                 "run the same command with --resume to continue")
+    if _identity(output) not in (None, before):
+        return f"interrupted after {output} was written: it is complete"
     return "interrupted before the first row was finished: nothing was kept"
 
 
@@ -253,7 +267,7 @@ def _kept_scenes(outputs: list[Path]) -> str:
     ones), and how to go on."""
     from zoomsr.inference.writer import STATE_FILE, partial_dir
 
-    done = sum(o.is_file() and not partial_dir(o).exists() for o in outputs)
+    done = sum(o.is_file() and not (partial_dir(o) / STATE_FILE).is_file() for o in outputs)
     started = sum((partial_dir(o) / STATE_FILE).is_file() for o in outputs)
     if not done and not started:
         return "interrupted before the first row was finished: nothing was kept"

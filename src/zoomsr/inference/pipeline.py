@@ -79,6 +79,7 @@ from zoomsr.inference.writer import (
 )
 from zoomsr.io.atomic import refuse_existing
 from zoomsr.io.folders import require_writable_folder
+from zoomsr.stopping import interrupts_held
 
 RowCallback = Callable[[int, int], None]
 
@@ -347,7 +348,8 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
     requeued job's command succeeds). :class:`InputError` when it is finished but lacks a side
     output asked for now (``--resume`` cannot add one)."""
     out = Path(output)
-    if not out.is_file() or partial_dir(out).exists() or not made_by_zoomsr(out):
+    # a partial folder with no saved state (a crash while it was removed) holds nothing
+    if not out.is_file() or (partial_dir(out) / STATE_FILE).is_file() or not made_by_zoomsr(out):
         return False
     flags = {"lr": "--save-lr", "preview": "--preview"}
     for key, path in side_outputs(out, save_lr, preview).items():
@@ -538,7 +540,8 @@ def run_scene(
             plan.reader.close()
     lr_path, preview = write_side_outputs(out, options, lr, grid, tags,
                                           "resampled LR mosaic (mean of valid frames)")
-    run.remove()
+    with interrupts_held():  # not cut halfway: an empty partial folder made --resume refuse
+        run.remove()
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),
         windows_computed=computed, rows_resumed=done_before // max(per_row, 1),
