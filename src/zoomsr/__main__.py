@@ -1,3 +1,3 @@
-from zoomsr.cli.main import run
+from zoomsr.cli.entry import run
 
 run()

@@ -12,6 +12,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 
+class Terminated(KeyboardInterrupt):
+    """A stop asked by a signal other than SIGINT (SIGTERM from ``timeout`` or SLURM), where a
+    command handles it as Ctrl-C: ``signum`` says which (the CLI then exits with code 130
+    rather than ending killed by SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 class WorkerThread(threading.Thread):
     """A daemon thread that marks its end in ``ended`` (see :func:`join_despite_interrupts`)."""
 

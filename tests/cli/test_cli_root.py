@@ -1,3 +1,4 @@
+import contextlib
 import subprocess
 import sys
 
@@ -93,30 +94,117 @@ def test_unwrap_help_joins_paragraph_lines_and_keeps_verbatim_blocks():
         "\b\nzoomsr infer IN -o OUT\nzoomsr infer IN -o OUT --resume")
 
 
-def _ctrl_c_after(script: str, line: str, wait: float) -> tuple[int, str, str]:
-    """Run ``script``; once it prints ``line``, wait ``wait`` s and send SIGINT. Return (exit
-    code, the rest of stdout, stderr)."""
+def _ctrl_c_after(script: str, line: str, wait: float,
+                  shell_loop: bool = False) -> tuple[int, str, str]:
+    """Run ``script`` (in a bash loop of two runs with ``shell_loop``, each followed by
+    ``echo after``); once it prints ``line``, wait ``wait`` s and send SIGINT to the process
+    group, as a terminal's Ctrl-C does. Return (exit code, the rest of stdout, stderr)."""
+    import os
+    import shlex
     import signal
     import subprocess
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", script]
+    if shell_loop:
+        one = shlex.join(command)
+        command = ["bash", "-c", f"for i in 1 2; do {one}; echo after $i; done"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
         assert proc.stdout.readline().strip() == line
         time.sleep(wait)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode, out, err
+
+
+#: A command that runs until Ctrl-C, says how it stopped, and returns 130 (as main() does).
+_STOPPABLE = (
+    "import sys, time\n"
+    "import zoomsr.cli.main as cli\n"
+    "def command():\n"
+    "    print('running', flush=True)\n"
+    "    try:\n"
+    "        time.sleep(20)\n"
+    "    except KeyboardInterrupt:\n"
+    "        print('interrupted', file=sys.stderr)\n"
+    "        return 130\n"
+    "cli.main = command\n"
+)
+
+
+def test_ctrl_c_ends_the_process_killed_by_sigint_so_a_shell_loop_stops():
+    """A command stopped by Ctrl-C says so, cleans up, then ends killed by SIGINT: with
+    ``exit(130)`` a shell loop over zoomsr commands went on with the next one (bash stops a
+    loop only when the command died of the signal). Shells show 130 either way."""
+    import signal
+
+    code, out, err = _ctrl_c_after(_STOPPABLE + "cli.run()\n", "running", 0.2)
+    assert code == -signal.SIGINT and err.strip() == "interrupted", (code, err)
+    code, out, err = _ctrl_c_after(_STOPPABLE + "cli.run()\n", "running", 0.2,
+                                   shell_loop=True)
+    assert "after" not in out and err.strip() == "interrupted", (code, out, err)
+
+
+def test_sigterm_handled_as_ctrl_c_exits_130():
+    """A command that handles SIGTERM as Ctrl-C (``data build``) exits with code 130."""
+    script = (
+        "import os, signal, sys\n"
+        "import zoomsr.cli.main as cli\n"
+        "from zoomsr.cli import exiting\n"
+        "from zoomsr.stopping import Terminated\n"
+        "def command():\n"
+        "    try:\n"
+        "        raise Terminated(signal.SIGTERM)\n"
+        "    except KeyboardInterrupt as exc:\n"
+        "        exiting.stopped_by(exc.signum)\n"
+        "        return 130\n"
+        "cli.main = command\n"
+        "cli.run()\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130 and proc.stderr == "", proc.stderr
+
+
+def test_a_ctrl_c_during_start_up_ends_it_quietly():
+    """A Ctrl-C during the imports of the command line (torch's: about 0.2 s) printed a
+    KeyboardInterrupt traceback of 13-48 lines."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal\n"
+        "from zoomsr.cli import entry, exiting\n"
+        "first = exiting.console_script\n"
+        "def then_ctrl_c():\n"
+        "    first()\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"  # Ctrl-C as the imports start
+        "exiting.console_script = then_ctrl_c\n"
+        "entry.run()\n"
+        "print('not reached')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGINT, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
 
 
 def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
     """After "interrupted...", Python's exit (library teardown) takes about a second; another
-    Ctrl-C there printed "Exception ignored in atexit callback" with a traceback, or killed
-    the process by SIGINT (-2). It now ends the exit early with exit code 130."""
+    Ctrl-C there printed "Exception ignored in atexit callback" with a traceback. It now ends
+    the exit at once, killed by SIGINT like the exit it cut short."""
+    import signal
+
     script = (
         "import atexit, sys, time\n"
         "import zoomsr.cli.main as cli\n"
@@ -129,34 +217,33 @@ def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
         "cli.run()\n"
     )
     code, out, err = _ctrl_c_after(script, "in teardown", 0.1)
-    assert code == 130, err
-    assert "KeyboardInterrupt" not in err and "Exception ignored" not in err, err
+    assert code == -signal.SIGINT, err
+    assert err == "", err
     assert "teardown done" not in out  # ended there, not after the teardown
 
 
-def test_a_ctrl_c_during_module_teardown_after_an_interrupt_exits_130():
-    """After the exit callbacks, Python's finalisation resets Python-level signal handlers
-    to the default and then tears modules down (about 0.7 s with torch): a Ctrl-C there
-    killed the process by SIGINT (-2) instead of exit code 130."""
+def test_a_ctrl_c_during_the_exit_of_a_finished_command_just_ends_it():
+    import signal
+
     script = (
-        "import time\n"
+        "import atexit, time\n"
         "import zoomsr.cli.main as cli\n"
-        "class Slow:\n"
-        "    def __del__(self):\n"  # a slow module teardown
-        "        print('teardown', flush=True)\n"
-        "        time.sleep(2)\n"
-        "slow = Slow()\n"
-        "cli.main = lambda: 130\n"
+        "def slow_teardown():\n"
+        "    print('in teardown', flush=True)\n"
+        "    time.sleep(3)\n"
+        "atexit.register(slow_teardown)\n"
+        "cli.main = lambda: 0\n"
         "cli.run()\n"
     )
-    code, _, err = _ctrl_c_after(script, "teardown", 0.3)
-    assert code == 130, (code, err)
-    assert "KeyboardInterrupt" not in err, err
+    code, _, err = _ctrl_c_after(script, "in teardown", 0.1)
+    assert code == -signal.SIGINT and err == "", err
 
 
-def test_a_ctrl_c_while_an_interrupted_command_reports_is_ignored():
+def test_a_ctrl_c_while_an_interrupted_command_reports_waits_for_its_line():
     """Between the first Ctrl-C and the exit, the command says how it stopped (reading what it
-    kept): another Ctrl-C there printed a traceback and ended the process by SIGINT."""
+    kept): another Ctrl-C there printed a traceback instead of that line."""
+    import signal
+
     script = (
         "import sys, time, types\n"
         "import zoomsr.cli.main as cli\n"
@@ -174,7 +261,7 @@ def test_a_ctrl_c_while_an_interrupted_command_reports_is_ignored():
         "cli.run()\n"
     )
     code, _, err = _ctrl_c_after(script, "reporting", 0.2)
-    assert code == 130, (code, err)
+    assert code == -signal.SIGINT, (code, err)
     assert err.strip().splitlines() == ["interrupted: go on with --resume"], err
 
 

@@ -1,57 +1,83 @@
-"""The console script after an interrupt: another Ctrl-C ends it with code 130, quietly.
+"""How the console script ends when a signal stops it: killed by that signal, quietly.
 
-Users often press Ctrl-C twice. After the first, the command says how it stopped, then
-Python's exit takes about a second (the exit callbacks of torch and other libraries, then
-module teardown). Another Ctrl-C there printed a traceback ("Exception ignored in atexit
-callback", or one from the line in between) or killed the process by SIGINT (-2).
+A program stopped by Ctrl-C should end killed by SIGINT once it has cleaned up, not with
+``exit(130)``: a shell running it in a loop stops the loop only then (bash's "wait and
+cooperative exit"); with exit code 130 the loop went on to its next item. Python does so for
+an uncaught ``KeyboardInterrupt``, after its normal exit (exit callbacks, module teardown);
+zoomsr's one-line message takes the traceback's place. Shells show 130 either way.
+
+Other Ctrl-Cs end the process at once, killed by SIGINT, with no traceback: during start-up
+(imports, before any command runs) and during Python's exit after any command (about a
+second of library teardown; a traceback said "Exception ignored in atexit callback"). While
+an interrupted command says how it stopped, another Ctrl-C waits for that line. Where SIGINT
+was ignored when zoomsr started (a background job), it stays ignored.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import os
 import signal
 import sys
+from typing import NoReturn
 
-_console = False
-_stopped = False
+_console = False  # the console script runs (tests and other callers of main() do not)
+_ignored = False  # SIGINT was ignored when it started
+_stopped_by = signal.SIGINT  # the signal an interrupted command was stopped by
+
+
+def die_by_sigint(signum: int = signal.SIGINT, frame: object = None) -> None:
+    """End the process now, killed by SIGINT (a signal handler, or called)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to keep
+            stream.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def console_script() -> None:
-    """Called first by the console script: this process exits when the command ends (tests
-    and other callers of ``main()`` keep their own signal handlers)."""
-    global _console
+    """Called first by the console script, before its imports: a Ctrl-C during start-up
+    ends it at once."""
+    global _console, _ignored
+    if _console:
+        return
     _console = True
+    _ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, die_by_sigint)
+
+
+def command_starts() -> None:
+    """The command runs: a Ctrl-C raises ``KeyboardInterrupt`` again, which stops it."""
+    if signal.getsignal(signal.SIGINT) is die_by_sigint:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def stopped_by(signum: int) -> None:
+    """Record the signal that stopped the command (SIGTERM where a command handles it as it
+    does Ctrl-C: it then exits with code 130)."""
+    global _stopped_by
+    _stopped_by = signum
 
 
 def while_reporting() -> None:
     """Called as an interrupted command starts saying how it stopped: in the console script,
-    another Ctrl-C is ignored until that line is out (a traceback before)."""
-    if _console:
+    another Ctrl-C waits until that line is out (a traceback before)."""
+    if _console and not _ignored:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def after_interrupt() -> None:
-    """Called by the console script once an interrupted command has returned 130: during the
-    exit callbacks a Ctrl-C ends the exit at once, with code 130."""
-    global _stopped
-    _stopped = True
-    signal.signal(signal.SIGINT, _exit_now)
+def leave(code: int) -> NoReturn:
+    """End the console script: ``sys.exit(code)``, except for a command stopped by Ctrl-C
+    (``code`` 130), which ends killed by SIGINT after Python's exit."""
+    if not _ignored:
+        signal.signal(signal.SIGINT, die_by_sigint)  # during the exit: end it now
+    if code == 130 and _stopped_by == signal.SIGINT:
+        sys.excepthook = _quiet_interrupt
+        raise KeyboardInterrupt  # uncaught: Python's exit, then death by SIGINT
+    sys.exit(code)
 
 
-def _exit_now(signum: int, frame: object) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
-
-
-def _ignore_interrupts() -> None:
-    # After the exit callbacks, Python's finalisation puts a Python-level handler back to the
-    # default (death by SIGINT) before tearing modules down; an ignored signal stays ignored.
-    if _stopped:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-# Registered when zoomsr.cli is imported, before the libraries a command imports register
-# theirs: exit callbacks run the latest registered first, so this one runs after them.
-atexit.register(_ignore_interrupts)
+def _quiet_interrupt(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    if not issubclass(kind, KeyboardInterrupt):  # the message was printed already
+        sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]

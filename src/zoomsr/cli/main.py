@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -158,7 +159,9 @@ def _main(command: click.Command, args: list[str]) -> int:
         else:
             typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except (*_ABORT, KeyboardInterrupt):
+    except (*_ABORT, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        exiting.stopped_by(getattr(stop, "signum", signal.SIGINT))
         _interrupted(args)
         return 130
     except ZoomsrError as exc:
@@ -176,12 +179,11 @@ def _main(command: click.Command, args: list[str]) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Run the command line and end the process (the console script's entry point,
+    :func:`zoomsr.cli.entry.run`, calls it once the imports are done)."""
     exiting.console_script()
-    code = main()
-    if code == 130:
-        exiting.after_interrupt()
-    sys.exit(code)
+    exiting.command_starts()
+    exiting.leave(main())
 
 
 if __name__ == "__main__":

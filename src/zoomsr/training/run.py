@@ -381,7 +381,7 @@ def train(
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path)
         except SystemExit:
             # Lightning turns Ctrl-C into sys.exit(1) after its shutdown: an interrupt to the
-            # caller (the CLI says so and exits 130; the last checkpoint is kept for resume)
+            # caller (the CLI says so and stops; the last checkpoint is kept for resume)
             if trainer.interrupted:
                 raise KeyboardInterrupt from None
             raise

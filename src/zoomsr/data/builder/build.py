@@ -70,7 +70,12 @@ from zoomsr.errors import ConfigError, InputError
 from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
-from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
+from zoomsr.stopping import (
+    Terminated,
+    ignore_interrupts_in_worker,
+    interrupts_held,
+    stop_workers,
+)
 
 STATE_DIR = BUILD_STATE_DIR
 #: DN that saturate ESA's TCI (255): 3558 for L1C (ESA's product definition); 2500 for L2A
@@ -633,7 +638,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
