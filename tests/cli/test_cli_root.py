@@ -2,6 +2,8 @@ import contextlib
 import subprocess
 import sys
 
+import pytest
+
 from zoomsr import __version__
 
 
@@ -127,7 +129,9 @@ def _ctrl_c_after(script: str, line: str, wait: float,
 _STOPPABLE = (
     "import sys, time\n"
     "import zoomsr.cli.main as cli\n"
+    "from zoomsr.cli import exiting\n"
     "def command():\n"
+    "    exiting.command_starts()\n"  # as main() does before the command runs
     "    print('running', flush=True)\n"
     "    try:\n"
     "        time.sleep(20)\n"
@@ -175,22 +179,31 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
     assert proc.returncode == 130 and proc.stderr == "", proc.stderr
 
 
-def test_a_ctrl_c_during_start_up_ends_it_quietly():
-    """A Ctrl-C during the imports of the command line (torch's: about 0.2 s) printed a
-    KeyboardInterrupt traceback of 13-48 lines."""
+@pytest.mark.parametrize("when", ["imports", "building the command line"])
+def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
+    """A Ctrl-C during the imports of the command line (torch's: about 0.2 s), or while Typer
+    builds it, printed a KeyboardInterrupt traceback of 13-48 lines."""
     import signal
     import subprocess
     import sys
 
     script = (
         "import os, signal\n"
+        "import typer\n"
         "from zoomsr.cli import entry, exiting\n"
+        "def ctrl_c():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
         "first = exiting.console_script\n"
         "def then_ctrl_c():\n"
         "    first()\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"  # Ctrl-C as the imports start
-        "exiting.console_script = then_ctrl_c\n"
-        "entry.run()\n"
+        "    ctrl_c()\n"  # as the imports start
+        "build = typer.main.get_command\n"
+        "def building(app):\n"
+        "    ctrl_c()\n"
+        "    return build(app)\n"
+        + ("exiting.console_script = then_ctrl_c\n" if when == "imports" else
+           "typer.main.get_command = building\n")
+        + "entry.run()\n"
         "print('not reached')\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

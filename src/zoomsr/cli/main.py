@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(command: click.Command, args: list[str]) -> int:
     try:
+        exiting.command_starts()  # Ctrl-C stops the command from here (before: ends quietly)
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)
         if result == 130:  # typer turns Ctrl-C into exit code 130, silently
@@ -182,7 +183,6 @@ def run() -> None:
     """Run the command line and end the process (the console script's entry point,
     :func:`zoomsr.cli.entry.run`, calls it once the imports are done)."""
     exiting.console_script()
-    exiting.command_starts()
     exiting.leave(main())
 
 
