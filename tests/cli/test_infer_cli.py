@@ -145,6 +145,35 @@ def test_a_ctrl_c_just_after_the_output_is_written(cli, tmp_path, monkeypatch):
     assert err.strip() == "interrupted before the first row was finished: nothing was kept"
 
 
+def test_a_ctrl_c_between_the_output_and_the_end_of_the_run(cli, tmp_path, monkeypatch):
+    """Between the output's rename and the removal of the partial folder (threads joined,
+    side outputs written) a Ctrl-C said "the rows finished so far are kept" beside a complete
+    output, and left the folder. Now: complete, the folder removed; with a side output still
+    to write, --resume writes it."""
+    import zoomsr.inference.pipeline as pipeline
+    from zoomsr.inference.writer import partial_dir
+
+    real = pipeline.write_side_outputs
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    write_frames(tmp_path / "in", n=2, size=(80, 24))
+    out = tmp_path / "o.tif"
+    monkeypatch.setattr(pipeline, "write_side_outputs", ctrl_c)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY)
+    assert code == 130 and err.strip() == f"interrupted after {out} was written: it is complete"
+    assert out.is_file() and not partial_dir(out).exists()
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--preview", "--overwrite")
+    assert code == 130 and err.strip() == (
+        f"interrupted after {out} was written (it is complete), before o.preview.png: run the "
+        "same command with --resume to write it")
+    monkeypatch.setattr(pipeline, "write_side_outputs", real)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--preview", "--resume")
+    assert code == 0, err
+    assert (tmp_path / "o.preview.png").is_file() and not partial_dir(out).exists()
+
+
 def test_notes_tell_repeated_dates_from_gaps(cli, tmp_path):
     write_frames(tmp_path / "one", n=1, size=(24, 24))
     code, out, err = cli("infer", tmp_path / "one", "-o", tmp_path / "a.tif", *TINY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,7 +182,12 @@ def infer(
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
-    from zoomsr.inference.pipeline import finished_before, is_s2naip_input, run_inference
+    from zoomsr.inference.pipeline import (
+        finished_before,
+        is_s2naip_input,
+        run_inference,
+        side_outputs,
+    )
 
     if scenes is not None and (inputs or output is not None):
         raise ConfigError("--scenes replaces INPUTS and --output: give either a scenes "
@@ -226,8 +232,9 @@ def infer(
         on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
         _run_scenes(manifest, net, options, ray, ray_workers)
         return
-    before = _identity(output)  # a file there now is not this run's output
-    on_interrupt(lambda: _kept(output, before))
+    sides = list(side_outputs(output, save_lr, preview).values())
+    before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's
+    on_interrupt(lambda: _kept(output, sides, before))
     if ray is None:
         result = run_inference(inputs, output, net, options)
     else:
@@ -247,18 +254,29 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def _kept(output: Path, before: tuple[int, int] | None) -> str:
-    """What an interrupted run of ``output`` kept, and how to go on. ``before``: the file at
-    ``output`` when the run started (:func:`_identity`): another one there now is this run's,
-    renamed into place once complete (a Ctrl-C landing just after that said nothing was
-    kept)."""
+def _kept(output: Path, sides: list[Path], before: dict[Path, tuple[int, int] | None]) -> str:
+    """What an interrupted run of ``output`` (with side outputs ``sides``) kept, and how to go
+    on. ``before``: each file's :func:`_identity` when the run started; another file there now
+    is this run's, renamed into place once complete (a Ctrl-C landing just after that said
+    nothing, or only rows, was kept)."""
     from zoomsr.inference.writer import STATE_FILE, partial_dir
 
-    if (partial_dir(output) / STATE_FILE).is_file():
+    def written(path: Path) -> bool:
+        return _identity(path) not in (None, before.get(path))
+
+    state = partial_dir(output) / STATE_FILE
+    if written(output):
+        missing = [p.name for p in sides if not written(p)]
+        if missing:  # the run's state is still there: --resume writes them
+            return (f"interrupted after {output} was written (it is complete), before "
+                    f"{' and '.join(missing)}: run the same command with --resume to write "
+                    f"{'them' if len(missing) > 1 else 'it'}")
+        if state.is_file():  # only the removal of the run's partial folder was left
+            shutil.rmtree(partial_dir(output), ignore_errors=True)
+        return f"interrupted after {output} was written: it is complete"
+    if state.is_file():
         return (f"interrupted: the rows finished so far are kept (in {partial_dir(output)}); "
                 "run the same command with --resume to continue")
-    if _identity(output) not in (None, before):
-        return f"interrupted after {output} was written: it is complete"
     return "interrupted before the first row was finished: nothing was kept"
 
 
