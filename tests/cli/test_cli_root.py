@@ -179,7 +179,7 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
     assert proc.returncode == 130 and proc.stderr == "", proc.stderr
 
 
-@pytest.mark.parametrize("when", ["imports", "building the command line"])
+@pytest.mark.parametrize("when", ["entry point", "imports", "building the command line"])
 def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
     """A Ctrl-C during the imports of the command line (torch's: about 0.2 s), or while Typer
     builds it, printed a KeyboardInterrupt traceback of 13-48 lines."""
@@ -194,15 +194,16 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
         "def ctrl_c():\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "first = exiting.console_script\n"
-        "def then_ctrl_c():\n"
-        "    first()\n"
+        "def then_ctrl_c(**kwargs):\n"
+        "    first(**kwargs)\n"
         "    ctrl_c()\n"  # as the imports start
         "build = typer.main.get_command\n"
         "def building(app):\n"
         "    ctrl_c()\n"
         "    return build(app)\n"
-        + ("exiting.console_script = then_ctrl_c\n" if when == "imports" else
-           "typer.main.get_command = building\n")
+        + {"entry point": "ctrl_c()\n",  # its first lines: before any other import
+           "imports": "exiting.console_script = then_ctrl_c\n",
+           "building the command line": "typer.main.get_command = building\n"}[when]
         + "entry.run()\n"
         "print('not reached')\n"
     )

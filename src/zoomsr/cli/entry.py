@@ -1,14 +1,29 @@
-"""The ``zoomsr`` console script's entry point: light, so that a Ctrl-C during the imports of
-the command line (about 0.2 s, torch's) ends it quietly (:mod:`zoomsr.cli.exiting`)."""
+"""The ``zoomsr`` console script's entry point (``zoomsr``, ``python -m zoomsr``): light, and
+its first lines end the process quietly on Ctrl-C until a command runs
+(:mod:`zoomsr.cli.exiting`), so a Ctrl-C during the imports (about 0.2 s, torch's) prints no
+traceback. Imported only by the console script.
+"""
 
-from __future__ import annotations
+import _signal  # the C module: ``signal`` imports enum, milliseconds without the handler
+import os
 
-from zoomsr.cli import exiting
+_IGNORED = _signal.getsignal(_signal.SIGINT) is _signal.SIG_IGN  # a background job's
+
+
+def _die(signum: int, frame: object) -> None:
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGINT)
+
+
+if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _die)
 
 
 def run() -> None:
-    """Console-script entry point (``zoomsr``, ``python -m zoomsr``)."""
-    exiting.console_script()
+    """Console-script entry point."""
+    from zoomsr.cli import exiting
+
+    exiting.console_script(ignored=_IGNORED)
     from zoomsr.cli.main import run as run_main
 
     run_main()

@@ -35,15 +35,16 @@ def die_by_sigint(signum: int = signal.SIGINT, frame: object = None) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def console_script() -> None:
+def console_script(ignored: bool | None = None) -> None:
     """Called first by the console script, before its imports: a Ctrl-C during start-up
-    ends it at once."""
+    ends it at once. ``ignored``: whether SIGINT was ignored when the process started
+    (default: whether it is now)."""
     global _console, _ignored
     if _console:
         return
     _console = True
-    _ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    _ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN if ignored is None else ignored
+    if not _ignored:
         signal.signal(signal.SIGINT, die_by_sigint)
 
 

@@ -279,7 +279,10 @@ class RayPool:
             return
         self._kill_actors()
         if self._started:
-            self._ray.shutdown()
+            # held: a Ctrl-C landing in Ray's shutdown was swallowed by a garbage-collection
+            # callback ("Exception ignored in: ... WeakSet ...") and the command went on
+            with interrupts_held():
+                self._ray.shutdown()
             self._started = False
         self._ray = None
 
