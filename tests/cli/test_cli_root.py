@@ -213,6 +213,32 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
     assert proc.stdout == "" and proc.stderr == ""
 
 
+def test_a_ctrl_c_landing_in_a_garbage_collection_callback_still_stops_the_command():
+    """Python cannot raise a KeyboardInterrupt from a ``__del__`` or a weakref callback (a
+    WeakSet's, as threads end): it printed "Exception ignored in: ..." and the command ran
+    to its end. The interrupt is now sent again and stops the command."""
+    script = (
+        "import os, signal, time\n"
+        "from zoomsr.cli import exiting\n"
+        "exiting.console_script()\n"
+        "exiting.command_starts()\n"
+        "class Collected:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.1)\n"  # the interrupt comes here, inside __del__
+        "try:\n"
+        "    obj = Collected()\n"
+        "    del obj\n"
+        "    time.sleep(5)\n"
+        "    print('ran to its end')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.strip() == "stopped" and proc.stderr == "", proc.stderr
+
+
 def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():
     """After "interrupted...", Python's exit (library teardown) takes about a second; another
     Ctrl-C there printed "Exception ignored in atexit callback" with a traceback. It now ends

@@ -6,11 +6,13 @@ cooperative exit"); with exit code 130 the loop went on to its next item. Python
 an uncaught ``KeyboardInterrupt``, after its normal exit (exit callbacks, module teardown);
 zoomsr's one-line message takes the traceback's place. Shells show 130 either way.
 
-Other Ctrl-Cs end the process at once, killed by SIGINT, with no traceback: during start-up
-(imports, before any command runs) and during Python's exit after any command (about a
-second of library teardown; a traceback said "Exception ignored in atexit callback"). While
-an interrupted command says how it stopped, another Ctrl-C waits for that line. Where SIGINT
-was ignored when zoomsr started (a background job), it stays ignored.
+A Ctrl-C that lands in a ``__del__`` or a garbage-collection callback, where Python can only
+print it as "Exception ignored", is sent again. Other Ctrl-Cs end the process at once, killed
+by SIGINT, with no traceback: during start-up (imports, before any command runs) and during
+Python's exit after any command (about a second of library teardown; a traceback said
+"Exception ignored in atexit callback"). While an interrupted command says how it stopped,
+another Ctrl-C waits for that line. Where SIGINT was ignored when zoomsr started (a
+background job), it stays ignored.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import contextlib
 import os
 import signal
 import sys
-from typing import NoReturn
+import threading
+from typing import Any, NoReturn
 
 _console = False  # the console script runs (tests and other callers of main() do not)
 _ignored = False  # SIGINT was ignored when it started
@@ -46,6 +49,21 @@ def console_script(ignored: bool | None = None) -> None:
     _ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN if ignored is None else ignored
     if not _ignored:
         signal.signal(signal.SIGINT, die_by_sigint)
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: Any) -> None:
+    # A Ctrl-C landing in a __del__ or a garbage-collection callback (a WeakSet's, as threads
+    # end) cannot propagate: Python printed "Exception ignored in: ... KeyboardInterrupt" and
+    # went on, so the command ran to its end. It is sent again, to land elsewhere.
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # from another thread, a moment later: sent from here, it would be raised in here
+        resend = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+        resend.daemon = True
+        with contextlib.suppress(RuntimeError):  # Python is exiting: no thread to start
+            resend.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def command_starts() -> None:
