@@ -177,6 +177,12 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 130 and proc.stderr == "", proc.stderr
+    # where SIGINT is ignored (a background job), no Ctrl-C can have stopped it either
+    ignored = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+               "import zoomsr.cli.main as cli\ncli.main = lambda: 130\ncli.run()\n")
+    proc = subprocess.run([sys.executable, "-c", ignored], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130 and proc.stderr == "", proc.stderr
 
 
 @pytest.mark.parametrize("when", ["entry point", "imports", "building the command line"])

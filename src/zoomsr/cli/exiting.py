@@ -91,7 +91,7 @@ def leave(code: int) -> NoReturn:
     (``code`` 130), which ends killed by SIGINT after Python's exit."""
     if not _ignored:
         signal.signal(signal.SIGINT, die_by_sigint)  # during the exit: end it now
-    if code == 130 and _stopped_by == signal.SIGINT:
+    if code == 130 and _stopped_by == signal.SIGINT and not _ignored:  # else no Ctrl-C came
         sys.excepthook = _quiet_interrupt
         raise KeyboardInterrupt  # uncaught: Python's exit, then death by SIGINT
     sys.exit(code)
