@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+#: The signal the last :class:`Terminated` came from (:func:`take_termination`).
+_terminated_by: int | None = None
+
 
 class Terminated(KeyboardInterrupt):
     """A stop asked by a signal other than SIGINT (SIGTERM from ``timeout`` or SLURM), where a
@@ -124,3 +127,32 @@ def stop_workers(pool: ProcessPoolExecutor, futures: Sequence[Future] = ()) -> N
                 proc.join(timeout=5)
         if manager is not None:
             manager.join(timeout=10)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``timeout``, SLURM, ``kill``) raises :class:`Terminated` (a
+    ``KeyboardInterrupt``) in the main thread, as Ctrl-C does, so a command stops its workers
+    and keeps finished work. Does nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        global _terminated_by
+        _terminated_by = signum  # Typer turns the exception into exit code 130: kept here
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def take_termination() -> int | None:
+    """The signal that :func:`sigterm_as_interrupt` last turned into an interrupt (None: none
+    since the last call), and forget it."""
+    global _terminated_by
+    signum, _terminated_by = _terminated_by, None
+    return signum

@@ -157,18 +157,19 @@ def test_ctrl_c_ends_the_process_killed_by_sigint_so_a_shell_loop_stops():
 
 def test_sigterm_handled_as_ctrl_c_exits_130():
     """A command that handles SIGTERM as Ctrl-C (``data build``) exits with code 130."""
-    script = (
-        "import os, signal, sys\n"
+    script = (  # a real SIGTERM, through Typer (which turns the interrupt into 130)
+        "import os, signal, sys, time\n"
+        "import typer\n"
         "import zoomsr.cli.main as cli\n"
-        "from zoomsr.cli import exiting\n"
-        "from zoomsr.stopping import Terminated\n"
-        "def command():\n"
-        "    try:\n"
-        "        raise Terminated(signal.SIGTERM)\n"
-        "    except KeyboardInterrupt as exc:\n"
-        "        exiting.stopped_by(exc.signum)\n"
-        "        return 130\n"
-        "cli.main = command\n"
+        "from zoomsr.stopping import sigterm_as_interrupt\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "def build():\n"
+        "    with sigterm_as_interrupt():\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "cli.app = app\n"
+        "sys.argv = ['zoomsr']\n"
         "cli.run()\n"
     )
     import subprocess
@@ -176,7 +177,7 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
 
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
-    assert proc.returncode == 130 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", proc.stderr
     # where SIGINT is ignored (a background job), no Ctrl-C can have stopped it either
     ignored = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                "import zoomsr.cli.main as cli\ncli.main = lambda: 130\ncli.run()\n")
@@ -185,7 +186,7 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
     assert proc.returncode == 130 and proc.stderr == "", proc.stderr
 
 
-@pytest.mark.parametrize("when", ["entry point", "imports", "building the command line"])
+@pytest.mark.parametrize("when", ["imports", "building the command line"])
 def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
     """A Ctrl-C during the imports of the command line (torch's: about 0.2 s), or while Typer
     builds it, printed a KeyboardInterrupt traceback of 13-48 lines."""
@@ -207,8 +208,7 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
         "def building(app):\n"
         "    ctrl_c()\n"
         "    return build(app)\n"
-        + {"entry point": "ctrl_c()\n",  # its first lines: before any other import
-           "imports": "exiting.console_script = then_ctrl_c\n",
+        + {"imports": "exiting.console_script = then_ctrl_c\n",
            "building the command line": "typer.main.get_command = building\n"}[when]
         + "entry.run()\n"
         "print('not reached')\n"
@@ -219,30 +219,47 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
     assert proc.stdout == "" and proc.stderr == ""
 
 
-def test_a_ctrl_c_landing_in_a_garbage_collection_callback_still_stops_the_command():
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_landing_in_a_del_still_stops_the_command(sent):
     """Python cannot raise a KeyboardInterrupt from a ``__del__`` or a weakref callback (a
     WeakSet's, as threads end): it printed "Exception ignored in: ..." and the command ran
-    to its end. The interrupt is now sent again and stops the command."""
+    to its end. The interrupt is now sent again and stops the command; a SIGTERM handled as
+    Ctrl-C (``Terminated``) is sent again as SIGTERM, also where SIGINT is ignored (a
+    background job), where a SIGINT would be lost."""
     script = (
         "import os, signal, time\n"
-        "from zoomsr.cli import exiting\n"
+        + ("signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if sent == "SIGTERM" else "")
+        + "from zoomsr.cli import exiting\n"
+        "from zoomsr.stopping import sigterm_as_interrupt\n"
         "exiting.console_script()\n"
         "exiting.command_starts()\n"
         "class Collected:\n"
         "    def __del__(self):\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        f"        os.kill(os.getpid(), signal.{sent})\n"
         "        time.sleep(0.1)\n"  # the interrupt comes here, inside __del__
         "try:\n"
-        "    obj = Collected()\n"
-        "    del obj\n"
-        "    time.sleep(5)\n"
+        "    with sigterm_as_interrupt():\n"
+        "        obj = Collected()\n"
+        "        del obj\n"
+        "        time.sleep(5)\n"
         "    print('ran to its end')\n"
-        "except KeyboardInterrupt:\n"
-        "    print('stopped')\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('stopped by', getattr(exc, 'signum', 2))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
-    assert proc.stdout.strip() == "stopped" and proc.stderr == "", proc.stderr
+    signum = 15 if sent == "SIGTERM" else 2
+    assert proc.stdout.strip() == f"stopped by {signum}" and proc.stderr == "", proc.stderr
+
+
+def test_importing_the_entry_point_leaves_ctrl_c_alone():
+    """Worker processes started with spawn or forkserver (torch's DataLoader on macOS) import
+    the console script's module again: its quiet Ctrl-C handler made them die of SIGINT."""
+    code = ("import signal, zoomsr.cli.entry\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"
 
 
 def test_a_ctrl_c_during_the_exit_after_an_interrupt_just_ends_it():

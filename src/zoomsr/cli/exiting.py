@@ -17,6 +17,7 @@ background job), it stays ignored.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -30,10 +31,14 @@ _stopped_by = signal.SIGINT  # the signal an interrupted command was stopped by
 
 
 def die_by_sigint(signum: int = signal.SIGINT, frame: object = None) -> None:
-    """End the process now, killed by SIGINT (a signal handler, or called)."""
+    """End the process now, killed by SIGINT (a signal handler, or called). On Windows, where
+    a process cannot send itself a signal (``os.kill`` terminates it with that number as its
+    exit code), it exits with code 130."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream: nothing to keep
             stream.flush()
+    if os.name == "nt":
+        os._exit(130)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
 
@@ -57,8 +62,10 @@ def _unraisable(unraisable: Any) -> None:
     # end) cannot propagate: Python printed "Exception ignored in: ... KeyboardInterrupt" and
     # went on, so the command ran to its end. It is sent again, to land elsewhere.
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        # from another thread, a moment later: sent from here, it would be raised in here
-        resend = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+        # from another thread, a moment later: sent from here, it would be raised in here;
+        # the signal it came from (SIGTERM's Terminated carries it), to the main thread
+        signum = getattr(unraisable.exc_value, "signum", signal.SIGINT)
+        resend = threading.Timer(0.01, _thread.interrupt_main, (signum,))
         resend.daemon = True
         with contextlib.suppress(RuntimeError):  # Python is exiting: no thread to start
             resend.start()
@@ -91,7 +98,8 @@ def leave(code: int) -> NoReturn:
     (``code`` 130), which ends killed by SIGINT after Python's exit."""
     if not _ignored:
         signal.signal(signal.SIGINT, die_by_sigint)  # during the exit: end it now
-    if code == 130 and _stopped_by == signal.SIGINT and not _ignored:  # else no Ctrl-C came
+    if (code == 130 and _stopped_by == signal.SIGINT and not _ignored  # else no Ctrl-C came
+            and os.name != "nt"):  # Windows: no re-kill by a signal, exit code 130 stays
         sys.excepthook = _quiet_interrupt
         raise KeyboardInterrupt  # uncaught: Python's exit, then death by SIGINT
     sys.exit(code)

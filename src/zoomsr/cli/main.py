@@ -32,6 +32,7 @@ from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
 from zoomsr.cli import weights as weights_cli
 from zoomsr.errors import ZoomsrError, ZoomsrWarning
+from zoomsr.stopping import take_termination
 
 app = typer.Typer(
     name="zoomsr",
@@ -145,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(command: click.Command, args: list[str]) -> int:
+    take_termination()  # none left from an earlier command (main() may run several)
     try:
         exiting.command_starts()  # Ctrl-C stops the command from here (before: ends quietly)
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)
-        if result == 130:  # typer turns Ctrl-C into exit code 130, silently
+        if result == 130:  # typer turns Ctrl-C (and SIGTERM's Terminated) into 130, silently
+            exiting.stopped_by(take_termination() or signal.SIGINT)
             _interrupted(args)
         return result if isinstance(result, int) else 0
     except _EXIT as exc:
@@ -162,7 +165,7 @@ def _main(command: click.Command, args: list[str]) -> int:
         return exc.exit_code
     except (*_ABORT, KeyboardInterrupt) as exc:
         stop = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
-        exiting.stopped_by(getattr(stop, "signum", signal.SIGINT))
+        exiting.stopped_by(take_termination() or getattr(stop, "signum", signal.SIGINT))
         _interrupted(args)
         return 130
     except ZoomsrError as exc:

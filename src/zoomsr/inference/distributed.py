@@ -187,7 +187,8 @@ class RayPool:
                     self._init(ray)
             except KeyboardInterrupt:
                 if ray.is_initialized():
-                    ray.shutdown()
+                    with interrupts_held():  # a second Ctrl-C would leave Ray running
+                        ray.shutdown()
                 raise
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailableError(

@@ -24,7 +24,6 @@ block, every pair whose ``rgb.png`` exists, so finished tiles are never rewritte
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -36,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +70,9 @@ from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
 from zoomsr.stopping import (
-    Terminated,
     ignore_interrupts_in_worker,
     interrupts_held,
+    sigterm_as_interrupt,
     stop_workers,
 )
 
@@ -626,25 +625,6 @@ def _start_parent_watch(parent_pid: int, interval: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (``timeout``, SLURM, ``kill``) raises KeyboardInterrupt in
-    the main thread, as Ctrl-C does, so a build stops its workers and keeps finished work.
-    Does nothing outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _as_completed(futures: list) -> Iterable:
