@@ -27,7 +27,6 @@ from typing import Any, NoReturn
 
 _console = False  # the console script runs (tests and other callers of main() do not)
 _ignored = False  # SIGINT was ignored when it started
-_stopped_by = signal.SIGINT  # the signal an interrupted command was stopped by
 
 
 def die_by_sigint(signum: int = signal.SIGINT, frame: object = None) -> None:
@@ -79,13 +78,6 @@ def command_starts() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def stopped_by(signum: int) -> None:
-    """Record the signal that stopped the command (SIGTERM where a command handles it as it
-    does Ctrl-C: it then exits with code 130)."""
-    global _stopped_by
-    _stopped_by = signum
-
-
 def while_reporting() -> None:
     """Called as an interrupted command starts saying how it stopped: in the console script,
     another Ctrl-C waits until that line is out (a traceback before)."""
@@ -95,10 +87,13 @@ def while_reporting() -> None:
 
 def leave(code: int) -> NoReturn:
     """End the console script: ``sys.exit(code)``, except for a command stopped by Ctrl-C
-    (``code`` 130), which ends killed by SIGINT after Python's exit."""
+    (``code`` 130), which ends killed by SIGINT after Python's exit. A command stopped by
+    SIGTERM handled as Ctrl-C (:func:`zoomsr.stopping.sigterm_as_interrupt`) exits 130."""
+    from zoomsr.stopping import take_termination  # here: start-up stays light
+
     if not _ignored:
         signal.signal(signal.SIGINT, die_by_sigint)  # during the exit: end it now
-    if (code == 130 and _stopped_by == signal.SIGINT and not _ignored  # else no Ctrl-C came
+    if (code == 130 and take_termination() is None and not _ignored  # else no Ctrl-C came
             and os.name != "nt"):  # Windows: no re-kill by a signal, exit code 130 stays
         sys.excepthook = _quiet_interrupt
         raise KeyboardInterrupt  # uncaught: Python's exit, then death by SIGINT

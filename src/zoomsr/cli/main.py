@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import signal
 import sys
 import traceback
 import warnings
@@ -152,7 +151,6 @@ def _main(command: click.Command, args: list[str]) -> int:
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)
         if result == 130:  # typer turns Ctrl-C (and SIGTERM's Terminated) into 130, silently
-            exiting.stopped_by(take_termination() or signal.SIGINT)
             _interrupted(args)
         return result if isinstance(result, int) else 0
     except _EXIT as exc:
@@ -163,9 +161,7 @@ def _main(command: click.Command, args: list[str]) -> int:
         else:
             typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except (*_ABORT, KeyboardInterrupt) as exc:
-        stop = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
-        exiting.stopped_by(take_termination() or getattr(stop, "signum", signal.SIGINT))
+    except (*_ABORT, KeyboardInterrupt):
         _interrupted(args)
         return 130
     except ZoomsrError as exc:
