@@ -7,6 +7,12 @@ import pytest
 from zoomsr import __version__
 
 
+def _python(script: str, check: bool = False) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh Python (its exit status, stdout and stderr as text)."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=check)
+
+
 def test_version_and_help(cli):
     code, out, _ = cli("--version")
     assert code == 0 and out.strip() == f"zoomsr {__version__}"
@@ -54,7 +60,7 @@ def test_debug_is_moved_before_the_command_but_not_a_file_named_so():
 def test_cli_starts_without_importing_torch():
     # `zoomsr --help` must stay instant: command modules import heavy libraries lazily.
     code = "import sys, zoomsr.cli.main; print(sorted({'torch', 'rasterio'} & set(sys.modules)))"
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    p = _python(code, check=True)
     assert p.stdout.strip() == "[]"
 
 
@@ -104,8 +110,6 @@ def _ctrl_c_after(script: str, line: str, wait: float,
     import os
     import shlex
     import signal
-    import subprocess
-    import sys
     import time
 
     command = [sys.executable, "-c", script]
@@ -172,17 +176,13 @@ def test_sigterm_handled_as_ctrl_c_exits_130():
         "sys.argv = ['zoomsr']\n"
         "cli.run()\n"
     )
-    import subprocess
-    import sys
 
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    proc = _python(script)
     assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", proc.stderr
     # where SIGINT is ignored (a background job), no Ctrl-C can have stopped it either
     ignored = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                "import zoomsr.cli.main as cli\ncli.main = lambda: 130\ncli.run()\n")
-    proc = subprocess.run([sys.executable, "-c", ignored], capture_output=True, text=True,
-                          timeout=60)
+    proc = _python(ignored)
     assert proc.returncode == 130 and proc.stderr == "", proc.stderr
 
 
@@ -191,8 +191,6 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
     """A Ctrl-C during the imports of the command line (torch's: about 0.2 s), or while Typer
     builds it, printed a KeyboardInterrupt traceback of 13-48 lines."""
     import signal
-    import subprocess
-    import sys
 
     script = (
         "import os, signal\n"
@@ -213,8 +211,7 @@ def test_a_ctrl_c_during_start_up_ends_it_quietly(when):
         + "entry.run()\n"
         "print('not reached')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    proc = _python(script)
     assert proc.returncode == -signal.SIGINT, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
 
@@ -246,8 +243,7 @@ def test_an_interrupt_landing_in_a_del_still_stops_the_command(sent):
         "except KeyboardInterrupt as exc:\n"
         "    print('stopped by', getattr(exc, 'signum', 2))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    proc = _python(script)
     signum = 15 if sent == "SIGTERM" else 2
     assert proc.stdout.strip() == f"stopped by {signum}" and proc.stderr == "", proc.stderr
 
@@ -257,8 +253,7 @@ def test_importing_the_entry_point_leaves_ctrl_c_alone():
     the console script's module again: its quiet Ctrl-C handler made them die of SIGINT."""
     code = ("import signal, zoomsr.cli.entry\n"
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = _python(code, check=True).stdout
     assert out.strip() == "True"
 
 
@@ -333,11 +328,8 @@ def test_the_command_line_starts_without_importing_triton():
     became an ImportError torch logs and goes on from: a command started and interrupted at
     once then ran to its end. Start-up no longer imports it, nor do the packages of the long
     commands but training (Lightning imports it)."""
-    import subprocess
-    import sys
 
     code = ("import sys, zoomsr.cli.main, zoomsr.inference, zoomsr.data, zoomsr.evaluation\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton'))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = _python(code, check=True).stdout
     assert out.strip() == "[]"
