@@ -259,22 +259,21 @@ def _kept(output: Path, sides: list[Path], before: dict[Path, tuple[int, int] | 
     on. ``before``: each file's :func:`_identity` when the run started; another file there now
     is this run's, renamed into place once complete (a Ctrl-C landing just after that said
     nothing, or only rows, was kept)."""
-    from zoomsr.inference.writer import STATE_FILE, partial_dir
+    from zoomsr.inference.writer import has_saved_state, partial_dir
 
     def written(path: Path) -> bool:
         return _identity(path) not in (None, before.get(path))
 
-    state = partial_dir(output) / STATE_FILE
     if written(output):
         missing = [p.name for p in sides if not written(p)]
         if missing:  # the run's state is still there: --resume writes them
             return (f"interrupted after {output} was written (it is complete), before "
                     f"{' and '.join(missing)}: run the same command with --resume to write "
                     f"{'them' if len(missing) > 1 else 'it'}")
-        if state.is_file():  # only the removal of the run's partial folder was left
+        if has_saved_state(output):  # only the removal of the run's partial folder was left
             shutil.rmtree(partial_dir(output), ignore_errors=True)
         return f"interrupted after {output} was written: it is complete"
-    if state.is_file():
+    if has_saved_state(output):
         return (f"interrupted: the rows finished so far are kept (in {partial_dir(output)}); "
                 "run the same command with --resume to continue")
     return "interrupted before the first row was finished: nothing was kept"
@@ -283,10 +282,10 @@ def _kept(output: Path, sides: list[Path], before: dict[Path, tuple[int, int] | 
 def _kept_scenes(outputs: list[Path]) -> str:
     """What an interrupted ``--scenes`` run kept (finished outputs, rows of unfinished
     ones), and how to go on."""
-    from zoomsr.inference.writer import STATE_FILE, partial_dir
+    from zoomsr.inference.writer import has_saved_state
 
-    done = sum(o.is_file() and not (partial_dir(o) / STATE_FILE).is_file() for o in outputs)
-    started = sum((partial_dir(o) / STATE_FILE).is_file() for o in outputs)
+    done = sum(o.is_file() and not has_saved_state(o) for o in outputs)
+    started = sum(has_saved_state(o) for o in outputs)
     if not done and not started:
         return "interrupted before the first row was finished: nothing was kept"
     return (f"interrupted: {done} of {len(outputs)} scene output(s) are there and the rows "

@@ -69,11 +69,10 @@ from zoomsr.inference.windows import (
     windows_per_call,
 )
 from zoomsr.inference.writer import (
-    STATE_FILE,
     GeoTIFFStream,
     PartialRun,
     RawRaster,
-    partial_dir,
+    has_saved_state,
     write_geotiff,
     write_preview,
 )
@@ -348,8 +347,7 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
     requeued job's command succeeds). :class:`InputError` when it is finished but lacks a side
     output asked for now (``--resume`` cannot add one)."""
     out = Path(output)
-    # a partial folder with no saved state (a crash while it was removed) holds nothing
-    if not out.is_file() or (partial_dir(out) / STATE_FILE).is_file() or not made_by_zoomsr(out):
+    if not out.is_file() or has_saved_state(out) or not made_by_zoomsr(out):
         return False
     flags = {"lr": "--save-lr", "preview": "--preview"}
     for key, path in side_outputs(out, save_lr, preview).items():
@@ -380,7 +378,7 @@ def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bo
     for p in paths:
         if p.resolve() in taken:
             raise InputError(f"{p}: is one of the inputs; write the output elsewhere")
-    if resume and (partial_dir(out) / STATE_FILE).is_file():
+    if resume and has_saved_state(out):
         # only outputs zoomsr wrote (the PNG preview carries no tags) are the run's own
         paths = [p for p in paths
                  if not (p.is_file() and (p.suffix.lower() == ".png" or made_by_zoomsr(p)))]

@@ -40,6 +40,13 @@ def partial_dir(output: Path) -> Path:
     return output.with_name(f".{output.name}.zoomsr-partial")
 
 
+def has_saved_state(output: Path) -> bool:
+    """Whether an unfinished run of ``output`` saved rows to resume from (its partial folder
+    without a state holds nothing: a run stopped before its first row, or a crash while the
+    folder was removed)."""
+    return (partial_dir(output) / STATE_FILE).is_file()
+
+
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     """Write ``data``'s bytes at ``offset`` of ``fd`` from its own memory (no copy when it is
     contiguous: rows of a wide scene are tens of MB), looping over short writes."""
