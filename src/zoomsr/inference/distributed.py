@@ -187,8 +187,7 @@ class RayPool:
                     self._init(ray)
             except KeyboardInterrupt:
                 if ray.is_initialized():
-                    with interrupts_held():  # a second Ctrl-C would leave Ray running
-                        ray.shutdown()
+                    _shutdown(ray)
                 raise
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailableError(
@@ -280,10 +279,7 @@ class RayPool:
             return
         self._kill_actors()
         if self._started:
-            # held: a Ctrl-C landing in Ray's shutdown was swallowed by a garbage-collection
-            # callback ("Exception ignored in: ... WeakSet ...") and the command went on
-            with interrupts_held():
-                self._ray.shutdown()
+            _shutdown(self._ray)
             self._started = False
         self._ray = None
 
@@ -292,6 +288,13 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shutdown(ray: Any) -> None:
+    # held: a Ctrl-C cutting Ray's shutdown left its processes running, or was swallowed by a
+    # garbage-collection callback ("Exception ignored in: ... WeakSet ...")
+    with interrupts_held():
+        ray.shutdown()
 
 
 def ray_row_source(
