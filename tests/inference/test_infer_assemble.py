@@ -77,7 +77,7 @@ def test_chain_refuses_a_carry_of_another_height(tiny_model):
     windows = WindowGrid(70, 22, Tiling(32, 8))
     plan = ScenePlan(ArrayReader(pixels, np.ones((3, 70, 22), bool)), None, windows, 2, 4, 0, 0)
     chain = RowChain(windows, 4, 3, 22 * 4)
-    with pytest.raises(RuntimeError, match="row 1: carry of 0 HR rows, expected 32"):
+    with pytest.raises(RuntimeError, match="row 1: carry of 0 HR rows, expected 52"):
         chain.link(compute_row(plan, tiny_model(2), 1))  # row 0 was never linked
 
 

@@ -1,13 +1,15 @@
-"""Wide scenes in column strips: the same bytes as one pass, resumable, bounded width."""
+"""Wide scenes in column strips: the same pixels as one pass, resumable, bounded width."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from infer_helpers import write_frames
+from infer_helpers import read, write_frames
 from test_infer_threads import _AsIfOnGPU
 
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
 from zoomsr.inference.windows import WindowGrid, column_groups, group_span
+from zoomsr.inference.writer import column_chunks
 
 
 def _opts(**kw) -> InferenceOptions:
@@ -16,12 +18,17 @@ def _opts(**kw) -> InferenceOptions:
 
 def test_groups_cover_each_column_once():
     grid = WindowGrid(50, 130, Tiling(32, 8))
+    assert grid.xs == [0, 19, 39, 58, 78, 98]  # 5 steps of at most 24, spread evenly
     groups = column_groups(grid, 48)
-    assert groups == [(0, 2), (2, 4), (4, 6)]  # xs = 0, 24, 48, 72, 96, 98
+    assert groups == [(0, 2), (2, 4), (4, 6)]
     spans = [group_span(grid, g) for g in groups]
-    assert [(a, b) for a, b, _ in spans] == [(0, 48), (48, 96), (96, 130)]
-    assert spans[1][2] == [1, 2, 3]  # window 1 (24..56) covers columns 48..55
+    assert [(a, b) for a, b, _ in spans] == [(0, 39), (39, 78), (78, 130)]
+    assert spans[1][2] == [1, 2, 3]  # window 1 (19..51) covers columns 39..50
     assert column_groups(grid, 0) == [(0, 6)]
+    # 7 columns of at most 2: 4 groups of even sizes, not 2, 2, 2, 1 (a last group of one
+    # column computes two)
+    assert column_groups(WindowGrid(50, 170, Tiling(32, 8)), 48) == [(0, 1), (1, 3), (3, 5),
+                                                                     (5, 7)]
 
 
 @pytest.mark.parametrize(
@@ -31,9 +38,10 @@ def test_groups_cover_each_column_once():
         ((40, 101), Tiling(32, 24), 10, {"uncertainty": 2, "save_lr": True}),  # heavy overlap
         ((60, 90), Tiling(16, 4), 24, {"threads": 3, "cog": True}),
         ((30, 70), Tiling(32, 8), 1, {"save_lr": True}),  # one window per group
+        ((40, 300), Tiling(32, 8), 100, {}),  # chunks of 256, 256, 256 and 432 output px
     ],
 )
-def test_column_strips_write_the_same_bytes(tmp_path, tiny_model, size, tiling, width, extra):
+def test_column_strips_write_the_same_pixels(tmp_path, tiny_model, size, tiling, width, extra):
     # nodata in 3 of 4 frames: some windows have fewer clean frames than the model takes,
     # and each group must count only the windows it owns
     holes = {0: (slice(5, 30), slice(20, 60)), 1: (slice(0, 20), slice(10, 50)),
@@ -44,21 +52,64 @@ def test_column_strips_write_the_same_bytes(tmp_path, tiny_model, size, tiling, 
                           _opts(tiling=tiling, column_width=0, **extra))
     strips = run_inference(paths, tmp_path / "strips.tif", model,
                            _opts(tiling=tiling, column_width=width, **extra))
-    assert (tmp_path / "whole.tif").read_bytes() == (tmp_path / "strips.tif").read_bytes()
+    # the same tiles, written strip by strip (so in another order in the file)
+    a, b = read(tmp_path / "whole.tif"), read(tmp_path / "strips.tif")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
     if extra.get("save_lr"):
         assert ((tmp_path / "whole.lr.tif").read_bytes()
                 == (tmp_path / "strips.lr.tif").read_bytes())
     assert strips.windows_computed == whole.windows_computed == whole.windows
     assert strips.few_frame_windows == whole.few_frame_windows
     assert whole.few_frame_windows > 0
+    # compressed while the strips are computed (the GPU path): the bytes of the end pass
+    run_inference(paths, tmp_path / "live.tif", _AsIfOnGPU(model),
+                  _opts(tiling=tiling, column_width=width, **extra))
+    assert (tmp_path / "live.tif").read_bytes() == (tmp_path / "strips.tif").read_bytes()
 
 
-@pytest.mark.parametrize("stop_at", [1, 2, 3])  # in the first strip, at its end, in the next
+def test_each_strip_is_compressed_as_it_goes_and_no_wider(tmp_path, tiny_model, monkeypatch):
+    from zoomsr.inference import writer
+
+    marks, reads = [], []
+    rows_done, read_rows = writer.GeoTIFFStream.rows_done, writer.RawRaster.read_rows
+
+    def mark(self, rows, chunk=0):
+        marks.append((chunk, rows))
+        rows_done(self, rows, chunk)
+
+    def spy(self, row, count, cols=None):
+        if self.bands == 4:  # the output raster (RGB + mask), not the LR mosaic
+            reads.append(cols)
+        return read_rows(self, row, count, cols)
+
+    monkeypatch.setattr(writer.GeoTIFFStream, "rows_done", mark)
+    monkeypatch.setattr(writer.RawRaster, "read_rows", spy)
+    paths = write_frames(tmp_path / "in", n=2, size=(70, 300))
+    run_inference(paths, tmp_path / "o.tif", _AsIfOnGPU(tiny_model(2)), _opts(column_width=100))
+    # strips owning LR columns 0-67, -134, -201, -300: each one's rows handed to the writer
+    # in order, top to bottom; it writes output columns up to the last 256 px block edge
+    assert [c for c, _ in marks] == sorted(c for c, _ in marks)
+    assert {c for c, _ in marks} == {0, 1, 2, 3}
+    assert [r for c, r in marks if c == 0] == [76, 152, 280]  # window rows at 0, 19, 38
+    assert set(reads) == {(0, 256), (256, 512), (512, 768), (768, 1200)}
+    assert sum(1 for r in reads if r == (256, 512)) == 2  # two 256-row strips of 280 rows
+
+
+def test_column_chunks():
+    assert column_chunks(1200, [384, 768, 1152, 1200]) == [
+        (0, 256), (256, 768), (768, 1024), (1024, 1200)]
+    assert column_chunks(400, [192, 400]) == [(0, 0), (0, 400)]  # a strip narrower than a block
+    assert column_chunks(300, [300]) == [(0, 300)]
+
+
+# 4 strips of 2 window rows, output chunks of 0, 256, 256 and 288 px: stopped in the first
+# strip, at its end, in the next, in the third
+@pytest.mark.parametrize("stop_at", [1, 2, 3, 5])
 def test_interrupted_strips_resume_byte_identical(tmp_path, tiny_model, stop_at):
-    paths = write_frames(tmp_path / "in", n=3, size=(56, 100))
+    paths = write_frames(tmp_path / "in", n=3, size=(56, 200))
     model = tiny_model(2)
     clean = tmp_path / "clean.tif"
-    run_inference(paths, clean, model, _opts(column_width=0))
+    run_inference(paths, clean, model, _opts(column_width=48))  # written at the end
     calls = []
 
     def stop(done: int, total: int) -> None:
@@ -71,6 +122,9 @@ def test_interrupted_strips_resume_byte_identical(tmp_path, tiny_model, stop_at)
         run_inference(paths, out, _AsIfOnGPU(model), _opts(column_width=48), on_row=stop)
     run_inference(paths, out, _AsIfOnGPU(model), _opts(column_width=48, resume=True))
     assert out.read_bytes() == clean.read_bytes()
+    run_inference(paths, tmp_path / "whole.tif", model, _opts(column_width=0))
+    a, b = read(out), read(tmp_path / "whole.tif")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
 def test_accumulators_stay_within_a_strip(tmp_path, tiny_model, monkeypatch):

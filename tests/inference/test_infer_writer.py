@@ -102,3 +102,24 @@ def test_raw_rows_and_blocks_are_written_whole_from_their_own_memory(tmp_path, m
     expected[1:3] = rows
     expected[3:5, 2:6] = big[:2, 1:5]
     assert np.array_equal(raw.read_rows(0, 5), expected)
+
+
+def test_raw_column_reads_go_on_after_short_reads(tmp_path, monkeypatch):
+    """A column range of rows (what the writer reads for one strip's chunk) equals that slice
+    of the whole rows, also when the system returns fewer bytes than asked for."""
+    import os
+
+    from zoomsr.inference import writer
+
+    real = os.preadv
+
+    def short(fd, buffers, offset):  # at most 5 bytes at a time, as a read may return
+        return real(fd, [memoryview(buffers[0])[:5]], offset)
+
+    raw = _raw(tmp_path, 300, 3)
+    whole = raw.read_rows(10, 40)
+    monkeypatch.setattr(writer.os, "preadv", short)
+    assert np.array_equal(raw.read_rows(10, 40, (37, 290)), whole[:, 37:290])
+    assert np.array_equal(raw.read_rows(10, 40, (0, 300)), whole)
+    with pytest.raises(ValueError, match="bad raw columns"):
+        raw.read_rows(0, 1, (5, 301))

@@ -143,7 +143,7 @@ def infer(
         4096, "--column-width", min=0, help="Process wider scenes in column strips of about "
         "this many LR px, so memory does not grow with the width (0: never; at least "
         "512, since each strip also computes the windows on its borders: 1.5x the work at "
-        "512 with 256 px windows, 1.06x at the default). Same output."),
+        "512 with 256 px windows, 1.06x at the default). Same pixels."),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Rows of windows computed at once, so reads and "
         "blending overlap the model (default: 3 on a GPU, 1 on a CPU)."),

@@ -72,6 +72,7 @@ from zoomsr.inference.writer import (
     GeoTIFFStream,
     PartialRun,
     RawRaster,
+    column_chunks,
     has_saved_state,
     write_geotiff,
     write_preview,
@@ -106,7 +107,8 @@ class InferenceOptions:
     #: previous rows overlaps the model), 1 on a CPU (the model already uses every core).
     threads: int | None = None
     #: Wider scenes are processed in column strips of about this many LR px (0: never), so
-    #: memory does not grow with the width either; the output bytes are the same.
+    #: memory does not grow with the width either; the same pixels (the tiles are written
+    #: strip by strip, so in another order in the file).
     column_width: int = 4096
 
     def __post_init__(self) -> None:
@@ -481,17 +483,21 @@ def run_scene(
     # saved leaves no partial folder (nothing in it to resume)
     with run.removed_unless_saved(), read_cache(cache):
         names = ["red", "green", "blue"] + (["uncertainty"] if k else [])
+        # each column strip's output columns are compressed as that strip goes (so no more
+        # than a strip's width of output is held), the block it shares with the next after it
+        chunks = column_chunks(hr.width, [group_span(windows, g)[1] * s for g in groups])
         stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
-                               band_names=names, cog=options.cog)
+                               band_names=names, cog=options.cog, chunks=chunks)
         items: Iterator[Any] | None = None
         try:  # the writer thread starts inside: a Ctrl-C from its start on stops it
             stream.start()
             # Compress while computing only when the model is elsewhere: on a CPU the writer
-            # thread would take cores from the model (measured ~10 % slower on 2 cores); and
-            # only with one column group (rows are complete only in the last). Same bytes.
-            live = model.device.type != "cpu" and len(groups) == 1
-            if first_row and live:  # rows a resumed run finished before
-                stream.rows_done(windows.final_until(first_row - 1) * s)
+            # thread would take cores from the model (measured ~10 % slower on 2 cores). Same
+            # bytes.
+            live = model.device.type != "cpu"
+            if (first_group or first_row) and live:  # what a resumed run finished before
+                final = windows.final_until(first_row - 1) * s if first_row else 0
+                stream.rows_done(final, chunk=first_group)
             with _progress(len(windows), done_before, options.progress) as bar:
                 task = None
                 if bar is not None:
@@ -520,7 +526,7 @@ def run_scene(
                         run.save({"group": g, "rows_done": done.row + 1, "few_frames": few},
                                  {"sums": done.carry_sums, "weights": done.carry_weights})
                         if live:
-                            stream.rows_done(windows.final_until(done.row) * s)
+                            stream.rows_done(windows.final_until(done.row) * s, chunk=g)
                         if bar is not None:
                             bar.update(task, advance=done.windows)
                         if on_row is not None:

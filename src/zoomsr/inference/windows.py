@@ -1,14 +1,14 @@
 """Overlapping windows over a scene and the weights that blend their outputs without seams.
 
-Windows are ``window`` LR pixels square and overlap by ``overlap`` pixels; the last window of a
-row or column is moved back to end on the scene edge, so every window has the same size (one
-batch shape) and none reaches past the scene. Each window's output is weighted by a separable
-ramp: 0 within ``margin`` pixels of an edge that lies inside the scene (where the model sees
-the artificial window border), rising linearly to 1 over the rest of the overlap, and 1 up to
-an edge that is the scene's own edge. Outputs are summed with their weights and divided by the
-summed weights (order-independent). If ``margin`` is at least the model's receptive-field
-radius, each output pixel only takes values computed with the model's full context, so the
-tiled result equals the whole-scene result up to float rounding.
+Windows are ``window`` LR pixels square and overlap by at least ``overlap`` pixels: as few as
+steps of ``window - overlap`` need, spread evenly from the scene's first pixel to its last, so
+every window has the same size (one batch shape) and none reaches past the scene. Each window's
+output is weighted by a separable ramp: 0 within ``margin`` pixels of an edge that lies inside
+the scene (where the model sees the artificial window border), rising linearly to 1 over the
+rest of the overlap, and 1 up to an edge that is the scene's own edge. Outputs are summed with
+their weights and divided by the summed weights (order-independent). If ``margin`` is at least
+the model's receptive-field radius, each output pixel only takes values computed with the
+model's full context, so the tiled result equals the whole-scene result up to float rounding.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ class Tiling:
         An automatic window is the size in :data:`AUTO_WINDOWS` whose windows cover the least
         area in all (ties: the larger, for fewer model calls), among those whose windows (a
         window is cut to the scene when larger) have sides divisible by ``multiple`` (the
-        model's :attr:`~zoomsr.inference.model.InferenceModel.size_multiple`). Windows overlap
-        and the last one of a row is moved back onto the edge, so more than the scene's area
-        is computed (e.g. 1.64x with 128 px windows on a 500 px scene, 1.33x with 192 px);
+        model's :attr:`~zoomsr.inference.model.InferenceModel.size_multiple`). Windows overlap,
+        and a scene side is rarely a whole number of steps, so more than the scene's area is
+        computed (e.g. 1.64x with 128 px windows on a 500 px scene, 1.33x with 192 px);
         run time follows that area (``benchmarks/infer_windows.py``), so the least area is
         about the fastest run.
         """
@@ -97,16 +97,20 @@ class Tiling:
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows of ``window`` px with step ``stride`` covering ``size`` px.
+    """Start offsets of windows of ``window`` px, at most ``stride`` apart, covering ``size``
+    px.
 
-    The last window ends on the edge; a scene smaller than a window gets one window at 0.
+    As few windows as steps of ``stride`` need, spread evenly from 0 to the edge (steps differ
+    by at most 1 px), so every overlap is at least ``window - stride``. Not ``stride`` apart with
+    the last one moved back onto the edge: that last overlap could be almost a whole window,
+    and the rows a window row shares with the next are carried as float sums (an 8192 px
+    scene's second-to-last row carried 240 of 256 rows: 4x the host memory of a row). A scene
+    smaller than a window gets one window at 0.
     """
     if size <= window:
         return [0]
-    starts = list(range(0, size - window, stride))
-    if starts[-1] != size - window:
-        starts.append(size - window)
-    return starts
+    steps = -(-(size - window) // stride)  # ceil
+    return [i * (size - window) // steps for i in range(steps + 1)]
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ def blend_weights(win: Win, grid: WindowGrid, scale: int) -> np.ndarray:
 
 def column_groups(grid: WindowGrid, max_width: int) -> list[tuple[int, int]]:
     """Window-column ranges ``[c0, c1)`` whose owned LR columns are at most about ``max_width``
-    wide (``max_width`` <= 0: one group).
+    wide (``max_width`` <= 0: one group): as few groups as that allows, of even sizes.
 
     Group ``[c0, c1)`` owns LR columns ``[xs[c0], xs[c1])`` (the last one: to the edge) and
     computes every window that covers them (:func:`group_span`), so a scene is processed in
@@ -219,7 +223,10 @@ def column_groups(grid: WindowGrid, max_width: int) -> list[tuple[int, int]]:
     """
     n = len(grid.xs)
     per = n if max_width <= 0 else max(1, max_width // grid.tiling.stride)
-    return [(c, min(c + per, n)) for c in range(0, n, per)]
+    # as few groups, of even sizes: not a last group of one column (which computes two)
+    k = -(-n // per)
+    bounds = [g * n // k for g in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def group_span(grid: WindowGrid, group: tuple[int, int]) -> tuple[int, int, list[int]]:

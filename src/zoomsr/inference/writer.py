@@ -99,11 +99,43 @@ class RawRaster:
         finally:
             os.close(fd)
 
-    def read_rows(self, row: int, count: int) -> np.ndarray:
-        with open(self.path, "rb") as f:
-            f.seek(row * self.row_bytes)
-            buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
-        return buf.reshape(count, self.width, self.bands)
+    def read_rows(self, row: int, count: int, cols: tuple[int, int] | None = None) -> np.ndarray:
+        """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``."""
+        c0, c1 = cols or (0, self.width)
+        if (c0, c1) == (0, self.width):
+            with open(self.path, "rb") as f:
+                f.seek(row * self.row_bytes)
+                buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
+            return buf.reshape(count, self.width, self.bands)
+        if not 0 <= c0 < c1 <= self.width:
+            raise ValueError(f"bad raw columns [{c0}, {c1}) of {self.width}")
+        out = np.empty((count, c1 - c0, self.bands), np.uint8)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i in range(count):
+                offset = ((row + i) * self.width + c0) * self.bands
+                view = memoryview(out[i].reshape(-1))
+                while view:
+                    n = os.preadv(fd, [view], offset)
+                    if n <= 0:
+                        raise OSError(f"{self.path}: short read at byte {offset}")
+                    view, offset = view[n:], offset + n
+        finally:
+            os.close(fd)
+        return out
+
+
+def column_chunks(width: int, ends: list[int]) -> list[tuple[int, int]]:
+    """The output columns ``[x0, x1)`` written after each column strip, ``width`` px wide in
+    all: strip ``k`` makes the columns up to ``ends[k]`` final (``ends`` ascending, the last
+    one ``width``), so its chunk runs up to the last block edge at or before that; the
+    block straddling the boundary goes with the next strip. One strip: ``[(0, width)]``."""
+    chunks, x0 = [], 0
+    for k, end in enumerate(ends):
+        x1 = width if k == len(ends) - 1 else max(x0, end // BLOCK * BLOCK)
+        chunks.append((x0, x1))
+        x0 = x1
+    return chunks
 
 
 def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
@@ -297,15 +329,20 @@ def write_geotiff(
     band_names: list[str],
     tags: dict[str, str] | Callable[[], dict[str, str]],
     cog: bool = False,
-    wait_rows: Callable[[int], None] | None = None,
+    chunks: list[tuple[int, int]] | None = None,
+    wait_rows: Callable[[int, int], None] | None = None,
 ) -> None:
     """Write ``raw`` (bands ``[*band_names, mask]``) as a tiled, compressed GeoTIFF, atomically.
 
     The last raw band is the data mask (255 valid, 0 nodata), written as the GDAL internal
     mask; masked pixels are 0 in every band. ``cog=True`` converts to a Cloud-Optimized GeoTIFF
-    (overviews, COG layout) before the rename. ``wait_rows(n)``, if given, is called before raw
-    rows below ``n`` are read (it blocks until they are final, or raises to abandon the file);
-    ``tags`` may be a callable, called once the pixels are written.
+    (overviews, COG layout) before the rename. ``chunks`` (:func:`column_chunks`; default: the
+    whole width) are written one after the other, each top to bottom in 256-row strips, so a
+    scene computed in column strips is written as each strip goes and no more than a chunk's
+    width is held. ``wait_rows(n, k)``, if given, is called before rows below ``n`` of chunk
+    ``k`` are read (it blocks until they are final, or raises to abandon the file); ``tags``
+    may be a callable, called once the pixels are written. The bytes depend only on the
+    pixels and the chunks.
     """
     count = raw.bands - 1
     if count != len(band_names):
@@ -330,17 +367,20 @@ def write_geotiff(
                 # other threads' reads fill the cache, so that the layout would depend on what
                 # else the process did. Closing writes the strip's mask blocks now: the bytes
                 # depend only on the pixels (the tile offsets are rewritten in place).
-                for row in range(0, raw.height, BLOCK):
-                    n = min(BLOCK, raw.height - row)
-                    if wait_rows is not None:
-                        wait_rows(row + n)
-                    block = raw.read_rows(row, n)
-                    mask = block[:, :, -1]
-                    data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
-                    window = Window(0, row, raw.width, n)
-                    with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
-                        dst.write(np.moveaxis(data, -1, 0), window=window)
-                        dst.write_mask(mask, window=window)
+                chunks = chunks or [(0, raw.width)]
+                for k, (x0, x1) in enumerate(chunks):
+                    for row in range(0, raw.height if x1 > x0 else 0, BLOCK):
+                        n = min(BLOCK, raw.height - row)
+                        if wait_rows is not None:
+                            wait_rows(row + n, k)
+                        block = raw.read_rows(row, n, (x0, x1))
+                        mask = block[:, :, -1]
+                        data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
+                        window = Window(x0, row, x1 - x0, n)
+                        with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
+                            dst.write(np.moveaxis(data, -1, 0), window=window)
+                            dst.write_mask(mask, window=window)
+                        del block, mask, data
                 with rasterio.open(target, "r+") as dst:
                     dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:
@@ -352,8 +392,8 @@ def write_geotiff(
                         BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
                         NUM_THREADS="ALL_CPUS",
                     )
-            if wait_rows is not None:
-                wait_rows(raw.height)  # a last chance to abandon the file before the rename
+            if wait_rows is not None:  # a last chance to abandon the file before the rename
+                wait_rows(raw.height, len(chunks) - 1)
         finally:
             if cog:
                 target.unlink(missing_ok=True)
@@ -366,17 +406,19 @@ class _Abandoned(Exception):
 class GeoTIFFStream:
     """Writes the output GeoTIFF in a thread while the rows are still being computed.
 
-    :meth:`rows_done` says how many raw rows are final; the thread compresses and writes each
-    256-row strip as soon as it is, so on a fast GPU the final GeoTIFF costs little after the
-    last row. :meth:`finish` supplies the tags and waits for the atomic rename; :meth:`abandon`
-    (an error, Ctrl-C) stops the thread and removes its temporary file. The bytes are those of
+    :meth:`rows_done` says how many raw rows of which chunk (``chunks``, as
+    :func:`write_geotiff` takes them) are final; the thread compresses and writes each 256-row
+    strip as soon as it is, so on a fast GPU the final GeoTIFF costs little after the last
+    row. :meth:`finish` supplies the tags and waits for the atomic rename; :meth:`abandon` (an
+    error, Ctrl-C) stops the thread and removes its temporary file. The bytes are those of
     :func:`write_geotiff`: the same calls, in the same order.
     """
 
     def __init__(self, raw: RawRaster, output: Path, **kwargs: Any) -> None:
         self.raw = raw
+        self._last = len(kwargs.get("chunks") or [None]) - 1  # index of the last chunk
         self._cond = threading.Condition()
-        self._ready = 0
+        self._ready = (0, 0)  # (chunk, rows): every earlier chunk is final, and these rows
         self._stop = False
         self._tags: dict[str, str] | None = None
         self._error: BaseException | None = None
@@ -396,9 +438,9 @@ class GeoTIFFStream:
         except BaseException as exc:  # handed to finish()
             self._error = exc
 
-    def _wait_rows(self, rows: int) -> None:
+    def _wait_rows(self, rows: int, chunk: int) -> None:
         with self._cond:
-            while not self._stop and self._ready < rows:
+            while not self._stop and self._ready < (chunk, rows):
                 self._cond.wait()
             if self._stop:
                 raise _Abandoned
@@ -411,19 +453,20 @@ class GeoTIFFStream:
                 raise _Abandoned
             return self._tags
 
-    def rows_done(self, rows: int) -> None:
-        """Raw rows ``[0, rows)`` are final. Raises the writer's error, if it had one (e.g. a
-        full disk), now rather than after the last row."""
+    def rows_done(self, rows: int, chunk: int = 0) -> None:
+        """Raw rows ``[0, rows)`` of ``chunk`` are final, and every earlier chunk is. Raises
+        the writer's error, if it had one (e.g. a full disk), now rather than after the last
+        row."""
         if self._error is not None:
             raise self._error
         with self._cond:
-            self._ready = max(self._ready, rows)
+            self._ready = max(self._ready, (chunk, rows))
             self._cond.notify_all()
 
     def finish(self, tags: dict[str, str]) -> None:
         """All rows are final: write the tags, wait for the file to be renamed into place."""
         with self._cond:
-            self._ready = self.raw.height
+            self._ready = (self._last, self.raw.height)
             self._tags = tags
             self._cond.notify_all()
         self._thread.join()
