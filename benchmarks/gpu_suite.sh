@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_suite.sh [OUT_DIR] [SECONDS]
 # 1. the GPU-only tests (CLIPScore fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU,
 #    bf16 training), 2. scene inference throughput (full ESRGAN, 8 images, bf16 autocast) with
-#    the GPU's utilisation sampled each second, 3. every thread of one inference run sampled
+#    the GPU's utilisation sampled each second, and the peak memory of scenes wider than one
+#    column strip (4096 and 8192 px), 3. every thread of one inference run sampled
 #    by py-spy (if installed), and a profile of one run (what the pipeline spends besides the
 #    model), 4. ESRGAN training throughput (paper config, 8 images,
 #    bf16-mixed), 5. CLIPScore throughput.
@@ -50,6 +51,21 @@ if step "inference throughput" 330; then
   kill "$dmon" 2>/dev/null
 fi
 
+# Scenes wider than --column-width (default 4096 LR px) are processed in column strips, so
+# their peak memory stops growing with the width: one run each of a 4096 px scene (one strip,
+# 1604 km2) and an 8192 px one (three strips, 6417 km2: 4x the area), default options. The
+# scenes are made first (one process per frame), outside the measured processes.
+if step "memory beyond --column-width (4096 and 8192 px, one run each)" 150; then
+  timeout "$limit" bash -c "
+    $py -c 'import sys; sys.path.insert(0, \"$here/benchmarks\"); import infer_throughput as t;
+from pathlib import Path; [t.scene(Path(\"$scenes\"), s, 8) for s in (4096, 8192)]' &&
+    for size in 4096 8192; do
+      $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size \$size \
+          --pipeline-batch 8 --scene-dir '$scenes' 2>&1 | tail -1
+    done" | tee "$out/infer_columns.txt"
+  rm -rf "$scenes"/scene4096x8 "$scenes"/scene8192x8  # 2 GB of disk
+fi
+
 # Every thread of one run of the larger scene (3 row threads, the writer's compression threads),
 # sampled by py-spy when it is installed (PYSPY, or py-spy on PATH), as raw stacks:
 # `python benchmarks/spy_summary.py OUT/infer_spy.txt` says where each thread's time went.
@@ -74,7 +90,7 @@ fi
 
 # Larger windows on the larger scene: 256 px windows with a 16 px overlap compute 12.8 % more
 # pixels than the scene holds (so ~89 % of the bare rate at most); 400 px windows 7.6 %, 512 px
-# windows 12.8 % again (the last one moves back onto the edge): so 512 shows the model's speed per
+# windows 12.8 % again (8 windows of 512 for 3856 px a side): so 512 shows the model's speed per
 # pixel on larger windows alone, 400 both effects (same pixels per model call as 8 x 256). Compare
 # with the throughput step's 3856 px run (its bare rate).
 if step "larger windows (fewer overlap pixels)" 60; then
@@ -92,7 +108,8 @@ step "where the pipeline time goes" 60 && timeout "$limit" $py \
 step "training throughput" 90 && timeout "$limit" $py "$here/benchmarks/train_throughput.py" \
     --mode gpu --steps 40 --warmup 10 2>&1 | tee "$out/train.txt"
 
-step "CLIPScore throughput" 45 && timeout "$limit" $py \
+# 45 s was too short on 2026-11-27 (killed with no output): the imports and the model build
+step "CLIPScore throughput" 90 && timeout "$limit" $py \
     "$here/benchmarks/clipscore_throughput.py" --device cuda --pairs 64 2>&1 \
     | tee "$out/clipscore.txt"
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

@@ -61,7 +61,7 @@ def _scene(scene_dir: Path, size: int, blocks: int) -> list[Path]:
 
 
 def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
-           blocks: int) -> dict:
+           blocks: int, column_width: int) -> dict:
     """One run on the meta device (in its own process: its peak RSS is its own)."""
     import threading
 
@@ -120,7 +120,7 @@ def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         opts = InferenceOptions(tiling=Tiling(256, 16), batch_size=batch, progress=False,
-                                threads=threads)
+                                threads=threads, column_width=column_width)
         start = time.perf_counter()
         run_inference(paths, Path(tmp) / "out.tif", model, opts)
         seconds = time.perf_counter() - start
@@ -139,13 +139,16 @@ def main() -> None:
                    help="GDAL's block cache as read_cache_bytes sizes it, or its minimum.")
     p.add_argument("--blocks", type=int, default=256,
                    help="Block side of the scenes' GeoTIFFs, px (the benchmark's: 256).")
+    p.add_argument("--column-width", type=int, default=4096,
+                   help="Column strips of about this many LR px (the pipeline's default: "
+                   "%(default)s; wider scenes are processed strip by strip).")
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR (default: a temporary folder).")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child is not None:
         print(json.dumps(_child(args._child, Path(args.scene_dir), args.threads, args.batch,
-                                args.cache, args.blocks)))
+                                args.cache, args.blocks, args.column_width)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         scene_dir = Path(args.scene_dir or tmp)
@@ -156,14 +159,16 @@ def main() -> None:
             for size in args.sizes:
                 cmd = [sys.executable, __file__, "--_child", str(size), "--scene-dir",
                        str(scene_dir), "--threads", str(args.threads), "--batch",
-                       str(args.batch), "--cache", args.cache, "--blocks", str(args.blocks)]
+                       str(args.batch), "--cache", args.cache, "--blocks", str(args.blocks),
+                       "--column-width", str(args.column_width)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     sys.stderr.write(out.stderr[-5000:])
                     raise SystemExit(f"run of {size} px failed (exit {out.returncode})")
                 runs[size].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"GPU path's host side on the meta device, {args.threads} row threads, "
-          f"{args.batch} windows per call, {args.blocks} px blocks, GDAL cache {args.cache}; "
+          f"{args.batch} windows per call, {args.blocks} px blocks, GDAL cache {args.cache}, "
+          f"column strips of {args.column_width} px; "
           f"medians of {args.repeats}")
     peaks = {}
     for size, rs in runs.items():

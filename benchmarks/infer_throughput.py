@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -98,8 +99,8 @@ def bare(args: argparse.Namespace) -> dict:
             "device": str(model.device), "config": model.config}
 
 
-def make_scene(folder: Path, size: int, images: int) -> list[Path]:
-    """``images`` uint8 TCI GeoTIFFs of ``size`` px on the zoom-17 lattice (EPSG:3857)."""
+def _frame(path: Path, size: int, seed: int) -> None:
+    """One uint8 TCI GeoTIFF of random values (1-255: 0 is nodata) on the zoom-17 lattice."""
     import rasterio
     from affine import Affine
 
@@ -108,17 +109,26 @@ def make_scene(folder: Path, size: int, images: int) -> list[Path]:
     t = tiles.Tile(20000, 50000)
     transform = Affine(tiles.LR_RESOLUTION, 0, t.bounds.left, 0, -tiles.LR_RESOLUTION,
                        t.bounds.top)
-    rng = np.random.default_rng(0)
-    paths = []
+    data = np.random.default_rng([0, seed]).integers(1, 256, size=(3, size, size),
+                                                     dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3,
+                       dtype="uint8", crs="EPSG:3857", transform=transform, nodata=0,
+                       tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
+        ds.write(data)
+
+
+def make_scene(folder: Path, size: int, images: int) -> list[Path]:
+    """``images`` uint8 TCI GeoTIFFs of ``size`` px on the zoom-17 lattice (EPSG:3857), one
+    process per frame (random data compresses slowly: 8 frames of 8192 px take ~25 s on one
+    core). Spawned, not forked: the caller may hold a CUDA context and threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(images):
-        data = rng.integers(1, 256, size=(3, size, size), dtype=np.uint8)
-        p = folder / f"frame{i:02d}_TCI.tif"
-        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=3,
-                           dtype="uint8", crs="EPSG:3857", transform=transform, nodata=0,
-                           tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
-            ds.write(data)
-        paths.append(p)
+    paths = [folder / f"frame{i:02d}_TCI.tif" for i in range(images)]
+    with ProcessPoolExecutor(max_workers=min(images, os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_frame, paths, [size] * images, range(images)))
     return paths
 
 
@@ -149,9 +159,10 @@ def pipeline(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        extra = {} if args.column_width is None else {"column_width": args.column_width}
         opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
                                 batch_size=args.pipeline_batch, progress=False,
-                                threads=args.threads)
+                                threads=args.threads, **extra)
         w = min(args.window, args.size)  # warm-up: kernel selection is not timed
         model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
         start = time.perf_counter()
@@ -159,16 +170,19 @@ def pipeline(args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - start
         size_mb = (Path(tmp) / "out.tif").stat().st_size / 1e6
     chunks = args.size * args.size / (32 * 32)
-    gpu_mb = None
+    gpu_mb = pinned_mb = None
     if model.device.type == "cuda":
         import torch
 
         gpu_mb = torch.cuda.max_memory_allocated(model.device) / 2**20
+        # pinned host memory (counted in the RSS): torch's pool, blocks rounded to powers of 2
+        with contextlib.suppress(AttributeError, RuntimeError):
+            pinned_mb = torch.cuda.host_memory_stats().get("allocated_bytes.peak", 0) / 2**20
     return {
-        "peak_gpu_mb": gpu_mb,
+        "peak_gpu_mb": gpu_mb, "peak_pinned_mb": pinned_mb,
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
-        "windows": result.windows, "output_mb": size_mb,
+        "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_setup_mb": rss_before / 1024,
     }
@@ -177,7 +191,7 @@ def pipeline(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
-                "pipeline_batch", "threads", "scene_dir", "read_cache"):
+                "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -210,6 +224,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")
     p.add_argument("--pipeline-batch", type=int, default=pipeline_batch,
                    help="Windows per model call.")
+    p.add_argument("--column-width", type=int, default=None,
+                   help="Column strips of about this many LR px (default: the pipeline's, "
+                   "4096; wider scenes are processed strip by strip).")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")
