@@ -141,3 +141,31 @@ def test_accumulators_stay_within_a_strip(tmp_path, tiny_model, monkeypatch):
     paths = write_frames(tmp_path / "in", n=2, size=(40, 200))
     run_inference(paths, tmp_path / "o.tif", tiny_model(2), _opts(column_width=48))
     assert len(widths) == 4 and max(widths) <= 56 * 4  # about 48 LR px, not 200
+
+
+def test_a_run_saved_with_another_window_layout_is_not_resumed(tmp_path, tiny_model,
+                                                               monkeypatch):
+    from zoomsr.errors import InputError
+    from zoomsr.inference import windows as placing
+
+    def stride_apart(size: int, window: int, stride: int) -> list[int]:
+        # the layout before 2026-11-27: one stride apart, the last window moved onto the edge
+        if size <= window:
+            return [0]
+        starts = list(range(0, size - window, stride))
+        return starts if starts[-1] == size - window else [*starts, size - window]
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    paths = write_frames(tmp_path / "in", n=3, size=(70, 200))
+    out = tmp_path / "o.tif"
+    with monkeypatch.context() as m:
+        m.setattr(placing, "window_starts", stride_apart)
+        with pytest.raises(KeyboardInterrupt):
+            run_inference(paths, out, tiny_model(2), _opts(column_width=48), on_row=stop)
+    # its carry does not fit the rows now (or, where it does, would mix two layouts)
+    with pytest.raises(InputError, match="window layout: another version of zoomsr placed the "
+                                         "windows or column strips otherwise"):
+        run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True))
+    run_inference(paths, out, tiny_model(2), _opts(column_width=48, overwrite=True))

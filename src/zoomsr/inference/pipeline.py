@@ -232,6 +232,10 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
         "seed": plan.seed,
         "save_lr": options.save_lr,
         "column_width": options.column_width,
+        # where the windows and strips lie: a run saved by a zoomsr that placed them otherwise
+        # must not be continued (its carry would not fit, or fit and mix two layouts)
+        "layout": {"ys": plan.windows.ys, "xs": plan.windows.xs,
+                   "strips": column_groups(plan.windows, options.column_width)},
     }
 
 

@@ -162,7 +162,7 @@ _SETTINGS = {
     "model": "model", "device": "--device",
     "autocast": "--precision", "batch_size": "--batch-size (windows per model call)",
     "uncertainty": "--uncertainty", "seed": "--seed", "save_lr": "--save-lr",
-    "column_width": "--column-width",
+    "column_width": "--column-width", "layout": "window layout",
 }
 
 
@@ -201,6 +201,12 @@ def _differences(before: str, now: str, width: int = 60) -> str:
         if key == "frames" and isinstance(a.get(key), list) and isinstance(b.get(key), list) \
                 and len(a[key]) != len(b[key]):  # whole lists, shortened, would say nothing
             parts.append(f"{_SETTINGS[key]}: was {len(a[key])} date(s), now {len(b[key])}")
+            continue
+        if key == "layout" and a.get(key) != b.get(key):
+            if a.get("tiling") == b.get("tiling") and a.get("grid") == b.get("grid") \
+                    and a.get("column_width") == b.get("column_width"):  # else those say it
+                parts.append(f"{_SETTINGS[key]}: another version of zoomsr placed the windows "
+                             "or column strips otherwise")
             continue
         if key == "tiling" and a.get(key) != b.get(key):
             def px(t: Any) -> str:
