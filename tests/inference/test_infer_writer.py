@@ -123,3 +123,19 @@ def test_raw_column_reads_go_on_after_short_reads(tmp_path, monkeypatch):
     assert np.array_equal(raw.read_rows(10, 40, (0, 300)), whole)
     with pytest.raises(ValueError, match="bad raw columns"):
         raw.read_rows(0, 1, (5, 301))
+
+
+def test_masked_bands_clear_every_masked_pixel():
+    """The writer's contiguous masking gives what ``np.where`` over the interleaved rows gave:
+    values where the mask is non-zero (any value: 1, 128, 255), 0 elsewhere; the mask 0/255."""
+    from zoomsr.inference.writer import _masked_bands
+
+    rng = np.random.default_rng(3)
+    for bands in (3, 4):
+        block = rng.integers(0, 256, (37, 53, bands + 1), dtype=np.uint8)
+        block[..., -1] = rng.choice(np.array([0, 1, 128, 255], np.uint8), (37, 53))
+        data, mask = _masked_bands(block)
+        expected = np.where(block[..., -1:] > 0, block[..., :-1], 0)
+        assert np.array_equal(data, np.moveaxis(expected, -1, 0))
+        assert np.array_equal(mask, np.where(block[..., -1] > 0, 255, 0))
+        assert data.flags.c_contiguous and mask.flags.c_contiguous

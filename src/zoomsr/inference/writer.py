@@ -326,6 +326,19 @@ def _compress_threads(count: int) -> str:
     return "ALL_CPUS" if count == 3 else "1"
 
 
+def _masked_bands(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[h, w, C + 1]`` uint8 rows (bands, then the mask) -> (bands ``[C, h, w]``, 0 where the
+    mask is, and the mask ``[h, w]``, 0 or 255), both contiguous, as GDAL takes them.
+
+    Masked in contiguous passes: ``np.where`` over the interleaved rows' strided views took
+    4x as long (43 vs 11 ms for 256 rows of 15424 px) and was most of the writer thread's
+    own time, which on a GPU runs at about the rate rows are made."""
+    mask = np.where(block[:, :, -1] > 0, np.uint8(255), np.uint8(0))
+    bands = np.ascontiguousarray(np.moveaxis(block[:, :, :-1], -1, 0))
+    np.minimum(bands, mask, out=bands)  # 255 keeps a value, 0 clears it
+    return bands, mask
+
+
 def write_geotiff(
     raw: RawRaster,
     output: Path,
@@ -380,13 +393,13 @@ def write_geotiff(
                         if wait_rows is not None:
                             wait_rows(row + n, k)
                         block = raw.read_rows(row, n, (x0, x1))
-                        mask = block[:, :, -1]
-                        data = np.where(mask[:, :, None] > 0, block[:, :, :-1], 0)
+                        bands, mask = _masked_bands(block)
+                        del block
                         window = Window(x0, row, x1 - x0, n)
                         with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
-                            dst.write(np.moveaxis(data, -1, 0), window=window)
+                            dst.write(bands, window=window)
                             dst.write_mask(mask, window=window)
-                        del block, mask, data
+                        del bands, mask
                 with rasterio.open(target, "r+") as dst:
                     dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:

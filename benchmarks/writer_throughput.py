@@ -1,0 +1,86 @@
+"""Throughput of the output GeoTIFF writer (``zoomsr.inference.writer.write_geotiff``).
+
+On a GPU, ``zoomsr infer`` compresses the output in one writer thread while rows are computed
+(the deflate itself on every core, through GDAL's ``NUM_THREADS``), and that thread ran at
+about the rate an H200 makes rows. This measures it alone, on this machine: a raw raster of
+``--width`` x ``--height`` output px (RGB + mask: a smooth ramp with noise, 10 % masked, as
+model output with nodata looks to the compressor) written ``--repeats`` times, medians::
+
+    python benchmarks/writer_throughput.py --width 15424 --height 2048 --repeats 5
+    python benchmarks/writer_throughput.py --no-compress   # the thread's own work alone
+
+Without compression what is left is the writer thread's own work (reading the raw rows,
+masking, the band-sequential copy GDAL takes, GDAL interleaving the tiles, the mask): that
+part does not spread over cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_raw(folder: Path, width: int, height: int):
+    """A raw RGB + mask raster of ``width`` x ``height`` px (row strips of 256)."""
+    from zoomsr.inference.writer import RawRaster
+
+    raw = RawRaster(folder / "sr.raw", width, height, 4)
+    raw.create()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, width, dtype=np.float32)
+    for row in range(0, height, 256):
+        n = min(256, height - row)
+        block = np.empty((n, width, 4), np.uint8)
+        block[..., :3] = ramp[None, :, None] + rng.integers(0, 30, (n, width, 3))
+        block[..., 3] = np.where(rng.random((n, width)) < 0.1, 0, 255)
+        raw.write_rows(row, block)
+    return raw
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--width", type=int, default=15424, help="Output px (a 3856 LR px scene).")
+    p.add_argument("--height", type=int, default=2048, help="Output px.")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-compress", action="store_true",
+                   help="Write uncompressed: the writer thread's own work alone.")
+    args = p.parse_args()
+
+    from affine import Affine
+
+    from zoomsr.inference import writer
+
+    if args.no_compress:
+        profile = writer._profile
+
+        def uncompressed(*a, **k):  # noqa: ANN002, ANN003
+            out = profile(*a, **k)
+            out.pop("predictor")
+            return out | {"compress": None}
+
+        writer._profile = uncompressed
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = make_raw(Path(tmp), args.width, args.height)
+        times = []
+        for i in range(args.repeats):
+            out = Path(tmp) / f"out{i}.tif"
+            start = time.perf_counter()
+            writer.write_geotiff(raw, out, crs="EPSG:3857",
+                                 transform=Affine(0.6, 0, 0, 0, -0.6, 0),
+                                 band_names=["red", "green", "blue"], tags={})
+            times.append(time.perf_counter() - start)
+            out.unlink()
+    mb = args.width * args.height * 3 / 1e6
+    med = statistics.median(times)
+    print(f"{args.width} x {args.height} px ({mb:.0f} MB of RGB), "
+          f"{'uncompressed' if args.no_compress else 'deflate'}: median {med:.3f} s "
+          f"(runs {', '.join(f'{t:.3f}' for t in times)}), {mb / med:.0f} MB/s")
+
+
+if __name__ == "__main__":
+    main()
