@@ -223,6 +223,37 @@ def test_row_threads_write_their_own_rows(scene, tiny_model, tmp_path, monkeypat
     assert out.read_bytes() == clean.read_bytes()
 
 
+def test_one_rows_output_on_the_host_at_a_time(scene, tiny_model, tmp_path, monkeypatch):
+    """Row threads bring their finished rows back and write them one at a time (each row's
+    transfer is most of the host memory that grows with the width), with the same bytes."""
+    import time
+
+    from zoomsr.inference import assemble
+
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(scene, clean, model, _opts(threads=1))
+    inside, most, lock = [0], [0], threading.Lock()
+    finish = assemble.RowChain.finish
+
+    def counted(self, res, with_lr):  # noqa: ANN001
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)  # long enough for the other threads' rows to arrive meanwhile
+        try:
+            return finish(self, res, with_lr)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(assemble.RowChain, "finish", counted)
+    out = tmp_path / "run.tif"
+    run_inference(scene, out, _AsIfOnGPU(model), _opts(threads=3))
+    assert most[0] == 1
+    assert out.read_bytes() == clean.read_bytes()
+
+
 def test_threaded_rows_read_with_the_scene_cache_and_leave_gdals_cache_as_found(
         scene, tiny_model, tmp_path, monkeypatch):
     """Each row thread's reader used to enter its own ``rasterio.Env(GDAL_CACHEMAX=64)``:
