@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from infer_helpers import read, write_frames
@@ -9,7 +11,7 @@ from test_infer_threads import _AsIfOnGPU
 
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
 from zoomsr.inference.windows import WindowGrid, column_groups, group_span
-from zoomsr.inference.writer import column_chunks
+from zoomsr.inference.writer import column_chunks, partial_dir
 
 
 def _opts(**kw) -> InferenceOptions:
@@ -164,8 +166,28 @@ def test_a_run_saved_with_another_window_layout_is_not_resumed(tmp_path, tiny_mo
         m.setattr(placing, "window_starts", stride_apart)
         with pytest.raises(KeyboardInterrupt):
             run_inference(paths, out, tiny_model(2), _opts(column_width=48), on_row=stop)
-    # its carry does not fit the rows now (or, where it does, would mix two layouts)
-    with pytest.raises(InputError, match="window layout: another version of zoomsr placed the "
-                                         "windows or column strips otherwise"):
+    # its carry does not fit the rows now (or, where it does, would mix two layouts); the same
+    # inputs and options cannot continue it, so only --overwrite is offered
+    with pytest.raises(InputError, match=r"was saved by another version of zoomsr \(window "
+                       r"layout: another version of zoomsr placed the windows or column strips "
+                       r"otherwise\); it cannot be continued: pass --overwrite") as err:
         run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True))
+    assert "give the inputs" not in str(err.value)
+    # saved before the layout was recorded
+    state = np.load(partial_dir(out) / "state.npz")
+    arrays = {k: state[k] for k in state.files}
+    meta = json.loads(str(arrays["meta"]))
+    fingerprint = json.loads(meta["fingerprint"])
+    del fingerprint["layout"]
+    meta["fingerprint"] = json.dumps(fingerprint, sort_keys=True)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(partial_dir(out) / "state.npz", **arrays)
+    with pytest.raises(InputError, match=r"window layout: not recorded by the older zoomsr that "
+                                         r"saved it\); it cannot be continued"):
+        run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True))
+    # with another option changed too: both named, and still no way on but --overwrite
+    with pytest.raises(InputError, match=r"window layout: not recorded by the older zoomsr "
+                                         r"that saved it; --seed: was 0, now 1\); it cannot be "
+                                         r"continued"):
+        run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True, seed=1))
     run_inference(paths, out, tiny_model(2), _opts(column_width=48, overwrite=True))

@@ -234,20 +234,20 @@ def test_one_rows_output_on_the_host_at_a_time(scene, tiny_model, tmp_path, monk
     clean = tmp_path / "clean.tif"
     run_inference(scene, clean, model, _opts(threads=1))
     inside, most, lock = [0], [0], threading.Lock()
-    finish = assemble.RowChain.finish
+    bring_back = assemble.RowChain.bring_back
 
-    def counted(self, res, with_lr):  # noqa: ANN001
+    def counted(row):  # noqa: ANN001
         with lock:
             inside[0] += 1
             most[0] = max(most[0], inside[0])
         time.sleep(0.05)  # long enough for the other threads' rows to arrive meanwhile
         try:
-            return finish(self, res, with_lr)
+            return bring_back(row)
         finally:
             with lock:
                 inside[0] -= 1
 
-    monkeypatch.setattr(assemble.RowChain, "finish", counted)
+    monkeypatch.setattr(assemble.RowChain, "bring_back", staticmethod(counted))
     out = tmp_path / "run.tif"
     run_inference(scene, out, _AsIfOnGPU(model), _opts(threads=3))
     assert most[0] == 1

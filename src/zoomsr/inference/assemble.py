@@ -182,14 +182,24 @@ class RowChain(Carry):
                ) -> tuple[np.ndarray, np.ndarray | None, int, np.ndarray, np.ndarray]:
         """Row ``res``, once linked: (uint8 output rows ``[n*s, W, C + 1]`` from its top, LR
         mosaic rows ``[n, W_lr, 4]`` or None, windows with too few frames, carried sums and
-        weights), on the host, from one transfer."""
+        weights), on the host, from one transfer: :meth:`bring_back` of :meth:`finished`."""
+        return self.bring_back(self.finished(res, with_lr))
+
+    def finished(self, res, with_lr: bool) -> tuple:  # noqa: ANN001
+        """What :meth:`finish` returns, where the row was blended (on a GPU: kernels queued,
+        nothing waited for)."""
         s, win = self.scale, self.windows
         n = final_rows(win, res.row)
         block = finish(res.sums[:, : n * s], res.weights[: n * s], res.valid[:n], s)
         lr = with_mask(res.mosaic[:n], res.valid[:n]) if with_lr else None
-        block, lr, few, sums, weights = to_host(block, lr, res.few_frames,
-                                                res.sums[:, n * s :], res.weights[n * s :])
-        return block, lr if with_lr else None, int(few), sums, weights
+        return block, lr, res.few_frames, res.sums[:, n * s :], res.weights[n * s :]
+
+    @staticmethod
+    def bring_back(row: tuple
+                   ) -> tuple[np.ndarray, np.ndarray | None, int, np.ndarray, np.ndarray]:
+        """:meth:`finished`'s arrays on the host, in one transfer."""
+        block, lr, few, sums, weights = to_host(*row)
+        return block, lr if row[1] is not None else None, int(few), sums, weights
 
 
 def _copy(x: Array) -> Array:

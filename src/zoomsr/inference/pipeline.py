@@ -452,11 +452,14 @@ def run_scene(
         col = group_span(windows, p.columns or (0, len(windows.xs)))[0]
 
         def run(res: RowResult) -> DoneRow:
-            # One row's output on the host at a time: the transfers of the rows in flight
-            # were the width-proportional part of a GPU run's host memory (memray, 3856 px:
-            # 215 of 444 MB). The transfer waits for the GPU's queue whichever thread makes it.
+            # Finished where it was blended (on a GPU: queued now, behind this row's own model
+            # calls, not behind rows queued while it waits), then one row's output on the
+            # host at a time: the transfers of the rows in flight were the width-proportional
+            # part of a GPU run's host memory (memray, 3856 px: 215 of 444 MB).
+            row = chain.finished(res, with_lr=lr is not None)
             with one_on_host:
-                block, lr_rows, few, sums, weights = chain.finish(res, with_lr=lr is not None)
+                block, lr_rows, few, sums, weights = chain.bring_back(row)
+                del row
                 hr.write_block(windows.ys[res.row] * s, col * s, block)
                 if lr is not None:
                     lr.write_block(windows.ys[res.row], col, lr_rows)

@@ -165,6 +165,10 @@ _SETTINGS = {
     "column_width": "--column-width", "layout": "window layout",
 }
 
+#: The settings the window layout follows from: with these equal, a layout that differs was
+#: placed by another version of zoomsr.
+_LAYOUT_FROM = ("tiling", "grid", "column_width")
+
 
 def _differences(before: str, now: str, width: int = 60) -> str:
     """Which settings of two run fingerprints (JSON) differ, in the user's terms: for each
@@ -203,10 +207,10 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             parts.append(f"{_SETTINGS[key]}: was {len(a[key])} date(s), now {len(b[key])}")
             continue
         if key == "layout" and a.get(key) != b.get(key):
-            if a.get("tiling") == b.get("tiling") and a.get("grid") == b.get("grid") \
-                    and a.get("column_width") == b.get("column_width"):  # else those say it
-                parts.append(f"{_SETTINGS[key]}: another version of zoomsr placed the windows "
-                             "or column strips otherwise")
+            if all(a.get(k) == b.get(k) for k in _LAYOUT_FROM):  # else those say it
+                parts.append(f"{_SETTINGS[key]}: " + (
+                    "not recorded by the older zoomsr that saved it" if key not in a else
+                    "another version of zoomsr placed the windows or column strips otherwise"))
             continue
         if key == "tiling" and a.get(key) != b.get(key):
             def px(t: Any) -> str:
@@ -222,6 +226,17 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             parts.append(f"{label}{f' ({detail})' if detail else ''}: was {short(x)}, "
                          f"now {short(y)}")
     return "; ".join(parts) or "its record differs"
+
+
+def _layout_differs(before: str, now: str) -> bool:
+    """Whether two run fingerprints (JSON) of the same tiling, grid and column width place the
+    windows otherwise (a run saved by another zoomsr): no inputs or options continue it."""
+    try:
+        a, b = json.loads(before), json.loads(now)
+    except (TypeError, ValueError):
+        return False
+    return (isinstance(a, dict) and isinstance(b, dict) and a.get("layout") != b.get("layout")
+            and all(a.get(k) == b.get(k) for k in _LAYOUT_FROM))
 
 
 class PartialRun:
@@ -246,9 +261,15 @@ class PartialRun:
         if resume and state_path.is_file():
             state = self.load()
             if state["fingerprint"] != self.fingerprint:
+                why = _differences(state["fingerprint"], self.fingerprint)
+                if _layout_differs(state["fingerprint"], self.fingerprint):
+                    raise InputError(
+                        f"{self.output}: the interrupted run (in {self.dir.name}) was saved by "
+                        f"another version of zoomsr ({why}); it cannot be continued: pass "
+                        "--overwrite instead of --resume to start again")
                 raise InputError(
                     f"{self.output}: the interrupted run (in {self.dir.name}) used other "
-                    f"inputs or settings ({_differences(state['fingerprint'], self.fingerprint)}"
+                    f"inputs or settings ({why}"
                     "); to continue it, give the inputs and options it had with --resume; or "
                     "pass --overwrite instead of --resume to start again"
                 )
