@@ -4,7 +4,8 @@ Measures, on this machine, in one run:
 
 1. the bare model forward throughput: batches of 32 x 32 LR chunks of ``T`` images through
    RRDBNet (ESRGAN; full size by default: 64 features, 23 blocks, growth 32, 8 images), in
-   chunks per second;
+   chunks per second, with inputs and outputs in the model device's memory, at each
+   ``--batch`` size given (the best is the reference);
 2. the pipeline's throughput on a generated georeferenced scene of ``--size`` LR pixels a side
    (T uint8 TCI GeoTIFFs on the training grid): discovery, windowed reads, frame choice, model,
    blending, the raw rows and the final tiled, compressed GeoTIFF, all included; expressed in
@@ -80,22 +81,29 @@ def _zero_cost_model(args: argparse.Namespace):
 
 
 def bare(args: argparse.Namespace) -> dict:
-    """Chunks/s of the model alone on ``[batch, T, 3, 32, 32]`` inputs already in memory."""
+    """Chunks/s of the model alone on ``[batch, T, 3, 32, 32]`` inputs already on its device,
+    outputs left there (``InferenceModel.forward_device``; waited for once, at the end), for
+    each ``--batch`` size: the best is the reference. Before 2026-11-27 each batch came from
+    and went back to host memory (copies and a wait per batch): a weaker, noisier reference."""
     import torch
 
     model = _model(args)
-    x = np.random.default_rng(0).random((args.batch, args.images, 3, 32, 32), dtype=np.float32)
-    model.forward(x)  # warm-up (kernel selection, allocations)
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    n, start = 0, time.perf_counter()
-    while n < args.min_batches or time.perf_counter() - start < args.seconds:
-        model.forward(x)
-        n += 1
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    return {"chunks_per_s": n * args.batch / elapsed, "batches": n, "seconds": elapsed,
+    rates = {}
+    for batch in args.batch:
+        x = np.random.default_rng(0).random((batch, args.images, 3, 32, 32), dtype=np.float32)
+        x = torch.as_tensor(x).to(model.device)
+        model.forward_device(x)  # warm-up (kernel selection, allocations)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        n, start = 0, time.perf_counter()
+        while n < args.min_batches or time.perf_counter() - start < args.seconds:
+            model.forward_device(x)
+            n += 1
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[batch] = n * batch / (time.perf_counter() - start)
+    best = max(rates, key=rates.get)
+    return {"chunks_per_s": rates[best], "batch": best, "by_batch": rates,
             "device": str(model.device), "config": model.config}
 
 
@@ -237,7 +245,9 @@ def main() -> None:
     add_model_options(p)
     add_pipeline_options(p, size=512, pipeline_batch=4,
                          size_help="Scene side, LR px (the 4x scene: 2x).")
-    p.add_argument("--batch", type=int, default=16, help="Chunks per bare forward.")
+    p.add_argument("--batch", type=int, nargs="+", default=[16],
+                   help="Chunks per bare forward; with several sizes, the best rate is the "
+                   "reference.")
     p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
     p.add_argument("--min-batches", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1, help="Whole measurements; medians shown.")
@@ -280,7 +290,8 @@ def _measure(args: argparse.Namespace) -> list[dict]:
         rate = (before["chunks_per_s"] + after["chunks_per_s"]) / 2
         runs.append({
             "bare": {**before, "chunks_per_s": rate,
-                     "before_after": [before["chunks_per_s"], after["chunks_per_s"]]},
+                     "before_after": [before["chunks_per_s"], after["chunks_per_s"]],
+                     "by_batch_after": after["by_batch"]},
             "pipeline": small, "pipeline_4x": large,
             "pipeline_vs_bare": small["chunks_per_s"] / rate,
             "pipeline_4x_vs_bare": large["chunks_per_s"] / rate,
@@ -307,7 +318,9 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
     name = "zero-cost (nearest x4, no model)" if args.zero_cost else f"rrdbnet {cfg}"
     print(f"model {name} on {b['device']}; {len(runs)} run(s), medians")
     print(f"bare forward      {med(r['bare']['chunks_per_s'] for r in runs):8.2f} chunks/s "
-          f"(32x32, batch {args.batch}; mean of before and after the pipeline runs)")
+          f"(32x32, on the device, best of batch {'/'.join(map(str, args.batch))}: "
+          f"{'/'.join(str(r['bare']['batch']) for r in runs)}; mean of before and after the "
+          "pipeline runs)")
     for label, key in (("pipeline", "pipeline"), ("pipeline 4x", "pipeline_4x")):
         r = runs[0][key]
         print(f"{label:<17} {med(x[key]['chunks_per_s'] for x in runs):8.2f} chunks/s  "
