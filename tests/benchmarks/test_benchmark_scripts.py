@@ -1,0 +1,46 @@
+"""The benchmark scripts the GPU suite runs still run (tiny sizes, on the CPU): a broken
+script found on a GPU machine costs its scarce time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+TINY = "num_feat=8,num_block=1,num_grow_ch=4"
+
+
+def _run(*args: str, timeout: int = 300) -> str:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                         timeout=timeout, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_infer_throughput_reports_bare_and_pipeline(tmp_path):
+    save = tmp_path / "r.json"
+    text = _run(str(BENCH / "infer_throughput.py"), "--device", "cpu", "--config", TINY,
+                "--size", "136", "--window", "64", "--overlap", "8", "--batch", "4", "8",
+                "--pipeline-batch", "2", "--seconds", "0.2", "--ceiling", "--column-width",
+                "100", "--scene-dir", str(tmp_path / "scenes"), "--save", str(save))
+    assert "pipeline / bare" in text and "zero-cost model" in text
+    run = json.loads(save.read_text())["runs"][0]
+    assert set(run["bare"]["by_batch"]) == {"4", "8"}
+    assert run["pipeline_4x"]["column_width"] == 100 and run["pipeline"]["windows"] > 0
+
+
+def test_writer_and_host_memory_benchmarks_run(tmp_path):
+    assert "MB/s" in _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height",
+                          "300", "--repeats", "1", "--no-compress")
+    text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
+                "1", "--column-width", "300", "--scene-dir", str(tmp_path))
+    assert "peak RSS 556 / 300 px" in text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_gpu_suite_parses():
+    subprocess.run(["bash", "-n", str(BENCH / "gpu_suite.sh")], check=True)
