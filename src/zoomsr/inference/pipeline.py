@@ -212,7 +212,8 @@ def super_resolve_array(
     return out, mask
 
 
-def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions) -> dict:
+def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions,
+                 groups: list[tuple[int, int]]) -> dict:
     files = []
     for f in plan.reader.frames:
         for p in f.files:
@@ -235,8 +236,7 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
         "column_width": options.column_width,
         # where the windows and strips lie: a run saved by a zoomsr that placed them otherwise
         # must not be continued (its carry would not fit, or fit and mix two layouts)
-        "layout": {"ys": plan.windows.ys, "xs": plan.windows.xs,
-                   "strips": column_groups(plan.windows, options.column_width)},
+        "layout": {"ys": plan.windows.ys, "xs": plan.windows.xs, "strips": groups},
     }
 
 
@@ -436,11 +436,11 @@ def run_scene(
                      options.uncertainty, options.seed)
     s = model.scale
     k = options.uncertainty
-    run = PartialRun(out, _fingerprint(plan, model, options))
+    groups = column_groups(windows, options.column_width)
+    run = PartialRun(out, _fingerprint(plan, model, options, groups))
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
     rasters = [hr] + ([lr] if lr is not None else [])
-    groups = column_groups(windows, options.column_width)
 
     def prepare(res: RowResult) -> ReadyRow:
         return prepare_row(res, windows, s, with_lr=lr is not None)

@@ -58,6 +58,17 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+def _pread_all(fd: int, out: np.ndarray, offset: int, name: Path) -> None:
+    """Fill contiguous ``out`` with the bytes at ``offset`` of ``fd`` (file ``name``), looping
+    over short reads: :func:`_pwrite_all`'s twin."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    while view:
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise OSError(f"{name}: short read at byte {offset}")
+        view, offset = view[n:], offset + n
+
+
 @dataclass
 class RawRaster:
     """A ``height`` x ``width`` x ``bands`` uint8 raster stored row-major in a flat file."""
@@ -113,13 +124,7 @@ class RawRaster:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for i in range(count):
-                offset = ((row + i) * self.width + c0) * self.bands
-                view = memoryview(out[i].reshape(-1))
-                while view:
-                    n = os.preadv(fd, [view], offset)
-                    if n <= 0:
-                        raise OSError(f"{self.path}: short read at byte {offset}")
-                    view, offset = view[n:], offset + n
+                _pread_all(fd, out[i], ((row + i) * self.width + c0) * self.bands, self.path)
         finally:
             os.close(fd)
         return out
@@ -207,7 +212,7 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             parts.append(f"{_SETTINGS[key]}: was {len(a[key])} date(s), now {len(b[key])}")
             continue
         if key == "layout" and a.get(key) != b.get(key):
-            if all(a.get(k) == b.get(k) for k in _LAYOUT_FROM):  # else those say it
+            if _placed_otherwise(a, b):  # else the tiling, grid or column width says it
                 parts.append(f"{_SETTINGS[key]}: " + (
                     "not recorded by the older zoomsr that saved it" if key not in a else
                     "another version of zoomsr placed the windows or column strips otherwise"))
@@ -228,15 +233,20 @@ def _differences(before: str, now: str, width: int = 60) -> str:
     return "; ".join(parts) or "its record differs"
 
 
-def _layout_differs(before: str, now: str) -> bool:
-    """Whether two run fingerprints (JSON) of the same tiling, grid and column width place the
+def _placed_otherwise(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two run fingerprints of the same tiling, grid and column width place the
     windows otherwise (a run saved by another zoomsr): no inputs or options continue it."""
+    return a.get("layout") != b.get("layout") and all(a.get(k) == b.get(k)
+                                                      for k in _LAYOUT_FROM)
+
+
+def _layout_differs(before: str, now: str) -> bool:
+    """:func:`_placed_otherwise` of two fingerprints as saved (JSON)."""
     try:
         a, b = json.loads(before), json.loads(now)
     except (TypeError, ValueError):
         return False
-    return (isinstance(a, dict) and isinstance(b, dict) and a.get("layout") != b.get("layout")
-            and all(a.get(k) == b.get(k) for k in _LAYOUT_FROM))
+    return isinstance(a, dict) and isinstance(b, dict) and _placed_otherwise(a, b)
 
 
 class PartialRun:
