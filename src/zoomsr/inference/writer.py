@@ -361,9 +361,9 @@ def _masked_bands(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``[h, w, C + 1]`` uint8 rows (bands, then the mask) -> (bands ``[C, h, w]``, 0 where the
     mask is, and the mask ``[h, w]``, 0 or 255), both contiguous, as GDAL takes them.
 
-    Masked in contiguous passes: ``np.where`` over the interleaved rows' strided views took
-    4x as long (43 vs 11 ms for 256 rows of 15424 px) and was most of the writer thread's
-    own time, which on a GPU runs at about the rate rows are made."""
+    Masked in contiguous passes: with ``np.where`` over the interleaved rows' strided views,
+    the writer thread's own work took twice as long (``benchmarks/writer_throughput.py
+    --no-compress``), and on a GPU that thread runs at about the rate rows are made."""
     mask = np.where(block[:, :, -1] > 0, np.uint8(255), np.uint8(0))
     bands = np.ascontiguousarray(np.moveaxis(block[:, :, :-1], -1, 0))
     np.minimum(bands, mask, out=bands)  # 255 keeps a value, 0 clears it
