@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU check and GPU figure of zoomsr in one run (about 6 minutes on one H100/H200):
+# Every GPU check and GPU figure of zoomsr in one run (about 8 minutes on one H100/H200):
 #   bash benchmarks/gpu_suite.sh [OUT_DIR] [SECONDS]
 # 1. the GPU-only tests (CLIPScore fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU,
 #    bf16 training), 2. scene inference throughput (full ESRGAN, 8 images, bf16 autocast) with
-#    the GPU's utilisation sampled each second, and the peak memory of scenes wider than one
-#    column strip (4096 and 8192 px), 3. every thread of one inference run sampled
-#    by py-spy (if installed), and a profile of one run (what the pipeline spends besides the
-#    model), 4. ESRGAN training throughput (paper config, 8 images,
-#    bf16-mixed), 5. CLIPScore throughput.
+#    the GPU's utilisation sampled each second, what the row threads' turns for the host cost
+#    in speed, and the peak memory of scenes wider than one column strip (4096 and 8192 px),
+#    3. every thread of one inference run sampled by py-spy (if installed), 4. ESRGAN training
+#    throughput (paper config, 8 images, bf16-mixed), 5. CLIPScore throughput, 6. diagnostics
+#    measured before (freed blocks handed back, larger windows, a profile of one run).
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -53,6 +53,31 @@ if step "inference throughput" 330; then
   kill "$dmon" 2>/dev/null
 fi
 
+# The row threads bring their output to the host one at a time (pipeline.ONE_ROW_ON_HOST: the
+# part of the host memory that grew with the width). A thread's transfer then also waits for
+# the model calls others queued meanwhile. What that costs: the 3856 px scene with and without
+# the turns, alternating, 3 runs each (compare the medians; the main step's bare rate is the
+# reference).
+if step "rows' turns for the host: with / without (3856 px, 3 runs each)" 150; then
+  timeout "$limit" bash -c "
+    for i in 1 2 3; do
+      for turns in '' --no-turns; do
+        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+            --pipeline-batch 8 --scene-dir '$scenes' \$turns 2>&1 | tail -1
+      done
+    done" | tee "$out/infer_turns.txt"
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+for turns in (True, False):
+    r = [x for x in runs if x["turns"] is turns]
+    if r:
+        rate = statistics.median(x["km2_per_s"] for x in r)
+        rss = statistics.median(x["peak_rss_mb"] for x in r)
+        print(f"turns={turns}: {len(r)} runs, median {rate:.1f} km2/s, peak RSS {rss:.0f} MB")
+' "$out/infer_turns.txt" 2>&1 | tee -a "$out/infer_turns.txt"
+fi
+
 # Scenes wider than --column-width (default 4096 LR px) are processed in column strips, so
 # their peak memory stops growing with the width: one run each of a 4096 px scene (one strip,
 # 1604 km2) and an 8192 px one (three strips, 6417 km2: 4x the area), default options. The
@@ -79,6 +104,15 @@ if [[ -n "$spy" ]] && step "every thread of one pipeline run (py-spy)" 60; then
   $py "$here/benchmarks/spy_summary.py" "$out/infer_spy.txt" 2>&1 | tee "$out/infer_spy_summary.txt"
 fi
 
+step "training throughput" 90 && timeout "$limit" $py "$here/benchmarks/train_throughput.py" \
+    --mode gpu --steps 40 --warmup 10 2>&1 | tee "$out/train.txt"
+
+# 45 s was too short on 2026-11-27 (killed with no output): the imports and the model build
+step "CLIPScore throughput" 90 && timeout "$limit" $py \
+    "$here/benchmarks/clipscore_throughput.py" --device cuda --pairs 64 2>&1 \
+    | tee "$out/clipscore.txt"
+
+# Diagnostics whose conclusions are in the docs already (run when time is left).
 # Peak host memory of the two scenes with glibc handing large freed blocks back at once: if the
 # 4x / 1x ratio drops well below the throughput step's, freed temporaries kept in the threads'
 # heaps are part of the growth.
@@ -107,11 +141,4 @@ step "where the pipeline time goes" 60 && timeout "$limit" $py \
     "$here/benchmarks/infer_profile.py" --device cuda --size 976 --threads 1 2>&1 \
     | tee "$out/infer_profile.txt"
 
-step "training throughput" 90 && timeout "$limit" $py "$here/benchmarks/train_throughput.py" \
-    --mode gpu --steps 40 --warmup 10 2>&1 | tee "$out/train.txt"
-
-# 45 s was too short on 2026-11-27 (killed with no output): the imports and the model build
-step "CLIPScore throughput" 90 && timeout "$limit" $py \
-    "$here/benchmarks/clipscore_throughput.py" --device cuda --pairs 64 2>&1 \
-    | tee "$out/clipscore.txt"
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

@@ -31,16 +31,14 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
 
-    from zoomsr.inference import InferenceOptions, Tiling, run_inference
+    from zoomsr.inference import run_inference
 
     model = infer_throughput._model(args)
     with tempfile.TemporaryDirectory() as tmp:
         paths = infer_throughput.make_scene(Path(tmp) / "in", args.size, args.images)
         w = min(args.window, args.size)
         model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
-        opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
-                                batch_size=args.pipeline_batch, progress=False,
-                                threads=args.threads)
+        opts = infer_throughput.options(args)
         prof = cProfile.Profile()
         start = time.perf_counter()
         prof.enable()

@@ -151,12 +151,25 @@ def scene(folder: Path, size: int, images: int) -> list[Path]:
     return sorted(done.glob("frame*_TCI.tif"))
 
 
+def options(args: argparse.Namespace):
+    """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
+    ``--no-turns``, the pipeline's turns for the host turned off in this process)."""
+    from zoomsr.inference import InferenceOptions, Tiling
+    from zoomsr.inference import pipeline as scene_pipeline
+
+    scene_pipeline.ONE_ROW_ON_HOST = not args.no_turns
+    extra = {} if args.column_width is None else {"column_width": args.column_width}
+    return InferenceOptions(tiling=Tiling(args.window, args.overlap),
+                            batch_size=args.pipeline_batch, progress=False,
+                            threads=args.threads, **extra)
+
+
 def pipeline(args: argparse.Namespace) -> dict:
     """One pipeline run (called in a subprocess so its peak memory is its own).
 
     The scene comes from ``--scene-dir`` (made there once by the parent, so neither the
     time nor the memory of making it counts)."""
-    from zoomsr.inference import InferenceOptions, Tiling, run_inference
+    from zoomsr.inference import run_inference
 
     if args.read_cache == "min":  # GDAL's block cache at its minimum: what the sized one buys
         from zoomsr.inference import pipeline as scene_pipeline
@@ -167,10 +180,7 @@ def pipeline(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        extra = {} if args.column_width is None else {"column_width": args.column_width}
-        opts = InferenceOptions(tiling=Tiling(args.window, args.overlap),
-                                batch_size=args.pipeline_batch, progress=False,
-                                threads=args.threads, **extra)
+        opts = options(args)
         w = min(args.window, args.size)  # warm-up: kernel selection is not timed
         model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
         start = time.perf_counter()
@@ -191,6 +201,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
+        "turns": not args.no_turns,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_setup_mb": rss_before / 1024,
     }
@@ -205,6 +216,8 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
             cmd += [f"--{key.replace('_', '-')}", str(value)]
     if zero_cost or args.zero_cost:
         cmd.append("--zero-cost")
+    if args.no_turns:
+        cmd.append("--no-turns")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:  # show why (with PYTHONFAULTHANDLER=1, a crash's Python stacks)
         sys.stderr.write(out.stderr[-20000:])
@@ -235,6 +248,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--column-width", type=int, default=None,
                    help="Column strips of about this many LR px (default: the pipeline's, "
                    "4096; wider scenes are processed strip by strip).")
+    p.add_argument("--no-turns", action="store_true",
+                   help="Row threads bring their output to the host whenever it is ready, "
+                   "not one at a time (pipeline.ONE_ROW_ON_HOST): what the turns cost.")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")

@@ -31,6 +31,16 @@ def test_infer_throughput_reports_bare_and_pipeline(tmp_path):
     run = json.loads(save.read_text())["runs"][0]
     assert set(run["bare"]["by_batch"]) == {"4", "8"}
     assert run["pipeline_4x"]["column_width"] == 100 and run["pipeline"]["windows"] > 0
+    assert run["pipeline"]["turns"] is True
+
+
+def test_infer_throughput_child_without_turns(tmp_path):
+    """The GPU suite's comparison of the rows' turns for the host: one run without them."""
+    text = _run(str(BENCH / "infer_throughput.py"), "--_child", "--device", "cpu", "--config",
+                TINY, "--size", "136", "--window", "64", "--overlap", "8", "--threads", "3",
+                "--pipeline-batch", "2", "--no-turns", "--scene-dir", str(tmp_path))
+    run = json.loads(text.strip().splitlines()[-1])
+    assert run["turns"] is False and run["windows"] > 0
 
 
 def test_writer_and_host_memory_benchmarks_run(tmp_path):

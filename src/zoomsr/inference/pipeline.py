@@ -21,6 +21,7 @@ Model calls are serialised, so the model's memory is needed once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -83,6 +84,13 @@ from zoomsr.io.folders import require_writable_folder
 from zoomsr.stopping import interrupts_held
 
 RowCallback = Callable[[int, int], None]
+
+
+#: Row threads bring their rows' output to the host one at a time (memory: a GPU run's host
+#: side held each thread's row, the part of its memory that grew with the width). What the
+#: turns cost in speed on a GPU is measured by turning this off:
+#: ``benchmarks/infer_throughput.py --no-turns``.
+ONE_ROW_ON_HOST = True
 
 
 @dataclass
@@ -241,10 +249,8 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
 
 
 def _progress(total: int, done: int, enabled: bool):
-    from contextlib import nullcontext
-
     if not enabled:
-        return nullcontext(None)
+        return contextlib.nullcontext(None)
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -470,7 +476,7 @@ def run_scene(
 
         return run
 
-    one_on_host = threading.Lock()
+    one_on_host: Any = threading.Lock() if ONE_ROW_ON_HOST else contextlib.nullcontext()
 
     threads = 1  # rows read at once in this process (the Ray path reads in its workers)
     if row_source is None:
