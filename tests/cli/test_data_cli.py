@@ -3,9 +3,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from zoomsr.data import S2NAIPDataset
+from zoomsr.errors import DataError
 
 
 def test_sample_check_info_plot(cli, tmp_path):
@@ -213,7 +215,9 @@ def test_an_interrupted_sample_leaves_nothing_that_looks_like_a_dataset(cli, tmp
 
     monkeypatch.setattr(zoomsr.data.sample, "_write_one", then_interrupt)
     code, _, err = cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")
-    assert code == 130 and "interrupted" in err
+    assert code == 130 and err.strip() == (f"interrupted: nothing written to {tmp_path / 's'} "
+                                           "(a sample is moved in whole or not at all); run "
+                                           "the same command again")
     assert list(tmp_path.iterdir()) == []  # nor the hidden folder it was made in
     monkeypatch.setattr(zoomsr.data.sample, "_write_one", real)
     assert cli("data", "sample", tmp_path / "s", "--pairs", 8, "--no-progress")[0] == 0
@@ -258,7 +262,9 @@ def test_ctrl_c_twice_stops_the_sample_workers_quietly(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGINT, err  # as a shell loop needs (cli.exiting)
-    assert err.strip().splitlines() == ["interrupted"], err
+    assert err.strip().splitlines() == [
+        f"interrupted: nothing written to {tmp_path / 's'} (a sample is moved in whole or not "
+        "at all); run the same command again"], err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -293,3 +299,22 @@ def test_build_names_an_empty_s2_folder(cli, tmp_path):
     code, _, err = cli("data", "build", tmp_path / "out", "--s2", s2, "--hr", hr,
                        "--no-progress")
     assert _one_line_error(code, err, "s2empty", "no Sentinel-2 scenes in folder"), err
+
+
+def test_an_unfinished_build_is_reported_by_info_and_refused_by_readers(cli, tiny_dataset):
+    """An interrupted `data build` (state folder, no index) holds a part of its pairs: `info`
+    says so beside the counts so far; the dataset (and so training) refuses it."""
+    (tiny_dataset / ".zoomsr_build").mkdir()
+    code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
+    assert code == 0 and "4 (so far: unfinished build)" in out
+    assert err.strip() == (f"warning: {tiny_dataset}: unfinished `zoomsr data build` "
+                           "(.zoomsr_build/ but no zoomsr_index.json): run the same build "
+                           "command again to finish it")
+    code, out, _ = cli("data", "info", tiny_dataset, "--json", "--no-progress")
+    assert json.loads(out)["unfinished"].startswith("unfinished `zoomsr data build`")
+    with pytest.raises(DataError, match=r"unfinished `zoomsr data build`.*run the same build"):
+        S2NAIPDataset(tiny_dataset, n_images=2, train=True)
+    (tiny_dataset / "zoomsr_index.json").write_text("{}")
+    assert len(S2NAIPDataset(tiny_dataset, n_images=2, train=True)) == 4
+    code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
+    assert code == 0 and "so far" not in out and err == ""

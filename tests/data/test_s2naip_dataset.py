@@ -86,9 +86,23 @@ def test_train_skips_black_hr_and_bad_files_counts_and_warns_once(tiny_dataset):
         tiles = [ds[i]["tile"] for i in range(len(ds))]
         tiles += [ds[i]["tile"] for i in range(len(ds))]
     assert "1000_2001" not in tiles and "1001_2001" not in tiles
-    assert ds.skipped == 4  # 2 bad samples x 2 passes
+    assert ds.skipped == 2  # 2 bad pairs, each counted once (both met twice)
     messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     assert len(messages) == 1 and "tci.png" in messages[0]
+
+
+def test_a_bad_pair_is_replaced_by_a_random_good_one_not_always_its_neighbour(tiny_dataset):
+    """The next index as the replacement drew that pair twice as often as the others."""
+    (tiny_dataset / "sentinel2" / "1000_2000" / "tci.png").write_bytes(b"not a png")
+    ds = S2NAIPDataset(tiny_dataset, n_images=2, train=True)
+    bad = [p.tile for p in ds.pairs].index("1000_2000")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        instead = [ds[bad]["tile"] for _ in range(40)]
+    good = {p.tile for p in ds.pairs} - {"1000_2000", "1001_2001"}  # 1001_2001: black NAIP
+    assert set(instead) == good  # every good pair, the black one and the bad one never
+    assert ds.skipped == 2  # the bad pair, and the black one if drawn: each once
 
 
 def test_eval_raises_clear_errors(tiny_dataset):

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from zoomsr.cli import data_build
+from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import InputError
 from zoomsr.validate import check_int
 
@@ -31,6 +32,8 @@ def sample(
     """Generate a small SYNTHETIC dataset in the published S2-NAIP layout (demos, tests)."""
     from zoomsr.data.sample import write_sample
 
+    on_interrupt(lambda: f"interrupted: nothing written to {out} (a sample is moved in whole "
+                 "or not at all); run the same command again")
     root = write_sample(out, pairs=pairs, n_frames=frames, bands=bands, seed=seed,
                         overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {_plural(pairs, 'synthetic pair')} ({_plural(frames, 'time step')}, "
@@ -100,9 +103,11 @@ def info(
             typer.echo(f"warning: {_unreadable_note(summary)}", err=True)
     else:
         _print_info(summary)
+    if summary.unfinished:  # the figures are those of the pairs written so far
+        typer.echo(f"warning: {summary.root}: {summary.unfinished}", err=True)
     if plot:
         folder = out or Path(root)
-        pairs = scan_pairs(root)
+        pairs = scan_pairs(root, unfinished_ok=True)
         label = " (SYNTHETIC)" if summary.synthetic else ""
         tiles_png = plot_tile_locations(pairs, folder / "tiles.png",
                                         title=f"{summary.n_tiles} tiles{label}")
@@ -137,7 +142,8 @@ def _print_info(s) -> None:
     from rich.table import Table
 
     table = Table(title=f"{s.root}" + ("  [SYNTHETIC]" if s.synthetic else ""), show_header=False)
-    table.add_row("pairs", str(s.n_pairs))
+    table.add_row("pairs", str(s.n_pairs) + (" (so far: unfinished build)" if s.unfinished
+                                             else ""))
     table.add_row("tiles", str(s.n_tiles))
     table.add_row("NAIP images", str(s.n_images))
     table.add_row("bands (tiles)", ", ".join(f"{b} ({n})" for b, n in s.bands.items()))

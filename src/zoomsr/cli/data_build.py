@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.cli.interrupt import on_interrupt
+
 
 def build(
     out: Path = typer.Argument(..., help="Output dataset folder (created)."),
@@ -71,6 +73,7 @@ def build(
         splits=SplitConfig(split_group, parse_fractions(split_fractions), seed))
     if not (s2 or hr or manifest):
         raise InputError("no inputs: give --s2 and --hr paths, or --manifest")
+    on_interrupt(lambda: _kept_pairs(Path(out)))
     with sigterm_as_interrupt():  # SIGTERM (timeout, SLURM) stops the build as Ctrl-C does
         sources = read_manifest(manifest) if manifest else Sources()
         if s2:
@@ -125,3 +128,18 @@ def search(
         s2_collection=s2_collection, hr_collection=hr_collection, window_days=window_days,
         max_items=max_items, max_scene_cloud=max_scene_cloud, overwrite=overwrite)
     typer.echo(f"wrote {path}: {n_s2} Sentinel-2 and {n_hr} high-res items")
+
+
+def _kept_pairs(out: Path) -> str:
+    """What an interrupted build kept in ``out``, and how to go on."""
+    from zoomsr.data.layout import BUILD_STATE_DIR, scan_pairs
+    from zoomsr.errors import DataError
+
+    if not (out / BUILD_STATE_DIR).is_dir():
+        return "interrupted before anything was built"
+    try:
+        pairs = len(scan_pairs(out, unfinished_ok=True))
+    except DataError:
+        pairs = 0
+    return (f"interrupted: {pairs} finished pair(s) kept in {out}; the same command finishes "
+            "the build without redoing them")

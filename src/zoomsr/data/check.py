@@ -9,9 +9,7 @@ from typing import Literal
 
 from zoomsr.data.bands import BANDS, normalize_band
 from zoomsr.data.layout import (
-    BUILD_STATE_DIR,
     HR_FILE,
-    INDEX_FILE,
     NAIP_DIR,
     S2_DIR,
     PairRecord,
@@ -19,6 +17,7 @@ from zoomsr.data.layout import (
     read_band_series,
     read_hr,
     require_dataset_root,
+    unfinished_build,
 )
 from zoomsr.data.selection import valid_frames
 from zoomsr.errors import DataError
@@ -99,11 +98,9 @@ def check_dataset(
     report = CheckReport(r, scale=scale)
     add = report.problems.append
     hr_size = LR_PIXELS * scale
-    if (r / BUILD_STATE_DIR).is_dir() and not (r / INDEX_FILE).is_file():
-        # A build writes its index last: without it, pairs may be missing and series
-        # half-written (the build was interrupted or failed).
-        add(Problem(str(r), f"unfinished `zoomsr data build` ({BUILD_STATE_DIR}/ but no "
-                            f"{INDEX_FILE}): run the same build command again to finish it"))
+    unfinished = unfinished_build(r)
+    if unfinished:  # pairs may be missing and series half-written
+        add(Problem(str(r), unfinished))
 
     # NAIP side: naip/{image_id}/{tile}/rgb.png
     pair_tiles: set[str] = set()

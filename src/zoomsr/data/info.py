@@ -18,6 +18,7 @@ from zoomsr.data.layout import (
     read_hr,
     read_metadata,
     scan_pairs,
+    unfinished_build,
 )
 from zoomsr.data.selection import black_pixel_mask
 from zoomsr.errors import ConfigError, DataError
@@ -46,6 +47,8 @@ class DatasetInfo:
     #: series (left out of the statistics) and NAIP images
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)
     scale: int = 4  # NAIP images are 32*scale px
+    #: why the dataset is not whole yet (an interrupted ``zoomsr data build``), else None
+    unfinished: str | None = None
 
     @property
     def unreadable_tci(self) -> list[tuple[str, str, str]]:
@@ -74,6 +77,7 @@ class DatasetInfo:
             "tiles_examined": self.tiles_examined,
             "synthetic": self.synthetic,
             "scale": self.scale,
+            "unfinished": self.unfinished,
             "unreadable_tiles": [{"tile": t, "file": f, "error": e}
                                  for t, f, e in self.unreadable],
         }
@@ -96,7 +100,7 @@ def dataset_info(
     """
     if max_tiles is not None and max_tiles < 1:
         raise ConfigError(f"max_tiles must be >= 1, got {max_tiles}")
-    pairs = scan_pairs(root)
+    pairs = scan_pairs(root, unfinished_ok=True)  # reported, as the counts so far
     r = Path(root)
     scale = dataset_scale(r, scale)
     naip_of: dict[str, list[PairRecord]] = {}
@@ -155,6 +159,7 @@ def dataset_info(
         metadata=meta,
         unreadable=unreadable,
         scale=scale,
+        unfinished=unfinished_build(r),
     )
 
 

@@ -87,13 +87,28 @@ def require_dataset_root(root: str | os.PathLike[str]) -> Path:
     return r
 
 
-def scan_pairs(root: str | os.PathLike[str]) -> list[PairRecord]:
+def unfinished_build(root: str | os.PathLike[str]) -> str | None:
+    """Why ``root`` is not a whole dataset yet: a ``zoomsr data build`` there was interrupted
+    or failed (its state folder, no index: it writes the index last); None otherwise."""
+    r = Path(root)
+    if (r / BUILD_STATE_DIR).is_dir() and not (r / INDEX_FILE).is_file():
+        return (f"unfinished `zoomsr data build` ({BUILD_STATE_DIR}/ but no {INDEX_FILE}): "
+                "run the same build command again to finish it")
+    return None
+
+
+def scan_pairs(root: str | os.PathLike[str], unfinished_ok: bool = False) -> list[PairRecord]:
     """List every pair whose ``naip/{image_id}/{tile}/rgb.png`` exists, sorted by (tile, image).
 
     Folders whose names are not tile ids are ignored here (``zoomsr data check`` reports them).
-    Raises :class:`DataError` if the root is not a dataset or holds no pair.
+    Raises :class:`DataError` if the root is not a dataset or holds no pair, or (unless
+    ``unfinished_ok``) holds an :func:`unfinished_build`: its pairs are a part of the build's,
+    and a split made from them would not be the build's.
     """
     r = require_dataset_root(root)
+    why = None if unfinished_ok else unfinished_build(r)
+    if why:
+        raise DataError(f"{r}: {why}")
     pairs = []
     with os.scandir(r / NAIP_DIR) as images:
         for image in images:

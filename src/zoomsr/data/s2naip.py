@@ -106,8 +106,10 @@ class S2NAIPDataset(Dataset):
             self.pairs = kept
             if not self.pairs:
                 raise DataError(f"{self.root}: every pair's NAIP image has black pixels")
-        # Shared across DataLoader workers: [skipped samples, warning issued].
+        # Shared across DataLoader workers: [unusable pairs found, warning issued], and which
+        # pairs those are (each counted once, never drawn again as a replacement).
         self._skip_state = multiprocessing.get_context().Array("q", 2)
+        self._unusable = multiprocessing.get_context().RawArray("b", len(self.pairs))
         self.skip_examples: list[str] = []
 
     def __len__(self) -> int:
@@ -115,7 +117,8 @@ class S2NAIPDataset(Dataset):
 
     @property
     def skipped(self) -> int:
-        """Samples skipped so far (all workers) because of unusable files or black NAIP."""
+        """Pairs found unusable so far (all workers; each counted once), because of unusable
+        files or black NAIP."""
         return int(self._skip_state[0])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -123,24 +126,31 @@ class S2NAIPDataset(Dataset):
             return self.load(index, np.random.default_rng((self.seed, index)))
         # Seeded from torch so torch.manual_seed and per-worker seeding control it.
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        for attempt in range(self.max_consecutive_skips):
-            j = (index + attempt) % len(self.pairs)
-            try:
-                return self.load(j, rng)
-            except DataError as exc:
-                self._record_skip(exc)
+        j = index
+        for _ in range(self.max_consecutive_skips):
+            if not self._unusable[j]:
+                try:
+                    return self.load(j, rng)
+                except DataError as exc:
+                    self._record_skip(j, exc)
+            # a random pair instead, not the next one: the next one would be drawn twice as
+            # often as the others (and its neighbour after a run of bad tiles, more)
+            j = int(rng.integers(len(self.pairs)))
         raise DataError(
             f"{self.pairs[index].naip_path}: {self.max_consecutive_skips} consecutive samples "
             f"were unusable; run `zoomsr data check {self.root}`"
         )
 
-    def _record_skip(self, exc: DataError) -> None:
+    def _record_skip(self, index: int, exc: DataError) -> None:
         if len(self.skip_examples) < 10:
             self.skip_examples.append(str(exc))
         # Black NAIP pairs are expected in the published data: counted, but only real file
         # problems trigger the (single) warning.
         real_problem = not isinstance(exc, BlackHRError)
         with self._skip_state.get_lock():
+            if self._unusable[index]:  # another worker found it meanwhile
+                return
+            self._unusable[index] = 1
             self._skip_state[0] += 1
             count = self._skip_state[0]
             warn = real_problem and self._skip_state[1] == 0

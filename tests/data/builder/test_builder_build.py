@@ -385,3 +385,31 @@ def test_brightness_test_without_scl(builder_scene, tmp_path):
     with pytest.raises(InputError, match="--cloud scl needs an SCL"):
         build_dataset(tmp_path / "x", Sources(scenes, discover_highres([builder_scene.hr_path])),
                       BuildConfig(cloud_method="scl"))
+
+
+def test_an_interrupted_build_says_what_it_kept_and_how_to_go_on(cli, builder_scene, tmp_path,
+                                                                 monkeypatch):
+    """Ctrl-C during `data build`: one line with the pairs kept and the command to go on (it
+    said only "interrupted"); the same command then finishes the build."""
+    from zoomsr.data.builder import build as build_module
+
+    real = build_module.build_dataset
+
+    def interrupted(*args, **kwargs):
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            real(*args, **kwargs, _fail_after=1)  # one block done, then stopped
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "build_dataset", interrupted)
+    out = tmp_path / "out"
+    argv = ("data", "build", out, "--s2", builder_scene.root / "s2", "--hr",
+            builder_scene.hr_path, "--block-tiles", "2", "-j", "1", "--no-progress")
+    code, _, err = cli(*argv)
+    kept = len(list(out.glob("naip/*/*/rgb.png")))
+    assert code == 130 and 1 <= kept < 9
+    assert err.strip().splitlines() == [
+        f"interrupted: {kept} finished pair(s) kept in {out}; the same command finishes the "
+        "build without redoing them"]
+    monkeypatch.setattr(build_module, "build_dataset", real)
+    code, stdout, _ = cli(*argv)
+    assert code == 0 and f"{kept} already there" in stdout
