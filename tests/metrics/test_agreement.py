@@ -142,11 +142,25 @@ def test_inter_annotator_agreement_hand_computed():
     items = [Item("t", "a", "b", ["A", "A"]), Item("t", "a", "c", ["A", "B"]),
              Item("t", "b", "c", ["B", "B", "B"]), Item("t", "c", "d", ["A"])]
     ia = inter_annotator_agreement(items)
-    # P_i = 1, 0, 1 -> 2/3; shares A 3/7, B 4/7 -> P_e = 25/49; kappa = (2/3 - 25/49) / (24/49)
+    # P_i = 1, 0, 1 -> 2/3; shares A 3/7, B 4/7, tie 0, A and B pooled (which is "A" is the
+    # path order) -> 1/2 each -> P_e = 1/2; kappa = (2/3 - 1/2) / (1/2)
     assert ia["n_items"] == 3 and ia["n_votes"] == 7
     assert ia["percent_agreement"] == pytest.approx(2 / 3)
-    assert ia["fleiss_kappa"] == pytest.approx(23 / 72)
+    assert ia["fleiss_kappa"] == pytest.approx(1 / 3)
     assert inter_annotator_agreement(items[3:])["fleiss_kappa"] is None
+
+
+def test_kappa_does_not_depend_on_which_candidate_is_a():
+    """Renaming files swaps A and B of some items (path order): the kappa stays (it followed
+    the names: -0.200 vs 0.455 on one file of judgments)."""
+    flip = {"A": "B", "B": "A", "tie": "tie"}
+    votes = [["A", "A", "tie"], ["A", "B", "A"], ["B", "B"], ["tie", "tie", "A"], ["A", "A"]]
+    items = [Item("t", f"a{k}", f"b{k}", v) for k, v in enumerate(votes)]
+    swapped = [Item("t", f"a{k}", f"b{k}", [flip[x] for x in v] if k % 2 else v)
+               for k, v in enumerate(votes)]
+    kappa = inter_annotator_agreement(items)["fleiss_kappa"]
+    assert inter_annotator_agreement(swapped)["fleiss_kappa"] == pytest.approx(kappa)
+    assert -1 < kappa < 1
 
 
 def test_inter_annotator_on_the_synthetic_file(judgment_dir):

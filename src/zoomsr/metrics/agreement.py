@@ -156,7 +156,9 @@ def inter_annotator_agreement(items: Sequence[Item]) -> dict[str, Any]:
     """Percent agreement and Fleiss' kappa over items with >= 2 votes.
 
     Percent agreement is the mean over items of the share of agreeing rater pairs; kappa uses
-    the pooled category shares (Fleiss 1971, generalised to varying numbers of raters).
+    the pooled category shares (Fleiss 1971, generalised to varying numbers of raters). Which
+    candidate is "A" is arbitrary (the path order), so the chance agreement pools A and B
+    (each item's orientation equally likely): kappa does not change when files are renamed.
     """
     multi = [it for it in items if len(it.votes) >= 2]
     if not multi:
@@ -165,8 +167,8 @@ def inter_annotator_agreement(items: Sequence[Item]) -> dict[str, Any]:
     n_i = counts.sum(axis=1)
     p_i = ((counts * (counts - 1)).sum(axis=1)) / (n_i * (n_i - 1))
     p_bar = float(p_i.mean())
-    p_j = counts.sum(axis=0) / n_i.sum()
-    p_e = float((p_j**2).sum())
+    p_a, p_b, p_tie = counts.sum(axis=0) / n_i.sum()
+    p_e = float(2 * ((p_a + p_b) / 2) ** 2 + p_tie**2)
     kappa = (p_bar - p_e) / (1.0 - p_e) if p_e < 1.0 else None
     return {
         "n_items": len(multi),
