@@ -201,3 +201,19 @@ def test_train_logs_carry_no_lightning_tips_nor_flops(tiny_config, tmp_path):
     assert "Trainable params" in text and "generator" in text  # the model summary is there
     assert "FLOPs" not in text and "Flops" not in text
     assert "Tip:" not in text and "litlogger" not in text
+
+
+def test_resume_from_a_run_folder_takes_its_last_checkpoint(tmp_path):
+    """--resume RUN_FOLDER (or its checkpoints/): its last.ckpt; a folder without one is named
+    as such (it said "not found" of a folder that exists)."""
+    from zoomsr.training.run import resolve_resume
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=f"{run} is a folder without checkpoints/last.ckpt: "
+                                              "pass a .ckpt file"):
+        resolve_resume(tmp_path / "new", run)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    last = run / "checkpoints" / "last.ckpt"
+    assert resolve_resume(tmp_path / "new", run) == last
+    assert resolve_resume(tmp_path / "new", run / "checkpoints") == last

@@ -65,6 +65,7 @@ def build(
     )
     from zoomsr.data.builder.splits import SplitConfig, parse_fractions
     from zoomsr.data.builder.stac import parse_bbox
+    from zoomsr.io.folders import require_writable_folder
 
     config = BuildConfig(
         bands=bands, scale=scale, window_days=window_days, cloud_method=cloud,
@@ -73,6 +74,7 @@ def build(
         splits=SplitConfig(split_group, parse_fractions(split_fractions), seed))
     if not (s2 or hr or manifest):
         raise InputError("no inputs: give --s2 and --hr paths, or --manifest")
+    require_writable_folder(out, f"OUT {out}", create=False)  # before reading any input
     on_interrupt(lambda: _kept_pairs(Path(out)))
     with sigterm_as_interrupt():  # SIGTERM (timeout, SLURM) stops the build as Ctrl-C does
         sources = read_manifest(manifest) if manifest else Sources()

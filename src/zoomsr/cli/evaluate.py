@@ -96,6 +96,7 @@ def evaluate(
         write_results,
     )
     from zoomsr.io.atomic import refuse_existing
+    from zoomsr.io.folders import require_writable_folder
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
     from zoomsr.progress import progress_callback
 
@@ -108,6 +109,7 @@ def evaluate(
     )
     check_metric_options(names, options)  # option values and weight files, before any image
     if out is not None:
+        require_writable_folder(out, f"--out {out}", create=False)
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
     pairing = pair_images(pred, target, split)
     if pairing.outside_split:

@@ -125,7 +125,10 @@ def agreement(
 
     from zoomsr.cli.evaluate import check_device_options
     from zoomsr.errors import InputError
+    from zoomsr.io.atomic import refuse_existing
+    from zoomsr.io.folders import require_writable_folder
     from zoomsr.metrics.agreement import (
+        AGREEMENT_FILES,
         agreement_table,
         analyze_agreement,
         load_judgments,
@@ -143,6 +146,8 @@ def agreement(
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
     )
     check_metric_options(names, options)
+    require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
+    refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
     items = load_judgments(judgments)
     built = create_metrics(names, options)
     with progress_callback("scoring", progress) as update:

@@ -20,7 +20,8 @@ def train(
     ),
     resume: str = typer.Option(
         "auto", "--resume",
-        help="auto: continue from OUT/checkpoints/last.ckpt if present; never; or a .ckpt path.",
+        help="auto: continue from OUT/checkpoints/last.ckpt if present; never; or a .ckpt path "
+        "(or a run folder: its checkpoints/last.ckpt).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="With --resume never (or a checkpoint from elsewhere): "

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from zoomsr.io.atomic import refuse_existing
+from zoomsr.io.folders import require_writable_folder
 from zoomsr.weights import cache, fetch, registry
 
 app = typer.Typer(help="List, download and locate model weights.", no_args_is_help=True)
@@ -163,6 +164,7 @@ def import_ncnn(
         param, bin_file = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
     if output is None:
         raise InputError("--output is required when converting your own ncnn files")
+    require_writable_folder(output.parent, f"--output {output}", create=False)
     refuse_existing([output], overwrite)
     layers = read_ncnn(param, bin_file)
     try:

@@ -41,6 +41,7 @@ from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from zoomsr.errors import CheckpointError, ConfigError
 from zoomsr.io.atomic import atomic_write_text
+from zoomsr.io.folders import require_writable_folder
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
 from zoomsr.training.base import SRModule, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
@@ -76,13 +77,20 @@ def build_module(cfg: TrainConfig) -> SRModule:
 
 def resolve_resume(out: Path, resume: str | os.PathLike[str] | None) -> Path | None:
     """``"auto"``: ``OUT/checkpoints/last.ckpt`` if it exists; ``"never"``/None: none;
-    otherwise the given checkpoint path (which must exist)."""
+    otherwise the given checkpoint path (which must exist), or a run folder's (or its
+    ``checkpoints/`` folder's) ``last.ckpt``."""
     if resume is None or str(resume) == "never":
         return None
     if str(resume) == "auto":
         last = out / "checkpoints" / LAST
         return last if last.is_file() else None
     path = Path(resume)
+    if path.is_dir():
+        for last in (path / "checkpoints" / LAST, path / LAST):
+            if last.is_file():
+                return last
+        raise CheckpointError(f"checkpoint to resume from: {path} is a folder without "
+                              f"checkpoints/{LAST}: pass a .ckpt file of the run")
     if not path.is_file():
         raise CheckpointError(f"checkpoint to resume from not found: {path}")
     return path
@@ -346,6 +354,7 @@ def train(
     model is built.
     """
     out = Path(out)
+    require_writable_folder(out, f"run folder {out}", create=False)  # before any work
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
