@@ -108,6 +108,25 @@ def test_lpips_with_real_weights(cli, shared_dir, tmp_path):
     assert [round(float(r["lpips"]), 3) for r in rows] == [0.722, 0.138]
 
 
+def test_wrong_lpips_weights_are_the_one_line_printed(cli, shared_dir, tmp_path):
+    """Weights of another network: what differs, and no list of unpaired files before it
+    (their contents are checked as the metrics are built, before the pairing's notes)."""
+    alex = shared_dir / "weights" / "lpips" / "alexnet-features-from-lpips.pth"
+    img = np.full((40, 40, 3), 100, np.uint8)
+    for name in ("x.png", "unpaired.png"):
+        _save(tmp_path / "p" / name, img)
+    _save(tmp_path / "t" / "x.png", img)
+    code, stdout, stderr = cli("evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t",
+                               "--metrics", "lpips", "--lpips-net", "vgg", "--lpips-weights",
+                               alex, "--device", "cpu", "--no-progress")
+    if code == 2 and "linear-layer" in stderr and os.environ.get("CI") != "true":
+        pytest.skip("the lpips package (linear-layer weights) is not installed")
+    assert code == 2 and stdout == "" and stderr.strip().splitlines() == [
+        f"error: {alex}: not vgg backbone weights (22 tensor(s) missing, e.g. 12.bias; 6 "
+        "unexpected, e.g. 3.bias; 2 of another shape, e.g. 0.weight (64, 3, 11, 11) instead "
+        "of (64, 3, 3, 3))"], stderr
+
+
 def test_missing_lpips_weights_exit_2_naming_the_file(cli, s2naip, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     pred, target = s2naip

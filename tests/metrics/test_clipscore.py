@@ -138,6 +138,13 @@ def test_weights_from_a_local_file(tiny_clip_name, tmp_path, images):
         CLIPScore(tiny_clip_name, str(bad), device="cpu")
     with pytest.raises(WeightsNotFoundError, match="missing.pt"):
         CLIPScore(tiny_clip_name, str(tmp_path / "missing.pt"), device="cpu")
+    # not a weights file at all: what it is, in one line (not torch's advice to load unsafely)
+    text = tmp_path / "notes.pt"
+    text.write_text("some notes\n")
+    with pytest.raises(CheckpointError) as info:
+        CLIPScore(tiny_clip_name, str(text), device="cpu")
+    assert str(info.value) == (f"{text}: cannot load as {tiny_clip_name} weights (corrupt, "
+                               "truncated, or another format)")
 
 
 def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):

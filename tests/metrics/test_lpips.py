@@ -79,9 +79,15 @@ def test_smallest_side_with_real_weights_is_exact_and_refused_below(lpips_dir, n
         assert f"got {h}x{w}" in str(info.value)
 
 
-def test_wrong_backbone_file_is_a_checkpoint_error(lpips_dir):
+def test_wrong_backbone_file_is_a_checkpoint_error(lpips_dir, tmp_path):
     with pytest.raises(CheckpointError, match=VGG):
         build_lpips_network("alex", backbone_weights=lpips_dir / VGG)
+    # not a weights file: what it is, in one line (not torch's advice to load unsafely)
+    text = tmp_path / "notes.pth"
+    text.write_text("some notes\n")
+    with pytest.raises(CheckpointError) as info:
+        build_lpips_network("alex", backbone_weights=text)
+    assert str(info.value) == f"{text}: cannot read weights (corrupt, truncated, or another format)"
 
 
 def test_missing_backbone_names_the_cache_file(tmp_path, monkeypatch):

@@ -112,21 +112,23 @@ def evaluate(
         require_writable_folder(out, f"--out {out}", create=False)
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
     pairing = pair_images(pred, target, split)
+    problems = pairing.problems()
+    if problems and strict:
+        raise DataError(f"{len(problems)} file(s) unpaired or ambiguous "
+                        f"({pairing.problem_counts()}), e.g. {problems[0]}")
+    # the weight files' contents are checked as the metrics are built: before the pairing's
+    # notes, so a bad file is the one line printed
+    built = create_metrics(names, options)
     if pairing.outside_split:
         typer.echo(f"note: {len(pairing.outside_split)} prediction(s) of tiles outside the "
                    f"{split!r} split not scored", err=True)
-    problems = pairing.problems()
     if problems:
-        if strict:
-            raise DataError(f"{len(problems)} file(s) unpaired or ambiguous "
-                            f"({pairing.problem_counts()}), e.g. {problems[0]}")
         typer.echo(f"warning: not scored: {pairing.problem_counts()}", err=True)
         for line in problems[:_MAX_LISTED]:
             typer.echo(f"  {line}", err=True)
         if len(problems) > _MAX_LISTED:
             more = " (all listed in summary.json)" if out is not None else ""
             typer.echo(f"  ... and {len(problems) - _MAX_LISTED} more{more}", err=True)
-    built = create_metrics(names, options)
     with progress_callback("evaluating", progress) as update:
         result = evaluate_pairing(
             pairing, built, batch_size=batch_size, progress=update, seed=seed,

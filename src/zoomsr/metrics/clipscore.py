@@ -43,6 +43,7 @@ from torch import nn
 from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, InputError, first_line
 from zoomsr.io.atomic import atomic_path
+from zoomsr.io.sniff import load_failure
 from zoomsr.metrics.base import (
     WeightsNotFoundError,
     check_batch_size,
@@ -304,8 +305,10 @@ def build_image_encoder(
             pretrained_text=False,
             require_pretrained=weights.checkpoint is not None,
         )
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - unpickling, zip, safetensors errors too
         first = first_line(exc)
+        if weights.checkpoint is not None and not isinstance(exc, (RuntimeError, KeyError)):
+            first = load_failure(Path(weights.checkpoint), exc)  # not a weights file at all
         if weights.checkpoint is not None:
             raise CheckpointError(
                 f"{weights.checkpoint}: cannot load as {weights.model_name} weights ({first})"

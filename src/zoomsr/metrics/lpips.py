@@ -27,6 +27,7 @@ from torch import nn
 
 from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, InputError
+from zoomsr.io.sniff import load_failure
 from zoomsr.metrics.base import (
     WeightsNotFoundError,
     check_batch_size,
@@ -178,12 +179,29 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one clear error
-        raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: cannot read weights ({load_failure(path, exc)})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     return obj
+
+
+def _differences(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """How the tensors ``got`` differ from a network's ``expected`` ones, in a few words."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    shapes = [k for k in sorted(set(expected) & set(got)) if expected[k].shape != got[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of another shape, e.g. {k} {tuple(got[k].shape)} instead "
+                     f"of {tuple(expected[k].shape)}")
+    return "; ".join(parts) or "the tensors do not fit"
 
 
 def build_lpips_network(
@@ -201,9 +219,9 @@ def build_lpips_network(
         sd = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
     try:
         features.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{bpath}: not {net} backbone weights ({first})") from exc
+    except RuntimeError as exc:  # torch's first line only says where: say what differs
+        raise CheckpointError(f"{bpath}: not {net} backbone weights "
+                              f"({_differences(features.state_dict(), sd)})") from exc
     stages = [
         nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in _STAGES[net]
     ]
