@@ -155,8 +155,9 @@ def test_junk_file_in_the_cache_is_refused_not_recorded(cli, cache, tiny):
         assert str(path) in lines[0] and "HTML" in lines[0] and "delete it" in lines[0]
         assert f"save it as {path}" in lines[0] and "recorded" not in err
     assert not (cache / "checksums.json").exists()
-    row = next(r for r in cli("weights", "list")[1].splitlines() if r.startswith("esrgan-8 "))
-    assert "recorded" not in row
+    listing = cli("weights", "list")[1]
+    row = next(r for r in listing.splitlines() if r.startswith("esrgan-8 "))
+    assert "recorded" not in row and " damaged " in row and "damaged = " in listing
     path.write_bytes(_checkpoint(1))  # the real file, saved over it by hand
     code, out, err = cli("weights", "path", "esrgan-8")
     assert code == 0 and out.strip() == str(path), err
@@ -188,6 +189,22 @@ def test_path_of_the_offline_default_converts_on_first_use(cli, cache, monkeypat
     assert "converted" in err and "first use" in err
     code, out, err = cli("weights", "path", "realesrgan-x4plus")  # cached now: no note
     assert code == 0 and out.strip() == str(target) and err == ""
+    # a damaged conversion (truncated) is listed as such and converted again, not refused
+    target.write_bytes(target.read_bytes()[:-4])
+    row = next(r for r in cli("weights", "list")[1].splitlines()
+               if r.startswith("realesrgan-x4plus "))
+    assert " damaged " in row
+    from zoomsr.weights.checks import content_problem
+
+    assert content_problem(target).startswith("a damaged or truncated safetensors file: ")
+    for command in ("path", "download"):
+        target.write_bytes(target.read_bytes()[:-4])
+        code, out, err = cli("weights", command, "realesrgan-x4plus")
+        assert code == 0 and out.strip() == str(target) and "converted" in err, err
+        assert content_problem(target) is None
+    row = next(r for r in cli("weights", "list")[1].splitlines()
+               if r.startswith("realesrgan-x4plus "))
+    assert " cached " in row
 
 
 def test_file_of_another_architecture_is_refused_not_recorded(cli, cache):

@@ -345,20 +345,26 @@ def test_download_that_serves_an_error_page_is_discarded(cache, monkeypatch, tmp
     assert weights_cache.recorded_checksums()["fake.pth"]["url"] == mirror.as_uri()
 
 
-def test_converted_default_in_the_cache_is_checked_too(cache, checkpoint_bytes):
-    """A truncated or junk realesrgan-x4plus file is refused (delete it: it is converted
-    again), a good one returned without converting (no ncnn package needed)."""
+def test_converted_default_in_the_cache_is_checked_too(cache, monkeypatch):
+    """A truncated or junk realesrgan-x4plus file is converted again (from the package's
+    files: it was refused, with steps to delete it), a good one returned without converting
+    (no ncnn package needed)."""
     tensors = safetensors_bytes({"w": torch.zeros(4)})
+    converted = []
+
+    def convert(entry, target):  # the package's conversion, stood in for
+        converted.append(entry.name)
+        target.write_bytes(tensors)
+        return target
+
+    monkeypatch.setattr(fetch, "_convert_ncnn", convert)
     path = _place(cache, registry.DEFAULT_WEIGHTS, tensors[:-3])
-    with pytest.raises(CheckpointError) as info:
-        fetch.resolve(registry.DEFAULT_WEIGHTS)
-    message = str(info.value)
-    assert message.startswith(f"{path} is not a readable checkpoint")
-    assert f"zoomsr weights download {registry.DEFAULT_WEIGHTS}`" in message
-    assert "offline" not in message  # the conversion needs no network
-    assert weights_cache.recorded_checksums() == {}
-    path.write_bytes(tensors)
     assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path
+    assert path.read_bytes() == tensors and converted == [registry.DEFAULT_WEIGHTS]
+    path.write_bytes(b"<html>not found</html>")
+    assert fetch.download(registry.DEFAULT_WEIGHTS)[0] == path and len(converted) == 2
+    assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path and len(converted) == 2
+    assert weights_cache.recorded_checksums() == {}
 
 
 def test_file_of_another_architecture_is_refused_and_never_recorded(cache, monkeypatch):

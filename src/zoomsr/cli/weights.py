@@ -9,6 +9,7 @@ import typer
 from zoomsr.io.atomic import refuse_existing
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.weights import cache, fetch, registry
+from zoomsr.weights.checks import content_problem
 
 app = typer.Typer(help="List, download and locate model weights.", no_args_is_help=True)
 
@@ -21,7 +22,8 @@ def list_weights() -> None:
         if e.source == "package":
             return "package"  # shipped inside zoomsr
         if cache.is_cached(e.name):
-            return "cached"
+            # the bytes' layout only (no SHA-256 of every file): `weights path` verifies all
+            return "damaged" if content_problem(cache.weights_path(e.name)) else "cached"
         return "ncnn" if e.source == "ncnn" else "-"
 
     def checksum(e: registry.WeightsEntry) -> str:
@@ -47,6 +49,9 @@ def list_weights() -> None:
     typer.echo("sha256: published = verified against the registry; recorded = taken at first "
                "download or use, verified on every use (dropped when the file is deleted, or by "
                "`zoomsr weights forget NAME`); - = none yet")
+    if any(r[4] == "damaged" for r in rows):
+        typer.echo("state: damaged = the cached file is not a readable checkpoint (e.g. "
+                   "truncated): `zoomsr weights path NAME` says how to replace it")
     typer.echo(f"cache: {cache.cache_dir()}  (set ZOOMSR_CACHE to move it)")
 
 
@@ -56,7 +61,8 @@ _DOWNLOAD_HELP = (
     "The file must be a checkpoint (not e.g. an HTML error page) and match its published "
     "SHA-256; without one, its SHA-256 is recorded (trust on first use) once its parameter "
     "names and shapes proved to be those of the entry's architecture. A cached file is "
-    "verified instead of fetched: one that fails exits 2 saying how to replace it; a failed "
+    "verified instead of fetched: one that fails exits 2 saying how to replace it (a damaged "
+    "conversion of ncnn weights is converted again); a failed "
     "download exits 1 saying what to fetch and where to save it."
 )
 _PATH_HELP = (
@@ -91,7 +97,8 @@ def download(
 
 def _converts_now(entry: registry.WeightsEntry, force: bool = False) -> bool:
     """Whether fetching ``entry`` now converts the ncnn files (a few seconds, offline)."""
-    return entry.source == "ncnn" and (force or not cache.is_cached(entry.name))
+    return entry.source == "ncnn" and (force or not cache.is_cached(entry.name)
+                                       or fetch.damaged_conversion(entry))
 
 
 def _note_conversion(entry: registry.WeightsEntry, converted: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoomsr.errors import CheckpointError
+from zoomsr.errors import CheckpointError, first_line
 from zoomsr.weights.registry import WeightsEntry
 
 
@@ -28,8 +28,11 @@ def content_problem(path: Path, suffix: str | None = None) -> str | None:
         try:  # parses the header and checks that the file covers every tensor it lists
             with safe_open(str(path), framework="numpy"):
                 return None
-        except (SafetensorError, OSError):
-            pass
+        except (SafetensorError, OSError) as exc:
+            what = what_file(path)[0]
+            if what.startswith("a safetensors file"):  # its header, but the rest is wrong
+                return f"a damaged or truncated safetensors file: {first_line(exc)}"
+            return what
     elif torch_file_kind(path) is not None:
         return None
     return what_file(path)[0]

@@ -170,7 +170,7 @@ def download(
         path = _package_file(entry)
         return path, sha256_file(path)
     target = weights_path(name)
-    if target.is_file() and not force:
+    if target.is_file() and not force and not damaged_conversion(entry):
         _verify_cached_entry(entry, target)
         return target, sha256_file(target)
     if entry.source == "ncnn":
@@ -235,6 +235,13 @@ def verify_cached(name: str, path: Path) -> None:
         )
 
 
+def damaged_conversion(entry: WeightsEntry) -> bool:
+    """Whether ``entry`` is converted from ncnn files and its cached conversion is damaged
+    (e.g. truncated): it is converted again, from the package's files, instead of refused."""
+    target = weights_path(entry.name)
+    return entry.source == "ncnn" and target.is_file() and content_problem(target) is not None
+
+
 def _verify_cached_entry(entry: WeightsEntry, path: Path) -> None:
     """Verify a cached file: downloads by checksum and content, converted ncnn files (no
     checksum: written by zoomsr) by content, so a truncated conversion is caught too."""
@@ -255,7 +262,7 @@ def resolve(name: str) -> Path:
     if entry.source == "package":
         return _package_file(entry)
     target = weights_path(name)
-    if target.is_file():
+    if target.is_file() and not damaged_conversion(entry):
         _verify_cached_entry(entry, target)
         return target
     if entry.source == "ncnn":
