@@ -205,6 +205,15 @@ def test_infer_bad_options(cli, tmp_path):
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
                        "--column-width", "100")
     assert code == 2 and "--column-width 100: strips narrower than 512 LR px" in err
+    # --model without weights ran the default Real-ESRGAN whatever it named
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--model", "srcnn",
+                       "--no-progress")
+    assert code == 2 and err.strip() == ("error: --model srcnn needs --weights (a checkpoint "
+                                         "of it) or --random-weights")
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--random-weights",
+                       "--weights", tmp_path / "w.pth", "--model", "srcnn", "--no-progress")
+    assert code == 2 and err.strip() == ("error: --random-weights and --weights exclude each "
+                                         "other: give one")
     assert not (tmp_path / "o.tif").exists()
 
 

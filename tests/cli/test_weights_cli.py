@@ -61,6 +61,7 @@ def test_path_of_missing_weights(cli, cache):
     code, out, err = cli("weights", "path", "esrgan-4")
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and "esrgan_4S2.pth" in err
+    assert cache.is_dir()  # where the message says to save the file: it can be saved there
 
 
 def test_download_offline_is_one_line(cli, cache, monkeypatch):
@@ -72,6 +73,7 @@ def test_download_offline_is_one_line(cli, cache, monkeypatch):
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "https://" in lines[0] and str(cache) in lines[0]
+    assert cache.is_dir()
 
 
 def test_unknown_name(cli, cache):

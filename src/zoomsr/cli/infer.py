@@ -97,6 +97,12 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
     cfg = parse_config(model, config) if model is not None else {}
     if config and model is None:
         raise ConfigError("--config needs --model")
+    if random_weights and weights is not None:
+        raise ConfigError("--random-weights and --weights exclude each other: give one")
+    if model is not None and weights is None and not random_weights:
+        # it was ignored: the default Real-ESRGAN ran whatever --model said
+        raise ConfigError(f"--model {model} needs --weights (a checkpoint of it) or "
+                          "--random-weights")
     if random_weights:
         return build_inference_model(model=model, config=cfg, random_weights=True,
                                      device=device, precision=precision, bands=bands)

@@ -194,6 +194,7 @@ def download(
             record(entry.filename, actual, url)
         return target, actual
     tried = "; ".join(failures)
+    _folder_for(target)
     if target.is_file() and expected_sha256(entry)[1] == "recorded at first use":
         # --force offline: the file saved over the cached one must not meet the old record
         todo = (f"fetch {entry.url}, save it as {target} (replacing the file there), then run "
@@ -235,6 +236,14 @@ def verify_cached(name: str, path: Path) -> None:
         )
 
 
+def _folder_for(target: Path) -> None:
+    """Make the cache folder the offline message tells the user to save ``target`` in (saving
+    there failed: the folder did not exist); a folder that cannot be made is left to the
+    user's own copy to report."""
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+
 def damaged_conversion(entry: WeightsEntry) -> bool:
     """Whether ``entry`` is converted from ncnn files and its cached conversion is damaged
     (e.g. truncated): it is converted again, from the package's files, instead of refused."""
@@ -268,6 +277,7 @@ def resolve(name: str) -> Path:
     if entry.source == "ncnn":
         return download(name)[0]
     drop_stale_record(entry)
+    _folder_for(target)
     raise WeightsNotAvailableError(
         f"weights {name} are not in the cache: run `zoomsr weights download {name}`, or fetch "
         f"{entry.url} and save it as {target}"
