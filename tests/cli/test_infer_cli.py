@@ -373,3 +373,40 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     other.write_bytes(b"not a zoomsr output")
     code, _, err = cli("infer", tmp_path / "in", "-o", other, *TINY, "--resume")
     assert code == 2 and "already exists" in err and other.read_bytes() == b"not a zoomsr output"
+
+
+def test_resume_knows_the_weights_by_content_not_by_the_path_typed(cli, tmp_path, monkeypatch):
+    """The same checkpoint given as "w.pth" then "/abs/w.pth" (or moved) continues the run (it
+    was refused: 'model (weights): was "w.pth", now "/abs/w.pth"'); the tag names the file by
+    its absolute path; another file is still refused."""
+    import zoomsr.inference.pipeline as pipeline
+    from zoomsr.models import create_model, save_checkpoint
+
+    real = pipeline.run_inference
+
+    def after_the_first_row(*args, **kwargs):
+        def stop(done, total):
+            raise KeyboardInterrupt
+
+        return real(*args, on_row=stop, **kwargs)
+
+    write_frames(tmp_path / "in", n=2, size=(80, 24))
+    net = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    save_checkpoint(net, tmp_path / "w.pth")
+    out = tmp_path / "o.tif"
+    opts = ["--window", "32", "--overlap", "8", "--no-progress", "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "run_inference", after_the_first_row)
+    assert cli("infer", "in", "-o", out, "--weights", "w.pth", *opts)[0] == 130
+    monkeypatch.setattr(pipeline, "run_inference", real)
+    other = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    save_checkpoint(other, tmp_path / "other.pth")
+    code, _, err = cli("infer", "in", "-o", out, "--weights", "other.pth", *opts, "--resume")
+    assert code == 2 and "weights_sha256" in err, err
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "w.pth").rename(tmp_path / "moved" / "w.pth")
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, "--weights",
+                       tmp_path / "moved" / "w.pth", *opts, "--resume")
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        assert ds.tags()["zoomsr_weights"] == str(tmp_path / "moved" / "w.pth")

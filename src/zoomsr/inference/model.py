@@ -247,7 +247,7 @@ def build_inference_model(
             cfg.update(config or {})
             module = create_model(model, **cfg)
             load_checkpoint(module, path)
-        source, digest = str(path), sha256_file(path)
+        source, digest = str(Path(path).resolve()), sha256_file(path)  # tags: from anywhere
     else:
         if model is None:
             raise ConfigError("random weights need a model name (--model)")
