@@ -67,26 +67,30 @@ def join_despite_interrupts(threads: Iterable[WorkerThread]) -> None:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) that comes during the block until it has ended, then handle it
-    as it would have been (Python's handler raises ``KeyboardInterrupt``).
+    """Hold a Ctrl-C (SIGINT), and a SIGTERM handled as one (:func:`sigterm_as_interrupt`),
+    that comes during the block until it has ended, then handle it as it would have been
+    (Python's handler raises ``KeyboardInterrupt``).
 
     For steps that leave a mess when cut in the middle: ``ray.init`` interrupted while it
     starts Ray's processes left them running, or crashed the process at exit. Where SIGINT is
     ignored (a background job started with it ignored) it stays so; outside the main thread
     (where no handler can be set) the block runs as it is.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # SIGINT unless ignored; SIGTERM where sigterm_as_interrupt handles it as Ctrl-C (else its
+    # default, the end of the process, stays)
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
     came: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if came:
-            signal.raise_signal(signal.SIGINT)  # now to the handler it was held from
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(came):
+            signal.raise_signal(s)  # now to the handler it was held from
 
 
 def ignore_interrupts_in_worker() -> None:

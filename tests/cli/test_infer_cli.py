@@ -410,3 +410,57 @@ def test_resume_knows_the_weights_by_content_not_by_the_path_typed(cli, tmp_path
     assert code == 0, err
     with rasterio.open(out) as ds:
         assert ds.tags()["zoomsr_weights"] == str(tmp_path / "moved" / "w.pth")
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """SIGTERM (SLURM's time limit, `kill`, `docker stop`) mid-run: exit 130, the rows kept,
+    the line on how to go on, no temporary file (it ended the process at once, leaving one)."""
+    import os
+    import signal
+    import subprocess
+
+    write_frames(tmp_path / "in", n=2, size=(80, 24))
+    out = tmp_path / "out" / "o.tif"
+    script = (
+        "import sys, time\n"
+        "import zoomsr.inference.pipeline as pipeline\n"
+        "from zoomsr.cli.main import run\n"
+        "real = pipeline.run_inference\n"
+        "def slow(*args, **kwargs):\n"
+        "    def on_row(done, total):\n"
+        "        print('row', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return real(*args, on_row=on_row, **kwargs)\n"
+        "pipeline.run_inference = slow\n"
+        "sys.argv = ['zoomsr', 'infer', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "in"), "-o", str(out),
+                             *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "row"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    from zoomsr.inference.writer import partial_dir
+
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: the rows finished so far are kept (in {partial_dir(out)}); run the same "
+        "command with --resume to continue")
+    assert sorted(p.name for p in out.parent.iterdir()) == [partial_dir(out).name]
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(cli, tmp_path):
+    """SIGKILL or the OOM killer during the final write leaves the temporary GeoTIFF (as large
+    as the output): the next run of that output removes it once done, and nothing else."""
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "o.tif"
+    stale = tmp_path / ".o.tif.jky_krbk.tif.tmp"  # atomic_path's name for it
+    stale.write_bytes(b"half a GeoTIFF")
+    other = tmp_path / ".other.tif.abcdefgh.tif.tmp"
+    other.write_bytes(b"another output's")
+    assert cli("infer", tmp_path / "in", "-o", out, *TINY)[0] == 0
+    assert not stale.exists() and other.exists() and out.is_file()

@@ -194,6 +194,7 @@ def infer(
         run_inference,
         side_outputs,
     )
+    from zoomsr.stopping import sigterm_as_interrupt
 
     if scenes is not None and (inputs or output is not None):
         raise ConfigError("--scenes replaces INPUTS and --output: give either a scenes "
@@ -234,21 +235,24 @@ def infer(
     net = load_model(weights, model, config, random_weights, device, precision, bands)
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
-    if manifest is not None:
-        on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
-        _run_scenes(manifest, net, options, ray, ray_workers)
-        return
-    sides = list(side_outputs(output, save_lr, preview).values())
-    before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's
-    on_interrupt(lambda: _kept(output, sides, before))
-    if ray is None:
-        result = run_inference(inputs, output, net, options)
-    else:
-        from zoomsr.inference.distributed import RayPool
+    # SIGTERM (SLURM's time limit, `kill`, `docker stop`) stops a run as Ctrl-C does: rows
+    # kept, temporary files removed, one line on how to go on (it left a temporary file)
+    with sigterm_as_interrupt():
+        if manifest is not None:
+            on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
+            _run_scenes(manifest, net, options, ray, ray_workers)
+            return
+        sides = list(side_outputs(output, save_lr, preview).values())
+        before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's
+        on_interrupt(lambda: _kept(output, sides, before))
+        if ray is None:
+            result = run_inference(inputs, output, net, options)
+        else:
+            from zoomsr.inference.distributed import RayPool
 
-        # one pool for the whole scene: a wide scene's column strips reuse the same workers
-        with RayPool(ray, workers=ray_workers) as pool:
-            result = run_inference(inputs, output, net, options, row_source=pool.rows)
+            # one pool for the whole scene: a wide scene's column strips reuse the workers
+            with RayPool(ray, workers=ray_workers) as pool:
+                result = run_inference(inputs, output, net, options, row_source=pool.rows)
     _report(result, net)
 
 

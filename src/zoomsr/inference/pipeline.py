@@ -79,7 +79,7 @@ from zoomsr.inference.writer import (
     write_geotiff,
     write_preview,
 )
-from zoomsr.io.atomic import refuse_existing
+from zoomsr.io.atomic import refuse_existing, remove_stale_temps
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.stopping import interrupts_held
 
@@ -569,6 +569,9 @@ def run_scene(
                                           "resampled LR mosaic (mean of valid frames)")
     with interrupts_held():  # not cut halfway: an empty partial folder made --resume refuse
         run.remove()
+    for path in (out, lr_path):  # an earlier run's, killed outright (e.g. by the OOM killer)
+        if path is not None:
+            remove_stale_temps(path, suffix=".tif")
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),
         windows_computed=computed, rows_resumed=done_before // max(per_row, 1),

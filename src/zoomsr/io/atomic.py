@@ -6,6 +6,7 @@ A crash or Ctrl-C never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,23 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike[str], suffix: str | None = None) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left beside ``path`` when its process was
+    killed outright (SIGKILL, the OOM killer, a power cut: nothing could clean up), and return
+    them. Call it once ``path`` is complete: any such file is an earlier, dead run's (an
+    output's temporary file can be as large as the output)."""
+    target = Path(path)
+    ext = target.suffix if suffix is None else suffix
+    # mkstemp's names: the prefix, 8 random characters, the suffix
+    pattern = f".{glob.escape(target.name)}.{'?' * 8}{glob.escape(ext)}.tmp"
+    removed = []
+    for stale in target.parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def refuse_existing(paths: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:
