@@ -27,7 +27,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import DataError, InputError, ZoomsrError
 from zoomsr.io.atomic import atomic_path
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
@@ -83,18 +83,34 @@ class RawRaster:
         return self.width * self.bands
 
     def create(self) -> None:
-        with open(self.path, "wb") as f:
-            f.truncate(self.row_bytes * self.height)
+        size = self.row_bytes * self.height
+        try:
+            with open(self.path, "wb") as f:
+                f.truncate(size)  # sparse: no disk used until rows are written
+        except OSError as exc:
+            raise ZoomsrError(f"{self.path}: cannot create the run's raw file of {size} bytes "
+                              f"({exc.strerror or exc}; a file-size limit, `ulimit -f`?)"
+                              ) from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[int]:
+        """A descriptor to write with; a failed write (disk full, a file-size limit) names
+        the file (it was a bare "OSError: [Errno 27] File too large")."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ZoomsrError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
 
     def write_rows(self, row: int, data: np.ndarray) -> None:
         """Write ``[rows, width, bands]`` uint8 starting at ``row``."""
         if data.shape[1:] != (self.width, self.bands) or data.dtype != np.uint8:
             raise ValueError(f"bad raw block {data.shape} {data.dtype}")
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
+        with self._writing() as fd:
             _pwrite_all(fd, data, row * self.row_bytes)
-        finally:
-            os.close(fd)
 
     def write_block(self, row: int, col: int, data: np.ndarray) -> None:
         """Write ``[rows, w, bands]`` uint8 at (``row``, ``col``): a column strip of rows."""
@@ -103,12 +119,9 @@ class RawRaster:
             return
         if data.shape[2] != self.bands or col + data.shape[1] > self.width:
             raise ValueError(f"bad raw block {data.shape} at column {col}")
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
+        with self._writing() as fd:
             for i in range(data.shape[0]):
                 _pwrite_all(fd, data[i], ((row + i) * self.width + col) * self.bands)
-        finally:
-            os.close(fd)
 
     def read_rows(self, row: int, count: int, cols: tuple[int, int] | None = None) -> np.ndarray:
         """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``."""
@@ -293,8 +306,12 @@ class PartialRun:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        for r in rasters:
-            r.create()
+        try:
+            for r in rasters:
+                r.create()
+        except BaseException:  # nothing to resume in it: not left behind
+            self.remove()
+            raise
         return None
 
     def load(self) -> dict[str, Any]:
