@@ -464,3 +464,12 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(cli, tmp_path):
     other.write_bytes(b"another output's")
     assert cli("infer", tmp_path / "in", "-o", out, *TINY)[0] == 0
     assert not stale.exists() and other.exists() and out.is_file()
+
+
+def test_an_empty_input_argument_is_refused_not_the_current_folder(cli, tmp_path, monkeypatch):
+    """`zoomsr infer "$SCENE"` with SCENE unset: Typer made "" the current folder, scanned."""
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    monkeypatch.chdir(tmp_path / "in")  # a folder of good frames: it ran on them
+    code, _, err = cli("infer", "", "-o", tmp_path / "o.tif", *TINY)
+    assert code == 2 and "an empty input path ('')" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.tif").exists()

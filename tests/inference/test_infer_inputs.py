@@ -533,3 +533,50 @@ def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeyp
         sampled.clear()
         discover_frames(tmp_path / manifest, dn_offset=0, extra_bands=extra)
         assert looked == sampled and len(looked) == n
+
+
+def _stack(path: Path, count: int = 4, descriptions: tuple[str, ...] = ()) -> Path:
+    """A ``count``-band uint16 (DN) GeoTIFF, its bands labelled ``descriptions``."""
+    from affine import Affine
+
+    data = np.random.default_rng(0).integers(1200, 4500, (count, 24, 24)).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=24, height=24, count=count,
+                       dtype="uint16", crs="EPSG:32633", photometric="MINISBLACK",
+                       transform=Affine(10, 0, 500000, 0, -10, 4100000)) as ds:
+        ds.write(data)
+        for i, d in enumerate(descriptions, 1):
+            ds.set_band_description(i, d)
+    return path
+
+
+def test_a_multi_band_file_named_like_a_band_is_a_frame(tmp_path):
+    """Name-based grouping is for single-band files: a labelled 4-band stack named
+    ``stack_blue.tif`` is read like ``stackdesc.tif``, from a folder or by name."""
+    labels = ("blue", "green", "red", "nir")
+    stack = _stack(tmp_path / "in" / "stack_blue.tif", descriptions=labels)
+    for item in (stack, stack.parent):
+        frame = discover_frames(item, dn_offset=0).frames[0]
+        assert frame.paths == (stack,) and frame.bands == (3, 2, 1)
+    # a single-band file of that name is still a band file, and the error about its date's
+    # missing bands names the real files (not "<folder>/stack*")
+    one = _stack(tmp_path / "one" / "stack_blue.tif", count=1)
+    with pytest.raises(DataError) as err:
+        discover_frames(one, dn_offset=0)
+    assert str(err.value).startswith(f"{one}: band files of one date lack green, red")
+    scl = one.with_name("stack_SCL.tif")
+    one.rename(scl)
+    with pytest.raises(DataError, match=rf"^{scl}: without a TCI or B04/B03/B02"):
+        discover_frames(scl)
+
+
+@pytest.mark.parametrize("items", ["", [""], ["a.tif", " "]])
+def test_an_empty_input_path_is_refused(tmp_path, monkeypatch, items, tiny_model):
+    """As from an unset shell variable: not the current folder, scanned."""
+    write_frames(tmp_path, n=2)  # what "" would have found
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"^an empty input path \('\s*'\): [^\n]+$"):
+        discover_frames(items)
+    with pytest.raises(DataError, match=r"^an empty input path"):
+        run_inference(items, tmp_path / "o.tif", tiny_model(1))
+    assert not (tmp_path / "o.tif").exists()

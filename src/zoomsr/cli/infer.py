@@ -112,7 +112,8 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
 
 
 def infer(
-    inputs: list[Path] | None = typer.Argument(
+    # strings, not Paths: Typer makes "" (an unset variable) Path("."), the current folder
+    inputs: list[str] | None = typer.Argument(
         None, help="Sentinel-2 rasters (GeoTIFF/JP2/VRT), folders of them, a manifest (.txt/"
         ".json), or an S2-NAIP dataset folder."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Output GeoTIFF (.tif)."),

@@ -609,7 +609,9 @@ def _assembled(items: Iterable[Any], assembler: RowAssembler,
 
 def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:
     """Whether ``items`` is one S2-NAIP dataset folder (chunk-layout input)."""
-    return len(items) == 1 and Path(items[0]).is_dir() and is_s2naip_root(Path(items[0]))
+    # "" (an unset variable) is no folder, though Path("") is the current one
+    return (len(items) == 1 and bool(str(items[0]).strip()) and Path(items[0]).is_dir()
+            and is_s2naip_root(Path(items[0])))
 
 
 def run_inference(

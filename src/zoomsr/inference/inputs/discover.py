@@ -273,7 +273,7 @@ def _rgb_frame(
             f"{paths[0]}: 8-bit single-band files are not Sentinel-2 band data; pass the TCI "
             "file instead"
         )
-    has_data = check_values(paths[0], sample, rad, radiometry, nodata)
+    has_data = check_values(paths[0], sample, rad, radiometry, nodata, paths)
     offset, level = (dn_offset_of(paths[0], tags, dn_offset, dtype, radiometry) if rad == "dn"
                      else (0.0, None))
     label = "+".join(p.name for p in paths)

@@ -183,6 +183,16 @@ def made_by_zoomsr(path: Path) -> bool:
         return False  # unreadable: reported with the reason when the frame is opened
 
 
+def _single_band(path: Path) -> bool:
+    """Whether ``path`` holds one band: only such files are band files by their name (a
+    labelled stack named ``stack_blue.tif`` is a frame of its own)."""
+    try:
+        with open_raster(path) as ds:
+            return ds.count == 1
+    except DataError:
+        return True  # unreadable: reported with the reason when its frame is opened
+
+
 def expand(
     items: Sequence[str | os.PathLike[str]], extra_bands: Sequence[str] = ()
 ) -> tuple[list[list[Path] | dict], list[str]]:
@@ -194,6 +204,11 @@ def expand(
     """
     if not items:
         raise DataError("no input given (pass raster files, folders or a manifest)")
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            # an unset shell variable ("$DIR"): as a path it is the current folder, scanned
+            raise DataError(f"an empty input path ({item!r}): an unset variable? pass raster "
+                            "files, folders or a manifest (. for the current folder)")
     candidates: list[list[Path] | dict] = []
     ignored: list[str] = []
     loose: list[Path] = []
@@ -232,6 +247,8 @@ def expand(
             ignored.append(f"{f}: a preview image, not a date")
             continue
         role = band_role(f)
+        if role not in (None, "tci") and not _single_band(f):
+            role = None  # a multi-band file: a frame of its own, whatever its name says
         # An RGB raster zoomsr wrote (an earlier run's output or LR mosaic, e.g. written into
         # the input folder) is no date. Only files that would be RGB frames are opened here.
         if role in (None, "tci") and made_by_zoomsr(f):
@@ -269,18 +286,23 @@ def expand(
         elif {"red", "green", "blue"} <= set(slot):
             candidates.append(slot)
         elif set(slot) <= aux:
-            names = ", ".join(sorted(f.name for f in slot.values()))
             raise DataError(
-                f"{key}*: {names} without a TCI or B04/B03/B02 file of the same date (files of "
-                "one date must share their name but for the band token)"
+                f"{_listed(slot)}: without a TCI or B04/B03/B02 file of the same date (files "
+                "of one date must share their name but for the band token)"
             )
         else:
             missing = sorted({"red", "green", "blue"} - set(slot))
             raise DataError(
-                f"{key}*: band files of one date lack {', '.join(missing)} (need B04, B03, B02 "
-                "or a TCI file)"
+                f"{_listed(slot)}: band files of one date lack {', '.join(missing)} (need B04, "
+                "B03, B02 or a TCI file)"
             )
     return candidates, ignored
+
+
+def _listed(slot: dict[str, Path]) -> str:
+    """The files of one date, for a message: real paths (the date's name, its group key,
+    names no file)."""
+    return ", ".join(map(str, sorted(slot.values())))
 
 
 def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:
@@ -297,6 +319,7 @@ def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:
         for f in sorted(filter(_is_raster, d.iterdir())):
             role = band_role(f)
             if role in roles and role not in slot and group_key(f) == key and (
-                    role not in found or _resolution_m(f) < _resolution_m(found[role])):
+                    role not in found or _resolution_m(f) < _resolution_m(found[role])) and (
+                    _single_band(f)):
                 found[role] = f
     slot.update(found)

@@ -10,6 +10,7 @@ clipped to [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,12 @@ BASELINE_OFFSET = 1000
 
 #: Largest plausible float reflectance; larger floats mean another scaling (e.g. x 10000).
 MAX_FLOAT_REFLECTANCE = 2.0
+
+
+#: Float reflectance at or below this is a fill value (-9999, -1...), not a surface: nothing
+#: reflects -100 %, while atmospheric correction leaves dark pixels a few hundredths below 0
+#: (ESA's offset products reach -0.1), far above it.
+MIN_FLOAT_REFLECTANCE = -1.0
 
 
 def to_tci(pixels: Array, radiometry: Radiometry, dn_offset: float = 0.0) -> Array:
@@ -93,6 +100,15 @@ def radiometry_for(
         if dtype in ("uint16", "int16"):
             return "dn"
         if floating:
+            if MAX_FLOAT_REFLECTANCE < top <= 255 and np.array_equal(finite, np.round(finite)):
+                # whole numbers up to 255: a TCI saved as float. Read as DN it would come out
+                # about 10x darker, so the way out is uint8, which is read as a TCI.
+                raise DataError(
+                    f"{path}: float data holding whole numbers up to {top:g}: 8-bit data "
+                    "stored as float? (reflectance is at most about 1, and Sentinel-2 digital "
+                    "numbers of a scene reach thousands); save it as uint8, which is read as "
+                    f"a TCI (gdal_translate -ot Byte {path.name} {path.stem}_u8.tif)"
+                )
             if top > MAX_FLOAT_REFLECTANCE:
                 raise DataError(
                     f"{path}: float data with values up to {top:g}: not reflectance in [0, 1] "
@@ -116,22 +132,40 @@ def radiometry_for(
 
 
 def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
-                  nodata: float | None) -> bool:
+                  nodata: float | None, band_paths: Sequence[Path] = ()) -> bool:
     """Whether the ``[3, h, w]`` RGB ``sample`` holds valid pixels; with detected 16-bit DN,
-    refuse values that no Sentinel-2 product holds (the float case: :func:`radiometry_for`).
+    or float reflectance, refuse values that no Sentinel-2 product holds (values too large
+    for reflectance: :func:`radiometry_for`).
+
+    ``band_paths``: the file of each channel, for band files (a fill value is then named in
+    the file that holds it, which is the one ``gdal_edit.py`` must fix).
     """
     valid = valid_pixels(sample, nodata, None)
     if not valid.any():
         return False
+    values = sample[:, valid]
+    lows = values.min(1)
+    where = Path(band_paths[int(lows.argmin())]) if band_paths else path
+    if radiometry == "reflectance":
+        # whatever --radiometry says: no choice makes a fill value a reflectance (read, its
+        # pixels would be valid black ones); valid pixels only, so a declared nodata passes
+        fill = float(lows.min())
+        if fill <= MIN_FLOAT_REFLECTANCE:
+            raise DataError(
+                f"{where}: values down to {fill:g}: reflectance is never "
+                f"{MIN_FLOAT_REFLECTANCE:g} or lower (atmospheric correction leaves dark pixels "
+                f"a few hundredths below 0); if {fill:g} marks missing data, declare it as the "
+                f"file's nodata (gdal_edit.py -a_nodata {fill:g} {where.name})"
+            )
+        return True
     if radiometry != "dn" or choice != "auto" or np.issubdtype(sample.dtype, np.floating):
         return True
-    values = sample[:, valid]
-    low, top = int(values.min()), int(values.max())
+    low, top = int(lows.min()), int(values.max())
     if low < -BASELINE_OFFSET:
         raise DataError(
-            f"{path}: values down to {low}: Sentinel-2 digital numbers are never below "
+            f"{where}: values down to {low}: Sentinel-2 digital numbers are never below "
             f"-{BASELINE_OFFSET}; if {low} marks missing data, declare it as the file's nodata "
-            f"(gdal_edit.py -a_nodata {low} {path.name})"
+            f"(gdal_edit.py -a_nodata {low} {where.name})"
         )
     if top <= 255:
         raise DataError(
