@@ -214,3 +214,34 @@ def test_a_manifest_line_without_a_file_is_named(tmp_path):
     man = _manifest(tmp_path / "m.txt", [f"data/{tci.name}", " , ", ","])
     with pytest.raises(DataError, match=rf"^{man}: line 2 names no file \(','\)$"):
         discover_frames(man)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:32615"])
+def test_a_rotated_raster_is_covered_whole_on_the_default_grid(tmp_path, crs):
+    """A rotated (sheared) transform: the grid covers all four corners (two were taken, and
+    a third of the scene's height was cut off)."""
+    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.inputs.frame import footprint
+
+    origin = (-10_350_000.0, 4_445_000.0) if crs == "EPSG:3857" else (500_000.0, 4_100_000.0)
+    t = Affine(10, 2, origin[0], 2, -10, origin[1])
+    path = tmp_path / "rot_TCI.tif"
+    data = np.random.default_rng(0).integers(1, 256, (3, 64, 64), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                       crs=crs, transform=t, nodata=0) as ds:
+        ds.write(data)
+    frame = discover_frames([path]).frames[0]
+    corners = [t @ (c, r) for c in (0, 64) for r in (0, 64)]
+    box = footprint(t, 64, 64)
+    assert (box.left, box.right) == (min(x for x, _ in corners), max(x for x, _ in corners))
+    assert (box.bottom, box.top) == (min(y for _, y in corners), max(y for _, y in corners))
+    assert frame.bounds == box
+    grid = plan_grid([frame], 4)
+    g = grid.transform
+    left, top = g.c, g.f
+    right, bottom = left + g.a * grid.width, top + g.e * grid.height
+    from rasterio.warp import transform as warp
+
+    xs, ys = warp(crs, "EPSG:3857", [x for x, _ in corners], [y for _, y in corners])
+    for x, y in zip(xs, ys, strict=True):  # every corner inside (it was cut at the two taken)
+        assert left - 1e-6 <= x <= right + 1e-6 and bottom - 1e-6 <= y <= top + 1e-6

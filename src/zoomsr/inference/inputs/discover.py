@@ -22,7 +22,7 @@ from zoomsr.inference.inputs.files import (
     expand,
     group_key,
 )
-from zoomsr.inference.inputs.frame import AuxBand, Discovery, Frame
+from zoomsr.inference.inputs.frame import AuxBand, Discovery, Frame, footprint
 from zoomsr.inference.inputs.metadata import NoOffsetError, dn_offset_of, product_metadata
 from zoomsr.inference.inputs.radiometry import check_dn_offset, check_values, radiometry_for
 from zoomsr.inference.inputs.rasters import any_valid, check_readable, open_raster
@@ -69,11 +69,12 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
     """
     if path != frame.paths[0]:  # a file of its own: the same granule as the frame's RGB
         tol = max(abs(ds.transform.a), abs(ds.transform.e), *map(abs, frame.resolution))
-        off = max(abs(a - b) for a, b in zip(ds.bounds, frame.bounds, strict=True))
+        box = footprint(ds.transform, ds.width, ds.height)
+        off = max(abs(a - b) for a, b in zip(box, frame.bounds, strict=True))
         if ds.crs != frame.crs or off > tol:
             raise DataError(
                 f"{path}: {name.upper()} does not cover the same area as {frame.paths[0].name} "
-                f"({ds.crs} {tuple(round(v, 1) for v in ds.bounds)} vs {frame.crs} "
+                f"({ds.crs} {tuple(round(v, 1) for v in box)} vs {frame.crs} "
                 f"{tuple(round(v, 1) for v in frame.bounds)}); the bands of one date must come "
                 "from one product"
             )

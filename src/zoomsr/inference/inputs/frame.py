@@ -12,6 +12,14 @@ from rasterio.crs import CRS
 from zoomsr.inference.inputs.radiometry import Radiometry
 
 
+def footprint(transform: rasterio.Affine, width: int, height: int) -> BoundingBox:
+    """The box around a ``width`` x ``height`` raster's four corners in its CRS. With a
+    rotated or sheared transform two corners are not enough: a third of a rotated scene's
+    height was cut off the grid (rasterio's ``bounds`` takes two)."""
+    xs, ys = zip(*(transform @ (c, r) for c in (0, width) for r in (0, height)), strict=True)
+    return BoundingBox(min(xs), min(ys), max(xs), max(ys))
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Grid:
     """Where a raster's pixels are and what they hold."""
@@ -74,11 +82,7 @@ class Frame(_Grid):
 
     @property
     def bounds(self) -> BoundingBox:
-        t = self.transform
-        left, top = t.c, t.f
-        right = t.c + t.a * self.width + t.b * self.height
-        bottom = t.f + t.d * self.width + t.e * self.height
-        return BoundingBox(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        return footprint(self.transform, self.width, self.height)
 
     @property
     def resolution(self) -> tuple[float, float]:
