@@ -373,6 +373,18 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     other.write_bytes(b"not a zoomsr output")
     code, _, err = cli("infer", tmp_path / "in", "-o", other, *TINY, "--resume")
     assert code == 2 and "already exists" in err and other.read_bytes() == b"not a zoomsr output"
+    # a requeued job that now asks for another result is not told it is done
+    write_frames(tmp_path / "in2", n=2, size=(24, 24), seed=5)
+    code, _, err = cli("infer", tmp_path / "in2", "-o", out, *TINY, "--resume")
+    assert code == 2 and err.startswith(f"error: {out}: finished by an earlier run of other "
+                                        "inputs (2 of its files not among them now, e.g. ")
+    assert err.strip().endswith("--resume continues only that run: pass --overwrite to "
+                                "compute it again")
+    wider = [*TINY]
+    wider[wider.index("--config") + 1] = "num_in_ch=6,num_feat=4,num_block=1,num_grow_ch=4"
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *wider, "--resume")
+    assert code == 2 and "finished by an earlier run with other weights (SHA-256 " in err
+    assert out.read_bytes() == before
 
 
 def test_resume_knows_the_weights_by_content_not_by_the_path_typed(cli, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def test_scenes_local_equal_scenes_alone(tmp_path, tiny_model):
         again.failed[0].error)
     again = run_scenes(scenes[:1], model, opts)
     assert again.failed[0].exit_code == 2 and "--overwrite" in again.failed[0].error
+    # a scene now of other inputs (a manifest edited between requeues) is not "skipped"
+    swapped = [dataclasses.replace(scenes[0], inputs=scenes[1].inputs)]
+    again = run_scenes(swapped, model, InferenceOptions(**OPTS, resume=True))
+    assert again.failed[0].exit_code == 2
+    assert "finished by an earlier run of other inputs" in again.failed[0].error
 
 
 def test_failing_scene_keeps_the_others(tmp_path, tiny_model, cli):

@@ -191,6 +191,7 @@ def infer(
     from zoomsr.inference import InferenceOptions, Tiling
     from zoomsr.inference.pipeline import (
         finished_before,
+        finished_same_run,
         is_s2naip_input,
         run_inference,
         side_outputs,
@@ -223,17 +224,19 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
-    if manifest is None and resume and not overwrite and finished_before(output, save_lr,
-                                                                          preview):
+    if manifest is None and resume and not overwrite:
+        finished_before(output, save_lr, preview)  # a side output missing: before the model
+    if ray is not None and manifest is None and is_s2naip_input(inputs or []):
+        raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
+                          "tiles are small and independent: one machine does them fast)")
+    net = load_model(weights, model, config, random_weights, device, precision, bands)
+    if manifest is None and resume and not overwrite and finished_same_run(output, inputs,
+                                                                            net, options):
         # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
         # other file there (not a zoomsr output) is refused as usual
         typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
                    "computes it again)")
         return
-    if ray is not None and manifest is None and is_s2naip_input(inputs or []):
-        raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
-                          "tiles are small and independent: one machine does them fast)")
-    net = load_model(weights, model, config, random_weights, device, precision, bands)
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     # SIGTERM (SLURM's time limit, `kill`, `docker stop`) stops a run as Ctrl-C does: rows

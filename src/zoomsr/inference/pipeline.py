@@ -374,6 +374,44 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
     return True
 
 
+def finished_same_run(output: str | os.PathLike[str],
+                      inputs: Sequence[str | os.PathLike[str]], model: InferenceModel,
+                      options: InferenceOptions) -> bool:
+    """:func:`finished_before`, and the earlier run made it with these weights (by SHA-256)
+    from these input files (its tags): ``--resume`` of a requeued job has nothing to do.
+    :class:`InputError` when the tags name other weights or inputs (the job now asks for
+    another result: the finished one was reported as done)."""
+    out = Path(output)
+    if not finished_before(out, options.save_lr, options.preview):
+        return False
+    from zoomsr.inference.inputs.rasters import open_raster
+
+    with open_raster(out) as ds:
+        tags = ds.tags()
+    redo = "--resume continues only that run: pass --overwrite to compute it again"
+    old = tags.get("zoomsr_weights_sha256")
+    if old and old != model.weights_sha256:
+        raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
+                         f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
+                         f"{model.label}); {redo}")
+    if "zoomsr_inputs" not in tags or is_s2naip_input(list(inputs)):
+        return True  # chunk outputs name no scene files
+    try:
+        was = {str(p) for f in json.loads(tags["zoomsr_inputs"]) for p in f.get("paths", [])}
+    except (ValueError, TypeError, AttributeError):
+        return True  # tags not written by this zoomsr: nothing to compare
+    found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
+                            dn_offset=options.dn_offset, extra_bands=model.bands[1:])
+    now = {str(p) for f in found.frames for p in f.paths}
+    if was != now:
+        gone, new = sorted(was - now), sorted(now - was)
+        parts = ([f"{len(gone)} of its files not among them now, e.g. {gone[0]}"] if gone
+                 else []) + ([f"{len(new)} new, e.g. {new[0]}"] if new else [])
+        raise InputError(f"{out}: finished by an earlier run of other inputs "
+                         f"({'; '.join(parts)}); {redo}")
+    return True
+
+
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
                  preview: bool = False, inputs: Iterable[str | os.PathLike[str]] = (),
                  resume: bool = False) -> Path:

@@ -30,7 +30,7 @@ from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,
-    finished_before,
+    finished_same_run,
     run_inference,
 )
 
@@ -162,7 +162,7 @@ def run_scenes(
     """Run each scene with :func:`~zoomsr.inference.pipeline.run_inference`, in order.
 
     With ``options.resume`` (and not ``overwrite``), a scene whose output an earlier run
-    finished is skipped (:func:`~zoomsr.inference.pipeline.finished_before`: outputs are only
+    finished is skipped (:func:`~zoomsr.inference.pipeline.finished_same_run`: outputs are only
     ever renamed into place once complete; one lacking a side output asked for now fails). A
     scene failing with bad input or an I/O error is recorded (its one-line reason) and the
     next scene runs; other errors (interrupts, bugs, Ray unreachable) stop the job, leaving
@@ -176,8 +176,8 @@ def run_scenes(
     outcomes: list[SceneOutcome] = []
     for scene in scenes:
         try:
-            if options.resume and not options.overwrite and finished_before(
-                    scene.output, options.save_lr, options.preview):
+            if options.resume and not options.overwrite and finished_same_run(
+                    scene.output, list(scene.inputs), model, options):
                 outcome = SceneOutcome(scene, "skipped")
             else:
                 result = run_inference(list(scene.inputs), scene.output, model, options,
