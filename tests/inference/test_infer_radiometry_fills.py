@@ -96,3 +96,15 @@ def test_a_fill_value_in_band_files_names_the_file_that_holds_it(tmp_path, dtype
     fix = rf"\(gdal_edit.py -a_nodata {fill} T33_20240101_B03.tif\)$"
     with pytest.raises(DataError, match=rf"^{paths[1]}: values down to {fill}: .*{fix}"):
         discover_frames(paths, dn_offset=0)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_a_dn_fill_value_is_refused_whatever_radiometry_says(tmp_path, dtype):
+    """--radiometry dn overrides the 8-bit heuristic, not a fill value (read, -9999 DN were
+    valid black pixels)."""
+    data = (_reflectance() * 10000 + 1000).astype(dtype)
+    data[:, :8] = -9999
+    path = _write(tmp_path / "dn.tif", data)
+    with pytest.raises(DataError, match=r"dn.tif: values down to -9999: Sentinel-2 digital "
+                                        r"numbers are never below -1000.*-a_nodata -9999 dn.tif"):
+        discover_frames(path, radiometry="dn", dn_offset=1000)

@@ -133,9 +133,10 @@ def radiometry_for(
 
 def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
                   nodata: float | None, band_paths: Sequence[Path] = ()) -> bool:
-    """Whether the ``[3, h, w]`` RGB ``sample`` holds valid pixels; with detected 16-bit DN,
-    or float reflectance, refuse values that no Sentinel-2 product holds (values too large
-    for reflectance: :func:`radiometry_for`).
+    """Whether the ``[3, h, w]`` RGB ``sample`` holds valid pixels; refuse values that no
+    Sentinel-2 product holds: fill values (DN below -1000, reflectance of -1 or lower,
+    whatever ``--radiometry`` says) and, with detected 16-bit DN, 8-bit data (values too
+    large for reflectance: :func:`radiometry_for`).
 
     ``band_paths``: the file of each channel, for band files (a fill value is then named in
     the file that holds it, which is the one ``gdal_edit.py`` must fix).
@@ -158,15 +159,17 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
                 f"file's nodata (gdal_edit.py -a_nodata {fill:g} {where.name})"
             )
         return True
-    if radiometry != "dn" or choice != "auto" or np.issubdtype(sample.dtype, np.floating):
+    if radiometry != "dn":
         return True
-    low, top = int(lows.min()), int(values.max())
-    if low < -BASELINE_OFFSET:
+    low, top = float(lows.min()), float(values.max())
+    if low < -BASELINE_OFFSET:  # whatever --radiometry says, as for reflectance above
         raise DataError(
-            f"{where}: values down to {low}: Sentinel-2 digital numbers are never below "
-            f"-{BASELINE_OFFSET}; if {low} marks missing data, declare it as the file's nodata "
-            f"(gdal_edit.py -a_nodata {low} {where.name})"
+            f"{where}: values down to {low:g}: Sentinel-2 digital numbers are never below "
+            f"-{BASELINE_OFFSET}; if {low:g} marks missing data, declare it as the file's "
+            f"nodata (gdal_edit.py -a_nodata {low:g} {where.name})"
         )
+    if choice != "auto" or np.issubdtype(sample.dtype, np.floating):
+        return True
     if top <= 255:
         raise DataError(
             f"{path}: 16-bit values no higher than {top}: 8-bit data stored as 16 bits? "
