@@ -570,6 +570,28 @@ def test_a_multi_band_file_named_like_a_band_is_a_frame(tmp_path):
         discover_frames(scl)
 
 
+def test_band_files_with_an_alpha_band_are_still_band_files(tmp_path):
+    """What `gdalwarp -dstalpha` writes: data + alpha. Only 3 or more data bands make a
+    file named like a band a frame of its own."""
+    from affine import Affine
+    from rasterio.enums import ColorInterp
+
+    paths = []
+    for k, name in enumerate(("B04", "B03", "B02")):
+        path = tmp_path / f"T33_20240101_{name}.tif"
+        data = np.random.default_rng(k).integers(1200, 4500, (2, 24, 24)).astype(np.uint16)
+        data[1] = 65535
+        with rasterio.open(path, "w", driver="GTiff", width=24, height=24, count=2,
+                           dtype="uint16", crs="EPSG:32633", photometric="MINISBLACK",
+                           transform=Affine(10, 0, 500000, 0, -10, 4100000)) as ds:
+            ds.write(data)
+            ds.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+        paths.append(path)
+    for items in (paths, tmp_path):
+        (frame,) = discover_frames(items, dn_offset=0).frames
+        assert frame.paths == tuple(paths) and frame.bands == (1, 1, 1)
+
+
 @pytest.mark.parametrize("items", ["", [""], ["a.tif", " "]])
 def test_an_empty_input_path_is_refused(tmp_path, monkeypatch, items, tiny_model):
     """As from an unset shell variable: not the current folder, scanned."""

@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from rasterio.enums import ColorInterp
+
 from zoomsr.data.builder.sources import BAND_ALIASES
 from zoomsr.errors import DataError
 from zoomsr.inference.inputs.rasters import open_raster
@@ -183,14 +185,15 @@ def made_by_zoomsr(path: Path) -> bool:
         return False  # unreadable: reported with the reason when the frame is opened
 
 
-def _single_band(path: Path) -> bool:
-    """Whether ``path`` holds one band: only such files are band files by their name (a
-    labelled stack named ``stack_blue.tif`` is a frame of its own)."""
+def _holds_a_frame(path: Path) -> bool:
+    """Whether ``path`` holds 3 or more data bands (alpha not counted): such a file is a frame
+    of its own whatever its name says (a labelled stack named ``stack_blue.tif``), while a
+    band file with an alpha band (``gdalwarp -dstalpha``) stays a band file."""
     try:
         with open_raster(path) as ds:
-            return ds.count == 1
+            return sum(ci != ColorInterp.alpha for ci in ds.colorinterp) >= 3
     except DataError:
-        return True  # unreadable: reported with the reason when its frame is opened
+        return False  # unreadable: reported with the reason when its frame is opened
 
 
 def expand(
@@ -247,7 +250,11 @@ def expand(
             ignored.append(f"{f}: a preview image, not a date")
             continue
         role = band_role(f)
-        if role not in (None, "tci") and not _single_band(f):
+        if role == "other" or (role in EXTRA_BAND_TOKENS.values() and role not in extra_bands):
+            what = "a band this model takes" if role != "other" else "a red/green/blue/TCI band"
+            ignored.append(f"{f}: not {what}")
+            continue
+        if role not in (None, "tci") and _holds_a_frame(f):  # only files that will be used
             role = None  # a multi-band file: a frame of its own, whatever its name says
         # An RGB raster zoomsr wrote (an earlier run's output or LR mosaic, e.g. written into
         # the input folder) is no date. Only files that would be RGB frames are opened here.
@@ -259,10 +266,6 @@ def expand(
             continue
         if role is None:
             candidates.append([f])
-            continue
-        if role == "other" or (role in EXTRA_BAND_TOKENS.values() and role not in extra_bands):
-            what = "a band this model takes" if role != "other" else "a red/green/blue/TCI band"
-            ignored.append(f"{f}: not {what}")
             continue
         slot = groups.setdefault(group_key(f), {})
         if role in slot:
@@ -320,6 +323,6 @@ def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:
             role = band_role(f)
             if role in roles and role not in slot and group_key(f) == key and (
                     role not in found or _resolution_m(f) < _resolution_m(found[role])) and (
-                    _single_band(f)):
+                    not _holds_a_frame(f)):
                 found[role] = f
     slot.update(found)
