@@ -387,6 +387,22 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     assert out.read_bytes() == before
 
 
+def test_resume_of_a_finished_run_from_a_glob_or_removed_inputs(cli, tmp_path):
+    """The output written into its input folder, given by a glob (`in/*.tif`), which then
+    holds it; or inputs staged for the job and removed after it: still finished, exit 0."""
+    frames = write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "in" / "sr.tif"
+    assert cli("infer", *frames, "-o", out, *TINY, "--save-lr")[0] == 0
+    globbed = sorted((tmp_path / "in").glob("*.tif"))
+    assert out in globbed and len(globbed) == 4  # the frames, sr.tif, sr.lr.tif
+    code, stdout, err = cli("infer", *globbed, "-o", out, *TINY, "--save-lr", "--resume")
+    assert code == 0 and "finished by an earlier run, nothing to resume" in stdout, err
+    for f in frames:
+        f.unlink()
+    code, stdout, err = cli("infer", *frames, "-o", out, *TINY, "--save-lr", "--resume")
+    assert code == 0 and "finished by an earlier run, nothing to resume" in stdout, err
+
+
 def test_resume_knows_the_weights_by_content_not_by_the_path_typed(cli, tmp_path, monkeypatch):
     """The same checkpoint given as "w.pth" then "/abs/w.pth" (or moved) continues the run (it
     was refused: 'model (weights): was "w.pth", now "/abs/w.pth"'); the tag names the file by

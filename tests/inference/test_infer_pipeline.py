@@ -427,3 +427,33 @@ def test_progress_rate_and_eta_cover_the_whole_run():
     assert str(eta.render(task)) == "eta 0:00:35"
     fresh = SimpleNamespace(completed=10, elapsed=3.0, finished=False, total=100)
     assert "--" in str(rate.render(fresh)) and str(eta.render(fresh)) == "eta -:--:--"
+
+
+def test_a_run_saved_with_the_weights_path_in_its_record_continues(tmp_path, tiny_model):
+    """Runs saved before the weights were known by content alone recorded their path and
+    file name too: such a run still continues (it was refused as 'model (model): was ...')."""
+    import json
+
+    from zoomsr.inference.writer import partial_dir
+
+    paths = write_frames(tmp_path / "in", n=3, size=(72, 40))
+    out = tmp_path / "run.tif"
+    clean = tmp_path / "clean.tif"
+    run_inference(paths, clean, tiny_model(2), _opts())
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, tiny_model(2), _opts(), on_row=stop)
+    state = np.load(partial_dir(out) / "state.npz")
+    arrays = {k: state[k] for k in state.files}
+    meta = json.loads(str(arrays["meta"]))
+    fingerprint = json.loads(meta["fingerprint"])
+    assert "weights" not in fingerprint["model"] and "model" not in fingerprint["model"]
+    fingerprint["model"].update(weights="net_g.pth", model="net_g.pth")  # the older record
+    meta["fingerprint"] = json.dumps(fingerprint, sort_keys=True)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(partial_dir(out) / "state.npz", **arrays)
+    result = run_inference(paths, out, tiny_model(2), _opts(resume=True))
+    assert result.rows_resumed > 0 and out.read_bytes() == clean.read_bytes()

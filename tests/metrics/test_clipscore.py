@@ -145,6 +145,12 @@ def test_weights_from_a_local_file(tiny_clip_name, tmp_path, images):
         CLIPScore(tiny_clip_name, str(text), device="cpu")
     assert str(info.value) == (f"{text}: cannot load as {tiny_clip_name} weights (corrupt, "
                                "truncated, or another format)")
+    cut = tmp_path / "cut.safetensors"  # its header, then too few bytes
+    cut.write_bytes(st.read_bytes()[:-16])
+    with pytest.raises(CheckpointError, match=rf"cut.safetensors: cannot load as "
+                                              rf"{tiny_clip_name} weights \(a damaged or "
+                                              r"truncated safetensors file: "):
+        CLIPScore(tiny_clip_name, str(cut), device="cpu")
 
 
 def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):

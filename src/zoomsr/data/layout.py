@@ -150,12 +150,25 @@ def recorded_scale(root: str | os.PathLike[str]) -> int | None:
     value = meta.get("scale")
     if value is None and isinstance(meta.get("degradation"), dict):
         value = meta["degradation"].get("scale")  # samples written before "scale" was recorded
+    if value is None and unfinished_build(root):
+        value = _build_scale(Path(root))  # the metadata is written last: the build's settings
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise DataError(f"{Path(root) / METADATA_FILE}: scale must be an integer >= 1, "
                         f"found {value!r}")
     return value
+
+
+def _build_scale(root: Path) -> int | None:
+    """The ``--scale`` an unfinished ``zoomsr data build`` in ``root`` runs with (its state's
+    settings), or None when they cannot be read."""
+    try:
+        state = json.loads((root / BUILD_STATE_DIR / "build.json").read_text(encoding="utf-8"))
+        value = state["config"]["scale"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def dataset_scale(root: str | os.PathLike[str], scale: int | None = None) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from zoomsr import __version__
-from zoomsr.errors import ConfigError, InputError
+from zoomsr.errors import ConfigError, DataError, InputError
 from zoomsr.inference.assemble import (
     DoneRow,
     ReadyRow,
@@ -400,16 +400,38 @@ def finished_same_run(output: str | os.PathLike[str],
         was = {str(p) for f in json.loads(tags["zoomsr_inputs"]) for p in f.get("paths", [])}
     except (ValueError, TypeError, AttributeError):
         return True  # tags not written by this zoomsr: nothing to compare
-    found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
-                            dn_offset=options.dn_offset, extra_bands=model.bands[1:])
-    now = {str(p) for f in found.frames for p in f.paths}
-    if was != now:
+    now = _rgb_files(inputs, [out, *side_outputs(out, options.save_lr,
+                                                 options.preview).values()])
+    if now is not None and was != now:
         gone, new = sorted(was - now), sorted(now - was)
         parts = ([f"{len(gone)} of its files not among them now, e.g. {gone[0]}"] if gone
                  else []) + ([f"{len(new)} new, e.g. {new[0]}"] if new else [])
         raise InputError(f"{out}: finished by an earlier run of other inputs "
                          f"({'; '.join(parts)}); {redo}")
     return True
+
+
+def _rgb_files(inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[Path]
+               ) -> set[str] | None:
+    """The RGB files (TCI, or B04/B03/B02) that ``inputs`` name, as the frames' paths are
+    tagged, from the names alone (no raster decoded); the run's own ``outputs`` left out (a
+    glob of the input folder may hold them). None when they cannot be listed, e.g. inputs
+    staged for the job and removed once it finished: nothing to compare."""
+    from zoomsr.inference.inputs.files import band_role, expand
+
+    mine = {os.path.abspath(p) for p in outputs}
+    items = [i for i in inputs if os.path.abspath(i) not in mine]
+    try:
+        candidates, _ = expand(items)
+    except (DataError, OSError):
+        return None
+    rgb = {None, "tci", "red", "green", "blue"}
+    files: set[str] = set()
+    for c in candidates:
+        paths = ([c[k] for k in ("tci", "red", "green", "blue") if k in c]
+                 if isinstance(c, dict) else [p for p in c if band_role(p) in rgb])
+        files |= {str(p) for p in paths}
+    return files
 
 
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,

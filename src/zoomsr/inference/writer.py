@@ -188,6 +188,27 @@ _SETTINGS = {
 _LAYOUT_FROM = ("tiling", "grid", "column_width")
 
 
+#: Fingerprint entries that runs saved by an earlier zoomsr recorded and this one no longer
+#: does (the weights' path and file name: the weights are known by their SHA-256); left out
+#: of a saved fingerprint before it is compared, so such a run still continues.
+_DROPPED = {"model": ("weights", "model")}
+
+
+def _without_dropped(fingerprint: str) -> str:
+    """``fingerprint`` (JSON) without the :data:`_DROPPED` entries, as it is saved now."""
+    try:
+        fp = json.loads(fingerprint)
+    except (TypeError, ValueError):
+        return fingerprint
+    if not isinstance(fp, dict):
+        return fingerprint
+    for key, gone in _DROPPED.items():
+        if isinstance(fp.get(key), dict) and any(g in fp[key] for g in gone):
+            fp[key] = {k: v for k, v in fp[key].items() if k not in gone}
+            fingerprint = json.dumps(fp, sort_keys=True, default=str)
+    return fingerprint
+
+
 def _differences(before: str, now: str, width: int = 60) -> str:
     """Which settings of two run fingerprints (JSON) differ, in the user's terms: for each
     setting, the first differing entry with its old and new value (shortened); an input file
@@ -283,6 +304,7 @@ class PartialRun:
         state_path = self.dir / STATE_FILE
         if resume and state_path.is_file():
             state = self.load()
+            state["fingerprint"] = _without_dropped(state["fingerprint"])
             if state["fingerprint"] != self.fingerprint:
                 why = _differences(state["fingerprint"], self.fingerprint)
                 if _layout_differs(state["fingerprint"], self.fingerprint):

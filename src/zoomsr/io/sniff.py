@@ -58,9 +58,13 @@ def load_failure(path: Path, exc: BaseException) -> str:
     """One line on why ``torch.load`` (or a safetensors read) of ``path`` raised ``exc``: what
     the file is when it is not laid out as ``torch.save`` writes, else torch's first sentence
     (its weights-only refusal spans lines and advises an unsafe load: not repeated)."""
-    if torch_file_kind(path) is None:
-        return what_file(path)[0]
     text = str(exc).strip()
+    if torch_file_kind(path) is None:
+        what = what_file(path)[0]
+        if what.startswith("a safetensors file") and Path(path).suffix == ".safetensors":
+            first = text.splitlines()[0][:160] if text else type(exc).__name__
+            return f"a damaged or truncated safetensors file: {first}"  # its header, no more
+        return what
     if "Weights only load failed" in text:
         return "it holds pickled Python objects besides its tensors, which a safe load refuses"
     first = text.split(". ")[0].splitlines()[0][:160] if text else type(exc).__name__

@@ -413,3 +413,19 @@ def test_an_interrupted_build_says_what_it_kept_and_how_to_go_on(cli, builder_sc
     monkeypatch.setattr(build_module, "build_dataset", real)
     code, stdout, _ = cli(*argv)
     assert code == 0 and f"{kept} already there" in stdout
+
+
+def test_an_unfinished_build_is_read_at_its_own_scale(builder_scene, tmp_path):
+    """The metadata (which records --scale) is written last: until then the build's settings
+    say it (read at the default 4, every 64 px NAIP chip of a --scale 2 build was
+    'unreadable')."""
+    from zoomsr.data.info import dataset_info
+    from zoomsr.data.layout import dataset_scale
+
+    config = dataclass_replace(CONFIG, block_tiles=2, scale=2)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        build_dataset(out, sources_of(builder_scene), config, workers=1, _fail_after=1)
+    assert dataset_scale(out) == 2
+    info = dataset_info(out, progress=False)
+    assert info.unfinished and info.scale == 2 and info.unreadable == [] and info.n_pairs >= 1
