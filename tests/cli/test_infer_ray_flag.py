@@ -165,3 +165,25 @@ def test_an_address_where_nothing_answers_fails_at_once(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{port}")
     with pytest.raises(RayUnavailableError, match="nothing answers"):
         RayPool("auto").start()
+
+
+def test_auto_with_no_cluster_says_what_to_do_in_zoomsr_terms(monkeypatch):
+    """Ray's own message told the user to set `--address`, an option zoomsr does not have."""
+    require_package("ray")
+    import ray
+
+    from zoomsr.inference.distributed import RayPool, RayUnavailableError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one "
+                              "to connect to by setting `--address` flag or `RAY_ADDRESS` "
+                              "environment variable.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(RayUnavailableError) as info:
+        RayPool("auto").start()
+    text = str(info.value)
+    assert text.startswith("cannot start or reach Ray at 'auto': no Ray cluster is running")
+    assert "--ray HOST:PORT" in text and "--ray local" in text and "--address" not in text

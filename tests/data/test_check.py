@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -92,9 +94,14 @@ def test_check_uses_the_recorded_scale(tmp_path):
     report = check_dataset(root)
     assert report.errors == [] and report.scale == 3
     assert check_dataset(root, scale=3).errors == []
-    # A scale that contradicts the recorded one is used, with a warning naming both.
-    with pytest.warns(ZoomsrWarning, match=r"scale 4 given.*records scale 3"):
+    # A scale that contradicts the recorded one is used, with a warning naming both, in the
+    # report (counted, and --strict fails on it; it was printed beside a "0 warning(s)" count)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
         report = check_dataset(root, scale=4)
+    assert [w.message for w in report.warnings if "scale 4 given" in w.message] == [
+        report.warnings[0].message] and "records scale 3" in report.warnings[0].message
+    assert report.warnings[0].path.endswith("zoomsr_dataset.json")
     assert len(report.errors) == 2 and "expected 128x128" in report.errors[0].message
     for bad in (0, -1):
         with pytest.raises(ConfigError, match="scale must be an integer >= 1"):

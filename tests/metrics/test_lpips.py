@@ -135,6 +135,7 @@ def test_smallest_side_of_the_backbones_is_computed(net, smallest):
     features = backbone_features(net)
     network = LPIPSNetwork([features[a:b] for a, b in _STAGES[net]], CHANNELS[net]).eval()
     assert min_input_size(network) == smallest
+    assert min_input_size(net) == smallest  # by name, as docs/metrics.md shows it
     with torch.no_grad():
         x = torch.rand(1, 3, smallest, smallest)
         network(x, x)

@@ -52,8 +52,19 @@ def test_splits_file_in_root_or_config(sample_root, tmp_path, tiny_config):
     with pytest.raises(DataError, match="no 'val' list"):
         split_pairs(sample_root, cfg)
     path.write_text(json.dumps({"train": tiles, "val": ["1_1"]}))
-    with pytest.raises(DataError, match="no pair of the dataset is in the 'val' split"):
+    with pytest.raises(DataError, match="no pair of the dataset is in the 'val' split; list "
+                                        "some of the dataset's tiles under 'val' in it"):
         split_pairs(sample_root, cfg)
+    # the build's own file: how to get a val split (it said only that there is none)
+    built = sample_root / "zoomsr_splits.json"  # the session's sample: removed again
+    built.write_text(json.dumps({"train": tiles, "val": []}))
+    try:
+        with pytest.raises(DataError, match=r"no pair of the dataset is in the 'val' split; "
+                                            r"the build put no whole --split-group block in "
+                                            r"val .*smaller --split-group, or give data.splits"):
+            split_pairs(sample_root, tiny_config("tiny").data)
+    finally:
+        built.unlink()
     missing = tiny_config("tiny", f"data.splits={tmp_path / 'none.json'}").data
     with pytest.raises(DataError, match="splits file not found"):
         split_pairs(sample_root, missing)

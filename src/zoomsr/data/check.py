@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,7 @@ from typing import Literal
 from zoomsr.data.bands import BANDS, normalize_band
 from zoomsr.data.layout import (
     HR_FILE,
+    METADATA_FILE,
     NAIP_DIR,
     S2_DIR,
     PairRecord,
@@ -20,7 +22,7 @@ from zoomsr.data.layout import (
     unfinished_build,
 )
 from zoomsr.data.selection import valid_frames
-from zoomsr.errors import DataError
+from zoomsr.errors import DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, Tile
 from zoomsr.progress import track
 
@@ -94,9 +96,16 @@ def check_dataset(
     :class:`~zoomsr.errors.ConfigError` for a ``scale`` < 1.
     """
     r = require_dataset_root(root)
-    scale = dataset_scale(r, scale)
+    with warnings.catch_warnings(record=True) as said:  # a scale other than the recorded one
+        warnings.simplefilter("always", ZoomsrWarning)
+        scale = dataset_scale(r, scale)
     report = CheckReport(r, scale=scale)
     add = report.problems.append
+    for w in said:  # in the report (counted; --strict fails on it), not beside it
+        if issubclass(w.category, ZoomsrWarning):
+            add(Problem(str(r / METADATA_FILE), str(w.message), "warning"))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     hr_size = LR_PIXELS * scale
     unfinished = unfinished_build(r)
     if unfinished:  # pairs may be missing and series half-written

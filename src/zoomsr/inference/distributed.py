@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from zoomsr.errors import ConfigError, ZoomsrError
+from zoomsr.errors import ConfigError, ZoomsrError, first_line
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
@@ -144,6 +144,15 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def _in_our_terms(exc: BaseException) -> str:
+    """Ray's reason, where it names Ray's own CLI (``--address``) in zoomsr's options."""
+    text = first_line(exc)
+    if "Could not find any running Ray instance" in text:
+        return ("no Ray cluster is running on this machine (`ray start --head` starts one); "
+                "or pass --ray HOST:PORT of a running one, or --ray local to start Ray here")
+    return text
+
+
 class RayPool:
     """One Ray session and one set of model workers, reused by every scene of a job.
 
@@ -191,7 +200,8 @@ class RayPool:
                 raise
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailableError(
-                    f"cannot start or reach Ray at {self.address!r}: {exc}") from None
+                    f"cannot start or reach Ray at {self.address!r}: {_in_our_terms(exc)}"
+                ) from None
             self._started = True
         self._ray = ray
         return self

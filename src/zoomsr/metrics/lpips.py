@@ -269,14 +269,25 @@ def _network_fits(network: LPIPSNetwork, side: int) -> bool:
     return True
 
 
-def min_input_size(network: LPIPSNetwork, limit: int = 1 << 14) -> int | None:
-    """The smallest image side (px) that every stage of ``network`` maps to a non-empty
-    feature map, computed on the meta device (shapes only, no weights copied, nothing run);
+def _structure(net: str) -> LPIPSNetwork:
+    """The ``net`` network's layers without weights (on the meta device: nothing allocated)."""
+    with torch.device("meta"):
+        features = backbone_features(net)
+        stages = [nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in _STAGES[net]]
+        return LPIPSNetwork(stages, CHANNELS[net])
+
+
+def min_input_size(network: LPIPSNetwork | str, limit: int = 1 << 14) -> int | None:
+    """The smallest image side (px) that every stage of ``network`` (a built network, or a
+    backbone name: ``"alex"``, ``"vgg"``) maps to a non-empty feature map, computed on the
+    meta device (shapes only, no weights copied, nothing run);
     None when no side up to ``limit`` fits (a stage that is not a stack of convolutions and
     poolings). The real backbones: AlexNet 31 px (its stride-4 first convolution and two
     3x3/2 max-poolings leave a 2x2 map at 30 px that the second pooling cannot take), VGG16
     16 px (four 2x2 max-poolings before the last stage). Height and width are independent:
     an ``H x W`` image fits when ``min(H, W)`` does."""
+    if isinstance(network, str):
+        network = _structure(network)
     # the output size of convolutions and poolings never shrinks as the input grows: a fit
     # at ``side`` holds above it, so double up to the first fit, then bisect
     hi = 1

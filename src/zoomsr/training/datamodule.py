@@ -66,7 +66,11 @@ def split_by_file(
     train, val = _select(pairs, splits["train"]), _select(pairs, splits["val"])
     for name, chosen in (("train", train), ("val", val)):
         if not chosen:
-            raise DataError(f"{path}: no pair of the dataset is in the {name!r} split")
+            how = (f"the build put no whole --split-group block in {name} (a small area): "
+                   "build it again with a smaller --split-group, or give data.splits (a JSON "
+                   "file of train and val tiles)" if path.name == SPLITS_FILE else
+                   f"list some of the dataset's tiles under {name!r} in it")
+            raise DataError(f"{path}: no pair of the dataset is in the {name!r} split; {how}")
     overlap = {p.tile for p in train} & {p.tile for p in val}
     if overlap:
         raise DataError(
