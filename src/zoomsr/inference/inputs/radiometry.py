@@ -172,7 +172,7 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
         return True
     if top <= 255:
         raise DataError(
-            f"{path}: 16-bit values no higher than {top}: 8-bit data stored as 16 bits? "
+            f"{path}: 16-bit values no higher than {top:g}: 8-bit data stored as 16 bits? "
             "Sentinel-2 digital numbers (reflectance x 10000) of a scene reach thousands; save "
             "8-bit data as uint8 (read as a TCI), or pass --radiometry dn if these are digital "
             "numbers"
