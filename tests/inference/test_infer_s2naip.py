@@ -68,3 +68,54 @@ def test_chunk_layout_writes_the_lr_mosaic_and_preview(tiny_dataset, tiny_model,
     mean = (series * valid[..., None]).sum(0) / np.maximum(valid.sum(0), 1)[..., None]
     got = np.moveaxis(mosaic[:, 32:, :32], 0, -1).astype(int)
     assert np.abs(got - np.round(mean)).max() <= 1
+
+
+def test_an_interrupted_chunk_run_resumes_and_a_finished_one_knows_its_dataset(
+        tiny_dataset, tiny_model, tmp_path):
+    """The chunk path's record held the weights' path: even the same command was refused on
+    --resume ('model (model): was null, now ...'). A finished output of another dataset
+    folder was reported as done on --resume."""
+    import shutil
+
+    from zoomsr.errors import InputError
+    from zoomsr.inference.pipeline import finished_same_run
+
+    clean = tmp_path / "clean.tif"
+    run_inference(tiny_dataset, clean, tiny_model(2), InferenceOptions(progress=False))
+    out = tmp_path / "grid.tif"
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(tiny_dataset, out, tiny_model(2), InferenceOptions(progress=False),
+                      on_row=stop)
+    result = run_inference(tiny_dataset, out, tiny_model(2),
+                           InferenceOptions(progress=False, resume=True))
+    assert out.read_bytes() == clean.read_bytes() and result.windows == 4
+    opts = InferenceOptions(progress=False, resume=True)
+    assert finished_same_run(out, [tiny_dataset], tiny_model(2), opts)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    with pytest.raises(InputError, match=rf"finished by an earlier run of other inputs \(not "
+                                         rf"the S2-NAIP chunks of {other}"):
+        finished_same_run(out, [other], tiny_model(2), opts)
+
+
+def test_tiles_far_apart_are_refused_before_any_file(tiny_dataset, tiny_model, tmp_path):
+    """One mosaic of the tiles' bounding box: two tiles 30000 tiles apart made a 59 TB raw
+    file, stopped only by a file-size error (`ulimit -f`?)."""
+    import shutil
+
+    from zoomsr.errors import InputError
+
+    for kind in ("naip/img-a", "sentinel2"):
+        src = next(p for p in (tiny_dataset / kind).iterdir() if p.name == "1001_2001")
+        shutil.move(src, src.with_name("31001_32001"))
+    out = tmp_path / "far.tif"
+    with pytest.raises(InputError, match=r"4 tiles lie far apart \(a box of 30002 x 30002 "
+                                         r"tiles: .*GB before compression, mostly empty\)"):
+        run_inference(tiny_dataset, out, tiny_model(2), InferenceOptions(progress=False))
+    from zoomsr.inference.writer import partial_dir
+
+    assert not out.exists() and not partial_dir(out).exists()

@@ -215,3 +215,27 @@ def test_ctrl_c_in_a_scenes_run_says_what_was_kept(tmp_path, cli, monkeypatch):
     code, stdout, err = cli("infer", "--scenes", manifest, *CLI_TINY, "--resume")
     assert code == 0, err
     assert "2 scene(s) done, 1 skipped, 0 failed" in stdout
+
+
+def test_an_output_over_another_scenes_input_is_refused(tmp_path, tiny_model):
+    """With --overwrite, scene 0 wrote over a frame of scene 1 (each scene checked only its
+    own inputs); named as an input, or an existing raster in an input folder."""
+    frames = write_frames(tmp_path / "one", n=2, size=(24, 24))
+    write_frames(tmp_path / "four", n=2, size=(24, 24), seed=4)
+    before = frames[0].read_bytes()
+    for output, second in ((frames[0], "one"), (frames[0], frames[0].name), (frames[1], "one")):
+        manifest = tmp_path / "m.json"
+        inputs = [f"one/{second}"] if second != "one" else ["one"]
+        manifest.write_text(json.dumps({"scenes": [
+            {"inputs": "four", "output": str(output.relative_to(tmp_path))},
+            {"inputs": inputs, "output": "k.tif"}]}))
+        with pytest.raises(DataError, match=rf"scenes\[0\]: output {output} is (a file in )?an "
+                                            rf"input of scenes\[1\]"):
+            load_scenes(manifest)
+    assert frames[0].read_bytes() == before
+    # an earlier zoomsr output in an input folder is no input (discovery leaves it out)
+    run_inference(tmp_path / "four", tmp_path / "one" / "sr.tif", tiny_model(2),
+                  InferenceOptions(**OPTS))
+    manifest.write_text(json.dumps({"scenes": [
+        {"inputs": "four", "output": "one/sr.tif"}, {"inputs": "one", "output": "k.tif"}]}))
+    assert len(load_scenes(manifest)) == 2

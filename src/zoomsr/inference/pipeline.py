@@ -394,8 +394,14 @@ def finished_same_run(output: str | os.PathLike[str],
         raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
                          f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
                          f"{model.label}); {redo}")
-    if "zoomsr_inputs" not in tags or is_s2naip_input(list(inputs)):
-        return True  # chunk outputs name no scene files
+    if "zoomsr_inputs" not in tags:
+        return True  # tags not written by this zoomsr: nothing to compare
+    if is_s2naip_input(list(inputs)):  # chunk outputs name their dataset folder
+        root = os.path.abspath(inputs[0])
+        if not tags["zoomsr_inputs"].startswith(f"S2-NAIP chunks {root} ("):
+            raise InputError(f"{out}: finished by an earlier run of other inputs (not the "
+                             f"S2-NAIP chunks of {root}: {tags['zoomsr_inputs']}); {redo}")
+        return True
     try:
         was = {str(p) for f in json.loads(tags["zoomsr_inputs"]) for p in f.get("paths", [])}
     except (ValueError, TypeError, AttributeError):

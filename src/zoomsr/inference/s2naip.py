@@ -74,6 +74,11 @@ def _tile_pixels(tci_path: Path, tci: np.ndarray, bands: tuple[str, ...]) -> np.
     return np.moveaxis(np.concatenate(parts, axis=-1), -1, 1)
 
 
+#: A chunk mosaic's raw file above this (bytes) is refused when the tiles cover under a
+#: quarter of their bounding box.
+MAX_SPARSE_BYTES = 16 * 2**30
+
+
 def run_s2naip(
     root: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -104,6 +109,15 @@ def run_s2naip(
     s = model.scale
     grid = TargetGrid(CRS.from_string(tiles.CRS), tiles.Tile(c0, r0).lr_transform,
                       n_cols * size, n_rows * size, s)
+    raw_bytes = grid.hr_width * grid.hr_height * 4
+    if raw_bytes > MAX_SPARSE_BYTES and n_cols * n_rows > 4 * len(found):
+        # one mosaic of the tiles' bounding box: tiles far apart make it mostly empty (a
+        # whole-country dataset: terabytes), which only a file-size error stopped
+        raise InputError(
+            f"{root}: its {len(found)} tiles lie far apart (a box of {n_cols} x {n_rows} tiles: "
+            f"a {grid.hr_width} x {grid.hr_height} px mosaic, {raw_bytes / 1e9:.0f} GB "
+            "before compression, mostly empty); super-resolve each area on its own (a "
+            "dataset folder of its tiles), or give the Sentinel-2 rasters themselves")
     fingerprint = {
         "s2naip": str(root.resolve()),
         "tiles": {str(t): [p.stat().st_size, p.stat().st_mtime_ns] for t, p in found.items()},

@@ -104,8 +104,9 @@ def _joined(base: Path, item: str) -> Path:
 def load_scenes(path: str | os.PathLike[str]) -> list[Scene]:
     """Read and validate a scenes manifest (see the module docstring).
 
-    Checks the structure, that outputs are ``.tif``/``.tiff`` and that no two scenes share an
-    output; whether the inputs exist is checked when each scene runs (a missing input fails
+    Checks the structure, that outputs are ``.tif``/``.tiff``, that no two scenes share an
+    output and that no output is (or lies, as a raster zoomsr did not write, in) another
+    scene's input; whether the inputs exist is checked when each scene runs (a missing input fails
     that scene only).
     """
     path = Path(path)
@@ -148,7 +149,31 @@ def load_scenes(path: str | os.PathLike[str]) -> list[Scene]:
                             f"scenes[{seen[output]}]")
         seen[output] = i
         scenes.append(Scene(i, inputs, output))
+    _no_output_over_an_input(path, scenes)
     return scenes
+
+
+def _no_output_over_an_input(path: Path, scenes: Sequence[Scene]) -> None:
+    """Refuse an output that is another scene's input: named as one, or an existing raster in
+    an input folder that zoomsr did not write (with --overwrite one scene wrote over the
+    input of another; each scene checks only its own)."""
+    from zoomsr.inference.inputs import made_by_zoomsr
+
+    inputs: dict[Path, tuple[Scene, Path]] = {}
+    for other in scenes:
+        for item in other.inputs:
+            inputs.setdefault(item.resolve(), (other, item))
+    for sc in scenes:
+        out = sc.output.resolve()
+        hit = inputs.get(out)
+        named = hit is not None
+        if not named and out.is_file() and not made_by_zoomsr(out):
+            hit = next((inputs[p] for p in out.parents if p in inputs and p.is_dir()), None)
+        if hit is not None:
+            other, item = hit
+            raise DataError(f"{path}: scenes[{sc.index}]: output {sc.output} is "
+                            + ("" if named else "a file in ")
+                            + f"an input of scenes[{other.index}] ({item}); write it elsewhere")
 
 
 def run_scenes(

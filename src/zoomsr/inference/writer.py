@@ -289,7 +289,9 @@ class PartialRun:
     def __init__(self, output: Path, fingerprint: dict[str, Any]) -> None:
         self.output = output
         self.dir = partial_dir(output)
-        self.fingerprint = json.dumps(fingerprint, sort_keys=True, default=str)
+        # as every run records it now (the S2-NAIP path hands in the model's whole record)
+        self.fingerprint = _without_dropped(json.dumps(fingerprint, sort_keys=True,
+                                                       default=str))
 
     def raw(self, name: str, width: int, height: int, bands: int) -> RawRaster:
         return RawRaster(self.dir / f"{name}.raw", width, height, bands)
