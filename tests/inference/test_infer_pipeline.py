@@ -327,6 +327,19 @@ def test_non_overlapping_inputs_are_named(tmp_path, tiny_model):
         run_inference([a[0], b[0]], tmp_path / "o.tif", tiny_model(1), _opts())
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_inputs_that_only_touch_do_not_overlap_on_either_grid(tmp_path, tiny_model, native):
+    """Two UTM frames, the second starting at the first's right edge: reprojected, their
+    boxes overlapped a little, so the training grid took them (the native grid did not)."""
+    a = write_frames(tmp_path / "a", n=1, size=(20, 20), crs="EPSG:32615",
+                     transform=Affine(10, 0, 500000.0, 0, -10, 4100000.0))
+    b = write_frames(tmp_path / "b", n=1, size=(20, 20), crs="EPSG:32615",
+                     transform=Affine(10, 0, 500200.0, 0, -10, 4100000.0))
+    with pytest.raises(DataError, match=r"^inputs do not overlap"):
+        run_inference([a[0], b[0]], tmp_path / "o.tif", tiny_model(1),
+                      _opts(native_grid=native))
+
+
 def test_output_must_be_tif(frames_3857, tiny_model, tmp_path):
     with pytest.raises(InputError, match="GeoTIFF"):
         run_inference(frames_3857, tmp_path / "o.png", tiny_model(2), _opts())

@@ -44,3 +44,24 @@ def test_uncertainty_needs_more_frames_than_the_model(frames_3857, tiny_model, t
         run_inference(frames_3857, tmp_path / "o.tif", tiny_model(3), opts)
     with pytest.raises(ConfigError, match="K >= 2"):
         InferenceOptions(uncertainty=1)
+    with pytest.raises(ConfigError, match="seed must be >= 0, got -1"):
+        InferenceOptions(uncertainty=2, seed=-1)  # it failed as a runtime ValueError
+
+
+def test_uncertainty_needs_more_dates_with_data_than_the_model(tmp_path, tiny_model):
+    """2 dates, one all nodata, a 1-image model: the empty date was gap-filled from the other,
+    every subset was the same, and band 4 was all 0 (which reads as certain)."""
+    import warnings
+
+    from infer_helpers import write_frames
+
+    paths = write_frames(tmp_path / "in", n=2, size=(24, 24),
+                         holes={1: (slice(0, 24), slice(0, 24))})
+    opts = InferenceOptions(uncertainty=3, progress=False, tiling=Tiling(32, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "this date adds nothing"
+        with pytest.raises(ConfigError, match=r"more dates with data than the model takes "
+                                              r"\(1\); 1 of the 2 dates hold no valid pixel "
+                                              rf"\(e.g. {paths[1]}\)"):
+            run_inference(paths, tmp_path / "o.tif", tiny_model(1), opts)
+    assert not (tmp_path / "o.tif").exists()

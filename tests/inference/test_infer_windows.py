@@ -44,6 +44,13 @@ def test_explicit_window_is_kept_and_auto_needs_for_scene():
         _ = Tiling().stride
     with pytest.raises(ConfigError, match=r"0\.\.127 \(below the smallest automatic window, 128"):
         Tiling(overlap=128)  # must fit the smallest automatic window
+    # a step of 1 px: 4096 times the work (7 minutes for a 150 x 230 px scene); 64 px windows
+    # overlapping by 42 (the tiled == whole-image test's) stay allowed
+    with pytest.raises(ConfigError, match=r"overlap 63 leaves a step of 1 px between windows "
+                                          r"of 64 px: .* about 4096 times; use an overlap of "
+                                          r"at most 56"):
+        Tiling(64, 63, 0)
+    assert Tiling(64, 56, 0).stride == 8 and Tiling(64, 42, 20).stride == 22
     with pytest.raises(ConfigError, match="window must be >= 1"):
         Tiling(0)
 
@@ -70,6 +77,29 @@ def test_auto_window_fits_the_models_size_multiple(tiny_model):
     frames = np.random.default_rng(0).random((2, 3, 151, 140), dtype=np.float32)
     out, mask = super_resolve_array(frames, model)
     assert out.shape == (3, 302, 280) and mask.all()
+
+
+@pytest.mark.parametrize(("shape", "window"), [((101, 131), None), ((5, 7), None),
+                                               ((1, 1), None), ((40, 70), 63)])
+def test_sides_that_are_no_multiple_are_padded_for_the_model(tiny_model, shape, window):
+    """A scale-2 RRDBNet (sides divisible by 2) on a scene whose odd side no window fits, or
+    an odd --window: the model's input is padded (edge pixels repeated), its output cut back
+    (it failed: "RRDBNet with scale=2 needs H and W divisible by 2, got 101x128")."""
+    model = tiny_model(2, scale=2)
+    frames = np.random.default_rng(1).random((2, 3, *shape), dtype=np.float32)
+    out, mask = super_resolve_array(frames, model, Tiling(window, overlap=8)
+                                    if window else Tiling(overlap=min(32, min(shape) // 2)))
+    assert out.shape == (3, 2 * shape[0], 2 * shape[1]) and mask.all()
+    assert np.isfinite(out).all()
+    # the padded call equals the model on the edge-padded input, cut back
+    import torch
+
+    h, w = shape
+    x = torch.as_tensor(frames[None])
+    padded = torch.nn.functional.pad(x.reshape(1, 6, h, w), (0, w % 2, 0, h % 2),
+                                     mode="replicate").reshape(1, 2, 3, h + h % 2, w + w % 2)
+    whole = model.forward(padded)[..., : 2 * h, : 2 * w]
+    np.testing.assert_allclose(model.forward(x), whole, atol=1e-6)
 
 
 def test_windows_per_call_keep_the_pixels_of_8_small_windows():

@@ -62,8 +62,8 @@ class InferenceModel:
 
     @property
     def size_multiple(self) -> int:
-        """Input heights and widths must be multiples of this (RRDBNet at scale 1 or 2
-        pixel-unshuffles its input by 4 or 2)."""
+        """The module's input heights and widths must be multiples of this (RRDBNet at scale
+        1 or 2 pixel-unshuffles its input by 4 or 2); :meth:`forward` pads other sizes."""
         return int(getattr(self.module, "unshuffle", 1))
 
     @property
@@ -83,6 +83,15 @@ class InferenceModel:
             raise InputError(
                 f"{self.label} expects [B, {self.n_images}, {c}, h, w], got {list(x.shape)}"
             )
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            # a window cut to a scene side that is no multiple (an odd side, a scene smaller
+            # than a window): edge pixels repeated up to one, the output cut back
+            b, t = x.shape[:2]
+            x = torch.nn.functional.pad(x.reshape(b, t * c, h, w), (0, pw, 0, ph),
+                                        mode="replicate").reshape(b, t, c, h + ph, w + pw)
         x = to_layout(x, self.layout).to(self.device)  # type: ignore[arg-type]
         if self.device.type == "cuda" and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -95,12 +104,14 @@ class InferenceModel:
             y = self.module(x)
         if y.ndim == 5:  # SRCNN / HighRes-net: [B, 1, C, H, W]
             y = y[:, 0]
-        expected = (x.shape[0], 3, lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        expected = (x.shape[0], 3, (h + ph) * self.scale, (w + pw) * self.scale)
         if tuple(y.shape) != expected:
             raise CheckpointError(
                 f"{self.label}: output shape {list(y.shape)}, expected {list(expected)} "
                 "(an RGB x scale model is needed)"
             )
+        if ph or pw:
+            y = y[..., : h * self.scale, : w * self.scale]
         return y.float()
 
     def describe(self) -> dict:

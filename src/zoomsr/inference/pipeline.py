@@ -129,6 +129,8 @@ class InferenceOptions:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.uncertainty == 1 or self.uncertainty < 0:
             raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
+        if self.seed < 0:  # NumPy's generators take none (it failed with --uncertainty only)
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         check_dn_offset(self.dn_offset)
 
 
@@ -478,6 +480,7 @@ def run_scene(
     | None = None,
     on_row: RowCallback | None = None,
     ignored: Sequence[str] = (),
+    empty: Sequence[Frame] = (),
 ) -> InferenceResult:
     """Super-resolve one scene of ``frames`` into ``output`` (see module docstring).
 
@@ -485,6 +488,7 @@ def run_scene(
     ``options.threads``; the Ray path passes its own).
     ``on_row(done, total)`` is called after each window row is safely saved; an exception from
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
+    ``empty``: frames seen to hold no valid pixel (``Discovery.empty``).
     """
     options = options or InferenceOptions()
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
@@ -495,6 +499,13 @@ def run_scene(
             f"--uncertainty needs more frames than the model takes ({model.n_images}); "
             f"got {len(frames)}: every subset would be the same"
         )
+    if options.uncertainty and len(frames) - len(empty) <= model.n_images:
+        # the empty dates are gap-filled from the others: each subset the same input, and a
+        # band of zeros that reads as "certain"
+        raise ConfigError(
+            f"--uncertainty needs more dates with data than the model takes "
+            f"({model.n_images}); {len(empty)} of the {len(frames)} dates hold no valid pixel "
+            f"(e.g. {empty[0].paths[0]}): every subset would be the same")
     extra = tuple(model.bands[1:])
     for f in frames:
         if tuple(a.name for a in f.extras) != extra:
@@ -698,4 +709,5 @@ def run_inference(
         return run_s2naip(items[0], output, model, options, **kwargs)
     found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
                             dn_offset=options.dn_offset, extra_bands=model.bands[1:])
-    return run_scene(found.frames, output, model, options, ignored=found.ignored, **kwargs)
+    return run_scene(found.frames, output, model, options, ignored=found.ignored,
+                     empty=found.empty, **kwargs)

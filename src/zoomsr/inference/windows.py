@@ -56,6 +56,16 @@ class Tiling:
                                   f"{self.overlap}")
             raise ConfigError(
                 f"overlap must be in 0..window-1 ({window - 1}), got {self.overlap}")
+        if self.window is not None and 8 * (window - self.overlap) < window:
+            # every pixel computed (window / stride)^2 times: 64 px windows overlapping by 63
+            # took 7 minutes for a 150 x 230 px scene. Up to 64 times is allowed: the tiled ==
+            # whole-image property needs overlaps well above half a window
+            most = window - -(-window // 8)
+            raise ConfigError(
+                f"overlap {self.overlap} leaves a step of {window - self.overlap} px between "
+                f"windows of {window} px: each pixel would be computed about "
+                f"{(window / (window - self.overlap)) ** 2:.0f} times; use an overlap of at "
+                f"most {most}")
         if self.margin_px < 0 or 2 * self.margin_px > self.overlap:
             raise ConfigError(
                 f"margin must be in 0..overlap/2 ({self.overlap // 2}), got {self.margin_px}"
@@ -77,7 +87,8 @@ class Tiling:
         An automatic window is the size in :data:`AUTO_WINDOWS` whose windows cover the least
         area in all (ties: the larger, for fewer model calls), among those whose windows (a
         window is cut to the scene when larger) have sides divisible by ``multiple`` (the
-        model's :attr:`~zoomsr.inference.model.InferenceModel.size_multiple`). Windows overlap,
+        model's :attr:`~zoomsr.inference.model.InferenceModel.size_multiple`; when none has,
+        any: the model pads its input up to one). Windows overlap,
         and a scene side is rarely a whole number of steps, so more than the scene's area is
         computed (e.g. 1.64x with 128 px windows on a 500 px scene, 1.33x with 192 px);
         run time follows that area (``benchmarks/infer_windows.py``), so the least area is
@@ -91,9 +102,8 @@ class Tiling:
 
         fits = [w for w in AUTO_WINDOWS
                 if min(w, height) % multiple == 0 and min(w, width) % multiple == 0]
-        if not fits:  # a scene side below every window and not a multiple: the model says so
-            return replace(self, window=min(AUTO_WINDOWS))
-        return replace(self, window=min(fits, key=lambda w: (area(w), -w)))
+        # none fits (a scene side below every window, not a multiple): the model pads them
+        return replace(self, window=min(fits or AUTO_WINDOWS, key=lambda w: (area(w), -w)))
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:

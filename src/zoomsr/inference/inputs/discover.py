@@ -356,4 +356,4 @@ def discover_frames(
             x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
         ignored.append(f"--dn-offset {dn_offset:g}: no input holds 16-bit digital numbers "
                        f"({', '.join(sorted({f.radiometry for f in frames}))})")
-    return Discovery(frames, ignored)
+    return Discovery(frames, ignored, empty=list(empty))

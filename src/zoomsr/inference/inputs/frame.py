@@ -108,3 +108,6 @@ class Discovery:
 
     frames: list[Frame]
     ignored: list[str] = field(default_factory=list)
+    #: frames (among ``frames``) whose decimated look held no valid pixel: dates that add
+    #: nothing (warned about)
+    empty: list[Frame] = field(default_factory=list)
