@@ -87,3 +87,23 @@ def test_csv_text_round_trips_floats():
     back = list(csv.DictReader(io.StringIO(text)))
     assert float(back[0]["v"]) == 0.1 + 0.2 and back[1] == {"k": "y", "v": "3"}
     assert csv_text([]) == ""
+
+
+def test_a_16_bit_colour_png_is_refused_not_read_as_its_high_byte(tmp_path):
+    """Pillow reads 16-bit RGB as 8-bit, keeping the high byte: 0..255 stored in 16 bits came
+    out near black and `evaluate` scored it (PSNR 6.9) without a word."""
+    import warnings
+
+    import rasterio
+
+    data = np.random.default_rng(0).integers(0, 256, (3, 16, 16)).astype(np.uint16)
+    path = tmp_path / "rgb16.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no georeference: rasterio's warning
+        with rasterio.open(path, "w", driver="PNG", width=16, height=16, count=3,
+                           dtype="uint16") as ds:
+            ds.write(data)
+    assert path.read_bytes()[24] == 16  # IHDR: 16 bits per sample
+    with pytest.raises(DataError, match=r"rgb16.png: 16-bit colour PNG, which is read as 8-bit "
+                                        r"\(its high byte only\); save it as 8-bit RGB"):
+        read_png(path)

@@ -227,3 +227,38 @@ def test_outputs_written_and_not_overwritten(judgment_dir, tmp_path):
     with pytest.raises(InputError, match="--overwrite"):
         write_agreement(result, out)
     write_agreement(result, out, overwrite=True)
+
+
+def test_judgment_files_as_spreadsheets_write_them(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark (it read as a missing 'target'
+    column); a .TSV is tab-separated too; one file under two spellings is one item."""
+    rows = "target,a,b,choice\nimg/t.png,x.png,y.png,A\n../d/img/t.png,x.png,y.png,B\n"
+    (tmp_path / "d").mkdir()
+    bom = tmp_path / "d" / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + rows.encode())
+    items = group_items(load_judgments(bom))
+    assert len(items) == 1 and sorted(items[0].votes) == ["A", "B"]  # a human tie
+    tsv = tmp_path / "d" / "up.TSV"
+    tsv.write_text(rows.replace(",", "\t"))
+    assert len(load_judgments(tsv)) == 2
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("target,a,b,choice\nt.png,x.png,y.png,A,extra\n", r"x.csv:2: more fields than the header"),
+    ("target,a,b,choice,Choice\nt.png,x.png,y.png,A,B\n", r"x.csv: column\(s\) choice given "
+                                                          r"twice"),
+    ("target,a,b,choice,annotator\nt.png,x.png,y.png,A,u1\nt.png,y.png,x.png,B,u1\n",
+     r"x.csv:3: annotator 'u1' judged this pair before \(.*x.csv:2\)"),
+])
+def test_judgment_files_that_would_be_miscounted_are_refused(tmp_path, content, message):
+    path = tmp_path / "x.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        group_items(load_judgments(path))
+
+
+def test_a_jsonl_path_that_is_no_string_is_named_with_its_line(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"target": ["x"], "a": "a.png", "b": "b.png", "choice": "A"}\n')
+    with pytest.raises(DataError, match=r"j.jsonl:1: 'target' must be a string, got \['x'\]"):
+        load_judgments(path)

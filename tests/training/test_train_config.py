@@ -206,3 +206,21 @@ def test_a_missing_clip_file_stops_training_before_it_starts_even_with_downloads
         with pytest.raises(ConfigError, match=r"val\.clip_pretrained.*clip\.pt"):
             check_val_weights(ValSection(metrics=["clipscore"], clip_model="ViT-B-32",
                                          clip_pretrained=missing, allow_download=allow))
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["seed=-1"], r"config key 'seed' must be in 0\.\.4294967295, got -1"),
+    (["seed=4294967296"], r"config key 'seed' must be in 0\.\.4294967295"),
+    (["trainer.strategy=bogus"], r"config key 'trainer.strategy': unknown strategy 'bogus' "
+                                 r"\(auto, or one of Lightning's: .*ddp"),
+    (["val.border=59"], r"config key 'val.border': 59 px leaves less than 11 px of the 128 x "
+                        r"128 px NAIP images \(data.scale 4\); use at most 58"),
+    (["losses.ssim.weight=1", "losses.ssim.window=301"],
+     r"config key 'losses.ssim.window': 301 px is larger than the 128 x 128 px NAIP images"),
+])
+def test_values_that_failed_late_or_as_raw_errors_are_config_errors(sets, message):
+    """These failed as a raw ValueError (exit 1), or only at the first validation or training
+    step (hours into a paper config)."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIGS / "tiny.yaml", sets)
+    load_config(CONFIGS / "tiny.yaml", ["val.border=58", "trainer.strategy=ddp"])

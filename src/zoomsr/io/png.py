@@ -14,6 +14,16 @@ from zoomsr.io.atomic import atomic_path
 _MODES_16BIT = {"I;16", "I;16B", "I;16L", "I"}
 
 
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth a PNG's header (IHDR) gives, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else None
+
+
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file into ``[H, W]`` or ``[H, W, C]`` (uint8, or uint16 for 16-bit grey).
 
@@ -31,6 +41,11 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
                         raise DataError(f"{p}: 32-bit integer image with values outside 0..65535")
                     arr = arr.astype(np.uint16)
                 return arr
+            if img.format == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(p) == 16:
+                # Pillow hands 16-bit colour as 8-bit, keeping the high byte: values 0..255
+                # stored in 16 bits came out near black, scored without a word
+                raise DataError(f"{p}: 16-bit colour PNG, which is read as 8-bit (its high "
+                                "byte only); save it as 8-bit RGB")
             if mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif mode not in ("L", "RGB", "RGBA", "LA"):

@@ -70,7 +70,7 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
     if not p.is_file():
         raise DataError(f"judgment file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: cannot read ({exc})") from None
     base = p.parent
@@ -87,13 +87,19 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
                 raise DataError(f"{p}:{n}: expected a JSON object")
             records.append((n, {str(k).strip().lower(): v for k, v in obj.items()}))
     elif p.suffix.lower() in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if p.suffix == ".tsv" else ",")
+        tabs = p.suffix.lower() == ".tsv"
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tabs else ",")
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = [c for c in _REQUIRED if c not in header]
         if missing:
             raise DataError(f"{p}: missing column(s) {', '.join(missing)} "
                             f"(need {', '.join(_REQUIRED)}[, annotator])")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:  # "choice" and "Choice": the last one was used, silently
+            raise DataError(f"{p}: column(s) {', '.join(twice)} given twice in the header")
         for n, row in enumerate(reader, 2):
+            if None in row:  # DictReader's key for fields past the header's
+                raise DataError(f"{p}:{n}: more fields than the header has columns")
             records.append((n, {str(k).strip().lower(): v for k, v in row.items() if k}))
     else:
         raise DataError(f"{p}: unknown judgment format (use .csv or .jsonl)")
@@ -103,11 +109,17 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
         for c in _REQUIRED:
             if rec.get(c) in (None, ""):
                 raise DataError(f"{where}: missing {c!r}")
+            if not isinstance(rec[c], str):
+                raise DataError(f"{where}: {c!r} must be a string, got {rec[c]!r}")
         ann = rec.get("annotator")
+
+        # normalised: "../ag/img/t0.png" and "img/t0.png" are one file, so one item
+        target, a, b = (Path(os.path.normpath(base / rec[c].strip()))
+                        for c in ("target", "a", "b"))
         out.append(Judgment(
-            target=base / str(rec["target"]).strip(),
-            a=base / str(rec["a"]).strip(),
-            b=base / str(rec["b"]).strip(),
+            target=target,
+            a=a,
+            b=b,
             choice=_parse_choice(rec["choice"], where),
             annotator=None if ann in (None, "") else str(ann),
             source=where,
@@ -140,6 +152,7 @@ class Item:
 def group_items(judgments: Sequence[Judgment]) -> list[Item]:
     """Group votes by (target, {a, b}), flipping A/B where a judgment lists them swapped."""
     items: dict[tuple[str, str, str], Item] = {}
+    voted: dict[tuple[str, str, str, str], str] = {}
     for j in judgments:
         if j.a == j.b:
             raise DataError(f"{j.source}: candidates a and b are the same file {j.a}")
@@ -148,6 +161,12 @@ def group_items(judgments: Sequence[Judgment]) -> list[Item]:
             a, b = b, a
             choice = {"A": "B", "B": "A", "tie": "tie"}[choice]
         key = (str(j.target), str(a), str(b))
+        if j.annotator is not None:
+            # a second vote would count as another rater (and could decide the majority)
+            earlier = voted.setdefault((*key, j.annotator), j.source)
+            if earlier != j.source:
+                raise DataError(f"{j.source}: annotator {j.annotator!r} judged this pair "
+                                f"before ({earlier}); keep one judgment per annotator")
         items.setdefault(key, Item(j.target, a, b)).votes.append(choice)
     return list(items.values())
 

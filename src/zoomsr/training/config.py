@@ -574,7 +574,39 @@ def validate_config(cfg: TrainConfig) -> None:
         total = sum(getattr(losses, n).weight for n in ("pixel", "ssim", "perceptual", "clip"))
         if cfg.task == "regression" and total <= 0:
             raise ConfigError("every loss weight is 0: set losses.pixel.weight (or another)")
+    _check_sizes(cfg)
+    if not 0 <= cfg.seed < 2**32:  # NumPy's range: it failed as a raw ValueError, exit 1
+        raise ConfigError(f"config key 'seed' must be in 0..{2**32 - 1}, got {cfg.seed}")
+    if t.strategy != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = StrategyRegistry.available_strategies()
+        if t.strategy not in known:
+            shown = sorted(k for k in known if "find_unused" not in k)
+            raise ConfigError(f"config key 'trainer.strategy': unknown strategy "
+                              f"{t.strategy!r} (auto, or one of Lightning's: "
+                              f"{', '.join(shown)})")
     _check_model_config(cfg)
+
+
+def _check_sizes(cfg: TrainConfig) -> None:
+    """What must fit the NAIP images (32 * data.scale px a side), checked before any work: a
+    too wide val.border failed at the first validation, a too wide SSIM loss window at the
+    first step (hours in, with the paper configs' 5000-step validations)."""
+    from zoomsr.grid import LR_PIXELS
+    from zoomsr.metrics.psnr_ssim import SSIM_WINDOW
+
+    hr = LR_PIXELS * cfg.data.scale
+    border = cfg.val.border
+    need = SSIM_WINDOW if "ssim" in cfg.val.metrics else 1
+    if hr - 2 * border < need:
+        raise ConfigError(f"config key 'val.border': {border} px leaves less than {need} px of "
+                          f"the {hr} x {hr} px NAIP images (data.scale {cfg.data.scale}); use "
+                          f"at most {(hr - need) // 2}")
+    window = cfg.losses.ssim.window
+    if cfg.task != "sr3" and cfg.losses.ssim.weight > 0 and window > hr:
+        raise ConfigError(f"config key 'losses.ssim.window': {window} px is larger than the "
+                          f"{hr} x {hr} px NAIP images; use at most {hr - 1 + hr % 2}")
 
 
 __all__ = [
