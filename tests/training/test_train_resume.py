@@ -63,6 +63,21 @@ def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_p
         train(wider, out, resume="auto")
     with pytest.raises(CheckpointError, match="nowhere.ckpt"):
         train(cfg, out, resume=tmp_path / "nowhere.ckpt")
+    # what the checkpoint restores cannot change: a new optim.lr was silently ignored (the
+    # optimiser's saved learning rate ran) while config.yaml claimed it; another task or no
+    # EMA crashed loading the state after config.yaml was rewritten
+    saved = (out / "config.yaml").read_bytes()
+    for sets, first in ((["optim.lr=1e-5"], "optim.lr: was 0.002, now 1e-05"),
+                        (["optim.ema_decay=null"], "optim.ema_decay: was 0.9, now None"),
+                        (["task=regression", "losses.gan.weight=0"], "task")):
+        changed = tiny_config("tiny", "trainer.max_steps=2", *sets)
+        with pytest.raises(ConfigError, match=rf"the run it resumes trained with other settings "
+                                              rf"that the checkpoint restores \(.*{first}"):
+            train(changed, out, resume="auto")
+        assert (out / "config.yaml").read_bytes() == saved
+    # a loss weight is read each step: it may change on resume
+    train(tiny_config("tiny", "trainer.max_steps=2", "losses.pixel.weight=0.5"), out,
+          resume="auto")
 
 
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, tmp_path):

@@ -43,7 +43,7 @@ from zoomsr.errors import CheckpointError, ConfigError
 from zoomsr.io.atomic import atomic_write_text
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
-from zoomsr.training.base import SRModule, check_val_weights
+from zoomsr.training.base import CONFIG_KEY, SRModule, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
 from zoomsr.training.datamodule import S2NAIPDataModule
 from zoomsr.training.esrgan import ESRGANModule
@@ -172,6 +172,24 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
             f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out"
             + (", or --resume never --overwrite to start afresh there" if own else "")
         )
+    saved = ckpt.extra.get(CONFIG_KEY)
+    if isinstance(saved, dict):
+        # restored from the checkpoint whatever the config says (the optimiser's state and
+        # learning rates, the schedule, the EMA and discriminator weights): a change was
+        # silently ignored while config.yaml claimed it, or crashed after rewriting config.yaml
+        was = _flat(json.loads(json.dumps(saved)))
+        now = _flat(json.loads(json.dumps(cfg.to_dict(), default=str)))
+        diff = [k for k in sorted(set(was) | set(now))
+                if k.split(".")[0] in _FIXED_ON_RESUME and was.get(k) != now.get(k)]
+        if diff:
+            k = diff[0]
+            raise ConfigError(
+                f"{path}: the run it resumes trained with other settings that the checkpoint "
+                f"restores ({', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; {k}: was "
+                f"{was.get(k)!r}, now {now.get(k)!r}); resume with the run's values (its "
+                "config.yaml)"
+                + (", or --resume never --overwrite to start afresh there" if own else
+                   ", or leave out --resume PATH to start afresh"))
     step, max_steps = ckpt.extra.get("global_step"), cfg.trainer.max_steps
     if isinstance(step, int) and step > max_steps:
         raise ConfigError(
@@ -180,6 +198,20 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
             + ("--resume never --overwrite to start afresh there" if own else
                "leave out --resume PATH to start afresh")
         )
+
+
+#: Config sections a resumed run takes from its checkpoint: they cannot change on resume.
+_FIXED_ON_RESUME = ("task", "optim", "discriminator")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}`` (lists kept as values)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 class _SaveFinal(Callback):
