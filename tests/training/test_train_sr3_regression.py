@@ -43,3 +43,21 @@ def test_regression_trains_a_frames_model(tiny_config, tmp_path, series):
     model = from_checkpoint(result.generator_path)
     assert isinstance(model, HighResNet) and model.config["revisits"] == 4
     assert model(torch.rand(1, 4, 3, 32, 32)).shape == (1, 1, 3, 128, 128)
+
+
+def test_a_diverged_run_stops_before_saving_nan_weights(tiny_config, tmp_path):
+    """optim.lr=1e8: the loss is NaN from step 1. The run trained on, exited 0 and saved NaN
+    weights; now it stops, naming the step, before that step's update."""
+    import pytest
+
+    from zoomsr.errors import ZoomsrError
+
+    cfg = tiny_config("tiny_regression", "trainer.max_steps=6", "optim.lr=1e8",
+                      "trainer.val_every_n_steps=1000", "trainer.checkpoint_every_n_steps=1")
+    with pytest.raises(ZoomsrError, match=r"^step \d: the training loss is (nan|inf|-inf) \(the "
+                                          r"run diverged: lower optim.lr"):
+        train(cfg, tmp_path / "run", resume="never")
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=False)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+    assert not (tmp_path / "run" / "generator.pth").exists()

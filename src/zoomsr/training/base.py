@@ -105,6 +105,17 @@ class SRModule(L.LightningModule):
         """The network to validate and export: the EMA copy when there is one."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
+    def finite_or_stop(self, loss: Tensor, name: str = "loss") -> None:
+        """Stop the run, before this step's update, when ``loss`` is NaN or infinite: a
+        diverged run trained on, exited 0 and saved NaN weights (its checkpoints now keep the
+        last finite state). One device sync a step."""
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise ZoomsrError(
+                f"step {self.global_step}: the training {name} is "
+                f"{float(loss.detach().float().mean())} (the run diverged: lower optim.lr, or "
+                "check the data); stopped before this step's update, the checkpoints keep the "
+                "last finite state")
+
     @staticmethod
     def _as_image(out: Tensor) -> Tensor:
         # SRCNN / HighRes-net return [B, 1, C, H, W]; the others [B, C, H, W].

@@ -72,6 +72,7 @@ class ESRGANModule(SRModule):
         fake_logits = self.discriminator(self._disc_input(sr, lr))
         g_gan = self.gan_loss(fake_logits, real=True, for_discriminator=False)
         g_total = content + self.gan_weight * g_gan
+        self.finite_or_stop(g_total, "generator loss")
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
         opt_g.step()
@@ -82,6 +83,7 @@ class ESRGANModule(SRModule):
         fake_logits = self.discriminator(self._disc_input(sr.detach(), lr))
         d_real = self.gan_loss(real_logits, real=True)
         d_fake = self.gan_loss(fake_logits, real=False)
+        self.finite_or_stop(d_real + d_fake, "discriminator loss")
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_real + d_fake)
         # Lightning counts every optimizer.step() of manual optimisation as a global step; the

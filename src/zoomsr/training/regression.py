@@ -23,6 +23,7 @@ class RegressionModule(SRModule):
         lr, hr = batch["lr"], batch["hr"]
         sr = self._as_image(self.generator(lr))
         loss, parts = self.content(sr, hr)
+        self.finite_or_stop(loss)
         size = hr.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in parts.items():

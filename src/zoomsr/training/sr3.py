@@ -16,6 +16,7 @@ class SR3Module(SRModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self.generator.loss(batch["hr"], batch["lr"])
+        self.finite_or_stop(loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["hr"].shape[0])
         return loss
 
