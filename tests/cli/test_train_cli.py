@@ -62,10 +62,13 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     assert "trained tiny_regression to step 2" in stdout
     assert "val/psnr=" in stdout
     assert isinstance(from_checkpoint(out / "generator.pth"), HighResNet)
-    # The same command with a longer budget continues from the last checkpoint.
-    code, stdout, err = cli(*args, "--set", "trainer.max_steps=3")
+    # The same command with a longer budget continues from the last checkpoint; with the
+    # progress bar, on stderr (it went to stdout, into the run's report)
+    progress = [a for a in args if a != "--no-progress"]
+    code, stdout, err = cli(*progress, "--set", "trainer.max_steps=3")
     assert code == 0, err
     assert "to step 3, resumed from" in stdout and "last.ckpt" in stdout
+    assert "training to step 3" in err and "training to step" not in stdout
     # A budget below the checkpoint's step is refused before anything is rewritten.
     config = (out / "config.yaml").read_text()
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=1")

@@ -297,7 +297,9 @@ def _progress_bar() -> Callback:
             metrics.pop("v_num", None)  # the run folder is the version
             return metrics
 
-    return StepProgressBar()
+    # on stderr, as every zoomsr progress bar (rich's console writes to stdout by default,
+    # mixed into the run's report)
+    return StepProgressBar(console_kwargs={"stderr": True})
 
 
 def _strategy(cfg: TrainConfig) -> Any:
