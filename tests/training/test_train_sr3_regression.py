@@ -61,3 +61,16 @@ def test_a_diverged_run_stops_before_saving_nan_weights(tiny_config, tmp_path):
         state = torch.load(ckpt, weights_only=False)["state_dict"]
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     assert not (tmp_path / "run" / "generator.pth").exists()
+
+
+def test_step_checkpoints_on_an_epochs_last_batch_are_written(tiny_config, tmp_path):
+    """Lightning put a save due on an epoch's last batch off until a validation that, with
+    validation every N steps, may never come: step 3 (an epoch's end here) was written as
+    step 4 at the next validation, or not at all."""
+    cfg = tiny_config("tiny_regression", "trainer.max_steps=6", "trainer.val_every_n_steps=1000",
+                      "trainer.checkpoint_every_n_steps=3", "trainer.keep_checkpoints=-1")
+    train(cfg, tmp_path / "run", resume="never")
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step=*.ckpt")) == ["step=0000003.ckpt",
+                                                                 "step=0000006.ckpt"]
+    assert torch.load(ckpts / "step=0000003.ckpt", weights_only=False)["global_step"] == 3

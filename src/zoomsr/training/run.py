@@ -214,6 +214,30 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that saves every N steps also on an epoch's last batch.
+
+    Lightning (2.6) puts a save due on an epoch's last batch off until the validation it
+    expects there, but with validation every N steps (``check_val_every_n_epoch=None``) none
+    may come: the step's checkpoint was then written at the next validation, under a later
+    step, or never (regression and SR3 runs; ESRGAN's manual optimisation is not deferred).
+    """
+
+    def __init__(self, val_every_n_steps: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.val_every_n_steps = val_every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        validates_now = trainer.global_step % self.val_every_n_steps == 0
+        if getattr(self, "_defer_save_until_validation", False) and not validates_now:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+            self._defer_save_until_validation = False
+
+
 class _SaveFinal(Callback):
     """Save ``last.ckpt`` at the end of training so it always holds the final step (Lightning's
     own end-of-run save covers only a run that saved nothing before; it then writes the same
@@ -316,7 +340,8 @@ def build_trainer(
     """The Lightning trainer for ``cfg`` writing under ``out``."""
     t = cfg.trainer
     ckpt_dir = out / "checkpoints"
-    checkpoint = ModelCheckpoint(
+    checkpoint = _StepCheckpoint(
+        t.val_every_n_steps,
         dirpath=ckpt_dir,
         filename="step={step:07d}",
         auto_insert_metric_name=False,
