@@ -229,6 +229,8 @@ def test_options_checked_up_front(cli, s2naip, tmp_path, monkeypatch, args, mess
         (("--batch-size", "0"), "--batch-size must be an integer >= 1, got 0"),
         (("--metrics", "cpsnr", "--cpsnr-mode", "foo"), "--cpsnr-mode must be one of"),
         (("--metrics", "lpips", "--lpips-net", "squeeze"), "--lpips-net must be one of alex, vgg"),
+        (("--metrics", "lpips_alex,lpips"), "--metrics lists lpips (with --lpips-net alex) and "
+                                            "lpips_alex: the same metric twice"),
         (("--metrics", "lpips", "--lpips-weights", "{tmp}/none.pth"),
          "LPIPS alex backbone weights not found: {tmp}/none.pth"),
         (("--metrics", "lpips_vgg", "--lpips-linear-weights", "{tmp}/lin.pth"),

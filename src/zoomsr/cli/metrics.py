@@ -74,6 +74,7 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
     errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
     ``--batch-size`` values, then the LPIPS / CLIP weights the chosen metrics need."""
+    from zoomsr.errors import InputError
     from zoomsr.metrics.base import check_batch_size, check_border_value
     from zoomsr.metrics.factory import check_metric_weights
     from zoomsr.validate import check_choice
@@ -89,6 +90,9 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
         from zoomsr.metrics.lpips import LPIPS_NETS
 
         check_choice("--lpips-net", o.lpips_net, LPIPS_NETS)
+        if f"lpips_{o.lpips_net}" in names:  # the same metric twice, in two columns
+            raise InputError(f"--metrics lists lpips (with --lpips-net {o.lpips_net}) and "
+                             f"lpips_{o.lpips_net}: the same metric twice; keep one")
     if "clipscore" in names:
         from zoomsr.metrics.clipscore import CLIP_MODES
 
