@@ -232,3 +232,20 @@ def test_resume_from_a_run_folder_takes_its_last_checkpoint(tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     assert resolve_resume(tmp_path / "new", run) == last
     assert resolve_resume(tmp_path / "new", run / "checkpoints") == last
+
+
+def test_a_ctrl_c_is_not_announced_twice():
+    """Lightning logs "Detected KeyboardInterrupt, attempting graceful shutdown ..." (through
+    the loggers training filters) before zoomsr's own line on what the run kept."""
+    import logging
+
+    from zoomsr.training.run import _NoTips
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("lightning.pytorch.utilities.rank_zero", logging.INFO, "", 0,
+                                 msg, None, None)
+
+    keep = _NoTips()
+    assert not keep.filter(record("\nDetected KeyboardInterrupt, attempting graceful shutdown"))
+    assert not keep.filter(record("💡 Tip: try installing litlogger"))
+    assert keep.filter(record("GPU available: False"))

@@ -284,10 +284,14 @@ class _ModelSummary(ModelSummary):
 
 
 class _NoTips(logging.Filter):
-    """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" adverts."""
+    """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" adverts, and its
+    "Detected KeyboardInterrupt, attempting graceful shutdown" (zoomsr says, in one line,
+    what an interrupted run kept and how to go on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
+        text = str(record.msg).lstrip()
+        return not (text.startswith("💡 Tip:")
+                    or text.startswith("Detected KeyboardInterrupt"))
 
 
 #: The loggers Lightning's rank_zero_info writes to (lightning_utilities picks one of them).
