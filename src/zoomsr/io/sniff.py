@@ -9,6 +9,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from zoomsr.errors import first_line
+
 #: First bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
 #: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
 LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -54,17 +56,25 @@ def what_file(path: Path) -> tuple[str, str]:
     return "corrupt, truncated, or another format", _AGAIN
 
 
+def unreadable_safetensors(path: Path, exc: BaseException) -> str:
+    """Why ``path``, meant to be a safetensors file, could not be read (``exc``): what it is
+    (:func:`what_file`), or, when it starts as one, that the rest is damaged or truncated
+    (not "a safetensors file under another suffix")."""
+    what = what_file(path)[0]
+    if what.startswith("a safetensors file"):
+        return f"a damaged or truncated safetensors file: {first_line(exc)}"
+    return what
+
+
 def load_failure(path: Path, exc: BaseException) -> str:
     """One line on why ``torch.load`` (or a safetensors read) of ``path`` raised ``exc``: what
     the file is when it is not laid out as ``torch.save`` writes, else torch's first sentence
     (its weights-only refusal spans lines and advises an unsafe load: not repeated)."""
-    text = str(exc).strip()
     if torch_file_kind(path) is None:
-        what = what_file(path)[0]
-        if what.startswith("a safetensors file") and Path(path).suffix == ".safetensors":
-            first = text.splitlines()[0][:160] if text else type(exc).__name__
-            return f"a damaged or truncated safetensors file: {first}"  # its header, no more
-        return what
+        if Path(path).suffix == ".safetensors":
+            return unreadable_safetensors(path, exc)
+        return what_file(path)[0]
+    text = str(exc).strip()
     if "Weights only load failed" in text:
         return "it holds pickled Python objects besides its tensors, which a safe load refuses"
     first = text.split(". ")[0].splitlines()[0][:160] if text else type(exc).__name__

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoomsr.errors import CheckpointError, first_line
+from zoomsr.errors import CheckpointError
 from zoomsr.weights.registry import WeightsEntry
 
 
@@ -20,7 +20,7 @@ def content_problem(path: Path, suffix: str | None = None) -> str | None:
     e.g. a download error page"), or None when it is laid out as one. ``suffix`` (default:
     the path's) picks safetensors or ``torch.save``; a download's temporary file needs it."""
     # The checkpoint loader's own sniffing, so the cache and the loader tell the same story.
-    from zoomsr.io.sniff import torch_file_kind, what_file
+    from zoomsr.io.sniff import torch_file_kind, unreadable_safetensors, what_file
 
     if (suffix or path.suffix).lower() == ".safetensors":
         from safetensors import SafetensorError, safe_open
@@ -29,10 +29,7 @@ def content_problem(path: Path, suffix: str | None = None) -> str | None:
             with safe_open(str(path), framework="numpy"):
                 return None
         except (SafetensorError, OSError) as exc:
-            what = what_file(path)[0]
-            if what.startswith("a safetensors file"):  # its header, but the rest is wrong
-                return f"a damaged or truncated safetensors file: {first_line(exc)}"
-            return what
+            return unreadable_safetensors(path, exc)
     elif torch_file_kind(path) is not None:
         return None
     return what_file(path)[0]
