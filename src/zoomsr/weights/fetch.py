@@ -170,8 +170,7 @@ def download(
         path = _package_file(entry)
         return path, sha256_file(path)
     target = weights_path(name)
-    if target.is_file() and not force and not damaged_conversion(entry):
-        _verify_cached_entry(entry, target)
+    if not force and _usable_cached(entry, target):
         return target, sha256_file(target)
     if entry.source == "ncnn":
         path = _convert_ncnn(entry, target)
@@ -251,13 +250,17 @@ def damaged_conversion(entry: WeightsEntry) -> bool:
     return entry.source == "ncnn" and target.is_file() and content_problem(target) is not None
 
 
-def _verify_cached_entry(entry: WeightsEntry, path: Path) -> None:
-    """Verify a cached file: downloads by checksum and content, converted ncnn files (no
-    checksum: written by zoomsr) by content, so a truncated conversion is caught too."""
+def _usable_cached(entry: WeightsEntry, target: Path) -> bool:
+    """Whether ``entry``'s cached file ``target`` is there to use: a download verified by
+    checksum and content (refused, saying how to replace it, when it fails); a conversion of
+    ncnn files (no checksum: written by zoomsr) by content, so a truncated one is caught: not
+    usable, it is converted again from the package's files."""
+    if not target.is_file():
+        return False
     if entry.source == "url":
-        verify_cached(entry.name, path)
-    else:
-        check_content(entry, path)
+        verify_cached(entry.name, target)
+        return True
+    return content_problem(target) is None
 
 
 def resolve(name: str) -> Path:
@@ -271,8 +274,7 @@ def resolve(name: str) -> Path:
     if entry.source == "package":
         return _package_file(entry)
     target = weights_path(name)
-    if target.is_file() and not damaged_conversion(entry):
-        _verify_cached_entry(entry, target)
+    if _usable_cached(entry, target):
         return target
     if entry.source == "ncnn":
         return download(name)[0]
