@@ -236,9 +236,7 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
         "grid": plan.grid.describe(),
         "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
                    plan.windows.tiling.margin_px],
-        # the weights by content (weights_sha256), not by the path typed or the file's name
-        # (the label): the same file given as "w.pth" or "/abs/w.pth", or moved, continues
-        "model": {k: v for k, v in model.describe().items() if k not in ("weights", "model")},
+        "model": model.describe(),  # known by weights_sha256: PartialRun leaves the path out
         "device": model.device.type,
         "autocast": model.autocast,
         "batch_size": plan.batch_size,

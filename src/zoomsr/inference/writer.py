@@ -188,14 +188,15 @@ _SETTINGS = {
 _LAYOUT_FROM = ("tiling", "grid", "column_width")
 
 
-#: Fingerprint entries that runs saved by an earlier zoomsr recorded and this one no longer
-#: does (the weights' path and file name: the weights are known by their SHA-256); left out
-#: of a saved fingerprint before it is compared, so such a run still continues.
+#: Fingerprint entries a run's record leaves out: the weights' path and file name (the
+#: weights are known by their SHA-256, so the same file given as "w.pth" or "/abs/w.pth", or
+#: moved, continues the run). Left out of records saved by an earlier zoomsr, which had them,
+#: too, so such a run still continues.
 _DROPPED = {"model": ("weights", "model")}
 
 
 def _without_dropped(fingerprint: str) -> str:
-    """``fingerprint`` (JSON) without the :data:`_DROPPED` entries, as it is saved now."""
+    """``fingerprint`` (JSON) without the :data:`_DROPPED` entries."""
     try:
         fp = json.loads(fingerprint)
     except (TypeError, ValueError):
@@ -289,7 +290,6 @@ class PartialRun:
     def __init__(self, output: Path, fingerprint: dict[str, Any]) -> None:
         self.output = output
         self.dir = partial_dir(output)
-        # as every run records it now (the S2-NAIP path hands in the model's whole record)
         self.fingerprint = _without_dropped(json.dumps(fingerprint, sort_keys=True,
                                                        default=str))
 
