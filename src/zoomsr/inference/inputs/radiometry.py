@@ -146,28 +146,22 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
         return False
     values = sample[:, valid]
     lows = values.min(1)
+    low = float(lows.min())
     where = Path(band_paths[int(lows.argmin())]) if band_paths else path
     if radiometry == "reflectance":
         # whatever --radiometry says: no choice makes a fill value a reflectance (read, its
         # pixels would be valid black ones); valid pixels only, so a declared nodata passes
-        fill = float(lows.min())
-        if fill <= MIN_FLOAT_REFLECTANCE:
-            raise DataError(
-                f"{where}: values down to {fill:g}: reflectance is never "
-                f"{MIN_FLOAT_REFLECTANCE:g} or lower (atmospheric correction leaves dark pixels "
-                f"a few hundredths below 0); if {fill:g} marks missing data, declare it as the "
-                f"file's nodata (gdal_edit.py -a_nodata {fill:g} {where.name})"
-            )
+        if low <= MIN_FLOAT_REFLECTANCE:
+            raise _fill_value(where, low, f"reflectance is never {MIN_FLOAT_REFLECTANCE:g} or "
+                              "lower (atmospheric correction leaves dark pixels a few "
+                              "hundredths below 0)")
         return True
     if radiometry != "dn":
         return True
-    low, top = float(lows.min()), float(values.max())
     if low < -BASELINE_OFFSET:  # whatever --radiometry says, as for reflectance above
-        raise DataError(
-            f"{where}: values down to {low:g}: Sentinel-2 digital numbers are never below "
-            f"-{BASELINE_OFFSET}; if {low:g} marks missing data, declare it as the file's "
-            f"nodata (gdal_edit.py -a_nodata {low:g} {where.name})"
-        )
+        raise _fill_value(where, low, "Sentinel-2 digital numbers are never below "
+                          f"-{BASELINE_OFFSET}")
+    top = float(values.max())
     if choice != "auto" or np.issubdtype(sample.dtype, np.floating):
         return True
     if top <= 255:
@@ -178,6 +172,14 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
             "numbers"
         )
     return True
+
+
+def _fill_value(path: Path, low: float, why: str) -> DataError:
+    """The error for an undeclared fill value ``low`` in ``path``, with the command that
+    declares it as the file's nodata."""
+    return DataError(f"{path}: values down to {low:g}: {why}; if {low:g} marks missing data, "
+                     f"declare it as the file's nodata (gdal_edit.py -a_nodata {low:g} "
+                     f"{path.name})")
 
 
 def check_dn_offset(dn_offset: float | None) -> None:
