@@ -44,7 +44,7 @@ def test_explicit_window_is_kept_and_auto_needs_for_scene():
         _ = Tiling().stride
     with pytest.raises(ConfigError, match=r"0\.\.127 \(below the smallest automatic window, 128"):
         Tiling(overlap=128)  # must fit the smallest automatic window
-    # a step of 1 px: 4096 times the work (7 minutes for a 150 x 230 px scene); 64 px windows
+    # a step of 1 px: 4096 times the work; 64 px windows
     # overlapping by 42 (the tiled == whole-image test's) stay allowed
     with pytest.raises(ConfigError, match=r"overlap 63 leaves a step of 1 px between windows "
                                           r"of 64 px: .* about 4096 times; use an overlap of "
