@@ -65,15 +65,18 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     # The same command with a longer budget continues from the last checkpoint; with the
     # progress bar, on stderr (it went to stdout, into the run's report)
     progress = [a for a in args if a != "--no-progress"]
-    code, stdout, err = cli(*progress, "--set", "trainer.max_steps=3")
+    code, stdout, err = cli(*progress, "--set", "trainer.max_steps=5")
     assert code == 0, err
-    assert "to step 3, resumed from" in stdout and "last.ckpt" in stdout
-    assert "training to step 3" in err and "training to step" not in stdout
+    assert "to step 5, resumed from" in stdout and "last.ckpt" in stdout
+    assert "Training to step 5" in err and "Training to step" not in stdout
+    # The bar counts the run's steps across epochs (this split leaves fewer than 5 batches
+    # per epoch), not the batches of the current epoch.
+    assert "5/5" in err, err
     # A budget below the checkpoint's step is refused before anything is rewritten.
     config = (out / "config.yaml").read_text()
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=1")
     assert code == 2 and not stdout and len(err.strip().splitlines()) == 1
-    assert f"{out / 'checkpoints' / 'last.ckpt'} is at step 3, past trainer.max_steps=1" in err
+    assert f"{out / 'checkpoints' / 'last.ckpt'} is at step 5, past trainer.max_steps=1" in err
     assert (out / "config.yaml").read_text() == config
     # Starting afresh there is refused (one line, exit 2), unless --overwrite.
     code, _, err = cli(*args, "--resume", "never")

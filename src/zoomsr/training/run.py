@@ -315,10 +315,42 @@ def _progress_bar() -> Callback:
     from lightning.pytorch.callbacks import RichProgressBar
 
     class StepProgressBar(RichProgressBar):
-        """Rich bar labelled with the step budget: runs end at max_steps, not after N epochs."""
+        """Rich bar counting steps out of ``trainer.max_steps``, across epochs.
+
+        A run ends at max_steps, not after N epochs, so Lightning's bar (batches of the
+        current epoch, reset at each epoch) gives neither the progress nor the time left of
+        the run; a resumed run starts the bar at its checkpoint's step.
+        """
 
         def _get_train_description(self, current_epoch: int) -> str:
-            return f"Epoch {current_epoch} (training to step {self.trainer.max_steps})"
+            return f"Training to step {self.trainer.max_steps} (epoch {current_epoch})"
+
+        def _step_task(self, trainer: L.Trainer) -> None:
+            assert self.progress is not None
+            description = self._get_train_description(trainer.current_epoch)
+            if self.train_progress_bar_id is None:
+                # started at the step reached, so that the rate (and the time left) counts
+                # only the steps of this process
+                self.train_progress_bar_id = self.progress.add_task(
+                    description, total=trainer.max_steps, completed=trainer.global_step)
+            else:  # a new epoch: same task, so the rate and time left carry on
+                self.progress.update(self.train_progress_bar_id, description=description)
+
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if self.is_disabled or self.progress is None:
+                return
+            self._step_task(trainer)
+            self.refresh()
+
+        def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                               outputs: Any, batch: Any, batch_idx: int) -> None:
+            if self.is_disabled or self.progress is None:
+                return
+            if self.train_progress_bar_id is None:  # resumed within an epoch
+                self._step_task(trainer)
+            self._update(self.train_progress_bar_id, trainer.global_step)
+            self._update_metrics(trainer, pl_module)
+            self.refresh()
 
         def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
             metrics = super().get_metrics(trainer, pl_module)
