@@ -316,6 +316,21 @@ def test_output_folder_rules(builder_scene, tmp_path):
     assert load_index(out)["config"]["max_cloud"] == 0.5
 
 
+
+def test_inputs_inside_the_output_are_refused_not_deleted(builder_scene, tmp_path):
+    # Raw inputs kept as project/naip and project/sentinel2, built into project/: the build
+    # writes there and --overwrite deletes those folders, the inputs with them.
+    project = tmp_path / "project"
+    hr = project / "naip" / builder_scene.hr_path.name
+    hr.parent.mkdir(parents=True)
+    shutil.copy(builder_scene.hr_path, hr)
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match=rf"{hr}: an input of this build lies in "
+                                             rf"{project.resolve() / 'naip'}.*another folder"):
+            build_dataset(project, sources, CONFIG, overwrite=overwrite)
+    assert hr.exists() and sorted(p.name for p in project.iterdir()) == ["naip"]
+
 def test_bad_inputs_are_clear(builder_scene, tmp_path):
     s2 = discover_sentinel2([builder_scene.root / "s2"])
     hr = discover_highres([builder_scene.hr_path])

@@ -148,3 +148,12 @@ def test_real_truncated_scene_is_named(cli, shared_dir, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "bad/s2trunc/TCI.tif: unreadable, the file is truncated" in err
     assert not out.exists()
+
+
+def test_an_input_gone_since_planning_is_named_as_missing(builder_scene, scene_copy, tmp_path):
+    from zoomsr.data.builder.reproject import GridWindow, warp
+
+    gone = scene_copy / "TCI.tif"
+    gone.unlink()
+    with pytest.raises(DataError, match=rf"{gone}: file not found \(it was there when"):
+        warp(str(gone), GridWindow(0, 0, 1, 1, 32))

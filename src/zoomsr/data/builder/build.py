@@ -516,10 +516,33 @@ def _fingerprint(sources: Sources, config: BuildConfig) -> dict:
             "highres": [h.to_json() for h in sorted(sources.highres, key=lambda h: h.id)]}))
 
 
-def _prepare_root(root: Path, fingerprint: dict, overwrite: bool) -> None:
+def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
+    """An input file lying in one of the entries a build writes (and ``--overwrite`` deletes)
+    under ``root``, with that entry; URLs and GDAL virtual paths are never there."""
+    entries = [(root / name).resolve() for name in DATASET_ENTRIES]
+    paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
+             *(h.path for h in sources.highres)]
+    for path in paths:
+        if "://" in path or path.startswith("/vsi"):
+            continue
+        resolved = Path(path).resolve()
+        for entry in entries:
+            if resolved == entry or entry in resolved.parents:
+                return path, entry
+    return None
+
+
+def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sources) -> None:
     state = root / STATE_DIR / "build.json"
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: exists and is not a folder")
+    inside = _input_in_output(root, sources)
+    if inside is not None:
+        # The build writes there, and --overwrite would delete the inputs themselves.
+        path, entry = inside
+        raise InputError(f"{path}: an input of this build lies in {entry}, where the build "
+                         "writes its pairs (and which --overwrite deletes); build into another "
+                         "folder")
     if root.exists() and any(root.iterdir()):
         previous = None
         if state.exists():
@@ -680,7 +703,7 @@ def build_dataset(
     t0 = time.perf_counter()
     jobs = plan_blocks(root, sources, config)
     fingerprint = _fingerprint(sources, config)
-    _prepare_root(root, fingerprint, overwrite)
+    _prepare_root(root, fingerprint, overwrite, sources)
     S2NAIPWriter(root, scale=config.scale)  # creates naip/ and sentinel2/
     results: dict[str, dict] = {}
     todo = []

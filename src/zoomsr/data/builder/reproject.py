@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -142,6 +143,11 @@ def warp(
                           dst_transform=grid.transform, dst_crs=CRS, resampling=method,
                           dst_alpha=len(bands) + 1, init_dest_nodata=True, warp_mem_limit=256)
     except RASTER_ERRORS as exc:
+        if "://" not in str(path) and not str(path).startswith("/vsi") \
+                and not Path(path).exists():
+            # read when the build was planned: moved or deleted since
+            raise DataError(f"{path}: file not found (it was there when the build "
+                            "started)") from None
         # Any GDAL read or warp failure (e.g. "Chunk and warp failed" on a damaged tile) names
         # the file and GDAL's own reason, not rasterio's.
         raise DataError(f"{path}: cannot read raster, the file may be damaged or truncated "
