@@ -37,6 +37,10 @@ def build(
         None, "--max-frames", help="Keep at most this many frames per tile (least cloudy)."),
     bbox: str | None = typer.Option(
         None, "--bbox", help="Only tiles in west,south,east,north (degrees)."),
+    dn_offset: int | None = typer.Option(
+        None, "--dn-offset", help="DN offset to subtract, 0 or 1000 (1000 from processing "
+        "baseline 04.00), for scenes whose metadata (SAFE, STAC item, manifest, product "
+        "name) does not give it; default: refused when their 16-bit bands are read."),
     split_group: int = typer.Option(
         16, "--split-group", help="Split groups are N x N tiles (16 ~ 4.9 km)."),
     split_fractions: str = typer.Option(
@@ -71,6 +75,7 @@ def build(
         bands=bands, scale=scale, window_days=window_days, cloud_method=cloud,
         max_cloud=max_cloud, min_frames=min_frames, max_frames=max_frames,
         block_tiles=block_tiles, bbox=parse_bbox(bbox) if bbox else None,
+        dn_offset=dn_offset,
         splits=SplitConfig(split_group, parse_fractions(split_fractions), seed))
     if not (s2 or hr or manifest):
         raise InputError("no inputs: give --s2 and --hr paths, or --manifest")

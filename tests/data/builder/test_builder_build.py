@@ -331,6 +331,44 @@ def test_inputs_inside_the_output_are_refused_not_deleted(builder_scene, tmp_pat
             build_dataset(project, sources, CONFIG, overwrite=overwrite)
     assert hr.exists() and sorted(p.name for p in project.iterdir()) == ["naip"]
 
+
+def test_an_unknown_dn_offset_is_asked_for_not_guessed(cli, builder_scene, tmp_path):
+    """Band files with no metadata (ESA names, no SAFE, no STAC item): 0 was assumed, which
+    leaves every 16-bit value of a product from 2022 on 0.1 reflectance too bright."""
+    from zoomsr.data.builder import with_dn_offsets
+
+    folder = tmp_path / "s2"
+    folder.mkdir()
+    for band in ("TCI", "B08"):
+        shutil.copy(builder_scene.s2["clear"] / f"{band}.tif",
+                    folder / f"T15TVG_20230801T170000_{band}_10m.tif")
+    scenes = discover_sentinel2([folder])
+    assert [s.dn_offset for s in scenes] == [None]
+    sources = Sources(scenes, discover_highres([builder_scene.hr_path]))
+    b08 = dataclass_replace(CONFIG, bands=("tci", "b08"))
+    with pytest.raises(InputError, match=r"_B08_10m.tif: no metadata gives the processing "
+                       r"baseline.*sensed from 25 January 2022, or reprocessed\), and this "
+                       r"scene is from 2023-08-01; pass --dn-offset 1000.*--dn-offset 0"):
+        build_dataset(tmp_path / "out", sources, b08)
+    assert not (tmp_path / "out").exists()
+    given = with_dn_offsets(sources, dataclass_replace(b08, dn_offset=1000))
+    assert given.sentinel2[0].dn_offset == -1000  # added to DN: ESA's BOA_ADD_OFFSET
+    # TCI alone has no offset: nothing to ask
+    assert with_dn_offsets(sources, dataclass_replace(CONFIG, bands=("tci",))) \
+        .sentinel2[0].dn_offset is None
+    with pytest.raises(ConfigError, match="dn_offset must be 0 or 1000"):
+        BuildConfig(dn_offset=-1000)
+    # The CLI: one line and exit 2, then --dn-offset, recorded in the index.
+    args = ["data", "build", tmp_path / "cli", "--s2", folder, "--hr", builder_scene.hr_path,
+            "--bands", "tci,b08", "--window-days", "1500", "--no-progress", "-j", "1"]
+    code, _, err = cli(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--dn-offset 1000" in err
+    code, _, err = cli(*args, "--dn-offset", "1000")
+    assert code == 0, err
+    index = load_index(tmp_path / "cli")
+    assert index["config"]["dn_offset"] == 1000
+    assert [s["dn_offset"] for s in index["sentinel2"]] == [-1000]
+
 def test_bad_inputs_are_clear(builder_scene, tmp_path):
     s2 = discover_sentinel2([builder_scene.root / "s2"])
     hr = discover_highres([builder_scene.hr_path])
@@ -391,8 +429,9 @@ def test_brightness_test_without_scl(builder_scene, tmp_path):
             shutil.copy(src / f"{band}.tif", dst / f"{band}.tif")
     scenes = discover_sentinel2([tmp_path / "s2"])
     assert {s.level for s in scenes} == {"L1C"} and all("scl" not in s.files for s in scenes)
+    # copied without their STAC items: their B08's offset is the user's to give
     result = build_dataset(tmp_path / "out", Sources(scenes, discover_highres(
-        [builder_scene.hr_path])), CONFIG)
+        [builder_scene.hr_path])), dataclass_replace(CONFIG, dn_offset=0))
     cloudy = [f for f in frames_of(result.root, builder_scene.cloudy_tile)
               if f["datetime"].startswith("2019-09-20")]
     assert cloudy[0]["cloud_method"] == "brightness" and cloudy[0]["status"] == "cloudy"

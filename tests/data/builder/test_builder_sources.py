@@ -55,7 +55,9 @@ def test_dn_offset_rules():
     assert default_dn_offset("L2A", "02.14") == 0
     assert default_dn_offset("L2A", "04.00") == -1000
     assert default_dn_offset("L1C", "05.09") == -1000
-    assert default_dn_offset("unknown", "04.00") == 0
+    # ESA added the offset to L1C and L2A alike; an unknown baseline has no safe default
+    assert default_dn_offset("unknown", "04.00") == -1000
+    assert default_dn_offset("L2A", None) is None and default_dn_offset("L2A", "x") is None
     item = {"collection": "sentinel-2-l2a", "properties": {
         "s2:processing_baseline": "04.00", "datetime": "2022-03-01T10:00:00Z"},
         "assets": {"nir": {"raster:bands": [{"scale": 0.0001, "offset": -0.1}]}}}

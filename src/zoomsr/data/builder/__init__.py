@@ -8,7 +8,13 @@
 - :mod:`~zoomsr.data.builder.stac`: STAC search writing a manifest (needs pystac-client)
 """
 
-from zoomsr.data.builder.build import BuildConfig, BuildResult, build_dataset, load_index
+from zoomsr.data.builder.build import (
+    BuildConfig,
+    BuildResult,
+    build_dataset,
+    load_index,
+    with_dn_offsets,
+)
 from zoomsr.data.builder.sources import (
     HRImage,
     S2Scene,
@@ -32,4 +38,5 @@ __all__ = [
     "load_index",
     "load_split",
     "read_manifest",
+    "with_dn_offsets",
 ]

@@ -102,6 +102,9 @@ class BuildConfig:
             per high-res image).
         splits: split settings (:class:`~zoomsr.data.builder.splits.SplitConfig`).
         bbox: optional (west, south, east, north) in degrees limiting the tiles built.
+        dn_offset: DN offset subtracted from the 16-bit bands of scenes whose metadata gives
+            none (0 or 1000, as ``zoomsr infer --dn-offset``); ``None`` refuses such scenes
+            when their 16-bit bands are read.
     """
 
     bands: tuple[str, ...] = ("tci",)
@@ -118,6 +121,7 @@ class BuildConfig:
     block_tiles: int = 16
     splits: SplitConfig = field(default_factory=SplitConfig)
     bbox: tuple[float, float, float, float] | None = None
+    dn_offset: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(self.bands))
@@ -132,6 +136,9 @@ class BuildConfig:
             (self.max_frames is None or self.max_frames >= self.min_frames,
              f"max_frames ({self.max_frames}) must be >= min_frames ({self.min_frames})"),
             (self.block_tiles >= 1, f"block_tiles must be >= 1, got {self.block_tiles}"),
+            (self.dn_offset in (None, 0, 1000),
+             f"dn_offset must be 0 or 1000 (subtracted from ESA's digital numbers), got "
+             f"{self.dn_offset}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -211,11 +218,49 @@ def _bbox_3857(bbox: tuple[float, float, float, float]) -> tuple[float, float, f
     return transform_bounds("EPSG:4326", "EPSG:3857", *bbox, densify_pts=21)
 
 
+#: ESA's processing baseline 04.00, whose digital numbers carry +1000, began on this date.
+BASELINE_04_START = dt.date(2022, 1, 25)
+
+
+def _sixteen_bit_bands(scene: S2Scene, config: BuildConfig) -> list[str]:
+    """The scene's bands a build reads as digital numbers (B02-B04 make a missing TCI)."""
+    made = [] if "tci" in scene.files else ["b04", "b03", "b02"]
+    return [*made, *config.bands[1:]]
+
+
+def with_dn_offsets(sources: Sources, config: BuildConfig) -> Sources:
+    """``sources`` with ``config.dn_offset`` given to the scenes whose metadata gives none.
+
+    Raises:
+        InputError: a scene with no known offset whose 16-bit bands are read, and no
+            ``config.dn_offset``: a guess would shift every value by 0.1 reflectance.
+    """
+    scenes = []
+    for scene in sources.sentinel2:
+        read = _sixteen_bit_bands(scene, config)
+        if scene.dn_offset is None and read:
+            if config.dn_offset is None:
+                when = (f", and this scene is from {scene.date}" if scene.date >= BASELINE_04_START
+                        else "")
+                raise InputError(
+                    f"{scene.files[read[0]]}: no metadata gives the processing baseline of "
+                    f"Sentinel-2 scene {scene.id}, so the offset of its digital numbers is "
+                    "unknown: ESA's carry +1000 from baseline 04.00 (sensed from "
+                    f"{BASELINE_04_START:%d %B %Y}, or reprocessed){when}; pass --dn-offset "
+                    "1000 for ESA's values, --dn-offset 0 for older baselines or values "
+                    "already harmonised (e.g. Earth Search's), or give its SAFE folder, STAC "
+                    "item or a manifest dn_offset")
+            scene = dataclasses.replace(scene, dn_offset=-config.dn_offset)
+        scenes.append(scene)
+    return Sources(scenes, list(sources.highres))
+
+
 def _check_sources(sources: Sources, config: BuildConfig) -> None:
     if not sources.sentinel2:
         raise InputError("no Sentinel-2 scenes given (use --s2 or --manifest)")
     if not sources.highres:
         raise InputError("no high-resolution images given (use --hr or --manifest)")
+    with_dn_offsets(sources, config)
     for scene in sources.sentinel2:
         missing = [b for b in config.bands[1:] if b not in scene.files]
         if missing:
@@ -701,6 +746,7 @@ def build_dataset(
     config = config or BuildConfig()
     root = Path(out)
     t0 = time.perf_counter()
+    sources = with_dn_offsets(sources, config)
     jobs = plan_blocks(root, sources, config)
     fingerprint = _fingerprint(sources, config)
     _prepare_root(root, fingerprint, overwrite, sources)

@@ -100,7 +100,9 @@ class S2Scene:
     """One Sentinel-2 acquisition: its band files and how to read their numbers.
 
     ``files`` maps band names (``tci``, ``b01`` ... ``b12``, ``scl``) to paths or URLs.
-    ``dn_offset`` is added to every band but TCI and SCL to get reflectance x 10000.
+    ``dn_offset`` is added to every band but TCI and SCL to get reflectance x 10000; ``None``
+    when no metadata gives it (a build then needs ``BuildConfig.dn_offset`` if it reads the
+    scene's 16-bit bands).
     """
 
     id: str
@@ -108,7 +110,7 @@ class S2Scene:
     files: Mapping[str, str]
     level: str = "unknown"  # "L1C", "L2A" or "unknown"
     processing_baseline: str | None = None
-    dn_offset: int = 0
+    dn_offset: int | None = 0
     footprint: Footprint | None = None
 
     @property
@@ -336,14 +338,16 @@ def _level_from_name(name: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def default_dn_offset(level: str, baseline: str | None) -> int:
-    """ESA's additive offset for a product: -1000 from processing baseline 04.00, else 0."""
-    if baseline is None or level not in ("L1C", "L2A"):
-        return 0
+def default_dn_offset(level: str, baseline: str | None) -> int | None:
+    """ESA's additive offset for a product: -1000 from processing baseline 04.00 (L1C and
+    L2A alike), 0 before; ``None`` when the baseline is unknown (any product sensed from 25
+    January 2022, and older ones reprocessed, carry the offset: no safe default)."""
+    if baseline is None:
+        return None
     try:
         major = float(baseline)
     except ValueError:
-        return 0
+        return None
     return -1000 if major >= 4.0 else 0
 
 
@@ -429,7 +433,8 @@ def _scene_from_files(
         if band in files:
             footprint, _ = raster_footprint(files[band])
             break
-    return S2Scene(scene_id, when, dict(files), level, baseline, int(offset), footprint)
+    return S2Scene(scene_id, when, dict(files), level, baseline,
+                   None if offset is None else int(offset), footprint)
 
 
 def _validate_scene_files(scene: S2Scene) -> None:
