@@ -317,6 +317,39 @@ def test_weights_checkpoint_roundtrip(frames_3857, tmp_path, tiny_model):
     assert read(b)[2]["tags"]["zoomsr_weights_sha256"] != model.weights_sha256
 
 
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_checkpoint_runs_in_fp32(tmp_path, tiny_model, dtype):
+    """A zoomsr checkpoint saved in fp16/bf16 kept that dtype through the fast rebuild (load
+    with assign): an fp32 input then met fp16 weights, a torch error."""
+    import torch
+
+    from zoomsr.models import save_checkpoint
+
+    model = tiny_model(2)
+    ckpt = save_checkpoint(model.module.to(getattr(torch, dtype)),
+                           tmp_path / "half.safetensors")
+    loaded = build_inference_model(weights=ckpt, device="cpu", precision="fp32")
+    assert {p.dtype for p in loaded.module.parameters()} == {torch.float32}
+    out = loaded.module(torch.rand(1, 2 * 3, 8, 8))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_a_checkpoint_whose_config_does_not_fit_names_the_file(tmp_path, tiny_model):
+    """A hand-made `zoomsr` entry that misses a config key: the same key names, other shapes.
+    The fast rebuild let torch's multi-line size-mismatch error out (exit 1)."""
+    import torch
+
+    from zoomsr.errors import CheckpointError
+
+    model = tiny_model(2)
+    path = tmp_path / "hand.pth"
+    forgot = {"num_block": 1, "num_grow_ch": 4, "num_in_ch": 6}  # num_feat: 64, not 8
+    torch.save({"zoomsr": {"model": "rrdbnet", "config": forgot, "format_version": 1},
+                "state_dict": model.module.state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"hand.pth does not match .*shape conflict"):
+        build_inference_model(weights=path, device="cpu")
+
 def test_non_overlapping_inputs_are_named(tmp_path, tiny_model):
     a = write_frames(tmp_path / "a", n=1, size=(20, 20))
     far = Affine(tiles.LR_RESOLUTION, 0, 0.0, 0, -tiles.LR_RESOLUTION, 0.0)
