@@ -154,6 +154,31 @@ def test_training_checkpoint_prefix_is_stripped(tmp_path: Path) -> None:
         load_checkpoint(model, path)
 
 
+
+def test_keys_beside_a_top_level_model_are_named_as_other_modules(tmp_path: Path) -> None:
+    """A LightningModule that is the generator and holds the discriminator as an attribute:
+    the generator's keys have no prefix. The refusal blamed "a different config"."""
+    generator = _randomize(_rrdbnet())
+    disc = create_model("unet_discriminator_sn", num_feat=4)
+    state = {**generator.state_dict(), **{f"discriminator.{k}": v
+                                          for k, v in disc.state_dict().items()}}
+    path = tmp_path / "module.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(_rrdbnet(), path)
+    message = str(info.value)
+    assert f"{path} holds the whole RRDBNet and, beside it at the top level" in message
+    assert "discriminator.*" in message and "different config" not in message
+    assert "strict=False" in message and len(message.splitlines()) == 1
+    model = _rrdbnet()
+    result = load_checkpoint(model, path, strict=False)  # the way out it gives
+    assert not result.missing and torch.equal(model.conv_first.weight, generator.conv_first.weight)
+    # Extra keys under the model's own names: another config, as before.
+    deeper = save_checkpoint(_rrdbnet(num_block=2), tmp_path / "deeper.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected key\(s\): body\.1\..*different config"):
+        load_checkpoint(_rrdbnet(), deeper)
+
+
 def test_mismatch_names_missing_unexpected_and_shapes(tmp_path: Path) -> None:
     path = save_checkpoint(_rrdbnet(num_block=2, num_in_ch=3), tmp_path / "two.pth")
     with pytest.raises(CheckpointError) as info:

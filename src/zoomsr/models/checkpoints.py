@@ -354,6 +354,22 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
     """One line: what does not match (a few keys of each kind and the counts) and how to give
     the config that fits the file, for CLI and Python users."""
     n = _KEY_EXAMPLES
+    cls = type(model).__name__
+    own = {k.split(".", 1)[0] for k in model.state_dict()}
+    foreign = sorted({k.split(".", 1)[0] for k in result.unexpected} - own)
+    if result.unexpected and not (result.missing or result.shape_mismatch) and \
+            not {k.split(".", 1)[0] for k in result.unexpected} & own:
+        # The whole model is there, at the top level, beside other modules (a discriminator
+        # held by the module that is the generator): not a config problem. Those keys are
+        # not skipped silently: an extra top-level layer may be another architecture.
+        groups = _names([f"{f}.*" for f in foreign], n)
+        return (
+            f"{origin} holds the whole {cls} and, beside it at the top level, "
+            f"{len(result.unexpected)} key(s) of other modules ({groups}), "
+            "which may belong to the model in another architecture; if they do not, save the "
+            "model alone (Python: load_checkpoint(model, path, strict=False), then "
+            "save_checkpoint(model, 'model.safetensors'))"
+        )
     parts = []
     if result.shape_mismatch:  # first: they name the config values that differ
         conflicts = [
@@ -364,7 +380,6 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
         parts.append(f"{len(result.missing)} missing key(s): {_names(result.missing, n)}")
     if result.unexpected:
         parts.append(f"{len(result.unexpected)} unexpected key(s): {_names(result.unexpected, n)}")
-    cls = type(model).__name__
     name = getattr(model, "name", None)
     if isinstance(name, str):
         fix = (
