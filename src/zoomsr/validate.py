@@ -4,6 +4,7 @@ given) naming the key or option, as one line."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,7 +16,9 @@ def check_int(
 ) -> int:
     """Return ``value`` if it is an int (not a bool) within ``minimum``/``choices``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        numpy = type(value).__module__ == "numpy" and isinstance(value, numbers.Integral)
+        kind = " (a NumPy integer: pass int(value))" if numpy else ""
+        raise ConfigError(f"{name} must be an integer, got {value!r}{kind}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if choices is not None:

@@ -24,6 +24,13 @@ def test_info_rrdbnet_8_images(capsys: pytest.CaptureFixture[str]) -> None:
     assert "16.7 M" in out
     assert "36.7" in out and "32x32" in out
     assert "[B, T*C, H, W]" in out and "[1, 24, 32, 32]" in out and "[1, 3, 128, 128]" in out
+    assert "used by the forward pass" not in out  # every parameter runs
+
+
+def test_info_highresnet_says_which_parameters_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "info", "highresnet"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("parameters"))
+    assert "3,249,019 (3.2 M); 1,626,474 (1.6 M) used by the forward pass" in line
 
 
 def test_info_config_repeated_and_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,7 +150,8 @@ def test_training_checkpoint_prefix_is_stripped(tmp_path: Path) -> None:
         },
         path,
     )
-    with pytest.raises(CheckpointError, match=r"Python: pass prefix='a\.'.*the CLI cannot"):
+    with pytest.raises(CheckpointError, match=rf"{path} holds the model under several "
+                       r"prefixes.*Python: pass prefix='a\.'.*the CLI cannot"):
         load_checkpoint(model, path)
 
 
@@ -232,6 +233,30 @@ def test_corrupt_or_missing_file_names_the_file(tmp_path: Path, suffix: str) -> 
     with pytest.raises(CheckpointError, match="not found.*absent"):
         load_checkpoint(_rrdbnet(), tmp_path / f"absent{suffix}")
 
+
+
+@pytest.mark.parametrize("how", ["torch.save", "torch.jit.save"])
+def test_a_whole_saved_model_loads_as_the_refusal_advises(tmp_path: Path, how: str,
+                                                          recwarn) -> None:
+    """torch.save(model) and TorchScript files: the advice (weights_only=False) led to a
+    second refusal ("holds a RRDBNet, not a dict of tensors"), and torch's warnings leaked."""
+    model = _randomize(_rrdbnet())
+    path = tmp_path / "whole.pt"
+    if how == "torch.save":
+        torch.save(model, path)
+    else:
+        torch.jit.save(torch.jit.trace(model, torch.rand(1, 6, 8, 8)), path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(_rrdbnet(), path)
+    message = str(info.value)
+    assert "\n" not in message and "Python: load it with weights_only=False" in message
+    if how == "torch.jit.save":
+        assert f"{path} is a TorchScript archive" in message
+    recwarn.clear()
+    copy = _rrdbnet()
+    assert load_checkpoint(copy, path, weights_only=False).complete
+    assert torch.equal(copy.conv_first.weight, model.conv_first.weight)
+    assert not [w for w in recwarn if "torch" in str(w.message).lower()]
 
 @pytest.mark.parametrize("zipped", [True, False])
 def test_unsafe_pickles_need_an_explicit_opt_in(tmp_path: Path, zipped: bool) -> None:

@@ -43,6 +43,21 @@ def test_unknown_key_and_bad_value_name_the_key() -> None:
         create_model("sr3", channel_mults=(1, 2), attn_levels=(2,))
 
 
+def test_numpy_numbers_in_a_config_are_python_numbers(tmp_path) -> None:
+    """A config value computed from an array (3 * n_images, n_images from NumPy) was
+    refused as "must be an integer, got np.int64(24)"."""
+    import numpy as np
+
+    from zoomsr.models import RRDBNet, from_checkpoint, save_checkpoint
+
+    model = create_model("rrdbnet", num_in_ch=3 * np.int64(2), num_feat=np.int32(8),
+                         num_block=1, num_grow_ch=4)
+    assert model.conv_first.in_channels == 6
+    assert from_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors")).num_in_ch == 6
+    with pytest.raises(ConfigError, match=r"got np.int64\(6\) \(a NumPy integer: pass int"):
+        RRDBNet(num_in_ch=np.int64(6))
+
+
 def test_highresnet_and_srcnn_share_their_config_keys() -> None:
     assert config_fields("highresnet") == config_fields("srcnn")
     assert isinstance(create_model("highresnet", hidden_channels=16), HighResNet)
@@ -100,6 +115,18 @@ def test_rrdbnet_8_images_matches_the_published_cost() -> None:
     assert info.gflops == pytest.approx(36.7, abs=0.05)
     assert info.input_shapes == [[1, 24, 32, 32]]
     assert info.output_shape == [1, 3, 128, 128]
+    assert info.parameters_used == info.parameters
+
+
+def test_model_info_counts_the_parameters_the_forward_pass_uses() -> None:
+    """HighRes-net keeps its parent's fusion layers for the checkpoint layout; counting them
+    made it look twice SRCNN's size (3.2 M) when the network that runs has 1.6 M."""
+    info = model_info("highresnet")
+    assert info.parameters == 3_249_019 and info.parameters_used == 1_626_474
+    with torch.device("meta"):
+        model = create_model("highresnet")
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert info.parameters - info.parameters_used == frozen  # exactly the unused, frozen ones
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -91,3 +91,9 @@ def test_python_api_takes_a_registry_name_as_the_cli_does():
     assert net.weights_sha256 == sha256_file(fetch.resolve("zoomsr-multi8"))
     with pytest.raises(ConfigError, match=r"--bands tci,b08: zoomsr-multi8 takes bands tci"):
         build_inference_model(weights="zoomsr-multi8", device="cpu", bands="tci,b08")
+    # --model that is not the entry's architecture was silently replaced by it
+    with pytest.raises(ConfigError, match=r"--model srcnn: zoomsr-multi8 is a rrdbnet "
+                                          r"checkpoint; leave --model out"):
+        build_inference_model(weights="zoomsr-multi8", model="srcnn", device="cpu")
+    same = build_inference_model(weights="zoomsr-multi8", model="rrdbnet", device="cpu")
+    assert same.n_images == 8

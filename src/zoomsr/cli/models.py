@@ -56,7 +56,7 @@ def info(
         return
     rows = [
         ("model", f"{details.name}: {details.description}"),
-        ("parameters", f"{details.parameters:,} ({details.parameters / 1e6:.1f} M)"),
+        ("parameters", _format_parameters(details.parameters, details.parameters_used)),
         (
             "GFLOPs",
             f"{format_gflops(details.gflops)} {details.flops_note} on a {lr_size}x{lr_size} "
@@ -69,3 +69,11 @@ def info(
     ]
     for label, value in rows:
         typer.echo(f"{label:<11} {value}")
+
+
+def _format_parameters(total: int, used: int) -> str:
+    text = f"{total:,} ({total / 1e6:.1f} M)"
+    if used < total:  # modules kept for the checkpoint layout, never run
+        text += (f"; {used:,} ({used / 1e6:.1f} M) used by the forward pass, the rest "
+                 "kept in the checkpoint layout")
+    return text

@@ -251,6 +251,9 @@ def build_inference_model(
 
         if str(weights) in registry.REGISTRY:
             entry = registry.get_entry(str(weights))
+            if model is not None and model != entry.model:
+                raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
+                                  f"checkpoint; leave --model out (the registry gives it)")
             if bands is not None and validate_bands(bands) != entry.bands:
                 raise ConfigError(f"--bands {','.join(validate_bands(bands))}: {entry.name} "
                                   f"takes bands {','.join(entry.bands)}")

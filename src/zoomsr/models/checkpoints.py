@@ -162,10 +162,20 @@ def _torch_load(path: Path, weights_only: bool, map_location: str | torch.device
     try:
         with warnings.catch_warnings():  # torch's note on odd pickle protocols (garbage bytes)
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # weights_only=False hands a TorchScript archive to torch.jit.load, with a note
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
             return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, zip errors...
         kind = torch_file_kind(path)
         text = f"{exc} {exc.__context__ or ''}"
+        if weights_only and "TorchScript" in text:
+            raise CheckpointError(
+                f"{path} is a TorchScript archive (torch.jit.save), which a safe load refuses; "
+                "if you trust the file: Python: load it with weights_only=False (its state "
+                "dict is used); CLI: pass a copy saved from Python with "
+                "save_checkpoint(model, 'model.safetensors')"
+            ) from exc
         if (
             weights_only
             and kind is not None
@@ -227,6 +237,8 @@ def _parse_metadata(path: Path, meta: Any) -> tuple[str | None, dict[str, Any] |
 
 
 def _select_state_dict(path: Path, obj: Any, key: str | None) -> tuple[Mapping[str, Any], str]:
+    if isinstance(obj, nn.Module):  # torch.save(model) or TorchScript, read with weights_only=False
+        return obj.state_dict(), "module"
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict of tensors")
     if key is not None:
@@ -297,6 +309,8 @@ def read_checkpoint(
         return Checkpoint(path, tensors, name, config, "safetensors", extra)
     obj = _torch_load(path, weights_only, map_location)
     state, source = _select_state_dict(path, obj, key)
+    if source == "module":  # no metadata beside a whole module
+        return Checkpoint(path, dict(state), None, None, source, {})
     name, config = _parse_metadata(path, obj.get(METADATA_KEY))
     extra = {
         k: v for k, v in obj.items() if k != source and k != METADATA_KEY and source != "top level"
@@ -323,7 +337,7 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def _find_prefix(keys: list[str], model_keys: set[str]) -> str:
+def _find_prefix(keys: list[str], model_keys: set[str], origin: str = "the checkpoint") -> str:
     """The prefix under which most of ``model_keys`` appear in ``keys`` (see module doc)."""
     counts: Counter[str] = Counter()
     for key in keys:
@@ -344,7 +358,7 @@ def _find_prefix(keys: list[str], model_keys: set[str]) -> str:
     if len(ema) == 1:
         return ema[0]
     raise CheckpointError(
-        f"the checkpoint holds the model under several prefixes ({_names(candidates)}); "
+        f"{origin} holds the model under several prefixes ({_names(candidates)}); "
         f"Python: pass prefix={candidates[0]!r} (or another) to choose one; the CLI cannot "
         "choose: save the chosen model with save_checkpoint(model, 'model.safetensors')"
     )
@@ -428,7 +442,7 @@ def match_state_dict(
     model_state = model.state_dict()
     keys = list(state_dict)
     if prefix is None:
-        prefix = _find_prefix(keys, set(model_state))
+        prefix = _find_prefix(keys, set(model_state), origin)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         if not state:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +75,10 @@ def create_model(name: str, **config: Any) -> nn.Module:
         raise ConfigError(
             f"unknown config key {unknown[0]!r} for model {name!r}; valid keys: {', '.join(fields)}"
         )
+    # NumPy scalars (a value computed from an array) as Python numbers: the config is
+    # recorded as JSON in checkpoints
+    config = {key: value.item() if isinstance(value, np.generic) else value
+              for key, value in config.items()}
     check_config_values(config)
     return MODELS[name](**config)
 
@@ -158,7 +163,8 @@ class ModelInfo:
     name: str
     description: str
     config: dict[str, Any]
-    parameters: int
+    parameters: int  # all, as in a checkpoint
+    parameters_used: int  # those of the modules a forward pass runs
     gflops: float  # 1e9 FLOPs of one forward pass on one LR chunk; a multiply-add is 2 FLOPs
     flops_note: str
     input_layout: str
@@ -176,33 +182,51 @@ def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     return _count_flops(model, inputs)[0]
 
 
-def _count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, Any]:
+def _count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]
+                 ) -> tuple[int, Any, int]:
+    """FLOPs, output and the number of parameters of the modules the forward pass ran."""
     # imported here: it imports triton where installed, and a Ctrl-C during that import
     # became an ImportError torch logs and goes on from, so every command's start-up could
     # swallow a Ctrl-C and run on
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        output = model(*inputs)
-    return int(counter.get_total_flops()), output
+    ran: set[int] = set()
+    used: dict[int, int] = {}
+
+    def record(module: nn.Module, args: Any, out: Any) -> None:
+        if id(module) not in ran:
+            ran.add(id(module))
+            used.update({id(p): p.numel() for p in module.parameters(recurse=False)})
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            output = model(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return int(counter.get_total_flops()), output, sum(used.values())
 
 
 def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
     """Parameters and GFLOPs per ``lr_size`` x ``lr_size`` LR chunk of model ``name``.
 
     The model is built on the ``meta`` device, so this is instant even for large configs.
-    Parameters shared by several modules are counted once.
+    Parameters shared by several modules are counted once; ``parameters_used`` leaves out the
+    modules the forward pass never runs (HighRes-net keeps its parent's for the checkpoint
+    layout).
     """
     cls = model_class(name)
     with torch.device("meta"):
         model = create_model(name, **config).eval()
         inputs = model.example_inputs(lr_size)
-    flops, output = _count_flops(model, inputs)
+    flops, output, used = _count_flops(model, inputs)
     return ModelInfo(
         name=name,
         description=cls.description,
         config=dict(model.config),
         parameters=sum(p.numel() for p in model.parameters()),
+        parameters_used=used,
         gflops=flops / 1e9,
         flops_note=getattr(cls, "flops_note", "per forward pass"),
         input_layout=cls.input_layout,
