@@ -33,6 +33,8 @@ from zoomsr.errors import DataError, InputError
     ("T33UUP_20190101T100000_B01.jp2", ("b01", "T33UUP_20190101T100000")),
     ("TCI.tif", ("tci", "")), ("B12.tif", ("b12", "")), ("scene-b5.tiff", ("b05", "scene")),
     ("nir.tif", ("b08", "")), ("visual.tif", ("tci", "")), ("swir16.tif", ("b11", "")),
+    # Earth Search asset names starting with "b" (blue was refused as no band)
+    ("blue.tif", ("b02", "")), ("BLUE.TIF", ("b02", "")), ("red.tif", ("b04", "")),
     ("B8A.tif", None), ("m_4709963_se_14_1_20190904.tif", None), ("notes.txt", None),
 ])
 def test_band_of_file(name, expected):

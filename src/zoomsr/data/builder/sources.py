@@ -314,7 +314,7 @@ def band_of_file(path: str | Path) -> tuple[str, str] | None:
             break
     else:
         return None
-    if stem.lower() in BAND_ALIASES and not stem.lower().startswith("b"):
+    if stem.lower() in BAND_ALIASES:  # a whole name: TCI, B08, nir, blue (Earth Search)...
         return BAND_ALIASES[stem.lower()], ""
     match = _BAND_TOKEN.search(stem)
     if match is None:
