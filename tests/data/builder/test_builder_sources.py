@@ -187,3 +187,36 @@ def test_manifest_round_trip(builder_scene, tmp_path):
     path.write_text(json.dumps({"format": "zoomsr-manifest", "sentinel2": [{"id": "a"}]}))
     with pytest.raises(DataError, match=r"sentinel2\[0\]: missing key"):
         read_manifest(path)
+
+
+def test_manifest_entries_of_the_wrong_type_are_named(builder_scene, tmp_path):
+    """Hand-written manifests: STAC-style asset objects are read; other wrong types give one
+    line naming the entry (they gave "AttributeError: 'dict' object has no attribute..."
+    and exit 1)."""
+    clear = builder_scene.s2["clear"]
+    scene = {"id": "clear", "datetime": "2019-08-01T17:00:00Z", "dn_offset": "0",
+             "assets": {"visual": {"href": str(clear / "TCI.tif"), "type": "image/tiff"}}}
+    path = tmp_path / "m.json"
+
+    def manifest(sentinel2, highres=()):
+        path.write_text(json.dumps({"format": "zoomsr-manifest", "sentinel2": sentinel2,
+                                    "highres": list(highres)}))
+        return path
+
+    (s2,) = read_manifest(manifest([scene])).sentinel2
+    assert s2.files == {"tci": str(clear / "TCI.tif")} and s2.dn_offset == 0
+    bad = [
+        ([str(clear / "TCI.tif")], r"sentinel2\[0\]: expected an object, got '/"),
+        ({"id": "a"}, r"sentinel2: expected a list of objects, got dict"),
+        ([{**scene, "assets": {"visual": {"size": 3}}}],
+         r"sentinel2\[0\]\.assets\.visual: expected a path or URL string"),
+        ([{**scene, "assets": ["TCI.tif"]}], r"sentinel2\[0\]\.assets: expected an object"),
+        ([{**scene, "datetime": 20190801}], r"sentinel2\[0\]\.datetime: expected a string"),
+        ([{**scene, "dn_offset": -1000.5}], r"sentinel2\[0\]\.dn_offset: expected an integer"),
+        ([{**scene, "level": 2}], r"sentinel2\[0\]\.level: expected a string"),
+    ]
+    for sentinel2, message in bad:
+        with pytest.raises(DataError, match=rf"^{path}: {message}"):
+            read_manifest(manifest(sentinel2))
+    with pytest.raises(DataError, match=rf"^{path}: highres\[0\]\.href: expected a path"):
+        read_manifest(manifest([scene], [{"href": 5}]))

@@ -638,6 +638,35 @@ def _resolve_href(href: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p))
 
 
+def _entries(data: dict, key: str, path: Path) -> list[dict]:
+    """``data[key]``: a list of objects, or the one-line error naming the manifest entry."""
+    entries = data.get(key, [])
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: {key}: expected a list of objects, got "
+                        f"{type(entries).__name__}")
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(f"{path}: {key}[{k}]: expected an object, got {entry!r:.60}")
+    return entries
+
+
+def _href(value: object, where: str) -> str:
+    """A path or URL, also as a STAC asset object ``{"href": ...}``."""
+    if isinstance(value, dict) and "href" in value:
+        value = value["href"]
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: expected a path or URL string, got {value!r:.60}")
+    return value
+
+
+def _text(value: object, where: str, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{where}: expected a string, got {value!r:.60}")
+    return value
+
+
 def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Sources:
     """Read a manifest (``zoomsr data search`` output or hand-written JSON).
 
@@ -663,26 +692,40 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
         raise DataError(f"{p}: not a zoomsr manifest (expected format {MANIFEST_FORMAT!r})")
     base = p.resolve().parent
     out = Sources()
-    for k, entry in enumerate(data.get("sentinel2", [])):
+    for k, entry in enumerate(_entries(data, "sentinel2", p)):
         where = f"{p}: sentinel2[{k}]"
-        try:
-            assets = {BAND_ALIASES[b.lower()]: _resolve_href(h, base)
-                      for b, h in entry["assets"].items() if b.lower() in BAND_ALIASES}
-            when = parse_datetime(entry["datetime"], where)
-        except KeyError as exc:
-            raise DataError(f"{where}: missing key {exc}") from None
-        meta = {"datetime": when, "level": entry.get("level"),
-                "baseline": entry.get("processing_baseline")}
+        assets = entry.get("assets")
+        if not isinstance(assets, dict):
+            raise DataError(f"{where}: missing key 'assets'" if assets is None else
+                            f"{where}.assets: expected an object {{band: path or URL}}")
+        assets = {BAND_ALIASES[str(b).lower()]: _resolve_href(_href(h, f"{where}.assets.{b}"),
+                                                              base)
+                  for b, h in assets.items() if str(b).lower() in BAND_ALIASES}
+        if "datetime" not in entry:
+            raise DataError(f"{where}: missing key 'datetime'")
+        when = parse_datetime(_text(entry["datetime"], f"{where}.datetime"), where)
+        meta = {"datetime": when,
+                "level": _text(entry.get("level"), f"{where}.level", optional=True),
+                "baseline": _text(entry.get("processing_baseline"),
+                                  f"{where}.processing_baseline", optional=True)}
         if entry.get("dn_offset") is not None:
-            meta["dn_offset"] = int(entry["dn_offset"])
+            offset = entry["dn_offset"]
+            if isinstance(offset, str) and offset.strip().lstrip("-").isdigit():
+                offset = int(offset)
+            if isinstance(offset, bool) or not isinstance(offset, (int, float)) \
+                    or offset != int(offset):
+                raise DataError(f"{where}.dn_offset: expected an integer (0 or -1000, added to "
+                                f"the digital numbers), got {offset!r}")
+            meta["dn_offset"] = int(offset)
         scene = _scene_from_files(str(entry.get("id", f"scene{k}")), assets, meta, None, where)
         out.sentinel2.append(scene)
-    for k, entry in enumerate(data.get("highres", [])):
+    for k, entry in enumerate(_entries(data, "highres", p)):
         where = f"{p}: highres[{k}]"
         if "href" not in entry:
             raise DataError(f"{where}: missing key 'href'")
-        href = _resolve_href(entry["href"], base)
-        when = parse_datetime(entry["datetime"], where) if entry.get("datetime") else None
+        href = _resolve_href(_href(entry["href"], f"{where}.href"), base)
+        when = (parse_datetime(_text(entry["datetime"], f"{where}.datetime"), where)
+                if entry.get("datetime") else None)
         image_id = _safe_image_id(str(entry.get("id") or Path(href).stem))
         out.highres.append(_hr_image(href, image_id, when, None))
     if validate:
