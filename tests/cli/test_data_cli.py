@@ -320,3 +320,15 @@ def test_an_unfinished_build_is_reported_by_info_and_refused_by_readers(cli, tin
     assert len(S2NAIPDataset(tiny_dataset, n_images=2, train=True)) == 4
     code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
     assert code == 0 and "so far" not in out and err == ""
+
+
+def test_an_unfinished_build_with_no_pair_yet_says_so(cli, tmp_path):
+    """Stopped before its first pair: "no pairs found" did not say that the build only has to
+    be run again."""
+    root = tmp_path / "ds"
+    for folder in ("naip", "sentinel2", ".zoomsr_build"):
+        (root / folder).mkdir(parents=True)
+    code, _, err = cli("data", "info", root, "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{root}: no pairs yet, unfinished `zoomsr data build`" in err
+    assert "run the same build command again" in err

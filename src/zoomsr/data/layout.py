@@ -123,6 +123,8 @@ def scan_pairs(root: str | os.PathLike[str], unfinished_ok: bool = False) -> lis
                     ):
                         pairs.append(PairRecord(r, image.name, tile.name))
     if not pairs:
+        if unfinished := unfinished_build(r):  # stopped before its first pair
+            raise DataError(f"{r}: no pairs yet, {unfinished}")
         raise DataError(f"{r}: no pairs found (no naip/{{image_id}}/{{tile}}/{HR_FILE} files)")
     pairs.sort(key=lambda p: (p.tile, p.image_id))
     return pairs
