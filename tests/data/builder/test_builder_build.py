@@ -369,6 +369,25 @@ def test_an_unknown_dn_offset_is_asked_for_not_guessed(cli, builder_scene, tmp_p
     assert index["config"]["dn_offset"] == 1000
     assert [s["dn_offset"] for s in index["sentinel2"]] == [-1000]
 
+
+def test_frame_reasons_of_a_failed_tile_are_those_of_its_nearest_capture(builder_scene,
+                                                                         tmp_path):
+    """A newer capture with no Sentinel-2 near it: the reasons of a tile that got too few
+    frames were measured from it, so its cloudy frames read "outside_window"."""
+    newer = tmp_path / builder_scene.hr_path.name.replace("20190904", "20210601")
+    shutil.copy(builder_scene.hr_path, newer)
+    config = dataclass_replace(CONFIG, min_frames=3)
+    tile = builder_scene.cloudy_tile
+    reasons = {}
+    for name, hr in (("one", [builder_scene.hr_path]), ("two", [builder_scene.hr_path, newer])):
+        sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres(hr))
+        out = build_dataset(tmp_path / name, sources, config, workers=1).root
+        rec = next(t for t in load_index(out)["tiles"] if t["tile"] == str(tile))
+        assert rec["reason"] == "too_few_frames"
+        reasons[name] = {f["datetime"][:10]: f["status"] for f in rec["frames"]}
+    assert reasons["one"]["2019-09-20"] == "cloudy"
+    assert reasons["two"] == reasons["one"]
+
 def test_bad_inputs_are_clear(builder_scene, tmp_path):
     s2 = discover_sentinel2([builder_scene.root / "s2"])
     hr = discover_highres([builder_scene.hr_path])

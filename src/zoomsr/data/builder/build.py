@@ -508,8 +508,13 @@ def run_block(job: BlockJob) -> dict:
                 break
         if primary is None:
             rec["reason"] = "no_sentinel2_coverage" if not candidates else "too_few_frames"
-            _, why = _select(candidates, images[0][0], config)
-            _frame_records(rec, candidates, images[0][0], {}, why)
+            # The frames' reasons are given for the capture with the most frames in its
+            # window: measured from the newest, frames of an older capture's window read as
+            # "outside_window" when clouds or nodata dropped them.
+            nearest = max((img for img, _ in images), key=lambda img: sum(
+                _days(f.scene.date, img.date) <= config.window_days for f in candidates))
+            _, why = _select(candidates, nearest, config)
+            _frame_records(rec, candidates, nearest, {}, why)
             continue
         _frame_records(rec, candidates, primary, {f.scene.id: k for k, f in enumerate(series)},
                        why)
