@@ -106,6 +106,26 @@ def test_safe_folder(builder_scene, tmp_path):
     assert all(f.endswith(".jp2") and str(safe) in f for f in scene.files.values())
 
 
+
+def test_a_folder_or_file_inside_a_safe_is_read_as_its_safe(builder_scene, tmp_path):
+    """`--s2 .../GRANULE/x/IMG_DATA` (or R10m, or one band file) made one scene per resolution
+    folder with no metadata: the SCL and the DN offset were lost."""
+    safe = make_safe(tmp_path, builder_scene.s2["late"], utc(2020, 3, 1))
+    img = next(safe.glob("GRANULE/*/IMG_DATA"))
+    whole = discover_sentinel2([safe])
+    for given in ([img], [img / "R10m"], [next((img / "R10m").glob("*B08*"))], [img, safe]):
+        assert discover_sentinel2(given) == whole, given
+    # ESA's copies of a band at several resolutions, loose in one folder: the finest wins
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in img.rglob("*.jp2"):
+        shutil.copy(f, flat / f.name)
+    shutil.copy(next(img.glob("R20m/*B05*")),
+                flat / next(img.glob("R20m/*B05*")).name.replace("_20m", "_60m"))
+    (scene,) = discover_sentinel2([flat])
+    assert scene.files["b05"].endswith("_B05_20m.jp2")
+
+
 def test_missing_date_is_a_clear_error_unless_given(builder_scene, tmp_path):
     shutil.copy(builder_scene.s2["clear"] / "TCI.tif", tmp_path / "TCI.tif")
     with pytest.raises(DataError, match="no acquisition date.*--s2-date"):

@@ -485,6 +485,23 @@ def _discover_safe(safe: Path, given_date: dt.datetime | None) -> S2Scene:
                              str(safe))
 
 
+def _resolution_m(name: str) -> int | None:
+    """The pixel size in ESA's band file names (``..._B02_20m.jp2`` -> 20)."""
+    found = re.search(r"_(10|20|60)m\.[A-Za-z0-9]+$", name)
+    return int(found.group(1)) if found else None
+
+
+def _safe_around(path: Path) -> Path | None:
+    """The SAFE folder that is ``path`` or holds it (e.g. its ``GRANULE/*/IMG_DATA/R10m``)."""
+    for folder in (path, *path.parents):
+        if folder.name.upper().endswith(".SAFE"):
+            return folder
+        if (folder == path or (folder / "GRANULE").is_dir()) and folder.is_dir() and any(
+                folder.glob("MTD_MSIL*.xml")):
+            return folder
+    return None
+
+
 def discover_sentinel2(
     paths: Sequence[str | os.PathLike[str]], date: dt.datetime | None = None
 ) -> list[S2Scene]:
@@ -509,20 +526,32 @@ def discover_sentinel2(
         band, key = found
         group = groups.setdefault((str(path.parent), key), {})
         if band in group and group[band] != str(path):
-            raise DataError(f"{path}: band {band} given twice for one scene ({group[band]})")
+            # ESA's resampled copies of one band (B02_10m, B02_20m): the finest wins, as in
+            # a SAFE folder
+            ours, theirs = _resolution_m(path.name), _resolution_m(Path(group[band]).name)
+            if ours is None or theirs is None or ours == theirs:
+                raise DataError(f"{path}: band {band} given twice for one scene ({group[band]})")
+            if ours > theirs:
+                return
         group[band] = str(path)
 
+    safes_given: set[Path] = set()
     for raw in paths:
         p = Path(raw)
         if not p.exists():
             raise DataError(f"{p}: not found")
         p = p.resolve()  # absolute paths in the index; resuming from another folder works
-        if p.is_dir() and (p.name.upper().endswith(".SAFE") or any(p.glob("MTD_MSIL*.xml"))):
-            scenes.append(_discover_safe(p, date))
+        safe = _safe_around(p)
+        if safe is not None:  # a SAFE, or a folder or file in one (IMG_DATA, R10m...)
+            # one scene with the SAFE's metadata (DN offset, SCL), however it is given
+            if safe not in safes_given:
+                safes_given.add(safe)
+                scenes.append(_discover_safe(safe, date))
         elif p.is_dir():
             safes = sorted(d for d in p.rglob("*")
                            if d.is_dir() and d.name.upper().endswith(".SAFE"))
-            scenes.extend(_discover_safe(d, date) for d in safes)
+            scenes.extend(_discover_safe(d, date) for d in safes if d not in safes_given)
+            safes_given.update(safes)
             n_groups = len(groups)
             bands_before = sum(len(g) for g in groups.values())
             for f in sorted(p.rglob("*")):
