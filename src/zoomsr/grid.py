@@ -149,3 +149,28 @@ def iter_neighbourhood(tile: Tile, radius: int = 1) -> Iterator[Tile]:
             c, r = tile.col + dc, tile.row + dr
             if 0 <= c < N_TILES and 0 <= r < N_TILES:
                 yield Tile(c, r)
+
+
+#: Mean Earth radius (IUGG), metres: ground distances by the haversine formula.
+EARTH_RADIUS_M = 6371008.8
+
+
+def ground_pixel_m(raster: object) -> tuple[float, float]:
+    """The ground width and height, metres, of the centre pixel of ``raster`` (anything with
+    ``crs``, ``transform``, ``width`` and ``height``: an open rasterio dataset, a frame), by
+    great-circle distances, so any CRS works (degrees too)."""
+    from rasterio.warp import transform
+
+    t = raster.transform  # type: ignore[attr-defined]
+    cx, cy = raster.width / 2, raster.height / 2  # type: ignore[attr-defined]
+    pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
+    lons, lats = transform(raster.crs, "EPSG:4326", [p[0] for p in pts],  # type: ignore[attr-defined]
+                           [p[1] for p in pts])
+
+    def metres(i: int) -> float:
+        p1, p2 = math.radians(lats[0]), math.radians(lats[i])
+        dl = math.radians(lons[i] - lons[0])
+        h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+        return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
+
+    return metres(1), metres(2)

@@ -33,7 +33,6 @@ MAX_INPUT_RESOLUTION_M = 25.0
 #: >= 10 of them anywhere), are not Sentinel-2 (aerial imagery, e.g. NAIP): they are
 #: resampled down to the training grid with a warning.
 MIN_INPUT_RESOLUTION_M = 7.5
-_EARTH_RADIUS_M = 6371008.8
 
 
 @dataclass(frozen=True)
@@ -154,15 +153,7 @@ def ground_resolution_m(frame: Frame) -> float:
 def ground_pixel_m(frame: Frame) -> tuple[float, float]:
     """The ground width and height of ``frame``'s pixel at its centre, metres (great-circle
     distances, any CRS)."""
-    lons, lats = _centre_pixel(frame, CRS.from_epsg(4326))
-
-    def metres(i: int) -> float:
-        p1, p2 = math.radians(lats[0]), math.radians(lats[i])
-        dl = math.radians(lons[i] - lons[0])
-        h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-        return 2 * _EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
-
-    return metres(1), metres(2)
+    return tiles.ground_pixel_m(frame)
 
 
 def pixel_size_in(frame: Frame, crs: CRS) -> float:

@@ -7,6 +7,7 @@ import datetime as dt
 import filecmp
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from zoomsr.data.builder import (
 from zoomsr.data.builder.reproject import GridWindow
 from zoomsr.data.check import check_dataset
 from zoomsr.data.layout import read_band_series, scan_pairs
-from zoomsr.errors import ConfigError, DataError, InputError
+from zoomsr.errors import ConfigError, DataError, InputError, ZoomsrWarning
 from zoomsr.grid import HR_PIXELS, LR_PIXELS, TILE_SIZE_M, Tile
 from zoomsr.io.png import read_png
 
@@ -387,6 +388,29 @@ def test_frame_reasons_of_a_failed_tile_are_those_of_its_nearest_capture(builder
         reasons[name] = {f["datetime"][:10]: f["status"] for f in rec["frames"]}
     assert reasons["one"]["2019-09-20"] == "cloudy"
     assert reasons["two"] == reasons["one"]
+
+
+def test_a_coarse_high_res_image_is_warned_about(builder_scene, tmp_path):
+    """A "high-res" image coarser than Sentinel-2 (30 Web Mercator m, 22 m on the ground
+    here) was built into blurry targets without a word."""
+    coarse = tmp_path / builder_scene.hr_path.name
+    with rasterio.open(builder_scene.hr_path) as src:
+        factor = 30 / src.res[0]
+        shape = (src.count, round(src.height / factor), round(src.width / factor))
+        data = src.read(out_shape=shape, resampling=Resampling.average)
+        profile = src.profile | {"height": shape[1], "width": shape[2],
+                                 "transform": src.transform @ src.transform.scale(factor)}
+    with rasterio.open(coarse, "w", **profile) as dst:
+        dst.write(data)
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([coarse]))
+    with pytest.warns(ZoomsrWarning, match=rf"{coarse}: pixels of 22.4 m on the ground, coarser "
+                      r"than the .* m of the high-res targets here \(--scale 4\), and than "
+                      r"Sentinel-2's 10 m itself"):
+        build_dataset(tmp_path / "out", sources, CONFIG)
+    # the real-size image of the other tests is not warned about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        build_dataset(tmp_path / "fine", sources_of(builder_scene), CONFIG)
 
 def test_bad_inputs_are_clear(builder_scene, tmp_path):
     s2 = discover_sentinel2([builder_scene.root / "s2"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -34,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -65,8 +67,8 @@ from zoomsr.data.layout import (
     S2_DIR,
 )
 from zoomsr.data.writer import S2NAIPWriter
-from zoomsr.errors import ConfigError, InputError
-from zoomsr.grid import LR_PIXELS, Tile, tiles_for_bounds
+from zoomsr.errors import ConfigError, InputError, ZoomsrWarning
+from zoomsr.grid import LR_PIXELS, ORIGIN_SHIFT, TILE_SIZE_M, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
 from zoomsr.stopping import (
@@ -253,6 +255,24 @@ def with_dn_offsets(sources: Sources, config: BuildConfig) -> Sources:
             scene = dataclasses.replace(scene, dn_offset=-config.dn_offset)
         scenes.append(scene)
     return Sources(scenes, list(sources.highres))
+
+
+def _warn_coarse_highres(images: Iterable[HRImage], scale: int) -> None:
+    """A ``ZoomsrWarning`` per high-res image coarser than 1.5x the targets' pixels: they
+    would be upsampled, blurrier than real high-res imagery (the build goes on)."""
+    for img in images:
+        if img.pixel_m is None or img.footprint is None:
+            continue
+        centre_y = (img.footprint.bottom + img.footprint.top) / 2
+        lat = math.atan(math.sinh(centre_y * math.pi / ORIGIN_SHIFT))  # Web Mercator y -> lat
+        target_m = TILE_SIZE_M / (LR_PIXELS * scale) * math.cos(lat)
+        if img.pixel_m > 1.5 * target_m:
+            than_s2 = ", and than Sentinel-2's 10 m itself" if img.pixel_m > 10.5 else ""
+            warnings.warn(
+                f"{img.path}: pixels of {img.pixel_m:.3g} m on the ground, coarser than the "
+                f"{target_m:.2g} m of the high-res targets here (--scale {scale}){than_s2}: "
+                "the targets are upsampled, blurrier than real high-res imagery",
+                ZoomsrWarning, stacklevel=3)
 
 
 def _check_sources(sources: Sources, config: BuildConfig) -> None:
@@ -753,6 +773,7 @@ def build_dataset(
     t0 = time.perf_counter()
     sources = with_dn_offsets(sources, config)
     jobs = plan_blocks(root, sources, config)
+    _warn_coarse_highres(sources.highres, config.scale)
     fingerprint = _fingerprint(sources, config)
     _prepare_root(root, fingerprint, overwrite, sources)
     S2NAIPWriter(root, scale=config.scale)  # creates naip/ and sentinel2/

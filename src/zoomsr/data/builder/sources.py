@@ -36,6 +36,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from zoomsr.errors import DataError, InputError, first_line
+from zoomsr.grid import ground_pixel_m
 
 try:  # GDAL's own errors: rasterio raises them directly or as the cause of its own
     from rasterio._err import CPLE_BaseError
@@ -134,6 +135,7 @@ class HRImage:
     datetime: dt.datetime
     path: str
     footprint: Footprint | None = None
+    pixel_m: float | None = None  # ground size of its pixels (the coarser side), metres
 
     @property
     def date(self) -> dt.date:
@@ -229,7 +231,8 @@ def raster_footprint(path: str, check_data: bool = False) -> tuple[Footprint, di
                 raise DataError(f"{path}: raster has no geotransform (not georeferenced)")
             bounds = transform_bounds(src.crs, "EPSG:3857", *src.bounds, densify_pts=21)
             info = {"count": src.count, "dtype": src.dtypes[0], "tags": src.tags(),
-                    "res": src.res, "crs": src.crs.to_string()}
+                    "res": src.res, "crs": src.crs.to_string(),
+                    "pixel_m": max(ground_pixel_m(src))}
             if check_data:
                 check_raster_data(src, path)
     except RASTER_ERRORS as exc:
@@ -622,7 +625,7 @@ def _hr_image(path: str, image_id: str, when: dt.datetime | None,
             f"{path}: no acquisition date in the file name (e.g. m_..._20190904.tif) or tags; "
             "give one with --hr-date or a manifest"
         )
-    return HRImage(image_id, when, path, footprint)
+    return HRImage(image_id, when, path, footprint, info["pixel_m"])
 
 
 def _safe_image_id(name: str) -> str:
