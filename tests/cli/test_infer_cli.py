@@ -200,8 +200,8 @@ def test_infer_bad_options(cli, tmp_path):
                        "--overlap", "40")
     assert code == 2 and "overlap" in err
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--model", "sr3",
-                       "--random-weights", "--no-progress")
-    assert code == 2 and "sr3" in err
+                       "-c", "in_channels=7", "--random-weights", "--no-progress")
+    assert code == 2 and "sr3 with in_channels=7 cannot take frames of bands tci" in err
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
                        "--column-width", "100")
     assert code == 2 and "--column-width 100: strips narrower than 512 LR px" in err

@@ -86,7 +86,8 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
 
 
 def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
-               device: str, precision: str, bands: str | None = None):
+               device: str, precision: str, bands: str | None = None,
+               sample_steps: int | None = None, seed: int = 0):
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
     from zoomsr.devices import resolve_device
     from zoomsr.inference import build_inference_model
@@ -105,10 +106,12 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
                           "--random-weights")
     if random_weights:
         return build_inference_model(model=model, config=cfg, random_weights=True,
-                                     device=device, precision=precision, bands=bands)
+                                     device=device, precision=precision, bands=bands,
+                                     seed=seed, sample_steps=sample_steps)
     name = weights or registry.DEFAULT_WEIGHTS  # a file, or a registry name
     return build_inference_model(weights=name, model=model, config=cfg, device=device,
-                                 precision=precision, label=Path(name).name, bands=bands)
+                                 precision=precision, label=Path(name).name, bands=bands,
+                                 seed=seed, sample_steps=sample_steps)
 
 
 def infer(
@@ -185,7 +188,11 @@ def infer(
         "other addresses as --ray=ADDRESS."),
     ray_workers: int = typer.Option(2, "--ray-workers", help="Model workers on Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
-    seed: int = typer.Option(0, "--seed", help="Seed for uncertainty subsets and random weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed for uncertainty subsets, random weights "
+                             "and SR3's sampling noise."),
+    sample_steps: int | None = typer.Option(
+        None, "--sample-steps", help="SR3 (diffusion) only: DDIM steps per window (default 50; "
+        "fewer is faster, more follows the model's training closer)."),
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
@@ -229,7 +236,8 @@ def infer(
     if ray is not None and manifest is None and is_s2naip_input(inputs or []):
         raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
                           "tiles are small and independent: one machine does them fast)")
-    net = load_model(weights, model, config, random_weights, device, precision, bands)
+    net = load_model(weights, model, config, random_weights, device, precision, bands,
+                     sample_steps, seed)
     if manifest is None and resume and not overwrite and finished_same_run(output, inputs,
                                                                             net, options):
         # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any

@@ -58,7 +58,8 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
         "name": name, "config": model.config, "label": model.label, "n_images": model.n_images,
         "layout": model.layout, "scale": model.scale, "weights": model.weights,
         "weights_sha256": model.weights_sha256, "autocast": model.autocast,
-        "bands": list(model.bands),
+        "bands": list(model.bands), "sample_steps": model.sample_steps,
+        "sample_seed": model.sample_seed,
     }
 
 
@@ -86,7 +87,8 @@ def _worker_class(ray: Any) -> Any:
                 layout=spec["layout"], scale=spec["scale"], weights=spec["weights"],
                 weights_sha256=spec["weights_sha256"], device=dev,
                 autocast=spec["autocast"] and dev.type == "cuda", config=spec["config"],
-                bands=tuple(spec["bands"]),
+                bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
+                sample_seed=spec["sample_seed"],
             )
             self.plan: ScenePlan | None = None
             self.cache: Any = None  # the scene's GDAL cache environment (read_cache)

@@ -1,8 +1,13 @@
 """A super-resolution model ready for scene inference: device, precision, layout and scale.
 
-:class:`InferenceModel` wraps a zoomsr model (RRDBNet/ESRGAN, SRCNN, HighRes-net) with what the
-pipeline needs to know: how many frames it takes, in which layout, its scale, and where its
+:class:`InferenceModel` wraps a zoomsr model (RRDBNet/ESRGAN, SRCNN, HighRes-net, SR3) with what
+the pipeline needs to know: how many frames it takes, in which layout, its scale, and where its
 weights came from (name, path and SHA-256, written into the output's tags).
+
+SR3 is sampled with DDIM (``eta`` = 0), so its output is fixed by its starting noise; each
+window's noise is drawn from a seed made of ``sample_seed`` and the window's own input values.
+A window thus gives the same pixels whatever the batch it is run in, on a resumed run, or on
+a Ray worker.
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ class InferenceModel:
     autocast: bool = False
     config: dict[str, Any] | None = None
     bands: tuple[str, ...] = ("tci",)
+    sample_steps: int | None = None  # SR3: DDIM steps (None: the model's default, 50)
+    sample_seed: int = 0  # SR3: seed of every window's starting noise
+
+    @property
+    def diffusion(self) -> bool:
+        """Whether the model is sampled (SR3) rather than run once."""
+        return getattr(self.module, "name", None) == "sr3"
 
     @property
     def size_multiple(self) -> int:
@@ -101,7 +113,7 @@ class InferenceModel:
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), ctx:
-            y = self.module(x)
+            y = self._sample(x) if self.diffusion else self.module(x)
         if y.ndim == 5:  # SRCNN / HighRes-net: [B, 1, C, H, W]
             y = y[:, 0]
         expected = (x.shape[0], 3, (h + ph) * self.scale, (w + pw) * self.scale)
@@ -114,7 +126,23 @@ class InferenceModel:
             y = y[..., : h * self.scale, : w * self.scale]
         return y.float()
 
+    def _sample(self, x: torch.Tensor) -> torch.Tensor:
+        """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise its window's
+        values name (see module docstring)."""
+        s, c = self.scale, int(self.module.out_channels)
+        shape = (c, x.shape[-2] * s, x.shape[-1] * s)
+        values = x.detach().float().cpu().contiguous().numpy()
+        noise = torch.stack([
+            torch.randn(shape, generator=torch.Generator().manual_seed(
+                _window_seed(self.sample_seed, values[i]))) for i in range(x.shape[0])])
+        return self.module.sample(x, steps=self.sample_steps, method="ddim", eta=0.0,
+                                  noise=noise)
+
     def describe(self) -> dict:
+        sampling = ({"sampling": {"method": "ddim", "eta": 0.0, "seed": self.sample_seed,
+                                  "steps": self.sample_steps or min(
+                                      50, int(self.module.num_timesteps))}}
+                    if self.diffusion else {})
         return {
             "model": self.label,
             "architecture": getattr(self.module, "name", type(self.module).__name__),
@@ -124,7 +152,16 @@ class InferenceModel:
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
             **({"bands": list(self.bands)} if self.bands != ("tci",) else {}),
+            **sampling,
         }
+
+
+def _window_seed(seed: int, values: np.ndarray) -> int:
+    """A 63-bit seed from ``seed`` and a window's input values (float32 bytes)."""
+    h = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
+    h.update(str(values.shape).encode())
+    h.update(values.tobytes())
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 
 #: num_in_ch of the published band variants -> (registry tag, bands): a checkpoint of that
@@ -162,6 +199,14 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
                 f"{','.join(bands)} ({channels} channels each){hint}"
             )
         return in_ch // channels, "stacked", int(cfg.get("scale", 4))
+    if name == "sr3":
+        in_ch = int(cfg.get("in_channels", 24))
+        if cfg.get("out_channels", 3) != 3:
+            raise ConfigError(f"sr3 with out_channels={cfg.get('out_channels')}: infer needs RGB")
+        if in_ch % channels:
+            raise ConfigError(f"sr3 with in_channels={in_ch} cannot take frames of bands "
+                              f"{','.join(bands)} ({channels} channels each)")
+        return in_ch // channels, "stacked", int(cfg.get("scale", 4))
     if name in ("srcnn", "highresnet"):
         if cfg.get("in_channels", 3) != channels or cfg.get("out_channels", 3) != 3:
             raise ConfigError(f"{name}: infer needs in_channels={channels} (bands "
@@ -171,8 +216,7 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
             module.output_size = None
         return int(cfg.get("revisits", 8)), "frames", int(cfg.get("zoom_factor", 4))
     raise ConfigError(
-        f"model {name!r} cannot be used by infer (supported: rrdbnet, srcnn, highresnet; sr3 "
-        "needs diffusion sampling)"
+        f"model {name!r} cannot be used by infer (supported: rrdbnet, srcnn, highresnet, sr3)"
     )
 
 
@@ -223,6 +267,7 @@ def build_inference_model(
     label: str | None = None,
     seed: int = 0,
     bands: Sequence[str] | str | None = None,
+    sample_steps: int | None = None,
 ) -> InferenceModel:
     """Build the model for inference.
 
@@ -236,7 +281,9 @@ def build_inference_model(
 
     ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
     ``bands``: what each frame holds (``"tci"``, or ``"tci,b08"`` for esrgan-10m...); default:
-    the bands a zoomsr checkpoint was trained on, else TCI only.
+    the bands a zoomsr checkpoint was trained on, else TCI only. SR3 is sampled with DDIM in
+    ``sample_steps`` steps (default 50, at most the model's ``num_timesteps``), its noise
+    seeded by ``seed`` (which also seeds random weights).
     """
     dev = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16"):
@@ -260,7 +307,8 @@ def build_inference_model(
             return build_inference_model(
                 weights=fetch.resolve(entry.name), model=entry.model,
                 config={**entry.config, **(config or {})}, device=device, precision=precision,
-                label=label or entry.name, seed=seed, bands=entry.bands)
+                label=label or entry.name, seed=seed, bands=entry.bands,
+                sample_steps=sample_steps)
     if weights is not None:
         path = require_checkpoint_file(weights, " (give a checkpoint file, or a name that "
                                        "`zoomsr weights list` shows)")
@@ -283,6 +331,7 @@ def build_inference_model(
         source, digest = f"random(seed={seed})", sha256_state(module)
     band_list = validate_bands(bands if bands is not None else ("tci",))
     n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
+    _check_sample_steps(module, sample_steps)
     module = module.to(dev).eval()
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
@@ -298,4 +347,19 @@ def build_inference_model(
         autocast=autocast,
         config=dict(getattr(module, "config", {}) or {}),
         bands=band_list,
+        sample_steps=sample_steps,
+        sample_seed=seed,
     )
+
+
+def _check_sample_steps(module: nn.Module, steps: int | None) -> None:
+    name = getattr(module, "name", type(module).__name__)
+    if steps is None:
+        return
+    if name != "sr3":
+        raise ConfigError(f"--sample-steps applies to diffusion models (sr3), not {name}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"--sample-steps must be an integer >= 1, got {steps!r}")
+    limit = int(module.num_timesteps)
+    if steps > limit:
+        raise ConfigError(f"--sample-steps {steps}: this sr3 model has {limit} timesteps")

@@ -302,6 +302,8 @@ def model_tags(model: InferenceModel) -> dict[str, str]:
         "zoomsr_weights_sha256": model.weights_sha256,
         "zoomsr_n_images": str(model.n_images),
         "zoomsr_scale": str(model.scale),
+        **({"zoomsr_sampling": json.dumps(model.describe()["sampling"])} if model.diffusion
+           else {}),
     }
 
 
@@ -394,6 +396,10 @@ def finished_same_run(output: str | os.PathLike[str],
         raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
                          f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
                          f"{model.label}); {redo}")
+    if model.diffusion and tags.get("zoomsr_sampling") != model_tags(model)["zoomsr_sampling"]:
+        raise InputError(f"{out}: finished by an earlier run with other sampling "
+                         f"({tags.get('zoomsr_sampling')}, now "
+                         f"{model_tags(model)['zoomsr_sampling']}); {redo}")
     if "zoomsr_inputs" not in tags:
         return True  # tags not written by this zoomsr: nothing to compare
     if is_s2naip_input(list(inputs)):  # chunk outputs name their dataset folder

@@ -339,6 +339,7 @@ class SR3(nn.Module):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         progress: Callable[[int, int], None] | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """Super-resolve ``lr`` ``[B, T*C, h, w]`` to ``[B, C_out, h*s, w*s]`` in [0, 1].
 
@@ -346,7 +347,8 @@ class SR3(nn.Module):
         ``method="ddim"``: DDIM (default 50 steps, ``eta=0``, deterministic given the initial
         noise). Both use ``steps`` evenly spaced steps of the schedule; ``eta`` (0 = DDIM,
         1 = DDPM) can be set for either. ``seed`` (or a ``generator``) fixes every random draw.
-        ``progress(done, total)`` is called after each step.
+        ``progress(done, total)`` is called after each step. ``noise`` ``[B, C_out, h*s, w*s]``
+        is the starting noise (default: drawn); with DDIM it fixes the result.
         """
         check_choice("method", method, ("ddim", "ddpm"))
         if steps is None:
@@ -364,7 +366,12 @@ class SR3(nn.Module):
 
         cond = self.condition(lr)
         shape = (lr.shape[0], self.out_channels, *cond.shape[-2:])
-        x = torch.randn(shape, device=lr.device, dtype=lr.dtype, generator=generator)
+        if noise is None:
+            x = torch.randn(shape, device=lr.device, dtype=lr.dtype, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise InputError(f"noise must be {list(shape)}, got {list(noise.shape)}")
+        else:
+            x = noise.to(device=lr.device, dtype=lr.dtype)
         schedule = self.timesteps(steps).tolist()
         for i in reversed(range(len(schedule))):
             a_t = self.alpha_bar[schedule[i]]
