@@ -387,6 +387,31 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     assert out.read_bytes() == before
 
 
+
+def test_resume_of_a_finished_run_with_other_options_is_refused(cli, tmp_path):
+    """A requeued job whose command now asks for band 4, the native grid, a COG, another
+    tiling or another seed of the subsets was told "finished" (exit 0) and kept the old file."""
+    write_frames(tmp_path / "in", n=3, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    assert cli("infer", tmp_path / "in", "-o", out, *TINY, "--uncertainty", "2")[0] == 0
+    before = out.read_bytes()
+    run = ["infer", tmp_path / "in", "-o", out, *TINY, "--resume"]
+    assert cli(*run, "--uncertainty", "2")[0] == 0  # the same command: finished
+    for extra, diff in (
+        ([], "--uncertainty 0, it was 2"),
+        (["--uncertainty", "2", "--seed", "4"], "--seed 4, it was 0"),
+        (["--uncertainty", "2", "--native-grid"], "--native-grid given, it was not used"),
+        (["--uncertainty", "2", "--cog"], "--cog given, it is not a COG"),
+        (["--uncertainty", "2", "--overlap", "6"], "--overlap 6, it was 8"),
+    ):
+        code, stdout, err = cli(*run, *extra)
+        assert code == 2 and not stdout, (extra, stdout)
+        assert err.strip() == (f"error: {out}: finished by an earlier run with other options "
+                               f"({diff}); --resume continues only that run: pass --overwrite "
+                               "to compute it again"), extra
+    assert out.read_bytes() == before
+
+
 def test_resume_of_a_finished_run_from_a_glob_or_removed_inputs(cli, tmp_path):
     """The output written into its input folder, given by a glob (`in/*.tif`), which then
     holds it; or inputs staged for the job and removed after it: still finished, exit 0."""

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -329,7 +330,38 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
             f"band 4: per-pixel standard deviation x 255 of the outputs of {plan.uncertainty} "
             "frame subsets (mean over RGB)"
         )
+        tags["zoomsr_seed"] = str(plan.seed)  # draws the subsets
     return tags
+
+
+def _other_options(tags: dict[str, str], layout: str | None,
+                   options: InferenceOptions) -> list[str]:
+    """What in ``options`` asks for another result than the finished output with ``tags``
+    (and GDAL's ``layout``, ``COG`` for a COG) holds: one phrase per difference."""
+    diffs = []
+    if "zoomsr_grid" in tags and tags["zoomsr_grid"].startswith("native ") != options.native_grid:
+        diffs.append("--native-grid " + ("given" if options.native_grid else "not given")
+                     + ", it was " + ("not " if options.native_grid else "") + "used")
+    found = re.search(r"outputs of (\d+) frame subsets", tags.get("zoomsr_uncertainty", ""))
+    was = int(found.group(1)) if found else 0
+    if was != options.uncertainty:
+        diffs.append(f"--uncertainty {options.uncertainty}, it was {was}")
+    elif was and tags.get("zoomsr_seed", str(options.seed)) != str(options.seed):
+        diffs.append(f"--seed {options.seed}, it was {tags['zoomsr_seed']}")
+    if (layout == "COG") != options.cog:
+        diffs.append("--cog " + ("given, it is not a COG" if options.cog else
+                                 "not given, it is a COG"))
+    try:
+        tiling = json.loads(tags["zoomsr_tiling"])
+    except (KeyError, ValueError, TypeError):
+        return diffs
+    t = options.tiling
+    asked = {"window": t.window, "overlap": t.overlap, "margin": t.margin}
+    for key, value in asked.items():
+        if value is not None and isinstance(tiling, dict) and key in tiling \
+                and tiling[key] != value:
+            diffs.append(f"--{key} {value}, it was {tiling[key]}")
+    return diffs
 
 
 def side_outputs(out: Path, save_lr: bool, preview: bool) -> dict[str, Path]:
@@ -390,7 +422,12 @@ def finished_same_run(output: str | os.PathLike[str],
 
     with open_raster(out) as ds:
         tags = ds.tags()
+        layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
     redo = "--resume continues only that run: pass --overwrite to compute it again"
+    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options)):
+        # a requeued job whose command changed asks for another result: it was reported done
+        raise InputError(f"{out}: finished by an earlier run with other options "
+                         f"({'; '.join(diffs)}); {redo}")
     old = tags.get("zoomsr_weights_sha256")
     if old and old != model.weights_sha256:
         raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
