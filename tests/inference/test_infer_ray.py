@@ -106,3 +106,115 @@ def test_a_ctrl_c_during_ray_init_comes_once_ray_is_up_and_stops_it(monkeypatch)
         pool.start()
     assert steps == ["init done", "shutdown"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_start_do_not_hang_the_scene(tmp_path, tiny_model, monkeypatch):
+    """A cluster with fewer CPUs than --ray-workers: the rows given to the worker that could
+    never be placed were waited for forever, silently. Now as many workers as fit run, with
+    a warning; and when none can start (the cluster busy), one line after READY_TIMEOUT_S."""
+    require_package("ray")
+    import ray
+
+    from zoomsr.errors import ZoomsrWarning
+    from zoomsr.inference import distributed
+    from zoomsr.inference.distributed import RayPool, RayUnavailableError
+
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 40))
+    model = tiny_model(2)
+    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False)
+    run_inference(paths, tmp_path / "local.tif", model, opts)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        pool = RayPool("auto", workers=2)  # joins the running 1-CPU session
+        with pytest.warns(ZoomsrWarning, match=r"the Ray cluster has 1 CPU\(s\) in all: 1 of "
+                          r"--ray-workers 2 fit \(each needs 1 CPU\); going on with 1"):
+            run_inference(paths, tmp_path / "ray.tif", model, opts, row_source=pool.rows)
+        pool.close()
+        assert read(tmp_path / "ray.tif")[0].tobytes() == read(tmp_path / "local.tif")[0].tobytes()
+
+        @ray.remote(num_cpus=1)
+        class Busy:  # another job holding the only CPU
+            def ready(self) -> bool:
+                return True
+
+        busy = Busy.remote()
+        ray.get(busy.ready.remote())
+        monkeypatch.setattr(distributed, "READY_TIMEOUT_S", 2.0)
+        pool = RayPool("auto", workers=1)
+        with pytest.raises(RayUnavailableError, match=r"no Ray model worker started within 2 s: "
+                           r"the cluster has 0 CPU\(s\) free \(each worker needs 1 CPU\)"):
+            run_inference(paths, tmp_path / "busy.tif", model, opts, row_source=pool.rows)
+        pool.close()
+    finally:
+        ray.shutdown()
+
+
+def test_an_address_where_no_ray_answers_is_refused_at_once():
+    """A web server (the dashboard's port) passed the TCP check, and ray.init then retried for
+    many minutes, deaf to Ctrl-C."""
+    import http.server
+    import socketserver
+    import threading
+
+    from zoomsr.inference.distributed import RayUnavailableError, check_reachable
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Quiet) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        address = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(RayUnavailableError, match=rf"cannot use '{address}' as a Ray "
+                           r"address: what answers there is no Ray cluster .*not the dashboard"):
+            check_reachable(address)
+        with pytest.raises(RayUnavailableError, match=r"that is a web address"):
+            check_reachable(f"http://{address}")
+        server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_ray_run_from_the_cli_prints_no_ray_notice(tmp_path):
+    """Ray 2.60 announced "Token authentication is enabled for this Ray cluster" on stderr
+    at every start of the private local instance: the one stderr line of a good run."""
+    require_package("ray")
+    import os
+    import subprocess
+    import sys
+
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = [sys.executable, "-m", "zoomsr", "infer", str(tmp_path / "in"), "-o",
+            str(tmp_path / "ray.tif"), "--model", "rrdbnet", "--config",
+            "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4", "--random-weights",
+            "--window", "16", "--overlap", "4", "--no-progress", "--device", "cpu",
+            "--ray", "local", "--ray-workers", "1"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "wrote" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_exception_is_raised_as_itself(monkeypatch):
+    """A plain exception in a worker (e.g. CUDA out of memory) came out as
+    "RayTaskError(ValueError): ray::RowWorker.row() (pid=...)" and the remote traceback,
+    where the local path gives one line."""
+    require_package("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from zoomsr.errors import DataError
+    from zoomsr.inference.distributed import RayPool
+
+    with RayPool("local", workers=1) as pool:
+        ray = pool._ray
+
+        @ray.remote
+        def fail(kind: str) -> None:
+            raise (ValueError("out of memory") if kind == "plain" else DataError("x.tif: bad"))
+
+        with pytest.raises(ValueError, match=r"^out of memory$"):
+            pool._get(fail.remote("plain"))
+        with pytest.raises(DataError, match=r"^x.tif: bad$"):
+            pool._get(fail.remote("zoomsr"))

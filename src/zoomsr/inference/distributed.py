@@ -20,13 +20,15 @@ plan being sent to them once. :func:`ray_row_source` is the one-scene shorthand.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from zoomsr.errors import ConfigError, ZoomsrError, first_line
+from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
@@ -34,6 +36,9 @@ from zoomsr.stopping import interrupts_held
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
+#: How long the model workers may take to start (hold a CPU or GPU, build the model)
+#: before the scene goes on with those that did, or fails when none did.
+READY_TIMEOUT_S = 120.0
 
 RowSource = Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[ReadyRow]]
 
@@ -93,6 +98,10 @@ def _worker_class(ray: Any) -> Any:
             self.plan: ScenePlan | None = None
             self.cache: Any = None  # the scene's GDAL cache environment (read_cache)
 
+        def ready(self) -> bool:
+            """Answers once the worker holds its model (it has a CPU, or a GPU, to run on)."""
+            return True
+
         def set_plan(self, plan: ScenePlan) -> None:
             from zoomsr.inference.reader import read_cache, read_cache_bytes
             from zoomsr.inference.windows import group_read_width
@@ -126,24 +135,45 @@ def _worker_class(ray: Any) -> Any:
     return RowWorker
 
 
+#: The connection preface of HTTP/2, which Ray's GCS and client server (gRPC) speak.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast when nothing answers at a ``host:port`` or ``ray://host:port`` address:
-    ``ray.init`` would retry for many minutes, printing warnings. ``auto`` checks the
-    ``RAY_ADDRESS`` it would use (a ``ray start`` cluster's own file is left to Ray)."""
+    """Fail fast when nothing answers at a ``host:port`` or ``ray://host:port`` address, or
+    what answers is no gRPC server (a web page, the dashboard): ``ray.init`` would retry for
+    many minutes, printing warnings, deaf to Ctrl-C. ``auto`` checks the ``RAY_ADDRESS`` it
+    would use (a ``ray start`` cluster's own file is left to Ray)."""
     if address == "auto":
         address = os.environ.get("RAY_ADDRESS", "")
+    if address.startswith(("http://", "https://")):
+        raise RayUnavailableError(
+            f"cannot use {address!r} as a Ray address: that is a web address (the dashboard's, "
+            "port 8265 by default); give the head's GCS address HOST:6379 or ray://HOST:10001")
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return
+    where = (host or "127.0.0.1", int(port))
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        with socket.create_connection(where, timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_HTTP2_PREFACE)
+            reply = conn.recv(64)
+    except TimeoutError:
+        reply = None  # connected, but silent: left to Ray
     except OSError as exc:
         raise RayUnavailableError(
             f"cannot reach Ray at {address!r}: nothing answers there within {timeout:g} s "
             f"({exc.strerror or exc}); is the cluster up (`ray status` on the head) and is this "
             "the head's address (GCS port 6379 by default, ray:// client port 10001)?"
         ) from None
+    # An HTTP/2 server answers the preface with a SETTINGS frame: 3 length bytes, type 4.
+    if reply is not None and not (len(reply) >= 4 and reply[3] == 0x04):
+        said = reply.split(b"\r\n")[0].decode("ascii", "replace").strip() or "nothing"
+        raise RayUnavailableError(
+            f"cannot use {address!r} as a Ray address: what answers there is no Ray cluster "
+            f"(it says {said[:40]!r}); give the head's GCS address (port 6379 by default) or "
+            "ray://HOST:10001, not the dashboard's port (8265)")
 
 
 def _in_our_terms(exc: BaseException) -> str:
@@ -211,9 +241,16 @@ class RayPool:
     def _init(self, ray: Any) -> None:
         if self.address in (None, "", "local"):
             # address="local": a new instance even where RAY_ADDRESS or a `ray start` cluster
-            # exists (no address would join it, and refuse num_cpus)
-            ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            # exists (no address would join it, and refuse num_cpus). Ray announces on every
+            # start that token authentication is on, its default: the one stderr line of a
+            # run that went well, about the private instance this run stops at its end
+            logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            logger.addFilter(_token_notice)
+            try:
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            finally:
+                logger.removeFilter(_token_notice)
         else:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
 
@@ -233,13 +270,46 @@ class RayPool:
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
         device = "cuda" if gpus else "cpu"
+        # Workers the cluster can never place would wait for a CPU (or GPU) forever, and the
+        # rows given to them with them: as many as fit, with a warning.
+        total = ray.cluster_resources()
+        fit = int(total.get("CPU", 0)) if not gpus else min(
+            int(total.get("CPU", 0)), int(total.get("GPU", 0) // gpus))
+        wanted = min(self.workers, fit)
+        if wanted < self.workers:
+            if wanted == 0:
+                raise RayUnavailableError(
+                    f"the Ray cluster has {_resources(total, gpus)} in all: no model worker fits "
+                    f"(each needs {_need(gpus)})")
+            warnings.warn(f"the Ray cluster has {_resources(total, gpus)} in all: {wanted} of "
+                          f"--ray-workers {self.workers} fit (each needs {_need(gpus)}); going "
+                          f"on with {wanted}", ZoomsrWarning, stacklevel=2)
         state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
         worker = _worker_class(ray)
         state_ref = ray.put(state)
-        self._actors = [
-            worker.options(num_cpus=1, num_gpus=gpus).remote(spec, state_ref, device)
-            for _ in range(self.workers)
-        ]
+        actors = [worker.options(num_cpus=1, num_gpus=gpus).remote(spec, state_ref, device)
+                  for _ in range(wanted)]
+        self._actors = actors  # killed by close() whatever happens next
+        refs = [a.ready.remote() for a in actors]
+        done, waiting = ray.wait(refs, num_returns=len(refs), timeout=READY_TIMEOUT_S)
+        if waiting:  # the cluster is busy with other work: its resources are taken
+            free = _resources(ray.available_resources(), gpus)
+            if not done:
+                self._kill_actors()
+                raise RayUnavailableError(
+                    f"no Ray model worker started within {READY_TIMEOUT_S:g} s: the cluster "
+                    f"has {free} free (each worker needs {_need(gpus)}); free some, add "
+                    "nodes, or run without --ray")
+            started = [a for a, r in zip(actors, refs, strict=True) if r in done]
+            for a in actors:
+                if a not in started:
+                    with contextlib.suppress(Exception):
+                        ray.kill(a)
+            warnings.warn(f"{len(waiting)} of {len(actors)} Ray model workers did not start "
+                          f"within {READY_TIMEOUT_S:g} s (the cluster has {free} free; each "
+                          f"needs {_need(gpus)}); going on with {len(started)}", ZoomsrWarning,
+                          stacklevel=2)
+            self._actors = started
         self._model = model
         self.actor_starts += 1
         return self._actors
@@ -251,8 +321,16 @@ class RayPool:
         ray = self._ray
         actors = self._ensure_actors(model)
         plan_ref = ray.put(plan)
-        for actor in actors:
-            actor.set_plan.remote(plan_ref)
+        # awaited: a failure (an input the workers cannot open) is raised here, as one line,
+        # not printed by Ray as an unhandled error when the refs are dropped
+        failed: list[Exception] = []
+        for ref in [actor.set_plan.remote(plan_ref) for actor in actors]:
+            try:
+                self._get(ref)
+            except Exception as exc:  # every ref collected: Ray reports the others otherwise
+                failed.append(exc)
+        if failed:
+            raise failed[0]
         self.scenes += 1
         n = len(actors)
         pending: deque[Any] = deque()
@@ -262,18 +340,7 @@ class RayPool:
         submitted = len(pending)
         try:
             while pending:
-                try:
-                    result = ray.get(pending.popleft())
-                except ray.exceptions.RayTaskError as exc:
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, ZoomsrError):  # keep the one-line message
-                        raise cause from None
-                    raise
-                except ray.exceptions.RayActorError as exc:
-                    # the next scene gets fresh workers instead of failing the same way
-                    self._kill_actors()
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    raise RayWorkerError(f"a Ray model worker died: {first}") from None
+                result = self._get(pending.popleft())
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append(actors[submitted % n].row.remote(nxt))
@@ -284,6 +351,23 @@ class RayPool:
             for ref in pending:
                 with contextlib.suppress(Exception):  # finished or not cancellable: harmless
                     ray.cancel(ref)
+
+    def _get(self, ref: Any) -> Any:
+        """``ray.get(ref)``; a worker's exception raised as itself, as on the local path (Ray
+        wraps it with the remote traceback), a dead worker as :class:`RayWorkerError`."""
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):  # ZoomsrError: its one line; else as locally
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as exc:
+            # the next scene gets fresh workers instead of failing the same way
+            self._kill_actors()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RayWorkerError(f"a Ray model worker died: {first}") from None
 
     def close(self) -> None:
         """Kill the workers; stop Ray if this pool started it."""
@@ -300,6 +384,19 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _token_notice(record: logging.LogRecord) -> bool:
+    return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
+def _need(gpus: float) -> str:
+    return "1 CPU" + (f" and {gpus:g} GPU" if gpus else "")
+
+
+def _resources(resources: dict, gpus: float) -> str:
+    text = f"{resources.get('CPU', 0):g} CPU(s)"
+    return text + (f" and {resources.get('GPU', 0):g} GPU(s)" if gpus else "")
 
 
 def _shutdown(ray: Any) -> None:
