@@ -239,3 +239,25 @@ def test_an_output_over_another_scenes_input_is_refused(tmp_path, tiny_model):
     manifest.write_text(json.dumps({"scenes": [
         {"inputs": "four", "output": "one/sr.tif"}, {"inputs": "one", "output": "k.tif"}]}))
     assert len(load_scenes(manifest)) == 2
+
+
+def test_s2naip_scenes_run_locally_beside_ray_scenes(tmp_path, tiny_dataset, tiny_model):
+    """`--scenes ... --ray` with an S2-NAIP chunk scene: it failed ("runs locally (no --ray)")
+    after Ray had started; it now runs here while the other scenes use the row source."""
+    write_frames(tmp_path / "a", n=2, size=(24, 24))
+    calls = []
+
+    def rows(plan, model, todo):  # what a Ray worker does with each row, here
+        from zoomsr.inference.assemble import prepare_row
+        from zoomsr.inference.rows import blend_device, compute_row
+
+        calls.append(len(todo))
+        for r in todo:
+            yield prepare_row(compute_row(plan, model, r, blend_device(model)), plan.windows,
+                              model.scale, with_lr=True)
+
+    scenes = [Scene(0, (tiny_dataset,), tmp_path / "chunks.tif"),
+              Scene(1, (tmp_path / "a",), tmp_path / "a.tif")]
+    report = run_scenes(scenes, tiny_model(2), InferenceOptions(**OPTS), row_source=rows)
+    assert [o.status for o in report.outcomes] == ["done", "done"], report.outcomes
+    assert len(calls) == 1  # the GeoTIFF scene only

@@ -31,6 +31,7 @@ from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,
     finished_same_run,
+    is_s2naip_input,
     run_inference,
 )
 
@@ -192,7 +193,7 @@ def run_scenes(
     scene failing with bad input or an I/O error is recorded (its one-line reason) and the
     next scene runs; other errors (interrupts, bugs, Ray unreachable) stop the job, leaving
     finished scenes and the partial state of the current one for ``--resume``. ``on_scene``
-    is called after each scene.
+    is called after each scene. Scenes of S2-NAIP chunks run locally whatever ``row_source``.
     """
     from zoomsr.inference.distributed import RayUnavailableError
 
@@ -205,8 +206,10 @@ def run_scenes(
                     scene.output, list(scene.inputs), model, options):
                 outcome = SceneOutcome(scene, "skipped")
             else:
+                # S2-NAIP chunks are small and independent: they run here, not on Ray
+                local = is_s2naip_input(list(scene.inputs))
                 result = run_inference(list(scene.inputs), scene.output, model, options,
-                                       **kwargs)
+                                       **({} if local else kwargs))
                 outcome = SceneOutcome(scene, "done", result=result)
         except RayUnavailableError:
             raise
