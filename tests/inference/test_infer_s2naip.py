@@ -119,3 +119,27 @@ def test_tiles_far_apart_are_refused_before_any_file(tiny_dataset, tiny_model, t
     from zoomsr.inference.writer import partial_dir
 
     assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_odd_tile_folders_are_named_not_dropped(tiny_dataset, tiny_model, tmp_path):
+    """A tile id outside the zoom-17 grid (a zoom-18 dataset) and a tile folder without
+    tci.png were skipped without a word."""
+    import shutil
+
+    from zoomsr.errors import DataError, ZoomsrWarning
+
+    s2 = tiny_dataset / "sentinel2"
+    shutil.rmtree(s2 / "1001_2001")
+    (s2 / "1001_2001").mkdir()  # its files lost
+    (s2 / "notes").mkdir()  # not a tile folder: ignored, as `data check` lists it
+    with pytest.warns(ZoomsrWarning, match=r"1001_2001: no tci.png, so no output there"):
+        result = run_inference(tiny_dataset, tmp_path / "a.tif", tiny_model(2),
+                               InferenceOptions(progress=False))
+    # the area (and km2/s) is that of the 3 tiles present, not of their 2 x 2 box
+    assert result.area_km2 == pytest.approx(0.75 * result.grid.area_km2, rel=1e-3)
+    zoom18 = s2 / "140000_97712"
+    shutil.copytree(s2 / "1000_2000", zoom18)
+    with pytest.raises(DataError, match=rf"{zoom18}: tile 140000_97712 is outside the zoom-17 "
+                                        r"grid"):
+        run_inference(tiny_dataset, tmp_path / "b.tif", tiny_model(2),
+                      InferenceOptions(progress=False))

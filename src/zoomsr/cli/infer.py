@@ -349,7 +349,7 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
         typer.echo(f"ignored: {line}")
     share = result.windows_computed / result.windows if result.windows else 1.0
     part = "" if share >= 1 else f", {share:.0%} of it computed in this run"
-    typer.echo(f"{g.area_km2:.3f} km2{part} in {result.seconds:.1f} s "
+    typer.echo(f"{result.area_km2:.3f} km2{part} in {result.seconds:.1f} s "
                f"({result.km2_per_s:.3g} km2/s)")
     for extra in (result.lr_output, result.preview):
         if extra is not None:

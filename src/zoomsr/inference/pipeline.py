@@ -151,13 +151,20 @@ class InferenceResult:
     lr_output: Path | None = None
     preview: Path | None = None
     ignored: list[str] = field(default_factory=list)
+    covered_km2: float | None = None  # where not the grid's whole extent (S2-NAIP: the tiles)
+
+    @property
+    def area_km2(self) -> float:
+        """Ground area of the output, km²: the grid's extent, or the part inputs cover where
+        they are sparse (S2-NAIP tiles in their bounding box)."""
+        return self.grid.area_km2 if self.covered_km2 is None else self.covered_km2
 
     @property
     def km2_per_s(self) -> float:
         """Output area per second of this run: a resumed run counts the share of windows it
         computed."""
         done = self.windows_computed / self.windows if self.windows else 1.0
-        return self.grid.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
+        return self.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
 
 
 def super_resolve_array(
@@ -334,10 +341,11 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     return tags
 
 
-def _other_options(tags: dict[str, str], layout: str | None,
-                   options: InferenceOptions) -> list[str]:
+def _other_options(tags: dict[str, str], layout: str | None, options: InferenceOptions,
+                   chunks: bool = False) -> list[str]:
     """What in ``options`` asks for another result than the finished output with ``tags``
-    (and GDAL's ``layout``, ``COG`` for a COG) holds: one phrase per difference."""
+    (and GDAL's ``layout``, ``COG`` for a COG) holds: one phrase per difference. ``chunks``:
+    an S2-NAIP chunk output, which ignores the tiling options."""
     diffs = []
     if "zoomsr_grid" in tags and tags["zoomsr_grid"].startswith("native ") != options.native_grid:
         diffs.append("--native-grid " + ("given" if options.native_grid else "not given")
@@ -351,6 +359,8 @@ def _other_options(tags: dict[str, str], layout: str | None,
     if (layout == "COG") != options.cog:
         diffs.append("--cog " + ("given, it is not a COG" if options.cog else
                                  "not given, it is a COG"))
+    if chunks:
+        return diffs
     try:
         tiling = json.loads(tags["zoomsr_tiling"])
     except (KeyError, ValueError, TypeError):
@@ -424,7 +434,8 @@ def finished_same_run(output: str | os.PathLike[str],
         tags = ds.tags()
         layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
     redo = "--resume continues only that run: pass --overwrite to compute it again"
-    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options)):
+    chunks = is_s2naip_input(list(inputs))
+    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks)):
         # a requeued job whose command changed asks for another result: it was reported done
         raise InputError(f"{out}: finished by an earlier run with other options "
                          f"({'; '.join(diffs)}); {redo}")

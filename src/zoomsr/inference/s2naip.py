@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ from rasterio.crs import CRS
 from zoomsr import grid as tiles
 from zoomsr.data.bands import normalize_band
 from zoomsr.data.layout import S2_DIR, read_band_series
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import DataError, InputError, ZoomsrWarning
 from zoomsr.inference.assemble import to_uint8, upsample_mask, with_mask
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid
@@ -45,15 +48,22 @@ def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
 def scan_tiles(root: Path) -> dict[tiles.Tile, Path]:
     """``tile -> sentinel2/{tile}/tci.png`` for every tile folder with a TCI series."""
     found: dict[tiles.Tile, Path] = {}
+    without: list[Path] = []
     for folder in sorted((root / S2_DIR).iterdir()):
-        if not folder.is_dir():
-            continue
+        if not folder.is_dir() or not re.fullmatch(r"\d+_\d+", folder.name):
+            continue  # not a tile folder (`zoomsr data check` lists such names)
         try:
             tile = tiles.Tile.parse(folder.name)
-        except InputError:
-            continue
+        except InputError as exc:  # e.g. a zoom-18 id: the dataset is not at zoom 17
+            raise DataError(f"{folder}: {exc}") from None
         if (folder / "tci.png").is_file():
             found[tile] = folder / "tci.png"
+        else:
+            without.append(folder)
+    if without:
+        warnings.warn(f"{without[0]}: no tci.png, so no output there"
+                      + (f" (nor in {len(without) - 1} other tile folder(s))"
+                         if len(without) > 1 else ""), ZoomsrWarning, stacklevel=2)
     if not found:
         raise DataError(f"{root}: no sentinel2/{{col}}_{{row}}/tci.png found")
     return found
@@ -182,8 +192,23 @@ def run_s2naip(
         output=out, grid=grid, frames=[], windows=len(found), windows_computed=computed,
         rows_resumed=first, few_frame_windows=few, seconds=time.perf_counter() - start,
         model=model.describe(), lr_output=lr_path, preview=preview,
-        ignored=ignored_options(options),
+        ignored=ignored_options(options), covered_km2=tiles_km2(found),
     )
+
+
+def tiles_km2(found: Iterable[tiles.Tile]) -> float:
+    """Ground area of zoom-17 tiles, km² (equal-area EPSG:6933; one computation per row of
+    tiles, whose areas are equal)."""
+    from rasterio.warp import transform_bounds
+
+    rows: dict[int, int] = {}
+    for tile in found:
+        rows[tile.row] = rows.get(tile.row, 0) + 1
+    total = 0.0
+    for row, count in rows.items():
+        b = transform_bounds("EPSG:3857", "EPSG:6933", *tiles.Tile(0, row).bounds)
+        total += count * (b[2] - b[0]) * (b[3] - b[1]) / 1e6
+    return total
 
 
 def ignored_options(options: InferenceOptions) -> list[str]:
