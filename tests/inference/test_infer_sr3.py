@@ -101,3 +101,19 @@ def read_bytes_image(data: bytes, tmp_path) -> bytes:
     path = tmp_path / "copy.tif"
     path.write_bytes(data)
     return read(path)[0].tobytes()
+
+
+@pytest.mark.slow
+def test_sr3_on_ray_gives_the_local_pixels(frames, sr3_checkpoint, tmp_path, monkeypatch):
+    from zoomsr_needs import require_package
+
+    require_package("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from zoomsr.inference.distributed import RayPool
+
+    _, model = _run(frames, tmp_path / "local.tif", sr3_checkpoint, seed=3)
+    opts = InferenceOptions(tiling=FAST, progress=False, seed=3)
+    with RayPool("local", workers=1) as pool:
+        run_inference(frames, tmp_path / "ray.tif", model, opts, row_source=pool.rows)
+    a, b = read(tmp_path / "local.tif")[0], read(tmp_path / "ray.tif")[0]
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
