@@ -111,8 +111,9 @@ def test_a_ctrl_c_during_ray_init_comes_once_ray_is_up_and_stops_it(monkeypatch)
 @pytest.mark.slow
 def test_workers_that_cannot_start_do_not_hang_the_scene(tmp_path, tiny_model, monkeypatch):
     """A cluster with fewer CPUs than --ray-workers: the rows given to the worker that could
-    never be placed were waited for forever, silently. Now as many workers as fit run, with
-    a warning; and when none can start (the cluster busy), one line after READY_TIMEOUT_S."""
+    not be placed were waited for forever, silently. Rows now go to the started workers (the
+    others join once placed, as on an autoscaling cluster), with a note; and when none
+    starts (the cluster busy), one line after READY_TIMEOUT_S."""
     require_package("ray")
     import ray
 
@@ -125,12 +126,14 @@ def test_workers_that_cannot_start_do_not_hang_the_scene(tmp_path, tiny_model, m
     opts = InferenceOptions(tiling=Tiling(32, 8), progress=False)
     run_inference(paths, tmp_path / "local.tif", model, opts)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(distributed, "WAIT_NOTICE_S", 0.0)
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     try:
         pool = RayPool("auto", workers=2)  # joins the running 1-CPU session
-        with pytest.warns(ZoomsrWarning, match=r"the Ray cluster has 1 CPU\(s\) in all: 1 of "
-                          r"--ray-workers 2 fit \(each needs 1 CPU\); going on with 1"):
+        with pytest.warns(ZoomsrWarning, match=r"1 of 2 Ray model workers wait for resources "
+                          r"after 0 s \(the cluster has 0 CPU\(s\) free; each needs 1 CPU\): "
+                          r"the rows go to the 1 started"):
             run_inference(paths, tmp_path / "ray.tif", model, opts, row_source=pool.rows)
         pool.close()
         assert read(tmp_path / "ray.tif")[0].tobytes() == read(tmp_path / "local.tif")[0].tobytes()
@@ -144,8 +147,11 @@ def test_workers_that_cannot_start_do_not_hang_the_scene(tmp_path, tiny_model, m
         ray.get(busy.ready.remote())
         monkeypatch.setattr(distributed, "READY_TIMEOUT_S", 2.0)
         pool = RayPool("auto", workers=1)
-        with pytest.raises(RayUnavailableError, match=r"no Ray model worker started within 2 s: "
-                           r"the cluster has 0 CPU\(s\) free \(each worker needs 1 CPU\)"):
+        with pytest.warns(ZoomsrWarning, match=r"waiting for the Ray model workers to start: "
+                          r"none of 1 has"), \
+                pytest.raises(RayUnavailableError, match=r"none of 1 Ray model workers started "
+                              r"within 2 s: the cluster has 0 CPU\(s\) free \(each worker "
+                              r"needs 1 CPU\)"):
             run_inference(paths, tmp_path / "busy.tif", model, opts, row_source=pool.rows)
         pool.close()
     finally:

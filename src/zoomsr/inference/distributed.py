@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +37,11 @@ from zoomsr.stopping import interrupts_held
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
-#: How long the model workers may take to start (hold a CPU or GPU, build the model)
-#: before the scene goes on with those that did, or fails when none did.
-READY_TIMEOUT_S = 120.0
+#: How long a scene waits for its first model worker to start (a node to be added by the
+#: autoscaler, an image pulled, a CPU or GPU freed by other jobs) before it fails.
+READY_TIMEOUT_S = 600.0
+#: After this long, workers still waiting to be placed are reported (once), not waited for.
+WAIT_NOTICE_S = 30.0
 
 RowSource = Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[ReadyRow]]
 
@@ -206,6 +209,10 @@ class RayPool:
         self._ray: Any = None
         self._started = False
         self._actors: list[Any] = []
+        self._ready: list[Any] = []  # started workers, in the order they started
+        self._starting: dict[Any, Any] = {}  # ready() ref -> worker not placed yet
+        self._requested_at = 0.0
+        self._gpus = 0.0
         self._model: InferenceModel | None = None
         self.scenes = 0  # scenes whose rows went through this pool (for reports and tests)
         self.actor_starts = 0  # times a set of workers was created
@@ -259,8 +266,11 @@ class RayPool:
             with contextlib.suppress(Exception):  # already dead: nothing left to release
                 self._ray.kill(actor)
         self._actors, self._model = [], None
+        self._ready, self._starting = [], {}
 
     def _ensure_actors(self, model: InferenceModel) -> list[Any]:
+        """Request the workers for ``model`` (once per model); they start as the cluster
+        places them (:meth:`_update_ready`)."""
         if self._actors and self._model is model:
             return self._actors
         ray = self._ray
@@ -269,50 +279,60 @@ class RayPool:
         gpus = self.gpus_per_worker
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
-        device = "cuda" if gpus else "cpu"
-        # Workers the cluster can never place would wait for a CPU (or GPU) forever, and the
-        # rows given to them with them: as many as fit, with a warning.
-        total = ray.cluster_resources()
-        fit = int(total.get("CPU", 0)) if not gpus else min(
-            int(total.get("CPU", 0)), int(total.get("GPU", 0) // gpus))
-        wanted = min(self.workers, fit)
-        if wanted < self.workers:
-            if wanted == 0:
-                raise RayUnavailableError(
-                    f"the Ray cluster has {_resources(total, gpus)} in all: no model worker fits "
-                    f"(each needs {_need(gpus)})")
-            warnings.warn(f"the Ray cluster has {_resources(total, gpus)} in all: {wanted} of "
-                          f"--ray-workers {self.workers} fit (each needs {_need(gpus)}); going "
-                          f"on with {wanted}", ZoomsrWarning, stacklevel=2)
+        self._gpus = gpus
         state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
         worker = _worker_class(ray)
         state_ref = ray.put(state)
-        actors = [worker.options(num_cpus=1, num_gpus=gpus).remote(spec, state_ref, device)
-                  for _ in range(wanted)]
-        self._actors = actors  # killed by close() whatever happens next
-        refs = [a.ready.remote() for a in actors]
-        done, waiting = ray.wait(refs, num_returns=len(refs), timeout=READY_TIMEOUT_S)
-        if waiting:  # the cluster is busy with other work: its resources are taken
-            free = _resources(ray.available_resources(), gpus)
-            if not done:
-                self._kill_actors()
-                raise RayUnavailableError(
-                    f"no Ray model worker started within {READY_TIMEOUT_S:g} s: the cluster "
-                    f"has {free} free (each worker needs {_need(gpus)}); free some, add "
-                    "nodes, or run without --ray")
-            started = [a for a, r in zip(actors, refs, strict=True) if r in done]
-            for a in actors:
-                if a not in started:
-                    with contextlib.suppress(Exception):
-                        ray.kill(a)
-            warnings.warn(f"{len(waiting)} of {len(actors)} Ray model workers did not start "
-                          f"within {READY_TIMEOUT_S:g} s (the cluster has {free} free; each "
-                          f"needs {_need(gpus)}); going on with {len(started)}", ZoomsrWarning,
-                          stacklevel=2)
-            self._actors = started
+        self._actors = [worker.options(num_cpus=1, num_gpus=gpus).remote(
+            spec, state_ref, "cuda" if gpus else "cpu") for _ in range(self.workers)]
+        self._starting = {a.ready.remote(): a for a in self._actors}
+        self._requested_at = time.monotonic()
         self._model = model
         self.actor_starts += 1
         return self._actors
+
+    def _update_ready(self, timeout: float = 0.0, at_least: int = 0) -> None:
+        """Move the workers that have started to ``_ready`` (waiting up to ``timeout`` s for
+        ``at_least`` of them); a worker that failed to start raises here."""
+        if not self._starting:
+            return
+        refs = list(self._starting)
+        if at_least:
+            self._ray.wait(refs, num_returns=min(at_least, len(refs)), timeout=timeout)
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)  # all started so far
+        for ref in done:
+            actor = self._starting.pop(ref)
+            self._get(ref)  # a worker that could not build its model: raised now
+            self._ready.append(actor)
+
+    def _wait_for_a_worker(self) -> None:
+        """Block until one worker has started; say so when it takes long, and give up after
+        :data:`READY_TIMEOUT_S` (a cluster whose CPUs or GPUs are all taken). The rows only go
+        to started workers: one that can never be placed would hold its rows forever."""
+        noticed = False
+        while not self._ready:
+            waited = time.monotonic() - self._requested_at
+            if waited >= READY_TIMEOUT_S:
+                n = len(self._actors)
+                self._kill_actors()
+                raise RayUnavailableError(
+                    f"none of {n} Ray model workers started within {READY_TIMEOUT_S:g} s: the "
+                    f"cluster has {self._free()} free (each worker needs {_need(self._gpus)}); "
+                    "free some, add nodes, or run without --ray")
+            step = READY_TIMEOUT_S - waited if noticed else min(
+                READY_TIMEOUT_S - waited, max(WAIT_NOTICE_S - waited, 0.0))
+            self._update_ready(timeout=step, at_least=1)
+            if not self._ready and not noticed and time.monotonic() - self._requested_at \
+                    >= WAIT_NOTICE_S:
+                noticed = True
+                warnings.warn(
+                    f"waiting for the Ray model workers to start: none of {len(self._actors)} "
+                    f"has after {WAIT_NOTICE_S:g} s (the cluster has {self._free()} free; each "
+                    f"needs {_need(self._gpus)}); giving up after {READY_TIMEOUT_S:g} s",
+                    ZoomsrWarning, stacklevel=3)
+
+    def _free(self) -> str:
+        return _resources(self._ray.available_resources(), self._gpus)
 
     def rows(self, plan: ScenePlan, model: InferenceModel,
              rows: Sequence[int]) -> Iterator[ReadyRow]:
@@ -321,30 +341,60 @@ class RayPool:
         ray = self._ray
         actors = self._ensure_actors(model)
         plan_ref = ray.put(plan)
-        # awaited: a failure (an input the workers cannot open) is raised here, as one line,
-        # not printed by Ray as an unhandled error when the refs are dropped
-        failed: list[Exception] = []
-        for ref in [actor.set_plan.remote(plan_ref) for actor in actors]:
-            try:
-                self._get(ref)
-            except Exception as exc:  # every ref collected: Ray reports the others otherwise
-                failed.append(exc)
-        if failed:
-            raise failed[0]
+        # queued on every worker (one still starting runs it first once placed)
+        plan_refs = {a: a.set_plan.remote(plan_ref) for a in actors}
+        self._wait_for_a_worker()
+        checked: set[Any] = set()
+
+        def usable() -> list[Any]:
+            """The started workers, their plan checked: awaited, so a failure (an input the
+            workers cannot open) is raised here as one line, not printed by Ray as an
+            unhandled error when the refs are dropped."""
+            self._update_ready()
+            failed: list[Exception] = []
+            for actor in self._ready:
+                if actor not in checked:
+                    checked.add(actor)
+                    try:
+                        self._get(plan_refs[actor])
+                    except Exception as exc:  # every ref collected, then the first raised
+                        failed.append(exc)
+            if failed:
+                raise failed[0]
+            return self._ready
+
+        workers = usable()
         self.scenes += 1
-        n = len(actors)
         pending: deque[Any] = deque()
         todo = iter(rows)
-        for i, r in zip(range(n * (1 + AHEAD)), todo, strict=False):
-            pending.append(actors[i % n].row.remote(r))
-        submitted = len(pending)
+        submitted = 0
+        noticed = False
+
+        def top_up() -> None:
+            nonlocal submitted
+            while len(pending) < len(workers) * (1 + AHEAD):
+                r = next(todo, None)
+                if r is None:
+                    return
+                pending.append(workers[submitted % len(workers)].row.remote(r))
+                submitted += 1
+
+        top_up()
         try:
             while pending:
                 result = self._get(pending.popleft())
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(actors[submitted % n].row.remote(nxt))
-                    submitted += 1
+                if self._starting:  # workers placed later join in
+                    workers = usable()
+                    if self._starting and not noticed and \
+                            time.monotonic() - self._requested_at >= WAIT_NOTICE_S:
+                        noticed = True
+                        warnings.warn(
+                            f"{len(self._starting)} of {len(self._actors)} Ray model workers "
+                            f"wait for resources after {WAIT_NOTICE_S:g} s (the cluster has "
+                            f"{self._free()} free; each needs {_need(self._gpus)}): the rows go "
+                            f"to the {len(workers)} started, the others join once placed",
+                            ZoomsrWarning, stacklevel=2)
+                top_up()
                 yield result
         finally:
             # a scene that stopped early (error, interrupt) should not keep the workers busy

@@ -359,6 +359,13 @@ def test_an_unknown_dn_offset_is_asked_for_not_guessed(cli, builder_scene, tmp_p
         .sentinel2[0].dn_offset is None
     with pytest.raises(ConfigError, match="dn_offset must be 0 or 1000"):
         BuildConfig(dn_offset=-1000)
+    # a band missing from the scene is named as such (the offset question raised KeyError)
+    (folder / "T15TVG_20230801T170000_B08_10m.tif").unlink()
+    no_b08 = Sources(discover_sentinel2([folder]), sources.highres)
+    with pytest.raises(InputError, match=r"no file for band\(s\) b08 \(has tci\)"):
+        build_dataset(tmp_path / "out", no_b08, b08)
+    shutil.copy(builder_scene.s2["clear"] / "B08.tif",
+                folder / "T15TVG_20230801T170000_B08_10m.tif")
     # The CLI: one line and exit 2, then --dn-offset, recorded in the index.
     args = ["data", "build", tmp_path / "cli", "--s2", folder, "--hr", builder_scene.hr_path,
             "--bands", "tci,b08", "--window-days", "1500", "--no-progress", "-j", "1"]
@@ -411,6 +418,35 @@ def test_a_coarse_high_res_image_is_warned_about(builder_scene, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ZoomsrWarning)
         build_dataset(tmp_path / "fine", sources_of(builder_scene), CONFIG)
+
+
+def test_a_build_started_before_unknown_dn_offsets_resumes(builder_scene, tmp_path):
+    """An unfinished build whose state was written before offsets could be unknown (no
+    config.dn_offset; 0 for scenes it read no 16-bit band of) is resumed, not refused as
+    "built with other inputs or settings"."""
+    from zoomsr.data.builder.build import _fingerprint, _prepare_root
+    from zoomsr.data.layout import BUILD_STATE_DIR
+
+    folder = tmp_path / "s2"
+    folder.mkdir()
+    shutil.copy(builder_scene.s2["clear"] / "TCI.tif", folder / "T15TVG_20190801T170000_TCI.tif")
+    sources = Sources(discover_sentinel2([folder]), discover_highres([builder_scene.hr_path]))
+    config = dataclass_replace(CONFIG, bands=("tci",))
+    now = _fingerprint(sources, config)
+    assert now["sentinel2"][0]["dn_offset"] is None
+    old = json.loads(json.dumps(now))
+    del old["config"]["dn_offset"]
+    old["sentinel2"][0]["dn_offset"] = 0
+    root = tmp_path / "out"
+    (root / BUILD_STATE_DIR).mkdir(parents=True)
+    (root / BUILD_STATE_DIR / "build.json").write_text(json.dumps(old))
+    (root / "naip").mkdir()
+    _prepare_root(root, now, False, sources)  # resumed: no error
+    other = json.loads(json.dumps(old))
+    other["config"]["max_cloud"] = 0.9
+    (root / BUILD_STATE_DIR / "build.json").write_text(json.dumps(other))
+    with pytest.raises(InputError, match="other inputs or settings"):
+        _prepare_root(root, now, False, sources)
 
 def test_bad_inputs_are_clear(builder_scene, tmp_path):
     s2 = discover_sentinel2([builder_scene.root / "s2"])

@@ -232,7 +232,10 @@ def test_manifest_entries_of_the_wrong_type_are_named(builder_scene, tmp_path):
          r"sentinel2\[0\]\.assets\.visual: expected a path or URL string"),
         ([{**scene, "assets": ["TCI.tif"]}], r"sentinel2\[0\]\.assets: expected an object"),
         ([{**scene, "datetime": 20190801}], r"sentinel2\[0\]\.datetime: expected a string"),
-        ([{**scene, "dn_offset": -1000.5}], r"sentinel2\[0\]\.dn_offset: expected an integer"),
+        ([{**scene, "dn_offset": -1000.5}], r"sentinel2\[0\]\.dn_offset: expected 0 or -1000"),
+        ([{**scene, "dn_offset": 1000}], r"sentinel2\[0\]\.dn_offset: expected 0 or -1000 "
+                                         r"\(added.*got 1000 \(the manifest's value is added"),
+        ([{**scene, "dn_offset": 12345}], r"sentinel2\[0\]\.dn_offset: expected 0 or -1000"),
         ([{**scene, "level": 2}], r"sentinel2\[0\]\.level: expected a string"),
     ]
     for sentinel2, message in bad:

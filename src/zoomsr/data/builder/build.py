@@ -239,7 +239,7 @@ def with_dn_offsets(sources: Sources, config: BuildConfig) -> Sources:
     """
     scenes = []
     for scene in sources.sentinel2:
-        read = _sixteen_bit_bands(scene, config)
+        read = [b for b in _sixteen_bit_bands(scene, config) if b in scene.files]
         if scene.dn_offset is None and read:
             if config.dn_offset is None:
                 when = (f", and this scene is from {scene.date}" if scene.date >= BASELINE_04_START
@@ -280,7 +280,6 @@ def _check_sources(sources: Sources, config: BuildConfig) -> None:
         raise InputError("no Sentinel-2 scenes given (use --s2 or --manifest)")
     if not sources.highres:
         raise InputError("no high-resolution images given (use --hr or --manifest)")
-    with_dn_offsets(sources, config)
     for scene in sources.sentinel2:
         missing = [b for b in config.bands[1:] if b not in scene.files]
         if missing:
@@ -291,6 +290,7 @@ def _check_sources(sources: Sources, config: BuildConfig) -> None:
         if config.cloud_method == "scl" and "scl" not in scene.files:
             raise InputError(f"Sentinel-2 scene {scene.id}: --cloud scl needs an SCL file "
                              "(L2A); use --cloud auto or brightness")
+    with_dn_offsets(sources, config)  # after: it names one of the bands checked above
 
 
 def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[BlockJob]:
@@ -586,6 +586,21 @@ def _fingerprint(sources: Sources, config: BuildConfig) -> dict:
             "highres": [h.to_json() for h in sorted(sources.highres, key=lambda h: h.id)]}))
 
 
+def _comparable(fingerprint: dict | None) -> dict | None:
+    """``fingerprint`` as compared on resume: a build started before ``dn_offset`` could be
+    unknown recorded no ``config.dn_offset`` and 0 for a scene whose offset it did not read
+    (TCI only), so these forms are taken as equal."""
+    if not isinstance(fingerprint, dict):
+        return fingerprint
+    out = json.loads(json.dumps(fingerprint))
+    if isinstance(out.get("config"), dict) and out["config"].get("dn_offset") is None:
+        out["config"].pop("dn_offset", None)
+    for scene in out.get("sentinel2") or []:
+        if isinstance(scene, dict) and scene.get("dn_offset") is None:
+            scene["dn_offset"] = 0
+    return out
+
+
 def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
     """An input file lying in one of the entries a build writes (and ``--overwrite`` deletes)
     under ``root``, with that entry; URLs and GDAL virtual paths are never there."""
@@ -620,7 +635,7 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
                 previous = json.loads(state.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 previous = None
-        if previous == fingerprint and not overwrite:
+        if _comparable(previous) == _comparable(fingerprint) and not overwrite:
             _remove_stray_temp_files(root)
             return  # resume
         if not overwrite:
@@ -771,6 +786,7 @@ def build_dataset(
     config = config or BuildConfig()
     root = Path(out)
     t0 = time.perf_counter()
+    _check_sources(sources, config)  # missing bands first: named before the DN offset
     sources = with_dn_offsets(sources, config)
     jobs = plan_blocks(root, sources, config)
     _warn_coarse_highres(sources.highres, config.scale)

@@ -745,9 +745,11 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
             if isinstance(offset, str) and offset.strip().lstrip("-").isdigit():
                 offset = int(offset)
             if isinstance(offset, bool) or not isinstance(offset, (int, float)) \
-                    or offset != int(offset):
-                raise DataError(f"{where}.dn_offset: expected an integer (0 or -1000, added to "
-                                f"the digital numbers), got {offset!r}")
+                    or offset not in (0, -1000):
+                sign = (" (the manifest's value is added: ESA's BOA_ADD_OFFSET, -1000; "
+                        "--dn-offset 1000 is the value subtracted)" if offset == 1000 else "")
+                raise DataError(f"{where}.dn_offset: expected 0 or -1000 (added to the digital "
+                                f"numbers), got {offset!r}{sign}")
             meta["dn_offset"] = int(offset)
         scene = _scene_from_files(str(entry.get("id", f"scene{k}")), assets, meta, None, where)
         out.sentinel2.append(scene)
