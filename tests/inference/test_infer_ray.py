@@ -181,6 +181,21 @@ def test_an_address_where_no_ray_answers_is_refused_at_once():
             check_reachable(f"http://{address}")
         server.shutdown()
 
+    class Tls(socketserver.BaseRequestHandler):  # a TLS server: an alert, in binary
+        def handle(self) -> None:
+            self.request.recv(64)
+            self.request.sendall(b"\x15\x03\x01\x00\x02\x02\x46")
+
+    class Closes(socketserver.BaseRequestHandler):  # hangs up at once
+        def handle(self) -> None:
+            pass
+
+    for handler in (Tls, Closes):  # left to ray.init (clusters with RAY_USE_TLS answer so)
+        with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            check_reachable(f"127.0.0.1:{server.server_address[1]}")
+            server.shutdown()
+
 
 @pytest.mark.slow
 def test_a_ray_run_from_the_cli_prints_no_ray_notice(tmp_path):

@@ -158,21 +158,27 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         return
     where = (host or "127.0.0.1", int(port))
     try:
-        with socket.create_connection(where, timeout=timeout) as conn:
-            conn.settimeout(timeout)
-            conn.sendall(_HTTP2_PREFACE)
-            reply = conn.recv(64)
-    except TimeoutError:
-        reply = None  # connected, but silent: left to Ray
+        conn = socket.create_connection(where, timeout=timeout)
     except OSError as exc:
         raise RayUnavailableError(
             f"cannot reach Ray at {address!r}: nothing answers there within {timeout:g} s "
             f"({exc.strerror or exc}); is the cluster up (`ray status` on the head) and is this "
             "the head's address (GCS port 6379 by default, ray:// client port 10001)?"
         ) from None
-    # An HTTP/2 server answers the preface with a SETTINGS frame: 3 length bytes, type 4.
-    if reply is not None and not (len(reply) >= 4 and reply[3] == 0x04):
-        said = reply.split(b"\r\n")[0].decode("ascii", "replace").strip() or "nothing"
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return  # a TLS server does not answer a plain preface: left to Ray
+        try:
+            conn.settimeout(timeout)
+            conn.sendall(_HTTP2_PREFACE)
+            reply = conn.recv(64)
+        except OSError:  # silent, or reset (a TLS server): left to Ray
+            return
+    # gRPC (HTTP/2) answers the preface with a SETTINGS frame; only a reply in text (an HTTP/1
+    # status line, a web page) is surely no Ray cluster
+    text = reply[:1] in (b"H", b"<") and all(32 <= c < 127 or c in (9, 10, 13) for c in reply)
+    if text:
+        said = reply.split(b"\r\n")[0].decode("ascii", "replace").strip()
         raise RayUnavailableError(
             f"cannot use {address!r} as a Ray address: what answers there is no Ray cluster "
             f"(it says {said[:40]!r}); give the head's GCS address (port 6379 by default) or "
