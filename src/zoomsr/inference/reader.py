@@ -181,9 +181,26 @@ class SceneReader:
         try:
             k = 0
             if src.offsets is None:
-                for ds, b in zip(src.datasets, src.bands, strict=True):
-                    read(ds, b, window, out[k : k + len(b)])
-                    k += len(b)
+                # Warped: in column chunks on a fixed grid of the scene, each read whole. GDAL
+                # warps a request with a transformer approximated over the request's extent,
+                # so a pixel's value depended on the columns read with it: a scene run in
+                # column strips differed from one run whole (tens of counts after the model,
+                # and the nodata edge). The same chunks give the same pixels.
+                c0 = int(window.col_off)
+                step = _WARP_BLOCK[0]
+                for a in range(c0 - c0 % step, c0 + w, step):
+                    b = min(a + step, src.datasets[0].width)
+                    lo, hi = max(a, c0), min(b, c0 + w)
+                    if hi <= lo:  # beyond the grid (not asked for by the pipeline): no data
+                        out[:, :, max(lo, c0) - c0 :] = 0
+                        break
+                    chunk = Window(a, window.row_off, b - a, h)
+                    k = 0
+                    for ds, bands in zip(src.datasets, src.bands, strict=True):
+                        part = np.empty((len(bands), h, b - a), dtype=out.dtype)
+                        read(ds, bands, chunk, part)
+                        out[k : k + len(bands), :, lo - c0 : hi - c0] = part[:, :, lo - a : hi - a]
+                        k += len(bands)
                 return
             # Aligned: read the part inside the file, zeros (nodata) elsewhere.
             r0 = int(window.row_off) + src.offsets[0]
