@@ -117,3 +117,29 @@ def test_sr3_on_ray_gives_the_local_pixels(frames, sr3_checkpoint, tmp_path, mon
         run_inference(frames, tmp_path / "ray.tif", model, opts, row_source=pool.rows)
     a, b = read(tmp_path / "local.tif")[0], read(tmp_path / "ray.tif")[0]
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_sr3_uncertainty_shows_where_the_dates_disagree(sr3_checkpoint, tmp_path):
+    """The frame subsets of one window share its noise (named by the window's place): the
+    spread was sampling noise everywhere (about 50 on and off an object seen on one date)."""
+    import shutil
+
+    import rasterio
+
+    first = write_frames(tmp_path / "src", n=1, size=(24, 24))[0]
+    paths = []
+    for k, day in enumerate(("20240101", "20240201", "20240301", "20240401")):
+        path = tmp_path / "in" / f"S2_{day}_TCI.tif"
+        path.parent.mkdir(exist_ok=True)
+        shutil.copy(first, path)
+        if k == 3:  # a bright object on one date only
+            with rasterio.open(path, "r+") as ds:
+                data = ds.read()
+                data[:, 8:16, 8:16] = 250
+                ds.write(data)
+        paths.append(path)
+    _run(paths, tmp_path / "u.tif", sr3_checkpoint, uncertainty=2)
+    band4 = read(tmp_path / "u.tif")[0][3].astype(float)
+    on, off = band4[8 * 4 : 16 * 4, 8 * 4 : 16 * 4], band4[:, 20 * 4 :]
+    # (a random-weight model: the object moves its output a little; the noise moved it by 26)
+    assert off.mean() < 2 and on.mean() > 2 * off.mean()

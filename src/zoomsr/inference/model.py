@@ -5,9 +5,10 @@ the pipeline needs to know: how many frames it takes, in which layout, its scale
 weights came from (name, path and SHA-256, written into the output's tags).
 
 SR3 is sampled with DDIM (``eta`` = 0), so its output is fixed by its starting noise; each
-window's noise is drawn from a seed made of ``sample_seed`` and the window's own input values.
-A window thus gives the same pixels whatever the batch it is run in, on a resumed run, or on
-a Ray worker.
+window's noise is drawn from a seed made of ``sample_seed`` and the window's place in the scene
+(or, for arrays of chunks, its input values). A window thus gives the same pixels whatever the
+batch it is run in, on a resumed run, in a column strip or on a Ray worker, and the frame
+subsets of ``--uncertainty`` share its noise.
 """
 
 from __future__ import annotations
@@ -83,11 +84,14 @@ class InferenceModel:
         """Input channels per frame: 3 (TCI) + one per extra band."""
         return sum(band_channels(b) for b in self.bands)
 
-    def forward(self, lr: np.ndarray | torch.Tensor) -> np.ndarray:
-        """``[B, T, C, h, w]`` -> ``[B, 3, h*s, w*s]`` float32 NumPy (on the CPU)."""
-        return self.forward_device(lr).cpu().numpy()
+    def forward(self, lr: np.ndarray | torch.Tensor,
+                keys: Sequence[Any] | None = None) -> np.ndarray:
+        """``[B, T, C, h, w]`` -> ``[B, 3, h*s, w*s]`` float32 NumPy (on the CPU). ``keys``
+        (SR3 only): what names each item's sampling noise (see :meth:`_sample`)."""
+        return self.forward_device(lr, keys).cpu().numpy()
 
-    def forward_device(self, lr: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def forward_device(self, lr: np.ndarray | torch.Tensor,
+                       keys: Sequence[Any] | None = None) -> torch.Tensor:
         """As :meth:`forward`, the float32 output left on the model's device."""
         x = torch.as_tensor(lr, dtype=torch.float32)
         c = self.channels
@@ -113,7 +117,7 @@ class InferenceModel:
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), ctx:
-            y = self._sample(x) if self.diffusion else self.module(x)
+            y = self._sample(x, keys) if self.diffusion else self.module(x)
         if y.ndim == 5:  # SRCNN / HighRes-net: [B, 1, C, H, W]
             y = y[:, 0]
         expected = (x.shape[0], 3, (h + ph) * self.scale, (w + pw) * self.scale)
@@ -126,15 +130,23 @@ class InferenceModel:
             y = y[..., : h * self.scale, : w * self.scale]
         return y.float()
 
-    def _sample(self, x: torch.Tensor) -> torch.Tensor:
-        """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise its window's
-        values name (see module docstring)."""
+    def _sample(self, x: torch.Tensor, keys: Sequence[Any] | None = None) -> torch.Tensor:
+        """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise that its key
+        names (scenes: the window's place, so the frame subsets of ``--uncertainty`` share
+        it and their spread is that of the dates), else its values (see module docstring)."""
         s, c = self.scale, int(self.module.out_channels)
         shape = (c, x.shape[-2] * s, x.shape[-1] * s)
-        values = x.detach().float().cpu().contiguous().numpy()
+        if keys is None:
+            values = x.detach().float().cpu().contiguous().numpy()
+            names = [values[i].tobytes() + str(values[i].shape).encode()
+                     for i in range(x.shape[0])]
+        else:
+            if len(keys) != x.shape[0]:
+                raise InputError(f"{len(keys)} noise keys for {x.shape[0]} inputs")
+            names = [repr(("key", key, tuple(x.shape[1:]))).encode() for key in keys]
         noise = torch.stack([
             torch.randn(shape, generator=torch.Generator().manual_seed(
-                _window_seed(self.sample_seed, values[i]))) for i in range(x.shape[0])])
+                _window_seed(self.sample_seed, name))) for name in names])
         return self.module.sample(x, steps=self.sample_steps, method="ddim", eta=0.0,
                                   noise=noise)
 
@@ -156,11 +168,10 @@ class InferenceModel:
         }
 
 
-def _window_seed(seed: int, values: np.ndarray) -> int:
-    """A 63-bit seed from ``seed`` and a window's input values (float32 bytes)."""
+def _window_seed(seed: int, name: bytes) -> int:
+    """A 63-bit seed from ``seed`` and what names a window (its key, or its input values)."""
     h = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
-    h.update(str(values.shape).encode())
-    h.update(values.tobytes())
+    h.update(name)
     return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 

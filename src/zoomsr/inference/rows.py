@@ -167,12 +167,16 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     # outputs are in, so a row never holds all its windows' inputs or outputs at once.
     pending: list[tuple[int, torch.Tensor]] = []
     outputs: dict[int, list[np.ndarray]] = {}
+    # a diffusion model's noise is named by the window's place (its subsets share it)
+    placed = getattr(model, "diffusion", False)
 
     def run_batch() -> None:
         js = [j for j, _ in pending[: plan.batch_size]]
         stacked = torch.stack([a for _, a in pending[: plan.batch_size]])
         del pending[: plan.batch_size]  # the windows' inputs are then held once, stacked
-        outs = model.forward(stacked) if on is None else model.forward_device(stacked)
+        extra = {"keys": [(wins[j].y, wins[j].x) for j in js]} if placed else {}
+        outs = (model.forward(stacked, **extra) if on is None
+                else model.forward_device(stacked, **extra))
         del stacked
         for j, out in zip(js, outs, strict=True):
             outputs.setdefault(j, []).append(out)
@@ -250,15 +254,19 @@ class _SerialModel:
         self.scale = model.scale
         self.device = getattr(model, "device", None)  # where rows are prepared
 
-    def forward(self, lr: np.ndarray) -> np.ndarray:
-        with self._lock:
-            self._check()
-            return self._model.forward(lr)
+    @property
+    def diffusion(self) -> bool:
+        return getattr(self._model, "diffusion", False)
 
-    def forward_device(self, lr: np.ndarray) -> torch.Tensor:
+    def forward(self, lr: np.ndarray, **kw: Any) -> np.ndarray:
         with self._lock:
             self._check()
-            return self._model.forward_device(lr)
+            return self._model.forward(lr, **kw)
+
+    def forward_device(self, lr: np.ndarray, **kw: Any) -> torch.Tensor:
+        with self._lock:
+            self._check()
+            return self._model.forward_device(lr, **kw)
 
     def _check(self) -> None:
         if self._stopped():
