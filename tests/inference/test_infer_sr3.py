@@ -68,6 +68,18 @@ def test_sr3_seed_and_steps_change_the_output(frames, sr3_checkpoint, tmp_path):
     assert not np.array_equal(base, read(tmp_path / "st.tif")[0])
 
 
+def test_a_checkpoints_config_is_not_overridden(sr3_checkpoint):
+    """The noise schedule is not in the tensors: -c num_timesteps=10 loaded and silently
+    changed every output."""
+    with pytest.raises(ConfigError, match=r"^-c num_timesteps=10: sr3.pth was saved with "
+                                          r"num_timesteps=20; leave it out"):
+        build_inference_model(weights=sr3_checkpoint, model="sr3", device="cpu",
+                              config={"num_timesteps": 10})
+    same = build_inference_model(weights=sr3_checkpoint, model="sr3", device="cpu",
+                                 config={"num_timesteps": 20, "channel_mults": (1, 2)})
+    assert same.config["num_timesteps"] == 20
+
+
 def test_sample_steps_are_checked(sr3_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match=r"--sample-steps 21: this sr3 model has 20 timesteps"):
         build_inference_model(weights=sr3_checkpoint, device="cpu", sample_steps=21)

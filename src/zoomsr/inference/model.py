@@ -330,6 +330,13 @@ def build_inference_model(
             module = _fast_from_checkpoint(checkpoint) or from_checkpoint(path)
         else:
             cfg = dict(checkpoint.model_config or {}) if checkpoint.model_name == model else {}
+            for key, value in (config or {}).items():
+                # e.g. an SR3's noise schedule: not in its tensors, so any value would load
+                # and silently change every output
+                if key in cfg and _plain(cfg[key]) != _plain(value):
+                    raise ConfigError(
+                        f"-c {key}={value}: {Path(path).name} was saved with {key}="
+                        f"{cfg[key]}; leave it out (the checkpoint gives its config)")
             cfg.update(config or {})
             module = create_model(model, **cfg)
             load_checkpoint(module, path)
@@ -361,6 +368,13 @@ def build_inference_model(
         sample_steps=sample_steps,
         sample_seed=seed,
     )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (a config read back from JSON has lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_sample_steps(module: nn.Module, steps: int | None) -> None:
