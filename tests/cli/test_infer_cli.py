@@ -287,6 +287,10 @@ def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path, monkeypat
             "training (no windows, no overlap)") in out
     with rasterio.open(tmp_path / "grid.tif") as ds:
         assert ds.tags()["zoomsr_inputs"].startswith(f"S2-NAIP chunks {tiny_dataset} (4 tiles")
+    # a progress bar, as for scenes (there was none: a slow model looked hung)
+    with_bar = [a for a in TINY if a != "--no-progress"]
+    code, out, err = cli("infer", tiny_dataset.name, "-o", tmp_path / "bar.tif", *with_bar)
+    assert code == 0 and "super-resolving tiles" in err and "4/4" in err, err
 
 
 def test_chunk_layout_on_ray_is_refused_before_ray_starts(cli, tiny_dataset, tmp_path):

@@ -33,6 +33,7 @@ from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,
     RowCallback,
+    _progress,
     check_output,
     model_tags,
     write_side_outputs,
@@ -142,7 +143,10 @@ def run_s2naip(
     first = int(state["rows_done"]) if state is not None else 0
     few = int(state["few_frames"]) if state is not None else 0
     computed = 0
-    with run.removed_unless_saved():  # stopped before a row is saved: no folder left
+    before = sum(1 for t in found if t.row - r0 < first)  # tiles of the rows resumed
+    with run.removed_unless_saved(), _progress(len(found), before, options.progress) as bar:
+        task = None if bar is None else bar.add_task("super-resolving tiles", total=len(found),
+                                                     completed=before)
         for r in range(first, n_rows):
             row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
             present = [t for t in row_tiles if t in found]
@@ -160,6 +164,8 @@ def run_s2naip(
             outputs = []
             for i in range(0, len(inputs), options.batch_size):
                 outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
+                if bar is not None:  # per model call: a diffusion model takes long per tile
+                    bar.advance(task, len(inputs[i : i + options.batch_size]))
             block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
             lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
             for t, sr, valid, mean in zip(present, outputs, valids, means, strict=True):
