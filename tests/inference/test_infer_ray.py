@@ -239,3 +239,30 @@ def test_a_worker_exception_is_raised_as_itself(monkeypatch):
             pool._get(fail.remote("plain"))
         with pytest.raises(DataError, match=r"^x.tif: bad$"):
             pool._get(fail.remote("zoomsr"))
+
+
+@pytest.mark.slow
+def test_ray_workers_keep_the_precision_asked_for(tmp_path, monkeypatch):
+    """--precision bf16 on CPU workers ran fp32 there (the driver's choice was kept for CUDA
+    workers only): the Ray output was the local fp32 one, not the bf16 one asked for."""
+    require_package("ray")
+    import numpy as np
+
+    from zoomsr.inference import build_inference_model
+    from zoomsr.inference.distributed import RayPool
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 40))
+    opts = InferenceOptions(tiling=Tiling(32, 8), progress=False)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                                      random_weights=True, device="cpu", precision=precision)
+        run_inference(paths, tmp_path / f"{precision}.tif", model, opts)
+        outs[precision] = read(tmp_path / f"{precision}.tif")[0].astype(int)
+    assert not np.array_equal(outs["fp32"], outs["bf16"])
+    with RayPool("local", workers=1) as pool:
+        run_inference(paths, tmp_path / "ray.tif", model, opts, row_source=pool.rows)
+    ray_out = read(tmp_path / "ray.tif")[0].astype(int)
+    assert np.abs(ray_out - outs["bf16"]).max() <= 1
+    assert np.abs(ray_out - outs["bf16"]).sum() < np.abs(ray_out - outs["fp32"]).sum()

@@ -65,7 +65,7 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
     return {
         "name": name, "config": model.config, "label": model.label, "n_images": model.n_images,
         "layout": model.layout, "scale": model.scale, "weights": model.weights,
-        "weights_sha256": model.weights_sha256, "autocast": model.autocast,
+        "weights_sha256": model.weights_sha256, "precision": model.precision,
         "bands": list(model.bands), "sample_steps": model.sample_steps,
         "sample_seed": model.sample_seed,
     }
@@ -94,7 +94,10 @@ def _worker_class(ray: Any) -> Any:
                 module=module, label=spec["label"], n_images=spec["n_images"],
                 layout=spec["layout"], scale=spec["scale"], weights=spec["weights"],
                 weights_sha256=spec["weights_sha256"], device=dev,
-                autocast=spec["autocast"] and dev.type == "cuda", config=spec["config"],
+                # bf16 if asked for; "auto": on a GPU, whatever the driver's device
+                autocast=spec["precision"] == "bf16" or (spec["precision"] == "auto"
+                                                         and dev.type == "cuda"),
+                config=spec["config"], precision=spec["precision"],
                 bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
                 sample_seed=spec["sample_seed"],
             )

@@ -65,6 +65,7 @@ class InferenceModel:
     autocast: bool = False
     config: dict[str, Any] | None = None
     bands: tuple[str, ...] = ("tci",)
+    precision: str = "auto"  # as asked for: a Ray worker on another device resolves it again
     sample_steps: int | None = None  # SR3: DDIM steps (None: the model's default, 50)
     sample_seed: int = 0  # SR3: seed of every window's starting noise
 
@@ -365,6 +366,7 @@ def build_inference_model(
         autocast=autocast,
         config=dict(getattr(module, "config", {}) or {}),
         bands=band_list,
+        precision=precision,
         sample_steps=sample_steps,
         sample_seed=seed,
     )
