@@ -127,6 +127,13 @@ def test_resume_refusal_names_the_first_differing_entry():
     assert _differences(json.dumps(before), json.dumps(now)) == (
         "--batch-size (windows per model call): was 8, now 4; inputs: /d/b.tif no longer "
         "given; /d/c.tif added; model (config.n): was 9, now 6; --seed: was 0, now 1")
+    # named as on the command line: SR3's sampling, and --precision's values (not the flag)
+    sr3 = {"model": {"sampling": {"steps": 2, "seed": 0}}, "seed": 0, "autocast": False}
+    other = {"model": {"sampling": {"steps": 3, "seed": 0}}, "seed": 0, "autocast": True}
+    assert _differences(json.dumps(sr3), json.dumps(other)) == (
+        "--precision: was fp32, now bf16; --sample-steps: was 2, now 3")
+    other = {"model": {"sampling": {"steps": 2, "seed": 5}}, "seed": 5, "autocast": False}
+    assert _differences(json.dumps(sr3), json.dumps(other)) == "--seed: was 0, now 5"  # once
     assert _differences("[1, 2]", "{}") == "its record is unreadable"
     assert _differences("not json", "{}") == "its record is unreadable"
     assert _differences(json.dumps({"a": [1]}), json.dumps({"a": [1, 2]})) == (

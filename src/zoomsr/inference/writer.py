@@ -183,6 +183,9 @@ _SETTINGS = {
     "column_width": "--column-width", "layout": "window layout",
 }
 
+#: A diffusion model's sampling settings (in the model's record) -> the options that set them.
+_SAMPLING_OPTIONS = {"sampling.steps": "--sample-steps", "sampling.seed": "--seed"}
+
 #: The settings the window layout follows from: with these equal, a layout that differs was
 #: placed by another version of zoomsr.
 _LAYOUT_FROM = ("tiling", "grid", "column_width")
@@ -263,9 +266,16 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             path, x, y = found
             label = _SETTINGS.get(key, key)
             detail = path[len(key):].lstrip(".")
+            if key == "model" and detail in _SAMPLING_OPTIONS:  # named as on the command line
+                label, detail = _SAMPLING_OPTIONS[detail], ""
+            if key == "autocast":  # the option's own values, not the flag it sets
+                parts.append(f"{label}: was {'bf16' if x else 'fp32'}, now "
+                             f"{'bf16' if y else 'fp32'}")
+                continue
             parts.append(f"{label}{f' ({detail})' if detail else ''}: was {short(x)}, "
                          f"now {short(y)}")
-    return "; ".join(parts) or "its record differs"
+    # once each (--seed is in the model's sampling record and the run's own)
+    return "; ".join(dict.fromkeys(parts)) or "its record differs"
 
 
 def _placed_otherwise(a: dict[str, Any], b: dict[str, Any]) -> bool:
