@@ -90,6 +90,34 @@ def test_column_strips_of_a_warped_scene_write_the_same_pixels(tmp_path, tiny_mo
         # the model's batches differ between the strips: float rounding, a count at most
         assert np.abs(a[0].astype(int) - b[0].astype(int)).max() <= 1
 
+
+def test_a_warped_read_is_the_same_in_any_window_and_empty_past_the_grid(tmp_path):
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import calculate_default_transform
+    from rasterio.windows import Window
+
+    from zoomsr.inference.reader import SceneReader, _Source
+
+    (path,) = write_frames(tmp_path / "in", n=1, size=(64, 1300), crs="EPSG:32615")
+    with rasterio.open(path) as ds:
+        t, w, h = calculate_default_transform(ds.crs, "EPSG:3857", ds.width, ds.height,
+                                              *ds.bounds)
+        vrt = WarpedVRT(ds, crs="EPSG:3857", transform=t, width=w, height=h,
+                        resampling=Resampling.bilinear, nodata=0)
+        src = _Source([vrt], [[1, 2, 3]], None, ds.width, ds.height, "uint8", path)
+        whole = np.empty((3, 16, w), np.uint8)
+        SceneReader._read_into(src, Window(0, 8, w, 16), whole)
+        part = np.empty((3, 16, 300), np.uint8)
+        assert w > 1200
+        SceneReader._read_into(src, Window(900, 8, 300, 16), part)  # across a chunk edge
+        assert np.array_equal(part, whole[:, :, 900:1200])
+        past = np.full((3, 16, 200), 77, np.uint8)  # a reused buffer: nothing stale is left
+        SceneReader._read_into(src, Window(w - 100, 8, 200, 16), past)
+        assert np.array_equal(past[:, :, :100], whole[:, :, w - 100 :])
+        assert not past[:, :, 100:].any()
+
 def test_each_strip_is_compressed_as_it_goes_and_no_wider(tmp_path, tiny_model, monkeypatch):
     from zoomsr.inference import writer
 

@@ -190,6 +190,20 @@ def test_an_address_where_no_ray_answers_is_refused_at_once():
         def handle(self) -> None:
             pass
 
+    import socket
+
+    class Server6(socketserver.TCPServer):
+        address_family = socket.AF_INET6
+
+    try:  # an IPv6 address, in brackets as the docs write it: it was looked up as a name
+        with Server6(("::1", 0), Quiet) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            with pytest.raises(RayUnavailableError, match=r"what answers there is no Ray"):
+                check_reachable(f"[::1]:{server.server_address[1]}")
+            server.shutdown()
+    except OSError:  # no IPv6 on this machine
+        pass
+
     for handler in (Tls, Closes):  # left to ray.init (clusters with RAY_USE_TLS answer so)
         with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
             threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -65,7 +65,8 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
     return {
         "name": name, "config": model.config, "label": model.label, "n_images": model.n_images,
         "layout": model.layout, "scale": model.scale, "weights": model.weights,
-        "weights_sha256": model.weights_sha256, "precision": model.precision,
+        "weights_sha256": model.weights_sha256, "autocast": model.autocast,
+        "precision": model.precision,
         "bands": list(model.bands), "sample_steps": model.sample_steps,
         "sample_seed": model.sample_seed,
     }
@@ -94,10 +95,10 @@ def _worker_class(ray: Any) -> Any:
                 module=module, label=spec["label"], n_images=spec["n_images"],
                 layout=spec["layout"], scale=spec["scale"], weights=spec["weights"],
                 weights_sha256=spec["weights_sha256"], device=dev,
-                # bf16 if asked for; "auto": on a GPU, whatever the driver's device
-                autocast=spec["precision"] == "bf16" or (spec["precision"] == "auto"
-                                                         and dev.type == "cuda"),
-                config=spec["config"], precision=spec["precision"],
+                # as resolved on the driver, whatever the worker's device: the run's record
+                # (and so --resume) says which precision its rows were computed in
+                autocast=spec["autocast"], config=spec["config"],
+                precision=spec["precision"],
                 bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
                 sample_seed=spec["sample_seed"],
             )
@@ -159,7 +160,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return
-    where = (host or "127.0.0.1", int(port))
+    where = (host.removeprefix("[").removesuffix("]") or "127.0.0.1", int(port))
     try:
         conn = socket.create_connection(where, timeout=timeout)
     except OSError as exc:
@@ -221,6 +222,7 @@ class RayPool:
         self._ready: list[Any] = []  # started workers, in the order they started
         self._starting: dict[Any, Any] = {}  # ready() ref -> worker not placed yet
         self._requested_at = 0.0
+        self._noticed = False
         self._gpus = 0.0
         self._model: InferenceModel | None = None
         self.scenes = 0  # scenes whose rows went through this pool (for reports and tests)
@@ -296,6 +298,7 @@ class RayPool:
             spec, state_ref, "cuda" if gpus else "cpu") for _ in range(self.workers)]
         self._starting = {a.ready.remote(): a for a in self._actors}
         self._requested_at = time.monotonic()
+        self._noticed = False  # workers waiting for resources: said once per set of workers
         self._model = model
         self.actor_starts += 1
         return self._actors
@@ -311,14 +314,27 @@ class RayPool:
         done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)  # all started so far
         for ref in done:
             actor = self._starting.pop(ref)
-            self._get(ref)  # a worker that could not build its model: raised now
+            try:
+                self._ray.get(ref)
+            except self._ray.exceptions.RayActorError as exc:
+                if not (self._ready or self._starting):
+                    self._get(ref)  # none other: raised as a dead worker
+                # one worker lost (its node pre-empted, out of memory): the others go on
+                with contextlib.suppress(Exception):
+                    self._ray.kill(actor)
+                self._actors.remove(actor)
+                warnings.warn(f"a Ray model worker could not start ({first_line(exc)}); "
+                              f"going on with the other {len(self._actors)}", ZoomsrWarning,
+                              stacklevel=2)
+                continue
+            except Exception:
+                self._get(ref)  # the worker's own error (building the model): one line
             self._ready.append(actor)
 
     def _wait_for_a_worker(self) -> None:
         """Block until one worker has started; say so when it takes long, and give up after
         :data:`READY_TIMEOUT_S` (a cluster whose CPUs or GPUs are all taken). The rows only go
         to started workers: one that can never be placed would hold its rows forever."""
-        noticed = False
         while not self._ready:
             waited = time.monotonic() - self._requested_at
             if waited >= READY_TIMEOUT_S:
@@ -328,12 +344,12 @@ class RayPool:
                     f"none of {n} Ray model workers started within {READY_TIMEOUT_S:g} s: the "
                     f"cluster has {self._free()} free (each worker needs {_need(self._gpus)}); "
                     "free some, add nodes, or run without --ray")
-            step = READY_TIMEOUT_S - waited if noticed else min(
+            step = READY_TIMEOUT_S - waited if self._noticed else min(
                 READY_TIMEOUT_S - waited, max(WAIT_NOTICE_S - waited, 0.0))
             self._update_ready(timeout=step, at_least=1)
-            if not self._ready and not noticed and time.monotonic() - self._requested_at \
+            if not self._ready and not self._noticed and time.monotonic() - self._requested_at \
                     >= WAIT_NOTICE_S:
-                noticed = True
+                self._noticed = True
                 warnings.warn(
                     f"waiting for the Ray model workers to start: none of {len(self._actors)} "
                     f"has after {WAIT_NOTICE_S:g} s (the cluster has {self._free()} free; each "
@@ -346,6 +362,9 @@ class RayPool:
     def rows(self, plan: ScenePlan, model: InferenceModel,
              rows: Sequence[int]) -> Iterator[ReadyRow]:
         """Compute and finish ``rows`` of ``plan`` on the workers; yield them in order."""
+        rows = list(rows)
+        if not rows:  # e.g. a resumed run whose rows were all computed: no worker needed
+            return
         self.start()
         ray = self._ray
         actors = self._ensure_actors(model)
@@ -377,7 +396,6 @@ class RayPool:
         pending: deque[Any] = deque()
         todo = iter(rows)
         submitted = 0
-        noticed = False
 
         def top_up() -> None:
             nonlocal submitted
@@ -394,9 +412,9 @@ class RayPool:
                 result = self._get(pending.popleft())
                 if self._starting:  # workers placed later join in
                     workers = usable()
-                    if self._starting and not noticed and \
+                    if self._starting and not self._noticed and \
                             time.monotonic() - self._requested_at >= WAIT_NOTICE_S:
-                        noticed = True
+                        self._noticed = True
                         warnings.warn(
                             f"{len(self._starting)} of {len(self._actors)} Ray model workers "
                             f"wait for resources after {WAIT_NOTICE_S:g} s (the cluster has "

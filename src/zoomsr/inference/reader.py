@@ -188,12 +188,12 @@ class SceneReader:
                 # and the nodata edge). The same chunks give the same pixels.
                 c0 = int(window.col_off)
                 step = _WARP_BLOCK[0]
-                for a in range(c0 - c0 % step, c0 + w, step):
+                end = min(c0 + w, src.datasets[0].width)
+                if end < c0 + w:  # beyond the grid (never asked by the pipeline): no data
+                    out[:, :, max(end - c0, 0) :] = 0
+                for a in range(c0 - c0 % step, end, step):
                     b = min(a + step, src.datasets[0].width)
-                    lo, hi = max(a, c0), min(b, c0 + w)
-                    if hi <= lo:  # beyond the grid (not asked for by the pipeline): no data
-                        out[:, :, max(lo, c0) - c0 :] = 0
-                        break
+                    lo, hi = max(a, c0), min(b, end)
                     chunk = Window(a, window.row_off, b - a, h)
                     k = 0
                     for ds, bands in zip(src.datasets, src.bands, strict=True):
