@@ -182,10 +182,10 @@ def test_stopped_before_the_first_row_leaves_no_partial_folder(tmp_path, tiny_mo
     out = tmp_path / "o.tif"
     compute = rows.compute_row
 
-    def interrupted(plan, model, r, on=None):
+    def interrupted(plan, model, r, on=None, tick=None):
         if r >= stop_at:
             raise KeyboardInterrupt
-        return compute(plan, model, r, on)
+        return compute(plan, model, r, on, tick)
 
     monkeypatch.setattr(rows, "compute_row", interrupted)
     stop_at = 0
@@ -437,14 +437,14 @@ def test_a_row_is_released_before_the_next_but_one_is_computed(tmp_path, tiny_mo
     rows, done = {}, {}
     compute, done_row = row_work.compute_row, pipeline.DoneRow
 
-    def spy_compute(plan, model, r, on=None):
+    def spy_compute(plan, model, r, on=None, tick=None):
         # one thread: the previous row (and what it hands on) must be gone by now; with
         # threads, `threads` rows may be in flight and the one before them in the consumer
         gone = r - 1 if threads == 1 else r - threads - 1
         if gone in rows:
             assert rows[gone]() is None, f"row {gone} still held when row {r} starts"
             assert done[gone]() is None, f"finished row {gone} still held when row {r} starts"
-        res = compute(plan, model, r, on)
+        res = compute(plan, model, r, on, tick)
         rows[r] = weakref.ref(res.sums)
         return res
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -330,7 +331,7 @@ def _fake_rows(monkeypatch, delays, fail_at=None):
 
     from zoomsr.inference import rows as row_work
 
-    def compute(plan, model, r, on=None):
+    def compute(plan, model, r, on=None, tick=None):
         time.sleep(delays[r])
         if r == fail_at:
             raise KeyboardInterrupt
@@ -382,7 +383,7 @@ def test_rows_given_up_after_a_failure_are_freed_at_once(tmp_path, tiny_model, m
     real = row_work.compute_row
     refs = {}
 
-    def compute(plan, model, r, on=None):
+    def compute(plan, model, r, on=None, tick=None):
         if r == 1:
             time.sleep(0.5)  # rows 2 and 3 are computed meanwhile and wait for their turn
             raise DataError("row 1: read failed (simulated)")
@@ -510,7 +511,7 @@ def test_after_a_ctrl_c_row_threads_stop_at_their_next_model_call(monkeypatch):
         calls.append(lr)
         time.sleep(0.2)
 
-    def compute(plan, model, r, on=None):
+    def compute(plan, model, r, on=None, tick=None):
         for _ in range(10):  # a row of 10 model calls: 2 s alone, 6 s beside two others
             model.forward(r)
         return SimpleNamespace(row=r)
@@ -541,3 +542,31 @@ def test_ctrl_c_just_after_the_writer_started_stops_it(scene, tiny_model, tmp_pa
         run_inference(scene, out, _AsIfOnGPU(tiny_model(2)), _opts())
     assert threading.active_count() == before
     assert not list(tmp_path.glob(".sr.tif*")) and not out.exists()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch, threads):
+    """The bar moved once per row of windows: a slow model's row (SR3 on a CPU: minutes)
+    showed no progress and no ETA."""
+    import contextlib
+
+    from zoomsr.inference import pipeline
+
+    steps: list[int] = []
+
+    class Bar:
+        def add_task(self, *args, **kwargs) -> int:
+            return 0
+
+        def advance(self, task: int, n: int) -> None:
+            steps.append(n)
+
+        def update(self, task: int, advance: int = 0) -> None:
+            steps.append(advance)
+
+    monkeypatch.setattr(pipeline, "_progress",
+                        lambda total, done, enabled: contextlib.nullcontext(Bar()))
+    result = run_inference(scene, tmp_path / "o.tif", tiny_model(2),
+                           dataclasses.replace(_opts(threads=threads), progress=True))
+    assert sum(steps) == result.windows  # every window once
+    assert steps.count(1) >= result.windows - 1  # one at a time, as they are blended

@@ -222,7 +222,7 @@ class RayPool:
         self._ready: list[Any] = []  # started workers, in the order they started
         self._starting: dict[Any, Any] = {}  # ready() ref -> worker not placed yet
         self._requested_at = 0.0
-        self._noticed = False
+        self._noticed_none = self._noticed = False
         self._gpus = 0.0
         self._model: InferenceModel | None = None
         self.scenes = 0  # scenes whose rows went through this pool (for reports and tests)
@@ -298,7 +298,9 @@ class RayPool:
             spec, state_ref, "cuda" if gpus else "cpu") for _ in range(self.workers)]
         self._starting = {a.ready.remote(): a for a in self._actors}
         self._requested_at = time.monotonic()
-        self._noticed = False  # workers waiting for resources: said once per set of workers
+        # workers waiting for resources: said once per set of workers (none started yet;
+        # some not placed while the others compute)
+        self._noticed_none = self._noticed = False
         self._model = model
         self.actor_starts += 1
         return self._actors
@@ -344,12 +346,12 @@ class RayPool:
                     f"none of {n} Ray model workers started within {READY_TIMEOUT_S:g} s: the "
                     f"cluster has {self._free()} free (each worker needs {_need(self._gpus)}); "
                     "free some, add nodes, or run without --ray")
-            step = READY_TIMEOUT_S - waited if self._noticed else min(
+            step = READY_TIMEOUT_S - waited if self._noticed_none else min(
                 READY_TIMEOUT_S - waited, max(WAIT_NOTICE_S - waited, 0.0))
             self._update_ready(timeout=step, at_least=1)
-            if not self._ready and not self._noticed and time.monotonic() - self._requested_at \
-                    >= WAIT_NOTICE_S:
-                self._noticed = True
+            if not self._ready and not self._noticed_none and \
+                    time.monotonic() - self._requested_at >= WAIT_NOTICE_S:
+                self._noticed_none = True
                 warnings.warn(
                     f"waiting for the Ray model workers to start: none of {len(self._actors)} "
                     f"has after {WAIT_NOTICE_S:g} s (the cluster has {self._free()} free; each "

@@ -655,6 +655,15 @@ def run_scene(
                 if bar is not None:
                     task = bar.add_task("super-resolving", total=len(windows),
                                         completed=done_before)
+                # Local rows move the bar window by window (a row of a slow model, SR3 on
+                # a CPU, takes minutes); the rest of a row's count when it is done.
+                ticked: dict[int, int] = {}
+                ticks = threading.Lock()
+
+                def tick(r: int) -> None:
+                    with ticks:
+                        ticked[r] = ticked.get(r, 0) + 1
+                    bar.advance(task, 1)  # type: ignore[union-attr]
                 for g in range(first_group, len(groups)):
                     a, b, _ = group_span(windows, groups[g])
                     g_carry = carry if g == first_group else None
@@ -666,7 +675,8 @@ def run_scene(
                         # rows blended on the GPU if there is one, finished in their threads
                         items = local_rows(g_plan, model, rows, threads,
                                            finish_and_write(g_plan, chain), blend_device(model),
-                                           ordered=chain.link)
+                                           ordered=chain.link,
+                                           tick=tick if bar is not None else None)
                     else:
                         assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
                                                  *(g_carry or (None, None)))
@@ -680,7 +690,9 @@ def run_scene(
                         if live:
                             stream.rows_done(windows.final_until(done.row) * s, chunk=g)
                         if bar is not None:
-                            bar.update(task, advance=done.windows)
+                            with ticks:
+                                rest = done.windows - ticked.pop(done.row, 0)
+                            bar.update(task, advance=rest)
                         if on_row is not None:
                             on_row(done.row + 1, windows.n_rows)
                         del done  # its carry is not kept while the next row is computed

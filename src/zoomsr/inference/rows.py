@@ -95,12 +95,14 @@ def blend_device(model: InferenceModel) -> torch.device | None:
 
 
 def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
-                on: torch.device | None = None) -> RowResult:
+                on: torch.device | None = None,
+                tick: Callable[[int], None] | None = None) -> RowResult:
     """Read, choose frames, run the model on and blend the windows of window row ``r``.
 
     ``on``: blend with torch on that device (the sums stay there), else with NumPy. With
     ``plan.columns``, only the LR columns that column group owns are returned (computed from
-    every window covering them, as without groups).
+    every window covering them, as without groups). ``tick(r)`` is called as each window the
+    row owns is blended (a progress bar that moves within slow rows).
     """
     grid = plan.windows
     group = plan.columns or (0, len(grid.xs))
@@ -162,6 +164,8 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
                       else torch.stack(outs[1:]).std(0, correction=0).mean(0))
             sums[3, :, cols] += spread * w
         weights[:, cols] += w
+        if tick is not None and win.col in owned:
+            tick(r)
 
     # Inputs go to the model batch_size at a time, and each window is blended as soon as its
     # outputs are in, so a row never holds all its windows' inputs or outputs at once.
@@ -288,8 +292,10 @@ class _RowThreads:
     def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
                  threads: int, prepare: Callable[[RowResult], Any] | None = None,
                  on: torch.device | None = None,
-                 ordered: Callable[[RowResult], None] | None = None) -> None:
+                 ordered: Callable[[RowResult], None] | None = None,
+                 tick: Callable[[int], None] | None = None) -> None:
         self.plan, self.rows = plan, list(rows)
+        self.tick = tick
         self.prepare = prepare
         self.ordered = ordered
         self.linked = 0  # rows whose ordered step is done
@@ -328,7 +334,7 @@ class _RowThreads:
                     i = self.handed
                     self.handed += 1
                 try:
-                    res: Any = compute_row(plan, self.model, self.rows[i], self.on)
+                    res: Any = compute_row(plan, self.model, self.rows[i], self.on, self.tick)
                     if self.ordered is not None and not self._in_turn(i, res):
                         # never raised here: a traceback would keep this frame, and the row's
                         # sums, alive through the results (a cycle) after the run
@@ -416,19 +422,20 @@ def local_rows(
     plan: ScenePlan, model: InferenceModel, rows: Sequence[int], threads: int = 1,
     prepare: Callable[[RowResult], Any] | None = None, on: torch.device | None = None,
     ordered: Callable[[RowResult], None] | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> Iterator[Any]:
     """Compute ``rows`` in order in this process, ``threads`` rows at once; with ``prepare``,
     yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``ordered(row)``
     runs before ``prepare``, in row order (e.g. :meth:`~zoomsr.inference.assemble.RowChain.link`).
-    ``on``: blend on that device (:func:`compute_row`)."""
+    ``on``: blend on that device; ``tick``: called per window blended (:func:`compute_row`)."""
     if threads <= 1 or len(rows) <= 1:
         hand_on = prepare or (lambda res: res)
         for r in rows:
             # no local holds the row while the next one is computed (a suspended generator
             # keeps its locals: the row's float sums would be held twice)
-            yield hand_on(_linked(compute_row(plan, model, r, on), ordered))
+            yield hand_on(_linked(compute_row(plan, model, r, on, tick), ordered))
         return
-    yield from _RowThreads(plan, model, rows, threads, prepare, on, ordered)
+    yield from _RowThreads(plan, model, rows, threads, prepare, on, ordered, tick)
 
 
 def _linked(res: RowResult, ordered: Callable[[RowResult], None] | None) -> RowResult:
