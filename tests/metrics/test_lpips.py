@@ -187,3 +187,26 @@ def test_blurred_is_closer_than_unrelated(tiny_lpips_network, images):
     x, other = images.smooth(6, 48, seed=4), images.smooth(6, 48, seed=5)
     metric = LPIPS(network=tiny_lpips_network, device="cpu")
     assert (metric(images.blur(x), x) < metric(other, x)).all()
+
+
+def test_float64_input_is_scored_as_float32(tiny_lpips_network, images):
+    """float64 images met the float32 network: "Input type (double) and bias type (float)
+    should be the same"; every other metric takes them."""
+    x, y = images.smooth(2, 32, seed=6), images.smooth(2, 32, seed=7)
+    metric = LPIPS(network=tiny_lpips_network, device="cpu")
+    torch.testing.assert_close(metric(x.double(), y.double()), metric(x, y))
+    torch.testing.assert_close(metric(x.double().numpy(), y.numpy()), metric(x, y))
+
+
+def test_lpips_of_another_backbone_is_named_by_it(lpips_dir):
+    """--metrics lpips --lpips-net vgg wrote VGG distances in a column named "lpips", as
+    AlexNet's are."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.metrics import MetricOptions, create_metrics
+
+    vgg = MetricOptions(lpips_net="vgg", lpips_weights=lpips_dir, device="cpu")
+    assert list(create_metrics("psnr,lpips", vgg)) == ["psnr", "lpips_vgg"]
+    alex = MetricOptions(lpips_weights=lpips_dir, device="cpu")
+    assert list(create_metrics("lpips", alex)) == ["lpips"]
+    with pytest.raises(ConfigError, match="a metric is listed twice: lpips_vgg"):
+        create_metrics("lpips,lpips_vgg", vgg)

@@ -110,7 +110,9 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
 
         net = _lpips_net(n, o)
         metric = LPIPS(net, o.lpips_weights, o.lpips_linear_weights, o.device, o.batch_size)
-        metric.name = n
+        # "lpips" is AlexNet's (the default): another backbone's distances are named by it,
+        # so two result files never hold different measures under one column name
+        metric.name = n if n != "lpips" or net == "alex" else f"lpips_{net}"
         return metric
     from zoomsr.metrics.clipscore import CLIPScore
 
@@ -123,5 +125,12 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
 def create_metrics(names: str | list[str], options: MetricOptions | None = None) -> dict[
     str, Metric
 ]:
-    """Build several metrics: ``{name: metric}`` in the given order."""
-    return {n: create_metric(n, options) for n in parse_metric_names(names)}
+    """Build several metrics: ``{metric.name: metric}`` in the given order (``lpips`` with
+    another ``lpips_net`` than AlexNet is named ``lpips_<net>``)."""
+    metrics: dict[str, Metric] = {}
+    for n in parse_metric_names(names):
+        metric = create_metric(n, options)
+        if metric.name in metrics:  # "lpips" with lpips_net vgg, and "lpips_vgg"
+            raise ConfigError(f"a metric is listed twice: {metric.name}")
+        metrics[metric.name] = metric
+    return metrics

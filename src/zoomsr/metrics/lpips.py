@@ -378,7 +378,8 @@ class LPIPS:
         out = []
         with torch.inference_mode():
             for i in range(0, p.shape[0], self.batch_size):
-                a = p[i: i + self.batch_size].to(self.device) * 2.0 - 1.0
-                b = t[i: i + self.batch_size].to(self.device) * 2.0 - 1.0
+                # float32, the network's: float64 input met float32 weights (a torch error)
+                a = p[i: i + self.batch_size].to(self.device, torch.float32) * 2.0 - 1.0
+                b = t[i: i + self.batch_size].to(self.device, torch.float32) * 2.0 - 1.0
                 out.append(self.network(a, b).double().cpu())
         return torch.cat(out)
