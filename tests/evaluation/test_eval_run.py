@@ -272,3 +272,26 @@ def test_slightly_above_one_float_tiff_is_told_to_clip(tmp_path):
     with pytest.raises(DataError, match=r"a\.tif: values up to 1\.99996: .*clip or rescale") as err:
         evaluate(tmp_path / "p", tmp_path / "t", {"psnr": PSNR()})
     assert "255" not in str(err.value)
+
+
+def test_a_ctrl_c_while_writing_leaves_both_files_or_none(folders, tmp_path, monkeypatch):
+    """Ctrl-C between per_image.csv and summary.json left one of them, and the re-run then
+    refused it as existing."""
+    import os
+    import signal
+
+    from zoomsr.evaluation import run as run_module
+
+    pred, target = folders
+    result = evaluate(pred, target, {"psnr": PSNR()})
+    write = run_module.atomic_write_text
+
+    def interrupted_after_the_first(path, text):  # noqa: ANN001
+        write(path, text)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the two files
+
+    monkeypatch.setattr(run_module, "atomic_write_text", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(result, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["per_image.csv",
+                                                                    "summary.json"]

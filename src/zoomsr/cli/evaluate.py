@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.cli.metrics import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
@@ -108,9 +109,13 @@ def evaluate(
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
     )
     check_metric_options(names, options)  # option values and weight files, before any image
+    written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
+        # the results are written together at the end, or not at all
+        on_interrupt(lambda: f"interrupted: the results are in {out}" if written else
+                     f"interrupted: nothing written to {out}; run the same command again")
     pairing = pair_images(pred, target, split)
     problems = pairing.problems()
     if problems and strict:
@@ -141,4 +146,5 @@ def evaluate(
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)
+        written.append(out)
         typer.echo(f"wrote {paths['csv']} and {paths['summary']}")

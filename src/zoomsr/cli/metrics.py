@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from zoomsr.cli.interrupt import on_interrupt
+
 if TYPE_CHECKING:
     from zoomsr.metrics.factory import MetricOptions
 
@@ -152,6 +154,10 @@ def agreement(
     check_metric_options(names, options)
     require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
     refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
+    # the four files are written together at the end, or not at all
+    written: list[Path] = []
+    on_interrupt(lambda: f"interrupted: the results are in {out}" if written else
+                 f"interrupted: nothing written to {out}; run the same command again")
     items = load_judgments(judgments)
     built = create_metrics(names, options)
     with progress_callback("scoring", progress) as update:
@@ -159,5 +165,6 @@ def agreement(
             items, built, batch_size=batch_size, seed=seed, n_boot=bootstrap, progress=update
         )
     paths = write_agreement(result, out, overwrite=overwrite)
+    written.append(out)
     Console().print(agreement_table(result))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

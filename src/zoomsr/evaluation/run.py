@@ -213,12 +213,18 @@ def write_results(
     Raises:
         InputError: a file exists and ``overwrite`` is false.
     """
+    from zoomsr.stopping import interrupts_held
+
     out = Path(out_dir)
     paths = {"csv": out / CSV_NAME, "summary": out / SUMMARY_NAME}
     refuse_existing(paths.values(), overwrite)
     fields = ["key", "pred", "target", *result.metrics]
-    atomic_write_text(paths["csv"], csv_text(result.rows, fields))
-    atomic_write_text(paths["summary"], json.dumps(result.to_json(), indent=2) + "\n")
+    texts = {"csv": csv_text(result.rows, fields),
+             "summary": json.dumps(result.to_json(), indent=2) + "\n"}
+    # both or neither: a Ctrl-C between them left one file, and the re-run refused it
+    with interrupts_held():
+        for key, text in texts.items():
+            atomic_write_text(paths[key], text)
     return paths
 
 

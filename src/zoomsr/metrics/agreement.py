@@ -369,6 +369,7 @@ def write_agreement(
 
     from zoomsr.io.atomic import atomic_path, atomic_write_text, refuse_existing
     from zoomsr.io.tables import csv_text
+    from zoomsr.stopping import interrupts_held
 
     out = Path(out_dir)
     paths = {k: out / v for k, v in AGREEMENT_FILES.items()}
@@ -380,13 +381,18 @@ def write_agreement(
          "n_human_ties": result.n_human_ties, "higher_is_better": m.higher_is_better}
         for m in result.metrics
     ]
-    atomic_write_text(paths["table"], csv_text(table))
-    atomic_write_text(paths["summary"], json.dumps(result.to_json(), indent=2) + "\n")
-    atomic_write_text(paths["items"], csv_text(result.item_rows))
     fig = plot_agreement(result)
     FigureCanvasAgg(fig)
-    with atomic_path(paths["plot"]) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)  # drawn first: the writes below are quick
+    texts = {"table": csv_text(table), "summary": json.dumps(result.to_json(), indent=2) + "\n",
+             "items": csv_text(result.item_rows)}
+    # all or none: a Ctrl-C between them left 3 of the 4 files, and the re-run refused them
+    with interrupts_held():
+        for key, text in texts.items():
+            atomic_write_text(paths[key], text)
+        with atomic_path(paths["plot"]) as tmp:
+            tmp.write_bytes(png.getvalue())
     return paths
 
 
