@@ -100,6 +100,28 @@ def test_paper_backbones_offline_give_a_clear_error(name, repo, tmp_path, monkey
     msg = str(info.value)
     assert repo in msg and str(tmp_path) in msg and "--clip-pretrained PATH" in msg
     assert info.value.exit_code == 2
+    # where to get the file, and how the cache is laid out (a file put at the path the
+    # message seemed to name was not found)
+    assert f"https://huggingface.co/{repo}/resolve/main/" in msg
+    assert "Hugging Face cache" in msg and "huggingface-cli download" in msg
+
+
+def test_openai_weights_given_as_a_file_get_quick_gelu(tmp_path):
+    """ViT-B-16 has many tags: a file of it got no config, so OpenAI's weights (which need
+    QuickGELU) were built with GELU, silently wrong embeddings."""
+    import warnings
+
+    named = tmp_path / "ViT-B-16.pt"  # the name OpenAI's URL gives it
+    named.write_bytes(b"x")
+    assert resolve_clip_weights("ViT-B-16", named).quick_gelu
+    scripted = tmp_path / "my_copy.pt"  # OpenAI released CLIP as TorchScript archives
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(1, 1)), scripted)
+    assert resolve_clip_weights("ViT-B-16", scripted).quick_gelu
+    other = tmp_path / "laion.safetensors"
+    other.write_bytes(b"x")
+    assert not resolve_clip_weights("ViT-B-16", other).quick_gelu
 
 
 def test_paper_backbone_tags_resolve_from_the_hub_cache(tmp_path):

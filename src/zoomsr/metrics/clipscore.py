@@ -133,7 +133,8 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
         except ImportError:  # pragma: no cover
             try_to_load_from_cache = None
         for name in names:
-            looked.append(f"{repo}/{name} in {_hub_cache_dir(hub_dir)}")
+            looked.append(f"{repo}/{name} in the Hugging Face cache {_hub_cache_dir(hub_dir)} "
+                          f"(https://huggingface.co/{repo}/resolve/main/{name})")
             if try_to_load_from_cache is not None:
                 hit = try_to_load_from_cache(
                     repo, name, cache_dir=None if hub_dir is None else str(hub_dir)
@@ -143,7 +144,7 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
     url = cfg.get("url", "")
     if url:
         path = Path(hub_dir or Path.home() / ".cache" / "clip") / os.path.basename(url)
-        looked.append(str(path))
+        looked.append(f"{path} ({url})")
         if path.is_file():
             return str(path), looked
     return None, looked
@@ -187,8 +188,7 @@ def resolve_clip_weights(
         return ClipWeights(model_name, None, f"{model_name}:random")
     text = str(pretrained)
     if os.path.isfile(text):
-        # Take preprocessing from the model's tag when it has exactly one.
-        cfg = oc.get_pretrained_cfg(model_name, tags[0]) if len(tags) == 1 else {}
+        cfg = _cfg_of_file(oc, model_name, tags, text)
         st = os.stat(text)
         identity = f"{model_name}:file:{os.path.abspath(text)}:{st.st_size}:{int(st.st_mtime)}"
         return _weights_from_cfg(model_name, text, identity, cfg)
@@ -211,8 +211,9 @@ def resolve_clip_weights(
     if not path:
         raise WeightsNotFoundError(
             f"CLIP weights {model_name}/{text} are not on this machine (looked for "
-            f"{'; '.join(looked)}). Pass a local file (--clip-pretrained PATH), put the file in "
-            "that cache, or allow downloads (allow_download=True, CLI --allow-download)"
+            f"{'; '.join(looked)}). Download the file and pass it (--clip-pretrained PATH), "
+            "fill the cache as huggingface_hub does (`huggingface-cli download REPO FILE`), or "
+            "allow downloads (allow_download=True, CLI --allow-download)"
         )
     return _weights_from_cfg(model_name, path, f"{model_name}:{text}", cfg)
 
@@ -251,6 +252,37 @@ def unalias(
         model_name, tag = REFERENCE_ALIASES[model_name]
         pretrained = tag if pretrained == "openai" else pretrained
     return model_name, pretrained
+
+
+def _cfg_of_file(oc: Any, model_name: str, tags: list[str], path: str) -> dict[str, Any]:
+    """The pretrained config (preprocessing, QuickGELU) of a weights file: the model's only
+    tag; else the tag whose file has this name (``ViT-B-16.pt`` is OpenAI's); else OpenAI's
+    when the file is a TorchScript archive, the form OpenAI released CLIP in. OpenAI's
+    weights need QuickGELU: built with GELU, as a file of a model with several tags was, their
+    embeddings are wrong, silently."""
+    if len(tags) == 1:
+        return oc.get_pretrained_cfg(model_name, tags[0])
+    name = os.path.basename(path)
+    for tag in tags:
+        cfg = oc.get_pretrained_cfg(model_name, tag)
+        files = {os.path.basename(cfg.get("url", "") or ""),
+                 os.path.basename(cfg.get("hf_hub", "") or "")} - {""}
+        if name in files:
+            return cfg
+    if "openai" in tags and _is_torchscript(path):
+        return oc.get_pretrained_cfg(model_name, "openai")
+    return {}
+
+
+def _is_torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: code and constants)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _weights_from_cfg(
