@@ -26,7 +26,7 @@ from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_text, refuse_existing
 from zoomsr.io.tables import csv_text
 from zoomsr.metrics.base import Metric, check_batch_size, check_images
-from zoomsr.metrics.stats import bootstrap_ci
+from zoomsr.metrics.stats import SMALL_SAMPLE, bootstrap_ci, t_interval
 
 #: ``progress(done, total)`` is called after each batch.
 ProgressFn = Callable[[int, int], None]
@@ -39,12 +39,20 @@ def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dic
     """``{mean, std, ci95_low, ci95_high, n, n_nonfinite}`` of the finite values.
 
     ``std`` (sample, ddof=1) and the interval are NaN below 2 values: one value says nothing
-    about the spread (a bootstrap of it would give the zero-width interval ``[x, x]``).
+    about the spread (a bootstrap of it would give the zero-width interval ``[x, x]``). The
+    95 % interval of the mean is Student's t below :data:`~zoomsr.metrics.stats.SMALL_SAMPLE`
+    values (the percentile bootstrap covers far less than 95 % there), else the percentile
+    bootstrap (``n_boot`` resamples, ``seed``).
     """
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
     n = int(finite.size)
-    lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed) if n > 1 else (math.nan, math.nan)
+    if n < 2:
+        lo, hi = math.nan, math.nan
+    elif n < SMALL_SAMPLE:
+        lo, hi = t_interval(finite)
+    else:
+        lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed)
     return {
         "mean": float(finite.mean()) if n else math.nan,
         "std": float(finite.std(ddof=1)) if n > 1 else math.nan,

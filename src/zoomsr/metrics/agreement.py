@@ -31,7 +31,7 @@ import numpy as np
 
 from zoomsr.errors import DataError, InputError
 from zoomsr.metrics.base import Metric
-from zoomsr.metrics.stats import bootstrap_ci
+from zoomsr.metrics.stats import SMALL_SAMPLE, bootstrap_ci, wilson_interval
 
 CHOICES = ("A", "B", "tie")
 _CHOICE_ALIASES = {
@@ -245,7 +245,9 @@ def agreement_from_scores(
         else:
             outcomes.append(1.0 if pref == it.human else 0.0)
     o = np.asarray(outcomes)
-    lo, hi = bootstrap_ci(o, n_boot=n_boot, seed=seed)
+    # few items: Wilson's interval (ties count half); the bootstrap gave [1, 1] for 5 of 5
+    lo, hi = (wilson_interval(float(o.sum()), int(o.size)) if o.size < SMALL_SAMPLE
+              else bootstrap_ci(o, n_boot=n_boot, seed=seed))
     return MetricAgreement(
         name, higher_is_better,
         float(o.mean()) if o.size else math.nan, lo, hi, int(o.size),
