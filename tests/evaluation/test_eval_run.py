@@ -295,3 +295,23 @@ def test_a_ctrl_c_while_writing_leaves_both_files_or_none(folders, tmp_path, mon
         write_results(result, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["per_image.csv",
                                                                     "summary.json"]
+
+
+def test_a_truncated_geotiff_names_gdals_reason(tmp_path):
+    """The line said "Read failed. See previous exception for details.", an exception it did
+    not show."""
+    import rasterio
+
+    from zoomsr.evaluation.images import read_rgb_georef
+
+    path = tmp_path / "cut.tif"
+    data = np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
+                       dtype="uint8", tiled=True, blockxsize=64, blockysize=64) as dst:
+        dst.write(data)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError) as info:
+        read_rgb_georef(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a readable GeoTIFF (")
+    assert "previous exception" not in message and "\n" not in message

@@ -52,7 +52,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                     geo = Georef(src.crs, tuple(src.bounds),
                                  (abs(src.res[0]), abs(src.res[1])))
     except RasterioError as exc:
-        raise DataError(f"{path}: not a readable GeoTIFF ({exc})") from None
+        from zoomsr.data.builder.sources import gdal_reason
+
+        # GDAL's own reason: rasterio's says "See previous exception", which is not shown
+        raise DataError(f"{path}: not a readable GeoTIFF ({gdal_reason(exc)})") from None
     return np.moveaxis(arr, 0, -1), geo
 
 
