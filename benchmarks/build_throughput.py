@@ -108,7 +108,8 @@ def main() -> None:
               f"(10 m) + high-res at {args.hr_res:g} m in {time.perf_counter() - t0:.1f} s")
         sources = Sources(discover_sentinel2([root / "inputs" / "s2"]),
                           discover_highres([root / "inputs" / "naip"]))
-        config = BuildConfig(bands=("tci", "b08"), block_tiles=args.block_tiles)
+        # the generated B08 holds reflectance x 10000: no offset (its names give no baseline)
+        config = BuildConfig(bands=("tci", "b08"), block_tiles=args.block_tiles, dn_offset=0)
         result = build_dataset(root / "out", sources, config, workers=args.workers,
                                overwrite=True)
         c = result.counts

@@ -51,6 +51,13 @@ def test_writer_and_host_memory_benchmarks_run(tmp_path):
     assert "peak RSS 556 / 300 px" in text
 
 
+def test_build_throughput_runs(tmp_path):
+    """It builds a generated scene whose B08 names give no baseline: the builder's refusal of
+    an unknown DN offset broke it, unseen, until the docs' commands were tried."""
+    text = _run(str(BENCH / "build_throughput.py"), "--km", "1", "--keep", str(tmp_path / "b"))
+    assert "tiles/s" in text
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_gpu_suite_parses():
     subprocess.run(["bash", "-n", str(BENCH / "gpu_suite.sh")], check=True)

@@ -100,7 +100,8 @@ def test_sr3_from_the_cli_with_resume(cli, frames, sr3_checkpoint, tmp_path):
     code, stdout, err = cli(*args, "--resume")  # finished: nothing redone
     assert code == 0 and "finished by an earlier run" in stdout, err
     code, stdout, err = cli(*args, "--resume", "--seed", "1")  # asks for another result
-    assert code == 2 and "finished by an earlier run with other sampling" in err
+    assert code == 2 and "finished by an earlier run with other options (--seed 1, it was 0)" \
+        in err
     code, _, err = cli(*args, "--overwrite")
     assert code == 0, err
     assert read(out)[0].tobytes() == read_bytes_image(first, tmp_path)

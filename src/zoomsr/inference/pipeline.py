@@ -341,6 +341,22 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     return tags
 
 
+def _other_sampling(tag: str | None, model: InferenceModel) -> str:
+    """How a diffusion model's sampling now differs from a finished output's ``tag``, in the
+    options' terms (``--sample-steps 6, it was 5``)."""
+    now = model.describe()["sampling"]
+    try:
+        was = json.loads(tag) if tag else {}
+    except ValueError:
+        was = {}
+    if not isinstance(was, dict) or not was:
+        return "SR3 sampling, not recorded by the run that wrote it"
+    names = {"steps": "--sample-steps", "seed": "--seed"}
+    diffs = [f"{names.get(k, k)} {now[k]}, it was {was.get(k)}" for k in now
+             if was.get(k) != now[k]]
+    return "; ".join(diffs) or "SR3 sampling"
+
+
 def _other_options(tags: dict[str, str], layout: str | None, options: InferenceOptions,
                    chunks: bool = False) -> list[str]:
     """What in ``options`` asks for another result than the finished output with ``tags``
@@ -445,9 +461,8 @@ def finished_same_run(output: str | os.PathLike[str],
                          f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
                          f"{model.label}); {redo}")
     if model.diffusion and tags.get("zoomsr_sampling") != model_tags(model)["zoomsr_sampling"]:
-        raise InputError(f"{out}: finished by an earlier run with other sampling "
-                         f"({tags.get('zoomsr_sampling')}, now "
-                         f"{model_tags(model)['zoomsr_sampling']}); {redo}")
+        raise InputError(f"{out}: finished by an earlier run with other options "
+                         f"({_other_sampling(tags.get('zoomsr_sampling'), model)}); {redo}")
     if "zoomsr_inputs" not in tags:
         return True  # tags not written by this zoomsr: nothing to compare
     if is_s2naip_input(list(inputs)):  # chunk outputs name their dataset folder
