@@ -407,6 +407,7 @@ def test_resume_of_a_finished_run_with_other_options_is_refused(cli, tmp_path):
         (["--uncertainty", "2", "--native-grid"], "--native-grid given, it was not used"),
         (["--uncertainty", "2", "--cog"], "--cog given, it is not a COG"),
         (["--uncertainty", "2", "--overlap", "6"], "--overlap 6, it was 8"),
+        (["--uncertainty", "2", "--precision", "bf16"], "--precision bf16, it was fp32"),
     ):
         code, stdout, err = cli(*run, *extra)
         assert code == 2 and not stdout, (extra, stdout)

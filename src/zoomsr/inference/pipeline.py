@@ -310,6 +310,7 @@ def model_tags(model: InferenceModel) -> dict[str, str]:
         "zoomsr_weights_sha256": model.weights_sha256,
         "zoomsr_n_images": str(model.n_images),
         "zoomsr_scale": str(model.scale),
+        "zoomsr_precision": "bf16" if model.autocast else "fp32",  # as computed
         **({"zoomsr_sampling": json.dumps(model.describe()["sampling"])} if model.diffusion
            else {}),
     }
@@ -358,7 +359,7 @@ def _other_sampling(tag: str | None, model: InferenceModel) -> str:
 
 
 def _other_options(tags: dict[str, str], layout: str | None, options: InferenceOptions,
-                   chunks: bool = False) -> list[str]:
+                   chunks: bool = False, precision: str | None = None) -> list[str]:
     """What in ``options`` asks for another result than the finished output with ``tags``
     (and GDAL's ``layout``, ``COG`` for a COG) holds: one phrase per difference. ``chunks``:
     an S2-NAIP chunk output, which ignores the tiling options."""
@@ -372,6 +373,8 @@ def _other_options(tags: dict[str, str], layout: str | None, options: InferenceO
         diffs.append(f"--uncertainty {options.uncertainty}, it was {was}")
     elif was and tags.get("zoomsr_seed", str(options.seed)) != str(options.seed):
         diffs.append(f"--seed {options.seed}, it was {tags['zoomsr_seed']}")
+    if precision is not None and tags.get("zoomsr_precision", precision) != precision:
+        diffs.append(f"--precision {precision}, it was {tags['zoomsr_precision']}")
     if (layout == "COG") != options.cog:
         diffs.append("--cog " + ("given, it is not a COG" if options.cog else
                                  "not given, it is a COG"))
@@ -451,7 +454,9 @@ def finished_same_run(output: str | os.PathLike[str],
         layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
     redo = "--resume continues only that run: pass --overwrite to compute it again"
     chunks = is_s2naip_input(list(inputs))
-    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks)):
+    precision = "bf16" if model.autocast else "fp32"
+    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks,
+                                                             precision)):
         # a requeued job whose command changed asks for another result: it was reported done
         raise InputError(f"{out}: finished by an earlier run with other options "
                          f"({'; '.join(diffs)}); {redo}")
