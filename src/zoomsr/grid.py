@@ -155,17 +155,23 @@ def iter_neighbourhood(tile: Tile, radius: int = 1) -> Iterator[Tile]:
 EARTH_RADIUS_M = 6371008.8
 
 
-def ground_pixel_m(raster: object) -> tuple[float, float]:
-    """The ground width and height, metres, of the centre pixel of ``raster`` (anything with
-    ``crs``, ``transform``, ``width`` and ``height``: an open rasterio dataset, a frame), by
-    great-circle distances, so any CRS works (degrees too)."""
+def centre_pixel_in(raster: object, crs: object) -> tuple[list[float], list[float]]:
+    """x and y in ``crs`` of the centre of ``raster`` (anything with ``crs``, ``transform``,
+    ``width`` and ``height``: an open rasterio dataset, a frame) and of one pixel east and one
+    south of it."""
     from rasterio.warp import transform
 
     t = raster.transform  # type: ignore[attr-defined]
     cx, cy = raster.width / 2, raster.height / 2  # type: ignore[attr-defined]
     pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
-    lons, lats = transform(raster.crs, "EPSG:4326", [p[0] for p in pts],  # type: ignore[attr-defined]
-                           [p[1] for p in pts])
+    return transform(raster.crs, crs, [p[0] for p in pts],  # type: ignore[attr-defined]
+                     [p[1] for p in pts])
+
+
+def ground_pixel_m(raster: object) -> tuple[float, float]:
+    """The ground width and height, metres, of the centre pixel of ``raster`` (as for
+    :func:`centre_pixel_in`), by great-circle distances, so any CRS works (degrees too)."""
+    lons, lats = centre_pixel_in(raster, "EPSG:4326")
 
     def metres(i: int) -> float:
         p1, p2 = math.radians(lats[0]), math.radians(lats[i])

@@ -66,7 +66,6 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
         "name": name, "config": model.config, "label": model.label, "n_images": model.n_images,
         "layout": model.layout, "scale": model.scale, "weights": model.weights,
         "weights_sha256": model.weights_sha256, "autocast": model.autocast,
-        "precision": model.precision,
         "bands": list(model.bands), "sample_steps": model.sample_steps,
         "sample_seed": model.sample_seed,
     }
@@ -98,7 +97,6 @@ def _worker_class(ray: Any) -> Any:
                 # as resolved on the driver, whatever the worker's device: the run's record
                 # (and so --resume) says which precision its rows were computed in
                 autocast=spec["autocast"], config=spec["config"],
-                precision=spec["precision"],
                 bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
                 sample_seed=spec["sample_seed"],
             )

@@ -17,7 +17,7 @@ from typing import Any
 from affine import Affine
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
-from rasterio.warp import transform, transform_bounds
+from rasterio.warp import transform_bounds
 
 from zoomsr import grid as tiles
 from zoomsr.errors import DataError, InputError, ZoomsrWarning
@@ -165,16 +165,8 @@ def pixel_sides_in(raster: Frame | Any, crs: CRS) -> tuple[float, float]:
     """The lengths in ``crs`` units of the centre pixel's sides (along its rows, along its
     columns) of ``raster`` (anything with ``crs``, ``transform``, ``width`` and ``height``:
     a frame or an open dataset)."""
-    xs, ys = _centre_pixel(raster, crs)
+    xs, ys = tiles.centre_pixel_in(raster, crs)
     return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])
-
-
-def _centre_pixel(raster: Frame | Any, crs: CRS) -> tuple[list[float], list[float]]:
-    """x and y in ``crs`` of ``raster``'s centre and of one pixel east and one south of it."""
-    t = raster.transform
-    cx, cy = raster.width / 2, raster.height / 2
-    pts = [t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)]
-    return transform(raster.crs, crs, [p[0] for p in pts], [p[1] for p in pts])
 
 
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:

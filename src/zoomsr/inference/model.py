@@ -65,7 +65,6 @@ class InferenceModel:
     autocast: bool = False
     config: dict[str, Any] | None = None
     bands: tuple[str, ...] = ("tci",)
-    precision: str = "auto"  # as asked for: a Ray worker on another device resolves it again
     sample_steps: int | None = None  # SR3: DDIM steps (None: the model's default, 50)
     sample_seed: int = 0  # SR3: seed of every window's starting noise
 
@@ -153,8 +152,7 @@ class InferenceModel:
 
     def describe(self) -> dict:
         sampling = ({"sampling": {"method": "ddim", "eta": 0.0, "seed": self.sample_seed,
-                                  "steps": self.sample_steps or min(
-                                      50, int(self.module.num_timesteps))}}
+                                  "steps": self.sample_steps or self.module.default_steps()}}
                     if self.diffusion else {})
         return {
             "model": self.label,
@@ -366,7 +364,6 @@ def build_inference_model(
         autocast=autocast,
         config=dict(getattr(module, "config", {}) or {}),
         bands=band_list,
-        precision=precision,
         sample_steps=sample_steps,
         sample_seed=seed,
     )

@@ -72,6 +72,7 @@ from zoomsr.inference.windows import (
     windows_per_call,
 )
 from zoomsr.inference.writer import (
+    SAMPLING_OPTIONS,
     GeoTIFFStream,
     PartialRun,
     RawRaster,
@@ -352,8 +353,7 @@ def _other_sampling(tag: str | None, model: InferenceModel) -> str:
         was = {}
     if not isinstance(was, dict) or not was:
         return "SR3 sampling, not recorded by the run that wrote it"
-    names = {"steps": "--sample-steps", "seed": "--seed"}
-    diffs = [f"{names.get(k, k)} {now[k]}, it was {was.get(k)}" for k in now
+    diffs = [f"{SAMPLING_OPTIONS.get(k, k)} {now[k]}, it was {was.get(k)}" for k in now
              if was.get(k) != now[k]]
     return "; ".join(diffs) or "SR3 sampling"
 
@@ -454,9 +454,9 @@ def finished_same_run(output: str | os.PathLike[str],
         layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
     redo = "--resume continues only that run: pass --overwrite to compute it again"
     chunks = is_s2naip_input(list(inputs))
-    precision = "bf16" if model.autocast else "fp32"
+    mine = model_tags(model)  # what this run would tag
     if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks,
-                                                             precision)):
+                                                             mine["zoomsr_precision"])):
         # a requeued job whose command changed asks for another result: it was reported done
         raise InputError(f"{out}: finished by an earlier run with other options "
                          f"({'; '.join(diffs)}); {redo}")
@@ -465,12 +465,12 @@ def finished_same_run(output: str | os.PathLike[str],
         raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
                          f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
                          f"{model.label}); {redo}")
-    if model.diffusion and tags.get("zoomsr_sampling") != model_tags(model)["zoomsr_sampling"]:
+    if model.diffusion and tags.get("zoomsr_sampling") != mine["zoomsr_sampling"]:
         raise InputError(f"{out}: finished by an earlier run with other options "
                          f"({_other_sampling(tags.get('zoomsr_sampling'), model)}); {redo}")
     if "zoomsr_inputs" not in tags:
         return True  # tags not written by this zoomsr: nothing to compare
-    if is_s2naip_input(list(inputs)):  # chunk outputs name their dataset folder
+    if chunks:  # chunk outputs name their dataset folder
         root = os.path.abspath(inputs[0])
         if not tags["zoomsr_inputs"].startswith(f"S2-NAIP chunks {root} ("):
             raise InputError(f"{out}: finished by an earlier run of other inputs (not the "

@@ -183,8 +183,9 @@ _SETTINGS = {
     "column_width": "--column-width", "layout": "window layout",
 }
 
-#: A diffusion model's sampling settings (in the model's record) -> the options that set them.
-_SAMPLING_OPTIONS = {"sampling.steps": "--sample-steps", "sampling.seed": "--seed"}
+#: A diffusion model's sampling settings (``sampling`` in its record) -> the options that set
+#: them.
+SAMPLING_OPTIONS = {"steps": "--sample-steps", "seed": "--seed"}
 
 #: The settings the window layout follows from: with these equal, a layout that differs was
 #: placed by another version of zoomsr.
@@ -266,8 +267,9 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             path, x, y = found
             label = _SETTINGS.get(key, key)
             detail = path[len(key):].lstrip(".")
-            if key == "model" and detail in _SAMPLING_OPTIONS:  # named as on the command line
-                label, detail = _SAMPLING_OPTIONS[detail], ""
+            setting = detail.removeprefix("sampling.")
+            if key == "model" and setting != detail and setting in SAMPLING_OPTIONS:
+                label, detail = SAMPLING_OPTIONS[setting], ""  # named as on the command line
             if key == "autocast":  # the option's own values, not the flag it sets
                 parts.append(f"{label}: was {'bf16' if x else 'fp32'}, now "
                              f"{'bf16' if y else 'fp32'}")

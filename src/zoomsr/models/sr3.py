@@ -328,6 +328,12 @@ class SR3(nn.Module):
         """
         return torch.linspace(self.num_timesteps - 1, 0, steps).round().long().flip(0)
 
+    def default_steps(self, method: str = "ddim") -> int:
+        """Steps :meth:`sample` takes when none are given: every timestep for DDPM, 50 (at
+        most ``num_timesteps``) for DDIM."""
+        check_choice("method", method, ("ddim", "ddpm"))
+        return self.num_timesteps if method == "ddpm" else min(50, self.num_timesteps)
+
     @torch.no_grad()
     def sample(
         self,
@@ -352,7 +358,7 @@ class SR3(nn.Module):
         """
         check_choice("method", method, ("ddim", "ddpm"))
         if steps is None:
-            steps = self.num_timesteps if method == "ddpm" else min(50, self.num_timesteps)
+            steps = self.default_steps(method)
         check_int("steps", steps, minimum=1)
         if steps > self.num_timesteps:
             raise InputError(f"steps ({steps}) exceeds num_timesteps ({self.num_timesteps})")
