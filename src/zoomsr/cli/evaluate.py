@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.cli.metrics import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
@@ -27,6 +26,7 @@ from zoomsr.cli.metrics import (
     SEED,
     check_metric_options,
     metric_options,
+    results_on_interrupt,
 )
 
 _MAX_LISTED = 20
@@ -113,9 +113,7 @@ def evaluate(
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
-        # the results are written together at the end, or not at all
-        on_interrupt(lambda: f"interrupted: the results are in {out}" if written else
-                     f"interrupted: nothing written to {out}; run the same command again")
+        written = results_on_interrupt(out)
     pairing = pair_images(pred, target, split)
     problems = pairing.problems()
     if problems and strict:

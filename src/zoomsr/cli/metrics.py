@@ -72,6 +72,15 @@ def metric_options(
     )
 
 
+def results_on_interrupt(out: Path) -> list[Path]:
+    """Set the Ctrl-C line of a command whose result files go into ``out`` together at the
+    end, or not at all; the caller appends ``out`` to the returned list once they are."""
+    written: list[Path] = []
+    on_interrupt(lambda: f"interrupted: the results are in {out}" if written else
+                 f"interrupted: nothing written to {out}; run the same command again")
+    return written
+
+
 def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
     errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
@@ -154,10 +163,7 @@ def agreement(
     check_metric_options(names, options)
     require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
     refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
-    # the four files are written together at the end, or not at all
-    written: list[Path] = []
-    on_interrupt(lambda: f"interrupted: the results are in {out}" if written else
-                 f"interrupted: nothing written to {out}; run the same command again")
+    written = results_on_interrupt(out)
     items = load_judgments(judgments)
     built = create_metrics(names, options)
     with progress_callback("scoring", progress) as update:

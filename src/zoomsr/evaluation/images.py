@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomsr.errors import DataError
+from zoomsr.errors import DataError, first_line
 
 #: File extensions the evaluation reads (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -52,10 +52,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                     geo = Georef(src.crs, tuple(src.bounds),
                                  (abs(src.res[0]), abs(src.res[1])))
     except RasterioError as exc:
-        from zoomsr.data.builder.sources import gdal_reason
-
         # GDAL's own reason: rasterio's says "See previous exception", which is not shown
-        raise DataError(f"{path}: not a readable GeoTIFF ({gdal_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)})") from None
     return np.moveaxis(arr, 0, -1), geo
 
 

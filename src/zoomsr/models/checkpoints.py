@@ -370,13 +370,12 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
     n = _KEY_EXAMPLES
     cls = type(model).__name__
     own = {k.split(".", 1)[0] for k in model.state_dict()}
-    foreign = sorted({k.split(".", 1)[0] for k in result.unexpected} - own)
-    if result.unexpected and not (result.missing or result.shape_mismatch) and \
-            not {k.split(".", 1)[0] for k in result.unexpected} & own:
+    tops = {k.split(".", 1)[0] for k in result.unexpected}
+    if tops and not (result.missing or result.shape_mismatch or tops & own):
         # The whole model is there, at the top level, beside other modules (a discriminator
         # held by the module that is the generator): not a config problem. Those keys are
         # not skipped silently: an extra top-level layer may be another architecture.
-        groups = _names([f"{f}.*" for f in foreign], n)
+        groups = _names([f"{f}.*" for f in sorted(tops)], n)
         return (
             f"{origin} holds the whole {cls} and, beside it at the top level, "
             f"{len(result.unexpected)} key(s) of other modules ({groups}), "

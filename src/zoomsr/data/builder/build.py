@@ -56,7 +56,7 @@ from zoomsr.data.builder.cloud import (
     scl_cloud_mask,
 )
 from zoomsr.data.builder.reproject import GridWindow, resampling, warp
-from zoomsr.data.builder.sources import HRImage, S2Scene, Sources
+from zoomsr.data.builder.sources import HRImage, S2Scene, Sources, is_remote
 from zoomsr.data.builder.splits import SplitConfig, tile_split, write_splits
 from zoomsr.data.layout import (
     BUILD_STATE_DIR,
@@ -608,7 +608,7 @@ def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
     paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
              *(h.path for h in sources.highres)]
     for path in paths:
-        if "://" in path or path.startswith("/vsi"):
+        if is_remote(path):
             continue
         resolved = Path(path).resolve()
         for entry in entries:

@@ -20,7 +20,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
-from zoomsr.data.builder.sources import RASTER_ERRORS, gdal_reason
+from zoomsr.data.builder.sources import RASTER_ERRORS, gdal_reason, is_remote
 from zoomsr.errors import DataError
 from zoomsr.grid import CRS, ORIGIN_SHIFT, TILE_SIZE_M, Tile
 from zoomsr.validate import check_choice
@@ -143,8 +143,7 @@ def warp(
                           dst_transform=grid.transform, dst_crs=CRS, resampling=method,
                           dst_alpha=len(bands) + 1, init_dest_nodata=True, warp_mem_limit=256)
     except RASTER_ERRORS as exc:
-        if "://" not in str(path) and not str(path).startswith("/vsi") \
-                and not Path(path).exists():
+        if not is_remote(str(path)) and not Path(path).exists():
             # read when the build was planned: moved or deleted since
             raise DataError(f"{path}: file not found (it was there when the build "
                             "started)") from None
