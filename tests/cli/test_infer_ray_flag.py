@@ -83,12 +83,16 @@ def test_default_ray_address_follows_ray_init(monkeypatch):
     assert infer_cli.default_ray_address() == "local"
 
 
+class _Calls(list):
+    pool: type
+
+
 @pytest.fixture
 def ray_calls(monkeypatch):
     """Record the address the infer command hands to the Ray path, and run locally instead."""
     import zoomsr.inference.distributed as distributed
 
-    calls: list[tuple[str, int]] = []
+    calls = _Calls()
 
     def fake_row_source(address, workers=2, gpus_per_worker=None):
         calls.append((address, workers))
@@ -96,9 +100,13 @@ def ray_calls(monkeypatch):
 
     class FakePool:
         rows = None
+        gpus = 0.0  # what the cluster gives each worker
 
         def __init__(self, address, workers=2, gpus_per_worker=None):
             calls.append((address, workers))
+
+        def worker_gpus(self):
+            return self.gpus
 
         def __enter__(self):
             return self
@@ -109,6 +117,7 @@ def ray_calls(monkeypatch):
     monkeypatch.setattr(distributed, "ray_row_source", fake_row_source)
     monkeypatch.setattr(distributed, "RayPool", FakePool)
     monkeypatch.setattr(infer_cli, "default_ray_address", lambda: "resolved-default")
+    calls.pool = FakePool
     return calls
 
 
@@ -187,3 +196,22 @@ def test_auto_with_no_cluster_says_what_to_do_in_zoomsr_terms(monkeypatch):
     text = str(info.value)
     assert text.startswith("cannot start or reach Ray at 'auto': no Ray cluster is running")
     assert "--ray HOST:PORT" in text and "--ray local" in text and "--address" not in text
+
+
+@pytest.mark.parametrize(("gpus", "precision", "expected"),
+                         [(1.0, "auto", "bf16"), (0.0, "auto", "fp32"), (1.0, "fp32", "fp32"),
+                          (0.0, "bf16", "bf16")])
+def test_auto_precision_follows_the_ray_workers_device(cli, tmp_path, ray_calls, gpus,
+                                                      precision, expected):
+    """--precision auto on a driver without a GPU ran GPU workers in fp32: it follows the
+    device the workers get (here on this CPU, so the rows are computed as they would be)."""
+    import rasterio
+
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    ray_calls.pool.gpus = gpus
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--precision", precision,
+                       "--ray", "local")
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        assert ds.tags()["zoomsr_precision"] == expected

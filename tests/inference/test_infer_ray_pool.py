@@ -51,8 +51,10 @@ class _Ray:
     def kill(self, actor) -> None:  # noqa: ANN001
         actor.killed = True
 
+    resources = {"CPU": 1}
+
     def cluster_resources(self) -> dict:
-        return {"CPU": 1}
+        return self.resources
 
     def available_resources(self) -> dict:
         return {"CPU": 0}
@@ -164,3 +166,12 @@ def test_a_worker_that_dies_while_starting_leaves_the_others_running(pool_of):
             rows.append(r)
             time.sleep(0.005)
     assert rows == list(range(30)) and dies.killed and pool._actors == [alive]
+
+
+@pytest.mark.parametrize(("cluster_gpus", "given", "expected"),
+                         [(2, None, 1.0), (1, None, 0.0), (0, None, 0.0), (0, 0.5, 0.5)])
+def test_worker_gpus_one_per_worker_when_the_cluster_has_them(cluster_gpus, given, expected):
+    pool = distributed.RayPool("auto", workers=2, gpus_per_worker=given)
+    pool._ray = _Ray()
+    pool._ray.resources = {"CPU": 4, "GPU": cluster_gpus}
+    assert pool.worker_gpus() == expected

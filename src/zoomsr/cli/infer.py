@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,7 @@ from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import ConfigError
 
 if TYPE_CHECKING:
+    from zoomsr.inference.distributed import RowSource
     from zoomsr.inference.model import InferenceModel
     from zoomsr.inference.pipeline import InferenceOptions, InferenceResult
     from zoomsr.inference.scenes import Scene
@@ -238,33 +241,36 @@ def infer(
                           "tiles are small and independent: one machine does them fast)")
     net = load_model(weights, model, config, random_weights, device, precision, bands,
                      sample_steps, seed)
-    if manifest is None and resume and not overwrite and finished_same_run(output, inputs,
-                                                                            net, options):
-        # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
-        # other file there (not a zoomsr output) is refused as usual
-        typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
-                   "computes it again)")
-        return
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     # SIGTERM (SLURM's time limit, `kill`, `docker stop`) stops a run as Ctrl-C does: rows
     # kept, temporary files removed, one line on how to go on (it left a temporary file)
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), ExitStack() as stack:
+        pool = None
+        if ray is not None:
+            from zoomsr.inference.distributed import RayPool
+
+            # one pool for the whole job: scenes and a wide scene's column strips reuse it
+            pool = stack.enter_context(RayPool(ray, workers=ray_workers))
+            if precision == "auto":
+                # auto means bf16 where the rows are computed on a GPU: the workers', not
+                # this machine's (a head node without a GPU ran GPU workers in fp32)
+                net = replace(net, autocast=pool.worker_gpus() > 0)
+        rows = pool.rows if pool is not None else None
         if manifest is not None:
             on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
-            _run_scenes(manifest, net, options, ray, ray_workers)
+            _run_scenes(manifest, net, options, rows)
+            return
+        if resume and not overwrite and finished_same_run(output, inputs, net, options):
+            # as --scenes does: a re-run of a command that finished (a requeued job)
+            # succeeds; any other file there (not a zoomsr output) is refused as usual
+            typer.echo(f"{output}: finished by an earlier run, nothing to resume "
+                       "(--overwrite computes it again)")
             return
         sides = list(side_outputs(output, save_lr, preview).values())
         before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's
         on_interrupt(lambda: _kept(output, sides, before))
-        if ray is None:
-            result = run_inference(inputs, output, net, options)
-        else:
-            from zoomsr.inference.distributed import RayPool
-
-            # one pool for the whole scene: a wide scene's column strips reuse the workers
-            with RayPool(ray, workers=ray_workers) as pool:
-                result = run_inference(inputs, output, net, options, row_source=pool.rows)
+        result = run_inference(inputs, output, net, options, row_source=rows)
     _report(result, net)
 
 
@@ -357,11 +363,9 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
 
 
 def _run_scenes(manifest: list[Scene], net: InferenceModel, options: InferenceOptions,
-                ray: str | None, ray_workers: int) -> None:
-    """Run every scene of ``manifest`` with one model (and one Ray pool); exit non-zero if any
-    scene failed, after the others ran."""
-    from contextlib import nullcontext
-
+                rows: RowSource | None) -> None:
+    """Run every scene of ``manifest`` with one model (and ``rows``: one Ray pool's); exit
+    non-zero if any scene failed, after the others ran."""
     from zoomsr.inference.scenes import SceneOutcome, run_scenes
 
     def on_scene(outcome: SceneOutcome) -> None:
@@ -374,15 +378,7 @@ def _run_scenes(manifest: list[Scene], net: InferenceModel, options: InferenceOp
         else:
             typer.echo(f"{head}: failed ({outcome.scene.output.name})")
 
-    pool = None
-    if ray is not None:
-        from zoomsr.inference.distributed import RayPool
-
-        pool = RayPool(ray, workers=ray_workers)
-    with pool if pool is not None else nullcontext():
-        report = run_scenes(manifest, net, options,
-                            row_source=pool.rows if pool is not None else None,
-                            on_scene=on_scene)
+    report = run_scenes(manifest, net, options, row_source=rows, on_scene=on_scene)
     typer.echo(f"{len(report.done)} scene(s) done, {len(report.skipped)} skipped, "
                f"{len(report.failed)} failed")
     if report.failed:

@@ -270,6 +270,14 @@ class RayPool:
         else:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
 
+    def worker_gpus(self) -> float:
+        """GPUs each model worker gets: ``gpus_per_worker``, else 1 when the cluster has a GPU
+        per worker, else 0 (starts or joins Ray to ask the cluster)."""
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        self.start()
+        return 1.0 if self._ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
+
     def _kill_actors(self) -> None:
         for actor in self._actors:
             with contextlib.suppress(Exception):  # already dead: nothing left to release
@@ -285,10 +293,7 @@ class RayPool:
         ray = self._ray
         self._kill_actors()
         spec = _model_spec(model)
-        gpus = self.gpus_per_worker
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
-        self._gpus = gpus
+        gpus = self._gpus = self.worker_gpus()
         state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
         worker = _worker_class(ray)
         state_ref = ray.put(state)

@@ -788,7 +788,7 @@ def run_inference(
     if is_s2naip_input(items):
         from zoomsr.inference.s2naip import run_s2naip
 
-        if "row_source" in kwargs:
+        if kwargs.pop("row_source", None) is not None:
             raise InputError("S2-NAIP chunk input runs locally (no --ray)")
         return run_s2naip(items[0], output, model, options, **kwargs)
     found = discover_frames(inputs, radiometry=options.radiometry, rgb_bands=options.rgb_bands,
