@@ -329,7 +329,9 @@ def test_chunk_layout_short_series_note(cli, tiny_dataset, tmp_path):
     code, out, err = cli("infer", tiny_dataset, "-o", tmp_path / "grid.tif", *eight)
     assert code == 0, err
     assert ("note: 4 tile(s) had fewer than 8 time steps free of black pixels where other "
-            "steps have data (a short series, or black steps): the best were repeated") in out
+            "steps have data (a short series, or black steps): the black pixels were filled "
+            "from the other steps, and a series shorter than the model's repeated its best "
+            "steps") in out
     assert "gaps were filled" not in out
 
 

@@ -1,4 +1,5 @@
-"""Band-variant models (TCI + B08, 20 m, 60 m bands) and SCL-aware frame choice."""
+"""Band-variant models (TCI + B08, 20 m, 60 m bands) and cloud-aware frame choice (SCL,
+MSK_CLASSI)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_real_tci_b08_scl_read_on_the_native_grid(shared_dir, tmp_path):
     (b08,) = frame.extras
     assert b08.name == "b08" and b08.path.name == "B08.tif"
     assert b08.radiometry == "dn" and b08.dn_offset == 0.0  # baseline 02.14 (STAC item)
-    assert frame.scl is not None and frame.scl.path.name == "SCL.tif"
+    assert frame.clouds is not None and frame.clouds.path.name == "SCL.tif"
 
     model = _model(1, "tci,b08")
     from zoomsr.inference.grid import plan_grid
@@ -180,7 +181,7 @@ def test_scl_clouds_steer_the_frame_choice(tmp_path):
                    transform, crs="EPSG:3857")
     model = _model(2, "tci")
     both = run_inference(folder, tmp_path / "all.tif", model, _opts())
-    assert [f.scl is not None for f in both.frames] == [True, True, True]
+    assert [f.clouds is not None for f in both.frames] == [True, True, True]
     clear = tmp_path / "clear"
     clear.mkdir()
     for p in paths[1:]:
@@ -310,9 +311,108 @@ def test_named_files_find_their_dates_other_bands_beside_them(tmp_path):
     frames = discover_frames(paths, dn_offset=0, extra_bands=("b08",)).frames
     assert [f.extras[0].path.name for f in frames] == ["S2_20240101_B08.tif",
                                                         "S2_20240102_B08.tif"]
-    assert frames[0].scl.path == scl and frames[1].scl is None
+    assert frames[0].clouds.path == scl and frames[1].clouds is None
     # a date without one: the advice names a file that would be found
     paths[1].with_name("S2_20240102_B08.tif").unlink()
     with pytest.raises(DataError, match=r"S2_20240102_TCI.tif: no B08 .* put it beside as e.g. "
                                         r"S2_20240102_B08.tif"):
         discover_frames(paths, dn_offset=0, extra_bands=("b08",))
+
+
+def _l1c_safe(root: Path, tci: Path, day: int, mask: np.ndarray | None) -> Path:
+    """An L1C SAFE product (ESA's layout, JPEG 2000) of the TCI ``tci`` and, when given,
+    its cloud mask ``mask`` ``[3, h, w]`` (opaque, cirrus, snow) at 60 m."""
+    stamp = f"202401{day:02d}T103429"
+    granule = (root / f"S2B_MSIL1C_{stamp}_N0510_R108_T31UFU_{stamp}.SAFE" / "GRANULE"
+               / f"L1C_T31UFU_A035668_{stamp}")
+    (granule / "IMG_DATA").mkdir(parents=True)
+    (granule / "QI_DATA").mkdir()
+    with rasterio.open(tci) as src:
+        data, profile = src.read(), src.profile
+    profile.update(driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES")
+    for k in ("tiled", "blockxsize", "blockysize", "interleave", "compress", "photometric"):
+        profile.pop(k, None)
+    with rasterio.open(granule / "IMG_DATA" / f"T31UFU_{stamp}_TCI.jp2", "w", **profile) as d:
+        d.write(data)
+    if mask is not None:
+        t = profile["transform"]
+        with rasterio.open(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", "w",
+                           driver="JP2OpenJPEG", width=mask.shape[2], height=mask.shape[1],
+                           count=3, dtype="uint8", crs=profile["crs"], QUALITY=100,
+                           REVERSIBLE="YES",
+                           transform=Affine(60.0, 0, t.c, 0, -60.0, t.f)) as d:
+            d.write(mask)
+    return granule
+
+
+def test_l1c_cloud_mask_steers_the_frame_choice(tmp_path, cli):
+    """L1C has no SCL; its SAFE granules carry MSK_CLASSI (opaque, cirrus, snow flags, 60 m):
+    three equally complete dates, the first opaque-cloudy, the second cirrus-covered, the third
+    clear but snowy (snow is not cloud). So the third and the least cloudy other are used."""
+    tcis = write_frames(tmp_path / "tci", n=3, size=(40, 40), seed=3, crs="EPSG:32631")
+    masks = np.zeros((3, 3, 7, 7), np.uint8)
+    masks[0, 0] = 1  # opaque everywhere
+    masks[1, 1, :3] = 1  # cirrus over the top three 60 m rows
+    masks[2, 2] = 1  # snow
+    safes = tmp_path / "safes"
+    for i in range(3):
+        _l1c_safe(safes, tcis[i], i + 1, masks[i])
+    found = discover_frames(safes).frames
+    assert [f.clouds.name for f in found] == ["msk_classi"] * 3
+    assert [f.clouds.path.parent.name for f in found] == ["QI_DATA"] * 3
+    model = _model(2, "tci")
+    used = run_inference(safes, tmp_path / "all.tif", model, _opts(native_grid=True))
+    assert used.grid.crs.to_epsg() == 32631
+    clear = tmp_path / "clear"
+    for i in (1, 2):
+        _l1c_safe(clear, tcis[i], i + 1, None)
+    run_inference(clear, tmp_path / "clear.tif", model, _opts(native_grid=True))
+    out = read(tmp_path / "all.tif")[0]
+    assert out.std() > 1 and np.array_equal(out, read(tmp_path / "clear.tif")[0])
+    # the mask is what steered it: without it the first two dates win the tie
+    for m in safes.glob("*/GRANULE/*/QI_DATA/*.jp2"):
+        m.unlink()
+    run_inference(safes, tmp_path / "nomask.tif", model, _opts(native_grid=True))
+    assert not np.array_equal(read(tmp_path / "nomask.tif")[0], out)
+    # the CLI says which layer steered the choice
+    shutil.rmtree(safes)
+    for i in range(3):
+        _l1c_safe(safes, tcis[i], i + 1, masks[i])
+    code, out_text, err = cli("infer", safes, "-o", tmp_path / "cli.tif", "--model", "rrdbnet",
+                              "-c", ",".join(f"{k}={v}" for k, v in
+                                             {**TINY, "num_in_ch": 6}.items()),
+                              "--random-weights", "--window", "32", "--overlap", "8",
+                              "--no-progress", "--device", "cpu", "--native-grid")
+    assert code == 0, err
+    assert "frame choice: clouds counted (MSK_CLASSI for 3 of 3 date(s))" in out_text
+
+
+def test_an_scl_wins_over_the_cloud_mask_and_named_masks_are_found(tmp_path):
+    """An L2A granule has both (MSK_CLASSI from baseline 04.00): the SCL, finer in classes, is
+    used. A folder of named files finds a date's MSK_CLASSI by its name."""
+    paths = write_frames(tmp_path / "in", n=1, size=(40, 40), crs="EPSG:32631")
+    with rasterio.open(paths[0]) as ds:
+        t = ds.transform
+    mask = Affine(60.0, 0, t.c, 0, -60.0, t.f)
+    named = tmp_path / "in" / "S2_20240101_MSK_CLASSI.tif"
+    with rasterio.open(named, "w", driver="GTiff", width=7, height=7, count=3, dtype="uint8",
+                       crs="EPSG:32631", transform=mask) as d:
+        d.write(np.zeros((3, 7, 7), np.uint8))
+    assert discover_frames(tmp_path / "in").frames[0].clouds.path == named
+    manifest = tmp_path / "frames.json"  # or listed by its key
+    manifest.write_text(json.dumps([{"tci": str(paths[0]), "msk_classi": str(named)}]))
+    assert discover_frames(manifest).frames[0].clouds.path == named
+    _band_file(tmp_path / "in" / "S2_20240101_SCL.tif", np.full((20, 20), 4, np.uint8),
+               Affine(20.0, 0, t.c, 0, -20.0, t.f))
+    assert discover_frames(tmp_path / "in").frames[0].clouds.name == "scl"
+
+
+def test_a_cloud_mask_without_its_cirrus_band_is_refused(tmp_path):
+    paths = write_frames(tmp_path / "in", n=1, size=(40, 40), crs="EPSG:32631")
+    with rasterio.open(paths[0]) as ds:
+        t = ds.transform
+    bad = _band_file(tmp_path / "in" / "S2_20240101_MSK_CLASSI.tif",
+                     np.zeros((7, 7), np.uint8), Affine(60.0, 0, t.c, 0, -60.0, t.f))
+    with pytest.raises(DataError, match=rf"^{bad}: MSK_CLASSI must be an 8-bit cloud mask with "
+                                        r"opaque and cirrus bands \(band 1, 2\), found 1 band"):
+        discover_frames(tmp_path / "in")

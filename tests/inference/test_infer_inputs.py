@@ -25,7 +25,7 @@ def test_real_folder_prefers_tci_and_reads_level(real_scene):
     assert frame.crs.to_epsg() == 32629
     ignored = " ".join(found.ignored)
     assert "B08.tif" in ignored and "B02.tif" in ignored  # B08: the default model is RGB
-    assert frame.scl is not None and frame.scl.path.name == "SCL.tif"  # used to choose frames
+    assert frame.clouds is not None and frame.clouds.path.name == "SCL.tif"  # used to choose frames
     assert frame.extras == ()
 
 
@@ -313,7 +313,7 @@ def test_safe_products_are_read_from_their_img_data(tmp_path):
     found = discover_frames(new)
     (frame,) = found.frames
     assert [p.parent.name for p in frame.paths] == ["R10m"] * 3
-    assert frame.dn_offset == 1000 and frame.scl is not None
+    assert frame.dn_offset == 1000 and frame.clouds is not None
     assert any("B04_20m.tif: red also at a finer resolution" in line for line in found.ignored)
     frames = discover_frames(tmp_path / "products").frames
     assert sorted((f.paths[0].name[7:15], f.dn_offset) for f in frames) == [

@@ -41,6 +41,28 @@ def test_georeference_3857_training_grid(frames_3857, tiny_model, tmp_path):
     assert result.windows == result.windows_computed > 1
 
 
+def test_a_grid_from_rounded_mercator_constants_is_read_directly(tmp_path, tiny_model):
+    """A raster on the training lattice built with Web Mercator's rounded extents
+    (20037508.343 m, as often quoted) is ~5e-6 px off the exact lattice: it got an extra masked
+    row and column and was resampled. It is on the lattice: read as it is, same size."""
+    res = 40075016.686 / 2**17 / 32
+    x0, y0 = -20037508.343 + 60000 * 32 * res, 20037508.343 - 51000 * 32 * res
+    t = tiles.Tile(60000, 51000).bounds
+    off = max(abs(x0 - t.left), abs(y0 - t.top)) / res
+    assert 1e-6 < off < 1e-4  # off the exact lattice, by the constants' rounding
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 40),
+                         transform=Affine(res, 0, x0, 0, -res, y0))
+    out = tmp_path / "sr.tif"
+    run_inference(paths, out, tiny_model(2), _opts(save_lr=True))
+    data, mask, meta = read(out)
+    assert data.shape == (3, 160, 160) and mask.min() == 255
+    mean = np.mean([rasterio.open(p).read().astype(float) for p in paths], axis=0)
+    with rasterio.open(out.with_name("sr.lr.tif")) as lr:  # the mean of the frames, as read
+        assert np.abs(lr.read() - mean).max() <= 0.5 + 1e-9  # directly: not resampled
+    assert np.allclose(tuple(meta["bounds"]), (t.left, t.top - 40 * res, t.left + 40 * res,
+                                               t.top), atol=0.01)
+
+
 def test_georeference_utm_native_grid(tmp_path, tiny_model):
     paths = write_frames(tmp_path / "utm", n=2, size=(36, 44), crs="EPSG:32631")
     out = tmp_path / "sr.tif"

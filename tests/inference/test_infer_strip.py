@@ -188,7 +188,7 @@ def test_strip_preparation_stays_on_its_device(tmp_path):
     paths = write_frames(tmp_path / "in", n=3, size=(32, 40), crs="EPSG:32631",
                          dtype="uint16", holes=holes)
     frames = discover_frames(paths, dn_offset=1000.0).frames
-    frames[1] = dataclasses.replace(frames[1], scl=_scl(tmp_path / "scl.tif", frames[1]))
+    frames[1] = dataclasses.replace(frames[1], clouds=_scl(tmp_path / "scl.tif", frames[1]))
     reader = SceneReader(frames, plan_grid(frames, 4))
     try:
         pixels, valid, cloudy = reader.read_strip(Window(0, 0, 30, 20), meta)
@@ -222,7 +222,7 @@ def test_a_scene_row_makes_one_transfer_after_its_model_calls(tmp_path, monkeypa
     paths = write_frames(tmp_path / "in", n=4, size=(40, 56), dtype="uint16",
                          holes={0: (slice(0, 10), slice(0, 20))})
     frames = discover_frames(paths, dn_offset=1000.0).frames
-    frames[1] = dataclasses.replace(frames[1], scl=_scl(tmp_path / "scl.tif", frames[1]))
+    frames[1] = dataclasses.replace(frames[1], clouds=_scl(tmp_path / "scl.tif", frames[1]))
     grid = plan_grid(frames, 4)
     windows = WindowGrid(grid.height, grid.width, Tiling(window=24, overlap=8))
     model = tiny_model(2)
@@ -349,7 +349,7 @@ def test_a_strip_is_decoded_into_one_buffer_sent_once(tmp_path, monkeypatch):
     moved = write_frames(tmp_path / "moved", n=1, size=(32, 40), dtype="uint16", seed=5,
                          transform=frames[0].transform @ Affine.translation(20, 6))
     frames = discover_frames(paths + moved, dn_offset=1000.0).frames
-    frames[1] = dataclasses.replace(frames[1], scl=_scl(tmp_path / "scl.tif", frames[1]))
+    frames[1] = dataclasses.replace(frames[1], clouds=_scl(tmp_path / "scl.tif", frames[1]))
     grid = plan_grid(frames, 4)
     assert (grid.width, grid.height) == (60, 38)
     sent = []

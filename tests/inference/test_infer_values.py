@@ -135,7 +135,7 @@ def test_damage_inside_an_scl_is_named_before_any_work(tmp_path):
     _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 128, 128), np.uint8))
     scl = _write(tmp_path / "S2_20240101_SCL.tif", rng.integers(0, 11, (1, 64, 64), np.uint8),
                  res=20.0, tiled=True, blockxsize=16, blockysize=16, compress="deflate")
-    assert discover_frames(tmp_path).frames[0].scl is not None
+    assert discover_frames(tmp_path).frames[0].clouds is not None
     damage_middle_tile(scl)
     with pytest.raises(DataError, match=r"^/.*S2_20240101_SCL.tif: corrupt raster data \("):
         discover_frames(tmp_path)

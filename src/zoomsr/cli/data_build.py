@@ -28,8 +28,8 @@ def build(
     window_days: int = typer.Option(
         90, "--window-days", help="Keep Sentinel-2 within this many days of the high-res date."),
     cloud: str = typer.Option(
-        "auto", "--cloud", help="Cloud test: auto (SCL if present, else brightness), scl, "
-        "brightness, none."),
+        "auto", "--cloud", help="Cloud test: auto (SCL if present, else the L1C cloud "
+        "mask MSK_CLASSI_B00, else brightness), scl, msk_classi, brightness, none."),
     max_cloud: float = typer.Option(
         0.1, "--max-cloud", help="Drop a frame from a tile above this cloudy share (0-1)."),
     min_frames: int = typer.Option(1, "--min-frames", help="Skip tiles with fewer frames."),

@@ -335,17 +335,20 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
               else f"{result.windows} S2-NAIP tile(s), each a chunk")
     typer.echo(f"model {net.label} ({net.n_images} image(s){bands}), {source}"
                + (f", {result.rows_resumed} window rows resumed" if result.rows_resumed else ""))
-    with_scl = sum(f.scl is not None for f in result.frames)
-    if with_scl:
-        typer.echo(f"frame choice: SCL clouds counted for {with_scl} of {len(result.frames)} "
-                   "date(s)")
+    layers = [f.clouds.name for f in result.frames if f.clouds is not None]
+    if layers:
+        by = " and ".join(f"{n.upper()} for {layers.count(n)}" for n in ("scl", "msk_classi")
+                          if n in layers)
+        typer.echo(f"frame choice: clouds counted ({by} of {len(result.frames)} date(s))")
     if result.few_frame_windows and 0 < len(result.frames) < net.n_images:
         typer.echo(f"note: {len(result.frames)} date(s) for a model of {net.n_images} images: "
                    "the best dates were repeated in every window")
     elif result.few_frame_windows and not result.frames:  # S2-NAIP tiles
         typer.echo(f"note: {result.few_frame_windows} tile(s) had "
                    f"{_fewer_than(net.n_images, 'time step')} free of black pixels where other "
-                   "steps have data (a short series, or black steps): the best were repeated")
+                   "steps have data (a short series, or black steps): the black pixels were "
+                   "filled from the other steps, and a series shorter than the model's "
+                   "repeated its best steps")
     elif result.few_frame_windows:
         typer.echo(f"note: {result.few_frame_windows} window(s) had "
                    f"{_fewer_than(net.n_images, 'date')} free of nodata where other dates "

@@ -1,8 +1,9 @@
 """Choosing, per window, which frames (dates) feed the model, and filling their gaps.
 
 A frame's score in a window is its number of unusable pixels: nodata/black, plus saturated
-ones (every RGB channel at 255: clouds, glint), plus, where the frame has an SCL, cloud,
-cloud-shadow and cirrus pixels. The ``n`` frames with the lowest scores are taken,
+ones (every RGB channel at 255: clouds, glint), plus, where the frame has a cloud layer, its
+cloudy pixels (SCL: cloud, cloud-shadow, cirrus; MSK_CLASSI: opaque cloud, cirrus). The ``n``
+frames with the lowest scores are taken,
 ties broken by input order, so the choice is deterministic. A window where fewer than ``n``
 frames are free of nodata is counted and reported; pixels that no frame covers (outside
 every date's footprint: a reprojected scene's corners, the scene's edge) count against none.
@@ -27,8 +28,8 @@ def unusable(pixels: Array, valid: Array, cloudy: Array | None = None) -> Array:
     """``[T, h, w]`` True where a frame's pixel is of no use: nodata, saturated, or cloudy.
 
     ``pixels`` ``[T, C, h, w]`` (RGB first), ``valid`` ``[T, h, w]``; ``cloudy`` ``[T, h, w]``
-    (from the SCL, valid pixels only) adds cloud, cloud-shadow and cirrus pixels. NumPy arrays
-    or torch tensors.
+    (from the SCL or MSK_CLASSI, valid pixels only) adds its cloudy pixels. NumPy arrays or
+    torch tensors.
     """
     bad = ~valid | ((pixels[:, :3] >= SATURATED).all(1) & valid)
     return bad if cloudy is None else bad | cloudy

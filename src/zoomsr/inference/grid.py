@@ -23,8 +23,11 @@ from zoomsr import grid as tiles
 from zoomsr.errors import DataError, InputError, ZoomsrWarning
 from zoomsr.inference.inputs import Frame
 
-# Edges closer than this fraction of a pixel to a lattice line count as on it (float noise).
-_SNAP_TOL = 1e-6
+#: Edges closer than this fraction of a pixel to a lattice line count as on it, and a raster
+#: this close to the grid's lattice is read directly (not resampled): float noise, and grids
+#: built from rounded constants (Web Mercator's half-extent as 20037508.343 m is up to 2e-5 px off
+#: the exact lattice) stay on it; 1e-3 px is 1 cm at 9.555 m.
+SNAP_TOL_PX = 1e-3
 #: Coarsest input pixel (ground metres) resampled onto the training grid: Sentinel-2's RGB is
 #: 10 m; 20 m products (an L2A's TCI_20m) still make sense, coarser ones mean another sensor
 #: or a preview, and would be blown up into a job many times the area's worth.
@@ -172,7 +175,10 @@ def pixel_sides_in(raster: Frame | Any, crs: CRS) -> tuple[float, float]:
 def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:
     k = (value - origin) / res
     nearest = round(k)
-    k = nearest if abs(k - nearest) < _SNAP_TOL else math.floor(k) if outward_down else math.ceil(k)
+    if abs(k - nearest) < SNAP_TOL_PX:
+        k = nearest
+    else:
+        k = math.floor(k) if outward_down else math.ceil(k)
     return origin + k * res
 
 

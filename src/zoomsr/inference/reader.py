@@ -34,8 +34,9 @@ from zoomsr.inference.arrays import (
     staging_buffer,
     travel_dtype,
 )
-from zoomsr.inference.grid import TargetGrid, pixel_sides_in
+from zoomsr.inference.grid import SNAP_TOL_PX, TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
+from zoomsr.inference.inputs.files import CLOUD_ROLES
 from zoomsr.inference.inputs.rasters import gdal_messages_logged
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
@@ -59,7 +60,7 @@ def aligned_offsets(grid: TargetGrid, crs, t) -> tuple[int, int] | None:  # noqa
         return None
     col = (g.c - t.c) / t.a
     row = (g.f - t.f) / t.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+    if abs(col - round(col)) > SNAP_TOL_PX or abs(row - round(row)) > SNAP_TOL_PX:
         return None
     return round(row), round(col)
 
@@ -151,8 +152,9 @@ class SceneReader:
                                          f.height, f.dtype, f.nodata, Resampling.bilinear)]
                     sources.append(srcs)
                     for a in f.aux:
-                        kind = Resampling.nearest if a.name == "scl" else Resampling.bilinear
-                        srcs.append(self._source([a.path], [[a.band]], a.crs, a.transform,
+                        kind = (Resampling.nearest if a.name in CLOUD_ROLES
+                                else Resampling.bilinear)
+                        srcs.append(self._source([a.path], [a.read_bands], a.crs, a.transform,
                                                  a.width, a.height, a.dtype, a.nodata, kind))
             except BaseException:
                 self.close()
@@ -253,16 +255,16 @@ class SceneReader:
 
         The file values travel to ``device`` in their own dtype (uint8 TCI: a quarter of the
         bytes of float32), all in one copy, and are scaled and checked there. A pixel is valid
-        where the RGB and every extra band hold data. Cloudy (SCL classes :data:`SCL_CLOUDY`)
-        is None when no frame has an SCL.
+        where the RGB and every extra band hold data. Cloudy (SCL classes :data:`SCL_CLOUDY`,
+        or MSK_CLASSI's opaque and cirrus flags) is None when no frame has a cloud layer.
         """
         device = device or torch.device("cpu")
         h, w = int(window.height), int(window.width)
         n = len(self.frames)
         pixels = torch.zeros((n, self.channels, h, w), dtype=torch.float32, device=device)
         valid = torch.zeros((n, h, w), dtype=torch.bool, device=device)
-        with_scl = any(f.scl is not None for f in self.frames)
-        cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_scl else None
+        with_clouds = any(f.clouds is not None for f in self.frames)
+        cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_clouds else None
         for i, (frame, values) in enumerate(zip(self.frames, self._read_raw(window, device),
                                                 strict=True)):
             raw = values[0]
@@ -274,10 +276,13 @@ class SceneReader:
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
             valid[i] = ok
-            if frame.scl is not None and cloudy is not None:
-                scl = values[-1][0]
-                for c in SCL_CLOUDY:
-                    cloudy[i] |= scl == c
+            if frame.clouds is not None and cloudy is not None:
+                layer = values[-1]
+                if frame.clouds.name == "scl":
+                    for c in SCL_CLOUDY:
+                        cloudy[i] |= layer[0] == c
+                else:  # MSK_CLASSI: opaque or cirrus flagged
+                    cloudy[i] |= (layer != 0).any(0)
                 cloudy[i] &= ok
         return pixels, valid, cloudy
 

@@ -154,25 +154,42 @@ def utc(y: int, m: int, d: int) -> dt.datetime:
     return dt.datetime(y, m, d, 17, 0, 0, tzinfo=dt.timezone.utc)
 
 
-def make_safe(root: Path, scene_dir: Path, when: dt.datetime, baseline: str = "04.00") -> Path:
-    """A minimal L2A SAFE folder (JP2 files, MTD_MSIL2A.xml) made from a generated scene."""
+def make_safe(root: Path, scene_dir: Path, when: dt.datetime, baseline: str = "04.00",
+              level: str = "L2A", cloud_mask: np.ndarray | None = None) -> Path:
+    """A minimal SAFE folder (JP2 files, MTD_MSIL2A.xml / MTD_MSIL1C.xml) made from a generated
+    scene. L1C: TCI and B08 in ``IMG_DATA`` itself, and ``cloud_mask`` (``[3, H, W]`` uint8:
+    opaque, cirrus, snow; on the SCL's grid) as ``QI_DATA/MSK_CLASSI_B00.jp2``."""
     from rasterio.shutil import copy as rio_copy
 
     stamp = when.strftime("%Y%m%dT%H%M%S")
     nbase = "N" + baseline.replace(".", "")
-    safe = root / f"S2A_MSIL2A_{stamp}_{nbase}_R069_T15TVG_{stamp}.SAFE"
-    img = safe / "GRANULE" / f"L2A_T15TVG_A000000_{stamp}" / "IMG_DATA"
-    for name, res in (("TCI", 10), ("B08", 10), ("B05", 20), ("SCL", 20)):
-        folder = img / f"R{res}m"
+    code = level[1:]  # 2A, 1C
+    safe = root / f"S2A_MSI{level}_{stamp}_{nbase}_R069_T15TVG_{stamp}.SAFE"
+    granule = safe / "GRANULE" / f"{level}_T15TVG_A000000_{stamp}"
+    img = granule / "IMG_DATA"
+    files = (("TCI", 10), ("B08", 10), ("B05", 20), ("SCL", 20)) if level == "L2A" else (
+        ("TCI", 10), ("B08", 10))
+    for name, res in files:
+        folder = img / f"R{res}m" if level == "L2A" else img
         folder.mkdir(parents=True, exist_ok=True)
-        rio_copy(scene_dir / f"{name}.tif", folder / f"T15TVG_{stamp}_{name}_{res}m.jp2",
+        suffix = f"_{res}m" if level == "L2A" else ""
+        rio_copy(scene_dir / f"{name}.tif", folder / f"T15TVG_{stamp}_{name}{suffix}.jp2",
                  driver="JP2OpenJPEG", REVERSIBLE="YES", QUALITY="100")
+    if cloud_mask is not None:
+        (granule / "QI_DATA").mkdir()
+        with rasterio.open(scene_dir / "SCL.tif") as scl:
+            profile = dict(driver="JP2OpenJPEG", width=scl.width, height=scl.height, count=3,
+                           dtype="uint8", crs=scl.crs, transform=scl.transform,
+                           REVERSIBLE="YES", QUALITY="100")
+        with rasterio.open(granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", "w", **profile) as dst:
+            dst.write(cloud_mask)
     offset = "-1000" if float(baseline) >= 4 else "0"
-    (safe / "MTD_MSIL2A.xml").write_text(
-        "<?xml version='1.0'?><n1:Level-2A_User_Product xmlns:n1='x'><General_Info>"
+    kind = "BOA" if level == "L2A" else "RADIO"
+    (safe / f"MTD_MSIL{code}.xml").write_text(
+        f"<?xml version='1.0'?><n1:Level-{code}_User_Product xmlns:n1='x'><General_Info>"
         f"<Product_Info><PRODUCT_START_TIME>{when.isoformat()}</PRODUCT_START_TIME>"
         f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>"
-        "<BOA_ADD_OFFSET_VALUES_LIST>"
-        f"<BOA_ADD_OFFSET band_id='0'>{offset}</BOA_ADD_OFFSET>"
-        "</BOA_ADD_OFFSET_VALUES_LIST></General_Info></n1:Level-2A_User_Product>\n")
+        f"<{kind}_ADD_OFFSET_VALUES_LIST>"
+        f"<{kind}_ADD_OFFSET band_id='0'>{offset}</{kind}_ADD_OFFSET>"
+        f"</{kind}_ADD_OFFSET_VALUES_LIST></General_Info></n1:Level-{code}_User_Product>\n")
     return safe

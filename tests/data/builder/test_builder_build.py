@@ -520,6 +520,41 @@ def test_brightness_test_without_scl(builder_scene, tmp_path):
                       BuildConfig(cloud_method="scl"))
 
 
+def test_l1c_cloud_mask_marks_clouds_the_brightness_test_cannot_see(builder_scene, tmp_path):
+    """L1C SAFE products from baseline 04.00 carry MSK_CLASSI: `--cloud auto` uses it. Both
+    dates here have the clear date's TCI (nothing bright), and the second's mask flags the
+    cloud over one tile as opaque (and the snow band everywhere, which is not cloud)."""
+    with rasterio.open(builder_scene.s2["cloudy"] / "SCL.tif") as ds:
+        scl = ds.read(1)
+    mask = np.stack([np.isin(scl, (8, 9)), scl == 10, np.ones_like(scl, bool)]).astype(np.uint8)
+    assert mask[0].any()
+    clear_mask = np.zeros_like(mask)
+    clear_mask[2] = 1  # snow only
+    scenes_dir = tmp_path / "s2"
+    make_safe(scenes_dir, builder_scene.s2["clear"], utc(2019, 8, 1), level="L1C",
+              cloud_mask=clear_mask)
+    make_safe(scenes_dir, builder_scene.s2["clear"], utc(2019, 9, 20), level="L1C",
+              cloud_mask=mask)
+    scenes = discover_sentinel2([scenes_dir])
+    assert [(s.level, "msk_classi" in s.files, "scl" in s.files) for s in scenes] == [
+        ("L1C", True, False)] * 2
+    hr = discover_highres([builder_scene.hr_path])
+    result = build_dataset(tmp_path / "out", Sources(scenes, hr), CONFIG)
+    frames = frames_of(result.root, builder_scene.cloudy_tile)
+    cloudy = [f for f in frames if f["datetime"].startswith("2019-09-20")]
+    assert cloudy[0]["cloud_method"] == "msk_classi" and cloudy[0]["status"] == "cloudy"
+    assert result.counts["frames_cloudy"] == 1
+    # the brightness test, forced, sees nothing there: the mask was what found the cloud
+    seen = build_dataset(tmp_path / "bright", Sources(scenes, hr),
+                         dataclass_replace(CONFIG, cloud_method="brightness"))
+    assert seen.counts.get("frames_cloudy", 0) == 0
+    bare = tmp_path / "bare"
+    make_safe(bare, builder_scene.s2["clear"], utc(2019, 8, 1), level="L1C")
+    with pytest.raises(InputError, match="--cloud msk_classi needs its L1C cloud mask"):
+        build_dataset(tmp_path / "x", Sources(discover_sentinel2([bare]), hr),
+                      dataclass_replace(CONFIG, cloud_method="msk_classi"))
+
+
 def test_an_interrupted_build_says_what_it_kept_and_how_to_go_on(cli, builder_scene, tmp_path,
                                                                  monkeypatch):
     """Ctrl-C during `data build`: one line with the pairs kept and the command to go on (it

@@ -10,6 +10,7 @@ import pytest
 
 from zoomsr.data.builder.cloud import (
     brightness_cloud_mask,
+    classi_cloud_mask,
     cloud_fraction,
     resolve_method,
     scl_cloud_mask,
@@ -84,6 +85,13 @@ def test_scl_and_brightness_cloud():
     tci[:, 0, 1] = (250, 240, 60)  # bright but yellow: not cloud
     assert brightness_cloud_mask(tci).tolist() == [[True, False], [False, False]]
     assert resolve_method("auto", True) == "scl" and resolve_method("auto", False) == "brightness"
+    assert resolve_method("auto", True, True) == "scl"
+    assert resolve_method("auto", False, True) == "msk_classi"
+    classi = np.zeros((3, 2, 2), np.uint8)
+    classi[0, 0, 0] = 1  # opaque
+    classi[1, 1, 1] = 1  # cirrus
+    classi[2] = 1  # snow everywhere: not cloud
+    assert classi_cloud_mask(classi).tolist() == [[True, False], [False, True]]
     with pytest.raises(ConfigError, match="cloud method"):
         resolve_method("magic", True)
 

@@ -2,7 +2,7 @@
 
 - :mod:`~zoomsr.data.builder.sources`: finding scenes/images (SAFE, band files, manifests), dates
 - :mod:`~zoomsr.data.builder.reproject`: warping onto the zoom-17 tile grid, block by block
-- :mod:`~zoomsr.data.builder.cloud`: per-tile cloud fraction (SCL or brightness test)
+- :mod:`~zoomsr.data.builder.cloud`: per-tile cloud fraction (SCL, MSK_CLASSI or brightness test)
 - :mod:`~zoomsr.data.builder.splits`: spatially disjoint train/val/test splits
 - :mod:`~zoomsr.data.builder.build`: the parallel, resumable build and its index
 - :mod:`~zoomsr.data.builder.stac`: STAC search writing a manifest (needs pystac-client)

@@ -51,6 +51,7 @@ from zoomsr.data.builder.cloud import (
     DEFAULT_BRIGHTNESS_THRESHOLD,
     DEFAULT_CLOUD_CLASSES,
     brightness_cloud_mask,
+    classi_cloud_mask,
     cloud_fraction,
     resolve_method,
     scl_cloud_mask,
@@ -92,8 +93,8 @@ class BuildConfig:
         bands: layout bands to write, ``tci`` first (e.g. ``("tci", "b08")``).
         scale: high-res chunk is ``32*scale`` px per tile (4: 2.389 m, the paper's NAIP).
         window_days: keep Sentinel-2 frames within this many days of the high-res capture.
-        cloud_method: ``auto`` (SCL when the scene has it, else brightness), ``scl``,
-            ``brightness`` or ``none``.
+        cloud_method: ``auto`` (SCL when the scene has it, else the L1C cloud mask
+            MSK_CLASSI, else brightness), ``scl``, ``msk_classi``, ``brightness`` or ``none``.
         max_cloud: drop a frame from a tile when more than this share of its pixels is cloud.
         cloud_classes: SCL codes counted as cloud (default shadows, clouds, cirrus).
         brightness_threshold: brightness test: cloud where min(R, G, B) of TCI >= this.
@@ -290,6 +291,10 @@ def _check_sources(sources: Sources, config: BuildConfig) -> None:
         if config.cloud_method == "scl" and "scl" not in scene.files:
             raise InputError(f"Sentinel-2 scene {scene.id}: --cloud scl needs an SCL file "
                              "(L2A); use --cloud auto or brightness")
+        if config.cloud_method == "msk_classi" and "msk_classi" not in scene.files:
+            raise InputError(f"Sentinel-2 scene {scene.id}: --cloud msk_classi needs its L1C "
+                             "cloud mask (MSK_CLASSI_B00, processing baseline 04.00 on); use "
+                             "--cloud auto or brightness")
     with_dn_offsets(sources, config)  # after: it names one of the bands checked above
 
 
@@ -383,7 +388,8 @@ def _harmonise(data: np.ndarray, valid: np.ndarray, offset: int) -> np.ndarray:
 def _read_scene(scene: S2Scene, grid: GridWindow, config: BuildConfig
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, str]:
     """Warp one scene onto ``grid``: band arrays ``[C, H, W]``, validity, cloud mask, method."""
-    method = resolve_method(config.cloud_method, "scl" in scene.files)
+    method = resolve_method(config.cloud_method, "scl" in scene.files,
+                            "msk_classi" in scene.files)
     interp = resampling(config.s2_resampling)
     arrays: dict[str, np.ndarray] = {}
     if "tci" in scene.files:
@@ -410,6 +416,10 @@ def _read_scene(scene: S2Scene, grid: GridWindow, config: BuildConfig
         scl, ok = warp(scene.files["scl"], grid, resampling("nearest"), [1], src_nodata=0)
         valid &= ok & (scl[0] > 0)
         cloud = scl_cloud_mask(scl[0], config.cloud_classes)
+    elif method == "msk_classi":
+        # 0 is "clear", not nodata: the mask's own extent says where it has data
+        mask, ok = warp(scene.files["msk_classi"], grid, resampling("nearest"), [1, 2])
+        cloud = classi_cloud_mask(mask) & ok
     elif method == "brightness":
         cloud = brightness_cloud_mask(tci, config.brightness_threshold)
     return arrays, valid, cloud, method

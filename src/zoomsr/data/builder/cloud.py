@@ -1,5 +1,6 @@
-"""Per-tile cloud fraction of a Sentinel-2 frame: from the L2A scene classification layer (SCL)
-or, without one (L1C), from a brightness test on the true-colour image."""
+"""Per-tile cloud fraction of a Sentinel-2 frame: from the L2A scene classification layer (SCL),
+else from the L1C cloud mask (MSK_CLASSI, processing baseline 04.00 on), else from a brightness
+test on the true-colour image."""
 
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ DEFAULT_CLOUD_CLASSES: tuple[int, ...] = (3, 8, 9, 10)
 #: Brightness test default: a pixel whose darkest TCI channel reaches this value is cloud
 #: (bright and grey/white). 200/255 is ~0.2 L2A reflectance in every visible band.
 DEFAULT_BRIGHTNESS_THRESHOLD = 200
-CLOUD_METHODS = ("auto", "scl", "brightness", "none")
+CLOUD_METHODS = ("auto", "scl", "msk_classi", "brightness", "none")
 
 
 def scl_cloud_mask(scl: np.ndarray, classes: Iterable[int] = DEFAULT_CLOUD_CLASSES) -> np.ndarray:
     """Boolean mask (same shape as ``scl``) of pixels whose SCL code is in ``classes``."""
     return np.isin(scl, np.fromiter(classes, dtype=np.int64))
+
+
+def classi_cloud_mask(mask: np.ndarray) -> np.ndarray:
+    """Cloud mask from an L1C MSK_CLASSI ``[>=2, H, W]``: opaque (band 1) or cirrus (band 2)
+    flagged. Band 3 (snow and ice) is not cloud."""
+    if mask.ndim != 3 or mask.shape[0] < 2:
+        raise ValueError(f"expected MSK_CLASSI [>=2, H, W], got {list(mask.shape)}")
+    return (mask[:2] != 0).any(axis=0)
 
 
 def brightness_cloud_mask(
@@ -49,11 +58,12 @@ def cloud_fraction(cloud: np.ndarray, valid: np.ndarray | None = None) -> float:
     return float((cloud & valid).sum()) / n if n else 0.0
 
 
-def resolve_method(method: str, has_scl: bool) -> str:
-    """``auto`` -> ``scl`` when the scene has an SCL file, else ``brightness``."""
+def resolve_method(method: str, has_scl: bool, has_mask: bool = False) -> str:
+    """``auto`` -> ``scl`` when the scene has an SCL file, else ``msk_classi`` when it has an
+    L1C cloud mask, else ``brightness``."""
     check_choice("cloud method", method, CLOUD_METHODS)
     if method == "auto":
-        return "scl" if has_scl else "brightness"
+        return "scl" if has_scl else "msk_classi" if has_mask else "brightness"
     return method
 
 
@@ -63,6 +73,7 @@ __all__ = [
     "DEFAULT_CLOUD_CLASSES",
     "SCL_CLASSES",
     "brightness_cloud_mask",
+    "classi_cloud_mask",
     "cloud_fraction",
     "resolve_method",
     "scl_cloud_mask",

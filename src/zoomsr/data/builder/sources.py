@@ -48,9 +48,10 @@ RASTER_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError)
 #: File extensions read as rasters.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 #: Bands the builder reads from a scene: the layout's bands, B02-B04 (a TCI can be made from
-#: them) and the L2A scene classification layer.
+#: them), the L2A scene classification layer and the L1C cloud mask (``MSK_CLASSI_B00``:
+#: opaque clouds, cirrus, snow; processing baseline 04.00 on).
 SCENE_BANDS = ("tci", "b01", "b02", "b03", "b04", "b05", "b06", "b07", "b08", "b09", "b10",
-               "b11", "b12", "scl")
+               "b11", "b12", "scl", "msk_classi")
 #: Asset / file-name aliases (Earth Search v1 common names, ESA and Planetary Computer names).
 BAND_ALIASES: dict[str, str] = {
     "tci": "tci", "visual": "tci",
@@ -66,8 +67,10 @@ BAND_ALIASES: dict[str, str] = {
     "b10": "b10", "cirrus": "b10",
     "b11": "b11", "swir16": "b11",
     "b12": "b12", "swir22": "b12",
-    "scl": "scl",
+    "scl": "scl", "msk_classi": "msk_classi",
 }  # fmt: skip
+#: ESA's name of the L1C cloud mask, in a SAFE granule's QI_DATA (or a file ending so).
+_MASK_TOKEN = re.compile(r"(?:^|[_\-.])MSK_CLASSI(?:_B00)?$", re.IGNORECASE)
 
 # A band token at the end of a file stem, optionally followed by ESA's resolution suffix.
 _BAND_TOKEN = re.compile(
@@ -319,6 +322,9 @@ def band_of_file(path: str | Path) -> tuple[str, str] | None:
         return None
     if stem.lower() in BAND_ALIASES:  # a whole name: TCI, B08, nir, blue (Earth Search)...
         return BAND_ALIASES[stem.lower()], ""
+    mask = _MASK_TOKEN.search(stem)
+    if mask is not None:
+        return "msk_classi", stem[: mask.start()]
     match = _BAND_TOKEN.search(stem)
     if match is None:
         return None
@@ -400,7 +406,7 @@ def stac_item_radiometry(item: Mapping) -> dict:
         out["dn_offset"] = 0
     # raster:bands offset/scale, when declared, says exactly how DN map to reflectance.
     for key, asset in item.get("assets", {}).items():
-        if BAND_ALIASES.get(key.lower()) in (None, "tci", "scl"):
+        if BAND_ALIASES.get(key.lower()) in (None, "tci", "scl", "msk_classi"):
             continue
         bands = asset.get("raster:bands") or []
         if bands and "offset" in bands[0] and bands[0].get("scale"):
@@ -457,6 +463,11 @@ def _validate_scene_files(scene: S2Scene) -> None:
         elif band == "scl":
             if info["dtype"] != "uint8":
                 raise DataError(f"{path}: SCL must be 8-bit class codes, found {info['dtype']}")
+        elif band == "msk_classi":
+            if info["dtype"] != "uint8" or info["count"] < 2:
+                raise DataError(
+                    f"{path}: MSK_CLASSI must be an 8-bit cloud mask with opaque and cirrus "
+                    f"bands (band 1, 2), found {info['count']} band(s) of {info['dtype']}")
         elif info["dtype"] not in ("uint16", "int16", "uint32", "int32"):
             raise DataError(
                 f"{path}: band {band} holds {info['dtype']} values; expected integer digital "
@@ -483,6 +494,8 @@ def _discover_safe(safe: Path, given_date: dt.datetime | None) -> S2Scene:
             files[band] = (rank, str(path))
     if not files:
         raise DataError(f"{safe}: SAFE folder without band files under GRANULE/*/IMG_DATA")
+    for path in sorted(safe.glob("GRANULE/*/QI_DATA/MSK_CLASSI_B00.jp2"))[:1]:
+        files["msk_classi"] = (60, str(path))
     scene_id = name[:-5] if name.upper().endswith(".SAFE") else name
     return _scene_from_files(scene_id, {b: p for b, (_, p) in files.items()}, meta, given_date,
                              str(safe))

@@ -15,7 +15,8 @@ A frame may also carry, from files of the same date (same name but for the band 
 
 - the extra bands a band-variant model takes (``b08``; the 20 m and 60 m bands), as in
   training: reflectance x 10000 / 8160, clipped to [0, 1];
-- the scene classification layer (``SCL``, L2A), used to prefer cloud-free dates per window.
+- a cloud layer (L2A's scene classification ``SCL``, else L1C's ``MSK_CLASSI``), used to
+  prefer cloud-free dates per window.
 
 Modules: :mod:`.files` (which files make the frames), :mod:`.rasters` (opening, decimated
 looks), :mod:`.metadata` (level, baseline, DN offset), :mod:`.radiometry` (value mapping and

@@ -16,6 +16,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.inference.inputs import rasters
 from zoomsr.inference.inputs.files import (
+    CLOUD_ROLES,
     EXTRA_BAND_TOKENS,
     RGB_BAND_TOKENS,
     band_role,
@@ -62,7 +63,8 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
 
 def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
               dn_offset: float | None, frame: Frame, radiometry: str = "auto") -> AuxBand:
-    """Describe band ``band`` of ``ds`` as the extra band or SCL ``name`` of ``frame``.
+    """Describe band ``band`` of ``ds`` as the extra band or cloud layer ``name`` of
+    ``frame``.
 
     ``radiometry``: the user's choice; ``dn`` and ``reflectance`` apply to extra bands too
     (``tci`` describes 8-bit RGB only, so extra bands are then detected).
@@ -82,6 +84,12 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
     if name == "scl":
         if dtype != "uint8":
             raise DataError(f"{path}: SCL must be 8-bit scene classes, found {dtype}")
+        radiometry, offset = "classes", 0.0
+    elif name == "msk_classi":
+        if dtype != "uint8" or ds.count < 2:
+            raise DataError(
+                f"{path}: MSK_CLASSI must be an 8-bit cloud mask with opaque and cirrus bands "
+                f"(band 1, 2), found {ds.count} band(s) of {dtype}")
         radiometry, offset = "classes", 0.0
     else:
         if dtype == "uint8":
@@ -106,7 +114,8 @@ def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
 
 def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
                 dn_offset: float | None, radiometry: str = "auto") -> Frame:
-    """``frame`` with its extra bands (every one of ``extra_bands``) and SCL, if any."""
+    """``frame`` with its extra bands (every one of ``extra_bands``) and its cloud layer (SCL,
+    else MSK_CLASSI), if any."""
     extras = []
     for name in extra_bands:
         if name in aux:
@@ -131,14 +140,15 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
             f"tci,{','.join(extra_bands)}); put it beside as e.g. {beside}, or "
             f'use a JSON manifest [{{"tci": ..., "{name}": ...}}, ...]'
         )
-    scl = None
-    if "scl" in aux:
-        with open_raster(aux["scl"]) as ds:
-            check_readable(ds, aux["scl"])
+    clouds = None
+    name = next((r for r in CLOUD_ROLES if r in aux), None)
+    if name is not None:
+        with open_raster(aux[name]) as ds:
+            check_readable(ds, aux[name])
             # decodes it all (without overviews): a damaged tile fails now
             rasters.decimated_look(ds, 1)
-            scl = _aux_band("scl", aux["scl"], ds, 1, None, frame)
-    return dataclasses.replace(frame, extras=tuple(extras), scl=scl)
+            clouds = _aux_band(name, aux[name], ds, 1, None, frame)
+    return dataclasses.replace(frame, extras=tuple(extras), clouds=clouds)
 
 
 def _with_roles(candidate: list[Path] | dict[str, Path]) -> list[Path] | dict[str, Path]:
@@ -155,9 +165,9 @@ def _sampled_files(candidate: list[Path] | dict[str, Path],
                    extra_bands: Sequence[str]) -> list[Path]:
     """The files of ``candidate`` that discovery takes a decimated look at: its TCI or red,
     green and blue files (as :func:`_rgb_frame` picks them), the extra bands the model takes
-    and the SCL (not bands the model does not take)."""
+    and the cloud layers (not bands the model does not take)."""
     c = _with_roles(candidate)
-    aux = [c[b] for b in (*extra_bands, "scl") if b in c] if isinstance(c, dict) else []
+    aux = [c[b] for b in (*extra_bands, *CLOUD_ROLES) if b in c] if isinstance(c, dict) else []
     return [*_rgb_files(c), *aux]
 
 
@@ -187,12 +197,13 @@ def _make_frame(
     dn_offset: float | None,
     extra_bands: Sequence[str] = (),
 ) -> tuple[Frame, bool]:
-    """One frame: its RGB (or TCI) part, then its extra bands and SCL; and whether a
+    """One frame: its RGB (or TCI) part, then its extra bands and cloud layer; and whether a
     decimated look at its RGB found valid pixels."""
     candidate = _with_roles(candidate)
     aux: dict[str, Path] = {}
     if isinstance(candidate, dict):
-        aux = {k: v for k, v in candidate.items() if k == "scl" or k in EXTRA_BAND_TOKENS.values()}
+        aux = {k: v for k, v in candidate.items()
+               if k in CLOUD_ROLES or k in EXTRA_BAND_TOKENS.values()}
         candidate = {k: v for k, v in candidate.items() if k not in aux}
     frame, has_data = _rgb_frame(candidate, radiometry, rgb_bands, dn_offset)
     if extra_bands or aux:

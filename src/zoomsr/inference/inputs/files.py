@@ -33,14 +33,21 @@ RGB_BAND_TOKENS = {
 _OTHER_BANDS = {
     "b01", "b1", "b05", "b5", "b06", "b6", "b07", "b7", "b08", "b8", "b8a", "b09", "b9",
     "b10", "b11", "b12", "scl", "aot", "wvp", "nir", "nir08", "nir09", "swir16", "swir22",
-    "coastal", "rededge1", "rededge2", "rededge3", "cld", "snw",
+    "coastal", "rededge1", "rededge2", "rededge3", "cld", "snw", "msk", "classi", "b00",
 }
+
+
+#: Roles of the rasters that mark clouds per date, for the frame choice: L2A's scene
+#: classification (SCL) and L1C's cloud mask (``MSK_CLASSI_B00``, processing baseline 04.00 on:
+#: band 1 opaque clouds, band 2 cirrus, band 3 snow), found in a SAFE granule's ``QI_DATA``.
+#: A date with both uses the SCL.
+CLOUD_ROLES = ("scl", "msk_classi")
 
 
 #: Names of the bands band-variant models take (besides TCI), as files may spell them: ESA's
 #: B01..B12, and Earth Search's asset names (``nir`` is B08; ``nir08`` is B8A, not used).
 EXTRA_BAND_TOKENS = {k: v for k, v in BAND_ALIASES.items()
-                     if v not in ("tci", "b02", "b03", "b04", "scl")}
+                     if v not in ("tci", "b02", "b03", "b04", *CLOUD_ROLES)}
 
 
 #: Name tokens of quick-look images that products ship beside the bands (ESA's L2A_PVI).
@@ -55,8 +62,11 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 
 def band_role(path: Path) -> str | None:
     """The band a file holds, from its name: ``tci`` / ``red`` / ``green`` / ``blue``, an
-    extra band (``b08``...), ``scl``, or ``other``; None if the name has no band token."""
+    extra band (``b08``...), ``scl``, ``msk_classi``, or ``other``; None if the name has no band
+    token."""
     tokens = [t.lower() for t in _TOKEN_RE.findall(path.stem)]
+    if "classi" in tokens:  # MSK_CLASSI_B00 (its B00 is no band)
+        return "msk_classi"
     roles = [
         RGB_BAND_TOKENS.get(t) or EXTRA_BAND_TOKENS.get(t) or ("scl" if t == "scl" else None)
         for t in tokens
@@ -132,11 +142,11 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
                 for key, value in item.items():
                     k = key.lower()
                     role = RGB_BAND_TOKENS.get(k) or EXTRA_BAND_TOKENS.get(k) or (
-                        "scl" if k == "scl" else None)
+                        k if k in CLOUD_ROLES else None)
                     if role is None:
                         raise DataError(
                             f"{path}: frame {i}: unknown band key {key!r} (use tci, or red/green/"
-                            "blue or b04/b03/b02, and optionally b01..b12 and scl)"
+                            "blue or b04/b03/b02, and optionally b01..b12, scl and msk_classi)"
                         )
                     roles[role] = entry(value)
                 entries.append(roles)
@@ -254,7 +264,7 @@ def expand(
             what = "a band this model takes" if role != "other" else "a red/green/blue/TCI band"
             ignored.append(f"{f}: not {what}")
             continue
-        if role not in (None, "tci") and _holds_a_frame(f):  # only files that will be used
+        if role not in (None, "tci", "msk_classi") and _holds_a_frame(f):  # (used files only)
             role = None  # a multi-band file: a frame of its own, whatever its name says
         # An RGB raster zoomsr wrote (an earlier run's output or LR mosaic, e.g. written into
         # the input folder) is no date. Only files that would be RGB frames are opened here.
@@ -276,10 +286,12 @@ def expand(
             ignored.append(f"{drop}: {role} also at a finer resolution ({keep.name}), used")
             f = keep
         slot[role] = f
-    aux = {"scl", *extra_bands}
+    aux = {*CLOUD_ROLES, *extra_bands}
     for key, slot in groups.items():
         if any(f not in found_in_folder for f in slot.values()):
             _add_siblings(key, slot, aux)  # named files: their date's other bands beside them
+        if not set(CLOUD_ROLES) & set(slot):
+            _add_granule_mask(slot)
         extras = {r: f for r, f in slot.items() if r in aux}
         if "tci" in slot:
             for role, f in slot.items():
@@ -306,6 +318,19 @@ def _listed(slot: dict[str, Path]) -> str:
     """The files of one date, for a message: real paths (the date's name, its group key,
     names no file)."""
     return ", ".join(map(str, sorted(slot.values())))
+
+
+def _add_granule_mask(slot: dict[str, Path]) -> None:
+    """Add to ``slot`` (the files of one date) the cloud mask of their SAFE granule
+    (``GRANULE/<granule>/QI_DATA/MSK_CLASSI_B00.jp2``), if it has one."""
+    for f in slot.values():
+        for d in (f.parent, f.parent.parent):  # IMG_DATA/ (L1C) or IMG_DATA/R10m/ (L2A)
+            if d.name == "IMG_DATA":
+                masks = sorted(x for x in (d.parent / "QI_DATA").glob("*")
+                               if _is_raster(x) and band_role(x) == "msk_classi")
+                if masks:
+                    slot["msk_classi"] = masks[0]
+                return
 
 
 def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:

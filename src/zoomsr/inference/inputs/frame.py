@@ -34,10 +34,12 @@ class _Grid:
 
 @dataclass(frozen=True, kw_only=True)
 class AuxBand(_Grid):
-    """One more raster of a frame's date: an extra band (``b08``...) or the SCL.
+    """One more raster of a frame's date: an extra band (``b08``...) or its cloud layer
+    (``scl``, ``msk_classi``).
 
-    ``band`` is the 1-based band in ``path``. ``radiometry``: ``dn`` (reflectance x 10000 +
-    ``dn_offset``), ``reflectance`` (float) or ``classes`` (SCL).
+    ``band`` is the 1-based band in ``path`` (``msk_classi``: 1, opaque clouds; 2, cirrus, is
+    read with it). ``radiometry``: ``dn`` (reflectance x 10000 + ``dn_offset``),
+    ``reflectance`` (float) or ``classes`` (SCL, MSK_CLASSI).
     """
 
     name: str
@@ -45,6 +47,11 @@ class AuxBand(_Grid):
     band: int
     radiometry: str
     dn_offset: float
+
+    @property
+    def read_bands(self) -> list[int]:
+        """The bands of ``path`` read for it: MSK_CLASSI's opaque and cirrus bands."""
+        return [1, 2] if self.name == "msk_classi" else [self.band]
 
     def describe(self) -> dict:
         return {"path": str(self.path), "band": self.band, "radiometry": self.radiometry,
@@ -67,12 +74,14 @@ class Frame(_Grid):
     dn_offset: float
     level: str | None = None  # "L1C" / "L2A" when the metadata says so
     extras: tuple[AuxBand, ...] = ()  # the model's extra bands, in its order
-    scl: AuxBand | None = None  # scene classification (L2A), for choosing frames
+    # for choosing frames: the scene classification (L2A's SCL) or the cloud mask (L1C's
+    # MSK_CLASSI)
+    clouds: AuxBand | None = None
 
     @property
     def aux(self) -> tuple[AuxBand, ...]:
-        """The frame's other rasters: its extra bands, then its SCL if any."""
-        return (*self.extras, *([self.scl] if self.scl is not None else []))
+        """The frame's other rasters: its extra bands, then its cloud layer if any."""
+        return (*self.extras, *([self.clouds] if self.clouds is not None else []))
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -98,7 +107,7 @@ class Frame(_Grid):
             "dn_offset": self.dn_offset,
             "level": self.level,
             **({"extras": {a.name: a.describe() for a in self.extras}} if self.extras else {}),
-            **({"scl": self.scl.describe()} if self.scl is not None else {}),
+            **({self.clouds.name: self.clouds.describe()} if self.clouds is not None else {}),
         }
 
 
