@@ -192,6 +192,58 @@ def test_resume_is_byte_identical(tmp_path, tiny_model, monkeypatch):
     assert not partial_dir(out).exists()
 
 
+def test_an_output_that_cannot_be_written_keeps_the_rows(tmp_path, monkeypatch, cli):
+    """A full disk while the GeoTIFF is finished: an error naming the output, no file under
+    its name, and the rows kept, so --resume writes it once there is space (the run printed
+    "wrote", renamed a corrupt file into place and removed the rows)."""
+    import errno
+
+    from zoomsr.inference import writer
+
+    write_frames(tmp_path / "in", n=2, size=(72, 40))
+    tiny = ["--model", "rrdbnet", "-c", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+            "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
+            "--device", "cpu"]
+    clean, out = tmp_path / "clean.tif", tmp_path / "run.tif"
+    assert cli("infer", tmp_path / "in", "-o", clean, *tiny)[0] == 0
+    flush = writer.fsync_file
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "fsync_file", full)
+    for again in ([], ["--resume"]):
+        code, _, err = cli("infer", tmp_path / "in", "-o", out, *tiny, *again)
+        assert code != 0 and err.strip() == f"error: {out}: cannot write (No space left on device)"
+        assert not out.exists() and partial_dir(out).is_dir()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["in", "clean.tif", partial_dir(out).name])  # no temporary file left
+    monkeypatch.setattr(writer, "fsync_file", flush)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *tiny, "--resume")
+    assert code == 0, err
+    assert out.read_bytes() == clean.read_bytes() and not partial_dir(out).exists()
+
+
+def test_a_second_run_of_one_output_is_refused_and_dead_runs_temps_removed(tmp_path,
+                                                                         tiny_model):
+    """Two runs of one output: the second's --overwrite deleted the first's rows and the
+    first then published a file of mixed rows. And the temporary files of runs killed
+    outright (a COG's intermediate, a preview's) stayed forever."""
+    from zoomsr.io.atomic import output_lock
+
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 40))
+    out = tmp_path / "o.tif"
+    with output_lock(out), pytest.raises(InputError, match=rf"^{out}: another zoomsr run is "
+                                                           r"writing it \(it holds \.o\.tif"):
+        run_inference(paths, out, tiny_model(2), _opts(overwrite=True))
+    dead = [tmp_path / ".o.tif.abcd1234.tif.tmp", tmp_path / ".o.tif.abcd1234.tif.tmp.gtiff.tif",
+            tmp_path / ".o.preview.png.abcd1234.png.tmp", tmp_path / ".o.lr.tif.abcd1234.tif.tmp"]
+    for d in dead:
+        d.write_bytes(b"killed")
+    run_inference(paths, out, tiny_model(2), _opts())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.tif"]  # and no lock file
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_stopped_before_the_first_row_leaves_no_partial_folder(tmp_path, tiny_model,
                                                               monkeypatch, threads):

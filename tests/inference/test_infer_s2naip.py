@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from infer_helpers import TINY
 
 from zoomsr import grid as tiles
 from zoomsr.inference import InferenceOptions, run_inference
@@ -100,6 +101,28 @@ def test_an_interrupted_chunk_run_resumes_and_a_finished_one_knows_its_dataset(
     with pytest.raises(InputError, match=rf"finished by an earlier run of other inputs \(not "
                                          rf"the S2-NAIP chunks of {other}"):
         finished_same_run(out, [other], tiny_model(2), opts)
+
+
+def test_a_chunk_run_resumed_in_another_precision_is_refused(tiny_dataset, tmp_path):
+    """Its record lacked the precision: fp32 rows and bf16 rows were mixed in one output."""
+    from zoomsr.errors import InputError
+    from zoomsr.inference import build_inference_model
+
+    def model(precision):
+        return build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                                     random_weights=True, device="cpu", precision=precision)
+
+    out = tmp_path / "grid.tif"
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(tiny_dataset, out, model("fp32"), InferenceOptions(progress=False),
+                      on_row=stop)
+    with pytest.raises(InputError, match=r"precision: was \"fp32\", now \"bf16\""):
+        run_inference(tiny_dataset, out, model("bf16"),
+                      InferenceOptions(progress=False, resume=True))
 
 
 def test_tiles_far_apart_are_refused_before_any_file(tiny_dataset, tiny_model, tmp_path):

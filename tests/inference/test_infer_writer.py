@@ -180,3 +180,47 @@ def test_a_raw_file_that_cannot_be_made_or_written_is_named_and_no_folder_is_lef
         with pytest.raises(ZoomsrError, match=f"{small.path}: cannot write "
                                               r"\(No space left on device\)"):
             write()
+
+
+_FULL_DISK = r'''
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from affine import Affine
+from zoomsr.errors import DataError
+from zoomsr.inference.writer import RawRaster, write_geotiff
+
+tmp, cog = Path(sys.argv[1]), sys.argv[2] == "cog"
+raw = RawRaster(tmp / "sr.raw", 512, 512, 4)
+raw.create()
+noise = np.random.default_rng(0).integers(0, 256, (512, 512, 4), np.uint8)  # incompressible
+noise[..., -1] = 255
+raw.write_rows(0, noise)
+# files may not grow past 100 KB from here: writes fail with EFBIG as on a full disk
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_geotiff(raw, tmp / "out.tif", crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                  band_names=["red", "green", "blue"], tags={}, cog=cog)
+except DataError as exc:
+    print("DataError:", exc)
+'''
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog):
+    """libtiff's write errors (a full disk) came out only as GDAL log lines when the file was
+    closed: the run printed "wrote", a corrupt file was renamed into place and the rows
+    removed. Files limited to 100 KB here (RLIMIT_FSIZE) fail as a full disk does."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path),
+                          "cog" if cog else "plain"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"DataError: {tmp_path / 'out.tif'}: "
+                                                   "cannot write ("), run.stdout + run.stderr
+    assert lines[0].endswith("check the free space there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp

@@ -52,6 +52,24 @@ def test_download_verifies_checksum(cache, monkeypatch, tmp_path):
     assert fetch.resolve("fake") == path
 
 
+def test_a_download_clears_the_temporary_files_of_killed_ones(cache, monkeypatch, tmp_path):
+    """A download killed outright left its temporary file in the cache forever; one being
+    written now (by another process) is left alone."""
+    import os
+    import time
+
+    payload = b"weights" * 1000
+    _fake_entry(monkeypatch, tmp_path, payload, hashlib.sha256(payload).hexdigest())
+    cache.mkdir(parents=True, exist_ok=True)
+    dead, live = cache / ".fake.pth.abcd1234.pth.tmp", cache / ".fake.pth.efgh5678.pth.tmp"
+    for f in (dead, live):
+        f.write_bytes(b"part")
+    hour_ago = time.time() - 3700
+    os.utime(dead, (hour_ago, hour_ago))
+    fetch.download("fake")
+    assert not dead.exists() and live.exists()
+
+
 def test_download_rejects_wrong_checksum(cache, monkeypatch, tmp_path):
     _fake_entry(monkeypatch, tmp_path, b"tampered", "0" * 64)
     with pytest.raises(CheckpointError, match="differs"):

@@ -81,7 +81,7 @@ from zoomsr.inference.writer import (
     write_geotiff,
     write_preview,
 )
-from zoomsr.io.atomic import refuse_existing, remove_stale_temps
+from zoomsr.io.atomic import output_lock, refuse_existing, remove_stale_temps
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.stopping import interrupts_held
 
@@ -542,6 +542,19 @@ def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bo
     return out
 
 
+@contextlib.contextmanager
+def writing(output: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``output`` for one run: its lock (:func:`~zoomsr.io.atomic.output_lock`: a second
+    run of it is refused), and the temporary files that earlier runs killed outright (SIGKILL,
+    the OOM killer) left beside it and its side outputs removed, none being another live
+    run's."""
+    with output_lock(output):
+        out = Path(output)
+        for path in (out, *side_outputs(out, True, True).values()):
+            remove_stale_temps(path)
+        yield
+
+
 def run_scene(
     frames: Sequence[Frame],
     output: str | os.PathLike[str],
@@ -562,6 +575,23 @@ def run_scene(
     it (e.g. ``KeyboardInterrupt``) stops the run, which ``options.resume`` can continue.
     ``empty``: frames seen to hold no valid pixel (``Discovery.empty``).
     """
+    with writing(output):
+        return _run_scene(frames, output, model, options, row_source=row_source,
+                          on_row=on_row, ignored=ignored, empty=empty)
+
+
+def _run_scene(
+    frames: Sequence[Frame],
+    output: str | os.PathLike[str],
+    model: InferenceModel,
+    options: InferenceOptions | None,
+    *,
+    row_source: Callable[[ScenePlan, InferenceModel, Sequence[int]], Iterator[RowResult]]
+    | None,
+    on_row: RowCallback | None,
+    ignored: Sequence[str],
+    empty: Sequence[Frame],
+) -> InferenceResult:
     options = options or InferenceOptions()
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, inputs=[p for f in frames for p in f.files],
@@ -730,9 +760,6 @@ def run_scene(
                                           "resampled LR mosaic (mean of valid frames)")
     with interrupts_held():  # not cut halfway: an empty partial folder made --resume refuse
         run.remove()
-    for path in (out, lr_path):  # an earlier run's, killed outright (e.g. by the OOM killer)
-        if path is not None:
-            remove_stale_temps(path, suffix=".tif")
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),
         windows_computed=computed, rows_resumed=done_before // max(per_row, 1),

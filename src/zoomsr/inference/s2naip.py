@@ -37,6 +37,7 @@ from zoomsr.inference.pipeline import (
     check_output,
     model_tags,
     write_side_outputs,
+    writing,
 )
 from zoomsr.inference.writer import PartialRun, write_geotiff
 
@@ -99,6 +100,13 @@ def run_s2naip(
     on_row: RowCallback | None = None,
 ) -> InferenceResult:
     """Super-resolve every tile of an S2-NAIP dataset into one georeferenced GeoTIFF."""
+    with writing(output):
+        return _run_s2naip(root, output, model, options, on_row)
+
+
+def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
+                model: InferenceModel, options: InferenceOptions | None,
+                on_row: RowCallback | None) -> InferenceResult:
     options = options or InferenceOptions()
     root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
@@ -134,7 +142,13 @@ def run_s2naip(
         "tiles": {str(t): [p.stat().st_size, p.stat().st_mtime_ns] for t, p in found.items()},
         "model": model.describe(), "device": model.device.type, "batch": options.batch_size,
         "save_lr": options.save_lr,
+        # rows computed in another precision or from other band files are not mixed in
+        "precision": "bf16" if model.autocast else "fp32",
     }
+    if len(model.bands) > 1:
+        fingerprint["band_files"] = {
+            str(t): [_identity(p.with_name(f"{b}.png")) for b in model.bands[1:]]
+            for t, p in found.items()}
     run = PartialRun(out, fingerprint)
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 4)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
@@ -200,6 +214,15 @@ def run_s2naip(
         model=model.describe(), lr_output=lr_path, preview=preview,
         ignored=ignored_options(options), covered_km2=tiles_km2(found),
     )
+
+
+def _identity(path: Path) -> list[int] | None:
+    """Size and modification time of ``path`` (None if missing: reported when read)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def tiles_km2(found: Iterable[tiles.Tile]) -> float:

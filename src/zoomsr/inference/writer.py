@@ -29,6 +29,7 @@ from rasterio.windows import Window
 
 from zoomsr.errors import DataError, InputError, ZoomsrError
 from zoomsr.io.atomic import atomic_path
+from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
 STATE_FILE = "state.npz"
@@ -456,7 +457,9 @@ def write_geotiff(
     with atomic_path(output, suffix=".tif") as final_tmp:
         target = final_tmp.with_name(final_tmp.name + ".gtiff.tif") if cog else final_tmp
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            # a block that cannot be written (a full disk) is only logged when the file is
+            # closed: the output would look complete and the run's rows be removed
+            with write_errors_raised(output), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 # SPARSE_OK: closed before any pixel is written, GDAL would otherwise write
                 # an empty tile for every tile, left behind once the strips come
                 with rasterio.open(target, "w", SPARSE_OK=True, **profile) as dst:
@@ -489,7 +492,7 @@ def write_geotiff(
             if cog:
                 from rasterio.shutil import copy as rio_copy
 
-                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                with write_errors_raised(output), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                     rio_copy(
                         target, final_tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
                         BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
@@ -497,6 +500,8 @@ def write_geotiff(
                     )
             if wait_rows is not None:  # a last chance to abandon the file before the rename
                 wait_rows(raw.height, len(chunks) - 1)
+            with write_errors_raised(output):
+                fsync_file(final_tmp)
         finally:
             if cog:
                 target.unlink(missing_ok=True)

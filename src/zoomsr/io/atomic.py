@@ -9,6 +9,7 @@ import contextlib
 import glob
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -46,21 +47,63 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
-def remove_stale_temps(path: str | os.PathLike[str], suffix: str | None = None) -> list[Path]:
+def remove_stale_temps(path: str | os.PathLike[str], suffix: str | None = None,
+                       idle_s: float = 0.0) -> list[Path]:
     """Remove the temporary files :func:`atomic_path` left beside ``path`` when its process was
     killed outright (SIGKILL, the OOM killer, a power cut: nothing could clean up), and return
-    them. Call it once ``path`` is complete: any such file is an earlier, dead run's (an
-    output's temporary file can be as large as the output)."""
+    them. Call it where no other live process writes ``path`` (it holds
+    :func:`output_lock`, or ``path`` is complete): any such file is then a dead run's (an
+    output's temporary file can be as large as the output). ``idle_s``: only files not
+    modified for that long (where another process may be writing one now: a download)."""
     target = Path(path)
     ext = target.suffix if suffix is None else suffix
-    # mkstemp's names: the prefix, 8 random characters, the suffix
-    pattern = f".{glob.escape(target.name)}.{'?' * 8}{glob.escape(ext)}.tmp"
+    # mkstemp's names: the prefix, 8 random characters, the suffix; and what a writer made
+    # from one (a COG's intermediate GeoTIFF: ``....tif.tmp.gtiff.tif``)
+    pattern = f".{glob.escape(target.name)}.{'?' * 8}{glob.escape(ext)}.tmp*"
     removed = []
+    now = time.time()
     for stale in target.parent.glob(pattern):
         with contextlib.suppress(OSError):
+            if idle_s and now - stale.stat().st_mtime < idle_s:
+                continue
             stale.unlink()
             removed.append(stale)
     return removed
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the output ``path`` while a run writes it (a lock file,
+    ``.NAME.zoomsr-lock``, beside it; removed at the end). A second run of the same output,
+    in this or another process on any machine sharing the folder, is refused at once with
+    :class:`InputError`: it would otherwise delete or overwrite the first run's work, and the
+    first would publish a file of mixed rows. Without ``fcntl`` (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        yield
+        return
+    target = Path(path)
+    lock = target.parent / f".{target.name}.zoomsr-lock"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # no folder can be made or written there: the run's checks say so
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{target}: another zoomsr run is writing it (it holds {lock.name}); wait for "
+                "that run to end or stop it, or write to another file") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # while still held: a waiting run then makes its own
+    finally:
+        os.close(fd)
 
 
 def refuse_existing(paths: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:

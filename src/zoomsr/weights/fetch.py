@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zoomsr.errors import CheckpointError, ZoomsrError
-from zoomsr.io.atomic import atomic_path
+from zoomsr.io.atomic import atomic_path, remove_stale_temps
 from zoomsr.io.hashing import sha256_file
 from zoomsr.weights.cache import (
     drop_record,
@@ -146,6 +146,9 @@ def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
                     f"{url}: not a checkpoint of {entry.name} ({architecture(entry)}): "
                     f"{problem}; the download was discarded, nothing recorded"
                 )
+    # downloads killed outright left theirs; one written in the last hour may be another
+    # process's, downloading the same file now
+    remove_stale_temps(target, idle_s=3600.0)
     return actual
 
 
