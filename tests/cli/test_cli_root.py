@@ -333,3 +333,21 @@ def test_the_command_line_starts_without_importing_triton():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton'))\n")
     out = _python(code, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_eof_error_is_an_error_not_a_ctrl_c(capsys):
+    """click turns EOFError (np.load of an empty file, input() at the end of stdin) into its
+    Abort, which was reported as a Ctrl-C ("interrupted", exit 130)."""
+    import click
+
+    from zoomsr.cli import main as cli_main
+
+    @click.command()
+    def reads() -> None:
+        raise EOFError("no data left in file")
+
+    assert cli_main._main(reads, []) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("error: EOFError: no data left in file (run with "
+                                            "--debug for the traceback)")
+    assert "interrupted" not in err

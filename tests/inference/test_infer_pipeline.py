@@ -244,6 +244,42 @@ def test_a_second_run_of_one_output_is_refused_and_dead_runs_temps_removed(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.tif"]  # and no lock file
 
 
+@pytest.mark.parametrize("damage", ["raw cut", "state empty", "state cut"])
+def test_a_damaged_partial_run_is_refused_by_name(tmp_path, cli, damage):
+    """A raw file cut short resumed into an output with its first rows blank (exit 0); an
+    empty state.npz was reported as a Ctrl-C ("interrupted ... --resume to continue"), a cut
+    one as a bare BadZipFile."""
+    from zoomsr.inference.writer import STATE_FILE
+
+    write_frames(tmp_path / "in", n=2, size=(72, 40))
+    tiny = ["--model", "rrdbnet", "-c", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+            "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
+            "--device", "cpu"]
+    out = tmp_path / "o.tif"
+    from zoomsr.inference import rows
+
+    compute = rows.compute_row
+
+    def stopped(plan, model, r, on=None, tick=None):
+        if r >= 2:
+            raise KeyboardInterrupt
+        return compute(plan, model, r, on, tick)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rows, "compute_row", stopped)
+        assert cli("infer", tmp_path / "in", "-o", out, *tiny)[0] == 130
+    part = partial_dir(out)
+    victim = part / ("sr.raw" if damage == "raw cut" else STATE_FILE)
+    size = 0 if damage == "state empty" else 1000
+    with open(victim, "r+b") as f:
+        f.truncate(size)
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *tiny, "--resume")
+    assert code == 2 and not out.exists(), err
+    what = "bytes, not the" if damage == "raw cut" else "unreadable resume state"
+    assert err.startswith(f"error: {victim}: ") and what in err and len(err.splitlines()) == 1
+    assert err.rstrip().endswith("pass --overwrite instead of --resume to start again")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_stopped_before_the_first_row_leaves_no_partial_folder(tmp_path, tiny_model,
                                                               monkeypatch, threads):

@@ -161,7 +161,14 @@ def _main(command: click.Command, args: list[str]) -> int:
         else:
             typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except (*_ABORT, KeyboardInterrupt):
+    except (*_ABORT, KeyboardInterrupt) as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EOFError):  # click turns it into Abort: not a Ctrl-C
+            if _debug_wanted(args):
+                traceback.print_exception(cause)
+            typer.echo(f"error: EOFError: {cause or 'a file ended early'} (run with --debug "
+                       "for the traceback)", err=True)
+            return 1
         _interrupted(args)
         return 130
     except ZoomsrError as exc:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError, InputError, ZoomsrError
+from zoomsr.errors import DataError, InputError, ZoomsrError, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
@@ -131,6 +132,11 @@ class RawRaster:
             with open(self.path, "rb") as f:
                 f.seek(row * self.row_bytes)
                 buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
+            if buf.size != count * self.row_bytes:  # cut short since: not zeros for rows
+                raise DataError(f"{self.path}: {self.path.stat().st_size} bytes, short of the "
+                                f"{self.row_bytes * self.height} of the run's raw raster "
+                                "(damaged); pass --overwrite instead of --resume to start "
+                                "again")
             return buf.reshape(count, self.width, self.bands)
         if not 0 <= c0 < c1 <= self.width:
             raise ValueError(f"bad raw columns [{c0}, {c1}) of {self.width}")
@@ -334,6 +340,13 @@ class PartialRun:
                     "pass --overwrite instead of --resume to start again"
                 )
             if all(r.path.is_file() for r in rasters):
+                for r in rasters:  # a raw file cut short would read as missing rows
+                    size, expected = r.path.stat().st_size, r.row_bytes * r.height
+                    if size != expected:
+                        raise DataError(
+                            f"{r.path}: {size} bytes, not the {expected} of the run's raw "
+                            f"raster (damaged); pass --overwrite instead of --resume to start "
+                            "again")
                 return state
         elif state_path.is_file() and not overwrite:
             raise InputError(
@@ -352,19 +365,29 @@ class PartialRun:
         return None
 
     def load(self) -> dict[str, Any]:
+        path = self.dir / STATE_FILE
         try:
-            with np.load(self.dir / STATE_FILE, allow_pickle=False) as z:
+            with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{self.dir / STATE_FILE}: unreadable resume state ({exc})") from None
-        meta = json.loads(str(arrays.pop("meta")))
+            meta = json.loads(str(arrays.pop("meta")))
+        # an empty or cut file: EOFError (which the CLI took for a Ctrl-C), BadZipFile...
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: unreadable resume state ({first_line(exc) or 'empty'}); "
+                            "pass --overwrite instead of --resume to start again") from None
+        if not isinstance(meta, dict) or "fingerprint" not in meta:
+            raise DataError(f"{path}: unreadable resume state (no record of the run); pass "
+                            "--overwrite instead of --resume to start again")
         return {**meta, "arrays": arrays}
 
     def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         payload = {"meta": np.array(json.dumps({**meta, "fingerprint": self.fingerprint}))}
         payload.update(arrays)
-        with atomic_path(self.dir / STATE_FILE, suffix=".npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **payload)
+        path = self.dir / STATE_FILE
+        try:
+            with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, **payload)
+        except OSError as exc:  # a full disk: named (it was a bare "OSError: [Errno 28] ...")
+            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
