@@ -379,6 +379,17 @@ def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     other.write_bytes(b"not a zoomsr output")
     code, _, err = cli("infer", tmp_path / "in", "-o", other, *TINY, "--resume")
     assert code == 2 and "already exists" in err and other.read_bytes() == b"not a zoomsr output"
+    # an input rewritten since (same name, other pixels): not done either
+    import os
+
+    frame = sorted((tmp_path / "in").glob("*.tif"))[0]
+    st = frame.stat()
+    write_frames(tmp_path / "in", n=1, size=(24, 24), seed=7)
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume")
+    assert code == 2 and err.strip() == (
+        f"error: {out}: finished by an earlier run, but {frame.resolve()} changed since (size "
+        "or time); --resume continues only that run: pass --overwrite to compute it again")
     # a requeued job that now asks for another result is not told it is done
     write_frames(tmp_path / "in2", n=2, size=(24, 24), seed=5)
     code, _, err = cli("infer", tmp_path / "in2", "-o", out, *TINY, "--resume")

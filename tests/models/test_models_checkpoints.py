@@ -104,6 +104,22 @@ def test_basicsr_params_ema_is_preferred(tmp_path: Path) -> None:
     assert load_checkpoint(_rrdbnet(), path).source == "params"
 
 
+def test_nan_weights_are_refused_naming_a_tensor(tmp_path: Path) -> None:
+    """A diverged run's exported generator (NaN weights) was loaded, and `infer` wrote black
+    images marked valid."""
+    state = _randomize(_rrdbnet()).state_dict()
+    state["conv_last.bias"][0] = float("nan")
+    state["conv_first.weight"][0, 0, 0, 0] = float("inf")
+    path = tmp_path / "diverged.pth"
+    torch.save({"params_ema": state}, path)
+    model = _rrdbnet()
+    before = model.conv_first.weight.clone()
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {path}: conv_first.weight and 1 "
+                                              r"other tensor\(s\) hold NaN or infinite values"):
+        load_checkpoint(model, path)
+    assert torch.equal(model.conv_first.weight, before)  # nothing loaded
+
+
 def test_plain_state_dict_and_safetensors(tmp_path: Path) -> None:
     source = _randomize(_rrdbnet())
     torch.save(source.state_dict(), tmp_path / "plain.pt")

@@ -231,17 +231,23 @@ def super_resolve_array(
     return out, mask
 
 
-def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions,
-                 groups: list[tuple[int, int]]) -> dict:
+def _input_files(frames: Sequence[Frame]) -> list[list]:
+    """``[path, size, mtime_ns]`` of every file the frames read: what tells that an input
+    changed since a run (a partial one, or a finished output's tags)."""
     files = []
-    for f in plan.reader.frames:
+    for f in frames:
         for p in f.files:
             st = p.stat()
             files.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    return files
+
+
+def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions,
+                 groups: list[tuple[int, int]]) -> dict:
     return {
         "zoomsr": __version__,
         "frames": [f.describe() for f in plan.reader.frames],
-        "files": files,
+        "files": _input_files(plan.reader.frames),
         "grid": plan.grid.describe(),
         "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
                    plan.windows.tiling.margin_px],
@@ -323,6 +329,8 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     tags = {
         **model_tags(model),
         "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
+        # --resume of a finished output tells an input changed since (size, time) from it
+        "zoomsr_input_files": json.dumps(_input_files(plan.reader.frames)),
         "zoomsr_grid": ("native " if native else "training grid ")
         + f"{grid.crs.to_string()} {grid.resolution:.6g} {grid.unit} -> "
         f"{grid.resolution / grid.scale:.6g} {grid.unit}",
@@ -488,7 +496,28 @@ def finished_same_run(output: str | os.PathLike[str],
                  else []) + ([f"{len(new)} new, e.g. {new[0]}"] if new else [])
         raise InputError(f"{out}: finished by an earlier run of other inputs "
                          f"({'; '.join(parts)}); {redo}")
+    changed = _changed_since(tags.get("zoomsr_input_files"))
+    if changed:
+        raise InputError(f"{out}: finished by an earlier run, but {changed} changed since "
+                         f"(size or time); {redo}")
     return True
+
+
+def _changed_since(record: str | None) -> str | None:
+    """The first input file of a finished output's ``zoomsr_input_files`` tag whose size or
+    modification time is not the recorded one (None: all the same, gone, or no record)."""
+    try:
+        files = json.loads(record) if record else []
+        for path, size, mtime in files:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # staged for the job and removed since: nothing to compare
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                return str(path)
+    except (ValueError, TypeError):
+        return None  # not written by this zoomsr
+    return None
 
 
 def _rgb_files(inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[Path]

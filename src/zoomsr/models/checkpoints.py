@@ -504,6 +504,15 @@ def apply_state_dict(
     model_state = model.state_dict()
     conflicting = {k for k, _, _ in result.shape_mismatch}
     loadable = {k: v for k, v in state.items() if k in model_state and k not in conflicting}
+    # a diverged training run exports NaN weights: the model then makes black images that
+    # look valid (NaN becomes 0 in uint8)
+    broken = [k for k, v in loadable.items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" and {len(broken) - 1} other tensor(s)" if len(broken) > 1 else ""
+        raise CheckpointError(
+            f"{origin}: {broken[0]}{more} hold NaN or infinite values: these weights cannot "
+            "make an image (a training run that diverged?); use an earlier checkpoint")
     try:
         model.load_state_dict(loadable, strict=result.complete)
     except RuntimeError as exc:
