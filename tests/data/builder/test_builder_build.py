@@ -291,6 +291,29 @@ def test_resume_after_interruption(builder_scene, tmp_path):
     assert again.counts["pairs_existing"] == 9 and "pairs_now" not in again.counts
 
 
+def test_a_resume_after_an_input_changed_is_refused_naming_it(builder_scene, tmp_path):
+    """The resume kept the pairs made from the old content and added pairs of the new: a
+    silent mix."""
+    import os
+
+    hr = tmp_path / "naip" / builder_scene.hr_path.name
+    hr.parent.mkdir()
+    shutil.copy(builder_scene.hr_path, hr)
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    config = dataclass_replace(CONFIG, block_tiles=2)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        build_dataset(out, sources, config, workers=1, _fail_after=1)
+    st = hr.stat()
+    os.utime(hr, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten since
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    with pytest.raises(InputError, match=rf"^{out}: {hr} changed since this build started "
+                                         r"\(size or time\); pairs made so far hold its old "
+                                         r"content: use --overwrite"):
+        build_dataset(out, sources, config, workers=1)
+    assert build_dataset(out, sources, config, workers=1, overwrite=True).counts["pairs"] == 9
+
+
 def test_parallel_build_matches_serial(builder_scene, tmp_path):
     sources = sources_of(builder_scene)
     config = dataclass_replace(CONFIG, block_tiles=2)

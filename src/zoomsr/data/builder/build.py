@@ -593,7 +593,47 @@ def _fingerprint(sources: Sources, config: BuildConfig) -> dict:
     # Round-tripped through JSON so that it compares equal to the copy saved on disk.
     return json.loads(json.dumps({"config": config.to_json(),
             "sentinel2": [s.to_json() for s in sorted(sources.sentinel2, key=lambda s: s.id)],
-            "highres": [h.to_json() for h in sorted(sources.highres, key=lambda h: h.id)]}))
+            "highres": [h.to_json() for h in sorted(sources.highres, key=lambda h: h.id)],
+            "file_stats": _file_stats(sources)}))
+
+
+def _file_stats(sources: Sources) -> dict[str, list[int]]:
+    """``path -> [size, mtime_ns]`` of the local input files: a resumed build must not mix
+    pairs of a file's old content with pairs of its new one."""
+    paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
+             *(h.path for h in sources.highres)]
+    stats = {}
+    for path in paths:
+        if is_remote(path):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # reported where it is read
+        stats[str(path)] = [st.st_size, st.st_mtime_ns]
+    return dict(sorted(stats.items()))
+
+
+def _changed_files(previous: dict, now: dict) -> list[str]:
+    """The input files whose size or time differ between two fingerprints' ``file_stats``."""
+    was, is_ = previous.get("file_stats") or {}, now.get("file_stats") or {}
+    return [p for p in sorted(was) if p in is_ and was[p] != is_[p]]
+
+
+def _files_in_finished_blocks(root: Path) -> set[str]:
+    """Every input file the finished blocks' records name (high-res sources, Sentinel-2 band
+    files): their pairs may hold its content."""
+    used: set[str] = set()
+    for path in (root / STATE_DIR / "blocks").glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged record: that block is redone
+        for tile in record.get("tiles", []):
+            used.update(str(img.get("source")) for img in tile.get("images", []))
+            for frame in tile.get("frames", []):
+                used.update(str(f) for f in (frame.get("files") or {}).values())
+    return used
 
 
 def _comparable(fingerprint: dict | None) -> dict | None:
@@ -645,8 +685,24 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
                 previous = json.loads(state.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 previous = None
-        if _comparable(previous) == _comparable(fingerprint) and not overwrite:
+        now, was = _comparable(fingerprint), _comparable(previous)
+        changed: list[str] = []
+        if isinstance(previous, dict) and "file_stats" not in previous:
+            now.pop("file_stats", None)  # started by a zoomsr that did not record them
+        elif isinstance(was, dict) and not overwrite:
+            changed = _changed_files(previous, fingerprint)
+            used = [c for c in changed if c in _files_in_finished_blocks(root)] if changed else []
+            if used:
+                raise InputError(
+                    f"{root}: {used[0]} changed since this build started (size or time); "
+                    "pairs made so far hold its old content: use --overwrite to rebuild "
+                    "from scratch, or another folder")
+            # no finished pair holds them (a damaged file replaced by a good copy): go on
+            was["file_stats"] = now.get("file_stats")
+        if was == now and not overwrite:
             _remove_stray_temp_files(root)
+            if changed:  # the new files' record, for the next resume
+                atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
             return  # resume
         if not overwrite:
             reason = ("was built with other inputs or settings" if previous is not None
