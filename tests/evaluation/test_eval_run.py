@@ -279,18 +279,20 @@ def test_a_ctrl_c_while_writing_leaves_both_files_or_none(folders, tmp_path, mon
     refused it as existing."""
     import os
     import signal
+    import types
 
-    from zoomsr.evaluation import run as run_module
+    from zoomsr.io import atomic
 
     pred, target = folders
     result = evaluate(pred, target, {"psnr": PSNR()})
-    write = run_module.atomic_write_text
 
-    def interrupted_after_the_first(path, text):  # noqa: ANN001
-        write(path, text)
+    def interrupted_after_the_first(src, dst):  # noqa: ANN001
+        os.replace(src, dst)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the two files
 
-    monkeypatch.setattr(run_module, "atomic_write_text", interrupted_after_the_first)
+    proxy = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    proxy.replace = interrupted_after_the_first
+    monkeypatch.setattr(atomic, "os", proxy)
     with pytest.raises(KeyboardInterrupt):
         write_results(result, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["per_image.csv",

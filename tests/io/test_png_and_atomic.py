@@ -107,3 +107,32 @@ def test_a_16_bit_colour_png_is_refused_not_read_as_its_high_byte(tmp_path):
     with pytest.raises(DataError, match=r"rgb16.png: 16-bit colour PNG, which is read as 8-bit "
                                         r"\(its high byte only\); save it as 8-bit RGB"):
         read_png(path)
+
+
+_LIMITED = r'''
+import resource, signal, sys
+from pathlib import Path
+from zoomsr.errors import DataError
+from zoomsr.io.atomic import atomic_write_all
+
+out = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, as a full disk fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    atomic_write_all({out / "per_image.csv": "a" * 100, out / "summary.json": "b" * 5000})
+except DataError as exc:
+    print(exc)
+'''
+
+
+def test_write_all_is_all_or_none_when_a_write_fails(tmp_path):
+    """`evaluate` on a full disk left per_image.csv without summary.json (the re-run then
+    refused it), with a bare "OSError: [Errno 28]"."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _LIMITED, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"{tmp_path / 'summary.json'}: cannot write (File too large)"
+    assert list(tmp_path.iterdir()) == []  # neither file, no temporary one

@@ -23,7 +23,7 @@ import torch
 from zoomsr.errors import DataError, InputError
 from zoomsr.evaluation.images import check_same_place, read_rgb_georef
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
-from zoomsr.io.atomic import atomic_write_text, refuse_existing
+from zoomsr.io.atomic import atomic_write_all, refuse_existing
 from zoomsr.io.tables import csv_text
 from zoomsr.metrics.base import Metric, check_batch_size, check_images
 from zoomsr.metrics.stats import SMALL_SAMPLE, bootstrap_ci, t_interval
@@ -221,18 +221,14 @@ def write_results(
     Raises:
         InputError: a file exists and ``overwrite`` is false.
     """
-    from zoomsr.stopping import interrupts_held
-
     out = Path(out_dir)
     paths = {"csv": out / CSV_NAME, "summary": out / SUMMARY_NAME}
     refuse_existing(paths.values(), overwrite)
     fields = ["key", "pred", "target", *result.metrics]
-    texts = {"csv": csv_text(result.rows, fields),
-             "summary": json.dumps(result.to_json(), indent=2) + "\n"}
-    # both or neither: a Ctrl-C between them left one file, and the re-run refused it
-    with interrupts_held():
-        for key, text in texts.items():
-            atomic_write_text(paths[key], text)
+    # both or neither: a Ctrl-C or a full disk between them left one file, which the re-run
+    # refused
+    atomic_write_all({paths["csv"]: csv_text(result.rows, fields),
+                      paths["summary"]: json.dumps(result.to_json(), indent=2) + "\n"})
     return paths
 
 

@@ -116,6 +116,37 @@ def refuse_existing(paths: Iterable[str | os.PathLike[str]], overwrite: bool) ->
         raise InputError(f"{', '.join(existing)}: already exists (pass --overwrite to replace it)")
 
 
+def atomic_write_all(files: dict[Path, bytes | str]) -> None:
+    """Write several files (``path -> bytes``, or text as UTF-8) all or none: each to a
+    temporary file beside it first, then all renamed into place, with Ctrl-C held for the
+    renames. A write that fails (a full disk) removes the temporary files and raises
+    :class:`DataError` naming the file: no result is half there, so the re-run is not refused
+    by what a failed one left."""
+    from zoomsr.errors import DataError
+    from zoomsr.stopping import interrupts_held
+
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix + ".tmp",
+                                        dir=path.parent)
+            temps.append((Path(name), path))
+            try:
+                with os.fdopen(fd, "wb") as f:  # its close flushes: inside the try
+                    f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            except OSError as exc:
+                raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            os.chmod(name, _FILE_MODE)
+        with interrupts_held():
+            for tmp, path in temps:
+                os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -369,9 +369,8 @@ def write_agreement(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from zoomsr.io.atomic import atomic_path, atomic_write_text, refuse_existing
+    from zoomsr.io.atomic import atomic_write_all, refuse_existing
     from zoomsr.io.tables import csv_text
-    from zoomsr.stopping import interrupts_held
 
     out = Path(out_dir)
     paths = {k: out / v for k, v in AGREEMENT_FILES.items()}
@@ -387,14 +386,12 @@ def write_agreement(
     FigureCanvasAgg(fig)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=120)  # drawn first: the writes below are quick
-    texts = {"table": csv_text(table), "summary": json.dumps(result.to_json(), indent=2) + "\n",
-             "items": csv_text(result.item_rows)}
-    # all or none: a Ctrl-C between them left 3 of the 4 files, and the re-run refused them
-    with interrupts_held():
-        for key, text in texts.items():
-            atomic_write_text(paths[key], text)
-        with atomic_path(paths["plot"]) as tmp:
-            tmp.write_bytes(png.getvalue())
+    # all or none: a Ctrl-C or a full disk between them left some files, which the re-run
+    # refused
+    atomic_write_all({paths["table"]: csv_text(table),
+                      paths["summary"]: json.dumps(result.to_json(), indent=2) + "\n",
+                      paths["items"]: csv_text(result.item_rows),
+                      paths["plot"]: png.getvalue()})
     return paths
 
 
