@@ -317,3 +317,28 @@ def test_a_truncated_geotiff_names_gdals_reason(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}: not a readable GeoTIFF (")
     assert "previous exception" not in message and "\n" not in message
+
+
+def test_nodata_predictions_are_refused_or_warned_about(tmp_path):
+    """An all-nodata prediction (a failed `infer` area) was scored as a black image; a
+    half-masked one without a word."""
+    from zoomsr.errors import ZoomsrWarning
+    from zoomsr.evaluation.images import read_rgb
+
+    rgb = np.random.default_rng(0).integers(1, 256, (3, 16, 16), np.uint8)
+    empty = _tif(tmp_path / "empty.tif", np.zeros((3, 16, 16), np.uint8))
+    with rasterio.open(empty, "r+") as ds:
+        ds.nodata = 0
+    with pytest.raises(DataError, match=rf"^{empty}: every pixel is nodata \(masked\); "
+                                        "nothing to score"):
+        read_rgb(empty)
+    half = _tif(tmp_path / "half.tif", rgb)
+    with rasterio.open(half, "r+") as ds:  # an internal mask, as `zoomsr infer` writes
+        mask = np.full((16, 16), 255, np.uint8)
+        mask[:, :8] = 0
+        ds.write_mask(mask)
+    with pytest.warns(ZoomsrWarning, match=rf"^{half}: 50 % of its pixels are nodata"):
+        read_rgb(half)
+    rgba = np.dstack([np.moveaxis(rgb, 0, -1), np.zeros((16, 16), np.uint8)])
+    with pytest.raises(DataError, match="every pixel is nodata"):
+        read_rgb(_save(tmp_path / "clear.png", rgba))  # alpha 0 everywhere

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomsr.errors import DataError, first_line
+from zoomsr.errors import DataError, ZoomsrWarning, first_line
 
 #: File extensions the evaluation reads (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -34,6 +34,7 @@ class Georef:
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
     import rasterio
+    from rasterio.enums import MaskFlags
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     try:
@@ -47,6 +48,11 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                         f"{path}: {src.count} band(s); expected RGB (3 or more bands)"
                     )
                 arr = src.read((1, 2, 3))
+                # a nodata value or a mask (`zoomsr infer` outputs carry one); not an alpha
+                # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
+                flags = src.mask_flag_enums[0]
+                if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
+                    _check_valid(path, src.read_masks(1) > 0)
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),
@@ -55,6 +61,19 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
         # GDAL's own reason: rasterio's says "See previous exception", which is not shown
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)})") from None
     return np.moveaxis(arr, 0, -1), geo
+
+
+def _check_valid(path: Path, valid: np.ndarray) -> None:
+    """Refuse an image without a valid pixel; warn of one partly nodata, whose nodata pixels
+    (black, or the fill value) are scored as they are."""
+    if valid.all():
+        return
+    if not valid.any():
+        raise DataError(f"{path}: every pixel is nodata (masked); nothing to score")
+    share = 100.0 * (1.0 - float(valid.mean()))
+    warnings.warn(f"{path}: {share:.3g} % of its pixels are nodata (masked), scored as they "
+                  "are stored (black); crop the pair to the valid area for a fair score",
+                  ZoomsrWarning, stacklevel=3)
 
 
 def _crs_name(crs: Any) -> str:
@@ -124,6 +143,8 @@ def read_rgb_georef(
         arr = read_png(p)
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 2):
             raise DataError(f"{p}: grey image; expected RGB")
+        if arr.shape[2] == 4:  # alpha 0: no data there
+            _check_valid(p, arr[:, :, 3] > 0)
         arr = arr[:, :, :3]
     if arr.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
