@@ -351,3 +351,36 @@ def test_an_eof_error_is_an_error_not_a_ctrl_c(capsys):
     assert err.strip().splitlines()[-1] == ("error: EOFError: no data left in file (run with "
                                             "--debug for the traceback)")
     assert "interrupted" not in err
+
+
+@pytest.mark.parametrize("argv", [["demo", ""], ["data", "sample", ""],
+                                  ["evaluate", "--pred", "p", "--target", "t", "--out", ""],
+                                  ["data", "info", " "]])
+def test_an_empty_argument_is_refused_before_anything_is_written(cli, tmp_path, monkeypatch,
+                                                                  argv):
+    """`zoomsr demo "$OUT"` with OUT unset wrote the demo files into the current folder; the
+    same for data sample, train/evaluate --out, and data check/info checked it."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*argv)
+    assert code == 2 and not out and list(tmp_path.iterdir()) == []
+    where = "after --out" if argv[-2] == "--out" else f"as an argument of `zoomsr {argv[0]}`"
+    assert err.strip() == (f"error: an empty argument {where} ({argv[-1]!r}): an unset shell "
+                           "variable? give the path or value (. for the current folder)")
+
+
+@pytest.mark.parametrize("argv", [["data", "sample", "s", "--seed", "-1"],
+                                  ["metrics", "agreement", "j.csv", "--out", "o", "--seed", "-1"],
+                                  ["data", "build", "o", "--s2", "x", "--hr", "y", "--seed", "-2"],
+                                  ["infer", "x", "-o", "y.tif", "--threads", "0"]])
+def test_usage_errors_are_one_line_before_any_work(cli, tmp_path, monkeypatch, argv):
+    """A negative seed failed late (after the scoring, for agreement) as a bare ValueError;
+    click's usage errors took four lines."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*argv)
+    option = argv[-2]
+    assert code == 2 and not out and list(tmp_path.iterdir()) == []
+    assert len(err.strip().splitlines()) == 1 and err.startswith(
+        f"error: Invalid value for '{option}': ")
+    command = " ".join(a for a in argv[:2] if not a.startswith("-") and a in (
+        "data", "sample", "metrics", "agreement", "build", "infer"))
+    assert err.strip().endswith(f"(see zoomsr {command} --help)")

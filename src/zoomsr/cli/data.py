@@ -24,7 +24,7 @@ def sample(
     pairs: int = typer.Option(256, "--pairs", "-n", help="Number of pairs to generate."),
     frames: int = typer.Option(8, "--frames", help="Sentinel-2 time steps per pair."),
     bands: str = typer.Option("tci", "--bands", help="Comma-separated bands, tci first."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same data)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset in a "
                                    "non-empty folder (other files there stay)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

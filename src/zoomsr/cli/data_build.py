@@ -45,7 +45,7 @@ def build(
         16, "--split-group", help="Split groups are N x N tiles (16 ~ 4.9 km)."),
     split_fractions: str = typer.Option(
         "0.8,0.1,0.1", "--split-fractions", help="train,val,test shares of groups."),
-    seed: int = typer.Option(0, "--seed", help="Split seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Split seed."),
     block_tiles: int = typer.Option(
         16, "--block-tiles", help="Tiles per block side (memory per worker grows with it)."),
     workers: int | None = typer.Option(

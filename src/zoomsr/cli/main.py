@@ -30,7 +30,7 @@ from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
 from zoomsr.cli import weights as weights_cli
-from zoomsr.errors import ZoomsrError, ZoomsrWarning
+from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning
 from zoomsr.stopping import take_termination
 
 app = typer.Typer(
@@ -95,6 +95,22 @@ def normalise_argv(args: list[str]) -> list[str]:
     return args
 
 
+def refuse_empty_arguments(args: list[str]) -> None:
+    """Refuse an empty argument (``zoomsr demo "$OUT"`` with ``OUT`` unset): click takes ``""``
+    as a path to the current folder, which a command then writes into or scans. No option or
+    argument of zoomsr means anything when empty (``--ray`` alone is ``--ray=``)."""
+    end = args.index("--") if "--" in args else len(args)
+    command = next((a for a in args if not a.startswith("-")), "")
+    for i, token in enumerate(args):
+        if token.strip() or i >= end and token:
+            continue
+        before = args[i - 1] if i else ""
+        where = (f"after {before}" if before.startswith("-")
+                 else f"as an argument of `zoomsr {command}`")
+        raise ConfigError(f"an empty argument {where} ({token!r}): an unset shell variable? "
+                          "give the path or value (. for the current folder)")
+
+
 def _interrupted(args: list[str]) -> None:
     """Say that the command was interrupted, and for ``infer`` and ``train`` how to go on
     (from what they kept: :mod:`zoomsr.cli.interrupt`)."""
@@ -148,6 +164,7 @@ def _main(command: click.Command, args: list[str]) -> int:
     take_termination()  # none left from an earlier command (main() may run several)
     try:
         exiting.command_starts()  # Ctrl-C stops the command from here (before: ends quietly)
+        refuse_empty_arguments(args)
         result = command.main(args=normalise_argv(args), prog_name="zoomsr",
                               standalone_mode=False)
         if result == 130:  # typer turns Ctrl-C (and SIGTERM's Terminated) into 130, silently
@@ -156,10 +173,12 @@ def _main(command: click.Command, args: list[str]) -> int:
     except _EXIT as exc:
         return exc.exit_code
     except _USAGE as exc:
-        if hasattr(exc, "show"):
-            exc.show()
-        else:
-            typer.echo(f"error: {exc}", err=True)
+        # one line, as every other error (click's usage errors took four: the usage, a
+        # blank line, "Try ... --help", the error)
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {text}{hint}", err=True)
         return exc.exit_code
     except (*_ABORT, KeyboardInterrupt) as exc:
         cause = exc.__cause__ or exc.__context__

@@ -46,7 +46,7 @@ ALLOW_DOWNLOAD = typer.Option(
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 DTYPE = typer.Option(None, "--dtype", help="float32 (default), or bfloat16/float16 on a GPU.")
 BATCH_SIZE = typer.Option(16, "--batch-size", help="Images per batch.")
-SEED = typer.Option(0, "--seed", help="Seed of the bootstrap intervals.")
+SEED = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap intervals.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 # Spelled out here (checked against METRIC_NAMES by a test): importing zoomsr.metrics loads torch.
