@@ -314,6 +314,25 @@ def test_a_resume_after_an_input_changed_is_refused_naming_it(builder_scene, tmp
     assert build_dataset(out, sources, config, workers=1, overwrite=True).counts["pairs"] == 9
 
 
+def test_a_build_that_makes_no_pair_fails_and_is_no_dataset(cli, builder_scene, tmp_path):
+    """An all-black high-res image: "0 pairs", exit 0, and the dataset's metadata and splits
+    written, so the folder looked like a (broken) dataset."""
+    with rasterio.open(builder_scene.hr_path) as src:
+        profile = src.profile
+    black = tmp_path / "naip" / builder_scene.hr_path.name
+    black.parent.mkdir()
+    with rasterio.open(black, "w", **profile) as dst:
+        dst.write(np.zeros((profile["count"], profile["height"], profile["width"]), np.uint8))
+    out = tmp_path / "out"
+    code, stdout, err = cli("data", "build", out, "--s2", builder_scene.root / "s2", "--hr",
+                            black, "--bands", "tci,b08", "--no-progress", "-j", "1")
+    assert code == 2 and not stdout
+    assert err.strip().startswith(f"error: {out}: no pair could be made (tiles skipped: ")
+    assert "highres_partly_outside_or_nodata" in err and err.strip().endswith("zoomsr_index.json")
+    assert (out / "zoomsr_index.json").is_file()  # each tile's reason
+    assert not (out / "zoomsr_dataset.json").exists() and not (out / "zoomsr_splits.json").exists()
+
+
 def test_parallel_build_matches_serial(builder_scene, tmp_path):
     sources = sources_of(builder_scene)
     config = dataclass_replace(CONFIG, block_tiles=2)

@@ -68,7 +68,7 @@ from zoomsr.data.layout import (
     S2_DIR,
 )
 from zoomsr.data.writer import S2NAIPWriter
-from zoomsr.errors import ConfigError, InputError, ZoomsrWarning
+from zoomsr.errors import ConfigError, DataError, InputError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, ORIGIN_SHIFT, TILE_SIZE_M, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
@@ -879,6 +879,13 @@ def build_dataset(
     counts = dict(sorted(counts.items()))
     index_path = root / INDEX_FILE
     _write_index(index_path, ordered, fingerprint, counts)
+    if not counts.get("pairs"):
+        # no dataset: its metadata and splits would make the folder look like one (readers
+        # and `data check` then found "no pairs"); the index says why, tile by tile
+        why = ", ".join(f"{k[len('skipped_'):]} {v}" for k, v in counts.items()
+                        if k.startswith("skipped_")) or "no tile planned"
+        raise DataError(f"{root}: no pair could be made (tiles skipped: {why}); each tile's "
+                        f"reason is in {index_path.name}")
     write_splits(root, ((r["tile"], r["split"]) for b in ordered for r in b["tiles"]
                         if r["status"] == "written"), config.splits)
     S2NAIPWriter(root, scale=config.scale, overwrite=True).write_metadata(
