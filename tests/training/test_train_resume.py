@@ -63,6 +63,17 @@ def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_p
         train(wider, out, resume="auto")
     with pytest.raises(CheckpointError, match="nowhere.ckpt"):
         train(cfg, out, resume=tmp_path / "nowhere.ckpt")
+    # a model file (the run's generator.pth): a bare KeyError from Lightning, after the new
+    # run folder was made; another run's checkpoint of another model: "use another --out"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(ConfigError, match=rf"^{out / 'generator.pth'}: a model file, not a "
+                                          r"training checkpoint .* set model.init_weights"):
+        train(cfg, fresh, resume=out / "generator.pth")
+    assert list(fresh.iterdir()) == []
+    with pytest.raises(ConfigError, match=r"resume from a checkpoint of this model's run, or "
+                                          r"leave out --resume PATH"):
+        train(wider, fresh, resume=out / "checkpoints" / "last.ckpt")
     # what the checkpoint restores cannot change: a new optim.lr was silently ignored (the
     # optimiser's saved learning rate ran) while config.yaml claimed it; another task or no
     # EMA crashed loading the state after config.yaml was rewritten

@@ -162,6 +162,13 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
     # A resumed run must train the same architecture (anything else is a different run) and
     # cannot end before the step it starts from.
     ckpt = read_checkpoint(path, weights_only=False)
+    if "pytorch-lightning_version" not in ckpt.extra:
+        # a model file (generator.pth, a published checkpoint): Lightning failed on it with
+        # a bare KeyError, after the run folder was made
+        raise ConfigError(
+            f"{path}: a model file, not a training checkpoint (a .ckpt of checkpoints/, with "
+            "the optimiser's state and step); --resume continues a run; to start training "
+            "from these weights set model.init_weights to it")
     # Stored configs are complete and JSON-normalised (tuples as lists); compare like with like.
     wanted = json.loads(json.dumps({**default_config(cfg.model.name), **cfg.model.config}))
     if ckpt.model_name != cfg.model.name or dict(ckpt.model_config or {}) != wanted:
@@ -169,8 +176,10 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ConfigError(
             f"{path} holds another model than the config trains ({ckpt.model_name} vs "
-            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); use another --out"
-            + (", or --resume never --overwrite to start afresh there" if own else "")
+            f"{cfg.model.name}; differing: {', '.join(diff) or 'name'}); "
+            + ("use another --out, or --resume never --overwrite to start afresh there" if own
+               else "resume from a checkpoint of this model's run, or leave out --resume PATH "
+               "to start afresh")
         )
     saved = ckpt.extra.get(CONFIG_KEY)
     if isinstance(saved, dict):
