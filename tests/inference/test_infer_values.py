@@ -75,6 +75,19 @@ def test_16_bit_values_that_are_not_digital_numbers(tmp_path):
     assert discover_frames(_write(tmp_path / "dark.tif", dark), dn_offset=1000).frames
 
 
+@pytest.mark.parametrize("dtype", ["int8", "complex64", "uint32"])
+def test_an_unsupported_data_type_is_said_first(tmp_path, dtype):
+    """Three unlabelled bands of int8 or complex were told to pass --rgb-bands, which then
+    only led to "unsupported data type" (complex with a two-line ComplexWarning)."""
+    data = np.ones((3, 16, 16), dtype)
+    path = _write(tmp_path / f"{dtype}.tif", data, photometric="MINISBLACK")
+    for rgb in (None, (1, 2, 3)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(DataError, match=rf"^{path}: unsupported data type {dtype} "):
+                discover_frames(path, rgb_bands=rgb)
+
+
 def test_four_bands_without_labels_are_read_as_rgb_with_a_warning(tmp_path):
     """RGB + near-infrared (NAIP's layout): bands 1-3, said; RGBA and --rgb-bands silently."""
     data = np.random.default_rng(0).integers(1, 255, (4, 32, 32), np.uint8)

@@ -88,6 +88,8 @@ def test_parse_config_types() -> None:
         (["num_feat=abc"], "'num_feat'.*not a valid int"),
         (["num_feat=1.5"], "'num_feat'"),
         (["num_feat"], "expected key=value"),
+        # a separate -c item is its own key, not the previous value's next element
+        (["num_feat=8", "bad"], "expected key=value, got 'bad'"),
     ],
 )
 def test_parse_config_errors(items: list[str], pattern: str) -> None:

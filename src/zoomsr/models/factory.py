@@ -138,12 +138,14 @@ def parse_config(name: str, items: Iterable[str]) -> dict[str, Any]:
     fields = config_fields(name)
     pairs: list[list[str]] = []
     for item in items:
-        for piece in item.split(","):
+        for i, piece in enumerate(item.split(",")):
             if "=" in piece:
                 key, _, value = piece.partition("=")
                 pairs.append([key.strip(), value])
-            elif pairs and piece.strip():
-                pairs[-1][1] += "," + piece  # the next element of a list value
+            elif pairs and i and piece.strip():
+                # the next element of a list value, in the same item (-c channel_mults=1,2,4);
+                # a separate -c item is a key of its own
+                pairs[-1][1] += "," + piece
             elif piece.strip():
                 raise ConfigError(f"expected key=value, got {piece.strip()!r}")
     config: dict[str, Any] = {}

@@ -55,6 +55,10 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
             "R,G,B to choose)", ZoomsrWarning, stacklevel=2)
     if ds.dtypes[0] == "uint8" and ds.count in (3, 4):
         return (1, 2, 3)  # 8-bit RGB(A), or RGB + NIR: ESA's TCI order
+    dtype = np.dtype(ds.dtypes[0])
+    if dtype.name not in ("uint16", "int16") and dtype.kind != "f":  # the first thing to fix
+        raise DataError(f"{path}: unsupported data type {dtype.name} (expected uint8 TCI, "
+                        "uint16 digital numbers or float reflectance)")
     raise DataError(
         f"{path}: {ds.count} bands without red/green/blue labels; pass --rgb-bands R,G,B "
         "(1-based band numbers)"

@@ -91,6 +91,10 @@ def radiometry_for(
 ) -> Radiometry:
     """Decide what the pixel values mean, refusing values the models cannot take."""
     check_choice("radiometry", choice, RADIOMETRY_CHOICES)
+    if np.dtype(dtype).kind not in "uif":  # complex: its max() warned, then was refused
+        raise DataError(
+            f"{path}: unsupported data type {dtype} (expected uint8 TCI, uint16 digital "
+            "numbers or float reflectance)")
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     finite = sample[np.isfinite(sample)] if floating else sample
     top = float(finite.max()) if finite.size else 0.0
