@@ -82,6 +82,20 @@ def test_info_checks_plot_folder_before_any_work(cli, tiny_dataset, tmp_path):
     afile.write_text("x")
     code, out, err = cli("data", "info", tiny_dataset, "--plot", "--out", afile, "--no-progress")
     assert _one_line_error(code, err, "--out", "not a folder") and out == ""
+    # --out without --plot was ignored silently
+    code, out, err = cli("data", "info", tiny_dataset, "--out", tmp_path / "figs",
+                         "--no-progress")
+    assert _one_line_error(code, err, "--out", "add --plot") and out == ""
+
+
+def test_info_json_with_plots_keeps_stdout_json(cli, tiny_dataset, tmp_path):
+    """"wrote tiles.png and montage.png" followed the JSON on stdout: json.load failed."""
+    import json
+
+    code, out, err = cli("data", "info", tiny_dataset, "--json", "--plot", "--out", tmp_path,
+                         "--no-progress")
+    assert code == 0, err
+    assert json.loads(out)["tiles"] >= 1 and "wrote " in err
 
 
 def test_info_names_unreadable_tiles(cli, tiny_dataset):

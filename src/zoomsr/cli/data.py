@@ -92,6 +92,8 @@ def info(
     if max_tiles is not None and max_tiles < 1:
         raise InputError(f"--max-tiles must be >= 1, got {max_tiles}")
     _check_scale(scale)
+    if out is not None and not plot:
+        raise InputError("--out is the folder of the --plot figures; add --plot (or drop --out)")
     require_dataset_root(root)
     if plot:
         folder = out or Path(root)
@@ -113,7 +115,8 @@ def info(
                                         title=f"{summary.n_tiles} tiles{label}")
         montage_png = plot_montage(pairs, folder / "montage.png", scale=summary.scale,
                                    title=f"LR time steps | NAIP{label}")
-        typer.echo(f"wrote {tiles_png} and {montage_png}")
+        # on stderr with --json: stdout holds the JSON alone, for a parser
+        typer.echo(f"wrote {tiles_png} and {montage_png}", err=as_json)
 
 
 def _check_scale(scale: int | None) -> None:
