@@ -62,3 +62,12 @@ def test_info_gflops_of_a_huge_input_is_readable(capsys: pytest.CaptureFixture[s
     assert main(["models", "info", "highresnet", "--lr-size", "100000"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("GFLOPs"))
     assert line.split()[1] == "230,612,480.0"
+
+
+def test_info_on_an_input_too_small_for_the_model_is_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """HighRes-net's reflection padding on a 1 px input was a bare RuntimeError."""
+    assert main(["models", "info", "highresnet", "--lr-size", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: lr_size 1: highresnet cannot run on a 1x1 input (")
+    assert err.endswith("); use a larger size") and len(err.splitlines()) == 1

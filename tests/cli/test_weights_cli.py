@@ -76,9 +76,17 @@ def test_download_offline_is_one_line(cli, cache, monkeypatch):
     assert cache.is_dir()
 
 
-def test_unknown_name(cli, cache):
+def test_unknown_name(cli, cache, tmp_path):
     code, _, err = cli("weights", "download", "nope")
-    assert code == 2 and "unknown weights" in err
+    assert code == 2 and "unknown weights" in err and "file path" not in err
+    # a file given where a name is taken: said so (it was offered "or pass a file path")
+    ckpt = tmp_path / "my.pth"
+    ckpt.write_bytes(b"x")
+    for command in ("path", "download", "forget"):
+        code, _, err = cli("weights", command, ckpt)
+        assert code == 2 and err.strip() == (
+            f"error: {ckpt}: a file, not a registry name; this command takes a name of "
+            "`zoomsr weights list` (a checkpoint file goes to --weights as it is)")
 
 
 def test_import_ncnn(cli, tmp_path, cache):

@@ -167,7 +167,7 @@ def test_split_errors(tmp_path):
     _png(tmp_path / "rel" / "a.png")
     (tmp_path / "rel" / "zoomsr_splits.json").write_text('{"val": ["a"]}')
     with pytest.raises(DataError, match="--split needs S2-NAIP targets"):
-        pair_images(tmp_path / "rel", tmp_path / "rel", split="val")
+        pair_images(pred, tmp_path / "rel", split="val")
 
 
 def test_no_prediction_in_the_split_says_so_and_where_they_are(tmp_path):
@@ -207,3 +207,15 @@ def test_no_pair_error_names_ambiguous_ids(tmp_path):
     _png(tmp_path / "p" / "1_2" / "sr.png")
     with pytest.raises(DataError, match="1 id claimed by several files, e.g. '1_2'"):
         pair_images(tmp_path / "p", tmp_path / "t")
+
+
+def test_the_same_folder_as_predictions_and_targets_is_refused(tmp_path):
+    """Every file paired with itself: PSNR "0 (+2 inf)", exit 0."""
+    _png(tmp_path / "x" / "a.png")
+    _png(tmp_path / "ds" / "naip" / "a.png")
+    for pred, target in ((tmp_path / "x", tmp_path / "x"),
+                         (tmp_path / "x", tmp_path / "x" / "." / ""),
+                         (tmp_path / "ds" / "naip", tmp_path / "ds")):
+        with pytest.raises(DataError, match=rf"^{pred}: the predictions and the targets are "
+                                            "the same folder"):
+            pair_images(pred, target)

@@ -127,6 +127,8 @@ def test_dumped_config_round_trips(tmp_path):
 def test_missing_or_broken_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: is a folder; give a YAML config file"):
+        load_config(tmp_path)  # it said "config file not found"
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer: [1, 2\n")
     with pytest.raises(ConfigError, match="not a readable YAML file"):

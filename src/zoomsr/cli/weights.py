@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
+from zoomsr.errors import InputError
 from zoomsr.io.atomic import refuse_existing
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.weights import cache, fetch, registry
@@ -76,13 +78,29 @@ _PATH_HELP = (
 )
 
 
+def _not_a_file(name: str) -> None:
+    """Refuse a file path in these commands' terms (the registry's own message offers a file
+    path, which --weights takes, these do not)."""
+    if name not in registry.REGISTRY and ("/" in name or os.sep in name or Path(name).exists()):
+        raise InputError(f"{name}: a file, not a registry name; this command takes a name of "
+                         "`zoomsr weights list` (a checkpoint file goes to --weights as it is)")
+
+
+def _entry(name: str) -> registry.WeightsEntry:
+    _not_a_file(name)
+    if name not in registry.REGISTRY:
+        raise InputError(f"unknown weights {name!r}; choose one of: "
+                         f"{', '.join(registry.REGISTRY)}")
+    return registry.get_entry(name)
+
+
 @app.command("download", help=_DOWNLOAD_HELP)
 def download(
     name: str = typer.Argument(..., help="Registry name (see `zoomsr weights list`)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if cached."),
 ) -> None:
     """Download (or convert) NAME into the cache and verify it (see ``_DOWNLOAD_HELP``)."""
-    entry = registry.get_entry(name)
+    entry = _entry(name)
     converting = _converts_now(entry, force)
     path, digest = fetch.download(name, force=force)
     typer.echo(str(path))
@@ -111,7 +129,7 @@ def _note_conversion(entry: registry.WeightsEntry, converted: bool) -> None:
 @app.command("path", help=_PATH_HELP)
 def path(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Print the local file of NAME, verified or converted first (see ``_PATH_HELP``)."""
-    entry = registry.get_entry(name)
+    entry = _entry(name)
     converting = _converts_now(entry)
     typer.echo(str(fetch.resolve(name)))
     _note_conversion(entry, converting)
@@ -127,6 +145,7 @@ _FORGET_HELP = (
 @app.command("forget", help=_FORGET_HELP)
 def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Drop the SHA-256 recorded for NAME, keeping the file (see ``_FORGET_HELP``)."""
+    _not_a_file(name)
     path = cache.weights_path(name)
     dropped = cache.forget(name)
     if dropped is None:

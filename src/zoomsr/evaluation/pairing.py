@@ -231,6 +231,11 @@ def pair_images(
             up at all.
     """
     pdir, tdir = Path(pred_dir), Path(target_dir)
+    if pdir.exists() and tdir.exists() and pdir.resolve() in (tdir.resolve(),
+                                                             (tdir / "naip").resolve()):
+        # every file then pairs with itself: PSNR "0 (+N inf)", a perfect score
+        raise DataError(f"{pdir}: the predictions and the targets are the same folder; give "
+                        "the model's outputs as --pred and the ground truth as --target")
     preds = list_images(pdir, "prediction folder")
     if not tdir.is_dir():
         list_images(tdir, "target folder")  # raises: missing or not a folder

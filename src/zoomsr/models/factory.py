@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoomsr.errors import CheckpointError, ConfigError, InputError
+from zoomsr.errors import CheckpointError, ConfigError, InputError, first_line
 from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
@@ -222,7 +222,11 @@ def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
     with torch.device("meta"):
         model = create_model(name, **config).eval()
         inputs = model.example_inputs(lr_size)
-    flops, output, used = _count_flops(model, inputs)
+    try:
+        flops, output, used = _count_flops(model, inputs)
+    except RuntimeError as exc:  # e.g. reflection padding wider than a 1 px input
+        raise ConfigError(f"lr_size {lr_size}: {name} cannot run on a {lr_size}x{lr_size} "
+                          f"input ({first_line(exc)}); use a larger size") from None
     return ModelInfo(
         name=name,
         description=cls.description,

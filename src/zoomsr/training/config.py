@@ -411,6 +411,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config, apply ``overrides`` and validate; errors name the file and the key."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder; give a YAML config file (see configs/ and "
+                          "docs/training.md)")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
