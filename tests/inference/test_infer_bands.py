@@ -416,3 +416,15 @@ def test_a_cloud_mask_without_its_cirrus_band_is_refused(tmp_path):
     with pytest.raises(DataError, match=rf"^{bad}: MSK_CLASSI must be an 8-bit cloud mask with "
                                         r"opaque and cirrus bands \(band 1, 2\), found 1 band"):
         discover_frames(tmp_path / "in")
+
+
+def test_an_scl_that_holds_no_scene_classes_is_refused(tmp_path):
+    """An 8-bit layer of 200s named SCL was used as one: every pixel counted as clear."""
+    paths = write_frames(tmp_path / "in", n=1, size=(40, 40), crs="EPSG:32631")
+    with rasterio.open(paths[0]) as ds:
+        t = ds.transform
+    scl = _band_file(tmp_path / "in" / "S2_20240101_SCL.tif", np.full((20, 20), 200, np.uint8),
+                     Affine(20.0, 0, t.c, 0, -20.0, t.f))
+    with pytest.raises(DataError, match=rf"^{scl}: values up to 200: not an SCL \(scene "
+                                        r"classes 0-11\)"):
+        discover_frames(tmp_path / "in")

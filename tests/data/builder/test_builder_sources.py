@@ -237,9 +237,15 @@ def test_manifest_entries_of_the_wrong_type_are_named(builder_scene, tmp_path):
                                          r"\(added.*got 1000 \(the manifest's value is added"),
         ([{**scene, "dn_offset": 12345}], r"sentinel2\[0\]\.dn_offset: expected 0 or -1000"),
         ([{**scene, "level": 2}], r"sentinel2\[0\]\.level: expected a string"),
+        ([{**scene, "level": "L3"}], r"sentinel2\[0\]\.level: expected L1C or L2A, got 'L3'"),
     ]
     for sentinel2, message in bad:
         with pytest.raises(DataError, match=rf"^{path}: {message}"):
             read_manifest(manifest(sentinel2))
+    path.write_text(json.dumps({"format": "zoomsr-manifest", "version": 2, "sentinel2": [scene],
+                                "highres": []}))
+    with pytest.raises(DataError, match=rf"^{path}: manifest version 2; this zoomsr reads "
+                                        "version 1"):
+        read_manifest(path)
     with pytest.raises(DataError, match=rf"^{path}: highres\[0\]\.href: expected a path"):
         read_manifest(manifest([scene], [{"href": 5}]))

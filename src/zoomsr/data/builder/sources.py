@@ -735,6 +735,9 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
         raise DataError(f"{p}: unreadable manifest ({exc})") from None
     if not isinstance(data, dict) or data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
         raise DataError(f"{p}: not a zoomsr manifest (expected format {MANIFEST_FORMAT!r})")
+    if data.get("version", 1) != 1:  # a later layout: its keys may mean other things
+        raise DataError(f"{p}: manifest version {data['version']!r}; this zoomsr reads "
+                        "version 1 (a newer zoomsr wrote it?)")
     base = p.resolve().parent
     out = Sources()
     for k, entry in enumerate(_entries(data, "sentinel2", p)):
@@ -749,8 +752,12 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
         if "datetime" not in entry:
             raise DataError(f"{where}: missing key 'datetime'")
         when = parse_datetime(_text(entry["datetime"], f"{where}.datetime"), where)
+        level = _text(entry.get("level"), f"{where}.level", optional=True)
+        if level is not None and level not in ("L1C", "L2A"):
+            # the level picks the DN offset and the TCI scaling: a typo must not pass
+            raise DataError(f"{where}.level: expected L1C or L2A, got {level!r}")
         meta = {"datetime": when,
-                "level": _text(entry.get("level"), f"{where}.level", optional=True),
+                "level": level,
                 "baseline": _text(entry.get("processing_baseline"),
                                   f"{where}.processing_baseline", optional=True)}
         if entry.get("dn_offset") is not None:

@@ -150,8 +150,12 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
         with open_raster(aux[name]) as ds:
             check_readable(ds, aux[name])
             # decodes it all (without overviews): a damaged tile fails now
-            rasters.decimated_look(ds, 1)
+            look = rasters.decimated_look(ds, 1)
             clouds = _aux_band(name, aux[name], ds, 1, None, frame)
+            top = int(look.max()) if look.size else 0
+            if name == "scl" and top > 11:  # else every pixel counted clear, silently
+                raise DataError(f"{aux[name]}: values up to {top}: not an SCL (scene classes "
+                                "0-11)")
     return dataclasses.replace(frame, extras=tuple(extras), clouds=clouds)
 
 
