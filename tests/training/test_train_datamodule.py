@@ -220,3 +220,19 @@ def test_a_dataset_of_another_scale_is_a_config_error_before_the_model(sample_ro
                                           r"3 \(NAIP images of 96 px.*set data\.scale=3") as info:
         run.train(cfg, tmp_path / "out")
     assert len(str(info.value).splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_more_images_than_the_series_hold_is_warned_about(sample_root, tiny_config):
+    """data.n_images=100 on 4-step series trained with every step repeated 25x, silently."""
+    import warnings
+
+    from zoomsr.errors import ZoomsrWarning
+
+    cfg = tiny_config("tiny", "data.n_images=100")
+    with pytest.warns(ZoomsrWarning, match=r"config key 'data.n_images' is 100, but the series "
+                                           r"of .* have at most 4 time steps .* about 25x"):
+        S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed).check()
+    fits = tiny_config("tiny", "data.n_images=4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        S2NAIPDataModule(fits.data, fits.layout, fits.seed).check()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
 from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, Tile, iter_neighbourhood
 from zoomsr.training.config import DataSection
 
@@ -182,12 +183,33 @@ class S2NAIPDataModule(L.LightningDataModule):
             )
         train, val = self._split()
         self._check_bands(train, val)
+        self._check_series_length(train)
         if self.cfg.tile_weights is not None:
             try:
                 pair_weights(train, load_tile_weights(self.cfg.tile_weights),
                              self.cfg.tile_weight_default, str(self.cfg.tile_weights))
             except DataError as exc:
                 raise ConfigError(f"config key 'data.tile_weights': {exc}") from None
+
+    def _check_series_length(self, train: list[PairRecord], sample: int = 64) -> None:
+        """Warn when the series (of up to ``sample`` training tiles: their PNG headers only)
+        are all shorter than ``data.n_images``: every sample then repeats its steps."""
+        from PIL import Image
+
+        longest = 0
+        for record in train[:: max(1, len(train) // sample)][:sample]:
+            try:
+                with Image.open(record.band_path("tci")) as im:
+                    longest = max(longest, im.size[1] // LR_PIXELS)
+            except OSError:
+                return  # read (and reported) with its name when the sample is loaded
+        if 0 < longest < self.cfg.n_images:
+            warnings.warn(
+                f"config key 'data.n_images' is {self.cfg.n_images}, but the series of "
+                f"{self.root} have at most {longest} time steps (of the training tiles looked "
+                f"at): every sample repeats its steps about {self.cfg.n_images / longest:.0f}x; "
+                f"set data.n_images to {longest} or fewer unless the model needs "
+                f"{self.cfg.n_images}", ZoomsrWarning, stacklevel=2)
 
     def _check_bands(self, train: list[PairRecord], val: list[PairRecord]) -> None:
         # tci is the dataset's own band (a pair without it is a data problem); extra bands are
