@@ -215,3 +215,18 @@ def test_auto_precision_follows_the_ray_workers_device(cli, tmp_path, ray_calls,
     assert code == 0, err
     with rasterio.open(out) as ds:
         assert ds.tags()["zoomsr_precision"] == expected
+
+
+def test_a_finished_output_needs_no_cluster_to_be_reported_done(cli, tmp_path, ray_calls):
+    """--resume of a finished output started or joined Ray first: a requeued job whose
+    cluster was gone failed ("cannot reach Ray"), --ray local started one for nothing."""
+    write_frames(tmp_path / "in", n=2, size=(24, 24))
+    out = tmp_path / "sr.tif"
+    assert cli("infer", tmp_path / "in", "-o", out, *TINY, "--ray", "local")[0] == 0
+    ray_calls.clear()
+    for precision in ("auto", "fp32"):
+        code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--resume",
+                                "--precision", precision, "--ray", "10.0.0.9:6379")
+        assert code == 0, err
+        assert "finished by an earlier run, nothing to resume" in stdout
+    assert ray_calls == []  # no pool made

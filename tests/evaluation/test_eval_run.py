@@ -339,6 +339,15 @@ def test_nodata_predictions_are_refused_or_warned_about(tmp_path):
         ds.write_mask(mask)
     with pytest.warns(ZoomsrWarning, match=rf"^{half}: 50 % of its pixels are nodata"):
         read_rgb(half)
+    # nodata 0 per band: a pixel is nodata where R, G and B all are, not where red alone is 0
+    dark = rgb.copy()
+    dark[0] = 0
+    dark[:, 0, 0] = 0
+    declared = _tif(tmp_path / "dark.tif", dark)
+    with rasterio.open(declared, "r+") as ds:
+        ds.nodata = 0
+    with pytest.warns(ZoomsrWarning, match=rf"^{declared}: 0.391 % of its pixels are nodata"):
+        read_rgb(declared)  # 1 of 256
     rgba = np.dstack([np.moveaxis(rgb, 0, -1), np.zeros((16, 16), np.uint8)])
     with pytest.raises(DataError, match="every pixel is nodata"):
         read_rgb(_save(tmp_path / "clear.png", rgba))  # alpha 0 everywhere

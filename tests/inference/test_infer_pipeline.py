@@ -242,6 +242,32 @@ def test_a_second_run_of_one_output_is_refused_and_dead_runs_temps_removed(tmp_p
         d.write_bytes(b"killed")
     run_inference(paths, out, tiny_model(2), _opts())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.tif"]  # and no lock file
+    # a .tiff output's temporary files end in .tif too (the writer's suffix): they stayed
+    tiff = tmp_path / "t" / "o.tiff"
+    tiff.parent.mkdir()
+    for d in (".o.tiff.abcd1234.tif.tmp", ".o.tiff.abcd1234.tif.tmp.gtiff.tif"):
+        (tiff.parent / d).write_bytes(b"killed")
+    run_inference(paths, tiff, tiny_model(2), _opts())
+    assert [p.name for p in tiff.parent.iterdir()] == ["o.tiff"]
+
+
+def test_an_input_removed_during_the_run_does_not_fail_it_at_the_end(tmp_path, tiny_model):
+    """The tag of the inputs' sizes and times was made when the output was written: a file
+    removed meanwhile (its data still open) failed the run after its last row."""
+    import json
+
+    paths = write_frames(tmp_path / "in", n=2, size=(72, 40))
+    out = tmp_path / "o.tif"
+    size = paths[1].stat().st_size
+
+    def remove(done, total):
+        if done == 1:
+            paths[1].unlink()
+
+    run_inference(paths, out, tiny_model(2), _opts(), on_row=remove)
+    with rasterio.open(out) as ds:
+        files = json.loads(ds.tags()["zoomsr_input_files"])
+    assert [f[1] for f in files] == [paths[0].stat().st_size, size]  # as the run found them
 
 
 @pytest.mark.parametrize("damage", ["raw cut", "state empty", "state cut"])

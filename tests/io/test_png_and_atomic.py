@@ -136,3 +136,59 @@ def test_write_all_is_all_or_none_when_a_write_fails(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"{tmp_path / 'summary.json'}: cannot write (File too large)"
     assert list(tmp_path.iterdir()) == []  # neither file, no temporary one
+
+
+def test_output_lock_goes_on_without_flock_with_a_warning(tmp_path, monkeypatch):
+    """Lustre without -o flock (ENOSYS), NFS without a lock daemon (ENOLCK): every run failed
+    with a bare OSError."""
+    import errno
+    import fcntl
+
+    from zoomsr.errors import ZoomsrWarning
+    from zoomsr.io.atomic import output_lock
+
+    def unsupported(fd, op):  # noqa: ANN001
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    ran = False
+    with pytest.warns(ZoomsrWarning, match=r"o.tif: no lock taken \(No locks available: the "
+                                           r"filesystem does not support flock\)"), \
+            output_lock(tmp_path / "o.tif"):
+        ran = True
+    assert ran and list(tmp_path.iterdir()) == []
+
+
+def test_output_lock_never_holds_a_file_removed_meanwhile(tmp_path, monkeypatch):
+    """A run that opened the lock file just before the previous holder removed it locked the
+    removed file: a later run then locked a new one, and both ran."""
+    import fcntl
+    import os
+
+    from zoomsr.errors import InputError
+    from zoomsr.io.atomic import output_lock
+
+    lock = tmp_path / ".o.tif.zoomsr-lock"
+    lock.write_bytes(b"")
+    stale = os.open(lock, os.O_RDWR)  # opened by this run; then the holder removes the file
+    lock.unlink()
+    real_open, opened = os.open, []
+
+    def open_(path, flags, mode=0o777):  # noqa: ANN001
+        opened.append(path)
+        return stale if len(opened) == 1 else real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", open_)
+    with output_lock(tmp_path / "o.tif"):
+        monkeypatch.setattr(os, "open", real_open)
+        assert len(opened) == 2 and lock.is_file()  # took the file at the path instead
+        other = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+        with pytest.raises(InputError, match="another zoomsr run is writing it"), \
+                output_lock(tmp_path / "o.tif"):
+            pass
+    assert not lock.exists()

@@ -241,6 +241,15 @@ def infer(
                           "tiles are small and independent: one machine does them fast)")
     net = load_model(weights, model, config, random_weights, device, precision, bands,
                      sample_steps, seed)
+    # before Ray is started or joined: a requeued job whose cluster is gone still succeeds.
+    # With --ray, `auto` is the workers' precision, known once Ray is up: either is taken
+    if manifest is None and resume and not overwrite and finished_same_run(
+            output, inputs, net, options, any_precision=ray is not None and precision == "auto"):
+        # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
+        # other file there (not a zoomsr output) is refused as usual
+        typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
+                   "computes it again)")
+        return
     if ray == RAY_DEFAULT:
         ray = default_ray_address()
     # SIGTERM (SLURM's time limit, `kill`, `docker stop`) stops a run as Ctrl-C does: rows
@@ -260,12 +269,6 @@ def infer(
         if manifest is not None:
             on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
             _run_scenes(manifest, net, options, rows)
-            return
-        if resume and not overwrite and finished_same_run(output, inputs, net, options):
-            # as --scenes does: a re-run of a command that finished (a requeued job)
-            # succeeds; any other file there (not a zoomsr output) is refused as usual
-            typer.echo(f"{output}: finished by an earlier run, nothing to resume "
-                       "(--overwrite computes it again)")
             return
         sides = list(side_outputs(output, save_lr, preview).values())
         before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's

@@ -52,7 +52,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                 # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
                 flags = src.mask_flag_enums[0]
                 if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
-                    _check_valid(path, src.read_masks(1) > 0)
+                    # a pixel is nodata where R, G and B all are (GDAL's rule): a nodata value
+                    # of 0 does not make a valid pixel of red 0 nodata
+                    masks = [src.read_masks(b) for b in (1, 2, 3)]
+                    _check_valid(path, np.maximum.reduce(masks) > 0)
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),

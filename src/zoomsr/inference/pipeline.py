@@ -324,13 +324,16 @@ def model_tags(model: InferenceModel) -> dict[str, str]:
 
 
 def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few: int,
-          native: bool) -> dict[str, str]:
+          native: bool, files: list[list]) -> dict[str, str]:
+    """The output's tags; ``files``: :func:`_input_files` as the run found them when it
+    started (a file removed or rewritten since must neither fail the run at its end nor be
+    recorded with its new content's size and time)."""
     grid = plan.grid
     tags = {
         **model_tags(model),
         "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
         # --resume of a finished output tells an input changed since (size, time) from it
-        "zoomsr_input_files": json.dumps(_input_files(plan.reader.frames)),
+        "zoomsr_input_files": json.dumps(files),
         "zoomsr_grid": ("native " if native else "training grid ")
         + f"{grid.crs.to_string()} {grid.resolution:.6g} {grid.unit} -> "
         f"{grid.resolution / grid.scale:.6g} {grid.unit}",
@@ -447,11 +450,13 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
 
 def finished_same_run(output: str | os.PathLike[str],
                       inputs: Sequence[str | os.PathLike[str]], model: InferenceModel,
-                      options: InferenceOptions) -> bool:
+                      options: InferenceOptions, any_precision: bool = False) -> bool:
     """:func:`finished_before`, and the earlier run made it with these weights (by SHA-256)
     from these input files (its tags): ``--resume`` of a requeued job has nothing to do.
     :class:`InputError` when the tags name other weights or inputs (the job now asks for
-    another result: the finished one was reported as done)."""
+    another result: the finished one was reported as done). ``any_precision``: the precision
+    it was computed in is not compared (``--precision auto`` on Ray: the workers' device
+    decides, and it is not known before Ray is up)."""
     out = Path(output)
     if not finished_before(out, options.save_lr, options.preview):
         return False
@@ -463,8 +468,9 @@ def finished_same_run(output: str | os.PathLike[str],
     redo = "--resume continues only that run: pass --overwrite to compute it again"
     chunks = is_s2naip_input(list(inputs))
     mine = model_tags(model)  # what this run would tag
+    precision = None if any_precision else mine["zoomsr_precision"]
     if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks,
-                                                             mine["zoomsr_precision"])):
+                                                             precision)):
         # a requeued job whose command changed asks for another result: it was reported done
         raise InputError(f"{out}: finished by an earlier run with other options "
                          f"({'; '.join(diffs)}); {redo}")
@@ -577,10 +583,15 @@ def writing(output: str | os.PathLike[str]) -> Iterator[None]:
     run of it is refused), and the temporary files that earlier runs killed outright (SIGKILL,
     the OOM killer) left beside it and its side outputs removed, none being another live
     run's."""
-    with output_lock(output):
-        out = Path(output)
-        for path in (out, *side_outputs(out, True, True).values()):
-            remove_stale_temps(path)
+    out = Path(output)
+    sides = side_outputs(out, True, True)
+    with contextlib.ExitStack() as stack:
+        # the side outputs' names too: another run's output may be named so
+        for path in (out, *sides.values()):
+            stack.enter_context(output_lock(path))
+        # the GeoTIFF writer's temporary files end in .tif, whatever the output's suffix
+        for path, suffix in ((out, ".tif"), (sides["lr"], ".tif"), (sides["preview"], ".png")):
+            remove_stale_temps(path, suffix=suffix)
         yield
 
 
@@ -653,7 +664,8 @@ def _run_scene(
     s = model.scale
     k = options.uncertainty
     groups = column_groups(windows, options.column_width)
-    run = PartialRun(out, _fingerprint(plan, model, options, groups))
+    fingerprint = _fingerprint(plan, model, options, groups)
+    run = PartialRun(out, fingerprint)
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
     rasters = [hr] + ([lr] if lr is not None else [])
@@ -776,7 +788,7 @@ def _run_scene(
                             on_row(done.row + 1, windows.n_rows)
                         del done  # its carry is not kept while the next row is computed
             # inside the try: Ctrl-C while the last strips are compressed removes the temp file
-            tags = _tags(plan, model, options, few, options.native_grid)
+            tags = _tags(plan, model, options, few, options.native_grid, fingerprint["files"])
             stream.finish(tags)
         except BaseException:
             stream.abandon()

@@ -10,6 +10,7 @@ import glob
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -75,9 +76,12 @@ def remove_stale_temps(path: str | os.PathLike[str], suffix: str | None = None,
 def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on the output ``path`` while a run writes it (a lock file,
     ``.NAME.zoomsr-lock``, beside it; removed at the end). A second run of the same output,
-    in this or another process on any machine sharing the folder, is refused at once with
-    :class:`InputError`: it would otherwise delete or overwrite the first run's work, and the
-    first would publish a file of mixed rows. Without ``fcntl`` (Windows) no lock is taken."""
+    in this or another process (on another machine too, where the filesystem supports
+    ``flock`` across machines), is refused at once with :class:`InputError`: it would
+    otherwise delete or overwrite the first run's work, and the first would publish a file of
+    mixed rows. Where no lock can be taken (no ``fcntl``: Windows; a filesystem without
+    ``flock``: Lustre without ``-o flock``, NFS without a lock daemon) the run goes on
+    without one, with a warning for the filesystem."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on Linux/macOS
@@ -87,23 +91,54 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     lock = target.parent / f".{target.name}.zoomsr-lock"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # no folder can be made or written there: the run's checks say so
+    except OSError:  # no folder can be made there: the run's checks say so
         yield
         return
-    try:
+    for _ in range(10):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a folder that cannot be written: the run's checks say so
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise InputError(
                 f"{target}: another zoomsr run is writing it (it holds {lock.name}); wait for "
                 "that run to end or stop it, or write to another file") from None
+        except OSError as exc:  # ENOLCK, ENOSYS, EOPNOTSUPP: the filesystem has no flock
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            from zoomsr.errors import ZoomsrWarning
+
+            warnings.warn(f"{target}: no lock taken ({exc.strerror or exc}: the filesystem "
+                          "does not support flock); do not run two zoomsr runs of this output "
+                          "at once", ZoomsrWarning, stacklevel=3)
+            yield
+            return
+        try:
+            now = os.stat(lock)
+        except FileNotFoundError:
+            now = None
+        held = os.fstat(fd)
+        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            # locked a file that the previous holder removed meanwhile: a later run would
+            # lock a new one beside it; take the one at the path instead
+            os.close(fd)
+            continue
         try:
             yield
         finally:
-            lock.unlink(missing_ok=True)  # while still held: a waiting run then makes its own
-    finally:
-        os.close(fd)
+            # removed while still held, and only if it is still this run's file
+            with contextlib.suppress(OSError):
+                now = os.stat(lock)
+                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    lock.unlink()
+            os.close(fd)
+        return
+    raise InputError(f"{target}: its lock file {lock.name} keeps being replaced; is another "
+                     "zoomsr run of it starting and ending in a loop?")
 
 
 def refuse_existing(paths: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:

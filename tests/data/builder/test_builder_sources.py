@@ -98,7 +98,12 @@ def test_esa_named_files_without_metadata(builder_scene, tmp_path):
 
 
 def test_safe_folder(builder_scene, tmp_path):
-    safe = make_safe(tmp_path, builder_scene.s2["late"], utc(2020, 3, 1))
+    # an L2A of baseline 04.00 carries MSK_CLASSI too: its SCL is the cloud layer, and the
+    # mask stays out of the scene's files (builds begun before it was read keep resuming)
+    with rasterio.open(builder_scene.s2["late"] / "SCL.tif") as scl:
+        mask = np.zeros((3, scl.height, scl.width), np.uint8)
+    safe = make_safe(tmp_path, builder_scene.s2["late"], utc(2020, 3, 1), cloud_mask=mask)
+    assert list(safe.glob("GRANULE/*/QI_DATA/MSK_CLASSI_B00.jp2"))
     (scene,) = discover_sentinel2([tmp_path])  # found by recursing into the folder
     assert scene.datetime == utc(2020, 3, 1)
     assert (scene.level, scene.processing_baseline, scene.dn_offset) == ("L2A", "04.00", -1000)

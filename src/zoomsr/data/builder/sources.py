@@ -494,8 +494,9 @@ def _discover_safe(safe: Path, given_date: dt.datetime | None) -> S2Scene:
             files[band] = (rank, str(path))
     if not files:
         raise DataError(f"{safe}: SAFE folder without band files under GRANULE/*/IMG_DATA")
-    for path in sorted(safe.glob("GRANULE/*/QI_DATA/MSK_CLASSI_B00.jp2"))[:1]:
-        files["msk_classi"] = (60, str(path))
+    if "scl" not in files:  # L1C; an L2A's SCL is used (builds begun before kept resuming)
+        for path in sorted(safe.glob("GRANULE/*/QI_DATA/MSK_CLASSI_B00.jp2"))[:1]:
+            files["msk_classi"] = (60, str(path))
     scene_id = name[:-5] if name.upper().endswith(".SAFE") else name
     return _scene_from_files(scene_id, {b: p for b, (_, p) in files.items()}, meta, given_date,
                              str(safe))
