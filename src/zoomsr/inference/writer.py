@@ -510,6 +510,9 @@ def write_geotiff(
                             dst.write(bands, window=window)
                             dst.write_mask(mask, window=window)
                         del bands, mask
+                        if not cog:  # flushed as it goes, in this (writer) thread: the
+                            # flush before the rename, after the last row, is then short
+                            fsync_file(target)
                 with rasterio.open(target, "r+") as dst:
                     dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:
