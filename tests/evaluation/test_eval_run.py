@@ -351,3 +351,21 @@ def test_nodata_predictions_are_refused_or_warned_about(tmp_path):
     rgba = np.dstack([np.moveaxis(rgb, 0, -1), np.zeros((16, 16), np.uint8)])
     with pytest.raises(DataError, match="every pixel is nodata"):
         read_rgb(_save(tmp_path / "clear.png", rgba))  # alpha 0 everywhere
+
+
+def test_metrics_given_by_name_or_alone(folders, monkeypatch):
+    """`evaluate(pred, target, "psnr,ssim")` (as create_metrics takes names) failed with an
+    AttributeError after reading every image."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.evaluation import run as run_module
+
+    pred, target = folders
+    by_dict = evaluate(pred, target, {"psnr": PSNR(), "ssim": SSIM()})
+    for given in ("psnr,ssim", ["psnr", "ssim"]):
+        assert evaluate(pred, target, given).rows == by_dict.rows
+    assert evaluate(pred, target, PSNR()).metrics == {"psnr": True}
+    monkeypatch.setattr(run_module, "pair_images", lambda *a: pytest.fail("paired first"))
+    with pytest.raises(ConfigError, match="metrics must be"):
+        evaluate(pred, target, 3)
+    with pytest.raises(ConfigError, match="unknown metric"):
+        evaluate(pred, target, "psnr,nope")

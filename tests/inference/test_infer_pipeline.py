@@ -106,6 +106,34 @@ def test_tiled_equals_untiled(tiny_model):
     assert np.abs(rough - whole).max() > 1e-3
 
 
+def test_the_array_api_checks_what_a_scene_run_checks(tiny_model):
+    """super_resolve_array returned an all-zero "uncertainty" band for as many frames as the
+    model takes, took batch_size=-3 or threads=1.5, failed deep inside on a tuple tiling or a
+    bare module; InferenceModel.forward made garbage of 0-255 data."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.inference import InferenceOptions
+
+    model = tiny_model(2)
+    px = np.random.default_rng(0).random((2, 3, 24, 24)).astype(np.float32) * 0.8 + 0.1
+    bad = [({"uncertainty": 2}, r"uncertainty=2\) needs more frames than the model takes \(2\)"),
+           ({"uncertainty": 1}, "K >= 2"), ({"batch_size": -3}, "batch_size must be >= 1"),
+           ({"threads": 1.5}, "threads must be an integer"), ({"seed": -1}, "seed must be >= 0"),
+           ({"tiling": (32, 8)}, r"tiling must be a Tiling\(window, overlap, margin\)")]
+    for kw, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            super_resolve_array(px, model, **kw)
+    with pytest.raises(ConfigError, match=r"expected an InferenceModel, got RRDBNet: wrap a "
+                                          r"model with zoomsr.inference.build_inference_model"):
+        super_resolve_array(px, model.module)
+    with pytest.raises(ConfigError, match="radiometry"):
+        InferenceOptions(radiometry="foo")
+    with pytest.raises(InputError, match=r"input values from .* to .*: expected \[0, 1\]"):
+        model.forward(px[None] * 255)
+    with pytest.raises(InputError, match="expected float input in \\[0, 1\\], got uint8"):
+        model((px[None] * 255).astype(np.uint8))  # callable, as a module is
+    assert model(px[None]).shape == (1, 3, 96, 96)
+
+
 def test_in_memory_frames_must_be_float_in_0_1_and_nan_is_nodata(tiny_model):
     rng = np.random.default_rng(2)
     tci = rng.integers(1, 256, (2, 3, 24, 24), dtype=np.uint8)  # an 8-bit TCI as read

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import ConfigError, DataError, InputError
 from zoomsr.evaluation.images import check_same_place, read_rgb_georef
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_all, refuse_existing
@@ -200,17 +200,37 @@ def evaluate_pairing(
 def evaluate(
     pred_dir: str | os.PathLike[str],
     target_dir: str | os.PathLike[str],
-    metrics: dict[str, Metric],
+    metrics: dict[str, Metric] | Metric | str | list[str],
     batch_size: int = 16,
     progress: ProgressFn | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
     split: str | None = None,
 ) -> EvaluationResult:
-    """Pair the folders (:func:`pair_images`), score every pair and summarise."""
-    return evaluate_pairing(
-        pair_images(pred_dir, target_dir, split), metrics, batch_size, progress, seed, options
-    )
+    """Pair the folders (:func:`pair_images`), score every pair and summarise.
+
+    ``metrics``: ``{name: Metric}``, one :class:`Metric`, or names as
+    :func:`~zoomsr.metrics.create_metrics` takes them (``"psnr,ssim"``, ``["psnr"]``); checked
+    before any file is read.
+    """
+    chosen = as_metrics(metrics)
+    return evaluate_pairing(pair_images(pred_dir, target_dir, split), chosen, batch_size,
+                            progress, seed, options)
+
+
+def as_metrics(metrics: dict[str, Metric] | Metric | str | list[str]) -> dict[str, Metric]:
+    """``metrics`` as ``{name: Metric}`` (see :func:`evaluate`)."""
+    if isinstance(metrics, (str, list, tuple)):
+        from zoomsr.metrics import create_metrics
+
+        return create_metrics(list(metrics) if isinstance(metrics, tuple) else metrics)
+    if isinstance(metrics, Metric):
+        return {metrics.name: metrics}
+    if not isinstance(metrics, dict) or not all(isinstance(m, Metric)
+                                                for m in metrics.values()):
+        raise ConfigError(f"metrics must be {{name: Metric}}, a Metric or metric names "
+                          f"('psnr,ssim'), got {type(metrics).__name__}")
+    return metrics
 
 
 def write_results(

@@ -44,6 +44,21 @@ def sha256_state(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _check_unit_range(lr: np.ndarray | torch.Tensor) -> None:
+    """Refuse model input that is not float in [0, 1] (up to float rounding)."""
+    x = lr if isinstance(lr, torch.Tensor) else np.asarray(lr)
+    floating = x.is_floating_point() if isinstance(x, torch.Tensor) else (
+        np.issubdtype(x.dtype, np.floating))
+    if not floating:
+        raise InputError(f"expected float input in [0, 1], got {x.dtype}: divide an 8-bit TCI "
+                         "by 255")
+    if x.numel() if isinstance(x, torch.Tensor) else x.size:
+        low, high = float(x.min()), float(x.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise InputError(f"input values from {low:g} to {high:g}: expected [0, 1] (TCI / "
+                             "255; extra bands reflectance x 10000 / 8160)")
+
+
 @dataclass
 class InferenceModel:
     """A model plus what the pipeline needs to feed it.
@@ -86,9 +101,15 @@ class InferenceModel:
 
     def forward(self, lr: np.ndarray | torch.Tensor,
                 keys: Sequence[Any] | None = None) -> np.ndarray:
-        """``[B, T, C, h, w]`` -> ``[B, 3, h*s, w*s]`` float32 NumPy (on the CPU). ``keys``
-        (SR3 only): what names each item's sampling noise (see :meth:`_sample`)."""
+        """``[B, T, C, h, w]`` float in [0, 1] -> ``[B, 3, h*s, w*s]`` float32 NumPy (on the
+        CPU). ``keys`` (SR3 only): what names each item's sampling noise (see
+        :meth:`_sample`). Integer input or values outside [0, 1] (0-255 data) are refused with
+        :class:`InputError`: the model made garbage of them."""
+        if not (isinstance(lr, torch.Tensor) and lr.device.type != "cpu"):  # no device sync
+            _check_unit_range(lr)
         return self.forward_device(lr, keys).cpu().numpy()
+
+    __call__ = forward
 
     def forward_device(self, lr: np.ndarray | torch.Tensor,
                        keys: Sequence[Any] | None = None) -> torch.Tensor:

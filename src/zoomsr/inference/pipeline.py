@@ -123,16 +123,27 @@ class InferenceOptions:
     column_width: int = 4096
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.column_width < 0:
-            raise ConfigError(f"column_width must be >= 0, got {self.column_width}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
-        if self.uncertainty == 1 or self.uncertainty < 0:
+        from zoomsr.inference.inputs.radiometry import RADIOMETRY_CHOICES
+        from zoomsr.validate import check_choice, check_int
+
+        if not isinstance(self.tiling, Tiling):  # a tuple failed deep inside, at run time
+            raise ConfigError(f"tiling must be a Tiling(window, overlap, margin), got "
+                              f"{self.tiling!r}")
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("column_width", self.column_width, minimum=0)
+        if self.threads is not None:
+            check_int("threads", self.threads, minimum=1)
+        check_int("uncertainty", self.uncertainty, minimum=0)
+        if self.uncertainty == 1:
             raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
-        if self.seed < 0:  # NumPy's generators take none (it failed with --uncertainty only)
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        # NumPy's generators take no negative seed (it failed with --uncertainty only)
+        check_int("seed", self.seed, minimum=0)
+        check_choice("radiometry", self.radiometry, RADIOMETRY_CHOICES)
+        if self.rgb_bands is not None and (
+                len(self.rgb_bands) != 3
+                or any(isinstance(b, bool) or not isinstance(b, int) for b in self.rgb_bands)):
+            raise ConfigError(f"rgb_bands must be 3 band numbers (R, G, B; 1-based), got "
+                              f"{self.rgb_bands!r}")
         check_dn_offset(self.dn_offset)
 
 
@@ -168,6 +179,34 @@ class InferenceResult:
         return self.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
 
 
+def check_inference_model(model: object) -> None:
+    """Refuse what is not an :class:`InferenceModel` (a module from ``create_model`` failed
+    with an AttributeError deep inside)."""
+    if not isinstance(model, InferenceModel):
+        raise ConfigError(
+            f"expected an InferenceModel, got {type(model).__name__}: wrap a model with "
+            "zoomsr.inference.build_inference_model(weights=... or model=..., "
+            "random_weights=True)")
+
+
+def check_uncertainty(k: int, frames: int, empty: int, n_images: int,
+                      example: object = None) -> None:
+    """Refuse ``k`` frame subsets (``--uncertainty K``) that would all be the same input:
+    ``frames`` dates, ``empty`` of them without a valid pixel, for a model of ``n_images``."""
+    if k and frames <= n_images:
+        raise ConfigError(
+            f"--uncertainty (uncertainty={k}) needs more frames than the model takes "
+            f"({n_images}); got {frames}: every subset would be the same")
+    if k and frames - empty <= n_images:
+        # the empty dates are gap-filled from the others: each subset the same input, and a
+        # band of zeros that reads as "certain"
+        where = f" (e.g. {example})" if example is not None else ""
+        raise ConfigError(
+            f"--uncertainty (uncertainty={k}) needs more dates with data than the model takes "
+            f"({n_images}); {empty} of the {frames} dates hold no valid pixel{where}: every "
+            "subset would be the same")
+
+
 def super_resolve_array(
     pixels: np.ndarray,
     model: InferenceModel,
@@ -188,6 +227,10 @@ def super_resolve_array(
     ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read) or values outside
     [0, 1] are refused (:class:`InputError`); NaN pixels are nodata.
     """
+    check_inference_model(model)
+    # the settings checked as a scene run's are (threads, batch, uncertainty, seed, tiling)
+    InferenceOptions(tiling=tiling or Tiling(), batch_size=batch_size, uncertainty=uncertainty,
+                     seed=seed, threads=threads, progress=False)
     given = np.asarray(pixels)
     if not np.issubdtype(given.dtype, np.floating):
         raise InputError(f"expected float frames in [0, 1], got {given.dtype}: divide an 8-bit "
@@ -213,6 +256,8 @@ def super_resolve_array(
         raise InputError(f"valid must be [T, H, W] = {list(nodata.shape)} like the frames, got "
                          f"{list(valid.shape)}")
     valid = valid.astype(bool) & ~nodata
+    check_uncertainty(uncertainty, len(pixels), int((~valid.any(axis=(1, 2))).sum()),
+                      model.n_images)
     height, width = pixels.shape[-2:]
     tiling = tiling or Tiling()
     windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
@@ -636,18 +681,8 @@ def _run_scene(
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, inputs=[p for f in frames for p in f.files],
                        resume=options.resume)
-    if options.uncertainty and len(frames) <= model.n_images:
-        raise ConfigError(
-            f"--uncertainty needs more frames than the model takes ({model.n_images}); "
-            f"got {len(frames)}: every subset would be the same"
-        )
-    if options.uncertainty and len(frames) - len(empty) <= model.n_images:
-        # the empty dates are gap-filled from the others: each subset the same input, and a
-        # band of zeros that reads as "certain"
-        raise ConfigError(
-            f"--uncertainty needs more dates with data than the model takes "
-            f"({model.n_images}); {len(empty)} of the {len(frames)} dates hold no valid pixel "
-            f"(e.g. {empty[0].paths[0]}): every subset would be the same")
+    check_uncertainty(options.uncertainty, len(frames), len(empty), model.n_images,
+                      empty[0].paths[0] if empty else None)
     extra = tuple(model.bands[1:])
     for f in frames:
         if tuple(a.name for a in f.extras) != extra:
