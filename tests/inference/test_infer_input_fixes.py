@@ -108,7 +108,7 @@ def test_no_dn_offset_message_states_the_real_data_type(tmp_path):
     assert str(err.value) == (
         f"{stack}: float64 values read as Sentinel-2 digital numbers (--radiometry dn), but no "
         "metadata gives the processing baseline (from baseline 04.00 the values carry a +1000 "
-        "offset); pass --dn-offset 0 or --dn-offset 1000")
+        "offset); pass --dn-offset 0 or --dn-offset 1000 (in Python dn_offset=0 or 1000)")
     # band files of one date (the other caller): their own type
     bands = [_bands(tmp_path / "f32" / f"b{i}.tif", _dn((1, 24, 24), "float32", i))
              for i in range(3)]

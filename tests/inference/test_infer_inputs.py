@@ -602,3 +602,19 @@ def test_an_empty_input_path_is_refused(tmp_path, monkeypatch, items, tiny_model
     with pytest.raises(DataError, match=r"^an empty input path"):
         run_inference(items, tmp_path / "o.tif", tiny_model(1))
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_band_arguments_take_the_forms_the_rest_of_the_api_takes(tmp_path):
+    """extra_bands="b08" was read as ['b', '0', '8'], ("B08",) refused, rgb_bands="1,2,3"
+    a raw ValueError from int()."""
+    from infer_helpers import write_b08
+
+    paths = write_frames(tmp_path / "in", n=1, size=(24, 24))
+    write_b08(paths, 2000)
+    for extra in ("b08", "B08", ("B08",), ["b08"]):
+        found = discover_frames(tmp_path / "in", extra_bands=extra, dn_offset=0)
+        assert [a.name for a in found.frames[0].extras] == ["b08"]
+    assert discover_frames(paths, rgb_bands="1,2,3").frames[0].bands == (1, 2, 3)
+    with pytest.raises(ConfigError, match=r"rgb_bands \(--rgb-bands\) needs three band "
+                                          r"numbers \(R,G,B\), got 'a,b'"):
+        discover_frames(paths, rgb_bands="a,b")

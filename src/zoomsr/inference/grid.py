@@ -223,8 +223,8 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
             raise DataError(
                 f"{f.paths[0]}: pixels of {res_m:.3g} m on the ground; the models take "
                 f"Sentinel-2's 10 m, and the training grid (9.555 m) would resample it "
-                f"{res_m / 10:.3g}x finer a side; give 10 m data, or pass --native-grid to "
-                "keep its pixels"
+                f"{res_m / 10:.3g}x finer a side; give 10 m data, or pass --native-grid "
+                "(InferenceOptions(native_grid=True)) to keep its pixels"
             )
         # in the grid's own (Mercator) metres: Sentinel-2's 10 m is >= 10 of them anywhere
         if not native and pixel_size_in(f, crs) < MIN_INPUT_RESOLUTION_M:

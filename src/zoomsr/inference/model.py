@@ -323,7 +323,8 @@ def build_inference_model(
     if weights is not None and random_weights:
         raise ConfigError("give either weights or random_weights, not both")
     if weights is None and not random_weights:
-        raise ConfigError("no weights: pass a checkpoint or a registry name (--weights)")
+        raise ConfigError("no weights: pass a checkpoint or a registry name (--weights; in "
+                          "Python weights=...), or random_weights=True with model=NAME")
     if weights is not None and not Path(weights).is_file():
         from zoomsr.weights import fetch, registry
 

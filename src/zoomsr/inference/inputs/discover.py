@@ -308,9 +308,9 @@ def discover_frames(
     items: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
     radiometry: str = "auto",
-    rgb_bands: Iterable[int] | None = None,
+    rgb_bands: Iterable[int] | str | None = None,
     dn_offset: float | None = None,
-    extra_bands: Sequence[str] = (),
+    extra_bands: Sequence[str] | str = (),
 ) -> Discovery:
     """Find the frames (dates) among files, folders and manifests, and validate each.
 
@@ -318,10 +318,11 @@ def discover_frames(
         items: raster files, folders of rasters (or of one sub-folder per date), manifests.
         radiometry: ``auto`` (from the data type and metadata), ``tci``, ``dn`` (16-bit
             digital numbers, reflectance x 10000) or ``reflectance`` (float in [0, 1]).
-        rgb_bands: 1-based band numbers of red, green, blue in multi-band files.
+        rgb_bands: 1-based band numbers of red, green, blue in multi-band files (or
+            ``"3,2,1"``).
         dn_offset: DN offset to remove (0 or 1000); ``None`` reads it from the metadata.
-        extra_bands: bands besides TCI that the model takes (``("b08",)``...), which every
-            frame must have.
+        extra_bands: bands besides TCI that the model takes (``("b08",)``, ``"b08,b05"``,
+            any case), which every frame must have.
 
     Raises :class:`DataError` naming the file for a missing, corrupt or unusable input.
     """
@@ -329,11 +330,18 @@ def discover_frames(
         items = [items]
     rgb = None
     if rgb_bands is not None:
-        rgb = tuple(int(b) for b in rgb_bands)
+        given = rgb_bands.split(",") if isinstance(rgb_bands, str) else list(rgb_bands)
+        try:
+            rgb = tuple(int(str(b).strip()) for b in given)
+        except ValueError:
+            rgb = ()
         if len(rgb) != 3:
-            raise ConfigError(f"--rgb-bands needs three band numbers (R,G,B), got {list(rgb)}")
+            raise ConfigError(f"rgb_bands (--rgb-bands) needs three band numbers (R,G,B), got "
+                              f"{rgb_bands!r}")
     check_dn_offset(dn_offset)
-    extra = tuple(extra_bands)
+    # "b08", "B08,B05" or ("B08",), as the dataset and build_inference_model take bands
+    parts = extra_bands.split(",") if isinstance(extra_bands, str) else list(extra_bands)
+    extra = tuple(str(b).strip().lower() for b in parts if str(b).strip())
     unknown = [b for b in extra if b not in EXTRA_BAND_TOKENS.values()]
     if unknown:
         raise ConfigError(f"unknown extra band(s) {unknown}; known: b01, b05..b12")

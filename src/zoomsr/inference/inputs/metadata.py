@@ -126,5 +126,5 @@ def dn_offset_of(path: Path, tags: dict, offset_option: float | None, dtype: str
     raise NoOffsetError(
         f"{path}: {what} read as Sentinel-2 digital numbers{chosen}, but no metadata "
         "gives the processing baseline (from baseline 04.00 the values carry a +1000 offset); "
-        "pass --dn-offset 0 or --dn-offset 1000"
+        "pass --dn-offset 0 or --dn-offset 1000 (in Python dn_offset=0 or 1000)"
     )
