@@ -120,7 +120,8 @@ def test_no_dn_offset_message_states_the_real_data_type(tmp_path):
     # 16-bit data is read as digital numbers without being told: no --radiometry in the message
     u16 = _bands(tmp_path / "u16" / "rgb.tif", _dn((3, 24, 24), "uint16"), "RGB")
     with pytest.raises(DataError, match=r"rgb.tif: 16-bit integers read as Sentinel-2 digital "
-                                        r"numbers, but no metadata .*--dn-offset 1000$"):
+                                        r"numbers, but no metadata .*--dn-offset 1000 "
+                                        r"\(in Python dn_offset=0 or 1000\)$"):
         discover_frames(u16)
     # an extra band without metadata beside a TCI (the third caller)
     tci = write_frames(tmp_path / "tci", n=1, size=(24, 24))
