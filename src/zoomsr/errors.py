@@ -43,6 +43,17 @@ class CheckpointError(ZoomsrError, OSError):
     exit_code = 2
 
 
+class WeightsNotFoundError(CheckpointError):
+    """Weights that are needed (a metric's LPIPS or CLIP files, a registry checkpoint) are not
+    on this machine."""
+
+
+class WeightsNotAvailableError(WeightsNotFoundError):
+    """Registry weights are neither cached nor obtainable now (offline, missing package)."""
+
+    exit_code = 1
+
+
 class ZoomsrWarning(UserWarning):
     """Something in the user's input looks wrong but need not be (the run goes on); the CLI
     prints it as one ``warning:`` line."""

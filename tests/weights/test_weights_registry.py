@@ -474,3 +474,15 @@ def test_published_layouts_pass_the_architecture_check(shared_dir, tmp_path, nam
     state.pop(next(iter(state)))  # one tensor missing: refused, naming it
     torch.save({"params_ema": state}, path)
     assert next(iter(spec["params"])) in (architecture_problem(get_entry(name), path) or "")
+
+
+def test_missing_weights_are_one_family_of_errors():
+    """A missing LPIPS file was a CheckpointError, a missing registry checkpoint not: one
+    `except` caught one and not the other."""
+    from zoomsr import errors, metrics
+
+    assert WeightsNotAvailableError is errors.WeightsNotAvailableError
+    assert metrics.WeightsNotFoundError is errors.WeightsNotFoundError
+    assert issubclass(WeightsNotAvailableError, errors.WeightsNotFoundError)
+    assert issubclass(errors.WeightsNotFoundError, CheckpointError)
+    assert WeightsNotAvailableError("x").exit_code == 1

