@@ -169,3 +169,15 @@ def test_scale_defaults_to_the_one_the_dataset_records(tmp_path):
     # Without metadata: the published scale, 4.
     plain = scale3_dataset(tmp_path / "plain", record=False)
     assert S2NAIPDataset(plain, n_images=2, skip_black_hr=False, train=True).scale == 4
+
+
+def test_indexing_and_argument_types_as_python_users_expect(tiny_dataset):
+    """dataset[-1] raised NumPy's 'expected non-negative integer' in evaluation mode;
+    n_images="8" or 8.0 raw TypeErrors."""
+    ds = S2NAIPDataset(tiny_dataset)
+    assert ds[-1]["tile"] == ds[len(ds) - 1]["tile"]
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    for bad in ("8", 8.0, 0):
+        with pytest.raises(ConfigError, match="n_images must be"):
+            S2NAIPDataset(tiny_dataset, n_images=bad)

@@ -226,3 +226,9 @@ def test_values_that_failed_late_or_as_raw_errors_are_config_errors(sets, messag
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIGS / "tiny.yaml", sets)
     load_config(CONFIGS / "tiny.yaml", ["val.border=58", "trainer.strategy=ddp"])
+
+
+def test_one_override_given_as_a_string():
+    """load_config(path, "trainer.max_steps=5") took the string as a list of characters."""
+    cfg = load_config(CONFIGS / "srcnn.yaml", "trainer.max_steps=5")
+    assert cfg.trainer.max_steps == 5

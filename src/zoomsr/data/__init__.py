@@ -3,6 +3,7 @@
 from zoomsr.data.bands import BAND16_DIVISOR, BANDS, normalize_band, validate_bands
 from zoomsr.data.layout import PairRecord, scan_pairs
 from zoomsr.data.s2naip import DataWarning, S2NAIPDataset, to_layout
+from zoomsr.data.sample import write_sample
 from zoomsr.data.sampler import load_tile_weights, weighted_sampler
 from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.data.writer import S2NAIPWriter
@@ -22,4 +23,5 @@ __all__ = [
     "valid_frames",
     "validate_bands",
     "weighted_sampler",
+    "write_sample",
 ]

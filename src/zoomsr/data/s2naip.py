@@ -19,6 +19,7 @@ from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS
 from zoomsr.layout import Layout, to_layout
+from zoomsr.validate import check_int
 
 
 class DataWarning(ZoomsrWarning):
@@ -75,10 +76,9 @@ class S2NAIPDataset(Dataset):
         pairs: Sequence[PairRecord] | None = None,
         max_consecutive_skips: int = 64,
     ) -> None:
-        if n_images < 1:
-            raise ConfigError(f"n_images must be >= 1, got {n_images}")
-        if old_naip < 0:
-            raise ConfigError(f"old_naip must be >= 0, got {old_naip}")
+        check_int("n_images", n_images, minimum=1)
+        check_int("old_naip", old_naip, minimum=0)
+        check_int("seed", seed, minimum=0)
         if layout not in ("stacked", "frames"):
             raise ConfigError(f"layout must be 'stacked' or 'frames', got {layout!r}")
         self.root = Path(root)
@@ -122,6 +122,10 @@ class S2NAIPDataset(Dataset):
         return int(self._skip_state[0])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"pair {index} of {len(self)}")
+        index %= len(self)  # dataset[-1]: the last pair, as for a list
         if not self.train:
             return self.load(index, np.random.default_rng((self.seed, index)))
         # Seeded from torch so torch.manual_seed and per-worker seeding control it.

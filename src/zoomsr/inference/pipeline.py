@@ -153,7 +153,7 @@ class InferenceResult:
 
     output: Path
     grid: TargetGrid
-    frames: list[Frame]
+    frames: list[Frame] = field(repr=False)  # each with its CRS: pages of WKT in a notebook
     windows: int
     windows_computed: int
     rows_resumed: int

@@ -36,3 +36,8 @@ __all__ = [
     "WeightsNotFoundError", "check_images", "check_pair", "cpsnr", "create_metric",
     "create_metrics", "psnr", "ssim",
 ]
+
+
+def __dir__() -> list[str]:
+    """The lazy names too (for ``dir()`` and tab completion)."""
+    return sorted({*globals(), *__all__})

@@ -15,3 +15,8 @@ def __getattr__(name: str) -> object:
 
         return train
     raise AttributeError(f"module 'zoomsr.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too (for ``dir()`` and tab completion)."""
+    return sorted({*globals(), *__all__})

@@ -408,8 +408,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config, apply ``overrides`` and validate; errors name the file and the key."""
+def load_config(path: str | os.PathLike[str],
+                overrides: list[str] | str | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``overrides`` (``["trainer.max_steps=5", ...]``, or one such
+    string) and validate; errors name the file and the key."""
+    if isinstance(overrides, str):  # one override: not a list of its characters
+        overrides = [overrides]
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"{p}: is a folder; give a YAML config file (see configs/ and "
