@@ -60,14 +60,14 @@ def write_sample(
     if pairs < 1:
         raise ConfigError(f"pairs must be >= 1, got {pairs}")
     if n_frames < 1:
-        raise ConfigError(f"frames must be >= 1, got {n_frames}")
+        raise ConfigError(f"n_frames (--frames) must be >= 1, got {n_frames}")
     bands = validate_bands(bands)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(f"{root}: exists and is not a folder (give a new or empty folder)")
     if root.exists() and any(root.iterdir()) and not overwrite:
-        raise DataError(f"{root}: folder is not empty (use --overwrite to replace the dataset "
-                        "in it)")
+        raise DataError(f"{root}: folder is not empty (use --overwrite, in Python "
+                        "overwrite=True, to replace the dataset in it)")
     # Built in a hidden folder and moved in when complete: an interrupted sample never looks
     # like a dataset, and --overwrite replaces the earlier one instead of mixing with it. The
     # folder is inside an existing OUT (same file system: OUT may be a mount or a symlink

@@ -358,7 +358,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        raise ConfigError(f"an override (--set) expects key.path=value, got {item!r}")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
