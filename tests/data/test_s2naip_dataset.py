@@ -178,6 +178,10 @@ def test_indexing_and_argument_types_as_python_users_expect(tiny_dataset):
     assert ds[-1]["tile"] == ds[len(ds) - 1]["tile"]
     with pytest.raises(IndexError):
         ds[len(ds)]
+    assert ds[np.int64(1)]["tile"] == ds[1]["tile"]
+    for bad in (1.7, "2"):  # not coerced to a pair
+        with pytest.raises(TypeError):
+            ds[bad]
     for bad in ("8", 8.0, 0):
         with pytest.raises(ConfigError, match="n_images must be"):
             S2NAIPDataset(tiny_dataset, n_images=bad)

@@ -364,7 +364,19 @@ def test_metrics_given_by_name_or_alone(folders, monkeypatch):
     for given in ("psnr,ssim", ["psnr", "ssim"]):
         assert evaluate(pred, target, given).rows == by_dict.rows
     assert evaluate(pred, target, PSNR()).metrics == {"psnr": True}
+    import types
+
+    class Own:  # a user's metric: no name attribute, scored by its key
+        higher_is_better = True
+
+        def __call__(self, pred, target):  # noqa: ANN001, ANN204
+            return PSNR()(pred, target)
+
+    own = evaluate(pred, target, types.MappingProxyType({"mine": Own()}))
+    assert [r["mine"] for r in own.rows] == [r["psnr"] for r in by_dict.rows]
     monkeypatch.setattr(run_module, "pair_images", lambda *a: pytest.fail("paired first"))
+    with pytest.raises(ConfigError, match=r"metrics\['x'\]: int is no metric"):
+        evaluate(pred, target, {"x": 3})
     with pytest.raises(ConfigError, match="metrics must be"):
         evaluate(pred, target, 3)
     with pytest.raises(ConfigError, match="unknown metric"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -615,6 +616,15 @@ def test_band_arguments_take_the_forms_the_rest_of_the_api_takes(tmp_path):
         found = discover_frames(tmp_path / "in", extra_bands=extra, dn_offset=0)
         assert [a.name for a in found.frames[0].extras] == ["b08"]
     assert discover_frames(paths, rgb_bands="1,2,3").frames[0].bands == (1, 2, 3)
-    with pytest.raises(ConfigError, match=r"rgb_bands \(--rgb-bands\) needs three band "
-                                          r"numbers \(R,G,B\), got 'a,b'"):
-        discover_frames(paths, rgb_bands="a,b")
+    for bad in ("a,b", (0, 1, 2), (1.5, 2, 3), 3, "1,2,3,4"):
+        said = re.escape(repr(bad))
+        with pytest.raises(ConfigError, match=r"rgb_bands \(--rgb-bands\) needs three band "
+                                              rf"numbers >= 1 \(R,G,B\), got {said}"):
+            discover_frames(paths, rgb_bands=bad)
+    # the options take the same forms, kept as three ints
+    from zoomsr.inference import InferenceOptions
+
+    for given in ("3,2,1", (np.int64(3), 2, 1), (3.0, 2.0, 1.0), [3, 2, 1]):
+        assert InferenceOptions(rgb_bands=given).rgb_bands == (3, 2, 1)
+    with pytest.raises(ConfigError, match="needs three band numbers"):
+        InferenceOptions(rgb_bands=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import torch
 from affine import Affine
 from infer_helpers import TINY, read, write_frames
 
@@ -132,6 +133,8 @@ def test_the_array_api_checks_what_a_scene_run_checks(tiny_model):
     with pytest.raises(InputError, match="expected float input in \\[0, 1\\], got uint8"):
         model((px[None] * 255).astype(np.uint8))  # callable, as a module is
     assert model(px[None]).shape == (1, 3, 96, 96)
+    with pytest.raises(InputError, match="got torch.uint8"):  # the device path checks the type
+        model.forward_device(torch.from_numpy((px[None] * 255).astype(np.uint8)))
 
 
 def test_in_memory_frames_must_be_float_in_0_1_and_nan_is_nodata(tiny_model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -122,7 +123,7 @@ class S2NAIPDataset(Dataset):
         return int(self._skip_state[0])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
+        index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
         if not -len(self) <= index < len(self):
             raise IndexError(f"pair {index} of {len(self)}")
         index %= len(self)  # dataset[-1]: the last pair, as for a list

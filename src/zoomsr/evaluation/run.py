@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ def evaluate_pairing(
 def evaluate(
     pred_dir: str | os.PathLike[str],
     target_dir: str | os.PathLike[str],
-    metrics: dict[str, Metric] | Metric | str | list[str],
+    metrics: Mapping[str, Metric] | Metric | str | list[str],
     batch_size: int = 16,
     progress: ProgressFn | None = None,
     seed: int = 0,
@@ -218,7 +218,7 @@ def evaluate(
                             progress, seed, options)
 
 
-def as_metrics(metrics: dict[str, Metric] | Metric | str | list[str]) -> dict[str, Metric]:
+def as_metrics(metrics: Mapping[str, Metric] | Metric | str | list[str]) -> dict[str, Metric]:
     """``metrics`` as ``{name: Metric}`` (see :func:`evaluate`)."""
     if isinstance(metrics, (str, list, tuple)):
         from zoomsr.metrics import create_metrics
@@ -226,11 +226,14 @@ def as_metrics(metrics: dict[str, Metric] | Metric | str | list[str]) -> dict[st
         return create_metrics(list(metrics) if isinstance(metrics, tuple) else metrics)
     if isinstance(metrics, Metric):
         return {metrics.name: metrics}
-    if not isinstance(metrics, dict) or not all(isinstance(m, Metric)
-                                                for m in metrics.values()):
+    if not isinstance(metrics, Mapping):
         raise ConfigError(f"metrics must be {{name: Metric}}, a Metric or metric names "
                           f"('psnr,ssim'), got {type(metrics).__name__}")
-    return metrics
+    for name, metric in metrics.items():  # what scoring uses: a call, higher_is_better
+        if not callable(metric) or not hasattr(metric, "higher_is_better"):
+            raise ConfigError(f"metrics[{name!r}]: {type(metric).__name__} is no metric (a "
+                              "callable with higher_is_better, as zoomsr.metrics' classes)")
+    return dict(metrics)
 
 
 def write_results(

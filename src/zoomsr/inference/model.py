@@ -45,13 +45,16 @@ def sha256_state(module: nn.Module) -> str:
 
 
 def _check_unit_range(lr: np.ndarray | torch.Tensor) -> None:
-    """Refuse model input that is not float in [0, 1] (up to float rounding)."""
+    """Refuse model input that is not float in [0, 1] (up to float rounding). The values of a
+    tensor on a GPU are not looked at (that would wait for the device): its type is."""
     x = lr if isinstance(lr, torch.Tensor) else np.asarray(lr)
     floating = x.is_floating_point() if isinstance(x, torch.Tensor) else (
         np.issubdtype(x.dtype, np.floating))
     if not floating:
         raise InputError(f"expected float input in [0, 1], got {x.dtype}: divide an 8-bit TCI "
                          "by 255")
+    if isinstance(x, torch.Tensor) and x.device.type != "cpu":
+        return
     if x.numel() if isinstance(x, torch.Tensor) else x.size:
         low, high = float(x.min()), float(x.max())
         if low < -1e-3 or high > 1 + 1e-3:
@@ -105,15 +108,19 @@ class InferenceModel:
         CPU). ``keys`` (SR3 only): what names each item's sampling noise (see
         :meth:`_sample`). Integer input or values outside [0, 1] (0-255 data) are refused with
         :class:`InputError`: the model made garbage of them."""
-        if not (isinstance(lr, torch.Tensor) and lr.device.type != "cpu"):  # no device sync
-            _check_unit_range(lr)
+        _check_unit_range(lr)
         return self.forward_device(lr, keys).cpu().numpy()
 
     __call__ = forward
 
     def forward_device(self, lr: np.ndarray | torch.Tensor,
                        keys: Sequence[Any] | None = None) -> torch.Tensor:
-        """As :meth:`forward`, the float32 output left on the model's device."""
+        """As :meth:`forward`, the float32 output left on the model's device (the input's
+        type is checked, its values only by :meth:`forward`: looking at them here would wait
+        for the device on every batch of a scene)."""
+        if isinstance(lr, torch.Tensor) and not lr.is_floating_point():
+            raise InputError(f"expected float input in [0, 1], got {lr.dtype}: divide an 8-bit "
+                             "TCI by 255")
         x = torch.as_tensor(lr, dtype=torch.float32)
         c = self.channels
         if x.ndim != 5 or x.shape[1] != self.n_images or x.shape[2] != c:

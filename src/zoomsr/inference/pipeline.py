@@ -123,6 +123,7 @@ class InferenceOptions:
     column_width: int = 4096
 
     def __post_init__(self) -> None:
+        from zoomsr.inference.inputs.discover import parse_rgb_bands
         from zoomsr.inference.inputs.radiometry import RADIOMETRY_CHOICES
         from zoomsr.validate import check_choice, check_int
 
@@ -139,11 +140,8 @@ class InferenceOptions:
         # NumPy's generators take no negative seed (it failed with --uncertainty only)
         check_int("seed", self.seed, minimum=0)
         check_choice("radiometry", self.radiometry, RADIOMETRY_CHOICES)
-        if self.rgb_bands is not None and (
-                len(self.rgb_bands) != 3
-                or any(isinstance(b, bool) or not isinstance(b, int) for b in self.rgb_bands)):
-            raise ConfigError(f"rgb_bands must be 3 band numbers (R, G, B; 1-based), got "
-                              f"{self.rgb_bands!r}")
+        # as discover_frames takes them ("3,2,1", NumPy integers), kept as three ints
+        self.rgb_bands = parse_rgb_bands(self.rgb_bands)
         check_dn_offset(self.dn_offset)
 
 

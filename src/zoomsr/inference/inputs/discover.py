@@ -304,6 +304,31 @@ def _rgb_frame(
     ), has_data
 
 
+def parse_rgb_bands(value: object) -> tuple[int, int, int] | None:
+    """``rgb_bands`` (``--rgb-bands``) as three 1-based band numbers: ``"3,2,1"``, or three
+    integers (NumPy's, or whole floats, too); None stays None."""
+    if value is None:
+        return None
+    items: list[object] = []
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    out: list[int] = []
+    for v in items:
+        try:
+            number = float(v) if isinstance(v, str) else v
+            if isinstance(number, bool) or float(number) != int(number):
+                break
+            out.append(int(number))
+        except (TypeError, ValueError, OverflowError):
+            break
+    if len(out) != 3 or len(items) != 3 or min(out) < 1:
+        raise ConfigError(f"rgb_bands (--rgb-bands) needs three band numbers >= 1 (R,G,B), "
+                          f"got {value!r}")
+    return out[0], out[1], out[2]
+
+
 def discover_frames(
     items: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
@@ -328,16 +353,7 @@ def discover_frames(
     """
     if isinstance(items, (str, os.PathLike)):
         items = [items]
-    rgb = None
-    if rgb_bands is not None:
-        given = rgb_bands.split(",") if isinstance(rgb_bands, str) else list(rgb_bands)
-        try:
-            rgb = tuple(int(str(b).strip()) for b in given)
-        except ValueError:
-            rgb = ()
-        if len(rgb) != 3:
-            raise ConfigError(f"rgb_bands (--rgb-bands) needs three band numbers (R,G,B), got "
-                              f"{rgb_bands!r}")
+    rgb = parse_rgb_bands(rgb_bands)
     check_dn_offset(dn_offset)
     # "b08", "B08,B05" or ("B08",), as the dataset and build_inference_model take bands
     parts = extra_bands.split(",") if isinstance(extra_bands, str) else list(extra_bands)
