@@ -31,6 +31,7 @@ from rasterio.windows import Window
 from zoomsr.errors import DataError, InputError, ZoomsrError, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
+from zoomsr.records import first_difference
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
 STATE_FILE = "state.npz"
@@ -163,23 +164,6 @@ def column_chunks(width: int, ends: list[int]) -> list[tuple[int, int]]:
     return chunks
 
 
-def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
-    """The path and values where ``a`` and ``b`` (parsed JSON) first differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(a.keys() | b.keys()):
-            found = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = _first_difference(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if a == b else (path, a, b)
-
-
 #: What each entry of a run's fingerprint (``pipeline._fingerprint``) is, to the user.
 _SETTINGS = {
     "zoomsr": "zoomsr version", "frames": "inputs", "grid": "target grid (--native-grid, "
@@ -269,7 +253,7 @@ def _differences(before: str, now: str, width: int = 60) -> str:
 
             parts.append(f"{_SETTINGS[key]}: was {px(a.get(key))}, now {px(b.get(key))}")
             continue
-        found = _first_difference(a.get(key), b.get(key), key)
+        found = first_difference(a.get(key), b.get(key), key)
         if found:
             path, x, y = found
             label = _SETTINGS.get(key, key)

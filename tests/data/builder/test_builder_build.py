@@ -352,7 +352,10 @@ def test_output_folder_rules(builder_scene, tmp_path):
     out = tmp_path / "out"
     build_dataset(out, sources, CONFIG)
     other = dataclass_replace(CONFIG, max_cloud=0.5)
-    with pytest.raises(InputError, match="other inputs or settings.*--overwrite"):
+    # which setting, as build.json records it (an L1C build begun before the cloud mask was
+    # read said only "other inputs or settings")
+    with pytest.raises(InputError, match=r"other inputs or settings \(config.max_cloud: was "
+                                         r"0.1, now 0.5\); use --overwrite"):
         build_dataset(out, sources, other)
     result = build_dataset(out, sources, other, overwrite=True)
     assert result.blocks_run == result.blocks_total

@@ -72,6 +72,7 @@ from zoomsr.errors import ConfigError, DataError, InputError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, ORIGIN_SHIFT, TILE_SIZE_M, Tile, tiles_for_bounds
 from zoomsr.io.atomic import atomic_path, atomic_write_text
 from zoomsr.progress import track
+from zoomsr.records import first_difference, shortened
 from zoomsr.stopping import (
     ignore_interrupts_in_worker,
     interrupts_held,
@@ -705,8 +706,13 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
                 atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
             return  # resume
         if not overwrite:
-            reason = ("was built with other inputs or settings" if previous is not None
-                      else "is not empty")
+            reason = "is not empty"
+            if previous is not None:
+                reason = "was built with other inputs or settings"
+                diff = first_difference(was, now)
+                if diff is not None:  # the first, as the user can find it in build.json
+                    where, old, new = diff
+                    reason += f" ({where}: was {shortened(old)}, now {shortened(new)})"
             raise InputError(f"{root}: output folder {reason}; use --overwrite to rebuild it "
                              "from scratch, or another folder")
         for name in DATASET_ENTRIES:
