@@ -37,6 +37,11 @@ class DataError(InputError):
     """A data file or folder is missing, unreadable or has the wrong shape/dtype/content."""
 
 
+class WriteError(ZoomsrError, OSError):
+    """An output cannot be written (a full disk, a file-size limit, a filesystem error): not
+    the user's input (CLI exit 1). The message names the file."""
+
+
 class CheckpointError(ZoomsrError, OSError):
     """A checkpoint cannot be read or does not match the model."""
 

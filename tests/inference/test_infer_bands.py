@@ -399,6 +399,7 @@ def test_an_scl_wins_over_the_cloud_mask_and_named_masks_are_found(tmp_path):
                        crs="EPSG:32631", transform=mask) as d:
         d.write(np.zeros((3, 7, 7), np.uint8))
     assert discover_frames(tmp_path / "in").frames[0].clouds.path == named
+    assert discover_frames(paths).frames[0].clouds.path == named  # beside a file named too
     manifest = tmp_path / "frames.json"  # or listed by its key
     manifest.write_text(json.dumps([{"tci": str(paths[0]), "msk_classi": str(named)}]))
     assert discover_frames(manifest).frames[0].clouds.path == named

@@ -112,7 +112,7 @@ def test_a_16_bit_colour_png_is_refused_not_read_as_its_high_byte(tmp_path):
 _LIMITED = r'''
 import resource, signal, sys
 from pathlib import Path
-from zoomsr.errors import DataError
+from zoomsr.errors import WriteError
 from zoomsr.io.atomic import atomic_write_all
 
 out = Path(sys.argv[1])
@@ -120,7 +120,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, as a ful
 resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 try:
     atomic_write_all({out / "per_image.csv": "a" * 100, out / "summary.json": "b" * 5000})
-except DataError as exc:
+except WriteError as exc:
     print(exc)
 '''
 
@@ -192,3 +192,22 @@ def test_output_lock_never_holds_a_file_removed_meanwhile(tmp_path, monkeypatch)
                 output_lock(tmp_path / "o.tif"):
             pass
     assert not lock.exists()
+
+
+def test_write_errors_after_a_failed_write_are_said_as_the_write(tmp_path, monkeypatch):
+    """On a full disk, reopening the cut GeoTIFF to tag it raised rasterio's TypeError "not
+    recognized as being in a supported file format", naming the temporary file (exit 1)."""
+    from zoomsr.errors import WriteError
+    from zoomsr.io import gdal_errors
+
+    out = tmp_path / "o.tif"
+    # not a write's failure: left as it is
+    with pytest.raises(TypeError), gdal_errors.write_errors_raised(out):
+        raise TypeError("a bug")
+    monkeypatch.setattr(gdal_errors, "_disk_full", lambda path: True)
+    with pytest.raises(WriteError, match=rf"^{out}: cannot write \(no space left on its "
+                                         r"device; '.*\.tmp' not recognized"), \
+            gdal_errors.write_errors_raised(out):
+        raise TypeError(f"'{tmp_path / '.o.tif.x.tif.tmp'}' not recognized as being in a "
+                        "supported file format.")
+    assert WriteError("x").exit_code == 1  # not the user's input

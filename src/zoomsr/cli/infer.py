@@ -162,7 +162,8 @@ def infer(
         "blending overlap the model (default: 3 on a GPU, 1 on a CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     precision: str = typer.Option("auto", "--precision",
-                                  help="auto (bf16 on CUDA), fp32 or bf16."),
+                                  help="auto (bf16 on CUDA; with --ray, when the workers get "
+                                  "GPUs), fp32 or bf16."),
     uncertainty: int = typer.Option(
         0, "--uncertainty", help="K >= 2: add band 4, the per-pixel standard deviation (x 255, "
         "mean over RGB) of the outputs of K frame subsets; needs more dates than the model "

@@ -28,7 +28,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError, InputError, ZoomsrError, first_line
+from zoomsr.errors import DataError, InputError, WriteError, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
 from zoomsr.records import first_difference
@@ -91,7 +91,7 @@ class RawRaster:
             with open(self.path, "wb") as f:
                 f.truncate(size)  # sparse: no disk used until rows are written
         except OSError as exc:
-            raise ZoomsrError(f"{self.path}: cannot create the run's raw file of {size} bytes "
+            raise WriteError(f"{self.path}: cannot create the run's raw file of {size} bytes "
                               f"({exc.strerror or exc}; a file-size limit, `ulimit -f`?)"
                               ) from None
 
@@ -106,7 +106,7 @@ class RawRaster:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise ZoomsrError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
 
     def write_rows(self, row: int, data: np.ndarray) -> None:
         """Write ``[rows, width, bands]`` uint8 starting at ``row``."""
@@ -371,7 +371,7 @@ class PartialRun:
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
                 np.savez(f, **payload)
         except OSError as exc:  # a full disk: named (it was a bare "OSError: [Errno 28] ...")
-            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

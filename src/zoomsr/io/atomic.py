@@ -155,9 +155,9 @@ def atomic_write_all(files: dict[Path, bytes | str]) -> None:
     """Write several files (``path -> bytes``, or text as UTF-8) all or none: each to a
     temporary file beside it first, then all renamed into place, with Ctrl-C held for the
     renames. A write that fails (a full disk) removes the temporary files and raises
-    :class:`DataError` naming the file: no result is half there, so the re-run is not refused
-    by what a failed one left."""
-    from zoomsr.errors import DataError
+    :class:`~zoomsr.errors.WriteError` naming the file: no result is half there, so the re-run
+    is not refused by what a failed one left."""
+    from zoomsr.errors import WriteError
     from zoomsr.stopping import interrupts_held
 
     temps: list[tuple[Path, Path]] = []
@@ -171,7 +171,7 @@ def atomic_write_all(files: dict[Path, bytes | str]) -> None:
                 with os.fdopen(fd, "wb") as f:  # its close flushes: inside the try
                     f.write(data.encode("utf-8") if isinstance(data, str) else data)
             except OSError as exc:
-                raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+                raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
             os.chmod(name, _FILE_MODE)
         with interrupts_held():
             for tmp, path in temps:

@@ -3,7 +3,7 @@
 rasterio logs GDAL's errors (logger ``rasterio._env``) and raises only where a call's status says
 it failed. A GeoTIFF's blocks are flushed when the dataset is closed, and a failure there (a full
 disk: libtiff's "No space left on device") is only logged: the file then looks complete and is
-not. :func:`write_errors_raised` turns both into one :class:`~zoomsr.errors.DataError` that
+not. :func:`write_errors_raised` turns both into one :class:`~zoomsr.errors.WriteError` that
 names the file.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 
 from rasterio.errors import RasterioError
 
-from zoomsr.errors import DataError, first_line
+from zoomsr.errors import WriteError, first_line
 
 try:  # rasterio's GDAL error classes (CPLE_*), raised by some calls
     from rasterio._err import CPLE_BaseError
@@ -40,7 +41,7 @@ class _ThreadErrors(logging.Handler):
 
 @contextlib.contextmanager
 def write_errors_raised(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Raise :class:`DataError` ``"PATH: cannot write (REASON)"`` when GDAL reported an error in
+    """Raise :class:`WriteError` ``"PATH: cannot write (REASON)"`` when GDAL reported an error in
     this thread while the block ran (errors are logged inside a ``rasterio.Env``, which
     ``rasterio.open`` enters), or when rasterio raised one, or an ``OSError`` came."""
     logger = logging.getLogger("rasterio._env")
@@ -49,17 +50,42 @@ def write_errors_raised(path: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise DataError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
+        raise WriteError(f"{path}: cannot write ({_reason(path, exc.strerror or first_line(exc))})"
+                         ) from None
     except (RasterioError, CPLE_BaseError) as exc:
         reason = handler.messages[0] if handler.messages else first_line(exc)
-        raise DataError(f"{path}: cannot write (GDAL: {reason}); check the free space "
-                        "there") from None
+        raise WriteError(f"{path}: cannot write ({_reason(path, f'GDAL: {reason}')})") from None
+    except Exception as exc:
+        # after a failed write, reopening the cut file fails in other ways (rasterio raised a
+        # TypeError "not recognized as being in a supported file format" naming the temporary
+        # file): the write's failure is the reason, when GDAL reported one or the disk is full
+        if not handler.messages and not _disk_full(path):
+            raise
+        reason = f"GDAL: {handler.messages[0]}" if handler.messages else first_line(exc)
+        raise WriteError(f"{path}: cannot write ({_reason(path, reason)})") from None
     finally:
         logger.removeHandler(handler)
     if handler.messages:
         # libtiff's own reason ("No space left on device") goes to stderr, not to the log
-        raise DataError(f"{path}: cannot write (GDAL: {handler.messages[0]}); check the free "
-                        "space there")
+        raise WriteError(f"{path}: cannot write ({_reason(path, f'GDAL: {handler.messages[0]}')})")
+
+
+#: Free space below this (bytes) on a write's device reads as a full disk.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _disk_full(path: str | os.PathLike[str]) -> bool:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
+def _reason(path: str | os.PathLike[str], reason: str) -> str:
+    """``reason``, said as a full disk when the device has (almost) no free space left."""
+    if _disk_full(path) and "space" not in reason.lower():
+        return f"no space left on its device; {reason}"
+    return reason
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:

@@ -348,6 +348,6 @@ def _add_siblings(key: str, slot: dict[str, Path], roles: set[str]) -> None:
             role = band_role(f)
             if role in roles and role not in slot and group_key(f) == key and (
                     role not in found or _resolution_m(f) < _resolution_m(found[role])) and (
-                    not _holds_a_frame(f)):
+                    role == "msk_classi" or not _holds_a_frame(f)):  # the mask has 3 bands
                 found[role] = f
     slot.update(found)
