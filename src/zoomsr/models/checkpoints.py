@@ -93,7 +93,9 @@ def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any) -> Path:
-    """Save ``model``'s weights with its name and config, atomically; return the path.
+    """Save ``model``'s weights with its name and config, atomically; return the path. An
+    existing file there is replaced (as ``torch.save`` does; the commands that write outputs
+    refuse one unless ``--overwrite``).
 
     ``.pth`` / ``.pt`` / ``.ckpt``: ``{"zoomsr": metadata, "state_dict": ..., **extra}``
     (``extra`` may hold tensors, e.g. an optimizer state). ``.safetensors``: the tensors, with
