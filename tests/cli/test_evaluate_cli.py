@@ -378,3 +378,45 @@ def test_plain_tiffs_print_no_rasterio_warning(cli, tmp_path, recwarn):
     assert "Georeferenced" not in stderr and "identity matrix" not in stderr
     assert stderr.splitlines() == ["warning: not scored: 1 target without a prediction",
                                    f"  no prediction for target {tmp_path / 't' / 'b.tif'}"]
+
+
+def test_the_mosaic_infer_writes_for_a_dataset_is_scored_tile_by_tile(cli, tiny_dataset,
+                                                                      tmp_path):
+    """`zoomsr infer DATASET -o sr.tif` writes one mosaic; `evaluate` took only a folder of
+    per-tile files, so the documented journey needed hand-written cropping."""
+    import csv
+
+    import rasterio
+
+    from zoomsr.data import scan_pairs
+    from zoomsr.evaluation.images import read_rgb
+    from zoomsr.grid import Tile
+    from zoomsr.metrics import psnr
+
+    sr = tmp_path / "sr.tif"
+    tiny = ["--model", "rrdbnet", "-c", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
+            "--random-weights", "--no-progress", "--device", "cpu", "--save-lr"]
+    assert cli("infer", tiny_dataset, "-o", sr, *tiny)[0] == 0
+    out = tmp_path / "scores"
+    code, stdout, err = cli("evaluate", "--pred", sr, "--target", tiny_dataset, "--metrics",
+                            "psnr", "--out", out, "--no-progress")
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    pairs = scan_pairs(tiny_dataset)
+    assert sorted(r["key"] for r in rows) == sorted(p.tile for p in pairs)
+    with rasterio.open(sr) as ds:  # each row is its tile's crop, cut out here independently
+        for r in rows:
+            b = Tile.parse(r["key"]).bounds
+            col, row = ~ds.transform * (b.left, b.top)
+            crop = ds.read((1, 2, 3), window=((round(row), round(row) + 128),
+                                              (round(col), round(col) + 128)))
+            target = read_rgb(r["target"], as_float=False)
+            expected = psnr(crop[None], target[None].numpy())[0].item()
+            assert abs(float(r["psnr"]) - expected) < 1e-9
+    # a mosaic against targets that are no S2-NAIP dataset: said so
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.png").write_bytes((tiny_dataset / "naip").rglob("rgb.png").__next__().read_bytes())
+    code, _, err = cli("evaluate", "--pred", sr, "--target", plain, "--metrics", "psnr",
+                       "--out", tmp_path / "x", "--no-progress")
+    assert code == 2 and "is scored against an S2-NAIP dataset's tiles" in err

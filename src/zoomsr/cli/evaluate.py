@@ -48,7 +48,9 @@ def check_device_options(device: str, dtype: str | None) -> None:
 
 
 def evaluate(
-    pred: Path = typer.Option(..., "--pred", help="Folder of predicted images."),
+    pred: Path = typer.Option(..., "--pred", help="Folder of predicted images; or the GeoTIFF "
+                              "mosaic `zoomsr infer` wrote for an S2-NAIP dataset (--target), "
+                              "scored tile by tile."),
     target: Path = typer.Option(
         ..., "--target",
         help="Folder of targets: any layout, an S2-NAIP dataset root (its "

@@ -79,6 +79,29 @@ def _check_valid(path: Path, valid: np.ndarray) -> None:
                   ZoomsrWarning, stacklevel=3)
 
 
+def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor:
+    """The part of the georeferenced RGB GeoTIFF ``path`` (EPSG:3857) on zoom-17 ``tile``, as
+    ``[3, H, W]`` in its own type (uint8 or float32); a part without a valid pixel is refused,
+    one partly nodata warned about (as whole files are)."""
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    from zoomsr.grid import Tile
+
+    p = Path(path)
+    b = Tile.parse(tile).bounds
+    with rasterio.open(p) as src:
+        window = from_bounds(b.left, b.bottom, b.right, b.top, transform=src.transform)
+        window = window.round_offsets().round_lengths()
+        arr = src.read((1, 2, 3), window=window)
+        valid = np.maximum.reduce([src.read_masks(i, window=window) for i in (1, 2, 3)]) > 0
+    where = Path(f"{p} (tile {tile})")
+    _check_valid(where, valid)
+    if arr.dtype != np.uint8 and arr.dtype.kind != "f":
+        raise DataError(f"{where}: {arr.dtype} pixels; expected 8-bit RGB or float in [0, 1]")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
 def _crs_name(crs: Any) -> str:
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg is not None else crs.to_string()

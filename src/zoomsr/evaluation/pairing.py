@@ -37,11 +37,14 @@ _S2NAIP_TARGET = re.compile(r"^(?:naip/)?[^/]+/(\d+_\d+)/rgb\.png$")
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One prediction and its target; ``key`` is the shared id (tile or relative path)."""
+    """One prediction and its target; ``key`` is the shared id (tile or relative path).
+    ``tile``: the prediction is the part of the GeoTIFF mosaic ``pred`` on this zoom-17 tile
+    (``zoomsr infer``'s output for an S2-NAIP dataset folder)."""
 
     key: str
     pred: Path
     target: Path
+    tile: str | None = None
 
 
 @dataclass
@@ -207,6 +210,53 @@ def _pred_tile(rel: Path) -> str | None:
     return None
 
 
+def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None) -> Pairing:
+    """Pair each tile of the S2-NAIP targets in ``tdir`` with its part of the georeferenced
+    ``mosaic`` (EPSG:3857, the tiles' grid: what ``zoomsr infer`` writes for a dataset folder);
+    tiles it does not cover are missing predictions."""
+    import rasterio
+
+    from zoomsr.grid import Tile
+
+    if not tdir.is_dir():
+        list_images(tdir, "target folder")  # raises: missing or not a folder
+    targets = _dataset_targets(tdir)
+    if targets is None or not targets or not all(
+            _S2NAIP_TARGET.match(t.as_posix()) for t in targets):
+        raise DataError(f"{mosaic}: a single GeoTIFF prediction is scored against an S2-NAIP "
+                        f"dataset's tiles; {tdir} is not one (give a folder of predictions "
+                        "for other targets)")
+    wanted = read_split(tdir, split) if split is not None else None
+    try:
+        with rasterio.open(mosaic) as ds:
+            crs, box, res = ds.crs, ds.bounds, abs(ds.transform.a)
+    except rasterio.errors.RasterioError as exc:
+        raise DataError(f"{mosaic}: not a readable GeoTIFF ({exc})") from None
+    if crs is None or crs.to_epsg() != 3857:
+        raise DataError(f"{mosaic}: a mosaic prediction must be on the tiles' grid (EPSG:3857, "
+                        f"as `zoomsr infer` writes for a dataset folder), got {crs}")
+    pairs, missing, outside = [], [], []
+    tol = res / 2
+    for t in sorted(targets):
+        m = _S2NAIP_TARGET.match(t.as_posix())
+        tile = m.group(1) if m else ""
+        if wanted is not None and tile not in wanted and f"{t.parts[-3]}/{tile}" not in wanted:
+            outside.append(tdir / t)
+            continue
+        b = Tile.parse(tile).bounds
+        inside = (b.left >= box.left - tol and b.right <= box.right + tol
+                  and b.bottom >= box.bottom - tol and b.top <= box.top + tol)
+        if inside:
+            pairs.append(ImagePair(tile, mosaic, tdir / t, tile=tile))
+        else:
+            missing.append(tdir / t)
+    if not pairs:
+        where = f" of the {split!r} split" if split is not None else ""
+        raise DataError(f"{mosaic}: covers none of the tiles{where} of {tdir} (its bounds "
+                        f"{tuple(round(v, 1) for v in box)} in EPSG:3857)")
+    return Pairing(pairs, "s2naip", missing, [], {}, [], split)
+
+
 def _group(items: list[tuple[str, Path]]) -> tuple[dict[str, Path], dict[str, list[Path]]]:
     seen: dict[str, list[Path]] = {}
     for key, path in items:
@@ -231,6 +281,8 @@ def pair_images(
             up at all.
     """
     pdir, tdir = Path(pred_dir), Path(target_dir)
+    if pdir.is_file() and pdir.suffix.lower() in (".tif", ".tiff"):
+        return _mosaic_pairing(pdir, tdir, split)
     if pdir.exists() and tdir.exists() and pdir.resolve() in (tdir.resolve(),
                                                              (tdir / "naip").resolve()):
         # every file then pairs with itself: PSNR "0 (+N inf)", a perfect score

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from zoomsr.errors import ConfigError, DataError, InputError
-from zoomsr.evaluation.images import check_same_place, read_rgb_georef
+from zoomsr.evaluation.images import check_same_place, read_rgb_georef, read_tile_of_mosaic
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_all, refuse_existing
 from zoomsr.io.tables import csv_text
@@ -73,7 +73,10 @@ def load_pair(pair: ImagePair) -> tuple[torch.Tensor, torch.Tensor]:
     """
     images, georefs = [], []
     for path in (pair.pred, pair.target):
-        img, geo = read_rgb_georef(path, as_float=False)
+        if pair.tile is not None and path == pair.pred:  # its tile's part of a mosaic
+            img, geo = read_tile_of_mosaic(path, pair.tile), None
+        else:
+            img, geo = read_rgb_georef(path, as_float=False)
         if img.dtype != torch.uint8:
             try:
                 img = check_images(img[None], str(path))[0]
