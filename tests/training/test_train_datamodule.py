@@ -230,7 +230,7 @@ def test_more_images_than_the_series_hold_is_warned_about(sample_root, tiny_conf
 
     cfg = tiny_config("tiny", "data.n_images=100")
     with pytest.warns(ZoomsrWarning, match=r"config key 'data.n_images' is 100, but the series "
-                                           r"of .* have at most 4 time steps .* about 25x"):
+                                           r"of .* have at most 4 time steps .* \(about 25x\)"):
         S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed).check()
     fits = tiny_config("tiny", "data.n_images=4")
     with warnings.catch_warnings():

@@ -64,7 +64,8 @@ def find_vgg19_weights(path: str | os.PathLike[str] | None = None) -> Path:
     if not cached.is_file():
         raise WeightsNotFoundError(
             f"VGG19 weights not found: {cached} is missing; download {VGG19_URL} to that path "
-            "or set losses.perceptual.weights to a local copy"
+            "or set losses.perceptual.weights to a local copy (a smoke run that only checks "
+            "that everything runs: losses.perceptual.allow_random=true)"
         )
     return cached
 

@@ -207,7 +207,7 @@ class S2NAIPDataModule(L.LightningDataModule):
             warnings.warn(
                 f"config key 'data.n_images' is {self.cfg.n_images}, but the series of "
                 f"{self.root} have at most {longest} time steps (of the training tiles looked "
-                f"at): every sample repeats its steps about {self.cfg.n_images / longest:.0f}x; "
+                f"at): every sample repeats its steps (about {self.cfg.n_images / longest:.2g}x); "
                 f"set data.n_images to {longest} or fewer unless the model needs "
                 f"{self.cfg.n_images}", ZoomsrWarning, stacklevel=2)
 
