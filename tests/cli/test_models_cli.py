@@ -71,3 +71,19 @@ def test_info_on_an_input_too_small_for_the_model_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: lr_size 1: highresnet cannot run on a 1x1 input (")
     assert err.endswith("); use a larger size") and len(err.splitlines()) == 1
+
+
+def test_info_of_a_checkpoint_or_registry_weights(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path) -> None:
+    """`zoomsr models info runs/x/generator.pth` (or esrgan-8) said "unknown model"."""
+    from zoomsr.models import create_model, save_checkpoint
+
+    cfg = {"num_in_ch": 6, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    path = save_checkpoint(create_model("rrdbnet", **cfg), tmp_path / "generator.pth")
+    assert main(["models", "info", str(path), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["name"] == "rrdbnet" and described["config"]["num_feat"] == 8
+    assert main(["models", "info", "esrgan-8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["num_in_ch"] == 24
+    assert main(["models", "info", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err

@@ -37,7 +37,9 @@ def _format_config(config: dict) -> str:
 
 @app.command("info")
 def info(
-    name: str = typer.Argument(..., help="Model name (see `zoomsr models list`)."),
+    name: str = typer.Argument(..., help="Model name (see `zoomsr models list`), or a "
+                               "checkpoint zoomsr wrote (its model and config), or a weights "
+                               "name of `zoomsr weights list`."),
     config: list[str] = typer.Option(
         [],
         "--config",
@@ -48,9 +50,12 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
     """Print parameters, GFLOPs per LR chunk and input/output layout of a model config."""
-    from zoomsr.models import model_info, parse_config
+    from zoomsr.models import MODELS, model_info, parse_config
 
-    details = model_info(name, lr_size=lr_size, **parse_config(name, config))
+    recorded: dict = {}
+    if name not in MODELS:
+        name, recorded = _model_of(name)
+    details = model_info(name, lr_size=lr_size, **{**recorded, **parse_config(name, config)})
     if as_json:
         typer.echo(json.dumps(details.__dict__, indent=2))
         return
@@ -69,6 +74,30 @@ def info(
     ]
     for label, value in rows:
         typer.echo(f"{label:<11} {value}")
+
+
+def _model_of(given: str) -> tuple[str, dict]:
+    """The model name and config of a checkpoint file or registry weights ``given``; an
+    unknown model name is refused as ``model_info`` refuses it."""
+    from pathlib import Path
+
+    from zoomsr.errors import CheckpointError, ConfigError
+    from zoomsr.models import read_checkpoint
+    from zoomsr.weights import registry
+
+    if given in registry.REGISTRY:
+        entry = registry.get_entry(given)
+        return entry.model, dict(entry.config)
+    if not Path(given).is_file():
+        from zoomsr.models import MODELS
+
+        raise ConfigError(f"unknown model {given!r}; choose one of: {', '.join(MODELS)} (or a "
+                          "checkpoint file, or a name of `zoomsr weights list`)")
+    ckpt = read_checkpoint(given)
+    if ckpt.model_name is None:
+        raise CheckpointError(f"{given}: records no model (not written by zoomsr); give the "
+                              "model's name and its config: zoomsr models info NAME -c k=v")
+    return ckpt.model_name, dict(ckpt.model_config or {})
 
 
 def _format_parameters(total: int, used: int) -> str:
