@@ -385,6 +385,7 @@ def test_the_mosaic_infer_writes_for_a_dataset_is_scored_tile_by_tile(cli, tiny_
     """`zoomsr infer DATASET -o sr.tif` writes one mosaic; `evaluate` took only a folder of
     per-tile files, so the documented journey needed hand-written cropping."""
     import csv
+    import json
 
     import rasterio
 
@@ -413,6 +414,19 @@ def test_the_mosaic_infer_writes_for_a_dataset_is_scored_tile_by_tile(cli, tiny_
             target = read_rgb(r["target"], as_float=False)
             expected = psnr(crop[None], target[None].numpy())[0].item()
             assert abs(float(r["psnr"]) - expected) < 1e-9
+    # a training run's own split: --splits (the sample writes no zoomsr_splits.json)
+    tiles = sorted(f"{p.image_id}/{p.tile}" for p in pairs)
+    run_splits = tmp_path / "splits.json"
+    run_splits.write_text(json.dumps({"train": tiles[1:], "val": tiles[:1]}))
+    code, _, err = cli("evaluate", "--pred", sr, "--target", tiny_dataset, "--metrics", "psnr",
+                       "--split", "val", "--splits", run_splits, "--out", tmp_path / "val",
+                       "--no-progress")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "val" / "per_image.csv").open()))
+    assert [r["key"] for r in rows] == [tiles[0].split("/")[1]]
+    code, _, err = cli("evaluate", "--pred", sr, "--target", tiny_dataset, "--metrics", "psnr",
+                       "--splits", run_splits, "--no-progress")
+    assert code == 2 and "add --split val" in err
     # a mosaic against targets that are no S2-NAIP dataset: said so
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -62,6 +62,11 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     assert "trained tiny_regression to step 2" in stdout
     assert "val/psnr=" in stdout
     assert isinstance(from_checkpoint(out / "generator.pth"), HighResNet)
+    # the tiles it trained and validated on, for `evaluate --splits` (they were nowhere)
+    import json
+
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["train"] and splits["val"] and not set(splits["train"]) & set(splits["val"])
     # The same command with a longer budget continues from the last checkpoint; with the
     # progress bar, on stderr (it went to stdout, into the run's report)
     progress = [a for a in args if a != "--no-progress"]

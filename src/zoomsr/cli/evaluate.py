@@ -64,7 +64,13 @@ def evaluate(
     split: str | None = typer.Option(
         None, "--split",
         help="Score only the tiles of this split (train, val, test or buffer) listed in the "
-        "dataset's zoomsr_splits.json (--target: the dataset root or its naip/ folder).",
+        "dataset's zoomsr_splits.json (--target: the dataset root or its naip/ folder), or "
+        "in --splits.",
+    ),
+    splits: Path | None = typer.Option(
+        None, "--splits",
+        help="The splits file for --split instead of the dataset's: e.g. RUN/splits.json, the "
+        "train/val split a `zoomsr train` run used.",
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Fail when a file has no partner instead of listing it."
@@ -89,7 +95,7 @@ def evaluate(
     """Score predicted images against targets (paired by relative path or S2-NAIP tile id)."""
     from rich.console import Console
 
-    from zoomsr.errors import DataError
+    from zoomsr.errors import ConfigError, DataError
     from zoomsr.evaluation.pairing import check_split, pair_images
     from zoomsr.evaluation.run import (
         CSV_NAME,
@@ -106,6 +112,9 @@ def evaluate(
     names = parse_metric_names(metrics)
     check_device_options(device, dtype)
     check_split(split)
+    if splits is not None and split is None:
+        raise ConfigError("--splits gives the file of --split's tiles; add --split val (or "
+                          "train, test, buffer)")
     options = metric_options(
         border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
@@ -116,7 +125,7 @@ def evaluate(
         require_writable_folder(out, f"--out {out}", create=False)
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
         written = results_on_interrupt(out)
-    pairing = pair_images(pred, target, split)
+    pairing = pair_images(pred, target, split, splits)
     problems = pairing.problems()
     if problems and strict:
         raise DataError(f"{len(problems)} file(s) unpaired or ambiguous "
@@ -138,6 +147,7 @@ def evaluate(
         result = evaluate_pairing(
             pairing, built, batch_size=batch_size, progress=update, seed=seed,
             options={"pred": str(pred), "target": str(target), "split": split,
+                     **({"splits": str(splits)} if splits is not None else {}),
                      "metrics": names,
                      "border": border, "cpsnr_mode": cpsnr_mode, "lpips_net": lpips_net,
                      "clip_model": clip_model, "clip_pretrained": clip_pretrained,

@@ -7,8 +7,9 @@ Two layouts:
   ``{tile}/`` folder (e.g. ``{tile}/sr.png`` or a mirrored ``naip/{uuid}/{tile}/rgb.png``).
   A dataset root (a folder with a ``naip/`` sub-folder in that layout) is read through its
   ``naip/`` folder only: ``sentinel2/``, ``old_naip/`` and plots at the root are not targets.
-  With ``split``, only the tiles of that split in the root's ``zoomsr_splits.json`` are
-  targets; predictions of the dataset's other tiles are set aside (``outside_split``).
+  With ``split``, only the tiles of that split in the root's ``zoomsr_splits.json`` (or in
+  another splits file: a ``zoomsr train`` run's ``splits.json``) are targets; predictions of
+  the dataset's other tiles are set aside (``outside_split``).
 - **Relative paths** (anything else): ``a/b.png`` matches ``a/b.tif`` (path without extension).
 
 Nothing is dropped silently: targets without a prediction, predictions without a target and keys
@@ -144,20 +145,25 @@ def check_split(split: str | None) -> None:
         check_choice("--split", split, SPLIT_NAMES, DataError)
 
 
-def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:
-    """Entries (``tile`` or ``image_id/tile``) of ``split`` in the dataset's splits file.
+def read_split(tdir: str | os.PathLike[str], split: str,
+               splits_file: str | os.PathLike[str] | None = None) -> set[str]:
+    """Entries (``tile`` or ``image_id/tile``) of ``split`` in the dataset's splits file, or in
+    ``splits_file`` (e.g. the ``splits.json`` a ``zoomsr train`` run folder holds).
 
     Raises:
         DataError: an unknown split name, or a missing, unreadable or malformed splits file.
     """
     check_split(split)
-    path = _splits_file(Path(tdir))
+    path = Path(splits_file) if splits_file is not None else _splits_file(Path(tdir))
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if splits_file is not None:
+            raise DataError(f"--splits {path}: not found") from None
         raise DataError(
             f"--split {split}: {path} not found (`zoomsr data build` writes it in the dataset "
-            "root; pass that root or its naip/ folder as --target)"
+            "root; pass that root or its naip/ folder as --target; a training run's own "
+            "split: --splits RUN/splits.json)"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: unreadable splits file ({exc})") from None
@@ -169,7 +175,7 @@ def read_split(tdir: str | os.PathLike[str], split: str) -> set[str]:
 
 def _none_in_split(
     pdir: Path, tdir: Path, split: str | None, preds: list[Path], outside: list[Path],
-    unmatched: list[Path],
+    unmatched: list[Path], splits_file: str | os.PathLike[str] | None = None,
 ) -> str:
     """The error when predictions exist for the dataset's tiles, but none for ``split``'s:
     how many predictions there are, and in which splits their tiles are."""
@@ -179,7 +185,7 @@ def _none_in_split(
         if name == split:
             continue
         try:
-            entries = read_split(tdir, name)
+            entries = read_split(tdir, name, splits_file)
         except DataError:  # that split absent or malformed: its tiles count as in no split
             entries = set()
         tiles_of[name] = {e.rsplit("/", 1)[-1] for e in entries}
@@ -210,7 +216,8 @@ def _pred_tile(rel: Path) -> str | None:
     return None
 
 
-def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None) -> Pairing:
+def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
+                    splits_file: str | os.PathLike[str] | None) -> Pairing:
     """Pair each tile of the S2-NAIP targets in ``tdir`` with its part of the georeferenced
     ``mosaic`` (EPSG:3857, the tiles' grid: what ``zoomsr infer`` writes for a dataset folder);
     tiles it does not cover are missing predictions."""
@@ -226,7 +233,7 @@ def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None) -> Pairing:
         raise DataError(f"{mosaic}: a single GeoTIFF prediction is scored against an S2-NAIP "
                         f"dataset's tiles; {tdir} is not one (give a folder of predictions "
                         "for other targets)")
-    wanted = read_split(tdir, split) if split is not None else None
+    wanted = read_split(tdir, split, splits_file) if split is not None else None
     try:
         with rasterio.open(mosaic) as ds:
             crs, box, res = ds.crs, ds.bounds, abs(ds.transform.a)
@@ -270,6 +277,7 @@ def pair_images(
     pred_dir: str | os.PathLike[str],
     target_dir: str | os.PathLike[str],
     split: str | None = None,
+    splits_file: str | os.PathLike[str] | None = None,
 ) -> Pairing:
     """Match the images under ``pred_dir`` with those under ``target_dir`` (see module doc).
 
@@ -282,7 +290,7 @@ def pair_images(
     """
     pdir, tdir = Path(pred_dir), Path(target_dir)
     if pdir.is_file() and pdir.suffix.lower() in (".tif", ".tiff"):
-        return _mosaic_pairing(pdir, tdir, split)
+        return _mosaic_pairing(pdir, tdir, split, splits_file)
     if pdir.exists() and tdir.exists() and pdir.resolve() in (tdir.resolve(),
                                                              (tdir / "naip").resolve()):
         # every file then pairs with itself: PSNR "0 (+N inf)", a perfect score
@@ -293,7 +301,7 @@ def pair_images(
         list_images(tdir, "target folder")  # raises: missing or not a folder
     dataset = _dataset_targets(tdir)
     targets = dataset if dataset is not None else list_images(tdir, "target folder")
-    wanted = read_split(tdir, split) if split is not None else None
+    wanted = read_split(tdir, split, splits_file) if split is not None else None
     s2naip = all(_S2NAIP_TARGET.match(t.as_posix()) for t in targets)
     unmatched: list[Path] = []
     outside: list[Path] = []
@@ -348,7 +356,8 @@ def pair_images(
             f"{key!r}: {', '.join(str(f) for f in files)}"
         )
     if not pairs and outside:
-        raise DataError(_none_in_split(pdir, tdir, split, preds, outside, unmatched))
+        raise DataError(_none_in_split(pdir, tdir, split, preds, outside, unmatched,
+                                       splits_file))
     if not pairs:
         raise DataError(
             f"no prediction in {pdir} matches a target in {tdir} "

@@ -209,6 +209,7 @@ def evaluate(
     seed: int = 0,
     options: dict[str, Any] | None = None,
     split: str | None = None,
+    splits_file: str | os.PathLike[str] | None = None,
 ) -> EvaluationResult:
     """Pair the folders (:func:`pair_images`), score every pair and summarise.
 
@@ -217,8 +218,8 @@ def evaluate(
     before any file is read.
     """
     chosen = as_metrics(metrics)
-    return evaluate_pairing(pair_images(pred_dir, target_dir, split), chosen, batch_size,
-                            progress, seed, options)
+    return evaluate_pairing(pair_images(pred_dir, target_dir, split, splits_file), chosen,
+                            batch_size, progress, seed, options)
 
 
 def as_metrics(metrics: Mapping[str, Metric] | Metric | str | list[str]) -> dict[str, Metric]:

@@ -233,6 +233,13 @@ class S2NAIPDataModule(L.LightningDataModule):
                     f"of {len(val_tiles)} validation tiles (e.g. {example})"
                 )
 
+    def splits_doc(self) -> dict[str, list[str]]:
+        """The run's train/val pairs as a splits file holds them (``image_id/tile`` entries;
+        ``zoomsr evaluate --split val --splits RUN/splits.json`` scores the same tiles)."""
+        train, val = self._split()
+        return {"train": sorted(f"{p.image_id}/{p.tile}" for p in train),
+                "val": sorted(f"{p.image_id}/{p.tile}" for p in val)}
+
     def _split(self) -> tuple[list[PairRecord], list[PairRecord]]:
         if self._pairs is None:
             self._pairs = split_pairs(self.root, self.cfg)

@@ -476,6 +476,9 @@ def train(
         # only now: anything above can still fail, and the earlier run must then stay
         remove_run_outputs(out, stale)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
+        # the tiles it trains and validates on, for `zoomsr evaluate --splits`
+        atomic_write_text(out / "splits.json",
+                          json.dumps(datamodule.splits_doc(), indent=1) + "\n")
     with warnings.catch_warnings(), _without_tips():
         # The sample datasets are small: Lightning suggests more workers than useful.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
