@@ -77,6 +77,11 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
     # The bar counts the run's steps across epochs (this split leaves fewer than 5 batches
     # per epoch), not the batches of the current epoch.
     assert "5/5" in err, err
+    # the same command again (a requeued job): said, nothing written
+    code, stdout, err = cli(*args, "--set", "trainer.max_steps=5")
+    assert code == 0, err
+    assert stdout.startswith("tiny_regression: already at step 5 (trainer.max_steps), nothing "
+                             "to do (raise trainer.max_steps to train on)")
     # A budget below the checkpoint's step is refused before anything is rewritten.
     config = (out / "config.yaml").read_text()
     code, stdout, err = cli(*args, "--set", "trainer.max_steps=1")

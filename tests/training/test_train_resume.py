@@ -49,8 +49,16 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, series
     assert [s for s, _ in series(out, "val/l1")] == [2, 5]
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
-    # Running it again: nothing left to do, still at step 6.
-    assert train(cfg, out, resume="auto").global_step == 6
+    # Running it again: nothing left to do, still at step 6; nothing is written (it added an
+    # empty log version and an events file and rewrote generator.pth)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = train(cfg, out, resume="auto")
+    assert again.global_step == 6 and again.already_done
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # the generator missing (removed): the run exports it again
+    (out / "generator.pth").unlink()
+    redo = train(cfg, out, resume="auto")
+    assert not redo.already_done and (out / "generator.pth").is_file()
 
 
 def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_path):

@@ -63,6 +63,12 @@ def train(
     result = run_training(cfg, run_dir, resume=resume, overwrite=overwrite)
     if result.generator_path is None:  # a non-zero DDP rank: rank 0 reports
         return
+    if result.already_done:
+        typer.echo(f"{cfg.name}: already at step {result.global_step} (trainer.max_steps), "
+                   "nothing to do (raise trainer.max_steps to train on)")
+        typer.echo(f"checkpoint: {result.last_checkpoint}")
+        typer.echo(f"generator:  {result.generator_path}")
+        return
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     shown = {k: v for k, v in result.metrics.items() if k.startswith("val/")}
     summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items()))

@@ -68,6 +68,9 @@ class TrainResult:
     generator_path: Path | None  # None on non-zero DDP ranks
     resumed_from: Path | None
     metrics: dict[str, float]
+    #: The run was at ``trainer.max_steps`` already (its generator exported): nothing was
+    #: done or written.
+    already_done: bool = False
 
 
 def build_module(cfg: TrainConfig) -> SRModule:
@@ -158,7 +161,7 @@ def remove_run_outputs(out: Path, files: Sequence[Path]) -> None:
                           "run's checkpoints; remove it, or choose another --out")
 
 
-def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
+def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None:
     # A resumed run must train the same architecture (anything else is a different run) and
     # cannot end before the step it starts from.
     ckpt = read_checkpoint(path, weights_only=False)
@@ -207,6 +210,7 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> None:
             + ("--resume never --overwrite to start afresh there" if own else
                "leave out --resume PATH to start afresh")
         )
+    return step if isinstance(step, int) else None
 
 
 #: Config sections a resumed run takes from its checkpoint: they cannot change on resume.
@@ -468,7 +472,14 @@ def train(
     stale = check_run_folder(out, resume, resume_path, overwrite)
     if resume_path is not None:
         own = resume_path.resolve().parent == (out / "checkpoints").resolve()
-        _check_resume_matches(resume_path, cfg, own)
+        step = _check_resume_matches(resume_path, cfg, own)
+        generator = out / "generator.pth"
+        if own and step == cfg.trainer.max_steps and generator.is_file():
+            # a finished run's command again (a requeued job): it added an empty log version
+            # and an events file and rewrote generator.pth, to train no step
+            return TrainResult(out_dir=out, global_step=step, last_checkpoint=resume_path,
+                               generator_path=generator, resumed_from=resume_path, metrics={},
+                               already_done=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
     trainer, checkpoint = build_trainer(cfg, out, callbacks)
