@@ -528,7 +528,8 @@ def train(
     return TrainResult(
         out_dir=out,
         global_step=trainer.global_step,
-        last_checkpoint=Path(checkpoint.dirpath or out / "checkpoints") / LAST,
+        # as the generator's path is given (Lightning's dirpath is made absolute)
+        last_checkpoint=out / "checkpoints" / LAST,
         generator_path=generator_path,
         resumed_from=resume_path,
         metrics=metrics,
