@@ -219,3 +219,17 @@ def test_the_same_folder_as_predictions_and_targets_is_refused(tmp_path):
         with pytest.raises(DataError, match=rf"^{pred}: the predictions and the targets are "
                                             "the same folder"):
             pair_images(pred, target)
+
+
+def test_infer_side_outputs_are_no_predictions(tmp_path):
+    """A prediction folder of `zoomsr infer` outputs with --save-lr --preview: the LR mosaics
+    and previews were listed as predictions without a target."""
+    pred, target = tmp_path / "pred", tmp_path / "target"
+    _png(target / "a.png")
+    _png(target / "b.lr.png")  # a target named so is not a side output
+    for rel in ("a.tif", "a.lr.tif", "a.preview.png", "b.lr.tif", "c.lr.tif"):
+        (pred / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pred / rel).write_bytes(b"x")
+    p = pair_images(pred, target)
+    assert [(x.key, x.pred.name) for x in p.pairs] == [("a", "a.tif"), ("b.lr", "b.lr.tif")]
+    assert p.unmatched_pred == [pred / "c.lr.tif"]  # no a.tif-like partner: a prediction

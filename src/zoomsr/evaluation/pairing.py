@@ -91,6 +91,17 @@ class Pairing:
         return ", ".join(parts)
 
 
+def _without_side_outputs(files: list[Path]) -> list[Path]:
+    """``files`` without the side outputs `zoomsr infer` writes beside an output ``X.tif``
+    (``X.lr.tif``, the LR mosaic; ``X.preview.png``): no predictions, they were listed as
+    unmatched ones."""
+    names = {f.as_posix() for f in files}
+    side = {f for f in files for tail in (".lr.tif", ".preview.png")
+            if f.name.endswith(tail)
+            and f.with_name(f.name[: -len(tail)] + ".tif").as_posix() in names}
+    return [f for f in files if f not in side]
+
+
 def list_images(root: str | os.PathLike[str], what: str = "folder") -> list[Path]:
     """Image files (PNG, JPEG, GeoTIFF) under ``root``, recursively, relative and sorted.
 
@@ -296,7 +307,7 @@ def pair_images(
         # every file then pairs with itself: PSNR "0 (+N inf)", a perfect score
         raise DataError(f"{pdir}: the predictions and the targets are the same folder; give "
                         "the model's outputs as --pred and the ground truth as --target")
-    preds = list_images(pdir, "prediction folder")
+    preds = _without_side_outputs(list_images(pdir, "prediction folder"))
     if not tdir.is_dir():
         list_images(tdir, "target folder")  # raises: missing or not a folder
     dataset = _dataset_targets(tdir)
