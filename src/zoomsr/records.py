@@ -3,6 +3,7 @@ would record: which entry differs first, to name it in the refusal."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -25,6 +26,6 @@ def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | N
 
 
 def shortened(value: Any, width: int = 60) -> str:
-    """``value`` as JSON-like text of at most ``width`` characters."""
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    """``value`` as JSON text of at most ``width`` characters (as the record holds it)."""
+    text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -183,11 +183,7 @@ def _main(command: click.Command, args: list[str]) -> int:
     except (*_ABORT, KeyboardInterrupt) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, EOFError):  # click turns it into Abort: not a Ctrl-C
-            if _debug_wanted(args):
-                traceback.print_exception(cause)
-            typer.echo(f"error: EOFError: {cause or 'a file ended early'} (run with --debug "
-                       "for the traceback)", err=True)
-            return 1
+            return _failed(cause, args)
         _interrupted(args)
         return 130
     except ZoomsrError as exc:
@@ -196,12 +192,17 @@ def _main(command: click.Command, args: list[str]) -> int:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the CLI boundary turns any failure into one line
-        if _debug_wanted(args):
-            traceback.print_exc()
-        typer.echo(
-            f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True
-        )
-        return 1
+        return _failed(exc, args)
+
+
+def _failed(exc: BaseException, args: list[str]) -> int:
+    """Report an unexpected failure in one line (its traceback with ``--debug``); exit 1."""
+    if _debug_wanted(args):
+        traceback.print_exception(exc)
+    text = str(exc) or ("a file ended early" if isinstance(exc, EOFError) else "")
+    typer.echo(f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)",
+               err=True)
+    return 1
 
 
 def run() -> None:

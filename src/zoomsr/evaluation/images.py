@@ -52,10 +52,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                 # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
                 flags = src.mask_flag_enums[0]
                 if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
-                    # a pixel is nodata where R, G and B all are (GDAL's rule): a nodata value
-                    # of 0 does not make a valid pixel of red 0 nodata
-                    masks = [src.read_masks(b) for b in (1, 2, 3)]
-                    _check_valid(path, np.maximum.reduce(masks) > 0)
+                    _check_valid(path, _rgb_valid(src))
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),
@@ -64,6 +61,18 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
         # GDAL's own reason: rasterio's says "See previous exception", which is not shown
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)})") from None
     return np.moveaxis(arr, 0, -1), geo
+
+
+def _rgb_valid(src: Any, window: Any = None) -> np.ndarray:
+    """``[H, W]`` True where the open raster ``src`` has data (in ``window``): a pixel is
+    nodata where R, G and B all are (GDAL's rule), so a nodata value of 0 does not make a
+    valid pixel of red 0 nodata."""
+    return np.maximum.reduce([src.read_masks(b, window=window) for b in (1, 2, 3)]) > 0
+
+
+def _unsupported(where: Path, dtype: Any) -> DataError:
+    return DataError(f"{where}: {dtype} pixels; expected 8-bit RGB or float in [0, 1] (scale "
+                     "16-bit data to one of those first)")
 
 
 def _check_valid(path: Path, valid: np.ndarray) -> None:
@@ -94,11 +103,11 @@ def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor
         window = from_bounds(b.left, b.bottom, b.right, b.top, transform=src.transform)
         window = window.round_offsets().round_lengths()
         arr = src.read((1, 2, 3), window=window)
-        valid = np.maximum.reduce([src.read_masks(i, window=window) for i in (1, 2, 3)]) > 0
+        valid = _rgb_valid(src, window)
     where = Path(f"{p} (tile {tile})")
     _check_valid(where, valid)
     if arr.dtype != np.uint8 and arr.dtype.kind != "f":
-        raise DataError(f"{where}: {arr.dtype} pixels; expected 8-bit RGB or float in [0, 1]")
+        raise _unsupported(where, arr.dtype)
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
@@ -179,8 +188,5 @@ def read_rgb_georef(
     elif arr.dtype.kind == "f":
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
     else:
-        raise DataError(
-            f"{p}: {arr.dtype} pixels; expected 8-bit RGB or float in [0, 1] "
-            "(scale 16-bit data to one of those first)"
-        )
+        raise _unsupported(p, arr.dtype)
     return t.contiguous(), geo

@@ -44,15 +44,20 @@ def sha256_state(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _check_unit_range(lr: np.ndarray | torch.Tensor) -> None:
-    """Refuse model input that is not float in [0, 1] (up to float rounding). The values of a
-    tensor on a GPU are not looked at (that would wait for the device): its type is."""
-    x = lr if isinstance(lr, torch.Tensor) else np.asarray(lr)
+def _check_float(x: np.ndarray | torch.Tensor) -> None:
+    """Refuse model input that is not float (an 8-bit TCI as read)."""
     floating = x.is_floating_point() if isinstance(x, torch.Tensor) else (
         np.issubdtype(x.dtype, np.floating))
     if not floating:
         raise InputError(f"expected float input in [0, 1], got {x.dtype}: divide an 8-bit TCI "
                          "by 255")
+
+
+def _check_unit_range(lr: np.ndarray | torch.Tensor) -> None:
+    """Refuse model input that is not float in [0, 1] (up to float rounding). The values of a
+    tensor on a GPU are not looked at (that would wait for the device): its type is."""
+    x = lr if isinstance(lr, torch.Tensor) else np.asarray(lr)
+    _check_float(x)
     if isinstance(x, torch.Tensor) and x.device.type != "cpu":
         return
     if x.numel() if isinstance(x, torch.Tensor) else x.size:
@@ -98,6 +103,11 @@ class InferenceModel:
         return int(getattr(self.module, "unshuffle", 1))
 
     @property
+    def precision(self) -> str:
+        """What the model computes in: ``bf16`` (autocast) or ``fp32``."""
+        return "bf16" if self.autocast else "fp32"
+
+    @property
     def channels(self) -> int:
         """Input channels per frame: 3 (TCI) + one per extra band."""
         return sum(band_channels(b) for b in self.bands)
@@ -118,9 +128,8 @@ class InferenceModel:
         """As :meth:`forward`, the float32 output left on the model's device (the input's
         type is checked, its values only by :meth:`forward`: looking at them here would wait
         for the device on every batch of a scene)."""
-        if isinstance(lr, torch.Tensor) and not lr.is_floating_point():
-            raise InputError(f"expected float input in [0, 1], got {lr.dtype}: divide an 8-bit "
-                             "TCI by 255")
+        if isinstance(lr, torch.Tensor):
+            _check_float(lr)
         x = torch.as_tensor(lr, dtype=torch.float32)
         c = self.channels
         if x.ndim != 5 or x.shape[1] != self.n_images or x.shape[2] != c:

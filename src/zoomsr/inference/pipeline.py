@@ -360,7 +360,7 @@ def model_tags(model: InferenceModel) -> dict[str, str]:
         "zoomsr_weights_sha256": model.weights_sha256,
         "zoomsr_n_images": str(model.n_images),
         "zoomsr_scale": str(model.scale),
-        "zoomsr_precision": "bf16" if model.autocast else "fp32",  # as computed
+        "zoomsr_precision": model.precision,  # as computed
         **({"zoomsr_sampling": json.dumps(model.describe()["sampling"])} if model.diffusion
            else {}),
     }
@@ -511,7 +511,7 @@ def finished_same_run(output: str | os.PathLike[str],
     redo = "--resume continues only that run: pass --overwrite to compute it again"
     chunks = is_s2naip_input(list(inputs))
     mine = model_tags(model)  # what this run would tag
-    precision = None if any_precision else mine["zoomsr_precision"]
+    precision = None if any_precision else model.precision
     if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks,
                                                              precision)):
         # a requeued job whose command changed asks for another result: it was reported done

@@ -139,11 +139,11 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
             "dataset folder of its tiles), or give the Sentinel-2 rasters themselves")
     fingerprint = {
         "s2naip": str(root.resolve()),
-        "tiles": {str(t): [p.stat().st_size, p.stat().st_mtime_ns] for t, p in found.items()},
+        "tiles": {str(t): _identity(p) for t, p in found.items()},
         "model": model.describe(), "device": model.device.type, "batch": options.batch_size,
         "save_lr": options.save_lr,
         # rows computed in another precision or from other band files are not mixed in
-        "precision": "bf16" if model.autocast else "fp32",
+        "precision": model.precision,
     }
     if len(model.bands) > 1:
         fingerprint["band_files"] = {

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from zoomsr.errors import DataError, InputError, WriteError, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
-from zoomsr.records import first_difference
+from zoomsr.records import first_difference, shortened
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
 
 STATE_FILE = "state.npz"
@@ -126,6 +126,15 @@ class RawRaster:
             for i in range(data.shape[0]):
                 _pwrite_all(fd, data[i], ((row + i) * self.width + col) * self.bands)
 
+    def check_size(self) -> None:
+        """Refuse a raw file of another size than its raster's (cut short: its rows would
+        read as missing)."""
+        size, expected = self.path.stat().st_size, self.row_bytes * self.height
+        if size != expected:
+            raise DataError(f"{self.path}: {size} bytes, not the {expected} of the run's raw "
+                            "raster (damaged); pass --overwrite instead of --resume to start "
+                            "again")
+
     def read_rows(self, row: int, count: int, cols: tuple[int, int] | None = None) -> np.ndarray:
         """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``."""
         c0, c1 = cols or (0, self.width)
@@ -134,10 +143,7 @@ class RawRaster:
                 f.seek(row * self.row_bytes)
                 buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
             if buf.size != count * self.row_bytes:  # cut short since: not zeros for rows
-                raise DataError(f"{self.path}: {self.path.stat().st_size} bytes, short of the "
-                                f"{self.row_bytes * self.height} of the run's raw raster "
-                                "(damaged); pass --overwrite instead of --resume to start "
-                                "again")
+                self.check_size()
             return buf.reshape(count, self.width, self.bands)
         if not 0 <= c0 < c1 <= self.width:
             raise ValueError(f"bad raw columns [{c0}, {c1}) of {self.width}")
@@ -216,10 +222,6 @@ def _differences(before: str, now: str, width: int = 60) -> str:
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return "its record is unreadable"
 
-    def short(value: Any) -> str:
-        text = json.dumps(value, sort_keys=True, default=str)
-        return text if len(text) <= width else text[: width - 3] + "..."
-
     parts = []
     for key in sorted(a.keys() | b.keys()):
         if key == "batch_size" and a.get("tiling") != b.get("tiling"):
@@ -249,7 +251,7 @@ def _differences(before: str, now: str, width: int = 60) -> str:
             continue
         if key == "tiling" and a.get(key) != b.get(key):
             def px(t: Any) -> str:
-                return "/".join(map(str, t)) + " px" if isinstance(t, list) else short(t)
+                return "/".join(map(str, t)) + " px" if isinstance(t, list) else shortened(t, width)
 
             parts.append(f"{_SETTINGS[key]}: was {px(a.get(key))}, now {px(b.get(key))}")
             continue
@@ -265,8 +267,8 @@ def _differences(before: str, now: str, width: int = 60) -> str:
                 parts.append(f"{label}: was {'bf16' if x else 'fp32'}, now "
                              f"{'bf16' if y else 'fp32'}")
                 continue
-            parts.append(f"{label}{f' ({detail})' if detail else ''}: was {short(x)}, "
-                         f"now {short(y)}")
+            parts.append(f"{label}{f' ({detail})' if detail else ''}: was {shortened(x, width)}, "
+                         f"now {shortened(y, width)}")
     # once each (--seed is in the model's sampling record and the run's own)
     return "; ".join(dict.fromkeys(parts)) or "its record differs"
 
@@ -324,13 +326,8 @@ class PartialRun:
                     "pass --overwrite instead of --resume to start again"
                 )
             if all(r.path.is_file() for r in rasters):
-                for r in rasters:  # a raw file cut short would read as missing rows
-                    size, expected = r.path.stat().st_size, r.row_bytes * r.height
-                    if size != expected:
-                        raise DataError(
-                            f"{r.path}: {size} bytes, not the {expected} of the run's raw "
-                            f"raster (damaged); pass --overwrite instead of --resume to start "
-                            "again")
+                for r in rasters:
+                    r.check_size()
                 return state
         elif state_path.is_file() and not overwrite:
             raise InputError(

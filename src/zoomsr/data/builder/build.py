@@ -277,7 +277,9 @@ def _warn_coarse_highres(images: Iterable[HRImage], scale: int) -> None:
                 ZoomsrWarning, stacklevel=3)
 
 
-def _check_sources(sources: Sources, config: BuildConfig) -> None:
+def _check_sources(sources: Sources, config: BuildConfig) -> Sources:
+    """Refuse sources a build cannot use; return them with their DN offsets
+    (:func:`with_dn_offsets`)."""
     if not sources.sentinel2:
         raise InputError("no Sentinel-2 scenes given (use --s2 or --manifest)")
     if not sources.highres:
@@ -296,7 +298,7 @@ def _check_sources(sources: Sources, config: BuildConfig) -> None:
             raise InputError(f"Sentinel-2 scene {scene.id}: --cloud msk_classi needs its L1C "
                              "cloud mask (MSK_CLASSI_B00, processing baseline 04.00 on); use "
                              "--cloud auto or brightness")
-    with_dn_offsets(sources, config)  # after: it names one of the bands checked above
+    return with_dn_offsets(sources, config)  # after: it names one of the bands checked above
 
 
 def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[BlockJob]:
@@ -598,15 +600,19 @@ def _fingerprint(sources: Sources, config: BuildConfig) -> dict:
             "file_stats": _file_stats(sources)}))
 
 
+def _local_inputs(sources: Sources) -> list[str]:
+    """The input files a build reads that are on this machine (not URLs or GDAL virtual
+    paths)."""
+    paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
+             *(h.path for h in sources.highres)]
+    return [p for p in paths if not is_remote(p)]
+
+
 def _file_stats(sources: Sources) -> dict[str, list[int]]:
     """``path -> [size, mtime_ns]`` of the local input files: a resumed build must not mix
     pairs of a file's old content with pairs of its new one."""
-    paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
-             *(h.path for h in sources.highres)]
     stats = {}
-    for path in paths:
-        if is_remote(path):
-            continue
+    for path in _local_inputs(sources):
         try:
             st = os.stat(path)
         except OSError:
@@ -656,11 +662,7 @@ def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
     """An input file lying in one of the entries a build writes (and ``--overwrite`` deletes)
     under ``root``, with that entry; URLs and GDAL virtual paths are never there."""
     entries = [(root / name).resolve() for name in DATASET_ENTRIES]
-    paths = [*(f for scene in sources.sentinel2 for f in scene.files.values()),
-             *(h.path for h in sources.highres)]
-    for path in paths:
-        if is_remote(path):
-            continue
+    for path in _local_inputs(sources):
         resolved = Path(path).resolve()
         for entry in entries:
             if resolved == entry or entry in resolved.parents:
@@ -692,7 +694,8 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
             now.pop("file_stats", None)  # started by a zoomsr that did not record them
         elif isinstance(was, dict) and not overwrite:
             changed = _changed_files(previous, fingerprint)
-            used = [c for c in changed if c in _files_in_finished_blocks(root)] if changed else []
+            in_blocks = _files_in_finished_blocks(root) if changed else set()
+            used = [c for c in changed if c in in_blocks]
             if used:
                 raise InputError(
                     f"{root}: {used[0]} changed since this build started (size or time); "
@@ -858,8 +861,7 @@ def build_dataset(
     config = config or BuildConfig()
     root = Path(out)
     t0 = time.perf_counter()
-    _check_sources(sources, config)  # missing bands first: named before the DN offset
-    sources = with_dn_offsets(sources, config)
+    sources = _check_sources(sources, config)  # missing bands named before the DN offset
     jobs = plan_blocks(root, sources, config)
     _warn_coarse_highres(sources.highres, config.scale)
     fingerprint = _fingerprint(sources, config)

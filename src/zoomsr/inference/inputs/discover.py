@@ -25,7 +25,12 @@ from zoomsr.inference.inputs.files import (
 )
 from zoomsr.inference.inputs.frame import AuxBand, Discovery, Frame, footprint
 from zoomsr.inference.inputs.metadata import NoOffsetError, dn_offset_of, product_metadata
-from zoomsr.inference.inputs.radiometry import check_dn_offset, check_values, radiometry_for
+from zoomsr.inference.inputs.radiometry import (
+    check_dn_offset,
+    check_values,
+    radiometry_for,
+    unsupported_dtype,
+)
 from zoomsr.inference.inputs.rasters import any_valid, check_readable, open_raster
 
 
@@ -57,8 +62,7 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
         return (1, 2, 3)  # 8-bit RGB(A), or RGB + NIR: ESA's TCI order
     dtype = np.dtype(ds.dtypes[0])
     if dtype.name not in ("uint16", "int16") and dtype.kind != "f":  # the first thing to fix
-        raise DataError(f"{path}: unsupported data type {dtype.name} (expected uint8 TCI, "
-                        "uint16 digital numbers or float reflectance)")
+        raise unsupported_dtype(path, dtype.name)
     raise DataError(
         f"{path}: {ds.count} bands without red/green/blue labels; pass --rgb-bands R,G,B "
         "(1-based band numbers)"

@@ -86,15 +86,19 @@ def valid_pixels(pixels: Array, nodata: float | None, mask: Array | None) -> Arr
     return valid
 
 
+def unsupported_dtype(path: Path, dtype: str) -> DataError:
+    """The error for a raster whose data type no model input comes from."""
+    return DataError(f"{path}: unsupported data type {np.dtype(dtype).name} (expected uint8 "
+                     "TCI, uint16 digital numbers or float reflectance)")
+
+
 def radiometry_for(
     path: Path, dtype: str, choice: str, sample: np.ndarray
 ) -> Radiometry:
     """Decide what the pixel values mean, refusing values the models cannot take."""
     check_choice("radiometry", choice, RADIOMETRY_CHOICES)
     if np.dtype(dtype).kind not in "uif":  # complex: its max() warned, then was refused
-        raise DataError(
-            f"{path}: unsupported data type {dtype} (expected uint8 TCI, uint16 digital "
-            "numbers or float reflectance)")
+        raise unsupported_dtype(path, dtype)
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     finite = sample[np.isfinite(sample)] if floating else sample
     top = float(finite.max()) if finite.size else 0.0
@@ -120,10 +124,7 @@ def radiometry_for(
                     "values are Sentinel-2 digital numbers"
                 )
             return "reflectance"
-        raise DataError(
-            f"{path}: unsupported data type {dtype} (expected uint8 TCI, uint16 digital "
-            "numbers or float reflectance)"
-        )
+        raise unsupported_dtype(path, dtype)
     if choice == "tci" and dtype != "uint8":
         raise DataError(f"{path}: --radiometry tci needs 8-bit data, found {dtype}")
     if choice == "reflectance" and not floating:
