@@ -185,3 +185,32 @@ def test_indexing_and_argument_types_as_python_users_expect(tiny_dataset):
     for bad in ("8", 8.0, 0):
         with pytest.raises(ConfigError, match="n_images must be"):
             S2NAIPDataset(tiny_dataset, n_images=bad)
+
+
+def test_a_sample_seed_fixes_the_frames_and_the_replacement_of_a_bad_pair(tiny_dataset):
+    """``ds[(index, seed)]``, as ResumableSampler draws: the same seed gives the same sample
+    whatever ran before, also for a bad pair (tried and failed, or already known unusable)."""
+    (tiny_dataset / "sentinel2" / "1000_2000" / "tci.png").write_bytes(b"not a png")
+    bad = [p.tile for p in S2NAIPDataset(tiny_dataset).pairs].index("1000_2000")
+
+    def draws(ds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [(ds[(i, s)]["tile"], ds[(i, s)]["frames"].tolist())
+                    for i in range(len(ds)) for s in (1, 2, 3)]
+
+    fresh = S2NAIPDataset(tiny_dataset, n_images=2, train=True)
+    torch.manual_seed(0)
+    first = draws(fresh)
+    torch.manual_seed(1)  # torch's generator plays no part
+    assert draws(fresh) == first  # now the bad pair is known unusable: same replacements
+    assert draws(S2NAIPDataset(tiny_dataset, n_images=2, train=True)) == first
+    assert len({tuple(f) for _, f in first}) > 1  # the seeds do choose
+    assert {t for t, _ in first[3 * bad: 3 * bad + 3]} <= {
+        p.tile for p in fresh.pairs} - {"1000_2000", "1001_2001"}
+    ev = S2NAIPDataset(tiny_dataset, n_images=2)
+    good = [p.tile for p in ev.pairs].index("1001_2000")
+    assert len({tuple(ev[(good, s)]["frames"].tolist()) for s in range(8)}) > 1
+    assert ev[(good, 5)]["frames"].tolist() == ev[(good, 5)]["frames"].tolist()
+    with pytest.raises(TypeError, match=r"\(index, sample_seed\)"):
+        ev[(0, 1, 2)]

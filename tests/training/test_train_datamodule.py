@@ -7,9 +7,8 @@ import shutil
 
 import pytest
 import torch
-from torch.utils.data import WeightedRandomSampler
 
-from zoomsr.data import scan_pairs
+from zoomsr.data import ResumableSampler, scan_pairs
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.training.datamodule import S2NAIPDataModule, split_by_groups, split_pairs
@@ -109,9 +108,9 @@ def test_tile_weights_drive_a_weighted_sampler(tiny_config, sample_root, tmp_pat
     path.write_text(json.dumps(weights))
     cfg = tiny_config("tiny", f"data.tile_weights={path}", "data.tile_weight_default=0.0")
     loader = S2NAIPDataModule(cfg.data, cfg.layout).train_dataloader()
-    assert isinstance(loader.sampler, WeightedRandomSampler)
-    drawn = {loader.dataset.pairs[i].tile for i in loader.sampler}
-    assert drawn <= set(weights)
+    assert isinstance(loader.sampler, ResumableSampler)
+    drawn = {loader.dataset.pairs[i].tile for i, _ in loader.sampler}
+    assert drawn <= set(weights) and len(drawn) > 1
 
 
 def test_missing_dataset_is_a_data_error(tiny_config, tmp_path):

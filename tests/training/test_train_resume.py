@@ -268,3 +268,31 @@ def test_a_ctrl_c_is_not_announced_twice():
     assert not keep.filter(record("\nDetected KeyboardInterrupt, attempting graceful shutdown"))
     assert not keep.filter(record("💡 Tip: try installing litlogger"))
     assert keep.filter(record("GPU available: False"))
+
+
+def _tensors(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("name,every,crash,workers", [
+    ("tiny", 3, 4, 0),  # ESRGAN with EMA, checkpoint mid-epoch (2 batches an epoch)
+    ("tiny", 2, 3, 0),  # checkpoint at an epoch's end
+    ("tiny_sr3", 3, 4, 0),  # diffusion: noise and timesteps drawn at every step
+    pytest.param("tiny", 3, 4, 1, marks=pytest.mark.slow),  # a worker fetches ahead
+])
+def test_a_resumed_run_ends_byte_identical_to_an_uninterrupted_one(
+        tiny_config, tmp_path, name, every, crash, workers):
+    """Same data order, same frames per sample, same random numbers per step, and the EMA of
+    the checkpoint's own step: the exported generator and the checkpoint are identical."""
+    cfg = tiny_config(name, "trainer.max_steps=7", f"trainer.checkpoint_every_n_steps={every}",
+                      "trainer.val_every_n_steps=5", "data.max_val_pairs=2",
+                      f"data.num_workers={workers}")
+    whole = train(cfg, tmp_path / "whole", resume="auto")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "split", resume="auto", callbacks=[_Crash(at=crash)])
+    resumed = train(cfg, tmp_path / "split", resume="auto")
+    assert resumed.resumed_from is not None and resumed.global_step == whole.global_step == 7
+    for path in ("generator.pth", "checkpoints/last.ckpt"):
+        a, b = _tensors(tmp_path / "whole" / path), _tensors(tmp_path / "split" / path)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), path

@@ -4,7 +4,7 @@ from zoomsr.data.bands import BAND16_DIVISOR, BANDS, normalize_band, validate_ba
 from zoomsr.data.layout import PairRecord, scan_pairs
 from zoomsr.data.s2naip import DataWarning, S2NAIPDataset, to_layout
 from zoomsr.data.sample import write_sample
-from zoomsr.data.sampler import load_tile_weights, weighted_sampler
+from zoomsr.data.sampler import ResumableSampler, load_tile_weights, pair_weights, weighted_sampler
 from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.data.writer import S2NAIPWriter
 
@@ -13,10 +13,12 @@ __all__ = [
     "BANDS",
     "DataWarning",
     "PairRecord",
+    "ResumableSampler",
     "S2NAIPDataset",
     "S2NAIPWriter",
     "load_tile_weights",
     "normalize_band",
+    "pair_weights",
     "scan_pairs",
     "select_frames",
     "to_layout",

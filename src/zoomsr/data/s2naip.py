@@ -122,25 +122,39 @@ class S2NAIPDataset(Dataset):
         files or black NAIP."""
         return int(self._skip_state[0])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``index``, or ``(index, sample_seed)``: the seed then picks its frames (and,
+        in training, a replacement for an unusable pair), as
+        :class:`~zoomsr.data.sampler.ResumableSampler` draws
+        them; otherwise training draws from torch's generator (``torch.manual_seed`` and the
+        DataLoader's per-worker seeds control it) and evaluation from ``(seed, index)``."""
+        sample_seed: int | None = None
+        if isinstance(index, tuple):
+            if len(index) != 2:
+                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
+            index, sample_seed = operator.index(index[0]), operator.index(index[1])
         index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
         if not -len(self) <= index < len(self):
             raise IndexError(f"pair {index} of {len(self)}")
         index %= len(self)  # dataset[-1]: the last pair, as for a list
         if not self.train:
-            return self.load(index, np.random.default_rng((self.seed, index)))
-        # Seeded from torch so torch.manual_seed and per-worker seeding control it.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            seed = (self.seed, index) if sample_seed is None else sample_seed
+            return self.load(index, np.random.default_rng(seed))
+        if sample_seed is None:
+            # Seeded from torch so torch.manual_seed and per-worker seeding control it.
+            sample_seed = int(torch.randint(0, 2**62, (1,)).item())
         j = index
-        for _ in range(self.max_consecutive_skips):
+        for attempt in range(self.max_consecutive_skips):
+            # Each attempt has its own generators: what a draw gives must not depend on
+            # whether its pair failed part-way through loading or was already known unusable.
             if not self._unusable[j]:
                 try:
-                    return self.load(j, rng)
+                    return self.load(j, np.random.default_rng([sample_seed, attempt]))
                 except DataError as exc:
                     self._record_skip(j, exc)
             # a random pair instead, not the next one: the next one would be drawn twice as
             # often as the others (and its neighbour after a run of bad tiles, more)
-            j = int(rng.integers(len(self.pairs)))
+            j = int(np.random.default_rng([sample_seed, attempt, 1]).integers(len(self.pairs)))
         raise DataError(
             f"{self.pairs[index].naip_path}: {self.max_consecutive_skips} consecutive samples "
             f"were unusable; run `zoomsr data check {self.root}`"

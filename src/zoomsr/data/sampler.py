@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 from zoomsr.data.layout import PairRecord
 from zoomsr.errors import DataError
+from zoomsr.validate import check_int
 
 
 def load_tile_weights(path: str | os.PathLike[str]) -> dict[str, float]:
@@ -85,3 +87,96 @@ def weighted_sampler(
     return WeightedRandomSampler(
         w, num_samples=num_samples or len(pairs), replacement=True, generator=generator
     )
+
+
+class ResumableSampler(DistributedSampler):
+    """Training draws that repeat from ``(seed, epoch)``, shard over processes and resume
+    mid-epoch, so a resumed training run sees the samples an uninterrupted one would.
+
+    Each epoch's draws come from a generator seeded with ``(seed, epoch)``: a permutation of
+    the pairs, or, with ``weights``, ``num_samples`` draws with replacement in proportion to
+    them. Process ``rank`` of ``num_replicas`` takes every ``num_replicas``-th draw (the
+    list wrapped round to a multiple of ``num_replicas``, as :class:`DistributedSampler`
+    pads it). Each draw is yielded as ``(index, sample_seed)``: :class:`S2NAIPDataset` picks
+    that sample's frames (and a replacement for an unusable pair) with ``sample_seed``, so
+    what a sample holds depends neither on the worker process nor on earlier samples.
+
+    It is a :class:`DistributedSampler` so that Lightning leaves it in place under DDP (it
+    would wrap any other sampler in one that shards it itself). Lightning calls
+    :meth:`set_epoch` before each epoch.
+
+    Args:
+        n: number of pairs.
+        seed: the run's seed.
+        weights: ``[n]`` non-negative draw weights (e.g. :func:`pair_weights`), or None for a
+            permutation.
+        num_samples: draws per epoch with ``weights`` (default ``n``).
+        num_replicas, rank: processes sharing the draws, and this one's rank.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        weights: Sequence[float] | torch.Tensor | None = None,
+        num_samples: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        # DistributedSampler.__init__ would ask torch.distributed for the world size.
+        self.n = check_int("n", n, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.num_replicas = check_int("num_replicas", num_replicas, minimum=1)
+        self.rank = check_int("rank", rank, choices=range(num_replicas))
+        self.weights: np.ndarray | None = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise DataError(f"sampler weights must be {n} finite values >= 0, not all 0")
+            self.weights = w / w.sum()
+        draws = n if weights is None else (num_samples or n)
+        self.total_draws = check_int("num_samples", draws, minimum=1)
+        self.num_samples = -(-self.total_draws // self.num_replicas)  # this process's share
+        self.total_size = self.num_samples * self.num_replicas
+        self.shuffle = True
+        self.drop_last = False
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, draws: int) -> None:
+        """Go on from epoch ``epoch`` after this process's first ``draws`` draws of it (those a
+        resumed run has already trained on): the next iteration starts there.
+
+        The epoch is set here too: Lightning creates a resumed run's first iterator (whose
+        DataLoader workers fetch their first draws at once) before it calls :meth:`set_epoch`.
+        """
+        self.epoch = epoch
+        self._resume = (epoch, draws)
+
+    def epoch_draws(self, epoch: int) -> list[tuple[int, int]]:
+        """This process's ``(index, sample_seed)`` draws of ``epoch``, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.weights is None:
+            order = rng.permutation(self.n)
+        else:
+            order = rng.choice(self.n, size=self.total_draws, replace=True, p=self.weights)
+        seeds = rng.integers(0, 2**63 - 1, size=self.total_draws, dtype=np.int64)
+        pad = self.total_size - self.total_draws
+        index = np.concatenate([order, np.resize(order, pad)])
+        seed = np.concatenate([seeds, np.resize(seeds, pad)])
+        mine = slice(self.rank, self.total_size, self.num_replicas)
+        return list(zip(index[mine].tolist(), seed[mine].tolist(), strict=True))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        draws = self.epoch_draws(self.epoch)
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = min(self._resume[1], len(draws))
+        self._resume = None
+        return iter(draws[start:])
+
+    def __len__(self) -> int:
+        return self.num_samples

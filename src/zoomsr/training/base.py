@@ -125,9 +125,24 @@ class SRModule(L.LightningModule):
         """SR image ``[B, 3, H, W]`` (not clamped) of ``lr`` by :attr:`inference_generator`."""
         return self._as_image(self.inference_generator(lr))
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The step's own random numbers (SR3's noise and timesteps, dropout) follow from the
+        # run's seed, the step and the process, not from what ran before, so a resumed run
+        # draws what an uninterrupted one would (Lightning's checkpoints hold no RNG state).
+        state = np.random.SeedSequence([self.cfg.seed, self.global_step, self.global_rank])
+        torch.manual_seed(int(state.generate_state(1, np.uint64)[0]))
+
+    def update_ema(self) -> None:
+        """Fold the generator's new weights into the EMA copy; called right after each
+        generator update, so a checkpoint written at that step holds both (an update in
+        ``on_train_batch_end`` came after the callbacks' hook, where checkpoints are saved, and
+        a resumed run's EMA missed the step)."""
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()
 
     # -- optimisation --------------------------------------------------------------------------
 

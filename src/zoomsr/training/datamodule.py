@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from zoomsr.data import PairRecord, S2NAIPDataset, scan_pairs, weighted_sampler
+from zoomsr.data import PairRecord, ResumableSampler, S2NAIPDataset, scan_pairs
 from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
@@ -148,9 +148,13 @@ class S2NAIPDataModule(L.LightningDataModule):
     """Train and validation loaders for one config's ``data`` section.
 
     Training samples pick random valid time steps (``S2NAIPDataset(train=True)``) and may be
-    drawn by tile weight; validation samples are seeded (``val_seed``), so metrics repeat run to
-    run. Batches are dicts with ``lr`` (``layout``), ``hr`` ``[B, 3, 128, 128]`` and ``tile``.
-    Under DDP Lightning shards both loaders (and the weighted sampler) across processes.
+    drawn by tile weight; the draws and each sample's frames follow from ``seed`` and the
+    epoch (:class:`~zoomsr.data.sampler.ResumableSampler`), and the module's state (saved in
+    each checkpoint) says how far the epoch got, so a resumed run trains on what an
+    uninterrupted one would. Validation samples are seeded (``val_seed``), so metrics repeat
+    run to run. Batches are dicts with ``lr`` (``layout``), ``hr`` ``[B, 3, 128, 128]`` and
+    ``tile``. Under DDP each process takes its share of the training draws, and Lightning
+    shards the validation loader.
     """
 
     def __init__(self, cfg: DataSection, layout: str, seed: int = 0) -> None:
@@ -164,6 +168,8 @@ class S2NAIPDataModule(L.LightningDataModule):
         self.train_set: S2NAIPDataset | None = None
         self.val_set: S2NAIPDataset | None = None
         self._pairs: tuple[list[PairRecord], list[PairRecord]] | None = None
+        self.train_sampler: ResumableSampler | None = None
+        self._resume: tuple[int, int] | None = None  # from a checkpoint: (epoch, draws done)
 
     def check(self) -> None:
         """Check the data section against the dataset before any work (model, trainer) starts.
@@ -275,23 +281,45 @@ class S2NAIPDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         train_set, _ = self._datasets()
-        sampler = None
+        weights = None
         if self.cfg.tile_weights is not None:
-            generator = torch.Generator().manual_seed(self.seed)
-            sampler = weighted_sampler(
-                train_set.pairs, self.cfg.tile_weights, default=self.cfg.tile_weight_default,
-                generator=generator,
-            )
+            weights = pair_weights(train_set.pairs, load_tile_weights(self.cfg.tile_weights),
+                                   self.cfg.tile_weight_default, str(self.cfg.tile_weights))
+        trainer = getattr(self, "trainer", None)
+        rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
+        self.train_sampler = ResumableSampler(
+            len(train_set), self.seed, weights, num_replicas=self._world_size(), rank=rank)
+        if self._resume is not None:
+            self.train_sampler.resume_at(*self._resume)
+            self._resume = None
         return DataLoader(
             train_set,
             batch_size=self.cfg.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
+            sampler=self.train_sampler,
             # Full batches only, unless a process's share of the split (DDP: 1/world size) is
             # smaller than one batch (smoke runs): it would get no batch at all.
-            drop_last=-(-len(train_set) // self._world_size()) >= self.cfg.batch_size,
+            drop_last=self.train_sampler.num_samples >= self.cfg.batch_size,
             **self._loader_kwargs(),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training draws are (saved in each checkpoint): the epoch, and how many of
+        its draws this process has trained on, so a resumed run goes on from the next one."""
+        trainer = getattr(self, "trainer", None)
+        sampler = getattr(self, "train_sampler", None)
+        if trainer is None or sampler is None:
+            return {}
+        # Lightning's count of the epoch's batches trained on; the loader itself has already
+        # fetched the next batch (and its workers more) by the time a checkpoint is written.
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch = sampler.epoch
+        if batches >= trainer.num_training_batches:  # the epoch is over: go on with the next
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "draws": batches * self.cfg.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict and "draws" in state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["draws"]))
 
     def val_dataloader(self) -> DataLoader:
         _, val_set = self._datasets()

@@ -76,6 +76,7 @@ class ESRGANModule(SRModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
         opt_g.step()
+        self.update_ema()  # manual optimisation: no optimizer_step hook
 
         # Discriminator step on real HR and the detached SR.
         self.discriminator.requires_grad_(True)

@@ -497,8 +497,8 @@ def train(
         # ESRGAN checkpoints hold the state after the iteration's updates, which is what resume
         # needs; Lightning's advice to keep pre-update copies does not apply.
         warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
-        # Resuming writes into the run's own checkpoint folder, and a resumed epoch starts with
-        # a fresh shuffle of the training pairs (the samplers draw at random anyway).
+        # Resuming writes into the run's own checkpoint folder; the data module's state (in the
+        # checkpoint) says where in the epoch to go on, which Lightning cannot know of.
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* is not empty.*")
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         # Raised inside Lightning by newer torch; nothing for a user to act on.
