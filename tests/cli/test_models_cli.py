@@ -87,3 +87,25 @@ def test_info_of_a_checkpoint_or_registry_weights(capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["config"]["num_in_ch"] == 24
     assert main(["models", "info", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_info_of_a_missing_file_or_a_bad_recorded_config_names_the_file(
+        capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """A mistyped path said "unknown model"; a bad config in a file did not name the file."""
+    import torch
+
+    from zoomsr.models import checkpoint_metadata, create_model
+
+    assert main(["models", "info", str(tmp_path / "nope.pth")]) == 2
+    assert f"checkpoint not found: {tmp_path / 'nope.pth'}" in capsys.readouterr().err
+    (tmp_path / "run.pth").mkdir()
+    assert main(["models", "info", str(tmp_path / "run.pth")]) == 2
+    assert "run.pth: is a folder" in capsys.readouterr().err
+    net = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    meta = checkpoint_metadata(net)
+    meta["config"]["num_feat"] = 0
+    torch.save({"zoomsr": meta, "state_dict": net.state_dict()}, tmp_path / "bad.pth")
+    assert main(["models", "info", str(tmp_path / "bad.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'bad.pth'}: its recorded rrdbnet config is "
+                          "refused: num_feat must be >= 1") and len(err.splitlines()) == 1

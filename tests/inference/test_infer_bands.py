@@ -232,6 +232,33 @@ def test_checkpoint_carries_its_bands(tmp_path):
     assert model.bands == ("tci", "b08") and model.n_images == 2 and model.channels == 4
 
 
+def test_a_training_checkpoint_carries_its_run_configs_bands(tmp_path):
+    """A Lightning .ckpt of a run on tci,b08 was read as 2 TCI frames more (no error)."""
+    import torch
+
+    from zoomsr.models import checkpoint_metadata, create_model
+
+    net = create_model("rrdbnet", **{**TINY, "num_in_ch": 12})  # 3 x tci+b08, or 4 x tci
+    torch.save({"zoomsr": checkpoint_metadata(net),
+                "state_dict": {f"generator.{k}": v for k, v in net.state_dict().items()},
+                "zoomsr_config": {"data": {"bands": ["tci", "b08"], "n_images": 3}}},
+               tmp_path / "last.ckpt")
+    model = build_inference_model(weights=tmp_path / "last.ckpt", device="cpu")
+    assert model.bands == ("tci", "b08") and model.n_images == 3
+
+
+def test_nan_weights_are_refused_by_infer(tmp_path):
+    """The fast loader skipped the finite check: infer wrote a black band and exited 0."""
+    from zoomsr.errors import CheckpointError
+    from zoomsr.models import create_model, save_checkpoint
+
+    net = create_model("rrdbnet", **TINY)
+    net.conv_last.bias.data[0] = float("nan")
+    path = save_checkpoint(net, tmp_path / "diverged.pth")
+    with pytest.raises(CheckpointError, match=r"diverged.pth: conv_last.bias hold NaN"):
+        build_inference_model(weights=path, device="cpu")
+
+
 def test_radiometry_option_applies_to_extra_bands(tmp_path):
     """Float digital numbers: --radiometry dn holds for B08 as for B04/B03/B02."""
     t10 = Affine(10.0, 0, 500000.0, 0, -10.0, 4100000.0)

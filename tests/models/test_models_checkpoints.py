@@ -423,3 +423,54 @@ def test_a_folder_or_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r": is a folder; give a checkpoint file \(it "
                                               r"holds net_g\.pth\)$"):
         read_checkpoint(tmp_path)
+
+
+def test_shared_modules_stored_twice_must_agree(tmp_path: Path) -> None:
+    """One of two different tensors under a shared module's names silently won."""
+    state = _randomize(create_model("srcnn", **TINY["srcnn"])).state_dict()
+    key = "fusion.0.doubleconv2d.0.weight"
+    state = {k: v.clone() for k, v in state.items()}
+    state[key] += 1
+    torch.save(state, tmp_path / "variant.pth")
+    with pytest.raises(CheckpointError, match=r"variant.pth: .* and .* differ, but SRCNN shares "
+                                              "one module under both names"):
+        load_checkpoint(create_model("srcnn", **TINY["srcnn"]), tmp_path / "variant.pth")
+
+
+def test_extras_are_saved_as_a_weights_only_load_reads_them(tmp_path: Path) -> None:
+    """NumPy scalars and paths were pickled: the file then failed in every zoomsr loader."""
+    import numpy as np
+
+    path = save_checkpoint(_rrdbnet(), tmp_path / "a.pth", epoch=np.int64(3),
+                           src=tmp_path / "x", scores=[np.float32(0.5)], n={"k": np.bool_(True)})
+    extra = read_checkpoint(path).extra
+    assert extra["epoch"] == 3 and type(extra["epoch"]) is int
+    assert extra["src"] == str(tmp_path / "x") and extra["scores"] == [0.5]
+    assert extra["n"] == {"k": True}
+    from_checkpoint(path)
+    with pytest.raises(InputError, match=r"extra entry 'when' is a object: a checkpoint holds"):
+        save_checkpoint(_rrdbnet(), tmp_path / "b.pth", when=object())
+    assert not (tmp_path / "b.pth").exists()
+
+
+def test_meta_models_load_their_weights_and_are_not_saved(tmp_path: Path) -> None:
+    """On the meta device load_state_dict loaded nothing and said complete."""
+    source = _randomize(_rrdbnet())
+    path = save_checkpoint(source, tmp_path / "s.safetensors")
+    with torch.device("meta"):
+        empty = _rrdbnet()
+    with pytest.raises(InputError, match="weights on the meta device"):
+        save_checkpoint(empty, tmp_path / "meta.pth")
+    assert load_checkpoint(empty, path).complete
+    assert not any(t.is_meta for t in empty.state_dict().values())
+    x = torch.rand(1, 6, 8, 8)
+    assert torch.equal(empty(x), source(x))
+
+
+def test_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.pth"
+    meta = {**checkpoint_metadata(_rrdbnet()), "format_version": 99}
+    torch.save({"zoomsr": meta, "state_dict": _rrdbnet().state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"new.pth: written in checkpoint format 99 by a "
+                                              r"newer zoomsr \(this one reads format 1\)"):
+        from_checkpoint(path)

@@ -103,6 +103,15 @@ def test_srcnn_rejects_other_frame_counts_and_channels() -> None:
         create_model("srcnn", hidden_channels=20, zoom_factor=4)
 
 
+@pytest.mark.parametrize("name", ["srcnn", "highresnet"])
+def test_worldstrat_models_name_their_smallest_input(name: str) -> None:
+    """A 1 px input failed inside torch's reflection padding."""
+    model = create_model(name, revisits=2, hidden_channels=16)
+    with pytest.raises(InputError, match=r"needs inputs of at least 2 x 2 px, got 1 x 5"):
+        model(torch.rand(1, 2, 3, 1, 5))
+    assert model(torch.rand(1, 2, 3, 2, 2)).shape[-2:] == (8, 8)
+
+
 def test_srcnn_reference_frame_doubles_encoder_input() -> None:
     model = create_model(
         "srcnn", revisits=4, hidden_channels=16, use_reference_frame=True, output_size=None

@@ -110,3 +110,21 @@ def test_bad_sampling_arguments() -> None:
         model.sample(torch.rand(1, 3, 4, 4))
     with pytest.raises(InputError, match="hr"):
         model.loss(torch.rand(1, 3, 6, 6), lr)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_a_model_cast_to_another_dtype_runs(dtype: torch.dtype) -> None:
+    """The noise-level embedding stayed fp32 and met the cast layers: a dtype error."""
+    model = _model().to(dtype)
+    lr = torch.rand(1, 6, 6, 6, dtype=dtype)
+    out = model.sample(lr, steps=3, seed=0)
+    assert out.dtype == dtype and bool(torch.isfinite(out).all())
+    assert model.loss(torch.rand(1, 3, 12, 12, dtype=dtype), lr).dtype == dtype
+
+
+def test_a_tiny_beta_start_samples_finite_images() -> None:
+    """alpha_bar[0] rounds to 1 in fp32: the last DDIM step divided 0 by 0 (all NaN)."""
+    model = _model(beta_start=1e-8)
+    for eta in (0.0, 1.0):
+        out = model.sample(torch.rand(1, 6, 6, 6), steps=5, seed=0, eta=eta)
+        assert bool(torch.isfinite(out).all()) and out.min() >= 0 and out.max() <= 1

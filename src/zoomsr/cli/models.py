@@ -50,12 +50,21 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
     """Print parameters, GFLOPs per LR chunk and input/output layout of a model config."""
+    from zoomsr.errors import CheckpointError, ConfigError
     from zoomsr.models import MODELS, model_info, parse_config
 
     recorded: dict = {}
+    given = name
     if name not in MODELS:
         name, recorded = _model_of(name)
-    details = model_info(name, lr_size=lr_size, **{**recorded, **parse_config(name, config)})
+    overrides = parse_config(name, config)
+    try:
+        details = model_info(name, lr_size=lr_size, **{**recorded, **overrides})
+    except ConfigError as exc:
+        if not recorded:
+            raise
+        # the config came from the file: say so (an override of -c is named by its key)
+        raise CheckpointError(f"{given}: its recorded {name} config is refused: {exc}") from None
     if as_json:
         typer.echo(json.dumps(details.__dict__, indent=2))
         return
@@ -83,11 +92,16 @@ def _model_of(given: str) -> tuple[str, dict]:
 
     from zoomsr.errors import CheckpointError, ConfigError
     from zoomsr.models import read_checkpoint
+    from zoomsr.models.checkpoints import CHECKPOINT_SUFFIXES, require_checkpoint_file
     from zoomsr.weights import registry
 
     if given in registry.REGISTRY:
         entry = registry.get_entry(given)
         return entry.model, dict(entry.config)
+    looks_like_a_path = (any(sep in given for sep in "/\\") or Path(given).exists()
+                         or Path(given).suffix.lower() in CHECKPOINT_SUFFIXES)
+    if looks_like_a_path:
+        require_checkpoint_file(given)  # not found, a folder...: named as such
     if not Path(given).is_file():
         from zoomsr.models import MODELS
 

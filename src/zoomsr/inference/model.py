@@ -31,7 +31,7 @@ from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
-from zoomsr.models.checkpoints import Checkpoint, require_checkpoint_file
+from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
 
 
 def sha256_state(module: nn.Module) -> str:
@@ -267,6 +267,19 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
     )
 
 
+def checkpoint_bands(checkpoint: Checkpoint) -> list[str] | None:
+    """The bands a checkpoint's model was trained on: its ``bands`` entry (``generator.pth``,
+    registry files), or the run config's ``data.bands`` in a training run's Lightning
+    ``.ckpt``; None when it says neither."""
+    if checkpoint.extra.get("bands"):
+        return list(checkpoint.extra["bands"])
+    config = checkpoint.extra.get("zoomsr_config")
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict) and data.get("bands"):
+        return list(validate_bands(data["bands"]))
+    return None
+
+
 def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
     """Rebuild a zoomsr checkpoint without the random initialisation (meta device + assign).
 
@@ -296,6 +309,7 @@ def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
                 return None
             got = got.to(want.dtype)
         state[key] = got
+    check_finite(state, f"checkpoint {checkpoint.path}")
     module.load_state_dict(state, strict=True, assign=True)
     tensors = [*module.parameters(), *module.buffers()]
     if any(t.device.type == "meta" for t in tensors):
@@ -361,8 +375,8 @@ def build_inference_model(
         path = require_checkpoint_file(weights, " (give a checkpoint file, or a name that "
                                        "`zoomsr weights list` shows)")
         checkpoint = read_checkpoint(path)
-        if bands is None and checkpoint.extra.get("bands"):
-            bands = list(checkpoint.extra["bands"])
+        if bands is None:
+            bands = checkpoint_bands(checkpoint)
         if model is None:
             module = _fast_from_checkpoint(checkpoint) or from_checkpoint(path)
         else:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -103,7 +104,11 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
     """
     path = Path(path)
     meta = checkpoint_metadata(model)
+    if any(t.is_meta for t in model.state_dict().values()):
+        raise InputError(f"cannot save {path}: {type(model).__name__} has weights on the meta "
+                         "device (never initialised or loaded); load weights into it first")
     state = {name: t.detach().to("cpu") for name, t in model.state_dict().items()}
+    extra = {key: _plain_extra(value, key) for key, value in extra.items()}
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors.torch import save
@@ -136,6 +141,25 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any
             f"cannot save {path}: use a .safetensors, {', '.join(TORCH_SUFFIXES)} file name"
         )
     return path
+
+
+def _plain_extra(value: Any, key: str) -> Any:
+    """``value`` as what a ``weights_only`` load reads back: NumPy scalars become Python
+    numbers and paths strings; other objects are refused (every loader of zoomsr reads with
+    ``weights_only=True``, so the file would be refused when read instead)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, Tensor, torch.dtype,
+                                           torch.Size)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_extra(v, key) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _plain_extra(v, key) for k, v in value.items()}
+    raise InputError(f"extra entry {key!r} is a {type(value).__name__}: a checkpoint holds "
+                     "numbers, strings, tensors and lists or dicts of them")
 
 
 def _sorted_metadata(data: bytes) -> bytes:
@@ -235,6 +259,12 @@ def _parse_metadata(path: Path, meta: Any) -> tuple[str | None, dict[str, Any] |
         or not isinstance(meta.get("config", {}), Mapping)
     ):
         raise CheckpointError(f"{path}: '{METADATA_KEY}' metadata needs a model name and config")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        # its layout may mean something this version would read wrong
+        raise CheckpointError(
+            f"{path}: written in checkpoint format {version} by a newer zoomsr (this one reads "
+            f"format {FORMAT_VERSION}); upgrade zoomsr (pip install -U zoomsr)")
     return meta["model"], dict(meta.get("config", {}))
 
 
@@ -455,6 +485,13 @@ def match_state_dict(
     # fill the other names from it.
     for aliases in _aliases(model, model_state):
         present = [a for a in aliases if a in state]
+        for other in present[1:]:
+            a, b = state[present[0]], state[other]
+            if a.shape != b.shape or not torch.equal(a, b):
+                # one of them would silently win: the file is of a variant without sharing
+                raise CheckpointError(
+                    f"{origin}: {present[0]} and {other} differ, but {type(model).__name__} "
+                    "shares one module under both names (a file of another variant?)")
         if present:
             for alias in aliases:
                 state.setdefault(alias, state[present[0]])
@@ -483,6 +520,19 @@ def first_mismatch(result: LoadResult) -> str | None:
     return None
 
 
+def check_finite(state_dict: Mapping[str, Tensor], origin: str) -> None:
+    """Raise :class:`CheckpointError` naming ``origin`` when a floating-point tensor of
+    ``state_dict`` holds NaN or infinity: a diverged training run exports such weights, and
+    the model then makes black images that look valid (NaN becomes 0 in uint8)."""
+    broken = [k for k, v in state_dict.items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" and {len(broken) - 1} other tensor(s)" if len(broken) > 1 else ""
+        raise CheckpointError(
+            f"{origin}: {broken[0]}{more} hold NaN or infinite values: these weights cannot "
+            "make an image (a training run that diverged?); use an earlier checkpoint")
+
+
 def apply_state_dict(
     model: nn.Module,
     state_dict: Mapping[str, Tensor],
@@ -506,17 +556,15 @@ def apply_state_dict(
     model_state = model.state_dict()
     conflicting = {k for k, _, _ in result.shape_mismatch}
     loadable = {k: v for k, v in state.items() if k in model_state and k not in conflicting}
-    # a diverged training run exports NaN weights: the model then makes black images that
-    # look valid (NaN becomes 0 in uint8)
-    broken = [k for k, v in loadable.items()
-              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if broken:
-        more = f" and {len(broken) - 1} other tensor(s)" if len(broken) > 1 else ""
-        raise CheckpointError(
-            f"{origin}: {broken[0]}{more} hold NaN or infinite values: these weights cannot "
-            "make an image (a training run that diverged?); use an earlier checkpoint")
+    check_finite(loadable, origin)
+    # A model built on the meta device has no storage to copy into: load_state_dict would
+    # load nothing and say nothing. Its tensors become the file's (cast to the model's dtype).
+    on_meta = any(t.is_meta for t in model_state.values())
+    if on_meta:
+        loadable = {k: v.to(model_state[k].dtype) if v.is_floating_point()
+                    and model_state[k].is_floating_point() else v for k, v in loadable.items()}
     try:
-        model.load_state_dict(loadable, strict=result.complete)
+        model.load_state_dict(loadable, strict=result.complete, assign=on_meta)
     except RuntimeError as exc:
         raise CheckpointError(f"cannot load {origin} into {type(model).__name__}: {exc}") from exc
     return result

@@ -224,7 +224,7 @@ def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
         inputs = model.example_inputs(lr_size)
     try:
         flops, output, used = _count_flops(model, inputs)
-    except RuntimeError as exc:  # e.g. reflection padding wider than a 1 px input
+    except (RuntimeError, InputError) as exc:  # e.g. a 1 px input for reflection padding
         raise ConfigError(f"lr_size {lr_size}: {name} cannot run on a {lr_size}x{lr_size} "
                           f"input ({first_line(exc)}); use a larger size") from None
     return ModelInfo(

@@ -151,7 +151,9 @@ class SR3UNet(nn.Module):
         h = torch.cat([x_noisy, cond], dim=1)
         if pad_h or pad_w:
             h = F.pad(h, (0, pad_w, 0, pad_h), mode="replicate")
-        emb = self.emb_mlp(noise_level_embedding(level, self.base_channels))
+        # the embedding is computed in fp32; a model cast to bf16/fp16 needs its own dtype
+        emb = self.emb_mlp(noise_level_embedding(level, self.base_channels).to(
+            self.emb_mlp[0].weight.dtype))
 
         h = self.conv_in(h)
         skips = [h]
@@ -386,8 +388,11 @@ class SR3(nn.Module):
             eps = self.unet(x, cond, level)
             x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
             # Re-derive the noise from the clipped x0 so both stay consistent with x.
-            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
-            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+            # 1 - a_t is 0 where alpha_bar rounds to 1 (a tiny beta_start): eps is then unused
+            # (its factor below is 0), but 0/0 made every pixel NaN
+            noise_var = (1 - a_t).clamp(min=torch.finfo(a_t.dtype).tiny)
+            eps = (x - a_t.sqrt() * x0) / noise_var.sqrt()
+            sigma = eta * ((1 - a_prev) / noise_var * (1 - a_t / a_prev)).clamp(min=0).sqrt()
             x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
             if i > 0 and eta > 0:
                 x = x + sigma * torch.randn(

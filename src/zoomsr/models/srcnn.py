@@ -25,7 +25,8 @@ class SRCNN(nn.Module):
     residual blocks, and decoded by a pixel shuffle to ``H' = H * zoom_factor`` (same for W).
     When ``output_size`` is set (the published configs use 128) and differs, the output is
     resized (bilinear, antialiased) so that its short side is ``output_size``, as the reference
-    does; the default ``None`` never resizes, so any input size works.
+    does; the default ``None`` never resizes, so any input size works (from 2 x 2 px with
+    the published 3 x 3 kernels).
     Inputs and outputs are reflectances in [0, 1]; the output is not clamped.
 
     ``T`` must equal ``revisits`` because the fusion convolution has ``T * hidden_channels``
@@ -119,6 +120,13 @@ class SRCNN(nn.Module):
                 f"{type(self).__name__} expects [B, T, {self.in_channels}, H, W], "
                 f"got {list(x.shape)}"
             )
+        # reflection padding needs more pixels than it pads: torch's error named no size
+        smallest = 1 + max((m.kernel_size[0] // 2 for m in self.modules()
+                            if isinstance(m, nn.Conv2d) and m.padding_mode == "reflect"),
+                           default=0)
+        if min(x.shape[-2:]) < smallest:
+            raise InputError(f"{type(self).__name__} needs inputs of at least {smallest} x "
+                             f"{smallest} px, got {x.shape[-2]} x {x.shape[-1]}")
 
     def _encode(self, x: Tensor) -> Tensor:
         """``[B, T, C, H, W] -> [B, T, hidden, H, W]``, one shared encoder per frame."""
