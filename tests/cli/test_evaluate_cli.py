@@ -408,7 +408,7 @@ def test_the_mosaic_infer_writes_for_a_dataset_is_scored_tile_by_tile(cli, tiny_
     with rasterio.open(sr) as ds:  # each row is its tile's crop, cut out here independently
         for r in rows:
             b = Tile.parse(r["key"]).bounds
-            col, row = ~ds.transform * (b.left, b.top)
+            col, row = ~ds.transform @ (b.left, b.top)
             crop = ds.read((1, 2, 3), window=((round(row), round(row) + 128),
                                               (round(col), round(col) + 128)))
             target = read_rgb(r["target"], as_float=False)
@@ -434,3 +434,153 @@ def test_the_mosaic_infer_writes_for_a_dataset_is_scored_tile_by_tile(cli, tiny_
     code, _, err = cli("evaluate", "--pred", sr, "--target", plain, "--metrics", "psnr",
                        "--out", tmp_path / "x", "--no-progress")
     assert code == 2 and "is scored against an S2-NAIP dataset's tiles" in err
+
+
+def _mosaic_of_targets(root: Path, tiles: list[str], size: int = 40, shift_px: float = 0.0,
+                       nodata: object = None, dtype: str = "uint8") -> tuple[Path, Path]:
+    """S2-NAIP targets of ``size`` px for adjacent ``tiles`` (one row), and a GeoTIFF mosaic
+    holding exactly their pixels, its origin moved by ``shift_px`` pixels to the east."""
+    from affine import Affine
+
+    from zoomsr.grid import Tile
+
+    rng = np.random.default_rng(3)
+    target = root / "ds"
+    (target / "sentinel2").mkdir(parents=True)  # a dataset root: a mosaic is scored on it
+    parts = []
+    for k, tile in enumerate(tiles):
+        t = rng.integers(10, 240, size=(size, size, 3), dtype=np.uint8)
+        _save(target / "naip" / f"uuid{k}" / tile / "rgb.png", t)
+        parts.append(np.moveaxis(t, -1, 0))
+    b = Tile.parse(tiles[0]).bounds
+    res = (b.right - b.left) / size
+    arr = np.concatenate(parts, axis=2).astype(dtype)
+    if dtype != "uint8":
+        arr /= 255
+    transform = Affine(res, 0, b.left + shift_px * res, 0, -res, b.top)
+    geo: dict[str, object] = {"crs": "EPSG:3857", "transform": transform}
+    if nodata is not None:
+        geo["nodata"] = nodata
+    mosaic = root / "sr.tif"
+    _tif(mosaic, arr, **geo)
+    return mosaic, target
+
+
+@pytest.mark.parametrize("shift", [0.3, -0.3])
+def test_a_mosaic_off_the_grid_is_read_at_the_nearest_pixel(cli, tmp_path, shift):
+    """A mosaic 0.3 px east of the grid was read 0.7 px away (27.7 dB instead of a perfect
+    match); a 0.25 px shift cut the edge tile short and stopped the run."""
+    mosaic, target = _mosaic_of_targets(tmp_path, ["100_200", "101_200"], shift_px=shift)
+    out = tmp_path / "out"
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics", "psnr",
+                       "--out", out, "--no-progress")
+    assert code == 0, err
+    assert "0.3 px off the tiles' grid; each tile is read at the nearest pixel" in err
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    # each tile's pixels are the mosaic's nearest ones: its own
+    assert [r["psnr"] for r in rows] == ["inf", "inf"] and "no prediction" not in err
+    # 0.6 px: the nearest pixels are the neighbours; the edge tile runs off the mosaic
+    mosaic, target = _mosaic_of_targets(tmp_path / "b", ["100_200", "101_200"],
+                                        shift_px=2 * shift)
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics", "psnr",
+                       "--out", tmp_path / "b_out", "--no-progress")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "b_out" / "per_image.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["psnr"]) < 20 and "no prediction for target" in err
+
+
+def test_a_mosaics_nodata_tiles_are_missing_predictions(cli, tmp_path):
+    """A tile without a valid pixel (no valid frame when infer made it) stopped the run."""
+    import rasterio
+
+    mosaic, target = _mosaic_of_targets(tmp_path, ["100_200", "101_200", "102_200"], nodata=0)
+    with rasterio.open(mosaic, "r+") as ds:
+        arr = ds.read()
+        arr[:, :, 40:80] = 0  # the middle tile: all nodata
+        arr[:, :4, 80:] = 0  # the last one: partly
+        ds.write(arr)
+    out = tmp_path / "out"
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics", "psnr",
+                       "--out", out, "--no-progress")
+    assert code == 0, err
+    assert [r["key"] for r in csv.DictReader((out / "per_image.csv").open())] == [
+        "100_200", "102_200"]
+    doc = json.loads((out / "summary.json").read_text())
+    assert [Path(p).parts[-2] for p in doc["missing_pred"]] == ["101_200"]
+    assert "(tile 102_200): 10 % of its pixels are nodata (masked), scored as black" in err
+
+
+def test_float_nodata_is_scored_as_black_not_as_its_fill_value(cli, tmp_path):
+    """-9999 and NaN fills were refused as out of range; 255 was scored as white."""
+    rng = np.random.default_rng(4)
+    t = rng.integers(10, 240, size=(3, 40, 40)).astype(np.uint8)
+    _tif(tmp_path / "tgt" / "a.tif", t)
+    expected = t.copy()
+    expected[:, :10] = 0  # black where the prediction has no data (inside the border)
+    _tif(tmp_path / "black" / "a.tif", expected)
+    def mean_psnr(pred: Path) -> tuple[float, str]:
+        out = tmp_path / f"{pred.name}_out"
+        code, _, err = cli("evaluate", "--pred", pred, "--target", tmp_path / "tgt",
+                           "--metrics", "psnr", "--no-progress", "--out", out)
+        assert code == 0, (pred, err)
+        return json.loads((out / "summary.json").read_text())["metrics"]["psnr"]["mean"], err
+
+    ref, _ = mean_psnr(tmp_path / "black")
+    for name, fill, dtype in (("nd9999", -9999.0, "float32"), ("nan", float("nan"), "float32"),
+                              ("nd255", 255, "uint8")):
+        pred = t.astype(dtype) / (255 if dtype == "float32" else 1)
+        pred[:, :10] = fill
+        _tif(tmp_path / name / "a.tif", pred.astype(dtype), nodata=fill)
+        got, err = mean_psnr(tmp_path / name)
+        assert "25 % of its pixels are nodata (masked), scored as black" in err
+        assert got == pytest.approx(ref, abs=0.05), name
+
+
+def test_mosaic_read_errors_are_one_line_naming_it(cli, tmp_path):
+    mosaic, target = _mosaic_of_targets(tmp_path, ["100_200"])
+    import rasterio
+
+    with rasterio.open(mosaic) as ds:
+        profile, band = ds.profile, ds.read(1)
+    one = tmp_path / "one.tif"
+    with rasterio.open(one, "w", **{**profile, "count": 1}) as dst:
+        dst.write(band, 1)
+    code, _, err = cli("evaluate", "--pred", one, "--target", target, "--no-progress")
+    assert code == 2 and err.strip() == f"error: {one}: 1 band(s); expected RGB (3 or more bands)"
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(mosaic.read_bytes()[:-2000])
+    code, _, err = cli("evaluate", "--pred", cut, "--target", target, "--no-progress")
+    assert code == 2 and str(cut) in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_tile_captured_twice_pairs_by_its_image_id(cli, tmp_path):
+    """Two captures of a tile (which `data build` writes) were ids claimed by several files."""
+    rng = np.random.default_rng(5)
+    pred, target = tmp_path / "pred", tmp_path / "ds"
+    for image_id in ("u1", "u2"):
+        t = rng.integers(10, 240, size=(40, 40, 3), dtype=np.uint8)
+        _save(target / "naip" / image_id / "100_200" / "rgb.png", t)
+        _save(pred / "naip" / image_id / "100_200" / "rgb.png", t + 5)
+    t = rng.integers(10, 240, size=(40, 40, 3), dtype=np.uint8)
+    _save(target / "naip" / "u3" / "101_200" / "rgb.png", t)
+    _save(pred / "101_200.png", t)
+    out = tmp_path / "out"
+    code, _, err = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr",
+                       "--out", out, "--no-progress", "--strict")
+    assert code == 0, err
+    rows = {r["key"]: r for r in csv.DictReader((out / "per_image.csv").open())}
+    assert sorted(rows) == ["101_200", "u1/100_200", "u2/100_200"]
+    assert "/u2/" in rows["u2/100_200"]["pred"] and "/u2/" in rows["u2/100_200"]["target"]
+    # a prediction naming no capture of such a tile: which one? reported, not guessed
+    _save(pred / "100_200.png", np.zeros((40, 40, 3), np.uint8))
+    code, _, err = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr",
+                       "--no-progress")
+    assert code == 0 and "'100_200' matches several files" in err
+    # against a mosaic, each capture is scored on the mosaic's part of the tile
+    mosaic, _ = _mosaic_of_targets(tmp_path / "m", ["100_200", "101_200"])
+    (target / "sentinel2").mkdir()
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics",
+                       "psnr", "--out", tmp_path / "m_out", "--no-progress")
+    assert code == 0, err
+    keys = [r["key"] for r in csv.DictReader((tmp_path / "m_out" / "per_image.csv").open())]
+    assert sorted(keys) == ["101_200", "u1/100_200", "u2/100_200"]

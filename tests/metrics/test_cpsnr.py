@@ -129,3 +129,16 @@ def test_bad_arguments():
     with pytest.raises(InputError, match="reference cPSNR"):
         cpsnr(x, x, border=6, mode="reference")
     assert CPSNR().higher_is_better
+
+
+def test_a_region_too_small_to_measure_is_refused():
+    """A 1 px region always matches once the bias is removed: unrelated 9 x 9 images were inf."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 9, 9, generator=g), torch.rand(1, 3, 9, 9, generator=g)
+    with pytest.raises(InputError, match=r"border 4 leaves less than 8 px of a 9x9 image"):
+        cpsnr(a, b)
+    with pytest.raises(InputError, match=r"at least 2\*border \+ 8 \+ 8 px, got 17x17"):
+        cpsnr(torch.rand(1, 3, 17, 17), torch.rand(1, 3, 17, 17), mode="reference")
+    a, b = torch.rand(1, 3, 16, 16, generator=g), torch.rand(1, 3, 16, 16, generator=g)
+    assert float(cpsnr(a, b)) < 20  # the smallest size taken: unrelated images score low
+    assert float(cpsnr(a, b, border=0)) < 20

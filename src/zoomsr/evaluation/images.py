@@ -52,7 +52,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                 # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
                 flags = src.mask_flag_enums[0]
                 if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
-                    _check_valid(path, _rgb_valid(src))
+                    _black_where_nodata(path, arr, _rgb_valid(src))
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),
@@ -75,37 +75,67 @@ def _unsupported(where: Path, dtype: Any) -> DataError:
                      "16-bit data to one of those first)")
 
 
-def _check_valid(path: Path, valid: np.ndarray) -> None:
-    """Refuse an image without a valid pixel; warn of one partly nodata, whose nodata pixels
-    (black, or the fill value) are scored as they are."""
+class NoValidPixels(DataError):
+    """Every pixel of an image (or of a mosaic's tile) is nodata."""
+
+
+def _black_where_nodata(path: Path, arr: np.ndarray, valid: np.ndarray) -> None:
+    """Refuse an image ``arr`` (``[3, H, W]``) without a valid pixel; set the nodata pixels of
+    one partly nodata to 0 (black) in place, and warn. Their stored value (a fill such as
+    -9999, NaN or 255) is no colour: scored as it was, it was refused as out of range, or
+    scored as white."""
     if valid.all():
         return
     if not valid.any():
-        raise DataError(f"{path}: every pixel is nodata (masked); nothing to score")
+        raise NoValidPixels(f"{path}: every pixel is nodata (masked); nothing to score")
+    arr[:, ~valid] = 0
     share = 100.0 * (1.0 - float(valid.mean()))
-    warnings.warn(f"{path}: {share:.3g} % of its pixels are nodata (masked), scored as they "
-                  "are stored (black); crop the pair to the valid area for a fair score",
+    warnings.warn(f"{path}: {share:.3g} % of its pixels are nodata (masked), scored as black "
+                  "there; crop the pair to the valid area for a fair score",
                   ZoomsrWarning, stacklevel=3)
+
+
+def tile_window(transform: Any, width: int, height: int, tile: str) -> Any:
+    """The pixel window (rasterio ``Window``) of zoom-17 ``tile`` in a raster of ``width`` x
+    ``height`` px with ``transform`` (EPSG:3857), its edges at the nearest pixel edges; None
+    when it is not wholly inside the raster."""
+    from rasterio.windows import Window, from_bounds
+
+    from zoomsr.grid import Tile
+
+    b = Tile.parse(tile).bounds
+    w = from_bounds(b.left, b.bottom, b.right, b.top, transform=transform)
+    # to the nearest edge: rasterio's round_offsets floors, which read a mosaic 0.3 px off
+    # the tiles' grid 0.7 px away
+    col, row = round(w.col_off), round(w.row_off)
+    cols, rows = round(w.col_off + w.width) - col, round(w.row_off + w.height) - row
+    if col < 0 or row < 0 or col + cols > width or row + rows > height or not cols or not rows:
+        return None
+    return Window(col, row, cols, rows)
 
 
 def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor:
     """The part of the georeferenced RGB GeoTIFF ``path`` (EPSG:3857) on zoom-17 ``tile``, as
-    ``[3, H, W]`` in its own type (uint8 or float32); a part without a valid pixel is refused,
-    one partly nodata warned about (as whole files are)."""
+    ``[3, H, W]`` in its own type (uint8 or float32). A part without a valid pixel raises
+    :class:`NoValidPixels`; one partly nodata is black there, with a warning (as whole files
+    are)."""
     import rasterio
-    from rasterio.windows import from_bounds
-
-    from zoomsr.grid import Tile
+    from rasterio.errors import RasterioError
 
     p = Path(path)
-    b = Tile.parse(tile).bounds
-    with rasterio.open(p) as src:
-        window = from_bounds(b.left, b.bottom, b.right, b.top, transform=src.transform)
-        window = window.round_offsets().round_lengths()
-        arr = src.read((1, 2, 3), window=window)
-        valid = _rgb_valid(src, window)
     where = Path(f"{p} (tile {tile})")
-    _check_valid(where, valid)
+    try:
+        with rasterio.open(p) as src:
+            if src.count < 3:
+                raise DataError(f"{p}: {src.count} band(s); expected RGB (3 or more bands)")
+            window = tile_window(src.transform, src.width, src.height, tile)
+            if window is None:
+                raise DataError(f"{where}: the tile is not wholly inside the mosaic")
+            arr = src.read((1, 2, 3), window=window)
+            valid = _rgb_valid(src, window)
+    except RasterioError as exc:
+        raise DataError(f"{where}: not readable ({first_line(exc)})") from None
+    _black_where_nodata(where, arr, valid)
     if arr.dtype != np.uint8 and arr.dtype.kind != "f":
         raise _unsupported(where, arr.dtype)
     return torch.from_numpy(np.ascontiguousarray(arr))
@@ -178,9 +208,12 @@ def read_rgb_georef(
         arr = read_png(p)
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 2):
             raise DataError(f"{p}: grey image; expected RGB")
-        if arr.shape[2] == 4:  # alpha 0: no data there
-            _check_valid(p, arr[:, :, 3] > 0)
+        alpha = arr[:, :, 3] if arr.shape[2] == 4 else None
         arr = arr[:, :, :3]
+        if alpha is not None:  # alpha 0: no data there
+            rgb = np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+            _black_where_nodata(p, rgb, alpha > 0)
+            arr = np.moveaxis(rgb, 0, -1)
     if arr.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
         if as_float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,13 +228,27 @@ def _pred_tile(rel: Path) -> str | None:
     return None
 
 
+def _pred_image_id(rel: Path, tile: str) -> str | None:
+    """The folder just above the tile in a prediction's relative path (``{id}/{tile}.png``,
+    ``[naip/]{id}/{tile}/rgb.png``), or None."""
+    parts = rel.parts
+    at = len(parts) - 1 if rel.stem == tile else max(
+        (i for i, part in enumerate(parts[:-1]) if part == tile), default=-1)
+    return parts[at - 1] if at >= 1 else None
+
+
 def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
                     splits_file: str | os.PathLike[str] | None) -> Pairing:
     """Pair each tile of the S2-NAIP targets in ``tdir`` with its part of the georeferenced
     ``mosaic`` (EPSG:3857, the tiles' grid: what ``zoomsr infer`` writes for a dataset folder);
-    tiles it does not cover are missing predictions."""
+    tiles it does not wholly cover are missing predictions. Two captures of one tile are
+    keyed ``{image_id}/{tile}``, each scored against the mosaic's part."""
+    import warnings
+
     import rasterio
 
+    from zoomsr.errors import ZoomsrWarning, first_line
+    from zoomsr.evaluation.images import tile_window
     from zoomsr.grid import Tile
 
     if not tdir.is_dir():
@@ -247,31 +262,42 @@ def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
     wanted = read_split(tdir, split, splits_file) if split is not None else None
     try:
         with rasterio.open(mosaic) as ds:
-            crs, box, res = ds.crs, ds.bounds, abs(ds.transform.a)
+            crs, box, transform = ds.crs, ds.bounds, ds.transform
+            width, height, count = ds.width, ds.height, ds.count
     except rasterio.errors.RasterioError as exc:
-        raise DataError(f"{mosaic}: not a readable GeoTIFF ({exc})") from None
+        raise DataError(f"{mosaic}: not a readable GeoTIFF ({first_line(exc)})") from None
     if crs is None or crs.to_epsg() != 3857:
         raise DataError(f"{mosaic}: a mosaic prediction must be on the tiles' grid (EPSG:3857, "
                         f"as `zoomsr infer` writes for a dataset folder), got {crs}")
-    pairs, missing, outside = [], [], []
-    tol = res / 2
+    if count < 3:
+        raise DataError(f"{mosaic}: {count} band(s); expected RGB (3 or more bands)")
+    tiles = {t: m.group(1) for t in targets if (m := _S2NAIP_TARGET.match(t.as_posix()))}
+    captures: dict[str, int] = {}
+    for tile in tiles.values():
+        captures[tile] = captures.get(tile, 0) + 1
+    pairs, missing = [], []
     for t in sorted(targets):
-        m = _S2NAIP_TARGET.match(t.as_posix())
-        tile = m.group(1) if m else ""
+        tile = tiles[t]
         if wanted is not None and tile not in wanted and f"{t.parts[-3]}/{tile}" not in wanted:
-            outside.append(tdir / t)
-            continue
-        b = Tile.parse(tile).bounds
-        inside = (b.left >= box.left - tol and b.right <= box.right + tol
-                  and b.bottom >= box.bottom - tol and b.top <= box.top + tol)
-        if inside:
-            pairs.append(ImagePair(tile, mosaic, tdir / t, tile=tile))
-        else:
+            continue  # another split's tile
+        if tile_window(transform, width, height, tile) is None:
             missing.append(tdir / t)
+            continue
+        key = tile if captures[tile] == 1 else f"{t.parts[-3]}/{tile}"
+        pairs.append(ImagePair(key, mosaic, tdir / t, tile=tile))
     if not pairs:
         where = f" of the {split!r} split" if split is not None else ""
         raise DataError(f"{mosaic}: covers none of the tiles{where} of {tdir} (its bounds "
                         f"{tuple(round(v, 1) for v in box)} in EPSG:3857)")
+    b = Tile.parse(pairs[0].tile or "").bounds
+    col, row = ~transform @ (b.left, b.top)
+    off = max(abs(col - round(col)), abs(row - round(row)))
+    if off > 0.01:
+        # each tile is then read at the nearest pixel: up to half a pixel away from the truth
+        warnings.warn(f"{mosaic}: its pixels are {off:.2g} px off the tiles' grid; each tile "
+                      "is read at the nearest pixel, which lowers the scores (write the "
+                      "mosaic on the tiles' grid, as `zoomsr infer` does)", ZoomsrWarning,
+                      stacklevel=3)
     return Pairing(pairs, "s2naip", missing, [], {}, [], split)
 
 
@@ -316,6 +342,7 @@ def pair_images(
     s2naip = all(_S2NAIP_TARGET.match(t.as_posix()) for t in targets)
     unmatched: list[Path] = []
     outside: list[Path] = []
+    twice: set[str] = set()  # S2-NAIP tiles captured twice
     if wanted is not None and not s2naip:
         raise DataError(
             f"--split needs S2-NAIP targets ([naip/]{{image_uuid}}/{{tile}}/rgb.png); "
@@ -334,6 +361,11 @@ def pair_images(
         if not t_items:
             raise DataError(f"no target in {tdir} is in the {split!r} split")
         kept = {k for k, _ in t_items}
+        # A tile captured twice (two image ids) is keyed {image_id}/{tile}: a prediction then
+        # pairs by the image id folder above its tile (a mirror of naip/{id}/{tile}/rgb.png).
+        counts = Counter(k for k, _ in t_items)
+        twice = {k for k, n in counts.items() if n > 1}
+        t_items = [(f"{t.parts[-3]}/{k}" if k in twice else k, t) for k, t in t_items]
         p_items = []
         for p in preds:
             tile = _pred_tile(p)
@@ -341,6 +373,8 @@ def pair_images(
                 unmatched.append(pdir / p)
             elif tile in all_tiles and tile not in kept:
                 outside.append(pdir / p)
+            elif tile in twice and (image_id := _pred_image_id(p, tile)) is not None:
+                p_items.append((f"{image_id}/{tile}", p))
             else:
                 p_items.append((tile, p))
     else:
@@ -352,6 +386,13 @@ def pair_images(
         k: [tdir / t for kt, t in t_items if kt == k] + [pdir / p for kp, p in p_items if kp == k]
         for k in sorted(set(t_dup) | set(p_dup))
     }
+    if s2naip:
+        # a prediction of a tile captured twice that names no image id: which capture?
+        for k, p in p_items:
+            if k in twice:
+                ambiguous.setdefault(k, [tdir / t for kt, t in t_items
+                                         if kt.endswith(f"/{k}")]).append(pdir / p)
+        p_map = {k: v for k, v in p_map.items() if k not in twice}
     t_map = {k: v for k, v in t_map.items() if k not in ambiguous}
     p_map = {k: v for k, v in p_map.items() if k not in ambiguous}
     pairs = [

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from zoomsr.errors import ConfigError, DataError, InputError
-from zoomsr.evaluation.images import check_same_place, read_rgb_georef, read_tile_of_mosaic
+from zoomsr.evaluation.images import (
+    NoValidPixels,
+    check_same_place,
+    read_rgb_georef,
+    read_tile_of_mosaic,
+)
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_all, refuse_existing
 from zoomsr.io.tables import csv_text
@@ -101,10 +106,13 @@ def score_pairs(
     metrics: dict[str, Metric],
     batch_size: int = 16,
     progress: ProgressFn | None = None,
+    no_data: list[ImagePair] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every pair with every metric, in batches of same-size images.
 
     Returns one row per pair: ``{"key", "pred", "target", <metric>: float, ...}`` in input order.
+    With ``no_data`` (a list), the pairs whose part of a mosaic prediction is all nodata (no
+    valid frame there when it was made) are appended to it instead of stopping the run.
 
     Raises:
         DataError: a file cannot be read or scored (e.g. smaller than LPIPS's backbone takes),
@@ -115,9 +123,19 @@ def score_pairs(
         raise InputError("no metrics to compute")
     rows: list[dict[str, Any]] = []
     total = len(pairs)
+    done = 0
     for start in range(0, total, batch_size):
-        chunk = list(pairs[start: start + batch_size])
-        loaded = [load_pair(p) for p in chunk]
+        chunk, loaded = [], []
+        for pair in pairs[start: start + batch_size]:
+            try:
+                loaded.append(load_pair(pair))
+            except NoValidPixels:
+                if no_data is None or pair.tile is None:
+                    raise
+                no_data.append(pair)
+                continue
+            chunk.append(pair)
+        done += min(batch_size, total - start)
         scores: list[dict[str, float]] = [{} for _ in chunk]
         groups: dict[tuple[Any, ...], list[int]] = {}  # same size and dtypes: one batch
         for i, (pred, target) in enumerate(loaded):
@@ -136,7 +154,7 @@ def score_pairs(
         for p, s in zip(chunk, scores, strict=True):
             rows.append({"key": p.key, "pred": str(p.pred), "target": str(p.target), **s})
         if progress is not None:
-            progress(len(rows), total)
+            progress(done, total)
     return rows
 
 
@@ -192,7 +210,15 @@ def evaluate_pairing(
     options: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """Score the pairs of ``pairing`` with every metric and summarise them."""
-    rows = score_pairs(pairing.pairs, metrics, batch_size, progress)
+    no_data: list[ImagePair] = []
+    rows = score_pairs(pairing.pairs, metrics, batch_size, progress, no_data)
+    if no_data:
+        # a mosaic's tiles without a valid pixel (no valid frame there): not predicted
+        pairing.pairs = [p for p in pairing.pairs if p not in no_data]
+        pairing.missing_pred = sorted([*pairing.missing_pred, *(p.target for p in no_data)])
+    if not rows and no_data:
+        raise DataError(f"{no_data[0].pred}: every tile of it to score is nodata; nothing "
+                        "to score")
     summary = {n: summarize([r[n] for r in rows], seed=seed) for n in metrics}
     return EvaluationResult(
         {n: bool(m.higher_is_better) for n, m in metrics.items()}, rows, summary, pairing,

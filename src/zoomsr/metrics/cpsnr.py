@@ -57,6 +57,12 @@ def _search(
     return best, shift
 
 
+#: Smallest side (px) of the region compared at each shift. With the brightness bias removed,
+#: a region of one pixel always matches (MSE 0: "inf" for unrelated images), and the best of
+#: many shifts of a few pixels is no measure either.
+CPSNR_MIN_SIDE = 8
+
+
 def cpsnr(
     pred: torch.Tensor | np.ndarray,
     target: torch.Tensor | np.ndarray,
@@ -84,7 +90,7 @@ def cpsnr(
         raise InputError(f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})")
     p, t = check_pair(pred, target, dtype=torch.float64)
     height, width = p.shape[-2:]
-    check_border(border, height, width)
+    check_border(border, height, width, minimum=CPSNR_MIN_SIDE)
     if mode == "challenge":
         h, w = height - 2 * border, width - 2 * border
         offsets = [
@@ -102,10 +108,10 @@ def cpsnr(
             p = p[..., border:-border, border:-border]
             t = t[..., border:-border, border:-border]
         h, w = p.shape[-2] - max_offset, p.shape[-1] - max_offset
-        if h < 1 or w < 1:
+        if h < CPSNR_MIN_SIDE or w < CPSNR_MIN_SIDE:
             raise InputError(
-                f"reference cPSNR needs images larger than 2*border + {max_offset} px, "
-                f"got {height}x{width} with border {border}"
+                f"reference cPSNR needs images of at least 2*border + {max_offset} + "
+                f"{CPSNR_MIN_SIDE} px, got {height}x{width} with border {border}"
             )
         offsets = [
             (r, c, max_offset - r, max_offset - c)
