@@ -84,6 +84,8 @@ def scale3_dataset(root, record: bool = True):
         writer.write_pair(tile, "img", hr, {"tci": tci})
     if record:
         writer.write_metadata(synthetic=False, scale=3)
+    else:  # as written by other tools (the writer records its scale)
+        (root / "zoomsr_dataset.json").unlink()
     return root
 
 
@@ -120,3 +122,23 @@ def test_an_unfinished_build_is_an_error(tiny_dataset):
         "same build command again to finish it"]
     (tiny_dataset / "zoomsr_index.json").write_text("{}")
     assert check_dataset(tiny_dataset).errors == []
+
+
+def test_old_naip_images_and_stray_files_in_pair_folders_are_checked(tiny_dataset):
+    """`data check` never looked in old_naip/: a reader asking for older images failed on
+    files the check had passed."""
+    old = tiny_dataset / "old_naip"
+    write_png(old / "1000_2000" / "a.png", np.ones((128, 128, 3), np.uint8))  # good
+    write_png(old / "1000_2000" / "b.png", np.ones((64, 64, 3), np.uint8))
+    (old / "1000_2000" / "c.png").write_bytes(b"garbage")
+    (old / "notatile").mkdir()
+    write_png(old / "5_5" / "a.png", np.ones((128, 128, 3), np.uint8))
+    write_png(tiny_dataset / "naip" / "img-a" / "1000_2000" / "extra.png",
+              np.ones((8, 8, 3), np.uint8))
+    found = messages(check_dataset(tiny_dataset))
+    assert ("error", "old_naip/1000_2000/b.png", "NAIP image is 64x64 px, expected 128x128"
+            ) in {(s, p, m.split(" (")[0]) for s, p, m in found}
+    paths = {(s, p) for s, p, _ in found}
+    assert {("error", "old_naip/1000_2000/c.png"), ("error", "old_naip/notatile"),
+            ("warning", "old_naip/5_5"), ("warning", "naip/img-a/1000_2000/extra.png")} <= paths
+    assert not any(p == "old_naip/1000_2000/a.png" for _, p in paths)

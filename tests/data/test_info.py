@@ -83,3 +83,21 @@ def test_info_reads_naip_at_the_recorded_scale(tmp_path):
     assert info.scale == 3 and info.unreadable == [] and info.to_dict()["scale"] == 3
     assert dataset_info(tmp_path / "s3", scale=3).unreadable == []
     plot_montage(scan_pairs(tmp_path / "s3"), tmp_path / "m.png", scale=info.scale)
+
+
+def test_the_montage_passes_over_unreadable_pairs(tiny_dataset, tmp_path):
+    """One truncated tci.png stopped `data info --plot` after the statistics, with no figure."""
+    import pytest
+
+    from zoomsr.errors import DataError
+
+    pairs = scan_pairs(tiny_dataset)
+    tci = pairs[0].band_path("tci")
+    tci.write_bytes(tci.read_bytes()[:300])
+    path = plot_montage(pairs, tmp_path / "montage.png", n_pairs=2, n_frames=2)
+    rows = np.asarray(Image.open(path).convert("RGB"))
+    assert rows.shape[0] > 100 and rows.std() > 5
+    for p in pairs:
+        p.naip_path.write_bytes(b"")
+    with pytest.raises(DataError, match=r"montage2.png: no readable pair to show \(4 tried\)"):
+        plot_montage(pairs, tmp_path / "montage2.png")

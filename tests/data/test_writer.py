@@ -54,3 +54,25 @@ def test_refuses_bad_input_and_overwrite(tmp_path):
     # Nothing half-written is left behind by the refused pairs.
     assert not (tmp_path / "naip/a/3_3").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_writer_records_its_scale_for_the_readers(tmp_path):
+    """A scale-2 writer's pairs (64 px NAIP) were read as 128 px ones, failing its own reader
+    and `data check`; scale 0 wrote a Sentinel-2 file, then failed with a bare ValueError."""
+    from zoomsr.data import S2NAIPDataset
+    from zoomsr.data.check import check_dataset
+    from zoomsr.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    w = S2NAIPWriter(tmp_path / "x2", scale=2)
+    w.write_pair("1_1", "a", rng.integers(1, 256, (64, 64, 3), dtype=np.uint8),
+                 {"tci": rng.integers(1, 256, (2, 32, 32, 3), dtype=np.uint8)})
+    assert S2NAIPDataset(tmp_path / "x2", n_images=2)[0]["hr"].shape == (3, 64, 64)
+    assert not check_dataset(tmp_path / "x2").errors
+    w.write_metadata(note="kept")  # the scale stays in the metadata
+    assert S2NAIPDataset(tmp_path / "x2", n_images=2).scale == 2
+    with pytest.raises(DataError, match=r"records scale 2 \(NAIP images of 64 px\); cannot "
+                                        r"add pairs of scale 4"):
+        S2NAIPWriter(tmp_path / "x2")
+    with pytest.raises(ConfigError, match="scale must be >= 1, got 0"):
+        S2NAIPWriter(tmp_path / "x0", scale=0)

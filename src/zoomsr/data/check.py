@@ -13,6 +13,7 @@ from zoomsr.data.layout import (
     HR_FILE,
     METADATA_FILE,
     NAIP_DIR,
+    OLD_NAIP_DIR,
     S2_DIR,
     PairRecord,
     dataset_scale,
@@ -90,10 +91,12 @@ def check_dataset(
     Errors: unreadable/corrupt files, wrong shapes, dtypes or channel counts, missing
     ``rgb.png`` or ``tci.png``, missing requested ``bands``, time-series lengths that differ
     between bands, folder names that are not tile ids, an unfinished ``zoomsr data build``
-    (its state folder without its index). Warnings: NAIP images with black pixels (readers
-    skip them), series with no valid time step, unknown files, Sentinel-2 tiles with no NAIP
-    image. Raises :class:`DataError` only if ``root`` is not a dataset at all, and
-    :class:`~zoomsr.errors.ConfigError` for a ``scale`` < 1.
+    (its state folder without its index), unreadable or wrongly sized older NAIP images in
+    ``old_naip/{tile}/``. Warnings: NAIP images with black pixels (readers skip them), series
+    with no valid time step, unknown files (a pair's folder holds only ``rgb.png``),
+    Sentinel-2 tiles and older NAIP images with no pair. Raises :class:`DataError` only if
+    ``root`` is not a dataset at all, and :class:`~zoomsr.errors.ConfigError` for a
+    ``scale`` < 1.
     """
     r = require_dataset_root(root)
     with warnings.catch_warnings(record=True) as said:  # a scale other than the recorded one
@@ -129,6 +132,10 @@ def check_dataset(
             else:
                 hr_files.append((tile_dir / HR_FILE, image.name, tile_dir.name))
                 pair_tiles.add(tile_dir.name)
+            if tile_dir.is_dir():
+                for other in sorted(p for p in tile_dir.iterdir() if p.name != HR_FILE):
+                    add(Problem(str(other), f"unexpected in a pair's folder (expected only "
+                                            f"{HR_FILE})", "warning"))
     report.n_pairs = len(hr_files)
     if not hr_files:
         add(Problem(str(r / NAIP_DIR), f"no pairs (no {{image_id}}/{{tile}}/{HR_FILE} files)"))
@@ -156,7 +163,33 @@ def check_dataset(
     report.n_tiles = len(pair_tiles)
     for tile in track(sorted(pair_tiles), "checking Sentinel-2", enabled=progress):
         _check_series(PairRecord(r, "", tile), bands, add)
+    _check_old_naip(r / OLD_NAIP_DIR, pair_tiles, hr_size, add)
     return report
+
+
+def _check_old_naip(folder: Path, pair_tiles: set[str], hr_size: int, add) -> None:
+    """``old_naip/{tile}/*.png`` (optional): older NAIP images, each like ``rgb.png``."""
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_dir():
+            add(Problem(str(entry), "unexpected file in old_naip/ (expected tile folders)",
+                        "warning"))
+            continue
+        if not _tile_ok(entry.name):
+            add(Problem(str(entry), "folder name is not a tile id '{col}_{row}'"))
+            continue
+        if entry.name not in pair_tiles:
+            add(Problem(str(entry), "older NAIP images of a tile with no pair", "warning"))
+        for path in sorted(entry.iterdir()):
+            if not path.is_file() or path.suffix != ".png":
+                add(Problem(str(path), "unexpected (expected older NAIP images, *.png)",
+                            "warning"))
+                continue
+            try:
+                read_hr(path, hr_size)
+            except DataError as exc:
+                add(_problem_from(exc, path))
 
 
 def _check_series(record: PairRecord, bands: tuple[str, ...] | None, add) -> None:

@@ -208,16 +208,31 @@ def plot_montage(
 
     from zoomsr.io.atomic import atomic_path
 
-    chosen = pairs[:: max(1, len(pairs) // n_pairs)][:n_pairs]
-    series = [read_band_series(record.band_path("tci"), "tci") for record in chosen]
+    # spread over the dataset; an unreadable pair (counted and named by the statistics) is
+    # passed over for the next one, not the end of the figure
+    step = max(1, len(pairs) // n_pairs)
+    order = [*pairs[::step], *(p for k, p in enumerate(pairs) if k % step)]
+    chosen, series, hrs = [], [], []
+    for record in order:
+        try:
+            tci = read_band_series(record.band_path("tci"), "tci")
+            hr = read_hr(record.naip_path, LR_PIXELS * scale)
+        except DataError:
+            continue
+        chosen.append(record)
+        series.append(tci)
+        hrs.append(hr)
+        if len(chosen) == n_pairs:
+            break
+    if not chosen:
+        raise DataError(f"{path}: no readable pair to show ({len(pairs)} tried)")
     # no empty columns when the series are shorter than n_frames (e.g. one time step)
     n_frames = max(1, min(n_frames, max(t.shape[0] for t in series)))
     fig, axes = plt.subplots(
         len(chosen), n_frames + 1, figsize=(1.6 * (n_frames + 1), 1.7 * len(chosen)), dpi=120,
         squeeze=False,
     )
-    for row, record, tci in zip(axes, chosen, series, strict=True):
-        hr = read_hr(record.naip_path, LR_PIXELS * scale)
+    for row, record, tci, hr in zip(axes, chosen, series, hrs, strict=True):
         for k, ax in enumerate(row[:-1]):
             ax.set_xticks([])
             ax.set_yticks([])

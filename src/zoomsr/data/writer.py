@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from zoomsr.data.bands import band_channels, validate_bands
-from zoomsr.data.layout import METADATA_FILE, NAIP_DIR, S2_DIR, PairRecord
+from zoomsr.data.layout import (
+    METADATA_FILE,
+    NAIP_DIR,
+    S2_DIR,
+    PairRecord,
+    read_metadata,
+    recorded_scale,
+)
 from zoomsr.errors import DataError
 from zoomsr.grid import LR_PIXELS, Tile
 from zoomsr.io.atomic import atomic_write_text
 from zoomsr.io.png import write_png
+from zoomsr.validate import check_int
 
 
 class S2NAIPWriter:
@@ -25,16 +33,28 @@ class S2NAIPWriter:
 
     Args:
         root: output folder (created).
-        scale: NAIP chunk size is ``32*scale`` px.
+        scale: NAIP chunk size is ``32*scale`` px. It is recorded in ``zoomsr_dataset.json``
+            (added to the file there, or a new one), so that readers take the chunks at their
+            size; a dataset recording another scale is refused.
         overwrite: replace existing files instead of refusing.
     """
 
     def __init__(self, root: str | os.PathLike[str], scale: int = 4, overwrite: bool = False):
         self.root = Path(root)
+        self.scale = check_int("scale", scale, minimum=1)
         self.hr_size = LR_PIXELS * scale
         self.overwrite = overwrite
         (self.root / NAIP_DIR).mkdir(parents=True, exist_ok=True)
         (self.root / S2_DIR).mkdir(parents=True, exist_ok=True)
+        recorded = recorded_scale(self.root)
+        if recorded is not None and recorded != scale:
+            raise DataError(f"{self.root / METADATA_FILE}: the dataset records scale "
+                            f"{recorded} (NAIP images of {LR_PIXELS * recorded} px); cannot "
+                            f"add pairs of scale {scale}")
+        if recorded is None:
+            # without it, the reader took the chunks for the default scale's size
+            atomic_write_text(self.root / METADATA_FILE, json.dumps(
+                {**read_metadata(self.root), "scale": scale}, indent=2, sort_keys=True) + "\n")
 
     def has_pair(self, tile: str | Tile, image_id: str) -> bool:
         """True when the pair was completely written (its NAIP file exists)."""
@@ -76,8 +96,10 @@ class S2NAIPWriter:
         return record
 
     def write_metadata(self, **info: object) -> Path:
-        """Write ``zoomsr_dataset.json`` (e.g. ``synthetic=True``, provenance, parameters)."""
+        """Write ``zoomsr_dataset.json`` (e.g. ``synthetic=True``, provenance, parameters);
+        it records the writer's ``scale`` unless ``info`` gives one."""
         path = self.root / METADATA_FILE
+        info = {"scale": self.scale, **info}
         atomic_write_text(path, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
         return path
 

@@ -58,6 +58,8 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{p}: is a folder, expected an image file") from None
     except UnidentifiedImageError:
         raise DataError(f"{p}: not a readable image (corrupt or wrong format)") from None
+    except DataError:
+        raise  # a readable image of a kind refused above (a ValueError too): not corrupt
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{p}: corrupt or truncated image ({exc})") from None
 

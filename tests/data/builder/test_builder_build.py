@@ -314,6 +314,27 @@ def test_a_resume_after_an_input_changed_is_refused_naming_it(builder_scene, tmp
     assert build_dataset(out, sources, config, workers=1, overwrite=True).counts["pairs"] == 9
 
 
+def test_pairs_of_an_unfinished_block_are_made_again_from_a_changed_input(builder_scene,
+                                                                          tmp_path):
+    """With no finished block using it, a changed input was accepted, but the pairs the
+    interrupted block had written from its old content were kept: a silent mix."""
+    hr = tmp_path / "naip" / builder_scene.hr_path.name
+    hr.parent.mkdir()
+    shutil.copy(builder_scene.hr_path, hr)
+    config = dataclass_replace(CONFIG, block_tiles=100)  # one block
+    out = tmp_path / "out"
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        build_dataset(out, sources, config, workers=1, _fail_after=2)
+    assert len(list(out.glob("naip/*/*/rgb.png"))) == 2
+    with rasterio.open(hr, "r+") as ds:  # brighter, in place
+        ds.write(np.clip(ds.read().astype(np.int32) + 40, 0, 255).astype(np.uint8))
+    sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    resumed = build_dataset(out, sources, config, workers=1)
+    assert resumed.counts["pairs"] == 9 and "pairs_existing" not in resumed.counts
+    _assert_same_tree(build_dataset(tmp_path / "ref", sources, config, workers=1).root, out)
+
+
 def test_a_build_that_makes_no_pair_fails_and_is_no_dataset(cli, builder_scene, tmp_path):
     """An all-black high-res image: "0 pairs", exit 0, and the dataset's metadata and splits
     written, so the folder looked like a (broken) dataset."""

@@ -206,6 +206,18 @@ def test_manifest_round_trip(builder_scene, tmp_path):
     doc["highres"][0]["href"] = "hr.tif"
     path.write_text(json.dumps(doc))
     assert read_manifest(path).highres[0].path == str(tmp_path / "hr.tif")
+    # a file:// URL is a local file: checked before the build, watched on resume (it was
+    # taken for a remote one: a truncated file failed half-way through the build)
+    (tmp_path / "a b.tif").write_bytes((tmp_path / "hr.tif").read_bytes()[:5000])
+    for href in ((tmp_path / "a b.tif").as_uri(), f"file://localhost{tmp_path}/a%20b.tif"):
+        doc["highres"][0]["href"] = href
+        path.write_text(json.dumps(doc))
+        with pytest.raises(DataError, match=r"a b.tif: unreadable, the file is truncated"):
+            read_manifest(path)
+    doc["highres"][0]["href"] = "file://server/share/hr.tif"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"file:// URL of another host \(server\)"):
+        read_manifest(path)
     path.write_text("{not json")
     with pytest.raises(DataError, match="unreadable manifest"):
         read_manifest(path)

@@ -207,6 +207,9 @@ class BlockJob:
     sentinel2: tuple[S2Scene, ...]
     config: BuildConfig
     fail_after: int | None = None  # testing hook: raise after this many pairs were written
+    # input files changed since the build started: a pair of this (unfinished) block written
+    # before an interruption from one of them is written again, not kept
+    changed: frozenset[str] = frozenset()
 
 
 # ----------------------------------------------------------------------------- planning
@@ -560,7 +563,8 @@ def run_block(job: BlockJob) -> dict:
                 entry["status"] = "series_outside_window"
                 continue
             entry["status"] = "primary" if img is primary else "paired"
-            if writer.has_pair(tile, img.id):
+            reads = {img.path, *(f for fr in series for f in fr.scene.files.values())}
+            if writer.has_pair(tile, img.id) and not reads & job.changed:
                 entry["written"] = "existing"
                 continue
             if job.fail_after is not None and written >= job.fail_after:
@@ -670,7 +674,11 @@ def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
     return None
 
 
-def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sources) -> None:
+def _prepare_root(root: Path, fingerprint: dict, overwrite: bool,
+                  sources: Sources) -> list[str]:
+    """Make ``root`` ready for the build (module docstring: resume, refusals, overwrite);
+    return the input files changed since a resumed build started (none of them used by a
+    finished block)."""
     state = root / STATE_DIR / "build.json"
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: exists and is not a folder")
@@ -707,7 +715,7 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
             _remove_stray_temp_files(root)
             if changed:  # the new files' record, for the next resume
                 atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
-            return  # resume
+            return changed  # resume
         if not overwrite:
             reason = "is not empty"
             if previous is not None:
@@ -725,6 +733,7 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool, sources: Sourc
                 (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
+    return []
 
 
 def _remove_stray_temp_files(root: Path) -> int:
@@ -865,7 +874,7 @@ def build_dataset(
     jobs = plan_blocks(root, sources, config)
     _warn_coarse_highres(sources.highres, config.scale)
     fingerprint = _fingerprint(sources, config)
-    _prepare_root(root, fingerprint, overwrite, sources)
+    changed = frozenset(_prepare_root(root, fingerprint, overwrite, sources))
     S2NAIPWriter(root, scale=config.scale)  # creates naip/ and sentinel2/
     results: dict[str, dict] = {}
     todo = []
@@ -876,7 +885,7 @@ def build_dataset(
                 img["written"] = "existing"  # counts and the index describe this run
             results[job.key] = done
         else:
-            todo.append(dataclasses.replace(job, fail_after=_fail_after))
+            todo.append(dataclasses.replace(job, fail_after=_fail_after, changed=changed))
     workers = max(1, min(workers or os.cpu_count() or 1, 8, len(todo) or 1))
     _run_jobs(todo, workers, progress, lambda r: results.__setitem__(r["block"], r))
     seconds = time.perf_counter() - t0

@@ -676,10 +676,18 @@ def discover_highres(
 
 
 def _resolve_href(href: str, base: Path) -> str:
-    if is_remote(href):
-        return href
+    """A manifest's href as a path (relative ones from ``base``), or the URL it is; a
+    ``file://`` URL is a local file (checked before the build, and watched on resume)."""
     if href.startswith("file://"):
-        href = href[len("file://"):]
+        from urllib.parse import unquote, urlparse
+
+        parsed = urlparse(href)
+        if parsed.netloc not in ("", "localhost"):
+            raise DataError(f"{href}: a file:// URL of another host ({parsed.netloc}); give "
+                            "a path on this machine")
+        href = unquote(parsed.path)
+    elif is_remote(href):
+        return href
     p = Path(href)
     return str(p if p.is_absolute() else (base / p))
 
