@@ -214,3 +214,5 @@ def test_a_sample_seed_fixes_the_frames_and_the_replacement_of_a_bad_pair(tiny_d
     assert ev[(good, 5)]["frames"].tolist() == ev[(good, 5)]["frames"].tolist()
     with pytest.raises(TypeError, match=r"\(index, sample_seed\)"):
         ev[(0, 1, 2)]
+    with pytest.raises(ValueError, match="sample_seed must be >= 0, got -1"):
+        fresh[(0, -1)]

@@ -7,7 +7,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from zoomsr.errors import CheckpointError, ConfigError
+from zoomsr.training.datamodule import split_pairs
 from zoomsr.training.run import train
+
+
+def train_pairs(cfg):
+    return split_pairs(cfg.data.root, cfg.data)[0]
 
 
 class _Crash(Callback):
@@ -296,3 +301,60 @@ def test_a_resumed_run_ends_byte_identical_to_an_uninterrupted_one(
         a, b = _tensors(tmp_path / "whole" / path), _tensors(tmp_path / "split" / path)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), path
+
+
+@pytest.mark.parametrize("name,first", [("tiny_regression", 5), ("tiny", 4)])
+def test_a_run_extended_by_max_steps_ends_as_one_run_to_the_new_max(tiny_config, tmp_path,
+                                                                     name, first):
+    """last.ckpt was saved at train end, after Lightning had counted the stopped epoch as
+    finished: the extended run skipped that epoch's other batches (5 then 7 steps != 7)."""
+    common = ("trainer.checkpoint_every_n_steps=100", "trainer.val_every_n_steps=100",
+              "data.max_val_pairs=2")
+    whole = train(tiny_config(name, "trainer.max_steps=7", *common), tmp_path / "whole")
+    train(tiny_config(name, f"trainer.max_steps={first}", *common), tmp_path / "grown")
+    grown = train(tiny_config(name, "trainer.max_steps=7", *common), tmp_path / "grown")
+    assert grown.resumed_from is not None and grown.global_step == whole.global_step == 7
+    for path in ("generator.pth", "checkpoints/last.ckpt"):
+        a, b = _tensors(tmp_path / "whole" / path), _tensors(tmp_path / "grown" / path)
+        assert all(torch.equal(a[k], b[k]) for k in a), path
+
+
+def test_a_checkpoint_without_the_data_modules_place_goes_on_in_its_epoch(tiny_config,
+                                                                          tmp_path):
+    """Written before the data module saved its place: the resumed epoch began with epoch
+    0's draws when DataLoader workers fetched before Lightning set the epoch."""
+    cfg = tiny_config("tiny_regression", "trainer.max_steps=3",
+                      "trainer.checkpoint_every_n_steps=100", "trainer.val_every_n_steps=100",
+                      "data.max_val_pairs=2")
+    train(cfg, tmp_path / "old")
+    ckpt = torch.load(tmp_path / "old" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt.pop("S2NAIPDataModule") == {"epoch": 1, "draws": 4}  # 2 batches an epoch
+    torch.save(ckpt, tmp_path / "old" / "checkpoints" / "last.ckpt")
+
+    seen = []
+
+    class _Record(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append(list(batch["tile"]))
+
+    for workers in (0, 1):
+        seen.clear()
+        more = tiny_config("tiny_regression", "trainer.max_steps=4", f"data.num_workers={workers}",
+                           "trainer.checkpoint_every_n_steps=100",
+                           "trainer.val_every_n_steps=100", "data.max_val_pairs=2")
+        out = tmp_path / f"w{workers}"
+        import shutil
+
+        shutil.copytree(tmp_path / "old", out)
+        train(more, out, callbacks=[_Record()])
+        assert len(seen) == 1
+        if workers == 0:
+            first = seen[0]
+        else:
+            assert seen[0] == first  # the same draws, whatever the workers
+    from zoomsr.data import ResumableSampler
+
+    sampler = ResumableSampler(len(train_pairs(cfg)), cfg.seed)
+    sampler.set_epoch(1)
+    draws = list(sampler)[4:8]
+    assert first == [train_pairs(cfg)[i].tile for i, _ in draws]

@@ -133,6 +133,8 @@ class S2NAIPDataset(Dataset):
             if len(index) != 2:
                 raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
             index, sample_seed = operator.index(index[0]), operator.index(index[1])
+            if sample_seed < 0:
+                raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
         index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
         if not -len(self) <= index < len(self):
             raise IndexError(f"pair {index} of {len(self)}")

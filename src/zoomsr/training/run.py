@@ -240,6 +240,11 @@ class _StepCheckpoint(ModelCheckpoint):
         super().__init__(**kwargs)
         self.val_every_n_steps = val_every_n_steps
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's end-of-run save of last.ckpt (a run that saved none before) would hold
+        # the end-of-training state; _SaveFinal saves it at the last step instead.
+        pass
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
@@ -252,15 +257,52 @@ class _StepCheckpoint(ModelCheckpoint):
 
 
 class _SaveFinal(Callback):
-    """Save ``last.ckpt`` at the end of training so it always holds the final step (Lightning's
-    own end-of-run save covers only a run that saved nothing before; it then writes the same
-    file again, never a ``last-vN.ckpt`` beside it: ``enable_version_counter=False``)."""
+    """Save ``last.ckpt`` at the last step, so it always holds the final step.
+
+    Saved in that step's ``on_train_batch_end``, as the step checkpoints are. At the end of
+    training Lightning has counted the stopped epoch as finished: a run extended from a file
+    saved then (``trainer.max_steps`` raised) started the next epoch part-way and never
+    trained on the rest of the stopped one. ``on_train_end`` saves only when the last step
+    did not (a run that stopped otherwise).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.saved_step: int | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           *args: Any, **kwargs: Any) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.saved_step = trainer.global_step
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
+        if self.saved_step != trainer.global_step:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class _DataOrderOfOldCheckpoints(Callback):
+    """A checkpoint written before the data module saved its place in the epoch (no
+    ``S2NAIPDataModule`` entry): go on after the batches Lightning's progress counts, in the
+    checkpoint's epoch, whatever the number of DataLoader workers (its order was drawn
+    otherwise, so the run is not byte-identical to an uninterrupted one)."""
+
+    def __init__(self, datamodule: S2NAIPDataModule) -> None:
+        self.datamodule = datamodule
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if type(self.datamodule).__name__ in checkpoint:
+            return
+        try:
+            progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+            epoch, batches = int(checkpoint["epoch"]), int(progress["current"]["processed"])
+            over = bool(progress.get("is_last_batch"))
+        except (KeyError, TypeError, ValueError):
+            return
+        epoch, batches = (epoch + 1, 0) if over else (epoch, batches)
+        self.datamodule.load_state_dict(
+            {"epoch": epoch, "draws": batches * self.datamodule.cfg.batch_size})
 
 
 class _ModelSummary(ModelSummary):
@@ -482,7 +524,8 @@ def train(
                                already_done=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
-    trainer, checkpoint = build_trainer(cfg, out, callbacks)
+    trainer, checkpoint = build_trainer(
+        cfg, out, [*callbacks, _DataOrderOfOldCheckpoints(datamodule)])
     if trainer.is_global_zero:
         # only now: anything above can still fail, and the earlier run must then stay
         remove_run_outputs(out, stale)
@@ -501,6 +544,8 @@ def train(
         # checkpoint) says where in the epoch to go on, which Lightning cannot know of.
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* is not empty.*")
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        # A run folder moved or copied: Lightning's best-k bookkeeping, which no run uses.
+        warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
         # Raised inside Lightning by newer torch; nothing for a user to act on.
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         on_ctrl_c = signal.getsignal(signal.SIGINT)
