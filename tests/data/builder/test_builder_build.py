@@ -39,6 +39,19 @@ IMAGE = "m_4109363_ne_15_1_20190904"
 CONFIG = BuildConfig(bands=("tci", "b08"), splits=SplitConfig(group_tiles=2, seed=1))
 
 
+def interrupted_build(*args, after: int = 1, build=build_dataset, **kwargs) -> None:
+    """``build(*args, **kwargs)`` stopped (RuntimeError) in each block after ``after`` pairs:
+    an interruption at a known point (the builder's testing hook)."""
+    from zoomsr.data.builder import build as build_module
+
+    build_module._FAIL_AFTER = after
+    try:
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            build(*args, **kwargs)
+    finally:
+        build_module._FAIL_AFTER = None
+
+
 def sources_of(scene) -> Sources:
     return Sources(discover_sentinel2([scene.root / "s2"]),
                    discover_highres([scene.hr_path]))
@@ -263,8 +276,7 @@ def test_resume_after_interruption(builder_scene, tmp_path):
     config = dataclass_replace(CONFIG, block_tiles=2)  # several blocks
     ref = build_dataset(tmp_path / "ref", sources, config, workers=1)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        build_dataset(out, sources, config, workers=1, _fail_after=1)
+    interrupted_build(out, sources, config, workers=1)
     first = sorted(out.glob("naip/*/*/rgb.png"))
     assert 1 <= len(first) < 9
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
@@ -302,8 +314,7 @@ def test_a_resume_after_an_input_changed_is_refused_naming_it(builder_scene, tmp
     sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
     config = dataclass_replace(CONFIG, block_tiles=2)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        build_dataset(out, sources, config, workers=1, _fail_after=1)
+    interrupted_build(out, sources, config, workers=1)
     st = hr.stat()
     os.utime(hr, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten since
     sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
@@ -324,8 +335,7 @@ def test_pairs_of_an_unfinished_block_are_made_again_from_a_changed_input(builde
     config = dataclass_replace(CONFIG, block_tiles=100)  # one block
     out = tmp_path / "out"
     sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        build_dataset(out, sources, config, workers=1, _fail_after=2)
+    interrupted_build(out, sources, config, workers=1, after=2)
     assert len(list(out.glob("naip/*/*/rgb.png"))) == 2
     with rasterio.open(hr, "r+") as ds:  # brighter, in place
         ds.write(np.clip(ds.read().astype(np.int32) + 40, 0, 255).astype(np.uint8))
@@ -630,8 +640,7 @@ def test_an_interrupted_build_says_what_it_kept_and_how_to_go_on(cli, builder_sc
     real = build_module.build_dataset
 
     def interrupted(*args, **kwargs):
-        with pytest.raises(RuntimeError, match="simulated failure"):
-            real(*args, **kwargs, _fail_after=1)  # one block done, then stopped
+        interrupted_build(*args, build=real, **kwargs)  # one block done, then stopped
         raise KeyboardInterrupt
 
     monkeypatch.setattr(build_module, "build_dataset", interrupted)
@@ -658,8 +667,7 @@ def test_an_unfinished_build_is_read_at_its_own_scale(builder_scene, tmp_path):
 
     config = dataclass_replace(CONFIG, block_tiles=2, scale=2)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        build_dataset(out, sources_of(builder_scene), config, workers=1, _fail_after=1)
+    interrupted_build(out, sources_of(builder_scene), config, workers=1)
     assert dataset_scale(out) == 2
     info = dataset_info(out, progress=False)
     assert info.unfinished and info.scale == 2 and info.unreadable == [] and info.n_pairs >= 1

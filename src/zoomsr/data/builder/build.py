@@ -842,6 +842,11 @@ def _count(records: Iterable[dict], counts: Counter) -> None:
             counts[f"frames_{f['status']}"] += 1
 
 
+#: Testing hook: each block of a build raises ``RuntimeError`` after writing this many pairs
+#: (an interruption at a known point; tests set it, and reset it to None).
+_FAIL_AFTER: int | None = None
+
+
 def build_dataset(
     out: str | os.PathLike[str],
     sources: Sources,
@@ -849,7 +854,6 @@ def build_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
-    _fail_after: int | None = None,
 ) -> BuildResult:
     """Build (or resume building) an S2-NAIP dataset under ``out`` from ``sources``.
 
@@ -885,7 +889,7 @@ def build_dataset(
                 img["written"] = "existing"  # counts and the index describe this run
             results[job.key] = done
         else:
-            todo.append(dataclasses.replace(job, fail_after=_fail_after, changed=changed))
+            todo.append(dataclasses.replace(job, fail_after=_FAIL_AFTER, changed=changed))
     workers = max(1, min(workers or os.cpu_count() or 1, 8, len(todo) or 1))
     _run_jobs(todo, workers, progress, lambda r: results.__setitem__(r["block"], r))
     seconds = time.perf_counter() - t0
