@@ -63,7 +63,9 @@ def default_config(name: str) -> dict[str, Any]:
 
 
 def create_model(name: str, **config: Any) -> nn.Module:
-    """Build model ``name`` with ``config`` (keys as in :func:`config_fields`).
+    """Build model ``name`` with ``config`` (keys as in :func:`config_fields`), randomly
+    initialised and in training mode, as PyTorch's constructors return modules
+    (:func:`~zoomsr.models.from_checkpoint` returns a loaded model in eval mode).
 
     Raises :class:`InputError` for an unknown name and :class:`ConfigError` naming the key for
     an unknown key or a bad value (wrong type, NaN/inf, out of range: see
