@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from zoomsr.errors import InputError
-from zoomsr.metrics import PSNR, SSIM, psnr, ssim
+from zoomsr.metrics import PSNR, SSIM, cpsnr, psnr, ssim
 from zoomsr.metrics.psnr_ssim import ssim_direct
 
 
@@ -121,3 +121,16 @@ def test_separable_ssim_equals_the_2d_window_on_uint8():
     y = torch.randint(0, 256, (2, 3, 24, 24), generator=g, dtype=torch.uint8)
     expected = ssim_direct(x.double() / 255, y.double() / 255, 0)
     torch.testing.assert_close(ssim(x, y, border=0), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_float_copy_of_an_8_bit_target_is_a_perfect_match(dtype):
+    """x / 255 was taken in float64 for the 8-bit side only: a float32 copy scored ~158 dB."""
+    t = np.random.default_rng(0).integers(0, 256, (2, 3, 24, 24), dtype=np.uint8)
+    copy = (t.astype(np.float32) / 255).astype(dtype)
+    for pred, target in ((copy, t), (t, copy), (torch.from_numpy(copy), torch.from_numpy(t))):
+        assert torch.isinf(psnr(pred, target)).all() and (ssim(pred, target) == 1).all()
+        assert torch.isinf(cpsnr(pred, target)).all()
+    darker = copy * np.asarray(0.9, dtype)
+    assert float(psnr(darker, t)[0]) == pytest.approx(float(psnr(darker.astype(np.float64),
+                                                                 t)[0]), abs=0.01)

@@ -137,6 +137,15 @@ def check_images(
     return x.clamp(0.0, 1.0)  # out of place: never modify the caller's tensor
 
 
+def _torch_dtype(x: object) -> torch.dtype | None:
+    """The torch dtype of a tensor or of a uint8 / float array (None for anything else)."""
+    if isinstance(x, torch.Tensor):
+        return x.dtype
+    if isinstance(x, np.ndarray) and x.dtype in (np.uint8, np.float16, np.float32):
+        return torch.from_numpy(np.empty(0, x.dtype)).dtype
+    return None
+
+
 def check_pair(
     pred: torch.Tensor | np.ndarray,
     target: torch.Tensor | np.ndarray,
@@ -145,7 +154,18 @@ def check_pair(
     allow_uint8: bool = True,
     dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check ``pred`` and ``target`` with :func:`check_images` and that their shapes match."""
+    """Check ``pred`` and ``target`` with :func:`check_images` and that their shapes match.
+
+    Of an 8-bit image scored against a float32 (or half-precision) one, ``x / 255`` is taken
+    in that precision, as the float one was made: a float32 copy of an 8-bit target scored
+    ~160 dB (the rounding of its values to float32), not a perfect match.
+    """
+    low = (torch.float32, torch.float16, torch.bfloat16)
+    p_type, t_type = _torch_dtype(pred), _torch_dtype(target)
+    if allow_uint8 and p_type == torch.uint8 and t_type in low:
+        pred = torch.as_tensor(pred).to(t_type) / 255.0
+    elif allow_uint8 and t_type == torch.uint8 and p_type in low:
+        target = torch.as_tensor(target).to(p_type) / 255.0
     p = check_images(pred, "pred", channel_order=channel_order, allow_uint8=allow_uint8,
                      dtype=dtype)
     t = check_images(target, "target", channel_order=channel_order, allow_uint8=allow_uint8,
