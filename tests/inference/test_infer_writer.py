@@ -183,27 +183,43 @@ def test_a_raw_file_that_cannot_be_made_or_written_is_named_and_no_folder_is_lef
 
 
 _FULL_DISK = r'''
-import resource, signal, sys
+import os, resource, signal, sys, threading
 from pathlib import Path
 import numpy as np
 from affine import Affine
 from zoomsr.errors import WriteError
 from zoomsr.inference.writer import RawRaster, write_geotiff
 
-tmp, cog = Path(sys.argv[1]), sys.argv[2] == "cog"
+tmp, cog, in_thread, limit = (Path(sys.argv[1]), sys.argv[2] == "cog", sys.argv[3] == "thread",
+                              int(sys.argv[4]))
 raw = RawRaster(tmp / "sr.raw", 512, 512, 4)
 raw.create()
-noise = np.random.default_rng(0).integers(0, 256, (512, 512, 4), np.uint8)  # incompressible
-noise[..., -1] = 255
-raw.write_rows(0, noise)
-# files may not grow past 100 KB from here: writes fail with EFBIG as on a full disk
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-try:
-    write_geotiff(raw, tmp / "out.tif", crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
-                  band_names=["red", "green", "blue"], tags={}, cog=cog)
-except WriteError as exc:
-    print("WriteError:", exc)
+ramp = np.linspace(0, 200, 512, dtype=np.float32)
+pixels = (ramp[None, :, None] + np.random.default_rng(0).integers(0, 40, (512, 512, 4)))
+pixels = pixels.astype(np.uint8)
+pixels[..., -1] = 255
+raw.write_rows(0, pixels)
+if limit:  # files may not grow past it from here: writes fail with EFBIG as on a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def write():
+    try:
+        write_geotiff(raw, tmp / "out.tif", crs="EPSG:3857",
+                      transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                      band_names=["red", "green", "blue"], tags={"a": "b"}, cog=cog)
+        print("wrote", os.path.getsize(tmp / "out.tif"))
+    except WriteError as exc:
+        print("WriteError:", exc)
+
+
+if in_thread:  # as GeoTIFFWriter runs it
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+else:
+    write()
 '''
 
 
@@ -211,16 +227,23 @@ except WriteError as exc:
 def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog):
     """libtiff's write errors (a full disk) came out only as GDAL log lines when the file was
     closed: the run printed "wrote", a corrupt file was renamed into place and the rows
-    removed. Files limited to 100 KB here (RLIMIT_FSIZE) fail as a full disk does."""
+    removed. A failure at the last writes (the file's directory) went to stderr only, and
+    the same happened. Files limited in size here (RLIMIT_FSIZE) fail as a full disk does:
+    to 100 KB, and to 3 KB less than the whole file."""
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path),
-                          "cog" if cog else "plain"], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"WriteError: {tmp_path / 'out.tif'}: "
-                                                   "cannot write ("), run.stdout + run.stderr
-    assert "GDAL: " in lines[0]
+    def run(limit: int) -> str:
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path),
+                               "cog" if cog else "plain", "thread", str(limit)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    whole = int(run(0).split()[-1])
+    (tmp_path / "out.tif").unlink()
+    for limit in (100_000, whole - 3000):
+        lines = run(limit).splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"WriteError: {tmp_path / 'out.tif'}: cannot write ("), (limit, lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp

@@ -13,6 +13,7 @@ output: an interrupted run never leaves a file under the output's name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -428,6 +429,26 @@ def _masked_bands(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bands, mask
 
 
+def _check_strip(target: Path, window: Window, mask: np.ndarray) -> None:
+    """Raise ``OSError`` when a tile of ``window`` that holds valid pixels (``mask`` > 0) has
+    no bytes in the file written, or the file cannot be read back.
+
+    GDAL reports a tile it could not write (a full disk) through its error handler, which
+    reaches Python only in the thread that installed it: from the writer thread it went to
+    stderr, and a file with missing tiles and no readable directory was renamed into place
+    with exit 0. Tiles without a valid pixel are legitimately left out (``SPARSE_OK``).
+    """
+    with rasterio.open(target) as src:
+        rows, cols = src.block_shapes[0]
+        for r in range(0, window.height, rows):
+            for c in range(0, window.width, cols):
+                if not mask[r:r + rows, c:c + cols].any():
+                    continue
+                i, j = (window.row_off + r) // rows, (window.col_off + c) // cols
+                if src.block_size(1, i, j) == 0:
+                    raise OSError(errno.EIO, f"GDAL did not write its tile ({i}, {j})")
+
+
 def write_geotiff(
     raw: RawRaster,
     output: Path,
@@ -490,6 +511,7 @@ def write_geotiff(
                         with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
                             dst.write(bands, window=window)
                             dst.write_mask(mask, window=window)
+                        _check_strip(target, window, mask)
                         del bands, mask
                         if not cog:  # flushed as it goes, in this (writer) thread: the
                             # flush before the rename, after the last row, is then short
@@ -509,6 +531,8 @@ def write_geotiff(
                 wait_rows(raw.height, len(chunks) - 1)
             with write_errors_raised(output):
                 fsync_file(final_tmp)
+                with rasterio.open(final_tmp):  # its directory reads back (the COG's too)
+                    pass
         finally:
             if cog:
                 target.unlink(missing_ok=True)
