@@ -508,6 +508,31 @@ def test_a_mosaics_nodata_tiles_are_missing_predictions(cli, tmp_path):
     doc = json.loads((out / "summary.json").read_text())
     assert [Path(p).parts[-2] for p in doc["missing_pred"]] == ["101_200"]
     assert "(tile 102_200): 10 % of its pixels are nodata (masked), scored as black" in err
+    # said on stderr as the other unscored files are, and a failure with --strict
+    assert "warning: not scored: 1 tile(s) where" in err and "101_200" in err
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics", "psnr",
+                       "--no-progress", "--strict")
+    assert code == 2 and "1 tile(s) where" in err and "has no valid pixel" in err
+
+
+def test_a_mosaics_fourth_band_is_not_its_alpha(cli, tmp_path):
+    """A 4-band 8-bit mosaic (RGB + NIR) had its NIR taken for alpha tile by tile: pixels
+    where NIR is 0 were blacked out (whole files are read with the same rule as here)."""
+    import rasterio
+
+    mosaic, target = _mosaic_of_targets(tmp_path, ["100_200"])
+    with rasterio.open(mosaic) as ds:
+        profile, rgb = ds.profile, ds.read()
+    nir = np.full((1, *rgb.shape[1:]), 200, np.uint8)
+    nir[:, :, :10] = 0
+    four = tmp_path / "four.tif"
+    with rasterio.open(four, "w", **{**profile, "count": 4}) as dst:
+        dst.write(np.concatenate([rgb, nir]))
+    out = tmp_path / "out"
+    code, _, err = cli("evaluate", "--pred", four, "--target", target, "--metrics", "psnr",
+                       "--out", out, "--no-progress")
+    assert code == 0 and "nodata" not in err, err
+    assert [r["psnr"] for r in csv.DictReader((out / "per_image.csv").open())] == ["inf"]
 
 
 def test_float_nodata_is_scored_as_black_not_as_its_fill_value(cli, tmp_path):

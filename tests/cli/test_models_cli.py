@@ -109,3 +109,10 @@ def test_info_of_a_missing_file_or_a_bad_recorded_config_names_the_file(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'bad.pth'}: its recorded rrdbnet config is "
                           "refused: num_feat must be >= 1") and len(err.splitlines()) == 1
+    # an option's fault is the option's, not the file's
+    assert main(["models", "info", "srcnn-8", "-c", "hidden_channels=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "hidden_channels" in err and "recorded" not in err
+    assert main(["models", "info", "srcnn-8", "--lr-size", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: lr_size 1: srcnn cannot run on a 1x1 input")

@@ -86,6 +86,8 @@ def test_resumable_sampler_draws_by_weight():
     s = ResumableSampler(4, seed=0, weights=w, num_samples=20000)
     counts = np.bincount([i for i, _ in s], minlength=4) / 20000
     np.testing.assert_allclose(counts, [0.1, 0.3, 0.0, 0.6], atol=0.015)
+    huge = ResumableSampler(3, weights=[1e308, 1e308, 0.0], num_samples=100)
+    assert {i for i, _ in huge} == {0, 1}  # their sum overflowed
     for bad in ([1.0, 2.0], [0.0, 0.0, 0.0, 0.0], [1.0, float("nan"), 1.0, 1.0],
                 [1.0, -1.0, 1.0, 1.0]):
         with pytest.raises(DataError, match="sampler weights must be 4 finite values"):

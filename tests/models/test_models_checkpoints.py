@@ -447,6 +447,11 @@ def test_extras_are_saved_as_a_weights_only_load_reads_them(tmp_path: Path) -> N
     assert extra["epoch"] == 3 and type(extra["epoch"]) is int
     assert extra["src"] == str(tmp_path / "x") and extra["scores"] == [0.5]
     assert extra["n"] == {"k": True}
+    from collections import namedtuple
+
+    pair = namedtuple("pair", "a b")
+    assert read_checkpoint(save_checkpoint(_rrdbnet(), tmp_path / "c.pth", p=pair(1, 2))
+                           ).extra["p"] == (1, 2)
     from_checkpoint(path)
     with pytest.raises(InputError, match=r"extra entry 'when' is a object: a checkpoint holds"):
         save_checkpoint(_rrdbnet(), tmp_path / "b.pth", when=object())
@@ -465,6 +470,13 @@ def test_meta_models_load_their_weights_and_are_not_saved(tmp_path: Path) -> Non
     assert not any(t.is_meta for t in empty.state_dict().values())
     x = torch.rand(1, 6, 8, 8)
     assert torch.equal(empty(x), source(x))
+    # SR3's schedule is computed when it is built, in no checkpoint: it stayed on meta
+    path = save_checkpoint(create_model("sr3", **TINY["sr3"]), tmp_path / "sr3.safetensors")
+    with torch.device("meta"):
+        sr3 = create_model("sr3", **TINY["sr3"])
+    with pytest.raises(CheckpointError, match="SR3 built on the meta device cannot be loaded: "
+                                              "alpha_bar is computed when it is built"):
+        load_checkpoint(sr3, path)
 
 
 def test_a_newer_format_is_refused(tmp_path: Path) -> None:

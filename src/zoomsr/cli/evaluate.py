@@ -143,6 +143,7 @@ def evaluate(
         if len(problems) > _MAX_LISTED:
             more = " (all listed in summary.json)" if out is not None else ""
             typer.echo(f"  ... and {len(problems) - _MAX_LISTED} more{more}", err=True)
+    missing_before = set(pairing.missing_pred)
     with progress_callback("evaluating", progress) as update:
         result = evaluate_pairing(
             pairing, built, batch_size=batch_size, progress=update, seed=seed,
@@ -153,6 +154,19 @@ def evaluate(
                      "clip_model": clip_model, "clip_pretrained": clip_pretrained,
                      "clip_mode": clip_mode, "seed": seed},
         )
+    # a mosaic's tiles without a valid pixel are found as they are read: missing too
+    no_data = [p for p in pairing.missing_pred if p not in missing_before]
+    if no_data:
+        if strict:
+            raise DataError(f"{len(no_data)} tile(s) where {pred} has no valid pixel, e.g. "
+                            f"target {no_data[0]}")
+        typer.echo(f"warning: not scored: {len(no_data)} tile(s) where {pred} has no valid "
+                   "pixel (missing predictions)", err=True)
+        for path in no_data[:_MAX_LISTED]:
+            typer.echo(f"  no prediction for target {path}", err=True)
+        if len(no_data) > _MAX_LISTED:
+            more = " (all listed in summary.json)" if out is not None else ""
+            typer.echo(f"  ... and {len(no_data) - _MAX_LISTED} more{more}", err=True)
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)

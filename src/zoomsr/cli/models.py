@@ -61,10 +61,13 @@ def info(
     try:
         details = model_info(name, lr_size=lr_size, **{**recorded, **overrides})
     except ConfigError as exc:
-        if not recorded:
-            raise
-        # the config came from the file: say so (an override of -c is named by its key)
-        raise CheckpointError(f"{given}: its recorded {name} config is refused: {exc}") from None
+        if recorded:
+            try:  # the recorded config alone: is it the file's fault, or an option's?
+                model_info(name, **recorded)
+            except ConfigError as own:
+                raise CheckpointError(
+                    f"{given}: its recorded {name} config is refused: {own}") from None
+        raise exc from None
     if as_json:
         typer.echo(json.dumps(details.__dict__, indent=2))
         return

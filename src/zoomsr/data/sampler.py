@@ -131,8 +131,9 @@ class ResumableSampler(DistributedSampler):
         self.weights: np.ndarray | None = None
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
-            if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.max() <= 0:
                 raise DataError(f"sampler weights must be {n} finite values >= 0, not all 0")
+            w = w / w.max()  # first: a sum of weights near 1e308 overflows
             self.weights = w / w.sum()
         draws = n if weights is None else (num_samples or n)
         self.total_draws = check_int("num_samples", draws, minimum=1)

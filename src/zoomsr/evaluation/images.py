@@ -120,6 +120,7 @@ def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor
     :class:`NoValidPixels`; one partly nodata is black there, with a warning (as whole files
     are)."""
     import rasterio
+    from rasterio.enums import MaskFlags
     from rasterio.errors import RasterioError
 
     p = Path(path)
@@ -132,10 +133,14 @@ def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor
             if window is None:
                 raise DataError(f"{where}: the tile is not wholly inside the mosaic")
             arr = src.read((1, 2, 3), window=window)
-            valid = _rgb_valid(src, window)
+            flags = src.mask_flag_enums[0]
+            # as for whole files: GDAL takes a 4th band of 8-bit data for alpha, often NIR
+            valid = (None if MaskFlags.all_valid in flags or MaskFlags.alpha in flags
+                     else _rgb_valid(src, window))
     except RasterioError as exc:
         raise DataError(f"{where}: not readable ({first_line(exc)})") from None
-    _black_where_nodata(where, arr, valid)
+    if valid is not None:
+        _black_where_nodata(where, arr, valid)
     if arr.dtype != np.uint8 and arr.dtype.kind != "f":
         raise _unsupported(where, arr.dtype)
     return torch.from_numpy(np.ascontiguousarray(arr))

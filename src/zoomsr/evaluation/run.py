@@ -214,7 +214,8 @@ def evaluate_pairing(
     rows = score_pairs(pairing.pairs, metrics, batch_size, progress, no_data)
     if no_data:
         # a mosaic's tiles without a valid pixel (no valid frame there): not predicted
-        pairing.pairs = [p for p in pairing.pairs if p not in no_data]
+        dropped = set(no_data)
+        pairing.pairs = [p for p in pairing.pairs if p not in dropped]
         pairing.missing_pred = sorted([*pairing.missing_pred, *(p.target for p in no_data)])
     if not rows and no_data:
         raise DataError(f"{no_data[0].pred}: every tile of it to score is nodata; nothing "

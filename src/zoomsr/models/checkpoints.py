@@ -154,8 +154,9 @@ def _plain_extra(value: Any, key: str) -> Any:
         return value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain_extra(v, key) for v in value)
+    if isinstance(value, (list, tuple)):  # a namedtuple too, as a plain one
+        items = [_plain_extra(v, key) for v in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, Mapping):
         return {k: _plain_extra(v, key) for k, v in value.items()}
     raise InputError(f"extra entry {key!r} is a {type(value).__name__}: a checkpoint holds "
@@ -563,6 +564,15 @@ def apply_state_dict(
     if on_meta:
         loadable = {k: v.to(model_state[k].dtype) if v.is_floating_point()
                     and model_state[k].is_floating_point() else v for k, v in loadable.items()}
+    if on_meta:
+        # buffers no checkpoint holds (SR3's noise schedule, computed when it is built) would
+        # stay on the meta device: the model would fail at its first call
+        kept = {name for name, _ in model.named_buffers()} - set(model_state)
+        if kept:
+            raise CheckpointError(
+                f"{origin}: {type(model).__name__} built on the meta device cannot be loaded: "
+                f"{sorted(kept)[0]} is computed when it is built, not saved; build it on a "
+                "real device (or use from_checkpoint)")
     try:
         model.load_state_dict(loadable, strict=result.complete, assign=on_meta)
     except RuntimeError as exc:

@@ -340,6 +340,9 @@ def test_pairs_of_an_unfinished_block_are_made_again_from_a_changed_input(builde
     with rasterio.open(hr, "r+") as ds:  # brighter, in place
         ds.write(np.clip(ds.read().astype(np.int32) + 40, 0, 255).astype(np.uint8))
     sources = Sources(discover_sentinel2([builder_scene.root / "s2"]), discover_highres([hr]))
+    # interrupted once more before the old pairs were all made again: the next resume must
+    # still know that the input changed (its record was updated at the first resume)
+    interrupted_build(out, sources, config, workers=1, after=1)
     resumed = build_dataset(out, sources, config, workers=1)
     assert resumed.counts["pairs"] == 9 and "pairs_existing" not in resumed.counts
     _assert_same_tree(build_dataset(tmp_path / "ref", sources, config, workers=1).root, out)

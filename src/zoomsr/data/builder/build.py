@@ -207,8 +207,8 @@ class BlockJob:
     sentinel2: tuple[S2Scene, ...]
     config: BuildConfig
     fail_after: int | None = None  # testing hook: raise after this many pairs were written
-    # input files changed since the build started: a pair of this (unfinished) block written
-    # before an interruption from one of them is written again, not kept
+    # input files changed since the build started: the pairs this (unfinished) block wrote
+    # before an interruption are written again, not kept
     changed: frozenset[str] = frozenset()
 
 
@@ -563,8 +563,10 @@ def run_block(job: BlockJob) -> dict:
                 entry["status"] = "series_outside_window"
                 continue
             entry["status"] = "primary" if img is primary else "paired"
-            reads = {img.path, *(f for fr in series for f in fr.scene.files.values())}
-            if writer.has_pair(tile, img.id) and not reads & job.changed:
+            # With inputs changed since the build started, a pair this unfinished block wrote
+            # before an interruption may hold their old content (also through a frame the new
+            # content drops): written again
+            if writer.has_pair(tile, img.id) and not job.changed:
                 entry["written"] = "existing"
                 continue
             if job.fail_after is not None and written >= job.fail_after:
@@ -674,6 +676,10 @@ def _input_in_output(root: Path, sources: Sources) -> tuple[str, Path] | None:
     return None
 
 
+#: build.json's list of the input files changed since the build started (kept until it ends).
+CHANGED_KEY = "changed_since_start"
+
+
 def _prepare_root(root: Path, fingerprint: dict, overwrite: bool,
                   sources: Sources) -> list[str]:
     """Make ``root`` ready for the build (module docstring: resume, refusals, overwrite);
@@ -711,10 +717,15 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool,
                     "from scratch, or another folder")
             # no finished pair holds them (a damaged file replaced by a good copy): go on
             was["file_stats"] = now.get("file_stats")
+            # changed at an earlier resume: the blocks unfinished then may still hold pairs of
+            # the old content (another interruption came before they were made again)
+            changed = sorted({*changed, *(previous.get(CHANGED_KEY) or [])})
+            was.pop(CHANGED_KEY, None)
         if was == now and not overwrite:
             _remove_stray_temp_files(root)
-            if changed:  # the new files' record, for the next resume
-                atomic_write_text(state, json.dumps(fingerprint, indent=1) + "\n")
+            if changed:  # the new files' record, and which changed, for the next resume
+                atomic_write_text(state, json.dumps({**fingerprint, CHANGED_KEY: changed},
+                                                    indent=1) + "\n")
             return changed  # resume
         if not overwrite:
             reason = "is not empty"

@@ -679,13 +679,14 @@ def _resolve_href(href: str, base: Path) -> str:
     """A manifest's href as a path (relative ones from ``base``), or the URL it is; a
     ``file://`` URL is a local file (checked before the build, and watched on resume)."""
     if href.startswith("file://"):
-        from urllib.parse import unquote, urlparse
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
 
         parsed = urlparse(href)
         if parsed.netloc not in ("", "localhost"):
             raise DataError(f"{href}: a file:// URL of another host ({parsed.netloc}); give "
                             "a path on this machine")
-        href = unquote(parsed.path)
+        href = url2pathname(parsed.path)  # %20 decoded; on Windows /C:/x -> C:\x
     elif is_remote(href):
         return href
     p = Path(href)
