@@ -118,3 +118,8 @@ def test_frozen_wrapper_follows_device_and_dtype_moves():
     assert inner.weight.dtype == torch.float64
     assert not inner.weight.requires_grad and not inner.training
     assert outer.state_dict() == {} and list(outer.parameters()) == []
+
+
+def test_perceptual_loss_refuses_an_empty_layer_mapping():
+    with pytest.raises(InputError, match="perceptual layer_weights is empty"):
+        PerceptualLoss({}, allow_random=True)

@@ -78,7 +78,7 @@ def test_worldstrat_mix_and_pixel_loss_module():
 
 def test_usm_sharp_raises_edge_contrast_and_keeps_flat_areas():
     img = torch.full((1, 3, 16, 160), 0.3)
-    img[..., :, 80:] = 0.7  # a vertical edge; the blur's sigma is 8.3 px
+    img[..., :, 80:] = 0.7  # a vertical edge; the blur's sigma is 8 px (51 taps)
     sharp = usm_sharp(img)
     assert sharp.shape == img.shape
     assert 0.0 <= sharp.min() and sharp.max() <= 1.0
@@ -87,3 +87,46 @@ def test_usm_sharp_raises_edge_contrast_and_keeps_flat_areas():
     assert torch.allclose(sharp[..., :, :4], img[..., :, :4], atol=1e-3)
     flat = torch.full((1, 3, 16, 16), 0.5)
     assert torch.allclose(usm_sharp(flat), flat)
+
+
+def _basicsr_usm(img: torch.Tensor, weight: float = 0.5, threshold: float = 10.0):
+    """Real-ESRGAN's USMSharp (BasicSR), rewritten here: a 51 x 51 Gaussian (OpenCV's
+    getGaussianKernel(51, 0): sigma 8) as a 2-D kernel, reflect padding of 25."""
+    size, sigma = 51, 8.0
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).to(img.dtype)
+
+    def filter2d(z):
+        c = z.shape[1]
+        z = F.pad(z, (25, 25, 25, 25), mode="reflect")
+        return F.conv2d(z, kernel.expand(c, 1, size, size), groups=c)
+
+    residual = img - filter2d(img)
+    soft = filter2d((residual.abs() * 255 > threshold).to(img.dtype))
+    sharp = (img + weight * residual).clamp(0, 1)
+    return soft * sharp + (1 - soft) * img
+
+
+def test_usm_sharp_is_real_esrgans():
+    """The kernel had 2 * radius + 1 = 101 taps (sigma 15.5), not Real-ESRGAN's 51 (sigma 8):
+    the sharpened targets differed by up to 14/255."""
+    img = smooth(2, size=96, seed=3).double()
+    img[..., 40:, :] = (img[..., 40:, :] + 0.3).clamp(0, 1)  # an edge
+    assert torch.allclose(usm_sharp(img), _basicsr_usm(img), atol=1e-9)
+
+
+def test_ssim_and_usm_are_computed_in_float32_under_autocast():
+    """Under bf16 autocast the filtering ran in bf16: 1 - SSIM of near-equal images went
+    negative, and the sharpened targets were off by half an 8-bit level."""
+    hr = F.avg_pool2d(torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+                      3, 1, 1)
+    sr = (hr + 0.005 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))
+          ).clamp(0, 1)
+    exact = ssim_loss(sr.double(), hr.double(), window=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = ssim_loss(sr, hr, window=5)
+        sharp = usm_sharp(hr)
+    assert mixed >= 0 and abs(float(mixed) - float(exact)) < 1e-5
+    assert sharp.dtype == hr.dtype and torch.allclose(sharp, usm_sharp(hr), atol=1e-6)

@@ -155,6 +155,9 @@ def test_an_unknown_vgg_layer_names_the_key():
                                           r"weights.conv1_x': no VGG19 layer 'conv1_x'; choose "
                                           r"from conv1_1, relu1_1"):
         load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={conv1_x: 0.1}"])
+    # empty: the loss silently trained on ESRGAN's five layers while config.yaml said {}
+    with pytest.raises(ConfigError, match=r"'losses.perceptual.layer_weights' is empty"):
+        load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={}"])
 
 
 @pytest.mark.parametrize(

@@ -153,7 +153,11 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         if criterion not in ("l1", "mse"):
             raise InputError(f"perceptual criterion must be 'l1' or 'mse', got {criterion!r}")
-        self.layer_weights = dict(layer_weights or ESRGAN_LAYER_WEIGHTS)
+        if layer_weights is not None and not layer_weights:
+            raise InputError("perceptual layer_weights is empty; give {layer: weight}, or None "
+                             "for ESRGAN's five layers")
+        self.layer_weights = dict(ESRGAN_LAYER_WEIGHTS if layer_weights is None
+                                  else layer_weights)
         self.criterion = criterion
         self.vgg = Frozen(
             VGG19Features(list(self.layer_weights), weights, allow_random, use_input_norm)

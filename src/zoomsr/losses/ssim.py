@@ -51,23 +51,27 @@ def ssim_map(
     channels = pred.shape[1]
     if min(pred.shape[-2:]) < (window if padding == "valid" else window // 2 + 1):
         raise InputError(f"ssim: images {list(pred.shape[-2:])} are smaller than the window")
-    # Statistics in float32 at least: bf16 variances of near-equal images are mostly noise.
+    # Statistics in float32 at least: bf16 variances of near-equal images are mostly noise
+    # (1 - SSIM went negative). Autocast would run the filtering in bf16 all the same.
     dtype = torch.promote_types(pred.dtype, torch.float32)
-    x, y = pred.to(dtype), target.to(dtype)
-    kernel = gaussian_window(window, sigma, dtype, x.device).expand(channels, 1, window, window)
-    if padding == "same":
-        pad = window // 2
-        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        y = F.pad(y, (pad, pad, pad, pad), mode="reflect")
+    with torch.autocast(pred.device.type, enabled=False):
+        x, y = pred.to(dtype), target.to(dtype)
+        kernel = gaussian_window(window, sigma, dtype, x.device).expand(channels, 1, window,
+                                                                        window)
+        if padding == "same":
+            pad = window // 2
+            x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+            y = F.pad(y, (pad, pad, pad, pad), mode="reflect")
 
-    def filt(z: Tensor) -> Tensor:
-        return F.conv2d(z, kernel, groups=channels)
+        def filt(z: Tensor) -> Tensor:
+            return F.conv2d(z, kernel, groups=channels)
 
-    mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x**2
-    syy = filt(y * y) - mu_y**2
-    sxy = filt(x * y) - mu_x * mu_y
-    return ((2 * mu_x * mu_y + C1) * (2 * sxy + C2)) / ((mu_x**2 + mu_y**2 + C1) * (sxx + syy + C2))
+        mu_x, mu_y = filt(x), filt(y)
+        sxx = filt(x * x) - mu_x**2
+        syy = filt(y * y) - mu_y**2
+        sxy = filt(x * y) - mu_x * mu_y
+        return (((2 * mu_x * mu_y + C1) * (2 * sxy + C2))
+                / ((mu_x**2 + mu_y**2 + C1) * (sxx + syy + C2)))
 
 
 def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:

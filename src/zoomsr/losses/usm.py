@@ -12,10 +12,12 @@ from zoomsr.errors import InputError
 
 
 def _gaussian_kernel1d(radius: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    size = 2 * radius + 1
-    # OpenCV's sigma for GaussianBlur(ksize, sigma=0), which Real-ESRGAN uses.
+    """Real-ESRGAN's (BasicSR ``USMSharp``): ``radius`` is the kernel's size, made odd (50 ->
+    51 taps), with OpenCV's sigma for ``getGaussianKernel(size, 0)`` (8.0 for 51); its 2-D
+    kernel is this one's outer product."""
+    size = radius + 1 if radius % 2 == 0 else radius
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
-    x = torch.arange(size, dtype=torch.float64) - radius
+    x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
 
@@ -37,6 +39,8 @@ def usm_sharp(
 ) -> Tensor:
     """Sharpen ``[B, C, H, W]`` in [0, 1]: ``img + weight * (img - blur(img))`` where the
     residual exceeds ``threshold`` (in 0..255 units), blended with a soft mask; clipped to [0, 1].
+    As Real-ESRGAN's ``USMSharp``: a Gaussian blur of ``radius`` taps (made odd), reflect
+    padding. Computed in float32 at least, also under autocast; returned in ``img``'s dtype.
     """
     if img.ndim != 4:
         raise InputError(f"usm_sharp expects [B, C, H, W], got {list(img.shape)}")
@@ -44,12 +48,16 @@ def usm_sharp(
         raise InputError(
             f"usm_sharp: radius must be >= 1 and weight finite, got {radius}, {weight}"
         )
-    kernel = _gaussian_kernel1d(radius, img.dtype, img.device)
-    residual = img - _blur(img, kernel)
-    mask = (residual.abs() * 255 > threshold).to(img.dtype)
-    soft_mask = _blur(mask, kernel)
-    sharp = (img + weight * residual).clamp(0, 1)
-    return soft_mask * sharp + (1 - soft_mask) * img
+    # in float32 at least, also under autocast (bf16 blurs are off by half an 8-bit level)
+    dtype = torch.promote_types(img.dtype, torch.float32)
+    with torch.autocast(img.device.type, enabled=False):
+        x = img.to(dtype)
+        kernel = _gaussian_kernel1d(radius, dtype, img.device)
+        residual = x - _blur(x, kernel)
+        mask = (residual.abs() * 255 > threshold).to(dtype)
+        soft_mask = _blur(mask, kernel)
+        sharp = (x + weight * residual).clamp(0, 1)
+        return (soft_mask * sharp + (1 - soft_mask) * x).to(img.dtype)
 
 
 class USMSharp(nn.Module):
