@@ -628,3 +628,16 @@ def test_band_arguments_take_the_forms_the_rest_of_the_api_takes(tmp_path):
         assert InferenceOptions(rgb_bands=given).rgb_bands == (3, 2, 1)
     with pytest.raises(ConfigError, match="needs three band numbers"):
         InferenceOptions(rgb_bands=3)
+
+
+def test_hidden_files_in_an_input_folder_are_no_dates(tmp_path):
+    """A killed --cog run's temporary (.out.tif.XXXX.tif.tmp.gtiff.tif) was read as a date
+    (the native grid then took its 4x finer pixels), and macOS's ._*.tif files broke the
+    discovery."""
+    import shutil
+
+    paths = write_frames(tmp_path / "in", n=2)
+    shutil.copy(paths[0], tmp_path / "in" / ".out.tif.abcd1234.tif.tmp.gtiff.tif")
+    (tmp_path / "in" / f"._{paths[1].name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    found = discover_frames([tmp_path / "in"])
+    assert sorted(f.paths[0].name for f in found.frames) == sorted(p.name for p in paths)

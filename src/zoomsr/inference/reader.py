@@ -130,11 +130,18 @@ class SceneReader:
                     raise DataError(f"{path}: cannot open ({exc})") from None
                 source.datasets.append(ds)
                 if offsets is None:
+                    # Without a declared nodata, black (every band 0) is nodata, as in
+                    # valid_pixels: GDAL would otherwise blend it into its neighbours and
+                    # nudge the 0s it keeps to 1 (the destination's nodata), making valid
+                    # data of a swath edge (SAFE JP2s declare none). UNIFIED: a pixel is
+                    # nodata only where all its bands are.
+                    unified = {"UNIFIED_SRC_NODATA": "YES"} if nodata is None else {}
                     with gdal_messages_logged():  # not printed raw, as in _read_raw
                         source.datasets[-1] = WarpedVRT(
                             ds, crs=self.grid.crs, transform=self.grid.transform,
                             width=self.grid.width, height=self.grid.height,
-                            resampling=resampling, src_nodata=nodata, nodata=0,
+                            resampling=resampling, nodata=0,
+                            src_nodata=0 if nodata is None else nodata, **unified,
                         )
         except BaseException:
             _close(source)

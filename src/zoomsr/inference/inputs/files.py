@@ -166,7 +166,9 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
 
 
 def _is_raster(path: Path) -> bool:
-    return path.suffix.lower() in RASTER_SUFFIXES
+    # Hidden files are no dates: a killed run's temporaries (.out.tif.XXXX.tif.tmp.gtiff.tif)
+    # and macOS's AppleDouble files (._T30_TCI.tif) were read as inputs.
+    return path.suffix.lower() in RASTER_SUFFIXES and not path.name.startswith(".")
 
 
 def _folder_rasters(folder: Path) -> list[Path]:
