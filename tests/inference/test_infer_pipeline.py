@@ -76,6 +76,21 @@ def test_georeference_utm_native_grid(tmp_path, tiny_model):
     assert meta["transform"].a == pytest.approx(2.5) and data.shape == (3, 144, 176)
 
 
+def test_nearly_square_pixels_keep_the_inputs_bounds_on_the_native_grid(tmp_path,
+                                                                         tiny_model):
+    """Pixels of 300.038 x 300.042 m (a product's rounding): the square grid takes the x
+    size, and 718 rows were 718.0096 of them, so a 719th row ran 297 m past the input."""
+    from zoomsr.inference import discover_frames, plan_grid
+
+    paths = write_frames(tmp_path / "in", n=2, size=(718, 20), crs="EPSG:32631",
+                         transform=Affine(300.038, 0, 500000.0, 0, -300.042, 4100000.0))
+    grid = plan_grid(discover_frames(paths).frames, 4, native=True)
+    with rasterio.open(paths[0]) as src:
+        bounds = src.bounds
+    assert grid.height == 718 and grid.width == 20
+    assert abs(grid.bounds.bottom - bounds.bottom) < 300.038 / 2
+
+
 def test_utm_input_reprojected_to_training_grid(tmp_path, tiny_model):
     paths = write_frames(tmp_path / "utm", n=2, size=(36, 44), crs="EPSG:32631")
     out = tmp_path / "sr.tif"

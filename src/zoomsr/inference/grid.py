@@ -172,10 +172,11 @@ def pixel_sides_in(raster: Frame | Any, crs: CRS) -> tuple[float, float]:
     return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])
 
 
-def _snap(value: float, origin: float, res: float, outward_down: bool) -> float:
+def _snap(value: float, origin: float, res: float, outward_down: bool,
+          tol_px: float = SNAP_TOL_PX) -> float:
     k = (value - origin) / res
     nearest = round(k)
-    if abs(k - nearest) < SNAP_TOL_PX:
+    if abs(k - nearest) < tol_px:
         k = nearest
     else:
         k = math.floor(k) if outward_down else math.ceil(k)
@@ -205,6 +206,9 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
                 "grid (EPSG:3857) instead of --native-grid"
             )
         res, ox, oy = res_x, t.c, t.f
+        # measured in x-sized pixels, the y extent is off by up to this many (718 rows of
+        # 300.042 m are 718.0096 of 300.038 m): a bottom row past the input's edge otherwise
+        row_tol = SNAP_TOL_PX + first.height * abs(res_y - res_x) / res_x
         if crs.is_geographic:
             gx, gy = ground_pixel_m(first)
             if max(gx, gy) > 1.2 * min(gx, gy):
@@ -216,6 +220,7 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
     else:
         crs = CRS.from_string(tiles.CRS)
         res, ox, oy = tiles.LR_RESOLUTION, -tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT
+        row_tol = SNAP_TOL_PX
     for f in frames:
         if f.crs is None:
             raise DataError(f"{f.paths[0]}: has no CRS (georeferenced inputs are required)")
@@ -238,8 +243,8 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
     left = _snap(min(b.left for b in footprints), ox, res, True)
     right = _snap(max(b.right for b in footprints), ox, res, False)
     # rows grow downwards: snap the top up and the bottom down, measured from the origin row
-    top = oy - _snap(oy - max(b.top for b in footprints), 0.0, res, True)
-    bottom = oy - _snap(oy - min(b.bottom for b in footprints), 0.0, res, False)
+    top = oy - _snap(oy - max(b.top for b in footprints), 0.0, res, True, row_tol)
+    bottom = oy - _snap(oy - min(b.bottom for b in footprints), 0.0, res, False, row_tol)
     width = round((right - left) / res)
     height = round((top - bottom) / res)
     if width < 1 or height < 1:
