@@ -421,6 +421,9 @@ def test_resume_of_a_finished_run_with_other_options_is_refused(cli, tmp_path):
         (["--uncertainty", "2", "--cog"], "--cog given, it is not a COG"),
         (["--uncertainty", "2", "--overlap", "6"], "--overlap 6, it was 8"),
         (["--uncertainty", "2", "--precision", "bf16"], "--precision bf16, it was fp32"),
+        # how the pixels are read (a partial run's state compared them; a finished one's not)
+        (["--uncertainty", "2", "--rgb-bands", "3,2,1"], "--rgb-bands 3,2,1, it was 1,2,3"),
+        (["--uncertainty", "2", "--radiometry", "dn"], "--radiometry dn, it was tci"),
     ):
         code, stdout, err = cli(*run, *extra)
         assert code == 2 and not stdout, (extra, stdout)
@@ -428,6 +431,16 @@ def test_resume_of_a_finished_run_with_other_options_is_refused(cli, tmp_path):
                                f"({diff}); --resume continues only that run: pass --overwrite "
                                "to compute it again"), extra
     assert out.read_bytes() == before
+
+
+def test_resume_of_a_finished_run_with_another_dn_offset_is_refused(cli, tmp_path):
+    write_frames(tmp_path / "in", n=2, size=(24, 24), dtype="uint16")
+    out = tmp_path / "sr.tif"
+    run = ["infer", tmp_path / "in", "-o", out, *TINY, "--native-grid"]
+    assert cli(*run, "--dn-offset", "0")[0] == 0
+    assert cli(*run, "--dn-offset", "0", "--resume")[0] == 0
+    code, _, err = cli(*run, "--dn-offset", "1000", "--resume")
+    assert code == 2 and "other options (--dn-offset 1000, it was 0)" in err
 
 
 def test_resume_of_a_finished_run_from_a_glob_or_removed_inputs(cli, tmp_path):

@@ -175,12 +175,9 @@ def pixel_sides_in(raster: Frame | Any, crs: CRS) -> tuple[float, float]:
 def _snap(value: float, origin: float, res: float, outward_down: bool,
           tol_px: float = SNAP_TOL_PX) -> float:
     k = (value - origin) / res
-    nearest = round(k)
-    if abs(k - nearest) < tol_px:
-        k = nearest
-    else:
-        k = math.floor(k) if outward_down else math.ceil(k)
-    return origin + k * res
+    if abs(k - round(k)) >= tol_px:  # else on a grid line, within rounding
+        return origin + (math.floor(k) if outward_down else math.ceil(k)) * res
+    return origin + round(k) * res
 
 
 def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> TargetGrid:

@@ -434,6 +434,7 @@ def _other_options(tags: dict[str, str], layout: str | None, options: InferenceO
                                  "not given, it is a COG"))
     if chunks:
         return diffs
+    diffs += _other_radiometry(tags.get("zoomsr_inputs"), options)
     try:
         tiling = json.loads(tags["zoomsr_tiling"])
     except (KeyError, ValueError, TypeError):
@@ -444,6 +445,31 @@ def _other_options(tags: dict[str, str], layout: str | None, options: InferenceO
         if value is not None and isinstance(tiling, dict) and key in tiling \
                 and tiling[key] != value:
             diffs.append(f"--{key} {value}, it was {tiling[key]}")
+    return diffs
+
+
+def _other_radiometry(record: str | None, options: InferenceOptions) -> list[str]:
+    """The radiometry options given now (``--radiometry``, ``--dn-offset``,
+    ``--rgb-bands``) that the frames of a finished output's ``zoomsr_inputs`` tag were not
+    read with: one phrase per option (a partial run's state compares them frame by frame; a
+    finished one's was reported done with the old reading)."""
+    try:
+        frames = [f for f in json.loads(record or "[]") if isinstance(f, dict)]
+    except ValueError:
+        return []  # not written by this zoomsr
+    diffs = []
+    kinds = sorted({str(f.get("radiometry")) for f in frames})
+    if options.radiometry != "auto" and kinds and kinds != [options.radiometry]:
+        diffs.append(f"--radiometry {options.radiometry}, it was {', '.join(kinds)}")
+    offsets = sorted({f.get("dn_offset") for f in frames if f.get("radiometry") == "dn"},
+                     key=str)
+    if options.dn_offset is not None and offsets and offsets != [options.dn_offset]:
+        shown = ", ".join(f"{o:g}" if isinstance(o, (int, float)) else str(o) for o in offsets)
+        diffs.append(f"--dn-offset {options.dn_offset:g}, it was {shown}")
+    orders = {tuple(f.get("bands") or ()) for f in frames if len(f.get("paths") or []) == 1}
+    if options.rgb_bands is not None and orders and orders != {tuple(options.rgb_bands)}:
+        was = "; ".join(",".join(map(str, o)) for o in sorted(orders))
+        diffs.append(f"--rgb-bands {','.join(map(str, options.rgb_bands))}, it was {was}")
     return diffs
 
 
