@@ -433,6 +433,19 @@ def test_resume_of_a_finished_run_with_other_options_is_refused(cli, tmp_path):
     assert out.read_bytes() == before
 
 
+def test_side_outputs_of_another_run_are_not_taken_for_its_own(cli, tmp_path):
+    """--overwrite without --save-lr left the earlier run's sr.lr.tif; --resume --save-lr
+    then called the output finished, with an LR mosaic of other inputs."""
+    write_frames(tmp_path / "a", n=2, size=(24, 24), seed=1)
+    write_frames(tmp_path / "b", n=2, size=(24, 24), seed=2)
+    out = tmp_path / "sr.tif"
+    assert cli("infer", tmp_path / "a", "-o", out, *TINY, "--save-lr")[0] == 0
+    assert cli("infer", tmp_path / "b", "-o", out, *TINY, "--overwrite")[0] == 0
+    assert (tmp_path / "sr.lr.tif").is_file()  # the first run's
+    code, _, err = cli("infer", tmp_path / "b", "-o", out, *TINY, "--save-lr", "--resume")
+    assert code == 2 and "finished by an earlier run without --save-lr" in err
+
+
 def test_resume_of_a_finished_run_with_another_dn_offset_is_refused(cli, tmp_path):
     write_frames(tmp_path / "in", n=2, size=(24, 24), dtype="uint16")
     out = tmp_path / "sr.tif"

@@ -387,6 +387,7 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
                                      "window_used_px": [plan.windows.win_h,
                                                         plan.windows.win_w]}),
         "zoomsr_windows_with_too_few_frames": str(few),
+        **side_outputs_tag(options),
     }
     if plan.uncertainty:
         tags["zoomsr_uncertainty"] = (
@@ -498,18 +499,34 @@ def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | Non
     return sides.get("lr"), sides.get("preview")
 
 
+def side_outputs_tag(options: InferenceOptions) -> dict[str, str]:
+    """The output's ``zoomsr_side_outputs`` tag: which side outputs its run wrote (``lr``,
+    ``preview``), so that a file of another run under such a name is not taken for its own."""
+    return {"zoomsr_side_outputs": json.dumps(
+        sorted(side_outputs(Path("x.tif"), options.save_lr, options.preview)))}
+
+
 def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
                     preview: bool = False) -> bool:
     """Whether ``output`` is the finished output of an earlier zoomsr run (no partial run
     beside it) with every side output asked for now: ``--resume`` then has nothing to do (a
     requeued job's command succeeds). :class:`InputError` when it is finished but lacks a side
-    output asked for now (``--resume`` cannot add one)."""
+    output asked for now (``--resume`` cannot add one): the file is missing, or its run did
+    not write it (its ``zoomsr_side_outputs`` tag; a file of that name left by another run)."""
     out = Path(output)
     if not out.is_file() or has_saved_state(out) or not made_by_zoomsr(out):
         return False
+    from zoomsr.inference.inputs.rasters import open_raster
+
+    with open_raster(out) as ds:
+        written = ds.tags().get("zoomsr_side_outputs")
+    try:
+        own = set(json.loads(written)) if written else None
+    except (ValueError, TypeError):
+        own = None
     flags = {"lr": "--save-lr", "preview": "--preview"}
     for key, path in side_outputs(out, save_lr, preview).items():
-        if not path.is_file():
+        if not path.is_file() or (own is not None and key not in own):
             raise InputError(
                 f"{out}: finished by an earlier run without {flags[key]} ({path.name} is "
                 f"missing); --resume cannot add it: pass --overwrite to compute it again "

@@ -36,6 +36,7 @@ from zoomsr.inference.pipeline import (
     _progress,
     check_output,
     model_tags,
+    side_outputs_tag,
     write_side_outputs,
     writing,
 )
@@ -202,6 +203,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         f"{{{','.join(model.bands)}}}.png)",
         "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
         "zoomsr_windows_with_too_few_frames": str(few),
+        **side_outputs_tag(options),
     }
     write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
                   band_names=["red", "green", "blue"], tags=tags, cog=options.cog)
