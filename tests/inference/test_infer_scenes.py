@@ -261,3 +261,18 @@ def test_s2naip_scenes_run_locally_beside_ray_scenes(tmp_path, tiny_dataset, tin
     report = run_scenes(scenes, tiny_model(2), InferenceOptions(**OPTS), row_source=rows)
     assert [o.status for o in report.outcomes] == ["done", "done"], report.outcomes
     assert len(calls) == 1  # the GeoTIFF scene only
+
+
+def test_a_scene_writing_another_scenes_side_output_is_refused_first(tmp_path, tiny_model):
+    """Scene 1's output a.lr.tif replaced scene 0's LR mosaic (--save-lr): "2 done"."""
+    a = write_frames(tmp_path / "a", n=2, size=(24, 24), seed=1)
+    b = write_frames(tmp_path / "b", n=2, size=(24, 24), seed=2)
+    scenes = [Scene(0, tuple(a), tmp_path / "o" / "a.tif"),
+              Scene(1, tuple(b), tmp_path / "o" / "a.lr.tif")]
+    with pytest.raises(DataError, match=r"scenes\[1\] and scenes\[0\] both write .*a.lr.tif "
+                                        r"\(the output of one, the LR mosaic \(--save-lr\) of "
+                                        r"the other\)"):
+        run_scenes(scenes, tiny_model(2), InferenceOptions(save_lr=True))
+    assert not (tmp_path / "o").exists()  # before any scene ran
+    report = run_scenes(scenes, tiny_model(2), InferenceOptions())  # no LR mosaics: fine
+    assert len(report.done) == 2

@@ -177,6 +177,27 @@ def _no_output_over_an_input(path: Path, scenes: Sequence[Scene]) -> None:
                             + f"an input of scenes[{other.index}] ({item}); write it elsewhere")
 
 
+def _no_file_written_twice(scenes: Sequence[Scene], options: InferenceOptions) -> None:
+    """Refuse scenes one of whose side outputs (``--save-lr``'s ``X.lr.tif``,
+    ``--preview``'s ``X.preview.png``) is another's output or side output: the later scene
+    replaced the earlier one's file, and the job said both were done."""
+    from zoomsr.inference.pipeline import side_outputs
+
+    writers: dict[Path, tuple[Scene, str]] = {}
+    for sc in scenes:
+        names = {"lr": "LR mosaic (--save-lr)", "preview": "preview (--preview)"}
+        files = {"output": sc.output, **{names[key]: path for key, path in side_outputs(
+            sc.output, options.save_lr, options.preview).items()}}
+        for what, path in files.items():
+            other = writers.get(path.resolve())
+            if other is not None and other[0] is not sc:
+                raise DataError(
+                    f"scenes[{sc.index}] and scenes[{other[0].index}] both write {path} (the "
+                    f"{what} of one, the {other[1]} of the other); give them other output "
+                    "names")
+            writers[path.resolve()] = (sc, what)
+
+
 def run_scenes(
     scenes: Sequence[Scene],
     model: InferenceModel,
@@ -198,6 +219,7 @@ def run_scenes(
     from zoomsr.inference.distributed import RayUnavailableError
 
     options = options or InferenceOptions()
+    _no_file_written_twice(scenes, options)
     kwargs = {} if row_source is None else {"row_source": row_source}
     outcomes: list[SceneOutcome] = []
     for scene in scenes:
