@@ -108,3 +108,33 @@ def test_a_dn_fill_value_is_refused_whatever_radiometry_says(tmp_path, dtype):
     with pytest.raises(DataError, match=r"dn.tif: values down to -9999: Sentinel-2 digital "
                                         r"numbers are never below -1000.*-a_nodata -9999 dn.tif"):
         discover_frames(path, radiometry="dn", dn_offset=1000)
+
+
+@pytest.mark.parametrize("dtype,fill", [("float32", -9999.0), ("int16", -9999)])
+def test_a_fill_value_the_discovery_preview_missed_is_refused_when_read(tmp_path, cli, dtype,
+                                                                        fill):
+    """Discovery looks at a decimated preview: a fill column it did not sample was read as
+    valid black pixels, the run exited 0."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        if dtype == "float32":
+            pixels = (0.05 + 0.1 * rng.random((3, 60, 520))).astype(np.float32)
+        else:
+            pixels = rng.integers(1500, 2500, (3, 60, 520)).astype(np.int16)
+        if k == 0:
+            pixels[:, :, 200] = fill  # between the preview's samples
+        with rasterio.open(folder / f"S2A_2020010{k + 1}_B.tif", "w", driver="GTiff",
+                           width=520, height=60, count=3, dtype=dtype, crs="EPSG:32630",
+                           transform=Affine(10, 0, 500000, 0, -10, 4000000)) as dst:
+            dst.write(pixels)
+    if dtype == "float32":  # the preview alone does not see it
+        discover_frames([folder], rgb_bands=(1, 2, 3))
+    offset = [] if dtype == "float32" else ["--dn-offset", "0"]
+    code, _, err = cli("infer", folder, "-o", tmp_path / "x.tif", "--native-grid", *offset,
+                       "--rgb-bands", "1,2,3", "--model", "rrdbnet", "-c",
+                       "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4", "--random-weights",
+                       "--no-progress", "--device", "cpu")
+    assert code == 2 and f"S2A_20200101_B.tif: values down to {fill:g}" in err, err
+    assert "gdal_edit.py -a_nodata" in err and not (tmp_path / "x.tif").exists()

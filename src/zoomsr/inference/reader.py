@@ -37,6 +37,7 @@ from zoomsr.inference.arrays import (
 from zoomsr.inference.grid import SNAP_TOL_PX, TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 from zoomsr.inference.inputs.files import CLOUD_ROLES
+from zoomsr.inference.inputs.radiometry import check_values, holds_fill_values
 from zoomsr.inference.inputs.rasters import gdal_messages_logged
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
@@ -272,14 +273,22 @@ class SceneReader:
         valid = torch.zeros((n, h, w), dtype=torch.bool, device=device)
         with_clouds = any(f.clouds is not None for f in self.frames)
         cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_clouds else None
+        fills = []  # (0-d flag, then how to name it) per file type that can hold fills
         for i, (frame, values) in enumerate(zip(self.frames, self._read_raw(window, device),
                                                 strict=True)):
             raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
+            if (hit := holds_fill_values(raw, ok, frame.radiometry)) is not None:
+                paths = frame.paths if len(frame.paths) == 3 else ()
+                fills.append((hit, frame.paths[0], raw, ok, frame.radiometry, frame.nodata,
+                              paths))
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
                 band = values[1 + j]
-                ok &= valid_pixels(band, aux.nodata, None)
+                band_ok = valid_pixels(band, aux.nodata, None)
+                if (hit := holds_fill_values(band, band_ok, aux.radiometry)) is not None:
+                    fills.append((hit, aux.path, band, band_ok, aux.radiometry, aux.nodata, ()))
+                ok &= band_ok
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
             valid[i] = ok
@@ -291,6 +300,12 @@ class SceneReader:
                 else:  # MSK_CLASSI: opaque or cirrus flagged
                     cloudy[i] |= (layer != 0).any(0)
                 cloudy[i] &= ok
+        if fills and bool(torch.stack([f[0] for f in fills]).any()):  # one sync a strip
+            for hit, path, raw, ok, radiometry, nodata, band_paths in fills:
+                if bool(hit):  # the values discovery's preview did not sample: refused alike
+                    sample = raw.cpu().numpy()
+                    sample = np.where(ok.cpu().numpy()[None], sample, 0)  # black: not looked at
+                    check_values(path, sample, radiometry, radiometry, nodata, band_paths)
         return pixels, valid, cloudy
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
