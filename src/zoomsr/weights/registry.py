@@ -35,7 +35,7 @@ _R2 = "https://pub-25c498004d1e4d4c8da69b2c05676836.r2.dev/"
 _R2_OLD = "https://pub-956f3eb0f5974f37b9228e0a62f449bf.r2.dev/satlas_explorer_datasets/"
 _README = "allenai/satlas-super-resolution README"
 #: SHA-256 of the shipped zoomsr-multi8 file (scripts/train_default_model.py prints it).
-MULTI8_SHA256 = "ba9527265ba98054cc2dd1dea92a01ace6689ed8d943eb76c426ea103615e862"
+MULTI8_SHA256 = "2acb05c8526bf251118f4ede264f43f9d70c83baaf94b1035216980ce1c48c9f"
 
 
 @dataclass(frozen=True)
