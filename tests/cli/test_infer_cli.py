@@ -443,7 +443,8 @@ def test_side_outputs_of_another_run_are_not_taken_for_its_own(cli, tmp_path):
     assert cli("infer", tmp_path / "b", "-o", out, *TINY, "--overwrite")[0] == 0
     assert (tmp_path / "sr.lr.tif").is_file()  # the first run's
     code, _, err = cli("infer", tmp_path / "b", "-o", out, *TINY, "--save-lr", "--resume")
-    assert code == 2 and "finished by an earlier run without --save-lr" in err
+    assert code == 2 and "finished by an earlier run without --save-lr (sr.lr.tif is " \
+        "another run's)" in err
 
 
 def test_resume_of_a_finished_run_with_another_dn_offset_is_refused(cli, tmp_path):
@@ -454,6 +455,18 @@ def test_resume_of_a_finished_run_with_another_dn_offset_is_refused(cli, tmp_pat
     assert cli(*run, "--dn-offset", "0", "--resume")[0] == 0
     code, _, err = cli(*run, "--dn-offset", "1000", "--resume")
     assert code == 2 and "other options (--dn-offset 1000, it was 0)" in err
+
+
+def test_resume_of_a_finished_run_with_another_offset_of_its_extra_band(cli, tmp_path):
+    """TCI frames with B08 files: the B08's offset was not compared (only the frames')."""
+    write_b08(write_frames(tmp_path / "in", n=2, size=(24, 24)), 3000)
+    out = tmp_path / "sr.tif"
+    run = ["infer", tmp_path / "in", "-o", out, "--model", "rrdbnet", "--config",
+           "num_in_ch=8,num_feat=8,num_block=1,num_grow_ch=4", "--random-weights",
+           "--bands", "tci,b08", "--no-progress", "--device", "cpu"]
+    assert cli(*run, "--dn-offset", "0")[0] == 0
+    code, _, err = cli(*run, "--dn-offset", "1000", "--resume")
+    assert code == 2 and "other options (--dn-offset 1000, it was 0)" in err, err
 
 
 def test_resume_of_a_finished_run_from_a_glob_or_removed_inputs(cli, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -634,10 +635,16 @@ def test_hidden_files_in_an_input_folder_are_no_dates(tmp_path):
     """A killed --cog run's temporary (.out.tif.XXXX.tif.tmp.gtiff.tif) was read as a date
     (the native grid then took its 4x finer pixels), and macOS's ._*.tif files broke the
     discovery."""
-    import shutil
-
     paths = write_frames(tmp_path / "in", n=2)
     shutil.copy(paths[0], tmp_path / "in" / ".out.tif.abcd1234.tif.tmp.gtiff.tif")
     (tmp_path / "in" / f"._{paths[1].name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     found = discover_frames([tmp_path / "in"])
     assert sorted(f.paths[0].name for f in found.frames) == sorted(p.name for p in paths)
+    # hidden folders of a folder of dates (.Trashes/, .snapshot/) are no dates either
+    dates = tmp_path / "dates"
+    for k, path in enumerate(paths):
+        (dates / f"d{k}").mkdir(parents=True)
+        shutil.copy(path, dates / f"d{k}" / path.name)
+    (dates / ".Trashes").mkdir()
+    shutil.copy(paths[0], dates / ".Trashes" / "S2A_20230101_TCI.tif")
+    assert len(discover_frames([dates]).frames) == 2

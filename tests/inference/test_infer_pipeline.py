@@ -82,9 +82,12 @@ def test_nearly_square_pixels_keep_the_inputs_bounds_on_the_native_grid(tmp_path
     size, and 718 rows were 718.0096 of them, so a 719th row ran 297 m past the input."""
     from zoomsr.inference import discover_frames, plan_grid
 
-    paths = write_frames(tmp_path / "in", n=2, size=(718, 20), crs="EPSG:32631",
-                         transform=Affine(300.038, 0, 500000.0, 0, -300.042, 4100000.0))
-    grid = plan_grid(discover_frames(paths).frames, 4, native=True)
+    t = Affine(300.038, 0, 500000.0, 0, -300.042, 4100000.0)
+    short = write_frames(tmp_path / "short", n=1, size=(20, 20), crs="EPSG:32631", transform=t)
+    paths = write_frames(tmp_path / "in", n=2, size=(718, 20), crs="EPSG:32631", transform=t)
+    for frames in ([*short, *paths], paths):  # the tolerance is the tallest frame's
+        grid = plan_grid(discover_frames(frames).frames, 4, native=True)
+        assert grid.height == 718
     with rasterio.open(paths[0]) as src:
         bounds = src.bounds
     assert grid.height == 718 and grid.width == 20

@@ -158,6 +158,9 @@ def test_an_unknown_vgg_layer_names_the_key():
     # empty: the loss silently trained on ESRGAN's five layers while config.yaml said {}
     with pytest.raises(ConfigError, match=r"'losses.perceptual.layer_weights' is empty"):
         load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={}"])
+    off = load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.weight=0",
+                                              "losses.perceptual.layer_weights={}"])
+    assert off.losses.perceptual.layer_weights == {}  # the loss is off: nothing to refuse
 
 
 @pytest.mark.parametrize(

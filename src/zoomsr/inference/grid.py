@@ -205,7 +205,7 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
         res, ox, oy = res_x, t.c, t.f
         # measured in x-sized pixels, the y extent is off by up to this many (718 rows of
         # 300.042 m are 718.0096 of 300.038 m): a bottom row past the input's edge otherwise
-        row_tol = SNAP_TOL_PX + first.height * abs(res_y - res_x) / res_x
+        row_tol = SNAP_TOL_PX + max(f.height for f in frames) * abs(res_y - res_x) / res_x
         if crs.is_geographic:
             gx, gy = ground_pixel_m(first)
             if max(gx, gy) > 1.2 * min(gx, gy):

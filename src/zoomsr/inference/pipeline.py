@@ -462,7 +462,10 @@ def _other_radiometry(record: str | None, options: InferenceOptions) -> list[str
     kinds = sorted({str(f.get("radiometry")) for f in frames})
     if options.radiometry != "auto" and kinds and kinds != [options.radiometry]:
         diffs.append(f"--radiometry {options.radiometry}, it was {', '.join(kinds)}")
-    offsets = sorted({f.get("dn_offset") for f in frames if f.get("radiometry") == "dn"},
+    # the frames' own and their extra bands' (tci,b08: B08's offset with a TCI frame)
+    read = [*frames, *(e for f in frames for e in (f.get("extras") or {}).values()
+                       if isinstance(e, dict))]
+    offsets = sorted({f.get("dn_offset") for f in read if f.get("radiometry") == "dn"},
                      key=str)
     if options.dn_offset is not None and offsets and offsets != [options.dn_offset]:
         shown = ", ".join(f"{o:g}" if isinstance(o, (int, float)) else str(o) for o in offsets)
@@ -527,9 +530,10 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
     flags = {"lr": "--save-lr", "preview": "--preview"}
     for key, path in side_outputs(out, save_lr, preview).items():
         if not path.is_file() or (own is not None and key not in own):
+            why = "is missing" if not path.is_file() else "is another run's"
             raise InputError(
-                f"{out}: finished by an earlier run without {flags[key]} ({path.name} is "
-                f"missing); --resume cannot add it: pass --overwrite to compute it again "
+                f"{out}: finished by an earlier run without {flags[key]} ({path.name} {why}); "
+                f"--resume cannot add it: pass --overwrite to compute it again "
                 f"with {flags[key]}")
     return True
 

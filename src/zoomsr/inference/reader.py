@@ -136,7 +136,9 @@ class SceneReader:
                     # nudge the 0s it keeps to 1 (the destination's nodata), making valid
                     # data of a swath edge (SAFE JP2s declare none). UNIFIED: a pixel is
                     # nodata only where all its bands are.
-                    unified = {"UNIFIED_SRC_NODATA": "YES"} if nodata is None else {}
+                    # (a file of more bands, RGB + NIR: per band, as its NIR would decide)
+                    unified = ({"UNIFIED_SRC_NODATA": "YES"}
+                               if nodata is None and ds.count <= 3 else {})
                     with gdal_messages_logged():  # not printed raw, as in _read_raw
                         source.datasets[-1] = WarpedVRT(
                             ds, crs=self.grid.crs, transform=self.grid.transform,
@@ -279,15 +281,20 @@ class SceneReader:
             raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
             if (hit := holds_fill_values(raw, ok, frame.radiometry)) is not None:
-                paths = frame.paths if len(frame.paths) == 3 else ()
-                fills.append((hit, frame.paths[0], raw, ok, frame.radiometry, frame.nodata,
-                              paths))
+                files = list(frame.paths) if len(frame.paths) == 3 else [frame.paths[0]] * 3
+                bands = [1, 1, 1] if len(frame.paths) == 3 else list(frame.bands)
+                warped = aligned_offsets(self.grid, frame.crs, frame.transform) is None
+                fills.append((hit, raw, ok, frame.radiometry, frame.nodata,
+                              frame.paths if len(frame.paths) == 3 else (), files, bands,
+                              warped))
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
                 band = values[1 + j]
                 band_ok = valid_pixels(band, aux.nodata, None)
                 if (hit := holds_fill_values(band, band_ok, aux.radiometry)) is not None:
-                    fills.append((hit, aux.path, band, band_ok, aux.radiometry, aux.nodata, ()))
+                    warped = aligned_offsets(self.grid, aux.crs, aux.transform) is None
+                    fills.append((hit, band, band_ok, aux.radiometry, aux.nodata, (),
+                                  [aux.path], list(aux.read_bands[:1]), warped))
                 ok &= band_ok
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
@@ -301,11 +308,15 @@ class SceneReader:
                     cloudy[i] |= (layer != 0).any(0)
                 cloudy[i] &= ok
         if fills and bool(torch.stack([f[0] for f in fills]).any()):  # one sync a strip
-            for hit, path, raw, ok, radiometry, nodata, band_paths in fills:
+            for hit, raw, ok, radiometry, nodata, band_paths, files, bands, warped in fills:
                 if bool(hit):  # the values discovery's preview did not sample: refused alike
                     sample = raw.cpu().numpy()
                     sample = np.where(ok.cpu().numpy()[None], sample, 0)  # black: not looked at
-                    check_values(path, sample, radiometry, radiometry, nodata, band_paths)
+                    if warped:
+                        # a warped read blends the fill with its neighbours (-7136 for -9999):
+                        # the files' own lowest values, for the command that declares it
+                        sample = _lowest_values(files, bands)
+                    check_values(files[0], sample, radiometry, radiometry, nodata, band_paths)
         return pixels, valid, cloudy
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -316,6 +327,20 @@ class SceneReader:
 
 #: GDAL's default WarpedVRT block (columns, rows): a warped read caches whole such blocks.
 _WARP_BLOCK = (512, 128)
+
+
+def _lowest_values(files: Sequence[Path], bands: Sequence[int]) -> np.ndarray:
+    """``[n, 1, 1]``: the lowest value of band ``bands[c]`` of ``files[c]`` for each channel
+    ``c``, read block by block (an error path: the whole file is read)."""
+    low = np.full(len(files), np.inf)
+    for c, (path, band) in enumerate(zip(files, bands, strict=True)):
+        with rasterio.open(path) as ds:
+            for _, window in ds.block_windows(band):
+                block = ds.read(band, window=window).astype(np.float64)
+                finite = block[np.isfinite(block)]
+                if finite.size:
+                    low[c] = min(low[c], float(finite.min()))
+    return low.reshape(len(files), 1, 1)
 
 
 def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: ANN001

@@ -534,13 +534,13 @@ def validate_config(cfg: TrainConfig) -> None:
         ("data.tile_weight_default", d.tile_weight_default),
     ]:
         _positive(key, value, allow_zero=True)
-    if not cfg.losses.perceptual.layer_weights:
+    if not cfg.losses.perceptual.layer_weights and cfg.losses.perceptual.weight:
         # the loss took an empty mapping for its default (ESRGAN's five layers) while the
         # saved config said {}
         raise ConfigError("config key 'losses.perceptual.layer_weights' is empty; give "
                           "{layer: weight} (ESRGAN's: conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, "
                           "conv4_4: 1, conv5_4: 1), or set losses.perceptual.weight to 0")
-    else:
+    elif cfg.losses.perceptual.layer_weights:
         from zoomsr.losses.perceptual import vgg19_layer_names
 
         names = vgg19_layer_names()

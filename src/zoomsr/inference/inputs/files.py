@@ -184,7 +184,9 @@ def _folder_rasters(folder: Path) -> list[Path]:
 
     files = of(folder)
     if not files:
-        files = [f for d in sorted(x for x in folder.iterdir() if x.is_dir()) for f in of(d)]
+        files = [f for d in sorted(x for x in folder.iterdir()
+                                   if x.is_dir() and not x.name.startswith("."))
+                 for f in of(d)]  # not .Trashes/ and the like
     return files
 
 
