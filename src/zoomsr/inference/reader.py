@@ -280,7 +280,7 @@ class SceneReader:
                                                 strict=True)):
             raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
-            if (hit := holds_fill_values(raw, ok, frame.radiometry)) is not None:
+            if (hit := holds_fill_values(raw, ok, frame.radiometry, frame.dtype)) is not None:
                 files = list(frame.paths) if len(frame.paths) == 3 else [frame.paths[0]] * 3
                 bands = [1, 1, 1] if len(frame.paths) == 3 else list(frame.bands)
                 warped = aligned_offsets(self.grid, frame.crs, frame.transform) is None
@@ -291,7 +291,8 @@ class SceneReader:
             for j, aux in enumerate(frame.extras):
                 band = values[1 + j]
                 band_ok = valid_pixels(band, aux.nodata, None)
-                if (hit := holds_fill_values(band, band_ok, aux.radiometry)) is not None:
+                if (hit := holds_fill_values(band, band_ok, aux.radiometry,
+                                             aux.dtype)) is not None:
                     warped = aligned_offsets(self.grid, aux.crs, aux.transform) is None
                     fills.append((hit, band, band_ok, aux.radiometry, aux.nodata, (),
                                   [aux.path], list(aux.read_bands[:1]), warped))

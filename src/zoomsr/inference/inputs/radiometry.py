@@ -179,12 +179,14 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
     return True
 
 
-def holds_fill_values(pixels: Array, valid: Array, radiometry: str) -> Array | None:
+def holds_fill_values(pixels: Array, valid: Array, radiometry: str,
+                      file_dtype: str) -> Array | None:
     """A 0-d boolean (no host sync on a GPU): whether a ``valid`` pixel of ``pixels``
     ``[n, H, W]`` holds a value no Sentinel-2 product holds (see :func:`check_values`); None
-    when its type cannot hold one (TCI, unsigned digital numbers). Discovery looks at a
-    decimated preview only: an undeclared fill elsewhere was read as valid black."""
-    signed = str(pixels.dtype).replace("torch.", "") in _SIGNED
+    when the file's type (``file_dtype``: the values may travel in a wider one) cannot hold
+    one (TCI, unsigned digital numbers). Discovery looks at a decimated preview only: an
+    undeclared fill elsewhere was read as valid black."""
+    signed = np.dtype(file_dtype).name in _SIGNED
     if radiometry == "reflectance" and signed:
         hits = pixels <= MIN_FLOAT_REFLECTANCE
     elif radiometry == "dn" and signed:
@@ -195,7 +197,7 @@ def holds_fill_values(pixels: Array, valid: Array, radiometry: str) -> Array | N
 
 
 #: Types whose values can be negative (NumPy's and torch's names).
-_SIGNED = ("int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+_SIGNED = ("int8", "int16", "int32", "int64", "float16", "float32", "float64")
 
 
 def _fill_value(path: Path, low: float, why: str) -> DataError:
