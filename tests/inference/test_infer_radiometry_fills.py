@@ -111,12 +111,14 @@ def test_a_dn_fill_value_is_refused_whatever_radiometry_says(tmp_path, dtype):
 
 
 @pytest.mark.parametrize("grid", [["--native-grid"], []])
-@pytest.mark.parametrize("dtype,fill", [("float32", -9999.0), ("int16", -9999)])
+@pytest.mark.parametrize("dtype,fill", [("float32", -9999.0), ("float32", -1.0),
+                                        ("int16", -9999), ("int16", -2000)])
 def test_a_fill_value_the_discovery_preview_missed_is_refused_when_read(tmp_path, cli, dtype,
                                                                         fill, grid):
     """Discovery looks at a decimated preview: a fill column it did not sample was read as
-    valid black pixels, the run exited 0. Warped onto the default grid, the fill is blended
-    with its neighbours (-7136): the message gives the file's own value."""
+    valid black pixels, the run exited 0. Warped onto the default grid, the fill was blended
+    with its neighbours (-9999 came out -7136, -1.0 above the floor, then read as valid
+    black): the files' own pixels under each window are looked at."""
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)

@@ -37,7 +37,11 @@ from zoomsr.inference.arrays import (
 from zoomsr.inference.grid import SNAP_TOL_PX, TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 from zoomsr.inference.inputs.files import CLOUD_ROLES
-from zoomsr.inference.inputs.radiometry import check_values, holds_fill_values
+from zoomsr.inference.inputs.radiometry import (
+    can_hold_fills,
+    check_values,
+    holds_fill_values,
+)
 from zoomsr.inference.inputs.rasters import gdal_messages_logged
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
@@ -275,27 +279,36 @@ class SceneReader:
         valid = torch.zeros((n, h, w), dtype=torch.bool, device=device)
         with_clouds = any(f.clouds is not None for f in self.frames)
         cloudy = torch.zeros((n, h, w), dtype=torch.bool, device=device) if with_clouds else None
-        fills = []  # (0-d flag, then how to name it) per file type that can hold fills
+        # Undeclared fill values (see check_values), looked for as the windows are read:
+        # in the values read when the file is on the grid (a 0-d flag each, one sync a
+        # strip), else in the file's own pixels under the window (a warped read blends a
+        # fill with its neighbours: -9999 came out -7136, and -1.0 above the floor)
+        fills = []
+        from_files = []
+        sources = self._open()
         for i, (frame, values) in enumerate(zip(self.frames, self._read_raw(window, device),
                                                 strict=True)):
             raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
-            if (hit := holds_fill_values(raw, ok, frame.radiometry, frame.dtype)) is not None:
-                files = list(frame.paths) if len(frame.paths) == 3 else [frame.paths[0]] * 3
-                bands = [1, 1, 1] if len(frame.paths) == 3 else list(frame.bands)
-                warped = aligned_offsets(self.grid, frame.crs, frame.transform) is None
-                fills.append((hit, raw, ok, frame.radiometry, frame.nodata,
-                              frame.paths if len(frame.paths) == 3 else (), files, bands,
-                              warped))
+            band_paths = frame.paths if len(frame.paths) == 3 else ()
+            if can_hold_fills(frame.radiometry, frame.dtype):
+                if sources[i][0].offsets is None:
+                    from_files.append((sources[i][0], frame.radiometry, frame.nodata))
+                else:
+                    fills.append((holds_fill_values(raw, ok, frame.radiometry, frame.dtype),
+                                  raw, ok, frame.radiometry, frame.nodata, band_paths,
+                                  frame.paths[0]))
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
                 band = values[1 + j]
                 band_ok = valid_pixels(band, aux.nodata, None)
-                if (hit := holds_fill_values(band, band_ok, aux.radiometry,
-                                             aux.dtype)) is not None:
-                    warped = aligned_offsets(self.grid, aux.crs, aux.transform) is None
-                    fills.append((hit, band, band_ok, aux.radiometry, aux.nodata, (),
-                                  [aux.path], list(aux.read_bands[:1]), warped))
+                if can_hold_fills(aux.radiometry, aux.dtype):
+                    if sources[i][1 + j].offsets is None:
+                        from_files.append((sources[i][1 + j], aux.radiometry, aux.nodata))
+                    else:
+                        fills.append((holds_fill_values(band, band_ok, aux.radiometry,
+                                                        aux.dtype),
+                                      band, band_ok, aux.radiometry, aux.nodata, (), aux.path))
                 ok &= band_ok
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)
@@ -309,15 +322,13 @@ class SceneReader:
                     cloudy[i] |= (layer != 0).any(0)
                 cloudy[i] &= ok
         if fills and bool(torch.stack([f[0] for f in fills]).any()):  # one sync a strip
-            for hit, raw, ok, radiometry, nodata, band_paths, files, bands, warped in fills:
+            for hit, raw, ok, radiometry, nodata, band_paths, path in fills:
                 if bool(hit):  # the values discovery's preview did not sample: refused alike
                     sample = raw.cpu().numpy()
                     sample = np.where(ok.cpu().numpy()[None], sample, 0)  # black: not looked at
-                    if warped:
-                        # a warped read blends the fill with its neighbours (-7136 for -9999):
-                        # the files' own lowest values, for the command that declares it
-                        sample = _lowest_values(files, bands)
-                    check_values(files[0], sample, radiometry, radiometry, nodata, band_paths)
+                    check_values(path, sample, radiometry, radiometry, nodata, band_paths)
+        for src, radiometry, nodata in from_files:
+            _check_file_values(src, window, self.grid, radiometry, nodata)
         return pixels, valid, cloudy
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -330,18 +341,27 @@ class SceneReader:
 _WARP_BLOCK = (512, 128)
 
 
-def _lowest_values(files: Sequence[Path], bands: Sequence[int]) -> np.ndarray:
-    """``[n, 1, 1]``: the lowest value of band ``bands[c]`` of ``files[c]`` for each channel
-    ``c``, read block by block (an error path: the whole file is read)."""
-    low = np.full(len(files), np.inf)
-    for c, (path, band) in enumerate(zip(files, bands, strict=True)):
-        with rasterio.open(path) as ds:
-            for _, window in ds.block_windows(band):
-                block = ds.read(band, window=window).astype(np.float64)
-                finite = block[np.isfinite(block)]
-                if finite.size:
-                    low[c] = min(low[c], float(finite.min()))
-    return low.reshape(len(files), 1, 1)
+def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometry: str,
+                       nodata: float | None) -> None:
+    """:func:`check_values` on the pixels of each of ``src``'s files under the grid's
+    ``window`` (with a pixel's margin for the bilinear warp), read as they are stored."""
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import from_bounds
+
+    t = grid.transform  # a north-up grid
+    box = (t.c + window.col_off * t.a, t.f + (window.row_off + window.height) * t.e,
+           t.c + (window.col_off + window.width) * t.a, t.f + window.row_off * t.e)
+    for ds, bands in zip(src.datasets, src.bands, strict=True):
+        file = getattr(ds, "src_dataset", ds)
+        left, bottom, right, top = transform_bounds(grid.crs, file.crs, *box, densify_pts=21)
+        w = from_bounds(left, bottom, right, top, transform=file.transform)
+        col0, row0 = max(0, math.floor(w.col_off) - 1), max(0, math.floor(w.row_off) - 1)
+        col1 = min(file.width, math.ceil(w.col_off + w.width) + 1)
+        row1 = min(file.height, math.ceil(w.row_off + w.height) + 1)
+        if col1 <= col0 or row1 <= row0:
+            continue  # the window is beyond this file
+        sample = file.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
+        check_values(Path(file.name), sample, radiometry, radiometry, nodata)
 
 
 def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: ANN001

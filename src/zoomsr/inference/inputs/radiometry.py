@@ -186,14 +186,17 @@ def holds_fill_values(pixels: Array, valid: Array, radiometry: str,
     when the file's type (``file_dtype``: the values may travel in a wider one) cannot hold
     one (TCI, unsigned digital numbers). Discovery looks at a decimated preview only: an
     undeclared fill elsewhere was read as valid black."""
-    signed = np.dtype(file_dtype).name in _SIGNED
-    if radiometry == "reflectance" and signed:
-        hits = pixels <= MIN_FLOAT_REFLECTANCE
-    elif radiometry == "dn" and signed:
-        hits = pixels < -BASELINE_OFFSET
-    else:
+    if not can_hold_fills(radiometry, file_dtype):
         return None
+    hits = (pixels <= MIN_FLOAT_REFLECTANCE if radiometry == "reflectance"
+            else pixels < -BASELINE_OFFSET)
     return (hits & valid).any()
+
+
+def can_hold_fills(radiometry: str, file_dtype: str) -> bool:
+    """Whether a file of ``file_dtype`` read as ``radiometry`` can hold the fill values
+    :func:`check_values` refuses (negative ones: signed or float reflectance or DN)."""
+    return radiometry in ("reflectance", "dn") and np.dtype(file_dtype).name in _SIGNED
 
 
 #: Types whose values can be negative (NumPy's and torch's names).
