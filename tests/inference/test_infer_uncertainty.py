@@ -65,3 +65,21 @@ def test_uncertainty_needs_more_dates_with_data_than_the_model(tmp_path, tiny_mo
                                               rf"\(e.g. {paths[1]}\)"):
             run_inference(paths, tmp_path / "o.tif", tiny_model(1), opts)
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_the_subsets_of_a_window_are_distinct():
+    """Drawn independently, two subsets could be the same dates (2 dates, a 1-image model:
+    half the windows), and the band read 0, "certain", there."""
+    for key in range(50):
+        pair = subset_frames(np.zeros(2), 1, 2, (0, key, 0))
+        assert {int(s[0]) for s in pair} == {0, 1}
+        nine = subset_frames(np.zeros(9), 8, 9, (0, key, 1))  # every subset of 8 of 9, once
+        assert len({tuple(s) for s in nine}) == 9
+        many = subset_frames(np.zeros(30), 8, 6, (0, key, 2))  # drawn: no repeat either
+        assert len({tuple(s) for s in many}) == 6 and all(len(set(s)) == 8 for s in many)
+    # more subsets than there are: each once, then again (the spread is over distinct ones)
+    three = subset_frames(np.zeros(3), 2, 5, (1,))
+    assert len({tuple(s) for s in three}) == 3
+    again = zip(subset_frames(np.zeros(9), 8, 4, (7,)), subset_frames(np.zeros(9), 8, 4, (7,)),
+                strict=True)
+    assert all(np.array_equal(a, b) for a, b in again)

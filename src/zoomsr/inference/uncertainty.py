@@ -13,6 +13,9 @@ frames with no unusable pixel in the window, or, when fewer than ``n + 1`` are c
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
 
@@ -32,4 +35,22 @@ def subset_frames(
     if len(pool) < n:
         pool = np.resize(pool, n)
         return [np.sort(pool) for _ in range(k)]
-    return [np.sort(rng.choice(pool, size=n, replace=False)) for _ in range(k)]
+    # Distinct subsets: drawn independently, two could be the same dates (with 2 dates and a
+    # 1-image model, half the windows), and the band read 0, "certain", there.
+    total = math.comb(len(pool), n)
+    if total <= _ENUMERATED:  # all of them in a seeded order; repeated only past the last
+        combos = list(itertools.combinations(np.sort(pool).tolist(), n))
+        order = rng.permutation(total)
+        return [np.array(combos[order[i % total]], dtype=np.int64) for i in range(k)]
+    chosen: list[np.ndarray] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(chosen) < k:  # duplicates are rare among so many: a few draws at most
+        subset = np.sort(rng.choice(pool, size=n, replace=False))
+        if (t := tuple(subset.tolist())) not in seen:
+            seen.add(t)
+            chosen.append(subset)
+    return chosen
+
+
+#: Up to this many possible subsets, they are enumerated (and drawn without repeats).
+_ENUMERATED = 4096
