@@ -101,6 +101,17 @@ def test_an_interrupted_chunk_run_resumes_and_a_finished_one_knows_its_dataset(
     with pytest.raises(InputError, match=rf"finished by an earlier run of other inputs \(not "
                                          rf"the S2-NAIP chunks of {other}"):
         finished_same_run(out, [other], tiny_model(2), opts)
+    # a tile rewritten, or added, since: not the finished result (it was reported as done)
+    tci = next((tiny_dataset / "sentinel2").glob("*/tci.png"))
+    tci.write_bytes(tci.read_bytes())
+    import os
+
+    st = tci.stat()
+    os.utime(tci, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(InputError, match=r"finished by an earlier run, but the S2-NAIP tiles "
+                                         r"of .* changed since \(tiles added or removed, or "
+                                         r"files rewritten: 4 files then, 4 files now\)"):
+        finished_same_run(out, [tiny_dataset], tiny_model(2), opts)
 
 
 def test_a_chunk_run_resumed_in_another_precision_is_refused(tiny_dataset, tmp_path):

@@ -579,6 +579,14 @@ def finished_same_run(output: str | os.PathLike[str],
         if not tags["zoomsr_inputs"].startswith(f"S2-NAIP chunks {root} ("):
             raise InputError(f"{out}: finished by an earlier run of other inputs (not the "
                              f"S2-NAIP chunks of {root}: {tags['zoomsr_inputs']}); {redo}")
+        from zoomsr.inference.s2naip import inputs_digest
+
+        was = tags.get("zoomsr_input_digest")
+        if was is not None and (now := inputs_digest(root, model.bands)) != was:
+            raise InputError(f"{out}: finished by an earlier run, but the S2-NAIP tiles of "
+                             f"{root} changed since (tiles added or removed, or files "
+                             f"rewritten: {was.split(',')[0]} then, {now.split(',')[0]} now); "
+                             f"{redo}")
         return True
     try:
         was = {str(p) for f in json.loads(tags["zoomsr_inputs"]) for p in f.get("paths", [])}

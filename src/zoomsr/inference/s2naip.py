@@ -10,12 +10,13 @@ the scene pipeline. Rows of tiles are written as they finish; ``resume`` works a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,27 @@ def _tile_pixels(tci_path: Path, tci: np.ndarray, bands: tuple[str, ...]) -> np.
 MAX_SPARSE_BYTES = 16 * 2**30
 
 
+def inputs_digest(root: str | os.PathLike[str], bands: Sequence[str]) -> str:
+    """``"N files, sha256 ..."`` of the path, size and modification time of every
+    ``sentinel2/{tile}/{band}.png`` a run of ``bands`` reads under ``root``: the
+    ``zoomsr_input_digest`` tag, by which ``--resume`` tells tiles changed, added or removed
+    since a finished run."""
+    base = Path(os.path.abspath(root))
+    digest = hashlib.sha256()
+    n = 0
+    for _, tci in sorted(scan_tiles(base).items(), key=lambda item: str(item[0])):
+        for band in bands:
+            path = tci.with_name(f"{band}.png")
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # a band a tile lacks: reported where it is read
+            digest.update(f"{path.relative_to(base)}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                          .encode())
+            n += 1
+    return f"{n} files, sha256 {digest.hexdigest()}"
+
+
 def run_s2naip(
     root: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -120,6 +142,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
                          "tile is super-resolved once from its best time steps); drop the "
                          "option, or give the Sentinel-2 rasters themselves")
     start = time.perf_counter()
+    digest = inputs_digest(root, model.bands)  # as the run starts: files rewritten later too
     found = scan_tiles(root)
     cols = [t.col for t in found]
     rows = [t.row for t in found]
@@ -203,6 +226,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         f"{{{','.join(model.bands)}}}.png)",
         "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
         "zoomsr_windows_with_too_few_frames": str(few),
+        "zoomsr_input_digest": digest,
         **side_outputs_tag(options),
     }
     write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
