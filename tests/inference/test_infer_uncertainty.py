@@ -83,3 +83,22 @@ def test_the_subsets_of_a_window_are_distinct():
     again = zip(subset_frames(np.zeros(9), 8, 4, (7,)), subset_frames(np.zeros(9), 8, 4, (7,)),
                 strict=True)
     assert all(np.array_equal(a, b) for a, b in again)
+
+
+def test_subsets_at_a_scene_edge_come_from_the_frames_clean_where_others_are_usable():
+    """A corner no date covers made every frame unclean (scores 4, 5, 4, 4): the subsets were
+    drawn from all frames, the one with its own gap too, unlike inside the scene."""
+    from zoomsr.inference.frames import clean_scores
+
+    pixels = np.full((4, 3, 8, 8), 0.3, np.float32)
+    valid = np.ones((4, 8, 8), bool)
+    valid[:, :2, :2] = False  # no date here
+    valid[1, 5, 5] = False  # frame 1's own gap
+    rel = clean_scores(pixels, valid, None, [(0, 8)])[0]
+    assert rel.tolist() == [0, 1, 0, 0]
+    scores = np.array([4, 5, 4, 4])
+    for key in range(20):  # 2 of the 3 clean frames
+        drawn = subset_frames(scores, 2, 2, (key,), clean=rel)
+        assert all(1 not in s for s in drawn)
+    # by the plain scores no frame is clean: all four (the 2n best-ranked) were the pool
+    assert any(1 in s for key in range(20) for s in subset_frames(scores, 2, 2, (key,)))

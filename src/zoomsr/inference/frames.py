@@ -62,6 +62,23 @@ def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
     return scores.T, (nodata == 0).sum(0)
 
 
+def clean_scores(pixels: Array, valid: Array, cloudy: Array | None,
+                 spans: Sequence[tuple[int, int]]) -> Array:
+    """``[n, T]`` per window (``spans`` as in :func:`window_scores`) and frame: its unusable
+    pixels where another frame's pixel is usable. A pixel no date can use (a scene's corner on
+    the training grid, a cloud in every date) counts for none, so a frame is clean in a window
+    at 0 whatever the other frames share (the uncertainty subsets' pool)."""
+    m = xp(valid)
+    bad = unusable(pixels, valid, cloudy)
+    per_col = (bad & (~bad).any(0)).sum(1)  # [T, W]
+    cums = m.concatenate([m.zeros_like(per_col[:, :1]), m.cumsum(per_col, 1)], 1)
+    first = [x for x, _ in spans]
+    last = [x + w for x, w in spans]
+    if isinstance(cums, torch.Tensor):  # as in window_scores: sent, not waited for
+        first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
+    return (cums[:, last] - cums[:, first]).T
+
+
 def choose_frames(scores: Array, n: int) -> Array:
     """Indices of the ``n`` best frames (lowest score, then lowest index), in input order.
 

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from zoomsr.inference.arrays import to_host, to_tensor
 from zoomsr.inference.assemble import Carry, final_rows, to_uint8, upsample_mask
-from zoomsr.inference.frames import choose_frames, fill_gaps, window_scores
+from zoomsr.inference.frames import choose_frames, clean_scores, fill_gaps, window_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
@@ -124,6 +124,8 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     mosaic = to_uint8(mean[:3].permute(1, 2, 0))
     spans = [(win.x - x0, win.w) for win in wins]
     all_scores, clean = window_scores(pixels, valid, cloudy, spans)
+    # the uncertainty subsets' pool: frames clean where another frame is usable
+    rel_scores = clean_scores(pixels, valid, cloudy, spans) if plan.uncertainty else None
     del pixels, valid, cloudy
     # Frames are chosen on the device too: nothing comes back before the model calls are
     # queued (a transfer from a GPU waits for every call queued before it, other rows' too).
@@ -188,13 +190,14 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
                 blend(j, outputs.pop(j))
 
     # Uncertainty subsets are drawn on the host (seeded NumPy): their scores come back first.
-    host_scores = to_host(all_scores)[0] if k else None
+    host_scores, host_clean = to_host(all_scores, rel_scores) if k else (None, None)
     for j, win in enumerate(wins):
         wp = filled[..., win.x - x0 : win.x - x0 + win.w]
         chosen = [best[j]]
         if host_scores is not None:
             chosen += [to_tensor(f, dev) for f in
-                       subset_frames(host_scores[j], plan.n_images, k, (plan.seed, r, win.col))]
+                       subset_frames(host_scores[j], plan.n_images, k, (plan.seed, r, win.col),
+                                     clean=host_clean[j])]
         for frames in chosen:
             pending.append((j, wp[frames]))
         while len(pending) >= plan.batch_size:

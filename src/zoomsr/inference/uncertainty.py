@@ -7,8 +7,9 @@ clouds the frame choice missed) or that the model invents differently from each 
 as a high spread.
 
 Subsets are drawn without replacement, seeded by (seed, window row, window column), from the
-frames with no unusable pixel in the window, or, when fewer than ``n + 1`` are clean, from the
-``2 n`` best-ranked frames, so the result is reproducible run to run.
+frames with no unusable pixel in the window where another frame's is usable, or, when fewer
+than ``n + 1`` are clean, from the ``2 n`` best-ranked frames, so the result is reproducible
+run to run; a window's subsets are distinct.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import numpy as np
 
 
 def subset_frames(
-    scores: np.ndarray, n: int, k: int, key: tuple[int, ...]
+    scores: np.ndarray, n: int, k: int, key: tuple[int, ...], clean: np.ndarray | None = None
 ) -> list[np.ndarray]:
     """``k`` sorted index arrays of ``n`` frames each (empty list for ``k = 0``).
 
     ``scores`` ``[T]``: unusable pixels per frame (:func:`~zoomsr.inference.frames.frame_scores`).
+    ``clean`` ``[T]`` (default ``scores``): a frame's unusable pixels where another frame's are
+    usable (:func:`~zoomsr.inference.frames.clean_scores`); the frames at 0 are the pool (a
+    pixel no date covers made every frame unclean at a scene's edges).
     """
     if k <= 0:
         return []
     order = np.lexsort((np.arange(len(scores)), scores))
-    clean = order[scores[order] == 0]
+    clean_of = scores if clean is None else np.asarray(clean)
+    clean = order[clean_of[order] == 0]
     pool = clean if len(clean) >= n + 1 else order[: min(len(order), max(2 * n, n + 1))]
     rng = np.random.default_rng(list(key))
     if len(pool) < n:
