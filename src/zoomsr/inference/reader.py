@@ -134,6 +134,15 @@ class SceneReader:
                 except rasterio.errors.RasterioIOError as exc:
                     raise DataError(f"{path}: cannot open ({exc})") from None
                 source.datasets.append(ds)
+                if offsets is None and len(paths) == 1 and ds.count > len(bands[0]) \
+                        and "?" not in str(path):
+                    # Warp only the bands read: GDAL takes a 4th band of 8-bit data (NIR)
+                    # for alpha, and the warper then blends by it (a black RGB edge with NIR
+                    # came out 1..8), and a 4th band would decide UNIFIED_SRC_NODATA too.
+                    ds.close()
+                    ds = rasterio.open(f"vrt://{path}?bands={','.join(map(str, bands[0]))}")
+                    source.datasets[-1] = ds
+                    source.bands = [list(range(1, len(bands[0]) + 1))]
                 if offsets is None:
                     # Without a declared nodata, black (every band 0) is nodata, as in
                     # valid_pixels: GDAL would otherwise blend it into its neighbours and
@@ -143,6 +152,7 @@ class SceneReader:
                     # (a file of more bands, RGB + NIR: per band, as its NIR would decide)
                     unified = ({"UNIFIED_SRC_NODATA": "YES"}
                                if nodata is None and ds.count <= 3 else {})
+                    # (more bands only where the file's name kept it from the band subset)
                     with gdal_messages_logged():  # not printed raw, as in _read_raw
                         source.datasets[-1] = WarpedVRT(
                             ds, crs=self.grid.crs, transform=self.grid.transform,
@@ -361,7 +371,9 @@ def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometr
         if col1 <= col0 or row1 <= row0:
             continue  # the window is beyond this file
         sample = file.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
-        check_values(Path(file.name), sample, radiometry, radiometry, nodata)
+        # a band subset (vrt://PATH?bands=...) is named by its file
+        name = src.path if len(src.datasets) == 1 else Path(file.name)
+        check_values(name, sample, radiometry, radiometry, nodata)
 
 
 def _grid_px_per_file_px(ds, grid: TargetGrid) -> tuple[float, float]:  # noqa: ANN001
