@@ -32,6 +32,16 @@ from zoomsr.cli.metrics import (
 _MAX_LISTED = 20
 
 
+def _warn_not_scored(what: str, lines: list[str], in_summary: bool) -> None:
+    """``warning: not scored: WHAT`` on stderr, then the first :data:`_MAX_LISTED` lines."""
+    typer.echo(f"warning: not scored: {what}", err=True)
+    for line in lines[:_MAX_LISTED]:
+        typer.echo(f"  {line}", err=True)
+    if len(lines) > _MAX_LISTED:
+        more = " (all listed in summary.json)" if in_summary else ""
+        typer.echo(f"  ... and {len(lines) - _MAX_LISTED} more{more}", err=True)
+
+
 def check_device_options(device: str, dtype: str | None) -> None:
     """``--device`` and ``--dtype``, checked before any file is read (one-line errors, exit 2),
     whichever metrics are asked for."""
@@ -137,12 +147,7 @@ def evaluate(
         typer.echo(f"note: {len(pairing.outside_split)} prediction(s) of tiles outside the "
                    f"{split!r} split not scored", err=True)
     if problems:
-        typer.echo(f"warning: not scored: {pairing.problem_counts()}", err=True)
-        for line in problems[:_MAX_LISTED]:
-            typer.echo(f"  {line}", err=True)
-        if len(problems) > _MAX_LISTED:
-            more = " (all listed in summary.json)" if out is not None else ""
-            typer.echo(f"  ... and {len(problems) - _MAX_LISTED} more{more}", err=True)
+        _warn_not_scored(pairing.problem_counts(), problems, out is not None)
     missing_before = set(pairing.missing_pred)
     with progress_callback("evaluating", progress) as update:
         result = evaluate_pairing(
@@ -160,13 +165,9 @@ def evaluate(
         if strict:
             raise DataError(f"{len(no_data)} tile(s) where {pred} has no valid pixel, e.g. "
                             f"target {no_data[0]}")
-        typer.echo(f"warning: not scored: {len(no_data)} tile(s) where {pred} has no valid "
-                   "pixel (missing predictions)", err=True)
-        for path in no_data[:_MAX_LISTED]:
-            typer.echo(f"  no prediction for target {path}", err=True)
-        if len(no_data) > _MAX_LISTED:
-            more = " (all listed in summary.json)" if out is not None else ""
-            typer.echo(f"  ... and {len(no_data) - _MAX_LISTED} more{more}", err=True)
+        _warn_not_scored(f"{len(no_data)} tile(s) where {pred} has no valid pixel (missing "
+                         "predictions)", [f"no prediction for target {p}" for p in no_data],
+                         out is not None)
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)

@@ -272,9 +272,7 @@ def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
     if count < 3:
         raise DataError(f"{mosaic}: {count} band(s); expected RGB (3 or more bands)")
     tiles = {t: m.group(1) for t in targets if (m := _S2NAIP_TARGET.match(t.as_posix()))}
-    captures: dict[str, int] = {}
-    for tile in tiles.values():
-        captures[tile] = captures.get(tile, 0) + 1
+    captures = Counter(tiles.values())
     pairs, missing = [], []
     for t in sorted(targets):
         tile = tiles[t]

@@ -40,25 +40,31 @@ def frame_scores(pixels: Array, valid: Array, cloudy: Array | None = None) -> Ar
     return unusable(pixels, valid, cloudy).reshape(len(valid), -1).sum(1)
 
 
+def _window_sums(per_col: Array, spans: Sequence[tuple[int, int]]) -> Array:
+    """``[..., n]``: per-column counts ``[..., W]`` summed over each window's ``spans``
+    (``(first column, width)``), from their cumulative sums (a few passes however many
+    windows a strip has). Tensors stay on their device."""
+    m = xp(per_col)
+    cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, -1)], -1)
+    first = [x for x, _ in spans]
+    last = [x + w for x, w in spans]
+    if isinstance(cums, torch.Tensor):  # as tensors sent asynchronously (a blocking copy or
+        # list indexing would wait for the device's queue)
+        first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
+    return cums[..., last] - cums[..., first]
+
+
 def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
                   spans: Sequence[tuple[int, int]]) -> tuple[Array, Array]:
     """Frame scores and clean-frame counts of windows side by side in one strip.
 
     ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
     ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
-    clean frames per window (as :func:`count_clean`), from per-column counts,
-    so a strip takes a few passes however many windows it has. Tensors stay on their device.
+    clean frames per window (as :func:`count_clean`), from per-column counts.
     """
-    m = xp(valid)
     gaps = ~valid & valid.any(0)  # nodata where another frame has data
-    per_col = m.stack([unusable(pixels, valid, cloudy).sum(1), gaps.sum(1)])  # [2, T, W]
-    cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, 2)], 2)
-    first = [x for x, _ in spans]
-    last = [x + w for x, w in spans]
-    if isinstance(cums, torch.Tensor):  # as tensors sent asynchronously (a blocking copy or
-        # list indexing would wait for the device's queue)
-        first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
-    scores, nodata = cums[:, :, last] - cums[:, :, first]  # [T, n] each
+    per_col = xp(valid).stack([unusable(pixels, valid, cloudy).sum(1), gaps.sum(1)])  # [2, T, W]
+    scores, nodata = _window_sums(per_col, spans)  # [T, n] each
     return scores.T, (nodata == 0).sum(0)
 
 
@@ -68,15 +74,8 @@ def clean_scores(pixels: Array, valid: Array, cloudy: Array | None,
     pixels where another frame's pixel is usable. A pixel no date can use (a scene's corner on
     the training grid, a cloud in every date) counts for none, so a frame is clean in a window
     at 0 whatever the other frames share (the uncertainty subsets' pool)."""
-    m = xp(valid)
     bad = unusable(pixels, valid, cloudy)
-    per_col = (bad & (~bad).any(0)).sum(1)  # [T, W]
-    cums = m.concatenate([m.zeros_like(per_col[:, :1]), m.cumsum(per_col, 1)], 1)
-    first = [x for x, _ in spans]
-    last = [x + w for x, w in spans]
-    if isinstance(cums, torch.Tensor):  # as in window_scores: sent, not waited for
-        first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
-    return (cums[:, last] - cums[:, first]).T
+    return _window_sums((bad & (~bad).any(0)).sum(1), spans).T  # [T, W] -> [n, T]
 
 
 def choose_frames(scores: Array, n: int) -> Array:

@@ -52,6 +52,7 @@ from zoomsr.inference.inputs import (
     is_s2naip_root,
     made_by_zoomsr,
 )
+from zoomsr.inference.inputs.files import zoomsr_tags
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader, read_cache, read_cache_bytes
 from zoomsr.inference.rows import (
@@ -517,12 +518,10 @@ def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
     output asked for now (``--resume`` cannot add one): the file is missing, or its run did
     not write it (its ``zoomsr_side_outputs`` tag; a file of that name left by another run)."""
     out = Path(output)
-    if not out.is_file() or has_saved_state(out) or not made_by_zoomsr(out):
+    tags = None if not out.is_file() or has_saved_state(out) else zoomsr_tags(out)
+    if tags is None:
         return False
-    from zoomsr.inference.inputs.rasters import open_raster
-
-    with open_raster(out) as ds:
-        written = ds.tags().get("zoomsr_side_outputs")
+    written = tags.get("zoomsr_side_outputs")
     try:
         own = set(json.loads(written)) if written else None
     except (ValueError, TypeError):

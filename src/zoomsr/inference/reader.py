@@ -138,7 +138,7 @@ class SceneReader:
                         and "?" not in str(path):
                     # Warp only the bands read: GDAL takes a 4th band of 8-bit data (NIR)
                     # for alpha, and the warper then blends by it (a black RGB edge with NIR
-                    # came out 1..8), and a 4th band would decide UNIFIED_SRC_NODATA too.
+                    # came out 1..8).
                     ds.close()
                     ds = rasterio.open(f"vrt://{path}?bands={','.join(map(str, bands[0]))}")
                     source.datasets[-1] = ds
@@ -148,11 +148,10 @@ class SceneReader:
                     # valid_pixels: GDAL would otherwise blend it into its neighbours and
                     # nudge the 0s it keeps to 1 (the destination's nodata), making valid
                     # data of a swath edge (SAFE JP2s declare none). UNIFIED: a pixel is
-                    # nodata only where all its bands are.
-                    # (a file of more bands, RGB + NIR: per band, as its NIR would decide)
+                    # nodata only where all its bands are; per band for a file whose name
+                    # kept it from the band subset above (its other bands would decide).
                     unified = ({"UNIFIED_SRC_NODATA": "YES"}
                                if nodata is None and ds.count <= 3 else {})
-                    # (more bands only where the file's name kept it from the band subset)
                     with gdal_messages_logged():  # not printed raw, as in _read_raw
                         source.datasets[-1] = WarpedVRT(
                             ds, crs=self.grid.crs, transform=self.grid.transform,
@@ -293,32 +292,32 @@ class SceneReader:
         # in the values read when the file is on the grid (a 0-d flag each, one sync a
         # strip), else in the file's own pixels under the window (a warped read blends a
         # fill with its neighbours: -9999 came out -7136, and -1.0 above the floor)
-        fills = []
-        from_files = []
+        fills: list[tuple] = []
+        from_files: list[tuple] = []
+
+        def watch(src: _Source, values: torch.Tensor, ok: torch.Tensor, radiometry: str,
+                  nodata: float | None, dtype: str, band_paths: Sequence[Path]) -> None:
+            if not can_hold_fills(radiometry, dtype):
+                return
+            if src.offsets is None:
+                from_files.append((src, radiometry, nodata))
+            else:
+                fills.append((holds_fill_values(values, ok, radiometry), values, ok,
+                              radiometry, nodata, band_paths, src.path))
+
         sources = self._open()
         for i, (frame, values) in enumerate(zip(self.frames, self._read_raw(window, device),
                                                 strict=True)):
             raw = values[0]
             ok = valid_pixels(raw, frame.nodata, None)
-            band_paths = frame.paths if len(frame.paths) == 3 else ()
-            if can_hold_fills(frame.radiometry, frame.dtype):
-                if sources[i][0].offsets is None:
-                    from_files.append((sources[i][0], frame.radiometry, frame.nodata))
-                else:
-                    fills.append((holds_fill_values(raw, ok, frame.radiometry, frame.dtype),
-                                  raw, ok, frame.radiometry, frame.nodata, band_paths,
-                                  frame.paths[0]))
+            watch(sources[i][0], raw, ok, frame.radiometry, frame.nodata, frame.dtype,
+                  frame.paths if len(frame.paths) == 3 else ())
             pixels[i, :3] = to_tci(raw, frame.radiometry, frame.dn_offset)
             for j, aux in enumerate(frame.extras):
                 band = values[1 + j]
                 band_ok = valid_pixels(band, aux.nodata, None)
-                if can_hold_fills(aux.radiometry, aux.dtype):
-                    if sources[i][1 + j].offsets is None:
-                        from_files.append((sources[i][1 + j], aux.radiometry, aux.nodata))
-                    else:
-                        fills.append((holds_fill_values(band, band_ok, aux.radiometry,
-                                                        aux.dtype),
-                                      band, band_ok, aux.radiometry, aux.nodata, (), aux.path))
+                watch(sources[i][1 + j], band, band_ok, aux.radiometry, aux.nodata, aux.dtype,
+                      ())
                 ok &= band_ok
                 pixels[i, 3 + j] = to_band16(band[0], aux.radiometry, aux.dn_offset)
             pixels[i] = torch.where(ok, pixels[i], 0.0)  # NaN-safe (float inputs)

@@ -183,9 +183,9 @@ def _no_file_written_twice(scenes: Sequence[Scene], options: InferenceOptions) -
     replaced the earlier one's file, and the job said both were done."""
     from zoomsr.inference.pipeline import side_outputs
 
+    names = {"lr": "LR mosaic (--save-lr)", "preview": "preview (--preview)"}
     writers: dict[Path, tuple[Scene, str]] = {}
     for sc in scenes:
-        names = {"lr": "LR mosaic (--save-lr)", "preview": "preview (--preview)"}
         files = {"output": sc.output, **{names[key]: path for key, path in side_outputs(
             sc.output, options.save_lr, options.preview).items()}}
         for what, path in files.items():

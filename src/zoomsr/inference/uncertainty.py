@@ -33,9 +33,10 @@ def subset_frames(
     if k <= 0:
         return []
     order = np.lexsort((np.arange(len(scores)), scores))
-    clean_of = scores if clean is None else np.asarray(clean)
-    clean = order[clean_of[order] == 0]
-    pool = clean if len(clean) >= n + 1 else order[: min(len(order), max(2 * n, n + 1))]
+    unclean = scores if clean is None else np.asarray(clean)
+    clean_frames = order[unclean[order] == 0]
+    pool = (clean_frames if len(clean_frames) >= n + 1
+            else order[: min(len(order), max(2 * n, n + 1))])
     rng = np.random.default_rng(list(key))
     if len(pool) < n:
         pool = np.resize(pool, n)

@@ -312,8 +312,12 @@ class S2NAIPDataModule(L.LightningDataModule):
         # Lightning's count of the epoch's batches trained on; the loader itself has already
         # fetched the next batch (and its workers more) by the time a checkpoint is written.
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        epoch = sampler.epoch
-        if batches >= trainer.num_training_batches:  # the epoch is over: go on with the next
+        return self.place(sampler.epoch, batches, batches >= trainer.num_training_batches)
+
+    def place(self, epoch: int, batches: int, epoch_over: bool) -> dict[str, int]:
+        """The state (:meth:`load_state_dict`) of a run ``batches`` batches into ``epoch``:
+        the next epoch's start when that one is over."""
+        if epoch_over:
             epoch, batches = epoch + 1, 0
         return {"epoch": epoch, "draws": batches * self.cfg.batch_size}
 

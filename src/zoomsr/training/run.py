@@ -300,9 +300,7 @@ class _DataOrderOfOldCheckpoints(Callback):
             over = bool(progress.get("is_last_batch"))
         except (KeyError, TypeError, ValueError):
             return
-        epoch, batches = (epoch + 1, 0) if over else (epoch, batches)
-        self.datamodule.load_state_dict(
-            {"epoch": epoch, "draws": batches * self.datamodule.cfg.batch_size})
+        self.datamodule.load_state_dict(self.datamodule.place(epoch, batches, over))
 
 
 class _ModelSummary(ModelSummary):

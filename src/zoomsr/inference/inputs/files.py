@@ -190,13 +190,20 @@ def _folder_rasters(folder: Path) -> list[Path]:
     return files
 
 
-def made_by_zoomsr(path: Path) -> bool:
-    """Whether ``path`` is a raster zoomsr wrote (its tags name the zoomsr version)."""
+def zoomsr_tags(path: Path) -> dict[str, str] | None:
+    """The tags of ``path`` if it is a raster zoomsr wrote (its tags name the zoomsr
+    version), else None."""
     try:
         with open_raster(path) as ds:  # without rasterio's warning for a file with no georeference
-            return "zoomsr_version" in ds.tags()
+            tags = ds.tags()
     except DataError:
-        return False  # unreadable: reported with the reason when the frame is opened
+        return None  # unreadable: reported with the reason when the frame is opened
+    return tags if "zoomsr_version" in tags else None
+
+
+def made_by_zoomsr(path: Path) -> bool:
+    """Whether ``path`` is a raster zoomsr wrote (its tags name the zoomsr version)."""
+    return zoomsr_tags(path) is not None
 
 
 def _holds_a_frame(path: Path) -> bool:

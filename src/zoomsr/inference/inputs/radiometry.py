@@ -179,15 +179,12 @@ def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice:
     return True
 
 
-def holds_fill_values(pixels: Array, valid: Array, radiometry: str,
-                      file_dtype: str) -> Array | None:
+def holds_fill_values(pixels: Array, valid: Array, radiometry: str) -> Array:
     """A 0-d boolean (no host sync on a GPU): whether a ``valid`` pixel of ``pixels``
-    ``[n, H, W]`` holds a value no Sentinel-2 product holds (see :func:`check_values`); None
-    when the file's type (``file_dtype``: the values may travel in a wider one) cannot hold
-    one (TCI, unsigned digital numbers). Discovery looks at a decimated preview only: an
-    undeclared fill elsewhere was read as valid black."""
-    if not can_hold_fills(radiometry, file_dtype):
-        return None
+    ``[n, H, W]`` read as ``radiometry`` (``reflectance`` or ``dn``: see
+    :func:`can_hold_fills`) holds a value no Sentinel-2 product holds (see
+    :func:`check_values`). Discovery looks at a decimated preview only: an undeclared fill
+    elsewhere was read as valid black."""
     hits = (pixels <= MIN_FLOAT_REFLECTANCE if radiometry == "reflectance"
             else pixels < -BASELINE_OFFSET)
     return (hits & valid).any()
@@ -195,7 +192,8 @@ def holds_fill_values(pixels: Array, valid: Array, radiometry: str,
 
 def can_hold_fills(radiometry: str, file_dtype: str) -> bool:
     """Whether a file of ``file_dtype`` read as ``radiometry`` can hold the fill values
-    :func:`check_values` refuses (negative ones: signed or float reflectance or DN)."""
+    :func:`check_values` refuses (negative ones: signed or float reflectance or DN). The
+    file's type, not the values': they may travel in a wider, signed one."""
     return radiometry in ("reflectance", "dn") and np.dtype(file_dtype).name in _SIGNED
 
 
