@@ -123,3 +123,17 @@ def test_frozen_wrapper_follows_device_and_dtype_moves():
 def test_perceptual_loss_refuses_an_empty_layer_mapping():
     with pytest.raises(InputError, match="perceptual layer_weights is empty"):
         PerceptualLoss({}, allow_random=True)
+
+
+def test_images_too_small_for_the_deepest_vgg_layer_are_named():
+    """ESRGAN's layers reach conv5_4, behind 4 max-pools: 16 px a side at least (torch said
+    "Output size is too small" from inside the network)."""
+    loss = PerceptualLoss(allow_random=True)
+    with pytest.raises(InputError, match=r"^images of 8 x 24 px are too small .* up to "
+                                         r"conv5_4 \(at least 16 px a side\)"):
+        loss(torch.rand(1, 3, 8, 24), torch.rand(1, 3, 8, 24))
+    assert loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).isfinite()
+    shallow = PerceptualLoss({"conv2_2": 1.0}, allow_random=True)  # one pool before it
+    assert shallow(torch.rand(1, 3, 2, 2), torch.rand(1, 3, 2, 2)).isfinite()
+    with pytest.raises(InputError, match="at least 2 px"):
+        shallow(torch.rand(1, 3, 1, 4), torch.rand(1, 3, 1, 4))

@@ -118,11 +118,20 @@ class VGG19Features(nn.Module):
         self.body = nn.ModuleList(modules)
         self.names = names[: last + 1]
         self.layers = set(layers)
+        # each max-pool halves the side: the deepest layer needs 2^pools px, or the pool
+        # before it raises torch's "Output size is too small"
+        self.min_side = 2 ** sum(n.startswith("pool") for n in self.names)
+        self.deepest = names[last]
         self.use_input_norm = use_input_norm
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if min(x.shape[-2:]) < self.min_side:
+            raise InputError(
+                f"images of {x.shape[-2]} x {x.shape[-1]} px are too small for the VGG19 "
+                f"perceptual loss up to {self.deepest} (at least {self.min_side} px a side): "
+                "use larger crops, or shallower losses.perceptual.layer_weights")
         if self.use_input_norm:
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         out = {}
