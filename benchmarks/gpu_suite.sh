@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU check and GPU figure of zoomsr in one run (about 8 minutes on one H100/H200):
 #   bash benchmarks/gpu_suite.sh [OUT_DIR] [SECONDS]
-# 1. the GPU-only tests (CLIPScore fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU,
-#    bf16 training), 2. scene inference throughput (full ESRGAN, 8 images, bf16 autocast) with
-#    the GPU's utilisation sampled each second, what the row threads' turns for the host cost
-#    in speed, and the peak memory of scenes wider than one column strip (4096 and 8192 px),
-#    3. every thread of one inference run sampled by py-spy (if installed), 4. ESRGAN training
-#    throughput (paper config, 8 images, bf16-mixed), 5. CLIPScore throughput, 6. diagnostics
-#    measured before (freed blocks handed back, larger windows, a profile of one run).
+# Steps (numbered as their "=== N." headers): 1. the machine, 2. the GPU-only tests (CLIPScore
+# fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU, bf16 training), 3. scene inference
+# throughput (full ESRGAN, 8 images, bf16 autocast) with the GPU's utilisation sampled each
+# second, 4. what the row threads' turns for the host cost and save, 5. the peak memory of
+# scenes wider than one column strip (4096 and 8192 px), 6. every thread of one inference run
+# sampled by py-spy (if installed), 7. a timeline of one run (py-spy), 8. ESRGAN training
+# throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10-12. diagnostics
+# measured before (freed blocks handed back, larger windows, a profile of one run).
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
-# (default: ./gpu-results) as it finishes.
+# (default: ./gpu-results) as it finishes. GPU_SUITE_STEPS="1 3 5" runs only those steps (by
+# number, as "=== N." headers show them), for a call with less device time than the whole suite.
 set -uo pipefail
 out=${1:-gpu-results}
 deadline=$((SECONDS + ${2:-570}))
@@ -23,12 +25,17 @@ scenes=$(mktemp -d)  # the generated scenes, made once for the throughput and py
 trap 'rm -rf "$scenes"' EXIT
 
 # step NAME USUAL_SECONDS: prints a header and sets $limit (the usual time, or what is left);
-# returns 1 (skip) when less than half the usual time is left.
+# returns 1 (skip) when less than half the usual time is left, or the step is not in
+# GPU_SUITE_STEPS.
+n=0
 step() {
   local left=$((deadline - SECONDS))
+  n=$((n + 1))
   limit=$(( left < $2 ? left : $2 ))
-  if (( left < $2 / 2 )); then echo "=== $1: skipped, ${left} s left of the suite's time"; return 1; fi
-  echo "=== $1 ($(date +%T), up to ${limit} s)"
+  if [[ -n "${GPU_SUITE_STEPS:-}" && " $GPU_SUITE_STEPS " != *" $n "* ]]; then
+    echo "=== $n. $1: not in GPU_SUITE_STEPS"; return 1; fi
+  if (( left < $2 / 2 )); then echo "=== $n. $1: skipped, ${left} s left of the suite's time"; return 1; fi
+  echo "=== $n. $1 ($(date +%T), up to ${limit} s)"
 }
 
 step machine 10 && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -40,28 +47,29 @@ step "GPU tests" 120 && (cd "$here" && timeout "$limit" $py -m pytest -q -p no:c
     -k "gpu or cuda") 2>&1 | tee "$out/tests.txt"
 
 # 1936 LR px a side (206 km2) and 3856 (818 km2): at ~60 km2/s the 52 km2 scene used before took
-# 1 s, so start-up and the last row's tail weighed on it. Medians of 3; the zero-cost model
-# shows the ceiling the CPU side allows. Default --threads (3 on a GPU). The bare rate is the
-# model on inputs already on the GPU, the best of batches of 64 and 512 chunks (until
-# 2026-11-27: batches of 64 from and back to host memory, a weaker reference).
-if step "inference throughput" 330; then
+# 1 s, so start-up and the last row's tail weighed on it. Medians of 3. Default --threads (3 on
+# a GPU). The bare rate is the model on inputs already on the GPU in batches of 512 chunks
+# (until 2026-11-27: batches of 64 from and back to host memory, a weaker reference; on an H200
+# batches of 64 ran at 50-74 % of 512's); also timed on the pipeline's own calls (8 windows of
+# 256 px). --ceiling (the pipeline with a model that costs nothing) is left out for time: on
+# 2026-11-27 it was 0.6x the bare rate.
+if step "inference throughput" 240; then
   nvidia-smi dmon -s u -d 1 >"$out/gpu_utilisation.txt" 2>&1 &
   dmon=$!
   timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 1936 \
-      --batch 64 512 --pipeline-batch 8 --seconds 5 --repeats 3 --ceiling \
+      --batch 512 --bare-window 256 --pipeline-batch 8 --seconds 4 --repeats 3 \
       --scene-dir "$scenes" --save "$out/infer.json" 2>&1 | tee "$out/infer.txt"
   kill "$dmon" 2>/dev/null
 fi
 
-# The row threads bring their output to the host one at a time (pipeline.ONE_ROW_ON_HOST: the
-# part of the host memory that grew with the width). A thread's transfer then also waits for
-# the model calls others queued meanwhile. What that costs: the 3856 px scene with and without
-# the turns, alternating, 3 runs each (compare the medians; the main step's bare rate is the
-# reference).
+# The row threads can bring their output to the host one at a time (pipeline.ONE_ROW_ON_HOST,
+# off since 2026-11-27: on an H200 they saved 0.4 % of the memory and cost 3.4 % of the
+# speed). What they cost and save: the 3856 px scene with and without the turns, alternating,
+# 3 runs each (compare the medians; the main step's bare rate is the reference).
 if step "rows' turns for the host: with / without (3856 px, 3 runs each)" 150; then
   timeout "$limit" bash -c "
     for i in 1 2 3; do
-      for turns in '' --no-turns; do
+      for turns in --turns ''; do
         $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
             --pipeline-batch 8 --scene-dir '$scenes' \$turns 2>&1 | tail -1
       done
@@ -97,11 +105,23 @@ fi
 # sampled by py-spy when it is installed (PYSPY, or py-spy on PATH), as raw stacks:
 # `python benchmarks/spy_summary.py OUT/infer_spy.txt` says where each thread's time went.
 spy=${PYSPY:-$(command -v py-spy)}
-if [[ -n "$spy" ]] && step "every thread of one pipeline run (py-spy)" 60; then
+if step "every thread of one pipeline run (py-spy)" 60 \
+    && { [[ -n "$spy" ]] || { echo "py-spy is not installed: not run"; false; }; }; then
   timeout "$limit" "$spy" record -r 200 --threads -f raw -o "$out/infer_spy.txt" -- \
       $py "$here/benchmarks/infer_throughput.py" --_child --device cuda --size 3856 \
       --pipeline-batch 8 --scene-dir "$scenes" 2>&1 | tail -3 | tee "$out/infer_spy_run.txt"
   $py "$here/benchmarks/spy_summary.py" "$out/infer_spy.txt" 2>&1 | tee "$out/infer_spy_summary.txt"
+fi
+
+# When each thread did what in one run (py-spy's Chrome trace, idle samples kept): how long
+# before the first model call, the gaps with no model call, what the end waited for.
+if step "timeline of one pipeline run (py-spy)" 45 \
+    && { [[ -n "$spy" ]] || { echo "py-spy is not installed: not run"; false; }; }; then
+  timeout "$limit" "$spy" record --idle -r 200 -f chrometrace -o "$out/infer_trace.json" -- \
+      $py "$here/benchmarks/infer_throughput.py" --_child --device cuda --size 3856 \
+      --pipeline-batch 8 --scene-dir "$scenes" 2>&1 | tail -3 | tee "$out/infer_trace_run.txt"
+  $py "$here/benchmarks/spy_timeline.py" "$out/infer_trace.json" 2>&1 \
+      | tee "$out/infer_timeline.txt" | head -150
 fi
 
 step "training throughput" 90 && timeout "$limit" $py "$here/benchmarks/train_throughput.py" \

@@ -91,20 +91,33 @@ def bare(args: argparse.Namespace) -> dict:
     rates = {}
     for batch in args.batch:
         x = np.random.default_rng(0).random((batch, args.images, 3, 32, 32), dtype=np.float32)
-        x = torch.as_tensor(x).to(model.device)
-        model.forward_device(x)  # warm-up (kernel selection, allocations)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        n, start = 0, time.perf_counter()
-        while n < args.min_batches or time.perf_counter() - start < args.seconds:
-            model.forward_device(x)
-            n += 1
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        rates[batch] = n * batch / (time.perf_counter() - start)
+        rates[batch] = _rate(model, torch.as_tensor(x).to(model.device), args, 1)
     best = max(rates, key=rates.get)
-    return {"chunks_per_s": rates[best], "batch": best, "by_batch": rates,
-            "device": str(model.device), "config": model.config}
+    out = {"chunks_per_s": rates[best], "batch": best, "by_batch": rates,
+           "device": str(model.device), "config": model.config}
+    if args.bare_window:  # the pipeline's model calls: --pipeline-batch windows of this size
+        w = args.bare_window
+        x = np.random.default_rng(0).random((args.pipeline_batch, args.images, 3, w, w),
+                                            dtype=np.float32)
+        out["window_chunks_per_s"] = _rate(model, torch.as_tensor(x).to(model.device), args,
+                                           (w / 32) ** 2)
+    return out
+
+
+def _rate(model, x, args: argparse.Namespace, chunks_per_item: float) -> float:
+    """32 x 32 chunks/s of ``model`` on ``x`` (on its device), timed as :func:`bare` does."""
+    import torch
+
+    model.forward_device(x)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while n < args.min_batches or time.perf_counter() - start < args.seconds:
+        model.forward_device(x)
+        n += 1
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * len(x) * chunks_per_item / (time.perf_counter() - start)
 
 
 def _frame(path: Path, size: int, seed: int) -> None:
@@ -153,11 +166,11 @@ def scene(folder: Path, size: int, images: int) -> list[Path]:
 
 def options(args: argparse.Namespace):
     """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
-    ``--no-turns``, the pipeline's turns for the host turned off in this process)."""
+    ``--turns``, the pipeline's turns for the host turned on in this process)."""
     from zoomsr.inference import InferenceOptions, Tiling
     from zoomsr.inference import pipeline as scene_pipeline
 
-    scene_pipeline.ONE_ROW_ON_HOST = not args.no_turns
+    scene_pipeline.ONE_ROW_ON_HOST = args.turns
     extra = {} if args.column_width is None else {"column_width": args.column_width}
     return InferenceOptions(tiling=Tiling(args.window, args.overlap),
                             batch_size=args.pipeline_batch, progress=False,
@@ -201,7 +214,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
-        "turns": not args.no_turns,
+        "turns": args.turns,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_setup_mb": rss_before / 1024,
     }
@@ -216,8 +229,8 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
             cmd += [f"--{key.replace('_', '-')}", str(value)]
     if zero_cost or args.zero_cost:
         cmd.append("--zero-cost")
-    if args.no_turns:
-        cmd.append("--no-turns")
+    if args.turns:
+        cmd.append("--turns")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:  # show why (with PYTHONFAULTHANDLER=1, a crash's Python stacks)
         sys.stderr.write(out.stderr[-20000:])
@@ -248,9 +261,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--column-width", type=int, default=None,
                    help="Column strips of about this many LR px (default: the pipeline's, "
                    "4096; wider scenes are processed strip by strip).")
-    p.add_argument("--no-turns", action="store_true",
-                   help="Row threads bring their output to the host whenever it is ready, "
-                   "not one at a time (pipeline.ONE_ROW_ON_HOST): what the turns cost.")
+    p.add_argument("--turns", action="store_true",
+                   help="Row threads bring their output to the host one at a time, not "
+                   "whenever it is ready (pipeline.ONE_ROW_ON_HOST): what the turns cost.")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")
@@ -266,6 +279,10 @@ def main() -> None:
                    "reference.")
     p.add_argument("--seconds", type=float, default=10.0, help="Bare timing duration.")
     p.add_argument("--min-batches", type=int, default=3)
+    p.add_argument("--bare-window", type=int, default=None, metavar="PX",
+                   help="Also time the model on the pipeline's calls (--pipeline-batch windows "
+                   "of PX LR px a side, e.g. 256), in 32 x 32 chunks/s: is the model as fast "
+                   "per pixel on windows as on chunks?")
     p.add_argument("--repeats", type=int, default=1, help="Whole measurements; medians shown.")
     p.add_argument("--ceiling", action="store_true",
                    help="Also run the smaller scene with a zero-cost model (see 4.).")
@@ -337,6 +354,10 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
           f"(32x32, on the device, best of batch {'/'.join(map(str, args.batch))}: "
           f"{'/'.join(str(r['bare']['batch']) for r in runs)}; mean of before and after the "
           "pipeline runs)")
+    if args.bare_window:
+        print(f"bare, windows     {med(r['bare']['window_chunks_per_s'] for r in runs):8.2f} "
+              f"chunks/s ({args.pipeline_batch} windows of {args.bare_window} px a call; "
+              "before the pipeline runs)")
     for label, key in (("pipeline", "pipeline"), ("pipeline 4x", "pipeline_4x")):
         r = runs[0][key]
         print(f"{label:<17} {med(x[key]['chunks_per_s'] for x in runs):8.2f} chunks/s  "

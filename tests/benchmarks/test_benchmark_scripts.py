@@ -26,21 +26,23 @@ def test_infer_throughput_reports_bare_and_pipeline(tmp_path):
     text = _run(str(BENCH / "infer_throughput.py"), "--device", "cpu", "--config", TINY,
                 "--size", "136", "--window", "64", "--overlap", "8", "--batch", "4", "8",
                 "--pipeline-batch", "2", "--seconds", "0.2", "--ceiling", "--column-width",
-                "100", "--scene-dir", str(tmp_path / "scenes"), "--save", str(save))
+                "100", "--bare-window", "64", "--scene-dir", str(tmp_path / "scenes"),
+                "--save", str(save))
     assert "pipeline / bare" in text and "zero-cost model" in text
+    assert "bare, windows" in text
     run = json.loads(save.read_text())["runs"][0]
-    assert set(run["bare"]["by_batch"]) == {"4", "8"}
+    assert set(run["bare"]["by_batch"]) == {"4", "8"} and run["bare"]["window_chunks_per_s"] > 0
     assert run["pipeline_4x"]["column_width"] == 100 and run["pipeline"]["windows"] > 0
-    assert run["pipeline"]["turns"] is True
+    assert run["pipeline"]["turns"] is False
 
 
-def test_infer_throughput_child_without_turns(tmp_path):
-    """The GPU suite's comparison of the rows' turns for the host: one run without them."""
+def test_infer_throughput_child_with_turns(tmp_path):
+    """The GPU suite's comparison of the rows' turns for the host: one run with them."""
     text = _run(str(BENCH / "infer_throughput.py"), "--_child", "--device", "cpu", "--config",
                 TINY, "--size", "136", "--window", "64", "--overlap", "8", "--threads", "3",
-                "--pipeline-batch", "2", "--no-turns", "--scene-dir", str(tmp_path))
+                "--pipeline-batch", "2", "--turns", "--scene-dir", str(tmp_path))
     run = json.loads(text.strip().splitlines()[-1])
-    assert run["turns"] is False and run["windows"] > 0
+    assert run["turns"] is True and run["windows"] > 0
 
 
 def test_writer_and_host_memory_benchmarks_run(tmp_path):
@@ -61,3 +63,29 @@ def test_build_throughput_runs(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_gpu_suite_parses():
     subprocess.run(["bash", "-n", str(BENCH / "gpu_suite.sh")], check=True)
+
+
+def test_spy_timeline_finds_the_start_the_gaps_and_the_tail(tmp_path):
+    """A Chrome trace (py-spy's format) of a run: model calls at 1-2 s and 2.5-3 s of a 4 s
+    run_inference, a warm-up call before it (not counted)."""
+    zoomsr = "/x/src/zoomsr/inference/pipeline.py"
+
+    def ev(ph, name, tid, t, file=zoomsr):
+        return {"ph": ph, "name": name, "tid": tid, "ts": t * 1e6,
+                "args": {"filename": file, "line": 1}}
+
+    events = [ev("B", "RRDBNet.forward", 1, 0.0), ev("E", "RRDBNet.forward", 1, 0.5),
+              ev("B", "run_inference", 1, 1.0), ev("B", "wait", 1, 1.0, "threading.py"),
+              ev("B", "compute_row", 2, 1.0), ev("B", "read", 2, 1.0),
+              ev("E", "read", 2, 2.0), ev("B", "RRDBNet.forward", 2, 2.0),
+              ev("E", "RRDBNet.forward", 2, 3.0), ev("B", "RRDBNet.forward", 2, 3.5),
+              ev("E", "RRDBNet.forward", 2, 4.0), ev("E", "compute_row", 2, 4.0),
+              ev("E", "wait", 1, 5.0), ev("E", "run_inference", 1, 5.0)]
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps(events))
+    text = _run(str(BENCH / "spy_timeline.py"), str(trace), "--edge", "1.5")
+    assert "run_inference: 4.000 s" in text
+    assert "first model call at +1.000 s; last one ends at +3.000 s (1.000 s before" in text
+    assert "1 gaps over 50 ms" in text and "+  2.000 .. +  2.500 s (500 ms)" in text
+    assert "thread 2: compute_row" in text and "+  0.000 .. +  1.000  read" in text
+    assert "run_inference > wait" in text

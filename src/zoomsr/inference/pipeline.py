@@ -89,11 +89,12 @@ from zoomsr.stopping import interrupts_held
 RowCallback = Callable[[int, int], None]
 
 
-#: Row threads bring their rows' output to the host one at a time (memory: a GPU run's host
-#: side held each thread's row, the part of its memory that grew with the width). What the
-#: turns cost in speed on a GPU is measured by turning this off:
-#: ``benchmarks/infer_throughput.py --no-turns``.
-ONE_ROW_ON_HOST = True
+#: Row threads bring their rows' output to the host one at a time (a lock around the
+#: transfer and the write). Off: on the CPU's fake of the GPU path (``meta`` device) the turns
+#: cut the peak host memory of a 3856 px scene by 8 %, but on an H200 (2026-11-27, 3 runs each,
+#: alternating) they cut it by 0.4 % and cost 3.4 % of the speed (a thread's transfer waits
+#: for the model calls others queued). ``benchmarks/infer_throughput.py --turns`` turns them on.
+ONE_ROW_ON_HOST = False
 
 
 @dataclass

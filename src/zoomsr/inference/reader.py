@@ -11,10 +11,8 @@ only decodes and warps.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.enums import Resampling
-from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -42,7 +39,7 @@ from zoomsr.inference.inputs.radiometry import (
     check_values,
     holds_fill_values,
 )
-from zoomsr.inference.inputs.rasters import gdal_messages_logged
+from zoomsr.inference.inputs.rasters import gdal_messages_logged, read_cache  # noqa: F401
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
 MIN_CACHE_BYTES = 16 * 2**20
@@ -436,39 +433,3 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
     total = (kept + passing) * readers + out_row_bytes * 256
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
-
-_cache_lock = threading.Lock()
-_cache_runs: dict[int, int] = {}  # the runs in this process now, with the bytes each asked
-_cache_found: int | None = None  # GDAL's cache size before the first of them
-
-
-@contextlib.contextmanager
-def read_cache(cache_bytes: int) -> Iterator[None]:
-    """GDAL's block cache sized for one scene run while it lasts, then as it was found.
-
-    Meanwhile the process's other GDAL work shares that cache, also inside a caller's
-    ``rasterio.Env`` that set a larger one: a run's memory stays bounded by its own needs.
-
-    GDAL has one cache per process, so runs at the same time (threads, Ray actors) share it:
-    it is the sum of what they asked for, and the size found before the first is put back
-    after the last, whichever threads they run in. Not a ``rasterio.Env``: rasterio passes an
-    integer ``GDAL_CACHEMAX`` to GDAL as bytes, and its environments restore what each
-    thread's outermost one found, so environments left in several threads (each row thread's
-    reader once set ``GDAL_CACHEMAX=64``: a 64-byte cache, every read decoding its blocks
-    again) left another thread's value behind, and a nested one leaves its size after the
-    outer one ends.
-    """
-    global _cache_found
-    key = object()
-    with _cache_lock:
-        if not _cache_runs:
-            _cache_found = int(get_gdal_config("GDAL_CACHEMAX"))
-        _cache_runs[id(key)] = int(cache_bytes)
-        set_gdal_config("GDAL_CACHEMAX", sum(_cache_runs.values()))
-    try:
-        yield
-    finally:
-        with _cache_lock:
-            del _cache_runs[id(key)]
-            left = sum(_cache_runs.values()) if _cache_runs else _cache_found
-            set_gdal_config("GDAL_CACHEMAX", int(left))

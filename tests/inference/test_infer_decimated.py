@@ -1,0 +1,91 @@
+"""The decimated looks discovery takes at every input (``inputs.rasters.decimated_read``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from zoomsr.inference.inputs.rasters import decimated_read, sample_shape
+
+
+def _write(path, data: np.ndarray, **layout) -> str:
+    n, h, w = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=n,
+                       dtype=data.dtype.name, crs="EPSG:3857",
+                       transform=Affine(10, 0, 0, 0, -10, 0), **layout) as ds:
+        ds.write(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("layout", [{"tiled": True, "blockxsize": 256, "blockysize": 256},
+                                    {"tiled": True, "blockxsize": 512, "blockysize": 512},
+                                    {}])  # strips of a few rows
+@pytest.mark.parametrize("size", [(1000, 777), (513, 2049), (300, 300)])
+def test_the_read_takes_the_pixels_gdal_takes(tmp_path, layout, size):
+    """Equal to GDAL's own nearest decimation, whose sample centres land on pixel edges at
+    1000 -> 333 rows (166.5 x 1000/333 = 500: GDAL takes pixel 500, floating point 499.99)."""
+    h, w = size
+    rng = np.random.default_rng(0)
+    for count, dtype in ((3, "uint8"), (1, "uint16")):
+        data = rng.integers(0, 60000 if dtype == "uint16" else 255, (count, h, w)).astype(dtype)
+        path = _write(tmp_path / f"{count}.tif", data, **layout)
+        with rasterio.open(path) as ds:
+            bands = list(range(1, count + 1))
+            for shape in (sample_shape(ds), (h // 3, w // 3), (h // 7, w - 1), (1, 1)):
+                want = ds.read(bands, out_shape=(count, *shape))
+                np.testing.assert_array_equal(decimated_read(ds, bands, shape), want)
+
+
+def test_a_file_with_overviews_is_read_from_them(tmp_path):
+    data = np.random.default_rng(1).integers(0, 255, (3, 1024, 1024)).astype("uint8")
+    path = _write(tmp_path / "ov.tif", data, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([4], rasterio.enums.Resampling.average)
+    with rasterio.open(path) as ds:
+        want = ds.read([1, 2, 3], out_shape=(3, 256, 256))  # GDAL takes the overview
+        np.testing.assert_array_equal(decimated_read(ds, [1, 2, 3], (256, 256)), want)
+        assert not np.array_equal(want, data[:, 1::4, 1::4])  # averaged, not sampled
+
+
+_PEAK = """
+import json, sys
+import rasterio
+from rasterio.env import set_gdal_config
+from zoomsr.inference.inputs.rasters import decimated_read, sample_shape
+set_gdal_config("GDAL_CACHEMAX", 2**31)  # a large machine's default (5 % of its RAM)
+with rasterio.open(sys.argv[1]) as ds:
+    shape = sample_shape(ds)
+    with open("/proc/self/clear_refs", "w") as f:  # the peak so far (the imports') forgotten
+        f.write("5")
+    def kb(key):
+        return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key))
+    before = kb("VmRSS:")
+    if sys.argv[2] == "gdal":
+        ds.read([1, 2, 3], out_shape=(3, *shape))
+    else:
+        decimated_read(ds, [1, 2, 3], shape)
+    grown = kb("VmHWM:") - before
+print(json.dumps(grown / 1024))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc peak RSS")
+def test_the_read_holds_a_block_row_not_the_file(tmp_path):
+    """GDAL decimates band after band and keeps what it decoded while the file is open: with
+    a large cache the whole file (8 dates of 8192 px looked at at once held 1.6 GB). Here: a
+    48 MB file's look grows the process by about a quarter of it."""
+    data = np.random.default_rng(2).integers(0, 255, (3, 4096, 4096)).astype("uint8")
+    path = _write(tmp_path / "big.tif", data, tiled=True, blockxsize=256, blockysize=256)
+    del data
+    grown = {how: json.loads(subprocess.run(
+        [sys.executable, "-c", _PEAK, path, how], check=True, capture_output=True,
+        text=True).stdout) for how in ("gdal", "rows")}
+    decoded_mb = 3 * 4096 * 4096 / 2**20
+    assert grown["gdal"] > 0.8 * decoded_mb, grown  # what it was without the change
+    assert grown["rows"] < 0.35 * decoded_mb, grown
