@@ -80,7 +80,7 @@ def _zero_cost_model(args: argparse.Namespace):
                           "none", "", resolve_device(args.device), config={})
 
 
-def bare(args: argparse.Namespace) -> dict:
+def bare(args: argparse.Namespace, windows: bool = True) -> dict:
     """Chunks/s of the model alone on ``[batch, T, 3, 32, 32]`` inputs already on its device,
     outputs left there (``InferenceModel.forward_device``; waited for once, at the end), for
     each ``--batch`` size: the best is the reference. Before 2026-11-27 each batch came from
@@ -95,7 +95,7 @@ def bare(args: argparse.Namespace) -> dict:
     best = max(rates, key=rates.get)
     out = {"chunks_per_s": rates[best], "batch": best, "by_batch": rates,
            "device": str(model.device), "config": model.config}
-    if args.bare_window:  # the pipeline's model calls: --pipeline-batch windows of this size
+    if args.bare_window and windows:  # the pipeline's calls: --pipeline-batch windows
         w = args.bare_window
         x = np.random.default_rng(0).random((args.pipeline_batch, args.images, 3, w, w),
                                             dtype=np.float32)
@@ -319,7 +319,7 @@ def _measure(args: argparse.Namespace) -> list[dict]:
         small = _child(args, args.size)
         # 2x a side (less one overlap, so both scenes tile into whole windows when --size does)
         large = _child(args, 2 * args.size - args.overlap)
-        after = bare(args)
+        after = bare(args, windows=False)  # the windows once: GPU time is scarce
         rate = (before["chunks_per_s"] + after["chunks_per_s"]) / 2
         runs.append({
             "bare": {**before, "chunks_per_s": rate,

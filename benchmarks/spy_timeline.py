@@ -98,11 +98,12 @@ def main() -> None:
     end = max((t1 for _, t1, s in every if any(f == "run_inference" for f, _ in s)),
               default=max(t1 for _, t1, _ in every))
     model = sorted((t0, t1) for t0, t1, s in every
-                   if t0 >= start and any(f == args.model for f, _ in s))
+                   if start <= t0 < end and any(f == args.model for f, _ in s))
     print(f"run_inference: {end - start:.3f} s")
     if model:
-        print(f"first model call at +{model[0][0] - start:.3f} s; last one ends at "
-              f"+{model[-1][1] - start:.3f} s ({end - model[-1][1]:.3f} s before the end)")
+        last = max(t1 for _, t1 in model)  # the latest end (not the last call to start)
+        print(f"first model call at +{model[0][0] - start:.3f} s; the last one ends at "
+              f"+{last - start:.3f} s ({end - last:.3f} s before the end)")
         gaps, reach = [], model[0][1]
         for t0, t1 in model[1:]:
             if t0 - reach > args.gap / 1e3:

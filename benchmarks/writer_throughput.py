@@ -12,13 +12,23 @@ model output with nodata looks to the compressor) written ``--repeats`` times, m
 Without compression what is left is the writer thread's own work (reading the raw rows,
 masking, the band-sequential copy GDAL takes, GDAL interleaving the tiles, the mask): that
 part does not spread over cores.
+
+During a GPU run the row threads spend their time in Python launching the model's kernels,
+holding the interpreter's lock (GIL) the writer also needs between GDAL calls.
+``--busy-threads N`` runs N threads of pure Python meanwhile (keep N below the free cores, so
+that what shows is the lock, not a shortage of CPU); ``--switch-interval S`` sets
+``sys.setswitchinterval`` (default 0.005 s)::
+
+    python benchmarks/writer_throughput.py --no-compress --busy-threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +57,10 @@ def main() -> None:
     p.add_argument("--width", type=int, default=15424, help="Output px (a 3856 LR px scene).")
     p.add_argument("--height", type=int, default=2048, help="Output px.")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--busy-threads", type=int, default=0,
+                   help="Threads running pure Python meanwhile (holding the GIL).")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="sys.setswitchinterval for the run (s).")
     p.add_argument("--no-compress", action="store_true",
                    help="Write uncompressed: the writer thread's own work alone.")
     args = p.parse_args()
@@ -64,6 +78,18 @@ def main() -> None:
             return out | {"compress": None}
 
         writer._profile = uncompressed
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    stop = threading.Event()
+
+    def busy() -> None:  # as a row thread launching kernels: Python, the GIL held
+        x = 0
+        while not stop.is_set():
+            for i in range(1000):
+                x += i
+
+    for _ in range(args.busy_threads):
+        threading.Thread(target=busy, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         raw = make_raw(Path(tmp), args.width, args.height)
         times = []
@@ -75,10 +101,12 @@ def main() -> None:
                                  band_names=["red", "green", "blue"], tags={})
             times.append(time.perf_counter() - start)
             out.unlink()
+    stop.set()
     mb = args.width * args.height * 3 / 1e6
     med = statistics.median(times)
     print(f"{args.width} x {args.height} px ({mb:.0f} MB of RGB), "
-          f"{'uncompressed' if args.no_compress else 'deflate'}: median {med:.3f} s "
+          f"{'uncompressed' if args.no_compress else 'deflate'}, {args.busy_threads} busy "
+          f"thread(s), switch interval {sys.getswitchinterval():g} s: median {med:.3f} s "
           f"(runs {', '.join(f'{t:.3f}' for t in times)}), {mb / med:.0f} MB/s")
 
 

@@ -48,6 +48,9 @@ def test_infer_throughput_child_with_turns(tmp_path):
 def test_writer_and_host_memory_benchmarks_run(tmp_path):
     assert "MB/s" in _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height",
                           "300", "--repeats", "1", "--no-compress")
+    text = _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height", "300",
+                "--repeats", "1", "--busy-threads", "1", "--switch-interval", "0.002")
+    assert "deflate, 1 busy thread(s), switch interval 0.002 s: median" in text
     text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
                 "1", "--column-width", "300", "--scene-dir", str(tmp_path))
     assert "peak RSS 556 / 300 px" in text
@@ -66,8 +69,8 @@ def test_gpu_suite_parses():
 
 
 def test_spy_timeline_finds_the_start_the_gaps_and_the_tail(tmp_path):
-    """A Chrome trace (py-spy's format) of a run: model calls at 1-2 s and 2.5-3 s of a 4 s
-    run_inference, a warm-up call before it (not counted)."""
+    """A Chrome trace (py-spy's format) of a run: model calls at +1-2 s, +2.5-3.6 s (two
+    threads) of a 4 s run_inference, a warm-up call before it (not counted)."""
     zoomsr = "/x/src/zoomsr/inference/pipeline.py"
 
     def ev(ph, name, tid, t, file=zoomsr):
@@ -78,14 +81,16 @@ def test_spy_timeline_finds_the_start_the_gaps_and_the_tail(tmp_path):
               ev("B", "run_inference", 1, 1.0), ev("B", "wait", 1, 1.0, "threading.py"),
               ev("B", "compute_row", 2, 1.0), ev("B", "read", 2, 1.0),
               ev("E", "read", 2, 2.0), ev("B", "RRDBNet.forward", 2, 2.0),
-              ev("E", "RRDBNet.forward", 2, 3.0), ev("B", "RRDBNet.forward", 2, 3.5),
-              ev("E", "RRDBNet.forward", 2, 4.0), ev("E", "compute_row", 2, 4.0),
+              ev("E", "RRDBNet.forward", 2, 3.0), ev("B", "RRDBNet.forward", 3, 3.5),
+              ev("B", "RRDBNet.forward", 2, 3.55), ev("E", "RRDBNet.forward", 2, 4.0),
+              ev("E", "compute_row", 2, 4.0), ev("E", "RRDBNet.forward", 3, 4.6),
               ev("E", "wait", 1, 5.0), ev("E", "run_inference", 1, 5.0)]
     trace = tmp_path / "t.json"
     trace.write_text(json.dumps(events))
     text = _run(str(BENCH / "spy_timeline.py"), str(trace), "--edge", "1.5")
     assert "run_inference: 4.000 s" in text
-    assert "first model call at +1.000 s; last one ends at +3.000 s (1.000 s before" in text
+    # the call that started last is not the one that ends last
+    assert "first model call at +1.000 s; the last one ends at +3.600 s (0.400 s before" in text
     assert "1 gaps over 50 ms" in text and "+  2.000 .. +  2.500 s (500 ms)" in text
     assert "thread 2: compute_row" in text and "+  0.000 .. +  1.000  read" in text
     assert "run_inference > wait" in text

@@ -89,3 +89,33 @@ def test_the_read_holds_a_block_row_not_the_file(tmp_path):
     decoded_mb = 3 * 4096 * 4096 / 2**20
     assert grown["gdal"] > 0.8 * decoded_mb, grown  # what it was without the change
     assert grown["rows"] < 0.35 * decoded_mb, grown
+
+
+def test_files_gdal_does_not_decimate_from_full_blocks_are_read_by_gdal(tmp_path):
+    """A JPEG-compressed GeoTIFF (GDAL decodes its blocks at a reduced size for a decimated
+    read) and a VRT mosaic (each source resampled on its own grid) give GDAL's own pixels."""
+    from zoomsr.inference.inputs.rasters import _decimates_full_blocks
+
+    data = np.random.default_rng(3).integers(0, 255, (3, 700, 900)).astype("uint8")
+    jpeg = _write(tmp_path / "j.tif", data, tiled=True, compress="jpeg", photometric="ycbcr")
+    plain = _write(tmp_path / "p.tif", data, tiled=True, compress="deflate")
+    half = [_write(tmp_path / f"h{i}.tif", data[:1, :, i * 450:(i + 1) * 450]) for i in (0, 1)]
+    sources = "".join(
+        f'<SimpleSource><SourceFilename>{p}</SourceFilename><SourceBand>1</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="450" ySize="700"/>'
+        f'<DstRect xOff="{i * 450}" yOff="0" xSize="450" ySize="700"/></SimpleSource>'
+        for i, p in enumerate(half))
+    vrt = tmp_path / "m.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="900" rasterYSize="700"><GeoTransform>0, 10, 0, '
+                   f'0, 0, -10</GeoTransform><VRTRasterBand dataType="Byte" band="1">'
+                   f'{sources}</VRTRasterBand></VRTDataset>')
+    with rasterio.Env():  # where rasterio's JPEG reads differed from full-size decoding
+        with rasterio.open(jpeg) as ds:
+            assert not _decimates_full_blocks(ds, 1)
+            for shape in (sample_shape(ds), (350, 450), (233, 300)):
+                np.testing.assert_array_equal(decimated_read(ds, [1, 2, 3], shape),
+                                              ds.read([1, 2, 3], out_shape=(3, *shape)))
+        with rasterio.open(vrt) as ds:
+            assert not _decimates_full_blocks(ds, 1)
+        with rasterio.open(plain) as ds:
+            assert _decimates_full_blocks(ds, 1)

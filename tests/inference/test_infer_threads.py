@@ -166,7 +166,7 @@ def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monke
 
     def interrupted(self, tags):
         with self._cond:  # the tags are in and the writer is busy: now Ctrl-C arrives
-            self._ready = self.raw.height
+            self._ready = (self._last, self.raw.height)  # every row final, as finish() says
             self._tags = tags
             self._cond.notify_all()
         raise KeyboardInterrupt

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 import rasterio
@@ -250,61 +247,3 @@ def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog):
         assert len(lines) == 1 and lines[0].startswith(
             f"WriteError: {tmp_path / 'out.tif'}: cannot write ("), (limit, lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp
-
-
-# --- the strips prepared one ahead of GDAL's writes (writer._one_ahead)
-
-
-def test_strips_are_prepared_one_ahead_in_order_and_no_further():
-    from zoomsr.inference.writer import _one_ahead
-
-    made: list[int] = []
-    second_made = threading.Event()
-
-    def items():
-        for i in range(6):
-            made.append(i)
-            if i == 1:
-                second_made.set()
-            yield i
-
-    got, ahead = [], []
-    for i in _one_ahead(items(), "zoomsr-test-ahead"):
-        if i == 0:  # made while the caller still holds the first one
-            assert second_made.wait(5)
-        time.sleep(0.02)  # the helper could run further ahead meanwhile: it must not
-        ahead.append(len(made) - len(got))
-        got.append(i)
-    assert got == list(range(6))
-    assert max(ahead) == 2  # the one in use and the next
-
-
-def test_an_error_while_preparing_comes_after_the_strips_before_it():
-    from zoomsr.inference.writer import _one_ahead
-
-    def items():
-        yield 1
-        yield 2
-        raise OSError("raw file unreadable")
-
-    got = []
-    with pytest.raises(OSError, match="raw file unreadable"):
-        for i in _one_ahead(items(), "zoomsr-test-ahead"):
-            got.append(i)
-    assert got == [1, 2]
-
-
-def test_a_writer_stopping_early_stops_the_helper():
-    import contextlib
-
-    from zoomsr.inference.writer import _one_ahead
-
-    def items():
-        yield from range(100)
-
-    with contextlib.closing(_one_ahead(items(), "zoomsr-test-stop")) as it:
-        assert next(it) == 0
-    deadline = time.monotonic() + 5
-    while any(t.name == "zoomsr-test-stop" for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the helper thread did not end"
-        time.sleep(0.01)

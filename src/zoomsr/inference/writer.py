@@ -16,7 +16,6 @@ import contextlib
 import errno
 import json
 import os
-import queue
 import shutil
 import threading
 import zipfile
@@ -430,61 +429,6 @@ def _masked_bands(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bands, mask
 
 
-def _strips(raw: RawRaster, chunks: list[tuple[int, int]],
-            wait_rows: Callable[[int, int], None] | None,
-            ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """The output's strips in :func:`write_geotiff`'s order: (window, bands ``[C, h, w]``,
-    mask ``[h, w]``), each read once ``wait_rows`` says its rows are final."""
-    for k, (x0, x1) in enumerate(chunks):
-        for row in range(0, raw.height if x1 > x0 else 0, BLOCK):
-            n = min(BLOCK, raw.height - row)
-            if wait_rows is not None:
-                wait_rows(row + n, k)
-            bands, mask = _masked_bands(raw.read_rows(row, n, (x0, x1)))
-            yield Window(x0, row, x1 - x0, n), bands, mask
-
-
-def _one_ahead(items: Iterator[Any], name: str) -> Iterator[Any]:
-    """``items``, the next one made in a helper thread while the caller uses the one before
-    (no more than that one: a strip is ~16 MB). An exception there is raised here, in order;
-    when the caller stops early the helper stops before its next item (it is not waited for:
-    it may be waiting for rows, which an abandoned stream's ``wait_rows`` ends)."""
-    handed: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
-    slots = threading.Semaphore(2)  # the item in use and the next one
-    stop = threading.Event()
-    end = object()
-
-    def run() -> None:
-        try:
-            while True:
-                while not slots.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                item = next(items, end)
-                handed.put((item, None))
-                if item is end:
-                    return
-                del item
-        except BaseException as exc:  # raised in the caller's thread
-            handed.put((None, exc))
-
-    WorkerThread(run, name).start()
-    try:
-        while True:
-            item, exc = handed.get()
-            if exc is not None:
-                raise exc
-            if item is end:
-                return
-            yield item
-            del item
-            slots.release()
-    finally:
-        stop.set()
-
-
 def _check_strip(target: Path, window: Window, mask: np.ndarray) -> None:
     """Raise ``OSError`` when a tile of ``window`` that holds valid pixels (``mask`` > 0) has
     no bytes in the file written, or the file cannot be read back.
@@ -555,12 +499,15 @@ def write_geotiff(
                 # else the process did. Closing writes the strip's mask blocks now: the bytes
                 # depend only on the pixels (the tile offsets are rewritten in place).
                 chunks = chunks or [(0, raw.width)]
-                # the next strip is read and masked in a helper thread while GDAL writes this
-                # one: on an H200 the two took ~40 and ~55 ms a strip, one after the other in
-                # this thread, which was the pipeline's limit (py-spy)
-                strips = _one_ahead(_strips(raw, chunks, wait_rows), "zoomsr-geotiff-strips")
-                with contextlib.closing(strips):  # an error here stops the helper now
-                    for window, bands, mask in strips:
+                for k, (x0, x1) in enumerate(chunks):
+                    for row in range(0, raw.height if x1 > x0 else 0, BLOCK):
+                        n = min(BLOCK, raw.height - row)
+                        if wait_rows is not None:
+                            wait_rows(row + n, k)
+                        block = raw.read_rows(row, n, (x0, x1))
+                        bands, mask = _masked_bands(block)
+                        del block
+                        window = Window(x0, row, x1 - x0, n)
                         with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
                             dst.write(bands, window=window)
                             dst.write_mask(mask, window=window)

@@ -157,10 +157,27 @@ def _nearest(size: int, samples: int) -> np.ndarray:
     return np.minimum(at.astype(np.int64), size - 1)
 
 
+#: Compressions whose blocks GDAL decodes only at full resolution (JPEG's are decoded at a
+#: reduced size for a decimated read: other pixel values).
+_FULL_DECODE = {"none", "deflate", "adobe_deflate", "lzw", "zstd", "packbits", "lzma", "lerc",
+                "lerc_deflate", "lerc_zstd"}
+
+
+def _decimates_full_blocks(ds: rasterio.DatasetReader, band: int) -> bool:
+    """Whether GDAL decimates ``ds`` from its full-resolution blocks, so that
+    :func:`decimated_read` takes the same pixels: a GeoTIFF without overviews, compressed so
+    that its blocks decode only at full size. Not a VRT (each source is resampled on its own
+    grid: other pixels at the sources' edges)."""
+    compression = getattr(ds.compression, "name", "none")
+    return (ds.driver == "GTiff" and not ds.overviews(band)
+            and str(compression).lower() in _FULL_DECODE)
+
+
 def decimated_read(ds: rasterio.DatasetReader, bands: list[int],
                    shape: tuple[int, int]) -> np.ndarray:
     """``ds.read(bands, out_shape=(len(bands), *shape))`` (nearest), ``[n, h, w]``, with no
-    more than a block row of ``ds`` decoded at a time where it has no overviews.
+    more than a block row of ``ds`` decoded at a time where GDAL would decode it all (a
+    GeoTIFF without overviews: :func:`_decimates_full_blocks`; other files as GDAL reads them).
 
     GDAL decimates band after band, so it decodes such a file once per band unless its cache
     holds the whole file, and then it holds it until the file is closed: 8 dates of 8192 px
@@ -168,7 +185,7 @@ def decimated_read(ds: rasterio.DatasetReader, bands: list[int],
     once, GDAL's cache holding a block row), keeping the rows and columns GDAL would.
     """
     h, w = shape
-    if ds.overviews(bands[0]) or (h, w) == (ds.height, ds.width):
+    if (h, w) == (ds.height, ds.width) or not _decimates_full_blocks(ds, bands[0]):
         return ds.read(bands, out_shape=(len(bands), h, w))
     ys, xs = _nearest(ds.height, h), _nearest(ds.width, w)
     out: np.ndarray | None = None
