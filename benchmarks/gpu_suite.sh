@@ -144,17 +144,39 @@ if step "peak memory, large blocks handed back (MALLOC_MMAP_THRESHOLD_)" 40; the
   done | tee "$out/infer_mmap_threshold.txt"
 fi
 
-# Larger windows on the larger scene: 256 px windows with a 16 px overlap compute 12.8 % more
-# pixels than the scene holds (so ~89 % of the bare rate at most); 400 px windows 7.6 %, 512 px
-# windows 12.8 % again (8 windows of 512 for 3856 px a side): so 512 shows the model's speed per
-# pixel on larger windows alone, 400 both effects (same pixels per model call as 8 x 256). Compare
-# with the throughput step's 3856 px run (its bare rate).
-if step "larger windows (fewer overlap pixels)" 60; then
-  for wb in 400:3 512:2; do
+# Larger windows on a large scene (8192 px: a side is not a whole number of steps for either,
+# as with real scenes): 256 px windows with a 16 px overlap compute 19.6 % more pixels than
+# the scene holds there, 512 px windows 12.9 %, so 512 px windows could lift the 88.6 % bound
+# the overlaps set (docs/inference.md "GPU"). One run each, default window first.
+if step "larger windows on the 8192 px scene (256 and 512 px)" 120; then
+  for wb in 256:8 512:2; do
     timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
-        --size 3856 --window "${wb%:*}" --pipeline-batch "${wb#*:}" --scene-dir "$scenes" 2>&1 \
+        --size 8192 --window "${wb%:*}" --pipeline-batch "${wb#*:}" --scene-dir "$scenes" 2>&1 \
         | tail -1
   done | tee "$out/infer_windows.txt"
+  rm -rf "$scenes"/scene8192x8
+fi
+
+# The interpreter lock: the row threads launch the model's kernels in Python while the writer
+# thread needs the lock between GDAL calls (on the CPU the writer ran 6x slower beside one
+# thread of pure Python). The 3856 px scene with Python's default switch interval (5 ms) and
+# with 1 ms, alternating, 3 runs each.
+if step "switch interval 5 ms / 1 ms (3856 px, 3 runs each)" 150; then
+  timeout "$limit" bash -c "
+    for i in 1 2 3; do
+      for sw in 0.005 0.001; do
+        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+            --pipeline-batch 8 --scene-dir '$scenes' --switch-interval \$sw 2>&1 | tail -1
+      done
+    done" | tee "$out/infer_switch.txt"
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+for sw in sorted({r["switch_interval"] for r in runs}, reverse=True):
+    r = [x for x in runs if x["switch_interval"] == sw]
+    rate = statistics.median(x["km2_per_s"] for x in r)
+    print(f"switch interval {sw:g} s: {len(r)} runs, median {rate:.1f} km2/s")
+' "$out/infer_switch.txt" 2>&1 | tee -a "$out/infer_switch.txt"
 fi
 
 step "where the pipeline time goes" 60 && timeout "$limit" $py \

@@ -171,6 +171,8 @@ def options(args: argparse.Namespace):
     from zoomsr.inference import pipeline as scene_pipeline
 
     scene_pipeline.ONE_ROW_ON_HOST = args.turns
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     extra = {} if args.column_width is None else {"column_width": args.column_width}
     return InferenceOptions(tiling=Tiling(args.window, args.overlap),
                             batch_size=args.pipeline_batch, progress=False,
@@ -214,7 +216,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
-        "turns": args.turns,
+        "turns": args.turns, "switch_interval": sys.getswitchinterval(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_setup_mb": rss_before / 1024,
     }
@@ -223,7 +225,8 @@ def pipeline(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
-                "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width"):
+                "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
+                "switch_interval"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -264,6 +267,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--turns", action="store_true",
                    help="Row threads bring their output to the host one at a time, not "
                    "whenever it is ready (pipeline.ONE_ROW_ON_HOST): what the turns cost.")
+    p.add_argument("--switch-interval", type=float, default=None, metavar="S",
+                   help="sys.setswitchinterval in the pipeline's process (Python's default: "
+                   "0.005 s): how much the threads' wait for the interpreter lock costs.")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")

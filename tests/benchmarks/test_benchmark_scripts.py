@@ -37,12 +37,14 @@ def test_infer_throughput_reports_bare_and_pipeline(tmp_path):
 
 
 def test_infer_throughput_child_with_turns(tmp_path):
-    """The GPU suite's comparison of the rows' turns for the host: one run with them."""
+    """The GPU suite's comparisons of the rows' turns for the host and of the interpreter's
+    switch interval: one run with both set."""
     text = _run(str(BENCH / "infer_throughput.py"), "--_child", "--device", "cpu", "--config",
                 TINY, "--size", "136", "--window", "64", "--overlap", "8", "--threads", "3",
-                "--pipeline-batch", "2", "--turns", "--scene-dir", str(tmp_path))
+                "--pipeline-batch", "2", "--turns", "--switch-interval", "0.002",
+                "--scene-dir", str(tmp_path))
     run = json.loads(text.strip().splitlines()[-1])
-    assert run["turns"] is True and run["windows"] > 0
+    assert run["turns"] is True and run["windows"] > 0 and run["switch_interval"] == 0.002
 
 
 def test_writer_and_host_memory_benchmarks_run(tmp_path):
