@@ -7,8 +7,9 @@
 # second, 4. what the row threads' turns for the host cost and save, 5. the peak memory of
 # scenes wider than one column strip (4096 and 8192 px), 6. every thread of one inference run
 # sampled by py-spy (if installed), 7. a timeline of one run (py-spy), 8. ESRGAN training
-# throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10-12. diagnostics
-# measured before (freed blocks handed back, larger windows, a profile of one run).
+# throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10. freed blocks
+# handed back, 11. 512 vs 256 px windows on the 8192 px scene, 12. the interpreter's switch
+# interval (5 vs 1 ms), 13. a profile of one run.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
