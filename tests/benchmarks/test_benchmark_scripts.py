@@ -70,6 +70,19 @@ def test_gpu_suite_parses():
     subprocess.run(["bash", "-n", str(BENCH / "gpu_suite.sh")], check=True)
 
 
+def test_gpu_suite_runs_only_the_steps_asked_for(tmp_path):
+    """GPU_SUITE_STEPS picks steps by the numbers their headers show (a short device call runs
+    the ones it needs); the numbering follows the header's list."""
+    out = subprocess.run(["bash", str(BENCH / "gpu_suite.sh"), str(tmp_path / "out"), "60"],
+                         capture_output=True, text=True, timeout=120, check=True,
+                         env={"PATH": "/usr/bin:/bin", "GPU_SUITE_STEPS": "0"}).stdout
+    headers = [line for line in out.splitlines() if line.startswith("=== ")]
+    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 14)]
+    assert all(h.endswith("not in GPU_SUITE_STEPS") for h in headers[:-1])
+    assert headers[6] == "=== 7. timeline of one pipeline run (py-spy): not in GPU_SUITE_STEPS"
+    assert headers[-1].startswith("=== done")
+
+
 def test_spy_timeline_finds_the_start_the_gaps_and_the_tail(tmp_path):
     """A Chrome trace (py-spy's format) of a run: model calls at +1-2 s, +2.5-3.6 s (two
     threads) of a 4 s run_inference, a warm-up call before it (not counted)."""
