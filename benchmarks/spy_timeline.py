@@ -93,10 +93,9 @@ def main() -> None:
 
     threads = spells(json.loads(args.trace.read_text()))
     every = [r for runs in threads.values() for r in runs]
-    start = min((t0 for t0, _, s in every if any(f == "run_inference" for f, _ in s)),
-                default=min(t0 for t0, _, _ in every))
-    end = max((t1 for _, t1, s in every if any(f == "run_inference" for f, _ in s)),
-              default=max(t1 for _, t1, _ in every))
+    run = [(t0, t1) for t0, t1, s in every if any(f == "run_inference" for f, _ in s)]
+    start = min(r[0] for r in run or every)
+    end = max(r[1] for r in run or every)
     model = sorted((t0, t1) for t0, t1, s in every
                    if start <= t0 < end and any(f == args.model for f, _ in s))
     print(f"run_inference: {end - start:.3f} s")

@@ -437,7 +437,7 @@ def test_read_cache_is_shared_by_concurrent_runs_and_left_as_found():
 
     from rasterio.env import get_gdal_config
 
-    from zoomsr.inference.reader import read_cache
+    from zoomsr.inference.inputs.rasters import read_cache
 
     mb = 2**20
     before = get_gdal_config("GDAL_CACHEMAX")

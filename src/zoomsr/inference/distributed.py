@@ -108,7 +108,8 @@ def _worker_class(ray: Any) -> Any:
             return True
 
         def set_plan(self, plan: ScenePlan) -> None:
-            from zoomsr.inference.reader import read_cache, read_cache_bytes
+            from zoomsr.inference.inputs.rasters import read_cache
+            from zoomsr.inference.reader import read_cache_bytes
             from zoomsr.inference.windows import group_read_width
 
             # calls from one driver run in order on an actor, so rows submitted after this

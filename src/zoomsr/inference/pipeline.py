@@ -53,8 +53,9 @@ from zoomsr.inference.inputs import (
     made_by_zoomsr,
 )
 from zoomsr.inference.inputs.files import zoomsr_tags
+from zoomsr.inference.inputs.rasters import read_cache
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.reader import SceneReader, read_cache, read_cache_bytes
+from zoomsr.inference.reader import SceneReader, read_cache_bytes
 from zoomsr.inference.rows import (
     ArrayReader,
     RowBlender,

@@ -39,7 +39,7 @@ from zoomsr.inference.inputs.radiometry import (
     check_values,
     holds_fill_values,
 )
-from zoomsr.inference.inputs.rasters import gdal_messages_logged, read_cache  # noqa: F401
+from zoomsr.inference.inputs.rasters import gdal_messages_logged
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
 MIN_CACHE_BYTES = 16 * 2**20

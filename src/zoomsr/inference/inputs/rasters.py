@@ -43,7 +43,7 @@ def gdal_messages_logged() -> contextlib.AbstractContextManager[object]:
 
     A plain Env (not rasterio.open's defaults: reads keep GDAL's own options), and none where
     this thread has one: leaving a nested Env sets the outer one's options again, which would
-    undo the GDAL_CACHEMAX that ``reader.read_cache`` set inside a caller's Env. A dummy
+    undo the GDAL_CACHEMAX that ``read_cache`` set inside a caller's Env. A dummy
     session: local files, no cloud credentials looked up.
     """
     return contextlib.nullcontext() if hasenv() else rasterio.Env(session=DummySession())
@@ -187,17 +187,11 @@ def decimated_read(ds: rasterio.DatasetReader, bands: list[int],
     h, w = shape
     if (h, w) == (ds.height, ds.width) or not _decimates_full_blocks(ds, bands[0]):
         return ds.read(bands, out_shape=(len(bands), h, w))
-    ys, xs = _nearest(ds.height, h), _nearest(ds.width, w)
-    out: np.ndarray | None = None
+    xs = _nearest(ds.width, w)
     # row by row, down the file: the cache holds the block row being read (and the next)
     with read_cache(2 * block_row_bytes(ds)):
-        for i, y in enumerate(ys.tolist()):
-            row = ds.read(bands, window=Window(0, y, ds.width, 1))[:, 0, xs]
-            if out is None:
-                out = np.empty((len(bands), h, w), row.dtype)
-            out[:, i] = row
-    assert out is not None
-    return out
+        return np.stack([ds.read(bands, window=Window(0, y, ds.width, 1))[:, 0, xs]
+                         for y in _nearest(ds.height, h).tolist()], axis=1)
 
 
 def workers_available() -> int:
