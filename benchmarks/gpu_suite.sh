@@ -4,12 +4,12 @@
 # Steps (numbered as their "=== N." headers): 1. the machine, 2. the GPU-only tests (CLIPScore
 # fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU, bf16 training), 3. scene inference
 # throughput (full ESRGAN, 8 images, bf16 autocast) with the GPU's utilisation sampled each
-# second, 4. what the row threads' turns for the host cost and save, 5. the peak memory of
+# second, 4. the GeoTIFF writer in its own process vs a thread, 5. the peak memory of
 # scenes wider than one column strip (4096 and 8192 px), 6. every thread of one inference run
 # sampled by py-spy (if installed), 7. a timeline of one run (py-spy), 8. ESRGAN training
 # throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10. freed blocks
 # handed back, 11. 512 vs 256 px windows on the 8192 px scene, 12. the interpreter's switch
-# interval (5 vs 1 ms), 13. a profile of one run.
+# interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -63,28 +63,31 @@ if step "inference throughput" 240; then
   kill "$dmon" 2>/dev/null
 fi
 
-# The row threads can bring their output to the host one at a time (pipeline.ONE_ROW_ON_HOST,
-# off since 2026-11-27: on an H200 they saved 0.4 % of the memory and cost 3.4 % of the
-# speed). What they cost and save: the 3856 px scene with and without the turns, alternating,
-# 3 runs each (compare the medians; the main step's bare rate is the reference).
-if step "rows' turns for the host: with / without (3856 px, 3 runs each)" 150; then
+# Where the output GeoTIFF is compressed while rows are computed (pipeline.WRITER_PROCESS):
+# a process of its own (the default on a GPU since 2026-11-27, third session; on a 2-core CPU
+# beside a busy Python thread it wrote 1.9x as fast as the thread) or a thread sharing the
+# interpreter lock with the row threads (before). The 3856 px scene with each, alternating,
+# 3 runs each (the peak memory adds the writer process's own).
+if step "the GeoTIFF writer: own process / thread (3856 px, 3 runs each)" 150; then
   timeout "$limit" bash -c "
     for i in 1 2 3; do
-      for turns in --turns ''; do
+      for writer in process thread; do
         $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
-            --pipeline-batch 8 --scene-dir '$scenes' \$turns 2>&1 | tail -1
+            --pipeline-batch 8 --scene-dir '$scenes' --writer \$writer 2>&1 | tail -1
       done
-    done" | tee "$out/infer_turns.txt"
+    done" | tee "$out/infer_writer.txt"
   $py -c '
 import json, statistics, sys
 runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-for turns in (True, False):
-    r = [x for x in runs if x["turns"] is turns]
+for writer in ("process", "thread"):
+    r = [x for x in runs if x["writer"] == writer]
     if r:
         rate = statistics.median(x["km2_per_s"] for x in r)
-        rss = statistics.median(x["peak_rss_mb"] for x in r)
-        print(f"turns={turns}: {len(r)} runs, median {rate:.1f} km2/s, peak RSS {rss:.0f} MB")
-' "$out/infer_turns.txt" 2>&1 | tee -a "$out/infer_turns.txt"
+        rss = statistics.median(x["peak_rss_total_mb"] for x in r)
+        each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
+        print(f"writer={writer}: {len(r)} runs, median {rate:.1f} km2/s (runs {each}), "
+              f"peak RSS {rss:.0f} MB with the writer process")
+' "$out/infer_writer.txt" 2>&1 | tee -a "$out/infer_writer.txt"
 fi
 
 # Scenes wider than --column-width (default 4096 LR px) are processed in column strips, so
@@ -183,5 +186,28 @@ fi
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
     "$here/benchmarks/infer_profile.py" --device cuda --size 976 --threads 1 2>&1 \
     | tee "$out/infer_profile.txt"
+
+# Narrower column strips: rows in flight as wide as the strip are what a scene's peak memory
+# grows with (on the CPU's fake of the GPU path, 3856 px in strips of 2048 px: 1010 MB vs
+# 1129 MB in one strip, as much as the 1936 px scene's 982; same time). But the windows on a
+# strip border are computed twice (one window column in 16 here), so on a GPU it costs
+# speed; the row threads no longer pause between strips. The 3856 px scene in strips of
+# 2048 px, 3 runs: compare with step 4's "process" runs (the default, one strip) and with
+# step 3's 1936 px scene (the 4x ratio).
+if step "column strips of 2048 px on the 3856 px scene (3 runs)" 90; then
+  timeout "$limit" bash -c "
+    for i in 1 2 3; do
+      $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+          --pipeline-batch 8 --scene-dir '$scenes' --column-width 2048 2>&1 | tail -1
+    done" | tee "$out/infer_strips2048.txt"
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+if runs:
+    rate = statistics.median(x["km2_per_s"] for x in runs)
+    rss = statistics.median(x["peak_rss_total_mb"] for x in runs)
+    print(f"column width 2048: {len(runs)} runs, median {rate:.1f} km2/s, peak RSS {rss:.0f} MB")
+' "$out/infer_strips2048.txt" 2>&1 | tee -a "$out/infer_strips2048.txt"
+fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

@@ -61,8 +61,9 @@ def _scene(scene_dir: Path, size: int, blocks: int) -> list[Path]:
 
 
 def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
-           blocks: int, column_width: int) -> dict:
-    """One run on the meta device (in its own process: its peak RSS is its own)."""
+           blocks: int, column_width: int, writer: str = "auto") -> dict:
+    """One run on the meta device (in its own process: its peak RSS is its own, and its
+    GeoTIFF writer's, when that is a process, is added)."""
     import threading
 
     import torch
@@ -98,6 +99,7 @@ def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
         return out
 
     pipeline.blend_device = lambda model: meta
+    peaks = infer_throughput.writer_peaks(writer)
     rows.to_host = assemble.to_host = to_host
     if cache == "min":
         pipeline.read_cache_bytes = lambda *args, **kwargs: reader.MIN_CACHE_BYTES
@@ -124,8 +126,11 @@ def _child(size: int, scene_dir: Path, threads: int, batch: int, cache: str,
         start = time.perf_counter()
         run_inference(paths, Path(tmp) / "out.tif", model, opts)
         seconds = time.perf_counter() - start
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    writer_mb = max(peaks, default=0.0)  # its GeoTIFF writer process, if it had one
+    # the two peaks added (an upper bound: they need not coincide)
     return {"size": size, "seconds": seconds, "rss_before_mb": before, "read_cpu_s": read_cpu[0],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "own_rss_mb": own, "writer_rss_mb": writer_mb, "peak_rss_mb": own + writer_mb}
 
 
 def main() -> None:
@@ -144,11 +149,14 @@ def main() -> None:
                    "%(default)s; wider scenes are processed strip by strip).")
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR (default: a temporary folder).")
+    p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
+                   help="The GeoTIFF writer: a process of its own (auto, as on a GPU) or a "
+                   "thread of the run's process.")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child is not None:
         print(json.dumps(_child(args._child, Path(args.scene_dir), args.threads, args.batch,
-                                args.cache, args.blocks, args.column_width)))
+                                args.cache, args.blocks, args.column_width, args.writer)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         scene_dir = Path(args.scene_dir or tmp)
@@ -160,7 +168,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--_child", str(size), "--scene-dir",
                        str(scene_dir), "--threads", str(args.threads), "--batch",
                        str(args.batch), "--cache", args.cache, "--blocks", str(args.blocks),
-                       "--column-width", str(args.column_width)]
+                       "--column-width", str(args.column_width), "--writer", args.writer]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     sys.stderr.write(out.stderr[-5000:])
@@ -168,14 +176,15 @@ def main() -> None:
                 runs[size].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"GPU path's host side on the meta device, {args.threads} row threads, "
           f"{args.batch} windows per call, {args.blocks} px blocks, GDAL cache {args.cache}, "
-          f"column strips of {args.column_width} px; "
+          f"column strips of {args.column_width} px, writer {args.writer}; "
           f"medians of {args.repeats}")
     peaks = {}
     for size, rs in runs.items():
         peaks[size] = statistics.median(r["peak_rss_mb"] for r in rs)
         each = ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rs)
         print(f"{size:5d} px: peak RSS {peaks[size]:7.0f} MB (runs {each}), after setup "
-              f"{statistics.median(r['rss_before_mb'] for r in rs):.0f} MB, "
+              f"{statistics.median(r['rss_before_mb'] for r in rs):.0f} MB, writer process "
+              f"{statistics.median(r['writer_rss_mb'] for r in rs):.0f} MB of it, "
               f"{statistics.median(r['seconds'] for r in rs):.1f} s, reading "
               f"{statistics.median(r['read_cpu_s'] for r in rs):.2f} CPU s")
     lo, hi = min(args.sizes), max(args.sizes)

@@ -164,6 +164,25 @@ def scene(folder: Path, size: int, images: int) -> list[Path]:
     return sorted(done.glob("frame*_TCI.tif"))
 
 
+def writer_peaks(writer: str) -> list[float]:
+    """Set where the pipeline's GeoTIFF writer runs (``auto``, ``thread``, ``process``) and
+    return the list its processes' peak resident memory (MB, each its own since it started)
+    is appended to, one per scene. Not ``RUSAGE_CHILDREN``: Linux counts in a child's peak
+    the memory of the process it was forked from, until it runs Python."""
+    from zoomsr.inference import pipeline as scene_pipeline
+
+    scene_pipeline.WRITER_PROCESS = {"auto": None, "thread": False, "process": True}[writer]
+    peaks: list[float] = []
+
+    class Recorded(scene_pipeline.GeoTIFFProcess):
+        def finish(self, tags: dict[str, str]) -> None:
+            super().finish(tags)
+            peaks.append(self.peak_rss_mb or 0.0)
+
+    scene_pipeline.GeoTIFFProcess = Recorded
+    return peaks
+
+
 def options(args: argparse.Namespace):
     """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
     ``--turns``, the pipeline's turns for the host turned on in this process)."""
@@ -192,6 +211,7 @@ def pipeline(args: argparse.Namespace) -> dict:
 
         scene_pipeline.read_cache_bytes = lambda *a, **k: MIN_CACHE_BYTES
     model = _model(args)
+    peaks = writer_peaks(args.writer)
     with tempfile.TemporaryDirectory() as tmp:
         paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -203,6 +223,8 @@ def pipeline(args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - start
         size_mb = (Path(tmp) / "out.tif").stat().st_size / 1e6
     chunks = args.size * args.size / (32 * 32)
+    own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    writer_mb = max(peaks, default=0.0)  # the GeoTIFF writer's process, if the run had one
     gpu_mb = pinned_mb = None
     if model.device.type == "cuda":
         import torch
@@ -217,7 +239,9 @@ def pipeline(args: argparse.Namespace) -> dict:
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
+        # the two peaks added (an upper bound: they need not coincide): what the ratios use
+        "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,
         "rss_after_setup_mb": rss_before / 1024,
     }
 
@@ -226,7 +250,7 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
                 "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
-                "switch_interval"):
+                "switch_interval", "writer"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -270,6 +294,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--switch-interval", type=float, default=None, metavar="S",
                    help="sys.setswitchinterval in the pipeline's process (Python's default: "
                    "0.005 s): how much the threads' wait for the interpreter lock costs.")
+    p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
+                   help="Where the output GeoTIFF is compressed while rows are computed "
+                   "(pipeline.WRITER_PROCESS; auto: a process of its own unless on the CPU).")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")
@@ -334,7 +361,7 @@ def _measure(args: argparse.Namespace) -> list[dict]:
             "pipeline": small, "pipeline_4x": large,
             "pipeline_vs_bare": small["chunks_per_s"] / rate,
             "pipeline_4x_vs_bare": large["chunks_per_s"] / rate,
-            "peak_rss_ratio_4x": large["peak_rss_mb"] / small["peak_rss_mb"],
+            "peak_rss_ratio_4x": large["peak_rss_total_mb"] / small["peak_rss_total_mb"],
             "area_ratio_4x": large["area_km2"] / small["area_km2"],
         })
         if args.ceiling:
@@ -369,12 +396,14 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
         print(f"{label:<17} {med(x[key]['chunks_per_s'] for x in runs):8.2f} chunks/s  "
               f"{med(x[key]['km2_per_s'] for x in runs):.4f} km2/s  {r['size']}x{r['size']} "
               f"LR px, {r['area_km2']:.2f} km2, {med(x[key]['seconds'] for x in runs):.1f} s, "
-              f"peak RSS {med(x[key]['peak_rss_mb'] for x in runs):.0f} MB"
+              f"peak RSS {med(x[key]['peak_rss_total_mb'] for x in runs):.0f} MB (writer "
+              f"process {med(x[key]['writer_rss_mb'] for x in runs):.0f} MB of it)"
               + (f", GPU {med(x[key]['peak_gpu_mb'] for x in runs):.0f} MB"
                  if r.get("peak_gpu_mb") is not None else ""))
     print(f"pipeline / bare   {report['pipeline_vs_bare']:.1%} (4x scene: "
           f"{report['pipeline_4x_vs_bare']:.1%})")
-    print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (area ratio "
+    print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (the pipeline's process and "
+          f"its writer's added; area ratio "
           f"{report['area_ratio_4x']:.2f})")
     if runs[0]["pipeline"].get("peak_gpu_mb") is not None:
         ratio = med(r["pipeline_4x"]["peak_gpu_mb"] / r["pipeline"]["peak_gpu_mb"] for r in runs)

@@ -1,4 +1,4 @@
-"""Throughput of the output GeoTIFF writer (``zoomsr.inference.writer.write_geotiff``).
+"""Throughput of the output GeoTIFF writer (``zoomsr.io.geotiff.write_geotiff``).
 
 On a GPU, ``zoomsr infer`` compresses the output in one writer thread while rows are computed
 (the deflate itself on every core, through GDAL's ``NUM_THREADS``), and that thread ran at
@@ -20,6 +20,14 @@ that what shows is the lock, not a shortage of CPU); ``--switch-interval S`` set
 ``sys.setswitchinterval`` (default 0.005 s)::
 
     python benchmarks/writer_throughput.py --no-compress --busy-threads 1
+
+``--process`` writes through :class:`zoomsr.io.geotiff_stream.GeoTIFFProcess`, the writer in
+a process of its own (what ``zoomsr infer`` uses on a GPU): timed from the rows handed over
+to the file renamed into place, the child started and waiting beforehand (its start, 0.2 s,
+overlaps the first rows' computation in a run). Compressed only (the switch to an
+uncompressed profile is made in this process)::
+
+    python benchmarks/writer_throughput.py --busy-threads 1 [--process]
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import numpy as np
 
 def make_raw(folder: Path, width: int, height: int):
     """A raw RGB + mask raster of ``width`` x ``height`` px (row strips of 256)."""
-    from zoomsr.inference.writer import RawRaster
+    from zoomsr.io.raw_raster import RawRaster
 
     raw = RawRaster(folder / "sr.raw", width, height, 4)
     raw.create()
@@ -63,11 +71,16 @@ def main() -> None:
                    help="sys.setswitchinterval for the run (s).")
     p.add_argument("--no-compress", action="store_true",
                    help="Write uncompressed: the writer thread's own work alone.")
+    p.add_argument("--process", action="store_true",
+                   help="Write in a process of its own (GeoTIFFProcess).")
     args = p.parse_args()
+    if args.process and args.no_compress:
+        p.error("--no-compress is for the writer in this process")
 
     from affine import Affine
 
-    from zoomsr.inference import writer
+    from zoomsr.io import geotiff as writer
+    from zoomsr.io.geotiff_stream import GeoTIFFProcess
 
     if args.no_compress:
         profile = writer._profile
@@ -95,17 +108,25 @@ def main() -> None:
         times = []
         for i in range(args.repeats):
             out = Path(tmp) / f"out{i}.tif"
-            start = time.perf_counter()
-            writer.write_geotiff(raw, out, crs="EPSG:3857",
-                                 transform=Affine(0.6, 0, 0, 0, -0.6, 0),
-                                 band_names=["red", "green", "blue"], tags={})
+            kw = {"crs": "EPSG:3857", "transform": Affine(0.6, 0, 0, 0, -0.6, 0),
+                  "band_names": ["red", "green", "blue"]}
+            if args.process:
+                stream = GeoTIFFProcess(raw, out, **kw)
+                stream.start()
+                time.sleep(1.0)  # started, its file made, waiting for the first strip
+                start = time.perf_counter()
+                stream.finish({})
+            else:
+                start = time.perf_counter()
+                writer.write_geotiff(raw, out, tags={}, **kw)
             times.append(time.perf_counter() - start)
             out.unlink()
     stop.set()
     mb = args.width * args.height * 3 / 1e6
     med = statistics.median(times)
     print(f"{args.width} x {args.height} px ({mb:.0f} MB of RGB), "
-          f"{'uncompressed' if args.no_compress else 'deflate'}, {args.busy_threads} busy "
+          f"{'uncompressed' if args.no_compress else 'deflate'}, "
+          f"{'own process' if args.process else 'this process'}, {args.busy_threads} busy "
           f"thread(s), switch interval {sys.getswitchinterval():g} s: median {med:.3f} s "
           f"(runs {', '.join(f'{t:.3f}' for t in times)}), {mb / med:.0f} MB/s")
 

@@ -37,14 +37,17 @@ def test_infer_throughput_reports_bare_and_pipeline(tmp_path):
 
 
 def test_infer_throughput_child_with_turns(tmp_path):
-    """The GPU suite's comparisons of the rows' turns for the host and of the interpreter's
-    switch interval: one run with both set."""
+    """The GPU suite's comparisons of the rows' turns for the host, of the interpreter's
+    switch interval and of the writer's place: one run with all three set."""
     text = _run(str(BENCH / "infer_throughput.py"), "--_child", "--device", "cpu", "--config",
                 TINY, "--size", "136", "--window", "64", "--overlap", "8", "--threads", "3",
                 "--pipeline-batch", "2", "--turns", "--switch-interval", "0.002",
-                "--scene-dir", str(tmp_path))
+                "--writer", "process", "--scene-dir", str(tmp_path))
     run = json.loads(text.strip().splitlines()[-1])
     assert run["turns"] is True and run["windows"] > 0 and run["switch_interval"] == 0.002
+    # the writer process forced on the CPU: its peak memory counted beside the run's own
+    assert run["writer"] == "process" and 20 < run["writer_rss_mb"] < 1000
+    assert run["peak_rss_total_mb"] == run["peak_rss_mb"] + run["writer_rss_mb"]
 
 
 def test_writer_and_host_memory_benchmarks_run(tmp_path):
@@ -52,10 +55,17 @@ def test_writer_and_host_memory_benchmarks_run(tmp_path):
                           "300", "--repeats", "1", "--no-compress")
     text = _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height", "300",
                 "--repeats", "1", "--busy-threads", "1", "--switch-interval", "0.002")
-    assert "deflate, 1 busy thread(s), switch interval 0.002 s: median" in text
+    assert "deflate, this process, 1 busy thread(s), switch interval 0.002 s: median" in text
+    text = _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height", "300",
+                "--repeats", "1", "--busy-threads", "1", "--process")
+    assert "deflate, own process, 1 busy thread(s)" in text
     text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
                 "1", "--column-width", "300", "--scene-dir", str(tmp_path))
     assert "peak RSS 556 / 300 px" in text
+    # the GPU path's writer is a process of its own: its memory is counted (tens of MB)
+    writer_mb = [float(line.split("writer process ")[1].split()[0])
+                 for line in text.splitlines() if "writer process" in line]
+    assert len(writer_mb) == 2 and all(20 < mb < 1000 for mb in writer_mb)
 
 
 def test_build_throughput_runs(tmp_path):
@@ -77,7 +87,7 @@ def test_gpu_suite_runs_only_the_steps_asked_for(tmp_path):
                          capture_output=True, text=True, timeout=120, check=True,
                          env={"PATH": "/usr/bin:/bin", "GPU_SUITE_STEPS": "0"}).stdout
     headers = [line for line in out.splitlines() if line.startswith("=== ")]
-    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 14)]
+    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 15)]
     assert all(h.endswith("not in GPU_SUITE_STEPS") for h in headers[:-1])
     assert headers[6] == "=== 7. timeline of one pipeline run (py-spy): not in GPU_SUITE_STEPS"
     assert headers[-1].startswith("=== done")

@@ -11,7 +11,8 @@ from test_infer_threads import _AsIfOnGPU
 
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
 from zoomsr.inference.windows import WindowGrid, column_groups, group_span
-from zoomsr.inference.writer import column_chunks, partial_dir
+from zoomsr.inference.writer import partial_dir
+from zoomsr.io.geotiff import column_chunks
 
 
 def _opts(**kw) -> InferenceOptions:
@@ -119,10 +120,12 @@ def test_a_warped_read_is_the_same_in_any_window_and_empty_past_the_grid(tmp_pat
         assert not past[:, :, 100:].any()
 
 def test_each_strip_is_compressed_as_it_goes_and_no_wider(tmp_path, tiny_model, monkeypatch):
-    from zoomsr.inference import writer
+    from zoomsr.inference import pipeline
+    from zoomsr.io import geotiff_stream, raw_raster
 
+    monkeypatch.setattr(pipeline, "WRITER_PROCESS", False)  # its reads seen from here
     marks, reads = [], []
-    rows_done, read_rows = writer.GeoTIFFStream.rows_done, writer.RawRaster.read_rows
+    rows_done, read_rows = geotiff_stream.GeoTIFFStream.rows_done, raw_raster.RawRaster.read_rows
 
     def mark(self, rows, chunk=0):
         marks.append((chunk, rows))
@@ -133,8 +136,8 @@ def test_each_strip_is_compressed_as_it_goes_and_no_wider(tmp_path, tiny_model, 
             reads.append(cols)
         return read_rows(self, row, count, cols)
 
-    monkeypatch.setattr(writer.GeoTIFFStream, "rows_done", mark)
-    monkeypatch.setattr(writer.RawRaster, "read_rows", spy)
+    monkeypatch.setattr(geotiff_stream.GeoTIFFStream, "rows_done", mark)
+    monkeypatch.setattr(raw_raster.RawRaster, "read_rows", spy)
     paths = write_frames(tmp_path / "in", n=2, size=(70, 300))
     run_inference(paths, tmp_path / "o.tif", _AsIfOnGPU(tiny_model(2)), _opts(column_width=100))
     # strips owning LR columns 0-67, -134, -201, -300: each one's rows handed to the writer

@@ -247,7 +247,7 @@ def test_an_output_that_cannot_be_written_keeps_the_rows(tmp_path, monkeypatch, 
     "wrote", renamed a corrupt file into place and removed the rows)."""
     import errno
 
-    from zoomsr.inference import writer
+    from zoomsr.io import geotiff as writer
 
     write_frames(tmp_path / "in", n=2, size=(72, 40))
     tiny = ["--model", "rrdbnet", "-c", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",

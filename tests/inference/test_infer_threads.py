@@ -157,21 +157,32 @@ def test_rows_blended_with_torch_match_numpy(scene, tiny_model, tmp_path, monkey
         assert np.array_equal(x[:3], y[:3]) and np.abs(x[3] - y[3]).max() <= 1
 
 
-def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monkeypatch):
-    """An interrupt during the last compression leaves no output, no temp file, no thread."""
-    from zoomsr.inference import writer
+@pytest.mark.parametrize("in_process", [False, True])
+def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monkeypatch,
+                                              in_process):
+    """An interrupt during the last compression leaves no output, no temp file, no thread and
+    no writer process: with the writer in a thread and in a process of its own."""
+    from zoomsr.inference import pipeline
+    from zoomsr.io.geotiff_stream import GeoTIFFProcess, GeoTIFFStream
 
+    monkeypatch.setattr(pipeline, "WRITER_PROCESS", in_process)
     model = tiny_model(2)
-    original = writer.GeoTIFFStream.finish
+    kind = GeoTIFFProcess if in_process else GeoTIFFStream
+    original = kind.finish
+    children = []
 
     def interrupted(self, tags):
-        with self._cond:  # the tags are in and the writer is busy: now Ctrl-C arrives
-            self._ready = (self._last, self.raw.height)  # every row final, as finish() says
-            self._tags = tags
-            self._cond.notify_all()
+        if in_process:  # every row final: the child writes them, then waits for the tags
+            self._send(("rows", self._last, self.raw.height))
+            children.append(self._proc)
+        else:
+            with self._cond:  # the tags are in and the writer is busy: now Ctrl-C arrives
+                self._ready = (self._last, self.raw.height)  # every row final
+                self._tags = tags
+                self._cond.notify_all()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writer.GeoTIFFStream, "finish", interrupted)
+    monkeypatch.setattr(kind, "finish", interrupted)
     before = threading.active_count()
     out = tmp_path / "sr.tif"
     for gpu_path in (False, True):
@@ -180,8 +191,10 @@ def test_ctrl_c_while_the_geotiff_is_finished(scene, tiny_model, tmp_path, monke
             run_inference(scene, out, _AsIfOnGPU(model) if gpu_path else model,
                           _opts(overwrite=gpu_path))
         assert threading.active_count() == before
+        assert all(child.poll() is not None for child in children)
         assert not out.exists() and not list(tmp_path.glob(".sr.tif.*.tmp"))
-    monkeypatch.setattr(writer.GeoTIFFStream, "finish", original)
+    assert len(children) == (2 if in_process else 0)
+    monkeypatch.setattr(kind, "finish", original)
     result = run_inference(scene, out, _AsIfOnGPU(model), _opts(resume=True))  # as last run
     assert result.rows_resumed == 4 and out.exists()
 
@@ -350,6 +363,49 @@ def test_ordered_steps_run_in_row_order_whatever_order_rows_finish(monkeypatch):
                                    prepare=lambda res: res.row,
                                    ordered=lambda res: linked.append(res.row)))
     assert linked == list(range(6)) and got == list(range(6))
+
+
+def test_row_threads_go_on_into_the_next_strip_before_the_last_rows_end(monkeypatch):
+    """Column strips' rows make one sequence: a free thread starts the next strip's first row
+    while the strip's last row is still computed (each strip used to start with idle threads,
+    the GPU waiting for its first reads). Strip 0's last row waits here until strip 1's first
+    row has started: with strips one after the other it would wait in vain. Ordered steps and
+    results still come strip by strip, row by row; a thread clones the reader once."""
+    from types import SimpleNamespace
+
+    from zoomsr.inference import rows as row_work
+
+    started = threading.Event()
+    clones = []
+
+    def compute(plan, model, r, on=None, tick=None):
+        if plan.columns == (0, 1) and r == 0:
+            started.set()
+        if plan.columns == (0, 0) and r == 1:  # the first strip's last row
+            assert started.wait(timeout=10), "the next strip did not start meanwhile"
+        if tick is not None:
+            tick(r)
+        return SimpleNamespace(row=r, columns=plan.columns)
+
+    def clone():
+        clones.append(1)
+        return reader
+
+    monkeypatch.setattr(row_work, "compute_row", compute)
+    reader = SimpleNamespace(clone=clone, close=lambda: None)
+    plan = row_work.ScenePlan(reader, None, None, 1, 1, 0, 0)
+    linked: list[tuple] = []
+    ticks: list[tuple] = []
+    parts = [row_work.RowPart(dataclasses.replace(plan, columns=(0, k)), range(2),
+                              prepare=lambda res: (res.columns[1], res.row),
+                              ordered=lambda res: linked.append((res.columns[1], res.row)),
+                              tick=lambda r, k=k: ticks.append((k, r)))
+             for k in range(2)]
+    got = list(row_work.local_strips(parts, SimpleNamespace(scale=4, device=None), threads=3))
+    order = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert got == [(k, (k, r)) for k, r in order] and linked == order
+    # one reader for each thread that took a row (two at least: two rows ran at once)
+    assert sorted(ticks) == order and 2 <= len(clones) <= 3
 
 
 def test_a_later_rows_failure_leaves_the_earlier_rows_to_the_consumer(monkeypatch):
@@ -524,30 +580,40 @@ def test_after_a_ctrl_c_row_threads_stop_at_their_next_model_call(monkeypatch):
     assert len(calls) < 10  # about 3 before the Ctrl-C, then the one in progress
 
 
+@pytest.mark.parametrize("kind", ["GeoTIFFStream", "GeoTIFFProcess"])
 def test_ctrl_c_just_after_the_writer_started_stops_it(scene, tiny_model, tmp_path,
-                                                       monkeypatch):
-    """A Ctrl-C landing right after the GeoTIFF writer thread started (before the loop over
-    rows) left the writer waiting for rows at exit, and its temporary file behind."""
+                                                       monkeypatch, kind):
+    """A Ctrl-C landing right after the GeoTIFF writer started (before the loop over rows)
+    left the writer waiting for rows at exit, and its temporary file behind. The writer
+    process is told to stop and waited for (it may still be starting)."""
     from zoomsr.inference import pipeline
 
-    class Interrupted(pipeline.GeoTIFFStream):
+    started = []
+
+    class Interrupted(getattr(pipeline, kind)):
         def start(self):
             super().start()
+            started.append(self)
             raise KeyboardInterrupt  # where a real SIGINT may land
 
-    monkeypatch.setattr(pipeline, "GeoTIFFStream", Interrupted)
+    monkeypatch.setattr(pipeline, "WRITER_PROCESS", kind == "GeoTIFFProcess")
+    monkeypatch.setattr(pipeline, kind, Interrupted)
     before = threading.active_count()
     out = tmp_path / "sr.tif"
     with pytest.raises(KeyboardInterrupt):
         run_inference(scene, out, _AsIfOnGPU(tiny_model(2)), _opts())
-    assert threading.active_count() == before
+    assert threading.active_count() == before and len(started) == 1
+    if kind == "GeoTIFFProcess":
+        assert started[0]._proc.poll() == 0  # ended by itself, told to
     assert not list(tmp_path.glob(".sr.tif*")) and not out.exists()
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch, threads):
+@pytest.mark.parametrize("column_width", [None, 20])  # 20: 2 column strips
+def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch, threads,
+                                        column_width):
     """The bar moved once per row of windows: a slow model's row (SR3 on a CPU: minutes)
-    showed no progress and no ETA."""
+    showed no progress and no ETA. Strips' rows share window row numbers: each counted once."""
     import contextlib
 
     from zoomsr.inference import pipeline
@@ -566,7 +632,18 @@ def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch
 
     monkeypatch.setattr(pipeline, "_progress",
                         lambda total, done, enabled: contextlib.nullcontext(Bar()))
+    strips = []
+    local_strips = pipeline.local_strips
+
+    def counted(parts, *args, **kwargs):
+        strips.append(len(parts))
+        return local_strips(parts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "local_strips", counted)
+    opts = _opts(threads=threads) if column_width is None else _opts(
+        threads=threads, column_width=column_width)
     result = run_inference(scene, tmp_path / "o.tif", tiny_model(2),
-                           dataclasses.replace(_opts(threads=threads), progress=True))
+                           dataclasses.replace(opts, progress=True))
+    assert strips == [1 if column_width is None else 2]
     assert sum(steps) == result.windows  # every window once
     assert steps.count(1) >= result.windows - 1  # one at a time, as they are blended

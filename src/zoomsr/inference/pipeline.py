@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -59,11 +61,13 @@ from zoomsr.inference.reader import SceneReader, read_cache_bytes
 from zoomsr.inference.rows import (
     ArrayReader,
     RowBlender,
+    RowPart,
     RowResult,
     ScenePlan,
     blend_device,
     fit_open_files,
     local_rows,
+    local_strips,
 )
 from zoomsr.inference.windows import (
     Tiling,
@@ -73,18 +77,12 @@ from zoomsr.inference.windows import (
     group_span,
     windows_per_call,
 )
-from zoomsr.inference.writer import (
-    SAMPLING_OPTIONS,
-    GeoTIFFStream,
-    PartialRun,
-    RawRaster,
-    column_chunks,
-    has_saved_state,
-    write_geotiff,
-    write_preview,
-)
+from zoomsr.inference.writer import SAMPLING_OPTIONS, PartialRun, has_saved_state
 from zoomsr.io.atomic import output_lock, refuse_existing, remove_stale_temps
 from zoomsr.io.folders import require_writable_folder
+from zoomsr.io.geotiff import column_chunks, write_geotiff, write_preview
+from zoomsr.io.geotiff_stream import GeoTIFFProcess, GeoTIFFStream
+from zoomsr.io.raw_raster import RawRaster
 from zoomsr.stopping import interrupts_held
 
 RowCallback = Callable[[int, int], None]
@@ -96,6 +94,15 @@ RowCallback = Callable[[int, int], None]
 #: alternating) they cut it by 0.4 % and cost 3.4 % of the speed (a thread's transfer waits
 #: for the model calls others queued). ``benchmarks/infer_throughput.py --turns`` turns them on.
 ONE_ROW_ON_HOST = False
+
+#: Where the output GeoTIFF is compressed while rows are computed: ``True`` in a child
+#: process, ``False`` in a thread of this one, ``None`` (default) in a process when the model
+#: runs elsewhere than on the CPU. There the row threads launch the model's kernels from
+#: Python, and a writer thread shares the interpreter lock with them: beside one thread of
+#: pure Python its own work took 5.8x as long (2-core CPU,
+#: ``benchmarks/writer_throughput.py --busy-threads 1``), and a GPU run ended with the writer
+#: catching up. On the CPU the GeoTIFF is written after the last row, in a thread. Same bytes.
+WRITER_PROCESS: bool | None = None
 
 
 @dataclass
@@ -818,15 +825,18 @@ def _run_scene(
         # each column strip's output columns are compressed as that strip goes (so no more
         # than a strip's width of output is held), the block it shares with the next after it
         chunks = column_chunks(hr.width, [group_span(windows, g)[1] * s for g in groups])
-        stream = GeoTIFFStream(hr, out, crs=grid.crs, transform=grid.hr_transform,
-                               band_names=names, cog=options.cog, chunks=chunks)
+        # Compress while computing only when the model is elsewhere: on a CPU the writer
+        # would take cores from the model (measured ~10 % slower on 2 cores). Same bytes.
+        live = model.device.type != "cpu"
+        in_process = live if WRITER_PROCESS is None else WRITER_PROCESS
+        # a child needs an interpreter to start and a pipe to hand over (not on Windows)
+        in_process = in_process and os.name == "posix" and bool(sys.executable)
+        stream = (GeoTIFFProcess if in_process else GeoTIFFStream)(
+            hr, out, crs=grid.crs, transform=grid.hr_transform, band_names=names,
+            cog=options.cog, chunks=chunks)
         items: Iterator[Any] | None = None
-        try:  # the writer thread starts inside: a Ctrl-C from its start on stops it
+        try:  # the writer starts inside: a Ctrl-C from its start on stops it
             stream.start()
-            # Compress while computing only when the model is elsewhere: on a CPU the writer
-            # thread would take cores from the model (measured ~10 % slower on 2 cores). Same
-            # bytes.
-            live = model.device.type != "cpu"
             if (first_group or first_row) and live:  # what a resumed run finished before
                 final = windows.final_until(first_row - 1) * s if first_row else 0
                 stream.rows_done(final, chunk=first_group)
@@ -837,45 +847,53 @@ def _run_scene(
                                         completed=done_before)
                 # Local rows move the bar window by window (a row of a slow model, SR3 on
                 # a CPU, takes minutes); the rest of a row's count when it is done.
-                ticked: dict[int, int] = {}
+                ticked: dict[tuple[int, int], int] = {}  # (strip, window row): windows
                 ticks = threading.Lock()
 
-                def tick(r: int) -> None:
+                def tick(key: tuple[int, int]) -> None:
                     with ticks:
-                        ticked[r] = ticked.get(r, 0) + 1
+                        ticked[key] = ticked.get(key, 0) + 1
                     bar.advance(task, 1)  # type: ignore[union-attr]
-                for g in range(first_group, len(groups)):
-                    a, b, _ = group_span(windows, groups[g])
-                    g_carry = carry if g == first_group else None
-                    g_plan = dataclasses.replace(plan, columns=groups[g])
+
+                todo = list(range(first_group, len(groups)))  # the strips with rows left
+
+                def strip(g: int) -> tuple[ScenePlan, range, Any]:
+                    """Strip ``g``'s plan, rows left and carry (a resumed run's, or none)."""
                     rows = range(first_row if g == first_group else 0, windows.n_rows)
-                    if row_source is None:
-                        chain = RowChain(windows, s, hr.bands - 1, (b - a) * s,
-                                         *(g_carry or (None, None)))
-                        # rows blended on the GPU if there is one, finished in their threads
-                        items = local_rows(g_plan, model, rows, threads,
-                                           finish_and_write(g_plan, chain), blend_device(model),
-                                           ordered=chain.link,
-                                           tick=tick if bar is not None else None)
-                    else:
-                        assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s,
-                                                 *(g_carry or (None, None)))
-                        items = _assembled(row_source(g_plan, model, rows), assembler, prepare,
-                                           hr, lr, a, s)
-                    for done in items:
-                        few += done.few_frames
-                        computed += done.windows
-                        run.save({"group": g, "rows_done": done.row + 1, "few_frames": few},
-                                 {"sums": done.carry_sums, "weights": done.carry_weights})
-                        if live:
-                            stream.rows_done(windows.final_until(done.row) * s, chunk=g)
-                        if bar is not None:
-                            with ticks:
-                                rest = done.windows - ticked.pop(done.row, 0)
-                            bar.update(task, advance=rest)
-                        if on_row is not None:
-                            on_row(done.row + 1, windows.n_rows)
-                        del done  # its carry is not kept while the next row is computed
+                    g_carry = carry if g == first_group else None
+                    return (dataclasses.replace(plan, columns=groups[g]), rows,
+                            g_carry or (None, None))
+
+                if row_source is None:
+                    parts = []
+                    for g in todo:
+                        g_plan, rows, g_carry = strip(g)
+                        a, b, _ = group_span(windows, groups[g])
+                        chain = RowChain(windows, s, hr.bands - 1, (b - a) * s, *g_carry)
+                        parts.append(RowPart(
+                            g_plan, rows, finish_and_write(g_plan, chain), chain.link,
+                            None if bar is None else functools.partial(_keyed, tick, g)))
+                    # rows blended on the GPU if there is one, finished in their threads; the
+                    # threads go on from a strip's last rows to the next one's first
+                    items = local_strips(parts, model, threads, blend_device(model))
+                else:
+                    items = _strips_assembled(todo, strip, row_source, model, windows, s, hr,
+                                              lr, prepare)
+                for k, done in items:
+                    g = todo[k]
+                    few += done.few_frames
+                    computed += done.windows
+                    run.save({"group": g, "rows_done": done.row + 1, "few_frames": few},
+                             {"sums": done.carry_sums, "weights": done.carry_weights})
+                    if live:
+                        stream.rows_done(windows.final_until(done.row) * s, chunk=g)
+                    if bar is not None:
+                        with ticks:
+                            rest = done.windows - ticked.pop((g, done.row), 0)
+                        bar.update(task, advance=rest)
+                    if on_row is not None:
+                        on_row(done.row + 1, windows.n_rows)
+                    del done  # its carry is not kept while the next row is computed
             # inside the try: Ctrl-C while the last strips are compressed removes the temp file
             tags = _tags(plan, model, options, few, options.native_grid, fingerprint["files"])
             stream.finish(tags)
@@ -897,6 +915,33 @@ def _run_scene(
         seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
         preview=preview, ignored=list(ignored),
     )
+
+
+def _keyed(tick: Callable[[tuple[int, int]], None], g: int, r: int) -> None:
+    """``tick((g, r))``: a window of strip ``g``'s window row ``r`` blended."""
+    tick((g, r))
+
+
+def _strips_assembled(todo: list[int], strip: Callable[[int], tuple[ScenePlan, range, Any]],
+                      row_source: Callable[..., Iterator[RowResult]], model: InferenceModel,
+                      windows: WindowGrid, s: int, hr: RawRaster, lr: RawRaster | None,
+                      prepare: Callable[[RowResult], ReadyRow]
+                      ) -> Iterator[tuple[int, DoneRow]]:
+    """The rows of a row source (Ray), strip after strip, assembled and written here: ``(k,
+    row)`` for each row of strip ``todo[k]``."""
+    for k, g in enumerate(todo):
+        g_plan, rows, g_carry = strip(g)
+        a, b, _ = group_span(windows, g_plan.columns)  # type: ignore[arg-type]
+        assembler = RowAssembler(windows, s, hr.bands - 1, (b - a) * s, *g_carry)
+        inner = _assembled(row_source(g_plan, model, rows), assembler, prepare, hr, lr, a, s)
+        try:
+            for done in inner:
+                yield k, done
+                del done
+        finally:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()  # stops the strip's row source now
 
 
 def _owned(a: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The unit of work of scene inference: one row of windows, read, run and blended
 (:func:`compute_row`), and rows computed in order on this machine, several at once
-(:func:`local_rows`). The Ray path (:mod:`zoomsr.inference.distributed`) ships
-:class:`ScenePlan` and :func:`compute_row` to workers."""
+(:func:`local_rows`; several column strips' rows as one sequence: :func:`local_strips`).
+The Ray path (:mod:`zoomsr.inference.distributed`) ships :class:`ScenePlan` and
+:func:`compute_row` to workers."""
 
 from __future__ import annotations
 
@@ -280,27 +281,40 @@ class _SerialModel:
             raise _Abandoned("stopped")
 
 
-class _RowThreads:
-    """``threads`` threads computing rows in order, each with its own reader.
+@dataclass
+class RowPart:
+    """Rows of one column strip (``plan.columns``), as :func:`local_strips` computes them:
+    ``ordered(row)`` then ``prepare(row)`` (see :func:`local_rows`); ``tick(r)`` per window
+    blended in window row ``r``."""
 
-    A thread takes the next row only while fewer than ``threads`` rows are taken and not yet
-    consumed (being computed or waiting), so at most ``threads`` consecutive rows are in
-    memory, besides the one the consumer holds. ``ordered(row)`` runs in the threads in row
-    order (a thread waits for the previous row's turn), then ``prepare``, in any order.
-    Results are yielded in row order; the first error is raised in the consumer. Closing stops
+    plan: ScenePlan
+    rows: Sequence[int]
+    prepare: Callable[[RowResult], Any] | None = None
+    ordered: Callable[[RowResult], None] | None = None
+    tick: Callable[[int], None] | None = None
+
+
+class _RowThreads:
+    """``threads`` threads computing the rows of ``parts`` in order, each with its own reader.
+
+    The parts' rows make one sequence: a thread that finishes the last rows of a column strip
+    goes on to the next strip's first ones, so the model is not left idle while a strip's
+    last rows drain and the next one's first rows are read. A thread takes the next row only
+    while fewer than ``threads`` rows are taken and not yet consumed (being computed or
+    waiting), so at most ``threads`` consecutive rows are in memory, besides the one the
+    consumer holds. ``ordered(row)`` runs in the threads in that order (a thread waits for
+    the previous row's turn), then ``prepare``, in any order. Results are yielded in order,
+    as ``(part index, result)``; the first error is raised in the consumer. Closing stops
     the threads after the rows they are on (a row takes about a second), and each thread
     closes its own reader.
     """
 
-    def __init__(self, plan: ScenePlan, model: InferenceModel, rows: Sequence[int],
-                 threads: int, prepare: Callable[[RowResult], Any] | None = None,
-                 on: torch.device | None = None,
-                 ordered: Callable[[RowResult], None] | None = None,
-                 tick: Callable[[int], None] | None = None) -> None:
-        self.plan, self.rows = plan, list(rows)
-        self.tick = tick
-        self.prepare = prepare
-        self.ordered = ordered
+    def __init__(self, parts: Sequence[RowPart], model: InferenceModel, threads: int,
+                 on: torch.device | None = None) -> None:
+        self.parts = list(parts)
+        if len({part.ordered is None for part in self.parts}) > 1:  # turns across all or none
+            raise ValueError("every part has an ordered step, or none has")
+        self.tasks = [(k, r) for k, part in enumerate(self.parts) for r in part.rows]
         self.linked = 0  # rows whose ordered step is done
         self.on = on
         self.model = _SerialModel(model, lambda: self.closing)
@@ -316,7 +330,7 @@ class _RowThreads:
         # other threads' model calls, but PyTorch caches freed memory per stream, so every
         # thread would hold its own copy of the activations; not measured on a GPU yet.)
         self.threads = [WorkerThread(self._work, f"zoomsr-row-{i}")
-                        for i in range(min(threads, len(self.rows)))]
+                        for i in range(min(threads, len(self.tasks)))]
         try:
             for t in self.threads:
                 t.start()
@@ -325,25 +339,35 @@ class _RowThreads:
             raise
 
     def _work(self) -> None:
-        plan = dataclasses.replace(self.plan, reader=self.plan.reader.clone())
+        # this thread's own readers (datasets), one per reader of the parts: the strips of a
+        # scene share one, and differ in their columns
+        readers: dict[int, Any] = {}
+        plans: dict[int, ScenePlan] = {}
         try:
             while True:
                 with self.cond:
-                    while (not self.stop and self.handed < len(self.rows)
+                    while (not self.stop and self.handed < len(self.tasks)
                            and self.handed >= self.consumed + self.depth):
                         self.cond.wait()
-                    if self.stop or self.handed >= len(self.rows):
+                    if self.stop or self.handed >= len(self.tasks):
                         return
                     i = self.handed
                     self.handed += 1
+                k, r = self.tasks[i]
+                part = self.parts[k]
+                if k not in plans:
+                    key = id(part.plan.reader)
+                    if key not in readers:
+                        readers[key] = part.plan.reader.clone()
+                    plans = {k: dataclasses.replace(part.plan, reader=readers[key])}
                 try:
-                    res: Any = compute_row(plan, self.model, self.rows[i], self.on, self.tick)
-                    if self.ordered is not None and not self._in_turn(i, res):
+                    res: Any = compute_row(plans[k], self.model, r, self.on, part.tick)
+                    if part.ordered is not None and not self._in_turn(i, res, part.ordered):
                         # never raised here: a traceback would keep this frame, and the row's
                         # sums, alive through the results (a cycle) after the run
-                        res = _Abandoned(f"row {self.rows[i]} abandoned")
-                    elif self.prepare is not None:
-                        res = self.prepare(res)
+                        res = _Abandoned(f"row {r} abandoned")
+                    elif part.prepare is not None:
+                        res = part.prepare(res)
                 except _Abandoned as exc:  # without its traceback (it holds the row)
                     res = _Abandoned(str(exc))
                 except BaseException as exc:  # handed to the consumer, raised there
@@ -358,9 +382,10 @@ class _RowThreads:
                     self.cond.notify_all()
                 del res  # the consumer's now: not kept while the next row is computed
         finally:
-            plan.reader.close()
+            for reader in readers.values():
+                reader.close()
 
-    def _in_turn(self, i: int, res: RowResult) -> bool:
+    def _in_turn(self, i: int, res: RowResult, ordered: Callable[[RowResult], None]) -> bool:
         """Run ``ordered(res)`` once every earlier row's has run; False (not run) when an
         earlier row failed or the consumer left (the row is never consumed). A later row's
         failure does not stop it: the rows before the failure are still consumed and saved."""
@@ -372,15 +397,15 @@ class _RowThreads:
                 self.cond.wait()
             if self.linked < i:
                 return False
-        self.ordered(res)  # type: ignore[misc]
+        ordered(res)
         with self.cond:
             self.linked = i + 1
             self.cond.notify_all()
         return True
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
         try:
-            for i in range(len(self.rows)):
+            for i in range(len(self.tasks)):
                 with self.cond:
                     while i not in self.results:
                         self.cond.wait()
@@ -389,7 +414,7 @@ class _RowThreads:
                     self.cond.notify_all()
                 if isinstance(res, BaseException):
                     raise res
-                yield res
+                yield self.tasks[i][0], res
                 del res  # not held while waiting for the next row
         finally:
             self.close()
@@ -431,14 +456,31 @@ def local_rows(
     yield ``prepare(row)`` (computed in the row's thread) instead of the row. ``ordered(row)``
     runs before ``prepare``, in row order (e.g. :meth:`~zoomsr.inference.assemble.RowChain.link`).
     ``on``: blend on that device; ``tick``: called per window blended (:func:`compute_row`)."""
-    if threads <= 1 or len(rows) <= 1:
-        hand_on = prepare or (lambda res: res)
-        for r in rows:
-            # no local holds the row while the next one is computed (a suspended generator
-            # keeps its locals: the row's float sums would be held twice)
-            yield hand_on(_linked(compute_row(plan, model, r, on, tick), ordered))
+    strips = local_strips([RowPart(plan, rows, prepare, ordered, tick)], model, threads, on)
+    try:
+        for _, item in strips:
+            yield item
+            del item
+    finally:
+        strips.close()
+
+
+def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int = 1,
+                 on: torch.device | None = None) -> Iterator[tuple[int, Any]]:
+    """:func:`local_rows` over several column strips' rows as one sequence: yields ``(k,
+    item)`` for each row of ``parts[k]``, in order, ``threads`` rows at once across the
+    strips' boundaries."""
+    tasks = sum(len(part.rows) for part in parts)
+    if threads <= 1 or tasks <= 1:
+        for k, part in enumerate(parts):
+            hand_on = part.prepare or (lambda res: res)
+            for r in part.rows:
+                # no local holds the row while the next one is computed (a suspended
+                # generator keeps its locals: the row's float sums would be held twice)
+                yield k, hand_on(_linked(compute_row(part.plan, model, r, on, part.tick),
+                                         part.ordered))
         return
-    yield from _RowThreads(plan, model, rows, threads, prepare, on, ordered, tick)
+    yield from _RowThreads(parts, model, threads, on)
 
 
 def _linked(res: RowResult, ordered: Callable[[RowResult], None] | None) -> RowResult:

@@ -41,7 +41,8 @@ from zoomsr.inference.pipeline import (
     write_side_outputs,
     writing,
 )
-from zoomsr.inference.writer import PartialRun, write_geotiff
+from zoomsr.inference.writer import PartialRun
+from zoomsr.io.geotiff import write_geotiff
 
 
 def is_s2naip_root(path: str | os.PathLike[str]) -> bool:

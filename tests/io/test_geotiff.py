@@ -1,0 +1,179 @@
+"""The output GeoTIFF writer: its bytes depend on the pixels only, not on GDAL's cache;
+its write errors are errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from zoomsr.io.geotiff import write_geotiff
+from zoomsr.io.raw_raster import RawRaster
+
+
+def _raw(tmp_path, size: int, bands: int) -> RawRaster:
+    """A ``size`` px raw raster of ``bands`` bands + mask, with nodata holes."""
+    raw = RawRaster(tmp_path / "sr.raw", size, size, bands + 1)
+    raw.create()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, size, dtype=np.float32)
+    for row in range(0, size, 256):
+        n = min(256, size - row)
+        block = np.empty((n, size, bands + 1), np.uint8)
+        block[..., :bands] = (ramp[None, :, None] + rng.integers(0, 40, (n, size, bands)))
+        block[..., -1] = 255
+        block[: n // 3, row // 4 : row // 4 + 300, -1] = 0
+        raw.write_rows(row, block)
+    return raw
+
+
+@pytest.mark.parametrize("bands", [3, 4])
+def test_bytes_do_not_depend_on_gdal_cache(tmp_path, bands):
+    # The mask is 2.25 MB: with a 1 MB block cache GDAL must evict mask blocks while the file
+    # is written (as when other threads' reads fill the cache). Before the file was reopened
+    # per strip, the tiles were then laid out in another order.
+    raw = _raw(tmp_path, 1536, bands)
+    names = ["red", "green", "blue", "uncertainty"][:bands]
+    outs = []
+    for i, env in enumerate([{}, {"GDAL_CACHEMAX": 2**20}]):
+        out = tmp_path / f"out{i}.tif"
+        with rasterio.Env(**env):
+            write_geotiff(raw, out, crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                          band_names=names, tags={"zoomsr_model": "test"})
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    expected = raw.read_rows(0, raw.height)
+    with rasterio.open(outs[0]) as ds:
+        assert ds.descriptions == tuple(names) and ds.tags()["zoomsr_model"] == "test"
+        assert ds.compression.name == "deflate" and ds.block_shapes[0] == (256, 256)
+        mask = ds.dataset_mask()
+        data = np.moveaxis(ds.read(), 0, -1)
+    assert (mask == expected[..., -1]).all()
+    assert (data == np.where(mask[..., None] > 0, expected[..., :-1], 0)).all()
+
+
+def test_no_bytes_left_behind_by_the_reopening(tmp_path):
+    """The file is no larger than one written in a single pass: closing the empty file first
+    must not leave an empty tile per tile behind."""
+    from zoomsr.io.geotiff import _profile
+
+    raw = RawRaster(tmp_path / "flat.raw", 1024, 1024, 4)
+    raw.create()
+    block = np.full((256, 1024, 4), 255, np.uint8)
+    block[..., :3] = np.linspace(0, 255, 1024, dtype=np.uint8)[None, :, None]
+    for row in range(0, 1024, 256):
+        raw.write_rows(row, block)
+    transform = Affine(2.4, 0, 0, 0, -2.4, 0)
+    ours = tmp_path / "ours.tif"
+    write_geotiff(raw, ours, crs="EPSG:3857", transform=transform,
+                  band_names=["red", "green", "blue"], tags={})
+    one_pass = tmp_path / "one_pass.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
+            one_pass, "w", **_profile(1024, 1024, 3, "EPSG:3857", transform)) as dst:
+        data = raw.read_rows(0, 1024)
+        dst.write(np.moveaxis(data[..., :3], -1, 0))
+        dst.write_mask(data[..., 3])
+    assert ours.stat().st_size <= one_pass.stat().st_size * 1.01 + 2048
+
+
+def test_masked_bands_clear_every_masked_pixel():
+    """The writer's contiguous masking gives what ``np.where`` over the interleaved rows gave:
+    values where the mask is non-zero (any value: 1, 128, 255), 0 elsewhere; the mask 0/255."""
+    from zoomsr.io.geotiff import _masked_bands
+
+    rng = np.random.default_rng(3)
+    for bands in (3, 4):
+        block = rng.integers(0, 256, (37, 53, bands + 1), dtype=np.uint8)
+        block[..., -1] = rng.choice(np.array([0, 1, 128, 255], np.uint8), (37, 53))
+        data, mask = _masked_bands(block)
+        expected = np.where(block[..., -1:] > 0, block[..., :-1], 0)
+        assert np.array_equal(data, np.moveaxis(expected, -1, 0))
+        assert np.array_equal(mask, np.where(block[..., -1] > 0, 255, 0))
+        assert data.flags.c_contiguous and mask.flags.c_contiguous
+
+
+_FULL_DISK = r'''
+import os, resource, signal, sys, threading
+from pathlib import Path
+import numpy as np
+from affine import Affine
+from zoomsr.errors import WriteError
+from zoomsr.io.geotiff import write_geotiff
+from zoomsr.io.raw_raster import RawRaster
+
+tmp, cog, mode, limit = Path(sys.argv[1]), sys.argv[2] == "cog", sys.argv[3], int(sys.argv[4])
+raw = RawRaster(tmp / "sr.raw", 512, 512, 4)
+raw.create()
+ramp = np.linspace(0, 200, 512, dtype=np.float32)
+pixels = (ramp[None, :, None] + np.random.default_rng(0).integers(0, 40, (512, 512, 4)))
+pixels = pixels.astype(np.uint8)
+pixels[..., -1] = 255
+raw.write_rows(0, pixels)
+if limit:  # files may not grow past it from here: writes fail with EFBIG as on a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def write():
+    try:
+        write_geotiff(raw, tmp / "out.tif", crs="EPSG:3857",
+                      transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                      band_names=["red", "green", "blue"], tags={"a": "b"}, cog=cog)
+        print("wrote", os.path.getsize(tmp / "out.tif"))
+    except WriteError as exc:
+        print("WriteError:", exc)
+
+
+def write_in_process():  # as the pipeline's writer process (it inherits the limit)
+    from zoomsr.io.geotiff_stream import GeoTIFFProcess
+
+    stream = GeoTIFFProcess(raw, tmp / "out.tif", crs="EPSG:3857",
+                            transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                            band_names=["red", "green", "blue"], cog=cog)
+    try:
+        stream.start()
+        stream.finish({"a": "b"})
+        print("wrote", os.path.getsize(tmp / "out.tif"))
+    except WriteError as exc:
+        stream.abandon()
+        print("WriteError:", exc)
+
+
+if mode == "thread":  # as GeoTIFFStream runs it
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+elif mode == "process":
+    write_in_process()
+else:
+    write()
+'''
+
+
+@pytest.mark.parametrize(("cog", "mode"), [(False, "thread"), (True, "thread"),
+                                           (False, "process")])
+def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog, mode):
+    """libtiff's write errors (a full disk) came out only as GDAL log lines when the file was
+    closed: the run printed "wrote", a corrupt file was renamed into place and the rows
+    removed. A failure at the last writes (the file's directory) went to stderr only, and
+    the same happened. Files limited in size here (RLIMIT_FSIZE) fail as a full disk does:
+    to 100 KB, and to 3 KB less than the whole file. In the writer process, the error comes
+    back to the parent as the same one line."""
+    import subprocess
+    import sys
+
+    def run(limit: int) -> str:
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path),
+                               "cog" if cog else "plain", mode, str(limit)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    whole = int(run(0).split()[-1])
+    (tmp_path / "out.tif").unlink()
+    for limit in (100_000, whole - 3000):
+        lines = run(limit).splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"WriteError: {tmp_path / 'out.tif'}: cannot write ("), (limit, lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp
