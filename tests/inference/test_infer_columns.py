@@ -181,6 +181,53 @@ def test_interrupted_strips_resume_byte_identical(tmp_path, tiny_model, stop_at)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
+@pytest.mark.parametrize("strip", [0, 1, 2])
+def test_a_crash_in_a_strips_last_row_after_the_next_strip_began_resumes_the_same(
+        tmp_path, tiny_model, monkeypatch, strip):
+    """Rows of two strips in flight at once (the row threads go on into the next strip): a
+    crash while strip ``strip``'s last row is written, after the next strip's first row was
+    written to the raw file. The state saved is the last row consumed; --resume computes the
+    rest again and writes the clean bytes, with no thread left."""
+    import threading
+
+    from zoomsr.io import raw_raster
+
+    paths = write_frames(tmp_path / "in", n=2, size=(56, 200))
+    model = tiny_model(2)
+    clean = tmp_path / "clean.tif"
+    run_inference(paths, clean, model, _opts(column_width=48, save_lr=True))
+    grid = WindowGrid(56, 200, Tiling(32, 8))
+    groups = column_groups(grid, 48)
+    s = 4
+    here = group_span(grid, groups[strip])[0] * s
+    after = group_span(grid, groups[strip + 1])[0] * s
+    last_top = grid.ys[-1] * s
+    began = threading.Event()
+    write_block = raw_raster.RawRaster.write_block
+
+    def crash(self, row, col, data):
+        if self.width == 800 and (row, col) == (0, after):  # the next strip's first row
+            write_block(self, row, col, data)
+            began.set()
+            return
+        if self.width == 800 and (row, col) == (last_top, here):  # this strip's last row
+            assert began.wait(10), "the next strip did not begin meanwhile"
+            raise KeyboardInterrupt
+        write_block(self, row, col, data)
+
+    monkeypatch.setattr(raw_raster.RawRaster, "write_block", crash)
+    out = tmp_path / "run.tif"
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, _AsIfOnGPU(model), _opts(column_width=48, threads=3,
+                                                          save_lr=True))
+    assert threading.active_count() == before
+    monkeypatch.setattr(raw_raster.RawRaster, "write_block", write_block)
+    run_inference(paths, out, _AsIfOnGPU(model), _opts(column_width=48, threads=3,
+                                                      save_lr=True, resume=True))
+    assert out.read_bytes() == clean.read_bytes()
+
+
 def test_accumulators_stay_within_a_strip(tmp_path, tiny_model, monkeypatch):
     from zoomsr.inference import pipeline
 

@@ -408,6 +408,50 @@ def test_row_threads_go_on_into_the_next_strip_before_the_last_rows_end(monkeypa
     assert sorted(ticks) == order and 2 <= len(clones) <= 3
 
 
+def test_a_reader_that_cannot_be_cloned_fails_the_run_rather_than_hanging_it(monkeypatch):
+    """A thread's reader is cloned when it takes its first row: a clone that fails is that
+    row's error, raised in the consumer (the thread died with the row taken, and the consumer
+    waited for it forever)."""
+    from types import SimpleNamespace
+
+    from zoomsr.inference import rows as row_work
+
+    second = threading.Event()
+
+    def compute(plan, model, r, on=None, tick=None):
+        if r == 0:  # held until a second thread has tried its clone
+            second.wait(timeout=10)
+        return SimpleNamespace(row=r)
+
+    monkeypatch.setattr(row_work, "compute_row", compute)
+    clones = []
+
+    def clone():
+        clones.append(1)
+        if len(clones) == 2:
+            second.set()
+            raise OSError("cannot clone")
+        return reader
+
+    reader = SimpleNamespace(clone=clone, close=lambda: None)
+    plan = row_work.ScenePlan(reader, None, None, 1, 1, 0, 0)
+    outcome: list = []
+
+    def consume() -> None:
+        try:
+            outcome.append(list(row_work.local_strips(
+                [row_work.RowPart(plan, range(6))], SimpleNamespace(scale=4, device=None),
+                threads=3)))
+        except OSError as exc:
+            outcome.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(timeout=20)
+    assert not consumer.is_alive(), "the run hung"
+    assert isinstance(outcome[0], OSError) and str(outcome[0]) == "cannot clone"
+
+
 def test_a_later_rows_failure_leaves_the_earlier_rows_to_the_consumer(monkeypatch):
     """Row 2 fails while row 1 waits for row 0's turn (row 0 is still computed): rows 0 and 1
     are still linked and handed on (and saved), then the consumer gets row 2's error, not a

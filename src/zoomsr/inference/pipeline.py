@@ -879,8 +879,8 @@ def _run_scene(
                 else:
                     items = _strips_assembled(todo, strip, row_source, model, windows, s, hr,
                                               lr, prepare)
-                for k, done in items:
-                    g = todo[k]
+                for i, done in items:
+                    g = todo[i]
                     few += done.few_frames
                     computed += done.windows
                     run.save({"group": g, "rows_done": done.row + 1, "few_frames": few},

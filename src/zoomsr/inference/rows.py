@@ -355,12 +355,12 @@ class _RowThreads:
                     self.handed += 1
                 k, r = self.tasks[i]
                 part = self.parts[k]
-                if k not in plans:
-                    key = id(part.plan.reader)
-                    if key not in readers:
-                        readers[key] = part.plan.reader.clone()
-                    plans = {k: dataclasses.replace(part.plan, reader=readers[key])}
                 try:
+                    if k not in plans:  # (a reader that cannot be cloned fails the row)
+                        key = id(part.plan.reader)
+                        if key not in readers:
+                            readers[key] = part.plan.reader.clone()
+                        plans = {k: dataclasses.replace(part.plan, reader=readers[key])}
                     res: Any = compute_row(plans[k], self.model, r, self.on, part.tick)
                     if part.ordered is not None and not self._in_turn(i, res, part.ordered):
                         # never raised here: a traceback would keep this frame, and the row's
