@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -691,3 +693,82 @@ def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch
     assert strips == [1 if column_width is None else 2]
     assert sum(steps) == result.windows  # every window once
     assert steps.count(1) >= result.windows - 1  # one at a time, as they are blended
+
+
+_GPU_PATH_RUN = r"""
+import sys, time
+from pathlib import Path
+import torch
+from zoomsr.inference import InferenceOptions, Tiling, build_inference_model, run_inference
+from zoomsr.io import geotiff_stream
+
+started = geotiff_stream.GeoTIFFProcess.start
+
+def start(self):
+    started(self)
+    print("writer", self._proc.pid, flush=True)
+
+geotiff_stream.GeoTIFFProcess.start = start
+import zoomsr.inference.pipeline as pipeline
+pipeline.GeoTIFFProcess.start = start
+
+class OnGPU:  # a CPU model on the GPU code path: the writer in its own process
+    def __init__(self, model):
+        self._model, self.device = model, torch.device("meta")
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+model = build_inference_model(model="rrdbnet", random_weights=True, device="cpu",
+                              config={"num_in_ch": 6, "num_feat": 8, "num_block": 1,
+                                      "num_grow_ch": 4})
+forward = model.forward
+def slow(*args, **kwargs):
+    time.sleep(0.05)
+    return forward(*args, **kwargs)
+model.forward = slow
+rows = []
+def on_row(done, total):
+    if not rows:
+        print("running", flush=True)
+    rows.append(done)
+try:
+    run_inference(sys.argv[1:-1], sys.argv[-1], OnGPU(model),
+                  InferenceOptions(tiling=Tiling(32, 8), progress=False, batch_size=1),
+                  on_row=on_row)
+    print("finished", file=sys.stderr)
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads /proc")
+def test_a_real_ctrl_c_stops_the_writer_process_too(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the process group) during a GPU-path run, real
+    signals end to end: the run stops its writer process and waits for it, so no process is
+    left and no temporary file, and the rows saved are kept for --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = write_frames(tmp_path / "in", n=2, size=(120, 120))
+    out = tmp_path / "o.tif"
+    proc = subprocess.Popen([sys.executable, "-c", _GPU_PATH_RUN, *map(str, paths), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        writer = int(proc.stdout.readline().split()[1])
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    stat = Path(f"/proc/{writer}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert not out.exists() and not list(tmp_path.glob(".o.tif.*.tmp*"))
+    assert partial_dir(out).is_dir()  # the rows finished so far, for --resume
+
