@@ -86,7 +86,7 @@ for writer in ("process", "thread"):
         rss = statistics.median(x["peak_rss_total_mb"] for x in r)
         each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
         print(f"writer={writer}: {len(r)} runs, median {rate:.1f} km2/s (runs {each}), "
-              f"peak RSS {rss:.0f} MB with the writer process")
+              f"peak RSS {rss:.0f} MB (run and writer process, if any)")
 ' "$out/infer_writer.txt" 2>&1 | tee -a "$out/infer_writer.txt"
 fi
 

@@ -119,3 +119,16 @@ def test_spy_timeline_finds_the_start_the_gaps_and_the_tail(tmp_path):
     assert "1 gaps over 50 ms" in text and "+  2.000 .. +  2.500 s (500 ms)" in text
     assert "thread 2: compute_row" in text and "+  0.000 .. +  1.000  read" in text
     assert "run_inference > wait" in text
+
+
+def test_gpu_suite_python_snippets_compile():
+    """The suite's inline Python (``$py -c '...'`` summaries) is checked nowhere else before
+    a GPU call runs it: an apostrophe in it ends bash's quoting, and ``bash -n`` still passes."""
+    import re
+
+    text = (BENCH / "gpu_suite.sh").read_text()
+    snippets = re.findall(r"\$py -c '\n(.*?)\n' ", text, flags=re.S)
+    assert len(snippets) >= 3
+    for code in snippets:
+        assert "'" not in code, code  # it would end the quoting
+        compile(code, "gpu_suite.sh", "exec")
