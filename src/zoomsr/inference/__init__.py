@@ -6,7 +6,8 @@
 - :mod:`~zoomsr.inference.frames`: per-window frame choice and gap filling.
 - :mod:`~zoomsr.inference.model`: a model ready for inference (device, precision, layout).
 - :mod:`~zoomsr.inference.pipeline`: :func:`run_inference` / :func:`run_scene`.
-- :mod:`~zoomsr.inference.writer`: partial runs, resume, GeoTIFF/COG output.
+- :mod:`~zoomsr.inference.writer`: partial runs and resume (the GeoTIFF/COG itself:
+  :mod:`zoomsr.io.geotiff`, written while rows are computed: :mod:`zoomsr.io.geotiff_stream`).
 - :mod:`~zoomsr.inference.uncertainty`: spread over frame subsets.
 - :mod:`~zoomsr.inference.distributed`: the same pipeline on a Ray cluster.
 - :mod:`~zoomsr.inference.s2naip`: S2-NAIP chunk layout input; :mod:`~zoomsr.inference.demo`.
