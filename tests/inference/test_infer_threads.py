@@ -772,3 +772,36 @@ def test_a_real_ctrl_c_stops_the_writer_process_too(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".o.tif.*.tmp*"))
     assert partial_dir(out).is_dir()  # the rows finished so far, for --resume
 
+
+
+def test_the_writer_can_be_chosen_by_the_environment(scene, tiny_model, tmp_path, monkeypatch):
+    """``ZOOMSR_GEOTIFF_WRITER=thread`` keeps the GPU path's writer in this process (where a
+    child process misbehaves), ``process`` puts the CPU path's in one; the same bytes; another
+    value is refused, naming the variable."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.inference import pipeline
+
+    made = []
+    for kind in ("GeoTIFFStream", "GeoTIFFProcess"):
+        original = getattr(pipeline, kind)
+
+        def counted(*args, _original=original, _kind=kind, **kwargs):
+            made.append(_kind)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, kind, counted)
+    model = tiny_model(2)
+    run_inference(scene, tmp_path / "default.tif", model, _opts())
+    monkeypatch.setenv("ZOOMSR_GEOTIFF_WRITER", "thread")
+    run_inference(scene, tmp_path / "gpu.tif", _AsIfOnGPU(model), _opts())
+    monkeypatch.setenv("ZOOMSR_GEOTIFF_WRITER", "Process")
+    run_inference(scene, tmp_path / "cpu.tif", model, _opts())
+    assert made == ["GeoTIFFStream", "GeoTIFFStream", "GeoTIFFProcess"]
+    default = (tmp_path / "default.tif").read_bytes()
+    assert (tmp_path / "gpu.tif").read_bytes() == default
+    assert (tmp_path / "cpu.tif").read_bytes() == default
+    monkeypatch.setenv("ZOOMSR_GEOTIFF_WRITER", "fast")
+    with pytest.raises(ConfigError, match="^ZOOMSR_GEOTIFF_WRITER=fast: expected thread or "
+                                          "process$"):
+        run_inference(scene, tmp_path / "bad.tif", model, _opts())
+    assert not (tmp_path / "bad.tif").exists() and not partial_dir(tmp_path / "bad.tif").exists()

@@ -829,6 +829,7 @@ def _run_scene(
         # would take cores from the model (measured ~10 % slower on 2 cores). Same bytes.
         live = model.device.type != "cpu"
         in_process = live if WRITER_PROCESS is None else WRITER_PROCESS
+        in_process = _writer_in_process(in_process)
         # a child needs an interpreter to start and a pipe to hand over (not on Windows)
         in_process = in_process and os.name == "posix" and bool(sys.executable)
         stream = (GeoTIFFProcess if in_process else GeoTIFFStream)(
@@ -915,6 +916,21 @@ def _run_scene(
         seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
         preview=preview, ignored=list(ignored),
     )
+
+
+#: ``ZOOMSR_GEOTIFF_WRITER=thread`` (or ``process``) overrides where the output GeoTIFF is
+#: written while rows are computed (:data:`WRITER_PROCESS`): a way back to the thread where a
+#: child process misbehaves (a sandbox that forbids them).
+WRITER_ENV = "ZOOMSR_GEOTIFF_WRITER"
+
+
+def _writer_in_process(default: bool) -> bool:
+    """Whether this run's GeoTIFF writer is a child process: ``default``, unless
+    :data:`WRITER_ENV` says otherwise (an unknown value is refused, naming it)."""
+    choice = os.environ.get(WRITER_ENV, "").strip().lower()
+    if choice not in ("", "thread", "process"):
+        raise ConfigError(f"{WRITER_ENV}={os.environ[WRITER_ENV]}: expected thread or process")
+    return default if not choice else choice == "process"
 
 
 def _keyed(tick: Callable[[tuple[int, int]], None], g: int, r: int) -> None:
