@@ -9,7 +9,8 @@
 # sampled by py-spy (if installed), 7. a timeline of one run (py-spy), 8. ESRGAN training
 # throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10. freed blocks
 # handed back, 11. 512 vs 256 px windows on the 8192 px scene, 12. the interpreter's switch
-# interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px.
+# interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px,
+# 15. the CLI's default tiling and batch on 3856 px.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -208,6 +209,26 @@ if runs:
     rss = statistics.median(x["peak_rss_total_mb"] for x in runs)
     print(f"column width 2048: {len(runs)} runs, median {rate:.1f} km2/s, peak RSS {rss:.0f} MB")
 ' "$out/infer_strips2048.txt" 2>&1 | tee -a "$out/infer_strips2048.txt"
+fi
+
+# The CLI's own defaults on a GPU (zoomsr infer with no tiling options: an automatic window
+# among 128-512 px, a 32 px overlap, --batch-size 32 counted in 128 px windows), which every
+# figure above departs from (256 px windows, 16 px overlap, 8 a call): the 3856 px scene,
+# 3 runs; compare with step 3's bare rate.
+if step "the CLI defaults (automatic window, 32 px overlap, batch 32) on 3856 px (3 runs)" 90; then
+  timeout "$limit" bash -c "
+    for i in 1 2 3; do
+      $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+          --window auto --overlap 32 --pipeline-batch 32 --scene-dir '$scenes' 2>&1 | tail -1
+    done" | tee "$out/infer_cli_defaults.txt"
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+if runs:
+    rate = statistics.median(x["km2_per_s"] for x in runs)
+    chunks = statistics.median(x["chunks_per_s"] for x in runs)
+    print(f"CLI defaults: {len(runs)} runs, median {rate:.1f} km2/s, {chunks:.0f} chunks/s")
+' "$out/infer_cli_defaults.txt" 2>&1 | tee -a "$out/infer_cli_defaults.txt"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

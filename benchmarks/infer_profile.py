@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import infer_throughput  # noqa: E402
 
@@ -36,8 +34,7 @@ def main() -> None:
     model = infer_throughput._model(args)
     with tempfile.TemporaryDirectory() as tmp:
         paths = infer_throughput.make_scene(Path(tmp) / "in", args.size, args.images)
-        w = min(args.window, args.size)
-        model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
+        infer_throughput.warm_up(model, args)
         opts = infer_throughput.options(args)
         prof = cProfile.Profile()
         start = time.perf_counter()

@@ -183,6 +183,22 @@ def writer_peaks(writer: str) -> list[float]:
     return peaks
 
 
+def window_arg(text: str) -> int | None:
+    """``--window``: LR px, or ``auto`` (the CLI's default: chosen per scene)."""
+    return None if text == "auto" else int(text)
+
+
+def warm_up(model, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """One model call of the pipeline's shape (kernel selection is not timed)."""
+    from zoomsr.inference import Tiling
+    from zoomsr.inference.windows import WindowGrid, windows_per_call
+
+    tiling = Tiling(args.window, args.overlap)
+    grid = WindowGrid(args.size, args.size, tiling.for_scene(args.size, args.size))
+    batch = windows_per_call(args.pipeline_batch, tiling, grid)
+    model.forward(np.zeros((batch, args.images, 3, grid.win_h, grid.win_w), np.float32))
+
+
 def options(args: argparse.Namespace):
     """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
     ``--turns``, the pipeline's turns for the host turned on in this process)."""
@@ -216,8 +232,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         opts = options(args)
-        w = min(args.window, args.size)  # warm-up: kernel selection is not timed
-        model.forward(np.zeros((args.pipeline_batch, args.images, 3, w, w), np.float32))
+        warm_up(model, args)
         start = time.perf_counter()
         result = run_inference(paths, Path(tmp) / "out.tif", model, opts)
         elapsed = time.perf_counter() - start
@@ -254,6 +269,8 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if args.window is None:
+        cmd += ["--window", "auto"]
     if zero_cost or args.zero_cost:
         cmd.append("--zero-cost")
     if args.turns:
@@ -279,7 +296,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
                          size_help: str = "Scene side, LR px.") -> None:
     """The scene and tiling options of the pipeline benchmarks."""
     p.add_argument("--size", type=int, default=size, help=size_help)
-    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--window", type=window_arg, default=256,
+                   help="Window side, LR px, or auto (the CLI's default: chosen per scene; "
+                   "--pipeline-batch then counts 128 px windows, as --batch-size does).")
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--threads", type=int, default=None,
                    help="Rows computed at once (default: 3 on a GPU, 1 on a CPU).")

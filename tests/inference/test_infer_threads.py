@@ -805,3 +805,31 @@ def test_the_writer_can_be_chosen_by_the_environment(scene, tiny_model, tmp_path
                                           "process$"):
         run_inference(scene, tmp_path / "bad.tif", model, _opts())
     assert not (tmp_path / "bad.tif").exists() and not partial_dir(tmp_path / "bad.tif").exists()
+
+
+def test_a_gpu_run_left_to_defaults_takes_the_gpu_ones(scene, tiny_model, tmp_path, monkeypatch):
+    """The run resolves what was left to the device before it plans (the GPU code path, its
+    device taken for a GPU): 512 px windows among the automatic ones, 32 in a call."""
+    import json
+
+    import rasterio
+
+    from zoomsr.inference import pipeline
+
+    monkeypatch.setattr(pipeline, "on_accelerator", lambda device: True)
+    plans = []
+    fingerprint = pipeline._fingerprint
+
+    def seen(plan, *args):
+        plans.append(plan)
+        return fingerprint(plan, *args)
+
+    monkeypatch.setattr(pipeline, "_fingerprint", seen)
+    out = tmp_path / "o.tif"
+    run_inference(scene, out, _AsIfOnGPU(tiny_model(2)), InferenceOptions(progress=False))
+    with rasterio.open(out) as ds:
+        tiling = json.loads(ds.tags()["zoomsr_tiling"])
+    # a 96 x 48 px scene: one window cut to it, whatever the size; ties go to the larger
+    grid = plans[0].windows
+    assert tiling["window"] == 512 and (grid.win_h, grid.win_w) == (96, 48)
+    assert plans[0].batch_size == 32 * 128**2 // (96 * 48)  # 32 windows of 128 px a call

@@ -149,9 +149,10 @@ def infer(
     overlap: int = typer.Option(32, "--overlap", help="Window overlap, LR pixels."),
     margin: int | None = typer.Option(
         None, "--margin", help="Ignored border at inner window edges, LR px (default overlap/4)."),
-    batch_size: int = typer.Option(
-        8, "--batch-size", help="Windows per model call; without --window, in 128 px windows "
-        "(256 px windows then go 2 per call), so memory does not depend on the size chosen."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Windows per model call; without --window, counted "
+        "in 128 px windows (a 256 px window counts 4, a 512 px one 16), so memory does not "
+        "depend on the size chosen (default: 8 on a CPU, 32 on a GPU)."),
     column_width: int = typer.Option(
         4096, "--column-width", min=0, help="Process wider scenes in column strips of about "
         "this many LR px, so memory does not grow with the width (0: never; at least "

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from zoomsr import __version__
 from zoomsr.errors import ConfigError, DataError, InputError
@@ -70,6 +71,8 @@ from zoomsr.inference.rows import (
     local_strips,
 )
 from zoomsr.inference.windows import (
+    AUTO_WINDOWS,
+    GPU_AUTO_WINDOWS,
     Tiling,
     WindowGrid,
     column_groups,
@@ -111,8 +114,9 @@ class InferenceOptions:
 
     native_grid: bool = False
     tiling: Tiling = field(default_factory=Tiling)
-    #: Windows per model call; with an automatic window, counted in 128 px windows.
-    batch_size: int = 8
+    #: Windows per model call; with an automatic window, counted in 128 px windows. None:
+    #: :func:`default_batch_size` (8 on a CPU, 32 on a GPU).
+    batch_size: int | None = None
     uncertainty: int = 0  # K frame subsets; 0 = off
     cog: bool = False
     save_lr: bool = False
@@ -140,7 +144,8 @@ class InferenceOptions:
         if not isinstance(self.tiling, Tiling):  # a tuple failed deep inside, at run time
             raise ConfigError(f"tiling must be a Tiling(window, overlap, margin), got "
                               f"{self.tiling!r}")
-        check_int("batch_size", self.batch_size, minimum=1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, minimum=1)
         check_int("column_width", self.column_width, minimum=0)
         if self.threads is not None:
             check_int("threads", self.threads, minimum=1)
@@ -153,6 +158,31 @@ class InferenceOptions:
         # as discover_frames takes them ("3,2,1", NumPy integers), kept as three ints
         self.rgb_bands = parse_rgb_bands(self.rgb_bands)
         check_dn_offset(self.dn_offset)
+
+
+def on_accelerator(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU (CUDA, ROCm, Apple's MPS, Intel's XPU)."""
+    return device.type in ("cuda", "mps", "xpu")
+
+
+def default_batch_size(device: torch.device) -> int:
+    """``--batch-size`` when not given: 8 on a CPU; 32 on a GPU, where small calls leave it
+    idle (on an H200, batches of 64 chunks of 32 px ran at 50-74 % of the rate of 512; 32
+    counted in 128 px windows is the same 512 chunks' worth of pixels a call: 8 windows of
+    256 px, 2 of 512 px)."""
+    return 32 if on_accelerator(device) else 8
+
+
+def for_device(options: InferenceOptions, device: torch.device) -> InferenceOptions:
+    """``options`` with what was left to the device filled in: the batch size, and on a GPU
+    the automatic window's choices (:data:`~zoomsr.inference.windows.GPU_AUTO_WINDOWS`)."""
+    changes: dict[str, Any] = {}
+    if options.batch_size is None:
+        changes["batch_size"] = default_batch_size(device)
+    if (options.tiling.window is None and on_accelerator(device)
+            and options.tiling.choices == AUTO_WINDOWS):
+        changes["tiling"] = dataclasses.replace(options.tiling, choices=GPU_AUTO_WINDOWS)
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 @dataclass
@@ -738,7 +768,7 @@ def _run_scene(
     ignored: Sequence[str],
     empty: Sequence[Frame],
 ) -> InferenceResult:
-    options = options or InferenceOptions()
+    options = for_device(options or InferenceOptions(), model.device)
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, inputs=[p for f in frames for p in f.files],
                        resume=options.resume)

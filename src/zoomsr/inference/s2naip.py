@@ -36,6 +36,7 @@ from zoomsr.inference.pipeline import (
     RowCallback,
     _progress,
     check_output,
+    for_device,
     model_tags,
     side_outputs_tag,
     write_side_outputs,
@@ -131,7 +132,7 @@ def run_s2naip(
 def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
                 model: InferenceModel, options: InferenceOptions | None,
                 on_row: RowCallback | None) -> InferenceResult:
-    options = options or InferenceOptions()
+    options = for_device(options or InferenceOptions(), model.device)
     root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, resume=options.resume)
