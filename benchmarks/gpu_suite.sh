@@ -40,6 +40,21 @@ step() {
   echo "=== $n. $1 ($(date +%T), up to ${limit} s)"
 }
 
+# summary FILE LABEL: the medians of the runs (JSON lines of infer_throughput.py --_child) in
+# FILE, appended to it.
+summary() {
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+if runs:
+    rate = statistics.median(x["km2_per_s"] for x in runs)
+    chunks = statistics.median(x["chunks_per_s"] for x in runs)
+    rss = statistics.median(x["peak_rss_total_mb"] for x in runs)
+    print(f"{sys.argv[2]}: {len(runs)} runs, median {rate:.1f} km2/s, {chunks:.0f} chunks/s, "
+          f"peak RSS {rss:.0f} MB")
+' "$1" "$2" 2>&1 | tee -a "$1"
+}
+
 step machine 10 && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $py -c "import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, platform.python_version())"
   nproc; } 2>&1 | tee "$out/machine.txt"
@@ -201,14 +216,7 @@ if step "column strips of 2048 px on the 3856 px scene (3 runs)" 90; then
       $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
           --pipeline-batch 8 --scene-dir '$scenes' --column-width 2048 2>&1 | tail -1
     done" | tee "$out/infer_strips2048.txt"
-  $py -c '
-import json, statistics, sys
-runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-if runs:
-    rate = statistics.median(x["km2_per_s"] for x in runs)
-    rss = statistics.median(x["peak_rss_total_mb"] for x in runs)
-    print(f"column width 2048: {len(runs)} runs, median {rate:.1f} km2/s, peak RSS {rss:.0f} MB")
-' "$out/infer_strips2048.txt" 2>&1 | tee -a "$out/infer_strips2048.txt"
+  summary "$out/infer_strips2048.txt" "column width 2048"
 fi
 
 # The CLI's own defaults on a GPU (zoomsr infer with no tiling options: an automatic window
@@ -221,14 +229,7 @@ if step "the CLI defaults (automatic window, 32 px overlap, batch 32) on 3856 px
       $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
           --window auto --overlap 32 --pipeline-batch 32 --scene-dir '$scenes' 2>&1 | tail -1
     done" | tee "$out/infer_cli_defaults.txt"
-  $py -c '
-import json, statistics, sys
-runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-if runs:
-    rate = statistics.median(x["km2_per_s"] for x in runs)
-    chunks = statistics.median(x["chunks_per_s"] for x in runs)
-    print(f"CLI defaults: {len(runs)} runs, median {rate:.1f} km2/s, {chunks:.0f} chunks/s")
-' "$out/infer_cli_defaults.txt" 2>&1 | tee -a "$out/infer_cli_defaults.txt"
+  summary "$out/infer_cli_defaults.txt" "CLI defaults"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"
