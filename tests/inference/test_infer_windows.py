@@ -164,6 +164,11 @@ def test_on_a_gpu_the_defaults_take_larger_calls_and_windows():
     assert for_device(InferenceOptions(), cpu).tiling.choices == AUTO_WINDOWS
     given = InferenceOptions(batch_size=3, tiling=Tiling(256))
     assert for_device(given, gpu) == given
+    # a --window without --batch-size: on a GPU the pixels of 32 windows of 128 px a call
+    # (32 windows of 512 px would be 16x the memory); on a CPU 8 windows, as always
+    for window, batch in ((256, 8), (512, 2), (1024, 1), (64, 128)):
+        assert for_device(InferenceOptions(tiling=Tiling(window, 16)), gpu).batch_size == batch
+    assert for_device(InferenceOptions(tiling=Tiling(512, 16)), cpu).batch_size == 8
     mine = Tiling(choices=(160,))
     assert for_device(InferenceOptions(tiling=mine), gpu).tiling == mine
     cpu_grid = WindowGrid(3856, 3856, Tiling())

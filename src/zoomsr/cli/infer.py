@@ -152,7 +152,8 @@ def infer(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Windows per model call; without --window, counted "
         "in 128 px windows (a 256 px window counts 4, a 512 px one 16), so memory does not "
-        "depend on the size chosen (default: 8 on a CPU, 32 on a GPU)."),
+        "depend on the size chosen (default: 8 on a CPU; on a GPU 32, and with --window as "
+        "many as make 32 windows of 128 px: 8 of 256 px)."),
     column_width: int = typer.Option(
         4096, "--column-width", min=0, help="Process wider scenes in column strips of about "
         "this many LR px, so memory does not grow with the width (0: never; at least "

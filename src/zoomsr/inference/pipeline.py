@@ -174,11 +174,18 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def for_device(options: InferenceOptions, device: torch.device) -> InferenceOptions:
-    """``options`` with what was left to the device filled in: the batch size, and on a GPU
-    the automatic window's choices (:data:`~zoomsr.inference.windows.GPU_AUTO_WINDOWS`)."""
+    """``options`` with what was left to the device filled in: the batch size (on a GPU with
+    a ``--window``, as many windows as make 32 of 128 px), and on a GPU the automatic
+    window's choices (:data:`~zoomsr.inference.windows.GPU_AUTO_WINDOWS`)."""
     changes: dict[str, Any] = {}
     if options.batch_size is None:
-        changes["batch_size"] = default_batch_size(device)
+        batch = default_batch_size(device)
+        window = options.tiling.window
+        if on_accelerator(device) and window is not None:
+            # a --window given: still the pixels of 32 windows of 128 px a call (32 windows of
+            # 512 px would be 16x the memory of the calls measured)
+            batch = max(1, batch * 128**2 // window**2)
+        changes["batch_size"] = batch
     if (options.tiling.window is None and on_accelerator(device)
             and options.tiling.choices == AUTO_WINDOWS):
         changes["tiling"] = dataclasses.replace(options.tiling, choices=GPU_AUTO_WINDOWS)
