@@ -189,13 +189,14 @@ def window_arg(text: str) -> int | None:
 
 
 def warm_up(model, args: argparse.Namespace) -> None:  # noqa: ANN001
-    """One model call of the pipeline's shape (kernel selection is not timed)."""
-    from zoomsr.inference import Tiling
+    """One model call of the pipeline's shape (kernel selection is not timed): its tiling
+    and batch as the run resolves them on the model's device (``pipeline.for_device``)."""
+    from zoomsr.inference.pipeline import for_device
     from zoomsr.inference.windows import WindowGrid, windows_per_call
 
-    tiling = Tiling(args.window, args.overlap)
-    grid = WindowGrid(args.size, args.size, tiling.for_scene(args.size, args.size))
-    batch = windows_per_call(args.pipeline_batch, tiling, grid)
+    opts = for_device(options(args), model.device)
+    grid = WindowGrid(args.size, args.size, opts.tiling.for_scene(args.size, args.size))
+    batch = windows_per_call(opts.batch_size or 1, opts.tiling, grid)
     model.forward(np.zeros((batch, args.images, 3, grid.win_h, grid.win_w), np.float32))
 
 

@@ -177,3 +177,35 @@ def test_odd_tile_folders_are_named_not_dropped(tiny_dataset, tiny_model, tmp_pa
                                         r"grid"):
         run_inference(tiny_dataset, tmp_path / "b.tif", tiny_model(2),
                       InferenceOptions(progress=False))
+
+
+def test_on_a_gpu_chunk_input_takes_its_batch_and_reports_nothing_ignored(
+        tiny_dataset, tiny_model, tmp_path, monkeypatch):
+    """Left to the device, a chunk run on a GPU takes 32 chunks a call (8 on a CPU) and no
+    tiling option was given, so none is reported ignored (the GPU's automatic windows made it
+    report --window ignored); a --window given is reported ignored and does not shrink the
+    batch (on the scene path a GPU's batch follows the window)."""
+    import torch
+
+    from zoomsr.inference import Tiling, pipeline, s2naip
+
+    model = tiny_model(2)
+    batches: list[int] = []
+
+    class OnGPU:
+        device = torch.device("meta")
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+    monkeypatch.setattr(pipeline, "on_accelerator", lambda device: True)
+    chosen = s2naip.default_batch_size
+    monkeypatch.setattr(s2naip, "default_batch_size",
+                        lambda device: batches.append(chosen(device)) or batches[-1])
+    result = run_inference(tiny_dataset, tmp_path / "a.tif", OnGPU(),
+                           InferenceOptions(progress=False))
+    assert result.ignored == [] and batches == [32]
+    result = run_inference(tiny_dataset, tmp_path / "b.tif", OnGPU(),
+                           InferenceOptions(progress=False, tiling=Tiling(512, 16)))
+    assert len(result.ignored) == 1 and result.ignored[0].startswith("--window/--overlap/")
+    assert batches == [32, 32]

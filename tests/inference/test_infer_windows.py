@@ -185,3 +185,14 @@ def test_on_a_gpu_the_defaults_take_larger_calls_and_windows():
 def test_bad_window_choices_are_refused(choices):
     with pytest.raises(ConfigError, match="automatic window choices must be sizes >= 1 LR px"):
         Tiling(choices=choices)
+
+
+def test_super_resolve_array_takes_the_device_default_batch(tiny_model):
+    """``batch_size=None`` (its default now) is the device's, as for a scene run; it failed
+    deep inside with a TypeError when the options' check let None through."""
+    rng = np.random.default_rng(0)
+    pixels = rng.random((2, 3, 40, 40), dtype=np.float32)
+    model = tiny_model(2)
+    a, mask = super_resolve_array(pixels, model, Tiling(32, 8))
+    b, _ = super_resolve_array(pixels, model, Tiling(32, 8), batch_size=8)
+    assert np.array_equal(a, b) and mask.all()

@@ -115,7 +115,8 @@ class InferenceOptions:
     native_grid: bool = False
     tiling: Tiling = field(default_factory=Tiling)
     #: Windows per model call; with an automatic window, counted in 128 px windows. None:
-    #: :func:`default_batch_size` (8 on a CPU, 32 on a GPU).
+    #: the device's (:func:`for_device`: 8 on a CPU; on a GPU 32, with a fixed window as many
+    #: as make 32 of 128 px).
     batch_size: int | None = None
     uncertainty: int = 0  # K frame subsets; 0 = off
     cog: bool = False
@@ -161,8 +162,8 @@ class InferenceOptions:
 
 
 def on_accelerator(device: torch.device) -> bool:
-    """Whether ``device`` is a GPU (CUDA, ROCm, Apple's MPS, Intel's XPU)."""
-    return device.type in ("cuda", "mps", "xpu")
+    """Whether ``device`` is a GPU (CUDA or ROCm, Apple's MPS)."""
+    return device.type in ("cuda", "mps")
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -257,7 +258,7 @@ def super_resolve_array(
     model: InferenceModel,
     tiling: Tiling | None = None,
     valid: np.ndarray | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     uncertainty: int = 0,
     seed: int = 0,
     threads: int = 1,
@@ -267,15 +268,18 @@ def super_resolve_array(
     ``pixels`` ``[T, C, H, W]`` float in [0, 1]: TCI / 255, then the model's extra bands
     (reflectance x 10000 / 8160) if any; ``valid`` ``[T, H, W]`` (default: RGB not black).
     ``batch_size``: windows per model call (in 128 px windows when ``tiling`` has an
-    automatic window, the default).
+    automatic window, the default; None: the device's default, :func:`for_device`).
     Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped) and the
     ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read) or values outside
     [0, 1] are refused (:class:`InputError`); NaN pixels are nodata.
     """
     check_inference_model(model)
     # the settings checked as a scene run's are (threads, batch, uncertainty, seed, tiling)
-    InferenceOptions(tiling=tiling or Tiling(), batch_size=batch_size, uncertainty=uncertainty,
-                     seed=seed, threads=threads, progress=False)
+    options = for_device(
+        InferenceOptions(tiling=tiling or Tiling(), batch_size=batch_size,
+                         uncertainty=uncertainty, seed=seed, threads=threads, progress=False),
+        model.device)
+    tiling, batch_size = options.tiling, options.batch_size
     given = np.asarray(pixels)
     if not np.issubdtype(given.dtype, np.floating):
         raise InputError(f"expected float frames in [0, 1], got {given.dtype}: divide an 8-bit "
@@ -304,10 +308,10 @@ def super_resolve_array(
     check_uncertainty(uncertainty, len(pixels), int((~valid.any(axis=(1, 2))).sum()),
                       model.n_images)
     height, width = pixels.shape[-2:]
-    tiling = tiling or Tiling()
     windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
     plan = ScenePlan(ArrayReader(pixels, valid), None, windows,
-                     model.n_images, windows_per_call(batch_size, tiling, windows), uncertainty,
+                     model.n_images, windows_per_call(batch_size or 1, tiling, windows),
+                     uncertainty,
                      seed)
     s = model.scale
     channels = 3 + (1 if uncertainty else 0)

@@ -10,6 +10,7 @@ the scene pipeline. Rows of tiles are written as they finish; ``resume`` works a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from zoomsr.inference.pipeline import (
     RowCallback,
     _progress,
     check_output,
-    for_device,
+    default_batch_size,
     model_tags,
     side_outputs_tag,
     write_side_outputs,
@@ -132,7 +133,9 @@ def run_s2naip(
 def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
                 model: InferenceModel, options: InferenceOptions | None,
                 on_row: RowCallback | None) -> InferenceResult:
-    options = for_device(options or InferenceOptions(), model.device)
+    options = options or InferenceOptions()
+    if options.batch_size is None:  # chunks a call; the tiling options do not apply here
+        options = dataclasses.replace(options, batch_size=default_batch_size(model.device))
     root = Path(os.path.abspath(root))  # the tag names it the same from any folder
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, resume=options.resume)
