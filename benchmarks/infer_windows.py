@@ -33,6 +33,7 @@ def main() -> None:
     args.zero_cost = False
 
     from zoomsr.inference import InferenceOptions, Tiling, run_inference
+    from zoomsr.inference.pipeline import for_device
     from zoomsr.inference.windows import WindowGrid
 
     model = infer_throughput._model(args)
@@ -52,7 +53,10 @@ def main() -> None:
     print(f"{args.size}x{args.size} LR px scene, overlap {args.overlap}, model "
           f"{args.config or 'full ESRGAN'} on {model.device}; medians of {args.repeats}")
     for w in sizes:
-        grid = WindowGrid(args.size, args.size, Tiling(w, args.overlap))
+        # the tiling as the run resolved it on this device (a GPU's automatic window may be
+        # 512 px)
+        tiling = for_device(InferenceOptions(tiling=Tiling(w, args.overlap)), model.device).tiling
+        grid = WindowGrid(args.size, args.size, tiling)
         area = grid.covered_area / args.size**2
         t = statistics.median(times[w])
         label = f"auto ({grid.tiling.window})" if w is None else str(w)

@@ -132,3 +132,9 @@ def test_gpu_suite_python_snippets_compile():
     for code in snippets:
         assert "'" not in code, code  # it would end the quoting
         compile(code, "gpu_suite.sh", "exec")
+
+
+def test_infer_windows_runs():
+    text = _run(str(BENCH / "infer_windows.py"), "--device", "cpu", "--size", "100",
+                "--repeats", "1", "--config", TINY)
+    assert "window auto (" in text and "x the speed of 128" in text
