@@ -54,15 +54,22 @@ def join_despite_interrupts(threads: Iterable[WorkerThread]) -> None:
     for t in threads:
         if t.ident is None:  # never started (Ctrl-C while starting them)
             continue
-        while True:
-            try:
-                t.ended.wait()
-                break
-            except KeyboardInterrupt as exc:
-                interrupt = exc
+        interrupt = wait_through_interrupts(t.ended.wait) or interrupt
         t.join()  # past its work: only the thread's last steps are left
     if interrupt is not None:
         raise interrupt
+
+
+def wait_through_interrupts(wait: Callable[[], object]) -> KeyboardInterrupt | None:
+    """Call ``wait()`` until it returns, again after each Ctrl-C that cuts it short; return
+    the last such interrupt (for the caller to raise once its own waiting is done), or None."""
+    interrupt: KeyboardInterrupt | None = None
+    while True:
+        try:
+            wait()
+            return interrupt
+        except KeyboardInterrupt as exc:
+            interrupt = exc
 
 
 @contextlib.contextmanager

@@ -78,6 +78,7 @@ from zoomsr.inference.windows import (
     column_groups,
     group_read_width,
     group_span,
+    windows_holding,
     windows_per_call,
 )
 from zoomsr.inference.writer import SAMPLING_OPTIONS, PartialRun, has_saved_state
@@ -185,7 +186,7 @@ def for_device(options: InferenceOptions, device: torch.device) -> InferenceOpti
         if on_accelerator(device) and window is not None:
             # a --window given: still the pixels of 32 windows of 128 px a call (32 windows of
             # 512 px would be 16x the memory of the calls measured)
-            batch = max(1, batch * 128**2 // window**2)
+            batch = windows_holding(batch, window, window)
         changes["batch_size"] = batch
     if (options.tiling.window is None and on_accelerator(device)
             and options.tiling.choices == AUTO_WINDOWS):

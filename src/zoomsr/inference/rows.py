@@ -342,7 +342,7 @@ class _RowThreads:
         # this thread's own readers (datasets), one per reader of the parts: the strips of a
         # scene share one, and differ in their columns
         readers: dict[int, Any] = {}
-        plans: dict[int, ScenePlan] = {}
+        strip: tuple[int, ScenePlan] | None = None  # the part this thread is on, its plan
         try:
             while True:
                 with self.cond:
@@ -356,12 +356,12 @@ class _RowThreads:
                 k, r = self.tasks[i]
                 part = self.parts[k]
                 try:
-                    if k not in plans:  # (a reader that cannot be cloned fails the row)
+                    if strip is None or strip[0] != k:  # (a failed clone fails the row)
                         key = id(part.plan.reader)
                         if key not in readers:
                             readers[key] = part.plan.reader.clone()
-                        plans = {k: dataclasses.replace(part.plan, reader=readers[key])}
-                    res: Any = compute_row(plans[k], self.model, r, self.on, part.tick)
+                        strip = k, dataclasses.replace(part.plan, reader=readers[key])
+                    res: Any = compute_row(strip[1], self.model, r, self.on, part.tick)
                     if part.ordered is not None and not self._in_turn(i, res, part.ordered):
                         # never raised here: a traceback would keep this frame, and the row's
                         # sums, alive through the results (a cycle) after the run

@@ -36,8 +36,13 @@ def windows_per_call(batch_size: int, tiling: Tiling, grid: WindowGrid) -> int:
     time and the model's memory does not grow with the window chosen."""
     if tiling.window is not None:
         return batch_size
-    base = min(AUTO_WINDOWS) ** 2
-    return max(1, batch_size * base // (grid.win_h * grid.win_w))
+    return windows_holding(batch_size, grid.win_h, grid.win_w)
+
+
+def windows_holding(units: int, height: int, width: int) -> int:
+    """How many ``height`` x ``width`` px windows hold the pixels of ``units`` 128 px windows
+    (the unit ``--batch-size`` counts in): at least one."""
+    return max(1, units * min(AUTO_WINDOWS) ** 2 // (height * width))
 
 
 @dataclass(frozen=True)

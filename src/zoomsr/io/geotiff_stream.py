@@ -28,7 +28,12 @@ from typing import Any
 from zoomsr.errors import WriteError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.io.geotiff import write_geotiff
 from zoomsr.io.raw_raster import RawRaster
-from zoomsr.stopping import WorkerThread, interrupts_held, join_despite_interrupts
+from zoomsr.stopping import (
+    WorkerThread,
+    interrupts_held,
+    join_despite_interrupts,
+    wait_through_interrupts,
+)
 
 
 class _Abandoned(Exception):
@@ -257,10 +262,8 @@ class GeoTIFFProcess:
             self._thread.rows_done(rows, chunk)  # type: ignore[union-attr]
             return
         if (chunk, rows) > self._sent:
-            self._sent = (chunk, rows)
+            self._sent = (chunk, rows)  # (a fall-back while sending hands them on)
             self._send(("rows", chunk, rows))
-            if self._thread is not None:  # it fell back while sending
-                self._thread.rows_done(rows, chunk)
 
     def finish(self, tags: dict[str, str]) -> None:
         """As :meth:`GeoTIFFStream.finish`."""
@@ -287,13 +290,7 @@ class GeoTIFFProcess:
         """Wait for the child to exit; a Ctrl-C meanwhile is raised once it has."""
         if self._proc is None:
             return
-        interrupt: KeyboardInterrupt | None = None
-        while True:
-            try:
-                self._proc.wait()
-                break
-            except KeyboardInterrupt as exc:
-                interrupt = exc
+        interrupt = wait_through_interrupts(self._proc.wait)
         if self._conn is not None:
             self._conn.close()
         if self._proc.returncode not in (0, None):  # killed: it could not clean up
