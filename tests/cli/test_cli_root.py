@@ -1,4 +1,3 @@
-import contextlib
 import subprocess
 import sys
 
@@ -112,20 +111,17 @@ def _ctrl_c_after(script: str, line: str, wait: float,
     import signal
     import time
 
+    from process_groups import own_group
+
     command = [sys.executable, "-c", script]
     if shell_loop:
         one = shlex.join(command)
         command = ["bash", "-c", f"for i in 1 2; do {one}; echo after $i; done"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
+    with own_group(command) as proc:
         assert proc.stdout.readline().strip() == line
         time.sleep(wait)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode, out, err
 
 

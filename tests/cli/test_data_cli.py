@@ -246,12 +246,12 @@ def test_ctrl_c_twice_stops_the_sample_workers_quietly(tmp_path):
     pairs: the command ends (killed by SIGINT, after cleaning up) with one line, no worker
     traceback ("Process ForkProcess-2:"), no "Exception ignored" from the pool at exit, no
     process and no folder left behind."""
-    import contextlib
     import os
     import signal
-    import subprocess
     import sys
     import time
+
+    from process_groups import own_group
 
     script = (
         "import os, sys, time\n"
@@ -265,18 +265,12 @@ def test_ctrl_c_twice_stops_the_sample_workers_quietly(tmp_path):
         "sys.argv = ['zoomsr', 'data', 'sample', sys.argv[1], '--pairs', '64', '--no-progress']\n"
         "run()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "s")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
+    with own_group([sys.executable, "-c", script, str(tmp_path / "s")]) as proc:
         assert proc.stdout.readline().startswith("writing")  # a worker is on a pair
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGINT, err  # as a shell loop needs (cli.exiting)
     assert err.strip().splitlines() == [
         f"interrupted: nothing written to {tmp_path / 's'} (a sample is moved in whole or not "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 from pathlib import Path
@@ -748,24 +747,19 @@ def test_a_real_ctrl_c_stops_the_writer_process_too(tmp_path):
     left and no temporary file, and the rows saved are kept for --resume."""
     import os
     import signal
-    import subprocess
     import sys
     import time
 
+    from process_groups import own_group
+
     paths = write_frames(tmp_path / "in", n=2, size=(120, 120))
     out = tmp_path / "o.tif"
-    proc = subprocess.Popen([sys.executable, "-c", _GPU_PATH_RUN, *map(str, paths), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
+    with own_group([sys.executable, "-c", _GPU_PATH_RUN, *map(str, paths), str(out)]) as proc:
         writer = int(proc.stdout.readline().split()[1])
         assert proc.stdout.readline().strip() == "running"
         time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
     assert err.strip().splitlines()[-1] == "interrupted", err
     stat = Path(f"/proc/{writer}/stat")
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
