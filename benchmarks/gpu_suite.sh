@@ -4,7 +4,7 @@
 # Steps (numbered as their "=== N." headers): 1. the machine, 2. the GPU-only tests (CLIPScore
 # fp32/bf16/fp16 vs CPU, scene inference fp32/bf16 vs CPU, bf16 training), 3. scene inference
 # throughput (full ESRGAN, 8 images, bf16 autocast) with the GPU's utilisation sampled each
-# second, 4. the GeoTIFF writer in its own process vs a thread, 5. the peak memory of
+# second, 4. the GeoTIFF writer's strips of 512 vs 256 rows, 5. the peak memory of
 # scenes wider than one column strip (4096 and 8192 px), 6. every thread of one inference run
 # sampled by py-spy (if installed), 7. a timeline of one run (py-spy), 8. ESRGAN training
 # throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10. freed blocks
@@ -79,30 +79,33 @@ if step "inference throughput" 240; then
   kill "$dmon" 2>/dev/null
 fi
 
-# Where the output GeoTIFF is compressed while rows are computed (pipeline.WRITER_PROCESS):
-# a process of its own (the default on a GPU since 2026-11-27, third session; on a 2-core CPU
-# beside a busy Python thread it wrote 1.9x as fast as the thread) or a thread sharing the
-# interpreter lock with the row threads (before). The 3856 px scene with each, alternating,
-# 3 runs each (the peak memory adds the writer process's own).
-if step "the GeoTIFF writer: own process / thread (3856 px, 3 runs each)" 150; then
+# The GeoTIFF writer thread's strips: 512 output rows at a time against 256 (the default,
+# zoomsr.io.geotiff.STRIP). Each strip costs the writer calls that give up the interpreter lock
+# and wait to take it back from the row threads (on a 2-core CPU beside a busy Python thread,
+# uncompressed, 512 rows wrote 1.33x as fast as 256, for 34 MB more peak memory at 3856 px);
+# the writer was what a GPU run waited for at its end (2026-11-27, before its own work beside
+# a busy thread was cut 3x on the CPU). The 3856 px scene with each, alternating, 3 runs each. (The writer
+# in a process of its own, step 4 until then, lost on the H200: 95.5 against 109.3 km2/s;
+# ZOOMSR_GEOTIFF_WRITER=process still chooses it.)
+if step "the GeoTIFF writer: 512 / 256-row strips (3856 px, 3 runs each)" 150; then
   timeout "$limit" bash -c "
     for i in 1 2 3; do
-      for writer in process thread; do
+      for rows in 512 256; do
         $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
-            --pipeline-batch 8 --scene-dir '$scenes' --writer \$writer 2>&1 | tail -1
+            --pipeline-batch 8 --scene-dir '$scenes' --writer-strip \$rows 2>&1 | tail -1
       done
     done" | tee "$out/infer_writer.txt"
   $py -c '
 import json, statistics, sys
 runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-for writer in ("process", "thread"):
-    r = [x for x in runs if x["writer"] == writer]
+for rows in (512, 256):
+    r = [x for x in runs if x["writer_strip"] == rows]
     if r:
         rate = statistics.median(x["km2_per_s"] for x in r)
         rss = statistics.median(x["peak_rss_total_mb"] for x in r)
         each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
-        print(f"writer={writer}: {len(r)} runs, median {rate:.1f} km2/s (runs {each}), "
-              f"peak RSS {rss:.0f} MB (run and writer process, if any)")
+        print(f"writer strips of {rows} rows: {len(r)} runs, median {rate:.1f} km2/s "
+              f"(runs {each}), peak RSS {rss:.0f} MB")
 ' "$out/infer_writer.txt" 2>&1 | tee -a "$out/infer_writer.txt"
 fi
 
@@ -179,8 +182,8 @@ fi
 
 # The interpreter lock: the row threads launch the model's kernels in Python while the writer
 # thread needs the lock between GDAL calls (on the CPU the writer ran 6x slower beside one
-# thread of pure Python). The 3856 px scene with Python's default switch interval (5 ms) and
-# with 1 ms, alternating, 3 runs each.
+# thread of pure Python; 1.7x since the fourth session of 2026-11-27). The 3856 px scene with
+# Python's default switch interval (5 ms) and with 1 ms, alternating, 3 runs each.
 if step "switch interval 5 ms / 1 ms (3856 px, 3 runs each)" 150; then
   timeout "$limit" bash -c "
     for i in 1 2 3; do
@@ -208,7 +211,7 @@ step "where the pipeline time goes" 60 && timeout "$limit" $py \
 # 1129 MB in one strip, as much as the 1936 px scene's 982; same time). But the windows on a
 # strip border are computed twice (one window column in 16 here), so on a GPU it costs
 # speed; the row threads no longer pause between strips. The 3856 px scene in strips of
-# 2048 px, 3 runs: compare with step 4's "process" runs (the default, one strip) and with
+# 2048 px, 3 runs: compare with step 4's 512-row runs (the default, one strip) and with
 # step 3's 1936 px scene (the 4x ratio).
 if step "column strips of 2048 px on the 3856 px scene (3 runs)" 90; then
   timeout "$limit" bash -c "

@@ -150,8 +150,8 @@ def main() -> None:
     p.add_argument("--scene-dir", default=None, metavar="DIR",
                    help="Keep the generated scenes in DIR (default: a temporary folder).")
     p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
-                   help="The GeoTIFF writer: a process of its own (auto, as on a GPU) or a "
-                   "thread of the run's process.")
+                   help="The GeoTIFF writer: the pipeline's default (auto: a thread of the "
+                   "run's process), a thread, or a process of its own.")
     p.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child is not None:

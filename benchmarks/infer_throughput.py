@@ -171,7 +171,8 @@ def writer_peaks(writer: str) -> list[float]:
     the memory of the process it was forked from, until it runs Python."""
     from zoomsr.inference import pipeline as scene_pipeline
 
-    scene_pipeline.WRITER_PROCESS = {"auto": None, "thread": False, "process": True}[writer]
+    if writer != "auto":  # else the pipeline's default (a thread)
+        scene_pipeline.WRITER_PROCESS = writer == "process"
     peaks: list[float] = []
 
     class Recorded(scene_pipeline.GeoTIFFProcess):
@@ -200,6 +201,13 @@ def warm_up(model, args: argparse.Namespace) -> None:  # noqa: ANN001
     model.forward(np.zeros((batch, args.images, 3, grid.win_h, grid.win_w), np.float32))
 
 
+def writer_strip() -> int:
+    """The GeoTIFF writer's strip height in this process (output rows)."""
+    from zoomsr.io import geotiff
+
+    return geotiff.STRIP
+
+
 def options(args: argparse.Namespace):
     """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
     ``--turns``, the pipeline's turns for the host turned on in this process)."""
@@ -207,6 +215,10 @@ def options(args: argparse.Namespace):
     from zoomsr.inference import pipeline as scene_pipeline
 
     scene_pipeline.ONE_ROW_ON_HOST = args.turns
+    if args.writer_strip:
+        from zoomsr.io import geotiff
+
+        geotiff.STRIP = args.writer_strip
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     extra = {} if args.column_width is None else {"column_width": args.column_width}
@@ -255,6 +267,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
+        "writer_strip": writer_strip(),
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
         "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,
@@ -266,7 +279,7 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
                 "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
-                "switch_interval", "writer"):
+                "switch_interval", "writer", "writer_strip"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -314,9 +327,12 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--switch-interval", type=float, default=None, metavar="S",
                    help="sys.setswitchinterval in the pipeline's process (Python's default: "
                    "0.005 s): how much the threads' wait for the interpreter lock costs.")
+    p.add_argument("--writer-strip", type=int, default=None, metavar="ROWS",
+                   help="Output rows the GeoTIFF writer writes at a time (zoomsr.io.geotiff."
+                   "STRIP, a multiple of 256; default: the module's).")
     p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
                    help="Where the output GeoTIFF is compressed while rows are computed "
-                   "(pipeline.WRITER_PROCESS; auto: a process of its own unless on the CPU).")
+                   "(pipeline.WRITER_PROCESS; auto: the pipeline's default, a thread).")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")

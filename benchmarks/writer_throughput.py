@@ -56,6 +56,7 @@ def make_raw(folder: Path, width: int, height: int):
         block = np.empty((n, width, 4), np.uint8)
         block[..., :3] = ramp[None, :, None] + rng.integers(0, 30, (n, width, 3))
         block[..., 3] = np.where(rng.random((n, width)) < 0.1, 0, 255)
+        block[..., :3] *= block[..., 3:] > 0  # masked pixels are 0, as the pipeline's rows
         raw.write_rows(row, block)
     return raw
 

@@ -61,11 +61,18 @@ def test_writer_and_host_memory_benchmarks_run(tmp_path):
     assert "deflate, own process, 1 busy thread(s)" in text
     text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
                 "1", "--column-width", "300", "--scene-dir", str(tmp_path))
-    assert "peak RSS 556 / 300 px" in text
-    # the GPU path's writer is a process of its own: its memory is counted (tens of MB)
-    writer_mb = [float(line.split("writer process ")[1].split()[0])
-                 for line in text.splitlines() if "writer process" in line]
-    assert len(writer_mb) == 2 and all(20 < mb < 1000 for mb in writer_mb)
+    assert "peak RSS 556 / 300 px" in text and "writer auto" in text
+
+    def writer_mb(text: str) -> list[float]:
+        return [float(line.split("writer process ")[1].split()[0])
+                for line in text.splitlines() if " MB of it" in line]
+
+    assert writer_mb(text) == [0.0, 0.0]  # the default writer: a thread, nothing to add
+    text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
+                "1", "--column-width", "300", "--scene-dir", str(tmp_path), "--writer",
+                "process")
+    # a writer process's own memory is counted (tens of MB)
+    assert len(writer_mb(text)) == 2 and all(20 < mb < 1000 for mb in writer_mb(text))
 
 
 def test_build_throughput_runs(tmp_path):

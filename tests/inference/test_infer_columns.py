@@ -131,10 +131,10 @@ def test_each_strip_is_compressed_as_it_goes_and_no_wider(tmp_path, tiny_model, 
         marks.append((chunk, rows))
         rows_done(self, rows, chunk)
 
-    def spy(self, row, count, cols=None):
+    def spy(self, row, count, cols=None, fd=None):
         if self.bands == 4:  # the output raster (RGB + mask), not the LR mosaic
             reads.append(cols)
-        return read_rows(self, row, count, cols)
+        return read_rows(self, row, count, cols, fd)
 
     monkeypatch.setattr(geotiff_stream.GeoTIFFStream, "rows_done", mark)
     monkeypatch.setattr(raw_raster.RawRaster, "read_rows", spy)

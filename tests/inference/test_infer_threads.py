@@ -710,8 +710,9 @@ def start(self):
 geotiff_stream.GeoTIFFProcess.start = start
 import zoomsr.inference.pipeline as pipeline
 pipeline.GeoTIFFProcess.start = start
+pipeline.WRITER_PROCESS = True
 
-class OnGPU:  # a CPU model on the GPU code path: the writer in its own process
+class OnGPU:  # a CPU model on the GPU code path, the writer in its own process
     def __init__(self, model):
         self._model, self.device = model, torch.device("meta")
     def __getattr__(self, name):

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from zoomsr.io.geotiff import write_geotiff
 from zoomsr.io.raw_raster import RawRaster
 
 
 def _raw(tmp_path, size: int, bands: int) -> RawRaster:
-    """A ``size`` px raw raster of ``bands`` bands + mask, with nodata holes."""
+    """A ``size`` px raw raster of ``bands`` bands + mask, with nodata holes (0 in every
+    band, as the pipeline's rows are)."""
     raw = RawRaster(tmp_path / "sr.raw", size, size, bands + 1)
     raw.create()
     rng = np.random.default_rng(0)
@@ -23,7 +25,7 @@ def _raw(tmp_path, size: int, bands: int) -> RawRaster:
         block = np.empty((n, size, bands + 1), np.uint8)
         block[..., :bands] = (ramp[None, :, None] + rng.integers(0, 40, (n, size, bands)))
         block[..., -1] = 255
-        block[: n // 3, row // 4 : row // 4 + 300, -1] = 0
+        block[: n // 3, row // 4 : row // 4 + 300] = 0
         raw.write_rows(row, block)
     return raw
 
@@ -50,7 +52,7 @@ def test_bytes_do_not_depend_on_gdal_cache(tmp_path, bands):
         mask = ds.dataset_mask()
         data = np.moveaxis(ds.read(), 0, -1)
     assert (mask == expected[..., -1]).all()
-    assert (data == np.where(mask[..., None] > 0, expected[..., :-1], 0)).all()
+    assert (data == expected[..., :-1]).all()
 
 
 def test_no_bytes_left_behind_by_the_reopening(tmp_path):
@@ -77,20 +79,64 @@ def test_no_bytes_left_behind_by_the_reopening(tmp_path):
     assert ours.stat().st_size <= one_pass.stat().st_size * 1.01 + 2048
 
 
-def test_masked_bands_clear_every_masked_pixel():
-    """The writer's contiguous masking gives what ``np.where`` over the interleaved rows gave:
-    values where the mask is non-zero (any value: 1, 128, 255), 0 elsewhere; the mask 0/255."""
-    from zoomsr.io.geotiff import _masked_bands
+def test_strips_reach_gdal_as_views_of_the_raw_rows(tmp_path):
+    """The writer hands GDAL the bands and the mask as views of the rows read (no NumPy pass
+    over a strip), and GDAL writes the same bytes as from contiguous arrays."""
+    from zoomsr.io.geotiff import _bands_and_mask, _profile
 
     rng = np.random.default_rng(3)
-    for bands in (3, 4):
-        block = rng.integers(0, 256, (37, 53, bands + 1), dtype=np.uint8)
-        block[..., -1] = rng.choice(np.array([0, 1, 128, 255], np.uint8), (37, 53))
-        data, mask = _masked_bands(block)
-        expected = np.where(block[..., -1:] > 0, block[..., :-1], 0)
-        assert np.array_equal(data, np.moveaxis(expected, -1, 0))
-        assert np.array_equal(mask, np.where(block[..., -1] > 0, 255, 0))
-        assert data.flags.c_contiguous and mask.flags.c_contiguous
+    block = rng.integers(0, 256, (256, 512, 4), dtype=np.uint8)
+    block[..., -1] = np.where(rng.random((256, 512)) < 0.2, 0, 255)
+    block[..., :-1] *= block[..., -1:] > 0
+    bands, mask = _bands_and_mask(block)
+    assert np.shares_memory(bands, block) and np.shares_memory(mask, block)
+    assert np.array_equal(np.moveaxis(bands, 0, -1), block[..., :-1])
+    outs = []
+    for name, (b, m) in {"views": (bands, mask),
+                         "copies": (np.ascontiguousarray(bands), mask.copy())}.items():
+        out = tmp_path / f"{name}.tif"
+        profile = _profile(512, 256, 3, "EPSG:3857", Affine(2.4, 0, 0, 0, -2.4, 0))
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(out, "w", **profile) as dst:
+            dst.write(b)
+            dst.write_mask(m)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("shape", [(256, 512), (300, 700), (1, 1), (511, 257)])
+def test_tiles_with_data_is_the_per_tile_test(shape):
+    from zoomsr.io.geotiff import tiles_with_data
+
+    rng = np.random.default_rng(sum(shape))
+    mask = np.zeros((shape[0], shape[1], 4), np.uint8)[..., 3]  # strided, as the writer's
+    mask[rng.random(shape) < 1e-5] = 255  # a few pixels: some tiles hold none
+    mask[-1, -1] = 255  # the last, partial tile
+    expected = np.array([[mask[r:r + 256, c:c + 256].any() for c in range(0, shape[1], 256)]
+                         for r in range(0, shape[0], 256)])
+    assert np.array_equal(tiles_with_data(mask), expected)
+    assert np.array_equal(tiles_with_data(mask, 128, 64), np.array(
+        [[mask[r:r + 128, c:c + 64].any() for c in range(0, shape[1], 64)]
+         for r in range(0, shape[0], 128)]))
+
+
+def test_a_tile_with_data_and_no_bytes_is_an_error(tmp_path):
+    """The writer's check of a strip (in the file's next opening): a tile that should hold
+    valid pixels but has no bytes in the file (GDAL failed to write it: a full disk) raises,
+    naming the tile; tiles without data are legitimately absent."""
+    from zoomsr.io.geotiff import _check_tiles, _profile
+
+    out = tmp_path / "t.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
+            out, "w", SPARSE_OK=True, **_profile(512, 512, 3, "EPSG:3857",
+                                                 Affine(2.4, 0, 0, 0, -2.4, 0))) as dst:
+        dst.write(np.full((3, 256, 256), 7, np.uint8), window=Window(0, 256, 256, 256))
+    strip = Window(0, 256, 512, 256)
+    with rasterio.open(out) as dst:
+        _check_tiles(dst, strip, np.array([[True, False]]))  # tile (1, 0) was written
+        with pytest.raises(OSError, match=r"GDAL did not write its tile \(1, 1\)"):
+            _check_tiles(dst, strip, np.array([[True, True]]))
+        with pytest.raises(ValueError, match="not aligned"):
+            _check_tiles(dst, Window(0, 100, 512, 256), np.array([[True, False]]))
 
 
 _FULL_DISK = r'''

@@ -60,3 +60,42 @@ def test_raw_column_reads_go_on_after_short_reads(tmp_path, monkeypatch):
         raw.read_rows(0, 1, (5, 301))
 
 
+
+def test_column_reads_take_whole_rows_a_few_at_a_time_through_one_descriptor(tmp_path,
+                                                                             monkeypatch):
+    """The writer reads a strip's columns as whole rows a few MB at a time (here 7 rows: 6
+    groups of 40 rows, the last partial), not one read per row; through its own descriptor
+    when it passes one (left open); a file cut short since is named as damaged."""
+    import os
+
+    from zoomsr.errors import DataError
+    from zoomsr.io import raw_raster as writer
+
+    raw = RawRaster(tmp_path / "g.raw", 300, 50, 4)
+    raw.create()
+    raw.write_rows(0, np.random.default_rng(1).integers(0, 256, (50, 300, 4), dtype=np.uint8))
+    whole = raw.read_rows(0, 50)
+    reads = []
+    real = os.preadv
+
+    def counted(fd, buffers, offset):
+        reads.append(len(memoryview(buffers[0])))
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(writer, "_READ_BYTES", 7 * raw.row_bytes)
+    monkeypatch.setattr(writer.os, "preadv", counted)
+    fd = os.open(raw.path, os.O_RDONLY)
+    try:
+        assert np.array_equal(raw.read_rows(5, 40, (10, 250), fd=fd), whole[5:45, 10:250])
+        assert reads == [7 * raw.row_bytes] * 5 + [5 * raw.row_bytes]
+        reads.clear()
+        assert np.array_equal(raw.read_rows(5, 40, fd=fd), whole[5:45])
+        assert reads == [40 * raw.row_bytes]
+        os.fstat(fd)  # still open
+    finally:
+        os.close(fd)
+    os.truncate(raw.path, 20 * raw.row_bytes)
+    with pytest.raises(DataError, match="damaged"):
+        raw.read_rows(10, 20)
+    with pytest.raises(DataError, match="damaged"):
+        raw.read_rows(10, 20, (3, 30))

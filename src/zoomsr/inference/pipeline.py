@@ -100,13 +100,13 @@ RowCallback = Callable[[int, int], None]
 ONE_ROW_ON_HOST = False
 
 #: Where the output GeoTIFF is compressed while rows are computed: ``True`` in a child
-#: process, ``False`` in a thread of this one, ``None`` (default) in a process when the model
-#: runs elsewhere than on the CPU. There the row threads launch the model's kernels from
-#: Python, and a writer thread shares the interpreter lock with them: beside one thread of
-#: pure Python its own work took 5.8x as long (2-core CPU,
-#: ``benchmarks/writer_throughput.py --busy-threads 1``), and a GPU run ended with the writer
-#: catching up. On the CPU the GeoTIFF is written after the last row, in a thread. Same bytes.
-WRITER_PROCESS: bool | None = None
+#: process, ``False`` (default) in a thread of this one, ``None`` in a process when the model
+#: runs elsewhere than on the CPU. The process shares no interpreter lock with the row
+#: threads (beside one thread of pure Python it wrote 1.9x as fast as the thread, 2-core CPU),
+#: but on an H200 (2026-11-27, 3856 px scene, alternating, 3 runs each) runs with it made
+#: 95.5 km²/s against 109.3 with the thread, and 91.2 against 102.8 at the CLI's defaults.
+#: Same bytes either way; ``ZOOMSR_GEOTIFF_WRITER=process`` chooses it for a run.
+WRITER_PROCESS: bool | None = False
 
 
 @dataclass

@@ -7,7 +7,9 @@ once it is complete and reads back.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,14 +17,22 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
+from rasterio.errors import RasterBlockError
 from rasterio.windows import Window
 
 from zoomsr.io.atomic import atomic_path
-from zoomsr.io.gdal_errors import fsync_file, write_errors_raised
+from zoomsr.io.gdal_errors import fsync_file, start_writeback, write_errors_raised
 from zoomsr.io.raw_raster import RawRaster
 
-#: The output's tile side, and the rows of one strip written at a time (px).
+#: The output's tile side (px).
 BLOCK = 256
+#: Rows of one strip written at a time (px, a multiple of ``BLOCK``). Each strip costs the
+#: writer a few calls that give up the interpreter lock and wait to take it back from the row
+#: threads: beside a busy Python thread (2-core CPU, uncompressed) 512 rows wrote 1.33x as fast
+#: as 256, but held 34 MB more at a 3856 px scene's width (the strip read, GDAL's dirty
+#: tiles), more than at 1936 px: against the memory target. Whether a GPU run gains from 512 is
+#: the GPU suite's step 4.
+STRIP = 256
 
 
 def column_chunks(width: int, ends: list[int]) -> list[tuple[int, int]]:
@@ -68,37 +78,50 @@ def _compress_threads(count: int) -> str:
     return "ALL_CPUS" if count == 3 else "1"
 
 
-def _masked_bands(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``[h, w, C + 1]`` uint8 rows (bands, then the mask) -> (bands ``[C, h, w]``, 0 where the
-    mask is, and the mask ``[h, w]``, 0 or 255), both contiguous, as GDAL takes them.
+def _bands_and_mask(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[h, w, C + 1]`` uint8 rows (bands, then the mask) -> views of the bands ``[C, h, w]``
+    and of the mask ``[h, w]``, no copies: rasterio hands GDAL the views' strides, and GDAL
+    copies pixel-interleaved rows into its pixel-interleaved tiles as fast as from a
+    band-sequential array.
 
-    Masked in contiguous passes: with ``np.where`` over the interleaved rows' strided views,
-    the writer thread's own work took twice as long (``benchmarks/writer_throughput.py
-    --no-compress``), and on a GPU that thread runs at about the rate rows are made."""
-    mask = np.where(block[:, :, -1] > 0, np.uint8(255), np.uint8(0))
-    bands = np.ascontiguousarray(np.moveaxis(block[:, :, :-1], -1, 0))
-    np.minimum(bands, mask, out=bands)  # 255 keeps a value, 0 clears it
-    return bands, mask
+    The rows are as :func:`zoomsr.inference.assemble.with_mask` makes them (0 in every band
+    where the mask is 0, the mask 0 or 255), so nothing is masked here: on a GPU this thread
+    is what the run waits for at the end, and each NumPy pass over a strip released and took
+    back the interpreter lock the row threads hold (``benchmarks/writer_throughput.py
+    --busy-threads 1``)."""
+    return np.moveaxis(block[:, :, :-1], -1, 0), block[:, :, -1]
 
 
-def _check_strip(target: Path, window: Window, mask: np.ndarray) -> None:
-    """Raise ``OSError`` when a tile of ``window`` that holds valid pixels (``mask`` > 0) has
-    no bytes in the file written, or the file cannot be read back.
+def tiles_with_data(mask: np.ndarray, rows: int = BLOCK, cols: int = BLOCK) -> np.ndarray:
+    """``[ceil(h / rows), ceil(w / cols)]`` bool: which ``rows`` x ``cols`` px tiles of
+    ``mask`` ``[h, w]`` hold a valid (non-zero) pixel, in two NumPy calls (one call per tile
+    took the interpreter lock back once per tile, 60 times a strip of a 15424 px wide
+    output)."""
+    by_row = np.maximum.reduceat(mask, np.arange(0, mask.shape[0], rows), axis=0)
+    return np.maximum.reduceat(by_row, np.arange(0, mask.shape[1], cols), axis=1) > 0
+
+
+def _check_tiles(dst: Any, window: Window, tiles: np.ndarray) -> None:
+    """Raise ``OSError`` when a tile of ``window`` (closed since) that holds valid pixels
+    (``tiles``, :func:`tiles_with_data` of its mask) has no bytes in ``dst``.
 
     GDAL reports a tile it could not write (a full disk) through its error handler, which
     reaches Python only in the thread that installed it: from the writer thread it went to
     stderr, and a file with missing tiles and no readable directory was renamed into place
-    with exit 0. Tiles without a valid pixel are legitimately left out (``SPARSE_OK``).
+    with exit 0. Tiles without a valid pixel are legitimately left out (``SPARSE_OK``). Checked
+    in the next opening of the file (each opening gives up the interpreter lock a few times).
     """
-    with rasterio.open(target) as src:
-        rows, cols = src.block_shapes[0]
-        for r in range(0, window.height, rows):
-            for c in range(0, window.width, cols):
-                if not mask[r:r + rows, c:c + cols].any():
-                    continue
-                i, j = (window.row_off + r) // rows, (window.col_off + c) // cols
-                if src.block_size(1, i, j) == 0:
-                    raise OSError(errno.EIO, f"GDAL did not write its tile ({i}, {j})")
+    rows, cols = dst.block_shapes[0]
+    if (window.row_off % rows, window.col_off % cols) != (0, 0):
+        raise ValueError(f"strip {window} is not aligned on the {rows} x {cols} tiles")
+    i0, j0 = window.row_off // rows, window.col_off // cols
+    for i, j in zip(*np.nonzero(tiles), strict=True):
+        try:
+            size = dst.block_size(1, i0 + int(i), j0 + int(j))
+        except RasterBlockError:  # rasterio's answer for a tile that is not in the file
+            size = 0
+        if size == 0:
+            raise OSError(errno.EIO, f"GDAL did not write its tile ({i0 + i}, {j0 + j})")
 
 
 def write_geotiff(
@@ -118,7 +141,7 @@ def write_geotiff(
     The last raw band is the data mask (255 valid, 0 nodata), written as the GDAL internal
     mask; masked pixels are 0 in every band. ``cog=True`` converts to a Cloud-Optimized GeoTIFF
     (overviews, COG layout) before the rename. ``chunks`` (:func:`column_chunks`; default: the
-    whole width) are written one after the other, each top to bottom in 256-row strips, so a
+    whole width) are written one after the other, each top to bottom in ``STRIP``-row strips, so a
     scene computed in column strips is written as each strip goes and no more than a chunk's
     width is held. ``wait_rows(n, k)``, if given, is called before rows below ``n`` of chunk
     ``k`` are read (it blocks until they are final, or raises to abandon the file); ``tags``
@@ -151,24 +174,34 @@ def write_geotiff(
                 # else the process did. Closing writes the strip's mask blocks now: the bytes
                 # depend only on the pixels (the tile offsets are rewritten in place).
                 chunks = chunks or [(0, raw.width)]
-                for k, (x0, x1) in enumerate(chunks):
-                    for row in range(0, raw.height if x1 > x0 else 0, BLOCK):
-                        n = min(BLOCK, raw.height - row)
-                        if wait_rows is not None:
-                            wait_rows(row + n, k)
-                        block = raw.read_rows(row, n, (x0, x1))
-                        bands, mask = _masked_bands(block)
-                        del block
-                        window = Window(x0, row, x1 - x0, n)
-                        with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
-                            dst.write(bands, window=window)
-                            dst.write_mask(mask, window=window)
-                        _check_strip(target, window, mask)
-                        del bands, mask
-                        if not cog:  # flushed as it goes, in this (writer) thread: the
-                            # flush before the rename, after the last row, is then short
-                            fsync_file(target)
+                with contextlib.ExitStack() as fds:
+                    raw_fd = os.open(raw.path, os.O_RDONLY)
+                    fds.callback(os.close, raw_fd)
+                    out_fd = None
+                    if not cog:  # the COG pass reads the tiles back: keep them cached
+                        out_fd = os.open(target, os.O_RDONLY)
+                        fds.callback(os.close, out_fd)
+                    written = None  # the last strip's window and its tiles with data
+                    for k, (x0, x1) in enumerate(chunks):
+                        for row in range(0, raw.height if x1 > x0 else 0, STRIP):
+                            n = min(STRIP, raw.height - row)
+                            if wait_rows is not None:
+                                wait_rows(row + n, k)
+                            block = raw.read_rows(row, n, (x0, x1), fd=raw_fd)
+                            bands, mask = _bands_and_mask(block)
+                            window = Window(x0, row, x1 - x0, n)
+                            with rasterio.open(target, "r+", NUM_THREADS=threads) as dst:
+                                if written is not None:
+                                    _check_tiles(dst, *written)
+                                dst.write(bands, window=window)
+                                dst.write_mask(mask, window=window)
+                            written = window, tiles_with_data(mask, BLOCK, BLOCK)
+                            del block, bands, mask
+                            if out_fd is not None:  # so that the flush before the rename,
+                                start_writeback(out_fd)  # after the last row, is short
                 with rasterio.open(target, "r+") as dst:
+                    if written is not None:
+                        _check_tiles(dst, *written)
                     dst.update_tags(**(tags() if callable(tags) else tags))
             if cog:
                 from rasterio.shutil import copy as rio_copy

@@ -16,6 +16,9 @@ import numpy as np
 
 from zoomsr.errors import DataError, WriteError
 
+#: Bytes of whole rows read at a time when only some columns are wanted.
+_READ_BYTES = 4 << 20
+
 
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     """Write ``data``'s bytes at ``offset`` of ``fd`` from its own memory (no copy when it is
@@ -102,23 +105,36 @@ class RawRaster:
                             "raster (damaged); pass --overwrite instead of --resume to start "
                             "again")
 
-    def read_rows(self, row: int, count: int, cols: tuple[int, int] | None = None) -> np.ndarray:
-        """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``."""
+    def read_rows(self, row: int, count: int, cols: tuple[int, int] | None = None,
+                  fd: int | None = None) -> np.ndarray:
+        """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``.
+        ``fd``: a descriptor of the file open for reading, to read with (else it is opened).
+
+        Whole rows are one read; columns, whole rows a few MB at a time, copied out (one read
+        per row was hundreds of calls a strip, each giving up the interpreter lock and waiting
+        to take it back while the row threads hold it)."""
         c0, c1 = cols or (0, self.width)
-        if (c0, c1) == (0, self.width):
-            with open(self.path, "rb") as f:
-                f.seek(row * self.row_bytes)
-                buf = np.fromfile(f, dtype=np.uint8, count=count * self.row_bytes)
-            if buf.size != count * self.row_bytes:  # cut short since: not zeros for rows
-                self.check_size()
-            return buf.reshape(count, self.width, self.bands)
         if not 0 <= c0 < c1 <= self.width:
             raise ValueError(f"bad raw columns [{c0}, {c1}) of {self.width}")
         out = np.empty((count, c1 - c0, self.bands), np.uint8)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for i in range(count):
-                _pread_all(fd, out[i], ((row + i) * self.width + c0) * self.bands, self.path)
-        finally:
-            os.close(fd)
+        with contextlib.ExitStack() as opened:
+            if fd is None:
+                fd = os.open(self.path, os.O_RDONLY)
+                opened.callback(os.close, fd)
+            if (c0, c1) == (0, self.width):
+                self._pread_rows(fd, out, row)
+                return out
+            group = max(1, min(count, _READ_BYTES // self.row_bytes))
+            rows = np.empty((group, self.width, self.bands), np.uint8)
+            for i in range(0, count, group):
+                n = min(group, count - i)
+                self._pread_rows(fd, rows[:n], row + i)
+                out[i : i + n] = rows[:n, c0:c1]
         return out
+
+    def _pread_rows(self, fd: int, out: np.ndarray, row: int) -> None:
+        try:
+            _pread_all(fd, out, row * self.row_bytes, self.path)
+        except OSError:
+            self.check_size()  # cut short since: not zeros for rows
+            raise
