@@ -40,6 +40,26 @@ def test_the_read_takes_the_pixels_gdal_takes(tmp_path, layout, size):
             for shape in (sample_shape(ds), (h // 3, w // 3), (h // 7, w - 1), (1, 1)):
                 want = ds.read(bands, out_shape=(count, *shape))
                 np.testing.assert_array_equal(decimated_read(ds, bands, shape), want)
+                for parts in (2, 3):  # threads that read one file together: the same pixels
+                    pieces = [decimated_read(ds, bands, shape, (k, parts))
+                              for k in range(parts)]
+                    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), want)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 40])
+@pytest.mark.parametrize(("size", "samples", "block"), [(3856, 482, 256), (1000, 333, 512),
+                                                        (513, 1, 16), (300, 300, 1)])
+def test_split_on_blocks_shares_no_block_row(size, samples, block, parts):
+    from zoomsr.inference.inputs.rasters import _nearest, split_on_blocks
+
+    rows = _nearest(size, samples)
+    runs = split_on_blocks(rows, block, parts)
+    assert len(runs) == parts
+    np.testing.assert_array_equal(np.concatenate(runs), rows)
+    blocks = [set((run // block).tolist()) for run in runs]
+    assert all(not (a & b) for i, a in enumerate(blocks) for b in blocks[i + 1:])
+    counts = [len(b) for b in blocks]
+    assert max(counts) - min(counts) <= 1 or sum(counts) < parts  # about as many each
 
 
 def test_a_file_with_overviews_is_read_from_them(tmp_path):

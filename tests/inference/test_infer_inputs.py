@@ -495,6 +495,38 @@ def test_decimated_looks_made_ahead_in_threads_equal_the_ordered_reads(tmp_path,
     assert getattr(rasters.looked, "samples", {}) == {}  # not kept after discovery
 
 
+def test_with_more_threads_than_files_each_file_is_looked_at_by_several(tmp_path,
+                                                                       monkeypatch):
+    """8 dates on 16 CPUs: each file decoded by two threads, each its own block rows; the
+    looks are the same as one thread a file, and a file with a part failed is left out (looked
+    at again in order)."""
+    from zoomsr.inference.inputs import rasters
+
+    paths = write_frames(tmp_path / "in", n=2, size=(700, 530))
+    one_each = rasters.look_ahead(paths, workers=2)
+    parts = []
+    read = rasters.decimated_read
+
+    def spy(ds, bands, shape, part=(0, 1)):
+        parts.append(part)
+        return read(ds, bands, shape, part)
+
+    monkeypatch.setattr(rasters, "decimated_read", spy)
+    shared = rasters.look_ahead(paths, workers=5)
+    assert sorted(parts) == [(0, 2), (0, 2), (1, 2), (1, 2)]
+    assert sorted(shared) == sorted(one_each) == sorted(str(p) for p in paths)
+    for name, look in one_each.items():
+        assert np.array_equal(shared[name], look)
+
+    def failing(ds, bands, shape, part=(0, 1)):
+        if part[0] == 1 and ds.name == str(paths[0]):
+            raise OSError("damaged block")
+        return read(ds, bands, shape, part)
+
+    monkeypatch.setattr(rasters, "decimated_read", failing)
+    assert sorted(rasters.look_ahead(paths, workers=4)) == [str(paths[1])]
+
+
 def test_files_looked_at_ahead_are_the_files_discovery_samples(tmp_path, monkeypatch):
     """RGB, extra bands the model takes and the SCL; not a band the model does not take (each
     look a whole-file decode)."""

@@ -828,3 +828,50 @@ def test_a_gpu_run_left_to_defaults_takes_the_gpu_ones(scene, tiny_model, tmp_pa
     grid = plans[0].windows
     assert tiling["window"] == 512 and (grid.win_h, grid.win_w) == (96, 48)
     assert plans[0].batch_size == 32 * 128**2 // (96 * 48)  # 32 windows of 128 px a call
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("device", "window", "batch"), [
+    ("cuda", 512, 32 * 128**2 // (96 * 48)),  # a GPU's: 512 px among the automatic windows
+    ("cpu", 256, 8 * 128**2 // (96 * 48))])
+def test_a_row_source_s_device_gives_the_run_its_defaults(scene, tiny_model, tmp_path,
+                                                            device, window, batch):
+    """Rows computed elsewhere (Ray workers) take the defaults of the device they are
+    computed on, not of this process's model: GPU workers behind a CPU head took the CPU's
+    batch and windows, CPU workers on a GPU machine the GPU's."""
+    import torch
+
+    from zoomsr.inference.pipeline import rows_device
+
+    plans = []
+
+    class Elsewhere:
+        def __init__(self) -> None:
+            self.device = torch.device(device)
+
+        def __call__(self, plan, model, rows):  # noqa: ANN001, ANN204
+            plans.append(plan)
+            raise _Stop
+
+    here = tiny_model(2) if device == "cuda" else _AsIfOnGPU(tiny_model(2))
+    with pytest.raises(_Stop):
+        run_inference(scene, tmp_path / "o.tif", here, InferenceOptions(progress=False),
+                      row_source=Elsewhere())
+    assert plans[0].batch_size == batch and plans[0].windows.tiling.window == window
+    assert rows_device(Elsewhere()) == torch.device(device)
+    assert rows_device(lambda plan, model, rows: iter(())) is None
+
+
+def test_ray_pools_say_their_workers_device():
+    import torch
+
+    from zoomsr.inference.distributed import RayPool, ray_row_source
+    from zoomsr.inference.pipeline import rows_device
+
+    assert rows_device(RayPool("local", 2, gpus_per_worker=1).rows) == torch.device("cuda")
+    assert rows_device(RayPool("local", 2, gpus_per_worker=0).rows) == torch.device("cpu")
+    assert rows_device(ray_row_source("local", 2, gpus_per_worker=0.5)) == torch.device("cuda")
+    assert rows_device(ray_row_source("local", 2)) is None  # known once Ray is up: the model's

@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import torch
+
 from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
@@ -279,6 +281,13 @@ class RayPool:
         self.start()
         return 1.0 if self._ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
 
+    @property
+    def device(self) -> torch.device:
+        """Where the workers compute rows: ``cuda`` when each gets a GPU, else the CPU (starts
+        or joins Ray to ask the cluster). A run on this pool takes this device's defaults
+        (``--batch-size``, the automatic windows), not those of the machine it starts on."""
+        return torch.device("cuda" if self.worker_gpus() > 0 else "cpu")
+
     def _kill_actors(self) -> None:
         for actor in self._actors:
             with contextlib.suppress(Exception):  # already dead: nothing left to release
@@ -508,4 +517,7 @@ def ray_row_source(
         with RayPool(address, workers, gpus_per_worker) as pool:
             yield from pool.rows(plan, model, rows)
 
+    if gpus_per_worker is not None:  # the workers' device: the run takes its defaults
+        device = torch.device("cuda" if gpus_per_worker else "cpu")
+        source.device = device  # type: ignore[attr-defined]
     return source

@@ -194,6 +194,15 @@ def for_device(options: InferenceOptions, device: torch.device) -> InferenceOpti
     return dataclasses.replace(options, **changes) if changes else options
 
 
+def rows_device(row_source: Callable[..., Any]) -> torch.device | None:
+    """The device a row source computes its rows on, where it says so (a ``device``
+    attribute of it or of the object it is a method of: a
+    :class:`~zoomsr.inference.distributed.RayPool`'s workers); None otherwise."""
+    owner = getattr(row_source, "__self__", row_source)
+    device = getattr(owner, "device", None)
+    return device if isinstance(device, torch.device) else None
+
+
 @dataclass
 class InferenceResult:
     """What a run produced and how it went."""
@@ -780,7 +789,10 @@ def _run_scene(
     ignored: Sequence[str],
     empty: Sequence[Frame],
 ) -> InferenceResult:
-    options = for_device(options or InferenceOptions(), model.device)
+    # the defaults of the device the rows are computed on: a Ray pool's workers (GPU workers
+    # behind a CPU head took the CPU's batch and windows), else this model's
+    options = for_device(options or InferenceOptions(),
+                         (row_source is not None and rows_device(row_source)) or model.device)
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, inputs=[p for f in frames for p in f.files],
                        resume=options.resume)

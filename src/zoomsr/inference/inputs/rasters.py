@@ -173,8 +173,8 @@ def _decimates_full_blocks(ds: rasterio.DatasetReader, band: int) -> bool:
             and str(compression).lower() in _FULL_DECODE)
 
 
-def decimated_read(ds: rasterio.DatasetReader, bands: list[int],
-                   shape: tuple[int, int]) -> np.ndarray:
+def decimated_read(ds: rasterio.DatasetReader, bands: list[int], shape: tuple[int, int],
+                   part: tuple[int, int] = (0, 1)) -> np.ndarray:
     """``ds.read(bands, out_shape=(len(bands), *shape))`` (nearest), ``[n, h, w]``, with no
     more than a block row of ``ds`` decoded at a time where GDAL would decode it all (a
     GeoTIFF without overviews: :func:`_decimates_full_blocks`; other files as GDAL reads them).
@@ -183,15 +183,36 @@ def decimated_read(ds: rasterio.DatasetReader, bands: list[int],
     holds the whole file, and then it holds it until the file is closed: 8 dates of 8192 px
     looked at at once held 1.6 GB, a GPU run's peak. Read here row by row (each block decoded
     once, GDAL's cache holding a block row), keeping the rows and columns GDAL would.
+
+    ``part=(k, p)``: only the ``k``-th of ``p`` runs of those rows, split on block-row edges
+    (no block decoded by two parts), so that threads can decode one file together; the parts
+    joined along the rows (axis 1) are the whole. A file GDAL reads itself is read whole by
+    part 0 (the others: no rows).
     """
     h, w = shape
+    k, p = part
     if (h, w) == (ds.height, ds.width) or not _decimates_full_blocks(ds, bands[0]):
+        if k:
+            return np.empty((len(bands), 0, w), ds.dtypes[0])
         return ds.read(bands, out_shape=(len(bands), h, w))
     xs = _nearest(ds.width, w)
+    rows = split_on_blocks(_nearest(ds.height, h), ds.block_shapes[bands[0] - 1][0], p)[k]
+    if not len(rows):
+        return np.empty((len(bands), 0, w), ds.dtypes[0])
     # row by row, down the file: the cache holds the block row being read (and the next)
     with read_cache(2 * block_row_bytes(ds)):
         return np.stack([ds.read(bands, window=Window(0, y, ds.width, 1))[:, 0, xs]
-                         for y in _nearest(ds.height, h).tolist()], axis=1)
+                         for y in rows.tolist()], axis=1)
+
+
+def split_on_blocks(rows: np.ndarray, block_rows: int, parts: int) -> list[np.ndarray]:
+    """Ascending pixel ``rows`` cut into ``parts`` runs (some possibly empty) that each cover
+    about as many of the file's block rows (``block_rows`` px tall), cut only between block
+    rows: no block row's decoding is shared by two runs."""
+    block = rows // block_rows
+    blocks = np.unique(block)
+    firsts = [blocks[i * len(blocks) // parts] for i in range(1, parts)]  # each later run's
+    return np.split(rows, np.searchsorted(block, firsts))
 
 
 def workers_available() -> int:
@@ -207,40 +228,53 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
 
     A look decodes the whole file when it has no overviews (a large scene's 8 dates: about a
     second on one core, while the GPU waits), and GDAL decodes without Python's lock, so the
-    files are read in ``workers`` threads (default: one per CPU, at most 16). A file that fails
-    is left out: read again in order, it fails there with its message, so errors come as
-    without the look ahead; so is a file of more than 4 bands, and any once the looks held
-    (every band, up to 511 px a side, until discovery ends) reach :data:`LOOK_AHEAD_BYTES`.
+    files are read in ``workers`` threads (default: one per CPU, at most 16); with more
+    threads than files, each file is read by several, each its own run of block rows (8 dates
+    on 16 CPUs: two threads a file, the looks' time about halved). A file that fails is left
+    out: read again in order, it fails there with its message, so errors come as without the
+    look ahead; so is a file of more than 4 bands, and any once the looks held (every band, up
+    to 511 px a side, until discovery ends) reach :data:`LOOK_AHEAD_BYTES`.
     """
     budget = [LOOK_AHEAD_BYTES]
     lock = threading.Lock()
+    workers = min(workers or workers_available(), 16)
+    if min(len(paths), workers) <= 1:
+        return {}
+    parts = max(1, workers // len(paths))
 
-    def look(path: Path) -> tuple[str, np.ndarray] | None:
+    def look(task: tuple[Path, int]) -> tuple[str, str | None, np.ndarray | None]:
+        path, k = task
         try:
             with rasterio.open(path) as ds:
                 shape = (ds.count, *sample_shape(ds))
-                size = math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize
+                size = -(-math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize // parts)
                 with lock:
                     if ds.count > 4 or size > budget[0]:
-                        return None
+                        return str(path), None, None
                     budget[0] -= size
-                return ds.name, decimated_read(ds, list(range(1, ds.count + 1)), shape[1:])
+                return str(path), ds.name, decimated_read(
+                    ds, list(range(1, ds.count + 1)), shape[1:], (k, parts))
         except Exception:  # noqa: BLE001 - reported by the ordered pass
-            return None
+            return str(path), None, None
 
-    workers = min(len(paths), workers or workers_available(), 16)
-    if workers <= 1:
-        return {}
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="zoomsr-look")
+    pool = ThreadPoolExecutor(min(len(paths) * parts, workers),
+                              thread_name_prefix="zoomsr-look")
     try:
         # rasterio warns from the worker threads too (a file without georeference): filtered
         # here, as open_raster does, and told by the ordered pass. The filters are the process's, so
         # one thread at a time changes them.
         with WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return dict(r for r in pool.map(look, paths) if r is not None)
+            looks: dict[str, list[tuple[str | None, np.ndarray | None]]] = {}
+            for path, name, piece in pool.map(look, [(p, k) for p in paths
+                                                     for k in range(parts)]):
+                looks.setdefault(path, []).append((name, piece))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no file not yet started
+    # by the name the ordered pass's datasets have; a file with a part missing (failed, or
+    # over the budget) is looked at again in order
+    return {pieces[0][0]: np.concatenate([x for _, x in pieces], axis=1)
+            for pieces in looks.values() if all(x is not None for _, x in pieces)}
 
 
 def any_valid(frame: Frame) -> bool:
