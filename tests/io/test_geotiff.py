@@ -222,4 +222,5 @@ def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog, mode
         lines = run(limit).splitlines()
         assert len(lines) == 1 and lines[0].startswith(
             f"WriteError: {tmp_path / 'out.tif'}: cannot write ("), (limit, lines)
+        assert lines[0].endswith(f"; files may not grow past {limit} bytes here (ulimit -f))")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp

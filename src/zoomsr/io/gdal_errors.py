@@ -81,10 +81,25 @@ def _disk_full(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _size_limit() -> int | None:
+    """This process's file-size limit (bytes, ``ulimit -f``), if it has one."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def _reason(path: str | os.PathLike[str], reason: str) -> str:
-    """``reason``, said as a full disk when the device has (almost) no free space left."""
+    """``reason``, said as a full disk when the device has (almost) no free space left, or
+    with the process's file-size limit when it has one (libtiff's own "File too large" goes to
+    stderr only)."""
     if _disk_full(path) and "space" not in reason.lower():
         return f"no space left on its device; {reason}"
+    limit = _size_limit()
+    if limit is not None:
+        return f"{reason}; files may not grow past {limit} bytes here (ulimit -f)"
     return reason
 
 
