@@ -874,4 +874,45 @@ def test_ray_pools_say_their_workers_device():
     assert rows_device(RayPool("local", 2, gpus_per_worker=1).rows) == torch.device("cuda")
     assert rows_device(RayPool("local", 2, gpus_per_worker=0).rows) == torch.device("cpu")
     assert rows_device(ray_row_source("local", 2, gpus_per_worker=0.5)) == torch.device("cuda")
-    assert rows_device(ray_row_source("local", 2)) is None  # known once Ray is up: the model's
+    # a local instance's workers get GPUs when this machine has one each (none here)
+    local = "cuda" if torch.cuda.device_count() >= 2 else "cpu"
+    assert rows_device(ray_row_source("local", 2)) == torch.device(local)
+    assert rows_device(ray_row_source("auto", 2)) is None  # a cluster's: known once joined
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
+        scene, tiny_model, tmp_path, monkeypatch, device):
+    """The GeoTIFF is written while rows come when they are computed on a GPU, wherever this
+    process's model is (a CPU head with GPU workers wrote it all after the last row); with CPU
+    workers, after the last row, as on a CPU here. The same bytes either way."""
+    import torch
+
+    from zoomsr.inference.assemble import prepare_row
+    from zoomsr.inference.rows import blend_device, compute_row
+    from zoomsr.io import geotiff_stream
+
+    marks = []
+    rows_done = geotiff_stream.GeoTIFFStream.rows_done
+
+    def mark(self, rows, chunk=0):
+        marks.append(rows)
+        rows_done(self, rows, chunk)
+
+    monkeypatch.setattr(geotiff_stream.GeoTIFFStream, "rows_done", mark)
+
+    class Workers:  # what Ray workers do with each row, here, on the device they say
+        def __init__(self) -> None:
+            self.device = torch.device(device)
+
+        def __call__(self, plan, model, todo):  # noqa: ANN001, ANN204
+            for r in todo:
+                yield prepare_row(compute_row(plan, model, r, blend_device(model)),
+                                  plan.windows, model.scale, with_lr=False)
+
+    opts = InferenceOptions(tiling=Tiling(32, 8), batch_size=4, progress=False)
+    model = tiny_model(2)
+    run_inference(scene, tmp_path / "far.tif", model, opts, row_source=Workers())
+    run_inference(scene, tmp_path / "here.tif", model, opts)
+    assert bool(marks) == (device == "cuda")
+    assert (tmp_path / "far.tif").read_bytes() == (tmp_path / "here.tif").read_bytes()

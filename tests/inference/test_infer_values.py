@@ -171,6 +171,26 @@ def test_grid_errors_name_the_file_by_its_path(tmp_path):
         plan_grid(frames, 4)
 
 
+def test_a_file_s_look_is_charged_once_whichever_threads_read_it(tmp_path, monkeypatch):
+    """With more threads than files each file's look is read in parts; the budget is charged
+    for the whole look once, so a file too large for it takes nothing from the others (its
+    parts each charged a share: a dropped file's shares were lost to the smaller files)."""
+    import rasterio
+
+    from zoomsr.inference.inputs import rasters
+
+    rng = np.random.default_rng(0)
+    big = _write(tmp_path / "S2_20240101_TCI.tif", rng.integers(1, 255, (3, 256, 256), np.uint8))
+    small = _write(tmp_path / "S2_20240102_TCI.tif", rng.integers(1, 255, (3, 64, 64), np.uint8))
+    sizes = []
+    for path in (big, small):
+        with rasterio.open(path) as ds:
+            sizes.append(3 * int(np.prod(rasters.sample_shape(ds))))
+    monkeypatch.setattr(rasters, "LOOK_AHEAD_BYTES", (sizes[0] + sizes[1]) // 2)
+    for _ in range(3):
+        assert sorted(rasters.look_ahead([big, small], workers=4)) == [str(small)]
+
+
 def test_looks_ahead_stop_at_their_memory_budget(tmp_path, monkeypatch):
     """Looks made ahead are held until discovery ends: at most LOOK_AHEAD_BYTES of them; the
     other files are looked at in order, with the same frames."""

@@ -139,6 +139,22 @@ def test_a_tile_with_data_and_no_bytes_is_an_error(tmp_path):
             _check_tiles(dst, Window(0, 100, 512, 256), np.array([[True, False]]))
 
 
+def test_chunks_off_the_tile_edges_are_refused_before_anything_is_written(tmp_path):
+    from zoomsr.io.geotiff import column_chunks
+
+    raw = _raw(tmp_path, 600, 3)
+    kwargs = {"crs": "EPSG:3857", "transform": Affine(2.4, 0, 0, 0, -2.4, 0),
+              "band_names": ["red", "green", "blue"], "tags": {}}
+    for chunks in ([(0, 100), (100, 600)], [(0, 256), (300, 600)], [(0, 512)],
+                   [(256, 600)], [(0, 512), (512, 256), (256, 600)]):
+        with pytest.raises(ValueError, match="tile edge"):
+            write_geotiff(raw, tmp_path / "o.tif", chunks=chunks, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]
+    for ends in ([600], [300, 600], [100, 200, 600], [512, 520, 600]):  # empty chunks too
+        write_geotiff(raw, tmp_path / "o.tif", chunks=column_chunks(600, ends), **kwargs)
+        (tmp_path / "o.tif").unlink()
+
+
 _FULL_DISK = r'''
 import os, resource, signal, sys, threading
 from pathlib import Path

@@ -61,11 +61,10 @@ def test_raw_column_reads_go_on_after_short_reads(tmp_path, monkeypatch):
 
 
 
-def test_column_reads_take_whole_rows_a_few_at_a_time_through_one_descriptor(tmp_path,
-                                                                             monkeypatch):
-    """The writer reads a strip's columns as whole rows a few MB at a time (here 7 rows: 6
-    groups of 40 rows, the last partial), not one read per row; through its own descriptor
-    when it passes one (left open); a file cut short since is named as damaged."""
+def test_reads_go_through_the_descriptor_given_and_only_where_asked(tmp_path, monkeypatch):
+    """The writer reads through its own descriptor (left open): whole rows in one read; a
+    strip's columns one row at a time, no byte outside them (whole rows, cut, read a scene in
+    n column strips n times over); a file cut short since is named as damaged."""
     import os
 
     from zoomsr.errors import DataError
@@ -82,12 +81,11 @@ def test_column_reads_take_whole_rows_a_few_at_a_time_through_one_descriptor(tmp
         reads.append(len(memoryview(buffers[0])))
         return real(fd, buffers, offset)
 
-    monkeypatch.setattr(writer, "_READ_BYTES", 7 * raw.row_bytes)
     monkeypatch.setattr(writer.os, "preadv", counted)
     fd = os.open(raw.path, os.O_RDONLY)
     try:
         assert np.array_equal(raw.read_rows(5, 40, (10, 250), fd=fd), whole[5:45, 10:250])
-        assert reads == [7 * raw.row_bytes] * 5 + [5 * raw.row_bytes]
+        assert reads == [240 * 4] * 40
         reads.clear()
         assert np.array_equal(raw.read_rows(5, 40, fd=fd), whole[5:45])
         assert reads == [40 * raw.row_bytes]

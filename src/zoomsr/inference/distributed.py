@@ -517,7 +517,12 @@ def ray_row_source(
         with RayPool(address, workers, gpus_per_worker) as pool:
             yield from pool.rows(plan, model, rows)
 
-    if gpus_per_worker is not None:  # the workers' device: the run takes its defaults
-        device = torch.device("cuda" if gpus_per_worker else "cpu")
-        source.device = device  # type: ignore[attr-defined]
+    # the workers' device, whose defaults the run takes: known from gpus_per_worker, or for a
+    # local instance from this machine's GPUs (RayPool.worker_gpus's rule); a cluster's only
+    # once joined (then the model's device is taken: use a RayPool, whose device asks it)
+    gpus = gpus_per_worker
+    if gpus is None and address in (None, "", "local"):
+        gpus = 1.0 if torch.cuda.device_count() >= workers else 0.0
+    if gpus is not None:
+        source.device = torch.device("cuda" if gpus else "cpu")  # type: ignore[attr-defined]
     return source

@@ -789,13 +789,15 @@ def _run_scene(
     ignored: Sequence[str],
     empty: Sequence[Frame],
 ) -> InferenceResult:
-    # the defaults of the device the rows are computed on: a Ray pool's workers (GPU workers
-    # behind a CPU head took the CPU's batch and windows), else this model's
-    options = for_device(options or InferenceOptions(),
-                         (row_source is not None and rows_device(row_source)) or model.device)
+    options = options or InferenceOptions()
     out = check_output(output, options.overwrite, save_lr=options.save_lr,
                        preview=options.preview, inputs=[p for f in frames for p in f.files],
                        resume=options.resume)
+    # the device the rows are computed on (a Ray pool's workers: asking may start Ray, so
+    # after the output's checks), else this model's: its defaults (GPU workers behind a CPU
+    # head took the CPU's batch and windows), and whether the GeoTIFF is written meanwhile
+    device = (row_source is not None and rows_device(row_source)) or model.device
+    options = for_device(options, device)
     check_uncertainty(options.uncertainty, len(frames), len(empty), model.n_images,
                       empty[0].paths[0] if empty else None)
     extra = tuple(model.bands[1:])
@@ -881,7 +883,7 @@ def _run_scene(
         chunks = column_chunks(hr.width, [group_span(windows, g)[1] * s for g in groups])
         # Compress while computing only when the model is elsewhere: on a CPU the writer
         # would take cores from the model (measured ~10 % slower on 2 cores). Same bytes.
-        live = model.device.type != "cpu"
+        live = device.type != "cpu"
         in_process = live if WRITER_PROCESS is None else WRITER_PROCESS
         in_process = _writer_in_process(in_process)
         # a child needs an interpreter to start and a pipe to hand over (not on Windows)

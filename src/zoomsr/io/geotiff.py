@@ -151,6 +151,12 @@ def write_geotiff(
     count = raw.bands - 1
     if count != len(band_names):
         raise ValueError("band names do not match the raw raster")
+    chunks = chunks or [(0, raw.width)]
+    if (chunks[0][0], chunks[-1][1]) != (0, raw.width) or any(
+            x0 % BLOCK or x1 < x0 or (k + 1 < len(chunks) and chunks[k + 1][0] != x1)
+            for k, (x0, x1) in enumerate(chunks)):
+        raise ValueError(f"chunks {chunks} do not cover [0, {raw.width}) in order, each "
+                         f"starting on a {BLOCK} px tile edge (column_chunks makes them)")
     output.parent.mkdir(parents=True, exist_ok=True)
     profile = _profile(raw.width, raw.height, count, crs, transform)
     threads = _compress_threads(count)
@@ -173,7 +179,6 @@ def write_geotiff(
                 # other threads' reads fill the cache, so that the layout would depend on what
                 # else the process did. Closing writes the strip's mask blocks now: the bytes
                 # depend only on the pixels (the tile offsets are rewritten in place).
-                chunks = chunks or [(0, raw.width)]
                 with contextlib.ExitStack() as fds:
                     raw_fd = os.open(raw.path, os.O_RDONLY)
                     fds.callback(os.close, raw_fd)

@@ -16,9 +16,6 @@ import numpy as np
 
 from zoomsr.errors import DataError, WriteError
 
-#: Bytes of whole rows read at a time when only some columns are wanted.
-_READ_BYTES = 4 << 20
-
 
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     """Write ``data``'s bytes at ``offset`` of ``fd`` from its own memory (no copy when it is
@@ -110,9 +107,9 @@ class RawRaster:
         """``[count, w, bands]`` uint8 from ``row``: whole rows, or columns ``[c0, c1)``.
         ``fd``: a descriptor of the file open for reading, to read with (else it is opened).
 
-        Whole rows are one read; columns, whole rows a few MB at a time, copied out (one read
-        per row was hundreds of calls a strip, each giving up the interpreter lock and waiting
-        to take it back while the row threads hold it)."""
+        Whole rows are one read; columns, one read per row (reading whole rows and keeping
+        the columns read a scene in n column strips n times over: from the disk where the
+        raw file is larger than the page cache, the case column strips are for)."""
         c0, c1 = cols or (0, self.width)
         if not 0 <= c0 < c1 <= self.width:
             raise ValueError(f"bad raw columns [{c0}, {c1}) of {self.width}")
@@ -122,19 +119,15 @@ class RawRaster:
                 fd = os.open(self.path, os.O_RDONLY)
                 opened.callback(os.close, fd)
             if (c0, c1) == (0, self.width):
-                self._pread_rows(fd, out, row)
+                self._pread(fd, out, row * self.row_bytes)
                 return out
-            group = max(1, min(count, _READ_BYTES // self.row_bytes))
-            rows = np.empty((group, self.width, self.bands), np.uint8)
-            for i in range(0, count, group):
-                n = min(group, count - i)
-                self._pread_rows(fd, rows[:n], row + i)
-                out[i : i + n] = rows[:n, c0:c1]
+            for i in range(count):
+                self._pread(fd, out[i], ((row + i) * self.width + c0) * self.bands)
         return out
 
-    def _pread_rows(self, fd: int, out: np.ndarray, row: int) -> None:
+    def _pread(self, fd: int, out: np.ndarray, offset: int) -> None:
         try:
-            _pread_all(fd, out, row * self.row_bytes, self.path)
+            _pread_all(fd, out, offset, self.path)
         except OSError:
             self.check_size()  # cut short since: not zeros for rows
             raise

@@ -236,6 +236,7 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
     to 511 px a side, until discovery ends) reach :data:`LOOK_AHEAD_BYTES`.
     """
     budget = [LOOK_AHEAD_BYTES]
+    admitted: dict[str, bool] = {}  # per file, by the first of its parts to ask
     lock = threading.Lock()
     workers = min(workers or workers_available(), 16)
     if min(len(paths), workers) <= 1:
@@ -247,11 +248,13 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
         try:
             with rasterio.open(path) as ds:
                 shape = (ds.count, *sample_shape(ds))
-                size = -(-math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize // parts)
-                with lock:
-                    if ds.count > 4 or size > budget[0]:
+                size = math.prod(shape) * np.dtype(ds.dtypes[0]).itemsize
+                with lock:  # the whole file's look is charged once: its parts take it or none
+                    if str(path) not in admitted:
+                        admitted[str(path)] = ds.count <= 4 and size <= budget[0]
+                        budget[0] -= size if admitted[str(path)] else 0
+                    if not admitted[str(path)]:
                         return str(path), None, None
-                    budget[0] -= size
                 return str(path), ds.name, decimated_read(
                     ds, list(range(1, ds.count + 1)), shape[1:], (k, parts))
         except Exception:  # noqa: BLE001 - reported by the ordered pass
