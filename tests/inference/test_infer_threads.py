@@ -885,7 +885,8 @@ def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
         scene, tiny_model, tmp_path, monkeypatch, device):
     """The GeoTIFF is written while rows come when they are computed on a GPU, wherever this
     process's model is (a CPU head with GPU workers wrote it all after the last row); with CPU
-    workers, after the last row, as on a CPU here. The same bytes either way."""
+    workers, after the last row, as on a CPU here. The same bytes either way; the run's record
+    names the workers' device."""
     import torch
 
     from zoomsr.inference.assemble import prepare_row
@@ -900,6 +901,16 @@ def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
         rows_done(self, rows, chunk)
 
     monkeypatch.setattr(geotiff_stream.GeoTIFFStream, "rows_done", mark)
+    from zoomsr.inference import pipeline
+
+    records = []
+    fingerprint = pipeline._fingerprint
+
+    def recorded(*args):  # noqa: ANN002, ANN202
+        records.append(fingerprint(*args))
+        return records[-1]
+
+    monkeypatch.setattr(pipeline, "_fingerprint", recorded)
 
     class Workers:  # what Ray workers do with each row, here, on the device they say
         def __init__(self) -> None:
@@ -916,3 +927,5 @@ def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
     run_inference(scene, tmp_path / "here.tif", model, opts)
     assert bool(marks) == (device == "cuda")
     assert (tmp_path / "far.tif").read_bytes() == (tmp_path / "here.tif").read_bytes()
+    # a run saved midway records the workers' device (--resume compares it), not this one's
+    assert [r["device"] for r in records] == [device, "cpu"]

@@ -347,7 +347,9 @@ def _input_files(frames: Sequence[Frame]) -> list[list]:
 
 
 def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions,
-                 groups: list[tuple[int, int]]) -> dict:
+                 groups: list[tuple[int, int]], device: torch.device | None = None) -> dict:
+    """What a saved run was made with, to continue it only with the same (``device``: where
+    the rows are computed, a Ray pool's workers; default the model's)."""
     return {
         "zoomsr": __version__,
         "frames": [f.describe() for f in plan.reader.frames],
@@ -356,7 +358,7 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
         "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
                    plan.windows.tiling.margin_px],
         "model": model.describe(),  # known by weights_sha256: PartialRun leaves the path out
-        "device": model.device.type,
+        "device": (device or model.device).type,
         "autocast": model.autocast,
         "batch_size": plan.batch_size,
         "uncertainty": plan.uncertainty,
@@ -816,7 +818,7 @@ def _run_scene(
     s = model.scale
     k = options.uncertainty
     groups = column_groups(windows, options.column_width)
-    fingerprint = _fingerprint(plan, model, options, groups)
+    fingerprint = _fingerprint(plan, model, options, groups, device)
     run = PartialRun(out, fingerprint)
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
