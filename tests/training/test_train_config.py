@@ -225,6 +225,10 @@ def test_a_missing_clip_file_stops_training_before_it_starts_even_with_downloads
                         r"128 px NAIP images \(data.scale 4\); use at most 58"),
     (["losses.ssim.weight=1", "losses.ssim.window=301"],
      r"config key 'losses.ssim.window': 301 px is larger than the 128 x 128 px NAIP images"),
+    (["losses.pixel.type=worldstrat", "losses.pixel.ssim_window=129"],
+     r"config key 'losses.pixel.ssim_window': 129 px is larger than the 128 x 128 px NAIP"),
+    (["losses.pixel.ssim_window=4"], r"config key 'losses.pixel.ssim_window' must be odd and "
+                                     r">= 1, got 4"),
 ])
 def test_values_that_failed_late_or_as_raw_errors_are_config_errors(sets, message):
     """These failed as a raw ValueError (exit 1), or only at the first validation or training
@@ -238,3 +242,24 @@ def test_one_override_given_as_a_string():
     """load_config(path, "trainer.max_steps=5") took the string as a list of characters."""
     cfg = load_config(CONFIGS / "srcnn.yaml", "trainer.max_steps=5")
     assert cfg.trainer.max_steps == 5
+
+
+def test_the_pixel_loss_ssim_window_is_a_setting():
+    """Types ssim and worldstrat of the pixel loss took a fixed 11 px window; the window is
+    now losses.pixel.ssim_window (a small window suits the 4x images' fine detail)."""
+    import torch
+
+    from zoomsr.losses.pixel import ssim_loss
+    from zoomsr.training.objectives import ContentLoss
+
+    cfg = load_config(CONFIGS / "tiny.yaml", ["losses.pixel.type=ssim",
+                                              "losses.pixel.ssim_window=5"])
+    assert cfg.losses.pixel.ssim_window == 5
+    objective = ContentLoss(cfg.losses)
+    g = torch.Generator().manual_seed(0)
+    sr, hr = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    _, terms = objective(sr, hr)
+    assert torch.allclose(terms["pixel"], ssim_loss(sr, hr, window=5))
+    assert not torch.allclose(terms["pixel"], ssim_loss(sr, hr, window=11))
+    # images of the paper's configs (128 px) take up to 127 px; a loss unused is not checked
+    load_config(CONFIGS / "tiny.yaml", ["losses.pixel.ssim_window=201"])

@@ -90,6 +90,7 @@ class PixelTerm:
     type: Literal["l1", "mse", "ssim", "worldstrat"] = "l1"
     weight: float = 1.0
     usm: bool = False  # compare with the USM-sharpened ground truth
+    ssim_window: int = 11  # Gaussian window (px, odd) of types ssim and worldstrat
 
 
 @dataclass
@@ -569,9 +570,10 @@ def validate_config(cfg: TrainConfig) -> None:
     losses = cfg.losses
     for name in ("pixel", "ssim", "perceptual", "gan", "clip"):
         _positive(f"losses.{name}.weight", getattr(losses, name).weight, allow_zero=True)
-    if losses.ssim.window < 1 or losses.ssim.window % 2 == 0:
-        raise ConfigError(f"config key 'losses.ssim.window' must be odd and >= 1, "
-                          f"got {losses.ssim.window}")
+    for key, window in (("ssim.window", losses.ssim.window),
+                        ("pixel.ssim_window", losses.pixel.ssim_window)):
+        if window < 1 or window % 2 == 0:
+            raise ConfigError(f"config key 'losses.{key}' must be odd and >= 1, got {window}")
     if cfg.task == "sr3":
         if losses != LossSection():
             raise ConfigError(
@@ -616,10 +618,14 @@ def _check_sizes(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'val.border': {border} px leaves less than {need} px of "
                           f"the {hr} x {hr} px NAIP images (data.scale {cfg.data.scale}); use "
                           f"at most {(hr - need) // 2}")
-    window = cfg.losses.ssim.window
-    if cfg.task != "sr3" and cfg.losses.ssim.weight > 0 and window > hr:
-        raise ConfigError(f"config key 'losses.ssim.window': {window} px is larger than the "
-                          f"{hr} x {hr} px NAIP images; use at most {hr - 1 + hr % 2}")
+    pixel = cfg.losses.pixel
+    for key, window, used in (
+            ("ssim.window", cfg.losses.ssim.window, cfg.losses.ssim.weight > 0),
+            ("pixel.ssim_window", pixel.ssim_window,
+             pixel.weight > 0 and pixel.type in ("ssim", "worldstrat"))):
+        if cfg.task != "sr3" and used and window > hr:
+            raise ConfigError(f"config key 'losses.{key}': {window} px is larger than the "
+                              f"{hr} x {hr} px NAIP images; use at most {hr - 1 + hr % 2}")
 
 
 __all__ = [

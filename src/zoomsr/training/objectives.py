@@ -31,7 +31,8 @@ class ContentLoss(nn.Module):
         self.usm_terms: set[str] = set()
         self.terms = nn.ModuleDict()
         if cfg.pixel.weight > 0:
-            self._add("pixel", PixelLoss(cfg.pixel.type), cfg.pixel.weight, cfg.pixel.usm)
+            self._add("pixel", PixelLoss(cfg.pixel.type, cfg.pixel.ssim_window),
+                      cfg.pixel.weight, cfg.pixel.usm)
         if cfg.ssim.weight > 0:
             self._add("ssim", _SSIMTerm(cfg.ssim.window), cfg.ssim.weight, cfg.ssim.usm)
         p = cfg.perceptual
