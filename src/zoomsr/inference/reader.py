@@ -40,6 +40,7 @@ from zoomsr.inference.inputs.radiometry import (
     holds_fill_values,
 )
 from zoomsr.inference.inputs.rasters import gdal_messages_logged
+from zoomsr.io import geotiff
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
 MIN_CACHE_BYTES = 16 * 2**20
@@ -401,10 +402,11 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
     row (and one VRT block row) across the strip, for the file each reader is reading: what
     one read walks across (a warped read visits a source block row for each VRT block row).
 
-    Plus ``out_row_bytes`` x 256 for the output strip being compressed; clamped to
-    [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A smaller cache decodes blocks again
-    for each window row (a COG's 1024-row blocks up to 4 times at 256 px windows); a larger
-    one only holds blocks no row needs again, so peak memory would grow with the scene.
+    Plus ``out_row_bytes`` x :data:`zoomsr.io.geotiff.STRIP` for the output strip being
+    compressed; clamped to [:data:`MIN_CACHE_BYTES`, :data:`MAX_CACHE_BYTES`]. A smaller
+    cache decodes blocks again for each window row (a COG's 1024-row blocks up to 4 times at
+    256 px windows); a larger one only holds blocks no row needs again, so peak memory would
+    grow with the scene.
     """
     kept = 0  # per reader: files whose blocks a later row of the same reader reads again
     passing = 0  # per reader: the largest one-block-row working set of the other files
@@ -430,6 +432,6 @@ def read_cache_bytes(frames: Sequence[Frame], grid: TargetGrid, window: int, str
                 kept += rows * cols * size
                 if warped:
                     kept += (math.ceil(window / vh) + 1) * vh * vcols * size
-    total = (kept + passing) * readers + out_row_bytes * 256
+    total = (kept + passing) * readers + out_row_bytes * geotiff.STRIP
     return int(min(max(total, MIN_CACHE_BYTES), MAX_CACHE_BYTES))
 
