@@ -139,18 +139,22 @@ def write_geotiff(
     """Write ``raw`` (bands ``[*band_names, mask]``) as a tiled, compressed GeoTIFF, atomically.
 
     The last raw band is the data mask (255 valid, 0 nodata), written as the GDAL internal
-    mask; masked pixels are 0 in every band. ``cog=True`` converts to a Cloud-Optimized GeoTIFF
-    (overviews, COG layout) before the rename. ``chunks`` (:func:`column_chunks`; default: the
-    whole width) are written one after the other, each top to bottom in ``STRIP``-row strips, so a
-    scene computed in column strips is written as each strip goes and no more than a chunk's
-    width is held. ``wait_rows(n, k)``, if given, is called before rows below ``n`` of chunk
-    ``k`` are read (it blocks until they are final, or raises to abandon the file); ``tags``
-    may be a callable, called once the pixels are written. The bytes depend only on the
+    mask; the raw rows are 0 in every band where it is 0 (as
+    :func:`~zoomsr.inference.assemble.with_mask` makes them: not masked again here).
+    ``cog=True`` converts to a Cloud-Optimized GeoTIFF (overviews, COG layout) before the
+    rename. ``chunks`` (:func:`column_chunks`; default: the whole width) are written one after
+    the other, each top to bottom in :data:`STRIP`-row strips, so a scene computed in column
+    strips is written as each strip goes and no more than a chunk's width is held.
+    ``wait_rows(n, k)``, if given, is called before rows below ``n`` of chunk ``k`` are read
+    (it blocks until they are final, or raises to abandon the file); ``tags`` may be a
+    callable, called once the pixels are written. The bytes depend only on the
     pixels and the chunks.
     """
     count = raw.bands - 1
     if count != len(band_names):
         raise ValueError("band names do not match the raw raster")
+    if STRIP % BLOCK:
+        raise ValueError(f"STRIP ({STRIP}) is not a multiple of the {BLOCK} px tiles")
     chunks = chunks or [(0, raw.width)]
     if (chunks[0][0], chunks[-1][1]) != (0, raw.width) or any(
             x0 % BLOCK or x1 < x0 or (k + 1 < len(chunks) and chunks[k + 1][0] != x1)
