@@ -1,8 +1,8 @@
 """Throughput of the output GeoTIFF writer (``zoomsr.io.geotiff.write_geotiff``).
 
 On a GPU, ``zoomsr infer`` compresses the output in one writer thread while rows are computed
-(the deflate itself on every core, through GDAL's ``NUM_THREADS``), and that thread ran at
-about the rate an H200 makes rows. This measures it alone, on this machine: a raw raster of
+(the deflate itself on every core, through GDAL's ``NUM_THREADS``), and on an H200 that
+thread set the run's pace (2026-11-27). This measures it alone, on this machine: a raw raster of
 ``--width`` x ``--height`` output px (RGB + mask: a smooth ramp with noise, 10 % masked, as
 model output with nodata looks to the compressor) written ``--repeats`` times, medians::
 
@@ -10,8 +10,8 @@ model output with nodata looks to the compressor) written ``--repeats`` times, m
     python benchmarks/writer_throughput.py --no-compress   # the thread's own work alone
 
 Without compression what is left is the writer thread's own work (reading the raw rows,
-masking, the band-sequential copy GDAL takes, GDAL interleaving the tiles, the mask): that
-part does not spread over cores.
+GDAL copying them into its tiles, the mask, the check that every tile was written): that
+part does not spread over cores. (The raw rows are 0 under the mask, as the pipeline's are.)
 
 During a GPU run the row threads spend their time in Python launching the model's kernels,
 holding the interpreter's lock (GIL) the writer also needs between GDAL calls.
@@ -22,7 +22,8 @@ that what shows is the lock, not a shortage of CPU); ``--switch-interval S`` set
     python benchmarks/writer_throughput.py --no-compress --busy-threads 1
 
 ``--process`` writes through :class:`zoomsr.io.geotiff_stream.GeoTIFFProcess`, the writer in
-a process of its own (what ``zoomsr infer`` uses on a GPU): timed from the rows handed over
+a process of its own (``ZOOMSR_GEOTIFF_WRITER=process``; it lost to the thread on an H200):
+timed from the rows handed over
 to the file renamed into place, the child started and waiting beforehand (its start, 0.2 s,
 overlaps the first rows' computation in a run). Compressed only (the switch to an
 uncompressed profile is made in this process)::
