@@ -275,9 +275,16 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no file not yet started
     # by the name the ordered pass's datasets have; a file with a part missing (failed, or
-    # over the budget) is looked at again in order
-    return {pieces[0][0]: np.concatenate([x for _, x in pieces], axis=1)
-            for pieces in looks.values() if all(x is not None for _, x in pieces)}
+    # over the budget) is looked at again in order. Joined file by file, each file's parts
+    # let go as it is (all looks held twice at once would be twice the budget)
+    joined: dict[str, np.ndarray] = {}
+    while looks:
+        pieces = looks.popitem()[1]
+        if all(x is not None for _, x in pieces):
+            parts_read = [x for _, x in pieces]
+            joined[pieces[0][0]] = (parts_read[0] if len(parts_read) == 1
+                                    else np.concatenate(parts_read, axis=1))
+    return joined
 
 
 def any_valid(frame: Frame) -> bool:
