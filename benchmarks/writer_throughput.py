@@ -1,10 +1,11 @@
 """Throughput of the output GeoTIFF writer (``zoomsr.io.geotiff.write_geotiff``).
 
 On a GPU, ``zoomsr infer`` compresses the output in one writer thread while rows are computed
-(the deflate itself on every core, through GDAL's ``NUM_THREADS``), and on an H200 that
-thread set the run's pace (2026-11-27). This measures it alone, on this machine: a raw raster of
-``--width`` x ``--height`` output px (RGB + mask: a smooth ramp with noise, 10 % masked, as
-model output with nodata looks to the compressor) written ``--repeats`` times, medians::
+(the deflate itself on every core, through GDAL's ``NUM_THREADS``), and on an H200 the run
+waited for that thread at its end (2026-11-27). This measures it alone, on this machine: a raw
+raster of ``--width`` x ``--height`` output px (RGB + mask: a smooth ramp with noise, 10 %
+masked, as model output with nodata looks to the compressor) written ``--repeats`` times,
+medians::
 
     python benchmarks/writer_throughput.py --width 15424 --height 2048 --repeats 5
     python benchmarks/writer_throughput.py --no-compress   # the thread's own work alone
