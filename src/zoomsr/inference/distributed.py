@@ -199,6 +199,17 @@ def _in_our_terms(exc: BaseException) -> str:
     return text
 
 
+def gpus_each(available: float, workers: int) -> float:
+    """GPUs each of ``workers`` model workers gets when not told: 1 when ``available`` holds
+    one per worker, else 0."""
+    return 1.0 if available >= workers else 0.0
+
+
+def workers_device(gpus: float) -> torch.device:
+    """Where workers given ``gpus`` GPUs each compute rows."""
+    return torch.device("cuda" if gpus else "cpu")
+
+
 class RayPool:
     """One Ray session and one set of model workers, reused by every scene of a job.
 
@@ -279,14 +290,14 @@ class RayPool:
         if self.gpus_per_worker is not None:
             return self.gpus_per_worker
         self.start()
-        return 1.0 if self._ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
+        return gpus_each(self._ray.cluster_resources().get("GPU", 0), self.workers)
 
     @property
     def device(self) -> torch.device:
         """Where the workers compute rows: ``cuda`` when each gets a GPU, else the CPU (starts
         or joins Ray to ask the cluster). A run on this pool takes this device's defaults
         (``--batch-size``, the automatic windows), not those of the machine it starts on."""
-        return torch.device("cuda" if self.worker_gpus() > 0 else "cpu")
+        return workers_device(self.worker_gpus())
 
     def _kill_actors(self) -> None:
         for actor in self._actors:
@@ -308,7 +319,7 @@ class RayPool:
         worker = _worker_class(ray)
         state_ref = ray.put(state)
         self._actors = [worker.options(num_cpus=1, num_gpus=gpus).remote(
-            spec, state_ref, "cuda" if gpus else "cpu") for _ in range(self.workers)]
+            spec, state_ref, workers_device(gpus).type) for _ in range(self.workers)]
         self._starting = {a.ready.remote(): a for a in self._actors}
         self._requested_at = time.monotonic()
         # workers waiting for resources: said once per set of workers (none started yet;
@@ -522,7 +533,7 @@ def ray_row_source(
     # once joined (then the model's device is taken: use a RayPool, whose device asks it)
     gpus = gpus_per_worker
     if gpus is None and address in (None, "", "local"):
-        gpus = 1.0 if torch.cuda.device_count() >= workers else 0.0
+        gpus = gpus_each(torch.cuda.device_count(), workers)
     if gpus is not None:
-        source.device = torch.device("cuda" if gpus else "cpu")  # type: ignore[attr-defined]
+        source.device = workers_device(gpus)  # type: ignore[attr-defined]
     return source

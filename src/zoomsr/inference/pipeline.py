@@ -100,13 +100,13 @@ RowCallback = Callable[[int, int], None]
 ONE_ROW_ON_HOST = False
 
 #: Where the output GeoTIFF is compressed while rows are computed: ``True`` in a child
-#: process, ``False`` (default) in a thread of this one, ``None`` in a process when the model
-#: runs elsewhere than on the CPU. The process shares no interpreter lock with the row
-#: threads (beside one thread of pure Python it wrote 1.9x as fast as the thread, 2-core CPU),
-#: but on an H200 (2026-11-27, 3856 px scene, alternating, 3 runs each) runs with it made
-#: 95.5 km²/s against 109.3 with the thread, and 91.2 against 102.8 at the CLI's defaults.
+#: process, ``False`` (default) in a thread of this one. The process shares no interpreter
+#: lock with the row threads (beside one thread of pure Python it wrote 1.9x as fast as the
+#: thread, 2-core CPU), but on an H200 (2026-11-27, 3856 px scene, alternating, 3 runs each)
+#: runs with it made 95.5 km²/s against 109.3 with the thread, and 91.2 against 102.8 at the
+#: CLI's defaults.
 #: Same bytes either way; ``ZOOMSR_GEOTIFF_WRITER=process`` chooses it for a run.
-WRITER_PROCESS: bool | None = False
+WRITER_PROCESS = False
 
 
 @dataclass
@@ -320,8 +320,7 @@ def super_resolve_array(
     height, width = pixels.shape[-2:]
     windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
     plan = ScenePlan(ArrayReader(pixels, valid), None, windows,
-                     model.n_images, windows_per_call(batch_size or 1, tiling, windows),
-                     uncertainty,
+                     model.n_images, windows_per_call(batch_size, tiling, windows), uncertainty,
                      seed)
     s = model.scale
     channels = 3 + (1 if uncertainty else 0)
@@ -886,8 +885,7 @@ def _run_scene(
         # Compress while computing only when the model is elsewhere: on a CPU the writer
         # would take cores from the model (measured ~10 % slower on 2 cores). Same bytes.
         live = device.type != "cpu"
-        in_process = live if WRITER_PROCESS is None else WRITER_PROCESS
-        in_process = _writer_in_process(in_process)
+        in_process = _writer_in_process(WRITER_PROCESS)
         # a child needs an interpreter to start and a pipe to hand over (not on Windows)
         in_process = in_process and os.name == "posix" and bool(sys.executable)
         stream = (GeoTIFFProcess if in_process else GeoTIFFStream)(
