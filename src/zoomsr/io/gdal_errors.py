@@ -10,11 +10,13 @@ names the file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from rasterio.errors import RasterioError
 
@@ -39,16 +41,110 @@ class _ThreadErrors(logging.Handler):
             self.messages.append(record.getMessage())
 
 
+#: libtiff's errors that reach no GDAL handler (its I/O callbacks' "_tiffWriteProc: File too
+#: large."), logged here at DEBUG instead of printed on stderr.
+LIBTIFF_LOGGER = logging.getLogger("zoomsr.libtiff")
+
+# void (*TIFFErrorHandler)(const char *module, const char *fmt, va_list ap): a va_list
+# arrives as a pointer on every ABI Python runs on (x86-64 and AArch64 SysV pass theirs by
+# reference, the others are a char *), and goes on to vsnprintf as it came
+_TIFF_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
+
+
+def _log_libtiff_error(module: bytes | None, fmt: bytes | None, args: int | None) -> None:
+    try:  # an exception escaping a ctypes callback would be printed on stderr
+        buf = ctypes.create_string_buffer(1024)
+        _vsnprintf(buf, len(buf), fmt, args)
+        text = buf.value.decode(errors="replace")
+        LIBTIFF_LOGGER.debug("%s: %s", (module or b"libtiff").decode(errors="replace"), text)
+    except Exception:  # noqa: BLE001, S110 - nothing may escape into C
+        pass
+
+
+_libtiff_handler = _TIFF_HANDLER(_log_libtiff_error)  # kept alive: C holds its address
+_libtiff_lock = threading.Lock()
+_libtiff_users = 0
+_libtiff_previous: int | None = None
+
+
+def _gdal_libtiff() -> ctypes.CDLL | None:
+    """The libtiff that the process's GDAL (rasterio's) writes with, found among the mapped
+    libraries beside libgdal (a wheel's ``rasterio.libs``, a system's lib folder), or the
+    only one mapped; None where that cannot be told (no ``/proc``: macOS, Windows)."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    paths = {line.split(maxsplit=5)[-1] for line in maps if line.count(" ") >= 5}
+    tiffs = sorted(p for p in paths if os.path.basename(p).startswith("libtiff"))
+    gdal_dirs = {os.path.dirname(p) for p in paths if os.path.basename(p).startswith("libgdal")}
+    beside = [p for p in tiffs if os.path.dirname(p) in gdal_dirs]
+    chosen = beside or (tiffs if len(tiffs) == 1 else [])
+    if len(chosen) != 1:
+        return None
+    try:
+        lib = ctypes.CDLL(chosen[0])
+        lib.TIFFSetErrorHandler.restype = ctypes.c_void_p
+        lib.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def _libc_vsnprintf():  # noqa: ANN202
+    try:
+        fn = ctypes.CDLL(None).vsnprintf
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library by name
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_vsnprintf = _libc_vsnprintf()
+_libtiff: list[ctypes.CDLL | None] = []  # found once, on the first write
+
+
+@contextlib.contextmanager
+def libtiff_errors_logged() -> Iterator[None]:
+    """While the block runs, libtiff's global error handler logs to :data:`LIBTIFF_LOGGER`
+    (DEBUG) instead of printing: its I/O callbacks report a failed write ("_tiffWriteProc:
+    File too large.") there, from GDAL's compression threads too, and the one-line
+    :class:`WriteError` already says why. Nested and concurrent blocks share one
+    installation; the previous handler is back once the last ends. Where libtiff cannot be
+    found (not Linux) nothing changes."""
+    global _libtiff_users, _libtiff_previous
+    with _libtiff_lock:
+        if not _libtiff:
+            _libtiff.append(_gdal_libtiff() if _vsnprintf is not None else None)
+        lib = _libtiff[0]
+        if lib is not None:
+            if _libtiff_users == 0:
+                _libtiff_previous = lib.TIFFSetErrorHandler(
+                    ctypes.cast(_libtiff_handler, ctypes.c_void_p))
+            _libtiff_users += 1
+    try:
+        yield
+    finally:
+        if lib is not None:
+            with _libtiff_lock:
+                _libtiff_users -= 1
+                if _libtiff_users == 0:
+                    lib.TIFFSetErrorHandler(_libtiff_previous)
+
+
 @contextlib.contextmanager
 def write_errors_raised(path: str | os.PathLike[str]) -> Iterator[None]:
     """Raise :class:`WriteError` ``"PATH: cannot write (REASON)"`` when GDAL reported an error in
     this thread while the block ran (errors are logged inside a ``rasterio.Env``, which
-    ``rasterio.open`` enters), or when rasterio raised one, or an ``OSError`` came."""
+    ``rasterio.open`` enters), or when rasterio raised one, or an ``OSError`` came. libtiff's
+    own lines for the failure are logged, not printed (:func:`libtiff_errors_logged`)."""
     logger = logging.getLogger("rasterio._env")
     handler = _ThreadErrors(threading.get_ident())
     logger.addHandler(handler)
     try:
-        yield
+        with libtiff_errors_logged():
+            yield
     except OSError as exc:
         raise WriteError(f"{path}: cannot write ({_reason(path, exc.strerror or first_line(exc))})"
                          ) from None
@@ -66,7 +162,6 @@ def write_errors_raised(path: str | os.PathLike[str]) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
     if handler.messages:
-        # libtiff's own reason ("No space left on device") goes to stderr, not to the log
         raise WriteError(f"{path}: cannot write ({_reason(path, f'GDAL: {handler.messages[0]}')})")
 
 
@@ -93,8 +188,8 @@ def _size_limit() -> int | None:
 
 def _reason(path: str | os.PathLike[str], reason: str) -> str:
     """``reason``, said as a full disk when the device has (almost) no free space left, or
-    with the process's file-size limit when it has one (libtiff's own "File too large" goes to
-    stderr only)."""
+    with the process's file-size limit when it has one (libtiff's own "File too large" is only
+    logged)."""
     if _disk_full(path) and "space" not in reason.lower():
         return f"no space left on its device; {reason}"
     limit = _size_limit()
