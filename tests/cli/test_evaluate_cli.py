@@ -170,7 +170,7 @@ def test_clipscore_from_a_local_checkpoint(cli, s2naip, tmp_path):
     # no CLIP weights on this machine (tests never download): a clear error, exit 2
     if code == 0:
         pytest.skip("real ViT-B-16 weights are cached on this machine")
-    assert code == 2 and "--clip-pretrained PATH" in stderr
+    assert code == 2 and "--clip-pretrained openai=PATH" in stderr
 
 
 def test_dataset_root_as_target_and_split(cli, s2naip, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -98,7 +99,10 @@ def test_paper_backbones_offline_give_a_clear_error(name, repo, tmp_path, monkey
     with pytest.raises(WeightsNotFoundError) as info:
         CLIPScore(name, device="cpu", hub_dir=tmp_path)
     msg = str(info.value)
-    assert repo in msg and str(tmp_path) in msg and "--clip-pretrained PATH" in msg
+    # ViT-B-16 has many tags: its file is passed as openai=PATH (the hub's name for it,
+    # open_clip_model.safetensors, does not say which)
+    hint = "openai=PATH" if name == "clip-ViT-B/16" else "PATH"
+    assert repo in msg and str(tmp_path) in msg and f"(--clip-pretrained {hint})" in msg
     assert info.value.exit_code == 2
     # where to get the file, and how the cache is laid out (a file put at the path the
     # message seemed to name was not found)
@@ -119,9 +123,33 @@ def test_openai_weights_given_as_a_file_get_quick_gelu(tmp_path):
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(torch.nn.Linear(1, 1)), scripted)
     assert resolve_clip_weights("ViT-B-16", scripted).quick_gelu
+    # the hub's files all have one name: the file the "not on this machine" message names
+    # first (OpenAI's, from timm/vit_base_patch16_clip_224.openai) was built with GELU
+    hub_name = tmp_path / "open_clip_model.safetensors"
+    hub_name.write_bytes(b"x")
     other = tmp_path / "laion.safetensors"
     other.write_bytes(b"x")
-    assert not resolve_clip_weights("ViT-B-16", other).quick_gelu
+    for unnamed in (hub_name, other):  # which tag it is cannot be told: asked, not guessed
+        with pytest.raises(InputError, match=(
+                rf"^{re.escape(str(unnamed))}: which of ViT-B-16's weights is it\? .*pass it "
+                rf"as TAG=PATH \(e\.g\. --clip-pretrained openai={re.escape(str(unnamed))}\), "
+                r"TAG one of openai, laion400m_e31, ")):
+            resolve_clip_weights("ViT-B-16", unnamed)
+    # ... said as TAG=PATH; or told by the hub's cache layout, or a folder named as the repo
+    assert resolve_clip_weights("ViT-B-16", f"openai={hub_name}").quick_gelu
+    laion = resolve_clip_weights("ViT-B-16", f"laion2b_s34b_b88k={other}")
+    assert not laion.quick_gelu and laion.checkpoint == str(other)
+    assert laion.identity != resolve_clip_weights("ViT-B-16", f"openai={other}").identity
+    for folder in ("models--timm--vit_base_patch16_clip_224.openai/snapshots/abc",
+                   "vit_base_patch16_clip_224.openai", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "open_clip_pytorch_model.bin").write_bytes(b"x")
+        found = resolve_clip_weights("ViT-B-16", tmp_path / folder / "open_clip_pytorch_model.bin")
+        assert found.quick_gelu == ("openai" in folder), folder
+    with pytest.raises(WeightsNotFoundError, match=r"^CLIP weights file not found: /nowhere\.bin$"):
+        resolve_clip_weights("ViT-B-16", "openai=/nowhere.bin")
+    # a model of one tag, or whose tags build one network: no question
+    assert not resolve_clip_weights("ViT-SO400M-14-SigLIP-384", other).quick_gelu
 
 
 def test_paper_backbone_tags_resolve_from_the_hub_cache(tmp_path):

@@ -32,7 +32,8 @@ LPIPS_LINEAR = typer.Option(
 )
 CLIP_MODEL = typer.Option("ViT-B-16", "--clip-model", help="open_clip model name for CLIPScore.")
 CLIP_PRETRAINED = typer.Option(
-    "openai", "--clip-pretrained", help="CLIP weights: an open_clip tag or a local file.",
+    "openai", "--clip-pretrained",
+    help="CLIP weights: an open_clip tag, a local file, or TAG=PATH (a file of that tag).",
 )
 CLIP_MODE = typer.Option(
     "paper", "--clip-mode", help="CLIPScore preprocessing: paper (as the reference) or standard.",

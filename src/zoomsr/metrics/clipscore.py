@@ -187,11 +187,15 @@ def resolve_clip_weights(
             )
         return ClipWeights(model_name, None, f"{model_name}:random")
     text = str(pretrained)
+    tag, said, named = text.partition("=")
+    if said and tag in tags and not os.path.isfile(text):  # TAG=PATH: a file of that tag
+        if not os.path.isfile(named):
+            raise WeightsNotFoundError(f"CLIP weights file not found: {named}")
+        return _weights_from_cfg(model_name, named, _file_identity(model_name, named, tag),
+                                 oc.get_pretrained_cfg(model_name, tag))
     if os.path.isfile(text):
         cfg = _cfg_of_file(oc, model_name, tags, text)
-        st = os.stat(text)
-        identity = f"{model_name}:file:{os.path.abspath(text)}:{st.st_size}:{int(st.st_mtime)}"
-        return _weights_from_cfg(model_name, text, identity, cfg)
+        return _weights_from_cfg(model_name, text, _file_identity(model_name, text), cfg)
     cfg = oc.get_pretrained_cfg(model_name, text)
     if not cfg:
         looks_like_path = os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors"))
@@ -211,7 +215,8 @@ def resolve_clip_weights(
     if not path:
         raise WeightsNotFoundError(
             f"CLIP weights {model_name}/{text} are not on this machine (looked for "
-            f"{'; '.join(looked)}). Download the file and pass it (--clip-pretrained PATH), "
+            f"{'; '.join(looked)}). Download the file and pass it (--clip-pretrained "
+            f"{text + '=' if len(tags) > 1 else ''}PATH), "
             "fill the cache as huggingface_hub does (`huggingface-cli download REPO FILE`), or "
             "allow downloads (allow_download=True, CLI --allow-download)"
         )
@@ -254,24 +259,61 @@ def unalias(
     return model_name, pretrained
 
 
+def _file_identity(model_name: str, path: str, tag: str = "") -> str:
+    """What names a weights file's embeddings in the cache: the file (path, size, time) and
+    the tag it was given as, whose config builds the network."""
+    st = os.stat(path)
+    said = f":{tag}" if tag else ""
+    return f"{model_name}:file{said}:{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+
+
 def _cfg_of_file(oc: Any, model_name: str, tags: list[str], path: str) -> dict[str, Any]:
     """The pretrained config (preprocessing, QuickGELU) of a weights file: the model's only
-    tag; else the tag whose file has this name (``ViT-B-16.pt`` is OpenAI's); else OpenAI's
-    when the file is a TorchScript archive, the form OpenAI released CLIP in. OpenAI's
-    weights need QuickGELU: built with GELU, as a file of a model with several tags was, their
-    embeddings are wrong, silently."""
-    if len(tags) == 1:
-        return oc.get_pretrained_cfg(model_name, tags[0])
+    tag; else the tag whose file has this name (``ViT-B-16.pt`` is OpenAI's); else the tag
+    whose Hugging Face repository holds it (``models--timm--vit_base_patch16_clip_224.openai``
+    or a folder of the repository's name on its path: the hub names every file alike,
+    ``open_clip_model.safetensors``); else OpenAI's when the file is a TorchScript archive, the
+    form OpenAI released CLIP in; else the config every tag shares. OpenAI's weights need
+    QuickGELU: built with GELU, as such a file was when the model had several tags, their
+    embeddings are wrong, silently. A file that none of these tells, of a model whose tags
+    differ, is refused (:class:`InputError`): pass it as ``TAG=PATH``."""
+    if len(tags) <= 1:  # (no tag: a config registered here, its defaults)
+        return oc.get_pretrained_cfg(model_name, tags[0]) if tags else {}
     name = os.path.basename(path)
-    for tag in tags:
-        cfg = oc.get_pretrained_cfg(model_name, tag)
+    cfgs = {tag: oc.get_pretrained_cfg(model_name, tag) for tag in tags}
+    for cfg in cfgs.values():
         files = {os.path.basename(cfg.get("url", "") or ""),
-                 os.path.basename(cfg.get("hf_hub", "") or "")} - {""}
+                 os.path.basename(cfg.get("hf_hub", "") or "")} - {"", *_HF_FILES}
         if name in files:
             return cfg
+    parts = Path(os.path.abspath(path)).parts
+    in_repo = []
+    for tag, cfg in cfgs.items():
+        repo = (cfg.get("hf_hub", "") or "").strip("/")
+        if repo.count("/") > 1 or repo.endswith((".bin", ".pth", ".safetensors")):
+            repo = os.path.dirname(repo)  # "org/name/file"
+        if repo and ("models--" + repo.replace("/", "--") in parts
+                     or repo.split("/")[-1] in parts):
+            in_repo.append(tag)
+    if len({_cfg_key(cfgs[t]) for t in in_repo}) == 1:
+        return cfgs[in_repo[0]]
     if "openai" in tags and _is_torchscript(path):
-        return oc.get_pretrained_cfg(model_name, "openai")
-    return {}
+        return cfgs["openai"]
+    if len({_cfg_key(cfg) for cfg in cfgs.values()}) == 1:
+        return next(iter(cfgs.values()))
+    raise InputError(
+        f"{path}: which of {model_name}'s weights is it? Its name does not say, and its tags' "
+        f"networks differ (QuickGELU, normalisation): pass it as TAG=PATH (e.g. "
+        f"--clip-pretrained {'openai' if 'openai' in tags else tags[0]}={path}), TAG one of "
+        f"{', '.join(tags)}")
+
+
+def _cfg_key(cfg: dict[str, Any]) -> str:
+    """The parts of a pretrained config that change the embeddings besides the weights
+    (preprocessing, QuickGELU), as one comparable string, defaults filled in as
+    :func:`_weights_from_cfg` fills them."""
+    w = _weights_from_cfg("", "", "", cfg)
+    return repr((w.mean, w.std, w.interpolation, w.resize_mode, w.quick_gelu))
 
 
 def _is_torchscript(path: str) -> bool:

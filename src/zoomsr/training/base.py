@@ -4,6 +4,7 @@ the generator from a Lightning ``.ckpt``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ CONFIG_KEY = "zoomsr_config"
 _METRIC_HINTS = {
     "(backbone_weights=..., CLI --lpips-weights PATH)": "(val.lpips_weights: PATH)",
     "(linear_weights=..., CLI --lpips-linear-weights PATH)": "(val.lpips_linear_weights: PATH)",
-    "(--clip-pretrained PATH)": "(val.clip_pretrained: PATH)",
     "(allow_download=True, CLI --allow-download)": "(val.allow_download: true)",
     "allow_random=True": "val.clip_allow_random: true",
 }
@@ -37,6 +37,8 @@ def _val_config_error(key: str, exc: BaseException) -> ConfigError:
     text = first_line(exc)
     for hint, instead in _METRIC_HINTS.items():
         text = text.replace(hint, instead)
+    # "(--clip-pretrained PATH)", "(--clip-pretrained openai=PATH)"
+    text = re.sub(r"\(--clip-pretrained (\S*)PATH\)", r"(val.clip_pretrained: \1PATH)", text)
     return ConfigError(f"config key {key!r}: {text}")
 
 
