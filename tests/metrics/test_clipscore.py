@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 
@@ -208,6 +209,8 @@ def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):
     plain = tiny_clip()(x, t)
     first = tiny_clip(cache_dir=tmp_path)
     torch.testing.assert_close(first(x, t), plain)
+    assert not list(tmp_path.glob("clipscore-*.safetensors"))  # 4 new: not written yet...
+    first.close()  # ... but at the end
     files = list(tmp_path.glob("clipscore-*.safetensors"))
     assert len(files) == 1 and len(first.cache) == 4
 
@@ -221,8 +224,67 @@ def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):
     second(x[:2], images.smooth(2, 40, seed=9))
     assert calls == [4, 2, 2] and len(second.cache) == 6
 
-    tiny_clip(mode="standard", cache_dir=tmp_path)(x, t)  # other preprocessing: other file
+    second.close()
+    third = tiny_clip(cache_dir=tmp_path)
+    assert len(third.cache) == 6
+    tiny_clip(mode="standard", cache_dir=tmp_path)(x, t)  # other preprocessing: other file,
+    gc.collect()  # written when the metric is let go
     assert len(list(tmp_path.glob("clipscore-*.safetensors"))) == 2
+
+
+def test_the_embedding_cache_is_not_rewritten_after_every_batch(tmp_path, monkeypatch):
+    """The whole file was written after each batch: 4000 targets in batches of 16 took 19 s
+    of writes (250 of a file growing to 8.7 MB), 20k about 8 min. Now a write at least
+    doubles the file: 1000 entries in batches of 16, MIN_NEW 16, are 6 writes, not 63; and
+    the last entries are written at the end."""
+    from zoomsr.metrics import clipscore
+
+    writes = []
+    real = clipscore.atomic_path
+    monkeypatch.setattr(clipscore, "atomic_path", lambda p: writes.append(p) or real(p))
+    monkeypatch.setattr(clipscore.EmbeddingCache, "MIN_NEW", 16)
+    cache = clipscore.EmbeddingCache(tmp_path, "m")
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(1000, 8, generator=gen)
+    for start in range(0, 1000, 16):
+        for i in range(start, min(start + 16, 1000)):
+            cache.put(f"d{i}", rows[i])
+        cache.flush_some()
+    assert len(writes) == 6  # at 16, 32, 64, 128, 256, 512 entries
+    cache.flush()
+    again = clipscore.EmbeddingCache(tmp_path, "m")
+    assert len(again) == 1000 and torch.equal(again.get("d999"), rows[999])
+    # a file read back counts: its 1000 are not rewritten for the next 16
+    again.put("new", rows[0])
+    again.flush_some()
+    assert len(writes) == 7
+
+
+def test_weights_of_another_architecture_say_what_differs(tiny_clip_name, tmp_path):
+    """torch's message begins "Error(s) in loading state_dict for CLIP:", the one line kept:
+    the error said nothing of what differs."""
+    from zoomsr.metrics.clipscore import register_model_config
+
+    tiny = open_clip.get_model_config(tiny_clip_name)
+    other = "zoomsr-test-tiny-vit-patch4"
+    register_model_config(other, {**tiny, "vision_cfg": {**tiny["vision_cfg"], "patch_size": 4}})
+    torch.manual_seed(0)
+    weights = open_clip.create_model(other).state_dict()
+    path = tmp_path / "patch4.pt"
+    torch.save(weights, path)
+    with pytest.raises(CheckpointError, match=(
+            rf"^{re.escape(str(path))}: cannot load as {tiny_clip_name} weights \(1 shape\(s\) "
+            r"differ, e\.g\. visual\.conv1\.weight: \[\d+, 3, 4, 4\] in the file, "
+            r"\[\d+, 3, \d+, \d+\] in the model\)$")):
+        CLIPScore(tiny_clip_name, str(path), device="cpu")
+    weights = open_clip.create_model(tiny_clip_name).state_dict()
+    weights.pop("visual.proj")
+    weights["extra.w"] = torch.zeros(1)
+    torch.save(weights, path)
+    with pytest.raises(CheckpointError, match=(
+            r"\(1 key\(s\) missing from the file, e\.g\. visual\.proj; 1 key\(s\) not in "
+            r"the model, e\.g\. extra\.w\)$")):
+        CLIPScore(tiny_clip_name, str(path), device="cpu")
 
 
 def test_half_precision_refused_on_cpu(tiny_clip_name):

@@ -29,8 +29,10 @@ import atexit
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,7 +382,7 @@ def build_image_encoder(
             require_pretrained=weights.checkpoint is not None,
         )
     except Exception as exc:  # noqa: BLE001 - unpickling, zip, safetensors errors too
-        first = first_line(exc)
+        first = state_dict_mismatch(exc) or first_line(exc)
         if weights.checkpoint is not None and not isinstance(exc, (RuntimeError, KeyError)):
             first = load_failure(Path(weights.checkpoint), exc)  # not a weights file at all
         if weights.checkpoint is not None:
@@ -390,6 +392,30 @@ def build_image_encoder(
         raise InputError(f"cannot build open_clip model {weights.model_name}: {first}") from exc
     encoder = ImageEncoder(model).to(device)
     return encoder.eval().requires_grad_(False)
+
+
+def state_dict_mismatch(exc: BaseException) -> str | None:
+    """What torch's ``load_state_dict`` error says in its later lines (its first,
+    "Error(s) in loading state_dict for CLIP:", says nothing), in one line: the first size
+    mismatch, and how many keys are missing or unexpected, with the first of each. None for
+    another error."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "Error(s) in loading state_dict" not in text:
+        return None
+    said = []
+    size = re.search(r"size mismatch for (\S+): copying a param with shape torch\.Size\("
+                     r"(\[[^]]*\])\) from checkpoint, the shape in current model is "
+                     r"torch\.Size\((\[[^]]*\])\)", text)
+    if size:
+        n = text.count("size mismatch for ")
+        said.append(f"{n} shape(s) differ, e.g. {size[1]}: {size[2]} in the file, {size[3]} in "
+                    "the model")
+    for kind, label in (("Missing", "missing from the file"), ("Unexpected", "not in the model")):
+        keys = re.search(rf"{kind} key\(s\) in state_dict: (.*)", text)
+        if keys:
+            names = re.findall(r'"([^"]+)"', keys[1])
+            said.append(f"{len(names)} key(s) {label}, e.g. {names[0] if names else '?'}")
+    return "; ".join(said) or None
 
 
 _ENCODERS: dict[tuple[str, str, str, str], ImageEncoder] = {}
@@ -427,6 +453,7 @@ class EmbeddingCache:
         self.path = Path(directory) / f"clipscore-{key}.safetensors"
         self._data: dict[str, torch.Tensor] | None = None
         self._dirty = False
+        self._written = 0  # entries in the file as last read or written
 
     def _load(self) -> dict[str, torch.Tensor]:
         if self._data is None:
@@ -440,6 +467,7 @@ class EmbeddingCache:
                             self._data = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
                 except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, not fatal
                     self._data = {}
+            self._written = len(self._data)
         return self._data
 
     def get(self, digest: str) -> torch.Tensor | None:
@@ -454,6 +482,10 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._load())
 
+    #: :meth:`flush_some` writes once at least this many entries are new (and as many as
+    #: the file held).
+    MIN_NEW = 256
+
     def flush(self) -> None:
         """Write the cache file atomically if anything was added."""
         if not self._dirty or self._data is None:
@@ -463,6 +495,17 @@ class EmbeddingCache:
         with atomic_path(self.path) as tmp:
             save_file(self._data, str(tmp), metadata={"model_id": self.model_id})
         self._dirty = False
+        self._written = len(self._data)
+
+    def flush_some(self) -> None:
+        """:meth:`flush` once the new entries are as many as the file held (and
+        :data:`MIN_NEW`): the file is rewritten whole, so writing it after every batch took
+        time growing with the square of the targets (4000: 19 s of writes); so each write at
+        least doubles it, and all writes together cost about twice the last. What is not
+        written yet is written by :meth:`flush` (CLIPScore's end, or the process's exit)."""
+        if self._data is not None and len(self._data) - self._written >= max(self.MIN_NEW,
+                                                                              self._written):
+            self.flush()
 
 
 class CLIPScore:
@@ -520,6 +563,8 @@ class CLIPScore:
                     h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
                 identity += ":" + h.hexdigest()[:16]
             self._cache = EmbeddingCache(cache_dir, f"{identity}|{mode}|{self.dtype}")
+            # what flush_some left unwritten: written when this metric is let go, or at exit
+            weakref.finalize(self, self._cache.flush)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -579,13 +624,19 @@ class CLIPScore:
             for j, i in enumerate(missing):
                 found[i] = new[j]
                 self._cache.put(digests[i], new[j])
-            self._cache.flush()
+            self._cache.flush_some()
         return torch.stack([e for e in found if e is not None])
 
     @property
     def cache(self) -> EmbeddingCache | None:
         """The ground-truth embedding cache (``None`` without ``cache_dir``)."""
         return self._cache
+
+    def close(self) -> None:
+        """Write the embeddings not yet in the cache file (also done when the metric is
+        collected, or at the process's exit)."""
+        if self._cache is not None:
+            self._cache.flush()
 
     def __call__(
         self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
