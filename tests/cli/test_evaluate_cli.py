@@ -135,7 +135,9 @@ def test_missing_lpips_weights_exit_2_naming_the_file(cli, s2naip, tmp_path, mon
     assert code == 2 and "alexnet-owt-7be5be79.pth" in stderr
 
 
-def test_clipscore_from_a_local_checkpoint(cli, s2naip, tmp_path):
+@pytest.fixture
+def tiny_clip(tmp_path) -> tuple[str, Path]:
+    """A registered tiny open_clip model's name, and a checkpoint of it (seeded weights)."""
     if os.environ.get("CI") == "true":
         import open_clip
     else:
@@ -153,6 +155,11 @@ def test_clipscore_from_a_local_checkpoint(cli, s2naip, tmp_path):
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pt"
     torch.save(open_clip.create_model(name).state_dict(), ckpt)
+    return name, ckpt
+
+
+def test_clipscore_from_a_local_checkpoint(cli, s2naip, tiny_clip, tmp_path):
+    name, ckpt = tiny_clip
     pred, target = s2naip
     args = ["evaluate", "--pred", pred, "--target", target, "--metrics", "psnr,clipscore",
             "--clip-model", name, "--clip-pretrained", ckpt, "--clip-cache", tmp_path / "cache",
@@ -609,3 +616,102 @@ def test_a_tile_captured_twice_pairs_by_its_image_id(cli, tmp_path):
     assert code == 0, err
     keys = [r["key"] for r in csv.DictReader((tmp_path / "m_out" / "per_image.csv").open())]
     assert sorted(keys) == ["101_200", "u1/100_200", "u2/100_200"]
+
+
+@pytest.mark.parametrize("cache", ["{tmp}/pred/100_200.png/sub", "{tmp}/pred/100_200.png"])
+def test_a_bad_clip_cache_is_refused_up_front(cli, s2naip, tiny_clip, tmp_path, monkeypatch,
+                                              cache):
+    """A --clip-cache under a file failed after the model loaded and a batch was embedded:
+    `error: NotADirectoryError: ...`, exit 1, not naming the option."""
+    from zoomsr.metrics import factory
+
+    name, ckpt = tiny_clip
+    pred, target = s2naip
+    cache = cache.format(tmp=tmp_path)
+    def no_model(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the metrics were built before --clip-cache was checked")
+
+    monkeypatch.setattr(factory, "create_metrics", no_model)
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics",
+                               "psnr,clipscore", "--clip-model", name, "--clip-pretrained",
+                               ckpt, "--clip-cache", cache, "--device", "cpu", "--no-progress")
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines() == [stderr.strip()], stderr
+    assert stderr.startswith(f"error: --clip-cache {cache}: ")
+    assert "not a folder" in stderr
+
+
+def test_clip_cache_is_not_checked_without_clipscore(cli, s2naip):
+    pred, target = s2naip
+    code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics", "psnr",
+                          "--clip-cache", pred / "100_200.png" / "sub", "--no-progress")
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize(("pred", "target"), [("ds/naip/uuid0", "ds"), ("ds", "ds/naip")])
+def test_predictions_that_are_the_targets_are_one_line_exit_2(cli, s2naip, tmp_path, pred,
+                                                             target):
+    """--pred and --target mixed up: 4 pairs, PSNR inf, SSIM 1, exit 0."""
+    code, stdout, stderr = cli("evaluate", "--pred", tmp_path / pred, "--target",
+                               tmp_path / target, "--no-progress")
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines() == [stderr.strip()], stderr
+    assert stderr.startswith(f"error: --pred {tmp_path / pred} and --target "
+                             f"{tmp_path / target}: ")
+    assert "--pred and --target are probably swapped or point at the same images" in stderr
+
+
+def test_split_with_one_capture_of_a_tile_captured_twice(cli, tmp_path):
+    """--split train failed ("1 id claimed by several files, e.g. '30000_50000'") and
+    --split val scored 1 pair of 2: the captures were told apart only within the split."""
+    rng = np.random.default_rng(6)
+    ds, pred = tmp_path / "ds", tmp_path / "pred"
+    for rel, flat in (("uuidA/30000_50000", False), ("uuidB/30000_50000", False),
+                      ("uuidA/30000_50001", True), ("uuidC/30000_50002", True),
+                      ("uuidC/30000_50003", True)):
+        t = rng.integers(10, 240, size=(40, 40, 3), dtype=np.uint8)
+        _save(ds / "naip" / rel / "rgb.png", t)
+        _save(pred / (f"{rel.split('/')[1]}.png" if flat else f"{rel}.png"), t + 5)
+    (ds / "zoomsr_splits.json").write_text(json.dumps(
+        {"train": ["uuidB/30000_50000"], "val": ["uuidA/30000_50000", "30000_50001"],
+         "test": [], "buffer": []}))
+    code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", ds, "--metrics", "psnr",
+                               "--strict", "--no-progress")
+    assert code == 0 and "5 image pairs" in stdout, stderr
+    for split, keys, outside in (("train", ["uuidB/30000_50000"], 4),
+                                 ("val", ["30000_50001", "uuidA/30000_50000"], 3)):
+        out = tmp_path / split
+        code, stdout, stderr = cli("evaluate", "--pred", pred, "--target", ds, "--metrics",
+                                   "psnr", "--split", split, "--strict", "--out", out,
+                                   "--no-progress")
+        assert code == 0, stderr
+        assert stderr.splitlines() == [f"note: {outside} prediction(s) of tiles outside the "
+                                       f"{split!r} split not scored"]
+        rows = list(csv.DictReader((out / "per_image.csv").open()))
+        assert [r["key"] for r in rows] == keys
+        assert all(Path(r["pred"]).stem == Path(r["target"]).parts[-2] for r in rows)
+        assert all(float(r["psnr"]) == pytest.approx(20 * math.log10(255 / 5)) for r in rows)
+        doc = json.loads((out / "summary.json").read_text())
+        assert doc["n_outside_split"] == outside and doc["ambiguous"] == {}
+
+
+def test_a_mosaic_is_scored_against_the_naip_folder(cli, tmp_path):
+    """--help promises the dataset root "or its naip/ folder": a mosaic against DATASET/naip
+    was refused ("ds/naip is not one") while a folder of predictions worked."""
+    mosaic, target = _mosaic_of_targets(tmp_path, ["100_200", "101_200"])
+    (target / "zoomsr_splits.json").write_text(json.dumps(
+        {"train": ["100_200"], "val": ["uuid1/101_200"], "test": [], "buffer": []}))
+    bare = tmp_path / "bare"  # a folder holding only naip/{uuid}/{tile}/rgb.png
+    for png in (target / "naip").rglob("rgb.png"):
+        copy = bare / png.relative_to(target)
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(png.read_bytes())
+    for where, split, keys in ((target / "naip", None, ["100_200", "101_200"]),
+                               (target / "naip", "val", ["101_200"]),
+                               (bare, None, ["100_200", "101_200"])):
+        out = tmp_path / f"out_{where.name}_{split}"
+        code, _, err = cli("evaluate", "--pred", mosaic, "--target", where, "--metrics", "psnr",
+                           "--out", out, "--no-progress", *(["--split", split] if split else []))
+        assert code == 0, err
+        rows = list(csv.DictReader((out / "per_image.csv").open()))
+        assert [r["key"] for r in rows] == keys and all(r["psnr"] == "inf" for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,84 @@ def test_infer_side_outputs_are_no_predictions(tmp_path):
     p = pair_images(pred, target)
     assert [(x.key, x.pred.name) for x in p.pairs] == [("a", "a.tif"), ("b.lr", "b.lr.tif")]
     assert p.unmatched_pred == [pred / "c.lr.tif"]  # no a.tif-like partner: a prediction
+
+
+@pytest.mark.parametrize(("pred", "target"), [("ds/naip/uuid-1", "ds"), ("ds", "ds/naip"),
+                                              ("ds/naip/uuid-2", "ds/naip")])
+def test_predictions_that_are_the_target_files_are_refused(tmp_path, pred, target):
+    """--pred and --target swapped or nested: every pair was a file with itself, PSNR inf,
+    SSIM 1, exit 0; only the very same folder (or DATASET/naip and DATASET) was caught."""
+    _dataset_root(tmp_path / "ds")
+    with pytest.raises(DataError) as info:
+        pair_images(tmp_path / pred, tmp_path / target)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"--pred {tmp_path / pred} and --target {tmp_path / target}: ")
+    assert "are target files themselves" in message
+    assert message.endswith("--pred and --target are probably swapped or point at the same "
+                            "images")
+
+
+def test_a_prediction_hard_linked_to_its_target_is_refused(tmp_path):
+    """The same file under another name (a hard link): os.path.samefile's test, not paths."""
+    _png(tmp_path / "t" / "a.png")
+    _png(tmp_path / "t" / "b.png")
+    _png(tmp_path / "p" / "a.png", 3)
+    os.link(tmp_path / "t" / "b.png", tmp_path / "p" / "b.png")
+    with pytest.raises(DataError, match=r"1 of the 2 predictions are target files themselves "
+                                        rf"\(e\.g\. {tmp_path / 'p' / 'b.png'} is "
+                                        rf"{tmp_path / 't' / 'b.png'}\)"):
+        pair_images(tmp_path / "p", tmp_path / "t")
+
+
+def _twice_captured(root: Path) -> tuple[Path, Path]:
+    """A dataset whose tile 30000_50000 is captured twice (uuidA, uuidB) and whose split lists
+    one capture in train, the other in val; predictions per capture, flat for the rest."""
+    ds, pred = root / "ds", root / "pred"
+    for rel in ("uuidA/30000_50000", "uuidB/30000_50000", "uuidA/30000_50001",
+                "uuidC/30000_50002"):
+        _png(ds / "naip" / rel / "rgb.png")
+    (ds / "sentinel2").mkdir()
+    (ds / "zoomsr_splits.json").write_text(
+        '{"train": ["uuidB/30000_50000"], "val": ["uuidA/30000_50000", "30000_50001"], '
+        '"test": ["30000_50002"], "buffer": []}')
+    for rel in ("uuidA/30000_50000.png", "uuidB/30000_50000.png", "30000_50001.png",
+                "30000_50002.png"):
+        _png(pred / rel)
+    return ds, pred
+
+
+def test_a_split_naming_one_capture_of_a_tile_captured_twice(tmp_path):
+    """The captures of a tile were told apart only when both were in the split: --split train
+    failed ("1 id claimed by several files"), --split val dropped uuidA's as ambiguous."""
+    ds, pred = _twice_captured(tmp_path)
+    every = pair_images(pred, ds)
+    assert [x.key for x in every.pairs] == ["30000_50001", "30000_50002", "uuidA/30000_50000",
+                                            "uuidB/30000_50000"] and every.complete
+    train = pair_images(pred, ds, split="train")
+    assert [(x.key, x.pred) for x in train.pairs] == [
+        ("uuidB/30000_50000", pred / "uuidB" / "30000_50000.png")]
+    assert train.pairs[0].target == ds / "naip" / "uuidB" / "30000_50000" / "rgb.png"
+    assert train.outside_split == [pred / "30000_50001.png", pred / "30000_50002.png",
+                                   pred / "uuidA" / "30000_50000.png"]
+    assert train.complete
+    val = pair_images(pred, ds / "naip", split="val")
+    assert [(x.key, x.target.parts[-3]) for x in val.pairs] == [
+        ("30000_50001", "uuidA"), ("uuidA/30000_50000", "uuidA")]
+    assert val.outside_split == [pred / "30000_50002.png", pred / "uuidB" / "30000_50000.png"]
+    assert val.complete
+    # a prediction naming no capture of that tile: which one? listed, not guessed
+    _png(pred / "30000_50000.png")
+    val = pair_images(pred, ds, split="val")
+    assert [x.key for x in val.pairs] == ["30000_50001", "uuidA/30000_50000"]
+    assert val.ambiguous == {"30000_50000": [ds / "naip" / "uuidA" / "30000_50000" / "rgb.png",
+                                             pred / "30000_50000.png"]}
+    assert pair_images(pred, ds, split="test").outside_split[0] == pred / "30000_50000.png"
+
+
+def test_no_prediction_in_the_split_counts_each_capture_in_its_own_split(tmp_path):
+    ds, pred = _twice_captured(tmp_path)
+    for rel in ("30000_50001.png", "30000_50002.png"):
+        (pred / rel).unlink()
+    with pytest.raises(DataError, match=r"2 are tiles of other splits \(1 in train, 1 in val\)"):
+        pair_images(pred, ds, split="test")

@@ -9,11 +9,13 @@ Two layouts:
   ``naip/`` folder only: ``sentinel2/``, ``old_naip/`` and plots at the root are not targets.
   With ``split``, only the tiles of that split in the root's ``zoomsr_splits.json`` (or in
   another splits file: a ``zoomsr train`` run's ``splits.json``) are targets; predictions of
-  the dataset's other tiles are set aside (``outside_split``).
+  the dataset's other tiles are set aside (``outside_split``). A tile captured twice is keyed
+  ``{image_id}/{tile}`` (which tiles are is decided over the whole dataset, not the split).
 - **Relative paths** (anything else): ``a/b.png`` matches ``a/b.tif`` (path without extension).
 
 Nothing is dropped silently: targets without a prediction, predictions without a target and keys
-claimed by several files are all reported in the :class:`Pairing`.
+claimed by several files are all reported in the :class:`Pairing`. A prediction that is one of
+the target files (the folders swapped or nested) is refused.
 """
 
 from __future__ import annotations
@@ -192,6 +194,7 @@ def _none_in_split(
     """The error when predictions exist for the dataset's tiles, but none for ``split``'s:
     how many predictions there are, and in which splits their tiles are."""
     per_split: dict[str, int] = {}
+    entries_of: dict[str, set[str]] = {}
     tiles_of: dict[str, set[str]] = {}
     for name in SPLIT_NAMES:
         if name == split:
@@ -200,10 +203,19 @@ def _none_in_split(
             entries = read_split(tdir, name, splits_file)
         except DataError:  # that split absent or malformed: its tiles count as in no split
             entries = set()
+        entries_of[name] = entries
         tiles_of[name] = {e.rsplit("/", 1)[-1] for e in entries}
     for path in outside:
-        tile = _pred_tile(path.relative_to(pdir))
-        where = next((name for name, tiles in tiles_of.items() if tile in tiles), "no split")
+        rel = path.relative_to(pdir)
+        tile = _pred_tile(rel)
+        image_id = _pred_image_id(rel, tile) if tile is not None else None
+        # the split listing this very capture ({image_id}/{tile}) first: the two captures of
+        # a tile captured twice may be in different splits
+        where = next((name for name, entries in entries_of.items()
+                      if image_id is not None and f"{image_id}/{tile}" in entries), None)
+        if where is None:
+            where = next((name for name, tiles in tiles_of.items() if tile in tiles),
+                         "no split")
         per_split[where] = per_split.get(where, 0) + 1
     order = [*SPLIT_NAMES, "no split"]
     counts = ", ".join(
@@ -239,7 +251,8 @@ def _pred_image_id(rel: Path, tile: str) -> str | None:
 
 def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
                     splits_file: str | os.PathLike[str] | None) -> Pairing:
-    """Pair each tile of the S2-NAIP targets in ``tdir`` with its part of the georeferenced
+    """Pair each tile of the S2-NAIP targets in ``tdir`` (a dataset root, its ``naip/`` folder
+    or any folder of ``[naip/]{id}/{tile}/rgb.png``) with its part of the georeferenced
     ``mosaic`` (EPSG:3857, the tiles' grid: what ``zoomsr infer`` writes for a dataset folder);
     tiles it does not wholly cover are missing predictions. Two captures of one tile are
     keyed ``{image_id}/{tile}``, each scored against the mosaic's part."""
@@ -251,14 +264,17 @@ def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
     from zoomsr.evaluation.images import tile_window
     from zoomsr.grid import Tile
 
-    if not tdir.is_dir():
-        list_images(tdir, "target folder")  # raises: missing or not a folder
     targets = _dataset_targets(tdir)
-    if targets is None or not targets or not all(
-            _S2NAIP_TARGET.match(t.as_posix()) for t in targets):
+    if targets is None:
+        # its naip/ folder, or any folder of [naip/]{uuid}/{tile}/rgb.png, as a folder of
+        # predictions is paired with (raises: missing, not a folder, no image)
+        targets = list_images(tdir, "target folder")
+    other = next((t for t in targets if not _S2NAIP_TARGET.match(t.as_posix())), None)
+    if other is not None:
         raise DataError(f"{mosaic}: a single GeoTIFF prediction is scored against an S2-NAIP "
-                        f"dataset's tiles; {tdir} is not one (give a folder of predictions "
-                        "for other targets)")
+                        f"dataset's tiles ([naip/]{{image_uuid}}/{{tile}}/rgb.png: the dataset "
+                        f"root or its naip/ folder); {tdir} is not one (it holds e.g. "
+                        f"{other}; give a folder of predictions for other targets)")
     wanted = read_split(tdir, split, splits_file) if split is not None else None
     try:
         with rasterio.open(mosaic) as ds:
@@ -297,6 +313,33 @@ def _mosaic_pairing(mosaic: Path, tdir: Path, split: str | None,
                       "mosaic on the tiles' grid, as `zoomsr infer` does)", ZoomsrWarning,
                       stacklevel=3)
     return Pairing(pairs, "s2naip", missing, [], {}, [], split)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)``: the same for two paths of one file (symlinks, ``..``, hard
+    links), as :func:`os.path.samefile` compares; None when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_targets_as_predictions(pdir: Path, tdir: Path, preds: list[Path],
+                                   targets: list[Path]) -> None:
+    """Raise :class:`DataError` when a prediction (relative to ``pdir``) is one of the target
+    files (relative to ``tdir``): the folders overlap, e.g. ``--pred DATASET/naip/ID
+    --target DATASET``; every such pair would score a perfect, meaningless match."""
+    ids = {i: tdir / t for t in targets if (i := _file_id(tdir / t)) is not None}
+    same = [(pdir / p, ids[i]) for p in preds if (i := _file_id(pdir / p)) in ids]
+    if same:
+        pred, target = same[0]
+        example = str(pred) if pred == target else f"{pred} is {target}"
+        raise DataError(
+            f"--pred {pdir} and --target {tdir}: {len(same)} of the {len(preds)} predictions "
+            f"are target files themselves (e.g. {example}); --pred and --target are probably "
+            "swapped or point at the same images"
+        )
 
 
 def _group(items: list[tuple[str, Path]]) -> tuple[dict[str, Path], dict[str, list[Path]]]:
@@ -347,37 +390,43 @@ def pair_images(
             f"{tdir} holds e.g. {targets[0]}"
         )
     if s2naip:
+        tile_of = {t: m.group(1) for t in targets if (m := _S2NAIP_TARGET.match(t.as_posix()))}
+        # A tile captured twice (two image ids) is keyed {image_id}/{tile}: a prediction then
+        # pairs by the image id folder above its tile (a mirror of naip/{id}/{tile}/rgb.png).
+        # Counted over the whole dataset, not the split: a split may list one capture only,
+        # and both captures' predictions must still keep apart.
+        twice = {k for k, n in Counter(tile_of.values()).items() if n > 1}
+        all_keys: set[str] = set()
         t_items = []
-        all_tiles: set[str] = set()
-        for t in targets:
-            m = _S2NAIP_TARGET.match(t.as_posix())
-            if m is not None:
-                tile = m.group(1)
-                all_tiles.add(tile)
-                if wanted is None or tile in wanted or f"{t.parts[-3]}/{tile}" in wanted:
-                    t_items.append((tile, t))
+        for t, tile in tile_of.items():
+            key = f"{t.parts[-3]}/{tile}" if tile in twice else tile
+            all_keys.add(key)
+            if wanted is None or tile in wanted or f"{t.parts[-3]}/{tile}" in wanted:
+                t_items.append((key, t))
         if not t_items:
             raise DataError(f"no target in {tdir} is in the {split!r} split")
         kept = {k for k, _ in t_items}
-        # A tile captured twice (two image ids) is keyed {image_id}/{tile}: a prediction then
-        # pairs by the image id folder above its tile (a mirror of naip/{id}/{tile}/rgb.png).
-        counts = Counter(k for k, _ in t_items)
-        twice = {k for k, n in counts.items() if n > 1}
-        t_items = [(f"{t.parts[-3]}/{k}" if k in twice else k, t) for k, t in t_items]
+        all_tiles, kept_tiles = set(tile_of.values()), {tile_of[t] for _, t in t_items}
+        other_captures = all_keys - kept
         p_items = []
         for p in preds:
             tile = _pred_tile(p)
             if tile is None:
                 unmatched.append(pdir / p)
-            elif tile in all_tiles and tile not in kept:
+                continue
+            key = tile
+            if tile in twice and (image_id := _pred_image_id(p, tile)) is not None:
+                key = f"{image_id}/{tile}"
+            if tile in all_tiles and tile not in kept_tiles or key in other_captures:
+                # another split's tile, or the capture the split leaves out of a tile captured
+                # twice
                 outside.append(pdir / p)
-            elif tile in twice and (image_id := _pred_image_id(p, tile)) is not None:
-                p_items.append((f"{image_id}/{tile}", p))
             else:
-                p_items.append((tile, p))
+                p_items.append((key, p))
     else:
         t_items = [(t.with_suffix("").as_posix(), t) for t in targets]
         p_items = [(p.with_suffix("").as_posix(), p) for p in preds]
+    _refuse_targets_as_predictions(pdir, tdir, [p for _, p in p_items], [t for _, t in t_items])
     t_map, t_dup = _group(t_items)
     p_map, p_dup = _group(p_items)
     ambiguous = {
