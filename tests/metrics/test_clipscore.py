@@ -210,7 +210,7 @@ def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):
     first = tiny_clip(cache_dir=tmp_path)
     torch.testing.assert_close(first(x, t), plain)
     assert not list(tmp_path.glob("clipscore-*.safetensors"))  # 4 new: not written yet...
-    first.close()  # ... but at the end
+    first.save_cache()  # ... but at the end
     files = list(tmp_path.glob("clipscore-*.safetensors"))
     assert len(files) == 1 and len(first.cache) == 4
 
@@ -224,7 +224,7 @@ def test_ground_truth_embedding_cache(tiny_clip, images, tmp_path, monkeypatch):
     second(x[:2], images.smooth(2, 40, seed=9))
     assert calls == [4, 2, 2] and len(second.cache) == 6
 
-    second.close()
+    second.save_cache()
     third = tiny_clip(cache_dir=tmp_path)
     assert len(third.cache) == 6
     tiny_clip(mode="standard", cache_dir=tmp_path)(x, t)  # other preprocessing: other file,

@@ -162,6 +162,8 @@ def agreement(
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
     )
     check_metric_options(names, options)
+    if clip_cache is not None and "clipscore" in names:  # (written after the first batch)
+        require_writable_folder(clip_cache, f"--clip-cache {clip_cache}", create=False)
     require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
     refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
     written = results_on_interrupt(out)

@@ -155,6 +155,10 @@ def score_pairs(
             rows.append({"key": p.key, "pred": str(p.pred), "target": str(p.target), **s})
         if progress is not None:
             progress(done, total)
+    for metric in metrics.values():  # CLIPScore's target embeddings, for the next run
+        save = getattr(metric, "save_cache", None)
+        if callable(save):
+            save()
     return rows
 
 

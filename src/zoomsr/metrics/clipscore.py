@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomsr.devices import resolve_device
-from zoomsr.errors import CheckpointError, InputError, first_line
+from zoomsr.errors import CheckpointError, InputError, ZoomsrWarning, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.sniff import load_failure
 from zoomsr.metrics.base import (
@@ -508,6 +508,19 @@ class EmbeddingCache:
             self.flush()
 
 
+def _flush_quietly(cache: EmbeddingCache) -> None:
+    """:meth:`EmbeddingCache.flush` when a :class:`CLIPScore` is let go or the process exits:
+    a failure there (a full disk, a removed folder) is a one-line warning, not a traceback
+    after the run's own output; the embeddings are computed again next time."""
+    try:
+        cache.flush()
+    except Exception as exc:  # noqa: BLE001 - nothing to raise into
+        import warnings
+
+        warnings.warn(f"{cache.path}: CLIP target embeddings not cached ({first_line(exc)})",
+                      ZoomsrWarning, stacklevel=1)
+
+
 class CLIPScore:
     """CLIPScore (higher is better), per image: cosine similarity of image embeddings.
 
@@ -564,7 +577,7 @@ class CLIPScore:
                 identity += ":" + h.hexdigest()[:16]
             self._cache = EmbeddingCache(cache_dir, f"{identity}|{mode}|{self.dtype}")
             # what flush_some left unwritten: written when this metric is let go, or at exit
-            weakref.finalize(self, self._cache.flush)
+            weakref.finalize(self, _flush_quietly, self._cache)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -632,9 +645,9 @@ class CLIPScore:
         """The ground-truth embedding cache (``None`` without ``cache_dir``)."""
         return self._cache
 
-    def close(self) -> None:
-        """Write the embeddings not yet in the cache file (also done when the metric is
-        collected, or at the process's exit)."""
+    def save_cache(self) -> None:
+        """Write the target embeddings not yet in the cache file (done at the end of
+        ``zoomsr evaluate``'s scoring; else when the metric is let go, or at exit)."""
         if self._cache is not None:
             self._cache.flush()
 
