@@ -135,29 +135,6 @@ def test_missing_lpips_weights_exit_2_naming_the_file(cli, s2naip, tmp_path, mon
     assert code == 2 and "alexnet-owt-7be5be79.pth" in stderr
 
 
-@pytest.fixture
-def tiny_clip(tmp_path) -> tuple[str, Path]:
-    """A registered tiny open_clip model's name, and a checkpoint of it (seeded weights)."""
-    if os.environ.get("CI") == "true":
-        import open_clip
-    else:
-        open_clip = pytest.importorskip("open_clip")
-    from zoomsr.metrics.clipscore import register_model_config
-
-    name = "zoomsr-test-cli-vit"
-    register_model_config(name, {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
-                       "head_width": 16},
-        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1,
-                     "layers": 1},
-    })
-    torch.manual_seed(0)
-    ckpt = tmp_path / "tiny.pt"
-    torch.save(open_clip.create_model(name).state_dict(), ckpt)
-    return name, ckpt
-
-
 def test_clipscore_from_a_local_checkpoint(cli, s2naip, tiny_clip, tmp_path):
     name, ckpt = tiny_clip
     pred, target = s2naip

@@ -112,25 +112,10 @@ def test_progress_leaves_a_final_line_when_stderr_is_not_a_terminal(cli, judgmen
     assert len(bar) == 1 and "6/6" in bar[0]
 
 
-def test_a_bad_clip_cache_is_refused_before_the_judgments(cli, tmp_path):
+def test_a_bad_clip_cache_is_refused_before_the_judgments(cli, tmp_path, tiny_clip):
     """As for `zoomsr evaluate`: a --clip-cache under a file failed only once the first
     batch's embeddings were written (or at exit), as a raw NotADirectoryError."""
-    open_clip = pytest.importorskip("open_clip")
-    import torch
-
-    from zoomsr.metrics.clipscore import register_model_config
-
-    name = "zoomsr-test-agreement-vit"
-    register_model_config(name, {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
-                       "head_width": 16},
-        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1,
-                     "layers": 1},
-    })
-    torch.manual_seed(0)
-    ckpt = tmp_path / "tiny.pt"
-    torch.save(open_clip.create_model(name).state_dict(), ckpt)
+    name, ckpt = tiny_clip
     afile = tmp_path / "a.png"
     afile.write_bytes(b"x")
     code, stdout, stderr = cli("metrics", "agreement", tmp_path / "none.csv", "--out",
