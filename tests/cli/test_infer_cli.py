@@ -358,6 +358,22 @@ def test_a_geographic_native_grid_is_reported_in_degrees(cli, tmp_path):
         assert ds.tags()["zoomsr_grid"] == "native EPSG:4326 0.0001 deg -> 2.5e-05 deg"
 
 
+def test_a_custom_crs_is_not_reported_as_the_code_it_resembles(cli, tmp_path):
+    """A transverse Mercator on the International ellipsoid with its own datum shift was
+    reported as EPSG:23032 (rasterio's closest code), which the file is not."""
+    from affine import Affine
+
+    proj = ("+proj=tmerc +lat_0=0 +lon_0=9 +k=0.9996 +x_0=500000 +y_0=0 +ellps=intl "
+            "+towgs84=-87,-98,-121,0,0,0,0 +units=m +no_defs")
+    write_frames(tmp_path / "in", n=2, size=(24, 24), crs=proj,
+                 transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    out = tmp_path / "sr.tif"
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--native-grid")
+    assert code == 0, err
+    assert "(96x96 px, 2.5 m, +proj=" in stdout and "+towgs84=-87,-98,-121" in stdout
+    assert "EPSG" not in stdout and "=True" not in stdout
+
+
 def test_resume_of_a_finished_run_succeeds_as_with_scenes(cli, tmp_path):
     """A requeued job re-runs its command: a finished output is kept, exit 0."""
     write_frames(tmp_path / "in", n=2, size=(24, 24))
@@ -440,8 +456,10 @@ def test_side_outputs_of_another_run_are_not_taken_for_its_own(cli, tmp_path):
     write_frames(tmp_path / "b", n=2, size=(24, 24), seed=2)
     out = tmp_path / "sr.tif"
     assert cli("infer", tmp_path / "a", "-o", out, *TINY, "--save-lr")[0] == 0
+    first_lr = (tmp_path / "sr.lr.tif").read_bytes()
     assert cli("infer", tmp_path / "b", "-o", out, *TINY, "--overwrite")[0] == 0
-    assert (tmp_path / "sr.lr.tif").is_file()  # the first run's
+    assert not (tmp_path / "sr.lr.tif").exists()  # removed now: not this run's
+    (tmp_path / "sr.lr.tif").write_bytes(first_lr)  # put back (by hand, or an older zoomsr)
     code, _, err = cli("infer", tmp_path / "b", "-o", out, *TINY, "--save-lr", "--resume")
     assert code == 2 and "finished by an earlier run without --save-lr (sr.lr.tif is " \
         "another run's)" in err

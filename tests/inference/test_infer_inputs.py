@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from infer_helpers import REAL_S2, crop, read, write_frames
+from infer_helpers import REAL_S2, crop, read, write_b08, write_frames
 from rasterio.windows import Window
 
 from zoomsr.errors import ConfigError, DataError
@@ -680,3 +680,45 @@ def test_hidden_files_in_an_input_folder_are_no_dates(tmp_path):
     (dates / ".Trashes").mkdir()
     shutil.copy(paths[0], dates / ".Trashes" / "S2A_20230101_TCI.tif")
     assert len(discover_frames([dates]).frames) == 2
+
+
+def test_frames_come_in_the_inputs_order_band_files_too(tmp_path):
+    """Band files (B04/B03/B02 of a date) were put after every single-file frame and
+    manifest entry, whatever the order given: --native-grid, which takes the first input's
+    grid, took a later file's (a UTM date given first came out in EPSG:4326)."""
+    bands = write_frames(tmp_path / "b", n=3, dtype="uint16", crs="EPSG:32631")
+    dated = []
+    for src, name in zip(bands, ("B04", "B03", "B02"), strict=True):
+        with rasterio.open(src) as ds:
+            prof, arr = ds.profile | {"count": 1}, ds.read(1)
+        prof.pop("photometric", None)
+        dated.append(tmp_path / f"T31_20240101_{name}.tif")
+        with rasterio.open(dated[-1], "w", **prof) as ds:
+            ds.write(arr, 1)
+    tci = write_frames(tmp_path / "t", n=2, crs="EPSG:32631")
+    found = discover_frames([*dated, tci[0]], dn_offset=0).frames
+    assert [len(f.paths) for f in found] == [3, 1]  # the band files' date first, as given
+    found = discover_frames([tci[0], *dated], dn_offset=0).frames
+    assert [len(f.paths) for f in found] == [1, 3]
+    listed = tmp_path / "list.txt"  # a manifest's place among the inputs counts too
+    listed.write_text(f"{tci[1]}\n")
+    found = discover_frames([*dated, listed], dn_offset=0).frames
+    assert [f.paths[0] for f in found] == [dated[0], tci[1]]
+    found = discover_frames([listed, *dated], dn_offset=0).frames
+    assert [f.paths[0] for f in found] == [tci[1], dated[0]]
+
+
+def test_a_manifests_file_finds_its_dates_other_bands_beside_it(tmp_path):
+    """A B08 (or SCL) beside a TCI listed in a manifest was not found, and the error said
+    "put it beside as e.g. ..._B08.tif": the file that was there. A line of one file is now
+    that file named on the command line."""
+    paths = write_frames(tmp_path / "a", n=2)
+    b08 = write_b08(paths, 3000)
+    listed = tmp_path / "list.txt"
+    listed.write_text("".join(f"{p}\n" for p in paths))
+    found = discover_frames(listed, extra_bands=("b08",), dn_offset=0).frames
+    assert [[a.path for a in f.extras] for f in found] == [[b] for b in b08]
+    js = tmp_path / "list.json"
+    js.write_text(json.dumps([str(p) for p in paths]))
+    found = discover_frames(js, extra_bands=("b08",), dn_offset=0).frames
+    assert [[a.path for a in f.extras] for f in found] == [[b] for b in b08]

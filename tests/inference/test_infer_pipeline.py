@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import rasterio
@@ -464,6 +466,35 @@ def test_existing_output_needs_overwrite(frames_3857, tiny_model, tmp_path):
         run_inference(frames_3857, out, tiny_model(2), _opts())
     run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
     assert out.stat().st_size > 1000
+
+
+def test_overwrite_removes_the_side_outputs_it_does_not_write_again(frames_3857, tiny_model,
+                                                                    tmp_path):
+    """--overwrite without --save-lr/--preview left the earlier run's LR mosaic (of other
+    weights) and preview (of another image) beside the new output. Without --overwrite
+    (the output new, the side outputs another run's) they are named in a warning."""
+    from zoomsr.errors import ZoomsrWarning
+
+    out = tmp_path / "sr.tif"
+    run_inference(frames_3857, out, tiny_model(2), _opts(save_lr=True, preview=True))
+    lr, png = tmp_path / "sr.lr.tif", tmp_path / "sr.preview.png"
+    assert lr.is_file() and png.is_file()
+    run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True, preview=True))
+    assert not lr.exists() and png.is_file()  # the new run's preview
+    run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
+    assert not png.exists()
+    # an LR mosaic zoomsr did not write (a file of the user's under that name) is kept
+    lr.write_bytes(b"mine")
+    other = tmp_path / "other.tif"
+    shutil.copy(lr, other.with_name("other.lr.tif"))
+    with pytest.warns(ZoomsrWarning, match=r"other\.lr\.tif: not this run's \(it wrote no LR "
+                                           r"mosaic; left by another run: remove it, or pass "
+                                           r"--overwrite\)"):
+        run_inference(frames_3857, other, tiny_model(2), _opts())
+    with pytest.warns(ZoomsrWarning, match=r"sr\.lr\.tif: not this run's .*not written by "
+                                           r"zoomsr, so --overwrite keeps it"):
+        run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
+    assert lr.read_bytes() == b"mine"
 
 
 def test_cog_lr_mosaic_and_preview(frames_3857, tiny_model, tmp_path):

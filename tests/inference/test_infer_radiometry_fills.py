@@ -3,6 +3,7 @@ float. Refused before any work, with the way out; real reflectance still read.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,20 @@ def test_8_bit_values_stored_as_float_are_named_with_a_fix_that_works(tmp_path):
         discover_frames(percent)
     # the user says they are digital numbers: taken as such
     assert discover_frames(path, radiometry="dn", dn_offset=0).frames[0].radiometry == "dn"
+
+
+def test_reflectance_scaled_down_twice_is_refused(tmp_path):
+    """Reflectance divided by 10000 once too often (values up to 0.0002) was read without a
+    word: the output came out black, with its mask saying valid."""
+    tiny = _write(tmp_path / "tiny.tif", _reflectance() * 1e-3)
+    for radiometry in ("auto", "reflectance"):
+        with pytest.raises(DataError, match=(
+                rf"^{re.escape(str(tiny))}: float reflectance of at most 0\.0002\d*: no scene "
+                r"is that dark .*scaled down twice")):
+            discover_frames(tiny, radiometry=radiometry)
+    # a dark scene (open water, its brightest pixel 0.03) is read
+    dark = _write(tmp_path / "water.tif", _reflectance() * 0.13)
+    assert discover_frames(dark).frames[0].radiometry == "reflectance"
 
 
 @pytest.mark.parametrize(("dtype", "fill"), [("float32", -9999), ("int16", -9999)])

@@ -17,6 +17,8 @@ from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rasterio.crs import CRS
+
     from zoomsr.inference.distributed import RowSource
     from zoomsr.inference.model import InferenceModel
     from zoomsr.inference.pipeline import InferenceOptions, InferenceResult
@@ -332,10 +334,18 @@ def _fewer_than(n: int, noun: str) -> str:
     return f"no {noun}" if n == 1 else f"fewer than {n} {noun}s"
 
 
+def crs_label(crs: CRS) -> str:
+    """``EPSG:32632`` where the CRS is exactly that code, else its PROJ string: rasterio's
+    ``to_string`` names the closest code (70 % alike: a custom CRS with other datum shifts
+    was said to be EPSG:23032, which the file is not)."""
+    auth = crs.to_authority(confidence_threshold=100)
+    return ":".join(auth) if auth else (crs.to_proj4().replace("=True", "") or crs.to_wkt())
+
+
 def _report(result: InferenceResult, net: InferenceModel) -> None:
     g = result.grid
     typer.echo(f"wrote {result.output} ({g.hr_width}x{g.hr_height} px, "
-               f"{g.resolution / g.scale:.4g} {g.unit}, {g.crs.to_string()})")
+               f"{g.resolution / g.scale:.4g} {g.unit}, {crs_label(g.crs)})")
     bands = "" if net.bands == ("tci",) else f" of bands {','.join(net.bands)}"
     source = (f"{len(result.frames)} input frame(s); {result.windows} window(s)" if result.frames
               else f"{result.windows} S2-NAIP tile(s), each a chunk")

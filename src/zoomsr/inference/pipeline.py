@@ -561,7 +561,29 @@ def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | Non
                       tags={**tags, "zoomsr_content": content}, cog=options.cog)
     if options.preview:
         write_preview(out, sides["preview"])
+    _drop_other_side_outputs(out, sides, options.overwrite)
     return sides.get("lr"), sides.get("preview")
+
+
+def _drop_other_side_outputs(out: Path, written: dict[str, Path], overwrite: bool) -> None:
+    """The side outputs this run did not write, left beside ``out`` by an earlier run (an
+    LR mosaic of other weights, a preview of another image): removed with ``overwrite``
+    (an LR mosaic only if zoomsr wrote it), else named in a warning."""
+    for key, path in side_outputs(out, True, True).items():
+        if key in written or not path.is_file():
+            continue
+        if overwrite and (key == "preview" or made_by_zoomsr(path)):
+            path.unlink(missing_ok=True)
+            continue
+        import warnings
+
+        from zoomsr.errors import ZoomsrWarning
+
+        what = "LR mosaic" if key == "lr" else "preview"
+        why = ("not written by zoomsr, so --overwrite keeps it" if overwrite else
+               "left by another run: remove it, or pass --overwrite")
+        warnings.warn(f"{path}: not this run's (it wrote no {what}; {why})", ZoomsrWarning,
+                      stacklevel=2)
 
 
 def side_outputs_tag(options: InferenceOptions) -> dict[str, str]:

@@ -220,11 +220,15 @@ def _holds_a_frame(path: Path) -> bool:
 def expand(
     items: Sequence[str | os.PathLike[str]], extra_bands: Sequence[str] = ()
 ) -> tuple[list[list[Path] | dict], list[str]]:
-    """Turn the user's paths into frame candidates (lists of files, or band dicts).
+    """Turn the user's paths into frame candidates (lists of files, or band dicts), in the
+    order the inputs came (a date of band files where its first file came: ``--native-grid``
+    takes the first frame's grid).
 
     Loose files are grouped by date (:func:`group_key`); of two files of one band and date,
     the finer resolution is kept (a SAFE product has B04 at 10, 20 and 60 m). Extra bands
-    the model does not take are left out with a note.
+    the model does not take are left out with a note. A manifest's line of one file is taken
+    as that file named on the command line (its SCL and extra bands found beside it); a line
+    of several files, or a JSON object of bands, is a frame as listed.
     """
     if not items:
         raise DataError("no input given (pass raster files, folders or a manifest)")
@@ -233,10 +237,16 @@ def expand(
             # an unset shell variable ("$DIR"): as a path it is the current folder, scanned
             raise DataError(f"an empty input path ({item!r}): an unset variable? pass raster "
                             "files, folders or a manifest (. for the current folder)")
-    candidates: list[list[Path] | dict] = []
+    placed: list[tuple[int, list[Path] | dict]] = []  # (place among the inputs, candidate)
     ignored: list[str] = []
     loose: list[Path] = []
+    place: dict[Path, int] = {}  # each loose file's place among the inputs
     found_in_folder: set[Path] = set()
+
+    def add_loose(f: Path) -> None:
+        place.setdefault(f, len(place) + len(placed))
+        loose.append(f)
+
     for item in items:
         # absolute and normalised (symlinks kept): the tags and --resume's record then name a
         # file the same way whichever folder the command ran from, and however it was spelled
@@ -254,18 +264,24 @@ def expand(
                     f"{p}: no raster found (looked for {', '.join(RASTER_SUFFIXES)} in the "
                     "folder, its sub-folders and the IMG_DATA of SAFE products)"
                 )
-            loose.extend(files)
+            for f in files:
+                add_loose(f)
             found_in_folder.update(files)
         elif p.suffix.lower() in MANIFEST_SUFFIXES:
-            candidates.extend(_read_manifest(p))
+            for entry in _read_manifest(p):
+                if isinstance(entry, list) and len(entry) == 1:
+                    add_loose(entry[0])  # as if named here
+                else:
+                    placed.append((len(place) + len(placed), entry))
         else:
-            loose.append(p)
+            add_loose(p)
     seen: set[Path] = set()
     for f in loose:
         if f.resolve() in seen:
             raise DataError(f"{f}: given twice")
         seen.add(f.resolve())
     groups: dict[str, dict[str, Path]] = {}
+    first: dict[str, int] = {}  # each date's first file's place
     for f in loose:
         if _PREVIEW_TOKENS & {t.lower() for t in _TOKEN_RE.findall(f.stem)}:
             ignored.append(f"{f}: a preview image, not a date")
@@ -286,8 +302,9 @@ def expand(
             ignored.append(f"{f}: a zoomsr output, not a date")
             continue
         if role is None:
-            candidates.append([f])
+            placed.append((place[f], [f]))
             continue
+        first[group_key(f)] = min(first.get(group_key(f), place[f]), place[f])
         slot = groups.setdefault(group_key(f), {})
         if role in slot:
             a, b = _resolution_m(f), _resolution_m(slot[role])
@@ -308,9 +325,9 @@ def expand(
             for role, f in slot.items():
                 if role in ("red", "green", "blue"):
                     ignored.append(f"{f}: same date as {slot['tci'].name}, which is used")
-            candidates.append({"tci": slot["tci"], **extras})
+            placed.append((first[key], {"tci": slot["tci"], **extras}))
         elif {"red", "green", "blue"} <= set(slot):
-            candidates.append(slot)
+            placed.append((first[key], slot))
         elif set(slot) <= aux:
             raise DataError(
                 f"{_listed(slot)}: without a TCI or B04/B03/B02 file of the same date (files "
@@ -322,7 +339,8 @@ def expand(
                 f"{_listed(slot)}: band files of one date lack {', '.join(missing)} (need B04, "
                 "B03, B02 or a TCI file)"
             )
-    return candidates, ignored
+    placed.sort(key=lambda x: x[0])  # (stable: a date's files keep their order)
+    return [c for _, c in placed], ignored
 
 
 def _listed(slot: dict[str, Path]) -> str:

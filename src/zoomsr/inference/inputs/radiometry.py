@@ -42,6 +42,11 @@ BASELINE_OFFSET = 1000
 #: Largest plausible float reflectance; larger floats mean another scaling (e.g. x 10000).
 MAX_FLOAT_REFLECTANCE = 2.0
 
+#: The brightest red, green or blue reflectance of a scene is above this (open water's blue
+#: is about 0.03-0.06): a float file whose values all stay below it is scaled down (divided
+#: by 10000 twice), and came out black.
+MIN_SCENE_REFLECTANCE = 0.01
+
 
 #: Float reflectance at or below this is a fill value (-9999, -1...), not a surface: nothing
 #: reflects -100 %, while atmospheric correction leaves dark pixels a few hundredths below 0
@@ -123,6 +128,7 @@ def radiometry_for(
                     "(looks scaled, e.g. x 10000); rescale it, or pass --radiometry dn if the "
                     "values are Sentinel-2 digital numbers"
                 )
+            _refuse_dim(path, top)
             return "reflectance"
         raise unsupported_dtype(path, dtype)
     if choice == "tci" and dtype != "uint8":
@@ -131,9 +137,23 @@ def radiometry_for(
         raise DataError(f"{path}: --radiometry reflectance needs float data, found {dtype}")
     if choice == "reflectance" and top > MAX_FLOAT_REFLECTANCE:
         raise DataError(f"{path}: values up to {top:g} are not reflectance in [0, 1]")
+    if choice == "reflectance":
+        _refuse_dim(path, top)
     if choice == "dn" and dtype == "uint8":
         raise DataError(f"{path}: --radiometry dn needs 16-bit or float data, found uint8")
     return choice  # type: ignore[return-value]
+
+
+def _refuse_dim(path: Path, top: float) -> None:
+    """Refuse float reflectance whose brightest valid value (``top``; 0: no data, told
+    elsewhere) is below :data:`MIN_SCENE_REFLECTANCE`: no scene is that dark, and it came
+    out black with a mask saying valid."""
+    if 0 < top < MIN_SCENE_REFLECTANCE:
+        raise DataError(
+            f"{path}: float reflectance of at most {top:g}: no scene is that dark (its "
+            f"brightest red/green/blue is above {MIN_SCENE_REFLECTANCE:g}); scaled down twice "
+            "(e.g. divided by 10000 again)? rescale it to reflectance in [0, 1]"
+        )
 
 
 def check_values(path: Path, sample: np.ndarray, radiometry: Radiometry, choice: str,
