@@ -142,3 +142,26 @@ def test_old_naip_images_and_stray_files_in_pair_folders_are_checked(tiny_datase
     assert {("error", "old_naip/1000_2000/c.png"), ("error", "old_naip/notatile"),
             ("warning", "old_naip/5_5"), ("warning", "naip/img-a/1000_2000/extra.png")} <= paths
     assert not any(p == "old_naip/1000_2000/a.png" for _, p in paths)
+
+
+def test_a_sixteen_bit_band_with_several_channels_is_named_as_such(tiny_dataset):
+    """A 16-bit grey+alpha b08.png got the PNG reader's advice for TCI ("16-bit colour PNG ...
+    save it as 8-bit RGB"): wrong for a 16-bit band."""
+    import struct
+    import zlib
+
+    s2 = tiny_dataset / "sentinel2" / "1000_2000"
+    values = np.full((6 * 32, 32, 2), 1000, ">u2")  # grey + alpha, 16 bits each
+    raw = b"".join(b"\x00" + row.tobytes() for row in values)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    (s2 / "b08.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 6 * 32, 16, 4, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    report = check_dataset(tiny_dataset, bands=("tci", "b08"))
+    (problem,) = [p for p in report.errors if p.path.endswith("b08.png")]
+    assert problem.message == ("band b08 is a 16-bit grey+alpha PNG; expected 16-bit grey "
+                               "(1 channel of digital numbers)")

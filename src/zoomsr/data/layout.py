@@ -213,13 +213,37 @@ def read_hr(path: Path, size: int) -> np.ndarray:
     return arr
 
 
+#: PNG colour types (IHDR byte 25) with more than one channel.
+_PNG_COLOURS = {2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+
+
+def _refuse_16bit_colour(path: Path, band: str) -> None:
+    """Raise :class:`DataError` when ``path`` is a 16-bit PNG with several channels, saying
+    what ``band`` needs (the PNG reader's advice, 8-bit RGB, fits TCI only)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return
+    if len(head) < 26 or head[12:16] != b"IHDR" or head[24] != 16 or head[25] not in _PNG_COLOURS:
+        return
+    expected = ("8-bit RGB (3 channels)" if band_channels(band) == 3
+                else "16-bit grey (1 channel of digital numbers)")
+    raise DataError(f"{path}: band {band} is a 16-bit {_PNG_COLOURS[head[25]]} PNG; expected "
+                    f"{expected}")
+
+
 def read_band_series(path: Path, band: str, chunk: int = LR_PIXELS) -> np.ndarray:
     """Read a stacked band file as ``[T, chunk, chunk, C]`` in its raw dtype.
 
     The file is ``[T*chunk, chunk(, C)]``. Wrong width, a height that is not a multiple of
     ``chunk``, or the wrong channel count raise :class:`DataError` naming the file.
     """
-    arr = read_png(path)
+    try:
+        arr = read_png(path)
+    except DataError:
+        _refuse_16bit_colour(path, band)  # a band file's own reason, when that is the cause
+        raise
     channels = band_channels(band)
     if arr.ndim == 2:
         arr = arr[:, :, None]

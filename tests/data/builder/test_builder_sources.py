@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from zoomsr.data.builder.sources import (
     stac_item_radiometry,
     write_manifest,
 )
-from zoomsr.errors import DataError, InputError
+from zoomsr.data.builder.stac import s2_entry
+from zoomsr.errors import DataError, InputError, ZoomsrWarning
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -70,6 +72,61 @@ def test_dn_offset_rules():
     item["properties"]["earthsearch:boa_offset_applied"] = True
     assert stac_item_radiometry(item) == {"level": "L2A", "baseline": "04.00", "dn_offset": 0,
                                           "datetime": utc(2022, 3, 1).replace(hour=10)}
+
+
+def test_boa_offset_applied_wins_over_raster_bands_offset(builder_scene, tmp_path):
+    """Earth Search items keep raster:bands offset -0.1 whether or not the offset was applied
+    (earth-search issue #66): with earthsearch:boa_offset_applied true the DN are already
+    harmonised (0), not -1000, which subtracted the offset a second time."""
+    item = {"type": "Feature", "id": "S2B_15TVG_20220301_0_L2A",
+            "collection": "sentinel-2-l2a",
+            "properties": {"s2:processing_baseline": "04.00", "datetime": "2022-03-01T17:00:00Z",
+                           "earthsearch:boa_offset_applied": True},
+            "assets": {key: {"href": f"{key}.tif", "raster:bands": [
+                {"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]}
+                for key in ("blue", "green", "red", "nir")}}
+    assert stac_item_radiometry(item)["dn_offset"] == 0
+    assert s2_entry(item)["dn_offset"] == 0  # what `zoomsr data search` writes
+    item["properties"]["earthsearch:boa_offset_applied"] = False  # not applied: the bands say
+    assert stac_item_radiometry(item)["dn_offset"] == -1000
+    # the same from a folder of band files with the item beside them
+    folder = tmp_path / item["id"]
+    shutil.copytree(builder_scene.s2["clear"], folder,
+                    ignore=shutil.ignore_patterns("*.json"))
+    item["properties"]["earthsearch:boa_offset_applied"] = True
+    (folder / "item.json").write_text(json.dumps(item))
+    (scene,) = discover_sentinel2([folder])
+    assert (scene.id, scene.processing_baseline, scene.dn_offset) == (item["id"], "04.00", 0)
+
+
+def test_a_high_res_file_given_twice_is_used_once(builder_scene, tmp_path):
+    """--hr a.tif --hr a.tif --hr folder (or a symlink to it): one image, one warning (they
+    were images m_..., m_...-1, m_...-2, every pair written three times)."""
+    folder = tmp_path / "naip"
+    folder.mkdir()
+    hr = folder / builder_scene.hr_path.name
+    shutil.copy(builder_scene.hr_path, hr)
+    (tmp_path / "link.tif").symlink_to(hr)
+    with pytest.warns(ZoomsrWarning) as caught:
+        images = discover_highres([hr, hr, folder, tmp_path / "link.tif"])
+    assert [(i.id, i.path) for i in images] == [(hr.stem, str(hr))]
+    (w,) = caught  # paths given on the command line are resolved: the link is the file
+    assert str(w.message) == f"{hr}: given 4 times as a high-res input; used once"
+    # another file of the same name is another image, as before
+    other = tmp_path / "other" / hr.name
+    other.parent.mkdir()
+    shutil.copy(hr, other)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [i.id for i in discover_highres([hr, other])] == [hr.stem, f"{hr.stem}-1"]
+    # a manifest listing one href twice (as two spellings of one path)
+    path = write_manifest(tmp_path / "m.json", [], [
+        {"id": "a", "href": str(hr)}, {"id": "b", "href": f"{folder}/../naip/{hr.name}"}])
+    with pytest.warns(ZoomsrWarning) as caught:
+        assert [i.id for i in read_manifest(path).highres] == ["a"]
+    assert [str(w.message) for w in caught] == [
+        f"{hr}: given 2 times as a high-res input (also as {folder}/../naip/{hr.name}); used "
+        "once"]
 
 
 def test_band_files_with_stac_item(builder_scene):

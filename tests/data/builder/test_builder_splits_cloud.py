@@ -72,6 +72,15 @@ def test_split_config_validation():
         SplitConfig(group_tiles=0)
 
 
+@pytest.mark.parametrize("text", ["nan,0.5,0.5", "0.5,nan,0.5", "inf,0,0", "-inf,1,1",
+                                  "1,0,nan"])
+def test_split_fractions_must_be_finite(text):
+    """NaN passed both checks (NaN < 0 and |NaN - 1| > 1e-6 are False): a build went on with
+    "train 0, val 0, test 374"."""
+    with pytest.raises(ConfigError, match="split fractions must be finite numbers"):
+        SplitConfig(fractions=parse_fractions(text))
+
+
 def test_scl_and_brightness_cloud():
     scl = np.array([[4, 8, 9, 10], [3, 5, 6, 11], [0, 0, 4, 4], [4, 4, 4, 4]], np.uint8)
     mask = scl_cloud_mask(scl)

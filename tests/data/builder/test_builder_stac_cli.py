@@ -235,6 +235,44 @@ def test_build_cli_inputs_and_errors(cli, tmp_path, builder_scene):
     assert code == 2 and "sum to 1" in err
 
 
+def test_build_cli_uses_a_high_res_file_given_twice_once(cli, tmp_path, builder_scene):
+    """`--hr a.tif --hr a.tif --hr folder_of_a`, or a manifest listing it and --hr: one image
+    and a one-line note (they were written as images m_..., m_...-1, m_...-2, every pair
+    three times)."""
+    hr = builder_scene.hr_path
+    out = tmp_path / "ds"
+    code, stdout, err = cli("data", "build", out, "--s2", builder_scene.s2["clear"], "--hr", hr,
+                            "--hr", hr, "--hr", hr.parent, "--no-progress", "-j", "1")
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "naip").iterdir()) == [hr.stem]
+    assert "9 pairs on 9 tiles" in stdout
+    notes = [line for line in err.splitlines() if "high-res input" in line]
+    assert notes == [f"warning: {hr}: given 3 times as a high-res input; used once"]
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"format": "zoomsr-manifest", "sentinel2": [], "highres": [
+        {"href": str(hr)}, {"href": str(hr)}]}))
+    code, stdout, err = cli("data", "build", tmp_path / "ds2", "--manifest", manifest, "--s2",
+                            builder_scene.s2["clear"], "--hr", hr, "--no-progress", "-j", "1")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "ds2" / "naip").iterdir()) == [hr.stem]
+    assert "9 pairs on 9 tiles" in stdout
+    assert [line for line in err.splitlines() if "high-res input" in line] == [
+        f"warning: {hr}: given 2 times as a high-res input; used once",  # in the manifest
+        f"warning: {hr}: given 2 times as a high-res input; used once"]  # manifest and --hr
+
+
+@pytest.mark.parametrize("fractions", ["nan,0.5,0.5", "inf,0,0"])
+def test_build_cli_refuses_non_finite_split_fractions(cli, tmp_path, builder_scene, fractions):
+    """`--split-fractions nan,0.5,0.5` was accepted: exit 0, "train 0, val 0, test 374"."""
+    out = tmp_path / "ds"
+    code, stdout, err = cli("data", "build", out, "--s2", builder_scene.s2["clear"], "--hr",
+                            builder_scene.hr_path, "--split-fractions", fractions,
+                            "--no-progress", "-j", "1")
+    assert code == 2 and not stdout and not out.exists()
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: split fractions must be finite numbers (train, val, test)")
+
+
 def test_build_with_scale_3_passes_check(cli, tmp_path, builder_scene):
     """`data check` and `data info` use the scale the build recorded (96 px NAIP images)."""
     out = tmp_path / "bD"

@@ -57,7 +57,7 @@ from zoomsr.data.builder.cloud import (
     scl_cloud_mask,
 )
 from zoomsr.data.builder.reproject import GridWindow, resampling, warp
-from zoomsr.data.builder.sources import HRImage, S2Scene, Sources, is_remote
+from zoomsr.data.builder.sources import HRImage, S2Scene, Sources, is_remote, unique_highres
 from zoomsr.data.builder.splits import SplitConfig, tile_split, write_splits
 from zoomsr.data.layout import (
     BUILD_STATE_DIR,
@@ -301,6 +301,8 @@ def _check_sources(sources: Sources, config: BuildConfig) -> Sources:
             raise InputError(f"Sentinel-2 scene {scene.id}: --cloud msk_classi needs its L1C "
                              "cloud mask (MSK_CLASSI_B00, processing baseline 04.00 on); use "
                              "--cloud auto or brightness")
+    # each high-res file once, however often it was given (manifest and --hr, say)
+    sources = Sources(list(sources.sentinel2), unique_highres(sources.highres))
     return with_dn_offsets(sources, config)  # after: it names one of the bands checked above
 
 

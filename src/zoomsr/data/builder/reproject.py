@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
@@ -114,7 +115,7 @@ def warp(
         method: resampling (bilinear for imagery, nearest for class maps such as SCL).
         indexes: 1-based bands to read (default all).
         src_nodata: value marking invalid source pixels when the file declares none
-            (the file's own nodata value or mask wins).
+            (the file's own nodata value wins; its mask and alpha band count as well).
 
     Returns:
         ``data`` ``[C, H, W]`` in the file's dtype (0 where invalid) and ``valid``
@@ -132,9 +133,12 @@ def warp(
             # the source's own alpha if it has one (e.g. RGBA), else one the warper writes.
             alpha = [k + 1 for k, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
             if alpha:
+                # nodata=None: the VRT's default, the source's nodata, would be the initial
+                # value of every band, alpha included, where the warper finds no valid source
+                # pixel (outside the image, or all nodata): with nodata 255, opaque there.
                 with WarpedVRT(src, crs=CRS, transform=grid.transform, width=grid.width,
                                height=grid.height, resampling=method, src_nodata=nodata,
-                               warp_mem_limit=256) as vrt:
+                               nodata=None, warp_mem_limit=256) as vrt:
                     data = vrt.read(bands + alpha[:1])
             else:
                 # Warping only the wanted bands (not all of an RGBN file) saves ~40 %.
@@ -142,6 +146,7 @@ def warp(
                 reproject(rasterio.band(src, bands), data, src_nodata=nodata,
                           dst_transform=grid.transform, dst_crs=CRS, resampling=method,
                           dst_alpha=len(bands) + 1, init_dest_nodata=True, warp_mem_limit=256)
+            masked = _warp_mask(src, grid, method) if _has_mask(src) else None
     except RASTER_ERRORS as exc:
         if not is_remote(str(path)) and not Path(path).exists():
             # read when the build was planned: moved or deleted since
@@ -152,9 +157,43 @@ def warp(
         raise DataError(f"{path}: cannot read raster, the file may be damaged or truncated "
                         f"({gdal_reason(exc)})") from None
     valid = data[-1] > 0
+    if masked is not None:
+        valid &= masked
     data = data[:-1]
     data[:, ~valid] = 0
     return data, valid
+
+
+def _has_mask(src: rasterio.DatasetReader) -> bool:
+    """Whether ``src`` has a mask of its own (GDAL's internal or ``.msk`` mask, e.g. the collar
+    of a JPEG-compressed COG), as opposed to one derived from nodata or an alpha band."""
+    flags = src.mask_flag_enums[0] if src.count else []
+    return MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags
+
+
+def _warp_mask(src: rasterio.DatasetReader, grid: GridWindow, method: Resampling) -> np.ndarray:
+    """Where ``src``'s own mask is valid on ``grid``: every source pixel a target pixel is
+    interpolated from is unmasked.
+
+    GDAL's warper ignores this mask once a nodata value or an alpha band is given, so the
+    mask is warped on its own: a VRT band reading it (``mask,1``), resampled like the data.
+    Only fully valid target pixels count (255), so that none mixes in masked values.
+    """
+    vrt = (f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">'
+           f"<SRS>{escape(src.crs.to_wkt())}</SRS>"
+           f"<GeoTransform>{', '.join(repr(v) for v in src.transform.to_gdal())}</GeoTransform>"
+           '<VRTRasterBand dataType="Byte" band="1"><SimpleSource>'
+           f'<SourceFilename relativeToVRT="0">{escape(src.files[0] if src.files else src.name)}'
+           "</SourceFilename><SourceBand>mask,1</SourceBand>"
+           f'<SrcRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+           f'<DstRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+           "</SimpleSource></VRTRasterBand></VRTDataset>")
+    out = np.zeros((2, grid.height, grid.width), np.uint8)
+    with rasterio.open(vrt) as mask:
+        reproject(rasterio.band(mask, 1), out, dst_nodata=0, dst_transform=grid.transform,
+                  dst_crs=CRS, resampling=method, dst_alpha=2, init_dest_nodata=True,
+                  warp_mem_limit=256)
+    return (out[0] == 255) & (out[1] > 0)
 
 
 __all__ = ["GridWindow", "RESAMPLING", "resampling", "warp"]

@@ -35,7 +35,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from zoomsr.errors import DataError, InputError, first_line
+from zoomsr.errors import DataError, InputError, ZoomsrWarning, first_line
 from zoomsr.grid import ground_pixel_m
 
 try:  # GDAL's own errors: rasterio raises them directly or as the cause of its own
@@ -403,15 +403,19 @@ def stac_item_radiometry(item: Mapping) -> dict:
     if props.get("s2:processing_baseline"):
         out["baseline"] = str(props["s2:processing_baseline"])
     if props.get("earthsearch:boa_offset_applied") is True:
+        # Earth Search removed the offset, but its items keep raster:bands offset -0.1 whether
+        # or not it was applied (earth-search issue #66): this flag wins over them.
         out["dn_offset"] = 0
-    # raster:bands offset/scale, when declared, says exactly how DN map to reflectance.
-    for key, asset in item.get("assets", {}).items():
-        if BAND_ALIASES.get(key.lower()) in (None, "tci", "scl", "msk_classi"):
-            continue
-        bands = asset.get("raster:bands") or []
-        if bands and "offset" in bands[0] and bands[0].get("scale"):
-            out["dn_offset"] = int(round(float(bands[0]["offset"]) / float(bands[0]["scale"])))
-            break
+    else:
+        # raster:bands offset/scale, when declared, says how DN map to reflectance.
+        for key, asset in item.get("assets", {}).items():
+            if BAND_ALIASES.get(key.lower()) in (None, "tci", "scl", "msk_classi"):
+                continue
+            bands = asset.get("raster:bands") or []
+            if bands and "offset" in bands[0] and bands[0].get("scale"):
+                out["dn_offset"] = int(round(float(bands[0]["offset"])
+                                             / float(bands[0]["scale"])))
+                break
     if props.get("datetime"):
         out["datetime"] = parse_datetime(props["datetime"], item.get("id", "STAC item"))
     return out
@@ -609,13 +613,18 @@ def discover_sentinel2(
 
 
 def _unique_ids(items: list) -> list:
-    seen: dict[str, int] = {}
+    """``items`` with repeated ids suffixed ``-1``, ``-2`` ... (skipping ids already in use:
+    lists from a manifest and ``--hr`` are joined)."""
+    given = {item.id for item in items}
+    used: set[str] = set()
     out = []
     for item in items:
-        n = seen.get(item.id, 0)
-        seen[item.id] = n + 1
-        if n:
+        if item.id in used:
+            n = 1
+            while f"{item.id}-{n}" in used or f"{item.id}-{n}" in given:
+                n += 1
             item = dataclasses.replace(item, id=f"{item.id}-{n}")
+        used.add(item.id)
         out.append(item)
     return out
 
@@ -640,6 +649,43 @@ def _hr_image(path: str, image_id: str, when: dt.datetime | None,
             "give one with --hr-date or a manifest"
         )
     return HRImage(image_id, when, path, footprint, info["pixel_m"])
+
+
+def _file_identity(path: str) -> tuple:
+    """What makes two paths one file: device and inode for a local file (symlinks, hard
+    links, ``a/../a.tif``), else the path or URL itself."""
+    if not is_remote(path):
+        try:
+            st = os.stat(path)
+            return ("file", st.st_dev, st.st_ino)
+        except OSError:
+            pass  # reported where it is read
+    return ("path", path)
+
+
+def unique_highres(images: Iterable[HRImage]) -> list[HRImage]:
+    """``images`` with each file once (the first entry kept), and every id unique.
+
+    A file given twice (``--hr a.tif --hr a.tif``, its folder too, a manifest listing it
+    twice, or a manifest and ``--hr``) would be written as separate images with the same
+    pixels, every pair duplicated: the repeats are dropped with one :class:`ZoomsrWarning`
+    per file.
+    """
+    groups: dict[tuple, list[HRImage]] = {}
+    for img in images:
+        groups.setdefault(_file_identity(img.path), []).append(img)
+    for group in groups.values():
+        _warn_repeated(group[0].path, [img.path for img in group])
+    return _unique_ids([group[0] for group in groups.values()])
+
+
+def _warn_repeated(path: str, paths: Sequence[str]) -> None:
+    """One warning when the high-res file ``path`` was given more than once (as ``paths``)."""
+    if len(paths) > 1:
+        others = sorted(set(paths) - {path})
+        also = f" (also as {', '.join(others)})" if others else ""
+        warnings.warn(f"{path}: given {len(paths)} times as a high-res input{also}; used once",
+                      ZoomsrWarning, stacklevel=4)
 
 
 def _safe_image_id(name: str) -> str:
@@ -668,7 +714,14 @@ def discover_highres(
             raise DataError(f"{p}: not a raster file ({', '.join(RASTER_SUFFIXES)})")
         else:
             files.append(p)
-    images = [_hr_image(str(f), _safe_image_id(f.stem), None, date) for f in files]
+    # a file given twice (itself and its folder, say) is opened and used once
+    groups: dict[tuple, list[str]] = {}
+    for f in files:
+        groups.setdefault(_file_identity(str(f)), []).append(str(f))
+    for paths in groups.values():
+        _warn_repeated(paths[0], paths)
+    images = [_hr_image(paths[0], _safe_image_id(Path(paths[0]).stem), None, date)
+              for paths in groups.values()]
     return _unique_ids(images)
 
 
@@ -796,7 +849,7 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
         for scene in out.sentinel2:
             _validate_scene_files(scene)
     out.sentinel2 = _unique_ids(out.sentinel2)
-    out.highres = _unique_ids(out.highres)
+    out.highres = unique_highres(out.highres)
     return out
 
 
@@ -828,5 +881,6 @@ __all__ = [
     "parse_datetime",
     "read_manifest",
     "stac_item_radiometry",
+    "unique_highres",
     "write_manifest",
 ]

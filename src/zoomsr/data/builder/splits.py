@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ class SplitConfig:
     def __post_init__(self) -> None:
         if self.group_tiles < 1:
             raise ConfigError(f"split group size must be >= 1 tile, got {self.group_tiles}")
+        if len(self.fractions) == 3 and not all(math.isfinite(f) for f in self.fractions):
+            # NaN passes every comparison below (NaN < 0 and |NaN - 1| > 1e-6 are False)
+            raise ConfigError(f"split fractions must be finite numbers (train, val, test), "
+                              f"got {self.fractions}")
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions):
             raise ConfigError(f"split fractions must be 3 non-negative numbers (train, val, "
                               f"test), got {self.fractions}")
