@@ -67,6 +67,11 @@ def test_parse_and_str_round_trip():
     for bad in ["12345-67890", "a_b", "1_2_3", "", "131072_0"]:
         with pytest.raises(InputError):
             Tile.parse(bad)
+    assert Tile.parse("0_0") == Tile(0, 0)
+    # leading zeros: accepted as a tile id, such a folder paired with no '12_34'
+    for padded in ["0012_0034", "12_034", "00_1"]:
+        with pytest.raises(InputError, match=r"no leading zeros: the dataset names that tile "):
+            Tile.parse(padded)
 
 
 def test_transforms_of_chunks():

@@ -51,13 +51,18 @@ class Tile:
 
     @classmethod
     def parse(cls, name: str) -> Tile:
-        """Parse ``"12345_67890"``; raises :class:`InputError` on anything else."""
+        """Parse ``"12345_67890"``; raises :class:`InputError` on anything else, leading
+        zeros included (``"0012_0034"`` would not pair with the dataset's ``12_34``)."""
         match = _TILE_RE.match(name.strip())
         if match is None:
             raise InputError(
                 f"not a tile id: {name!r} (expected '{{col}}_{{row}}', e.g. '12345_67890')"
             )
-        return cls(int(match.group(1)), int(match.group(2)))
+        tile = cls(int(match.group(1)), int(match.group(2)))
+        if str(tile) != name.strip():
+            raise InputError(f"not a tile id: {name!r} (no leading zeros: the dataset names "
+                             f"that tile '{tile}')")
+        return tile
 
     def __str__(self) -> str:
         return f"{self.col}_{self.row}"

@@ -29,6 +29,7 @@ def test_every_kind_of_problem_is_listed(tiny_dataset):
     (s2 / "1001_2001" / "tci.png").unlink()
     write_png(naip / "1000_2001" / "rgb.png", np.ones((64, 64, 3), np.uint8))
     (naip / "not_a_tile").mkdir()
+    (naip / "0012_0034").mkdir()
     (naip / "7_7").mkdir()
     (s2 / "9_9").mkdir()
     write_png(s2 / "9_9" / "tci.png", np.ones((32, 32, 3), np.uint8))
@@ -43,6 +44,7 @@ def test_every_kind_of_problem_is_listed(tiny_dataset):
         "sentinel2/1001_2001/tci.png": "band tci missing",
         "naip/img-a/1000_2001/rgb.png": "is 64x64 px, expected 128x128",
         "naip/img-a/not_a_tile": "not a tile id",
+        "naip/img-a/0012_0034": "no leading zeros",  # would pair with no '12_34'
         "naip/img-a/7_7/rgb.png": "missing",
     }
     for path, text in expected_errors.items():

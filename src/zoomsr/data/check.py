@@ -126,7 +126,8 @@ def check_dataset(
             if not tile_dir.is_dir():
                 add(Problem(str(tile_dir), "unexpected file (expected tile folders)", "warning"))
             elif not _tile_ok(tile_dir.name):
-                add(Problem(str(tile_dir), "folder name is not a tile id '{col}_{row}'"))
+                add(Problem(str(tile_dir), "folder name is not a tile id '{col}_{row}' (whole "
+                            "numbers, no leading zeros)"))
             elif not (tile_dir / HR_FILE).is_file():
                 add(Problem(str(tile_dir / HR_FILE), "missing"))
             else:
@@ -157,7 +158,8 @@ def check_dataset(
                     "warning"))
     for name in sorted(s2_tiles - pair_tiles):
         if not _tile_ok(name):
-            add(Problem(str(s2_root / name), "folder name is not a tile id '{col}_{row}'"))
+            add(Problem(str(s2_root / name), "folder name is not a tile id '{col}_{row}' (whole "
+                        "numbers, no leading zeros)"))
         else:
             add(Problem(str(s2_root / name), "Sentinel-2 series with no NAIP image", "warning"))
     report.n_tiles = len(pair_tiles)
