@@ -208,6 +208,14 @@ def writer_strip() -> int:
     return geotiff.STRIP
 
 
+def read_threads() -> int:
+    """Threads decoding a row's files at once in this process (1: its row thread alone)."""
+    from zoomsr.inference import reader
+
+    n = min(reader.workers_available(), reader.READ_THREADS)
+    return n if n >= 2 else 1
+
+
 def options(args: argparse.Namespace):
     """The run's ``InferenceOptions`` from :func:`add_pipeline_options`' arguments (and with
     ``--turns``, the pipeline's turns for the host turned on in this process)."""
@@ -219,6 +227,10 @@ def options(args: argparse.Namespace):
         from zoomsr.io import geotiff
 
         geotiff.STRIP = args.writer_strip
+    if args.read_threads:
+        from zoomsr.inference import reader
+
+        reader.READ_THREADS = args.read_threads
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     extra = {} if args.column_width is None else {"column_width": args.column_width}
@@ -267,7 +279,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
-        "writer_strip": writer_strip(),
+        "writer_strip": writer_strip(), "read_threads": read_threads(),
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
         "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,
@@ -279,7 +291,7 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
                 "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
-                "switch_interval", "writer", "writer_strip"):
+                "switch_interval", "writer", "writer_strip", "read_threads"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -330,6 +342,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--writer-strip", type=int, default=None, metavar="ROWS",
                    help="Output rows the GeoTIFF writer writes at a time (zoomsr.io.geotiff."
                    "STRIP, a multiple of 256; default: the module's).")
+    p.add_argument("--read-threads", type=int, default=None, metavar="N",
+                   help="Threads decoding a row's files at once (zoomsr.inference.reader."
+                   "READ_THREADS, at most the CPUs; 1: the row thread alone, as before "
+                   "2026-11-27; default: the module's).")
     p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
                    help="Where the output GeoTIFF is compressed while rows are computed "
                    "(pipeline.WRITER_PROCESS; auto: the pipeline's default, a thread).")

@@ -418,3 +418,54 @@ def test_float64_files_are_read_as_float32(tmp_path):
     assert np.array_equal(raw.numpy(), data.astype(np.float32))
     buf = torch.from_numpy(np.array([1, 2, 32768, 65535], np.uint16).view(np.uint8).copy())
     assert from_bytes(buf, 0, np.uint16, (2, 2)).tolist() == [[1, 2], [32768, 65535]]
+
+
+def test_a_rows_files_are_decoded_by_the_read_pool_with_the_same_values(tmp_path,
+                                                                        monkeypatch):
+    """A row's dates were decoded one after the other by its row thread (what a GPU run's
+    first model call waited for): they are decoded by the pool's threads at once now, each
+    into its own part of the row's buffer, aligned and warped files alike; the same values
+    as one at a time, and a damaged file is still named (the first in order)."""
+    import threading
+
+    from zoomsr.inference import reader as reader_module
+
+    aligned = write_frames(tmp_path / "a", n=3, size=(32, 40), dtype="uint16", seed=1)
+    from affine import Affine
+
+    with rasterio.open(aligned[0]) as ds:
+        t = ds.transform
+    off = Affine(t.a, 0, t.c + 0.4 * t.a, 0, t.e, t.f + 0.3 * t.e)  # off the lattice: warped
+    warped = write_frames(tmp_path / "w", n=2, size=(32, 40), dtype="uint16", seed=2,
+                          transform=off)
+    frames = discover_frames([*aligned, *warped], dn_offset=1000.0).frames
+    grid = plan_grid(frames, 4)
+    window = Window(0, 3, grid.width, 20)
+    threads = []
+    read_into = reader_module.SceneReader._read_into
+
+    def recorded(src, win, out):  # noqa: ANN001
+        threads.append(threading.current_thread().name)
+        read_into(src, win, out)
+
+    monkeypatch.setattr(reader_module.SceneReader, "_read_into", staticmethod(recorded))
+    monkeypatch.setattr(reader_module, "workers_available", lambda: 2)
+    results = []
+    for pool in (True, False):
+        if not pool:
+            monkeypatch.setattr(reader_module, "read_pool", lambda: None)
+        threads.clear()
+        scene = SceneReader(frames, grid)
+        try:
+            results.append(scene.read_strip(window, CPU))
+            assert [srcs[0].offsets is None for srcs in scene._open()] == [False] * 3 + [True] * 2
+        finally:
+            scene.close()
+        if pool:
+            assert len(threads) == 5 and all(t.startswith("zoomsr-read") for t in threads)
+        else:
+            assert threads == [threading.current_thread().name] * 5
+    for a, b in zip(*results, strict=True):
+        if a is not None:
+            assert torch.equal(a, b)
+    assert results[0][1].any()  # (valid pixels: not a comparison of empty rows)

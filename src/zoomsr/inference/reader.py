@@ -12,7 +12,10 @@ only decodes and warps.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +42,7 @@ from zoomsr.inference.inputs.radiometry import (
     check_values,
     holds_fill_values,
 )
-from zoomsr.inference.inputs.rasters import gdal_messages_logged
+from zoomsr.inference.inputs.rasters import gdal_messages_logged, workers_available
 from zoomsr.io import geotiff
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
@@ -66,6 +69,43 @@ def aligned_offsets(grid: TargetGrid, crs, t) -> tuple[int, int] | None:  # noqa
     if abs(col - round(col)) > SNAP_TOL_PX or abs(row - round(row)) > SNAP_TOL_PX:
         return None
     return round(row), round(col)
+
+
+#: The files of a row are decoded by up to this many threads at once (GDAL decodes without
+#: Python's lock): a row's 8 dates were decoded one after the other by its row thread, which
+#: is what the first model call of a GPU run waited for.
+READ_THREADS = 16
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _enter_gdal_env() -> None:
+    # each pool thread keeps one environment for its life: GDAL's messages logged, as in
+    # the row threads (gdal_messages_logged), without an Env made per read
+    gdal_messages_logged().__enter__()
+
+
+def read_pool() -> ThreadPoolExecutor | None:
+    """The process's pool of threads decoding a row's files (None with one CPU)."""
+    global _pool
+    n = min(workers_available(), READ_THREADS)
+    if n < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(n, thread_name_prefix="zoomsr-read",
+                                       initializer=_enter_gdal_env)
+        return _pool
+
+
+def _forget_pool() -> None:  # a forked child has the pool's object, not its threads
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 @dataclass
@@ -257,13 +297,33 @@ class SceneReader:
         offsets, total = byte_offsets(sizes)
         host = staging_buffer(total, device)
         raw = host.numpy()
-        # in an Env: a dataset's first read may have GDAL say things again (a TIFF's directory
-        # reloaded), logged then instead of printed raw on stderr (gdal_messages_logged)
-        with gdal_messages_logged():
-            for src, offset, n, dtype, shape in zip(files, offsets, sizes, dtypes, shapes,
-                                                    strict=True):
-                self._read_into(src, window, raw[offset : offset + n].view(dtype).reshape(shape))
-        del raw  # nothing holds the host buffer but ``host``: reusable once its copy is done
+        jobs = [(src, raw[offset : offset + n].view(dtype).reshape(shape))
+                for src, offset, n, dtype, shape in zip(files, offsets, sizes, dtypes, shapes,
+                                                        strict=True)]
+        pool = read_pool() if len(jobs) > 1 else None
+        if pool is None:
+            # in an Env: a dataset's first read may have GDAL say things again (a TIFF's
+            # directory reloaded), logged then instead of printed raw (gdal_messages_logged)
+            with gdal_messages_logged():
+                for src, into in jobs:
+                    self._read_into(src, window, into)
+        else:
+            # each file decoded into its own part of the buffer, by the pool's threads (each
+            # dataset is this reader's: used by one thread at a time); every read ends before
+            # the buffer is let go or an error raised, the first file's error first
+            futures: list[Future] = []
+            try:
+                futures += [pool.submit(self._read_into, src, window, into)
+                            for src, into in jobs]
+                wait(futures)
+            except BaseException:  # a Ctrl-C in this thread: none writes into it after
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise
+            for f in futures:
+                f.result()
+        del raw, jobs  # nothing holds the host buffer but ``host``: reusable once copied
         there = send(host, device)
         views = iter([from_bytes(there, offset, dtype, shape)
                       for offset, dtype, shape in zip(offsets, dtypes, shapes, strict=True)])
