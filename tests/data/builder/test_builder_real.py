@@ -31,6 +31,7 @@ from zoomsr.data.builder.cloud import DEFAULT_CLOUD_CLASSES
 from zoomsr.data.builder.reproject import GridWindow, resampling, warp
 from zoomsr.data.check import check_dataset
 from zoomsr.data.layout import read_band_series, scan_pairs
+from zoomsr.errors import ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, TILE_SIZE_M, Tile, tile_for_lonlat
 
 #: A partly cloudy spot of the real scene (SCL classes 3/8/9/10 cover ~25-50 % around it).
@@ -218,8 +219,12 @@ def test_real_naip_reprojection_and_date_window(real, tmp_path):
     assert [i["status"] for i in rec["images"]] == ["primary", "series_outside_window"]
     # 30 days: 2020-07-01 is 61 days from the 2020 capture: the 2019 capture gets the
     # 2019-08-15 frame (20 days) instead.
-    narrow = build_dataset(tmp_path / "narrow", Sources(scenes, images),
-                           BuildConfig(bbox=bbox, window_days=30))
+    # 2020-07-01 is within 30 days of no capture: said (it was in no record, not even read)
+    with pytest.warns(ZoomsrWarning, match=(
+            r"^1 Sentinel-2 scene\(s\) used by no pair: 1 outside 30 days of every high-res "
+            r"capture it covers \(e\.g\. S2A_14TNT_20200701_0_L2A: 61 days from the nearest")):
+        narrow = build_dataset(tmp_path / "narrow", Sources(scenes, images),
+                               BuildConfig(bbox=bbox, window_days=30))
     assert {p.image_id for p in scan_pairs(narrow.root)} == {"m_4709963_se_14_1_20190904"}
     frames = load_index(narrow.root)["tiles"][0]["frames"]
     # (2020-07-01 is within 30 days of no capture: it is not even read.)

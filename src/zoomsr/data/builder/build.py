@@ -306,6 +306,29 @@ def _check_sources(sources: Sources, config: BuildConfig) -> Sources:
     return with_dn_offsets(sources, config)  # after: it names one of the bands checked above
 
 
+def _warn_unused_scenes(sources: Sources, overlapping: list[tuple[HRImage, S2Scene]],
+                        window: int) -> None:
+    """One ``ZoomsrWarning`` naming the Sentinel-2 scenes no pair can use: outside
+    ``window`` days of every high-res capture they cover, or covering none. They were left
+    out without a trace (in no tile's record: such a scene is not even read)."""
+    days: dict[str, list[int]] = {}
+    for img, scene in overlapping:
+        days.setdefault(scene.id, []).append(_days(scene.date, img.date))
+    far = {s.id: min(days[s.id]) for s in sources.sentinel2
+           if s.id in days and min(days[s.id]) > window}
+    apart = [s.id for s in sources.sentinel2 if s.id not in days]
+    parts = []
+    if far:
+        first = min(far, key=lambda i: (far[i], i))
+        parts.append(f"{len(far)} outside {window} days of every high-res capture it covers "
+                     f"(e.g. {first}: {far[first]} days from the nearest; --window-days)")
+    if apart:
+        parts.append(f"{len(apart)} covering no high-res image (e.g. {apart[0]})")
+    if parts:
+        warnings.warn(f"{len(far) + len(apart)} Sentinel-2 scene(s) used by no pair: "
+                      + "; ".join(parts), ZoomsrWarning, stacklevel=3)
+
+
 def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[BlockJob]:
     """Split the work into blocks of tiles; raise :class:`InputError` when nothing can pair."""
     _check_sources(sources, config)
@@ -329,6 +352,7 @@ def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[Block
             f"Sentinel-2: {', '.join(sorted({str(s.date) for _, s in overlapping}))}); "
             "widen --window-days or add scenes"
         )
+    _warn_unused_scenes(sources, overlapping, window)
 
     tile_images: dict[Tile, list[str]] = {}
     for img in sources.highres:
