@@ -4,6 +4,7 @@ generated georeferenced series through the packaged multi-image default, offline
 from __future__ import annotations
 
 import os
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,6 +77,12 @@ def test_demo_series_is_a_georeferenced_x4_geotiff(multi8, tmp_path):
     assert result.preview is not None and result.preview.is_file()
     with pytest.raises(InputError, match="--overwrite"):
         run_series_demo(tmp_path / "demo", multi8, size=48)
+    # --overwrite with fewer frames: the earlier run's other frames (of another size) were
+    # left in the series folder; a file of the user's there is kept
+    mine = tmp_path / "demo" / "lr_series" / "19990101_TCI.tif"
+    shutil.copy(result.tif, mine)
+    again = run_series_demo(tmp_path / "demo", multi8, size=16, n_frames=3, overwrite=True)
+    assert sorted((tmp_path / "demo" / "lr_series").iterdir()) == sorted([*again.lr_files, mine])
 
 
 def test_demo_series_is_deterministic(tmp_path):

@@ -172,9 +172,36 @@ def write_series(folder: str | Path, size: int = 256, n_frames: int = 8,
         with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
             ds.write(np.moveaxis(tci[t], -1, 0))
             ds.update_tags(TIFFTAG_DATETIME=f"{date:%Y:%m:%d} 00:00:00",
-                           zoomsr_note="SYNTHETIC Sentinel-2-like TCI (zoomsr demo)")
+                           zoomsr_note=SERIES_NOTE)
         paths.append(path)
     return paths
+
+
+#: The tag of every frame the series demo writes.
+SERIES_NOTE = "SYNTHETIC Sentinel-2-like TCI (zoomsr demo)"
+
+
+def drop_other_demo_frames(folder: Path, keep: list[Path]) -> list[Path]:
+    """Remove the frames an earlier series demo left in ``folder`` (tagged
+    :data:`SERIES_NOTE`) that are not among ``keep``: with ``--overwrite`` and fewer frames,
+    the folder README calls the series held the earlier run's too (of another size). Other
+    files are left. Returns those removed."""
+    import rasterio
+
+    removed = []
+    kept = {p.resolve() for p in keep}
+    for path in sorted(folder.glob("*_TCI.tif")):
+        if path.resolve() in kept:
+            continue
+        try:
+            with rasterio.open(path) as ds:
+                ours = ds.tags().get("zoomsr_note") == SERIES_NOTE
+        except rasterio.errors.RasterioError:
+            continue
+        if ours:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
@@ -192,6 +219,8 @@ def run_series_demo(out_dir: str | Path, model: InferenceModel, size: int = 256,
     tif = out / SERIES_TIF
     refuse_existing(series_outputs(out, n_frames), overwrite)
     files = write_series(out / SERIES_DIR, size=size, n_frames=n_frames, seed=seed)
+    if overwrite:
+        drop_other_demo_frames(out / SERIES_DIR, files)
     options = InferenceOptions(native_grid=True, preview=True, overwrite=True,
                                progress=progress, seed=seed)
     start = time.perf_counter()
