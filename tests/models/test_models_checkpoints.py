@@ -226,6 +226,20 @@ def test_mismatch_is_one_short_line_with_hints_for_cli_and_python(tmp_path: Path
     assert "strict=False" in message  # Python only
 
 
+def test_a_checkpoint_of_another_model_is_said_to_be_one(tmp_path: Path) -> None:
+    """An SRCNN file loaded into HighRes-net (30 of their names are alike), or any file into
+    RRDBNet: the message ended "Probably a different config: give the config the file was
+    saved with", which no config could fix."""
+    path = save_checkpoint(create_model("srcnn"), tmp_path / "srcnn.pth")
+    for model, cls in ((create_model("highresnet"), "HighResNet"), (_rrdbnet(), "RRDBNet")):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(model, path)
+        message = str(info.value)
+        assert f"{path} does not look like a {cls} checkpoint: " in message
+        assert "which no config changes: a checkpoint of another model?" in message
+        assert "different config" not in message and "\n" not in message
+
+
 def test_strict_false_loads_what_matches(tmp_path: Path) -> None:
     source = _randomize(_rrdbnet(num_block=2, num_in_ch=3))
     path = save_checkpoint(source, tmp_path / "two.safetensors")

@@ -416,6 +416,19 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
             "model alone (Python: load_checkpoint(model, path, strict=False), then "
             "save_checkpoint(model, 'model.safetensors'))"
         )
+    # A config changes how many blocks there are (body.23.* in the file, not the model), not
+    # the names' forms: names of forms the model has none of are another model's
+    forms = {_form(k) for k in model.state_dict()}
+    if result.missing and result.unexpected and not any(
+            _form(k) in forms for k in result.unexpected):
+        total = len(model.state_dict())
+        return (
+            f"{origin} does not look like a {cls} checkpoint: {len(result.missing)} of the "
+            f"model's {total} tensors are not in it, and none of its {len(result.unexpected)} "
+            f"other tensors is named as any of the model's (e.g. "
+            f"{_names(result.unexpected, n)}), which no config changes: a checkpoint of "
+            "another model? Load it with the model it was saved from"
+        )
     parts = []
     if result.shape_mismatch:  # first: they name the config values that differ
         conflicts = [
@@ -439,6 +452,12 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
         f"different config: {fix}; or, in Python, pass strict=False to load only the "
         "matching tensors"
     )
+
+
+def _form(key: str) -> str:
+    """A parameter name with its indices blanked (``body.3.rdb1.conv1.weight`` ->
+    ``body.#.rdb1.conv1.weight``): the same form for any number of blocks."""
+    return ".".join("#" if part.isdigit() else part for part in key.split("."))
 
 
 def _aliases(model: nn.Module, model_state: Mapping[str, Tensor]) -> list[list[str]]:
