@@ -449,6 +449,12 @@ def test_architecture_problem_names_the_first_difference(tmp_path, monkeypatch):
     assert "extra.weight" in checks.architecture_problem(entry, tmp_path / "extra.pth")
     torch.save({"model.": 1, "module." + "conv_first.weight": 1}, tmp_path / "junk.pth")
     assert "holds no state dict" in checks.architecture_problem(entry, tmp_path / "junk.pth")
+    # NaN weights: refused before the SHA-256 is recorded (at use the advice was "use an
+    # earlier checkpoint", nothing about the cache)
+    nan = {**state, "conv_last.bias": torch.full_like(state["conv_last.bias"], float("nan"))}
+    torch.save({"params_ema": nan}, tmp_path / "nan.pth")
+    assert checks.architecture_problem(entry, tmp_path / "nan.pth") == (
+        "conv_last.bias holds NaN or infinite values")
 
 
 def test_download_of_another_architecture_is_discarded(cache, monkeypatch, tmp_path):

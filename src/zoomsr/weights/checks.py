@@ -92,7 +92,15 @@ def architecture_problem(entry: WeightsEntry, path: Path, suffix: str | None = N
         result, _ = match_state_dict(model, checkpoint.state_dict, source=checkpoint.source)
     except CheckpointError as exc:  # e.g. the model under several prefixes
         return str(exc)
-    return first_mismatch(result)
+    mismatch = first_mismatch(result)
+    if mismatch is not None:
+        return mismatch
+    # recorded as trusted next: a file whose weights cannot make an image is refused here,
+    # with the cache's steps (at use it was "a training run that diverged? use an earlier
+    # checkpoint", no advice for a cached download)
+    broken = next((k for k, v in checkpoint.state_dict.items()
+                   if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    return None if broken is None else f"{broken} holds NaN or infinite values"
 
 
 def check_architecture(entry: WeightsEntry, path: Path) -> None:
