@@ -45,6 +45,7 @@ def test_infer_throughput_child_with_turns(tmp_path):
                 "--writer", "process", "--scene-dir", str(tmp_path))
     run = json.loads(text.strip().splitlines()[-1])
     assert run["turns"] is True and run["windows"] > 0 and run["switch_interval"] == 0.002
+    assert run["read_threads"] >= 1
     # the writer process forced on the CPU: its peak memory counted beside the run's own
     assert run["writer"] == "process" and 20 < run["writer_rss_mb"] < 1000
     assert run["peak_rss_total_mb"] == run["peak_rss_mb"] + run["writer_rss_mb"]
@@ -145,3 +146,14 @@ def test_infer_windows_runs():
     text = _run(str(BENCH / "infer_windows.py"), "--device", "cpu", "--size", "100",
                 "--repeats", "1", "--config", TINY)
     assert "window auto (" in text and "x the speed of 128" in text
+
+
+def test_infer_read_compares_one_file_at_a_time_with_the_read_pool(tmp_path):
+    text = _run(str(BENCH / "infer_read.py"), "--size", "136", "--images", "3", "--window",
+                "64", "--rows", "1", "--repeats", "1", "--scene-dir", str(tmp_path))
+    assert "one file at a time" in text and "read pool (" in text and "speed-up" in text
+    # and infer_throughput takes --read-threads (1: the row thread alone)
+    text = _run(str(BENCH / "infer_throughput.py"), "--_child", "--device", "cpu", "--config",
+                TINY, "--size", "136", "--window", "64", "--overlap", "8", "--read-threads",
+                "1", "--scene-dir", str(tmp_path))
+    assert json.loads(text.strip().splitlines()[-1])["read_threads"] == 1
