@@ -10,7 +10,8 @@
 # throughput (paper config, 8 images, bf16-mixed), 9. CLIPScore throughput, 10. freed blocks
 # handed back, 11. 512 vs 256 px windows on the 8192 px scene, 12. the interpreter's switch
 # interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px,
-# 15. the CLI's default tiling and batch on 3856 px.
+# 15. the CLI's default tiling and batch on 3856 px, 16. a row's files decoded by the read
+# pool vs one at a time (the row's decode alone, then 3856 px runs alternating).
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -233,6 +234,30 @@ if step "the CLI defaults (automatic window, 32 px overlap, batch 32) on 3856 px
           --window auto --overlap 32 --pipeline-batch 32 --scene-dir '$scenes' 2>&1 | tail -1
     done" | tee "$out/infer_cli_defaults.txt"
   summary "$out/infer_cli_defaults.txt" "CLI defaults"
+fi
+
+# A row's files were decoded one after the other by its row thread (what the first model call
+# waited for: py-spy put +0.9 .. +1.49 s of the start in the first row); the read pool decodes
+# them at once (reader.READ_THREADS). The decode of one row alone, then the 3856 px scene with
+# --read-threads 1 (as before) and the default, alternating, 3 runs each.
+if step "read pool vs one file at a time (row decode; 3856 px, 3 runs each)" 120; then
+  timeout "$limit" bash -c "
+    $py '$here/benchmarks/infer_read.py' --size 3856 --images 8 --window 256 --rows 2 \
+        --repeats 5 --scene-dir '$scenes' 2>&1
+    for i in 1 2 3; do
+      for rt in 1 16; do
+        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+            --pipeline-batch 8 --scene-dir '$scenes' --read-threads \$rt 2>&1 | tail -1
+      done
+    done" | tee "$out/infer_read_pool.txt"
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+for rt in sorted({r["read_threads"] for r in runs}):
+    r = [x for x in runs if x["read_threads"] == rt]
+    rate = statistics.median(x["km2_per_s"] for x in r)
+    print(f"read threads {rt}: {len(r)} runs, median {rate:.1f} km2/s")
+' "$out/infer_read_pool.txt" 2>&1 | tee -a "$out/infer_read_pool.txt"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"
