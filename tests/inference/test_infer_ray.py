@@ -60,6 +60,9 @@ def test_ray_band_model_and_a_dying_worker(tmp_path):
         run_inference(tmp_path / "in", remote, model, opts, row_source=pool.rows)
         a, b = read(local)[0].astype(int), read(remote)[0].astype(int)
         assert np.abs(a - b).max() <= 1
+        # a worker given one CPU decodes its rows' files in its own thread: the read pool's
+        # 16 would take the other workers' CPUs
+        assert pool._get(pool._actors[0].read_threads.remote()) == 1
 
         def rows_then_death(plan, m, rows):
             source = pool.rows(plan, m, rows)

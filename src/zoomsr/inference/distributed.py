@@ -104,6 +104,21 @@ def _worker_class(ray: Any) -> Any:
             )
             self.plan: ScenePlan | None = None
             self.cache: Any = None  # the scene's GDAL cache environment (read_cache)
+            # a row's files decoded by as many threads as the CPUs Ray gave this worker (one
+            # by default): the machine's other CPUs are other workers'
+            import ray
+
+            from zoomsr.inference import reader
+
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+            reader.READ_THREADS = max(1, int(cpus))
+
+        def read_threads(self) -> int:
+            """Threads that decode a row's files in this worker (1: its own alone)."""
+            from zoomsr.inference import reader
+
+            return 1 if reader.read_pool() is None else min(reader.READ_THREADS,
+                                                            reader.workers_available())
 
         def ready(self) -> bool:
             """Answers once the worker holds its model (it has a CPU, or a GPU, to run on)."""
