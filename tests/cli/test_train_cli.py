@@ -226,3 +226,99 @@ def test_missing_lpips_weights_exit_2_naming_the_key_before_training(cli, tmp_pa
     assert ("config key 'val.lpips_linear_weights': LPIPS alex linear-layer weights not found: "
             f"{tmp_path / 'lin.pth'}") in err
     assert not out.exists()
+
+
+def test_an_unreadable_validation_png_exits_2_before_any_work(cli, tmp_path, sample):
+    """It was found only at the first validation (val_every_n_steps: 5000 in the paper's
+    configs), after config.yaml and the logs were written, and again at every resume."""
+    import shutil
+
+    from zoomsr.training.config import load_config
+    from zoomsr.training.datamodule import split_pairs
+
+    root = tmp_path / "ds"
+    shutil.copytree(sample, root)
+    val = split_pairs(root, load_config(TINY, [f"data.root={root}"]).data)[1]
+    bad = val[-1].band_path("tci")
+    bad.write_text("garbage\n")
+    out = tmp_path / "o"
+    code, stdout, err = cli("train", TINY, "--set", f"data.root={root}", "--set",
+                            "trainer.val_every_n_steps=3", "--out", out, "--no-progress")
+    assert code == 2, err
+    assert not out.exists() and "Params" not in stdout + err  # before the model and OUT
+    assert err.startswith(f"error: {bad}: not a readable image") and "validation tile" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_second_run_of_a_folder_in_use_exits_2_in_one_line(cli, tmp_path, sample):
+    from zoomsr.io.atomic import output_lock
+
+    out = tmp_path / "o"
+    with output_lock(out / "generator.pth"):  # what a live `zoomsr train --out o` holds
+        code, stdout, err = cli("train", TINY, "--set", f"data.root={sample}", "--set",
+                                "trainer.max_steps=1", "--out", out, "--no-progress")
+    assert code == 2, err
+    assert err.strip() == (f"error: {out}: another zoomsr train run is using this run folder "
+                           f"(it holds {out / '.generator.pth.zoomsr-lock'}); wait for it to "
+                           "end or stop it, or choose another --out")
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_settings_fixed_on_resume_exit_2_before_out_is_touched(cli, tmp_path, sample):
+    """A new losses.gan.feed_lr crashed with a raw size-mismatch RuntimeError (exit 1) after
+    config.yaml was rewritten and csv/version_1 added; a new seed or split went silently."""
+    out = tmp_path / "o"
+    args = ["train", TINY, "--set", f"data.root={sample}", "--set", "trainer.max_steps=1",
+            "--set", "data.max_val_pairs=2", "--out", out, "--no-progress"]
+    code, _, err = cli(*args)
+    assert code == 0, err
+    config = (out / "config.yaml").read_bytes()
+    for sets, said in ((["losses.gan.feed_lr=true"], "losses.gan.feed_lr: was False, now True"),
+                       (["data.split_seed=5"], "data.split_seed: was 0, now 5")):
+        code, stdout, err = cli(*args, "--set", "trainer.max_steps=2",
+                                *(a for s in sets for a in ("--set", s)))
+        assert code == 2, err
+        assert said in err and "another --out" in err and len(err.strip().splitlines()) == 1
+        assert (out / "config.yaml").read_bytes() == config
+        assert sorted(p.name for p in (out / "csv").iterdir()) == ["version_0"]
+
+
+def test_a_missing_clip_loss_file_names_the_loss_keys(cli, tmp_path, sample, monkeypatch):
+    """The CLIP loss said what the CLIPScore metric's CLI takes (--clip-pretrained PATH,
+    --allow-download), flags `zoomsr train` does not have, and no config key."""
+    import zoomsr.metrics.clipscore as clipscore
+
+    monkeypatch.setattr(clipscore, "_find_cached", lambda cfg, hub: (None, ["nowhere"]))
+    out = tmp_path / "o"
+    code, stdout, err = cli("train", TINY, "--set", f"data.root={sample}", "--set",
+                            "losses.clip.weight=1", "--out", out, "--no-progress")
+    assert code == 2, err
+    assert err.startswith("error: config key 'losses.clip.pretrained': CLIP weights "
+                          "ViT-B-16-SigLIP-256/webli are not on this machine")
+    assert "(losses.clip.pretrained: PATH)" in err
+    assert "(losses.clip.allow_download: true)" in err
+    assert "--clip-pretrained" not in err and "--allow-download" not in err
+    assert len(err.strip().splitlines()) == 1 and "Params" not in stdout + err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("config", "sets", "said"), [
+    (TINY, ["discriminator.num_feat=0"], "config key 'discriminator.num_feat' must be > 0"),
+    (str(CONFIGS / "srcnn.yaml"), ["model.config={hidden_channels: 8}", "data.n_images=4",
+                                   "data.split_group=2", "data.val_fraction=0.25"],
+     "config key 'model.config': hidden_channels (8) must be divisible by zoom_factor**2 (16)"),
+    (TINY, ["data.split_seed=-1"], "config key 'data.split_seed' must be >= 0, got -1"),
+    (TINY, ["data.val_seed=-1"], "config key 'data.val_seed' must be >= 0, got -1"),
+    (TINY, ["optim.milestones=[0]"], "config key 'optim.milestones[0]' must be a step >= 1"),
+])
+def test_values_refused_late_or_unnamed_exit_2_naming_the_key(cli, tmp_path, sample, config,
+                                                              sets, said):
+    """A raw ValueError (exit 1), a model constructor's message without the key, a seed
+    refused under another name after OUT was written, a milestone that never fires."""
+    out = tmp_path / "o"
+    args = [a for s in sets for a in ("--set", s)]
+    code, stdout, err = cli("train", config, "--set", f"data.root={sample}", *args, "--out",
+                            out, "--no-progress")
+    assert code == 2, err
+    assert said in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

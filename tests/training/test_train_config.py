@@ -229,12 +229,23 @@ def test_a_missing_clip_file_stops_training_before_it_starts_even_with_downloads
      r"config key 'losses.pixel.ssim_window': 129 px is larger than the 128 x 128 px NAIP"),
     (["losses.pixel.ssim_window=4"], r"config key 'losses.pixel.ssim_window' must be odd and "
                                      r">= 1, got 4"),
+    # a raw ValueError (exit 1); "seed must be >= 0", the dataset's name for it, after the
+    # run folder was written
+    (["data.split_seed=-1"], r"^config key 'data.split_seed' must be >= 0, got -1$"),
+    (["data.val_seed=-1"], r"^config key 'data.val_seed' must be >= 0, got -1$"),
+    # accepted, and never fired (the scheduler steps after each iteration)
+    (["optim.milestones=[0]"], r"config key 'optim.milestones\[0\]' must be a step >= 1 .*got 0"),
+    (["optim.milestones=[10, -5]"], r"'optim.milestones\[1\]' must be a step >= 1 .*got -5"),
+    # the discriminator's constructor said "num_feat must be >= 1, got 0" when the model was
+    # built
+    (["discriminator.num_feat=0"], r"^config key 'discriminator.num_feat' must be > 0, got 0$"),
 ])
 def test_values_that_failed_late_or_as_raw_errors_are_config_errors(sets, message):
     """These failed as a raw ValueError (exit 1), or only at the first validation or training
     step (hours into a paper config)."""
     with pytest.raises(ConfigError, match=message):
-        load_config(CONFIGS / "tiny.yaml", sets)
+        config_from_dict(apply_overrides(yaml.safe_load((CONFIGS / "tiny.yaml").read_text()),
+                                         sets))
     load_config(CONFIGS / "tiny.yaml", ["val.border=58", "trainer.strategy=ddp"])
 
 
@@ -263,3 +274,55 @@ def test_the_pixel_loss_ssim_window_is_a_setting():
     assert not torch.allclose(terms["pixel"], ssim_loss(sr, hr, window=11))
     # images of the paper's configs (128 px) take up to 127 px; a loss unused is not checked
     load_config(CONFIGS / "tiny.yaml", ["losses.pixel.ssim_window=201"])
+
+
+def test_model_constructor_errors_name_the_config_key():
+    """A constructor's own checks said "num_feat must be >= 1, got 0" or "hidden_channels (8)
+    must be divisible by zoom_factor**2 (16)", naming no config key."""
+    from zoomsr.training.run import build_module
+
+    srcnn = load_config(CONFIGS / "srcnn.yaml", ["model.config={hidden_channels: 8}"])
+    with pytest.raises(ConfigError, match=r"^config key 'model.config': hidden_channels \(8\) "
+                                          r"must be divisible by zoom_factor\*\*2 \(16\)"):
+        build_module(srcnn)
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    tiny.discriminator.num_feat = 0  # past validate_config: the constructor's check
+    with pytest.raises(ConfigError, match=r"^config key 'discriminator.num_feat': num_feat must "
+                                          r"be >= 1, got 0$"):
+        build_module(tiny)
+    # a check of one value: named with its key
+    tiny = load_config(CONFIGS / "tiny.yaml", ["model.config.num_grow_ch=0"])
+    with pytest.raises(ConfigError, match=r"^config key 'model.config.num_grow_ch': num_grow_ch "
+                                          r"must be >= 1, got 0$"):
+        build_module(tiny)
+
+
+def test_a_missing_clip_loss_file_names_the_loss_keys(monkeypatch):
+    """The CLIP loss's error was the CLIPScore metric's: "(--clip-pretrained PATH)",
+    "(allow_download=True, CLI --allow-download)", options `zoomsr train` does not have."""
+    import zoomsr.metrics.clipscore as clipscore
+    from zoomsr.training.base import check_loss_weights
+    from zoomsr.training.objectives import ContentLoss
+
+    monkeypatch.setattr(clipscore, "_find_cached", lambda cfg, hub: (None, ["nowhere"]))
+    cfg = load_config(CONFIGS / "tiny.yaml", ["losses.clip.weight=1"])
+    for check in (check_loss_weights, ContentLoss):  # up front, and where the loss is built
+        with pytest.raises(ConfigError) as info:
+            check(cfg.losses)
+        text = str(info.value)
+        assert text.startswith("config key 'losses.clip.pretrained': CLIP weights "
+                               "ViT-B-16-SigLIP-256/webli are not on this machine (looked for "
+                               "nowhere)")
+        assert "(losses.clip.pretrained: PATH)" in text
+        assert "(losses.clip.allow_download: true)" in text
+        assert "--clip-pretrained" not in text and "--allow-download" not in text
+    # downloads allowed: a tag's file is fetched when the loss is built, not refused here
+    check_loss_weights(load_config(CONFIGS / "tiny.yaml", [
+        "losses.clip.weight=1", "losses.clip.allow_download=true"]).losses)
+    for sets, key, said in (
+            (["losses.clip.pretrained=null"], "losses.clip.pretrained",
+             "random weights need losses.clip.allow_random: true"),
+            (["losses.clip.model=no-such-model"], "losses.clip.model", "unknown open_clip model")):
+        losses = load_config(CONFIGS / "tiny.yaml", ["losses.clip.weight=1", *sets]).losses
+        with pytest.raises(ConfigError, match=rf"^config key '{key}': .*{said}"):
+            check_loss_weights(losses)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from zoomsr.data import ResumableSampler, scan_pairs
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, iter_neighbourhood
+from zoomsr.io.png import read_png, write_png
 from zoomsr.training.datamodule import S2NAIPDataModule, split_by_groups, split_pairs
 
 
@@ -148,8 +150,11 @@ def test_band_missing_for_a_val_tile_is_a_config_error(sample_root, tiny_config,
     cfg = tiny_config("tiny", f"data.root={root}", "data.bands=[tci, b08]")
     dm = S2NAIPDataModule(cfg.data, cfg.layout)
     train, val = split_pairs(root, cfg.data)
-    for p in [*train, *val]:
-        p.band_path("b08").touch()  # only existence is checked up front
+    for p in train:
+        p.band_path("b08").touch()  # only existence is checked up front for training tiles
+    for p in val:  # validation tiles' files are read up front
+        steps = read_png(p.band_path("tci")).shape[0]
+        write_png(p.band_path("b08"), np.zeros((steps, 32), np.uint16))
     dm.check()
     val[0].band_path("b08").unlink()
     with pytest.raises(ConfigError, match=rf"'data\.bands': band b08 is missing for 1 of "
@@ -235,3 +240,38 @@ def test_more_images_than_the_series_hold_is_warned_about(sample_root, tiny_conf
     with warnings.catch_warnings():
         warnings.simplefilter("error", ZoomsrWarning)
         S2NAIPDataModule(fits.data, fits.layout, fits.seed).check()
+
+
+def test_an_unreadable_validation_file_is_found_before_any_work(sample_root, tiny_config,
+                                                                 monkeypatch, tmp_path):
+    """A corrupt Sentinel-2 PNG of a validation tile was found only at the first validation
+    (hours into a paper config's run), and again at every resume; training tiles' files are
+    skipped when drawn, validation stops at them."""
+    run = _no_model(monkeypatch)
+    root = tmp_path / "ds"
+    shutil.copytree(sample_root, root)
+    cfg = tiny_config("tiny", f"data.root={root}", "data.max_val_pairs=3")
+    train, val = split_pairs(root, cfg.data)
+    assert len(val) == 3
+    S2NAIPDataModule(cfg.data, cfg.layout).check()
+    # garbage, and a PNG whose header (and size) is right but whose data are cut off
+    bad = val[1].band_path("tci")
+    good = bad.read_bytes()
+    for broken, why in ((b"garbage\n", "not a readable image"),
+                        (good[: len(good) // 2], "corrupt or truncated image")):
+        bad.write_bytes(broken)
+        with pytest.raises(DataError, match=rf"^{bad}: {why}.*validation tile "
+                                            rf".*{val[1].tile}") as info:
+            run.train(cfg, tmp_path / "out")
+        assert len(str(info.value).splitlines()) == 1 and not (tmp_path / "out").exists()
+    # what validation does not read is not checked: the validation pairs past
+    # data.max_val_pairs, those past trainer.limit_val_batches, training pairs
+    bad.write_bytes(good)
+    split_pairs(root, tiny_config("tiny", f"data.root={root}", "data.max_val_pairs=null")
+                .data)[1][3].band_path("tci").write_bytes(b"garbage")
+    train[0].band_path("tci").write_bytes(b"garbage")
+    S2NAIPDataModule(cfg.data, cfg.layout).check()
+    bad.write_bytes(b"garbage")
+    S2NAIPDataModule(cfg.data, cfg.layout).check(val_limit=1)
+    with pytest.raises(DataError, match=rf"^{bad}: "):
+        S2NAIPDataModule(cfg.data, cfg.layout).check(val_limit=2)

@@ -51,7 +51,13 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, series
         assert torch.equal(tensor, saved["state_dict"][f"generator.{name}"])
     # Logged steps run on without a gap or a repeat: 0-1 before the crash, 2-5 after it.
     assert [s for s, _ in series(out, "train/g_total")] == list(range(6))
-    assert [s for s, _ in series(out, "val/l1")] == [2, 5]
+    # each validation at the step of its sample image and checkpoint (it was logged one
+    # step earlier: at 2 and 5)
+    assert [s for s, _ in series(out, "val/l1")] == [3, 6]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "val_step0000003.png", "val_step0000006.png"]
+    assert torch.load(out / "checkpoints" / "step=0000006.ckpt",
+                      weights_only=True)["global_step"] == 6
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
     # Running it again: nothing left to do, still at step 6; nothing is written (it added an
@@ -91,17 +97,39 @@ def test_resume_refuses_another_model_and_missing_checkpoints(tiny_config, tmp_p
     # optimiser's saved learning rate ran) while config.yaml claimed it; another task or no
     # EMA crashed loading the state after config.yaml was rewritten
     saved = (out / "config.yaml").read_bytes()
+    versions = sorted((out / "csv").iterdir())
     for sets, first in ((["optim.lr=1e-5"], "optim.lr: was 0.002, now 1e-05"),
                         (["optim.ema_decay=null"], "optim.ema_decay: was 0.9, now None"),
                         (["task=regression", "losses.gan.weight=0"], "task")):
         changed = tiny_config("tiny", "trainer.max_steps=2", *sets)
-        with pytest.raises(ConfigError, match=rf"the run it resumes trained with other settings "
-                                              rf"that the checkpoint restores \(.*{first}"):
+        with pytest.raises(ConfigError, match=rf"the run it resumes trained with other "
+                                              rf"settings.* \(.*{first}"):
             train(changed, out, resume="auto")
         assert (out / "config.yaml").read_bytes() == saved
-    # a loss weight is read each step: it may change on resume
-    train(tiny_config("tiny", "trainer.max_steps=2", "losses.pixel.weight=0.5"), out,
-          resume="auto")
+    # feed_lr sets the discriminator's input channels: a raw size-mismatch RuntimeError (exit
+    # 1) after config.yaml was rewritten and a csv version added; the seed and the split
+    # keys were taken silently (another split can move trained tiles into validation)
+    for sets, first in (
+            (["losses.gan.feed_lr=true"], r"losses.gan.feed_lr: was False, now True: it sets "
+                                          r"the discriminator's input channels"),
+            (["seed=1"], r"seed: was 0, now 1: it draws the training order"),
+            (["data.split_seed=1"], r"data.split_seed: was 0, now 1: it chooses the train/val "
+                                    r"split"),
+            (["data.split_group=1"], r"data.split_group: was 2, now 1"),
+            (["data.val_fraction=0.3"], r"data.val_fraction: was 0.25, now 0.3"),
+            ([f"data.splits={out / 'splits.json'}"], r"data.splits: was None, now '.*splits")):
+        changed = tiny_config("tiny", "trainer.max_steps=2", *sets)
+        with pytest.raises(ConfigError, match=rf"^{out / 'checkpoints' / 'last.ckpt'}: the run "
+                                              rf"it resumes .*\({first}.*\); resume with the "
+                                              r"run's values .*--resume never --overwrite there, "
+                                              r"or another --out$"):
+            train(changed, out, resume="auto")
+        assert (out / "config.yaml").read_bytes() == saved
+        assert sorted((out / "csv").iterdir()) == versions
+    # a loss weight is read each step: it may change on resume; so may the validation's
+    # pairs and frames
+    train(tiny_config("tiny", "trainer.max_steps=2", "losses.pixel.weight=0.5",
+                      "data.val_seed=3", "data.max_val_pairs=3"), out, resume="auto")
 
 
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(tiny_config, tmp_path):
@@ -358,3 +386,146 @@ def test_a_checkpoint_without_the_data_modules_place_goes_on_in_its_epoch(tiny_c
     sampler.set_epoch(1)
     draws = list(sampler)[4:8]
     assert first == [train_pairs(cfg)[i].tile for i, _ in draws]
+
+
+class _Killed(BaseException):
+    """A kill (SIGKILL, a job's time limit) in the middle of a write."""
+
+
+def test_a_kill_mid_save_never_leaves_a_torn_checkpoint(tiny_config, tmp_path, monkeypatch):
+    """Lightning wrote a checkpoint to $TMPDIR and renamed it; with the run folder on another
+    filesystem (a cluster's scratch) the rename failed (EXDEV) and it copied into last.ckpt
+    opened with O_TRUNC: a kill mid-copy left last.ckpt truncated, and every resume failed."""
+    import contextlib
+    import errno
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from zoomsr.training.run import build_trainer
+
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"global_step": 1}, last)
+    scratch = tmp_path / "tmpdir"  # $TMPDIR, on "another filesystem"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def across(real):
+        def move(src, dst, *args, **kwargs):
+            if (scratch in Path(src).parents) != (scratch in Path(dst).parents):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real(src, dst, *args, **kwargs)
+        return move
+
+    def killed_copy(src, dst, *args, **kwargs):
+        data = Path(src).read_bytes()
+        Path(dst).write_bytes(data[: len(data) // 2])
+        raise _Killed
+
+    monkeypatch.setattr(os, "rename", across(os.rename))
+    monkeypatch.setattr(os, "replace", across(os.replace))
+    monkeypatch.setattr(shutil, "copyfile", killed_copy)
+    trainer, _ = build_trainer(tiny_config("tiny"), out)
+    io = trainer.strategy.checkpoint_io
+    new = {"global_step": 2, "weights": torch.arange(10_000.0)}
+    with contextlib.suppress(_Killed):  # the old way: killed mid-copy, last.ckpt torn
+        io.save_checkpoint(new, last)
+    # written beside last.ckpt and renamed over it: no copy across filesystems to kill
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+    # killed while writing its temporary file: last.ckpt stays as it was
+    real_save = torch.save
+
+    def killed_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(100)
+        raise _Killed
+
+    monkeypatch.setattr(torch, "save", killed_save)
+    with pytest.raises(_Killed):
+        io.save_checkpoint({"global_step": 3}, last)
+    monkeypatch.undo()
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_an_unreadable_last_checkpoint_names_the_newest_readable_step_checkpoint(tiny_config,
+                                                                                 tmp_path):
+    """A truncated last.ckpt was "not a readable PyTorch checkpoint ...; download or save it
+    again": the step checkpoints beside it were not mentioned."""
+    common = ("trainer.checkpoint_every_n_steps=1", "trainer.val_every_n_steps=100",
+              "data.max_val_pairs=2")
+    out = tmp_path / "run"
+    ckpts = out / "checkpoints"
+    train(tiny_config("tiny", "trainer.max_steps=3", *common), out)
+    assert _ckpt_names(out) == ["last.ckpt", "step=0000001.ckpt", "step=0000002.ckpt",
+                                "step=0000003.ckpt"]
+    data = (ckpts / "last.ckpt").read_bytes()
+    (ckpts / "last.ckpt").write_bytes(data[: len(data) // 2])
+    (ckpts / "step=0000003.ckpt").write_bytes(data[:100])  # this one too
+    more = tiny_config("tiny", "trainer.max_steps=4", *common)
+    config = (out / "config.yaml").read_bytes()
+    with pytest.raises(CheckpointError, match=(
+            rf"^{ckpts / 'last.ckpt'} is not a readable PyTorch checkpoint \(.*\); --resume "
+            rf"{ckpts / 'step=0000002.ckpt'} continues from the newest readable step "
+            r"checkpoint \(step 2\), --resume never --overwrite starts afresh there$")):
+        train(more, out)
+    assert (out / "config.yaml").read_bytes() == config
+    # what it says works; a temporary file a killed save left is removed
+    (ckpts / ".last.ckpt.abcd1234.ckpt.tmp").write_bytes(data[:100])
+    result = train(more, out, resume=ckpts / "step=0000002.ckpt")
+    assert result.global_step == 4
+    assert _ckpt_names(out) == ["last.ckpt", "step=0000002.ckpt", "step=0000003.ckpt",
+                                "step=0000004.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(tiny_config,
+                                                                          tmp_path):
+    """A requeued job while the old one still ran: both resumed from and overwrote the same
+    last.ckpt, step checkpoints and generator.pth, and both exited 0."""
+    from zoomsr.errors import InputError
+
+    cfg = tiny_config("tiny", "trainer.max_steps=3", "trainer.checkpoint_every_n_steps=1",
+                      "trainer.val_every_n_steps=100", "data.max_val_pairs=2")
+    out = tmp_path / "run"
+    refused: list[str] = []
+
+    class SecondRun(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN002
+            if trainer.global_step != 2:
+                return
+            before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+            try:
+                train(cfg, out)
+            except InputError as exc:
+                refused.append(str(exc))
+            assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+    assert train(cfg, out, callbacks=[SecondRun()]).global_step == 3
+    assert len(refused) == 1
+    assert refused[0] == (f"{out}: another zoomsr train run is using this run folder (it holds "
+                          f"{out / '.generator.pth.zoomsr-lock'}); wait for it to end or stop "
+                          "it, or choose another --out")
+    assert not (out / ".generator.pth.zoomsr-lock").exists()  # released at the end
+    more = tiny_config("tiny", "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=1",
+                       "trainer.val_every_n_steps=100", "data.max_val_pairs=2")
+    assert train(more, out).global_step == 4
+
+
+def test_only_the_first_process_of_a_run_takes_its_folder(monkeypatch):
+    """DDP: Lightning starts the other ranks as the same command (LOCAL_RANK set), torchrun
+    and SLURM set RANK / SLURM_PROCID; those must not take the lock rank 0 holds."""
+    from zoomsr.training.run import _RANK_VARIABLES, _launched_first
+
+    for name in _RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert _launched_first()
+    for name, value, first in (("RANK", "0", True), ("LOCAL_RANK", "1", False),
+                               ("NODE_RANK", "1", False), ("SLURM_PROCID", "3", False)):
+        monkeypatch.setenv(name, value)
+        assert _launched_first() is first, name
+        monkeypatch.delenv(name)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from zoomsr.errors import ConfigError, ZoomsrError, first_line
+from zoomsr.errors import ConfigError, InputError, WeightsNotFoundError, ZoomsrError, first_line
 from zoomsr.io.png import write_png
 from zoomsr.models import checkpoint_metadata, create_model, load_checkpoint
-from zoomsr.training.config import TrainConfig, ValSection, config_from_dict
+from zoomsr.training.config import LossSection, TrainConfig, ValSection, config_from_dict
 
 #: Key of the run's full config inside a Lightning checkpoint.
 CONFIG_KEY = "zoomsr_config"
@@ -33,13 +33,69 @@ _METRIC_HINTS = {
 }
 
 
+#: The same for the CLIP loss (:class:`zoomsr.losses.CLIPLoss`), whose messages are the
+#: CLIPScore metric's.
+_CLIP_LOSS_HINTS = {
+    "(allow_download=True, CLI --allow-download)": "(losses.clip.allow_download: true)",
+    "allow_random=True": "losses.clip.allow_random: true",
+}
+
+
 def _val_config_error(key: str, exc: BaseException) -> ConfigError:
+    return config_key_error(key, exc, _METRIC_HINTS, "val.clip_pretrained")
+
+
+def config_key_error(key: str, exc: BaseException, hints: dict[str, str],
+                     clip_pretrained: str) -> ConfigError:
+    """``exc`` as one line naming the config ``key``, with what it suggests (arguments and
+    CLI options of the library's functions) given as ``hints`` (text -> the config's words)
+    and ``--clip-pretrained ...`` as the config key ``clip_pretrained``."""
     text = first_line(exc)
-    for hint, instead in _METRIC_HINTS.items():
+    for hint, instead in hints.items():
         text = text.replace(hint, instead)
-    # "(--clip-pretrained PATH)", "(--clip-pretrained openai=PATH)"
-    text = re.sub(r"\(--clip-pretrained (\S*)PATH\)", r"(val.clip_pretrained: \1PATH)", text)
+    # "(--clip-pretrained PATH)", "(--clip-pretrained openai=PATH)", "(e.g. --clip-pretrained
+    # openai=/path/file.pt)"
+    text = re.sub(r"--clip-pretrained (\S)", rf"{clip_pretrained}: \1", text)
     return ConfigError(f"config key {key!r}: {text}")
+
+
+def check_loss_weights(losses: LossSection) -> None:
+    """Find the weight files of the enabled network losses (VGG19, CLIP) without loading
+    them, so that a missing one stops the run before any work, as
+    :func:`check_val_weights` does for the metrics.
+
+    Raises:
+        ConfigError: naming the key to set (``losses.perceptual.weights``,
+            ``losses.clip.pretrained``...) and where the file was looked for.
+    """
+    p = losses.perceptual
+    if p.weight > 0 and not p.allow_random:
+        from zoomsr.losses.perceptual import find_vgg19_weights
+
+        try:
+            find_vgg19_weights(p.weights)
+        except ZoomsrError as exc:
+            raise ConfigError(f"config key 'losses.perceptual.weights': {first_line(exc)}"
+                              ) from None
+    c = losses.clip
+    if c.weight > 0:
+        from zoomsr.metrics.clipscore import is_pretrained_tag, resolve_clip_weights
+
+        try:
+            resolve_clip_weights(c.model, c.pretrained, allow_random=c.allow_random)
+        except WeightsNotFoundError as exc:
+            # with downloads allowed, a tag's file is fetched when the loss is built
+            if not (c.allow_download and is_pretrained_tag(c.model, c.pretrained)):
+                raise clip_loss_error(exc) from None
+        except ZoomsrError as exc:  # an unknown model or tag, or no weights given
+            raise clip_loss_error(exc) from None
+
+
+def clip_loss_error(exc: BaseException) -> ConfigError:
+    """An error of building the CLIP loss as one line naming its config key
+    (``losses.clip.model`` for an unknown model, else ``losses.clip.pretrained``)."""
+    key = "losses.clip.model" if "open_clip model" in str(exc) else "losses.clip.pretrained"
+    return config_key_error(key, exc, _CLIP_LOSS_HINTS, "losses.clip.pretrained")
 
 
 def check_val_weights(v: ValSection) -> None:
@@ -61,7 +117,6 @@ def check_val_weights(v: ValSection) -> None:
             except ZoomsrError as exc:
                 raise _val_config_error(key, exc) from None
     if "clipscore" in v.metrics:
-        from zoomsr.metrics.base import WeightsNotFoundError
         from zoomsr.metrics.clipscore import check_clip_weights
 
         try:
@@ -72,6 +127,47 @@ def check_val_weights(v: ValSection) -> None:
         except ZoomsrError as exc:  # an unknown model or tag, or no weights given
             key = "val.clip_model" if "open_clip model" in str(exc) else "val.clip_pretrained"
             raise _val_config_error(key, exc) from None
+
+
+def build_generator(cfg: TrainConfig) -> nn.Module:
+    """The generator of ``cfg`` (``model.name`` with ``model.config``); a value its constructor
+    refuses is a :class:`ConfigError` naming the key."""
+    try:
+        return create_model(cfg.model.name, **cfg.model.config)
+    except InputError as exc:
+        raise _constructor_error("model.config", cfg.model.config, exc) from None
+
+
+def discriminator_config(cfg: TrainConfig) -> dict[str, Any]:
+    """ESRGAN's U-Net discriminator arguments: 3 input channels (an RGB image), plus the LR
+    stack's ``n_images * channels`` with ``losses.gan.feed_lr``."""
+    d = cfg.discriminator
+    lr_channels = cfg.data.n_images * cfg.channels
+    return {"num_in_ch": 3 + (lr_channels if cfg.losses.gan.feed_lr else 0),
+            "num_feat": d.num_feat, "skip_connection": d.skip_connection}
+
+
+def build_discriminator(cfg: TrainConfig) -> nn.Module:
+    """ESRGAN's discriminator (:func:`discriminator_config`); a value its constructor refuses
+    is a :class:`ConfigError` naming the key."""
+    try:
+        return create_model("unet_discriminator_sn", **discriminator_config(cfg))
+    except InputError as exc:
+        fields = {"num_feat": cfg.discriminator.num_feat,
+                  "skip_connection": cfg.discriminator.skip_connection}
+        raise _constructor_error("discriminator", fields, exc) from None
+
+
+def _constructor_error(section: str, fields: dict[str, Any], exc: BaseException) -> ConfigError:
+    """A model constructor's error (``num_feat must be >= 1, got 0``) naming the config key:
+    ``SECTION.FIELD`` when it is about one field, else ``SECTION``."""
+    text = first_line(exc)
+    said = re.match(r"config key '(\w+)' (.*)", text)  # the factory's value checks
+    if said and said.group(1) in fields:
+        return ConfigError(f"config key '{section}.{said.group(1)}' {said.group(2)}")
+    field = text.split(" ", 1)[0]
+    key = f"{section}.{field}" if field in fields and text.startswith(f"{field} must") else section
+    return ConfigError(f"config key {key!r}: {text}")
 
 
 class SRModule(L.LightningModule):
@@ -88,7 +184,7 @@ class SRModule(L.LightningModule):
         cfg = config if isinstance(config, TrainConfig) else config_from_dict(config)
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.to_dict()})
-        self.generator = create_model(cfg.model.name, **cfg.model.config)
+        self.generator = build_generator(cfg)
         if cfg.model.init_weights is not None:
             load_checkpoint(self.generator, cfg.model.init_weights)
         self.generator_ema: AveragedModel | None = None
@@ -240,4 +336,6 @@ def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor) -> np.ndarray:
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-__all__ = ["CONFIG_KEY", "SRModule", "check_val_weights", "lr_sr_hr_grid"]
+__all__ = ["CONFIG_KEY", "SRModule", "build_discriminator", "build_generator",
+           "check_loss_weights", "check_val_weights", "clip_loss_error", "config_key_error",
+           "discriminator_config", "lr_sr_hr_grid"]

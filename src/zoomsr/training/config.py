@@ -526,9 +526,13 @@ def validate_config(cfg: TrainConfig) -> None:
         ("trainer.limit_val_batches", t.limit_val_batches),
         ("optim.lr", o.lr), ("optim.disc_lr", o.disc_lr), ("optim.gamma", o.gamma),
         ("val.sample_steps", cfg.val.sample_steps),
+        ("discriminator.num_feat", cfg.discriminator.num_feat),
     ]:
         _positive(key, value)
     for key, value in [
+        # seeds: NumPy's and the dataset's refused a negative one as a raw ValueError, or
+        # under another name, after the run folder was written
+        ("data.split_seed", d.split_seed), ("data.val_seed", d.val_seed),
         ("data.num_workers", d.num_workers), ("trainer.sanity_val_steps", t.sanity_val_steps),
         ("optim.weight_decay", o.weight_decay), ("val.border", cfg.val.border),
         ("val.grid_images", cfg.val.grid_images),
@@ -555,6 +559,7 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {o.betas}")
+    _check_milestones(o.milestones)
     if o.ema_decay is not None and not 0.0 < o.ema_decay < 1.0:
         raise ConfigError(f"config key 'optim.ema_decay' must be in (0, 1), got {o.ema_decay}")
     if t.keep_checkpoints == 0 or t.keep_checkpoints < -1:
@@ -602,6 +607,16 @@ def validate_config(cfg: TrainConfig) -> None:
                               f"{t.strategy!r} (auto, or one of Lightning's: "
                               f"{', '.join(shown)})")
     _check_model_config(cfg)
+
+
+def _check_milestones(milestones: list[int]) -> None:
+    """Each step of ``optim.milestones`` must be one the scheduler reaches (>= 1: it steps after
+    each iteration, so 0 or less never fired). One past ``trainer.max_steps`` is allowed (a
+    run extended later reaches it): training warns of it."""
+    for i, step in enumerate(milestones):
+        if step < 1:
+            raise ConfigError(f"config key 'optim.milestones[{i}]' must be a step >= 1 (the "
+                              f"learning rate is multiplied by optim.gamma there), got {step}")
 
 
 def _check_sizes(cfg: TrainConfig) -> None:

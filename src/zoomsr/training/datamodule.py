@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from zoomsr.data import PairRecord, ResumableSampler, S2NAIPDataset, scan_pairs
 from zoomsr.data.builder.splits import SPLITS_FILE
-from zoomsr.data.layout import recorded_scale, require_dataset_root
+from zoomsr.data.layout import read_series, recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS, Tile, iter_neighbourhood
@@ -124,6 +124,15 @@ def split_by_groups(
     return sorted(train, key=_order), sorted(val, key=_order)
 
 
+def _series_error(record: PairRecord, bands: tuple[str, ...]) -> DataError | None:
+    """Why ``record``'s band files cannot be loaded (None: they can)."""
+    try:
+        read_series(record, bands)
+    except DataError as exc:
+        return exc
+    return None
+
+
 def _order(p: PairRecord) -> tuple[str, str]:
     return (p.tile, p.image_id)
 
@@ -171,11 +180,13 @@ class S2NAIPDataModule(L.LightningDataModule):
         self.train_sampler: ResumableSampler | None = None
         self._resume: tuple[int, int] | None = None  # from a checkpoint: (epoch, draws done)
 
-    def check(self) -> None:
+    def check(self, val_limit: int | None = None) -> None:
         """Check the data section against the dataset before any work (model, trainer) starts.
 
-        Raises :class:`DataError` for a split with no train or no val pair (as at setup), and
-        :class:`ConfigError` naming ``data.scale`` when the dataset records another scale
+        Raises :class:`DataError` for a split with no train or no val pair (as at setup), or
+        naming a file of the validation pairs that cannot be read (each is decoded here:
+        see :meth:`_check_val_files`; ``val_limit``: only the first that many are validated),
+        and :class:`ConfigError` naming ``data.scale`` when the dataset records another scale
         (``data build --scale``), ``data.bands`` for a band that no tile (or some validation
         tile) holds, or ``data.tile_weights`` for an unreadable or unusable weights file.
         """
@@ -189,6 +200,7 @@ class S2NAIPDataModule(L.LightningDataModule):
             )
         train, val = self._split()
         self._check_bands(train, val)
+        self._check_val_files(val_limit)
         self._check_series_length(train)
         if self.cfg.tile_weights is not None:
             try:
@@ -196,6 +208,33 @@ class S2NAIPDataModule(L.LightningDataModule):
                              self.cfg.tile_weight_default, str(self.cfg.tile_weights))
             except DataError as exc:
                 raise ConfigError(f"config key 'data.tile_weights': {exc}") from None
+
+    def _check_val_files(self, limit: int | None = None) -> None:
+        """Decode the validation pairs' files: validation stops at the first unusable one
+        (training skips them), and otherwise finds it only at the first validation, hours
+        into a run, and again at every resume.
+
+        Builds the validation set (which reads the NAIP images, dropping black ones, as setup
+        would: kept for it), then reads every band file of the pairs it keeps, the first
+        ``limit`` only (those ``trainer.limit_val_batches`` lets validation see); the set is
+        capped by ``data.max_val_pairs``. The files are read in threads (PNG decoding releases
+        the GIL).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        _, val_set = self._datasets()
+        pairs = val_set.pairs if limit is None else val_set.pairs[:limit]
+        bands = tuple(self.cfg.bands)
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        try:
+            # map yields in order: the first unusable pair of the list is the one reported
+            for record, error in zip(pairs, pool.map(lambda r: _series_error(r, bands), pairs),
+                                     strict=True):
+                if error is not None:
+                    raise DataError(f"{error} (validation tile {record.image_id}/{record.tile}: "
+                                    f"replace the file, or run `zoomsr data check {self.root}`)")
+        finally:
+            pool.shutdown(cancel_futures=True)  # the rest is not read once one fails
 
     def _check_series_length(self, train: list[PairRecord], sample: int = 64) -> None:
         """Warn when the series (of up to ``sample`` training tiles: their PNG headers only)

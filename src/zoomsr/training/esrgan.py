@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoomsr.losses import GANLoss
-from zoomsr.models import create_model, load_checkpoint
-from zoomsr.training.base import SRModule
+from zoomsr.models import load_checkpoint
+from zoomsr.training.base import SRModule, build_discriminator
 from zoomsr.training.config import TrainConfig
 from zoomsr.training.objectives import ContentLoss
 
@@ -29,17 +29,10 @@ class ESRGANModule(SRModule):
         super().__init__(config)
         self.automatic_optimization = False
         cfg = self.cfg
-        lr_channels = cfg.data.n_images * cfg.channels
         self.feed_lr = cfg.losses.gan.feed_lr
-        d = cfg.discriminator
-        self.discriminator = create_model(
-            "unet_discriminator_sn",
-            num_in_ch=3 + (lr_channels if self.feed_lr else 0),
-            num_feat=d.num_feat,
-            skip_connection=d.skip_connection,
-        )
-        if d.init_weights is not None:
-            load_checkpoint(self.discriminator, d.init_weights)
+        self.discriminator = build_discriminator(cfg)
+        if cfg.discriminator.init_weights is not None:
+            load_checkpoint(self.discriminator, cfg.discriminator.init_weights)
         self.content = ContentLoss(cfg.losses)
         self.gan_loss = GANLoss(cfg.losses.gan.type)
         self.gan_weight = cfg.losses.gan.weight

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from zoomsr.errors import ZoomsrError
 from zoomsr.losses import CLIPLoss, PerceptualLoss, PixelLoss, USMSharp, ssim_loss
 from zoomsr.training.config import LossSection
 
@@ -41,8 +42,13 @@ class ContentLoss(nn.Module):
             self._add("perceptual", loss, p.weight, p.usm)
         c = cfg.clip
         if c.weight > 0:
-            loss = CLIPLoss(c.model, c.pretrained, c.criterion, allow_download=c.allow_download,
-                            allow_random=c.allow_random)
+            try:
+                loss = CLIPLoss(c.model, c.pretrained, c.criterion,
+                                allow_download=c.allow_download, allow_random=c.allow_random)
+            except ZoomsrError as exc:  # its message suggests the metric's arguments
+                from zoomsr.training.base import clip_loss_error  # (base imports Lightning)
+
+                raise clip_loss_error(exc) from None
             self._add("clip", loss, c.weight, c.usm)
         self.usm = USMSharp()
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import (
     Callback,
     LearningRateMonitor,
@@ -36,14 +37,15 @@ from lightning.pytorch.callbacks import (
     ModelSummary,
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
-from zoomsr.errors import CheckpointError, ConfigError
-from zoomsr.io.atomic import atomic_write_text
+from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning, first_line
+from zoomsr.io.atomic import atomic_path, atomic_write_text, output_lock
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
-from zoomsr.training.base import CONFIG_KEY, SRModule, check_val_weights
+from zoomsr.training.base import CONFIG_KEY, SRModule, check_loss_weights, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
 from zoomsr.training.datamodule import S2NAIPDataModule
 from zoomsr.training.esrgan import ESRGANModule
@@ -164,7 +166,10 @@ def remove_run_outputs(out: Path, files: Sequence[Path]) -> None:
 def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None:
     # A resumed run must train the same architecture (anything else is a different run) and
     # cannot end before the step it starts from.
-    ckpt = read_checkpoint(path, weights_only=False)
+    try:
+        ckpt = read_checkpoint(path, weights_only=False)
+    except CheckpointError as exc:
+        raise _unreadable_checkpoint(path, exc, own) from None
     if "pytorch-lightning_version" not in ckpt.extra:
         # a model file (generator.pth, a published checkpoint): Lightning failed on it with
         # a bare KeyError, after the run folder was made
@@ -192,16 +197,17 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None
         was = _flat(json.loads(json.dumps(saved)))
         now = _flat(json.loads(json.dumps(cfg.to_dict(), default=str)))
         diff = [k for k in sorted(set(was) | set(now))
-                if k.split(".")[0] in _FIXED_ON_RESUME and was.get(k) != now.get(k)]
+                if _fixed_on_resume(k) is not None and was.get(k) != now.get(k)]
         if diff:
             k = diff[0]
+            listed = ("" if len(diff) == 1 else
+                      f"{', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; ")
             raise ConfigError(
-                f"{path}: the run it resumes trained with other settings that the checkpoint "
-                f"restores ({', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; {k}: was "
-                f"{was.get(k)!r}, now {now.get(k)!r}); resume with the run's values (its "
-                "config.yaml)"
-                + (", or --resume never --overwrite to start afresh there" if own else
-                   ", or leave out --resume PATH to start afresh"))
+                f"{path}: the run it resumes trained with other settings, which cannot change "
+                f"on resume ({listed}{k}: was {was.get(k)!r}, now {now.get(k)!r}: "
+                f"{_fixed_on_resume(k)}); resume with the run's values (its config.yaml)"
+                + (", or start afresh: --resume never --overwrite there, or another --out"
+                   if own else ", or leave out --resume PATH to start afresh"))
     step, max_steps = ckpt.extra.get("global_step"), cfg.trainer.max_steps
     if isinstance(step, int) and step > max_steps:
         raise ConfigError(
@@ -213,8 +219,63 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None
     return step if isinstance(step, int) else None
 
 
-#: Config sections a resumed run takes from its checkpoint: they cannot change on resume.
-_FIXED_ON_RESUME = ("task", "optim", "discriminator")
+_SPLIT = "it chooses the train/val split (another can move trained tiles into validation)"
+#: Config keys (and sections) that cannot change on resume, and why.
+_FIXED_ON_RESUME = {
+    "task": "the checkpoint restores it",
+    # the optimiser's state and learning rates, the schedule, the EMA: a new value was
+    # silently ignored while config.yaml claimed it
+    "optim": "the checkpoint restores it",
+    "discriminator": "the checkpoint restores it",
+    # crashed loading the discriminator's weights, after config.yaml was rewritten
+    "losses.gan.feed_lr": "it sets the discriminator's input channels",
+    "seed": "it draws the training order and each step's random numbers",
+    "data.splits": _SPLIT,
+    "data.val_fraction": _SPLIT,
+    "data.split_group": _SPLIT,
+    "data.split_seed": _SPLIT,
+}
+
+
+def _fixed_on_resume(key: str) -> str | None:
+    """Why the flat config ``key`` cannot change on resume (None: it can)."""
+    for fixed, why in _FIXED_ON_RESUME.items():
+        if key == fixed or key.startswith(fixed + "."):
+            return why
+    return None
+
+
+def _unreadable_checkpoint(path: Path, exc: CheckpointError, own: bool) -> CheckpointError:
+    """``path`` cannot be read (truncated by a kill mid-write, a full disk): the error, with
+    the newest readable step checkpoint beside it to resume from instead."""
+    text = first_line(exc).removesuffix("; download or save it again")
+    found = _newest_readable_step(path.parent, but=path)
+    if found is not None:
+        how = (f"--resume {found} continues from the newest readable step checkpoint (step "
+               f"{found.stem.partition('=')[2].lstrip('0') or '0'})")
+    else:
+        how = "no step checkpoint beside it can be read either"
+    start = ("--resume never --overwrite starts afresh there" if own else
+             "leaving out --resume PATH starts afresh")
+    return CheckpointError(f"{text}; {how}, {start}")
+
+
+def _newest_readable_step(folder: Path, but: Path) -> Path | None:
+    """The newest ``step=NNNNNNN.ckpt`` in ``folder`` (not ``but``) that loads."""
+    def step(p: Path) -> int:
+        digits = p.stem.partition("=")[2]
+        return int(digits) if digits.isdigit() else -1
+
+    for candidate in sorted(folder.glob("step=*.ckpt"), key=step, reverse=True):
+        if candidate.resolve() == but.resolve() or step(candidate) < 0:
+            continue
+        try:
+            # mmap: the archive's structure and records are read, not every tensor's bytes
+            torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - torch raises many kinds for a damaged file
+            continue
+        return candidate
+    return None
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -225,6 +286,72 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each file to a temporary file in its own folder,
+    flushed to disk, then renamed over the target (:func:`os.replace`).
+
+    Lightning writes through fsspec, whose temporary file is in ``$TMPDIR``: where the run
+    folder is on another filesystem (a cluster's scratch space) the rename fails (EXDEV) and
+    it copies into the target opened with ``O_TRUNC`` instead, so a job killed mid-copy left
+    a truncated ``last.ckpt``, the file a resume reads. A kill now leaves the old file and a
+    hidden ``.NAME.*.ckpt.tmp``, removed when the next run of the folder starts.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:  # Lightning's own refusal
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())  # the data on disk before the rename makes it the file
+        with contextlib.suppress(OSError):  # the rename itself (not on every filesystem)
+            folder = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+
+#: Temporary files of :class:`_AtomicCheckpointIO` left by a killed run (in ``checkpoints/``).
+_CHECKPOINT_TEMPS = ".*.ckpt.tmp"
+
+
+class _ValidationAtItsStep(Callback):
+    """Log each validation at the step of its checkpoint and sample image.
+
+    Lightning logs a validation during training at its count of batches stepped, which it
+    raises only after the validation: the validation after step 10 (``step=0000010.ckpt``,
+    ``val_step0000010.png``) was logged at step 9. Training metrics keep Lightning's step:
+    the loss logged at step N is that of the weights after N updates, as the validation at
+    step N is. Checkpoint callbacks run after this one (Lightning orders them last), so the
+    count is restored before a checkpoint records it.
+    """
+
+    def __init__(self) -> None:
+        self._count: int | None = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        if trainer.sanity_checking or not hasattr(loop, "_batches_that_stepped"):
+            return
+        self._count, loop._batches_that_stepped = loop._batches_that_stepped, trainer.global_step
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore(trainer)
+
+    def _restore(self, trainer: L.Trainer) -> None:
+        if self._count is not None:
+            trainer.fit_loop.epoch_loop._batches_that_stepped = self._count
+            self._count = None
 
 
 class _StepCheckpoint(ModelCheckpoint):
@@ -445,7 +572,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     all_callbacks: list[Callback] = [checkpoint, _SaveFinal(ckpt_dir / LAST), _ModelSummary(),
-                                     *callbacks]
+                                     _ValidationAtItsStep(), *callbacks]
     loggers = [
         TensorBoardLogger(save_dir=out, name="tensorboard", version="", default_hp_metric=False),
         # One csv/version_N/metrics.csv per (re)start: Lightning's CSV logger would delete an
@@ -476,6 +603,7 @@ def build_trainer(
                 deterministic=t.deterministic,
                 logger=loggers,
                 callbacks=all_callbacks,
+                plugins=[_AtomicCheckpointIO()],
             )
     except MisconfigurationException as exc:  # e.g. accelerator "gpu" where there is none
         raise ConfigError(f"trainer settings (accelerator={t.accelerator}, devices={t.devices}, "
@@ -493,21 +621,26 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` into the run folder ``out`` (module docstring), resuming per ``resume``.
 
-    Raises :class:`~zoomsr.errors.DataError` for a missing dataset or an empty train/val split
-    and :class:`~zoomsr.errors.ConfigError` for bands or tile weights the dataset lacks, weight
-    files a validation metric needs that are not there (``val.lpips_weights``...), or when
-    ``out`` holds a run of another model, a checkpoint past ``trainer.max_steps``, or
-    checkpoints of a run this one does not continue (``overwrite``: remove that run's outputs,
-    once the trainer is built, and start afresh; see :func:`check_run_folder`); all before the
-    model is built.
+    Raises :class:`~zoomsr.errors.DataError` for a missing dataset, an empty train/val split
+    or an unreadable file of a validation pair, and :class:`~zoomsr.errors.ConfigError` for
+    bands or tile weights the dataset lacks, weight files a loss or validation metric needs
+    that are not there (``losses.clip.pretrained``, ``val.lpips_weights``...), or when ``out``
+    holds a run of another model, a checkpoint past ``trainer.max_steps`` or of other fixed
+    settings, or checkpoints of a run this one does not continue (``overwrite``: remove that
+    run's outputs, once the trainer is built, and start afresh; see
+    :func:`check_run_folder`); all before the model is built. Raises
+    :class:`~zoomsr.errors.InputError` when another run is training in ``out`` (it holds the
+    folder's lock), before anything there is written.
     """
     out = Path(out)
     require_writable_folder(out, f"run folder {out}", create=False)  # before any work
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
-    datamodule.check()  # split, bands, tile weights: before a model is built
+    # split, bands, tile weights, the validation pairs' files: before a model is built
+    datamodule.check(val_limit=_val_pairs_seen(cfg))
     check_val_weights(cfg.val)  # LPIPS / CLIP files: not found at the first validation only
+    check_loss_weights(cfg.losses)  # VGG19 / CLIP files
     resume_path = resolve_resume(out, resume)
     stale = check_run_folder(out, resume, resume_path, overwrite)
     if resume_path is not None:
@@ -520,17 +653,108 @@ def train(
             return TrainResult(out_dir=out, global_step=step, last_checkpoint=resume_path,
                                generator_path=generator, resumed_from=resume_path, metrics={},
                                already_done=True)
+    late = [m for m in cfg.optim.milestones if m > cfg.trainer.max_steps]
+    if late:
+        warnings.warn(f"config key 'optim.milestones': {', '.join(map(str, late))} past "
+                      f"trainer.max_steps={cfg.trainer.max_steps}: this run ends before the "
+                      "learning rate changes there", ZoomsrWarning, stacklevel=2)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
-    trainer, checkpoint = build_trainer(
-        cfg, out, [*callbacks, _DataOrderOfOldCheckpoints(datamodule)])
-    if trainer.is_global_zero:
-        # only now: anything above can still fail, and the earlier run must then stay
-        remove_run_outputs(out, stale)
-        atomic_write_text(out / "config.yaml", dump_config(cfg))
-        # the tiles it trains and validates on, for `zoomsr evaluate --splits`
-        atomic_write_text(out / "splits.json",
-                          json.dumps(datamodule.splits_doc(), indent=1) + "\n")
+    with contextlib.ExitStack() as held:
+        # One process of the run holds the folder until the run ends: the first, as the
+        # environment says (refused before Lightning's trainer, which prints its device lines);
+        # else the one Lightning makes rank 0 (it knows the ranks once the trainer is built,
+        # however DDP was launched; the processes it starts itself start inside fit).
+        locked = _launched_first()
+        if locked:
+            held.enter_context(_run_folder_lock(out))
+        trainer, checkpoint = build_trainer(
+            cfg, out, [*callbacks, _DataOrderOfOldCheckpoints(datamodule)])
+        if locked and not trainer.is_global_zero:
+            held.close()  # the environment was wrong: not this process's to hold
+        elif not locked and trainer.is_global_zero:
+            held.enter_context(_run_folder_lock(out))
+        if trainer.is_global_zero:
+            for temp in (out / "checkpoints").glob(_CHECKPOINT_TEMPS):  # a killed run's
+                temp.unlink(missing_ok=True)
+            # only now: anything above can still fail, and the earlier run must then stay
+            remove_run_outputs(out, stale)
+            atomic_write_text(out / "config.yaml", dump_config(cfg))
+            # the tiles it trains and validates on, for `zoomsr evaluate --splits`
+            atomic_write_text(out / "splits.json",
+                              json.dumps(datamodule.splits_doc(), indent=1) + "\n")
+        _fit(trainer, module, datamodule, resume_path)
+        generator_path = None
+        if trainer.is_global_zero:
+            # the bands and frame count travel with the weights, so `zoomsr infer` feeds
+            # them right
+            generator_path = save_checkpoint(
+                module.inference_generator.cpu(), out / "generator.pth",
+                global_step=trainer.global_step, bands=list(cfg.data.bands),
+                n_images=cfg.data.n_images,
+            )
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return TrainResult(
+        out_dir=out,
+        global_step=trainer.global_step,
+        # as the generator's path is given (Lightning's dirpath is made absolute)
+        last_checkpoint=out / "checkpoints" / LAST,
+        generator_path=generator_path,
+        resumed_from=resume_path,
+        metrics=metrics,
+    )
+
+
+def _val_pairs_seen(cfg: TrainConfig) -> int | None:
+    """How many validation pairs (of the split's, in order) validation reads at most: with
+    ``trainer.limit_val_batches``, that many batches on each process (None: all)."""
+    t = cfg.trainer
+    if t.limit_val_batches is None:
+        return None
+    batch = cfg.data.val_batch_size or cfg.data.batch_size
+    return t.limit_val_batches * batch * t.devices * t.num_nodes
+
+
+#: Where launchers put a process's rank: torchrun and Kubeflow, Lightning's own DDP processes
+#: and nodes, SLURM, LSF, Open MPI and MPICH.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID",
+                   "JSM_NAMESPACE_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+def _launched_first() -> bool:
+    """Whether the environment makes this process the first of its run (no rank, or 0)."""
+    return all(os.environ.get(name, "0").strip() in ("", "0") for name in _RANK_VARIABLES)
+
+
+@contextlib.contextmanager
+def _run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run: a second run there at once (a requeued job while the old
+    one lives) would resume from and overwrite the same checkpoints and generator, and both
+    end "successfully". Refused with :class:`InputError`. A folder the lock made is removed
+    again when the run fails before writing to it (a trainer that cannot be built)."""
+    made = not out.exists()
+    try:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(output_lock(out / "generator.pth"))
+            except InputError as exc:
+                if "another zoomsr run" not in str(exc):
+                    raise
+                raise InputError(
+                    f"{out}: another zoomsr train run is using this run folder (it holds "
+                    f"{out / '.generator.pth.zoomsr-lock'}); wait for it to end or stop it, "
+                    "or choose another --out") from None
+            yield
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: what the run wrote stays
+                out.rmdir()
+        raise
+
+
+def _fit(trainer: L.Trainer, module: SRModule, datamodule: S2NAIPDataModule,
+         resume_path: Path | None) -> None:
+    """``trainer.fit``, quiet about what does not apply here; Ctrl-C is a KeyboardInterrupt."""
     with warnings.catch_warnings(), _without_tips():
         # The sample datasets are small: Lightning suggests more workers than useful.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -559,24 +783,6 @@ def train(
             # Lightning ignores SIGINT from the first Ctrl-C on: give the caller its own back
             if on_ctrl_c is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, on_ctrl_c)
-    generator_path = None
-    if trainer.is_global_zero:
-        # the bands and frame count travel with the weights, so `zoomsr infer` feeds them right
-        generator_path = save_checkpoint(
-            module.inference_generator.cpu(), out / "generator.pth",
-            global_step=trainer.global_step, bands=list(cfg.data.bands),
-            n_images=cfg.data.n_images,
-        )
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return TrainResult(
-        out_dir=out,
-        global_step=trainer.global_step,
-        # as the generator's path is given (Lightning's dirpath is made absolute)
-        last_checkpoint=out / "checkpoints" / LAST,
-        generator_path=generator_path,
-        resumed_from=resume_path,
-        metrics=metrics,
-    )
 
 
 __all__ = ["MODULES", "RUN_OUTPUTS", "TrainResult", "build_module", "build_trainer",
