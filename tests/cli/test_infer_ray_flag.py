@@ -230,3 +230,9 @@ def test_a_finished_output_needs_no_cluster_to_be_reported_done(cli, tmp_path, r
         assert code == 0, err
         assert "finished by an earlier run, nothing to resume" in stdout
     assert ray_calls == []  # no pool made
+
+
+def test_ray_workers_are_checked_without_ray_too(cli, tmp_path):
+    """--ray-workers 0 without --ray was taken silently."""
+    code, stdout, err = cli("infer", tmp_path, "-o", tmp_path / "o.tif", "--ray-workers", "0")
+    assert code == 2 and err.strip() == "error: --ray-workers must be >= 1, got 0"

@@ -172,6 +172,13 @@ def test_in_memory_frames_must_be_float_in_0_1_and_nan_is_nodata(tiny_model):
     out, mask = super_resolve_array(pixels, model, FAST)
     assert np.isfinite(out).all()
     assert not mask[: 8 * 4, : 8 * 4].any() and mask[8 * 4 :, :].all()
+    assert not out[:, ~mask].any()  # 0 where no frame had data, as a scene run writes
+    # (it was the model's output there: a caller ignoring the mask took invented values)
+    for empty in ((0, 3, 24, 24), (2, 3, 0, 24)):  # a ZeroDivisionError
+        with pytest.raises(InputError, match=r"^expected at least one frame of at least 1 x 1"):
+            super_resolve_array(np.zeros(empty, np.float32), model, FAST)
+    with pytest.raises(InputError, match=r"^no valid pixel in any frame"):  # returned a
+        super_resolve_array(np.full((2, 3, 24, 24), np.nan), model, FAST)  # mask all False
     same, _ = super_resolve_array(np.where(np.isnan(pixels), 0, pixels), model, FAST,
                                   valid=~np.isnan(pixels).any(1))
     assert np.array_equal(out, same)

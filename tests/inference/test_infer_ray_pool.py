@@ -175,3 +175,31 @@ def test_worker_gpus_one_per_worker_when_the_cluster_has_them(cluster_gpus, give
     pool._ray = _Ray()
     pool._ray.resources = {"CPU": 4, "GPU": cluster_gpus}
     assert pool.worker_gpus() == expected
+
+
+def test_pool_arguments_and_a_closed_pool_are_refused(monkeypatch):
+    """RayPool("local", "2") failed with a TypeError, 1.5 workers were taken; a pool used
+    after close() started a new local Ray that nothing stopped."""
+    from zoomsr.errors import ConfigError
+
+    for bad in ("2", 1.5, 0):
+        with pytest.raises(ConfigError, match=r"^workers must be "):
+            distributed.RayPool("local", bad)
+    pool = distributed.RayPool("local", 1)
+    pool.close()
+    with pytest.raises(RuntimeError, match="this RayPool is closed"):
+        pool.start()
+    with pytest.raises(RuntimeError, match="this RayPool is closed"):
+        next(pool.rows(None, None, [0]))
+
+
+def test_a_refused_join_suggests_token_authentication(monkeypatch):
+    """Joining a `ray start` cluster (token auth by default) failed after 20 s with "Failed to
+    connect to Ray cluster at ...", the reason only in Ray's log lines."""
+    exc = RuntimeError("Failed to connect to Ray cluster at 192.0.2.2:6390")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    text = distributed._in_our_terms(exc)
+    assert text.startswith("Failed to connect to Ray cluster at 192.0.2.2:6390; if the cluster "
+                           "uses token authentication") and "RAY_AUTH_MODE=token" in text
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # already set: not suggested again
+    assert distributed._in_our_terms(exc) == str(exc)

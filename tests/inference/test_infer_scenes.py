@@ -114,6 +114,30 @@ def test_failing_scene_keeps_the_others(tmp_path, tiny_model, cli):
     assert "2 scene(s) done, 3 skipped, 0 failed" in stdout
 
 
+def test_a_runtime_failure_makes_a_scenes_job_exit_1_beside_input_failures(tmp_path, cli,
+                                                                         monkeypatch):
+    """The docs say 2, or 1 if a failure was a runtime error: the exit code was the largest
+    of the failures', so one bad input hid a worker's death (a requeue retries on 1)."""
+    from zoomsr.inference import scenes as scenes_module
+    from zoomsr.inference.distributed import RayWorkerError
+
+    manifest = _scenes(tmp_path)
+    data = json.loads(manifest.read_text())
+    data["scenes"].append({"inputs": ["missing"], "output": "out/missing.tif"})
+    manifest.write_text(json.dumps(data))
+    real = scenes_module.run_inference
+
+    def dies_on_b(inputs, output, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if Path(output).name == "b.tif":
+            raise RayWorkerError("a Ray model worker died: killed")
+        return real(inputs, output, *args, **kwargs)
+
+    monkeypatch.setattr(scenes_module, "run_inference", dies_on_b)
+    code, stdout, err = cli("infer", "--scenes", manifest, *CLI_TINY)
+    assert "2 scene(s) done, 0 skipped, 2 failed" in stdout
+    assert code == 1, err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -276,3 +300,20 @@ def test_a_scene_writing_another_scenes_side_output_is_refused_first(tmp_path, t
     assert not (tmp_path / "o").exists()  # before any scene ran
     report = run_scenes(scenes, tiny_model(2), InferenceOptions())  # no LR mosaics: fine
     assert len(report.done) == 2
+
+
+def test_the_cli_refuses_clashing_side_outputs_before_ray(tmp_path, cli, monkeypatch):
+    """It was refused only once Ray had started, without the manifest's name before it."""
+    from zoomsr.inference import distributed
+
+    def no_ray(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("Ray started before the manifest's outputs were checked")
+
+    monkeypatch.setattr(distributed.RayPool, "start", no_ray)
+    write_frames(tmp_path / "a", n=2, size=(24, 24))
+    manifest = tmp_path / "s.json"
+    manifest.write_text(json.dumps({"scenes": [{"inputs": ["a"], "output": "o/a.tif"},
+                                               {"inputs": ["a"], "output": "o/a.lr.tif"}]}))
+    code, _, err = cli("infer", "--scenes", manifest, *CLI_TINY, "--save-lr", "--ray", "local")
+    assert code == 2 and err.strip().startswith(
+        f"error: {manifest}: scenes[1] and scenes[0] both write "), err

@@ -220,6 +220,8 @@ def infer(
         raise ConfigError("no input given: pass INPUTS with --output, or --scenes MANIFEST.json")
     if scenes is None and output is None:
         raise ConfigError("--output is required (or use --scenes MANIFEST.json)")
+    if ray_workers < 1:  # (checked with or without --ray: a wrong value is not ignored)
+        raise ConfigError(f"--ray-workers must be >= 1, got {ray_workers}")
     if 0 < column_width < MIN_COLUMN_WIDTH:
         raise ConfigError(
             f"--column-width {column_width}: strips narrower than {MIN_COLUMN_WIDTH} LR px "
@@ -239,6 +241,10 @@ def infer(
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
     )
+    if manifest is not None:  # before the model is built and Ray started
+        from zoomsr.inference.scenes import check_scene_outputs
+
+        check_scene_outputs(manifest, options, scenes)
     if manifest is None and resume and not overwrite:
         finished_before(output, save_lr, preview)  # a side output missing: before the model
     if ray is not None and manifest is None and is_s2naip_input(inputs or []):
@@ -403,4 +409,6 @@ def _run_scenes(manifest: list[Scene], net: InferenceModel, options: InferenceOp
     if report.failed:
         for o in report.failed:
             typer.echo(f"failed: {o.scene.name}: {o.error}", err=True)
-        raise typer.Exit(max(o.exit_code for o in report.failed))
+        # 1 when any failure was a runtime one (a requeue may retry it), else 2 (inputs)
+        codes = {o.exit_code for o in report.failed}
+        raise typer.Exit(1 if 1 in codes else max(codes))

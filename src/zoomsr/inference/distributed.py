@@ -36,6 +36,7 @@ from zoomsr.inference.assemble import ReadyRow
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
 from zoomsr.stopping import interrupts_held
+from zoomsr.validate import check_int
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
@@ -211,6 +212,11 @@ def _in_our_terms(exc: BaseException) -> str:
     if "Could not find any running Ray instance" in text:
         return ("no Ray cluster is running on this machine (`ray start --head` starts one); "
                 "or pass --ray HOST:PORT of a running one, or --ray local to start Ray here")
+    if "Failed to connect to Ray cluster" in text and not os.environ.get("RAY_AUTH_MODE"):
+        # Ray logs the reason (InvalidAuthToken) and raises this: a cluster started by
+        # `ray start` asks for a token by default (Ray 2.5x), which a client must be told of
+        return (f"{text}; if the cluster uses token authentication (`ray start`'s default), "
+                "run with RAY_AUTH_MODE=token set (and its token, as `ray start` printed)")
     return text
 
 
@@ -238,8 +244,7 @@ class RayPool:
 
     def __init__(self, address: str | None = "local", workers: int = 2,
                  gpus_per_worker: float | None = None) -> None:
-        if workers < 1:
-            raise ConfigError(f"ray workers must be >= 1, got {workers}")
+        check_int("workers", workers, minimum=1)
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
@@ -254,9 +259,13 @@ class RayPool:
         self._model: InferenceModel | None = None
         self.scenes = 0  # scenes whose rows went through this pool (for reports and tests)
         self.actor_starts = 0  # times a set of workers was created
+        self._closed = False
 
     def start(self) -> RayPool:
         """Start or join Ray now (so a wrong address fails before any scene runs)."""
+        if self._closed:  # it started a local Ray again, which nothing then stopped
+            raise RuntimeError("this RayPool is closed: make a new one (or use it inside its "
+                               "`with` block)")
         if self._ray is not None:
             return self
         try:
@@ -276,8 +285,11 @@ class RayPool:
                     _shutdown(ray)
                 raise
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = repr(self.address)
+                if self.address == "auto" and os.environ.get("RAY_ADDRESS"):
+                    where += f" (RAY_ADDRESS={os.environ['RAY_ADDRESS']})"
                 raise RayUnavailableError(
-                    f"cannot start or reach Ray at {self.address!r}: {_in_our_terms(exc)}"
+                    f"cannot start or reach Ray at {where}: {_in_our_terms(exc)}"
                 ) from None
             self._started = True
         self._ray = ray
@@ -488,7 +500,8 @@ class RayPool:
             raise RayWorkerError(f"a Ray model worker died: {first}") from None
 
     def close(self) -> None:
-        """Kill the workers; stop Ray if this pool started it."""
+        """Kill the workers; stop Ray if this pool started it. The pool cannot start again."""
+        self._closed = True
         if self._ray is None:
             return
         self._kill_actors()
@@ -536,8 +549,7 @@ def ray_row_source(
     ones use one :class:`RayPool` and pass ``pool.rows``. Arguments as for
     :class:`RayPool`.
     """
-    if workers < 1:
-        raise ConfigError(f"ray workers must be >= 1, got {workers}")
+    check_int("workers", workers, minimum=1)
 
     def source(plan: ScenePlan, model: InferenceModel, rows: Sequence[int]) -> Iterator[ReadyRow]:
         with RayPool(address, workers, gpus_per_worker) as pool:

@@ -279,9 +279,10 @@ def super_resolve_array(
     (reflectance x 10000 / 8160) if any; ``valid`` ``[T, H, W]`` (default: RGB not black).
     ``batch_size``: windows per model call (in 128 px windows when ``tiling`` has an
     automatic window, the default; None: the device's default, :func:`for_device`).
-    Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped) and the
-    ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read) or values outside
-    [0, 1] are refused (:class:`InputError`); NaN pixels are nodata.
+    Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped; 0 where the
+    mask is False) and the ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read),
+    values outside [0, 1], empty frames and frames with no valid pixel are refused
+    (:class:`InputError`); NaN pixels are nodata.
     """
     check_inference_model(model)
     # the settings checked as a scene run's are (threads, batch, uncertainty, seed, tiling)
@@ -300,6 +301,9 @@ def super_resolve_array(
     if pixels.ndim != 4 or pixels.shape[1] != channels:
         raise InputError(f"expected frames [T, {channels}, H, W] for {model.label} (bands "
                          f"{','.join(model.bands)}), got {list(pixels.shape)}")
+    if 0 in pixels.shape:  # (it failed with a ZeroDivisionError)
+        raise InputError(f"expected at least one frame of at least 1 x 1 px, got frames "
+                         f"{list(pixels.shape)}")
     nan = np.isnan(pixels)
     if not nan.all():
         low, high = np.nanmin(pixels), np.nanmax(pixels)  # +-inf included: refused
@@ -315,6 +319,8 @@ def super_resolve_array(
         raise InputError(f"valid must be [T, H, W] = {list(nodata.shape)} like the frames, got "
                          f"{list(valid.shape)}")
     valid = valid.astype(bool) & ~nodata
+    if not valid.any():  # as a scene run refuses it: nothing to super-resolve
+        raise InputError("no valid pixel in any frame (all NaN, black or not valid)")
     check_uncertainty(uncertainty, len(pixels), int((~valid.any(axis=(1, 2))).sum()),
                       model.n_images)
     height, width = pixels.shape[-2:]
@@ -331,6 +337,7 @@ def super_resolve_array(
         top, value, valid_hr = blender.add(res)
         out[:, top : top + value.shape[1]] = value
         mask[top : top + value.shape[1]] = valid_hr
+    out[:, ~mask] = 0  # where no frame had data: 0, as a scene run writes (not model output)
     return out, mask
 
 

@@ -177,10 +177,13 @@ def _no_output_over_an_input(path: Path, scenes: Sequence[Scene]) -> None:
                             + f"an input of scenes[{other.index}] ({item}); write it elsewhere")
 
 
-def _no_file_written_twice(scenes: Sequence[Scene], options: InferenceOptions) -> None:
+def check_scene_outputs(scenes: Sequence[Scene], options: InferenceOptions,
+                        manifest: str | os.PathLike[str] | None = None) -> None:
     """Refuse scenes one of whose side outputs (``--save-lr``'s ``X.lr.tif``,
     ``--preview``'s ``X.preview.png``) is another's output or side output: the later scene
-    replaced the earlier one's file, and the job said both were done."""
+    replaced the earlier one's file, and the job said both were done. ``manifest``: the
+    file the scenes came from, named first as its other errors are (the CLI checks this
+    before Ray starts; :func:`run_scenes` again)."""
     from zoomsr.inference.pipeline import side_outputs
 
     names = {"lr": "LR mosaic (--save-lr)", "preview": "preview (--preview)"}
@@ -191,10 +194,11 @@ def _no_file_written_twice(scenes: Sequence[Scene], options: InferenceOptions) -
         for what, path in files.items():
             other = writers.get(path.resolve())
             if other is not None and other[0] is not sc:
+                where = f"{manifest}: " if manifest is not None else ""
                 raise DataError(
-                    f"scenes[{sc.index}] and scenes[{other[0].index}] both write {path} (the "
-                    f"{what} of one, the {other[1]} of the other); give them other output "
-                    "names")
+                    f"{where}scenes[{sc.index}] and scenes[{other[0].index}] both write "
+                    f"{path} (the {what} of one, the {other[1]} of the other); give them other "
+                    "output names")
             writers[path.resolve()] = (sc, what)
 
 
@@ -219,7 +223,7 @@ def run_scenes(
     from zoomsr.inference.distributed import RayUnavailableError
 
     options = options or InferenceOptions()
-    _no_file_written_twice(scenes, options)
+    check_scene_outputs(scenes, options)
     kwargs = {} if row_source is None else {"row_source": row_source}
     outcomes: list[SceneOutcome] = []
     for scene in scenes:
