@@ -203,3 +203,24 @@ def test_a_refused_join_suggests_token_authentication(monkeypatch):
                            "uses token authentication") and "RAY_AUTH_MODE=token" in text
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # already set: not suggested again
     assert distributed._in_our_terms(exc) == str(exc)
+
+
+def test_rays_token_notice_is_kept_off_stderr_when_joining_too(caplog):
+    """Filtered when a local instance starts; a join printed it (the one line of a good run)."""
+    import logging
+
+    name = "ray._private.authentication.authentication_token_setup"
+    seen = []
+
+    class FakeRay:
+        def init(self, address, **kwargs):  # noqa: ANN001, ANN003
+            seen.append(address)
+            logging.getLogger(name).warning("Token authentication is enabled for this Ray "
+                                            "cluster")
+            logging.getLogger(name).warning("something else")
+
+    caplog.set_level(logging.WARNING, logger=name)
+    for address in ("local", "127.0.0.1:6390"):
+        distributed.RayPool(address, 1)._init(FakeRay())
+    assert seen == ["local", "127.0.0.1:6390"]
+    assert [r.getMessage() for r in caplog.records] == ["something else"] * 2

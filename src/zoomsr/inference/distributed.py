@@ -296,20 +296,21 @@ class RayPool:
         return self
 
     def _init(self, ray: Any) -> None:
-        if self.address in (None, "", "local"):
-            # address="local": a new instance even where RAY_ADDRESS or a `ray start` cluster
-            # exists (no address would join it, and refuse num_cpus). Ray announces on every
-            # start that token authentication is on, its default: the one stderr line of a
-            # run that went well, about the private instance this run stops at its end
-            logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-            logger.addFilter(_token_notice)
-            try:
+        # Ray announces on every start or join that token authentication is on, its default:
+        # the one stderr line of a run that went well (about a private instance this run
+        # stops at its end, or a cluster whose token the user gave)
+        logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        logger.addFilter(_token_notice)
+        try:
+            if self.address in (None, "", "local"):
+                # address="local": a new instance even where RAY_ADDRESS or a `ray start`
+                # cluster exists (no address would join it, and refuse num_cpus)
                 ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
                          log_to_driver=False, configure_logging=False)
-            finally:
-                logger.removeFilter(_token_notice)
-        else:
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        finally:
+            logger.removeFilter(_token_notice)
 
     def worker_gpus(self) -> float:
         """GPUs each model worker gets: ``gpus_per_worker``, else 1 when the cluster has a GPU
