@@ -224,3 +224,19 @@ def test_rays_token_notice_is_kept_off_stderr_when_joining_too(caplog):
         distributed.RayPool(address, 1)._init(FakeRay())
     assert seen == ["local", "127.0.0.1:6390"]
     assert [r.getMessage() for r in caplog.records] == ["something else"] * 2
+
+
+def test_more_local_workers_than_cpus_are_warned_about(monkeypatch):
+    """6 workers on 2 CPUs started without a word (3.9 GB of models)."""
+    monkeypatch.setattr(distributed.os, "cpu_count", lambda: 2)
+
+    class FakeRay:
+        def init(self, **kwargs):  # noqa: ANN003
+            pass
+
+    with pytest.warns(ZoomsrWarning, match=r"^6 Ray workers on 2 CPU\(s\): .*--ray-workers 2"):
+        distributed.RayPool("local", 6)._init(FakeRay())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        distributed.RayPool("local", 2)._init(FakeRay())
+        distributed.RayPool("127.0.0.1:6390", 6)._init(FakeRay())  # a cluster's own CPUs

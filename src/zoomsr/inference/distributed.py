@@ -303,6 +303,12 @@ class RayPool:
         logger.addFilter(_token_notice)
         try:
             if self.address in (None, "", "local"):
+                cpus = os.cpu_count() or 1
+                if self.workers > cpus:
+                    # each holds a model and a row in flight: 6 on 2 CPUs took 3.9 GB
+                    warnings.warn(f"{self.workers} Ray workers on {cpus} CPU(s): each holds a "
+                                  "model and its rows, for no more speed than one a CPU "
+                                  f"(--ray-workers {cpus})", ZoomsrWarning, stacklevel=4)
                 # address="local": a new instance even where RAY_ADDRESS or a `ray start`
                 # cluster exists (no address would join it, and refuse num_cpus)
                 ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
