@@ -469,3 +469,65 @@ def test_a_rows_files_are_decoded_by_the_read_pool_with_the_same_values(tmp_path
         if a is not None:
             assert torch.equal(a, b)
     assert results[0][1].any()  # (valid pixels: not a comparison of empty rows)
+
+
+def test_a_rows_read_ends_its_pool_reads_before_an_error_leaves(tmp_path, monkeypatch):
+    """The first file's error in order is raised, after every read; a submit cut short (a
+    Ctrl-C in the loop) left the reads submitted before it writing into the row's buffer
+    while the pipeline closed their datasets."""
+    import threading
+    import time
+
+    from zoomsr.errors import DataError
+    from zoomsr.inference import reader as reader_module
+
+    paths = write_frames(tmp_path / "a", n=4, size=(32, 40), dtype="uint16", seed=3)
+    frames = discover_frames(paths, dn_offset=1000.0).frames
+    grid = plan_grid(frames, 4)
+    window = Window(0, 0, grid.width, 16)
+    monkeypatch.setattr(reader_module, "workers_available", lambda: 4)
+    read_into = reader_module.SceneReader._read_into
+    ended: list[float] = []
+    lock = threading.Lock()
+
+    def slow(src, win, out):  # noqa: ANN001
+        try:
+            time.sleep(0.2 if src.path.name != paths[0].name else 0.05)
+            if src.path.name in (paths[1].name, paths[3].name):
+                raise DataError(f"{src.path.name}: damaged")
+            read_into(src, win, out)
+        finally:
+            with lock:
+                ended.append(time.perf_counter())
+
+    monkeypatch.setattr(reader_module.SceneReader, "_read_into", staticmethod(slow))
+    scene = SceneReader(frames, grid)
+    try:
+        with pytest.raises(DataError, match=rf"^{paths[1].name}: damaged$"):
+            scene.read_strip(window, CPU)
+    finally:
+        scene.close()
+    assert len(ended) == 4  # every read ended (the good ones and the failed ones)
+
+    pool = reader_module.read_pool()
+    calls = []
+
+    class Cut:  # the second submit interrupted
+        def submit(self, *args):  # noqa: ANN002
+            calls.append(args)
+            if len(calls) == 2:
+                time.sleep(0.02)  # the first read has started: it cannot be cancelled
+                raise KeyboardInterrupt
+            return pool.submit(*args)
+
+    monkeypatch.setattr(reader_module, "read_pool", lambda: Cut())
+    ended.clear()
+    scene = SceneReader(frames, grid)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            scene.read_strip(window, CPU)
+        left_at = time.perf_counter()
+    finally:
+        scene.close()
+    time.sleep(0.4)  # a read left running would end now
+    assert len(ended) == 1 and ended[0] <= left_at  # the one submitted ended before it raised

@@ -44,6 +44,7 @@ from zoomsr.inference.inputs.radiometry import (
 )
 from zoomsr.inference.inputs.rasters import gdal_messages_logged, workers_available
 from zoomsr.io import geotiff
+from zoomsr.stopping import wait_through_interrupts
 
 #: Bounds of GDAL's block cache during a scene (bytes): see :func:`read_cache_bytes`.
 MIN_CACHE_BYTES = 16 * 2**20
@@ -313,13 +314,14 @@ class SceneReader:
             # the buffer is let go or an error raised, the first file's error first
             futures: list[Future] = []
             try:
-                futures += [pool.submit(self._read_into, src, window, into)
-                            for src, into in jobs]
+                for src, into in jobs:  # one at a time: a submit that fails keeps the rest
+                    futures.append(pool.submit(self._read_into, src, window, into))
                 wait(futures)
-            except BaseException:  # a Ctrl-C in this thread: none writes into it after
+            except BaseException:  # a Ctrl-C (or two) in this thread: none writes after
                 for f in futures:
                     f.cancel()
-                wait(futures)
+                # the caller closes the datasets and lets the buffer go: the reads end first
+                wait_through_interrupts(lambda: wait(futures))
                 raise
             for f in futures:
                 f.result()
