@@ -498,10 +498,15 @@ def test_overwrite_removes_the_side_outputs_it_does_not_write_again(frames_3857,
                                            r"mosaic; left by another run: remove it, or pass "
                                            r"--overwrite\)"):
         run_inference(frames_3857, other, tiny_model(2), _opts())
-    with pytest.warns(ZoomsrWarning, match=r"sr\.lr\.tif: not this run's .*not written by "
-                                           r"zoomsr, so --overwrite keeps it"):
+    with pytest.warns(ZoomsrWarning, match=r"sr\.lr\.tif: not this run's .*not an LR mosaic "
+                                           r"zoomsr wrote, so --overwrite keeps it"):
         run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
     assert lr.read_bytes() == b"mine"
+    # nor is another run's super-resolved output saved under that name (zoomsr's, no mosaic)
+    run_inference(frames_3857, lr, tiny_model(2), _opts(overwrite=True))
+    with pytest.warns(ZoomsrWarning, match=r"sr\.lr\.tif: not this run's"):
+        run_inference(frames_3857, out, tiny_model(2), _opts(overwrite=True))
+    assert lr.is_file()
 
 
 def test_cog_lr_mosaic_and_preview(frames_3857, tiny_model, tmp_path):

@@ -226,7 +226,7 @@ def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog, mode
     the same happened. Files limited in size here (RLIMIT_FSIZE) fail as a full disk does:
     to 100 KB, and to 3 KB less than the whole file. In the writer process, the error comes
     back to the parent as the same one line. libtiff's own lines ("_tiffWriteProc: File too
-    large.", printed by its default handler from GDAL's compression threads before that line)
+    large.", printed by its default handler, from its I/O callbacks, before that line)
     go to the log (DEBUG), not to stderr."""
     import subprocess
     import sys

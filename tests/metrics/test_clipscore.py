@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import warnings
 
 import pytest
 import torch
@@ -149,6 +150,9 @@ def test_openai_weights_given_as_a_file_get_quick_gelu(tmp_path):
         assert found.quick_gelu == ("openai" in folder), folder
     with pytest.raises(WeightsNotFoundError, match=r"^CLIP weights file not found: /nowhere\.bin$"):
         resolve_clip_weights("ViT-B-16", "openai=/nowhere.bin")
+    # a tag the model has not, before a file that exists: the tag is wrong, not the file
+    with pytest.raises(InputError, match=r"^unknown pretrained tag 'laion2b' for ViT-B-16 in "):
+        resolve_clip_weights("ViT-B-16", f"laion2b={other}")
     # a model of one tag, or whose tags build one network: no question
     assert not resolve_clip_weights("ViT-SO400M-14-SigLIP-384", other).quick_gelu
 
@@ -301,3 +305,26 @@ def test_gpu_matches_cpu(tiny_clip, images, dtype):
     assert next(metric.encoder.parameters()).is_cuda
     tol = 1e-4 if dtype == "float32" else 2e-2
     torch.testing.assert_close(metric(x, y), ref, atol=tol, rtol=0)
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_not_the_end_of_scoring(tiny_clip, images,
+                                                                             tmp_path):
+    """The write at the end of scoring raised (a full disk, the folder removed): every pair
+    scored was lost for a cache that only saves time. One warning, and no cache after it."""
+    from zoomsr.errors import ZoomsrWarning
+
+    x, t = images.smooth(4, 40, seed=7), images.smooth(4, 40, seed=8)
+    folder = tmp_path / "cache"
+    metric = tiny_clip(cache_dir=folder)
+    plain = metric(x, t)
+    assert not folder.exists()  # 4 embeddings: not written yet
+    folder.write_text("not a folder")  # a file where the cache's folder goes
+    with pytest.warns(ZoomsrWarning, match=r"CLIP target embeddings not cached .*scoring goes "
+                                           r"on without the cache"):
+        metric.save_cache()
+    assert metric.cache is None
+    torch.testing.assert_close(metric(x, t), plain)  # still scores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del metric
+        gc.collect()  # and the finalizer does not try (and warn) again

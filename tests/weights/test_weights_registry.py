@@ -397,8 +397,9 @@ def test_converted_default_in_the_cache_is_checked_too(cache, monkeypatch):
     path.write_bytes(changed)
     assert fetch.damaged_conversion(registry.get_entry(name))
     with pytest.warns(ZoomsrWarning, match=rf"{re.escape(str(path))}: SHA-256 \w+ differs from "
-                      r"the \w+ recorded at its conversion; converted again"):
+                      r"the \w+ recorded at its conversion; converted again") as said:
         assert fetch.resolve(name) == path
+    assert len(said) == 1  # (resolve's own check, then download's: said twice)
     assert path.read_bytes() == tensors and len(converted) == 3
     # converted by an older zoomsr: no record
     weights_cache.drop_record(path.name)

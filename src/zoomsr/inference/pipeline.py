@@ -572,14 +572,21 @@ def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | Non
     return sides.get("lr"), sides.get("preview")
 
 
+def _an_lr_mosaic(path: Path) -> bool:
+    """Whether ``path`` is an LR mosaic zoomsr wrote (its ``zoomsr_content`` tag), not
+    another run's super-resolved output saved under that name."""
+    tags = zoomsr_tags(path) or {}
+    return "LR mosaic" in tags.get("zoomsr_content", "")  # (scenes' and S2-NAIP chunks')
+
+
 def _drop_other_side_outputs(out: Path, written: dict[str, Path], overwrite: bool) -> None:
     """The side outputs this run did not write, left beside ``out`` by an earlier run (an
     LR mosaic of other weights, a preview of another image): removed with ``overwrite``
-    (an LR mosaic only if zoomsr wrote it), else named in a warning."""
+    (an LR mosaic only if zoomsr wrote it as one), else named in a warning."""
     for key, path in side_outputs(out, True, True).items():
         if key in written or not path.is_file():
             continue
-        if overwrite and (key == "preview" or made_by_zoomsr(path)):
+        if overwrite and (key == "preview" or _an_lr_mosaic(path)):
             path.unlink(missing_ok=True)
             continue
         import warnings
@@ -587,7 +594,8 @@ def _drop_other_side_outputs(out: Path, written: dict[str, Path], overwrite: boo
         from zoomsr.errors import ZoomsrWarning
 
         what = "LR mosaic" if key == "lr" else "preview"
-        why = ("not written by zoomsr, so --overwrite keeps it" if overwrite else
+        article = "an" if key == "lr" else "a"
+        why = (f"not {article} {what} zoomsr wrote, so --overwrite keeps it" if overwrite else
                "left by another run: remove it, or pass --overwrite")
         warnings.warn(f"{path}: not this run's (it wrote no {what}; {why})", ZoomsrWarning,
                       stacklevel=2)

@@ -109,7 +109,7 @@ _libtiff: list[ctypes.CDLL | None] = []  # found once, on the first write
 def libtiff_errors_logged() -> Iterator[None]:
     """While the block runs, libtiff's global error handler logs to :data:`LIBTIFF_LOGGER`
     (DEBUG) instead of printing: its I/O callbacks report a failed write ("_tiffWriteProc:
-    File too large.") there, from GDAL's compression threads too, and the one-line
+    File too large.") there, where no GDAL handler sees it, and the one-line
     :class:`WriteError` already says why. Nested and concurrent blocks share one
     installation; the previous handler is back once the last ends. Where libtiff cannot be
     found (not Linux) nothing changes."""

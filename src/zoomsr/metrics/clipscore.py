@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,9 @@ def resolve_clip_weights(
         return ClipWeights(model_name, None, f"{model_name}:random")
     text = str(pretrained)
     tag, said, named = text.partition("=")
+    if said and tag not in tags and os.path.isfile(named) and not os.path.isfile(text):
+        raise InputError(f"unknown pretrained tag {tag!r} for {model_name} in {text!r} "
+                         f"(known: {', '.join(tags) or 'none'})")
     if said and tag in tags and not os.path.isfile(text):  # TAG=PATH: a file of that tag
         if not os.path.isfile(named):
             raise WeightsNotFoundError(f"CLIP weights file not found: {named}")
@@ -637,7 +641,10 @@ class CLIPScore:
             for j, i in enumerate(missing):
                 found[i] = new[j]
                 self._cache.put(digests[i], new[j])
-            self._cache.flush_some()
+            try:
+                self._cache.flush_some()
+            except Exception as exc:  # noqa: BLE001 - the cache only saves time
+                self._cache_failed(exc)
         return torch.stack([e for e in found if e is not None])
 
     @property
@@ -647,9 +654,23 @@ class CLIPScore:
 
     def save_cache(self) -> None:
         """Write the target embeddings not yet in the cache file (done at the end of
-        ``zoomsr evaluate``'s scoring; else when the metric is let go, or at exit)."""
+        ``zoomsr evaluate``'s scoring; else when the metric is let go, or at exit). A write
+        that fails is a warning, and the metric goes on without its cache."""
         if self._cache is not None:
-            self._cache.flush()
+            try:
+                self._cache.flush()
+            except Exception as exc:  # noqa: BLE001 - the cache only saves time
+                self._cache_failed(exc)
+
+    def _cache_failed(self, exc: BaseException) -> None:
+        """A full disk or a removed folder under the cache: one warning, and no cache from
+        now on (it lost every pair scored when the write at the end raised)."""
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            cache._dirty = False  # nothing for the finalizer to try again
+            warnings.warn(f"{cache.path}: CLIP target embeddings not cached "
+                          f"({first_line(exc)}); scoring goes on without the cache",
+                          ZoomsrWarning, stacklevel=3)
 
     def __call__(
         self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray

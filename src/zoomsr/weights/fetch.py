@@ -285,7 +285,8 @@ def _usable_conversion(entry: WeightsEntry, target: Path) -> bool:
     if expected is None:
         problem = architecture_problem(entry, target)
         if problem is None:
-            record(entry.filename, actual, f"{target} (found in the cache, first use)")
+            with contextlib.suppress(OSError):  # a read-only shared cache: used unrecorded
+                record(entry.filename, actual, f"{target} (found in the cache, first use)")
             return True
         why = f"not a conversion of {entry.name} ({problem})"
     elif actual == expected:
@@ -310,8 +311,8 @@ def resolve(name: str) -> Path:
     target = weights_path(name)
     if _usable_cached(entry, target):
         return target
-    if entry.source == "ncnn":
-        return download(name)[0]
+    if entry.source == "ncnn":  # (not download(): it would check the file, and warn, again)
+        return download(name, force=True)[0]
     drop_stale_record(entry)
     _folder_for(target)
     raise WeightsNotAvailableError(
