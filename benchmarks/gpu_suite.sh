@@ -41,6 +41,19 @@ step() {
   echo "=== $n. $1 ($(date +%T), up to ${limit} s)"
 }
 
+# alternate FILE OPTION "V1 V2": the 3856 px scene (8 windows a call), 3 rounds of runs with
+# infer_throughput.py's OPTION set to each value in turn, their JSON lines appended to FILE;
+# all within $limit seconds.
+alternate() {
+  timeout "$limit" bash -c "
+    for i in 1 2 3; do
+      for v in $3; do
+        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
+            --pipeline-batch 8 --scene-dir '$scenes' $2 \$v 2>&1 | tail -1
+      done
+    done" | tee -a "$1"
+}
+
 # summary FILE LABEL: the medians of the runs (JSON lines of infer_throughput.py --_child) in
 # FILE, appended to it.
 summary() {
@@ -89,13 +102,8 @@ fi
 # in a process of its own, step 4 until then, lost on the H200: 95.5 against 109.3 km2/s;
 # ZOOMSR_GEOTIFF_WRITER=process still chooses it.)
 if step "the GeoTIFF writer: 512 / 256-row strips (3856 px, 3 runs each)" 150; then
-  timeout "$limit" bash -c "
-    for i in 1 2 3; do
-      for rows in 512 256; do
-        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
-            --pipeline-batch 8 --scene-dir '$scenes' --writer-strip \$rows 2>&1 | tail -1
-      done
-    done" | tee "$out/infer_writer.txt"
+  : > "$out/infer_writer.txt"
+  alternate "$out/infer_writer.txt" --writer-strip "512 256"
   $py -c '
 import json, statistics, sys
 runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
@@ -186,13 +194,8 @@ fi
 # thread of pure Python; 1.7x since the fourth session of 2026-11-27). The 3856 px scene with
 # Python's default switch interval (5 ms) and with 1 ms, alternating, 3 runs each.
 if step "switch interval 5 ms / 1 ms (3856 px, 3 runs each)" 150; then
-  timeout "$limit" bash -c "
-    for i in 1 2 3; do
-      for sw in 0.005 0.001; do
-        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
-            --pipeline-batch 8 --scene-dir '$scenes' --switch-interval \$sw 2>&1 | tail -1
-      done
-    done" | tee "$out/infer_switch.txt"
+  : > "$out/infer_switch.txt"
+  alternate "$out/infer_switch.txt" --switch-interval "0.005 0.001"
   $py -c '
 import json, statistics, sys
 runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
@@ -241,15 +244,11 @@ fi
 # them at once (reader.READ_THREADS). The decode of one row alone, then the 3856 px scene with
 # --read-threads 1 (as before) and the default, alternating, 3 runs each.
 if step "read pool vs one file at a time (row decode; 3856 px, 3 runs each)" 120; then
-  timeout "$limit" bash -c "
-    $py '$here/benchmarks/infer_read.py' --size 3856 --images 8 --window 256 --rows 2 \
-        --repeats 5 --scene-dir '$scenes' 2>&1
-    for i in 1 2 3; do
-      for rt in 1 16; do
-        $py '$here/benchmarks/infer_throughput.py' --_child --device cuda --size 3856 \
-            --pipeline-batch 8 --scene-dir '$scenes' --read-threads \$rt 2>&1 | tail -1
-      done
-    done" | tee "$out/infer_read_pool.txt"
+  started=$SECONDS
+  timeout "$limit" $py "$here/benchmarks/infer_read.py" --size 3856 --images 8 --window 256 \
+      --rows 2 --repeats 5 --scene-dir "$scenes" 2>&1 | tee "$out/infer_read_pool.txt"
+  limit=$((limit - (SECONDS - started)))  # the step's time, shared with the runs
+  alternate "$out/infer_read_pool.txt" --read-threads "1 16"
   $py -c '
 import json, statistics, sys
 runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
