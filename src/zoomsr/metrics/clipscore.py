@@ -512,17 +512,19 @@ class EmbeddingCache:
             self.flush()
 
 
-def _flush_quietly(cache: EmbeddingCache) -> None:
-    """:meth:`EmbeddingCache.flush` when a :class:`CLIPScore` is let go or the process exits:
-    a failure there (a full disk, a removed folder) is a one-line warning, not a traceback
-    after the run's own output; the embeddings are computed again next time."""
+def _flush_quietly(cache: EmbeddingCache, some: bool = False, after: str = "") -> bool:
+    """:meth:`EmbeddingCache.flush` (``some``: :meth:`~EmbeddingCache.flush_some`); False when
+    it failed (a full disk, a removed folder): a one-line warning (``after`` appended), not a
+    traceback, and not tried again. The cache only saves time: a failure at the end of
+    scoring lost every pair scored, and one at exit came after the run's own output."""
     try:
-        cache.flush()
+        cache.flush_some() if some else cache.flush()
+        return True
     except Exception as exc:  # noqa: BLE001 - nothing to raise into
-        import warnings
-
-        warnings.warn(f"{cache.path}: CLIP target embeddings not cached ({first_line(exc)})",
-                      ZoomsrWarning, stacklevel=1)
+        cache._dirty = False  # nothing for a later flush (the finalizer's) to try again
+        warnings.warn(f"{cache.path}: CLIP target embeddings not cached ({first_line(exc)})"
+                      f"{after}", ZoomsrWarning, stacklevel=3)
+        return False
 
 
 class CLIPScore:
@@ -641,10 +643,7 @@ class CLIPScore:
             for j, i in enumerate(missing):
                 found[i] = new[j]
                 self._cache.put(digests[i], new[j])
-            try:
-                self._cache.flush_some()
-            except Exception as exc:  # noqa: BLE001 - the cache only saves time
-                self._cache_failed(exc)
+            self._save(some=True)
         return torch.stack([e for e in found if e is not None])
 
     @property
@@ -656,21 +655,12 @@ class CLIPScore:
         """Write the target embeddings not yet in the cache file (done at the end of
         ``zoomsr evaluate``'s scoring; else when the metric is let go, or at exit). A write
         that fails is a warning, and the metric goes on without its cache."""
-        if self._cache is not None:
-            try:
-                self._cache.flush()
-            except Exception as exc:  # noqa: BLE001 - the cache only saves time
-                self._cache_failed(exc)
+        self._save()
 
-    def _cache_failed(self, exc: BaseException) -> None:
-        """A full disk or a removed folder under the cache: one warning, and no cache from
-        now on (it lost every pair scored when the write at the end raised)."""
-        cache, self._cache = self._cache, None
-        if cache is not None:
-            cache._dirty = False  # nothing for the finalizer to try again
-            warnings.warn(f"{cache.path}: CLIP target embeddings not cached "
-                          f"({first_line(exc)}); scoring goes on without the cache",
-                          ZoomsrWarning, stacklevel=3)
+    def _save(self, some: bool = False) -> None:
+        if self._cache is not None and not _flush_quietly(
+                self._cache, some, "; scoring goes on without the cache"):
+            self._cache = None
 
     def __call__(
         self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
