@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -67,6 +68,7 @@ _libtiff_users = 0
 _libtiff_previous: int | None = None
 
 
+@functools.cache  # found once, on the first write
 def _gdal_libtiff() -> ctypes.CDLL | None:
     """The libtiff that the process's GDAL (rasterio's) writes with, found among the mapped
     libraries beside libgdal (a wheel's ``rasterio.libs``, a system's lib folder), or the
@@ -102,7 +104,6 @@ def _libc_vsnprintf():  # noqa: ANN202
 
 
 _vsnprintf = _libc_vsnprintf()
-_libtiff: list[ctypes.CDLL | None] = []  # found once, on the first write
 
 
 @contextlib.contextmanager
@@ -115,9 +116,7 @@ def libtiff_errors_logged() -> Iterator[None]:
     found (not Linux) nothing changes."""
     global _libtiff_users, _libtiff_previous
     with _libtiff_lock:
-        if not _libtiff:
-            _libtiff.append(_gdal_libtiff() if _vsnprintf is not None else None)
-        lib = _libtiff[0]
+        lib = _gdal_libtiff() if _vsnprintf is not None else None
         if lib is not None:
             if _libtiff_users == 0:
                 _libtiff_previous = lib.TIFFSetErrorHandler(
