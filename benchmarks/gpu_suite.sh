@@ -11,7 +11,8 @@
 # handed back, 11. 512 vs 256 px windows on the 8192 px scene, 12. the interpreter's switch
 # interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px,
 # 15. the CLI's default tiling and batch on 3856 px, 16. a row's files decoded by the read
-# pool vs one at a time (the row's decode alone, then 3856 px runs alternating).
+# pool vs one at a time (the row's decode alone, then 3856 px runs alternating), 17. the
+# output's DEFLATE level 6 (GDAL's default) vs 4 (the pipeline's).
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -69,6 +70,22 @@ if runs:
 ' "$1" "$2" 2>&1 | tee -a "$1"
 }
 
+# by_value FILE KEY LABEL: the medians of FILE's runs (as summary) for each value of their
+# JSON key KEY, in the order the values first came, appended to FILE.
+by_value() {
+  $py -c '
+import json, statistics, sys
+runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+for value in dict.fromkeys(x[sys.argv[2]] for x in runs):
+    r = [x for x in runs if x[sys.argv[2]] == value]
+    rate = statistics.median(x["km2_per_s"] for x in r)
+    rss = statistics.median(x["peak_rss_total_mb"] for x in r)
+    each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
+    print(f"{sys.argv[3]} {value}: {len(r)} runs, median {rate:.1f} km2/s (runs {each}), "
+          f"peak RSS {rss:.0f} MB")
+' "$1" "$2" "$3" 2>&1 | tee -a "$1"
+}
+
 step machine 10 && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $py -c "import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, platform.python_version())"
   nproc; } 2>&1 | tee "$out/machine.txt"
@@ -104,18 +121,7 @@ fi
 if step "the GeoTIFF writer: 512 / 256-row strips (3856 px, 3 runs each)" 150; then
   : > "$out/infer_writer.txt"
   alternate "$out/infer_writer.txt" --writer-strip "512 256"
-  $py -c '
-import json, statistics, sys
-runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-for rows in (512, 256):
-    r = [x for x in runs if x["writer_strip"] == rows]
-    if r:
-        rate = statistics.median(x["km2_per_s"] for x in r)
-        rss = statistics.median(x["peak_rss_total_mb"] for x in r)
-        each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
-        print(f"writer strips of {rows} rows: {len(r)} runs, median {rate:.1f} km2/s "
-              f"(runs {each}), peak RSS {rss:.0f} MB")
-' "$out/infer_writer.txt" 2>&1 | tee -a "$out/infer_writer.txt"
+  by_value "$out/infer_writer.txt" writer_strip "writer strips (rows)"
 fi
 
 # Scenes wider than --column-width (default 4096 LR px) are processed in column strips, so
@@ -196,14 +202,7 @@ fi
 if step "switch interval 5 ms / 1 ms (3856 px, 3 runs each)" 150; then
   : > "$out/infer_switch.txt"
   alternate "$out/infer_switch.txt" --switch-interval "0.005 0.001"
-  $py -c '
-import json, statistics, sys
-runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-for sw in sorted({r["switch_interval"] for r in runs}, reverse=True):
-    r = [x for x in runs if x["switch_interval"] == sw]
-    rate = statistics.median(x["km2_per_s"] for x in r)
-    print(f"switch interval {sw:g} s: {len(r)} runs, median {rate:.1f} km2/s")
-' "$out/infer_switch.txt" 2>&1 | tee -a "$out/infer_switch.txt"
+  by_value "$out/infer_switch.txt" switch_interval "switch interval (s)"
 fi
 
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
@@ -249,14 +248,18 @@ if step "read pool vs one file at a time (row decode; 3856 px, 3 runs each)" 120
       --rows 2 --repeats 5 --scene-dir "$scenes" 2>&1 | tee "$out/infer_read_pool.txt"
   limit=$((limit - (SECONDS - started)))  # the step's time, shared with the runs
   alternate "$out/infer_read_pool.txt" --read-threads "1 16"
-  $py -c '
-import json, statistics, sys
-runs = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
-for rt in sorted({r["read_threads"] for r in runs}):
-    r = [x for x in runs if x["read_threads"] == rt]
-    rate = statistics.median(x["km2_per_s"] for x in r)
-    print(f"read threads {rt}: {len(r)} runs, median {rate:.1f} km2/s")
-' "$out/infer_read_pool.txt" 2>&1 | tee -a "$out/infer_read_pool.txt"
+  by_value "$out/infer_read_pool.txt" read_threads "read threads"
+fi
+
+# The output's DEFLATE level: GDAL's default, 6, against the pipeline's, 4
+# (zoomsr.io.deflate.DEFLATE_LEVEL since 2026-11-27: on the CPU, the writer alone on
+# Real-ESRGAN output, level 6 took 3.3x as long as 4 for a 7 % smaller file; on a GPU the
+# writer's compression is what a run waited for at its end; every run before used 6). The
+# 3856 px scene with each, alternating, 3 runs each.
+if step "DEFLATE level 6 / 4 (3856 px, 3 runs each)" 150; then
+  : > "$out/infer_deflate.txt"
+  alternate "$out/infer_deflate.txt" --deflate-level "6 4"
+  by_value "$out/infer_deflate.txt" deflate_level "DEFLATE level"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

@@ -234,6 +234,8 @@ def options(args: argparse.Namespace):
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     extra = {} if args.column_width is None else {"column_width": args.column_width}
+    if args.deflate_level is not None:
+        extra["deflate_level"] = args.deflate_level
     return InferenceOptions(tiling=Tiling(args.window, args.overlap),
                             batch_size=args.pipeline_batch, progress=False,
                             threads=args.threads, **extra)
@@ -280,6 +282,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
         "writer_strip": writer_strip(), "read_threads": read_threads(),
+        "deflate_level": opts.deflate_level,
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
         "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,
@@ -291,7 +294,7 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
     for key in ("config", "images", "device", "precision", "window", "overlap",
                 "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
-                "switch_interval", "writer", "writer_strip", "read_threads"):
+                "switch_interval", "writer", "writer_strip", "read_threads", "deflate_level"):
         value = getattr(args, key)
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -346,6 +349,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
                    help="Threads decoding a row's files at once (zoomsr.inference.reader."
                    "READ_THREADS, at most the CPUs; 1: the row thread alone, as before "
                    "2026-11-27; default: the module's).")
+    p.add_argument("--deflate-level", type=int, default=None, metavar="L",
+                   help="DEFLATE level of the output (1 fastest .. 12 smallest; default: "
+                   "the pipeline's, zoomsr.io.deflate.DEFLATE_LEVEL; GDAL's own default is "
+                   "6).")
     p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
                    help="Where the output GeoTIFF is compressed while rows are computed "
                    "(pipeline.WRITER_PROCESS; auto: the pipeline's default, a thread).")

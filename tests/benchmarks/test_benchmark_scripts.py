@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = "num_feat=8,num_block=1,num_grow_ch=4"
@@ -56,10 +59,26 @@ def test_writer_and_host_memory_benchmarks_run(tmp_path):
                           "300", "--repeats", "1", "--no-compress")
     text = _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height", "300",
                 "--repeats", "1", "--busy-threads", "1", "--switch-interval", "0.002")
-    assert "deflate, this process, 1 busy thread(s), switch interval 0.002 s: median" in text
+    assert ("deflate level 4, this process, 1 busy thread(s), switch interval 0.002 s: median"
+            in text)
     text = _run(str(BENCH / "writer_throughput.py"), "--width", "600", "--height", "300",
                 "--repeats", "1", "--busy-threads", "1", "--process")
-    assert "deflate, own process, 1 busy thread(s)" in text
+    assert "deflate level 4, own process, 1 busy thread(s)" in text
+    # levels in turn, on a raster's content: the files differ in size
+    content = tmp_path / "content.tif"
+    y, x = np.mgrid[0:200, 0:300]
+    rgb = (120 + 60 * np.sin(x / 13)[None] * np.cos(y / 17)[None]
+           + np.random.default_rng(0).integers(0, 4, (3, 200, 300))).astype(np.uint8)
+    with rasterio.open(content, "w", driver="GTiff", width=300, height=200, count=3,
+                       dtype="uint8", crs="EPSG:3857",
+                       transform=Affine(2.4, 0, 0, 0, -2.4, 0)) as dst:
+        dst.write(rgb)
+    text = _run(str(BENCH / "writer_throughput.py"), "--width", "700", "--height", "500",
+                "--repeats", "1", "--deflate-level", "1", "12", "--content", str(content))
+    sizes = [float(line.split("file ")[1].split()[0]) for line in text.splitlines()
+             if "file " in line]
+    assert "deflate level 1," in text and "deflate level 12," in text and "content.tif" in text
+    assert len(sizes) == 2 and sizes[0] > sizes[1]
     text = _run(str(BENCH / "infer_host_memory.py"), "--sizes", "300", "556", "--repeats",
                 "1", "--column-width", "300", "--scene-dir", str(tmp_path))
     assert "peak RSS 556 / 300 px" in text and "writer auto" in text
@@ -95,7 +114,7 @@ def test_gpu_suite_runs_only_the_steps_asked_for(tmp_path):
                          capture_output=True, text=True, timeout=120, check=True,
                          env={"PATH": "/usr/bin:/bin", "GPU_SUITE_STEPS": "0"}).stdout
     headers = [line for line in out.splitlines() if line.startswith("=== ")]
-    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 17)]
+    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 18)]
     assert all(h.endswith("not in GPU_SUITE_STEPS") for h in headers[:-1])
     assert headers[6] == "=== 7. timeline of one pipeline run (py-spy): not in GPU_SUITE_STEPS"
     assert headers[-1].startswith("=== done")
@@ -136,10 +155,32 @@ def test_gpu_suite_python_snippets_compile():
 
     text = (BENCH / "gpu_suite.sh").read_text()
     snippets = re.findall(r"\$py -c '\n(.*?)\n' ", text, flags=re.S)
-    assert len(snippets) >= 3
+    assert len(snippets) >= 2
     for code in snippets:
         assert "'" not in code, code  # it would end the quoting
         compile(code, "gpu_suite.sh", "exec")
+
+
+def test_gpu_suite_by_value_gives_each_values_medians(tmp_path):
+    """The suite's ``by_value`` summary (steps comparing an option's values): medians per
+    value, in the order the values came, from the JSON lines among other output."""
+    import re
+
+    text = (BENCH / "gpu_suite.sh").read_text()
+    code = re.search(r"by_value\(\) \{\n  \$py -c '\n(.*?)\n' ", text, flags=re.S).group(1)
+    runs = tmp_path / "runs.txt"
+    lines = ["warming up"]
+    for rate, level, rss in [(100, 6, 900), (130, 4, 910), (90, 6, 905), (120, 4, 915),
+                             (110, 6, 901), (125, 4, 912)]:
+        lines.append(json.dumps({"km2_per_s": rate, "deflate_level": level,
+                                 "peak_rss_total_mb": rss}))
+    runs.write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, "-c", code, str(runs), "deflate_level", "level"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["level 6: 3 runs, median 100.0 km2/s (runs 100.0, 90.0, 110.0), "
+                   "peak RSS 901 MB",
+                   "level 4: 3 runs, median 125.0 km2/s (runs 130.0, 120.0, 125.0), "
+                   "peak RSS 912 MB"]
 
 
 def test_infer_windows_runs():

@@ -205,6 +205,9 @@ def test_infer_bad_options(cli, tmp_path):
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
                        "--column-width", "100")
     assert code == 2 and "--column-width 100: strips narrower than 512 LR px" in err
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", *TINY,
+                       "--deflate-level", "13")
+    assert code == 2 and "--deflate-level" in err and "less than or equal to 12" in err
     # --model without weights ran the default Real-ESRGAN whatever it named
     code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--model", "srcnn",
                        "--no-progress")
@@ -215,6 +218,33 @@ def test_infer_bad_options(cli, tmp_path):
     assert code == 2 and err.strip() == ("error: --random-weights and --weights exclude each "
                                          "other: give one")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_the_deflate_level_changes_the_files_size_not_its_pixels(cli, tmp_path):
+    """--deflate-level reaches the output and the LR mosaic (smaller at 9 than at 1), and
+    the pixels, the mask and the tags' content are the same."""
+    write_frames(tmp_path / "in", n=2, size=(48, 48))
+    files = {}
+    for level in ("1", "9"):
+        out = tmp_path / level / "sr.tif"
+        code, _, err = cli("infer", tmp_path / "in", "-o", out, *TINY, "--save-lr",
+                           "--deflate-level", level)
+        assert code == 0, err
+        files[level] = out, out.with_name("sr.lr.tif")
+    for k in (0, 1):
+        fast, small = files["1"][k], files["9"][k]
+        assert fast.stat().st_size > small.stat().st_size
+        with rasterio.open(fast) as a, rasterio.open(small) as b:
+            assert (a.read() == b.read()).all() and (a.dataset_mask() == b.dataset_mask()).all()
+
+
+def test_deflate_level_is_checked_in_the_python_api():
+    from zoomsr.errors import ConfigError
+    from zoomsr.inference import InferenceOptions
+
+    for bad, message in [(0, ">= 1"), (13, "<= 12"), (4.5, "an integer")]:
+        with pytest.raises(ConfigError, match=f"deflate_level must be {message}"):
+            InferenceOptions(deflate_level=bad)
 
 
 @pytest.mark.slow

@@ -250,3 +250,109 @@ def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog, mode
         logged = run(100_000, "log").splitlines()
         assert "LOG zoomsr.libtiff _tiffWriteProc: File too large" in logged, logged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp
+
+
+def _smooth_raw(tmp_path, size: int) -> RawRaster:
+    """Smooth content with a little noise (as model output): DEFLATE's levels differ on it."""
+    raw = RawRaster(tmp_path / "smooth.raw", size, size, 4)
+    raw.create()
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    rng = np.random.default_rng(1)
+    block = np.empty((size, size, 4), np.uint8)
+    for c in range(3):
+        block[..., c] = (120 + 60 * np.sin(x / (17 + 5 * c)) * np.cos(y / 23)
+                         + rng.integers(0, 4, (size, size)))
+    block[..., 3] = 255
+    raw.write_rows(0, block)
+    return raw
+
+
+def _one_pass(tmp_path, raw: RawRaster, level: int) -> int:
+    """The size of the file rasterio writes in one pass at DEFLATE ``level``."""
+    from zoomsr.io.geotiff import _profile
+
+    out = tmp_path / f"one_pass{level}.tif"
+    data = raw.read_rows(0, raw.height)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(out, "w", **_profile(
+            raw.width, raw.height, 3, "EPSG:3857", Affine(2.4, 0, 0, 0, -2.4, 0),
+            level)) as dst:
+        dst.write(np.moveaxis(data[..., :3], -1, 0))
+        dst.write_mask(data[..., 3])
+    return out.stat().st_size
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_the_deflate_level_asked_for_is_the_files(tmp_path, cog):
+    """A GeoTIFF reopened for update compresses at libtiff's default (6) whatever it was
+    created with: when each strip reopened the file, every level gave the same bytes. The
+    file at each level is as large as rasterio's own one-pass file at that level, and the
+    pixels are the same."""
+    raw = _smooth_raw(tmp_path, 768)
+    sizes = {}
+    for level in (1, 6, 12):
+        out = tmp_path / f"l{level}.tif"
+        write_geotiff(raw, out, crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                      band_names=["red", "green", "blue"], tags={}, cog=cog,
+                      deflate_level=level)
+        sizes[level] = out.stat().st_size
+        if not cog:  # (a COG adds overviews)
+            assert abs(sizes[level] - _one_pass(tmp_path, raw, level)) < 2048
+        with rasterio.open(out) as ds:
+            assert np.array_equal(np.moveaxis(ds.read(), 0, -1), raw.read_rows(0, 768)[..., :3])
+    assert sizes[1] > sizes[6] > sizes[12]
+
+
+@pytest.mark.parametrize("level", [0, 13, 4.0, True, "4"])
+def test_a_deflate_level_out_of_range_is_refused(tmp_path, level):
+    raw = _smooth_raw(tmp_path, 256)
+    with pytest.raises(ValueError, match=r"deflate level .*from 1 \(fastest\) to 12"):
+        write_geotiff(raw, tmp_path / "o.tif", crs="EPSG:3857",
+                      transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                      band_names=["red", "green", "blue"], tags={}, deflate_level=level)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_where_gdal_cannot_be_reached_the_file_is_reopened_per_strip(tmp_path, monkeypatch,
+                                                                     caplog):
+    """Without GDAL's handle (no /proc to find the library) the writer reopens the file for
+    each strip: the same pixels, GDAL's cache still without effect on the bytes, and a
+    warning that the level asked for (other than libtiff's 6) was not applied."""
+    import zoomsr.io.geotiff as geotiff
+
+    monkeypatch.setattr(geotiff, "dataset_flusher", lambda dataset: None)
+    geotiff._warn_level_once.cache_clear()
+    raw = _raw(tmp_path, 1536, 3)
+    outs = []
+    for i, env in enumerate([{}, {"GDAL_CACHEMAX": 2**20}]):
+        out = tmp_path / f"out{i}.tif"
+        with rasterio.Env(**env), caplog.at_level("WARNING", logger="zoomsr.io.geotiff"):
+            write_geotiff(raw, out, crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                          band_names=["red", "green", "blue"], tags={"a": "b"},
+                          deflate_level=6 if i == 0 else 2)
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # level 2 not applied: 6, as asked first
+    assert [r.getMessage() for r in caplog.records] == [
+        "DEFLATE level 2 not applied: GDAL's library could not be reached to flush the output "
+        "as it is written, so it is compressed at libtiff's default, 6"]
+    with rasterio.open(outs[0]) as ds:
+        expected = raw.read_rows(0, raw.height)
+        assert (ds.dataset_mask() == expected[..., -1]).all() and ds.tags()["a"] == "b"
+        assert (np.moveaxis(ds.read(), 0, -1) == expected[..., :-1]).all()
+
+
+def test_a_valid_tile_of_black_pixels_is_written(tmp_path):
+    """A model's all-black output where the inputs were valid: the tile's pixels are all 0,
+    its mask 255. Kept open and sparse, GDAL left such a tile out and the tile check took it
+    for a lost write (seen with a random model's black output)."""
+    raw = RawRaster(tmp_path / "black.raw", 300, 300, 4)
+    raw.create()
+    block = np.zeros((300, 300, 4), np.uint8)
+    block[..., 3] = 255
+    block[256:, 256:, 3] = 0  # one tile, partial, masked out
+    raw.write_rows(0, block)
+    out = tmp_path / "black.tif"
+    write_geotiff(raw, out, crs="EPSG:3857", transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                  band_names=["red", "green", "blue"], tags={})
+    with rasterio.open(out) as ds:
+        assert not ds.read().any() and (ds.dataset_mask() == block[..., 3]).all()
+        assert all(ds.block_size(1, i, j) > 0 for i in (0, 1) for j in (0, 1))

@@ -15,6 +15,7 @@ import typer
 
 from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import ConfigError
+from zoomsr.io.deflate import DEFLATE_LEVEL, DEFLATE_LEVELS
 
 if TYPE_CHECKING:
     from rasterio.crs import CRS
@@ -173,6 +174,11 @@ def infer(
         "mean over RGB) of the outputs of K frame subsets; needs more dates than the model "
         "takes (9+ for an 8-image model)."),
     cog: bool = typer.Option(False, "--cog", help="Write a Cloud-Optimized GeoTIFF."),
+    deflate_level: int = typer.Option(
+        DEFLATE_LEVEL, "--deflate-level", min=DEFLATE_LEVELS[0], max=DEFLATE_LEVELS[-1],
+        help="DEFLATE level of the GeoTIFFs: 1 fastest .. 12 smallest (on a GPU the writer's "
+        "compression is what a run waits for at its end; 6, GDAL's default, took 3.3x as "
+        "long as 4 for a file 7 % smaller). Same pixels."),
     save_lr: bool = typer.Option(False, "--save-lr", help="Also write the LR mosaic "
                                  "(OUT.lr.tif)."),
     preview: bool = typer.Option(False, "--preview", help="Also write OUT.preview.png."),
@@ -236,7 +242,7 @@ def infer(
         manifest = load_scenes(scenes)  # fail on a bad manifest before building the model
     options = InferenceOptions(
         native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
-        threads=threads, column_width=column_width,
+        threads=threads, column_width=column_width, deflate_level=deflate_level,
         uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
         overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
         rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,

@@ -83,6 +83,7 @@ from zoomsr.inference.windows import (
 )
 from zoomsr.inference.writer import SAMPLING_OPTIONS, PartialRun, has_saved_state
 from zoomsr.io.atomic import output_lock, refuse_existing, remove_stale_temps
+from zoomsr.io.deflate import DEFLATE_LEVEL, DEFLATE_LEVELS
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.io.geotiff import column_chunks, write_geotiff, write_preview
 from zoomsr.io.geotiff_stream import GeoTIFFProcess, GeoTIFFStream
@@ -137,6 +138,9 @@ class InferenceOptions:
     #: memory does not grow with the width either; the same pixels (the tiles are written
     #: strip by strip, so in another order in the file).
     column_width: int = 4096
+    #: DEFLATE level of the GeoTIFFs written, 1 (fastest) to 12 (smallest); the pixels are
+    #: the same (:data:`zoomsr.io.geotiff.DEFLATE_LEVEL`).
+    deflate_level: int = DEFLATE_LEVEL
 
     def __post_init__(self) -> None:
         from zoomsr.inference.inputs.discover import parse_rgb_bands
@@ -149,6 +153,10 @@ class InferenceOptions:
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, minimum=1)
         check_int("column_width", self.column_width, minimum=0)
+        check_int("deflate_level", self.deflate_level, minimum=DEFLATE_LEVELS[0])
+        if self.deflate_level > DEFLATE_LEVELS[-1]:  # GDAL would warn and use its default
+            raise ConfigError(f"deflate_level must be <= {DEFLATE_LEVELS[-1]} (the smallest "
+                              f"files), got {self.deflate_level}")
         if self.threads is not None:
             check_int("threads", self.threads, minimum=1)
         check_int("uncertainty", self.uncertainty, minimum=0)
@@ -565,7 +573,8 @@ def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | Non
     if lr is not None:
         write_geotiff(lr, sides["lr"], crs=grid.crs, transform=grid.transform,
                       band_names=["red", "green", "blue"],
-                      tags={**tags, "zoomsr_content": content}, cog=options.cog)
+                      tags={**tags, "zoomsr_content": content}, cog=options.cog,
+                      deflate_level=options.deflate_level)
     if options.preview:
         write_preview(out, sides["preview"])
     _drop_other_side_outputs(out, sides, options.overwrite)
@@ -927,7 +936,7 @@ def _run_scene(
         in_process = in_process and os.name == "posix" and bool(sys.executable)
         stream = (GeoTIFFProcess if in_process else GeoTIFFStream)(
             hr, out, crs=grid.crs, transform=grid.hr_transform, band_names=names,
-            cog=options.cog, chunks=chunks)
+            cog=options.cog, chunks=chunks, deflate_level=options.deflate_level)
         items: Iterator[Any] | None = None
         try:  # the writer starts inside: a Ctrl-C from its start on stops it
             stream.start()

@@ -235,7 +235,8 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         **side_outputs_tag(options),
     }
     write_geotiff(hr, out, crs=grid.crs, transform=grid.hr_transform,
-                  band_names=["red", "green", "blue"], tags=tags, cog=options.cog)
+                  band_names=["red", "green", "blue"], tags=tags, cog=options.cog,
+                  deflate_level=options.deflate_level)
     lr_path, preview = write_side_outputs(out, options, lr, grid, tags,
                                           "LR mosaic (mean of valid frames)")
     run.remove()

@@ -17,11 +17,11 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from rasterio.errors import RasterioError
 
 from zoomsr.errors import WriteError, first_line
+from zoomsr.io.gdal_lib import mapped_libraries
 
 try:  # rasterio's GDAL error classes (CPLE_*), raised by some calls
     from rasterio._err import CPLE_BaseError
@@ -73,11 +73,9 @@ def _gdal_libtiff() -> ctypes.CDLL | None:
     """The libtiff that the process's GDAL (rasterio's) writes with, found among the mapped
     libraries beside libgdal (a wheel's ``rasterio.libs``, a system's lib folder), or the
     only one mapped; None where that cannot be told (no ``/proc``: macOS, Windows)."""
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
+    paths = mapped_libraries()
+    if paths is None:
         return None
-    paths = {line.split(maxsplit=5)[-1] for line in maps if line.count(" ") >= 5}
     tiffs = sorted(p for p in paths if os.path.basename(p).startswith("libtiff"))
     gdal_dirs = {os.path.dirname(p) for p in paths if os.path.basename(p).startswith("libgdal")}
     beside = [p for p in tiffs if os.path.dirname(p) in gdal_dirs]
