@@ -731,3 +731,16 @@ def test_a_run_saved_with_the_weights_path_in_its_record_continues(tmp_path, tin
     np.savez(partial_dir(out) / "state.npz", **arrays)
     result = run_inference(paths, out, tiny_model(2), _opts(resume=True))
     assert result.rows_resumed > 0 and out.read_bytes() == clean.read_bytes()
+
+
+def test_a_slow_models_rate_reads_in_seconds_a_window():
+    """4 windows of Real-ESRGAN on 2 CPU cores took 89 s: the bar said "0.0 win/s"."""
+    from types import SimpleNamespace
+
+    from zoomsr.inference.pipeline import _progress, rate_text
+
+    assert rate_text(4 / 89).strip() == "22.2 s/win"
+    assert rate_text(0.1).strip() == "0.1 win/s" and rate_text(12.34).strip() == "12.3 win/s"
+    assert rate_text(1 / 1800).strip() == "30 min/win"
+    task = SimpleNamespace(completed=4, elapsed=89.0, finished=False, total=8)
+    assert str(_progress(8, 0, True).columns[3].render(task)).strip() == "22.2 s/win"

@@ -385,6 +385,17 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
     }
 
 
+def rate_text(per_s: float | None) -> str:
+    """The progress bar's rate: windows a second, or seconds (minutes) a window when under
+    0.1 a second (a slow model's 4 windows in 89 s showed "0.0 win/s")."""
+    if per_s is None:
+        return "  -- win/s"
+    if per_s >= 0.1:
+        return f"{per_s:6.1f} win/s"
+    each = 1 / per_s
+    return f"{each:6.1f} s/win" if each < 600 else f"{each / 60:4.0f} min/win"
+
+
 def _progress(total: int, done: int, enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
@@ -409,7 +420,7 @@ def _progress(total: int, done: int, enabled: bool):
     class _Rate(ProgressColumn):
         def render(self, task):  # type: ignore[no-untyped-def]
             r = rate(task)
-            return Text("  -- win/s" if r is None else f"{r:6.1f} win/s")
+            return Text(rate_text(r))
 
     class _Eta(ProgressColumn):
         def render(self, task):  # type: ignore[no-untyped-def]
