@@ -275,3 +275,41 @@ def test_small_sample_intervals_cover_as_they_claim():
         assert covered / 400 > 0.92, (n, covered)
     assert wilson_interval(5, 5)[1] == 1.0 and wilson_interval(5, 5)[0] == pytest.approx(0.5655,
                                                                                         abs=1e-4)
+
+
+def test_unanimous_or_constant_metric_on_many_items_has_a_real_interval():
+    """From 30 items the bootstrap was used, and gave the zero-width [1, 1] for 40 of 40
+    agreements and [0.5, 0.5] for a metric that ties on all 40: Wilson's interval then."""
+    items = [Item("t", f"a{i}", f"b{i}", ["A"]) for i in range(40)]
+    agree = agreement_from_scores(items, [2.0] * 40, [1.0] * 40, "m", True)
+    assert agree.agreement == 1.0 and agree.ci95_high == 1.0
+    assert agree.ci95_low == pytest.approx(0.9124, abs=1e-4)
+    flat = agreement_from_scores(items, [1.0] * 40, [1.0] * 40, "flat", True)
+    assert flat.n_metric_ties == 40 and flat.ci95_low < 0.4 < 0.6 < flat.ci95_high
+    never = agreement_from_scores(items[:5], [1.0] * 5, [2.0] * 5, "m", True)
+    assert never.ci95_low == 0.0  # exactly: it was 2.8e-17 (rounding)
+    mixed = agreement_from_scores(items, [2.0] * 30 + [1.0] * 10, [1.0] * 30 + [2.0] * 10,
+                                  "m", True)  # mixed outcomes: still the bootstrap
+    assert mixed.ci95_low < 0.75 < mixed.ci95_high
+
+
+def test_a_nan_score_is_an_error_naming_the_candidate():
+    """NaN compares False both ways: as A it lost every item, as B it won every item."""
+    items = [Item("t.png", "a.png", "b.png", ["A"])]
+    for sa, sb, bad in ((math.nan, 1.0, "a.png"), (1.0, math.nan, "b.png")):
+        with pytest.raises(InputError, match=rf"m: NaN score of {bad} against t.png"):
+            agreement_from_scores(items, [sa], [sb], "m", True)
+
+
+def test_json_array_files_and_folders(tmp_path):
+    rows = [{"target": "t.png", "a": "x.png", "b": "y.png", "choice": "A"},
+            {"target": "t.png", "a": "x.png", "b": "z.png", "choice": "tie"}]
+    (tmp_path / "j.json").write_text(json.dumps(rows, indent=2))
+    got = load_judgments(tmp_path / "j.json")
+    assert [j.choice for j in got] == ["A", "tie"] and got[0].a == tmp_path / "x.png"
+    assert got[1].source.endswith("j.json: element 2 of the array")
+    (tmp_path / "bad.json").write_text(json.dumps([rows[0], ["t.png"]]))
+    with pytest.raises(DataError, match="bad.json: element 2 of the array: expected a JSON"):
+        load_judgments(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="is a folder; expected a .csv or .jsonl judgment file"):
+        load_judgments(tmp_path)

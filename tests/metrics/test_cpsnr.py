@@ -142,3 +142,16 @@ def test_a_region_too_small_to_measure_is_refused():
     a, b = torch.rand(1, 3, 16, 16, generator=g), torch.rand(1, 3, 16, 16, generator=g)
     assert float(cpsnr(a, b)) < 20  # the smallest size taken: unrelated images score low
     assert float(cpsnr(a, b, border=0)) < 20
+
+
+@pytest.mark.parametrize("mode", ["challenge", "reference"])
+def test_equally_good_shifts_report_the_shortest(mode):
+    """A flat image (water, a field) matches at every shift: it was reported shifted by
+    (-border, -border) (challenge) or (8, 8) (reference), as if misregistered."""
+    flat = torch.full((1, 3, 40, 40), 0.375, dtype=torch.float64)  # exact in binary
+    score, shift = cpsnr(flat, flat + 0.125, mode=mode, return_shift=True)
+    assert math.isinf(float(score[0])) and shift.tolist() == [[0, 0]]
+    # constant down the columns: any vertical shift fits, the horizontal one is found
+    cols = _target(3, 40)[:, :, :1, :].expand(1, 3, 40, 40)
+    _, shift = cpsnr(_shifted(cols, 0, 2), cols, return_shift=True)
+    assert shift.tolist() == [[0, 2]]

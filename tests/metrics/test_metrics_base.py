@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -108,3 +109,16 @@ def test_every_metric_refuses_bad_inputs(tiny_lpips_network, tiny_clip):
                 metric(bad, good if bad.shape == good.shape else bad)
             with pytest.raises(InputError):
                 metric(good, bad)
+
+
+def test_big_endian_and_read_only_arrays_are_accepted(recwarn):
+    """torch.from_numpy refused big-endian data (a ValueError traceback) and warned on
+    read-only arrays (np.broadcast_to, memory maps)."""
+    from zoomsr.metrics import psnr
+
+    x = np.random.default_rng(0).random((1, 3, 16, 16))
+    assert float(psnr(x.astype(">f8"), x)[0]) == math.inf
+    assert check_images(x.astype(">f4")).dtype == torch.float32
+    frozen = np.broadcast_to(x, (2, 3, 16, 16))
+    assert psnr(frozen, frozen).tolist() == [math.inf, math.inf]
+    assert not [w for w in recwarn if "not writable" in str(w.message)]

@@ -1,16 +1,17 @@
 """How often does a metric prefer the image humans preferred?
 
 Input: pairwise judgments, CSV (header ``target,a,b,choice[,annotator]``) or JSONL (one object with
-those keys per line). ``choice`` is ``A``, ``B`` or ``tie``; image paths are relative to the
-judgment file's folder. Judgments of the same (target, {a, b}) are one *item* (``a``/``b`` order
-does not matter); its human answer is the majority of the A/B votes (equal counts, or only ties:
-a human tie).
+those keys per line; a ``.json`` file may also hold one array of such objects). ``choice`` is
+``A``, ``B`` or ``tie``; image paths are relative to the judgment file's folder. Judgments of the
+same (target, {a, b}) are one *item* (``a``/``b`` order does not matter); its human answer is the
+majority of the A/B votes (equal counts, or only ties: a human tie).
 
 For each metric and each item with a human preference, the metric scores both candidates against
 the target and prefers the better one (higher or lower, per metric). An item counts 1 when the
 metric agrees, 0 when it disagrees and 1/2 when the metric ties. Reported per metric: agreement
-over the items with a human preference, a seeded 95 % bootstrap interval (items resampled), the
-number of human ties (excluded) and of metric ties. Inter-annotator agreement over the items
+over the items with a human preference, a 95 % interval (Wilson's below 30 items or when every
+item counts alike, else a seeded bootstrap over items), the number of human ties (excluded) and
+of metric ties. A NaN score is an error. Inter-annotator agreement over the items
 judged at least twice: mean pairwise percent agreement and Fleiss' kappa (A/B/tie categories,
 varying numbers of raters).
 """
@@ -67,6 +68,8 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
         DataError: missing file, unknown format, missing column or bad value (with the line).
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder; expected a .csv or .jsonl judgment file")
     if not p.is_file():
         raise DataError(f"judgment file not found: {p}")
     try:
@@ -74,8 +77,19 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: cannot read ({exc})") from None
     base = p.parent
-    records: list[tuple[int, dict[str, Any]]] = []
-    if p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+    records: list[tuple[str, dict[str, Any]]] = []  # ("file:line", record)
+    if p.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        # a .json file is as often one array of objects as one object per line
+        try:
+            array = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}:{exc.lineno}: not a JSON array ({exc.msg})") from None
+        for n, obj in enumerate(array, 1):
+            if not isinstance(obj, dict):
+                raise DataError(f"{p}: element {n} of the array: expected a JSON object")
+            records.append((f"{p}: element {n} of the array",
+                            {str(k).strip().lower(): v for k, v in obj.items()}))
+    elif p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -85,7 +99,7 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
                 raise DataError(f"{p}:{n}: not a JSON object ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{p}:{n}: expected a JSON object")
-            records.append((n, {str(k).strip().lower(): v for k, v in obj.items()}))
+            records.append((f"{p}:{n}", {str(k).strip().lower(): v for k, v in obj.items()}))
     elif p.suffix.lower() in (".csv", ".tsv"):
         tabs = p.suffix.lower() == ".tsv"
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tabs else ",")
@@ -100,12 +114,12 @@ def load_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
         for n, row in enumerate(reader, 2):
             if None in row:  # DictReader's key for fields past the header's
                 raise DataError(f"{p}:{n}: more fields than the header has columns")
-            records.append((n, {str(k).strip().lower(): v for k, v in row.items() if k}))
+            records.append((f"{p}:{n}",
+                            {str(k).strip().lower(): v for k, v in row.items() if k}))
     else:
         raise DataError(f"{p}: unknown judgment format (use .csv or .jsonl)")
     out = []
-    for n, rec in records:
-        where = f"{p}:{n}"
+    for where, rec in records:
         for c in _REQUIRED:
             if rec.get(c) in (None, ""):
                 raise DataError(f"{where}: missing {c!r}")
@@ -238,15 +252,22 @@ def agreement_from_scores(
     for it, sa, sb in zip(items, scores_a, scores_b, strict=True):
         if it.human == "tie":
             continue
-        pref = metric_preference(float(sa), float(sb), higher_is_better)
+        sa, sb = float(sa), float(sb)
+        if math.isnan(sa) or math.isnan(sb):  # NaN compares False: it "lost" as A, "won" as B
+            raise InputError(f"{name}: NaN score of {it.a if math.isnan(sa) else it.b} "
+                             f"against {it.target}; cannot tell which candidate it prefers")
+        pref = metric_preference(sa, sb, higher_is_better)
         if pref == "tie":
             ties += 1
             outcomes.append(0.5)
         else:
             outcomes.append(1.0 if pref == it.human else 0.0)
     o = np.asarray(outcomes)
-    # few items: Wilson's interval (ties count half); the bootstrap gave [1, 1] for 5 of 5
-    lo, hi = (wilson_interval(float(o.sum()), int(o.size)) if o.size < SMALL_SAMPLE
+    # Wilson's interval (ties count half) for few items, and for outcomes all alike (a
+    # unanimous or constant metric): the bootstrap gave the zero-width [1, 1] for 5 of 5 and
+    # for 40 of 40, and [0.5, 0.5] for a metric that ties on all of 40 items
+    lo, hi = (wilson_interval(float(o.sum()), int(o.size))
+              if o.size < SMALL_SAMPLE or np.ptp(o) == 0
               else bootstrap_ci(o, n_boot=n_boot, seed=seed))
     return MetricAgreement(
         name, higher_is_better,

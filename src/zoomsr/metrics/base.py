@@ -80,7 +80,10 @@ def check_images(
         if x.dtype == np.uint16 or x.dtype.kind not in "fub":
             raise InputError(f"{name}: unsupported array dtype {x.dtype}; "
                              "expected float in [0, 1] or uint8")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+        # native byte order (torch refuses big-endian data, e.g. from FITS or ">f4" files) and
+        # writable (torch warns on read-only arrays: np.broadcast_to, memory maps); copies
+        # only where needed
+        x = torch.from_numpy(np.require(x, x.dtype.newbyteorder("="), ["C", "W"]))
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
     x = x.detach()  # metrics evaluate; they are not losses

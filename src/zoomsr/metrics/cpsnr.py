@@ -44,12 +44,15 @@ def _search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best bias-free MSE over crops ``p[py:, px:]`` vs ``t[ty:, tx:]`` of ``size``.
 
-    Returns ``(mse [B], shift [B, 2])``, the shift being ``(ty - py, tx - px)``.
+    Returns ``(mse [B], shift [B, 2])``, the shift being ``(ty - py, tx - px)``; of equally
+    good shifts, the shortest.
     """
     h, w = size
     best = torch.full((p.shape[0],), float("inf"), dtype=torch.float64, device=p.device)
     shift = torch.zeros((p.shape[0], 2), dtype=torch.long, device=p.device)
-    for py, px, ty, tx in offsets:
+    # shortest shifts first, as only a strictly better one replaces the best: a flat image
+    # (water, a field) matches at every shift and was reported shifted by (-border, -border)
+    for py, px, ty, tx in sorted(offsets, key=lambda o: (o[2] - o[0]) ** 2 + (o[3] - o[1]) ** 2):
         mse = _bias_free_mse(p[..., py: py + h, px: px + w], t[..., ty: ty + h, tx: tx + w])
         better = mse < best
         best = torch.where(better, mse, best)

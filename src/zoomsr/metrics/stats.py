@@ -73,4 +73,6 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     z, p = _Z975, successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact at the ends (rounding gave 0.9999999999999999 for n of n, 3e-17 for 0 of n)
+    return (0.0 if p <= 0.0 else max(0.0, centre - half),
+            1.0 if p >= 1.0 else min(1.0, centre + half))
