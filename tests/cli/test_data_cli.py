@@ -55,6 +55,17 @@ def test_check_fails_on_problems(cli, tiny_dataset):
     assert "error: " in out and "1000_2000/tci.png: not a readable image" in out
 
 
+def test_check_takes_the_required_bands_in_any_order(cli, tiny_dataset):
+    """`--bands b08` exited 2 with "'tci' must come first": a rule of model inputs, not of a
+    check that every tile has the bands (tci it needs anyway)."""
+    (tiny_dataset / "sentinel2" / "1000_2000" / "b08.png").unlink()
+    for bands in ("b08", "b08,tci", "tci,b08"):
+        code, out, _ = cli("data", "check", tiny_dataset, "--bands", bands, "--no-progress")
+        assert code == 1 and "1000_2000/b08.png: band b08 missing" in out, (bands, out)
+    code, _, err = cli("data", "check", tiny_dataset, "--bands", "b02", "--no-progress")
+    assert code == 2 and "unknown band(s) b02" in err
+
+
 def test_errors_on_empty_and_missing_folders(cli, tmp_path):
     code, _, err = cli("data", "info", tmp_path)
     assert code == 2 and "not an S2-NAIP dataset" in err and len(err.strip().splitlines()) == 1

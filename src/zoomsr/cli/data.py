@@ -47,7 +47,8 @@ def _plural(n: int, noun: str) -> str:
 @app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Dataset folder (holds naip/ and sentinel2/)."),
-    bands: str = typer.Option("", "--bands", help="Bands every tile must have, e.g. tci,b08."),
+    bands: str = typer.Option("", "--bands", help="Bands every tile must have besides tci, "
+                              "in any order, e.g. b08,b11."),
     scale: int | None = typer.Option(
         None, "--scale", help="NAIP chunk = 32*scale px (default: the scale recorded in "
         "zoomsr_dataset.json, else 4; another value is used with a warning)."),
@@ -59,7 +60,9 @@ def check(
     from zoomsr.data.check import check_dataset
 
     _check_scale(scale)
-    wanted = validate_bands(bands) if bands else None
+    # every tile needs tci anyway; the order that matters for model inputs means nothing here
+    names = [b.strip().lower() for b in bands.split(",") if b.strip()]
+    wanted = validate_bands(["tci", *(b for b in names if b != "tci")]) if names else None
     report = check_dataset(root, bands=wanted, scale=scale, progress=progress)
     for problem in report.problems:
         typer.echo(str(problem))

@@ -17,6 +17,7 @@ from zoomsr.data.layout import (
     S2_DIR,
     PairRecord,
     dataset_scale,
+    not_a_file,
     read_band_series,
     read_hr,
     require_dataset_root,
@@ -61,12 +62,14 @@ class CheckReport:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def _tile_ok(name: str) -> bool:
+def _tile_problem(name: str) -> str | None:
+    """Why folder ``name`` is not a tile id (not ``{col}_{row}``, leading zeros, outside the
+    zoom-17 grid), or None when it is one."""
     try:
         Tile.parse(name)
-        return True
-    except ValueError:
-        return False
+    except ValueError as exc:
+        return f"folder name: {exc}"
+    return None
 
 
 def _problem_from(exc: DataError, fallback: Path) -> Problem:
@@ -125,11 +128,10 @@ def check_dataset(
         for tile_dir in sorted(image.iterdir()):
             if not tile_dir.is_dir():
                 add(Problem(str(tile_dir), "unexpected file (expected tile folders)", "warning"))
-            elif not _tile_ok(tile_dir.name):
-                add(Problem(str(tile_dir), "folder name is not a tile id '{col}_{row}' (whole "
-                            "numbers, no leading zeros)"))
+            elif why := _tile_problem(tile_dir.name):
+                add(Problem(str(tile_dir), why))
             elif not (tile_dir / HR_FILE).is_file():
-                add(Problem(str(tile_dir / HR_FILE), "missing"))
+                add(Problem(str(tile_dir / HR_FILE), not_a_file(tile_dir / HR_FILE)))
             else:
                 hr_files.append((tile_dir / HR_FILE, image.name, tile_dir.name))
                 pair_tiles.add(tile_dir.name)
@@ -157,9 +159,8 @@ def check_dataset(
         add(Problem(str(extra), "unexpected file in sentinel2/ (expected tile folders)",
                     "warning"))
     for name in sorted(s2_tiles - pair_tiles):
-        if not _tile_ok(name):
-            add(Problem(str(s2_root / name), "folder name is not a tile id '{col}_{row}' (whole "
-                        "numbers, no leading zeros)"))
+        if why := _tile_problem(name):
+            add(Problem(str(s2_root / name), why))
         else:
             add(Problem(str(s2_root / name), "Sentinel-2 series with no NAIP image", "warning"))
     report.n_tiles = len(pair_tiles)
@@ -178,8 +179,8 @@ def _check_old_naip(folder: Path, pair_tiles: set[str], hr_size: int, add) -> No
             add(Problem(str(entry), "unexpected file in old_naip/ (expected tile folders)",
                         "warning"))
             continue
-        if not _tile_ok(entry.name):
-            add(Problem(str(entry), "folder name is not a tile id '{col}_{row}'"))
+        if why := _tile_problem(entry.name):
+            add(Problem(str(entry), why))
             continue
         if entry.name not in pair_tiles:
             add(Problem(str(entry), "older NAIP images of a tile with no pair", "warning"))
@@ -199,12 +200,16 @@ def _check_series(record: PairRecord, bands: tuple[str, ...] | None, add) -> Non
     if not folder.is_dir():
         add(Problem(str(folder), f"missing: no Sentinel-2 series for tile {record.tile}"))
         return
-    files = {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix == ".png"}
-    for other in sorted(set(p.name for p in folder.iterdir()) - {f.name for f in files.values()}):
-        add(Problem(str(folder / other), "unexpected file (expected {band}.png)", "warning"))
+    entries = sorted(folder.iterdir())
+    files = {p.stem: p for p in entries if p.is_file() and p.suffix == ".png"}
+    for other in (p for p in entries if p not in files.values()):
+        if other.suffix == ".png" and other.stem in BANDS:  # a band's name, but no file
+            add(Problem(str(other), not_a_file(other)))
+        else:
+            add(Problem(str(other), "unexpected file (expected {band}.png)", "warning"))
     required = ("tci",) + tuple(b for b in (bands or ()) if b != "tci")
     for band in required:
-        if band not in files:
+        if not os.path.lexists(record.band_path(band)):  # else reported above
             add(Problem(str(record.band_path(band)), f"band {band} missing"))
     lengths: dict[str, int] = {}
     for band, path in sorted(files.items()):

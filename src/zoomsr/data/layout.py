@@ -262,6 +262,13 @@ def read_band_series(path: Path, band: str, chunk: int = LR_PIXELS) -> np.ndarra
     return arr.reshape(height // chunk, chunk, chunk, channels)
 
 
+def not_a_file(path: Path) -> str:
+    """Why ``path``, which should be a file, is not one: a broken link, a folder, missing."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return "is a folder, expected a PNG file" if path.is_dir() else "missing"
+
+
 def read_series(record: PairRecord, bands: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read every requested band of a pair: ``band -> [T, 32, 32, C]``; T must agree."""
     out: dict[str, np.ndarray] = {}
@@ -272,7 +279,8 @@ def read_series(record: PairRecord, bands: tuple[str, ...]) -> dict[str, np.ndar
                 raise DataError(
                     f"{record.s2_dir}: Sentinel-2 folder missing for tile {record.tile}"
                 )
-            raise DataError(f"{path}: band {band} missing")
+            why = not_a_file(path)
+            raise DataError(f"{path}: band {band} {why}" if why == "missing" else f"{path}: {why}")
         out[band] = read_band_series(path, band)
     lengths = {b: a.shape[0] for b, a in out.items()}
     if len(set(lengths.values())) > 1:

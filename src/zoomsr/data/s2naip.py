@@ -61,6 +61,8 @@ class S2NAIPDataset(Dataset):
         skip_black_hr: skip pairs whose NAIP image has black pixels (as the published
             training does). In evaluation they are removed when the dataset is built.
         pairs: use these pairs (e.g. a split) instead of scanning ``root``.
+        max_consecutive_skips: in training, unusable pairs met in a row for one item (each
+            replaced by a random pair) before it raises :class:`DataError`.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class S2NAIPDataset(Dataset):
         check_int("n_images", n_images, minimum=1)
         check_int("old_naip", old_naip, minimum=0)
         check_int("seed", seed, minimum=0)
+        check_int("max_consecutive_skips", max_consecutive_skips, minimum=1)
         if layout not in ("stacked", "frames"):
             raise ConfigError(f"layout must be 'stacked' or 'frames', got {layout!r}")
         self.root = Path(root)

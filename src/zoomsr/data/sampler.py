@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 from zoomsr.data.layout import PairRecord
-from zoomsr.errors import DataError
+from zoomsr.errors import ConfigError, DataError
 from zoomsr.validate import check_int
 
 
@@ -50,6 +50,10 @@ def pair_weights(
 ) -> torch.Tensor:
     """Weight per pair (``[N]`` float64) from its tile. Tiles missing from ``tile_weights``
     get ``default``, or raise :class:`DataError` when ``default`` is None."""
+    if default is not None and (isinstance(default, bool) or not isinstance(default, (int, float))
+                                or not math.isfinite(default) or default < 0):
+        # else torch's multinomial refused it at the first draw, naming no option
+        raise ConfigError(f"default weight must be a finite number >= 0, got {default!r}")
     missing = [p.tile for p in pairs if p.tile not in tile_weights]
     if missing and default is None:
         raise DataError(
@@ -83,6 +87,8 @@ def weighted_sampler(
     if not isinstance(tile_weights, Mapping):
         source = str(tile_weights)
         tile_weights = load_tile_weights(tile_weights)
+    if num_samples is not None:  # 0 drew len(pairs) samples
+        check_int("num_samples", num_samples, minimum=1)
     w = pair_weights(pairs, tile_weights, default, source)
     return WeightedRandomSampler(
         w, num_samples=num_samples or len(pairs), replacement=True, generator=generator
@@ -135,7 +141,7 @@ class ResumableSampler(DistributedSampler):
                 raise DataError(f"sampler weights must be {n} finite values >= 0, not all 0")
             w = w / w.max()  # first: a sum of weights near 1e308 overflows
             self.weights = w / w.sum()
-        draws = n if weights is None else (num_samples or n)
+        draws = n if weights is None or num_samples is None else num_samples  # 0: refused
         self.total_draws = check_int("num_samples", draws, minimum=1)
         self.num_samples = -(-self.total_draws // self.num_replicas)  # this process's share
         self.total_size = self.num_samples * self.num_replicas

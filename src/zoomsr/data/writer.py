@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoomsr.data.bands import band_channels, validate_bands
+from zoomsr.data.bands import BANDS, band_channels, validate_bands
 from zoomsr.data.layout import (
+    HR_FILE,
     METADATA_FILE,
     NAIP_DIR,
     S2_DIR,
@@ -21,7 +22,7 @@ from zoomsr.data.layout import (
 from zoomsr.errors import DataError
 from zoomsr.grid import LR_PIXELS, Tile
 from zoomsr.io.atomic import atomic_write_text
-from zoomsr.io.png import write_png
+from zoomsr.io.png import read_png, write_png
 from zoomsr.validate import check_int
 
 
@@ -36,7 +37,8 @@ class S2NAIPWriter:
         scale: NAIP chunk size is ``32*scale`` px. It is recorded in ``zoomsr_dataset.json``
             (added to the file there, or a new one), so that readers take the chunks at their
             size; a dataset recording another scale is refused.
-        overwrite: replace existing files instead of refusing.
+        overwrite: replace existing files instead of refusing; a new series replaces the
+            tile's whole series (band files it lacks are deleted).
     """
 
     def __init__(self, root: str | os.PathLike[str], scale: int = 4, overwrite: bool = False):
@@ -52,9 +54,26 @@ class S2NAIPWriter:
                             f"{recorded} (NAIP images of {LR_PIXELS * recorded} px); cannot "
                             f"add pairs of scale {scale}")
         if recorded is None:
+            self._refuse_other_scale_beside(scale)
             # without it, the reader took the chunks for the default scale's size
             atomic_write_text(self.root / METADATA_FILE, json.dumps(
                 {**read_metadata(self.root), "scale": scale}, indent=2, sort_keys=True) + "\n")
+
+    def _refuse_other_scale_beside(self, scale: int) -> None:
+        """Raise :class:`DataError` when the folder, recording no scale, holds a pair whose
+        NAIP image is not ``32*scale`` px: recording ``scale`` would make every reader take
+        it (and the others) for the wrong size."""
+        first = next(self.root.glob(f"{NAIP_DIR}/*/*/{HR_FILE}"), None)
+        if first is None:
+            return
+        try:
+            size = read_png(first).shape[1]
+        except DataError:
+            return  # `data check` names it; its size says nothing
+        if size != self.hr_size:
+            raise DataError(f"{first}: NAIP image of {size} px, and {METADATA_FILE} records "
+                            f"no scale; cannot add pairs of scale {scale} "
+                            f"({self.hr_size} px) beside it")
 
     def has_pair(self, tile: str | Tile, image_id: str) -> bool:
         """True when the pair was completely written (its NAIP file exists)."""
@@ -74,23 +93,43 @@ class S2NAIPWriter:
             tile: zoom-17 tile (``Tile`` or ``"{col}_{row}"``).
             image_id: NAIP image identifier (folder name).
             hr: ``[32*scale, 32*scale, 3]`` uint8 RGB, no alpha.
-            frames: ``band -> [T, 32, 32, C]``; ``tci`` uint8 with C=3, other bands uint16 with
-                C=1 (or ``[T, 32, 32]``). ``None`` keeps the tile's existing series (a second
-                NAIP image of the same tile).
+            frames: ``band -> [T, 32, 32, C]`` in any key order, ``tci`` among them; ``tci``
+                uint8 with C=3, other bands uint16 with C=1 (or ``[T, 32, 32]``). ``None``
+                keeps the tile's existing series (a second NAIP image of the same tile).
             old_hr: older NAIP images of the tile, each like ``hr``.
         """
         tile_id = str(Tile.parse(str(tile)))
         if not image_id or "/" in image_id or image_id.startswith("."):
             raise DataError(f"invalid image id {image_id!r}")
         record = PairRecord(self.root, image_id, tile_id)
+        # Everything checked before the first file is written: a refused pair leaves nothing
+        # behind that would make its corrected retry fail with "already exists".
         self._check_hr(hr, f"NAIP image of {tile_id}")
+        old_hr = list(old_hr)
+        for k, old in enumerate(old_hr):
+            self._check_hr(old, f"old NAIP image {k} of {tile_id}")
+        targets = [record.naip_path, *(record.old_naip_dir / f"{image_id}_{k}.png"
+                                       for k in range(len(old_hr)))]
         if frames is None:
             if not record.band_path("tci").exists():
                 raise DataError(f"{record.s2_dir}: no existing Sentinel-2 series to reuse")
+            stacks: dict[str, np.ndarray] = {}
         else:
-            self._write_series(record, frames)
+            stacks = self._series_stacks(record, frames)
+            # every band file of the tile: one left from an earlier series would be read
+            # with this one's time steps
+            targets += [record.band_path(b) for b in BANDS]
+        if not self.overwrite:
+            for path in targets:
+                if path.exists():
+                    raise DataError(f"{path}: already exists (use overwrite=True / --overwrite)")
+        if frames is not None:
+            for band in BANDS:
+                if band not in stacks:
+                    record.band_path(band).unlink(missing_ok=True)
+            for band, stack in stacks.items():
+                self._write(record.band_path(band), stack)
         for k, old in enumerate(old_hr):
-            self._check_hr(old, f"old NAIP image {k} of {tile_id}")
             self._write(record.old_naip_dir / f"{image_id}_{k}.png", old)
         self._write(record.naip_path, hr)
         return record
@@ -108,12 +147,19 @@ class S2NAIPWriter:
         if hr.dtype != np.uint8 or hr.shape != shape:
             raise DataError(f"{what}: expected uint8 {shape}, got {hr.dtype} {hr.shape}")
 
-    def _write_series(self, record: PairRecord, frames: Mapping[str, np.ndarray]) -> None:
-        bands = validate_bands(list(frames))
+    def _series_stacks(self, record: PairRecord,
+                       frames: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check ``frames`` and stack each band as its file holds it, ``[T*32, 32, C]``."""
+        named = {str(b).lower(): a for b, a in frames.items()}
+        if "tci" not in named:
+            raise DataError(f"{record.tile}: frames need a 'tci' series (it decides which time "
+                            f"steps are valid), got {list(frames)}")
+        # any key order: the file names, not the order, say which band is which
+        bands = validate_bands(["tci", *(b for b in frames if str(b).lower() != "tci")])
         lengths = set()
         stacks = {}
         for band in bands:
-            arr = np.asarray(frames[band])
+            arr = np.asarray(named[band])
             if arr.ndim == 3:
                 arr = arr[..., None]
             channels = band_channels(band)
@@ -133,8 +179,7 @@ class S2NAIPWriter:
             stacks[band] = arr.reshape(-1, LR_PIXELS, channels)  # [T*32, 32, C], stacked down
         if len(lengths) > 1:
             raise DataError(f"{record.tile}: bands have different time-series lengths {lengths}")
-        for band, stack in stacks.items():
-            self._write(record.band_path(band), stack)
+        return stacks
 
     def _write(self, path: Path, array: np.ndarray) -> None:
         if path.exists() and not self.overwrite:
