@@ -211,3 +211,15 @@ def test_write_errors_after_a_failed_write_are_said_as_the_write(tmp_path, monke
         raise TypeError(f"'{tmp_path / '.o.tif.x.tif.tmp'}' not recognized as being in a "
                         "supported file format.")
     assert WriteError("x").exit_code == 1  # not the user's input
+
+
+def test_a_jpeg_named_png_is_refused(tmp_path):
+    """A JPEG saved under a .png name was read like the dataset's lossless PNGs."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "tci.png", format="JPEG")
+    with pytest.raises(DataError, match=r"tci\.png: a JPEG file named \.png; save it as a PNG"):
+        read_png(tmp_path / "tci.png")
+    Image.fromarray(rgb).save(tmp_path / "x.jpg", format="JPEG")
+    assert read_png(tmp_path / "x.jpg").shape == (16, 16, 3)  # a .jpg is read as what it is

@@ -32,6 +32,11 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     p = Path(path)
     try:
         with Image.open(p) as img:
+            if p.suffix.lower() == ".png" and img.format != "PNG":
+                # a JPEG renamed .png was read as it is: lossy pixels scored or trained on as
+                # the dataset's lossless ones
+                raise DataError(f"{p}: a {img.format or 'non-PNG'} file named .png; save it "
+                                "as a PNG (S2-NAIP images are lossless PNGs)")
             img.load()
             mode = img.mode
             if mode in _MODES_16BIT:
