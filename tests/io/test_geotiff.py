@@ -169,12 +169,15 @@ if len(sys.argv) > 5:  # libtiff's lines, logged (not printed by libtiff), to st
     import logging
     logging.basicConfig(stream=sys.stdout, format="LOG %(name)s %(message)s")
     logging.getLogger("zoomsr.libtiff").setLevel(logging.DEBUG)
-raw = RawRaster(tmp / "sr.raw", 512, 512, 4)
+side = int(os.environ.get("SIDE", "512"))
+raw = RawRaster(tmp / "sr.raw", side, side, 4)
 raw.create()
-ramp = np.linspace(0, 200, 512, dtype=np.float32)
-pixels = (ramp[None, :, None] + np.random.default_rng(0).integers(0, 40, (512, 512, 4)))
+ramp = np.linspace(0, 200, side, dtype=np.float32)
+pixels = (ramp[None, :, None] + np.random.default_rng(0).integers(0, 40, (side, side, 4)))
 pixels = pixels.astype(np.uint8)
 pixels[..., -1] = 255
+if os.environ.get("HOLE"):  # nodata in the top-left corner: the mask has tiles of both kinds
+    pixels[:300, :300] = 0
 raw.write_rows(0, pixels)
 if limit:  # files may not grow past it from here: writes fail with EFBIG as on a full disk
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -250,6 +253,34 @@ def test_a_write_that_fails_is_an_error_and_leaves_no_output(tmp_path, cog, mode
         logged = run(100_000, "log").splitlines()
         assert "LOG zoomsr.libtiff _tiffWriteProc: File too large" in logged, logged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]  # no output, no temp
+
+
+def test_a_write_failing_in_its_last_bytes_is_an_error(tmp_path):
+    """Flushed per strip, the file's last mask tile still went out only at the close, after
+    the directory: a full disk in the last few bytes left a file without its mask (nodata
+    read as valid black) renamed into place, exit 0. Limits just under the whole file's
+    size, with a nodata corner."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOLE": "1", "SIDE": "768"}
+
+    def run(limit: int) -> str:
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path), "plain",
+                               "thread", str(limit)], capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    whole = int(run(0).split()[-1])
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert (ds.dataset_mask() == 0).sum() == 300 * 300
+    (tmp_path / "out.tif").unlink()
+    for limit in (whole - 1, whole - 9, whole - 20, whole - 33):
+        out = run(limit)
+        assert out.startswith("WriteError:"), (whole, limit, out)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.raw"]
 
 
 def _smooth_raw(tmp_path, size: int) -> RawRaster:
@@ -338,6 +369,12 @@ def test_where_gdal_cannot_be_reached_the_file_is_reopened_per_strip(tmp_path, m
         expected = raw.read_rows(0, raw.height)
         assert (ds.dataset_mask() == expected[..., -1]).all() and ds.tags()["a"] == "b"
         assert (np.moveaxis(ds.read(), 0, -1) == expected[..., :-1]).all()
+    caplog.clear()  # a COG's level is applied by its own pass: nothing to warn of
+    with caplog.at_level("WARNING", logger="zoomsr.io.geotiff"):
+        write_geotiff(raw, tmp_path / "c.tif", crs="EPSG:3857", cog=True, deflate_level=3,
+                      transform=Affine(2.4, 0, 0, 0, -2.4, 0),
+                      band_names=["red", "green", "blue"], tags={})
+    assert caplog.records == []
 
 
 def test_a_valid_tile_of_black_pixels_is_written(tmp_path):

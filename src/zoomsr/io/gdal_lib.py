@@ -15,6 +15,7 @@ import ctypes
 import functools
 import glob
 import os
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +73,8 @@ def gdal_library() -> ctypes.CDLL | None:
         lib.GDALGetMaskBand.restype = ctypes.c_void_p
         lib.GDALFlushRasterCache.argtypes = [ctypes.c_void_p]
         lib.GDALFlushRasterCache.restype = ctypes.c_int
+        lib.GDALGetBandDataset.argtypes = [ctypes.c_void_p]
+        lib.GDALGetBandDataset.restype = ctypes.c_void_p
         lib.GDALVersionInfo.argtypes = [ctypes.c_char_p]
         lib.GDALVersionInfo.restype = ctypes.c_char_p
         version = int(lib.GDALVersionInfo(b"VERSION_NUM") or 0)
@@ -94,16 +97,36 @@ def _release(version_num: int) -> str:
 _open_datasets_lock = threading.Lock()  # GDALGetOpenDatasets' list is rebuilt by each call
 
 
-def _handle(lib: ctypes.CDLL, description: str) -> int | None:
-    """The handle of the one open GDAL dataset described as ``description``, else None."""
+def _words(obj: object) -> set[int]:
+    """The pointer-sized words of ``obj``'s own C struct (CPython: ``id`` is its address)."""
+    size = type(obj).__basicsize__
+    width = ctypes.sizeof(ctypes.c_void_p)
+    raw = ctypes.string_at(id(obj), size - size % width)
+    return set(struct.unpack(f"{len(raw) // width}P", raw))
+
+
+def _handle(lib: ctypes.CDLL, dataset: Any) -> int | None:
+    """The GDAL handle of the open rasterio ``dataset``, else None.
+
+    rasterio keeps it in its object's C struct, out of Python's reach. Of the open datasets'
+    handles (``GDALGetOpenDatasets``, a snapshot of raw pointers), the one that is also a word
+    of that struct is it; only that one is then read (its description must be the dataset's
+    name). No other handle is dereferenced: another thread may close its dataset meanwhile
+    (reading the descriptions of all of them crashed beside threads opening and closing
+    inputs)."""
     listing = ctypes.POINTER(ctypes.c_void_p)()
     count = ctypes.c_int()
+    own = _words(dataset)
     with _open_datasets_lock:
         lib.GDALGetOpenDatasets(ctypes.byref(listing), ctypes.byref(count))
-        wanted = description.encode()
-        handles = [listing[i] for i in range(count.value)
-                   if listing[i] and lib.GDALGetDescription(listing[i]) == wanted]
-    return handles[0] if len(handles) == 1 else None
+        found = {listing[i] for i in range(count.value)} & own
+    found.discard(None)
+    if len(found) != 1:
+        return None
+    handle = found.pop()
+    if dataset.closed or lib.GDALGetDescription(handle) != str(dataset.name).encode():
+        return None
+    return handle
 
 
 def dataset_flusher(dataset: Any) -> Callable[[], None] | None:
@@ -116,18 +139,21 @@ def dataset_flusher(dataset: Any) -> Callable[[], None] | None:
     lib = gdal_library()
     if lib is None:
         return None
-    handle = _handle(lib, dataset.name)
+    handle = _handle(lib, dataset)
     if handle is None:
         return None
 
     def flush() -> None:
         if dataset.closed:
             raise ValueError(f"{dataset.name}: flushed after it was closed")
-        # the dataset's flush leaves the blocks of an internal mask (a dataset of its own) in
-        # GDAL's cache: they go first
+        # the dataset's flush leaves an internal mask's blocks (the mask is a dataset of its
+        # own) in GDAL's cache, and that dataset holds its last block in a buffer of its own
         mask = lib.GDALGetMaskBand(lib.GDALGetRasterBand(handle, 1))
         failed = bool(mask) and lib.GDALFlushRasterCache(mask) >= 3
-        if failed or (lib.GDALFlushCache(handle) or 0) >= 3:  # CE_Failure; void before 3.7
-            raise RasterioIOError(f"{dataset.name}: GDAL could not write its blocks")
+        owner = lib.GDALGetBandDataset(mask) if mask else None
+        if owner and owner != handle:
+            failed = failed or (lib.GDALFlushCache(owner) or 0) >= 3  # void before GDAL 3.7
+        if failed or (lib.GDALFlushCache(handle) or 0) >= 3:
+            raise RasterioIOError("flushing the blocks failed")  # the caller names the file
 
     return flush

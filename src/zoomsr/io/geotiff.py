@@ -147,7 +147,7 @@ class _StripWriter:
     creation and reopened for each strip, at libtiff's default level (6), with a warning."""
 
     def __init__(self, target: Path, profile: dict[str, Any], threads: str,
-                 band_names: list[str], level: int) -> None:
+                 band_names: list[str], level: int, warn: bool = True) -> None:
         self.target = target
         self.threads = threads
         self.written: tuple[Window, np.ndarray] | None = None  # strip not checked yet
@@ -171,7 +171,7 @@ class _StripWriter:
             # closed empty and reopened per strip: SPARSE_OK, else GDAL writes an empty tile
             # for every tile at the close, left behind once the strips come
             self._create(target, profile, threads, band_names, sparse=True).close()
-            if level != LIBTIFF_DEFLATE_LEVEL:
+            if warn and level != LIBTIFF_DEFLATE_LEVEL:
                 _warn_level_once(level)
 
     @staticmethod
@@ -225,6 +225,8 @@ class _StripWriter:
             if self.written is not None:
                 _check_tiles(dst, *self.written)
             dst.update_tags(**tags)
+            if self.flush is not None:  # the directory too, its failure seen: the close
+                self.flush()  # then has nothing left to write (its errors are only logged)
 
 
 #: libtiff's DEFLATE level where none is set: what a GeoTIFF reopened for update gets.
@@ -263,7 +265,8 @@ def write_geotiff(
     ``wait_rows(n, k)``, if given, is called before rows below ``n`` of chunk ``k`` are read
     (it blocks until they are final, or raises to abandon the file); ``tags`` may be a
     callable, called once the pixels are written. ``deflate_level``: see
-    :data:`DEFLATE_LEVEL`. The bytes depend only on the pixels, the chunks and the level.
+    :data:`DEFLATE_LEVEL`. The bytes depend only on the pixels, the chunks and the level (and
+    on whether GDAL's library was reached: see :class:`_StripWriter`).
     """
     count = raw.bands - 1
     if count != len(band_names):
@@ -292,7 +295,9 @@ def write_geotiff(
                 raw_fd = os.open(raw.path, os.O_RDONLY)
                 fds.callback(os.close, raw_fd)
                 strips = fds.enter_context(
-                    _StripWriter(target, profile, threads, band_names, deflate_level))
+                    # (a COG's level is applied by its own pass: no warning for the first)
+                    _StripWriter(target, profile, threads, band_names, deflate_level,
+                                 warn=not cog))
                 out_fd = None
                 if not cog:  # the COG pass reads the tiles back: keep them cached
                     out_fd = os.open(target, os.O_RDONLY)
