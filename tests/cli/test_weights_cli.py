@@ -171,6 +171,10 @@ def test_junk_file_in_the_cache_is_refused_not_recorded(cli, cache, tiny):
     path.write_bytes(_checkpoint(1))  # the real file, saved over it by hand
     code, out, err = cli("weights", "path", "esrgan-8")
     assert code == 0 and out.strip() == str(path), err
+    # "cached" says what was (not) checked: the layout, not the architecture or SHA-256
+    listing = cli("weights", "list")[1]
+    assert "state: cached = in the cache and laid out as a checkpoint" in listing
+    assert "damaged = " not in listing
 
 
 def test_path_help_tells_what_it_does(cli):

@@ -53,6 +53,12 @@ def list_weights() -> None:
                "`zoomsr weights forget NAME`); converted = the package's ncnn files verified "
                "against the registry, the conversion against the SHA-256 recorded when it was "
                "made (converted again if it changed); - = none yet")
+    if any(r[4] == "cached" for r in rows):
+        # judged from the bytes' layout only: a checkpoint of another architecture (saved by
+        # hand under the name) was listed "cached" and refused at use
+        typer.echo("state: cached = in the cache and laid out as a checkpoint; its "
+                   "architecture and SHA-256 are checked when it is used (`zoomsr weights "
+                   "path NAME` checks it now)")
     if any(r[4] == "damaged" for r in rows):
         typer.echo("state: damaged = the cached file is not a readable checkpoint (e.g. "
                    "truncated): `zoomsr weights path NAME` says how to replace it")
