@@ -137,3 +137,79 @@ def test_images_too_small_for_the_deepest_vgg_layer_are_named():
     assert shallow(torch.rand(1, 3, 2, 2), torch.rand(1, 3, 2, 2)).isfinite()
     with pytest.raises(InputError, match="at least 2 px"):
         shallow(torch.rand(1, 3, 1, 4), torch.rand(1, 3, 1, 4))
+
+
+def test_perceptual_loss_refuses_images_that_are_not_rgb():
+    """One band broadcast silently against the RGB mean/std (a [B, 1] image became three
+    channels); RGB + NIR failed with torch's broadcasting message."""
+    loss = PerceptualLoss({"conv1_2": 1.0}, allow_random=True)
+    for channels in (1, 4):
+        x = torch.rand(1, channels, 8, 8)
+        with pytest.raises(InputError, match=rf"expects \[B, 3, H, W\] RGB, got \[1, {channels}"):
+            loss(x, x)
+
+
+def test_perceptual_loss_equals_a_plain_esrgan_reference(tmp_path):
+    """BasicSR's PerceptualLoss: ImageNet-normalised [0, 1] RGB, features before the ReLU,
+    sum of layer weight x mean L1 (or MSE); no gradient reaches the VGG."""
+    torch.manual_seed(2)
+    features = make_layers(cfgs["E"])
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()},
+               tmp_path / "vgg19-dcbb9e9d.pth")
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    at = {2: 0.1, 7: 0.1, 16: 1.0, 25: 1.0, 34: 1.0}  # conv1_2 ... conv5_4 in torchvision
+
+    def reference(x, y, distance):
+        fx, fy, total = (x - mean) / std, (y - mean) / std, 0.0
+        for i, module in enumerate(features[:35]):
+            module = nn.ReLU() if isinstance(module, nn.ReLU) else module
+            fx, fy = module(fx), module(fy)
+            total = total + at.get(i, 0.0) * distance(fx, fy)
+        return total
+
+    sr, hr = images(1, size=16, seed=6).requires_grad_(), images(1, size=16, seed=7)
+    for criterion, distance in (("l1", F.l1_loss), ("mse", F.mse_loss)):
+        loss = PerceptualLoss(criterion=criterion, weights=tmp_path)
+        with torch.no_grad():
+            expected = reference(sr, hr, distance)
+        assert torch.allclose(loss(sr, hr), expected, rtol=1e-5)
+    loss(sr, hr).backward()
+    assert sr.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in loss.vgg.net.parameters())
+
+
+def test_gan_losses_equal_basicsr_formulas_in_float32_under_autocast():
+    """BasicSR: vanilla = BCE-with-logits against 1 (real) / 0 (fake), also for the generator;
+    hinge = relu(1 - x) / relu(1 + x) for the discriminator, -mean(x) for the generator."""
+    logits = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    half = logits.bfloat16()
+    x = half.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vanilla, hinge = GANLoss("vanilla"), GANLoss("hinge")
+        got = {
+            "v_real": vanilla(half, real=True), "v_fake": vanilla(half, real=False),
+            "v_gen": vanilla(half, real=True, for_discriminator=False),
+            "h_real": hinge(half, real=True), "h_fake": hinge(half, real=False),
+            "h_gen": hinge(half, real=True, for_discriminator=False),
+        }
+    expected = {
+        "v_real": F.softplus(-x).mean(), "v_fake": F.softplus(x).mean(),
+        "v_gen": F.softplus(-x).mean(), "h_real": (1 - x).clamp(min=0).mean(),
+        "h_fake": (1 + x).clamp(min=0).mean(), "h_gen": -x.mean(),
+    }
+    for key, value in got.items():
+        assert value.dtype == torch.float32 and value.shape == ()
+        assert torch.allclose(value, expected[key], atol=1e-6), key
+
+
+def test_frozen_network_stays_frozen_inside_a_training_parent():
+    inner = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    parent = nn.ModuleDict({"loss": nn.ModuleDict({"frozen": Frozen(inner)})})
+    parent.train()
+    parent.requires_grad_(True)
+    assert not inner.training and not any(m.training for m in inner.modules())
+    assert not any(p.requires_grad for p in inner.parameters())
+    assert [name for name, _ in parent.named_modules()] == ["", "loss", "loss.frozen"]
+    x = torch.ones(3, 2)
+    assert torch.equal(parent["loss"]["frozen"](x), parent["loss"]["frozen"](x))  # no dropout

@@ -13,6 +13,7 @@ from zoomsr.losses import (
     mse_loss,
     ssim,
     ssim_loss,
+    ssim_map,
     usm_sharp,
     worldstrat_loss,
 )
@@ -130,3 +131,32 @@ def test_ssim_and_usm_are_computed_in_float32_under_autocast():
         sharp = usm_sharp(hr)
     assert mixed >= 0 and abs(float(mixed) - float(exact)) < 1e-5
     assert sharp.dtype == hr.dtype and torch.allclose(sharp, usm_sharp(hr), atol=1e-6)
+
+
+def test_weight_broadcasting_beyond_the_batch_is_refused_clearly():
+    """A [2, 1, H, W] mask against a batch of 1 passed the check (it broadcasts, to a larger
+    shape) and failed later in expand_as with torch's message."""
+    pred, target = smooth(1, size=16, seed=9), smooth(1, size=16, seed=10)
+    with pytest.raises(InputError, match=r"weight \[2, 1, 16, 16\] does not broadcast"):
+        l1_loss(pred, target, torch.ones(2, 1, 16, 16))
+    assert torch.allclose(l1_loss(pred, target, torch.ones(16, 16)), l1_loss(pred, target))
+
+
+def test_masked_ssim_loss_ignores_pixels_outside_the_mask():
+    """SSIM at a pixel mixes its whole window: corrupting masked-out pixels changed the masked
+    SSIM (and WorldStrat) loss of their masked-in neighbours."""
+    pred, target = smooth(2, seed=11), smooth(2, seed=12)
+    mask = torch.zeros(2, 1, 48, 48)
+    mask[..., :30, :] = 1
+    corrupted = pred.clone()
+    corrupted[..., 30:, :] = 1.0 - corrupted[..., 30:, :]
+    for loss in (ssim_loss, worldstrat_loss):
+        clean = loss(pred, target, mask, window=5)
+        assert torch.allclose(loss(corrupted, target, mask, window=5), clean, atol=1e-6)
+    # Reference: 1 - SSIM averaged over the rows whose 5-px window lies inside the mask.
+    full = 1 - ssim_map(pred, target, window=5, padding="same")
+    assert torch.allclose(ssim_loss(pred, target, mask, window=5), full[..., :28, :].mean(),
+                          atol=1e-6)
+    # An all-ones mask changes nothing.
+    assert torch.allclose(ssim_loss(pred, target, torch.ones(2, 1, 48, 48)),
+                          ssim_loss(pred, target), atol=1e-7)

@@ -127,6 +127,10 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            # one band broadcast silently against the RGB mean/std; RGB+NIR failed inside
+            raise InputError(
+                f"the VGG19 perceptual loss expects [B, 3, H, W] RGB, got {list(x.shape)}")
         if min(x.shape[-2:]) < self.min_side:
             raise InputError(
                 f"images of {x.shape[-2]} x {x.shape[-1]} px are too small for the VGG19 "

@@ -9,6 +9,7 @@ neither count nor dilute the loss.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import InputError
@@ -25,11 +26,15 @@ def _check(pred: Tensor, target: Tensor, weight: Tensor | None) -> None:
         )
     if weight is not None:
         try:
-            torch.broadcast_shapes(weight.shape, pred.shape)
+            # to pred's shape, not beyond it: [2, 1, H, W] against a batch of 1 broadcasts
+            # to [2, C, H, W] and failed later in expand_as
+            ok = torch.broadcast_shapes(weight.shape, pred.shape) == pred.shape
         except RuntimeError:
+            ok = False
+        if not ok:
             raise InputError(
                 f"loss: weight {list(weight.shape)} does not broadcast to {list(pred.shape)}"
-            ) from None
+            )
 
 
 def reduce_loss(err: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -55,8 +60,16 @@ def mse_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tens
 def ssim_loss(
     pred: Tensor, target: Tensor, weight: Tensor | None = None, window: int = 11
 ) -> Tensor:
-    """``1 - SSIM`` (scalar); the SSIM map uses ``same`` padding so a mask lines up with it."""
+    """``1 - SSIM`` (scalar); the SSIM map uses ``same`` padding so a mask lines up with it.
+
+    A ``weight`` is eroded (min-filtered) over the window: SSIM at a pixel mixes its whole
+    window, so only pixels whose window lies inside the mask count.
+    """
     _check(pred, target, weight)
+    if weight is not None:
+        # otherwise nodata next to a masked-in pixel leaks into its loss
+        w = -weight.to(torch.float32).expand(pred.shape)
+        weight = -F.max_pool2d(w, window, stride=1, padding=window // 2)
     return reduce_loss(1.0 - ssim_map(pred, target, window=window, padding="same"), weight)
 
 

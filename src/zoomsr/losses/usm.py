@@ -24,7 +24,8 @@ def _gaussian_kernel1d(radius: int, dtype: torch.dtype, device: torch.device) ->
 
 def _blur(img: Tensor, kernel: Tensor) -> Tensor:
     channels, radius = img.shape[1], kernel.numel() // 2
-    # Reflect padding needs pad < size; clamp for small images (the far tail weighs ~0).
+    # Reflect padding needs pad < size: for smaller images (under 26 px at 51 taps, where
+    # Real-ESRGAN's USMSharp raises) the kernel is truncated and renormalised, an approximation.
     pad_h, pad_w = min(radius, img.shape[-2] - 1), min(radius, img.shape[-1] - 1)
     kh = kernel[radius - pad_h: radius + pad_h + 1]
     kw = kernel[radius - pad_w: radius + pad_w + 1]
