@@ -209,3 +209,63 @@ def test_on_a_gpu_chunk_input_takes_its_batch_and_reports_nothing_ignored(
                            InferenceOptions(progress=False, tiling=Tiling(512, 16)))
     assert len(result.ignored) == 1 and result.ignored[0].startswith("--window/--overlap/")
     assert batches == [32, 32]
+
+
+def test_the_grid_tag_gives_the_resolution_of_the_models_scale(tiny_dataset, tmp_path):
+    """A x2 model's mosaic is at 4.78 m, but its zoomsr_grid tag said 2.389 m."""
+    from zoomsr.inference import build_inference_model
+
+    model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6, "scale": 2},
+                                  random_weights=True, device="cpu")
+    out = tmp_path / "x2.tif"
+    run_inference(tiny_dataset, out, model, InferenceOptions(progress=False))
+    with rasterio.open(out) as ds:
+        assert ds.res[0] == pytest.approx(2 * tiles.HR_RESOLUTION)
+        assert "EPSG:3857 4.777 m," in ds.tags()["zoomsr_grid"]
+
+
+def test_a_row_of_tiles_is_read_and_computed_batch_by_batch(tiny_dataset, tiny_model, tmp_path,
+                                                             monkeypatch):
+    """A row's tiles were all read, then all computed, then placed: a row of thousands of
+    tiles held every input and float output at once (600 tiles in a row: +237 MB peak RSS,
+    thousands: GBs). Now each batch is read, computed and placed before the next is read,
+    with the same bytes."""
+    from zoomsr.inference import s2naip
+
+    whole = tmp_path / "whole.tif"
+    run_inference(tiny_dataset, whole, tiny_model(2),
+                  InferenceOptions(progress=False, batch_size=8, save_lr=True))
+    events: list[str] = []
+    read = s2naip.read_band_series
+    monkeypatch.setattr(s2naip, "read_band_series",
+                        lambda *a, **k: events.append("read") or read(*a, **k))
+    model = tiny_model(2)
+    forward = model.forward
+    model.forward = lambda x, *a, **k: events.append(f"forward {len(x)}") or forward(x, *a, **k)
+    out = tmp_path / "one.tif"
+    run_inference(tiny_dataset, out, model,
+                  InferenceOptions(progress=False, batch_size=1, save_lr=True))
+    assert events == ["read", "forward 1"] * 4
+    assert out.read_bytes() == whole.read_bytes()
+    assert (tmp_path / "one.lr.tif").read_bytes() == (tmp_path / "whole.lr.tif").read_bytes()
+
+
+def test_a_missing_band_file_is_refused_before_any_tile_is_computed(tiny_dataset, tmp_path):
+    """A tile of the last row without b08.png failed the run at that row, after every row
+    before it was computed (hours, on a large dataset)."""
+    from zoomsr.errors import DataError
+    from zoomsr.inference import build_inference_model
+
+    model = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 8},
+                                  random_weights=True, device="cpu", bands="tci,b08")
+    (tiny_dataset / "sentinel2" / "1001_2001" / "b08.png").unlink()
+    (tiny_dataset / "sentinel2" / "1000_2001" / "b08.png").unlink()
+    rows: list[int] = []
+    out = tmp_path / "grid.tif"
+    with pytest.raises(DataError, match=r"1000_2001/b08.png: missing; the model takes bands "
+                                        r"tci,b08 \(and 1 other band file\(s\)\)$"):
+        run_inference(tiny_dataset, out, model, InferenceOptions(progress=False),
+                      on_row=lambda done, total: rows.append(done))
+    from zoomsr.inference.writer import partial_dir
+
+    assert rows == [] and not out.exists() and not partial_dir(out).exists()

@@ -102,3 +102,23 @@ def test_subsets_at_a_scene_edge_come_from_the_frames_clean_where_others_are_usa
         assert all(1 not in s for s in drawn)
     # by the plain scores no frame is clean: all four (the 2n best-ranked) were the pool
     assert any(1 in s for key in range(20) for s in subset_frames(scores, 2, 2, (key,)))
+
+
+def test_more_subsets_than_there_are_among_many_do_not_hang(monkeypatch):
+    """Past the enumerated sizes, subsets were drawn until K distinct ones were found: a K
+    above C(pool, n) (--uncertainty 7000 with 15 clean dates and a 7-image model) never
+    ended. Now each is used once before any is used again, as when enumerated."""
+    import threading
+
+    from zoomsr.inference import uncertainty
+
+    monkeypatch.setattr(uncertainty, "_ENUMERATED", 2)  # C(4, 2) = 6 subsets: drawn
+    got: list[list[np.ndarray]] = []
+    worker = threading.Thread(target=lambda: got.append(subset_frames(np.zeros(4), 2, 8, (3,))),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert got, "subset_frames did not return"
+    drawn = [tuple(s.tolist()) for s in got[0]]
+    assert len(drawn) == 8 and len(set(drawn[:6])) == 6 and all(len(set(s)) == 2 for s in drawn)
+    assert drawn == [tuple(s.tolist()) for s in subset_frames(np.zeros(4), 2, 8, (3,))]

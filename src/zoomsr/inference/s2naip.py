@@ -1,8 +1,8 @@
 """Inference on the S2-NAIP chunk layout (``ROOT/sentinel2/{tile}/tci.png``), georeferenced.
 
 Each tile id ``{col}_{row}`` is a zoom-17 Web-Mercator tile, which gives the chunk's place: the
-output is one GeoTIFF in EPSG:3857 at 2.389 m covering the tiles' bounding box (tiles that are
-absent are nodata). Each tile holds its own time series, whose dates differ from its
+output is one GeoTIFF in EPSG:3857 at 2.389 m (a x4 model's) covering the tiles' bounding box
+(tiles that are absent are nodata). Each tile holds its own time series, whose dates differ from its
 neighbours', so tiles are super-resolved independently, 32 x 32 px chunks as the model was
 trained on (the reference's ``infer`` / ``infer_grid``), with the frames chosen per tile as in
 the scene pipeline. Rows of tiles are written as they finish; ``resume`` works as for scenes.
@@ -149,6 +149,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
     start = time.perf_counter()
     digest = inputs_digest(root, model.bands)  # as the run starts: files rewritten later too
     found = scan_tiles(root)
+    _check_band_files(found, model.bands)
     cols = [t.col for t in found]
     rows = [t.row for t in found]
     c0, r0 = min(cols), min(rows)
@@ -191,31 +192,35 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         task = None if bar is None else bar.add_task("super-resolving tiles", total=len(found),
                                                      completed=before)
         for r in range(first, n_rows):
-            row_tiles = [tiles.Tile(c0 + c, r0 + r) for c in range(n_cols)]
-            present = [t for t in row_tiles if t in found]
-            inputs, valids, means = [], [], []
-            for t in present:
-                series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
-                valid = series.any(axis=-1)
-                pixels = _tile_pixels(found[t], series, model.bands)
-                filled, any_valid, mean = fill_gaps(pixels, valid)
-                if count_clean(valid) < model.n_images:
-                    few += 1
-                inputs.append(filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
-                valids.append(any_valid)
-                means.append(mean[:3])
-            outputs = []
-            for i in range(0, len(inputs), options.batch_size):
-                outputs.extend(model.forward(np.stack(inputs[i : i + options.batch_size])))
-                if bar is not None:  # per model call: a diffusion model takes long per tile
-                    bar.advance(task, len(inputs[i : i + options.batch_size]))
+            present = [t for t in (tiles.Tile(c0 + c, r0 + r) for c in range(n_cols))
+                       if t in found]
             block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
             lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
-            for t, sr, valid, mean in zip(present, outputs, valids, means, strict=True):
-                x = (t.col - c0) * size
-                block[:, x * s : (x + size) * s] = with_mask(np.moveaxis(to_uint8(sr), 0, -1),
-                                                             upsample_mask(valid, s))
-                lr_block[:, x : x + size] = with_mask(np.moveaxis(to_uint8(mean), 0, -1), valid)
+            # read, computed and placed a batch at a time: a row of thousands of tiles held
+            # every tile's inputs and float outputs at once (600 tiles: +237 MB)
+            for i in range(0, len(present), options.batch_size):
+                batch = present[i : i + options.batch_size]
+                inputs, valids = [], []
+                for t in batch:
+                    series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
+                    valid = series.any(axis=-1)
+                    pixels = _tile_pixels(found[t], series, model.bands)
+                    filled, any_valid, mean = fill_gaps(pixels, valid)
+                    if count_clean(valid) < model.n_images:
+                        few += 1
+                    inputs.append(
+                        filled[choose_frames(frame_scores(pixels, valid), model.n_images)])
+                    valids.append(any_valid)
+                    x = (t.col - c0) * size
+                    lr_block[:, x : x + size] = with_mask(
+                        np.moveaxis(to_uint8(mean[:3]), 0, -1), any_valid)
+                outputs = model.forward(np.stack(inputs))
+                for t, sr, valid in zip(batch, outputs, valids, strict=True):
+                    x = (t.col - c0) * size
+                    block[:, x * s : (x + size) * s] = with_mask(
+                        np.moveaxis(to_uint8(sr), 0, -1), upsample_mask(valid, s))
+                if bar is not None:  # per model call: a diffusion model takes long per tile
+                    bar.advance(task, len(batch))
             hr.write_rows(r * size * s, block)
             if lr is not None:
                 lr.write_rows(r * size, lr_block)
@@ -229,7 +234,9 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
                                      "note": "S2-NAIP tiles, each its own chunk"}),
         "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/"
         f"{{{','.join(model.bands)}}}.png)",
-        "zoomsr_grid": "zoom-17 tiles, EPSG:3857 2.389 m, tiles super-resolved independently",
+        # the model's scale, not NAIP's 2.389 m: a x2 model's mosaic is at 4.777 m
+        "zoomsr_grid": f"zoom-17 tiles, EPSG:3857 {grid.resolution / s:.4g} m, tiles "
+        "super-resolved independently",
         "zoomsr_windows_with_too_few_frames": str(few),
         "zoomsr_input_digest": digest,
         **side_outputs_tag(options),
@@ -246,6 +253,17 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         model=model.describe(), lr_output=lr_path, preview=preview,
         ignored=ignored_options(options), covered_km2=tiles_km2(found),
     )
+
+
+def _check_band_files(found: dict[tiles.Tile, Path], bands: Sequence[str]) -> None:
+    """Refuse, before any tile is computed, a tile without a band file the model takes (it
+    failed at that tile's row, after every row before it was computed)."""
+    missing = [found[t].with_name(f"{b}.png") for t in sorted(found, key=lambda t: (t.row, t.col))
+               for b in bands[1:] if not found[t].with_name(f"{b}.png").is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: missing; the model takes bands {','.join(bands)}"
+                        + (f" (and {len(missing) - 1} other band file(s))"
+                           if len(missing) > 1 else ""))
 
 
 def _identity(path: Path) -> list[int] | None:

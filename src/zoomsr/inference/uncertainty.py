@@ -51,6 +51,8 @@ def subset_frames(
     chosen: list[np.ndarray] = []
     seen: set[tuple[int, ...]] = set()
     while len(chosen) < k:  # duplicates are rare among so many: a few draws at most
+        if len(seen) == total:  # each once, then again (a K past them all never ended)
+            seen.clear()
         subset = np.sort(rng.choice(pool, size=n, replace=False))
         if (t := tuple(subset.tolist())) not in seen:
             seen.add(t)
