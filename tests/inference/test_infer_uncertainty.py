@@ -122,3 +122,23 @@ def test_more_subsets_than_there_are_among_many_do_not_hang(monkeypatch):
     drawn = [tuple(s.tolist()) for s in got[0]]
     assert len(drawn) == 8 and len(set(drawn[:6])) == 6 and all(len(set(s)) == 2 for s in drawn)
     assert drawn == [tuple(s.tolist()) for s in subset_frames(np.zeros(4), 2, 8, (3,))]
+
+
+def test_band_4_is_undetermined_where_too_few_dates_are_usable(tmp_path, tiny_model):
+    """Where one date alone has data (a swath edge), every subset saw the same date (the
+    others gap-filled from it) and band 4 read 0, "certain"; it is 255 there now, and the
+    spread where 3 dates cover, as before."""
+    import rasterio
+    from infer_helpers import write_frames
+
+    paths = write_frames(tmp_path / "in", n=3, size=(48, 48),
+                         holes={1: (slice(0, 48), slice(24, 48)),
+                                2: (slice(0, 48), slice(24, 48))})
+    opts = InferenceOptions(uncertainty=2, progress=False, tiling=Tiling(32, 8))
+    run_inference(paths, tmp_path / "o.tif", tiny_model(1), opts)
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        band4, mask = ds.read(4), ds.dataset_mask()
+        assert "255 where fewer than 2 dates are usable" in ds.tags()["zoomsr_uncertainty"]
+    assert mask.all()
+    assert (band4[:, 30 * 4:] == 255).all()  # date 0 alone
+    assert band4[:, : 18 * 4].max() < 255 and band4[:, : 18 * 4].any()  # 3 dates: measured

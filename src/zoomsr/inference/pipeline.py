@@ -480,7 +480,8 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     if plan.uncertainty:
         tags["zoomsr_uncertainty"] = (
             f"band 4: per-pixel standard deviation x 255 of the outputs of {plan.uncertainty} "
-            "frame subsets (mean over RGB)"
+            f"frame subsets (mean over RGB); 255 where fewer than {plan.n_images + 1} dates "
+            "are usable (undetermined)"
         )
         tags["zoomsr_seed"] = str(plan.seed)  # draws the subsets
     return tags

@@ -19,7 +19,13 @@ from rasterio.windows import Window
 
 from zoomsr.inference.arrays import to_host, to_tensor
 from zoomsr.inference.assemble import Carry, final_rows, to_uint8, upsample_mask
-from zoomsr.inference.frames import choose_frames, clean_scores, fill_gaps, window_scores
+from zoomsr.inference.frames import (
+    choose_frames,
+    clean_scores,
+    fill_gaps,
+    unusable,
+    window_scores,
+)
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.reader import SceneReader
@@ -127,6 +133,13 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     all_scores, clean = window_scores(pixels, valid, cloudy, spans)
     # the uncertainty subsets' pool: frames clean where another frame is usable
     rel_scores = clean_scores(pixels, valid, cloudy, spans) if plan.uncertainty else None
+    # LR pixels fewer than n + 1 dates can use: every subset sees the same dates there (the
+    # others gap-filled from them), so a spread of 0 would read "certain" where it cannot be
+    # told; band 4 is 255 there (a swath edge, a date's smaller footprint)
+    thin = ((~unusable(pixels, valid, cloudy)).sum(0) < plan.n_images + 1
+            if plan.uncertainty else None)
+    if thin is not None and on is None:
+        thin = thin.cpu().numpy()  # (blended with the host's NumPy outputs)
     del pixels, valid, cloudy
     # Frames are chosen on the device too: nothing comes back before the model calls are
     # queued (a transfer from a GPU waits for every call queued before it, other rows' too).
@@ -165,6 +178,9 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
         if k:
             spread = (np.stack(outs[1:]).std(0).mean(0) if on is None
                       else torch.stack(outs[1:]).std(0, correction=0).mean(0))
+            undetermined = upsample_mask(thin[:, win.x - x0 : win.x - x0 + win.w], s)
+            spread = (np.where(undetermined, np.float32(1.0), spread) if on is None
+                      else torch.where(undetermined, 1.0, spread))
             sums[3, :, cols] += spread * w
         weights[:, cols] += w
         if tick is not None and win.col in owned:
