@@ -73,6 +73,16 @@ def test_info_on_an_input_too_small_for_the_model_is_one_line(
     assert err.endswith("); use a larger size") and len(err.splitlines()) == 1
 
 
+def test_info_on_an_input_size_the_model_cannot_divide(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """RRDBNet x1 pixel-unshuffles by 4: a 30 px input is refused, and the advice was "use a
+    larger size" (31 fails as well)."""
+    assert main(["models", "info", "rrdbnet", "-c", "scale=1", "--lr-size", "30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs H and W divisible by 4, got 30x30" in err
+    assert err.endswith("; use a divisible size") and "larger" not in err
+
+
 def test_info_of_a_checkpoint_or_registry_weights(capsys: pytest.CaptureFixture[str],
                                                   tmp_path) -> None:
     """`zoomsr models info runs/x/generator.pth` (or esrgan-8) said "unknown model"."""

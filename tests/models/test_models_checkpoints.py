@@ -240,6 +240,23 @@ def test_a_checkpoint_of_another_model_is_said_to_be_one(tmp_path: Path) -> None
         assert "different config" not in message and "\n" not in message
 
 
+def test_a_highresnet_checkpoint_is_not_taken_for_an_srcnn_config(tmp_path: Path) -> None:
+    """A HighRes-net file holds every SRCNN name (the unused layers it inherits), so nothing
+    was missing in SRCNN and the message said "Probably a different config", which no config
+    could fix; extra upsample layers (conv_up3 of a x8 RRDBNet) are still a config."""
+    path = save_checkpoint(create_model("highresnet", hidden_channels=16), tmp_path / "h.pth")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(create_model("srcnn", hidden_channels=16), path)
+    message = str(info.value)
+    assert f"{path} does not look like a SRCNN checkpoint: none of its 27 other" in message
+    assert "fusion.fusion.0.fuse" in message and "different config" not in message
+
+    x8 = save_checkpoint(_rrdbnet(scale=8), tmp_path / "x8.pth")
+    with pytest.raises(CheckpointError, match=r"conv_up3") as info:
+        load_checkpoint(_rrdbnet(), x8)
+    assert "does not look like" not in str(info.value)
+
+
 def test_strict_false_loads_what_matches(tmp_path: Path) -> None:
     source = _randomize(_rrdbnet(num_block=2, num_in_ch=3))
     path = save_checkpoint(source, tmp_path / "two.safetensors")

@@ -93,14 +93,46 @@ def test_srcnn_output_size_resizes_like_the_reference() -> None:
         assert model(torch.rand(1, 2, 3, 5, 5)).shape == (1, 1, 3, 20, 20)
 
 
+@pytest.mark.parametrize("autocast", [True, False])
+def test_srcnn_output_size_resizes_in_bfloat16(autocast: bool) -> None:
+    """The published config (output_size=128) on any other input size failed under bf16
+    autocast, or with bf16 weights, on CPU: torch's antialiased resize has no bf16 kernel."""
+    model = create_model("srcnn", revisits=2, hidden_channels=16, output_size=20).eval()
+    x = torch.rand(1, 2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        if autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = model(x)
+        else:
+            y = model.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert y.shape == (1, 1, 3, 20, 20) and y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected, atol=0.05, rtol=0)
+
+
 def test_srcnn_rejects_other_frame_counts_and_channels() -> None:
     model = create_model("srcnn", revisits=3, hidden_channels=16)
     with pytest.raises(InputError, match="revisits=3"):
         model(torch.rand(1, 4, 3, 8, 8))
-    with pytest.raises(InputError, match=r"\[B, T, 3, H, W\]"):
+    with pytest.raises(InputError, match=r"\[B, 3, 3, H, W\]"):
         model(torch.rand(1, 3, 4, 8, 8))
     with pytest.raises(ConfigError, match="hidden_channels"):
         create_model("srcnn", hidden_channels=20, zoom_factor=4)
+
+
+def test_layout_mixups_name_what_was_expected() -> None:
+    """[B, T*C, H, W] given to a frames model, [B, T, C, H, W] to RRDBNet: the error named
+    neither SRCNN's number of frames nor the function that converts the layout."""
+    x = torch.rand(1, 3, 3, 8, 8)
+    with pytest.raises(InputError, match=r"expects \[B, 3, 3, H, W\].*channels_to_frames\(x, 3\)"):
+        create_model("srcnn", revisits=3, hidden_channels=16)(frames_to_channels(x))
+    with pytest.raises(InputError, match=r"expects \[B, T, 3, H, W\].*channels_to_frames"):
+        create_model("highresnet", revisits=4, hidden_channels=16)(frames_to_channels(x))
+    rrdbnet = create_model("rrdbnet", num_in_ch=9, num_feat=8, num_block=1, num_grow_ch=4)
+    with pytest.raises(InputError, match=r"expects \[B, 9, H, W\].*frames_to_channels\(x\)"):
+        rrdbnet(x)
+    with pytest.raises(InputError, match=r"images x bands\), got \[1, 6, 8, 8\]$"):
+        rrdbnet(torch.rand(1, 6, 8, 8))  # two images where three were expected
 
 
 @pytest.mark.parametrize("name", ["srcnn", "highresnet"])

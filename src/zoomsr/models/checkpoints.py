@@ -417,15 +417,16 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
             "save_checkpoint(model, 'model.safetensors'))"
         )
     # A config changes how many blocks there are (body.23.* in the file, not the model), not
-    # the names' forms: names of forms the model has none of are another model's
+    # the names' forms: names of forms the model has none of are another model's. Nothing
+    # may be missing (a HighRes-net file holds every SRCNN name, its unused layers included)
     forms = {_form(k) for k in model.state_dict()}
-    if result.missing and result.unexpected and not any(
-            _form(k) in forms for k in result.unexpected):
+    if result.unexpected and not any(_form(k) in forms for k in result.unexpected):
         total = len(model.state_dict())
+        lacks = (f"{len(result.missing)} of the model's {total} tensors are not in it, and "
+                 if result.missing else "")
         return (
-            f"{origin} does not look like a {cls} checkpoint: {len(result.missing)} of the "
-            f"model's {total} tensors are not in it, and none of its {len(result.unexpected)} "
-            f"other tensors is named as any of the model's (e.g. "
+            f"{origin} does not look like a {cls} checkpoint: {lacks}none of its "
+            f"{len(result.unexpected)} other tensors is named as any of the model's (e.g. "
             f"{_names(result.unexpected, n)}), which no config changes: a checkpoint of "
             "another model? Load it with the model it was saved from"
         )
@@ -455,9 +456,9 @@ def _mismatch_message(model: nn.Module, origin: str, result: LoadResult) -> str:
 
 
 def _form(key: str) -> str:
-    """A parameter name with its indices blanked (``body.3.rdb1.conv1.weight`` ->
-    ``body.#.rdb1.conv1.weight``): the same form for any number of blocks."""
-    return ".".join("#" if part.isdigit() else part for part in key.split("."))
+    """A parameter name with its numbers blanked (``body.3.rdb1.conv_up3.weight`` ->
+    ``body.#.rdb#.conv_up#.weight``): the same form for any number of blocks or upsamples."""
+    return re.sub(r"\d+", "#", key)
 
 
 def _aliases(model: nn.Module, model_state: Mapping[str, Tensor]) -> list[list[str]]:

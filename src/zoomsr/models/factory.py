@@ -227,8 +227,11 @@ def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
     try:
         flops, output, used = _count_flops(model, inputs)
     except (RuntimeError, InputError) as exc:  # e.g. a 1 px input for reflection padding
+        reason = first_line(exc)
+        # a size a model needs divisible (RRDBNet x1/x2, the discriminator) may be too large
+        advice = "use a divisible size" if "divisible" in reason else "use a larger size"
         raise ConfigError(f"lr_size {lr_size}: {name} cannot run on a {lr_size}x{lr_size} "
-                          f"input ({first_line(exc)}); use a larger size") from None
+                          f"input ({reason}); {advice}") from None
     return ModelInfo(
         name=name,
         description=cls.description,

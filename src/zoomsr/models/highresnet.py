@@ -60,6 +60,9 @@ class HighResNet(SRCNN):
             self.hidden_channels, self.config["kernel_size"], self.revisits
         )
 
+    def _frames(self) -> str:
+        return "T"  # any number
+
     def forward(self, x: Tensor) -> Tensor:
         """Super-resolve ``[B, T, C, H, W]`` (any T) to ``[B, 1, C_out, H*z, W*z]``."""
         self._check_input(x)

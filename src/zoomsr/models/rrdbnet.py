@@ -123,7 +123,12 @@ class RRDBNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Super-resolve ``[B, T*C, H, W]`` to ``[B, C_out, H*scale, W*scale]``."""
         if x.ndim != 4 or x.shape[1] != self.num_in_ch:
-            raise InputError(f"RRDBNet expects [B, {self.num_in_ch}, H, W], got {list(x.shape)}")
+            hint = (" (frames as [B, T, C, H, W]? stack them with "
+                    "zoomsr.models.frames_to_channels(x))" if x.ndim == 5 else "")
+            raise InputError(
+                f"RRDBNet expects [B, {self.num_in_ch}, H, W] (num_in_ch = images x bands), "
+                f"got {list(x.shape)}{hint}"
+            )
         if self.unshuffle > 1:
             height, width = x.shape[-2:]
             if height % self.unshuffle or width % self.unshuffle:

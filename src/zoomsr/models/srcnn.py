@@ -114,11 +114,18 @@ class SRCNN(nn.Module):
         """A zero input for one ``lr_size`` x ``lr_size`` chunk (used to count FLOPs)."""
         return (torch.zeros(1, self.revisits, self.in_channels, lr_size, lr_size),)
 
+    def _frames(self) -> str:
+        """The number of frames ``forward`` takes, for error messages."""
+        return str(self.revisits)
+
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 5 or x.shape[2] != self.in_channels:
+            hint = (f" (frames stacked on the channel axis? split them with "
+                    f"zoomsr.models.channels_to_frames(x, {self.in_channels}))"
+                    if x.ndim == 4 else "")
             raise InputError(
-                f"{type(self).__name__} expects [B, T, {self.in_channels}, H, W], "
-                f"got {list(x.shape)}"
+                f"{type(self).__name__} expects [B, {self._frames()}, {self.in_channels}, H, W], "
+                f"got {list(x.shape)}{hint}"
             )
         # reflection padding needs more pixels than it pads: torch's error named no size
         smallest = 1 + max((m.kernel_size[0] // 2 for m in self.modules()
@@ -149,6 +156,11 @@ class SRCNN(nn.Module):
             size = (int(self.output_size * height / width), self.output_size)
         if size == (height, width):
             return x
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # torch's antialiased resize has no half-precision CPU kernel: resize in float32
+            resized = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False,
+                                    antialias=True)
+            return resized.to(x.dtype)
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
     def forward(self, x: Tensor) -> Tensor:
