@@ -236,6 +236,15 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
                 "(bilinear); the models were trained on Sentinel-2", ZoomsrWarning,
                 stacklevel=2)
     footprints = [_footprint(f, crs) for f in frames]
+    for f, b in zip(frames, footprints, strict=True):
+        # across the antimeridian, the box in Web Mercator spans the world (a grid of
+        # 4 million columns, which ran for ever)
+        if not native and b.right - b.left > tiles.ORIGIN_SHIFT:
+            raise DataError(
+                f"{f.paths[0]}: crosses the antimeridian (180 deg), which the training grid "
+                "(EPSG:3857) cannot hold in one piece; pass --native-grid "
+                "(InferenceOptions(native_grid=True)), or split the input at 180 deg"
+            )
     check_overlap(frames, footprints)
     left = _snap(min(b.left for b in footprints), ox, res, True)
     right = _snap(max(b.right for b in footprints), ox, res, False)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -118,6 +118,16 @@ class _Source:
     height: int
     dtype: str
     path: Path
+    # per dataset: whether an internal mask or alpha band (GDAL's per-dataset mask) says
+    # which pixels hold data; read with the values where the file is read directly
+    masked: list[bool] = field(default_factory=list)
+
+
+def _masked(ds, band: int) -> bool:  # noqa: ANN001
+    """Whether ``ds``'s ``band`` has a mask of its own: an internal mask or an alpha band
+    (not only a nodata value, which :func:`valid_pixels` applies)."""
+    flags = ds.mask_flag_enums[band - 1]
+    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
 
 
 def _close(src: _Source) -> None:
@@ -172,6 +182,8 @@ class SceneReader:
                     ds = rasterio.open(path)
                 except rasterio.errors.RasterioIOError as exc:
                     raise DataError(f"{path}: cannot open ({exc})") from None
+                with gdal_messages_logged():  # (the mask's flags may reload the directory)
+                    source.masked.append(_masked(ds, bands[len(source.datasets)][0]))
                 source.datasets.append(ds)
                 if offsets is None and len(paths) == 1 and ds.count > len(bands[0]) \
                         and "?" not in str(path):
@@ -275,10 +287,13 @@ class SceneReader:
                 out[...] = 0
             if rr1 > rr0 and cc1 > cc0:
                 inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+                region = out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0]
                 for ds, b in zip(src.datasets, src.bands, strict=True):
-                    read(ds, b, inner, out[k : k + len(b), rr0 - r0 : rr1 - r0,
-                                           cc0 - c0 : cc1 - c0])
+                    read(ds, b, inner, region[k : k + len(b)])
                     k += len(b)
+                for ds, b, masked in zip(src.datasets, src.bands, src.masked, strict=True):
+                    if masked:  # masked out: black in every channel, so nodata
+                        region[:, ds.read_masks(b[0], window=inner) == 0] = 0
         except rasterio.errors.RasterioIOError as exc:
             raise DataError(f"{src.path}: read failed ({first_line(exc)})") from None
 
