@@ -102,6 +102,12 @@ def test_dn_offset_from_baseline_in_name_and_tags(tmp_path):
     with rasterio.open(q, "r+") as ds:
         ds.update_tags(BOA_ADD_OFFSET="-1000")
     assert discover_frames(q).frames[0].dn_offset == 1000
+    with rasterio.open(q, "r+") as ds:
+        ds.update_tags(BOA_ADD_OFFSET="0")
+    zero = discover_frames(q).frames[0].dn_offset
+    assert zero == 0 and str(zero) == "0.0"  # (a tag of 0 was recorded as -0.0)
+    with rasterio.open(q, "r+") as ds:
+        ds.update_tags(BOA_ADD_OFFSET="-1000")
     (r,) = write_frames(tmp_path / "c", n=1, dtype="uint16")
     with pytest.raises(DataError, match="--dn-offset 0 or --dn-offset 1000"):
         discover_frames(r)

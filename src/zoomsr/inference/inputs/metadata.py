@@ -79,7 +79,9 @@ def product_metadata(path: Path, tags: dict) -> _Meta:
     for key in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
         if key in tags:
             with contextlib.suppress(ValueError):
-                tag_offset = -float(tags[key])  # ESA stores -1000: reflectance = (DN - 1000) / Q
+                # ESA stores -1000: reflectance = (DN - 1000) / Q (+ 0.0: a tag of 0 is 0,
+                # not the -0.0 the inputs tag recorded)
+                tag_offset = -float(tags[key]) + 0.0
     removed: bool | None = None
     props = _stac_properties(path)
     if props:
