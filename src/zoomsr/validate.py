@@ -12,15 +12,19 @@ from zoomsr.errors import ConfigError, InputError
 
 
 def check_int(
-    name: str, value: Any, *, minimum: int | None = None, choices: Iterable[int] | None = None
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+    choices: Iterable[int] | None = None,
 ) -> int:
-    """Return ``value`` if it is an int (not a bool) within ``minimum``/``choices``."""
+    """Return ``value`` if it is an int (not a bool) within ``minimum``/``maximum`` (both
+    inclusive) and ``choices``."""
     if isinstance(value, bool) or not isinstance(value, int):
         numpy = type(value).__module__ == "numpy" and isinstance(value, numbers.Integral)
         kind = " (a NumPy integer: pass int(value))" if numpy else ""
         raise ConfigError(f"{name} must be an integer, got {value!r}{kind}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     if choices is not None:
         allowed = tuple(choices)
         if value not in allowed:

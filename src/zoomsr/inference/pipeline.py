@@ -153,10 +153,9 @@ class InferenceOptions:
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, minimum=1)
         check_int("column_width", self.column_width, minimum=0)
-        check_int("deflate_level", self.deflate_level, minimum=DEFLATE_LEVELS[0])
-        if self.deflate_level > DEFLATE_LEVELS[-1]:  # GDAL would warn and use its default
-            raise ConfigError(f"deflate_level must be <= {DEFLATE_LEVELS[-1]} (the smallest "
-                              f"files), got {self.deflate_level}")
+        # (GDAL would only warn of another level, and use its default)
+        check_int("deflate_level", self.deflate_level, minimum=DEFLATE_LEVELS[0],
+                  maximum=DEFLATE_LEVELS[-1])
         if self.threads is not None:
             check_int("threads", self.threads, minimum=1)
         check_int("uncertainty", self.uncertainty, minimum=0)

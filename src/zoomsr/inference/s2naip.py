@@ -82,8 +82,8 @@ def _tile_pixels(tci_path: Path, tci: np.ndarray, bands: tuple[str, ...]) -> np.
     parts = [normalize_band(tci, "tci", tci_path)]
     for band in bands[1:]:
         path = tci_path.with_name(f"{band}.png")
-        if not path.is_file():
-            raise DataError(f"{path}: missing; the model takes bands {','.join(bands)}")
+        if not path.is_file():  # (removed since the run's check)
+            raise _missing_band(path, bands)
         series = read_band_series(path, band)
         if series.shape[0] != tci.shape[0]:
             raise DataError(f"{path}: {series.shape[0]} time steps, tci.png has {tci.shape[0]}")
@@ -258,12 +258,18 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
 def _check_band_files(found: dict[tiles.Tile, Path], bands: Sequence[str]) -> None:
     """Refuse, before any tile is computed, a tile without a band file the model takes (it
     failed at that tile's row, after every row before it was computed)."""
-    missing = [found[t].with_name(f"{b}.png") for t in sorted(found, key=lambda t: (t.row, t.col))
-               for b in bands[1:] if not found[t].with_name(f"{b}.png").is_file()]
+    paths = (found[t].with_name(f"{b}.png") for t in sorted(found, key=lambda t: (t.row, t.col))
+             for b in bands[1:])
+    missing = [path for path in paths if not path.is_file()]
     if missing:
-        raise DataError(f"{missing[0]}: missing; the model takes bands {','.join(bands)}"
-                        + (f" (and {len(missing) - 1} other band file(s))"
-                           if len(missing) > 1 else ""))
+        others = len(missing) - 1
+        raise _missing_band(missing[0], bands,
+                            f" (and {others} other band file(s))" if others else "")
+
+
+def _missing_band(path: Path, bands: Sequence[str], more: str = "") -> DataError:
+    """The error for a tile's band file ``path`` that is not there (``more`` appended)."""
+    return DataError(f"{path}: missing; the model takes bands {','.join(bands)}{more}")
 
 
 def _identity(path: Path) -> list[int] | None:

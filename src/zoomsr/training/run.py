@@ -44,6 +44,7 @@ from lightning.pytorch.utilities.model_summary import get_human_readable_count
 from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning, first_line
 from zoomsr.io.atomic import atomic_path, atomic_write_text, output_lock
 from zoomsr.io.folders import require_writable_folder
+from zoomsr.io.gdal_errors import fsync_file
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
 from zoomsr.training.base import CONFIG_KEY, SRModule, check_loss_weights, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
@@ -252,7 +253,7 @@ def _unreadable_checkpoint(path: Path, exc: CheckpointError, own: bool) -> Check
     found = _newest_readable_step(path.parent, but=path)
     if found is not None:
         how = (f"--resume {found} continues from the newest readable step checkpoint (step "
-               f"{found.stem.partition('=')[2].lstrip('0') or '0'})")
+               f"{_step_number(found)})")
     else:
         how = "no step checkpoint beside it can be read either"
     start = ("--resume never --overwrite starts afresh there" if own else
@@ -260,14 +261,16 @@ def _unreadable_checkpoint(path: Path, exc: CheckpointError, own: bool) -> Check
     return CheckpointError(f"{text}; {how}, {start}")
 
 
+def _step_number(path: Path) -> int:
+    """The step of a ``step=NNNNNNN.ckpt`` file (-1 for another name)."""
+    digits = path.stem.partition("=")[2]
+    return int(digits) if digits.isdigit() else -1
+
+
 def _newest_readable_step(folder: Path, but: Path) -> Path | None:
     """The newest ``step=NNNNNNN.ckpt`` in ``folder`` (not ``but``) that loads."""
-    def step(p: Path) -> int:
-        digits = p.stem.partition("=")[2]
-        return int(digits) if digits.isdigit() else -1
-
-    for candidate in sorted(folder.glob("step=*.ckpt"), key=step, reverse=True):
-        if candidate.resolve() == but.resolve() or step(candidate) < 0:
+    for candidate in sorted(folder.glob("step=*.ckpt"), key=_step_number, reverse=True):
+        if candidate.resolve() == but.resolve() or _step_number(candidate) < 0:
             continue
         try:
             # mmap: the archive's structure and records are read, not every tensor's bytes
@@ -310,11 +313,7 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
             f.flush()
             os.fsync(f.fileno())  # the data on disk before the rename makes it the file
         with contextlib.suppress(OSError):  # the rename itself (not on every filesystem)
-            folder = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            fsync_file(target.parent)
 
 
 #: Temporary files of :class:`_AtomicCheckpointIO` left by a killed run (in ``checkpoints/``).

@@ -26,9 +26,10 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -671,21 +672,26 @@ def unique_highres(images: Iterable[HRImage]) -> list[HRImage]:
     pixels, every pair duplicated: the repeats are dropped with one :class:`ZoomsrWarning`
     per file.
     """
-    groups: dict[tuple, list[HRImage]] = {}
-    for img in images:
-        groups.setdefault(_file_identity(img.path), []).append(img)
+    return _unique_ids([group[0] for group in _once_per_file(images, lambda img: img.path)])
+
+
+_T = TypeVar("_T")
+
+
+def _once_per_file(items: Iterable[_T], path: Callable[[_T], str]) -> list[list[_T]]:
+    """``items`` grouped by the file their ``path`` names (:func:`_file_identity`), in the
+    order first given; one warning for each high-res file given more than once."""
+    groups: dict[tuple, list[_T]] = {}
+    for item in items:
+        groups.setdefault(_file_identity(path(item)), []).append(item)
     for group in groups.values():
-        _warn_repeated(group[0].path, [img.path for img in group])
-    return _unique_ids([group[0] for group in groups.values()])
-
-
-def _warn_repeated(path: str, paths: Sequence[str]) -> None:
-    """One warning when the high-res file ``path`` was given more than once (as ``paths``)."""
-    if len(paths) > 1:
-        others = sorted(set(paths) - {path})
-        also = f" (also as {', '.join(others)})" if others else ""
-        warnings.warn(f"{path}: given {len(paths)} times as a high-res input{also}; used once",
-                      ZoomsrWarning, stacklevel=4)
+        if len(group) > 1:
+            first, given = path(group[0]), [path(item) for item in group]
+            others = sorted(set(given) - {first})
+            also = f" (also as {', '.join(others)})" if others else ""
+            warnings.warn(f"{first}: given {len(given)} times as a high-res input{also}; used "
+                          "once", ZoomsrWarning, stacklevel=4)
+    return list(groups.values())
 
 
 def _safe_image_id(name: str) -> str:
@@ -715,13 +721,8 @@ def discover_highres(
         else:
             files.append(p)
     # a file given twice (itself and its folder, say) is opened and used once
-    groups: dict[tuple, list[str]] = {}
-    for f in files:
-        groups.setdefault(_file_identity(str(f)), []).append(str(f))
-    for paths in groups.values():
-        _warn_repeated(paths[0], paths)
     images = [_hr_image(paths[0], _safe_image_id(Path(paths[0]).stem), None, date)
-              for paths in groups.values()]
+              for paths in _once_per_file(map(str, files), str)]
     return _unique_ids(images)
 
 
