@@ -227,9 +227,9 @@ def test_the_grid_tag_gives_the_resolution_of_the_models_scale(tiny_dataset, tmp
 def test_a_row_of_tiles_is_read_and_computed_batch_by_batch(tiny_dataset, tiny_model, tmp_path,
                                                              monkeypatch):
     """A row's tiles were all read, then all computed, then placed: a row of thousands of
-    tiles held every input and float output at once (600 tiles in a row: +237 MB peak RSS,
-    thousands: GBs). Now each batch is read, computed and placed before the next is read,
-    with the same bytes."""
+    tiles held every input and float output at once (memory growing with the row's length).
+    Now each batch is read, computed and placed before the next is read, with the same
+    bytes."""
     from zoomsr.inference import s2naip
 
     whole = tmp_path / "whole.tif"

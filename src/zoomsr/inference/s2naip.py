@@ -197,7 +197,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
             block = np.zeros((size * s, grid.hr_width, 4), dtype=np.uint8)
             lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
             # read, computed and placed a batch at a time: a row of thousands of tiles held
-            # every tile's inputs and float outputs at once (600 tiles: +237 MB)
+            # every tile's inputs and float outputs at once (memory growing with the row)
             for i in range(0, len(present), options.batch_size):
                 batch = present[i : i + options.batch_size]
                 inputs, valids = [], []
