@@ -63,6 +63,12 @@ def test_window_scores_equal_per_window_counts(with_cloudy):
                                 None if cloudy is None else cloudy[..., c])
             assert np.array_equal(scores[j], want)
             assert clean[j] == count_clean(valid[..., c])
+        # the caller's unusable pixels (compute_row shares them) give the same counts
+        bad = unusable(*(as_array(a) for a in (pixels, valid)),
+                       None if cloudy is None else as_array(cloudy))
+        given = window_scores(as_array(pixels), as_array(valid), None, spans, bad)
+        assert np.array_equal(np.asarray(given[0]), scores)
+        assert np.array_equal(np.asarray(given[1]), clean)
     # saturated and cloudy pixels count once each, nodata once
     bad = unusable(pixels, valid, cloudy)
     assert bad.sum() == frame_scores(pixels, valid, cloudy).sum()

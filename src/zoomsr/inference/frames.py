@@ -55,26 +55,32 @@ def _window_sums(per_col: Array, spans: Sequence[tuple[int, int]]) -> Array:
 
 
 def window_scores(pixels: Array, valid: Array, cloudy: Array | None,
-                  spans: Sequence[tuple[int, int]]) -> tuple[Array, Array]:
+                  spans: Sequence[tuple[int, int]],
+                  bad: Array | None = None) -> tuple[Array, Array]:
     """Frame scores and clean-frame counts of windows side by side in one strip.
 
     ``spans``: each window's ``(first column, width)`` in the strip ``[T, C, h, W]``. Returns
     ``[n, T]`` unusable pixels per window and frame (as :func:`frame_scores`) and ``[n]``
-    clean frames per window (as :func:`count_clean`), from per-column counts.
+    clean frames per window (as :func:`count_clean`), from per-column counts. ``bad``: the
+    strip's :func:`unusable` pixels ``[T, h, W]`` when the caller has them already.
     """
+    if bad is None:
+        bad = unusable(pixels, valid, cloudy)
     gaps = ~valid & valid.any(0)  # nodata where another frame has data
-    per_col = xp(valid).stack([unusable(pixels, valid, cloudy).sum(1), gaps.sum(1)])  # [2, T, W]
+    per_col = xp(valid).stack([bad.sum(1), gaps.sum(1)])  # [2, T, W]
     scores, nodata = _window_sums(per_col, spans)  # [T, n] each
     return scores.T, (nodata == 0).sum(0)
 
 
 def clean_scores(pixels: Array, valid: Array, cloudy: Array | None,
-                 spans: Sequence[tuple[int, int]]) -> Array:
+                 spans: Sequence[tuple[int, int]], bad: Array | None = None) -> Array:
     """``[n, T]`` per window (``spans`` as in :func:`window_scores`) and frame: its unusable
     pixels where another frame's pixel is usable. A pixel no date can use (a scene's corner on
     the training grid, a cloud in every date) counts for none, so a frame is clean in a window
-    at 0 whatever the other frames share (the uncertainty subsets' pool)."""
-    bad = unusable(pixels, valid, cloudy)
+    at 0 whatever the other frames share (the uncertainty subsets' pool). ``bad`` as in
+    :func:`window_scores`."""
+    if bad is None:
+        bad = unusable(pixels, valid, cloudy)
     return _window_sums((bad & (~bad).any(0)).sum(1), spans).T  # [T, W] -> [n, T]
 
 

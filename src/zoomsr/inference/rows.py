@@ -130,17 +130,17 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     filled, any_valid, mean = fill_gaps(pixels, valid)
     mosaic = to_uint8(mean[:3].permute(1, 2, 0))
     spans = [(win.x - x0, win.w) for win in wins]
-    all_scores, clean = window_scores(pixels, valid, cloudy, spans)
+    bad = unusable(pixels, valid, cloudy)  # [T, h, W], shared by the scores below
+    all_scores, clean = window_scores(pixels, valid, cloudy, spans, bad)
     # the uncertainty subsets' pool: frames clean where another frame is usable
-    rel_scores = clean_scores(pixels, valid, cloudy, spans) if plan.uncertainty else None
+    rel_scores = clean_scores(pixels, valid, cloudy, spans, bad) if plan.uncertainty else None
     # LR pixels fewer than n + 1 dates can use: every subset sees the same dates there (the
     # others gap-filled from them), so a spread of 0 would read "certain" where it cannot be
     # told; band 4 is 255 there (a swath edge, a date's smaller footprint)
-    thin = ((~unusable(pixels, valid, cloudy)).sum(0) < plan.n_images + 1
-            if plan.uncertainty else None)
+    thin = (~bad).sum(0) < plan.n_images + 1 if plan.uncertainty else None
     if thin is not None and on is None:
         thin = thin.cpu().numpy()  # (blended with the host's NumPy outputs)
-    del pixels, valid, cloudy
+    del pixels, valid, cloudy, bad
     # Frames are chosen on the device too: nothing comes back before the model calls are
     # queued (a transfer from a GPU waits for every call queued before it, other rows' too).
     best = choose_frames(all_scores, plan.n_images)  # [windows, n]
