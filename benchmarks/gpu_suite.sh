@@ -18,6 +18,8 @@
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
 # (default: ./gpu-results) as it finishes. GPU_SUITE_STEPS="1 3 5" runs only those steps (by
 # number, as "=== N." headers show them), for a call with less device time than the whole suite.
+# On a lent GPU machine without zoomsr's other dependencies, first run
+# `bash benchmarks/gpu_prepare.sh` here (wheels and the real scene to carry; it prints the call).
 set -uo pipefail
 out=${1:-gpu-results}
 deadline=$((SECONDS + ${2:-570}))
