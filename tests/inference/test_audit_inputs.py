@@ -45,7 +45,7 @@ def _masked_tci(path, place, how):
 def test_alpha_and_internal_masks_are_nodata(tmp_path, tiny_model, how, place, native):
     """An RGBA file's transparent pixels and an internal mask's masked ones came out valid
     where the file is read directly (--native-grid, or a file on the training lattice): the
-    mask said data over the whole scene. (Warped, GDAL applies an internal mask itself.)"""
+    mask said data over the whole scene. (Warped: test_infer_masks.py.)"""
     src = _masked_tci(tmp_path / "S2_20240101_TCI.tif", place, how)
     out = tmp_path / "out.tif"
     run_inference(src, out, tiny_model(1), InferenceOptions(

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.dtypes import _gdal_typename
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -42,7 +44,11 @@ from zoomsr.inference.inputs.radiometry import (
     check_values,
     holds_fill_values,
 )
-from zoomsr.inference.inputs.rasters import gdal_messages_logged, workers_available
+from zoomsr.inference.inputs.rasters import (
+    gdal_messages_logged,
+    own_mask,
+    workers_available,
+)
 from zoomsr.io import geotiff
 from zoomsr.stopping import wait_through_interrupts
 
@@ -119,15 +125,39 @@ class _Source:
     dtype: str
     path: Path
     # per dataset: whether an internal mask or alpha band (GDAL's per-dataset mask) says
-    # which pixels hold data; read with the values where the file is read directly
+    # which pixels hold data; read with the values where the file is read directly (a warped
+    # file is read through :func:`_masked_vrt`)
     masked: list[bool] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # per dataset, the file it reads
 
 
-def _masked(ds, band: int) -> bool:  # noqa: ANN001
-    """Whether ``ds``'s ``band`` has a mask of its own: an internal mask or an alpha band
-    (not only a nodata value, which :func:`valid_pixels` applies)."""
-    flags = ds.mask_flag_enums[band - 1]
-    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+def _masked_vrt(ds, path: Path, bands: list[int], nodata: float | None) -> str:  # noqa: ANN001
+    """A VRT (its XML, which GDAL opens as a dataset) of ``ds``'s ``bands`` in which the
+    pixels its mask (internal mask or alpha band) masks out hold nodata: ``nodata``, else 0.
+
+    What the warper is given for such a file: it is then warped as a file holding nodata
+    there (its masked values neither read as data nor blended into their neighbours). GDAL's
+    warper itself drops a per-dataset mask wherever the source window also holds a nodata
+    pixel (a black swath edge), and a band subset (``vrt://...?bands=``) drops the alpha.
+    Each band's source writes only where its mask is not 0 (``UseMaskBand``), as the
+    aligned read zeroes where ``read_masks`` is 0.
+    """
+    w, h = ds.width, ds.height
+    rect = f'xOff="0" yOff="0" xSize="{w}" ySize="{h}"'
+    parts = [f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">']
+    if ds.crs is not None:
+        parts.append(f"<SRS>{escape(ds.crs.to_wkt())}</SRS>")
+    parts.append(f"<GeoTransform>{', '.join(map(repr, ds.transform.to_gdal()))}</GeoTransform>")
+    for i, b in enumerate(bands, 1):
+        parts.append(f'<VRTRasterBand dataType="{_gdal_typename(ds.dtypes[b - 1])}" band="{i}">')
+        if nodata is not None:  # what a masked pixel holds: the band's initial value
+            parts.append(f"<NoDataValue>{float(nodata)!r}</NoDataValue>")
+        parts.append(f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(path))}'
+                     f"</SourceFilename><SourceBand>{b}</SourceBand><SrcRect {rect}/>"
+                     f"<DstRect {rect}/><UseMaskBand>true</UseMaskBand></ComplexSource>"
+                     "</VRTRasterBand>")
+    parts.append("</VRTDataset>")
+    return "".join(parts)
 
 
 def _close(src: _Source) -> None:
@@ -175,17 +205,31 @@ class SceneReader:
                 height: int, dtype: str, nodata: float | None,
                 resampling: Resampling) -> _Source:
         offsets = aligned_offsets(self.grid, crs, transform)
-        source = _Source([], bands, offsets, width, height, dtype, Path(paths[0]))
+        source = _Source([], [list(b) for b in bands], offsets, width, height, dtype,
+                         Path(paths[0]))
         try:
-            for path in paths:
+            for k, path in enumerate(paths):
                 try:
                     ds = rasterio.open(path)
                 except rasterio.errors.RasterioIOError as exc:
                     raise DataError(f"{path}: cannot open ({exc})") from None
                 with gdal_messages_logged():  # (the mask's flags may reload the directory)
-                    source.masked.append(_masked(ds, bands[len(source.datasets)][0]))
+                    source.masked.append(own_mask(ds, bands[k][0]))
                 source.datasets.append(ds)
-                if offsets is None and len(paths) == 1 and ds.count > len(bands[0]) \
+                source.files.append(Path(path))
+                if offsets is None and source.masked[-1]:
+                    # Warped with its mask: masked pixels hold nodata in what is warped (the
+                    # bands read only, as below)
+                    xml = _masked_vrt(ds, Path(path), bands[k], nodata)
+                    ds.close()
+                    try:
+                        ds = rasterio.open(xml)
+                    except rasterio.errors.RasterioIOError as exc:
+                        raise DataError(f"{path}: cannot read with its mask "
+                                        f"({first_line(exc)})") from None
+                    source.datasets[-1] = ds
+                    source.bands[k] = list(range(1, len(bands[k]) + 1))
+                elif offsets is None and len(paths) == 1 and ds.count > len(bands[0]) \
                         and "?" not in str(path):
                     # Warp only the bands read: GDAL takes a 4th band of 8-bit data (NIR)
                     # for alpha, and the warper then blends by it (a black RGB edge with NIR
@@ -435,7 +479,7 @@ def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometr
     t = grid.transform  # a north-up grid
     box = (t.c + window.col_off * t.a, t.f + (window.row_off + window.height) * t.e,
            t.c + (window.col_off + window.width) * t.a, t.f + window.row_off * t.e)
-    for ds, bands in zip(src.datasets, src.bands, strict=True):
+    for k, (ds, bands) in enumerate(zip(src.datasets, src.bands, strict=True)):
         file = getattr(ds, "src_dataset", ds)
         left, bottom, right, top = transform_bounds(grid.crs, file.crs, *box, densify_pts=21)
         w = from_bounds(left, bottom, right, top, transform=file.transform)
@@ -445,8 +489,8 @@ def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometr
         if col1 <= col0 or row1 <= row0:
             continue  # the window is beyond this file
         sample = file.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
-        # a band subset (vrt://PATH?bands=...) is named by its file
-        name = src.path if len(src.datasets) == 1 else Path(file.name)
+        # a band subset (vrt://PATH?bands=...) or a masked file's VRT is named by its file
+        name = src.path if len(src.datasets) == 1 else src.files[k]
         check_values(name, sample, radiometry, radiometry, nodata)
 
 

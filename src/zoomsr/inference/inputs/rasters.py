@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.env import get_gdal_config, hasenv, set_gdal_config
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.session import DummySession
@@ -68,6 +69,13 @@ def check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
             ds.read(1, window=Window(col, row, 1, 1))
     except Exception as exc:  # noqa: BLE001 - GDAL raises several types for damaged data
         raise DataError(f"{path}: corrupt raster data ({first_line(exc)})") from None
+
+
+def own_mask(ds: rasterio.DatasetReader, band: int) -> bool:
+    """Whether ``ds``'s ``band`` has a mask of its own: an internal mask or an alpha band
+    (not only a nodata value, which :func:`valid_pixels` applies)."""
+    flags = ds.mask_flag_enums[band - 1]
+    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
 
 
 def block_row_bytes(ds: rasterio.DatasetReader) -> int:
@@ -135,7 +143,9 @@ def decimated_look(ds: rasterio.DatasetReader, band: int | Sequence[int]) -> np.
     inside a file without overviews (not only at the corners :func:`check_readable` reads)
     fails here, before any work; in a file with overviews, a damaged full-resolution block
     fails when the run reads it (named then, the finished rows kept for --resume). Taken from
-    the look made ahead (:func:`look_ahead`) where there is one.
+    the look made ahead (:func:`look_ahead`) where there is one. Pixels that the file's own
+    mask (internal mask, alpha band) masks out are 0 in every band (black: no data), as the
+    run reads them (:func:`decimated_read`).
     """
     shape = sample_shape(ds)
     ahead = getattr(looked, "samples", {}).get(ds.name)
@@ -188,21 +198,38 @@ def decimated_read(ds: rasterio.DatasetReader, bands: list[int], shape: tuple[in
     (no block decoded by two parts), so that threads can decode one file together; the parts
     joined along the rows (axis 1) are the whole. A file GDAL reads itself is read whole by
     part 0 (the others: no rows).
+
+    Where ``bands[0]`` has a mask of its own (:func:`own_mask`), the pixels it masks out are
+    0 in every band: no data, as the run reads them (a masked-out date's values, often a
+    valid-looking fill, were counted as data). Its mask is decimated alike (same pixels).
     """
     h, w = shape
     k, p = part
+    masked = own_mask(ds, bands[0])
     if (h, w) == (ds.height, ds.width) or not _decimates_full_blocks(ds, bands[0]):
         if k:
             return np.empty((len(bands), 0, w), ds.dtypes[0])
-        return ds.read(bands, out_shape=(len(bands), h, w))
+        values = ds.read(bands, out_shape=(len(bands), h, w))
+        if masked:
+            values[:, ds.read_masks(bands[0], out_shape=(h, w)) == 0] = 0
+        return values
     xs = _nearest(ds.width, w)
     rows = split_on_blocks(_nearest(ds.height, h), ds.block_shapes[bands[0] - 1][0], p)[k]
     if not len(rows):
         return np.empty((len(bands), 0, w), ds.dtypes[0])
-    # row by row, down the file: the cache holds the block row being read (and the next)
-    with read_cache(2 * block_row_bytes(ds)):
-        return np.stack([ds.read(bands, window=Window(0, y, ds.width, 1))[:, 0, xs]
-                         for y in rows.tolist()], axis=1)
+
+    def row(y: int) -> np.ndarray:
+        window = Window(0, y, ds.width, 1)
+        values = ds.read(bands, window=window)[:, 0, xs]
+        if masked:  # a row of the mask too (its own blocks, 1 byte a pixel)
+            values[:, ds.read_masks(bands[0], window=window)[0, xs] == 0] = 0
+        return values
+
+    # row by row, down the file: the cache holds the block row being read (and the next),
+    # and the mask's (a byte a pixel)
+    pixels = block_row_bytes(ds) // (ds.count * np.dtype(ds.dtypes[0]).itemsize)
+    with read_cache(2 * (block_row_bytes(ds) + (pixels if masked else 0))):
+        return np.stack([row(y) for y in rows.tolist()], axis=1)
 
 
 def split_on_blocks(rows: np.ndarray, block_rows: int, parts: int) -> list[np.ndarray]:
@@ -289,7 +316,9 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
 
 def any_valid(frame: Frame) -> bool:
     """Whether any full-resolution pixel of ``frame``'s RGB is valid (read in strips, up to the
-    first): what a decimated look found nothing in may still hold a narrow swath edge."""
+    first): what a decimated look found nothing in may still hold a narrow swath edge. A
+    pixel that a file's own mask (internal mask, alpha band) masks out is not, as the run
+    reads it."""
 
     # reads in an Env: GDAL's messages logged, not printed raw (gdal_messages_logged)
     with contextlib.ExitStack() as stack:
@@ -304,9 +333,12 @@ def any_valid(frame: Frame) -> bool:
             w = Window(0, row, frame.width, min(step, frame.height - row))
             try:
                 strip = np.stack([ds.read(b, window=w) for ds, b in bands])
+                # a file's mask masks every channel (the reader zeroes them all)
+                masks = [ds.read_masks(b, window=w) != 0 for ds, b in bands if own_mask(ds, b)]
             except Exception as exc:  # noqa: BLE001 - GDAL raises several types
                 raise DataError(f"{frame.paths[0]}: corrupt raster data "
                                 f"({first_line(exc)})") from None
-            if valid_pixels(strip, frame.nodata, None).any():
+            mask = np.logical_and.reduce(masks) if masks else None
+            if valid_pixels(strip, frame.nodata, mask).any():
                 return True
         return False
