@@ -491,6 +491,13 @@ def test_a_mosaics_nodata_tiles_are_missing_predictions(cli, tmp_path):
         "100_200", "102_200"]
     doc = json.loads((out / "summary.json").read_text())
     assert [Path(p).parts[-2] for p in doc["missing_pred"]] == ["101_200"]
+    # the partly nodata tile: scored on its valid pixels (its own there: a perfect match)
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert rows[1]["psnr"] == "inf" and float(rows[1]["valid_fraction"]) == 0.9
+    assert "note: 1 pair(s) with nodata pixels (down to 90 % valid)" in err
+    code, _, err = cli("evaluate", "--pred", mosaic, "--target", target, "--metrics", "psnr",
+                       "--out", tmp_path / "black", "--no-progress", "--nodata", "black")
+    assert code == 0, err
     assert "(tile 102_200): 10 % of its pixels are nodata (masked), scored as black" in err
     # said on stderr as the other unscored files are, and a failure with --strict
     assert "warning: not scored: 1 tile(s) where" in err and "101_200" in err
@@ -520,19 +527,21 @@ def test_a_mosaics_fourth_band_is_not_its_alpha(cli, tmp_path):
 
 
 def test_float_nodata_is_scored_as_black_not_as_its_fill_value(cli, tmp_path):
-    """-9999 and NaN fills were refused as out of range; 255 was scored as white."""
+    """-9999 and NaN fills were refused as out of range; 255 was scored as white. (With
+    ``--nodata black``; by default those pixels are left out, whatever their fill.)"""
     rng = np.random.default_rng(4)
     t = rng.integers(10, 240, size=(3, 40, 40)).astype(np.uint8)
     _tif(tmp_path / "tgt" / "a.tif", t)
     expected = t.copy()
     expected[:, :10] = 0  # black where the prediction has no data (inside the border)
     _tif(tmp_path / "black" / "a.tif", expected)
-    def mean_psnr(pred: Path) -> tuple[float, str]:
-        out = tmp_path / f"{pred.name}_out"
+    def mean_psnr(pred: Path, *more: str) -> tuple[float, str]:
+        out = tmp_path / f"{pred.name}_out{len(more)}"
         code, _, err = cli("evaluate", "--pred", pred, "--target", tmp_path / "tgt",
-                           "--metrics", "psnr", "--no-progress", "--out", out)
+                           "--metrics", "psnr", "--no-progress", "--out", out, *more)
         assert code == 0, (pred, err)
-        return json.loads((out / "summary.json").read_text())["metrics"]["psnr"]["mean"], err
+        summary = json.loads((out / "summary.json").read_text())["metrics"]["psnr"]
+        return summary["mean"] if summary["n"] else summary["n_nonfinite"] * math.inf, err
 
     ref, _ = mean_psnr(tmp_path / "black")
     for name, fill, dtype in (("nd9999", -9999.0, "float32"), ("nan", float("nan"), "float32"),
@@ -540,9 +549,12 @@ def test_float_nodata_is_scored_as_black_not_as_its_fill_value(cli, tmp_path):
         pred = t.astype(dtype) / (255 if dtype == "float32" else 1)
         pred[:, :10] = fill
         _tif(tmp_path / name / "a.tif", pred.astype(dtype), nodata=fill)
-        got, err = mean_psnr(tmp_path / name)
+        got, err = mean_psnr(tmp_path / name, "--nodata", "black")
         assert "25 % of its pixels are nodata (masked), scored as black" in err
         assert got == pytest.approx(ref, abs=0.05), name
+        # by default: left out; the rest is the target's own pixels (float: within rounding)
+        got, err = mean_psnr(tmp_path / name)
+        assert "scored as black" not in err and got > 120, (name, got)
 
 
 def test_mosaic_read_errors_are_one_line_naming_it(cli, tmp_path):
@@ -692,3 +704,141 @@ def test_a_mosaic_is_scored_against_the_naip_folder(cli, tmp_path):
         assert code == 0, err
         rows = list(csv.DictReader((out / "per_image.csv").open()))
         assert [r["key"] for r in rows] == keys and all(r["psnr"] == "inf" for r in rows)
+
+
+def _scene(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth uint8 target ``[3, H, W]`` and a noisy prediction of it."""
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(30, 220, (3, size // 8, size // 8))
+    t = np.kron(low, np.ones((8, 8))) + rng.normal(0, 6, (3, size, size))
+    p = t + rng.normal(0, 8, (3, size, size))
+    return np.clip(t, 0, 255).astype(np.uint8), np.clip(p, 0, 255).astype(np.uint8)
+
+
+def _masked_tif(path: Path, arr: np.ndarray, valid: np.ndarray | None = None) -> Path:
+    """A georeferenced GeoTIFF with an internal mask (False: nodata), as `zoomsr infer`
+    writes; garbage (255) under the mask."""
+    import rasterio
+    from affine import Affine
+
+    if valid is not None:
+        arr = arr.copy()
+        arr[:, ~valid] = 255
+    _tif(path, arr, crs="EPSG:3857", transform=Affine(2.39, 0, 0, 0, -2.39, 0))
+    if valid is not None:
+        with rasterio.open(path, "r+") as ds:
+            ds.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+    return path
+
+
+def test_a_prediction_with_a_nodata_mask_is_scored_on_its_valid_pixels(cli, shared_dir,
+                                                                        tiny_clip, tmp_path):
+    """`zoomsr infer` outputs are masked where no valid input existed: those pixels were scored
+    as black, and black-vs-content differences ruled PSNR and SSIM."""
+    from zoomsr.metrics import MetricOptions, cpsnr, create_metrics, psnr, ssim
+
+    lp = shared_dir / "weights" / "lpips"
+    name, ckpt = tiny_clip
+    size = 64
+    masks = {"a": np.ones((size, size), bool), "b": np.ones((size, size), bool), "d": None}
+    masks["a"][:, :16] = False  # a scene edge: 75 % valid
+    masks["b"][:, :38] = False  # 40.6 % valid: too little for LPIPS and CLIPScore
+    scenes = {}
+    for k, (key, valid) in enumerate(masks.items()):
+        t, p = _scene(size, k)
+        scenes[key] = (t, p)
+        _masked_tif(tmp_path / "t" / f"{key}.tif", t)
+        _masked_tif(tmp_path / "p" / f"{key}.tif", p, valid)
+    args = ["evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t", "--metrics",
+            "psnr,ssim,cpsnr,lpips,clipscore", "--lpips-weights", lp, "--clip-model", name,
+            "--clip-pretrained", ckpt, "--device", "cpu", "--no-progress"]
+    code, stdout, err = cli(*args, "--out", tmp_path / "out")
+    if code == 2 and "linear-layer" in err and os.environ.get("CI") != "true":
+        pytest.skip("the lpips package (linear-layer weights) is not installed")
+    assert code == 0, err
+    assert "scored as black" not in err
+    assert "note: 2 pair(s) with nodata pixels (down to 40.6 % valid) scored on the pixels " \
+           "valid in both files (valid_fraction in per_image.csv)" in err
+    assert "note: lpips not scored for 1 pair(s): less than 50 % valid" in err
+    assert "note: clipscore not scored for 1 pair(s)" in err
+    rows = {r["key"]: r for r in csv.DictReader((tmp_path / "out" / "per_image.csv").open())}
+    assert [float(rows[k]["valid_fraction"]) for k in "abd"] == [0.75, 26 / 64, 1.0]
+    assert rows["b"]["lpips"] == rows["b"]["clipscore"] == ""
+    built = create_metrics("lpips,clipscore", MetricOptions(
+        lpips_weights=lp, clip_model=name, clip_pretrained=str(ckpt), device="cpu"))
+    for key, valid in masks.items():
+        t, p = scenes[key]
+        pt, tt = torch.from_numpy(p)[None], torch.from_numpy(t)[None]
+        v = None if valid is None else torch.from_numpy(valid)[None]
+        row = rows[key]
+        c = slice(4, -4)
+        inside = np.ones((size, size), bool) if valid is None else valid
+        d = (p[:, c, c].astype(np.float64) - t[:, c, c])[:, inside[c, c]] / 255
+        assert float(row["psnr"]) == pytest.approx(10 * math.log10(1 / np.mean(d**2)), abs=1e-9)
+        assert float(row["ssim"]) == float(ssim(pt, tt, valid=v)[0])
+        assert float(row["cpsnr"]) == float(cpsnr(pt, tt, valid=v)[0])
+        if key != "b":
+            for metric in ("lpips", "clipscore"):
+                want = float(built[metric](pt, tt, valid=v)[0])
+                assert float(row[metric]) == pytest.approx(want, rel=1e-5, abs=1e-6), metric
+    # unmasked: as without masks
+    pt, tt = (torch.from_numpy(x)[None] for x in scenes["d"][::-1])
+    assert float(rows["d"]["psnr"]) == float(psnr(pt, tt)[0])
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert doc["nodata"] == "exclude" and doc["n_with_nodata"] == 2
+    assert doc["metrics"]["lpips"]["n"] == 2 and doc["metrics"]["lpips"]["n_unscored"] == 1
+    assert doc["options"]["nodata"] == "exclude"
+    # the old behaviour on request: black there, with a warning per file
+    code, _, err = cli(*args, "--nodata", "black", "--out", tmp_path / "black")
+    assert code == 0, err
+    assert f"{tmp_path / 'p' / 'a.tif'}: 25 % of its pixels are nodata (masked), scored as " \
+           "black" in err
+    old = {r["key"]: r for r in csv.DictReader((tmp_path / "black" / "per_image.csv").open())}
+    assert float(old["a"]["psnr"]) < float(rows["a"]["psnr"]) - 5
+    assert old["d"] == rows["d"]
+    # a lower bar for the perceptual metrics
+    code, _, err = cli(*args, "--perceptual-min-valid", "0.4", "--out", tmp_path / "low")
+    assert code == 0, err
+    low = {r["key"]: r for r in csv.DictReader((tmp_path / "low" / "per_image.csv").open())}
+    assert float(low["b"]["lpips"]) > 0 and "not scored" not in err
+
+
+def test_a_pair_without_a_valid_pixel_in_common_is_listed_not_scored(cli, tmp_path):
+    t, p = _scene(40, 7)
+    left = np.zeros((40, 40), bool)
+    left[:, :20] = True
+    _masked_tif(tmp_path / "t" / "a.tif", t)
+    _masked_tif(tmp_path / "p" / "a.tif", p)
+    _masked_tif(tmp_path / "t" / "b.tif", t, ~left)
+    _masked_tif(tmp_path / "p" / "b.tif", p, left)
+    _masked_tif(tmp_path / "t" / "c.tif", t)
+    _masked_tif(tmp_path / "p" / "c.tif", p, np.zeros((40, 40), bool))  # all nodata
+    args = ["evaluate", "--pred", tmp_path / "p", "--target", tmp_path / "t", "--metrics", "psnr",
+            "--no-progress"]
+    code, stdout, err = cli(*args, "--out", tmp_path / "out")
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert lines[0] == "warning: not scored: 2 pair(s) without a pixel valid in both files"
+    assert lines[1] == (f"  {tmp_path / 'p' / 'b.tif'}: no pixel valid in both it and its target "
+                        f"{tmp_path / 't' / 'b.tif'} (nodata: 50 % of it, 50 % of the target); "
+                        "nothing to score")
+    assert lines[2].startswith(f"  {tmp_path / 'p' / 'c.tif'}: no pixel valid") and \
+           "(nodata: 100 % of it, 0 % of the target)" in lines[2]
+    assert "1 image pairs" in stdout
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert doc["n_pairs"] == 1 and doc["n_no_valid_overlap"] == 2
+    code, _, err = cli(*args, "--strict")
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: 2 pair(s) without a pixel valid in both files, e.g. {lines[1].strip()}"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--nodata", "drop"), "--nodata must be one of exclude, black, got 'drop'"),
+    (("--metrics", "lpips", "--perceptual-min-valid", "1.5"),
+     "--perceptual-min-valid must be a fraction in [0, 1], got 1.5"),
+])
+def test_nodata_options_are_checked_up_front(cli, s2naip, args, message):
+    pred, target = s2naip
+    code, stdout, err = cli("evaluate", "--pred", pred, "--target", target, "--no-progress",
+                            *args)
+    assert code == 2 and stdout == "" and err.strip().splitlines() == [f"error: {message}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,13 +22,18 @@ from zoomsr.cli.metrics import (
     LPIPS_NET,
     LPIPS_WEIGHTS,
     METRICS_HELP,
+    NODATA,
     OVERWRITE,
+    PERCEPTUAL_MIN_VALID,
     PROGRESS,
     SEED,
     check_metric_options,
     metric_options,
     results_on_interrupt,
 )
+
+if TYPE_CHECKING:
+    from zoomsr.evaluation.run import EvaluationResult
 
 _MAX_LISTED = 20
 
@@ -40,6 +46,26 @@ def _warn_not_scored(what: str, lines: list[str], in_summary: bool) -> None:
     if len(lines) > _MAX_LISTED:
         more = " (all listed in summary.json)" if in_summary else ""
         typer.echo(f"  ... and {len(lines) - _MAX_LISTED} more{more}", err=True)
+
+
+def _note_nodata(result: EvaluationResult, min_valid: float) -> None:
+    """One ``note:`` line for the pairs scored on part of their pixels, and one per metric
+    that left pairs unscored (too few valid pixels)."""
+    from zoomsr.evaluation.run import CSV_NAME, VALID_FRACTION
+
+    partial = [r[VALID_FRACTION] for r in result.rows if r[VALID_FRACTION] < 1.0]
+    if partial and result.nodata == "exclude":
+        typer.echo(f"note: {len(partial)} pair(s) with nodata pixels (down to "
+                   f"{100 * min(partial):.3g} % valid) scored on the pixels valid in both "
+                   f"files ({VALID_FRACTION} in {CSV_NAME})", err=True)
+    for name, s in result.summary.items():
+        if not s.get("n_unscored"):
+            continue
+        if name.startswith("lpips") or name == "clipscore":
+            why = f"less than {100 * min_valid:.3g} % valid (--perceptual-min-valid)"
+        else:
+            why = "too few valid pixels left by the border crop (SSIM: its window; cPSNR: shifts)"
+        typer.echo(f"note: {name} not scored for {s['n_unscored']} pair(s): {why}", err=True)
 
 
 def check_device_options(device: str, dtype: str | None) -> None:
@@ -83,8 +109,11 @@ def evaluate(
         "train/val split a `zoomsr train` run used.",
     ),
     strict: bool = typer.Option(
-        False, "--strict", help="Fail when a file has no partner instead of listing it."
+        False, "--strict", help="Fail when a file has no partner (or a pair no pixel valid in "
+        "both files) instead of listing it."
     ),
+    nodata: str = NODATA,
+    perceptual_min_valid: float = PERCEPTUAL_MIN_VALID,
     border: int = BORDER,
     cpsnr_mode: str = CPSNR_MODE,
     lpips_net: str = LPIPS_NET,
@@ -106,6 +135,7 @@ def evaluate(
     from rich.console import Console
 
     from zoomsr.errors import ConfigError, DataError
+    from zoomsr.evaluation.images import NODATA_MODES
     from zoomsr.evaluation.pairing import check_split, pair_images
     from zoomsr.evaluation.run import (
         CSV_NAME,
@@ -118,8 +148,10 @@ def evaluate(
     from zoomsr.io.folders import require_writable_folder
     from zoomsr.metrics.factory import create_metrics, parse_metric_names
     from zoomsr.progress import progress_callback
+    from zoomsr.validate import check_choice
 
     names = parse_metric_names(metrics)
+    check_choice("--nodata", nodata, NODATA_MODES)
     check_device_options(device, dtype)
     check_split(split)
     if splits is not None and split is None:
@@ -128,6 +160,7 @@ def evaluate(
     options = metric_options(
         border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
+        perceptual_min_valid,
     )
     check_metric_options(names, options)  # option values and weight files, before any image
     if clip_cache is not None and "clipscore" in names:
@@ -161,7 +194,9 @@ def evaluate(
                      "metrics": names,
                      "border": border, "cpsnr_mode": cpsnr_mode, "lpips_net": lpips_net,
                      "clip_model": clip_model, "clip_pretrained": clip_pretrained,
-                     "clip_mode": clip_mode, "seed": seed},
+                     "clip_mode": clip_mode, "seed": seed, "nodata": nodata,
+                     "perceptual_min_valid": perceptual_min_valid},
+            nodata=nodata,
         )
     # a mosaic's tiles without a valid pixel are found as they are read: missing too
     no_data = [p for p in pairing.missing_pred if p not in missing_before]
@@ -172,6 +207,13 @@ def evaluate(
         _warn_not_scored(f"{len(no_data)} tile(s) where {pred} has no valid pixel (missing "
                          "predictions)", [f"no prediction for target {p}" for p in no_data],
                          out is not None)
+    if result.no_overlap:
+        if strict:
+            raise DataError(f"{len(result.no_overlap)} pair(s) without a pixel valid in both "
+                            f"files, e.g. {result.no_overlap[0][1]}")
+        _warn_not_scored(f"{len(result.no_overlap)} pair(s) without a pixel valid in both files",
+                         [why for _, why in result.no_overlap], out is not None)
+    _note_nodata(result, perceptual_min_valid)
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)

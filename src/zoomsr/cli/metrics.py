@@ -50,6 +50,17 @@ BATCH_SIZE = typer.Option(16, "--batch-size", help="Images per batch.")
 SEED = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap intervals.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+NODATA = typer.Option(
+    "exclude", "--nodata",
+    help="Nodata pixels (a GeoTIFF's nodata value or mask, a PNG's alpha, float NaN): exclude "
+    "(score the pixels valid in both files; LPIPS/CLIPScore: both images black outside them) "
+    "or black (score them as black, with a warning: the behaviour before).",
+)
+PERCEPTUAL_MIN_VALID = typer.Option(
+    0.5, "--perceptual-min-valid",
+    help="LPIPS and CLIPScore score an image only when at least this share of it is valid in "
+    "both files (0 to 1); below, its cell is empty (not scored).",
+)
 # Spelled out here (checked against METRIC_NAMES by a test): importing zoomsr.metrics loads torch.
 METRICS_HELP = (
     "Comma-separated metrics: psnr, ssim, cpsnr, lpips, lpips_alex, lpips_vgg, clipscore."
@@ -60,7 +71,7 @@ def metric_options(
     border: int, cpsnr_mode: str, lpips_net: str, lpips_weights: Path | None,
     lpips_linear_weights: Path | None, clip_model: str, clip_pretrained: str | None,
     clip_mode: str, clip_cache: Path | None, allow_download: bool, device: str,
-    dtype: str | None, batch_size: int,
+    dtype: str | None, batch_size: int, perceptual_min_valid: float = 0.5,
 ) -> MetricOptions:
     """Collect the shared command-line options into :class:`MetricOptions`."""
     from zoomsr.metrics.factory import MetricOptions
@@ -70,6 +81,7 @@ def metric_options(
         lpips_linear_weights=lpips_linear_weights, clip_model=clip_model,
         clip_pretrained=clip_pretrained, clip_mode=clip_mode, clip_cache_dir=clip_cache,
         allow_download=allow_download, device=device, dtype=dtype, batch_size=batch_size,
+        perceptual_min_valid=perceptual_min_valid,
     )
 
 
@@ -85,9 +97,10 @@ def results_on_interrupt(out: Path) -> list[Path]:
 def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
     errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
-    ``--batch-size`` values, then the LPIPS / CLIP weights the chosen metrics need."""
+    ``--batch-size`` values, ``--perceptual-min-valid`` (with LPIPS or CLIPScore), then the
+    LPIPS / CLIP weights the chosen metrics need."""
     from zoomsr.errors import InputError
-    from zoomsr.metrics.base import check_batch_size, check_border_value
+    from zoomsr.metrics.base import check_batch_size, check_border_value, check_min_valid
     from zoomsr.metrics.factory import check_metric_weights
     from zoomsr.validate import check_choice
 
@@ -109,6 +122,8 @@ def check_metric_options(names: list[str], options: MetricOptions) -> None:
         from zoomsr.metrics.clipscore import CLIP_MODES
 
         check_choice("--clip-mode", o.clip_mode, CLIP_MODES)
+    if any(n.startswith("lpips") or n == "clipscore" for n in names):
+        check_min_valid(o.perceptual_min_valid, "--perceptual-min-valid")
     check_batch_size(o.batch_size, "--batch-size")
     check_metric_weights(names, options)
 

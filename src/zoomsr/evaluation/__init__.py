@@ -2,13 +2,15 @@
 
 - :func:`zoomsr.evaluation.pairing.pair_images`: match files (S2-NAIP tiles or relative paths).
 - :func:`zoomsr.evaluation.run.evaluate`: score every pair; :func:`write_results` writes
-  ``per_image.csv`` and ``summary.json``.
+  ``per_image.csv`` and ``summary.json``. Nodata pixels (masks, nodata values, alpha) are left
+  out of the scores by default (``nodata="exclude"``; ``valid_fraction`` per image).
 """
 
-from zoomsr.evaluation.images import read_rgb
+from zoomsr.evaluation.images import NODATA_MODES, read_rgb, read_rgb_masked
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.evaluation.run import (
     EvaluationResult,
+    NoValidOverlap,
     evaluate,
     evaluate_pairing,
     score_pairs,
@@ -16,6 +18,7 @@ from zoomsr.evaluation.run import (
 )
 
 __all__ = [
-    "EvaluationResult", "ImagePair", "Pairing", "evaluate", "evaluate_pairing", "pair_images",
-    "read_rgb", "score_pairs", "write_results",
+    "NODATA_MODES", "EvaluationResult", "ImagePair", "NoValidOverlap", "Pairing", "evaluate",
+    "evaluate_pairing", "pair_images", "read_rgb", "read_rgb_masked", "score_pairs",
+    "write_results",
 ]

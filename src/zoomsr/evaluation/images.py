@@ -2,6 +2,9 @@
 
 :func:`read_rgb_georef` also returns where a GeoTIFF lies (:class:`Georef`), so that a pair can
 be checked to cover the same ground (:func:`check_same_place`) before it is scored.
+:func:`read_rgb_masked` also returns which pixels hold data (a GeoTIFF's nodata value or mask, a
+PNG's alpha; with ``nodata="exclude"`` also a float image's NaN/inf), for the metrics to score
+the valid pixels only.
 """
 
 from __future__ import annotations
@@ -15,11 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoomsr.errors import DataError, ZoomsrWarning, first_line
+from zoomsr.errors import DataError, InputError, ZoomsrWarning, first_line
 
 #: File extensions the evaluation reads (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
+#: How nodata pixels are scored: ``exclude`` (only pixels valid in both images count; see
+#: ``docs/metrics.md``) or ``black`` (scored as black, with a warning: the behaviour before).
+NODATA_MODES = ("exclude", "black")
+
+
+def check_nodata_mode(nodata: str, name: str = "nodata") -> str:
+    """Return ``nodata`` if it is one of :data:`NODATA_MODES`, else raise ``InputError``."""
+    if nodata not in NODATA_MODES:
+        raise InputError(f"{name} must be one of {', '.join(NODATA_MODES)}, got {nodata!r}")
+    return nodata
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,9 @@ class Georef:
     res: tuple[float, float]
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
+def _read_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None, Georef | None]:
+    """``[3, H, W]`` in the file's type, ``[H, W]`` True where it has data (``None``: no
+    nodata value or mask), and its :class:`Georef`."""
     import rasterio
     from rasterio.enums import MaskFlags
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -51,8 +66,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
                 # a nodata value or a mask (`zoomsr infer` outputs carry one); not an alpha
                 # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
                 flags = src.mask_flag_enums[0]
+                valid = None
                 if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
-                    _black_where_nodata(path, arr, _rgb_valid(src))
+                    valid = _rgb_valid(src)
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),
@@ -60,7 +76,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, Georef | None]:
     except RasterioError as exc:
         # GDAL's own reason: rasterio's says "See previous exception", which is not shown
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)})") from None
-    return np.moveaxis(arr, 0, -1), geo
+    return arr, valid, geo
 
 
 def _rgb_valid(src: Any, window: Any = None) -> np.ndarray:
@@ -79,6 +95,29 @@ class NoValidPixels(DataError):
     """Every pixel of an image (or of a mosaic's tile) is nodata."""
 
 
+def _apply_nodata(
+    where: Path, arr: np.ndarray, valid: np.ndarray | None, nodata: str
+) -> np.ndarray | None:
+    """Set the nodata pixels of ``arr`` (``[3, H, W]``) to 0 (black) in place; return where it
+    has data (``None``: everywhere).
+
+    ``black``: as :func:`_black_where_nodata` (a warning; an image without a valid pixel
+    refused). ``exclude``: silently (the metrics leave those pixels out), a float image's
+    NaN/inf pixels are nodata too, and an image without a valid pixel is returned as such.
+    """
+    if nodata == "exclude" and arr.dtype.kind == "f":
+        finite = np.isfinite(arr).all(axis=0)
+        if not finite.all():
+            valid = finite if valid is None else valid & finite
+    if valid is None or valid.all():
+        return None
+    if nodata == "black":
+        _black_where_nodata(where, arr, valid)
+    else:
+        arr[:, ~valid] = 0
+    return valid
+
+
 def _black_where_nodata(path: Path, arr: np.ndarray, valid: np.ndarray) -> None:
     """Refuse an image ``arr`` (``[3, H, W]``) without a valid pixel; set the nodata pixels of
     one partly nodata to 0 (black) in place, and warn. Their stored value (a fill such as
@@ -92,7 +131,7 @@ def _black_where_nodata(path: Path, arr: np.ndarray, valid: np.ndarray) -> None:
     share = 100.0 * (1.0 - float(valid.mean()))
     warnings.warn(f"{path}: {share:.3g} % of its pixels are nodata (masked), scored as black "
                   "there; crop the pair to the valid area for a fair score",
-                  ZoomsrWarning, stacklevel=3)
+                  ZoomsrWarning, stacklevel=4)
 
 
 def tile_window(transform: Any, width: int, height: int, tile: str) -> Any:
@@ -119,6 +158,17 @@ def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor
     ``[3, H, W]`` in its own type (uint8 or float32). A part without a valid pixel raises
     :class:`NoValidPixels`; one partly nodata is black there, with a warning (as whole files
     are)."""
+    return read_tile_of_mosaic_masked(path, tile, "black")[0]
+
+
+def read_tile_of_mosaic_masked(
+    path: str | os.PathLike[str], tile: str, nodata: str = "exclude"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`read_tile_of_mosaic`, and ``[H, W]`` bool True where the part has data
+    (``None``: everywhere). ``nodata="exclude"``: nodata pixels black without a warning (see
+    :func:`read_rgb_masked`); a part without a valid pixel still raises
+    :class:`NoValidPixels` (no prediction there)."""
+    check_nodata_mode(nodata)
     import rasterio
     from rasterio.enums import MaskFlags
     from rasterio.errors import RasterioError
@@ -139,11 +189,13 @@ def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor
                      else _rgb_valid(src, window))
     except RasterioError as exc:
         raise DataError(f"{where}: not readable ({first_line(exc)})") from None
-    if valid is not None:
-        _black_where_nodata(where, arr, valid)
+    valid = _apply_nodata(where, arr, valid, nodata)
+    if valid is not None and not valid.any():
+        raise NoValidPixels(f"{where}: every pixel is nodata (masked); nothing to score")
     if arr.dtype != np.uint8 and arr.dtype.kind != "f":
         raise _unsupported(where, arr.dtype)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return (torch.from_numpy(np.ascontiguousarray(arr)),
+            None if valid is None else torch.from_numpy(valid))
 
 
 def _crs_name(crs: Any) -> str:
@@ -203,22 +255,41 @@ def read_rgb_georef(
 ) -> tuple[torch.Tensor, Georef | None]:
     """:func:`read_rgb` and the file's :class:`Georef` (``None`` unless a GeoTIFF with a CRS and
     a geotransform)."""
+    img, _, geo = read_rgb_masked(path, as_float, nodata="black")
+    return img, geo
+
+
+def read_rgb_masked(
+    path: str | os.PathLike[str], as_float: bool = True, nodata: str = "exclude"
+) -> tuple[torch.Tensor, torch.Tensor | None, Georef | None]:
+    """:func:`read_rgb_georef`, and ``[H, W]`` bool True where the image has data (``None``:
+    everywhere): a GeoTIFF's nodata value or mask (a pixel is nodata where R, G and B all
+    are), a PNG's alpha 0, and with ``nodata="exclude"`` a float pixel with a NaN/inf band.
+
+    Nodata pixels are set to 0 (black) either way. ``nodata="black"`` (as :func:`read_rgb`):
+    with a warning giving their share, and an image without a valid pixel raises
+    :class:`NoValidPixels`. ``nodata="exclude"``: silently (the metrics are to leave them out),
+    and an image without a valid pixel is returned with an all-False mask.
+    """
+    check_nodata_mode(nodata)
     p = Path(path)
     geo = None
     if p.suffix.lower() in _TIFF:
-        arr, geo = _read_tiff(p)
+        chw, valid, geo = _read_tiff(p)
+        valid = _apply_nodata(p, chw, valid, nodata)
+        arr = np.moveaxis(chw, 0, -1)
     else:
         from zoomsr.io.png import read_png
 
         arr = read_png(p)
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 2):
             raise DataError(f"{p}: grey image; expected RGB")
-        alpha = arr[:, :, 3] if arr.shape[2] == 4 else None
+        valid = arr[:, :, 3] > 0 if arr.shape[2] == 4 else None  # alpha 0: no data there
         arr = arr[:, :, :3]
-        if alpha is not None:  # alpha 0: no data there
-            rgb = np.ascontiguousarray(np.moveaxis(arr, -1, 0))
-            _black_where_nodata(p, rgb, alpha > 0)
-            arr = np.moveaxis(rgb, 0, -1)
+        if valid is not None:
+            chw = np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+            valid = _apply_nodata(p, chw, valid, nodata)
+            arr = np.moveaxis(chw, 0, -1)
     if arr.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
         if as_float:
@@ -227,4 +298,4 @@ def read_rgb_georef(
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
     else:
         raise _unsupported(p, arr.dtype)
-    return t.contiguous(), geo
+    return t.contiguous(), None if valid is None else torch.from_numpy(valid), geo

@@ -2,6 +2,8 @@
 
 Every metric takes ``pred`` and ``target`` batches ``[B, 3, H, W]`` RGB in [0, 1] (uint8 accepted)
 and returns per-image scores ``[B]`` (float64, CPU); see :mod:`zoomsr.metrics.base` for the checks.
+Each also takes ``valid=`` (``[B, H, W]`` bool, True where a pixel is valid in both images) to
+leave nodata pixels out.
 
 - :func:`psnr`, :func:`ssim` (:class:`PSNR`, :class:`SSIM`): border crop 4 by default.
 - :func:`cpsnr` (:class:`CPSNR`): PROBA-V ``challenge`` definition or the reference's behaviour.

@@ -7,6 +7,13 @@ rank or channel count, channels-last layout, unclipped (values up to 2), 0-255 o
 passed as float, negative values (e.g. ``[-1, 1]`` data), NaN/inf and a declared BGR order all
 raise :class:`InputError` with a message that says what to change.
 
+zoomsr's metrics also take ``valid=``: a ``[B, H, W]`` bool mask, True where a pixel is valid
+(not nodata) in both images (:func:`check_valid`). PSNR, SSIM and cPSNR then score the valid
+pixels only; LPIPS and CLIPScore see both images black outside the mask and give NaN for an
+image less than :data:`PERCEPTUAL_MIN_VALID` valid (see ``docs/metrics.md``). An image whose mask
+is all True scores as without one, to the bit. A metric without ``valid`` still fits
+:class:`Metric`.
+
 Why there is no automatic RGB-vs-BGR detector: colour statistics of aerial imagery (water, shadow,
 bare soil, vegetation) overlap so much between the two orders that any heuristic flags real RGB
 tiles as BGR. Callers state the order instead (``channel_order``); only ``"rgb"`` is accepted.
@@ -40,7 +47,8 @@ class Metric(Protocol):
     higher_is_better: bool
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Score ``pred`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]); return ``[B]``."""
+        """Score ``pred`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]); return ``[B]``.
+        (zoomsr's metrics take an optional ``valid`` mask too; see the module docstring.)"""
         ...
 
 
@@ -179,6 +187,80 @@ def check_pair(
             "(resize or crop the prediction to the target size)"
         )
     return p, t
+
+
+#: Default smallest share of an image valid in both images (``valid``) for the perceptual
+#: metrics (LPIPS, CLIPScore) to score it: they see the whole image, the black masked area
+#: included, which pulls the two images' features together (a better score); below it they
+#: give NaN (not scored).
+PERCEPTUAL_MIN_VALID = 0.5
+
+
+def check_valid(
+    valid: torch.Tensor | np.ndarray | None, shape: torch.Size | tuple[int, ...],
+    name: str = "valid", device: torch.device | None = None,
+) -> torch.Tensor | None:
+    """``valid`` (True where a pixel is valid in both images) as bool ``[B, 1, H, W]`` for
+    images of ``shape`` ``[B, C, H, W]``; ``None`` stays ``None``.
+
+    Accepts ``[B, H, W]``, ``[B, 1, H, W]`` or ``[H, W]`` (one mask for every image), bool
+    or integer (nonzero: valid), tensor or array; moved to ``device`` if given.
+
+    Raises:
+        InputError: a float or other dtype, or a shape that does not match the images.
+    """
+    if valid is None:
+        return None
+    if isinstance(valid, np.ndarray):
+        if valid.dtype.kind not in "biu":
+            raise InputError(f"{name}: unsupported array dtype {valid.dtype}; expected a bool "
+                             "mask (True where valid)")
+        valid = torch.from_numpy(np.ascontiguousarray(valid))
+    if not isinstance(valid, torch.Tensor):
+        raise InputError(f"{name}: expected a bool torch.Tensor or numpy array, got "
+                         f"{type(valid).__name__}")
+    if valid.dtype != torch.bool:
+        if valid.is_floating_point() or valid.is_complex():
+            raise InputError(f"{name}: {str(valid.dtype).replace('torch.', '')} mask; expected "
+                             "bool (True where valid)")
+        valid = valid != 0
+    b, _, h, w = shape
+    given = tuple(valid.shape)
+    if valid.ndim == 2 and given == (h, w):
+        valid = valid.expand(b, 1, h, w)
+    elif valid.ndim == 3:
+        valid = valid[:, None]
+    if valid.ndim != 4 or tuple(valid.shape) != (b, 1, h, w):
+        raise InputError(f"{name}: mask of shape {given} for images of shape {tuple(shape)}; "
+                         f"expected [B, H, W] ({b}, {h}, {w}), [B, 1, H, W] or [H, W]")
+    return valid.detach() if device is None else valid.detach().to(device)
+
+
+def partial_rows(valid: torch.Tensor | None) -> torch.Tensor | None:
+    """Bool ``[B]``: which images of a ``[B, 1, H, W]`` mask have an invalid pixel (``None``
+    when none has: the metric's unmasked computation, unchanged, applies to every image)."""
+    if valid is None:
+        return None
+    partial = (~valid.flatten(1).all(dim=1)).cpu()
+    return partial if bool(partial.any()) else None
+
+
+def black_outside(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pred`` and ``target`` set to 0 (black) where ``valid`` (``[B, 1, H, W]``) is False:
+    the two are equal there, so that area adds no difference, and what it held (fill values,
+    the target's content where only the prediction has none) does not change a score."""
+    zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
+    v = valid.to(pred.device)
+    return torch.where(v, pred, zero), torch.where(v, target, zero)
+
+
+def check_min_valid(value: float, name: str = "min_valid") -> float:
+    """Return ``value`` if it is a number in [0, 1], else raise :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(f"{name} must be a fraction in [0, 1], got {value!r}")
+    return float(value)
 
 
 def check_border_value(border: int, name: str = "border") -> int:

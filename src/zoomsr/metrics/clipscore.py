@@ -21,6 +21,12 @@ dtype), kept in ``eval()`` mode with gradients off, and only the image tower is 
 
 Ground-truth embeddings can be cached across runs (``cache_dir``): one safetensors file per model
 (name, weights, mode, dtype), keyed by the sha256 of each target image's pixels, written atomically.
+
+With ``valid`` (True where a pixel is valid in both images), both images are set to black outside
+it before they are embedded: the masked area is the same in both (no difference), and nothing
+there changes the score. An embedding is of the whole image, though, so the shared black area
+pulls the two together (a higher score, the more so the larger it is): an image less than
+``min_valid`` valid (default 0.5) is not scored (NaN).
 """
 
 from __future__ import annotations
@@ -48,10 +54,15 @@ from zoomsr.errors import CheckpointError, InputError, ZoomsrWarning, first_line
 from zoomsr.io.atomic import atomic_path
 from zoomsr.io.sniff import load_failure
 from zoomsr.metrics.base import (
+    PERCEPTUAL_MIN_VALID,
     WeightsNotFoundError,
+    black_outside,
     check_batch_size,
     check_images,
+    check_min_valid,
     check_pair,
+    check_valid,
+    partial_rows,
     resolve_dtype,
 )
 
@@ -542,6 +553,8 @@ class CLIPScore:
         hub_dir: Hugging Face hub / CLIP cache folder to look in (default: the usual ones).
         allow_download: let open_clip download missing weights.
         allow_random: allow ``pretrained=None`` (random weights, for tests and benchmarks).
+        min_valid: with a ``valid`` mask, the smallest valid share of an image that is
+            scored (NaN below; see the module docstring).
     """
 
     name = "clipscore"
@@ -560,7 +573,9 @@ class CLIPScore:
         hub_dir: str | os.PathLike[str] | None = None,
         allow_download: bool = False,
         allow_random: bool = False,
+        min_valid: float = PERCEPTUAL_MIN_VALID,
     ) -> None:
+        self.min_valid = check_min_valid(min_valid)
         if mode not in CLIP_MODES:
             raise InputError(f"unknown CLIPScore mode {mode!r} (expected paper or standard)")
         model_name, pretrained = unalias(model_name, pretrained)
@@ -663,10 +678,24 @@ class CLIPScore:
             self._cache = None
 
     def __call__(
-        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+        valid: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
-        """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 cosine similarities."""
+        """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 cosine similarities.
+
+        ``valid``: ``[B, H, W]`` bool, True where a pixel is valid in both images (see the
+        module docstring); NaN for an image less than ``min_valid`` valid.
+        """
         p, t = check_pair(pred, target)
+        v = check_valid(valid, p.shape, device=p.device)
+        partial = partial_rows(v)
+        if partial is not None:  # black outside the valid area, in both
+            p, t = p.clone(), t.clone()
+            p[partial], t[partial] = black_outside(p[partial], t[partial], v[partial])
         ep = self._embed_checked(p)
         et = self._embed_targets(t)
-        return (ep * et).sum(dim=-1).double()
+        scores = (ep * et).sum(dim=-1).double()
+        if partial is not None:
+            share = v.flatten(1).double().mean(dim=1).cpu()
+            scores[share < self.min_valid] = float("nan")
+        return scores

@@ -13,17 +13,34 @@ removed; the best PSNR over all ``(2 * border + 1) ** 2`` shifts is returned.
 ``(max_offset - r, max_offset - c)`` for ``r, c`` in ``0..max_offset`` (``max_offset = 8``), both
 to ``size - max_offset``. The relative shift is ``max_offset - 2 r``: only *even* shifts in
 ``-8..8`` are tried, so an odd misalignment is never fully compensated.
+
+With ``valid`` (True where a pixel is valid in both images), the bias and the MSE are taken over
+valid pixels only. ``challenge``: over the prediction's pixels whose every target partner within
+the shift range is valid (the mask eroded by ``border``, as the crop does at the image's edges):
+the same pixels at every shift, so no shift wins by comparing fewer or other pixels.
+``reference``: at each offset, over the pairs of pixels valid at both ends (the reference compares
+other pixels at each offset anyway). An offset comparing fewer than ``CPSNR_MIN_SIDE ** 2``
+pixels is not tried; NaN where none is left. An image whose mask is all True is scored as
+without a mask, to the bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from zoomsr.errors import InputError
-from zoomsr.metrics.base import check_border, check_border_value, check_pair
+from zoomsr.metrics.base import (
+    check_border,
+    check_border_value,
+    check_pair,
+    check_valid,
+    partial_rows,
+)
 
 CPSNR_MODES = ("challenge", "reference")
 REFERENCE_MAX_OFFSET = 8
@@ -62,8 +79,40 @@ def _search(
 
 #: Smallest side (px) of the region compared at each shift. With the brightness bias removed,
 #: a region of one pixel always matches (MSE 0: "inf" for unrelated images), and the best of
-#: many shifts of a few pixels is no measure either.
+#: many shifts of a few pixels is no measure either. With a mask, a shift compares at least
+#: ``CPSNR_MIN_SIDE ** 2`` valid pixels.
 CPSNR_MIN_SIDE = 8
+
+
+def _masked_bias_free_mse(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """:func:`_bias_free_mse` over the pixels where ``m`` (``[B, 1, h, w]`` float64 0/1) is 1;
+    ``inf`` (never the best) where fewer than ``CPSNR_MIN_SIDE ** 2`` are."""
+    n = m.sum(dim=(2, 3), keepdim=True)
+    d = (a - b) * m
+    d = (d - d.sum(dim=(2, 3), keepdim=True) / n.clamp(min=1)) * m
+    mse = d.square().sum(dim=(1, 2, 3)) / (n.flatten() * a.shape[1]).clamp(min=1)
+    return torch.where(n.flatten() >= CPSNR_MIN_SIDE**2, mse, torch.full_like(mse, float("inf")))
+
+
+def _masked_search(
+    p: torch.Tensor,
+    t: torch.Tensor,
+    offsets: list[tuple[int, int, int, int]],
+    size: tuple[int, int],
+    mask: Callable[[int, int, int, int], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_search` with the pixels compared at each offset given by ``mask(py, px, ty,
+    tx)`` (``[B, 1, h, w]`` float64 0/1); NaN MSE where no offset compares enough pixels."""
+    h, w = size
+    best = torch.full((p.shape[0],), float("inf"), dtype=torch.float64, device=p.device)
+    shift = torch.zeros((p.shape[0], 2), dtype=torch.long, device=p.device)
+    for py, px, ty, tx in sorted(offsets, key=lambda o: (o[2] - o[0]) ** 2 + (o[3] - o[1]) ** 2):
+        mse = _masked_bias_free_mse(p[..., py: py + h, px: px + w],
+                                    t[..., ty: ty + h, tx: tx + w], mask(py, px, ty, tx))
+        better = mse < best
+        best = torch.where(better, mse, best)
+        shift[better] = torch.tensor([ty - py, tx - px], device=p.device)
+    return torch.where(torch.isinf(best), torch.full_like(best, float("nan")), best), shift
 
 
 def cpsnr(
@@ -74,6 +123,7 @@ def cpsnr(
     *,
     max_offset: int = REFERENCE_MAX_OFFSET,
     return_shift: bool = False,
+    valid: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Clear PSNR in dB, per image.
 
@@ -85,15 +135,20 @@ def cpsnr(
         max_offset: ``reference`` mode only: the reference's fixed ``max_offset`` (8).
         return_shift: also return the best shift ``[B, 2]`` as ``(dy, dx)``: ``pred[i, j]``
             lines up with ``target[i + dy, j + dx]``.
+        valid: ``[B, H, W]`` (or ``[B, 1, H, W]``) bool, True where a pixel is valid in both
+            images: bias and MSE over valid pixels only (see the module docstring).
 
     Returns:
-        ``[B]`` float64 dB (``inf`` for a perfect match), and the shifts if asked.
+        ``[B]`` float64 dB (``inf`` for a perfect match; NaN where a mask leaves no shift
+        enough valid pixels), and the shifts if asked.
     """
     if mode not in CPSNR_MODES:
         raise InputError(f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})")
     p, t = check_pair(pred, target, dtype=torch.float64)
     height, width = p.shape[-2:]
     check_border(border, height, width, minimum=CPSNR_MIN_SIDE)
+    v = check_valid(valid, p.shape, device=p.device)
+    partial = partial_rows(v)
     if mode == "challenge":
         h, w = height - 2 * border, width - 2 * border
         offsets = [
@@ -102,6 +157,14 @@ def cpsnr(
             for dx in range(-border, border + 1)
         ]
         mse, shift = _search(p, t, offsets, (h, w))
+        if partial is not None:
+            # the prediction's pixels whose whole (2 border + 1)^2 neighbourhood is valid: the
+            # same pixels at every shift, each compared with valid target pixels only
+            sure = F.max_pool2d((~v[partial]).to(torch.float32), 2 * border + 1, stride=1) == 0
+            sure64 = sure.to(torch.float64)
+            m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w),
+                                            lambda *_: sure64)
+            mse[partial.to(mse.device)], shift[partial.to(shift.device)] = m_mse, m_shift
     else:
         if isinstance(max_offset, bool) or not isinstance(max_offset, int) or max_offset < 0:
             raise InputError(f"max_offset must be an integer >= 0, got {max_offset!r}")
@@ -122,6 +185,18 @@ def cpsnr(
             for c in range(max_offset + 1)
         ]
         mse, shift = _search(p, t, offsets, (h, w))
+        if partial is not None:
+            vc = v[partial]
+            if border:
+                vc = vc[..., border:-border, border:-border]
+
+            def pairs(py: int, px: int, ty: int, tx: int) -> torch.Tensor:
+                # pixel pairs valid at both ends at this offset
+                return (vc[..., py: py + h, px: px + w]
+                        & vc[..., ty: ty + h, tx: tx + w]).to(torch.float64)
+
+            m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w), pairs)
+            mse[partial.to(mse.device)], shift[partial.to(shift.device)] = m_mse, m_shift
     scores = (10.0 * torch.log10(1.0 / mse)).cpu()
     if return_shift:
         return scores, shift.cpu()
@@ -142,6 +217,8 @@ class CPSNR:
         self.border = check_border_value(border)
         self.mode = mode
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` pair -> ``[B]`` dB."""
-        return cast(torch.Tensor, cpsnr(pred, target, border=self.border, mode=self.mode))
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair (and a ``[B, H, W]`` valid mask) -> ``[B]`` dB."""
+        return cast(torch.Tensor, cpsnr(pred, target, border=self.border, mode=self.mode,
+                                        valid=valid))

@@ -28,6 +28,8 @@ class MetricOptions:
         clip_cache_dir: ground-truth embedding cache folder.
         allow_download: let open_clip download CLIP weights.
         device, dtype, batch_size: where and how the network metrics run.
+        perceptual_min_valid: LPIPS and CLIPScore give NaN (not scored) for an image less
+            than this share valid (with a ``valid`` mask; see ``docs/metrics.md``).
     """
 
     border: int = 4
@@ -43,6 +45,7 @@ class MetricOptions:
     device: str = "auto"
     dtype: str | None = None
     batch_size: int = 16
+    perceptual_min_valid: float = 0.5  # zoomsr.metrics.base.PERCEPTUAL_MIN_VALID
 
 
 def parse_metric_names(text: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -109,7 +112,8 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
         from zoomsr.metrics.lpips import LPIPS
 
         net = _lpips_net(n, o)
-        metric = LPIPS(net, o.lpips_weights, o.lpips_linear_weights, o.device, o.batch_size)
+        metric = LPIPS(net, o.lpips_weights, o.lpips_linear_weights, o.device, o.batch_size,
+                       min_valid=o.perceptual_min_valid)
         # "lpips" is AlexNet's (the default): another backbone's distances are named by it,
         # so two result files never hold different measures under one column name
         metric.name = n if n != "lpips" or net == "alex" else f"lpips_{net}"
@@ -118,7 +122,7 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
 
     return CLIPScore(
         o.clip_model, o.clip_pretrained, o.clip_mode, o.device, o.dtype, o.batch_size,
-        o.clip_cache_dir, allow_download=o.allow_download,
+        o.clip_cache_dir, allow_download=o.allow_download, min_valid=o.perceptual_min_valid,
     )
 
 

@@ -12,6 +12,13 @@ Weights (never downloaded implicitly):
   7be5be79.pth``, ``vgg16-397923af.pth``);
 - linear layers: ``linear_weights=PATH``, else the files shipped in the installed ``lpips`` package
   (``lpips/weights/v0.1/{alex,vgg}.pth``), located without importing it.
+
+With ``valid`` (True where a pixel is valid in both images), both images are set to black outside
+it (so nothing there, fill values or the target's own content, changes the score) and each
+stage's distance map is averaged over the valid area only (the mask resampled to the stage's
+grid by area, as weights), so a partly masked image is not made to look better by the zero
+distance of its masked area. The backbone's receptive fields still see the shared black area
+near its edge; an image less than ``min_valid`` valid is not scored (NaN).
 """
 
 from __future__ import annotations
@@ -23,15 +30,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, InputError
 from zoomsr.io.sniff import load_failure
 from zoomsr.metrics.base import (
+    PERCEPTUAL_MIN_VALID,
     WeightsNotFoundError,
+    black_outside,
     check_batch_size,
+    check_min_valid,
     check_pair,
+    check_valid,
+    partial_rows,
 )
 
 LPIPS_NETS = ("alex", "vgg")
@@ -107,12 +120,30 @@ class LPIPSNetwork(nn.Module):
             out.append(h / (torch.sqrt(torch.sum(h * h, dim=1, keepdim=True)) + _EPS))
         return out
 
-    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        """Distance between ``[B, 3, H, W]`` batches in [-1, 1]; returns ``[B]``."""
+    def distance_maps(self, x0: torch.Tensor, x1: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's distance map ``[B, 1, h, w]`` between ``[B, 3, H, W]`` batches in
+        [-1, 1] (their spatial means summed are the distance)."""
         f0, f1 = self._features(x0), self._features(x1)
+        return [lin((a - b) ** 2) for a, b, lin in zip(f0, f1, self.lins, strict=True)]
+
+    def forward(
+        self, x0: torch.Tensor, x1: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Distance between ``[B, 3, H, W]`` batches in [-1, 1]; returns ``[B]``.
+
+        ``weights`` (``[B, 1, H, W]``, 0/1: the valid pixels): each stage's map is averaged
+        with these weights, resampled to its grid by area, instead of uniformly (an image whose
+        weights are all 1 is scored as without them).
+        """
         total = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
-        for a, b, lin in zip(f0, f1, self.lins, strict=True):
-            total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
+        part = None if weights is None else ~(weights >= 1).flatten(1).all(dim=1)
+        for d in self.distance_maps(x0, x1):
+            layer = d.mean(dim=(1, 2, 3))
+            if part is not None and bool(part.any()):
+                w = F.interpolate(weights[part].to(d.dtype), size=d.shape[-2:], mode="area")
+                layer = layer.clone()
+                layer[part] = (d[part] * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
+            total = total + layer
         return total
 
 
@@ -335,6 +366,8 @@ class LPIPS:
         batch_size: images per forward pass.
         network: a ready :class:`LPIPSNetwork` (e.g. a small one for tests); the weight
             arguments are then ignored.
+        min_valid: with a ``valid`` mask, the smallest valid share of an image that is
+            scored (NaN below; see the module docstring).
     """
 
     higher_is_better = False
@@ -347,7 +380,9 @@ class LPIPS:
         device: str | torch.device = "auto",
         batch_size: int = 32,
         network: LPIPSNetwork | None = None,
+        min_valid: float = PERCEPTUAL_MIN_VALID,
     ) -> None:
+        self.min_valid = check_min_valid(min_valid)
         self.device = resolve_device(device, mps=False)
         self.batch_size = check_batch_size(batch_size)
         if network is None:
@@ -362,9 +397,14 @@ class LPIPS:
         self.min_size = min_input_size(self.network)
 
     def __call__(
-        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+        valid: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
-        """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 distances (0 for identical)."""
+        """``[B, 3, H, W]`` pair in [0, 1] -> ``[B]`` float64 distances (0 for identical).
+
+        ``valid``: ``[B, H, W]`` bool, True where a pixel is valid in both images (see the
+        module docstring); NaN for an image less than ``min_valid`` valid.
+        """
         p, t = check_pair(pred, target)
         height, width = p.shape[-2:]
         if self.min_size is not None and min(height, width) < self.min_size:
@@ -375,11 +415,24 @@ class LPIPS:
                 f"nothing of a smaller side), got {height}x{width}; score larger images or "
                 "leave LPIPS out"
             )
+        v = check_valid(valid, p.shape, device=p.device)
+        partial = partial_rows(v)
+        if partial is not None:  # black outside the valid area, in both
+            p, t = p.clone(), t.clone()
+            p[partial], t[partial] = black_outside(p[partial], t[partial], v[partial])
         out = []
         with torch.inference_mode():
             for i in range(0, p.shape[0], self.batch_size):
                 # float32, the network's: float64 input met float32 weights (a torch error)
                 a = p[i: i + self.batch_size].to(self.device, torch.float32) * 2.0 - 1.0
                 b = t[i: i + self.batch_size].to(self.device, torch.float32) * 2.0 - 1.0
-                out.append(self.network(a, b).double().cpu())
-        return torch.cat(out)
+                if partial is None or not bool(partial[i: i + self.batch_size].any()):
+                    out.append(self.network(a, b).double().cpu())
+                else:
+                    w = v[i: i + self.batch_size].to(self.device, torch.float32)
+                    out.append(self.network(a, b, w).double().cpu())
+        scores = torch.cat(out)
+        if partial is not None:
+            share = v.flatten(1).double().mean(dim=1).cpu()
+            scores[share < self.min_valid] = float("nan")
+        return scores

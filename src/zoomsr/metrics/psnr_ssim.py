@@ -5,6 +5,13 @@ PSNR over all channels with peak 1 (= peak 255 on 8-bit data); SSIM with an 11x1
 (sigma 1.5), ``valid`` filtering, K1 = 0.01, K2 = 0.03, averaged over the map and the channels.
 Computed in float64 (the reference tests hold SSIM to 1e-10); the window is applied as two 1-D
 passes (11x1 then 1x11), which equals the 2-D window up to float64 rounding.
+
+With ``valid`` (a mask, True where a pixel is valid in both images, e.g. not nodata), PSNR is
+the MSE over the valid pixels of the cropped area, and SSIM the mean of its map over the
+positions whose whole 11x11 window is valid (the mask eroded by the window's half-size): the
+pixels outside the mask, and the valid ones only windows reaching outside it see, change
+nothing. NaN where nothing is left to score. An image whose mask is all True (in the cropped
+area; for SSIM, every window) is scored as without a mask, to the bit.
 """
 
 from __future__ import annotations
@@ -13,8 +20,15 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from zoomsr.metrics.base import check_border, check_border_value, check_pair
+from zoomsr.metrics.base import (
+    check_border,
+    check_border_value,
+    check_pair,
+    check_valid,
+    partial_rows,
+)
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -25,21 +39,32 @@ def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
 
 
 def psnr(
-    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4,
+    *, valid: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, per image.
 
     Args:
         pred, target: ``[B, 3, H, W]`` RGB in [0, 1] (or uint8).
         border: pixels cropped from every side before scoring.
+        valid: ``[B, H, W]`` (or ``[B, 1, H, W]``) bool, True where a pixel is valid in both
+            images: the MSE is taken over those pixels of the cropped area only.
 
     Returns:
-        ``[B]`` float64 (``inf`` where the cropped images are identical).
+        ``[B]`` float64 (``inf`` where the cropped images are identical; NaN where no valid
+        pixel is left after the crop).
     """
     p, t = check_pair(pred, target, dtype=torch.float64)
     check_border(border, p.shape[-2], p.shape[-1])
+    v = check_valid(valid, p.shape, device=p.device)
     diff = _crop(p, border) - _crop(t, border)
     mse = diff.square().mean(dim=(1, 2, 3)).cpu()
+    partial = partial_rows(None if v is None else _crop(v, border))
+    if partial is not None:
+        # over the valid pixels: a masked pixel's difference counts 0 and is not counted
+        m = _crop(v, border)[partial].to(diff.device, torch.float64)
+        n = m.sum(dim=(1, 2, 3)) * diff.shape[1]
+        mse[partial] = ((diff[partial].square() * m).sum(dim=(1, 2, 3)) / n).cpu()
     return 10.0 * torch.log10(1.0 / mse)
 
 
@@ -85,10 +110,20 @@ def _moments_2d(z: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(z, win.contiguous(), groups=c)
 
 
+def window_valid(valid: torch.Tensor, size: int = SSIM_WINDOW) -> torch.Tensor:
+    """Bool ``[B, 1, H - size + 1, W - size + 1]``: where the ``size`` x ``size`` window of a
+    ``valid``-filtered map lies wholly on True pixels of ``valid`` (``[B, 1, H, W]``): the
+    mask eroded by the window's half-size, on the map's grid."""
+    invalid = (~valid).to(torch.float32)
+    return F.max_pool2d(invalid, size, stride=1) == 0
+
+
 def _ssim(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int,
-          moments: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+          moments: Callable[[torch.Tensor], torch.Tensor],
+          valid: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     p, t = check_pair(pred, target, dtype=torch.float64)
     check_border(border, p.shape[-2], p.shape[-1], minimum=SSIM_WINDOW)
+    v = check_valid(valid, p.shape, device=p.device)
     x, y = _crop(p, border), _crop(t, border)
     c1, c2 = 0.01**2, 0.03**2
     # One filter pass over the five maps stacked on the channel dim.
@@ -100,30 +135,43 @@ def _ssim(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, bo
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / (
         (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
     )
-    return ssim_map.mean(dim=(1, 2, 3)).cpu()
+    scores = ssim_map.mean(dim=(1, 2, 3)).cpu()
+    whole = None if v is None else window_valid(_crop(v, border))
+    partial = partial_rows(whole)
+    if partial is not None:
+        # the map's mean over the positions whose whole window is valid
+        m = whole[partial].to(ssim_map.device, torch.float64)
+        n = m.sum(dim=(1, 2, 3)) * ssim_map.shape[1]
+        scores[partial] = ((ssim_map[partial] * m).sum(dim=(1, 2, 3)) / n).cpu()
+    return scores
 
 
 def ssim(
-    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4,
+    *, valid: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004), per image, mean over channels.
 
     Args:
         pred, target: ``[B, 3, H, W]`` RGB in [0, 1] (or uint8); at least 11x11 after the crop.
         border: pixels cropped from every side before scoring.
+        valid: ``[B, H, W]`` (or ``[B, 1, H, W]``) bool, True where a pixel is valid in both
+            images: the map is averaged over the positions whose whole window is valid.
 
     Returns:
-        ``[B]`` float64 in [-1, 1] (1 for identical images).
+        ``[B]`` float64 in [-1, 1] (1 for identical images; NaN where no window is wholly
+        valid).
     """
-    return _ssim(pred, target, border, _moments_separable)
+    return _ssim(pred, target, border, _moments_separable, valid)
 
 
 def ssim_direct(
-    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, border: int = 4,
+    *, valid: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
     """:func:`ssim` with the 11 x 11 window as one 2-D convolution: the textbook form, kept
     as the reference the separable filter is checked and timed against (5-10x slower)."""
-    return _ssim(pred, target, border, _moments_2d)
+    return _ssim(pred, target, border, _moments_2d, valid)
 
 
 class PSNR:
@@ -135,9 +183,10 @@ class PSNR:
     def __init__(self, border: int = 4) -> None:
         self.border = check_border_value(border)
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` pair -> ``[B]`` dB."""
-        return psnr(pred, target, border=self.border)
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair (and a ``[B, H, W]`` valid mask) -> ``[B]`` dB."""
+        return psnr(pred, target, border=self.border, valid=valid)
 
 
 class SSIM:
@@ -149,6 +198,7 @@ class SSIM:
     def __init__(self, border: int = 4) -> None:
         self.border = check_border_value(border)
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` pair -> ``[B]``."""
-        return ssim(pred, target, border=self.border)
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair (and a ``[B, H, W]`` valid mask) -> ``[B]``."""
+        return ssim(pred, target, border=self.border, valid=valid)
