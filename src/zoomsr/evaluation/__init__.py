@@ -4,9 +4,12 @@
 - :func:`zoomsr.evaluation.run.evaluate`: score every pair; :func:`write_results` writes
   ``per_image.csv`` and ``summary.json``. Nodata pixels (masks, nodata values, alpha) are left
   out of the scores by default (``nodata="exclude"``; ``valid_fraction`` per image).
+- :func:`zoomsr.evaluation.model_eval.evaluate_model`: a model's outputs on a dataset (S2-NAIP,
+  PROBA-V, WorldStrat, OLI2MSI) scored against its HR images and masks, no files in between.
 """
 
 from zoomsr.evaluation.images import NODATA_MODES, read_rgb, read_rgb_masked
+from zoomsr.evaluation.model_eval import evaluate_model
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.evaluation.run import (
     EvaluationResult,
@@ -19,6 +22,6 @@ from zoomsr.evaluation.run import (
 
 __all__ = [
     "NODATA_MODES", "EvaluationResult", "ImagePair", "NoValidOverlap", "Pairing", "evaluate",
-    "evaluate_pairing", "pair_images", "read_rgb", "read_rgb_masked", "score_pairs",
-    "write_results",
+    "evaluate_model", "evaluate_pairing", "pair_images", "read_rgb", "read_rgb_masked",
+    "score_pairs", "write_results",
 ]

@@ -1,0 +1,152 @@
+"""evaluate_model: a model's outputs on a dataset scored against its HR, with its HR masks."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
+from zoomsr.errors import DataError
+from zoomsr.evaluation import evaluate_model, write_results
+from zoomsr.evaluation.model_eval import as_rgb
+from zoomsr.metrics import cpsnr, psnr, ssim
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _probav_fixture():
+    spec = importlib.util.spec_from_file_location("probav_fixture",
+                                                  TESTS / "data" / "probav_fixture.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("probav_fixture", module)  # (its dataclasses look their module up)
+    spec.loader.exec_module(sys.modules["probav_fixture"])
+    module = sys.modules["probav_fixture"]
+    return module
+
+
+class Upsample(torch.nn.Module):
+    """Mean of the frames (``[B, T, C, h, w]``) or of the stacked ones, bicubic x ``scale``."""
+
+    def __init__(self, scale: int, channels: int, frames_layout: bool) -> None:
+        super().__init__()
+        self.scale, self.channels, self.frames_layout = scale, channels, frames_layout
+        self.calls = 0
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        assert not self.training
+        x = lr if self.frames_layout else lr.unflatten(1, (-1, self.channels))
+        return F.interpolate(x.mean(1), scale_factor=self.scale, mode="bicubic",
+                             align_corners=False)
+
+
+class Contract(Dataset):
+    """Items of the loaders' contract with known HR and masks."""
+
+    def __init__(self, n: int = 5, masked: bool = True) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.lr = torch.rand(n, 2, 3, 8, 8, generator=g)
+        up = F.interpolate(self.lr.mean(1), scale_factor=4, mode="bicubic", align_corners=False)
+        self.hr = up.clamp(0, 1) + 0.02 * torch.rand(up.shape, generator=g)
+        self.hr = self.hr.clamp(0, 1)
+        self.valid = torch.ones(n, 32, 32, dtype=torch.bool)
+        if masked:
+            self.valid[1, :, 20:] = False  # e.g. a cloud in the HR
+            self.hr[1, :, :, 20:] = 1.0  # its garbage must not count
+        self.masked = masked
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"lr": self.lr[i], "hr": self.hr[i], "id": f"s{i}", "band": None}
+        if self.masked:
+            item["hr_valid"] = self.valid[i]
+        return item
+
+
+def test_scores_equal_the_metrics_on_the_models_outputs_with_the_hr_masks():
+    ds = Contract()
+    model = Upsample(4, 3, frames_layout=True).train()
+    seen = []
+    result = evaluate_model(model, ds, "psnr,ssim,cpsnr", batch_size=2, device="cpu",
+                            progress=lambda d, t: seen.append((d, t)))
+    assert model.training and model.calls == 3  # restored; 5 items in batches of 2
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    out = F.interpolate(ds.lr.mean(1), scale_factor=4, mode="bicubic",
+                        align_corners=False).clamp(0, 1)
+    want = {"psnr": psnr(out, ds.hr, valid=ds.valid), "ssim": ssim(out, ds.hr, valid=ds.valid),
+            "cpsnr": cpsnr(out, ds.hr, valid=ds.valid)}
+    assert [r["key"] for r in result.rows] == [f"s{i}" for i in range(5)]
+    for i, row in enumerate(result.rows):
+        for name, values in want.items():
+            assert row[name] == pytest.approx(float(values[i]), rel=1e-9, abs=1e-12)
+    assert result.rows[1]["valid_fraction"] == pytest.approx(20 / 32)
+    assert result.rows[0]["valid_fraction"] == 1.0
+    # the mask matters: the masked item's garbage (white) would lower its PSNR
+    unmasked = evaluate_model(Upsample(4, 3, True), ds, "psnr", device="cpu", nodata=False)
+    assert unmasked.rows[1]["psnr"] < result.rows[1]["psnr"] - 3
+    assert unmasked.rows[0]["psnr"] == result.rows[0]["psnr"]
+    assert result.summary["psnr"]["n"] == 5 and math.isfinite(result.summary["psnr"]["mean"])
+
+
+def test_probav_one_band_items_are_scored_repeated_to_rgb_with_the_sm_mask(tmp_path):
+    root = _probav_fixture().write_probav(tmp_path / "probav")
+    ds = PROBAVDataset(root, split="train", n_images=4, layout="frames")
+    result = evaluate_model(Upsample(3, 1, frames_layout=True), ds, ["psnr", "cpsnr"],
+                            batch_size=2, device="cpu")
+    assert [r["key"] for r in result.rows] == [ds[i]["id"] for i in range(len(ds))]
+    for i, row in enumerate(result.rows):
+        item = ds[i]
+        out = F.interpolate(item["lr"][None].mean(1), scale_factor=3, mode="bicubic",
+                            align_corners=False).clamp(0, 1)
+        hr, valid = item["hr"][None], torch.as_tensor(item["hr_valid"])[None]
+        masked = None if bool(valid.all()) else valid
+        assert row["psnr"] == pytest.approx(
+            float(psnr(as_rgb(out), as_rgb(hr), valid=masked)[0]), rel=1e-9)
+        assert row["cpsnr"] == pytest.approx(
+            float(cpsnr(as_rgb(out), as_rgb(hr), valid=masked)[0]), rel=1e-9)
+        assert row["valid_fraction"] == pytest.approx(float(valid.float().mean()))
+
+
+def test_probav_test_split_has_nothing_to_score(tmp_path):
+    root = _probav_fixture().write_probav(tmp_path / "probav")
+    ds = PROBAVDataset(root, split="test", n_images=2, layout="frames")
+    with pytest.raises(DataError, match="no 'hr'.*nothing to score"):
+        evaluate_model(Upsample(3, 1, True), ds, "psnr", device="cpu")
+
+
+def test_s2naip_items_are_keyed_by_image_and_tile_and_written_as_evaluate_writes(tmp_path):
+    root = write_sample(tmp_path / "sample", pairs=3, n_frames=4, seed=1)
+    ds = S2NAIPDataset(root, n_images=4, layout="stacked", skip_black_hr=False)
+    result = evaluate_model(Upsample(4, 3, frames_layout=False), ds, "psnr,ssim",
+                            batch_size=3, device="cpu", label="bicubic")
+    keys = [f"{p.image_id}/{p.tile}" for p in ds.pairs]
+    assert [r["key"] for r in result.rows] == keys
+    paths = write_results(result, tmp_path / "out")
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert [r["key"] for r in rows] == keys and rows[0]["pred"] == "bicubic"
+    assert rows[0]["target"] == "S2NAIPDataset" and float(rows[0]["psnr"]) > 10
+
+
+def test_an_output_of_the_wrong_size_names_the_item():
+    with pytest.raises(DataError, match=r"item s0: the model's output \[2, 3, 24, 24\] does not "
+                                        r"match its HR \[2, 3, 32, 32\]"):
+        evaluate_model(Upsample(3, 3, True), Contract(), "psnr", batch_size=2, device="cpu")
+
+
+def test_unmasked_items_and_all_true_masks_score_alike():
+    a = evaluate_model(Upsample(4, 3, True), Contract(masked=False), "psnr,ssim", device="cpu")
+    ds = Contract(masked=False)
+    ds.masked = True  # hr_valid given, all True
+    b = evaluate_model(Upsample(4, 3, True), ds, "psnr,ssim", device="cpu")
+    assert [r["psnr"] for r in a.rows] == [r["psnr"] for r in b.rows]
+    assert [r["ssim"] for r in a.rows] == [r["ssim"] for r in b.rows]
