@@ -1,6 +1,7 @@
 """PROBAVDataset over a tiny fake copy of the challenge data in its real layout
 (tests/data/probav_fixture.py); the real data is not on this machine."""
 
+import pickle
 import shutil
 
 import numpy as np
@@ -149,8 +150,13 @@ def test_train_choice_is_random_and_seeded_by_torch(probav_root):
     for f in first:
         assert len(set(f)) == 3  # distinct
         assert [clear[x] for x in f] == sorted((clear[x] for x in f), reverse=True)
-    # (index, sample_seed), as ResumableSampler yields: the same seed, the same frames
-    assert torch.equal(ds[(k, 11)]["frames"], ds[(k, 11)]["frames"])
+    # (index, sample_seed), as ResumableSampler yields: the seed alone decides, not torch's
+    # global generator
+    picks = []
+    for torch_seed in range(6):
+        torch.manual_seed(torch_seed)
+        picks.append(ds[(k, 11)]["frames"].tolist())
+    assert all(p == picks[0] for p in picks)
     seeded = {tuple(ds[(k, s)]["frames"].tolist()) for s in range(10)}
     assert len(seeded) > 1
 
@@ -214,6 +220,16 @@ def test_default_collate_batches_items(probav_root):
     assert batch["baseline_cpsnr"].dtype == torch.float64
 
 
+def test_pickles_and_loads_in_worker_processes_as_in_the_main_one(probav_root):
+    ds = PROBAVDataset(probav_root, n_images=3, layout="frames")
+    assert pickle.loads(pickle.dumps(ds))[1]["id"] == ds[1]["id"]
+    main = list(DataLoader(ds, batch_size=2))
+    workers = list(DataLoader(ds, batch_size=2, num_workers=2))
+    for a, b in zip(main, workers, strict=True):
+        assert a["id"] == b["id"] and torch.equal(a["frames"], b["frames"])
+        assert torch.equal(a["lr"], b["lr"])
+
+
 # --- norm.csv baselines --------------------------------------------------------------------
 
 def test_baselines_from_norm_csv(probav_root):
@@ -225,6 +241,19 @@ def test_baselines_from_norm_csv(probav_root):
     assert test.baseline_cpsnr("imgset1161") == 39.5  # norm.csv covers the test sets too
     with pytest.raises(ValueError):
         ds.challenge_score("imgset0000", 0.0)
+
+
+def test_challenge_score_takes_what_cpsnr_returns(probav_root):
+    # zoomsr.metrics.cpsnr gives a float64 tensor per image: one of its elements (a 0-d
+    # tensor), a NumPy scalar or a Python float all score
+    ds = PROBAVDataset(probav_root, bands="RED")
+    half = 52.352172662454414 * 2
+    for value in (torch.tensor([half], dtype=torch.float64)[0], np.float32(half), half):
+        assert ds.challenge_score("imgset0000", value) == pytest.approx(0.5, rel=1e-6)
+    assert ds.challenge_score("imgset0000", torch.tensor(float("inf"))) == 0.0  # exact SR
+    for bad in (torch.tensor(float("nan")), torch.tensor([1.0, 2.0]), -3.0, True, "45"):
+        with pytest.raises(ValueError, match="cpsnr_db must be a positive number"):
+            ds.challenge_score("imgset0000", bad)
 
 
 def test_without_norm_csv_items_have_no_baseline(tmp_path):
@@ -357,6 +386,27 @@ def test_corrupt_files(probav_copy):
     sm = (folder / "SM.png").read_bytes()
     (folder / "QM002.png").write_bytes(sm[: len(sm) // 3])
     assert f"{folder / 'QM002.png'}" in _item_error(probav_copy)
+
+
+def test_unreadable_files_say_what_to_do_and_name_proba_v(probav_copy):
+    folder = probav_copy / "train" / "RED" / "imgset0000"
+    lr = folder / "LR001.png"
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(lr, format="JPEG")
+    msg = _item_error(probav_copy)
+    assert msg.startswith(f"{lr}: a JPEG file") and "S2-NAIP" not in msg
+    assert "kelvins.esa.int" in msg
+    lr.write_bytes(b"not a png at all")
+    msg = _item_error(probav_copy)
+    assert msg.startswith(f"{lr}: not a readable image") and "kelvins.esa.int" in msg
+    write_u16(lr, lr_image(np.random.default_rng(0), 1))
+    qm = folder / "QM002.png"
+    qm.write_bytes(qm.read_bytes()[:80])
+    msg = _item_error(probav_copy)
+    assert msg.startswith(f"{qm}: corrupt or truncated image") and "kelvins.esa.int" in msg
+    qm.unlink()
+    with pytest.raises(DataError) as e:
+        PROBAVDataset(probav_copy)
+    assert "kelvins.esa.int" in one_line(e)  # a file missing from a set: unpack it again
 
 
 def test_eval_reads_every_quality_map_but_only_the_chosen_images(probav_copy):

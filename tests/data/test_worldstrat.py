@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -53,6 +54,16 @@ def test_item_shapes_dtypes_ranges_and_both_layouts(root):
     assert torch.equal(to_layout(frames["lr"], "stacked"), s["lr"])
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["lr"].shape == (2, 9, 8, 8) and batch["id"] == [a.name for a in AOIS[:2]]
+
+
+def test_pickles_and_loads_in_worker_processes_as_in_the_main_one(root):
+    ds = dataset(root, n_images=2, layout="frames")
+    assert pickle.loads(pickle.dumps(ds))[1]["id"] == ds[1]["id"]
+    main = list(DataLoader(ds, batch_size=1))
+    workers = list(DataLoader(ds, batch_size=1, num_workers=2))
+    for a, b in zip(main, workers, strict=True):
+        assert a["id"] == b["id"] and torch.equal(a["frames"], b["frames"])
+        assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
 
 
 def test_lr_normalisation_on_known_pixels(root):
@@ -184,8 +195,13 @@ def test_training_draws_are_random_seeded_by_torch_and_avoid_cloudy_revisits(roo
     loose = dataset(root, n_images=2, train=True, max_invalid=1.0)
     torch.manual_seed(0)
     assert len({n for _ in range(40) for n in loose[0]["frames"].tolist()}) == 6
-    # a sampler's (index, sample_seed) fixes the draw
-    assert torch.equal(ds[(0, 11)]["frames"], ds[(0, 11)]["frames"])
+    # a sampler's (index, sample_seed) fixes the draw, whatever torch's global generator
+    loose_draws = []
+    for torch_seed in range(6):
+        torch.manual_seed(torch_seed)
+        loose_draws.append(loose[(0, 11)]["frames"].tolist())
+    assert all(d == loose_draws[0] for d in loose_draws)
+    assert len({tuple(loose[(0, s)]["frames"].tolist()) for s in range(10)}) > 1
 
 
 def test_choose_frames_rules():
@@ -346,3 +362,33 @@ def test_no_masks_falls_back_to_zero_pixels(tmp_path):
         s = WorldStratDataset(root, n_images=2, lr_size=8)[0]
     assert s["frames"].tolist() == [1, 3]
     assert s["lr_valid"].sum() == 2 * (64 - 1)
+
+
+def test_masks_rank_the_revisits_and_only_the_chosen_data_files_are_read(root):
+    # Every revisit has CLM and dataMask (as published): they rank the revisits, so the data
+    # file of the cloudiest revisit (n = 5: 9 clouds) is never read when 3 of 6 are wanted.
+    folder = root / "lr_dataset/Landcover-773616/L2A"
+    (folder / "Landcover-773616-5-L2A_data.tiff").write_bytes(b"broken")
+    assert dataset(root, n_images=3)[0]["frames"].tolist() == [2, 4, 6]
+    torch.manual_seed(0)
+    drawn = dataset(root, n_images=2, train=True, max_invalid=0.05)
+    assert {n for _ in range(10) for n in drawn[0]["frames"].tolist()} <= {2, 4, 6}
+    # a chosen revisit's data file is still read and checked
+    (folder / "Landcover-773616-4-L2A_data.tiff").write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"-4-L2A_data\.tiff: not a readable GeoTIFF"):
+        dataset(root, n_images=3)[0]
+    # without masks for every revisit, the data files rank them: all are read
+    (folder / "Landcover-773616-1-CLM.tiff").unlink()
+    (folder / "Landcover-773616-1-dataMask.tiff").unlink()
+    with pytest.raises(DataError, match=r"-[45]-L2A_data\.tiff: not a readable GeoTIFF"):
+        dataset(root, n_images=1)[0]
+
+
+def test_a_chosen_revisits_mask_must_match_its_data_file(root):
+    # one mask only (no dataMask), of the wrong size: found when the data file is read
+    folder = root / "lr_dataset/Landcover-773616/L2A"
+    (folder / "Landcover-773616-2-dataMask.tiff").unlink()
+    write_tiff(folder / "Landcover-773616-2-CLM.tiff", np.zeros((1, 8, 7), np.float32))
+    with pytest.raises(DataError, match=r"-2-CLM\.tiff: 8x7 px, its data file .*-2-L2A_data") as e:
+        dataset(root, n_images=6)[0]
+    one_line(e)

@@ -52,6 +52,7 @@ crop: scores agree where ``SM.png`` is all clear and can differ slightly elsewhe
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import os
 import re
@@ -65,8 +66,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from zoomsr.errors import ConfigError, DataError
-from zoomsr.io.png import read_png
+from zoomsr.errors import ConfigError, DataError, first_line
 from zoomsr.layout import Layout, to_layout
 from zoomsr.validate import check_bool, check_choice, check_int
 
@@ -86,6 +86,9 @@ DOWNLOAD = ("download probav_data.zip from https://kelvins.esa.int/proba-v-super
 _LR_NAME = re.compile(r"LR(\d+)\.png")
 _QM_NAME = re.compile(r"QM(\d+)\.png")
 _MASK_MODES = {"1", "L", "I;16", "I;16B", "I;16L", "I"}
+_IMAGE_MODES = {"I;16", "I;16B", "I;16L", "I"}  # Pillow's modes of 16-bit grey PNGs
+#: What to do about a missing, damaged or foreign file.
+_AGAIN = f"{DOWNLOAD} again"
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,12 @@ def _scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
     for k in sorted(lr):
         if k not in qm:
             # the name as the challenge writes it (LR007 -> QM007), whatever the digit count
-            raise DataError(f"{folder / ('QM' + lr[k][2:])}: quality map of {lr[k]} missing")
+            raise DataError(f"{folder / ('QM' + lr[k][2:])}: quality map of {lr[k]} missing; "
+                            f"{DOWNLOAD} again")
     for k in sorted(qm):
         if k not in lr:
             raise DataError(f"{folder / qm[k]}: quality map without its LR image "
-                            f"{'LR' + qm[k][2:]}")
+                            f"{'LR' + qm[k][2:]}; {DOWNLOAD} again")
     for required in (("HR.png", "SM.png") if needs_hr else ("SM.png",)):
         if required not in names:
             raise DataError(f"{folder / required}: missing from the image set; {DOWNLOAD} again")
@@ -188,18 +192,51 @@ def _scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
     )
 
 
+def _read_png(p: Path, what: str, modes: set[str]) -> tuple[np.ndarray, str]:
+    """The pixels and Pillow mode of PNG ``p`` (a PROBA-V ``what``); :class:`DataError` naming
+    the file, and what to do, when it is missing, not a PNG, of another mode or corrupt."""
+    try:
+        with Image.open(p) as img:
+            mode = img.mode
+            if img.format != "PNG":
+                raise DataError(f"{p}: a {img.format or 'non-PNG'} file; PROBA-V {what}s are "
+                                f"PNGs ({_AGAIN})")
+            if mode not in modes:
+                return np.empty((0,)), mode  # the caller says what is wrong with the mode
+            img.load()
+            return np.asarray(img), mode
+    except FileNotFoundError:
+        raise DataError(f"{p}: file not found; {_AGAIN}") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a folder, expected a PROBA-V {what} PNG") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{p}: not a readable image (corrupt or wrong format); {_AGAIN}") from None
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{p}: corrupt or truncated image ({first_line(exc)}); "
+                        f"{_AGAIN}") from None
+
+
 def read_probav_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """A PROBA-V LR/HR image: ``[size, size]`` uint16 (16-bit grey PNG). Raises
     :class:`DataError` naming the file on a wrong band count, bit depth or size, or a missing or
     corrupt file."""
     p = Path(path)
-    arr = read_png(p)
-    if arr.ndim != 2:
-        raise DataError(f"{p}: {arr.shape[2]} bands; PROBA-V images are single-band 16-bit grey "
-                        "PNGs (use the challenge's original files)")
-    if arr.dtype != np.uint16:
-        raise DataError(f"{p}: {arr.dtype.itemsize * 8}-bit PNG; PROBA-V images are 16-bit grey "
-                        "PNGs with 14-bit values (use the challenge's original files)")
+    arr, mode = _read_png(p, "image", _IMAGE_MODES)
+    if mode not in _IMAGE_MODES:
+        bands = {"1": 1, "L": 1, "P": 1, "LA": 2, "RGB": 3, "RGBA": 4}.get(mode)
+        if bands is not None and bands > 1:
+            raise DataError(f"{p}: {bands} bands; PROBA-V images are single-band 16-bit grey "
+                            f"PNGs (use the challenge's original files: {_AGAIN})")
+        depth = "8-bit" if mode in ("L", "P") else "1-bit" if mode == "1" else f"{mode!r}"
+        raise DataError(f"{p}: {depth} PNG; PROBA-V images are 16-bit grey PNGs with 14-bit "
+                        f"values (use the challenge's original files: {_AGAIN})")
+    if arr.dtype != np.uint16:  # Pillow's "I" (32-bit) mode for some 16-bit PNGs
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DataError(f"{p}: values outside 0..65535; PROBA-V images are 16-bit grey "
+                            f"PNGs ({_AGAIN})")
+        arr = arr.astype(np.uint16)
     if arr.shape != (size, size):
         raise DataError(f"{p}: {arr.shape[1]}x{arr.shape[0]} px, expected {size}x{size} for "
                         "this PROBA-V image")
@@ -210,26 +247,10 @@ def read_probav_mask(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """A quality/status map (``QMnnn.png``, ``SM.png``): ``[size, size]`` bool, True where clear
     (nonzero). 1-bit, 8-bit and 16-bit grey PNGs are read. Raises :class:`DataError`."""
     p = Path(path)
-    # Pillow directly, not read_png: 1-bit masks ("1" mode) are read as they are stored.
-    try:
-        with Image.open(p) as img:
-            if img.format != "PNG":
-                raise DataError(f"{p}: a {img.format or 'non-PNG'} file; PROBA-V masks are PNGs")
-            if img.mode not in _MASK_MODES:
-                raise DataError(f"{p}: {img.mode!r} image; a PROBA-V mask is one grey band "
-                                "(nonzero = clear)")
-            img.load()
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a folder, expected a mask PNG") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{p}: not a readable image (corrupt or wrong format)") from None
-    except DataError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{p}: corrupt or truncated image ({exc})") from None
+    arr, mode = _read_png(p, "mask", _MASK_MODES)
+    if mode not in _MASK_MODES:
+        raise DataError(f"{p}: {mode!r} image; a PROBA-V mask is one grey band (nonzero = "
+                        f"clear; {_AGAIN})")
     if arr.shape != (size, size):
         raise DataError(f"{p}: {arr.shape[1]}x{arr.shape[0]} px, expected {size}x{size} for "
                         "this PROBA-V mask")
@@ -411,11 +432,16 @@ class PROBAVDataset(Dataset):
 
     def challenge_score(self, name: str, cpsnr_db: float) -> float:
         """The challenge's score of image set ``name``: baseline cPSNR / ``cpsnr_db`` (lower
-        is better; below 1 beats the baseline). ``cpsnr_db`` must be on the challenge's scale
+        is better; below 1 beats the baseline). ``cpsnr_db`` (a number, or one element of
+        :func:`~zoomsr.metrics.cpsnr.cpsnr`'s tensor) must be on the challenge's scale
         (``normalization="challenge"``) to be comparable."""
-        if not isinstance(cpsnr_db, (int, float)) or not cpsnr_db > 0:
-            raise ValueError(f"cpsnr_db must be a positive number, got {cpsnr_db!r}")
-        return self.baseline_cpsnr(name) / float(cpsnr_db)
+        value = cpsnr_db
+        if isinstance(value, torch.Tensor) and value.numel() == 1 or (
+                isinstance(value, np.ndarray) and value.size == 1):
+            value = value.item()  # an element of cpsnr()'s [B] tensor
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            raise ValueError(f"cpsnr_db must be a positive number (dB), got {cpsnr_db!r}")
+        return self.baseline_cpsnr(name) / float(value)
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         """Image set ``index``, or ``(index, sample_seed)`` (as

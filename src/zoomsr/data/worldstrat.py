@@ -128,13 +128,16 @@ class WorldStratDataset(Dataset):
       (``<aoi>-<n>-L2A_data.tiff``, 1-based, as in ``metadata.csv``), ascending.
     - ``id``: the AOI name (``tile`` in the split file), e.g. ``"Landcover-773616"``.
 
-    Frame choice ranks revisits by their fraction of invalid pixels (above), then by
-    ``metadata.csv``'s ``cloud_cover`` (unknown last), then at random. In evaluation the
-    ``n_images`` best are taken, ties broken by ``(seed, index)``, so results repeat. In
-    training ``n_images`` are drawn at random (from torch's generator) among the revisits with at
-    most ``max_invalid`` invalid pixels, or if fewer than ``n_images`` of those, among those no
-    worse than the ``n_images``-th best. AOIs with fewer revisits repeat some (each at most once
-    more than any other).
+    Frame choice ranks revisits by their fraction of invalid pixels, then by
+    ``metadata.csv``'s ``cloud_cover`` (unknown last), then at random. Where every revisit of
+    the AOI has a mask (the published data: ``-CLM`` and ``-dataMask`` for each), the masks
+    alone give that fraction and only the chosen revisits' data files are read; otherwise every
+    data file is read and its no-data pixels count too (``lr_valid`` always has both). In
+    evaluation the ``n_images`` best are taken, ties broken by ``(seed, index)``, so results
+    repeat. In training ``n_images`` are drawn at random (from torch's generator) among the
+    revisits with at most ``max_invalid`` invalid pixels, or if fewer than ``n_images`` of
+    those, among those no worse than the ``n_images``-th best. AOIs with fewer revisits
+    repeat some (each at most once more than any other).
 
     Args:
         root: the unpacked dataset folder (holds ``hr_dataset/``, ``lr_dataset/`` and the
@@ -284,10 +287,22 @@ class WorldStratDataset(Dataset):
         """Load AOI ``index``, breaking frame-choice ties (and drawing, in training) with
         ``rng``; raises :class:`DataError` naming an unusable file."""
         aoi = self.aois[index]
-        frames = [self._read_revisit(aoi, n) for n in aoi.revisits]
-        invalid = np.array([1.0 - valid.mean() for _, valid, _ in frames])
+        masks = [self._read_masks(aoi, n) for n in aoi.revisits]
+        frames: dict[int, tuple[np.ndarray, np.ndarray, Path]] = {}
+        if all(valid is not None for valid, _ in masks):
+            # The masks (as published: CLM and dataMask for every revisit) rank the revisits;
+            # a data file is 12 bands to decode, so only the chosen revisits' are read.
+            invalid = np.array([1.0 - valid.mean() for valid, _ in masks])
+        else:
+            for p, n in enumerate(aoi.revisits):
+                frames[p] = self._read_revisit(aoi, n, masks[p])
+            invalid = np.array([1.0 - frames[p][1].mean() for p in range(len(aoi.revisits))])
         cloud = np.array([self.cloud_cover.get((aoi.name, n), math.nan) for n in aoi.revisits])
-        picks = choose_frames(invalid, cloud, self.n_images, rng, self.train, self.max_invalid)
+        picks = [int(p) for p in choose_frames(invalid, cloud, self.n_images, rng, self.train,
+                                               self.max_invalid)]
+        for p in picks:
+            if p not in frames:
+                frames[p] = self._read_revisit(aoi, aoi.revisits[p], masks[p])
         if self.lr_size is not None:
             lr_shape = (self.lr_size, self.lr_size)
         else:
@@ -343,8 +358,37 @@ class WorldStratDataset(Dataset):
         hr_transform = _scaled(lr_transform, 1 / self.scale, 1 / self.scale)
         return {"crs": crs, "lr_transform": lr_transform, "hr_transform": hr_transform}
 
-    def _read_revisit(self, aoi: WorldStratAOI, n: int) -> tuple[np.ndarray, np.ndarray, Path]:
-        """Revisit ``n``: chosen bands ``[C, h, w]`` float32 in [0, 1], valid ``[h, w]``, path."""
+    def _read_masks(
+        self, aoi: WorldStratAOI, n: int
+    ) -> tuple[np.ndarray | None, Path | None]:
+        """Revisit ``n``'s valid pixels by its masks (not cloud in ``-CLM.tiff``, data in
+        ``-dataMask.tiff``) and the first mask's path; ``(None, None)`` without masks."""
+        found: list[tuple[Path, np.ndarray]] = []
+        for mask_name, bad_when_nonzero in (("CLM", True), ("dataMask", False)):
+            mask_path = aoi.lr_dir / f"{aoi.name}-{n}-{mask_name}.tiff"
+            if not mask_path.is_file():
+                continue
+            mask = _read_raster(mask_path, 1, None, f"{mask_name} mask")[0]
+            found.append((mask_path, (mask == 0) if bad_when_nonzero else (mask != 0)))
+        if not found:
+            return None, None
+        if len(found) == 2 and found[0][1].shape != found[1][1].shape:
+            # which one is wrong: the data file's size says (its header only)
+            data_path = aoi.lr_dir / f"{aoi.name}-{n}-{self.level}_data.tiff"
+            shape = _raster_shape(data_path)
+            path, mask = next(((p, m) for p, m in found if m.shape != shape), found[0])
+            raise DataError(f"{path}: {_size(mask.shape)} px, its data file {data_path.name} "
+                            f"is {_size(shape)}")
+        valid = found[0][1]
+        for _, other in found[1:]:
+            valid &= other
+        return valid, found[0][0]
+
+    def _read_revisit(
+        self, aoi: WorldStratAOI, n: int, masks: tuple[np.ndarray | None, Path | None]
+    ) -> tuple[np.ndarray, np.ndarray, Path]:
+        """Revisit ``n``: chosen bands ``[C, h, w]`` float32 in [0, 1], valid ``[h, w]`` (its
+        data and ``masks``, from :meth:`_read_masks`), path."""
         path = aoi.lr_dir / f"{aoi.name}-{n}-{self.level}_data.tiff"
         raw = _read_raster(path, len(LEVEL_BANDS[self.level]), _S2_DTYPES,
                            f"Sentinel-2 {self.level}", self._band_indexes)
@@ -356,15 +400,12 @@ class WorldStratDataset(Dataset):
         valid = finite & (np.nan_to_num(data) != 0).any(axis=0)
         np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         np.clip(data, 0.0, 1.0, out=data)
-        for mask_name, bad_when_nonzero in (("CLM", True), ("dataMask", False)):
-            mask_path = aoi.lr_dir / f"{aoi.name}-{n}-{mask_name}.tiff"
-            if not mask_path.is_file():
-                continue
-            mask = _read_raster(mask_path, 1, None, f"{mask_name} mask")[0]
-            if mask.shape != valid.shape:
-                raise DataError(f"{mask_path}: {_size(mask.shape)} px, its data file {path.name} "
-                                f"is {_size(valid.shape)}")
-            valid &= (mask == 0) if bad_when_nonzero else (mask != 0)
+        mask_valid, mask_path = masks
+        if mask_valid is not None:
+            if mask_valid.shape != valid.shape:
+                raise DataError(f"{mask_path}: {_size(mask_valid.shape)} px, its data file "
+                                f"{path.name} is {_size(valid.shape)}")
+            valid &= mask_valid
         return data, valid, path
 
     def _read_hr(self, aoi: WorldStratAOI) -> tuple[np.ndarray, np.ndarray]:
@@ -551,6 +592,20 @@ def _read_raster(
                     raise DataError(f"{path}: data type {dtype.name}, expected a real number "
                                     f"type ({what})")
                 return src.read(indexes)
+    except RasterioError as exc:
+        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
+                        "corrupt or truncated: download it again") from None
+
+
+def _raster_shape(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of a GeoTIFF from its header; :class:`DataError` naming the file."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return src.height, src.width
     except RasterioError as exc:
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
                         "corrupt or truncated: download it again") from None
