@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from zoomsr.training.base import CONFIG_KEY, SRModule, check_loss_weights, check
 from zoomsr.training.config import TrainConfig, dump_config
 from zoomsr.training.datamodule import S2NAIPDataModule
 from zoomsr.training.esrgan import ESRGANModule
+from zoomsr.training.gate import STARTED_BY, RunGate, launched_by_a_launcher
 from zoomsr.training.regression import RegressionModule
 from zoomsr.training.sr3 import SR3Module
 
@@ -630,11 +632,100 @@ def train(
     :func:`check_run_folder`); all before the model is built. Raises
     :class:`~zoomsr.errors.InputError` when another run is training in ``out`` (it holds the
     folder's lock), before anything there is written.
+
+    Under a launcher (torchrun, SLURM, Lightning's variables set on each node), where each
+    rank is a process of its own, a rank that stops before training stops every rank, with
+    the same error (the lowest failing rank's; another rank's names it): the others would
+    wait for it in the process group's set-up for its timeout (see :mod:`.gate`).
     """
+    started = time.monotonic()
     out = Path(out)
-    require_writable_folder(out, f"run folder {out}", create=False)  # before any work
     if not logging.getLogger("lightning.pytorch").handlers:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # Under a launcher the run's other processes wait for this one: what stops it before
+    # training is told to them first (the gate below), not raised at once.
+    launched = launched_by_a_launcher(_RANK_VARIABLES)
+    failed: Exception | None = None
+    ready: _Ready | None = None
+    with contextlib.ExitStack() as held:
+        # One process of the run holds the folder until the run ends: the first, as the
+        # environment says (refused before Lightning's trainer, which prints its device lines);
+        # else the one Lightning makes rank 0 (it knows the ranks once the trainer is built,
+        # however DDP was launched; the processes it starts itself start inside fit).
+        locked = _launched_first()
+        try:
+            ready = _ready(cfg, out, resume, overwrite)
+            if isinstance(ready, TrainResult):
+                return ready
+            if locked:
+                held.enter_context(_run_folder_lock(out))
+        except Exception as exc:
+            if not launched:
+                raise
+            failed = exc
+        trainer, gate = _trainer_and_gate(cfg, out, callbacks, ready, failed, started)
+        if failed is None:
+            try:
+                if locked and not trainer.is_global_zero:
+                    held.close()  # the environment was wrong: not this process's to hold
+                elif not locked and trainer.is_global_zero:
+                    held.enter_context(_run_folder_lock(out))
+            except Exception as exc:
+                if gate is None:
+                    raise
+                failed = exc
+        if gate is not None:
+            gate.agree("checked", failed)  # one failed: raised on every process
+        assert ready is not None and not isinstance(ready, TrainResult)
+        if trainer.is_global_zero:
+            try:
+                # only now: anything above can still fail, and the earlier run must then stay
+                _start_folder(cfg, out, ready)
+            except Exception as exc:
+                if gate is not None:
+                    gate.agree("started", exc, first_only=True)
+                raise
+        if gate is not None:
+            gate.agree("started", None, first_only=True)
+        module = ready.module
+        with _starting_the_others(trainer):
+            _fit(trainer, module, ready.datamodule, ready.resume_path)
+        generator_path = None
+        if trainer.is_global_zero:
+            # the bands and frame count travel with the weights, so `zoomsr infer` feeds
+            # them right
+            generator_path = save_checkpoint(
+                module.inference_generator.cpu(), out / "generator.pth",
+                global_step=trainer.global_step, bands=list(cfg.data.bands),
+                n_images=cfg.data.n_images,
+            )
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return TrainResult(
+        out_dir=out,
+        global_step=trainer.global_step,
+        # as the generator's path is given (Lightning's dirpath is made absolute)
+        last_checkpoint=out / "checkpoints" / LAST,
+        generator_path=generator_path,
+        resumed_from=ready.resume_path,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """What :func:`train`'s checks before the trainer leave for the run."""
+
+    datamodule: S2NAIPDataModule
+    resume_path: Path | None
+    stale: list[Path]  # the earlier run's files that --overwrite removes
+    module: SRModule
+
+
+def _ready(cfg: TrainConfig, out: Path, resume: str | os.PathLike[str] | None,
+           overwrite: bool) -> _Ready | TrainResult:
+    """:func:`train`'s checks, before anything is written, and its model; a
+    :class:`TrainResult` where the run is done already."""
+    require_writable_folder(out, f"run folder {out}", create=False)  # before any work
     datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
     # split, bands, tile weights, the validation pairs' files: before a model is built
     datamodule.check(val_limit=_val_pairs_seen(cfg))
@@ -656,52 +747,75 @@ def train(
     if late:
         warnings.warn(f"config key 'optim.milestones': {', '.join(map(str, late))} past "
                       f"trainer.max_steps={cfg.trainer.max_steps}: this run ends before the "
-                      "learning rate changes there", ZoomsrWarning, stacklevel=2)
+                      "learning rate changes there", ZoomsrWarning, stacklevel=3)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_module(cfg)
-    with contextlib.ExitStack() as held:
-        # One process of the run holds the folder until the run ends: the first, as the
-        # environment says (refused before Lightning's trainer, which prints its device lines);
-        # else the one Lightning makes rank 0 (it knows the ranks once the trainer is built,
-        # however DDP was launched; the processes it starts itself start inside fit).
-        locked = _launched_first()
-        if locked:
-            held.enter_context(_run_folder_lock(out))
-        trainer, checkpoint = build_trainer(
-            cfg, out, [*callbacks, _DataOrderOfOldCheckpoints(datamodule)])
-        if locked and not trainer.is_global_zero:
-            held.close()  # the environment was wrong: not this process's to hold
-        elif not locked and trainer.is_global_zero:
-            held.enter_context(_run_folder_lock(out))
-        if trainer.is_global_zero:
-            for temp in (out / "checkpoints").glob(_CHECKPOINT_TEMPS):  # a killed run's
-                temp.unlink(missing_ok=True)
-            # only now: anything above can still fail, and the earlier run must then stay
-            remove_run_outputs(out, stale)
-            atomic_write_text(out / "config.yaml", dump_config(cfg))
-            # the tiles it trains and validates on, for `zoomsr evaluate --splits`
-            atomic_write_text(out / "splits.json",
-                              json.dumps(datamodule.splits_doc(), indent=1) + "\n")
-        _fit(trainer, module, datamodule, resume_path)
-        generator_path = None
-        if trainer.is_global_zero:
-            # the bands and frame count travel with the weights, so `zoomsr infer` feeds
-            # them right
-            generator_path = save_checkpoint(
-                module.inference_generator.cpu(), out / "generator.pth",
-                global_step=trainer.global_step, bands=list(cfg.data.bands),
-                n_images=cfg.data.n_images,
-            )
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return TrainResult(
-        out_dir=out,
-        global_step=trainer.global_step,
-        # as the generator's path is given (Lightning's dirpath is made absolute)
-        last_checkpoint=out / "checkpoints" / LAST,
-        generator_path=generator_path,
-        resumed_from=resume_path,
-        metrics=metrics,
-    )
+    return _Ready(datamodule, resume_path, stale, build_module(cfg))
+
+
+def _trainer_and_gate(cfg: TrainConfig, out: Path, callbacks: Sequence[Callback],
+                      ready: _Ready | TrainResult | None, failed: Exception | None,
+                      started: float) -> tuple[L.Trainer, RunGate | None]:
+    """The trainer, and the gate where the run's processes that exist before training
+    meet (None: this is the only one). Where this process failed its checks (``failed``), a
+    trainer is built quietly, only to find the others: ``failed`` is raised at once where
+    there are none (or no trainer can be built)."""
+    gate = None
+    try:
+        with _quietly() if failed is not None else contextlib.nullcontext():
+            extra = ([] if not isinstance(ready, _Ready)
+                     else [*callbacks, _DataOrderOfOldCheckpoints(ready.datamodule)])
+            trainer, _ = build_trainer(cfg, out, extra)
+            gate = RunGate.of(trainer, started)
+    except Exception:
+        if failed is None:
+            raise
+    if failed is not None and gate is None:
+        raise failed
+    return trainer, gate
+
+
+def _start_folder(cfg: TrainConfig, out: Path, ready: _Ready) -> None:
+    """Rank 0 starts the run in ``out``: a killed run's temporary files and (``--overwrite``)
+    the earlier run's outputs removed, the config and splits written."""
+    for temp in (out / "checkpoints").glob(_CHECKPOINT_TEMPS):  # a killed run's
+        temp.unlink(missing_ok=True)
+    remove_run_outputs(out, ready.stale)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    # the tiles it trains and validates on, for `zoomsr evaluate --splits`
+    atomic_write_text(out / "splits.json",
+                      json.dumps(ready.datamodule.splits_doc(), indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """Lightning's lines (devices) and warnings held back: a trainer built only to tell the
+    run's other processes why this one stops."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _starting_the_others(trainer: L.Trainer) -> Iterator[None]:
+    """While ``trainer`` fits: the processes Lightning starts itself (``--devices N``
+    without a launcher, each node's others) know that they do not meet at a gate (this
+    process passed its checks before starting them)."""
+    if trainer.world_size <= 1 or STARTED_BY in os.environ:
+        yield
+        return
+    os.environ[STARTED_BY] = str(os.getpid())
+    try:
+        yield
+    finally:
+        os.environ.pop(STARTED_BY, None)
 
 
 def _val_pairs_seen(cfg: TrainConfig) -> int | None:
