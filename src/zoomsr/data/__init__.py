@@ -3,6 +3,7 @@ loaders of the other benchmark datasets of the paper's experiments (PROBA-V, Wor
 OLI2MSI)."""
 
 from zoomsr.data.bands import BAND16_DIVISOR, BANDS, normalize_band, validate_bands
+from zoomsr.data.datasets import DATASETS, open_dataset
 from zoomsr.data.layout import PairRecord, scan_pairs
 from zoomsr.data.oli2msi import OLI2MSIDataset, OLI2MSIPair, OLI2MSIWarning, scan_oli2msi
 from zoomsr.data.probav import PROBAVDataset, PROBAVImageset, read_norm_csv, scan_probav
@@ -16,6 +17,7 @@ from zoomsr.data.writer import S2NAIPWriter
 __all__ = [
     "BAND16_DIVISOR",
     "BANDS",
+    "DATASETS",
     "DataWarning",
     "L1C_BANDS",
     "L2A_BANDS",
@@ -32,6 +34,7 @@ __all__ = [
     "WorldStratWarning",
     "load_tile_weights",
     "normalize_band",
+    "open_dataset",
     "pair_weights",
     "read_norm_csv",
     "scan_oli2msi",

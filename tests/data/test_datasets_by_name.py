@@ -1,0 +1,42 @@
+"""open_dataset: the datasets by name, their options checked before anything is read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from probav_fixture import write_probav
+
+from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
+from zoomsr.data.builder.splits import SPLITS_FILE
+from zoomsr.data.datasets import DATASETS, dataset_options, open_dataset
+from zoomsr.errors import ConfigError
+
+
+def test_every_name_opens_its_class_with_the_split_and_options(tmp_path):
+    root = write_probav(tmp_path / "probav")
+    ds = open_dataset("PROBAV", root, split="train", bands="NIR", n_images=3)
+    assert type(ds) is PROBAVDataset and len(ds) == 1 and ds.n_images == 3
+    assert set(DATASETS) == {"s2naip", "probav", "worldstrat", "oli2msi"}
+    for name in DATASETS:
+        assert "root" not in dataset_options(name) and "n_images" in dataset_options(name)
+
+
+def test_unknown_names_and_options_are_one_line_errors_listing_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="unknown dataset 'sen2venus' .*s2naip, probav"):
+        open_dataset("sen2venus", tmp_path)
+    # before the folder is looked at (it does not exist)
+    with pytest.raises(ConfigError, match=r"n_image not an option of the probav dataset "
+                                          r"\(it takes: split, bands, n_images"):
+        open_dataset("probav", tmp_path / "missing", n_image=4)
+
+
+def test_an_s2naip_split_is_the_pairs_its_splits_file_lists(tmp_path):
+    root = write_sample(tmp_path / "s", pairs=6, n_frames=2, seed=0)
+    all_pairs = S2NAIPDataset(root, n_images=2, skip_black_hr=False).pairs
+    tiles = sorted(p.tile for p in all_pairs)
+    (root / SPLITS_FILE).write_text(json.dumps({"train": tiles[:4], "val": tiles[4:], "test": []}))
+    val = open_dataset("s2naip", root, split="val", n_images=2, skip_black_hr=False)
+    assert sorted(p.tile for p in val.pairs) == tiles[4:]
+    with pytest.raises(ConfigError, match="a split or pairs, not both"):
+        open_dataset("s2naip", root, split="val", pairs=all_pairs)
