@@ -24,6 +24,7 @@ from zoomsr import __version__
 from zoomsr.cli import data as data_cli
 from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
+from zoomsr.cli import evaluate_model as evaluate_model_cli
 from zoomsr.cli import exiting, interrupt
 from zoomsr.cli import infer as infer_cli
 from zoomsr.cli import metrics as metrics_cli
@@ -45,6 +46,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(weights_cli.app, name="weights")
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("evaluate-model")(evaluate_model_cli.evaluate_model_command)
 app.command("train")(train_cli.train)
 app.command("infer")(infer_cli.infer)
 app.command("demo")(demo_cli.demo)

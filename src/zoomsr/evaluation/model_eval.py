@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoomsr.devices import resolve_device
-from zoomsr.errors import DataError, InputError
+from zoomsr.errors import ConfigError, DataError, InputError
 from zoomsr.evaluation.run import (
     VALID_FRACTION,
     EvaluationResult,
@@ -88,7 +91,8 @@ def evaluate_model(
     Args:
         model: takes ``lr`` batched as the dataset gives it (``[B, T*C, h, w]`` stacked or
             ``[B, T, C, h, w]`` frames: build the dataset with the model's layout) and returns
-            ``[B, C, H, W]`` of the HR's size; outputs are clipped to [0, 1]. Run in eval mode
+            ``[B, C, H, W]`` (or SRCNN / HighRes-net's ``[B, 1, C, H, W]``) of the HR's size;
+            outputs are clipped to [0, 1]. Run in eval mode
             on ``device``, under ``torch.inference_mode``.
         dataset: a dataset of zoomsr's item contract (see the module docstring), in
             evaluation mode (``train=False``: its frames are the same run to run).
@@ -132,7 +136,10 @@ def evaluate_model(
     try:
         for batch in loader:
             hr = batch["hr"].float()
-            out = model(batch["lr"].to(dev)).float().clamp_(0, 1).cpu()
+            out = model(batch["lr"].to(dev))
+            if out.ndim == 5 and out.shape[1] == 1:  # SRCNN / HighRes-net: [B, 1, C, H, W]
+                out = out[:, 0]
+            out = out.float().clamp_(0, 1).cpu()
             if out.shape != hr.shape:
                 raise DataError(
                     f"{target_label} item {batch['key'][0]}: the model's output "
@@ -173,3 +180,84 @@ def evaluate_model(
         {n: bool(m.higher_is_better) for n, m in chosen.items()}, rows, summary, None,
         {"model": pred_label, "dataset": target_label, "items": len(rows)},
         "exclude" if nodata else "ignored")
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A model loaded to be scored on a dataset, and what feeding it takes."""
+
+    module: torch.nn.Module
+    name: str  # the architecture (rrdbnet, srcnn, ...)
+    layout: str  # "stacked" or "frames"
+    label: str  # what the rows' ``pred`` column calls it
+    n_images: int | None  # as recorded with the weights (``zoomsr train``), if they say
+    bands: list[str] | None  # S2-NAIP bands it was trained on, if the weights say
+
+    def frames_for(self, channels: int) -> int | None:
+        """Input frames for a dataset of ``channels`` per frame: the recorded count, else a
+        stacked model's input channels / ``channels`` (None: not told by the weights)."""
+        if self.n_images is not None:
+            return self.n_images
+        cfg = getattr(self.module, "config", {}) or {}
+        in_ch = cfg.get("num_in_ch", cfg.get("in_channels")) if self.layout == "stacked" else None
+        if in_ch is None:
+            return None
+        if int(in_ch) % channels:
+            raise ConfigError(f"{self.label}: {in_ch} input channels cannot be frames of "
+                              f"{channels} channel(s) (the dataset's)")
+        return int(in_ch) // channels
+
+
+def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None,
+                       config: Mapping[str, Any] | None = None) -> ScoringModel:
+    """The model in ``weights`` for :func:`evaluate_model`: a checkpoint file (a zoomsr
+    checkpoint rebuilds itself, e.g. a ``zoomsr train`` run's ``generator.pth``; another
+    format needs ``model`` and ``config``), or a registry name (``zoomsr weights list``;
+    downloaded into the cache by ``zoomsr weights download NAME``).
+
+    Raises:
+        ConfigError: a diffusion model (SR3 is sampled, not run once: score it with
+            ``zoomsr infer`` then ``zoomsr evaluate``), a model name for weights that give
+            their own.
+        CheckpointError: the file cannot be read or does not fit the model.
+    """
+    from zoomsr.models import create_model, load_checkpoint, model_class
+    from zoomsr.models.checkpoints import read_checkpoint, unnamed_model_error
+    from zoomsr.models.factory import from_checkpoint
+
+    label = Path(weights).name
+    path = Path(weights)
+    if not path.is_file():
+        from zoomsr.weights import fetch, registry
+
+        if str(weights) in registry.REGISTRY:
+            entry = registry.get_entry(str(weights))
+            if model is not None and model != entry.model:
+                raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
+                                  "checkpoint; leave --model out (the registry gives it)")
+            path, model, label = fetch.resolve(entry.name), entry.model, entry.name
+            config = {**entry.config, **(config or {})}
+        else:
+            raise DataError(f"{weights}: no such checkpoint file, nor a name that "
+                            "`zoomsr weights list` shows")
+    checkpoint = read_checkpoint(path)
+    if model is not None:
+        module = create_model(model, **dict(config or {}))
+        load_checkpoint(module, path)
+    elif checkpoint.model_name is not None:
+        if config:
+            raise ConfigError(f"{path}: a zoomsr checkpoint gives its own config; leave "
+                              "--config out")
+        module = from_checkpoint(path)
+    else:
+        raise unnamed_model_error(checkpoint.path)
+    name = getattr(module, "name", type(module).__name__)
+    if name == "sr3":
+        raise ConfigError(f"{label}: SR3 is sampled, not run once; score it with `zoomsr "
+                          "infer` (S2-NAIP chunks) and then `zoomsr evaluate`")
+    layout = "frames" if "T, C" in model_class(name).input_layout else "stacked"
+    n = checkpoint.extra.get("n_images")
+    bands = checkpoint.extra.get("bands")
+    return ScoringModel(module.eval(), name, layout, label,
+                        int(n) if n is not None else None,
+                        list(bands) if bands else None)

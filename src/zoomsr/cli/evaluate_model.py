@@ -1,0 +1,190 @@
+"""``zoomsr evaluate-model``: score a model's outputs on a dataset (S2-NAIP, PROBA-V,
+WorldStrat, OLI2MSI) against its HR images, with no prediction files in between."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from zoomsr.cli.metrics import (
+    ALLOW_DOWNLOAD,
+    BATCH_SIZE,
+    BORDER,
+    CLIP_CACHE,
+    CLIP_MODE,
+    CLIP_MODEL,
+    CLIP_PRETRAINED,
+    CPSNR_MODE,
+    DEVICE,
+    DTYPE,
+    LPIPS_LINEAR,
+    LPIPS_NET,
+    LPIPS_WEIGHTS,
+    METRICS_HELP,
+    OVERWRITE,
+    PERCEPTUAL_MIN_VALID,
+    PROGRESS,
+    SEED,
+    check_metric_options,
+    metric_options,
+    results_on_interrupt,
+)
+
+
+def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
+    """``key=value`` items as a dict, each value read as YAML (``9`` an int, ``0.3`` a float,
+    ``true`` a bool, ``NIR,RED`` a string); one-line :class:`ConfigError` for another form or
+    a key given twice."""
+    import yaml
+
+    from zoomsr.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r}: expected key=value")
+        if key in options:
+            raise ConfigError(f"{what} {key}: given twice")
+        try:
+            options[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key] = value
+    return options
+
+
+def _frames_per_item(dataset: str, root: Path, options: dict[str, Any]) -> int:
+    """Input channels per frame of the dataset as ``options`` open it."""
+    from zoomsr.data.bands import band_channels, validate_bands
+    from zoomsr.data.datasets import open_dataset
+
+    if dataset == "s2naip":  # without opening it (its evaluation set reads every NAIP image)
+        return sum(band_channels(b) for b in validate_bands(options.get("bands", ("tci",))))
+    return int(open_dataset(dataset, root, **{**options, "n_images": 1}).channels)
+
+
+def evaluate_model_command(
+    weights: str = typer.Argument(
+        ..., help="A checkpoint (a `zoomsr train` run's generator.pth, or another format with "
+        "--model) or a name `zoomsr weights list` shows.", metavar="WEIGHTS"),
+    dataset: str = typer.Option(..., "--dataset",
+                                help="s2naip, probav, worldstrat or oli2msi."),
+    data: Path = typer.Option(..., "--data", help="The dataset's folder (as unpacked)."),
+    split: str | None = typer.Option(
+        None, "--split", help="The dataset's split (PROBA-V: train, its test has no HR; "
+        "WorldStrat: train, val, test; OLI2MSI: train, test; S2-NAIP: a split of its "
+        "zoomsr_splits.json). Default: the loader's own (S2-NAIP: every pair)."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="key=value passed to the dataset's loader (e.g. -o "
+        "bands=NIR for PROBA-V, -o hr_kind=rgbn for WorldStrat; repeatable).",
+        metavar="KEY=VALUE"),
+    n_images: int | None = typer.Option(
+        None, "--n-images", min=1, help="Input frames per item. Default: what the weights "
+        "record, else a stacked model's input channels / the dataset's channels."),
+    model: str | None = typer.Option(
+        None, "--model", help="The architecture of weights that do not name theirs "
+        "(`zoomsr models list`)."),
+    config: list[str] = typer.Option(
+        [], "--config", "-c", help="The model's key=value config for --model.",
+        metavar="KEY=VALUE"),
+    masks: bool = typer.Option(
+        True, "--masks/--no-masks", help="Score only the pixels the dataset's HR quality mask "
+        "marks valid (hr_valid: PROBA-V's SM, WorldStrat's...)."),
+    metrics: str = typer.Option("psnr,ssim,cpsnr", "--metrics", help=METRICS_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder for per_image.csv and summary.json (default: print "
+        "only)."),
+    perceptual_min_valid: float = PERCEPTUAL_MIN_VALID,
+    border: int = BORDER,
+    cpsnr_mode: str = CPSNR_MODE,
+    lpips_net: str = LPIPS_NET,
+    lpips_weights: Path | None = LPIPS_WEIGHTS,
+    lpips_linear_weights: Path | None = LPIPS_LINEAR,
+    clip_model: str = CLIP_MODEL,
+    clip_pretrained: str = CLIP_PRETRAINED,
+    clip_mode: str = CLIP_MODE,
+    clip_cache: Path | None = CLIP_CACHE,
+    allow_download: bool = ALLOW_DOWNLOAD,
+    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    batch_size: int = BATCH_SIZE,
+    workers: int = typer.Option(0, "--workers", min=0,
+                                help="DataLoader worker processes reading the dataset."),
+    seed: int = SEED,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+) -> None:
+    """Score a model on a dataset: its outputs against the dataset's HR images (and masks)."""
+    from rich.console import Console
+
+    from zoomsr.cli.evaluate import check_device_options
+    from zoomsr.data.datasets import check_dataset_options, dataset_class, open_dataset
+    from zoomsr.errors import ConfigError
+    from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
+    from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, summary_table, write_results
+    from zoomsr.io.atomic import refuse_existing
+    from zoomsr.io.folders import require_writable_folder
+    from zoomsr.metrics.factory import create_metrics, parse_metric_names
+    from zoomsr.models import parse_config
+    from zoomsr.progress import progress_callback
+
+    names = parse_metric_names(metrics)
+    check_device_options(device, dtype)
+    dataset_class(dataset)  # a known name, before anything else
+    dataset = dataset.lower()
+    options = parse_options(option)
+    check_dataset_options(dataset, options, "--option")
+    for key, flag in (("split", "--split"), ("n_images", "--n-images")):
+        if key in options:
+            raise ConfigError(f"--option {key}: give it as {flag}")
+    for key in ("train", "layout"):
+        if key in options:
+            raise ConfigError(f"--option {key}: set by the command (evaluation, the model's "
+                              "layout)")
+    if config and model is None:
+        raise ConfigError("--config sets the architecture --model builds; add --model NAME")
+    metric_opts = metric_options(
+        border, cpsnr_mode, lpips_net, lpips_weights, lpips_linear_weights, clip_model,
+        clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
+        perceptual_min_valid,
+    )
+    check_metric_options(names, metric_opts)
+    if clip_cache is not None and "clipscore" in names:
+        require_writable_folder(clip_cache, f"--clip-cache {clip_cache}", create=False)
+    written: list[Path] = []
+    if out is not None:
+        require_writable_folder(out, f"--out {out}", create=False)
+        refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
+        written = results_on_interrupt(out)
+    scoring = load_scoring_model(weights, model,
+                                 parse_config(model, config) if model is not None else None)
+    if dataset == "s2naip" and "bands" not in options and scoring.bands:
+        options["bands"] = scoring.bands  # what it was trained on
+    frames = n_images or scoring.frames_for(_frames_per_item(dataset, data, options))
+    if frames is None:
+        raise ConfigError(f"{scoring.label}: its weights do not say how many frames it takes "
+                          "(a frames model); give --n-images")
+    ds = open_dataset(dataset, data, split, **options, n_images=frames, layout=scoring.layout,
+                      train=False)
+    built = create_metrics(names, metric_opts)
+    with progress_callback("scoring", progress) as update:
+        result = evaluate_model(scoring.module, ds, built, batch_size=batch_size, device=device,
+                                num_workers=workers, progress=update, seed=seed, nodata=masks,
+                                label=scoring.label)
+    result.options.update({"weights": str(weights), "dataset": dataset, "data": str(data),
+                           "split": split, "options": options, "n_images": frames,
+                           "metrics": names, "border": border, "cpsnr_mode": cpsnr_mode,
+                           "masks": masks, "seed": seed})
+    partial = [r["valid_fraction"] for r in result.rows if r["valid_fraction"] < 1.0]
+    if partial:
+        typer.echo(f"note: {len(partial)} item(s) scored on the pixels their HR mask marks "
+                   f"valid (down to {100 * min(partial):.3g} %; valid_fraction in {CSV_NAME})",
+                   err=True)
+    Console().print(summary_table(result))
+    if out is not None:
+        paths = write_results(result, out, overwrite=overwrite)
+        written.append(out)
+        typer.echo(f"wrote {paths['csv']} and {paths['summary']}")
