@@ -246,3 +246,41 @@ def test_bad_masks_are_refused():
     x = torch.rand(shape)
     with pytest.raises(InputError, match="valid: mask of shape"):
         psnr(x, x, valid=torch.ones(1, 16, 16, dtype=torch.bool))
+
+
+def _challenge_scorer(sr: np.ndarray, hr: np.ndarray, sm: np.ndarray, border: int) -> float:
+    """The PROBA-V challenge's masked cPSNR of one band, written out as its scorer computes
+    it: the HR image and its status map cropped together at each shift."""
+    n_h, n_w = hr.shape[0] - 2 * border, hr.shape[1] - 2 * border
+    sr_c = sr[border: border + n_h, border: border + n_w]
+    best = -np.inf
+    for u in range(2 * border + 1):
+        for v in range(2 * border + 1):
+            clear = sm[u: u + n_h, v: v + n_w]
+            d = (hr[u: u + n_h, v: v + n_w] - sr_c)[clear]
+            best = max(best, -10 * np.log10(np.mean((d - d.mean()) ** 2)))
+    return best
+
+
+def test_cpsnr_with_the_targets_mask_is_the_probav_challenges_masked_cpsnr():
+    rng = np.random.default_rng(3)
+    hr = rng.random((40, 40))
+    sr = np.roll(hr, (1, -2), axis=(0, 1)) * 0.9 + 0.03 + 0.01 * rng.random((40, 40))
+    sm = np.ones((40, 40), bool)
+    sm[5:15, 20:33] = False  # concealed (a cloud in the HR)
+    hr_garbage = hr.copy()
+    hr_garbage[~sm] = 1.0
+    want = _challenge_scorer(sr, hr_garbage, sm, 3)
+    rgb = [torch.from_numpy(np.repeat(a[None, None], 3, 1)) for a in (sr, hr_garbage)]
+    got = cpsnr(*rgb, border=3, target_valid=torch.from_numpy(sm)[None])
+    assert float(got[0]) == pytest.approx(want, rel=1e-12)
+    assert float(CPSNR(3, valid_is="target")(*rgb, torch.from_numpy(sm)[None])[0]) == \
+        pytest.approx(want, rel=1e-12)
+    # the fixed (joint) mask compares other pixels: close, not the same
+    fixed = float(cpsnr(*rgb, border=3, valid=torch.from_numpy(sm)[None])[0])
+    assert fixed != pytest.approx(want, rel=1e-9) and abs(fixed - want) < 1.0
+    with pytest.raises(InputError, match="not both"):
+        cpsnr(*rgb, border=3, valid=torch.from_numpy(sm)[None],
+              target_valid=torch.from_numpy(sm)[None])
+    with pytest.raises(InputError, match="mode 'challenge'"):
+        CPSNR(3, mode="reference", valid_is="target")

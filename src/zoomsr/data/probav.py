@@ -44,9 +44,10 @@ Facts this module relies on, and where they come from:
 Scoring with :func:`zoomsr.metrics.cpsnr.cpsnr`: it takes ``[B, 3, H, W]`` images, so repeat the
 single band (``x.expand(-1, 3, -1, -1)``, which leaves the score unchanged), and pass
 ``border=3`` (the challenge crops 3 px and tries shifts of -3..3; the metric's default is 4).
-Its ``valid`` mask (``hr_valid`` here) is used over the pixels clear throughout the shift range
-(the same pixels at every shift), where the challenge uses the clear pixels of each shifted HR
-crop: scores agree where ``SM.png`` is all clear and can differ slightly elsewhere.
+Pass ``hr_valid`` as its ``target_valid`` (or use ``CPSNR(border=3, valid_is="target")``): the
+clear pixels of each shifted HR crop, the challenge's masked cPSNR exactly. (As ``valid``, a
+mask of both images, it is used over the pixels clear throughout the shift range, the same
+pixels at every shift: scores agree where ``SM.png`` is all clear and differ slightly elsewhere.)
 """
 
 from __future__ import annotations

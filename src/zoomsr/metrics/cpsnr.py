@@ -22,6 +22,11 @@ the same pixels at every shift, so no shift wins by comparing fewer or other pix
 other pixels at each offset anyway). An offset comparing fewer than ``CPSNR_MIN_SIDE ** 2``
 pixels is not tried; NaN where none is left. An image whose mask is all True is scored as
 without a mask, to the bit.
+
+With ``target_valid`` instead (``challenge`` only): the target's own quality mask, which moves
+with the target's crop: at each shift, bias and MSE over the target pixels of that crop it marks
+clear. This is the PROBA-V challenge's masked cPSNR exactly (its scorer crops the HR image and
+its status map SM together at each shift).
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ def cpsnr(
     max_offset: int = REFERENCE_MAX_OFFSET,
     return_shift: bool = False,
     valid: torch.Tensor | np.ndarray | None = None,
+    target_valid: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Clear PSNR in dB, per image.
 
@@ -137,6 +143,8 @@ def cpsnr(
             lines up with ``target[i + dy, j + dx]``.
         valid: ``[B, H, W]`` (or ``[B, 1, H, W]``) bool, True where a pixel is valid in both
             images: bias and MSE over valid pixels only (see the module docstring).
+        target_valid: ``challenge`` only, instead of ``valid``: ``[B, H, W]`` bool, the
+            target's clear pixels, cropped with the target at each shift (PROBA-V's SM).
 
     Returns:
         ``[B]`` float64 dB (``inf`` for a perfect match; NaN where a mask leaves no shift
@@ -147,7 +155,14 @@ def cpsnr(
     p, t = check_pair(pred, target, dtype=torch.float64)
     height, width = p.shape[-2:]
     check_border(border, height, width, minimum=CPSNR_MIN_SIDE)
-    v = check_valid(valid, p.shape, device=p.device)
+    if target_valid is not None:
+        if valid is not None:
+            raise InputError("give cPSNR valid (both images, fixed) or target_valid (the "
+                             "target's, moving with its crop), not both")
+        if mode != "challenge":
+            raise InputError("target_valid is the challenge's masked cPSNR: mode 'challenge'")
+    moving = target_valid is not None
+    v = check_valid(target_valid if moving else valid, p.shape, device=p.device)
     partial = partial_rows(v)
     if mode == "challenge":
         h, w = height - 2 * border, width - 2 * border
@@ -157,7 +172,14 @@ def cpsnr(
             for dx in range(-border, border + 1)
         ]
         mse, shift = _search(p, t, offsets, (h, w))
-        if partial is not None:
+        if partial is not None and moving:
+            # the target's clear pixels in its crop at each shift (the challenge's scorer)
+            tv = v[partial].to(torch.float64)
+            m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w),
+                                            lambda py, px, ty, tx: tv[..., ty: ty + h,
+                                                                      tx: tx + w])
+            mse[partial.to(mse.device)], shift[partial.to(shift.device)] = m_mse, m_shift
+        elif partial is not None:
             # the prediction's pixels whose whole (2 border + 1)^2 neighbourhood is valid: the
             # same pixels at every shift, each compared with valid target pixels only
             sure = F.max_pool2d((~v[partial]).to(torch.float32), 2 * border + 1, stride=1) == 0
@@ -209,16 +231,30 @@ class CPSNR:
     name = "cpsnr"
     higher_is_better = True
 
-    def __init__(self, border: int = 4, mode: str = "challenge") -> None:
+    def __init__(self, border: int = 4, mode: str = "challenge",
+                 valid_is: str = "both") -> None:
+        """``valid_is``: what the ``valid`` mask it is called with is: ``"both"`` (pixels
+        valid in both images: :func:`cpsnr`'s ``valid``) or ``"target"`` (the target's
+        quality mask, moving with its crop: ``target_valid``, the PROBA-V challenge's masked
+        cPSNR, e.g. for :func:`~zoomsr.evaluation.evaluate_model`, which passes the HR's mask)."""
         if mode not in CPSNR_MODES:
             raise InputError(
                 f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})"
             )
+        if valid_is not in ("both", "target"):
+            raise InputError(f"valid_is must be 'both' or 'target', got {valid_is!r}")
+        if valid_is == "target" and mode != "challenge":
+            raise InputError("valid_is='target' is the challenge's masked cPSNR: mode "
+                             "'challenge'")
         self.border = check_border_value(border)
         self.mode = mode
+        self.valid_is = valid_is
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor,
                  valid: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, 3, H, W]`` pair (and a ``[B, H, W]`` valid mask) -> ``[B]`` dB."""
+        if self.valid_is == "target":
+            return cast(torch.Tensor, cpsnr(pred, target, border=self.border, mode=self.mode,
+                                            target_valid=valid))
         return cast(torch.Tensor, cpsnr(pred, target, border=self.border, mode=self.mode,
                                         valid=valid))
