@@ -55,7 +55,12 @@ def test_a_checkpoint_scored_on_probav_equals_evaluate_model(cli, probav_highres
     assert rows[0]["pred"] == "generator.pth" and rows[0]["target"] == "PROBAVDataset"
     from zoomsr.metrics import CPSNR, PSNR
 
-    exact = evaluate_model(model, ds, {"psnr": PSNR(3), "cpsnr": CPSNR(3)}, device="cpu")
+    # the HR's mask moves with its crop in cPSNR's shifts: the challenge's scorer
+    exact = evaluate_model(model, ds, {"psnr": PSNR(3), "cpsnr": CPSNR(3, valid_is="target")},
+                           device="cpu")
+    fixed = evaluate_model(model, ds, {"cpsnr": CPSNR(3)}, device="cpu")
+    assert any(f["cpsnr"] != pytest.approx(w["cpsnr"], rel=1e-9)
+               for f, w in zip(fixed.rows, exact.rows, strict=True))
     for row, w in zip(rows, exact.rows, strict=True):
         assert float(row["psnr"]) == pytest.approx(w["psnr"], rel=1e-9)
         assert float(row["cpsnr"]) == pytest.approx(w["cpsnr"], rel=1e-9)

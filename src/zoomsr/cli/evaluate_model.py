@@ -170,6 +170,12 @@ def evaluate_model_command(
     ds = open_dataset(dataset, data, split, **options, n_images=frames, layout=scoring.layout,
                       train=False)
     built = create_metrics(names, metric_opts)
+    if "cpsnr" in built and cpsnr_mode == "challenge":
+        from zoomsr.metrics import CPSNR
+
+        # the items' masks are the HR's own (PROBA-V's SM): moving with its crop at each shift,
+        # as the challenge's scorer has it
+        built["cpsnr"] = CPSNR(border, cpsnr_mode, valid_is="target")
     with progress_callback("scoring", progress) as update:
         result = evaluate_model(scoring.module, ds, built, batch_size=batch_size, device=device,
                                 num_workers=workers, progress=update, seed=seed, nodata=masks,
