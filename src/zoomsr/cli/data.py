@@ -53,12 +53,31 @@ def check(
         None, "--scale", help="NAIP chunk = 32*scale px (default: the scale recorded in "
         "zoomsr_dataset.json, else 4; another value is used with a warning)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
+    dataset: str = typer.Option(
+        "s2naip", "--dataset", help="s2naip, or a benchmark dataset as unpacked (probav, "
+        "worldstrat, oli2msi): then every item of every split (or --split) is read."),
+    split: list[str] = typer.Option(
+        [], "--split", help="With a benchmark --dataset: only this split (repeatable)."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="With a benchmark --dataset: key=value for its loader "
+        "(e.g. -o bands=NIR).", metavar="KEY=VALUE"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """List every problem in a dataset; exit 1 if there is any error (or warning with --strict)."""
     from zoomsr.data.bands import validate_bands
     from zoomsr.data.check import check_dataset
+    from zoomsr.data.datasets import dataset_class
 
+    dataset_class(dataset)  # a known name
+    if dataset.lower() != "s2naip":
+        if bands or scale is not None:
+            raise InputError("--bands and --scale check S2-NAIP datasets; give a benchmark "
+                             "dataset's options with -o key=value")
+        _check_benchmark(root, dataset.lower(), split, option, progress)
+        return
+    if split or option:
+        raise InputError("--split and --option apply to a benchmark --dataset (probav, "
+                         "worldstrat, oli2msi)")
     _check_scale(scale)
     # every tile needs tci anyway; the order that matters for model inputs means nothing here
     names = [b.strip().lower() for b in bands.split(",") if b.strip()]
@@ -70,6 +89,28 @@ def check(
     typer.echo(f"{report.root}: {report.n_pairs} pairs, {report.n_tiles} tiles, "
                f"{n_err} error(s), {n_warn} warning(s)")
     if n_err or (strict and n_warn):
+        raise typer.Exit(1)
+
+
+def _check_benchmark(root: Path, dataset: str, splits: list[str], option: list[str],
+                     progress: bool) -> None:
+    """``zoomsr data check --dataset NAME``: every item of each split read, each problem one
+    line; exit 1 if any."""
+    from zoomsr.cli.evaluate_model import parse_options
+    from zoomsr.data.datasets import check_items
+    from zoomsr.progress import progress_callback
+
+    options = parse_options(option)
+    with progress_callback(f"checking {dataset}", progress) as update:
+        results = check_items(dataset, root, splits or None, progress=update, **options)
+    n_problems = 0
+    for found in results:
+        for problem in found.problems:
+            typer.echo(f"error: {problem}")
+        n_problems += len(found.problems)
+    counts = ", ".join(f"{r.split} {r.items} item(s)" for r in results)
+    typer.echo(f"{root}: {dataset}: {counts}, {n_problems} error(s)")
+    if n_problems:
         raise typer.Exit(1)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -18,7 +20,7 @@ from zoomsr.data.oli2msi import OLI2MSIDataset
 from zoomsr.data.probav import PROBAVDataset
 from zoomsr.data.s2naip import S2NAIPDataset
 from zoomsr.data.worldstrat import WorldStratDataset
-from zoomsr.errors import ConfigError
+from zoomsr.errors import ConfigError, DataError
 
 #: Dataset name -> class: S2-NAIP (the paper's) and the other benchmark datasets.
 DATASETS: dict[str, type[Dataset]] = {
@@ -78,3 +80,64 @@ def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = No
         else:
             kwargs["split"] = split
     return cls(root, **kwargs)
+
+
+#: Frames asked of each item by :func:`check_items`: as many as the dataset has per sample
+#: at most (PROBA-V's image sets hold 9 to 35, WorldStrat's areas up to 16 revisits, OLI2MSI
+#: one image), so every frame file is read (the loaders repeat the ranked frames when asked
+#: for more than a sample has).
+CHECK_FRAMES = {"probav": 35, "worldstrat": 16, "oli2msi": 1}
+
+
+@dataclass
+class SplitCheck:
+    """What :func:`check_items` found in one split."""
+
+    split: str
+    items: int
+    problems: list[str] = field(default_factory=list)  # one line each, naming the file
+
+
+def dataset_splits(name: str) -> tuple[str, ...]:
+    """The splits of benchmark dataset ``name`` (its module's ``SPLITS``)."""
+    import sys
+
+    return tuple(getattr(sys.modules[dataset_class(name).__module__], "SPLITS", ()))
+
+
+def check_items(name: str, root: str | os.PathLike[str],
+                splits: Sequence[str] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                **options: Any) -> list[SplitCheck]:
+    """Read every item (every frame file, HR and mask) of benchmark dataset ``name`` in
+    ``splits`` (default: all of its splits) and collect what cannot be read, one line each.
+
+    A split that cannot be opened at all (a missing folder) is one problem of its own.
+    ``progress(done, total)`` after each item of a split. S2-NAIP has its own, finer check
+    (:func:`zoomsr.data.check.check_dataset`).
+    """
+    if dataset_class(name) is S2NAIPDataset:
+        raise ConfigError("S2-NAIP is checked by zoomsr.data.check.check_dataset "
+                          "(`zoomsr data check ROOT`)")
+    check_dataset_options(name, options)
+    reserved = {"n_images", "train", "split"} & set(options)
+    if reserved:
+        raise ConfigError(f"{', '.join(sorted(reserved))}: set by the check")
+    results = []
+    for split in splits or dataset_splits(name):
+        try:
+            ds = open_dataset(name, root, split, **options,
+                              n_images=CHECK_FRAMES[name.lower()])
+        except DataError as exc:
+            results.append(SplitCheck(split, 0, [str(exc)]))
+            continue
+        found = SplitCheck(split, len(ds))  # type: ignore[arg-type]
+        for i in range(found.items):
+            try:
+                ds[i]
+            except DataError as exc:
+                found.problems.append(str(exc))
+            if progress is not None:
+                progress(i + 1, found.items)
+        results.append(found)
+    return results
