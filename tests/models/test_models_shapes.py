@@ -29,7 +29,7 @@ def test_tiny_configs_cover_every_model() -> None:
     assert sorted(TINY) == sorted(MODELS)
 
 
-@pytest.mark.parametrize("scale", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 8, 16])
 @pytest.mark.parametrize(("frames", "channels", "height", "width"), [(1, 3, 8, 12), (2, 4, 16, 8)])
 def test_rrdbnet_shapes(scale: int, frames: int, channels: int, height: int, width: int) -> None:
     model = create_model(
@@ -54,7 +54,23 @@ def test_rrdbnet_rejects_bad_input() -> None:
     with pytest.raises(InputError, match="divisible by 4"):
         model(torch.rand(1, 6, 10, 8))
     with pytest.raises(ConfigError, match="scale"):
-        create_model("rrdbnet", scale=3)
+        create_model("rrdbnet", scale=5)
+
+
+def test_rrdbnet_x3_is_one_nearest_x3_upsample_named_as_published():
+    """x3 (OLI2MSI, PROBA-V): conv_up1 after one nearest x3; its tensors are the x4 model's
+    less conv_up2, so a x4 checkpoint's trunk warm-starts it by name."""
+    kw = {"num_in_ch": 3, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    x3, x4 = create_model("rrdbnet", scale=3, **kw), create_model("rrdbnet", scale=4, **kw)
+    assert set(x4.state_dict()) - set(x3.state_dict()) == {"conv_up2.weight", "conv_up2.bias"}
+    assert set(x3.state_dict()) < set(x4.state_dict())
+    x = torch.rand(1, 3, 5, 7)
+    feat = x3.conv_first(x)
+    feat = feat + x3.conv_body(x3.body(feat))
+    up = x3.lrelu(x3.conv_up1(torch.nn.functional.interpolate(feat, scale_factor=3)))
+    want = x3.conv_last(x3.lrelu(x3.conv_hr(up)))
+    with torch.no_grad():
+        assert torch.equal(x3(x), want.detach())
 
 
 @pytest.mark.parametrize("name", ["srcnn", "highresnet"])

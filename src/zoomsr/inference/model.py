@@ -375,6 +375,13 @@ def build_inference_model(
         path = require_checkpoint_file(weights, " (give a checkpoint file, or a name that "
                                        "`zoomsr weights list` shows)")
         checkpoint = read_checkpoint(path)
+        trained_on = checkpoint.extra.get("dataset")
+        if trained_on not in (None, "s2naip"):
+            # e.g. OLI2MSI's Landsat-8 reflectance, PROBA-V's one band: not what infer feeds
+            raise ConfigError(
+                f"{path}: trained on the {trained_on} dataset, not on Sentinel-2 TCI/bands as "
+                "`zoomsr infer` feeds them; score it on its dataset with `zoomsr "
+                "evaluate-model` (or zoomsr.evaluation.evaluate_model)")
         if bands is None:
             bands = checkpoint_bands(checkpoint)
         if model is None:

@@ -14,9 +14,12 @@ from torch import Tensor, nn
 from zoomsr.errors import InputError
 from zoomsr.validate import check_int
 
-# scale -> (pixel-unshuffle factor applied to the input, number of nearest x2 upsamples).
-# Scales 1 and 2 shrink the input first and keep the x4 trunk, as the reference does.
-_SCALES = {1: (4, 2), 2: (2, 2), 4: (1, 2), 8: (1, 3), 16: (1, 4)}
+# scale -> (pixel-unshuffle factor applied to the input, the nearest upsamples' factors, each
+# followed by conv_up{i}). Scales 1 and 2 shrink the input first and keep the x4 trunk, as the
+# reference does. Scale 3 (OLI2MSI, PROBA-V) is zoomsr's: one nearest x3 and conv_up1 (the
+# reference's RRDBNet, given scale 3, upsampled x4); no published checkpoint has it.
+_SCALES = {1: (4, (2, 2)), 2: (2, (2, 2)), 3: (1, (3,)), 4: (1, (2, 2)), 8: (1, (2, 2, 2)),
+           16: (1, (2, 2, 2, 2))}
 
 
 def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -69,7 +72,8 @@ class RRDBNet(nn.Module):
 
     ``num_in_ch`` is ``T * C`` (e.g. 24 for 8 RGB images), frames stacked frame-major on the
     channel axis (see :func:`zoomsr.layout.frames_to_channels`). Values in [0, 1]; the
-    output is not clamped. ``scale`` is 1, 2, 4, 8 or 16; for scales 1 and 2, ``H`` and ``W``
+    output is not clamped. ``scale`` is 1, 2, 3, 4, 8 or 16 (3: one nearest x3 upsample, a
+    zoomsr extension); for scales 1 and 2, ``H`` and ``W``
     must be divisible by 4 and 2 (the input is pixel-unshuffled first); any size otherwise.
     """
 
@@ -104,13 +108,12 @@ class RRDBNet(nn.Module):
         }
         self.num_in_ch = num_in_ch
         self.scale = scale
-        self.unshuffle, upsamples = _SCALES[scale]
+        self.unshuffle, self.upsample_factors = _SCALES[scale]
 
         self.conv_first = _conv3x3(num_in_ch * self.unshuffle**2, num_feat)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
         self.conv_body = _conv3x3(num_feat, num_feat)
-        self.num_upsamples = upsamples
-        for index in range(1, upsamples + 1):
+        for index in range(1, len(self.upsample_factors) + 1):
             self.add_module(f"conv_up{index}", _conv3x3(num_feat, num_feat))
         self.conv_hr = _conv3x3(num_feat, num_feat)
         self.conv_last = _conv3x3(num_feat, num_out_ch)
@@ -139,7 +142,7 @@ class RRDBNet(nn.Module):
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        for index in range(1, self.num_upsamples + 1):
+        for index, factor in enumerate(self.upsample_factors, 1):
             conv = getattr(self, f"conv_up{index}")
-            feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+            feat = self.lrelu(conv(F.interpolate(feat, scale_factor=factor, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))

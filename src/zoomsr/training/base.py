@@ -139,11 +139,12 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
 
 
 def discriminator_config(cfg: TrainConfig) -> dict[str, Any]:
-    """ESRGAN's U-Net discriminator arguments: 3 input channels (an RGB image), plus the LR
-    stack's ``n_images * channels`` with ``losses.gan.feed_lr``."""
+    """ESRGAN's U-Net discriminator arguments: the HR image's channels (3, RGB, for S2-NAIP;
+    the benchmark dataset's otherwise), plus the LR stack's ``n_images * channels`` with
+    ``losses.gan.feed_lr``."""
     d = cfg.discriminator
     lr_channels = cfg.data.n_images * cfg.channels
-    return {"num_in_ch": 3 + (lr_channels if cfg.losses.gan.feed_lr else 0),
+    return {"num_in_ch": cfg.hr_channels + (lr_channels if cfg.losses.gan.feed_lr else 0),
             "num_feat": d.num_feat, "skip_connection": d.skip_connection}
 
 
@@ -220,7 +221,8 @@ class SRModule(L.LightningModule):
         return out[:, 0] if out.ndim == 5 else out
 
     def super_resolve(self, lr: Tensor, batch_idx: int = 0) -> Tensor:
-        """SR image ``[B, 3, H, W]`` (not clamped) of ``lr`` by :attr:`inference_generator`."""
+        """SR image ``[B, C, H, W]`` (not clamped; C: the HR's channels, 3 for S2-NAIP) of
+        ``lr`` by :attr:`inference_generator`."""
         return self._as_image(self.inference_generator(lr))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -290,22 +292,61 @@ class SRModule(L.LightningModule):
         return self._metrics
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Log ``val/l1`` and ``val/METRIC`` of the batch.
+
+        S2-NAIP batches (RGB, no mask) are scored as they are. Benchmark batches carry the HR's
+        quality mask (``hr_valid``): L1 and the metrics are over its valid pixels (the
+        metrics' ``valid``, as :func:`zoomsr.evaluation.evaluate_model` scores), and images of
+        one band are scored repeated to RGB, of four (RGB + NIR) on their RGB
+        (:func:`zoomsr.evaluation.model_eval.as_rgb`). An image the metric cannot score (NaN:
+        no valid pixel, or too few for LPIPS / CLIPScore) is left out of the mean.
+        """
         lr, hr = batch["lr"], batch["hr"]
         sr = self.super_resolve(lr, batch_idx).float().clamp(0, 1)
         size = hr.shape[0]
-        self.log("val/l1", F.l1_loss(sr, hr), sync_dist=True, batch_size=size, prog_bar=True)
-        for name, metric in self._val_metrics().items():
-            score = metric(sr, hr).float().mean().to(self.device)
-            self.log(f"val/{name}", score, sync_dist=True, batch_size=size)
+        valid = batch.get("hr_valid")
+        if valid is None and hr.shape[1] == 3:  # S2-NAIP
+            self.log("val/l1", F.l1_loss(sr, hr), sync_dist=True, batch_size=size,
+                     prog_bar=True)
+            for name, metric in self._val_metrics().items():
+                score = metric(sr, hr).float().mean().to(self.device)
+                self.log(f"val/{name}", score, sync_dist=True, batch_size=size)
+        else:
+            self._log_masked(sr, hr.float(), valid)
         n = self.cfg.val.grid_images
         if batch_idx == 0 and n and self.trainer.is_global_zero:
             self._grid = (lr[:n].detach().cpu(), sr[:n].detach().cpu(), hr[:n].detach().cpu())
+
+    def _log_masked(self, sr: Tensor, hr: Tensor, valid: Tensor | None) -> None:
+        """The metrics of a benchmark batch (:meth:`validation_step`). Each mean weighs the
+        images it scores; a batch with none (no valid pixel) weighs 0, logged all the same:
+        every process must log the same keys for their epoch means to be reduced together."""
+        from zoomsr.evaluation.model_eval import as_rgb
+        from zoomsr.losses.pixel import l1_loss
+
+        if valid is not None and bool(valid.all()):
+            valid = None  # scored as without a mask (the same values, to the bit)
+        size = hr.shape[0]
+        if valid is None:
+            l1, images = F.l1_loss(sr, hr), size
+        else:
+            images = int(valid.flatten(1).any(1).sum())
+            l1 = l1_loss(sr, hr, valid[:, None]) if images else sr.new_zeros(())
+        self.log("val/l1", l1, sync_dist=True, batch_size=images, prog_bar=True)
+        pred, target = as_rgb(sr), as_rgb(hr)
+        for name, metric in self._val_metrics().items():
+            scores = (metric(pred, target) if valid is None
+                      else metric(pred, target, valid=valid)).float().to(self.device)
+            scored = ~torch.isnan(scores)
+            count = int(scored.sum())
+            mean = scores[scored].mean() if count else scores.new_zeros(())
+            self.log(f"val/{name}", mean, sync_dist=True, batch_size=count)
 
     def on_validation_epoch_end(self) -> None:
         grid, self._grid = self._grid, None
         if grid is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        image = lr_sr_hr_grid(*grid)
+        image = lr_sr_hr_grid(*grid, channels=self.cfg.channels)
         step = self.global_step
         path = Path(self.trainer.default_root_dir) / "samples" / f"val_step{step:07d}.png"
         write_png(path, image)
@@ -322,18 +363,26 @@ class SRModule(L.LightningModule):
         checkpoint[CONFIG_KEY] = self.cfg.to_dict()
 
 
-def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor) -> np.ndarray:
+def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor, channels: int = 3) -> np.ndarray:
     """One row per sample: first LR time step (nearest-upsampled), SR, HR; ``[H, W, 3]`` uint8.
 
-    ``lr`` is ``[B, T*C, h, w]`` or ``[B, T, C, h, w]`` with the TCI (RGB) channels first.
+    ``lr`` is ``[B, T*C, h, w]`` (``channels`` = C) or ``[B, T, C, h, w]`` with the TCI (RGB)
+    channels first; images of fewer than 3 channels show their first in grey, of more their
+    first 3.
     """
     from torchvision.utils import make_grid
 
-    first = lr[:, 0, :3] if lr.ndim == 5 else lr[:, :3]
+    first = lr[:, 0, :3] if lr.ndim == 5 else lr[:, :min(3, channels)]
     up = F.interpolate(first.float(), size=hr.shape[-2:], mode="nearest")
-    tiles = torch.stack([up, sr.float(), hr.float()], dim=1).flatten(0, 1).clamp(0, 1)
+    tiles = torch.stack([_rgb_view(up), _rgb_view(sr.float()), _rgb_view(hr.float())],
+                        dim=1).flatten(0, 1).clamp(0, 1)
     grid = make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _rgb_view(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` as 3 channels to show: the first 3, or the first repeated."""
+    return x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
 
 
 __all__ = ["CONFIG_KEY", "SRModule", "build_discriminator", "build_generator",

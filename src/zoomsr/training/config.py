@@ -6,7 +6,9 @@ before any work starts: an unknown key or a value of the wrong type raises
 ``model.config`` holds the model's constructor arguments, checked against
 :func:`zoomsr.models.config_fields`; its channel counts and scale are derived from ``data``
 when left out (``num_in_ch = n_images * channels`` for RRDBNet, ``revisits = n_images`` for
-SRCNN/HighRes-net...), and checked against it when given.
+SRCNN/HighRes-net, output channels = the HR images'...), and checked against it when given.
+``data.dataset`` chooses S2-NAIP or a benchmark dataset (PROBA-V, WorldStrat, OLI2MSI), whose
+``data.options`` are checked by name here, before any data are read.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from zoomsr.models import config_fields, parse_config
 from zoomsr.validate import check_config_values
 
 Task = Literal["regression", "esrgan", "sr3"]
+#: ``data.dataset`` of the paper's own dataset; the others are the benchmark datasets.
+S2NAIP = "s2naip"
 #: Which generators each task trains.
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "regression": ("srcnn", "highresnet", "rrdbnet"),
@@ -64,9 +68,24 @@ class DiscriminatorSection:
 
 @dataclass
 class DataSection:
-    """The S2-NAIP dataset, its train/val split and the loaders."""
+    """The dataset (S2-NAIP, or a benchmark dataset by name), its train/val split and the
+    loaders.
 
+    ``dataset`` is S2-NAIP (``s2naip``, the default) or one of the other benchmark datasets of
+    :data:`zoomsr.data.DATASETS` (``probav``, ``worldstrat``, ``oli2msi``), read by its loader
+    with ``options`` (its keyword arguments, checked by name at load). For those, the keys
+    below marked S2-NAIP only must keep their defaults, the input channels come from the
+    dataset, ``scale`` must be the dataset's (PROBA-V and OLI2MSI: 3; WorldStrat: it is passed
+    to the loader as its ``scale``), and the validation set is the dataset's own ``val`` split
+    (WorldStrat) or ``val_fraction`` of its train split held out by ``split_seed`` (PROBA-V
+    image sets, OLI2MSI pairs).
+    """
+
+    dataset: str = "s2naip"
     root: str | None = None
+    #: keyword options of a benchmark dataset's loader (e.g. PROBA-V ``bands: NIR``,
+    #: OLI2MSI ``crop: 40``, WorldStrat ``hr_kind: rgb``); S2-NAIP takes none
+    options: dict[str, Any] = field(default_factory=dict)
     bands: list[str] = field(default_factory=lambda: ["tci"])
     n_images: int = 8
     scale: int = 4
@@ -83,6 +102,11 @@ class DataSection:
     max_val_pairs: int | None = 256
     tile_weights: str | None = None  # JSON {tile: weight} for the weighted sampler
     tile_weight_default: float | None = None  # weight of tiles absent from that file
+
+    @property
+    def benchmark(self) -> bool:
+        """Whether the dataset is one of the other benchmark datasets (not S2-NAIP)."""
+        return self.dataset != S2NAIP
 
 
 @dataclass
@@ -214,8 +238,19 @@ class TrainConfig:
 
     @property
     def channels(self) -> int:
-        """Channels per Sentinel-2 time step (3 for tci, +1 per extra band)."""
+        """Channels per input frame: per Sentinel-2 time step of S2-NAIP (3 for tci, +1 per
+        extra band), or the benchmark dataset's (its loader's ``channels``)."""
+        if self.data.benchmark:
+            return dataset_channels(self.data)[0]
         return sum(band_channels(b) for b in self.data.bands)
+
+    @property
+    def hr_channels(self) -> int:
+        """Channels of the HR images (the model's output): 3 (RGB) for S2-NAIP and OLI2MSI,
+        1 for PROBA-V, WorldStrat's HR bands (3 for RGB, 4 for RGB+NIR, 1 for PAN)."""
+        if self.data.benchmark:
+            return dataset_channels(self.data)[1]
+        return 3
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready dict (round-trips through :func:`config_from_dict`)."""
@@ -239,6 +274,8 @@ def _type_name(annotation: Any) -> str:
         return f"a list of {plural.get(item, _type_name(item))}"
     if origin is dict:
         item = typing.get_args(annotation)[1]
+        if item is Any:
+            return "a mapping of names to values"
         return f"a mapping to {plural.get(item, _type_name(item))}"
     if dataclasses.is_dataclass(annotation):
         return "a mapping"
@@ -453,13 +490,22 @@ def dump_config(cfg: TrainConfig) -> str:
 
 
 def _derived_model_config(cfg: TrainConfig) -> dict[str, Any]:
-    t, c = cfg.data.n_images, cfg.channels
+    t, c, out = cfg.data.n_images, cfg.channels, cfg.hr_channels
     name = cfg.model.name
     if name == "rrdbnet":
-        return {"num_in_ch": t * c, "num_out_ch": 3, "scale": cfg.data.scale}
+        return {"num_in_ch": t * c, "num_out_ch": out, "scale": cfg.data.scale}
     if name == "sr3":
-        return {"in_channels": t * c, "out_channels": 3, "scale": cfg.data.scale}
-    return {"in_channels": c, "revisits": t, "out_channels": 3, "zoom_factor": cfg.data.scale}
+        return {"in_channels": t * c, "out_channels": out, "scale": cfg.data.scale}
+    return {"in_channels": c, "revisits": t, "out_channels": out, "zoom_factor": cfg.data.scale}
+
+
+def _data_words(cfg: TrainConfig) -> str:
+    """Where the derived channel counts come from, for messages."""
+    d = cfg.data
+    if d.benchmark:
+        return (f"data.n_images={d.n_images}, the {d.dataset} dataset's {cfg.channels} input "
+                f"and {cfg.hr_channels} HR channel(s), data.scale={d.scale}")
+    return f"data.n_images={d.n_images}, data.bands={','.join(d.bands)}, data.scale={d.scale}"
 
 
 def _check_model_config(cfg: TrainConfig) -> None:
@@ -489,8 +535,7 @@ def _check_model_config(cfg: TrainConfig) -> None:
         if key in checked and checked[key] != value:
             raise ConfigError(
                 f"model.config.{key}={checked[key]} disagrees with the data section "
-                f"(expected {value} from data.n_images={cfg.data.n_images}, "
-                f"data.bands={','.join(cfg.data.bands)}, data.scale={cfg.data.scale}); "
+                f"(expected {value} from {_data_words(cfg)}); "
                 "leave it out to derive it"
             )
         checked.setdefault(key, value)
@@ -510,10 +555,17 @@ def validate_config(cfg: TrainConfig) -> None:
             f"config key 'model.name': task {cfg.task} trains "
             f"{', '.join(TASK_MODELS[cfg.task])}, got {cfg.model.name!r}"
         )
+    _check_dataset_name(cfg.data)
+    if cfg.data.benchmark:
+        _check_benchmark_data(cfg)  # before the bands: they must be left out
     try:
         cfg.data.bands = list(validate_bands(cfg.data.bands))
     except InputError as exc:
         raise ConfigError(f"config key 'data.bands': {exc}") from None
+    if not cfg.data.benchmark and cfg.data.options:
+        raise ConfigError("config key 'data.options' applies to the benchmark datasets "
+                          f"(data.dataset: {', '.join(_benchmark_names())}); S2-NAIP is read "
+                          "as the data section's own keys say: remove it")
     d, t, o = cfg.data, cfg.trainer, cfg.optim
     for key, value in [
         ("data.n_images", d.n_images), ("data.scale", d.scale),
@@ -619,20 +671,51 @@ def _check_milestones(milestones: list[int]) -> None:
                               f"learning rate is multiplied by optim.gamma there), got {step}")
 
 
+def _hr_size(cfg: TrainConfig) -> tuple[int | None, str, str]:
+    """The side (px) of the HR images training and validation see (None: not known before
+    the data are read), and how messages call them (with and without the scale)."""
+    d = cfg.data
+    if not d.benchmark:
+        from zoomsr.grid import LR_PIXELS
+
+        return LR_PIXELS * d.scale, f"NAIP images (data.scale {d.scale})", "NAIP images"
+    opts = d.options
+    if d.dataset == "probav":
+        from zoomsr.data.probav import HR_SIZE
+
+        side: int | None = HR_SIZE
+    elif d.dataset == "oli2msi":
+        from zoomsr.data.oli2msi import LR_SIZE
+
+        crop, lr_size = opts.get("crop"), opts.get("lr_size", LR_SIZE)
+        lr_side = crop if crop is not None else lr_size
+        side = 3 * lr_side if _is_int(lr_side) else None
+    else:  # worldstrat: LR frames resized to lr_size, HR to scale times that
+        lr_size = opts.get("lr_size", 160)
+        side = d.scale * lr_size if _is_int(lr_size) else None
+    what = f"HR images of the {d.dataset} dataset"
+    return side, what, what
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _check_sizes(cfg: TrainConfig) -> None:
-    """What must fit the NAIP images (32 * data.scale px a side), checked before any work: a
-    too wide val.border failed at the first validation, a too wide SSIM loss window at the
-    first step (hours in, with the paper configs' 5000-step validations)."""
-    from zoomsr.grid import LR_PIXELS
+    """What must fit the HR images (S2-NAIP: the NAIP images, 32 * data.scale px a side),
+    checked before any work: a too wide val.border failed at the first validation, a too wide
+    SSIM loss window at the first step (hours in, with the paper configs' 5000-step
+    validations)."""
     from zoomsr.metrics.psnr_ssim import SSIM_WINDOW
 
-    hr = LR_PIXELS * cfg.data.scale
+    hr, what, images = _hr_size(cfg)
+    if hr is None:
+        return  # native sizes (lr_size: null): known once read
     border = cfg.val.border
     need = SSIM_WINDOW if "ssim" in cfg.val.metrics else 1
     if hr - 2 * border < need:
         raise ConfigError(f"config key 'val.border': {border} px leaves less than {need} px of "
-                          f"the {hr} x {hr} px NAIP images (data.scale {cfg.data.scale}); use "
-                          f"at most {(hr - need) // 2}")
+                          f"the {hr} x {hr} px {what}; use at most {(hr - need) // 2}")
     pixel = cfg.losses.pixel
     for key, window, used in (
             ("ssim.window", cfg.losses.ssim.window, cfg.losses.ssim.weight > 0),
@@ -640,12 +723,158 @@ def _check_sizes(cfg: TrainConfig) -> None:
              pixel.weight > 0 and pixel.type in ("ssim", "worldstrat"))):
         if cfg.task != "sr3" and used and window > hr:
             raise ConfigError(f"config key 'losses.{key}': {window} px is larger than the "
-                              f"{hr} x {hr} px NAIP images; use at most {hr - 1 + hr % 2}")
+                              f"{hr} x {hr} px {images}; use at most {hr - 1 + hr % 2}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark datasets (PROBA-V, WorldStrat, OLI2MSI)
+
+#: Loader options that training sets itself, and what sets them.
+_TRAINING_SETS = {
+    "root": "data.root",
+    "split": "the train/val split (WorldStrat's own val split, or data.val_fraction of train)",
+    "train": "training (random frames in training, the cleanest in validation)",
+    "seed": "data.val_seed",
+    "layout": "model.name (the generator's input layout)",
+    "n_images": "data.n_images",
+    "scale": "data.scale",
+    "pairs": "the held-out split (data.val_fraction, data.split_seed)",
+}
+
+#: S2-NAIP's keys that mean nothing for a benchmark dataset (they must keep their defaults),
+#: and why, with what to use instead.
+_S2NAIP_ONLY = {
+    "bands": "it names S2-NAIP's Sentinel-2 bands; {bands}",
+    "splits": "{split}",
+    "split_group": "it groups S2-NAIP's neighbouring tiles; {split}",
+    "tile_weights": "it weights S2-NAIP's tiles",
+    "tile_weight_default": "it weights S2-NAIP's tiles",
+}
+
+_BANDS_INSTEAD = {
+    "probav": "choose PROBA-V's band with data.options.bands (NIR, RED or both)",
+    "worldstrat": "choose WorldStrat's with data.options.lr_bands (and hr_kind, hr_bands)",
+    "oli2msi": "OLI2MSI is RGB only",
+}
+
+
+def _benchmark_names() -> list[str]:
+    from zoomsr.data.datasets import DATASETS
+
+    return [name for name in DATASETS if name != S2NAIP]
+
+
+def _check_dataset_name(d: DataSection) -> None:
+    from zoomsr.data.datasets import DATASETS
+
+    name = str(d.dataset).lower()
+    if name not in DATASETS:
+        raise ConfigError(f"config key 'data.dataset': unknown dataset {d.dataset!r} (expected "
+                          f"one of {', '.join(DATASETS)})")
+    d.dataset = name
+
+
+def _split_words(name: str) -> str:
+    if name == "worldstrat":
+        return "the worldstrat dataset validates on its own val split"
+    return (f"the {name} dataset validates on data.val_fraction of its train split, held out "
+            "by data.split_seed")
+
+
+def dataset_channels(d: DataSection) -> tuple[int, int]:
+    """(LR channels per frame, HR channels) of benchmark dataset ``d.dataset`` under
+    ``d.options``, without reading it; :class:`ConfigError` naming ``data.options.KEY`` for a
+    band option the loader would refuse."""
+    if d.dataset == "probav":
+        return 1, 1
+    if d.dataset == "oli2msi":
+        from zoomsr.data.oli2msi import CHANNELS
+
+        return CHANNELS, CHANNELS
+    from zoomsr.data import worldstrat as ws
+
+    o = d.options
+    level, kind = o.get("level", "L2A"), o.get("hr_kind", "ps")
+    for key, value, choices in (("level", level, ws.LEVEL_BANDS), ("hr_kind", kind, ws.HR_KINDS)):
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"config key 'data.options.{key}' must be one of "
+                              f"{', '.join(choices)}, got {value!r}")
+    parsed = []
+    for key, parse, value in (
+            ("lr_bands", ws._parse_lr_bands, (o.get("lr_bands", ("B04", "B03", "B02")), level)),
+            ("hr_bands", ws._parse_hr_bands, (o.get("hr_bands"), kind))):
+        bands = value[0]
+        if bands is not None and not isinstance(bands, (str, list, tuple)):
+            raise ConfigError(f"config key 'data.options.{key}' must be a list of band names "
+                              f"or one comma-separated string, got {bands!r}")
+        try:
+            parsed.append(parse(*value))
+        except (ConfigError, TypeError, AttributeError) as exc:
+            text = first_line(exc).removeprefix(f"{key}: ")
+            raise ConfigError(f"config key 'data.options.{key}': {text}") from None
+    return len(parsed[0]), len(parsed[1])
+
+
+def _check_benchmark_data(cfg: TrainConfig) -> None:
+    """The data section of a benchmark dataset: its options by name, no S2-NAIP-only key, its
+    scale, and the losses and model its channels allow."""
+    from zoomsr.data.datasets import check_dataset_options, dataset_options
+
+    d = cfg.data
+    name = d.dataset
+    takes = dataset_options(name)
+    for key in d.options:
+        if key in _TRAINING_SETS and key in takes:
+            raise ConfigError(f"config key 'data.options.{key}' is set by training: use "
+                              f"{_TRAINING_SETS[key]}")
+        check_dataset_options(name, {key: d.options[key]}, f"config key 'data.options.{key}'")
+    defaults = DataSection()
+    for key, why in _S2NAIP_ONLY.items():
+        if getattr(d, key) != getattr(defaults, key):
+            text = why.format(bands=_BANDS_INSTEAD[name], split=_split_words(name))
+            raise ConfigError(f"config key 'data.{key}' applies to S2-NAIP only, not to the "
+                              f"{name} dataset ({text}): remove it")
+    if name == "worldstrat":
+        for key in ("val_fraction", "split_seed"):
+            if getattr(d, key) != getattr(defaults, key):
+                raise ConfigError(f"config key 'data.{key}' does not apply to the worldstrat "
+                                  "dataset (it validates on its own val split): remove it")
+    else:
+        from zoomsr.data.datasets import dataset_class
+
+        fixed = int(dataset_class(name).scale)  # type: ignore[attr-defined]
+        if d.scale != fixed:
+            raise ConfigError(f"config key 'data.scale' is {d.scale}, but the {name} dataset's "
+                              f"HR images are {fixed} times its LR size: set data.scale: "
+                              f"{fixed}")
+    _, hr_channels = dataset_channels(d)
+    if hr_channels == 2:
+        raise ConfigError("config key 'data.options.hr_bands': 2 HR bands; validation scores "
+                          "one band (repeated to RGB) or the first 3: choose 1, 3 or 4")
+    losses = cfg.losses
+    if cfg.task != "sr3" and hr_channels < 3:
+        for key, weight, what in (
+                ("perceptual", losses.perceptual.weight, "the VGG19 perceptual loss"),
+                ("clip", losses.clip.weight, "the CLIP loss")):
+            if weight > 0:
+                raise ConfigError(
+                    f"config key 'losses.{key}.weight': {what} compares RGB images, but the "
+                    f"{name} dataset's HR images have {hr_channels} channel: set it to 0 "
+                    "(the pixel, SSIM and GAN losses take any number of channels)")
+    if cfg.model.name == "rrdbnet":
+        from zoomsr.models.rrdbnet import _SCALES as RRDBNET_SCALES
+
+        if d.scale not in RRDBNET_SCALES:
+            raise ConfigError(
+                f"config key 'data.scale': rrdbnet upsamples x"
+                f"{', x'.join(map(str, RRDBNET_SCALES))}, not x{d.scale} (the {name} "
+                "dataset's scale): train srcnn or highresnet on it (task regression)")
 
 
 __all__ = [
     "MODEL_LAYOUTS",
     "TASK_MODELS",
+    "S2NAIP",
     "VAL_METRICS",
     "CLIPTerm",
     "DataSection",
@@ -662,6 +891,7 @@ __all__ = [
     "ValSection",
     "apply_overrides",
     "config_from_dict",
+    "dataset_channels",
     "dump_config",
     "load_config",
     "parse_override",

@@ -1,6 +1,10 @@
-"""Lightning data module over an S2-NAIP dataset: train/val split, loaders, weighted sampling.
+"""Lightning data modules: train/val split, loaders, resumable sampling.
 
-Split, in order of preference:
+:func:`build_datamodule` gives the one a config's ``data.dataset`` needs:
+:class:`S2NAIPDataModule` (the paper's dataset, below) or :class:`BenchmarkDataModule` (PROBA-V,
+WorldStrat, OLI2MSI, through :func:`zoomsr.data.datasets.open_dataset`; see its docstring).
+
+S2-NAIP's split, in order of preference:
 
 1. ``data.splits``: a JSON file ``{"train": [...], "val": [...], "test": [...]}`` whose
    entries are tile ids (``"{col}_{row}"``) or ``"{image_id}/{tile}"``;
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -22,15 +27,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from zoomsr.data import PairRecord, ResumableSampler, S2NAIPDataset, scan_pairs
 from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.layout import read_series, recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
-from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 from zoomsr.grid import LR_PIXELS, Tile, iter_neighbourhood
-from zoomsr.training.config import DataSection
+from zoomsr.training.config import DataSection, TrainConfig, dataset_channels
 
 
 def _read_splits(path: Path) -> dict[str, list[str]]:
@@ -153,7 +158,113 @@ def split_pairs(
     return train, val
 
 
-class S2NAIPDataModule(L.LightningDataModule):
+class TrainValDataModule(L.LightningDataModule):
+    """What the data modules share: the training loader drawn by a
+    :class:`~zoomsr.data.sampler.ResumableSampler` (``(index, sample_seed)`` draws, so each
+    sample's random choices follow from ``seed`` and the epoch), the module's state (saved in
+    each checkpoint: how far the epoch got, so a resumed run trains on what an uninterrupted
+    one would) and the validation loader. Subclasses build ``train_set`` and ``val_set``
+    (:meth:`_datasets`)."""
+
+    #: collate_fn of both loaders (None: torch's default)
+    collate_fn: Any = None
+
+    def __init__(self, cfg: DataSection, layout: str, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layout = layout
+        self.seed = seed
+        self.train_set: Any = None
+        self.val_set: Any = None
+        self.train_sampler: ResumableSampler | None = None
+        self._resume: tuple[int, int] | None = None  # from a checkpoint: (epoch, draws done)
+
+    def _datasets(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _train_weights(self, train_set: Any) -> torch.Tensor | None:
+        """Sampling weight of each training item (None: uniform)."""
+        return None
+
+    def check(self, val_limit: int | None = None) -> None:
+        raise NotImplementedError
+
+    def splits_doc(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        self._datasets()
+
+    def _world_size(self) -> int:
+        """Processes sharing the training set (1 before a trainer is attached)."""
+        trainer = getattr(self, "trainer", None)
+        return max(1, int(getattr(trainer, "world_size", 1) or 1))
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.cfg.num_workers
+        kwargs: dict[str, Any] = {
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+        }
+        if self.collate_fn is not None:
+            kwargs["collate_fn"] = self.collate_fn
+        return kwargs
+
+    def train_dataloader(self) -> DataLoader:
+        train_set, _ = self._datasets()
+        weights = self._train_weights(train_set)
+        trainer = getattr(self, "trainer", None)
+        rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
+        self.train_sampler = ResumableSampler(
+            len(train_set), self.seed, weights, num_replicas=self._world_size(), rank=rank)
+        if self._resume is not None:
+            self.train_sampler.resume_at(*self._resume)
+            self._resume = None
+        return DataLoader(
+            train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=self.train_sampler,
+            # Full batches only, unless a process's share of the split (DDP: 1/world size) is
+            # smaller than one batch (smoke runs): it would get no batch at all.
+            drop_last=self.train_sampler.num_samples >= self.cfg.batch_size,
+            **self._loader_kwargs(),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training draws are (saved in each checkpoint): the epoch, and how many of
+        its draws this process has trained on, so a resumed run goes on from the next one."""
+        trainer = getattr(self, "trainer", None)
+        sampler = getattr(self, "train_sampler", None)
+        if trainer is None or sampler is None:
+            return {}
+        # Lightning's count of the epoch's batches trained on; the loader itself has already
+        # fetched the next batch (and its workers more) by the time a checkpoint is written.
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return self.place(sampler.epoch, batches, batches >= trainer.num_training_batches)
+
+    def place(self, epoch: int, batches: int, epoch_over: bool) -> dict[str, int]:
+        """The state (:meth:`load_state_dict`) of a run ``batches`` batches into ``epoch``:
+        the next epoch's start when that one is over."""
+        if epoch_over:
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "draws": batches * self.cfg.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict and "draws" in state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["draws"]))
+
+    def val_dataloader(self) -> DataLoader:
+        _, val_set = self._datasets()
+        return DataLoader(
+            val_set,
+            batch_size=self.cfg.val_batch_size or self.cfg.batch_size,
+            shuffle=False,
+            **self._loader_kwargs(),
+        )
+
+
+class S2NAIPDataModule(TrainValDataModule):
     """Train and validation loaders for one config's ``data`` section.
 
     Training samples pick random valid time steps (``S2NAIPDataset(train=True)``) and may be
@@ -167,18 +278,13 @@ class S2NAIPDataModule(L.LightningDataModule):
     """
 
     def __init__(self, cfg: DataSection, layout: str, seed: int = 0) -> None:
-        super().__init__()
         if cfg.root is None:
             raise ConfigError("config key 'data.root' is not set (--set data.root=PATH)")
-        self.cfg = cfg
+        super().__init__(cfg, layout, seed)
         self.root = require_dataset_root(cfg.root)
-        self.layout = layout
-        self.seed = seed
         self.train_set: S2NAIPDataset | None = None
         self.val_set: S2NAIPDataset | None = None
         self._pairs: tuple[list[PairRecord], list[PairRecord]] | None = None
-        self.train_sampler: ResumableSampler | None = None
-        self._resume: tuple[int, int] | None = None  # from a checkpoint: (epoch, draws done)
 
     def check(self, val_limit: int | None = None) -> None:
         """Check the data section against the dataset before any work (model, trainer) starts.
@@ -290,9 +396,6 @@ class S2NAIPDataModule(L.LightningDataModule):
             self._pairs = split_pairs(self.root, self.cfg)
         return self._pairs
 
-    def setup(self, stage: str | None = None) -> None:
-        self._datasets()
-
     def _datasets(self) -> tuple[S2NAIPDataset, S2NAIPDataset]:
         if self.train_set is not None and self.val_set is not None:
             return self.train_set, self.val_set
@@ -305,73 +408,194 @@ class S2NAIPDataModule(L.LightningDataModule):
         self.val_set = S2NAIPDataset(self.root, train=False, seed=c.val_seed, pairs=val, **common)
         return self.train_set, self.val_set
 
-    def _world_size(self) -> int:
-        """Processes sharing the training set (1 before a trainer is attached)."""
-        trainer = getattr(self, "trainer", None)
-        return max(1, int(getattr(trainer, "world_size", 1) or 1))
+    def _train_weights(self, train_set: S2NAIPDataset) -> torch.Tensor | None:
+        if self.cfg.tile_weights is None:
+            return None
+        return pair_weights(train_set.pairs, load_tile_weights(self.cfg.tile_weights),
+                            self.cfg.tile_weight_default, str(self.cfg.tile_weights))
 
-    def _loader_kwargs(self) -> dict[str, Any]:
-        workers = self.cfg.num_workers
-        return {
-            "num_workers": workers,
-            "persistent_workers": workers > 0,
-            "pin_memory": torch.cuda.is_available(),
-        }
 
-    def train_dataloader(self) -> DataLoader:
-        train_set, _ = self._datasets()
-        weights = None
-        if self.cfg.tile_weights is not None:
-            weights = pair_weights(train_set.pairs, load_tile_weights(self.cfg.tile_weights),
-                                   self.cfg.tile_weight_default, str(self.cfg.tile_weights))
-        trainer = getattr(self, "trainer", None)
-        rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
-        self.train_sampler = ResumableSampler(
-            len(train_set), self.seed, weights, num_replicas=self._world_size(), rank=rank)
-        if self._resume is not None:
-            self.train_sampler.resume_at(*self._resume)
-            self._resume = None
-        return DataLoader(
-            train_set,
-            batch_size=self.cfg.batch_size,
-            sampler=self.train_sampler,
-            # Full batches only, unless a process's share of the split (DDP: 1/world size) is
-            # smaller than one batch (smoke runs): it would get no batch at all.
-            drop_last=self.train_sampler.num_samples >= self.cfg.batch_size,
-            **self._loader_kwargs(),
-        )
+# ---------------------------------------------------------------------------------------------
+# The benchmark datasets (PROBA-V, WorldStrat, OLI2MSI)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where the training draws are (saved in each checkpoint): the epoch, and how many of
-        its draws this process has trained on, so a resumed run goes on from the next one."""
-        trainer = getattr(self, "trainer", None)
-        sampler = getattr(self, "train_sampler", None)
-        if trainer is None or sampler is None:
-            return {}
-        # Lightning's count of the epoch's batches trained on; the loader itself has already
-        # fetched the next batch (and its workers more) by the time a checkpoint is written.
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return self.place(sampler.epoch, batches, batches >= trainer.num_training_batches)
 
-    def place(self, epoch: int, batches: int, epoch_over: bool) -> dict[str, int]:
-        """The state (:meth:`load_state_dict`) of a run ``batches`` batches into ``epoch``:
-        the next epoch's start when that one is over."""
-        if epoch_over:
-            epoch, batches = epoch + 1, 0
-        return {"epoch": epoch, "draws": batches * self.cfg.batch_size}
+def item_ids(dataset: Dataset) -> list[str]:
+    """The ``id`` of each item of a benchmark dataset, in dataset order, without reading any
+    (PROBA-V image sets, OLI2MSI pairs, WorldStrat AOIs)."""
+    for records, key in (("imgsets", "name"), ("pairs", "id"), ("aois", "name")):
+        found = getattr(dataset, records, None)
+        if found is not None:
+            return [str(getattr(r, key)) for r in found]
+    raise TypeError(f"{type(dataset).__name__}: not a benchmark dataset (no image sets, pairs "
+                    "or AOIs)")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "epoch" in state_dict and "draws" in state_dict:
-            self._resume = (int(state_dict["epoch"]), int(state_dict["draws"]))
 
-    def val_dataloader(self) -> DataLoader:
+def held_out_split(ids: Sequence[str], val_fraction: float, seed: int,
+                   what: str = "items") -> tuple[list[int], list[int]]:
+    """(train, val) indices of ``ids``: ``ceil(val_fraction * n)`` items (at least one, and
+    one fewer than all) held out for validation, drawn by ``seed`` over the sorted ids (so the
+    same items whatever the order they are listed in); both lists ascending. Raises
+    :class:`DataError` for fewer than 2 items."""
+    n = len(ids)
+    if n < 2:
+        raise DataError(f"cannot hold out validation {what} from {n} of them: the train split "
+                        "needs at least 2 (one to train on, one to validate on)")
+    by_name = sorted(range(n), key=lambda i: ids[i])
+    order = [by_name[i] for i in np.random.default_rng(seed).permutation(n)]
+    n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+class ItemSubset(Dataset):
+    """Items ``indices`` of ``dataset``, indexed as the loaders are: ``subset[i]`` or
+    ``subset[(i, sample_seed)]`` (what :class:`~zoomsr.data.ResumableSampler` yields; torch's
+    ``Subset`` cannot forward the tuple). ``ids`` are the items' names; ``scale`` and
+    ``channels`` are the dataset's."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], ids: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.ids = [str(ids[i]) for i in self.indices]
+
+    @property
+    def scale(self) -> int:
+        return int(self.dataset.scale)  # type: ignore[attr-defined]
+
+    @property
+    def channels(self) -> int:
+        return int(self.dataset.channels)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(index, tuple):
+            if len(index) != 2:
+                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
+            return self.dataset[(self.indices[operator.index(index[0])], index[1])]
+        return self.dataset[self.indices[operator.index(index)]]
+
+
+def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of benchmark items: ``lr``, ``hr``, ``hr_valid`` (all True for an item without
+    one) and ``id``; the items' other entries (names, frame numbers, baselines) are left out."""
+    if any("hr" not in it for it in items):
+        raise DataError("a dataset item has no 'hr' (a split without ground truth, e.g. "
+                        "PROBA-V's test split): it cannot be trained or validated on")
+    batch: dict[str, Any] = {
+        "lr": torch.stack([it["lr"] for it in items]),
+        "hr": torch.stack([it["hr"] for it in items]),
+        "id": [str(it.get("id")) for it in items],
+    }
+    if any("hr_valid" in it for it in items):
+        batch["hr_valid"] = torch.stack([
+            torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
+            else torch.ones(it["hr"].shape[-2:], dtype=torch.bool) for it in items])
+    return batch
+
+
+class BenchmarkDataModule(TrainValDataModule):
+    """Train and validation loaders over a benchmark dataset (``data.dataset``: ``probav``,
+    ``worldstrat``, ``oli2msi``), opened by name with ``data.options``.
+
+    Validation set: the dataset's own ``val`` split (WorldStrat), else ``data.val_fraction`` of
+    its ``train`` split held out by ``data.split_seed`` (:func:`held_out_split`: whole PROBA-V
+    image sets, whole OLI2MSI pairs; deterministic, disjoint from training); at most
+    ``data.max_val_pairs`` of it are validated on. Training draws random frames (and crops)
+    per sample from the sampler's ``(index, sample_seed)``; validation items are the
+    loaders' evaluation choice (``train=False``, ``seed=data.val_seed``). Batches are dicts
+    with ``lr`` (``layout``), ``hr`` ``[B, C_hr, H, W]``, ``hr_valid`` ``[B, H, W]`` (the
+    dataset's HR quality mask) and ``id`` (:func:`collate_items`).
+    """
+
+    collate_fn = staticmethod(collate_items)
+
+    def __init__(self, cfg: DataSection, layout: str, seed: int = 0) -> None:
+        if cfg.root is None:
+            raise ConfigError("config key 'data.root' is not set (--set data.root=PATH)")
+        super().__init__(cfg, layout, seed)
+        self.name = cfg.dataset
+        self.root = Path(cfg.root)
+        self.train_set: ItemSubset | None = None
+        self.val_set: ItemSubset | None = None
+        self.source_split = "train" if self.name != "worldstrat" else "val"
+
+    def _open(self, split: str, train: bool) -> Dataset:
+        from zoomsr.data.datasets import open_dataset
+
+        c = self.cfg
+        options = dict(c.options)
+        if self.name == "worldstrat":
+            options["scale"] = c.scale
+        kwargs: dict[str, Any] = {"n_images": c.n_images, "layout": self.layout, "train": train}
+        if not train:
+            kwargs["seed"] = c.val_seed
+        try:
+            return open_dataset(self.name, self.root, split=split, **kwargs, **options)
+        except ConfigError as exc:  # a value of data.options the loader refuses
+            raise ConfigError(f"config key 'data.options' ({self.name} dataset): "
+                              f"{first_line(exc)}") from None
+
+    def _datasets(self) -> tuple[ItemSubset, ItemSubset]:
+        if self.train_set is not None and self.val_set is not None:
+            return self.train_set, self.val_set
+        c = self.cfg
+        train_full = self._open("train", train=True)
+        val_full = self._open(self.source_split, train=False)
+        train_ids, val_ids = item_ids(train_full), item_ids(val_full)
+        if self.source_split == "train":
+            if train_ids != val_ids:  # the folder changed between the two scans
+                raise DataError(f"{self.root}: the {self.name} train split changed while it "
+                                "was read; try again")
+            what = {"probav": "image sets", "oli2msi": "pairs"}.get(self.name, "items")
+            train_idx, val_idx = held_out_split(train_ids, c.val_fraction, c.split_seed, what)
+        else:
+            train_idx, val_idx = list(range(len(train_ids))), list(range(len(val_ids)))
+        if c.max_val_pairs is not None:
+            val_idx = val_idx[: c.max_val_pairs]
+        self.train_set = ItemSubset(train_full, train_idx, train_ids)
+        self.val_set = ItemSubset(val_full, val_idx, val_ids)
+        return self.train_set, self.val_set
+
+    def check(self, val_limit: int | None = None) -> None:
+        """Build both sets (the dataset's folder and split files, the held-out split) and read
+        the first validation item, before any work: a missing or broken folder is a
+        :class:`DataError` naming the file, a value of ``data.options`` the loader refuses a
+        :class:`ConfigError` naming ``data.options``, both one line. ``val_limit`` is accepted
+        for the interface (only one item is read)."""
         _, val_set = self._datasets()
-        return DataLoader(
-            val_set,
-            batch_size=self.cfg.val_batch_size or self.cfg.batch_size,
-            shuffle=False,
-            **self._loader_kwargs(),
-        )
+        first = val_set.ids[0]
+        try:
+            item = val_set[0]
+        except DataError as exc:
+            raise DataError(f"{first_line(exc)} (validation item {first} of the {self.name} "
+                            f"dataset at {self.root})") from None
+        except ConfigError as exc:  # e.g. an OLI2MSI crop larger than the files
+            raise ConfigError(f"config key 'data.options' ({self.name} dataset, validation "
+                              f"item {first}): {first_line(exc)}") from None
+        if "hr" not in item:
+            raise DataError(f"{self.root}: validation item {first} of the {self.name} "
+                            f"dataset has no HR image: nothing to validate against")
+        _, hr_channels = dataset_channels(self.cfg)
+        if item["hr"].shape[0] != hr_channels:
+            raise ConfigError(f"config key 'data.options': the {self.name} dataset's HR images "
+                              f"have {item['hr'].shape[0]} channels, the model is built for "
+                              f"{hr_channels}")
+
+    def splits_doc(self) -> dict[str, Any]:
+        """The run's train/val items by ``id`` (sorted), the dataset and the split they come
+        from (``"source_split"``: the one the validation items are drawn from)."""
+        train_set, val_set = self._datasets()
+        return {"dataset": self.name, "source_split": self.source_split,
+                "train": sorted(train_set.ids), "val": sorted(val_set.ids)}
 
 
-__all__ = ["SPLITS_FILE", "S2NAIPDataModule", "split_by_file", "split_by_groups", "split_pairs"]
+def build_datamodule(cfg: TrainConfig) -> TrainValDataModule:
+    """The data module of ``cfg.data.dataset``: S2-NAIP's, or a benchmark dataset's."""
+    cls = BenchmarkDataModule if cfg.data.benchmark else S2NAIPDataModule
+    return cls(cfg.data, cfg.layout, cfg.seed)
+
+
+__all__ = ["SPLITS_FILE", "BenchmarkDataModule", "ItemSubset", "S2NAIPDataModule",
+           "TrainValDataModule", "build_datamodule", "collate_items", "held_out_split",
+           "item_ids", "split_by_file", "split_by_groups", "split_pairs"]

@@ -4,7 +4,8 @@ Each iteration: one generator step on content loss + ``gan.weight`` x adversaria
 discriminator frozen), then one discriminator step on real HR and detached SR. Options:
 USM-sharpened ground truth per loss (``losses.*.usm``), the LR stack fed to the discriminator
 (``losses.gan.feed_lr``), generator EMA (``optim.ema_decay``), warm start from a PSNR-trained
-generator (``model.init_weights``).
+generator (``model.init_weights``). The content loss leaves out the HR's invalid pixels where
+the batch has a mask (``hr_valid``, benchmark datasets); the discriminator sees whole images.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ESRGANModule(SRModule):
         # Generator step; the discriminator only passes gradients through.
         self.discriminator.requires_grad_(False)
         sr = self.generator(lr)
-        content, parts = self.content(sr, hr, hr_usm)
+        content, parts = self.content(sr, hr, hr_usm, valid=batch.get("hr_valid"))
         fake_logits = self.discriminator(self._disc_input(sr, lr))
         g_gan = self.gan_loss(fake_logits, real=True, for_discriminator=False)
         g_total = content + self.gan_weight * g_gan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from zoomsr.errors import ZoomsrError
@@ -14,8 +15,15 @@ class _SSIMTerm(nn.Module):
         super().__init__()
         self.window = window
 
-    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        return ssim_loss(sr, hr, window=self.window)
+    def forward(self, sr: Tensor, hr: Tensor, weight: Tensor | None = None) -> Tensor:
+        return ssim_loss(sr, hr, weight, window=self.window)
+
+
+#: Terms that take a per-pixel weight (the HR's valid mask); the network ones (VGG19, CLIP)
+#: see whole images instead.
+_MASKED_TERMS = ("pixel", "ssim")
+#: Terms on RGB images: HR of more channels (RGB + NIR) gives them its first three.
+_RGB_TERMS = ("perceptual", "clip")
 
 
 class ContentLoss(nn.Module):
@@ -23,7 +31,16 @@ class ContentLoss(nn.Module):
     ``pixel``, ``ssim``, ``perceptual`` and ``clip``; ``target_k`` is the HR image or, for terms
     with ``usm: true``, its unsharp-masked version.
 
-    ``forward(sr, hr) -> (total, {term: unweighted value})`` for ``[B, 3, H, W]`` in [0, 1].
+    ``forward(sr, hr) -> (total, {term: unweighted value})`` for ``[B, C, H, W]`` in [0, 1]
+    (C = 3 for S2-NAIP; the benchmark datasets' HR channels otherwise: the VGG19 and CLIP
+    terms take the first 3 of 4 (RGB + NIR); the config refuses them for fewer than 3).
+
+    ``valid`` (``[B, H, W]`` bool, the HR's quality mask, e.g. PROBA-V's ``SM.png``): pixels
+    where it is False do not count in the pixel and SSIM terms (weighted means over the valid
+    pixels, :func:`zoomsr.losses.pixel.reduce_loss`; SSIM over the windows wholly inside the
+    mask), as HighRes-net's official training masks its loss by the status map; for the
+    VGG19 and CLIP terms the SR image takes the HR's values there, so concealed pixels give
+    those no gradient either. A mask that is all True is the same as none (to the bit).
     """
 
     def __init__(self, cfg: LossSection) -> None:
@@ -59,16 +76,26 @@ class ContentLoss(nn.Module):
             self.usm_terms.add(name)
 
     def forward(
-        self, sr: Tensor, hr: Tensor, hr_usm: Tensor | None = None
+        self, sr: Tensor, hr: Tensor, hr_usm: Tensor | None = None, valid: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total loss and each term; ``hr_usm`` (optional) avoids sharpening twice."""
+        """Total loss and each term; ``hr_usm`` (optional) avoids sharpening twice; ``valid``
+        (optional ``[B, H, W]`` bool) masks the HR's concealed pixels (class docstring)."""
         if self.usm_terms and hr_usm is None:
             hr_usm = self.usm(hr)
+        if valid is not None and bool(valid.all()):
+            valid = None
+        weight = None if valid is None else valid[:, None].to(sr.dtype)
         parts: dict[str, Tensor] = {}
         total = sr.new_zeros(()).float()
         for name, term in self.terms.items():
             target = hr_usm if name in self.usm_terms and hr_usm is not None else hr
-            value = term(sr, target)
+            if name in _MASKED_TERMS:
+                value = term(sr, target, weight)
+            else:
+                pred = sr if valid is None else torch.where(valid[:, None], sr, target)
+                if name in _RGB_TERMS and pred.shape[1] > 3:
+                    pred, target = pred[:, :3], target[:, :3]
+                value = term(pred, target)
             parts[name] = value.detach()
             total = total + self.weights[name] * value
         return total, parts

@@ -13,7 +13,9 @@ from zoomsr.training.objectives import ContentLoss
 
 class RegressionModule(SRModule):
     """``loss = ContentLoss(generator(lr), hr)`` (e.g. the WorldStrat mix, or L1 for a
-    PSNR-oriented RRDBNet that later warm-starts ESRGAN)."""
+    PSNR-oriented RRDBNet that later warm-starts ESRGAN), over the HR's valid pixels where the
+    batch has a mask (``hr_valid``: PROBA-V's status maps, the other benchmark datasets'
+    nodata)."""
 
     def __init__(self, config: TrainConfig | dict[str, Any]) -> None:
         super().__init__(config)
@@ -22,7 +24,8 @@ class RegressionModule(SRModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         lr, hr = batch["lr"], batch["hr"]
         sr = self._as_image(self.generator(lr))
-        loss, parts = self.content(sr, hr)
+        # the HR's quality mask (benchmark datasets): concealed pixels do not count
+        loss, parts = self.content(sr, hr, valid=batch.get("hr_valid"))
         self.finite_or_stop(loss)
         size = hr.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)

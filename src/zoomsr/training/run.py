@@ -49,7 +49,7 @@ from zoomsr.io.gdal_errors import fsync_file
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
 from zoomsr.training.base import CONFIG_KEY, SRModule, check_loss_weights, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
-from zoomsr.training.datamodule import S2NAIPDataModule
+from zoomsr.training.datamodule import S2NAIPDataModule, TrainValDataModule, build_datamodule
 from zoomsr.training.esrgan import ESRGANModule
 from zoomsr.training.gate import STARTED_BY, RunGate, launched_by_a_launcher
 from zoomsr.training.regression import RegressionModule
@@ -198,6 +198,8 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None
         # learning rates, the schedule, the EMA and discriminator weights): a change was
         # silently ignored while config.yaml claimed it, or crashed after rewriting config.yaml
         was = _flat(json.loads(json.dumps(saved)))
+        # checkpoints from before data.dataset existed trained on S2-NAIP
+        was.setdefault("data.dataset", "s2naip")
         now = _flat(json.loads(json.dumps(cfg.to_dict(), default=str)))
         diff = [k for k in sorted(set(was) | set(now))
                 if _fixed_on_resume(k) is not None and was.get(k) != now.get(k)]
@@ -233,6 +235,10 @@ _FIXED_ON_RESUME = {
     # crashed loading the discriminator's weights, after config.yaml was rewritten
     "losses.gan.feed_lr": "it sets the discriminator's input channels",
     "seed": "it draws the training order and each step's random numbers",
+    # another dataset (or loader options: PROBA-V's band, WorldStrat's bands) under the same
+    # weights and optimiser state
+    "data.dataset": "it chooses the data the run trains on",
+    "data.options": "it chooses the data the run trains on",
     "data.splits": _SPLIT,
     "data.val_fraction": _SPLIT,
     "data.split_group": _SPLIT,
@@ -693,11 +699,13 @@ def train(
         generator_path = None
         if trainer.is_global_zero:
             # the bands and frame count travel with the weights, so `zoomsr infer` feeds
-            # them right
+            # them right; a benchmark dataset's model records its dataset instead (infer
+            # feeds Sentinel-2 TCI, which such a model was not trained on)
+            data = ({"bands": list(cfg.data.bands)} if not cfg.data.benchmark else
+                    {"dataset": cfg.data.dataset, "dataset_options": dict(cfg.data.options)})
             generator_path = save_checkpoint(
                 module.inference_generator.cpu(), out / "generator.pth",
-                global_step=trainer.global_step, bands=list(cfg.data.bands),
-                n_images=cfg.data.n_images,
+                global_step=trainer.global_step, n_images=cfg.data.n_images, **data,
             )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return TrainResult(
@@ -715,7 +723,7 @@ def train(
 class _Ready:
     """What :func:`train`'s checks before the trainer leave for the run."""
 
-    datamodule: S2NAIPDataModule
+    datamodule: TrainValDataModule
     resume_path: Path | None
     stale: list[Path]  # the earlier run's files that --overwrite removes
     module: SRModule
@@ -726,8 +734,9 @@ def _ready(cfg: TrainConfig, out: Path, resume: str | os.PathLike[str] | None,
     """:func:`train`'s checks, before anything is written, and its model; a
     :class:`TrainResult` where the run is done already."""
     require_writable_folder(out, f"run folder {out}", create=False)  # before any work
-    datamodule = S2NAIPDataModule(cfg.data, cfg.layout, cfg.seed)  # checks data.root first
-    # split, bands, tile weights, the validation pairs' files: before a model is built
+    datamodule = build_datamodule(cfg)  # checks data.root first
+    # split, bands, tile weights, the validation pairs' files (a benchmark dataset: its
+    # folder, split and first validation item): before a model is built
     datamodule.check(val_limit=_val_pairs_seen(cfg))
     check_val_weights(cfg.val)  # LPIPS / CLIP files: not found at the first validation only
     check_loss_weights(cfg.losses)  # VGG19 / CLIP files

@@ -1,0 +1,358 @@
+"""``zoomsr train`` on the other benchmark datasets (PROBA-V, OLI2MSI, WorldStrat): tiny runs on
+fake copies in the published layouts, the held-out validation split, resume, config errors and
+the masked content loss."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoomsr.errors import ConfigError, DataError
+from zoomsr.training.config import LossSection, load_config
+from zoomsr.training.datamodule import (
+    BenchmarkDataModule,
+    ItemSubset,
+    build_datamodule,
+    held_out_split,
+)
+from zoomsr.training.objectives import ContentLoss
+from zoomsr.training.run import train
+
+TESTS = Path(__file__).resolve().parents[1]
+CONFIGS = TESTS.parent / "configs"
+
+
+def _fixture(name: str):
+    """A fixture writer of tests/data, imported from its path (its dataclasses look their
+    module up in sys.modules)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "data" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def write_probav(root: Path, n: int = 6) -> Path:
+    """``n`` train image sets (RED and NIR, 3 frames each) and the challenge's test sets."""
+    pf = _fixture("probav_fixture")
+    sets = tuple(pf.FakeSet("train", "NIR" if k % 2 else "RED", f"imgset{k:04d}",
+                            [16384, 12000, 9000]) for k in range(n))
+    test = tuple(s for s in pf.DEFAULT_SETS if s.split == "test")
+    return pf.write_probav(root, sets + test)
+
+
+@pytest.fixture(scope="module")
+def probav_root(tmp_path_factory) -> Path:
+    return write_probav(tmp_path_factory.mktemp("probav") / "probav")
+
+
+@pytest.fixture(scope="module")
+def oli2msi_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("oli2msi") / "oli2msi"
+    of = _fixture("oli2msi_fixture")
+    of.write_oli2msi(root, "train", n=8, lr_size=8)
+    of.write_oli2msi(root, "test", n=2, lr_size=8, start=100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def worldstrat_root(tmp_path_factory) -> Path:
+    wf = _fixture("worldstrat_fixture")
+    splits = ["train"] * 4 + ["val"] * 2 + ["test"]
+    aois = [wf.FakeAOI(f"Landcover-{k}", split, clouds=(0, 3, 0, 9))
+            for k, split in enumerate(splits)]
+    return wf.write_worldstrat(tmp_path_factory.mktemp("worldstrat") / "ws", aois)
+
+
+def probav_config(root: Path, *overrides: str):
+    return load_config(CONFIGS / "tiny_probav.yaml",
+                       [f"data.root={root}", "trainer.progress_bar=false", *overrides])
+
+
+def oli2msi_config(root: Path, *overrides: str):
+    """tiny_probav's HighRes-net on OLI2MSI's RGB pairs (8 px LR, one image)."""
+    return probav_config(root, "data.dataset=oli2msi", "data.options={lr_size: 8}",
+                         "data.n_images=1", *overrides)
+
+
+def _metrics(out: Path) -> list[dict[str, str]]:
+    import csv
+
+    rows = []
+    for path in sorted((out / "csv").glob("version_*/metrics.csv")):
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
+def _logged(out: Path, key: str) -> list[tuple[int, float]]:
+    return [(int(r["step"]), float(r[key])) for r in _metrics(out) if r.get(key)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def test_probav_trains_one_band_x3_with_masks_and_logs_finite_metrics(probav_root, tmp_path):
+    """One band in and out, x3, SM.png's concealed row masking loss and metrics: the run ends,
+    every validation metric is finite and logged at its step, and splits.json records the
+    held-out image sets."""
+    cfg = probav_config(probav_root)
+    assert cfg.channels == cfg.hr_channels == 1
+    assert cfg.model.config["in_channels"] == cfg.model.config["out_channels"] == 1
+    assert cfg.model.config["zoom_factor"] == 3
+    out = tmp_path / "run"
+    result = train(cfg, out, resume="never")
+    assert result.global_step == 4
+    for key in ("val/l1", "val/psnr", "val/ssim"):
+        logged = _logged(out, key)
+        assert [s for s, _ in logged] == [2, 4], key
+        assert all(math.isfinite(v) for _, v in logged), (key, logged)
+    assert math.isfinite(result.metrics["train/loss"])
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["dataset"] == "probav" and splits["source_split"] == "train"
+    assert not set(splits["train"]) & set(splits["val"])
+    assert sorted(splits["train"] + splits["val"]) == [f"imgset{k:04d}" for k in range(6)]
+    assert len(splits["val"]) == 2  # ceil(0.25 * 6)
+    from zoomsr.models import from_checkpoint
+
+    model = from_checkpoint(out / "generator.pth")
+    with torch.no_grad():
+        sr = model(torch.rand(1, 4, 1, 128, 128))
+    assert sr.shape[-3:] == (1, 384, 384)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "val_step0000002.png", "val_step0000004.png"]
+    _the_generator_records_its_dataset(cfg, probav_root, out)
+
+
+def _the_generator_records_its_dataset(cfg, root: Path, out: Path) -> None:
+    """generator.pth says which dataset (not S2-NAIP bands): evaluate-model takes its frame
+    count from it, infer refuses it (it feeds Sentinel-2 TCI), and a resume on other data
+    is refused."""
+    from zoomsr.cli.main import main
+    from zoomsr.inference import build_inference_model
+    from zoomsr.models.checkpoints import read_checkpoint
+
+    extra = read_checkpoint(out / "generator.pth").extra
+    assert extra["dataset"] == "probav" and "bands" not in extra
+    assert extra["n_images"] == cfg.data.n_images
+    assert main(["evaluate-model", str(out / "generator.pth"), "--dataset", "probav", "--data",
+                 str(root), "--split", "train", "--metrics", "psnr", "--no-progress",
+                 "--device", "cpu", "--out", str(out / "scores")]) == 0
+    summary = json.loads((out / "scores" / "summary.json").read_text())
+    assert summary["options"]["n_images"] == cfg.data.n_images
+    with pytest.raises(ConfigError, match="trained on the probav dataset, not on Sentinel-2"):
+        build_inference_model(weights=out / "generator.pth", device="cpu")
+    other = probav_config(root, "data.options={bands: [NIR], normalization: 14bit}",
+                          "trainer.max_steps=6")
+    with pytest.raises(ConfigError, match=r"data\.options.*it chooses the data the run "
+                                          r"trains on"):
+        train(other, out, resume="auto")
+
+
+def test_worldstrat_esrgan_trains_on_rgb_nir_and_validates_on_its_val_split(worldstrat_root,
+                                                                             tmp_path):
+    """ESRGAN (x4) on WorldStrat with a 4-band (RGB + NIR) HR: the discriminator takes 4
+    channels (+ the LR stack with feed_lr), the VGG19 loss and the metrics the first 3; the
+    validation set is WorldStrat's own val split."""
+    cfg = load_config(CONFIGS / "tiny_worldstrat.yaml", [
+        f"data.root={worldstrat_root}", "trainer.progress_bar=false",
+        "data.options.hr_bands=[R, G, B, NIR]"])
+    assert cfg.hr_channels == 4 and cfg.model.config["num_out_ch"] == 4
+    from zoomsr.training.base import discriminator_config
+
+    assert discriminator_config(cfg)["num_in_ch"] == 4 + 2 * 3
+    out = tmp_path / "run"
+    result = train(cfg, out, resume="never")
+    assert result.global_step == 4
+    for key in ("val/l1", "val/psnr", "val/ssim"):
+        assert [s for s, _ in _logged(out, key)] == [2, 4], key
+        assert all(math.isfinite(v) for _, v in _logged(out, key)), key
+    assert all(math.isfinite(v) for _, v in _logged(out, "train/perceptual"))
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["train"] == [f"Landcover-{k}" for k in range(4)]
+    assert splits["val"] == ["Landcover-4", "Landcover-5"]
+    assert splits["source_split"] == "val"
+
+
+def test_oli2msi_held_out_split_is_seeded_disjoint_and_recorded(oli2msi_root, tmp_path):
+    """OLI2MSI has no val split: data.val_fraction of the train pairs is held out, the same
+    for the same data.split_seed, another for another, never overlapping training."""
+    def split(seed: int) -> tuple[list[str], list[str]]:
+        cfg = oli2msi_config(oli2msi_root, f"data.split_seed={seed}", "data.val_fraction=0.25")
+        dm = build_datamodule(cfg)
+        assert isinstance(dm, BenchmarkDataModule)
+        train_set, val_set = dm._datasets()
+        return train_set.ids, val_set.ids
+
+    train_ids, val_ids = split(0)
+    assert split(0) == (train_ids, val_ids)
+    assert len(val_ids) == 2 and len(train_ids) == 6 and not set(train_ids) & set(val_ids)
+    others = {tuple(split(seed)[1]) for seed in range(1, 6)}
+    assert others - {tuple(val_ids)}  # another seed, other pairs
+    # whatever order the dataset lists them in
+    listed = train_ids + val_ids
+    a = held_out_split(listed, 0.25, 7)
+    b = held_out_split(listed[::-1], 0.25, 7)
+    assert {listed[i] for i in a[1]} == {listed[::-1][i] for i in b[1]}
+    with pytest.raises(DataError, match="at least 2"):
+        held_out_split(["only"], 0.5, 0)
+
+
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_oli2msi_run_resumes_to_the_same_weights(oli2msi_root, tmp_path, workers):
+    """A run killed after step 3 and resumed ends where an uninterrupted one does (the held-out
+    subset forwards the sampler's (index, sample_seed) draws, so each sample's crop follows
+    from its seed), and splits.json records the pairs."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Crash(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 3:
+                raise RuntimeError("simulated crash")
+
+    cfg = oli2msi_config(oli2msi_root, "data.options={lr_size: 8, crop: 6}",
+                         "trainer.max_steps=5", "trainer.checkpoint_every_n_steps=2",
+                         "trainer.val_every_n_steps=5", f"data.num_workers={workers}")
+    whole = train(cfg, tmp_path / "whole", resume="never")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "split", resume="auto", callbacks=[Crash()])
+    ckpt = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 and "BenchmarkDataModule" in ckpt
+    resumed = train(cfg, tmp_path / "split", resume="auto")
+    assert resumed.resumed_from is not None and resumed.global_step == whole.global_step == 5
+    a = torch.load(tmp_path / "whole" / "generator.pth", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "split" / "generator.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    splits = json.loads((tmp_path / "split" / "splits.json").read_text())
+    assert splits == json.loads((tmp_path / "whole" / "splits.json").read_text())
+    assert len(splits["train"]) == 6 and len(splits["val"]) == 2  # ceil(0.25 * 8)
+
+
+def test_the_subset_forwards_sample_seeds(oli2msi_root):
+    """torch's Subset cannot take the sampler's (index, sample_seed): ItemSubset passes it on,
+    so a training sample's crop depends on its seed alone."""
+    from zoomsr.data import OLI2MSIDataset
+
+    ds = OLI2MSIDataset(oli2msi_root, lr_size=8, crop=4, train=True)
+    sub = ItemSubset(ds, [5, 2], [p.id for p in ds.pairs])
+    assert sub.ids == [ds.pairs[5].id, ds.pairs[2].id] and len(sub) == 2
+    assert sub.scale == 3 and sub.channels == 3
+    a, b = sub[(1, 123)], ds[(2, 123)]
+    assert a["id"] == b["id"] and torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
+    crops = {sub[(0, seed)]["lr"].sum().item() for seed in range(8)}
+    assert len(crops) > 1  # the seed chooses the crop
+    assert sub[-1]["id"] == ds.pairs[2].id
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors before any work
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["data.options.normalisation=challenge"],
+     r"config key 'data\.options\.normalisation': normalisation not an option of the probav "
+     r"dataset \(it takes: .*normalization"),
+    (["data.options.n_images=9"], r"'data\.options\.n_images' is set by training: use "
+                                  r"data\.n_images"),
+    (["data.tile_weights=weights.json"],
+     r"'data\.tile_weights' applies to S2-NAIP only, not to the probav dataset"),
+    (["data.bands=[tci, b08]"], r"'data\.bands' applies to S2-NAIP only.*data\.options\.bands"),
+    (["data.split_group=4"], r"'data\.split_group' applies to S2-NAIP only"),
+    (["losses.perceptual.weight=1.0", "losses.perceptual.allow_random=true"],
+     r"'losses\.perceptual\.weight': the VGG19 perceptual loss compares RGB images, but the "
+     r"probav dataset's HR images have 1 channel: set it to 0"),
+    (["losses.clip.weight=1.0"], r"'losses\.clip\.weight': the CLIP loss compares RGB"),
+    (["data.scale=4"], r"'data\.scale' is 4, but the probav dataset's HR images are 3 times "
+                       r"its LR size: set data\.scale: 3"),
+    (["data.dataset=sentinel"], r"'data\.dataset': unknown dataset 'sentinel' \(expected one "
+                                r"of s2naip, probav, worldstrat, oli2msi\)"),
+    (["model.config.out_channels=3"], r"model\.config\.out_channels=3 disagrees with the data "
+                                      r"section \(expected 1 from .*probav dataset's 1 input"),
+    (["data.dataset=worldstrat", "data.options={}", "data.scale=4", "model.config={}"],
+     r"'data\.val_fraction' does not apply to the worldstrat dataset \(it validates on its "
+     r"own val split\)"),
+    (["data.dataset=worldstrat", "data.options={hr_bands: [R, G]}", "data.scale=4",
+      "data.val_fraction=0.05", "model.config={}"], r"'data\.options\.hr_bands': 2 HR bands"),
+    (["data.dataset=s2naip", "model.config={}", "data.scale=4"],
+     r"'data\.options' applies to the benchmark datasets"),
+])
+def test_bad_benchmark_configs_are_one_line_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        probav_config("/nowhere", *overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_a_broken_folder_or_refused_option_stops_before_the_model(tmp_path, monkeypatch):
+    """The data module builds both sets and reads the first validation item before the model
+    is built: a missing HR file is a one-line DataError naming it, an option value the loader
+    refuses a ConfigError naming data.options; nothing is written to the run folder."""
+    import zoomsr.training.run as run
+
+    def no_model(cfg):  # pragma: no cover - reached only if the check failed to stop the run
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(run, "build_module", no_model)
+    root = write_probav(tmp_path / "probav")
+    cfg = probav_config(root)
+    first_val = build_datamodule(cfg)._datasets()[1].ids[0]
+    hr = next(root.glob(f"train/*/{first_val}")) / "HR.png"
+    hr.unlink()
+    out = tmp_path / "run"
+    with pytest.raises(DataError) as info:
+        train(cfg, out, resume="never")
+    assert "HR.png" in str(info.value) and first_val in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not (out / "config.yaml").exists()
+
+    with pytest.raises(ConfigError, match=r"config key 'data\.options' \(probav dataset\): "
+                                          r".*normalization") as info:
+        train(probav_config(root, "data.options.normalization=16bit"), out, resume="never")
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="not found"):
+        train(probav_config(tmp_path / "missing"), out, resume="never")
+
+
+def test_cli_refuses_an_unknown_dataset_option_in_one_line(cli, tmp_path):
+    code, _, err = cli("train", CONFIGS / "tiny_probav.yaml", "--set",
+                       f"data.root={tmp_path}", "--set", "data.options.band=NIR",
+                       "--out", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "config key 'data.options.band': band not an option of the probav dataset" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The masked content loss
+
+
+def test_masked_l1_ignores_concealed_pixels():
+    """Pixels where hr_valid is False count neither in the L1 loss nor in its gradient; a mask
+    that is all True is the same as none, to the bit."""
+    losses = LossSection()
+    losses.pixel.type = "l1"
+    content = ContentLoss(losses)
+    torch.manual_seed(0)
+    sr = torch.rand(2, 1, 12, 12, requires_grad=True)
+    hr = torch.rand(2, 1, 12, 12)
+    valid = torch.ones(2, 12, 12, dtype=torch.bool)
+    valid[:, 0] = False  # a concealed row, as the fixture's SM.png
+    valid[1, :, :3] = False
+    loss, parts = content(sr, hr, valid=valid)
+    expected = (sr - hr).abs()[valid[:, None]].mean()
+    assert torch.allclose(loss, expected) and torch.allclose(parts["pixel"], expected)
+    # changing the concealed pixels changes nothing
+    other = torch.where(valid[:, None], hr, torch.full_like(hr, 5.0))
+    assert torch.equal(content(sr, other, valid=valid)[0], loss)
+    loss.backward()
+    assert torch.all(sr.grad[~valid[:, None]] == 0) and torch.all(sr.grad[valid[:, None]] != 0)
+    # all valid: exactly the unmasked loss
+    plain = content(sr, hr)[0]
+    assert torch.equal(content(sr, hr, valid=torch.ones(2, 12, 12, dtype=torch.bool))[0], plain)
+    assert torch.allclose(plain, (sr - hr).abs().mean())
