@@ -87,3 +87,58 @@ def test_bad_input_is_one_line_exit_2(cli, probav, args, message):
 def test_s2naip_is_refused_by_the_benchmark_check(tmp_path):
     with pytest.raises(ConfigError, match="zoomsr data check ROOT"):
         check_items("s2naip", tmp_path)
+
+
+def test_the_progress_counts_every_item_of_every_split(probav):
+    seen = []
+    check_items("probav", probav, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, 5) for k in range(1, 6)]  # was 1..3 of 3, then 1..2 of 2
+
+
+def test_every_missing_worldstrat_area_is_listed_and_the_others_read(cli, tmp_path):
+    fx = _fixture("worldstrat_fixture")
+    root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI(n, "train") for n in
+                                                 ("A1", "A2", "A3", "A4")])
+    import shutil
+
+    shutil.rmtree(root / "lr_dataset" / "A1")
+    (root / "hr_dataset" / "A3" / "A3_ps.tiff").unlink()
+    bad = root / "lr_dataset" / "A4" / "L2A" / "A4-2-L2A_data.tiff"
+    bad.write_bytes(bad.read_bytes()[:300])
+    code, stdout, _ = cli("data", "check", root, "--dataset", "worldstrat", "--split", "train",
+                          "-o", "lr_size=8", "--no-progress")
+    assert code == 1
+    errors = [line for line in stdout.splitlines() if line.startswith("error:")]
+    # the loader stops at the first missing area; the check listed only it, read no other
+    assert len(errors) == 3, stdout
+    assert str(root / "lr_dataset" / "A1" / "L2A") in errors[0]
+    assert str(root / "hr_dataset" / "A3" / "A3_ps.tiff") in errors[1]
+    assert str(bad) in errors[2]
+    assert stdout.strip().endswith("train 2 item(s), 3 error(s)")
+
+
+def test_every_unpaired_oli2msi_file_is_listed_and_the_pairs_read(tmp_path):
+    root = tmp_path / "oli"
+    written = _fixture("oli2msi_fixture").write_oli2msi(root, "train", n=4)
+    names = sorted(written)
+    (root / "train_hr" / f"{names[0]}.TIF").unlink()
+    (root / "train_lr" / f"{names[2]}.TIF").unlink()
+    [found] = check_items("oli2msi", root, ["train"], lr_size=8)
+    assert found.items == 2 and len(found.problems) == 2
+    assert str(root / "train_lr" / f"{names[0]}.TIF") in found.problems[0]
+    assert "no HR file of the same name" in found.problems[0]
+    assert str(root / "train_hr" / f"{names[2]}.TIF") in found.problems[1]
+
+
+def test_every_incomplete_probav_image_set_is_listed_and_the_sound_bands_read(probav):
+    (probav / "train" / "NIR" / "imgset0594" / "QM002.png").unlink()
+    (probav / "train" / "RED" / "imgset0001" / "SM.png").unlink()
+    [found] = check_items("probav", probav, ["train"])
+    assert [p.split(":")[0] for p in found.problems] == [
+        str(probav / "train" / "NIR" / "imgset0594" / "QM002.png"),
+        str(probav / "train" / "RED" / "imgset0001" / "SM.png")]
+    assert found.items == 0
+    (probav / "train" / "RED" / "imgset0001" / "SM.png").write_bytes(
+        (probav / "train" / "RED" / "imgset0000" / "SM.png").read_bytes())
+    [found] = check_items("probav", probav, ["train"])
+    assert found.items == 2 and len(found.problems) == 1  # RED read, NIR listed

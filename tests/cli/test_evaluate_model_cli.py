@@ -137,3 +137,232 @@ def test_a_diffusion_model_is_refused_with_what_to_do_instead(cli, probav_highre
     code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
                           "--no-progress")
     assert code == 2 and "SR3 is sampled" in stderr and "zoomsr infer" in stderr
+
+
+def _load_fixture(name: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "data" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # (its dataclasses look their module up)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _tiny_rrdbnet(num_in_ch: int, num_out_ch: int = 3):
+    torch.manual_seed(0)
+    return create_model("rrdbnet", num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=8,
+                        num_block=1, num_grow_ch=4)
+
+
+def test_frames_are_counted_on_the_split_scored_not_the_loaders_default(cli, tmp_path):
+    # the channels per frame were read from the loader's default split (train), which this
+    # copy does not have: the command failed before reading the split asked for
+    fx = _load_fixture("worldstrat_fixture")
+    root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("T1", "test"),
+                                                 fx.FakeAOI("T2", "test")])
+    weights = save_checkpoint(_tiny_rrdbnet(6), tmp_path / "esrgan.pth")  # 2 RGB frames
+    out = tmp_path / "scores"
+    code, stdout, stderr = cli("evaluate-model", weights, "--dataset", "worldstrat", "--data",
+                               root, "--split", "test", "-o", "lr_size=8", "--metrics", "psnr",
+                               "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 0, stderr
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["options"]["n_images"] == 2 and doc["options"]["split"] == "test"
+
+
+def test_worldstrat_four_band_hr_and_lr_through_the_command(cli, tmp_path):
+    fx = _load_fixture("worldstrat_fixture")
+    root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("A1", "train"),
+                                                 fx.FakeAOI("A2", "train", revisits=2)])
+    model = _tiny_rrdbnet(8, num_out_ch=4)  # 2 frames of B04,B03,B02,B08 -> R,G,B,NIR
+    weights = save_checkpoint(model, tmp_path / "rgbn.pth")
+    out = tmp_path / "scores"
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "worldstrat", "--data", root,
+                          "-o", "hr_kind=rgbn", "-o", "hr_bands=R,G,B,NIR", "-o",
+                          "lr_bands=B04,B03,B02,B08", "-o", "lr_size=8", "--metrics", "psnr",
+                          "--out", out, "--no-progress", "--device", "cpu", "--batch-size", "3")
+    assert code == 0, stderr
+    from zoomsr.data import WorldStratDataset
+
+    ds = WorldStratDataset(root, hr_kind="rgbn", hr_bands="R,G,B,NIR",
+                           lr_bands="B04,B03,B02,B08", lr_size=8, n_images=2)
+    assert ds[0]["hr"].shape[0] == 4
+    want = evaluate_model(model, ds, "psnr", device="cpu")  # scored on the RGB
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert [float(r["psnr"]) for r in rows] == [pytest.approx(w["psnr"], rel=1e-9)
+                                                for w in want.rows]
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["options"]["n_images"] == 2 and doc["options"]["split"] == "train"
+    # a model of the wrong input channels: named, both counts, before it runs
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "worldstrat", "--data", root,
+                          "-o", "lr_size=8", "--n-images", "2", "--no-progress", "--device",
+                          "cpu")
+    assert code == 2
+    assert stderr.strip() == (
+        "error: rgbn.pth takes 8 input channels (frames x channels); WorldStratDataset items "
+        "have 6 (2 frame(s) x 3 channel(s)): 8 is no multiple of 3: open it with the lr_bands "
+        "the model was trained on (8 channel(s); command line: -o lr_bands=...)")
+
+
+def test_a_frames_model_takes_its_revisits_when_the_weights_record_no_count(cli, tmp_path):
+    root = _probav(tmp_path / "probav")
+    torch.manual_seed(0)
+    srcnn = create_model("srcnn", in_channels=1, out_channels=1, zoom_factor=3, revisits=2,
+                         hidden_channels=9)
+    weights = save_checkpoint(srcnn, tmp_path / "srcnn.pth")  # no n_images
+    out = tmp_path / "scores"
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--metrics", "psnr", "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 0, stderr  # was: "its weights do not say how many frames it takes"
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["options"]["n_images"] == 2 and doc["options"]["architecture"] == "srcnn"
+    # a frames model of other input channels: the error names both counts
+    oli = tmp_path / "oli"
+    _load_fixture("oli2msi_fixture").write_oli2msi(oli, "train", n=2)
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "oli2msi", "--data", oli,
+                          "-o", "lr_size=8", "--no-progress", "--device", "cpu")
+    assert code == 2 and stderr.count("\n") == 1
+    assert ("srcnn.pth takes 1 input channel(s) per frame; OLI2MSIDataset items have 3 per "
+            "frame: the model is not one for OLI2MSIDataset") in stderr
+
+
+def test_an_unreadable_file_read_by_a_worker_is_one_line(cli, probav_highresnet):
+    root, weights, _ = probav_highresnet
+    bad = root / "train" / "NIR" / "imgset0594" / "LR001.png"  # its clearest frame
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--workers", "2", "--no-progress", "--device", "cpu")
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith(f"error: {bad}: "), stderr
+
+
+def test_summary_options_name_the_split_scored_and_the_metric_options(cli, probav_highresnet,
+                                                                       tmp_path):
+    root, weights, _ = probav_highresnet
+    out = tmp_path / "scores"
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--metrics", "psnr", "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 0, stderr
+    options = json.loads((out / "summary.json").read_text())["options"]
+    assert options["split"] == "train"  # the loader's default (was null)
+    assert {"lpips_net", "clip_model", "clip_pretrained", "clip_mode",
+            "perceptual_min_valid"} <= set(options)  # as zoomsr evaluate records them
+    assert options["architecture"] == "highresnet" and options["layout"] == "frames"
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--metrics", "psnr", "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 2 and "--overwrite" in stderr
+
+
+def test_an_item_without_a_valid_hr_pixel_is_noted_as_not_scored(cli, probav_highresnet,
+                                                                 tmp_path):
+    root, weights, _ = probav_highresnet
+    fx = sys.modules["probav_fixture"]
+    import numpy as np
+
+    sm = root / "train" / "RED" / "imgset0000" / "SM.png"
+    fx.write_mask(sm, np.zeros((384, 384), dtype=bool), "L")
+    out = tmp_path / "scores"
+    code, stdout, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                               "--metrics", "psnr", "--out", out, "--no-progress", "--device",
+                               "cpu")
+    assert code == 0, stderr
+    assert "note: psnr not scored for 1 item(s)" in stderr
+    rows = {r["key"]: r for r in csv.DictReader((out / "per_image.csv").open())}
+    assert rows["imgset0000"]["psnr"] == "" and rows["imgset0000"]["valid_fraction"] == "0.0"
+
+
+def test_a_zoomsr_checkpoint_with_its_own_model_name(cli, probav_highresnet, tmp_path):
+    root, weights, _ = probav_highresnet
+    # --model naming the checkpoint's own architecture: its config, not the defaults
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--model", "highresnet", "--metrics", "psnr", "--no-progress",
+                          "--device", "cpu")
+    assert code == 0, stderr
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--model", "rrdbnet", "--no-progress", "--device", "cpu")
+    assert code == 2 and "is a highresnet checkpoint; leave --model out" in stderr
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--model", "highresnet", "-c", "hidden_channels=18", "--no-progress",
+                          "--device", "cpu")
+    assert code == 2 and "hidden_channels=9" in stderr and "leave --config out" in stderr
+
+
+def test_an_s2naip_split_of_a_training_runs_splits_file(cli, tmp_path):
+    root = write_sample(tmp_path / "s", pairs=4, n_frames=2, seed=0)
+    pairs = S2NAIPDataset(root, n_images=2, skip_black_hr=False).pairs
+    run_splits = tmp_path / "run" / "splits.json"
+    run_splits.parent.mkdir()
+    val = sorted(f"{p.image_id}/{p.tile}" for p in pairs[:2])  # as zoomsr train writes them
+    run_splits.write_text(json.dumps({"train": sorted(f"{p.image_id}/{p.tile}"
+                                                      for p in pairs[2:]), "val": val}))
+    weights = save_checkpoint(_tiny_rrdbnet(6), tmp_path / "esrgan2.pth")
+    out = tmp_path / "out"
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "s2naip", "--data", root,
+                          "--split", "val", "--splits", run_splits, "-o", "skip_black_hr=false",
+                          "--metrics", "psnr", "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 0, stderr
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert sorted(r["key"] for r in rows) == val
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["options"]["split"] == "val" and doc["options"]["splits"] == str(run_splits)
+    for args, message in [
+        (("--splits", run_splits), "--splits gives the tiles of an S2-NAIP --split"),
+        (("--split", "val"), "zoomsr_splits.json: not found; an S2-NAIP split is one of"),
+    ]:
+        code, _, stderr = cli("evaluate-model", weights, "--dataset", "s2naip", "--data", root,
+                              *args, "--no-progress", "--device", "cpu")
+        assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """An empty weights cache, and no network: any download attempt fails the test."""
+    monkeypatch.setenv("ZOOMSR_CACHE", str(tmp_path / "cache"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("evaluate-model must not download")
+
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return tmp_path / "cache"
+
+
+def test_a_registry_name_not_in_the_cache_says_how_to_get_it(cli, probav_highresnet,
+                                                              offline_cache):
+    root, _, _ = probav_highresnet
+    code, _, stderr = cli("evaluate-model", "esrgan-8", "--dataset", "probav", "--data", root,
+                          "--no-progress", "--device", "cpu")
+    assert code == 1 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("error: weights esrgan-8 are not in the cache: run `zoomsr "
+                             "weights download esrgan-8`")
+
+
+def test_a_registry_name_takes_the_registrys_frames_and_bands(cli, tmp_path, offline_cache,
+                                                              monkeypatch):
+    # the registry's published files are plain state dicts that record neither: the command
+    # took the tci bands and failed ("32 input channels cannot be frames of 3 channel(s)")
+    from zoomsr.evaluation.model_eval import load_scoring_model
+    from zoomsr.weights import fetch, registry
+
+    model = _tiny_rrdbnet(8)  # 2 frames of tci + b08
+    plain = tmp_path / "esrgan_tiny.pth"
+    torch.save(model.state_dict(), plain)
+    entry = registry.WeightsEntry(
+        name="esrgan-tiny", description="test", model="rrdbnet",
+        config={"num_in_ch": 8, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1,
+                "num_grow_ch": 4}, filename="esrgan_tiny.pth", url="https://example.invalid/x",
+        n_images=2, bands=("tci", "b08"))
+    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
+    monkeypatch.setattr(fetch, "resolve", lambda name: plain)
+    scoring = load_scoring_model("esrgan-tiny")
+    assert (scoring.n_images, scoring.bands, scoring.label) == (2, ["tci", "b08"], "esrgan-tiny")
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, bands="tci,b08", seed=0)
+    out = tmp_path / "out"
+    code, _, stderr = cli("evaluate-model", "esrgan-tiny", "--dataset", "s2naip", "--data", root,
+                          "-o", "skip_black_hr=false", "--metrics", "psnr", "--out", out,
+                          "--no-progress", "--device", "cpu")
+    assert code == 0, stderr
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["options"]["n_images"] == 2
+    assert doc["options"]["options"]["bands"] == ["tci", "b08"]

@@ -40,3 +40,32 @@ def test_an_s2naip_split_is_the_pairs_its_splits_file_lists(tmp_path):
     assert sorted(p.tile for p in val.pairs) == tiles[4:]
     with pytest.raises(ConfigError, match="a split or pairs, not both"):
         open_dataset("s2naip", root, split="val", pairs=all_pairs)
+
+
+def test_an_s2naip_split_without_splits_file_or_pairs_says_what_to_do(tmp_path):
+    from zoomsr.errors import DataError
+
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, seed=0)
+    with pytest.raises(DataError, match="zoomsr_splits.json: not found; .*leave the split out"):
+        open_dataset("s2naip", root, split="val", n_images=2)
+    (root / SPLITS_FILE).write_text(json.dumps({"train": ["1_1"], "val": []}))
+    # was "no pairs to load", naming no split
+    with pytest.raises(DataError, match="its 'val' split lists no pair"):
+        open_dataset("s2naip", root, split="val", n_images=2)
+
+
+def test_an_s2naip_split_from_a_training_runs_splits_file(tmp_path):
+    from zoomsr.errors import DataError
+
+    root = write_sample(tmp_path / "s", pairs=4, n_frames=2, seed=0)
+    pairs = S2NAIPDataset(root, n_images=2, skip_black_hr=False).pairs
+    run = tmp_path / "splits.json"  # zoomsr train writes image_id/tile entries
+    run.write_text(json.dumps({"train": [f"{p.image_id}/{p.tile}" for p in pairs[1:]],
+                               "val": [f"{pairs[0].image_id}/{pairs[0].tile}"]}))
+    val = open_dataset("s2naip", root, split="val", splits_file=run, n_images=2,
+                       skip_black_hr=False)
+    assert val.pairs == [pairs[0]]
+    with pytest.raises(ConfigError, match="S2-NAIP only"):
+        open_dataset("probav", root, split="train", splits_file=run)
+    with pytest.raises(DataError, match="splits file not found"):
+        open_dataset("s2naip", root, split="val", splits_file=tmp_path / "nope.json")

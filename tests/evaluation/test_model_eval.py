@@ -150,3 +150,113 @@ def test_unmasked_items_and_all_true_masks_score_alike():
     b = evaluate_model(Upsample(4, 3, True), ds, "psnr,ssim", device="cpu")
     assert [r["psnr"] for r in a.rows] == [r["psnr"] for r in b.rows]
     assert [r["ssim"] for r in a.rows] == [r["ssim"] for r in b.rows]
+
+
+class Ragged(Dataset):
+    """Items of different sizes (as WorldStrat's native grids, ``lr_size=None``)."""
+
+    sizes = (8, 6, 8, 5, 6)
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.lr = [torch.rand(2, 3, s, s, generator=g) for s in self.sizes]
+        self.hr = [torch.rand(3, 4 * s, 4 * s, generator=g) for s in self.sizes]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"lr": self.lr[i], "hr": self.hr[i], "id": f"r{i}"}
+
+
+def test_items_of_different_sizes_are_run_apart_and_kept_in_order():
+    # torch.stack of the batch failed with a raw RuntimeError
+    together = evaluate_model(Upsample(4, 3, True), Ragged(), "psnr,ssim", batch_size=4,
+                              device="cpu")
+    alone = evaluate_model(Upsample(4, 3, True), Ragged(), "psnr,ssim", batch_size=1,
+                           device="cpu")
+    assert [r["key"] for r in together.rows] == [f"r{i}" for i in range(5)]
+    assert together.rows == alone.rows
+
+
+class Unreadable(Contract):
+    def __getitem__(self, i: int) -> dict:
+        if i == 3:
+            raise DataError("/data/s3/lr.tif: not a readable GeoTIFF; download it again")
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_item_is_the_loaders_own_one_line_error_from_workers_too(workers):
+    # a worker's error came back as torch's "Caught DataError in DataLoader worker process 0.
+    # Original Traceback ..." (dozens of lines on the command line)
+    with pytest.raises(DataError) as caught:
+        evaluate_model(Upsample(4, 3, True), Unreadable(), "psnr", batch_size=2,
+                       device="cpu", num_workers=workers)
+    assert str(caught.value) == "/data/s3/lr.tif: not a readable GeoTIFF; download it again"
+
+
+def test_a_dataset_in_training_mode_is_refused(tmp_path):
+    from zoomsr.errors import ConfigError
+
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, seed=0)
+    ds = S2NAIPDataset(root, n_images=2, layout="stacked", train=True)
+    with pytest.raises(ConfigError, match="training mode.*train=False"):
+        evaluate_model(Upsample(4, 3, False), ds, "psnr", device="cpu")
+
+
+def test_valid_fraction_is_float64_as_zoomsr_evaluates_it(tmp_path):
+    root = _probav_fixture().write_probav(tmp_path / "probav")
+    ds = PROBAVDataset(root, split="train", bands="NIR", n_images=2, layout="frames")
+    row = evaluate_model(Upsample(3, 1, True), ds, "psnr", device="cpu").rows[0]
+    assert row["valid_fraction"] == 1 - 384 / 384**2  # SM conceals the first row (was float32)
+
+
+class TwoBands(Contract):
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        return {**item, "lr": item["lr"][:, :2], "hr": item["hr"][:2]}
+
+
+def test_hr_of_two_bands_names_the_item_and_what_to_choose():
+    with pytest.raises(DataError, match="TwoBands item s0: images of 2 channels.*choose 1 or at "
+                                        "least 3 HR bands"):
+        evaluate_model(Upsample(4, 2, True), TwoBands(), "psnr", device="cpu")
+
+
+def test_no_metric_is_refused():
+    from zoomsr.errors import InputError
+
+    with pytest.raises(InputError, match="no metrics"):
+        evaluate_model(Upsample(4, 3, True), Contract(), {}, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "layout", "n_images", "message"),
+    [
+        ("highresnet", {"in_channels": 1}, "frames", 2,
+         r"takes 1 input channel\(s\) per frame; S2NAIPDataset items have 3 per frame: open it "
+         r"with the bands the model was trained on"),
+        ("srcnn", {"in_channels": 3, "revisits": 4}, "frames", 2,
+         r"takes 4 frames \(SRCNN's revisits\); S2NAIPDataset items have 2: open it with "
+         r"n_images=4"),
+        ("rrdbnet", {"num_in_ch": 12}, "stacked", 2,
+         r"takes 12 input channels \(frames x channels\); S2NAIPDataset items have 6 \(2 "
+         r"frame\(s\) x 3 channel\(s\)\): open it with n_images=4"),
+        ("rrdbnet", {"num_in_ch": 8}, "stacked", 2,
+         r"8 is no multiple of 3: open it with the bands"),
+        ("rrdbnet", {"num_in_ch": 6}, "frames", 2, r"open it with layout='stacked'"),
+    ],
+)
+def test_a_zoomsr_model_that_cannot_take_the_items_is_refused_before_it_runs(
+        tmp_path, name, config, layout, n_images, message):
+    from zoomsr.errors import ConfigError
+    from zoomsr.models import create_model
+
+    small = {"highresnet": {"hidden_channels": 16}, "srcnn": {"hidden_channels": 16},
+             "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}}[name]
+    model = create_model(name, **small, **config)
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, seed=0)
+    ds = S2NAIPDataset(root, n_images=n_images, layout=layout, skip_black_hr=False)
+    with pytest.raises(ConfigError, match=message):
+        evaluate_model(model, ds, "psnr", device="cpu")

@@ -56,14 +56,19 @@ def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
     return options
 
 
-def _frames_per_item(dataset: str, root: Path, options: dict[str, Any]) -> int:
-    """Input channels per frame of the dataset as ``options`` open it."""
+def _frames_per_item(dataset: str, root: Path, split: str | None,
+                     options: dict[str, Any]) -> int:
+    """Input channels per frame of the dataset's ``split`` as ``options`` open it."""
     from zoomsr.data.bands import band_channels, validate_bands
-    from zoomsr.data.datasets import open_dataset
+    from zoomsr.data.datasets import dataset_class, open_dataset
 
     if dataset == "s2naip":  # without opening it (its evaluation set reads every NAIP image)
         return sum(band_channels(b) for b in validate_bands(options.get("bands", ("tci",))))
-    return int(open_dataset(dataset, root, **{**options, "n_images": 1}).channels)
+    fixed = getattr(dataset_class(dataset), "channels", None)
+    if isinstance(fixed, int):  # PROBA-V's one band, OLI2MSI's RGB
+        return fixed
+    # the split scored, not the loader's default (which may not be there)
+    return int(open_dataset(dataset, root, split, **{**options, "n_images": 1}).channels)
 
 
 def evaluate_model_command(
@@ -76,7 +81,11 @@ def evaluate_model_command(
     split: str | None = typer.Option(
         None, "--split", help="The dataset's split (PROBA-V: train, its test has no HR; "
         "WorldStrat: train, val, test; OLI2MSI: train, test; S2-NAIP: a split of its "
-        "zoomsr_splits.json). Default: the loader's own (S2-NAIP: every pair)."),
+        "zoomsr_splits.json, or of --splits). Default: the loader's own (S2-NAIP: every "
+        "pair)."),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="S2-NAIP: the splits file for --split instead of the dataset's: "
+        "e.g. RUN/splits.json, the train/val split a `zoomsr train` run used."),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="key=value passed to the dataset's loader (e.g. -o "
         "bands=NIR for PROBA-V, -o hr_kind=rgbn for WorldStrat; repeatable).",
@@ -144,6 +153,10 @@ def evaluate_model_command(
         if key in options:
             raise ConfigError(f"--option {key}: set by the command (evaluation, the model's "
                               "layout)")
+    if splits is not None and (split is None or dataset != "s2naip"):
+        raise ConfigError("--splits gives the tiles of an S2-NAIP --split (e.g. a zoomsr "
+                          "train run's RUN/splits.json); add --split val (or train, test), "
+                          "with --dataset s2naip")
     if config and model is None:
         raise ConfigError("--config sets the architecture --model builds; add --model NAME")
     metric_opts = metric_options(
@@ -163,12 +176,14 @@ def evaluate_model_command(
                                  parse_config(model, config) if model is not None else None)
     if dataset == "s2naip" and "bands" not in options and scoring.bands:
         options["bands"] = scoring.bands  # what it was trained on
-    frames = n_images or scoring.frames_for(_frames_per_item(dataset, data, options))
+    frames = n_images or scoring.known_frames
+    if frames is None:
+        frames = scoring.frames_for(_frames_per_item(dataset, data, split, options))
     if frames is None:
         raise ConfigError(f"{scoring.label}: its weights do not say how many frames it takes "
                           "(a frames model); give --n-images")
-    ds = open_dataset(dataset, data, split, **options, n_images=frames, layout=scoring.layout,
-                      train=False)
+    ds = open_dataset(dataset, data, split, splits_file=splits, **options, n_images=frames,
+                      layout=scoring.layout, train=False)
     built = create_metrics(names, metric_opts)
     if "cpsnr" in built and cpsnr_mode == "challenge":
         from zoomsr.metrics import CPSNR
@@ -180,15 +195,30 @@ def evaluate_model_command(
         result = evaluate_model(scoring.module, ds, built, batch_size=batch_size, device=device,
                                 num_workers=workers, progress=update, seed=seed, nodata=masks,
                                 label=scoring.label)
-    result.options.update({"weights": str(weights), "dataset": dataset, "data": str(data),
-                           "split": split, "options": options, "n_images": frames,
-                           "metrics": names, "border": border, "cpsnr_mode": cpsnr_mode,
-                           "masks": masks, "seed": seed})
+    result.options.update({
+        "weights": str(weights), "architecture": scoring.name, "layout": scoring.layout,
+        "dataset": dataset, "data": str(data),
+        # the split scored: the loader's default when --split is left out
+        "split": getattr(ds, "split", split),
+        **({"splits": str(splits)} if splits is not None else {}),
+        "options": options, "n_images": frames,
+        "metrics": names, "border": border, "cpsnr_mode": cpsnr_mode,
+        "lpips_net": lpips_net, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
+        "clip_mode": clip_mode, "perceptual_min_valid": perceptual_min_valid,
+        "masks": masks, "seed": seed})
     partial = [r["valid_fraction"] for r in result.rows if r["valid_fraction"] < 1.0]
     if partial:
         typer.echo(f"note: {len(partial)} item(s) scored on the pixels their HR mask marks "
                    f"valid (down to {100 * min(partial):.3g} %; valid_fraction in {CSV_NAME})",
                    err=True)
+    for name, summary in result.summary.items():  # as zoomsr evaluate says it
+        if summary.get("n_unscored"):
+            why = (f"less than {100 * perceptual_min_valid:.3g} % valid (--perceptual-min-valid)"
+                   if name.startswith("lpips") or name == "clipscore" else
+                   "too few valid pixels left by the border crop (SSIM: its window; cPSNR: "
+                   "shifts), or none")
+            typer.echo(f"note: {name} not scored for {summary['n_unscored']} item(s): {why} "
+                       f"(an empty cell in {CSV_NAME})", err=True)
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,27 +60,70 @@ def check_dataset_options(name: str, options: dict[str, Any], what: str = "optio
 
 
 def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = None,
+                 *, splits_file: str | os.PathLike[str] | None = None,
                  **options: Any) -> Dataset:
     """Dataset ``name`` at ``root``: its ``split`` (None: S2-NAIP's every pair, the others'
     own default) with ``options`` (as its class takes them, checked by name).
 
+    S2-NAIP's ``split`` is the pairs that ``ROOT/zoomsr_splits.json`` lists for it, or
+    ``splits_file`` (e.g. the ``splits.json`` of a ``zoomsr train`` run folder); entries are
+    tile ids or ``image_id/tile``.
+
     Raises:
         ConfigError: an unknown dataset or option, an unknown split.
-        DataError: the dataset's own errors (a missing folder, unreadable files...).
+        DataError: the dataset's own errors (a missing folder, unreadable files...), a
+            missing or malformed splits file, a split that lists no pair.
     """
     check_dataset_options(name, options)
     cls = dataset_class(name)
     kwargs = dict(options)
+    if splits_file is not None and (cls is not S2NAIPDataset or split is None):
+        raise ConfigError("a splits file gives the tiles of an S2-NAIP split: give it with "
+                          "the split, and for S2-NAIP only")
     if split is not None:
         if cls is S2NAIPDataset:
             if "pairs" in kwargs:
                 raise ConfigError("give S2-NAIP a split or pairs, not both")
-            from zoomsr.data.builder.splits import load_split
-
-            kwargs["pairs"] = load_split(root, split)
+            kwargs["pairs"] = _s2naip_split(root, split, splits_file)
         else:
             kwargs["split"] = split
     return cls(root, **kwargs)
+
+
+def _s2naip_split(root: str | os.PathLike[str], split: str,
+                  splits_file: str | os.PathLike[str] | None) -> list[Any]:
+    """The pairs of S2-NAIP ``split`` (see :func:`open_dataset`)."""
+    import json
+    from pathlib import Path
+
+    from zoomsr.data.builder.splits import SPLITS
+    from zoomsr.data.layout import SPLITS_FILE, scan_pairs
+    from zoomsr.validate import check_choice
+
+    check_choice("split", split, (*SPLITS, "buffer"))
+    path = Path(splits_file) if splits_file is not None else Path(root) / SPLITS_FILE
+    if not path.is_file():
+        if splits_file is not None:
+            raise DataError(f"{path}: splits file not found")
+        if not Path(root).is_dir():
+            raise DataError(f"{root}: S2-NAIP dataset folder not found")
+        raise DataError(f"{path}: not found; an S2-NAIP split is one of the splits `zoomsr "
+                        "data build` writes there (or a training run's: its splits.json): "
+                        "leave the split out to take every pair")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    entries = doc.get(split) if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise DataError(f"{path}: no list of tiles for the {split!r} split")
+    wanted = set(entries)
+    pairs = [p for p in scan_pairs(root)
+             if p.tile in wanted or f"{p.image_id}/{p.tile}" in wanted]
+    if not pairs:
+        raise DataError(f"{path}: its {split!r} split lists no pair of {root}; choose another "
+                        "split")
+    return pairs
 
 
 #: Frames asked of each item by :func:`check_items`: as many as the dataset has per sample
@@ -112,32 +156,125 @@ def check_items(name: str, root: str | os.PathLike[str],
     """Read every item (every frame file, HR and mask) of benchmark dataset ``name`` in
     ``splits`` (default: all of its splits) and collect what cannot be read, one line each.
 
-    A split that cannot be opened at all (a missing folder) is one problem of its own.
-    ``progress(done, total)`` after each item of a split. S2-NAIP has its own, finer check
-    (:func:`zoomsr.data.check.check_dataset`).
+    The loaders stop at the first missing or stray file of a split; the check lists each
+    (WorldStrat's missing areas, OLI2MSI's unpaired files, PROBA-V's incomplete image sets)
+    and reads the rest of the split where the loader can open it without them (WorldStrat's
+    other areas, OLI2MSI's paired files, PROBA-V's bands without a problem). A split that
+    cannot be opened at all (a missing folder) is one problem of its own.
+    ``progress(done, total)`` after each item, over all the splits.
+    S2-NAIP has its own, finer check (:func:`zoomsr.data.check.check_dataset`).
     """
     if dataset_class(name) is S2NAIPDataset:
         raise ConfigError("S2-NAIP is checked by zoomsr.data.check.check_dataset "
                           "(`zoomsr data check ROOT`)")
+    name = name.lower()
     check_dataset_options(name, options)
     reserved = {"n_images", "train", "split"} & set(options)
     if reserved:
         raise ConfigError(f"{', '.join(sorted(reserved))}: set by the check")
-    results = []
+    opened = []
     for split in splits or dataset_splits(name):
+        datasets, problems = _open_for_check(name, root, split, options)
+        opened.append((SplitCheck(split, 0, problems), datasets))
+    total = sum(len(ds) for _, datasets in opened for ds in datasets)  # type: ignore[arg-type]
+    done = 0
+    for found, datasets in opened:
+        for ds in datasets:
+            for i in range(len(ds)):  # type: ignore[arg-type]
+                try:
+                    ds[i]
+                except DataError as exc:
+                    found.problems.append(str(exc))
+                found.items += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return [found for found, _ in opened]
+
+
+def _open_for_check(name: str, root: str | os.PathLike[str], split: str,
+                    options: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
+    """The parts of ``split`` that can be opened, each with every frame asked for, and the
+    problems that kept the rest out, one line each."""
+    kwargs = {**options, "n_images": CHECK_FRAMES[name]}
+    if name == "worldstrat":  # every missing area listed (dataset.missing), the others read
+        from zoomsr.data.worldstrat import DOWNLOAD_HINT, WorldStratWarning
+
         try:
-            ds = open_dataset(name, root, split, **options,
-                              n_images=CHECK_FRAMES[name.lower()])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", WorldStratWarning)
+                ds = open_dataset(name, root, split, **{**kwargs, "skip_missing": True})
         except DataError as exc:
-            results.append(SplitCheck(split, 0, [str(exc)]))
-            continue
-        found = SplitCheck(split, len(ds))  # type: ignore[arg-type]
-        for i in range(found.items):
+            return [], [str(exc)]
+        return [ds], [f"{problem}; {DOWNLOAD_HINT}" for problem in ds.missing]
+    try:
+        return [open_dataset(name, root, split, **kwargs)], []
+    except DataError as exc:
+        first = str(exc)
+    try:
+        if name == "oli2msi":
+            datasets, problems = _oli2msi_parts(root, split, kwargs)
+        else:
+            datasets, problems = _probav_parts(root, split, kwargs)
+    except DataError:  # another problem of the same split: the loader's first is the one
+        return [], [first]
+    return (datasets, problems) if problems else ([], [first])
+
+
+def _oli2msi_parts(root: str | os.PathLike[str], split: str,
+                   kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
+    """Each OLI2MSI file of ``split`` without its partner, and the pairs that have one."""
+    from pathlib import Path
+
+    from zoomsr.data.oli2msi import TIFF_SUFFIXES, OLI2MSIPair
+
+    folders = {side: Path(root) / f"{split}_{side}" for side in ("lr", "hr")}
+    if not all(folder.is_dir() for folder in folders.values()) or "pairs" in kwargs:
+        return [], []
+    files = {side: {p.name: p for p in folder.iterdir()
+                    if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()}
+             for side, folder in folders.items()}
+    problems = []
+    for side, other in (("lr", "hr"), ("hr", "lr")):
+        for file in sorted(set(files[side]) - set(files[other])):
+            problems.append(f"{files[side][file]}: no {other.upper()} file of the same name in "
+                            f"{folders[other]}; OLI2MSI pairs LR and HR files by name "
+                            "(download the missing one again, or remove the stray file)")
+    paired = sorted(set(files["lr"]) & set(files["hr"]))
+    pairs = [OLI2MSIPair(Path(file).stem, files["lr"][file], files["hr"][file])
+             for file in paired]
+    datasets = [open_dataset("oli2msi", root, split, **kwargs, pairs=pairs)] if pairs else []
+    return datasets, problems
+
+
+def _probav_parts(root: str | os.PathLike[str], split: str,
+                  kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
+    """Each incomplete PROBA-V image set of ``split`` (a missing LR, QM, HR or SM file), and
+    the bands without one, opened (a band with one cannot be: the loader scans it whole)."""
+    from pathlib import Path
+
+    from zoomsr.data.probav import BANDS, _scan_imageset, scan_probav, validate_probav_bands
+
+    if not (Path(root) / split).is_dir() or "imgsets" in kwargs:
+        return [], []
+    datasets, problems = [], []
+    for band in validate_probav_bands(kwargs.get("bands", BANDS)):
+        band_dir = Path(root) / split / band
+        found = []
+        if not band_dir.is_dir():
             try:
-                ds[i]
+                scan_probav(root, split, (band,))
             except DataError as exc:
-                found.problems.append(str(exc))
-            if progress is not None:
-                progress(i + 1, found.items)
-        results.append(found)
-    return results
+                found.append(str(exc))
+        else:
+            for folder in sorted(p for p in band_dir.iterdir()
+                                 if p.is_dir() and p.name.startswith("imgset")):
+                try:
+                    _scan_imageset(folder, band, needs_hr=split == "train")
+                except DataError as exc:
+                    found.append(str(exc))
+        if found:
+            problems.extend(found)
+        else:
+            datasets.append(open_dataset("probav", root, split, **{**kwargs, "bands": band}))
+    return datasets, problems

@@ -43,21 +43,82 @@ def _key(item: Mapping[str, Any]) -> str:
                     "name its row")
 
 
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Only what scoring needs (items also carry strings, None baselines, ragged extras)."""
+class _Failed:
+    """An error met while reading items (in a DataLoader worker, or not), carried to the main
+    process as it was raised: torch re-raises a worker's error with its traceback in the
+    message, which made the command's one-line errors dozens of lines."""
+
+    def __init__(self, exc: Exception) -> None:
+        import pickle
+
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - whatever it is, its words still travel
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        self.exc = exc
+
+
+class _Guarded(Dataset):
+    """``dataset``'s items, or a :class:`_Failed` for an item that cannot be read."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except Exception as exc:  # noqa: BLE001 - re-raised in the main process
+            return _Failed(exc)
+
+
+def _collate(items: list[Any]) -> list[dict[str, Any]] | _Failed:
+    """Only what scoring needs (items also carry strings, None baselines, ragged extras), as
+    batches of items of the same LR and HR sizes (``position``: where each item is among
+    ``items``; WorldStrat's native grids, ``lr_size=None``, differ between areas)."""
+    for it in items:
+        if isinstance(it, _Failed):
+            return it
+    try:
+        return _group(items)
+    except Exception as exc:  # noqa: BLE001 - re-raised in the main process
+        return _Failed(exc)
+
+
+def _group(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if any("hr" not in it for it in items):
-        raise DataError("the dataset's items have no 'hr' (a split without ground truth, e.g. "
-                        "PROBA-V's test split): nothing to score against")
-    batch: dict[str, Any] = {
-        "lr": torch.stack([it["lr"] for it in items]),
-        "hr": torch.stack([it["hr"] for it in items]),
-        "key": [_key(it) for it in items],
-    }
-    if any("hr_valid" in it for it in items):
-        batch["hr_valid"] = torch.stack([
-            torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
-            else torch.ones(it["hr"].shape[-2:], dtype=torch.bool) for it in items])
-    return batch
+        raise DataError(NO_HR)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault((tuple(it["lr"].shape), tuple(it["hr"].shape)), []).append(i)
+    batches = []
+    for positions in groups.values():
+        chosen = [items[i] for i in positions]
+        batch: dict[str, Any] = {
+            "position": positions,
+            "lr": torch.stack([it["lr"] for it in chosen]),
+            "hr": torch.stack([it["hr"] for it in chosen]),
+            "key": [_key(it) for it in chosen],
+        }
+        if any("hr_valid" in it for it in chosen):
+            masks = []
+            for it, key in zip(chosen, batch["key"], strict=True):
+                size = tuple(it["hr"].shape[-2:])
+                mask = (torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
+                        else torch.ones(size, dtype=torch.bool))
+                if tuple(mask.shape) != size:
+                    raise DataError(f"item {key}: its hr_valid {list(mask.shape)} is not of "
+                                    f"its HR's size {list(size)}")
+                masks.append(mask)
+            batch["hr_valid"] = torch.stack(masks)
+        batches.append(batch)
+    return batches
+
+
+NO_HR = ("the dataset's items have no 'hr' (a split without ground truth, e.g. PROBA-V's test "
+         "split): nothing to score against")
 
 
 def as_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -95,10 +156,12 @@ def evaluate_model(
             outputs are clipped to [0, 1]. Run in eval mode
             on ``device``, under ``torch.inference_mode``.
         dataset: a dataset of zoomsr's item contract (see the module docstring), in
-            evaluation mode (``train=False``: its frames are the same run to run).
+            evaluation mode (``train=False``: its frames are the same run to run; a training
+            one is refused). Items of different sizes (WorldStrat's ``lr_size=None``) are run
+            in separate model calls.
         metrics: as :func:`~zoomsr.evaluation.evaluate` takes them. One band is repeated to
             3 channels, more than 3 are scored on the first 3 (:func:`as_rgb`).
-        batch_size: items per model call.
+        batch_size: items read per step (and per model call, when they are of one size).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         num_workers: DataLoader worker processes.
         progress: ``progress(done, total)`` after each batch.
@@ -113,60 +176,49 @@ def evaluate_model(
 
     Raises:
         DataError: an item without HR or id, an output of the wrong shape, a dataset item
-            that cannot be read (the dataset's own error).
+            that cannot be read (the dataset's own error, as it was raised, from a
+            DataLoader worker too).
+        ConfigError: a dataset in training mode; a zoomsr model that cannot take the items
+            (:func:`check_model_fits`).
     """
     check_batch_size(batch_size)
     check_int("num_workers", num_workers, minimum=0)
     chosen = as_metrics(list(metrics) if isinstance(metrics, tuple) else metrics)
+    if not chosen:
+        raise InputError("no metrics to compute")
     if VALID_FRACTION in chosen:
         raise InputError(f"a metric named {VALID_FRACTION!r}: the name of the column of the "
                          "valid share; rename it")
+    target_label = type(dataset).__name__
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise DataError(f"{type(dataset).__name__}: no items to score")
+        raise DataError(f"{target_label}: no items to score")
+    if getattr(dataset, "has_hr", True) is False:
+        raise DataError(f"{target_label} ({getattr(dataset, 'split', '?')} split): {NO_HR}")
+    if getattr(dataset, "train", False) is True:
+        raise ConfigError(f"{target_label} is in training mode (random frames, crops, "
+                          "replacements): build it with train=False to score a model on it")
+    pred_label = label or type(model).__name__
+    check_model_fits(model, dataset, pred_label)
     dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
     takes_valid = {name: _takes_valid(m) for name, m in chosen.items()}
-    pred_label = label or type(model).__name__
-    target_label = type(dataset).__name__
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader = DataLoader(_Guarded(dataset), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=_collate)
     rows: list[dict[str, Any]] = []
     total, done = len(dataset), 0  # type: ignore[arg-type]
     try:
-        for batch in loader:
-            hr = batch["hr"].float()
-            out = model(batch["lr"].to(dev))
-            if out.ndim == 5 and out.shape[1] == 1:  # SRCNN / HighRes-net: [B, 1, C, H, W]
-                out = out[:, 0]
-            out = out.float().clamp_(0, 1).cpu()
-            if out.shape != hr.shape:
-                raise DataError(
-                    f"{target_label} item {batch['key'][0]}: the model's output "
-                    f"{list(out.shape)} does not match its HR {list(hr.shape)} (check the "
-                    "model's scale and channels, and the dataset's layout and sizes)")
-            pred, target = as_rgb(out), as_rgb(hr)
-            valid = batch.get("hr_valid") if nodata else None
-            if valid is not None and bool(valid.all()):
-                valid = None  # scored as without a mask (the same values, to the bit)
-            scores: dict[str, torch.Tensor] = {}
-            for name, metric in chosen.items():
-                try:
-                    if valid is None:
-                        scores[name] = metric(pred, target)
-                    elif takes_valid[name]:
-                        scores[name] = metric(pred, target, valid=valid)
-                    else:  # a user's metric: both images black outside the valid area
-                        scores[name] = metric(*black_outside(pred, target, valid[:, None]))
-                except InputError as exc:  # e.g. images too small for a network metric
-                    raise DataError(f"{target_label} item {batch['key'][0]}: {name}: "
-                                    f"{exc}") from None
-            for j, key in enumerate(batch["key"]):
-                share = 1.0 if valid is None else float(valid[j].float().mean())
-                rows.append({"key": key, "pred": pred_label, "target": target_label,
-                             **{n: float(v[j]) for n, v in scores.items()},
-                             VALID_FRACTION: share})
-            done += len(batch["key"])
+        for groups in loader:
+            if isinstance(groups, _Failed):
+                raise groups.exc
+            placed: dict[int, dict[str, Any]] = {}
+            for batch in groups:
+                for position, row in zip(batch["position"], _score(
+                        model, batch, dev, chosen, takes_valid, nodata, pred_label,
+                        target_label), strict=True):
+                    placed[position] = row
+            rows.extend(placed[i] for i in sorted(placed))
+            done += len(placed)
             if progress is not None:
                 progress(done, total)
     finally:
@@ -182,6 +234,103 @@ def evaluate_model(
         "exclude" if nodata else "ignored")
 
 
+def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
+           chosen: dict[str, Metric], takes_valid: dict[str, bool], nodata: bool,
+           pred_label: str, target_label: str) -> list[dict[str, Any]]:
+    """The rows of one batch of same-size items: the model run once, each metric once."""
+    hr = batch["hr"].float()
+    out = model(batch["lr"].to(dev))
+    if out.ndim == 5 and out.shape[1] == 1:  # SRCNN / HighRes-net: [B, 1, C, H, W]
+        out = out[:, 0]
+    out = out.float().clamp_(0, 1).cpu()
+    first = batch["key"][0]
+    if out.shape != hr.shape:
+        raise DataError(
+            f"{target_label} item {first}: the model's output {list(out.shape)} does not "
+            f"match its HR {list(hr.shape)} (check the model's scale and channels, and the "
+            "dataset's layout and sizes)")
+    try:
+        pred, target = as_rgb(out), as_rgb(hr)
+    except InputError as exc:
+        raise DataError(f"{target_label} item {first}: {exc}; choose 1 or at least 3 HR "
+                        "bands") from None
+    valid = batch.get("hr_valid") if nodata else None
+    if valid is not None and bool(valid.all()):
+        valid = None  # scored as without a mask (the same values, to the bit)
+    scores: dict[str, torch.Tensor] = {}
+    for name, metric in chosen.items():
+        try:
+            if valid is None:
+                scores[name] = metric(pred, target)
+            elif takes_valid[name]:
+                scores[name] = metric(pred, target, valid=valid)
+            else:  # a user's metric: both images black outside the valid area
+                scores[name] = metric(*black_outside(pred, target, valid[:, None]))
+        except InputError as exc:  # e.g. images too small for a network metric
+            raise DataError(f"{target_label} item {first}: {name}: {exc}") from None
+    return [{"key": key, "pred": pred_label, "target": target_label,
+             **{n: float(v[j]) for n, v in scores.items()},
+             # in float64, as zoomsr evaluate's column
+             VALID_FRACTION: 1.0 if valid is None else float(valid[j].double().mean())}
+            for j, key in enumerate(batch["key"])]
+
+
+def _channels_hint(dataset: Dataset, wanted: int, channels: int) -> str:
+    """What to change in ``dataset`` for ``wanted`` channels per frame (``channels`` now)."""
+    option = {"WorldStratDataset": "lr_bands", "S2NAIPDataset": "bands"}.get(
+        type(dataset).__name__)
+    if option is None:  # PROBA-V's one band, OLI2MSI's RGB
+        return (f"the model is not one for {type(dataset).__name__} (a model for it takes "
+                f"{channels} per frame)")
+    return (f"open it with the {option} the model was trained on ({wanted} channel(s); "
+            f"command line: -o {option}=...)")
+
+
+def check_model_fits(model: torch.nn.Module, dataset: Dataset, label: str | None = None) -> None:
+    """:class:`ConfigError` when a zoomsr model (its ``config`` and ``input_layout``) cannot
+    take ``dataset``'s items: another layout, other input channels per frame, another
+    number of frames (SRCNN, RRDBNet), naming both counts and what to change. Other models
+    (and datasets that do not say their ``layout``, ``channels`` and ``n_images``) pass."""
+    cfg = getattr(model, "config", None)
+    model_layout = getattr(model, "input_layout", None)
+    if not isinstance(cfg, Mapping) or not isinstance(model_layout, str):
+        return
+    label = label or type(model).__name__
+    what = type(dataset).__name__
+    frames_model = "T, C" in model_layout
+    want = "frames" if frames_model else "stacked"
+    layout = getattr(dataset, "layout", None)
+    if layout is not None and layout != want:
+        raise ConfigError(f"{label} takes {model_layout}; {what} gives layout={layout!r}: "
+                          f"open it with layout={want!r}")
+    channels, n = getattr(dataset, "channels", None), getattr(dataset, "n_images", None)
+    if not isinstance(channels, int) or not isinstance(n, int):
+        return
+    if frames_model:
+        in_ch = cfg.get("in_channels")
+        if isinstance(in_ch, int) and in_ch != channels:
+            raise ConfigError(f"{label} takes {in_ch} input channel(s) per frame; {what} "
+                              f"items have {channels} per frame: "
+                              f"{_channels_hint(dataset, in_ch, channels)}")
+        revisits = cfg.get("revisits")
+        if getattr(model, "name", None) == "srcnn" and isinstance(revisits, int) \
+                and revisits != n:
+            raise ConfigError(f"{label} takes {revisits} frames (SRCNN's revisits); {what} "
+                              f"items have {n}: open it with n_images={revisits} "
+                              f"(--n-images {revisits})")
+        return
+    in_ch = cfg.get("num_in_ch", cfg.get("in_channels"))
+    if isinstance(in_ch, int) and in_ch != n * channels:
+        if in_ch % channels == 0:
+            fix = f"open it with n_images={in_ch // channels} (--n-images {in_ch // channels})"
+        else:
+            fix = (f"{in_ch} is no multiple of {channels}: "
+                   f"{_channels_hint(dataset, in_ch, channels)}")
+        raise ConfigError(f"{label} takes {in_ch} input channels (frames x channels); {what} "
+                          f"items have {n * channels} ({n} frame(s) x {channels} "
+                          f"channel(s)): {fix}")
+
+
 @dataclass(frozen=True)
 class ScoringModel:
     """A model loaded to be scored on a dataset, and what feeding it takes."""
@@ -190,14 +339,26 @@ class ScoringModel:
     name: str  # the architecture (rrdbnet, srcnn, ...)
     layout: str  # "stacked" or "frames"
     label: str  # what the rows' ``pred`` column calls it
-    n_images: int | None  # as recorded with the weights (``zoomsr train``), if they say
+    n_images: int | None  # as recorded with the weights (``zoomsr train``, the registry)
     bands: list[str] | None  # S2-NAIP bands it was trained on, if the weights say
 
-    def frames_for(self, channels: int) -> int | None:
-        """Input frames for a dataset of ``channels`` per frame: the recorded count, else a
-        stacked model's input channels / ``channels`` (None: not told by the weights)."""
+    @property
+    def known_frames(self) -> int | None:
+        """The input frames the weights give without looking at a dataset: the recorded
+        count, else a frames model's ``revisits`` (SRCNN takes no other count; ``zoomsr
+        train`` builds HighRes-net with ``revisits = n_images``)."""
         if self.n_images is not None:
             return self.n_images
+        revisits = (getattr(self.module, "config", {}) or {}).get("revisits")
+        if self.layout == "frames" and revisits is not None:
+            return int(revisits)
+        return None
+
+    def frames_for(self, channels: int) -> int | None:
+        """Input frames for a dataset of ``channels`` per frame: :attr:`known_frames`, else a
+        stacked model's input channels / ``channels`` (None: not told by the weights)."""
+        if self.known_frames is not None:
+            return self.known_frames
         cfg = getattr(self.module, "config", {}) or {}
         in_ch = cfg.get("num_in_ch", cfg.get("in_channels")) if self.layout == "stacked" else None
         if in_ch is None:
@@ -213,20 +374,25 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     """The model in ``weights`` for :func:`evaluate_model`: a checkpoint file (a zoomsr
     checkpoint rebuilds itself, e.g. a ``zoomsr train`` run's ``generator.pth``; another
     format needs ``model`` and ``config``), or a registry name (``zoomsr weights list``;
-    downloaded into the cache by ``zoomsr weights download NAME``).
+    downloaded into the cache by ``zoomsr weights download NAME``; never downloaded here).
 
     Raises:
         ConfigError: a diffusion model (SR3 is sampled, not run once: score it with
             ``zoomsr infer`` then ``zoomsr evaluate``), a model name for weights that give
-            their own.
+            another, config values the weights give otherwise.
         CheckpointError: the file cannot be read or does not fit the model.
+        WeightsNotAvailableError: a registry name whose file is not in the cache (saying
+            how to get it).
     """
+    from zoomsr.inference.model import checkpoint_bands
     from zoomsr.models import create_model, load_checkpoint, model_class
     from zoomsr.models.checkpoints import read_checkpoint, unnamed_model_error
     from zoomsr.models.factory import from_checkpoint
 
     label = Path(weights).name
     path = Path(weights)
+    given = dict(config or {})  # the caller's (-c), not the registry's
+    recorded: dict[str, Any] = {}
     if not path.is_file():
         from zoomsr.weights import fetch, registry
 
@@ -237,18 +403,27 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
                                   "checkpoint; leave --model out (the registry gives it)")
             path, model, label = fetch.resolve(entry.name), entry.model, entry.name
             config = {**entry.config, **(config or {})}
+            # what the registry says it was trained on (its files do not all say)
+            recorded = {"n_images": entry.n_images, "bands": list(entry.bands)}
         else:
             raise DataError(f"{weights}: no such checkpoint file, nor a name that "
                             "`zoomsr weights list` shows")
     checkpoint = read_checkpoint(path)
-    if model is not None:
+    if checkpoint.model_name is not None and model in (None, checkpoint.model_name):
+        saved = dict(checkpoint.model_config or {})
+        for key, value in given.items():
+            if key not in saved or _plain(saved[key]) != _plain(value):
+                raise ConfigError(f"-c {key}={value}: {path.name} is a zoomsr checkpoint of "
+                                  f"{checkpoint.model_name} with its own config"
+                                  f"{f' ({key}={saved[key]})' if key in saved else ''}; "
+                                  "leave --config out")
+        module = from_checkpoint(path)
+    elif model is not None:
+        if checkpoint.model_name is not None:
+            raise ConfigError(f"--model {model}: {path.name} is a {checkpoint.model_name} "
+                              "checkpoint; leave --model out (the file gives it)")
         module = create_model(model, **dict(config or {}))
         load_checkpoint(module, path)
-    elif checkpoint.model_name is not None:
-        if config:
-            raise ConfigError(f"{path}: a zoomsr checkpoint gives its own config; leave "
-                              "--config out")
-        module = from_checkpoint(path)
     else:
         raise unnamed_model_error(checkpoint.path)
     name = getattr(module, "name", type(module).__name__)
@@ -257,7 +432,20 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
                           "infer` (S2-NAIP chunks) and then `zoomsr evaluate`")
     layout = "frames" if "T, C" in model_class(name).input_layout else "stacked"
     n = checkpoint.extra.get("n_images")
-    bands = checkpoint.extra.get("bands")
+    if n is None:  # a training run's Lightning checkpoint: its config's
+        run_config = checkpoint.extra.get("zoomsr_config")
+        data = run_config.get("data") if isinstance(run_config, dict) else None
+        n = data.get("n_images") if isinstance(data, dict) else None
+    if n is None:
+        n = recorded.get("n_images")
+    bands = checkpoint_bands(checkpoint) or recorded.get("bands")
     return ScoringModel(module.eval(), name, layout, label,
                         int(n) if n is not None else None,
                         list(bands) if bands else None)
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON gives it back (tuples as lists)."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
