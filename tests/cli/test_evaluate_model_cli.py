@@ -366,3 +366,29 @@ def test_a_registry_name_takes_the_registrys_frames_and_bands(cli, tmp_path, off
     doc = json.loads((out / "summary.json").read_text())
     assert doc["options"]["n_images"] == 2
     assert doc["options"]["options"]["bands"] == ["tci", "b08"]
+
+
+def test_weights_trained_on_another_dataset_are_scored_with_a_warning(cli, tmp_path):
+    """A model recording its dataset (zoomsr train's generator.pth) scored on another one: a
+    transfer study is possible, but rarely meant."""
+    root = tmp_path / "oli"
+    spec = importlib.util.spec_from_file_location("oli2msi_fixture",
+                                                  TESTS / "data" / "oli2msi_fixture.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("oli2msi_fixture", module)
+    spec.loader.exec_module(module)
+    module.write_oli2msi(root, "train", n=2, lr_size=8)
+    torch.manual_seed(0)
+    model = create_model("rrdbnet", num_in_ch=3, scale=3, num_feat=8, num_block=1,
+                         num_grow_ch=4)
+    weights = save_checkpoint(model, tmp_path / "g.pth", n_images=1, dataset="worldstrat",
+                              dataset_options={})
+    args = ("evaluate-model", weights, "--dataset", "oli2msi", "--data", root, "-o",
+            "lr_size=8", "--metrics", "psnr", "--no-progress", "--device", "cpu")
+    code, _, stderr = cli(*args)
+    assert code == 0, stderr
+    assert "warning: g.pth was trained on the worldstrat dataset; scoring it on oli2msi" in stderr
+    same = save_checkpoint(model, tmp_path / "g.pth", n_images=1, dataset="oli2msi",
+                           dataset_options={})
+    code, _, stderr = cli(args[0], same, *args[2:])
+    assert code == 0 and "warning" not in stderr, stderr

@@ -174,6 +174,10 @@ def evaluate_model_command(
         written = results_on_interrupt(out)
     scoring = load_scoring_model(weights, model,
                                  parse_config(model, config) if model is not None else None)
+    if scoring.dataset is not None and scoring.dataset != dataset:
+        # possible (a transfer study), rarely meant: its frames and radiometry are another's
+        typer.echo(f"warning: {scoring.label} was trained on the {scoring.dataset} dataset; "
+                   f"scoring it on {dataset}", err=True)
     if dataset == "s2naip" and "bands" not in options and scoring.bands:
         options["bands"] = scoring.bands  # what it was trained on
     frames = n_images or scoring.known_frames

@@ -341,6 +341,7 @@ class ScoringModel:
     label: str  # what the rows' ``pred`` column calls it
     n_images: int | None  # as recorded with the weights (``zoomsr train``, the registry)
     bands: list[str] | None  # S2-NAIP bands it was trained on, if the weights say
+    dataset: str | None = None  # the dataset it was trained on, if the weights say
 
     @property
     def known_frames(self) -> int | None:
@@ -438,10 +439,18 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
         n = data.get("n_images") if isinstance(data, dict) else None
     if n is None:
         n = recorded.get("n_images")
-    bands = checkpoint_bands(checkpoint) or recorded.get("bands")
+    run_data = checkpoint.extra.get("zoomsr_config", {})
+    run_data = run_data.get("data") if isinstance(run_data, dict) else None
+    trained_on = checkpoint.extra.get("dataset") or (
+        run_data.get("dataset", "s2naip") if isinstance(run_data, dict) else None)
+    bands = (checkpoint_bands(checkpoint) or recorded.get("bands")
+             if trained_on in (None, "s2naip") else None)
+    if trained_on is None and bands:
+        trained_on = "s2naip"  # the published checkpoints, a generator.pth recording bands
     return ScoringModel(module.eval(), name, layout, label,
                         int(n) if n is not None else None,
-                        list(bands) if bands else None)
+                        list(bands) if bands else None,
+                        str(trained_on) if trained_on is not None else None)
 
 
 def _plain(value: Any) -> Any:
