@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from dataset_fixtures import fixture_module
 from zoomsr.data import PROBAVDataset
 from zoomsr.data.datasets import check_items
 from zoomsr.errors import ConfigError
 
-TESTS = Path(__file__).resolve().parents[1]
-
-
-def _fixture(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "data" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # (its dataclasses look their module up)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 @pytest.fixture
 def probav(tmp_path) -> Path:
-    return _fixture("probav_fixture").write_probav(tmp_path / "probav")
+    return fixture_module("probav_fixture").write_probav(tmp_path / "probav")
 
 
 def test_a_clean_copy_passes_every_split(cli, probav):
@@ -59,7 +47,7 @@ def test_a_missing_split_folder_is_one_problem_and_the_others_are_checked(cli, p
 
 def test_oli2msi_and_options(cli, tmp_path):
     root = tmp_path / "oli"
-    _fixture("oli2msi_fixture").write_oli2msi(root, "train", n=2)
+    fixture_module("oli2msi_fixture").write_oli2msi(root, "train", n=2)
     code, stdout, stderr = cli("data", "check", root, "--dataset", "oli2msi", "--split",
                                "train", "-o", "lr_size=8", "--no-progress")
     assert code == 0, stderr
@@ -96,7 +84,7 @@ def test_the_progress_counts_every_item_of_every_split(probav):
 
 
 def test_every_missing_worldstrat_area_is_listed_and_the_others_read(cli, tmp_path):
-    fx = _fixture("worldstrat_fixture")
+    fx = fixture_module("worldstrat_fixture")
     root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI(n, "train") for n in
                                                  ("A1", "A2", "A3", "A4")])
     import shutil
@@ -119,7 +107,7 @@ def test_every_missing_worldstrat_area_is_listed_and_the_others_read(cli, tmp_pa
 
 def test_every_unpaired_oli2msi_file_is_listed_and_the_pairs_read(tmp_path):
     root = tmp_path / "oli"
-    written = _fixture("oli2msi_fixture").write_oli2msi(root, "train", n=4)
+    written = fixture_module("oli2msi_fixture").write_oli2msi(root, "train", n=4)
     names = sorted(written)
     (root / "train_hr" / f"{names[0]}.TIF").unlink()
     (root / "train_lr" / f"{names[2]}.TIF").unlink()

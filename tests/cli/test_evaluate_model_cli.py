@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from dataset_fixtures import fixture_module
 from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
 from zoomsr.evaluation import evaluate_model
 from zoomsr.models import create_model, save_checkpoint
 
-TESTS = Path(__file__).resolve().parents[1]
-
 
 def _probav(root: Path) -> Path:
-    if "probav_fixture" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("probav_fixture",
-                                                      TESTS / "data" / "probav_fixture.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["probav_fixture"] = module  # (its dataclasses look their module up)
-        spec.loader.exec_module(module)
-    return sys.modules["probav_fixture"].write_probav(root)
+    return fixture_module("probav_fixture").write_probav(root)
 
 
 @pytest.fixture
@@ -139,15 +130,6 @@ def test_a_diffusion_model_is_refused_with_what_to_do_instead(cli, probav_highre
     assert code == 2 and "SR3 is sampled" in stderr and "zoomsr infer" in stderr
 
 
-def _load_fixture(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "data" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # (its dataclasses look their module up)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _tiny_rrdbnet(num_in_ch: int, num_out_ch: int = 3):
     torch.manual_seed(0)
     return create_model("rrdbnet", num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=8,
@@ -157,7 +139,7 @@ def _tiny_rrdbnet(num_in_ch: int, num_out_ch: int = 3):
 def test_frames_are_counted_on_the_split_scored_not_the_loaders_default(cli, tmp_path):
     # the channels per frame were read from the loader's default split (train), which this
     # copy does not have: the command failed before reading the split asked for
-    fx = _load_fixture("worldstrat_fixture")
+    fx = fixture_module("worldstrat_fixture")
     root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("T1", "test"),
                                                  fx.FakeAOI("T2", "test")])
     weights = save_checkpoint(_tiny_rrdbnet(6), tmp_path / "esrgan.pth")  # 2 RGB frames
@@ -171,7 +153,7 @@ def test_frames_are_counted_on_the_split_scored_not_the_loaders_default(cli, tmp
 
 
 def test_worldstrat_four_band_hr_and_lr_through_the_command(cli, tmp_path):
-    fx = _load_fixture("worldstrat_fixture")
+    fx = fixture_module("worldstrat_fixture")
     root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("A1", "train"),
                                                  fx.FakeAOI("A2", "train", revisits=2)])
     model = _tiny_rrdbnet(8, num_out_ch=4)  # 2 frames of B04,B03,B02,B08 -> R,G,B,NIR
@@ -218,7 +200,7 @@ def test_a_frames_model_takes_its_revisits_when_the_weights_record_no_count(cli,
     assert doc["options"]["n_images"] == 2 and doc["options"]["architecture"] == "srcnn"
     # a frames model of other input channels: the error names both counts
     oli = tmp_path / "oli"
-    _load_fixture("oli2msi_fixture").write_oli2msi(oli, "train", n=2)
+    fixture_module("oli2msi_fixture").write_oli2msi(oli, "train", n=2)
     code, _, stderr = cli("evaluate-model", weights, "--dataset", "oli2msi", "--data", oli,
                           "-o", "lr_size=8", "--no-progress", "--device", "cpu")
     assert code == 2 and stderr.count("\n") == 1
@@ -256,7 +238,7 @@ def test_summary_options_name_the_split_scored_and_the_metric_options(cli, proba
 def test_an_item_without_a_valid_hr_pixel_is_noted_as_not_scored(cli, probav_highresnet,
                                                                  tmp_path):
     root, weights, _ = probav_highresnet
-    fx = sys.modules["probav_fixture"]
+    fx = fixture_module("probav_fixture")
     import numpy as np
 
     sm = root / "train" / "RED" / "imgset0000" / "SM.png"
@@ -372,12 +354,7 @@ def test_weights_trained_on_another_dataset_are_scored_with_a_warning(cli, tmp_p
     """A model recording its dataset (zoomsr train's generator.pth) scored on another one: a
     transfer study is possible, but rarely meant."""
     root = tmp_path / "oli"
-    spec = importlib.util.spec_from_file_location("oli2msi_fixture",
-                                                  TESTS / "data" / "oli2msi_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("oli2msi_fixture", module)
-    spec.loader.exec_module(module)
-    module.write_oli2msi(root, "train", n=2, lr_size=8)
+    fixture_module("oli2msi_fixture").write_oli2msi(root, "train", n=2, lr_size=8)
     torch.manual_seed(0)
     model = create_model("rrdbnet", num_in_ch=3, scale=3, num_feat=8, num_block=1,
                          num_grow_ch=4)

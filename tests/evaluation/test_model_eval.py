@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from dataset_fixtures import fixture_module
 from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
 from zoomsr.errors import DataError
 from zoomsr.evaluation import evaluate_model, write_results
 from zoomsr.evaluation.model_eval import as_rgb
 from zoomsr.metrics import cpsnr, psnr, ssim
 
-TESTS = Path(__file__).resolve().parents[1]
-
 
 def _probav_fixture():
-    spec = importlib.util.spec_from_file_location("probav_fixture",
-                                                  TESTS / "data" / "probav_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("probav_fixture", module)  # (its dataclasses look their module up)
-    spec.loader.exec_module(sys.modules["probav_fixture"])
-    module = sys.modules["probav_fixture"]
-    return module
+    return fixture_module("probav_fixture")
 
 
 class Upsample(torch.nn.Module):

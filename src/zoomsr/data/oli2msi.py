@@ -37,7 +37,6 @@ Facts this module relies on, and where they come from:
 
 from __future__ import annotations
 
-import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ import torch
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch.utils.data import Dataset
 
+from zoomsr.data.sampler import item_index
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 from zoomsr.layout import Layout, to_layout
 from zoomsr.validate import check_bool, check_choice, check_float, check_int
@@ -180,17 +180,7 @@ class OLI2MSIDataset(Dataset):
         :class:`~zoomsr.data.sampler.ResumableSampler` yields): the seed then picks the crop;
         otherwise training draws from torch's generator and evaluation from
         ``(seed, index)``."""
-        sample_seed: int | None = None
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-            index, sample_seed = operator.index(index[0]), operator.index(index[1])
-            if sample_seed < 0:
-                raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
-        index = operator.index(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"pair {index} of {len(self)}")
-        index %= len(self)
+        index, sample_seed = item_index(index, len(self), "pair")
         if sample_seed is None:
             # Training: from torch, so torch.manual_seed and per-worker seeding control it.
             sample_seed = (int(torch.randint(0, 2**62, (1,)).item()) if self.train

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import os
 import re
 from collections.abc import Sequence
@@ -64,10 +63,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
-from zoomsr.errors import ConfigError, DataError, first_line
+from zoomsr.data.sampler import item_index
+from zoomsr.errors import ConfigError, DataError
+from zoomsr.io.png import image_errors
 from zoomsr.layout import Layout, to_layout
 from zoomsr.validate import check_bool, check_choice, check_int
 
@@ -196,27 +197,15 @@ def _scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
 def _read_png(p: Path, what: str, modes: set[str]) -> tuple[np.ndarray, str]:
     """The pixels and Pillow mode of PNG ``p`` (a PROBA-V ``what``); :class:`DataError` naming
     the file, and what to do, when it is missing, not a PNG, of another mode or corrupt."""
-    try:
-        with Image.open(p) as img:
-            mode = img.mode
-            if img.format != "PNG":
-                raise DataError(f"{p}: a {img.format or 'non-PNG'} file; PROBA-V {what}s are "
-                                f"PNGs ({_AGAIN})")
-            if mode not in modes:
-                return np.empty((0,)), mode  # the caller says what is wrong with the mode
-            img.load()
-            return np.asarray(img), mode
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found; {_AGAIN}") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a folder, expected a PROBA-V {what} PNG") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{p}: not a readable image (corrupt or wrong format); {_AGAIN}") from None
-    except DataError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{p}: corrupt or truncated image ({first_line(exc)}); "
-                        f"{_AGAIN}") from None
+    with image_errors(p, _AGAIN, f"a PROBA-V {what} PNG"), Image.open(p) as img:
+        mode = img.mode
+        if img.format != "PNG":
+            raise DataError(f"{p}: a {img.format or 'non-PNG'} file; PROBA-V {what}s are "
+                            f"PNGs ({_AGAIN})")
+        if mode not in modes:
+            return np.empty((0,)), mode  # the caller says what is wrong with the mode
+        img.load()
+        return np.asarray(img), mode
 
 
 def read_probav_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
@@ -448,18 +437,10 @@ class PROBAVDataset(Dataset):
         """Image set ``index``, or ``(index, sample_seed)`` (as
         :class:`~zoomsr.data.sampler.ResumableSampler` yields): in training the seed then draws
         the frames instead of torch's global generator; evaluation ignores it."""
-        generator: torch.Generator | None = None
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-            index, sample_seed = operator.index(index[0]), operator.index(index[1])
-            if sample_seed < 0:
-                raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
-            generator = torch.Generator().manual_seed(sample_seed)
-        index = operator.index(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"image set {index} of {len(self)}")
-        return self.load(index % len(self), generator)
+        index, sample_seed = item_index(index, len(self), "image set")
+        generator = (None if sample_seed is None
+                     else torch.Generator().manual_seed(sample_seed))
+        return self.load(index, generator)
 
     def load(self, index: int, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Read image set ``index``; ``generator`` draws training frames (default: torch's

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 
 from zoomsr.data.bands import band_channels, normalize_band, validate_bands
 from zoomsr.data.layout import PairRecord, dataset_scale, read_hr, read_series, scan_pairs
+from zoomsr.data.sampler import item_index
 from zoomsr.data.selection import select_frames, valid_frames
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning
 from zoomsr.grid import LR_PIXELS
@@ -131,17 +131,7 @@ class S2NAIPDataset(Dataset):
         :class:`~zoomsr.data.sampler.ResumableSampler` draws
         them; otherwise training draws from torch's generator (``torch.manual_seed`` and the
         DataLoader's per-worker seeds control it) and evaluation from ``(seed, index)``."""
-        sample_seed: int | None = None
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-            index, sample_seed = operator.index(index[0]), operator.index(index[1])
-            if sample_seed < 0:
-                raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
-        index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"pair {index} of {len(self)}")
-        index %= len(self)  # dataset[-1]: the last pair, as for a list
+        index, sample_seed = item_index(index, len(self), "pair")
         if not self.train:
             seed = (self.seed, index) if sample_seed is None else sample_seed
             return self.load(index, np.random.default_rng(seed))

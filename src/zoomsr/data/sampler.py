@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,28 @@ from torch.utils.data import DistributedSampler, WeightedRandomSampler
 from zoomsr.data.layout import PairRecord
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.validate import check_int
+
+
+def item_index(index: int | tuple[int, int], length: int,
+               what: str = "item") -> tuple[int, int | None]:
+    """A dataset's ``index`` argument as ``(index in 0..length-1, sample_seed or None)``.
+
+    ``index`` is an int (NumPy ints and 0-d tensors too; negative counts from the end, as for
+    a list) or ``(index, sample_seed)``, what :class:`ResumableSampler` yields. Raises
+    ``TypeError`` / ``ValueError`` for another form or a negative seed, ``IndexError`` (``"WHAT
+    i of n"``) out of range.
+    """
+    sample_seed: int | None = None
+    if isinstance(index, tuple):
+        if len(index) != 2:
+            raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
+        index, sample_seed = operator.index(index[0]), operator.index(index[1])
+        if sample_seed < 0:
+            raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
+    index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
+    if not -length <= index < length:
+        raise IndexError(f"{what} {index} of {length}")
+    return index % length, sample_seed
 
 
 def load_tile_weights(path: str | os.PathLike[str]) -> dict[str, float]:

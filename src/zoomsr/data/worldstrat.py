@@ -44,12 +44,12 @@ official transforms do.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
-import operator
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch.utils.data import Dataset
 
 from zoomsr.data.s2naip import to_layout
+from zoomsr.data.sampler import item_index
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 from zoomsr.io.png import read_png
 from zoomsr.layout import Layout
@@ -264,17 +265,7 @@ class WorldStratDataset(Dataset):
         :class:`~zoomsr.data.sampler.ResumableSampler` draws them): the seed then picks its
         frames; otherwise training draws from torch's generator and evaluation from
         ``(seed, index)``."""
-        sample_seed: int | None = None
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-            index, sample_seed = operator.index(index[0]), operator.index(index[1])
-            if sample_seed < 0:
-                raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
-        index = operator.index(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"AOI {index} of {len(self)}")
-        index %= len(self)
+        index, sample_seed = item_index(index, len(self), "AOI")
         if sample_seed is None:
             if self.train:
                 # Seeded from torch so torch.manual_seed and DataLoader worker seeding control it.
@@ -569,12 +560,9 @@ def _scan_aoi(
     return WorldStratAOI(name, lr_dir, hr_path, tuple(sorted(set(revisits)))), ""
 
 
-def _read_raster(
-    path: Path, bands: int, dtypes: tuple[str, ...] | None, what: str,
-    indexes: list[int] | None = None,
-) -> np.ndarray:
-    """``[bands or len(indexes), h, w]`` of a GeoTIFF that must have ``bands`` bands of one of
-    ``dtypes`` (any real number type when None); :class:`DataError` naming the file otherwise."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """``path`` open with rasterio; :class:`DataError` naming it when missing or unreadable."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
     try:
@@ -582,33 +570,35 @@ def _read_raster(
             # The published SPOT files were written without a transform.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                if src.count != bands:
-                    raise DataError(f"{path}: {src.count} band(s), expected {bands} ({what})")
-                dtype = np.dtype(src.dtypes[0])
-                if dtypes is not None and dtype.name not in dtypes:
-                    raise DataError(f"{path}: data type {dtype.name}, expected "
-                                    f"{' or '.join(dtypes)} ({what})")
-                if dtypes is None and dtype.kind not in "biuf":
-                    raise DataError(f"{path}: data type {dtype.name}, expected a real number "
-                                    f"type ({what})")
-                return src.read(indexes)
+                yield src
     except RasterioError as exc:
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
                         "corrupt or truncated: download it again") from None
+
+
+def _read_raster(
+    path: Path, bands: int, dtypes: tuple[str, ...] | None, what: str,
+    indexes: list[int] | None = None,
+) -> np.ndarray:
+    """``[bands or len(indexes), h, w]`` of a GeoTIFF that must have ``bands`` bands of one of
+    ``dtypes`` (any real number type when None); :class:`DataError` naming the file otherwise."""
+    with _opened(path) as src:
+        if src.count != bands:
+            raise DataError(f"{path}: {src.count} band(s), expected {bands} ({what})")
+        dtype = np.dtype(src.dtypes[0])
+        if dtypes is not None and dtype.name not in dtypes:
+            raise DataError(f"{path}: data type {dtype.name}, expected "
+                            f"{' or '.join(dtypes)} ({what})")
+        if dtypes is None and dtype.kind not in "biuf":
+            raise DataError(f"{path}: data type {dtype.name}, expected a real number "
+                            f"type ({what})")
+        return src.read(indexes)
 
 
 def _raster_shape(path: Path) -> tuple[int, int]:
     """``(height, width)`` of a GeoTIFF from its header; :class:`DataError` naming the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return src.height, src.width
-    except RasterioError as exc:
-        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
-                        "corrupt or truncated: download it again") from None
+    with _opened(path) as src:
+        return src.height, src.width
 
 
 def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

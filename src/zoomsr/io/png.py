@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from zoomsr.errors import DataError
+from zoomsr.errors import DataError, first_line
 from zoomsr.io.atomic import atomic_path
 
 _MODES_16BIT = {"I;16", "I;16B", "I;16L", "I"}
@@ -24,49 +26,58 @@ def _png_bit_depth(path: Path) -> int | None:
     return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else None
 
 
+@contextlib.contextmanager
+def image_errors(p: Path, advice: str = "", what: str = "an image file") -> Iterator[None]:
+    """Pillow's errors while reading image ``p`` as one-line :class:`DataError` naming it
+    (``advice``, what to do, appended; ``what``: the file expected where a folder is);
+    DataErrors raised inside pass as they are."""
+    more = f"; {advice}" if advice else ""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DataError(f"{p}: file not found{more}") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a folder, expected {what}") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{p}: not a readable image (corrupt or wrong format){more}") from None
+    except DataError:
+        raise  # a readable image of a kind refused (a ValueError too): not corrupt
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{p}: corrupt or truncated image ({first_line(exc)}){more}") from None
+
+
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file into ``[H, W]`` or ``[H, W, C]`` (uint8, or uint16 for 16-bit grey).
 
     Raises :class:`DataError` naming the file when it is missing, truncated or not an image.
     """
     p = Path(path)
-    try:
-        with Image.open(p) as img:
-            if p.suffix.lower() == ".png" and img.format != "PNG":
-                # a JPEG renamed .png was read as it is: lossy pixels scored or trained on as
-                # the dataset's lossless ones
-                raise DataError(f"{p}: a {img.format or 'non-PNG'} file named .png; save it "
-                                "as a PNG (S2-NAIP images are lossless PNGs)")
-            img.load()
-            mode = img.mode
-            if mode in _MODES_16BIT:
-                arr = np.array(img)
-                if arr.dtype != np.uint16:
-                    if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
-                        raise DataError(f"{p}: 32-bit integer image with values outside 0..65535")
-                    arr = arr.astype(np.uint16)
-                return arr
-            if img.format == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(p) == 16:
-                # Pillow hands 16-bit colour as 8-bit, keeping the high byte: values 0..255
-                # stored in 16 bits came out near black, scored without a word
-                raise DataError(f"{p}: 16-bit colour PNG, which is read as 8-bit (its high "
-                                "byte only); save it as 8-bit RGB")
-            if mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif mode not in ("L", "RGB", "RGBA", "LA"):
-                raise DataError(f"{p}: unsupported image mode {mode!r} (expected 8-bit grey/RGB or "
-                                "16-bit grey)")
-            return np.array(img)  # writable copy: torch refuses read-only buffers
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a folder, expected an image file") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{p}: not a readable image (corrupt or wrong format)") from None
-    except DataError:
-        raise  # a readable image of a kind refused above (a ValueError too): not corrupt
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{p}: corrupt or truncated image ({exc})") from None
+    with image_errors(p), Image.open(p) as img:
+        if p.suffix.lower() == ".png" and img.format != "PNG":
+            # a JPEG renamed .png was read as it is: lossy pixels scored or trained on as
+            # the dataset's lossless ones
+            raise DataError(f"{p}: a {img.format or 'non-PNG'} file named .png; save it "
+                            "as a PNG (S2-NAIP images are lossless PNGs)")
+        img.load()
+        mode = img.mode
+        if mode in _MODES_16BIT:
+            arr = np.array(img)
+            if arr.dtype != np.uint16:
+                if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+                    raise DataError(f"{p}: 32-bit integer image with values outside 0..65535")
+                arr = arr.astype(np.uint16)
+            return arr
+        if img.format == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(p) == 16:
+            # Pillow hands 16-bit colour as 8-bit, keeping the high byte: values 0..255
+            # stored in 16 bits came out near black, scored without a word
+            raise DataError(f"{p}: 16-bit colour PNG, which is read as 8-bit (its high "
+                            "byte only); save it as 8-bit RGB")
+        if mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        elif mode not in ("L", "RGB", "RGBA", "LA"):
+            raise DataError(f"{p}: unsupported image mode {mode!r} (expected 8-bit grey/RGB or "
+                            "16-bit grey)")
+        return np.array(img)  # writable copy: torch refuses read-only buffers
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray, compress_level: int = 1) -> None:
