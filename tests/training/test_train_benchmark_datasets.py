@@ -356,3 +356,240 @@ def test_masked_l1_ignores_concealed_pixels():
     plain = content(sr, hr)[0]
     assert torch.equal(content(sr, hr, valid=torch.ones(2, 12, 12, dtype=torch.bool))[0], plain)
     assert torch.allclose(plain, (sr - hr).abs().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Review fixes: the shipped configs against the reference, the held-out split, resume on
+# changed data, USM with masks, refused combinations, splits.json, sample grids
+
+#: The paper's reference runs (allenai/satlas-super-resolution, ssr/options/experiments/
+#: *.yml): Adam 1e-4 (0.9, 0.99), MultiStepLR [400000] x0.5 everywhere; per run the batch,
+#: frames, scale, and the ESRGAN runs' USM ground truth (l1_gt_usm, percep_gt_usm), LR fed to
+#: the discriminator (feed_disc_lr), EMA 0.999, VGG19 1.0 and GAN 0.1.
+REFERENCE = {
+    "probav_highresnet": {"batch": 64, "frames": 9, "scale": 3, "esrgan": False},
+    "oli2msi_highresnet": {"batch": 2, "frames": 1, "scale": 3, "esrgan": False},
+    "worldstrat_highresnet": {"batch": 2, "frames": 8, "scale": 4, "esrgan": False},
+    # oli2msi_esrgan.yml: batch_size_per_gpu 4 at b4cc3d9 (8 at 01de805)
+    "oli2msi_esrgan": {"batch": 4, "frames": 1, "scale": 3, "esrgan": True},
+    "worldstrat_esrgan": {"batch": 2, "frames": 8, "scale": 4, "esrgan": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_shipped_configs_have_the_reference_training_settings(name):
+    ref = REFERENCE[name]
+    cfg = load_config(CONFIGS / f"{name}.yaml", ["data.root=/nowhere"])
+    o, d, losses = cfg.optim, cfg.data, cfg.losses
+    assert (o.lr, o.betas, o.milestones, o.gamma) == (1e-4, [0.9, 0.99], [400000], 0.5)
+    assert (d.batch_size, d.n_images, d.scale) == (ref["batch"], ref["frames"], ref["scale"])
+    assert (losses.pixel.type, losses.pixel.weight) == ("l1", 1.0)
+    assert (cfg.val.metrics, cfg.val.border) == (["psnr", "ssim"], 4)
+    if name.startswith("oli2msi"):
+        assert d.options["crop"] == 40  # the reference's 40 px LR chunks
+    if not ref["esrgan"]:
+        assert cfg.task == "regression" and losses.perceptual.weight == 0
+        return
+    assert cfg.task == "esrgan" and o.ema_decay == 0.999
+    assert cfg.model.config["num_feat"] == 64 and cfg.model.config["num_block"] == 23
+    assert losses.pixel.usm and losses.perceptual.usm and not losses.gan.usm
+    assert losses.perceptual.weight == 1.0 and losses.perceptual.criterion == "l1"
+    assert losses.perceptual.layer_weights == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0,
+                                               "conv4_4": 1.0, "conv5_4": 1.0}
+    assert (losses.gan.type, losses.gan.weight, losses.gan.feed_lr) == ("vanilla", 0.1, True)
+
+
+def test_held_out_share_is_rounded_before_its_ceiling():
+    """0.07 * 100 is 7.000000000000001 in floating point: 7 items, not 8."""
+    ids = [f"item{k:03d}" for k in range(100)]
+    assert len(held_out_split(ids, 0.07, 0)[1]) == 7
+    assert len(held_out_split(ids, 0.05, 0)[1]) == 5
+    assert len(held_out_split(ids[:21], 0.05, 0)[1]) == 2  # ceil(1.05)
+    assert len(held_out_split(ids[:2], 0.99, 0)[1]) == 1  # never all
+    assert len(held_out_split(ids[:3], 0.01, 0)[1]) == 1  # at least one
+
+
+def test_held_out_items_stay_when_the_split_gains_or_loses_training_items():
+    """Items are ranked by a hash of (seed, id), not drawn by a permutation of all of them:
+    another train item (a download completed later) or one fewer moves no training item into
+    validation but at the boundary."""
+    ids = [f"item{k:03d}" for k in range(100)]
+    train, val = held_out_split(ids, 0.05, 3)
+    val_ids = {ids[i] for i in val}
+    fewer = [ids[i] for i in train[1:]] + sorted(val_ids)
+    assert {fewer[i] for i in held_out_split(fewer, 0.05, 3)[1]} == val_ids
+    more = ids + ["item100", "item101", "item102", "item103"]  # 5 val items still (ceil 5.2 = 6)
+    grown = {more[i] for i in held_out_split(more, 0.05, 3)[1]}
+    assert len(grown) == 6 and len(grown - val_ids - {"item100", "item101", "item102",
+                                                      "item103"}) <= 1
+
+
+def test_a_resume_on_a_dataset_whose_items_changed_is_refused(tmp_path):
+    """The checkpoint records which items the split held: a train folder that gained a pair
+    (another held-out split) is refused on resume, in one line, instead of validating on
+    pairs the run trained on."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Crash(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 3:
+                raise RuntimeError("simulated crash")
+
+    root = tmp_path / "oli2msi"
+    of = _fixture("oli2msi_fixture")
+    of.write_oli2msi(root, "train", n=8, lr_size=8)
+    cfg = oli2msi_config(root, "data.options={lr_size: 8, crop: 6}", "trainer.max_steps=5",
+                         "trainer.checkpoint_every_n_steps=2", "trainer.val_every_n_steps=5",
+                         "data.val_fraction=0.25")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "run", resume="auto", callbacks=[Crash()])
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["BenchmarkDataModule"]["split"]["train"] == 6
+    assert ckpt["BenchmarkDataModule"]["split"]["val"] == 2
+    of.write_oli2msi(root, "train", n=1, lr_size=8, start=50)
+    with pytest.raises(DataError, match=r"train/val items are not those the checkpoint's run "
+                                        r"used \(6 train / 2 validation items then, 6 / 3 now"
+                       ) as info:
+        train(cfg, tmp_path / "run", resume="auto")
+    assert "\n" not in str(info.value)
+
+
+def test_masked_usm_ground_truth_ignores_concealed_pixels():
+    """The USM-sharpened target of a masked loss is sharpened from the valid pixels alone: the
+    concealed pixels' values (a black no-data wedge, a cloud) change neither the loss nor its
+    gradient; an all-True mask is the same as none, to the bit."""
+    from zoomsr.losses import usm_sharp
+    from zoomsr.training.objectives import usm_within
+
+    losses = LossSection()
+    losses.pixel.usm = True
+    content = ContentLoss(losses)
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 40, 40)
+    sr = torch.rand(2, 3, 40, 40, requires_grad=True)
+    valid = torch.ones(2, 40, 40, dtype=torch.bool)
+    valid[:, :, :10] = False  # a no-data band along one edge
+    black = torch.where(valid[:, None], hr, torch.zeros_like(hr))
+    bright = torch.where(valid[:, None], hr, torch.ones_like(hr))
+    a = content(sr, black, valid=valid)[0]
+    b = content(sr, bright, valid=valid)[0]
+    assert torch.equal(a, b)
+    sharp = usm_within(content.usm, black, valid)
+    assert torch.equal(sharp[~valid[:, None].expand_as(sharp)],
+                       black[~valid[:, None].expand_as(black)])
+    every = torch.ones(2, 40, 40, dtype=torch.bool)
+    assert torch.equal(content(sr, hr, valid=every)[0], content(sr, hr)[0])
+    assert torch.equal(content.sharpen(hr, every), usm_sharp(hr))
+    # away from the mask (beyond twice the kernel's reach: the residual's, then its soft
+    # mask's blur), the same as the plain USM
+    wide = torch.rand(1, 3, 40, 96)
+    keep = torch.ones(1, 40, 96, dtype=torch.bool)
+    keep[..., :10] = False
+    far = usm_within(content.usm, wide, keep)[..., 62:]
+    assert torch.allclose(far, usm_sharp(wide)[..., 62:], atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["data.dataset=worldstrat", "data.options={lr_size: null}", "data.scale=4",
+      "data.val_fraction=0.05", "model.config={}"],
+     r"'data\.options\.lr_size' is null .*data\.batch_size=2 and data\.val_batch_size=2: areas "
+     r"of different sizes cannot share a batch; set lr_size"),
+    (["data.dataset=oli2msi", "data.options={crop: 30}", "data.n_images=1", "task=esrgan",
+      "model.name=rrdbnet", "model.config={}", "losses.gan.weight=0.1"],
+     r"'data\.options\.crop': 30 px LR gives 90 px HR images, but ESRGAN's U-Net discriminator "
+     r"needs HR sides divisible by 8: set data\.options\.crop to a multiple of 8 \(e\.g\. 32\)"),
+    (["data.dataset=worldstrat", "data.options={lr_size: 9}", "data.scale=4",
+      "data.val_fraction=0.05", "task=esrgan", "model.name=rrdbnet", "model.config={}",
+      "losses.gan.weight=0.1"],
+     r"'data\.options\.lr_size': 9 px LR gives 36 px HR.*multiple of 2 \(e\.g\. 8\)"),
+    (["data.dataset=worldstrat", "data.options={hr_bands: [NIR, R, G, B]}", "data.scale=4",
+      "data.val_fraction=0.05", "model.config={}", "losses.perceptual.weight=1.0",
+      "losses.perceptual.allow_random=true"],
+     r"'losses\.perceptual\.weight': the VGG19 perceptual loss takes the HR's first three "
+     r"bands as R, G, B, but data\.options\.hr_bands are NIR, R, G, B: list R, G, B first"),
+    (["data.options.split=train"],
+     r"'data\.options\.split' is set by training: remove it \(the probav dataset validates on "
+     r"data\.val_fraction of its train split, held out by data\.split_seed\)"),
+    (["data.options.layout=frames"],
+     r"'data\.options\.layout' is set by training: remove it \(model\.name sets"),
+])
+def test_more_refused_benchmark_configs_are_one_line_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        probav_config("/nowhere", *overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_splits_json_says_where_each_list_comes_from(probav_root, worldstrat_root):
+    """splits.json records the dataset, its options and the split each list was drawn from:
+    enough to open the run's validation items again (here PROBA-V's by imgsets=)."""
+    from zoomsr.data import PROBAVDataset
+
+    doc = build_datamodule(probav_config(probav_root)).splits_doc()
+    assert doc["dataset"] == "probav" and doc["options"] == {"bands": ["NIR", "RED"]}
+    assert doc["sources"] == {"train": "train", "val": "train"}
+    val = PROBAVDataset(probav_root, doc["sources"]["val"], imgsets=doc["val"],
+                        **doc["options"])
+    assert sorted(s.name for s in val.imgsets) == doc["val"]
+    ws = load_config(CONFIGS / "tiny_worldstrat.yaml", [f"data.root={worldstrat_root}"])
+    doc = build_datamodule(ws).splits_doc()
+    assert doc["sources"] == {"train": "train", "val": "val"} and doc["source_split"] == "val"
+
+
+def test_sample_grid_shows_worldstrat_blue_first_bands_as_rgb():
+    """The reference's WorldStrat bands are B02, B03, B04 (blue first): the grid's LR column
+    shows B04, B03, B02 as R, G, B; the TCI's and one band's as before."""
+    from zoomsr.training.base import lr_display_channels, lr_sr_hr_grid
+
+    cfg = load_config(CONFIGS / "worldstrat_esrgan.yaml", ["data.root=/nowhere"])
+    assert lr_display_channels(cfg) == (2, 1, 0)
+    assert lr_display_channels(probav_config("/nowhere")) is None
+    lr = torch.zeros(1, 2 * 3, 4, 4)
+    lr[:, 2] = 1.0  # B04 (red) of the first frame
+    sr = hr = torch.zeros(1, 3, 16, 16)
+    grid = lr_sr_hr_grid(lr, sr, hr, channels=3, lr_rgb=lr_display_channels(cfg))
+    assert tuple(grid[2 + 8, 2 + 8]) == (255, 0, 0)
+    one = lr_sr_hr_grid(torch.full((1, 4, 4, 4), 0.5), torch.zeros(1, 1, 12, 12),
+                        torch.zeros(1, 1, 12, 12), channels=1)
+    assert tuple(one[2 + 6, 2 + 6]) == (128, 128, 128)  # one band in grey
+
+
+def test_max_val_pairs_takes_a_seeded_sample_of_worldstrat_val_split(worldstrat_root):
+    """data.max_val_pairs keeps the validation items that rank first by their hash, a sample of
+    the whole split, not the first rows of WorldStrat's CSV (whatever order it is in)."""
+    from zoomsr.training.datamodule import _rank
+
+    cfg = load_config(CONFIGS / "tiny_worldstrat.yaml", [f"data.root={worldstrat_root}",
+                                                         "data.max_val_pairs=1"])
+    _, val_set = build_datamodule(cfg)._datasets()
+    expected = min(["Landcover-4", "Landcover-5"], key=lambda i: _rank(0, i))
+    assert val_set.ids == [expected] == ["Landcover-5"]  # the CSV lists Landcover-4 first
+
+
+def test_a_damaged_training_item_is_replaced_not_fatal(tmp_path):
+    """A training pair whose file cannot be read is replaced by another drawn from the same
+    sample seed, with one warning (as S2-NAIP's training skips unusable pairs): the run ends,
+    instead of stopping at the step that draws it (and again at every resume); the
+    replacement follows from the seed, so a draw gives the same sample every time."""
+    from zoomsr.errors import ZoomsrWarning
+
+    root = tmp_path / "oli2msi"
+    _fixture("oli2msi_fixture").write_oli2msi(root, "train", n=8, lr_size=8)
+    cfg = oli2msi_config(root, "data.options={lr_size: 8, crop: 6}", "trainer.max_steps=6",
+                         "trainer.val_every_n_steps=6", "data.val_fraction=0.25")
+    train_set, _ = build_datamodule(cfg)._datasets()
+    broken = train_set.ids[0]
+    (root / "train_hr" / f"{broken}.TIF").write_bytes(b"not a TIFF")
+    dm = build_datamodule(cfg)
+    train_set, _ = dm._datasets()
+    with pytest.warns(ZoomsrWarning, match="skipping unusable training items"):
+        a = train_set[(0, 1234)]
+    assert a["id"] != broken and torch.equal(train_set[(0, 1234)]["lr"], a["lr"])
+    fresh = build_datamodule(cfg)._datasets()[0]  # another process: the same replacement
+    with pytest.warns(ZoomsrWarning):
+        assert torch.equal(fresh[(0, 1234)]["lr"], a["lr"])
+    assert torch.equal(train_set[(1, 99)]["lr"], fresh[(1, 99)]["lr"])  # others as before
+    with pytest.raises(DataError, match=rf"{broken}"):
+        train_set[0]  # a plain index (validation) raises
+    with pytest.warns(ZoomsrWarning, match="skipping unusable training items"):
+        result = train(cfg, tmp_path / "run", resume="never")
+    assert result.global_step == 6

@@ -5,6 +5,7 @@ the generator from a Lightning ``.ckpt``."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +347,8 @@ class SRModule(L.LightningModule):
         grid, self._grid = self._grid, None
         if grid is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        image = lr_sr_hr_grid(*grid, channels=self.cfg.channels)
+        image = lr_sr_hr_grid(*grid, channels=self.cfg.channels,
+                              lr_rgb=lr_display_channels(self.cfg))
         step = self.global_step
         path = Path(self.trainer.default_root_dir) / "samples" / f"val_step{step:07d}.png"
         write_png(path, image)
@@ -363,21 +365,39 @@ class SRModule(L.LightningModule):
         checkpoint[CONFIG_KEY] = self.cfg.to_dict()
 
 
-def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor, channels: int = 3) -> np.ndarray:
+def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor, channels: int = 3,
+                  lr_rgb: Sequence[int] | None = None) -> np.ndarray:
     """One row per sample: first LR time step (nearest-upsampled), SR, HR; ``[H, W, 3]`` uint8.
 
-    ``lr`` is ``[B, T*C, h, w]`` (``channels`` = C) or ``[B, T, C, h, w]`` with the TCI (RGB)
-    channels first; images of fewer than 3 channels show their first in grey, of more their
-    first 3.
+    ``lr`` is ``[B, T*C, h, w]`` (``channels`` = C) or ``[B, T, C, h, w]``, shown by its
+    channels ``lr_rgb`` (the frame's R, G, B: :func:`lr_display_channels`) or, without, its
+    first three (the TCI's RGB); images of fewer than 3 channels show their first in grey, of
+    more their first 3.
     """
     from torchvision.utils import make_grid
 
-    first = lr[:, 0, :3] if lr.ndim == 5 else lr[:, :min(3, channels)]
+    first = lr[:, 0] if lr.ndim == 5 else lr[:, :channels]
+    first = first[:, list(lr_rgb)] if lr_rgb is not None else first[:, :3]
     up = F.interpolate(first.float(), size=hr.shape[-2:], mode="nearest")
     tiles = torch.stack([_rgb_view(up), _rgb_view(sr.float()), _rgb_view(hr.float())],
                         dim=1).flatten(0, 1).clamp(0, 1)
     grid = make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def lr_display_channels(cfg: TrainConfig) -> tuple[int, ...] | None:
+    """The channels of an LR frame to show as R, G, B where they are not its first three:
+    WorldStrat's bands B04, B03, B02 wherever ``data.options.lr_bands`` puts them (the
+    reference's order, B02, B03, B04, is blue first); None otherwise."""
+    if cfg.data.dataset != "worldstrat":
+        return None
+    from zoomsr.data import worldstrat as ws
+
+    o = cfg.data.options
+    bands = ws._parse_lr_bands(o.get("lr_bands", ("B04", "B03", "B02")), o.get("level", "L2A"))
+    if not {"B04", "B03", "B02"} <= set(bands):
+        return None
+    return tuple(bands.index(b) for b in ("B04", "B03", "B02"))
 
 
 def _rgb_view(x: Tensor) -> Tensor:
@@ -387,4 +407,4 @@ def _rgb_view(x: Tensor) -> Tensor:
 
 __all__ = ["CONFIG_KEY", "SRModule", "build_discriminator", "build_generator",
            "check_loss_weights", "check_val_weights", "clip_loss_error", "config_key_error",
-           "discriminator_config", "lr_sr_hr_grid"]
+           "discriminator_config", "lr_display_channels", "lr_sr_hr_grid"]

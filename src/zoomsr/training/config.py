@@ -729,16 +729,18 @@ def _check_sizes(cfg: TrainConfig) -> None:
 # ---------------------------------------------------------------------------------------------
 # The benchmark datasets (PROBA-V, WorldStrat, OLI2MSI)
 
-#: Loader options that training sets itself, and what sets them.
+#: Loader options that training sets itself, and what to do instead ("{split}": how the
+#: dataset's validation split is made).
 _TRAINING_SETS = {
-    "root": "data.root",
-    "split": "the train/val split (WorldStrat's own val split, or data.val_fraction of train)",
-    "train": "training (random frames in training, the cleanest in validation)",
-    "seed": "data.val_seed",
-    "layout": "model.name (the generator's input layout)",
-    "n_images": "data.n_images",
-    "scale": "data.scale",
-    "pairs": "the held-out split (data.val_fraction, data.split_seed)",
+    "root": "use data.root",
+    "split": "remove it ({split})",
+    "train": "remove it (training draws random frames and crops, validation the loader's own)",
+    "seed": "use data.val_seed (validation's frames and crops)",
+    "layout": "remove it (model.name sets the generator's input layout)",
+    "n_images": "use data.n_images",
+    "scale": "use data.scale",
+    "pairs": "remove it (the held-out split, data.val_fraction and data.split_seed, chooses "
+             "the pairs)",
 }
 
 #: S2-NAIP's keys that mean nothing for a benchmark dataset (they must keep their defaults),
@@ -815,6 +817,26 @@ def dataset_channels(d: DataSection) -> tuple[int, int]:
     return len(parsed[0]), len(parsed[1])
 
 
+def _hr_bands(d: DataSection) -> tuple[str, ...]:
+    """WorldStrat's HR bands under ``d.options`` (checked by :func:`dataset_channels`)."""
+    from zoomsr.data import worldstrat as ws
+
+    o = d.options
+    return ws._parse_hr_bands(o.get("hr_bands"), o.get("hr_kind", "ps"))
+
+
+def _lr_side_key(cfg: TrainConfig) -> tuple[str, int, int]:
+    """The option setting the LR side of a benchmark dataset's items (OLI2MSI's ``crop`` or
+    ``lr_size``, WorldStrat's ``lr_size``), its value, and the step of the LR sides that give
+    HR sides divisible by 8."""
+    from zoomsr.data.oli2msi import LR_SIZE
+
+    opts, scale, oli2msi = cfg.data.options, cfg.data.scale, cfg.data.dataset == "oli2msi"
+    key = "crop" if oli2msi and opts.get("crop") is not None else "lr_size"
+    default = LR_SIZE if oli2msi else 160
+    return key, int(opts.get(key, default)), 8 // math.gcd(8, scale)
+
+
 def _check_benchmark_data(cfg: TrainConfig) -> None:
     """The data section of a benchmark dataset: its options by name, no S2-NAIP-only key, its
     scale, and the losses and model its channels allow."""
@@ -825,8 +847,8 @@ def _check_benchmark_data(cfg: TrainConfig) -> None:
     takes = dataset_options(name)
     for key in d.options:
         if key in _TRAINING_SETS and key in takes:
-            raise ConfigError(f"config key 'data.options.{key}' is set by training: use "
-                              f"{_TRAINING_SETS[key]}")
+            how = _TRAINING_SETS[key].format(split=_split_words(name))
+            raise ConfigError(f"config key 'data.options.{key}' is set by training: {how}")
         check_dataset_options(name, {key: d.options[key]}, f"config key 'data.options.{key}'")
     defaults = DataSection()
     for key, why in _S2NAIP_ONLY.items():
@@ -852,15 +874,47 @@ def _check_benchmark_data(cfg: TrainConfig) -> None:
         raise ConfigError("config key 'data.options.hr_bands': 2 HR bands; validation scores "
                           "one band (repeated to RGB) or the first 3: choose 1, 3 or 4")
     losses = cfg.losses
-    if cfg.task != "sr3" and hr_channels < 3:
+    if cfg.task != "sr3":
+        rgb_first = hr_channels >= 3 and (name != "worldstrat" or _hr_bands(d)[:3] == (
+            "R", "G", "B"))
         for key, weight, what in (
                 ("perceptual", losses.perceptual.weight, "the VGG19 perceptual loss"),
                 ("clip", losses.clip.weight, "the CLIP loss")):
-            if weight > 0:
+            if weight > 0 and hr_channels < 3:
                 raise ConfigError(
                     f"config key 'losses.{key}.weight': {what} compares RGB images, but the "
                     f"{name} dataset's HR images have {hr_channels} channel: set it to 0 "
                     "(the pixel, SSIM and GAN losses take any number of channels)")
+            if weight > 0 and not rgb_first:
+                # it takes the first three channels as R, G, B
+                raise ConfigError(
+                    f"config key 'losses.{key}.weight': {what} takes the HR's first three "
+                    f"bands as R, G, B, but data.options.hr_bands are "
+                    f"{', '.join(_hr_bands(d))}: list R, G, B first (then NIR), or set it "
+                    "to 0")
+    if name == "worldstrat" and "lr_size" in d.options and d.options["lr_size"] is None:
+        batches = {"data.batch_size": d.batch_size,
+                   "data.val_batch_size": d.val_batch_size or d.batch_size}
+        wide = [f"{key}={value}" for key, value in batches.items() if value > 1]
+        if wide:
+            raise ConfigError(
+                "config key 'data.options.lr_size' is null (each area at its own size), but "
+                f"{' and '.join(wide)}: areas of different sizes cannot share a batch; set "
+                "lr_size (the reference's 160), or data.batch_size and data.val_batch_size "
+                "to 1")
+        if cfg.task == "esrgan":
+            raise ConfigError(
+                "config key 'data.options.lr_size' is null (each area at its own size), but "
+                "ESRGAN's U-Net discriminator needs HR sides divisible by 8: set lr_size "
+                "(the reference's 160)")
+    side, _, _ = _hr_size(cfg)
+    if cfg.task == "esrgan" and side is not None and side % 8:
+        key, lr_side, step = _lr_side_key(cfg)
+        good = max(step, round(lr_side / step) * step)
+        raise ConfigError(
+            f"config key 'data.options.{key}': {lr_side} px LR gives {side} px HR images, but "
+            "ESRGAN's U-Net discriminator needs HR sides divisible by 8: set "
+            f"data.options.{key} to a multiple of {step} (e.g. {good})")
     if cfg.model.name == "rrdbnet":
         from zoomsr.models.rrdbnet import _SCALES as RRDBNET_SCALES
 

@@ -15,6 +15,7 @@ S2-NAIP's split, in order of preference:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import operator
@@ -430,32 +431,61 @@ def item_ids(dataset: Dataset) -> list[str]:
                     "or AOIs)")
 
 
+def _rank(seed: int, item: str) -> bytes:
+    """Item ``item``'s place in the held-out draw of ``seed``: a hash of both (the same on
+    every machine, Python and NumPy version)."""
+    return hashlib.blake2b(f"{seed}\0{item}".encode(), digest_size=16).digest()
+
+
 def held_out_split(ids: Sequence[str], val_fraction: float, seed: int,
                    what: str = "items") -> tuple[list[int], list[int]]:
     """(train, val) indices of ``ids``: ``ceil(val_fraction * n)`` items (at least one, and
-    one fewer than all) held out for validation, drawn by ``seed`` over the sorted ids (so the
-    same items whatever the order they are listed in); both lists ascending. Raises
+    one fewer than all) held out for validation, those whose hash with ``seed`` ranks first
+    (so the same items whatever the order they are listed in, and the same but for a few
+    where items are added to or removed from the split: a train folder that gains items keeps
+    its validation items, instead of being drawn again); both lists ascending. Raises
     :class:`DataError` for fewer than 2 items."""
     n = len(ids)
     if n < 2:
         raise DataError(f"cannot hold out validation {what} from {n} of them: the train split "
                         "needs at least 2 (one to train on, one to validate on)")
-    by_name = sorted(range(n), key=lambda i: ids[i])
-    order = [by_name[i] for i in np.random.default_rng(seed).permutation(n)]
-    n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
+    order = sorted(range(n), key=lambda i: (_rank(seed, str(ids[i])), str(ids[i]), i))
+    # val_fraction * n rounded first: 0.07 * 100 is 7.000000000000001, whose ceil is 8
+    n_val = min(n - 1, max(1, math.ceil(round(val_fraction * n, 9))))
     return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def _split_state(train: Sequence[str], val: Sequence[str]) -> dict[str, Any]:
+    """The counts and a digest of a split's train and validation items (by id)."""
+    h = hashlib.sha256()
+    for part in (sorted(train), sorted(val)):
+        h.update(json.dumps(part).encode())
+    return {"train": len(train), "val": len(val), "digest": h.hexdigest()}
 
 
 class ItemSubset(Dataset):
     """Items ``indices`` of ``dataset``, indexed as the loaders are: ``subset[i]`` or
     ``subset[(i, sample_seed)]`` (what :class:`~zoomsr.data.ResumableSampler` yields; torch's
     ``Subset`` cannot forward the tuple). ``ids`` are the items' names; ``scale`` and
-    ``channels`` are the dataset's."""
+    ``channels`` are the dataset's.
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], ids: Sequence[str]) -> None:
+    ``skip_unusable`` (the training set): an item drawn with a ``sample_seed`` whose files
+    cannot be read (:class:`DataError`) is replaced by another drawn from that seed, as
+    S2-NAIP's training skips unusable pairs (one warning per process; at most
+    ``max_consecutive_skips`` in a row), so a damaged file does not stop a run at the step that
+    draws it, and again at every resume; the replacement follows from the seed alone, so a
+    resumed run still trains on what an uninterrupted one would. Validation (a plain index)
+    raises.
+    """
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], ids: Sequence[str],
+                 skip_unusable: bool = False, max_consecutive_skips: int = 64) -> None:
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
         self.ids = [str(ids[i]) for i in self.indices]
+        self.skip_unusable = skip_unusable
+        self.max_consecutive_skips = max_consecutive_skips
+        self.unusable: set[int] = set()  # this process's finds (positions in the subset)
 
     @property
     def scale(self) -> int:
@@ -469,11 +499,36 @@ class ItemSubset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-            return self.dataset[(self.indices[operator.index(index[0])], index[1])]
-        return self.dataset[self.indices[operator.index(index)]]
+        if not isinstance(index, tuple):
+            return self.dataset[self.indices[operator.index(index)]]
+        if len(index) != 2:
+            raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
+        position, seed = operator.index(index[0]), int(index[1])
+        if not self.skip_unusable:
+            return self.dataset[(self.indices[position], seed)]
+        first: DataError | None = None
+        for attempt in range(self.max_consecutive_skips):
+            # the draw's own seed first (the same sample as without skipping), then one per
+            # attempt: what a draw gives follows from its seed, not from what failed before
+            item_seed = seed if attempt == 0 else int(
+                np.random.default_rng([seed, attempt]).integers(2**62))
+            if position not in self.unusable:
+                try:
+                    return self.dataset[(self.indices[position], item_seed)]
+                except DataError as exc:
+                    first = first or exc
+                    self._skip(position, exc)
+            position = int(np.random.default_rng([seed, attempt, 1]).integers(len(self)))
+        raise DataError(f"{self.max_consecutive_skips} training items in a row could not be "
+                        f"read, e.g. {first_line(first) if first else self.ids[position]}; "
+                        "run `zoomsr data check ROOT --dataset NAME` to list every problem")
+
+    def _skip(self, position: int, exc: DataError) -> None:
+        if not self.unusable:
+            warnings.warn(f"skipping unusable training items (replaced by others drawn from "
+                          f"the same seed); e.g. {first_line(exc)}", ZoomsrWarning,
+                          stacklevel=3)
+        self.unusable.add(position)
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -501,8 +556,9 @@ class BenchmarkDataModule(TrainValDataModule):
     Validation set: the dataset's own ``val`` split (WorldStrat), else ``data.val_fraction`` of
     its ``train`` split held out by ``data.split_seed`` (:func:`held_out_split`: whole PROBA-V
     image sets, whole OLI2MSI pairs; deterministic, disjoint from training); at most
-    ``data.max_val_pairs`` of it are validated on. Training draws random frames (and crops)
-    per sample from the sampler's ``(index, sample_seed)``; validation items are the
+    ``data.max_val_pairs`` of it are validated on (those that rank first by the same hash).
+    Training draws random frames (and crops) per sample from the sampler's
+    ``(index, sample_seed)``; validation items are the
     loaders' evaluation choice (``train=False``, ``seed=data.val_seed``). Batches are dicts
     with ``lr`` (``layout``), ``hr`` ``[B, C_hr, H, W]``, ``hr_valid`` ``[B, H, W]`` (the
     dataset's HR quality mask) and ``id`` (:func:`collate_items`).
@@ -519,6 +575,7 @@ class BenchmarkDataModule(TrainValDataModule):
         self.train_set: ItemSubset | None = None
         self.val_set: ItemSubset | None = None
         self.source_split = "train" if self.name != "worldstrat" else "val"
+        self._split_state: dict[str, Any] | None = None  # see _split_state()
 
     def _open(self, split: str, train: bool) -> Dataset:
         from zoomsr.data.datasets import open_dataset
@@ -551,9 +608,15 @@ class BenchmarkDataModule(TrainValDataModule):
             train_idx, val_idx = held_out_split(train_ids, c.val_fraction, c.split_seed, what)
         else:
             train_idx, val_idx = list(range(len(train_ids))), list(range(len(val_ids)))
-        if c.max_val_pairs is not None:
-            val_idx = val_idx[: c.max_val_pairs]
-        self.train_set = ItemSubset(train_full, train_idx, train_ids)
+        # the split itself, before data.max_val_pairs (which may change on resume)
+        self._split_state = _split_state([train_ids[i] for i in train_idx],
+                                         [val_ids[i] for i in val_idx])
+        if c.max_val_pairs is not None and len(val_idx) > c.max_val_pairs:
+            # those that rank first (as held out): a sample of the whole split, not the first
+            # rows of WorldStrat's CSV (whatever they are sorted by)
+            ranked = sorted(val_idx, key=lambda i: (_rank(c.split_seed, val_ids[i]), val_ids[i]))
+            val_idx = sorted(ranked[: c.max_val_pairs])
+        self.train_set = ItemSubset(train_full, train_idx, train_ids, skip_unusable=True)
         self.val_set = ItemSubset(val_full, val_idx, val_ids)
         return self.train_set, self.val_set
 
@@ -583,11 +646,43 @@ class BenchmarkDataModule(TrainValDataModule):
                               f"{hr_channels}")
 
     def splits_doc(self) -> dict[str, Any]:
-        """The run's train/val items by ``id`` (sorted), the dataset and the split they come
-        from (``"source_split"``: the one the validation items are drawn from)."""
+        """The run's train/val items by ``id`` (sorted), with what it takes to find them again:
+        the dataset, its loader options (``"options"``: e.g. PROBA-V's bands, which choose the
+        image sets) and the dataset split each list comes from (``"sources"``, e.g.
+        ``{"train": "train", "val": "train"}`` for a held-out share; ``"source_split"``: the
+        validation items')."""
         train_set, val_set = self._datasets()
-        return {"dataset": self.name, "source_split": self.source_split,
+        return {"dataset": self.name, "options": dict(self.cfg.options),
+                "source_split": self.source_split,
+                "sources": {"train": "train", "val": self.source_split},
                 "train": sorted(train_set.ids), "val": sorted(val_set.ids)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base's place in the training draws, and which items the split holds
+        (``"split"``: their counts and a digest), so a resume on a dataset whose items changed
+        is refused (:meth:`load_state_dict`)."""
+        state = super().state_dict()
+        if state and self._split_state is not None:
+            state["split"] = dict(self._split_state)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume where the checkpoint's run was; :class:`DataError` where the dataset's items
+        changed since (another held-out split would validate on items the run trained on)."""
+        super().load_state_dict(state_dict)
+        saved = state_dict.get("split")
+        if not isinstance(saved, dict):
+            return  # a checkpoint that does not record it
+        self._datasets()
+        now = self._split_state or {}
+        if saved.get("digest") != now.get("digest"):
+            raise DataError(
+                f"{self.root}: the {self.name} dataset's train/val items are not those the "
+                f"checkpoint's run used ({saved.get('train')} train / {saved.get('val')} "
+                f"validation items then, {now.get('train')} / {now.get('val')} now: its files "
+                "changed), so validation could score items the run trained on; put the "
+                "dataset back as it was, or start afresh (--resume never --overwrite, or "
+                "another --out)")
 
 
 def build_datamodule(cfg: TrainConfig) -> TrainValDataModule:

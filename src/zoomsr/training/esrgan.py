@@ -5,7 +5,8 @@ discriminator frozen), then one discriminator step on real HR and detached SR. O
 USM-sharpened ground truth per loss (``losses.*.usm``), the LR stack fed to the discriminator
 (``losses.gan.feed_lr``), generator EMA (``optim.ema_decay``), warm start from a PSNR-trained
 generator (``model.init_weights``). The content loss leaves out the HR's invalid pixels where
-the batch has a mask (``hr_valid``, benchmark datasets); the discriminator sees whole images.
+the batch has a mask (``hr_valid``, benchmark datasets), and sharpens its USM ground truth
+from the valid pixels alone; the discriminator sees whole images.
 """
 
 from __future__ import annotations
@@ -54,15 +55,16 @@ class ESRGANModule(SRModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
-        lr, hr = batch["lr"], batch["hr"]
+        lr, hr, valid = batch["lr"], batch["hr"], batch.get("hr_valid")
         needs_usm = bool(self.content.usm_terms) or self.gan_usm
-        hr_usm = self.content.usm(hr) if needs_usm else None
+        # sharpened from the valid pixels alone where the HR has a mask (benchmark datasets)
+        hr_usm = self.content.sharpen(hr, valid) if needs_usm else None
         hr_gan = hr_usm if self.gan_usm and hr_usm is not None else hr
 
         # Generator step; the discriminator only passes gradients through.
         self.discriminator.requires_grad_(False)
         sr = self.generator(lr)
-        content, parts = self.content(sr, hr, hr_usm, valid=batch.get("hr_valid"))
+        content, parts = self.content(sr, hr, hr_usm, valid=valid)
         fake_logits = self.discriminator(self._disc_input(sr, lr))
         g_gan = self.gan_loss(fake_logits, real=True, for_discriminator=False)
         g_total = content + self.gan_weight * g_gan

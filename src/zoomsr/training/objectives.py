@@ -19,6 +19,30 @@ class _SSIMTerm(nn.Module):
         return ssim_loss(sr, hr, weight, window=self.window)
 
 
+def usm_within(usm: USMSharp, img: Tensor, valid: Tensor) -> Tensor:
+    """``usm(img)`` (:func:`zoomsr.losses.usm_sharp`) from the pixels ``valid`` (``[B, H, W]``
+    bool) marks alone: the blur is the weighted mean of each pixel's valid neighbours
+    (normalised convolution), so a concealed pixel (a cloud, no data: black) does not bleed
+    into the sharpened values of its valid neighbours, up to the kernel's 25 px away; pixels
+    that are not valid are returned as they are."""
+    from zoomsr.losses.usm import _blur, _gaussian_kernel1d
+
+    dtype = torch.promote_types(img.dtype, torch.float32)
+    with torch.autocast(img.device.type, enabled=False):
+        x = img.to(dtype)
+        keep = valid[:, None].to(img.device)
+        v = keep.to(dtype)
+        kernel = _gaussian_kernel1d(usm.radius, dtype, img.device)
+        # a valid pixel's own weight in its blur is > 0: the share never vanishes there
+        share = _blur(v, kernel).clamp(min=1e-12)
+        residual = (x - _blur(x * v, kernel) / share) * v
+        mask = (residual.abs() * 255 > usm.threshold).to(dtype)
+        soft_mask = (_blur(mask, kernel) / share).clamp(0, 1)
+        sharp = (x + usm.weight * residual).clamp(0, 1)
+        out = soft_mask * sharp + (1 - soft_mask) * x
+        return torch.where(keep, out, x).to(img.dtype)
+
+
 #: Terms that take a per-pixel weight (the HR's valid mask); the network ones (VGG19, CLIP)
 #: see whole images instead.
 _MASKED_TERMS = ("pixel", "ssim")
@@ -40,7 +64,9 @@ class ContentLoss(nn.Module):
     pixels, :func:`zoomsr.losses.pixel.reduce_loss`; SSIM over the windows wholly inside the
     mask), as HighRes-net's official training masks its loss by the status map; for the
     VGG19 and CLIP terms the SR image takes the HR's values there, so concealed pixels give
-    those no gradient either. A mask that is all True is the same as none (to the bit).
+    those no gradient either. The USM-sharpened ground truth of ``usm: true`` terms is
+    sharpened from the valid pixels alone (:func:`usm_within`). A mask that is all True is
+    the same as none (to the bit).
     """
 
     def __init__(self, cfg: LossSection) -> None:
@@ -75,15 +101,23 @@ class ContentLoss(nn.Module):
         if usm:
             self.usm_terms.add(name)
 
+    def sharpen(self, hr: Tensor, valid: Tensor | None = None) -> Tensor:
+        """The USM-sharpened ground truth of the ``usm: true`` terms: of the valid pixels
+        alone where ``valid`` masks some (:func:`usm_within`), else of the whole image."""
+        if valid is None or bool(valid.all()):
+            return self.usm(hr)
+        return usm_within(self.usm, hr, valid)
+
     def forward(
         self, sr: Tensor, hr: Tensor, hr_usm: Tensor | None = None, valid: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total loss and each term; ``hr_usm`` (optional) avoids sharpening twice; ``valid``
-        (optional ``[B, H, W]`` bool) masks the HR's concealed pixels (class docstring)."""
-        if self.usm_terms and hr_usm is None:
-            hr_usm = self.usm(hr)
+        """Total loss and each term; ``hr_usm`` (optional: :meth:`sharpen` of ``hr`` and
+        ``valid``) avoids sharpening twice; ``valid`` (optional ``[B, H, W]`` bool) masks the
+        HR's concealed pixels (class docstring)."""
         if valid is not None and bool(valid.all()):
             valid = None
+        if self.usm_terms and hr_usm is None:
+            hr_usm = self.sharpen(hr, valid)
         weight = None if valid is None else valid[:, None].to(sr.dtype)
         parts: dict[str, Tensor] = {}
         total = sr.new_zeros(()).float()
@@ -101,4 +135,4 @@ class ContentLoss(nn.Module):
         return total, parts
 
 
-__all__ = ["ContentLoss"]
+__all__ = ["ContentLoss", "usm_within"]
