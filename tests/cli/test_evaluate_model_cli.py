@@ -288,7 +288,7 @@ def test_an_s2naip_split_of_a_training_runs_splits_file(cli, tmp_path):
     doc = json.loads((out / "summary.json").read_text())
     assert doc["options"]["split"] == "val" and doc["options"]["splits"] == str(run_splits)
     for args, message in [
-        (("--splits", run_splits), "--splits gives the tiles of an S2-NAIP --split"),
+        (("--splits", run_splits), "--splits gives the items of each split"),
         (("--split", "val"), "zoomsr_splits.json: not found; an S2-NAIP split is one of"),
     ]:
         code, _, stderr = cli("evaluate-model", weights, "--dataset", "s2naip", "--data", root,

@@ -10,7 +10,7 @@ from probav_fixture import write_probav
 from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
 from zoomsr.data.builder.splits import SPLITS_FILE
 from zoomsr.data.datasets import DATASETS, dataset_options, open_dataset
-from zoomsr.errors import ConfigError
+from zoomsr.errors import ConfigError, DataError
 
 
 def test_every_name_opens_its_class_with_the_split_and_options(tmp_path):
@@ -65,7 +65,34 @@ def test_an_s2naip_split_from_a_training_runs_splits_file(tmp_path):
     val = open_dataset("s2naip", root, split="val", splits_file=run, n_images=2,
                        skip_black_hr=False)
     assert val.pairs == [pairs[0]]
-    with pytest.raises(ConfigError, match="S2-NAIP only"):
+    with pytest.raises(DataError, match="a run on the s2naip dataset, not on probav"):
         open_dataset("probav", root, split="train", splits_file=run)
     with pytest.raises(DataError, match="splits file not found"):
         open_dataset("s2naip", root, split="val", splits_file=tmp_path / "nope.json")
+
+
+def test_a_training_runs_splits_file_picks_its_items_from_their_source_split(tmp_path):
+    root = write_probav(tmp_path / "probav")
+    ids = [s.name for s in PROBAVDataset(root, split="train").imgsets]
+    run = tmp_path / "splits.json"
+    run.write_text(json.dumps({"dataset": "probav", "train": ids[1:], "val": ids[:1],
+                               "sources": {"train": "train", "val": "train"},
+                               "options": {}}))
+    val = open_dataset("probav", root, "val", splits_file=run, n_images=2)
+    assert len(val) == 1 and val[0]["id"] == ids[0] and val.n_images == 2
+    assert [val[i]["id"] for i in range(len(val))] == ids[:1]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(val))[0]["id"] == ids[0]  # (DataLoader workers)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"dataset": "oli2msi", "val": ids[:1]}))
+    with pytest.raises(DataError, match="a run on the oli2msi dataset, not on probav"):
+        open_dataset("probav", root, "val", splits_file=other)
+    gone = tmp_path / "gone.json"
+    gone.write_text(json.dumps({"dataset": "probav", "val": ["imgset9999"],
+                                "options": {"bands": ["NIR"]}}))
+    with pytest.raises(DataError, match=r"1 of its 'val' items are not in the train split .*"
+                                        r"imgset9999.*options \{'bands': \['NIR'\]\}"):
+        open_dataset("probav", root, "val", splits_file=gone)
+    with pytest.raises(DataError, match="no list of items for the 'test' split"):
+        open_dataset("probav", root, "test", splits_file=run)

@@ -148,6 +148,16 @@ def _the_generator_records_its_dataset(cfg, root: Path, out: Path) -> None:
                  "--device", "cpu", "--out", str(out / "scores")]) == 0
     summary = json.loads((out / "scores" / "summary.json").read_text())
     assert summary["options"]["n_images"] == cfg.data.n_images
+    # the run's own validation items, from its splits.json (held out of PROBA-V's train split)
+    assert main(["evaluate-model", str(out / "generator.pth"), "--dataset", "probav", "--data",
+                 str(root), "--split", "val", "--splits", str(out / "splits.json"),
+                 "--metrics", "psnr", "--no-progress", "--device", "cpu", "--out",
+                 str(out / "val_scores")]) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "val_scores" / "per_image.csv").open()))
+    val_ids = json.loads((out / "splits.json").read_text())["val"]
+    assert sorted(r["key"] for r in rows) == sorted(val_ids) and len(rows) == len(val_ids)
     with pytest.raises(ConfigError, match="trained on the probav dataset, not on Sentinel-2"):
         build_inference_model(weights=out / "generator.pth", device="cpu")
     other = probav_config(root, "data.options={bands: [NIR], normalization: 14bit}",

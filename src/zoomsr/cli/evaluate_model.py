@@ -57,7 +57,7 @@ def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
 
 
 def _frames_per_item(dataset: str, root: Path, split: str | None,
-                     options: dict[str, Any]) -> int:
+                     options: dict[str, Any], splits_file: Path | None = None) -> int:
     """Input channels per frame of the dataset's ``split`` as ``options`` open it."""
     from zoomsr.data.bands import band_channels, validate_bands
     from zoomsr.data.datasets import dataset_class, open_dataset
@@ -68,7 +68,8 @@ def _frames_per_item(dataset: str, root: Path, split: str | None,
     if isinstance(fixed, int):  # PROBA-V's one band, OLI2MSI's RGB
         return fixed
     # the split scored, not the loader's default (which may not be there)
-    return int(open_dataset(dataset, root, split, **{**options, "n_images": 1}).channels)
+    return int(open_dataset(dataset, root, split, splits_file=splits_file,
+                            **{**options, "n_images": 1}).channels)
 
 
 def evaluate_model_command(
@@ -153,10 +154,9 @@ def evaluate_model_command(
         if key in options:
             raise ConfigError(f"--option {key}: set by the command (evaluation, the model's "
                               "layout)")
-    if splits is not None and (split is None or dataset != "s2naip"):
-        raise ConfigError("--splits gives the tiles of an S2-NAIP --split (e.g. a zoomsr "
-                          "train run's RUN/splits.json); add --split val (or train, test), "
-                          "with --dataset s2naip")
+    if splits is not None and split is None:
+        raise ConfigError("--splits gives the items of each split (e.g. a zoomsr train run's "
+                          "RUN/splits.json); add --split val (or train)")
     if config and model is None:
         raise ConfigError("--config sets the architecture --model builds; add --model NAME")
     metric_opts = metric_options(
@@ -182,7 +182,7 @@ def evaluate_model_command(
         options["bands"] = scoring.bands  # what it was trained on
     frames = n_images or scoring.known_frames
     if frames is None:
-        frames = scoring.frames_for(_frames_per_item(dataset, data, split, options))
+        frames = scoring.frames_for(_frames_per_item(dataset, data, split, options, splits))
     if frames is None:
         raise ConfigError(f"{scoring.label}: its weights do not say how many frames it takes "
                           "(a frames model); give --n-images")

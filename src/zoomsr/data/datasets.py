@@ -9,19 +9,21 @@ of the splits in its ``zoomsr_splits.json`` (``zoomsr data build`` writes it).
 from __future__ import annotations
 
 import inspect
+import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from zoomsr.data.oli2msi import OLI2MSIDataset
 from zoomsr.data.probav import PROBAVDataset
 from zoomsr.data.s2naip import S2NAIPDataset
 from zoomsr.data.worldstrat import WorldStratDataset
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 
 #: Dataset name -> class: S2-NAIP (the paper's) and the other benchmark datasets.
 DATASETS: dict[str, type[Dataset]] = {
@@ -67,7 +69,9 @@ def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = No
 
     S2-NAIP's ``split`` is the pairs that ``ROOT/zoomsr_splits.json`` lists for it, or
     ``splits_file`` (e.g. the ``splits.json`` of a ``zoomsr train`` run folder); entries are
-    tile ids or ``image_id/tile``.
+    tile ids or ``image_id/tile``. For the other datasets, ``splits_file`` is a training run's
+    ``splits.json``: its ``split`` (``train`` or ``val``) items, by id, taken from the dataset
+    split they came from (an :class:`ItemSubset`).
 
     Raises:
         ConfigError: an unknown dataset or option, an unknown split.
@@ -77,9 +81,11 @@ def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = No
     check_dataset_options(name, options)
     cls = dataset_class(name)
     kwargs = dict(options)
-    if splits_file is not None and (cls is not S2NAIPDataset or split is None):
-        raise ConfigError("a splits file gives the tiles of an S2-NAIP split: give it with "
-                          "the split, and for S2-NAIP only")
+    if splits_file is not None and split is None:
+        raise ConfigError("a splits file lists the items of each split: give the split to "
+                          "take (e.g. val)")
+    if splits_file is not None and cls is not S2NAIPDataset:
+        return _run_split(name, cls, root, split, splits_file, kwargs)  # type: ignore[arg-type]
     if split is not None:
         if cls is S2NAIPDataset:
             if "pairs" in kwargs:
@@ -88,6 +94,47 @@ def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = No
         else:
             kwargs["split"] = split
     return cls(root, **kwargs)
+
+
+def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], split: str,
+               splits_file: str | os.PathLike[str], kwargs: dict[str, Any]) -> Dataset:
+    """The items a ``zoomsr train`` run's ``splits.json`` lists for ``split`` (its ``train``
+    or ``val``) of benchmark dataset ``name``: taken from the dataset split they came from
+    (the file's ``sources``: a held-out share of ``train``, WorldStrat's ``val``), in dataset
+    order, as an :class:`ItemSubset`."""
+    import json
+    from pathlib import Path
+
+    path = Path(splits_file)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: splits file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not a splits file (a JSON object of lists)")
+    if doc.get("dataset", "s2naip") != name:
+        raise DataError(f"{path}: the splits of a run on the {doc.get('dataset', 's2naip')} "
+                        f"dataset, not on {name}")
+    ids = doc.get(split)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+        raise DataError(f"{path}: no list of items for the {split!r} split (it has "
+                        f"{', '.join(k for k, v in doc.items() if isinstance(v, list))})")
+    sources = doc.get("sources") if isinstance(doc.get("sources"), dict) else {}
+    source = (sources.get(split) or (doc.get("source_split") if split == "val" else None)
+              or (split if split in dataset_splits(name) else "train"))  # (a held-out share)
+    ds = cls(root, split=source, **kwargs)
+    index = {item: i for i, item in enumerate(item_ids(ds))}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        used = doc.get("options") or {}
+        hint = (f"; the run opened it with options {used}: pass them with -o key=value"
+                if used and used != kwargs else "")
+        raise DataError(f"{path}: {len(missing)} of its {split!r} items are not in the "
+                        f"{source} split of {root} (e.g. {missing[0]}){hint}")
+    chosen = sorted(index[i] for i in set(ids))
+    return ItemSubset(ds, chosen, item_ids(ds))
 
 
 def _s2naip_split(root: str | os.PathLike[str], split: str,
@@ -278,3 +325,89 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
         else:
             datasets.append(open_dataset("probav", root, split, **{**kwargs, "bands": band}))
     return datasets, problems
+
+
+def item_ids(dataset: Dataset) -> list[str]:
+    """The ``id`` of each item of a benchmark dataset, in dataset order, without reading any
+    (PROBA-V image sets, OLI2MSI pairs, WorldStrat AOIs)."""
+    for records, key in (("imgsets", "name"), ("pairs", "id"), ("aois", "name")):
+        found = getattr(dataset, records, None)
+        if found is not None:
+            return [str(getattr(r, key)) for r in found]
+    raise TypeError(f"{type(dataset).__name__}: not a benchmark dataset (no image sets, pairs "
+                    "or AOIs)")
+
+
+class ItemSubset(Dataset):
+    """Items ``indices`` of ``dataset``, indexed as the loaders are: ``subset[i]`` or
+    ``subset[(i, sample_seed)]`` (what :class:`~zoomsr.data.ResumableSampler` yields; torch's
+    ``Subset`` cannot forward the tuple). ``ids`` are the items' names; ``scale`` and
+    ``channels`` are the dataset's.
+
+    ``skip_unusable`` (the training set): an item drawn with a ``sample_seed`` whose files
+    cannot be read (:class:`DataError`) is replaced by another drawn from that seed, as
+    S2-NAIP's training skips unusable pairs (one warning per process; at most
+    ``max_consecutive_skips`` in a row), so a damaged file does not stop a run at the step that
+    draws it, and again at every resume; the replacement follows from the seed alone, so a
+    resumed run still trains on what an uninterrupted one would. Validation (a plain index)
+    raises.
+    """
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], ids: Sequence[str],
+                 skip_unusable: bool = False, max_consecutive_skips: int = 64) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.ids = [str(ids[i]) for i in self.indices]
+        self.skip_unusable = skip_unusable
+        self.max_consecutive_skips = max_consecutive_skips
+        self.unusable: set[int] = set()  # this process's finds (positions in the subset)
+
+    def __getattr__(self, name: str) -> Any:
+        # the dataset's other attributes (layout, n_images, train, split...); never during
+        # unpickling, when the instance has no dataset yet
+        if name.startswith("__") or name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    @property
+    def scale(self) -> int:
+        return int(self.dataset.scale)  # type: ignore[attr-defined]
+
+    @property
+    def channels(self) -> int:
+        return int(self.dataset.channels)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        if not isinstance(index, tuple):
+            return self.dataset[self.indices[operator.index(index)]]
+        if len(index) != 2:
+            raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
+        position, seed = operator.index(index[0]), int(index[1])
+        if not self.skip_unusable:
+            return self.dataset[(self.indices[position], seed)]
+        first: DataError | None = None
+        for attempt in range(self.max_consecutive_skips):
+            # the draw's own seed first (the same sample as without skipping), then one per
+            # attempt: what a draw gives follows from its seed, not from what failed before
+            item_seed = seed if attempt == 0 else int(
+                np.random.default_rng([seed, attempt]).integers(2**62))
+            if position not in self.unusable:
+                try:
+                    return self.dataset[(self.indices[position], item_seed)]
+                except DataError as exc:
+                    first = first or exc
+                    self._skip(position, exc)
+            position = int(np.random.default_rng([seed, attempt, 1]).integers(len(self)))
+        raise DataError(f"{self.max_consecutive_skips} training items in a row could not be "
+                        f"read, e.g. {first_line(first) if first else self.ids[position]}; "
+                        "run `zoomsr data check ROOT --dataset NAME` to list every problem")
+
+    def _skip(self, position: int, exc: DataError) -> None:
+        if not self.unusable:
+            warnings.warn(f"skipping unusable training items (replaced by others drawn from "
+                          f"the same seed); e.g. {first_line(exc)}", ZoomsrWarning,
+                          stacklevel=3)
+        self.unusable.add(position)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoomsr.data import PairRecord, ResumableSampler, S2NAIPDataset, scan_pairs
 from zoomsr.data.builder.splits import SPLITS_FILE
+from zoomsr.data.datasets import ItemSubset, item_ids
 from zoomsr.data.layout import read_series, recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
@@ -420,17 +420,6 @@ class S2NAIPDataModule(TrainValDataModule):
 # The benchmark datasets (PROBA-V, WorldStrat, OLI2MSI)
 
 
-def item_ids(dataset: Dataset) -> list[str]:
-    """The ``id`` of each item of a benchmark dataset, in dataset order, without reading any
-    (PROBA-V image sets, OLI2MSI pairs, WorldStrat AOIs)."""
-    for records, key in (("imgsets", "name"), ("pairs", "id"), ("aois", "name")):
-        found = getattr(dataset, records, None)
-        if found is not None:
-            return [str(getattr(r, key)) for r in found]
-    raise TypeError(f"{type(dataset).__name__}: not a benchmark dataset (no image sets, pairs "
-                    "or AOIs)")
-
-
 def _rank(seed: int, item: str) -> bytes:
     """Item ``item``'s place in the held-out draw of ``seed``: a hash of both (the same on
     every machine, Python and NumPy version)."""
@@ -461,74 +450,6 @@ def _split_state(train: Sequence[str], val: Sequence[str]) -> dict[str, Any]:
     for part in (sorted(train), sorted(val)):
         h.update(json.dumps(part).encode())
     return {"train": len(train), "val": len(val), "digest": h.hexdigest()}
-
-
-class ItemSubset(Dataset):
-    """Items ``indices`` of ``dataset``, indexed as the loaders are: ``subset[i]`` or
-    ``subset[(i, sample_seed)]`` (what :class:`~zoomsr.data.ResumableSampler` yields; torch's
-    ``Subset`` cannot forward the tuple). ``ids`` are the items' names; ``scale`` and
-    ``channels`` are the dataset's.
-
-    ``skip_unusable`` (the training set): an item drawn with a ``sample_seed`` whose files
-    cannot be read (:class:`DataError`) is replaced by another drawn from that seed, as
-    S2-NAIP's training skips unusable pairs (one warning per process; at most
-    ``max_consecutive_skips`` in a row), so a damaged file does not stop a run at the step that
-    draws it, and again at every resume; the replacement follows from the seed alone, so a
-    resumed run still trains on what an uninterrupted one would. Validation (a plain index)
-    raises.
-    """
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int], ids: Sequence[str],
-                 skip_unusable: bool = False, max_consecutive_skips: int = 64) -> None:
-        self.dataset = dataset
-        self.indices = [int(i) for i in indices]
-        self.ids = [str(ids[i]) for i in self.indices]
-        self.skip_unusable = skip_unusable
-        self.max_consecutive_skips = max_consecutive_skips
-        self.unusable: set[int] = set()  # this process's finds (positions in the subset)
-
-    @property
-    def scale(self) -> int:
-        return int(self.dataset.scale)  # type: ignore[attr-defined]
-
-    @property
-    def channels(self) -> int:
-        return int(self.dataset.channels)  # type: ignore[attr-defined]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
-        if not isinstance(index, tuple):
-            return self.dataset[self.indices[operator.index(index)]]
-        if len(index) != 2:
-            raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-        position, seed = operator.index(index[0]), int(index[1])
-        if not self.skip_unusable:
-            return self.dataset[(self.indices[position], seed)]
-        first: DataError | None = None
-        for attempt in range(self.max_consecutive_skips):
-            # the draw's own seed first (the same sample as without skipping), then one per
-            # attempt: what a draw gives follows from its seed, not from what failed before
-            item_seed = seed if attempt == 0 else int(
-                np.random.default_rng([seed, attempt]).integers(2**62))
-            if position not in self.unusable:
-                try:
-                    return self.dataset[(self.indices[position], item_seed)]
-                except DataError as exc:
-                    first = first or exc
-                    self._skip(position, exc)
-            position = int(np.random.default_rng([seed, attempt, 1]).integers(len(self)))
-        raise DataError(f"{self.max_consecutive_skips} training items in a row could not be "
-                        f"read, e.g. {first_line(first) if first else self.ids[position]}; "
-                        "run `zoomsr data check ROOT --dataset NAME` to list every problem")
-
-    def _skip(self, position: int, exc: DataError) -> None:
-        if not self.unusable:
-            warnings.warn(f"skipping unusable training items (replaced by others drawn from "
-                          f"the same seed); e.g. {first_line(exc)}", ZoomsrWarning,
-                          stacklevel=3)
-        self.unusable.add(position)
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
