@@ -457,11 +457,15 @@ def test_a_resume_on_a_dataset_whose_items_changed_is_refused(tmp_path):
     assert ckpt["BenchmarkDataModule"]["split"]["train"] == 6
     assert ckpt["BenchmarkDataModule"]["split"]["val"] == 2
     of.write_oli2msi(root, "train", n=1, lr_size=8, start=50)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
     with pytest.raises(DataError, match=r"train/val items are not those the checkpoint's run "
                                         r"used \(6 train / 2 validation items then, 6 / 3 now"
                        ) as info:
         train(cfg, tmp_path / "run", resume="auto")
     assert "\n" not in str(info.value)
+    # refused before the run folder is touched (config.yaml, splits.json as they were)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before and "splits.json" in before
 
 
 def test_masked_usm_ground_truth_ignores_concealed_pixels():

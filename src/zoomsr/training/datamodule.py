@@ -591,6 +591,12 @@ class BenchmarkDataModule(TrainValDataModule):
         """Resume where the checkpoint's run was; :class:`DataError` where the dataset's items
         changed since (another held-out split would validate on items the run trained on)."""
         super().load_state_dict(state_dict)
+        self.check_split_state(state_dict)
+
+    def check_split_state(self, state_dict: dict[str, Any]) -> None:
+        """:class:`DataError` where a checkpoint's state (:meth:`state_dict`) records other
+        train/val items than this dataset now splits into (checked before a resumed run writes
+        anything, and again as Lightning restores the state)."""
         saved = state_dict.get("split")
         if not isinstance(saved, dict):
             return  # a checkpoint that does not record it

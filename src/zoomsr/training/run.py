@@ -166,7 +166,8 @@ def remove_run_outputs(out: Path, files: Sequence[Path]) -> None:
                           "run's checkpoints; remove it, or choose another --out")
 
 
-def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None:
+def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool,
+                          datamodule: Any = None) -> int | None:
     # A resumed run must train the same architecture (anything else is a different run) and
     # cannot end before the step it starts from.
     try:
@@ -221,6 +222,12 @@ def _check_resume_matches(path: Path, cfg: TrainConfig, own: bool) -> int | None
             + ("--resume never --overwrite to start afresh there" if own else
                "leave out --resume PATH to start afresh")
         )
+    # the data module's record of the items it split (a benchmark dataset's), checked here,
+    # before config.yaml and splits.json are rewritten, not when Lightning restores it
+    check = getattr(datamodule, "check_split_state", None)
+    state = ckpt.extra.get(type(datamodule).__qualname__) if datamodule is not None else None
+    if callable(check) and isinstance(state, dict):
+        check(state)
     return step if isinstance(step, int) else None
 
 
@@ -744,7 +751,7 @@ def _ready(cfg: TrainConfig, out: Path, resume: str | os.PathLike[str] | None,
     stale = check_run_folder(out, resume, resume_path, overwrite)
     if resume_path is not None:
         own = resume_path.resolve().parent == (out / "checkpoints").resolve()
-        step = _check_resume_matches(resume_path, cfg, own)
+        step = _check_resume_matches(resume_path, cfg, own, datamodule)
         generator = out / "generator.pth"
         if own and step == cfg.trainer.max_steps and generator.is_file():
             # a finished run's command again (a requeued job): it added an empty log version
