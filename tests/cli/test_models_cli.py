@@ -47,7 +47,7 @@ def test_info_config_repeated_and_comma_separated(capsys: pytest.CaptureFixture[
         (["models", "info", "esrgan"], "unknown model 'esrgan'"),
         (["models", "info", "rrdbnet", "--config", "bogus=1"], "bogus"),
         (["models", "info", "rrdbnet", "--config", "num_feat=abc"], "num_feat"),
-        (["models", "info", "rrdbnet", "--config", "scale=3"], "scale"),
+        (["models", "info", "rrdbnet", "--config", "scale=5"], "scale"),
     ],
 )
 def test_info_errors_exit_2(
