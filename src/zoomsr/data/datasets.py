@@ -9,11 +9,13 @@ of the splits in its ``zoomsr_splits.json`` (``zoomsr data build`` writes it).
 from __future__ import annotations
 
 import inspect
+import json
 import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,18 +104,8 @@ def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], spli
     or ``val``) of benchmark dataset ``name``: taken from the dataset split they came from
     (the file's ``sources``: a held-out share of ``train``, WorldStrat's ``val``), in dataset
     order, as an :class:`ItemSubset`."""
-    import json
-    from pathlib import Path
-
     path = Path(splits_file)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: splits file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable splits file ({exc})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path}: not a splits file (a JSON object of lists)")
+    doc = _splits_doc(path)
     if doc.get("dataset", "s2naip") != name:
         raise DataError(f"{path}: the splits of a run on the {doc.get('dataset', 's2naip')} "
                         f"dataset, not on {name}")
@@ -137,12 +129,22 @@ def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], spli
     return ItemSubset(ds, chosen, item_ids(ds))
 
 
+def _splits_doc(path: Path) -> dict[str, Any]:
+    """A splits file's JSON object; :class:`DataError` naming it when missing or unreadable."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: splits file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not a splits file (a JSON object of lists)")
+    return doc
+
+
 def _s2naip_split(root: str | os.PathLike[str], split: str,
                   splits_file: str | os.PathLike[str] | None) -> list[Any]:
     """The pairs of S2-NAIP ``split`` (see :func:`open_dataset`)."""
-    import json
-    from pathlib import Path
-
     from zoomsr.data.builder.splits import SPLITS
     from zoomsr.data.layout import SPLITS_FILE, scan_pairs
     from zoomsr.validate import check_choice
@@ -157,11 +159,7 @@ def _s2naip_split(root: str | os.PathLike[str], split: str,
         raise DataError(f"{path}: not found; an S2-NAIP split is one of the splits `zoomsr "
                         "data build` writes there (or a training run's: its splits.json): "
                         "leave the split out to take every pair")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable splits file ({exc})") from None
-    entries = doc.get(split) if isinstance(doc, dict) else None
+    entries = _splits_doc(path).get(split)
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise DataError(f"{path}: no list of tiles for the {split!r} split")
     wanted = set(entries)
@@ -271,8 +269,6 @@ def _open_for_check(name: str, root: str | os.PathLike[str], split: str,
 def _oli2msi_parts(root: str | os.PathLike[str], split: str,
                    kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
     """Each OLI2MSI file of ``split`` without its partner, and the pairs that have one."""
-    from pathlib import Path
-
     from zoomsr.data.oli2msi import TIFF_SUFFIXES, OLI2MSIPair
 
     folders = {side: Path(root) / f"{split}_{side}" for side in ("lr", "hr")}
@@ -298,8 +294,6 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
                   kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
     """Each incomplete PROBA-V image set of ``split`` (a missing LR, QM, HR or SM file), and
     the bands without one, opened (a band with one cannot be: the loader scans it whole)."""
-    from pathlib import Path
-
     from zoomsr.data.probav import BANDS, _scan_imageset, scan_probav, validate_probav_bands
 
     if not (Path(root) / split).is_dir() or "imgsets" in kwargs:
