@@ -158,8 +158,10 @@ def _the_generator_records_its_dataset(cfg, root: Path, out: Path) -> None:
     rows = list(csv.DictReader((out / "val_scores" / "per_image.csv").open()))
     val_ids = json.loads((out / "splits.json").read_text())["val"]
     assert sorted(r["key"] for r in rows) == sorted(val_ids) and len(rows) == len(val_ids)
-    with pytest.raises(ConfigError, match="trained on the probav dataset, not on Sentinel-2"):
-        build_inference_model(weights=out / "generator.pth", device="cpu")
+    for weights in (out / "generator.pth", out / "checkpoints" / "last.ckpt"):
+        # (the run's Lightning checkpoint says it in its run config)
+        with pytest.raises(ConfigError, match="trained on the probav dataset, not on Sentin"):
+            build_inference_model(weights=weights, device="cpu")
     other = probav_config(root, "data.options={bands: [NIR], normalization: 14bit}",
                           "trainer.max_steps=6")
     with pytest.raises(ConfigError, match=r"data\.options.*it chooses the data the run "

@@ -12,7 +12,8 @@ from zoomsr.cli.interrupt import on_interrupt
 from zoomsr.errors import InputError
 from zoomsr.validate import check_int
 
-app = typer.Typer(help="Make, check and describe S2-NAIP datasets.", no_args_is_help=True)
+app = typer.Typer(help="Make, check and describe S2-NAIP datasets; check the other benchmark "
+                  "datasets (data check --dataset).", no_args_is_help=True)
 app.command("build")(data_build.build)
 app.command("search")(data_build.search)
 
@@ -46,7 +47,8 @@ def _plural(n: int, noun: str) -> str:
 
 @app.command("check")
 def check(
-    root: Path = typer.Argument(..., help="Dataset folder (holds naip/ and sentinel2/)."),
+    root: Path = typer.Argument(..., help="Dataset folder (S2-NAIP: holds naip/ and "
+                                "sentinel2/; --dataset NAME: as unpacked)."),
     bands: str = typer.Option("", "--bands", help="Bands every tile must have besides tci, "
                               "in any order, e.g. b08,b11."),
     scale: int | None = typer.Option(

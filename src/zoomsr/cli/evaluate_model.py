@@ -85,15 +85,17 @@ def evaluate_model_command(
         "zoomsr_splits.json, or of --splits). Default: the loader's own (S2-NAIP: every "
         "pair)."),
     splits: Path | None = typer.Option(
-        None, "--splits", help="S2-NAIP: the splits file for --split instead of the dataset's: "
-        "e.g. RUN/splits.json, the train/val split a `zoomsr train` run used."),
+        None, "--splits", help="The splits file --split is taken from: RUN/splits.json, the "
+        "train/val items a `zoomsr train` run used (any dataset; S2-NAIP: instead of its "
+        "zoomsr_splits.json)."),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="key=value passed to the dataset's loader (e.g. -o "
         "bands=NIR for PROBA-V, -o hr_kind=rgbn for WorldStrat; repeatable).",
         metavar="KEY=VALUE"),
     n_images: int | None = typer.Option(
         None, "--n-images", min=1, help="Input frames per item. Default: what the weights "
-        "record, else a stacked model's input channels / the dataset's channels."),
+        "(or the registry) record, else a frames model's revisits, else a stacked model's "
+        "input channels / the dataset's channels."),
     model: str | None = typer.Option(
         None, "--model", help="The architecture of weights that do not name theirs "
         "(`zoomsr models list`)."),

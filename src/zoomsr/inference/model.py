@@ -376,6 +376,10 @@ def build_inference_model(
                                        "`zoomsr weights list` shows)")
         checkpoint = read_checkpoint(path)
         trained_on = checkpoint.extra.get("dataset")
+        run_config = checkpoint.extra.get("zoomsr_config")  # a training run's .ckpt
+        run_data = run_config.get("data") if isinstance(run_config, dict) else None
+        if trained_on is None and isinstance(run_data, dict):
+            trained_on = run_data.get("dataset")
         if trained_on not in (None, "s2naip"):
             # e.g. OLI2MSI's Landsat-8 reflectance, PROBA-V's one band: not what infer feeds
             raise ConfigError(
