@@ -609,3 +609,32 @@ def test_a_damaged_training_item_is_replaced_not_fatal(tmp_path):
     with pytest.warns(ZoomsrWarning, match="skipping unusable training items"):
         result = train(cfg, tmp_path / "run", resume="never")
     assert result.global_step == 6
+
+
+def test_an_x3_rrdbnet_warm_starts_from_an_x4_checkpoint_but_its_second_upsample(
+        oli2msi_root, tmp_path):
+    """model.init_weights of an x3 RRDBNet (OLI2MSI, PROBA-V) may be an x4 checkpoint of the
+    same input channels (the published ESRGAN's): every tensor loads but conv_up2, which x3
+    has not; anything else that does not match is refused as before."""
+    from zoomsr.errors import CheckpointError
+    from zoomsr.models import create_model, save_checkpoint
+    from zoomsr.training.run import build_module
+
+    kw = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    torch.manual_seed(0)
+    x4 = create_model("rrdbnet", num_in_ch=3, scale=4, **kw)
+    save_checkpoint(x4, tmp_path / "x4.pth")
+    cfg = oli2msi_config(oli2msi_root, "model.name=rrdbnet",
+                         "model.config={num_feat: 8, num_block: 1, num_grow_ch: 4}",
+                         f"model.init_weights={tmp_path / 'x4.pth'}")
+    generator = build_module(cfg).generator
+    assert generator.scale == 3 and not hasattr(generator, "conv_up2")
+    for name, tensor in generator.state_dict().items():
+        assert torch.equal(tensor, x4.state_dict()[name]), name
+    torch.manual_seed(1)
+    save_checkpoint(create_model("rrdbnet", num_in_ch=6, scale=4, **kw), tmp_path / "x4b.pth")
+    bad = oli2msi_config(oli2msi_root, "model.name=rrdbnet",
+                         "model.config={num_feat: 8, num_block: 1, num_grow_ch: 4}",
+                         f"model.init_weights={tmp_path / 'x4b.pth'}")
+    with pytest.raises(CheckpointError, match="conv_first"):
+        build_module(bad)

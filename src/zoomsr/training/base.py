@@ -172,6 +172,19 @@ def _constructor_error(section: str, fields: dict[str, Any], exc: BaseException)
     return ConfigError(f"config key {key!r}: {text}")
 
 
+def _warm_start(generator: nn.Module, path: str) -> None:
+    """Load ``model.init_weights`` into ``generator``, strictly, but for one case: an x3
+    RRDBNet (OLI2MSI, PROBA-V) from an x4 checkpoint of the same input channels (the published
+    ESRGAN's), whose second upsampling conv (``conv_up2``) the x3 model has not: every other
+    tensor loads, ``conv_up2`` is left out (no published checkpoint is x3)."""
+    if getattr(generator, "name", None) == "rrdbnet" and getattr(generator, "scale", None) == 3:
+        result = load_checkpoint(generator, path, strict=False)
+        extra = [k for k in result.unexpected if not k.startswith("conv_up2.")]
+        if not (result.missing or extra or result.shape_mismatch):
+            return
+    load_checkpoint(generator, path)  # strict: says what does not match
+
+
 class SRModule(L.LightningModule):
     """Base of the training modules: builds the generator (``self.generator``) and, with
     ``optim.ema_decay``, its EMA copy (``self.generator_ema``), used for validation and export.
@@ -188,7 +201,7 @@ class SRModule(L.LightningModule):
         self.save_hyperparameters({"config": cfg.to_dict()})
         self.generator = build_generator(cfg)
         if cfg.model.init_weights is not None:
-            load_checkpoint(self.generator, cfg.model.init_weights)
+            _warm_start(self.generator, cfg.model.init_weights)
         self.generator_ema: AveragedModel | None = None
         if cfg.optim.ema_decay is not None:
             self.generator_ema = AveragedModel(
