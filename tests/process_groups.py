@@ -7,15 +7,17 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 
 @contextlib.contextmanager
-def own_group(command: Sequence[str]) -> Iterator[subprocess.Popen]:
-    """``command`` started in a session of its own (stdout and stderr piped, as text); its
-    group is killed at the end, whatever the test did, so nothing outlives it."""
+def own_group(command: Sequence[str], env: Mapping[str, str] | None = None,
+              cwd: str | os.PathLike[str] | None = None) -> Iterator[subprocess.Popen]:
+    """``command`` started in a session of its own (stdout and stderr piped, as text; ``env``
+    and ``cwd`` as ``subprocess.Popen`` takes them); its group is killed at the end, whatever
+    the test did, so nothing outlives it."""
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=env, cwd=cwd)
     try:
         yield proc
     finally:

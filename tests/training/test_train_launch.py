@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from process_groups import own_group
 from zoomsr.io.atomic import output_lock
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -75,7 +74,7 @@ def _run_ranks(commands: list[list[str]], envs: list[dict[str, str]], cwd: Path,
     50 ms while they run."""
     with contextlib.ExitStack() as stack:
         start = time.monotonic()
-        procs = [stack.enter_context(_started(command, env, cwd))
+        procs = [stack.enter_context(own_group(command, env, cwd))
                  for command, env in zip(commands, envs, strict=True)]
         ended: dict[int, float] = {}
         while len(ended) < len(procs):
@@ -94,21 +93,6 @@ def _run_ranks(commands: list[list[str]], envs: list[dict[str, str]], cwd: Path,
             stdout, stderr = proc.communicate(timeout=30)
             results.append((proc.returncode, stdout, stderr, ended[i]))
         return results
-
-
-@contextlib.contextmanager
-def _started(command: list[str], env: dict[str, str], cwd: Path):
-    """``command`` started with ``env`` in ``cwd``, in a session of its own (as
-    ``process_groups.own_group``): its group is killed at the end, whatever the test did."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=cwd, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
 
 
 def _refusal(out: Path) -> str:

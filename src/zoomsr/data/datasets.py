@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from zoomsr.data.oli2msi import OLI2MSIDataset
@@ -269,14 +270,12 @@ def _open_for_check(name: str, root: str | os.PathLike[str], split: str,
 def _oli2msi_parts(root: str | os.PathLike[str], split: str,
                    kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
     """Each OLI2MSI file of ``split`` without its partner, and the pairs that have one."""
-    from zoomsr.data.oli2msi import TIFF_SUFFIXES, OLI2MSIPair
+    from zoomsr.data.oli2msi import OLI2MSIPair, tiff_files
 
     folders = {side: Path(root) / f"{split}_{side}" for side in ("lr", "hr")}
     if not all(folder.is_dir() for folder in folders.values()) or "pairs" in kwargs:
         return [], []
-    files = {side: {p.name: p for p in folder.iterdir()
-                    if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()}
-             for side, folder in folders.items()}
+    files = {side: tiff_files(folder) for side, folder in folders.items()}
     problems = []
     for side, other in (("lr", "hr"), ("hr", "lr")):
         for file in sorted(set(files[side]) - set(files[other])):
@@ -294,7 +293,13 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
                   kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
     """Each incomplete PROBA-V image set of ``split`` (a missing LR, QM, HR or SM file), and
     the bands without one, opened (a band with one cannot be: the loader scans it whole)."""
-    from zoomsr.data.probav import BANDS, _scan_imageset, scan_probav, validate_probav_bands
+    from zoomsr.data.probav import (
+        BANDS,
+        imageset_folders,
+        scan_imageset,
+        scan_probav,
+        validate_probav_bands,
+    )
 
     if not (Path(root) / split).is_dir() or "imgsets" in kwargs:
         return [], []
@@ -308,10 +313,9 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
             except DataError as exc:
                 found.append(str(exc))
         else:
-            for folder in sorted(p for p in band_dir.iterdir()
-                                 if p.is_dir() and p.name.startswith("imgset")):
+            for folder in imageset_folders(band_dir):
                 try:
-                    _scan_imageset(folder, band, needs_hr=split == "train")
+                    scan_imageset(folder, band, needs_hr=split == "train")
                 except DataError as exc:
                     found.append(str(exc))
         if found:
@@ -405,3 +409,23 @@ class ItemSubset(Dataset):
                           f"the same seed); e.g. {first_line(exc)}", ZoomsrWarning,
                           stacklevel=3)
         self.unusable.add(position)
+
+
+def stack_items(items: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """``lr`` and ``hr`` of same-size items stacked, and ``hr_valid`` where any item has one
+    (all True for an item without); ``names`` (one per item) name an item whose mask is not of
+    its HR's size."""
+    batch: dict[str, Any] = {"lr": torch.stack([it["lr"] for it in items]),
+                             "hr": torch.stack([it["hr"] for it in items])}
+    if any("hr_valid" in it for it in items):
+        masks = []
+        for it, name in zip(items, names, strict=True):
+            size = tuple(it["hr"].shape[-2:])
+            mask = (torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
+                    else torch.ones(size, dtype=torch.bool))
+            if tuple(mask.shape) != size:
+                raise DataError(f"item {name}: its hr_valid {list(mask.shape)} is not of "
+                                f"its HR's size {list(size)}")
+            masks.append(mask)
+        batch["hr_valid"] = torch.stack(masks)
+    return batch

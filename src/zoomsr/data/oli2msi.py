@@ -260,6 +260,12 @@ class OLI2MSIDataset(Dataset):
             )
 
 
+def tiff_files(folder: Path) -> dict[str, Path]:
+    """The GeoTIFFs (``.TIF`` as published, any case) of an OLI2MSI folder, by file name."""
+    return {p.name: p for p in folder.iterdir()
+            if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()}
+
+
 def scan_oli2msi(root: str | os.PathLike[str], split: str) -> list[OLI2MSIPair]:
     """The pairs of ``split`` under ``root``, sorted by name; raises :class:`DataError` for a
     missing root or folder, an empty folder, or a file without its counterpart."""
@@ -276,8 +282,7 @@ def scan_oli2msi(root: str | os.PathLike[str], split: str) -> list[OLI2MSIPair]:
             raise DataError(f"{folder}: OLI2MSI {split} {side.upper()} folder not found; the "
                             f"dataset root holds train_lr/, train_hr/, test_lr/, test_hr/ "
                             f"({DOWNLOAD})")
-        names = {p.name: p for p in folder.iterdir()
-                 if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()}
+        names = tiff_files(folder)
         if not names:
             raise DataError(f"{folder}: no GeoTIFF (.TIF) files; {DOWNLOAD}")
         files[side] = names

@@ -157,15 +157,22 @@ def scan_probav(
         if not band_dir.is_dir():
             raise DataError(f"{band_dir}: PROBA-V band folder not found; {DOWNLOAD} here, or "
                             f"choose other bands")
-        sets = sorted(p for p in band_dir.iterdir() if p.is_dir() and p.name.startswith("imgset"))
+        sets = imageset_folders(band_dir)
         if not sets:
             raise DataError(f"{band_dir}: no imgset* folders (empty or incomplete unpacking); "
                             f"{DOWNLOAD} again")
-        out.extend(_scan_imageset(p, band, needs_hr=split == "train") for p in sets)
+        out.extend(scan_imageset(p, band, needs_hr=split == "train") for p in sets)
     return out
 
 
-def _scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
+def imageset_folders(band_dir: Path) -> list[Path]:
+    """The ``imgset*`` folders of a band folder, sorted."""
+    return sorted(p for p in band_dir.iterdir() if p.is_dir() and p.name.startswith("imgset"))
+
+
+def scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
+    """One image set's files, by name only (see :func:`scan_probav`); :class:`DataError` for
+    a missing or stray file."""
     try:
         names = {p.name for p in folder.iterdir()}
     except OSError as exc:

@@ -332,16 +332,8 @@ class WorldStratDataset(Dataset):
         georeference. (The published SPOT files carry none; they cover the same box.)"""
         aoi = self.aois[index]
         path = self.revisit_path(index, aoi.revisits[0])
-        if not path.is_file():
-            raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(path) as src:
-                    crs, transform, height, width = src.crs, src.transform, src.height, src.width
-        except RasterioError as exc:
-            raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
-                            "corrupt or truncated: download it again") from None
+        with _opened(path) as src:
+            crs, transform, height, width = src.crs, src.transform, src.height, src.width
         if crs is None and transform.is_identity:
             return {"crs": None, "lr_transform": None, "hr_transform": None}
         out_h, out_w = (self.lr_size, self.lr_size) if self.lr_size else (height, width)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoomsr.data.datasets import stack_items
 from zoomsr.devices import resolve_device
 from zoomsr.errors import ConfigError, DataError, InputError
 from zoomsr.evaluation.run import (
@@ -96,24 +97,8 @@ def _group(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     batches = []
     for positions in groups.values():
         chosen = [items[i] for i in positions]
-        batch: dict[str, Any] = {
-            "position": positions,
-            "lr": torch.stack([it["lr"] for it in chosen]),
-            "hr": torch.stack([it["hr"] for it in chosen]),
-            "key": [_key(it) for it in chosen],
-        }
-        if any("hr_valid" in it for it in chosen):
-            masks = []
-            for it, key in zip(chosen, batch["key"], strict=True):
-                size = tuple(it["hr"].shape[-2:])
-                mask = (torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
-                        else torch.ones(size, dtype=torch.bool))
-                if tuple(mask.shape) != size:
-                    raise DataError(f"item {key}: its hr_valid {list(mask.shape)} is not of "
-                                    f"its HR's size {list(size)}")
-                masks.append(mask)
-            batch["hr_valid"] = torch.stack(masks)
-        batches.append(batch)
+        keys = [_key(it) for it in chosen]
+        batches.append({"position": positions, **stack_items(chosen, keys), "key": keys})
     return batches
 
 

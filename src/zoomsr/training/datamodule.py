@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoomsr.data import PairRecord, ResumableSampler, S2NAIPDataset, scan_pairs
 from zoomsr.data.builder.splits import SPLITS_FILE
-from zoomsr.data.datasets import ItemSubset, item_ids
+from zoomsr.data.datasets import ItemSubset, item_ids, stack_items
 from zoomsr.data.layout import read_series, recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
@@ -458,16 +458,8 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     if any("hr" not in it for it in items):
         raise DataError("a dataset item has no 'hr' (a split without ground truth, e.g. "
                         "PROBA-V's test split): it cannot be trained or validated on")
-    batch: dict[str, Any] = {
-        "lr": torch.stack([it["lr"] for it in items]),
-        "hr": torch.stack([it["hr"] for it in items]),
-        "id": [str(it.get("id")) for it in items],
-    }
-    if any("hr_valid" in it for it in items):
-        batch["hr_valid"] = torch.stack([
-            torch.as_tensor(it["hr_valid"], dtype=torch.bool) if "hr_valid" in it
-            else torch.ones(it["hr"].shape[-2:], dtype=torch.bool) for it in items])
-    return batch
+    ids = [str(it.get("id")) for it in items]
+    return {**stack_items(items, ids), "id": ids}
 
 
 class BenchmarkDataModule(TrainValDataModule):
