@@ -58,6 +58,7 @@ from zoomsr.inference.inputs import (
 from zoomsr.inference.inputs.files import zoomsr_tags
 from zoomsr.inference.inputs.rasters import read_cache
 from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.preview import write_preview
 from zoomsr.inference.reader import SceneReader, read_cache_bytes
 from zoomsr.inference.rows import (
     ArrayReader,
@@ -85,7 +86,7 @@ from zoomsr.inference.writer import SAMPLING_OPTIONS, PartialRun, has_saved_stat
 from zoomsr.io.atomic import output_lock, refuse_existing, remove_stale_temps
 from zoomsr.io.deflate import DEFLATE_LEVEL, DEFLATE_LEVELS
 from zoomsr.io.folders import require_writable_folder
-from zoomsr.io.geotiff import column_chunks, write_geotiff, write_preview
+from zoomsr.io.geotiff import column_chunks, write_geotiff
 from zoomsr.io.geotiff_stream import GeoTIFFProcess, GeoTIFFStream
 from zoomsr.io.raw_raster import RawRaster
 from zoomsr.stopping import interrupts_held

@@ -332,16 +332,3 @@ def write_geotiff(
         finally:
             if cog:
                 target.unlink(missing_ok=True)
-
-
-def write_preview(tif: Path, png: Path, max_side: int = 1024) -> None:
-    """A downsampled RGB PNG of an output GeoTIFF (nodata black)."""
-    from rasterio.enums import Resampling
-
-    from zoomsr.io.png import write_png
-
-    with rasterio.open(tif) as src:
-        factor = max(1, -(-max(src.width, src.height) // max_side))
-        shape = (max(1, src.height // factor), max(1, src.width // factor))
-        rgb = src.read([1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average)
-    write_png(png, np.moveaxis(rgb, 0, -1))
