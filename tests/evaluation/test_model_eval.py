@@ -209,9 +209,69 @@ class TwoBands(Contract):
 
 
 def test_hr_of_two_bands_names_the_item_and_what_to_choose():
-    with pytest.raises(DataError, match="TwoBands item s0: images of 2 channels.*choose 1 or at "
-                                        "least 3 HR bands"):
+    with pytest.raises(DataError, match="TwoBands item s0: images of 2 channels with no R, G, "
+                                        "B among them.*choose one HR band or R, G and B"):
         evaluate_model(Upsample(4, 2, True), TwoBands(), "psnr", device="cpu")
+
+
+def test_as_rgb_takes_the_channels_named_r_g_b_or_repeats_one_band():
+    from zoomsr.errors import InputError
+
+    x = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 2)
+    assert as_rgb(x, (3, 2, 1))[0, :, 0, 0].tolist() == [3.0, 2.0, 1.0]
+    assert as_rgb(x)[0, :, 0, 0].tolist() == [0.0, 1.0, 2.0]  # the default: the first three
+    assert as_rgb(x[:, 1:2], None).shape == (1, 3, 2, 2)  # one band, repeated
+    for rgb in (None, (0, 1, 4)):
+        with pytest.raises(InputError, match="4 channels with no R, G, B among them"):
+            as_rgb(x, rgb)
+
+
+class Reordered(torch.nn.Module):
+    """``model``'s output channels taken in the order ``picks``."""
+
+    def __init__(self, model: torch.nn.Module, picks: list[int]) -> None:
+        super().__init__()
+        self.model, self.picks = model, picks
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.model(lr)[:, self.picks]
+
+
+def test_worldstrat_hr_bands_in_any_order_are_scored_on_their_r_g_b(tmp_path):
+    """hr_bands NIR, B, G, R: the metrics take R, G, B wherever they are (they took the first
+    three, NIR, B, G, as R, G, B): the same scores as R, G, B, NIR with the model's outputs in
+    that order. Bands without all of R, G, B are refused before the model runs."""
+    from zoomsr.data import WorldStratDataset
+    from zoomsr.errors import ConfigError
+
+    fx = fixture_module("worldstrat_fixture")
+    root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("A1", "train"),
+                                                 fx.FakeAOI("A2", "train")])
+    opts = {"hr_kind": "rgbn", "lr_bands": "B04,B03,B02,B08", "lr_size": 8, "n_images": 2}
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 4, 3, padding=1),
+                                torch.nn.Upsample(scale_factor=4), torch.nn.Sigmoid())
+    metrics = "psnr,ssim,cpsnr"
+    straight = evaluate_model(model, WorldStratDataset(root, hr_bands="R,G,B,NIR", **opts),
+                              metrics, device="cpu")
+    ds = WorldStratDataset(root, hr_bands="NIR,B,G,R", **opts)
+    assert ds.hr_rgb == (3, 2, 1)
+    turned = evaluate_model(Reordered(model, [3, 2, 1, 0]), ds, metrics, device="cpu")
+    for a, b in zip(straight.rows, turned.rows, strict=True):
+        for name in ("psnr", "ssim", "cpsnr"):
+            assert b[name] == pytest.approx(a[name], rel=1e-6), name
+    # the first three as RGB (the old scoring) differ: the test can tell
+    item = ds[0]
+    with torch.no_grad():
+        out = Reordered(model, [3, 2, 1, 0])(item["lr"][None]).clamp(0, 1)
+    old = float(psnr(out[:, :3], item["hr"][None, :3])[0])
+    assert old != pytest.approx(turned.rows[0]["psnr"], rel=1e-3)
+    no_blue = WorldStratDataset(root, hr_bands="NIR,R,G", **opts)
+    calls = Upsample(4, 4, False)
+    with pytest.raises(ConfigError, match=r"WorldStratDataset: its HR bands \(NIR, R, G\) hold "
+                                          r"no R, G and B"):
+        evaluate_model(calls, no_blue, "psnr", device="cpu")
+    assert calls.calls == 0
 
 
 def test_no_metric_is_refused():

@@ -292,7 +292,11 @@ def test_the_subset_forwards_sample_seeds(oli2msi_root):
      r"'data\.val_fraction' does not apply to the worldstrat dataset \(it validates on its "
      r"own val split\)"),
     (["data.dataset=worldstrat", "data.options={hr_bands: [R, G]}", "data.scale=4",
-      "data.val_fraction=0.05", "model.config={}"], r"'data\.options\.hr_bands': 2 HR bands"),
+      "data.val_fraction=0.05", "model.config={}"],
+     r"'data\.options\.hr_bands': R, G hold no R, G and B, which validation scores"),
+    (["data.dataset=worldstrat", "data.options={hr_bands: [NIR, R, G]}", "data.scale=4",
+      "data.val_fraction=0.05", "model.config={}"],
+     r"'data\.options\.hr_bands': NIR, R, G hold no R, G and B"),
     (["data.dataset=s2naip", "model.config={}", "data.scale=4"],
      r"'data\.options' applies to the benchmark datasets"),
 ])
@@ -518,11 +522,6 @@ def test_masked_usm_ground_truth_ignores_concealed_pixels():
       "data.val_fraction=0.05", "task=esrgan", "model.name=rrdbnet", "model.config={}",
       "losses.gan.weight=0.1"],
      r"'data\.options\.lr_size': 9 px LR gives 36 px HR.*multiple of 2 \(e\.g\. 8\)"),
-    (["data.dataset=worldstrat", "data.options={hr_bands: [NIR, R, G, B]}", "data.scale=4",
-      "data.val_fraction=0.05", "model.config={}", "losses.perceptual.weight=1.0",
-      "losses.perceptual.allow_random=true"],
-     r"'losses\.perceptual\.weight': the VGG19 perceptual loss takes the HR's first three "
-     r"bands as R, G, B, but data\.options\.hr_bands are NIR, R, G, B: list R, G, B first"),
     (["data.options.split=train"],
      r"'data\.options\.split' is set by training: remove it \(the probav dataset validates on "
      r"data\.val_fraction of its train split, held out by data\.split_seed\)"),
@@ -567,6 +566,37 @@ def test_sample_grid_shows_worldstrat_blue_first_bands_as_rgb():
     one = lr_sr_hr_grid(torch.full((1, 4, 4, 4), 0.5), torch.zeros(1, 1, 12, 12),
                         torch.zeros(1, 1, 12, 12), channels=1)
     assert tuple(one[2 + 6, 2 + 6]) == (128, 128, 128)  # one band in grey
+
+
+def test_hr_bands_in_any_order_give_validation_losses_and_grid_their_r_g_b():
+    """WorldStrat hr_bands NIR, B, G, R: the VGG19 / CLIP losses, validation's metrics and the
+    sample grid take channels 3, 2, 1 (they took the first three, NIR, B, G; the config had
+    refused the losses for such an order)."""
+    from zoomsr.training.base import lr_sr_hr_grid
+    from zoomsr.training.config import hr_rgb_channels
+    from zoomsr.training.objectives import ContentLoss
+
+    cfg = load_config(CONFIGS / "worldstrat_esrgan.yaml", [
+        "data.root=/nowhere", "data.options.hr_kind=rgbn", "data.options.hr_bands=[NIR, B, G, R]",
+        "losses.perceptual.weight=1.0", "losses.perceptual.allow_random=true"])
+    assert hr_rgb_channels(cfg.data) == (3, 2, 1)
+    assert hr_rgb_channels(probav_config("/nowhere").data) is None
+    torch.manual_seed(0)
+    sr, hr = torch.rand(2, 4, 32, 32), torch.rand(2, 4, 32, 32)
+    torch.manual_seed(1)  # the same random VGG19 in both (its weights are not in state_dict)
+    turned = ContentLoss(cfg.losses, hr_rgb_channels(cfg.data))
+    torch.manual_seed(1)
+    straight = ContentLoss(cfg.losses)  # the same terms on R, G, B, NIR
+    _, parts = turned(sr, hr)
+    _, want = straight(sr[:, [3, 2, 1, 0]], hr[:, [3, 2, 1, 0]])
+    assert torch.allclose(parts["perceptual"], want["perceptual"])
+    _, first3 = straight(sr, hr)  # NIR, B, G taken as RGB: the test can tell
+    assert not torch.allclose(first3["perceptual"], want["perceptual"])
+    hr = torch.zeros(1, 4, 16, 16)
+    hr[:, 3] = 1.0  # R, last
+    grid = lr_sr_hr_grid(torch.zeros(1, 6, 4, 4), hr, hr, channels=3, hr_rgb=(3, 2, 1))
+    assert tuple(grid[2 + 8, 2 * 2 + 16 + 8]) == (255, 0, 0)  # the SR tile: red
+    assert tuple(grid[2 + 8, 3 * 2 + 32 + 8]) == (255, 0, 0)  # the HR tile
 
 
 def test_max_val_pairs_takes_a_seeded_sample_of_worldstrat_val_split(worldstrat_root):

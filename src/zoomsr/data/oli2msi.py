@@ -135,6 +135,8 @@ class OLI2MSIDataset(Dataset):
 
     scale: int = SCALE
     channels: int = CHANNELS
+    #: The HR's R, G, B channels (MSI B04, B03, B02).
+    hr_rgb: tuple[int, int, int] | None = (0, 1, 2)
 
     def __init__(
         self,

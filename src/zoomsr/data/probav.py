@@ -353,6 +353,8 @@ class PROBAVDataset(Dataset):
 
     scale = SCALE
     channels = 1
+    #: One band: the RGB metrics score it repeated to 3 channels.
+    hr_rgb: tuple[int, int, int] | None = None
 
     def __init__(
         self,

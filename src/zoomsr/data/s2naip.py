@@ -65,6 +65,9 @@ class S2NAIPDataset(Dataset):
             replaced by a random pair) before it raises :class:`DataError`.
     """
 
+    #: The HR's R, G, B channels (NAIP's RGB PNG).
+    hr_rgb: tuple[int, int, int] | None = (0, 1, 2)
+
     def __init__(
         self,
         root: str | os.PathLike[str],

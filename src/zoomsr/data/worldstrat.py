@@ -215,6 +215,7 @@ class WorldStratDataset(Dataset):
         self.hr_bands = _parse_hr_bands(hr_bands, hr_kind)
         self.channels = len(self.lr_bands)
         self.hr_channels = len(self.hr_bands)
+        self.hr_rgb = hr_rgb(self.hr_bands)
         self.lr_size = lr_size
         self.scale = scale
         self.train = train
@@ -483,6 +484,14 @@ def _parse_hr_bands(bands: Sequence[str] | str | None, kind: str) -> tuple[str, 
     return tuple(out)
 
 
+def hr_rgb(bands: Sequence[str]) -> tuple[int, int, int] | None:
+    """The positions of R, G and B among HR ``bands`` (in any order, NIR anywhere), or None
+    where one of them is missing: what the RGB metrics and losses score."""
+    if not {"R", "G", "B"} <= set(bands):
+        return None
+    return bands.index("R"), bands.index("G"), bands.index("B")
+
+
 def _read_split(path: Path, split: str) -> list[str]:
     """The AOI names (``tile`` column) of ``split`` in the split CSV, in file order."""
     if not path.is_file():
@@ -623,6 +632,7 @@ def _size(shape: Sequence[int]) -> str:
 
 
 __all__ = [
+    "hr_rgb",
     "HR_KINDS",
     "L1C_BANDS",
     "L2A_BANDS",

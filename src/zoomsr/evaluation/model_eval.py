@@ -106,16 +106,18 @@ NO_HR = ("the dataset's items have no 'hr' (a split without ground truth, e.g. P
          "split): nothing to score against")
 
 
-def as_rgb(x: torch.Tensor) -> torch.Tensor:
+def as_rgb(x: torch.Tensor, rgb: Sequence[int] | None = (0, 1, 2)) -> torch.Tensor:
     """``[B, C, H, W]`` as the metrics' ``[B, 3, H, W]``: one band repeated (PROBA-V's NIR or
-    RED), the first three channels of RGB(+NIR) (WorldStrat's rgbn, S2-NAIP's RGB)."""
+    RED), else channels ``rgb`` (the positions of R, G, B: a dataset's ``hr_rgb``; WorldStrat's
+    ``hr_bands`` in any order, NIR left out). ``rgb=None`` (no R, G, B among the channels)
+    and channels it does not hold are refused (:class:`InputError`)."""
     c = x.shape[1]
     if c == 1:
         return x.expand(-1, 3, -1, -1)
-    if c >= 3:
-        return x[:, :3]
-    raise InputError(f"images of {c} channels: the metrics score 1 band (repeated) or the "
-                     "first 3 (RGB)")
+    if rgb is None or len(rgb) != 3 or max(rgb) >= c:
+        raise InputError(f"images of {c} channels with no R, G, B among them: the metrics "
+                         "score one band (repeated) or R, G and B")
+    return x if c == 3 and tuple(rgb) == (0, 1, 2) else x[:, list(rgb)]
 
 
 @torch.inference_mode()
@@ -145,7 +147,8 @@ def evaluate_model(
             one is refused). Items of different sizes (WorldStrat's ``lr_size=None``) are run
             in separate model calls.
         metrics: as :func:`~zoomsr.evaluation.evaluate` takes them. One band is repeated to
-            3 channels, more than 3 are scored on the first 3 (:func:`as_rgb`).
+            3 channels; more are scored on R, G, B, at the dataset's ``hr_rgb`` positions
+            (the first 3 where it has none; :func:`as_rgb`).
         batch_size: items read per step (and per model call, when they are of one size).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         num_workers: DataLoader worker processes.
@@ -188,6 +191,12 @@ def evaluate_model(
     was_training = model.training
     model.eval().to(dev)
     takes_valid = {name: _takes_valid(m) for name, m in chosen.items()}
+    rgb = getattr(dataset, "hr_rgb", (0, 1, 2))
+    if rgb is None and getattr(dataset, "hr_channels", 1) > 1:
+        bands = ", ".join(getattr(dataset, "hr_bands", ()))
+        raise ConfigError(f"{target_label}: its HR bands ({bands}) hold no R, G and B: the "
+                          "metrics score one band (repeated) or R, G and B; choose hr_bands "
+                          "with them")
     loader = DataLoader(_Guarded(dataset), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=_collate)
     rows: list[dict[str, Any]] = []
@@ -200,7 +209,7 @@ def evaluate_model(
             for batch in groups:
                 for position, row in zip(batch["position"], _score(
                         model, batch, dev, chosen, takes_valid, nodata, pred_label,
-                        target_label), strict=True):
+                        target_label, rgb), strict=True):
                     placed[position] = row
             rows.extend(placed[i] for i in sorted(placed))
             done += len(placed)
@@ -221,7 +230,8 @@ def evaluate_model(
 
 def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
            chosen: dict[str, Metric], takes_valid: dict[str, bool], nodata: bool,
-           pred_label: str, target_label: str) -> list[dict[str, Any]]:
+           pred_label: str, target_label: str, rgb: Sequence[int] | None
+           ) -> list[dict[str, Any]]:
     """The rows of one batch of same-size items: the model run once, each metric once."""
     hr = batch["hr"].float()
     out = model(batch["lr"].to(dev))
@@ -235,10 +245,10 @@ def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
             f"match its HR {list(hr.shape)} (check the model's scale and channels, and the "
             "dataset's layout and sizes)")
     try:
-        pred, target = as_rgb(out), as_rgb(hr)
+        pred, target = as_rgb(out, rgb), as_rgb(hr, rgb)
     except InputError as exc:
-        raise DataError(f"{target_label} item {first}: {exc}; choose 1 or at least 3 HR "
-                        "bands") from None
+        raise DataError(f"{target_label} item {first}: {exc}; choose one HR band or R, G "
+                        "and B (hr_bands)") from None
     valid = batch.get("hr_valid") if nodata else None
     if valid is not None and bool(valid.all()):
         valid = None  # scored as without a mask (the same values, to the bit)

@@ -19,7 +19,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from zoomsr.errors import ConfigError, InputError, WeightsNotFoundError, ZoomsrError, first_line
 from zoomsr.io.png import write_png
 from zoomsr.models import checkpoint_metadata, create_model, load_checkpoint
-from zoomsr.training.config import LossSection, TrainConfig, ValSection, config_from_dict
+from zoomsr.training.config import (
+    LossSection,
+    TrainConfig,
+    ValSection,
+    config_from_dict,
+    hr_rgb_channels,
+)
 
 #: Key of the run's full config inside a Lightning checkpoint.
 CONFIG_KEY = "zoomsr_config"
@@ -347,7 +353,8 @@ class SRModule(L.LightningModule):
             images = int(valid.flatten(1).any(1).sum())
             l1 = l1_loss(sr, hr, valid[:, None]) if images else sr.new_zeros(())
         self.log("val/l1", l1, sync_dist=True, batch_size=images, prog_bar=True)
-        pred, target = as_rgb(sr), as_rgb(hr)
+        rgb = hr_rgb_channels(self.cfg.data)
+        pred, target = as_rgb(sr, rgb), as_rgb(hr, rgb)
         for name, metric in self._val_metrics().items():
             scores = (metric(pred, target) if valid is None
                       else metric(pred, target, valid=valid)).float().to(self.device)
@@ -361,7 +368,8 @@ class SRModule(L.LightningModule):
         if grid is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         image = lr_sr_hr_grid(*grid, channels=self.cfg.channels,
-                              lr_rgb=lr_display_channels(self.cfg))
+                              lr_rgb=lr_display_channels(self.cfg),
+                              hr_rgb=hr_rgb_channels(self.cfg.data))
         step = self.global_step
         path = Path(self.trainer.default_root_dir) / "samples" / f"val_step{step:07d}.png"
         write_png(path, image)
@@ -379,20 +387,23 @@ class SRModule(L.LightningModule):
 
 
 def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor, channels: int = 3,
-                  lr_rgb: Sequence[int] | None = None) -> np.ndarray:
+                  lr_rgb: Sequence[int] | None = None,
+                  hr_rgb: Sequence[int] | None = None) -> np.ndarray:
     """One row per sample: first LR time step (nearest-upsampled), SR, HR; ``[H, W, 3]`` uint8.
 
     ``lr`` is ``[B, T*C, h, w]`` (``channels`` = C) or ``[B, T, C, h, w]``, shown by its
     channels ``lr_rgb`` (the frame's R, G, B: :func:`lr_display_channels`) or, without, its
-    first three (the TCI's RGB); images of fewer than 3 channels show their first in grey, of
-    more their first 3.
+    first three (the TCI's RGB); SR and HR by their channels ``hr_rgb``
+    (:func:`~zoomsr.training.config.hr_rgb_channels`) or, without, their first three. Images
+    of fewer than 3 channels show their first in grey.
     """
     from torchvision.utils import make_grid
 
     first = lr[:, 0] if lr.ndim == 5 else lr[:, :channels]
     first = first[:, list(lr_rgb)] if lr_rgb is not None else first[:, :3]
     up = F.interpolate(first.float(), size=hr.shape[-2:], mode="nearest")
-    tiles = torch.stack([_rgb_view(up), _rgb_view(sr.float()), _rgb_view(hr.float())],
+    tiles = torch.stack([_rgb_view(up), _rgb_view(sr.float(), hr_rgb),
+                         _rgb_view(hr.float(), hr_rgb)],
                         dim=1).flatten(0, 1).clamp(0, 1)
     grid = make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
@@ -413,9 +424,12 @@ def lr_display_channels(cfg: TrainConfig) -> tuple[int, ...] | None:
     return tuple(bands.index(b) for b in ("B04", "B03", "B02"))
 
 
-def _rgb_view(x: Tensor) -> Tensor:
-    """``[B, C, H, W]`` as 3 channels to show: the first 3, or the first repeated."""
-    return x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
+def _rgb_view(x: Tensor, rgb: Sequence[int] | None = None) -> Tensor:
+    """``[B, C, H, W]`` as 3 channels to show: ``rgb`` (where given), the first 3, or the
+    first repeated."""
+    if x.shape[1] < 3:
+        return x[:, :1].expand(-1, 3, -1, -1)
+    return x[:, list(rgb)] if rgb is not None else x[:, :3]
 
 
 __all__ = ["CONFIG_KEY", "SRModule", "build_discriminator", "build_generator",

@@ -817,6 +817,19 @@ def dataset_channels(d: DataSection) -> tuple[int, int]:
     return len(parsed[0]), len(parsed[1])
 
 
+def hr_rgb_channels(d: DataSection) -> tuple[int, int, int] | None:
+    """The positions of R, G, B among the HR channels of ``d``'s dataset (what validation's
+    metrics and the VGG19 / CLIP losses take), or None where they are not all there (one band:
+    scored repeated)."""
+    if d.dataset == "probav":
+        return None
+    if d.dataset == "worldstrat":
+        from zoomsr.data.worldstrat import hr_rgb
+
+        return hr_rgb(_hr_bands(d))
+    return 0, 1, 2  # S2-NAIP's NAIP RGB, OLI2MSI's MSI B04, B03, B02
+
+
 def _hr_bands(d: DataSection) -> tuple[str, ...]:
     """WorldStrat's HR bands under ``d.options`` (checked by :func:`dataset_channels`)."""
     from zoomsr.data import worldstrat as ws
@@ -870,13 +883,12 @@ def _check_benchmark_data(cfg: TrainConfig) -> None:
                               f"HR images are {fixed} times its LR size: set data.scale: "
                               f"{fixed}")
     _, hr_channels = dataset_channels(d)
-    if hr_channels == 2:
-        raise ConfigError("config key 'data.options.hr_bands': 2 HR bands; validation scores "
-                          "one band (repeated to RGB) or the first 3: choose 1, 3 or 4")
+    if hr_channels > 1 and hr_rgb_channels(d) is None:
+        raise ConfigError(f"config key 'data.options.hr_bands': {', '.join(_hr_bands(d))} "
+                          "hold no R, G and B, which validation scores (one band is scored "
+                          "repeated to RGB): choose one band, or R, G and B (NIR may be added)")
     losses = cfg.losses
     if cfg.task != "sr3":
-        rgb_first = hr_channels >= 3 and (name != "worldstrat" or _hr_bands(d)[:3] == (
-            "R", "G", "B"))
         for key, weight, what in (
                 ("perceptual", losses.perceptual.weight, "the VGG19 perceptual loss"),
                 ("clip", losses.clip.weight, "the CLIP loss")):
@@ -885,13 +897,6 @@ def _check_benchmark_data(cfg: TrainConfig) -> None:
                     f"config key 'losses.{key}.weight': {what} compares RGB images, but the "
                     f"{name} dataset's HR images have {hr_channels} channel: set it to 0 "
                     "(the pixel, SSIM and GAN losses take any number of channels)")
-            if weight > 0 and not rgb_first:
-                # it takes the first three channels as R, G, B
-                raise ConfigError(
-                    f"config key 'losses.{key}.weight': {what} takes the HR's first three "
-                    f"bands as R, G, B, but data.options.hr_bands are "
-                    f"{', '.join(_hr_bands(d))}: list R, G, B first (then NIR), or set it "
-                    "to 0")
     if name == "worldstrat" and "lr_size" in d.options and d.options["lr_size"] is None:
         batches = {"data.batch_size": d.batch_size,
                    "data.val_batch_size": d.val_batch_size or d.batch_size}

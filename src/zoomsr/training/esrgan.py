@@ -20,7 +20,7 @@ from torch import Tensor
 from zoomsr.losses import GANLoss
 from zoomsr.models import load_checkpoint
 from zoomsr.training.base import SRModule, build_discriminator
-from zoomsr.training.config import TrainConfig
+from zoomsr.training.config import TrainConfig, hr_rgb_channels
 from zoomsr.training.objectives import ContentLoss
 
 
@@ -35,7 +35,7 @@ class ESRGANModule(SRModule):
         self.discriminator = build_discriminator(cfg)
         if cfg.discriminator.init_weights is not None:
             load_checkpoint(self.discriminator, cfg.discriminator.init_weights)
-        self.content = ContentLoss(cfg.losses)
+        self.content = ContentLoss(cfg.losses, hr_rgb_channels(cfg.data))
         self.gan_loss = GANLoss(cfg.losses.gan.type)
         self.gan_weight = cfg.losses.gan.weight
         self.gan_usm = cfg.losses.gan.usm

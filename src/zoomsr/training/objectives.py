@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -46,7 +48,7 @@ def usm_within(usm: USMSharp, img: Tensor, valid: Tensor) -> Tensor:
 #: Terms that take a per-pixel weight (the HR's valid mask); the network ones (VGG19, CLIP)
 #: see whole images instead.
 _MASKED_TERMS = ("pixel", "ssim")
-#: Terms on RGB images: HR of more channels (RGB + NIR) gives them its first three.
+#: Terms on RGB images: HR of more channels (RGB + NIR) gives them its R, G, B.
 _RGB_TERMS = ("perceptual", "clip")
 
 
@@ -57,7 +59,8 @@ class ContentLoss(nn.Module):
 
     ``forward(sr, hr) -> (total, {term: unweighted value})`` for ``[B, C, H, W]`` in [0, 1]
     (C = 3 for S2-NAIP; the benchmark datasets' HR channels otherwise: the VGG19 and CLIP
-    terms take the first 3 of 4 (RGB + NIR); the config refuses them for fewer than 3).
+    terms take channels ``rgb``, the positions of R, G, B, e.g. WorldStrat's ``hr_bands``
+    NIR, B, G, R -> (3, 2, 1); the config refuses them for fewer than 3).
 
     ``valid`` (``[B, H, W]`` bool, the HR's quality mask, e.g. PROBA-V's ``SM.png``): pixels
     where it is False do not count in the pixel and SSIM terms (weighted means over the valid
@@ -69,8 +72,9 @@ class ContentLoss(nn.Module):
     the same as none (to the bit).
     """
 
-    def __init__(self, cfg: LossSection) -> None:
+    def __init__(self, cfg: LossSection, rgb: Sequence[int] | None = (0, 1, 2)) -> None:
         super().__init__()
+        self.rgb = (0, 1, 2) if rgb is None else tuple(int(c) for c in rgb)  # None: one band
         self.weights: dict[str, float] = {}
         self.usm_terms: set[str] = set()
         self.terms = nn.ModuleDict()
@@ -127,8 +131,8 @@ class ContentLoss(nn.Module):
                 value = term(sr, target, weight)
             else:
                 pred = sr if valid is None else torch.where(valid[:, None], sr, target)
-                if name in _RGB_TERMS and pred.shape[1] > 3:
-                    pred, target = pred[:, :3], target[:, :3]
+                if name in _RGB_TERMS and (pred.shape[1] != 3 or self.rgb != (0, 1, 2)):
+                    pred, target = pred[:, list(self.rgb)], target[:, list(self.rgb)]
                 value = term(pred, target)
             parts[name] = value.detach()
             total = total + self.weights[name] * value

@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from zoomsr.training.base import SRModule
-from zoomsr.training.config import TrainConfig
+from zoomsr.training.config import TrainConfig, hr_rgb_channels
 from zoomsr.training.objectives import ContentLoss
 
 
@@ -19,7 +19,7 @@ class RegressionModule(SRModule):
 
     def __init__(self, config: TrainConfig | dict[str, Any]) -> None:
         super().__init__(config)
-        self.content = ContentLoss(self.cfg.losses)
+        self.content = ContentLoss(self.cfg.losses, hr_rgb_channels(self.cfg.data))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         lr, hr = batch["lr"], batch["hr"]
