@@ -172,7 +172,7 @@ def _the_generator_records_its_dataset(cfg, root: Path, out: Path) -> None:
 def test_worldstrat_esrgan_trains_on_rgb_nir_and_validates_on_its_val_split(worldstrat_root,
                                                                              tmp_path):
     """ESRGAN (x4) on WorldStrat with a 4-band (RGB + NIR) HR: the discriminator takes 4
-    channels (+ the LR stack with feed_lr), the VGG19 loss and the metrics the first 3; the
+    channels (+ the LR stack with feed_lr), the VGG19 loss and the metrics its R, G, B; the
     validation set is WorldStrat's own val split."""
     cfg = load_config(CONFIGS / "tiny_worldstrat.yaml", [
         f"data.root={worldstrat_root}", "trainer.progress_bar=false",
@@ -668,3 +668,46 @@ def test_an_x3_rrdbnet_warm_starts_from_an_x4_checkpoint_but_its_second_upsample
                          f"model.init_weights={tmp_path / 'x4b.pth'}")
     with pytest.raises(CheckpointError, match="conv_first"):
         build_module(bad)
+
+
+def test_the_discriminator_sees_the_hrs_pixels_where_the_hr_is_masked(tmp_path):
+    """Real and fake images are the same at the HR's masked pixels (a cloud, no-data fill):
+    the discriminator learns nothing there and gives the generator no gradient there (it saw
+    the garbage as real, and the SR's pixels as fake)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from zoomsr.training.run import build_module
+
+    cfg = load_config(CONFIGS / "tiny_worldstrat.yaml", ["data.root=/nowhere"])
+    torch.manual_seed(0)
+    module = build_module(cfg)
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(2, 6, 8, 8, generator=g)
+    hr = torch.rand(2, 3, 32, 32, generator=g)
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    valid[0, 8:20, 4:30] = False
+    hr[0, :, 8:20, 4:30] = 1.0  # a "cloud": what the discriminator must not learn as real
+    seen: list[torch.Tensor] = []
+    module.discriminator.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0][:, :3].detach().clone()))
+    grads: list[torch.Tensor] = []
+
+    def keep_grad(_module, _args, out):
+        if out.requires_grad:
+            out.register_hook(lambda grad: grads.append(grad.detach().clone()))
+    module.generator.register_forward_hook(keep_grad)
+    gan_only = module.content
+    gan_only.weights = {name: 0.0 for name in gan_only.weights}  # the GAN term's gradient alone
+
+    batch = {"lr": lr, "hr": hr, "hr_valid": valid}
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
+    fake_g, real_d, fake_d = seen  # the generator's step, then the discriminator's
+    hole = ~valid[:, None].expand_as(hr)
+    assert torch.equal(real_d[hole], hr[hole])
+    assert torch.equal(fake_d[hole], real_d[hole]) and torch.equal(fake_g[hole], real_d[hole])
+    assert not torch.equal(fake_d[~hole], real_d[~hole])  # elsewhere the SR itself
+    assert grads and grads[0].abs()[hole].max() == 0 and grads[0].abs()[~hole].max() > 0

@@ -60,12 +60,20 @@ class ESRGANModule(SRModule):
         # sharpened from the valid pixels alone where the HR has a mask (benchmark datasets)
         hr_usm = self.content.sharpen(hr, valid) if needs_usm else None
         hr_gan = hr_usm if self.gan_usm and hr_usm is not None else hr
+        if valid is not None and bool(valid.all()):
+            valid = None
+
+        def seen(image: Tensor) -> Tensor:
+            # The discriminator judges the SR with the HR's own pixels where the HR is masked
+            # (clouds, no-data fill): the real and fake images are the same there, so it
+            # cannot learn "cloud = real" and push the generator to paint them
+            return image if valid is None else torch.where(valid[:, None], image, hr_gan)
 
         # Generator step; the discriminator only passes gradients through.
         self.discriminator.requires_grad_(False)
         sr = self.generator(lr)
         content, parts = self.content(sr, hr, hr_usm, valid=valid)
-        fake_logits = self.discriminator(self._disc_input(sr, lr))
+        fake_logits = self.discriminator(self._disc_input(seen(sr), lr))
         g_gan = self.gan_loss(fake_logits, real=True, for_discriminator=False)
         g_total = content + self.gan_weight * g_gan
         self.finite_or_stop(g_total, "generator loss")
@@ -77,7 +85,7 @@ class ESRGANModule(SRModule):
         # Discriminator step on real HR and the detached SR.
         self.discriminator.requires_grad_(True)
         real_logits = self.discriminator(self._disc_input(hr_gan, lr))
-        fake_logits = self.discriminator(self._disc_input(sr.detach(), lr))
+        fake_logits = self.discriminator(self._disc_input(seen(sr.detach()), lr))
         d_real = self.gan_loss(real_logits, real=True)
         d_fake = self.gan_loss(fake_logits, real=False)
         self.finite_or_stop(d_real + d_fake, "discriminator loss")
