@@ -17,6 +17,7 @@ from zoomsr.cli.metrics import (
     CLIP_MODEL,
     CLIP_PRETRAINED,
     CPSNR_MODE,
+    DATASET_WORKERS,
     DEVICE,
     DTYPE,
     LPIPS_LINEAR,
@@ -54,22 +55,6 @@ def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
         except yaml.YAMLError:
             options[key] = value
     return options
-
-
-def _frames_per_item(dataset: str, root: Path, split: str | None,
-                     options: dict[str, Any], splits_file: Path | None = None) -> int:
-    """Input channels per frame of the dataset's ``split`` as ``options`` open it."""
-    from zoomsr.data.bands import band_channels, validate_bands
-    from zoomsr.data.datasets import dataset_class, open_dataset
-
-    if dataset == "s2naip":  # without opening it (its evaluation set reads every NAIP image)
-        return sum(band_channels(b) for b in validate_bands(options.get("bands", ("tci",))))
-    fixed = getattr(dataset_class(dataset), "channels", None)
-    if isinstance(fixed, int):  # PROBA-V's one band, OLI2MSI's RGB
-        return fixed
-    # the split scored, not the loader's default (which may not be there)
-    return int(open_dataset(dataset, root, split, splits_file=splits_file,
-                            **{**options, "n_images": 1}).channels)
 
 
 def evaluate_model_command(
@@ -123,8 +108,7 @@ def evaluate_model_command(
     device: str = DEVICE,
     dtype: str | None = DTYPE,
     batch_size: int = BATCH_SIZE,
-    workers: int = typer.Option(0, "--workers", min=0,
-                                help="DataLoader worker processes reading the dataset."),
+    workers: int = DATASET_WORKERS,
     seed: int = SEED,
     overwrite: bool = OVERWRITE,
     progress: bool = PROGRESS,
@@ -133,13 +117,14 @@ def evaluate_model_command(
     from rich.console import Console
 
     from zoomsr.cli.evaluate import check_device_options
-    from zoomsr.data.datasets import check_dataset_options, dataset_class, open_dataset
+    from zoomsr.data.datasets import check_dataset_options, dataset_class
     from zoomsr.errors import ConfigError
     from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
     from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, summary_table, write_results
+    from zoomsr.evaluation.scoring import check_loader_options, dataset_metrics, open_for_model
     from zoomsr.io.atomic import refuse_existing
     from zoomsr.io.folders import require_writable_folder
-    from zoomsr.metrics.factory import create_metrics, parse_metric_names
+    from zoomsr.metrics.factory import parse_metric_names
     from zoomsr.models import parse_config
     from zoomsr.progress import progress_callback
 
@@ -149,13 +134,7 @@ def evaluate_model_command(
     dataset = dataset.lower()
     options = parse_options(option)
     check_dataset_options(dataset, options, "--option")
-    for key, flag in (("split", "--split"), ("n_images", "--n-images")):
-        if key in options:
-            raise ConfigError(f"--option {key}: give it as {flag}")
-    for key in ("train", "layout"):
-        if key in options:
-            raise ConfigError(f"--option {key}: set by the command (evaluation, the model's "
-                              "layout)")
+    check_loader_options(options, "--option", {"split": "--split", "n_images": "--n-images"})
     if splits is not None and split is None:
         raise ConfigError("--splits gives the items of each split (e.g. a zoomsr train run's "
                           "RUN/splits.json); add --split val (or train)")
@@ -180,23 +159,9 @@ def evaluate_model_command(
         # possible (a transfer study), rarely meant: its frames and radiometry are another's
         typer.echo(f"warning: {scoring.label} was trained on the {scoring.dataset} dataset; "
                    f"scoring it on {dataset}", err=True)
-    if dataset == "s2naip" and "bands" not in options and scoring.bands:
-        options["bands"] = scoring.bands  # what it was trained on
-    frames = n_images or scoring.known_frames
-    if frames is None:
-        frames = scoring.frames_for(_frames_per_item(dataset, data, split, options, splits))
-    if frames is None:
-        raise ConfigError(f"{scoring.label}: its weights do not say how many frames it takes "
-                          "(a frames model); give --n-images")
-    ds = open_dataset(dataset, data, split, splits_file=splits, **options, n_images=frames,
-                      layout=scoring.layout, train=False)
-    built = create_metrics(names, metric_opts)
-    if "cpsnr" in built and cpsnr_mode == "challenge":
-        from zoomsr.metrics import CPSNR
-
-        # the items' masks are the HR's own (PROBA-V's SM): moving with its crop at each shift,
-        # as the challenge's scorer has it
-        built["cpsnr"] = CPSNR(border, cpsnr_mode, valid_is="target")
+    ds, options, frames = open_for_model(scoring, dataset, data, split, splits, options,
+                                         n_images)
+    built = dataset_metrics(names, metric_opts)
     with progress_callback("scoring", progress) as update:
         result = evaluate_model(scoring.module, ds, built, batch_size=batch_size, device=device,
                                 num_workers=workers, progress=update, seed=seed, nodata=masks,

@@ -21,6 +21,7 @@ except ImportError:  # typer < 0.25 raises click's own exceptions
     TyperException = click.ClickException
 
 from zoomsr import __version__
+from zoomsr.cli import benchmark as benchmark_cli
 from zoomsr.cli import data as data_cli
 from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
@@ -47,6 +48,7 @@ app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(weights_cli.app, name="weights")
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("evaluate-model")(evaluate_model_cli.evaluate_model_command)
+app.command("benchmark")(benchmark_cli.benchmark_command)
 app.command("train")(train_cli.train)
 app.command("infer")(infer_cli.infer)
 app.command("demo")(demo_cli.demo)

@@ -50,6 +50,8 @@ BATCH_SIZE = typer.Option(16, "--batch-size", help="Images per batch.")
 SEED = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap intervals.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing output files.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+DATASET_WORKERS = typer.Option(0, "--workers", min=0,
+                               help="DataLoader worker processes reading a dataset's items.")
 NODATA = typer.Option(
     "exclude", "--nodata",
     help="Nodata pixels (a GeoTIFF's nodata value or mask, a PNG's alpha, float NaN): exclude "

@@ -6,6 +6,10 @@
   out of the scores by default (``nodata="exclude"``; ``valid_fraction`` per image).
 - :func:`zoomsr.evaluation.model_eval.evaluate_model`: a model's outputs on a dataset (S2-NAIP,
   PROBA-V, WorldStrat, OLI2MSI) scored against its HR images and masks, no files in between.
+- :func:`zoomsr.evaluation.benchmark.run_benchmark`: models x datasets x metrics from a YAML
+  file (:func:`~zoomsr.evaluation.benchmark_spec.load_spec`), resumable cell by cell; its
+  report (:func:`~zoomsr.evaluation.benchmark_report.write_report`): tables, paired
+  differences, a plot.
 """
 
 from zoomsr.evaluation.images import NODATA_MODES, read_rgb, read_rgb_masked

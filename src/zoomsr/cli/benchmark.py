@@ -1,0 +1,72 @@
+"""``zoomsr benchmark``: every model of a YAML file scored on every dataset of it, with every
+metric; resumable; a table, paired comparisons and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zoomsr.cli.metrics import BATCH_SIZE, DATASET_WORKERS, DEVICE, DTYPE, PROGRESS
+
+
+def benchmark_command(
+    spec: Path = typer.Argument(
+        ..., help="The benchmark file (YAML): models (weights or baseline: bicubic), datasets "
+        "(dataset, data, split, options), metrics, metric_options, compare_to. See "
+        "docs/datasets.md.", metavar="SPEC"),
+    out: Path = typer.Option(..., "--out", "-o", help="The benchmark's folder: cells/MODEL/"
+                             "DATASET/ per cell, then the report files."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Score every cell again (default: cells an earlier run "
+        "scored with the same settings are kept; other settings are refused)."),
+    device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    batch_size: int = BATCH_SIZE,
+    workers: int = DATASET_WORKERS,
+    progress: bool = PROGRESS,
+) -> None:
+    """Score models x datasets x metrics; write a table, paired comparisons and a plot."""
+    from rich.console import Console
+
+    from zoomsr.cli.evaluate import check_device_options
+    from zoomsr.cli.interrupt import on_interrupt
+    from zoomsr.errors import ZoomsrError
+    from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark
+    from zoomsr.evaluation.benchmark_report import cell_tables, comparison_table, write_report
+    from zoomsr.evaluation.benchmark_spec import load_spec
+    from zoomsr.io.folders import require_writable_folder
+    from zoomsr.progress import progress_callback
+
+    check_device_options(device, dtype)
+    parsed = load_spec(spec)
+    require_writable_folder(out, f"--out {out}", create=True)
+    on_interrupt(lambda: f"interrupted: the finished cells are in {out / CELLS}; run the same "
+                 "command again to go on")
+    cells = parsed.cells()
+    done = [0]
+
+    def said(cell: Cell) -> None:
+        done[0] += 1
+        where = f"[{done[0]}/{len(cells)}] {cell.model} on {cell.dataset}"
+        if cell.status == "failed":
+            typer.echo(f"error: {where}: {cell.error}", err=True)
+        elif cell.status == "kept":
+            typer.echo(f"{where}: kept (scored by an earlier run)", err=True)
+        else:
+            typer.echo(f"{where}: {len(cell.rows)} items in {cell.seconds:.1f} s", err=True)
+
+    result = run_benchmark(parsed, out, device=device, dtype=dtype, batch_size=batch_size,
+                           workers=workers, overwrite=overwrite,
+                           progress=lambda what: progress_callback(what, progress),
+                           on_cell=said)
+    paths = write_report(result, out)
+    console = Console()
+    for table in cell_tables(result):
+        console.print(table)
+    if len(parsed.models) > 1:
+        console.print(comparison_table(result))
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if result.failed:
+        raise ZoomsrError(f"{len(result.failed)} of {len(cells)} cells failed (listed above "
+                          f"and in {paths['summary']}); the others are in the report")

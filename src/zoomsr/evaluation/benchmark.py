@@ -1,0 +1,325 @@
+"""Models x datasets x metrics: every model scored on every dataset, resumable, compared.
+
+:func:`run_benchmark` scores each (model, dataset) cell of a
+:class:`~zoomsr.evaluation.benchmark_spec.BenchmarkSpec` with
+:func:`~zoomsr.evaluation.evaluate_model` and writes it to ``OUT/cells/MODEL/DATASET/``
+(``per_image.csv`` and ``summary.json``, as ``zoomsr evaluate-model --out`` writes them, both
+or neither). A cell already there from the same settings (its ``summary.json`` records them:
+the model entry and its weights file's size and modification time, the dataset entry, the
+metrics and their options) is kept, not scored again, so an interrupted benchmark goes on
+where it stopped; a cell from other settings is refused unless ``overwrite``. A cell that
+fails (weights not downloaded, a model that cannot take a dataset's items, an unreadable
+file) is reported and the others go on.
+
+The report (:mod:`zoomsr.evaluation.benchmark_report`) tabulates each metric's mean and 95 %
+interval per cell, and compares every model with one (``compare_to``, default the first) on
+the items both scored: the mean of the per-item differences with its 95 % interval (the same
+items, so a paired interval: far narrower than the two means' intervals suggest), and how
+many items each wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoomsr.errors import ConfigError, ZoomsrError
+from zoomsr.evaluation.benchmark_spec import BenchmarkSpec, DatasetEntry, ModelEntry
+from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, json_safe, summarize
+
+#: Where a cell's files go, under the benchmark's folder.
+CELLS = "cells"
+#: The key of ``summary.json`` that records a cell's settings.
+CELL_KEY = "benchmark_cell"
+
+ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
+
+
+@dataclass
+class Cell:
+    """One model on one dataset: scored now, kept from an earlier run, or failed."""
+
+    model: str
+    dataset: str
+    status: str  # "scored", "kept" or "failed"
+    rows: list[dict[str, Any]] = field(default_factory=list)  # per item: key + metric values
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)  # per metric
+    error: str | None = None
+    seconds: float = 0.0
+    n_images: int | None = None
+
+
+@dataclass
+class BenchmarkResult:
+    """Every cell, and what the report needs to read them."""
+
+    spec: BenchmarkSpec
+    cells: list[Cell]
+    higher_is_better: dict[str, bool]  # metric -> direction
+
+    def cell(self, model: str, dataset: str) -> Cell | None:
+        return next((c for c in self.cells if c.model == model and c.dataset == dataset),
+                    None)
+
+    @property
+    def failed(self) -> list[Cell]:
+        return [c for c in self.cells if c.status == "failed"]
+
+
+def cell_dir(out: Path, model: str, dataset: str) -> Path:
+    """``OUT/cells/MODEL/DATASET``."""
+    return out / CELLS / model / dataset
+
+
+def weights_identity(weights: str) -> dict[str, Any]:
+    """What tells one weights file from another without reading it: its resolved path, size
+    and modification time; a registry name's cached file (and published checksum)."""
+    path = Path(weights)
+    found: dict[str, Any] = {}
+    if not path.is_file():
+        from zoomsr.weights import fetch, registry
+
+        if weights not in registry.REGISTRY:
+            return {"weights": weights}
+        entry = registry.get_entry(weights)
+        found = {"registry": weights, "sha256": entry.sha256}
+        path = fetch.weights_path(weights)
+        if not path.is_file():
+            return found
+    st = path.stat()
+    return {**found, "path": str(path.resolve()), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns}
+
+
+def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry) -> dict[str, Any]:
+    """The settings a cell's scores follow from, as JSON gives them back."""
+    model = {k: v for k, v in asdict(m).items() if k not in ("name", "datasets")}
+    if m.weights is not None:
+        model["file"] = weights_identity(m.weights)
+    dataset = {k: v for k, v in asdict(d).items() if k != "name"}
+    settings = {"model": model, "dataset": dataset, "metrics": list(spec.metrics),
+                "metric_options": spec.metric_options, "masks": spec.masks, "seed": spec.seed}
+    return json.loads(json.dumps(json_safe(settings), default=str))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two settings documents differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".") or "(all)"]
+
+
+def _read_rows(path: Path, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A cell's ``per_image.csv`` back as rows (an empty cell: NaN, not scored)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = []
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = {"key": r["key"]}
+            for name in metrics:
+                text = r.get(name, "")
+                row[name] = float(text) if text not in ("", None) else math.nan
+            rows.append(row)
+    return rows
+
+
+def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
+              overwrite: bool) -> Cell | None:
+    """The cell an earlier run wrote with the same settings (None: none, or ``overwrite``).
+
+    Raises:
+        ConfigError: a cell from other settings (naming what differs), unless ``overwrite``.
+    """
+    folder = cell_dir(out, m.name, d.name)
+    summary, table = folder / SUMMARY_NAME, folder / CSV_NAME
+    if overwrite or not summary.is_file():
+        return None
+    try:
+        doc = json.loads(summary.read_text(encoding="utf-8"))
+        recorded = doc["options"][CELL_KEY]
+        rows = _read_rows(table, spec.metrics)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder}: an earlier cell that cannot be read ({exc}); remove it, "
+                          "or run with --overwrite") from None
+    changed = _differences(recorded, cell_settings(spec, m, d))
+    if changed:
+        raise ConfigError(f"{folder}: scored by an earlier run with other settings ("
+                          f"{', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''} "
+                          "differ); run with --overwrite to score every cell again, or use "
+                          "another output folder")
+    summary_doc = {n: doc["metrics"][n] for n in spec.metrics if n in doc.get("metrics", {})}
+    return Cell(m.name, d.name, "kept", rows, summary_doc,
+                n_images=doc["options"].get("n_images"))
+
+
+def run_benchmark(
+    spec: BenchmarkSpec,
+    out: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+    batch_size: int = 8,
+    workers: int = 0,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> BenchmarkResult:
+    """Score every cell of ``spec`` into ``out`` (module docstring) and return them all.
+
+    Args:
+        spec: the models, datasets and metrics.
+        out: the benchmark's folder (created).
+        device, dtype: where the models and the network metrics run (``dtype``: the
+            metrics' half precision on a GPU).
+        batch_size: items per step, and per model call.
+        workers: DataLoader worker processes reading each dataset.
+        overwrite: score every cell again (else cells from the same settings are kept, and
+            cells from other settings refused).
+        progress: ``progress(description)`` gives a context whose value is an
+            ``update(done, total)`` for that cell (e.g. ``zoomsr.progress.progress_callback``).
+        on_cell: called with each cell when it is done (scored, kept or failed).
+
+    Raises:
+        ConfigError: bad metric options; an earlier cell from other settings (before any
+            cell is scored).
+    """
+    from zoomsr.evaluation.baselines import baseline_model, for_scale
+    from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
+    from zoomsr.evaluation.run import write_results
+    from zoomsr.evaluation.scoring import dataset_metrics, open_for_model
+    from zoomsr.metrics.factory import MetricOptions
+
+    folder = Path(out)
+    options = MetricOptions(**spec.metric_options, device=device, dtype=dtype,
+                            batch_size=batch_size)
+    check_benchmark_metrics(spec, options)
+    # every earlier cell checked before any work: a changed setting is found at once
+    kept = {(m.name, d.name): kept_cell(folder, spec, m, d, overwrite) for m, d in spec.cells()}
+    # built once for every cell (CLIP's target cache too); their weights' errors stop the run
+    metrics = (dataset_metrics(spec.metrics, options) if any(c is None for c in kept.values())
+               else None)
+    loaded: dict[str, Any] = {}
+    cells: list[Cell] = []
+    for m, d in spec.cells():
+        cell = kept[(m.name, d.name)]
+        if cell is None:
+            started = time.perf_counter()
+            try:
+                if m.name not in loaded:
+                    try:
+                        loaded[m.name] = (baseline_model(m.baseline, m.n_images)
+                                          if m.baseline is not None else
+                                          load_scoring_model(m.weights or "", m.model,
+                                                             m.config or None))
+                    except ZoomsrError as exc:
+                        loaded[m.name] = exc
+                scoring = loaded[m.name]
+                if isinstance(scoring, ZoomsrError):
+                    raise scoring
+                ds, _, frames = open_for_model(scoring, d.dataset, d.data, d.split, d.splits,
+                                               d.options, m.n_images,
+                                               n_images_name=f"n_images for model {m.name}")
+                scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
+                context = (progress(f"{m.name} on {d.name}") if progress is not None
+                           else nullcontext(None))
+                with context as update:
+                    result = evaluate_model(scoring.module, ds, metrics, batch_size=batch_size,
+                                            device=device, num_workers=workers,
+                                            progress=update, seed=spec.seed, nodata=spec.masks,
+                                            label=m.name)
+                result.options.update({"model": m.name, "dataset": d.name,
+                                       "n_images": frames,
+                                       "split": getattr(ds, "split", d.split),
+                                       CELL_KEY: cell_settings(spec, m, d)})
+                write_results(result, cell_dir(folder, m.name, d.name), overwrite=True)
+                cell = Cell(m.name, d.name, "scored",
+                            [{"key": r["key"], **{n: r[n] for n in result.metrics}}
+                             for r in result.rows],
+                            {n: {**result.summary[n],
+                                 "higher_is_better": result.metrics[n]}
+                             for n in result.metrics},
+                            seconds=time.perf_counter() - started, n_images=frames)
+            except ZoomsrError as exc:
+                cell = Cell(m.name, d.name, "failed", error=str(exc),
+                            seconds=time.perf_counter() - started)
+        cells.append(cell)
+        if on_cell is not None:
+            on_cell(cell)
+    directions = {n: bool(m.higher_is_better) for n, m in (metrics or {}).items()}
+    if not directions:  # nothing scored now: the kept cells say
+        for c in cells:
+            for n, s in c.summary.items():
+                directions.setdefault(n, bool(s.get("higher_is_better", True)))
+    return BenchmarkResult(spec, cells, directions)
+
+
+def check_benchmark_metrics(spec: BenchmarkSpec, options: Any) -> None:
+    """The metric options' values and the weight files the metrics need, checked before any
+    cell (as ``zoomsr evaluate`` checks its flags), named as the file's keys."""
+    import re
+
+    from zoomsr.cli.metrics import check_metric_options
+    from zoomsr.errors import InputError
+    from zoomsr.evaluation.benchmark_spec import METRIC_OPTION_KEYS
+
+    flags = {"--" + k.replace("_", "-"): f"metric_options.{k}" for k in METRIC_OPTION_KEYS}
+    flags["--clip-cache"] = "metric_options.clip_cache_dir"
+    flags["--metrics"] = "metrics"
+    try:
+        check_metric_options(list(spec.metrics), options)
+    except (ConfigError, InputError) as exc:
+        text = re.sub(r"--[a-z-]+", lambda f: flags.get(f.group(0), f.group(0)), str(exc))
+        where = f"{spec.path}: " if spec.path is not None else ""
+        raise ConfigError(f"{where}{text}") from None
+
+
+def compare(result: BenchmarkResult, seed: int = 0) -> list[dict[str, Any]]:
+    """Each model against ``spec.baseline`` on each dataset and metric, over the items both
+    scored with a finite value: ``mean_diff`` (model - baseline) with its 95 % interval
+    (:func:`~zoomsr.evaluation.run.summarize` of the per-item differences: a paired
+    interval), and how many items the model scores better, worse, the same."""
+    base = result.spec.baseline
+    rows: list[dict[str, Any]] = []
+    for d in result.spec.datasets:
+        ref = result.cell(base, d.name)
+        if ref is None or ref.status == "failed":
+            continue
+        ref_by_key = {r["key"]: r for r in ref.rows}
+        for m in result.spec.models:
+            cell = result.cell(m.name, d.name)
+            if m.name == base or cell is None or cell.status == "failed":
+                continue
+            for metric, higher in result.higher_is_better.items():
+                diffs = []
+                for r in cell.rows:
+                    other = ref_by_key.get(r["key"])
+                    if other is None:
+                        continue
+                    a, b = r.get(metric, math.nan), other.get(metric, math.nan)
+                    if math.isfinite(a) and math.isfinite(b):
+                        diffs.append(a - b)
+                s = summarize(diffs, seed=seed)
+                sign = 1 if higher else -1
+                rows.append({
+                    "dataset": d.name, "metric": metric, "model": m.name, "baseline": base,
+                    "n_items": len(diffs), "mean_diff": s["mean"], "ci95_low": s["ci95_low"],
+                    "ci95_high": s["ci95_high"],
+                    "better": sum(sign * x > 0 for x in diffs),
+                    "worse": sum(sign * x < 0 for x in diffs),
+                    "same": sum(x == 0 for x in diffs),
+                    "higher_is_better": higher})
+    return rows
+
+
+__all__ = ["CELLS", "BenchmarkResult", "Cell", "cell_dir", "cell_settings", "compare",
+           "kept_cell", "run_benchmark", "weights_identity"]

@@ -1,0 +1,240 @@
+"""A benchmark's report: ``results.csv`` (per cell and metric), ``comparisons.csv`` (paired
+differences against one model), ``results.md`` (a table to paste), ``benchmark.json`` (the
+cells, their state and errors) and ``benchmark.png`` (one panel per metric: a bar per model
+and dataset with its 95 % interval), written together, all or none.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from zoomsr.evaluation.benchmark import BenchmarkResult, compare
+from zoomsr.evaluation.run import json_safe
+
+REPORT_FILES = {"results": "results.csv", "comparisons": "comparisons.csv",
+                "table": "results.md", "summary": "benchmark.json", "plot": "benchmark.png"}
+
+_STAT_KEYS = ("mean", "std", "ci95_low", "ci95_high", "n", "n_nonfinite", "n_unscored")
+
+
+def result_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
+    """One row per scored (or kept) cell and metric: model, dataset, metric, the summary's
+    statistics, higher_is_better."""
+    rows = []
+    for c in result.cells:
+        if c.status == "failed":
+            continue
+        for metric, higher in result.higher_is_better.items():
+            s = c.summary.get(metric, {})
+            rows.append({"model": c.model, "dataset": c.dataset, "metric": metric,
+                         **{k: s.get(k) for k in _STAT_KEYS}, "higher_is_better": higher})
+    return rows
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def markdown_table(result: BenchmarkResult) -> str:
+    """Rows: models; columns: dataset / metric; cells: ``mean ± half the 95 % interval``,
+    the best of each column in bold (``-``: no value; ``failed``)."""
+    spec = result.spec
+    columns = [(d.name, m) for d in spec.datasets for m in result.higher_is_better]
+    best: dict[tuple[str, str], float] = {}
+    for d, metric in columns:
+        higher = result.higher_is_better[metric]
+        values = [c.summary.get(metric, {}).get("mean") for c in result.cells
+                  if c.dataset == d and c.status != "failed"]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        if finite:
+            best[(d, metric)] = max(finite) if higher else min(finite)
+    arrows = {m: "↑" if h else "↓" for m, h in result.higher_is_better.items()}
+    head = "| model | " + " | ".join(f"{d} {m} {arrows[m]}" for d, m in columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for model in spec.models:
+        cells = []
+        for d, metric in columns:
+            c = result.cell(model.name, d)
+            if c is None:
+                cells.append("")
+                continue
+            if c.status == "failed":
+                cells.append("failed")
+                continue
+            s = c.summary.get(metric, {})
+            mean, lo, hi = s.get("mean"), s.get("ci95_low"), s.get("ci95_high")
+            text = _number(mean)
+            if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+                text += f" ± {_number((hi - lo) / 2, 2)}"
+            if mean is not None and best.get((d, metric)) == mean:
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+    n_items = {d.name: max((len(c.rows) for c in result.cells if c.dataset == d.name),
+                           default=0) for d in spec.datasets}
+    lines.append("")
+    lines.append("Mean ± half the 95 % interval of the mean; items: " + ", ".join(
+        f"{d} {n}" for d, n in n_items.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def plot_benchmark(result: BenchmarkResult) -> Any:
+    """A matplotlib ``Figure``: one panel per metric; datasets along x, a bar per model with
+    its 95 % interval (none where a cell failed or has one value)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    spec = result.spec
+    metrics = list(result.higher_is_better)
+    datasets = [d.name for d in spec.datasets]
+    models = [m.name for m in spec.models]
+    cols = min(3, max(1, len(metrics)))
+    rows = math.ceil(len(metrics) / cols)
+    width = max(3.2, 0.5 * len(datasets) * len(models) + 1.5)
+    fig = Figure(figsize=(cols * width, rows * 3.2), layout="constrained")
+    bar = 0.8 / max(1, len(models))
+    colors = [f"C{i % 10}" for i in range(len(models))]
+    for k, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        x = np.arange(len(datasets))
+        for j, model in enumerate(models):
+            at = x + (j - (len(models) - 1) / 2) * bar
+            shown, means, errs = [], [], [[], []]
+            for i, d in enumerate(datasets):
+                c = result.cell(model, d)
+                if c is not None and c.status == "failed":
+                    ax.text(at[i], 0, "failed", rotation=90, ha="center", va="bottom",
+                            fontsize=7, color=colors[j])
+                s = c.summary.get(metric, {}) if c is not None and c.status != "failed" else {}
+                mean, lo, hi = s.get("mean"), s.get("ci95_low"), s.get("ci95_high")
+                if mean is None or not math.isfinite(mean):
+                    continue  # no bar: failed, not run on it, or nothing scored
+                shown.append(i)
+                means.append(mean)
+                has_ci = lo is not None and hi is not None and math.isfinite(lo) \
+                    and math.isfinite(hi)
+                errs[0].append(max(0.0, mean - lo) if has_ci else np.nan)
+                errs[1].append(max(0.0, hi - mean) if has_ci else np.nan)
+            ax.bar(at[shown], means, bar, yerr=np.array(errs).reshape(2, -1), capsize=3,
+                   color=colors[j], label=model)
+        ax.set_xticks(x, datasets, rotation=20 if len(datasets) > 3 else 0)
+        higher = result.higher_is_better[metric]
+        ax.set_title(f"{metric} ({'higher' if higher else 'lower'} is better)")
+    if metrics:
+        fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def benchmark_doc(result: BenchmarkResult) -> dict[str, Any]:
+    """``benchmark.json``: the spec's models, datasets and metrics, and every cell's state,
+    time and error."""
+    spec = result.spec
+    return json_safe({
+        "spec": str(spec.path) if spec.path is not None else None,
+        "models": [m.name for m in spec.models],
+        "datasets": [d.name for d in spec.datasets],
+        "metrics": {m: {"higher_is_better": h} for m, h in result.higher_is_better.items()},
+        "compare_to": spec.baseline,
+        "cells": [{"model": c.model, "dataset": c.dataset, "status": c.status,
+                   "n_items": len(c.rows), "n_images": c.n_images,
+                   "seconds": round(c.seconds, 3), "error": c.error} for c in result.cells],
+        "n_failed": len(result.failed),
+    })
+
+
+def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the report files (module docstring) into ``out``, all or none; they are made
+    from every cell, so they replace an earlier run's."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from zoomsr.io.atomic import atomic_write_all
+    from zoomsr.io.tables import csv_text
+
+    folder = Path(out)
+    paths = {k: folder / v for k, v in REPORT_FILES.items()}
+    rows = result_rows(result)
+    comparisons = compare(result, seed=result.spec.seed)
+    fig = plot_benchmark(result)
+    FigureCanvasAgg(fig)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    fields = ["model", "dataset", "metric", *_STAT_KEYS, "higher_is_better"]
+    comparison_fields = ["dataset", "metric", "model", "baseline", "n_items", "mean_diff",
+                         "ci95_low", "ci95_high", "better", "worse", "same",
+                         "higher_is_better"]
+    atomic_write_all({
+        paths["results"]: csv_text(json_safe(rows), fields),
+        paths["comparisons"]: csv_text(json_safe(comparisons), comparison_fields),
+        paths["table"]: markdown_table(result),
+        paths["summary"]: json.dumps(benchmark_doc(result), indent=2) + "\n",
+        paths["plot"]: png.getvalue(),
+    })
+    return paths
+
+
+def cell_tables(result: BenchmarkResult) -> list[Any]:
+    """One ``rich`` table per dataset: a row per model, a column per metric (``mean ± half
+    the 95 % interval``, the best in bold)."""
+    from rich.table import Table
+
+    tables = []
+    for d in result.spec.datasets:
+        cells = [result.cell(m.name, d.name) for m in result.spec.models]
+        items = max((len(c.rows) for c in cells if c is not None), default=0)
+        table = Table(title=f"{d.name} ({d.dataset}, {items} items)")
+        table.add_column("model")
+        best = {}
+        for metric, higher in result.higher_is_better.items():
+            table.add_column(f"{metric} {'↑' if higher else '↓'}", justify="right")
+            means = [c.summary.get(metric, {}).get("mean") for c in cells
+                     if c is not None and c.status != "failed"]
+            finite = [v for v in means if v is not None and math.isfinite(v)]
+            if finite:
+                best[metric] = max(finite) if higher else min(finite)
+        for m, c in zip(result.spec.models, cells, strict=True):
+            if c is None:
+                continue
+            if c.status == "failed":
+                table.add_row(m.name, *["failed"] * len(result.higher_is_better))
+                continue
+            row = []
+            for metric in result.higher_is_better:
+                s = c.summary.get(metric, {})
+                mean, lo, hi = s.get("mean"), s.get("ci95_low"), s.get("ci95_high")
+                text = _number(mean)
+                if lo is not None and hi is not None and math.isfinite(lo) \
+                        and math.isfinite(hi):
+                    text += f" ± {_number((hi - lo) / 2, 2)}"
+                row.append(f"[bold]{text}[/bold]" if mean is not None
+                           and best.get(metric) == mean else text)
+            table.add_row(m.name, *row)
+        tables.append(table)
+    return tables
+
+
+def comparison_table(result: BenchmarkResult) -> Any:
+    """A ``rich`` table of the paired differences against ``compare_to``."""
+    from rich.table import Table
+
+    table = Table(title=f"paired differences against {result.spec.baseline} "
+                        "(model - baseline, 95 % interval; items better / worse)")
+    for name in ("dataset", "metric", "model", "n", "mean diff", "95% CI", "better / worse"):
+        table.add_column(name, justify="right" if name not in ("dataset", "metric", "model")
+                         else "left")
+    for r in compare(result, seed=result.spec.seed):
+        ci = (f"[{_number(r['ci95_low'], 3)}, {_number(r['ci95_high'], 3)}]"
+              if r["ci95_low"] is not None and math.isfinite(r["ci95_low"]) else "-")
+        table.add_row(r["dataset"], r["metric"], r["model"], str(r["n_items"]),
+                      _number(r["mean_diff"]), ci, f"{r['better']} / {r['worse']}")
+    return table
+
+
+__all__ = ["REPORT_FILES", "benchmark_doc", "cell_tables", "comparison_table", "markdown_table",
+           "plot_benchmark", "result_rows", "write_report"]

@@ -1,0 +1,276 @@
+"""Models x datasets x metrics (``zoomsr.evaluation.benchmark``): the spec file, the cells
+(scored, kept on a re-run, refused when their settings changed, failed alone), the paired
+comparisons and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dataset_fixtures import fixture_module
+from zoomsr.data import PROBAVDataset
+from zoomsr.errors import ConfigError
+from zoomsr.evaluation import evaluate_model
+from zoomsr.evaluation.baselines import BicubicBaseline
+from zoomsr.evaluation.benchmark import (
+    BenchmarkResult,
+    Cell,
+    cell_dir,
+    compare,
+    run_benchmark,
+)
+from zoomsr.evaluation.benchmark_report import REPORT_FILES, markdown_table, write_report
+from zoomsr.evaluation.benchmark_spec import load_spec, spec_from_dict
+from zoomsr.models import create_model, save_checkpoint
+
+
+@pytest.fixture
+def bench(tmp_path):
+    """A fake PROBA-V and WorldStrat copy, a tiny 1-band HighRes-net x3, and a spec of the
+    bicubic baseline, the mean of 4 frames and that model on both."""
+    root = fixture_module("probav_fixture").write_probav(tmp_path / "probav")
+    fx = fixture_module("worldstrat_fixture")
+    fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("A1", "train"),
+                                          fx.FakeAOI("A2", "train")])
+    torch.manual_seed(0)
+    model = create_model("highresnet", in_channels=1, out_channels=1, zoom_factor=3,
+                         revisits=4, hidden_channels=9)
+    save_checkpoint(model, tmp_path / "hrn.pth", n_images=4)
+    doc = {
+        "metrics": ["psnr", "ssim", "cpsnr"],
+        "metric_options": {"border": 3},
+        "models": [{"name": "bicubic", "baseline": "bicubic"},
+                   {"name": "mean4", "baseline": "bicubic", "n_images": 4},
+                   {"name": "hrn", "weights": "hrn.pth"}],
+        "datasets": [{"name": "probav-nir", "dataset": "probav", "data": "probav",
+                      "split": "train", "options": {"bands": "NIR"}},
+                     {"name": "ws", "dataset": "worldstrat", "data": "ws",
+                      "options": {"lr_size": 8}}],
+    }
+    return tmp_path, doc, root, model
+
+
+def _spec(tmp_path: Path, doc: dict):
+    import yaml
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_spec(path)
+
+
+def test_bicubic_baseline_is_the_frames_mean_upsampled():
+    lr = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    want = F.interpolate(lr.mean(1), scale_factor=3, mode="bicubic", align_corners=False)
+    assert torch.equal(BicubicBaseline(3)(lr), want)
+
+
+def test_the_spec_reads_models_datasets_and_paths_from_the_files_folder(bench):
+    tmp_path, doc, _, _ = bench
+    spec = _spec(tmp_path, doc)
+    assert [m.name for m in spec.models] == ["bicubic", "mean4", "hrn"]
+    assert spec.models[2].weights == str(tmp_path / "hrn.pth")
+    assert spec.datasets[0].data == tmp_path / "probav"
+    assert spec.metric_options == {"border": 3}
+    assert spec.baseline == "bicubic" and len(spec.cells()) == 6
+    only = spec_from_dict({**doc, "models": [*doc["models"][:2], {
+        "name": "hrn", "weights": "hrn.pth", "datasets": ["probav-nir"]}]}, base=tmp_path)
+    assert [(m.name, d.name) for m, d in only.cells()][-1] == ("hrn", "probav-nir")
+    assert len(only.cells()) == 5
+    registry = spec_from_dict({**doc, "models": [{"name": "e", "weights": "esrgan-8"}]},
+                              base=tmp_path)
+    assert registry.models[0].weights == "esrgan-8"  # a registry name, not a path
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"models": [{"name": "a"}]}, r"models\[0\] \(a\): give weights .* or baseline"),
+    ({"models": [{"name": "a", "weights": "x.pth", "baseline": "bicubic"}]}, r"not both"),
+    ({"models": [{"name": "a b", "baseline": "bicubic"}]}, r"models\[0\]\.name: 'a b' is not"),
+    ({"models": [{"name": "a", "baseline": "nearest"}]}, r"'nearest' is not one of bicubic"),
+    ({"models": [{"name": "a", "baseline": "bicubic"}, {"name": "a", "baseline": "bicubic"}]},
+     r"models: the name\(s\) a are given twice"),
+    ({"models": [{"name": "a", "baseline": "bicubic", "datasets": ["nope"]}]},
+     r"models\[0\]\.datasets: nope is not a dataset of the file"),
+    ({"models": [{"name": "a", "baseline": "bicubic", "n_images": 0}]},
+     r"models\[0\]\.n_images: expected an integer >= 1"),
+    ({"models": [{"name": "a", "weights": "x.pth", "config": {"k": 1}}]},
+     r"models\[0\]\.config sets the architecture model builds; add model: NAME"),
+    ({"models": [{"name": "a", "baseline": "bicubic", "wieghts": "x"}]},
+     r"models\[0\]: unknown key\(s\) wieghts"),
+    ({"datasets": [{"name": "d", "dataset": "sentinel", "data": "x"}]},
+     r"datasets\[0\]\.dataset: 'sentinel' is not one of s2naip, probav"),
+    ({"datasets": [{"name": "d", "dataset": "probav"}]}, r"datasets\[0\] \(d\): data .* required"),
+    ({"datasets": [{"name": "d", "dataset": "probav", "data": "x", "options": {"split": "x"}}]},
+     r"datasets\[0\]\.options split: give it as datasets\[0\]\.split"),
+    ({"datasets": [{"name": "d", "dataset": "probav", "data": "x", "options": {"bandz": 1}}]},
+     r"datasets\[0\]\.options: bandz not an option of the probav dataset"),
+    ({"datasets": [{"name": "d", "dataset": "probav", "data": "x", "splits": "s.json"}]},
+     r"datasets\[0\]\.splits gives the items of each split .* add split: val"),
+    ({"metrics": ["psnr", "fid"]}, r"metrics: unknown metric 'fid'"),
+    ({"metric_options": {"boarder": 4}}, r"metric_options: unknown key\(s\) boarder"),
+    ({"compare_to": "nope"}, r"compare_to: 'nope' is not a model of the file"),
+    ({"masks": "yes"}, r"masks: expected true or false"),
+    ({"models": []}, r"models: expected a non-empty list"),
+])
+def test_a_bad_spec_is_one_line_naming_the_file_and_key(bench, change, match):
+    tmp_path, doc, _, _ = bench
+    with pytest.raises(ConfigError, match=match) as info:
+        _spec(tmp_path, {**doc, **change})
+    assert "\n" not in str(info.value) and str(tmp_path / "bench.yaml") in str(info.value)
+
+
+def test_a_missing_or_broken_spec_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="benchmark file not found"):
+        load_spec(tmp_path / "none.yaml")
+    (tmp_path / "b.yaml").write_text("models: [a\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: not valid YAML"):
+        load_spec(tmp_path / "b.yaml")
+
+
+def test_cells_are_scored_as_evaluate_model_scores_each(bench):
+    tmp_path, doc, root, model = bench
+    spec = _spec(tmp_path, doc)
+    out = tmp_path / "out"
+    seen = []
+    result = run_benchmark(spec, out, device="cpu", on_cell=seen.append)
+    assert [(c.model, c.dataset, c.status) for c in seen] == [
+        ("bicubic", "probav-nir", "scored"), ("bicubic", "ws", "scored"),
+        ("mean4", "probav-nir", "scored"), ("mean4", "ws", "scored"),
+        ("hrn", "probav-nir", "scored"), ("hrn", "ws", "failed")]
+    # a 1-band model on WorldStrat's RGB: that cell alone fails, named
+    assert "hrn takes 1 input channel(s) per frame" in result.cell("hrn", "ws").error
+    from zoomsr.evaluation.scoring import dataset_metrics
+    from zoomsr.metrics.factory import MetricOptions
+
+    metrics = dataset_metrics(["psnr", "ssim", "cpsnr"], MetricOptions(border=3))
+    ds = PROBAVDataset(root, "train", bands="NIR", n_images=4, layout="frames")
+    want = evaluate_model(model, ds, metrics, device="cpu")
+    got = result.cell("hrn", "probav-nir")
+    assert [r["key"] for r in got.rows] == [r["key"] for r in want.rows]
+    for name in ("psnr", "ssim", "cpsnr"):
+        assert [r[name] for r in got.rows] == pytest.approx([r[name] for r in want.rows])
+    bicubic = PROBAVDataset(root, "train", bands="NIR", n_images=1, layout="frames")
+    plain = evaluate_model(BicubicBaseline(3), bicubic, metrics, device="cpu")
+    assert result.cell("bicubic", "probav-nir").rows[0]["psnr"] == pytest.approx(
+        plain.rows[0]["psnr"])
+    # each cell as zoomsr evaluate-model --out writes it, with its settings recorded
+    folder = cell_dir(out, "hrn", "probav-nir")
+    doc_written = json.loads((folder / "summary.json").read_text())
+    assert doc_written["options"]["benchmark_cell"]["dataset"]["options"] == {"bands": "NIR"}
+    assert doc_written["options"]["n_images"] == 4
+    assert not cell_dir(out, "hrn", "ws").exists()
+
+
+def test_a_rerun_keeps_finished_cells_and_refuses_changed_settings(bench, monkeypatch):
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    first = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    import zoomsr.evaluation.model_eval as model_eval
+
+    calls = []
+    real = model_eval.evaluate_model
+    monkeypatch.setattr(model_eval, "evaluate_model",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    # only the failed cell is tried again (the model is checked against the items there)
+    assert [c.status for c in again.cells] == ["kept"] * 5 + ["failed"] and len(calls) == 1
+    for a, b in zip(first.cells, again.cells, strict=True):
+        assert [r.get("psnr") for r in a.rows] == pytest.approx([r.get("psnr") for r in b.rows])
+        assert a.summary.get("psnr", {}).get("mean") == pytest.approx(
+            b.summary.get("psnr", {}).get("mean"))
+    # other settings: refused before any cell, naming what changed
+    for change, what in (({"metric_options": {"border": 2}}, "metric_options.border"),
+                         ({"masks": False}, "masks")):
+        with pytest.raises(ConfigError, match=rf"scored by an earlier run with other settings "
+                                              rf"\({what}.*--overwrite"):
+            run_benchmark(_spec(tmp_path, {**doc, **change}), out, device="cpu")
+    weights = tmp_path / "hrn.pth"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ConfigError, match=r"cells/hrn/probav-nir: .*model\.file\.mtime_ns"):
+        run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    assert len(calls) == 1
+    redone = run_benchmark(_spec(tmp_path, doc), out, device="cpu", overwrite=True)
+    assert [c.status for c in redone.cells] == ["scored"] * 5 + ["failed"] and len(calls) == 7
+
+
+def test_an_interrupted_run_leaves_whole_cells_and_goes_on(bench, monkeypatch):
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    import zoomsr.evaluation.model_eval as model_eval
+
+    real, calls = model_eval.evaluate_model, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_eval, "evaluate_model", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    done = sorted(p.parent.relative_to(out / "cells").as_posix()
+                  for p in (out / "cells").rglob("summary.json"))
+    assert done == ["bicubic/probav-nir", "bicubic/ws"]
+    assert not cell_dir(out, "mean4", "probav-nir").exists() or not any(
+        cell_dir(out, "mean4", "probav-nir").iterdir())
+    result = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    assert [c.status for c in result.cells] == ["kept", "kept", "scored", "scored", "scored",
+                                                "failed"]
+
+
+def _cell(model: str, rows: list[dict], metric: str = "lpips") -> Cell:
+    values = [r[metric] for r in rows if math.isfinite(r[metric])]
+    return Cell(model, "d", "scored", rows, {metric: {"mean": sum(values) / len(values)}})
+
+
+def test_comparisons_are_paired_over_the_items_both_scored(bench):
+    """Differences item by item (model - baseline), over the items both scored with a finite
+    value; better / worse in the metric's direction (LPIPS: lower is better)."""
+    tmp_path, doc, _, _ = bench
+    spec = spec_from_dict({**doc, "models": [{"name": "a", "baseline": "bicubic"},
+                                             {"name": "b", "baseline": "bicubic"}],
+                           "datasets": [{**doc["datasets"][0], "name": "d"}]}, base=tmp_path)
+    a = _cell("a", [{"key": k, "lpips": v} for k, v in
+                    (("x", 0.30), ("y", 0.40), ("z", 0.50), ("w", 0.2))])
+    b = _cell("b", [{"key": k, "lpips": v} for k, v in
+                    (("x", 0.20), ("y", 0.45), ("z", 0.40), ("w", math.nan), ("v", 0.1))])
+    rows = compare(BenchmarkResult(spec, [a, b], {"lpips": False}))
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["model"], r["baseline"], r["n_items"]) == ("b", "a", 3)
+    assert r["mean_diff"] == pytest.approx((-0.1 + 0.05 - 0.1) / 3)
+    assert (r["better"], r["worse"], r["same"]) == (2, 1, 0)
+    assert r["ci95_low"] < r["mean_diff"] < r["ci95_high"]  # Student's t on 3 differences
+
+
+def test_the_report_writes_every_file_with_the_best_in_bold(bench):
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    result = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    paths = write_report(result, out)
+    assert sorted(p.name for p in paths.values()) == sorted(REPORT_FILES.values())
+    rows = list(csv.DictReader(paths["results"].open()))
+    assert len(rows) == 5 * 3  # 5 cells scored, 3 metrics; the failed one left out
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["n_failed"] == 1
+    assert [c["status"] for c in summary["cells"]].count("failed") == 1
+    table = markdown_table(result)
+    assert "| hrn |" in table and "failed" in table
+    psnr = {r["model"]: float(r["mean"]) for r in rows
+            if r["dataset"] == "probav-nir" and r["metric"] == "psnr"}
+    best = max(psnr, key=psnr.get)
+    line = next(x for x in table.splitlines() if x.startswith(f"| {best} |"))
+    assert line.split(" | ")[1].startswith("**")
+    comparisons = list(csv.DictReader(paths["comparisons"].open()))
+    assert {(r["model"], r["dataset"]) for r in comparisons} == {
+        ("mean4", "probav-nir"), ("mean4", "ws"), ("hrn", "probav-nir")}
+    with Image.open(paths["plot"]) as png:
+        assert png.size[0] > 300
