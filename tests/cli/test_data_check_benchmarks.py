@@ -35,6 +35,23 @@ def test_every_frame_is_read_not_only_those_a_model_would_take(cli, probav):
     assert stdout.strip().endswith("train 3 item(s), 1 error(s)")
 
 
+def test_an_incomplete_image_set_does_not_stop_the_check_of_its_bands_others(cli, probav):
+    """imgset0000 lacks its HR.png: listed; imgset0001 of the same band (RED) is still read,
+    its truncated frame found too (the band was not opened at all: nothing of it was read)."""
+    (probav / "train" / "RED" / "imgset0000" / "HR.png").unlink()
+    bad = probav / "train" / "RED" / "imgset0001" / "LR001.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
+    results = check_items("probav", probav, ["train"])
+    assert results[0].items == 2  # imgset0001 (RED) and imgset0594 (NIR)
+    problems = results[0].problems
+    assert len(problems) == 2
+    assert "imgset0000" in problems[0] and "HR.png" in problems[0]
+    assert str(bad) in problems[1]
+    # a run that names its image sets is not stopped by a damaged one it does not use
+    ds = PROBAVDataset(probav, "train", bands="RED", imgsets=["imgset0001"], n_images=1)
+    assert [s.name for s in ds.imgsets] == ["imgset0001"]
+
+
 def test_a_missing_split_folder_is_one_problem_and_the_others_are_checked(cli, probav):
     import shutil
 
@@ -125,7 +142,7 @@ def test_every_incomplete_probav_image_set_is_listed_and_the_sound_bands_read(pr
     assert [p.split(":")[0] for p in found.problems] == [
         str(probav / "train" / "NIR" / "imgset0594" / "QM002.png"),
         str(probav / "train" / "RED" / "imgset0001" / "SM.png")]
-    assert found.items == 0
+    assert found.items == 1  # RED's complete imgset0000, still read
     (probav / "train" / "RED" / "imgset0001" / "SM.png").write_bytes(
         (probav / "train" / "RED" / "imgset0000" / "SM.png").read_bytes())
     [found] = check_items("probav", probav, ["train"])

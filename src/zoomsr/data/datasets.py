@@ -292,7 +292,7 @@ def _oli2msi_parts(root: str | os.PathLike[str], split: str,
 def _probav_parts(root: str | os.PathLike[str], split: str,
                   kwargs: dict[str, Any]) -> tuple[list[Dataset], list[str]]:
     """Each incomplete PROBA-V image set of ``split`` (a missing LR, QM, HR or SM file), and
-    the bands without one, opened (a band with one cannot be: the loader scans it whole)."""
+    each band's complete ones, opened (by name: the loader does not look into the others)."""
     from zoomsr.data.probav import (
         BANDS,
         imageset_folders,
@@ -306,7 +306,7 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
     datasets, problems = [], []
     for band in validate_probav_bands(kwargs.get("bands", BANDS)):
         band_dir = Path(root) / split / band
-        found = []
+        found, complete = [], []
         if not band_dir.is_dir():
             try:
                 scan_probav(root, split, (band,))
@@ -316,12 +316,13 @@ def _probav_parts(root: str | os.PathLike[str], split: str,
             for folder in imageset_folders(band_dir):
                 try:
                     scan_imageset(folder, band, needs_hr=split == "train")
+                    complete.append(folder.name)
                 except DataError as exc:
                     found.append(str(exc))
-        if found:
-            problems.extend(found)
-        else:
-            datasets.append(open_dataset("probav", root, split, **{**kwargs, "bands": band}))
+        problems.extend(found)
+        if complete:  # their files are read too, whatever the band's damaged sets
+            datasets.append(open_dataset("probav", root, split, **{**kwargs, "bands": band},
+                                         imgsets=complete))
     return datasets, problems
 
 

@@ -56,7 +56,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,11 +138,14 @@ def validate_probav_bands(bands: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def scan_probav(
-    root: str | os.PathLike[str], split: str, bands: Sequence[str] | str = BANDS
+    root: str | os.PathLike[str], split: str, bands: Sequence[str] | str = BANDS,
+    only: Collection[str] | None = None,
 ) -> list[PROBAVImageset]:
     """List the image sets of ``split`` in ``bands`` (folders ``imgset*``, sorted by band then
     name), checking file names only: every ``LRnnn.png`` has its ``QMnnn.png`` and the reverse,
-    ``SM.png`` is there, and ``HR.png`` in the train split. Raises :class:`DataError`."""
+    ``SM.png`` is there, and ``HR.png`` in the train split. ``only``: the image sets of these
+    names alone (the others are not looked into: a damaged one does not stop a run that does
+    not use it). Raises :class:`DataError`."""
     check_choice("split", split, SPLITS)
     root_p = Path(root)
     if not root_p.is_dir():
@@ -161,7 +164,8 @@ def scan_probav(
         if not sets:
             raise DataError(f"{band_dir}: no imgset* folders (empty or incomplete unpacking); "
                             f"{DOWNLOAD} again")
-        out.extend(scan_imageset(p, band, needs_hr=split == "train") for p in sets)
+        out.extend(scan_imageset(p, band, needs_hr=split == "train") for p in sets
+                   if only is None or p.name in only)
     return out
 
 
@@ -387,7 +391,10 @@ class PROBAVDataset(Dataset):
         self.seed = seed
         self.normalization = normalization
         self._divisor = np.float32(NORMALIZATIONS[normalization])
-        self.imgsets = scan_probav(self.root, split, self.bands)
+        # only the sets asked for are scanned: a damaged one elsewhere does not stop this one
+        self.imgsets = scan_probav(self.root, split, self.bands,
+                                   None if imgsets is None or isinstance(imgsets, str)
+                                   else {str(n) for n in imgsets})
         if imgsets is not None:
             self.imgsets = self._select(imgsets)
         self.baselines: dict[str, float] | None = None
