@@ -119,15 +119,40 @@ def test_weights_that_are_neither_a_file_nor_a_registry_name(cli, probav_highres
     assert code == 2 and "no such checkpoint file" in stderr
 
 
-def test_a_diffusion_model_is_refused_with_what_to_do_instead(cli, probav_highresnet, tmp_path):
-    root, _, _ = probav_highresnet
+def test_a_diffusion_model_is_sampled_with_noise_of_each_item(cli, probav_highresnet, tmp_path):
+    """SR3 is scored by DDIM from each item's own starting noise (its id and --seed): the same
+    scores in batches of 1 and of 3; another seed gives others; --sample-steps is checked."""
+    import json
+
+    root, hrn_weights, _ = probav_highresnet
     torch.manual_seed(0)
-    sr3 = create_model("sr3", in_channels=3, base_channels=8, channel_mults=(1,),
-                       num_res_blocks=1, attn_levels=(), num_timesteps=4)
-    weights = save_checkpoint(sr3, tmp_path / "sr3.pth")
-    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
-                          "--no-progress")
-    assert code == 2 and "SR3 is sampled" in stderr and "zoomsr infer" in stderr
+    # three downsamplings: the middle attention over 48 x 48 of PROBA-V's 384 px, not 384 x 384
+    sr3 = create_model("sr3", in_channels=2, out_channels=1, scale=3, base_channels=4,
+                       channel_mults=(1, 1, 1, 1), num_res_blocks=1, attn_levels=(),
+                       num_timesteps=8)
+    weights = save_checkpoint(sr3, tmp_path / "sr3.pth", n_images=2)
+    rows = {}
+    for batch, seed in ((1, 0), (3, 0), (3, 1)):
+        out = tmp_path / f"s{batch}{seed}"
+        code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                              "--split", "train", "--metrics", "psnr", "--sample-steps", "2",
+                              "--batch-size", str(batch), "--seed", str(seed), "--out", out,
+                              "--no-progress", "--device", "cpu")
+        assert code == 0, stderr
+        rows[(batch, seed)] = [r["psnr"] for r in csv.DictReader((out / "per_image.csv").open())]
+        assert json.loads((out / "summary.json").read_text())["options"]["sample_steps"] == 2
+    # (the same noise; convolutions of another batch size round differently)
+    assert [float(v) for v in rows[(1, 0)]] == pytest.approx([float(v) for v in rows[(3, 0)]],
+                                                             rel=1e-6)
+    assert len(rows[(1, 0)]) == 3
+    assert rows[(3, 1)] != rows[(3, 0)]
+    for args, message in (((weights, "--sample-steps", "9"), "sample steps 9: sr3.pth takes 1 "
+                                                              "to 8 (its timesteps)"),
+                          ((hrn_weights, "--sample-steps", "4"),
+                           "apply to diffusion models (sr3), not to generator.pth")):
+        code, _, stderr = cli("evaluate-model", *args, "--dataset", "probav", "--data", root,
+                              "--split", "train", "--no-progress", "--device", "cpu")
+        assert code == 2 and message in stderr, stderr
 
 
 def _tiny_rrdbnet(num_in_ch: int, num_out_ch: int = 3):

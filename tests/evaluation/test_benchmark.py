@@ -118,6 +118,8 @@ def test_the_spec_reads_models_datasets_and_paths_from_the_files_folder(bench):
     ({"compare_to": "nope"}, r"compare_to: 'nope' is not a model of the file"),
     ({"masks": "yes"}, r"masks: expected true or false"),
     ({"models": []}, r"models: expected a non-empty list"),
+    ({"models": [{"name": "a", "baseline": "bicubic", "sample_steps": 4}]},
+     r"models\[0\]\.sample_steps: a baseline is not sampled"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_file_and_key(bench, change, match):
     tmp_path, doc, _, _ = bench

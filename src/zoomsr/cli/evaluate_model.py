@@ -87,6 +87,9 @@ def evaluate_model_command(
     config: list[str] = typer.Option(
         [], "--config", "-c", help="The model's key=value config for --model.",
         metavar="KEY=VALUE"),
+    sample_steps: int | None = typer.Option(
+        None, "--sample-steps", help="SR3 (diffusion) only: DDIM steps per item (default 50; "
+        "each item's starting noise drawn from its id and --seed)."),
     masks: bool = typer.Option(
         True, "--masks/--no-masks", help="Score only the pixels the dataset's HR quality mask "
         "marks valid (hr_valid: PROBA-V's SM, WorldStrat's...)."),
@@ -154,7 +157,8 @@ def evaluate_model_command(
         refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
         written = results_on_interrupt(out)
     scoring = load_scoring_model(weights, model,
-                                 parse_config(model, config) if model is not None else None)
+                                 parse_config(model, config) if model is not None else None,
+                                 sample_steps=sample_steps, sample_seed=seed)
     if scoring.dataset is not None and scoring.dataset != dataset:
         # possible (a transfer study), rarely meant: its frames and radiometry are another's
         typer.echo(f"warning: {scoring.label} was trained on the {scoring.dataset} dataset; "
@@ -173,6 +177,7 @@ def evaluate_model_command(
         "split": getattr(ds, "split", split),
         **({"splits": str(splits)} if splits is not None else {}),
         "options": options, "n_images": frames,
+        **({"sample_steps": scoring.module.steps} if scoring.name == "sr3" else {}),
         "metrics": names, "border": border, "cpsnr_mode": cpsnr_mode,
         "lpips_net": lpips_net, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
         "clip_mode": clip_mode, "perceptual_min_valid": perceptual_min_valid,

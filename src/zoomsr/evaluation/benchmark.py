@@ -220,7 +220,8 @@ def run_benchmark(
                         loaded[m.name] = (baseline_model(m.baseline, m.n_images)
                                           if m.baseline is not None else
                                           load_scoring_model(m.weights or "", m.model,
-                                                             m.config or None))
+                                                             m.config or None, m.sample_steps,
+                                                             spec.seed))
                     except ZoomsrError as exc:
                         loaded[m.name] = exc
                 scoring = loaded[m.name]

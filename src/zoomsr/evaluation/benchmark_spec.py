@@ -50,6 +50,7 @@ class ModelEntry:
     config: dict[str, Any] = field(default_factory=dict)
     n_images: int | None = None
     datasets: tuple[str, ...] | None = None  # only these dataset entries (default: all)
+    sample_steps: int | None = None  # SR3: DDIM steps per item (default: the model's, 50)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
         raise ConfigError(f"{where}{what}: expected a mapping with name and weights (or "
                           "baseline)")
     _check_keys(doc, ("name", "weights", "baseline", "model", "config", "n_images",
-                      "datasets"), what, where)
+                      "datasets", "sample_steps"), what, where)
     name = _name(doc.get("name"), f"{what}.name", where)
     weights, baseline = doc.get("weights"), doc.get("baseline")
     if (weights is None) == (baseline is None):
@@ -181,8 +182,12 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
     if datasets is not None:
         datasets = tuple(_name(d, f"{what}.datasets", where)
                          for d in _list(datasets, f"{what}.datasets", where))
+    steps = _opt_int(doc.get("sample_steps"), f"{what}.sample_steps", where, 1)
+    if steps is not None and baseline is not None:
+        raise ConfigError(f"{where}{what}.sample_steps: a baseline is not sampled")
     return ModelEntry(name, weights, baseline, model, config,
-                      _opt_int(doc.get("n_images"), f"{what}.n_images", where, 1), datasets)
+                      _opt_int(doc.get("n_images"), f"{what}.n_images", where, 1), datasets,
+                      steps)
 
 
 def _dataset(doc: Any, i: int, base: Path, where: str) -> DatasetEntry:

@@ -234,7 +234,9 @@ def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
            ) -> list[dict[str, Any]]:
     """The rows of one batch of same-size items: the model run once, each metric once."""
     hr = batch["hr"].float()
-    out = model(batch["lr"].to(dev))
+    lr = batch["lr"].to(dev)
+    # a sampled model (SR3) draws each item's noise from its key
+    out = model(lr, batch["key"]) if getattr(model, "takes_keys", False) else model(lr)
     if out.ndim == 5 and out.shape[1] == 1:  # SRCNN / HighRes-net: [B, 1, C, H, W]
         out = out[:, 0]
     out = out.float().clamp_(0, 1).cpu()
@@ -365,17 +367,58 @@ class ScoringModel:
         return int(in_ch) // channels
 
 
+def _item_seed(seed: int, key: str) -> int:
+    """A 63-bit seed of item ``key`` under ``seed``: its starting noise, whatever its batch."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class SampledSR3(torch.nn.Module):
+    """An SR3 model scored as one call: DDIM (``eta`` = 0) with ``steps`` steps, from starting
+    noise drawn for each item from its key and ``seed`` (on the CPU), so an item's output is
+    the same whatever batch, batch size or device it runs in, run after run.
+
+    ``forward(lr, keys)``: ``[B, T*C, h, w]`` and the items' keys -> ``[B, C_out, H, W]`` in
+    [0, 1]. ``config``, ``name`` and ``input_layout`` are the SR3 model's (the checks of
+    :func:`check_model_fits` apply).
+    """
+
+    takes_keys = True
+
+    def __init__(self, sr3: torch.nn.Module, steps: int, seed: int = 0) -> None:
+        super().__init__()
+        self.sr3, self.steps, self.seed = sr3, int(steps), int(seed)
+        self.name = "sr3"
+        self.config = getattr(sr3, "config", {})
+        self.input_layout = getattr(sr3, "input_layout", "[B, T*C, H, W]")
+
+    def forward(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+        c, s = int(self.sr3.out_channels), int(self.sr3.scale)
+        shape = (c, lr.shape[-2] * s, lr.shape[-1] * s)
+        noise = torch.stack([
+            torch.randn(shape, generator=torch.Generator().manual_seed(_item_seed(self.seed, k)))
+            for k in keys])
+        return self.sr3.sample(lr, self.steps, "ddim", noise=noise.to(lr.device, lr.dtype))
+
+
 def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None,
-                       config: Mapping[str, Any] | None = None) -> ScoringModel:
+                       config: Mapping[str, Any] | None = None,
+                       sample_steps: int | None = None, sample_seed: int = 0) -> ScoringModel:
     """The model in ``weights`` for :func:`evaluate_model`: a checkpoint file (a zoomsr
     checkpoint rebuilds itself, e.g. a ``zoomsr train`` run's ``generator.pth``; another
     format needs ``model`` and ``config``), or a registry name (``zoomsr weights list``;
     downloaded into the cache by ``zoomsr weights download NAME``; never downloaded here).
 
+    A diffusion model (SR3) is wrapped in :class:`SampledSR3`: DDIM with ``sample_steps``
+    steps (default: the model's, 50), each item's starting noise drawn from its key and
+    ``sample_seed``.
+
     Raises:
-        ConfigError: a diffusion model (SR3 is sampled, not run once: score it with
-            ``zoomsr infer`` then ``zoomsr evaluate``), a model name for weights that give
-            another, config values the weights give otherwise.
+        ConfigError: ``sample_steps`` for a model that is not a diffusion model (or more than
+            its timesteps), a model name for weights that give another, config values the
+            weights give otherwise.
         CheckpointError: the file cannot be read or does not fit the model.
         WeightsNotAvailableError: a registry name whose file is not in the cache (saying
             how to get it).
@@ -423,9 +466,17 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     else:
         raise unnamed_model_error(checkpoint.path)
     name = getattr(module, "name", type(module).__name__)
+    if sample_steps is not None:
+        if name != "sr3":
+            raise ConfigError(f"sample steps ({sample_steps}) apply to diffusion models (sr3), "
+                              f"not to {label} ({name})")
+        if isinstance(sample_steps, bool) or not isinstance(sample_steps, int) \
+                or not 1 <= sample_steps <= int(module.num_timesteps):
+            raise ConfigError(f"sample steps {sample_steps!r}: {label} takes 1 to "
+                              f"{int(module.num_timesteps)} (its timesteps)")
     if name == "sr3":
-        raise ConfigError(f"{label}: SR3 is sampled, not run once; score it with `zoomsr "
-                          "infer` (S2-NAIP chunks) and then `zoomsr evaluate`")
+        module = SampledSR3(module.eval(), sample_steps or module.default_steps("ddim"),
+                            sample_seed)
     layout = "frames" if "T, C" in model_class(name).input_layout else "stacked"
     n = checkpoint.extra.get("n_images")
     if n is None:  # a training run's Lightning checkpoint: its config's
