@@ -69,3 +69,20 @@ def test_a_bad_spec_or_option_is_one_line_exit_2(cli, tmp_path):
     spec.write_text(yaml.safe_dump(doc))
     code, _, stderr = cli("benchmark", spec, "--out", tmp_path / "o", "--no-progress")
     assert code == 2 and "metric_options.border" in stderr and "--border" not in stderr, stderr
+
+
+def test_a_report_file_no_benchmark_wrote_is_not_replaced(cli, tmp_path):
+    spec = _write(tmp_path, [{"name": "bicubic", "baseline": "bicubic"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.md").write_text("my notes\n")
+    code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 2 and stderr.strip() == (
+        f"error: {out / 'results.md'}: already exists, and {out} holds no benchmark.json (not "
+        "a benchmark's report); write to another folder, or use --overwrite")
+    assert (out / "results.md").read_text() == "my notes\n" and not (out / "cells").exists()
+    code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--device", "cpu",
+                          "--overwrite")
+    assert code == 0, stderr
+    code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--device", "cpu")
+    assert code == 0, stderr  # its own report: replaced

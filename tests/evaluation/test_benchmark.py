@@ -173,6 +173,7 @@ def test_cells_are_scored_as_evaluate_model_scores_each(bench):
 def test_a_rerun_keeps_finished_cells_and_refuses_changed_settings(bench, monkeypatch):
     tmp_path, doc, _, _ = bench
     out = tmp_path / "out"
+    doc = {**doc, "metrics": ["psnr", "ssim"]}
     first = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     import zoomsr.evaluation.model_eval as model_eval
 
@@ -187,19 +188,28 @@ def test_a_rerun_keeps_finished_cells_and_refuses_changed_settings(bench, monkey
         assert [r.get("psnr") for r in a.rows] == pytest.approx([r.get("psnr") for r in b.rows])
         assert a.summary.get("psnr", {}).get("mean") == pytest.approx(
             b.summary.get("psnr", {}).get("mean"))
-    # other settings: refused before any cell, naming what changed
+    # other settings: refused before any cell, naming every cell and what changed
     for change, what in (({"metric_options": {"border": 2}}, "metric_options.border"),
-                         ({"masks": False}, "masks")):
-        with pytest.raises(ConfigError, match=rf"scored by an earlier run with other settings "
-                                              rf"\({what}.*--overwrite"):
+                         ({"masks": False}, "masks"),
+                         ({"metrics": ["psnr", "cpsnr"]}, r"metrics \(\+cpsnr\)")):
+        with pytest.raises(ConfigError, match=rf"5 finished cell\(s\) in .* were scored with "
+                                              rf"other settings: cells/bicubic/probav-nir "
+                                              rf"\({what}.*remove those cell folders"):
             run_benchmark(_spec(tmp_path, {**doc, **change}), out, device="cpu")
+    # the same settings written otherwise: kept (metrics reordered or fewer, a default given)
+    same = {**doc, "metrics": ["ssim", "psnr"],
+            "models": [{**doc["models"][0], "n_images": 1}, *doc["models"][1:]]}
+    kept = run_benchmark(_spec(tmp_path, same), out, device="cpu")
+    assert [c.status for c in kept.cells][:5] == ["kept"] * 5
+    assert list(kept.cells[0].summary) == ["ssim", "psnr"]
     weights = tmp_path / "hrn.pth"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    with pytest.raises(ConfigError, match=r"cells/hrn/probav-nir: .*model\.file\.mtime_ns"):
+    with pytest.raises(ConfigError, match=r"1 finished cell\(s\) .*cells/hrn/probav-nir "
+                                          r"\(model\.file\.mtime_ns\)"):
         run_benchmark(_spec(tmp_path, doc), out, device="cpu")
-    assert len(calls) == 1
+    assert len(calls) == 2
     redone = run_benchmark(_spec(tmp_path, doc), out, device="cpu", overwrite=True)
-    assert [c.status for c in redone.cells] == ["scored"] * 5 + ["failed"] and len(calls) == 7
+    assert [c.status for c in redone.cells] == ["scored"] * 5 + ["failed"] and len(calls) == 8
 
 
 def test_an_interrupted_run_leaves_whole_cells_and_goes_on(bench, monkeypatch):
@@ -276,3 +286,107 @@ def test_the_report_writes_every_file_with_the_best_in_bold(bench):
         ("mean4", "probav-nir"), ("mean4", "ws"), ("hrn", "probav-nir")}
     with Image.open(paths["plot"]) as png:
         assert png.size[0] > 300
+
+
+def test_a_changed_splits_file_makes_its_cells_stale(tmp_path):
+    """S2-NAIP through a benchmark, on the val items of a zoomsr train run's splits.json: a
+    retrained run rewrites it, and the cells scored on the old items are not kept."""
+    from zoomsr.data import write_sample
+
+    root = write_sample(tmp_path / "s2", pairs=6, n_frames=4, seed=0)
+    from zoomsr.data import S2NAIPDataset
+
+    tiles = sorted({f"{p.image_id}/{p.tile}" for p in S2NAIPDataset(root, n_images=1).pairs})
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": tiles[3:], "val": tiles[:3]}))
+    doc = {"metrics": ["psnr"],
+           "models": [{"name": "bicubic", "baseline": "bicubic"},
+                      {"name": "mean4", "baseline": "bicubic", "n_images": 4}],
+           "datasets": [{"name": "val", "dataset": "s2naip", "data": "s2", "split": "val",
+                         "splits": "splits.json"}]}
+    out = tmp_path / "out"
+    result = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    assert [len(c.rows) for c in result.cells] == [3, 3]
+    assert sorted(r["key"] for r in result.cells[0].rows) == tiles[:3]
+    recorded = json.loads((cell_dir(out, "bicubic", "val") / "summary.json").read_text())
+    assert recorded["options"]["split"] == "val"
+    splits.write_text(json.dumps({"train": tiles[:3], "val": tiles[3:]}))
+    with pytest.raises(ConfigError, match=r"2 finished cell\(s\).*dataset\.splits_sha256"):
+        run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+
+
+def test_any_error_fails_its_cell_alone_and_models_are_loaded_one_at_a_time(bench,
+                                                                           monkeypatch):
+    """An out-of-memory error (not a zoomsr one) in one cell: that cell fails, named, and the
+    others are scored; each model is let go once its cells are done."""
+    tmp_path, doc, _, _ = bench
+    import zoomsr.evaluation.benchmark as benchmark
+    from zoomsr.models.highresnet import HighResNet
+
+    def no_memory(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(HighResNet, "forward", no_memory)
+    freed = []
+    real = benchmark._free
+    monkeypatch.setattr(benchmark, "_free", lambda s: freed.append(s.name) or real(s))
+    result = run_benchmark(_spec(tmp_path, doc), tmp_path / "out", device="cpu")
+    assert [c.status for c in result.cells] == ["scored"] * 4 + ["failed"] * 2
+    assert result.cells[4].error == ("OutOfMemoryError: CUDA out of memory. Tried to allocate "
+                                     "2.00 GiB")
+    assert freed[:2] == ["bicubic", "bicubic"] and freed[2] == "highresnet"
+
+
+def test_a_failed_baseline_and_all_failed_cells_still_give_a_report(bench):
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    broken = {**doc, "models": [{"name": "gone", "weights": "missing.pth"},
+                                {"name": "bicubic", "baseline": "bicubic"}]}
+    result = run_benchmark(_spec(tmp_path, broken), out, device="cpu")
+    rows = compare(result)
+    assert rows and all(r["note"] == "no comparison: gone failed on it" for r in rows)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(result, out)
+    dead = {**doc, "models": [{"name": "gone", "weights": "missing.pth"}]}
+    result = run_benchmark(_spec(tmp_path, dead), tmp_path / "out2", device="cpu")
+    assert [c.status for c in result.cells] == ["failed", "failed"]
+    assert "no such checkpoint file" in result.cells[0].error
+    assert str(tmp_path / "missing.pth") in result.cells[0].error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = write_report(result, tmp_path / "out2")
+    assert json.loads(paths["summary"].read_text())["n_failed"] == 2
+
+
+def test_weights_beside_the_spec_are_found_whatever_their_name(bench):
+    tmp_path, doc, _, _ = bench
+    (tmp_path / "hrn.pth").rename(tmp_path / "generator")
+    spec = _spec(tmp_path, {**doc, "models": [{"name": "h", "weights": "generator"}]})
+    assert spec.models[0].weights == str(tmp_path / "generator")
+
+
+def test_missing_metric_weights_stop_the_run_before_any_cell(bench):
+    tmp_path, doc, _, _ = bench
+    spec = _spec(tmp_path, {**doc, "metrics": ["psnr", "lpips"],
+                            "metric_options": {"lpips_weights": "nowhere/alex.pth"}})
+    with pytest.raises(ConfigError, match=r"bench\.yaml: .*nowhere/alex\.pth"):
+        run_benchmark(spec, tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_a_model_limited_to_some_datasets_leaves_the_others_blank(bench):
+    tmp_path, doc, _, _ = bench
+    limited = {**doc, "models": [doc["models"][0],
+                                 {**doc["models"][2], "datasets": ["probav-nir"]}]}
+    out = tmp_path / "out"
+    result = run_benchmark(_spec(tmp_path, limited), out, device="cpu")
+    assert [(c.model, c.dataset) for c in result.cells] == [
+        ("bicubic", "probav-nir"), ("bicubic", "ws"), ("hrn", "probav-nir")]
+    assert all(c.status == "scored" for c in result.cells)
+    paths = write_report(result, out)
+    hrn = next(x for x in paths["table"].read_text().splitlines() if x.startswith("| hrn |"))
+    assert hrn.rstrip().endswith("|  |  |  |")  # no ws cells: blank, not failed
+    assert {r["dataset"] for r in compare(result)} == {"probav-nir"}

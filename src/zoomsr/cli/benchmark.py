@@ -33,7 +33,13 @@ def benchmark_command(
     from zoomsr.cli.interrupt import on_interrupt
     from zoomsr.errors import ZoomsrError
     from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark
-    from zoomsr.evaluation.benchmark_report import cell_tables, comparison_table, write_report
+    from zoomsr.evaluation.benchmark_report import (
+        cell_tables,
+        check_report_folder,
+        comparison_table,
+        item_notes,
+        write_report,
+    )
     from zoomsr.evaluation.benchmark_spec import load_spec
     from zoomsr.io.folders import require_writable_folder
     from zoomsr.progress import progress_callback
@@ -41,6 +47,7 @@ def benchmark_command(
     check_device_options(device, dtype)
     parsed = load_spec(spec)
     require_writable_folder(out, f"--out {out}", create=True)
+    check_report_folder(out, overwrite)
     on_interrupt(lambda: f"interrupted: the finished cells are in {out / CELLS}; run the same "
                  "command again to go on")
     cells = parsed.cells()
@@ -66,6 +73,8 @@ def benchmark_command(
         console.print(table)
     if len(parsed.models) > 1:
         console.print(comparison_table(result))
+    for note in item_notes(result):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
     if result.failed:
         raise ZoomsrError(f"{len(result.failed)} of {len(cells)} cells failed (listed above "

@@ -5,17 +5,18 @@
 :func:`~zoomsr.evaluation.evaluate_model` and writes it to ``OUT/cells/MODEL/DATASET/``
 (``per_image.csv`` and ``summary.json``, as ``zoomsr evaluate-model --out`` writes them, both
 or neither). A cell already there from the same settings (its ``summary.json`` records them:
-the model entry and its weights file's size and modification time, the dataset entry, the
-metrics and their options) is kept, not scored again, so an interrupted benchmark goes on
-where it stopped; a cell from other settings is refused unless ``overwrite``. A cell that
+the model entry and its weights file's size and modification time, the dataset entry and its
+splits file's digest, the metric options, zoomsr's version) is kept, not scored again, so an
+interrupted benchmark goes on where it stopped; cells from other settings are refused, all
+named, unless ``overwrite``. One model is loaded at a time. A cell that
 fails (weights not downloaded, a model that cannot take a dataset's items, an unreadable
 file) is reported and the others go on.
 
 The report (:mod:`zoomsr.evaluation.benchmark_report`) tabulates each metric's mean and 95 %
 interval per cell, and compares every model with one (``compare_to``, default the first) on
 the items both scored: the mean of the per-item differences with its 95 % interval (the same
-items, so a paired interval: far narrower than the two means' intervals suggest), and how
-many items each wins.
+items, so a paired interval: narrower than the two means' intervals suggest where the
+models err on the same items), and how many items each wins.
 """
 
 from __future__ import annotations
@@ -99,14 +100,36 @@ def weights_identity(weights: str) -> dict[str, Any]:
             "mtime_ns": st.st_mtime_ns}
 
 
-def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry) -> dict[str, Any]:
-    """The settings a cell's scores follow from, as JSON gives them back."""
+def _file_digest(path: Path) -> str | None:
+    """SHA-256 of a small file (a splits file), None where it cannot be read."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
+                  dtype: str | None = None) -> dict[str, Any]:
+    """The settings a cell's scores follow from, as JSON gives them back: the model entry
+    (and its weights file's identity), the dataset entry (and its splits file's digest: a
+    retrained run rewrites it), the metric options, masks, seed, the metrics' ``dtype`` and
+    zoomsr's version (a metric's fix changes scores). The metric names are compared apart
+    (:func:`kept_cell`)."""
+    from zoomsr import __version__
+
     model = {k: v for k, v in asdict(m).items() if k not in ("name", "datasets")}
+    if m.baseline is not None and model["n_images"] is None:
+        model["n_images"] = 1  # its default, written or not
     if m.weights is not None:
         model["file"] = weights_identity(m.weights)
     dataset = {k: v for k, v in asdict(d).items() if k != "name"}
-    settings = {"model": model, "dataset": dataset, "metrics": list(spec.metrics),
-                "metric_options": spec.metric_options, "masks": spec.masks, "seed": spec.seed}
+    if d.splits is not None:
+        dataset["splits_sha256"] = _file_digest(d.splits)
+    settings = {"model": model, "dataset": dataset, "metric_options": spec.metric_options,
+                "masks": spec.masks, "seed": spec.seed, "dtype": dtype,
+                "zoomsr": __version__}
     return json.loads(json.dumps(json_safe(settings), default=str))
 
 
@@ -133,12 +156,21 @@ def _read_rows(path: Path, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class _Stale:
+    """A finished cell that other settings made: where, and what differs."""
+
+    folder: Path
+    what: list[str]
+
+
 def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
-              overwrite: bool) -> Cell | None:
-    """The cell an earlier run wrote with the same settings (None: none, or ``overwrite``).
+              overwrite: bool, dtype: str | None = None) -> Cell | _Stale | None:
+    """The cell an earlier run wrote with the same settings (None: none, or ``overwrite``;
+    :class:`_Stale`: one from other settings, or with fewer metrics than asked for).
 
     Raises:
-        ConfigError: a cell from other settings (naming what differs), unless ``overwrite``.
+        ConfigError: a cell folder whose files cannot be read as a benchmark's.
     """
     folder = cell_dir(out, m.name, d.name)
     summary, table = folder / SUMMARY_NAME, folder / CSV_NAME
@@ -146,20 +178,58 @@ def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
         return None
     try:
         doc = json.loads(summary.read_text(encoding="utf-8"))
-        recorded = doc["options"][CELL_KEY]
-        rows = _read_rows(table, spec.metrics)
+        recorded = doc["options"][CELL_KEY] if isinstance(doc.get("options"), dict) else None
+        rows = _read_rows(table, spec.metrics) if recorded is not None else []
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder}: an earlier cell that cannot be read ({exc}); remove it, "
                           "or run with --overwrite") from None
-    changed = _differences(recorded, cell_settings(spec, m, d))
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{folder}: not a cell of a zoomsr benchmark (its {SUMMARY_NAME} "
+                          "records no benchmark settings); remove it, or write to another "
+                          "output folder")
+    changed = _differences({k: v for k, v in recorded.items() if k != "metrics"},
+                           cell_settings(spec, m, d, dtype))
+    scored = set(doc.get("metrics", {}))
+    missing = [n for n in spec.metrics if n not in scored]
+    if missing:
+        changed.append(f"metrics (+{', '.join(missing)})")
     if changed:
-        raise ConfigError(f"{folder}: scored by an earlier run with other settings ("
-                          f"{', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''} "
-                          "differ); run with --overwrite to score every cell again, or use "
-                          "another output folder")
-    summary_doc = {n: doc["metrics"][n] for n in spec.metrics if n in doc.get("metrics", {})}
+        return _Stale(folder, changed)
+    summary_doc = {n: doc["metrics"][n] for n in spec.metrics}
     return Cell(m.name, d.name, "kept", rows, summary_doc,
                 n_images=doc["options"].get("n_images"))
+
+
+def _refuse_stale(stale: list[_Stale], out: Path) -> None:
+    """One line naming the finished cells that other settings made, and what to do."""
+    shown = "; ".join(f"{s.folder.relative_to(out).as_posix()} ({', '.join(s.what[:3])}"
+                      f"{' ...' if len(s.what) > 3 else ''})" for s in stale[:4])
+    more = f" and {len(stale) - 4} more" if len(stale) > 4 else ""
+    raise ConfigError(f"{len(stale)} finished cell(s) in {out} were scored with other settings:"
+                      f" {shown}{more}; remove those cell folders to score them again, run "
+                      "with --overwrite to score every cell again, or use another output "
+                      "folder")
+
+
+def _free(scoring: Any) -> None:
+    """Move a model off the accelerator once its last cell is done."""
+    module = getattr(scoring, "module", None)
+    if module is None:
+        return
+    module.cpu()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _failure(exc: BaseException) -> str:
+    """A cell's error in one line: a zoomsr error's message, another's type and first line."""
+    from zoomsr.errors import first_line
+
+    if isinstance(exc, ZoomsrError):
+        return str(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def run_benchmark(
@@ -189,9 +259,12 @@ def run_benchmark(
             ``update(done, total)`` for that cell (e.g. ``zoomsr.progress.progress_callback``).
         on_cell: called with each cell when it is done (scored, kept or failed).
 
+    A cell's error, whatever it is (out of memory included), fails that cell alone; Ctrl-C
+    stops the run (the finished cells stay).
+
     Raises:
-        ConfigError: bad metric options; an earlier cell from other settings (before any
-            cell is scored).
+        ConfigError: bad metric options or missing metric weights; earlier cells from other
+            settings (all named, before any cell is scored).
     """
     from zoomsr.evaluation.baselines import baseline_model, for_scale
     from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
@@ -203,28 +276,35 @@ def run_benchmark(
     options = MetricOptions(**spec.metric_options, device=device, dtype=dtype,
                             batch_size=batch_size)
     check_benchmark_metrics(spec, options)
-    # every earlier cell checked before any work: a changed setting is found at once
-    kept = {(m.name, d.name): kept_cell(folder, spec, m, d, overwrite) for m, d in spec.cells()}
+    # every earlier cell checked before any work: changed settings are all found at once
+    found = {(m.name, d.name): kept_cell(folder, spec, m, d, overwrite, dtype)
+             for m, d in spec.cells()}
+    stale = [c for c in found.values() if isinstance(c, _Stale)]
+    if stale:
+        _refuse_stale(stale, folder)
+    kept = {k: c for k, c in found.items() if isinstance(c, Cell)}
     # built once for every cell (CLIP's target cache too); their weights' errors stop the run
-    metrics = (dataset_metrics(spec.metrics, options) if any(c is None for c in kept.values())
-               else None)
-    loaded: dict[str, Any] = {}
+    metrics = (dataset_metrics(spec.metrics, options) if len(kept) < len(found) else None)
+    current: tuple[str, Any] | None = None  # the model loaded: one at a time
     cells: list[Cell] = []
     for m, d in spec.cells():
-        cell = kept[(m.name, d.name)]
+        cell = kept.get((m.name, d.name))
         if cell is None:
             started = time.perf_counter()
             try:
-                if m.name not in loaded:
+                if current is None or current[0] != m.name:
+                    if current is not None:
+                        _free(current[1])
                     try:
-                        loaded[m.name] = (baseline_model(m.baseline, m.n_images)
-                                          if m.baseline is not None else
-                                          load_scoring_model(m.weights or "", m.model,
-                                                             m.config or None, m.sample_steps,
-                                                             spec.seed))
+                        loaded: Any = (baseline_model(m.baseline, m.n_images)
+                                       if m.baseline is not None else
+                                       load_scoring_model(m.weights or "", m.model,
+                                                          m.config or None, m.sample_steps,
+                                                          spec.seed))
                     except ZoomsrError as exc:
-                        loaded[m.name] = exc
-                scoring = loaded[m.name]
+                        loaded = exc
+                    current = (m.name, loaded)
+                scoring = current[1]
                 if isinstance(scoring, ZoomsrError):
                     raise scoring
                 ds, _, frames = open_for_model(scoring, d.dataset, d.data, d.split, d.splits,
@@ -238,10 +318,13 @@ def run_benchmark(
                                             device=device, num_workers=workers,
                                             progress=update, seed=spec.seed, nodata=spec.masks,
                                             label=m.name)
-                result.options.update({"model": m.name, "dataset": d.name,
-                                       "n_images": frames,
-                                       "split": getattr(ds, "split", d.split),
-                                       CELL_KEY: cell_settings(spec, m, d)})
+                result.options.update({
+                    "model": m.name, "dataset": d.name, "n_images": frames,
+                    # a splits file's subset: the split named, not the one it was drawn from
+                    "split": d.split if d.splits is not None else getattr(ds, "split", d.split),
+                    "device": str(device), "metrics_dtype": dtype,
+                    CELL_KEY: {**cell_settings(spec, m, d, dtype),
+                               "metrics": list(spec.metrics)}})
                 write_results(result, cell_dir(folder, m.name, d.name), overwrite=True)
                 cell = Cell(m.name, d.name, "scored",
                             [{"key": r["key"], **{n: r[n] for n in result.metrics}}
@@ -250,12 +333,17 @@ def run_benchmark(
                                  "higher_is_better": result.metrics[n]}
                              for n in result.metrics},
                             seconds=time.perf_counter() - started, n_images=frames)
-            except ZoomsrError as exc:
-                cell = Cell(m.name, d.name, "failed", error=str(exc),
+            except Exception as exc:  # noqa: BLE001 - one cell's failure, whatever it is
+                if "out of memory" in str(exc).lower() and current is not None:
+                    _free(current[1])
+                    current = None
+                cell = Cell(m.name, d.name, "failed", error=_failure(exc),
                             seconds=time.perf_counter() - started)
         cells.append(cell)
         if on_cell is not None:
             on_cell(cell)
+    if current is not None:
+        _free(current[1])
     directions = {n: bool(m.higher_is_better) for n, m in (metrics or {}).items()}
     if not directions:  # nothing scored now: the kept cells say
         for c in cells:
@@ -270,7 +358,6 @@ def check_benchmark_metrics(spec: BenchmarkSpec, options: Any) -> None:
     import re
 
     from zoomsr.cli.metrics import check_metric_options
-    from zoomsr.errors import InputError
     from zoomsr.evaluation.benchmark_spec import METRIC_OPTION_KEYS
 
     flags = {"--" + k.replace("_", "-"): f"metric_options.{k}" for k in METRIC_OPTION_KEYS}
@@ -278,7 +365,7 @@ def check_benchmark_metrics(spec: BenchmarkSpec, options: Any) -> None:
     flags["--metrics"] = "metrics"
     try:
         check_metric_options(list(spec.metrics), options)
-    except (ConfigError, InputError) as exc:
+    except ZoomsrError as exc:  # bad values, weight files not found
         text = re.sub(r"--[a-z-]+", lambda f: flags.get(f.group(0), f.group(0)), str(exc))
         where = f"{spec.path}: " if spec.path is not None else ""
         raise ConfigError(f"{where}{text}") from None
@@ -293,6 +380,15 @@ def compare(result: BenchmarkResult, seed: int = 0) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for d in result.spec.datasets:
         ref = result.cell(base, d.name)
+        others = [c for c in result.cells
+                  if c.dataset == d.name and c.model != base and c.status != "failed"]
+        if (ref is None or ref.status == "failed") and others:
+            why = "not run on it" if ref is None else "failed on it"
+            rows.extend({"dataset": d.name, "metric": metric, "model": c.model,
+                         "baseline": base, "n_items": 0,
+                         "note": f"no comparison: {base} {why}"}
+                        for c in others for metric in result.higher_is_better)
+            continue
         if ref is None or ref.status == "failed":
             continue
         ref_by_key = {r["key"]: r for r in ref.rows}
@@ -318,7 +414,10 @@ def compare(result: BenchmarkResult, seed: int = 0) -> list[dict[str, Any]]:
                     "better": sum(sign * x > 0 for x in diffs),
                     "worse": sum(sign * x < 0 for x in diffs),
                     "same": sum(x == 0 for x in diffs),
-                    "higher_is_better": higher})
+                    "higher_is_better": higher,
+                    "note": "" if len(diffs) == len(cell.rows) == len(ref.rows) else
+                    f"{len(diffs)} items in common ({len(cell.rows)} and {len(ref.rows)} "
+                    "scored)"})
     return rows
 
 

@@ -42,11 +42,33 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _run_datasets(result: BenchmarkResult) -> list[str]:
+    """The datasets some model was run on (in the spec's order)."""
+    names = {c.dataset for c in result.cells}
+    return [d.name for d in result.spec.datasets if d.name in names]
+
+
+def item_notes(result: BenchmarkResult) -> list[str]:
+    """One line per dataset whose cells were scored on different items (a failed item, a
+    cell kept from before its splits changed): their means do not compare as they are."""
+    notes = []
+    for d in _run_datasets(result):
+        sets = {c.model: frozenset(r["key"] for r in c.rows) for c in result.cells
+                if c.dataset == d and c.status != "failed"}
+        if len(set(sets.values())) > 1:
+            counts = ", ".join(f"{m} {len(k)}" for m, k in sets.items())
+            common = len(frozenset.intersection(*sets.values()))
+            notes.append(f"{d}: the models were scored on different items ({counts}; "
+                         f"{common} in common): compare them in comparisons.csv, over the "
+                         "items both scored")
+    return notes
+
+
 def markdown_table(result: BenchmarkResult) -> str:
     """Rows: models; columns: dataset / metric; cells: ``mean ± half the 95 % interval``,
     the best of each column in bold (``-``: no value; ``failed``)."""
     spec = result.spec
-    columns = [(d.name, m) for d in spec.datasets for m in result.higher_is_better]
+    columns = [(d, m) for d in _run_datasets(result) for m in result.higher_is_better]
     best: dict[tuple[str, str], float] = {}
     for d, metric in columns:
         higher = result.higher_is_better[metric]
@@ -77,11 +99,12 @@ def markdown_table(result: BenchmarkResult) -> str:
                 text = f"**{text}**"
             cells.append(text)
         lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
-    n_items = {d.name: max((len(c.rows) for c in result.cells if c.dataset == d.name),
-                           default=0) for d in spec.datasets}
+    n_items = {d: max((len(c.rows) for c in result.cells if c.dataset == d), default=0)
+               for d in _run_datasets(result)}
     lines.append("")
     lines.append("Mean ± half the 95 % interval of the mean; items: " + ", ".join(
         f"{d} {n}" for d, n in n_items.items()) + ".")
+    lines.extend(f"Note: {n}." for n in item_notes(result))
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +116,7 @@ def plot_benchmark(result: BenchmarkResult) -> Any:
 
     spec = result.spec
     metrics = list(result.higher_is_better)
-    datasets = [d.name for d in spec.datasets]
+    datasets = _run_datasets(result)
     models = [m.name for m in spec.models]
     cols = min(3, max(1, len(metrics)))
     rows = math.ceil(len(metrics) / cols)
@@ -146,12 +169,31 @@ def benchmark_doc(result: BenchmarkResult) -> dict[str, Any]:
                    "n_items": len(c.rows), "n_images": c.n_images,
                    "seconds": round(c.seconds, 3), "error": c.error} for c in result.cells],
         "n_failed": len(result.failed),
+        "notes": item_notes(result),
     })
+
+
+def check_report_folder(out: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """:class:`~zoomsr.errors.InputError` where ``out`` holds a report file that no benchmark
+    wrote (no ``benchmark.json`` beside it: a user's file of that name), unless ``overwrite``.
+    An earlier benchmark's report is replaced (it is made from every cell again)."""
+    from zoomsr.errors import InputError
+
+    folder = Path(out)
+    if overwrite or (folder / REPORT_FILES["summary"]).is_file():
+        return
+    there = [folder / name for name in REPORT_FILES.values() if (folder / name).exists()]
+    if there:
+        raise InputError(f"{there[0]}: already exists, and {folder} holds no benchmark.json "
+                         "(not a benchmark's report); write to another folder, or use "
+                         "--overwrite")
 
 
 def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the report files (module docstring) into ``out``, all or none; they are made
-    from every cell, so they replace an earlier run's."""
+    from every cell, so they replace an earlier run's (:func:`check_report_folder` first)."""
+    import warnings
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from zoomsr.io.atomic import atomic_write_all
@@ -164,11 +206,13 @@ def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[s
     fig = plot_benchmark(result)
     FigureCanvasAgg(fig)
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
+    with warnings.catch_warnings():  # an empty panel (every cell failed) cannot be laid out
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(png, format="png", dpi=120)
     fields = ["model", "dataset", "metric", *_STAT_KEYS, "higher_is_better"]
     comparison_fields = ["dataset", "metric", "model", "baseline", "n_items", "mean_diff",
                          "ci95_low", "ci95_high", "better", "worse", "same",
-                         "higher_is_better"]
+                         "higher_is_better", "note"]
     atomic_write_all({
         paths["results"]: csv_text(json_safe(rows), fields),
         paths["comparisons"]: csv_text(json_safe(comparisons), comparison_fields),
@@ -186,6 +230,8 @@ def cell_tables(result: BenchmarkResult) -> list[Any]:
 
     tables = []
     for d in result.spec.datasets:
+        if d.name not in _run_datasets(result):
+            continue
         cells = [result.cell(m.name, d.name) for m in result.spec.models]
         items = max((len(c.rows) for c in cells if c is not None), default=0)
         table = Table(title=f"{d.name} ({d.dataset}, {items} items)")
@@ -228,13 +274,22 @@ def comparison_table(result: BenchmarkResult) -> Any:
     for name in ("dataset", "metric", "model", "n", "mean diff", "95% CI", "better / worse"):
         table.add_column(name, justify="right" if name not in ("dataset", "metric", "model")
                          else "left")
+    notes = []
     for r in compare(result, seed=result.spec.seed):
+        if "mean_diff" not in r:  # no comparison there: said once per model and dataset
+            line = f"{r['model']} on {r['dataset']}: {r['note']}"
+            if line not in notes:
+                notes.append(line)
+            continue
         ci = (f"[{_number(r['ci95_low'], 3)}, {_number(r['ci95_high'], 3)}]"
               if r["ci95_low"] is not None and math.isfinite(r["ci95_low"]) else "-")
         table.add_row(r["dataset"], r["metric"], r["model"], str(r["n_items"]),
                       _number(r["mean_diff"]), ci, f"{r['better']} / {r['worse']}")
+    if notes:
+        table.caption = "; ".join(notes)
     return table
 
 
-__all__ = ["REPORT_FILES", "benchmark_doc", "cell_tables", "comparison_table", "markdown_table",
+__all__ = ["REPORT_FILES", "benchmark_doc", "cell_tables", "check_report_folder",
+           "comparison_table", "item_notes", "markdown_table",
            "plot_benchmark", "result_rows", "write_report"]

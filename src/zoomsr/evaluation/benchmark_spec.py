@@ -102,6 +102,9 @@ def _check_keys(doc: Mapping[str, Any], allowed: tuple[str, ...], what: str, whe
 
 
 def _name(value: Any, what: str, where: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ConfigError(f"{where}{what}: {value!r} was read as a number; quote it "
+                          f"('{value}') to use it as a name")
     if not isinstance(value, str) or not _NAME.match(value):
         raise ConfigError(f"{where}{what}: {value!r} is not a name of letters, digits, '.', "
                           "'_' or '-' (up to 64, not starting with '.', '_' or '-'): it names "
@@ -138,6 +141,20 @@ def _list(value: Any, what: str, where: str) -> list[Any]:
     return value
 
 
+def _weights_path(weights: str, base: Path) -> str:
+    """A model's ``weights``: a file beside the spec (or at an absolute path), else a registry
+    name, else a path taken from the spec's folder (so that its error names the full path)."""
+    from zoomsr.weights.registry import REGISTRY
+
+    local = Path(os.path.expanduser(weights))
+    path = local if local.is_absolute() else base / local
+    if path.exists() or local.is_absolute():
+        return str(path)
+    if weights in REGISTRY:
+        return weights
+    return str(path)
+
+
 def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
     from zoomsr.evaluation.baselines import BASELINES
 
@@ -163,14 +180,7 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
     else:
         if not isinstance(weights, str | os.PathLike) or not str(weights):
             raise ConfigError(f"{where}{what}.weights: expected a path or a registry name")
-        weights = str(weights)
-        local = Path(os.path.expanduser(weights))
-        if not local.is_absolute() and (os.sep in weights or "/" in weights
-                                        or local.suffix in (".pth", ".pt", ".ckpt", ".bin",
-                                                            ".safetensors")):
-            weights = str(base / local)  # a path relative to the file, not a registry name
-        elif local.is_absolute():
-            weights = str(local)
+        weights = _weights_path(str(weights), base)
     model = doc.get("model")
     if model is not None and not isinstance(model, str):
         raise ConfigError(f"{where}{what}.model: expected an architecture name")
