@@ -86,3 +86,26 @@ def test_a_report_file_no_benchmark_wrote_is_not_replaced(cli, tmp_path):
     assert code == 0, stderr
     code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--device", "cpu")
     assert code == 0, stderr  # its own report: replaced
+
+
+def test_the_shipped_sample_benchmark_runs_offline(cli, tmp_path):
+    """configs/benchmark_sample.yaml on a small sample (its data path pointed there; the
+    full-size Real-ESRGAN left out for time): the baselines and the shipped zoomsr-multi8."""
+    from pathlib import Path
+
+    from zoomsr.data import write_sample
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "benchmark_sample.yaml"
+    doc = yaml.safe_load(shipped.read_text())
+    assert [m["name"] for m in doc["models"]][:3] == ["bicubic", "mean8", "zoomsr-multi8"]
+    root = write_sample(tmp_path / "sample", pairs=3, n_frames=8, seed=0)
+    doc["datasets"][0]["data"] = str(root)
+    doc["models"] = [m for m in doc["models"] if m["name"] != "realesrgan-x4plus"]
+    spec = tmp_path / "bench.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    code, stdout, stderr = cli("benchmark", spec, "--out", tmp_path / "out", "--no-progress",
+                               "--device", "cpu")
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert [(c["model"], c["status"], c["n_items"]) for c in summary["cells"]] == [
+        ("bicubic", "scored", 3), ("mean8", "scored", 3), ("zoomsr-multi8", "scored", 3)]

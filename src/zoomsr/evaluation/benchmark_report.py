@@ -270,10 +270,12 @@ def comparison_table(result: BenchmarkResult) -> Any:
     from rich.table import Table
 
     table = Table(title=f"paired differences against {result.spec.baseline} "
-                        "(model - baseline, 95 % interval; items better / worse)")
-    for name in ("dataset", "metric", "model", "n", "mean diff", "95% CI", "better / worse"):
-        table.add_column(name, justify="right" if name not in ("dataset", "metric", "model")
-                         else "left")
+                        "(model - baseline; items where the model is better / worse)")
+    for name in ("dataset", "metric", "model", "n", "mean diff", "95% CI", "won/lost"):
+        left = name in ("dataset", "metric", "model")
+        table.add_column(name, justify="left" if left else "right",
+                         no_wrap=name in ("95% CI", "won/lost", "mean diff"),
+                         overflow="fold")
     notes = []
     for r in compare(result, seed=result.spec.seed):
         if "mean_diff" not in r:  # no comparison there: said once per model and dataset
