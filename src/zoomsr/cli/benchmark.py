@@ -17,6 +17,9 @@ def benchmark_command(
         "docs/datasets.md.", metavar="SPEC"),
     out: Path = typer.Option(..., "--out", "-o", help="The benchmark's folder: cells/MODEL/"
                              "DATASET/ per cell, then the report files."),
+    data: list[str] = typer.Option(
+        [], "--data", help="NAME=FOLDER: dataset NAME's data folder instead of the file's (the "
+        "same file on another machine; repeatable).", metavar="NAME=FOLDER"),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Score every cell again (default: cells an earlier run "
         "scored with the same settings are kept; other settings are refused)."),
@@ -31,7 +34,7 @@ def benchmark_command(
 
     from zoomsr.cli.evaluate import check_device_options
     from zoomsr.cli.interrupt import on_interrupt
-    from zoomsr.errors import ZoomsrError
+    from zoomsr.errors import ConfigError, ZoomsrError
     from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark
     from zoomsr.evaluation.benchmark_report import (
         cell_tables,
@@ -40,12 +43,19 @@ def benchmark_command(
         item_notes,
         write_report,
     )
-    from zoomsr.evaluation.benchmark_spec import load_spec
+    from zoomsr.evaluation.benchmark_spec import load_spec, with_data
     from zoomsr.io.folders import require_writable_folder
     from zoomsr.progress import progress_callback
 
     check_device_options(device, dtype)
     parsed = load_spec(spec)
+    folders = {}
+    for item in data:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise ConfigError(f"--data {item!r}: expected NAME=FOLDER")
+        folders[name.strip()] = Path(folder.strip()).expanduser()
+    parsed = with_data(parsed, folders)
     require_writable_folder(out, f"--out {out}", create=True)
     check_report_folder(out, overwrite)
     on_interrupt(lambda: f"interrupted: the finished cells are in {out / CELLS}; run the same "

@@ -287,6 +287,22 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
     return BenchmarkSpec(models, datasets, names, options, compare_to, masks, seed or 0, path)
 
 
+def with_data(spec: BenchmarkSpec, folders: Mapping[str, str | os.PathLike[str]]
+              ) -> BenchmarkSpec:
+    """``spec`` with the ``data`` folders of the datasets ``folders`` names (the same file on
+    another machine); :class:`ConfigError` for a name the file does not have."""
+    import dataclasses
+
+    known = {d.name for d in spec.datasets}
+    unknown = sorted(set(folders) - known)
+    if unknown:
+        raise ConfigError(f"--data {unknown[0]}=...: not a dataset of {spec.path} (its "
+                          f"datasets: {', '.join(sorted(known))})")
+    datasets = tuple(dataclasses.replace(d, data=Path(folders[d.name]))
+                     if d.name in folders else d for d in spec.datasets)
+    return dataclasses.replace(spec, datasets=datasets)
+
+
 def load_spec(path: str | os.PathLike[str]) -> BenchmarkSpec:
     """Read a benchmark file (YAML; module docstring)."""
     import yaml
@@ -303,4 +319,4 @@ def load_spec(path: str | os.PathLike[str]) -> BenchmarkSpec:
 
 
 __all__ = ["BenchmarkSpec", "DatasetEntry", "METRIC_OPTION_KEYS", "ModelEntry", "load_spec",
-           "spec_from_dict"]
+           "spec_from_dict", "with_data"]
