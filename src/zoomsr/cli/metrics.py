@@ -69,6 +69,12 @@ METRICS_HELP = (
 )
 
 
+#: The command-line flags of the metric options, as :func:`check_metric_options` names them.
+CLI_NAMES = {"border": "--border", "cpsnr_mode": "--cpsnr-mode", "lpips_net": "--lpips-net",
+             "clip_mode": "--clip-mode", "perceptual_min_valid": "--perceptual-min-valid",
+             "batch_size": "--batch-size", "metrics": "--metrics"}
+
+
 def metric_options(
     border: int, cpsnr_mode: str, lpips_net: str, lpips_weights: Path | None,
     lpips_linear_weights: Path | None, clip_model: str, clip_pretrained: str | None,
@@ -98,36 +104,10 @@ def results_on_interrupt(out: Path) -> list[Path]:
 
 def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
-    errors, exit 2): ``--border``, ``--cpsnr-mode``, ``--lpips-net``, ``--clip-mode`` and
-    ``--batch-size`` values, ``--perceptual-min-valid`` (with LPIPS or CLIPScore), then the
-    LPIPS / CLIP weights the chosen metrics need."""
-    from zoomsr.errors import InputError
-    from zoomsr.metrics.base import check_batch_size, check_border_value, check_min_valid
-    from zoomsr.metrics.factory import check_metric_weights
-    from zoomsr.validate import check_choice
+    errors, exit 2), named by their flags (:func:`zoomsr.metrics.factory.check_options`)."""
+    from zoomsr.metrics.factory import check_options
 
-    o = options
-    if any(n in ("psnr", "ssim", "cpsnr") for n in names):
-        check_border_value(o.border, "--border")
-    if "cpsnr" in names:
-        from zoomsr.metrics.cpsnr import CPSNR_MODES
-
-        check_choice("--cpsnr-mode", o.cpsnr_mode, CPSNR_MODES)
-    if "lpips" in names:
-        from zoomsr.metrics.lpips import LPIPS_NETS
-
-        check_choice("--lpips-net", o.lpips_net, LPIPS_NETS)
-        if f"lpips_{o.lpips_net}" in names:  # the same metric twice, in two columns
-            raise InputError(f"--metrics lists lpips (with --lpips-net {o.lpips_net}) and "
-                             f"lpips_{o.lpips_net}: the same metric twice; keep one")
-    if "clipscore" in names:
-        from zoomsr.metrics.clipscore import CLIP_MODES
-
-        check_choice("--clip-mode", o.clip_mode, CLIP_MODES)
-    if any(n.startswith("lpips") or n == "clipscore" for n in names):
-        check_min_valid(o.perceptual_min_valid, "--perceptual-min-valid")
-    check_batch_size(o.batch_size, "--batch-size")
-    check_metric_weights(names, options)
+    check_options(names, options, CLI_NAMES)
 
 
 @app.command("agreement")

@@ -355,20 +355,16 @@ def run_benchmark(
 def check_benchmark_metrics(spec: BenchmarkSpec, options: Any) -> None:
     """The metric options' values and the weight files the metrics need, checked before any
     cell (as ``zoomsr evaluate`` checks its flags), named as the file's keys."""
-    import re
-
-    from zoomsr.cli.metrics import check_metric_options
     from zoomsr.evaluation.benchmark_spec import METRIC_OPTION_KEYS
+    from zoomsr.metrics.factory import check_options
 
-    flags = {"--" + k.replace("_", "-"): f"metric_options.{k}" for k in METRIC_OPTION_KEYS}
-    flags["--clip-cache"] = "metric_options.clip_cache_dir"
-    flags["--metrics"] = "metrics"
+    called = {k: f"metric_options.{k}" for k in METRIC_OPTION_KEYS}
+    called.update({"metrics": "metrics", "batch_size": "--batch-size"})
     try:
-        check_metric_options(list(spec.metrics), options)
+        check_options(spec.metrics, options, called)
     except ZoomsrError as exc:  # bad values, weight files not found
-        text = re.sub(r"--[a-z-]+", lambda f: flags.get(f.group(0), f.group(0)), str(exc))
         where = f"{spec.path}: " if spec.path is not None else ""
-        raise ConfigError(f"{where}{text}") from None
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def compare(result: BenchmarkResult, seed: int = 0) -> list[dict[str, Any]]:

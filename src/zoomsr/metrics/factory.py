@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zoomsr.errors import ConfigError
+from zoomsr.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # keep this module torch-free: the CLI imports it for its help text
     from zoomsr.metrics.base import Metric
@@ -124,6 +125,46 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
         o.clip_model, o.clip_pretrained, o.clip_mode, o.device, o.dtype, o.batch_size,
         o.clip_cache_dir, allow_download=o.allow_download, min_valid=o.perceptual_min_valid,
     )
+
+
+def check_options(names: Sequence[str], options: MetricOptions,
+                  called: Mapping[str, str] | None = None) -> None:
+    """The option values the metric ``names`` use, then the LPIPS / CLIP weight files they
+    need (:func:`check_metric_weights`), before any image is read: ``border``,
+    ``cpsnr_mode``, ``lpips_net``, ``clip_mode``, ``perceptual_min_valid`` (with LPIPS or
+    CLIPScore), ``batch_size``. One-line errors name each option as ``called`` says (e.g.
+    the command's flags; default: its key)."""
+    from zoomsr.metrics.base import check_batch_size, check_border_value, check_min_valid
+    from zoomsr.validate import check_choice
+
+    called = called or {}
+
+    def name(key: str) -> str:
+        return called.get(key, key)
+
+    o = options
+    if any(n in ("psnr", "ssim", "cpsnr") for n in names):
+        check_border_value(o.border, name("border"))
+    if "cpsnr" in names:
+        from zoomsr.metrics.cpsnr import CPSNR_MODES
+
+        check_choice(name("cpsnr_mode"), o.cpsnr_mode, CPSNR_MODES)
+    if "lpips" in names:
+        from zoomsr.metrics.lpips import LPIPS_NETS
+
+        check_choice(name("lpips_net"), o.lpips_net, LPIPS_NETS)
+        if f"lpips_{o.lpips_net}" in names:  # the same metric twice, in two columns
+            raise InputError(f"{name('metrics')} lists lpips (with {name('lpips_net')} "
+                             f"{o.lpips_net}) and lpips_{o.lpips_net}: the same metric twice; "
+                             "keep one")
+    if "clipscore" in names:
+        from zoomsr.metrics.clipscore import CLIP_MODES
+
+        check_choice(name("clip_mode"), o.clip_mode, CLIP_MODES)
+    if any(n.startswith("lpips") or n == "clipscore" for n in names):
+        check_min_valid(o.perceptual_min_valid, name("perceptual_min_valid"))
+    check_batch_size(o.batch_size, name("batch_size"))
+    check_metric_weights(list(names), options)
 
 
 def create_metrics(names: str | list[str], options: MetricOptions | None = None) -> dict[
