@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -268,7 +269,8 @@ def test_the_report_writes_every_file_with_the_best_in_bold(bench):
     out = tmp_path / "out"
     result = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     paths = write_report(result, out)
-    assert sorted(p.name for p in paths.values()) == sorted(REPORT_FILES.values())
+    assert sorted(p.name for p in paths.values()) == sorted(
+        [*REPORT_FILES.values(), "examples_probav-nir.png", "examples_ws.png"])
     rows = list(csv.DictReader(paths["results"].open()))
     assert len(rows) == 5 * 3  # 5 cells scored, 3 metrics; the failed one left out
     summary = json.loads(paths["summary"].read_text())
@@ -390,3 +392,37 @@ def test_a_model_limited_to_some_datasets_leaves_the_others_blank(bench):
     hrn = next(x for x in paths["table"].read_text().splitlines() if x.startswith("| hrn |"))
     assert hrn.rstrip().endswith("|  |  |  |")  # no ws cells: blank, not failed
     assert {r["dataset"] for r in compare(result)} == {"probav-nir"}
+
+
+def test_examples_show_the_same_items_for_every_model_and_survive_a_rerun(bench):
+    """examples: 1 per dataset: each scored cell keeps its SR of the same item (chosen by key),
+    the item's LR and HR are kept once; the report draws examples_DATASET.png, also from
+    kept cells; a failed cell's tile says so."""
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    spec = _spec(tmp_path, {**doc, "examples": 1})
+    result = run_benchmark(spec, out, device="cpu")
+    for d in ("probav-nir", "ws"):
+        shared = sorted(p.name for p in (out / "examples" / d).iterdir())
+        assert len(shared) == 2 and shared[0].endswith(".hr.npy"), shared
+        stem = shared[0][: -len(".hr.npy")]
+        for m in ("bicubic", "mean4"):
+            sr = np.load(cell_dir(out, m, d) / "examples" / f"{stem}.npy")
+            hr = np.load(out / "examples" / d / f"{stem}.hr.npy")
+            assert sr.shape == hr.shape and sr.dtype == np.float16
+    paths = write_report(result, out)
+    assert paths["examples_ws"].name == "examples_ws.png"
+    with Image.open(paths["examples_probav-nir"]) as png:
+        assert png.size[0] > 400
+    again = run_benchmark(spec, out, device="cpu")
+    assert [c.status for c in again.cells][:5] == ["kept"] * 5
+    from zoomsr.evaluation.benchmark_report import example_figures
+
+    figures = example_figures(again, out)
+    assert set(figures) == {"probav-nir", "ws"}
+    texts = [t.get_text() for ax in figures["ws"].axes for t in ax.texts]
+    assert texts == ["failed"]  # hrn on ws: its tile says so
+    none = run_benchmark(_spec(tmp_path, {**doc, "examples": 0}), tmp_path / "out2",
+                         device="cpu")
+    assert not (tmp_path / "out2" / "examples").exists()
+    assert "examples_ws" not in write_report(none, tmp_path / "out2")

@@ -40,6 +40,8 @@ from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, json_safe, summarize
 CELLS = "cells"
 #: The key of ``summary.json`` that records a cell's settings.
 CELL_KEY = "benchmark_cell"
+#: Where example images go: ``cells/MODEL/DATASET/examples/`` and ``examples/DATASET/``.
+EXAMPLES = "examples"
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
 
@@ -317,7 +319,8 @@ def run_benchmark(
                     result = evaluate_model(scoring.module, ds, metrics, batch_size=batch_size,
                                             device=device, num_workers=workers,
                                             progress=update, seed=spec.seed, nodata=spec.masks,
-                                            label=m.name)
+                                            label=m.name, examples=spec.examples)
+                write_examples(folder, m.name, d.name, result.examples)
                 result.options.update({
                     "model": m.name, "dataset": d.name, "n_images": frames,
                     # a splits file's subset: the split named, not the one it was drawn from
@@ -350,6 +353,27 @@ def run_benchmark(
             for n, s in c.summary.items():
                 directions.setdefault(n, bool(s.get("higher_is_better", True)))
     return BenchmarkResult(spec, cells, directions)
+
+
+def write_examples(out: Path, model: str, dataset: str,
+                   examples: dict[str, dict[str, Any]]) -> None:
+    """A cell's example images: its SR in ``cells/MODEL/DATASET/examples/``, the items' LR
+    and HR in ``examples/DATASET/`` (the same for every model), all or none."""
+    from zoomsr.evaluation.examples import file_stem, npy_bytes
+    from zoomsr.io.atomic import atomic_write_all
+
+    if not examples:
+        return
+    files: dict[Path, bytes | str] = {}
+    shared = out / EXAMPLES / dataset
+    for key, images in examples.items():
+        stem = file_stem(key)
+        files[cell_dir(out, model, dataset) / EXAMPLES / f"{stem}.npy"] = npy_bytes(images["sr"])
+        for part in ("lr", "hr"):
+            files[shared / f"{stem}.{part}.npy"] = npy_bytes(images[part])
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_all(files)
 
 
 def check_benchmark_metrics(spec: BenchmarkSpec, options: Any) -> None:

@@ -1,7 +1,8 @@
 """A benchmark's report: ``results.csv`` (per cell and metric), ``comparisons.csv`` (paired
 differences against one model), ``results.md`` (a table to paste), ``benchmark.json`` (the
-cells, their state and errors) and ``benchmark.png`` (one panel per metric: a bar per model
-and dataset with its 95 % interval), written together, all or none.
+cells, their state and errors), ``benchmark.png`` (one panel per metric: a bar per model
+and dataset with its 95 % interval) and ``examples_DATASET.png`` (a few items' LR, every
+model's SR and the HR side by side), written together, all or none.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoomsr.evaluation.benchmark import BenchmarkResult, compare
+from zoomsr.evaluation.benchmark import EXAMPLES, BenchmarkResult, cell_dir, compare
 from zoomsr.evaluation.run import json_safe
 
 REPORT_FILES = {"results": "results.csv", "comparisons": "comparisons.csv",
@@ -155,6 +156,37 @@ def plot_benchmark(result: BenchmarkResult) -> Any:
     return fig
 
 
+def example_figures(result: BenchmarkResult, out: Path) -> dict[str, Any]:
+    """Per dataset with example images (``examples/DATASET/``), a figure of them: LR, each
+    model's SR, HR (:func:`~zoomsr.evaluation.examples.plot_examples`); at most
+    ``spec.examples`` rows."""
+    from zoomsr.evaluation.examples import plot_examples, read_image
+
+    figures = {}
+    models = [m.name for m in result.spec.models]
+    for d in _run_datasets(result):
+        shared = out / EXAMPLES / d
+        stems = sorted(p.name[: -len(".hr.npy")] for p in shared.glob("*.hr.npy"))
+        rows = []
+        for stem in stems[: result.spec.examples]:
+            hr = read_image(shared / f"{stem}.hr.npy")
+            if hr is None:
+                continue
+            srs: list[Any] = []
+            for m in models:
+                c = result.cell(m, d)
+                if c is None or c.status == "failed":
+                    srs.append("not run" if c is None else "failed")
+                    continue
+                srs.append(read_image(cell_dir(out, m, d) / EXAMPLES / f"{stem}.npy"))
+            rows.append((stem.replace("__", "/"), read_image(shared / f"{stem}.lr.npy"), srs,
+                         hr))
+        if rows:
+            figures[d] = plot_examples(rows, models, f"{d}: the same items for every model "
+                                                     "(each row stretched by its HR)")
+    return figures
+
+
 def benchmark_doc(result: BenchmarkResult) -> dict[str, Any]:
     """``benchmark.json``: the spec's models, datasets and metrics, and every cell's state,
     time and error."""
@@ -183,6 +215,7 @@ def check_report_folder(out: str | os.PathLike[str], overwrite: bool = False) ->
     if overwrite or (folder / REPORT_FILES["summary"]).is_file():
         return
     there = [folder / name for name in REPORT_FILES.values() if (folder / name).exists()]
+    there += sorted(folder.glob("examples_*.png")) if folder.is_dir() else []
     if there:
         raise InputError(f"{there[0]}: already exists, and {folder} holds no benchmark.json "
                          "(not a benchmark's report); write to another folder, or use "
@@ -209,6 +242,15 @@ def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[s
     with warnings.catch_warnings():  # an empty panel (every cell failed) cannot be laid out
         warnings.simplefilter("ignore", UserWarning)
         fig.savefig(png, format="png", dpi=120)
+    pictures: dict[Path, bytes | str] = {}
+    for d, figure in example_figures(result, folder).items():
+        FigureCanvasAgg(figure)
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            figure.savefig(buf, format="png", dpi=110)
+        pictures[folder / f"examples_{d}.png"] = buf.getvalue()
+        paths[f"examples_{d}"] = folder / f"examples_{d}.png"
     fields = ["model", "dataset", "metric", *_STAT_KEYS, "higher_is_better"]
     comparison_fields = ["dataset", "metric", "model", "baseline", "n_items", "mean_diff",
                          "ci95_low", "ci95_high", "better", "worse", "same",
@@ -219,6 +261,7 @@ def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[s
         paths["table"]: markdown_table(result),
         paths["summary"]: json.dumps(benchmark_doc(result), indent=2) + "\n",
         paths["plot"]: png.getvalue(),
+        **pictures,
     })
     return paths
 

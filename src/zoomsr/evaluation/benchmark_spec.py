@@ -5,6 +5,7 @@
     metrics: [psnr, ssim, cpsnr, lpips]
     metric_options: {border: 4, lpips_weights: /weights/alexnet.pth}
     compare_to: bicubic            # paired differences against this model (default: the first)
+    examples: 4                    # items per dataset shown side by side (examples_D.png)
     models:
       - {name: bicubic, baseline: bicubic}
       - {name: esrgan-8, weights: esrgan-8}            # a registry name
@@ -76,6 +77,7 @@ class BenchmarkSpec:
     compare_to: str | None = None  # a model's name; None: the first model
     masks: bool = True  # score the HR masks' valid pixels only (hr_valid)
     seed: int = 0
+    examples: int = 4  # items per dataset shown side by side (examples_DATASET.png)
     path: Path | None = None  # the file it was read from
 
     def cells(self) -> list[tuple[ModelEntry, DatasetEntry]]:
@@ -246,7 +248,7 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}expected a mapping with models and datasets")
     _check_keys(doc, ("models", "datasets", "metrics", "metric_options", "compare_to",
-                      "masks", "seed"), "the benchmark", where)
+                      "masks", "seed", "examples"), "the benchmark", where)
     models = tuple(_model(m, i, base, where)
                    for i, m in enumerate(_list(doc.get("models"), "models", where)))
     datasets = tuple(_dataset(d, i, base, where)
@@ -284,7 +286,9 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
     if not isinstance(masks, bool):
         raise ConfigError(f"{where}masks: expected true or false, got {masks!r}")
     seed = _opt_int(doc.get("seed", 0), "seed", where, 0)
-    return BenchmarkSpec(models, datasets, names, options, compare_to, masks, seed or 0, path)
+    examples = _opt_int(doc.get("examples", 4), "examples", where, 0)
+    return BenchmarkSpec(models, datasets, names, options, compare_to, masks, seed or 0,
+                         examples=4 if examples is None else examples, path=path)
 
 
 def with_data(spec: BenchmarkSpec, folders: Mapping[str, str | os.PathLike[str]]

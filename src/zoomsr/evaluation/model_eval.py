@@ -133,6 +133,7 @@ def evaluate_model(
     seed: int = 0,
     nodata: bool = True,
     label: str | None = None,
+    examples: int = 0,
 ) -> EvaluationResult:
     """Super-resolve every item of ``dataset`` with ``model`` and score it against its HR.
 
@@ -157,6 +158,9 @@ def evaluate_model(
         nodata: score only the pixels the items' ``hr_valid`` marks valid (the metrics'
             ``valid`` mask); False scores every pixel.
         label: the ``pred`` column (default: the model's class name).
+        examples: keep this many items' LR, SR and HR images (``result.examples``), chosen
+            by a hash of their key and ``seed``: the same items for every model
+            (:class:`~zoomsr.evaluation.examples.ExampleKeeper`).
 
     Returns:
         An :class:`~zoomsr.evaluation.EvaluationResult` (``write_results`` writes it as
@@ -197,6 +201,9 @@ def evaluate_model(
         raise ConfigError(f"{target_label}: its HR bands ({bands}) hold no R, G and B: the "
                           "metrics score one band (repeated) or R, G and B; choose hr_bands "
                           "with them")
+    from zoomsr.evaluation.examples import ExampleKeeper
+
+    keeper = ExampleKeeper(examples, seed, int(getattr(dataset, "channels", 3) or 3), rgb)
     loader = DataLoader(_Guarded(dataset), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=_collate)
     rows: list[dict[str, Any]] = []
@@ -209,7 +216,7 @@ def evaluate_model(
             for batch in groups:
                 for position, row in zip(batch["position"], _score(
                         model, batch, dev, chosen, takes_valid, nodata, pred_label,
-                        target_label, rgb), strict=True):
+                        target_label, rgb, keeper if examples > 0 else None), strict=True):
                     placed[position] = row
             rows.extend(placed[i] for i in sorted(placed))
             done += len(placed)
@@ -225,13 +232,13 @@ def evaluate_model(
     return EvaluationResult(
         {n: bool(m.higher_is_better) for n, m in chosen.items()}, rows, summary, None,
         {"model": pred_label, "dataset": target_label, "items": len(rows)},
-        "exclude" if nodata else "ignored")
+        "exclude" if nodata else "ignored", examples=keeper.kept)
 
 
 def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
            chosen: dict[str, Metric], takes_valid: dict[str, bool], nodata: bool,
-           pred_label: str, target_label: str, rgb: Sequence[int] | None
-           ) -> list[dict[str, Any]]:
+           pred_label: str, target_label: str, rgb: Sequence[int] | None,
+           keeper: Any = None) -> list[dict[str, Any]]:
     """The rows of one batch of same-size items: the model run once, each metric once."""
     hr = batch["hr"].float()
     lr = batch["lr"].to(dev)
@@ -241,6 +248,9 @@ def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
         out = out[:, 0]
     out = out.float().clamp_(0, 1).cpu()
     first = batch["key"][0]
+    if keeper is not None and out.shape == hr.shape:
+        for j, key in enumerate(batch["key"]):
+            keeper.offer(key, batch["lr"][j], out[j], hr[j])
     if out.shape != hr.shape:
         raise DataError(
             f"{target_label} item {first}: the model's output {list(out.shape)} does not "

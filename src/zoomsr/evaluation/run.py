@@ -253,6 +253,9 @@ class EvaluationResult:
     nodata: str = "exclude"
     #: the pairs without a pixel valid in both files, not scored: ``(pair, reason)``
     no_overlap: list[tuple[ImagePair, str]] = field(default_factory=list)
+    #: a few items' images kept to be looked at (``evaluate_model(examples=N)``):
+    #: ``{key: {"lr", "sr", "hr"}}``, float16 ``[H, W, C]`` (:mod:`zoomsr.evaluation.examples`)
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The summary document written to ``summary.json``."""
