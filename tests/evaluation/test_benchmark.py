@@ -91,8 +91,13 @@ def test_the_spec_reads_models_datasets_and_paths_from_the_files_folder(bench):
 
 
 @pytest.mark.parametrize(("change", "match"), [
-    ({"models": [{"name": "a"}]}, r"models\[0\] \(a\): give weights .* or baseline"),
-    ({"models": [{"name": "a", "weights": "x.pth", "baseline": "bicubic"}]}, r"not both"),
+    ({"models": [{"name": "a"}]},
+     r"models\[0\] \(a\): give one of weights .*, baseline \(bicubic\) or predictions"),
+    ({"models": [{"name": "a", "weights": "x.pth", "baseline": "bicubic"}]}, r"give one of"),
+    ({"models": [{"name": "a", "predictions": "out/", "n_images": 2}]},
+     r"models\[0\]\.n_images: predictions are files, not a model run here"),
+    ({"models": [{"name": "a", "predictions": "out/"}]},
+     r"models\[0\]\.predictions: files are scored against S2-NAIP datasets only"),
     ({"models": [{"name": "a b", "baseline": "bicubic"}]}, r"models\[0\]\.name: 'a b' is not"),
     ({"models": [{"name": "a", "baseline": "nearest"}]}, r"'nearest' is not one of bicubic"),
     ({"models": [{"name": "a", "baseline": "bicubic"}, {"name": "a", "baseline": "bicubic"}]},
@@ -426,3 +431,41 @@ def test_examples_show_the_same_items_for_every_model_and_survive_a_rerun(bench)
                          device="cpu")
     assert not (tmp_path / "out2" / "examples").exists()
     assert "examples_ws" not in write_report(none, tmp_path / "out2")
+
+
+def test_prediction_files_join_the_table_and_pair_with_the_models_items(tmp_path):
+    """A method's outputs as files (here: the HR images themselves, a perfect method, and a
+    zoomsr infer-like folder of tile PNGs) are scored against S2-NAIP as zoomsr evaluate
+    scores them, keyed image_id/tile like the models' cells, so the comparisons pair them."""
+    import shutil
+
+    from zoomsr.data import write_sample
+
+    root = write_sample(tmp_path / "s2", pairs=3, n_frames=2, seed=0)
+    preds = tmp_path / "preds"
+    shutil.copytree(root / "naip", preds)
+    # one prediction degraded: the others are perfect (infinite PSNR: not finite, left out)
+    png = next(iter(sorted(preds.rglob("rgb.png"))))
+    img = np.asarray(Image.open(png)).copy()
+    img[::2] = img[::2] // 2
+    Image.fromarray(img).save(png)
+    doc = {"metrics": ["psnr", "ssim"], "examples": 1,
+           "models": [{"name": "bicubic", "baseline": "bicubic"},
+                      {"name": "files", "predictions": "preds"}],
+           "datasets": [{"name": "s2", "dataset": "s2naip", "data": "s2"}]}
+    out = tmp_path / "out"
+    result = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    files = result.cell("files", "s2")
+    assert files.status == "scored", files.error
+    assert sorted(r["key"] for r in files.rows) == sorted(
+        r["key"] for r in result.cell("bicubic", "s2").rows)
+    [ssim] = [r for r in compare(result) if r["metric"] == "ssim"]
+    assert ssim["n_items"] == 3 and ssim["note"] == ""
+    assert ssim["better"] >= 2 and ssim["better"] + ssim["worse"] == 3  # the perfect ones win
+    again = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    assert [c.status for c in again.cells] == ["kept", "kept"]
+    os.utime(png, ns=(png.stat().st_atime_ns, png.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ConfigError, match=r"cells/files/s2 \(model\.files\.newest_ns\)"):
+        run_benchmark(_spec(tmp_path, doc), out, device="cpu")
+    paths = write_report(result, out)
+    assert "examples_s2" in paths  # its tile: no image kept for files ("-")

@@ -112,6 +112,44 @@ def _file_digest(path: Path) -> str | None:
         return None
 
 
+def predictions_identity(path: Path) -> dict[str, Any]:
+    """What tells one set of prediction files from another without reading them: a file's
+    size and modification time; a folder's image files' count, total size and newest time."""
+    if path.is_file():
+        st = path.stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if not path.is_dir():
+        return {"missing": str(path)}
+    stats = [p.stat() for p in path.rglob("*") if p.is_file()
+             and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")]
+    return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
+            "newest_ns": max((s.st_mtime_ns for s in stats), default=0)}
+
+
+def _tile_key(target: str) -> str | None:
+    """``image_id/tile`` of an S2-NAIP target ``.../naip/IMAGE_ID/TILE/rgb.png`` (as
+    :func:`~zoomsr.evaluation.evaluate_model` keys S2-NAIP items), else None."""
+    parts = Path(target).parts
+    return f"{parts[-3]}/{parts[-2]}" if len(parts) >= 3 and parts[-1] == "rgb.png" else None
+
+
+def score_files(m: ModelEntry, d: DatasetEntry, metrics: dict[str, Any], spec: BenchmarkSpec,
+                batch_size: int, update: Any) -> Any:
+    """A ``predictions`` entry's files scored against S2-NAIP dataset ``d`` as ``zoomsr
+    evaluate`` scores them (paired by tile; a mosaic GeoTIFF cut by the tiles), rows keyed
+    ``image_id/tile`` as the models' cells are (so that they pair in the comparisons)."""
+    from zoomsr.evaluation.run import evaluate
+
+    if m.predictions is None:
+        raise ConfigError(f"{m.name}: no predictions")
+    result = evaluate(m.predictions, d.data, metrics, batch_size=batch_size, progress=update,
+                      seed=spec.seed, split=d.split, splits_file=d.splits,
+                      nodata="exclude" if spec.masks else "black")
+    for row in result.rows:
+        row["key"] = _tile_key(row["target"]) or row["key"]
+    return result
+
+
 def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
                   dtype: str | None = None) -> dict[str, Any]:
     """The settings a cell's scores follow from, as JSON gives them back: the model entry
@@ -126,6 +164,8 @@ def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
         model["n_images"] = 1  # its default, written or not
     if m.weights is not None:
         model["file"] = weights_identity(m.weights)
+    if m.predictions is not None:
+        model["files"] = predictions_identity(m.predictions)
     dataset = {k: v for k, v in asdict(d).items() if k != "name"}
     if d.splits is not None:
         dataset["splits_sha256"] = _file_digest(d.splits)
@@ -294,37 +334,43 @@ def run_benchmark(
         if cell is None:
             started = time.perf_counter()
             try:
-                if current is None or current[0] != m.name:
-                    if current is not None:
-                        _free(current[1])
-                    try:
-                        loaded: Any = (baseline_model(m.baseline, m.n_images)
-                                       if m.baseline is not None else
-                                       load_scoring_model(m.weights or "", m.model,
-                                                          m.config or None, m.sample_steps,
-                                                          spec.seed))
-                    except ZoomsrError as exc:
-                        loaded = exc
-                    current = (m.name, loaded)
-                scoring = current[1]
-                if isinstance(scoring, ZoomsrError):
-                    raise scoring
-                ds, _, frames = open_for_model(scoring, d.dataset, d.data, d.split, d.splits,
-                                               d.options, m.n_images,
-                                               n_images_name=f"n_images for model {m.name}")
-                scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
                 context = (progress(f"{m.name} on {d.name}") if progress is not None
                            else nullcontext(None))
-                with context as update:
-                    result = evaluate_model(scoring.module, ds, metrics, batch_size=batch_size,
-                                            device=device, num_workers=workers,
-                                            progress=update, seed=spec.seed, nodata=spec.masks,
-                                            label=m.name, examples=spec.examples)
-                write_examples(folder, m.name, d.name, result.examples)
+                if m.predictions is not None:  # files: paired with the dataset's tiles
+                    with context as update:
+                        result = score_files(m, d, metrics, spec, batch_size, update)
+                    frames, split = None, d.split
+                else:
+                    if current is None or current[0] != m.name:
+                        if current is not None:
+                            _free(current[1])
+                        try:
+                            loaded: Any = (baseline_model(m.baseline, m.n_images)
+                                           if m.baseline is not None else
+                                           load_scoring_model(m.weights or "", m.model,
+                                                              m.config or None,
+                                                              m.sample_steps, spec.seed))
+                        except ZoomsrError as exc:
+                            loaded = exc
+                        current = (m.name, loaded)
+                    scoring = current[1]
+                    if isinstance(scoring, ZoomsrError):
+                        raise scoring
+                    ds, _, frames = open_for_model(
+                        scoring, d.dataset, d.data, d.split, d.splits, d.options, m.n_images,
+                        n_images_name=f"n_images for model {m.name}")
+                    scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
+                    # a splits file's subset: the split named, not the one it was drawn from
+                    split = d.split if d.splits is not None else getattr(ds, "split", d.split)
+                    with context as update:
+                        result = evaluate_model(
+                            scoring.module, ds, metrics, batch_size=batch_size, device=device,
+                            num_workers=workers, progress=update, seed=spec.seed,
+                            nodata=spec.masks, label=m.name, examples=spec.examples)
+                    write_examples(folder, m.name, d.name, result.examples)
                 result.options.update({
                     "model": m.name, "dataset": d.name, "n_images": frames,
-                    # a splits file's subset: the split named, not the one it was drawn from
-                    "split": d.split if d.splits is not None else getattr(ds, "split", d.split),
+                    "split": split,
                     "device": str(device), "metrics_dtype": dtype,
                     CELL_KEY: {**cell_settings(spec, m, d, dtype),
                                "metrics": list(spec.metrics)}})

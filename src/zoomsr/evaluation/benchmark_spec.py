@@ -10,6 +10,7 @@
       - {name: bicubic, baseline: bicubic}
       - {name: esrgan-8, weights: esrgan-8}            # a registry name
       - {name: mine, weights: runs/a/generator.pth, datasets: [s2naip-val]}
+      - {name: other-method, predictions: outputs/}      # files, paired by S2-NAIP tile
     datasets:
       - {name: s2naip-val, dataset: s2naip, data: /data/s2naip, split: val}
       - {name: probav-nir, dataset: probav, data: /data/probav, options: {bands: NIR}}
@@ -42,7 +43,8 @@ _PATH_OPTIONS = ("lpips_weights", "lpips_linear_weights", "clip_cache_dir")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model: ``weights`` (a checkpoint file or registry name) or ``baseline``."""
+    """One model: ``weights`` (a checkpoint file or registry name), ``baseline``, or
+    ``predictions`` (a method's outputs as files, scored against S2-NAIP datasets)."""
 
     name: str
     weights: str | None = None
@@ -52,6 +54,7 @@ class ModelEntry:
     n_images: int | None = None
     datasets: tuple[str, ...] | None = None  # only these dataset entries (default: all)
     sample_steps: int | None = None  # SR3: DDIM steps per item (default: the model's, 50)
+    predictions: Path | None = None  # a folder of tile images, or a zoomsr infer mosaic
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class BenchmarkSpec:
     def cells(self) -> list[tuple[ModelEntry, DatasetEntry]]:
         """The (model, dataset) pairs to score, models first, in the file's order."""
         return [(m, d) for m in self.models for d in self.datasets
-                if m.datasets is None or d.name in m.datasets]
+                if (m.datasets is None or d.name in m.datasets)
+                and (m.predictions is None or d.dataset == "s2naip")]
 
     @property
     def baseline(self) -> str:
@@ -164,14 +168,26 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}{what}: expected a mapping with name and weights (or "
                           "baseline)")
-    _check_keys(doc, ("name", "weights", "baseline", "model", "config", "n_images",
-                      "datasets", "sample_steps"), what, where)
+    _check_keys(doc, ("name", "weights", "baseline", "predictions", "model", "config",
+                      "n_images", "datasets", "sample_steps"), what, where)
     name = _name(doc.get("name"), f"{what}.name", where)
     weights, baseline = doc.get("weights"), doc.get("baseline")
-    if (weights is None) == (baseline is None):
-        raise ConfigError(f"{where}{what} ({name}): give weights (a checkpoint or a name "
-                          f"`zoomsr weights list` shows) or baseline ({', '.join(BASELINES)}),"
-                          " not both")
+    predictions = doc.get("predictions")
+    if sum(v is not None for v in (weights, baseline, predictions)) != 1:
+        raise ConfigError(f"{where}{what} ({name}): give one of weights (a checkpoint or a name "
+                          f"`zoomsr weights list` shows), baseline ({', '.join(BASELINES)}) or "
+                          "predictions (its outputs as files)")
+    if predictions is not None:
+        for key in ("model", "config", "n_images", "sample_steps"):
+            if doc.get(key) is not None:
+                raise ConfigError(f"{where}{what}.{key}: predictions are files, not a model run "
+                                  "here")
+        path = _path(predictions, base, f"{what}.predictions", where)
+        datasets = doc.get("datasets")
+        if datasets is not None:
+            datasets = tuple(_name(d, f"{what}.datasets", where)
+                             for d in _list(datasets, f"{what}.datasets", where))
+        return ModelEntry(name, datasets=datasets, predictions=path)
     if baseline is not None:
         if baseline not in BASELINES:
             raise ConfigError(f"{where}{what}.baseline: {baseline!r} is not one of "
@@ -258,12 +274,19 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{where}{what}: the name(s) {', '.join(twice)} are given twice")
-    known = {d.name for d in datasets}
+    known = {d.name: d.dataset for d in datasets}
     for i, m in enumerate(models):
         unknown = [d for d in (m.datasets or ()) if d not in known]
         if unknown:
             raise ConfigError(f"{where}models[{i}].datasets: {', '.join(unknown)} is not a "
                               f"dataset of the file (its datasets: {', '.join(sorted(known))})")
+        if m.predictions is not None:
+            other = [d for d in (m.datasets or ()) if known[d] != "s2naip"]
+            if other or "s2naip" not in known.values():
+                raise ConfigError(
+                    f"{where}models[{i}].predictions: files are scored against S2-NAIP "
+                    f"datasets only (paired by tile), not {', '.join(other) or 'these'}; "
+                    "score other methods' files with zoomsr evaluate")
     metrics = doc.get("metrics", ["psnr", "ssim", "cpsnr"])
     if isinstance(metrics, str):
         metrics = [metrics]
