@@ -58,7 +58,7 @@ def test_a_bad_spec_or_option_is_one_line_exit_2(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"models": [{"name": "b"}], "datasets": []}))
     for args, message in (
-            ((bad,), f"error: {bad}: models[0] (b): give weights"),
+            ((bad,), f"error: {bad}: models[0] (b): give one of weights"),
             ((tmp_path / "none.yaml",), "benchmark file not found"),
             ((spec, "--device", "cuda:x"), "--device")):
         code, _, stderr = cli("benchmark", *args, "--out", tmp_path / "o", "--no-progress")

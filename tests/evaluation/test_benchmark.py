@@ -469,3 +469,83 @@ def test_prediction_files_join_the_table_and_pair_with_the_models_items(tmp_path
         run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     paths = write_report(result, out)
     assert "examples_s2" in paths  # its tile: no image kept for files ("-")
+
+
+def test_the_examples_drawn_are_the_first_by_rank_of_this_run(bench):
+    """examples: 3, then 1 (with a new model): the figure draws the first-ranked item, the
+    one every keeper kept; a rescore with another seed clears the cells' old images."""
+    from zoomsr.evaluation.benchmark_report import example_figures
+    from zoomsr.evaluation.examples import example_rank, file_stem
+
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    three = {**doc, "examples": 3, "models": doc["models"][:1],
+             "datasets": doc["datasets"][1:]}  # WorldStrat's 2 areas
+    run_benchmark(_spec(tmp_path, three), out, device="cpu")
+    one = {**three, "examples": 1, "models": doc["models"][:2]}
+    result = run_benchmark(_spec(tmp_path, one), out, device="cpu")
+    first = min(("A1", "A2"), key=lambda k: example_rank(k, 0))
+    [figure] = example_figures(result, out).values()
+    assert figure.axes[0].get_ylabel() == first
+    assert sorted(p.stem for p in (cell_dir(out, "mean4", "ws") / "examples").iterdir()) == [
+        file_stem(first)]
+    reseeded = run_benchmark(_spec(tmp_path, {**one, "seed": 1}), out, device="cpu",
+                             overwrite=True)
+    other = min(("A1", "A2"), key=lambda k: example_rank(k, 1))
+    for m in ("bicubic", "mean4"):
+        assert [p.stem for p in (cell_dir(out, m, "ws") / "examples").iterdir()] == [other]
+    [figure] = example_figures(reseeded, out).values()
+    assert figure.axes[0].get_ylabel() == other
+    paths = write_report(reseeded, out)
+    (out / "examples_gone.png").write_bytes(b"old")  # a dataset dropped since
+    write_report(reseeded, out)
+    assert not (out / "examples_gone.png").exists() and paths["examples_ws"].is_file()
+
+
+def test_worldstrat_lr_examples_show_b04_b03_b02_as_rgb_whatever_the_band_order(bench):
+    from zoomsr.data import WorldStratDataset
+
+    tmp_path, _, _, _ = bench
+    shown = []
+    for bands in ("B04,B03,B02", "B02,B03,B04", "B03,B02,B04"):
+        ds = WorldStratDataset(tmp_path / "ws", lr_bands=bands, lr_size=8, n_images=1,
+                               layout="frames")
+        result = evaluate_model(BicubicBaseline(4), ds, "psnr", device="cpu", examples=1)
+        [images] = result.examples.values()
+        shown.append(images["lr"])
+    assert np.array_equal(shown[0], shown[1]) and np.array_equal(shown[0], shown[2])
+    assert not np.array_equal(shown[0][..., 0], shown[0][..., 2])  # not one grey band
+
+
+def test_prediction_files_are_scored_on_the_models_items_only(tmp_path):
+    """S2NAIPDataset drops pairs whose NAIP has black pixels (skip_black_hr): the files'
+    cell leaves their predictions out too (both cells on the same items)."""
+    import shutil
+
+    from zoomsr.data import write_sample
+
+    root = write_sample(tmp_path / "s2", pairs=3, n_frames=2, seed=0)
+    black = sorted(root.rglob("naip/*/*/rgb.png"))[0]
+    img = np.asarray(Image.open(black)).copy()
+    img[0, 0] = 0
+    Image.fromarray(img).save(black)
+    shutil.copytree(root / "naip", tmp_path / "preds")
+    doc = {"metrics": ["psnr"], "examples": 0,
+           "models": [{"name": "bicubic", "baseline": "bicubic"},
+                      {"name": "files", "predictions": "preds"}],
+           "datasets": [{"name": "s2", "dataset": "s2naip", "data": "s2"}]}
+    result = run_benchmark(_spec(tmp_path, doc), tmp_path / "out", device="cpu")
+    assert [len(c.rows) for c in result.cells] == [2, 2]
+    recorded = json.loads((cell_dir(tmp_path / "out", "files", "s2") / "summary.json")
+                          .read_text())
+    assert recorded["options"]["not_items"] == 1
+
+
+def test_a_raw_sr3_model_is_refused_naming_the_wrapper(bench):
+    tmp_path, _, root, _ = bench
+    sr3 = create_model("sr3", in_channels=2, out_channels=1, scale=3, base_channels=4,
+                       channel_mults=(1, 1, 1, 1), num_res_blocks=1, attn_levels=(),
+                       num_timesteps=8)
+    ds = PROBAVDataset(root, "train", bands="NIR", n_images=2)
+    with pytest.raises(ConfigError, match=r"diffusion model \(SR3\).*SampledSR3"):
+        evaluate_model(sr3, ds, "psnr", device="cpu")

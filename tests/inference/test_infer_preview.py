@@ -133,3 +133,14 @@ def test_the_preview_holds_a_few_blocks_not_the_file(tmp_path):
     decoded_mb = 3 * 4096 * 4096 / 2**20
     assert grown["gdal"] > 0.8 * decoded_mb, grown  # what it was without the change
     assert grown["strips"] < 0.45 * decoded_mb, grown
+
+
+def test_a_one_band_file_is_shown_in_grey(tmp_path):
+    data = np.random.default_rng(4).integers(0, 256, (1, 64, 64)).astype(np.uint8)
+    path = _write(tmp_path / "g.tif", data, tiled=True, blockxsize=16, blockysize=16)
+    with rasterio.open(path) as src:
+        got = preview_rgb(src, 16)
+    assert got.shape == (16, 16, 3)
+    assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
+    np.testing.assert_array_equal(got[..., 0], _reference(np.repeat(data, 3, 0),
+                                                          np.ones((64, 64), bool), 4)[..., 0])

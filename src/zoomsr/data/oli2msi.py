@@ -137,6 +137,8 @@ class OLI2MSIDataset(Dataset):
     channels: int = CHANNELS
     #: The HR's R, G, B channels (MSI B04, B03, B02).
     hr_rgb: tuple[int, int, int] | None = (0, 1, 2)
+    #: The LR's R, G, B channels (OLI B4, B3, B2).
+    lr_rgb: tuple[int, int, int] | None = (0, 1, 2)
 
     def __init__(
         self,

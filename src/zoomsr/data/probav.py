@@ -359,6 +359,7 @@ class PROBAVDataset(Dataset):
     channels = 1
     #: One band: the RGB metrics score it repeated to 3 channels.
     hr_rgb: tuple[int, int, int] | None = None
+    lr_rgb: tuple[int, int, int] | None = None
 
     def __init__(
         self,

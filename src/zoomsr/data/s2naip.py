@@ -67,6 +67,8 @@ class S2NAIPDataset(Dataset):
 
     #: The HR's R, G, B channels (NAIP's RGB PNG).
     hr_rgb: tuple[int, int, int] | None = (0, 1, 2)
+    #: An LR frame's R, G, B channels (the TCI, first whatever the extra bands).
+    lr_rgb: tuple[int, int, int] | None = (0, 1, 2)
 
     def __init__(
         self,

@@ -216,6 +216,9 @@ class WorldStratDataset(Dataset):
         self.channels = len(self.lr_bands)
         self.hr_channels = len(self.hr_bands)
         self.hr_rgb = hr_rgb(self.hr_bands)
+        #: The positions of B04, B03, B02 (red, green, blue) in an LR frame, or None.
+        self.lr_rgb = (tuple(self.lr_bands.index(b) for b in ("B04", "B03", "B02"))
+                       if {"B04", "B03", "B02"} <= set(self.lr_bands) else None)
         self.lr_size = lr_size
         self.scale = scale
         self.train = train

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoomsr.errors import ConfigError, ZoomsrError
+from zoomsr.errors import ConfigError, DataError, ZoomsrError
 from zoomsr.evaluation.benchmark_spec import BenchmarkSpec, DatasetEntry, ModelEntry
 from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, json_safe, summarize
 
@@ -138,13 +138,26 @@ def score_files(m: ModelEntry, d: DatasetEntry, metrics: dict[str, Any], spec: B
     """A ``predictions`` entry's files scored against S2-NAIP dataset ``d`` as ``zoomsr
     evaluate`` scores them (paired by tile; a mosaic GeoTIFF cut by the tiles), rows keyed
     ``image_id/tile`` as the models' cells are (so that they pair in the comparisons)."""
-    from zoomsr.evaluation.run import evaluate
+    from zoomsr.data.datasets import open_dataset
+    from zoomsr.evaluation.pairing import pair_images
+    from zoomsr.evaluation.run import evaluate_pairing
 
     if m.predictions is None:
         raise ConfigError(f"{m.name}: no predictions")
-    result = evaluate(m.predictions, d.data, metrics, batch_size=batch_size, progress=update,
-                      seed=spec.seed, split=d.split, splits_file=d.splits,
-                      nodata="exclude" if spec.masks else "black")
+    pairing = pair_images(m.predictions, d.data, d.split, d.splits)
+    # the items the models are scored on (the loader's options, e.g. skip_black_hr, drop some)
+    items = open_dataset("s2naip", d.data, d.split, splits_file=d.splits,
+                         **{**d.options, "n_images": 1})
+    keys = {f"{p.image_id}/{p.tile}" for p in items.pairs}  # type: ignore[attr-defined]
+    kept = [p for p in pairing.pairs if _tile_key(str(p.target)) in keys]
+    left_out = len(pairing.pairs) - len(kept)
+    pairing.pairs = kept
+    if not kept:
+        raise DataError(f"{m.predictions}: none of its {left_out} prediction(s) is of an item "
+                        f"the models are scored on in {d.name}")
+    result = evaluate_pairing(pairing, metrics, batch_size, update, spec.seed,
+                              {"not_items": left_out},
+                              "exclude" if spec.masks else "black")
     for row in result.rows:
         row["key"] = _tile_key(row["target"]) or row["key"]
     return result
@@ -405,9 +418,13 @@ def write_examples(out: Path, model: str, dataset: str,
                    examples: dict[str, dict[str, Any]]) -> None:
     """A cell's example images: its SR in ``cells/MODEL/DATASET/examples/``, the items' LR
     and HR in ``examples/DATASET/`` (the same for every model), all or none."""
+    import shutil
+
     from zoomsr.evaluation.examples import file_stem, npy_bytes
     from zoomsr.io.atomic import atomic_write_all
 
+    own = cell_dir(out, model, dataset) / EXAMPLES
+    shutil.rmtree(own, ignore_errors=True)  # an earlier run's (another seed, other items)
     if not examples:
         return
     files: dict[Path, bytes | str] = {}

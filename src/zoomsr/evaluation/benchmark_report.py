@@ -160,15 +160,19 @@ def example_figures(result: BenchmarkResult, out: Path) -> dict[str, Any]:
     """Per dataset with example images (``examples/DATASET/``), a figure of them: LR, each
     model's SR, HR (:func:`~zoomsr.evaluation.examples.plot_examples`); at most
     ``spec.examples`` rows."""
-    from zoomsr.evaluation.examples import plot_examples, read_image
+    from zoomsr.evaluation.examples import example_rank, file_stem, plot_examples, read_image
 
     figures = {}
     models = [m.name for m in result.spec.models]
     for d in _run_datasets(result):
         shared = out / EXAMPLES / d
-        stems = sorted(p.name[: -len(".hr.npy")] for p in shared.glob("*.hr.npy"))
+        # the items the keepers chose: of the cells' items, the first by rank (this seed)
+        keys = {r["key"] for c in result.cells if c.dataset == d and c.status != "failed"
+                for r in c.rows}
+        chosen = sorted(keys, key=lambda k: example_rank(k, result.spec.seed))
         rows = []
-        for stem in stems[: result.spec.examples]:
+        for key in chosen[: result.spec.examples]:
+            stem = file_stem(key)
             hr = read_image(shared / f"{stem}.hr.npy")
             if hr is None:
                 continue
@@ -179,8 +183,7 @@ def example_figures(result: BenchmarkResult, out: Path) -> dict[str, Any]:
                     srs.append("not run" if c is None else "failed")
                     continue
                 srs.append(read_image(cell_dir(out, m, d) / EXAMPLES / f"{stem}.npy"))
-            rows.append((stem.replace("__", "/"), read_image(shared / f"{stem}.lr.npy"), srs,
-                         hr))
+            rows.append((key, read_image(shared / f"{stem}.lr.npy"), srs, hr))
         if rows:
             figures[d] = plot_examples(rows, models, f"{d}: the same items for every model "
                                                      "(each row stretched by its HR)")
@@ -255,6 +258,7 @@ def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[s
     comparison_fields = ["dataset", "metric", "model", "baseline", "n_items", "mean_diff",
                          "ci95_low", "ci95_high", "better", "worse", "same",
                          "higher_is_better", "note"]
+    drawn = set(pictures)
     atomic_write_all({
         paths["results"]: csv_text(json_safe(rows), fields),
         paths["comparisons"]: csv_text(json_safe(comparisons), comparison_fields),
@@ -263,6 +267,9 @@ def write_report(result: BenchmarkResult, out: str | os.PathLike[str]) -> dict[s
         paths["plot"]: png.getvalue(),
         **pictures,
     })
+    for stale in folder.glob("examples_*.png"):  # a dataset dropped, examples: 0
+        if stale not in drawn:
+            stale.unlink(missing_ok=True)
     return paths
 
 

@@ -37,13 +37,16 @@ class ExampleKeeper:
     """The ``n`` items of smallest :func:`example_rank` offered to it, as display images.
 
     ``channels``: the LR's channels per frame (its first frame is shown, nearest-upsampled to
-    the HR's size; its first three channels, or one); ``rgb``: the HR's R, G, B positions
-    (a dataset's ``hr_rgb``; None: its first band).
+    the HR's size, by its channels ``lr_rgb``: a dataset's, e.g. WorldStrat's B04, B03, B02
+    wherever ``lr_bands`` puts them; None: its first channel, grey); ``rgb``: the HR's R, G,
+    B positions (a dataset's ``hr_rgb``; None: its first band).
     """
 
     def __init__(self, n: int, seed: int = 0, channels: int = 3,
-                 rgb: Sequence[int] | None = (0, 1, 2)) -> None:
+                 rgb: Sequence[int] | None = (0, 1, 2),
+                 lr_rgb: Sequence[int] | None = (0, 1, 2)) -> None:
         self.n, self.seed, self.channels, self.rgb = n, seed, channels, rgb
+        self.lr_rgb = lr_rgb
         self._heap: list[tuple[int, str]] = []  # (-rank, key): the largest rank on top
         self._images: dict[str, dict[str, np.ndarray]] = {}
 
@@ -51,6 +54,8 @@ class ExampleKeeper:
         """Keep item ``key`` (``lr`` ``[T*C, h, w]`` or ``[T, C, h, w]``; ``sr`` and ``hr``
         ``[C, H, W]``) if it ranks among the ``n`` first so far."""
         if self.n <= 0:
+            return
+        if key in self._images:  # offered twice (a dataset repeating an id): kept once
             return
         rank = example_rank(key, self.seed)
         if len(self._heap) >= self.n:
@@ -60,7 +65,8 @@ class ExampleKeeper:
             del self._images[dropped]
         heapq.heappush(self._heap, (-rank, key))
         first = lr[0] if lr.ndim == 4 else lr[: self.channels]
-        first = first[:3] if first.shape[0] >= 3 else first[:1]
+        rgb = self.lr_rgb if self.lr_rgb is not None and first.shape[0] >= 3 else None
+        first = first[list(rgb)] if rgb is not None else first[:1]
         up = F.interpolate(first[None].float(), size=tuple(hr.shape[-2:]), mode="nearest")[0]
         self._images[key] = {"lr": _display(up, (0, 1, 2) if up.shape[0] == 3 else None),
                              "sr": _display(sr, self.rgb), "hr": _display(hr, self.rgb)}

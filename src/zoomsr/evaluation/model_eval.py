@@ -190,6 +190,9 @@ def evaluate_model(
         raise ConfigError(f"{target_label} is in training mode (random frames, crops, "
                           "replacements): build it with train=False to score a model on it")
     pred_label = label or type(model).__name__
+    if getattr(model, "name", None) == "sr3" and not getattr(model, "takes_keys", False):
+        raise ConfigError(f"{pred_label} is a diffusion model (SR3), sampled, not run once: "
+                          "pass SampledSR3(model, steps) (load_scoring_model wraps it)")
     check_model_fits(model, dataset, pred_label)
     dev = resolve_device(device)
     was_training = model.training
@@ -203,7 +206,8 @@ def evaluate_model(
                           "with them")
     from zoomsr.evaluation.examples import ExampleKeeper
 
-    keeper = ExampleKeeper(examples, seed, int(getattr(dataset, "channels", 3) or 3), rgb)
+    keeper = ExampleKeeper(examples, seed, int(getattr(dataset, "channels", 3) or 3), rgb,
+                           getattr(dataset, "lr_rgb", (0, 1, 2)))
     loader = DataLoader(_Guarded(dataset), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=_collate)
     rows: list[dict[str, Any]] = []

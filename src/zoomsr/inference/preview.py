@@ -54,14 +54,16 @@ def _group_sums(values: np.ndarray, start: int, factor: int, axis: int) -> tuple
 
 
 def preview_rgb(src: rasterio.DatasetReader, max_side: int = 1024) -> np.ndarray:
-    """``[h, w, 3]`` uint8: bands 1-3 of ``src`` averaged over ``factor`` x ``factor`` px
-    (:func:`preview_factor`; the last row and column of groups may be partial), over the valid
-    pixels only (its mask band); a group with none is black. ``h, w`` = the size / factor,
-    rounded up. A file with overviews is read through them by GDAL (average resampling)."""
+    """``[h, w, 3]`` uint8: bands 1-3 of ``src`` (one band: grey) averaged over ``factor`` x
+    ``factor`` px (:func:`preview_factor`; the last row and column of groups may be partial),
+    over the valid pixels only (its mask band); a group with none is black. ``h, w`` = the
+    size / factor, rounded up. A file with overviews is read through them by GDAL (average
+    resampling: GDAL's overviews blend a few pixels across the mask's edge)."""
     factor = preview_factor(src.width, src.height, max_side)
     h, w = math.ceil(src.height / factor), math.ceil(src.width / factor)
+    bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]  # one band: grey
     if src.overviews(1) or factor == 1:
-        rgb = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.average)
+        rgb = src.read(bands, out_shape=(3, h, w), resampling=Resampling.average)
         return np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
     sums = np.zeros((3, h, w), np.uint32)
     counts = np.zeros((h, w), np.uint32)
@@ -74,7 +76,7 @@ def preview_rgb(src: rasterio.DatasetReader, max_side: int = 1024) -> np.ndarray
                 window = Window(x, y, min(step, src.width - x), min(bh, src.height - y))
                 valid = (src.read_masks(1, window=window) > 0).astype(np.uint8)
                 # masked pixels are 0 in zoomsr's outputs already; another file's need not be
-                rgb = src.read([1, 2, 3], window=window)
+                rgb = src.read(bands, window=window)
                 rgb *= valid
                 for values, total in ((rgb, sums), (valid[None], counts[None])):
                     rows, i0 = _group_sums(values, y, factor, axis=1)
