@@ -394,3 +394,22 @@ def test_weights_trained_on_another_dataset_are_scored_with_a_warning(cli, tmp_p
                            dataset_options={})
     code, _, stderr = cli(args[0], same, *args[2:])
     assert code == 0 and "warning" not in stderr, stderr
+
+
+def test_examples_png_shows_a_few_items(cli, probav_highresnet, tmp_path):
+    from PIL import Image
+
+    root, weights, _ = probav_highresnet
+    out = tmp_path / "scores"
+    code, stdout, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                               "--split", "train", "-o", "bands=NIR,RED", "--metrics", "psnr",
+                               "--examples", "2", "--out", out, "--no-progress", "--device",
+                               "cpu")
+    assert code == 0, stderr
+    assert f"wrote {out / 'examples.png'}" in stdout
+    with Image.open(out / "examples.png") as png:
+        assert png.size[1] > 300  # two rows
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--split", "train", "--examples", "2", "--out", out,
+                          "--no-progress", "--device", "cpu")
+    assert code == 2 and "already exists" in stderr

@@ -57,6 +57,10 @@ def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
     return options
 
 
+#: ``--examples``' figure, in ``--out``.
+EXAMPLES_PNG = "examples.png"
+
+
 def evaluate_model_command(
     weights: str = typer.Argument(
         ..., help="A checkpoint (a `zoomsr train` run's generator.pth, or another format with "
@@ -97,6 +101,9 @@ def evaluate_model_command(
     out: Path | None = typer.Option(
         None, "--out", help="Output folder for per_image.csv and summary.json (default: print "
         "only)."),
+    examples: int = typer.Option(
+        0, "--examples", min=0, help="With --out: also examples.png, this many items' LR, SR "
+        "and HR side by side (chosen by a hash of their id and --seed)."),
     perceptual_min_valid: float = PERCEPTUAL_MIN_VALID,
     border: int = BORDER,
     cpsnr_mode: str = CPSNR_MODE,
@@ -154,7 +161,8 @@ def evaluate_model_command(
     written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)
-        refuse_existing([out / CSV_NAME, out / SUMMARY_NAME], overwrite)
+        refuse_existing([out / CSV_NAME, out / SUMMARY_NAME]
+                        + ([out / EXAMPLES_PNG] if examples else []), overwrite)
         written = results_on_interrupt(out)
     scoring = load_scoring_model(weights, model,
                                  parse_config(model, config) if model is not None else None,
@@ -169,7 +177,8 @@ def evaluate_model_command(
     with progress_callback("scoring", progress) as update:
         result = evaluate_model(scoring.module, ds, built, batch_size=batch_size, device=device,
                                 num_workers=workers, progress=update, seed=seed, nodata=masks,
-                                label=scoring.label)
+                                label=scoring.label,
+                                examples=examples if out is not None else 0)
     result.options.update({
         "weights": str(weights), "architecture": scoring.name, "layout": scoring.layout,
         "dataset": dataset, "data": str(data),
@@ -200,3 +209,8 @@ def evaluate_model_command(
         paths = write_results(result, out, overwrite=overwrite)
         written.append(out)
         typer.echo(f"wrote {paths['csv']} and {paths['summary']}")
+        if result.examples:
+            from zoomsr.evaluation.examples import write_examples_png
+
+            png = write_examples_png(result.examples, scoring.label, out / EXAMPLES_PNG)
+            typer.echo(f"wrote {png}")

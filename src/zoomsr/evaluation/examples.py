@@ -143,5 +143,28 @@ def plot_examples(rows: Sequence[tuple[str, np.ndarray | None,
     return fig
 
 
+def write_examples_png(examples: dict[str, dict[str, np.ndarray]], label: str,
+                       path: Path) -> Path:
+    """One model's kept examples (``EvaluationResult.examples``) as a PNG: LR | SR | HR rows
+    (:func:`plot_examples`), written atomically."""
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from zoomsr.io.atomic import atomic_write_all
+
+    rows = [(key, images["lr"], [images["sr"]], images["hr"])
+            for key, images in examples.items()]
+    figure = plot_examples(rows, [label], f"{label}: {len(rows)} items (each row stretched "
+                                          "by its HR)")
+    FigureCanvasAgg(figure)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        figure.savefig(buf, format="png", dpi=110)
+    atomic_write_all({path: buf.getvalue()})
+    return path
+
+
 __all__ = ["ExampleKeeper", "example_rank", "file_stem", "npy_bytes", "plot_examples",
-           "read_image"]
+           "read_image", "write_examples_png"]
