@@ -264,3 +264,30 @@ def test_a_decimated_look_is_black_where_the_mask_masks(tmp_path, compress, how)
         np.testing.assert_array_equal(decimated_read(ds, [1, 2, 3], shape), want)
         pieces = [decimated_read(ds, [1, 2, 3], shape, (k, 2)) for k in range(2)]
         np.testing.assert_array_equal(np.concatenate(pieces, axis=1), want)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_pixel_masked_in_one_band_file_is_nodata_warped_as_read_directly(tmp_path, native):
+    """B03's internal mask masks the left columns, B04's and B02's nothing: read directly
+    (native grid), the pixel is black in every band, so nodata; warped, only B03 was 0 there
+    and the pixel stayed valid (black needs every band 0). Both now: nodata."""
+    data = _values(3, "uint16")
+    data[:, 30:36, 40:46] = 1000  # no black patch: the mask alone says nodata
+    full = np.full((N, N), 255, np.uint8)
+    for name, values, mask in (("B04", data[:1], full), ("B03", data[1:2], _mask()),
+                               ("B02", data[2:], full)):
+        _write(tmp_path / f"T31_20240101_{name}.tif", values, "mask", mask)
+    frames = discover_frames(tmp_path, dn_offset=0).frames
+    grid = plan_grid(frames, 4, native=native)
+    reader = SceneReader(frames, grid)
+    try:
+        pixels, valid, _ = reader.read(Window(0, 0, grid.width, grid.height))
+    finally:
+        reader.close()
+    if native:
+        assert not valid[0][:, :MASKED].any() and valid[0][:, MASKED:].all()
+    rows, cols = np.mgrid[0 : grid.height, 0 : grid.width]
+    inside = _left_of_mask(grid, cols, rows)
+    assert inside.any() and not valid[0][inside].any()
+    assert not pixels[0][:, ~valid[0]].any()  # black in every band where nodata
+    assert valid[0].sum() > 0.5 * valid[0].size

@@ -321,6 +321,15 @@ class SceneReader:
                         read(ds, bands, chunk, part)
                         out[k : k + len(bands), :, lo - c0 : hi - c0] = part[:, :, lo - a : hi - a]
                         k += len(bands)
+                if len(src.datasets) > 1 and any(src.masked):
+                    # A band file's masked pixels come out of the warp as its nodata (0) in
+                    # its own channel only; black in every channel, as the direct read has
+                    # them (the others' values would make the pixel data)
+                    k = 0
+                    for bands, masked in zip(src.bands, src.masked, strict=True):
+                        if masked:
+                            out[:, (out[k : k + len(bands)] == 0).all(0)] = 0
+                        k += len(bands)
                 return
             # Aligned: read the part inside the file, zeros (nodata) elsewhere.
             r0 = int(window.row_off) + src.offsets[0]
