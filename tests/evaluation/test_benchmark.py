@@ -549,3 +549,28 @@ def test_a_raw_sr3_model_is_refused_naming_the_wrapper(bench):
     ds = PROBAVDataset(root, "train", bands="NIR", n_images=2)
     with pytest.raises(ConfigError, match=r"diffusion model \(SR3\).*SampledSR3"):
         evaluate_model(sr3, ds, "psnr", device="cpu")
+
+
+def test_more_examples_on_a_rerun_are_drawn_without_scoring_again(bench, monkeypatch):
+    """examples: 1, then 2: the kept cells' models run on the one new item alone (their scores
+    kept), so the figure has every model's tile."""
+    from zoomsr.evaluation.benchmark_report import example_figures
+
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    one = {**doc, "examples": 1, "models": doc["models"][:2], "datasets": doc["datasets"][1:]}
+    first = run_benchmark(_spec(tmp_path, one), out, device="cpu")
+    import zoomsr.evaluation.model_eval as model_eval
+
+    real, sizes = model_eval.evaluate_model, []
+    monkeypatch.setattr(model_eval, "evaluate_model",
+                        lambda model, ds, *a, **k: sizes.append(len(ds)) or real(model, ds,
+                                                                                 *a, **k))
+    two = run_benchmark(_spec(tmp_path, {**one, "examples": 2}), out, device="cpu")
+    assert [c.status for c in two.cells] == ["kept", "kept"] and sizes == [1, 1]
+    assert [c.summary["psnr"]["mean"] for c in two.cells] == [
+        c.summary["psnr"]["mean"] for c in first.cells]
+    for m in ("bicubic", "mean4"):
+        assert len(list((cell_dir(out, m, "ws") / "examples").iterdir())) == 2
+    [figure] = example_figures(two, out).values()
+    assert not any(t.get_text() for ax in figure.axes for t in ax.texts)  # no blank tile

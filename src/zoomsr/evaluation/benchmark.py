@@ -324,8 +324,8 @@ def run_benchmark(
         ConfigError: bad metric options or missing metric weights; earlier cells from other
             settings (all named, before any cell is scored).
     """
-    from zoomsr.evaluation.baselines import baseline_model, for_scale
-    from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
+    from zoomsr.evaluation.baselines import for_scale
+    from zoomsr.evaluation.model_eval import evaluate_model
     from zoomsr.evaluation.run import write_results
     from zoomsr.evaluation.scoring import dataset_metrics, open_for_model
     from zoomsr.metrics.factory import MetricOptions
@@ -361,11 +361,7 @@ def run_benchmark(
                         if current is not None:
                             _free(current[1])
                         try:
-                            loaded: Any = (baseline_model(m.baseline, m.n_images)
-                                           if m.baseline is not None else
-                                           load_scoring_model(m.weights or "", m.model,
-                                                              m.config or None,
-                                                              m.sample_steps, spec.seed))
+                            loaded: Any = load_entry(m, spec.seed)
                         except ZoomsrError as exc:
                             loaded = exc
                         current = (m.name, loaded)
@@ -409,6 +405,8 @@ def run_benchmark(
             on_cell(cell)
     if current is not None:
         _free(current[1])
+    if spec.examples:
+        fill_examples(spec, folder, cells, device=device, batch_size=batch_size)
     directions = {n: bool(m.higher_is_better) for n, m in (metrics or {}).items()}
     if not directions:  # nothing scored now: the kept cells say
         for c in cells:
@@ -417,17 +415,97 @@ def run_benchmark(
     return BenchmarkResult(spec, cells, directions)
 
 
+def load_entry(m: ModelEntry, seed: int) -> Any:
+    """A model entry's :class:`~zoomsr.evaluation.model_eval.ScoringModel` (a baseline, or
+    its weights loaded)."""
+    from zoomsr.evaluation.baselines import baseline_model
+    from zoomsr.evaluation.model_eval import load_scoring_model
+
+    if m.baseline is not None:
+        return baseline_model(m.baseline, m.n_images)
+    return load_scoring_model(m.weights or "", m.model, m.config or None, m.sample_steps, seed)
+
+
+def _dataset_keys(ds: Any) -> list[str]:
+    """The keys of a dataset's items as scoring rows name them, without reading any."""
+    from zoomsr.data import S2NAIPDataset
+    from zoomsr.data.datasets import ItemSubset, item_ids
+
+    if isinstance(ds, ItemSubset):
+        return list(ds.ids)
+    if isinstance(ds, S2NAIPDataset):
+        return [f"{p.image_id}/{p.tile}" for p in ds.pairs]
+    return item_ids(ds)
+
+
+def chosen_examples(spec: BenchmarkSpec, cells: list[Cell], dataset: str) -> list[str]:
+    """The items a dataset's figure shows: of its cells' items, the first ``spec.examples``
+    by :func:`~zoomsr.evaluation.examples.example_rank` (what every keeper kept)."""
+    from zoomsr.evaluation.examples import example_rank
+
+    keys = {r["key"] for c in cells if c.dataset == dataset and c.status != "failed"
+            for r in c.rows}
+    return sorted(keys, key=lambda k: example_rank(k, spec.seed))[: spec.examples]
+
+
+def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: str = "auto",
+                  batch_size: int = 8) -> None:
+    """Example images of the chosen items (:func:`chosen_examples`) that kept cells lack (an
+    earlier run kept fewer or other ones): their model run on those items alone, the scores
+    kept as they were. A cell whose model cannot be loaded now keeps its gaps."""
+    from zoomsr.data.datasets import ItemSubset
+    from zoomsr.evaluation.baselines import for_scale
+    from zoomsr.evaluation.examples import file_stem
+    from zoomsr.evaluation.model_eval import evaluate_model
+    from zoomsr.evaluation.scoring import dataset_metrics, open_for_model
+    from zoomsr.metrics.factory import MetricOptions
+
+    entries = {m.name: m for m in spec.models}
+    datasets = {d.name: d for d in spec.datasets}
+    psnr = None
+    for c in cells:
+        m, d = entries[c.model], datasets[c.dataset]
+        if c.status != "kept" or m.predictions is not None:
+            continue
+        missing = [k for k in chosen_examples(spec, cells, d.name)
+                   if not (cell_dir(out, m.name, d.name) / EXAMPLES
+                           / f"{file_stem(k)}.npy").is_file()]
+        if not missing:
+            continue
+        try:
+            scoring = load_entry(m, spec.seed)
+            ds, _, _ = open_for_model(scoring, d.dataset, d.data, d.split, d.splits,
+                                      d.options, m.n_images)
+            keys = _dataset_keys(ds)
+            at = {k: i for i, k in enumerate(keys)}
+            wanted = [k for k in missing if k in at]
+            if not wanted:
+                continue
+            psnr = psnr or dataset_metrics(["psnr"], MetricOptions(border=0))
+            subset = ItemSubset(ds, [at[k] for k in wanted], keys)
+            scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
+            result = evaluate_model(scoring.module, subset, psnr, batch_size=batch_size,
+                                    device=device, seed=spec.seed, nodata=spec.masks,
+                                    label=m.name, examples=len(wanted))
+            write_examples(out, m.name, d.name, result.examples, replace=False)
+            _free(scoring)
+        except ZoomsrError:
+            continue  # its tiles stay blank ("-")
+
+
 def write_examples(out: Path, model: str, dataset: str,
-                   examples: dict[str, dict[str, Any]]) -> None:
+                   examples: dict[str, dict[str, Any]], replace: bool = True) -> None:
     """A cell's example images: its SR in ``cells/MODEL/DATASET/examples/``, the items' LR
-    and HR in ``examples/DATASET/`` (the same for every model), all or none."""
+    and HR in ``examples/DATASET/`` (the same for every model), all or none; ``replace``:
+    the cell's earlier images removed first (a rescore)."""
     import shutil
 
     from zoomsr.evaluation.examples import file_stem, npy_bytes
     from zoomsr.io.atomic import atomic_write_all
 
     own = cell_dir(out, model, dataset) / EXAMPLES
-    shutil.rmtree(own, ignore_errors=True)  # an earlier run's (another seed, other items)
+    if replace:
+        shutil.rmtree(own, ignore_errors=True)  # an earlier run's (another seed, other items)
     if not examples:
         return
     files: dict[Path, bytes | str] = {}

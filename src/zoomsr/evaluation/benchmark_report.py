@@ -160,18 +160,16 @@ def example_figures(result: BenchmarkResult, out: Path) -> dict[str, Any]:
     """Per dataset with example images (``examples/DATASET/``), a figure of them: LR, each
     model's SR, HR (:func:`~zoomsr.evaluation.examples.plot_examples`); at most
     ``spec.examples`` rows."""
-    from zoomsr.evaluation.examples import example_rank, file_stem, plot_examples, read_image
+    from zoomsr.evaluation.benchmark import chosen_examples
+    from zoomsr.evaluation.examples import file_stem, plot_examples, read_image
 
     figures = {}
     models = [m.name for m in result.spec.models]
     for d in _run_datasets(result):
         shared = out / EXAMPLES / d
-        # the items the keepers chose: of the cells' items, the first by rank (this seed)
-        keys = {r["key"] for c in result.cells if c.dataset == d and c.status != "failed"
-                for r in c.rows}
-        chosen = sorted(keys, key=lambda k: example_rank(k, result.spec.seed))
         rows = []
-        for key in chosen[: result.spec.examples]:
+        # the items the keepers chose: of the cells' items, the first by rank (this seed)
+        for key in chosen_examples(result.spec, result.cells, d):
             stem = file_stem(key)
             hr = read_image(shared / f"{stem}.hr.npy")
             if hr is None:
