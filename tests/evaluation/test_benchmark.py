@@ -468,7 +468,13 @@ def test_prediction_files_join_the_table_and_pair_with_the_models_items(tmp_path
     with pytest.raises(ConfigError, match=r"cells/files/s2 \(model\.files\.newest_ns\)"):
         run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     paths = write_report(result, out)
-    assert "examples_s2" in paths  # its tile: no image kept for files ("-")
+    assert "examples_s2" in paths
+    # its example: the prediction file itself, as read to be scored (8-bit / 255)
+    [stem] = [p.stem for p in (cell_dir(out, "files", "s2") / "examples").iterdir()]
+    key = stem.replace("__", "/")
+    shown = np.load(cell_dir(out, "files", "s2") / "examples" / f"{stem}.npy")
+    want = np.asarray(Image.open(preds / key / "rgb.png")).astype(np.float32) / 255
+    np.testing.assert_allclose(shown.astype(np.float32), want, atol=1e-3)
 
 
 def test_the_examples_drawn_are_the_first_by_rank_of_this_run(bench):

@@ -465,12 +465,15 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
     psnr = None
     for c in cells:
         m, d = entries[c.model], datasets[c.dataset]
-        if c.status != "kept" or m.predictions is not None:
+        if c.status == "failed" or (c.status != "kept" and m.predictions is None):
             continue
         missing = [k for k in chosen_examples(spec, cells, d.name)
                    if not (cell_dir(out, m.name, d.name) / EXAMPLES
                            / f"{file_stem(k)}.npy").is_file()]
         if not missing:
+            continue
+        if m.predictions is not None:
+            _file_examples(out, m, d, missing, spec)
             continue
         try:
             scoring = load_entry(m, spec.seed)
@@ -491,6 +494,42 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
             _free(scoring)
         except ZoomsrError:
             continue  # its tiles stay blank ("-")
+
+
+def _file_examples(out: Path, m: ModelEntry, d: DatasetEntry, keys: list[str],
+                   spec: BenchmarkSpec) -> None:
+    """A ``predictions`` entry's example images: its files of ``keys``, as read to be scored
+    (8-bit RGB / 255, nodata black)."""
+    import numpy as np
+    import torch
+
+    from zoomsr.evaluation.examples import file_stem, npy_bytes
+    from zoomsr.evaluation.pairing import pair_images
+    from zoomsr.evaluation.run import load_pair
+    from zoomsr.io.atomic import atomic_write_all
+
+    if m.predictions is None:
+        return
+    wanted = set(keys)
+    files: dict[Path, bytes | str] = {}
+    try:
+        pairs = pair_images(m.predictions, d.data, d.split, d.splits).pairs
+    except ZoomsrError:
+        return  # its tiles stay blank ("-")
+    for pair in pairs:
+        key = _tile_key(str(pair.target))
+        if key not in wanted:
+            continue
+        try:
+            pred, _, _ = load_pair(pair, "exclude" if spec.masks else "black")
+        except ZoomsrError:
+            continue
+        image = pred.float() / (255.0 if pred.dtype == torch.uint8 else 1.0)
+        path = cell_dir(out, m.name, d.name) / EXAMPLES / f"{file_stem(key)}.npy"
+        files[path] = npy_bytes(image.permute(1, 2, 0).numpy().astype(np.float16))
+    if files:
+        next(iter(files)).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_all(files)
 
 
 def write_examples(out: Path, model: str, dataset: str,
