@@ -109,3 +109,16 @@ def test_the_shipped_sample_benchmark_runs_offline(cli, tmp_path):
     summary = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert [(c["model"], c["status"], c["n_items"]) for c in summary["cells"]] == [
         ("bicubic", "scored", 3), ("mean8", "scored", 3), ("zoomsr-multi8", "scored", 3)]
+
+
+def test_models_and_datasets_select_the_cells_scored(cli, tmp_path):
+    spec = _write(tmp_path, [{"name": "bicubic", "baseline": "bicubic"},
+                             {"name": "mean4", "baseline": "bicubic", "n_images": 4}])
+    out = tmp_path / "out"
+    code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--device", "cpu",
+                          "--models", "mean4", "--datasets", "nir")
+    assert code == 0, stderr
+    assert stderr.startswith("[1/1] mean4 on nir: 1 items")
+    assert not (out / "cells" / "bicubic").exists()
+    code, _, stderr = cli("benchmark", spec, "--out", out, "--no-progress", "--models", "x")
+    assert code == 2 and "x: not a model of" in stderr

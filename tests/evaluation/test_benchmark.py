@@ -580,3 +580,25 @@ def test_more_examples_on_a_rerun_are_drawn_without_scoring_again(bench, monkeyp
         assert len(list((cell_dir(out, m, "ws") / "examples").iterdir())) == 2
     [figure] = example_figures(two, out).values()
     assert not any(t.get_text() for ax in figure.axes for t in ax.texts)  # no blank tile
+
+
+def test_cells_can_be_shared_out_by_model_into_one_folder(bench):
+    """--models bicubic, then --models mean4 (e.g. two GPUs into one folder): each scores its
+    own cells and reports the other's as they are there; another's stale cell does not stop
+    a run that does not score it; unknown names are refused."""
+    tmp_path, doc, _, _ = bench
+    out = tmp_path / "out"
+    two = {**doc, "models": doc["models"][:2]}
+    first = run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["bicubic"])
+    assert [(c.model, c.status) for c in first.cells] == [("bicubic", "scored")] * 2
+    second = run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["mean4"])
+    assert [(c.model, c.status) for c in second.cells] == [
+        ("bicubic", "kept"), ("bicubic", "kept"), ("mean4", "scored"), ("mean4", "scored")]
+    assert len(compare(second)) == 2 * 3  # mean4 against bicubic, both datasets
+    changed = {**two, "models": [{**two["models"][0], "n_images": 2}, two["models"][1]]}
+    only = run_benchmark(_spec(tmp_path, changed), out, device="cpu", models=["mean4"],
+                         datasets=["ws"])
+    assert [(c.model, c.dataset, c.status) for c in only.cells] == [
+        ("mean4", "probav-nir", "kept"), ("mean4", "ws", "kept")]  # stale bicubic left out
+    with pytest.raises(ConfigError, match=r"gpu: not a model of .*\(its models: bicubic, mean4"):
+        run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["gpu"])

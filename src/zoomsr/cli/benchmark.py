@@ -20,6 +20,11 @@ def benchmark_command(
     data: list[str] = typer.Option(
         [], "--data", help="NAME=FOLDER: dataset NAME's data folder instead of the file's (the "
         "same file on another machine; repeatable).", metavar="NAME=FOLDER"),
+    models: str | None = typer.Option(
+        None, "--models", help="Score only these models' cells (comma-separated names; e.g. "
+        "one model per GPU into one --out); the others are reported as they are there."),
+    datasets: str | None = typer.Option(
+        None, "--datasets", help="Score only these datasets' cells (comma-separated names)."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Score every cell again (default: cells an earlier run "
         "scored with the same settings are kept; other settings are refused)."),
@@ -35,7 +40,7 @@ def benchmark_command(
     from zoomsr.cli.evaluate import check_device_options
     from zoomsr.cli.interrupt import on_interrupt
     from zoomsr.errors import ConfigError, ZoomsrError
-    from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark
+    from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark, select_cells
     from zoomsr.evaluation.benchmark_report import (
         cell_tables,
         check_report_folder,
@@ -60,7 +65,11 @@ def benchmark_command(
     check_report_folder(out, overwrite)
     on_interrupt(lambda: f"interrupted: the finished cells are in {out / CELLS}; run the same "
                  "command again to go on")
-    cells = parsed.cells()
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    chosen_models, chosen_datasets = names(models), names(datasets)
+    cells = select_cells(parsed, chosen_models, chosen_datasets)
     done = [0]
 
     def said(cell: Cell) -> None:
@@ -76,7 +85,7 @@ def benchmark_command(
     result = run_benchmark(parsed, out, device=device, dtype=dtype, batch_size=batch_size,
                            workers=workers, overwrite=overwrite,
                            progress=lambda what: progress_callback(what, progress),
-                           on_cell=said)
+                           on_cell=said, models=chosen_models, datasets=chosen_datasets)
     paths = write_report(result, out)
     console = Console()
     for table in cell_tables(result):

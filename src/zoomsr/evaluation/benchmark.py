@@ -27,7 +27,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -301,6 +301,8 @@ def run_benchmark(
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
     on_cell: Callable[[Cell], None] | None = None,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
 ) -> BenchmarkResult:
     """Score every cell of ``spec`` into ``out`` (module docstring) and return them all.
 
@@ -316,6 +318,10 @@ def run_benchmark(
         progress: ``progress(description)`` gives a context whose value is an
             ``update(done, total)`` for that cell (e.g. ``zoomsr.progress.progress_callback``).
         on_cell: called with each cell when it is done (scored, kept or failed).
+        models, datasets: score only the cells of these models and datasets (names of the
+            spec; e.g. one model per GPU or machine into one shared ``out``); the others are
+            taken as they are there (finished with the same settings: kept; else left out
+            of the result, neither scored nor refused).
 
     A cell's error, whatever it is (out of memory included), fails that cell alone; Ctrl-C
     stops the run (the finished cells stay).
@@ -334,18 +340,26 @@ def run_benchmark(
     options = MetricOptions(**spec.metric_options, device=device, dtype=dtype,
                             batch_size=batch_size)
     check_benchmark_metrics(spec, options)
+    selected = select_cells(spec, models, datasets)
     # every earlier cell checked before any work: changed settings are all found at once
-    found = {(m.name, d.name): kept_cell(folder, spec, m, d, overwrite, dtype)
+    found = {(m.name, d.name): kept_cell(folder, spec, m, d,
+                                         overwrite and (m, d) in selected, dtype)
              for m, d in spec.cells()}
-    stale = [c for c in found.values() if isinstance(c, _Stale)]
+    stale = [c for (m, d), c in zip(spec.cells(), found.values(), strict=True)
+             if isinstance(c, _Stale) and (m, d) in selected]
     if stale:
         _refuse_stale(stale, folder)
     kept = {k: c for k, c in found.items() if isinstance(c, Cell)}
     # built once for every cell (CLIP's target cache too); their weights' errors stop the run
-    metrics = (dataset_metrics(spec.metrics, options) if len(kept) < len(found) else None)
+    metrics = (dataset_metrics(spec.metrics, options)
+               if any((m.name, d.name) not in kept for m, d in selected) else None)
     current: tuple[str, Any] | None = None  # the model loaded: one at a time
     cells: list[Cell] = []
     for m, d in spec.cells():
+        if (m, d) not in selected:  # another run's: as it is there, or left out
+            if (m.name, d.name) in kept:
+                cells.append(kept[(m.name, d.name)])
+            continue
         cell = kept.get((m.name, d.name))
         if cell is None:
             started = time.perf_counter()
@@ -406,13 +420,29 @@ def run_benchmark(
     if current is not None:
         _free(current[1])
     if spec.examples:
-        fill_examples(spec, folder, cells, device=device, batch_size=batch_size)
+        fill_examples(spec, folder, cells, device=device, batch_size=batch_size,
+                      only={(m.name, d.name) for m, d in selected})
     directions = {n: bool(m.higher_is_better) for n, m in (metrics or {}).items()}
     if not directions:  # nothing scored now: the kept cells say
         for c in cells:
             for n, s in c.summary.items():
                 directions.setdefault(n, bool(s.get("higher_is_better", True)))
     return BenchmarkResult(spec, cells, directions)
+
+
+def select_cells(spec: BenchmarkSpec, models: Sequence[str] | None = None,
+                 datasets: Sequence[str] | None = None) -> list[tuple[ModelEntry, DatasetEntry]]:
+    """The cells of ``models`` and ``datasets`` (all where None); :class:`ConfigError` for a
+    name the spec does not have."""
+    for what, names, entries in (("model", models, spec.models),
+                                 ("dataset", datasets, spec.datasets)):
+        known = [e.name for e in entries]
+        unknown = [n for n in (names or ()) if n not in known]
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a {what} of {spec.path or 'the benchmark'} "
+                              f"(its {what}s: {', '.join(known)})")
+    return [(m, d) for m, d in spec.cells() if (models is None or m.name in models)
+            and (datasets is None or d.name in datasets)]
 
 
 def load_entry(m: ModelEntry, seed: int) -> Any:
@@ -449,7 +479,7 @@ def chosen_examples(spec: BenchmarkSpec, cells: list[Cell], dataset: str) -> lis
 
 
 def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: str = "auto",
-                  batch_size: int = 8) -> None:
+                  batch_size: int = 8, only: set[tuple[str, str]] | None = None) -> None:
     """Example images of the chosen items (:func:`chosen_examples`) that kept cells lack (an
     earlier run kept fewer or other ones): their model run on those items alone, the scores
     kept as they were. A cell whose model cannot be loaded now keeps its gaps."""
@@ -465,7 +495,8 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
     psnr = None
     for c in cells:
         m, d = entries[c.model], datasets[c.dataset]
-        if c.status == "failed" or (c.status != "kept" and m.predictions is None):
+        if c.status == "failed" or (c.status != "kept" and m.predictions is None) or (
+                only is not None and (c.model, c.dataset) not in only):
             continue
         missing = [k for k in chosen_examples(spec, cells, d.name)
                    if not (cell_dir(out, m.name, d.name) / EXAMPLES
