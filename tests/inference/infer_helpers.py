@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +127,33 @@ def damage_middle_tile(path: Path) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
         f.write(b"\x55" * size)
+
+
+_PEAK = """
+import json, sys
+import rasterio
+from rasterio.env import set_gdal_config
+{imports}
+set_gdal_config("GDAL_CACHEMAX", 2**31)  # a large machine's default (5 % of its RAM)
+with rasterio.open(sys.argv[1]) as ds:
+{setup}
+    with open("/proc/self/clear_refs", "w") as f:  # the peak so far (the imports') forgotten
+        f.write("5")
+    def kb(key):
+        return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key))
+    before = kb("VmRSS:")
+    {call}
+    grown = kb("VmHWM:") - before
+print(json.dumps(grown / 1024))
+"""
+
+
+def peak_growth_mb(path: str | Path, imports: str, calls: dict[str, str],
+                   setup: str = "pass") -> dict[str, float]:
+    """MB the peak RSS of a fresh process grows by in each of ``calls`` (one statement on the
+    open raster ``ds``, after ``setup``, with GDAL's cache as large as a big machine's), each in
+    its own process (Linux: /proc's peak RSS)."""
+    return {name: json.loads(subprocess.run(
+        [sys.executable, "-c", _PEAK.format(imports=imports, setup=f"    {setup}", call=call),
+         str(path)], check=True, capture_output=True, text=True).stdout)
+        for name, call in calls.items()}

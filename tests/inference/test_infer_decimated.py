@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from infer_helpers import peak_growth_mb
 
 from zoomsr.inference.inputs.rasters import decimated_read, sample_shape
 
@@ -73,28 +72,6 @@ def test_a_file_with_overviews_is_read_from_them(tmp_path):
         assert not np.array_equal(want, data[:, 1::4, 1::4])  # averaged, not sampled
 
 
-_PEAK = """
-import json, sys
-import rasterio
-from rasterio.env import set_gdal_config
-from zoomsr.inference.inputs.rasters import decimated_read, sample_shape
-set_gdal_config("GDAL_CACHEMAX", 2**31)  # a large machine's default (5 % of its RAM)
-with rasterio.open(sys.argv[1]) as ds:
-    shape = sample_shape(ds)
-    with open("/proc/self/clear_refs", "w") as f:  # the peak so far (the imports') forgotten
-        f.write("5")
-    def kb(key):
-        return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key))
-    before = kb("VmRSS:")
-    if sys.argv[2] == "gdal":
-        ds.read([1, 2, 3], out_shape=(3, *shape))
-    else:
-        decimated_read(ds, [1, 2, 3], shape)
-    grown = kb("VmHWM:") - before
-print(json.dumps(grown / 1024))
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc peak RSS")
 def test_the_read_holds_a_block_row_not_the_file(tmp_path):
     """GDAL decimates band after band and keeps what it decoded while the file is open: with
@@ -103,9 +80,10 @@ def test_the_read_holds_a_block_row_not_the_file(tmp_path):
     data = np.random.default_rng(2).integers(0, 255, (3, 4096, 4096)).astype("uint8")
     path = _write(tmp_path / "big.tif", data, tiled=True, blockxsize=256, blockysize=256)
     del data
-    grown = {how: json.loads(subprocess.run(
-        [sys.executable, "-c", _PEAK, path, how], check=True, capture_output=True,
-        text=True).stdout) for how in ("gdal", "rows")}
+    grown = peak_growth_mb(
+        path, "from zoomsr.inference.inputs.rasters import decimated_read, sample_shape",
+        {"gdal": "ds.read([1, 2, 3], out_shape=(3, *shape))",
+         "rows": "decimated_read(ds, [1, 2, 3], shape)"}, setup="shape = sample_shape(ds)")
     decoded_mb = 3 * 4096 * 4096 / 2**20
     assert grown["gdal"] > 0.8 * decoded_mb, grown  # what it was without the change
     assert grown["rows"] < 0.35 * decoded_mb, grown

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from infer_helpers import peak_growth_mb
 from PIL import Image
 
 from zoomsr.inference.preview import preview_factor, preview_rgb, write_preview
@@ -98,27 +97,6 @@ def test_write_preview_writes_the_png(tmp_path):
     assert path
 
 
-_PEAK = """
-import json, sys
-import rasterio
-from rasterio.env import set_gdal_config
-from zoomsr.inference.preview import preview_rgb
-set_gdal_config("GDAL_CACHEMAX", 2**31)  # a large machine's default (5 % of its RAM)
-with rasterio.open(sys.argv[1]) as src:
-    with open("/proc/self/clear_refs", "w") as f:  # the peak so far (the imports') forgotten
-        f.write("5")
-    def kb(key):
-        return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key))
-    before = kb("VmRSS:")
-    if sys.argv[2] == "gdal":
-        src.read([1, 2, 3], out_shape=(3, 256, 256), resampling=rasterio.enums.Resampling.average)
-    else:
-        preview_rgb(src, 256)
-    grown = kb("VmHWM:") - before
-print(json.dumps(grown / 1024))
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc peak RSS")
 def test_the_preview_holds_a_few_blocks_not_the_file(tmp_path):
     """GDAL's downsampled read of a file without overviews keeps every block it decoded while
@@ -127,9 +105,10 @@ def test_the_preview_holds_a_few_blocks_not_the_file(tmp_path):
     data = np.random.default_rng(3).integers(0, 256, (3, 4096, 4096)).astype(np.uint8)
     path = _write(tmp_path / "big.tif", data, tiled=True, blockxsize=256, blockysize=256)
     del data
-    grown = {how: json.loads(subprocess.run(
-        [sys.executable, "-c", _PEAK, path, how], check=True, capture_output=True,
-        text=True).stdout) for how in ("gdal", "strips")}
+    grown = peak_growth_mb(path, "from zoomsr.inference.preview import preview_rgb", {
+        "gdal": "ds.read([1, 2, 3], out_shape=(3, 256, 256), "
+                "resampling=rasterio.enums.Resampling.average)",
+        "strips": "preview_rgb(ds, 256)"})
     decoded_mb = 3 * 4096 * 4096 / 2**20
     assert grown["gdal"] > 0.8 * decoded_mb, grown  # what it was without the change
     assert grown["strips"] < 0.45 * decoded_mb, grown
