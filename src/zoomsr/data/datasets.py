@@ -9,7 +9,6 @@ of the splits in its ``zoomsr_splits.json`` (``zoomsr data build`` writes it).
 from __future__ import annotations
 
 import inspect
-import json
 import operator
 import os
 import warnings
@@ -27,6 +26,7 @@ from zoomsr.data.probav import PROBAVDataset
 from zoomsr.data.s2naip import S2NAIPDataset
 from zoomsr.data.worldstrat import WorldStratDataset
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
+from zoomsr.io.json_files import read_json
 
 #: Dataset name -> class: S2-NAIP (the paper's) and the other benchmark datasets.
 DATASETS: dict[str, type[Dataset]] = {
@@ -132,12 +132,7 @@ def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], spli
 
 def _splits_doc(path: Path) -> dict[str, Any]:
     """A splits file's JSON object; :class:`DataError` naming it when missing or unreadable."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: splits file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    doc = read_json(path, "splits file not found", "unreadable splits file")
     if not isinstance(doc, dict):
         raise DataError(f"{path}: not a splits file (a JSON object of lists)")
     return doc

@@ -6,7 +6,6 @@ category it contains, so rare content (e.g. airports) is seen more often in trai
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
@@ -19,6 +18,7 @@ from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 from zoomsr.data.layout import PairRecord
 from zoomsr.errors import ConfigError, DataError
+from zoomsr.io.json_files import read_json
 from zoomsr.validate import check_int
 
 
@@ -47,12 +47,7 @@ def item_index(index: int | tuple[int, int], length: int,
 def load_tile_weights(path: str | os.PathLike[str]) -> dict[str, float]:
     """Read ``{"{col}_{row}": weight, ...}``; weights must be finite and >= 0."""
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: tile-weights file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: not a valid JSON tile-weights file ({exc})") from None
+    raw = read_json(p, "tile-weights file not found", "not a valid JSON tile-weights file")
     if not isinstance(raw, dict):
         raise DataError(f"{p}: expected a JSON object mapping tile ids to weights")
     weights: dict[str, float] = {}

@@ -36,16 +36,12 @@ from zoomsr.data.layout import read_series, recorded_scale, require_dataset_root
 from zoomsr.data.sampler import load_tile_weights, pair_weights
 from zoomsr.errors import ConfigError, DataError, ZoomsrWarning, first_line
 from zoomsr.grid import LR_PIXELS, Tile, iter_neighbourhood
+from zoomsr.io.json_files import read_json
 from zoomsr.training.config import DataSection, TrainConfig, dataset_channels
 
 
 def _read_splits(path: Path) -> dict[str, list[str]]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: splits file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON splits file ({exc})") from None
+    raw = read_json(path, "splits file not found", "not a readable JSON splits file")
     # Only the split lists are checked: other keys are metadata (e.g. the builder's seed).
     split_keys = [k for k in ("train", "val", "test", "buffer") if k in raw] if isinstance(
         raw, dict) else []

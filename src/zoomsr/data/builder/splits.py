@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoomsr.data.layout import SPLITS_FILE, PairRecord, scan_pairs
-from zoomsr.errors import ConfigError, DataError
+from zoomsr.errors import ConfigError
 from zoomsr.grid import Tile, iter_neighbourhood
 from zoomsr.io.atomic import atomic_write_text
+from zoomsr.io.json_files import read_json
 from zoomsr.validate import check_choice
 
 SPLITS = ("train", "val", "test")
@@ -112,14 +113,8 @@ def load_split(root: str | os.PathLike[str], split: str) -> list[PairRecord]:
     """Pairs of one split of a built dataset (pass them to ``S2NAIPDataset(pairs=...)``)."""
     check_choice("split", split, (*SPLITS, "buffer"))
     path = Path(root) / SPLITS_FILE
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: not found (datasets made by `zoomsr data build` have it)"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable splits file ({exc})") from None
+    doc = read_json(path, "not found (datasets made by `zoomsr data build` have it)",
+                    "unreadable splits file")
     tiles = set(doc.get(split, []))
     return [p for p in scan_pairs(root) if p.tile in tiles]
 
