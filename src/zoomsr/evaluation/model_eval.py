@@ -381,14 +381,6 @@ class ScoringModel:
         return int(in_ch) // channels
 
 
-def _item_seed(seed: int, key: str) -> int:
-    """A 63-bit seed of item ``key`` under ``seed``: its starting noise, whatever its batch."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
 class SampledSR3(torch.nn.Module):
     """An SR3 model scored as one call: DDIM (``eta`` = 0) with ``steps`` steps, from starting
     noise drawn for each item from its key and ``seed`` (on the CPU), so an item's output is
@@ -409,11 +401,11 @@ class SampledSR3(torch.nn.Module):
         self.input_layout = getattr(sr3, "input_layout", "[B, T*C, H, W]")
 
     def forward(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+        from zoomsr.models.sr3 import keyed_noise
+
         c, s = int(self.sr3.out_channels), int(self.sr3.scale)
         shape = (c, lr.shape[-2] * s, lr.shape[-1] * s)
-        noise = torch.stack([
-            torch.randn(shape, generator=torch.Generator().manual_seed(_item_seed(self.seed, k)))
-            for k in keys])
+        noise = keyed_noise(shape, self.seed, [str(k).encode() for k in keys])
         return self.sr3.sample(lr, self.steps, "ddim", noise=noise.to(lr.device, lr.dtype))
 
 

@@ -32,6 +32,7 @@ from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
 from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
+from zoomsr.models.sr3 import keyed_noise
 
 
 def sha256_state(module: nn.Module) -> str:
@@ -181,9 +182,7 @@ class InferenceModel:
             if len(keys) != x.shape[0]:
                 raise InputError(f"{len(keys)} noise keys for {x.shape[0]} inputs")
             names = [repr(("key", key, tuple(x.shape[1:]))).encode() for key in keys]
-        noise = torch.stack([
-            torch.randn(shape, generator=torch.Generator().manual_seed(
-                _window_seed(self.sample_seed, name))) for name in names])
+        noise = keyed_noise(shape, self.sample_seed, names)
         return self.module.sample(x, steps=self.sample_steps, method="ddim", eta=0.0,
                                   noise=noise)
 
@@ -202,13 +201,6 @@ class InferenceModel:
             **({"bands": list(self.bands)} if self.bands != ("tci",) else {}),
             **sampling,
         }
-
-
-def _window_seed(seed: int, name: bytes) -> int:
-    """A 63-bit seed from ``seed`` and what names a window (its key, or its input values)."""
-    h = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
-    h.update(name)
-    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 
 #: num_in_ch of the published band variants -> (registry tag, bands): a checkpoint of that

@@ -9,8 +9,9 @@ Written from the paper; no published checkpoint exists to match.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -401,3 +402,18 @@ class SR3(nn.Module):
             if progress is not None:
                 progress(len(schedule) - i, len(schedule))
         return ((x + 1) / 2).clamp(0, 1)
+
+
+def keyed_noise(shape: Sequence[int], seed: int, names: Sequence[bytes]) -> Tensor:
+    """``[len(names), *shape]`` standard normal starting noise, each from ``seed`` and its
+    name (what names a window or an item) on a CPU generator: the same whatever batch, batch
+    size or device it is used in."""
+    return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(
+        noise_seed(seed, name))) for name in names])
+
+
+def noise_seed(seed: int, name: bytes) -> int:
+    """A 63-bit seed from ``seed`` and what names a window or an item."""
+    h = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
+    h.update(name)
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
