@@ -221,9 +221,10 @@ class _Stale:
 
 
 def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
-              overwrite: bool, dtype: str | None = None) -> Cell | _Stale | None:
-    """The cell an earlier run wrote with the same settings (None: none, or ``overwrite``;
-    :class:`_Stale`: one from other settings, or with fewer metrics than asked for).
+              overwrite: bool, settings: dict[str, Any]) -> Cell | _Stale | None:
+    """The cell an earlier run wrote with ``settings`` (:func:`cell_settings`; None: none, or
+    ``overwrite``; :class:`_Stale`: one from other settings, or with fewer metrics than asked
+    for).
 
     Raises:
         ConfigError: a cell folder whose files cannot be read as a benchmark's.
@@ -243,8 +244,7 @@ def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
         raise ConfigError(f"{folder}: not a cell of a zoomsr benchmark (its {SUMMARY_NAME} "
                           "records no benchmark settings); remove it, or write to another "
                           "output folder")
-    changed = _differences({k: v for k, v in recorded.items() if k != "metrics"},
-                           cell_settings(spec, m, d, dtype))
+    changed = _differences({k: v for k, v in recorded.items() if k != "metrics"}, settings)
     scored = set(doc.get("metrics", {}))
     missing = [n for n in spec.metrics if n not in scored]
     if missing:
@@ -342,8 +342,11 @@ def run_benchmark(
     check_benchmark_metrics(spec, options)
     selected = select_cells(spec, models, datasets)
     # every earlier cell checked before any work: changed settings are all found at once
+    # each cell's settings, found once (a predictions folder's identity walks its files)
+    settings = {(m.name, d.name): cell_settings(spec, m, d, dtype) for m, d in spec.cells()}
     found = {(m.name, d.name): kept_cell(folder, spec, m, d,
-                                         overwrite and (m, d) in selected, dtype)
+                                         overwrite and (m, d) in selected,
+                                         settings[(m.name, d.name)])
              for m, d in spec.cells()}
     stale = [c for (m, d), c in zip(spec.cells(), found.values(), strict=True)
              if isinstance(c, _Stale) and (m, d) in selected]
@@ -398,7 +401,7 @@ def run_benchmark(
                     "model": m.name, "dataset": d.name, "n_images": frames,
                     "split": split,
                     "device": str(device), "metrics_dtype": dtype,
-                    CELL_KEY: {**cell_settings(spec, m, d, dtype),
+                    CELL_KEY: {**settings[(m.name, d.name)],
                                "metrics": list(spec.metrics)}})
                 write_results(result, cell_dir(folder, m.name, d.name), overwrite=True)
                 cell = Cell(m.name, d.name, "scored",
@@ -492,13 +495,15 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
 
     entries = {m.name: m for m in spec.models}
     datasets = {d.name: d for d in spec.datasets}
+    chosen = {d: chosen_examples(spec, cells, d) for d in datasets}
     psnr = None
+    current: tuple[str, Any] | None = None  # the model loaded (cells come model by model)
     for c in cells:
         m, d = entries[c.model], datasets[c.dataset]
         if c.status == "failed" or (c.status != "kept" and m.predictions is None) or (
                 only is not None and (c.model, c.dataset) not in only):
             continue
-        missing = [k for k in chosen_examples(spec, cells, d.name)
+        missing = [k for k in chosen[d.name]
                    if not (cell_dir(out, m.name, d.name) / EXAMPLES
                            / f"{file_stem(k)}.npy").is_file()]
         if not missing:
@@ -507,8 +512,11 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
             _file_examples(out, m, d, missing, spec)
             continue
         try:
-            scoring = load_entry(m, spec.seed)
-            ds, _, _ = open_for_model(scoring, d.dataset, d.data, d.split, d.splits,
+            if current is None or current[0] != m.name:
+                if current is not None:
+                    _free(current[1])
+                current = (m.name, load_entry(m, spec.seed))
+            ds, _, _ = open_for_model(current[1], d.dataset, d.data, d.split, d.splits,
                                       d.options, m.n_images)
             keys = _dataset_keys(ds)
             at = {k: i for i, k in enumerate(keys)}
@@ -517,14 +525,15 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
                 continue
             psnr = psnr or dataset_metrics(["psnr"], MetricOptions(border=0))
             subset = ItemSubset(ds, [at[k] for k in wanted], keys)
-            scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
+            scoring = for_scale(current[1], int(getattr(ds, "scale", 1)))
             result = evaluate_model(scoring.module, subset, psnr, batch_size=batch_size,
                                     device=device, seed=spec.seed, nodata=spec.masks,
                                     label=m.name, examples=len(wanted))
             write_examples(out, m.name, d.name, result.examples, replace=False)
-            _free(scoring)
         except ZoomsrError:
             continue  # its tiles stay blank ("-")
+    if current is not None:
+        _free(current[1])
 
 
 def _file_examples(out: Path, m: ModelEntry, d: DatasetEntry, keys: list[str],
