@@ -65,19 +65,31 @@ def item_notes(result: BenchmarkResult) -> list[str]:
     return notes
 
 
+def _best(result: BenchmarkResult, dataset: str, metric: str) -> float | None:
+    """The best finite mean of ``metric`` among the cells of ``dataset`` that did not fail."""
+    means = [c.summary.get(metric, {}).get("mean") for c in result.cells
+             if c.dataset == dataset and c.status != "failed"]
+    finite = [v for v in means if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return max(finite) if result.higher_is_better[metric] else min(finite)
+
+
+def _mean_text(summary: dict[str, Any]) -> str:
+    """``mean ± half the 95 % interval`` (the mean alone where it has no interval)."""
+    mean, lo, hi = summary.get("mean"), summary.get("ci95_low"), summary.get("ci95_high")
+    text = _number(mean)
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        text += f" ± {_number((hi - lo) / 2, 2)}"
+    return text
+
+
 def markdown_table(result: BenchmarkResult) -> str:
     """Rows: models; columns: dataset / metric; cells: ``mean ± half the 95 % interval``,
     the best of each column in bold (``-``: no value; ``failed``)."""
     spec = result.spec
     columns = [(d, m) for d in _run_datasets(result) for m in result.higher_is_better]
-    best: dict[tuple[str, str], float] = {}
-    for d, metric in columns:
-        higher = result.higher_is_better[metric]
-        values = [c.summary.get(metric, {}).get("mean") for c in result.cells
-                  if c.dataset == d and c.status != "failed"]
-        finite = [v for v in values if v is not None and math.isfinite(v)]
-        if finite:
-            best[(d, metric)] = max(finite) if higher else min(finite)
+    best = {(d, metric): _best(result, d, metric) for d, metric in columns}
     arrows = {m: "↑" if h else "↓" for m, h in result.higher_is_better.items()}
     head = "| model | " + " | ".join(f"{d} {m} {arrows[m]}" for d, m in columns) + " |"
     lines = [head, "|---|" + "---|" * len(columns)]
@@ -92,11 +104,8 @@ def markdown_table(result: BenchmarkResult) -> str:
                 cells.append("failed")
                 continue
             s = c.summary.get(metric, {})
-            mean, lo, hi = s.get("mean"), s.get("ci95_low"), s.get("ci95_high")
-            text = _number(mean)
-            if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
-                text += f" ± {_number((hi - lo) / 2, 2)}"
-            if mean is not None and best.get((d, metric)) == mean:
+            text = _mean_text(s)
+            if s.get("mean") is not None and best[(d, metric)] == s["mean"]:
                 text = f"**{text}**"
             cells.append(text)
         lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
@@ -284,14 +293,9 @@ def cell_tables(result: BenchmarkResult) -> list[Any]:
         items = max((len(c.rows) for c in cells if c is not None), default=0)
         table = Table(title=f"{d.name} ({d.dataset}, {items} items)")
         table.add_column("model")
-        best = {}
         for metric, higher in result.higher_is_better.items():
             table.add_column(f"{metric} {'↑' if higher else '↓'}", justify="right")
-            means = [c.summary.get(metric, {}).get("mean") for c in cells
-                     if c is not None and c.status != "failed"]
-            finite = [v for v in means if v is not None and math.isfinite(v)]
-            if finite:
-                best[metric] = max(finite) if higher else min(finite)
+        best = {metric: _best(result, d.name, metric) for metric in result.higher_is_better}
         for m, c in zip(result.spec.models, cells, strict=True):
             if c is None:
                 continue
@@ -301,13 +305,9 @@ def cell_tables(result: BenchmarkResult) -> list[Any]:
             row = []
             for metric in result.higher_is_better:
                 s = c.summary.get(metric, {})
-                mean, lo, hi = s.get("mean"), s.get("ci95_low"), s.get("ci95_high")
-                text = _number(mean)
-                if lo is not None and hi is not None and math.isfinite(lo) \
-                        and math.isfinite(hi):
-                    text += f" ± {_number((hi - lo) / 2, 2)}"
-                row.append(f"[bold]{text}[/bold]" if mean is not None
-                           and best.get(metric) == mean else text)
+                text = _mean_text(s)
+                row.append(f"[bold]{text}[/bold]" if s.get("mean") is not None
+                           and best[metric] == s["mean"] else text)
             table.add_row(m.name, *row)
         tables.append(table)
     return tables
