@@ -216,9 +216,7 @@ class WorldStratDataset(Dataset):
         self.channels = len(self.lr_bands)
         self.hr_channels = len(self.hr_bands)
         self.hr_rgb = hr_rgb(self.hr_bands)
-        #: The positions of B04, B03, B02 (red, green, blue) in an LR frame, or None.
-        self.lr_rgb = (tuple(self.lr_bands.index(b) for b in ("B04", "B03", "B02"))
-                       if {"B04", "B03", "B02"} <= set(self.lr_bands) else None)
+        self.lr_rgb = lr_rgb(self.lr_bands)
         self.lr_size = lr_size
         self.scale = scale
         self.train = train
@@ -495,6 +493,14 @@ def hr_rgb(bands: Sequence[str]) -> tuple[int, int, int] | None:
     return bands.index("R"), bands.index("G"), bands.index("B")
 
 
+def lr_rgb(bands: Sequence[str]) -> tuple[int, int, int] | None:
+    """The positions of B04, B03, B02 (red, green, blue) among LR ``bands``, or None where
+    one of them is missing: what a frame is shown by."""
+    if not {"B04", "B03", "B02"} <= set(bands):
+        return None
+    return bands.index("B04"), bands.index("B03"), bands.index("B02")
+
+
 def _read_split(path: Path, split: str) -> list[str]:
     """The AOI names (``tile`` column) of ``split`` in the split CSV, in file order."""
     if not path.is_file():
@@ -636,6 +642,7 @@ def _size(shape: Sequence[int]) -> str:
 
 __all__ = [
     "hr_rgb",
+    "lr_rgb",
     "HR_KINDS",
     "L1C_BANDS",
     "L2A_BANDS",

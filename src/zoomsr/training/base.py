@@ -418,10 +418,8 @@ def lr_display_channels(cfg: TrainConfig) -> tuple[int, ...] | None:
     from zoomsr.data import worldstrat as ws
 
     o = cfg.data.options
-    bands = ws._parse_lr_bands(o.get("lr_bands", ("B04", "B03", "B02")), o.get("level", "L2A"))
-    if not {"B04", "B03", "B02"} <= set(bands):
-        return None
-    return tuple(bands.index(b) for b in ("B04", "B03", "B02"))
+    return ws.lr_rgb(ws._parse_lr_bands(o.get("lr_bands", ("B04", "B03", "B02")),
+                                        o.get("level", "L2A")))
 
 
 def _rgb_view(x: Tensor, rgb: Sequence[int] | None = None) -> Tensor:

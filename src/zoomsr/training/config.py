@@ -821,13 +821,14 @@ def hr_rgb_channels(d: DataSection) -> tuple[int, int, int] | None:
     """The positions of R, G, B among the HR channels of ``d``'s dataset (what validation's
     metrics and the VGG19 / CLIP losses take), or None where they are not all there (one band:
     scored repeated)."""
-    if d.dataset == "probav":
-        return None
-    if d.dataset == "worldstrat":
+    if d.dataset == "worldstrat":  # its hr_bands option decides
         from zoomsr.data.worldstrat import hr_rgb
 
         return hr_rgb(_hr_bands(d))
-    return 0, 1, 2  # S2-NAIP's NAIP RGB, OLI2MSI's MSI B04, B03, B02
+    from zoomsr.data.datasets import dataset_class
+
+    # the loaders' own (S2-NAIP's NAIP RGB, OLI2MSI's MSI B04, B03, B02, PROBA-V's one band)
+    return dataset_class(d.dataset).hr_rgb  # type: ignore[attr-defined]
 
 
 def _hr_bands(d: DataSection) -> tuple[str, ...]:
