@@ -177,16 +177,16 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
         raise ConfigError(f"{where}{what} ({name}): give one of weights (a checkpoint or a name "
                           f"`zoomsr weights list` shows), baseline ({', '.join(BASELINES)}) or "
                           "predictions (its outputs as files)")
+    datasets = doc.get("datasets")
+    if datasets is not None:
+        datasets = tuple(_name(d, f"{what}.datasets", where)
+                         for d in _list(datasets, f"{what}.datasets", where))
     if predictions is not None:
         for key in ("model", "config", "n_images", "sample_steps"):
             if doc.get(key) is not None:
                 raise ConfigError(f"{where}{what}.{key}: predictions are files, not a model run "
                                   "here")
         path = _path(predictions, base, f"{what}.predictions", where)
-        datasets = doc.get("datasets")
-        if datasets is not None:
-            datasets = tuple(_name(d, f"{what}.datasets", where)
-                             for d in _list(datasets, f"{what}.datasets", where))
         return ModelEntry(name, datasets=datasets, predictions=path)
     if baseline is not None:
         if baseline not in BASELINES:
@@ -206,10 +206,6 @@ def _model(doc: Any, i: int, base: Path, where: str) -> ModelEntry:
     if config and model is None:
         raise ConfigError(f"{where}{what}.config sets the architecture model builds; add "
                           "model: NAME")
-    datasets = doc.get("datasets")
-    if datasets is not None:
-        datasets = tuple(_name(d, f"{what}.datasets", where)
-                         for d in _list(datasets, f"{what}.datasets", where))
     steps = _opt_int(doc.get("sample_steps"), f"{what}.sample_steps", where, 1)
     if steps is not None and baseline is not None:
         raise ConfigError(f"{where}{what}.sample_steps: a baseline is not sampled")
