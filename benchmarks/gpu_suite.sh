@@ -12,7 +12,8 @@
 # interval (5 vs 1 ms), 13. a profile of one run, 14. column strips of 2048 px on 3856 px,
 # 15. the CLI's default tiling and batch on 3856 px, 16. a row's files decoded by the read
 # pool vs one at a time (the row's decode alone, then 3856 px runs alternating), 17. the
-# output's DEFLATE level 6 (GDAL's default) vs 4 (the pipeline's).
+# output's DEFLATE level 6 (GDAL's default) vs 4 (the pipeline's), 18. 512 px windows on
+# 3984 / 7952 px scenes (bare and pipelines), 19. CUDA graphs on vs off.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -160,7 +161,10 @@ if step "timeline of one pipeline run (py-spy)" 45 \
   timeout "$limit" "$spy" record --idle -r 200 -f chrometrace -o "$out/infer_trace.json" -- \
       $py "$here/benchmarks/infer_throughput.py" --_child --device cuda --size 3856 \
       --pipeline-batch 8 --scene-dir "$scenes" 2>&1 | tail -3 | tee "$out/infer_trace_run.txt"
-  $py "$here/benchmarks/spy_timeline.py" "$out/infer_trace.json" 2>&1 \
+  # (the model call's frame: with CUDA graphs RRDBNet.forward runs only on a shape's first
+  # call and its capture)
+  $py "$here/benchmarks/spy_timeline.py" "$out/infer_trace.json" \
+      --model InferenceModel.forward_device 2>&1 \
       | tee "$out/infer_timeline.txt" | head -150
 fi
 
@@ -262,6 +266,32 @@ if step "DEFLATE level 6 / 4 (3856 px, 3 runs each)" 150; then
   : > "$out/infer_deflate.txt"
   alternate "$out/infer_deflate.txt" --deflate-level "6 4"
   by_value "$out/infer_deflate.txt" deflate_level "DEFLATE level"
+fi
+
+# The done-when's measurement at a geometry whose overlaps cost little: 512 px windows
+# overlapping by 16 px (6.5 % more pixels computed than the scene holds, against 12.8 % for
+# 256 px ones), 2 a call (512 chunks' worth, as the bare model's batches), on scenes of 3984
+# and 7952 LR px (813 and 3240 km2 at this latitude; both 8 and 16 whole steps of 496 px):
+# the bare model, both pipelines (the 4x scene in two column strips, the default), the bare
+# model again; 2 repeats. Then the 4x scene once more in one strip (--column-width 8192: no
+# window column computed twice, the rows in flight as wide as the scene).
+if step "512 px windows on 3984 / 7952 px scenes (bare, pipelines; 2 repeats)" 240; then
+  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 3984 \
+      --window 512 --overlap 16 --batch 512 --pipeline-batch 2 --seconds 4 --repeats 2 \
+      --scene-dir "$scenes" --save "$out/infer_512.json" 2>&1 | tee "$out/infer_512.txt"
+  timeout "$((limit / 4))" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
+      --size 7952 --window 512 --overlap 16 --pipeline-batch 2 --column-width 8192 \
+      --scene-dir "$scenes" 2>&1 | tail -1 | tee -a "$out/infer_512.txt"
+  rm -rf "$scenes"/scene7952x8 "$scenes"/scene3984x8
+fi
+
+# The model's forward replayed from CUDA graphs (one launch a call: zoomsr.inference.graphs,
+# the default on CUDA since 2026-11-28) against launched kernel by kernel, the 3856 px
+# scene, alternating, 3 runs each.
+if step "CUDA graphs on / off (3856 px, 3 runs each)" 150; then
+  : > "$out/infer_graphs.txt"
+  alternate "$out/infer_graphs.txt" --cuda-graphs "on off"
+  by_value "$out/infer_graphs.txt" cuda_graphs "CUDA graphs"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

@@ -59,8 +59,10 @@ def _model(args: argparse.Namespace):
         return _zero_cost_model(args)
     config = parse_config("rrdbnet", [args.config]) if args.config else {}
     config["num_in_ch"] = 3 * args.images
+    graphs = {"auto": None, "on": True, "off": False}[args.cuda_graphs]
     return build_inference_model(model="rrdbnet", config=config, random_weights=True,
-                                 device=args.device, precision=args.precision)
+                                 device=args.device, precision=args.precision,
+                                 cuda_graphs=graphs)
 
 
 def _zero_cost_model(args: argparse.Namespace):
@@ -94,7 +96,8 @@ def bare(args: argparse.Namespace, windows: bool = True) -> dict:
         rates[batch] = _rate(model, torch.as_tensor(x).to(model.device), args, 1)
     best = max(rates, key=rates.get)
     out = {"chunks_per_s": rates[best], "batch": best, "by_batch": rates,
-           "device": str(model.device), "config": model.config}
+           "device": str(model.device), "config": model.config,
+           "cuda_graphs": getattr(model, "cuda_graphs", False)}
     if args.bare_window and windows:  # the pipeline's calls: --pipeline-batch windows
         w = args.bare_window
         x = np.random.default_rng(0).random((args.pipeline_batch, args.images, 3, w, w),
@@ -108,7 +111,8 @@ def _rate(model, x, args: argparse.Namespace, chunks_per_item: float) -> float:
     """32 x 32 chunks/s of ``model`` on ``x`` (on its device), timed as :func:`bare` does."""
     import torch
 
-    model.forward_device(x)
+    for _ in range(2):  # kernel selection; with CUDA graphs, the capture (2nd call)
+        model.forward_device(x)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     n, start = 0, time.perf_counter()
@@ -283,6 +287,8 @@ def pipeline(args: argparse.Namespace) -> dict:
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
         "writer_strip": writer_strip(), "read_threads": read_threads(),
         "deflate_level": opts.deflate_level,
+        "cuda_graphs": getattr(model, "cuda_graphs", False),
+        "graphs_captured": getattr(getattr(model, "_graphs", None), "captured", 0),
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
         "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,
@@ -292,7 +298,7 @@ def pipeline(args: argparse.Namespace) -> dict:
 
 def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_child", "--size", str(size)]
-    for key in ("config", "images", "device", "precision", "window", "overlap",
+    for key in ("config", "images", "device", "precision", "cuda_graphs", "window", "overlap",
                 "pipeline_batch", "threads", "scene_dir", "read_cache", "column_width",
                 "switch_interval", "writer", "writer_strip", "read_threads", "deflate_level"):
         value = getattr(args, key)
@@ -319,6 +325,9 @@ def add_model_options(p: argparse.ArgumentParser, config: str = "") -> None:
     p.add_argument("--images", type=int, default=8, help="Input images T.")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
+                   help="Replay the model's forward from CUDA graphs (zoomsr.inference.graphs;"
+                   " auto: the default, on for a CUDA device).")
 
 
 def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: int,

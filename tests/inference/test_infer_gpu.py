@@ -198,3 +198,86 @@ def test_sr3_sampling_on_gpu_follows_the_cpu():
     assert np.abs(outs["cuda", "fp32"] - ref).max() < 1e-3
     bf16 = outs["cuda", "bf16"]
     assert np.isfinite(bf16).all() and np.abs(bf16 - ref).mean() < 0.05
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graphs_replay_what_the_eager_forward_computes(precision):
+    """On by default on CUDA: a shape is captured on its second call, replayed after; every
+    output as the same model without graphs gives it."""
+    graphed = _model("cuda", precision)
+    eager = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                                  random_weights=True, device="cuda", precision=precision,
+                                  seed=3, cuda_graphs=False)
+    assert graphed.cuda_graphs and not eager.cuda_graphs
+    rng = np.random.default_rng(1)
+    xs = [rng.random((3, 2, 3, 24, 20), dtype=np.float32) for _ in range(4)]
+    xs.append(rng.random((1, 2, 3, 24, 20), dtype=np.float32))  # another shape, seen once
+    for x in xs:
+        a, b = graphed.forward(x), eager.forward(x)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 if precision == "fp32" else 2e-2)
+    assert graphed._graphs.captured == 1 and graphed._graphs.disabled is None
+
+
+def test_a_cuda_graph_shared_by_threads_gives_each_call_its_own_values():
+    import threading
+
+    model = _model("cuda", "bf16")
+    rng = np.random.default_rng(2)
+    xs = [[rng.random((2, 2, 3, 16, 16), dtype=np.float32) for _ in range(6)]
+          for _ in range(4)]
+    want = [[model.forward(x) for x in row] for row in xs]  # captured on the 2nd call
+    got: dict[int, list] = {}
+
+    def work(k: int) -> None:
+        got[k] = [model.forward_device(x) for x in xs[k]]  # left on the device, unsynchronised
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        for a, b in zip(got[k], want[k], strict=True):  # (want[k][0] ran eagerly)
+            np.testing.assert_allclose(a.cpu().numpy(), b, rtol=0, atol=2e-2)
+
+
+def test_scene_with_cuda_graphs_matches_without(tmp_path, monkeypatch):
+    paths = write_frames(tmp_path / "in", n=3, size=(120, 88), holes={1: (slice(0, 30),
+                                                                         slice(0, 40))})
+    opts = InferenceOptions(tiling=Tiling(window=32, overlap=8), progress=False, batch_size=2,
+                            threads=3)
+    outs = []
+    for graphs in (True, False):
+        m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                                  random_weights=True, device="cuda", seed=3,
+                                  cuda_graphs=graphs)
+        outs.append(read(run_inference(paths, tmp_path / f"g{graphs}.tif", m, opts).output))
+        assert (m._graphs is not None and m._graphs.captured >= 1) == graphs
+    (a, mask_a, _), (b, mask_b, _) = outs
+    assert np.array_equal(mask_a, mask_b)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_a_model_that_waits_for_the_device_runs_without_graphs_after_a_warning():
+    """A forward with a host synchronisation cannot be captured: graphs are turned off for
+    that model, with a warning, and every call still gives the eager values."""
+    from zoomsr.inference import InferenceModel
+
+    class Syncing(torch.nn.Module):
+        name = "syncing"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            gain = 1.0 + float(x.mean() > 2)  # .item(): waits for the device
+            return torch.nn.functional.interpolate(x[:, :3] * gain, scale_factor=4)
+
+    m = InferenceModel(Syncing(), "syncing", 2, "stacked", 4, "none", "",
+                       torch.device("cuda"), cuda_graphs=True)
+    x = np.random.default_rng(3).random((2, 2, 3, 8, 8), dtype=np.float32)
+    m.forward(x)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+        out = m.forward(x)
+    assert m._graphs.disabled and m._graphs.captured == 0
+    want = np.repeat(np.repeat(x[:, 0], 4, axis=-2), 4, axis=-1)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    np.testing.assert_allclose(m.forward(x), want, atol=1e-6)
+    torch.cuda.synchronize()  # the device is still usable

@@ -33,7 +33,7 @@ import torch
 
 from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.inference.assemble import ReadyRow
-from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.model import InferenceModel, use_cuda_graphs
 from zoomsr.inference.rows import ScenePlan
 from zoomsr.stopping import interrupts_held
 from zoomsr.validate import check_int
@@ -102,6 +102,8 @@ def _worker_class(ray: Any) -> Any:
                 autocast=spec["autocast"], config=spec["config"],
                 bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
                 sample_seed=spec["sample_seed"],
+                # the worker's own device decides (the driver's may be a CPU)
+                cuda_graphs=use_cuda_graphs(None, dev, spec["name"] == "sr3"),
             )
             self.plan: ScenePlan | None = None
             self.cache: Any = None  # the scene's GDAL cache environment (read_cache)

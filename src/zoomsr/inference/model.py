@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import nn
 from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.devices import resolve_device
 from zoomsr.errors import CheckpointError, ConfigError, InputError
+from zoomsr.inference.graphs import GraphedForward
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
@@ -91,6 +92,10 @@ class InferenceModel:
     bands: tuple[str, ...] = ("tci",)
     sample_steps: int | None = None  # SR3: DDIM steps (None: the model's default, 50)
     sample_seed: int = 0  # SR3: seed of every window's starting noise
+    #: replay the forward from CUDA graphs on a CUDA device (see zoomsr.inference.graphs)
+    cuda_graphs: bool = False
+    _graphs: GraphedForward | None = field(default=None, init=False, repr=False,
+                                           compare=False)
 
     @property
     def diffusion(self) -> bool:
@@ -149,13 +154,16 @@ class InferenceModel:
         x = to_layout(x, self.layout).to(self.device)  # type: ignore[arg-type]
         if self.device.type == "cuda" and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        ctx = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.autocast
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), ctx:
-            y = self._sample(x, keys) if self.diffusion else self.module(x)
+        with torch.inference_mode():
+            if self.diffusion:
+                with self._autocast(cache=True):  # the weights' casts serve every step
+                    y = self._sample(x, keys)
+            elif self.cuda_graphs and x.device.type == "cuda":
+                if self._graphs is None:
+                    self._graphs = GraphedForward(self._eager)
+                y = self._graphs(x)
+            else:
+                y = self._eager(x)
         if y.ndim == 5:  # SRCNN / HighRes-net: [B, 1, C, H, W]
             y = y[:, 0]
         expected = (x.shape[0], 3, (h + ph) * self.scale, (w + pw) * self.scale)
@@ -167,6 +175,17 @@ class InferenceModel:
         if ph or pw:
             y = y[..., : h * self.scale, : w * self.scale]
         return y.float()
+
+    def _autocast(self, cache: bool = False) -> contextlib.AbstractContextManager:
+        # A forward uses each weight once, so its casts need no cache (and a CUDA graph's
+        # capture must not use one); a diffusion sampler's steps share them.
+        return (torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
+                if self.autocast else contextlib.nullcontext())
+
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's forward of ``x`` (on its device, in its layout), in its precision."""
+        with self._autocast():
+            return self.module(x)
 
     def _sample(self, x: torch.Tensor, keys: Sequence[Any] | None = None) -> torch.Tensor:
         """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise that its key
@@ -321,6 +340,7 @@ def build_inference_model(
     seed: int = 0,
     bands: Sequence[str] | str | None = None,
     sample_steps: int | None = None,
+    cuda_graphs: bool | None = None,
 ) -> InferenceModel:
     """Build the model for inference.
 
@@ -336,7 +356,9 @@ def build_inference_model(
     ``bands``: what each frame holds (``"tci"``, or ``"tci,b08"`` for esrgan-10m...); default:
     the bands a zoomsr checkpoint was trained on, else TCI only. SR3 is sampled with DDIM in
     ``sample_steps`` steps (default 50, at most the model's ``num_timesteps``), its noise
-    seeded by ``seed`` (which also seeds random weights).
+    seeded by ``seed`` (which also seeds random weights). ``cuda_graphs``: replay the
+    forward from CUDA graphs (:mod:`zoomsr.inference.graphs`); default: on a CUDA device for
+    models run once (not SR3), unless the environment sets ``ZOOMSR_CUDA_GRAPHS=0``.
     """
     dev = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16"):
@@ -362,7 +384,7 @@ def build_inference_model(
                 weights=fetch.resolve(entry.name), model=entry.model,
                 config={**entry.config, **(config or {})}, device=device, precision=precision,
                 label=label or entry.name, seed=seed, bands=entry.bands,
-                sample_steps=sample_steps)
+                sample_steps=sample_steps, cuda_graphs=cuda_graphs)
     if weights is not None:
         path = require_checkpoint_file(weights, " (give a checkpoint file, or a name that "
                                        "`zoomsr weights list` shows)")
@@ -404,6 +426,7 @@ def build_inference_model(
     band_list = validate_bands(bands if bands is not None else ("tci",))
     n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
     _check_sample_steps(module, sample_steps)
+    graphs = use_cuda_graphs(cuda_graphs, dev, getattr(module, "name", None) == "sr3")
     module = module.to(dev).eval()
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
@@ -421,7 +444,21 @@ def build_inference_model(
         bands=band_list,
         sample_steps=sample_steps,
         sample_seed=seed,
+        cuda_graphs=graphs,
     )
+
+
+def use_cuda_graphs(asked: bool | None, device: torch.device, diffusion: bool) -> bool:
+    """Whether a model on ``device`` replays its forward from CUDA graphs (``asked``: the
+    caller's choice, None for the default)."""
+    if asked is None:
+        return (device.type == "cuda" and not diffusion
+                and os.environ.get("ZOOMSR_CUDA_GRAPHS", "1").strip() != "0")
+    if asked and device.type != "cuda":
+        raise ConfigError(f"CUDA graphs need a CUDA device; the model is on {device}")
+    if asked and diffusion:
+        raise ConfigError("CUDA graphs apply to models run once a call, not to sr3's sampler")
+    return bool(asked)
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,109 @@
+"""CUDA graphs of a model's forward: one launch a call instead of one per kernel.
+
+Why: full-size ESRGAN launches about 1500 kernels a forward, each launched from Python while
+the launching thread holds the interpreter lock, which the pipeline's other threads (the
+row threads preparing the next windows, the GeoTIFF writer between its GDAL calls) wait
+for. A captured graph replays the whole forward from one call, so a model call holds the lock
+for well under a millisecond, and the GPU runs the kernels back to back.
+
+A shape (with its dtype, strides and device) is captured the second time it is seen: the
+first call runs eagerly (the warm-up a capture needs: cuDNN's and cuBLAS's lazy set-up), and a
+shape met once (a scene's last, partial batch) costs no capture. At most :data:`MAX_GRAPHS`
+shapes are kept: each graph holds the memory of its own activations. The graph's input and
+output are its own buffers: a call copies its input in, replays, and returns a copy of the
+output, all under one lock, so threads sharing the model never see each other's values. A
+capture that fails (a model that waits for the device inside its forward) turns graphs off
+for this model with a warning; its calls then run eagerly.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+#: Shapes captured at most per model (each graph keeps its activations' memory).
+MAX_GRAPHS = 2
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    inputs: torch.Tensor
+    output: torch.Tensor
+
+
+class GraphedForward:
+    """``run`` (an eager forward of a CUDA tensor) replayed from CUDA graphs where it can be.
+
+    ``run`` must compute its output from its input tensor alone, without waiting for the
+    device (no ``.item()``, no copies to the host) and without randomness; it is called
+    under the caller's ``torch.inference_mode()``. Calls return float32 tensors the caller
+    owns.
+    """
+
+    def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], limit: int = MAX_GRAPHS
+                 ) -> None:
+        self._run = run
+        self.limit = limit
+        self._graphs: dict[tuple, _Graph] = {}
+        self._seen: set[tuple] = set()
+        self._lock = threading.Lock()
+        #: why graphs were turned off for this model (a failed capture), else None
+        self.disabled: str | None = None
+
+    @property
+    def captured(self) -> int:
+        """How many shapes have a graph."""
+        return len(self._graphs)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward of ``x`` (on a CUDA device), as float32."""
+        key = (tuple(x.shape), x.dtype, x.stride(), x.device)
+        with self._lock:
+            graph = self._graphs.get(key)
+            if graph is None:
+                eager = (self.disabled is not None or key not in self._seen
+                         or len(self._graphs) >= self.limit)
+                self._seen.add(key)
+                if not eager:
+                    graph = self._capture(x)
+                    if graph is not None:
+                        self._graphs[key] = graph
+            if graph is not None:
+                graph.inputs.copy_(x)
+                graph.graph.replay()
+                # a copy: the next replay (another thread's call) overwrites the output buffer
+                return graph.output.to(torch.float32, copy=True)
+        return self._run(x).float()
+
+    def _capture(self, x: torch.Tensor) -> _Graph | None:
+        """A graph of ``run`` on a buffer holding ``x``'s values, or None (graphs then off)."""
+        device = x.device
+        # Work queued before the capture (other threads' too) is finished first, as
+        # torch.cuda.graph does: the capture's private memory pool starts from a quiet device.
+        torch.cuda.synchronize(device)
+        inputs = x.clone()  # same strides (channels_last stays channels_last)
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream(device)  # a capture cannot run on the default stream
+        stream.wait_stream(torch.cuda.current_stream(device))
+        try:
+            with torch.cuda.stream(stream):
+                # "thread_local": the other threads' CUDA calls (reads uploaded, frames
+                # chosen) go on during the capture, and are not part of it
+                graph.capture_begin(capture_error_mode="thread_local")
+                try:
+                    output = self._run(inputs)
+                finally:
+                    graph.capture_end()
+        except Exception as exc:  # noqa: BLE001  (torch.AcceleratorError, RuntimeError)
+            self.disabled = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            warnings.warn(f"CUDA graph capture failed, the model runs without graphs: "
+                          f"{self.disabled}", RuntimeWarning, stacklevel=3)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            return None
+        torch.cuda.current_stream(device).wait_stream(stream)
+        return _Graph(graph, inputs, output)
