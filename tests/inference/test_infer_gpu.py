@@ -253,6 +253,7 @@ def test_scene_with_cuda_graphs_matches_without(tmp_path, monkeypatch):
                                   cuda_graphs=graphs)
         outs.append(read(run_inference(paths, tmp_path / f"g{graphs}.tif", m, opts).output))
         assert (m._graphs is not None and m._graphs.captured >= 1) == graphs
+        assert m._graphs is None or m._graphs.disabled is None
     (a, mask_a, _), (b, mask_b, _) = outs
     assert np.array_equal(mask_a, mask_b)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

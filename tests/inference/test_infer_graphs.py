@@ -164,3 +164,53 @@ def test_a_cpu_model_asked_for_graphs_is_refused_and_by_default_has_none():
     assert not m.cuda_graphs
     out = m.forward(np.zeros((1, 2, 3, 8, 8), np.float32))
     assert out.shape == (1, 3, 32, 32) and m._graphs is None
+
+
+def test_prepare_captures_a_shape_now_and_no_call_captures_after():
+    g = _Fake(lambda x: x + 2)
+    assert g.prepare(torch.zeros(2, 3))  # unseen: one eager warm-up call, then the capture
+    assert g.eager == 1 and g.captures == [(2, 3)] and not g.capture_on_call
+    torch.testing.assert_close(g(torch.ones(2, 3)), torch.full((2, 3), 3.0))
+    assert g.eager == 1  # replayed
+    for _ in range(3):
+        g(torch.ones(4))  # another shape: eager every time, never captured
+    assert g.captures == [(2, 3)] and g.eager == 4
+
+
+def test_prepare_of_a_seen_shape_needs_no_warm_up_and_reports_a_failure():
+    g = _Fake(lambda x: x, fail=True)
+    g(torch.zeros(3))
+    assert not g.prepare(torch.zeros(3))
+    assert g.eager == 1 and g.captures == [(3,)] and g.disabled
+
+
+def test_scene_rows_prepare_the_window_shape_before_computing(tmp_path, monkeypatch):
+    """local_strips asks the model for its window shape's graph before the first row."""
+    from infer_helpers import write_frames
+
+    from zoomsr.inference import InferenceModel, InferenceOptions, Tiling, run_inference
+
+    calls: list[tuple] = []
+    forwards: list[int] = []
+
+    def prepare(self, batch, height, width):  # noqa: ANN001, ANN202
+        calls.append((batch, height, width, len(forwards)))
+        return False
+
+    real_forward = InferenceModel.forward_device
+
+    def forward(self, lr, keys=None):  # noqa: ANN001, ANN202
+        forwards.append(1)
+        return real_forward(self, lr, keys)
+
+    monkeypatch.setattr(InferenceModel, "prepare_graphs", prepare)
+    monkeypatch.setattr(InferenceModel, "forward_device", forward)
+    paths = write_frames(tmp_path / "in", n=2, size=(40, 56))
+    m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+    monkeypatch.setattr(type(m), "forward", lambda self, lr, keys=None: forward(self, lr, keys)
+                        .cpu().numpy())
+    run_inference(paths, tmp_path / "o.tif", m,
+                  InferenceOptions(tiling=Tiling(window=32, overlap=8), batch_size=3,
+                                   progress=False, threads=2))
+    assert calls == [(3, 32, 32, 0)] and forwards

@@ -14,10 +14,17 @@ output are its own buffers: a call copies its input in, replays, and returns a c
 output, all under one lock, so threads sharing the model never see each other's values. A
 capture that fails (a model that waits for the device inside its forward) turns graphs off
 for this model with a warning; its calls then run eagerly.
+
+A capture made while other threads used the GPU failed (an H200, 2026-11-28: the scene's
+row threads uploading and preparing their windows): a scene run with several row threads
+captures its window shape with :meth:`GraphedForward.prepare` before they start, and no
+shape after. The interpreter's garbage collector is held during a capture (an object freed
+then, a pinned host buffer, would record its CUDA events from the capturing thread).
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 from collections.abc import Callable
@@ -54,6 +61,8 @@ class GraphedForward:
         self._lock = threading.Lock()
         #: why graphs were turned off for this model (a failed capture), else None
         self.disabled: str | None = None
+        #: whether a shape's second call captures it (False after :meth:`prepare`)
+        self.capture_on_call = True
 
     @property
     def captured(self) -> int:
@@ -67,7 +76,7 @@ class GraphedForward:
             graph = self._graphs.get(key)
             if graph is None:
                 eager = (self.disabled is not None or key not in self._seen
-                         or len(self._graphs) >= self.limit)
+                         or not self.capture_on_call or len(self._graphs) >= self.limit)
                 self._seen.add(key)
                 if not eager:
                     graph = self._capture(x)
@@ -80,6 +89,23 @@ class GraphedForward:
                 return graph.output.to(torch.float32, copy=True)
         return self._run(x).float()
 
+    def prepare(self, x: torch.Tensor) -> bool:
+        """Capture ``x``'s shape now (after an eager call of it, unless one ran before), while
+        no other thread uses the GPU; later calls capture no other shape. Returns whether the
+        shape has a graph."""
+        key = (tuple(x.shape), x.dtype, x.stride(), x.device)
+        with self._lock:
+            if key not in self._graphs and self.disabled is None:
+                if key not in self._seen:
+                    self._run(x)  # the warm-up a capture needs
+                    self._seen.add(key)
+                if len(self._graphs) < self.limit:
+                    graph = self._capture(x)
+                    if graph is not None:
+                        self._graphs[key] = graph
+            self.capture_on_call = False
+            return key in self._graphs
+
     def _capture(self, x: torch.Tensor) -> _Graph | None:
         """A graph of ``run`` on a buffer holding ``x``'s values, or None (graphs then off)."""
         device = x.device
@@ -90,6 +116,8 @@ class GraphedForward:
         graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream(device)  # a capture cannot run on the default stream
         stream.wait_stream(torch.cuda.current_stream(device))
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             with torch.cuda.stream(stream):
                 # "thread_local": the other threads' CUDA calls (reads uploaded, frames
@@ -105,5 +133,8 @@ class GraphedForward:
                           f"{self.disabled}", RuntimeWarning, stacklevel=3)
             torch.cuda.current_stream(device).wait_stream(stream)
             return None
+        finally:
+            if collecting:
+                gc.enable()
         torch.cuda.current_stream(device).wait_stream(stream)
         return _Graph(graph, inputs, output)

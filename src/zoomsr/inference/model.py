@@ -143,17 +143,7 @@ class InferenceModel:
                 f"{self.label} expects [B, {self.n_images}, {c}, h, w], got {list(x.shape)}"
             )
         h, w = x.shape[-2:]
-        m = self.size_multiple
-        ph, pw = -h % m, -w % m
-        if ph or pw:
-            # a window cut to a scene side that is no multiple (an odd side, a scene smaller
-            # than a window): edge pixels repeated up to one, the output cut back
-            b, t = x.shape[:2]
-            x = torch.nn.functional.pad(x.reshape(b, t * c, h, w), (0, pw, 0, ph),
-                                        mode="replicate").reshape(b, t, c, h + ph, w + pw)
-        x = to_layout(x, self.layout).to(self.device)  # type: ignore[arg-type]
-        if self.device.type == "cuda" and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, ph, pw = self._module_input(x)
         with torch.inference_mode():
             if self.diffusion:
                 with self._autocast(cache=True):  # the weights' casts serve every step
@@ -175,6 +165,36 @@ class InferenceModel:
         if ph or pw:
             y = y[..., : h * self.scale, : w * self.scale]
         return y.float()
+
+    def _module_input(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """``[B, T, C, h, w]`` float32 as the module takes it (padded to
+        :attr:`size_multiple`, in its layout, on its device), and the rows and columns added."""
+        b, t, c, h, w = x.shape
+        m = self.size_multiple
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            # a window cut to a scene side that is no multiple (an odd side, a scene smaller
+            # than a window): edge pixels repeated up to one, the output cut back
+            x = torch.nn.functional.pad(x.reshape(b, t * c, h, w), (0, pw, 0, ph),
+                                        mode="replicate").reshape(b, t, c, h + ph, w + pw)
+        x = to_layout(x, self.layout).to(self.device)  # type: ignore[arg-type]
+        if self.device.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, ph, pw
+
+    def prepare_graphs(self, batch: int, height: int, width: int) -> bool:
+        """With :attr:`cuda_graphs`, capture the forward of ``[batch, T, C, height, width]``
+        inputs now, and no other shape later (see :mod:`zoomsr.inference.graphs`: a scene's
+        row threads must not capture while the others use the GPU). Returns whether that
+        shape is replayed from a graph."""
+        if not self.cuda_graphs or self.device.type != "cuda" or self.diffusion:
+            return False
+        if self._graphs is None:
+            self._graphs = GraphedForward(self._eager)
+        x = torch.zeros((batch, self.n_images, self.channels, height, width),
+                        device=self.device)
+        with torch.inference_mode():
+            return self._graphs.prepare(self._module_input(x)[0])
 
     def _autocast(self, cache: bool = False) -> contextlib.AbstractContextManager:
         # A forward uses each weight once, so its casts need no cache (and a CUDA graph's

@@ -487,6 +487,11 @@ def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int =
     item)`` for each row of ``parts[k]``, in order, ``threads`` rows at once across the
     strips' boundaries."""
     tasks = sum(len(part.rows) for part in parts)
+    if parts and tasks and hasattr(model, "prepare_graphs"):
+        # CUDA graphs: the window shape captured before any row uses the GPU (a capture while
+        # other threads used it failed), whatever the thread count: no capture mid-run
+        plan = parts[0].plan
+        model.prepare_graphs(plan.batch_size, plan.windows.win_h, plan.windows.win_w)
     if threads <= 1 or tasks <= 1:
         for k, part in enumerate(parts):
             hand_on = part.prepare or (lambda res: res)
