@@ -13,7 +13,8 @@
 # 15. the CLI's default tiling and batch on 3856 px, 16. a row's files decoded by the read
 # pool vs one at a time (the row's decode alone, then 3856 px runs alternating), 17. the
 # output's DEFLATE level 6 (GDAL's default) vs 4 (the pipeline's), 18. 512 px windows on
-# 3984 / 7952 px scenes (bare and pipelines), 19. CUDA graphs on vs off.
+# 3984 / 7952 px scenes (bare and pipelines), 19. CUDA graphs on vs off, 20. the GeoTIFF
+# writer alone.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -274,7 +275,8 @@ fi
 # and 7952 LR px (813 and 3240 km2 at this latitude; both 8 and 16 whole steps of 496 px):
 # the bare model, both pipelines (the 4x scene in two column strips, the default), the bare
 # model again; 2 repeats. Then the 4x scene once more in one strip (--column-width 8192: no
-# window column computed twice, the rows in flight as wide as the scene).
+# window column computed twice, the rows in flight as wide as the scene). On the H200
+# (2026-11-28): 57.4 % / 67.7 % of the bare model, peak RSS x1.019; one strip: 132.6 km2/s.
 if step "512 px windows on 3984 / 7952 px scenes (bare, pipelines; 2 repeats)" 240; then
   timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 3984 \
       --window 512 --overlap 16 --batch 512 --pipeline-batch 2 --seconds 4 --repeats 2 \
@@ -287,11 +289,26 @@ fi
 
 # The model's forward replayed from CUDA graphs (one launch a call: zoomsr.inference.graphs,
 # the default on CUDA since 2026-11-28) against launched kernel by kernel, the 3856 px
-# scene, alternating, 3 runs each.
+# scene, alternating, 3 runs each (2026-11-28, 2 runs each: the same speed, 20 % less peak
+# GPU memory).
 if step "CUDA graphs on / off (3856 px, 3 runs each)" 150; then
   : > "$out/infer_graphs.txt"
   alternate "$out/infer_graphs.txt" --cuda-graphs "on off"
   by_value "$out/infer_graphs.txt" cuda_graphs "CUDA graphs"
+fi
+
+# The GeoTIFF writer alone on this machine (GDAL compresses on its cores; the rows come from
+# a raw file written beforehand): on the H200 (2026-11-28) the writer thread fell behind the
+# rows all along and the run waited for it at the end. The model makes about 161 MB/s of RGB
+# output there (3486 chunks/s of 128 x 128 output px, 6.5 % of them overlaps at 512 px
+# windows): a writer slower than that alone is the limit. 15936 px wide strips (the 3984 px
+# scene's output), DEFLATE 4 (the default) and 1, then uncompressed; medians of 3.
+if step "the GeoTIFF writer alone (15936 x 4096 px: DEFLATE 4 / 1, uncompressed)" 60; then
+  timeout "$limit" bash -c "
+    $py '$here/benchmarks/writer_throughput.py' --width 15936 --height 4096 --repeats 3 \
+        --deflate-level 4 1
+    $py '$here/benchmarks/writer_throughput.py' --width 15936 --height 4096 --repeats 3 \
+        --no-compress" 2>&1 | tee "$out/writer_alone.txt"
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"

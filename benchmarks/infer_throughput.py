@@ -284,6 +284,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "size": args.size, "seconds": elapsed, "chunks_per_s": chunks / elapsed,
         "km2_per_s": result.grid.area_km2 / elapsed, "area_km2": result.grid.area_km2,
         "windows": result.windows, "output_mb": size_mb, "column_width": opts.column_width,
+        "phases": result.phases,
         "turns": args.turns, "switch_interval": sys.getswitchinterval(),
         "writer_strip": writer_strip(), "read_threads": read_threads(),
         "deflate_level": opts.deflate_level,
@@ -468,6 +469,12 @@ def _report(args: argparse.Namespace, runs: list[dict]) -> None:
               f"process {med(x[key]['writer_rss_mb'] for x in runs):.0f} MB of it)"
               + (f", GPU {med(x[key]['peak_gpu_mb'] for x in runs):.0f} MB"
                  if r.get("peak_gpu_mb") is not None else ""))
+    for label, key in (("phases", "pipeline"), ("phases 4x", "pipeline_4x")):
+        if runs[0][key].get("phases"):  # medians, s from the start (after discovery)
+            ph = {k: med(x[key]["phases"][k] for x in runs) for k in runs[0][key]["phases"]}
+            print(f"{label:<17} first row at {ph['first_row']:.2f} s, last row at "
+                  f"{ph['last_row']:.2f} s, then {ph['output_finish']:.2f} s finishing the "
+                  f"output and {ph['after_output']:.2f} s after it")
     print(f"pipeline / bare   {report['pipeline_vs_bare']:.1%} (4x scene: "
           f"{report['pipeline_4x_vs_bare']:.1%})")
     print(f"peak RSS 4x / 1x  {report['peak_rss_ratio_4x']:.3f} (the pipeline's process and "

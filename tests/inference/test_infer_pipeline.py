@@ -744,3 +744,17 @@ def test_a_slow_models_rate_reads_in_seconds_a_window():
     assert rate_text(1 / 1800).strip() == "30 min/win"
     task = SimpleNamespace(completed=4, elapsed=89.0, finished=False, total=8)
     assert str(_progress(8, 0, True).columns[3].render(task)).strip() == "22.2 s/win"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_run_says_where_its_time_went(frames_3857, tiny_model, tmp_path, threads):
+    """phases: the first and the last row, then finishing the output and what follows, in
+    that order, within the run's seconds."""
+    res = run_inference(frames_3857, tmp_path / "o.tif", tiny_model(2),
+                        InferenceOptions(tiling=Tiling(window=32, overlap=8), progress=False,
+                                         threads=threads))
+    ph = res.phases
+    assert set(ph) == {"first_row", "last_row", "output_finish", "after_output"}
+    assert 0 < ph["first_row"] <= ph["last_row"] < res.seconds
+    assert ph["output_finish"] >= 0 and ph["after_output"] >= 0
+    assert ph["last_row"] + ph["output_finish"] + ph["after_output"] <= res.seconds + 1e-6

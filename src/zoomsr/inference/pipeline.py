@@ -228,6 +228,12 @@ class InferenceResult:
     preview: Path | None = None
     ignored: list[str] = field(default_factory=list)
     covered_km2: float | None = None  # where not the grid's whole extent (S2-NAIP: the tiles)
+    #: seconds from the run's start (after discovery) to the first and the last finished row
+    #: (``first_row``, ``last_row``; absent when no row was left to compute), spent finishing
+    #: the output GeoTIFF once every row was in (``output_finish``: on a GPU, the writer
+    #: thread catching up), and after it (``after_output``: side outputs, the partial
+    #: folder removed): where a run's time went, for benchmarks
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def area_km2(self) -> float:
@@ -866,6 +872,7 @@ def _run_scene(
             raise InputError(f"{f.paths[0]}: frame of bands {have}, but {model.label} takes "
                              f"{','.join(model.bands)}")
     start = time.perf_counter()
+    rows_at = [0.0, 0.0]  # when the first and the last row reached this thread
     grid = plan_grid(frames, model.scale, native=options.native_grid)
     windows = WindowGrid(grid.height, grid.width, options.tiling,
                          getattr(model, "size_multiple", 1))
@@ -995,6 +1002,8 @@ def _run_scene(
                     items = _strips_assembled(todo, strip, row_source, model, windows, s, hr,
                                               lr, prepare)
                 for i, done in items:
+                    rows_at[0] = rows_at[0] or time.perf_counter()
+                    rows_at[1] = time.perf_counter()
                     g = todo[i]
                     few += done.few_frames
                     computed += done.windows
@@ -1011,7 +1020,9 @@ def _run_scene(
                     del done  # its carry is not kept while the next row is computed
             # inside the try: Ctrl-C while the last strips are compressed removes the temp file
             tags = _tags(plan, model, options, few, options.native_grid, fingerprint["files"])
+            finishing = time.perf_counter()
             stream.finish(tags)
+            finished = time.perf_counter()
         except BaseException:
             stream.abandon()
             raise
@@ -1023,12 +1034,15 @@ def _run_scene(
                                           "resampled LR mosaic (mean of valid frames)")
     with interrupts_held():  # not cut halfway: an empty partial folder made --resume refuse
         run.remove()
+    end = time.perf_counter()
+    phases = {"first_row": rows_at[0] - start, "last_row": rows_at[1] - start} if rows_at[0] else {}
+    phases |= {"output_finish": finished - finishing, "after_output": end - finished}
     return InferenceResult(
         output=out, grid=grid, frames=list(frames), windows=len(windows),
         windows_computed=computed, rows_resumed=done_before // max(per_row, 1),
         few_frame_windows=few,
-        seconds=time.perf_counter() - start, model=model.describe(), lr_output=lr_path,
-        preview=preview, ignored=list(ignored),
+        seconds=end - start, model=model.describe(), lr_output=lr_path,
+        preview=preview, ignored=list(ignored), phases=phases,
     )
 
 
