@@ -393,3 +393,30 @@ def test_a_valid_tile_of_black_pixels_is_written(tmp_path):
     with rasterio.open(out) as ds:
         assert not ds.read().any() and (ds.dataset_mask() == block[..., 3]).all()
         assert all(ds.block_size(1, i, j) > 0 for i in (0, 1) for j in (0, 1))
+
+
+def test_a_kept_open_output_checks_every_tile_of_a_strip(tmp_path, monkeypatch):
+    """Kept open, the output is not sparse: each strip's tiles all need bytes, those without a
+    valid pixel too, so all are checked (none is looked for in the mask), whole and partial
+    ones alike; every tile is then in the file."""
+    from zoomsr.io import geotiff
+
+    seen = []
+    check = geotiff._check_tiles
+    monkeypatch.setattr(geotiff, "_check_tiles",
+                        lambda dst, window, tiles: seen.append(tiles.copy()) or check(
+                            dst, window, tiles))
+    monkeypatch.setattr(geotiff, "tiles_with_data", lambda *a: pytest.fail("not needed"))
+    profile = geotiff._profile(600, 512, 3, "EPSG:3857", Affine(2.4, 0, 0, 0, -2.4, 0))
+    block = np.zeros((256, 600, 4), np.uint8)
+    block[:, 300:] = 255  # the left tiles hold no valid pixel
+    out = tmp_path / "o.tif"
+    with geotiff._StripWriter(out, profile, "1", ["r", "g", "b"], 4) as writer:
+        if writer.dst is None:
+            pytest.skip("GDAL's library not reachable here: the file is reopened per strip")
+        for row in (0, 256):
+            writer.write(Window(0, row, 600, 256), *geotiff._bands_and_mask(block))
+        writer.finish({})
+    assert [t.tolist() for t in seen] == [[[True, True, True]]] * 2
+    with rasterio.open(out) as dst:
+        assert all(dst.block_size(1, i, j) > 0 for i in range(2) for j in range(3))
