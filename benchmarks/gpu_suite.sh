@@ -288,7 +288,7 @@ if step "512 px windows on 3984 / 7952 px scenes (bare, pipelines; 2 repeats)" 2
 fi
 
 # The model's forward replayed from CUDA graphs (one launch a call: zoomsr.inference.graphs,
-# the default on CUDA since 2026-11-28) against launched kernel by kernel, the 3856 px
+# ZOOMSR_CUDA_GRAPHS=1) against launched kernel by kernel (the default), the 3856 px
 # scene, alternating, 3 runs each (2026-11-28, 2 runs each: the same speed, 20 % less peak
 # GPU memory).
 if step "CUDA graphs on / off (3856 px, 3 runs each)" 150; then

@@ -328,7 +328,7 @@ def add_model_options(p: argparse.ArgumentParser, config: str = "") -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
                    help="Replay the model's forward from CUDA graphs (zoomsr.inference.graphs;"
-                   " auto: the default, on for a CUDA device).")
+                   " auto: as ZOOMSR_CUDA_GRAPHS says, off when unset).")
 
 
 def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: int,

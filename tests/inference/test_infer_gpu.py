@@ -12,10 +12,10 @@ from zoomsr.inference import InferenceOptions, Tiling, build_inference_model, ru
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _model(device: str, precision: str):
+def _model(device: str, precision: str, **kw):
     cfg = {**TINY, "num_in_ch": 6}
     return build_inference_model(model="rrdbnet", config=cfg, random_weights=True,
-                                 device=device, precision=precision, seed=3)
+                                 device=device, precision=precision, seed=3, **kw)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -202,9 +202,9 @@ def test_sr3_sampling_on_gpu_follows_the_cpu():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_graphs_replay_what_the_eager_forward_computes(precision):
-    """On by default on CUDA: a shape is captured on its second call, replayed after; every
-    output as the same model without graphs gives it."""
-    graphed = _model("cuda", precision)
+    """A shape is captured on its second call, replayed after; every output as the same
+    model without graphs gives it."""
+    graphed = _model("cuda", precision, cuda_graphs=True)
     eager = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
                                   random_weights=True, device="cuda", precision=precision,
                                   seed=3, cuda_graphs=False)
@@ -221,7 +221,7 @@ def test_cuda_graphs_replay_what_the_eager_forward_computes(precision):
 def test_a_cuda_graph_shared_by_threads_gives_each_call_its_own_values():
     import threading
 
-    model = _model("cuda", "bf16")
+    model = _model("cuda", "bf16", cuda_graphs=True)
     rng = np.random.default_rng(2)
     xs = [[rng.random((2, 2, 3, 16, 16), dtype=np.float32) for _ in range(6)]
           for _ in range(4)]
@@ -241,19 +241,32 @@ def test_a_cuda_graph_shared_by_threads_gives_each_call_its_own_values():
             np.testing.assert_allclose(a.cpu().numpy(), b, rtol=0, atol=2e-2)
 
 
-def test_scene_with_cuda_graphs_matches_without(tmp_path, monkeypatch):
-    paths = write_frames(tmp_path / "in", n=3, size=(120, 88), holes={1: (slice(0, 30),
+@pytest.mark.parametrize("uncertainty", [0, 2])
+def test_scene_with_cuda_graphs_matches_without(tmp_path, monkeypatch, uncertainty):
+    """3 row threads; 4 windows a row in batches of 3 (with 2 uncertainty subsets: 12
+    inputs, 4 batches): the full and the last batch's shapes are captured before the rows
+    start and replayed, the graphs dropped at the end; the output as without graphs."""
+    from zoomsr.inference import graphs as graphs_module
+
+    paths = write_frames(tmp_path / "in", n=4, size=(120, 88), holes={1: (slice(0, 30),
                                                                          slice(0, 40))})
-    opts = InferenceOptions(tiling=Tiling(window=32, overlap=8), progress=False, batch_size=2,
-                            threads=3)
+    opts = InferenceOptions(tiling=Tiling(window=32, overlap=8), progress=False, batch_size=3,
+                            threads=3, uncertainty=uncertainty)
+    replays: list[int] = []
+    real_call = graphs_module.GraphedForward.__call__
+
+    def counted(self, x):  # noqa: ANN001, ANN202
+        replays.append(int(graphs_module._key(x) in self._graphs))
+        assert self.disabled is None
+        return real_call(self, x)
+
+    monkeypatch.setattr(graphs_module.GraphedForward, "__call__", counted)
     outs = []
-    for graphs in (True, False):
-        m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
-                                  random_weights=True, device="cuda", seed=3,
-                                  cuda_graphs=graphs)
-        outs.append(read(run_inference(paths, tmp_path / f"g{graphs}.tif", m, opts).output))
-        assert (m._graphs is not None and m._graphs.captured >= 1) == graphs
-        assert m._graphs is None or m._graphs.disabled is None
+    for use in (True, False):
+        m = _model("cuda", "auto", cuda_graphs=use)
+        outs.append(read(run_inference(paths, tmp_path / f"g{use}.tif", m, opts).output))
+        assert m._graphs is None  # released at the scene's end
+    assert replays and all(replays)  # every call replayed a graph prepared before the rows
     (a, mask_a, _), (b, mask_b, _) = outs
     assert np.array_equal(mask_a, mask_b)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

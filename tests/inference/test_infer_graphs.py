@@ -5,6 +5,7 @@ so the bookkeeping around it (the same code) is what is tested."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -14,7 +15,7 @@ from infer_helpers import TINY
 
 from zoomsr.errors import ConfigError
 from zoomsr.inference import build_inference_model, graphs
-from zoomsr.inference.model import use_cuda_graphs
+from zoomsr.inference.model import graphs_requested, use_cuda_graphs
 
 
 class _Replay:
@@ -50,7 +51,9 @@ class _Fake(graphs.GraphedForward):
             return None
         inputs = x.clone()
         output = self.plain(inputs)
-        return graphs._Graph(_Replay(self.plain, inputs, output), inputs, output)
+        graph = graphs._Graph(_Replay(self.plain, inputs, output), inputs, output)
+        self._graphs[graphs._key(x)] = graph
+        return graph
 
 
 def _double(x: torch.Tensor) -> torch.Tensor:
@@ -135,16 +138,38 @@ def test_threads_sharing_a_graph_each_get_their_own_values():
     assert errors == [] and g.captured == 1
 
 
-def test_graphs_default_on_cuda_only_for_models_run_once(monkeypatch):
+def test_graphs_are_off_unless_asked_for_by_argument_or_environment(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.delenv("ZOOMSR_CUDA_GRAPHS", raising=False)
-    assert use_cuda_graphs(None, cuda, diffusion=False)
-    assert not use_cuda_graphs(None, cuda, diffusion=True)
-    assert not use_cuda_graphs(None, cpu, diffusion=False)
-    assert not use_cuda_graphs(False, cuda, diffusion=False)
-    monkeypatch.setenv("ZOOMSR_CUDA_GRAPHS", "0")
     assert not use_cuda_graphs(None, cuda, diffusion=False)
-    assert use_cuda_graphs(True, cuda, diffusion=False)  # asked for: the environment yields
+    assert use_cuda_graphs(True, cuda, diffusion=False)
+    for value in ("1", "on", "True"):
+        monkeypatch.setenv("ZOOMSR_CUDA_GRAPHS", value)
+        assert use_cuda_graphs(None, cuda, diffusion=False)
+        assert not use_cuda_graphs(None, cuda, diffusion=True)  # where they can run only
+        assert not use_cuda_graphs(None, cpu, diffusion=False)
+        assert not use_cuda_graphs(False, cuda, diffusion=False)  # the argument wins
+        assert graphs_requested(None)
+    for value in ("0", "off", ""):
+        monkeypatch.setenv("ZOOMSR_CUDA_GRAPHS", value)
+        assert not use_cuda_graphs(None, cuda, diffusion=False) and not graphs_requested(None)
+    monkeypatch.setenv("ZOOMSR_CUDA_GRAPHS", "maybe")
+    with pytest.raises(ConfigError, match="ZOOMSR_CUDA_GRAPHS=maybe: expected 1"):
+        build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+
+
+def test_the_request_is_kept_for_ray_workers_on_other_devices(monkeypatch):
+    from zoomsr.inference.distributed import _model_spec
+
+    monkeypatch.setenv("ZOOMSR_CUDA_GRAPHS", "1")
+    cfg = {**TINY, "num_in_ch": 6}
+    m = build_inference_model(model="rrdbnet", config=cfg, random_weights=True, device="cpu")
+    assert not m.cuda_graphs and m.graphs_requested and _model_spec(m)["cuda_graphs"]
+    monkeypatch.delenv("ZOOMSR_CUDA_GRAPHS")
+    m = build_inference_model(model="rrdbnet", config=cfg, random_weights=True, device="cpu",
+                              cuda_graphs=False)
+    assert not _model_spec(m)["cuda_graphs"]
 
 
 @pytest.mark.parametrize(("diffusion", "device", "message"), [
@@ -166,51 +191,151 @@ def test_a_cpu_model_asked_for_graphs_is_refused_and_by_default_has_none():
     assert out.shape == (1, 3, 32, 32) and m._graphs is None
 
 
-def test_prepare_captures_a_shape_now_and_no_call_captures_after():
+def test_prepare_captures_shapes_now_and_no_call_captures_after():
     g = _Fake(lambda x: x + 2)
-    assert g.prepare(torch.zeros(2, 3))  # unseen: one eager warm-up call, then the capture
-    assert g.eager == 1 and g.captures == [(2, 3)] and not g.capture_on_call
+    assert g.prepare(torch.zeros(2, 3), torch.zeros(1, 3)) == 2  # unseen: warm-up, capture
+    assert g.eager == 2 and g.captures == [(2, 3), (1, 3)] and not g.capture_on_call
     torch.testing.assert_close(g(torch.ones(2, 3)), torch.full((2, 3), 3.0))
-    assert g.eager == 1  # replayed
+    torch.testing.assert_close(g(torch.ones(1, 3)), torch.full((1, 3), 3.0))
+    assert g.eager == 2  # replayed
     for _ in range(3):
         g(torch.ones(4))  # another shape: eager every time, never captured
-    assert g.captures == [(2, 3)] and g.eager == 4
+    assert g.captures == [(2, 3), (1, 3)] and g.eager == 5
 
 
-def test_prepare_of_a_seen_shape_needs_no_warm_up_and_reports_a_failure():
+def test_prepare_stops_at_the_limit_and_a_seen_shape_needs_no_warm_up():
+    g = _Fake(lambda x: x, limit=1)
+    g(torch.zeros(3))
+    assert g.prepare(torch.zeros(3), torch.zeros(2)) == 1
+    assert g.eager == 1 and g.captures == [(3,)]
+
+
+def test_a_failed_warm_up_turns_graphs_off_and_calls_go_on():
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 4:
+            raise RuntimeError("CUDA out of memory")
+        return x * 2
+
+    g = _Fake(run)
+    with pytest.warns(RuntimeWarning, match="runs without graphs: RuntimeError: CUDA out"):
+        assert g.prepare(torch.zeros(8)) == 0
+    assert g.disabled and g.captures == []
+    torch.testing.assert_close(g(torch.ones(2)), torch.full((2,), 2.0))
+
+
+def test_a_call_that_fails_does_not_warm_its_shape_up():
+    calls = []
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("bad input")
+        return x
+
+    g = _Fake(run)
+    with pytest.raises(ValueError, match="bad input"):
+        g(torch.zeros(2))
+    g(torch.zeros(2))  # its first call that worked: eager, not a capture
+    assert g.captures == []
+    g(torch.zeros(2))
+    assert g.captures == [(2,)]
+
+
+def test_prepare_of_a_seen_shape_reports_a_failed_capture():
     g = _Fake(lambda x: x, fail=True)
     g(torch.zeros(3))
-    assert not g.prepare(torch.zeros(3))
+    assert g.prepare(torch.zeros(3)) == 0
     assert g.eager == 1 and g.captures == [(3,)] and g.disabled
 
 
-def test_scene_rows_prepare_the_window_shape_before_computing(tmp_path, monkeypatch):
-    """local_strips asks the model for its window shape's graph before the first row."""
+@pytest.mark.parametrize(("width", "batch", "k", "sizes"), [
+    (88, 3, 0, [3, 1]),      # 4 windows a row: a batch of 3, then 1
+    (88, 3, 2, [3]),         # 4 windows x 3 inputs: 4 batches of 3
+    (40, 8, 0, [2]),         # 2 windows a row, fewer than a batch
+    (200, 3, 0, [3, 2]),     # 8 windows: 2 batches of 3, then 2
+])
+def test_batch_sizes_are_those_the_rows_call_the_model_with(width, batch, k, sizes):
+    from zoomsr.inference import Tiling
+    from zoomsr.inference.rows import RowPart, ScenePlan, batch_sizes
+    from zoomsr.inference.windows import WindowGrid
+
+    grid = WindowGrid(64, width, Tiling(window=32, overlap=8))
+    plan = ScenePlan(None, None, grid, 2, batch, k, 0)
+    assert batch_sizes([RowPart(plan, range(grid.n_rows))]) == sizes
+
+
+def test_column_strips_add_their_own_last_batches():
+    from zoomsr.inference import Tiling
+    from zoomsr.inference.rows import RowPart, ScenePlan, batch_sizes
+    from zoomsr.inference.windows import WindowGrid, column_groups
+
+    grid = WindowGrid(64, 400, Tiling(window=32, overlap=8))
+    plan = ScenePlan(None, None, grid, 2, 4, 0, 0)
+    groups = column_groups(grid, 200)
+    assert len(groups) > 1
+    parts = [RowPart(dataclasses.replace(plan, columns=g), range(grid.n_rows)) for g in groups]
+    want: dict[int, int] = {}
+    for g in groups:
+        from zoomsr.inference.windows import group_span
+
+        n = len(group_span(grid, g)[2])
+        for size, count in ((4, n // 4), (n % 4, 1)):
+            if size and count:
+                want[size] = want.get(size, 0) + count * grid.n_rows
+    assert batch_sizes(parts) == sorted(want, key=lambda s: (-want[s], -s))
+
+
+def test_scene_rows_prepare_their_batch_shapes_first_and_release_them_at_the_end(
+        tmp_path, monkeypatch):
+    """local_strips asks the model for graphs of the shapes its rows use before the first
+    row, and drops them when the rows are done (here on a CPU model told it has graphs: its
+    calls then run eagerly)."""
     from infer_helpers import write_frames
 
     from zoomsr.inference import InferenceModel, InferenceOptions, Tiling, run_inference
 
-    calls: list[tuple] = []
-    forwards: list[int] = []
-
-    def prepare(self, batch, height, width):  # noqa: ANN001, ANN202
-        calls.append((batch, height, width, len(forwards)))
-        return False
-
-    real_forward = InferenceModel.forward_device
-
-    def forward(self, lr, keys=None):  # noqa: ANN001, ANN202
-        forwards.append(1)
-        return real_forward(self, lr, keys)
-
-    monkeypatch.setattr(InferenceModel, "prepare_graphs", prepare)
-    monkeypatch.setattr(InferenceModel, "forward_device", forward)
+    events: list[tuple] = []
+    monkeypatch.setattr(InferenceModel, "prepare_graphs",
+                        lambda self, b, h, w: events.append(("prepare", list(b), h, w)) or 0)
+    monkeypatch.setattr(InferenceModel, "release_graphs",
+                        lambda self: events.append(("release",)))
+    real = InferenceModel.forward_device
+    monkeypatch.setattr(InferenceModel, "forward_device",
+                        lambda self, lr, keys=None: events.append(("call",)) or real(
+                            self, lr, keys))
     paths = write_frames(tmp_path / "in", n=2, size=(40, 56))
     m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
                               random_weights=True, device="cpu")
-    monkeypatch.setattr(type(m), "forward", lambda self, lr, keys=None: forward(self, lr, keys)
-                        .cpu().numpy())
+    m.cuda_graphs = True
     run_inference(paths, tmp_path / "o.tif", m,
                   InferenceOptions(tiling=Tiling(window=32, overlap=8), batch_size=3,
                                    progress=False, threads=2))
-    assert calls == [(3, 32, 32, 0)] and forwards
+    # the scene (to the 3857 grid) is 2 windows wide: one batch of 2 a row
+    assert events[0] == ("prepare", [2], 32, 32) and events[-1] == ("release",)
+    assert {e[0] for e in events[1:-1]} == {"call"}
+
+
+def test_a_model_and_its_graphs_do_not_hold_each_other():
+    """The graphs hold the module, not the model: a model let go is freed at once (with its
+    GPU memory), not at the next full garbage collection."""
+    import gc
+    import weakref
+
+    m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+    m._graphed()
+    assert m._graphs is not None
+    gone = weakref.ref(m)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        del m
+        assert gone() is None
+    finally:
+        if was:
+            gc.enable()
+    m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+    m._graphed()
+    m.release_graphs()
+    assert m._graphs is None

@@ -33,7 +33,7 @@ import torch
 
 from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.inference.assemble import ReadyRow
-from zoomsr.inference.model import InferenceModel, use_cuda_graphs
+from zoomsr.inference.model import InferenceModel
 from zoomsr.inference.rows import ScenePlan
 from zoomsr.stopping import interrupts_held
 from zoomsr.validate import check_int
@@ -71,6 +71,7 @@ def _model_spec(model: InferenceModel) -> dict[str, Any]:
         "weights_sha256": model.weights_sha256, "autocast": model.autocast,
         "bands": list(model.bands), "sample_steps": model.sample_steps,
         "sample_seed": model.sample_seed,
+        "cuda_graphs": getattr(model, "graphs_requested", False),
     }
 
 
@@ -102,8 +103,11 @@ def _worker_class(ray: Any) -> Any:
                 autocast=spec["autocast"], config=spec["config"],
                 bands=tuple(spec["bands"]), sample_steps=spec["sample_steps"],
                 sample_seed=spec["sample_seed"],
-                # the worker's own device decides (the driver's may be a CPU)
-                cuda_graphs=use_cuda_graphs(None, dev, spec["name"] == "sr3"),
+                # as asked on the driver, where this worker's device allows (the driver's
+                # may be a CPU)
+                cuda_graphs=bool(spec.get("cuda_graphs")) and dev.type == "cuda"
+                and spec["name"] != "sr3",
+                graphs_requested=bool(spec.get("cuda_graphs")),
             )
             self.plan: ScenePlan | None = None
             self.cache: Any = None  # the scene's GDAL cache environment (read_cache)

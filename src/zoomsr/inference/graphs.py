@@ -16,10 +16,11 @@ capture that fails (a model that waits for the device inside its forward) turns 
 for this model with a warning; its calls then run eagerly.
 
 A capture made while other threads used the GPU failed (an H200, 2026-11-28: the scene's
-row threads uploading and preparing their windows): a scene run with several row threads
-captures its window shape with :meth:`GraphedForward.prepare` before they start, and no
-shape after. The interpreter's garbage collector is held during a capture (an object freed
-then, a pinned host buffer, would record its CUDA events from the capturing thread).
+row threads uploading and preparing their windows): a scene run captures the batch shapes its
+rows will use with :meth:`GraphedForward.prepare` before its row threads start, and no shape
+after; its graphs are dropped when it ends. The interpreter's garbage collector is held
+during a capture (an object freed then, a pinned host buffer, would record its CUDA events
+from the capturing thread).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class GraphedForward:
     ``run`` must compute its output from its input tensor alone, without waiting for the
     device (no ``.item()``, no copies to the host) and without randomness; it is called
     under the caller's ``torch.inference_mode()``. Calls return float32 tensors the caller
-    owns.
+    owns. A graph reads the weights where they were at its capture: after moving the module
+    or replacing its tensors, make a new ``GraphedForward`` (``InferenceModel`` drops its
+    graphs at the end of each scene).
     """
 
     def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], limit: int = MAX_GRAPHS
@@ -71,70 +74,88 @@ class GraphedForward:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The forward of ``x`` (on a CUDA device), as float32."""
-        key = (tuple(x.shape), x.dtype, x.stride(), x.device)
+        key = _key(x)
         with self._lock:
             graph = self._graphs.get(key)
-            if graph is None:
-                eager = (self.disabled is not None or key not in self._seen
-                         or not self.capture_on_call or len(self._graphs) >= self.limit)
-                self._seen.add(key)
-                if not eager:
-                    graph = self._capture(x)
-                    if graph is not None:
-                        self._graphs[key] = graph
+            if (graph is None and self.disabled is None and self.capture_on_call
+                    and key in self._seen and len(self._graphs) < self.limit):
+                graph = self._capture(x)
             if graph is not None:
                 graph.inputs.copy_(x)
                 graph.graph.replay()
                 # a copy: the next replay (another thread's call) overwrites the output buffer
                 return graph.output.to(torch.float32, copy=True)
-        return self._run(x).float()
+        out = self._run(x).float()
+        self._seen.add(key)  # only a call that worked warms a shape up
+        return out
 
-    def prepare(self, x: torch.Tensor) -> bool:
-        """Capture ``x``'s shape now (after an eager call of it, unless one ran before), while
-        no other thread uses the GPU; later calls capture no other shape. Returns whether the
-        shape has a graph."""
-        key = (tuple(x.shape), x.dtype, x.stride(), x.device)
+    def prepare(self, *inputs: torch.Tensor) -> int:
+        """Capture the shapes of ``inputs`` now (each after an eager call of it, unless one
+        ran before), in that order and up to :attr:`limit`, while no other thread uses the
+        GPU; later calls capture no other shape. Returns how many of them have a graph. A
+        warm-up or capture that fails (out of memory...) turns graphs off, with a warning."""
         with self._lock:
-            if key not in self._graphs and self.disabled is None:
-                if key not in self._seen:
-                    self._run(x)  # the warm-up a capture needs
-                    self._seen.add(key)
-                if len(self._graphs) < self.limit:
-                    graph = self._capture(x)
-                    if graph is not None:
-                        self._graphs[key] = graph
             self.capture_on_call = False
-            return key in self._graphs
+            for x in inputs:
+                key = _key(x)
+                if key in self._graphs:
+                    continue
+                if self.disabled is not None or len(self._graphs) >= self.limit:
+                    break
+                if key not in self._seen:
+                    try:
+                        self._run(x)  # the warm-up a capture needs
+                    except Exception as exc:  # noqa: BLE001  (e.g. out of GPU memory)
+                        self._turn_off(exc)
+                        break
+                    self._seen.add(key)
+                self._capture(x)
+            return sum(_key(x) in self._graphs for x in inputs)
+
+    def _turn_off(self, exc: BaseException) -> None:
+        self.disabled = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        warnings.warn(f"CUDA graph capture failed, the model runs without graphs: "
+                      f"{self.disabled}", RuntimeWarning, stacklevel=4)
 
     def _capture(self, x: torch.Tensor) -> _Graph | None:
-        """A graph of ``run`` on a buffer holding ``x``'s values, or None (graphs then off)."""
+        """A graph of ``run`` on a buffer holding ``x``'s values, kept for ``x``'s shape; or
+        None, graphs then off for this model."""
         device = x.device
-        # Work queued before the capture (other threads' too) is finished first, as
-        # torch.cuda.graph does: the capture's private memory pool starts from a quiet device.
-        torch.cuda.synchronize(device)
-        inputs = x.clone()  # same strides (channels_last stays channels_last)
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream(device)  # a capture cannot run on the default stream
-        stream.wait_stream(torch.cuda.current_stream(device))
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with torch.cuda.stream(stream):
-                # "thread_local": the other threads' CUDA calls (reads uploaded, frames
-                # chosen) go on during the capture, and are not part of it
-                graph.capture_begin(capture_error_mode="thread_local")
-                try:
-                    output = self._run(inputs)
-                finally:
-                    graph.capture_end()
-        except Exception as exc:  # noqa: BLE001  (torch.AcceleratorError, RuntimeError)
-            self.disabled = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            warnings.warn(f"CUDA graph capture failed, the model runs without graphs: "
-                          f"{self.disabled}", RuntimeWarning, stacklevel=3)
-            torch.cuda.current_stream(device).wait_stream(stream)
-            return None
-        finally:
-            if collecting:
-                gc.enable()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        return _Graph(graph, inputs, output)
+        with _CAPTURING:  # one capture at a time in the process (the collector is shared)
+            collecting = gc.isenabled()
+            gc.disable()
+            stream = None
+            try:
+                # Work queued before the capture (other threads' too) finished first, as
+                # torch.cuda.graph does: the private memory pool starts from a quiet device
+                torch.cuda.synchronize(device)
+                inputs = x.clone()  # same strides (channels_last stays channels_last)
+                graph = torch.cuda.CUDAGraph()
+                stream = torch.cuda.Stream(device)  # a capture cannot use the default stream
+                stream.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(stream):
+                    # "thread_local": other threads' CUDA calls are not part of the capture
+                    graph.capture_begin(capture_error_mode="thread_local")
+                    try:
+                        output = self._run(inputs)
+                    finally:
+                        graph.capture_end()
+            except Exception as exc:  # noqa: BLE001  (torch.AcceleratorError, RuntimeError)
+                self._turn_off(exc)
+                return None
+            finally:
+                if stream is not None:
+                    torch.cuda.current_stream(device).wait_stream(stream)
+                if collecting:
+                    gc.enable()
+        self._graphs[_key(x)] = _Graph(graph, inputs, output)
+        return self._graphs[_key(x)]
+
+
+#: Held during a capture: captures from two models' threads never overlap (each turns the
+#: process's garbage collector off and back on).
+_CAPTURING = threading.Lock()
+
+
+def _key(x: torch.Tensor) -> tuple:
+    return (tuple(x.shape), x.dtype, x.stride(), x.device)

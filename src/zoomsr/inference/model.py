@@ -14,6 +14,7 @@ subsets of ``--uncertainty`` share its noise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -94,6 +95,9 @@ class InferenceModel:
     sample_seed: int = 0  # SR3: seed of every window's starting noise
     #: replay the forward from CUDA graphs on a CUDA device (see zoomsr.inference.graphs)
     cuda_graphs: bool = False
+    #: what was asked for (the argument, else ZOOMSR_CUDA_GRAPHS): Ray workers decide from
+    #: it on their own devices
+    graphs_requested: bool = False
     _graphs: GraphedForward | None = field(default=None, init=False, repr=False,
                                            compare=False)
 
@@ -149,9 +153,7 @@ class InferenceModel:
                 with self._autocast(cache=True):  # the weights' casts serve every step
                     y = self._sample(x, keys)
             elif self.cuda_graphs and x.device.type == "cuda":
-                if self._graphs is None:
-                    self._graphs = GraphedForward(self._eager)
-                y = self._graphs(x)
+                y = self._graphed()(x)
             else:
                 y = self._eager(x)
         if y.ndim == 5:  # SRCNN / HighRes-net: [B, 1, C, H, W]
@@ -182,30 +184,37 @@ class InferenceModel:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, ph, pw
 
-    def prepare_graphs(self, batch: int, height: int, width: int) -> bool:
-        """With :attr:`cuda_graphs`, capture the forward of ``[batch, T, C, height, width]``
-        inputs now, and no other shape later (see :mod:`zoomsr.inference.graphs`: a scene's
-        row threads must not capture while the others use the GPU). Returns whether that
-        shape is replayed from a graph."""
+    def prepare_graphs(self, batches: Sequence[int], height: int, width: int) -> int:
+        """With :attr:`cuda_graphs`, capture the forward of ``[b, T, C, height, width]``
+        inputs now, for each ``b`` in ``batches`` (most used first: at most
+        :data:`~zoomsr.inference.graphs.MAX_GRAPHS`), and no other shape until
+        :meth:`release_graphs` (a scene's row threads must not capture while the others use
+        the GPU: see :mod:`zoomsr.inference.graphs`). Returns how many have a graph."""
         if not self.cuda_graphs or self.device.type != "cuda" or self.diffusion:
-            return False
-        if self._graphs is None:
-            self._graphs = GraphedForward(self._eager)
-        x = torch.zeros((batch, self.n_images, self.channels, height, width),
-                        device=self.device)
+            return 0
+        inputs = [self._module_input(torch.zeros((b, self.n_images, self.channels, height,
+                                                  width)))[0] for b in batches]
         with torch.inference_mode():
-            return self._graphs.prepare(self._module_input(x)[0])
+            return self._graphed().prepare(*inputs)
+
+    def release_graphs(self) -> None:
+        """Drop the captured graphs (their memory goes back to torch's cache once they are
+        collected); the next calls capture again as at the start."""
+        self._graphs = None
+
+    def _graphed(self) -> GraphedForward:
+        if self._graphs is None:
+            # a function of the module, not a method of this model: the model and its graphs
+            # would hold each other, and the GPU memory wait for a full garbage collection
+            self._graphs = GraphedForward(functools.partial(
+                _eager_forward, self.module, self.device.type, self.autocast))
+        return self._graphs
 
     def _autocast(self, cache: bool = False) -> contextlib.AbstractContextManager:
-        # A forward uses each weight once, so its casts need no cache (and a CUDA graph's
-        # capture must not use one); a diffusion sampler's steps share them.
-        return (torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
-                if self.autocast else contextlib.nullcontext())
+        return _autocast(self.device.type, self.autocast, cache)
 
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's forward of ``x`` (on its device, in its layout), in its precision."""
-        with self._autocast():
-            return self.module(x)
+        return _eager_forward(self.module, self.device.type, self.autocast, x)
 
     def _sample(self, x: torch.Tensor, keys: Sequence[Any] | None = None) -> torch.Tensor:
         """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise that its key
@@ -240,6 +249,21 @@ class InferenceModel:
             **({"bands": list(self.bands)} if self.bands != ("tci",) else {}),
             **sampling,
         }
+
+
+def _autocast(device_type: str, on: bool, cache: bool = False
+              ) -> contextlib.AbstractContextManager:
+    # A forward uses each weight once, so its casts need no cache (and a CUDA graph's capture
+    # must not use one); a diffusion sampler's steps share them.
+    return (torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=cache) if on
+            else contextlib.nullcontext())
+
+
+def _eager_forward(module: nn.Module, device_type: str, autocast: bool,
+                   x: torch.Tensor) -> torch.Tensor:
+    """``module``'s forward of ``x`` (on its device, in its layout), in its precision."""
+    with _autocast(device_type, autocast):
+        return module(x)
 
 
 #: num_in_ch of the published band variants -> (registry tag, bands): a checkpoint of that
@@ -376,9 +400,10 @@ def build_inference_model(
     ``bands``: what each frame holds (``"tci"``, or ``"tci,b08"`` for esrgan-10m...); default:
     the bands a zoomsr checkpoint was trained on, else TCI only. SR3 is sampled with DDIM in
     ``sample_steps`` steps (default 50, at most the model's ``num_timesteps``), its noise
-    seeded by ``seed`` (which also seeds random weights). ``cuda_graphs``: replay the
-    forward from CUDA graphs (:mod:`zoomsr.inference.graphs`); default: on a CUDA device for
-    models run once (not SR3), unless the environment sets ``ZOOMSR_CUDA_GRAPHS=0``.
+    seeded by ``seed`` (which also seeds random weights). ``cuda_graphs=True``: replay the
+    forward from CUDA graphs (:mod:`zoomsr.inference.graphs`; a CUDA device and a model run
+    once a call, not SR3); default: as ``ZOOMSR_CUDA_GRAPHS`` says (``1``/``on``, where it
+    can run), else off.
     """
     dev = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16"):
@@ -446,6 +471,7 @@ def build_inference_model(
     band_list = validate_bands(bands if bands is not None else ("tci",))
     n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
     _check_sample_steps(module, sample_steps)
+    requested = graphs_requested(cuda_graphs)
     graphs = use_cuda_graphs(cuda_graphs, dev, getattr(module, "name", None) == "sr3")
     module = module.to(dev).eval()
     if dev.type == "cuda":
@@ -465,15 +491,34 @@ def build_inference_model(
         sample_steps=sample_steps,
         sample_seed=seed,
         cuda_graphs=graphs,
+        graphs_requested=requested,
     )
 
 
+#: ``1``/``on`` (or ``0``/``off``): CUDA graphs for every model built without ``cuda_graphs``.
+GRAPHS_ENV = "ZOOMSR_CUDA_GRAPHS"
+
+
+def graphs_requested(asked: bool | None) -> bool:
+    """Whether CUDA graphs are asked for: ``asked``, else :data:`GRAPHS_ENV` (an unknown value
+    is refused, naming it), else not."""
+    if asked is not None:
+        return bool(asked)
+    value = os.environ.get(GRAPHS_ENV, "").strip().lower()
+    if value in ("", "0", "off", "false", "no"):
+        return False
+    if value in ("1", "on", "true", "yes"):
+        return True
+    raise ConfigError(f"{GRAPHS_ENV}={os.environ[GRAPHS_ENV]}: expected 1 (on) or 0 (off)")
+
+
 def use_cuda_graphs(asked: bool | None, device: torch.device, diffusion: bool) -> bool:
-    """Whether a model on ``device`` replays its forward from CUDA graphs (``asked``: the
-    caller's choice, None for the default)."""
+    """Whether a model on ``device`` replays its forward from CUDA graphs. ``asked``: the
+    caller's choice (True where they cannot run is refused), None for :data:`GRAPHS_ENV`'s
+    (applied where they can run)."""
+    possible = device.type == "cuda" and not diffusion
     if asked is None:
-        return (device.type == "cuda" and not diffusion
-                and os.environ.get("ZOOMSR_CUDA_GRAPHS", "1").strip() != "0")
+        return possible and graphs_requested(None)
     if asked and device.type != "cuda":
         raise ConfigError(f"CUDA graphs need a CUDA device; the model is on {device}")
     if asked and diffusion:

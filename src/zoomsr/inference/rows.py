@@ -487,21 +487,41 @@ def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int =
     item)`` for each row of ``parts[k]``, in order, ``threads`` rows at once across the
     strips' boundaries."""
     tasks = sum(len(part.rows) for part in parts)
-    if parts and tasks and hasattr(model, "prepare_graphs"):
-        # CUDA graphs: the window shape captured before any row uses the GPU (a capture while
-        # other threads used it failed), whatever the thread count: no capture mid-run
-        plan = parts[0].plan
-        model.prepare_graphs(plan.batch_size, plan.windows.win_h, plan.windows.win_w)
-    if threads <= 1 or tasks <= 1:
-        for k, part in enumerate(parts):
-            hand_on = part.prepare or (lambda res: res)
-            for r in part.rows:
-                # no local holds the row while the next one is computed (a suspended
-                # generator keeps its locals: the row's float sums would be held twice)
-                yield k, hand_on(_linked(compute_row(part.plan, model, r, on, part.tick),
-                                         part.ordered))
-        return
-    yield from _RowThreads(parts, model, threads, on)
+    graphs = tasks > 0 and getattr(model, "cuda_graphs", False)
+    if graphs:
+        # CUDA graphs: the batch shapes the rows will use captured before any row uses the
+        # GPU (a capture while other threads used it failed), none mid-run; dropped at the end
+        grid = parts[0].plan.windows
+        model.prepare_graphs(batch_sizes(parts), grid.win_h, grid.win_w)
+    try:
+        if threads <= 1 or tasks <= 1:
+            for k, part in enumerate(parts):
+                hand_on = part.prepare or (lambda res: res)
+                for r in part.rows:
+                    # no local holds the row while the next one is computed (a suspended
+                    # generator keeps its locals: the row's float sums would be held twice)
+                    yield k, hand_on(_linked(compute_row(part.plan, model, r, on, part.tick),
+                                             part.ordered))
+            return
+        yield from _RowThreads(parts, model, threads, on)
+    finally:
+        if graphs:
+            model.release_graphs()
+
+
+def batch_sizes(parts: Sequence[RowPart]) -> list[int]:
+    """The sizes of the model calls that ``parts``' rows make (:func:`compute_row`: full
+    batches of ``plan.batch_size`` inputs, then what is left of the row), most calls first."""
+    calls: dict[int, int] = {}
+    for part in parts:
+        plan = part.plan
+        group = plan.columns or (0, len(plan.windows.xs))
+        inputs = len(group_span(plan.windows, group)[2]) * (1 + plan.uncertainty)
+        full, rest = divmod(inputs, plan.batch_size)
+        for size, n in ((plan.batch_size, full), (rest, 1)):
+            if size and n:
+                calls[size] = calls.get(size, 0) + n * len(part.rows)
+    return sorted(calls, key=lambda size: (-calls[size], -size))
 
 
 def _linked(res: RowResult, ordered: Callable[[RowResult], None] | None) -> RowResult:
