@@ -69,8 +69,10 @@ if runs:
     rate = statistics.median(x["km2_per_s"] for x in runs)
     chunks = statistics.median(x["chunks_per_s"] for x in runs)
     rss = statistics.median(x["peak_rss_total_mb"] for x in runs)
+    tail = statistics.median(x.get("phases", {}).get("output_finish", float("nan"))
+                             for x in runs)
     print(f"{sys.argv[2]}: {len(runs)} runs, median {rate:.1f} km2/s, {chunks:.0f} chunks/s, "
-          f"peak RSS {rss:.0f} MB")
+          f"peak RSS {rss:.0f} MB, {tail:.2f} s waiting for the output at the end")
 ' "$1" "$2" 2>&1 | tee -a "$1"
 }
 
@@ -85,8 +87,9 @@ for value in dict.fromkeys(x[sys.argv[2]] for x in runs):
     rate = statistics.median(x["km2_per_s"] for x in r)
     rss = statistics.median(x["peak_rss_total_mb"] for x in r)
     each = ", ".join("%.1f" % x["km2_per_s"] for x in r)
+    tail = statistics.median(x.get("phases", {}).get("output_finish", float("nan")) for x in r)
     print(f"{sys.argv[3]} {value}: {len(r)} runs, median {rate:.1f} km2/s (runs {each}), "
-          f"peak RSS {rss:.0f} MB")
+          f"peak RSS {rss:.0f} MB, {tail:.2f} s waiting for the output at the end")
 ' "$1" "$2" "$3" 2>&1 | tee -a "$1"
 }
 

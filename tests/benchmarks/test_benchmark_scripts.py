@@ -173,14 +173,15 @@ def test_gpu_suite_by_value_gives_each_values_medians(tmp_path):
     for rate, level, rss in [(100, 6, 900), (130, 4, 910), (90, 6, 905), (120, 4, 915),
                              (110, 6, 901), (125, 4, 912)]:
         lines.append(json.dumps({"km2_per_s": rate, "deflate_level": level,
-                                 "peak_rss_total_mb": rss}))
+                                 "peak_rss_total_mb": rss,
+                                 "phases": {"output_finish": rate / 100}}))
     runs.write_text("\n".join(lines) + "\n")
     out = subprocess.run([sys.executable, "-c", code, str(runs), "deflate_level", "level"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["level 6: 3 runs, median 100.0 km2/s (runs 100.0, 90.0, 110.0), "
-                   "peak RSS 901 MB",
+                   "peak RSS 901 MB, 1.00 s waiting for the output at the end",
                    "level 4: 3 runs, median 125.0 km2/s (runs 130.0, 120.0, 125.0), "
-                   "peak RSS 912 MB"]
+                   "peak RSS 912 MB, 1.25 s waiting for the output at the end"]
 
 
 def test_infer_windows_runs():
