@@ -14,7 +14,7 @@
 # pool vs one at a time (the row's decode alone, then 3856 px runs alternating), 17. the
 # output's DEFLATE level 6 (GDAL's default) vs 4 (the pipeline's), 18. 512 px windows on
 # 3984 / 7952 px scenes (bare and pipelines), 19. CUDA graphs on vs off, 20. the GeoTIFF
-# writer alone.
+# writer alone, 21. 1024 px windows on 4048 / 8080 px scenes.
 # The steps run in that order (most important first) and the whole suite stops within SECONDS
 # (default 570, so that it fits one 10-minute device call with its start-up): a step that no
 # longer has its usual time left is skipped, and says so. Each result is written to OUT_DIR
@@ -312,6 +312,18 @@ if step "the GeoTIFF writer alone (15936 x 4096 px: DEFLATE 4 / 1, uncompressed)
         --deflate-level 4 1
     $py '$here/benchmarks/writer_throughput.py' --width 15936 --height 4096 --repeats 3 \
         --no-compress" 2>&1 | tee "$out/writer_alone.txt"
+fi
+
+# Windows of 1024 px overlapping by 16 px compute 3.2 % more pixels than the scene holds
+# (512 px: 6.5 %): on scenes of 4048 and 8080 LR px (4 and 8 whole steps of 1008 px), one
+# window a call (1024 chunks' worth), the bare model and both pipelines, 2 repeats. At 85 %
+# of the bare rate the 8080 px scene leaves 2.5 s for everything but the model (512 px
+# windows on 7952 px: 1.9 s). Rows in flight are 4096 output rows tall: more host memory.
+if step "1024 px windows on 4048 / 8080 px scenes (bare, pipelines; 2 repeats)" 240; then
+  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 4048 \
+      --window 1024 --overlap 16 --batch 512 --pipeline-batch 1 --seconds 4 --repeats 2 \
+      --scene-dir "$scenes" --save "$out/infer_1024.json" 2>&1 | tee "$out/infer_1024.txt"
+  rm -rf "$scenes"/scene8080x8 "$scenes"/scene4048x8
 fi
 
 echo "=== done ($(date +%T), $((deadline - SECONDS)) s of the suite's time left)"
