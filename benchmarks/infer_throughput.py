@@ -124,10 +124,12 @@ def _rate(model, x, args: argparse.Namespace, chunks_per_item: float) -> float:
     return n * len(x) * chunks_per_item / (time.perf_counter() - start)
 
 
-def _frame(path: Path, size: int, seed: int) -> None:
-    """One uint8 TCI GeoTIFF of random values (1-255: 0 is nodata) on the zoom-17 lattice."""
+def _frame(path: Path, size: int, seed: int, overviews: bool = False) -> None:
+    """One uint8 TCI GeoTIFF of random values (1-255: 0 is nodata) on the zoom-17 lattice;
+    with ``overviews``, internal overviews down to about 256 px (as a COG has them)."""
     import rasterio
     from affine import Affine
+    from rasterio.enums import Resampling
 
     from zoomsr import grid as tiles
 
@@ -140,12 +142,16 @@ def _frame(path: Path, size: int, seed: int) -> None:
                        dtype="uint8", crs="EPSG:3857", transform=transform, nodata=0,
                        tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
         ds.write(data)
+        factors = [2 ** k for k in range(1, 12) if size // 2 ** k >= 256]
+        if overviews and factors:
+            ds.build_overviews(factors, Resampling.average)
 
 
-def make_scene(folder: Path, size: int, images: int) -> list[Path]:
+def make_scene(folder: Path, size: int, images: int, overviews: bool = False) -> list[Path]:
     """``images`` uint8 TCI GeoTIFFs of ``size`` px on the zoom-17 lattice (EPSG:3857), one
     process per frame (random data compresses slowly: 8 frames of 8192 px take ~25 s on one
-    core). Spawned, not forked: the caller may hold a CUDA context and threads."""
+    core); ``overviews``: with internal overviews. Spawned, not forked: the caller may hold a
+    CUDA context and threads."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -153,17 +159,18 @@ def make_scene(folder: Path, size: int, images: int) -> list[Path]:
     paths = [folder / f"frame{i:02d}_TCI.tif" for i in range(images)]
     with ProcessPoolExecutor(max_workers=min(images, os.cpu_count() or 1),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_frame, paths, [size] * images, range(images)))
+        list(pool.map(_frame, paths, [size] * images, range(images), [overviews] * images))
     return paths
 
 
-def scene(folder: Path, size: int, images: int) -> list[Path]:
+def scene(folder: Path, size: int, images: int, overviews: bool = False) -> list[Path]:
     """The generated scene of ``size`` in ``folder``, made on first use (random data
-    compresses slowly: for large scenes this takes longer than the pipeline run)."""
-    done = folder / f"scene{size}x{images}"
+    compresses slowly: for large scenes this takes longer than the pipeline run); with
+    ``overviews``, another scene whose files have overviews (``scene{size}x{images}ov``)."""
+    done = folder / f"scene{size}x{images}{'ov' if overviews else ''}"
     if not done.is_dir():
         part = folder / f".{done.name}.part"  # renamed when complete
-        make_scene(part, size, images)
+        make_scene(part, size, images, overviews)
         part.rename(done)
     return sorted(done.glob("frame*_TCI.tif"))
 
@@ -260,7 +267,8 @@ def pipeline(args: argparse.Namespace) -> dict:
     model = _model(args)
     peaks = writer_peaks(args.writer)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = scene(Path(args.scene_dir or tmp), args.size, args.images)
+        paths = scene(Path(args.scene_dir or tmp), args.size, args.images,
+                      args.input_overviews)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         opts = options(args)
         warm_up(model, args)
@@ -289,6 +297,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         "writer_strip": writer_strip(), "read_threads": read_threads(),
         "deflate_level": opts.deflate_level,
         "cuda_graphs": getattr(model, "cuda_graphs", False),
+        "input_overviews": args.input_overviews,
         "graphs_captured": getattr(getattr(model, "_graphs", None), "captured", 0),
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
@@ -311,6 +320,8 @@ def _child(args: argparse.Namespace, size: int, zero_cost: bool = False) -> dict
         cmd.append("--zero-cost")
     if args.turns:
         cmd.append("--turns")
+    if args.input_overviews:
+        cmd.append("--input-overviews")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:  # show why (with PYTHONFAULTHANDLER=1, a crash's Python stacks)
         sys.stderr.write(out.stderr[-20000:])
@@ -366,6 +377,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, size: int, pipeline_batch: 
     p.add_argument("--writer", choices=("auto", "thread", "process"), default="auto",
                    help="Where the output GeoTIFF is compressed while rows are computed "
                    "(pipeline.WRITER_PROCESS; auto: the pipeline's default, a thread).")
+    p.add_argument("--input-overviews", action="store_true",
+                   help="Generated inputs with internal overviews, as COGs have them (the "
+                   "Sentinel-2 COGs of the cloud archives): discovery's decimated look then "
+                   "reads them instead of decoding each whole file.")
     p.add_argument("--zero-cost", action="store_true",
                    help="A model that costs nothing: the speed and memory of the pipeline "
                    "alone (e.g. how its memory grows with the scene).")
@@ -406,7 +421,7 @@ def main() -> None:
         if args.scene_dir is None:
             args.scene_dir = stack.enter_context(tempfile.TemporaryDirectory())
         for size in (args.size, 2 * args.size - args.overlap):
-            scene(Path(args.scene_dir), size, args.images)
+            scene(Path(args.scene_dir), size, args.images, args.input_overviews)
         runs = _measure(args)
     _report(args, runs)
 

@@ -114,7 +114,7 @@ def test_gpu_suite_runs_only_the_steps_asked_for(tmp_path):
                          capture_output=True, text=True, timeout=120, check=True,
                          env={"PATH": "/usr/bin:/bin", "GPU_SUITE_STEPS": "0"}).stdout
     headers = [line for line in out.splitlines() if line.startswith("=== ")]
-    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 22)]
+    assert [h.split(".")[0] for h in headers[:-1]] == [f"=== {n}" for n in range(1, 23)]
     assert all(h.endswith("not in GPU_SUITE_STEPS") for h in headers[:-1])
     assert headers[6] == "=== 7. timeline of one pipeline run (py-spy): not in GPU_SUITE_STEPS"
     assert headers[-1].startswith("=== done")
