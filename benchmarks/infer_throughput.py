@@ -298,7 +298,8 @@ def pipeline(args: argparse.Namespace) -> dict:
         "deflate_level": opts.deflate_level,
         "cuda_graphs": getattr(model, "cuda_graphs", False),
         "input_overviews": args.input_overviews,
-        "graphs_captured": getattr(getattr(model, "_graphs", None), "captured", 0),
+        # what the run's graphs did (the run drops them at its end: InferenceModel.release_graphs)
+        "graphs": getattr(model, "graphs_report", None),
         "peak_rss_mb": own_mb, "writer_rss_mb": writer_mb,
         # the two peaks added (an upper bound: they need not coincide): what the ratios use
         "peak_rss_total_mb": own_mb + writer_mb, "writer": args.writer,

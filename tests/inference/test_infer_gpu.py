@@ -264,9 +264,18 @@ def test_scene_with_cuda_graphs_matches_without(tmp_path, monkeypatch, uncertain
     outs = []
     for use in (True, False):
         m = _model("cuda", "auto", cuda_graphs=use)
+        for shape in ((5, 2, 3, 16, 16), (6, 2, 3, 8, 8)) if use else ():
+            for _ in range(2):  # two graphs of other shapes, before the scene: dropped by it
+                m.forward(np.zeros(shape, np.float32))
+        replays.clear()  # the scene's calls only
         outs.append(read(run_inference(paths, tmp_path / f"g{use}.tif", m, opts).output))
         assert m._graphs is None  # released at the scene's end
-    assert replays and all(replays)  # every call replayed a graph prepared before the rows
+        if use:
+            # every call replayed a graph prepared before the rows
+            assert replays and all(replays), replays
+            assert m.graphs_report["disabled"] is None
+            assert m.graphs_report["replays"] == len(replays)
+    assert not replays  # (cleared before the run without graphs, which makes none)
     (a, mask_a, _), (b, mask_b, _) = outs
     assert np.array_equal(mask_a, mask_b)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -339,3 +339,97 @@ def test_a_model_and_its_graphs_do_not_hold_each_other():
     m._graphed()
     m.release_graphs()
     assert m._graphs is None
+
+
+@pytest.mark.parametrize(("uncertainty", "columns"), [(0, 0), (2, 0), (0, 100), (2, 100)])
+def test_the_prepared_batch_sizes_are_those_the_rows_call_the_model_with(
+        tmp_path, monkeypatch, uncertainty, columns):
+    """A real scene (column strips, --uncertainty): the sizes prepared are exactly the batch
+    sizes of the model calls that follow, most used first."""
+    from collections import Counter
+
+    from infer_helpers import write_frames
+
+    from zoomsr.inference import InferenceModel, InferenceOptions, Tiling, run_inference
+
+    prepared: list[list[int]] = []
+    monkeypatch.setattr(InferenceModel, "prepare_graphs",
+                        lambda self, b, h, w: prepared.append(list(b)) or 0)
+    calls: Counter[int] = Counter()
+    real = InferenceModel.forward_device
+
+    def forward(self, lr, keys=None):  # noqa: ANN001, ANN202
+        calls[len(lr)] += 1
+        return real(self, lr, keys)
+
+    monkeypatch.setattr(InferenceModel, "forward_device", forward)
+    paths = write_frames(tmp_path / "in", n=4, size=(60, 200))
+    m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+    m.cuda_graphs = True
+    extra = {"column_width": columns} if columns else {}
+    run_inference(paths, tmp_path / "o.tif", m, InferenceOptions(
+        tiling=Tiling(window=32, overlap=8), batch_size=3, progress=False, threads=2,
+        uncertainty=uncertainty, **extra))
+    assert len(prepared) == 1
+    assert prepared[0] == sorted(calls, key=lambda s: (-calls[s], -s)), (prepared, calls)
+
+
+def test_graphs_are_released_when_the_rows_stop_early_or_fail(tmp_path, monkeypatch):
+    from infer_helpers import write_frames
+
+    from zoomsr.inference import InferenceModel, Tiling, discover_frames
+    from zoomsr.inference.grid import plan_grid
+    from zoomsr.inference.reader import SceneReader
+    from zoomsr.inference.rows import RowPart, ScenePlan, local_strips
+    from zoomsr.inference.windows import WindowGrid
+
+    released: list[int] = []
+    monkeypatch.setattr(InferenceModel, "prepare_graphs", lambda self, b, h, w: 0)
+    monkeypatch.setattr(InferenceModel, "release_graphs", lambda self: released.append(1))
+    paths = write_frames(tmp_path / "in", n=2, size=(120, 56))
+    frames = discover_frames(paths).frames
+    grid = plan_grid(frames, 4)
+    windows = WindowGrid(grid.height, grid.width, Tiling(window=32, overlap=8))
+    m = build_inference_model(model="rrdbnet", config={**TINY, "num_in_ch": 6},
+                              random_weights=True, device="cpu")
+    m.cuda_graphs = True
+    plan = ScenePlan(SceneReader(frames, grid), grid, windows, 2, 2, 0, 0)
+    try:
+        for threads in (1, 2):  # closed after the first row
+            rows = local_strips([RowPart(plan, range(windows.n_rows))], m, threads)
+            next(rows)
+            rows.close()
+            assert len(released) == threads
+        released.clear()
+
+        def broken(self, lr, keys=None):  # noqa: ANN001, ANN202
+            raise RuntimeError("a row failed")
+
+        monkeypatch.setattr(InferenceModel, "forward_device", broken)
+        monkeypatch.setattr(InferenceModel, "forward", broken)
+        for threads in (1, 2):
+            with pytest.raises(RuntimeError, match="a row failed"):
+                list(local_strips([RowPart(plan, range(windows.n_rows))], m, threads))
+        assert len(released) == 2
+    finally:
+        plan.reader.close()
+
+
+def test_release_reports_what_the_graphs_did_and_a_failure_turns_them_off():
+    from zoomsr.inference import InferenceModel
+
+    m = InferenceModel(torch.nn.Identity(), "id", 1, "stacked", 1, "none", "",
+                       torch.device("cpu"), cuda_graphs=True)
+    m._graphs = _Fake(lambda x: x)
+    m._graphs(torch.zeros(2))
+    m._graphs(torch.zeros(2))
+    m._graphs(torch.zeros(2))
+    m.release_graphs()
+    assert m.graphs_report == {"captured": 1, "replays": 2, "disabled": None}
+    assert m.cuda_graphs and m._graphs is None
+    m._graphs = _Fake(lambda x: x, fail=True)
+    m._graphs(torch.zeros(2))
+    m._graphs(torch.zeros(2))
+    m.release_graphs()
+    assert m.graphs_report["disabled"] and not m.cuda_graphs

@@ -140,6 +140,14 @@ def _worker_class(ray: Any) -> Any:
             # use the new scene; the previous scene's open datasets are released
             if self.plan is not None:
                 self.plan.reader.close()
+            # CUDA graphs of this plan's batch shapes, made now (one row at a time here, so
+            # the rows' count does not matter), the last plan's dropped
+            from zoomsr.inference.rows import RowPart, batch_sizes
+
+            self.model.release_graphs()
+            if self.model.cuda_graphs:
+                self.model.prepare_graphs(batch_sizes([RowPart(plan, [0])]),
+                                          plan.windows.win_h, plan.windows.win_w)
             if self.cache is not None:
                 self.cache.__exit__(None, None, None)
                 self.cache = None

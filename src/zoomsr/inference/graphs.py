@@ -25,6 +25,7 @@ from the capturing thread).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import warnings
@@ -66,6 +67,8 @@ class GraphedForward:
         self.disabled: str | None = None
         #: whether a shape's second call captures it (False after :meth:`prepare`)
         self.capture_on_call = True
+        #: calls answered by a replay
+        self.replays = 0
 
     @property
     def captured(self) -> int:
@@ -83,6 +86,7 @@ class GraphedForward:
             if graph is not None:
                 graph.inputs.copy_(x)
                 graph.graph.replay()
+                self.replays += 1
                 # a copy: the next replay (another thread's call) overwrites the output buffer
                 return graph.output.to(torch.float32, copy=True)
         out = self._run(x).float()
@@ -138,8 +142,13 @@ class GraphedForward:
                     graph.capture_begin(capture_error_mode="thread_local")
                     try:
                         output = self._run(inputs)
-                    finally:
-                        graph.capture_end()
+                    except BaseException:
+                        # ended for its own sake: its error ("operation failed due to a
+                        # previous error during capture") would hide the one that matters
+                        with contextlib.suppress(Exception):
+                            graph.capture_end()
+                        raise
+                    graph.capture_end()
             except Exception as exc:  # noqa: BLE001  (torch.AcceleratorError, RuntimeError)
                 self._turn_off(exc)
                 return None

@@ -98,6 +98,10 @@ class InferenceModel:
     #: what was asked for (the argument, else ZOOMSR_CUDA_GRAPHS): Ray workers decide from
     #: it on their own devices
     graphs_requested: bool = False
+    #: the last scene's graphs, as :meth:`release_graphs` found them: shapes captured, calls
+    #: replayed, why they were turned off (None: they were not)
+    graphs_report: dict[str, Any] | None = field(default=None, init=False, repr=False,
+                                                 compare=False)
     _graphs: GraphedForward | None = field(default=None, init=False, repr=False,
                                            compare=False)
 
@@ -192,6 +196,7 @@ class InferenceModel:
         the GPU: see :mod:`zoomsr.inference.graphs`). Returns how many have a graph."""
         if not self.cuda_graphs or self.device.type != "cuda" or self.diffusion:
             return 0
+        self.release_graphs()  # graphs of earlier calls' shapes would take the places
         inputs = [self._module_input(torch.zeros((b, self.n_images, self.channels, height,
                                                   width)))[0] for b in batches]
         with torch.inference_mode():
@@ -199,7 +204,16 @@ class InferenceModel:
 
     def release_graphs(self) -> None:
         """Drop the captured graphs (their memory goes back to torch's cache once they are
-        collected); the next calls capture again as at the start."""
+        collected), noting in :attr:`graphs_report` what they did; the next calls capture
+        again as at the start. After a failed capture graphs stay off for this model
+        (:attr:`cuda_graphs` False): each try costs a warm-up and a warning."""
+        graphs = self._graphs
+        if graphs is None:
+            return
+        self.graphs_report = {"captured": graphs.captured, "replays": graphs.replays,
+                              "disabled": graphs.disabled}
+        if graphs.disabled is not None:
+            self.cuda_graphs = False
         self._graphs = None
 
     def _graphed(self) -> GraphedForward:
@@ -495,7 +509,8 @@ def build_inference_model(
     )
 
 
-#: ``1``/``on`` (or ``0``/``off``): CUDA graphs for every model built without ``cuda_graphs``.
+#: ``1``/``on`` (or ``0``/``off``): CUDA graphs for every model :func:`build_inference_model`
+#: builds without ``cuda_graphs`` (any other value fails those builds, on any device).
 GRAPHS_ENV = "ZOOMSR_CUDA_GRAPHS"
 
 

@@ -488,12 +488,13 @@ def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int =
     strips' boundaries."""
     tasks = sum(len(part.rows) for part in parts)
     graphs = tasks > 0 and getattr(model, "cuda_graphs", False)
-    if graphs:
-        # CUDA graphs: the batch shapes the rows will use captured before any row uses the
-        # GPU (a capture while other threads used it failed), none mid-run; dropped at the end
-        grid = parts[0].plan.windows
-        model.prepare_graphs(batch_sizes(parts), grid.win_h, grid.win_w)
     try:
+        if graphs:
+            # CUDA graphs: the batch shapes the rows will use captured before any row uses
+            # the GPU (a capture while other threads used it failed), none mid-run; dropped
+            # at the end
+            grid = parts[0].plan.windows
+            model.prepare_graphs(batch_sizes(parts), grid.win_h, grid.win_w)
         if threads <= 1 or tasks <= 1:
             for k, part in enumerate(parts):
                 hand_on = part.prepare or (lambda res: res)
