@@ -35,5 +35,5 @@ fi
 
 echo "$(ls .whl/*.whl | wc -l) wheels in .whl/. On the GPU machine (carry [\".whl\", \".gpushared\"]):"
 cat <<'EOF'
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/src || exit 3; (mkdir -p ../shared/data/real && cp -r .gpushared ../shared/data/real/sentinel2-l2a-29RKH); GPU_SUITE_STEPS="1 20 21 22" PYSPY=/tmp/site/bin/py-spy bash benchmarks/gpu_suite.sh $OUT 560
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/src || exit 3; (mkdir -p ../shared/data/real && cp -r .gpushared ../shared/data/real/sentinel2-l2a-29RKH); GPU_SUITE_STEPS="1 2 20 21 22" PYSPY=/tmp/site/bin/py-spy bash benchmarks/gpu_suite.sh $OUT 560
 EOF
