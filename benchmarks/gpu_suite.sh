@@ -94,6 +94,26 @@ for value in dict.fromkeys(x[sys.argv[2]] for x in runs):
 ' "$1" "$2" "$3" 2>&1 | tee -a "$1"
 }
 
+# compare NAME OPTION "V1 V2" KEY LABEL: OUT/NAME.txt holds the alternating runs of the
+# 3856 px scene with OPTION set to each value (alternate), then their medians per value of
+# their JSON key KEY (by_value).
+compare() {
+  : > "$out/$1.txt"
+  alternate "$out/$1.txt" "$2" "$3"
+  by_value "$out/$1.txt" "$4" "$5"
+}
+
+# throughput NAME ARGS...: infer_throughput.py's whole measurement on the GPU (the bare model
+# in batches of 512 chunks on its memory, 4 s a timing; the pipelines on the suite's scenes)
+# with ARGS, within $limit seconds; its report in OUT/NAME.txt, its figures in OUT/NAME.json.
+throughput() {
+  local name=$1
+  shift
+  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --batch 512 \
+      --seconds 4 --scene-dir "$scenes" --save "$out/$name.json" "$@" 2>&1 \
+      | tee "$out/$name.txt"
+}
+
 step machine 10 && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $py -c "import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, platform.python_version())"
   nproc; } 2>&1 | tee "$out/machine.txt"
@@ -112,9 +132,7 @@ step "GPU tests" 120 && (cd "$here" && timeout "$limit" $py -m pytest -q -p no:c
 if step "inference throughput" 240; then
   nvidia-smi dmon -s u -d 1 >"$out/gpu_utilisation.txt" 2>&1 &
   dmon=$!
-  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 1936 \
-      --batch 512 --bare-window 256 --pipeline-batch 8 --seconds 4 --repeats 3 \
-      --scene-dir "$scenes" --save "$out/infer.json" 2>&1 | tee "$out/infer.txt"
+  throughput infer --size 1936 --bare-window 256 --pipeline-batch 8 --repeats 3
   kill "$dmon" 2>/dev/null
 fi
 
@@ -127,9 +145,7 @@ fi
 # in a process of its own, step 4 until then, lost on the H200: 95.5 against 109.3 km2/s;
 # ZOOMSR_GEOTIFF_WRITER=process still chooses it.)
 if step "the GeoTIFF writer: 512 / 256-row strips (3856 px, 3 runs each)" 150; then
-  : > "$out/infer_writer.txt"
-  alternate "$out/infer_writer.txt" --writer-strip "512 256"
-  by_value "$out/infer_writer.txt" writer_strip "writer strips (rows)"
+  compare infer_writer --writer-strip "512 256" writer_strip "writer strips (rows)"
 fi
 
 # Scenes wider than --column-width (default 4096 LR px) are processed in column strips, so
@@ -211,9 +227,7 @@ fi
 # thread of pure Python; 1.7x since the fourth session of 2026-11-27). The 3856 px scene with
 # Python's default switch interval (5 ms) and with 1 ms, alternating, 3 runs each.
 if step "switch interval 5 ms / 1 ms (3856 px, 3 runs each)" 150; then
-  : > "$out/infer_switch.txt"
-  alternate "$out/infer_switch.txt" --switch-interval "0.005 0.001"
-  by_value "$out/infer_switch.txt" switch_interval "switch interval (s)"
+  compare infer_switch --switch-interval "0.005 0.001" switch_interval "switch interval (s)"
 fi
 
 step "where the pipeline time goes" 60 && timeout "$limit" $py \
@@ -268,9 +282,7 @@ fi
 # writer's compression is what a run waited for at its end; every run before used 6). The
 # 3856 px scene with each, alternating, 3 runs each.
 if step "DEFLATE level 6 / 4 (3856 px, 3 runs each)" 150; then
-  : > "$out/infer_deflate.txt"
-  alternate "$out/infer_deflate.txt" --deflate-level "6 4"
-  by_value "$out/infer_deflate.txt" deflate_level "DEFLATE level"
+  compare infer_deflate --deflate-level "6 4" deflate_level "DEFLATE level"
 fi
 
 # The done-when's measurement at a geometry whose overlaps cost little: 512 px windows
@@ -282,9 +294,7 @@ fi
 # window column computed twice, the rows in flight as wide as the scene). On the H200
 # (2026-11-28): 57.4 % / 67.7 % of the bare model, peak RSS x1.019; one strip: 132.6 km2/s.
 if step "512 px windows on 3984 / 7952 px scenes (bare, pipelines; 2 repeats)" 240; then
-  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 3984 \
-      --window 512 --overlap 16 --batch 512 --pipeline-batch 2 --seconds 4 --repeats 2 \
-      --scene-dir "$scenes" --save "$out/infer_512.json" 2>&1 | tee "$out/infer_512.txt"
+  throughput infer_512 --size 3984 --window 512 --overlap 16 --pipeline-batch 2 --repeats 2
   timeout "$((limit / 4))" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
       --size 7952 --window 512 --overlap 16 --pipeline-batch 2 --column-width 8192 \
       --scene-dir "$scenes" 2>&1 | tail -1 | tee -a "$out/infer_512.txt"
@@ -296,9 +306,7 @@ fi
 # scene, alternating, 3 runs each (2026-11-28, 2 runs each: the same speed, 20 % less peak
 # GPU memory).
 if step "CUDA graphs on / off (3856 px, 3 runs each)" 150; then
-  : > "$out/infer_graphs.txt"
-  alternate "$out/infer_graphs.txt" --cuda-graphs "on off"
-  by_value "$out/infer_graphs.txt" cuda_graphs "CUDA graphs"
+  compare infer_graphs --cuda-graphs "on off" cuda_graphs "CUDA graphs"
 fi
 
 # The GeoTIFF writer alone on this machine (GDAL compresses on its cores; the rows come from
@@ -321,10 +329,8 @@ fi
 # 2-core CPU, 1936 px: 0.32-0.39 s without, 0.08-0.09 s with). Bare model, both pipelines,
 # 2 repeats.
 if step "512 px windows, inputs with overviews, 3984 / 7952 px (2 repeats)" 240; then
-  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 3984 \
-      --window 512 --overlap 16 --batch 512 --pipeline-batch 2 --seconds 4 --repeats 2 \
-      --input-overviews --scene-dir "$scenes" --save "$out/infer_512ov.json" 2>&1 \
-      | tee "$out/infer_512ov.txt"
+  throughput infer_512ov --size 3984 --window 512 --overlap 16 --pipeline-batch 2 \
+      --repeats 2 --input-overviews
   rm -rf "$scenes"/scene7952x8ov "$scenes"/scene3984x8ov
 fi
 
@@ -334,9 +340,8 @@ fi
 # of the bare rate the 8080 px scene leaves 2.5 s for everything but the model (512 px
 # windows on 7952 px: 1.9 s). Rows in flight are 4096 output rows tall: more host memory.
 if step "1024 px windows on 4048 / 8080 px scenes (bare, pipelines; 2 repeats)" 240; then
-  timeout "$limit" $py "$here/benchmarks/infer_throughput.py" --device cuda --size 4048 \
-      --window 1024 --overlap 16 --batch 512 --pipeline-batch 1 --seconds 4 --repeats 2 \
-      --scene-dir "$scenes" --save "$out/infer_1024.json" 2>&1 | tee "$out/infer_1024.txt"
+  throughput infer_1024 --size 4048 --window 1024 --overlap 16 --pipeline-batch 1 \
+      --repeats 2
   rm -rf "$scenes"/scene8080x8 "$scenes"/scene4048x8
 fi
 
