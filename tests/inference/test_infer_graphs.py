@@ -433,3 +433,17 @@ def test_release_reports_what_the_graphs_did_and_a_failure_turns_them_off():
     m._graphs(torch.zeros(2))
     m.release_graphs()
     assert m.graphs_report["disabled"] and not m.cuda_graphs
+
+
+def test_a_scene_after_a_failed_capture_prepares_no_graphs():
+    """The release at the start of prepare_graphs turns graphs off after a failed capture,
+    before the check: the next scene (or Ray plan) makes no warm-up and no capture."""
+    from zoomsr.inference import InferenceModel
+
+    m = InferenceModel(torch.nn.Identity(), "id", 1, "stacked", 1, "none", "",
+                       torch.device("cpu"), cuda_graphs=True)
+    m._graphs = _Fake(lambda x: x, fail=True)
+    m._graphs(torch.zeros(2))
+    m._graphs(torch.zeros(2))  # the capture fails: graphs off for this model
+    assert m.prepare_graphs([2], 4, 4) == 0
+    assert not m.cuda_graphs and m._graphs is None and m.graphs_report["disabled"]

@@ -33,7 +33,7 @@ import torch
 
 from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning, first_line
 from zoomsr.inference.assemble import ReadyRow
-from zoomsr.inference.model import InferenceModel
+from zoomsr.inference.model import InferenceModel, cuda_graphs_possible
 from zoomsr.inference.rows import ScenePlan
 from zoomsr.stopping import interrupts_held
 from zoomsr.validate import check_int
@@ -105,8 +105,8 @@ def _worker_class(ray: Any) -> Any:
                 sample_seed=spec["sample_seed"],
                 # as asked on the driver, where this worker's device allows (the driver's
                 # may be a CPU)
-                cuda_graphs=bool(spec.get("cuda_graphs")) and dev.type == "cuda"
-                and spec["name"] != "sr3",
+                cuda_graphs=bool(spec.get("cuda_graphs"))
+                and cuda_graphs_possible(dev, spec["name"] == "sr3"),
                 graphs_requested=bool(spec.get("cuda_graphs")),
             )
             self.plan: ScenePlan | None = None
@@ -142,12 +142,9 @@ def _worker_class(ray: Any) -> Any:
                 self.plan.reader.close()
             # CUDA graphs of this plan's batch shapes, made now (one row at a time here, so
             # the rows' count does not matter), the last plan's dropped
-            from zoomsr.inference.rows import RowPart, batch_sizes
+            from zoomsr.inference.rows import RowPart, prepare_graphs
 
-            self.model.release_graphs()
-            if self.model.cuda_graphs:
-                self.model.prepare_graphs(batch_sizes([RowPart(plan, [0])]),
-                                          plan.windows.win_h, plan.windows.win_w)
+            prepare_graphs(self.model, [RowPart(plan, [0])])
             if self.cache is not None:
                 self.cache.__exit__(None, None, None)
                 self.cache = None

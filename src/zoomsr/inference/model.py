@@ -194,9 +194,11 @@ class InferenceModel:
         :data:`~zoomsr.inference.graphs.MAX_GRAPHS`), and no other shape until
         :meth:`release_graphs` (a scene's row threads must not capture while the others use
         the GPU: see :mod:`zoomsr.inference.graphs`). Returns how many have a graph."""
-        if not self.cuda_graphs or self.device.type != "cuda" or self.diffusion:
+        # graphs of earlier calls' shapes would take the places (and a failed capture among
+        # them turns graphs off for good: its release says so, before the check)
+        self.release_graphs()
+        if not self.cuda_graphs or not cuda_graphs_possible(self.device, self.diffusion):
             return 0
-        self.release_graphs()  # graphs of earlier calls' shapes would take the places
         inputs = [self._module_input(torch.zeros((b, self.n_images, self.channels, height,
                                                   width)))[0] for b in batches]
         with torch.inference_mode():
@@ -527,13 +529,18 @@ def graphs_requested(asked: bool | None) -> bool:
     raise ConfigError(f"{GRAPHS_ENV}={os.environ[GRAPHS_ENV]}: expected 1 (on) or 0 (off)")
 
 
+def cuda_graphs_possible(device: torch.device, diffusion: bool) -> bool:
+    """Whether CUDA graphs can replay a model's forward: on a CUDA device, for a model run
+    once a call (not a diffusion sampler)."""
+    return device.type == "cuda" and not diffusion
+
+
 def use_cuda_graphs(asked: bool | None, device: torch.device, diffusion: bool) -> bool:
     """Whether a model on ``device`` replays its forward from CUDA graphs. ``asked``: the
     caller's choice (True where they cannot run is refused), None for :data:`GRAPHS_ENV`'s
     (applied where they can run)."""
-    possible = device.type == "cuda" and not diffusion
     if asked is None:
-        return possible and graphs_requested(None)
+        return cuda_graphs_possible(device, diffusion) and graphs_requested(None)
     if asked and device.type != "cuda":
         raise ConfigError(f"CUDA graphs need a CUDA device; the model is on {device}")
     if asked and diffusion:

@@ -490,11 +490,9 @@ def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int =
     graphs = tasks > 0 and getattr(model, "cuda_graphs", False)
     try:
         if graphs:
-            # CUDA graphs: the batch shapes the rows will use captured before any row uses
-            # the GPU (a capture while other threads used it failed), none mid-run; dropped
-            # at the end
-            grid = parts[0].plan.windows
-            model.prepare_graphs(batch_sizes(parts), grid.win_h, grid.win_w)
+            # captured before any row uses the GPU (a capture while other threads used it
+            # failed), none mid-run; dropped at the end
+            prepare_graphs(model, parts)
         if threads <= 1 or tasks <= 1:
             for k, part in enumerate(parts):
                 hand_on = part.prepare or (lambda res: res)
@@ -508,6 +506,13 @@ def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int =
     finally:
         if graphs:
             model.release_graphs()
+
+
+def prepare_graphs(model: InferenceModel, parts: Sequence[RowPart]) -> int:
+    """CUDA graphs of the batch shapes ``parts``' rows call ``model`` with (the model's
+    earlier graphs dropped; none where it has graphs off); how many were made."""
+    grid = parts[0].plan.windows
+    return model.prepare_graphs(batch_sizes(parts), grid.win_h, grid.win_w)
 
 
 def batch_sizes(parts: Sequence[RowPart]) -> list[int]:
