@@ -292,7 +292,7 @@ fi
 # the bare model, both pipelines (the 4x scene in two column strips, the default), the bare
 # model again; 2 repeats. Then the 4x scene once more in one strip (--column-width 8192: no
 # window column computed twice, the rows in flight as wide as the scene). On the H200
-# (2026-11-28): 57.4 % / 67.7 % of the bare model, peak RSS x1.019; one strip: 132.6 km2/s.
+# (2026-11-28, medians of 2): 57.4 % / 67.7 % of the bare model, peak RSS x1.019.
 if step "512 px windows on 3984 / 7952 px scenes (bare, pipelines; 2 repeats)" 240; then
   throughput infer_512 --size 3984 --window 512 --overlap 16 --pipeline-batch 2 --repeats 2
   timeout "$((limit / 4))" $py "$here/benchmarks/infer_throughput.py" --_child --device cuda \
@@ -325,9 +325,9 @@ fi
 
 # Step 18 again with inputs that have overviews, as the Sentinel-2 COGs of the cloud
 # archives do: discovery's decimated look at a file without them decodes the whole file
-# (0.85 s of the 3984 px scene's start on the H200, 2026-11-28, growing with the area; on the
-# 2-core CPU, 1936 px: 0.32-0.39 s without, 0.08-0.09 s with). Bare model, both pipelines,
-# 2 repeats.
+# (growing with the area: benchmarks/discovery_time.py, 2-core CPU, medians of 5: 0.238 s
+# without and 0.086 s with at 1936 px, 0.591 s and 0.087 s at 3984 px). Bare model, both
+# pipelines, 2 repeats.
 if step "512 px windows, inputs with overviews, 3984 / 7952 px (2 repeats)" 240; then
   throughput infer_512ov --size 3984 --window 512 --overlap 16 --pipeline-batch 2 \
       --repeats 2 --input-overviews

@@ -199,3 +199,16 @@ def test_infer_read_compares_one_file_at_a_time_with_the_read_pool(tmp_path):
                 TINY, "--size", "136", "--window", "64", "--overlap", "8", "--read-threads",
                 "1", "--scene-dir", str(tmp_path))
     assert json.loads(text.strip().splitlines()[-1])["read_threads"] == 1
+
+
+def test_discovery_time_compares_inputs_without_and_with_overviews(tmp_path):
+    import rasterio
+
+    text = _run(str(BENCH / "discovery_time.py"), "--size", "600", "--images", "2",
+                "--repeats", "1", "--scene-dir", str(tmp_path))
+    assert "600 px, 2 dates, without overviews: median" in text
+    assert "with overviews: median" in text and "without / with overviews:" in text
+    with rasterio.open(next((tmp_path / "scene600x2ov").glob("*.tif"))) as ds:
+        assert ds.overviews(1) == [2]  # down to about 256 px
+    with rasterio.open(next((tmp_path / "scene600x2").glob("*.tif"))) as ds:
+        assert ds.overviews(1) == []
