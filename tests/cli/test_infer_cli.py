@@ -634,3 +634,26 @@ def test_an_empty_input_argument_is_refused_not_the_current_folder(cli, tmp_path
                            "unset shell variable? give the path or value (. for the current "
                            "folder)")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_many_files_set_aside_are_summed_up_by_reason(cli, tmp_path):
+    """A SAFE product's other bands and resolutions printed ~28 "ignored:" lines a date; past
+    IGNORED_LISTED files, one line per reason with the count and an example."""
+    from zoomsr.cli.infer import IGNORED_LISTED, ignored_lines
+
+    frames = write_frames(tmp_path / "in", n=IGNORED_LISTED + 1, size=(16, 16))
+    b08 = write_b08(frames, 100)
+    out = tmp_path / "sr.tif"
+    code, stdout, err = cli("infer", tmp_path / "in", "-o", out, *TINY)
+    assert code == 0, err
+    lines = [line for line in stdout.splitlines() if line.startswith("ignored:")]
+    assert lines == [f"ignored: {len(b08)} files: not a band this model takes (e.g. {b08[0]})"]
+    few = [f"{p}: not a band this model takes" for p in b08[:IGNORED_LISTED]]
+    assert ignored_lines(few) == few  # up to the limit: each file
+    mixed = few + [f"{frames[0]}: red also at a finer resolution (x_B04_10m.jp2), used",
+                   f"{frames[1]}: red also at a finer resolution (y_B04_10m.jp2), used",
+                   "--dn-offset 1000: no input holds 16-bit digital numbers (tci)"]
+    assert ignored_lines(mixed) == [
+        f"{IGNORED_LISTED} files: not a band this model takes (e.g. {b08[0]})",
+        f"2 files: red also at a finer resolution, used (e.g. {frames[0]})",
+        "--dn-offset 1000: no input holds 16-bit digital numbers (tci)"]

@@ -67,6 +67,8 @@ def test_a_date_given_twice_fails_before_any_file_is_read(tmp_path, monkeypatch)
     with pytest.raises(DataError, match=rf"^{paths[2]}: given twice$"):
         discover_frames([man, paths[2]])
     bands = [tmp_path / f"S2_20240105_{b}.tif" for b in ("B04", "B03", "B02")]
+    for band in bands:  # there (a manifest's entries must be), never read
+        band.touch()
     _manifest(tmp_path / "b.txt", [",".join(map(str, bands))])
     _manifest(tmp_path / "b.json", [{"red": bands[0].name, "green": bands[1].name,
                                      "blue": bands[2].name}])
@@ -246,3 +248,56 @@ def test_a_rotated_raster_is_covered_whole_on_the_default_grid(tmp_path, crs):
     xs, ys = warp(crs, "EPSG:3857", [x for x, _ in corners], [y for _, y in corners])
     for x, y in zip(xs, ys, strict=True):  # every corner inside (it was cut at the two taken)
         assert left - 1e-6 <= x <= right + 1e-6 and bottom - 1e-6 <= y <= top + 1e-6
+
+
+# --- a manifest's missing entries and byte-order mark; inputs that are all set aside
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_a_manifest_entry_in_a_missing_folder_is_named(tmp_path, suffix):
+    """A typo in an entry's folder failed as a bare FileNotFoundError (exit 1) from the look
+    for its SCL beside it, naming neither the manifest nor the entry."""
+    (tci,) = write_frames(tmp_path / "data", n=1, size=(24, 24))
+    man = _manifest(tmp_path / f"m{suffix}",
+                    [f"data/{tci.name}", "typo/T1_20200101_TCI.tif"])
+    where = "line 2" if suffix == ".txt" else "frame 1"
+    with pytest.raises(DataError, match=rf"^{man}: {where}: typo/T1_20200101_TCI.tif: not "
+                       r"found \(paths are relative to the manifest's folder\)$"):
+        discover_frames(man)
+    band = _manifest(tmp_path / "bands.json", [{"tci": f"data/{tci.name}", "scl": "no/SCL.tif"}])
+    with pytest.raises(DataError, match=rf"^{band}: frame 0, scl: no/SCL.tif: not found"):
+        discover_frames(band)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path, suffix):
+    """Windows' Notepad saves UTF-8 with a byte-order mark: it became part of the first path
+    (a .txt) or made the JSON invalid."""
+    paths = write_frames(tmp_path / "data", n=2, size=(24, 24))
+    man = _manifest(tmp_path / f"m{suffix}", [f"data/{p.name}" for p in paths])
+    man.write_bytes(b"\xef\xbb\xbf" + man.read_bytes())
+    found = discover_frames(man)
+    assert [f.paths[0] for f in found.frames] == paths
+
+
+def test_inputs_that_are_all_set_aside_say_why(tmp_path):
+    """A folder of B08 files only, a B08 named alone, previews only: "no input frames" said
+    nothing of why (the reasons were printed only after a run)."""
+    (tci,) = write_frames(tmp_path / "src", n=1, size=(24, 24))
+    (b08,) = write_b08([tci], 100)
+    only = tmp_path / "only_b08"
+    only.mkdir()
+    moved = b08.rename(only / b08.name)
+    with pytest.raises(DataError, match=rf"^no Sentinel-2 date among the inputs: {moved}: not "
+                       r"a band this model takes$"):
+        discover_frames(only)
+    with pytest.raises(DataError, match=rf"{moved}: not a band this model takes"):
+        discover_frames([moved])
+    previews = tmp_path / "previews"
+    previews.mkdir()
+    for k in range(4):
+        (previews / f"T1_2020010{k}_PVI.tif").write_bytes(tci.read_bytes())
+    with pytest.raises(DataError, match=r"^no Sentinel-2 date among the inputs: .*_PVI.tif: a "
+                       r"preview image, not a date; .*_PVI.tif: a preview image, not a date "
+                       r"\(and 2 more set aside\)$"):
+        discover_frames(previews)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -522,3 +523,22 @@ def test_missing_weights_are_one_family_of_errors():
     assert issubclass(WeightsNotAvailableError, errors.WeightsNotFoundError)
     assert issubclass(errors.WeightsNotFoundError, CheckpointError)
     assert WeightsNotAvailableError("x").exit_code == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (a folder "
+                    "in which nobody, root included, can create one)")
+def test_a_cache_that_cannot_be_made_is_named_with_the_setting(monkeypatch, ncnn_dir):
+    """A home folder that is missing or read-only (cluster nodes, containers) failed the
+    default conversion with a bare FileNotFoundError, and a download tried every source and
+    ended in the offline message."""
+    monkeypatch.setenv("ZOOMSR_CACHE", "/proc/zoomsr-no-cache")
+    expected = (r"^the weights cache: cannot create /proc/zoomsr-no-cache/weights \(.+\); set "
+                r"ZOOMSR_CACHE to a folder you can write$")
+    with pytest.raises(InputError, match=expected):
+        fetch.resolve(registry.DEFAULT_WEIGHTS)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("no download is tried into a cache that cannot hold it")
+
+    with pytest.raises(InputError, match=expected):
+        fetch.download("esrgan-8", opener=no_network)

@@ -341,6 +341,26 @@ def _kept_scenes(outputs: list[Path]) -> str:
             "continue")
 
 
+#: At most this many files set aside are listed one by one; more are summed up by reason.
+IGNORED_LISTED = 8
+
+
+def ignored_lines(ignored: Sequence[str], limit: int = IGNORED_LISTED) -> list[str]:
+    """The lines saying what discovery set aside (``"PATH: reason"`` each): each one, or, if
+    more than ``limit``, one line per reason with the count and a first example (a SAFE
+    product's other bands and resolutions made 28 lines of ~200 characters per date)."""
+    if len(ignored) <= limit:
+        return list(ignored)
+    groups: dict[str, list[str]] = {}
+    for line in ignored:
+        _, _, reason = line.partition(": ")
+        # the same reason whatever file it names ("same date as X_TCI.tif", "(R10m/...)")
+        key = re.sub(r"\S+\.[A-Za-z0-9]{2,5}\b", "...", re.sub(r"\s*\([^)]*\)", "", reason))
+        groups.setdefault(key or line, []).append(line)
+    return [f"{len(lines)} files: {key} (e.g. {lines[0].partition(': ')[0]})"
+            if len(lines) > 1 else lines[0] for key, lines in groups.items()]
+
+
 def _fewer_than(n: int, noun: str) -> str:
     """``fewer than 8 dates``; ``no date`` for a single-image model."""
     return f"no {noun}" if n == 1 else f"fewer than {n} {noun}s"
@@ -382,7 +402,7 @@ def _report(result: InferenceResult, net: InferenceModel) -> None:
                    f"{_fewer_than(net.n_images, 'date')} free of nodata where other dates "
                    "have data (gaps, swath edges, smaller footprints); the gaps were filled "
                    "from the other dates")
-    for line in result.ignored:
+    for line in ignored_lines(result.ignored):
         typer.echo(f"ignored: {line}")
     share = result.windows_computed / result.windows if result.windows else 1.0
     part = "" if share >= 1 else f", {share:.0%} of it computed in this run"

@@ -63,6 +63,18 @@ def cache_dir() -> Path:
     return folder
 
 
+def require_writable_cache(folder: Path) -> None:
+    """Make the weights cache ``folder`` and check that files can be written in it; else one
+    line naming it and what to set (a home folder that is missing or read-only, as on some
+    cluster nodes and containers, failed with a bare ``FileNotFoundError``)."""
+    from zoomsr.io.folders import require_writable_folder
+
+    try:
+        require_writable_folder(folder, "the weights cache")
+    except InputError as exc:
+        raise InputError(f"{exc}; set ZOOMSR_CACHE to a folder you can write") from None
+
+
 def weights_path(name: str) -> Path:
     """Where the weights ``name`` live: in the cache (whether present or not), or inside the
     package for entries of source ``"package"``."""

@@ -30,6 +30,7 @@ from zoomsr.weights.cache import (
     drop_stale_record,
     expected_sha256,
     record,
+    require_writable_cache,
     weights_path,
 )
 from zoomsr.weights.checks import (
@@ -102,7 +103,7 @@ def _convert_ncnn(entry: WeightsEntry, target: Path) -> Path:
         files[p.suffix] = p
     state, config = ncnn_to_rrdbnet(read_ncnn(files[".param"], files[".bin"]))
     model = rrdbnet_from_state(state, config)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    require_writable_cache(target.parent)
     return save_checkpoint(model, target, source=entry.origin,
                            converted_from=sorted(entry.ncnn_files))
 
@@ -180,6 +181,9 @@ def download(
     if entry.url is None:
         raise WeightsNotAvailableError(f"{name}: no download URL is known")
     drop_stale_record(entry)
+    # before any download: a cache that cannot be written failed each source in turn, and
+    # ended in the offline message
+    require_writable_cache(target.parent)
     open_url = opener or urllib.request.urlopen
     sources = [(entry.url, entry.sha256), *((m.url, m.sha256) for m in entry.mirrors)]
     failures = []

@@ -366,6 +366,11 @@ def discover_frames(
     if unknown:
         raise ConfigError(f"unknown extra band(s) {unknown}; known: b01, b05..b12")
     candidates, ignored = expand(list(items), extra)
+    if not candidates:  # every file set aside: say why (the reasons were printed only after
+        # a run, so the user saw a bare "no input frames")
+        raise DataError("no Sentinel-2 date among the inputs: " + "; ".join(ignored[:2])
+                        + (f" (and {len(ignored) - 2} more set aside)" if len(ignored) > 2
+                           else ""))
     for c in candidates:  # a manifest's bands the model does not take: left out, said so
         if isinstance(c, dict):
             ignored += [f"{path}: {key.upper()}, a band this model does not take"

@@ -117,11 +117,19 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
     one path, which the "given twice" check and the output's tags rely on."""
     base = path.parent
 
-    def entry(item: str) -> Path:
-        return Path(os.path.abspath(base / item))
+    def entry(item: str, where: str) -> Path:
+        # checked here, naming the manifest: a missing folder failed later as a bare
+        # FileNotFoundError (listing the folder for the file's SCL and extra bands)
+        found = Path(os.path.abspath(base / item))
+        if not found.exists():
+            raise DataError(f"{path}: {where}: {item}: not found (paths are relative to the "
+                            "manifest's folder)")
+        return found
 
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a manifest saved by Windows' Notepad starts with a byte-order mark, which
+        # became part of the first path
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the manifest ({exc})") from None
     entries: list[list[Path] | dict[str, Path]] = []
@@ -136,7 +144,7 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
             raise DataError(f"{path}: expected a JSON list of frames (paths or band objects)")
         for i, item in enumerate(data):
             if isinstance(item, str):
-                entries.append([entry(item)])
+                entries.append([entry(item, f"frame {i}")])
             elif isinstance(item, dict) and item and all(isinstance(v, str) for v in item.values()):
                 roles = {}
                 for key, value in item.items():
@@ -148,7 +156,7 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
                             f"{path}: frame {i}: unknown band key {key!r} (use tci, or red/green/"
                             "blue or b04/b03/b02, and optionally b01..b12, scl and msk_classi)"
                         )
-                    roles[role] = entry(value)
+                    roles[role] = entry(value, f"frame {i}, {key}")
                 entries.append(roles)
             else:
                 raise DataError(f"{path}: frame {i} must be a path or an object of band paths")
@@ -156,7 +164,8 @@ def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
         for number, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if line:
-                files = [entry(p.strip()) for p in line.split(",") if p.strip()]
+                files = [entry(p.strip(), f"line {number}") for p in line.split(",")
+                         if p.strip()]
                 if not files:
                     raise DataError(f"{path}: line {number} names no file ({line!r})")
                 entries.append(files)
