@@ -466,6 +466,26 @@ def test_resume_refuses_other_settings(tmp_path, tiny_model):
     assert result.rows_resumed == 0 and out.exists()
 
 
+def test_resume_takes_a_seed_and_column_width_that_change_nothing(tmp_path, tiny_model):
+    """Without --uncertainty the seed draws nothing, and on a scene narrower than both
+    column widths the strips are the same: an interrupted run continues with them, to the
+    bytes of a run that never stopped (both were refused)."""
+    paths = write_frames(tmp_path / "in", n=3, size=(72, 40))
+    clean = tmp_path / "clean.tif"
+    run_inference(paths, clean, tiny_model(2), _opts())
+    out = tmp_path / "run.tif"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(paths, out, tiny_model(2), _opts(), on_row=stop)
+    result = run_inference(paths, out, tiny_model(2),
+                           _opts(resume=True, seed=3, column_width=64))
+    assert result.rows_resumed == 1
+    assert out.read_bytes() == clean.read_bytes()
+
+
 def test_existing_output_needs_overwrite(frames_3857, tiny_model, tmp_path):
     out = tmp_path / "sr.tif"
     out.write_bytes(b"x")

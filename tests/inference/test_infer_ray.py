@@ -283,3 +283,56 @@ def test_ray_workers_keep_the_precision_asked_for(tmp_path, monkeypatch):
     ray_out = read(tmp_path / "ray.tif")[0].astype(int)
     assert np.abs(ray_out - outs["bf16"]).max() <= 1
     assert np.abs(ray_out - outs["bf16"]).sum() < np.abs(ray_out - outs["fp32"]).sum()
+
+
+def test_a_sigterm_during_ray_init_comes_once_ray_is_up_and_stops_it(monkeypatch):
+    """``ray.init`` first sets its own SIGTERM handler (``sys.exit``) in place of the one
+    holding the signal: a SIGTERM while Ray started its processes exited with code 15,
+    silently, and left them running for minutes. Its setter now does nothing during the
+    start: the SIGTERM is held, then handled as zoomsr's commands handle it (as Ctrl-C)."""
+    import os
+    import signal
+    import sys
+    import time
+    import types
+
+    from zoomsr.inference.distributed import RayPool
+    from zoomsr.stopping import Terminated, sigterm_as_interrupt
+
+    steps: list[str] = []
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: "init done" in steps and "shutdown" not in steps
+    utils = types.SimpleNamespace(
+        set_sigterm_handler=lambda handler: signal.signal(signal.SIGTERM, handler))
+    fake._private = types.SimpleNamespace(utils=utils)
+    real_setter = utils.set_sigterm_handler
+
+    def init(**kwargs):  # as Ray's: its handler first, then the processes
+        fake._private.utils.set_sigterm_handler(lambda signum, frame: sys.exit(signum))
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill`, SLURM, `timeout` in the middle
+        time.sleep(0.05)
+        steps.append("init done")
+
+    fake.init = init
+    fake.shutdown = lambda: steps.append("shutdown")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with sigterm_as_interrupt():
+        ours = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            RayPool("local", workers=1).start()
+        assert signal.getsignal(signal.SIGTERM) is ours
+    assert steps == ["init done", "shutdown"]
+    assert utils.set_sigterm_handler is real_setter  # Ray's own again after its start
+
+
+def test_the_installed_ray_sets_its_sigterm_handler_where_it_is_kept():
+    """The setter :func:`~zoomsr.inference.distributed._sigterm_kept` quiets during
+    ``ray.init`` is where the installed Ray has it, and ``ray.init`` calls it (a Ray that
+    moved it would end zoomsr on a SIGTERM during its start again)."""
+    require_package("ray")
+    import inspect
+
+    import ray
+
+    assert callable(ray._private.utils.set_sigterm_handler)
+    assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(ray.init)

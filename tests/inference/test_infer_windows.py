@@ -122,8 +122,9 @@ def test_resume_refusal_names_the_first_differing_entry():
     assert _differences(json.dumps(before), json.dumps(now)) == (
         "/d/b.tif changed since; --window/--overlap/--margin: was 128/32/8 px, now 192/32/8 px")
     now = {"files": [["/d/a.tif", 10, 1700000000000000001], ["/d/c.tif", 20, 5]],
-           "tiling": [128, 32, 8], "seed": 1, "batch_size": 4, "model": {"config": {"n": 6}}}
-    before |= {"batch_size": 8, "model": {"config": {"n": 9}}}
+           "tiling": [128, 32, 8], "seed": 1, "batch_size": 4, "model": {"config": {"n": 6}},
+           "uncertainty": 2}
+    before |= {"batch_size": 8, "model": {"config": {"n": 9}}, "uncertainty": 2}
     assert _differences(json.dumps(before), json.dumps(now)) == (
         "--batch-size (windows per model call): was 8, now 4; inputs: /d/b.tif no longer "
         "given; /d/c.tif added; model (config.n): was 9, now 6; --seed: was 0, now 1")
@@ -144,6 +145,64 @@ def test_resume_refusal_names_the_first_differing_entry():
     now = {"files": [["/d/a.tif", 1, 1], ["/d/b.tif", 1, 1]], "frames": [frame, frame]}
     assert _differences(json.dumps(before), json.dumps(now)) == (
         "inputs: /d/b.tif added; inputs: was 1 date(s), now 2")
+
+
+def test_resume_refusal_names_the_options_that_read_the_frames():
+    """A frame read with another --dn-offset, --rgb-bands or --radiometry was named by the
+    record's fields ("inputs ([0].dn_offset): was 1000.0, now 0.0")."""
+    from zoomsr.inference.writer import _differences
+
+    frame = {"paths": ["/d/T1_20200101_B04.tif"], "bands": [1, 2, 3], "radiometry": "dn",
+             "dn_offset": 1000.0}
+    files = [["/d/T1_20200101_B04.tif", 1, 1]]
+
+    def differences(**now: object) -> str:
+        return _differences(json.dumps({"files": files, "frames": [frame]}),
+                            json.dumps({"files": files, "frames": [frame | now]}))
+
+    assert differences(dn_offset=0.0) == "--dn-offset: was 1000, now 0 (T1_20200101_B04.tif)"
+    assert differences(bands=[3, 2, 1]) == (
+        "--rgb-bands: was 1,2,3, now 3,2,1 (T1_20200101_B04.tif)")
+    assert differences(radiometry="reflectance", dn_offset=0.0) == (
+        "--radiometry: was dn, now reflectance (T1_20200101_B04.tif)")  # the first option
+    b08 = {"path": "/d/T1_20200101_B08.tif", "band": 1, "radiometry": "dn", "dn_offset": 0.0}
+    with_b08 = frame | {"extras": {"b08": b08}}
+    assert _differences(
+        json.dumps({"frames": [with_b08]}),
+        json.dumps({"frames": [with_b08 | {"extras": {"b08": b08 | {"dn_offset": 1000.0}}}]}),
+    ) == "--dn-offset: was 0, now 1000 (T1_20200101_B08.tif)"
+    # another file at that place: the inputs' difference says it, not an option
+    moved = {"files": [["/d/x.tif", 1, 1]], "frames": [frame | {"paths": ["/d/x.tif"],
+                                                                 "dn_offset": 0.0}]}
+    assert "--dn-offset" not in _differences(json.dumps({"files": files, "frames": [frame]}),
+                                             json.dumps(moved))
+    # inputs gone or added past the two named: counted
+    many = {"files": [[f"/d/{k}.tif", 1, 1] for k in range(6)]}
+    assert _differences(json.dumps(many), json.dumps({"files": []})) == (
+        "inputs: /d/0.tif no longer given; /d/1.tif no longer given (and 4 more)")
+
+
+def test_settings_that_change_no_pixel_do_not_stop_a_resume():
+    """--seed without --uncertainty draws nothing, and a --column-width that makes the same
+    strips places the same windows: both were refused when resuming a partial run (and taken
+    when the output was finished), so a requeued job passed or failed by when it stopped."""
+    from zoomsr.inference.writer import _comparable, _differences
+
+    run = {"tiling": [128, 32, 8], "seed": 0, "uncertainty": 0, "column_width": 4096,
+           "layout": {"strips": [[0, 3]]}}
+    same = run | {"seed": 3, "column_width": 512}
+    assert _comparable(json.dumps(run)) == _comparable(json.dumps(same))
+    drawn = run | {"uncertainty": 2}
+    assert _comparable(json.dumps(drawn)) != _comparable(json.dumps(drawn | {"seed": 3}))
+    assert _differences(json.dumps(drawn), json.dumps(drawn | {"seed": 3})) == (
+        "--seed: was 0, now 3")
+    split = same | {"layout": {"strips": [[0, 1], [1, 3]]}}
+    assert _comparable(json.dumps(run)) != _comparable(json.dumps(split))
+    assert _differences(json.dumps(run), json.dumps(split)) == (
+        "--column-width: was 4096, now 512")
+    # refused for another reason: the harmless ones are not listed with it
+    assert _differences(json.dumps(run), json.dumps(same | {"tiling": [192, 32, 8]})) == (
+        "--window/--overlap/--margin: was 128/32/8 px, now 192/32/8 px")
 
 
 def test_on_a_gpu_the_defaults_take_larger_calls_and_windows():

@@ -289,7 +289,7 @@ class RayPool:
             try:
                 # a Ctrl-C in the middle of ray.init left Ray's processes running, or crashed
                 # the process at exit: it is raised once Ray is up, and Ray is stopped again
-                with interrupts_held():
+                with interrupts_held(), _sigterm_kept(ray):
                     self._init(ray)
             except KeyboardInterrupt:
                 if ray.is_initialized():
@@ -546,6 +546,27 @@ def _need(gpus: float) -> str:
 def _resources(resources: dict, gpus: float) -> str:
     text = f"{resources.get('CPU', 0):g} CPU(s)"
     return text + (f" and {resources.get('GPU', 0):g} GPU(s)" if gpus else "")
+
+
+@contextlib.contextmanager
+def _sigterm_kept(ray: Any) -> Iterator[None]:
+    """Keep the SIGTERM handler in place (the one holding it) while ``ray.init`` runs.
+
+    ``ray.init`` first sets a SIGTERM handler of its own (``sys.exit``): a SIGTERM while Ray
+    started its processes ended zoomsr at once (exit 15, nothing said) and left them running
+    for minutes. Ray's setter (``ray._private.utils.set_sigterm_handler``) does nothing
+    meanwhile, so the signal is held and then handled as zoomsr handles it (a SIGTERM during
+    a run stops it as Ctrl-C does); where a Ray has no such setter, nothing changes."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    setter = getattr(utils, "set_sigterm_handler", None)
+    if setter is None:
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = setter
 
 
 def _shutdown(ray: Any) -> None:

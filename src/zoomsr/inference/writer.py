@@ -84,6 +84,24 @@ def _without_dropped(fingerprint: str) -> str:
     return fingerprint
 
 
+def _comparable(fingerprint: str) -> str:
+    """``fingerprint`` (JSON) without what cannot change the output: ``column_width`` (the
+    strips it makes are in ``layout``) and, without ``--uncertainty``, ``seed`` (nothing is
+    drawn; a diffusion model's seed is in its own record). A requeued job given another
+    --seed or --column-width was refused or not depending on when it had been stopped (a
+    finished output takes them)."""
+    try:
+        fp = json.loads(fingerprint)
+    except (TypeError, ValueError):
+        return fingerprint
+    if not isinstance(fp, dict):
+        return fingerprint
+    fp.pop("column_width", None)
+    if not fp.get("uncertainty"):
+        fp.pop("seed", None)
+    return json.dumps(fp, sort_keys=True, default=str)
+
+
 def _differences(before: str, now: str, width: int = 60) -> str:
     """Which settings of two run fingerprints (JSON) differ, in the user's terms: for each
     setting, the first differing entry with its old and new value (shortened); an input file
@@ -99,6 +117,9 @@ def _differences(before: str, now: str, width: int = 60) -> str:
     for key in sorted(a.keys() | b.keys()):
         if key == "batch_size" and a.get("tiling") != b.get("tiling"):
             continue  # follows from an automatic window: the window says it
+        if (key == "column_width" and a.get("layout") == b.get("layout")) or (
+                key == "seed" and not (a.get("uncertainty") or b.get("uncertainty"))):
+            continue  # changes nothing here (_comparable)
         if key == "files" and isinstance(a.get(key), list) and isinstance(b.get(key), list):
             old = {str(f[0]): f for f in a[key] if isinstance(f, list) and f}
             new = {str(f[0]): f for f in b[key] if isinstance(f, list) and f}
@@ -108,14 +129,21 @@ def _differences(before: str, now: str, width: int = 60) -> str:
                              + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""))
             if set(old) != set(new):
                 gone, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+                more = len(gone) + len(added) - len(gone[:2]) - len(added[:2])
                 parts.append("inputs: " + "; ".join(
                     [f"{p} no longer given" for p in gone[:2]]
-                    + [f"{p} added" for p in added[:2]]))
+                    + [f"{p} added" for p in added[:2]])
+                    + (f" (and {more} more)" if more else ""))
             continue
         if key == "frames" and isinstance(a.get(key), list) and isinstance(b.get(key), list) \
                 and len(a[key]) != len(b[key]):  # whole lists, shortened, would say nothing
             parts.append(f"{_SETTINGS[key]}: was {len(a[key])} date(s), now {len(b[key])}")
             continue
+        if key == "frames" and isinstance(a.get(key), list) and isinstance(b.get(key), list):
+            option = _frame_option(a[key], b[key])
+            if option is not None:  # else a difference no option makes: said below
+                parts.append(option)
+                continue
         if key == "layout" and a.get(key) != b.get(key):
             if _placed_otherwise(a, b):  # else the tiling, grid or column width says it
                 parts.append(f"{_SETTINGS[key]}: " + (
@@ -144,6 +172,37 @@ def _differences(before: str, now: str, width: int = 60) -> str:
                          f"now {shortened(y, width)}")
     # once each (--seed is in the model's sampling record and the run's own)
     return "; ".join(dict.fromkeys(parts)) or "its record differs"
+
+
+#: What each frame records (``Frame.describe``) that an option sets, and that option.
+_FRAME_OPTIONS = {"radiometry": "--radiometry", "dn_offset": "--dn-offset",
+                  "bands": "--rgb-bands"}
+
+
+def _frame_option(before: list[Any], now: list[Any]) -> str | None:
+    """The first of :data:`_FRAME_OPTIONS` that reads a frame (or its extra bands) of two
+    fingerprints' ``frames`` otherwise, as ``--dn-offset: was 1000, now 0 (FILE)``: named by
+    the option, not by the record's fields (``inputs ([0].dn_offset)``); None if none does."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(map(str, value))
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    for x, y in zip(before, now, strict=False):
+        if not (isinstance(x, dict) and isinstance(y, dict)) or x.get("paths") != y.get("paths"):
+            continue  # (other files: the inputs' difference says it)
+        extras = [(u, (y.get("extras") or {}).get(name))
+                  for name, u in (x.get("extras") or {}).items()]
+        for field, option in _FRAME_OPTIONS.items():
+            for u, v in [(x, y), *extras]:
+                if isinstance(u, dict) and isinstance(v, dict) and field in u \
+                        and u.get(field) != v.get(field):
+                    where = u.get("paths") or [u.get("path")]
+                    name = Path(str(where[0])).name if where and where[0] else "?"
+                    return (f"{option}: was {shown(u.get(field))}, now {shown(v.get(field))} "
+                            f"({name})")
+    return None
 
 
 def _placed_otherwise(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -185,7 +244,7 @@ class PartialRun:
         if resume and state_path.is_file():
             state = self.load()
             state["fingerprint"] = _without_dropped(state["fingerprint"])
-            if state["fingerprint"] != self.fingerprint:
+            if _comparable(state["fingerprint"]) != _comparable(self.fingerprint):
                 why = _differences(state["fingerprint"], self.fingerprint)
                 if _layout_differs(state["fingerprint"], self.fingerprint):
                     raise InputError(
