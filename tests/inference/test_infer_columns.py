@@ -285,8 +285,10 @@ def test_a_run_saved_with_another_window_layout_is_not_resumed(tmp_path, tiny_mo
                                          r"saved it\); it cannot be continued"):
         run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True))
     # with another option changed too: both named, and still no way on but --overwrite
-    with pytest.raises(InputError, match=r"window layout: not recorded by the older zoomsr "
-                                         r"that saved it; --seed: was 0, now 1\); it cannot be "
-                                         r"continued"):
-        run_inference(paths, out, tiny_model(2), _opts(column_width=48, resume=True, seed=1))
+    # (not --seed: without --uncertainty it changes nothing, and is not named)
+    with pytest.raises(InputError, match=r"\(--batch-size \(windows per model call\): was \d+, "
+                                         r"now 3; window layout: not recorded by the older "
+                                         r"zoomsr that saved it\); it cannot be continued"):
+        run_inference(paths, out, tiny_model(2),
+                      _opts(column_width=48, resume=True, seed=1, batch_size=3))
     run_inference(paths, out, tiny_model(2), _opts(column_width=48, overwrite=True))
