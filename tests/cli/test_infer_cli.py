@@ -657,3 +657,22 @@ def test_many_files_set_aside_are_summed_up_by_reason(cli, tmp_path):
         f"{IGNORED_LISTED} files: not a band this model takes (e.g. {b08[0]})",
         f"2 files: red also at a finer resolution, used (e.g. {frames[0]})",
         "--dn-offset 1000: no input holds 16-bit digital numbers (tci)"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--window", "0"], "--window must be >= 1 LR pixel, got 0"),
+    (["--window", "16", "--overlap", "16"], "--overlap must be in 0..window-1 (15), got 16"),
+    (["--margin", "1000"], "--margin must be in 0..overlap/2 (16), got 1000"),
+    (["--uncertainty", "1"], "--uncertainty needs K >= 2 frame subsets, got 1"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--radiometry", "foo"], "--radiometry must be one of auto, "),
+    (["--precision", "fp16"], "--precision must be one of auto, fp32, bf16, got 'fp16'"),
+])
+def test_bad_option_values_name_the_flag(cli, tmp_path, args, message):
+    """The library's checks name their parameters ("window must be >= 1"): the CLI said
+    that, where --device, --column-width and the others named their flags."""
+    write_frames(tmp_path / "in", n=2, size=(16, 16))
+    code, _, err = cli("infer", tmp_path / "in", "-o", tmp_path / "o.tif", "--no-progress",
+                       "--device", "cpu", *args)
+    assert code == 2 and err.startswith(f"error: {message}"), err
+    assert len(err.strip().splitlines()) == 1

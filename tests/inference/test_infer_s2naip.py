@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -64,6 +66,8 @@ def test_chunk_layout_writes_the_lr_mosaic_and_preview(tiny_dataset, tiny_model,
     with rasterio.open(out) as hr, rasterio.open(result.lr_output) as lr:
         assert lr.crs == hr.crs and lr.bounds == hr.bounds and lr.width * 4 == hr.width
         mosaic = lr.read()
+        # LR -> output pixels, as a scene's: the mosaic's own tag said the output's 2.389 m
+        assert "EPSG:3857 9.55463 m -> 2.38866 m," in lr.tags()["zoomsr_grid"]
     series = read_band_series(tiny_dataset / "sentinel2/1000_2001/tci.png", "tci")
     valid = series.any(-1)
     mean = (series * valid[..., None]).sum(0) / np.maximum(valid.sum(0), 1)[..., None]
@@ -165,10 +169,16 @@ def test_odd_tile_folders_are_named_not_dropped(tiny_dataset, tiny_model, tmp_pa
     s2 = tiny_dataset / "sentinel2"
     shutil.rmtree(s2 / "1001_2001")
     (s2 / "1001_2001").mkdir()  # its files lost
-    (s2 / "notes").mkdir()  # not a tile folder: ignored, as `data check` lists it
-    with pytest.warns(ZoomsrWarning, match=r"1001_2001: no tci.png, so no output there"):
+    (s2 / "notes").mkdir()  # not a tile folder (a misnamed one?): named too
+    (s2 / ".ipynb_checkpoints").mkdir()  # hidden: nobody's tile, not named
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = run_inference(tiny_dataset, tmp_path / "a.tif", tiny_model(2),
                                InferenceOptions(progress=False))
+    # each once (the run's digest of its inputs scanned the folders too, and said it again)
+    said = [str(w.message) for w in caught if issubclass(w.category, ZoomsrWarning)]
+    assert said == [f"{s2 / 'notes'}: not a tile folder (named {{col}}_{{row}}), so no "
+                    "output from it", f"{s2 / '1001_2001'}: no tci.png, so no output there"]
     # the area (and km2/s) is that of the 3 tiles present, not of their 2 x 2 box
     assert result.area_km2 == pytest.approx(0.75 * result.grid.area_km2, rel=1e-3)
     zoom18 = s2 / "140000_97712"
@@ -221,7 +231,7 @@ def test_the_grid_tag_gives_the_resolution_of_the_models_scale(tiny_dataset, tmp
     run_inference(tiny_dataset, out, model, InferenceOptions(progress=False))
     with rasterio.open(out) as ds:
         assert ds.res[0] == pytest.approx(2 * tiles.HR_RESOLUTION)
-        assert "EPSG:3857 4.777 m," in ds.tags()["zoomsr_grid"]
+        assert "EPSG:3857 9.55463 m -> 4.77731 m," in ds.tags()["zoomsr_grid"]
 
 
 def test_a_row_of_tiles_is_read_and_computed_batch_by_batch(tiny_dataset, tiny_model, tmp_path,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,16 +91,40 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
     return values  # type: ignore[return-value]
 
 
+#: ``InferenceOptions``' and ``Tiling``'s parameters, which their checks name, -> the flags.
+FLAGS = {"window": "--window", "overlap": "--overlap", "margin": "--margin",
+         "batch_size": "--batch-size", "threads": "--threads", "column_width": "--column-width",
+         "deflate_level": "--deflate-level", "uncertainty": "--uncertainty", "seed": "--seed",
+         "radiometry": "--radiometry"}
+
+
+@contextmanager
+def flags_named() -> Iterator[None]:
+    """A ConfigError of the library's option checks, which name a parameter first ("window
+    must be >= 1 LR pixel"), re-raised naming the flag ("--window must be ...")."""
+    try:
+        yield
+    except ConfigError as exc:
+        text = str(exc)
+        name = text.split(" ", 1)[0]
+        if name not in FLAGS:
+            raise
+        raise ConfigError(FLAGS[name] + text[len(name):]) from None
+
+
 def load_model(weights: str | None, model: str | None, config: list[str], random_weights: bool,
                device: str, precision: str, bands: str | None = None,
                sample_steps: int | None = None, seed: int = 0):
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
     from zoomsr.devices import resolve_device
     from zoomsr.inference import build_inference_model
+    from zoomsr.inference.model import PRECISIONS
     from zoomsr.models import parse_config
+    from zoomsr.validate import check_choice
     from zoomsr.weights import registry
 
     resolve_device(device, option="--device")  # the library's own check would say "device"
+    check_choice("--precision", precision, PRECISIONS)  # (and "precision")
     cfg = parse_config(model, config) if model is not None else {}
     if config and model is None:
         raise ConfigError("--config needs --model")
@@ -240,13 +264,14 @@ def infer(
         from zoomsr.inference.scenes import load_scenes
 
         manifest = load_scenes(scenes)  # fail on a bad manifest before building the model
-    options = InferenceOptions(
-        native_grid=native_grid, tiling=Tiling(window, overlap, margin), batch_size=batch_size,
-        threads=threads, column_width=column_width, deflate_level=deflate_level,
-        uncertainty=uncertainty, cog=cog, save_lr=save_lr, preview=preview, resume=resume,
-        overwrite=overwrite, progress=progress, seed=seed, radiometry=radiometry,
-        rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
-    )
+    with flags_named():
+        options = InferenceOptions(
+            native_grid=native_grid, tiling=Tiling(window, overlap, margin),
+            batch_size=batch_size, threads=threads, column_width=column_width,
+            deflate_level=deflate_level, uncertainty=uncertainty, cog=cog, save_lr=save_lr,
+            preview=preview, resume=resume, overwrite=overwrite, progress=progress, seed=seed,
+            radiometry=radiometry, rgb_bands=_rgb(rgb_bands), dn_offset=dn_offset,
+        )
     if manifest is not None:  # before the model is built and Ray started
         from zoomsr.inference.scenes import check_scene_outputs
 

@@ -388,6 +388,10 @@ def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
     return module.eval()
 
 
+#: ``precision`` values (``--precision``): ``auto`` is bf16 autocast on CUDA, else fp32.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def build_inference_model(
     *,
     weights: str | os.PathLike[str] | None = None,
@@ -422,7 +426,7 @@ def build_inference_model(
     can run), else off.
     """
     dev = resolve_device(device)
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ConfigError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     autocast = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     if weights is not None and random_weights:

@@ -52,13 +52,18 @@ def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / S2_DIR).is_dir()
 
 
-def scan_tiles(root: Path) -> dict[tiles.Tile, Path]:
-    """``tile -> sentinel2/{tile}/tci.png`` for every tile folder with a TCI series."""
+def scan_tiles(root: Path, warn: bool = True) -> dict[tiles.Tile, Path]:
+    """``tile -> sentinel2/{tile}/tci.png`` for every tile folder with a TCI series; with
+    ``warn``, the folders left out are named in a warning (once a run: the run's digest of
+    its inputs scans them too)."""
     found: dict[tiles.Tile, Path] = {}
     without: list[Path] = []
+    others: list[Path] = []
     for folder in sorted((root / S2_DIR).iterdir()):
         if not folder.is_dir() or not re.fullmatch(r"\d+_\d+", folder.name):
-            continue  # not a tile folder (`zoomsr data check` lists such names)
+            if folder.is_dir() and not folder.name.startswith("."):
+                others.append(folder)  # (a misnamed tile: `zoomsr data check` lists them)
+            continue
         try:
             tile = tiles.Tile.parse(folder.name)
         except InputError as exc:  # e.g. a zoom-18 id: the dataset is not at zoom 17
@@ -67,7 +72,11 @@ def scan_tiles(root: Path) -> dict[tiles.Tile, Path]:
             found[tile] = folder / "tci.png"
         else:
             without.append(folder)
-    if without:
+    if others and warn:
+        warnings.warn(f"{others[0]}: not a tile folder (named {{col}}_{{row}}), so no output "
+                      "from it" + (f" (nor from {len(others) - 1} other folder(s))"
+                                   if len(others) > 1 else ""), ZoomsrWarning, stacklevel=2)
+    if without and warn:
         warnings.warn(f"{without[0]}: no tci.png, so no output there"
                       + (f" (nor in {len(without) - 1} other tile folder(s))"
                          if len(without) > 1 else ""), ZoomsrWarning, stacklevel=2)
@@ -104,7 +113,7 @@ def inputs_digest(root: str | os.PathLike[str], bands: Sequence[str]) -> str:
     base = Path(os.path.abspath(root))
     digest = hashlib.sha256()
     n = 0
-    for _, tci in sorted(scan_tiles(base).items(), key=lambda item: str(item[0])):
+    for _, tci in sorted(scan_tiles(base, warn=False).items(), key=lambda item: str(item[0])):
         for band in bands:
             path = tci.with_name(f"{band}.png")
             try:
@@ -235,8 +244,10 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
         "zoomsr_inputs": f"S2-NAIP chunks {root} ({len(found)} tiles, sentinel2/*/"
         f"{{{','.join(model.bands)}}}.png)",
         # the model's scale, not NAIP's 2.389 m: a x2 model's mosaic is at 4.777 m
-        "zoomsr_grid": f"zoom-17 tiles, EPSG:3857 {grid.resolution / s:.4g} m, tiles "
-        "super-resolved independently",
+        # LR -> output pixels, as a scene's tag: the LR mosaic carries these tags too (it
+        # said the output's 2.389 m on its 9.555 m pixels)
+        "zoomsr_grid": f"zoom-17 tiles, EPSG:3857 {grid.resolution:.6g} m -> "
+        f"{grid.resolution / s:.6g} m, tiles super-resolved independently",
         "zoomsr_windows_with_too_few_frames": str(few),
         "zoomsr_input_digest": digest,
         **side_outputs_tag(options),
