@@ -347,7 +347,10 @@ def test_any_error_fails_its_cell_alone_and_models_are_loaded_one_at_a_time(benc
 def test_a_failed_baseline_and_all_failed_cells_still_give_a_report(bench):
     tmp_path, doc, _, _ = bench
     out = tmp_path / "out"
-    broken = {**doc, "models": [{"name": "gone", "weights": "missing.pth"},
+    # there, but no checkpoint: found when its cells load it (a missing file is refused
+    # before any cell: test_missing_files_and_split_typos_stop_the_run_before_any_cell)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    broken = {**doc, "models": [{"name": "gone", "weights": "junk.pth"},
                                 {"name": "bicubic", "baseline": "bicubic"}]}
     result = run_benchmark(_spec(tmp_path, broken), out, device="cpu")
     rows = compare(result)
@@ -357,15 +360,46 @@ def test_a_failed_baseline_and_all_failed_cells_still_give_a_report(bench):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_report(result, out)
-    dead = {**doc, "models": [{"name": "gone", "weights": "missing.pth"}]}
+    dead = {**doc, "models": [{"name": "gone", "weights": "junk.pth"}]}
     result = run_benchmark(_spec(tmp_path, dead), tmp_path / "out2", device="cpu")
     assert [c.status for c in result.cells] == ["failed", "failed"]
-    assert "no such checkpoint file" in result.cells[0].error
-    assert str(tmp_path / "missing.pth") in result.cells[0].error
+    assert str(tmp_path / "junk.pth") in result.cells[0].error
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         paths = write_report(result, tmp_path / "out2")
     assert json.loads(paths["summary"].read_text())["n_failed"] == 2
+
+
+def test_missing_files_and_split_typos_stop_the_run_before_any_cell(bench):
+    """A missing weights file or dataset folder, and a misspelt split, failed each of their
+    cells after the others were scored (and wrote a report of failures): the docs promise
+    every mistake of the file in one line before any work."""
+    from zoomsr.evaluation.benchmark_spec import with_data
+
+    tmp_path, doc, _, _ = bench
+    spec_path = tmp_path / "bench.yaml"
+    with pytest.raises(ConfigError, match=rf"^{spec_path}: models\[1\]\.weights: "
+                       rf"{tmp_path / 'missing.pth'}: no such checkpoint file, nor a name"):
+        run_benchmark(_spec(tmp_path, {**doc, "models": [
+            {"name": "bicubic", "baseline": "bicubic"},
+            {"name": "gone", "weights": "missing.pth"}]}), tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out" / "cells").exists()
+    spec = _spec(tmp_path, doc)
+    name = spec.datasets[-1].name
+    moved = with_data(spec, {name: tmp_path / "nowhere"})
+    with pytest.raises(ConfigError, match=rf"^{spec_path}: datasets\[{len(spec.datasets) - 1}\]"
+                       rf"\.data: {tmp_path / 'nowhere'}: dataset folder not found \(or give "
+                       rf"it with --data {name}=FOLDER\)$"):
+        run_benchmark(moved, tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out" / "cells").exists()
+    # only the cells to be scored: the models chosen
+    run_benchmark(moved, tmp_path / "out", device="cpu",
+                  datasets=[d.name for d in spec.datasets if d.name != name])
+    typo = {**doc, "datasets": [{**doc["datasets"][0], "split": "vall"}]}
+    kind = doc["datasets"][0]["dataset"]
+    with pytest.raises(ConfigError, match=rf"^{spec_path}: datasets\[0\]\.split: 'vall' is "
+                       rf"not a split of {kind} \("):
+        _spec(tmp_path, typo)
 
 
 def test_weights_beside_the_spec_are_found_whatever_their_name(bench):
@@ -591,10 +625,20 @@ def test_cells_can_be_shared_out_by_model_into_one_folder(bench):
     two = {**doc, "models": doc["models"][:2]}
     first = run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["bicubic"])
     assert [(c.model, c.status) for c in first.cells] == [("bicubic", "scored")] * 2
+    # mean4, not run yet, is left out of the report: it had a legend entry (bicubic's
+    # colour), a gap in each group of bars and an empty row in the table
+    from zoomsr.evaluation.benchmark_report import plot_benchmark
+
+    figure = plot_benchmark(first)
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["bicubic"]
+    assert [line.split(" |")[0] for line in markdown_table(first).splitlines()
+            if line.startswith("| ") and not line.startswith("| model")] == ["| bicubic"]
     second = run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["mean4"])
     assert [(c.model, c.status) for c in second.cells] == [
         ("bicubic", "kept"), ("bicubic", "kept"), ("mean4", "scored"), ("mean4", "scored")]
     assert len(compare(second)) == 2 * 3  # mean4 against bicubic, both datasets
+    legend = plot_benchmark(second).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["bicubic", "mean4"]
     changed = {**two, "models": [{**two["models"][0], "n_images": 2}, two["models"][1]]}
     only = run_benchmark(_spec(tmp_path, changed), out, device="cpu", models=["mean4"],
                          datasets=["ws"])

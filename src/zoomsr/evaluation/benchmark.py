@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from zoomsr.errors import ConfigError, DataError, ZoomsrError
-from zoomsr.evaluation.benchmark_spec import BenchmarkSpec, DatasetEntry, ModelEntry
+from zoomsr.evaluation.benchmark_spec import (
+    BenchmarkSpec,
+    DatasetEntry,
+    ModelEntry,
+    check_cell_files,
+)
 from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, json_safe, summarize
 
 #: Where a cell's files go, under the benchmark's folder.
@@ -353,6 +358,8 @@ def run_benchmark(
     if stale:
         _refuse_stale(stale, folder)
     kept = {k: c for k, c in found.items() if isinstance(c, Cell)}
+    check_cell_files(spec, [(m, d) for m, d in spec.cells()
+                            if (m, d) in selected and (m.name, d.name) not in kept])
     # built once for every cell (CLIP's target cache too); their weights' errors stop the run
     metrics = (dataset_metrics(spec.metrics, options)
                if any((m.name, d.name) not in kept for m, d in selected) else None)

@@ -49,6 +49,14 @@ def _run_datasets(result: BenchmarkResult) -> list[str]:
     return [d.name for d in result.spec.datasets if d.name in names]
 
 
+def _run_models(result: BenchmarkResult) -> list[str]:
+    """The models run on some dataset, scored, kept or failed (in the spec's order): a
+    ``--models`` run leaves the others out (they took a legend entry, a colour and a gap in
+    every group of the plot, and an empty row in the table)."""
+    names = {c.model for c in result.cells}
+    return [m.name for m in result.spec.models if m.name in names]
+
+
 def item_notes(result: BenchmarkResult) -> list[str]:
     """One line per dataset whose cells were scored on different items (a failed item, a
     cell kept from before its splits changed): their means do not compare as they are."""
@@ -87,16 +95,15 @@ def _mean_text(summary: dict[str, Any]) -> str:
 def markdown_table(result: BenchmarkResult) -> str:
     """Rows: models; columns: dataset / metric; cells: ``mean ± half the 95 % interval``,
     the best of each column in bold (``-``: no value; ``failed``)."""
-    spec = result.spec
     columns = [(d, m) for d in _run_datasets(result) for m in result.higher_is_better]
     best = {(d, metric): _best(result, d, metric) for d, metric in columns}
     arrows = {m: "↑" if h else "↓" for m, h in result.higher_is_better.items()}
     head = "| model | " + " | ".join(f"{d} {m} {arrows[m]}" for d, m in columns) + " |"
     lines = [head, "|---|" + "---|" * len(columns)]
-    for model in spec.models:
+    for name in _run_models(result):
         cells = []
         for d, metric in columns:
-            c = result.cell(model.name, d)
+            c = result.cell(name, d)
             if c is None:
                 cells.append("")
                 continue
@@ -108,7 +115,7 @@ def markdown_table(result: BenchmarkResult) -> str:
             if s.get("mean") is not None and best[(d, metric)] == s["mean"]:
                 text = f"**{text}**"
             cells.append(text)
-        lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     n_items = {d: max((len(c.rows) for c in result.cells if c.dataset == d), default=0)
                for d in _run_datasets(result)}
     lines.append("")
@@ -124,10 +131,9 @@ def plot_benchmark(result: BenchmarkResult) -> Any:
     import numpy as np
     from matplotlib.figure import Figure
 
-    spec = result.spec
     metrics = list(result.higher_is_better)
     datasets = _run_datasets(result)
-    models = [m.name for m in spec.models]
+    models = _run_models(result)
     cols = min(3, max(1, len(metrics)))
     rows = math.ceil(len(metrics) / cols)
     width = max(3.2, 0.5 * len(datasets) * len(models) + 1.5)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,12 @@ def _dataset(doc: Any, i: int, base: Path, where: str) -> DatasetEntry:
         raise ConfigError(f"{where}{what}.split: expected a split name, got {split!r}")
     splits = doc.get("splits")
     splits = _path(splits, base, f"{what}.splits", where) if splits is not None else None
+    if split is not None:  # (a typo failed every cell of the dataset, after the others ran)
+        names = _split_names(kind, splits is not None)
+        if names and split not in names:
+            raise ConfigError(f"{where}{what}.split: {split!r} is not a split of "
+                              + ("a run's splits file" if splits is not None and kind != "s2naip"
+                                 else kind) + f" ({', '.join(names)})")
     if splits is not None and split is None:
         raise ConfigError(f"{where}{what}.splits gives the items of each split (a zoomsr "
                           "train run's splits.json); add split: val (or train)")
@@ -247,6 +253,18 @@ def _dataset(doc: Any, i: int, base: Path, where: str) -> DatasetEntry:
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
     return DatasetEntry(name, kind, data, split, splits, options)
+
+
+def _split_names(kind: str, run_splits: bool) -> tuple[str, ...]:
+    """The split names a dataset entry of ``kind`` takes: S2-NAIP's (``zoomsr data build``'s,
+    and its buffer), the others' own, or a training run's ``splits.json`` (``run_splits``):
+    train and val."""
+    from zoomsr.data.builder.splits import SPLITS
+    from zoomsr.data.datasets import dataset_splits
+
+    if kind == "s2naip":
+        return (*SPLITS, "buffer")
+    return ("train", "val") if run_splits else dataset_splits(kind)
 
 
 def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
@@ -308,6 +326,34 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
     examples = _opt_int(doc.get("examples", 4), "examples", where, 0)
     return BenchmarkSpec(models, datasets, names, options, compare_to, masks, seed or 0,
                          examples=4 if examples is None else examples, path=path)
+
+
+def check_cell_files(spec: BenchmarkSpec,
+                     cells: Sequence[tuple[ModelEntry, DatasetEntry]]) -> None:
+    """The files and folders ``cells`` (those about to be scored) read, each checked to be
+    there before the first is scored: a ``ConfigError`` naming the spec's key (a missing
+    dataset folder or weights file failed each of its cells, after the others had run).
+    Data folders as ``--data`` gives them; registry names are looked up when loaded."""
+    from zoomsr.weights.registry import REGISTRY
+
+    where = _where(spec.path)
+    models = {m.name: i for i, m in enumerate(spec.models)}
+    datasets = {d.name: i for i, d in enumerate(spec.datasets)}
+    for m in {m.name: m for m, _ in cells}.values():  # (entries hold dicts: unhashable)
+        what = f"models[{models[m.name]}]"
+        if m.weights is not None and m.weights not in REGISTRY \
+                and not Path(m.weights).is_file():
+            raise ConfigError(f"{where}{what}.weights: {m.weights}: no such checkpoint file, "
+                              "nor a name that `zoomsr weights list` shows")
+        if m.predictions is not None and not Path(m.predictions).exists():
+            raise ConfigError(f"{where}{what}.predictions: {m.predictions}: not found")
+    for d in {d.name: d for _, d in cells}.values():
+        what = f"datasets[{datasets[d.name]}]"
+        if not Path(d.data).is_dir():
+            raise ConfigError(f"{where}{what}.data: {d.data}: dataset folder not found (or "
+                              f"give it with --data {d.name}=FOLDER)")
+        if d.splits is not None and not Path(d.splits).is_file():
+            raise ConfigError(f"{where}{what}.splits: {d.splits}: splits file not found")
 
 
 def with_data(spec: BenchmarkSpec, folders: Mapping[str, str | os.PathLike[str]]
