@@ -842,3 +842,12 @@ def test_nodata_options_are_checked_up_front(cli, s2naip, args, message):
     code, stdout, err = cli("evaluate", "--pred", pred, "--target", target, "--no-progress",
                             *args)
     assert code == 2 and stdout == "" and err.strip().splitlines() == [f"error: {message}"]
+
+
+def test_a_share_of_valid_pixels_below_one_is_never_shown_as_100():
+    """One NaN pixel of a 256 x 256 pair was noted as "down to 100 % valid"."""
+    from zoomsr.cli.evaluate import valid_percent
+
+    assert valid_percent(1 - 1 / 65536) == "99.998"
+    assert valid_percent(0.9) == "90" and valid_percent(0.40625) == "40.6"
+    assert float(valid_percent(1 - 1e-9)) < 100

@@ -48,6 +48,16 @@ def _warn_not_scored(what: str, lines: list[str], in_summary: bool) -> None:
         typer.echo(f"  ... and {len(lines) - _MAX_LISTED} more{more}", err=True)
 
 
+def valid_percent(fraction: float) -> str:
+    """``fraction`` (< 1) in % with the digits it takes to stay below 100 (one NaN pixel of
+    a 256 x 256 pair is 99.998 %: it was shown as "100 % valid")."""
+    for digits in range(3, 12):
+        text = f"{100 * fraction:.{digits}g}"
+        if float(text) < 100:
+            return text
+    return "<100"
+
+
 def _note_nodata(result: EvaluationResult, min_valid: float) -> None:
     """One ``note:`` line for the pairs scored on part of their pixels, and one per metric
     that left pairs unscored (too few valid pixels)."""
@@ -56,7 +66,7 @@ def _note_nodata(result: EvaluationResult, min_valid: float) -> None:
     partial = [r[VALID_FRACTION] for r in result.rows if r[VALID_FRACTION] < 1.0]
     if partial and result.nodata == "exclude":
         typer.echo(f"note: {len(partial)} pair(s) with nodata pixels (down to "
-                   f"{100 * min(partial):.3g} % valid) scored on the pixels valid in both "
+                   f"{valid_percent(min(partial))} % valid) scored on the pixels valid in both "
                    f"files ({VALID_FRACTION} in {CSV_NAME})", err=True)
     for name, s in result.summary.items():
         if not s.get("n_unscored"):

@@ -126,7 +126,7 @@ def evaluate_model_command(
     """Score a model on a dataset: its outputs against the dataset's HR images (and masks)."""
     from rich.console import Console
 
-    from zoomsr.cli.evaluate import check_device_options
+    from zoomsr.cli.evaluate import check_device_options, valid_percent
     from zoomsr.data.datasets import check_dataset_options, dataset_class
     from zoomsr.errors import ConfigError
     from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
@@ -194,7 +194,8 @@ def evaluate_model_command(
     partial = [r["valid_fraction"] for r in result.rows if r["valid_fraction"] < 1.0]
     if partial:
         typer.echo(f"note: {len(partial)} item(s) scored on the pixels their HR mask marks "
-                   f"valid (down to {100 * min(partial):.3g} %; valid_fraction in {CSV_NAME})",
+                   f"valid (down to {valid_percent(min(partial))} %; valid_fraction in "
+                   f"{CSV_NAME})",
                    err=True)
     for name, summary in result.summary.items():  # as zoomsr evaluate says it
         if summary.get("n_unscored"):
