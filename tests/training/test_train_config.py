@@ -73,7 +73,7 @@ def test_unknown_keys_are_errors_naming_the_key():
 def test_ill_typed_values_name_the_key_and_the_type(override, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(CONFIGS / "tiny.yaml", [override])
-    assert str(info.value).startswith(str(CONFIGS / "tiny.yaml"))
+    assert str(info.value).startswith(f"--set {override}: ")  # the value's origin
 
 
 def test_overrides_are_read_as_yaml():
@@ -92,6 +92,21 @@ def test_overrides_are_read_as_yaml():
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"a": 1}, ["a.b=2"])
+
+
+def test_a_bad_value_given_with_set_is_named_as_given(tmp_path):
+    """It was blamed on the YAML file ("tiny.yaml: config key 'optim.lr' must be > 0"),
+    where the user looked for -1 in vain."""
+    with pytest.raises(ConfigError, match=r"^--set optim\.lr=-1: config key 'optim\.lr' must "
+                                         r"be > 0, got -1\.0$"):
+        load_config(CONFIGS / "tiny.yaml", ["trainer.max_steps=5", "optim.lr=-1"])
+    with pytest.raises(ConfigError, match=r"^--set model\.config\.foo=1: unknown config key"):
+        load_config(CONFIGS / "tiny.yaml", ["model.config.foo=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CONFIGS / "tiny.yaml").read_text().replace("lr: 2.0e-3", "lr: -1.0"))
+    assert "lr: -1.0" in bad.read_text()
+    with pytest.raises(ConfigError, match=rf"^{bad}: config key 'optim\.lr' must be > 0"):
+        load_config(bad, ["trainer.max_steps=5"])  # the file's own: named by the file
 
 
 def test_cross_field_checks():
@@ -153,7 +168,8 @@ def test_a_key_given_twice_is_refused_naming_its_line(tmp_path):
 
 
 def test_an_unknown_vgg_layer_names_the_key():
-    with pytest.raises(ConfigError, match=r"tiny.yaml: config key 'losses.perceptual.layer_"
+    with pytest.raises(ConfigError, match=r"^--set losses.perceptual.layer_weights=\{conv1_x: "
+                                          r"0.1\}: config key 'losses.perceptual.layer_"
                                           r"weights.conv1_x': no VGG19 layer 'conv1_x'; choose "
                                           r"from conv1_1, relu1_1"):
         load_config(CONFIGS / "tiny.yaml", ["losses.perceptual.layer_weights={conv1_x: 0.1}"])

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Hashable
@@ -477,6 +478,13 @@ def load_config(path: str | os.PathLike[str],
     try:
         return config_from_dict(data)
     except ConfigError as exc:
+        # a value given with --set is named as given (blamed on the file, it was looked for
+        # there in vain)
+        named = re.findall(r"'([\w.]+)'", str(exc))  # the keys the message names
+        for item in overrides or []:
+            key = ".".join(parse_override(item)[0])
+            if any(k == key or k.startswith(key + ".") for k in named):
+                raise ConfigError(f"--set {item}: {exc}") from None
         raise ConfigError(f"{p}: {exc}") from None
 
 
