@@ -113,8 +113,8 @@ def test_info_names_unreadable_tiles(cli, tiny_dataset):
     (tiny_dataset / "sentinel2" / "1000_2000" / "tci.png").write_bytes(b"junk")
     (tiny_dataset / "sentinel2" / "1001_2001" / "tci.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
-    assert code == 0 and "unreadable tiles" in out
-    assert "2 tile(s) with an unreadable TCI series" in err
+    assert code == 0 and "unusable tiles" in out
+    assert "2 tile(s) with an unusable TCI series" in err
     assert "1000_2000" in err and "1001_2001" in err and "zoomsr data check" in err
     code, out, err = cli("data", "info", tiny_dataset, "--json", "--no-progress")
     info = json.loads(out)
@@ -125,17 +125,21 @@ def test_info_names_unreadable_tiles(cli, tiny_dataset):
 def test_info_counts_and_names_unreadable_naip_images(cli, tiny_dataset):
     """3 damaged NAIP images and 4 damaged TCI series: 7, the NAIP ones named too."""
     tiles = ["1000_2000", "1001_2000", "1000_2001", "1001_2001"]
-    for tile in tiles[:3]:
+    for tile in tiles[:2]:
         path = tiny_dataset / "naip" / "img-a" / tile / "rgb.png"
         path.write_bytes(path.read_bytes()[:200])
+    # the third readable, but not of the layout's size: called "unreadable" too, so the
+    # wording covers both now
+    Image.new("RGB", (100, 100)).save(tiny_dataset / "naip" / "img-a" / tiles[2] / "rgb.png")
     for tile in tiles:
         path = tiny_dataset / "sentinel2" / tile / "tci.png"
         path.write_bytes(path.read_bytes()[:300])
     code, out, err = cli("data", "info", tiny_dataset, "--no-progress")
     assert code == 0
-    assert re.search(r"unreadable tiles\s*│\s*7 \(4 TCI series, 3 NAIP images\)", out), out
-    assert "4 tile(s) with an unreadable TCI series" in err
-    assert "3 unreadable NAIP image(s) (naip/img-a/1000_2000/rgb.png, " in err
+    assert re.search(r"unusable tiles\s*│\s*7 \(4 TCI series, 3 NAIP images\)", out), out
+    assert "4 tile(s) with an unusable TCI series" in err
+    assert "3 unusable NAIP image(s) (naip/img-a/1000_2000/rgb.png, " in err
+    assert "(unreadable, or not of the layout's size)" in err
     assert len(err.strip().splitlines()) == 1
     code, out, _ = cli("data", "info", tiny_dataset, "--json", "--no-progress")
     files = sorted(u["file"] for u in json.loads(out)["unreadable_tiles"])

@@ -176,14 +176,17 @@ def _names(items: list[tuple[str, str, str]], key: int) -> str:
 
 
 def _unreadable_note(s) -> str:
+    # "unusable": unreadable, or read but not of the layout's size (a valid 100 x 100 PNG
+    # was called unreadable, sending the user after a file that opens fine)
     parts = []
     if s.unreadable_tci:
-        parts.append(f"{len(s.unreadable_tci)} tile(s) with an unreadable TCI series left out "
+        parts.append(f"{len(s.unreadable_tci)} tile(s) with an unusable TCI series left out "
                      f"of the statistics ({_names(s.unreadable_tci, 0)})")
     if s.unreadable_naip:
-        parts.append(f"{len(s.unreadable_naip)} unreadable NAIP image(s) "
+        parts.append(f"{len(s.unreadable_naip)} unusable NAIP image(s) "
                      f"({_names(s.unreadable_naip, 1)})")
-    return f"{'; '.join(parts)}; run `zoomsr data check {s.root}` for details"
+    return (f"{'; '.join(parts)} (unreadable, or not of the layout's size); run `zoomsr data "
+            f"check {s.root}` for each file's problem")
 
 
 def _print_info(s) -> None:
@@ -205,7 +208,7 @@ def _print_info(s) -> None:
     if s.tiles_examined < s.n_tiles:
         table.add_row("note", f"statistics from {s.tiles_examined} random tiles")
     if s.unreadable:
-        table.add_row("unreadable tiles", f"{len(s.unreadable)} ({len(s.unreadable_tci)} TCI "
+        table.add_row("unusable tiles", f"{len(s.unreadable)} ({len(s.unreadable_tci)} TCI "
                       f"series, {len(s.unreadable_naip)} NAIP images)")
     Console().print(table)
     if s.unreadable:

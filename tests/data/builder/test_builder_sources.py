@@ -241,6 +241,14 @@ def test_unreadable_and_wrong_files(builder_scene, tmp_path):
         dst.write(np.ones((3, 4, 4), np.uint8))
     with pytest.raises(DataError, match="not georeferenced"):
         discover_highres([plain])
+    # metres labelled EPSG:4326: its footprint was [inf, inf, inf, inf], and the build said
+    # "no overlap" naming no cause
+    mislabelled = write_raster(tmp_path / "m_4_20190904.tif", np.ones((3, 8, 8), np.uint8),
+                               "EPSG:4326", Affine(2, 0, 500000, 0, -2, 5200000))
+    with pytest.raises(DataError, match=r"m_4_20190904.tif: its bounds \(500000.0, 5199984.0, "
+                       r"500016.0, 5200000.0\) are out of range for its CRS EPSG:4326 \(a "
+                       r"wrong CRS tag"):
+        discover_highres([mislabelled])
 
 
 def test_manifest_round_trip(builder_scene, tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import re
 import warnings
@@ -234,6 +235,12 @@ def raster_footprint(path: str, check_data: bool = False) -> tuple[Footprint, di
             if src.transform.is_identity:
                 raise DataError(f"{path}: raster has no geotransform (not georeferenced)")
             bounds = transform_bounds(src.crs, "EPSG:3857", *src.bounds, densify_pts=21)
+            if not all(math.isfinite(b) for b in bounds):
+                # (it became "no overlap ... [inf, inf, inf, inf]", naming no cause)
+                raise DataError(
+                    f"{path}: its bounds {tuple(round(b, 3) for b in src.bounds)} are out of "
+                    f"range for its CRS {src.crs.to_string()} (a wrong CRS tag, e.g. EPSG:4326 "
+                    "on coordinates in metres?)")
             info = {"count": src.count, "dtype": src.dtypes[0], "tags": src.tags(),
                     "res": src.res, "crs": src.crs.to_string(),
                     "pixel_m": max(ground_pixel_m(src))}
