@@ -69,13 +69,20 @@ _LAYOUT_FROM = ("tiling", "grid", "column_width")
 _DROPPED = {"model": ("weights", "model")}
 
 
-def _without_dropped(fingerprint: str) -> str:
-    """``fingerprint`` (JSON) without the :data:`_DROPPED` entries."""
+def _record(fingerprint: str) -> dict[str, Any] | None:
+    """A run's fingerprint (JSON) as a dict; None where it is not one (unreadable, or saved
+    by something else)."""
     try:
         fp = json.loads(fingerprint)
     except (TypeError, ValueError):
-        return fingerprint
-    if not isinstance(fp, dict):
+        return None
+    return fp if isinstance(fp, dict) else None
+
+
+def _without_dropped(fingerprint: str) -> str:
+    """``fingerprint`` (JSON) without the :data:`_DROPPED` entries."""
+    fp = _record(fingerprint)
+    if fp is None:
         return fingerprint
     for key, gone in _DROPPED.items():
         if isinstance(fp.get(key), dict) and any(g in fp[key] for g in gone):
@@ -90,11 +97,8 @@ def _comparable(fingerprint: str) -> str:
     drawn; a diffusion model's seed is in its own record). A requeued job given another
     --seed or --column-width was refused or not depending on when it had been stopped (a
     finished output takes them)."""
-    try:
-        fp = json.loads(fingerprint)
-    except (TypeError, ValueError):
-        return fingerprint
-    if not isinstance(fp, dict):
+    fp = _record(fingerprint)
+    if fp is None:
         return fingerprint
     fp.pop("column_width", None)
     if not fp.get("uncertainty"):
@@ -106,11 +110,8 @@ def _differences(before: str, now: str, width: int = 60) -> str:
     """Which settings of two run fingerprints (JSON) differ, in the user's terms: for each
     setting, the first differing entry with its old and new value (shortened); an input file
     by name when it changed since."""
-    try:
-        a, b = json.loads(before), json.loads(now)
-    except (TypeError, ValueError):
-        a = b = None
-    if not (isinstance(a, dict) and isinstance(b, dict)):
+    a, b = _record(before), _record(now)
+    if a is None or b is None:
         return "its record is unreadable"
 
     parts = []
@@ -214,11 +215,8 @@ def _placed_otherwise(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _layout_differs(before: str, now: str) -> bool:
     """:func:`_placed_otherwise` of two fingerprints as saved (JSON)."""
-    try:
-        a, b = json.loads(before), json.loads(now)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(a, dict) and isinstance(b, dict) and _placed_otherwise(a, b)
+    a, b = _record(before), _record(now)
+    return a is not None and b is not None and _placed_otherwise(a, b)
 
 
 class PartialRun:
