@@ -95,7 +95,7 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
 FLAGS = {"window": "--window", "overlap": "--overlap", "margin": "--margin",
          "batch_size": "--batch-size", "threads": "--threads", "column_width": "--column-width",
          "deflate_level": "--deflate-level", "uncertainty": "--uncertainty", "seed": "--seed",
-         "radiometry": "--radiometry"}
+         "radiometry": "--radiometry", "precision": "--precision"}
 
 
 @contextmanager
@@ -118,13 +118,10 @@ def load_model(weights: str | None, model: str | None, config: list[str], random
     """Resolve ``--weights`` (path or registry name, default Real-ESRGAN) into a model."""
     from zoomsr.devices import resolve_device
     from zoomsr.inference import build_inference_model
-    from zoomsr.inference.model import PRECISIONS
     from zoomsr.models import parse_config
-    from zoomsr.validate import check_choice
     from zoomsr.weights import registry
 
     resolve_device(device, option="--device")  # the library's own check would say "device"
-    check_choice("--precision", precision, PRECISIONS)  # (and "precision")
     cfg = parse_config(model, config) if model is not None else {}
     if config and model is None:
         raise ConfigError("--config needs --model")
@@ -281,8 +278,9 @@ def infer(
     if ray is not None and manifest is None and is_s2naip_input(inputs or []):
         raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
                           "tiles are small and independent: one machine does them fast)")
-    net = load_model(weights, model, config, random_weights, device, precision, bands,
-                     sample_steps, seed)
+    with flags_named():  # (--precision, checked as the model is built)
+        net = load_model(weights, model, config, random_weights, device, precision, bands,
+                         sample_steps, seed)
     # before Ray is started or joined: a requeued job whose cluster is gone still succeeds.
     # With --ray, `auto` is the workers' precision, known once Ray is up: either is taken
     if manifest is None and resume and not overwrite and finished_same_run(

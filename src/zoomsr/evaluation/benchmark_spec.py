@@ -259,11 +259,11 @@ def _split_names(kind: str, run_splits: bool) -> tuple[str, ...]:
     """The split names a dataset entry of ``kind`` takes: S2-NAIP's (``zoomsr data build``'s,
     and its buffer), the others' own, or a training run's ``splits.json`` (``run_splits``):
     train and val."""
-    from zoomsr.data.builder.splits import SPLITS
     from zoomsr.data.datasets import dataset_splits
+    from zoomsr.evaluation.pairing import SPLIT_NAMES
 
     if kind == "s2naip":
-        return (*SPLITS, "buffer")
+        return SPLIT_NAMES
     return ("train", "val") if run_splits else dataset_splits(kind)
 
 

@@ -35,6 +35,7 @@ from zoomsr.layout import to_layout
 from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
 from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
 from zoomsr.models.sr3 import keyed_noise
+from zoomsr.validate import check_choice
 
 
 def sha256_state(module: nn.Module) -> str:
@@ -426,8 +427,7 @@ def build_inference_model(
     can run), else off.
     """
     dev = resolve_device(device)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     autocast = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     if weights is not None and random_weights:
         raise ConfigError("give either weights or random_weights, not both")
