@@ -29,10 +29,11 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.training.config import load_config
 from zoomsr.training.run import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 
 
 class StepTimer(Callback):

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoomsr.config_files import CONFIG_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "default_multi.yaml"
+CONFIG = CONFIG_DIR / "default_multi.yaml"
 TRAIN_PAIRS = 1024
 TRAIN_SEED = 0
 EVAL_PAIRS = 128

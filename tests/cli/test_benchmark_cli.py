@@ -91,11 +91,10 @@ def test_a_report_file_no_benchmark_wrote_is_not_replaced(cli, tmp_path):
 def test_the_shipped_sample_benchmark_runs_offline(cli, tmp_path):
     """configs/benchmarks/sample.yaml on a small sample (its data path pointed there; the
     full-size Real-ESRGAN left out for time): the baselines and the shipped zoomsr-multi8."""
-    from pathlib import Path
-
+    from zoomsr.config_files import CONFIG_DIR
     from zoomsr.data import write_sample
 
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "benchmarks" / "sample.yaml"
+    shipped = CONFIG_DIR / "benchmarks" / "sample.yaml"
     doc = yaml.safe_load(shipped.read_text())
     assert [m["name"] for m in doc["models"]][:3] == ["bicubic", "mean8", "zoomsr-multi8"]
     root = write_sample(tmp_path / "sample", pairs=3, n_frames=8, seed=0)

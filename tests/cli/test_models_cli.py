@@ -97,6 +97,14 @@ def test_info_of_a_checkpoint_or_registry_weights(capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["config"]["num_in_ch"] == 24
     assert main(["models", "info", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+    # a BasicSR file records no model: an RRDBNet's tensors tell it ("records no model")
+    import torch
+
+    torch.save({"params_ema": create_model("rrdbnet", **cfg).state_dict()},
+               tmp_path / "net_g.pth")
+    assert main(["models", "info", str(tmp_path / "net_g.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "rrdbnet" in out and "0.0 M" not in out and " M)" in out  # (a tiny model's count)
 
 
 def test_info_of_a_missing_file_or_a_bad_recorded_config_names_the_file(

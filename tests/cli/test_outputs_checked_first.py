@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from zoomsr.config_files import CONFIG_DIR
+
+CONFIGS = CONFIG_DIR
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.data import scan_pairs
 from zoomsr.models import HighResNet, from_checkpoint
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = CONFIG_DIR
 TINY = str(CONFIGS / "tiny.yaml")
 
 

@@ -102,6 +102,21 @@ def test_import_ncnn(cli, tmp_path, cache):
     assert code == 2 and "--overwrite" in err
 
 
+def test_import_ncnn_refuses_an_output_name_before_converting(cli, tmp_path, monkeypatch):
+    """It read and converted the files (13 s) before saying the suffix would not do."""
+    import zoomsr.weights.ncnn as ncnn
+
+    def never(*args, **kwargs):
+        raise AssertionError("the ncnn files were read")
+
+    monkeypatch.setattr(ncnn, "read_ncnn", never)
+    (tmp_path / "m.param").write_text("7767517\n")
+    (tmp_path / "m.bin").write_bytes(b"")
+    code, _, err = cli("weights", "import-ncnn", tmp_path / "m.param", tmp_path / "m.bin",
+                       "-o", tmp_path / "x4.txt")
+    assert code == 2 and "--output" in err and "x4.txt: use a .safetensors, .pth" in err
+
+
 def test_import_ncnn_of_an_srvgg_model_says_it_is_not_an_rrdbnet(cli, tmp_path, cache):
     _need_ncnn()
     from zoomsr.weights.fetch import ncnn_model_dir

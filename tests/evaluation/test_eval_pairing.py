@@ -315,3 +315,14 @@ def test_no_prediction_in_the_split_counts_each_capture_in_its_own_split(tmp_pat
         (pred / rel).unlink()
     with pytest.raises(DataError, match=r"2 are tiles of other splits \(1 in train, 1 in val\)"):
         pair_images(pred, ds, split="test")
+
+
+def test_the_layout_names_it_copies_are_the_data_layers():
+    # pairing spells them itself (it does not import the data layer, to stay light)
+    from zoomsr.data import layout
+    from zoomsr.data.builder import splits
+    from zoomsr.evaluation import pairing
+
+    assert pairing.SPLIT_NAMES == splits.SPLIT_NAMES
+    assert pairing.SPLITS_FILE == layout.SPLITS_FILE
+    assert pairing.NAIP_DIR == layout.NAIP_DIR

@@ -191,6 +191,20 @@ def test_bootstrap_is_seeded_and_summaries_handle_edge_cases():
     assert none["n"] == 0 and math.isnan(none["mean"])
 
 
+def test_a_summary_interval_stays_within_the_metric_values():
+    from zoomsr.metrics import CPSNR, PSNR, SSIM
+    from zoomsr.metrics.base import metric_bounds
+
+    near_one = [0.9999, 0.9998, 1.0]  # CLIPScores of 3 pairs: the t interval reached 1.0001
+    assert summarize(near_one)["ci95_high"] > 1
+    clipped = summarize(near_one, bounds=(-1.0, 1.0))
+    assert clipped["ci95_high"] == 1.0 and clipped["ci95_low"] < clipped["mean"]
+    assert summarize([0.01, 0.0, 0.002], bounds=(0.0, math.inf))["ci95_low"] == 0.0
+    assert metric_bounds(SSIM()) == (-1.0, 1.0)
+    assert metric_bounds(PSNR()) == metric_bounds(CPSNR()) == (0.0, math.inf)
+    assert metric_bounds(object()) is None
+
+
 def test_no_metrics_and_bad_batch_size():
     pair = [ImagePair("a", Path("p.png"), Path("t.png"))]
     with pytest.raises(InputError, match="no metrics"):

@@ -255,7 +255,7 @@ def test_nan_weights_are_refused_by_infer(tmp_path):
     net = create_model("rrdbnet", **TINY)
     net.conv_last.bias.data[0] = float("nan")
     path = save_checkpoint(net, tmp_path / "diverged.pth")
-    with pytest.raises(CheckpointError, match=r"diverged.pth: conv_last.bias hold NaN"):
+    with pytest.raises(CheckpointError, match=r"diverged.pth: conv_last.bias holds NaN"):
         build_inference_model(weights=path, device="cpu")
 
 

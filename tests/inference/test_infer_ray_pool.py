@@ -240,3 +240,19 @@ def test_more_local_workers_than_cpus_are_warned_about(monkeypatch):
         warnings.simplefilter("error", ZoomsrWarning)
         distributed.RayPool("local", 2)._init(FakeRay())
         distributed.RayPool("127.0.0.1:6390", 6)._init(FakeRay())  # a cluster's own CPUs
+
+
+@pytest.mark.parametrize("shadow", ["missing", "folder"])
+def test_ray_missing_or_shadowed_by_a_folder_says_to_install_it(shadow, monkeypatch, tmp_path):
+    """A folder named ray where Python looks (Ray leaves /tmp/ray; `python -m zoomsr` run
+    from /tmp) imports as an empty namespace package: it ended in an AttributeError."""
+    import sys
+
+    fake = None
+    if shadow == "folder":
+        fake = types.ModuleType("ray")
+        fake.__path__ = [str(tmp_path / "ray")]  # what a namespace package has, and no more
+    monkeypatch.setitem(sys.modules, "ray", fake)  # None: "import ray" raises ImportError
+    with pytest.raises(distributed.RayUnavailableError,
+                       match=r"--ray needs Ray: pip install 'zoomsr\[ray\]'"):
+        distributed.RayPool().start()

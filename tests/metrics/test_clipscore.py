@@ -6,6 +6,7 @@ import gc
 import os
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,7 +110,7 @@ def test_paper_backbones_offline_give_a_clear_error(name, repo, tmp_path, monkey
     # where to get the file, and how the cache is laid out (a file put at the path the
     # message seemed to name was not found)
     assert f"https://huggingface.co/{repo}/resolve/main/" in msg
-    assert "Hugging Face cache" in msg and "huggingface-cli download" in msg
+    assert "Hugging Face cache" in msg and "`hf download REPO FILE`" in msg
 
 
 def test_openai_weights_given_as_a_file_get_quick_gelu(tmp_path):
@@ -328,3 +329,52 @@ def test_a_cache_that_cannot_be_written_is_a_warning_not_the_end_of_scoring(tiny
         warnings.simplefilter("error")
         del metric
         gc.collect()  # and the finalizer does not try (and warn) again
+
+
+def test_paths_starting_with_a_tilde_are_the_home_folders(tiny_clip, tiny_clip_name, images,
+                                                          tmp_path, monkeypatch):
+    # a config file or a quoted option leaves "~" to us: it made a folder named "~" here
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(5)
+    model = open_clip.create_model(tiny_clip_name).eval()
+    (tmp_path / "home" / "w").mkdir(parents=True)
+    torch.save(model.state_dict(), tmp_path / "home" / "w" / "tiny.pt")
+    metric = CLIPScore(tiny_clip_name, "~/w/tiny.pt", device="cpu")
+    assert metric.embed(images.smooth(1, 32, seed=1)).shape[0] == 1
+    cached = tiny_clip(cache_dir="~/clipcache")
+    x = images.smooth(2, 32, seed=2)
+    cached(x, x)
+    cached.save_cache()
+    assert list((tmp_path / "home" / "clipcache").glob("clipscore-*.safetensors"))
+    assert not (tmp_path / "~").exists()
+    # a tag's file in a hub folder given with "~"
+    repo = tmp_path / "home" / "hub" / "models--UCSC-VLAA--ViT-bigG-14-CLIPA-336-datacomp1B"
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "snapshots" / "abc" / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    w = resolve_clip_weights("ViT-bigG-14-CLIPA-336", "datacomp1b", hub_dir="~/hub")
+    assert w.checkpoint == str(repo / "snapshots" / "abc" / "open_clip_pytorch_model.bin")
+
+
+def test_a_tags_download_is_found_in_open_clips_folder_when_a_hub_folder_is_given(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = open_clip.get_pretrained_cfg("RN50", "openai")
+    if not cfg.get("url"):
+        pytest.skip("this open_clip gives RN50/openai no download URL")
+    clip_dir = tmp_path / "home" / ".cache" / "clip"
+    clip_dir.mkdir(parents=True)
+    (clip_dir / Path(cfg["url"]).name).write_bytes(b"x")
+    from zoomsr.metrics.clipscore import _find_cached
+
+    path, looked = _find_cached({"url": cfg["url"]}, tmp_path / "hub")
+    assert path == str(clip_dir / Path(cfg["url"]).name)
+    assert str(tmp_path / "hub") in looked[0]
+
+
+def test_a_folder_given_as_weights_is_called_a_folder(tiny_clip_name, tmp_path):
+    (tmp_path / "clipw").mkdir()  # it was "unknown pretrained tag 'clipw'"
+    with pytest.raises(InputError, match=r"clipw: a folder; pass the weights file in it"):
+        CLIPScore(tiny_clip_name, str(tmp_path / "clipw"), device="cpu")

@@ -32,7 +32,7 @@ def test_challenge_mode_finds_the_shift_and_the_bias(dy, dx):
     pred = _shifted(target, dy, dx, bias=(10 / 255, -20 / 255, 5 / 255))
     score, shift = cpsnr(pred, target, border=4, return_shift=True)
     assert shift.tolist() == [[dy, dx]]
-    assert float(score) > 100  # exact up to float round-off
+    assert math.isinf(float(score))  # a perfect match once the bias is removed (was ~330 dB)
     if (dy, dx) != (0, 0):
         assert float(psnr(pred, target)) < 30
 
@@ -135,7 +135,8 @@ def test_a_region_too_small_to_measure_is_refused():
     """A 1 px region always matches once the bias is removed: unrelated 9 x 9 images were inf."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(1, 3, 9, 9, generator=g), torch.rand(1, 3, 9, 9, generator=g)
-    with pytest.raises(InputError, match=r"border 4 leaves less than 8 px of a 9x9 image"):
+    with pytest.raises(InputError,
+                       match=r"border 4 leaves less than the 8 px cPSNR needs of a 9x9 image"):
         cpsnr(a, b)
     with pytest.raises(InputError, match=r"at least 2\*border \+ 8 \+ 8 px, got 17x17"):
         cpsnr(torch.rand(1, 3, 17, 17), torch.rand(1, 3, 17, 17), mode="reference")
@@ -155,3 +156,12 @@ def test_equally_good_shifts_report_the_shortest(mode):
     cols = _target(3, 40)[:, :, :1, :].expand(1, 3, 40, 40)
     _, shift = cpsnr(_shifted(cols, 0, 2), cols, return_shift=True)
     assert shift.tolist() == [[0, 2]]
+
+
+def test_a_tiny_real_difference_is_not_a_perfect_match():
+    # the smallest difference float32 data can hold is far above the round-off taken for 0
+    target = _target(3).float()
+    pred = target.clone()
+    pred[0, 1, 20, 20] = torch.nextafter(pred[0, 1, 20, 20], torch.tensor(1.0))
+    score = float(cpsnr(pred, target, border=4))
+    assert math.isfinite(score) and score > 150

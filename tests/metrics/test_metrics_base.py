@@ -43,8 +43,9 @@ def test_tiny_overshoot_is_clipped_without_touching_the_input():
         (torch.rand(3, 8, 8), "x[None]"),
         (torch.rand(8, 8, 3), "permute(2, 0, 1)"),
         (torch.rand(1, 8, 8, 3), "channels-last"),
-        (torch.rand(1, 1, 8, 8), "3 RGB channels"),
-        (torch.rand(1, 4, 8, 8), "3 RGB channels"),
+        (torch.rand(1, 1, 8, 8), "x.expand(-1, 3, -1, -1)"),
+        (torch.rand(1, 4, 8, 8), "x[:, :3]"),
+        (torch.rand(1, 2, 8, 8), "3 RGB channels"),
         (torch.zeros(0, 3, 8, 8), "empty"),
         (torch.zeros(1, 3, 8, 8, dtype=torch.int16), "int16"),
         (torch.zeros(1, 3, 8, 8, dtype=torch.bool), "bool"),
@@ -55,6 +56,30 @@ def test_tiny_overshoot_is_clipped_without_touching_the_input():
 def test_wrong_inputs_are_refused_with_a_hint(x, message):
     with pytest.raises(InputError, match=re.escape(message)):
         check_images(x)
+
+
+def test_the_hinted_expansion_scores_one_band_exactly():
+    from zoomsr.metrics import cpsnr, psnr, ssim
+
+    g = torch.Generator().manual_seed(0)
+    band = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)
+    other = (band + 0.05 * torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)).clamp(0, 1)
+    three = band.expand(-1, 3, -1, -1), other.expand(-1, 3, -1, -1)
+    mse = (band - other)[..., 4:-4, 4:-4].square().mean(dim=(1, 2, 3))
+    assert torch.allclose(psnr(*three), -10 * torch.log10(mse))
+    # SSIM is the mean of the channels' own: 3 equal channels give the band's
+    pairs = [(torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64),) * 2 for _ in "uv"]
+    pairs = [(a, (a + 0.1 * torch.rand(a.shape, generator=g, dtype=a.dtype)).clamp(0, 1))
+             for a, _ in pairs]
+    mixed = (torch.cat([band, *(a for a, _ in pairs)], 1),
+             torch.cat([other, *(b for _, b in pairs)], 1))
+    each = [ssim(*three)] + [ssim(a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1))
+                             for a, b in pairs]
+    assert torch.allclose(ssim(*mixed), sum(each) / 3)
+    shifted = torch.roll(other, (1, 2), dims=(2, 3))  # cPSNR of the band: its shift found
+    _, shift = cpsnr(band.expand(-1, 3, -1, -1), shifted.expand(-1, 3, -1, -1),
+                     return_shift=True)
+    assert shift.tolist() == [[1, 2]] * 2
 
 
 def test_values_a_little_above_one_are_not_called_0_255_data():

@@ -134,3 +134,11 @@ def test_a_float_copy_of_an_8_bit_target_is_a_perfect_match(dtype):
     darker = copy * np.asarray(0.9, dtype)
     assert float(psnr(darker, t)[0]) == pytest.approx(float(psnr(darker.astype(np.float64),
                                                                  t)[0]), abs=0.01)
+
+
+def test_an_image_too_small_for_the_border_names_the_metric():
+    small = torch.rand(1, 3, 16, 16)
+    with pytest.raises(InputError, match=r"less than the 11 px SSIM needs of a 16x16 image"):
+        ssim(small, small, border=4)
+    with pytest.raises(InputError, match=r"less than the 1 px PSNR needs of a 8x8 image"):
+        psnr(small[..., :8, :8], small[..., :8, :8], border=4)

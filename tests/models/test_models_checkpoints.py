@@ -130,8 +130,58 @@ def test_plain_state_dict_and_safetensors(tmp_path: Path) -> None:
         model = _rrdbnet()
         assert load_checkpoint(model, tmp_path / file).complete
         assert torch.equal(model.conv_last.bias, source.conv_last.bias)
+    # an RRDBNet's tensors tell its config (test_rrdbnet_config_from_its_tensors); an SRCNN's
+    # do not: the file must be said to be one
+    torch.save(create_model("srcnn", **TINY["srcnn"]).state_dict(), tmp_path / "srcnn.pt")
     with pytest.raises(CheckpointError, match=r"does not name its model.*CLI: --model NAME"):
-        from_checkpoint(tmp_path / "plain.pt")
+        from_checkpoint(tmp_path / "srcnn.pt")
+
+
+@pytest.mark.parametrize("config", [
+    {},  # the tiny test config, scale 4
+    {"scale": 8, "num_block": 3, "num_in_ch": 12},
+    {"scale": 3, "num_out_ch": 4, "num_grow_ch": 6},
+    {"scale": 16, "num_block": 0},
+])
+def test_rrdbnet_config_from_its_tensors(tmp_path: Path, config: dict) -> None:
+    """BasicSR's and Lightning's files record no model: the tensors tell an RRDBNet's config,
+    so such a file loads with no architecture or config given."""
+    from zoomsr.models import infer_config, infer_model
+
+    source = _randomize(_rrdbnet(**config))
+    # without a block no tensor holds the growth width; any loads (the default's is taken)
+    expected = {**source.config, **({"num_grow_ch": 32} if not source.config["num_block"]
+                                    else {})}
+    state = source.state_dict()
+    assert infer_config("rrdbnet", state) == expected
+    assert infer_model(state) == ("rrdbnet", expected)
+    torch.save({"params_ema": state, "params": state}, tmp_path / "basicsr.pth")
+    lightning = {f"generator.{k}": v for k, v in state.items()}
+    lightning |= {f"generator_ema.{k}": v for k, v in state.items()}
+    lightning |= {"discriminator.conv0.weight": torch.zeros(4, 3, 3, 3)}
+    torch.save({"state_dict": lightning}, tmp_path / "run.ckpt")
+    x = torch.rand(1, expected["num_in_ch"], 8, 8)
+    with torch.no_grad():
+        want = source(x)
+        for file in ("basicsr.pth", "run.ckpt"):
+            model = from_checkpoint(tmp_path / file)
+            assert model.config == expected
+            torch.testing.assert_close(model(x), want)
+
+
+def test_config_from_tensors_scale_two_reads_as_four_and_other_models_as_none() -> None:
+    from zoomsr.models import infer_config, infer_model
+
+    two = _rrdbnet(scale=2, num_in_ch=6).state_dict()  # input pixel-unshuffled: 24 channels
+    assert infer_config("rrdbnet", two) == {**_rrdbnet(scale=2, num_in_ch=6).config,
+                                            "scale": 4, "num_in_ch": 24}
+    assert infer_model(create_model("srcnn", **TINY["srcnn"]).state_dict()) is None
+    assert infer_config("srcnn", {}) is None
+    broken = dict(_rrdbnet().state_dict())
+    del broken["conv_hr.weight"]
+    assert infer_model(broken) is None
+    twice = {f"{p}.{k}": v for p in ("a", "b") for k, v in _rrdbnet().state_dict().items()}
+    assert infer_model(twice) is None  # two copies, neither an EMA: not guessed
 
 
 def test_training_checkpoint_prefix_is_stripped(tmp_path: Path) -> None:
@@ -362,6 +412,14 @@ def test_safetensors_under_a_torch_suffix_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         read_checkpoint(path.rename(tmp_path / "x.safetensors"))
+    # the other way round: a torch.save file named .safetensors ("header too large")
+    torch.save(_rrdbnet().state_dict(), tmp_path / "t.safetensors")
+    with pytest.raises(CheckpointError, match=r"t.safetensors is a torch.save file, not "
+                                              r"safetensors: rename it to \.pth"):
+        read_checkpoint(tmp_path / "t.safetensors")
+    (tmp_path / "e.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"e.safetensors is an empty file"):
+        read_checkpoint(tmp_path / "e.safetensors")
 
 
 def test_unnamed_model_error_gives_cli_and_python_hints(tmp_path: Path) -> None:
@@ -420,6 +478,11 @@ def test_match_state_dict_checks_shapes_against_a_meta_model(name: str) -> None:
     result, _ = match_state_dict(model, {"module." + k: v for k, v in state.items()})
     assert result.complete and result.prefix == "module." and first_mismatch(result) is None
     assert all(t.device.type == "meta" for t in model.state_dict().values())  # nothing loaded
+    # a layout of names and shapes alone (meta tensors, every name of a shared module given):
+    # the values of a shared module's two names cannot be compared (it raised NotImplementedError)
+    layout = {k: torch.empty(v.shape, device="meta") for k, v in source.state_dict().items()}
+    result, _ = match_state_dict(model, layout)
+    assert result.complete and first_mismatch(result) is None
 
 
 def test_first_mismatch_names_one_difference() -> None:

@@ -224,3 +224,17 @@ def test_unused_reference_modules_are_frozen() -> None:
 def test_config_round_trip(name: str) -> None:
     model = create_model(name, **TINY[name])
     assert create_model(name, **model.config).config == model.config
+
+
+def test_integer_input_is_refused_with_the_conversion() -> None:
+    """A uint8 TCI stack gave torch's "Input type (unsigned char) and bias type (float)"."""
+    rrdb = create_model("rrdbnet", **TINY["rrdbnet"]).eval()
+    with pytest.raises(InputError, match=r"RRDBNet takes floats in \[0, 1\], got uint8 values "
+                                         r"\(8-bit TCI: x.float\(\) / 255\)"):
+        rrdb(torch.zeros(1, 6, 8, 8, dtype=torch.uint8))
+    for name, shape in (("srcnn", (1, 3, 3, 8, 8)), ("highresnet", (1, 4, 3, 8, 8))):
+        with pytest.raises(InputError, match=r"takes floats in \[0, 1\], got int64 values$"):
+            create_model(name, **TINY[name])(torch.zeros(shape, dtype=torch.int64))
+    sr3 = create_model("sr3", **TINY["sr3"]).eval()
+    with pytest.raises(InputError, match=r"SR3 takes floats"):
+        sr3.sample(torch.zeros(1, 6, 8, 8, dtype=torch.uint8), steps=2)

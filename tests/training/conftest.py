@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from zoomsr.config_files import CONFIG_DIR
+
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
+CONFIGS = CONFIG_DIR
 TINY_CLIP = "zoomsr-test-tiny-train-vit"
 TINY_CLIP_CONFIG = {
     "embed_dim": 16,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.training.config import LossSection, load_config
 from zoomsr.training.datamodule import (
@@ -25,7 +26,7 @@ from zoomsr.training.objectives import ContentLoss
 from zoomsr.training.run import train
 
 TESTS = Path(__file__).resolve().parents[1]
-CONFIGS = TESTS.parent / "configs"
+CONFIGS = CONFIG_DIR
 
 
 def _fixture(name: str):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.errors import ConfigError
 from zoomsr.training.config import (
     TrainConfig,
@@ -16,7 +15,7 @@ from zoomsr.training.config import (
     load_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = CONFIG_DIR
 PAPER = ["srcnn", "highresnet", "esrgan_1img", "esrgan_2img", "esrgan_4img", "esrgan_8img",
          "esrgan_16img", "esrgan_clip", "sr3"]
 

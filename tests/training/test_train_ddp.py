@@ -6,16 +6,16 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.models import RRDBNet, from_checkpoint
 from zoomsr.training.config import load_config
 from zoomsr.training.datamodule import split_pairs
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = CONFIG_DIR
 
 
 @pytest.mark.slow

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from process_groups import own_group
+from zoomsr.config_files import CONFIG_DIR
 from zoomsr.io.atomic import output_lock
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = CONFIG_DIR
 #: A refused launch ends within this (seconds), as a rule in a few; the hang it replaces
 #: lasted the process group's timeout (30 minutes).
 PROMPT_S = 90

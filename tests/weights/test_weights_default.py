@@ -97,3 +97,8 @@ def test_python_api_takes_a_registry_name_as_the_cli_does():
         build_inference_model(weights="zoomsr-multi8", model="srcnn", device="cpu")
     same = build_inference_model(weights="zoomsr-multi8", model="rrdbnet", device="cpu")
     assert same.n_images == 8
+    # -c against the entry's own config was merged, then failed to load with advice to give
+    # the config
+    with pytest.raises(ConfigError, match=r"-c num_feat=16: zoomsr-multi8 is a rrdbnet with "
+                                          r"num_feat=32; leave it out"):
+        build_inference_model(weights="zoomsr-multi8", config={"num_feat": 16}, device="cpu")

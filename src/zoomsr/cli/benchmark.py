@@ -13,8 +13,9 @@ from zoomsr.cli.metrics import BATCH_SIZE, DATASET_WORKERS, DEVICE, DTYPE, PROGR
 def benchmark_command(
     spec: Path = typer.Argument(
         ..., help="The benchmark file (YAML): models (weights or baseline: bicubic), datasets "
-        "(dataset, data, split, options), metrics, metric_options, compare_to. See "
-        "docs/datasets.md.", metavar="SPEC"),
+        "(dataset, data, split, options), metrics, metric_options, compare_to; or `sample`, "
+        "the one zoomsr ships (`zoomsr configs show benchmarks/sample`). See docs/datasets.md.",
+        metavar="SPEC"),
     out: Path = typer.Option(..., "--out", "-o", help="The benchmark's folder: cells/MODEL/"
                              "DATASET/ per cell, then the report files."),
     data: list[str] = typer.Option(

@@ -176,7 +176,8 @@ def evaluate(
     if clip_cache is not None and "clipscore" in names:
         # written only after the model loads and the first batch is embedded: a bad path
         # failed there, as a raw OSError naming no option
-        require_writable_folder(clip_cache, f"--clip-cache {clip_cache}", create=False)
+        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
+                                create=False)
     written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)

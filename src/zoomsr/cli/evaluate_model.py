@@ -157,7 +157,8 @@ def evaluate_model_command(
     )
     check_metric_options(names, metric_opts)
     if clip_cache is not None and "clipscore" in names:
-        require_writable_folder(clip_cache, f"--clip-cache {clip_cache}", create=False)
+        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
+                                create=False)
     written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)

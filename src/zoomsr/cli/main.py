@@ -22,6 +22,7 @@ except ImportError:  # typer < 0.25 raises click's own exceptions
 
 from zoomsr import __version__
 from zoomsr.cli import benchmark as benchmark_cli
+from zoomsr.cli import configs as configs_cli
 from zoomsr.cli import data as data_cli
 from zoomsr.cli import demo as demo_cli
 from zoomsr.cli import evaluate as evaluate_cli
@@ -46,6 +47,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(weights_cli.app, name="weights")
+app.add_typer(configs_cli.app, name="configs")
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("evaluate-model")(evaluate_model_cli.evaluate_model_command)
 app.command("benchmark")(benchmark_cli.benchmark_command)

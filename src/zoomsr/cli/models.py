@@ -112,14 +112,24 @@ def _model_of(given: str) -> tuple[str, dict]:
                           "checkpoint file, or a name of `zoomsr weights list`)")
     ckpt = read_checkpoint(given)
     if ckpt.model_name is None:
+        from zoomsr.models import infer_model
+
+        guessed = infer_model(ckpt.state_dict)  # an RRDBNet from BasicSR, Lightning...
+        if guessed is not None:
+            return guessed[0], guessed[1]
         raise CheckpointError(f"{given}: records no model (not written by zoomsr); give the "
                               "model's name and its config: zoomsr models info NAME -c k=v")
     return ckpt.model_name, dict(ckpt.model_config or {})
 
 
+def _millions(count: int) -> str:
+    """``1.5 M``, or ``0.0042 M`` for a tiny model (``0.0 M`` said nothing)."""
+    return f"{count / 1e6:.1f} M" if count >= 50_000 else f"{count / 1e6:.2g} M"
+
+
 def _format_parameters(total: int, used: int) -> str:
-    text = f"{total:,} ({total / 1e6:.1f} M)"
+    text = f"{total:,} ({_millions(total)})"
     if used < total:  # modules kept for the checkpoint layout, never run
-        text += (f"; {used:,} ({used / 1e6:.1f} M) used by the forward pass, the rest "
+        text += (f"; {used:,} ({_millions(used)}) used by the forward pass, the rest "
                  "kept in the checkpoint layout")
     return text

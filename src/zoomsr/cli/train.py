@@ -11,7 +11,9 @@ from zoomsr.errors import ConfigError
 
 
 def train(
-    config: Path = typer.Argument(..., help="YAML config (see configs/ and docs/training.md)."),
+    config: Path = typer.Argument(
+        ..., help="YAML config file, or the name of one zoomsr ships (tiny, esrgan_8img, ...: "
+        "`zoomsr configs list`; docs/training.md)."),
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Override a config key: --set trainer.max_steps=20 (repeatable)."
     ),

@@ -153,7 +153,7 @@ _FORGET_HELP = (
 @app.command("forget", help=_FORGET_HELP)
 def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
     """Drop the SHA-256 recorded for NAME, keeping the file (see ``_FORGET_HELP``)."""
-    _not_a_file(name)
+    _entry(name)  # (the registry's own message offers a file path, which forget has no use for)
     path = cache.weights_path(name)
     dropped = cache.forget(name)
     if dropped is None:
@@ -198,6 +198,11 @@ def import_ncnn(
         param, bin_file = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
     if output is None:
         raise InputError("--output is required when converting your own ncnn files")
+    from zoomsr.models.checkpoints import TORCH_SUFFIXES
+
+    if output.suffix.lower() not in (".safetensors", *TORCH_SUFFIXES):  # before the reading
+        raise InputError(f"--output {output}: use a .safetensors, {', '.join(TORCH_SUFFIXES)} "
+                         "file name")
     require_writable_folder(output.parent, f"--output {output}", create=False)
     refuse_existing([output], overwrite)
     layers = read_ncnn(param, bin_file)

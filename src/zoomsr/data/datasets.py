@@ -141,11 +141,11 @@ def _splits_doc(path: Path) -> dict[str, Any]:
 def _s2naip_split(root: str | os.PathLike[str], split: str,
                   splits_file: str | os.PathLike[str] | None) -> list[Any]:
     """The pairs of S2-NAIP ``split`` (see :func:`open_dataset`)."""
-    from zoomsr.data.builder.splits import SPLITS
+    from zoomsr.data.builder.splits import SPLIT_NAMES
     from zoomsr.data.layout import SPLITS_FILE, scan_pairs
     from zoomsr.validate import check_choice
 
-    check_choice("split", split, (*SPLITS, "buffer"))
+    check_choice("split", split, SPLIT_NAMES)
     path = Path(splits_file) if splits_file is not None else Path(root) / SPLITS_FILE
     if not path.is_file():
         if splits_file is not None:

@@ -376,9 +376,12 @@ def load_spec(path: str | os.PathLike[str]) -> BenchmarkSpec:
     """Read a benchmark file (YAML; module docstring)."""
     import yaml
 
-    p = Path(path)
+    from zoomsr.config_files import known_configs_hint, resolve_config
+
+    p = resolve_config(path, under="benchmarks")
     if not p.is_file():
-        raise ConfigError(f"{p}: benchmark file not found")
+        raise ConfigError(f"{p}: benchmark file not found"
+                          + known_configs_hint("benchmarks/"))
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -31,7 +31,7 @@ from zoomsr.evaluation.run import (
     as_metrics,
     summarize,
 )
-from zoomsr.metrics.base import Metric, black_outside, check_batch_size
+from zoomsr.metrics.base import Metric, black_outside, check_batch_size, metric_bounds
 from zoomsr.validate import check_int
 
 
@@ -232,7 +232,8 @@ def evaluate_model(
         save = getattr(metric, "save_cache", None)
         if callable(save):
             save()
-    summary = {n: summarize([r[n] for r in rows], seed=seed) for n in chosen}
+    summary = {n: summarize([r[n] for r in rows], seed=seed, bounds=metric_bounds(m))
+               for n, m in chosen.items()}
     return EvaluationResult(
         {n: bool(m.higher_is_better) for n, m in chosen.items()}, rows, summary, None,
         {"model": pred_label, "dataset": target_label, "items": len(rows)},

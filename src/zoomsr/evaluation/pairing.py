@@ -33,7 +33,7 @@ from zoomsr.validate import check_choice
 
 NAIP_DIR = "naip"  # zoomsr.data.layout.NAIP_DIR (not imported: keep this module light)
 SPLITS_FILE = "zoomsr_splits.json"  # zoomsr.data.layout.SPLITS_FILE
-SPLIT_NAMES = ("train", "val", "test", "buffer")
+SPLIT_NAMES = ("train", "val", "test", "buffer")  # zoomsr.data.builder.splits.SPLIT_NAMES
 
 _TILE = re.compile(r"^\d+_\d+$")
 _S2NAIP_TARGET = re.compile(r"^(?:naip/)?[^/]+/(\d+_\d+)/rgb\.png$")

@@ -38,7 +38,13 @@ from zoomsr.evaluation.images import (
 from zoomsr.evaluation.pairing import ImagePair, Pairing, pair_images
 from zoomsr.io.atomic import atomic_write_all, refuse_existing
 from zoomsr.io.tables import csv_text
-from zoomsr.metrics.base import Metric, black_outside, check_batch_size, check_images
+from zoomsr.metrics.base import (
+    Metric,
+    black_outside,
+    check_batch_size,
+    check_images,
+    metric_bounds,
+)
 from zoomsr.metrics.stats import SMALL_SAMPLE, bootstrap_ci, t_interval
 
 #: ``progress(done, total)`` is called after each batch.
@@ -54,7 +60,8 @@ class NoValidOverlap(DataError):
     """No pixel of a pair is valid in both files (``nodata="exclude"``)."""
 
 
-def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000,
+              bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """``{mean, std, ci95_low, ci95_high, n, n_nonfinite, n_unscored}`` of the finite values
     (``n_nonfinite``: the infinite ones; ``n_unscored``: the NaN ones, images not scored).
 
@@ -62,7 +69,9 @@ def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dic
     about the spread (a bootstrap of it would give the zero-width interval ``[x, x]``). The
     95 % interval of the mean is Student's t below :data:`~zoomsr.metrics.stats.SMALL_SAMPLE`
     values (the percentile bootstrap covers far less than 95 % there), else the percentile
-    bootstrap (``n_boot`` resamples, ``seed``).
+    bootstrap (``n_boot`` resamples, ``seed``). ``bounds``: the values a score can take
+    (the metric's ``bounds``); the interval is clipped to them (a t interval of CLIPScores
+    near 1 reached above 1).
     """
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
@@ -73,6 +82,8 @@ def summarize(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> dic
         lo, hi = t_interval(finite)
     else:
         lo, hi = bootstrap_ci(finite, n_boot=n_boot, seed=seed)
+    if bounds is not None and n >= 2:
+        lo, hi = (float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds)))
     return {
         "mean": float(finite.mean()) if n else math.nan,
         "std": float(finite.std(ddof=1)) if n > 1 else math.nan,
@@ -326,7 +337,8 @@ def evaluate_pairing(
                         "to score")
     if not rows and no_overlap:
         raise DataError(f"no pair has a pixel valid in both files; e.g. {no_overlap[0][1]}")
-    summary = {n: summarize([r[n] for r in rows], seed=seed) for n in metrics}
+    summary = {n: summarize([r[n] for r in rows], seed=seed, bounds=metric_bounds(m))
+               for n, m in metrics.items()}
     return EvaluationResult(
         {n: bool(m.higher_is_better) for n, m in metrics.items()}, rows, summary, pairing,
         dict(options or {}), nodata, no_overlap,

@@ -282,7 +282,12 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            raise RayUnavailableError("--ray needs Ray: pip install 'ray>=2.9'") from None
+            ray = None
+        # a folder named ray in the working folder (Ray leaves /tmp/ray) imports as an empty
+        # namespace package: "module 'ray' has no attribute 'is_initialized'"
+        if ray is None or not callable(getattr(ray, "init", None)):
+            raise RayUnavailableError("--ray needs Ray: pip install 'zoomsr[ray]' (or "
+                                      "'ray>=2.9')")
         if not ray.is_initialized():
             if self.address not in (None, "", "local"):
                 check_reachable(self.address)

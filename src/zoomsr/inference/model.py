@@ -32,7 +32,13 @@ from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.inference.graphs import GraphedForward
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
-from zoomsr.models import create_model, from_checkpoint, load_checkpoint, read_checkpoint
+from zoomsr.models import (
+    create_model,
+    from_checkpoint,
+    infer_config,
+    load_checkpoint,
+    read_checkpoint,
+)
 from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
 from zoomsr.models.sr3 import keyed_noise
 from zoomsr.validate import check_choice
@@ -442,6 +448,11 @@ def build_inference_model(
             if model is not None and model != entry.model:
                 raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
                                   f"checkpoint; leave --model out (the registry gives it)")
+            for key, value in (config or {}).items():  # it was merged, then failed to load
+                if key in entry.config and _plain(entry.config[key]) != _plain(value):
+                    raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
+                                      f"{key}={entry.config[key]}; leave it out (the registry "
+                                      "gives its config)")
             if bands is not None and validate_bands(bands) != entry.bands:
                 raise ConfigError(f"--bands {','.join(validate_bands(bands))}: {entry.name} "
                                   f"takes bands {','.join(entry.bands)}")
@@ -470,11 +481,17 @@ def build_inference_model(
         if model is None:
             module = _fast_from_checkpoint(checkpoint) or from_checkpoint(path)
         else:
-            cfg = dict(checkpoint.model_config or {}) if checkpoint.model_name == model else {}
+            if checkpoint.model_name not in (None, model):
+                raise ConfigError(f"--model {model}: {Path(path).name} holds a "
+                                  f"{checkpoint.model_name} model (zoomsr recorded it); leave "
+                                  "--model out")
+            cfg = (dict(checkpoint.model_config or {}) if checkpoint.model_name == model
+                   else infer_config(model, checkpoint.state_dict) or {})  # (BasicSR...)
             for key, value in (config or {}).items():
                 # e.g. an SR3's noise schedule: not in its tensors, so any value would load
                 # and silently change every output
-                if key in cfg and _plain(cfg[key]) != _plain(value):
+                if key in cfg and _plain(cfg[key]) != _plain(value) \
+                        and checkpoint.model_name == model:
                     raise ConfigError(
                         f"-c {key}={value}: {Path(path).name} was saved with {key}="
                         f"{cfg[key]}; leave it out (the checkpoint gives its config)")

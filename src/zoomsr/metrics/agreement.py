@@ -367,9 +367,10 @@ def plot_agreement(result: AgreementResult) -> Any:
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("agreement with humans (%)")
     ax.set_title(f"{result.n_items - result.n_human_ties} pairs with a human preference")
-    for xi, v in zip(x, vals, strict=True):
-        if np.isfinite(v):
-            ax.text(xi, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    for xi, v, top in zip(x, vals, hi, strict=True):
+        if np.isfinite(v):  # above the interval's cap (at v the bar's line crossed it)
+            ax.text(xi, max(v, top if np.isfinite(top) else v) + 1.5, f"{v:.1f}",
+                    ha="center", va="bottom", fontsize=8)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 

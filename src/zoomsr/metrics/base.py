@@ -45,11 +45,23 @@ class Metric(Protocol):
 
     name: str
     higher_is_better: bool
+    #: the values a score can take ``(low, high)``: a summary's interval is clipped to them
+    #: (optional: another object's scores are taken as unbounded)
+    bounds: tuple[float, float]
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Score ``pred`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]); return ``[B]``.
         (zoomsr's metrics take an optional ``valid`` mask too; see the module docstring.)"""
         ...
+
+
+def metric_bounds(metric: object) -> tuple[float, float] | None:
+    """``metric.bounds`` (the values its scores can take), or None where it has none."""
+    bounds = getattr(metric, "bounds", None)
+    if (isinstance(bounds, tuple) and len(bounds) == 2
+            and all(isinstance(b, (int, float)) for b in bounds) and bounds[0] < bounds[1]):
+        return float(bounds[0]), float(bounds[1])
+    return None
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -106,6 +118,12 @@ def check_images(
         hint = ""
         if x.shape[-1] == 3:
             hint = " (looks like channels-last [B, H, W, 3]: use x.permute(0, 3, 1, 2))"
+        elif x.shape[1] == 1:  # PSNR, SSIM and cPSNR of 3 equal bands are the band's own
+            hint = (" (one band, e.g. NIR: x.expand(-1, 3, -1, -1) scores it with PSNR, SSIM "
+                    "and cPSNR exactly; LPIPS and CLIPScore are RGB networks)")
+        elif x.shape[1] == 4:
+            hint = (" (RGB + NIR: x[:, :3] for the RGB; x[:, 3:].expand(-1, 3, -1, -1) scores "
+                    "the NIR band with PSNR, SSIM and cPSNR)")
         raise InputError(f"{name}: expected 3 RGB channels in dim 1, got {_describe(x)}{hint}")
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise InputError(f"{name}: empty batch or image, {_describe(x)}")
@@ -271,12 +289,15 @@ def check_border_value(border: int, name: str = "border") -> int:
     return border
 
 
-def check_border(border: int, height: int, width: int, minimum: int = 1) -> None:
-    """Raise :class:`InputError` unless cropping ``border`` pixels leaves ``minimum`` pixels."""
+def check_border(border: int, height: int, width: int, minimum: int = 1,
+                 metric: str = "the metric") -> None:
+    """Raise :class:`InputError` unless cropping ``border`` pixels leaves ``minimum`` pixels
+    (a side), naming ``metric`` (the API has no CLI prefix saying which metric failed)."""
     check_border_value(border)
     if height - 2 * border < minimum or width - 2 * border < minimum:
         raise InputError(
-            f"border {border} leaves less than {minimum} px of a {height}x{width} image"
+            f"border {border} leaves less than the {minimum} px {metric} needs of a "
+            f"{height}x{width} image"
         )
 
 

@@ -122,7 +122,7 @@ class ClipWeights:
 
 def _hub_cache_dir(hub_dir: str | os.PathLike[str] | None) -> Path:
     if hub_dir is not None:
-        return Path(hub_dir)
+        return Path(hub_dir).expanduser()
     try:
         from huggingface_hub import constants
 
@@ -136,6 +136,8 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
 ]:
     """Look for a tag's weights in the HF hub cache and the CLIP URL cache; no network."""
     looked: list[str] = []
+    if hub_dir is not None:  # ("~/models" from a config file or a quoted option)
+        hub_dir = Path(hub_dir).expanduser()
     hf = cfg.get("hf_hub", "")
     if hf:
         repo, filename = os.path.split(hf)
@@ -157,10 +159,15 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
                     return hit, looked
     url = cfg.get("url", "")
     if url:
-        path = Path(hub_dir or Path.home() / ".cache" / "clip") / os.path.basename(url)
-        looked.append(f"{path} ({url})")
-        if path.is_file():
-            return str(path), looked
+        # open_clip's own download folder too when hub_dir is given: a file fetched there
+        # earlier is still this tag's
+        folders = dict.fromkeys([*([hub_dir] if hub_dir is not None else []),
+                                 Path.home() / ".cache" / "clip"])
+        for folder in folders:
+            path = Path(folder) / os.path.basename(url)
+            looked.append(f"{path} ({url})")
+            if path.is_file():
+                return str(path), looked
     return None, looked
 
 
@@ -202,6 +209,8 @@ def resolve_clip_weights(
         return ClipWeights(model_name, None, f"{model_name}:random")
     text = str(pretrained)
     tag, said, named = text.partition("=")
+    # "~/weights/clip.pt" from a config file or a quoted option: the shell did not expand it
+    text, named = os.path.expanduser(text), os.path.expanduser(named)
     if said and tag not in tags and os.path.isfile(named) and not os.path.isfile(text):
         raise InputError(f"unknown pretrained tag {tag!r} for {model_name} in {text!r} "
                          f"(known: {', '.join(tags) or 'none'})")
@@ -215,6 +224,9 @@ def resolve_clip_weights(
         return _weights_from_cfg(model_name, text, _file_identity(model_name, text), cfg)
     cfg = oc.get_pretrained_cfg(model_name, text)
     if not cfg:
+        if os.path.isdir(text):
+            raise InputError(f"CLIP weights {text}: a folder; pass the weights file in it "
+                             "(.safetensors, .pt or .bin)")
         looks_like_path = os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors"))
         if looks_like_path:
             raise WeightsNotFoundError(f"CLIP weights file not found: {text}")
@@ -224,7 +236,8 @@ def resolve_clip_weights(
     path, looked = _find_cached(cfg, hub_dir)
     if path is None and allow_download:
         try:
-            path = oc.download_pretrained(cfg, cache_dir=None if hub_dir is None else str(hub_dir))
+            path = oc.download_pretrained(
+                cfg, cache_dir=None if hub_dir is None else str(Path(hub_dir).expanduser()))
         except Exception as exc:  # noqa: BLE001 - network/hub errors become one clear error
             raise WeightsNotFoundError(
                 f"could not download CLIP weights {model_name}/{text}: {type(exc).__name__}: {exc}"
@@ -234,7 +247,8 @@ def resolve_clip_weights(
             f"CLIP weights {model_name}/{text} are not on this machine (looked for "
             f"{'; '.join(looked)}). Download the file and pass it (--clip-pretrained "
             f"{text + '=' if len(tags) > 1 else ''}PATH), "
-            "fill the cache as huggingface_hub does (`huggingface-cli download REPO FILE`), or "
+            "fill the cache as huggingface_hub does (`hf download REPO FILE`; older "
+            "huggingface_hub: `huggingface-cli download`), or "
             "allow downloads (allow_download=True, CLI --allow-download)"
         )
     return _weights_from_cfg(model_name, path, f"{model_name}:{text}", cfg)
@@ -465,7 +479,7 @@ class EmbeddingCache:
     def __init__(self, directory: str | os.PathLike[str], model_id: str) -> None:
         self.model_id = model_id
         key = hashlib.sha256(model_id.encode()).hexdigest()[:24]
-        self.path = Path(directory) / f"clipscore-{key}.safetensors"
+        self.path = Path(directory).expanduser() / f"clipscore-{key}.safetensors"
         self._data: dict[str, torch.Tensor] | None = None
         self._dirty = False
         self._written = 0  # entries in the file as last read or written
@@ -559,6 +573,7 @@ class CLIPScore:
 
     name = "clipscore"
     higher_is_better = True
+    bounds = (-1.0, 1.0)  # (a cosine similarity)
 
     def __init__(
         self,

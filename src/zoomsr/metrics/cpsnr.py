@@ -31,6 +31,7 @@ its status map SM together at each shift).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import cast
 
@@ -49,6 +50,8 @@ from zoomsr.metrics.base import (
 
 CPSNR_MODES = ("challenge", "reference")
 REFERENCE_MAX_OFFSET = 8
+#: An MSE below this (250 dB) is a perfect match left over by rounding (scored ``inf``).
+PERFECT_MSE = 1e-25
 
 
 def _bias_free_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -154,7 +157,7 @@ def cpsnr(
         raise InputError(f"unknown cPSNR mode {mode!r} (expected one of {', '.join(CPSNR_MODES)})")
     p, t = check_pair(pred, target, dtype=torch.float64)
     height, width = p.shape[-2:]
-    check_border(border, height, width, minimum=CPSNR_MIN_SIDE)
+    check_border(border, height, width, minimum=CPSNR_MIN_SIDE, metric="cPSNR")
     if target_valid is not None:
         if valid is not None:
             raise InputError("give cPSNR valid (both images, fixed) or target_valid (the "
@@ -219,6 +222,9 @@ def cpsnr(
 
             m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w), pairs)
             mse[partial.to(mse.device)], shift[partial.to(shift.device)] = m_mse, m_shift
+    # what the bias removal's float64 rounding leaves of a perfect match (~1e-33: 330 dB):
+    # inf, as the docstring says; float32 inputs' smallest real difference is far above it
+    mse = torch.where(mse < PERFECT_MSE, torch.zeros_like(mse), mse)
     scores = (10.0 * torch.log10(1.0 / mse)).cpu()
     if return_shift:
         return scores, shift.cpu()
@@ -230,6 +236,7 @@ class CPSNR:
 
     name = "cpsnr"
     higher_is_better = True
+    bounds = (0.0, math.inf)  # (the bias-free MSE is at most the MSE, at most 1)
 
     def __init__(self, border: int = 4, mode: str = "challenge",
                  valid_is: str = "both") -> None:

@@ -24,6 +24,7 @@ near its edge; an image less than ``min_valid`` valid is not scored (NaN).
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,7 +162,7 @@ def find_backbone_weights(net: str, path: str | os.PathLike[str] | None = None) 
     """The backbone weight file: ``path`` if given, else torchvision's cache; never downloads."""
     _check_net(net)
     if path is not None:
-        p = Path(path)
+        p = Path(path).expanduser()
         if p.is_dir():  # a folder: torchvision's file name, else one alexnet*/vgg16* .pth file
             stem = "alexnet" if net == "alex" else "vgg16"
             hits = [p / TORCHVISION_FILES[net]] if (p / TORCHVISION_FILES[net]).is_file() else []
@@ -189,7 +190,7 @@ def find_linear_weights(net: str, path: str | os.PathLike[str] | None = None) ->
     """The linear-layer weight file: ``path`` if given, else the copy in the ``lpips`` package."""
     _check_net(net)
     if path is not None:
-        p = Path(path)
+        p = Path(path).expanduser()
         if not p.is_file():
             raise WeightsNotFoundError(f"LPIPS {net} linear-layer weights not found: {p}")
         return p
@@ -371,6 +372,7 @@ class LPIPS:
     """
 
     higher_is_better = False
+    bounds = (0.0, math.inf)
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ area; for SSIM, every window) is scored as without a mask, to the bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -55,7 +56,7 @@ def psnr(
         pixel is left after the crop).
     """
     p, t = check_pair(pred, target, dtype=torch.float64)
-    check_border(border, p.shape[-2], p.shape[-1])
+    check_border(border, p.shape[-2], p.shape[-1], metric="PSNR")
     v = check_valid(valid, p.shape, device=p.device)
     diff = _crop(p, border) - _crop(t, border)
     mse = diff.square().mean(dim=(1, 2, 3)).cpu()
@@ -122,7 +123,7 @@ def _ssim(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, bo
           moments: Callable[[torch.Tensor], torch.Tensor],
           valid: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     p, t = check_pair(pred, target, dtype=torch.float64)
-    check_border(border, p.shape[-2], p.shape[-1], minimum=SSIM_WINDOW)
+    check_border(border, p.shape[-2], p.shape[-1], minimum=SSIM_WINDOW, metric="SSIM")
     v = check_valid(valid, p.shape, device=p.device)
     x, y = _crop(p, border), _crop(t, border)
     c1, c2 = 0.01**2, 0.03**2
@@ -179,6 +180,7 @@ class PSNR:
 
     name = "psnr"
     higher_is_better = True
+    bounds = (0.0, math.inf)  # (images in [0, 1]: MSE <= 1)
 
     def __init__(self, border: int = 4) -> None:
         self.border = check_border_value(border)
@@ -194,6 +196,7 @@ class SSIM:
 
     name = "ssim"
     higher_is_better = True
+    bounds = (-1.0, 1.0)
 
     def __init__(self, border: int = 4) -> None:
         self.border = check_border_value(border)

@@ -13,6 +13,15 @@ from torch import Tensor, nn
 from zoomsr.errors import InputError
 
 
+def check_float_input(model: str, x: Tensor) -> None:
+    """Raise :class:`InputError` unless ``x`` holds floats (a uint8 TCI stack gave torch's
+    "Input type (unsigned char) and bias type (float) should be the same")."""
+    if not x.is_floating_point():
+        dtype = str(x.dtype).replace("torch.", "")
+        raise InputError(f"{model} takes floats in [0, 1], got {dtype} values"
+                         + (" (8-bit TCI: x.float() / 255)" if x.dtype == torch.uint8 else ""))
+
+
 def _conv_same(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     # WorldStrat pads with reflection so that borders are not darkened by zero padding.
     return nn.Conv2d(

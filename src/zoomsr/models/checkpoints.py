@@ -93,7 +93,7 @@ def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any) -> Path:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], /, **extra: Any) -> Path:
     """Save ``model``'s weights with its name and config, atomically; return the path. An
     existing file there is replaced (as ``torch.save`` does; the commands that write outputs
     refuse one unless ``--overwrite``).
@@ -239,6 +239,13 @@ def _read_safetensors(
             metadata = dict(handle.metadata() or {})
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+        if torch_file_kind(path) is not None:  # (the other way round is caught for torch)
+            raise CheckpointError(f"{path} is a torch.save file, not safetensors: rename it "
+                                  "to .pth") from exc
+        what = what_file(path)[0]
+        if what == "an empty file":
+            raise CheckpointError(f"{path} is an empty file; download or save it again") \
+                from exc
         raise CheckpointError(
             f"{path} is not a readable safetensors file (corrupt, truncated, or another "
             f"format: {exc}); download or save it again"
@@ -508,7 +515,8 @@ def match_state_dict(
         present = [a for a in aliases if a in state]
         for other in present[1:]:
             a, b = state[present[0]], state[other]
-            if a.shape != b.shape or not torch.equal(a, b):
+            # (meta tensors, a layout of names and shapes alone, hold no values to compare)
+            if a.shape != b.shape or (not (a.is_meta or b.is_meta) and not torch.equal(a, b)):
                 # one of them would silently win: the file is of a variant without sharing
                 raise CheckpointError(
                     f"{origin}: {present[0]} and {other} differ, but {type(model).__name__} "
@@ -550,8 +558,9 @@ def check_finite(state_dict: Mapping[str, Tensor], origin: str) -> None:
     if broken:
         more = f" and {len(broken) - 1} other tensor(s)" if len(broken) > 1 else ""
         raise CheckpointError(
-            f"{origin}: {broken[0]}{more} hold NaN or infinite values: these weights cannot "
-            "make an image (a training run that diverged?); use an earlier checkpoint")
+            f"{origin}: {broken[0]}{more} {'hold' if more else 'holds'} NaN or infinite "
+            "values: these weights cannot make an image (a training run that diverged?); use "
+            "an earlier checkpoint")
 
 
 def apply_state_dict(

@@ -6,7 +6,7 @@ import inspect
 import os
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
 from zoomsr.models.rrdbnet import RRDBNet
+from zoomsr.models.rrdbnet import config_from_state_dict as rrdbnet_config
 from zoomsr.models.sr3 import SR3
 from zoomsr.models.srcnn import SRCNN
 from zoomsr.validate import check_config_values
@@ -83,6 +84,48 @@ def create_model(name: str, **config: Any) -> nn.Module:
               for key, value in config.items()}
     check_config_values(config)
     return MODELS[name](**config)
+
+
+#: Models whose config their tensors tell (the others' do not: SRCNN's and HighRes-net's
+#: channels are images x bands, split either way; SR3's noise schedule is not in them).
+_CONFIG_FROM_TENSORS = {"rrdbnet": rrdbnet_config}
+#: The anchor tensor each one's prefix is found by.
+_ANCHOR = {"rrdbnet": "conv_first.weight"}
+
+
+def _unprefixed(state: Mapping[str, Any], anchor: str) -> Mapping[str, Any] | None:
+    """``state`` under the one prefix ``anchor`` appears with ("generator.", "module."...):
+    the bare one, else an EMA copy's, as the loader prefers; None when it is ambiguous."""
+    prefixes = sorted(k[: -len(anchor)] for k in state if k.endswith(anchor)
+                      and (k == anchor or k[: -len(anchor)].endswith(".")))
+    if "" in prefixes:
+        prefix = ""
+    elif len(prefixes) == 1:
+        prefix = prefixes[0]
+    else:
+        ema = [p for p in prefixes if "ema" in p.lower()]
+        if len(ema) != 1:
+            return None
+        prefix = ema[0]
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def infer_config(name: str, state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The config of model ``name`` that ``state`` (a checkpoint's tensors, any key prefix)
+    was saved from, where its tensors tell it (RRDBNet: ``num_in_ch``, ``num_out_ch``,
+    ``num_feat``, ``num_block``, ``num_grow_ch``, ``scale`` 3/4/8/16); None otherwise."""
+    infer = _CONFIG_FROM_TENSORS.get(name)
+    bare = _unprefixed(state, _ANCHOR[name]) if infer else None
+    return infer(bare) if infer and bare is not None else None
+
+
+def infer_model(state: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """``(name, config)`` of the model whose tensors ``state`` holds, where they tell it."""
+    for name in _CONFIG_FROM_TENSORS:
+        config = infer_config(name, state)
+        if config is not None:
+            return name, config
+    return None
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -259,16 +302,20 @@ def from_checkpoint(
     """Rebuild the model saved in ``path`` from its stored name and config; return it in eval mode.
 
     Works for files written by :func:`~zoomsr.models.save_checkpoint` or carrying a ``zoomsr``
-    entry; for other checkpoints use :func:`create_model` and
-    :func:`~zoomsr.models.load_checkpoint`.
+    entry, and for an RRDBNet's from elsewhere (BasicSR, Lightning: its config from its
+    tensors, :func:`infer_config`; scale 4 for two upsampling convs); for other checkpoints use
+    :func:`create_model` and :func:`~zoomsr.models.load_checkpoint`.
     """
     checkpoint = read_checkpoint(
         path, key=key, weights_only=weights_only, map_location=map_location
     )
-    if checkpoint.model_name is None:
-        raise unnamed_model_error(checkpoint.path)
+    name, config = checkpoint.model_name, checkpoint.model_config
+    if name is None:  # (a BasicSR or Lightning file: its tensors may tell the model)
+        name, config = infer_model(checkpoint.state_dict) or (None, None)
+        if name is None:
+            raise unnamed_model_error(checkpoint.path)
     try:
-        model = create_model(checkpoint.model_name, **(checkpoint.model_config or {}))
+        model = create_model(name, **(config or {}))
     except InputError as exc:
         raise CheckpointError(f"{checkpoint.path}: cannot rebuild the model: {exc}") from exc
     apply_state_dict(

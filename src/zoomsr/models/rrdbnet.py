@@ -7,11 +7,16 @@ Parameter names match BasicSR / satlas-super-resolution checkpoints (``conv_firs
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import InputError
+from zoomsr.models.blocks import check_float_input
 from zoomsr.validate import check_int
 
 # scale -> (pixel-unshuffle factor applied to the input, the nearest upsamples' factors, each
@@ -125,6 +130,7 @@ class RRDBNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Super-resolve ``[B, T*C, H, W]`` to ``[B, C_out, H*scale, W*scale]``."""
+        check_float_input("RRDBNet", x)
         if x.ndim != 4 or x.shape[1] != self.num_in_ch:
             hint = (" (frames as [B, T, C, H, W]? stack them with "
                     "zoomsr.models.frames_to_channels(x))" if x.ndim == 5 else "")
@@ -146,3 +152,36 @@ class RRDBNet(nn.Module):
             conv = getattr(self, f"conv_up{index}")
             feat = self.lrelu(conv(F.interpolate(feat, scale_factor=factor, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
+
+
+#: conv_up count -> scale (2 convs: 4; scales 2 and 1 have the same tensors: see below)
+_SCALE_OF_UPS = {1: 3, 2: 4, 3: 8, 4: 16}
+_BLOCK = re.compile(r"^body\.(\d+)\.")
+_UP = re.compile(r"^conv_up(\d+)\.weight$")
+
+
+def config_from_state_dict(state: Mapping[str, Tensor]) -> dict[str, Any] | None:
+    """The :class:`RRDBNet` config whose tensors ``state`` holds (keys without a prefix, as
+    BasicSR and the published checkpoints name them), or None when they are not an
+    RRDBNet's. Two upsampling convs are taken for ``scale`` 4: a scale 2 or 1 model (its
+    input pixel-unshuffled) has the same tensors, with ``num_in_ch`` 4 or 16 times smaller,
+    and needs ``scale`` given."""
+    parts = ("conv_first.weight", "conv_body.weight", "conv_hr.weight", "conv_last.weight")
+    if not all(k in state and getattr(state[k], "ndim", 0) == 4 for k in parts):
+        return None
+    blocks = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    ups = {int(m.group(1)) for k in state if (m := _UP.match(k))}
+    if blocks != set(range(len(blocks))) or ups != set(range(1, len(ups) + 1)) \
+            or len(ups) not in _SCALE_OF_UPS:
+        return None
+    first, last = state["conv_first.weight"], state["conv_last.weight"]
+    grow = state.get("body.0.rdb1.conv1.weight")
+    return {
+        "num_in_ch": int(first.shape[1]),
+        "num_out_ch": int(last.shape[0]),
+        "scale": _SCALE_OF_UPS[len(ups)],
+        "num_feat": int(first.shape[0]),
+        "num_block": len(blocks),
+        # (no block: any width loads; the default's)
+        "num_grow_ch": int(grow.shape[0]) if grow is not None else 32,
+    }

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import ConfigError, InputError
+from zoomsr.models.blocks import check_float_input
 from zoomsr.validate import check_choice, check_float, check_int, check_int_tuple
 
 
@@ -294,6 +295,7 @@ class SR3(nn.Module):
 
     def forward(self, x_noisy: Tensor, lr: Tensor, noise_level: Tensor) -> Tensor:
         """Predicted noise ``[B, C_out, H, W]`` for ``x_noisy`` at ``noise_level`` ``[B]``."""
+        check_float_input("SR3", lr)
         return self.unet(x_noisy, self.condition(lr), noise_level)
 
     def q_sample(self, x0: Tensor, noise_level: Tensor, noise: Tensor) -> Tensor:
@@ -373,6 +375,7 @@ class SR3(nn.Module):
         if seed is not None:
             generator = torch.Generator(device=lr.device).manual_seed(seed)
 
+        check_float_input("SR3", lr)
         cond = self.condition(lr)
         shape = (lr.shape[0], self.out_channels, *cond.shape[-2:])
         if noise is None:

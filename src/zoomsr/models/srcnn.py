@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoomsr.errors import ConfigError, InputError
-from zoomsr.models.blocks import DoubleConv2d, PixelShuffleBlock, ResidualBlock
+from zoomsr.models.blocks import (
+    DoubleConv2d,
+    PixelShuffleBlock,
+    ResidualBlock,
+    check_float_input,
+)
 from zoomsr.validate import check_bool, check_int
 
 
@@ -119,6 +124,7 @@ class SRCNN(nn.Module):
         return str(self.revisits)
 
     def _check_input(self, x: Tensor) -> None:
+        check_float_input(type(self).__name__, x)
         if x.ndim != 5 or x.shape[2] != self.in_channels:
             hint = (f" (frames stacked on the channel axis? split them with "
                     f"zoomsr.models.channels_to_frames(x, {self.in_channels}))"

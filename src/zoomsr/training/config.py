@@ -22,7 +22,6 @@ import types
 import typing
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -453,12 +452,14 @@ def load_config(path: str | os.PathLike[str],
     string) and validate; errors name the file and the key."""
     if isinstance(overrides, str):  # one override: not a list of its characters
         overrides = [overrides]
-    p = Path(path)
+    from zoomsr.config_files import known_configs_hint, resolve_config
+
+    p = resolve_config(path)
     if p.is_dir():
-        raise ConfigError(f"{p}: is a folder; give a YAML config file (see configs/ and "
-                          "docs/training.md)")
+        raise ConfigError(f"{p}: is a folder; give a YAML config file"
+                          + known_configs_hint())
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise ConfigError(f"{p}: config file not found" + known_configs_hint())
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except _DuplicateKey as exc:
@@ -469,8 +470,8 @@ def load_config(path: str | os.PathLike[str],
     if data is None or data == {}:
         # Without this, the defaults' first cross-field error would be reported instead.
         raise ConfigError(
-            f"{p}: the config file is empty (expected a YAML mapping of sections; "
-            "see configs/ and docs/training.md)"
+            f"{p}: the config file is empty (expected a YAML mapping of sections, as "
+            "`zoomsr configs show tiny` prints)"
         )
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a YAML mapping of sections")

@@ -27,6 +27,8 @@ from zoomsr.io.json_files import read_json
 from zoomsr.validate import check_choice
 
 SPLITS = ("train", "val", "test")
+#: Every split name of a splits file: the three, and the tiles between them.
+SPLIT_NAMES = (*SPLITS, "buffer")
 _RANK = {name: k for k, name in enumerate(SPLITS)}
 
 
@@ -99,7 +101,7 @@ def write_splits(
     root: str | os.PathLike[str], tile_splits: Iterable[tuple[str, str]], config: SplitConfig
 ) -> Path:
     """Write ``zoomsr_splits.json`` (split -> sorted tile ids) from ``(tile, split)`` pairs."""
-    out: dict[str, list[str]] = {name: [] for name in (*SPLITS, "buffer")}
+    out: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
     for tile, split in tile_splits:
         out[split].append(tile)
     doc = {"group_tiles": config.group_tiles, "fractions": list(config.fractions),
@@ -111,7 +113,7 @@ def write_splits(
 
 def load_split(root: str | os.PathLike[str], split: str) -> list[PairRecord]:
     """Pairs of one split of a built dataset (pass them to ``S2NAIPDataset(pairs=...)``)."""
-    check_choice("split", split, (*SPLITS, "buffer"))
+    check_choice("split", split, SPLIT_NAMES)
     path = Path(root) / SPLITS_FILE
     doc = read_json(path, "not found (datasets made by `zoomsr data build` have it)",
                     "unreadable splits file")

@@ -196,7 +196,7 @@ def search_stac(
             import planetary_computer
         except ImportError:
             raise ConfigError("provider planetary-computer needs its hrefs signed: "
-                              "pip install planetary-computer") from None
+                              "pip install 'zoomsr[stac]' (or planetary-computer)") from None
         sign = planetary_computer.sign
 
     try:
