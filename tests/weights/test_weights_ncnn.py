@@ -64,8 +64,14 @@ def test_reader_errors(tmp_path):
     lines = ["2 2", "Input in 0 1 data", "Convolution c 1 1 data o 0=2 1=1 5=1 6=4"]
     w = np.ones((2, 2, 1, 1), np.float32)
     p, b = _write(tmp_path, lines, [_fp16(w)])  # bias missing
-    with pytest.raises(CheckpointError, match="ends early"):
+    with pytest.raises(CheckpointError, match=r"ends early \(not the weights of this "
+                                              r"\.param\?\)"):
         read_ncnn(p, b)
+    binary = tmp_path / "swapped.param"  # the .bin given first (utf-8 codec can't decode...)
+    binary.write_bytes(b"\x00\xa9\xff" * 8)
+    with pytest.raises(CheckpointError, match=r"swapped.param: binary, not an ncnn text "
+                                              r"\.param file"):
+        read_param(binary)
     p, b = _write(tmp_path, lines, [_fp16(w), np.zeros(2, np.float32).tobytes(), b"\0" * 8])
     with pytest.raises(CheckpointError, match="bytes left"):
         read_ncnn(p, b)

@@ -160,7 +160,8 @@ def agreement(
     )
     check_metric_options(names, options)
     if clip_cache is not None and "clipscore" in names:  # (written after the first batch)
-        require_writable_folder(clip_cache, f"--clip-cache {clip_cache}", create=False)
+        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
+                                create=False)
     require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
     refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
     written = results_on_interrupt(out)
@@ -174,3 +175,23 @@ def agreement(
     written.append(out)
     Console().print(agreement_table(result))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command("sample-judgments")
+def sample_judgments(
+    out: Path = typer.Argument(..., help="Folder to write judgments.csv, targets/ and "
+                               "candidates/ into."),
+    items: int = typer.Option(12, "--items", help="Targets (64 px crops; at most 16)."),
+    annotators: int = typer.Option(3, "--annotators", help="Simulated judgments per pair."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the candidates and votes."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """A judgment file to try `zoomsr metrics agreement` offline: real Sentinel-2 crops, two
+    blurred and noised candidates each, SIMULATED annotators (not human data)."""
+    from zoomsr.metrics.sample_judgments import write_sample_judgments
+
+    path = write_sample_judgments(out, items=items, annotators=annotators, seed=seed,
+                                  overwrite=overwrite)
+    typer.echo(str(path))
+    typer.echo(f"simulated judgments, not human ones: try `zoomsr metrics agreement {path} "
+               f"--metrics psnr,ssim --out DIR`", err=True)

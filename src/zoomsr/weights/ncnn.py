@@ -69,7 +69,10 @@ def read_param(path: str | os.PathLike[str]) -> list[NcnnLayer]:
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:  # (a .bin, or ncnn's binary .param.bin, given as the .param)
+        raise CheckpointError(f"{p}: binary, not an ncnn text .param file (its weights, or a "
+                              "binary param? give the text .param first, then the .bin)") from None
+    except OSError as exc:
         raise CheckpointError(f"{p}: cannot read the ncnn param file ({exc})") from None
     lines = [ln for ln in lines if ln.strip()]
     if not lines or lines[0].strip() != str(MAGIC):
@@ -104,9 +107,13 @@ def read_param(path: str | os.PathLike[str]) -> list[NcnnLayer]:
     return layers
 
 
+#: What a .bin that ends before the .param's layers do most likely is.
+_ENDS_EARLY = "weight file ends early (not the weights of this .param?)"
+
+
 def _read_tagged(buf: memoryview, offset: int, count: int, where: str) -> tuple[np.ndarray, int]:
     if offset + 4 > len(buf):
-        raise CheckpointError(f"{where}: weight file ends early")
+        raise CheckpointError(f"{where}: {_ENDS_EARLY}")
     tag = int.from_bytes(buf[offset : offset + 4], "little")
     flag_sum = sum(buf[offset : offset + 4])
     offset += 4
@@ -115,7 +122,7 @@ def _read_tagged(buf: memoryview, offset: int, count: int, where: str) -> tuple[
         nonlocal offset
         end = offset + nbytes
         if end > len(buf):
-            raise CheckpointError(f"{where}: weight file ends early")
+            raise CheckpointError(f"{where}: {_ENDS_EARLY}")
         out = buf[offset:end]
         offset = offset + ((nbytes + 3) // 4 * 4 if padded else nbytes)
         return out
@@ -185,7 +192,7 @@ def read_ncnn(
             if int(layer.get(5, 0)):
                 end = offset + out * 4
                 if end > len(buf):
-                    raise CheckpointError(f"{where}: weight file ends early")
+                    raise CheckpointError(f"{where}: {_ENDS_EARLY}")
                 layer.weights["bias"] = np.frombuffer(buf[offset:end], dtype="<f4").copy()
                 offset = end
         elif layer.type not in WEIGHTLESS:
