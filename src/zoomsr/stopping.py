@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -72,6 +73,10 @@ def wait_through_interrupts(wait: Callable[[], object]) -> KeyboardInterrupt | N
             interrupt = exc
 
 
+#: Seconds after a held Ctrl-C (or SIGTERM) from which another one stops the block at once.
+ESCAPE_AFTER = 3.0
+
+
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT), and a SIGTERM handled as one (:func:`sigterm_as_interrupt`),
@@ -81,7 +86,10 @@ def interrupts_held() -> Iterator[None]:
     For steps that leave a mess when cut in the middle: ``ray.init`` interrupted while it
     starts Ray's processes left them running, or crashed the process at exit. Where SIGINT is
     ignored (a background job started with it ignored) it stays so; outside the main thread
-    (where no handler can be set) the block runs as it is.
+    (where no handler can be set) the block runs as it is. A signal that comes again
+    :data:`ESCAPE_AFTER` s or more after the first is not held: it is raised there and then, so
+    that a step that hangs (``ray.init`` retrying an address where nothing answers, for
+    minutes) can still be stopped; pressed twice at once, Ctrl-C is still held once.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -90,14 +98,26 @@ def interrupts_held() -> Iterator[None]:
     # default, the end of the process, stays)
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
     came: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in held}
+    first: list[float] = []
+    escaped: list[bool] = []
+
+    def hold(signum: int, frame: object) -> None:
+        came.append(signum)
+        if not first:
+            first.append(time.monotonic())
+        if not escaped and len(came) > 1 and time.monotonic() - first[0] >= ESCAPE_AFTER:
+            escaped.append(True)  # asked again, well after: the block may hang; stop it now
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, hold) for s in held}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for s in dict.fromkeys(came):
-            signal.raise_signal(s)  # now to the handler it was held from
+        if not escaped:
+            for s in dict.fromkeys(came):
+                signal.raise_signal(s)  # now to the handler it was held from
 
 
 def ignore_interrupts_in_worker() -> None:

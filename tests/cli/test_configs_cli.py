@@ -41,6 +41,8 @@ def test_list_and_show(cli):
     code, out, _ = cli("configs", "show", "tiny")
     assert code == 0 and out == (CONFIG_DIR / "tiny.yaml").read_text()
     assert yaml.safe_load(out)["model"]
+    code, out, _ = cli("configs", "show", "sample")  # as `zoomsr benchmark sample` takes it
+    assert code == 0 and out == (CONFIG_DIR / "benchmarks" / "sample.yaml").read_text()
     code, _, err = cli("configs", "show", "nosuch")
     assert code == 2 and "no shipped config named 'nosuch'; known: benchmarks/sample" in err
 

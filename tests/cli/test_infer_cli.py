@@ -290,13 +290,14 @@ def test_infer_checkpoint_errors_are_one_line_with_cli_hints(cli, tmp_path):
     from zoomsr.models import create_model
 
     write_frames(tmp_path / "in", n=2, size=(24, 24))
-    net = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    # an SRCNN's tensors do not tell its config (an RRDBNet's do: it loads, below)
+    net = create_model("srcnn", revisits=2, hidden_channels=16)
     torch.save({"params_ema": net.state_dict()}, tmp_path / "net_g.pth")
     (tmp_path / "junk.pth").write_bytes(bytes(range(256)) * 20)
     base = ["-o", tmp_path / "o.tif", "--no-progress", "--device", "cpu"]
     cases = [
         (["-w", tmp_path / "net_g.pth"], "CLI: --model NAME [-c key=value]"),
-        (["-w", tmp_path / "net_g.pth", "--model", "rrdbnet"], "CLI: --model rrdbnet -c key=value"),
+        (["-w", tmp_path / "net_g.pth", "--model", "srcnn"], "CLI: --model srcnn -c key=value"),
         (["-w", tmp_path / "junk.pth"], "is not a readable PyTorch checkpoint"),
     ]
     for args, hint in cases:
@@ -305,6 +306,10 @@ def test_infer_checkpoint_errors_are_one_line_with_cli_hints(cli, tmp_path):
         assert code == 2 and len(lines) == 1 and hint in lines[0], err
         assert str(args[1]) in lines[0] and len(lines[0]) < 900
         assert "weights_only" not in lines[0]
+    rrdb = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4)
+    torch.save({"params_ema": rrdb.state_dict()}, tmp_path / "rrdb.pth")
+    code, _, err = cli("infer", tmp_path / "in", *base, "-w", tmp_path / "rrdb.pth")
+    assert code == 0, err
 
 
 def test_chunk_layout_report_counts_tiles(cli, tiny_dataset, tmp_path, monkeypatch):

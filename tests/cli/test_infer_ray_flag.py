@@ -77,10 +77,39 @@ def test_default_ray_address_follows_ray_init(monkeypatch):
     require_package("ray")
     import ray._private.services as services
 
+    from zoomsr.inference import distributed
+
+    probed = []
+    monkeypatch.setattr(distributed, "check_reachable", probed.append)  # (it answers)
     monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: "10.0.0.5:6379")
-    assert infer_cli.default_ray_address() == "auto"
+    assert infer_cli.default_ray_address() == "auto" and probed == ["10.0.0.5:6379"]
     monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
     assert infer_cli.default_ray_address() == "local"
+
+
+def test_a_stale_ray_start_cluster_fails_in_one_line(monkeypatch):
+    """A cluster gone without `ray stop` leaves its file: ray.init retried its address for
+    over 10 minutes, deaf to Ctrl-C."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    require_package("ray")
+    import socket
+
+    import ray._private.services as services
+
+    from zoomsr.inference.distributed import RayUnavailableError
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(services, "find_bootstrap_address",
+                        lambda temp_dir: f"127.0.0.1:{port}")
+    with pytest.raises(RayUnavailableError) as info:
+        infer_cli.default_ray_address()
+    message = str(info.value)
+    assert message.startswith(f"--ray: the Ray cluster last started on this machine with `ray "
+                              f"start` (127.0.0.1:{port}, from Ray's ray_current_cluster file) "
+                              "does not answer: `ray stop` forgets it, `--ray local` starts")
+    assert "\n" not in message
 
 
 class _Calls(list):

@@ -929,3 +929,25 @@ def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
     assert (tmp_path / "far.tif").read_bytes() == (tmp_path / "here.tif").read_bytes()
     # a run saved midway records the workers' device (--resume compares it), not this one's
     assert [r["device"] for r in records] == [device, "cpu"]
+
+
+def test_interrupts_held_let_a_later_ctrl_c_stop_a_block_that_hangs(monkeypatch):
+    """ray.init retrying an address where nothing answers held Ctrl-C and SIGTERM for over
+    10 minutes: only kill -9 stopped it. Asked again a while after the first, it stops."""
+    import os
+    import signal
+    import time
+
+    from zoomsr import stopping
+
+    monkeypatch.setattr(stopping, "ESCAPE_AFTER", 0.05)
+    done = []
+    with pytest.raises(KeyboardInterrupt), stopping.interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("held")
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # (the handler runs at the next bytecode)
+        done.append("not reached")
+    assert done == ["held"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -27,7 +27,6 @@ from zoomsr.cli.metrics import (
     OVERWRITE,
     PERCEPTUAL_MIN_VALID,
     PROGRESS,
-    SEED,
     check_metric_options,
     metric_options,
     results_on_interrupt,
@@ -119,7 +118,8 @@ def evaluate_model_command(
     dtype: str | None = DTYPE,
     batch_size: int = BATCH_SIZE,
     workers: int = DATASET_WORKERS,
-    seed: int = SEED,
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap intervals, of "
+                             "the --examples items chosen and of SR3's starting noise."),
     overwrite: bool = OVERWRITE,
     progress: bool = PROGRESS,
 ) -> None:

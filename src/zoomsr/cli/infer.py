@@ -76,7 +76,19 @@ def default_ray_address() -> str:
         from ray._private.services import find_bootstrap_address
     except ImportError:  # no Ray (the pool says so) or a Ray without this helper: start one
         return "local"
-    return "auto" if find_bootstrap_address(None) is not None else "local"
+    address = find_bootstrap_address(None)
+    if address is None:
+        return "local"
+    from zoomsr.inference.distributed import RayUnavailableError, check_reachable
+
+    try:  # a cluster stopped without `ray stop` (a reboot...) leaves its file: ray.init
+        check_reachable(str(address))  # then retried it for many minutes
+    except RayUnavailableError as exc:
+        raise RayUnavailableError(
+            f"--ray: the Ray cluster last started on this machine with `ray start` "
+            f"({address}, from Ray's ray_current_cluster file) does not answer: `ray stop` "
+            f"forgets it, `--ray local` starts a new instance ({exc})") from None
+    return "auto"
 
 
 def _rgb(text: str | None) -> tuple[int, int, int] | None:
