@@ -43,12 +43,13 @@ def builtin_config(name: str | os.PathLike[str]) -> Path | None:
 
 
 def resolve_config(path: str | os.PathLike[str], under: str = "") -> Path:
-    """``path`` if it exists (``~`` expanded), else the shipped config it names (also as
+    """``path`` if it is a file (``~`` expanded), else the shipped config it names (also as
     ``under/NAME``: ``sample`` for ``benchmarks/sample``), else ``path`` (for the caller's
     "not found", which :func:`known_configs_hint` completes)."""
     p = Path(path).expanduser()
-    if p.exists():
+    if p.is_file():
         return p
+    # (a folder of that name, e.g. an earlier run's --out tiny, does not hide the shipped one)
     return (builtin_config(path) or (builtin_config(f"{under}/{path}") if under else None)
             or p)
 

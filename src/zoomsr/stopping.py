@@ -100,19 +100,22 @@ def interrupts_held() -> Iterator[None]:
     came: list[int] = []
     first: list[float] = []
     escaped: list[bool] = []
+    leaving: list[bool] = []
 
-    def hold(signum: int, frame: object) -> None:
+    def hold(signum: int, frame: Any) -> None:
         came.append(signum)
         if not first:
             first.append(time.monotonic())
-        if not escaped and len(came) > 1 and time.monotonic() - first[0] >= ESCAPE_AFTER:
-            escaped.append(True)  # asked again, well after: the block may hang; stop it now
-            raise KeyboardInterrupt
+        if (not escaped and not leaving and len(came) > 1
+                and time.monotonic() - first[0] >= ESCAPE_AFTER):
+            escaped.append(True)  # asked again, well after: the block may hang; stop it now,
+            previous[signum](signum, frame)  # as its own handler does (SIGTERM: Terminated)
 
     previous = {s: signal.signal(s, hold) for s in held}
     try:
         yield
     finally:
+        leaving.append(True)  # no escape while the handlers are put back (one would stay hold)
         for s, handler in previous.items():
             signal.signal(s, handler)
         if not escaped:

@@ -3,6 +3,8 @@ repository's configs/ folder was not installed, so the README's commands failed 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from zoomsr.config_files import CONFIG_DIR, builtin_config, builtin_configs, resolve_config
@@ -30,6 +32,13 @@ def test_a_file_in_the_working_folder_wins_over_the_shipped_one(tmp_path, monkey
     assert resolve_config("sample", under="benchmarks") == CONFIG_DIR / "benchmarks" / \
         "sample.yaml"
     assert resolve_config("nosuch.yaml").name == "nosuch.yaml"  # (the caller says not found)
+    (tmp_path / "tiny").mkdir()  # an earlier run's --out tiny does not hide the shipped one
+    (tmp_path / "sample").mkdir()
+    assert resolve_config("tiny") == CONFIG_DIR / "tiny.yaml"
+    assert resolve_config("sample", under="benchmarks") == CONFIG_DIR / "benchmarks" / \
+        "sample.yaml"
+    (tmp_path / "mine").mkdir()
+    assert resolve_config("mine") == Path("mine")  # no shipped one: the folder, for its error
 
 
 def test_list_and_show(cli):

@@ -205,6 +205,24 @@ def test_a_summary_interval_stays_within_the_metric_values():
     assert metric_bounds(object()) is None
 
 
+def test_a_metric_of_ones_own_needs_no_bounds():
+    """`bounds` is optional: put in the Metric protocol, it refused a metric without it."""
+    from zoomsr.evaluation.run import as_metrics
+
+    class MAE:
+        name = "mae"
+        higher_is_better = False
+
+        def __call__(self, pred, target):
+            return (pred - target).abs().mean(dim=(1, 2, 3)).double()
+
+    mae = MAE()
+    assert as_metrics(mae) == {"mae": mae}
+    x = torch.rand(2, 3, 16, 16)
+    rows = [{"mae": float(v)} for v in mae(x, x.flip(0))]
+    assert summarize([r["mae"] for r in rows], bounds=None)["n"] == 2
+
+
 def test_no_metrics_and_bad_batch_size():
     pair = [ImagePair("a", Path("p.png"), Path("t.png"))]
     with pytest.raises(InputError, match="no metrics"):

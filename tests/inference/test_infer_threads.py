@@ -951,3 +951,27 @@ def test_interrupts_held_let_a_later_ctrl_c_stop_a_block_that_hangs(monkeypatch)
         done.append("not reached")
     assert done == ["held"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_escaped_sigterm_stays_a_termination(monkeypatch):
+    """The escape raised a plain KeyboardInterrupt: a SIGTERM then lost its exit code (the
+    process ended killed by SIGINT, not with 130 as a handled SIGTERM does)."""
+    import os
+    import signal
+    import time
+
+    from zoomsr import stopping
+
+    monkeypatch.setattr(stopping, "ESCAPE_AFTER", 0.05)
+    stopping.take_termination()
+    with stopping.sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(stopping.Terminated), stopping.interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            pytest.fail("not stopped")
+        assert stopping.take_termination() == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is handler  # put back, not left holding
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from zoomsr.errors import CheckpointError, InputError
+from zoomsr.errors import CheckpointError, InputError, ZoomsrWarning
 from zoomsr.models import (
     checkpoint_metadata,
     create_model,
@@ -161,10 +161,16 @@ def test_rrdbnet_config_from_its_tensors(tmp_path: Path, config: dict) -> None:
     lightning |= {"discriminator.conv0.weight": torch.zeros(4, 3, 3, 3)}
     torch.save({"state_dict": lightning}, tmp_path / "run.ckpt")
     x = torch.rand(1, expected["num_in_ch"], 8, 8)
+    said = " ".join(f"{k}={v}" for k, v in expected.items())
     with torch.no_grad():
         want = source(x)
         for file in ("basicsr.pth", "run.ckpt"):
-            model = from_checkpoint(tmp_path / file)
+            # what was assumed is said (x4: that a scale 2 or 1 file looks the same)
+            with pytest.warns(ZoomsrWarning, match=rf"{file} records no model: read from its "
+                                                   rf"tensors as rrdbnet {said}") as seen:
+                model = from_checkpoint(tmp_path / file)
+            assert ("scale 2 or 1 model has the same tensors" in str(seen[0].message)) == (
+                expected["scale"] == 4)
             assert model.config == expected
             torch.testing.assert_close(model(x), want)
 

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch import nn
 
 from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.devices import resolve_device
-from zoomsr.errors import CheckpointError, ConfigError, InputError
+from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning
 from zoomsr.inference.graphs import GraphedForward
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
@@ -485,8 +486,21 @@ def build_inference_model(
                 raise ConfigError(f"--model {model}: {Path(path).name} holds a "
                                   f"{checkpoint.model_name} model (zoomsr recorded it); leave "
                                   "--model out")
+            inferred = (infer_config(model, checkpoint.state_dict)  # (BasicSR, Lightning...)
+                        if checkpoint.model_name is None else None)
             cfg = (dict(checkpoint.model_config or {}) if checkpoint.model_name == model
-                   else infer_config(model, checkpoint.state_dict) or {})  # (BasicSR...)
+                   else dict(inferred or {}))
+            given = dict(config or {})
+            if inferred and model == "rrdbnet" and "scale" in given \
+                    and "num_in_ch" not in given:
+                from zoomsr.models.rrdbnet import rescaled_config
+
+                cfg = rescaled_config(inferred, given["scale"])  # (-c scale=2 alone)
+            elif inferred and "scale" not in given:
+                from zoomsr.models.factory import inferred_note
+
+                warnings.warn(inferred_note(str(path), model, {**inferred, **given}),
+                              ZoomsrWarning, stacklevel=2)
             for key, value in (config or {}).items():
                 # e.g. an SR3's noise schedule: not in its tensors, so any value would load
                 # and silently change every output

@@ -45,9 +45,9 @@ class Metric(Protocol):
 
     name: str
     higher_is_better: bool
-    #: the values a score can take ``(low, high)``: a summary's interval is clipped to them
-    #: (optional: another object's scores are taken as unbounded)
-    bounds: tuple[float, float]
+    # Optional, not part of the protocol (a metric without it is still one): ``bounds``, the
+    # values a score can take ``(low, high)``, to which a summary's interval is clipped
+    # (:func:`metric_bounds`).
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Score ``pred`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]); return ``[B]``.

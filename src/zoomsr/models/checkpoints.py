@@ -93,7 +93,7 @@ def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], /, **extra: Any) -> Path:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extra: Any) -> Path:
     """Save ``model``'s weights with its name and config, atomically; return the path. An
     existing file there is replaced (as ``torch.save`` does; the commands that write outputs
     refuse one unless ``--overwrite``).

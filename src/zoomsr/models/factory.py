@@ -6,6 +6,7 @@ import inspect
 import os
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoomsr.errors import CheckpointError, ConfigError, InputError, first_line
+from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning, first_line
 from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
@@ -117,6 +118,17 @@ def infer_config(name: str, state: Mapping[str, Any]) -> dict[str, Any] | None:
     infer = _CONFIG_FROM_TENSORS.get(name)
     bare = _unprefixed(state, _ANCHOR[name]) if infer else None
     return infer(bare) if infer and bare is not None else None
+
+
+def inferred_note(origin: str, name: str, config: Mapping[str, Any]) -> str:
+    """The warning that ``origin``'s model was read from its tensors as ``name`` ``config``
+    (for RRDBNet x4: that a scale 2 or 1 model has the same tensors)."""
+    said = " ".join(f"{k}={v}" for k, v in config.items())
+    note = f"{origin} records no model: read from its tensors as {name} {said}"
+    if name == "rrdbnet" and config.get("scale") == 4:
+        note += (" (a scale 2 or 1 model has the same tensors: if it is one, give --model "
+                 "rrdbnet -c scale=2, or scale=1; in Python, build it with that scale)")
+    return note
 
 
 def infer_model(state: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -314,6 +326,8 @@ def from_checkpoint(
         name, config = infer_model(checkpoint.state_dict) or (None, None)
         if name is None:
             raise unnamed_model_error(checkpoint.path)
+        warnings.warn(inferred_note(str(checkpoint.path), name, config or {}), ZoomsrWarning,
+                      stacklevel=2)
     try:
         model = create_model(name, **(config or {}))
     except InputError as exc:

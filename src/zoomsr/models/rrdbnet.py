@@ -185,3 +185,14 @@ def config_from_state_dict(state: Mapping[str, Tensor]) -> dict[str, Any] | None
         # (no block: any width loads; the default's)
         "num_grow_ch": int(grow.shape[0]) if grow is not None else 32,
     }
+
+
+def rescaled_config(inferred: Mapping[str, Any], scale: int) -> dict[str, Any]:
+    """:func:`config_from_state_dict`'s config (read as x4) for a model of ``scale``: a scale
+    1 or 2 model's ``conv_first`` takes ``num_in_ch`` times 16 or 4 channels (its input
+    pixel-unshuffled), so ``num_in_ch`` is that many times smaller."""
+    unshuffle = _SCALES[scale][0] if scale in _SCALES else 1
+    channels = int(inferred["num_in_ch"])
+    if channels % unshuffle**2 == 0:
+        channels //= unshuffle**2
+    return {**inferred, "scale": scale, "num_in_ch": channels}
