@@ -238,3 +238,22 @@ def test_integer_input_is_refused_with_the_conversion() -> None:
     sr3 = create_model("sr3", **TINY["sr3"]).eval()
     with pytest.raises(InputError, match=r"SR3 takes floats"):
         sr3.sample(torch.zeros(1, 6, 8, 8, dtype=torch.uint8), steps=2)
+
+
+def test_srcnn_says_once_when_output_size_changes_the_scale() -> None:
+    """The published output_size=128 makes a 64 px input's output 128 px (x2, not x4),
+    silently; said once for each input size, and not where the resize is a no-op."""
+    import warnings
+
+    from zoomsr.errors import ZoomsrWarning
+
+    net = create_model("srcnn", **TINY["srcnn"], output_size=128).eval()
+    with torch.no_grad(), pytest.warns(ZoomsrWarning, match=r"SRCNN: output resized from "
+                                                             r"256x256 to 128x128 px \(output_"
+                                                             r"size=128.*not x4 of this input"):
+        assert net(torch.rand(1, 3, 3, 64, 64)).shape[-2:] == (128, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            net(torch.rand(1, 3, 3, 64, 64))  # said once for this size
+            net(torch.rand(1, 3, 3, 32, 32))  # 32 x 4 = 128: no resize, nothing said

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoomsr.errors import ConfigError, InputError
+from zoomsr.errors import ConfigError, InputError, ZoomsrWarning
 from zoomsr.models.blocks import (
     DoubleConv2d,
     PixelShuffleBlock,
@@ -93,6 +93,7 @@ class SRCNN(nn.Module):
         self.revisits = revisits
         self.hidden_channels = hidden_channels
         self.output_size = output_size
+        self._resize_said: set[tuple[int, int]] = set()  # input sizes warned of
         self.zoom_factor = zoom_factor
         self.use_reference_frame = use_reference_frame
         encoder_in = 2 * in_channels if use_reference_frame else in_channels
@@ -162,6 +163,13 @@ class SRCNN(nn.Module):
             size = (int(self.output_size * height / width), self.output_size)
         if size == (height, width):
             return x
+        if (height, width) not in self._resize_said:  # the scale changes: said once a size
+            self._resize_said.add((height, width))
+            warnings.warn(
+                f"{type(self).__name__}: output resized from {height}x{width} to {size[0]}x"
+                f"{size[1]} px (output_size={self.output_size}, as the reference does): not "
+                f"x{self.zoom_factor} of this input; build it with output_size=None for that",
+                ZoomsrWarning, stacklevel=3)
         if x.dtype in (torch.float16, torch.bfloat16):
             # torch's antialiased resize has no half-precision CPU kernel: resize in float32
             resized = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False,
