@@ -646,3 +646,31 @@ def test_cells_can_be_shared_out_by_model_into_one_folder(bench):
         ("mean4", "probav-nir", "kept"), ("mean4", "ws", "kept")]  # stale bicubic left out
     with pytest.raises(ConfigError, match=r"gpu: not a model of .*\(its models: bicubic, mean4"):
         run_benchmark(_spec(tmp_path, two), out, device="cpu", models=["gpu"])
+
+
+def test_a_resume_from_another_folder_keeps_the_finished_cells(bench, monkeypatch):
+    """Cells recorded paths as typed ("bench/../sample"): a run of the same file from another
+    folder refused every finished cell (the documented shared --out of several machines)."""
+    import yaml
+
+    tmp_path, doc, _, _ = bench
+    small = {**doc, "models": doc["models"][::2], "datasets": doc["datasets"][:1]}
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "bench.yaml").write_text(yaml.safe_dump(
+        {**small, "models": [small["models"][0], {"name": "hrn", "weights": "../hrn.pth"}],
+         "datasets": [{**small["datasets"][0], "data": "../probav"}]}))
+    monkeypatch.chdir(tmp_path)
+    first = run_benchmark(load_spec("specs/bench.yaml"), Path("out"), device="cpu")
+    assert [c.status for c in first.cells] == ["scored", "scored"]
+    recorded = json.loads(next((tmp_path / "out" / "cells").rglob("summary.json")).read_text())
+    assert "/../" not in json.dumps(recorded)  # absolute, normalised
+    monkeypatch.chdir(tmp_path / "specs")
+    again = run_benchmark(load_spec("bench.yaml"), Path("../out"), device="cpu")
+    assert [c.status for c in again.cells] == ["kept", "kept"]
+    # a cell of an earlier version (paths as typed, from the folder it ran in) is kept too
+    monkeypatch.chdir(tmp_path)
+    for summary in (tmp_path / "out" / "cells").rglob("summary.json"):
+        text = summary.read_text().replace(str(tmp_path) + "/", "")
+        summary.write_text(text)
+    kept = run_benchmark(load_spec("specs/bench.yaml"), Path("out"), device="cpu")
+    assert [c.status for c in kept.cells] == ["kept", "kept"]

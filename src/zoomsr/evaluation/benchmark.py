@@ -194,6 +194,11 @@ def cell_settings(spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
     return json.loads(json.dumps(json_safe(settings), default=str))
 
 
+#: Settings that are paths: the same file however it was written (cells of earlier versions
+#: recorded them as typed, relative to the folder the command ran in).
+_PATH_SETTINGS = {"data", "splits", "weights", "predictions", "path"}
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys where two settings documents differ."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -201,6 +206,9 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         for key in sorted(set(old) | set(new), key=str):
             out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
+    leaf = prefix.rstrip(".").rsplit(".", 1)[-1]
+    if leaf in _PATH_SETTINGS and isinstance(old, str) and isinstance(new, str):
+        return [] if os.path.abspath(old) == os.path.abspath(new) else [prefix.rstrip(".")]
     return [] if old == new else [prefix.rstrip(".") or "(all)"]
 
 

@@ -122,7 +122,7 @@ def _path(value: Any, base: Path, what: str, where: str) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value):
         raise ConfigError(f"{where}{what}: expected a path, got {value!r}")
     p = Path(os.path.expanduser(str(value)))
-    return p if p.is_absolute() else base / p
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
 def _opt_int(value: Any, what: str, where: str, minimum: int) -> int | None:
@@ -153,7 +153,7 @@ def _weights_path(weights: str, base: Path) -> str:
     from zoomsr.weights.registry import REGISTRY
 
     local = Path(os.path.expanduser(weights))
-    path = local if local.is_absolute() else base / local
+    path = Path(os.path.normpath(local if local.is_absolute() else base / local))
     if path.exists() or local.is_absolute():
         return str(path)
     if weights in REGISTRY:
@@ -274,7 +274,9 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
     from zoomsr.metrics.factory import parse_metric_names
 
     where = _where(path)
-    base = base or (path.parent if path is not None else Path.cwd())
+    # absolute: the cells record these paths, and a resume from another folder compared them
+    # as typed ("bench/../sample" against "../sample") and refused every finished cell
+    base = Path(os.path.abspath(base or (path.parent if path is not None else Path.cwd())))
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}expected a mapping with models and datasets")
     _check_keys(doc, ("models", "datasets", "metrics", "metric_options", "compare_to",
@@ -367,7 +369,7 @@ def with_data(spec: BenchmarkSpec, folders: Mapping[str, str | os.PathLike[str]]
     if unknown:
         raise ConfigError(f"--data {unknown[0]}=...: not a dataset of {spec.path} (its "
                           f"datasets: {', '.join(sorted(known))})")
-    datasets = tuple(dataclasses.replace(d, data=Path(folders[d.name]))
+    datasets = tuple(dataclasses.replace(d, data=Path(os.path.abspath(folders[d.name])))
                      if d.name in folders else d for d in spec.datasets)
     return dataclasses.replace(spec, datasets=datasets)
 
