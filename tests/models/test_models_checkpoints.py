@@ -586,3 +586,15 @@ def test_a_newer_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"new.pth: written in checkpoint format 99 by a "
                                               r"newer zoomsr \(this one reads format 1\)"):
         from_checkpoint(path)
+
+
+def test_a_runs_text_file_given_as_weights_is_called_one(tmp_path: Path) -> None:
+    """A run's config.yaml given as --weights got "download or save it again"."""
+    for name in ("config.yaml", "splits.json"):
+        (tmp_path / name).write_text("model:\n  name: rrdbnet\n")
+        with pytest.raises(CheckpointError, match=rf"{name} is not a readable PyTorch "
+                                                  r"checkpoint \(a text file \(a config, splits "
+                                                  r"or log file\?\), not weights\); give the "
+                                                  r"checkpoint itself \(a training run's "
+                                                  r"generator.pth"):
+            read_checkpoint(tmp_path / name)

@@ -15,6 +15,8 @@ from zoomsr.errors import first_line
 #: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
 LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _AGAIN = "download or save it again"
+#: Suffixes of the text files a training run writes beside its checkpoints.
+_TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".txt", ".csv", ".log", ".md"}
 
 
 def torch_file_kind(path: Path) -> str | None:
@@ -53,6 +55,10 @@ def what_file(path: Path) -> tuple[str, str]:
         return "a damaged or truncated zip archive", _AGAIN
     if head[8:10] == b'{"':
         return "a safetensors file under another suffix", "rename it to .safetensors"
+    if Path(path).suffix.lower() in _TEXT_SUFFIXES:  # a run's config.yaml, splits.json...
+        return ("a text file (a config, splits or log file?), not weights",
+                "give the checkpoint itself (a training run's generator.pth or last.ckpt, a "
+                ".safetensors or .pth file)")
     return "corrupt, truncated, or another format", _AGAIN
 
 

@@ -15,10 +15,16 @@ leave nodata pixels out.
 Network metrics (LPIPS, CLIPScore) import their heavy parts lazily.
 """
 
+from typing import TYPE_CHECKING
+
 from zoomsr.metrics.base import Metric, WeightsNotFoundError, check_images, check_pair
 from zoomsr.metrics.cpsnr import CPSNR, cpsnr
 from zoomsr.metrics.factory import METRIC_NAMES, MetricOptions, create_metric, create_metrics
 from zoomsr.metrics.psnr_ssim import PSNR, SSIM, psnr, ssim
+
+if TYPE_CHECKING:  # imported lazily below; named here for type checkers (they saw `object`)
+    from zoomsr.metrics.clipscore import CLIPScore
+    from zoomsr.metrics.lpips import LPIPS
 
 
 def __getattr__(name: str) -> object:

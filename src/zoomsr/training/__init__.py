@@ -4,7 +4,12 @@ ESRGAN, SR3) and :func:`train`, which runs a config into a run folder and resume
 Lightning is imported when a submodule is used, not by ``import zoomsr.training.config``.
 """
 
+from typing import TYPE_CHECKING
+
 from zoomsr.training.config import TrainConfig, config_from_dict, dump_config, load_config
+
+if TYPE_CHECKING:  # imported lazily below; named here for type checkers (they saw `object`)
+    from zoomsr.training.run import train
 
 __all__ = ["TrainConfig", "config_from_dict", "dump_config", "load_config", "train"]
 

@@ -28,11 +28,18 @@ import yaml
 
 from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.errors import ConfigError, InputError, first_line
-from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
 from zoomsr.models import config_fields, parse_config
 from zoomsr.validate import check_config_values
 
 Task = Literal["regression", "esrgan", "sr3"]
+
+
+def _esrgan_layer_weights() -> dict[str, float]:
+    """ESRGAN's perceptual layer weights (imported when a config is made: the losses package
+    loads torchvision, 1.4 s, which reading a config does not need)."""
+    from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
+
+    return dict(ESRGAN_LAYER_WEIGHTS)
 #: ``data.dataset`` of the paper's own dataset; the others are the benchmark datasets.
 S2NAIP = "s2naip"
 #: Which generators each task trains.
@@ -127,7 +134,7 @@ class SSIMTerm:
 @dataclass
 class PerceptualTerm:
     weight: float = 0.0
-    layer_weights: dict[str, float] = field(default_factory=lambda: dict(ESRGAN_LAYER_WEIGHTS))
+    layer_weights: dict[str, float] = field(default_factory=lambda: _esrgan_layer_weights())
     criterion: Literal["l1", "mse"] = "l1"
     weights: str | None = None  # VGG19 file; default torchvision's cache
     allow_random: bool = False  # random VGG19 (smoke runs only)
