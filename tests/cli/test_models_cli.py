@@ -89,10 +89,15 @@ def test_info_of_a_checkpoint_or_registry_weights(capsys: pytest.CaptureFixture[
     from zoomsr.models import create_model, save_checkpoint
 
     cfg = {"num_in_ch": 6, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
-    path = save_checkpoint(create_model("rrdbnet", **cfg), tmp_path / "generator.pth")
+    path = save_checkpoint(create_model("rrdbnet", **cfg), tmp_path / "generator.pth",
+                           global_step=20, n_images=2, bands=["tci"])
     assert main(["models", "info", str(path), "--json"]) == 0
     described = json.loads(capsys.readouterr().out)
     assert described["name"] == "rrdbnet" and described["config"]["num_feat"] == 8
+    # what the file records of itself is shown (it was left out)
+    assert described["recorded"] == {"global_step": 20, "n_images": 2, "bands": "tci"}
+    assert main(["models", "info", str(path)]) == 0
+    assert "recorded    global_step=20, n_images=2, bands=tci" in capsys.readouterr().out
     assert main(["models", "info", "esrgan-8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["num_in_ch"] == 24
     assert main(["models", "info", "nope"]) == 2

@@ -667,6 +667,9 @@ def test_a_resume_from_another_folder_keeps_the_finished_cells(bench, monkeypatc
     monkeypatch.chdir(tmp_path / "specs")
     again = run_benchmark(load_spec("bench.yaml"), Path("../out"), device="cpu")
     assert [c.status for c in again.cells] == ["kept", "kept"]
+    # a kept cell keeps the time its scoring took (benchmark.json said 0.0)
+    for a, b in zip(first.cells, again.cells, strict=True):
+        assert 0 < b.seconds <= a.seconds
     # a cell of an earlier version (paths as typed, from the folder it ran in) is kept too
     monkeypatch.chdir(tmp_path)
     for summary in (tmp_path / "out" / "cells").rglob("summary.json"):

@@ -54,9 +54,10 @@ def info(
     from zoomsr.models import MODELS, model_info, parse_config
 
     recorded: dict = {}
+    extra: dict = {}
     given = name
     if name not in MODELS:
-        name, recorded = _model_of(name)
+        name, recorded, extra = _model_of(name)
     overrides = parse_config(name, config)
     try:
         details = model_info(name, lr_size=lr_size, **{**recorded, **overrides})
@@ -69,7 +70,8 @@ def info(
                     f"{given}: its recorded {name} config is refused: {own}") from None
         raise exc from None
     if as_json:
-        typer.echo(json.dumps(details.__dict__, indent=2))
+        typer.echo(json.dumps({**details.__dict__, **({"recorded": extra} if extra else {})},
+                              indent=2, default=str))
         return
     rows = [
         ("model", f"{details.name}: {details.description}"),
@@ -84,13 +86,20 @@ def info(
         ("output", f"{details.output_layout}, e.g. {details.output_shape}"),
         ("config", _format_config(details.config)),
     ]
+    if extra:  # what the checkpoint says of itself (training step, images, bands...)
+        rows.append(("recorded", ", ".join(f"{k}={v}" for k, v in extra.items())))
     for label, value in rows:
         typer.echo(f"{label:<11} {value}")
 
 
-def _model_of(given: str) -> tuple[str, dict]:
-    """The model name and config of a checkpoint file or registry weights ``given``; an
-    unknown model name is refused as ``model_info`` refuses it."""
+#: Entries of a checkpoint that `models info` shows, when the file has them.
+_RECORDED = ("global_step", "epoch", "n_images", "bands", "dataset", "scale")
+
+
+def _model_of(given: str) -> tuple[str, dict, dict]:
+    """The model name, config and recorded entries (:data:`_RECORDED`) of a checkpoint file or
+    registry weights ``given``; an unknown model name is refused as ``model_info`` refuses
+    it."""
     from pathlib import Path
 
     from zoomsr.errors import CheckpointError, ConfigError
@@ -100,7 +109,7 @@ def _model_of(given: str) -> tuple[str, dict]:
 
     if given in registry.REGISTRY:
         entry = registry.get_entry(given)
-        return entry.model, dict(entry.config)
+        return entry.model, dict(entry.config), {"bands": ",".join(entry.bands)}
     looks_like_a_path = (any(sep in given for sep in "/\\") or Path(given).exists()
                          or Path(given).suffix.lower() in CHECKPOINT_SUFFIXES)
     if looks_like_a_path:
@@ -116,10 +125,13 @@ def _model_of(given: str) -> tuple[str, dict]:
 
         guessed = infer_model(ckpt.state_dict)  # an RRDBNet from BasicSR, Lightning...
         if guessed is not None:
-            return guessed[0], guessed[1]
+            return guessed[0], guessed[1], {"config": "read from its tensors"}
         raise CheckpointError(f"{given}: records no model (not written by zoomsr); give the "
                               "model's name and its config: zoomsr models info NAME -c k=v")
-    return ckpt.model_name, dict(ckpt.model_config or {})
+    extra = {k: ckpt.extra[k] for k in _RECORDED if ckpt.extra.get(k) is not None}
+    if isinstance(extra.get("bands"), (list, tuple)):
+        extra["bands"] = ",".join(map(str, extra["bands"]))
+    return ckpt.model_name, dict(ckpt.model_config or {}), extra
 
 
 def _millions(count: int) -> str:

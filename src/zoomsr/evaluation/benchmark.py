@@ -265,8 +265,10 @@ def kept_cell(out: Path, spec: BenchmarkSpec, m: ModelEntry, d: DatasetEntry,
     if changed:
         return _Stale(folder, changed)
     summary_doc = {n: doc["metrics"][n] for n in spec.metrics}
+    seconds = doc["options"].get("seconds")  # the run that scored it (0 before it was kept)
     return Cell(m.name, d.name, "kept", rows, summary_doc,
-                n_images=doc["options"].get("n_images"))
+                n_images=doc["options"].get("n_images"),
+                seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0)
 
 
 def _refuse_stale(stale: list[_Stale], out: Path) -> None:
@@ -416,6 +418,7 @@ def run_benchmark(
                     "model": m.name, "dataset": d.name, "n_images": frames,
                     "split": split,
                     "device": str(device), "metrics_dtype": dtype,
+                    "seconds": round(time.perf_counter() - started, 3),  # (kept cells say it)
                     CELL_KEY: {**settings[(m.name, d.name)],
                                "metrics": list(spec.metrics)}})
                 write_results(result, cell_dir(folder, m.name, d.name), overwrite=True)
