@@ -68,6 +68,9 @@ def test_short_run_then_resume_auto(cli, tmp_path, sample):
 
     splits = json.loads((out / "splits.json").read_text())
     assert splits["train"] and splits["val"] and not set(splits["train"]) & set(splits["val"])
+    # and the run says how many (nothing did)
+    assert (f"splits:     {len(splits['train'])} train, {len(splits['val'])} val items "
+            f"({out / 'splits.json'})") in stdout
     # The same command with a longer budget continues from the last checkpoint; with the
     # progress bar, on stderr (it went to stdout, into the run's report)
     progress = [a for a in args if a != "--no-progress"]

@@ -79,6 +79,24 @@ def train(
         typer.echo(f"last validation: {summary}")
     typer.echo(f"checkpoint: {result.last_checkpoint}")
     typer.echo(f"generator:  {result.generator_path}")
+    split = _split_line(result.out_dir / "splits.json")
+    if split:
+        typer.echo(split)
+
+
+def _split_line(path: Path) -> str | None:
+    """``splits:     14 train, 8 val items (RUN/splits.json)``: what the run trained and
+    validated on (nothing said it; a small sample's held-out tiles and buffers are in
+    neither)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    counts = [f"{len(v)} {k}" for k, v in doc.items() if isinstance(v, list)] \
+        if isinstance(doc, dict) else []
+    return f"splits:     {', '.join(counts)} items ({path})" if counts else None
 
 
 def _kept(run_dir: Path | None, resume: str) -> str:
