@@ -59,6 +59,14 @@ def test_a_checkpoint_scored_on_probav_equals_evaluate_model(cli, probav_highres
     doc = json.loads((out / "summary.json").read_text())
     assert doc["options"]["n_images"] == 4 and doc["options"]["dataset"] == "probav"
     assert doc["options"]["options"] == {"bands": "NIR,RED"}
+    # provenance as `zoomsr infer` tags it: the file scored, absolute, and its hash
+    from zoomsr import __version__
+    from zoomsr.io.hashing import sha256_file
+
+    assert doc["options"]["weights"] == str(Path(weights).resolve())
+    assert doc["options"]["weights_sha256"] == sha256_file(weights)
+    assert doc["options"]["zoomsr_version"] == __version__
+    assert Path(doc["options"]["data"]).is_absolute()
 
 
 def test_s2naip_frames_come_from_a_stacked_models_input_channels(cli, tmp_path):

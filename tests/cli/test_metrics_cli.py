@@ -147,5 +147,9 @@ def test_sample_judgments_make_the_agreement_command_runnable(cli, tmp_path):
     assert code == 0, err
     doc = json.loads((tmp_path / "ag" / "agreement.json").read_text())
     assert doc["metrics"]["psnr"]["agreement"] > 0.5  # the simulated people prefer less loss
+    # how it was run (agreement.json recorded none of it)
+    assert doc["options"]["judgments"] == str(path.resolve())
+    assert doc["options"]["metrics"] == ["psnr"] and doc["options"]["bootstrap"] == 100
+    assert doc["options"]["seed"] == 0 and doc["options"]["zoomsr_version"]
     code, _, err = cli("metrics", "sample-judgments", tmp_path / "x", "--items", "17")
     assert code == 2 and "--items must be an integer from 1 to 16" in err

@@ -3,11 +3,13 @@ WorldStrat, OLI2MSI) against its HR images, with no prediction files in between.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from zoomsr import __version__
 from zoomsr.cli.metrics import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
@@ -181,8 +183,9 @@ def evaluate_model_command(
                                 label=scoring.label,
                                 examples=examples if out is not None else 0)
     result.options.update({
-        "weights": str(weights), "architecture": scoring.name, "layout": scoring.layout,
-        "dataset": dataset, "data": str(data),
+        **_weights_record(str(weights)), "zoomsr_version": __version__,
+        "architecture": scoring.name, "layout": scoring.layout,
+        "dataset": dataset, "data": os.path.abspath(data),
         # the split scored: the loader's default when --split is left out
         "split": getattr(ds, "split", split),
         **({"splits": str(splits)} if splits is not None else {}),
@@ -216,3 +219,18 @@ def evaluate_model_command(
 
             png = write_examples_png(result.examples, scoring.label, out / EXAMPLES_PNG)
             typer.echo(f"wrote {png}")
+
+
+def _weights_record(weights: str) -> dict[str, str]:
+    """``weights`` as the summary records it: a file's absolute path (it was as typed,
+    relative to wherever the command ran) or a registry name, and the SHA-256 of the file
+    scored, as `zoomsr infer` tags its outputs."""
+    from zoomsr.io.hashing import sha256_file
+    from zoomsr.weights import fetch, registry
+
+    local = Path(weights).expanduser()
+    if local.is_file():
+        return {"weights": os.path.abspath(local), "weights_sha256": sha256_file(local)}
+    if weights in registry.REGISTRY:
+        return {"weights": weights, "weights_sha256": sha256_file(fetch.resolve(weights))}
+    return {"weights": weights}

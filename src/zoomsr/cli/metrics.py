@@ -171,6 +171,13 @@ def agreement(
         result = analyze_agreement(
             items, built, batch_size=batch_size, seed=seed, n_boot=bootstrap, progress=update
         )
+    from zoomsr import __version__
+
+    result.options = {  # (agreement.json recorded none of them)
+        "judgments": str(Path(judgments).resolve()), "metrics": names, "border": border,
+        "cpsnr_mode": cpsnr_mode, "lpips_net": lpips_net, "clip_model": clip_model,
+        "clip_pretrained": clip_pretrained, "clip_mode": clip_mode, "bootstrap": bootstrap,
+        "seed": seed, "device": device, "zoomsr_version": __version__}
     paths = write_agreement(result, out, overwrite=overwrite)
     written.append(out)
     Console().print(agreement_table(result))

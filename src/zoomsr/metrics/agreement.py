@@ -286,6 +286,9 @@ class AgreementResult:
     n_human_ties: int
     inter_annotator: dict[str, Any]
     item_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: how the analysis was run (judgment file, metric options, bootstrap, seed, version),
+    #: written into ``agreement.json``: the command fills it
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The document written to ``agreement.json`` (``null`` for undefined values)."""
@@ -298,6 +301,7 @@ class AgreementResult:
             "inter_annotator": self.inter_annotator,
             "metrics": {m.name: {k: v for k, v in vars(m).items() if k != "name"}
                         for m in self.metrics},
+            **({"options": self.options} if self.options else {}),
         })
 
 
