@@ -664,6 +664,7 @@ def test_a_resume_from_another_folder_keeps_the_finished_cells(bench, monkeypatc
     assert [c.status for c in first.cells] == ["scored", "scored"]
     recorded = json.loads(next((tmp_path / "out" / "cells").rglob("summary.json")).read_text())
     assert "/../" not in json.dumps(recorded)  # absolute, normalised
+    assert recorded["options"]["device"] == "cpu"
     monkeypatch.chdir(tmp_path / "specs")
     again = run_benchmark(load_spec("bench.yaml"), Path("../out"), device="cpu")
     assert [c.status for c in again.cells] == ["kept", "kept"]

@@ -343,3 +343,14 @@ def test_a_missing_clip_loss_file_names_the_loss_keys(monkeypatch):
         losses = load_config(CONFIGS / "tiny.yaml", ["losses.clip.weight=1", *sets]).losses
         with pytest.raises(ConfigError, match=rf"^config key '{key}': .*{said}"):
             check_loss_weights(losses)
+
+
+def test_the_progress_bar_into_a_file_keeps_its_final_state_on_one_line(monkeypatch):
+    """Under nohup or SLURM rich's 80 columns wrapped the final losses over six lines."""
+    import io
+
+    from zoomsr.training import run
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
+    bar = run._progress_bar()
+    assert bar._console_kwargs == {"stderr": True, "width": run.LOG_WIDTH}

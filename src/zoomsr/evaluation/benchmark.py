@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoomsr.devices import resolve_device
 from zoomsr.errors import ConfigError, DataError, ZoomsrError
 from zoomsr.evaluation.benchmark_spec import (
     BenchmarkSpec,
@@ -417,7 +418,8 @@ def run_benchmark(
                 result.options.update({
                     "model": m.name, "dataset": d.name, "n_images": frames,
                     "split": split,
-                    "device": str(device), "metrics_dtype": dtype,
+                    # the device it ran on ("auto" said nothing)
+                    "device": str(resolve_device(device)), "metrics_dtype": dtype,
                     "seconds": round(time.perf_counter() - started, 3),  # (kept cells say it)
                     CELL_KEY: {**settings[(m.name, d.name)],
                                "metrics": list(spec.metrics)}})

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -505,6 +506,10 @@ def _without_tips() -> Iterator[None]:
             logger.removeFilter(tips)
 
 
+#: Columns of the training progress bar's final line when stderr is not a terminal.
+LOG_WIDTH = 400
+
+
 def _progress_bar() -> Callback:
     from lightning.pytorch.callbacks import RichProgressBar
 
@@ -552,8 +557,10 @@ def _progress_bar() -> Callback:
             return metrics
 
     # on stderr, as every zoomsr progress bar (rich's console writes to stdout by default,
-    # mixed into the run's report)
-    return StepProgressBar(console_kwargs={"stderr": True})
+    # mixed into the run's report); into a file (nohup, SLURM) wide enough that its final
+    # state stays one line (rich's 80 columns wrapped the losses over six)
+    wide = {} if sys.stderr.isatty() else {"width": LOG_WIDTH}
+    return StepProgressBar(console_kwargs={"stderr": True, **wide})
 
 
 def _strategy(cfg: TrainConfig) -> Any:
