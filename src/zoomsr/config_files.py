@@ -23,9 +23,13 @@ def builtin_configs() -> list[str]:
                   for p in CONFIG_DIR.rglob("*.yaml"))
 
 
-def builtin_config(name: str | os.PathLike[str]) -> Path | None:
+def builtin_config(name: str | os.PathLike[str], under: str = "") -> Path | None:
     """The shipped config ``name`` names (``tiny``, ``tiny.yaml``, ``configs/tiny.yaml``,
-    ``benchmarks/sample``), or None."""
+    ``benchmarks/sample``; with ``under``, also ``under/NAME``: ``sample``), or None."""
+    return _builtin(name) or (_builtin(f"{under}/{name}") if under else None)
+
+
+def _builtin(name: str | os.PathLike[str]) -> Path | None:
     text = str(name).replace(os.sep, "/")
     if not text or Path(text).is_absolute() or ".." in PurePosixPath(text).parts:
         return None
@@ -50,8 +54,7 @@ def resolve_config(path: str | os.PathLike[str], under: str = "") -> Path:
     if p.is_file():
         return p
     # (a folder of that name, e.g. an earlier run's --out tiny, does not hide the shipped one)
-    return (builtin_config(path) or (builtin_config(f"{under}/{path}") if under else None)
-            or p)
+    return builtin_config(path, under) or p
 
 
 def known_configs_hint(prefix: str = "") -> str:

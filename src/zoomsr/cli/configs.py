@@ -34,7 +34,7 @@ def list_configs() -> None:
 @app.command("show")
 def show(name: str = typer.Argument(..., help="A name from `zoomsr configs list`.")) -> None:
     """Print a shipped config (to copy and edit: `zoomsr configs show tiny > my.yaml`)."""
-    path = builtin_config(name) or builtin_config(f"benchmarks/{name}")  # (`sample`)
+    path = builtin_config(name, under="benchmarks")  # (`sample`, as benchmark takes it)
     if path is None:
         raise ConfigError(f"no shipped config named {name!r}; known: "
                           f"{', '.join(builtin_configs())}")

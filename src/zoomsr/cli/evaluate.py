@@ -172,12 +172,7 @@ def evaluate(
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
         perceptual_min_valid,
     )
-    check_metric_options(names, options)  # option values and weight files, before any image
-    if clip_cache is not None and "clipscore" in names:
-        # written only after the model loads and the first batch is embedded: a bad path
-        # failed there, as a raw OSError naming no option
-        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
-                                create=False)
+    check_metric_options(names, options)  # option values, weight files, the CLIP cache
     written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)

@@ -158,9 +158,6 @@ def evaluate_model_command(
         perceptual_min_valid,
     )
     check_metric_options(names, metric_opts)
-    if clip_cache is not None and "clipscore" in names:
-        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
-                                create=False)
     written: list[Path] = []
     if out is not None:
         require_writable_folder(out, f"--out {out}", create=False)
@@ -183,7 +180,7 @@ def evaluate_model_command(
                                 label=scoring.label,
                                 examples=examples if out is not None else 0)
     result.options.update({
-        **_weights_record(str(weights)), "zoomsr_version": __version__,
+        **_weights_record(str(weights), scoring.path), "zoomsr_version": __version__,
         "architecture": scoring.name, "layout": scoring.layout,
         "dataset": dataset, "data": os.path.abspath(data),
         # the split scored: the loader's default when --split is left out
@@ -221,16 +218,12 @@ def evaluate_model_command(
             typer.echo(f"wrote {png}")
 
 
-def _weights_record(weights: str) -> dict[str, str]:
+def _weights_record(weights: str, loaded: Path | None) -> dict[str, str]:
     """``weights`` as the summary records it: a file's absolute path (it was as typed,
-    relative to wherever the command ran) or a registry name, and the SHA-256 of the file
-    scored, as `zoomsr infer` tags its outputs."""
+    relative to wherever the command ran) or a registry name, and the SHA-256 of ``loaded``,
+    the file scored, as `zoomsr infer` tags its outputs."""
     from zoomsr.io.hashing import sha256_file
-    from zoomsr.weights import fetch, registry
 
-    local = Path(weights).expanduser()
-    if local.is_file():
-        return {"weights": os.path.abspath(local), "weights_sha256": sha256_file(local)}
-    if weights in registry.REGISTRY:
-        return {"weights": weights, "weights_sha256": sha256_file(fetch.resolve(weights))}
-    return {"weights": weights}
+    shown = os.path.abspath(weights) if Path(weights).is_file() else weights
+    return {"weights": shown,
+            **({"weights_sha256": sha256_file(loaded)} if loaded is not None else {})}

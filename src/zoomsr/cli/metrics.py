@@ -104,10 +104,18 @@ def results_on_interrupt(out: Path) -> list[Path]:
 
 def check_metric_options(names: list[str], options: MetricOptions) -> None:
     """The metric options and weight files, checked before any file is read (one-line
-    errors, exit 2), named by their flags (:func:`zoomsr.metrics.factory.check_options`)."""
+    errors, exit 2), named by their flags (:func:`zoomsr.metrics.factory.check_options`),
+    and the CLIP embedding cache's folder writable where CLIPScore will use it."""
+    from zoomsr.io.folders import require_writable_folder
     from zoomsr.metrics.factory import check_options
 
     check_options(names, options, CLI_NAMES)
+    cache = options.clip_cache_dir
+    if cache is not None and "clipscore" in names:
+        # written only after the model loads and the first batch is embedded: a bad path
+        # failed there, as a raw OSError naming no option
+        require_writable_folder(Path(cache).expanduser(), f"--clip-cache {cache}",
+                                create=False)
 
 
 @app.command("agreement")
@@ -159,9 +167,6 @@ def agreement(
         clip_pretrained, clip_mode, clip_cache, allow_download, device, dtype, batch_size,
     )
     check_metric_options(names, options)
-    if clip_cache is not None and "clipscore" in names:  # (written after the first batch)
-        require_writable_folder(clip_cache.expanduser(), f"--clip-cache {clip_cache}",
-                                create=False)
     require_writable_folder(out, f"--out {out}", create=False)  # before any scoring
     refuse_existing([out / name for name in AGREEMENT_FILES.values()], overwrite)
     written = results_on_interrupt(out)

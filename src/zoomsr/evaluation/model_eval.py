@@ -354,6 +354,7 @@ class ScoringModel:
     n_images: int | None  # as recorded with the weights (``zoomsr train``, the registry)
     bands: list[str] | None  # S2-NAIP bands it was trained on, if the weights say
     dataset: str | None = None  # the dataset it was trained on, if the weights say
+    path: Path | None = None  # the file its weights were read from (a registry name's too)
 
     @property
     def known_frames(self) -> int | None:
@@ -503,7 +504,7 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     return ScoringModel(module.eval(), name, layout, label,
                         int(n) if n is not None else None,
                         list(bands) if bands else None,
-                        str(trained_on) if trained_on is not None else None)
+                        str(trained_on) if trained_on is not None else None, Path(path))
 
 
 def _plain(value: Any) -> Any:

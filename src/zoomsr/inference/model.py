@@ -33,14 +33,9 @@ from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarnin
 from zoomsr.inference.graphs import GraphedForward
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
-from zoomsr.models import (
-    create_model,
-    from_checkpoint,
-    infer_config,
-    load_checkpoint,
-    read_checkpoint,
-)
+from zoomsr.models import create_model, infer_config, load_checkpoint, read_checkpoint
 from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
+from zoomsr.models.factory import rebuild
 from zoomsr.models.sr3 import keyed_noise
 from zoomsr.validate import check_choice
 
@@ -363,7 +358,7 @@ def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
     """Rebuild a zoomsr checkpoint without the random initialisation (meta device + assign).
 
     Skipping the init saves seconds for a 16.7 M-parameter ESRGAN. Returns None (the caller
-    falls back to :func:`~zoomsr.models.from_checkpoint`, which names the file in its errors)
+    falls back to :func:`~zoomsr.models.factory.rebuild`, which names the file in its errors)
     unless the keys and shapes match exactly and every tensor ends up real. Floating-point
     tensors saved in another precision (fp16, bf16) are cast to the model's: ``assign`` would
     keep the file's dtype, and an fp32 input would then meet fp16 weights.
@@ -480,7 +475,7 @@ def build_inference_model(
         if bands is None:
             bands = checkpoint_bands(checkpoint)
         if model is None:
-            module = _fast_from_checkpoint(checkpoint) or from_checkpoint(path)
+            module = _fast_from_checkpoint(checkpoint) or rebuild(checkpoint)  # (read once)
         else:
             if checkpoint.model_name not in (None, model):
                 raise ConfigError(f"--model {model}: {Path(path).name} holds a "

@@ -122,7 +122,7 @@ class ClipWeights:
 
 def _hub_cache_dir(hub_dir: str | os.PathLike[str] | None) -> Path:
     if hub_dir is not None:
-        return Path(hub_dir).expanduser()
+        return Path(hub_dir)
     try:
         from huggingface_hub import constants
 
@@ -136,8 +136,6 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
 ]:
     """Look for a tag's weights in the HF hub cache and the CLIP URL cache; no network."""
     looked: list[str] = []
-    if hub_dir is not None:  # ("~/models" from a config file or a quoted option)
-        hub_dir = Path(hub_dir).expanduser()
     hf = cfg.get("hf_hub", "")
     if hf:
         repo, filename = os.path.split(hf)
@@ -193,6 +191,8 @@ def resolve_clip_weights(
         WeightsNotFoundError: the weights are not on this machine (and downloads are off).
     """
     oc = _open_clip()
+    if hub_dir is not None:  # ("~/models" from a config file or a quoted option)
+        hub_dir = Path(hub_dir).expanduser()
     if model_name not in oc.list_models():
         raise InputError(
             f"unknown open_clip model {model_name!r}; see open_clip.list_models() "
@@ -236,8 +236,7 @@ def resolve_clip_weights(
     path, looked = _find_cached(cfg, hub_dir)
     if path is None and allow_download:
         try:
-            path = oc.download_pretrained(
-                cfg, cache_dir=None if hub_dir is None else str(Path(hub_dir).expanduser()))
+            path = oc.download_pretrained(cfg, cache_dir=None if hub_dir is None else str(hub_dir))
         except Exception as exc:  # noqa: BLE001 - network/hub errors become one clear error
             raise WeightsNotFoundError(
                 f"could not download CLIP weights {model_name}/{text}: {type(exc).__name__}: {exc}"

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning, first_line
-from zoomsr.models.checkpoints import apply_state_dict, read_checkpoint, unnamed_model_error
+from zoomsr.models.checkpoints import (
+    Checkpoint,
+    _find_prefix,
+    apply_state_dict,
+    read_checkpoint,
+    unnamed_model_error,
+)
 from zoomsr.models.discriminator import UNetDiscriminatorSN
 from zoomsr.models.highresnet import HighResNet
 from zoomsr.models.rrdbnet import RRDBNet
@@ -95,19 +101,13 @@ _ANCHOR = {"rrdbnet": "conv_first.weight"}
 
 
 def _unprefixed(state: Mapping[str, Any], anchor: str) -> Mapping[str, Any] | None:
-    """``state`` under the one prefix ``anchor`` appears with ("generator.", "module."...):
-    the bare one, else an EMA copy's, as the loader prefers; None when it is ambiguous."""
-    prefixes = sorted(k[: -len(anchor)] for k in state if k.endswith(anchor)
-                      and (k == anchor or k[: -len(anchor)].endswith(".")))
-    if "" in prefixes:
-        prefix = ""
-    elif len(prefixes) == 1:
-        prefix = prefixes[0]
-    else:
-        ema = [p for p in prefixes if "ema" in p.lower()]
-        if len(ema) != 1:
-            return None
-        prefix = ema[0]
+    """``state`` under the prefix ``anchor`` appears with ("generator.", "module."...), chosen
+    as the loader chooses (:func:`~zoomsr.models.checkpoints._find_prefix`: the bare one, else
+    an EMA copy's); None when it is ambiguous."""
+    try:
+        prefix = _find_prefix(list(state), {anchor})
+    except CheckpointError:  # several copies, none of them an EMA one: not guessed
+        return None
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
@@ -321,13 +321,21 @@ def from_checkpoint(
     checkpoint = read_checkpoint(
         path, key=key, weights_only=weights_only, map_location=map_location
     )
+    return rebuild(checkpoint, strict=strict, prefix=prefix, stacklevel=3).to(map_location)
+
+
+def rebuild(checkpoint: Checkpoint, *, strict: bool = True, prefix: str | None = None,
+            stacklevel: int = 2) -> nn.Module:
+    """:func:`from_checkpoint` of a checkpoint already read (its file not read again), on the
+    device its tensors were read to, in eval mode. ``stacklevel``: of the warning that a
+    config was read from the tensors."""
     name, config = checkpoint.model_name, checkpoint.model_config
     if name is None:  # (a BasicSR or Lightning file: its tensors may tell the model)
         name, config = infer_model(checkpoint.state_dict) or (None, None)
         if name is None:
             raise unnamed_model_error(checkpoint.path)
         warnings.warn(inferred_note(str(checkpoint.path), name, config or {}), ZoomsrWarning,
-                      stacklevel=2)
+                      stacklevel=stacklevel)
     try:
         model = create_model(name, **(config or {}))
     except InputError as exc:
@@ -340,4 +348,4 @@ def from_checkpoint(
         source=checkpoint.source,
         origin=f"checkpoint {checkpoint.path}",
     )
-    return model.to(map_location).eval()
+    return model.eval()

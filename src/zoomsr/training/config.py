@@ -40,6 +40,8 @@ def _esrgan_layer_weights() -> dict[str, float]:
     from zoomsr.losses.perceptual import ESRGAN_LAYER_WEIGHTS
 
     return dict(ESRGAN_LAYER_WEIGHTS)
+
+
 #: ``data.dataset`` of the paper's own dataset; the others are the benchmark datasets.
 S2NAIP = "s2naip"
 #: Which generators each task trains.
@@ -134,7 +136,7 @@ class SSIMTerm:
 @dataclass
 class PerceptualTerm:
     weight: float = 0.0
-    layer_weights: dict[str, float] = field(default_factory=lambda: _esrgan_layer_weights())
+    layer_weights: dict[str, float] = field(default_factory=_esrgan_layer_weights)
     criterion: Literal["l1", "mse"] = "l1"
     weights: str | None = None  # VGG19 file; default torchvision's cache
     allow_random: bool = False  # random VGG19 (smoke runs only)
