@@ -295,11 +295,12 @@ def test_a_zoomsr_checkpoint_with_its_own_model_name(cli, probav_highresnet, tmp
     assert code == 0, stderr
     code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
                           "--model", "rrdbnet", "--no-progress", "--device", "cpu")
-    assert code == 2 and "is a highresnet checkpoint; leave --model out" in stderr
+    assert code == 2 and "holds a highresnet model (zoomsr recorded it); leave --model out" \
+        in stderr
     code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
                           "--model", "highresnet", "-c", "hidden_channels=18", "--no-progress",
                           "--device", "cpu")
-    assert code == 2 and "hidden_channels=9" in stderr and "leave --config out" in stderr
+    assert code == 2 and "saved with hidden_channels=9; leave it out" in stderr
 
 
 def test_an_s2naip_split_of_a_training_runs_splits_file(cli, tmp_path):

@@ -209,13 +209,22 @@ def test_a_rerun_keeps_finished_cells_and_refuses_changed_settings(bench, monkey
     assert [c.status for c in kept.cells][:5] == ["kept"] * 5
     assert list(kept.cells[0].summary) == ["ssim", "psnr"]
     weights = tmp_path / "hrn.pth"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    os.utime(weights)  # touched, the same weights: kept
+    assert [c.status for c in run_benchmark(_spec(tmp_path, doc), out, device="cpu").cells][
+        :5] == ["kept"] * 5
+    # other weights written with the old file's size and time (cp -p, rsync -a): refused
+    st = weights.stat()
+    other = bytearray(weights.read_bytes())
+    other[-1] ^= 1  # (the zip's last byte: the file still reads, as another one)
+    weights.write_bytes(bytes(other))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size
     with pytest.raises(ConfigError, match=r"1 finished cell\(s\) .*cells/hrn/probav-nir "
-                                          r"\(model\.file\.mtime_ns\)"):
+                                          r"\(model\.file\.sha256\)"):
         run_benchmark(_spec(tmp_path, doc), out, device="cpu")
-    assert len(calls) == 2
+    assert len(calls) == 3  # (the failed cell tried again by the run after the touch)
     redone = run_benchmark(_spec(tmp_path, doc), out, device="cpu", overwrite=True)
-    assert [c.status for c in redone.cells] == ["scored"] * 5 + ["failed"] and len(calls) == 8
+    assert [c.status for c in redone.cells] == ["scored"] * 5 + ["failed"] and len(calls) == 9
 
 
 def test_an_interrupted_run_leaves_whole_cells_and_goes_on(bench, monkeypatch):
@@ -670,7 +679,9 @@ def test_a_resume_from_another_folder_keeps_the_finished_cells(bench, monkeypatc
     assert [c.status for c in again.cells] == ["kept", "kept"]
     # a kept cell keeps the time its scoring took (benchmark.json said 0.0)
     for a, b in zip(first.cells, again.cells, strict=True):
-        assert 0 < b.seconds <= a.seconds
+        doc = json.loads((tmp_path / "out" / "cells" / a.model / a.dataset
+                          / "summary.json").read_text())
+        assert b.seconds == doc["options"]["seconds"] > 0
     # a cell of an earlier version (paths as typed, from the folder it ran in) is kept too
     monkeypatch.chdir(tmp_path)
     for summary in (tmp_path / "out" / "cells").rglob("summary.json"):

@@ -310,3 +310,27 @@ def test_a_zoomsr_model_that_cannot_take_the_items_is_refused_before_it_runs(
     ds = S2NAIPDataset(root, n_images=n_images, layout=layout, skip_black_hr=False)
     with pytest.raises(ConfigError, match=message):
         evaluate_model(model, ds, "psnr", device="cpu")
+
+
+def test_a_basicsr_rrdbnet_file_is_scored_with_its_config_read_from_its_tensors(tmp_path):
+    """evaluate-model rebuilds a BasicSR/Lightning RRDBNet as infer does (it built the
+    defaults, 64 features and 23 blocks, and failed on their shape conflicts)."""
+    from zoomsr.errors import ConfigError, ZoomsrWarning
+    from zoomsr.evaluation.model_eval import load_scoring_model
+    from zoomsr.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("rrdbnet", num_in_ch=6, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "net_g.pth")
+    x = torch.rand(1, 6, 8, 8)
+    for model in (None, "rrdbnet"):
+        with pytest.warns(ZoomsrWarning, match=r"net_g.pth records no model: read from its "
+                                               r"tensors as rrdbnet num_in_ch=6 .*scale=4"):
+            scoring = load_scoring_model(tmp_path / "net_g.pth", model=model)
+        assert scoring.name == "rrdbnet" and scoring.module.config == net.config
+        with torch.no_grad():
+            torch.testing.assert_close(scoring.module(x), net(x))
+    with pytest.raises(ConfigError, match=r"--model srcnn: .*leave --model out"):
+        from zoomsr.models import save_checkpoint
+
+        load_scoring_model(save_checkpoint(net, tmp_path / "z.pth"), model="srcnn")

@@ -22,6 +22,7 @@ models err on the same items), and how many items each wins.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -42,6 +43,7 @@ from zoomsr.evaluation.benchmark_spec import (
     check_cell_files,
 )
 from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, json_safe, summarize
+from zoomsr.io.hashing import sha256_file
 
 #: Where a cell's files go, under the benchmark's folder.
 CELLS = "cells"
@@ -90,8 +92,9 @@ def cell_dir(out: Path, model: str, dataset: str) -> Path:
 
 
 def weights_identity(weights: str) -> dict[str, Any]:
-    """What tells one weights file from another without reading it: its resolved path, size
-    and modification time; a registry name's cached file (and published checksum)."""
+    """What tells one weights file from another: its resolved path and SHA-256 (a file copied
+    over another with its time kept, ``cp -p`` or ``rsync -a``, is still told apart; one
+    touched is still the same); a registry name's cached file, else its published checksum."""
     path = Path(weights)
     found: dict[str, Any] = {}
     if not path.is_file():
@@ -104,9 +107,17 @@ def weights_identity(weights: str) -> dict[str, Any]:
         path = fetch.weights_path(weights)
         if not path.is_file():
             return found
-    st = path.stat()
-    return {**found, "path": str(path.resolve()), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns}
+    st = path.resolve().stat()
+    return {**found, "path": str(path.resolve()),
+            "sha256": _weights_digest(str(path.resolve()), st.st_ino, st.st_size,
+                                      st.st_mtime_ns, st.st_ctime_ns)}
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_digest(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    """SHA-256 of a weights file, read once for all its cells; the rest of the key makes a
+    file rewritten since (even with its old time put back: the change time moves) read again."""
+    return sha256_file(path)
 
 
 def _file_digest(path: Path) -> str | None:

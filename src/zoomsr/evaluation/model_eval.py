@@ -415,9 +415,11 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
                        config: Mapping[str, Any] | None = None,
                        sample_steps: int | None = None, sample_seed: int = 0) -> ScoringModel:
     """The model in ``weights`` for :func:`evaluate_model`: a checkpoint file (a zoomsr
-    checkpoint rebuilds itself, e.g. a ``zoomsr train`` run's ``generator.pth``; another
-    format needs ``model`` and ``config``), or a registry name (``zoomsr weights list``;
-    downloaded into the cache by ``zoomsr weights download NAME``; never downloaded here).
+    checkpoint rebuilds itself, e.g. a ``zoomsr train`` run's ``generator.pth``, and so does
+    an RRDBNet from BasicSR or Lightning, its config read from its tensors; another format
+    needs ``model`` and ``config``: :func:`~zoomsr.models.factory.rebuild`), or a registry
+    name (``zoomsr weights list``; downloaded into the cache by ``zoomsr weights download
+    NAME``; never downloaded here).
 
     A diffusion model (SR3) is wrapped in :class:`SampledSR3`: DDIM with ``sample_steps``
     steps (default: the model's, 50), each item's starting noise drawn from its key and
@@ -432,9 +434,9 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
             how to get it).
     """
     from zoomsr.inference.model import checkpoint_bands
-    from zoomsr.models import create_model, load_checkpoint, model_class
-    from zoomsr.models.checkpoints import read_checkpoint, unnamed_model_error
-    from zoomsr.models.factory import from_checkpoint
+    from zoomsr.models import model_class
+    from zoomsr.models.checkpoints import read_checkpoint
+    from zoomsr.models.factory import rebuild, same_config_value
 
     label = Path(weights).name
     path = Path(weights)
@@ -448,6 +450,11 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
             if model is not None and model != entry.model:
                 raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
                                   "checkpoint; leave --model out (the registry gives it)")
+            for key, value in given.items():
+                if key in entry.config and not same_config_value(entry.config[key], value):
+                    raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
+                                      f"{key}={entry.config[key]}; leave it out (the registry "
+                                      "gives its config)")
             path, model, label = fetch.resolve(entry.name), entry.model, entry.name
             config = {**entry.config, **(config or {})}
             # what the registry says it was trained on (its files do not all say)
@@ -456,23 +463,9 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
             raise DataError(f"{weights}: no such checkpoint file, nor a name that "
                             "`zoomsr weights list` shows")
     checkpoint = read_checkpoint(path)
-    if checkpoint.model_name is not None and model in (None, checkpoint.model_name):
-        saved = dict(checkpoint.model_config or {})
-        for key, value in given.items():
-            if key not in saved or _plain(saved[key]) != _plain(value):
-                raise ConfigError(f"-c {key}={value}: {path.name} is a zoomsr checkpoint of "
-                                  f"{checkpoint.model_name} with its own config"
-                                  f"{f' ({key}={saved[key]})' if key in saved else ''}; "
-                                  "leave --config out")
-        module = from_checkpoint(path)
-    elif model is not None:
-        if checkpoint.model_name is not None:
-            raise ConfigError(f"--model {model}: {path.name} is a {checkpoint.model_name} "
-                              "checkpoint; leave --model out (the file gives it)")
-        module = create_model(model, **dict(config or {}))
-        load_checkpoint(module, path)
-    else:
-        raise unnamed_model_error(checkpoint.path)
+    # (the registry's config is its file's architecture; only the caller's -c is checked)
+    module = rebuild(checkpoint, model, config if checkpoint.model_name is None else given,
+                     stacklevel=3)
     name = getattr(module, "name", type(module).__name__)
     if sample_steps is not None:
         if name != "sr3":
@@ -505,10 +498,3 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
                         int(n) if n is not None else None,
                         list(bands) if bands else None,
                         str(trained_on) if trained_on is not None else None, Path(path))
-
-
-def _plain(value: Any) -> Any:
-    """A config value as JSON gives it back (tuples as lists)."""
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value

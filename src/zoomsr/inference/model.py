@@ -17,7 +17,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +28,13 @@ from torch import nn
 
 from zoomsr.data.bands import band_channels, validate_bands
 from zoomsr.devices import resolve_device
-from zoomsr.errors import CheckpointError, ConfigError, InputError, ZoomsrWarning
+from zoomsr.errors import CheckpointError, ConfigError, InputError
 from zoomsr.inference.graphs import GraphedForward
 from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
-from zoomsr.models import create_model, infer_config, load_checkpoint, read_checkpoint
-from zoomsr.models.checkpoints import Checkpoint, check_finite, require_checkpoint_file
-from zoomsr.models.factory import rebuild
+from zoomsr.models import create_model, read_checkpoint
+from zoomsr.models.checkpoints import Checkpoint, require_checkpoint_file
+from zoomsr.models.factory import rebuild, same_config_value
 from zoomsr.models.sr3 import keyed_noise
 from zoomsr.validate import check_choice
 
@@ -354,43 +353,6 @@ def checkpoint_bands(checkpoint: Checkpoint) -> list[str] | None:
     return None
 
 
-def _fast_from_checkpoint(checkpoint: Checkpoint) -> nn.Module | None:
-    """Rebuild a zoomsr checkpoint without the random initialisation (meta device + assign).
-
-    Skipping the init saves seconds for a 16.7 M-parameter ESRGAN. Returns None (the caller
-    falls back to :func:`~zoomsr.models.factory.rebuild`, which names the file in its errors)
-    unless the keys and shapes match exactly and every tensor ends up real. Floating-point
-    tensors saved in another precision (fp16, bf16) are cast to the model's: ``assign`` would
-    keep the file's dtype, and an fp32 input would then meet fp16 weights.
-    """
-    if checkpoint.model_name is None:
-        return None
-    try:
-        with torch.device("meta"):
-            module = create_model(checkpoint.model_name, **(checkpoint.model_config or {}))
-    except InputError:
-        return None
-    expected = module.state_dict()
-    if set(expected) != set(checkpoint.state_dict):
-        return None
-    state = {}
-    for key, want in expected.items():
-        got = checkpoint.state_dict[key]
-        if got.shape != want.shape:
-            return None
-        if got.dtype != want.dtype:
-            if not (got.is_floating_point() and want.is_floating_point()):
-                return None
-            got = got.to(want.dtype)
-        state[key] = got
-    check_finite(state, f"checkpoint {checkpoint.path}")
-    module.load_state_dict(state, strict=True, assign=True)
-    tensors = [*module.parameters(), *module.buffers()]
-    if any(t.device.type == "meta" for t in tensors):
-        return None
-    return module.eval()
-
-
 #: ``precision`` values (``--precision``): ``auto`` is bf16 autocast on CUDA, else fp32.
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -445,7 +407,7 @@ def build_inference_model(
                 raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
                                   f"checkpoint; leave --model out (the registry gives it)")
             for key, value in (config or {}).items():  # it was merged, then failed to load
-                if key in entry.config and _plain(entry.config[key]) != _plain(value):
+                if key in entry.config and not same_config_value(entry.config[key], value):
                     raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
                                       f"{key}={entry.config[key]}; leave it out (the registry "
                                       "gives its config)")
@@ -474,39 +436,7 @@ def build_inference_model(
                 "evaluate-model` (or zoomsr.evaluation.evaluate_model)")
         if bands is None:
             bands = checkpoint_bands(checkpoint)
-        if model is None:
-            module = _fast_from_checkpoint(checkpoint) or rebuild(checkpoint)  # (read once)
-        else:
-            if checkpoint.model_name not in (None, model):
-                raise ConfigError(f"--model {model}: {Path(path).name} holds a "
-                                  f"{checkpoint.model_name} model (zoomsr recorded it); leave "
-                                  "--model out")
-            inferred = (infer_config(model, checkpoint.state_dict)  # (BasicSR, Lightning...)
-                        if checkpoint.model_name is None else None)
-            cfg = (dict(checkpoint.model_config or {}) if checkpoint.model_name == model
-                   else dict(inferred or {}))
-            given = dict(config or {})
-            if inferred and model == "rrdbnet" and "scale" in given \
-                    and "num_in_ch" not in given:
-                from zoomsr.models.rrdbnet import rescaled_config
-
-                cfg = rescaled_config(inferred, given["scale"])  # (-c scale=2 alone)
-            elif inferred and "scale" not in given:
-                from zoomsr.models.factory import inferred_note
-
-                warnings.warn(inferred_note(str(path), model, {**inferred, **given}),
-                              ZoomsrWarning, stacklevel=2)
-            for key, value in (config or {}).items():
-                # e.g. an SR3's noise schedule: not in its tensors, so any value would load
-                # and silently change every output
-                if key in cfg and _plain(cfg[key]) != _plain(value) \
-                        and checkpoint.model_name == model:
-                    raise ConfigError(
-                        f"-c {key}={value}: {Path(path).name} was saved with {key}="
-                        f"{cfg[key]}; leave it out (the checkpoint gives its config)")
-            cfg.update(config or {})
-            module = create_model(model, **cfg)
-            load_checkpoint(module, path)
+        module = rebuild(checkpoint, model, config, stacklevel=3)  # (the file read once)
         source, digest = str(Path(path).resolve()), sha256_file(path)  # tags: from anywhere
     else:
         if model is None:
@@ -576,13 +506,6 @@ def use_cuda_graphs(asked: bool | None, device: torch.device, diffusion: bool) -
     if asked and diffusion:
         raise ConfigError("CUDA graphs apply to models run once a call, not to sr3's sampler")
     return bool(asked)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with tuples as lists (a config read back from JSON has lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _check_sample_steps(module: nn.Module, steps: int | None) -> None:
