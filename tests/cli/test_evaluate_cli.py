@@ -135,7 +135,7 @@ def test_missing_lpips_weights_exit_2_naming_the_file(cli, s2naip, tmp_path, mon
     assert code == 2 and "alexnet-owt-7be5be79.pth" in stderr
 
 
-def test_clipscore_from_a_local_checkpoint(cli, s2naip, tiny_clip, tmp_path):
+def test_clipscore_from_a_local_checkpoint(cli, s2naip, tiny_clip, tmp_path, monkeypatch):
     name, ckpt = tiny_clip
     pred, target = s2naip
     args = ["evaluate", "--pred", pred, "--target", target, "--metrics", "psnr,clipscore",
@@ -148,13 +148,24 @@ def test_clipscore_from_a_local_checkpoint(cli, s2naip, tiny_clip, tmp_path):
     assert code == 0, stderr
     first = list(csv.DictReader((tmp_path / "o1" / "per_image.csv").read_text().splitlines()))
     assert all(0.0 < float(r["clipscore"]) <= 1.0 + 1e-6 for r in first)
+    # the standard preprocessing (resize + centre crop, not the paper's): recorded, and other
+    # embeddings (the cached ones are the paper mode's: not reused)
+    second = list(csv.DictReader((tmp_path / "o2" / "per_image.csv").read_text().splitlines()))
+    assert [r["psnr"] for r in second] == [r["psnr"] for r in first]
+    assert [r["clipscore"] for r in second] != [r["clipscore"] for r in first]
+    for out, mode in (("o1", "paper"), ("o2", "standard")):
+        summary = json.loads((tmp_path / out / "summary.json").read_text())
+        assert summary["options"]["clip_mode"] == mode
+    # no CLIP weights where it looks (empty caches; tests never download): a clear error
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # (open_clip's ~/.cache/clip)
     code, _, stderr = cli("evaluate", "--pred", pred, "--target", target, "--metrics",
                           "clipscore", "--clip-model", "ViT-B-16", "--clip-pretrained", "openai",
                           "--device", "cpu", "--no-progress")
-    # no CLIP weights on this machine (tests never download): a clear error, exit 2
-    if code == 0:
-        pytest.skip("real ViT-B-16 weights are cached on this machine")
     assert code == 2 and "--clip-pretrained openai=PATH" in stderr
+    assert str(tmp_path / "hf") in stderr and str(tmp_path / "home") in stderr
 
 
 def test_dataset_root_as_target_and_split(cli, s2naip, tmp_path):

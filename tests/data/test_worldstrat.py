@@ -231,7 +231,15 @@ def test_splits_and_split_validation(root):
 def test_twelve_bit_folder_layout(tmp_path):
     root = write_worldstrat(tmp_path / "ws", AOIS[:1], twelve_bit_folder=True)
     assert (root / "hr_dataset/12bit/Landcover-773616/Landcover-773616_ps.tiff").is_file()
-    assert dataset(root, n_images=2)[0]["hr"].shape == (3, 32, 32)
+    # the same files without the 12bit/ level: the same items, value for value (the values
+    # of that layout are checked above)
+    flat = write_worldstrat(tmp_path / "flat", AOIS[:1])
+    item, twin = dataset(root, n_images=2)[0], dataset(flat, n_images=2)[0]
+    assert item["hr"].shape == (3, 32, 32)
+    assert item.keys() == twin.keys()
+    for key, value in item.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, twin[key]), key
 
 
 def test_options_are_validated(root):

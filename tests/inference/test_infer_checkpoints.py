@@ -37,7 +37,10 @@ def test_a_basicsr_file_needs_no_model_or_config(tmp_path):
     for given in ({"scale": 2, "num_in_ch": 3}, {"scale": 2}):
         inf = build_inference_model(weights=tmp_path / "x2.pth", model="rrdbnet",
                                     config=given, device="cpu")
-        assert inf.module.config == two.config
+        assert inf.module.config == two.config and inf.scale == 2
+        x2 = torch.rand(1, 3, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(inf.module(x2), two(x2))
 
 
 def test_a_model_other_than_the_recorded_one_is_named(tmp_path):

@@ -579,6 +579,9 @@ def test_a_half_precision_checkpoint_runs_in_fp32(tmp_path, tiny_model, dtype):
                            tmp_path / "half.safetensors")
     loaded = build_inference_model(weights=ckpt, device="cpu", precision="fp32")
     assert {p.dtype for p in loaded.module.parameters()} == {torch.float32}
+    saved = model.module.state_dict()  # the file's weights, not a fresh initialisation
+    for key, value in loaded.module.state_dict().items():
+        assert torch.equal(value, saved[key].float()), key
     out = loaded.module(torch.rand(1, 2 * 3, 8, 8))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from infer_helpers import read, write_frames
 
@@ -47,6 +48,11 @@ def test_sr3_scene_is_georeferenced_and_the_same_in_any_batch(frames, sr3_checkp
     b, _, _ = read(tmp_path / "b8.tif")
     assert model.n_images == 2 and model.layout == "stacked" and model.scale == 4
     assert a.shape == (3, 24 * 4, 28 * 4) and mask.all()
+    with rasterio.open(frames[0]) as src:  # the inputs' place, at a quarter of their pixel
+        crs, bounds, res = src.crs, src.bounds, src.res
+    assert meta["crs"] == crs
+    assert np.allclose(tuple(meta["bounds"]), tuple(bounds), atol=1e-6)
+    assert (meta["transform"].a, meta["transform"].e) == pytest.approx((res[0] / 4, -res[1] / 4))
     # a window's noise comes from its own values: the batch it ran in does not matter (up to
     # float rounding of batched convolutions)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

