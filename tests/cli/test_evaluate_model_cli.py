@@ -12,6 +12,7 @@ import torch
 from dataset_fixtures import fixture_module
 from zoomsr.data import PROBAVDataset, S2NAIPDataset, write_sample
 from zoomsr.evaluation import evaluate_model
+from zoomsr.evaluation.model_eval import load_scoring_model
 from zoomsr.models import create_model, save_checkpoint
 
 
@@ -284,6 +285,21 @@ def test_an_item_without_a_valid_hr_pixel_is_noted_as_not_scored(cli, probav_hig
     assert "note: psnr not scored for 1 item(s)" in stderr
     rows = {r["key"]: r for r in csv.DictReader((out / "per_image.csv").open())}
     assert rows["imgset0000"]["psnr"] == "" and rows["imgset0000"]["valid_fraction"] == "0.0"
+    # --no-masks: every pixel scored, as the Python API's nodata=False; recorded
+    code, _, stderr = cli("evaluate-model", weights, "--dataset", "probav", "--data", root,
+                          "--metrics", "psnr", "--out", tmp_path / "all", "--no-masks",
+                          "--no-progress", "--device", "cpu")
+    assert code == 0, stderr
+    assert "not scored" not in stderr
+    every = {r["key"]: r for r in csv.DictReader((tmp_path / "all" / "per_image.csv").open())}
+    ds = PROBAVDataset(root, split="train", n_images=4, layout="frames")
+    want = {r["key"]: r for r in evaluate_model(load_scoring_model(weights).module, ds, "psnr",
+                                                device="cpu", nodata=False).rows}
+    assert every.keys() == want.keys() and every["imgset0000"]["psnr"] != ""
+    for key, row in every.items():
+        assert float(row["psnr"]) == pytest.approx(want[key]["psnr"], rel=1e-9)
+    options = json.loads((tmp_path / "all" / "summary.json").read_text())["options"]
+    assert options["masks"] is False
 
 
 def test_a_zoomsr_checkpoint_with_its_own_model_name(cli, probav_highresnet, tmp_path):

@@ -153,3 +153,13 @@ def test_sample_judgments_make_the_agreement_command_runnable(cli, tmp_path):
     assert doc["options"]["seed"] == 0 and doc["options"]["zoomsr_version"]
     code, _, err = cli("metrics", "sample-judgments", tmp_path / "x", "--items", "17")
     assert code == 2 and "--items must be an integer from 1 to 16" in err
+    # --annotators: that many votes per pair, each item's pair the same whoever votes
+    code, out, err = cli("metrics", "sample-judgments", tmp_path / "two", "--items", "6",
+                         "--annotators", "2")
+    assert code == 0, err
+    two = list(csv.DictReader(Path(out.strip()).read_text().splitlines()))
+    assert len(two) == 12 and {r["annotator"] for r in two} == {"sim1", "sim2"}
+    assert {(r["target"], r["a"], r["b"]) for r in two} == {
+        (r["target"], r["a"], r["b"]) for r in rows}
+    code, _, err = cli("metrics", "sample-judgments", tmp_path / "none", "--annotators", "0")
+    assert code == 2 and "--annotators must be an integer >= 1" in err

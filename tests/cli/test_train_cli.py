@@ -326,3 +326,33 @@ def test_values_refused_late_or_unnamed_exit_2_naming_the_key(cli, tmp_path, sam
     assert code == 2, err
     assert said in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_trainer_options_reach_the_config(cli, tmp_path, sample, monkeypatch):
+    """--devices, --num-nodes, --accelerator and --no-progress are the config's trainer keys
+    (over the file's and --set's), checked as they are."""
+    import zoomsr.training.run as run
+
+    seen = []
+
+    class Result:  # as a non-zero DDP rank's: nothing to report
+        generator_path = None
+
+    def fake_train(cfg, run_dir, **kwargs):  # noqa: ANN001, ANN003
+        seen.append((cfg, run_dir))
+        return Result()
+
+    monkeypatch.setattr(run, "train", fake_train)
+    code, _, err = cli("train", TINY, "--set", f"data.root={sample}", "--set",
+                       "trainer.num_nodes=5", "--devices", "2", "--num-nodes", "3",
+                       "--accelerator", "cpu", "--no-progress", "--out", tmp_path / "o")
+    assert code == 0, err
+    (cfg, run_dir), = seen
+    t = cfg.trainer
+    assert (t.devices, t.num_nodes, t.accelerator, t.progress_bar) == (2, 3, "cpu", False)
+    assert run_dir == tmp_path / "o"
+    for bad, message in ((["--num-nodes", "0"], "--num-nodes"),
+                         (["--accelerator", "tpu"], "--accelerator must be cpu, gpu or auto")):
+        code, _, err = cli("train", TINY, "--set", f"data.root={sample}", *bad)
+        assert code == 2 and message in err, err
+    assert len(seen) == 1

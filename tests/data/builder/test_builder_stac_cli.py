@@ -284,3 +284,107 @@ def test_build_with_scale_3_passes_check(cli, tmp_path, builder_scene):
     assert code == 0 and "9 pairs, 9 tiles, 0 error(s)" in stdout, stdout
     code, stdout, err = cli("data", "info", out, "--json", "--no-progress")
     assert code == 0 and json.loads(stdout)["unreadable_tiles"] == [] and err == ""
+
+
+def _search_args(url: str, out) -> list:
+    return ["data", "search", "--url", url, "--bbox", "-93.63,41.58,-93.60,41.60", "--start",
+            "2019-09-01", "--end", "2019-09-30", "--out", out]
+
+
+def test_search_asks_for_the_collections_given(stac_api, cli, tmp_path, builder_scene):
+    """`--s2-collection` / `--hr-collection` name the collections searched (each on its own;
+    the other keeps the provider's) and are recorded in the manifest's query."""
+    hr_item = next(i for i in StacHandler.items if i["collection"] == "naip")
+    StacHandler.items = [
+        *StacHandler.items,
+        {**s2_item(builder_scene.s2["clear"], "S2A_mine", "2019-08-02T17:00:00Z"),
+         "collection": "my-s2"},
+        {**hr_item, "id": "my_hr_20190905", "collection": "my-naip",
+         "properties": {"datetime": "2019-09-05T00:00:00Z", "gsd": 0.6}}]
+    manifest = tmp_path / "both.json"
+    code, out, err = cli(*_search_args(stac_api, manifest), "--s2-collection", "my-s2",
+                         "--hr-collection", "my-naip")
+    assert code == 0, err
+    assert "1 Sentinel-2 and 1 high-res items" in out
+    assert [s["collections"] for s in StacHandler.searches] == [["my-naip"], ["my-s2"]]
+    doc = json.loads(manifest.read_text())
+    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_mine"]
+    assert [e["id"] for e in doc["highres"]] == ["my_hr_20190905"]
+    assert doc["query"]["sentinel2_collection"] == "my-s2"
+    assert doc["query"]["highres_collection"] == "my-naip"
+
+    # only the Sentinel-2 collection overridden: high-res still from "naip"
+    StacHandler.searches = []
+    manifest = tmp_path / "s2_only.json"
+    code, out, err = cli(*_search_args(stac_api, manifest), "--s2-collection", "my-s2")
+    assert code == 0, err
+    assert [s["collections"] for s in StacHandler.searches] == [["naip"], ["my-s2"]]
+    doc = json.loads(manifest.read_text())
+    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_mine"]
+    assert [e["id"] for e in doc["highres"]] == ["ia_m_4109363_ne_15_1_20190904"]
+    assert (doc["query"]["sentinel2_collection"], doc["query"]["highres_collection"]) == (
+        "my-s2", "naip")
+
+    # only the high-res one: Sentinel-2 from "sentinel-2-l2a" (the clear and cloudy items)
+    StacHandler.searches = []
+    manifest = tmp_path / "hr_only.json"
+    code, out, err = cli(*_search_args(stac_api, manifest), "--hr-collection", "my-naip")
+    assert code == 0, err
+    assert [s["collections"] for s in StacHandler.searches] == [["my-naip"], ["sentinel-2-l2a"]]
+    doc = json.loads(manifest.read_text())
+    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_clear", "S2B_cloudy"]
+    assert [e["id"] for e in doc["highres"]] == ["my_hr_20190905"]
+
+
+def test_search_planetary_computer_without_its_package(stac_api, cli, tmp_path, monkeypatch):
+    """`--provider planetary-computer` needs `planetary_computer` to sign hrefs: without it,
+    one line naming the extra, exit 2, before any request and without a manifest."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "planetary_computer", None)  # `import` raises ImportError
+    manifest = tmp_path / "m.json"
+    code, out, err = cli(*_search_args(stac_api, manifest), "--provider", "planetary-computer")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "planetary-computer" in err and "pip install 'zoomsr[stac]'" in err
+    assert StacHandler.searches == [] and not manifest.exists()
+
+
+def test_search_planetary_computer_signs_every_item(stac_api, cli, tmp_path, monkeypatch):
+    """With `planetary_computer` importable, every item found (high-res and Sentinel-2) goes
+    through its `sign`, and the manifest holds the signed hrefs; earth-search signs nothing."""
+    import sys
+    import types
+
+    import pystac
+
+    signed: list = []
+
+    def sign(obj, copy=True):
+        signed.append(obj)
+        out = obj.clone() if copy else obj
+        for asset in out.assets.values():
+            asset.href = asset.href + "?sig=fake"
+        return out
+
+    fake = types.ModuleType("planetary_computer")
+    fake.sign = sign
+    monkeypatch.setitem(sys.modules, "planetary_computer", fake)
+    manifest = tmp_path / "m.json"
+    code, out, err = cli(*_search_args(stac_api, manifest), "--provider", "planetary-computer")
+    assert code == 0, err
+    assert "2 Sentinel-2 and 1 high-res items" in out
+    assert all(isinstance(item, pystac.Item) for item in signed)
+    assert sorted(item.id for item in signed) == [
+        "S2A_clear", "S2B_cloudy", "ia_m_4109363_ne_15_1_20190904"]
+    doc = json.loads(manifest.read_text())
+    assert doc["query"]["url"] == stac_api  # --url overrides the provider's API
+    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_clear", "S2B_cloudy"]
+    hrefs = [h for e in doc["sentinel2"] for h in e["assets"].values()]
+    hrefs += [e["href"] for e in doc["highres"]]
+    assert len(hrefs) == 9 and all(h.endswith("?sig=fake") for h in hrefs), hrefs
+    # the default provider does not sign, even with the package there
+    signed.clear()
+    code, _, err = cli(*_search_args(stac_api, tmp_path / "es.json"))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "es.json").read_text())
+    assert signed == [] and not any("sig=" in e["href"] for e in doc["highres"])
