@@ -18,7 +18,7 @@ See docs/inference.md.
 from zoomsr.devices import resolve_device
 from zoomsr.inference.grid import TargetGrid, plan_grid
 from zoomsr.inference.inputs import Discovery, Frame, discover_frames
-from zoomsr.inference.model import InferenceModel, build_inference_model
+from zoomsr.inference.model import InferenceModel, build_inference_model, wrap_model
 from zoomsr.inference.pipeline import (
     InferenceOptions,
     InferenceResult,
@@ -44,4 +44,5 @@ __all__ = [
     "run_inference",
     "run_scene",
     "super_resolve_array",
+    "wrap_model",
 ]

@@ -45,7 +45,8 @@ def sha256_state(module: nn.Module) -> str:
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        # (as bytes: NumPy has no bfloat16)
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -444,8 +445,82 @@ def build_inference_model(
         torch.manual_seed(seed)
         module = create_model(model, **(config or {}))
         source, digest = f"random(seed={seed})", sha256_state(module)
+    return _inference_model(module, source, digest, dev, autocast, bands, label,
+                            sample_steps, seed, cuda_graphs)
+
+
+def wrap_model(
+    module: nn.Module,
+    *,
+    bands: Sequence[str] | str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    label: str | None = None,
+    sample_steps: int | None = None,
+    seed: int = 0,
+    cuda_graphs: bool | None = None,
+    n_images: int | None = None,
+    layout: str | None = None,
+    scale: int | None = None,
+) -> InferenceModel:
+    """A model already in memory (trained in a notebook, loaded by your own code) made ready
+    for :func:`~zoomsr.inference.run_inference`, as :func:`build_inference_model` makes one
+    from a file: moved to ``device`` in eval mode (the module itself, not a copy), its
+    ``weights`` tag ``in-memory``, its ``weights_sha256`` that of its tensors.
+
+    A zoomsr model (from :func:`~zoomsr.models.create_model`) says how it is fed; give
+    ``n_images``, ``layout`` (``"stacked"``: ``[B, T*C, h, w]``; ``"frames"``: ``[B, T, C, h,
+    w]``) and ``scale`` only for another ``nn.Module``, which must return ``[B, 3, h*scale,
+    w*scale]`` in [0, 1]. The other arguments are :func:`build_inference_model`'s. The Ray
+    path (``ray_address``) takes zoomsr models only: its workers rebuild them by name.
+
+    Raises:
+        ConfigError: a module zoomsr does not know without ``n_images``/``layout``/``scale``,
+            or values of those that a zoomsr model's config contradicts.
+    """
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"wrap_model takes a torch nn.Module, not {type(module).__name__}")
+    dev = resolve_device(device)
+    check_choice("precision", precision, PRECISIONS)
+    autocast = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
+    given = {"n_images": n_images, "layout": layout, "scale": scale}
+    if layout is not None:
+        check_choice("layout", layout, ("stacked", "frames"))
+    for key in ("n_images", "scale"):
+        value = given[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+    if getattr(module, "name", None) not in _INFER_MODELS \
+            and any(v is None for v in given.values()):
+        missing = ", ".join(k for k, v in given.items() if v is None)
+        raise ConfigError(f"{type(module).__name__} is not a zoomsr model: give {missing} "
+                          "(how many frames it takes, its input layout, its scale)")
+    return _inference_model(module, "in-memory", sha256_state(module), dev, autocast, bands,
+                            label, sample_steps, seed, cuda_graphs, given)
+
+
+#: The architectures infer feeds (:func:`_spec` knows their inputs).
+_INFER_MODELS = ("rrdbnet", "srcnn", "highresnet", "sr3")
+
+
+def _inference_model(module: nn.Module, source: str, digest: str, dev: torch.device,
+                     autocast: bool, bands: Sequence[str] | str | None, label: str | None,
+                     sample_steps: int | None, seed: int, cuda_graphs: bool | None,
+                     given: dict[str, Any] | None = None) -> InferenceModel:
+    """The :class:`InferenceModel` of ``module``; ``given``: its n_images, layout and scale
+    as the caller says them (a zoomsr model's checked against its config; another module's
+    taken as they are), None for a zoomsr model's own."""
     band_list = validate_bands(bands if bands is not None else ("tci",))
-    n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
+    if given is not None and getattr(module, "name", None) not in _INFER_MODELS:
+        n_images, layout, scale = given["n_images"], given["layout"], given["scale"]
+    else:
+        n_images, layout, scale = _spec(module, band_list, bands_defaulted=bands is None)
+        said = {"n_images": n_images, "layout": layout, "scale": scale}
+        for key, value in (given or {}).items():
+            if value is not None and value != said[key]:
+                raise ConfigError(f"{key}={value}: this {module.name} takes {key}="
+                                  f"{said[key]} (its config says so); leave {key} out")
     _check_sample_steps(module, sample_steps)
     requested = graphs_requested(cuda_graphs)
     graphs = use_cuda_graphs(cuda_graphs, dev, getattr(module, "name", None) == "sr3")
