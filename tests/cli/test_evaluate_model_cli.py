@@ -346,6 +346,45 @@ def test_an_s2naip_split_of_a_training_runs_splits_file(cli, tmp_path):
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
 
 
+def test_scoring_a_runs_weights_on_its_training_items_is_said(cli, tmp_path):
+    """A run's generator.pth (or checkpoint) scored on items of its 'train' split: a warning
+    with how many, and the count in summary.json; its held-out items: no warning, 0."""
+    root = write_sample(tmp_path / "s", pairs=4, n_frames=2, seed=0)
+    pairs = S2NAIPDataset(root, n_images=2, skip_black_hr=False).pairs
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: run\n")
+    train = sorted(f"{p.image_id}/{p.tile}" for p in pairs[1:])
+    (run / "splits.json").write_text(json.dumps(
+        {"train": train, "val": [f"{pairs[0].image_id}/{pairs[0].tile}"]}))
+    model = _tiny_rrdbnet(6)
+    common = ["--dataset", "s2naip", "--data", root, "-o", "skip_black_hr=false", "--metrics",
+              "psnr", "--no-progress", "--device", "cpu"]
+    for weights in (save_checkpoint(model, run / "generator.pth"),
+                    save_checkpoint(model, run / "checkpoints" / "step=3.pth")):
+        out = tmp_path / f"all-{weights.stem}"
+        code, _, stderr = cli("evaluate-model", weights, *common, "--out", out)
+        assert code == 0, stderr
+        assert (f"warning: 3 of the 4 item(s) scored are ones the run that made {weights.name} "
+                f"trained on ('train' in {run / 'splits.json'})") in stderr
+        assert f"--split val --splits {run / 'splits.json'}" in stderr
+        doc = json.loads((out / "summary.json").read_text())
+        assert doc["options"]["training_items_scored"] == 3
+    out = tmp_path / "val"
+    code, _, stderr = cli("evaluate-model", run / "generator.pth", *common, "--split", "val",
+                          "--splits", run / "splits.json", "--out", out)
+    assert code == 0, stderr
+    assert "warning" not in stderr
+    assert json.loads((out / "summary.json").read_text())["options"][
+        "training_items_scored"] == 0
+    # the same weights outside a run folder: nothing to say, nothing recorded
+    alone = save_checkpoint(model, tmp_path / "alone.pth")
+    code, _, stderr = cli("evaluate-model", alone, *common, "--out", tmp_path / "alone")
+    assert code == 0 and "warning" not in stderr, stderr
+    assert "training_items_scored" not in json.loads(
+        (tmp_path / "alone" / "summary.json").read_text())["options"]
+
+
 @pytest.fixture
 def offline_cache(tmp_path, monkeypatch):
     """An empty weights cache, and no network: any download attempt fails the test."""

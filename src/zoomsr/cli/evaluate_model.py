@@ -133,6 +133,7 @@ def evaluate_model_command(
     from zoomsr.errors import ConfigError
     from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
     from zoomsr.evaluation.run import CSV_NAME, SUMMARY_NAME, summary_table, write_results
+    from zoomsr.evaluation.run_splits import training_overlap
     from zoomsr.evaluation.scoring import check_loader_options, dataset_metrics, open_for_model
     from zoomsr.io.atomic import refuse_existing
     from zoomsr.io.folders import require_writable_folder
@@ -192,6 +193,14 @@ def evaluate_model_command(
         "lpips_net": lpips_net, "clip_model": clip_model, "clip_pretrained": clip_pretrained,
         "clip_mode": clip_mode, "perceptual_min_valid": perceptual_min_valid,
         "masks": masks, "seed": seed})
+    overlap = training_overlap(scoring.path, dataset, (r["key"] for r in result.rows))
+    if overlap is not None:
+        result.options["training_items_scored"] = overlap.trained
+    if overlap is not None and overlap.trained:
+        typer.echo(f"warning: {overlap.trained} of the {overlap.scored} item(s) scored are "
+                   f"ones the run that made {scoring.label} trained on ('train' in "
+                   f"{overlap.splits}): their scores flatter it; score the run's held-out "
+                   f"items with --split val --splits {overlap.splits}", err=True)
     partial = [r["valid_fraction"] for r in result.rows if r["valid_fraction"] < 1.0]
     if partial:
         typer.echo(f"note: {len(partial)} item(s) scored on the pixels their HR mask marks "
