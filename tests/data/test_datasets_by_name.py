@@ -69,6 +69,13 @@ def test_an_s2naip_split_from_a_training_runs_splits_file(tmp_path):
         open_dataset("probav", root, split="train", splits_file=run)
     with pytest.raises(DataError, match="splits file not found"):
         open_dataset("s2naip", root, split="val", splits_file=tmp_path / "nope.json")
+    # a benchmark dataset run's file, whatever its lists hold
+    other = tmp_path / "probav_run.json"
+    other.write_text(json.dumps({"dataset": "probav", "train": [], "val": [
+        f"{pairs[0].image_id}/{pairs[0].tile}"]}))
+    with pytest.raises(DataError, match=r"probav_run.json: the splits of a run on the probav "
+                                        r"dataset, not on s2naip"):
+        open_dataset("s2naip", root, split="val", splits_file=other, n_images=2)
 
 
 def test_a_training_runs_splits_file_picks_its_items_from_their_source_split(tmp_path):

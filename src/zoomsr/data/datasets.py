@@ -155,7 +155,11 @@ def _s2naip_split(root: str | os.PathLike[str], split: str,
         raise DataError(f"{path}: not found; an S2-NAIP split is one of the splits `zoomsr "
                         "data build` writes there (or a training run's: its splits.json): "
                         "leave the split out to take every pair")
-    entries = _splits_doc(path).get(split)
+    doc = _splits_doc(path)
+    if doc.get("dataset", "s2naip") != "s2naip":  # (a run on a benchmark dataset: its ids)
+        raise DataError(f"{path}: the splits of a run on the {doc['dataset']} dataset, not on "
+                        "s2naip")
+    entries = doc.get(split)
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise DataError(f"{path}: no list of tiles for the {split!r} split")
     wanted = set(entries)
