@@ -96,8 +96,6 @@ def test_the_spec_reads_models_datasets_and_paths_from_the_files_folder(bench):
     ({"models": [{"name": "a", "weights": "x.pth", "baseline": "bicubic"}]}, r"give one of"),
     ({"models": [{"name": "a", "predictions": "out/", "n_images": 2}]},
      r"models\[0\]\.n_images: predictions are files, not a model run here"),
-    ({"models": [{"name": "a", "predictions": "out/"}]},
-     r"models\[0\]\.predictions: files are scored against S2-NAIP datasets only"),
     ({"models": [{"name": "a b", "baseline": "bicubic"}]}, r"models\[0\]\.name: 'a b' is not"),
     ({"models": [{"name": "a", "baseline": "nearest"}]}, r"'nearest' is not one of bicubic"),
     ({"models": [{"name": "a", "baseline": "bicubic"}, {"name": "a", "baseline": "bicubic"}]},

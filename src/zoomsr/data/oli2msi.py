@@ -229,6 +229,12 @@ class OLI2MSIDataset(Dataset):
             "frames": torch.zeros(self.n_images, dtype=torch.int64),
         }
 
+    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Another method's output for a pair, saved as the HR files are (a 3-band float32
+        GeoTIFF of TOA reflectance), as ``hr`` is read: ``[3, H, W]`` float32 normalised
+        alike. Raises :class:`DataError` naming the file."""
+        return self._normalise(_read_reflectance(Path(path), "prediction")[0])
+
     def _normalise(self, reflectance: np.ndarray) -> np.ndarray:
         """``clip(reflectance / max_reflectance, 0, 1)`` as a new float32 array."""
         out = reflectance * np.float32(1.0 / self.max_reflectance)  # a copy, even for 1.0

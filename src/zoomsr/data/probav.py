@@ -205,38 +205,42 @@ def scan_imageset(folder: Path, band: str, needs_hr: bool) -> PROBAVImageset:
     )
 
 
-def _read_png(p: Path, what: str, modes: set[str]) -> tuple[np.ndarray, str]:
+def _read_png(p: Path, what: str, modes: set[str], fix: str = _AGAIN
+              ) -> tuple[np.ndarray, str]:
     """The pixels and Pillow mode of PNG ``p`` (a PROBA-V ``what``); :class:`DataError` naming
-    the file, and what to do, when it is missing, not a PNG, of another mode or corrupt."""
-    with image_errors(p, _AGAIN, f"a PROBA-V {what} PNG"), Image.open(p) as img:
+    the file, and what to do (``fix``), when it is missing, not a PNG, of another mode or
+    corrupt."""
+    with image_errors(p, fix, f"a PROBA-V {what} PNG"), Image.open(p) as img:
         mode = img.mode
         if img.format != "PNG":
             raise DataError(f"{p}: a {img.format or 'non-PNG'} file; PROBA-V {what}s are "
-                            f"PNGs ({_AGAIN})")
+                            f"PNGs ({fix})")
         if mode not in modes:
             return np.empty((0,)), mode  # the caller says what is wrong with the mode
         img.load()
         return np.asarray(img), mode
 
 
-def read_probav_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
+def read_probav_image(path: str | os.PathLike[str], size: int, *,
+                      fix: str = _AGAIN) -> np.ndarray:
     """A PROBA-V LR/HR image: ``[size, size]`` uint16 (16-bit grey PNG). Raises
     :class:`DataError` naming the file on a wrong band count, bit depth or size, or a missing or
-    corrupt file."""
+    corrupt file; ``fix``: what its messages say to do (default: download the data again)."""
     p = Path(path)
-    arr, mode = _read_png(p, "image", _IMAGE_MODES)
+    arr, mode = _read_png(p, "image", _IMAGE_MODES, fix)
     if mode not in _IMAGE_MODES:
         bands = {"1": 1, "L": 1, "P": 1, "LA": 2, "RGB": 3, "RGBA": 4}.get(mode)
+        original = f"use the challenge's original files: {fix}" if fix == _AGAIN else fix
         if bands is not None and bands > 1:
             raise DataError(f"{p}: {bands} bands; PROBA-V images are single-band 16-bit grey "
-                            f"PNGs (use the challenge's original files: {_AGAIN})")
+                            f"PNGs ({original})")
         depth = "8-bit" if mode in ("L", "P") else "1-bit" if mode == "1" else f"{mode!r}"
         raise DataError(f"{p}: {depth} PNG; PROBA-V images are 16-bit grey PNGs with 14-bit "
-                        f"values (use the challenge's original files: {_AGAIN})")
+                        f"values ({original})")
     if arr.dtype != np.uint16:  # Pillow's "I" (32-bit) mode for some 16-bit PNGs
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise DataError(f"{p}: values outside 0..65535; PROBA-V images are 16-bit grey "
-                            f"PNGs ({_AGAIN})")
+                            f"PNGs ({fix})")
         arr = arr.astype(np.uint16)
     if arr.shape != (size, size):
         raise DataError(f"{p}: {arr.shape[1]}x{arr.shape[0]} px, expected {size}x{size} for "
@@ -495,6 +499,13 @@ class PROBAVDataset(Dataset):
         if self.baselines is not None:
             sample["baseline_cpsnr"] = self.baselines[rec.name]
         return sample
+
+    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Another method's output for an image set, saved as the challenge's submissions are
+        (a 384 x 384 16-bit grey PNG, the HR's scale), as ``hr`` is read: ``[1, 384, 384]``
+        float32 normalised alike. Raises :class:`DataError` naming the file."""
+        fix = "write it as the challenge's submissions are: 384x384 16-bit grey, HR scale"
+        return self._normalize(read_probav_image(path, HR_SIZE, fix=fix))[None]
 
     def _normalize(self, arr: np.ndarray) -> np.ndarray:
         out = arr.astype(np.float32) / self._divisor

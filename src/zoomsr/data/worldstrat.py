@@ -393,6 +393,41 @@ class WorldStratDataset(Dataset):
             valid &= mask_valid
         return data, valid, path
 
+    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Another method's output for an AOI, as ``hr`` is read: ``[C_hr, H, W]`` float32
+        in [0, 1] (``hr_bands``). A PNG is 8-bit (/ 255, as the ``rgb`` product); a GeoTIFF is
+        uint16 SPOT values (/ 10000, as the ``ps``/``rgbn``/``pan`` products) or float in
+        [0, 1]; either holds the ``hr_bands`` in order, or all of the ``hr_kind`` product's
+        bands (the ``hr_bands`` are then taken from it). Raises :class:`DataError` naming the
+        file."""
+        p = Path(path)
+        file_bands = HR_KINDS[self.hr_kind][1]
+        if p.suffix.lower() == ".png":
+            img = read_png(p)
+            if img.dtype != np.uint8:
+                raise DataError(f"{p}: a {img.dtype} PNG; a WorldStrat prediction PNG is 8-bit "
+                                "(or a GeoTIFF of uint16 SPOT values or floats in [0, 1])")
+            raw = (img[None] if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
+            raw *= np.float32(1.0 / 255.0)
+        else:
+            raw = _read_raster_any(p, "prediction")
+            if raw.dtype == np.uint16:
+                raw = raw.astype(np.float32) * np.float32(1.0 / SPOT_DIVISOR)
+            elif raw.dtype.kind == "f":
+                raw = raw.astype(np.float32)
+            else:
+                raise DataError(f"{p}: data type {raw.dtype}; a WorldStrat prediction GeoTIFF "
+                                "holds uint16 SPOT values or floats in [0, 1]")
+        if raw.shape[0] == len(file_bands) and raw.shape[0] != self.hr_channels:
+            raw = raw[[file_bands.index(b) for b in self.hr_bands]]
+        if raw.shape[0] != self.hr_channels:
+            raise DataError(f"{p}: {raw.shape[0]} band(s); the items' HR has "
+                            f"{self.hr_channels} ({','.join(self.hr_bands)}) or the "
+                            f"{self.hr_kind} product's {len(file_bands)}")
+        if not np.isfinite(raw).all():
+            raise DataError(f"{p}: NaN or infinite pixels")
+        return np.clip(raw, 0.0, 1.0, out=raw)
+
     def _read_hr(self, aoi: WorldStratAOI) -> tuple[np.ndarray, np.ndarray]:
         """The HR image ``[C_hr, H, W]`` float32 in [0, 1] and its valid pixels ``[H, W]``."""
         path = aoi.hr_path
@@ -603,6 +638,21 @@ def _read_raster(
             raise DataError(f"{path}: data type {dtype.name}, expected a real number "
                             f"type ({what})")
         return src.read(indexes)
+
+
+def _read_raster_any(path: Path, what: str) -> np.ndarray:
+    """All bands of a GeoTIFF (a ``what``: not the dataset's own file) in its own data type;
+    :class:`DataError` naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                if np.dtype(src.dtypes[0]).kind not in "biuf":
+                    raise DataError(f"{path}: data type {src.dtypes[0]}, expected a real "
+                                    f"number type ({what})")
+                return src.read()
+    except RasterioError as exc:
+        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}; {what})") from None
 
 
 def _raster_shape(path: Path) -> tuple[int, int]:

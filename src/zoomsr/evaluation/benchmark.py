@@ -151,17 +151,41 @@ def _tile_key(target: str) -> str | None:
     return f"{parts[-3]}/{parts[-2]}" if len(parts) >= 3 and parts[-1] == "rgb.png" else None
 
 
-def score_files(m: ModelEntry, d: DatasetEntry, metrics: dict[str, Any], spec: BenchmarkSpec,
-                batch_size: int, update: Any) -> Any:
-    """A ``predictions`` entry's files scored against S2-NAIP dataset ``d`` as ``zoomsr
-    evaluate`` scores them (paired by tile; a mosaic GeoTIFF cut by the tiles), rows keyed
-    ``image_id/tile`` as the models' cells are (so that they pair in the comparisons)."""
+def open_predictions(m: ModelEntry, d: DatasetEntry) -> tuple[Any, Any]:
+    """``(model, dataset)``: a ``predictions`` entry's files on benchmark dataset ``d``
+    (PROBA-V, WorldStrat, OLI2MSI) as a model for
+    :func:`~zoomsr.evaluation.evaluate_model` (:class:`~zoomsr.evaluation.prediction_files.
+    PredictionFiles`: each item's file by its id), and the dataset's items it is scored on."""
     from zoomsr.data.datasets import open_dataset
+    from zoomsr.evaluation.prediction_files import PredictionFiles, prediction_files
+
+    if m.predictions is None:
+        raise ConfigError(f"{m.name}: no predictions")
+    # one frame each: the LR is only shown in the examples, never fed to the files
+    ds = open_dataset(d.dataset, d.data, d.split, splits_file=d.splits,
+                      **{**d.options, "n_images": 1})
+    return PredictionFiles(prediction_files(m.predictions, _dataset_keys(ds)), ds), ds
+
+
+def score_files(m: ModelEntry, d: DatasetEntry, metrics: dict[str, Any], spec: BenchmarkSpec,
+                batch_size: int, update: Any, device: str = "auto") -> Any:
+    """A ``predictions`` entry's files scored against dataset ``d``, rows keyed as the models'
+    cells are (so that they pair in the comparisons): on S2-NAIP as ``zoomsr evaluate``
+    scores them (paired by tile; a mosaic GeoTIFF cut by the tiles); on a benchmark dataset
+    each item's file by its id, read as the dataset reads its HR (:func:`open_predictions`),
+    scored with the items' HR masks as a model's outputs are."""
+    from zoomsr.data.datasets import open_dataset
+    from zoomsr.evaluation.model_eval import evaluate_model
     from zoomsr.evaluation.pairing import pair_images
     from zoomsr.evaluation.run import evaluate_pairing
 
     if m.predictions is None:
         raise ConfigError(f"{m.name}: no predictions")
+    if d.dataset != "s2naip":
+        files, ds = open_predictions(m, d)
+        return evaluate_model(files, ds, metrics, batch_size=batch_size, device=device,
+                              progress=update, seed=spec.seed, nodata=spec.masks,
+                              label=m.name, examples=spec.examples)
     pairing = pair_images(m.predictions, d.data, d.split, d.splits)
     # the items the models are scored on (the loader's options, e.g. skip_black_hr, drop some)
     items = open_dataset("s2naip", d.data, d.split, splits_file=d.splits,
@@ -398,10 +422,12 @@ def run_benchmark(
             try:
                 context = (progress(f"{m.name} on {d.name}") if progress is not None
                            else nullcontext(None))
-                if m.predictions is not None:  # files: paired with the dataset's tiles
+                if m.predictions is not None:  # files: paired with the dataset's items
                     with context as update:
-                        result = score_files(m, d, metrics, spec, batch_size, update)
+                        result = score_files(m, d, metrics, spec, batch_size, update, device)
                     frames, split = None, d.split
+                    if d.dataset != "s2naip":
+                        write_examples(folder, m.name, d.name, result.examples)
                 else:
                     if current is None or current[0] != m.name:
                         if current is not None:
@@ -539,16 +565,20 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
                            / f"{file_stem(k)}.npy").is_file()]
         if not missing:
             continue
-        if m.predictions is not None:
+        if m.predictions is not None and d.dataset == "s2naip":
             _file_examples(out, m, d, missing, spec)
             continue
         try:
-            if current is None or current[0] != m.name:
-                if current is not None:
-                    _free(current[1])
-                current = (m.name, load_entry(m, spec.seed))
-            ds, _, _ = open_for_model(current[1], d.dataset, d.data, d.split, d.splits,
-                                      d.options, m.n_images)
+            if m.predictions is not None:
+                module, ds = open_predictions(m, d)
+            else:
+                if current is None or current[0] != m.name:
+                    if current is not None:
+                        _free(current[1])
+                    current = (m.name, load_entry(m, spec.seed))
+                ds, _, _ = open_for_model(current[1], d.dataset, d.data, d.split, d.splits,
+                                          d.options, m.n_images)
+                module = for_scale(current[1], int(getattr(ds, "scale", 1))).module
             keys = _dataset_keys(ds)
             at = {k: i for i, k in enumerate(keys)}
             wanted = [k for k in missing if k in at]
@@ -556,8 +586,7 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
                 continue
             psnr = psnr or dataset_metrics(["psnr"], MetricOptions(border=0))
             subset = ItemSubset(ds, [at[k] for k in wanted], keys)
-            scoring = for_scale(current[1], int(getattr(ds, "scale", 1)))
-            result = evaluate_model(scoring.module, subset, psnr, batch_size=batch_size,
+            result = evaluate_model(module, subset, psnr, batch_size=batch_size,
                                     device=device, seed=spec.seed, nodata=spec.masks,
                                     label=m.name, examples=len(wanted))
             write_examples(out, m.name, d.name, result.examples, replace=False)

@@ -10,7 +10,8 @@
       - {name: bicubic, baseline: bicubic}
       - {name: esrgan-8, weights: esrgan-8}            # a registry name
       - {name: mine, weights: runs/a/generator.pth, datasets: [s2naip-val]}
-      - {name: other-method, predictions: outputs/}      # files, paired by S2-NAIP tile
+      - {name: other-method, predictions: outputs/, datasets: [s2naip-val]}  # by tile
+      - {name: challenge-entry, predictions: submission/, datasets: [probav-nir]}  # by id
     datasets:
       - {name: s2naip-val, dataset: s2naip, data: /data/s2naip, split: val}
       - {name: probav-nir, dataset: probav, data: /data/probav, options: {bands: NIR}}
@@ -44,7 +45,8 @@ _PATH_OPTIONS = ("lpips_weights", "lpips_linear_weights", "clip_cache_dir")
 @dataclass(frozen=True)
 class ModelEntry:
     """One model: ``weights`` (a checkpoint file or registry name), ``baseline``, or
-    ``predictions`` (a method's outputs as files, scored against S2-NAIP datasets)."""
+    ``predictions`` (a method's outputs as files: on S2-NAIP paired by tile, on the benchmark
+    datasets one file per item named by its id, read as the dataset reads its HR)."""
 
     name: str
     weights: str | None = None
@@ -54,7 +56,9 @@ class ModelEntry:
     n_images: int | None = None
     datasets: tuple[str, ...] | None = None  # only these dataset entries (default: all)
     sample_steps: int | None = None  # SR3: DDIM steps per item (default: the model's, 50)
-    predictions: Path | None = None  # a folder of tile images, or a zoomsr infer mosaic
+    #: S2-NAIP: a folder of tile images, or a zoomsr infer mosaic; PROBA-V, WorldStrat,
+    #: OLI2MSI: a folder of ID.png / ID.tif files (e.g. a PROBA-V challenge submission)
+    predictions: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,7 @@ class BenchmarkSpec:
     def cells(self) -> list[tuple[ModelEntry, DatasetEntry]]:
         """The (model, dataset) pairs to score, models first, in the file's order."""
         return [(m, d) for m in self.models for d in self.datasets
-                if (m.datasets is None or d.name in m.datasets)
-                and (m.predictions is None or d.dataset == "s2naip")]
+                if m.datasets is None or d.name in m.datasets]
 
     @property
     def baseline(self) -> str:
@@ -296,13 +299,6 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
         if unknown:
             raise ConfigError(f"{where}models[{i}].datasets: {', '.join(unknown)} is not a "
                               f"dataset of the file (its datasets: {', '.join(sorted(known))})")
-        if m.predictions is not None:
-            other = [d for d in (m.datasets or ()) if known[d] != "s2naip"]
-            if other or "s2naip" not in known.values():
-                raise ConfigError(
-                    f"{where}models[{i}].predictions: files are scored against S2-NAIP "
-                    f"datasets only (paired by tile), not {', '.join(other) or 'these'}; "
-                    "score other methods' files with zoomsr evaluate")
     metrics = doc.get("metrics", ["psnr", "ssim", "cpsnr"])
     if isinstance(metrics, str):
         metrics = [metrics]
