@@ -158,3 +158,22 @@ def test_wrong_bands_and_sizes_are_refused_naming_the_file(tmp_path, datasets):
     Image.fromarray(np.zeros((100, 100), np.uint16)).save(small)
     with pytest.raises(DataError, match=r"small.png: 100x100 px, expected 384x384"):
         pv.read_prediction(small)
+
+
+def test_oli2msi_prediction_files_read_as_its_hr_files(tmp_path):
+    """An OLI2MSI pair's HR file given as its prediction reads as the item's ``hr``; a
+    digital-number copy is refused naming the file."""
+    from zoomsr.data import OLI2MSIDataset
+
+    written = fixture_module("oli2msi_fixture").write_oli2msi(tmp_path / "o", "test", n=2)
+    ds = OLI2MSIDataset(tmp_path / "o", "test", lr_size=8)
+    name = sorted(written)[0]
+    item = next(ds[i] for i in range(len(ds)) if ds[i]["id"] == name)
+    got = ds.read_prediction(tmp_path / "o" / "test_hr" / f"{name}.TIF")
+    assert got.dtype == np.float32 and torch.equal(torch.from_numpy(got), item["hr"])
+    dn = tmp_path / "dn.tif"
+    with rasterio.open(dn, "w", driver="GTiff", width=24, height=24, count=3,
+                       dtype="uint16") as dst:
+        dst.write(np.ones((3, 24, 24), np.uint16))
+    with pytest.raises(DataError, match=r"dn.tif: uint16 pixels"):
+        ds.read_prediction(dn)
