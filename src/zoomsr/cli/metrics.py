@@ -207,3 +207,55 @@ def sample_judgments(
     typer.echo(str(path))
     typer.echo(f"simulated judgments, not human ones: try `zoomsr metrics agreement {path} "
                f"--metrics psnr,ssim --out DIR`", err=True)
+
+
+@app.command("consistency")
+def consistency(
+    sr: Path = typer.Argument(..., help="A `zoomsr infer` output GeoTIFF."),
+    lr: Path | None = typer.Option(
+        None, "--lr", help="Its LR mosaic (default: SR.lr.tif beside it, as `zoomsr infer "
+        "--save-lr` writes it)."),
+    map_path: Path | None = typer.Option(
+        None, "--map", help="Also write the per-LR-pixel mean absolute difference (float32 "
+        "GeoTIFF on the LR grid, 8-bit levels, NaN where not counted)."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write the figures as JSON."),
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+) -> None:
+    """How well an output, averaged back to the input's pixels, agrees with the LR mosaic it
+    was made from (no ground truth needed): bias, MAE, RMSE and PSNR per band, in 8-bit
+    levels. A colour shift or content the inputs do not hold shows as disagreement; a blurry
+    output agrees too, so read it beside the reference metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from zoomsr import __version__
+    from zoomsr.io.atomic import atomic_write_text, refuse_existing
+    from zoomsr.metrics.consistency import scene_consistency
+    from zoomsr.progress import progress_callback
+
+    outputs = [p for p in (map_path, json_path) if p is not None]
+    refuse_existing(outputs, overwrite)
+    with progress_callback("comparing", progress) as update:
+        result = scene_consistency(sr, lr, map_path=map_path, progress=update)
+    table = Table(title=f"{sr.name} against its LR mosaic: {result.pixels} LR pixels, "
+                        f"x{result.scale} (8-bit levels)")
+    for column in ("band", "bias", "MAE", "RMSE", "PSNR (dB)"):
+        table.add_column(column, justify="left" if column == "band" else "right")
+    for b in result.bands:
+        table.add_row(b.band, f"{b.bias:+.2f}", f"{b.mae:.2f}", f"{b.rmse:.2f}",
+                      f"{b.psnr:.2f}")
+    Console().print(table)
+    if json_path is not None:
+        import json
+
+        doc = {**result.to_dict(), "sr": str(sr.resolve()),
+               "lr": str((lr or sr.with_name(sr.stem + ".lr.tif")).resolve()),
+               "units": "8-bit levels", "zoomsr_version": __version__}
+        from zoomsr.evaluation.run import json_safe
+
+        # (an infinite PSNR, identical pixels, as null)
+        atomic_write_text(json_path, json.dumps(json_safe(doc), indent=1) + "\n")
+    for path in outputs:
+        typer.echo(f"wrote {path}")

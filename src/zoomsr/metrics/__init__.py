@@ -10,6 +10,8 @@ leave nodata pixels out.
 - :class:`LPIPS`: AlexNet/VGG, weights from local files or caches (never downloaded implicitly).
 - :class:`CLIPScore`: any open_clip image tower, ``paper``/``standard`` preprocessing.
 - :mod:`zoomsr.metrics.agreement`: metric vs human pairwise preferences.
+- :func:`lr_consistency`, :func:`scene_consistency` (:mod:`zoomsr.metrics.consistency`): an
+  output averaged back to the input's pixels against the input (no ground truth).
 - :func:`create_metrics`: build metrics by name (``psnr,ssim,cpsnr,lpips,clipscore``).
 
 Network metrics (LPIPS, CLIPScore) import their heavy parts lazily.
@@ -18,6 +20,7 @@ Network metrics (LPIPS, CLIPScore) import their heavy parts lazily.
 from typing import TYPE_CHECKING
 
 from zoomsr.metrics.base import Metric, WeightsNotFoundError, check_images, check_pair
+from zoomsr.metrics.consistency import lr_consistency, scene_consistency
 from zoomsr.metrics.cpsnr import CPSNR, cpsnr
 from zoomsr.metrics.factory import METRIC_NAMES, MetricOptions, create_metric, create_metrics
 from zoomsr.metrics.psnr_ssim import PSNR, SSIM, psnr, ssim
@@ -42,7 +45,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "CPSNR", "METRIC_NAMES", "PSNR", "SSIM", "CLIPScore", "LPIPS", "Metric", "MetricOptions",
     "WeightsNotFoundError", "check_images", "check_pair", "cpsnr", "create_metric",
-    "create_metrics", "psnr", "ssim",
+    "create_metrics", "lr_consistency", "psnr", "scene_consistency", "ssim",
 ]
 
 
