@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 #: The signal the last :class:`Terminated` came from (:func:`take_termination`).
 _terminated_by: int | None = None
@@ -111,7 +111,9 @@ def interrupts_held() -> Iterator[None]:
             escaped.append(True)  # asked again, well after: the block may hang; stop it now,
             previous[signum](signum, frame)  # as its own handler does (SIGTERM: Terminated)
 
-    previous = {s: signal.signal(s, hold) for s in held}
+    # (the handlers held are callable: see held)
+    previous = cast("dict[int, Callable[[int, Any], Any]]",
+                    {s: signal.signal(s, hold) for s in held})
     try:
         yield
     finally:

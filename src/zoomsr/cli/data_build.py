@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -72,7 +73,9 @@ def build(
     from zoomsr.io.folders import require_writable_folder
 
     config = BuildConfig(
-        bands=bands, scale=scale, window_days=window_days, cloud_method=cloud,
+        # (BuildConfig parses "tci,b08" into its tuple)
+        bands=cast("tuple[str, ...]", bands), scale=scale, window_days=window_days,
+        cloud_method=cloud,
         max_cloud=max_cloud, min_frames=min_frames, max_frames=max_frames,
         block_tiles=block_tiles, bbox=parse_bbox(bbox) if bbox else None,
         dn_offset=dn_offset,

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -285,18 +285,22 @@ def infer(
         from zoomsr.inference.scenes import check_scene_outputs
 
         check_scene_outputs(manifest, options, scenes)
+    # (without --scenes, INPUTS and --output were given: checked above)
     if manifest is None and resume and not overwrite:
-        finished_before(output, save_lr, preview)  # a side output missing: before the model
+        # a side output missing: before the model
+        finished_before(cast(Path, output), save_lr, preview)
     if ray is not None and manifest is None and is_s2naip_input(inputs or []):
-        raise ConfigError(f"{inputs[0]}: S2-NAIP chunk input runs locally; drop --ray (its "
-                          "tiles are small and independent: one machine does them fast)")
+        raise ConfigError(f"{cast('list[str]', inputs)[0]}: S2-NAIP chunk input runs locally; "
+                          "drop --ray (its tiles are small and independent: one machine "
+                          "does them fast)")
     with flags_named():  # (--precision, checked as the model is built)
         net = load_model(weights, model, config, random_weights, device, precision, bands,
                          sample_steps, seed)
     # before Ray is started or joined: a requeued job whose cluster is gone still succeeds.
     # With --ray, `auto` is the workers' precision, known once Ray is up: either is taken
     if manifest is None and resume and not overwrite and finished_same_run(
-            output, inputs, net, options, any_precision=ray is not None and precision == "auto"):
+            cast(Path, output), cast("list[str]", inputs), net, options,
+            any_precision=ray is not None and precision == "auto"):
         # as --scenes does: a re-run of a command that finished (a requeued job) succeeds; any
         # other file there (not a zoomsr output) is refused as usual
         typer.echo(f"{output}: finished by an earlier run, nothing to resume (--overwrite "
@@ -322,10 +326,11 @@ def infer(
             on_interrupt(lambda: _kept_scenes([sc.output for sc in manifest]))
             _run_scenes(manifest, net, options, rows)
             return
-        sides = list(side_outputs(output, save_lr, preview).values())
-        before = {p: _identity(p) for p in (output, *sides)}  # files there now: not this run's
-        on_interrupt(lambda: _kept(output, sides, before))
-        result = run_inference(inputs, output, net, options, row_source=rows)
+        out = cast(Path, output)  # given without --scenes (checked above)
+        sides = list(side_outputs(out, save_lr, preview).values())
+        before = {p: _identity(p) for p in (out, *sides)}  # files there now: not this run's
+        on_interrupt(lambda: _kept(out, sides, before))
+        result = run_inference(cast("list[str]", inputs), out, net, options, row_source=rows)
     _report(result, net)
 
 

@@ -11,14 +11,19 @@ import os
 import sys
 import traceback
 import warnings
+from typing import TYPE_CHECKING
 
 import click
 import typer
 
+if TYPE_CHECKING:
+    # typer >= 0.25 vendors click: its commands are not click.Command (older: they are)
+    from typer._click.core import Command as _VendoredCommand
+
 try:
     from typer.exceptions import TyperException
 except ImportError:  # typer < 0.25 raises click's own exceptions
-    TyperException = click.ClickException
+    TyperException = click.ClickException  # type: ignore[misc, assignment]
 
 from zoomsr import __version__
 from zoomsr.cli import benchmark as benchmark_cli
@@ -131,7 +136,7 @@ def _interrupted(args: list[str]) -> None:
     typer.echo(text, err=True)
 
 
-def _unwrap_help(command: click.Command) -> None:
+def _unwrap_help(command: click.Command | _VendoredCommand) -> None:
     """Join the lines of each paragraph of every command's help: Typer's rich help keeps the
     docstrings' line breaks and wraps the lines again at the terminal's width, so a terminal
     narrower than the source broke sentences into ragged lines."""
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(command, args)
 
 
-def _main(command: click.Command, args: list[str]) -> int:
+def _main(command: click.Command | _VendoredCommand, args: list[str]) -> int:
     take_termination()  # none left from an earlier command (main() may run several)
     try:
         exiting.command_starts()  # Ctrl-C stops the command from here (before: ends quietly)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import typer
 
@@ -13,10 +14,12 @@ app = typer.Typer(help="List and describe model architectures.", no_args_is_help
 def list_models() -> None:
     """List the architectures with their input layout."""
     from zoomsr.models import MODELS  # lazy: torch is slow to import and --help needs none
+    from zoomsr.models.factory import ModelClassInfo
 
-    width = max(len(name) for name in MODELS)
-    layout_width = max(len(cls.input_layout) for cls in MODELS.values())
-    for name, cls in MODELS.items():
+    classes = cast("dict[str, ModelClassInfo]", MODELS)
+    width = max(len(name) for name in classes)
+    layout_width = max(len(cls.input_layout) for cls in classes.values())
+    for name, cls in classes.items():
         typer.echo(f"{name:<{width}}  {cls.input_layout:<{layout_width}}  {cls.description}")
 
 

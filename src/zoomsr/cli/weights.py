@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -205,7 +206,7 @@ def import_ncnn(
                          "file name")
     require_writable_folder(output.parent, f"--output {output}", create=False)
     refuse_existing([output], overwrite)
-    layers = read_ncnn(param, bin_file)
+    layers = read_ncnn(param, cast(Path, bin_file))  # given with PARAM (checked above)
     try:
         state, config = ncnn_to_rrdbnet(layers)
     except CheckpointError as exc:  # the graph's structure: name the file it came from

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ def open_dataset(name: str, root: str | os.PathLike[str], split: str | None = No
             kwargs["pairs"] = _s2naip_split(root, split, splits_file)
         else:
             kwargs["split"] = split
-    return cls(root, **kwargs)
+    return cls(root, **kwargs)  # type: ignore[call-arg]  # (torch's Dataset takes none)
 
 
 def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], split: str,
@@ -114,10 +114,10 @@ def _run_split(name: str, cls: type[Dataset], root: str | os.PathLike[str], spli
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
         raise DataError(f"{path}: no list of items for the {split!r} split (it has "
                         f"{', '.join(k for k, v in doc.items() if isinstance(v, list))})")
-    sources = doc.get("sources") if isinstance(doc.get("sources"), dict) else {}
+    sources = cast(dict, doc.get("sources")) if isinstance(doc.get("sources"), dict) else {}
     source = (sources.get(split) or (doc.get("source_split") if split == "val" else None)
               or (split if split in dataset_splits(name) else "train"))  # (a held-out share)
-    ds = cls(root, split=source, **kwargs)
+    ds = cls(root, split=source, **kwargs)  # type: ignore[call-arg]  # (as above)
     index = {item: i for i, item in enumerate(item_ids(ds))}
     missing = [i for i in ids if i not in index]
     if missing:
@@ -221,7 +221,7 @@ def check_items(name: str, root: str | os.PathLike[str],
     for split in splits or dataset_splits(name):
         datasets, problems = _open_for_check(name, root, split, options)
         opened.append((SplitCheck(split, 0, problems), datasets))
-    total = sum(len(ds) for _, datasets in opened for ds in datasets)  # type: ignore[arg-type]
+    total = sum(len(ds) for _, datasets in opened for ds in datasets)  # type: ignore[arg-type, misc]
     done = 0
     for found, datasets in opened:
         for ds in datasets:
@@ -251,7 +251,8 @@ def _open_for_check(name: str, root: str | os.PathLike[str], split: str,
                 ds = open_dataset(name, root, split, **{**kwargs, "skip_missing": True})
         except DataError as exc:
             return [], [str(exc)]
-        return [ds], [f"{problem}; {DOWNLOAD_HINT}" for problem in ds.missing]
+        return [ds], [f"{problem}; {DOWNLOAD_HINT}"
+                      for problem in cast(WorldStratDataset, ds).missing]
     try:
         return [open_dataset(name, root, split, **kwargs)], []
     except DataError as exc:

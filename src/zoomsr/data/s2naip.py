@@ -108,7 +108,7 @@ class S2NAIPDataset(Dataset):
         self.dropped_black_hr: list[PairRecord] = []
         if skip_black_hr and not train:
             # Evaluation needs a fixed set of pairs, so black-NAIP pairs are removed up front.
-            kept = []
+            kept: list[PairRecord] = []
             for p in self.pairs:
                 (self.dropped_black_hr if _has_black(read_hr(p.naip_path, self.hr_size))
                  else kept).append(p)

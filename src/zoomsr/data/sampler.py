@@ -35,7 +35,8 @@ def item_index(index: int | tuple[int, int], length: int,
     if isinstance(index, tuple):
         if len(index) != 2:
             raise TypeError(f"index must be an int or (index, sample_seed), got {index!r}")
-        index, sample_seed = operator.index(index[0]), operator.index(index[1])
+        pair = index
+        index, sample_seed = operator.index(pair[0]), operator.index(pair[1])
         if sample_seed < 0:
             raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
     index = operator.index(index)  # ints, NumPy ints, 0-d tensors; not 1.7 or "2"
@@ -109,7 +110,8 @@ def weighted_sampler(
         check_int("num_samples", num_samples, minimum=1)
     w = pair_weights(pairs, tile_weights, default, source)
     return WeightedRandomSampler(
-        w, num_samples=num_samples or len(pairs), replacement=True, generator=generator
+        w,  # type: ignore[arg-type]  # (torch takes a tensor of weights too)
+        num_samples=num_samples or len(pairs), replacement=True, generator=generator
     )
 
 

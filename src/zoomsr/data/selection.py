@@ -6,17 +6,19 @@ A time step whose TCI chunk has any black pixel (all channels 0: nodata, swath e
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 
 def black_pixel_mask(tci: np.ndarray) -> np.ndarray:
     """Per time step and pixel, True where every channel is 0. ``tci`` is ``[T, H, W, 3]``."""
-    return ~tci.any(axis=-1)
+    return cast(np.ndarray, ~tci.any(axis=-1))  # (an array: tci has a T axis)
 
 
 def valid_frames(tci: np.ndarray) -> np.ndarray:
     """``[T]`` bool: True for time steps whose TCI chunk ``[T, H, W, 3]`` has no black pixel."""
-    return ~black_pixel_mask(tci).reshape(tci.shape[0], -1).any(axis=1)
+    return cast(np.ndarray, ~black_pixel_mask(tci).reshape(tci.shape[0], -1).any(axis=1))
 
 
 def select_frames(valid: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -287,7 +287,7 @@ def _scene(
         m_r = m_asph if rng.random() < 0.4 + 0.6 * urban else m_dirt
         width = int(rng.integers(3, 7))
         if rng.random() < 0.65:
-            ang = grid_ang + (np.pi / 2) * rng.integers(2) + rng.normal(0, 0.03)
+            ang: float = grid_ang + (np.pi / 2) * rng.integers(2) + rng.normal(0, 0.03)
             if rng.random() < 0.3:
                 ang = rng.uniform(0, np.pi)
             cx, cy = rng.uniform(0, n, 2)

@@ -52,7 +52,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -285,7 +285,7 @@ class WorldStratDataset(Dataset):
         if all(valid is not None for valid, _ in masks):
             # The masks (as published: CLM and dataMask for every revisit) rank the revisits;
             # a data file is 12 bands to decode, so only the chosen revisits' are read.
-            invalid = np.array([1.0 - valid.mean() for valid, _ in masks])
+            invalid = np.array([1.0 - cast(np.ndarray, valid).mean() for valid, _ in masks])
         else:
             for p, n in enumerate(aoi.revisits):
                 frames[p] = self._read_revisit(aoi, n, masks[p])
@@ -438,14 +438,14 @@ class WorldStratDataset(Dataset):
             if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
                 raise DataError(f"{path}: expected an 8-bit RGB or RGBA PNG, got shape "
                                 f"{list(img.shape)} {img.dtype}")
-            valid = img[:, :, :3].any(axis=2)
+            valid = cast(np.ndarray, img[:, :, :3].any(axis=2))
             if img.shape[2] == 4:
                 valid &= img[:, :, 3] > 0
             hr = img[:, :, picks].transpose(2, 0, 1).astype(np.float32)
             hr *= np.float32(1.0 / 255.0)
             return hr, valid
         raw = _read_raster(path, len(file_bands), ("uint16",), f"SPOT {self.hr_kind} (12-bit)")
-        valid = raw.any(axis=0)
+        valid = cast(np.ndarray, raw.any(axis=0))
         hr = raw[picks].astype(np.float32)
         hr *= np.float32(1.0 / SPOT_DIVISOR)
         np.clip(hr, 0.0, 1.0, out=hr)

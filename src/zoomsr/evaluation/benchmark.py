@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from zoomsr.devices import resolve_device
 from zoomsr.errors import ConfigError, DataError, ZoomsrError
@@ -422,6 +422,8 @@ def run_benchmark(
             try:
                 context = (progress(f"{m.name} on {d.name}") if progress is not None
                            else nullcontext(None))
+                # (built above: None only when every cell is kept, and none is scored)
+                metrics = cast("dict[str, Any]", metrics)
                 if m.predictions is not None:  # files: paired with the dataset's items
                     with context as update:
                         result = score_files(m, d, metrics, spec, batch_size, update, device)

@@ -145,7 +145,9 @@ def plot_benchmark(result: BenchmarkResult) -> Any:
         x = np.arange(len(datasets))
         for j, model in enumerate(models):
             at = x + (j - (len(models) - 1) / 2) * bar
-            shown, means, errs = [], [], [[], []]
+            shown: list[int] = []
+            means: list[float] = []
+            errs: list[list[float]] = [[], []]
             for i, d in enumerate(datasets):
                 c = result.cell(model, d)
                 if c is not None and c.status == "failed":

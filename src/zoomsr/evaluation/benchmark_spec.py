@@ -299,13 +299,13 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
         if unknown:
             raise ConfigError(f"{where}models[{i}].datasets: {', '.join(unknown)} is not a "
                               f"dataset of the file (its datasets: {', '.join(sorted(known))})")
-    metrics = doc.get("metrics", ["psnr", "ssim", "cpsnr"])
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, list) or not metrics:
+    listed = doc.get("metrics", ["psnr", "ssim", "cpsnr"])
+    if isinstance(listed, str):
+        listed = [listed]
+    if not isinstance(listed, list) or not listed:
         raise ConfigError(f"{where}metrics: expected a list of metric names")
     try:
-        names = tuple(parse_metric_names(",".join(map(str, metrics))))
+        metric_names = tuple(parse_metric_names(",".join(map(str, listed))))
     except ConfigError as exc:
         raise ConfigError(f"{where}metrics: {exc}") from None
     options = _mapping(doc.get("metric_options"), "metric_options", where)
@@ -322,7 +322,7 @@ def spec_from_dict(doc: Any, path: Path | None = None, base: Path | None = None
         raise ConfigError(f"{where}masks: expected true or false, got {masks!r}")
     seed = _opt_int(doc.get("seed", 0), "seed", where, 0)
     examples = _opt_int(doc.get("examples", 4), "examples", where, 0)
-    return BenchmarkSpec(models, datasets, names, options, compare_to, masks, seed or 0,
+    return BenchmarkSpec(models, datasets, metric_names, options, compare_to, masks, seed or 0,
                          examples=4 if examples is None else examples, path=path)
 
 

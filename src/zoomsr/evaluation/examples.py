@@ -102,7 +102,7 @@ def _stretch(images: list[np.ndarray | str | None], reference: np.ndarray) -> li
     lo, hi = np.percentile(reference.astype(np.float32), [2, 98])
     if hi - lo < 1e-6:
         lo, hi = 0.0, 1.0
-    out = []
+    out: list[Any] = []
     for img in images:
         if img is None or isinstance(img, str):
             out.append(img)

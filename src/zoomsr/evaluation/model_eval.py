@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -275,7 +275,8 @@ def _score(model: torch.nn.Module, batch: dict[str, Any], dev: torch.device,
             if valid is None:
                 scores[name] = metric(pred, target)
             elif takes_valid[name]:
-                scores[name] = metric(pred, target, valid=valid)
+                # (zoomsr's metrics take it: takes_valid; the protocol does not)
+                scores[name] = metric(pred, target, valid=valid)  # type: ignore[call-arg]
             else:  # a user's metric: both images black outside the valid area
                 scores[name] = metric(*black_outside(pred, target, valid[:, None]))
         except InputError as exc:  # e.g. images too small for a network metric
@@ -405,10 +406,11 @@ class SampledSR3(torch.nn.Module):
     def forward(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
         from zoomsr.models.sr3 import keyed_noise
 
-        c, s = int(self.sr3.out_channels), int(self.sr3.scale)
+        sr3 = cast(Any, self.sr3)  # (its attributes, not torch's Module.__getattr__ types)
+        c, s = int(sr3.out_channels), int(sr3.scale)
         shape = (c, lr.shape[-2] * s, lr.shape[-1] * s)
         noise = keyed_noise(shape, self.seed, [str(k).encode() for k in keys])
-        return self.sr3.sample(lr, self.steps, "ddim", noise=noise.to(lr.device, lr.dtype))
+        return sr3.sample(lr, self.steps, "ddim", noise=noise.to(lr.device, lr.dtype))
 
 
 def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None,
@@ -436,7 +438,7 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     from zoomsr.inference.model import checkpoint_bands
     from zoomsr.models import model_class
     from zoomsr.models.checkpoints import read_checkpoint
-    from zoomsr.models.factory import rebuild, same_config_value
+    from zoomsr.models.factory import ModelClassInfo, rebuild, same_config_value
 
     label = Path(weights).name
     path = Path(weights)
@@ -467,18 +469,20 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     module = rebuild(checkpoint, model, config if checkpoint.model_name is None else given,
                      stacklevel=3)
     name = getattr(module, "name", type(module).__name__)
+    sr3 = cast(Any, module)  # (SR3's attributes, when it is one)
     if sample_steps is not None:
         if name != "sr3":
             raise ConfigError(f"sample steps ({sample_steps}) apply to diffusion models (sr3), "
                               f"not to {label} ({name})")
         if isinstance(sample_steps, bool) or not isinstance(sample_steps, int) \
-                or not 1 <= sample_steps <= int(module.num_timesteps):
+                or not 1 <= sample_steps <= int(sr3.num_timesteps):
             raise ConfigError(f"sample steps {sample_steps!r}: {label} takes 1 to "
-                              f"{int(module.num_timesteps)} (its timesteps)")
+                              f"{int(sr3.num_timesteps)} (its timesteps)")
     if name == "sr3":
-        module = SampledSR3(module.eval(), sample_steps or module.default_steps("ddim"),
+        module = SampledSR3(module.eval(), sample_steps or sr3.default_steps("ddim"),
                             sample_seed)
-    layout = "frames" if "T, C" in model_class(name).input_layout else "stacked"
+    info = cast(ModelClassInfo, model_class(name))
+    layout = "frames" if "T, C" in info.input_layout else "stacked"
     n = checkpoint.extra.get("n_images")
     if n is None:  # a training run's Lightning checkpoint: its config's
         run_config = checkpoint.extra.get("zoomsr_config")

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -223,17 +223,17 @@ def score_pairs(
             if nodata == "exclude" and any(loaded[i][2] is not None for i in idx):
                 valid = torch.stack([
                     torch.ones(pred.shape[-2:], dtype=torch.bool) if loaded[i][2] is None
-                    else loaded[i][2] for i in idx
+                    else cast(torch.Tensor, loaded[i][2]) for i in idx
                 ])
             for name, metric in metrics.items():
                 try:
                     if valid is None:  # called as before masks were honoured
                         values = metric(pred, target)
                     elif takes_valid[name]:
-                        values = metric(pred, target, valid=valid)
+                        # (zoomsr's metrics take it: takes_valid; the protocol does not)
+                        values = metric(pred, target, valid=valid)  # type: ignore[call-arg]
                     else:  # e.g. a user's metric: both images black outside the valid area
-                        v = valid[:, None]
-                        values = metric(*black_outside(pred, target, v))
+                        values = metric(*black_outside(pred, target, valid[:, None]))
                 except InputError as exc:  # e.g. an image too small for a network metric
                     more = f" (and {len(idx) - 1} more of that size)" if len(idx) > 1 else ""
                     raise DataError(f"{chunk[idx[0]].pred}{more}: {name}: {exc}") from None
@@ -370,7 +370,8 @@ def evaluate(
                             batch_size, progress, seed, options, nodata)
 
 
-def as_metrics(metrics: Mapping[str, Metric] | Metric | str | list[str]) -> dict[str, Metric]:
+def as_metrics(metrics: Mapping[str, Metric] | Metric | str | Sequence[str]
+               ) -> dict[str, Metric]:
     """``metrics`` as ``{name: Metric}`` (see :func:`evaluate`)."""
     if isinstance(metrics, (str, list, tuple)):
         from zoomsr.metrics import create_metrics

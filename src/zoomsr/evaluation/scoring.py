@@ -49,8 +49,9 @@ def frames_per_item(dataset: str, root: Path, split: str | None, options: Mappin
     if isinstance(fixed, int):  # PROBA-V's one band, OLI2MSI's RGB
         return fixed
     # the split scored, not the loader's default (which may not be there)
-    return int(open_dataset(dataset, root, split, splits_file=splits_file,
-                            **{**options, "n_images": 1}).channels)
+    opened: Any = open_dataset(dataset, root, split, splits_file=splits_file,
+                               **{**options, "n_images": 1})
+    return int(opened.channels)
 
 
 def open_for_model(scoring: ScoringModel, dataset: str, root: Path, split: str | None = None,

@@ -132,8 +132,11 @@ class Carry:
                  sums: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
         self.windows = windows
         self.scale = scale
-        self.sums = np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums
-        self.weights = np.zeros((0, hr_width), np.float32) if weights is None else weights
+        # (host arrays; a RowChain's on the rows' device once a row blended there is linked)
+        self.sums: Array = (
+            np.zeros((channels, 0, hr_width), np.float32) if sums is None else sums)
+        self.weights: Array = (
+            np.zeros((0, hr_width), np.float32) if weights is None else weights)
 
 
 @dataclass

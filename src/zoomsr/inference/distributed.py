@@ -27,7 +27,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -37,6 +37,10 @@ from zoomsr.inference.model import InferenceModel, cuda_graphs_possible
 from zoomsr.inference.rows import ScenePlan
 from zoomsr.stopping import interrupts_held
 from zoomsr.validate import check_int
+
+if TYPE_CHECKING:
+    from zoomsr.inference.grid import TargetGrid
+    from zoomsr.inference.reader import SceneReader
 
 #: Rows queued per worker beyond the one it is computing.
 AHEAD = 2
@@ -90,7 +94,7 @@ def _worker_class(ray: Any) -> Any:
             module = create_model(spec["name"], **spec["config"])
             module.load_state_dict(state)
             if hasattr(module, "output_size"):
-                module.output_size = None
+                module.output_size = None  # type: ignore[assignment]  # (an int attribute)
             module = module.to(dev).eval()
             if dev.type == "cuda":
                 module = module.to(memory_format=torch.channels_last)
@@ -152,8 +156,9 @@ def _worker_class(ray: Any) -> Any:
             # GDAL's cache sized for the rows this actor reads (one at a time)
             w = plan.windows
             strip = group_read_width(w, plan.columns or (0, len(w.xs)))
-            self.cache = read_cache(read_cache_bytes(plan.reader.frames, plan.grid, w.win_h,
-                                                     strip, 1))
+            # (a scene's plan: the Ray path runs scenes)
+            reader, grid = cast("SceneReader", plan.reader), cast("TargetGrid", plan.grid)
+            self.cache = read_cache(read_cache_bytes(reader.frames, grid, w.win_h, strip, 1))
             self.cache.__enter__()
 
         def row(self, r: int) -> ReadyRow:
@@ -282,7 +287,7 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            ray = None
+            ray = None  # type: ignore[assignment]
         # a folder named ray in the working folder (Ray leaves /tmp/ray) imports as an empty
         # namespace package: "module 'ray' has no attribute 'is_initialized'"
         if ray is None or not callable(getattr(ray, "init", None)):
@@ -562,7 +567,7 @@ def _sigterm_kept(ray: Any) -> Iterator[None]:
     for minutes. Ray's setter (``ray._private.utils.set_sigterm_handler``) does nothing
     meanwhile, so the signal is held and then handled as zoomsr handles it (a SIGTERM during
     a run stops it as Ctrl-C does); where a Ray has no such setter, nothing changes."""
-    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
     setter = getattr(utils, "set_sigterm_handler", None)
     if setter is None:
         yield

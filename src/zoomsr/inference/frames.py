@@ -46,8 +46,8 @@ def _window_sums(per_col: Array, spans: Sequence[tuple[int, int]]) -> Array:
     windows a strip has). Tensors stay on their device."""
     m = xp(per_col)
     cums = m.concatenate([m.zeros_like(per_col[..., :1]), m.cumsum(per_col, -1)], -1)
-    first = [x for x, _ in spans]
-    last = [x + w for x, w in spans]
+    first: list[int] | torch.Tensor = [x for x, _ in spans]
+    last: list[int] | torch.Tensor = [x + w for x, w in spans]
     if isinstance(cums, torch.Tensor):  # as tensors sent asynchronously (a blocking copy or
         # list indexing would wait for the device's queue)
         first, last = (to_tensor(np.array(v, dtype=np.int64), cums.device) for v in (first, last))
@@ -92,7 +92,7 @@ def choose_frames(scores: Array, n: int) -> Array:
     cyclically.
     """
     if isinstance(scores, torch.Tensor):
-        order = torch.sort(scores, dim=-1, stable=True).indices
+        order: Array = torch.sort(scores, dim=-1, stable=True).indices
         cycle = torch.arange(n, device=scores.device) % scores.shape[-1]
         return torch.sort(order[..., cycle], dim=-1).values
     order = np.argsort(scores, axis=-1, kind="stable")

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -239,7 +239,7 @@ class InferenceModel:
         """SR3's DDIM samples of ``x`` ``[B, T*C, h, w]``, each from the noise that its key
         names (scenes: the window's place, so the frame subsets of ``--uncertainty`` share
         it and their spread is that of the dates), else its values (see module docstring)."""
-        s, c = self.scale, int(self.module.out_channels)
+        s, c = self.scale, int(self.module.out_channels)  # type: ignore[arg-type]
         shape = (c, x.shape[-2] * s, x.shape[-1] * s)
         if keys is None:
             values = x.detach().float().cpu().contiguous().numpy()
@@ -250,12 +250,13 @@ class InferenceModel:
                 raise InputError(f"{len(keys)} noise keys for {x.shape[0]} inputs")
             names = [repr(("key", key, tuple(x.shape[1:]))).encode() for key in keys]
         noise = keyed_noise(shape, self.sample_seed, names)
-        return self.module.sample(x, steps=self.sample_steps, method="ddim", eta=0.0,
-                                  noise=noise)
+        return self.module.sample(  # type: ignore[operator]  # (SR3's method)
+            x, steps=self.sample_steps, method="ddim", eta=0.0, noise=noise)
 
     def describe(self) -> dict:
         sampling = ({"sampling": {"method": "ddim", "eta": 0.0, "seed": self.sample_seed,
-                                  "steps": self.sample_steps or self.module.default_steps()}}
+                                  "steps": self.sample_steps
+                                  or self.module.default_steps()}}  # type: ignore[operator]
                     if self.diffusion else {})
         return {
             "model": self.label,
@@ -334,7 +335,7 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
                               f"{','.join(bands)}) and out_channels=3")
         if getattr(module, "output_size", None) is not None:
             # A fixed output size would resize every window; inference keeps the x zoom output.
-            module.output_size = None
+            module.output_size = None  # type: ignore[assignment]  # (an int attribute)
         return int(cfg.get("revisits", 8)), "frames", int(cfg.get("zoom_factor", 4))
     raise ConfigError(
         f"model {name!r} cannot be used by infer (supported: rrdbnet, srcnn, highresnet, sr3)"
@@ -529,7 +530,7 @@ def _inference_model(module: nn.Module, source: str, digest: str, dev: torch.dev
         module = module.to(memory_format=torch.channels_last)
     return InferenceModel(
         module=module,
-        label=label or getattr(module, "name", type(module).__name__),
+        label=cast(str, label or getattr(module, "name", type(module).__name__)),
         n_images=n_images,
         layout=layout,
         scale=scale,
@@ -591,6 +592,6 @@ def _check_sample_steps(module: nn.Module, steps: int | None) -> None:
         raise ConfigError(f"--sample-steps applies to diffusion models (sr3), not {name}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"--sample-steps must be an integer >= 1, got {steps!r}")
-    limit = int(module.num_timesteps)
+    limit = int(module.num_timesteps)  # type: ignore[arg-type]  # (SR3's int)
     if steps > limit:
         raise ConfigError(f"--sample-steps {steps}: this sr3 model has {limit} timesteps")

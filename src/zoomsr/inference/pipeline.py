@@ -30,10 +30,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -295,8 +295,8 @@ def super_resolve_array(
     automatic window, the default; None: the device's default, :func:`for_device`).
     Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped; 0 where the
     mask is False) and the ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read),
-    values outside [0, 1], empty frames and frames with no valid pixel are refused
-    (:class:`InputError`); NaN pixels are nodata.
+    values outside [0, 1], an empty stack and frames none of which has a valid pixel are
+    refused (:class:`InputError`); NaN pixels are nodata.
     """
     check_inference_model(model)
     # the settings checked as a scene run's are (threads, batch, uncertainty, seed, tiling)
@@ -304,7 +304,7 @@ def super_resolve_array(
         InferenceOptions(tiling=tiling or Tiling(), batch_size=batch_size,
                          uncertainty=uncertainty, seed=seed, threads=threads, progress=False),
         model.device)
-    tiling, batch_size = options.tiling, options.batch_size
+    tiling, batch_size = options.tiling, cast(int, options.batch_size)  # (set by for_device)
     given = np.asarray(pixels)
     if not np.issubdtype(given.dtype, np.floating):
         raise InputError(f"expected float frames in [0, 1], got {given.dtype}: divide an 8-bit "
@@ -370,11 +370,12 @@ def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptio
                  groups: list[tuple[int, int]], device: torch.device | None = None) -> dict:
     """What a saved run was made with, to continue it only with the same (``device``: where
     the rows are computed, a Ray pool's workers; default the model's)."""
+    reader, grid = cast(SceneReader, plan.reader), cast(TargetGrid, plan.grid)  # a scene's
     return {
         "zoomsr": __version__,
-        "frames": [f.describe() for f in plan.reader.frames],
-        "files": _input_files(plan.reader.frames),
-        "grid": plan.grid.describe(),
+        "frames": [f.describe() for f in reader.frames],
+        "files": _input_files(reader.frames),
+        "grid": grid.describe(),
         "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
                    plan.windows.tiling.margin_px],
         "model": model.describe(),  # known by weights_sha256: PartialRun leaves the path out
@@ -465,10 +466,10 @@ def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few
     """The output's tags; ``files``: :func:`_input_files` as the run found them when it
     started (a file removed or rewritten since must neither fail the run at its end nor be
     recorded with its new content's size and time)."""
-    grid = plan.grid
+    grid = cast(TargetGrid, plan.grid)  # a scene's plan: its reader and grid
     tags = {
         **model_tags(model),
-        "zoomsr_inputs": json.dumps([f.describe() for f in plan.reader.frames]),
+        "zoomsr_inputs": json.dumps([f.describe() for f in cast(SceneReader, plan.reader).frames]),
         # --resume of a finished output tells an input changed since (size, time) from it
         "zoomsr_input_files": json.dumps(files),
         "zoomsr_grid": ("native " if native else "training grid ")
@@ -705,11 +706,12 @@ def finished_same_run(output: str | os.PathLike[str],
                              f"S2-NAIP chunks of {root}: {tags['zoomsr_inputs']}); {redo}")
         from zoomsr.inference.s2naip import inputs_digest
 
-        was = tags.get("zoomsr_input_digest")
-        if was is not None and (now := inputs_digest(root, model.bands)) != was:
+        digest = tags.get("zoomsr_input_digest")
+        if digest is not None and (digest_now := inputs_digest(root, model.bands)) != digest:
             raise InputError(f"{out}: finished by an earlier run, but the S2-NAIP tiles of "
                              f"{root} changed since (tiles added or removed, or files "
-                             f"rewritten: {was.split(',')[0]} then, {now.split(',')[0]} now); "
+                             f"rewritten: {digest.split(',')[0]} then, "
+                             f"{digest_now.split(',')[0]} now); "
                              f"{redo}")
         return True
     try:
@@ -877,7 +879,7 @@ def _run_scene(
     windows = WindowGrid(grid.height, grid.width, options.tiling,
                          getattr(model, "size_multiple", 1))
     plan = ScenePlan(SceneReader(list(frames), grid), grid, windows, model.n_images,
-                     windows_per_call(options.batch_size, options.tiling, windows),
+                     windows_per_call(cast(int, options.batch_size), options.tiling, windows),
                      options.uncertainty, options.seed)
     s = model.scale
     k = options.uncertainty
@@ -908,7 +910,8 @@ def _run_scene(
                 del row
                 hr.write_block(windows.ys[res.row] * s, col * s, block)
                 if lr is not None:
-                    lr.write_block(windows.ys[res.row], col, lr_rows)
+                    lr.write_block(windows.ys[res.row], col,
+                                   cast(np.ndarray, lr_rows))  # (made with_lr)
                 del block, lr_rows
                 # from a GPU the carry is a view of the row's one transfer: own it, not the
                 # buffer
@@ -922,9 +925,9 @@ def _run_scene(
     if row_source is None:
         threads = options.threads or (1 if model.device.type == "cpu" else 3)
         threads = fit_open_files(threads, sum(len(f.files) for f in frames))
-    strip = max(group_read_width(windows, g) for g in groups)
+    widest = max(group_read_width(windows, g) for g in groups)
     # one reader per row thread (its own datasets: GDAL keeps decoded blocks per dataset)
-    cache = read_cache_bytes(frames, grid, windows.win_h, strip,
+    cache = read_cache_bytes(frames, grid, windows.win_h, widest,
                              threads if row_source is None else 0, hr.row_bytes,
                              stride=windows.tiling.stride)
     state = run.start(rasters, options.resume, options.overwrite)
@@ -1070,7 +1073,7 @@ def _strips_assembled(todo: list[int], strip: Callable[[int], tuple[ScenePlan, r
                       row_source: Callable[..., Iterator[RowResult]], model: InferenceModel,
                       windows: WindowGrid, s: int, hr: RawRaster, lr: RawRaster | None,
                       prepare: Callable[[RowResult], ReadyRow]
-                      ) -> Iterator[tuple[int, DoneRow]]:
+                      ) -> Generator[tuple[int, DoneRow], None, None]:
     """The rows of a row source (Ray), strip after strip, assembled and written here: ``(k,
     row)`` for each row of strip ``todo[k]``."""
     for k, g in enumerate(todo):

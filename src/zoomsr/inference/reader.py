@@ -40,6 +40,7 @@ from zoomsr.inference.grid import SNAP_TOL_PX, TargetGrid, pixel_sides_in
 from zoomsr.inference.inputs import Frame, to_band16, to_tci, valid_pixels
 from zoomsr.inference.inputs.files import CLOUD_ROLES
 from zoomsr.inference.inputs.radiometry import (
+    Radiometry,
     can_hold_fills,
     check_values,
     holds_fill_values,
@@ -478,7 +479,7 @@ class SceneReader:
 _WARP_BLOCK = (512, 128)
 
 
-def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometry: str,
+def _check_file_values(src: _Source, window: Window, grid: TargetGrid, radiometry: Radiometry,
                        nodata: float | None) -> None:
     """:func:`check_values` on the pixels of each of ``src``'s files under the grid's
     ``window`` (with a pixel's margin for the bilinear warp), read as they are stored."""

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from rasterio.windows import Window
 
-from zoomsr.inference.arrays import to_host, to_tensor
+from zoomsr.inference.arrays import Array, to_host, to_tensor
 from zoomsr.inference.assemble import Carry, final_rows, to_uint8, upsample_mask
 from zoomsr.inference.frames import (
     choose_frames,
@@ -126,6 +126,7 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
     dev = on or getattr(model, "device", None)
     if on is None and not (isinstance(dev, torch.device) and dev.type != "meta"):
         dev = torch.device("cpu")
+    dev = cast(torch.device, dev)  # (on, or a device: checked just above)
     pixels, valid, cloudy = plan.reader.read_strip(Window(x0, y, width, h), dev)
     filled, any_valid, mean = fill_gaps(pixels, valid)
     mosaic = to_uint8(mean[:3].permute(1, 2, 0))
@@ -178,7 +179,8 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
         if k:
             spread = (np.stack(outs[1:]).std(0).mean(0) if on is None
                       else torch.stack(outs[1:]).std(0, correction=0).mean(0))
-            undetermined = upsample_mask(thin[:, win.x - x0 : win.x - x0 + win.w], s)
+            thin_here = cast(Array, thin)[:, win.x - x0 : win.x - x0 + win.w]  # (k: computed)
+            undetermined = upsample_mask(thin_here, s)
             spread = (np.where(undetermined, np.float32(1.0), spread) if on is None
                       else torch.where(undetermined, 1.0, spread))
             sums[3, :, cols] += spread * w
@@ -214,7 +216,7 @@ def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
         if host_scores is not None:
             chosen += [to_tensor(f, dev) for f in
                        subset_frames(host_scores[j], plan.n_images, k, (plan.seed, r, win.col),
-                                     clean=host_clean[j])]
+                                     clean=cast(np.ndarray, host_clean)[j])]
         for frames in chosen:
             pending.append((j, wp[frames]))
         while len(pending) >= plan.batch_size:
@@ -377,7 +379,9 @@ class _RowThreads:
                         if key not in readers:
                             readers[key] = part.plan.reader.clone()
                         strip = k, dataclasses.replace(part.plan, reader=readers[key])
-                    res: Any = compute_row(strip[1], self.model, r, self.on, part.tick)
+                    # (_SerialModel: the calls compute_row makes, serialised)
+                    res: Any = compute_row(strip[1], self.model,  # type: ignore[arg-type]
+                                           r, self.on, part.tick)
                     if part.ordered is not None and not self._in_turn(i, res, part.ordered):
                         # never raised here: a traceback would keep this frame, and the row's
                         # sums, alive through the results (a cycle) after the run
@@ -482,7 +486,7 @@ def local_rows(
 
 
 def local_strips(parts: Sequence[RowPart], model: InferenceModel, threads: int = 1,
-                 on: torch.device | None = None) -> Iterator[tuple[int, Any]]:
+                 on: torch.device | None = None) -> Generator[tuple[int, Any], None, None]:
     """:func:`local_rows` over several column strips' rows as one sequence: yields ``(k,
     item)`` for each row of ``parts[k]``, in order, ``threads`` rows at once across the
     strips' boundaries."""

@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from rasterio.crs import CRS
@@ -207,12 +208,13 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
             lr_block = np.zeros((size, grid.width, 4), dtype=np.uint8)
             # read, computed and placed a batch at a time: a row of thousands of tiles held
             # every tile's inputs and float outputs at once (memory growing with the row)
-            for i in range(0, len(present), options.batch_size):
-                batch = present[i : i + options.batch_size]
+            step = cast(int, options.batch_size)  # (set above where None)
+            for i in range(0, len(present), step):
+                batch = present[i : i + step]
                 inputs, valids = [], []
                 for t in batch:
                     series = read_band_series(found[t], "tci")  # [T, 32, 32, 3] uint8
-                    valid = series.any(axis=-1)
+                    valid = cast(np.ndarray, series.any(axis=-1))  # [T, 32, 32]
                     pixels = _tile_pixels(found[t], series, model.bands)
                     filled, any_valid, mean = fill_gaps(pixels, valid)
                     if count_clean(valid) < model.n_images:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -166,21 +167,23 @@ class WindowGrid:
             object.__setattr__(self, "tiling",
                                self.tiling.for_scene(self.height, self.width, self.multiple))
 
+    # (tiling.window is a size here: __post_init__ chose it where it was None)
+
     @property
     def ys(self) -> list[int]:
-        return window_starts(self.height, self.tiling.window, self.tiling.stride)
+        return window_starts(self.height, cast(int, self.tiling.window), self.tiling.stride)
 
     @property
     def xs(self) -> list[int]:
-        return window_starts(self.width, self.tiling.window, self.tiling.stride)
+        return window_starts(self.width, cast(int, self.tiling.window), self.tiling.stride)
 
     @property
     def win_h(self) -> int:
-        return min(self.tiling.window, self.height)
+        return min(cast(int, self.tiling.window), self.height)
 
     @property
     def win_w(self) -> int:
-        return min(self.tiling.window, self.width)
+        return min(cast(int, self.tiling.window), self.width)
 
     @property
     def covered_area(self) -> int:

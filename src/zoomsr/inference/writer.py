@@ -296,7 +296,7 @@ class PartialRun:
         path = self.dir / STATE_FILE
         try:
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-                np.savez(f, **payload)
+                np.savez(f, **payload)  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
         except OSError as exc:  # a full disk: named (it was a bare "OSError: [Errno 28] ...")
             raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
 

@@ -72,12 +72,13 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
             # stored in 16 bits came out near black, scored without a word
             raise DataError(f"{p}: 16-bit colour PNG, which is read as 8-bit (its high "
                             "byte only); save it as 8-bit RGB")
+        pixels: Image.Image = img
         if mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            pixels = img.convert("RGBA" if "transparency" in img.info else "RGB")
         elif mode not in ("L", "RGB", "RGBA", "LA"):
             raise DataError(f"{p}: unsupported image mode {mode!r} (expected 8-bit grey/RGB or "
                             "16-bit grey)")
-        return np.array(img)  # writable copy: torch refuses read-only buffers
+        return np.array(pixels)  # writable copy: torch refuses read-only buffers
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray, compress_level: int = 1) -> None:

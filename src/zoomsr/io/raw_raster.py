@@ -20,7 +20,7 @@ from zoomsr.errors import DataError, WriteError
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     """Write ``data``'s bytes at ``offset`` of ``fd`` from its own memory (no copy when it is
     contiguous: rows of a wide scene are tens of MB), looping over short writes."""
-    view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+    view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     while view:
         n = os.pwrite(fd, view, offset)
         if n <= 0:  # a write that makes no progress would loop forever
@@ -31,7 +31,7 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
 def _pread_all(fd: int, out: np.ndarray, offset: int, name: Path) -> None:
     """Fill contiguous ``out`` with the bytes at ``offset`` of ``fd`` (file ``name``), looping
     over short reads: :func:`_pwrite_all`'s twin."""
-    view = memoryview(out.reshape(-1).view(np.uint8))
+    view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # (numpy's stub)
     while view:
         n = os.preadv(fd, [view], offset)
         if n <= 0:

@@ -30,6 +30,9 @@ class CLIPLoss(nn.Module):
     ``"cosine"``: ``1 - cos(embed(sr), embed(hr))`` averaged over the batch.
     """
 
+    mean: Tensor  # buffers (register_buffer)
+    std: Tensor
+
     def __init__(
         self,
         model_name: str = "ViT-B-16-SigLIP-256",
@@ -56,7 +59,7 @@ class CLIPLoss(nn.Module):
     @property
     def image_size(self) -> tuple[int, int]:
         """The backbone's input size ``(H, W)``."""
-        return self.encoder.net.image_size
+        return self.encoder.net.image_size  # type: ignore[return-value]  # (open_clip's)
 
     def preprocess(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> normalised ``[B, 3, S, S]`` (differentiable)."""

@@ -17,6 +17,8 @@ class Frozen(nn.Module):
     ``.to(device)`` / ``.cuda()`` / dtype casts of the parent still reach it.
     """
 
+    net: nn.Module  # (set past nn.Module's __setattr__: not a submodule)
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         net.eval().requires_grad_(False)

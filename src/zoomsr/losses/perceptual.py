@@ -88,6 +88,9 @@ class VGG19Features(nn.Module):
     """VGG19 ``features`` up to the deepest of ``layers``: ``[B, 3, H, W]`` in [0, 1] ->
     ``{layer: [B, C_l, H_l, W_l]}``."""
 
+    mean: Tensor  # buffers (register_buffer)
+    std: Tensor
+
     def __init__(
         self,
         layers: list[str],

@@ -373,7 +373,8 @@ def plot_agreement(result: AgreementResult) -> Any:
     ax.set_title(f"{result.n_items - result.n_human_ties} pairs with a human preference")
     for xi, v, top in zip(x, vals, hi, strict=True):
         if np.isfinite(v):  # above the interval's cap (at v the bar's line crossed it)
-            ax.text(xi, max(v, top if np.isfinite(top) else v) + 1.5, f"{v:.1f}",
+            ax.text(xi, max(v, top if np.isfinite(top) else v) + 1.5,  # type: ignore[arg-type]
+                    f"{v:.1f}",
                     ha="center", va="bottom", fontsize=8)
     ax.legend(loc="lower right", fontsize=8)
     return fig

@@ -42,7 +42,7 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ def _find_cached(cfg: dict[str, Any], hub_dir: str | os.PathLike[str] | None) ->
         try:
             from huggingface_hub import try_to_load_from_cache
         except ImportError:  # pragma: no cover
-            try_to_load_from_cache = None
+            try_to_load_from_cache = None  # type: ignore[assignment]
         for name in names:
             looked.append(f"{repo}/{name} in the Hugging Face cache {_hub_cache_dir(hub_dir)} "
                           f"(https://huggingface.co/{repo}/resolve/main/{name})")
@@ -378,9 +378,10 @@ class ImageEncoder(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         oc = _open_clip()
-        plain = type(model).encode_image in (oc.CLIP.encode_image, oc.CustomTextCLIP.encode_image)
+        plain = (type(model).encode_image  # type: ignore[attr-defined]  # (open_clip's)
+                 in (oc.CLIP.encode_image, oc.CustomTextCLIP.encode_image))
         # CLIP/CustomTextCLIP embed images with the visual tower alone: drop the text tower.
-        self.tower = model.visual if plain else model
+        self.tower = cast(nn.Module, model.visual) if plain else model
         self.plain = plain
         size = getattr(model.visual, "image_size", 224)
         self.image_size: tuple[int, int] = (
@@ -389,7 +390,7 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed preprocessed ``[B, 3, S, S]`` images."""
-        return self.tower(x) if self.plain else self.tower.encode_image(x)
+        return self.tower(x) if self.plain else self.tower.encode_image(x)  # type: ignore[operator]
 
 
 def build_image_encoder(
@@ -705,11 +706,12 @@ class CLIPScore:
         partial = partial_rows(v)
         if partial is not None:  # black outside the valid area, in both
             p, t = p.clone(), t.clone()
-            p[partial], t[partial] = black_outside(p[partial], t[partial], v[partial])
+            p[partial], t[partial] = black_outside(p[partial], t[partial],
+                                                   cast(torch.Tensor, v)[partial])
         ep = self._embed_checked(p)
         et = self._embed_targets(t)
         scores = (ep * et).sum(dim=-1).double()
         if partial is not None:
-            share = v.flatten(1).double().mean(dim=1).cpu()
+            share = cast(torch.Tensor, v).flatten(1).double().mean(dim=1).cpu()
             scores[share < self.min_valid] = float("nan")
         return scores

@@ -177,7 +177,7 @@ def cpsnr(
         mse, shift = _search(p, t, offsets, (h, w))
         if partial is not None and moving:
             # the target's clear pixels in its crop at each shift (the challenge's scorer)
-            tv = v[partial].to(torch.float64)
+            tv = cast(torch.Tensor, v)[partial].to(torch.float64)  # (partial: v given)
             m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w),
                                             lambda py, px, ty, tx: tv[..., ty: ty + h,
                                                                       tx: tx + w])
@@ -185,7 +185,8 @@ def cpsnr(
         elif partial is not None:
             # the prediction's pixels whose whole (2 border + 1)^2 neighbourhood is valid: the
             # same pixels at every shift, each compared with valid target pixels only
-            sure = F.max_pool2d((~v[partial]).to(torch.float32), 2 * border + 1, stride=1) == 0
+            sure = F.max_pool2d((~cast(torch.Tensor, v)[partial]).to(torch.float32),
+                                2 * border + 1, stride=1) == 0
             sure64 = sure.to(torch.float64)
             m_mse, m_shift = _masked_search(p[partial], t[partial], offsets, (h, w),
                                             lambda *_: sure64)
@@ -211,7 +212,7 @@ def cpsnr(
         ]
         mse, shift = _search(p, t, offsets, (h, w))
         if partial is not None:
-            vc = v[partial]
+            vc = cast(torch.Tensor, v)[partial]
             if border:
                 vc = vc[..., border:-border, border:-border]
 

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -104,6 +105,9 @@ class LPIPSNetwork(nn.Module):
         channels: channel count of each stage's output.
     """
 
+    shift: torch.Tensor  # buffers (register_buffer)
+    scale: torch.Tensor
+
     def __init__(self, stages: Sequence[nn.Module], channels: Sequence[int]) -> None:
         super().__init__()
         if len(stages) != len(channels) or not stages:
@@ -141,7 +145,8 @@ class LPIPSNetwork(nn.Module):
         for d in self.distance_maps(x0, x1):
             layer = d.mean(dim=(1, 2, 3))
             if part is not None and bool(part.any()):
-                w = F.interpolate(weights[part].to(d.dtype), size=d.shape[-2:], mode="area")
+                w = F.interpolate(cast(torch.Tensor, weights)[part].to(d.dtype), size=d.shape[-2:],
+                                  mode="area")
                 layer = layer.clone()
                 layer[part] = (d[part] * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
             total = total + layer
@@ -293,11 +298,12 @@ def _stage_fits(stage: nn.Module, h: torch.Tensor) -> torch.Tensor | None:
 
 
 def _network_fits(network: LPIPSNetwork, side: int) -> bool:
-    h: torch.Tensor | None = torch.empty(1, 3, side, side, device="meta")
+    h = torch.empty(1, 3, side, side, device="meta")
     for stage in network.stages:
-        h = _stage_fits(stage, h)
-        if h is None:
+        out = _stage_fits(stage, h)
+        if out is None:
             return False
+        h = out
     return True
 
 
@@ -421,7 +427,8 @@ class LPIPS:
         partial = partial_rows(v)
         if partial is not None:  # black outside the valid area, in both
             p, t = p.clone(), t.clone()
-            p[partial], t[partial] = black_outside(p[partial], t[partial], v[partial])
+            p[partial], t[partial] = black_outside(p[partial], t[partial],
+                                                   cast(torch.Tensor, v)[partial])
         out = []
         with torch.inference_mode():
             for i in range(0, p.shape[0], self.batch_size):
@@ -431,10 +438,11 @@ class LPIPS:
                 if partial is None or not bool(partial[i: i + self.batch_size].any()):
                     out.append(self.network(a, b).double().cpu())
                 else:
-                    w = v[i: i + self.batch_size].to(self.device, torch.float32)
+                    w = cast(torch.Tensor, v)[i: i + self.batch_size].to(self.device,
+                                                                          torch.float32)
                     out.append(self.network(a, b, w).double().cpu())
         scores = torch.cat(out)
         if partial is not None:
-            share = v.flatten(1).double().mean(dim=1).cpu()
+            share = cast(torch.Tensor, v).flatten(1).double().mean(dim=1).cpu()
             scores[share < self.min_valid] = float("nan")
         return scores

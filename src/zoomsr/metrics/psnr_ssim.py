@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ def psnr(
     partial = partial_rows(None if v is None else _crop(v, border))
     if partial is not None:
         # over the valid pixels: a masked pixel's difference counts 0 and is not counted
-        m = _crop(v, border)[partial].to(diff.device, torch.float64)
+        m = _crop(cast(torch.Tensor, v), border)[partial].to(diff.device, torch.float64)
         n = m.sum(dim=(1, 2, 3)) * diff.shape[1]
         mse[partial] = ((diff[partial].square() * m).sum(dim=(1, 2, 3)) / n).cpu()
     return 10.0 * torch.log10(1.0 / mse)
@@ -141,7 +142,7 @@ def _ssim(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, bo
     partial = partial_rows(whole)
     if partial is not None:
         # the map's mean over the positions whose whole window is valid
-        m = whole[partial].to(ssim_map.device, torch.float64)
+        m = cast(torch.Tensor, whole)[partial].to(ssim_map.device, torch.float64)
         n = m.sum(dim=(1, 2, 3)) * ssim_map.shape[1]
         scores[partial] = ((ssim_map[partial] * m).sum(dim=(1, 2, 3)) / n).cpu()
     return scores

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,15 @@ from zoomsr.models.rrdbnet import config_from_state_dict as rrdbnet_config
 from zoomsr.models.sr3 import SR3
 from zoomsr.models.srcnn import SRCNN
 from zoomsr.validate import check_config_values
+
+
+class ModelClassInfo(Protocol):
+    """What each class in :data:`MODELS` declares beside being an ``nn.Module`` subclass."""
+
+    description: str
+    input_layout: str
+    output_layout: str
+
 
 MODELS: dict[str, type[nn.Module]] = {
     "srcnn": SRCNN,
@@ -278,10 +287,10 @@ def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
     modules the forward pass never runs (HighRes-net keeps its parent's for the checkpoint
     layout).
     """
-    cls = model_class(name)
+    cls = cast(ModelClassInfo, model_class(name))
     with torch.device("meta"):
         model = create_model(name, **config).eval()
-        inputs = model.example_inputs(lr_size)
+        inputs = model.example_inputs(lr_size)  # type: ignore[operator]  # (nn.Module's getattr)
     try:
         flops, output, used = _count_flops(model, inputs)
     except (RuntimeError, InputError) as exc:  # e.g. a 1 px input for reflection padding
@@ -293,7 +302,7 @@ def model_info(name: str, lr_size: int = 32, **config: Any) -> ModelInfo:
     return ModelInfo(
         name=name,
         description=cls.description,
-        config=dict(model.config),
+        config=dict(model.config),  # type: ignore[arg-type]  # (nn.Module's getattr)
         parameters=sum(p.numel() for p in model.parameters()),
         parameters_used=used,
         gflops=flops / 1e9,
@@ -351,6 +360,7 @@ def rebuild(checkpoint: Checkpoint, model: str | None = None,
     if model is not None and recorded not in (None, model):
         raise ConfigError(f"--model {model}: {where} holds a {recorded} model (zoomsr "
                           "recorded it); leave --model out")
+    name: str | None
     if recorded is not None:
         name, cfg = recorded, dict(checkpoint.model_config or {})
         for key, value in given.items():

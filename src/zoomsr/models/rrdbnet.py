@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ class ResidualDenseBlock(nn.Module):
             nn.init.kaiming_normal_(conv.weight)
             with torch.no_grad():
                 conv.weight.mul_(0.1)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(cast(Tensor, conv.bias))  # (made with a bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x1 = self.lrelu(self.conv1(x))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,7 @@ class SR3UNet(nn.Module):
         ch = base_channels
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
-                blocks = [ResBlock(ch, base_channels * mult, emb_dim, dropout)]
+                blocks: list[nn.Module] = [ResBlock(ch, base_channels * mult, emb_dim, dropout)]
                 ch = base_channels * mult
                 if level in attn_levels:
                     blocks.append(AttnBlock(ch))
@@ -155,15 +156,15 @@ class SR3UNet(nn.Module):
             h = F.pad(h, (0, pad_w, 0, pad_h), mode="replicate")
         # the embedding is computed in fp32; a model cast to bf16/fp16 needs its own dtype
         emb = self.emb_mlp(noise_level_embedding(level, self.base_channels).to(
-            self.emb_mlp[0].weight.dtype))
+            cast(nn.Linear, self.emb_mlp[0]).weight.dtype))
 
         h = self.conv_in(h)
         skips = [h]
-        for blocks in self.down:
+        for blocks in cast("Iterable[nn.ModuleList]", self.down):
             h = self._run_blocks(blocks, h, emb)
             skips.append(h)
         h = self._run_blocks(self.mid, h, emb)
-        for blocks in self.up:
+        for blocks in cast("Iterable[nn.ModuleList]", self.up):
             if isinstance(blocks[0], ResBlock):
                 h = self._run_blocks(blocks, torch.cat([h, skips.pop()], dim=1), emb)
             else:  # upsample: nearest x2 then conv
@@ -197,6 +198,9 @@ class SR3(nn.Module):
     input_layout = "[B, T*C, H, W]"
     output_layout = "[B, C_out, H*scale, W*scale]"
     flops_note = "per denoising step (inputs: noisy HR image, LR stack, noise level)"
+
+    alpha_bar: Tensor  # buffers (register_buffer)
+    alpha_bar_prev: Tensor
 
     def __init__(
         self,

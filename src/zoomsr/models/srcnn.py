@@ -7,6 +7,7 @@ Parameter names match the WorldStrat / satlas-super-resolution checkpoints (``en
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +77,7 @@ class SRCNN(nn.Module):
                 f"hidden_channels ({hidden_channels}) must be divisible by zoom_factor**2 "
                 f"({zoom_factor**2}) for the pixel shuffle"
             )
-        self.config = {
+        self.config: dict[str, Any] = {
             "in_channels": in_channels,
             "mask_channels": mask_channels,
             "revisits": revisits,
@@ -113,7 +114,7 @@ class SRCNN(nn.Module):
             *(ResidualBlock(hidden_channels, kernel_size) for _ in range(residual_layers))
         )
         # The same modules again under ``fusion``: the checkpoints hold both names.
-        self.fusion = nn.Sequential(self.doubleconv2d, self.residualblocks)
+        self.fusion: nn.Module = nn.Sequential(self.doubleconv2d, self.residualblocks)
         self.sr = PixelShuffleBlock(hidden_channels, out_channels, sr_kernel_size, zoom_factor)
 
     def example_inputs(self, lr_size: int = 32) -> tuple[Tensor, ...]:

@@ -374,7 +374,7 @@ class SRModule(L.LightningModule):
         path = Path(self.trainer.default_root_dir) / "samples" / f"val_step{step:07d}.png"
         write_png(path, image)
         for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
+            experiment: Any = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):
                 experiment.add_image("val/lr_sr_hr", image, step, dataformats="HWC")
 

@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -330,7 +330,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise _bad(key, annotation, value)
-        return _build(annotation, value, key)
+        return _build(cast(type, annotation), value, key)  # (a dataclass type)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise _bad(key, annotation, value)
@@ -672,10 +672,10 @@ def validate_config(cfg: TrainConfig) -> None:
 
         known = StrategyRegistry.available_strategies()
         if t.strategy not in known:
-            shown = sorted(k for k in known if "find_unused" not in k)
+            listed = sorted(k for k in known if "find_unused" not in k)
             raise ConfigError(f"config key 'trainer.strategy': unknown strategy "
                               f"{t.strategy!r} (auto, or one of Lightning's: "
-                              f"{', '.join(shown)})")
+                              f"{', '.join(listed)})")
     _check_model_config(cfg)
 
 
@@ -828,7 +828,7 @@ def dataset_channels(d: DataSection) -> tuple[int, int]:
             raise ConfigError(f"config key 'data.options.{key}' must be a list of band names "
                               f"or one comma-separated string, got {bands!r}")
         try:
-            parsed.append(parse(*value))
+            parsed.append(parse(*value))  # type: ignore[arg-type]  # (a None: TypeError)
         except (ConfigError, TypeError, AttributeError) as exc:
             text = first_line(exc).removeprefix(f"{key}: ")
             raise ConfigError(f"config key 'data.options.{key}': {text}") from None

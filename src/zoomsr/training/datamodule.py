@@ -479,7 +479,7 @@ class BenchmarkDataModule(TrainValDataModule):
         if cfg.root is None:
             raise ConfigError("config key 'data.root' is not set (--set data.root=PATH)")
         super().__init__(cfg, layout, seed)
-        self.name = cfg.dataset
+        self.name: str = cfg.dataset  # (Lightning's attribute, None by default)
         self.root = Path(cfg.root)
         self.train_set: ItemSubset | None = None
         self.val_set: ItemSubset | None = None

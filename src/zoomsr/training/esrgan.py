@@ -53,8 +53,8 @@ class ESRGANModule(SRModule):
         return torch.cat([image, up], dim=1)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
-        sched_g, sched_d = self.lr_schedulers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # (Lightning's)
+        sched_g, sched_d = self.lr_schedulers()  # type: ignore[misc]
         lr, hr, valid = batch["lr"], batch["hr"], batch.get("hr_valid")
         needs_usm = bool(self.content.usm_terms) or self.gan_usm
         # sharpened from the valid pixels alone where the HR has a mask (benchmark datasets)

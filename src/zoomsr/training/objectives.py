@@ -85,7 +85,8 @@ class ContentLoss(nn.Module):
             self._add("ssim", _SSIMTerm(cfg.ssim.window), cfg.ssim.weight, cfg.ssim.usm)
         p = cfg.perceptual
         if p.weight > 0:
-            loss = PerceptualLoss(p.layer_weights, p.criterion, p.weights, p.allow_random)
+            loss: nn.Module = PerceptualLoss(p.layer_weights, p.criterion, p.weights,
+                                             p.allow_random)
             self._add("perceptual", loss, p.weight, p.usm)
         c = cfg.clip
         if c.weight > 0:

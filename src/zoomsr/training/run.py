@@ -50,7 +50,7 @@ from zoomsr.io.gdal_errors import fsync_file
 from zoomsr.models import default_config, read_checkpoint, save_checkpoint
 from zoomsr.training.base import CONFIG_KEY, SRModule, check_loss_weights, check_val_weights
 from zoomsr.training.config import TrainConfig, dump_config
-from zoomsr.training.datamodule import S2NAIPDataModule, TrainValDataModule, build_datamodule
+from zoomsr.training.datamodule import TrainValDataModule, build_datamodule
 from zoomsr.training.esrgan import ESRGANModule
 from zoomsr.training.gate import STARTED_BY, RunGate, launched_by_a_launcher
 from zoomsr.training.regression import RegressionModule
@@ -429,7 +429,7 @@ class _DataOrderOfOldCheckpoints(Callback):
     checkpoint's epoch, whatever the number of DataLoader workers (its order was drawn
     otherwise, so the run is not byte-identical to an uninterrupted one)."""
 
-    def __init__(self, datamodule: S2NAIPDataModule) -> None:
+    def __init__(self, datamodule: TrainValDataModule) -> None:
         self.datamodule = datamodule
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
@@ -666,7 +666,7 @@ def train(
     # training is told to them first (the gate below), not raised at once.
     launched = launched_by_a_launcher(_RANK_VARIABLES)
     failed: Exception | None = None
-    ready: _Ready | None = None
+    ready: _Ready | TrainResult | None = None
     with contextlib.ExitStack() as held:
         # One process of the run holds the folder until the run ends: the first, as the
         # environment says (refused before Lightning's trainer, which prints its device lines);
@@ -888,7 +888,7 @@ def _run_folder_lock(out: Path) -> Iterator[None]:
         raise
 
 
-def _fit(trainer: L.Trainer, module: SRModule, datamodule: S2NAIPDataModule,
+def _fit(trainer: L.Trainer, module: SRModule, datamodule: TrainValDataModule,
          resume_path: Path | None) -> None:
     """``trainer.fit``, quiet about what does not apply here; Ctrl-C is a KeyboardInterrupt."""
     with warnings.catch_warnings(), _without_tips():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
 
 from zoomsr.training.base import SRModule
+
+if TYPE_CHECKING:
+    from zoomsr.models.sr3 import SR3
 
 
 class SR3Module(SRModule):
@@ -15,14 +18,14 @@ class SR3Module(SRModule):
     ``val.sample_steps`` steps, seeded by ``val.sample_seed`` and the batch index."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss = self.generator.loss(batch["hr"], batch["lr"])
+        loss = cast("SR3", self.generator).loss(batch["hr"], batch["lr"])
         self.finite_or_stop(loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["hr"].shape[0])
         return loss
 
     def super_resolve(self, lr: Tensor, batch_idx: int = 0) -> Tensor:
         v = self.cfg.val
-        net = self.inference_generator
+        net = cast("SR3", self.inference_generator)  # (this module's generator is an SR3)
         steps = min(v.sample_steps, net.num_timesteps)
         return net.sample(lr, steps=steps, method="ddim", seed=v.sample_seed + batch_idx)
 

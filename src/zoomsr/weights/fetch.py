@@ -20,7 +20,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from zoomsr.errors import CheckpointError, WeightsNotAvailableError, ZoomsrError, ZoomsrWarning
 from zoomsr.io.atomic import atomic_path, remove_stale_temps
@@ -141,7 +141,8 @@ def _fetch(url: str, target: Path, expected: str | None, open_url: Opener,
             problem = None if entry is None else architecture_problem(entry, tmp, target.suffix)
             if problem is not None:
                 raise CheckpointError(
-                    f"{url}: not a checkpoint of {entry.name} ({architecture(entry)}): "
+                    f"{url}: not a checkpoint of {cast(WeightsEntry, entry).name} "
+                    f"({architecture(cast(WeightsEntry, entry))}): "
                     f"{problem}; the download was discarded, nothing recorded"
                 )
     # downloads killed outright left theirs; one written in the last hour may be another

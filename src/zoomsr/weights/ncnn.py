@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -220,7 +221,8 @@ class NcnnGraph(nn.Module):
         for layer in layers:
             if layer.type == "Convolution":
                 w = torch.from_numpy(layer.weights["weight"])
-                conv = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]),
+                kernel = cast("tuple[int, int]", tuple(w.shape[2:]))  # ([out, in, kh, kw])
+                conv = nn.Conv2d(w.shape[1], w.shape[0], kernel,
                                  padding=int(layer.get(4, 0)), bias="bias" in layer.weights)
                 with torch.no_grad():
                     conv.weight.copy_(w)
@@ -257,7 +259,7 @@ class NcnnGraph(nn.Module):
                 if int(layer.get(0, 1)) != 1:
                     raise CheckpointError(f"layer {layer.name}: only Eltwise sum supported")
                 coeffs = layer.get(1, [1.0] * len(ins))
-                outs = [sum(float(c) * v for c, v in zip(coeffs, ins, strict=True))]
+                outs = [cast(Tensor, sum(float(c) * v for c, v in zip(coeffs, ins, strict=True)))]
             elif t == "BinaryOp":
                 if int(layer.get(0, 0)) != 0 or len(ins) != 2:
                     raise CheckpointError(f"layer {layer.name}: only BinaryOp add supported")

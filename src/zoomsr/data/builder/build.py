@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast, overload
 
 import numpy as np
 import rasterio
@@ -57,7 +58,14 @@ from zoomsr.data.builder.cloud import (
     scl_cloud_mask,
 )
 from zoomsr.data.builder.reproject import GridWindow, resampling, warp
-from zoomsr.data.builder.sources import HRImage, S2Scene, Sources, is_remote, unique_highres
+from zoomsr.data.builder.sources import (
+    Footprint,
+    HRImage,
+    S2Scene,
+    Sources,
+    is_remote,
+    unique_highres,
+)
 from zoomsr.data.builder.splits import SplitConfig, tile_split, write_splits
 from zoomsr.data.layout import (
     BUILD_STATE_DIR,
@@ -336,7 +344,7 @@ def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[Block
     window = config.window_days
 
     overlapping = [(img, s) for img in sources.highres for s in sources.sentinel2
-                   if s.footprint.intersects(_fp_tuple(img))]
+                   if cast(Footprint, s.footprint).intersects(_fp_tuple(img))]
     if not overlapping:
         raise InputError(
             "no overlap: no Sentinel-2 scene covers any high-res image ("
@@ -378,7 +386,7 @@ def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[Block
         ids = sorted({i for t in tiles for i in tile_images[t]})
         hr = tuple(images[i] for i in ids)
         scenes = tuple(sorted(
-            (s for s in sources.sentinel2 if s.footprint.intersects(grid.bounds)
+            (s for s in sources.sentinel2 if cast(Footprint, s.footprint).intersects(grid.bounds)
              and any(_days(s.date, img.date) <= window for img in hr)),
             key=lambda s: (s.datetime, s.id)))
         jobs.append(BlockJob(
@@ -389,7 +397,7 @@ def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[Block
 
 
 def _fp_tuple(item: HRImage | S2Scene) -> tuple[float, float, float, float]:
-    fp = item.footprint
+    fp = cast(Footprint, item.footprint)  # discovered sources have one
     return fp.left, fp.bottom, fp.right, fp.top
 
 
@@ -431,7 +439,7 @@ def _read_scene(scene: S2Scene, grid: GridWindow, config: BuildConfig
         rgb, valid = [], np.ones((grid.height, grid.width), bool)
         for band in ("b04", "b03", "b02"):
             data, ok = warp(scene.files[band], grid, interp, [1], src_nodata=0)
-            rgb.append(_harmonise(data[0], ok & (data[0] > 0), scene.dn_offset))
+            rgb.append(_harmonise(data[0], ok & (data[0] > 0), cast(int, scene.dn_offset)))
             valid &= ok & (data[0] > 0)
         sat = TCI_SATURATION.get(scene.level, TCI_SATURATION["unknown"])
         tci = np.clip(np.rint(np.stack(rgb).astype(np.float32) * (255.0 / sat)), 1, 255)
@@ -442,7 +450,7 @@ def _read_scene(scene: S2Scene, grid: GridWindow, config: BuildConfig
         data, ok = warp(scene.files[band], grid, interp, [1], src_nodata=0)
         ok &= data[0] > 0
         valid &= ok
-        arrays[band] = _harmonise(data, ok, scene.dn_offset)
+        arrays[band] = _harmonise(data, ok, cast(int, scene.dn_offset))  # with_dn_offsets
     cloud = None
     if method == "scl":
         scl, ok = warp(scene.files["scl"], grid, resampling("nearest"), [1], src_nodata=0)
@@ -469,7 +477,7 @@ def _hr_chunks(job: BlockJob, tiles: list[Tile], record: dict[str, dict]
         for tile in covered:
             v = grid.chunk(valid, tile)
             chunk = grid.chunk(data, tile)
-            entry = {"image_id": img.id, "datetime": img.datetime.isoformat(),
+            entry: dict[str, Any] = {"image_id": img.id, "datetime": img.datetime.isoformat(),
                      "source": img.path}
             if not v.all():
                 entry["status"] = "partly_outside_or_nodata"
@@ -580,7 +588,8 @@ def run_block(job: BlockJob) -> dict:
             continue
         _frame_records(rec, candidates, primary, {f.scene.id: k for k, f in enumerate(series)},
                        why)
-        stacks = {b: np.stack([f.chunks[b] for f in series]) for b in config.bands}
+        stacks = {b: np.stack([cast("dict[str, np.ndarray]", f.chunks)[b] for f in series])
+                  for b in config.bands}  # (the series' frames are usable: chunks read)
         rec["status"] = "written"
         for img, chunk in images:
             entry = next(e for e in rec["images"] if e["image_id"] == img.id)
@@ -675,7 +684,15 @@ def _files_in_finished_blocks(root: Path) -> set[str]:
     return used
 
 
-def _comparable(fingerprint: dict | None) -> dict | None:
+@overload
+def _comparable(fingerprint: dict) -> dict: ...
+
+
+@overload
+def _comparable(fingerprint: object) -> object: ...
+
+
+def _comparable(fingerprint: object) -> object:
     """``fingerprint`` as compared on resume: a build started before ``dn_offset`` could be
     unknown recorded no ``config.dn_offset`` and 0 for a scene whose offset it did not read
     (TCI only), so these forms are taken as equal."""
@@ -733,6 +750,7 @@ def _prepare_root(root: Path, fingerprint: dict, overwrite: bool,
         if isinstance(previous, dict) and "file_stats" not in previous:
             now.pop("file_stats", None)  # started by a zoomsr that did not record them
         elif isinstance(was, dict) and not overwrite:
+            previous = cast(dict, previous)  # a dict, as was is
             changed = _changed_files(previous, fingerprint)
             in_blocks = _files_in_finished_blocks(root) if changed else set()
             used = [c for c in changed if c in in_blocks]
@@ -932,9 +950,9 @@ def build_dataset(
     seconds = time.perf_counter() - t0
 
     ordered = [results[job.key] for job in jobs]
-    counts: Counter = Counter()
-    _count((rec for block in ordered for rec in block["tiles"]), counts)
-    counts = dict(sorted(counts.items()))
+    tally: Counter = Counter()
+    _count((rec for block in ordered for rec in block["tiles"]), tally)
+    counts = dict(sorted(tally.items()))
     index_path = root / INDEX_FILE
     _write_index(index_path, ordered, fingerprint, counts)
     if not counts.get("pairs"):

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -248,7 +248,7 @@ def raster_footprint(path: str, check_data: bool = False) -> tuple[Footprint, di
                 check_raster_data(src, path)
     except RASTER_ERRORS as exc:
         raise DataError(f"{path}: cannot read raster ({gdal_reason(exc)})") from None
-    return Footprint(*bounds, crs=info["crs"]), info
+    return Footprint(*bounds, crs=info["crs"]), info  # type: ignore[misc]  # (4 bounds)
 
 
 def gdal_reason(exc: BaseException) -> str:
@@ -775,6 +775,14 @@ def _href(value: object, where: str) -> str:
     return value
 
 
+@overload
+def _text(value: object, where: str, optional: Literal[False] = False) -> str: ...
+
+
+@overload
+def _text(value: object, where: str, optional: bool) -> str | None: ...
+
+
 def _text(value: object, where: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -822,15 +830,17 @@ def read_manifest(path: str | os.PathLike[str], validate: bool = True) -> Source
                   for b, h in assets.items() if str(b).lower() in BAND_ALIASES}
         if "datetime" not in entry:
             raise DataError(f"{where}: missing key 'datetime'")
-        when = parse_datetime(_text(entry["datetime"], f"{where}.datetime"), where)
+        when: dt.datetime | None = parse_datetime(_text(entry["datetime"], f"{where}.datetime"),
+                                                  where)
         level = _text(entry.get("level"), f"{where}.level", optional=True)
         if level is not None and level not in ("L1C", "L2A"):
             # the level picks the DN offset and the TCI scaling: a typo must not pass
             raise DataError(f"{where}.level: expected L1C or L2A, got {level!r}")
-        meta = {"datetime": when,
-                "level": level,
-                "baseline": _text(entry.get("processing_baseline"),
-                                  f"{where}.processing_baseline", optional=True)}
+        meta: dict[str, Any] = {
+            "datetime": when,
+            "level": level,
+            "baseline": _text(entry.get("processing_baseline"),
+                              f"{where}.processing_baseline", optional=True)}
         if entry.get("dn_offset") is not None:
             offset = entry["dn_offset"]
             if isinstance(offset, str) and offset.strip().lstrip("-").isdigit():

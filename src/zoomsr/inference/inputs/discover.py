@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -149,16 +150,16 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
             f'use a JSON manifest [{{"tci": ..., "{name}": ...}}, ...]'
         )
     clouds = None
-    name = next((r for r in CLOUD_ROLES if r in aux), None)
-    if name is not None:
-        with open_raster(aux[name]) as ds:
-            check_readable(ds, aux[name])
+    role = next((r for r in CLOUD_ROLES if r in aux), None)
+    if role is not None:
+        with open_raster(aux[role]) as ds:
+            check_readable(ds, aux[role])
             # decodes it all (without overviews): a damaged tile fails now
             look = rasters.decimated_look(ds, 1)
-            clouds = _aux_band(name, aux[name], ds, 1, None, frame)
+            clouds = _aux_band(role, aux[role], ds, 1, None, frame)
             top = int(look.max()) if look.size else 0
-            if name == "scl" and top > 11:  # else every pixel counted clear, silently
-                raise DataError(f"{aux[name]}: values up to {top}: not an SCL (scene classes "
+            if role == "scl" and top > 11:  # else every pixel counted clear, silently
+                raise DataError(f"{aux[role]}: values up to {top}: not an SCL (scene classes "
                                 "0-11)")
     return dataclasses.replace(frame, extras=tuple(extras), clouds=clouds)
 
@@ -321,7 +322,7 @@ def parse_rgb_bands(value: object) -> tuple[int, int, int] | None:
     out: list[int] = []
     for v in items:
         try:
-            number = float(v) if isinstance(v, str) else v
+            number: Any = float(v) if isinstance(v, str) else v  # (TypeError: refused)
             if isinstance(number, bool) or float(number) != int(number):
                 break
             out.append(int(number))
@@ -405,7 +406,8 @@ def discover_frames(
         warnings.warn(f"{f.paths[0]}: no valid pixels seen (all nodata, black or NaN in a "
                       "decimated look): this date adds nothing", ZoomsrWarning, stacklevel=2)
     if dn_offset is not None and not any(
-            x.radiometry == "dn" for f in frames for x in (f, *f.extras)):
+            x.radiometry == "dn" for f in frames
+            for x in cast("tuple[Frame | AuxBand, ...]", (f, *f.extras))):
         ignored.append(f"--dn-offset {dn_offset:g}: no input holds 16-bit digital numbers "
                        f"({', '.join(sorted({f.radiometry for f in frames}))})")
     return Discovery(frames, ignored, empty=list(empty))

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import rasterio
@@ -123,7 +124,8 @@ def read_cache(cache_bytes: int) -> Iterator[None]:
     finally:
         with _cache_lock:
             del _cache_runs[id(key)]
-            left = sum(_cache_runs.values()) if _cache_runs else _cache_found
+            # (found when the first of the runs started)
+            left = sum(_cache_runs.values()) if _cache_runs else cast(int, _cache_found)
             set_gdal_config("GDAL_CACHEMAX", int(left))
 
 
@@ -308,8 +310,8 @@ def look_ahead(paths: Sequence[Path], workers: int | None = None) -> dict[str, n
     while looks:
         pieces = looks.popitem()[1]
         if all(x is not None for _, x in pieces):
-            parts_read = [x for _, x in pieces]
-            joined[pieces[0][0]] = (parts_read[0] if len(parts_read) == 1
+            parts_read = cast("list[np.ndarray]", [x for _, x in pieces])
+            joined[cast(str, pieces[0][0])] = (parts_read[0] if len(parts_read) == 1
                                     else np.concatenate(parts_read, axis=1))
     return joined
 
