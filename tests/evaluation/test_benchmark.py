@@ -506,7 +506,8 @@ def test_prediction_files_join_the_table_and_pair_with_the_models_items(tmp_path
     again = run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     assert [c.status for c in again.cells] == ["kept", "kept"]
     os.utime(png, ns=(png.stat().st_atime_ns, png.stat().st_mtime_ns + 10**9))
-    with pytest.raises(ConfigError, match=r"cells/files/s2 \(model\.files\.newest_ns\)"):
+    with pytest.raises(ConfigError, match=r"cells/files/s2 \(model\.files\.newest_ns, "
+                                          r"model\.files\.stat_sha256\)"):
         run_benchmark(_spec(tmp_path, doc), out, device="cpu")
     paths = write_report(result, out)
     assert "examples_s2" in paths

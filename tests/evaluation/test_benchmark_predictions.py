@@ -98,6 +98,19 @@ def test_probav_challenge_pngs_and_worldstrat_tiffs_score_as_the_method_they_hol
     # a re-run keeps them (the folder's identity unchanged)
     again = run_benchmark(spec, tmp_path / "out", device="cpu")
     assert {c.status for c in again.cells} == {"kept"}
+    # a file replaced by another of its size, its time put back (cp -p, rsync -a): refused
+    import os
+
+    from zoomsr.errors import ConfigError
+
+    [tif] = sorted((preds / "nested").glob("*.tif"))[:1]
+    st = tif.stat()
+    with rasterio.open(tif, "r+") as dst:
+        dst.write(np.zeros((dst.count, dst.height, dst.width), np.float32))
+    os.utime(tif, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert tif.stat().st_size == st.st_size
+    with pytest.raises(ConfigError, match=r"cells/files/ws \(model\.files\.stat_sha256\)"):
+        run_benchmark(spec, tmp_path / "out", device="cpu")
 
 
 def test_missing_twice_and_unreadable_prediction_files_name_them(tmp_path, datasets):
@@ -177,3 +190,47 @@ def test_oli2msi_prediction_files_read_as_its_hr_files(tmp_path):
         dst.write(np.ones((3, 24, 24), np.uint16))
     with pytest.raises(DataError, match=r"dn.tif: uint16 pixels"):
         ds.read_prediction(dn)
+
+
+def test_worldstrat_predictions_at_the_spot_images_size_are_resized_as_its_hr(tmp_path):
+    """The HR is resized to lr_size x scale; a prediction at the SPOT product's own size (as
+    WorldStrat's code writes them) is brought to it the same way: the HR files themselves,
+    given as predictions, score as perfect (they failed: 40 px against 32)."""
+    import shutil
+
+    fx = fixture_module("worldstrat_fixture")
+    root = fx.write_worldstrat(tmp_path / "ws", [fx.FakeAOI("A1", "train"),
+                                                 fx.FakeAOI("A2", "train")], hr_size=40)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for aoi in ("A1", "A2"):
+        shutil.copy(root / "hr_dataset" / aoi / f"{aoi}_ps.tiff", preds / f"{aoi}.tif")
+    spec = _spec(tmp_path, {"ws": {"dataset": "worldstrat", "data": str(root),
+                                   "options": {"lr_size": 8}}},
+                 [{"name": "files", "predictions": "preds"}])
+    result = run_benchmark(spec, tmp_path / "out", device="cpu")
+    [cell] = result.cells
+    assert cell.status == "scored", cell.error
+    assert all(r["psnr"] == float("inf") for r in cell.rows)
+
+
+def test_refused_prediction_files_name_the_file_and_why(tmp_path, datasets):
+    from zoomsr.data import OLI2MSIDataset, WorldStratDataset
+
+    ws = WorldStratDataset(datasets["ws"]["data"], lr_size=8)
+    dn = tmp_path / "dn.tif"  # SPOT digital numbers saved as floats
+    with rasterio.open(dn, "w", driver="GTiff", width=4, height=4, count=3,
+                       dtype="float32") as dst:
+        dst.write(np.full((3, 4, 4), 2500.0, np.float32))
+    with pytest.raises(DataError, match=r"dn.tif: float values up to 2500; a WorldStrat "
+                                        r"prediction holds floats in \[0, 1\]"):
+        ws.read_prediction(dn)
+    fixture_module("oli2msi_fixture").write_oli2msi(tmp_path / "o", "test", n=1)
+    cropped = OLI2MSIDataset(tmp_path / "o", "test", lr_size=8, crop=4)
+    hr = next((tmp_path / "o" / "test_hr").iterdir())
+    with pytest.raises(DataError, match=r"the items are crops \(crop=4\) and a prediction is "
+                                        r"a whole pair's image"):
+        cropped.read_prediction(hr)
+    whole = OLI2MSIDataset(tmp_path / "o", "test", lr_size=8)
+    with pytest.raises(DataError, match=r"24x24 px; the item's HR is 30x30"):
+        whole.read_prediction(hr, (30, 30))

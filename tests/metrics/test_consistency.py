@@ -52,8 +52,13 @@ def test_bad_arrays_are_refused_naming_what_is_wrong():
         lr_consistency(torch.rand(1, 3, 16, 16), lr, valid=torch.zeros(1, 4, 4, dtype=bool))
     bad = torch.rand(1, 3, 16, 16)
     bad[0, 0, 0, 0] = math.nan
-    with pytest.raises(InputError, match=r"NaN or infinite"):
+    with pytest.raises(InputError, match=r"NaN or infinite values in valid pixels"):
         lr_consistency(bad, lr)
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    valid[0, 0, 0] = False  # NaN where not valid: nodata, left out
+    assert lr_consistency(bad, lr, valid=valid).pixels == 15
+    with pytest.raises(InputError, match=r"scale must be an integer, got 4.0"):
+        lr_consistency(torch.rand(1, 3, 16, 16), lr, 4.0)  # type: ignore[arg-type]
 
 
 def _write(path: Path, data: np.ndarray, mask: np.ndarray, res: float) -> Path:
@@ -115,6 +120,12 @@ def test_grids_that_do_not_match_and_missing_files_are_one_line(scene, tmp_path)
     with pytest.raises(DataError, match=r"is not .*out.lr.tif \(350x300 px of 40\) at an "
                                         r"integer scale over the same bounds"):
         scene_consistency(other, scene / "out.lr.tif")
+    # nothing valid in both: refused, and no map left behind
+    with rasterio.open(scene / "out.tif", "r+") as dst:
+        dst.write_mask(np.zeros((dst.height, dst.width), np.uint8))
+    with pytest.raises(DataError, match=r"no LR pixel is valid in both"):
+        scene_consistency(scene / "out.tif", map_path=tmp_path / "map.tif")
+    assert not (tmp_path / "map.tif").exists() and not list(tmp_path.glob("*map*"))
     (tmp_path / "junk.tif").write_bytes(b"junk")
     with pytest.raises(DataError, match=r"junk.tif: not a readable raster"):
         scene_consistency(tmp_path / "junk.tif", scene / "out.lr.tif")

@@ -598,3 +598,29 @@ def test_a_runs_text_file_given_as_weights_is_called_one(tmp_path: Path) -> None
                                                   r"checkpoint itself \(a training run's "
                                                   r"generator.pth"):
             read_checkpoint(tmp_path / name)
+
+
+def test_a_shared_modules_names_holding_different_tensors_are_refused_on_every_path(tmp_path):
+    """The fast rebuild (tensors assigned to a model made on the meta device) took whichever
+    of a shared module's names came last: a file of another variant loaded. Every loader
+    refuses it, as the slow path always did."""
+    from zoomsr.errors import CheckpointError
+    from zoomsr.evaluation.model_eval import load_scoring_model
+    from zoomsr.inference import build_inference_model
+
+    model = create_model("srcnn", hidden_channels=16, revisits=3)
+    saved = save_checkpoint(model, tmp_path / "srcnn.pth")
+    doc = torch.load(saved, weights_only=True)
+    doc["state_dict"] = {k: v.clone() for k, v in doc["state_dict"].items()}
+    doc["state_dict"]["fusion.0.doubleconv2d.0.weight"] += 1
+    torch.save(doc, tmp_path / "variant.pth")
+    variant = tmp_path / "variant.pth"
+    for load in (lambda: from_checkpoint(variant), lambda: load_scoring_model(variant),
+                 lambda: build_inference_model(weights=variant, device="cpu"),
+                 lambda: build_inference_model(weights=variant, model="srcnn", device="cpu")):
+        with pytest.raises(CheckpointError, match=r"differ, but SRCNN shares one module"):
+            load()
+    rebuilt = from_checkpoint(saved)  # the file as saved: its shared module still shared
+    assert rebuilt.fusion[0] is rebuilt.doubleconv2d
+    for key, value in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key

@@ -229,11 +229,22 @@ class OLI2MSIDataset(Dataset):
             "frames": torch.zeros(self.n_images, dtype=torch.int64),
         }
 
-    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+    def read_prediction(self, path: str | os.PathLike[str],
+                        shape: tuple[int, int] | None = None) -> np.ndarray:
         """Another method's output for a pair, saved as the HR files are (a 3-band float32
         GeoTIFF of TOA reflectance), as ``hr`` is read: ``[3, H, W]`` float32 normalised
-        alike. Raises :class:`DataError` naming the file."""
-        return self._normalise(_read_reflectance(Path(path), "prediction")[0])
+        alike; ``shape``: the items' HR size, which the file must have. Raises
+        :class:`DataError` naming the file (and for ``crop``: the items are crops drawn
+        inside the pair, a prediction is the whole pair's image)."""
+        p = Path(path)
+        if self.crop is not None:
+            raise DataError(f"{p}: the items are crops (crop={self.crop}) and a prediction is "
+                            "a whole pair's image: score predictions without the crop option")
+        pred = self._normalise(_read_reflectance(p, "prediction")[0])
+        if shape is not None and pred.shape[1:] != tuple(shape):
+            raise DataError(f"{p}: {pred.shape[2]}x{pred.shape[1]} px; the item's HR is "
+                            f"{shape[1]}x{shape[0]}")
+        return pred
 
     def _normalise(self, reflectance: np.ndarray) -> np.ndarray:
         """``clip(reflectance / max_reflectance, 0, 1)`` as a new float32 array."""

@@ -500,10 +500,12 @@ class PROBAVDataset(Dataset):
             sample["baseline_cpsnr"] = self.baselines[rec.name]
         return sample
 
-    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+    def read_prediction(self, path: str | os.PathLike[str],
+                        shape: tuple[int, int] | None = None) -> np.ndarray:
         """Another method's output for an image set, saved as the challenge's submissions are
         (a 384 x 384 16-bit grey PNG, the HR's scale), as ``hr`` is read: ``[1, 384, 384]``
-        float32 normalised alike. Raises :class:`DataError` naming the file."""
+        float32 normalised alike (``shape``: the items' HR size, always 384 x 384 here).
+        Raises :class:`DataError` naming the file."""
         fix = "write it as the challenge's submissions are: 384x384 16-bit grey, HR scale"
         return self._normalize(read_probav_image(path, HR_SIZE, fix=fix))[None]
 

@@ -393,13 +393,16 @@ class WorldStratDataset(Dataset):
             valid &= mask_valid
         return data, valid, path
 
-    def read_prediction(self, path: str | os.PathLike[str]) -> np.ndarray:
+    def read_prediction(self, path: str | os.PathLike[str],
+                        shape: tuple[int, int] | None = None) -> np.ndarray:
         """Another method's output for an AOI, as ``hr`` is read: ``[C_hr, H, W]`` float32
         in [0, 1] (``hr_bands``). A PNG is 8-bit (/ 255, as the ``rgb`` product); a GeoTIFF is
         uint16 SPOT values (/ 10000, as the ``ps``/``rgbn``/``pan`` products) or float in
         [0, 1]; either holds the ``hr_bands`` in order, or all of the ``hr_kind`` product's
-        bands (the ``hr_bands`` are then taken from it). Raises :class:`DataError` naming the
-        file."""
+        bands (the ``hr_bands`` are then taken from it). ``shape``: the items' HR size, to
+        which it is resized as the HR is (a prediction at the SPOT image's own size, as
+        WorldStrat's code makes them, is brought to ``lr_size`` x scale like its HR). Raises
+        :class:`DataError` naming the file."""
         p = Path(path)
         file_bands = HR_KINDS[self.hr_kind][1]
         if p.suffix.lower() == ".png":
@@ -415,6 +418,10 @@ class WorldStratDataset(Dataset):
                 raw = raw.astype(np.float32) * np.float32(1.0 / SPOT_DIVISOR)
             elif raw.dtype.kind == "f":
                 raw = raw.astype(np.float32)
+                high = float(np.nanmax(raw)) if raw.size else 0.0
+                if high > 1.5:  # (SPOT digital numbers saved as floats: all clipped to 1)
+                    raise DataError(f"{p}: float values up to {high:.4g}; a WorldStrat "
+                                    "prediction holds floats in [0, 1] (or uint16 SPOT values)")
             else:
                 raise DataError(f"{p}: data type {raw.dtype}; a WorldStrat prediction GeoTIFF "
                                 "holds uint16 SPOT values or floats in [0, 1]")
@@ -426,7 +433,10 @@ class WorldStratDataset(Dataset):
                             f"{self.hr_kind} product's {len(file_bands)}")
         if not np.isfinite(raw).all():
             raise DataError(f"{p}: NaN or infinite pixels")
-        return np.clip(raw, 0.0, 1.0, out=raw)
+        np.clip(raw, 0.0, 1.0, out=raw)
+        if shape is None:
+            return raw
+        return _resize(torch.from_numpy(raw), shape).numpy()
 
     def _read_hr(self, aoi: WorldStratAOI) -> tuple[np.ndarray, np.ndarray]:
         """The HR image ``[C_hr, H, W]`` float32 in [0, 1] and its valid pixels ``[H, W]``."""

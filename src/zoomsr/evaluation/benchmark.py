@@ -131,17 +131,29 @@ def _file_digest(path: Path) -> str | None:
 
 
 def predictions_identity(path: Path) -> dict[str, Any]:
-    """What tells one set of prediction files from another without reading them: a file's
-    size and modification time; a folder's image files' count, total size and newest time."""
+    """What tells one set of prediction files from another without reading them (a mosaic
+    or thousands of tiles: gigabytes): a file's size and modification time; a folder's image
+    files' count, total size and newest time; for both, a digest of every file's name, size,
+    modification and change time (a file replaced with its old size and time kept, ``cp -p``
+    or ``rsync -a``, still has a new change time, which no tool sets back)."""
+    import hashlib
+
     if path.is_file():
         st = path.stat()
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "stat_sha256": hashlib.sha256(f"{st.st_size},{st.st_mtime_ns},"
+                                              f"{st.st_ctime_ns}".encode()).hexdigest()}
     if not path.is_dir():
         return {"missing": str(path)}
-    stats = [p.stat() for p in path.rglob("*") if p.is_file()
-             and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")]
-    return {"files": len(stats), "bytes": sum(s.st_size for s in stats),
-            "newest_ns": max((s.st_mtime_ns for s in stats), default=0)}
+    files = sorted((p.relative_to(path).as_posix(), p.stat()) for p in path.rglob("*")
+                   if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif",
+                                                           ".tiff"))
+    digest = hashlib.sha256()
+    for name, st in files:
+        digest.update(f"{name},{st.st_size},{st.st_mtime_ns},{st.st_ctime_ns}\n".encode())
+    return {"files": len(files), "bytes": sum(st.st_size for _, st in files),
+            "newest_ns": max((st.st_mtime_ns for _, st in files), default=0),
+            "stat_sha256": digest.hexdigest()}
 
 
 def _tile_key(target: str) -> str | None:

@@ -57,7 +57,8 @@ def prediction_files(folder: str | os.PathLike[str], ids: Sequence[str]) -> dict
 class PredictionFiles(nn.Module):
     """The files of :func:`prediction_files` as a model for
     :func:`~zoomsr.evaluation.evaluate_model`: ``forward(lr, keys)`` -> ``[B, C, H, W]``
-    float32, each key's file read by ``dataset.read_prediction`` (the LR is not used)."""
+    float32, each key's file read by ``dataset.read_prediction(path, (H, W))``, ``H, W`` the
+    items' HR size (the LR's times the dataset's scale; the LR is not used otherwise)."""
 
     takes_keys = True
 
@@ -71,8 +72,10 @@ class PredictionFiles(nn.Module):
 
     def forward(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
         read = self.dataset.read_prediction  # type: ignore[attr-defined]
-        return torch.stack([torch.from_numpy(read(self.files[str(k)])) for k in keys]).to(
-            lr.device)
+        scale = int(getattr(self.dataset, "scale", 1))
+        shape = (lr.shape[-2] * scale, lr.shape[-1] * scale)
+        return torch.stack([torch.from_numpy(read(self.files[str(k)], shape))
+                            for k in keys]).to(lr.device)
 
 
 __all__ = ["PREDICTION_SUFFIXES", "PredictionFiles", "prediction_files"]

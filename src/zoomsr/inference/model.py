@@ -466,7 +466,8 @@ def wrap_model(
 ) -> InferenceModel:
     """A model already in memory (trained in a notebook, loaded by your own code) made ready
     for :func:`~zoomsr.inference.run_inference`, as :func:`build_inference_model` makes one
-    from a file: moved to ``device`` in eval mode (the module itself, not a copy), its
+    from a file: moved to ``device`` in eval mode (the module itself, not a copy; an SRCNN's
+    or HighRes-net's fixed ``output_size`` is cleared, as infer runs them at their zoom), its
     ``weights`` tag ``in-memory``, its ``weights_sha256`` that of its tensors.
 
     A zoomsr model (from :func:`~zoomsr.models.create_model`) says how it is fed; give

@@ -18,6 +18,7 @@ upsampling agrees perfectly. Use it beside the reference metrics, not instead of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -89,11 +90,14 @@ def lr_consistency(sr: torch.Tensor | np.ndarray, lr: torch.Tensor | np.ndarray,
                          "batch or channels")
     if scale is None:
         scale = s.shape[-1] // max(1, low.shape[-1])
+    if isinstance(scale, bool) or not isinstance(scale, int):
+        raise InputError(f"consistency: scale must be an integer, got {scale!r}")
     if scale < 1 or tuple(s.shape[-2:]) != (low.shape[-2] * scale, low.shape[-1] * scale):
         raise InputError(f"consistency: sr {s.shape[-2]}x{s.shape[-1]} is not lr "
                          f"{low.shape[-2]}x{low.shape[-1]} times {scale}")
     mask = torch.ones(low.shape[0], *low.shape[-2:], dtype=torch.bool) if valid is None \
         else torch.as_tensor(valid).bool()
+    mask = mask.to(low.device)
     if tuple(mask.shape) != (low.shape[0], *low.shape[-2:]):
         raise InputError(f"consistency: valid {list(mask.shape)} is not [B, h, w] = "
                          f"{[low.shape[0], *low.shape[-2:]]}")
@@ -133,12 +137,20 @@ def scene_consistency(
             hint = (" (write it with `zoomsr infer --save-lr`, or give --lr)"
                     if what == "LR mosaic" and lr_path is None else "")
             raise DataError(f"{path}: {what} not found{hint}")
-    with _opened(sr_file) as sr, _opened(lr_file) as lr:
+    with _opened(sr_file) as sr, _opened(lr_file) as lr, contextlib.ExitStack() as stack:
         scale = _check_grids(sr, lr, sr_file, lr_file)
         acc = _Accumulator(3)
         windows = list(_windows(lr.width, lr.height))
-        diff_map = np.full((lr.height, lr.width), np.nan, np.float32) \
-            if map_path is not None else None
+        dst = None
+        if map_path is not None:  # written window by window, renamed into place when whole
+            tmp = stack.enter_context(atomic_path(Path(map_path)))
+            dst = stack.enter_context(rasterio.open(
+                tmp, "w", driver="GTiff", width=lr.width, height=lr.height, count=1,
+                dtype="float32", crs=lr.crs, transform=lr.transform, nodata=float("nan"),
+                tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=3))
+            dst.update_tags(zoomsr_consistency=json.dumps(
+                {"sr": str(sr_file.resolve()), "lr": str(lr_file.resolve()), "scale": scale,
+                 "units": "mean absolute difference over red, green, blue (8-bit levels)"}))
         for done, (row, col, h, w) in enumerate(windows, 1):
             low = lr.read([1, 2, 3], window=Window(col, row, w, h)).astype(np.float32)
             low_ok = lr.dataset_mask(window=Window(col, row, w, h)) > 0
@@ -148,25 +160,15 @@ def scene_consistency(
             ok = low_ok & high_ok.reshape(h, scale, w, scale).all(axis=(1, 3))
             diff = downsample(torch.from_numpy(high)[None], scale)[0] - torch.from_numpy(low)
             acc.add(diff[None], torch.from_numpy(ok)[None])
-            if diff_map is not None:
+            if dst is not None:
                 mean_abs = diff.abs().mean(0).numpy()
-                diff_map[row:row + h, col:col + w] = np.where(ok, mean_abs, np.nan)
+                dst.write(np.where(ok, mean_abs, np.nan).astype(np.float32), 1,
+                          window=Window(col, row, w, h))
             if progress is not None:
                 progress(done, len(windows))
-        profile = {"driver": "GTiff", "width": lr.width, "height": lr.height, "count": 1,
-                   "dtype": "float32", "crs": lr.crs, "transform": lr.transform,
-                   "nodata": float("nan"), "tiled": True, "blockxsize": 256,
-                   "blockysize": 256, "compress": "deflate", "predictor": 3}
-    result = acc.result(scale, 255.0, ["red", "green", "blue"], DataError(
-        f"{sr_file} and {lr_file}: no LR pixel is valid in both"))
-    if map_path is not None and diff_map is not None:
-        target = Path(map_path)
-        with atomic_path(target) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(diff_map, 1)
-            dst.update_tags(zoomsr_consistency=json.dumps(
-                {"sr": str(sr_file.resolve()), "lr": str(lr_file.resolve()), "scale": scale,
-                 "units": "mean absolute difference over red, green, blue (8-bit levels)"}))
-    return result
+        # before the map is renamed into place: no map of a comparison that failed
+        return acc.result(scale, 255.0, ["red", "green", "blue"], DataError(
+            f"{sr_file} and {lr_file}: no LR pixel is valid in both"))
 
 
 class _Accumulator:
@@ -179,10 +181,12 @@ class _Accumulator:
         self.n = 0
 
     def add(self, diff: torch.Tensor, valid: torch.Tensor) -> None:
-        """``diff`` ``[B, C, h, w]``, ``valid`` ``[B, h, w]`` bool."""
-        if not torch.isfinite(diff).all():
-            raise InputError("consistency: NaN or infinite values")
-        d = diff.permute(1, 0, 2, 3)[:, valid].double()  # [C, n]
+        """``diff`` ``[B, C, h, w]``, ``valid`` ``[B, h, w]`` bool (on any device; the sums
+        are kept on the CPU). Non-finite values count as an error where valid only (NaN is
+        nodata elsewhere)."""
+        d = diff.permute(1, 0, 2, 3)[:, valid].double().cpu()  # [C, n]
+        if not torch.isfinite(d).all():
+            raise InputError("consistency: NaN or infinite values in valid pixels")
         self.sum += d.sum(1).numpy()
         self.abs += d.abs().sum(1).numpy()
         self.sq += (d * d).sum(1).numpy()

@@ -23,6 +23,7 @@ from zoomsr.models.checkpoints import (
     _find_prefix,
     apply_state_dict,
     check_finite,
+    match_state_dict,
     read_checkpoint,
     unnamed_model_error,
 )
@@ -419,12 +420,17 @@ def _assigned(checkpoint: Checkpoint) -> nn.Module | None:
     if any(parametrize.is_parametrized(m) or m._load_state_dict_pre_hooks
            for m in module.modules()):
         return None  # (spectral norm: its weight is computed from the tensors loaded)
+    try:  # the slow path's checks (a shared module's names holding different tensors...)
+        result, given = match_state_dict(module, checkpoint.state_dict, prefix="",
+                                         origin=f"checkpoint {checkpoint.path}")
+    except CheckpointError:
+        return None  # (the slow path raises it again, naming the file)
     expected = module.state_dict()
-    if set(expected) != set(checkpoint.state_dict):
+    if not result.complete or set(expected) != set(given):
         return None
     state = {}
     for key, want in expected.items():
-        got = checkpoint.state_dict[key]
+        got = given[key]
         if got.shape != want.shape:
             return None
         if got.dtype != want.dtype:
