@@ -242,6 +242,10 @@ def test_twelve_bit_folder_layout(tmp_path):
             assert torch.equal(value, twin[key]), key
 
 
+def test_lr_bands_none_is_the_default(root):
+    assert dataset(root, lr_bands=None).lr_bands == ("B04", "B03", "B02")
+
+
 def test_options_are_validated(root):
     with pytest.raises(ConfigError, match="B10.*not a WorldStrat L2A band"):
         dataset(root, lr_bands="B04,B10")

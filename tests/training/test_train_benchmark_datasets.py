@@ -712,3 +712,12 @@ def test_the_discriminator_sees_the_hrs_pixels_where_the_hr_is_masked(tmp_path):
     assert torch.equal(fake_d[hole], real_d[hole]) and torch.equal(fake_g[hole], real_d[hole])
     assert not torch.equal(fake_d[~hole], real_d[~hole])  # elsewhere the SR itself
     assert grads and grads[0].abs()[hole].max() == 0 and grads[0].abs()[~hole].max() > 0
+
+
+def test_worldstrat_lr_bands_null_is_its_default():
+    """`lr_bands: null` (as `hr_bands: null`) is the default R, G, B: it was Python's
+    "'NoneType' object is not iterable" inside the config error. The options pass; the
+    next check (this config's val_fraction) is what stops it."""
+    with pytest.raises(ConfigError, match=r"'data\.val_fraction' does not apply"):
+        probav_config("/nowhere", "data.dataset=worldstrat", "data.options={lr_bands: null}",
+                      "data.scale=4", "model.config={}")

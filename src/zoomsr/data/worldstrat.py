@@ -148,7 +148,7 @@ class WorldStratDataset(Dataset):
         layout: ``"stacked"`` or ``"frames"``.
         lr_bands: Sentinel-2 bands in output order, names as in :data:`L2A_BANDS` (or
             :data:`L1C_BANDS` for ``level="L1C"``), a list or ``"B04,B03,B02,B08"``; ``B4`` is
-            read as ``B04``. Default R, G, B.
+            read as ``B04``. Default (or None) R, G, B.
         hr_kind: ``"ps"`` (pan-sharpened 1.5 m, default), ``"pan"``, ``"rgbn"`` (native 6 m) or
             ``"rgb"`` (the 8-bit PNG).
         hr_bands: HR bands in output order: from R, G, B, NIR (``ps``, ``rgbn``), R, G, B
@@ -178,7 +178,7 @@ class WorldStratDataset(Dataset):
         split: str = "train",
         n_images: int = 8,
         layout: Layout = "stacked",
-        lr_bands: Sequence[str] | str = ("B04", "B03", "B02"),
+        lr_bands: Sequence[str] | str | None = ("B04", "B03", "B02"),
         hr_kind: str = "ps",
         hr_bands: Sequence[str] | str | None = None,
         level: str = "L2A",
@@ -496,7 +496,13 @@ def choose_frames(
     return np.sort(picks)
 
 
-def _parse_lr_bands(bands: Sequence[str] | str, level: str) -> tuple[str, ...]:
+#: The LR bands an item holds unless told: Sentinel-2's red, green, blue.
+DEFAULT_LR_BANDS = ("B04", "B03", "B02")
+
+
+def _parse_lr_bands(bands: Sequence[str] | str | None, level: str) -> tuple[str, ...]:
+    if bands is None:  # (a config's `lr_bands: null`, as hr_bands takes it)
+        return DEFAULT_LR_BANDS
     items = [b.strip() for b in bands.split(",")] if isinstance(bands, str) else list(bands)
     allowed = LEVEL_BANDS[level]
     out = []

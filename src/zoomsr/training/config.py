@@ -828,7 +828,7 @@ def dataset_channels(d: DataSection) -> tuple[int, int]:
             raise ConfigError(f"config key 'data.options.{key}' must be a list of band names "
                               f"or one comma-separated string, got {bands!r}")
         try:
-            parsed.append(parse(*value))  # type: ignore[arg-type]  # (a None: TypeError)
+            parsed.append(parse(*value))
         except (ConfigError, TypeError, AttributeError) as exc:
             text = first_line(exc).removeprefix(f"{key}: ")
             raise ConfigError(f"config key 'data.options.{key}': {text}") from None
