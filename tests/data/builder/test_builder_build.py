@@ -679,3 +679,17 @@ def test_an_unfinished_build_is_read_at_its_own_scale(builder_scene, tmp_path):
     assert dataset_scale(out) == 2
     info = dataset_info(out, progress=False)
     assert info.unfinished and info.scale == 2 and info.unreadable == [] and info.n_pairs >= 1
+
+
+def test_sources_built_by_hand_without_footprints_build_as_discovered(builder_scene, tmp_path):
+    """S2Scene / HRImage made in Python without a footprint (or pixel size): read from their
+    files (plan_blocks raised AttributeError on None)."""
+    found = Sources(discover_sentinel2([builder_scene.s2["clear"]]),
+                    discover_highres([builder_scene.hr_path]))
+    bare = Sources([dataclass_replace(s, footprint=None) for s in found.sentinel2],
+                   [dataclass_replace(i, footprint=None, pixel_m=None) for i in found.highres])
+    config = BuildConfig(bbox=builder_scene.tile_p.lonlat_bounds)
+    ref = build_dataset(tmp_path / "ref", found, config)
+    made = build_dataset(tmp_path / "made", bare, config)
+    assert made.counts == ref.counts and made.counts["pairs"] == 1
+    _assert_same_tree(ref.root, made.root)

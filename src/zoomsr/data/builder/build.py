@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 import numpy as np
 import rasterio
@@ -64,6 +64,7 @@ from zoomsr.data.builder.sources import (
     S2Scene,
     Sources,
     is_remote,
+    raster_footprint,
     unique_highres,
 )
 from zoomsr.data.builder.splits import SplitConfig, tile_split, write_splits
@@ -310,8 +311,33 @@ def _check_sources(sources: Sources, config: BuildConfig) -> Sources:
                              "cloud mask (MSK_CLASSI_B00, processing baseline 04.00 on); use "
                              "--cloud auto or brightness")
     # each high-res file once, however often it was given (manifest and --hr, say)
-    sources = Sources(list(sources.sentinel2), unique_highres(sources.highres))
+    sources = Sources(_with_footprints(sources.sentinel2),
+                      _with_footprints(unique_highres(sources.highres)))
     return with_dn_offsets(sources, config)  # after: it names one of the bands checked above
+
+
+_Source = TypeVar("_Source", S2Scene, HRImage)
+
+
+def _with_footprints(items: list[_Source]) -> list[_Source]:
+    """``items`` with the footprints (and high-res pixel sizes) that discovery and manifests
+    give them read from their files where they lack one: ``S2Scene``/``HRImage`` built by
+    hand in Python, or a scene whose files are none of TCI, B04, B08."""
+    out = []
+    for item in items:
+        if isinstance(item, S2Scene):
+            if item.footprint is None:
+                if not item.files:
+                    raise InputError(f"Sentinel-2 scene {item.id}: no files")
+                path = next((item.files[b] for b in ("tci", "b04", "b08") if b in item.files),
+                            sorted(item.files.values())[0])
+                item = dataclasses.replace(item, footprint=raster_footprint(path)[0])
+        elif item.footprint is None or item.pixel_m is None:
+            footprint, info = raster_footprint(item.path)
+            item = dataclasses.replace(item, footprint=item.footprint or footprint,
+                                       pixel_m=item.pixel_m or info["pixel_m"])
+        out.append(item)
+    return out
 
 
 def _warn_unused_scenes(sources: Sources, overlapping: list[tuple[HRImage, S2Scene]],
