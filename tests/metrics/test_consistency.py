@@ -143,6 +143,16 @@ def test_the_command_prints_the_table_and_writes_json_and_map(cli, scene):
     assert (scene / "m.tif").is_file()
     code, _, err = cli("metrics", "consistency", scene / "out.tif", "--json", scene / "c.json")
     assert code == 2 and "c.json: already exists" in err
+    # --plot alone: the picture, the map it was drawn from not kept
+    before = set(scene.iterdir())
+    code, _, err = cli("metrics", "consistency", scene / "out.tif", "--plot", scene / "p.png",
+                       "--no-progress")
+    assert code == 0, err
+    assert set(scene.iterdir()) - before == {scene / "p.png"}
+    from PIL import Image
+
+    with Image.open(scene / "p.png") as img:
+        assert img.format == "PNG" and min(img.size) > 200
     code, _, err = cli("metrics", "consistency", scene / "none.tif")
     assert code == 2 and "none.tif: SR image not found" in err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -220,6 +221,8 @@ def consistency(
         "GeoTIFF on the LR grid, 8-bit levels, NaN where not counted)."),
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the figures as JSON."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also write a PNG of the disagreement map (a quick look)."),
     overwrite: bool = OVERWRITE,
     progress: bool = PROGRESS,
 ) -> None:
@@ -232,13 +235,21 @@ def consistency(
 
     from zoomsr import __version__
     from zoomsr.io.atomic import atomic_write_text, refuse_existing
-    from zoomsr.metrics.consistency import scene_consistency
+    from zoomsr.metrics.consistency import scene_consistency, write_map_png
     from zoomsr.progress import progress_callback
 
-    outputs = [p for p in (map_path, json_path) if p is not None]
+    outputs = [p for p in (map_path, json_path, plot) if p is not None]
     refuse_existing(outputs, overwrite)
-    with progress_callback("comparing", progress) as update:
-        result = scene_consistency(sr, lr, map_path=map_path, progress=update)
+    with contextlib.ExitStack() as stack:
+        drawn = map_path
+        if plot is not None and drawn is None:  # the map only for the picture: not kept
+            import tempfile
+
+            drawn = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "map.tif"
+        with progress_callback("comparing", progress) as update:
+            result = scene_consistency(sr, lr, map_path=drawn, progress=update)
+        if plot is not None and drawn is not None:
+            write_map_png(drawn, plot, result, label=sr.name)
     table = Table(title=f"{sr.name} against its LR mosaic: {result.pixels} LR pixels, "
                         f"x{result.scale} (8-bit levels)")
     for column in ("band", "bias", "MAE", "RMSE", "PSNR (dB)"):

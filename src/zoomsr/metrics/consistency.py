@@ -171,6 +171,59 @@ def scene_consistency(
             f"{sr_file} and {lr_file}: no LR pixel is valid in both"))
 
 
+def write_map_png(map_path: str | os.PathLike[str], png_path: str | os.PathLike[str],
+                  result: Consistency | None = None, max_side: int = 1024,
+                  label: str | None = None) -> Path:
+    """A quick look at a :func:`scene_consistency` map: averaged down to at most ``max_side``
+    px a side, coloured from 0 to the map's 99th percentile (brighter: more disagreement),
+    not-counted pixels grey, with a colour bar in 8-bit levels and, from ``result``, each
+    band's MAE in the title (``label``: what it is of, default the map's name); written
+    atomically."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from rasterio.enums import Resampling
+
+    from zoomsr.io.atomic import atomic_write_all
+
+    with _opened(Path(map_path)) as src:
+        k = max(1, math.ceil(max(src.width, src.height) / max_side))
+        shape = (max(1, src.height // k), max(1, src.width // k))
+        values = src.read(1, out_shape=shape, resampling=Resampling.average,
+                          masked=True).filled(np.nan)
+    finite = values[np.isfinite(values)]
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
+    fig = Figure(figsize=(7, 7 * shape[0] / shape[1] + 0.8), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = _cmap()
+    shown = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(top, 1e-6), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(shown, ax=ax, shrink=0.8,
+                 label="mean |output averaged to LR - LR mosaic| (8-bit levels)")
+    title = f"LR consistency: {label or Path(map_path).name}"
+    if result is not None:
+        maes = ", ".join(f"{b.band} {b.mae:.2f}" for b in result.bands)
+        title += f"\nMAE {maes} (x{result.scale}, {result.pixels} LR px)"
+    ax.set_title(title, fontsize=9)
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    target = Path(png_path)
+    atomic_write_all({target: buf.getvalue()})
+    return target
+
+
+def _cmap() -> Any:
+    """magma with its bad (NaN: not counted) pixels grey."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["magma"].copy()
+    cmap.set_bad("0.6")
+    return cmap
+
+
 class _Accumulator:
     """Per-band sums of differences (float64: a scene has billions of pixels)."""
 
@@ -268,4 +321,4 @@ def _check_grids(sr: Any, lr: Any, sr_file: Path, lr_file: Path) -> int:
 
 
 __all__ = ["BandConsistency", "Consistency", "downsample", "lr_consistency",
-           "scene_consistency"]
+           "scene_consistency", "write_map_png"]
