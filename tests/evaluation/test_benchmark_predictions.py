@@ -109,7 +109,8 @@ def test_probav_challenge_pngs_and_worldstrat_tiffs_score_as_the_method_they_hol
         dst.write(np.zeros((dst.count, dst.height, dst.width), np.float32))
     os.utime(tif, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert tif.stat().st_size == st.st_size
-    with pytest.raises(ConfigError, match=r"cells/files/ws \(model\.files\.stat_sha256\)"):
+    with pytest.raises(ConfigError, match=r"cells/files/ws \(model\.files\.stat_sha256\)"
+                                          r".*\(stat_sha256: prediction files replaced"):
         run_benchmark(spec, tmp_path / "out", device="cpu")
 
 
@@ -225,6 +226,14 @@ def test_refused_prediction_files_name_the_file_and_why(tmp_path, datasets):
     with pytest.raises(DataError, match=r"dn.tif: float values up to 2500; a WorldStrat "
                                         r"prediction holds floats in \[0, 1\]"):
         ws.read_prediction(dn)
+    wide = tmp_path / "wide.tif"  # another aspect ratio: not stretched to the HR
+    with rasterio.open(wide, "w", driver="GTiff", width=50, height=3, count=3,
+                       dtype="float32") as dst:
+        dst.write(np.full((3, 3, 50), 0.5, np.float32))
+    with pytest.raises(DataError, match=r"wide.tif: 50x3 px is not the shape of the item's HR, "
+                                        r"32x32"):
+        ws.read_prediction(wide, (32, 32))
+    assert ws.read_prediction(wide).shape == (3, 3, 50)  # (no HR size given: as it is)
     fixture_module("oli2msi_fixture").write_oli2msi(tmp_path / "o", "test", n=1)
     cropped = OLI2MSIDataset(tmp_path / "o", "test", lr_size=8, crop=4)
     hr = next((tmp_path / "o" / "test_hr").iterdir())

@@ -59,6 +59,8 @@ def test_bad_arrays_are_refused_naming_what_is_wrong():
     assert lr_consistency(bad, lr, valid=valid).pixels == 15
     with pytest.raises(InputError, match=r"scale must be an integer, got 4.0"):
         lr_consistency(torch.rand(1, 3, 16, 16), lr, 4.0)  # type: ignore[arg-type]
+    for integer in (np.int64(4), torch.tensor(4)):  # NumPy's and torch's integers are
+        assert lr_consistency(torch.rand(1, 3, 16, 16), lr, integer).scale == 4
 
 
 def _write(path: Path, data: np.ndarray, mask: np.ndarray, res: float) -> Path:
@@ -175,3 +177,54 @@ def test_an_infer_output_and_the_lr_mosaic_it_wrote(cli, tmp_path):
     result = scene_consistency(out)  # OUT.lr.tif found beside it
     assert result.scale == 4 and result.pixels == 40 * 48
     assert all(math.isfinite(b.mae) and b.mae > 0 for b in result.bands)  # random weights
+
+
+def test_outputs_that_are_inputs_or_each_other_and_a_failed_plot_leave_nothing(cli, scene):
+    for args, message in (
+            (("--map", scene / "out.lr.tif", "--overwrite"),
+             f"--map {scene / 'out.lr.tif'}: that is an input of the comparison"),
+            (("--map", scene / "x.tif", "--plot", scene / "x.tif"),
+             f"--map {scene / 'x.tif'}: given for another output too"),
+            (("--plot", scene / "p.jpg"), f"--plot {scene / 'p.jpg'}: the plot is a PNG")):
+        code, _, err = cli("metrics", "consistency", scene / "out.tif", *args, "--no-progress")
+        assert code == 2 and message in err, err
+    # a plot that cannot be written (its folder is a file): no map put in place either
+    (scene / "afile").write_text("")
+    code, _, err = cli("metrics", "consistency", scene / "out.tif", "--map", scene / "m.tif",
+                       "--plot", scene / "afile" / "p.png", "--no-progress")
+    assert code == 2 and "--plot" in err
+    assert not (scene / "m.tif").exists() and not list(scene.glob(".zoomsr-consistency-*"))
+
+
+def test_a_plot_failing_once_the_map_is_made_leaves_neither(cli, scene, monkeypatch):
+    import zoomsr.metrics.consistency as consistency
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(consistency, "write_map_png", broken)
+    code, _, err = cli("metrics", "consistency", scene / "out.tif", "--map", scene / "m.tif",
+                       "--plot", scene / "p.png", "--no-progress")
+    assert code != 0 and "No space left on device" in err
+    assert not (scene / "m.tif").exists() and not (scene / "p.png").exists()
+    assert not list(scene.glob(".zoomsr-consistency-*"))
+
+
+def test_the_plot_of_a_long_thin_map_stays_small_and_shows_a_thin_seam(scene, tmp_path):
+    from PIL import Image
+
+    from zoomsr.metrics.consistency import write_map_png
+
+    thin = tmp_path / "thin.tif"
+    values = np.ones((1, 3000), np.float32)
+    values[0, 1500] = 60.0  # one pixel: kept by the max-pooling down to 1024 columns
+    with rasterio.open(thin, "w", driver="GTiff", width=3000, height=1, count=1,
+                       dtype="float32", nodata=float("nan")) as dst:
+        dst.write(values, 1)
+    write_map_png(thin, tmp_path / "thin.png")
+    with Image.open(tmp_path / "thin.png") as img:
+        assert max(img.size) < 2000  # (it was 770 x 770088 px)
+    from zoomsr.metrics.consistency import _max_pooled
+
+    pooled = _max_pooled(thin, 1024)
+    assert pooled.shape == (1, 1000) and pooled.max() == 60.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,22 +235,40 @@ def consistency(
     from rich.table import Table
 
     from zoomsr import __version__
+    from zoomsr.errors import InputError
     from zoomsr.io.atomic import atomic_write_text, refuse_existing
+    from zoomsr.io.folders import require_writable_folder
     from zoomsr.metrics.consistency import scene_consistency, write_map_png
     from zoomsr.progress import progress_callback
 
-    outputs = [p for p in (map_path, json_path, plot) if p is not None]
-    refuse_existing(outputs, overwrite)
+    given = {"--map": map_path, "--json": json_path, "--plot": plot}
+    outputs = {option: path for option, path in given.items() if path is not None}
+    inputs = [sr, lr or sr.with_name(sr.stem + ".lr.tif")]
+    for option, path in outputs.items():  # before any reading: a bad path is one line
+        if any(_same_file(path, other) for other in inputs):
+            raise InputError(f"{option} {path}: that is an input of the comparison")
+        if sum(_same_file(path, other) for other in outputs.values()) > 1:
+            raise InputError(f"{option} {path}: given for another output too")
+        require_writable_folder(path.parent, f"{option} {path}", create=False)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: the plot is a PNG; name it .png")
+    refuse_existing(list(outputs.values()), overwrite)
     with contextlib.ExitStack() as stack:
-        drawn = map_path
-        if plot is not None and drawn is None:  # the map only for the picture: not kept
-            import tempfile
+        # the map is made in a temporary folder beside it and put in place only once the
+        # plot drawn from it is written: a failed plot leaves neither
+        import tempfile
 
-            drawn = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "map.tif"
+        drawn = None
+        if map_path is not None or plot is not None:
+            folder = (map_path or plot or sr).parent
+            drawn = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                dir=folder, prefix=".zoomsr-consistency-"))) / "map.tif"
         with progress_callback("comparing", progress) as update:
             result = scene_consistency(sr, lr, map_path=drawn, progress=update)
         if plot is not None and drawn is not None:
             write_map_png(drawn, plot, result, label=sr.name)
+        if map_path is not None and drawn is not None:
+            os.replace(drawn, map_path)
     table = Table(title=f"{sr.name} against its LR mosaic: {result.pixels} LR pixels, "
                         f"x{result.scale} (8-bit levels)")
     for column in ("band", "bias", "MAE", "RMSE", "PSNR (dB)"):
@@ -268,5 +287,10 @@ def consistency(
 
         # (an infinite PSNR, identical pixels, as null)
         atomic_write_text(json_path, json.dumps(json_safe(doc), indent=1) + "\n")
-    for path in outputs:
+    for path in outputs.values():
         typer.echo(f"wrote {path}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (as typed, or resolved: ``./x`` and ``x``)."""
+    return a == b or a.resolve() == b.resolve()

@@ -399,10 +399,11 @@ class WorldStratDataset(Dataset):
         in [0, 1] (``hr_bands``). A PNG is 8-bit (/ 255, as the ``rgb`` product); a GeoTIFF is
         uint16 SPOT values (/ 10000, as the ``ps``/``rgbn``/``pan`` products) or float in
         [0, 1]; either holds the ``hr_bands`` in order, or all of the ``hr_kind`` product's
-        bands (the ``hr_bands`` are then taken from it). ``shape``: the items' HR size, to
-        which it is resized as the HR is (a prediction at the SPOT image's own size, as
-        WorldStrat's code makes them, is brought to ``lr_size`` x scale like its HR). Raises
-        :class:`DataError` naming the file."""
+        bands (the ``hr_bands`` are then taken from it); floats up to 1.5 are clipped to 1,
+        larger ones refused (digital numbers). ``shape``: the items' HR size, to which it is
+        resized as the HR is (a prediction at the SPOT image's own size, as WorldStrat's code
+        makes them, is brought to ``lr_size`` x scale like its HR; another aspect ratio is
+        refused). Raises :class:`DataError` naming the file."""
         p = Path(path)
         file_bands = HR_KINDS[self.hr_kind][1]
         if p.suffix.lower() == ".png":
@@ -436,6 +437,11 @@ class WorldStratDataset(Dataset):
         np.clip(raw, 0.0, 1.0, out=raw)
         if shape is None:
             return raw
+        h, w = raw.shape[1:]
+        if abs(h * shape[1] / w - shape[0]) > 1.0:  # (beyond a pixel's rounding)
+            raise DataError(f"{p}: {w}x{h} px is not the shape of the item's HR, "
+                            f"{shape[1]}x{shape[0]} (a prediction is resized to it, not "
+                            "stretched): another item's file, or a crop?")
         return _resize(torch.from_numpy(raw), shape).numpy()
 
     def _read_hr(self, aoi: WorldStratAOI) -> tuple[np.ndarray, np.ndarray]:

@@ -324,6 +324,9 @@ def _refuse_stale(stale: list[_Stale], out: Path) -> None:
     shown = "; ".join(f"{s.folder.relative_to(out).as_posix()} ({', '.join(s.what[:3])}"
                       f"{' ...' if len(s.what) > 3 else ''})" for s in stale[:4])
     more = f" and {len(stale) - 4} more" if len(stale) > 4 else ""
+    if any(w.endswith("stat_sha256") for s in stale for w in s.what):
+        more += (" (stat_sha256: prediction files replaced, added, renamed, or their "
+                 "permissions or links changed)")
     raise ConfigError(f"{len(stale)} finished cell(s) in {out} were scored with other settings:"
                       f" {shown}{more}; remove those cell folders to score them again, run "
                       "with --overwrite to score every cell again, or use another output "

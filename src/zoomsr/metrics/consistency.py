@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -90,8 +91,12 @@ def lr_consistency(sr: torch.Tensor | np.ndarray, lr: torch.Tensor | np.ndarray,
                          "batch or channels")
     if scale is None:
         scale = s.shape[-1] // max(1, low.shape[-1])
-    if isinstance(scale, bool) or not isinstance(scale, int):
-        raise InputError(f"consistency: scale must be an integer, got {scale!r}")
+    try:
+        if isinstance(scale, bool):
+            raise TypeError
+        scale = operator.index(scale)  # (NumPy's and torch's integers too)
+    except TypeError:
+        raise InputError(f"consistency: scale must be an integer, got {scale!r}") from None
     if scale < 1 or tuple(s.shape[-2:]) != (low.shape[-2] * scale, low.shape[-1] * scale):
         raise InputError(f"consistency: sr {s.shape[-2]}x{s.shape[-1]} is not lr "
                          f"{low.shape[-2]}x{low.shape[-1]} times {scale}")
@@ -159,7 +164,11 @@ def scene_consistency(
             high_ok = sr.dataset_mask(window=big) > 0
             ok = low_ok & high_ok.reshape(h, scale, w, scale).all(axis=(1, 3))
             diff = downsample(torch.from_numpy(high)[None], scale)[0] - torch.from_numpy(low)
-            acc.add(diff[None], torch.from_numpy(ok)[None])
+            try:
+                acc.add(diff[None], torch.from_numpy(ok)[None])
+            except InputError:
+                raise DataError(f"{sr_file} or {lr_file}: NaN or infinite values in valid "
+                                "pixels (a float raster without a nodata value?)") from None
             if dst is not None:
                 mean_abs = diff.abs().mean(0).numpy()
                 dst.write(np.where(ok, mean_abs, np.nan).astype(np.float32), 1,
@@ -174,45 +183,69 @@ def scene_consistency(
 def write_map_png(map_path: str | os.PathLike[str], png_path: str | os.PathLike[str],
                   result: Consistency | None = None, max_side: int = 1024,
                   label: str | None = None) -> Path:
-    """A quick look at a :func:`scene_consistency` map: averaged down to at most ``max_side``
-    px a side, coloured from 0 to the map's 99th percentile (brighter: more disagreement),
-    not-counted pixels grey, with a colour bar in 8-bit levels and, from ``result``, each
-    band's MAE in the title (``label``: what it is of, default the map's name); written
-    atomically."""
+    """A quick look at a :func:`scene_consistency` map: brought down to at most ``max_side``
+    px a side, each pixel the largest value of the block it covers (a one-pixel seam or
+    vessel stays visible), coloured from 0 to the 99.9th percentile (brighter: more
+    disagreement; above it, the top colour: the colour bar's arrow), not-counted pixels grey,
+    the map's largest value and, from ``result``, each band's MAE in the title (``label``:
+    what it is of, default the map's name); a PNG written atomically. A long thin map is
+    drawn no taller than 1.5 times its width (nor flatter than 1/4)."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from rasterio.enums import Resampling
 
     from zoomsr.io.atomic import atomic_write_all
 
-    with _opened(Path(map_path)) as src:
-        k = max(1, math.ceil(max(src.width, src.height) / max_side))
-        shape = (max(1, src.height // k), max(1, src.width // k))
-        values = src.read(1, out_shape=shape, resampling=Resampling.average,
-                          masked=True).filled(np.nan)
+    values = _max_pooled(Path(map_path), max_side)
+    shape = values.shape
     finite = values[np.isfinite(values)]
-    top = float(np.percentile(finite, 99)) if finite.size else 1.0
-    fig = Figure(figsize=(7, 7 * shape[0] / shape[1] + 0.8), layout="constrained")
+    top = float(np.percentile(finite, 99.9)) if finite.size else 1.0
+    highest = float(finite.max()) if finite.size else math.nan
+    aspect = min(max(shape[0] / shape[1], 0.25), 1.5)  # (a 3000 x 1 map: a 593 Mpx PNG)
+    fig = Figure(figsize=(7, 7 * aspect + 1.0), layout="constrained")
     ax = fig.add_subplot()
     cmap = _cmap()
-    shown = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(top, 1e-6), interpolation="nearest")
+    shown = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(top, 1e-6), interpolation="nearest",
+                      aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.colorbar(shown, ax=ax, shrink=0.8,
-                 label="mean |output averaged to LR - LR mosaic| (8-bit levels)")
-    title = f"LR consistency: {label or Path(map_path).name}"
+    fig.colorbar(shown, ax=ax, shrink=0.8, extend="max" if highest > top else "neither",
+                 label="|output averaged to LR - LR mosaic|, mean of the bands (8-bit levels)")
+    title = (f"LR consistency: {label or Path(map_path).name} (largest {highest:.1f} levels; "
+             f"brightest: {top:.1f} and over)")
     if result is not None:
         maes = ", ".join(f"{b.band} {b.mae:.2f}" for b in result.bands)
         title += f"\nMAE {maes} (x{result.scale}, {result.pixels} LR px)"
     ax.set_title(title, fontsize=9)
+    target = Path(png_path)
+    if target.suffix.lower() != ".png":
+        raise InputError(f"{target}: the plot is a PNG; name it .png")
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    target = Path(png_path)
     atomic_write_all({target: buf.getvalue()})
     return target
+
+
+def _max_pooled(path: Path, max_side: int) -> np.ndarray:
+    """The map at ``path`` brought down to at most ``max_side`` px a side, each pixel the
+    largest (non-NaN) value of its block; read in strips (the map may be a scene's)."""
+    from rasterio.windows import Window
+
+    with _opened(path) as src:
+        ky = math.ceil(src.height / max_side)
+        kx = math.ceil(src.width / max_side)
+        strip = ky * max(1, 1024 // ky)
+        parts = []
+        for row in range(0, src.height, strip):
+            block = src.read(1, window=Window(0, row, src.width, min(strip, src.height - row)),
+                             masked=True).filled(np.nan)
+            with warnings.catch_warnings():  # (an all-NaN block stays NaN, not counted)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pooled = np.fmax.reduceat(block, np.arange(0, block.shape[0], ky), axis=0)
+                parts.append(np.fmax.reduceat(pooled, np.arange(0, src.width, kx), axis=1))
+    return np.vstack(parts)
 
 
 def _cmap() -> Any:

@@ -693,3 +693,7 @@ def test_sources_built_by_hand_without_footprints_build_as_discovered(builder_sc
     made = build_dataset(tmp_path / "made", bare, config)
     assert made.counts == ref.counts and made.counts["pairs"] == 1
     _assert_same_tree(ref.root, made.root)
+    from zoomsr.data.builder.build import plan_blocks  # public too: the same plan
+
+    assert [j.key for j in plan_blocks(tmp_path / "p", bare, config)] == [
+        j.key for j in plan_blocks(tmp_path / "p", found, config)]

@@ -365,7 +365,7 @@ def _warn_unused_scenes(sources: Sources, overlapping: list[tuple[HRImage, S2Sce
 
 def plan_blocks(root: Path, sources: Sources, config: BuildConfig) -> list[BlockJob]:
     """Split the work into blocks of tiles; raise :class:`InputError` when nothing can pair."""
-    _check_sources(sources, config)
+    sources = _check_sources(sources, config)  # (footprints filled, DN offsets)
     clip = _bbox_3857(config.bbox) if config.bbox else None
     window = config.window_days
 
