@@ -326,3 +326,26 @@ def test_the_layout_names_it_copies_are_the_data_layers():
     assert pairing.SPLIT_NAMES == splits.SPLIT_NAMES
     assert pairing.SPLITS_FILE == layout.SPLITS_FILE
     assert pairing.NAIP_DIR == layout.NAIP_DIR
+
+
+@pytest.mark.parametrize(("folders", "kind"), [
+    (["train/NIR/imgset0594", "test/RED/imgset1161"], "PROBA-V copy"),
+    (["hr_dataset/A1", "lr_dataset/A1/L2A"], "WorldStrat copy"),
+    (["test_hr", "test_lr"], "OLI2MSI copy"),
+])
+def test_a_benchmark_datasets_folder_as_target_points_to_the_benchmark(tmp_path, folders,
+                                                                        kind):
+    """Predictions named by item id against a benchmark dataset's folder pair with none of
+    its files: the error says where such files are scored."""
+    target = tmp_path / "data"
+    for folder in folders:
+        _png(target / folder / "HR.png")
+    _png(tmp_path / "preds" / "imgset0594.png")
+    with pytest.raises(DataError, match=rf"is a {kind}: score other methods' files on it "
+                                        r"with `zoomsr benchmark`"):
+        pair_images(tmp_path / "preds", target)
+    (tmp_path / "plain").mkdir()
+    _png(tmp_path / "plain" / "x.png")
+    with pytest.raises(DataError) as info:  # an ordinary folder: no such hint
+        pair_images(tmp_path / "preds", tmp_path / "plain")
+    assert "zoomsr benchmark" not in str(info.value)

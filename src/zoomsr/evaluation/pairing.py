@@ -351,6 +351,22 @@ def _group(items: list[tuple[str, Path]]) -> tuple[dict[str, Path], dict[str, li
     return unique, dup
 
 
+_LABELS = {"probav": "PROBA-V", "worldstrat": "WorldStrat", "oli2msi": "OLI2MSI"}
+
+
+def benchmark_layout(folder: Path) -> str | None:
+    """``"probav"``, ``"worldstrat"`` or ``"oli2msi"`` where ``folder`` is laid out as that
+    benchmark dataset's copy (its top folders), else None."""
+    if any((folder / split / band).is_dir() for split in ("train", "test")
+           for band in ("NIR", "RED")):
+        return "probav"
+    if (folder / "hr_dataset").is_dir() and (folder / "lr_dataset").is_dir():
+        return "worldstrat"
+    if any((folder / f"{split}_hr").is_dir() for split in ("train", "test")):
+        return "oli2msi"
+    return None
+
+
 def pair_images(
     pred_dir: str | os.PathLike[str],
     target_dir: str | os.PathLike[str],
@@ -458,10 +474,14 @@ def pair_images(
         raise DataError(_none_in_split(pdir, tdir, split, preds, outside, unmatched,
                                        splits_file))
     if not pairs:
+        kind = benchmark_layout(tdir)
+        hint = (f"; {tdir} is a {_LABELS[kind]} copy: score other methods' files on it with "
+                f"`zoomsr benchmark` (a predictions entry on a dataset: {kind}: one file per "
+                "item, named by its id)" if kind else "")
         raise DataError(
             f"no prediction in {pdir} matches a target in {tdir} "
             f"({'S2-NAIP tile ids' if s2naip else 'relative paths without extension'}; "
-            f"e.g. target {targets[0]}, prediction {preds[0]})"
+            f"e.g. target {targets[0]}, prediction {preds[0]}){hint}"
         )
     return Pairing(
         pairs, "s2naip" if s2naip else "relative", sorted(missing), sorted(unmatched), ambiguous,
