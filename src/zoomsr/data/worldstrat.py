@@ -414,7 +414,7 @@ class WorldStratDataset(Dataset):
             raw = (img[None] if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
             raw *= np.float32(1.0 / 255.0)
         else:
-            raw = _read_raster_any(p, "prediction")
+            raw = _read_raster(p, None, None, "prediction", fix="write it again")
             if raw.dtype == np.uint16:
                 raw = raw.astype(np.float32) * np.float32(1.0 / SPOT_DIVISOR)
             elif raw.dtype.kind == "f":
@@ -628,8 +628,9 @@ def _scan_aoi(
 
 
 @contextlib.contextmanager
-def _opened(path: Path) -> Iterator[Any]:
-    """``path`` open with rasterio; :class:`DataError` naming it when missing or unreadable."""
+def _opened(path: Path, fix: str = "download it again") -> Iterator[Any]:
+    """``path`` open with rasterio; :class:`DataError` naming it when missing or unreadable
+    (``fix``: what to do about a corrupt file)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}")
     try:
@@ -640,17 +641,18 @@ def _opened(path: Path) -> Iterator[Any]:
                 yield src
     except RasterioError as exc:
         raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}); the file is "
-                        "corrupt or truncated: download it again") from None
+                        f"corrupt or truncated: {fix}") from None
 
 
 def _read_raster(
-    path: Path, bands: int, dtypes: tuple[str, ...] | None, what: str,
-    indexes: list[int] | None = None,
+    path: Path, bands: int | None, dtypes: tuple[str, ...] | None, what: str,
+    indexes: list[int] | None = None, fix: str = "download it again",
 ) -> np.ndarray:
-    """``[bands or len(indexes), h, w]`` of a GeoTIFF that must have ``bands`` bands of one of
-    ``dtypes`` (any real number type when None); :class:`DataError` naming the file otherwise."""
-    with _opened(path) as src:
-        if src.count != bands:
+    """``[bands or len(indexes), h, w]`` of a GeoTIFF that must have ``bands`` bands (any
+    number when None) of one of ``dtypes`` (any real number type when None);
+    :class:`DataError` naming the file otherwise (``fix``: see :func:`_opened`)."""
+    with _opened(path, fix) as src:
+        if bands is not None and src.count != bands:
             raise DataError(f"{path}: {src.count} band(s), expected {bands} ({what})")
         dtype = np.dtype(src.dtypes[0])
         if dtypes is not None and dtype.name not in dtypes:
@@ -660,21 +662,6 @@ def _read_raster(
             raise DataError(f"{path}: data type {dtype.name}, expected a real number "
                             f"type ({what})")
         return src.read(indexes)
-
-
-def _read_raster_any(path: Path, what: str) -> np.ndarray:
-    """All bands of a GeoTIFF (a ``what``: not the dataset's own file) in its own data type;
-    :class:`DataError` naming the file."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                if np.dtype(src.dtypes[0]).kind not in "biuf":
-                    raise DataError(f"{path}: data type {src.dtypes[0]}, expected a real "
-                                    f"number type ({what})")
-                return src.read()
-    except RasterioError as exc:
-        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)}; {what})") from None
 
 
 def _raster_shape(path: Path) -> tuple[int, int]:

@@ -438,7 +438,7 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
     from zoomsr.inference.model import checkpoint_bands
     from zoomsr.models import model_class
     from zoomsr.models.checkpoints import read_checkpoint
-    from zoomsr.models.factory import ModelClassInfo, rebuild, same_config_value
+    from zoomsr.models.factory import ModelClassInfo, rebuild
 
     label = Path(weights).name
     path = Path(weights)
@@ -449,14 +449,7 @@ def load_scoring_model(weights: str | os.PathLike[str], model: str | None = None
 
         if str(weights) in registry.REGISTRY:
             entry = registry.get_entry(str(weights))
-            if model is not None and model != entry.model:
-                raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
-                                  "checkpoint; leave --model out (the registry gives it)")
-            for key, value in given.items():
-                if key in entry.config and not same_config_value(entry.config[key], value):
-                    raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
-                                      f"{key}={entry.config[key]}; leave it out (the registry "
-                                      "gives its config)")
+            registry.check_given(entry, model, given)
             path, model, label = fetch.resolve(entry.name), entry.model, entry.name
             config = {**entry.config, **(config or {})}
             # what the registry says it was trained on (its files do not all say)

@@ -34,7 +34,7 @@ from zoomsr.io.hashing import sha256_file
 from zoomsr.layout import to_layout
 from zoomsr.models import create_model, read_checkpoint
 from zoomsr.models.checkpoints import Checkpoint, require_checkpoint_file
-from zoomsr.models.factory import rebuild, same_config_value
+from zoomsr.models.factory import rebuild
 from zoomsr.models.sr3 import keyed_noise
 from zoomsr.validate import check_choice
 
@@ -405,14 +405,7 @@ def build_inference_model(
 
         if str(weights) in registry.REGISTRY:
             entry = registry.get_entry(str(weights))
-            if model is not None and model != entry.model:
-                raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} "
-                                  f"checkpoint; leave --model out (the registry gives it)")
-            for key, value in (config or {}).items():  # it was merged, then failed to load
-                if key in entry.config and not same_config_value(entry.config[key], value):
-                    raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
-                                      f"{key}={entry.config[key]}; leave it out (the registry "
-                                      "gives its config)")
+            registry.check_given(entry, model, config)  # (-c merged then failed to load)
             if bands is not None and validate_bands(bands) != entry.bands:
                 raise ConfigError(f"--bands {','.join(validate_bands(bands))}: {entry.name} "
                                   f"takes bands {','.join(entry.bands)}")

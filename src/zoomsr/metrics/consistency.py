@@ -142,7 +142,10 @@ def scene_consistency(
             hint = (" (write it with `zoomsr infer --save-lr`, or give --lr)"
                     if what == "LR mosaic" and lr_path is None else "")
             raise DataError(f"{path}: {what} not found{hint}")
-    with _opened(sr_file) as sr, _opened(lr_file) as lr, contextlib.ExitStack() as stack:
+    from zoomsr.inference.inputs.rasters import open_raster
+
+    with open_raster(sr_file) as sr, open_raster(lr_file) as lr, \
+            contextlib.ExitStack() as stack:
         scale = _check_grids(sr, lr, sr_file, lr_file)
         acc = _Accumulator(3)
         windows = list(_windows(lr.width, lr.height))
@@ -233,7 +236,9 @@ def _max_pooled(path: Path, max_side: int) -> np.ndarray:
     largest (non-NaN) value of its block; read in strips (the map may be a scene's)."""
     from rasterio.windows import Window
 
-    with _opened(path) as src:
+    from zoomsr.inference.inputs.rasters import open_raster
+
+    with open_raster(path) as src:
         ky = math.ceil(src.height / max_side)
         kx = math.ceil(src.width / max_side)
         strip = ky * max(1, 1024 // ky)
@@ -304,30 +309,6 @@ def _windows(width: int, height: int) -> Iterator[tuple[int, int, int, int]]:
     for row in range(0, height, WINDOW):
         for col in range(0, width, WINDOW):
             yield row, col, min(WINDOW, height - row), min(WINDOW, width - col)
-
-
-class _opened:  # noqa: N801 - used as a function
-    """A raster open for reading; :class:`DataError` naming it when unreadable."""
-
-    def __init__(self, path: Path) -> None:
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
-        from zoomsr.errors import first_line
-
-        self.path = path
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.ds = rasterio.open(path)
-        except RasterioError as exc:
-            raise DataError(f"{path}: not a readable raster ({first_line(exc)})") from None
-
-    def __enter__(self) -> Any:
-        return self.ds
-
-    def __exit__(self, *exc: object) -> None:
-        self.ds.close()
 
 
 def _check_grids(sr: Any, lr: Any, sr_file: Path, lr_file: Path) -> int:

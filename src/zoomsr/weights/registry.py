@@ -21,10 +21,11 @@ Where the files are: :mod:`zoomsr.weights.cache`; fetching, converting and verif
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoomsr.errors import InputError
+from zoomsr.errors import ConfigError, InputError
 
 #: The single-image default: real pretrained weights available with no network.
 DEFAULT_WEIGHTS = "realesrgan-x4plus"
@@ -163,6 +164,22 @@ REGISTRY: dict[str, WeightsEntry] = {
         ),
     ]
 }
+
+
+def check_given(entry: WeightsEntry, model: str | None,
+                config: Mapping[str, Any] | None) -> None:
+    """Refuse a ``model`` (``--model``) or ``config`` values (``-c``) that contradict what
+    registry ``entry`` gives (its architecture and config), naming them."""
+    from zoomsr.models.factory import same_config_value
+
+    if model is not None and model != entry.model:
+        raise ConfigError(f"--model {model}: {entry.name} is a {entry.model} checkpoint; "
+                          "leave --model out (the registry gives it)")
+    for key, value in (config or {}).items():
+        if key in entry.config and not same_config_value(entry.config[key], value):
+            raise ConfigError(f"-c {key}={value}: {entry.name} is a {entry.model} with "
+                              f"{key}={entry.config[key]}; leave it out (the registry gives "
+                              "its config)")
 
 
 def get_entry(name: str) -> WeightsEntry:

@@ -301,39 +301,28 @@ def test_search_asks_for_the_collections_given(stac_api, cli, tmp_path, builder_
          "collection": "my-s2"},
         {**hr_item, "id": "my_hr_20190905", "collection": "my-naip",
          "properties": {"datetime": "2019-09-05T00:00:00Z", "gsd": 0.6}}]
-    manifest = tmp_path / "both.json"
-    code, out, err = cli(*_search_args(stac_api, manifest), "--s2-collection", "my-s2",
-                         "--hr-collection", "my-naip")
-    assert code == 0, err
-    assert "1 Sentinel-2 and 1 high-res items" in out
-    assert [s["collections"] for s in StacHandler.searches] == [["my-naip"], ["my-s2"]]
-    doc = json.loads(manifest.read_text())
-    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_mine"]
-    assert [e["id"] for e in doc["highres"]] == ["my_hr_20190905"]
-    assert doc["query"]["sentinel2_collection"] == "my-s2"
-    assert doc["query"]["highres_collection"] == "my-naip"
-
-    # only the Sentinel-2 collection overridden: high-res still from "naip"
-    StacHandler.searches = []
-    manifest = tmp_path / "s2_only.json"
-    code, out, err = cli(*_search_args(stac_api, manifest), "--s2-collection", "my-s2")
-    assert code == 0, err
-    assert [s["collections"] for s in StacHandler.searches] == [["naip"], ["my-s2"]]
-    doc = json.loads(manifest.read_text())
-    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_mine"]
-    assert [e["id"] for e in doc["highres"]] == ["ia_m_4109363_ne_15_1_20190904"]
-    assert (doc["query"]["sentinel2_collection"], doc["query"]["highres_collection"]) == (
-        "my-s2", "naip")
-
-    # only the high-res one: Sentinel-2 from "sentinel-2-l2a" (the clear and cloudy items)
-    StacHandler.searches = []
-    manifest = tmp_path / "hr_only.json"
-    code, out, err = cli(*_search_args(stac_api, manifest), "--hr-collection", "my-naip")
-    assert code == 0, err
-    assert [s["collections"] for s in StacHandler.searches] == [["my-naip"], ["sentinel-2-l2a"]]
-    doc = json.loads(manifest.read_text())
-    assert [e["id"] for e in doc["sentinel2"]] == ["S2A_clear", "S2B_cloudy"]
-    assert [e["id"] for e in doc["highres"]] == ["my_hr_20190905"]
+    # both overridden; only Sentinel-2's (high-res still from "naip"); only the high-res one
+    # (Sentinel-2 from "sentinel-2-l2a": the clear and cloudy items)
+    cases = [
+        ("both", ["--s2-collection", "my-s2", "--hr-collection", "my-naip"], "my-s2",
+         "my-naip", ["S2A_mine"], ["my_hr_20190905"]),
+        ("s2_only", ["--s2-collection", "my-s2"], "my-s2", "naip", ["S2A_mine"],
+         ["ia_m_4109363_ne_15_1_20190904"]),
+        ("hr_only", ["--hr-collection", "my-naip"], "sentinel-2-l2a", "my-naip",
+         ["S2A_clear", "S2B_cloudy"], ["my_hr_20190905"]),
+    ]
+    for name, options, s2, hr, s2_ids, hr_ids in cases:
+        StacHandler.searches = []
+        manifest = tmp_path / f"{name}.json"
+        code, out, err = cli(*_search_args(stac_api, manifest), *options)
+        assert code == 0, err
+        assert f"{len(s2_ids)} Sentinel-2 and {len(hr_ids)} high-res items" in out
+        assert [s["collections"] for s in StacHandler.searches] == [[hr], [s2]]
+        doc = json.loads(manifest.read_text())
+        assert [e["id"] for e in doc["sentinel2"]] == s2_ids
+        assert [e["id"] for e in doc["highres"]] == hr_ids
+        assert (doc["query"]["sentinel2_collection"], doc["query"]["highres_collection"]) == (
+            s2, hr), name
 
 
 def test_search_planetary_computer_without_its_package(stac_api, cli, tmp_path, monkeypatch):
