@@ -100,7 +100,7 @@ def _rgb(text: str | None) -> tuple[int, int, int] | None:
         raise ConfigError(f"--rgb-bands: expected R,G,B band numbers, got {text!r}") from None
     if len(values) != 3:
         raise ConfigError(f"--rgb-bands: expected three band numbers, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 #: ``InferenceOptions``' and ``Tiling``'s parameters, which their checks name, -> the flags.

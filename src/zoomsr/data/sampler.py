@@ -197,7 +197,7 @@ class ResumableSampler(DistributedSampler):
         mine = slice(self.rank, self.total_size, self.num_replicas)
         return list(zip(index[mine].tolist(), seed[mine].tolist(), strict=True))
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         draws = self.epoch_draws(self.epoch)
         start = 0
         if self._resume is not None and self._resume[0] == self.epoch:

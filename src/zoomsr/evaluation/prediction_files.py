@@ -71,7 +71,7 @@ class PredictionFiles(nn.Module):
         self.dataset = dataset
 
     def forward(self, lr: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
-        read = self.dataset.read_prediction  # type: ignore[attr-defined]
+        read = self.dataset.read_prediction
         scale = int(getattr(self.dataset, "scale", 1))
         shape = (lr.shape[-2] * scale, lr.shape[-1] * scale)
         return torch.stack([torch.from_numpy(read(self.files[str(k)], shape))

@@ -420,17 +420,17 @@ def _progress(total: int, done: int, enabled: bool):
     # Rate and ETA from everything computed in this run over its whole time, not rich's
     # recent-samples estimate: Ray workers hand rows back in bursts, which that read as 30x
     # the real rate (and an ETA of seconds with minutes to go).
-    def rate(task) -> float | None:  # type: ignore[no-untyped-def]
+    def rate(task) -> float | None:
         new = task.completed - done
         return new / task.elapsed if task.elapsed and new > 0 else None
 
     class _Rate(ProgressColumn):
-        def render(self, task):  # type: ignore[no-untyped-def]
+        def render(self, task):
             r = rate(task)
             return Text(rate_text(r))
 
     class _Eta(ProgressColumn):
-        def render(self, task):  # type: ignore[no-untyped-def]
+        def render(self, task):
             r = rate(task)
             if task.finished or r is None:
                 return Text("eta -:--:--" if not task.finished else "")
@@ -978,7 +978,7 @@ def _run_scene(
                 def tick(key: tuple[int, int]) -> None:
                     with ticks:
                         ticked[key] = ticked.get(key, 0) + 1
-                    bar.advance(task, 1)  # type: ignore[union-attr]
+                    bar.advance(task, 1)
 
                 todo = list(range(first_group, len(groups)))  # the strips with rows left
 

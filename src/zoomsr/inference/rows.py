@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,25 @@ from zoomsr.inference.reader import SceneReader
 from zoomsr.inference.uncertainty import subset_frames
 from zoomsr.inference.windows import WindowGrid, blend_weights, group_span
 from zoomsr.stopping import WorkerThread, join_despite_interrupts
+
+
+class RowModel(Protocol):
+    """What :func:`compute_row` uses of a model: an :class:`InferenceModel`, or the wrapper
+    that serialises one model's calls between row threads (the local path's threads). Rows
+    are prepared on ``device`` (the CPU where it is ``None``); ``diffusion``, where a model
+    has it, names each window's noise by its place (see :meth:`InferenceModel.forward`)."""
+
+    @property
+    def scale(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device | None: ...
+
+    def forward(self, lr: np.ndarray | torch.Tensor,
+                keys: Sequence[Any] | None = None) -> np.ndarray: ...
+
+    def forward_device(self, lr: np.ndarray | torch.Tensor,
+                       keys: Sequence[Any] | None = None) -> torch.Tensor: ...
 
 
 @dataclass
@@ -101,7 +120,7 @@ def blend_device(model: InferenceModel) -> torch.device | None:
     return dev if isinstance(dev, torch.device) and dev.type not in ("cpu", "meta") else None
 
 
-def compute_row(plan: ScenePlan, model: InferenceModel, r: int,
+def compute_row(plan: ScenePlan, model: RowModel, r: int,
                 on: torch.device | None = None,
                 tick: Callable[[int], None] | None = None) -> RowResult:
     """Read, choose frames, run the model on and blend the windows of window row ``r``.
@@ -266,6 +285,10 @@ class _Abandoned(RuntimeError):
     consumer left."""
 
 
+def _keys(keys: Sequence[Any] | None) -> dict[str, Any]:
+    return {} if keys is None else {"keys": keys}
+
+
 class _SerialModel:
     """``model`` with its calls serialised (threads share one model, and its memory). Once
     ``stopped()``, a call raises :class:`_Abandoned` instead: after a Ctrl-C the rows in
@@ -284,15 +307,18 @@ class _SerialModel:
     def diffusion(self) -> bool:
         return getattr(self._model, "diffusion", False)
 
-    def forward(self, lr: np.ndarray, **kw: Any) -> np.ndarray:
+    def forward(self, lr: np.ndarray | torch.Tensor,
+                keys: Sequence[Any] | None = None) -> np.ndarray:
         with self._lock:
             self._check()
-            return self._model.forward(lr, **kw)
+            # keys only where given: a model without sampling noise need not take them
+            return self._model.forward(lr, **_keys(keys))
 
-    def forward_device(self, lr: np.ndarray, **kw: Any) -> torch.Tensor:
+    def forward_device(self, lr: np.ndarray | torch.Tensor,
+                       keys: Sequence[Any] | None = None) -> torch.Tensor:
         with self._lock:
             self._check()
-            return self._model.forward_device(lr, **kw)
+            return self._model.forward_device(lr, **_keys(keys))
 
     def _check(self) -> None:
         if self._stopped():
@@ -380,7 +406,7 @@ class _RowThreads:
                             readers[key] = part.plan.reader.clone()
                         strip = k, dataclasses.replace(part.plan, reader=readers[key])
                     # (_SerialModel: the calls compute_row makes, serialised)
-                    res: Any = compute_row(strip[1], self.model,  # type: ignore[arg-type]
+                    res: Any = compute_row(strip[1], self.model,
                                            r, self.on, part.tick)
                     if part.ordered is not None and not self._in_turn(i, res, part.ordered):
                         # never raised here: a traceback would keep this frame, and the row's

@@ -26,7 +26,7 @@ from zoomsr.io.gdal_lib import mapped_libraries
 try:  # rasterio's GDAL error classes (CPLE_*), raised by some calls
     from rasterio._err import CPLE_BaseError
 except ImportError:  # pragma: no cover - rasterio always has it
-    CPLE_BaseError = RasterioError  # type: ignore[misc,assignment]
+    CPLE_BaseError = RasterioError
 
 
 class _ThreadErrors(logging.Handler):

@@ -24,7 +24,7 @@ class Frozen(nn.Module):
         net.eval().requires_grad_(False)
         object.__setattr__(self, "net", net)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> Frozen:  # type: ignore[override]
+    def _apply(self, fn: Any, recurse: bool = True) -> Frozen:
         self.net._apply(fn)
         return super()._apply(fn, recurse)
 

@@ -450,7 +450,7 @@ class _ModelSummary(ModelSummary):
     only for a module with an ``example_input_array``, so here they would all read 0."""
 
     @staticmethod
-    def summarize(  # type: ignore[override]
+    def summarize(
         summary_data: list[tuple[str, list[str]]],
         total_parameters: int,
         trainable_parameters: int,

@@ -65,7 +65,7 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
         ) from None
     if len(parts) != 3:
         raise ConfigError(f"split fractions: expected 3 numbers (train,val,test), got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def group_of(tile: Tile, group_tiles: int) -> tuple[int, int]:

@@ -382,15 +382,15 @@ def discover_frames(
     # expand's check of loose files does, so a date reached through a symlink is also caught.
     seen: set[tuple[Path, ...]] = set()
     for c in candidates:
-        key = tuple(p.resolve() for p in _rgb_files(c))  # type: ignore[arg-type]
+        key = tuple(p.resolve() for p in _rgb_files(c))
         if key in seen:
-            raise DataError(f"{_rgb_files(c)[0]}: given twice")  # type: ignore[arg-type]
+            raise DataError(f"{_rgb_files(c)[0]}: given twice")
         seen.add(key)
-    files = [p for c in candidates for p in _sampled_files(c, extra)]  # type: ignore[arg-type]
+    files = [p for c in candidates for p in _sampled_files(c, extra)]
     before = getattr(rasters.looked, "samples", {})
     rasters.looked.samples = rasters.look_ahead(list(dict.fromkeys(files)))
     try:
-        made = [_make_frame(c, radiometry, rgb, dn_offset, extra)  # type: ignore[arg-type]
+        made = [_make_frame(c, radiometry, rgb, dn_offset, extra)
                 for c in candidates]
     finally:
         rasters.looked.samples = before
