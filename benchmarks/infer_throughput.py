@@ -202,8 +202,8 @@ def window_arg(text: str) -> int | None:
 
 def warm_up(model, args: argparse.Namespace) -> None:  # noqa: ANN001
     """One model call of the pipeline's shape (kernel selection is not timed): its tiling
-    and batch as the run resolves them on the model's device (``pipeline.for_device``)."""
-    from zoomsr.inference.pipeline import for_device
+    and batch as the run resolves them on the model's device (``options.for_device``)."""
+    from zoomsr.inference.options import for_device
     from zoomsr.inference.windows import WindowGrid, windows_per_call
 
     opts = for_device(options(args), model.device)

@@ -33,7 +33,7 @@ def main() -> None:
     args.zero_cost = False
 
     from zoomsr.inference import InferenceOptions, Tiling, run_inference
-    from zoomsr.inference.pipeline import for_device
+    from zoomsr.inference.options import for_device
     from zoomsr.inference.windows import WindowGrid
 
     model = infer_throughput._model(args)

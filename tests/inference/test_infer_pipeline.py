@@ -14,7 +14,7 @@ from infer_helpers import TINY, read, write_frames
 from zoomsr import grid as tiles
 from zoomsr.errors import DataError, InputError
 from zoomsr.inference import InferenceOptions, Tiling, build_inference_model, run_inference
-from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.writer import partial_dir
 
 FAST = Tiling(window=32, overlap=8)
@@ -715,9 +715,9 @@ def test_progress_rate_and_eta_cover_the_whole_run():
     this run (not resumed ones) over its whole time."""
     from types import SimpleNamespace
 
-    from zoomsr.inference.pipeline import _progress
+    from zoomsr.inference.progress import progress_bar
 
-    bar = _progress(100, 10, True)  # 10 windows resumed
+    bar = progress_bar(100, 10, True)  # 10 windows resumed
     rate, eta = bar.columns[3], bar.columns[5]
     task = SimpleNamespace(completed=30, elapsed=10.0, finished=False, total=100)
     assert str(rate.render(task)).strip() == "2.0 win/s"
@@ -760,13 +760,13 @@ def test_a_slow_models_rate_reads_in_seconds_a_window():
     """4 windows of Real-ESRGAN on 2 CPU cores took 89 s: the bar said "0.0 win/s"."""
     from types import SimpleNamespace
 
-    from zoomsr.inference.pipeline import _progress, rate_text
+    from zoomsr.inference.progress import progress_bar, rate_text
 
     assert rate_text(4 / 89).strip() == "22.2 s/win"
     assert rate_text(0.1).strip() == "0.1 win/s" and rate_text(12.34).strip() == "12.3 win/s"
     assert rate_text(1 / 1800).strip() == "30 min/win"
     task = SimpleNamespace(completed=4, elapsed=89.0, finished=False, total=8)
-    assert str(_progress(8, 0, True).columns[3].render(task)).strip() == "22.2 s/win"
+    assert str(progress_bar(8, 0, True).columns[3].render(task)).strip() == "22.2 s/win"
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -83,7 +83,7 @@ def test_an_interrupted_chunk_run_resumes_and_a_finished_one_knows_its_dataset(
     import shutil
 
     from zoomsr.errors import InputError
-    from zoomsr.inference.pipeline import finished_same_run
+    from zoomsr.inference.run_record import finished_same_run
 
     clean = tmp_path / "clean.tif"
     run_inference(tiny_dataset, clean, tiny_model(2), InferenceOptions(progress=False))
@@ -197,7 +197,7 @@ def test_on_a_gpu_chunk_input_takes_its_batch_and_reports_nothing_ignored(
     batch (on the scene path a GPU's batch follows the window)."""
     import torch
 
-    from zoomsr.inference import Tiling, pipeline, s2naip
+    from zoomsr.inference import Tiling, options, s2naip
 
     model = tiny_model(2)
     batches: list[int] = []
@@ -208,7 +208,7 @@ def test_on_a_gpu_chunk_input_takes_its_batch_and_reports_nothing_ignored(
         def __getattr__(self, name):
             return getattr(model, name)
 
-    monkeypatch.setattr(pipeline, "on_accelerator", lambda device: True)
+    monkeypatch.setattr(options, "on_accelerator", lambda device: True)
     chosen = s2naip.default_batch_size
     monkeypatch.setattr(s2naip, "default_batch_size",
                         lambda device: batches.append(chosen(device)) or batches[-1])

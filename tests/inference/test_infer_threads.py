@@ -12,7 +12,7 @@ from infer_helpers import write_frames
 
 from zoomsr.errors import DataError
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
-from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.writer import partial_dir
 
 FAST = Tiling(window=32, overlap=8)
@@ -675,7 +675,7 @@ def test_the_bar_moves_window_by_window(scene, tiny_model, tmp_path, monkeypatch
         def update(self, task: int, advance: int = 0) -> None:
             steps.append(advance)
 
-    monkeypatch.setattr(pipeline, "_progress",
+    monkeypatch.setattr(pipeline, "progress_bar",
                         lambda total, done, enabled: contextlib.nullcontext(Bar()))
     strips = []
     local_strips = pipeline.local_strips
@@ -809,17 +809,17 @@ def test_a_gpu_run_left_to_defaults_takes_the_gpu_ones(scene, tiny_model, tmp_pa
 
     import rasterio
 
-    from zoomsr.inference import pipeline
+    from zoomsr.inference import options, pipeline
 
-    monkeypatch.setattr(pipeline, "on_accelerator", lambda device: True)
+    monkeypatch.setattr(options, "on_accelerator", lambda device: True)
     plans = []
-    fingerprint = pipeline._fingerprint
+    fingerprint = pipeline.run_fingerprint
 
     def seen(plan, *args):
         plans.append(plan)
         return fingerprint(plan, *args)
 
-    monkeypatch.setattr(pipeline, "_fingerprint", seen)
+    monkeypatch.setattr(pipeline, "run_fingerprint", seen)
     out = tmp_path / "o.tif"
     run_inference(scene, out, _AsIfOnGPU(tiny_model(2)), InferenceOptions(progress=False))
     with rasterio.open(out) as ds:
@@ -844,7 +844,7 @@ def test_a_row_source_s_device_gives_the_run_its_defaults(scene, tiny_model, tmp
     batch and windows, CPU workers on a GPU machine the GPU's."""
     import torch
 
-    from zoomsr.inference.pipeline import rows_device
+    from zoomsr.inference.options import rows_device
 
     plans = []
 
@@ -869,7 +869,7 @@ def test_ray_pools_say_their_workers_device():
     import torch
 
     from zoomsr.inference.distributed import RayPool, ray_row_source
-    from zoomsr.inference.pipeline import rows_device
+    from zoomsr.inference.options import rows_device
 
     assert rows_device(RayPool("local", 2, gpus_per_worker=1).rows) == torch.device("cuda")
     assert rows_device(RayPool("local", 2, gpus_per_worker=0).rows) == torch.device("cpu")
@@ -904,13 +904,13 @@ def test_rows_computed_on_a_gpu_elsewhere_are_compressed_as_they_come(
     from zoomsr.inference import pipeline
 
     records = []
-    fingerprint = pipeline._fingerprint
+    fingerprint = pipeline.run_fingerprint
 
     def recorded(*args):  # noqa: ANN002, ANN202
         records.append(fingerprint(*args))
         return records[-1]
 
-    monkeypatch.setattr(pipeline, "_fingerprint", recorded)
+    monkeypatch.setattr(pipeline, "run_fingerprint", recorded)
 
     class Workers:  # what Ray workers do with each row, here, on the device they say
         def __init__(self) -> None:

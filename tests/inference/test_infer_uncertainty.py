@@ -7,7 +7,7 @@ import pytest
 
 from zoomsr.errors import ConfigError
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
-from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.uncertainty import subset_frames
 
 

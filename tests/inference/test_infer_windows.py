@@ -11,7 +11,7 @@ from infer_helpers import write_frames
 
 from zoomsr.errors import ConfigError
 from zoomsr.inference import InferenceOptions, Tiling, run_inference
-from zoomsr.inference.pipeline import super_resolve_array
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.windows import AUTO_WINDOWS, WindowGrid, windows_per_call
 
 
@@ -212,7 +212,7 @@ def test_on_a_gpu_the_defaults_take_larger_calls_and_windows():
     1.13x. What the user gives is kept."""
     import torch
 
-    from zoomsr.inference.pipeline import for_device
+    from zoomsr.inference.options import for_device
     from zoomsr.inference.windows import GPU_AUTO_WINDOWS
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")

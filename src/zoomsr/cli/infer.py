@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from zoomsr.inference.distributed import RowSource
     from zoomsr.inference.model import InferenceModel
-    from zoomsr.inference.pipeline import InferenceOptions, InferenceResult
+    from zoomsr.inference.options import InferenceOptions, InferenceResult
     from zoomsr.inference.scenes import Scene
 
 
@@ -243,13 +243,10 @@ def infer(
 ) -> None:
     """Super-resolve a time series of co-registered Sentinel-2 images into one GeoTIFF."""
     from zoomsr.inference import InferenceOptions, Tiling
-    from zoomsr.inference.pipeline import (
-        finished_before,
-        finished_same_run,
-        is_s2naip_input,
-        run_inference,
-        side_outputs,
-    )
+    from zoomsr.inference.inputs import is_s2naip_input
+    from zoomsr.inference.pipeline import run_inference
+    from zoomsr.inference.run_record import finished_before, finished_same_run
+    from zoomsr.inference.side_outputs import side_outputs
     from zoomsr.stopping import sigterm_as_interrupt
 
     if scenes is not None and (inputs or output is not None):

@@ -5,7 +5,12 @@
 - :mod:`~zoomsr.inference.windows`: overlapping windows and blending weights.
 - :mod:`~zoomsr.inference.frames`: per-window frame choice and gap filling.
 - :mod:`~zoomsr.inference.model`: a model ready for inference (device, precision, layout).
-- :mod:`~zoomsr.inference.pipeline`: :func:`run_inference` / :func:`run_scene`.
+- :mod:`~zoomsr.inference.pipeline`: :func:`run_inference` / :func:`run_scene`; its settings and
+  report: :mod:`~zoomsr.inference.options`; what a run records of itself (fingerprint, tags,
+  a finished output's checks): :mod:`~zoomsr.inference.run_record`; the LR mosaic and preview
+  beside the output: :mod:`~zoomsr.inference.side_outputs`; the progress bar:
+  :mod:`~zoomsr.inference.progress`.
+- :mod:`~zoomsr.inference.in_memory`: :func:`super_resolve_array` (frames in memory).
 - :mod:`~zoomsr.inference.writer`: partial runs and resume (the GeoTIFF/COG itself:
   :mod:`zoomsr.io.geotiff`, written while rows are computed: :mod:`zoomsr.io.geotiff_stream`).
 - :mod:`~zoomsr.inference.uncertainty`: spread over frame subsets.
@@ -17,15 +22,11 @@ See docs/inference.md.
 
 from zoomsr.devices import resolve_device
 from zoomsr.inference.grid import TargetGrid, plan_grid
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.inputs import Discovery, Frame, discover_frames
 from zoomsr.inference.model import InferenceModel, build_inference_model, wrap_model
-from zoomsr.inference.pipeline import (
-    InferenceOptions,
-    InferenceResult,
-    run_inference,
-    run_scene,
-    super_resolve_array,
-)
+from zoomsr.inference.options import InferenceOptions, InferenceResult
+from zoomsr.inference.pipeline import run_inference, run_scene
 from zoomsr.inference.windows import Tiling, WindowGrid
 
 __all__ = [

@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from zoomsr.errors import DataError, InputError
+from zoomsr.inference.in_memory import super_resolve_array
 from zoomsr.inference.inputs import to_tci
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import InferenceOptions, run_inference, super_resolve_array
+from zoomsr.inference.options import InferenceOptions
+from zoomsr.inference.pipeline import run_inference
 from zoomsr.inference.windows import Tiling
 from zoomsr.io.atomic import refuse_existing
 from zoomsr.io.folders import require_writable_folder

@@ -24,22 +24,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import torch
 
-from zoomsr import __version__
-from zoomsr.errors import ConfigError, DataError, InputError
+from zoomsr.errors import ConfigError, InputError
 from zoomsr.inference.assemble import (
     DoneRow,
     ReadyRow,
@@ -47,52 +42,49 @@ from zoomsr.inference.assemble import (
     RowChain,
     prepare_row,
 )
-from zoomsr.inference.grid import TargetGrid, plan_grid
+from zoomsr.inference.grid import plan_grid
 from zoomsr.inference.inputs import (
     Frame,
-    check_dn_offset,
     discover_frames,
-    is_s2naip_root,
+    is_s2naip_input,
     made_by_zoomsr,
 )
-from zoomsr.inference.inputs.files import zoomsr_tags
 from zoomsr.inference.inputs.rasters import read_cache
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.preview import write_preview
+from zoomsr.inference.options import (
+    InferenceOptions,
+    InferenceResult,
+    RowCallback,
+    check_uncertainty,
+    for_device,
+    rows_device,
+)
+from zoomsr.inference.progress import progress_bar
 from zoomsr.inference.reader import SceneReader, read_cache_bytes
 from zoomsr.inference.rows import (
-    ArrayReader,
-    RowBlender,
     RowPart,
     RowResult,
     ScenePlan,
     blend_device,
     fit_open_files,
-    local_rows,
     local_strips,
 )
+from zoomsr.inference.run_record import run_fingerprint, scene_tags
+from zoomsr.inference.side_outputs import side_outputs, write_side_outputs
 from zoomsr.inference.windows import (
-    AUTO_WINDOWS,
-    GPU_AUTO_WINDOWS,
-    Tiling,
     WindowGrid,
     column_groups,
     group_read_width,
     group_span,
-    windows_holding,
     windows_per_call,
 )
-from zoomsr.inference.writer import SAMPLING_OPTIONS, PartialRun, has_saved_state
+from zoomsr.inference.writer import PartialRun, has_saved_state
 from zoomsr.io.atomic import output_lock, refuse_existing, remove_stale_temps
-from zoomsr.io.deflate import DEFLATE_LEVEL, DEFLATE_LEVELS
 from zoomsr.io.folders import require_writable_folder
-from zoomsr.io.geotiff import column_chunks, write_geotiff
+from zoomsr.io.geotiff import column_chunks
 from zoomsr.io.geotiff_stream import GeoTIFFProcess, GeoTIFFStream
 from zoomsr.io.raw_raster import RawRaster
 from zoomsr.stopping import interrupts_held
-
-RowCallback = Callable[[int, int], None]
-
 
 #: Row threads bring their rows' output to the host one at a time (a lock around the
 #: transfer and the write). Off: on the CPU's fake of the GPU path (``meta`` device) the turns
@@ -109,668 +101,6 @@ ONE_ROW_ON_HOST = False
 #: CLI's defaults.
 #: Same bytes either way; ``ZOOMSR_GEOTIFF_WRITER=process`` chooses it for a run.
 WRITER_PROCESS = False
-
-
-@dataclass
-class InferenceOptions:
-    """Settings of one scene run (see ``zoomsr infer --help`` for each)."""
-
-    native_grid: bool = False
-    tiling: Tiling = field(default_factory=Tiling)
-    #: Windows per model call; with an automatic window, counted in 128 px windows. None:
-    #: the device's (:func:`for_device`: 8 on a CPU; on a GPU 32, with a fixed window as many
-    #: as make 32 of 128 px).
-    batch_size: int | None = None
-    uncertainty: int = 0  # K frame subsets; 0 = off
-    cog: bool = False
-    save_lr: bool = False
-    preview: bool = False
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    seed: int = 0
-    radiometry: str = "auto"
-    rgb_bands: tuple[int, int, int] | None = None
-    dn_offset: float | None = None
-    #: Rows of windows computed at once; None: 3 on a GPU (the CPU work of the next and the
-    #: previous rows overlaps the model), 1 on a CPU (the model already uses every core).
-    threads: int | None = None
-    #: Wider scenes are processed in column strips of about this many LR px (0: never), so
-    #: memory does not grow with the width either; the same pixels (the tiles are written
-    #: strip by strip, so in another order in the file).
-    column_width: int = 4096
-    #: DEFLATE level of the GeoTIFFs written, 1 (fastest) to 12 (smallest); the pixels are
-    #: the same (:data:`zoomsr.io.geotiff.DEFLATE_LEVEL`).
-    deflate_level: int = DEFLATE_LEVEL
-
-    def __post_init__(self) -> None:
-        from zoomsr.inference.inputs.discover import parse_rgb_bands
-        from zoomsr.inference.inputs.radiometry import RADIOMETRY_CHOICES
-        from zoomsr.validate import check_choice, check_int
-
-        if not isinstance(self.tiling, Tiling):  # a tuple failed deep inside, at run time
-            raise ConfigError(f"tiling must be a Tiling(window, overlap, margin), got "
-                              f"{self.tiling!r}")
-        if self.batch_size is not None:
-            check_int("batch_size", self.batch_size, minimum=1)
-        check_int("column_width", self.column_width, minimum=0)
-        # (GDAL would only warn of another level, and use its default)
-        check_int("deflate_level", self.deflate_level, minimum=DEFLATE_LEVELS[0],
-                  maximum=DEFLATE_LEVELS[-1])
-        if self.threads is not None:
-            check_int("threads", self.threads, minimum=1)
-        check_int("uncertainty", self.uncertainty, minimum=0)
-        if self.uncertainty == 1:
-            raise ConfigError(f"uncertainty needs K >= 2 frame subsets, got {self.uncertainty}")
-        # NumPy's generators take no negative seed (it failed with --uncertainty only)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("radiometry", self.radiometry, RADIOMETRY_CHOICES)
-        # as discover_frames takes them ("3,2,1", NumPy integers), kept as three ints
-        self.rgb_bands = parse_rgb_bands(self.rgb_bands)
-        check_dn_offset(self.dn_offset)
-
-
-def on_accelerator(device: torch.device) -> bool:
-    """Whether ``device`` is a GPU (CUDA or ROCm, Apple's MPS)."""
-    return device.type in ("cuda", "mps")
-
-
-def default_batch_size(device: torch.device) -> int:
-    """``--batch-size`` when not given: 8 on a CPU; 32 on a GPU, where small calls leave it
-    idle (on an H200, batches of 64 chunks of 32 px ran at 50-74 % of the rate of 512; 32
-    counted in 128 px windows is the same 512 chunks' worth of pixels a call: 8 windows of
-    256 px, 2 of 512 px)."""
-    return 32 if on_accelerator(device) else 8
-
-
-def for_device(options: InferenceOptions, device: torch.device) -> InferenceOptions:
-    """``options`` with what was left to the device filled in: the batch size (on a GPU with
-    a ``--window``, as many windows as make 32 of 128 px), and on a GPU the automatic
-    window's choices (:data:`~zoomsr.inference.windows.GPU_AUTO_WINDOWS`)."""
-    changes: dict[str, Any] = {}
-    if options.batch_size is None:
-        batch = default_batch_size(device)
-        window = options.tiling.window
-        if on_accelerator(device) and window is not None:
-            # a --window given: still the pixels of 32 windows of 128 px a call (32 windows of
-            # 512 px would be 16x the memory of the calls measured)
-            batch = windows_holding(batch, window, window)
-        changes["batch_size"] = batch
-    if (options.tiling.window is None and on_accelerator(device)
-            and options.tiling.choices == AUTO_WINDOWS):
-        changes["tiling"] = dataclasses.replace(options.tiling, choices=GPU_AUTO_WINDOWS)
-    return dataclasses.replace(options, **changes) if changes else options
-
-
-def rows_device(row_source: Callable[..., Any]) -> torch.device | None:
-    """The device a row source computes its rows on, where it says so (a ``device``
-    attribute of it or of the object it is a method of: a
-    :class:`~zoomsr.inference.distributed.RayPool`'s workers); None otherwise."""
-    owner = getattr(row_source, "__self__", row_source)
-    device = getattr(owner, "device", None)
-    return device if isinstance(device, torch.device) else None
-
-
-@dataclass
-class InferenceResult:
-    """What a run produced and how it went."""
-
-    output: Path
-    grid: TargetGrid
-    frames: list[Frame] = field(repr=False)  # each with its CRS: pages of WKT in a notebook
-    windows: int
-    windows_computed: int
-    rows_resumed: int
-    few_frame_windows: int
-    seconds: float
-    model: dict[str, Any]
-    lr_output: Path | None = None
-    preview: Path | None = None
-    ignored: list[str] = field(default_factory=list)
-    covered_km2: float | None = None  # where not the grid's whole extent (S2-NAIP: the tiles)
-    #: seconds from the run's start (after discovery) to the first and the last finished row
-    #: (``first_row``, ``last_row``; absent when no row was left to compute), spent finishing
-    #: the output GeoTIFF once every row was in (``output_finish``: on a GPU, the writer
-    #: thread catching up), and after it (``after_output``: side outputs, the partial
-    #: folder removed): where a run's time went, for benchmarks
-    phases: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def area_km2(self) -> float:
-        """Ground area of the output, km²: the grid's extent, or the part inputs cover where
-        they are sparse (S2-NAIP tiles in their bounding box)."""
-        return self.grid.area_km2 if self.covered_km2 is None else self.covered_km2
-
-    @property
-    def km2_per_s(self) -> float:
-        """Output area per second of this run: a resumed run counts the share of windows it
-        computed."""
-        done = self.windows_computed / self.windows if self.windows else 1.0
-        return self.area_km2 * done / self.seconds if self.seconds > 0 else float("nan")
-
-
-def check_inference_model(model: object) -> None:
-    """Refuse what is not an :class:`InferenceModel` (a module from ``create_model`` failed
-    with an AttributeError deep inside)."""
-    if not isinstance(model, InferenceModel):
-        raise ConfigError(
-            f"expected an InferenceModel, got {type(model).__name__}: wrap a model with "
-            "zoomsr.inference.build_inference_model(weights=... or model=..., "
-            "random_weights=True)")
-
-
-def check_uncertainty(k: int, frames: int, empty: int, n_images: int,
-                      example: object = None) -> None:
-    """Refuse ``k`` frame subsets (``--uncertainty K``) that would all be the same input:
-    ``frames`` dates, ``empty`` of them without a valid pixel, for a model of ``n_images``."""
-    if k and frames <= n_images:
-        raise ConfigError(
-            f"--uncertainty (uncertainty={k}) needs more frames than the model takes "
-            f"({n_images}); got {frames}: every subset would be the same")
-    if k and frames - empty <= n_images:
-        # the empty dates are gap-filled from the others: each subset the same input, and a
-        # band of zeros that reads as "certain"
-        where = f" (e.g. {example})" if example is not None else ""
-        raise ConfigError(
-            f"--uncertainty (uncertainty={k}) needs more dates with data than the model takes "
-            f"({n_images}); {empty} of the {frames} dates hold no valid pixel{where}: every "
-            "subset would be the same")
-
-
-def super_resolve_array(
-    pixels: np.ndarray,
-    model: InferenceModel,
-    tiling: Tiling | None = None,
-    valid: np.ndarray | None = None,
-    batch_size: int | None = None,
-    uncertainty: int = 0,
-    seed: int = 0,
-    threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Super-resolve in-memory frames with the scene pipeline's tiling, frame choice and blending.
-
-    ``pixels`` ``[T, C, H, W]`` float in [0, 1]: TCI / 255, then the model's extra bands
-    (reflectance x 10000 / 8160) if any; ``valid`` ``[T, H, W]`` (default: RGB not black).
-    ``batch_size``: windows per model call (in 128 px windows when ``tiling`` has an
-    automatic window, the default; None: the device's default, :func:`for_device`).
-    Returns float32 ``[K, H*s, W*s]`` (K = 3, + 1 with uncertainty; not clamped; 0 where the
-    mask is False) and the ``[H*s, W*s]`` data mask. Integer frames (an 8-bit TCI as read),
-    values outside [0, 1], an empty stack and frames none of which has a valid pixel are
-    refused (:class:`InputError`); NaN pixels are nodata.
-    """
-    check_inference_model(model)
-    # the settings checked as a scene run's are (threads, batch, uncertainty, seed, tiling)
-    options = for_device(
-        InferenceOptions(tiling=tiling or Tiling(), batch_size=batch_size,
-                         uncertainty=uncertainty, seed=seed, threads=threads, progress=False),
-        model.device)
-    tiling, batch_size = options.tiling, cast(int, options.batch_size)  # (set by for_device)
-    given = np.asarray(pixels)
-    if not np.issubdtype(given.dtype, np.floating):
-        raise InputError(f"expected float frames in [0, 1], got {given.dtype}: divide an 8-bit "
-                         "TCI by 255 (zoomsr.inference.inputs.to_tci maps 16-bit DN and "
-                         "reflectance)")
-    pixels = given.astype(np.float32)
-    channels = getattr(model, "channels", 3)
-    if pixels.ndim != 4 or pixels.shape[1] != channels:
-        raise InputError(f"expected frames [T, {channels}, H, W] for {model.label} (bands "
-                         f"{','.join(model.bands)}), got {list(pixels.shape)}")
-    if 0 in pixels.shape:  # (it failed with a ZeroDivisionError)
-        raise InputError(f"expected at least one frame of at least 1 x 1 px, got frames "
-                         f"{list(pixels.shape)}")
-    nan = np.isnan(pixels)
-    if not nan.all():
-        low, high = np.nanmin(pixels), np.nanmax(pixels)  # +-inf included: refused
-        if not (0 <= low and high <= 1):
-            raise InputError(f"frame values from {low:g} to {high:g}: expected [0, 1] (TCI / "
-                             "255; extra bands reflectance x 10000 / 8160, clipped)")
-    pixels[nan] = 0
-    nodata = nan.any(1)  # [T, H, W]: a pixel with a NaN channel is nodata
-    if valid is None:
-        valid = np.any(pixels[:, :3] > 0, axis=1)
-    valid = np.asarray(valid)
-    if valid.shape != nodata.shape:
-        raise InputError(f"valid must be [T, H, W] = {list(nodata.shape)} like the frames, got "
-                         f"{list(valid.shape)}")
-    valid = valid.astype(bool) & ~nodata
-    if not valid.any():  # as a scene run refuses it: nothing to super-resolve
-        raise InputError("no valid pixel in any frame (all NaN, black or not valid)")
-    check_uncertainty(uncertainty, len(pixels), int((~valid.any(axis=(1, 2))).sum()),
-                      model.n_images)
-    height, width = pixels.shape[-2:]
-    windows = WindowGrid(height, width, tiling, getattr(model, "size_multiple", 1))
-    plan = ScenePlan(ArrayReader(pixels, valid), None, windows,
-                     model.n_images, windows_per_call(batch_size, tiling, windows), uncertainty,
-                     seed)
-    s = model.scale
-    channels = 3 + (1 if uncertainty else 0)
-    blender = RowBlender(windows, s, channels, width * s)
-    out = np.zeros((channels, height * s, width * s), np.float32)
-    mask = np.zeros((height * s, width * s), bool)
-    for res in local_rows(plan, model, range(windows.n_rows), threads):
-        top, value, valid_hr = blender.add(res)
-        out[:, top : top + value.shape[1]] = value
-        mask[top : top + value.shape[1]] = valid_hr
-    out[:, ~mask] = 0  # where no frame had data: 0, as a scene run writes (not model output)
-    return out, mask
-
-
-def _input_files(frames: Sequence[Frame]) -> list[list]:
-    """``[path, size, mtime_ns]`` of every file the frames read: what tells that an input
-    changed since a run (a partial one, or a finished output's tags)."""
-    files = []
-    for f in frames:
-        for p in f.files:
-            st = p.stat()
-            files.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
-    return files
-
-
-def _fingerprint(plan: ScenePlan, model: InferenceModel, options: InferenceOptions,
-                 groups: list[tuple[int, int]], device: torch.device | None = None) -> dict:
-    """What a saved run was made with, to continue it only with the same (``device``: where
-    the rows are computed, a Ray pool's workers; default the model's)."""
-    reader, grid = cast(SceneReader, plan.reader), cast(TargetGrid, plan.grid)  # a scene's
-    return {
-        "zoomsr": __version__,
-        "frames": [f.describe() for f in reader.frames],
-        "files": _input_files(reader.frames),
-        "grid": grid.describe(),
-        "tiling": [plan.windows.tiling.window, plan.windows.tiling.overlap,
-                   plan.windows.tiling.margin_px],
-        "model": model.describe(),  # known by weights_sha256: PartialRun leaves the path out
-        "device": (device or model.device).type,
-        "autocast": model.autocast,
-        "batch_size": plan.batch_size,
-        "uncertainty": plan.uncertainty,
-        "seed": plan.seed,
-        "save_lr": options.save_lr,
-        "column_width": options.column_width,
-        # where the windows and strips lie: a run saved by a zoomsr that placed them otherwise
-        # must not be continued (its carry would not fit, or fit and mix two layouts)
-        "layout": {"ys": plan.windows.ys, "xs": plan.windows.xs, "strips": groups},
-    }
-
-
-def rate_text(per_s: float | None) -> str:
-    """The progress bar's rate: windows a second, or seconds (minutes) a window when under
-    0.1 a second (a slow model's 4 windows in 89 s showed "0.0 win/s")."""
-    if per_s is None:
-        return "  -- win/s"
-    if per_s >= 0.1:
-        return f"{per_s:6.1f} win/s"
-    each = 1 / per_s
-    return f"{each:6.1f} s/win" if each < 600 else f"{each / 60:4.0f} min/win"
-
-
-def _progress(total: int, done: int, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.text import Text
-
-    # Rate and ETA from everything computed in this run over its whole time, not rich's
-    # recent-samples estimate: Ray workers hand rows back in bursts, which that read as 30x
-    # the real rate (and an ETA of seconds with minutes to go).
-    def rate(task) -> float | None:
-        new = task.completed - done
-        return new / task.elapsed if task.elapsed and new > 0 else None
-
-    class _Rate(ProgressColumn):
-        def render(self, task):
-            r = rate(task)
-            return Text(rate_text(r))
-
-    class _Eta(ProgressColumn):
-        def render(self, task):
-            r = rate(task)
-            if task.finished or r is None:
-                return Text("eta -:--:--" if not task.finished else "")
-            left = int((task.total - task.completed) / r + 0.5)
-            return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), _Eta(),
-        console=Console(stderr=True),
-    )
-
-
-def model_tags(model: InferenceModel) -> dict[str, str]:
-    """The output tags that say which zoomsr and which model made it (every output kind)."""
-    return {
-        "zoomsr_version": __version__,
-        "zoomsr_model": model.label,
-        "zoomsr_architecture": json.dumps({"name": model.describe()["architecture"],
-                                           "config": model.config}),
-        "zoomsr_weights": model.weights,
-        "zoomsr_weights_sha256": model.weights_sha256,
-        "zoomsr_n_images": str(model.n_images),
-        "zoomsr_scale": str(model.scale),
-        "zoomsr_precision": model.precision,  # as computed
-        **({"zoomsr_sampling": json.dumps(model.describe()["sampling"])} if model.diffusion
-           else {}),
-    }
-
-
-def _tags(plan: ScenePlan, model: InferenceModel, options: InferenceOptions, few: int,
-          native: bool, files: list[list]) -> dict[str, str]:
-    """The output's tags; ``files``: :func:`_input_files` as the run found them when it
-    started (a file removed or rewritten since must neither fail the run at its end nor be
-    recorded with its new content's size and time)."""
-    grid = cast(TargetGrid, plan.grid)  # a scene's plan: its reader and grid
-    tags = {
-        **model_tags(model),
-        "zoomsr_inputs": json.dumps([f.describe() for f in cast(SceneReader, plan.reader).frames]),
-        # --resume of a finished output tells an input changed since (size, time) from it
-        "zoomsr_input_files": json.dumps(files),
-        "zoomsr_grid": ("native " if native else "training grid ")
-        + f"{grid.crs.to_string()} {grid.resolution:.6g} {grid.unit} -> "
-        f"{grid.resolution / grid.scale:.6g} {grid.unit}",
-        # the windows' own size: the window clamped to a scene side smaller than it
-        "zoomsr_tiling": json.dumps({"window": plan.windows.tiling.window,
-                                     "overlap": plan.windows.tiling.overlap,
-                                     "margin": plan.windows.tiling.margin_px,
-                                     "window_used_px": [plan.windows.win_h,
-                                                        plan.windows.win_w]}),
-        "zoomsr_windows_with_too_few_frames": str(few),
-        **side_outputs_tag(options),
-    }
-    if plan.uncertainty:
-        tags["zoomsr_uncertainty"] = (
-            f"band 4: per-pixel standard deviation x 255 of the outputs of {plan.uncertainty} "
-            f"frame subsets (mean over RGB); 255 where fewer than {plan.n_images + 1} dates "
-            "are usable (undetermined)"
-        )
-        tags["zoomsr_seed"] = str(plan.seed)  # draws the subsets
-    return tags
-
-
-def _other_sampling(tag: str | None, model: InferenceModel) -> str:
-    """How a diffusion model's sampling now differs from a finished output's ``tag``, in the
-    options' terms (``--sample-steps 6, it was 5``)."""
-    now = model.describe()["sampling"]
-    try:
-        was = json.loads(tag) if tag else {}
-    except ValueError:
-        was = {}
-    if not isinstance(was, dict) or not was:
-        return "SR3 sampling, not recorded by the run that wrote it"
-    diffs = [f"{SAMPLING_OPTIONS.get(k, k)} {now[k]}, it was {was.get(k)}" for k in now
-             if was.get(k) != now[k]]
-    return "; ".join(diffs) or "SR3 sampling"
-
-
-def _other_options(tags: dict[str, str], layout: str | None, options: InferenceOptions,
-                   chunks: bool = False, precision: str | None = None) -> list[str]:
-    """What in ``options`` asks for another result than the finished output with ``tags``
-    (and GDAL's ``layout``, ``COG`` for a COG) holds: one phrase per difference. ``chunks``:
-    an S2-NAIP chunk output, which ignores the tiling options."""
-    diffs = []
-    if "zoomsr_grid" in tags and tags["zoomsr_grid"].startswith("native ") != options.native_grid:
-        diffs.append("--native-grid " + ("given" if options.native_grid else "not given")
-                     + ", it was " + ("not " if options.native_grid else "") + "used")
-    found = re.search(r"outputs of (\d+) frame subsets", tags.get("zoomsr_uncertainty", ""))
-    was = int(found.group(1)) if found else 0
-    if was != options.uncertainty:
-        diffs.append(f"--uncertainty {options.uncertainty}, it was {was}")
-    elif was and tags.get("zoomsr_seed", str(options.seed)) != str(options.seed):
-        diffs.append(f"--seed {options.seed}, it was {tags['zoomsr_seed']}")
-    if precision is not None and tags.get("zoomsr_precision", precision) != precision:
-        diffs.append(f"--precision {precision}, it was {tags['zoomsr_precision']}")
-    if (layout == "COG") != options.cog:
-        diffs.append("--cog " + ("given, it is not a COG" if options.cog else
-                                 "not given, it is a COG"))
-    if chunks:
-        return diffs
-    diffs += _other_radiometry(tags.get("zoomsr_inputs"), options)
-    try:
-        tiling = json.loads(tags["zoomsr_tiling"])
-    except (KeyError, ValueError, TypeError):
-        return diffs
-    t = options.tiling
-    asked = {"window": t.window, "overlap": t.overlap, "margin": t.margin}
-    for key, value in asked.items():
-        if value is not None and isinstance(tiling, dict) and key in tiling \
-                and tiling[key] != value:
-            diffs.append(f"--{key} {value}, it was {tiling[key]}")
-    return diffs
-
-
-def _other_radiometry(record: str | None, options: InferenceOptions) -> list[str]:
-    """The radiometry options given now (``--radiometry``, ``--dn-offset``,
-    ``--rgb-bands``) that the frames of a finished output's ``zoomsr_inputs`` tag were not
-    read with: one phrase per option (a partial run's state compares them frame by frame; a
-    finished one's was reported done with the old reading)."""
-    try:
-        frames = [f for f in json.loads(record or "[]") if isinstance(f, dict)]
-    except ValueError:
-        return []  # not written by this zoomsr
-    diffs = []
-    kinds = sorted({str(f.get("radiometry")) for f in frames})
-    if options.radiometry != "auto" and kinds and kinds != [options.radiometry]:
-        diffs.append(f"--radiometry {options.radiometry}, it was {', '.join(kinds)}")
-    # the frames' own and their extra bands' (tci,b08: B08's offset with a TCI frame)
-    read = [*frames, *(e for f in frames for e in (f.get("extras") or {}).values()
-                       if isinstance(e, dict))]
-    offsets = sorted({f.get("dn_offset") for f in read if f.get("radiometry") == "dn"},
-                     key=str)
-    if options.dn_offset is not None and offsets and offsets != [options.dn_offset]:
-        shown = ", ".join(f"{o:g}" if isinstance(o, (int, float)) else str(o) for o in offsets)
-        diffs.append(f"--dn-offset {options.dn_offset:g}, it was {shown}")
-    orders = {tuple(f.get("bands") or ()) for f in frames if len(f.get("paths") or []) == 1}
-    if options.rgb_bands is not None and orders and orders != {tuple(options.rgb_bands)}:
-        was = "; ".join(",".join(map(str, o)) for o in sorted(orders))
-        diffs.append(f"--rgb-bands {','.join(map(str, options.rgb_bands))}, it was {was}")
-    return diffs
-
-
-def side_outputs(out: Path, save_lr: bool, preview: bool) -> dict[str, Path]:
-    """The files written beside ``out``: the LR mosaic and the PNG preview, when asked for."""
-    paths = {}
-    if save_lr:
-        paths["lr"] = out.with_name(out.stem + ".lr.tif")
-    if preview:
-        paths["preview"] = out.with_name(out.stem + ".preview.png")
-    return paths
-
-
-def write_side_outputs(out: Path, options: InferenceOptions, lr: RawRaster | None,
-                       grid: TargetGrid, tags: dict[str, str], content: str
-                       ) -> tuple[Path | None, Path | None]:
-    """Write, beside the finished ``out``, the LR mosaic ``lr`` (when saved; tagged with
-    ``content``) and the PNG preview (when asked for); return their paths (or None)."""
-    sides = side_outputs(out, options.save_lr, options.preview)
-    if lr is not None:
-        write_geotiff(lr, sides["lr"], crs=grid.crs, transform=grid.transform,
-                      band_names=["red", "green", "blue"],
-                      tags={**tags, "zoomsr_content": content}, cog=options.cog,
-                      deflate_level=options.deflate_level)
-    if options.preview:
-        write_preview(out, sides["preview"])
-    _drop_other_side_outputs(out, sides, options.overwrite)
-    return sides.get("lr"), sides.get("preview")
-
-
-def _an_lr_mosaic(path: Path) -> bool:
-    """Whether ``path`` is an LR mosaic zoomsr wrote (its ``zoomsr_content`` tag), not
-    another run's super-resolved output saved under that name."""
-    tags = zoomsr_tags(path) or {}
-    return "LR mosaic" in tags.get("zoomsr_content", "")  # (scenes' and S2-NAIP chunks')
-
-
-def _drop_other_side_outputs(out: Path, written: dict[str, Path], overwrite: bool) -> None:
-    """The side outputs this run did not write, left beside ``out`` by an earlier run (an
-    LR mosaic of other weights, a preview of another image): removed with ``overwrite``
-    (an LR mosaic only if zoomsr wrote it as one), else named in a warning."""
-    for key, path in side_outputs(out, True, True).items():
-        if key in written or not path.is_file():
-            continue
-        if overwrite and (key == "preview" or _an_lr_mosaic(path)):
-            path.unlink(missing_ok=True)
-            continue
-        import warnings
-
-        from zoomsr.errors import ZoomsrWarning
-
-        what = "LR mosaic" if key == "lr" else "preview"
-        article = "an" if key == "lr" else "a"
-        why = (f"not {article} {what} zoomsr wrote, so --overwrite keeps it" if overwrite else
-               "left by another run: remove it, or pass --overwrite")
-        warnings.warn(f"{path}: not this run's (it wrote no {what}; {why})", ZoomsrWarning,
-                      stacklevel=2)
-
-
-def side_outputs_tag(options: InferenceOptions) -> dict[str, str]:
-    """The output's ``zoomsr_side_outputs`` tag: which side outputs its run wrote (``lr``,
-    ``preview``), so that a file of another run under such a name is not taken for its own."""
-    return {"zoomsr_side_outputs": json.dumps(
-        sorted(side_outputs(Path("x.tif"), options.save_lr, options.preview)))}
-
-
-def finished_before(output: str | os.PathLike[str], save_lr: bool = False,
-                    preview: bool = False) -> bool:
-    """Whether ``output`` is the finished output of an earlier zoomsr run (no partial run
-    beside it) with every side output asked for now: ``--resume`` then has nothing to do (a
-    requeued job's command succeeds). :class:`InputError` when it is finished but lacks a side
-    output asked for now (``--resume`` cannot add one): the file is missing, or its run did
-    not write it (its ``zoomsr_side_outputs`` tag; a file of that name left by another run)."""
-    out = Path(output)
-    tags = None if not out.is_file() or has_saved_state(out) else zoomsr_tags(out)
-    if tags is None:
-        return False
-    written = tags.get("zoomsr_side_outputs")
-    try:
-        own = set(json.loads(written)) if written else None
-    except (ValueError, TypeError):
-        own = None
-    flags = {"lr": "--save-lr", "preview": "--preview"}
-    for key, path in side_outputs(out, save_lr, preview).items():
-        if not path.is_file() or (own is not None and key not in own):
-            why = "is missing" if not path.is_file() else "is another run's"
-            raise InputError(
-                f"{out}: finished by an earlier run without {flags[key]} ({path.name} {why}); "
-                f"--resume cannot add it: pass --overwrite to compute it again "
-                f"with {flags[key]}")
-    return True
-
-
-def finished_same_run(output: str | os.PathLike[str],
-                      inputs: Sequence[str | os.PathLike[str]], model: InferenceModel,
-                      options: InferenceOptions, any_precision: bool = False) -> bool:
-    """:func:`finished_before`, and the earlier run made it with these weights (by SHA-256)
-    from these input files (its tags): ``--resume`` of a requeued job has nothing to do.
-    :class:`InputError` when the tags name other weights or inputs (the job now asks for
-    another result: the finished one was reported as done). ``any_precision``: the precision
-    it was computed in is not compared (``--precision auto`` on Ray: the workers' device
-    decides, and it is not known before Ray is up)."""
-    out = Path(output)
-    if not finished_before(out, options.save_lr, options.preview):
-        return False
-    from zoomsr.inference.inputs.rasters import open_raster
-
-    with open_raster(out) as ds:
-        tags = ds.tags()
-        layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
-    redo = "--resume continues only that run: pass --overwrite to compute it again"
-    chunks = is_s2naip_input(list(inputs))
-    mine = model_tags(model)  # what this run would tag
-    precision = None if any_precision else model.precision
-    if "zoomsr_version" in tags and (diffs := _other_options(tags, layout, options, chunks,
-                                                             precision)):
-        # a requeued job whose command changed asks for another result: it was reported done
-        raise InputError(f"{out}: finished by an earlier run with other options "
-                         f"({'; '.join(diffs)}); {redo}")
-    old = tags.get("zoomsr_weights_sha256")
-    if old and old != model.weights_sha256:
-        raise InputError(f"{out}: finished by an earlier run with other weights (SHA-256 "
-                         f"{old[:12]}..., now {model.weights_sha256[:12]}... of "
-                         f"{model.label}); {redo}")
-    if model.diffusion and tags.get("zoomsr_sampling") != mine["zoomsr_sampling"]:
-        raise InputError(f"{out}: finished by an earlier run with other options "
-                         f"({_other_sampling(tags.get('zoomsr_sampling'), model)}); {redo}")
-    if "zoomsr_inputs" not in tags:
-        return True  # tags not written by this zoomsr: nothing to compare
-    if chunks:  # chunk outputs name their dataset folder
-        root = os.path.abspath(inputs[0])
-        if not tags["zoomsr_inputs"].startswith(f"S2-NAIP chunks {root} ("):
-            raise InputError(f"{out}: finished by an earlier run of other inputs (not the "
-                             f"S2-NAIP chunks of {root}: {tags['zoomsr_inputs']}); {redo}")
-        from zoomsr.inference.s2naip import inputs_digest
-
-        digest = tags.get("zoomsr_input_digest")
-        if digest is not None and (digest_now := inputs_digest(root, model.bands)) != digest:
-            raise InputError(f"{out}: finished by an earlier run, but the S2-NAIP tiles of "
-                             f"{root} changed since (tiles added or removed, or files "
-                             f"rewritten: {digest.split(',')[0]} then, "
-                             f"{digest_now.split(',')[0]} now); "
-                             f"{redo}")
-        return True
-    try:
-        was = {str(p) for f in json.loads(tags["zoomsr_inputs"]) for p in f.get("paths", [])}
-    except (ValueError, TypeError, AttributeError):
-        return True  # tags not written by this zoomsr: nothing to compare
-    now = _rgb_files(inputs, [out, *side_outputs(out, options.save_lr,
-                                                 options.preview).values()])
-    if now is not None and was != now:
-        gone, new = sorted(was - now), sorted(now - was)
-        parts = ([f"{len(gone)} of its files not among them now, e.g. {gone[0]}"] if gone
-                 else []) + ([f"{len(new)} new, e.g. {new[0]}"] if new else [])
-        raise InputError(f"{out}: finished by an earlier run of other inputs "
-                         f"({'; '.join(parts)}); {redo}")
-    changed = _changed_since(tags.get("zoomsr_input_files"))
-    if changed:
-        raise InputError(f"{out}: finished by an earlier run, but {changed} changed since "
-                         f"(size or time); {redo}")
-    return True
-
-
-def _changed_since(record: str | None) -> str | None:
-    """The first input file of a finished output's ``zoomsr_input_files`` tag whose size or
-    modification time is not the recorded one (None: all the same, gone, or no record)."""
-    try:
-        files = json.loads(record) if record else []
-        for path, size, mtime in files:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue  # staged for the job and removed since: nothing to compare
-            if (st.st_size, st.st_mtime_ns) != (size, mtime):
-                return str(path)
-    except (ValueError, TypeError):
-        return None  # not written by this zoomsr
-    return None
-
-
-def _rgb_files(inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[Path]
-               ) -> set[str] | None:
-    """The RGB files (TCI, or B04/B03/B02) that ``inputs`` name, as the frames' paths are
-    tagged, from the names alone (no raster decoded); the run's own ``outputs`` left out (a
-    glob of the input folder may hold them). None when they cannot be listed, e.g. inputs
-    staged for the job and removed once it finished: nothing to compare."""
-    from zoomsr.inference.inputs.files import band_role, expand
-
-    mine = {os.path.abspath(p) for p in outputs}
-    items = [i for i in inputs if os.path.abspath(i) not in mine]
-    try:
-        candidates, _ = expand(items)
-    except (DataError, OSError):
-        return None
-    rgb = {None, "tci", "red", "green", "blue"}
-    files: set[str] = set()
-    for c in candidates:
-        paths = ([c[k] for k in ("tci", "red", "green", "blue") if k in c]
-                 if isinstance(c, dict) else [p for p in c if band_role(p) in rgb])
-        files |= {str(p) for p in paths}
-    return files
 
 
 def check_output(output: str | os.PathLike[str], overwrite: bool, *, save_lr: bool = False,
@@ -884,7 +214,7 @@ def _run_scene(
     s = model.scale
     k = options.uncertainty
     groups = column_groups(windows, options.column_width)
-    fingerprint = _fingerprint(plan, model, options, groups, device)
+    fingerprint = run_fingerprint(plan, model, options, groups, device)
     run = PartialRun(out, fingerprint)
     hr = run.raw("sr", grid.hr_width, grid.hr_height, 3 + (1 if k else 0) + 1)
     lr = run.raw("lr", grid.width, grid.height, 4) if options.save_lr else None
@@ -965,7 +295,7 @@ def _run_scene(
             if (first_group or first_row) and live:  # what a resumed run finished before
                 final = windows.final_until(first_row - 1) * s if first_row else 0
                 stream.rows_done(final, chunk=first_group)
-            with _progress(len(windows), done_before, options.progress) as bar:
+            with progress_bar(len(windows), done_before, options.progress) as bar:
                 task = None
                 if bar is not None:
                     task = bar.add_task("super-resolving", total=len(windows),
@@ -1022,7 +352,7 @@ def _run_scene(
                         on_row(done.row + 1, windows.n_rows)
                     del done  # its carry is not kept while the next row is computed
             # inside the try: Ctrl-C while the last strips are compressed removes the temp file
-            tags = _tags(plan, model, options, few, options.native_grid, fingerprint["files"])
+            tags = scene_tags(plan, model, options, few, options.native_grid, fingerprint["files"])
             finishing = time.perf_counter()
             stream.finish(tags)
             finished = time.perf_counter()
@@ -1115,13 +445,6 @@ def _assembled(items: Iterable[Any], assembler: RowAssembler,
     finally:
         if hasattr(items, "close"):
             items.close()
-
-
-def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:
-    """Whether ``items`` is one S2-NAIP dataset folder (chunk-layout input)."""
-    # "" (an unset variable) is no folder, though Path("") is the current one
-    return (len(items) == 1 and bool(str(items[0]).strip()) and Path(items[0]).is_dir()
-            and is_s2naip_root(Path(items[0])))
 
 
 def run_inference(

@@ -32,25 +32,18 @@ from zoomsr.inference.assemble import to_uint8, upsample_mask, with_mask
 from zoomsr.inference.frames import choose_frames, count_clean, fill_gaps, frame_scores
 from zoomsr.inference.grid import TargetGrid
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import (
+from zoomsr.inference.options import (
     InferenceOptions,
     InferenceResult,
     RowCallback,
-    _progress,
-    check_output,
     default_batch_size,
-    model_tags,
-    side_outputs_tag,
-    write_side_outputs,
-    writing,
 )
+from zoomsr.inference.pipeline import check_output, writing
+from zoomsr.inference.progress import progress_bar
+from zoomsr.inference.run_record import model_tags
+from zoomsr.inference.side_outputs import side_outputs_tag, write_side_outputs
 from zoomsr.inference.writer import PartialRun
 from zoomsr.io.geotiff import write_geotiff
-
-
-def is_s2naip_root(path: str | os.PathLike[str]) -> bool:
-    """True for a folder holding ``sentinel2/{tile}/`` sub-folders."""
-    return (Path(path) / S2_DIR).is_dir()
 
 
 def scan_tiles(root: Path, warn: bool = True) -> dict[tiles.Tile, Path]:
@@ -198,7 +191,7 @@ def _run_s2naip(root: str | os.PathLike[str], output: str | os.PathLike[str],
     few = int(state["few_frames"]) if state is not None else 0
     computed = 0
     before = sum(1 for t in found if t.row - r0 < first)  # tiles of the rows resumed
-    with run.removed_unless_saved(), _progress(len(found), before, options.progress) as bar:
+    with run.removed_unless_saved(), progress_bar(len(found), before, options.progress) as bar:
         task = None if bar is None else bar.add_task("super-resolving tiles", total=len(found),
                                                      completed=before)
         for r in range(first, n_rows):

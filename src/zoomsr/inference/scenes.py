@@ -26,14 +26,11 @@ from typing import Any
 from rasterio.errors import RasterioError
 
 from zoomsr.errors import DataError, ZoomsrError
+from zoomsr.inference.inputs import is_s2naip_input
 from zoomsr.inference.model import InferenceModel
-from zoomsr.inference.pipeline import (
-    InferenceOptions,
-    InferenceResult,
-    finished_same_run,
-    is_s2naip_input,
-    run_inference,
-)
+from zoomsr.inference.options import InferenceOptions, InferenceResult
+from zoomsr.inference.pipeline import run_inference
+from zoomsr.inference.run_record import finished_same_run
 
 _KEYS = {"inputs", "output"}
 
@@ -184,7 +181,7 @@ def check_scene_outputs(scenes: Sequence[Scene], options: InferenceOptions,
     replaced the earlier one's file, and the job said both were done. ``manifest``: the
     file the scenes came from, named first as its other errors are (the CLI checks this
     before Ray starts; :func:`run_scenes` again)."""
-    from zoomsr.inference.pipeline import side_outputs
+    from zoomsr.inference.side_outputs import side_outputs
 
     names = {"lr": "LR mosaic (--save-lr)", "preview": "preview (--preview)"}
     writers: dict[Path, tuple[Scene, str]] = {}
@@ -213,7 +210,7 @@ def run_scenes(
     """Run each scene with :func:`~zoomsr.inference.pipeline.run_inference`, in order.
 
     With ``options.resume`` (and not ``overwrite``), a scene whose output an earlier run
-    finished is skipped (:func:`~zoomsr.inference.pipeline.finished_same_run`: outputs are only
+    finished is skipped (:func:`~zoomsr.inference.run_record.finished_same_run`: outputs are only
     ever renamed into place once complete; one lacking a side output asked for now fails). A
     scene failing with bad input or an I/O error is recorded (its one-line reason) and the
     next scene runs; other errors (interrupts, bugs, Ray unreachable) stop the job, leaving

@@ -43,7 +43,7 @@ def has_saved_state(output: Path) -> bool:
     return (partial_dir(output) / STATE_FILE).is_file()
 
 
-#: What each entry of a run's fingerprint (``pipeline._fingerprint``) is, to the user.
+#: What each entry of a run's fingerprint (``run_record.run_fingerprint``) is, to the user.
 _SETTINGS = {
     "zoomsr": "zoomsr version", "frames": "inputs", "grid": "target grid (--native-grid, "
     "or the inputs' extent)", "tiling": "--window/--overlap/--margin",

@@ -28,6 +28,7 @@ from zoomsr.inference.inputs.files import (
     EXTRA_BAND_TOKENS,
     MANIFEST_SUFFIXES,
     RASTER_SUFFIXES,
+    is_s2naip_input,
     is_s2naip_root,
     made_by_zoomsr,
 )
@@ -47,6 +48,7 @@ from zoomsr.inference.inputs.radiometry import (
 __all__ = [
     "BASELINE_OFFSET", "DN_SCALE", "EXTRA_BAND_TOKENS", "MANIFEST_SUFFIXES", "RADIOMETRY_CHOICES",
     "RASTER_SUFFIXES", "TCI_SATURATION", "AuxBand", "Discovery", "Frame", "Radiometry",
-    "check_dn_offset", "discover_frames", "is_s2naip_root", "made_by_zoomsr", "to_band16",
+    "check_dn_offset", "discover_frames", "is_s2naip_input", "is_s2naip_root",
+    "made_by_zoomsr", "to_band16",
     "to_tci", "valid_pixels",
 ]

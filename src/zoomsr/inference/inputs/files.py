@@ -110,6 +110,13 @@ def is_s2naip_root(path: Path) -> bool:
     return (path / "sentinel2").is_dir()
 
 
+def is_s2naip_input(items: Sequence[str | os.PathLike[str]]) -> bool:
+    """Whether ``items`` is one S2-NAIP dataset folder (chunk-layout input)."""
+    # "" (an unset variable) is no folder, though Path("") is the current one
+    return (len(items) == 1 and bool(str(items[0]).strip()) and Path(items[0]).is_dir()
+            and is_s2naip_root(Path(items[0])))
+
+
 def _read_manifest(path: Path) -> list[list[Path] | dict[str, Path]]:
     """The frames a manifest lists, its paths relative to its folder, each made absolute and
     normalised as :func:`expand` makes the command line's (``..`` removed, symlinks kept):
