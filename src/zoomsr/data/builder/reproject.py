@@ -21,7 +21,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
-from zoomsr.data.builder.sources import RASTER_ERRORS, gdal_reason, is_remote
+from zoomsr.data.builder.rasters import RASTER_ERRORS, gdal_reason, is_remote
 from zoomsr.errors import DataError
 from zoomsr.grid import CRS, ORIGIN_SHIFT, TILE_SIZE_M, Tile
 from zoomsr.validate import check_choice

@@ -19,13 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from zoomsr import __version__
-from zoomsr.data.builder.sources import (
-    BAND_ALIASES,
-    default_dn_offset,
-    parse_datetime,
-    stac_item_radiometry,
-    write_manifest,
-)
+from zoomsr.data.builder.dates import parse_datetime
+from zoomsr.data.builder.manifest import write_manifest
+from zoomsr.data.builder.s2_names import BAND_ALIASES, default_dn_offset, stac_item_radiometry
 from zoomsr.errors import ConfigError, InputError, ZoomsrError, first_line
 from zoomsr.validate import check_choice
 

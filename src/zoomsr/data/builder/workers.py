@@ -1,0 +1,98 @@
+"""The process pool that runs a build's blocks: forked workers that ignore Ctrl-C (the
+parent stops them), die with their parent even when it is killed, and are stopped at
+once when a block fails or the build is interrupted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+from zoomsr.data.builder.config import BlockJob
+from zoomsr.progress import track
+from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
+
+
+def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], workers: int,
+             progress: bool, on_done: Callable[[dict], None]) -> None:
+    """``run_block(job)`` for every job, in ``workers`` processes (in this one when one is
+    enough), each result handed to ``on_done`` as its block finishes.
+
+    ``run_block`` must be a module-level function: spawned workers (not on Linux) import it
+    by name.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for job in track(jobs, "building blocks", enabled=progress):
+            on_done(run_block(job))
+        return
+    # fork: workers inherit the imported modules (spawn would re-import torch per worker).
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    _load_prctl()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
+            futures = [pool.submit(run_block, job) for job in jobs]
+        try:
+            for future in track(_as_completed(futures), "building blocks", total=len(jobs),
+                                enabled=progress):
+                on_done(future.result())
+        except BaseException:
+            # Ctrl-C, SIGTERM (see sigterm_as_interrupt) or a failed block: stop the workers
+            # now rather than wait for their blocks. Finished blocks and pairs are on disk
+            # (atomic files), and a re-run resumes from them.
+            stop_workers(pool, futures)
+            raise
+
+
+#: libc's ``prctl``, loaded in the parent before it forks: a dlopen in a child forked from a
+#: multi-threaded parent may deadlock on the loader's lock.
+_LIBC: dict[str, Callable[..., int] | None] = {}
+
+
+def _load_prctl() -> None:
+    if sys.platform == "linux" and "prctl" not in _LIBC:
+        try:
+            import ctypes
+
+            _LIBC["prctl"] = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _LIBC["prctl"] = None
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
+    ignore_interrupts_in_worker()
+    # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    prctl = _LIBC.get("prctl")
+    if prctl is not None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+    else:
+        _start_parent_watch(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _start_parent_watch(parent_pid: int, interval: float = 1.0) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
+
+
+def _as_completed(futures: list) -> Iterable:
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        yield from sorted(done, key=futures.index)
+
+
+__all__ = ["run_jobs"]
