@@ -97,6 +97,33 @@ def test_s2naip_frames_come_from_a_stacked_models_input_channels(cli, tmp_path):
     assert doc["options"]["options"] == {"skip_black_hr": False, "bands": ["tci"]}
 
 
+def test_bands_other_than_the_weights_record_are_refused(cli, tmp_path):
+    """-o bands=tci,b05 for weights trained on tci,b08 was scored (B05 fed as B08), and the
+    frame-count hint for an RGB model given TCI + B08 frames was to open 6 "frames" of them
+    (24 channels / 4), which scored garbage with exit 0."""
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, bands="tci,b05,b08", seed=0)
+    torch.manual_seed(0)
+    model = create_model("rrdbnet", num_in_ch=8, num_feat=8, num_block=1, num_grow_ch=4)
+    weights = save_checkpoint(model, tmp_path / "g.pth", n_images=2, bands=["tci", "b08"])
+    for bands in ("tci,b05", "tci"):
+        code, _, stderr = cli("evaluate-model", weights, "--dataset", "s2naip", "--data", root,
+                              "-o", f"bands={bands}", "--no-progress", "--device", "cpu")
+        assert code == 2, stderr
+        assert stderr.strip().splitlines()[-1] == (
+            f"error: bands {bands}: g.pth was trained on bands tci,b08 (its weights record "
+            "them), in that order; leave the bands option out to take them")
+    # weights that record nothing: 24 channels (8 TCI frames) given 8 frames of TCI + B08
+    rgb = create_model("rrdbnet", num_in_ch=24, num_feat=8, num_block=1, num_grow_ch=4)
+    plain = tmp_path / "net_g.pth"
+    torch.save(rgb.state_dict(), plain)
+    code, _, stderr = cli("evaluate-model", plain, "--dataset", "s2naip", "--data", root,
+                          "-o", "bands=tci,b08", "--n-images", "8", "--no-progress",
+                          "--device", "cpu")
+    assert code == 2, stderr
+    assert ("open it with n_images=6 (--n-images 6) if it was trained on these bands; if on "
+            "TCI only (8 frames), open it with the bands the model was trained on") in stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -73,6 +73,47 @@ def test_bicubic_baseline_is_the_frames_mean_upsampled():
     assert torch.equal(BicubicBaseline(3)(lr), want)
 
 
+def test_the_bicubic_baseline_upsamples_the_lr_channels_of_the_hr_bands(tmp_path):
+    """A benchmark dataset of S2-NAIP frames with B08 (a band model's) failed its bicubic
+    cell: the output [B, 4, ...] against the RGB HR [B, 3, ...], so no comparison either."""
+    import yaml
+
+    from zoomsr.data import S2NAIPDataset, WorldStratDataset, write_sample
+    from zoomsr.evaluation.baselines import hr_channels_in_lr
+
+    root = write_sample(tmp_path / "s", pairs=2, n_frames=2, bands="tci,b08", seed=0)
+    s2 = S2NAIPDataset(root, bands="tci,b08", n_images=1, layout="frames", train=False,
+                       skip_black_hr=False)
+    assert hr_channels_in_lr(s2) == [0, 1, 2]
+    assert hr_channels_in_lr(S2NAIPDataset(root, n_images=1, layout="frames")) is None
+    ws = fixture_module("worldstrat_fixture")
+    ws.write_worldstrat(tmp_path / "ws", [ws.FakeAOI("A1", "train")])
+    rgbn = WorldStratDataset(tmp_path / "ws", split="train", lr_size=8,
+                             lr_bands=("B02", "B03", "B04", "B08"), hr_kind="rgbn",
+                             hr_bands=("R", "G", "B", "NIR"))
+    assert rgbn.hr_bands == ("R", "G", "B", "NIR") and hr_channels_in_lr(rgbn) == [2, 1, 0, 3]
+    lr = torch.rand(1, 2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    want = F.interpolate(lr[:, :, [2, 1, 0, 3]].mean(1), scale_factor=2, mode="bicubic",
+                         align_corners=False)
+    assert torch.equal(BicubicBaseline(2, [2, 1, 0, 3])(lr), want)
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump({
+        "metrics": ["psnr"],
+        "models": [{"name": "bicubic", "baseline": "bicubic"}],
+        "datasets": [{"name": "s2b08", "dataset": "s2naip", "data": "s",
+                      "options": {"bands": ["tci", "b08"], "skip_black_hr": False}}]}))
+    result = run_benchmark(load_spec(tmp_path / "bench.yaml"), tmp_path / "out", device="cpu")
+    (cell,) = result.cells
+    assert cell.error is None and cell.rows
+    summary = json.loads((cell_dir(tmp_path / "out", "bicubic", "s2b08") / "summary.json")
+                         .read_text())
+    assert summary["options"]["loader_options"] == {"bands": ["tci", "b08"],
+                                                    "skip_black_hr": False}
+    # band for band the same scores as the baseline on the TCI frames alone
+    tci = S2NAIPDataset(root, n_images=1, layout="frames", train=False, skip_black_hr=False)
+    plain = evaluate_model(BicubicBaseline(4), tci, "psnr", device="cpu")
+    assert [r["psnr"] for r in cell.rows] == [r["psnr"] for r in plain.rows]
+
+
 def test_the_spec_reads_models_datasets_and_paths_from_the_files_folder(bench):
     tmp_path, doc, _, _ = bench
     spec = _spec(tmp_path, doc)

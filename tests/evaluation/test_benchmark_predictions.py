@@ -46,9 +46,9 @@ def _bicubic_outputs(tmp_path, datasets, name) -> dict[str, np.ndarray]:
     (m,), d = spec.models, next(d for d in spec.datasets if d.name == name)
     scoring = load_entry(m, 0)
     ds, _, _ = open_for_model(scoring, d.dataset, d.data, d.split, d.splits, d.options)
-    from zoomsr.evaluation.baselines import for_scale
+    from zoomsr.evaluation.baselines import for_dataset
 
-    module = for_scale(scoring, int(ds.scale)).module
+    module = for_dataset(scoring, ds).module
     outputs = {}
     with torch.no_grad():
         for i in range(len(ds)):

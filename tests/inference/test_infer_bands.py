@@ -232,6 +232,22 @@ def test_checkpoint_carries_its_bands(tmp_path):
     assert model.bands == ("tci", "b08") and model.n_images == 2 and model.channels == 4
 
 
+def test_bands_other_than_a_checkpoints_own_are_refused(tmp_path):
+    """--bands tci,b05 to a model trained on tci,b08 fed B05 where it learnt B08: it ran,
+    exit 0 (a registry entry refused it; a file recording its bands did not)."""
+    from zoomsr.errors import ConfigError
+    from zoomsr.models import create_model, save_checkpoint
+
+    net = create_model("rrdbnet", **{**TINY, "num_in_ch": 10})  # 2 x (tci, b05, b08)
+    path = save_checkpoint(net, tmp_path / "g.pth", bands=["tci", "b05", "b08"], n_images=2)
+    for other in ("tci,b05,b11", "tci,b08,b05"):  # another band, the same in another order
+        with pytest.raises(ConfigError, match=rf"^bands {other}: .*g\.pth was trained on bands "
+                                              r"tci,b05,b08 \(recorded in the file\)"):
+            build_inference_model(weights=path, device="cpu", bands=other)
+    same = build_inference_model(weights=path, device="cpu", bands=["tci", "B05", "b08"])
+    assert same.bands == ("tci", "b05", "b08")
+
+
 def test_a_training_checkpoint_carries_its_run_configs_bands(tmp_path):
     """A Lightning .ckpt of a run on tci,b08 was read as 2 TCI frames more (no error)."""
     import torch
@@ -324,6 +340,19 @@ def test_a_band_from_another_area_is_refused(tmp_path, shift):
     with pytest.raises(DataError, match=r"_B08.tif: B08 does not cover the same area as .*_TCI"):
         discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))
 
+
+
+def test_a_band_file_of_more_than_one_band_is_refused(tmp_path):
+    """A 2-band file named ..._B08.tif was read as its band 1, silently."""
+    paths = write_frames(tmp_path, n=1, size=(40, 48))
+    (b08,) = write_b08(paths, 2000)
+    with rasterio.open(b08) as ds:
+        profile, data = ds.profile, ds.read(1)
+    with rasterio.open(b08, "w", **(profile | {"count": 2})) as ds:
+        ds.write(np.stack([data, data]))
+    with pytest.raises(DataError, match=r"_B08.tif: 2 bands in a B08 file; expected that one "
+                                        r"band \(a stack of bands is given as the frame"):
+        discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))
 
 
 def test_named_files_find_their_dates_other_bands_beside_them(tmp_path):

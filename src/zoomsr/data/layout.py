@@ -280,7 +280,12 @@ def read_series(record: PairRecord, bands: tuple[str, ...]) -> dict[str, np.ndar
                     f"{record.s2_dir}: Sentinel-2 folder missing for tile {record.tile}"
                 )
             why = not_a_file(path)
-            raise DataError(f"{path}: band {band} {why}" if why == "missing" else f"{path}: {why}")
+            if why != "missing":
+                raise DataError(f"{path}: {why}")
+            asked = ",".join(bands)
+            raise DataError(f"{path}: band {band} missing (bands {asked} asked for: a dataset "
+                            f"built with zoomsr data build --bands {asked} has them; else ask "
+                            "for the bands it has)")
         out[band] = read_band_series(path, band)
     lengths = {b: a.shape[0] for b, a in out.items()}
     if len(set(lengths.values())) > 1:

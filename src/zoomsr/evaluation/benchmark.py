@@ -351,7 +351,7 @@ def _failure(exc: BaseException) -> str:
 
     if isinstance(exc, ZoomsrError):
         # the command-line hints of evaluate-model's checks, as a benchmark file says them
-        text = re.sub(r"\(--n-images (\d+)\)", r"(the model's n_images: \1)", str(exc))
+        text = re.sub(r"\(--n-images (\d+)\)", r"(n_images: \1 in the model's entry)", str(exc))
         return text.replace("command line: -o ", "the dataset's options: ")
     return f"{type(exc).__name__}: {first_line(exc)}"
 
@@ -396,7 +396,7 @@ def run_benchmark(
         ConfigError: bad metric options or missing metric weights; earlier cells from other
             settings (all named, before any cell is scored).
     """
-    from zoomsr.evaluation.baselines import for_scale
+    from zoomsr.evaluation.baselines import for_dataset
     from zoomsr.evaluation.model_eval import evaluate_model
     from zoomsr.evaluation.run import write_results
     from zoomsr.evaluation.scoring import dataset_metrics, open_for_model
@@ -442,7 +442,7 @@ def run_benchmark(
                 if m.predictions is not None:  # files: paired with the dataset's items
                     with context as update:
                         result = score_files(m, d, metrics, spec, batch_size, update, device)
-                    frames, split = None, d.split
+                    frames, split, used = None, d.split, dict(d.options)
                     if d.dataset != "s2naip":
                         write_examples(folder, m.name, d.name, result.examples)
                 else:
@@ -457,10 +457,10 @@ def run_benchmark(
                     scoring = current[1]
                     if isinstance(scoring, ZoomsrError):
                         raise scoring
-                    ds, _, frames = open_for_model(
+                    ds, used, frames = open_for_model(
                         scoring, d.dataset, d.data, d.split, d.splits, d.options, m.n_images,
                         n_images_name=f"n_images for model {m.name}")
-                    scoring = for_scale(scoring, int(getattr(ds, "scale", 1)))
+                    scoring = for_dataset(scoring, ds)
                     # a splits file's subset: the split named, not the one it was drawn from
                     split = d.split if d.splits is not None else getattr(ds, "split", d.split)
                     with context as update:
@@ -472,6 +472,8 @@ def run_benchmark(
                 result.options.update({
                     "model": m.name, "dataset": d.name, "n_images": frames,
                     "split": split,
+                    # as the loader opened it: with the S2-NAIP bands the weights record
+                    "loader_options": used,
                     # the device it ran on ("auto" said nothing)
                     "device": str(resolve_device(device)), "metrics_dtype": dtype,
                     "seconds": round(time.perf_counter() - started, 3),  # (kept cells say it)
@@ -561,7 +563,7 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
     earlier run kept fewer or other ones): their model run on those items alone, the scores
     kept as they were. A cell whose model cannot be loaded now keeps its gaps."""
     from zoomsr.data.datasets import ItemSubset
-    from zoomsr.evaluation.baselines import for_scale
+    from zoomsr.evaluation.baselines import for_dataset
     from zoomsr.evaluation.examples import file_stem
     from zoomsr.evaluation.model_eval import evaluate_model
     from zoomsr.evaluation.scoring import dataset_metrics, open_for_model
@@ -595,7 +597,7 @@ def fill_examples(spec: BenchmarkSpec, out: Path, cells: list[Cell], *, device: 
                     current = (m.name, load_entry(m, spec.seed))
                 ds, _, _ = open_for_model(current[1], d.dataset, d.data, d.split, d.splits,
                                           d.options, m.n_images)
-                module = for_scale(current[1], int(getattr(ds, "scale", 1))).module
+                module = for_dataset(current[1], ds).module
             keys = _dataset_keys(ds)
             at = {k: i for i, k in enumerate(keys)}
             wanted = [k for k in missing if k in at]

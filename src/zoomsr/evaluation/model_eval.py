@@ -336,6 +336,11 @@ def check_model_fits(model: torch.nn.Module, dataset: Dataset, label: str | None
     if isinstance(in_ch, int) and in_ch != n * channels:
         if in_ch % channels == 0:
             fix = f"open it with n_images={in_ch // channels} (--n-images {in_ch // channels})"
+            if channels != 3 and in_ch % 3 == 0 and hasattr(dataset, "bands"):
+                # 24 channels divide by 4 (TCI + B08) as well as by 3: more likely 8 TCI
+                # frames than 6 of bands it was not trained on
+                fix += (f" if it was trained on these bands; if on TCI only ({in_ch // 3} "
+                        f"frames), {_channels_hint(dataset, in_ch, channels)}")
         else:
             fix = (f"{in_ch} is no multiple of {channels}: "
                    f"{_channels_hint(dataset, in_ch, channels)}")

@@ -342,6 +342,20 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
     )
 
 
+def check_recorded_bands(path: str | os.PathLike[str], bands: Sequence[str] | str,
+                         recorded: Sequence[str] | None) -> None:
+    """Refuse ``bands`` (``--bands``, a dataset's ``bands`` option) other than, or in another
+    order than, those the checkpoint at ``path`` records it was trained on: fed other bands
+    (B05 where it learnt B08), a model runs and makes garbage with no error."""
+    if recorded is None:
+        return
+    given, trained = validate_bands(bands), validate_bands(recorded)
+    if given != trained:
+        raise ConfigError(f"bands {','.join(given)}: {path} was trained on bands "
+                          f"{','.join(trained)} (recorded in the file), in that order; give "
+                          f"those, or leave the bands out to take them")
+
+
 def checkpoint_bands(checkpoint: Checkpoint) -> list[str] | None:
     """The bands a checkpoint's model was trained on: its ``bands`` entry (``generator.pth``,
     registry files), or the run config's ``data.bands`` in a training run's Lightning
@@ -429,8 +443,11 @@ def build_inference_model(
                 f"{path}: trained on the {trained_on} dataset, not on Sentinel-2 TCI/bands as "
                 "`zoomsr infer` feeds them; score it on its dataset with `zoomsr "
                 "evaluate-model` (or zoomsr.evaluation.evaluate_model)")
+        recorded = checkpoint_bands(checkpoint)
         if bands is None:
-            bands = checkpoint_bands(checkpoint)
+            bands = recorded
+        else:
+            check_recorded_bands(path, bands, recorded)
         module = rebuild(checkpoint, model, config, stacklevel=3)  # (the file read once)
         source, digest = str(Path(path).resolve()), sha256_file(path)  # tags: from anywhere
     else:

@@ -133,6 +133,11 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
                 raise DataError(f"{path}: file not found")
             with open_raster(path) as ds:
                 check_readable(ds, path)
+                if ds.count != 1:  # its band 1 was taken, whatever the others were
+                    raise DataError(
+                        f"{path}: {ds.count} bands in a {name.upper()} file; expected that one "
+                        f"band (a stack of bands is given as the frame, each band labelled "
+                        f"in its description, e.g. {name.upper()})")
                 extras.append(_aux_band(name, path, ds, 1, dn_offset, frame, radiometry))
             continue
         if len(frame.paths) == 1:  # a multi-band file may hold it, labelled
