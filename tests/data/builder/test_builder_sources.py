@@ -99,6 +99,37 @@ def test_boa_offset_applied_wins_over_raster_bands_offset(builder_scene, tmp_pat
     assert (scene.id, scene.processing_baseline, scene.dn_offset) == (item["id"], "04.00", 0)
 
 
+def test_each_date_in_a_folder_of_several_takes_its_own_stac_item(builder_scene, tmp_path):
+    """Band files of two dates and their two STAC items in one folder: every date took the
+    folder's first item (its id, datetime, baseline: the other date's DN offset). The item
+    naming a date's files is its own; an item naming none is nobody's where there are two."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    items = {}
+    for key, stamp, baseline in (("clear", "20190801T170000", "02.13"),
+                                 ("late", "20200301T170000", "04.00")):
+        for f in builder_scene.s2[key].glob("*.tif"):
+            shutil.copy(f, folder / f"T15TVG_{stamp}_{f.name}")
+        items[key] = {
+            "type": "Feature", "id": f"S2_{key}", "collection": "sentinel-2-l2a",
+            "properties": {"datetime": f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T17:00:00Z",
+                           "s2:processing_baseline": baseline},
+            "assets": {"visual": {"href": f"https://x/T15TVG_{stamp}_TCI.tif"}}}
+    for key, item in items.items():
+        (folder / f"{key}.json").write_text(json.dumps(item))
+    scenes = {s.id: s for s in discover_sentinel2([folder])}
+    assert sorted(scenes) == ["S2_clear", "S2_late"]
+    assert (scenes["S2_clear"].processing_baseline, scenes["S2_clear"].dn_offset) == ("02.13", 0)
+    assert (scenes["S2_late"].processing_baseline, scenes["S2_late"].dn_offset) == ("04.00", -1000)
+    assert scenes["S2_late"].datetime.date() == dt.date(2020, 3, 1)
+    # the late item names no file now: it is nobody's (two items), the date from the names
+    items["late"]["assets"] = {}
+    (folder / "late.json").write_text(json.dumps(items["late"]))
+    scenes = {s.id: s for s in discover_sentinel2([folder])}
+    assert sorted(scenes) == ["S2_clear", "T15TVG_20200301T170000"]
+    assert scenes["T15TVG_20200301T170000"].datetime.date() == dt.date(2020, 3, 1)
+
+
 def test_a_high_res_file_given_twice_is_used_once(builder_scene, tmp_path):
     """--hr a.tif --hr a.tif --hr folder (or a symlink to it): one image, one warning (they
     were images m_..., m_...-1, m_...-2, every pair written three times)."""

@@ -21,9 +21,9 @@ from zoomsr.data.builder.s2_names import (
     _level_from_name,
     _read_safe_metadata,
     _resolution_m,
-    _stac_item_near,
     band_of_file,
     default_dn_offset,
+    stac_item_for,
     stac_item_radiometry,
 )
 from zoomsr.data.builder.scenes import HRImage, S2Scene
@@ -196,7 +196,7 @@ def discover_sentinel2(
     for (folder, key), files in sorted(groups.items()):
         folder_path = Path(folder)
         meta: dict = {}
-        item = _stac_item_near(folder_path)
+        item = stac_item_for(list(files.values()))  # this date's, in a folder of several
         if item is not None:
             meta.update(stac_item_radiometry(item))
         names = key + " " + folder_path.name + " " + " ".join(Path(f).name for f in files.values())

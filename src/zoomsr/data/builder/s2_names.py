@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from zoomsr.data.builder.dates import parse_datetime
@@ -119,16 +119,43 @@ def _read_safe_metadata(safe: Path) -> dict:
     return out
 
 
-def _stac_item_near(folder: Path) -> dict | None:
-    """A STAC item JSON in ``folder`` (the first ``*.json`` with ``type: Feature``)."""
-    for candidate in sorted(folder.glob("*.json")):
+#: A date in a file name (YYYYMMDD, as in ESA's and most providers' names).
+_DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2}[01]\d[0-3]\d)(?!\d)")
+
+
+def stac_item_for(paths: Sequence[str | Path]) -> dict | None:
+    """The STAC item (a ``type: Feature`` JSON) beside ``paths`` (files of one date in one
+    folder) that describes them, or None.
+
+    In a folder of several dates' items, the item whose assets name one of the files wins;
+    else the folder's only item (a per-date folder of band COGs, as Earth Search serves
+    them), unless the files' names hold a date (YYYYMMDD) and not the item's: another date's
+    files in the same folder must not take its datetime, processing baseline and DN offset.
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        return None
+    items = []
+    for candidate in sorted(files[0].parent.glob("*.json")):
         try:
-            item = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(item, dict) and item.get("type") == "Feature" and "properties" in item:
+        if (isinstance(data, dict) and data.get("type") == "Feature"
+                and isinstance(data.get("properties"), dict)):
+            items.append(data)
+    names = {f.name for f in files}
+    for item in items:
+        assets = item.get("assets")
+        hrefs = [a.get("href", "") for a in assets.values() if isinstance(a, dict)] \
+            if isinstance(assets, dict) else []
+        if any(str(h).rsplit("/", 1)[-1] in names for h in hrefs):
             return item
-    return None
+    if len(items) != 1:
+        return None
+    day = re.sub(r"\D", "", str(items[0]["properties"].get("datetime", "")))[:8]
+    dates = {d for f in files for d in _DATE_IN_NAME.findall(f.stem)}
+    return items[0] if not dates or not day or day in dates else None
 
 
 def stac_item_radiometry(item: Mapping) -> dict:
@@ -168,4 +195,4 @@ def _resolution_m(name: str) -> int | None:
 
 
 __all__ = ["BAND_ALIASES", "SCENE_BANDS", "band_of_file", "default_dn_offset",
-           "stac_item_radiometry"]
+           "stac_item_for", "stac_item_radiometry"]

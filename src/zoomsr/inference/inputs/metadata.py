@@ -4,53 +4,24 @@ and so the DN offset."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from zoomsr.data.builder.s2_names import stac_item_for
 from zoomsr.errors import DataError
 from zoomsr.inference.inputs.radiometry import BASELINE_OFFSET
 
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
 
 
-#: A date in a file name (YYYYMMDD, as in ESA's and most providers' names).
-_DATE_RE = re.compile(r"(?<!\d)(20\d{2}[01]\d[0-3]\d)(?!\d)")
-
-
 def _stac_properties(path: Path) -> dict:
-    """Properties of the STAC item JSON beside ``path`` that describes it, if any.
-
-    In a folder of several dates' items, the item whose assets name the file wins; else, the
-    folder's only item (a per-date folder of band COGs, as Earth Search serves them), unless
-    the file's name holds a date (YYYYMMDD) and not the item's.
-    """
-    items = []
-    for candidate in sorted(path.parent.glob("*.json")):
-        try:
-            data = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("type") == "Feature":
-            props = data.get("properties")
-            if isinstance(props, dict):
-                items.append(data)
-    for item in items:
-        assets = item.get("assets")
-        hrefs = [a.get("href", "") for a in assets.values() if isinstance(a, dict)] \
-            if isinstance(assets, dict) else []
-        if any(str(h).rsplit("/", 1)[-1] == path.name for h in hrefs):
-            return item["properties"]
-    if len(items) != 1:
-        return {}
-    # The only item, unless the file's name dates it to another day (another date's files
-    # in the same folder must not take this item's processing baseline).
-    day = re.sub(r"\D", "", str(items[0]["properties"].get("datetime", "")))[:8]
-    dates = set(_DATE_RE.findall(path.stem))
-    return items[0]["properties"] if not dates or not day or day in dates else {}
+    """Properties of the STAC item JSON beside ``path`` that describes it, if any (the
+    builder's choice of item: :func:`~zoomsr.data.builder.s2_names.stac_item_for`)."""
+    item = stac_item_for([path])
+    return item["properties"] if item is not None else {}
 
 
 @dataclass(frozen=True)
