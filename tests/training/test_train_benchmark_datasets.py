@@ -574,7 +574,7 @@ def test_hr_bands_in_any_order_give_validation_losses_and_grid_their_r_g_b():
     sample grid take channels 3, 2, 1 (they took the first three, NIR, B, G; the config had
     refused the losses for such an order)."""
     from zoomsr.training.base import lr_sr_hr_grid
-    from zoomsr.training.config import hr_rgb_channels
+    from zoomsr.training.dataset_config import hr_rgb_channels
     from zoomsr.training.objectives import ContentLoss
 
     cfg = load_config(CONFIGS / "worldstrat_esrgan.yaml", [

@@ -349,8 +349,8 @@ def test_the_progress_bar_into_a_file_keeps_its_final_state_on_one_line(monkeypa
     """Under nohup or SLURM rich's 80 columns wrapped the final losses over six lines."""
     import io
 
-    from zoomsr.training import run
+    from zoomsr.training import callbacks
 
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
-    bar = run._progress_bar()
-    assert bar._console_kwargs == {"stderr": True, "width": run.LOG_WIDTH}
+    bar = callbacks._progress_bar()
+    assert bar._console_kwargs == {"stderr": True, "width": callbacks.LOG_WIDTH}

@@ -291,7 +291,7 @@ def test_a_ctrl_c_is_not_announced_twice():
     the loggers training filters) before zoomsr's own line on what the run kept."""
     import logging
 
-    from zoomsr.training.run import _NoTips
+    from zoomsr.training.callbacks import _NoTips
 
     def record(msg: str) -> logging.LogRecord:
         return logging.LogRecord("lightning.pytorch.utilities.rank_zero", logging.INFO, "", 0,

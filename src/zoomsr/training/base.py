@@ -24,8 +24,8 @@ from zoomsr.training.config import (
     TrainConfig,
     ValSection,
     config_from_dict,
-    hr_rgb_channels,
 )
+from zoomsr.training.dataset_config import hr_rgb_channels
 
 #: Key of the run's full config inside a Lightning checkpoint.
 CONFIG_KEY = "zoomsr_config"
@@ -394,7 +394,7 @@ def lr_sr_hr_grid(lr: Tensor, sr: Tensor, hr: Tensor, channels: int = 3,
     ``lr`` is ``[B, T*C, h, w]`` (``channels`` = C) or ``[B, T, C, h, w]``, shown by its
     channels ``lr_rgb`` (the frame's R, G, B: :func:`lr_display_channels`) or, without, its
     first three (the TCI's RGB); SR and HR by their channels ``hr_rgb``
-    (:func:`~zoomsr.training.config.hr_rgb_channels`) or, without, their first three. Images
+    (:func:`~zoomsr.training.dataset_config.hr_rgb_channels`) or, without, their first three. Images
     of fewer than 3 channels show their first in grey.
     """
     from torchvision.utils import make_grid

@@ -20,7 +20,8 @@ from torch import Tensor
 from zoomsr.losses import GANLoss
 from zoomsr.models import load_checkpoint
 from zoomsr.training.base import SRModule, build_discriminator
-from zoomsr.training.config import TrainConfig, hr_rgb_channels
+from zoomsr.training.config import TrainConfig
+from zoomsr.training.dataset_config import hr_rgb_channels
 from zoomsr.training.objectives import ContentLoss
 
 

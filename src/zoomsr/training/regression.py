@@ -7,7 +7,8 @@ from typing import Any
 from torch import Tensor
 
 from zoomsr.training.base import SRModule
-from zoomsr.training.config import TrainConfig, hr_rgb_channels
+from zoomsr.training.config import TrainConfig
+from zoomsr.training.dataset_config import hr_rgb_channels
 from zoomsr.training.objectives import ContentLoss
 
 
