@@ -45,13 +45,16 @@ class Georef:
     res: tuple[float, float]
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None, Georef | None]:
+def _read_tiff(path: Path, tile: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None, Georef | None]:
     """``[3, H, W]`` in the file's type, ``[H, W]`` True where it has data (``None``: no
-    nodata value or mask), and its :class:`Georef`."""
+    nodata value or mask), and its :class:`Georef`; with ``tile`` (a zoom-17 tile id), the
+    part of the mosaic on it (errors name the file and the tile)."""
     import rasterio
     from rasterio.enums import MaskFlags
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+    where = path if tile is None else Path(f"{path} (tile {tile})")
     try:
         with warnings.catch_warnings():
             # plain TIFFs are valid inputs here; rasterio's two-line warning would break the
@@ -62,20 +65,25 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None, Georef | None
                     raise DataError(
                         f"{path}: {src.count} band(s); expected RGB (3 or more bands)"
                     )
-                arr = src.read((1, 2, 3))
+                window = None
+                if tile is not None:
+                    window = tile_window(src.transform, src.width, src.height, tile)
+                    if window is None:
+                        raise DataError(f"{where}: the tile is not wholly inside the mosaic")
+                arr = src.read((1, 2, 3), window=window)
                 # a nodata value or a mask (`zoomsr infer` outputs carry one); not an alpha
                 # band: GDAL takes a 4th band of 8-bit data for one, often NIR here
                 flags = src.mask_flag_enums[0]
                 valid = None
                 if MaskFlags.all_valid not in flags and MaskFlags.alpha not in flags:
-                    valid = _rgb_valid(src)
+                    valid = _rgb_valid(src, window)
                 geo = None
                 if src.crs is not None and not src.transform.is_identity:
                     geo = Georef(src.crs, tuple(src.bounds),
                                  (abs(src.res[0]), abs(src.res[1])))
     except RasterioError as exc:
         # GDAL's own reason: rasterio's says "See previous exception", which is not shown
-        raise DataError(f"{path}: not a readable GeoTIFF ({first_line(exc)})") from None
+        raise DataError(f"{where}: not a readable GeoTIFF ({first_line(exc)})") from None
     return arr, valid, geo
 
 
@@ -153,42 +161,18 @@ def tile_window(transform: Any, width: int, height: int, tile: str) -> Any:
     return Window(col, row, cols, rows)
 
 
-def read_tile_of_mosaic(path: str | os.PathLike[str], tile: str) -> torch.Tensor:
-    """The part of the georeferenced RGB GeoTIFF ``path`` (EPSG:3857) on zoom-17 ``tile``, as
-    ``[3, H, W]`` in its own type (uint8 or float32). A part without a valid pixel raises
-    :class:`NoValidPixels`; one partly nodata is black there, with a warning (as whole files
-    are)."""
-    return read_tile_of_mosaic_masked(path, tile, "black")[0]
-
-
 def read_tile_of_mosaic_masked(
     path: str | os.PathLike[str], tile: str, nodata: str = "exclude"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`read_tile_of_mosaic`, and ``[H, W]`` bool True where the part has data
-    (``None``: everywhere). ``nodata="exclude"``: nodata pixels black without a warning (see
-    :func:`read_rgb_masked`); a part without a valid pixel still raises
-    :class:`NoValidPixels` (no prediction there)."""
+    """The part of the georeferenced RGB GeoTIFF ``path`` (EPSG:3857) on zoom-17 ``tile``, as
+    ``[3, H, W]`` in its own type (uint8 or float32), and ``[H, W]`` bool True where it has
+    data (``None``: everywhere). ``nodata="exclude"``: nodata pixels black without a warning
+    (see :func:`read_rgb_masked`); ``"black"``: black with a warning, as whole files are. A
+    part without a valid pixel raises :class:`NoValidPixels` (no prediction there)."""
     check_nodata_mode(nodata)
-    import rasterio
-    from rasterio.enums import MaskFlags
-    from rasterio.errors import RasterioError
-
     p = Path(path)
     where = Path(f"{p} (tile {tile})")
-    try:
-        with rasterio.open(p) as src:
-            if src.count < 3:
-                raise DataError(f"{p}: {src.count} band(s); expected RGB (3 or more bands)")
-            window = tile_window(src.transform, src.width, src.height, tile)
-            if window is None:
-                raise DataError(f"{where}: the tile is not wholly inside the mosaic")
-            arr = src.read((1, 2, 3), window=window)
-            flags = src.mask_flag_enums[0]
-            # as for whole files: GDAL takes a 4th band of 8-bit data for alpha, often NIR
-            valid = (None if MaskFlags.all_valid in flags or MaskFlags.alpha in flags
-                     else _rgb_valid(src, window))
-    except RasterioError as exc:
-        raise DataError(f"{where}: not readable ({first_line(exc)})") from None
+    arr, valid, _ = _read_tiff(p, tile)
     valid = _apply_nodata(where, arr, valid, nodata)
     if valid is not None and not valid.any():
         raise NoValidPixels(f"{where}: every pixel is nodata (masked); nothing to score")
