@@ -80,7 +80,7 @@ def test_missing_judgment_file_and_bad_bootstrap(cli, tmp_path):
 
 
 def test_metrics_help_lists_every_metric():
-    from zoomsr.cli.metrics import METRICS_HELP
+    from zoomsr.cli.scoring_options import METRICS_HELP
     from zoomsr.metrics import METRIC_NAMES
 
     assert METRICS_HELP == f"Comma-separated metrics: {', '.join(METRIC_NAMES)}."
@@ -153,6 +153,10 @@ def test_sample_judgments_make_the_agreement_command_runnable(cli, tmp_path):
     assert doc["options"]["seed"] == 0 and doc["options"]["zoomsr_version"]
     code, _, err = cli("metrics", "sample-judgments", tmp_path / "x", "--items", "17")
     assert code == 2 and "--items must be an integer from 1 to 16" in err
+    # a file as OUT: a NotADirectoryError at its first image, exit 1
+    (tmp_path / "afile").write_text("")
+    code, _, err = cli("metrics", "sample-judgments", tmp_path / "afile", "--items", "1")
+    assert code == 2 and f"{tmp_path / 'afile'}: exists and is not a folder" in err, err
     # --annotators: that many votes per pair, each item's pair the same whoever votes
     code, out, err = cli("metrics", "sample-judgments", tmp_path / "two", "--items", "6",
                          "--annotators", "2")

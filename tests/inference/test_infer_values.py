@@ -120,6 +120,34 @@ def test_pixels_finer_than_sentinel2_are_warned_about(tmp_path):
         plan_grid(discover_frames(write_frames(tmp_path / "3857", n=1)).frames, 4)
 
 
+def test_pixels_coarser_than_sentinel2s_rgb_are_warned_about_once(tmp_path):
+    """20 m frames were blown up onto the 10 m grid without a word (4x the pixels, no more
+    detail)."""
+    rng = np.random.default_rng(0)
+    coarse = [_write(tmp_path / f"T1_2024010{k}_TCI.tif",
+                     rng.integers(1, 255, (3, 32, 32), np.uint8), res=20.0,
+                     photometric="RGB") for k in (1, 2)]
+    frames = discover_frames(tmp_path).frames
+    with pytest.warns(ZoomsrWarning) as seen:
+        plan_grid(frames, 4)
+    said = [str(w.message) for w in seen if "coarser" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(
+        f"{coarse[0]} (and 1 other date(s)): pixels of ")
+    assert "coarser than Sentinel-2's 10 m RGB (a 20 m product?)" in said[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ZoomsrWarning)
+        plan_grid(frames, 4, native=True)  # the user keeps its pixels: said nothing
+
+
+def test_a_folder_named_like_a_raster_is_said_to_be_one(tmp_path):
+    """In an input folder, it was "file not found"."""
+    rng = np.random.default_rng(0)
+    _write(tmp_path / "T1_20240101_TCI.tif", rng.integers(1, 255, (3, 16, 16), np.uint8))
+    (tmp_path / "T1_20240102_TCI.tif").mkdir()
+    with pytest.raises(DataError, match=r"T1_20240102_TCI.tif: is a folder, not a raster file"):
+        discover_frames(tmp_path)
+
+
 def test_a_geographic_native_grid_warns_of_its_ground_aspect(tmp_path):
     rng = np.random.default_rng(0)
     north = _write(tmp_path / "n_TCI.tif", rng.integers(1, 255, (3, 16, 16), np.uint8),

@@ -122,6 +122,10 @@ def test_grids_that_do_not_match_and_missing_files_are_one_line(scene, tmp_path)
     with pytest.raises(DataError, match=r"is not .*out.lr.tif \(350x300 px of 40\) at an "
                                         r"integer scale over the same bounds"):
         scene_consistency(other, scene / "out.lr.tif")
+    # the output as its own LR: scored as a perfect agreement, exit 0
+    with pytest.raises(DataError, match=r"out.tif: at the pixel size of .*out.tif \(10\) \(the "
+                                        r"same file\); the LR is the coarser input"):
+        scene_consistency(scene / "out.tif", scene / "out.tif")
     # nothing valid in both: refused, and no map left behind
     with rasterio.open(scene / "out.tif", "r+") as dst:
         dst.write_mask(np.zeros((dst.height, dst.width), np.uint8))
@@ -185,7 +189,10 @@ def test_outputs_that_are_inputs_or_each_other_and_a_failed_plot_leave_nothing(c
              f"--map {scene / 'out.lr.tif'}: that is an input of the comparison"),
             (("--map", scene / "x.tif", "--plot", scene / "x.tif"),
              f"--map {scene / 'x.tif'}: given for another output too"),
-            (("--plot", scene / "p.jpg"), f"--plot {scene / 'p.jpg'}: the plot is a PNG")):
+            (("--plot", scene / "p.jpg"), f"--plot {scene / 'p.jpg'}: the plot is a PNG"),
+            # a folder: "pass --overwrite", then with it an IsADirectoryError after the table
+            (("--json", scene, "--overwrite"), f"--json {scene}: is a folder; give a file name"),
+            (("--map", scene), f"--map {scene}: is a folder; give a file name")):
         code, _, err = cli("metrics", "consistency", scene / "out.tif", *args, "--no-progress")
         assert code == 2 and message in err, err
     # a plot that cannot be written (its folder is a file): no map put in place either

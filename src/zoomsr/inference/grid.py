@@ -32,6 +32,9 @@ SNAP_TOL_PX = 1e-3
 #: 10 m; 20 m products (an L2A's TCI_20m) still make sense, coarser ones mean another sensor
 #: or a preview, and would be blown up into a job many times the area's worth.
 MAX_INPUT_RESOLUTION_M = 25.0
+#: Input pixels coarser than this (ground metres) are not the 10 m the models were trained
+#: on (a 20 m product): resampled up to the training grid with a warning.
+COARSE_INPUT_RESOLUTION_M = 12.5
 #: Input pixels finer than this, in the training grid's Mercator metres (Sentinel-2's 10 m is
 #: >= 10 of them anywhere), are not Sentinel-2 (aerial imagery, e.g. NAIP): they are
 #: resampled down to the training grid with a warning.
@@ -218,6 +221,7 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
         crs = CRS.from_string(tiles.CRS)
         res, ox, oy = tiles.LR_RESOLUTION, -tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT
         row_tol = SNAP_TOL_PX
+    coarse: list[tuple[Frame, float]] = []
     for f in frames:
         if f.crs is None:
             raise DataError(f"{f.paths[0]}: has no CRS (georeferenced inputs are required)")
@@ -228,6 +232,8 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
                 f"{res_m / 10:.3g}x finer a side; give 10 m data, or pass --native-grid "
                 "(InferenceOptions(native_grid=True)) to keep its pixels"
             )
+        if not native and res_m > COARSE_INPUT_RESOLUTION_M:
+            coarse.append((f, res_m))
         # in the grid's own (Mercator) metres: Sentinel-2's 10 m is >= 10 of them anywhere
         if not native and pixel_size_in(f, crs) < MIN_INPUT_RESOLUTION_M:
             warnings.warn(
@@ -235,6 +241,14 @@ def plan_grid(frames: Sequence[Frame], scale: int, native: bool = False) -> Targ
                 "than Sentinel-2's 10 m (aerial imagery?): resampled down to the training grid "
                 "(bilinear); the models were trained on Sentinel-2", ZoomsrWarning,
                 stacklevel=2)
+    if coarse:  # once a run, not once a date
+        (f, res_m), more = coarse[0], len(coarse) - 1
+        others = f" (and {more} other date(s))" if more else ""
+        warnings.warn(
+            f"{f.paths[0]}{others}: pixels of {res_m:.3g} m on the ground, coarser than "
+            "Sentinel-2's 10 m RGB (a 20 m product?): resampled up to the training grid "
+            "(bilinear); the models were trained on 10 m inputs, and the output holds no more "
+            "detail than these", ZoomsrWarning, stacklevel=2)
     footprints = [_footprint(f, crs) for f in frames]
     for f, b in zip(frames, footprints, strict=True):
         # across the antimeridian, the box in Web Mercator spans the world (a grid of

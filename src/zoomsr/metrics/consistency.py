@@ -331,6 +331,11 @@ def _check_grids(sr: Any, lr: Any, sr_file: Path, lr_file: Path) -> int:
                         f"{lr_file} ({lr.width}x{lr.height} px of {lr.res[0]:g}) at an integer "
                         "scale over the same bounds: give the LR mosaic written beside the "
                         "output (--save-lr)")
+    if scale == 1:  # averaged over 1 x 1 blocks: the image against itself, "perfect"
+        same = " (the same file)" if sr_file.resolve() == lr_file.resolve() else ""
+        raise DataError(f"{lr_file}: at the pixel size of {sr_file} ({sr.res[0]:g}){same}; "
+                        "the LR is the coarser input: give the LR mosaic written beside the "
+                        "output (--save-lr)")
     return scale
 
 

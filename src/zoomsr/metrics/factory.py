@@ -129,11 +129,11 @@ def create_metric(name: str, options: MetricOptions | None = None) -> Metric:
 
 def check_options(names: Sequence[str], options: MetricOptions,
                   called: Mapping[str, str] | None = None) -> None:
-    """The option values the metric ``names`` use, then the LPIPS / CLIP weight files they
-    need (:func:`check_metric_weights`), before any image is read: ``border``,
-    ``cpsnr_mode``, ``lpips_net``, ``clip_mode``, ``perceptual_min_valid`` (with LPIPS or
-    CLIPScore), ``batch_size``. One-line errors name each option as ``called`` says (e.g.
-    the command's flags; default: its key)."""
+    """The option values the metric ``names`` use (``border``, ``cpsnr_mode``,
+    ``lpips_net``, ``clip_mode``), ``perceptual_min_valid`` and ``batch_size`` whatever the
+    metrics, then the LPIPS / CLIP weight files they need (:func:`check_metric_weights`),
+    before any image is read. One-line errors name each option as ``called`` says (e.g. the
+    command's flags; default: its key)."""
     from zoomsr.metrics.base import check_batch_size, check_border_value, check_min_valid
     from zoomsr.validate import check_choice
 
@@ -161,8 +161,9 @@ def check_options(names: Sequence[str], options: MetricOptions,
         from zoomsr.metrics.clipscore import CLIP_MODES
 
         check_choice(name("clip_mode"), o.clip_mode, CLIP_MODES)
-    if any(n.startswith("lpips") or n == "clipscore" for n in names):
-        check_min_valid(o.perceptual_min_valid, name("perceptual_min_valid"))
+    # checked whatever the metrics: a run records it (a NaN or -0.5 passed when no LPIPS or
+    # CLIPScore was asked for, and the same command with one was refused)
+    check_min_valid(o.perceptual_min_valid, name("perceptual_min_valid"))
     check_batch_size(o.batch_size, name("batch_size"))
     check_metric_weights(list(names), options)
 

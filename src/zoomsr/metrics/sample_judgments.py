@@ -66,6 +66,7 @@ def write_sample_judgments(out: str | Path, items: int = 12, annotators: int = 3
     Raises :class:`InputError` for ``items`` outside 1..16, ``annotators`` below 1, or
     outputs that exist without ``overwrite``.
     """
+    from zoomsr.io.folders import require_writable_folder
     from zoomsr.io.png import write_png
 
     if isinstance(items, bool) or not isinstance(items, int) or not 1 <= items <= MAX_ITEMS:
@@ -74,6 +75,8 @@ def write_sample_judgments(out: str | Path, items: int = 12, annotators: int = 3
         raise InputError(f"--annotators must be an integer >= 1, got {annotators!r}")
     root = Path(out)
     csv_path = root / JUDGMENTS
+    # (a file given as OUT failed with a NotADirectoryError at the first image)
+    require_writable_folder(root, create=False)
     refuse_existing([csv_path], overwrite)
     rng = np.random.default_rng(seed)
     rows = []

@@ -70,6 +70,11 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
     )
 
 
+def _not_found(path: Path) -> str:
+    """Why the raster ``path`` cannot be read as one: a folder of that name, or nothing."""
+    return "is a folder, not a raster file" if path.is_dir() else "file not found"
+
+
 def _aux_band(name: str, path: Path, ds: rasterio.DatasetReader, band: int,
               dn_offset: float | None, frame: Frame, radiometry: str = "auto") -> AuxBand:
     """Describe band ``band`` of ``ds`` as the extra band or cloud layer ``name`` of
@@ -130,7 +135,7 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
         if name in aux:
             path = aux[name]
             if not path.is_file():
-                raise DataError(f"{path}: file not found")
+                raise DataError(f"{path}: {_not_found(path)}")
             with open_raster(path) as ds:
                 check_readable(ds, path)
                 if ds.count != 1:  # its band 1 was taken, whatever the others were
@@ -245,7 +250,7 @@ def _rgb_frame(
             )
         path = candidate[0]
         if not path.is_file():
-            raise DataError(f"{path}: file not found")
+            raise DataError(f"{path}: {_not_found(path)}")
         with open_raster(path) as ds:
             if ds.count < 3:
                 raise DataError(
@@ -282,7 +287,7 @@ def _rgb_frame(
     infos = []
     for path in paths:
         if not path.is_file():
-            raise DataError(f"{path}: file not found")
+            raise DataError(f"{path}: {_not_found(path)}")
         with open_raster(path) as ds:
             check_readable(ds, path)
             infos.append((ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0], ds.nodata,
