@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -135,6 +136,38 @@ def ignore_interrupts_in_worker() -> None:
     callbacks printed "Exception ignored in: <function _releaseLock ...>".
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: libc's ``prctl`` once loaded (None: not on Linux, or not found). Load it in a parent
+#: before it forks (:func:`load_prctl`): a dlopen in a child forked from a multi-threaded
+#: parent may deadlock on the loader's lock.
+_PRCTL: list[Callable[..., int] | None] = []
+
+
+def load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), loaded once; None elsewhere or where it is not found."""
+    if not _PRCTL:
+        prctl = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                prctl = None
+        _PRCTL.append(prctl)
+    return _PRCTL[0]
+
+
+def signal_on_parent_death(signum: int = signal.SIGTERM) -> bool:
+    """In a child process: ``signum`` is sent to it when its parent dies, even killed with
+    SIGKILL (Linux's ``PR_SET_PDEATHSIG``). False where that cannot be set (not Linux): the
+    caller watches the parent itself. Either way, the caller checks next that the parent is
+    still its parent (one that died before this call sends nothing)."""
+    prctl = load_prctl()
+    if prctl is not None:
+        prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+    return prctl is not None
 
 
 def stop_workers(pool: ProcessPoolExecutor, futures: Sequence[Future] = ()) -> None:

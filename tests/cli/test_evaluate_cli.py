@@ -847,6 +847,9 @@ def test_a_pair_without_a_valid_pixel_in_common_is_listed_not_scored(cli, tmp_pa
     (("--nodata", "drop"), "--nodata must be one of exclude, black, got 'drop'"),
     (("--metrics", "lpips", "--perceptual-min-valid", "1.5"),
      "--perceptual-min-valid must be a fraction in [0, 1], got 1.5"),
+    # without LPIPS or CLIPScore too (it passed, and was recorded)
+    (("--metrics", "psnr", "--perceptual-min-valid", "nan"),
+     "--perceptual-min-valid must be a fraction in [0, 1], got nan"),
 ])
 def test_nodata_options_are_checked_up_front(cli, s2naip, args, message):
     pred, target = s2naip
@@ -857,7 +860,7 @@ def test_nodata_options_are_checked_up_front(cli, s2naip, args, message):
 
 def test_a_share_of_valid_pixels_below_one_is_never_shown_as_100():
     """One NaN pixel of a 256 x 256 pair was noted as "down to 100 % valid"."""
-    from zoomsr.cli.evaluate import valid_percent
+    from zoomsr.cli.scoring_options import valid_percent
 
     assert valid_percent(1 - 1 / 65536) == "99.998"
     assert valid_percent(0.9) == "90" and valid_percent(0.40625) == "40.6"

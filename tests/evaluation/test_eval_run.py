@@ -182,6 +182,10 @@ def test_bootstrap_is_seeded_and_summaries_handle_edge_cases():
     assert a == b and a[0] < v.mean() < a[1]
     assert bootstrap_ci(v, seed=2) != a
     assert math.isnan(bootstrap_ci([])[0])
+    # another statistic of the resamples: the median's interval, about the median
+    skewed = np.concatenate([np.zeros(40), np.full(10, 100.0)])
+    low, high = bootstrap_ci(skewed, seed=1, statistic=lambda s: np.median(s, axis=1))
+    assert low == high == 0.0 and bootstrap_ci(skewed, seed=1)[0] > 5
     one = summarize([3.0, math.inf])  # one finite value: no spread, no interval
     assert one["mean"] == 3.0 and one["n"] == 1 and one["n_nonfinite"] == 1
     assert all(math.isnan(one[k]) for k in ("std", "ci95_low", "ci95_high"))

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from zoomsr.cli.metrics import BATCH_SIZE, DATASET_WORKERS, DEVICE, DTYPE, PROGRESS
+from zoomsr.cli.scoring_options import (
+    BATCH_SIZE,
+    DATASET_WORKERS,
+    DEVICE,
+    DTYPE,
+    PROGRESS,
+    check_device_options,
+)
 
 
 def benchmark_command(
@@ -38,7 +45,6 @@ def benchmark_command(
     """Score models x datasets x metrics; write a table, paired comparisons and a plot."""
     from rich.console import Console
 
-    from zoomsr.cli.evaluate import check_device_options
     from zoomsr.cli.interrupt import on_interrupt
     from zoomsr.errors import ConfigError, ZoomsrError
     from zoomsr.evaluation.benchmark import CELLS, Cell, run_benchmark, select_cells

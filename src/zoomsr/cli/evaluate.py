@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from zoomsr.cli.metrics import (
+from zoomsr.cli.scoring_options import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
     BORDER,
@@ -27,9 +27,12 @@ from zoomsr.cli.metrics import (
     PERCEPTUAL_MIN_VALID,
     PROGRESS,
     SEED,
+    check_device_options,
     check_metric_options,
     metric_options,
+    note_unscored,
     results_on_interrupt,
+    valid_percent,
 )
 
 if TYPE_CHECKING:
@@ -48,16 +51,6 @@ def _warn_not_scored(what: str, lines: list[str], in_summary: bool) -> None:
         typer.echo(f"  ... and {len(lines) - _MAX_LISTED} more{more}", err=True)
 
 
-def valid_percent(fraction: float) -> str:
-    """``fraction`` (< 1) in % with the digits it takes to stay below 100 (one NaN pixel of
-    a 256 x 256 pair is 99.998 %: it was shown as "100 % valid")."""
-    for digits in range(3, 12):
-        text = f"{100 * fraction:.{digits}g}"
-        if float(text) < 100:
-            return text
-    return "<100"
-
-
 def _note_nodata(result: EvaluationResult, min_valid: float) -> None:
     """One ``note:`` line for the pairs scored on part of their pixels, and one per metric
     that left pairs unscored (too few valid pixels)."""
@@ -68,29 +61,7 @@ def _note_nodata(result: EvaluationResult, min_valid: float) -> None:
         typer.echo(f"note: {len(partial)} pair(s) with nodata pixels (down to "
                    f"{valid_percent(min(partial))} % valid) scored on the pixels valid in both "
                    f"files ({VALID_FRACTION} in {CSV_NAME})", err=True)
-    for name, s in result.summary.items():
-        if not s.get("n_unscored"):
-            continue
-        if name.startswith("lpips") or name == "clipscore":
-            why = f"less than {100 * min_valid:.3g} % valid (--perceptual-min-valid)"
-        else:
-            why = "too few valid pixels left by the border crop (SSIM: its window; cPSNR: shifts)"
-        typer.echo(f"note: {name} not scored for {s['n_unscored']} pair(s): {why}", err=True)
-
-
-def check_device_options(device: str, dtype: str | None) -> None:
-    """``--device`` and ``--dtype``, checked before any file is read (one-line errors, exit 2),
-    whichever metrics are asked for."""
-    from zoomsr.devices import resolve_device
-    from zoomsr.errors import InputError
-    from zoomsr.metrics.base import resolve_dtype
-
-    # a CPU or CUDA GPU (MPS has no float64) that is there
-    dev = resolve_device(device, mps=False, option="--device")
-    try:
-        resolve_dtype(dtype, dev)
-    except InputError as exc:
-        raise InputError(f"--dtype {dtype}: {exc}") from None
+    note_unscored(result.summary, min_valid, "pair(s)")
 
 
 def evaluate(

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from zoomsr import __version__
-from zoomsr.cli.metrics import (
+from zoomsr.cli.scoring_options import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
     BORDER,
@@ -29,9 +29,12 @@ from zoomsr.cli.metrics import (
     OVERWRITE,
     PERCEPTUAL_MIN_VALID,
     PROGRESS,
+    check_device_options,
     check_metric_options,
     metric_options,
+    note_unscored,
     results_on_interrupt,
+    valid_percent,
 )
 
 
@@ -128,7 +131,6 @@ def evaluate_model_command(
     """Score a model on a dataset: its outputs against the dataset's HR images (and masks)."""
     from rich.console import Console
 
-    from zoomsr.cli.evaluate import check_device_options, valid_percent
     from zoomsr.data.datasets import check_dataset_options, dataset_class
     from zoomsr.errors import ConfigError
     from zoomsr.evaluation.model_eval import evaluate_model, load_scoring_model
@@ -207,14 +209,8 @@ def evaluate_model_command(
                    f"valid (down to {valid_percent(min(partial))} %; valid_fraction in "
                    f"{CSV_NAME})",
                    err=True)
-    for name, summary in result.summary.items():  # as zoomsr evaluate says it
-        if summary.get("n_unscored"):
-            why = (f"less than {100 * perceptual_min_valid:.3g} % valid (--perceptual-min-valid)"
-                   if name.startswith("lpips") or name == "clipscore" else
-                   "too few valid pixels left by the border crop (SSIM: its window; cPSNR: "
-                   "shifts), or none")
-            typer.echo(f"note: {name} not scored for {summary['n_unscored']} item(s): {why} "
-                       f"(an empty cell in {CSV_NAME})", err=True)
+    note_unscored(result.summary, perceptual_min_valid, "item(s)",
+                  f" (an empty cell in {CSV_NAME})")
     Console().print(summary_table(result))
     if out is not None:
         paths = write_results(result, out, overwrite=overwrite)

@@ -33,6 +33,7 @@ from zoomsr.stopping import (
     WorkerThread,
     interrupts_held,
     join_despite_interrupts,
+    signal_on_parent_death,
     wait_through_interrupts,
 )
 
@@ -321,12 +322,7 @@ def _stop_on_sigterm(parent: int) -> None:
         raise _Abandoned
 
     signal.signal(signal.SIGTERM, stop)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    signal_on_parent_death()
     if os.getppid() != parent:  # the parent died before that: nobody is waiting
         raise _Abandoned
 

@@ -43,7 +43,7 @@ class SRCNN(nn.Module):
     name = "srcnn"
     description = "SRCNN (WorldStrat variant): per-frame encoder, channel fusion, pixel shuffle"
     input_layout = "[B, T, C, H, W]"
-    output_layout = "[B, 1, C_out, H*zoom, W*zoom]"
+    output_layout = "[B, 1, C_out, H*zoom, W*zoom] (short side output_size when set)"
 
     def __init__(
         self,

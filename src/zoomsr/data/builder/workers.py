@@ -16,7 +16,13 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 from zoomsr.data.builder.config import BlockJob
 from zoomsr.progress import track
-from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
+from zoomsr.stopping import (
+    ignore_interrupts_in_worker,
+    interrupts_held,
+    load_prctl,
+    signal_on_parent_death,
+    stop_workers,
+)
 
 
 def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], workers: int,
@@ -33,7 +39,7 @@ def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], wo
         return
     # fork: workers inherit the imported modules (spawn would re-import torch per worker).
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    _load_prctl()
+    load_prctl()  # before the fork (see zoomsr.stopping.load_prctl)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(os.getpid(),)) as pool:
         with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
@@ -50,39 +56,21 @@ def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], wo
             raise
 
 
-#: libc's ``prctl``, loaded in the parent before it forks: a dlopen in a child forked from a
-#: multi-threaded parent may deadlock on the loader's lock.
-_LIBC: dict[str, Callable[..., int] | None] = {}
-
-
-def _load_prctl() -> None:
-    if sys.platform == "linux" and "prctl" not in _LIBC:
-        try:
-            import ctypes
-
-            _LIBC["prctl"] = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):
-            _LIBC["prctl"] = None
-
-
 def _worker_init(parent_pid: int) -> None:
     """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
     ignore_interrupts_in_worker()
     # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    prctl = _LIBC.get("prctl")
-    if prctl is not None:
-        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
-    else:
+    if not signal_on_parent_death():
         _start_parent_watch(parent_pid)
     if os.getppid() != parent_pid:  # the parent died before the line above
         os._exit(1)
 
 
-def _start_parent_watch(parent_pid: int, interval: float = 1.0) -> None:
+def _start_parent_watch(parent_pid: int) -> None:
     def watch() -> None:
         while os.getppid() == parent_pid:
-            time.sleep(interval)
+            time.sleep(1.0)
         os._exit(1)
 
     threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
