@@ -165,9 +165,15 @@ def test_multiband_file_with_labelled_b08(tmp_path):
                        nodata=0) as dst:
         dst.write(data)
         dst.descriptions = ("B04", "B03", "B02", "B08")
-    frame = discover_frames(path, extra_bands=("b08",)).frames[0]
+    found = discover_frames(path, extra_bands=("b08",))
+    frame = found.frames[0]
     assert frame.bands == (1, 2, 3) and frame.extras[0].band == 4
     assert frame.extras[0].path == path and frame.extras[0].dn_offset == 1000
+    assert found.ignored == []
+    # an RGB model: the stack's B08 left out, and said (it was silent; a B08 file is said)
+    found = discover_frames(path)
+    assert found.frames[0].extras == () and found.ignored == [
+        f"{path}: B08 (band 4), a band this model does not take"]
 
 
 def test_scl_clouds_steer_the_frame_choice(tmp_path):

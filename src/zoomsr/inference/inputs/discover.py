@@ -70,6 +70,23 @@ def _rgb_indexes(ds: rasterio.DatasetReader, path: Path, rgb_bands: tuple[int, i
     )
 
 
+def _unused_labelled_bands(frames: Sequence[Frame], extra: Sequence[str]) -> list[str]:
+    """One note per multi-band file holding labelled bands the model does not take (a B08
+    in an RGB model's stack was left out silently, where a B08 file of its own is said)."""
+    notes = []
+    for f in frames:
+        if len(f.paths) != 1:
+            continue
+        with open_raster(f.paths[0]) as ds:
+            names = [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
+        unused = [f"{n.upper()} (band {i})" for i, n in enumerate(names, 1)
+                  if n is not None and n not in extra and i not in f.bands]
+        if unused:
+            notes.append(f"{f.paths[0]}: {', '.join(unused)}, a band this model does not "
+                         "take")
+    return notes
+
+
 def _not_found(path: Path) -> str:
     """Why the raster ``path`` cannot be read as one: a folder of that name, or nothing."""
     return "is a folder, not a raster file" if path.is_dir() else "file not found"
@@ -405,6 +422,7 @@ def discover_frames(
     finally:
         rasters.looked.samples = before
     frames = [f for f, _ in made]
+    ignored += _unused_labelled_bands(frames, extra)
     empty = [f for f, has_data in made if not has_data]
     if empty and len(empty) == len(frames) and not any(map(any_valid, empty)):
         raise DataError(
