@@ -121,7 +121,7 @@ def test_bands_other_than_the_weights_record_are_refused(cli, tmp_path):
                           "--device", "cpu")
     assert code == 2, stderr
     assert ("open it with n_images=6 (--n-images 6) if it was trained on these bands; if on "
-            "TCI only (8 frames), open it with the bands the model was trained on") in stderr
+            "TCI only (8 frames), open it with bands=tci (command line: -o bands=tci)") in stderr
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,13 @@ def test_the_bicubic_baseline_upsamples_the_lr_channels_of_the_hr_bands(tmp_path
                              lr_bands=("B02", "B03", "B04", "B08"), hr_kind="rgbn",
                              hr_bands=("R", "G", "B", "NIR"))
     assert rgbn.hr_bands == ("R", "G", "B", "NIR") and hr_channels_in_lr(rgbn) == [2, 1, 0, 3]
+    b8a = WorldStratDataset(tmp_path / "ws", split="train", lr_size=8,
+                            lr_bands=("B02", "B03", "B04", "B8A"), hr_kind="rgbn",
+                            hr_bands=("NIR", "B", "G", "R"))  # NIR seen in B8A (was unmapped)
+    assert hr_channels_in_lr(b8a) == [3, 0, 1, 2]
+    rgb_lr = WorldStratDataset(tmp_path / "ws", split="train", lr_size=8, hr_kind="rgbn",
+                               hr_bands=("R", "G", "B", "NIR"))
+    assert hr_channels_in_lr(rgb_lr) is None  # no band of NIR among B04, B03, B02
     lr = torch.rand(1, 2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     want = F.interpolate(lr[:, :, [2, 1, 0, 3]].mean(1), scale_factor=2, mode="bicubic",
                          align_corners=False)

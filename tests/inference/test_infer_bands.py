@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from affine import Affine
 from infer_helpers import REAL_S2, TINY, crop_real_scene, read, write_b08, write_frames
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from zoomsr.errors import ConfigError, DataError, InputError
@@ -236,6 +237,9 @@ def test_checkpoint_carries_its_bands(tmp_path):
     path = save_checkpoint(net, tmp_path / "g.pth", bands=["tci", "b08"], n_images=2)
     model = build_inference_model(weights=path, device="cpu")
     assert model.bands == ("tci", "b08") and model.n_images == 2 and model.channels == 4
+    # recorded as a string: it was read letter by letter
+    path = save_checkpoint(net, tmp_path / "s.pth", bands="tci,b08", n_images=2)
+    assert build_inference_model(weights=path, device="cpu").bands == ("tci", "b08")
 
 
 def test_bands_other_than_a_checkpoints_own_are_refused(tmp_path):
@@ -359,6 +363,14 @@ def test_a_band_file_of_more_than_one_band_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"_B08.tif: 2 bands in a B08 file; expected that one "
                                         r"band \(a stack of bands is given as the frame"):
         discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",))
+    # its values and an alpha band (gdalwarp -dstalpha): one band, masked
+    with rasterio.open(b08, "w", **(profile | {"count": 2, "nodata": None, "alpha": "YES"})
+                       ) as ds:
+        ds.write(np.stack([data, np.full_like(data, 65535)]))
+    with rasterio.open(b08) as ds:
+        assert ds.colorinterp[1] == ColorInterp.alpha
+    (frame,) = discover_frames(tmp_path, dn_offset=0, extra_bands=("b08",)).frames
+    assert frame.extras[0].band == 1
 
 
 def test_named_files_find_their_dates_other_bands_beside_them(tmp_path):

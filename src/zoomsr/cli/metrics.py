@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -34,9 +33,6 @@ from zoomsr.cli.scoring_options import (
     metric_options,
     results_on_interrupt,
 )
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="Image-quality metrics and their agreement with human judgment.",
                   no_args_is_help=True)

@@ -46,25 +46,28 @@ class BicubicBaseline(nn.Module):
                              align_corners=False)
 
 
-#: WorldStrat's HR bands and the Sentinel-2 band each is seen in.
-_HR_BAND_IN_LR = {"R": "B04", "G": "B03", "B": "B02", "NIR": "B08"}
+#: WorldStrat's HR bands and the Sentinel-2 bands each is seen in (the first present wins).
+_HR_BAND_IN_LR = {"R": ("B04",), "G": ("B03",), "B": ("B02",), "NIR": ("B08", "B8A")}
 
 
 def hr_channels_in_lr(dataset: object) -> list[int] | None:
     """The LR frame channels that hold ``dataset``'s HR bands, in the HR's order (what a
     baseline upsamples to be compared with the HR), or None where every LR channel is an HR
     one in the same order, or no such channels are known: WorldStrat's ``hr_bands`` found
-    among its ``lr_bands`` (R in B04, G in B03, B in B02, NIR in B08); else, for an RGB HR
+    among its ``lr_bands`` (R in B04, G in B03, B in B02, NIR in B08, else B8A); else, for an RGB HR
     whose frames hold more (S2-NAIP's extra bands), the frames' R, G, B (``lr_rgb``)."""
     channels = getattr(dataset, "channels", None)
     hr_bands = getattr(dataset, "hr_bands", None)
     lr_bands = getattr(dataset, "lr_bands", None)
     if hr_bands is not None and lr_bands is not None:
-        wanted = [_HR_BAND_IN_LR.get(str(b).upper()) for b in hr_bands]
-        if None not in wanted and set(wanted) <= set(lr_bands):
-            picked = [list(lr_bands).index(b) for b in wanted]
-            return None if picked == list(range(len(lr_bands))) else picked
-        return None
+        lr = [str(b).upper() for b in lr_bands]
+        picked = []
+        for b in hr_bands:
+            seen_in = [s for s in _HR_BAND_IN_LR.get(str(b).upper(), ()) if s in lr]
+            if not seen_in:  # (PAN; NIR without B08 or B8A): as it is, refused by shape
+                return None
+            picked.append(lr.index(seen_in[0]))
+        return None if picked == list(range(len(lr))) else picked
     hr_rgb, lr_rgb = getattr(dataset, "hr_rgb", None), getattr(dataset, "lr_rgb", None)
     if hr_rgb is None or lr_rgb is None or channels == 3:
         return None

@@ -340,7 +340,7 @@ def check_model_fits(model: torch.nn.Module, dataset: Dataset, label: str | None
                 # 24 channels divide by 4 (TCI + B08) as well as by 3: more likely 8 TCI
                 # frames than 6 of bands it was not trained on
                 fix += (f" if it was trained on these bands; if on TCI only ({in_ch // 3} "
-                        f"frames), {_channels_hint(dataset, in_ch, channels)}")
+                        "frames), open it with bands=tci (command line: -o bands=tci)")
         else:
             fix = (f"{in_ch} is no multiple of {channels}: "
                    f"{_channels_hint(dataset, in_ch, channels)}")

@@ -360,8 +360,8 @@ def checkpoint_bands(checkpoint: Checkpoint) -> list[str] | None:
     """The bands a checkpoint's model was trained on: its ``bands`` entry (``generator.pth``,
     registry files), or the run config's ``data.bands`` in a training run's Lightning
     ``.ckpt``; None when it says neither."""
-    if checkpoint.extra.get("bands"):
-        return list(checkpoint.extra["bands"])
+    if checkpoint.extra.get("bands"):  # (a list, or "tci,b08" as a string)
+        return list(validate_bands(checkpoint.extra["bands"]))
     config = checkpoint.extra.get("zoomsr_config")
     data = config.get("data") if isinstance(config, dict) else None
     if isinstance(data, dict) and data.get("bands"):

@@ -114,7 +114,8 @@ def test_each_date_in_a_folder_of_several_takes_its_own_stac_item(builder_scene,
             "type": "Feature", "id": f"S2_{key}", "collection": "sentinel-2-l2a",
             "properties": {"datetime": f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T17:00:00Z",
                            "s2:processing_baseline": baseline},
-            "assets": {"visual": {"href": f"https://x/T15TVG_{stamp}_TCI.tif"}}}
+            # a signed URL (Planetary Computer's): its query is not the file's name
+            "assets": {"visual": {"href": f"https://x/T15TVG_{stamp}_TCI.tif?st=1&sig=a%2Fb"}}}
     for key, item in items.items():
         (folder / f"{key}.json").write_text(json.dumps(item))
     scenes = {s.id: s for s in discover_sentinel2([folder])}

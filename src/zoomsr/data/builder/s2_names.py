@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from zoomsr.data.builder.dates import parse_datetime
 from zoomsr.data.builder.rasters import RASTER_SUFFIXES
@@ -149,7 +150,8 @@ def stac_item_for(paths: Sequence[str | Path]) -> dict | None:
         assets = item.get("assets")
         hrefs = [a.get("href", "") for a in assets.values() if isinstance(a, dict)] \
             if isinstance(assets, dict) else []
-        if any(str(h).rsplit("/", 1)[-1] in names for h in hrefs):
+        # (a signed URL's query, Planetary Computer's ?st=...&sig=..., is not its name)
+        if any(urlsplit(str(h)).path.rsplit("/", 1)[-1] in names for h in hrefs):
             return item
     if len(items) != 1:
         return None

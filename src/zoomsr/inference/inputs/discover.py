@@ -155,9 +155,12 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
                 raise DataError(f"{path}: {_not_found(path)}")
             with open_raster(path) as ds:
                 check_readable(ds, path)
-                if ds.count != 1:  # its band 1 was taken, whatever the others were
+                # its band 1 was taken, whatever the others were (an alpha band, gdalwarp
+                # -dstalpha's, is the file's mask: not a band of values)
+                values = [c for c in ds.colorinterp if c != ColorInterp.alpha]
+                if len(values) != 1:
                     raise DataError(
-                        f"{path}: {ds.count} bands in a {name.upper()} file; expected that one "
+                        f"{path}: {len(values)} bands in a {name.upper()} file; expected that one "
                         f"band (a stack of bands is given as the frame, each band labelled "
                         f"in its description, e.g. {name.upper()})")
                 extras.append(_aux_band(name, path, ds, 1, dn_offset, frame, radiometry))
