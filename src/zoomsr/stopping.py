@@ -5,6 +5,7 @@ middle."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -168,6 +169,30 @@ def signal_on_parent_death(signum: int = signal.SIGTERM) -> bool:
     if prctl is not None:
         prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
     return prctl is not None
+
+
+def pool_worker_init(parent_pid: int) -> None:
+    """Initializer of a command's worker processes (``ProcessPoolExecutor(initializer=...,
+    initargs=(os.getpid(),))``, :func:`load_prctl` called before the pool forks): Ctrl-C
+    left to the parent (:func:`ignore_interrupts_in_worker`), SIGTERM kills the worker (a
+    fork copies the parent's :func:`sigterm_as_interrupt` handler), and the worker does not
+    outlive the parent, even one killed with SIGKILL (it was left waiting on the pool's lock
+    for ever)."""
+    ignore_interrupts_in_worker()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not signal_on_parent_death():
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
 
 
 def stop_workers(pool: ProcessPoolExecutor, futures: Sequence[Future] = ()) -> None:

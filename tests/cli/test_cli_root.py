@@ -380,3 +380,28 @@ def test_usage_errors_are_one_line_before_any_work(cli, tmp_path, monkeypatch, a
     command = " ".join(a for a in argv[:2] if not a.startswith("-") and a in (
         "data", "sample", "metrics", "agreement", "build", "infer"))
     assert err.strip().endswith(f"(see zoomsr {command} --help)")
+
+
+def test_long_commands_handle_sigterm_as_ctrl_c():
+    """SIGTERM (a time limit, `kill`) ended these at once, silently, exit 143; infer and data
+    build handle it themselves, and train leaves it to Lightning (which installs its own
+    handler only where none is set)."""
+    import typer.main
+
+    from zoomsr.cli.main import app
+
+    def callback(*path: str):
+        group = typer.main.get_command(app)
+        for name in path:
+            group = group.commands[name]
+        return group.callback
+
+    handled = [("evaluate",), ("evaluate-model",), ("benchmark",), ("demo",),
+               ("data", "sample"), ("metrics", "agreement"), ("metrics", "consistency"),
+               ("weights", "download"), ("weights", "import-ncnn")]
+    def wrapped(fn) -> bool:
+        return getattr(fn, "handles_sigterm", False)
+
+    for path in handled:
+        assert wrapped(callback(*path)), path
+    assert not wrapped(callback("train"))

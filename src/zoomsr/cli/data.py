@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from zoomsr.cli import data_build
-from zoomsr.cli.interrupt import on_interrupt
+from zoomsr.cli.interrupt import on_interrupt, sigterm_stops
 from zoomsr.errors import InputError
 from zoomsr.validate import check_int
 
@@ -19,6 +19,7 @@ app.command("search")(data_build.search)
 
 
 @app.command("sample")
+@sigterm_stops
 def sample(
     out: Path = typer.Argument(..., help="Output folder (created; must be empty). Built in "
                                "a hidden folder and moved in when complete."),

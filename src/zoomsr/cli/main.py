@@ -38,6 +38,7 @@ from zoomsr.cli import metrics as metrics_cli
 from zoomsr.cli import models as models_cli
 from zoomsr.cli import train as train_cli
 from zoomsr.cli import weights as weights_cli
+from zoomsr.cli.interrupt import sigterm_stops
 from zoomsr.errors import ConfigError, ZoomsrError, ZoomsrWarning
 from zoomsr.stopping import take_termination
 
@@ -53,12 +54,12 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(weights_cli.app, name="weights")
 app.add_typer(configs_cli.app, name="configs")
-app.command("evaluate")(evaluate_cli.evaluate)
-app.command("evaluate-model")(evaluate_model_cli.evaluate_model_command)
-app.command("benchmark")(benchmark_cli.benchmark_command)
+app.command("evaluate")(sigterm_stops(evaluate_cli.evaluate))
+app.command("evaluate-model")(sigterm_stops(evaluate_model_cli.evaluate_model_command))
+app.command("benchmark")(sigterm_stops(benchmark_cli.benchmark_command))
 app.command("train")(train_cli.train)
 app.command("infer")(infer_cli.infer)
-app.command("demo")(demo_cli.demo)
+app.command("demo")(sigterm_stops(demo_cli.demo))
 
 _state = {"debug": False}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from zoomsr.cli.interrupt import sigterm_stops
 from zoomsr.cli.scoring_options import (
     ALLOW_DOWNLOAD,
     BATCH_SIZE,
@@ -38,6 +39,7 @@ app = typer.Typer(help="Image-quality metrics and their agreement with human jud
                   no_args_is_help=True)
 
 @app.command("agreement")
+@sigterm_stops
 def agreement(
     judgments: Path = typer.Argument(..., help="CSV or JSONL: target, a, b, choice[, annotator]."),
     metrics: str = typer.Option("psnr,ssim,cpsnr", "--metrics", help=METRICS_HELP),
@@ -128,6 +130,7 @@ def sample_judgments(
 
 
 @app.command("consistency")
+@sigterm_stops
 def consistency(
     sr: Path = typer.Argument(..., help="A `zoomsr infer` output GeoTIFF."),
     lr: Path | None = typer.Option(

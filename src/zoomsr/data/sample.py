@@ -21,9 +21,10 @@ from zoomsr.data.synthetic import SYNTHETIC_NOTE, DegradationConfig, generate_pa
 from zoomsr.data.writer import S2NAIPWriter
 from zoomsr.errors import ConfigError, DataError
 from zoomsr.grid import Tile, tile_for_lonlat
+from zoomsr.io.atomic import output_lock
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.progress import track
-from zoomsr.stopping import ignore_interrupts_in_worker, interrupts_held, stop_workers
+from zoomsr.stopping import interrupts_held, load_prctl, pool_worker_init, stop_workers
 
 #: Where synthetic tiles are placed (central Iowa); any valid location would do.
 SAMPLE_ORIGIN_LONLAT = (-93.62, 41.59)
@@ -63,6 +64,16 @@ def write_sample(
         raise ConfigError(f"n_frames (--frames) must be >= 1, got {n_frames}")
     bands = validate_bands(bands)
     root = Path(out)
+    # a second run into the same OUT is refused: both built in one hidden folder, and one
+    # reported a dataset of the other's half-removed pairs as written
+    with output_lock(root):
+        return _write_sample(root, pairs, n_frames, bands, seed, overwrite, config, progress,
+                             workers)
+
+
+def _write_sample(root: Path, pairs: int, n_frames: int, bands: tuple[str, ...], seed: int,
+                  overwrite: bool, config: DegradationConfig | None, progress: bool,
+                  workers: int | None) -> Path:
     if root.exists() and not root.is_dir():
         raise DataError(f"{root}: exists and is not a folder (give a new or empty folder)")
     if root.exists() and any(root.iterdir()) and not overwrite:
@@ -133,8 +144,9 @@ def _write_pairs(tmp: Path, pairs: int, seed: int, n_frames: int, bands: tuple[s
             _write_one(job)
         return
     ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx,
-                             initializer=ignore_interrupts_in_worker) as pool:
+    load_prctl()  # before the fork (see zoomsr.stopping.load_prctl)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         try:
             with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
                 done = pool.map(_write_one, jobs, chunksize=8)

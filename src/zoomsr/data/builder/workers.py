@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 from zoomsr.data.builder.config import BlockJob
 from zoomsr.progress import track
 from zoomsr.stopping import (
-    ignore_interrupts_in_worker,
     interrupts_held,
     load_prctl,
-    signal_on_parent_death,
+    pool_worker_init,
     stop_workers,
 )
 
@@ -40,7 +36,7 @@ def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], wo
     # fork: workers inherit the imported modules (spawn would re-import torch per worker).
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     load_prctl()  # before the fork (see zoomsr.stopping.load_prctl)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_worker_init,
                              initargs=(os.getpid(),)) as pool:
         with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
             futures = [pool.submit(run_block, job) for job in jobs]
@@ -54,26 +50,6 @@ def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], wo
             # (atomic files), and a re-run resumes from them.
             stop_workers(pool, futures)
             raise
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Runs first in every worker: do not outlive the parent, even when it is killed (-9)."""
-    ignore_interrupts_in_worker()
-    # The fork copied the parent's SIGTERM handler (sigterm_as_interrupt): a worker just dies.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if not signal_on_parent_death():
-        _start_parent_watch(parent_pid)
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        os._exit(1)
-
-
-def _start_parent_watch(parent_pid: int) -> None:
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="zoomsr-parent-watch", daemon=True).start()
 
 
 def _as_completed(futures: list) -> Iterable:
