@@ -171,9 +171,20 @@ def signal_on_parent_death(signum: int = signal.SIGTERM) -> bool:
     return prctl is not None
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes for a command's jobs: forked on Linux (they inherit
+    the imported modules; spawned elsewhere, where jobs must be module-level functions),
+    each started by :func:`pool_worker_init` (libc's ``prctl`` loaded here first)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    load_prctl()  # before the fork
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_worker_init,
+                               initargs=(os.getpid(),))
+
+
 def pool_worker_init(parent_pid: int) -> None:
-    """Initializer of a command's worker processes (``ProcessPoolExecutor(initializer=...,
-    initargs=(os.getpid(),))``, :func:`load_prctl` called before the pool forks): Ctrl-C
+    """Initializer of a command's worker processes (:func:`worker_pool`): Ctrl-C
     left to the parent (:func:`ignore_interrupts_in_worker`), SIGTERM kills the worker (a
     fork copies the parent's :func:`sigterm_as_interrupt` handler), and the worker does not
     outlive the parent, even one killed with SIGKILL (it was left waiting on the pool's lock

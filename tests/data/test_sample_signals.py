@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from process_groups import kill_all, wait_gone
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and fork")
 
 SCRIPT = textwrap.dedent("""
@@ -33,29 +35,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                state, ppid = fh.read().rsplit(")", 1)[1].split()[:2]
-            if int(ppid) == pid and state not in ("Z", "X"):
-                found.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
 def _start(tmp_path) -> tuple[subprocess.Popen, list[int]]:
     """The command, once two of its workers have started a pair (their initializer ran)."""
     started = tmp_path / "started"
@@ -71,25 +50,11 @@ def _start(tmp_path) -> tuple[subprocess.Popen, list[int]]:
         if len(workers) >= 2:
             return proc, workers
         time.sleep(0.05)
-    _cleanup(proc, [int(p.name) for p in started.iterdir()])
+    kill_all(proc, [int(p.name) for p in started.iterdir()])
     message = "the sample's workers did not start a pair within 60 s"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def _wait_gone(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
-
-
-def _cleanup(proc: subprocess.Popen, pids: list[int]) -> None:
-    for pid in [*pids, *_children(proc.pid), proc.pid]:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 def test_sigterm_stops_it_like_ctrl_c(tmp_path):
@@ -101,10 +66,10 @@ def test_sigterm_stops_it_like_ctrl_c(tmp_path):
         err = proc.stderr.read()
         assert code == 130, err
         assert "interrupted: nothing written to" in err
-        assert _wait_gone(workers, 10) == []
+        assert wait_gone(workers, 10) == []
         assert not (tmp_path / "out").exists()
     finally:
-        _cleanup(proc, workers)
+        kill_all(proc, workers)
 
 
 def test_workers_do_not_outlive_a_killed_command(tmp_path):
@@ -113,9 +78,9 @@ def test_workers_do_not_outlive_a_killed_command(tmp_path):
     try:
         proc.kill()
         proc.wait(timeout=10)
-        assert _wait_gone(workers, 10) == []
+        assert wait_gone(workers, 10) == []
     finally:
-        _cleanup(proc, workers)
+        kill_all(proc, workers)
 
 
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path, cli):
@@ -127,4 +92,4 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path, cli):
         assert code == 2 and "out" in err and "another" in err, err
         assert proc.poll() is None  # the first goes on
     finally:
-        _cleanup(proc, workers)
+        kill_all(proc, workers)

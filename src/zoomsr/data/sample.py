@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
 import os
 import shutil
-import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from zoomsr.grid import Tile, tile_for_lonlat
 from zoomsr.io.atomic import output_lock
 from zoomsr.io.folders import require_writable_folder
 from zoomsr.progress import track
-from zoomsr.stopping import interrupts_held, load_prctl, pool_worker_init, stop_workers
+from zoomsr.stopping import interrupts_held, stop_workers, worker_pool
 
 #: Where synthetic tiles are placed (central Iowa); any valid location would do.
 SAMPLE_ORIGIN_LONLAT = (-93.62, 41.59)
@@ -143,10 +140,7 @@ def _write_pairs(tmp: Path, pairs: int, seed: int, n_frames: int, bands: tuple[s
         for job in track(jobs, "writing sample", enabled=progress):
             _write_one(job)
         return
-    ctx = multiprocessing.get_context("spawn" if sys.platform != "linux" else "fork")
-    load_prctl()  # before the fork (see zoomsr.stopping.load_prctl)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_worker_init,
-                             initargs=(os.getpid(),)) as pool:
+    with worker_pool(workers) as pool:
         try:
             with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
                 done = pool.map(_write_one, jobs, chunksize=8)

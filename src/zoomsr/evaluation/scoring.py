@@ -71,20 +71,16 @@ def open_for_model(scoring: ScoringModel, dataset: str, root: Path, split: str |
         ConfigError: a frames model whose weights give no frame count and no ``n_images``
             (named ``n_images_name`` in the message); a bad option (the loader's).
     """
-    from zoomsr.data.bands import validate_bands
     from zoomsr.data.datasets import open_dataset
+    from zoomsr.inference.model import check_recorded_bands
 
     used = dict(options or {})
     if dataset == "s2naip" and "bands" not in used and scoring.bands:
         used["bands"] = scoring.bands  # what it was trained on
-    elif dataset == "s2naip" and scoring.bands and (
-            validate_bands(used["bands"]) != validate_bands(scoring.bands)):
-        # fed other bands (B05 where it learnt B08, or TCI with B08 to an RGB model), it
-        # runs and scores garbage with no error
-        given, trained = validate_bands(used["bands"]), validate_bands(scoring.bands)
-        raise ConfigError(f"bands {','.join(given)}: {scoring.label} was trained on bands "
-                          f"{','.join(trained)} (its weights record them), in that order; "
-                          f"leave the bands option out to take them")
+    elif dataset == "s2naip" and "bands" in used:  # (TCI with B08 to an RGB model too)
+        check_recorded_bands(scoring.label, used["bands"], scoring.bands,
+                             recorded_by="its weights record them",
+                             fix="leave the bands option out to take them")
     frames = n_images or scoring.known_frames
     if frames is None:
         frames = scoring.frames_for(frames_per_item(dataset, root, split, used, splits_file))

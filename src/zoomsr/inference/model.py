@@ -343,17 +343,19 @@ def _spec(module: nn.Module, bands: tuple[str, ...],
 
 
 def check_recorded_bands(path: str | os.PathLike[str], bands: Sequence[str] | str,
-                         recorded: Sequence[str] | None) -> None:
+                         recorded: Sequence[str] | None, *,
+                         recorded_by: str = "recorded in the file",
+                         fix: str = "give those, or leave the bands out to take them") -> None:
     """Refuse ``bands`` (``--bands``, a dataset's ``bands`` option) other than, or in another
-    order than, those the checkpoint at ``path`` records it was trained on: fed other bands
-    (B05 where it learnt B08), a model runs and makes garbage with no error."""
+    order than, those the model of ``path`` (a file, or a model's label) records it was
+    trained on: fed other bands (B05 where it learnt B08), a model runs and makes garbage
+    with no error. ``recorded_by`` and ``fix`` word the message for the caller."""
     if recorded is None:
         return
     given, trained = validate_bands(bands), validate_bands(recorded)
     if given != trained:
         raise ConfigError(f"bands {','.join(given)}: {path} was trained on bands "
-                          f"{','.join(trained)} (recorded in the file), in that order; give "
-                          f"those, or leave the bands out to take them")
+                          f"{','.join(trained)} ({recorded_by}), in that order; {fix}")
 
 
 def checkpoint_bands(checkpoint: Checkpoint) -> list[str] | None:

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from process_groups import children, kill_all, wait_gone
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and fork")
 
 SCRIPT = textwrap.dedent("""
@@ -36,35 +38,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _workers_of(pid: int) -> list[int]:
-    """Live children of ``pid`` forked from it (same command line: not a resource tracker)."""
-    def cmdline(p: int | str) -> bytes:
-        with open(f"/proc/{p}/cmdline", "rb") as fh:
-            return fh.read()
-
-    parent = cmdline(pid)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                state, ppid = fh.read().rsplit(")", 1)[1].split()[:2]
-            if int(ppid) == pid and state not in ("Z", "X") and cmdline(entry) == parent:
-                found.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
 def _start_with_two_workers(tmp_path) -> tuple[subprocess.Popen, list[int]]:
     """The script, once its pool's workers exist and at least one has started a block (so its
     initializer ran). Every wait has a deadline: a pool that does not start within 60 s on a
@@ -76,31 +49,17 @@ def _start_with_two_workers(tmp_path) -> tuple[subprocess.Popen, list[int]]:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"script ended early: {proc.returncode} {proc.stderr.read()}")
-        pids = _workers_of(proc.pid)
+        pids = children(proc.pid, same_command=True)
         if any(tmp_path.iterdir()) and len(pids) >= 2:
             time.sleep(0.5)  # let the other worker finish its initializer too
             return proc, pids
         time.sleep(0.05)
-    pids = _workers_of(proc.pid)
-    _cleanup(proc, pids)
+    pids = children(proc.pid, same_command=True)
+    kill_all(proc, pids)
     message = f"the pool's workers did not start a block within 60 s (workers {pids})"
     if os.environ.get("CI") == "true":  # (CI's runs are the ones that must show it)
         pytest.fail(message)
     pytest.skip(message)
-
-
-def _wait_gone(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
-
-
-def _cleanup(proc: subprocess.Popen, pids: list[int]) -> None:
-    for pid in [*pids, proc.pid]:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 def test_sigterm_stops_the_workers_like_ctrl_c(tmp_path):
@@ -109,10 +68,10 @@ def test_sigterm_stops_the_workers_like_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         assert code == 130  # not 143: the signal was handled
-        assert _wait_gone(pids, 10) == []
+        assert wait_gone(pids, 10) == []
         assert "interrupted" in proc.stdout.read()  # EOF only once the workers are gone
     finally:
-        _cleanup(proc, pids)
+        kill_all(proc, pids)
 
 
 def test_workers_do_not_outlive_a_killed_parent(tmp_path):
@@ -120,9 +79,9 @@ def test_workers_do_not_outlive_a_killed_parent(tmp_path):
     try:
         proc.kill()
         proc.wait(timeout=10)
-        assert _wait_gone(pids, 10) == []
+        assert wait_gone(pids, 10) == []
     finally:
-        _cleanup(proc, pids)
+        kill_all(proc, pids)
 
 
 def test_sigterm_handler_is_restored():

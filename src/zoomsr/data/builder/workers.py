@@ -5,20 +5,12 @@ once when a block fails or the build is interrupted.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, wait
 
 from zoomsr.data.builder.config import BlockJob
 from zoomsr.progress import track
-from zoomsr.stopping import (
-    interrupts_held,
-    load_prctl,
-    pool_worker_init,
-    stop_workers,
-)
+from zoomsr.stopping import interrupts_held, stop_workers, worker_pool
 
 
 def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], workers: int,
@@ -33,11 +25,8 @@ def run_jobs(run_block: Callable[[BlockJob], dict], jobs: Sequence[BlockJob], wo
         for job in track(jobs, "building blocks", enabled=progress):
             on_done(run_block(job))
         return
-    # fork: workers inherit the imported modules (spawn would re-import torch per worker).
-    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    load_prctl()  # before the fork (see zoomsr.stopping.load_prctl)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_worker_init,
-                             initargs=(os.getpid(),)) as pool:
+    # fork on Linux: workers inherit the imported modules (spawn would re-import torch)
+    with worker_pool(workers) as pool:
         with interrupts_held():  # forks the workers (see stopping.ignore_interrupts_in_worker)
             futures = [pool.submit(run_block, job) for job in jobs]
         try:

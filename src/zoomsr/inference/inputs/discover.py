@@ -78,13 +78,19 @@ def _unused_labelled_bands(frames: Sequence[Frame], extra: Sequence[str]) -> lis
         if len(f.paths) != 1:
             continue
         with open_raster(f.paths[0]) as ds:
-            names = [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
+            names = _labelled_bands(ds)
         unused = [f"{n.upper()} (band {i})" for i, n in enumerate(names, 1)
                   if n is not None and n not in extra and i not in f.bands]
         if unused:
             notes.append(f"{f.paths[0]}: {', '.join(unused)}, a band this model does not "
                          "take")
     return notes
+
+
+def _labelled_bands(ds: rasterio.DatasetReader) -> list[str | None]:
+    """The extra band each band of ``ds`` holds by its description (``B08``, ``nir``...), or
+    None for the others."""
+    return [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
 
 
 def _not_found(path: Path) -> str:
@@ -167,7 +173,7 @@ def _attach_aux(frame: Frame, aux: dict[str, Path], extra_bands: Sequence[str],
             continue
         if len(frame.paths) == 1:  # a multi-band file may hold it, labelled
             with open_raster(frame.paths[0]) as ds:
-                names = [EXTRA_BAND_TOKENS.get((d or "").lower()) for d in ds.descriptions]
+                names = _labelled_bands(ds)
                 if name in names:
                     extras.append(_aux_band(name, frame.paths[0], ds, names.index(name) + 1,
                                             dn_offset, frame, radiometry))
